@@ -1,0 +1,311 @@
+//! The command line: every subcommand, flag and environment variable, with the
+//! `///` lines that become `--help`. Values are resolved in [`crate::settings`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    success
+  1    the job failed (dump, upload, a verify check, restore)
+  2    bad usage or configuration; nothing was attempted
+  75   another pgbak run holds the lock
+  130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM
+
+Connection: DATABASE_URL (postgresql://, postgres://, postgresql+asyncpg://, ...)
+or the libpq variables PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGSSLMODE.";
+
+/// Backups of PostgreSQL (+ pgvector) that are proven to restore.
+#[derive(Debug, Parser)]
+#[command(name = "pgbak", version, about, after_help = EXIT_CODES, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Directory holding pg_dump/pg_restore (must be at least the server's major version).
+    #[arg(long, global = true, env = "PGBAK_PG_BIN_DIR", value_name = "DIR")]
+    pub pg_bin_dir: Option<PathBuf>,
+    /// More detail, including the child commands run (never with passwords).
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Dump the database (pg_dump custom format) with a checksummed meta.json; upload to S3 when configured.
+    Backup(BackupArgs),
+    /// Restore a backup into the database of DATABASE_URL / PG*.
+    Restore(RestoreArgs),
+    /// Prove a backup restores: checksum, restore into a temporary database, compare rows, tables, extensions.
+    Verify(VerifyArgs),
+    /// Unattended run for crontab/systemd: backup, optional verify, retention, log file, alerts.
+    Cron(CronArgs),
+    /// List backups on disk and in S3, newest first.
+    List(ListArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Schema and data.
+    Full,
+    /// DDL only.
+    Schema,
+    /// Rows only.
+    Data,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Full => "full",
+            Mode::Schema => "schema",
+            Mode::Data => "data",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Mode> {
+        match text {
+            "full" => Some(Mode::Full),
+            "schema" => Some(Mode::Schema),
+            "data" => Some(Mode::Data),
+            _ => None,
+        }
+    }
+}
+
+/// Where backups go on S3 or MinIO. A bucket turns uploading on.
+#[derive(Debug, Clone, Default, Args)]
+pub struct S3Args {
+    /// Bucket to upload to (and read from); unset means no S3.
+    #[arg(long = "s3-bucket", env = "S3_BUCKET", value_name = "BUCKET")]
+    pub bucket: Option<String>,
+    /// Key prefix, e.g. `enterprise-agents/postgres/`.
+    #[arg(long = "s3-prefix", env = "S3_PREFIX", value_name = "PREFIX")]
+    pub prefix: Option<String>,
+    /// Endpoint for MinIO and other S3-compatible stores (switches to path-style addressing).
+    #[arg(long = "s3-endpoint-url", env = "S3_ENDPOINT_URL", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Region (else AWS_REGION / AWS_DEFAULT_REGION / profile; us-east-1 for custom endpoints).
+    #[arg(long = "s3-region", env = "S3_REGION", value_name = "REGION")]
+    pub region: Option<String>,
+    /// Storage class of uploaded objects (STANDARD_IA bills 30 days minimum and per-GB retrieval).
+    #[arg(
+        long,
+        env = "S3_STORAGE_CLASS",
+        default_value = "STANDARD_IA",
+        value_name = "CLASS"
+    )]
+    pub storage_class: String,
+    /// Server-side encryption: AES256 or aws:kms.
+    #[arg(long = "s3-sse", env = "S3_SSE", value_name = "ALGO")]
+    pub sse: Option<String>,
+    /// KMS key for `aws:kms` server-side encryption.
+    #[arg(
+        long = "s3-sse-kms-key-id",
+        env = "S3_SSE_KMS_KEY_ID",
+        value_name = "KEY"
+    )]
+    pub sse_kms_key_id: Option<String>,
+    /// Multipart part size in MiB (default: 16, grown so a dump stays under --s3-max-parts).
+    #[arg(
+        long = "s3-part-size-mib",
+        env = "S3_PART_SIZE_MIB",
+        value_name = "MIB"
+    )]
+    pub part_size_mib: Option<u64>,
+    /// Most parts the store allows in one upload (AWS: 10000).
+    #[arg(
+        long = "s3-max-parts",
+        env = "S3_MAX_PARTS",
+        default_value_t = 10_000,
+        value_name = "N"
+    )]
+    pub max_parts: u32,
+    /// Parts uploaded at once (memory is about this many parts plus one).
+    #[arg(
+        long = "s3-concurrency",
+        env = "S3_CONCURRENCY",
+        default_value_t = 4,
+        value_name = "N"
+    )]
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// What to dump.
+    #[arg(long, value_enum, default_value_t = Mode::Full)]
+    pub mode: Mode,
+    /// Directory for the .dump and .meta.json files (created 0700 if missing).
+    #[arg(
+        long,
+        env = "BACKUP_DIR",
+        default_value = "./backups",
+        value_name = "DIR"
+    )]
+    pub output_dir: PathBuf,
+    /// Keep the newest N backups of this database, mode and label; 0 keeps all.
+    #[arg(long, default_value_t = 7, value_name = "N")]
+    pub keep: u32,
+    /// Do not upload, even when S3_BUCKET is set.
+    #[arg(long)]
+    pub no_s3: bool,
+    /// Suffix for the file name, e.g. `pre-migration` ([A-Za-z0-9.-]+); kept apart by retention.
+    #[arg(long, value_name = "LABEL")]
+    pub label: Option<String>,
+    /// pg_dump --compress spec (e.g. zstd:3, gzip:6, lz4, none). Default: zstd:1 when pg_dump has it, else gzip:1.
+    #[arg(long, env = "PGBAK_COMPRESS", value_name = "SPEC")]
+    pub compress: Option<String>,
+    /// Print a JSON summary (the meta.json contents plus paths) on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The .dump to verify, or s3://bucket/key.dump (reading STANDARD_IA objects costs retrieval fees).
+    /// Default: the newest complete backup in --backup-dir.
+    #[arg(value_name = "BACKUP_FILE")]
+    pub backup: Option<String>,
+    /// Directory to pick the newest backup from.
+    #[arg(
+        long,
+        env = "BACKUP_DIR",
+        default_value = "./backups",
+        value_name = "DIR"
+    )]
+    pub backup_dir: PathBuf,
+    /// Verify the newest complete full backup under the S3 prefix.
+    #[arg(long, conflicts_with = "backup")]
+    pub from_s3: bool,
+    /// Leave the temporary database (or cluster) in place and print how to remove it.
+    #[arg(long)]
+    pub no_cleanup: bool,
+    /// Parallel pg_restore jobs.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub jobs: u32,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Expected table (SCHEMA.TABLE), repeatable; replaces the 13 application tables.
+    #[arg(long = "expect-table", value_name = "SCHEMA.TABLE")]
+    pub expect_tables: Vec<String>,
+    /// File with one expected SCHEMA.TABLE per line; replaces the 13 application tables.
+    #[arg(long, value_name = "FILE")]
+    pub expect_tables_file: Option<PathBuf>,
+    /// Restore into this server instead of the source server (its URL; the password may be in it).
+    #[arg(
+        long,
+        env = "PGBAK_VERIFY_TARGET_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub target_url: Option<String>,
+    /// Restore into a throwaway local cluster (initdb + postgres from the chosen bin dir), removed afterwards.
+    #[arg(long, conflicts_with = "target_url")]
+    pub ephemeral: bool,
+    /// maintenance_work_mem for the restore (HNSW index builds are the slow part).
+    #[arg(long, default_value = "1GB", value_name = "SIZE")]
+    pub maintenance_work_mem: String,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+--alembic-stamp is off by default: `alembic stamp head` marks the restored schema as \
+the newest migration without running any, which hides a backup taken before the latest \
+migrations. Compare the revision pgbak prints and run `alembic upgrade head` instead, \
+unless you know the schema is current.")]
+pub struct RestoreArgs {
+    /// The .dump to restore, or s3://bucket/key.dump (reading STANDARD_IA objects costs retrieval fees).
+    /// Default: the newest complete full backup in --backup-dir.
+    #[arg(value_name = "BACKUP_FILE")]
+    pub backup: Option<String>,
+    /// Directory to pick the newest full backup from.
+    #[arg(
+        long,
+        env = "BACKUP_DIR",
+        default_value = "./backups",
+        value_name = "DIR"
+    )]
+    pub backup_dir: PathBuf,
+    /// Restore the newest complete full backup under the S3 prefix.
+    #[arg(long, conflicts_with = "backup")]
+    pub from_s3: bool,
+    /// Terminate sessions, drop and recreate the target database first.
+    #[arg(long)]
+    pub create_db: bool,
+    /// Do not ask for confirmation (required without a terminal).
+    #[arg(long)]
+    pub no_confirm: bool,
+    /// Parallel pg_restore jobs.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub jobs: u32,
+    /// Restore only this table (repeatable).
+    #[arg(long = "table", value_name = "TABLE")]
+    pub tables: Vec<String>,
+    /// Restore only this schema (repeatable).
+    #[arg(long = "schema", value_name = "SCHEMA")]
+    pub schemas: Vec<String>,
+    /// Run `alembic stamp head` afterwards (see below for why this is off by default).
+    #[arg(long)]
+    pub alembic_stamp: bool,
+    /// maintenance_work_mem for the restore (HNSW index builds are the slow part).
+    #[arg(long, default_value = "1GB", value_name = "SIZE")]
+    pub maintenance_work_mem: String,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+#[derive(Debug, Args)]
+pub struct CronArgs {
+    /// Verify the new backup before retention (also VERIFY_ON_BACKUP=true).
+    #[arg(long)]
+    pub verify: bool,
+    /// What to dump.
+    #[arg(long, value_enum, default_value_t = Mode::Full)]
+    pub mode: Mode,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Local directory to list.
+    #[arg(
+        long,
+        env = "BACKUP_DIR",
+        default_value = "./backups",
+        value_name = "DIR"
+    )]
+    pub backup_dir: PathBuf,
+    /// Include the backups under the S3 prefix.
+    #[arg(long)]
+    pub s3: bool,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub s3_args: S3Args,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

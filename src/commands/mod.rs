@@ -1,0 +1,7 @@
+//! One module per subcommand; each reads top to bottom as the steps it runs.
+
+pub mod backup;
+pub mod cron;
+pub mod list;
+pub mod restore;
+pub mod verify;

@@ -1,0 +1,88 @@
+//! Exit codes and the few typed errors that choose them.
+//!
+//! Everything else is an `anyhow::Error` with context and exits 1. Code that
+//! needs a different exit code wraps its error in [`Exit`].
+
+use std::fmt;
+
+/// The job failed: a dump, a check, an upload.
+pub const FAILED: u8 = 1;
+/// Bad usage or configuration: nothing was attempted.
+pub const USAGE: u8 = 2;
+/// Another run holds the lock.
+pub const LOCKED: u8 = 75;
+/// Interrupted by SIGINT (128 + 2).
+pub const SIGINT: u8 = 130;
+/// Interrupted by SIGTERM (128 + 15).
+pub const SIGTERM: u8 = 143;
+
+/// An error that carries its own exit code.
+#[derive(Debug)]
+pub struct Exit {
+    pub code: u8,
+    pub message: String,
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// A usage or configuration error (exit 2).
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    Exit {
+        code: USAGE,
+        message: message.into(),
+    }
+    .into()
+}
+
+/// An interruption by a signal (exit 130 or 143).
+pub fn interrupted(signal: crate::signals::Signal) -> anyhow::Error {
+    Exit {
+        code: signal.exit_code(),
+        message: format!("interrupted by {}", signal.name()),
+    }
+    .into()
+}
+
+/// The exit code an error maps to: the first [`Exit`] in its chain, else 1.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    err.chain()
+        .find_map(|cause| cause.downcast_ref::<Exit>())
+        .map_or(FAILED, |exit| exit.code)
+}
+
+/// The whole error chain on one line, as cron logs and alerts want it.
+pub fn one_line(err: &anyhow::Error) -> String {
+    let text = format!("{err:#}");
+    text.split('\n')
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn exit_code_is_found_under_context() {
+        let err = Err::<(), _>(usage("bad flag"))
+            .context("parsing settings")
+            .unwrap_err();
+        assert_eq!(exit_code(&err), USAGE);
+        assert_eq!(exit_code(&anyhow::anyhow!("plain")), FAILED);
+    }
+
+    #[test]
+    fn one_line_joins_multiline_child_stderr() {
+        let err = anyhow::anyhow!("pg_dump: error: a\n\tHint: b\n").context("dumping");
+        assert_eq!(one_line(&err), "dumping: pg_dump: error: a | Hint: b");
+    }
+}

@@ -1,0 +1,37 @@
+//! pgbak: logical backups of PostgreSQL (+ pgvector) that are proven to restore.
+//!
+//! The binary is thin; [`run`] dispatches a parsed [`cli::Cli`] to one module of
+//! [`commands`] per subcommand. Shared parts sit beside them:
+//! - [`settings`] resolves flags and environment once (flag > environment > default);
+//! - [`pg`] parses `DATABASE_URL`, talks to the server, finds and runs the client tools;
+//! - [`pipeline`] streams pg_dump's output through hashing into the file (and S3) sinks;
+//! - [`storage`] names and lists the backup set on local disk;
+//! - [`meta`] is the meta.json written beside every dump;
+//! - [`retention`] decides, as a pure function, which backups to delete;
+//! - [`ui`] prints timestamped lines (or a progress bar on a terminal), scrubbed of secrets.
+
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod meta;
+pub mod pg;
+pub mod pipeline;
+pub mod retention;
+pub mod settings;
+pub mod signals;
+pub mod storage;
+pub mod ui;
+
+use std::process::ExitCode;
+
+/// Runs one parsed command line and returns the process exit code.
+pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
+    ui::init(cli.global.verbose, cli.global.quiet);
+    match cli.command {
+        cli::Command::Backup(args) => commands::backup::run(&cli.global, args).await,
+        cli::Command::Restore(args) => commands::restore::run(&cli.global, args).await,
+        cli::Command::Verify(args) => commands::verify::run(&cli.global, args).await,
+        cli::Command::Cron(args) => commands::cron::run(&cli.global, args).await,
+        cli::Command::List(args) => commands::list::run(&cli.global, args).await,
+    }
+}

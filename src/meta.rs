@@ -1,0 +1,189 @@
+//! meta.json: what was dumped, from which server, with which checksum. Written
+//! atomically beside every `.dump`; verify, restore, list and retention read it.
+//! Operators script against it, so key names are fixed (`format_version` 1).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::storage::fsio;
+
+pub const FORMAT_VERSION: u32 = 1;
+/// A meta.json larger than this is not ours: refuse it rather than read it.
+const MAX_META_BYTES: u64 = 16 << 20;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableRows {
+    pub schema: String,
+    pub name: String,
+    /// Exact count in the dump's snapshot; null for schema-only backups.
+    pub rows: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct S3Location {
+    pub bucket: String,
+    pub key: String,
+    pub storage_class: String,
+}
+
+/// The result of the last `pgbak verify` of this backup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    pub verified_at: String,
+    pub passed: bool,
+    pub pgbak_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    pub format_version: u32,
+    pub database: String,
+    pub mode: String,
+    pub label: Option<String>,
+    pub file: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_seconds: f64,
+    pub compression: String,
+    pub server_version: String,
+    pub pg_dump_version: String,
+    pub alembic_revision: Option<String>,
+    pub extensions: BTreeMap<String, String>,
+    pub tables: Vec<TableRows>,
+    pub host: String,
+    pub pgbak_version: String,
+    pub s3: Option<S3Location>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+}
+
+impl Meta {
+    /// Reads and checks a meta.json: bounded size, our format version, a file
+    /// name that stays inside its directory, a well-formed checksum.
+    pub fn read(path: &Path) -> Result<Meta> {
+        let len = std::fs::metadata(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
+        if len > MAX_META_BYTES {
+            bail!(
+                "{} is {len} bytes; a meta.json is never that large",
+                path.display()
+            );
+        }
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Meta::parse(&text).with_context(|| format!("reading {}", path.display()))
+    }
+
+    /// Parses and validates meta.json text.
+    pub fn parse(text: &str) -> Result<Meta> {
+        let meta: Meta = serde_json::from_str(text).context("not a pgbak meta.json")?;
+        if meta.format_version != FORMAT_VERSION {
+            bail!(
+                "meta.json format_version {} is not supported (this pgbak reads {FORMAT_VERSION})",
+                meta.format_version
+            );
+        }
+        if !crate::storage::is_plain_file_name(&meta.file) || !meta.file.ends_with(".dump") {
+            bail!(
+                "meta.json names the file {:?}, which is not a plain .dump file name",
+                meta.file
+            );
+        }
+        if meta.sha256.len() != 64 || !meta.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!("meta.json has a malformed sha256");
+        }
+        Ok(meta)
+    }
+
+    /// Writes `path` atomically (temp file, fsync, rename, fsync of the directory), mode 0600.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let mut json = serde_json::to_vec_pretty(self).context("encoding meta.json")?;
+        json.push(b'\n');
+        fsio::write_atomic(path, &json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> Meta {
+        Meta {
+            format_version: 1,
+            database: "enterprise_agents".into(),
+            mode: "full".into(),
+            label: None,
+            file: "enterprise_agents_full_20261125T020000.dump".into(),
+            size_bytes: 10,
+            sha256: "a".repeat(64),
+            started_at: "2026-11-25T02:00:00Z".into(),
+            finished_at: "2026-11-25T02:00:05Z".into(),
+            duration_seconds: 4.8,
+            compression: "zstd:1".into(),
+            server_version: "16.14".into(),
+            pg_dump_version: "17.10".into(),
+            alembic_revision: Some("013".into()),
+            extensions: BTreeMap::from([("vector".into(), "0.8.5".into())]),
+            tables: vec![TableRows {
+                schema: "public".into(),
+                name: "users".into(),
+                rows: Some(200),
+            }],
+            host: "db-host-01".into(),
+            pgbak_version: "0.1.0".into(),
+            s3: None,
+            verification: None,
+        }
+    }
+
+    #[test]
+    fn round_trips_with_the_fixed_key_names() {
+        let meta = sample();
+        let json = serde_json::to_value(&meta).unwrap();
+        for key in [
+            "format_version",
+            "database",
+            "mode",
+            "label",
+            "file",
+            "size_bytes",
+            "sha256",
+            "started_at",
+            "finished_at",
+            "duration_seconds",
+            "compression",
+            "server_version",
+            "pg_dump_version",
+            "alembic_revision",
+            "extensions",
+            "tables",
+            "host",
+            "pgbak_version",
+            "s3",
+        ] {
+            assert!(json.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(Meta::parse(&json.to_string()).unwrap(), meta);
+    }
+
+    #[test]
+    fn rejects_hostile_file_names_and_bad_checksums() {
+        for file in ["../etc/passwd.dump", "/abs/x.dump", "a/b.dump", "x.sql", ""] {
+            let mut meta = sample();
+            meta.file = file.into();
+            let text = serde_json::to_string(&meta).unwrap();
+            assert!(Meta::parse(&text).is_err(), "{file}");
+        }
+        let mut meta = sample();
+        meta.sha256 = "../".into();
+        assert!(Meta::parse(&serde_json::to_string(&meta).unwrap()).is_err());
+        assert!(Meta::parse("{").is_err());
+        assert!(Meta::parse("[]").is_err());
+    }
+}

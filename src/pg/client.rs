@@ -1,0 +1,231 @@
+//! pgbak's own connection to the server (tokio-postgres), the catalog queries
+//! every command needs, and connection errors an operator can act on.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use tokio_postgres::config::SslMode as PgSslMode;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Config};
+
+use super::url::{ConnSettings, Host, SslMode};
+use crate::meta::TableRows;
+
+/// Opens a connection; the connection task lives until the client is dropped.
+pub async fn connect(settings: &ConnSettings) -> Result<Client> {
+    let mut config = Config::new();
+    match &settings.host {
+        Host::Tcp(name) => config.host(name),
+        Host::Socket(dir) => config.host_path(dir),
+    };
+    config
+        .port(settings.port)
+        .user(&settings.user)
+        .dbname(&settings.dbname)
+        .application_name("pgbak");
+    if let Some(password) = &settings.password {
+        config.password(password);
+    }
+    let timeout = settings
+        .params
+        .get("connect_timeout")
+        .and_then(|t| t.parse::<u64>().ok())
+        .filter(|t| *t > 0)
+        .unwrap_or(15);
+    config.connect_timeout(Duration::from_secs(timeout));
+    config.ssl_mode(match settings.sslmode {
+        SslMode::Disable => PgSslMode::Disable,
+        SslMode::Allow | SslMode::Prefer => PgSslMode::Prefer,
+        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => PgSslMode::Require,
+    });
+    if let Some(options) = settings.params.get("options") {
+        config.options(options);
+    }
+
+    let tls = super::tls::client_config(settings)?;
+    let client = match tls {
+        None => {
+            let (client, connection) = config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(|e| connect_error(settings, e))?;
+            tokio::spawn(connection);
+            client
+        }
+        Some(tls) => {
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+            let (client, connection) = config
+                .connect(tls)
+                .await
+                .map_err(|e| connect_error(settings, e))?;
+            tokio::spawn(connection);
+            client
+        }
+    };
+    Ok(client)
+}
+
+/// One line that says what failed and what to check, never the password.
+fn connect_error(settings: &ConnSettings, err: tokio_postgres::Error) -> anyhow::Error {
+    let at = format!(
+        "PostgreSQL at {} (database {:?}, user {:?})",
+        settings.endpoint(),
+        settings.dbname,
+        settings.user
+    );
+    if let Some(db) = err.as_db_error() {
+        let code = db.code();
+        let hint = if *code == SqlState::INVALID_PASSWORD
+            || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+        {
+            "authentication failed: check the user and password in DATABASE_URL or PGPASSWORD/~/.pgpass"
+        } else if *code == SqlState::INVALID_CATALOG_NAME {
+            "the database does not exist: check the database name in DATABASE_URL or PGDATABASE"
+        } else if *code == SqlState::TOO_MANY_CONNECTIONS {
+            "the server has no free connection slots"
+        } else {
+            "the server refused the connection"
+        };
+        return anyhow!("connecting to {at}: {hint} (server said: {})", db.message());
+    }
+    let detail = crate::error::one_line(&anyhow::Error::new(err));
+    let hint = if detail.contains("password missing") {
+        "the server asks for a password and none was given: set it in DATABASE_URL, PGPASSWORD or ~/.pgpass"
+    } else if detail.contains("timed out") || detail.contains("timeout") {
+        "timed out: check host, port and firewall"
+    } else if detail.to_lowercase().contains("tls") || detail.contains("certificate") {
+        "TLS failed: check sslmode, sslrootcert and the server's certificate"
+    } else {
+        "is the server running and accepting connections there? Check host, port, listen_addresses and pg_hba.conf"
+    };
+    anyhow!("cannot connect to {at}: {hint} ({detail})")
+}
+
+/// Quotes an SQL identifier (`odd "name"` -> `"odd ""name"""`).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `schema.table` with both parts quoted.
+pub fn qualified(schema: &str, table: &str) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(table))
+}
+
+/// The server's version: the number (160014) and the text ("16.14").
+#[derive(Debug, Clone)]
+pub struct ServerVersion {
+    pub num: u32,
+    pub text: String,
+}
+
+impl ServerVersion {
+    pub fn major(&self) -> u32 {
+        self.num / 10_000
+    }
+}
+
+pub async fn server_version(client: &Client) -> Result<ServerVersion> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int, current_setting('server_version')",
+            &[],
+        )
+        .await
+        .context("reading the server version")?;
+    let num: i32 = row.get(0);
+    let text: String = row.get(1);
+    Ok(ServerVersion {
+        num: u32::try_from(num).unwrap_or_default(),
+        text: text
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    })
+}
+
+/// Installed extensions and their versions.
+pub async fn extensions(client: &Client) -> Result<BTreeMap<String, String>> {
+    let rows = client
+        .query(
+            "SELECT extname::text, extversion FROM pg_extension ORDER BY 1",
+            &[],
+        )
+        .await
+        .context("listing extensions")?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// User tables whose rows pg_dump writes: ordinary tables (partitions included,
+/// partitioned parents excluded so no row is counted twice), not in system
+/// schemas, not owned by an extension.
+pub async fn user_tables(client: &Client) -> Result<Vec<(String, String)>> {
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind = 'r'
+                AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+                AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                                 WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                                   AND d.deptype = 'e')
+              ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .context("listing tables")?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Exact row counts of `tables`, in the caller's transaction (and so its snapshot).
+pub async fn row_counts(client: &Client, tables: &[(String, String)]) -> Result<Vec<TableRows>> {
+    let mut out = Vec::with_capacity(tables.len());
+    for (schema, name) in tables {
+        let sql = format!("SELECT count(*) FROM ONLY {}", qualified(schema, name));
+        let row = client
+            .query_one(&sql, &[])
+            .await
+            .with_context(|| format!("counting rows of {schema}.{name}"))?;
+        let rows: i64 = row.get(0);
+        out.push(TableRows {
+            schema: schema.clone(),
+            name: name.clone(),
+            rows: Some(u64::try_from(rows).unwrap_or_default()),
+        });
+    }
+    Ok(out)
+}
+
+/// The Alembic revision in `alembic_version` (first one on the search path),
+/// None when the table is absent; several heads are joined with ",".
+pub async fn alembic_revision(client: &Client) -> Result<Option<String>> {
+    let row = client
+        .query_one("SELECT to_regclass('alembic_version')::text", &[])
+        .await
+        .context("looking for alembic_version")?;
+    let Some(table) = row.get::<_, Option<String>>(0) else {
+        return Ok(None);
+    };
+    let rows = client
+        .query(
+            &format!("SELECT version_num::text FROM {table} ORDER BY 1"),
+            &[],
+        )
+        .await
+        .context("reading alembic_version")?;
+    let revisions: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    Ok((!revisions.is_empty()).then(|| revisions.join(",")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_ident("odd db \"name\""), "\"odd db \"\"name\"\"\"");
+        assert_eq!(qualified("public", "a;b"), "\"public\".\"a;b\"");
+    }
+}

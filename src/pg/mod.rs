@@ -1,0 +1,7 @@
+//! Everything PostgreSQL: connection settings, pgbak's own connection and
+//! catalog queries, TLS, and the client tools (pg_dump, pg_restore, ...).
+
+pub mod client;
+pub mod tls;
+pub mod tools;
+pub mod url;

@@ -1,0 +1,267 @@
+//! Finding pg_dump, pg_restore and friends at least as new as the server, and
+//! running them with the connection in their environment, never in argv.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use anyhow::{anyhow, Context, Result};
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, ChildStderr, Command};
+
+use super::url::ConnSettings;
+use crate::error::usage;
+
+/// A directory of client tools and the version its pg_dump reports.
+#[derive(Debug, Clone)]
+pub struct PgTools {
+    pub bin_dir: PathBuf,
+    pub major: u32,
+    /// As pg_dump prints it, e.g. "17.10".
+    pub version: String,
+}
+
+impl PgTools {
+    pub fn tool(&self, name: &str) -> PathBuf {
+        self.bin_dir.join(name)
+    }
+
+    /// A command for `tool` that talks to `conn`: inherited `PG*` variables
+    /// removed, the connection (password included) set as libpq variables,
+    /// killed if pgbak drops it (Ctrl-C, errors).
+    pub fn command(&self, tool: &str, conn: &ConnSettings) -> Command {
+        let mut cmd = Command::new(self.tool(tool));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("PG") {
+                cmd.env_remove(&key);
+            }
+        }
+        cmd.envs(conn.child_env());
+        cmd.stdin(Stdio::null()).kill_on_drop(true);
+        cmd
+    }
+}
+
+/// Parses `pg_dump (PostgreSQL) 16.14 (Debian 16.14-1.pgdg120+1)` into (16, "16.14").
+pub fn parse_version(output: &str) -> Option<(u32, String)> {
+    let rest = output.trim().split(')').nth(1)?.trim();
+    let version = rest.split_whitespace().next()?;
+    let digits: String = version.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let major = digits.parse().ok()?;
+    Some((major, version.to_owned()))
+}
+
+fn version_of(pg_dump: &Path) -> Option<(u32, String)> {
+    let out = std::process::Command::new(pg_dump)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| parse_version(&String::from_utf8_lossy(&out.stdout)))
+        .flatten()
+}
+
+/// Directories to look in, in order: PATH, then the usual install roots
+/// (newest first).
+fn candidate_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect())
+        .unwrap_or_default();
+    let mut roots = Vec::new();
+    for (parent, prefix, suffix) in [
+        ("/usr/lib/postgresql", "", "bin"),
+        ("/usr", "pgsql-", "bin"),
+        ("/opt/homebrew/opt", "postgresql@", "bin"),
+        ("/usr/local/opt", "postgresql@", "bin"),
+    ] {
+        let Ok(entries) = std::fs::read_dir(parent) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(version) = name.strip_prefix(prefix) {
+                if let Ok(major) = version.parse::<u32>() {
+                    roots.push((major, entry.path().join(suffix)));
+                }
+            }
+        }
+    }
+    roots.sort_by_key(|(major, _)| std::cmp::Reverse(*major));
+    dirs.extend(roots.into_iter().map(|(_, dir)| dir));
+    dirs.push(PathBuf::from("/usr/local/pgsql/bin"));
+    dirs
+}
+
+/// Picks the client tools for a server of major version `need` (or newer,
+/// when an archive written by a newer pg_dump must be read):
+/// `--pg-bin-dir`/`PGBAK_PG_BIN_DIR` when given (and then only it), else the
+/// first new-enough pg_dump on PATH, else in the usual install roots.
+pub fn find(explicit: Option<&Path>, need: u32, server_text: &str) -> Result<PgTools> {
+    let mut seen: Vec<(PathBuf, String)> = Vec::new();
+    let mut visited = std::collections::HashSet::new();
+    let dirs = match explicit {
+        Some(dir) => vec![dir.to_path_buf()],
+        None => candidate_dirs(),
+    };
+    for dir in dirs {
+        if !visited.insert(dir.clone()) {
+            continue;
+        }
+        let pg_dump = dir.join("pg_dump");
+        if !pg_dump.is_file() {
+            if explicit.is_some() {
+                return Err(usage(format!(
+                    "--pg-bin-dir {} holds no pg_dump",
+                    dir.display()
+                )));
+            }
+            continue;
+        }
+        match version_of(&pg_dump) {
+            Some((major, version)) if major >= need => {
+                crate::ui::debug(&format!(
+                    "using the client tools in {} (pg_dump {version})",
+                    dir.display()
+                ));
+                return Ok(PgTools {
+                    bin_dir: dir,
+                    major,
+                    version,
+                });
+            }
+            Some((_, version)) => seen.push((dir, version)),
+            None => seen.push((dir, "unreadable version".to_owned())),
+        }
+    }
+    let found = if seen.is_empty() {
+        "none found".to_owned()
+    } else {
+        seen.iter()
+            .map(|(dir, v)| format!("{} ({v})", dir.join("pg_dump").display()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(usage(format!(
+        "the server runs PostgreSQL {server_text} and needs pg_dump/pg_restore {need} or newer; \
+         found: {found}. Install postgresql-client-{need} (Debian/Ubuntu, PGDG repository) or \
+         postgresql{need} (RHEL), or point --pg-bin-dir / PGBAK_PG_BIN_DIR at its bin directory"
+    )))
+}
+
+/// Collects a child's stderr while it runs, so a full pipe never stalls it and
+/// the text can be quoted in the error.
+pub fn collect_stderr(stderr: ChildStderr) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut buf = Vec::new();
+        // Cap what is kept: a runaway child must not fill memory.
+        let _ = stderr.take(1 << 20).read_to_end(&mut buf).await;
+        String::from_utf8_lossy(&buf).trim().to_owned()
+    })
+}
+
+/// Output of a finished child.
+pub struct Finished {
+    pub success: bool,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` to completion with stdout and stderr captured.
+pub async fn run(mut cmd: Command, what: &str) -> Result<Finished> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child: Child = cmd.spawn().with_context(|| format!("starting {what}"))?;
+    let out = child
+        .wait_with_output()
+        .await
+        .with_context(|| format!("waiting for {what}"))?;
+    Ok(Finished {
+        success: out.status.success(),
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+    })
+}
+
+/// Runs `cmd` and fails with its stderr quoted when it exits non-zero.
+pub async fn run_ok(cmd: Command, what: &str) -> Result<Finished> {
+    let out = run(cmd, what).await?;
+    if !out.success {
+        return Err(anyhow!(
+            "{what} failed (exit {}): {}",
+            out.code.map_or("signal".to_owned(), |c| c.to_string()),
+            out.stderr
+        ));
+    }
+    Ok(out)
+}
+
+/// The compression pg_dump should use when none is asked for: zstd:1 when this
+/// pg_dump was built with zstd (pg_dump >= 16), else gzip:1. The probe makes
+/// pg_dump validate the spec against a socket that cannot exist: it checks
+/// compression support before it connects.
+pub async fn default_compression(tools: &PgTools) -> String {
+    if tools.major >= 16 {
+        let mut cmd = Command::new(tools.tool("pg_dump"));
+        cmd.args([
+            "--compress=zstd:1",
+            "--format=custom",
+            "--file=/dev/null",
+            "--no-password",
+            "--host=/nonexistent-pgbak-probe",
+        ])
+        .env("PGCONNECT_TIMEOUT", "1")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+        if let Ok(out) = run(cmd, "pg_dump compression probe").await {
+            if !out.stderr.contains("does not support compression") {
+                return "zstd:1".to_owned();
+            }
+        }
+    }
+    pg_dump_compress_arg(tools.major, "gzip:1")
+}
+
+/// pg_dump before 16 takes only a gzip level: translate `gzip:N` to `N`.
+pub fn pg_dump_compress_arg(major: u32, spec: &str) -> String {
+    if major >= 16 {
+        return spec.to_owned();
+    }
+    match spec {
+        "none" => "0".to_owned(),
+        "gzip" => "6".to_owned(),
+        _ => spec
+            .strip_prefix("gzip:")
+            .map_or_else(|| spec.to_owned(), |level| level.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_from_every_packaging() {
+        assert_eq!(
+            parse_version("pg_dump (PostgreSQL) 16.14\n"),
+            Some((16, "16.14".into()))
+        );
+        assert_eq!(
+            parse_version("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"),
+            Some((15, "15.18".into()))
+        );
+        assert_eq!(
+            parse_version("pg_dump (PostgreSQL) 18devel"),
+            Some((18, "18devel".into()))
+        );
+        assert_eq!(parse_version("garbage"), None);
+    }
+
+    #[test]
+    fn old_pg_dump_gets_a_gzip_level() {
+        assert_eq!(pg_dump_compress_arg(15, "gzip:1"), "1");
+        assert_eq!(pg_dump_compress_arg(15, "none"), "0");
+        assert_eq!(pg_dump_compress_arg(16, "gzip:1"), "gzip:1");
+    }
+}

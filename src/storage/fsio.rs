@@ -1,0 +1,127 @@
+//! Filesystem steps that make "a file named `.dump` is always complete" true:
+//! exclusive creation with mode 0600, fsync, rename without replacing, and
+//! fsync of the directory so the rename survives a crash.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+/// Creates `dir` (and parents) with mode 0700 when missing.
+pub fn ensure_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating the directory {}", dir.display()))
+}
+
+/// Creates `path` for writing, mode 0600; fails if it exists.
+pub fn create_new(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// fsyncs a directory so renames and unlinks in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing the directory {}", dir.display()))
+}
+
+/// Renames `from` to `to`, failing rather than replacing an existing `to`.
+pub fn rename_noreplace(from: &Path, to: &Path) -> Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c_from = CString::new(from.as_os_str().as_bytes())?;
+    let c_to = CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: both are valid NUL-terminated paths; AT_FDCWD resolves them relative to the cwd.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            c_from.as_ptr(),
+            libc::AT_FDCWD,
+            c_to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EINVAL) || err.raw_os_error() == Some(libc::ENOSYS) {
+        // Filesystems without RENAME_NOREPLACE: a hard link fails on an existing target too.
+        std::fs::hard_link(from, to)
+            .with_context(|| format!("renaming {} to {}", from.display(), to.display()))?;
+        std::fs::remove_file(from).with_context(|| format!("removing {}", from.display()))?;
+        return Ok(());
+    }
+    if err.kind() == std::io::ErrorKind::AlreadyExists {
+        bail!("{} already exists; not replacing it", to.display());
+    }
+    Err(err).with_context(|| format!("renaming {} to {}", from.display(), to.display()))
+}
+
+/// The `.partial` name a file is written under before it is complete.
+pub fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    path.with_file_name(name)
+}
+
+/// Writes `bytes` to `path` atomically, mode 0600: `path.partial`, fsync,
+/// rename, fsync of the directory. On any error the partial file is removed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let partial = partial_path(path);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let result = (|| {
+        let mut file =
+            create_new(&partial).with_context(|| format!("creating {}", partial.display()))?;
+        file.write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("writing {}", partial.display()))?;
+        std::fs::rename(&partial, path)
+            .with_context(|| format!("renaming {} into place", partial.display()))?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
+}
+
+/// True when `path` is a regular file readable only by its owner (0600 or stricter).
+pub fn is_private(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o077 == 0)
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_is_private_and_noreplace_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.json");
+        write_atomic(&a, b"{}").unwrap();
+        assert!(is_private(&a));
+        assert!(!partial_path(&a).exists());
+        let b = dir.path().join("b");
+        std::fs::write(&b, "b").unwrap();
+        assert!(rename_noreplace(&b, &a).is_err());
+        assert_eq!(std::fs::read(&a).unwrap(), b"{}");
+        let c = dir.path().join("c");
+        rename_noreplace(&b, &c).unwrap();
+        assert!(c.exists() && !b.exists());
+    }
+}

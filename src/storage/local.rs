@@ -1,0 +1,129 @@
+//! Backups in a local directory: listing, picking the newest, removing, and
+//! finding `.partial` files that no running pgbak is writing any more.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::{BackupName, Group};
+use crate::cli::Mode;
+
+/// One backup in a directory: its `.dump`, its `.meta.json`, or both.
+#[derive(Debug, Clone)]
+pub struct LocalBackup {
+    pub name: BackupName,
+    pub dump: PathBuf,
+    pub meta: PathBuf,
+    pub has_dump: bool,
+    pub has_meta: bool,
+    pub size: u64,
+}
+
+impl LocalBackup {
+    /// Both files are there (a crash between the two renames leaves only the dump).
+    pub fn is_complete(&self) -> bool {
+        self.has_dump && self.has_meta
+    }
+}
+
+pub struct LocalStore {
+    pub dir: PathBuf,
+}
+
+impl LocalStore {
+    pub fn new(dir: &Path) -> LocalStore {
+        LocalStore {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Every backup in the directory, oldest first; a missing directory is empty.
+    pub fn list(&self) -> Result<Vec<LocalBackup>> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(e).with_context(|| format!("listing {}", self.dir.display()));
+            }
+        };
+        let mut found: std::collections::BTreeMap<String, LocalBackup> = Default::default();
+        for entry in entries {
+            let entry = entry.with_context(|| format!("listing {}", self.dir.display()))?;
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            let Some(name) = BackupName::parse(&file_name) else {
+                continue;
+            };
+            // Only regular files count: a symlink named like a backup is not one.
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            let stem = name.stem();
+            let backup = found.entry(stem).or_insert_with(|| LocalBackup {
+                dump: self.dir.join(name.dump_file()),
+                meta: self.dir.join(name.meta_file()),
+                name: name.clone(),
+                has_dump: false,
+                has_meta: false,
+                size: 0,
+            });
+            if file_name.ends_with(".dump") {
+                backup.has_dump = true;
+                backup.size = meta.len();
+            } else {
+                backup.has_meta = true;
+            }
+        }
+        let mut list: Vec<LocalBackup> = found.into_values().collect();
+        list.sort_by_key(|b| b.name.timestamp);
+        Ok(list)
+    }
+
+    /// The newest complete backup, of `mode` when given.
+    pub fn newest_complete(&self, mode: Option<Mode>) -> Result<Option<LocalBackup>> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .rfind(|b| b.is_complete() && mode.is_none_or(|m| b.name.mode == m)))
+    }
+
+    /// Removes a backup: the dump first, so a crash in between leaves a meta.json
+    /// without a dump (which list shows as incomplete) rather than the reverse.
+    pub fn remove(&self, backup: &LocalBackup) -> Result<()> {
+        for path in [&backup.dump, &backup.meta] {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+            }
+        }
+        super::fsio::sync_dir(&self.dir)
+    }
+
+    /// `.partial` files of `group` that no live pgbak holds a lock on: leftovers
+    /// of a run that died. Writers hold an exclusive lock on their partial file
+    /// for as long as they write it, so a live one is never listed.
+    pub fn stale_partials(&self, group: &Group) -> Result<Vec<PathBuf>> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Ok(Vec::new());
+        };
+        let mut stale = Vec::new();
+        for entry in entries.flatten() {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            let Some(base) = file_name.strip_suffix(".partial") else {
+                continue;
+            };
+            if BackupName::parse(base).is_none_or(|n| n.group() != *group) {
+                continue;
+            }
+            let path = entry.path();
+            let Ok(file) = std::fs::File::open(&path) else {
+                continue;
+            };
+            if file.try_lock().is_ok() {
+                stale.push(path);
+            }
+        }
+        Ok(stale)
+    }
+}

@@ -1,0 +1,223 @@
+//! The backup set: how backups are named, and the copies on local disk.
+//!
+//! A backup is two files, `<db>_<mode>[_<label>]_<UTC YYYYmmddTHHMMSS>.dump`
+//! and the same stem with `.meta.json`; it is complete only when both exist.
+
+pub mod fsio;
+pub mod local;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+
+use crate::cli::Mode;
+
+const TIMESTAMP_FORMAT: &str = "%Y%m%dT%H%M%S";
+
+/// The parts of a backup's file name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupName {
+    /// The database name made safe for a file name.
+    pub database: String,
+    pub mode: Mode,
+    pub label: Option<String>,
+    pub timestamp: NaiveDateTime,
+}
+
+/// Retention and "newest" work within a group: same database, mode and label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Group {
+    pub database: String,
+    pub mode: &'static str,
+    pub label: Option<String>,
+}
+
+impl BackupName {
+    pub fn new(database: &str, mode: Mode, label: Option<&str>, at: DateTime<Utc>) -> BackupName {
+        BackupName {
+            database: safe_database_name(database),
+            mode,
+            label: label.map(str::to_owned),
+            timestamp: at.naive_utc(),
+        }
+    }
+
+    pub fn stem(&self) -> String {
+        let mut stem = format!("{}_{}", self.database, self.mode.as_str());
+        if let Some(label) = &self.label {
+            stem.push('_');
+            stem.push_str(label);
+        }
+        stem.push('_');
+        stem.push_str(&self.timestamp.format(TIMESTAMP_FORMAT).to_string());
+        stem
+    }
+
+    pub fn dump_file(&self) -> String {
+        format!("{}.dump", self.stem())
+    }
+
+    pub fn meta_file(&self) -> String {
+        format!("{}.meta.json", self.stem())
+    }
+
+    pub fn group(&self) -> Group {
+        Group {
+            database: self.database.clone(),
+            mode: self.mode.as_str(),
+            label: self.label.clone(),
+        }
+    }
+
+    /// Parses a `.dump` or `.meta.json` file name; None for anything else.
+    /// Labels cannot be a mode name, which keeps `<db>_<mode>_<label>` unambiguous.
+    pub fn parse(file_name: &str) -> Option<BackupName> {
+        let stem = file_name
+            .strip_suffix(".dump")
+            .or_else(|| file_name.strip_suffix(".meta.json"))?;
+        let (rest, ts) = stem.rsplit_once('_')?;
+        let timestamp = NaiveDateTime::parse_from_str(ts, TIMESTAMP_FORMAT).ok()?;
+        if ts.len() != 15 {
+            return None;
+        }
+        let (rest, last) = rest.rsplit_once('_')?;
+        let (database, mode, label) = match Mode::parse(last) {
+            Some(mode) => (rest, mode, None),
+            None => {
+                let (database, mode) = rest.rsplit_once('_')?;
+                (database, Mode::parse(mode)?, Some(last.to_owned()))
+            }
+        };
+        if database.is_empty() || label.as_deref().is_some_and(|l| validate_label(l).is_err()) {
+            return None;
+        }
+        Some(BackupName {
+            database: database.to_owned(),
+            mode,
+            label,
+            timestamp,
+        })
+    }
+
+    /// The timestamp in the name, as UTC.
+    pub fn time(&self) -> DateTime<Utc> {
+        self.timestamp.and_utc()
+    }
+
+    /// The same name one second later (two backups within one second).
+    pub fn next_second(&self) -> BackupName {
+        BackupName {
+            timestamp: self.timestamp + chrono::Duration::seconds(1),
+            ..self.clone()
+        }
+    }
+}
+
+/// Keeps `[A-Za-z0-9_.-]`, replaces anything else with `-`.
+pub fn safe_database_name(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    // A name of dots would be a path component.
+    if safe.is_empty() || safe.chars().all(|c| c == '.') {
+        format!("db{safe}")
+    } else {
+        safe
+    }
+}
+
+/// Labels are `[A-Za-z0-9.-]+` and not a mode name.
+pub fn validate_label(label: &str) -> Result<(), String> {
+    if label.is_empty()
+        || label.len() > 64
+        || !label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+    {
+        return Err(format!(
+            "invalid label {label:?}: use 1-64 of A-Z a-z 0-9 . -"
+        ));
+    }
+    if Mode::parse(label).is_some() || label.chars().all(|c| c == '.') {
+        return Err(format!(
+            "invalid label {label:?}: it may not be a mode name"
+        ));
+    }
+    Ok(())
+}
+
+/// A single path component that is not `.` or `..` (safe to join to a directory).
+pub fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains('/')
+        && !name.contains('\0')
+        && name.len() <= 255
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 25, 2, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn names_round_trip() {
+        let cases = [
+            ("enterprise_agents", Mode::Full, None),
+            ("enterprise_agents", Mode::Schema, Some("pre-migration")),
+            ("a_full_b", Mode::Data, Some("v1.2")),
+            ("x", Mode::Full, Some("full2")),
+        ];
+        for (db, mode, label) in cases {
+            let name = BackupName::new(db, mode, label, at());
+            assert_eq!(BackupName::parse(&name.dump_file()), Some(name.clone()));
+            assert_eq!(BackupName::parse(&name.meta_file()), Some(name));
+        }
+        assert_eq!(
+            BackupName::new("enterprise_agents", Mode::Full, None, at()).dump_file(),
+            "enterprise_agents_full_20261125T020000.dump"
+        );
+    }
+
+    #[test]
+    fn odd_database_names_become_safe_file_names() {
+        assert_eq!(safe_database_name("odd db \"name\""), "odd-db--name-");
+        assert_eq!(safe_database_name("../etc"), "..-etc");
+        assert_eq!(safe_database_name(".."), "db..");
+        assert_eq!(safe_database_name("Ünïcode"), "-n-code");
+        let name = BackupName::new("../../x", Mode::Full, None, at());
+        assert!(is_plain_file_name(&name.dump_file()));
+    }
+
+    #[test]
+    fn other_files_are_not_backups() {
+        for file in [
+            "notes.txt",
+            "x_full_2026.dump",
+            "x_full_20261125T020000.dump.partial",
+            "x_weekly_20261125T020000.dump",
+            "_full_20261125T020000.dump",
+            "x_full_bad_label!_20261125T020000.dump",
+        ] {
+            assert_eq!(BackupName::parse(file), None, "{file}");
+        }
+    }
+
+    #[test]
+    fn labels_are_checked() {
+        assert!(validate_label("pre-migration").is_ok());
+        for bad in ["", "a_b", "a/b", "full", "..", "a b"] {
+            assert!(validate_label(bad).is_err(), "{bad}");
+        }
+    }
+}

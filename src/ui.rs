@@ -1,0 +1,208 @@
+//! What pgbak prints: timestamped lines on stderr (and into the cron log file),
+//! scrubbed of every registered secret, and a progress bar only on a terminal.
+//!
+//! Results meant for scripts (`--json`) go to stdout through [`stdout_line`].
+
+use std::fs::File;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+const QUIET: u8 = 0;
+const NORMAL: u8 = 1;
+const VERBOSE: u8 = 2;
+
+static LEVEL: AtomicU8 = AtomicU8::new(NORMAL);
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static LOG_FILE: Mutex<Option<File>> = Mutex::new(None);
+static TERMINAL: OnceLock<bool> = OnceLock::new();
+
+pub fn init(verbose: bool, quiet: bool) {
+    let level = if quiet {
+        QUIET
+    } else if verbose {
+        VERBOSE
+    } else {
+        NORMAL
+    };
+    LEVEL.store(level, Ordering::Relaxed);
+}
+
+/// True when stderr is a terminal (and so progress bars are shown).
+pub fn is_terminal() -> bool {
+    *TERMINAL.get_or_init(|| std::io::stderr().is_terminal())
+}
+
+/// Registers a value that must never be printed (passwords, keys, tokens).
+/// Values shorter than 4 characters are ignored: scrubbing them would mangle text.
+pub fn register_secret(secret: &str) {
+    if secret.len() < 4 {
+        return;
+    }
+    let mut secrets = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
+    if !secrets.iter().any(|s| s == secret) {
+        secrets.push(secret.to_owned());
+        // Longest first, so a secret containing another is replaced whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+}
+
+/// Replaces every registered secret in `text` with `***`.
+pub fn scrub(text: &str) -> String {
+    let secrets = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = text.to_owned();
+    for secret in secrets.iter() {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), "***");
+        }
+    }
+    out
+}
+
+/// Sends every line printed from now on into `file` as well (cron's per-run log).
+pub fn tee_to(file: File) {
+    *LOG_FILE.lock().unwrap_or_else(|e| e.into_inner()) = Some(file);
+}
+
+fn emit(tag: &str, message: &str) {
+    let message = scrub(message);
+    let stamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
+    let line = format!("{stamp} {tag:<5} {message}");
+    let mut file = LOG_FILE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(file) = file.as_mut() {
+        let _ = writeln!(file, "{line}");
+    }
+    if is_terminal() {
+        // People at a terminal do not need the timestamp on every line.
+        match tag {
+            "INFO" => eprintln!("{message}"),
+            _ => eprintln!("{}: {message}", tag.to_lowercase()),
+        }
+    } else {
+        eprintln!("{line}");
+    }
+}
+
+pub fn debug(message: &str) {
+    if LEVEL.load(Ordering::Relaxed) >= VERBOSE {
+        emit("DEBUG", message);
+    }
+}
+
+pub fn info(message: &str) {
+    if LEVEL.load(Ordering::Relaxed) >= NORMAL {
+        emit("INFO", message);
+    }
+}
+
+pub fn warn(message: &str) {
+    emit("WARN", message);
+}
+
+pub fn error(message: &str) {
+    emit("ERROR", message);
+}
+
+/// A result line for scripts, on stdout (also scrubbed, also logged).
+pub fn stdout_line(text: &str) {
+    let text = scrub(text);
+    let mut file = LOG_FILE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(file) = file.as_mut() {
+        let _ = writeln!(file, "{text}");
+    }
+    println!("{text}");
+}
+
+/// Human-readable byte count (binary units).
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Progress of a byte stream: a bar on a terminal, a line every 10 s otherwise.
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    what: String,
+    started: Instant,
+    last_line: Instant,
+}
+
+impl Progress {
+    pub fn new(what: &str) -> Progress {
+        let quiet = LEVEL.load(Ordering::Relaxed) == QUIET;
+        let bar = (is_terminal() && !quiet).then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            let style = indicatif::ProgressStyle::with_template(
+                "{spinner} {msg} {bytes} ({bytes_per_sec}) {elapsed}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+            bar.set_style(style);
+            bar.set_message(what.to_owned());
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Progress {
+            bar,
+            what: what.to_owned(),
+            started: Instant::now(),
+            last_line: Instant::now(),
+        }
+    }
+
+    pub fn update(&mut self, total: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(total);
+        } else if self.last_line.elapsed() >= Duration::from_secs(10) {
+            self.last_line = Instant::now();
+            let secs = self.started.elapsed().as_secs_f64();
+            info(&format!(
+                "{}: {} in {:.0}s ({}/s)",
+                self.what,
+                bytes(total),
+                secs,
+                bytes((total as f64 / secs.max(0.001)) as u64)
+            ));
+        }
+    }
+
+    pub fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_replaces_registered_secrets_longest_first() {
+        register_secret("hunter2-long");
+        register_secret("hunter2-long-er");
+        assert_eq!(
+            scrub("pw=hunter2-long-er and hunter2-long"),
+            "pw=*** and ***"
+        );
+        register_secret("ab");
+        assert_eq!(scrub("ab"), "ab");
+    }
+
+    #[test]
+    fn bytes_are_human_readable() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+}
