@@ -5,6 +5,7 @@
 
 pub mod fsio;
 pub mod local;
+pub mod s3;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
