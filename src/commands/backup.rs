@@ -264,7 +264,7 @@ async fn stream_dump(
         }
     }
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    ui::debug(&format!("running {:?}", cmd.as_std()));
+    ui::debug(&format!("running {}", tools::describe(&cmd)));
     let mut child = cmd
         .spawn()
         .with_context(|| format!("starting {}", tools.tool("pg_dump").display()))?;

@@ -149,6 +149,17 @@ pub fn find(explicit: Option<&Path>, need: u32, server_text: &str) -> Result<PgT
     )))
 }
 
+/// The program and its arguments, for debug logs (never the environment,
+/// which holds the password).
+pub fn describe(cmd: &Command) -> String {
+    let std = cmd.as_std();
+    std::iter::once(std.get_program())
+        .chain(std.get_args())
+        .map(|part| part.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Collects a child's stderr while it runs, so a full pipe never stalls it and
 /// the text can be quoted in the error.
 pub fn collect_stderr(stderr: ChildStderr) -> tokio::task::JoinHandle<String> {
