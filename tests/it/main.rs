@@ -5,3 +5,4 @@ mod support;
 
 mod backup;
 mod harness;
+mod tls;
