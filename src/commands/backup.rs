@@ -292,8 +292,7 @@ async fn stream_dump(
     let pumped = tokio::select! {
         joined = &mut pump => joined,
         sig = signals.recv() => {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
+            tools::terminate(&mut child).await;
             let _ = pump.await;
             catalog.abort();
             return Err(interrupted(sig));
@@ -304,8 +303,7 @@ async fn stream_dump(
         Ok(summary) => summary,
         Err(err) => {
             // A write failed (disk full): pg_dump would block on a full pipe.
-            let _ = child.start_kill();
-            let _ = child.wait().await;
+            tools::terminate(&mut child).await;
             catalog.abort();
             drop(sink);
             return Err(err);
@@ -314,8 +312,7 @@ async fn stream_dump(
     let status = tokio::select! {
         status = child.wait() => status.context("waiting for pg_dump")?,
         sig = signals.recv() => {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
+            tools::terminate(&mut child).await;
             catalog.abort();
             return Err(interrupted(sig));
         }

@@ -160,6 +160,23 @@ pub fn describe(cmd: &Command) -> String {
         .join(" ")
 }
 
+/// Stops a child the way an operator would: SIGTERM first (pg_dump and
+/// pg_restore then cancel their queries on the server), SIGKILL after 5 s.
+pub async fn terminate(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) on our own child, which has not been reaped (id() is Some).
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGTERM);
+        }
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await;
+        if waited.is_ok() {
+            return;
+        }
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+}
+
 /// Collects a child's stderr while it runs, so a full pipe never stalls it and
 /// the text can be quoted in the error.
 pub fn collect_stderr(stderr: ChildStderr) -> tokio::task::JoinHandle<String> {

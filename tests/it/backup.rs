@@ -36,19 +36,19 @@ pub fn files(dir: &Path) -> Vec<String> {
     names
 }
 
-fn dumps(dir: &Path) -> Vec<String> {
+pub fn dumps(dir: &Path) -> Vec<String> {
     files(dir)
         .into_iter()
         .filter(|f| f.ends_with(".dump"))
         .collect()
 }
 
-fn read_meta(path: &Path) -> Value {
+pub fn read_meta(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("reading meta.json"))
         .expect("meta.json is JSON")
 }
 
-fn sha256_hex(path: &Path) -> String {
+pub fn sha256_hex(path: &Path) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
 }
@@ -70,12 +70,12 @@ fn restore_list(dump: &Path) -> String {
 
 /// A session that holds an ACCESS EXCLUSIVE lock on `table` until released:
 /// pg_dump blocks on it, which holds a dump "in the middle" deterministically.
-struct TableLock {
+pub struct TableLock {
     child: std::process::Child,
 }
 
 impl TableLock {
-    fn hold(pg: &Pg, db: &str, table: &str) -> TableLock {
+    pub fn hold(pg: &Pg, db: &str, table: &str) -> TableLock {
         let mut child = Command::new(pg.bin.join("psql"))
             .env_clear()
             .env("PGPASSWORD", PASSWORD)
@@ -114,7 +114,7 @@ impl TableLock {
         lock
     }
 
-    fn release(mut self) {
+    pub fn release(mut self) {
         let stdin = self.child.stdin.as_mut().unwrap();
         let _ = writeln!(stdin, "COMMIT;");
         drop(self.child.stdin.take());
@@ -138,7 +138,7 @@ pub fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) {
 }
 
 /// Waits until pg_dump waits on a lock in `db` (it has imported the snapshot by then).
-fn wait_for_blocked_dump(pg: &Pg, db: &str) {
+pub fn wait_for_blocked_dump(pg: &Pg, db: &str) {
     wait_until(Duration::from_secs(20), || {
         pg.psql(
             "postgres",
@@ -492,7 +492,7 @@ fn wrong_password_and_server_down_fail_with_what_to_check() {
 }
 
 /// An earlier complete backup that a failed run must not prune (it runs with --keep 1).
-fn earlier_backup(pg: &Pg, db: &str, dir: &Path) -> String {
+pub fn earlier_backup(pg: &Pg, db: &str, dir: &Path) -> String {
     let out = backup(pg, db, dir, &["--keep", "1"]);
     assert!(out.status.success(), "{}", output_text(&out));
     let names = dumps(dir);
@@ -501,7 +501,7 @@ fn earlier_backup(pg: &Pg, db: &str, dir: &Path) -> String {
     names[0].clone()
 }
 
-fn assert_only(dir: &Path, earlier: &str) {
+pub fn assert_only(dir: &Path, earlier: &str) {
     let stem = earlier.strip_suffix(".dump").unwrap();
     assert_eq!(
         files(dir),
@@ -539,12 +539,12 @@ fn server_dying_mid_dump_leaves_nothing_and_prunes_nothing() {
 }
 
 /// A small tmpfs (root only) that is unmounted on drop.
-struct Tmpfs {
+pub struct Tmpfs {
     dir: tempfile::TempDir,
 }
 
 impl Tmpfs {
-    fn mount(size: &str) -> Option<Tmpfs> {
+    pub fn mount(size: &str) -> Option<Tmpfs> {
         if !support::is_root() {
             eprintln!("skipped: mounting a tmpfs needs root");
             return None;
@@ -562,7 +562,7 @@ impl Tmpfs {
         Some(Tmpfs { dir })
     }
 
-    fn path(&self) -> PathBuf {
+    pub fn path(&self) -> PathBuf {
         self.dir.path().join("backups")
     }
 }
