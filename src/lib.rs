@@ -10,6 +10,7 @@
 //! - [`retention`] decides, as a pure function, which backups to delete;
 //! - [`ui`] prints timestamped lines (or a progress bar on a terminal), scrubbed of secrets.
 
+pub mod archive;
 pub mod cli;
 pub mod commands;
 pub mod error;

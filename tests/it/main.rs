@@ -4,3 +4,6 @@
 mod support;
 
 mod harness;
+
+mod restore;
+mod verify;
