@@ -208,7 +208,8 @@ impl Header {
 /// 1.15 on, before that a gzip level as a signed int.
 pub fn read_header(path: &Path) -> Result<Result<Header, String>> {
     use std::io::Read;
-    let mut file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut buf = [0u8; 32];
     let mut len = 0;
     while len < buf.len() {
@@ -229,7 +230,13 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header, String> {
         let start: String = bytes
             .iter()
             .take(8)
-            .map(|b| if b.is_ascii_graphic() { *b as char } else { '.' })
+            .map(|b| {
+                if b.is_ascii_graphic() {
+                    *b as char
+                } else {
+                    '.'
+                }
+            })
             .collect();
         return Err(if looks_like_sql {
             format!(
@@ -338,7 +345,10 @@ pub fn pick_tools(
             Ok(tools)
         }
         None => {
-            let what = server.map_or_else(|| format!("archive needs {archive_need}"), |s| s.text.clone());
+            let what = server.map_or_else(
+                || format!("archive needs {archive_need}"),
+                |s| s.text.clone(),
+            );
             tools::find(None, need, &what).map_err(|e| {
                 format!(
                     "{}{}",

@@ -103,7 +103,8 @@ impl VerifyOptions {
 
     pub fn from_args(global: &GlobalArgs, args: &VerifyArgs) -> Result<VerifyOptions> {
         pg_restore::validate_memory_setting(&args.maintenance_work_mem)?;
-        let mut opts = VerifyOptions::new(crate::settings::connection()?, global.pg_bin_dir.clone());
+        let mut opts =
+            VerifyOptions::new(crate::settings::connection()?, global.pg_bin_dir.clone());
         if let Some(url) = &args.target_url {
             opts.target = Target::Url(
                 ConnSettings::from_url(url, &process_env).context("reading --target-url")?,
@@ -117,7 +118,10 @@ impl VerifyOptions {
         let mut expected: Vec<String> = args.expect_tables.clone();
         if let Some(file) = &args.expect_tables_file {
             let text = std::fs::read_to_string(file).map_err(|e| {
-                usage(format!("cannot read --expect-tables-file {}: {e}", file.display()))
+                usage(format!(
+                    "cannot read --expect-tables-file {}: {e}",
+                    file.display()
+                ))
             })?;
             expected.extend(
                 text.lines()
@@ -425,15 +429,19 @@ async fn run_checks(
             }
         }
     };
-    let tools = match archive::pick_tools(opts.pg_bin_dir.as_deref(), &header, meta, server.as_ref()) {
-        Ok(tools) => tools,
-        Err(detail) => {
-            report.fail(ARCHIVE, detail);
-            report.skip_rest("no pg_restore that can read the archive");
-            return Ok(());
-        }
-    };
-    let listing = match signals.guard(pg_restore::list(&tools, &located.dump)).await? {
+    let tools =
+        match archive::pick_tools(opts.pg_bin_dir.as_deref(), &header, meta, server.as_ref()) {
+            Ok(tools) => tools,
+            Err(detail) => {
+                report.fail(ARCHIVE, detail);
+                report.skip_rest("no pg_restore that can read the archive");
+                return Ok(());
+            }
+        };
+    let listing = match signals
+        .guard(pg_restore::list(&tools, &located.dump))
+        .await?
+    {
         Ok(listing) => {
             report.pass(
                 ARCHIVE,
@@ -459,7 +467,10 @@ async fn run_checks(
     let (admin_conn, admin_client, server) = match admin {
         Some((conn, client)) => (conn, client, server),
         None => {
-            let cluster = match signals.guard(Ephemeral::start(&tools, opts.no_cleanup)).await {
+            let cluster = match signals
+                .guard(Ephemeral::start(&tools, opts.no_cleanup))
+                .await
+            {
                 Ok(cluster) => cluster,
                 Err(err) if crate::error::exit_code(&err) != crate::error::FAILED => {
                     return Err(err)
@@ -495,8 +506,16 @@ async fn run_checks(
                 .map(|n| n.database)
         })
         .unwrap_or_else(|| opts.conn.dbname.clone());
+    // The place is known before CREATE DATABASE runs: a signal in between still drops it.
+    let slot = &mut place
+        .get_or_insert_with(|| Place {
+            admin: admin_conn.clone(),
+            database: None,
+            cluster: None,
+        })
+        .database;
     let temp_name = match signals
-        .guard(create_temp_db(&admin_client, &base, &admin_conn))
+        .guard(create_temp_db(&admin_client, &base, &admin_conn, slot))
         .await?
     {
         Ok(name) => name,
@@ -506,16 +525,6 @@ async fn run_checks(
             return Ok(());
         }
     };
-    match place.as_mut() {
-        Some(place) => place.database = Some(temp_name.clone()),
-        None => {
-            *place = Some(Place {
-                admin: admin_conn.clone(),
-                database: Some(temp_name.clone()),
-                cluster: None,
-            })
-        }
-    }
     report.temp_database = Some(temp_name.clone());
     report.pass(
         TEMP_DB,
@@ -569,8 +578,8 @@ async fn run_checks(
         signals,
     )
     .await?;
-    for warning in &outcome.warnings {
-        ui::warn(&format!("pg_restore (harmless): {}", pg_restore::one_line(warning)));
+    for warning in pg_restore::distinct(&outcome.warnings) {
+        ui::warn(&format!("pg_restore (harmless): {warning}"));
     }
     report.pg_restore_warnings = outcome.warnings.clone();
     if outcome.succeeded() {
@@ -597,7 +606,11 @@ async fn run_checks(
     let present = present_tables(&copy).await?;
     let mut expected: BTreeSet<(String, String)> = opts.expected_tables.iter().cloned().collect();
     if let Some(meta) = meta {
-        expected.extend(meta.tables.iter().map(|t| (t.schema.clone(), t.name.clone())));
+        expected.extend(
+            meta.tables
+                .iter()
+                .map(|t| (t.schema.clone(), t.name.clone())),
+        );
     }
     let missing: Vec<String> = expected
         .iter()
@@ -649,7 +662,10 @@ async fn run_checks(
             if mismatches.is_empty() {
                 report.pass(
                     ROWS,
-                    format!("{} tables, {total} rows, equal to meta.json", meta.tables.len()),
+                    format!(
+                        "{} tables, {total} rows, equal to meta.json",
+                        meta.tables.len()
+                    ),
                 );
             } else {
                 report.fail(ROWS, mismatches.join("; "));
@@ -665,7 +681,12 @@ async fn run_checks(
     if absent.is_empty() {
         let listed: Vec<String> = source_extensions
             .iter()
-            .map(|e| format!("{e} {}", copy_extensions.get(e).cloned().unwrap_or_default()))
+            .map(|e| {
+                format!(
+                    "{e} {}",
+                    copy_extensions.get(e).cloned().unwrap_or_default()
+                )
+            })
             .collect();
         report.pass(EXTENSIONS, listed.join(", "));
     } else {
@@ -673,7 +694,11 @@ async fn run_checks(
             EXTENSIONS,
             format!(
                 "missing in the copy: {}",
-                absent.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", ")
+                absent
+                    .iter()
+                    .map(|e| e.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         );
     }
@@ -721,6 +746,7 @@ async fn create_temp_db(
     client: &tokio_postgres::Client,
     base: &str,
     conn: &ConnSettings,
+    slot: &mut Option<String>,
 ) -> Result<Result<String, String>> {
     let first = temp_db_name(base, Utc::now());
     for attempt in 1..=9 {
@@ -729,8 +755,14 @@ async fn create_temp_db(
         } else {
             format!("{first}_{attempt}")
         };
+        *slot = Some(name.clone());
         let sql = format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(&name));
-        match client.batch_execute(&sql).await {
+        let created = client.batch_execute(&sql).await;
+        if created.is_err() {
+            // Not ours (taken by another verify, or never created): never drop it.
+            *slot = None;
+        }
+        match created {
             Ok(()) => return Ok(Ok(name)),
             Err(err) if err.code() == Some(&SqlState::DUPLICATE_DATABASE) => continue,
             Err(err) if err.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
@@ -746,7 +778,8 @@ async fn create_temp_db(
                     "creating {} on {}: {}",
                     quote_ident(&name),
                     conn.endpoint(),
-                    err.as_db_error().map_or_else(|| err.to_string(), |d| d.message().to_owned())
+                    err.as_db_error()
+                        .map_or_else(|| err.to_string(), |d| d.message().to_owned())
                 )))
             }
         }
@@ -804,7 +837,10 @@ async fn remove_place(opts: &VerifyOptions, place: Place, report: &mut Report) {
                 quote_ident(db)
             ));
         } else {
-            ui::info(&format!("dropped the temporary database {}", quote_ident(db)));
+            ui::info(&format!(
+                "dropped the temporary database {}",
+                quote_ident(db)
+            ));
         }
     }
 }

@@ -77,7 +77,9 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<()> {
     std::os::unix::fs::lchown(path, Some(uid), Some(gid))
         .with_context(|| format!("giving {} to the postgres user", path.display()))?;
     if path.is_dir() && !path.is_symlink() {
-        for entry in std::fs::read_dir(path).with_context(|| format!("listing {}", path.display()))? {
+        for entry in
+            std::fs::read_dir(path).with_context(|| format!("listing {}", path.display()))?
+        {
             chown_tree(&entry?.path(), uid, gid)?;
         }
     }
@@ -125,7 +127,10 @@ impl Ephemeral {
             .args(["--no-sync", "--no-instructions"]);
         let out = crate::pg::tools::run(cmd, "initdb").await?;
         if !out.success {
-            bail!("initdb for the throwaway cluster failed: {}", out.stderr.trim());
+            bail!(
+                "initdb for the throwaway cluster failed: {}",
+                out.stderr.trim()
+            );
         }
         // Throwaway: durability is worthless here, speed is not.
         let conf = format!(
@@ -139,7 +144,8 @@ impl Ephemeral {
         let mut text = std::fs::read_to_string(&conf_path)
             .with_context(|| format!("reading {}", conf_path.display()))?;
         text.push_str(&conf);
-        std::fs::write(&conf_path, text).with_context(|| format!("writing {}", conf_path.display()))?;
+        std::fs::write(&conf_path, text)
+            .with_context(|| format!("writing {}", conf_path.display()))?;
 
         let log_path = dir.join("server.log");
         let log = std::fs::File::create(&log_path)

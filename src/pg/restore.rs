@@ -215,7 +215,9 @@ pub async fn restore(job: &RestoreJob<'_>, signals: &mut Signals) -> Result<Outc
     if !status.success() && outcome.errors.is_empty() && outcome.warnings.is_empty() {
         return Ok(Outcome {
             warnings: Vec::new(),
-            errors: vec![format!("pg_restore failed ({status}) without an error message")],
+            errors: vec![format!(
+                "pg_restore failed ({status}) without an error message"
+            )],
         });
     }
     Ok(outcome)
@@ -290,7 +292,19 @@ pub fn classify(stderr: &str, exit_ok: bool) -> Outcome {
         }
     };
     for line in stderr.lines() {
-        if let Some(rest) = line.strip_prefix("pg_restore: ") {
+        // Parallel workers write the prefix and the message separately, so lines interleave
+        // as `pg_restore: pg_restore: error: ...` followed by a bare `error: ...`.
+        let mut rest = line;
+        let mut prefixed = false;
+        while let Some(r) = rest.strip_prefix("pg_restore: ") {
+            rest = r;
+            prefixed = true;
+        }
+        let starts_entry = prefixed
+            || rest.starts_with("error: ")
+            || rest.starts_with("warning: ")
+            || rest.starts_with("from TOC entry ");
+        if starts_entry {
             finish(current.take(), &mut outcome);
             if let Some(message) = rest.strip_prefix("error: ") {
                 let mut entry = message.to_owned();
@@ -335,6 +349,21 @@ fn is_harmless(entry: &str) -> bool {
         || first.contains("must be owner of extension")
         || first.contains("must be owner of schema")
         || (first.contains("unrecognized configuration parameter") && command.starts_with("SET "))
+}
+
+/// Distinct messages, each once, with how often it came (`... (x4)`).
+pub fn distinct(messages: &[String]) -> Vec<String> {
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for message in messages {
+        let line = one_line(message);
+        match seen.iter_mut().find(|(m, _)| *m == line) {
+            Some((_, n)) => *n += 1,
+            None => seen.push((line, 1)),
+        }
+    }
+    seen.into_iter()
+        .map(|(m, n)| if n > 1 { format!("{m} (x{n})") } else { m })
+        .collect()
 }
 
 /// pg_restore's stderr on one line, for a check's detail.
@@ -402,6 +431,18 @@ pg_restore: warning: errors ignored on restore: 3
     }
 
     #[test]
+    fn interleaved_worker_output_is_split_into_entries() {
+        let stderr = "pg_restore: pg_restore: error: could not execute query: ERROR:  unrecognized configuration parameter \"transaction_timeout\"\n\
+                      error: could not execute query: ERROR:  unrecognized configuration parameter \"transaction_timeout\"\n\
+                      Command was: SET transaction_timeout = 0;\n";
+        let outcome = classify(stderr, false);
+        assert_eq!(outcome.errors.len(), 1, "{outcome:?}");
+        assert_eq!(outcome.warnings.len(), 1, "{outcome:?}");
+        let shown = distinct(&["a\nb".to_owned(), "a\nb".to_owned(), "c".to_owned()]);
+        assert_eq!(shown, vec!["a | b (x2)".to_owned(), "c".to_owned()]);
+    }
+
+    #[test]
     fn a_set_other_than_a_setting_is_not_harmless() {
         let e = "could not execute query: ERROR:  unrecognized configuration parameter \"x\"\nCommand was: SELECT set_config('x', '1', false);";
         assert!(!is_harmless(e));
@@ -443,12 +484,18 @@ pg_restore: warning: errors ignored on restore: 3
             pgoptions(&conn, "1GB").as_deref(),
             Some("-c search_path=app -c maintenance_work_mem=1GB")
         );
-        assert_eq!(pgoptions(&conn, "default").as_deref(), Some("-c search_path=app"));
+        assert_eq!(
+            pgoptions(&conn, "default").as_deref(),
+            Some("-c search_path=app")
+        );
     }
 
     #[test]
     fn conninfo_quotes_any_name() {
-        assert_eq!(dbname_conninfo("odd db \"name\""), "dbname='odd db \"name\"'");
+        assert_eq!(
+            dbname_conninfo("odd db \"name\""),
+            "dbname='odd db \"name\"'"
+        );
         assert_eq!(dbname_conninfo("a'b\\c=d"), "dbname='a\\'b\\\\c=d'");
     }
 }

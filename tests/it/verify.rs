@@ -25,7 +25,11 @@ pub fn backup_with(db: &TestDb<'_>, dir: &Path, bin: Option<&Path>) -> PathBuf {
         .env("DATABASE_URL", db.url())
         .output()
         .expect("running pgbak backup");
-    assert!(out.status.success(), "backup failed:\n{}", output_text(&out));
+    assert!(
+        out.status.success(),
+        "backup failed:\n{}",
+        output_text(&out)
+    );
     let summary: Value = serde_json::from_slice(&out.stdout).expect("backup --json");
     PathBuf::from(summary["dump"].as_str().expect("dump path in the summary"))
 }
@@ -104,8 +108,12 @@ fn verify_cmd(db: &TestDb<'_>, dump: &Path, extra: &[&str]) -> Command {
 
 fn run_json(cmd: &mut Command) -> (Output, Value) {
     let out = cmd.output().expect("running pgbak verify");
-    let report = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("verify --json printed no report ({e}):\n{}", output_text(&out)));
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "verify --json printed no report ({e}):\n{}",
+            output_text(&out)
+        )
+    });
     (out, report)
 }
 
@@ -183,7 +191,10 @@ fn verify_passes_a_good_dump_and_leaves_no_temp_db() {
     let meta = read_meta(&newest);
     assert_eq!(meta["verification"]["passed"], true);
     assert_eq!(meta["alembic_revision"], "013", "other keys unchanged");
-    let mode = std::fs::metadata(meta_path(&newest)).unwrap().permissions().mode();
+    let mode = std::fs::metadata(meta_path(&newest))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600, "meta.json stays private");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.matches("PASS  ").count(), 9, "{stderr}");
@@ -240,7 +251,11 @@ fn verify_fails_when_an_expected_table_was_dropped() {
 
     // An explicit list replaces the 13 tables: without feedback it passes.
     let list = dir.join("tables.txt");
-    std::fs::write(&list, "# the tables this app needs\npublic.users\nvector_chunks\n").unwrap();
+    std::fs::write(
+        &list,
+        "# the tables this app needs\npublic.users\nvector_chunks\n",
+    )
+    .unwrap();
     let (out, report) = run_json(&mut verify_cmd(
         &db,
         &dump,
@@ -354,14 +369,16 @@ fn verify_explains_a_zstd_archive_the_local_pg_restore_cannot_read() {
     let dump = backup_with(&db, &dir, Some(&pg17_bin));
     assert_eq!(read_meta(&dump)["compression"], "zstd:1");
     // PostgreSQL 16's wheel: pg_restore without zstd (and too old for pg_dump 17's format).
-    let (out, report) = run_json(
-        verify_cmd(&db, &dump, &[]).env("PGBAK_PG_BIN_DIR", &paths().pg16_bin),
-    );
+    let (out, report) =
+        run_json(verify_cmd(&db, &dump, &[]).env("PGBAK_PG_BIN_DIR", &paths().pg16_bin));
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     assert_eq!(status(&report, "checksum"), "pass");
     assert_eq!(status(&report, "archive readable"), "fail");
     let why = detail(&report, "archive readable");
-    assert!(why.contains("zstd") && why.contains("pg_restore 17"), "{why}");
+    assert!(
+        why.contains("zstd") && why.contains("pg_restore 17"),
+        "{why}"
+    );
     assert!(verify_dbs(pg, &db.name).is_empty());
 }
 
@@ -406,7 +423,10 @@ fn verify_ephemeral_uses_a_throwaway_cluster_and_removes_it() {
     assert!(report["target"].as_str().unwrap().contains("throwaway"));
     let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
     assert!(left.is_empty(), "left in TMPDIR: {left:?}");
-    assert!(verify_dbs(pg, &db.name).is_empty(), "the source server was not touched");
+    assert!(
+        verify_dbs(pg, &db.name).is_empty(),
+        "the source server was not touched"
+    );
 }
 
 #[test]
@@ -449,11 +469,19 @@ fn interrupt_verify(signal: libc::c_int, expected_code: i32) {
     }
     // Into the restore step.
     std::thread::sleep(Duration::from_millis(500));
-    assert!(child.try_wait().unwrap().is_none(), "verify ended before the signal");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "verify ended before the signal"
+    );
     // SAFETY: kill on our own child's pid.
     unsafe { libc::kill(child.id() as i32, signal) };
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(expected_code), "{}", output_text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(expected_code),
+        "{}",
+        output_text(&out)
+    );
     assert!(
         verify_dbs(pg, &db.name).is_empty(),
         "temp database left after signal {signal}: {:?}",
@@ -477,4 +505,20 @@ fn verify_sigterm_during_restore_leaves_no_temp_db() {
 #[test]
 fn verify_sigint_during_restore_leaves_no_temp_db() {
     interrupt_verify(libc::SIGINT, 130);
+}
+
+#[test]
+fn verify_with_the_server_down_fails_naming_it() {
+    let pg = pg16();
+    let (db, _dir, dump) = fixture_backup(pg, "verify down", 0.05);
+    let port = support::free_port();
+    let (out, report) = run_json(verify_cmd(&db, &dump, &[]).env(
+        "DATABASE_URL",
+        format!("postgresql://postgres:x@127.0.0.1:{port}/app"),
+    ));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert_eq!(status(&report, "checksum"), "pass");
+    assert_eq!(status(&report, "temp database created"), "fail");
+    assert!(detail(&report, "temp database created").contains(&format!("127.0.0.1:{port}")));
+    assert_eq!(status(&report, "restore succeeded"), "skip");
 }
