@@ -3,7 +3,9 @@
 
 mod support;
 
+mod backup;
+mod faults;
 mod harness;
-
 mod restore;
+mod tls;
 mod verify;
