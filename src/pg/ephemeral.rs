@@ -73,6 +73,20 @@ fn command_as(program: &Path, ids: Option<(u32, u32)>, cwd: &Path) -> Command {
     cmd
 }
 
+/// The first ancestor of `dir` that `uid` cannot search (no x bit for it), if any.
+fn unreachable_ancestor(dir: &Path, uid: u32) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    dir.ancestors().skip(1).find_map(|parent| {
+        let meta = std::fs::metadata(parent).ok()?;
+        let searchable = if meta.uid() == uid {
+            meta.mode() & 0o100 != 0
+        } else {
+            meta.mode() & 0o001 != 0 || meta.mode() & 0o010 != 0
+        };
+        (!searchable).then(|| parent.to_path_buf())
+    })
+}
+
 fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<()> {
     std::os::unix::fs::lchown(path, Some(uid), Some(gid))
         .with_context(|| format!("giving {} to the postgres user", path.display()))?;
@@ -113,6 +127,16 @@ impl Ephemeral {
         };
         if let Some((uid, gid)) = ids {
             chown_tree(&dir, uid, gid)?;
+            if let Some(blocked) = unreachable_ancestor(&dir, uid) {
+                let _ = std::fs::remove_dir_all(&dir);
+                cluster.keep = true;
+                bail!(
+                    "the postgres user cannot enter {} (it is not searchable by others), so the \
+                     throwaway cluster cannot live under it: set TMPDIR to a directory it can \
+                     reach, such as /tmp",
+                    blocked.display()
+                );
+            }
         }
         let data = dir.join("data");
         ui::info(&format!(

@@ -189,7 +189,7 @@ pub async fn restore(job: &RestoreJob<'_>, signals: &mut Signals) -> Result<Outc
     cmd.process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    ui::debug(&format!("running {:?}", cmd.as_std()));
+    ui::debug(&format!("running {}", tools::describe(&cmd)));
     let child = cmd
         .spawn()
         .with_context(|| format!("starting {}", job.tools.tool("pg_restore").display()))?;

@@ -147,6 +147,15 @@ fn restore_round_trips_a_database_with_an_odd_name() {
     let before = pg.table_digests(&db.name);
     let dir = crate::verify::Dir::new("restore-odd");
     let dump = backup(&db, &dir);
+    // verify quotes the name too: its temp database is `odd db "name"_verify_<ts>`.
+    let out = support::pgbak(pg)
+        .arg("verify")
+        .arg(&dump)
+        .env("DATABASE_URL", db.url())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert!(crate::verify::verify_dbs(pg, &db.name).is_empty());
     db.psql("DELETE FROM feedback; DROP TABLE token_usage_records");
     let out = run(&mut restore_cmd(
         &db,
