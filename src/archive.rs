@@ -115,6 +115,12 @@ impl MetaState {
 
 pub fn read_meta(located: &Located) -> MetaState {
     let Some(path) = &located.meta_path else {
+        if located.temporary {
+            return MetaState::Unavailable(format!(
+                "the bucket holds no meta.json for {}",
+                located.dump.display()
+            ));
+        }
         return MetaState::Unavailable(format!(
             "{} has no meta.json beside it (its name does not end in .dump)",
             located.dump.display()
@@ -345,20 +351,18 @@ pub fn pick_tools(
             Ok(tools)
         }
         None => {
-            let what = server.map_or_else(
-                || format!("archive needs {archive_need}"),
-                |s| s.text.clone(),
-            );
+            let what = server.map_or_else(|| archive_need.to_string(), |s| s.text.clone());
             tools::find(None, need, &what).map_err(|e| {
-                format!(
-                    "{}{}",
-                    crate::error::one_line(&e),
-                    if archive_need > server.map_or(0, ServerVersion::major) {
-                        format!(" (the archive was written by {written_by}{compression})")
-                    } else {
-                        String::new()
-                    }
-                )
+                let found = crate::error::one_line(&e);
+                if server.is_none() || archive_need > server.map_or(0, ServerVersion::major) {
+                    format!(
+                        "the archive (format {}) was written by {written_by} and needs pg_restore \
+                         {archive_need} or newer{compression}. Looked for one: {found}",
+                        header.version_text()
+                    )
+                } else {
+                    found
+                }
             })
         }
     }

@@ -467,8 +467,16 @@ fn interrupt_verify(signal: libc::c_int, expected_code: i32) {
         assert!(child.try_wait().unwrap().is_none(), "verify ended early");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Into the restore step.
-    std::thread::sleep(Duration::from_millis(500));
+    // Into the restore step: pg_restore's sessions are connected to the temp database.
+    let temp = verify_dbs(pg, &db.name).remove(0);
+    let restoring = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{temp}' AND application_name = 'pg_restore'"
+    );
+    while pg.psql("postgres", &restoring) == "0" {
+        assert!(Instant::now() < deadline, "pg_restore never started");
+        assert!(child.try_wait().unwrap().is_none(), "verify ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
         child.try_wait().unwrap().is_none(),
         "verify ended before the signal"
@@ -480,6 +488,11 @@ fn interrupt_verify(signal: libc::c_int, expected_code: i32) {
         out.status.code(),
         Some(expected_code),
         "{}",
+        output_text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stopping pg_restore"),
+        "the signal did not land in the restore step:\n{}",
         output_text(&out)
     );
     assert!(
