@@ -463,6 +463,15 @@ async fn run_checks(
         }
     };
 
+    if meta.is_some_and(|m| m.mode == "data") {
+        // Rows without tables: there is nothing to restore them into.
+        report.skip_rest(
+            "a data-only backup cannot be restored on its own (it creates no tables); \
+             verify the full backup of the same database",
+        );
+        return Ok(());
+    }
+
     // 4: the temporary database.
     let (admin_conn, admin_client, server) = match admin {
         Some((conn, client)) => (conn, client, server),
@@ -705,6 +714,10 @@ async fn run_checks(
 
     match meta {
         None => report.skip(ALEMBIC, "no meta.json to compare with"),
+        Some(meta) if meta.mode == "schema" => report.skip(
+            ALEMBIC,
+            "a schema backup holds no rows, alembic_version's included",
+        ),
         Some(meta) => {
             let have = client::alembic_revision(&copy).await.ok().flatten();
             if have == meta.alembic_revision {

@@ -226,13 +226,14 @@ impl Ephemeral {
     }
 
     /// What an operator runs to remove a cluster left by `--no-cleanup`.
+    /// SIGQUIT is PostgreSQL's immediate shutdown; unlike pg_ctl it works as root too.
     pub fn removal_hint(&self) -> String {
-        format!(
-            "{} -D {} stop -m immediate && rm -rf {}",
-            self.bin_dir.join("pg_ctl").display(),
-            self.dir.join("data").display(),
-            self.dir.display()
-        )
+        let pid = self
+            .server
+            .as_ref()
+            .and_then(Child::id)
+            .map_or_else(|| "<postmaster pid>".to_owned(), |p| p.to_string());
+        format!("kill -QUIT {pid}; sleep 1; rm -rf {}", self.dir.display())
     }
 
     /// Stops the server (immediate shutdown: nothing in it is worth keeping) and removes the dir.

@@ -403,3 +403,38 @@ fn restore_alembic_stamp_runs_alembic_from_path_only_when_asked() {
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     assert_eq!(std::fs::read_to_string(&calls).unwrap(), "stamp head\n");
 }
+
+#[test]
+fn restore_sigterm_stops_pg_restore_and_its_sessions() {
+    let pg = pg16();
+    let (_source, _dir, dump) = fixture_backup(pg, "restore sigterm", 0.5);
+    let target = pg.fresh_db("restore sigterm target");
+    let mut child = restore_cmd(&target, &dump, &["--create-db", "--no-confirm"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sessions = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND application_name = 'pg_restore'",
+        target.name
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pg.psql("postgres", &sessions) == "0" {
+        assert!(Instant::now() < deadline, "pg_restore never started");
+        assert!(child.try_wait().unwrap().is_none(), "restore ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", output_text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopping pg_restore"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pg.psql("postgres", &sessions) != "0" {
+        assert!(
+            Instant::now() < deadline,
+            "pg_restore sessions still running after pgbak exited"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -535,3 +535,83 @@ fn verify_with_the_server_down_fails_naming_it() {
     assert!(detail(&report, "temp database created").contains(&format!("127.0.0.1:{port}")));
     assert_eq!(status(&report, "restore succeeded"), "skip");
 }
+
+#[test]
+fn verify_schema_and_data_backups_skip_what_they_cannot_hold() {
+    let pg = pg16();
+    let db = pg.fresh_db("verify modes");
+    db.load_fixture(0.05);
+    let dir = Dir::new("verify-modes");
+    let backup_mode = |mode: &str| {
+        let out = support::pgbak(pg)
+            .args([
+                "backup",
+                "--no-s3",
+                "--json",
+                "--mode",
+                mode,
+                "--output-dir",
+            ])
+            .arg(&dir)
+            .env("DATABASE_URL", db.url())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+        let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+        PathBuf::from(summary["dump"].as_str().unwrap())
+    };
+    let schema = backup_mode("schema");
+    let (out, report) = run_json(&mut verify_cmd(&db, &schema, &[]));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(status(&report, "restore succeeded"), "pass");
+    assert_eq!(status(&report, "expected tables present"), "pass");
+    assert_eq!(status(&report, "row counts match"), "skip");
+    assert_eq!(status(&report, "alembic revision matches"), "skip");
+
+    let data = backup_mode("data");
+    let (out, report) = run_json(&mut verify_cmd(&db, &data, &[]));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(status(&report, "checksum"), "pass");
+    assert_eq!(status(&report, "archive readable"), "pass");
+    assert_eq!(status(&report, "restore succeeded"), "skip");
+    assert!(verify_dbs(pg, &db.name).is_empty());
+}
+
+#[test]
+fn verify_ephemeral_no_cleanup_leaves_the_cluster_with_a_working_removal_command() {
+    let pg = pg16();
+    let db = pg.fresh_db("verify eph keep");
+    db.load_fixture(0.05);
+    let dir = Dir::new("verify-eph-keep");
+    let pg16_bin = paths().pg16_bin.clone();
+    let dump = backup_with(&db, &dir, Some(&pg16_bin));
+    let tmp = Dir::new("verify-eph-keep-tmp");
+    let (out, report) = run_json(
+        verify_cmd(&db, &dump, &["--ephemeral", "--no-cleanup"])
+            .env("PGBAK_PG_BIN_DIR", &pg16_bin)
+            .env("TMPDIR", &tmp),
+    );
+    assert_all_pass(&out, &report);
+    let left = report["left_in_place"].as_str().unwrap().to_owned();
+    let cluster: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
+    assert_eq!(cluster.len(), 1, "{left}");
+    let cluster_dir = cluster[0].path();
+    assert!(left.contains(&cluster_dir.display().to_string()), "{left}");
+    assert!(
+        cluster_dir.join(".s.PGSQL.5432").exists(),
+        "the server still runs"
+    );
+    let remove = left
+        .split("remove it with: ")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(')')
+        .to_owned();
+    let status = Command::new("sh").arg("-c").arg(&remove).status().unwrap();
+    assert!(status.success(), "{remove}");
+    assert!(
+        !cluster_dir.exists(),
+        "{remove} left {}",
+        cluster_dir.display()
+    );
+}
