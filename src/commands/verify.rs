@@ -612,7 +612,18 @@ async fn run_checks(
     }
 
     // 6-9: the copy against the expectations and meta.json.
-    let present = present_tables(&copy).await?;
+    check_copy(&copy, opts, meta, &source_extensions, report).await
+}
+
+/// Checks 6-9 on the restored copy: expected tables, row counts, extensions, alembic.
+async fn check_copy(
+    copy: &tokio_postgres::Client,
+    opts: &VerifyOptions,
+    meta: Option<&Meta>,
+    source_extensions: &BTreeSet<String>,
+    report: &mut Report,
+) -> Result<()> {
+    let present = present_tables(copy).await?;
     let mut expected: BTreeSet<(String, String)> = opts.expected_tables.iter().cloned().collect();
     if let Some(meta) = meta {
         expected.extend(
@@ -652,7 +663,7 @@ async fn run_checks(
             for table in meta.tables.iter() {
                 let Some(want) = table.rows else { continue };
                 let have = if present.contains(&(table.schema.clone(), table.name.clone())) {
-                    count_rows(&copy, &table.schema, &table.name).await?
+                    count_rows(copy, &table.schema, &table.name).await?
                 } else {
                     None
                 };
@@ -682,7 +693,7 @@ async fn run_checks(
         }
     }
 
-    let copy_extensions = client::extensions(&copy).await?;
+    let copy_extensions = client::extensions(copy).await?;
     let absent: Vec<&String> = source_extensions
         .iter()
         .filter(|e| !copy_extensions.contains_key(*e))
@@ -719,7 +730,7 @@ async fn run_checks(
             "a schema backup holds no rows, alembic_version's included",
         ),
         Some(meta) => {
-            let have = client::alembic_revision(&copy).await.ok().flatten();
+            let have = client::alembic_revision(copy).await.ok().flatten();
             if have == meta.alembic_revision {
                 report.pass(
                     ALEMBIC,
