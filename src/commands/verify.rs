@@ -515,6 +515,9 @@ async fn run_checks(
                 .map(|n| n.database)
         })
         .unwrap_or_else(|| opts.conn.dbname.clone());
+    if place.as_ref().is_none_or(|p| p.cluster.is_none()) {
+        sweep_dead_runs(&admin_client).await;
+    }
     // The place is known before CREATE DATABASE runs: a signal in between still drops it.
     let slot = &mut place
         .get_or_insert_with(|| Place {
@@ -787,7 +790,10 @@ async fn create_temp_db(
             *slot = None;
         }
         match created {
-            Ok(()) => return Ok(Ok(name)),
+            Ok(()) => {
+                mark_owner(client, &name).await;
+                return Ok(Ok(name));
+            }
             Err(err) if err.code() == Some(&SqlState::DUPLICATE_DATABASE) => continue,
             Err(err) if err.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
                 return Ok(Err(format!(
@@ -814,12 +820,87 @@ async fn create_temp_db(
     )))
 }
 
+/// The comment that marks a temporary database as this run's: a later run on
+/// this host drops it if this process is gone (SIGKILL, power loss).
+fn owner_mark() -> String {
+    format!(
+        "{OWNER_MARK}{} on {}",
+        std::process::id(),
+        crate::settings::host_name()
+    )
+}
+
+const OWNER_MARK: &str = "pgbak verify: pid ";
+
+async fn mark_owner(client: &tokio_postgres::Client, db: &str) {
+    let sql = format!(
+        "COMMENT ON DATABASE {} IS '{}'",
+        quote_ident(db),
+        owner_mark().replace('\'', "''")
+    );
+    if let Err(err) = client.batch_execute(&sql).await {
+        ui::debug(&format!("marking {db} as this run's: {err}"));
+    }
+}
+
+/// The pid in an owner mark, when the mark was made on this host.
+fn dead_owner_pid(comment: &str, host: &str) -> Option<u32> {
+    let rest = comment.strip_prefix(OWNER_MARK)?;
+    let (pid, on_host) = rest.split_once(" on ")?;
+    let pid: u32 = pid.parse().ok()?;
+    let alive = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .is_ok_and(|comm| comm.trim() == "pgbak");
+    (on_host == host && !alive).then_some(pid)
+}
+
+/// Drops temporary databases that verify runs on this host left when they
+/// were killed. Databases kept with --no-cleanup carry no mark and stay.
+async fn sweep_dead_runs(client: &tokio_postgres::Client) {
+    let rows = match client
+        .query(
+            "SELECT datname::text, shobj_description(oid, 'pg_database') FROM pg_database \
+              WHERE shobj_description(oid, 'pg_database') LIKE 'pgbak verify: pid %'",
+            &[],
+        )
+        .await
+    {
+        Ok(rows) => rows,
+        Err(err) => {
+            ui::debug(&format!("looking for leftover temporary databases: {err}"));
+            return;
+        }
+    };
+    let host = crate::settings::host_name();
+    for row in rows {
+        let (db, comment): (String, String) = (row.get(0), row.get(1));
+        let Some(pid) = dead_owner_pid(&comment, &host) else {
+            continue;
+        };
+        ui::info(&format!(
+            "dropping the temporary database {} left by a verify run (pid {pid}) that died",
+            quote_ident(&db)
+        ));
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&db));
+        if let Err(err) = client.batch_execute(&sql).await {
+            ui::warn(&format!("could not drop {}: {err}", quote_ident(&db)));
+        }
+    }
+}
+
 /// Drops the temporary database and stops the cluster, or with --no-cleanup
 /// says what was left and how to remove it.
 async fn remove_place(opts: &VerifyOptions, place: Place, report: &mut Report) {
     if opts.no_cleanup {
         let mut left = Vec::new();
         if let Some(db) = &place.database {
+            // Kept on purpose: unmark it so no later run sweeps it away.
+            if let Ok(client) = client::connect(&place.admin).await {
+                let sql = format!(
+                    "COMMENT ON DATABASE {} IS 'pgbak verify --no-cleanup'",
+                    quote_ident(db)
+                );
+                let _ = client.batch_execute(&sql).await;
+            }
             left.push(format!(
                 "temporary database {} on {} (drop it with: psql -d postgres -c 'DROP DATABASE {} WITH (FORCE)')",
                 quote_ident(db),

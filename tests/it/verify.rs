@@ -615,3 +615,40 @@ fn verify_ephemeral_no_cleanup_leaves_the_cluster_with_a_working_removal_command
         cluster_dir.display()
     );
 }
+
+#[test]
+fn verify_after_sigkill_the_next_run_drops_the_leftover_but_not_a_kept_one() {
+    let pg = pg16();
+    let (db, _dir, dump) = fixture_backup(pg, "verify sigkill", 0.5);
+    let (out, report) = run_json(&mut verify_cmd(&db, &dump, &["--no-cleanup"]));
+    assert_all_pass(&out, &report);
+    let kept = report["temp_database"].as_str().unwrap().to_owned();
+    std::thread::sleep(Duration::from_millis(1100));
+
+    let mut child = verify_cmd(&db, &dump, &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while verify_dbs(pg, &db.name).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the temp database never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = verify_dbs(pg, &db.name);
+    assert_eq!(left.len(), 2, "SIGKILL cannot clean up: {left:?}");
+
+    let (out, report) = run_json(&mut verify_cmd(&db, &dump, &[]));
+    assert_all_pass(&out, &report);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("that died"));
+    assert_eq!(verify_dbs(pg, &db.name), vec![kept.clone()]);
+    pg.psql(
+        "postgres",
+        &format!("DROP DATABASE \"{kept}\" WITH (FORCE)"),
+    );
+}
