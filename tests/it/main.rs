@@ -6,4 +6,6 @@ mod support;
 mod backup;
 mod faults;
 mod harness;
+mod restore;
 mod tls;
+mod verify;
