@@ -162,7 +162,7 @@ pub struct BackupArgs {
     /// Suffix for the file name, e.g. `pre-migration` ([A-Za-z0-9.-]+); kept apart by retention.
     #[arg(long, value_name = "LABEL")]
     pub label: Option<String>,
-    /// pg_dump --compress spec (e.g. zstd:3, gzip:6, lz4, none). Default: zstd:1 when pg_dump has it, else gzip:1.
+    /// pg_dump --compress spec (e.g. zstd:3, gzip:6, lz4, none). Default: zstd:1 when pg_dump has it, else gzip:4.
     #[arg(long, env = "PGBAK_COMPRESS", value_name = "SPEC")]
     pub compress: Option<String>,
     /// Print a JSON summary (the meta.json contents plus paths) on stdout.

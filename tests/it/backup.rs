@@ -652,7 +652,7 @@ fn other_server_versions_back_up_with_their_own_tools() {
             output_text(&out)
         );
         let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let expected = if pg.major >= 16 { "zstd:1" } else { "1" };
+        let expected = if pg.major >= 16 { "zstd:1" } else { "4" };
         assert_eq!(summary["meta"]["compression"], expected, "PG {}", pg.major);
         assert_eq!(summary["meta"]["tables"][0]["rows"], 100);
     }
