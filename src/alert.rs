@@ -386,7 +386,16 @@ mod tests {
         keys.sort_unstable();
         assert_eq!(
             keys,
-            ["detail", "event", "host", "message", "service", "status", "text", "timestamp"]
+            [
+                "detail",
+                "event",
+                "host",
+                "message",
+                "service",
+                "status",
+                "text",
+                "timestamp"
+            ]
         );
         assert_eq!(body["service"], "enterprise-agent-platform");
         assert_eq!(body["event"], "pg-backup");

@@ -147,11 +147,17 @@ async fn steps(
         log.display()
     ));
 
-    let job = run
-        .step(Step::Backup, async { backup_job(global, args) })
-        .await?;
-    run.database = job.conn.dbname.clone();
-    let made = run.step(Step::Backup, backup::dump(&job, signals)).await?;
+    let mut database = String::new();
+    let backed_up = run
+        .step(Step::Backup, async {
+            let job = backup_job(global, args)?;
+            database.clone_from(&job.conn.dbname);
+            let made = backup::dump(&job, signals).await?;
+            Ok((job, made))
+        })
+        .await;
+    run.database = database;
+    let (job, made) = backed_up?;
     run.made = Some(made.clone());
     if verify {
         run.step(Step::Verify, verify_step(global, args, &made, signals))
