@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    free_port, output_text, pg16, pgbak, pgbak_bare, scratch_dir, HttpListener, Pg, Request,
+    self, free_port, output_text, pg16, pgbak, pgbak_bare, scratch_dir, HttpListener, Pg, Request,
     PASSWORD,
 };
 
@@ -693,4 +693,66 @@ fn completions_and_man_page_are_generated() {
         "{text}"
     );
     assert!(text.contains("cron"));
+}
+
+#[test]
+fn contrib_systemd_units_pass_systemd_analyze_verify() {
+    let Ok(analyze) = which("systemd-analyze") else {
+        eprintln!("skipped: systemd-analyze is not installed");
+        return;
+    };
+    let dir = scratch_dir("units");
+    let contrib = support::repo_dir().join("contrib");
+    let service = std::fs::read_to_string(contrib.join("pgbak.service")).expect("pgbak.service");
+    assert!(service.contains("ExecStart=/usr/local/bin/pgbak cron --verify"));
+    assert!(service.contains("EnvironmentFile=/etc/pgbak/pgbak.env"));
+    assert!(service.contains("Type=oneshot"));
+    // The unit names /usr/local/bin/pgbak; verify checks that it exists, so point it at this build.
+    let service = service.replace("/usr/local/bin/pgbak", env!("CARGO_BIN_EXE_pgbak"));
+    std::fs::write(dir.join("pgbak.service"), service).unwrap();
+    let timer = std::fs::read_to_string(contrib.join("pgbak.timer")).expect("pgbak.timer");
+    assert!(timer.contains("OnCalendar=*-*-* 02:00:00") && timer.contains("Persistent=true"));
+    std::fs::write(dir.join("pgbak.timer"), timer).unwrap();
+    // Documentation=man:pgbak(1) must resolve: install the generated page into a private MANPATH.
+    std::fs::create_dir_all(dir.join("man/man1")).unwrap();
+    let page = run(pgbak_bare().arg("man"));
+    std::fs::write(dir.join("man/man1/pgbak.1"), &page.stdout).unwrap();
+    let out = Command::new(analyze)
+        .args(["verify", "pgbak.service", "pgbak.timer"])
+        .current_dir(&dir)
+        .env("MANPATH", dir.join("man"))
+        .output()
+        .expect("running systemd-analyze");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(out.stderr.is_empty(), "warnings: {}", output_text(&out));
+}
+
+#[test]
+fn contrib_crontab_matches_the_scripts_line() {
+    let text = std::fs::read_to_string(support::repo_dir().join("contrib/pgbak.crontab"))
+        .expect("contrib/pgbak.crontab");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("0 2 * * * "))
+        .expect("an active 02:00 line");
+    for part in [
+        "DATABASE_URL=",
+        "BACKUP_DIR=",
+        "BACKUP_KEEP=14",
+        "VERIFY_ON_BACKUP=true",
+        "pgbak cron",
+        ">> /var/log/pg-backup/cron.log 2>&1",
+    ] {
+        assert!(line.contains(part), "{part} missing in {line}");
+    }
+}
+
+fn which(program: &str) -> Result<PathBuf, ()> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .ok_or(())
 }
