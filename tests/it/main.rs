@@ -3,5 +3,8 @@
 
 mod support;
 
+mod backup;
 mod cron;
+mod faults;
 mod harness;
+mod tls;
