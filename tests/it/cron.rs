@@ -756,3 +756,40 @@ fn which(program: &str) -> Result<PathBuf, ()> {
         .find(|p| p.is_file())
         .ok_or(())
 }
+
+#[test]
+fn cron_sigterm_during_the_dump_exits_143_alerts_and_leaves_no_partial() {
+    let pg = pg16();
+    let db = pg.fresh_db("cron sigterm");
+    db.load_fixture(0.05);
+    let dirs = Dirs::new("sigterm");
+    let hook = HttpListener::ok();
+    let table_lock = TableLock::take(pg, &db.name, "users");
+    let child = cron(pgbak(pg), &dirs, &db.url())
+        .env("ALERT_WEBHOOK_URL", hook.url())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting the run");
+    wait_for_lock_owner(&dirs, child.id());
+    // Wait until the dump has started (its partial file exists), then stop the run as systemd would.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dirs.partials().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!dirs.partials().is_empty(), "the dump never started");
+    // SAFETY: kill has no memory-safety preconditions; the pid is our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().expect("waiting for the run");
+    drop(table_lock);
+    assert_eq!(out.status.code(), Some(143), "{}", output_text(&out));
+    assert!(dirs.dumps().is_empty() && dirs.metas().is_empty() && dirs.partials().is_empty());
+    let (log, text) = dirs.only_log();
+    assert!(text.contains("SIGTERM"), "{text}");
+    let requests = hook.wait_for(1, Duration::from_secs(5));
+    assert_generic_alert(&requests[0], "PostgreSQL backup failed", &log, "backup");
+    assert!(requests[0].json()["detail"]
+        .as_str()
+        .unwrap_or("")
+        .contains("SIGTERM"));
+}
