@@ -793,3 +793,21 @@ fn cron_sigterm_during_the_dump_exits_143_alerts_and_leaves_no_partial() {
         .unwrap_or("")
         .contains("SIGTERM"));
 }
+
+#[test]
+fn cron_failed_heartbeat_does_not_fail_a_good_run() {
+    let pg = pg16();
+    let db = pg.fresh_db("cron beat 404");
+    db.load_fixture(0.05);
+    let dirs = Dirs::new("beat404");
+    let beat = HttpListener::new(&[404]);
+    let out = run(cron(pgbak(pg), &dirs, &db.url()).env("HEARTBEAT_URL", beat.url()));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(beat.requests().len(), 1, "a 404 is not retried");
+    let (_, text) = dirs.only_log();
+    assert!(
+        text.contains("the heartbeat failed") && text.contains("404"),
+        "{text}"
+    );
+    assert_eq!(dirs.dumps().len(), 1);
+}
