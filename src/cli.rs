@@ -406,6 +406,31 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
+/// Unsets every variable a flag reads whose value is empty, so `BACKUP_KEEP=`
+/// (a blank line in an environment file) means the default, as
+/// `${BACKUP_KEEP:-7}` did in the scripts, instead of a parse error.
+/// Call before parsing, while the process is still single-threaded.
+pub fn drop_empty_env() {
+    use clap::CommandFactory;
+    fn walk(command: &clap::Command, names: &mut Vec<std::ffi::OsString>) {
+        names.extend(
+            command
+                .get_arguments()
+                .filter_map(|a| a.get_env().map(Into::into)),
+        );
+        for sub in command.get_subcommands() {
+            walk(sub, names);
+        }
+    }
+    let mut names = Vec::new();
+    walk(&Cli::command(), &mut names);
+    for name in names {
+        if std::env::var_os(&name).is_some_and(|v| v.is_empty()) {
+            std::env::remove_var(&name);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

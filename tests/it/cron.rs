@@ -811,3 +811,33 @@ fn cron_failed_heartbeat_does_not_fail_a_good_run() {
     );
     assert_eq!(dirs.dumps().len(), 1);
 }
+
+#[test]
+fn cron_empty_variables_mean_their_defaults() {
+    // A blank `KEY=` line in an environment file, as `${KEY:-default}` treated it in the scripts.
+    let dirs = Dirs::new("empty-env");
+    let mut cmd = cron(pgbak_bare(), &dirs, &down_url());
+    for key in [
+        "BACKUP_KEEP",
+        "LOG_KEEP",
+        "ALERT_WEBHOOK_URL",
+        "ALERT_WEBHOOK_FORMAT",
+        "ALERT_SERVICE",
+        "PAGERDUTY_ROUTING_KEY",
+        "HEARTBEAT_URL",
+        "VERIFY_ON_BACKUP",
+        "S3_BUCKET",
+        "PGBAK_COMPRESS",
+    ] {
+        cmd.env(key, "");
+    }
+    let out = run(&mut cmd);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the run starts: {}",
+        output_text(&out)
+    );
+    let (_, text) = dirs.only_log();
+    assert!(text.contains("keep 7, verify off"), "{text}");
+}
