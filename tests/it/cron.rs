@@ -841,3 +841,23 @@ fn cron_empty_variables_mean_their_defaults() {
     let (_, text) = dirs.only_log();
     assert!(text.contains("keep 7, verify off"), "{text}");
 }
+
+#[test]
+fn cron_log_dir_that_cannot_be_created_alerts_the_setup_step() {
+    let dirs = Dirs::new("bad-logdir");
+    std::fs::create_dir_all(&dirs.root).unwrap();
+    let blocker = dirs.root.join("not-a-dir");
+    std::fs::write(&blocker, b"").unwrap();
+    let hook = HttpListener::ok();
+    let out = run(cron(pgbak_bare(), &dirs, &down_url())
+        .env("LOG_DIR", blocker.join("logs"))
+        .env("ALERT_WEBHOOK_URL", hook.url()));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let body = hook.wait_for(1, Duration::from_secs(5))[0].json();
+    let detail = body["detail"].as_str().unwrap_or("");
+    assert!(detail.contains("| Log: (none) | Step: setup |"), "{detail}");
+    assert!(detail.contains("not-a-dir"), "{detail}");
+    assert!(dirs.dumps().is_empty(), "no backup without a log");
+    let samples = parse_metrics(&std::fs::read_to_string(&dirs.metrics).expect("metrics file"));
+    assert_eq!(metric(&samples, "pgbak_last_run_success", &[]), 0.0);
+}
