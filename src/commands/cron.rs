@@ -69,7 +69,7 @@ pub async fn run(global: &GlobalArgs, args: CronArgs) -> Result<ExitCode> {
     };
     // A held lock is not a failure of this run: exit 75 before writing anything.
     let lock = match RunLock::acquire(&args.backup_dir) {
-        Ok(lock) => Some(lock),
+        Ok(lock) => lock,
         Err(err) if error::exit_code(&err) == error::LOCKED => return Err(err),
         Err(err) => {
             let outcome = Err(Failed {
