@@ -657,3 +657,46 @@ fn other_server_versions_back_up_with_their_own_tools() {
         assert_eq!(summary["meta"]["tables"][0]["rows"], 100);
     }
 }
+
+#[test]
+fn backs_up_over_the_unix_socket_with_an_empty_host_in_the_url() {
+    let pg = pg16();
+    let db = pg.fresh_db("socket");
+    db.psql("CREATE TABLE t AS SELECT 1 AS x");
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!(
+        "postgresql+psycopg://postgres@/{}?host={}&port={}",
+        db.name,
+        pg.socket_dir.display(),
+        pg.port
+    );
+    let out = pgbak(pg)
+        .env("DATABASE_URL", url)
+        .args(["backup", "--json", "--output-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["meta"]["tables"][0]["rows"], 1);
+}
+
+#[test]
+fn pg_environment_variables_work_without_database_url() {
+    let pg = pg16();
+    let db = pg.fresh_db("pg_env");
+    db.psql("CREATE TABLE t AS SELECT 1 AS x");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = pgbak(pg)
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", pg.port.to_string())
+        .env("PGUSER", "postgres")
+        .env("PGPASSWORD", PASSWORD)
+        .env("PGDATABASE", &db.name)
+        .args(["backup", "--json", "--output-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(!output_text(&out).contains(PASSWORD));
+}

@@ -7,4 +7,6 @@ mod backup;
 mod cron;
 mod faults;
 mod harness;
+mod restore;
 mod tls;
+mod verify;
