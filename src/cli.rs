@@ -370,6 +370,17 @@ pub struct CronArgs {
     /// Do not upload, even when S3_BUCKET is set.
     #[arg(long)]
     pub no_s3: bool,
+    /// Verify by restoring into this server instead of the source server (its URL; the password may be in it).
+    #[arg(
+        long,
+        env = "PGBAK_VERIFY_TARGET_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub verify_target_url: Option<String>,
+    /// Verify by restoring into a throwaway local cluster (initdb + postgres from the chosen bin dir).
+    #[arg(long, conflicts_with = "verify_target_url")]
+    pub verify_ephemeral: bool,
     #[command(flatten)]
     pub s3: S3Args,
 }

@@ -636,20 +636,72 @@ fn cron_killed_run_does_not_block_the_next() {
 }
 
 #[test]
+fn cron_verify_run_leaves_one_backup_one_log_no_temp_db_and_calls_heartbeat() {
+    let pg = pg16();
+    let db = pg.fresh_db("cron verify ok");
+    db.load_fixture(0.05);
+    let dirs = Dirs::new("verify-ok");
+    let hook = HttpListener::ok();
+    let beat = HttpListener::ok();
+    let databases_before = pg.databases();
+    let out = run(cron(pgbak(pg), &dirs, &db.url())
+        .arg("--verify")
+        .env("ALERT_WEBHOOK_URL", hook.url())
+        .env("HEARTBEAT_URL", beat.url()));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(dirs.dumps().len(), 1, "{:?}", dirs.dumps());
+    assert_eq!(dirs.metas().len(), 1);
+    assert!(dirs.partials().is_empty());
+    let (_, text) = dirs.only_log();
+    assert!(
+        text.contains("PASS"),
+        "the verify checks are in the log: {text}"
+    );
+    assert!(!text.contains(PASSWORD));
+    let verify_dbs: Vec<String> = pg
+        .databases()
+        .into_iter()
+        .filter(|d| d.contains("_verify_") && !databases_before.contains(d))
+        .collect();
+    assert!(verify_dbs.is_empty(), "temp databases left: {verify_dbs:?}");
+    assert_eq!(beat.wait_for(1, Duration::from_secs(5)).len(), 1);
+    assert!(hook.requests().is_empty());
+    let samples = parse_metrics(&std::fs::read_to_string(&dirs.metrics).expect("metrics file"));
+    assert_eq!(
+        metric(&samples, "pgbak_step_success", &["step=\"verify\""]),
+        1.0
+    );
+    assert_eq!(metric(&samples, "pgbak_last_run_success", &[]), 1.0);
+}
+
+#[test]
 fn cron_verify_failure_alerts_and_skips_retention() {
     let pg = pg16();
     let db = pg.fresh_db("cron verify fail");
     db.load_fixture(0.05);
+    // Verify restores into a server as a role that may not create the temporary database.
+    let role = format!("nocreatedb_{}", std::process::id());
+    let role_password = "r0le-Pa55word-x";
+    pg.psql(
+        "postgres",
+        &format!("DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN NOCREATEDB PASSWORD '{role_password}'"),
+    );
+    let target = format!(
+        "postgresql://{role}:{role_password}@127.0.0.1:{}/postgres",
+        pg.port
+    );
     let dirs = Dirs::new("verify-fail");
     let seeded = seed_old_backups(&dirs, &db.name);
     let hook = HttpListener::ok();
     let out = run(cron(pgbak(pg), &dirs, &db.url())
         .env("ALERT_WEBHOOK_URL", hook.url())
         .env("VERIFY_ON_BACKUP", "true")
+        .env("PGBAK_VERIFY_TARGET_URL", &target)
         .env("BACKUP_KEEP", "1"));
+    let _ = pg.try_psql("postgres", &format!("DROP ROLE IF EXISTS {role}"));
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let (log, text) = dirs.only_log();
-    assert!(!text.contains(PASSWORD));
+    assert!(text.contains("FAIL"), "{text}");
     let requests = hook.wait_for(1, Duration::from_secs(5));
     assert_generic_alert(
         &requests[0],
@@ -657,7 +709,25 @@ fn cron_verify_failure_alerts_and_skips_retention() {
         &log,
         "verify",
     );
-    assert!(!requests[0].body_text().contains(PASSWORD));
+    let detail = requests[0].json()["detail"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        detail.contains("temp database created"),
+        "the failed check is named: {detail}"
+    );
+    for secret in [PASSWORD, role_password] {
+        assert!(
+            !requests[0].body_text().contains(secret),
+            "password in the alert"
+        );
+        assert!(!text.contains(secret), "password in the log");
+        assert!(
+            !output_text(&out).contains(secret),
+            "password in the output"
+        );
+    }
     // The new backup stays (it is complete); the older ones were not pruned.
     assert_eq!(dirs.dumps().len(), 3, "{:?}", dirs.dumps());
     for name in seeded {
@@ -666,6 +736,15 @@ fn cron_verify_failure_alerts_and_skips_retention() {
             "{name} pruned after a failed verify"
         );
     }
+    let samples = parse_metrics(&std::fs::read_to_string(&dirs.metrics).expect("metrics file"));
+    assert_eq!(
+        metric(&samples, "pgbak_step_success", &["step=\"verify\""]),
+        0.0
+    );
+    assert!(
+        !samples.keys().any(|k| k.contains("step=\"retention\"")),
+        "retention did not run"
+    );
 }
 
 #[test]
