@@ -657,6 +657,11 @@ fn cron_verify_run_leaves_one_backup_one_log_no_temp_db_and_calls_heartbeat() {
         text.contains("PASS"),
         "the verify checks are in the log: {text}"
     );
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dirs.backups.join(&dirs.metas()[0])).expect("reading meta.json"),
+    )
+    .expect("meta.json is JSON");
+    assert_eq!(meta["verification"]["passed"], true, "{meta}");
     assert!(!text.contains(PASSWORD));
     let verify_dbs: Vec<String> = pg
         .databases()
