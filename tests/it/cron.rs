@@ -945,3 +945,25 @@ fn cron_log_dir_that_cannot_be_created_alerts_the_setup_step() {
     let samples = parse_metrics(&std::fs::read_to_string(&dirs.metrics).expect("metrics file"));
     assert_eq!(metric(&samples, "pgbak_last_run_success", &[]), 0.0);
 }
+
+#[test]
+fn cron_verify_ephemeral_restores_into_a_throwaway_cluster() {
+    let pg = pg16();
+    let db = pg.fresh_db("cron verify eph");
+    db.load_fixture(0.05);
+    let dirs = Dirs::new("verify-eph");
+    let databases_before = pg.databases();
+    // The throwaway cluster needs initdb/postgres (with pgvector): the PostgreSQL 16 tools.
+    let out = run(cron(pgbak(pg), &dirs, &db.url())
+        .env("PGBAK_PG_BIN_DIR", &pg.bin)
+        .args(["--verify", "--verify-ephemeral"]));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(
+        pg.databases(),
+        databases_before,
+        "nothing restored on the source server"
+    );
+    assert_eq!(dirs.dumps().len(), 1);
+    let (_, text) = dirs.only_log();
+    assert!(text.contains("PASS"), "{text}");
+}
