@@ -70,6 +70,8 @@ impl BackupJob {
 #[derive(Debug, Clone)]
 pub struct Made {
     pub name: BackupName,
+    /// When the run started (leftovers older than this may be cleaned up).
+    pub started: std::time::SystemTime,
     pub dump: PathBuf,
     pub meta_path: PathBuf,
     pub meta: Meta,
@@ -169,6 +171,7 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
     ));
     Ok(Made {
         name,
+        started: started.into(),
         dump: dump_path,
         meta_path,
         meta,
@@ -357,25 +360,14 @@ async fn stream_dump(
 fn commit(sink: FileSink, meta: &Meta, meta_path: &Path) -> Result<()> {
     let mut json = serde_json::to_vec_pretty(meta).context("encoding meta.json")?;
     json.push(b'\n');
-    let meta_partial = fsio::partial_path(meta_path);
-    let written = (|| -> Result<()> {
-        let mut file = fsio::create_new(&meta_partial)
-            .with_context(|| format!("creating {}", meta_partial.display()))?;
-        std::io::Write::write_all(&mut file, &json)
-            .and_then(|()| file.sync_all())
-            .with_context(|| format!("writing {}", meta_partial.display()))
-    })();
-    if let Err(err) = written {
-        let _ = std::fs::remove_file(&meta_partial);
-        return Err(err);
-    }
-    if let Err(err) = sink.commit() {
-        let _ = std::fs::remove_file(&meta_partial);
-        return Err(err);
-    }
-    std::fs::rename(&meta_partial, meta_path)
-        .with_context(|| format!("renaming {} into place", meta_partial.display()))?;
-    fsio::sync_dir(meta_path.parent().unwrap_or(Path::new(".")))
+    // The same locked-partial path as the dump, so no concurrent cleanup takes it;
+    // dropped on error, it removes itself.
+    let mut meta_sink = FileSink::create(meta_path)
+        .with_context(|| format!("creating {}", fsio::partial_path(meta_path).display()))?;
+    meta_sink.write(&json)?;
+    meta_sink.finish()?;
+    sink.commit()?;
+    meta_sink.commit()
 }
 
 /// Step 5: local retention for the group of the backup just made, and the
@@ -383,7 +375,7 @@ fn commit(sink: FileSink, meta: &Meta, meta_path: &Path) -> Result<()> {
 pub fn apply_retention(job: &BackupJob, made: &Made) -> Result<Vec<String>> {
     let store = LocalStore::new(&job.output_dir);
     let mut deleted = Vec::new();
-    for partial in store.stale_partials(&made.name.group())? {
+    for partial in store.stale_partials(&made.name.group(), made.started)? {
         ui::info(&format!(
             "removing {}, left by a run that did not finish",
             partial.display()
