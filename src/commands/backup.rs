@@ -279,10 +279,12 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
         }
     }
     if let Some(err) = upload_failure {
-        let target = match &store {
-            Some(store) => store.uri(&store.key_for(&name.dump_file())),
-            None => format!("s3://{}", job.s3.bucket.as_deref().unwrap_or_default()),
-        };
+        let target = format!(
+            "s3://{}/{}{}",
+            job.s3.bucket.as_deref().unwrap_or_default(),
+            s3::normalize_prefix(job.s3.prefix.as_deref().unwrap_or_default()),
+            name.dump_file()
+        );
         return Err(UploadFailed {
             message: format!(
                 "the local backup {} is complete, but uploading it to {target} failed: {}",
@@ -584,11 +586,15 @@ pub async fn apply_remote_retention(job: &BackupJob, made: &Made) -> Result<Vec<
         // The dump first: a failure in between leaves a meta.json without its
         // dump, which the next run removes, never a dump without its meta.json.
         if backup.has_dump {
-            store.delete_keys(std::slice::from_ref(&backup.dump_key)).await?;
+            store
+                .delete_keys(std::slice::from_ref(&backup.dump_key))
+                .await?;
             deleted.push(store.uri(&backup.dump_key));
         }
         if backup.has_meta {
-            store.delete_keys(std::slice::from_ref(&backup.meta_key)).await?;
+            store
+                .delete_keys(std::slice::from_ref(&backup.meta_key))
+                .await?;
         }
     }
     Ok(deleted)

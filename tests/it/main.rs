@@ -4,3 +4,5 @@
 mod support;
 
 mod harness;
+mod list;
+mod s3;
