@@ -3,6 +3,7 @@
 //! The binary is thin; [`run`] dispatches a parsed [`cli::Cli`] to one module of
 //! [`commands`] per subcommand. Shared parts sit beside them:
 //! - [`settings`] resolves flags and environment once (flag > environment > default);
+//! - [`archive`] finds a backup and checks it (meta.json, SHA-256, header) before verify/restore;
 //! - [`pg`] parses `DATABASE_URL`, talks to the server, finds and runs the client tools;
 //! - [`pipeline`] streams pg_dump's output through hashing into the file (and S3) sinks;
 //! - [`storage`] names and lists the backup set on local disk;
@@ -10,6 +11,7 @@
 //! - [`retention`] decides, as a pure function, which backups to delete;
 //! - [`ui`] prints timestamped lines (or a progress bar on a terminal), scrubbed of secrets.
 
+pub mod archive;
 pub mod cli;
 pub mod commands;
 pub mod error;

@@ -426,7 +426,7 @@ async fn stream_dump(
         }
     }
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    ui::debug(&format!("running {:?}", cmd.as_std()));
+    ui::debug(&format!("running {}", tools::describe(&cmd)));
     let mut child = cmd
         .spawn()
         .with_context(|| format!("starting {}", tools.tool("pg_dump").display()))?;
@@ -465,8 +465,7 @@ async fn stream_dump(
     let pumped = tokio::select! {
         joined = &mut pump => joined,
         sig = signals.recv() => {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
+            tools::terminate(&mut child).await;
             let _ = pump.await;
             catalog.abort();
             return Err(interrupted(sig));
@@ -477,8 +476,7 @@ async fn stream_dump(
         Ok(summary) => summary,
         Err(err) => {
             // A write failed (disk full): pg_dump would block on a full pipe.
-            let _ = child.start_kill();
-            let _ = child.wait().await;
+            tools::terminate(&mut child).await;
             catalog.abort();
             drop(sink);
             return Err(err);
@@ -487,8 +485,7 @@ async fn stream_dump(
     let status = tokio::select! {
         status = child.wait() => status.context("waiting for pg_dump")?,
         sig = signals.recv() => {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
+            tools::terminate(&mut child).await;
             catalog.abort();
             return Err(interrupted(sig));
         }

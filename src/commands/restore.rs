@@ -1,11 +1,432 @@
-//! `pgbak restore` (not yet implemented).
+//! `pgbak restore`: put a backup into the database of DATABASE_URL / PG*.
+//!
+//! The steps, in order:
+//! 1. without a terminal and without `--no-confirm`: refuse at once (exit 2);
+//! 2. find the backup, check its SHA-256 against meta.json, read its header and
+//!    `pg_restore --list`: nothing touches the target before the backup is known good;
+//! 3. ask the operator to type the database name (host, port, database, backup shown);
+//! 4. `--create-db`: terminate sessions, drop and recreate the database;
+//! 5. pg_restore `--no-owner --no-privileges --jobs N`, harmless warnings told from errors;
+//! 6. row counts against meta.json (printed on stdout), the alembic revision against
+//!    meta.json, and `alembic stamp head` only when asked.
 
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{anyhow, bail, Context, Result};
+use tokio_postgres::error::SqlState;
 
-use crate::cli::{GlobalArgs, RestoreArgs};
+use crate::archive::{self, MetaState, Wanted};
+use crate::cli::{GlobalArgs, Mode, RestoreArgs};
+use crate::error::usage;
+use crate::meta::Meta;
+use crate::pg::client::{self, quote_ident};
+use crate::pg::restore::{self as pg_restore, RestoreJob};
+use crate::pg::url::ConnSettings;
+use crate::signals::Signals;
+use crate::ui;
 
-pub async fn run(_global: &GlobalArgs, _args: RestoreArgs) -> Result<ExitCode> {
-    Err(crate::error::usage("pgbak restore is not yet implemented"))
+pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitCode> {
+    // 1: never hang waiting for an answer nobody can give.
+    if !args.no_confirm && !std::io::stdin().is_terminal() {
+        return Err(usage(
+            "refusing to restore: stdin is not a terminal, so nobody can confirm; \
+             pass --no-confirm to restore without asking",
+        ));
+    }
+    pg_restore::validate_memory_setting(&args.maintenance_work_mem)?;
+    let conn = crate::settings::connection()?;
+    let mut signals = Signals::new()?;
+
+    // 2: the backup, checked before the target is touched.
+    let located = archive::locate(&Wanted {
+        backup: args.backup.as_deref(),
+        backup_dir: &args.backup_dir,
+        from_s3: args.from_s3,
+        s3: &args.s3,
+        mode: Some(Mode::Full),
+    })
+    .await?;
+    let meta_state = archive::read_meta(&located);
+    let meta = meta_state.meta();
+    match &meta_state {
+        MetaState::Read(meta) => {
+            match signals
+                .guard(archive::check_checksum(&located.dump, meta))
+                .await?
+            {
+                Ok(detail) => ui::info(&format!("checksum: {detail}")),
+                Err(detail) => bail!("not restoring {}: {detail}", located.dump.display()),
+            }
+        }
+        MetaState::Unavailable(why) => ui::warn(&format!(
+            "{why}: the checksum cannot be checked, and row counts and the alembic revision \
+             cannot be compared afterwards"
+        )),
+    }
+    let header = archive::read_header(&located.dump)?
+        .map_err(|detail| anyhow!("not restoring {}: {detail}", located.dump.display()))?;
+
+    let selective = !args.tables.is_empty() || !args.schemas.is_empty();
+    let admin_conn = maintenance_conn(&conn, args.create_db);
+    let admin = signals
+        .guard(client::connect(&admin_conn))
+        .await
+        .map_err(|err| {
+            if args.create_db {
+                err
+            } else {
+                err.context("the target database must exist (or pass --create-db to create it)")
+            }
+        })?;
+    let server = client::server_version(&admin).await?;
+    let tools = archive::pick_tools(global.pg_bin_dir.as_deref(), &header, meta, Some(&server))
+        .map_err(usage)?;
+    let listing = signals
+        .guard(pg_restore::list(&tools, &located.dump))
+        .await?
+        .map_err(|detail| anyhow!("not restoring {}: {detail}", located.dump.display()))?;
+    ui::info(&format!(
+        "archive: {} entries, format {}, {} compression; pg_restore {}",
+        listing.entries,
+        header.version_text(),
+        header.compression.name(),
+        tools.version
+    ));
+    if !selective {
+        let wanted: BTreeSet<String> = match meta {
+            Some(meta) => meta.extensions.keys().cloned().collect(),
+            None => listing.extensions.iter().cloned().collect(),
+        };
+        let rows = admin
+            .query("SELECT name::text FROM pg_available_extensions", &[])
+            .await
+            .context("listing the server's available extensions")?;
+        let available: BTreeSet<String> = rows.iter().map(|r| r.get(0)).collect();
+        let missing: Vec<String> = wanted.difference(&available).cloned().collect();
+        if !missing.is_empty() {
+            bail!(
+                "not restoring: the server at {} lacks the extension(s) {}; {}",
+                conn.endpoint(),
+                missing.join(", "),
+                super::verify::install_hint(&missing, server.major())
+            );
+        }
+    }
+
+    // 3: the operator confirms, naming the database.
+    if !args.no_confirm {
+        confirm(&conn, &located.dump, meta, args.create_db, &mut signals).await?;
+    }
+
+    // 4: a fresh database when asked.
+    if args.create_db {
+        recreate_database(&admin, &conn.dbname).await?;
+        ui::info(&format!(
+            "dropped and created database {} on {}",
+            quote_ident(&conn.dbname),
+            conn.endpoint()
+        ));
+    }
+    drop(admin);
+
+    // 5: pg_restore.
+    ui::info(&format!(
+        "restoring {} into database {} on {} with {} jobs (maintenance_work_mem {})",
+        located.dump.display(),
+        quote_ident(&conn.dbname),
+        conn.endpoint(),
+        args.jobs,
+        args.maintenance_work_mem
+    ));
+    let clock = std::time::Instant::now();
+    let outcome = pg_restore::restore(
+        &RestoreJob {
+            tools: &tools,
+            conn: &conn,
+            dump: &located.dump,
+            jobs: args.jobs.max(1),
+            maintenance_work_mem: &args.maintenance_work_mem,
+            tables: &args.tables,
+            schemas: &args.schemas,
+        },
+        &mut signals,
+    )
+    .await?;
+    for warning in pg_restore::distinct(&outcome.warnings) {
+        ui::warn(&format!("pg_restore (harmless): {warning}"));
+    }
+    let mut failed = false;
+    if outcome.succeeded() {
+        ui::info(&format!(
+            "pg_restore finished in {:.1}s ({} harmless warning(s))",
+            clock.elapsed().as_secs_f64(),
+            outcome.warnings.len()
+        ));
+    } else {
+        for error in pg_restore::distinct(&outcome.errors) {
+            ui::error(&format!("pg_restore: {error}"));
+        }
+        let mut err = pg_restore::failure(&outcome);
+        if let Some(ext) = outcome.missing_extension() {
+            err = err.context(super::verify::install_hint(
+                std::slice::from_ref(&ext),
+                server.major(),
+            ));
+        }
+        ui::error(&crate::error::one_line(&err));
+        failed = true;
+    }
+
+    // 6: the restored database against meta.json.
+    let target = signals.guard(client::connect(&conn)).await?;
+    if let Some(meta) = meta {
+        if !compare_rows(&target, meta, &args.tables, &args.schemas).await? {
+            failed = true;
+        }
+        let have = client::alembic_revision(&target).await.ok().flatten();
+        if selective {
+            // A selective restore need not include alembic_version.
+        } else if have == meta.alembic_revision {
+            ui::info(&format!(
+                "alembic revision {} matches the backup",
+                have.as_deref().unwrap_or("(none)")
+            ));
+        } else {
+            ui::warn(&format!(
+                "alembic revision is {} but the backup's meta.json says {}: if the application \
+                 is newer than this backup, run `alembic upgrade head`",
+                have.as_deref().unwrap_or("(none)"),
+                meta.alembic_revision.as_deref().unwrap_or("(none)")
+            ));
+        }
+    }
+    if args.alembic_stamp && !alembic_stamp().await {
+        failed = true;
+    }
+    if failed {
+        ui::error(&format!(
+            "restore of {} into {} FAILED (see above)",
+            located.dump.display(),
+            quote_ident(&conn.dbname)
+        ));
+        return Ok(ExitCode::from(crate::error::FAILED));
+    }
+    ui::info(&format!(
+        "restore complete: {} into database {} on {}",
+        located.dump.display(),
+        quote_ident(&conn.dbname),
+        conn.endpoint()
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The connection for DROP/CREATE DATABASE: another database on the same
+/// server (one cannot drop the database one is connected to).
+fn maintenance_conn(conn: &ConnSettings, create_db: bool) -> ConnSettings {
+    if !create_db {
+        return conn.clone();
+    }
+    let other = if conn.dbname == "postgres" {
+        "template1"
+    } else {
+        "postgres"
+    };
+    conn.with_dbname(other)
+}
+
+async fn confirm(
+    conn: &ConnSettings,
+    dump: &std::path::Path,
+    meta: Option<&Meta>,
+    create_db: bool,
+    signals: &mut Signals,
+) -> Result<()> {
+    let about = meta.map_or_else(
+        || "no meta.json".to_owned(),
+        |m| {
+            format!(
+                "database {}, {} backup finished {}, alembic {}",
+                m.database,
+                m.mode,
+                m.finished_at,
+                m.alembic_revision.as_deref().unwrap_or("none")
+            )
+        },
+    );
+    let (host, port) = (conn.host.to_string(), conn.port);
+    let mut text = format!(
+        "\nAbout to restore\n  backup:   {} ({about})\n  into:     database {} on host {host} port {port} (user {})\n",
+        dump.display(),
+        quote_ident(&conn.dbname),
+        conn.user
+    );
+    if create_db {
+        text.push_str(
+            "  --create-db: the database is DROPPED (its sessions terminated) and created again\n",
+        );
+    } else {
+        text.push_str("  objects are added to the existing database\n");
+    }
+    text.push_str(&format!(
+        "Type the database name ({}) to continue: ",
+        conn.dbname
+    ));
+    eprint!("{text}");
+    let answer = signals
+        .guard(async {
+            tokio::task::spawn_blocking(|| {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).map(|_| line)
+            })
+            .await
+            .context("reading the confirmation stopped unexpectedly")?
+            .context("reading the confirmation")
+        })
+        .await?;
+    if answer.trim_end_matches(['\n', '\r']) != conn.dbname {
+        return Err(usage(
+            "the name typed does not match the database name: nothing was restored",
+        ));
+    }
+    Ok(())
+}
+
+/// Terminates the database's sessions, drops it and creates it again (from
+/// template0, so nothing preinstalled collides with the archive).
+async fn recreate_database(admin: &tokio_postgres::Client, name: &str) -> Result<()> {
+    let quoted = quote_ident(name);
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+              WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&name],
+        )
+        .await
+        .with_context(|| format!("terminating the sessions of {quoted}"))?;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+        .await
+        .map_err(|e| db_error(e, &format!("dropping {quoted}")))?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {quoted} TEMPLATE template0"))
+        .await
+        .map_err(|e| db_error(e, &format!("creating {quoted}")))
+}
+
+fn db_error(err: tokio_postgres::Error, what: &str) -> anyhow::Error {
+    let hint = match err.code() {
+        Some(code) if *code == SqlState::INSUFFICIENT_PRIVILEGE => {
+            " (the user needs CREATEDB and ownership of the database)"
+        }
+        _ => "",
+    };
+    let message = err
+        .as_db_error()
+        .map_or_else(|| err.to_string(), |d| d.message().to_owned());
+    anyhow!("{what}: {message}{hint}")
+}
+
+/// Prints every table's rows, backup vs restored, on stdout. With --table or
+/// --schema only the selected tables are compared. True when all match.
+async fn compare_rows(
+    client: &tokio_postgres::Client,
+    meta: &Meta,
+    tables: &[String],
+    schemas: &[String],
+) -> Result<bool> {
+    let selected = |schema: &str, name: &str| {
+        (tables.is_empty() || tables.iter().any(|t| t == name))
+            && (schemas.is_empty() || schemas.iter().any(|s| s == schema))
+    };
+    let wanted: Vec<_> = meta
+        .tables
+        .iter()
+        .filter(|t| t.rows.is_some() && selected(&t.schema, &t.name))
+        .collect();
+    if wanted.is_empty() {
+        ui::info("row counts: nothing to compare (the backup records none for the selection)");
+        return Ok(true);
+    }
+    let width = wanted
+        .iter()
+        .map(|t| t.schema.len() + t.name.len() + 1)
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    ui::stdout_line(&format!(
+        "{:<width$}  {:>12}  {:>12}  result",
+        "table", "backup", "restored"
+    ));
+    let mut all_match = true;
+    for table in wanted {
+        let want = table.rows.unwrap_or_default();
+        let sql = format!(
+            "SELECT count(*) FROM ONLY {}",
+            client::qualified(&table.schema, &table.name)
+        );
+        let have = match client.query_one(&sql, &[]).await {
+            Ok(row) => Some(row.get::<_, i64>(0)),
+            Err(err) if err.code() == Some(&SqlState::UNDEFINED_TABLE) => None,
+            Err(err) => {
+                return Err(err)
+                    .with_context(|| format!("counting rows of {}.{}", table.schema, table.name))
+            }
+        };
+        let (shown, ok) = match have {
+            Some(n) => (n.to_string(), u64::try_from(n).ok() == Some(want)),
+            None => ("missing".to_owned(), false),
+        };
+        all_match &= ok;
+        ui::stdout_line(&format!(
+            "{:<width$}  {:>12}  {:>12}  {}",
+            format!("{}.{}", table.schema, table.name),
+            want,
+            shown,
+            if ok { "ok" } else { "MISMATCH" }
+        ));
+    }
+    if all_match {
+        ui::info("row counts match the backup's meta.json");
+    } else {
+        ui::error("row counts differ from the backup's meta.json (see the table on stdout)");
+    }
+    Ok(all_match)
+}
+
+/// `alembic stamp head`, when alembic is on PATH (as the scripts did: without it,
+/// a warning). False when it ran and failed.
+async fn alembic_stamp() -> bool {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("alembic"))
+            .find(|p| p.is_file())
+    });
+    let Some(alembic) = found else {
+        ui::warn("--alembic-stamp: alembic is not on PATH; the revision was not stamped");
+        return true;
+    };
+    let mut cmd = tokio::process::Command::new(&alembic);
+    cmd.args(["stamp", "head"])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    match crate::pg::tools::run(cmd, "alembic stamp head").await {
+        Ok(out) if out.success => {
+            ui::info(&format!("ran {} stamp head", alembic.display()));
+            true
+        }
+        Ok(out) => {
+            ui::error(&format!(
+                "alembic stamp head failed (exit {}): {}",
+                out.code.map_or("signal".to_owned(), |c| c.to_string()),
+                pg_restore::one_line(&out.stderr)
+            ));
+            false
+        }
+        Err(err) => {
+            ui::error(&crate::error::one_line(&err));
+            false
+        }
+    }
 }

@@ -43,7 +43,14 @@ pub async fn connect(settings: &ConnSettings) -> Result<Client> {
         config.options(options);
     }
 
-    let tls = super::tls::client_config(settings)?;
+    // Like libpq, never TLS over a unix socket.
+    let tls = match settings.host {
+        Host::Socket(_) => None,
+        Host::Tcp(_) => super::tls::client_config(settings)?,
+    };
+    if tls.is_none() {
+        config.ssl_mode(PgSslMode::Disable);
+    }
     let client = match tls {
         None => {
             let (client, connection) = config

@@ -2,6 +2,8 @@
 //! catalog queries, TLS, and the client tools (pg_dump, pg_restore, ...).
 
 pub mod client;
+pub mod ephemeral;
+pub mod restore;
 pub mod tls;
 pub mod tools;
 pub mod url;

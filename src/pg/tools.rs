@@ -149,6 +149,34 @@ pub fn find(explicit: Option<&Path>, need: u32, server_text: &str) -> Result<PgT
     )))
 }
 
+/// The program and its arguments, for debug logs (never the environment,
+/// which holds the password).
+pub fn describe(cmd: &Command) -> String {
+    let std = cmd.as_std();
+    std::iter::once(std.get_program())
+        .chain(std.get_args())
+        .map(|part| part.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Stops a child the way an operator would: SIGTERM first (pg_dump and
+/// pg_restore then cancel their queries on the server), SIGKILL after 5 s.
+pub async fn terminate(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) on our own child, which has not been reaped (id() is Some).
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGTERM);
+        }
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await;
+        if waited.is_ok() {
+            return;
+        }
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+}
+
 /// Collects a child's stderr while it runs, so a full pipe never stalls it and
 /// the text can be quoted in the error.
 pub fn collect_stderr(stderr: ChildStderr) -> tokio::task::JoinHandle<String> {

@@ -68,6 +68,9 @@ impl SslMode {
     }
 }
 
+/// Stands in for an empty host while the url crate parses (never a real name: it has an underscore).
+const EMPTY_HOST: &str = "pgbak_empty_host";
+
 /// Query parameters passed on to the client tools as their libpq variables.
 const PASSTHROUGH: &[(&str, &str)] = &[
     ("sslrootcert", "PGSSLROOTCERT"),
@@ -145,11 +148,20 @@ impl ConnSettings {
         }
         // The url crate knows no driver suffixes; give it a plain scheme.
         let normalized = format!("postgresql{}", &text[scheme.len()..]);
-        let url = url::Url::parse(&normalized)
-            .map_err(|e| usage(format!("DATABASE_URL cannot be parsed: {e}")))?;
+        // `postgresql://user@/db?host=/socket`: libpq allows an empty host with a
+        // user, the url crate does not; parse it with a placeholder host.
+        let (url, empty_host) = match url::Url::parse(&normalized) {
+            Err(url::ParseError::EmptyHost) => {
+                let patched = normalized.replacen("@/", &format!("@{EMPTY_HOST}/"), 1);
+                (url::Url::parse(&patched), true)
+            }
+            other => (other, false),
+        };
+        let url = url.map_err(|e| usage(format!("DATABASE_URL cannot be parsed: {e}")))?;
 
         let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
         let mut host = match url.host() {
+            Some(url::Host::Domain(name)) if empty_host && name == EMPTY_HOST => None,
             Some(url::Host::Domain(name)) if !name.is_empty() => Some(decode(name)),
             Some(url::Host::Ipv4(ip)) => Some(ip.to_string()),
             Some(url::Host::Ipv6(ip)) => Some(ip.to_string()),
@@ -444,6 +456,16 @@ mod tests {
         let s = parse("postgresql://app@%2Ftmp%2Fsock:5433/appdb").unwrap();
         assert_eq!(s.host, Host::Socket("/tmp/sock".into()));
         assert_eq!(s.endpoint(), "/tmp/sock:5433");
+    }
+
+    #[test]
+    fn user_with_an_empty_host_means_the_default_socket() {
+        let s = parse("postgresql://postgres@/appdb?host=/tmp/sock").unwrap();
+        assert_eq!(s.host, Host::Socket("/tmp/sock".into()));
+        assert_eq!((s.user.as_str(), s.dbname.as_str()), ("postgres", "appdb"));
+        let s = parse("postgresql://app:pw@/appdb").unwrap();
+        assert_eq!(s.password.as_deref(), Some("pw"));
+        assert!(!matches!(s.host, Host::Tcp(ref h) if h == EMPTY_HOST));
     }
 
     #[test]

@@ -107,3 +107,50 @@ fn harness_pgbak_env_is_clean() {
         .iter()
         .any(|(k, v)| *k == "PGBAK_PG_BIN_DIR" && v.is_some()));
 }
+
+#[test]
+fn harness_other_versions_and_private_clusters_stop_start_and_clean_up() {
+    for (major, pg) in [(15, support::pg15()), (17, support::pg17())] {
+        if let Some(pg) = pg {
+            let version = pg.psql("postgres", "SHOW server_version");
+            assert!(version.starts_with(&format!("{major}.")), "{version}");
+        }
+    }
+    let pg = support::private_cluster(16);
+    let root = pg.data_dir.parent().expect("cluster root").to_path_buf();
+    let db = pg.fresh_db("private");
+    db.psql("CREATE TABLE t AS SELECT 1 AS x");
+    pg.stop();
+    assert!(
+        pg.try_psql(&db.name, "SELECT 1").is_err(),
+        "stopped server answers"
+    );
+    pg.start();
+    assert_eq!(db.psql("SELECT x FROM t"), "1");
+    drop(db);
+    drop(pg);
+    assert!(!root.exists(), "{} left behind", root.display());
+}
+
+#[test]
+fn harness_private_s3_can_be_killed() {
+    let s3 = support::private_s3();
+    let bucket = s3.fresh_bucket("kill");
+    assert!(s3.list_objects(&bucket, "").is_empty());
+    s3.kill();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", s3.port)).is_err());
+}
+
+#[test]
+fn harness_hanging_listener_records_and_never_answers() {
+    let hook = HttpListener::hang();
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "1", "-d", "{}"])
+        .arg(hook.url())
+        .output()
+        .expect("curl");
+    assert_eq!(out.status.code(), Some(28), "curl timed out");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert_eq!(hook.wait_for(1, Duration::from_secs(5))[0].method, "POST");
+}

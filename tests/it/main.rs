@@ -3,6 +3,11 @@
 
 mod support;
 
+mod backup;
+mod faults;
 mod harness;
 mod list;
+mod restore;
 mod s3;
+mod tls;
+mod verify;

@@ -4,6 +4,10 @@
 //! Binaries come from `.tools/paths.env`, written by `scripts/setup.sh`. Shared servers are
 //! started lazily, once per test process; a detached reaper stops and removes each one when the
 //! test process exits, however it exits (panic, abort, SIGKILL).
+//!
+//! Environment: `PGBAK_TEST_PG16_BIN`, `PGBAK_TEST_PG17_BIN`, ... override `.tools/paths.env`
+//! (an empty value disables that version); `PGBAK_FIXTURE` replaces the fixture path;
+//! `PGBAK_TEST_TMPDIR` moves the scratch dirs (clusters, sockets, moto logs).
 #![allow(dead_code, unused_imports)]
 
 pub mod cluster;
@@ -195,7 +199,17 @@ pub fn as_server_user(program: impl AsRef<OsStr>, cwd: &Path) -> Command {
     cmd
 }
 
-/// A fresh directory under the system temp dir (`/tmp`), reachable by the postgres user.
+/// Where scratch dirs go: `PGBAK_TEST_TMPDIR`, else the system temp dir; as root always
+/// `/tmp` unless overridden, since a root-only `TMPDIR` would lock the postgres user out.
+pub fn scratch_root() -> PathBuf {
+    match std::env::var_os("PGBAK_TEST_TMPDIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ if is_root() => PathBuf::from("/tmp"),
+        _ => std::env::temp_dir(),
+    }
+}
+
+/// A fresh directory under [`scratch_root`], reachable by the postgres user.
 pub fn scratch_dir(prefix: &str) -> PathBuf {
     static N: AtomicU64 = AtomicU64::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
@@ -203,7 +217,7 @@ pub fn scratch_dir(prefix: &str) -> PathBuf {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!(
+    let dir = scratch_root().join(format!(
         "pgbak-it-{prefix}-{}-{n}-{nanos:x}",
         std::process::id()
     ));

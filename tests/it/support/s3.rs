@@ -161,6 +161,9 @@ fn start_moto() -> (S3Server, Child, Child) {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        let mut reaper = reaper;
+        let _ = reaper.kill();
+        let _ = reaper.wait();
         let _ = std::fs::remove_dir_all(&dir);
     }
     panic!("starting the S3 test server failed 3 times; last: {last_err}");

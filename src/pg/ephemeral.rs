@@ -1,0 +1,292 @@
+//! A throwaway PostgreSQL cluster for `pgbak verify --ephemeral`: initdb and
+//! postgres from the chosen bin dir, in a temp dir, reachable only through a
+//! unix socket in that dir, so verifying puts no load on production. As root
+//! the server runs as the `postgres` system user (PostgreSQL refuses root).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use tokio::process::{Child, Command};
+
+use super::tools::PgTools;
+use super::url::{ConnSettings, Host, SslMode};
+use crate::ui;
+
+/// The port only names the socket file; nothing listens on TCP.
+const PORT: u16 = 5432;
+
+/// A running throwaway cluster; stopped and removed by [`Ephemeral::remove`]
+/// or, as a last resort, on drop.
+pub struct Ephemeral {
+    pub dir: PathBuf,
+    pub bin_dir: PathBuf,
+    server: Option<Child>,
+    keep: bool,
+}
+
+/// uid and gid to run the server as, when pgbak runs as root.
+fn server_user() -> Result<Option<(u32, u32)>> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let name = c"postgres";
+    // SAFETY: name is a valid C string; the result is read at once, before any other getpw* call.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        bail!(
+            "pgbak runs as root and PostgreSQL refuses to run as root; --ephemeral runs the \
+             throwaway server as the `postgres` system user, and there is none here \
+             (create it with `useradd --system postgres`, or run pgbak as another user)"
+        );
+    }
+    // SAFETY: pw is non-null and points to a valid passwd struct.
+    Ok(Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) }))
+}
+
+/// A command that runs as `ids` (when given): groups dropped, gid then uid set.
+fn command_as(program: &Path, ids: Option<(u32, u32)>, cwd: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PG") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.current_dir(cwd).stdin(Stdio::null()).kill_on_drop(true);
+    if let Some((uid, gid)) = ids {
+        // SAFETY: only async-signal-safe calls (setgroups, setgid, setuid) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd
+}
+
+/// The first ancestor of `dir` that `uid` cannot search (no x bit for it), if any.
+fn unreachable_ancestor(dir: &Path, uid: u32) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    dir.ancestors().skip(1).find_map(|parent| {
+        let meta = std::fs::metadata(parent).ok()?;
+        let searchable = if meta.uid() == uid {
+            meta.mode() & 0o100 != 0
+        } else {
+            meta.mode() & 0o001 != 0 || meta.mode() & 0o010 != 0
+        };
+        (!searchable).then(|| parent.to_path_buf())
+    })
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+        .with_context(|| format!("giving {} to the postgres user", path.display()))?;
+    if path.is_dir() && !path.is_symlink() {
+        for entry in
+            std::fs::read_dir(path).with_context(|| format!("listing {}", path.display()))?
+        {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
+impl Ephemeral {
+    /// initdb + postgres from `tools.bin_dir`; waits until the server accepts connections.
+    pub async fn start(tools: &PgTools, keep: bool) -> Result<Ephemeral> {
+        let initdb = tools.tool("initdb");
+        let postgres = tools.tool("postgres");
+        if !initdb.is_file() || !postgres.is_file() {
+            bail!(
+                "--ephemeral needs initdb and postgres beside pg_restore in {}, and they are not there \
+                 (install the PostgreSQL {} server package, or point --pg-bin-dir at a full installation)",
+                tools.bin_dir.display(),
+                tools.major
+            );
+        }
+        let ids = server_user()?;
+        let dir = tempfile::Builder::new()
+            .prefix("pgbak-verify-")
+            .tempdir()
+            .context("creating the temporary directory for the throwaway cluster")?
+            .keep();
+        let mut cluster = Ephemeral {
+            dir: dir.clone(),
+            bin_dir: tools.bin_dir.clone(),
+            server: None,
+            keep,
+        };
+        if let Some((uid, gid)) = ids {
+            chown_tree(&dir, uid, gid)?;
+            if let Some(blocked) = unreachable_ancestor(&dir, uid) {
+                let _ = std::fs::remove_dir_all(&dir);
+                cluster.keep = true;
+                bail!(
+                    "the postgres user cannot enter {} (it is not searchable by others), so the \
+                     throwaway cluster cannot live under it: set TMPDIR to a directory it can \
+                     reach, such as /tmp",
+                    blocked.display()
+                );
+            }
+        }
+        let data = dir.join("data");
+        ui::info(&format!(
+            "starting a throwaway PostgreSQL {} cluster in {}",
+            tools.version,
+            dir.display()
+        ));
+        let mut cmd = command_as(&initdb, ids, &dir);
+        cmd.arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"])
+            .args(["--no-sync", "--no-instructions"]);
+        let out = crate::pg::tools::run(cmd, "initdb").await?;
+        if !out.success {
+            bail!(
+                "initdb for the throwaway cluster failed: {}",
+                out.stderr.trim()
+            );
+        }
+        // Throwaway: durability is worthless here, speed is not.
+        let conf = format!(
+            "\n# pgbak verify --ephemeral\nlisten_addresses = ''\nunix_socket_directories = '{}'\n\
+             port = {PORT}\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
+             wal_level = minimal\nmax_wal_senders = 0\nmax_wal_size = 4GB\nautovacuum = off\n\
+             shared_buffers = 256MB\n",
+            dir.display().to_string().replace('\'', "''")
+        );
+        let conf_path = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf_path)
+            .with_context(|| format!("reading {}", conf_path.display()))?;
+        text.push_str(&conf);
+        std::fs::write(&conf_path, text)
+            .with_context(|| format!("writing {}", conf_path.display()))?;
+
+        let log_path = dir.join("server.log");
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        if let Some((uid, gid)) = ids {
+            chown_tree(&log_path, uid, gid)?;
+        }
+        let mut cmd = command_as(&postgres, ids, &dir);
+        cmd.arg("-D")
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(log)
+            // Not in pgbak's process group: a Ctrl-C is pgbak's to handle, not the server's.
+            .process_group(0);
+        cluster.server = Some(cmd.spawn().context("starting the throwaway postgres")?);
+        cluster.wait_ready(&log_path).await?;
+        Ok(cluster)
+    }
+
+    async fn wait_ready(&mut self, log_path: &Path) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let conn = self.conn("postgres");
+        loop {
+            if let Some(server) = self.server.as_mut() {
+                if let Ok(Some(status)) = server.try_wait() {
+                    let log = std::fs::read_to_string(log_path).unwrap_or_default();
+                    return Err(anyhow!(
+                        "the throwaway postgres exited ({status}): {}",
+                        crate::pg::restore::one_line(&log)
+                    ));
+                }
+            }
+            if crate::pg::client::connect(&conn).await.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the throwaway postgres did not accept connections within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// How to reach `dbname` in the cluster: the superuser over the socket.
+    pub fn conn(&self, dbname: &str) -> ConnSettings {
+        ConnSettings {
+            host: Host::Socket(self.dir.clone()),
+            port: PORT,
+            user: "postgres".to_owned(),
+            password: None,
+            dbname: dbname.to_owned(),
+            sslmode: SslMode::Disable,
+            params: BTreeMap::new(),
+        }
+    }
+
+    /// What an operator runs to remove a cluster left by `--no-cleanup`.
+    /// SIGQUIT is PostgreSQL's immediate shutdown; unlike pg_ctl it works as root too.
+    pub fn removal_hint(&self) -> String {
+        let pid = self
+            .server
+            .as_ref()
+            .and_then(Child::id)
+            .map_or_else(|| "<postmaster pid>".to_owned(), |p| p.to_string());
+        format!("kill -QUIT {pid}; sleep 1; rm -rf {}", self.dir.display())
+    }
+
+    /// Stops the server (immediate shutdown: nothing in it is worth keeping) and removes the dir.
+    pub async fn remove(mut self) -> Result<()> {
+        self.stop_server().await;
+        let dir = self.dir.clone();
+        self.keep = true; // nothing left for Drop
+        tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir))
+            .await
+            .context("removing the throwaway cluster stopped unexpectedly")?
+            .with_context(|| format!("removing {}", self.dir.display()))
+    }
+
+    /// Leaves the cluster running for inspection.
+    pub fn leave(mut self) {
+        self.keep = true;
+        if let Some(server) = self.server.take() {
+            // Detach: forgetting the handle keeps kill_on_drop from stopping the server.
+            std::mem::forget(server);
+        }
+    }
+
+    async fn stop_server(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            if let Some(pid) = server.id().and_then(|p| i32::try_from(p).ok()) {
+                // SAFETY: kill has no memory effects. SIGQUIT is PostgreSQL's immediate shutdown.
+                unsafe {
+                    libc::kill(pid, libc::SIGQUIT);
+                }
+            }
+            if tokio::time::timeout(Duration::from_secs(10), server.wait())
+                .await
+                .is_err()
+            {
+                let _ = server.kill().await;
+            }
+        }
+    }
+}
+
+impl Drop for Ephemeral {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        if let Some(server) = self.server.as_mut() {
+            if let Some(pid) = server.id().and_then(|p| i32::try_from(p).ok()) {
+                // SAFETY: as in stop_server.
+                unsafe {
+                    libc::kill(pid, libc::SIGQUIT);
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

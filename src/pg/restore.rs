@@ -1,0 +1,501 @@
+//! Running pg_restore for verify and restore: reading an archive's table of
+//! contents, restoring it tuned for speed, and telling pg_restore's harmless
+//! complaints (a role that does not exist here, a setting the older server
+//! does not know) from errors that mean the copy is incomplete.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use tokio::process::{Child, Command};
+
+use super::tools::{self, PgTools};
+use super::url::ConnSettings;
+use crate::error::{interrupted, usage};
+use crate::signals::Signals;
+use crate::ui;
+
+/// What `pg_restore --list` found.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    /// Entries in the table of contents.
+    pub entries: usize,
+    /// `TABLE DATA` entries.
+    pub table_data: usize,
+    /// Extensions the archive creates.
+    pub extensions: Vec<String>,
+    /// pg_restore's warnings (an unsupported compression shows up here).
+    pub warnings: String,
+}
+
+/// Reads the archive's table of contents without connecting anywhere. A
+/// pg_restore built without the archive's compression only warns here and
+/// fails later, at the first data block: that warning is an error for us.
+pub async fn list(tools: &PgTools, dump: &Path) -> Result<Result<Listing, String>> {
+    let mut cmd = Command::new(tools.tool("pg_restore"));
+    cmd.arg("--list")
+        .arg(dump)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let out = tools::run(cmd, "pg_restore --list").await?;
+    let pg_restore = tools.tool("pg_restore");
+    if !out.success {
+        return Ok(Err(format!(
+            "{} --list cannot read it: {}",
+            pg_restore.display(),
+            one_line(&out.stderr)
+        )));
+    }
+    if out.stderr.contains("does not support compression") {
+        return Ok(Err(format!(
+            "{} (PostgreSQL {}) was built without the archive's compression method and cannot read its data: {}. \
+             Use a pg_restore built with it (PGDG's packages have gzip, lz4 and zstd) through --pg-bin-dir / PGBAK_PG_BIN_DIR",
+            pg_restore.display(),
+            tools.version,
+            one_line(&out.stderr)
+        )));
+    }
+    let mut listing = Listing {
+        entries: 0,
+        table_data: 0,
+        extensions: Vec::new(),
+        warnings: out.stderr,
+    };
+    for line in out.stdout.lines() {
+        if line.trim().is_empty() || line.starts_with(';') {
+            continue;
+        }
+        listing.entries += 1;
+        // `5; 3079 16385 EXTENSION - vector ` / `3460; 0 16400 TABLE DATA public users postgres`
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(3) == Some(&"TABLE") && fields.get(4) == Some(&"DATA") {
+            listing.table_data += 1;
+        }
+        if fields.get(3) == Some(&"EXTENSION") {
+            if let Some(name) = fields.get(5) {
+                listing.extensions.push((*name).to_owned());
+            }
+        }
+    }
+    Ok(Ok(listing))
+}
+
+/// One pg_restore into one database.
+#[derive(Debug, Clone)]
+pub struct RestoreJob<'a> {
+    pub tools: &'a PgTools,
+    /// The target; its `dbname` is the database restored into.
+    pub conn: &'a ConnSettings,
+    pub dump: &'a Path,
+    pub jobs: u32,
+    /// `maintenance_work_mem` for the restore's sessions ("default": the server's).
+    pub maintenance_work_mem: &'a str,
+    pub tables: &'a [String],
+    pub schemas: &'a [String],
+}
+
+/// pg_restore's stderr, sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Outcome {
+    /// Complaints that leave the data intact.
+    pub warnings: Vec<String>,
+    /// Errors: the copy is not complete.
+    pub errors: Vec<String>,
+}
+
+impl Outcome {
+    pub fn succeeded(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    /// An extension the server does not have (`vector` when pgvector is not installed).
+    pub fn missing_extension(&self) -> Option<String> {
+        self.errors.iter().find_map(|e| missing_extension(e))
+    }
+}
+
+/// The extension named by "extension "x" is not available" or a missing control file.
+pub fn missing_extension(text: &str) -> Option<String> {
+    if let Some(rest) = text.split("extension \"").nth(1) {
+        if text.contains("is not available") {
+            return rest.split('"').next().map(str::to_owned);
+        }
+    }
+    if text.contains("could not open extension control file") {
+        let control = text.split(".control").next()?;
+        let name = control.rsplit('/').next()?;
+        return Some(name.to_owned());
+    }
+    None
+}
+
+/// Checks a `maintenance_work_mem` value before it goes into PGOPTIONS.
+pub fn validate_memory_setting(value: &str) -> Result<()> {
+    if value == "default" {
+        return Ok(());
+    }
+    let digits = value.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &value[digits.len()..];
+    if digits.is_empty()
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || !["", "kB", "MB", "GB", "TB"].contains(&unit)
+    {
+        return Err(usage(format!(
+            "invalid --maintenance-work-mem {value:?}: expected a size such as 512MB or 1GB, or \"default\""
+        )));
+    }
+    Ok(())
+}
+
+/// PGOPTIONS for the restore: the connection's own options plus the tuning.
+pub fn pgoptions(conn: &ConnSettings, maintenance_work_mem: &str) -> Option<String> {
+    let mut options: Vec<String> = conn.params.get("options").cloned().into_iter().collect();
+    if maintenance_work_mem != "default" {
+        options.push(format!("-c maintenance_work_mem={maintenance_work_mem}"));
+    }
+    (!options.is_empty()).then(|| options.join(" "))
+}
+
+/// libpq conninfo naming only the database (host, user, password come from
+/// the environment): any database name survives, `=` and quotes included.
+pub fn dbname_conninfo(dbname: &str) -> String {
+    format!(
+        "dbname='{}'",
+        dbname.replace('\\', "\\\\").replace('\'', "\\'")
+    )
+}
+
+/// Runs pg_restore to its end, or until a signal: then pg_restore and its
+/// workers are stopped (their queries cancelled) before the error returns.
+pub async fn restore(job: &RestoreJob<'_>, signals: &mut Signals) -> Result<Outcome> {
+    let mut cmd = job.tools.command("pg_restore", job.conn);
+    cmd.arg("--no-owner")
+        .arg("--no-privileges")
+        .arg("--no-password")
+        .arg(format!("--jobs={}", job.jobs.max(1)))
+        .arg(format!("--dbname={}", dbname_conninfo(&job.conn.dbname)));
+    for table in job.tables {
+        cmd.arg(format!("--table={table}"));
+    }
+    for schema in job.schemas {
+        cmd.arg(format!("--schema={schema}"));
+    }
+    cmd.arg(job.dump);
+    if let Some(options) = pgoptions(job.conn, job.maintenance_work_mem) {
+        cmd.env("PGOPTIONS", options);
+    }
+    // Its own process group: the workers pg_restore forks are stopped with it.
+    cmd.process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    ui::debug(&format!("running {}", tools::describe(&cmd)));
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", job.tools.tool("pg_restore").display()))?;
+    let mut group = Group::new(child);
+    let stderr = tools::collect_stderr(
+        group
+            .child
+            .stderr
+            .take()
+            .context("pg_restore has no stderr")?,
+    );
+    let status = tokio::select! {
+        status = group.child.wait() => status.context("waiting for pg_restore")?,
+        sig = signals.recv() => {
+            ui::warn(&format!("{}: stopping pg_restore", sig.name()));
+            group.stop().await;
+            return Err(interrupted(sig));
+        }
+    };
+    group.reaped = true;
+    let stderr = stderr.await.unwrap_or_default();
+    let outcome = classify(&stderr, status.success());
+    if !status.success() && outcome.errors.is_empty() && outcome.warnings.is_empty() {
+        return Ok(Outcome {
+            warnings: Vec::new(),
+            errors: vec![format!(
+                "pg_restore failed ({status}) without an error message"
+            )],
+        });
+    }
+    Ok(outcome)
+}
+
+/// A child in its own process group, killed with its group when dropped.
+struct Group {
+    child: Child,
+    pgid: Option<i32>,
+    reaped: bool,
+}
+
+impl Group {
+    fn new(child: Child) -> Group {
+        let pgid = child.id().and_then(|id| i32::try_from(id).ok());
+        Group {
+            child,
+            pgid,
+            reaped: false,
+        }
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        if let Some(pgid) = self.pgid.filter(|p| *p > 0) {
+            // SAFETY: kill has no memory effects; a negative pid names the process group.
+            unsafe {
+                libc::kill(-pgid, sig);
+            }
+        }
+    }
+
+    /// SIGTERM (pg_restore cancels its queries on the server), then SIGKILL.
+    async fn stop(&mut self) {
+        self.signal(libc::SIGTERM);
+        if tokio::time::timeout(Duration::from_secs(3), self.child.wait())
+            .await
+            .is_err()
+        {
+            self.signal(libc::SIGKILL);
+            let _ = self.child.wait().await;
+        }
+        // Workers may outlive the leader by a moment.
+        self.signal(libc::SIGKILL);
+        self.reaped = true;
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.signal(libc::SIGKILL);
+        }
+    }
+}
+
+/// Sorts pg_restore's stderr into warnings and errors. Harmless: a role or
+/// owner that does not exist on this server, an extension or schema that
+/// already exists, a setting written by a newer pg_dump that this server does
+/// not know (`SET transaction_timeout` from pg_dump 17 on a 16 server).
+pub fn classify(stderr: &str, exit_ok: bool) -> Outcome {
+    let mut outcome = Outcome::default();
+    let mut current: Option<String> = None;
+    let mut context: Option<String> = None;
+    let finish = |entry: Option<String>, outcome: &mut Outcome| {
+        if let Some(entry) = entry {
+            let text = entry.trim().to_owned();
+            if is_harmless(&text) {
+                outcome.warnings.push(text);
+            } else {
+                outcome.errors.push(text);
+            }
+        }
+    };
+    for line in stderr.lines() {
+        // Parallel workers write the prefix and the message separately, so lines interleave
+        // as `pg_restore: pg_restore: error: ...` followed by a bare `error: ...`.
+        let mut rest = line;
+        let mut prefixed = false;
+        while let Some(r) = rest.strip_prefix("pg_restore: ") {
+            rest = r;
+            prefixed = true;
+        }
+        let starts_entry = prefixed
+            || rest.starts_with("error: ")
+            || rest.starts_with("warning: ")
+            || rest.starts_with("from TOC entry ");
+        if starts_entry {
+            finish(current.take(), &mut outcome);
+            if let Some(message) = rest.strip_prefix("error: ") {
+                let mut entry = message.to_owned();
+                if let Some(ctx) = context.take() {
+                    entry = format!("{entry} ({ctx})");
+                }
+                current = Some(entry);
+            } else if let Some(message) = rest.strip_prefix("warning: ") {
+                if !message.starts_with("errors ignored on restore") {
+                    outcome.warnings.push(message.trim().to_owned());
+                }
+            } else if let Some(entry) = rest.strip_prefix("from TOC entry ") {
+                context = Some(format!("TOC entry {}", entry.trim()));
+            }
+            // Other lines ("while PROCESSING TOC:", progress) carry nothing to sort.
+        } else if let Some(entry) = current.as_mut() {
+            let line = line.trim();
+            if !line.is_empty() {
+                entry.push('\n');
+                entry.push_str(line);
+            }
+        }
+    }
+    finish(current.take(), &mut outcome);
+    if exit_ok {
+        // pg_restore exits 0 only when it hit no error: whatever it said is a warning.
+        let errors = std::mem::take(&mut outcome.errors);
+        outcome.warnings.extend(errors);
+    }
+    outcome
+}
+
+fn is_harmless(entry: &str) -> bool {
+    let first = entry.lines().next().unwrap_or_default();
+    let command = entry
+        .lines()
+        .find_map(|l| l.strip_prefix("Command was: "))
+        .unwrap_or_default();
+    (first.contains("role \"") && first.contains("does not exist"))
+        || (first.contains("extension \"") && first.contains("already exists"))
+        || (first.contains("schema \"") && first.contains("already exists"))
+        || first.contains("must be owner of extension")
+        || first.contains("must be owner of schema")
+        || (first.contains("unrecognized configuration parameter") && command.starts_with("SET "))
+}
+
+/// Distinct messages, each once, with how often it came (`... (x4)`).
+pub fn distinct(messages: &[String]) -> Vec<String> {
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for message in messages {
+        let line = one_line(message);
+        match seen.iter_mut().find(|(m, _)| *m == line) {
+            Some((_, n)) => *n += 1,
+            None => seen.push((line, 1)),
+        }
+    }
+    seen.into_iter()
+        .map(|(m, n)| if n > 1 { format!("{m} (x{n})") } else { m })
+        .collect()
+}
+
+/// pg_restore's stderr on one line, for a check's detail.
+pub fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// The error for a restore that failed: the real errors, quoted.
+pub fn failure(outcome: &Outcome) -> anyhow::Error {
+    let shown: Vec<String> = outcome.errors.iter().take(5).map(|e| one_line(e)).collect();
+    let more = outcome.errors.len().saturating_sub(shown.len());
+    let mut text = format!(
+        "pg_restore reported {} error(s): {}",
+        outcome.errors.len(),
+        shown.join(" || ")
+    );
+    if more > 0 {
+        text.push_str(&format!(" (and {more} more)"));
+    }
+    anyhow!(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PG17_INTO_16: &str = "\
+pg_restore: error: could not execute query: ERROR:  unrecognized configuration parameter \"transaction_timeout\"
+Command was: SET transaction_timeout = 0;
+pg_restore: while PROCESSING TOC:
+pg_restore: from TOC entry 3456; 0 0 ACL - SCHEMA public pg_database_owner
+pg_restore: error: could not execute query: ERROR:  role \"app\" does not exist
+Command was: ALTER SCHEMA public OWNER TO app;
+pg_restore: error: could not execute query: ERROR:  extension \"vector\" already exists
+Command was: CREATE EXTENSION vector;
+pg_restore: warning: errors ignored on restore: 3
+";
+
+    #[test]
+    fn harmless_complaints_are_warnings() {
+        let outcome = classify(PG17_INTO_16, false);
+        assert!(outcome.succeeded(), "{outcome:?}");
+        assert_eq!(outcome.warnings.len(), 3);
+        assert!(outcome.warnings[1].contains("TOC entry 3456"));
+    }
+
+    #[test]
+    fn real_errors_fail_and_keep_their_detail() {
+        let stderr = format!(
+            "{PG17_INTO_16}pg_restore: error: could not execute query: ERROR:  relation \"users\" already exists\n\
+             Command was: CREATE TABLE public.users (\n    id bigint NOT NULL\n);\n\n\n\
+             pg_restore: error: could not execute query: ERROR:  insert or update on table \"conversations\" violates foreign key constraint \"c_fkey\"\n\
+             DETAIL:  Key (user_id)=(10) is not present in table \"users\".\n"
+        );
+        let outcome = classify(&stderr, false);
+        assert_eq!(outcome.errors.len(), 2, "{outcome:?}");
+        assert!(outcome.errors[0].contains("CREATE TABLE public.users"));
+        assert!(outcome.errors[1].contains("DETAIL"));
+        let err = failure(&outcome).to_string();
+        assert!(err.contains("2 error(s)") && !err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn interleaved_worker_output_is_split_into_entries() {
+        let stderr = "pg_restore: pg_restore: error: could not execute query: ERROR:  unrecognized configuration parameter \"transaction_timeout\"\n\
+                      error: could not execute query: ERROR:  unrecognized configuration parameter \"transaction_timeout\"\n\
+                      Command was: SET transaction_timeout = 0;\n";
+        let outcome = classify(stderr, false);
+        assert_eq!(outcome.errors.len(), 1, "{outcome:?}");
+        assert_eq!(outcome.warnings.len(), 1, "{outcome:?}");
+        let shown = distinct(&["a\nb".to_owned(), "a\nb".to_owned(), "c".to_owned()]);
+        assert_eq!(shown, vec!["a | b (x2)".to_owned(), "c".to_owned()]);
+    }
+
+    #[test]
+    fn a_set_other_than_a_setting_is_not_harmless() {
+        let e = "could not execute query: ERROR:  unrecognized configuration parameter \"x\"\nCommand was: SELECT set_config('x', '1', false);";
+        assert!(!is_harmless(e));
+    }
+
+    #[test]
+    fn missing_pgvector_is_recognised() {
+        let stderr = "pg_restore: from TOC entry 2; 3079 16385 EXTENSION vector (no owner)\n\
+                      pg_restore: error: could not execute query: ERROR:  extension \"vector\" is not available\n\
+                      DETAIL:  Could not open extension control file \"/usr/share/postgresql/17/extension/vector.control\": No such file or directory.\n";
+        let outcome = classify(stderr, false);
+        assert_eq!(outcome.missing_extension().as_deref(), Some("vector"));
+        assert_eq!(
+            missing_extension(
+                "ERROR:  could not open extension control file \"/x/share/extension/vector.control\": No such file"
+            )
+            .as_deref(),
+            Some("vector")
+        );
+    }
+
+    #[test]
+    fn memory_settings_are_checked_and_options_kept() {
+        for ok in ["1GB", "512MB", "65536", "default"] {
+            assert!(validate_memory_setting(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "1 GB", "1GB -c x=y", "lots", "GB"] {
+            assert!(validate_memory_setting(bad).is_err(), "{bad}");
+        }
+        let mut conn = crate::pg::url::ConnSettings::from_url("postgresql://u@h/d", &|_| None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            pgoptions(&conn, "1GB").as_deref(),
+            Some("-c maintenance_work_mem=1GB")
+        );
+        conn.params
+            .insert("options".into(), "-c search_path=app".into());
+        assert_eq!(
+            pgoptions(&conn, "1GB").as_deref(),
+            Some("-c search_path=app -c maintenance_work_mem=1GB")
+        );
+        assert_eq!(
+            pgoptions(&conn, "default").as_deref(),
+            Some("-c search_path=app")
+        );
+    }
+
+    #[test]
+    fn conninfo_quotes_any_name() {
+        assert_eq!(
+            dbname_conninfo("odd db \"name\""),
+            "dbname='odd db \"name\"'"
+        );
+        assert_eq!(dbname_conninfo("a'b\\c=d"), "dbname='a\\'b\\\\c=d'");
+    }
+}

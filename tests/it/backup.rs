@@ -1,0 +1,702 @@
+//! `pgbak backup` against real clusters: what it writes, what it refuses, and
+//! what it leaves behind when things go wrong.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{self, output_text, pg16, pgbak, pgbak_bare, Pg, PASSWORD};
+
+/// Runs `pgbak backup` for `db` into `dir` with extra arguments.
+pub fn backup(pg: &Pg, db: &str, dir: &Path, extra: &[&str]) -> Output {
+    pgbak(pg)
+        .env("DATABASE_URL", pg.url(db))
+        .arg("backup")
+        .arg("--output-dir")
+        .arg(dir)
+        .args(extra)
+        .output()
+        .expect("running pgbak")
+}
+
+/// Files in `dir` (names only), sorted.
+pub fn files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+pub fn dumps(dir: &Path) -> Vec<String> {
+    files(dir)
+        .into_iter()
+        .filter(|f| f.ends_with(".dump"))
+        .collect()
+}
+
+pub fn read_meta(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("reading meta.json"))
+        .expect("meta.json is JSON")
+}
+
+pub fn sha256_hex(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// `pg_restore --list` of a dump, with the tools that wrote it.
+fn restore_list(dump: &Path) -> String {
+    let bin = support::paths()
+        .pg17_bin
+        .clone()
+        .unwrap_or_else(|| pg16().bin.clone());
+    let out = Command::new(bin.join("pg_restore"))
+        .arg("--list")
+        .arg(dump)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A session that holds an ACCESS EXCLUSIVE lock on `table` until released:
+/// pg_dump blocks on it, which holds a dump "in the middle" deterministically.
+pub struct TableLock {
+    child: std::process::Child,
+}
+
+impl TableLock {
+    pub fn hold(pg: &Pg, db: &str, table: &str) -> TableLock {
+        let mut child = Command::new(pg.bin.join("psql"))
+            .env_clear()
+            .env("PGPASSWORD", PASSWORD)
+            .args([
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+            ])
+            .arg("-p")
+            .arg(pg.port.to_string())
+            .arg("-d")
+            .arg(db)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.as_mut().unwrap();
+        writeln!(stdin, "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;").unwrap();
+        writeln!(stdin, "SELECT pg_sleep(0);").unwrap();
+        stdin.flush().unwrap();
+        let lock = TableLock { child };
+        wait_until(Duration::from_secs(10), || {
+            pg.psql(
+                db,
+                &format!(
+                    "SELECT count(*) FROM pg_locks WHERE relation = '{table}'::regclass \
+                     AND mode = 'AccessExclusiveLock' AND granted"
+                ),
+            ) == "1"
+        });
+        lock
+    }
+
+    pub fn release(mut self) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        let _ = writeln!(stdin, "COMMIT;");
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TableLock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < timeout, "timed out waiting");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until pg_dump waits on a lock in `db` (it has imported the snapshot by then).
+pub fn wait_for_blocked_dump(pg: &Pg, db: &str) {
+    wait_until(Duration::from_secs(20), || {
+        pg.psql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' \
+                 AND application_name = 'pg_dump' AND wait_event_type = 'Lock'"
+            ),
+        ) == "1"
+    });
+}
+
+#[test]
+fn full_backup_of_the_fixture_is_complete_and_described() {
+    let pg = pg16();
+    let db = pg.fresh_db("full_backup");
+    db.load_fixture(0.05);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("backups");
+    let out = backup(pg, &db.name, &dir, &["--json"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+
+    let names = dumps(&dir);
+    assert_eq!(names.len(), 1);
+    let name = &names[0];
+    let stem = name.strip_suffix(".dump").unwrap();
+    let ts = stem.rsplit('_').next().unwrap();
+    assert_eq!(stem, format!("{}_full_{ts}", db.name));
+    assert!(chrono::NaiveDateTime::parse_from_str(ts, "%Y%m%dT%H%M%S").is_ok());
+    let dump = dir.join(name);
+    let meta_path = dir.join(format!("{stem}.meta.json"));
+    assert_eq!(files(&dir), vec![name.clone(), format!("{stem}.meta.json")]);
+
+    let bytes = std::fs::read(&dump).unwrap();
+    assert_eq!(&bytes[..5], b"PGDMP");
+    let meta = read_meta(&meta_path);
+    assert_eq!(meta["format_version"], 1);
+    assert_eq!(meta["sha256"], sha256_hex(&dump));
+    assert_eq!(meta["size_bytes"], bytes.len() as u64);
+    assert_eq!(meta["file"], name.as_str());
+    assert_eq!(meta["database"], db.name.as_str());
+    assert_eq!(meta["mode"], "full");
+    assert_eq!(meta["alembic_revision"], "013");
+    assert_eq!(meta["extensions"]["vector"], "0.8.5");
+    assert_eq!(meta["server_version"], "16.14");
+    assert_eq!(meta["compression"], "zstd:1", "pg17's pg_dump has zstd");
+    assert!(meta["s3"].is_null());
+    let tables = meta["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 14, "13 application tables + alembic_version");
+    for table in tables {
+        let name = table["name"].as_str().unwrap();
+        let count = pg.psql(&db.name, &format!("SELECT count(*) FROM public.{name}"));
+        assert_eq!(table["rows"].to_string(), count, "rows of {name}");
+    }
+    // --json prints the same meta on stdout.
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["meta"]["sha256"], meta["sha256"]);
+
+    assert!(restore_list(&dump).contains("TABLE DATA public vector_chunks"));
+    for path in [&dump, &meta_path] {
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", path.display());
+    }
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+}
+
+#[test]
+fn rows_committed_during_the_dump_are_in_neither_dump_nor_counts() {
+    let pg = pg16();
+    let db = pg.fresh_db("snapshot");
+    db.load_fixture(0.05);
+    let before: u64 = db.psql("SELECT count(*) FROM messages").parse().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+
+    // pg_dump has imported the snapshot and then waits for the lock on audit_logs.
+    let lock = TableLock::hold(pg, &db.name, "audit_logs");
+    let child = pgbak(pg)
+        .env("DATABASE_URL", pg.url(&db.name))
+        .args(["backup", "--output-dir"])
+        .arg(tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_blocked_dump(pg, &db.name);
+    db.psql(
+        "INSERT INTO messages(conversation_id, role, content, created_at)
+         SELECT conversation_id, role, 'inserted during the dump', now() FROM messages LIMIT 7",
+    );
+    lock.release();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+
+    let meta_name = files(tmp.path())
+        .into_iter()
+        .find(|f| f.ends_with(".meta.json"))
+        .unwrap();
+    let meta = read_meta(&tmp.path().join(&meta_name));
+    let counted = meta["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "messages")
+        .unwrap()["rows"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(counted, before, "meta.json counts the snapshot");
+    assert_eq!(
+        db.psql("SELECT count(*) FROM messages"),
+        (before + 7).to_string()
+    );
+
+    // Restore the dump and count: the inserted rows are not in it either.
+    let copy = pg.fresh_db("snapshot_copy");
+    let dump = tmp.path().join(meta_name.replace(".meta.json", ".dump"));
+    let bin = support::paths().pg17_bin.clone().unwrap();
+    // pg_restore 17 reports `SET transaction_timeout` as an error on a 16 server: harmless.
+    let out = Command::new(bin.join("pg_restore"))
+        .env_clear()
+        .env("PGPASSWORD", PASSWORD)
+        .args(["--no-owner", "-h", "127.0.0.1", "-U", "postgres", "-p"])
+        .arg(pg.port.to_string())
+        .arg("-d")
+        .arg(&copy.name)
+        .arg(&dump)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .lines()
+            .filter(|l| l.contains("ERROR:"))
+            .all(|l| l.contains("transaction_timeout")),
+        "{stderr}"
+    );
+    assert_eq!(
+        copy.psql("SELECT count(*) FROM messages"),
+        before.to_string()
+    );
+}
+
+#[test]
+fn schema_and_data_modes_hold_only_their_part_and_labels_name_the_file() {
+    let pg = pg16();
+    let db = pg.fresh_db("modes");
+    db.load_fixture(0.05);
+    let tmp = tempfile::tempdir().unwrap();
+
+    let out = backup(pg, &db.name, tmp.path(), &["--mode", "schema"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let out = backup(
+        pg,
+        &db.name,
+        tmp.path(),
+        &["--mode", "data", "--label", "pre-migration"],
+    );
+    assert!(out.status.success(), "{}", output_text(&out));
+
+    let names = dumps(tmp.path());
+    let schema = names.iter().find(|n| n.contains("_schema_")).unwrap();
+    let data = names.iter().find(|n| n.contains("_data_")).unwrap();
+    assert!(data.starts_with(&format!("{}_data_pre-migration_", db.name)));
+
+    let list = restore_list(&tmp.path().join(schema));
+    assert!(!list.contains("TABLE DATA"), "{list}");
+    assert!(list.contains("TABLE public users"));
+    let list = restore_list(&tmp.path().join(data));
+    assert!(list.contains("TABLE DATA public users"));
+    assert!(
+        !list.lines().any(|l| l.contains(" TABLE public ")),
+        "data mode has no CREATE TABLE: {list}"
+    );
+    let meta = read_meta(&tmp.path().join(schema.replace(".dump", ".meta.json")));
+    assert!(
+        meta["tables"][0]["rows"].is_null(),
+        "schema mode counts no rows"
+    );
+    let meta = read_meta(&tmp.path().join(data.replace(".dump", ".meta.json")));
+    assert_eq!(meta["label"], "pre-migration");
+}
+
+#[test]
+fn keep_prunes_the_group_and_spares_labelled_backups() {
+    let pg = pg16();
+    let db = pg.fresh_db("keep");
+    db.psql("CREATE TABLE t(x int); INSERT INTO t VALUES (1)");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = backup(pg, &db.name, tmp.path(), &["--label", "pre-migration"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let mut made = Vec::new();
+    for _ in 0..3 {
+        let out = backup(pg, &db.name, tmp.path(), &["--keep", "2", "--json"]);
+        assert!(out.status.success(), "{}", output_text(&out));
+        let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+        made.push(summary["meta"]["file"].as_str().unwrap().to_owned());
+    }
+    let left = dumps(tmp.path());
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert!(left.iter().any(|n| n.contains("_pre-migration_")));
+    assert!(!left.contains(&made[0]), "the oldest unlabelled one went");
+    assert!(left.contains(&made[1]) && left.contains(&made[2]));
+    assert_eq!(files(tmp.path()).len(), 6, "every dump keeps its meta.json");
+}
+
+#[test]
+fn two_backups_in_the_same_second_do_not_overwrite_each_other() {
+    let pg = pg16();
+    let db = pg.fresh_db("same_second");
+    db.psql("CREATE TABLE t(x int)");
+    let tmp = tempfile::tempdir().unwrap();
+    let spawn = || {
+        pgbak(pg)
+            .env("DATABASE_URL", pg.url(&db.name))
+            .args(["backup", "--keep", "0", "--output-dir"])
+            .arg(tmp.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let children: Vec<_> = (0..3).map(|_| spawn()).collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+    }
+    let left = dumps(tmp.path());
+    assert_eq!(left.len(), 3, "{left:?}");
+    for dump in &left {
+        let meta = read_meta(&tmp.path().join(dump.replace(".dump", ".meta.json")));
+        assert_eq!(meta["sha256"], sha256_hex(&tmp.path().join(dump)));
+    }
+}
+
+#[test]
+fn a_database_without_alembic_has_a_null_revision() {
+    let pg = pg16();
+    let db = pg.fresh_db("no_alembic");
+    db.psql("CREATE TABLE t(x int)");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = backup(pg, &db.name, tmp.path(), &["--json"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(summary["meta"]["alembic_revision"].is_null());
+    assert_eq!(summary["meta"]["tables"][0]["rows"], 0);
+}
+
+#[test]
+fn older_pg_dump_than_the_server_is_refused_with_versions_and_paths() {
+    let Some(pg15_bin) = support::paths().pg15_bin.clone() else {
+        eprintln!("skipped: PostgreSQL 15 client tools are not installed");
+        return;
+    };
+    let pg = pg16();
+    let db = pg.fresh_db("too_old");
+    let tmp = tempfile::tempdir().unwrap();
+    // Explicit bin dir: only it is considered.
+    let out = pgbak_bare()
+        .env("DATABASE_URL", pg.url(&db.name))
+        .env("PGBAK_PG_BIN_DIR", &pg15_bin)
+        .args(["backup", "--output-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("16.14"), "{err}");
+    assert!(
+        err.contains(&pg15_bin.join("pg_dump").display().to_string()),
+        "{err}"
+    );
+    assert!(err.contains("postgresql-client-16"), "{err}");
+    // Discovery on PATH and the install roots finds only 15 here.
+    let out = pgbak_bare()
+        .env("DATABASE_URL", pg.url(&db.name))
+        .env("PATH", format!("{}:/usr/bin:/bin", pg15_bin.display()))
+        .args(["backup", "--output-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    if Path::new("/usr/lib/postgresql/16/bin/pg_dump").exists() {
+        return;
+    }
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("15.18"));
+    assert!(dumps(tmp.path()).is_empty());
+}
+
+#[test]
+fn bad_database_urls_are_usage_errors_on_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    for url in [
+        "not a url at all",
+        "mysql://app:hunter2-secret@localhost/db",
+        "postgresql://app:hunter2-secret@localhost:99999/db",
+        "postgresql://app:hunter2-secret@localhost/db?sslmode=maybe",
+    ] {
+        let out = pgbak_bare()
+            .env("DATABASE_URL", url)
+            .args(["backup", "--output-dir"])
+            .arg(tmp.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{url}: {}", output_text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{url}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!err.contains("hunter2-secret"), "{err}");
+    }
+    let out = pgbak_bare()
+        .env("DATABASE_URL", "postgresql://u@localhost/db")
+        .args(["backup", "--label", "no/slashes", "--output-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+}
+
+#[test]
+fn wrong_password_and_server_down_fail_with_what_to_check() {
+    let pg = pg16();
+    let tmp = tempfile::tempdir().unwrap();
+    let wrong = format!(
+        "postgresql://postgres:not-the-password@127.0.0.1:{}/postgres",
+        pg.port
+    );
+    let out = pgbak(pg)
+        .env("DATABASE_URL", &wrong)
+        .args(["backup", "--output-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("authentication failed"), "{err}");
+    assert!(!err.contains("not-the-password"), "{err}");
+
+    let port = support::free_port();
+    let down = format!("postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/postgres");
+    let out = pgbak(pg)
+        .env("DATABASE_URL", &down)
+        .args(["backup", "--output-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!err.contains(PASSWORD));
+    assert!(dumps(tmp.path()).is_empty());
+}
+
+/// An earlier complete backup that a failed run must not prune (it runs with --keep 1).
+pub fn earlier_backup(pg: &Pg, db: &str, dir: &Path) -> String {
+    let out = backup(pg, db, dir, &["--keep", "1"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let names = dumps(dir);
+    assert_eq!(names.len(), 1);
+    std::thread::sleep(Duration::from_millis(1100));
+    names[0].clone()
+}
+
+pub fn assert_only(dir: &Path, earlier: &str) {
+    let stem = earlier.strip_suffix(".dump").unwrap();
+    assert_eq!(
+        files(dir),
+        vec![earlier.to_owned(), format!("{stem}.meta.json")],
+        "no new .dump, .meta.json or .partial; the earlier backup stays"
+    );
+}
+
+#[test]
+fn server_dying_mid_dump_leaves_nothing_and_prunes_nothing() {
+    let pg = support::private_cluster(16);
+    let db = pg.fresh_db("dies");
+    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g");
+    let tmp = tempfile::tempdir().unwrap();
+    let earlier = earlier_backup(&pg, &db.name, tmp.path());
+
+    let lock = TableLock::hold(&pg, &db.name, "t");
+    let child = pgbak(&pg)
+        .env("DATABASE_URL", pg.url(&db.name))
+        .args(["backup", "--keep", "1", "--output-dir"])
+        .arg(tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_blocked_dump(&pg, &db.name);
+    assert!(files(tmp.path()).iter().any(|f| f.ends_with(".partial")));
+    pg.stop();
+    drop(lock);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pg_dump"));
+    assert_only(tmp.path(), &earlier);
+    pg.start();
+}
+
+/// A small tmpfs (root only) that is unmounted on drop.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size: &str) -> Option<Tmpfs> {
+        if !support::is_root() {
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .ok()?;
+        if !status.success() {
+            eprintln!("skipped: mount -t tmpfs failed");
+            return None;
+        }
+        Some(Tmpfs { dir })
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("backups")
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_leaves_nothing_and_prunes_nothing() {
+    let Some(tmpfs) = Tmpfs::mount("1m") else {
+        return;
+    };
+    let pg = pg16();
+    let db = pg.fresh_db("disk_full");
+    let earlier = earlier_backup(pg, &db.name, &tmpfs.path());
+    db.load_fixture(0.05);
+    let out = backup(pg, &db.name, &tmpfs.path(), &["--keep", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert_eq!(
+        err.trim().lines().last().unwrap().matches("ERROR").count(),
+        1
+    );
+    assert_only(&tmpfs.path(), &earlier);
+}
+
+#[test]
+fn the_password_is_never_in_argv_output_or_meta() {
+    let pg = pg16();
+    let db = pg.fresh_db("no_leak");
+    db.psql("CREATE TABLE t(x int)");
+    let tmp = tempfile::tempdir().unwrap();
+    let lock = TableLock::hold(pg, &db.name, "t");
+    let child = pgbak(pg)
+        .env("DATABASE_URL", pg.url(&db.name))
+        .args(["backup", "--verbose", "--json", "--output-dir"])
+        .arg(tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_blocked_dump(pg, &db.name);
+    // pg_dump is running now: no process's argv holds the password.
+    let mut seen_pg_dump = false;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&cmdline);
+        seen_pg_dump |= text.contains("pg_dump") && text.contains("--snapshot");
+        assert!(!text.contains(PASSWORD), "password in argv: {text}");
+    }
+    assert!(seen_pg_dump, "pg_dump was running while argv was read");
+    lock.release();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(!output_text(&out).contains(PASSWORD));
+    for file in files(tmp.path()) {
+        if file.ends_with(".meta.json") {
+            let text = std::fs::read_to_string(tmp.path().join(file)).unwrap();
+            assert!(!text.contains(PASSWORD));
+        }
+    }
+}
+
+#[test]
+fn other_server_versions_back_up_with_their_own_tools() {
+    for pg in [support::pg15(), support::pg17()].into_iter().flatten() {
+        let db = pg.fresh_db("matrix");
+        db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
+        let tmp = tempfile::tempdir().unwrap();
+        let out = pgbak_bare()
+            .env("DATABASE_URL", pg.url(&db.name))
+            .env("PGBAK_PG_BIN_DIR", &pg.bin)
+            .args(["backup", "--json", "--output-dir"])
+            .arg(tmp.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "PG {}: {}",
+            pg.major,
+            output_text(&out)
+        );
+        let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let expected = if pg.major >= 16 { "zstd:1" } else { "1" };
+        assert_eq!(summary["meta"]["compression"], expected, "PG {}", pg.major);
+        assert_eq!(summary["meta"]["tables"][0]["rows"], 100);
+    }
+}
+
+#[test]
+fn backs_up_over_the_unix_socket_with_an_empty_host_in_the_url() {
+    let pg = pg16();
+    let db = pg.fresh_db("socket");
+    db.psql("CREATE TABLE t AS SELECT 1 AS x");
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!(
+        "postgresql+psycopg://postgres@/{}?host={}&port={}",
+        db.name,
+        pg.socket_dir.display(),
+        pg.port
+    );
+    let out = pgbak(pg)
+        .env("DATABASE_URL", url)
+        .args(["backup", "--json", "--output-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["meta"]["tables"][0]["rows"], 1);
+}
+
+#[test]
+fn pg_environment_variables_work_without_database_url() {
+    let pg = pg16();
+    let db = pg.fresh_db("pg_env");
+    db.psql("CREATE TABLE t AS SELECT 1 AS x");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = pgbak(pg)
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", pg.port.to_string())
+        .env("PGUSER", "postgres")
+        .env("PGPASSWORD", PASSWORD)
+        .env("PGDATABASE", &db.name)
+        .args(["backup", "--json", "--output-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(!output_text(&out).contains(PASSWORD));
+}

@@ -1,0 +1,198 @@
+//! Fault injection during a backup: signals, a cut connection, a full disk at
+//! the meta.json write, hostile names. Each proves a guarantee of the README:
+//! no `.dump` without its complete meta.json, nothing half-written left, no
+//! older backup lost.
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use crate::backup::{
+    assert_only, backup, dumps, earlier_backup, files, read_meta, sha256_hex,
+    wait_for_blocked_dump, wait_until, TableLock, Tmpfs,
+};
+use crate::support::{output_text, pg16, pgbak, Pg};
+
+/// Starts `pgbak backup --keep 1` of `db` into `dir` and returns once pg_dump
+/// is inside its snapshot, blocked on the lock the caller holds.
+fn start_blocked_backup(pg: &Pg, db: &str, dir: &Path) -> Child {
+    let child = pgbak(pg)
+        .env("DATABASE_URL", pg.url(db))
+        .args(["backup", "--keep", "1", "--output-dir"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_blocked_dump(pg, db);
+    child
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on a child we spawned and have not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+#[test]
+fn sigint_and_sigterm_during_the_dump_leave_nothing_behind() {
+    let pg = pg16();
+    let db = pg.fresh_db("signals_dump");
+    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
+    let tmp = tempfile::tempdir().unwrap();
+    let earlier = earlier_backup(pg, &db.name, tmp.path());
+    for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let lock = TableLock::hold(pg, &db.name, "t");
+        let child = start_blocked_backup(pg, &db.name, tmp.path());
+        assert!(files(tmp.path()).iter().any(|f| f.ends_with(".partial")));
+        signal(&child, sig);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "{}", output_text(&out));
+        assert_only(tmp.path(), &earlier);
+        // pg_dump cancelled its query: its session leaves the server.
+        wait_until(Duration::from_secs(5), || {
+            pg.psql(
+                "postgres",
+                &format!(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' \
+                     AND application_name = 'pg_dump'",
+                    db.name
+                ),
+            ) == "0"
+        });
+        drop(lock);
+    }
+}
+
+#[test]
+fn after_sigkill_the_next_run_cleans_up_and_succeeds() {
+    let pg = pg16();
+    let db = pg.fresh_db("sigkill_dump");
+    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
+    let tmp = tempfile::tempdir().unwrap();
+    let earlier = earlier_backup(pg, &db.name, tmp.path());
+    let lock = TableLock::hold(pg, &db.name, "t");
+    let mut child = start_blocked_backup(pg, &db.name, tmp.path());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(lock);
+    // A killed run cannot clean up: its partial file stays, but no .dump appears.
+    let partials: Vec<String> = files(tmp.path())
+        .into_iter()
+        .filter(|f| f.ends_with(".partial"))
+        .collect();
+    assert_eq!(partials.len(), 1, "{:?}", files(tmp.path()));
+    assert_eq!(dumps(tmp.path()), vec![earlier.clone()]);
+
+    let out = backup(pg, &db.name, tmp.path(), &["--keep", "1"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let left = files(tmp.path());
+    assert!(!left.iter().any(|f| f.ends_with(".partial")), "{left:?}");
+    assert_eq!(dumps(tmp.path()).len(), 1);
+    assert!(
+        !left.contains(&earlier),
+        "keep 1 pruned the older one after success"
+    );
+}
+
+#[test]
+fn a_cut_connection_mid_dump_fails_cleanly() {
+    let pg = pg16();
+    let db = pg.fresh_db("cut_connection");
+    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
+    let tmp = tempfile::tempdir().unwrap();
+    let earlier = earlier_backup(pg, &db.name, tmp.path());
+    let lock = TableLock::hold(pg, &db.name, "t");
+    let child = start_blocked_backup(pg, &db.name, tmp.path());
+    pg.psql(
+        "postgres",
+        &format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{}' AND application_name = 'pg_dump'",
+            db.name
+        ),
+    );
+    let out = child.wait_with_output().unwrap();
+    drop(lock);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pg_dump failed"), "{err}");
+    assert_only(tmp.path(), &earlier);
+}
+
+/// Free bytes on the filesystem holding `dir`.
+fn free_bytes(dir: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+    // SAFETY: statvfs fills the zeroed struct for a valid NUL-terminated path.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statvfs(path.as_ptr(), &mut stat) }, 0);
+    stat.f_bavail as u64 * stat.f_frsize as u64
+}
+
+#[test]
+fn a_full_disk_at_the_meta_json_write_leaves_no_dump() {
+    let Some(tmpfs) = Tmpfs::mount("2m") else {
+        return;
+    };
+    let pg = pg16();
+    let db = pg.fresh_db("meta_disk_full");
+    db.psql("CREATE TABLE t AS SELECT g, repeat('x', 50) AS s FROM generate_series(1, 2000) g");
+    let dir = tmpfs.path();
+    let earlier = earlier_backup(pg, &db.name, &dir);
+    let dump_size = std::fs::metadata(dir.join(&earlier)).unwrap().len();
+    // Leave room for exactly the dump's pages: the meta.json write is what fails.
+    let page = 4096;
+    let room = dump_size.div_ceil(page) * page;
+    let filler = dir.join("filler");
+    let fill = free_bytes(&dir) - room;
+    std::fs::write(&filler, vec![0u8; fill as usize]).unwrap();
+    assert!(free_bytes(&dir) >= dump_size && free_bytes(&dir) < dump_size + page);
+
+    let out = backup(pg, &db.name, &dir, &["--keep", "1"]);
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("meta.json"),
+        "the meta.json write failed: {err}"
+    );
+    assert!(err.contains("No space left on device"), "{err}");
+    assert_only(&dir, &earlier);
+}
+
+#[test]
+fn hostile_database_schema_and_table_names_are_quoted_everywhere() {
+    let pg = pg16();
+    let name = "odd db \"name\"; drop table x; -- ü";
+    let db = pg.create_db_named(name);
+    db.psql(
+        "CREATE SCHEMA \"sch \"\"q\"\" ;\";
+         CREATE TABLE \"sch \"\"q\"\" ;\".\"tab; DROP TABLE t --\" (\"wert ü\" int);
+         INSERT INTO \"sch \"\"q\"\" ;\".\"tab; DROP TABLE t --\" SELECT generate_series(1, 42);
+         CREATE TABLE \"Ünïcödé\" AS SELECT 1 AS x",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let out = backup(pg, &db.name, tmp.path(), &["--json"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let names = dumps(tmp.path());
+    assert_eq!(names.len(), 1);
+    assert!(
+        names[0]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)),
+        "{names:?}"
+    );
+    let meta = read_meta(&tmp.path().join(names[0].replace(".dump", ".meta.json")));
+    assert_eq!(meta["database"], name);
+    assert_eq!(meta["sha256"], sha256_hex(&tmp.path().join(&names[0])));
+    let tables = meta["tables"].as_array().unwrap();
+    let odd = tables
+        .iter()
+        .find(|t| t["name"] == "tab; DROP TABLE t --")
+        .expect("the odd table is listed");
+    assert_eq!(odd["schema"], "sch \"q\" ;");
+    assert_eq!(odd["rows"], 42);
+    assert!(tables
+        .iter()
+        .any(|t| t["name"] == "Ünïcödé" && t["rows"] == 1));
+}

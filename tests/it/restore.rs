@@ -1,0 +1,440 @@
+//! `pgbak restore` against real clusters: a full round trip reproduces every row, a selective
+//! restore only its table, no terminal means no restore, odd database names work, harmless
+//! pg_restore warnings pass while real errors fail, and bad backups never touch the target.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crate::support::{self, output_text, pg16, TestDb};
+use crate::verify::{backup, fixture_backup, read_meta, write_meta};
+
+fn restore_cmd(target: &TestDb<'_>, dump: &std::path::Path, extra: &[&str]) -> Command {
+    let mut cmd = support::pgbak(target.pg());
+    cmd.arg("restore")
+        .arg(dump)
+        .args(extra)
+        .env("DATABASE_URL", target.url());
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("running pgbak restore")
+}
+
+/// Tables of the target's public schema.
+fn tables(db: &TestDb<'_>) -> Vec<String> {
+    db.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn restore_create_db_reproduces_every_row() {
+    let pg = pg16();
+    let (source, _dir, dump) = fixture_backup(pg, "restore full", 0.05);
+    let target = pg.fresh_db("restore full target");
+    target.psql("CREATE TABLE leftover (x int); INSERT INTO leftover VALUES (1)");
+    // A session on the target: --create-db terminates it.
+    let mut idle = Command::new(pg.bin.join("psql"))
+        .env("PGPASSWORD", support::PASSWORD)
+        .arg(target.url())
+        .arg("-c")
+        .arg("SELECT pg_sleep(60)")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = run(&mut restore_cmd(
+        &target,
+        &dump,
+        &["--create-db", "--no-confirm"],
+    ));
+    let _ = idle.kill();
+    let _ = idle.wait();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(
+        pg.table_digests(&target.name),
+        pg.table_digests(&source.name)
+    );
+    assert!(!tables(&target).contains(&"leftover".to_owned()));
+    assert_eq!(
+        target.psql("SELECT count(*) FROM pg_extension WHERE extname = 'vector'"),
+        "1"
+    );
+    // The row-count spot check is on stdout, one line per table of meta.json.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("public.vector_chunks"), "{stdout}");
+    assert_eq!(stdout.matches(" ok").count(), 14, "{stdout}");
+    assert!(!stdout.contains("MISMATCH"));
+}
+
+#[test]
+fn restore_harmless_warnings_do_not_fail_but_real_errors_do() {
+    let pg = pg16();
+    // pg_dump 17 writes `SET transaction_timeout`, which a 16 server rejects: harmless.
+    let (_source, _dir, dump) = fixture_backup(pg, "restore warn", 0.05);
+    assert!(read_meta(&dump)["pg_dump_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("17"));
+    let target = pg.fresh_db("restore warn target");
+    let out = run(&mut restore_cmd(
+        &target,
+        &dump,
+        &["--create-db", "--no-confirm"],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("harmless") && stderr.contains("transaction_timeout"),
+        "{stderr}"
+    );
+
+    // Into a database where `users` already exists with other columns: real errors.
+    let clash = pg.fresh_db("restore clash");
+    clash.psql("CREATE TABLE users (id int); INSERT INTO users VALUES (42)");
+    let out = run(&mut restore_cmd(&clash, &dump, &["--no-confirm"]));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("already exists"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("MISMATCH"));
+}
+
+#[test]
+fn restore_selected_table_restores_only_that_table() {
+    let pg = pg16();
+    let (source, _dir, dump) = fixture_backup(pg, "restore table", 0.05);
+    let target = pg.fresh_db("restore table target");
+    let out = run(&mut restore_cmd(
+        &target,
+        &dump,
+        &["--create-db", "--no-confirm", "--table", "users"],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(tables(&target), vec!["users".to_owned()]);
+    assert_eq!(
+        pg.table_digests(&target.name)["users"],
+        pg.table_digests(&source.name)["users"]
+    );
+    // Only the selected table is compared.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("public.users"), "{stdout}");
+    assert!(!stdout.contains("public.messages"), "{stdout}");
+}
+
+#[test]
+fn restore_without_a_terminal_refuses_at_once_and_leaves_the_target() {
+    let pg = pg16();
+    let (_source, _dir, dump) = fixture_backup(pg, "restore notty", 0.05);
+    let target = pg.fresh_db("restore notty target");
+    target.psql("CREATE TABLE marker (x int); INSERT INTO marker VALUES (7)");
+    let started = Instant::now();
+    let out = run(&mut restore_cmd(&target, &dump, &["--create-db"]));
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-confirm"));
+    assert_eq!(tables(&target), vec!["marker".to_owned()]);
+    assert_eq!(target.psql("SELECT x FROM marker"), "7");
+}
+
+#[test]
+fn restore_round_trips_a_database_with_an_odd_name() {
+    let pg = pg16();
+    let db = pg.create_db_named("odd db \"name\"");
+    db.load_fixture(0.05);
+    let before = pg.table_digests(&db.name);
+    let dir = crate::verify::Dir::new("restore-odd");
+    let dump = backup(&db, &dir);
+    // verify quotes the name too: its temp database is `odd db "name"_verify_<ts>`.
+    let out = support::pgbak(pg)
+        .arg("verify")
+        .arg(&dump)
+        .env("DATABASE_URL", db.url())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert!(crate::verify::verify_dbs(pg, &db.name).is_empty());
+    db.psql("DELETE FROM feedback; DROP TABLE token_usage_records");
+    let out = run(&mut restore_cmd(
+        &db,
+        &dump,
+        &["--create-db", "--no-confirm"],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(pg.table_digests(&db.name), before);
+}
+
+#[test]
+fn restore_refuses_a_corrupt_backup_before_touching_the_target() {
+    let pg = pg16();
+    let (_source, _dir, dump) = fixture_backup(pg, "restore corrupt", 0.05);
+    let target = pg.fresh_db("restore corrupt target");
+    target.psql("CREATE TABLE marker (x int)");
+    let mut bytes = std::fs::read(&dump).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0xff;
+    std::fs::write(&dump, &bytes).unwrap();
+    let out = run(&mut restore_cmd(
+        &target,
+        &dump,
+        &["--create-db", "--no-confirm"],
+    ));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not match meta.json"));
+    assert_eq!(tables(&target), vec!["marker".to_owned()]);
+}
+
+#[test]
+fn restore_names_the_pgvector_package_when_the_server_lacks_it() {
+    let Some(pg17) = support::pg17() else {
+        eprintln!("skipped: PostgreSQL 17 not installed");
+        return;
+    };
+    let (_source, _dir, dump) = fixture_backup(pg16(), "restore novector", 0.05);
+    let target = pg17.fresh_db("restore novector target");
+    target.psql("CREATE TABLE marker (x int)");
+    let out = run(&mut restore_cmd(
+        &target,
+        &dump,
+        &["--create-db", "--no-confirm"],
+    ));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("postgresql-17-pgvector"),
+        "{}",
+        output_text(&out)
+    );
+    assert_eq!(tables(&target), vec!["marker".to_owned()]);
+}
+
+#[test]
+fn restore_warns_about_an_older_alembic_revision_and_counts_mismatches() {
+    let pg = pg16();
+    let (_source, _dir, dump) = fixture_backup(pg, "restore alembic", 0.05);
+    let mut meta = read_meta(&dump);
+    meta["alembic_revision"] = "014".into();
+    write_meta(&dump, &meta);
+    let target = pg.fresh_db("restore alembic target");
+    let out = run(&mut restore_cmd(
+        &target,
+        &dump,
+        &["--create-db", "--no-confirm"],
+    ));
+    // The checksum covers the dump, not meta.json: the restore runs, then warns.
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("alembic upgrade head"), "{stderr}");
+    assert_eq!(
+        target.psql("SELECT version_num FROM alembic_version"),
+        "013"
+    );
+
+    let tables = meta["tables"].as_array_mut().unwrap();
+    let users = tables.iter_mut().find(|t| t["name"] == "users").unwrap();
+    users["rows"] = 1.into();
+    write_meta(&dump, &meta);
+    let out = run(&mut restore_cmd(
+        &target,
+        &dump,
+        &["--create-db", "--no-confirm"],
+    ));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("public.users") && l.ends_with("MISMATCH")),
+        "{stdout}"
+    );
+}
+
+/// `pgbak restore DUMP --create-db` on a pseudo-terminal (util-linux `script`), answering
+/// the confirmation with `answer`.
+fn restore_on_a_terminal(target: &TestDb<'_>, dump: &std::path::Path, answer: &str) -> Output {
+    use std::io::Write;
+    let bin = support::paths()
+        .pg17_bin
+        .clone()
+        .unwrap_or_else(|| target.pg().bin.clone());
+    let mut child = Command::new("script")
+        .arg("-qec")
+        .arg(format!(
+            "{} restore {} --create-db",
+            env!("CARGO_BIN_EXE_pgbak"),
+            dump.display()
+        ))
+        .arg("/dev/null")
+        .env("DATABASE_URL", target.url())
+        .env("PGBAK_PG_BIN_DIR", bin)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running script(1)");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let status = child.wait().unwrap();
+    drop(stdin);
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    use std::io::Read;
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut stderr)
+        .unwrap();
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+#[test]
+fn restore_asks_for_the_database_name_on_a_terminal() {
+    let pg = pg16();
+    let (source, _dir, dump) = fixture_backup(pg, "restore tty", 0.05);
+    let target = pg.fresh_db("restore tty target");
+    target.psql("CREATE TABLE marker (x int)");
+
+    let out = restore_on_a_terminal(&target, &dump, "wrong_name");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    for shown in [
+        "127.0.0.1".to_owned(),
+        format!("port {}", pg.port),
+        target.name.clone(),
+        dump.display().to_string(),
+        "DROPPED".to_owned(),
+    ] {
+        assert!(text.contains(&shown), "prompt lacks {shown:?}:\n{text}");
+    }
+    assert_eq!(tables(&target), vec!["marker".to_owned()]);
+
+    let out = restore_on_a_terminal(&target, &dump, &target.name);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(
+        pg.table_digests(&target.name),
+        pg.table_digests(&source.name)
+    );
+}
+
+#[test]
+fn restore_into_a_missing_database_suggests_create_db() {
+    let pg = pg16();
+    let (_source, _dir, dump) = fixture_backup(pg, "restore missing", 0.05);
+    let mut cmd = support::pgbak(pg);
+    let out = cmd
+        .arg("restore")
+        .arg(&dump)
+        .arg("--no-confirm")
+        .env("DATABASE_URL", pg.url("no_such_db_for_restore"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--create-db"), "{stderr}");
+    assert!(!pg
+        .databases()
+        .contains(&"no_such_db_for_restore".to_owned()));
+}
+
+#[test]
+fn restore_without_meta_warns_and_still_restores() {
+    let pg = pg16();
+    let (source, _dir, dump) = fixture_backup(pg, "restore nometa", 0.05);
+    std::fs::remove_file(crate::verify::meta_path(&dump)).unwrap();
+    let target = pg.fresh_db("restore nometa target");
+    let out = run(&mut restore_cmd(
+        &target,
+        &dump,
+        &["--create-db", "--no-confirm"],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("checksum cannot be checked"));
+    assert_eq!(
+        pg.table_digests(&target.name),
+        pg.table_digests(&source.name)
+    );
+}
+
+#[test]
+fn restore_alembic_stamp_runs_alembic_from_path_only_when_asked() {
+    use std::os::unix::fs::PermissionsExt;
+    let pg = pg16();
+    let (_source, _dir, dump) = fixture_backup(pg, "restore stamp", 0.05);
+    let target = pg.fresh_db("restore stamp target");
+    // A stand-in `alembic` on PATH that records how it was called.
+    let bin = crate::verify::Dir::new("restore-stamp-bin");
+    let calls = bin.join("calls");
+    let script = bin.join("alembic");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    let out = run(restore_cmd(&target, &dump, &["--create-db", "--no-confirm"]).env("PATH", &path));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert!(!calls.exists(), "alembic ran without --alembic-stamp");
+
+    let out = run(restore_cmd(
+        &target,
+        &dump,
+        &["--create-db", "--no-confirm", "--alembic-stamp"],
+    )
+    .env("PATH", &path));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(std::fs::read_to_string(&calls).unwrap(), "stamp head\n");
+}
+
+#[test]
+fn restore_sigterm_stops_pg_restore_and_its_sessions() {
+    let pg = pg16();
+    let (_source, _dir, dump) = fixture_backup(pg, "restore sigterm", 0.5);
+    let target = pg.fresh_db("restore sigterm target");
+    let mut child = restore_cmd(&target, &dump, &["--create-db", "--no-confirm"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sessions = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND application_name = 'pg_restore'",
+        target.name
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pg.psql("postgres", &sessions) == "0" {
+        assert!(Instant::now() < deadline, "pg_restore never started");
+        assert!(child.try_wait().unwrap().is_none(), "restore ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", output_text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopping pg_restore"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pg.psql("postgres", &sessions) != "0" {
+        assert!(
+            Instant::now() < deadline,
+            "pg_restore sessions still running after pgbak exited"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
