@@ -1005,9 +1005,26 @@ impl Sink for S3Sink {
 }
 
 impl Drop for S3Sink {
+    /// A sink dropped before its upload completed (an error or a signal
+    /// anywhere upstream) also aborts the upload, quietly and in the
+    /// background. Callers still await [`UploadHandle::discard`]: the process
+    /// may exit before this background request is sent.
     fn drop(&mut self) {
         if let Some(task) = self.uploader.take() {
             task.abort();
+        }
+        if !self.handle.finished.load(Ordering::SeqCst) {
+            let h = self.handle.clone();
+            self.runtime.spawn(async move {
+                let _ = h
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&h.bucket)
+                    .key(&h.key)
+                    .upload_id(&h.upload_id)
+                    .send()
+                    .await;
+            });
         }
     }
 }

@@ -704,3 +704,106 @@ fn s3_dump_beyond_max_parts_fails_the_upload_and_keeps_the_local_backup() {
     assert!(server.multipart_uploads(&bucket).is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn s3_verify_and_restore_from_the_bucket_reproduce_the_fixture() {
+    let pg = pg16();
+    let db = pg.fresh_db("s3 e2e");
+    db.load_fixture(0.05);
+    let server = s3();
+    let bucket = server.fresh_bucket("e2e");
+    let dir = backup_dir("s3-e2e");
+    let prefix = "e2e/";
+    let out = run(pgbak_s3(&db, server, &bucket, prefix)
+        .args(["backup", "--output-dir"])
+        .arg(&dir));
+    assert!(out.status.success(), "{}", output_text(&out));
+    let meta = assert_local_complete(&dir);
+    // Downloads go to a temp dir under TMPDIR; nothing may stay there.
+    let tmp = backup_dir("s3-e2e-tmp");
+    let uri = format!("s3://{bucket}/{prefix}{}", meta.file);
+
+    for source in [vec![uri.as_str()], vec!["--from-s3"]] {
+        let out = run(pgbak_s3(&db, server, &bucket, prefix)
+            .env("TMPDIR", &tmp)
+            .arg("verify")
+            .args(&source)
+            .arg("--json"));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{source:?}: {}",
+            output_text(&out)
+        );
+        assert_no_secret(&out);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a report");
+        assert_eq!(report["passed"], true, "{report:#}");
+        let checksum = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "checksum")
+            .expect("a checksum check");
+        assert_eq!(checksum["status"], "pass");
+        assert!(files(&tmp, "").is_empty(), "{:?}", files(&tmp, ""));
+    }
+
+    for (hint, source) in [("uri", vec![uri.as_str()]), ("newest", vec!["--from-s3"])] {
+        let target = pg.fresh_db(&format!("s3 e2e target {hint}"));
+        let out = run(pgbak_s3(&target, server, &bucket, prefix)
+            .env("TMPDIR", &tmp)
+            .arg("restore")
+            .args(&source)
+            .args(["--create-db", "--no-confirm"]));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{source:?}: {}",
+            output_text(&out)
+        );
+        assert_eq!(
+            pg.table_digests(&target.name),
+            pg.table_digests(&db.name),
+            "{source:?}"
+        );
+        assert!(files(&tmp, "").is_empty(), "{:?}", files(&tmp, ""));
+    }
+    for d in [&dir, &tmp] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
+fn s3_server_side_encryption_is_requested_for_both_objects() {
+    let pg = pg16();
+    let db = pg.fresh_db("s3 sse");
+    db.load_fixture(0.05);
+    let server = s3();
+    let bucket = server.fresh_bucket("sse");
+    let dir = backup_dir("s3-sse");
+    let out = run(pgbak_s3(&db, server, &bucket, "sse/")
+        .env("S3_SSE", "AES256")
+        .args(["backup", "--output-dir"])
+        .arg(&dir));
+    assert!(out.status.success(), "{}", output_text(&out));
+    let meta = assert_local_complete(&dir);
+    let client = server.client();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for key in [
+        format!("sse/{}", meta.file),
+        format!("sse/{}", meta.file.replace(".dump", ".meta.json")),
+    ] {
+        let head = rt
+            .block_on(client.head_object().bucket(&bucket).key(&key).send())
+            .expect("head");
+        assert_eq!(
+            head.server_side_encryption().map(|s| s.as_str()),
+            Some("AES256"),
+            "{key}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
