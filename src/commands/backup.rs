@@ -594,7 +594,42 @@ pub async fn apply_remote_retention(job: &BackupJob, made: &Made) -> Result<Vec<
                 .await?;
         }
     }
+    deleted.extend(abort_stale_uploads(job, made, &store).await?);
     Ok(deleted)
+}
+
+/// Multipart uploads of this group left open by earlier runs that died or
+/// lost the store before they could abort: aborted now, so no parts stay
+/// stored (and billed). An upload is stale when its backup is older than the
+/// one just made and no live pgbak holds its `.partial` file here.
+async fn abort_stale_uploads(job: &BackupJob, made: &Made, store: &Store) -> Result<Vec<String>> {
+    let mut aborted = Vec::new();
+    for (key, upload_id) in store.open_uploads().await? {
+        let Some(file) = key.strip_prefix(store.settings.prefix.as_str()) else {
+            continue;
+        };
+        let Some(name) = BackupName::parse(file) else {
+            continue;
+        };
+        if name.group() != made.name.group()
+            || name.timestamp >= made.name.timestamp
+            || !crate::storage::is_plain_file_name(file)
+        {
+            continue;
+        }
+        let partial = fsio::partial_path(&job.output_dir.join(file));
+        let alive = std::fs::File::open(&partial).is_ok_and(|f| f.try_lock().is_err());
+        if alive {
+            continue;
+        }
+        ui::info(&format!(
+            "aborting the multipart upload of {}, left open by a run that did not finish",
+            store.uri(&key)
+        ));
+        store.abort_upload(&key, &upload_id).await?;
+        aborted.push(format!("{} (upload {upload_id})", store.uri(&key)));
+    }
+    Ok(aborted)
 }
 
 /// Step 5: local retention for the group of the backup just made, and the

@@ -498,6 +498,58 @@ impl Store {
         Ok(())
     }
 
+    /// Multipart uploads under the prefix that were started and neither
+    /// completed nor aborted: (key, upload id).
+    pub async fn open_uploads(&self) -> Result<Vec<(String, String)>> {
+        let prefix = &self.settings.prefix;
+        let mut open = Vec::new();
+        let mut key_marker: Option<String> = None;
+        let mut id_marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(self.bucket())
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(sdk_error)
+                .with_context(|| {
+                    format!("listing open uploads under s3://{}/{prefix}", self.bucket())
+                })?;
+            for upload in page.uploads() {
+                if let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) {
+                    open.push((key.to_owned(), id.to_owned()));
+                }
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            id_marker = page.next_upload_id_marker().map(str::to_owned);
+            if key_marker.is_none() {
+                break;
+            }
+        }
+        Ok(open)
+    }
+
+    /// Aborts one multipart upload.
+    pub async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(self.bucket())
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(sdk_error)
+            .with_context(|| format!("aborting the upload {upload_id} of {}", self.uri(key)))?;
+        Ok(())
+    }
+
     /// Every backup directly under the prefix, oldest first.
     pub async fn list(&self) -> Result<Vec<RemoteBackup>> {
         let prefix = &self.settings.prefix;

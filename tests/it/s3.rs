@@ -2,8 +2,12 @@
 //! retention, what an S3 failure leaves behind, and `fetch_backup`. A real moto
 //! server, real PostgreSQL, the real binary.
 
+use std::io::ErrorKind;
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pgbak::meta::Meta;
@@ -342,7 +346,19 @@ fn start_slow_upload(
     bucket: &str,
     dir: &Path,
 ) -> std::process::Child {
+    start_slow_upload_via(db, server, &server.endpoint, bucket, dir)
+}
+
+/// [`start_slow_upload`] with pgbak talking to `endpoint` (a proxy in front of `server`).
+fn start_slow_upload_via(
+    db: &TestDb,
+    server: &S3Server,
+    endpoint: &str,
+    bucket: &str,
+    dir: &Path,
+) -> std::process::Child {
     let child = pgbak_s3(db, server, bucket, "slow/")
+        .env("S3_ENDPOINT_URL", endpoint)
         .env(
             "PGBAK_S3_MIN_PART_SIZE",
             support::s3::PART_MIN_SIZE.to_string(),
@@ -805,5 +821,128 @@ fn s3_server_side_encryption_is_requested_for_both_objects() {
             "{key}"
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A TCP forwarder in front of the S3 server whose plug the test can pull: an
+/// outage of the store while the S3 server itself keeps its state, so the test
+/// can look at what was left behind.
+struct Proxy {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Proxy {
+    fn new(target: u16) -> Proxy {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("binding the proxy");
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (stop2, conns2) = (stop.clone(), conns.clone());
+        let accept = std::thread::spawn(move || {
+            while !stop2.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).unwrap();
+                        let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                            continue;
+                        };
+                        let mut all = conns2.lock().unwrap();
+                        all.push(client.try_clone().unwrap());
+                        all.push(server.try_clone().unwrap());
+                        for (mut from, mut to) in [
+                            (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                            (server, client),
+                        ] {
+                            std::thread::spawn(move || {
+                                let _ = std::io::copy(&mut from, &mut to);
+                                let _ = to.shutdown(Shutdown::Both);
+                            });
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        Proxy {
+            port,
+            stop,
+            conns,
+            accept: Some(accept),
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Cuts every connection and refuses new ones from now on.
+    fn cut(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+        for conn in self.conns.lock().unwrap().drain(..) {
+            let _ = conn.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+#[test]
+fn s3_outage_mid_upload_keeps_local_backup_and_next_run_leaves_nothing_open() {
+    let pg = pg16();
+    let db = pg.fresh_db("s3 outage");
+    db.load_fixture(0.3);
+    let server = s3();
+    let bucket = server.fresh_bucket("outage");
+    let dir = backup_dir("s3-outage");
+    let mut proxy = Proxy::new(server.port);
+    let child = start_slow_upload_via(&db, server, &proxy.endpoint(), &bucket, &dir);
+    proxy.cut();
+    let out = child.wait_with_output().expect("waiting for pgbak");
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert_no_secret(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("is complete, but uploading it to s3://"),
+        "{stderr}"
+    );
+    let meta = assert_local_complete(&dir);
+    assert_eq!(meta.s3, None);
+    // No object. The store was unreachable, so the abort could not be sent:
+    // the upload is still open...
+    assert!(server.list_objects(&bucket, "").is_empty());
+    let open = server.multipart_uploads(&bucket);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].key, format!("slow/{}", meta.file));
+
+    // ...until the next successful run of the same backup group aborts it.
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = run(pgbak_s3(&db, server, &bucket, "slow/")
+        .args(["backup", "--keep", "0", "--output-dir"])
+        .arg(&dir));
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(server.multipart_uploads(&bucket).is_empty());
+    let objects: Vec<String> = server
+        .list_objects(&bucket, "")
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(objects.len(), 2, "{objects:?}");
+    let failed_stem = meta.file.trim_end_matches(".dump");
+    assert!(objects.iter().all(|k| !k.contains(failed_stem)));
     let _ = std::fs::remove_dir_all(&dir);
 }
