@@ -145,6 +145,12 @@ fn list_table_shows_local_backups_newest_first() {
     let out = run(&mut cmd);
     assert!(out.status.success(), "{}", output_text(&out));
     assert!(out.stdout.is_empty(), "nothing to list");
+    // --s3 without a bucket is a configuration error.
+    let mut cmd = support::pgbak_bare();
+    cmd.args(["list", "--s3", "--backup-dir"]).arg(&dir);
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("S3_BUCKET"));
 
     for mode in ["full", "schema"] {
         // A second apart, so "newest first" is decided by the names' timestamps.
