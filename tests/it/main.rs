@@ -6,6 +6,8 @@ mod support;
 mod backup;
 mod faults;
 mod harness;
+mod list;
 mod restore;
+mod s3;
 mod tls;
 mod verify;
