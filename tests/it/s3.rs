@@ -946,3 +946,57 @@ fn s3_outage_mid_upload_keeps_local_backup_and_next_run_leaves_nothing_open() {
     assert!(objects.iter().all(|k| !k.contains(failed_stem)));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn s3_sigint_mid_upload_aborts_the_multipart_upload() {
+    let pg = pg16();
+    let db = pg.fresh_db("s3 sigint");
+    db.load_fixture(0.3);
+    let server = s3();
+    let bucket = server.fresh_bucket("sigint");
+    let dir = backup_dir("s3-sigint");
+    let child = start_slow_upload(&db, server, &bucket, &dir);
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().expect("waiting for pgbak");
+    assert_eq!(out.status.code(), Some(130), "{}", output_text(&out));
+    assert!(server.list_objects(&bucket, "").is_empty());
+    assert!(server.multipart_uploads(&bucket).is_empty());
+    assert!(files(&dir, "").is_empty(), "{:?}", files(&dir, ""));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn s3_after_sigkill_mid_upload_the_next_run_cleans_up_and_succeeds() {
+    let pg = pg16();
+    let db = pg.fresh_db("s3 sigkill");
+    db.load_fixture(0.3);
+    let server = s3();
+    let bucket = server.fresh_bucket("sigkill");
+    let dir = backup_dir("s3-sigkill");
+    let mut child = start_slow_upload(&db, server, &bucket, &dir);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // A killed run cleans nothing: the open upload and the local partial stay.
+    assert_eq!(server.multipart_uploads(&bucket).len(), 1);
+    assert!(files(&dir, ".dump").is_empty());
+    std::thread::sleep(Duration::from_millis(1100));
+
+    let out = run(pgbak_s3(&db, server, &bucket, "slow/")
+        .args(["backup", "--output-dir"])
+        .arg(&dir));
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(
+        server.multipart_uploads(&bucket).is_empty(),
+        "leftover upload aborted"
+    );
+    assert!(
+        files(&dir, ".partial").is_empty(),
+        "leftover partial removed"
+    );
+    let meta = assert_local_complete(&dir);
+    let key = meta.s3.expect("uploaded").key;
+    let body = server.get_object(&bucket, &key);
+    assert_eq!(sha256_hex(&body), meta.sha256);
+    let _ = std::fs::remove_dir_all(&dir);
+}
