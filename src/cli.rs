@@ -119,7 +119,8 @@ pub struct S3Args {
         value_name = "KEY"
     )]
     pub sse_kms_key_id: Option<String>,
-    /// Multipart part size in MiB (default: 16, grown so a dump stays under --s3-max-parts).
+    /// Multipart part size in MiB (default: 8, doubled every --s3-max-parts/10 parts so a
+    /// multi-terabyte dump still fits; at least 5).
     #[arg(
         long = "s3-part-size-mib",
         env = "S3_PART_SIZE_MIB",
@@ -134,11 +135,11 @@ pub struct S3Args {
         value_name = "N"
     )]
     pub max_parts: u32,
-    /// Parts uploaded at once (memory is about this many parts plus one).
+    /// Parts uploaded at once; part buffers use (this + 1) x part size of memory (32 MiB by default).
     #[arg(
         long = "s3-concurrency",
         env = "S3_CONCURRENCY",
-        default_value_t = 4,
+        default_value_t = 3,
         value_name = "N"
     )]
     pub concurrency: usize,

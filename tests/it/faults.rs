@@ -196,3 +196,146 @@ fn hostile_database_schema_and_table_names_are_quoted_everywhere() {
         .iter()
         .any(|t| t["name"] == "Ünïcödé" && t["rows"] == 1));
 }
+
+#[test]
+fn verify_as_a_role_without_createdb_points_to_target_url_and_ephemeral() {
+    let pg = pg16();
+    let db = pg.fresh_db("no_createdb");
+    db.psql("CREATE TABLE t AS SELECT 1 AS x");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = backup(pg, &db.name, tmp.path(), &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let role = format!("ro_{}", db.name);
+    pg.psql(
+        "postgres",
+        &format!("CREATE ROLE {role} LOGIN NOCREATEDB PASSWORD 'ro-pass-123'"),
+    );
+    let url = format!(
+        "postgresql://{role}:ro-pass-123@127.0.0.1:{}/{}",
+        pg.port, db.name
+    );
+    let out = pgbak(pg)
+        .env("DATABASE_URL", &url)
+        .args(["verify", "--json", "--backup-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    pg.psql("postgres", &format!("DROP ROLE {role}"));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "temp database created")
+        .unwrap();
+    assert_eq!(check["status"], "fail");
+    let detail = check["detail"].as_str().unwrap();
+    assert!(detail.contains("CREATEDB"), "{detail}");
+    assert!(
+        detail.contains("--target-url") && detail.contains("--ephemeral"),
+        "{detail}"
+    );
+}
+
+/// The verify databases of `db` on `pg`.
+fn verify_dbs(pg: &Pg, db: &str) -> Vec<String> {
+    pg.databases()
+        .into_iter()
+        .filter(|d| d.starts_with(&format!("{db}_verify_")))
+        .collect()
+}
+
+#[test]
+fn server_stopped_mid_restore_fails_and_the_next_verify_removes_the_leftover() {
+    let pg = crate::support::private_cluster(16);
+    let db = pg.fresh_db("stop_mid_restore");
+    db.load_fixture(0.5);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = backup(&pg, &db.name, tmp.path(), &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+
+    let child = pgbak(&pg)
+        .env("DATABASE_URL", pg.url(&db.name))
+        .args(["verify", "--json", "--backup-dir"])
+        .arg(tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(60), || {
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_restore'",
+        ) != "0"
+    });
+    pg.stop();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no report ({e}): {}", output_text(&out)));
+    assert_eq!(report["passed"], false);
+    pg.start();
+    // The server was down, so the run could not drop its database; the next run does.
+    let out = pgbak(&pg)
+        .env("DATABASE_URL", pg.url(&db.name))
+        .args(["verify", "--backup-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(
+        verify_dbs(&pg, &db.name).is_empty(),
+        "{:?}",
+        verify_dbs(&pg, &db.name)
+    );
+}
+
+#[test]
+fn restore_with_the_server_stopped_mid_restore_exits_1() {
+    let pg = crate::support::private_cluster(16);
+    let db = pg.fresh_db("restore_stop");
+    db.load_fixture(0.5);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = backup(&pg, &db.name, tmp.path(), &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let target = pg.fresh_db("restore_stop_target");
+    let child = pgbak(&pg)
+        .env("DATABASE_URL", pg.url(&target.name))
+        .args(["restore", "--no-confirm", "--create-db", "--backup-dir"])
+        .arg(tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(60), || {
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_restore'",
+        ) != "0"
+    });
+    pg.stop();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    pg.start();
+}
+
+#[test]
+fn a_meta_json_left_by_a_killed_retention_is_removed_by_the_next_run() {
+    let pg = pg16();
+    let db = pg.fresh_db("orphan_meta");
+    db.psql("CREATE TABLE t AS SELECT 1 AS x");
+    let tmp = tempfile::tempdir().unwrap();
+    let earlier = earlier_backup(pg, &db.name, tmp.path());
+    // Retention deletes the dump first, then its meta.json: a kill in between leaves this.
+    std::fs::remove_file(tmp.path().join(&earlier)).unwrap();
+    let orphan = earlier.replace(".dump", ".meta.json");
+    assert!(tmp.path().join(&orphan).exists());
+    let out = backup(pg, &db.name, tmp.path(), &["--keep", "3"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let left = files(tmp.path());
+    assert!(!left.contains(&orphan), "{left:?}");
+    assert_eq!(left.len(), 2, "{left:?}");
+}

@@ -7,6 +7,8 @@ mod backup;
 mod cron;
 mod faults;
 mod harness;
+mod list;
 mod restore;
+mod s3;
 mod tls;
 mod verify;
