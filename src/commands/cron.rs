@@ -27,6 +27,7 @@ use crate::metrics::{self, RunMetrics, StepMetric};
 use crate::pg::url::{process_env, ConnSettings};
 use crate::signals::Signals;
 use crate::storage::fsio;
+use crate::storage::s3::{self, S3Settings, UploadFailed};
 use crate::{settings, ui};
 
 const LOG_PREFIX: &str = "backup-";
@@ -170,7 +171,9 @@ async fn steps(
     }
     let deleted = run
         .step(Step::Retention, async {
-            backup::apply_retention(&job, &made)
+            let mut deleted = backup::apply_retention(&job, &made)?;
+            deleted.extend(backup::apply_remote_retention(&job, &made).await?);
+            Ok(deleted)
         })
         .await?;
     if !deleted.is_empty() {
@@ -181,6 +184,13 @@ async fn steps(
 
 /// The backup job the scripts' environment describes.
 fn backup_job(global: &GlobalArgs, args: &CronArgs) -> Result<BackupJob> {
+    let upload = !args.no_s3 && args.s3.bucket.as_deref().is_some_and(|b| !b.is_empty());
+    if upload {
+        S3Settings::from_args(&args.s3, None)?;
+        if let Some(warning) = s3::keep_warning(args.keep, &args.s3.storage_class) {
+            ui::warn(&warning);
+        }
+    }
     Ok(BackupJob {
         conn: settings::connection()?,
         output_dir: args.backup_dir.clone(),
@@ -190,7 +200,7 @@ fn backup_job(global: &GlobalArgs, args: &CronArgs) -> Result<BackupJob> {
         compress: args.compress.clone(),
         pg_bin_dir: global.pg_bin_dir.clone(),
         s3: args.s3.clone(),
-        upload: !args.no_s3 && args.s3.bucket.is_some(),
+        upload,
     })
 }
 
@@ -229,10 +239,9 @@ async fn verify_step(
 }
 
 /// An upload failure comes out of the backup step (the upload streams while
-/// pg_dump runs); its error names the S3 destination.
+/// pg_dump runs), typed so it can be told apart.
 fn failed_step(err: &anyhow::Error) -> Step {
-    let text = format!("{err:#}").to_ascii_lowercase();
-    if text.contains("s3://") || text.contains("upload") {
+    if err.chain().any(|cause| cause.is::<UploadFailed>()) {
         Step::Upload
     } else {
         Step::Backup
@@ -490,9 +499,15 @@ mod tests {
                 Step::Backup,
             ),
             (
-                anyhow!("dispatch failure")
-                    .context("uploading db_full_20260101T020000.dump to s3://b/k"),
+                anyhow::Error::new(UploadFailed {
+                    message: "the local backup is complete, but uploading it failed".into(),
+                })
+                .context("backing up"),
                 Step::Upload,
+            ),
+            (
+                anyhow!("no such key").context("reading s3://b/k (upload)"),
+                Step::Backup,
             ),
             (anyhow!("pg_dump failed (exit status: 1)"), Step::Backup),
         ];

@@ -967,3 +967,85 @@ fn cron_verify_ephemeral_restores_into_a_throwaway_cluster() {
     let (_, text) = dirs.only_log();
     assert!(text.contains("PASS"), "{text}");
 }
+
+#[test]
+fn cron_s3_down_alerts_the_upload_step_and_keeps_the_local_backup() {
+    let pg = pg16();
+    let db = pg.fresh_db("cron s3 down");
+    db.load_fixture(0.05);
+    let dirs = Dirs::new("s3-down");
+    let seeded = seed_old_backups(&dirs, &db.name);
+    let hook = HttpListener::ok();
+    let secret_key = "AWSs3cr3tKEY-never-printed";
+    let started = Instant::now();
+    let out = run(cron(pgbak(pg), &dirs, &db.url())
+        .env("ALERT_WEBHOOK_URL", hook.url())
+        .env("BACKUP_KEEP", "1")
+        .env("S3_BUCKET", "pgbak-cron-down")
+        .env(
+            "S3_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", free_port()),
+        )
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", secret_key)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true"));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(started.elapsed() < Duration::from_secs(120));
+    let (log, text) = dirs.only_log();
+    let requests = hook.wait_for(1, Duration::from_secs(5));
+    assert_generic_alert(
+        &requests[0],
+        "PostgreSQL backup upload failed",
+        &log,
+        "upload",
+    );
+    for secret in [PASSWORD, secret_key] {
+        assert!(!requests[0].body_text().contains(secret));
+        assert!(!text.contains(secret));
+        assert!(!output_text(&out).contains(secret));
+    }
+    // The local backup is complete; retention did not run.
+    assert_eq!(dirs.dumps().len(), 3, "{:?}", dirs.dumps());
+    assert_eq!(dirs.metas().len(), 3);
+    for name in seeded {
+        assert!(
+            dirs.backups.join(&name).exists(),
+            "{name} pruned after a failed upload"
+        );
+    }
+    let samples = parse_metrics(&std::fs::read_to_string(&dirs.metrics).expect("metrics file"));
+    assert_eq!(
+        metric(&samples, "pgbak_step_success", &["step=\"upload\""]),
+        0.0
+    );
+}
+
+#[test]
+fn cron_uploads_to_s3_and_prunes_the_bucket_too() {
+    let pg = pg16();
+    let db = pg.fresh_db("cron s3 ok");
+    db.load_fixture(0.05);
+    let s3 = support::s3();
+    let bucket = s3.fresh_bucket("cron");
+    let dirs = Dirs::new("s3-ok");
+    for _ in 0..2 {
+        let mut cmd = cron(pgbak(pg), &dirs, &db.url());
+        cmd.env("BACKUP_KEEP", "1")
+            .env("S3_BUCKET", &bucket)
+            .env("S3_PREFIX", "pg/");
+        for (key, value) in s3.env() {
+            cmd.env(key, value);
+        }
+        let out = run(&mut cmd);
+        assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    }
+    assert_eq!(dirs.dumps().len(), 1);
+    let objects = s3.list_objects(&bucket, "pg/");
+    let names: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(names.len(), 2, "one dump and its meta.json: {names:?}");
+    assert!(
+        names.contains(&format!("pg/{}", dirs.dumps()[0]).as_str()),
+        "{names:?}"
+    );
+}
