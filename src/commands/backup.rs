@@ -317,6 +317,20 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
 /// to the next free second, so nothing is ever overwritten.
 fn reserve_name(job: &BackupJob, at: chrono::DateTime<Utc>) -> Result<(BackupName, FileSink)> {
     let mut name = BackupName::new(&job.conn.dbname, job.mode, job.label.as_deref(), at);
+    // Names stay in order even when runs come faster than one a second: a new
+    // backup is always named after the newest one of its group, so "newest"
+    // (retention, restore, verify) means the same by name and by time.
+    let newest = LocalStore::new(&job.output_dir)
+        .list()?
+        .into_iter()
+        .filter(|b| b.name.group() == name.group())
+        .map(|b| b.name.timestamp)
+        .max();
+    if let Some(newest) = newest {
+        while name.timestamp <= newest {
+            name = name.next_second();
+        }
+    }
     for _ in 0..600 {
         let dump_path = job.output_dir.join(name.dump_file());
         let meta_path = job.output_dir.join(name.meta_file());

@@ -251,18 +251,24 @@ fn failed_step(err: &anyhow::Error) -> Step {
 /// Creates LOG_DIR (0700) and the run's log file (0600), and tees output into it.
 fn open_log(dir: &Path, started: DateTime<Utc>) -> Result<PathBuf> {
     fsio::ensure_dir(dir)?;
-    let path = dir.join(log_name(started));
-    let file = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("opening the log file {}", path.display()))?
-    };
-    ui::tee_to(file);
-    Ok(path)
+    // One file per run: runs within the same second take the next free second.
+    let mut at = started;
+    for _ in 0..600 {
+        let path = dir.join(log_name(at));
+        match fsio::create_new(&path) {
+            Ok(file) => {
+                ui::tee_to(file);
+                return Ok(path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                at += chrono::Duration::seconds(1);
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("creating the log file {}", path.display()))
+            }
+        }
+    }
+    anyhow::bail!("no free log file name in {}", dir.display())
 }
 
 fn log_name(started: DateTime<Utc>) -> String {
