@@ -566,14 +566,7 @@ pub async fn apply_remote_retention(job: &BackupJob, made: &Made) -> Result<Vec<
     };
     let store = s3::connect(S3Settings::from_args(&job.s3, Some(&location.bucket))?).await?;
     let backups = store.list().await?;
-    let candidates: Vec<Candidate> = backups
-        .iter()
-        .map(|b| Candidate {
-            name: b.name.clone(),
-            has_dump: b.has_dump,
-            has_meta: b.has_meta,
-        })
-        .collect();
+    let candidates: Vec<Candidate> = backups.iter().map(Candidate::from).collect();
     let mut deleted = Vec::new();
     for (name, verdict) in retention::plan(&candidates, &made.name, job.keep) {
         let Verdict::Delete(why) = verdict else {
@@ -653,14 +646,7 @@ pub fn apply_retention(job: &BackupJob, made: &Made) -> Result<Vec<String>> {
         deleted.push(partial.display().to_string());
     }
     let backups = store.list()?;
-    let candidates: Vec<Candidate> = backups
-        .iter()
-        .map(|b| Candidate {
-            name: b.name.clone(),
-            has_dump: b.has_dump,
-            has_meta: b.has_meta,
-        })
-        .collect();
+    let candidates: Vec<Candidate> = backups.iter().map(Candidate::from).collect();
     for (name, verdict) in retention::plan(&candidates, &made.name, job.keep) {
         if let Verdict::Delete(why) = verdict {
             if let Some(backup) = backups.iter().find(|b| b.name == name) {
