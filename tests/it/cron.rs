@@ -1057,3 +1057,18 @@ fn cron_uploads_to_s3_and_prunes_the_bucket_too() {
         "{names:?}"
     );
 }
+
+#[test]
+fn cron_webhook_receiver_down_is_logged_without_its_token_and_keeps_the_exit_code() {
+    let dirs = Dirs::new("hook-down");
+    let token = "T0KEN-abc123-secret";
+    let hook = format!("http://127.0.0.1:{}/services/{token}", free_port());
+    let started = Instant::now();
+    let out = run(cron(pgbak_bare(), &dirs, &down_url()).env("ALERT_WEBHOOK_URL", &hook));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(started.elapsed() < Duration::from_secs(40));
+    let (_, text) = dirs.only_log();
+    assert!(text.contains("sending the alert webhook failed"), "{text}");
+    assert!(!text.contains(token), "{text}");
+    assert!(!output_text(&out).contains(token));
+}
