@@ -51,6 +51,10 @@ pub enum Command {
     Cron(CronArgs),
     /// List backups on disk and in S3, newest first.
     List(ListArgs),
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout: `pgbak man > /usr/local/share/man/man1/pgbak.1`.
+    Man,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -115,7 +119,8 @@ pub struct S3Args {
         value_name = "KEY"
     )]
     pub sse_kms_key_id: Option<String>,
-    /// Multipart part size in MiB (default: 16, grown so a dump stays under --s3-max-parts).
+    /// Multipart part size in MiB (default: 8, doubled every --s3-max-parts/10 parts so a
+    /// multi-terabyte dump still fits; at least 5).
     #[arg(
         long = "s3-part-size-mib",
         env = "S3_PART_SIZE_MIB",
@@ -130,11 +135,11 @@ pub struct S3Args {
         value_name = "N"
     )]
     pub max_parts: u32,
-    /// Parts uploaded at once (memory is about this many parts plus one).
+    /// Parts uploaded at once; part buffers use (this + 1) x part size of memory (32 MiB by default).
     #[arg(
         long = "s3-concurrency",
         env = "S3_CONCURRENCY",
-        default_value_t = 4,
+        default_value_t = 3,
         value_name = "N"
     )]
     pub concurrency: usize,
@@ -269,7 +274,25 @@ pub struct RestoreArgs {
     pub s3: S3Args,
 }
 
+/// Which receiver the alert webhook speaks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AlertFormat {
+    /// The scripts' seven-field JSON plus `text` (so Slack incoming webhooks accept it too).
+    Generic,
+    /// A Slack incoming-webhook message (text + blocks).
+    Slack,
+    /// A PagerDuty Events API v2 trigger (needs PAGERDUTY_ROUTING_KEY).
+    Pagerduty,
+}
+
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Steps, in order: take the lock (BACKUP_DIR/.pgbak.lock), open the log file \
+(LOG_DIR/backup-<UTC ts>.log), back up (and upload when S3_BUCKET is set), verify \
+(with --verify or VERIFY_ON_BACKUP=true), retention (only after all of that succeeded), \
+prune old logs, then the heartbeat on success and the metrics file always. Any failure \
+posts an alert to ALERT_WEBHOOK_URL; the exit code is 0 only when every step succeeded, \
+75 when another run holds the lock.")]
 pub struct CronArgs {
     /// Verify the new backup before retention (also VERIFY_ON_BACKUP=true).
     #[arg(long)]
@@ -277,6 +300,90 @@ pub struct CronArgs {
     /// What to dump.
     #[arg(long, value_enum, default_value_t = Mode::Full)]
     pub mode: Mode,
+    /// Directory for the backups (and the run lock).
+    #[arg(
+        long,
+        env = "BACKUP_DIR",
+        default_value = "/var/backups/enterprise-agents",
+        value_name = "DIR"
+    )]
+    pub backup_dir: PathBuf,
+    /// Keep the newest N backups of this database and mode; 0 keeps all.
+    #[arg(long, env = "BACKUP_KEEP", default_value_t = 7, value_name = "N")]
+    pub keep: u32,
+    /// Directory for the per-run log files (created 0700).
+    #[arg(
+        long,
+        env = "LOG_DIR",
+        default_value = "/var/log/pg-backup",
+        value_name = "DIR"
+    )]
+    pub log_dir: PathBuf,
+    /// Keep the newest N run logs (backup-*.log) in LOG_DIR; 0 keeps all.
+    #[arg(long, env = "LOG_KEEP", default_value_t = 30, value_name = "N")]
+    pub log_keep: u32,
+    /// POST an alert here when the run fails (the URL is treated as a secret).
+    #[arg(
+        long,
+        env = "ALERT_WEBHOOK_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub alert_webhook_url: Option<String>,
+    /// Body format of the alert.
+    #[arg(
+        long,
+        env = "ALERT_WEBHOOK_FORMAT",
+        value_enum,
+        default_value_t = AlertFormat::Generic
+    )]
+    pub alert_webhook_format: AlertFormat,
+    /// `service` field of the alert.
+    #[arg(
+        long,
+        env = "ALERT_SERVICE",
+        default_value = "enterprise-agent-platform",
+        value_name = "NAME"
+    )]
+    pub alert_service: String,
+    /// Routing (integration) key for ALERT_WEBHOOK_FORMAT=pagerduty.
+    #[arg(
+        long,
+        env = "PAGERDUTY_ROUTING_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub pagerduty_routing_key: Option<String>,
+    /// GET this URL after a fully successful run (healthchecks.io style), so silence is noticed.
+    #[arg(
+        long,
+        env = "HEARTBEAT_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub heartbeat_url: Option<String>,
+    /// Write Prometheus metrics here (node_exporter textfile collector, e.g. /var/lib/node_exporter/pgbak.prom).
+    #[arg(long, env = "METRICS_FILE", value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+    /// pg_dump --compress spec (default: zstd:1 when pg_dump has it, else gzip:1).
+    #[arg(long, env = "PGBAK_COMPRESS", value_name = "SPEC")]
+    pub compress: Option<String>,
+    /// Do not upload, even when S3_BUCKET is set.
+    #[arg(long)]
+    pub no_s3: bool,
+    /// Verify by restoring into this server instead of the source server (its URL; the password may be in it).
+    #[arg(
+        long,
+        env = "PGBAK_VERIFY_TARGET_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub verify_target_url: Option<String>,
+    /// Verify by restoring into a throwaway local cluster (initdb + postgres from the chosen bin dir).
+    #[arg(long, conflicts_with = "verify_target_url")]
+    pub verify_ephemeral: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
 }
 
 #[derive(Debug, Args)]
@@ -297,6 +404,43 @@ pub struct ListArgs {
     pub json: bool,
     #[command(flatten)]
     pub s3_args: S3Args,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Install, for example:
+  pgbak completions bash > /etc/bash_completion.d/pgbak
+  pgbak completions zsh  > /usr/local/share/zsh/site-functions/_pgbak
+  pgbak completions fish > ~/.config/fish/completions/pgbak.fish")]
+pub struct CompletionsArgs {
+    /// The shell to generate completions for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Unsets every variable a flag reads whose value is empty, so `BACKUP_KEEP=`
+/// (a blank line in an environment file) means the default, as
+/// `${BACKUP_KEEP:-7}` did in the scripts, instead of a parse error.
+/// Call before parsing, while the process is still single-threaded.
+pub fn drop_empty_env() {
+    use clap::CommandFactory;
+    fn walk(command: &clap::Command, names: &mut Vec<std::ffi::OsString>) {
+        names.extend(
+            command
+                .get_arguments()
+                .filter_map(|a| a.get_env().map(Into::into)),
+        );
+        for sub in command.get_subcommands() {
+            walk(sub, names);
+        }
+    }
+    let mut names = Vec::new();
+    walk(&Cli::command(), &mut names);
+    for name in names {
+        if std::env::var_os(&name).is_some_and(|v| v.is_empty()) {
+            std::env::remove_var(&name);
+        }
+    }
 }
 
 #[cfg(test)]

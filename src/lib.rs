@@ -9,13 +9,17 @@
 //! - [`storage`] names and lists the backup set on local disk;
 //! - [`meta`] is the meta.json written beside every dump;
 //! - [`retention`] decides, as a pure function, which backups to delete;
+//! - [`lock`] keeps two cron runs from overlapping; [`alert`] and [`metrics`] report them;
 //! - [`ui`] prints timestamped lines (or a progress bar on a terminal), scrubbed of secrets.
 
+pub mod alert;
 pub mod archive;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod lock;
 pub mod meta;
+pub mod metrics;
 pub mod pg;
 pub mod pipeline;
 pub mod retention;
@@ -35,5 +39,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Verify(args) => commands::verify::run(&cli.global, args).await,
         cli::Command::Cron(args) => commands::cron::run(&cli.global, args).await,
         cli::Command::List(args) => commands::list::run(&cli.global, args).await,
+        cli::Command::Completions(args) => commands::completions::run(args),
+        cli::Command::Man => commands::man::run(),
     }
 }

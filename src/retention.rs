@@ -17,6 +17,26 @@ pub struct Candidate {
     pub has_meta: bool,
 }
 
+impl From<&crate::storage::local::LocalBackup> for Candidate {
+    fn from(b: &crate::storage::local::LocalBackup) -> Candidate {
+        Candidate {
+            name: b.name.clone(),
+            has_dump: b.has_dump,
+            has_meta: b.has_meta,
+        }
+    }
+}
+
+impl From<&crate::storage::s3::RemoteBackup> for Candidate {
+    fn from(b: &crate::storage::s3::RemoteBackup) -> Candidate {
+        Candidate {
+            name: b.name.clone(),
+            has_dump: b.has_dump,
+            has_meta: b.has_meta,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Keep(&'static str),

@@ -8,11 +8,16 @@
 //!    transaction counts every table's rows: dump and counts share one instant;
 //! 4. check pg_dump's exit status and the archive magic, fsync, write
 //!    meta.json's partial, then rename the dump and the meta into place;
-//! 5. retention, only after all of that succeeded.
+//!    With S3 configured, the same bytes go up as a multipart upload while
+//!    pg_dump runs; it is completed and checked only after pg_dump succeeded,
+//!    then meta.json goes up beside it. An upload failure leaves the local
+//!    backup complete (meta.json `s3: null`) and fails the run;
+//! 5. retention, only after all of that succeeded (on S3 too).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -29,6 +34,7 @@ use crate::pipeline::{self, FileSink, Sink};
 use crate::retention::{self, Candidate, Verdict};
 use crate::signals::Signals;
 use crate::storage::local::LocalStore;
+use crate::storage::s3::{self, S3Settings, S3Sink, Store, UploadFailed, UploadHandle};
 use crate::storage::{fsio, validate_label, BackupName};
 use crate::ui;
 
@@ -52,6 +58,11 @@ impl BackupJob {
         if let Some(label) = &args.label {
             validate_label(label).map_err(usage)?;
         }
+        let upload = !args.no_s3 && args.s3.bucket.as_deref().is_some_and(|b| !b.is_empty());
+        if upload {
+            // Bad S3 settings are a usage error before anything is dumped.
+            S3Settings::from_args(&args.s3, None)?;
+        }
         Ok(BackupJob {
             conn: crate::settings::connection()?,
             output_dir: args.output_dir.clone(),
@@ -61,7 +72,7 @@ impl BackupJob {
             compress: args.compress.clone(),
             pg_bin_dir: global.pg_bin_dir.clone(),
             s3: args.s3.clone(),
-            upload: !args.no_s3 && args.s3.bucket.is_some(),
+            upload,
         })
     }
 }
@@ -70,6 +81,8 @@ impl BackupJob {
 #[derive(Debug, Clone)]
 pub struct Made {
     pub name: BackupName,
+    /// When the run started (leftovers older than this may be cleaned up).
+    pub started: std::time::SystemTime,
     pub dump: PathBuf,
     pub meta_path: PathBuf,
     pub meta: Meta,
@@ -77,9 +90,15 @@ pub struct Made {
 
 pub async fn run(global: &GlobalArgs, args: BackupArgs) -> Result<ExitCode> {
     let job = BackupJob::new(global, &args)?;
+    if job.upload {
+        if let Some(warning) = s3::keep_warning(job.keep, &job.s3.storage_class) {
+            ui::warn(&warning);
+        }
+    }
     let mut signals = Signals::new()?;
     let made = dump(&job, &mut signals).await?;
-    let deleted = apply_retention(&job, &made)?;
+    let mut deleted = apply_retention(&job, &made)?;
+    deleted.extend(apply_remote_retention(&job, &made).await?);
     if args.json {
         let summary = serde_json::json!({
             "dump": made.dump,
@@ -106,6 +125,16 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
         Some(spec) => tools::pg_dump_compress_arg(tools.major, spec),
         None => tools::default_compression(&tools).await,
     };
+    // Sizes the upload's parts so even a multi-terabyte dump fits the part limit.
+    let estimate = if job.upload {
+        client
+            .query_one("SELECT pg_database_size(current_database())", &[])
+            .await
+            .ok()
+            .map(|row| row.get::<_, i64>(0).max(0) as u64)
+    } else {
+        None
+    };
 
     client
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -129,12 +158,70 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
         dump_path.display()
     ));
 
-    let streamed = stream_dump(job, &tools, &compression, &snapshot, client, sink, signals).await?;
+    // S3 problems never stop the local backup: they are kept in `upload_failure`
+    // and fail the run once the local backup is complete.
+    let mut upload_failure: Option<anyhow::Error> = None;
+    let mut store: Option<Store> = None;
+    let mut s3_sink: Option<S3Sink> = None;
+    if job.upload {
+        let started = signals
+            .guard(async { Ok(start_upload(job, &name, estimate).await) })
+            .await?;
+        match started {
+            Ok((st, sk)) => {
+                store = Some(st);
+                s3_sink = Some(sk);
+            }
+            Err(err) => {
+                ui::warn(&format!(
+                    "cannot upload to S3; the local backup continues: {}",
+                    crate::error::one_line(&err)
+                ));
+                upload_failure = Some(err);
+            }
+        }
+    }
+    let upload = s3_sink.as_ref().map(S3Sink::handle);
+
+    let streamed = match stream_dump(
+        job,
+        &tools,
+        &compression,
+        &snapshot,
+        client,
+        sink,
+        s3_sink,
+        signals,
+    )
+    .await
+    {
+        Ok(streamed) => streamed,
+        Err(err) => {
+            discard(&upload).await;
+            return Err(err);
+        }
+    };
     let Streamed {
         summary,
         sink,
+        s3: s3_sink,
         catalog,
     } = streamed;
+
+    let mut location = None;
+    if let Some(s3_sink) = s3_sink {
+        match signals
+            .guard(async { Ok(s3_sink.complete(summary.bytes).await) })
+            .await
+        {
+            Ok(Ok(loc)) => location = Some(loc),
+            Ok(Err(err)) => upload_failure = Some(err),
+            Err(interrupted) => {
+                discard(&upload).await;
+                return Err(interrupted);
+            }
+        }
+    }
 
     let finished = Utc::now();
     let meta = Meta {
@@ -156,10 +243,59 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
         tables: catalog.tables,
         host: crate::settings::host_name(),
         pgbak_version: env!("CARGO_PKG_VERSION").to_owned(),
-        s3: None,
+        s3: location.clone(),
         verification: None,
     };
-    commit(sink, &meta, &meta_path)?;
+    if let Err(err) = commit(sink, &meta, &meta_path) {
+        discard(&upload).await;
+        return Err(err);
+    }
+    let mut meta = meta;
+    if let (Some(store), Some(location)) = (&store, &location) {
+        // meta.json goes up beside the dump, with the same contents as the local one.
+        let key = store.key_for(&name.meta_file());
+        let put = signals
+            .guard(async { Ok(upload_meta(store, &key, &meta_path).await) })
+            .await;
+        let failed = match put {
+            Ok(Ok(())) => None,
+            Ok(Err(err)) => Some(Ok(err)),
+            Err(interrupted) => Some(Err(interrupted)),
+        };
+        if let Some(err) = failed {
+            // A dump object without its meta.json is incomplete: remove it, and
+            // say so in the local meta.json.
+            discard(&upload).await;
+            meta.s3 = None;
+            meta.write(&meta_path)?;
+            match err {
+                Ok(err) => upload_failure = Some(err),
+                Err(interrupted) => return Err(interrupted),
+            }
+        } else {
+            ui::info(&format!(
+                "uploaded {} and its meta.json ({})",
+                store.uri(&location.key),
+                location.storage_class
+            ));
+        }
+    }
+    if let Some(err) = upload_failure {
+        let target = format!(
+            "s3://{}/{}{}",
+            job.s3.bucket.as_deref().unwrap_or_default(),
+            s3::normalize_prefix(job.s3.prefix.as_deref().unwrap_or_default()),
+            name.dump_file()
+        );
+        return Err(UploadFailed {
+            message: format!(
+                "the local backup {} is complete, but uploading it to {target} failed: {}",
+                dump_path.display(),
+                crate::error::one_line(&err)
+            ),
+        }
+        .into());
+    }
     ui::info(&format!(
         "backup complete: {} ({}, sha256 {}, {:.1}s)",
         dump_path.display(),
@@ -169,6 +305,7 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
     ));
     Ok(Made {
         name,
+        started: started.into(),
         dump: dump_path,
         meta_path,
         meta,
@@ -180,6 +317,20 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
 /// to the next free second, so nothing is ever overwritten.
 fn reserve_name(job: &BackupJob, at: chrono::DateTime<Utc>) -> Result<(BackupName, FileSink)> {
     let mut name = BackupName::new(&job.conn.dbname, job.mode, job.label.as_deref(), at);
+    // Names stay in order even when runs come faster than one a second: a new
+    // backup is always named after the newest one of its group, so "newest"
+    // (retention, restore, verify) means the same by name and by time.
+    let newest = LocalStore::new(&job.output_dir)
+        .list()?
+        .into_iter()
+        .filter(|b| b.name.group() == name.group())
+        .map(|b| b.name.timestamp)
+        .max();
+    if let Some(newest) = newest {
+        while name.timestamp <= newest {
+            name = name.next_second();
+        }
+    }
     for _ in 0..600 {
         let dump_path = job.output_dir.join(name.dump_file());
         let meta_path = job.output_dir.join(name.meta_file());
@@ -199,6 +350,31 @@ fn reserve_name(job: &BackupJob, at: chrono::DateTime<Utc>) -> Result<(BackupNam
         "no free backup file name in {} (600 seconds taken)",
         job.output_dir.display()
     )
+}
+
+/// Connects to the bucket and starts the multipart upload of `name`'s dump.
+async fn start_upload(
+    job: &BackupJob,
+    name: &BackupName,
+    estimate: Option<u64>,
+) -> Result<(Store, S3Sink)> {
+    let store = s3::connect(S3Settings::from_args(&job.s3, None)?).await?;
+    let sink = store.start_upload(&name.dump_file(), estimate).await?;
+    Ok((store, sink))
+}
+
+async fn upload_meta(store: &Store, key: &str, meta_path: &Path) -> Result<()> {
+    let bytes = tokio::fs::read(meta_path)
+        .await
+        .with_context(|| format!("reading {}", meta_path.display()))?;
+    store.put_small(key, bytes).await
+}
+
+/// Leaves nothing of a failed upload behind: no open multipart upload, no object.
+async fn discard(upload: &Option<Arc<UploadHandle>>) {
+    if let Some(upload) = upload {
+        upload.discard().await;
+    }
 }
 
 /// What the snapshot transaction read while pg_dump ran.
@@ -234,12 +410,14 @@ async fn read_catalog(client: &Client, mode: Mode) -> Result<Catalog> {
 struct Streamed {
     summary: pipeline::Summary,
     sink: FileSink,
+    s3: Option<S3Sink>,
     catalog: Catalog,
 }
 
 /// Step 3: pg_dump into the pump, the catalog read alongside. Any failure or
 /// signal kills pg_dump and drops the sink (which removes the partial file)
-/// before returning.
+/// before returning; the caller aborts the S3 upload.
+#[allow(clippy::too_many_arguments)]
 async fn stream_dump(
     job: &BackupJob,
     tools: &PgTools,
@@ -247,6 +425,7 @@ async fn stream_dump(
     snapshot: &str,
     client: Client,
     sink: FileSink,
+    s3: Option<S3Sink>,
     signals: &mut Signals,
 ) -> Result<Streamed> {
     let mut cmd = tools.command("pg_dump", &job.conn);
@@ -275,11 +454,22 @@ async fn stream_dump(
 
     let mut pump = tokio::task::spawn_blocking(move || {
         let mut sink = sink;
+        let mut s3 = s3;
         let mut progress = ui::Progress::new("dumping");
-        let result = pipeline::pump(source, &mut [&mut sink as &mut dyn Sink], &mut progress)
-            .and_then(|summary| sink.finish().map(|()| summary));
+        let result = {
+            let mut sinks: Vec<&mut dyn Sink> = vec![&mut sink];
+            if let Some(s3) = s3.as_mut() {
+                sinks.push(s3);
+            }
+            pipeline::pump(source, &mut sinks, &mut progress).and_then(|summary| {
+                sinks
+                    .iter_mut()
+                    .try_for_each(|s| s.finish())
+                    .map(|()| summary)
+            })
+        };
         progress.finish();
-        (result, sink)
+        (result, sink, s3)
     });
     let mode = job.mode;
     let mut catalog = tokio::spawn(async move {
@@ -298,7 +488,7 @@ async fn stream_dump(
             return Err(interrupted(sig));
         }
     };
-    let (pumped, sink) = pumped.context("the dump stream stopped unexpectedly")?;
+    let (pumped, sink, s3) = pumped.context("the dump stream stopped unexpectedly")?;
     let summary = match pumped {
         Ok(summary) => summary,
         Err(err) => {
@@ -348,6 +538,7 @@ async fn stream_dump(
     Ok(Streamed {
         summary,
         sink,
+        s3,
         catalog,
     })
 }
@@ -357,25 +548,87 @@ async fn stream_dump(
 fn commit(sink: FileSink, meta: &Meta, meta_path: &Path) -> Result<()> {
     let mut json = serde_json::to_vec_pretty(meta).context("encoding meta.json")?;
     json.push(b'\n');
-    let meta_partial = fsio::partial_path(meta_path);
-    let written = (|| -> Result<()> {
-        let mut file = fsio::create_new(&meta_partial)
-            .with_context(|| format!("creating {}", meta_partial.display()))?;
-        std::io::Write::write_all(&mut file, &json)
-            .and_then(|()| file.sync_all())
-            .with_context(|| format!("writing {}", meta_partial.display()))
-    })();
-    if let Err(err) = written {
-        let _ = std::fs::remove_file(&meta_partial);
-        return Err(err);
+    // The same locked-partial path as the dump, so no concurrent cleanup takes it;
+    // dropped on error, it removes itself.
+    let mut meta_sink = FileSink::create(meta_path)
+        .with_context(|| format!("creating {}", fsio::partial_path(meta_path).display()))?;
+    meta_sink.write(&json)?;
+    meta_sink.finish()?;
+    sink.commit()?;
+    meta_sink.commit()
+}
+
+/// Step 5 on S3: the same retention under the prefix, only when this run's
+/// upload succeeded (`made.meta.s3` is set). Returns the `s3://` URIs deleted.
+pub async fn apply_remote_retention(job: &BackupJob, made: &Made) -> Result<Vec<String>> {
+    let Some(location) = made.meta.s3.as_ref().filter(|_| job.upload) else {
+        return Ok(Vec::new());
+    };
+    let store = s3::connect(S3Settings::from_args(&job.s3, Some(&location.bucket))?).await?;
+    let backups = store.list().await?;
+    let candidates: Vec<Candidate> = backups.iter().map(Candidate::from).collect();
+    let mut deleted = Vec::new();
+    for (name, verdict) in retention::plan(&candidates, &made.name, job.keep) {
+        let Verdict::Delete(why) = verdict else {
+            continue;
+        };
+        let Some(backup) = backups.iter().find(|b| b.name == name) else {
+            continue;
+        };
+        ui::info(&format!(
+            "retention: deleting {} ({why})",
+            store.uri(&backup.dump_key)
+        ));
+        // The dump first: a failure in between leaves a meta.json without its
+        // dump, which the next run removes, never a dump without its meta.json.
+        if backup.has_dump {
+            store
+                .delete_keys(std::slice::from_ref(&backup.dump_key))
+                .await?;
+            deleted.push(store.uri(&backup.dump_key));
+        }
+        if backup.has_meta {
+            store
+                .delete_keys(std::slice::from_ref(&backup.meta_key))
+                .await?;
+        }
     }
-    if let Err(err) = sink.commit() {
-        let _ = std::fs::remove_file(&meta_partial);
-        return Err(err);
+    deleted.extend(abort_stale_uploads(job, made, &store).await?);
+    Ok(deleted)
+}
+
+/// Multipart uploads of this group left open by earlier runs that died or
+/// lost the store before they could abort: aborted now, so no parts stay
+/// stored (and billed). An upload is stale when its backup is older than the
+/// one just made and no live pgbak holds its `.partial` file here.
+async fn abort_stale_uploads(job: &BackupJob, made: &Made, store: &Store) -> Result<Vec<String>> {
+    let mut aborted = Vec::new();
+    for (key, upload_id) in store.open_uploads().await? {
+        let Some(file) = key.strip_prefix(store.settings.prefix.as_str()) else {
+            continue;
+        };
+        let Some(name) = BackupName::parse(file) else {
+            continue;
+        };
+        if name.group() != made.name.group()
+            || name.timestamp >= made.name.timestamp
+            || !crate::storage::is_plain_file_name(file)
+        {
+            continue;
+        }
+        let partial = fsio::partial_path(&job.output_dir.join(file));
+        let alive = std::fs::File::open(&partial).is_ok_and(|f| f.try_lock().is_err());
+        if alive {
+            continue;
+        }
+        ui::info(&format!(
+            "aborting the multipart upload of {}, left open by a run that did not finish",
+            store.uri(&key)
+        ));
+        store.abort_upload(&key, &upload_id).await?;
+        aborted.push(format!("{} (upload {upload_id})", store.uri(&key)));
     }
-    std::fs::rename(&meta_partial, meta_path)
-        .with_context(|| format!("renaming {} into place", meta_partial.display()))?;
-    fsio::sync_dir(meta_path.parent().unwrap_or(Path::new(".")))
+    Ok(aborted)
 }
 
 /// Step 5: local retention for the group of the backup just made, and the
@@ -383,7 +636,7 @@ fn commit(sink: FileSink, meta: &Meta, meta_path: &Path) -> Result<()> {
 pub fn apply_retention(job: &BackupJob, made: &Made) -> Result<Vec<String>> {
     let store = LocalStore::new(&job.output_dir);
     let mut deleted = Vec::new();
-    for partial in store.stale_partials(&made.name.group())? {
+    for partial in store.stale_partials(&made.name.group(), made.started)? {
         ui::info(&format!(
             "removing {}, left by a run that did not finish",
             partial.display()
@@ -393,14 +646,7 @@ pub fn apply_retention(job: &BackupJob, made: &Made) -> Result<Vec<String>> {
         deleted.push(partial.display().to_string());
     }
     let backups = store.list()?;
-    let candidates: Vec<Candidate> = backups
-        .iter()
-        .map(|b| Candidate {
-            name: b.name.clone(),
-            has_dump: b.has_dump,
-            has_meta: b.has_meta,
-        })
-        .collect();
+    let candidates: Vec<Candidate> = backups.iter().map(Candidate::from).collect();
     for (name, verdict) in retention::plan(&candidates, &made.name, job.keep) {
         if let Verdict::Delete(why) = verdict {
             if let Some(backup) = backups.iter().find(|b| b.name == name) {

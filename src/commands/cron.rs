@@ -1,11 +1,534 @@
-//! `pgbak cron` (not yet implemented).
+//! `pgbak cron`: the unattended run for crontab and systemd timers.
+//!
+//! The steps, in order:
+//! 1. take the run lock in BACKUP_DIR (a second run exits 75 at once);
+//! 2. open `LOG_DIR/backup-<UTC ts>.log` (0600) and tee every line into it;
+//! 3. back up (and upload, when S3 is configured): [`backup::dump`];
+//! 4. verify the new backup, with `--verify` or `VERIFY_ON_BACKUP=true`;
+//! 5. retention, only when 3 and 4 succeeded: [`backup::apply_retention`];
+//! 6. prune old run logs (`LOG_KEEP`);
+//! 7. the heartbeat on success, the metrics file always, the alert webhook on
+//!    failure. None of these changes the exit code: 0 only when 1-5 succeeded.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, NaiveDateTime, Utc};
 
+use crate::alert::{self, Failure, Step};
 use crate::cli::{CronArgs, GlobalArgs};
+use crate::commands::backup::{self, BackupJob, Made};
+use crate::commands::verify::{self, Status, Target, VerifyOptions};
+use crate::error::{self, usage};
+use crate::lock::RunLock;
+use crate::metrics::{self, RunMetrics, StepMetric};
+use crate::pg::url::{process_env, ConnSettings};
+use crate::signals::Signals;
+use crate::storage::fsio;
+use crate::storage::s3::{self, S3Settings, UploadFailed};
+use crate::{settings, ui};
 
-pub async fn run(_global: &GlobalArgs, _args: CronArgs) -> Result<ExitCode> {
-    Err(crate::error::usage("pgbak cron is not yet implemented"))
+const LOG_PREFIX: &str = "backup-";
+const LOG_SUFFIX: &str = ".log";
+const LOG_TIMESTAMP: &str = "%Y%m%dT%H%M%S";
+
+pub async fn run(global: &GlobalArgs, args: CronArgs) -> Result<ExitCode> {
+    let started = Utc::now();
+    let clock = Instant::now();
+    // Webhook URLs carry tokens: register them before anything can print them.
+    for secret in [
+        &args.alert_webhook_url,
+        &args.heartbeat_url,
+        &args.pagerduty_routing_key,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        register_url_secret(secret);
+    }
+    alert::check_config(
+        args.alert_webhook_url.as_deref(),
+        args.alert_webhook_format,
+        args.pagerduty_routing_key.as_deref(),
+    )
+    .map_err(|e| usage(error::one_line(&e)))?;
+    if let Some(url) = &args.heartbeat_url {
+        alert::check_url(url)
+            .context("HEARTBEAT_URL")
+            .map_err(|e| usage(error::one_line(&e)))?;
+    }
+    let verify = args.verify || settings::env_flag("VERIFY_ON_BACKUP");
+    let mut signals = Signals::new()?;
+
+    let mut run = Run {
+        started,
+        clock,
+        log: None,
+        steps: Vec::new(),
+        made: None,
+        database: String::new(),
+    };
+    // A held lock is not a failure of this run: exit 75 before writing anything.
+    let lock = match RunLock::acquire(&args.backup_dir) {
+        Ok(lock) => lock,
+        Err(err) if error::exit_code(&err) == error::LOCKED => return Err(err),
+        Err(err) => {
+            let outcome = Err(Failed {
+                step: Step::Setup,
+                error: err,
+            });
+            return Ok(finish(&args, run, outcome).await);
+        }
+    };
+    let outcome = steps(global, &args, verify, &mut run, &mut signals).await;
+    let code = finish(&args, run, outcome).await;
+    drop(lock);
+    Ok(code)
+}
+
+/// What the run did so far, for the alert and the metrics.
+struct Run {
+    started: DateTime<Utc>,
+    clock: Instant,
+    log: Option<PathBuf>,
+    steps: Vec<StepMetric>,
+    made: Option<Made>,
+    database: String,
+}
+
+/// The step that failed and why.
+struct Failed {
+    step: Step,
+    error: anyhow::Error,
+}
+
+impl Run {
+    /// Runs one step, timing it for the metrics; its error is tagged with the step.
+    async fn step<T>(
+        &mut self,
+        step: Step,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T, Failed> {
+        let clock = Instant::now();
+        let result = work.await;
+        let step = match &result {
+            Err(err) if step == Step::Backup => failed_step(err),
+            _ => step,
+        };
+        self.steps.push(StepMetric {
+            step: step.as_str(),
+            success: result.is_ok(),
+            duration: clock.elapsed(),
+        });
+        result.map_err(|error| Failed { step, error })
+    }
+}
+
+/// Steps 2-5; the first failure ends them.
+async fn steps(
+    global: &GlobalArgs,
+    args: &CronArgs,
+    verify: bool,
+    run: &mut Run,
+    signals: &mut Signals,
+) -> Result<(), Failed> {
+    let log = open_log(&args.log_dir, run.started).map_err(|error| Failed {
+        step: Step::Setup,
+        error,
+    })?;
+    run.log = Some(log.clone());
+    ui::info(&format!(
+        "pgbak cron {} starting (pid {}): {} backup into {}, keep {}, verify {}, log {}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        args.mode.as_str(),
+        args.backup_dir.display(),
+        args.keep,
+        if verify { "on" } else { "off" },
+        log.display()
+    ));
+
+    let mut database = String::new();
+    let backed_up = run
+        .step(Step::Backup, async {
+            let job = backup_job(global, args)?;
+            database.clone_from(&job.conn.dbname);
+            let made = backup::dump(&job, signals).await?;
+            Ok((job, made))
+        })
+        .await;
+    run.database = database;
+    let (job, made) = backed_up?;
+    run.made = Some(made.clone());
+    if verify {
+        run.step(
+            Step::Verify,
+            verify_step(global, args, &job, &made, signals),
+        )
+        .await?;
+    }
+    let deleted = run
+        .step(Step::Retention, async {
+            let mut deleted = backup::apply_retention(&job, &made)?;
+            deleted.extend(backup::apply_remote_retention(&job, &made).await?);
+            Ok(deleted)
+        })
+        .await?;
+    if !deleted.is_empty() {
+        ui::info(&format!("retention removed {} file(s)", deleted.len()));
+    }
+    Ok(())
+}
+
+/// The backup job the scripts' environment describes.
+fn backup_job(global: &GlobalArgs, args: &CronArgs) -> Result<BackupJob> {
+    let upload = !args.no_s3 && args.s3.bucket.as_deref().is_some_and(|b| !b.is_empty());
+    if upload {
+        S3Settings::from_args(&args.s3, None)?;
+        if let Some(warning) = s3::keep_warning(args.keep, &args.s3.storage_class) {
+            ui::warn(&warning);
+        }
+    }
+    Ok(BackupJob {
+        conn: settings::connection()?,
+        output_dir: args.backup_dir.clone(),
+        mode: args.mode,
+        label: None,
+        keep: args.keep,
+        compress: args.compress.clone(),
+        pg_bin_dir: global.pg_bin_dir.clone(),
+        s3: args.s3.clone(),
+        upload,
+    })
+}
+
+/// Step 4: restore the new backup into a temporary database (or the target
+/// server, or a throwaway cluster) and run every check of `pgbak verify`.
+async fn verify_step(
+    global: &GlobalArgs,
+    args: &CronArgs,
+    job: &BackupJob,
+    made: &Made,
+    signals: &mut Signals,
+) -> Result<()> {
+    let mut opts = VerifyOptions::new(job.conn.clone(), global.pg_bin_dir.clone());
+    if let Some(url) = &args.verify_target_url {
+        opts.target = Target::Url(
+            ConnSettings::from_url(url, &process_env).context("reading PGBAK_VERIFY_TARGET_URL")?,
+        );
+    } else if args.verify_ephemeral {
+        opts.target = Target::Ephemeral;
+    }
+    let report = verify::verify_backup(&opts, &made.dump, signals).await?;
+    if report.passed {
+        return Ok(());
+    }
+    let failed: Vec<String> = report
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Fail)
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    bail!(
+        "verify of {} failed: {}",
+        made.dump.display(),
+        failed.join("; ")
+    )
+}
+
+/// An upload failure comes out of the backup step (the upload streams while
+/// pg_dump runs), typed so it can be told apart.
+fn failed_step(err: &anyhow::Error) -> Step {
+    if err.chain().any(|cause| cause.is::<UploadFailed>()) {
+        Step::Upload
+    } else {
+        Step::Backup
+    }
+}
+
+/// Creates LOG_DIR (0700) and the run's log file (0600), and tees output into it.
+fn open_log(dir: &Path, started: DateTime<Utc>) -> Result<PathBuf> {
+    fsio::ensure_dir(dir)?;
+    // One file per run: runs within the same second take the next free second.
+    let mut at = started;
+    for _ in 0..600 {
+        let path = dir.join(log_name(at));
+        match fsio::create_new(&path) {
+            Ok(file) => {
+                ui::tee_to(file);
+                return Ok(path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                at += chrono::Duration::seconds(1);
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("creating the log file {}", path.display()))
+            }
+        }
+    }
+    anyhow::bail!("no free log file name in {}", dir.display())
+}
+
+fn log_name(started: DateTime<Utc>) -> String {
+    format!("{LOG_PREFIX}{}{LOG_SUFFIX}", started.format(LOG_TIMESTAMP))
+}
+
+/// Which run logs to delete: all but the newest `keep` (by the time in their
+/// name), never `current`, never a file not named like a run log. 0 keeps all.
+fn logs_to_prune(names: &[String], current: &str, keep: u32) -> Vec<String> {
+    if keep == 0 {
+        return Vec::new();
+    }
+    let mut logs: Vec<(NaiveDateTime, &String)> = names
+        .iter()
+        .filter_map(|name| {
+            let stamp = name.strip_prefix(LOG_PREFIX)?.strip_suffix(LOG_SUFFIX)?;
+            let at = NaiveDateTime::parse_from_str(stamp, LOG_TIMESTAMP).ok()?;
+            Some((at, name))
+        })
+        .collect();
+    logs.sort();
+    logs.reverse();
+    logs.into_iter()
+        .skip(keep as usize)
+        .map(|(_, name)| name)
+        .filter(|name| *name != current)
+        .cloned()
+        .collect()
+}
+
+/// Step 6. Housekeeping: a failure here is a warning, not a failed run.
+fn prune_logs(dir: &Path, current: &Path, keep: u32) {
+    let names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(err) => {
+            ui::warn(&format!(
+                "listing {} to prune old logs: {err}",
+                dir.display()
+            ));
+            return;
+        }
+    };
+    let current = current
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    for name in logs_to_prune(&names, &current, keep) {
+        let path = dir.join(&name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => ui::info(&format!("removed old log {}", path.display())),
+            Err(err) => ui::warn(&format!("removing old log {}: {err}", path.display())),
+        }
+    }
+}
+
+/// Step 7 and the exit code.
+async fn finish(args: &CronArgs, run: Run, outcome: Result<(), Failed>) -> ExitCode {
+    if let Some(log) = &run.log {
+        prune_logs(&args.log_dir, log, args.log_keep);
+    }
+    let duration = run.clock.elapsed();
+    let code = match &outcome {
+        Ok(()) => {
+            ui::info(&format!(
+                "pgbak cron finished: every step succeeded in {}s",
+                duration.as_secs()
+            ));
+            if let Some(url) = &args.heartbeat_url {
+                heartbeat(url).await;
+            }
+            0
+        }
+        Err(failed) => {
+            let one_line = error::one_line(&failed.error);
+            ui::error(&format!(
+                "pgbak cron failed at the {} step after {}s: {one_line}",
+                failed.step.as_str(),
+                duration.as_secs()
+            ));
+            if let Some(url) = &args.alert_webhook_url {
+                let failure = Failure {
+                    service: args.alert_service.clone(),
+                    host: settings::host_name(),
+                    step: failed.step,
+                    mode: args.mode.as_str().to_owned(),
+                    duration,
+                    log: run.log.as_ref().map(|p| p.display().to_string()),
+                    error: ui::scrub(&one_line),
+                    at: Utc::now(),
+                };
+                send_alert(args, url, &failure).await;
+            }
+            error::exit_code(&failed.error)
+        }
+    };
+    if let Some(path) = &args.metrics_file {
+        let metrics = RunMetrics {
+            database: run.database.clone(),
+            mode: args.mode.as_str().to_owned(),
+            started: run.started,
+            duration,
+            success: outcome.is_ok(),
+            backup_size: run.made.as_ref().map(|m| m.meta.size_bytes),
+            steps: run.steps.clone(),
+            last_success: None,
+        };
+        match metrics::write(path, metrics) {
+            Ok(()) => ui::debug(&format!("metrics written to {}", path.display())),
+            Err(err) => ui::warn(&format!(
+                "writing the metrics file: {}",
+                error::one_line(&err)
+            )),
+        }
+    }
+    ExitCode::from(code)
+}
+
+async fn send_alert(args: &CronArgs, url: &str, failure: &Failure) {
+    let sent = async {
+        let body = alert::payload(
+            args.alert_webhook_format,
+            failure,
+            args.pagerduty_routing_key.as_deref(),
+        )?;
+        let client = alert::client()?;
+        alert::post_json(&client, url, &body).await
+    };
+    match sent.await {
+        Ok(attempts) => ui::info(&format!(
+            "alert sent ({} format, {attempts} attempt(s))",
+            format_name(args)
+        )),
+        Err(err) => ui::error(&format!(
+            "sending the alert webhook failed: {}",
+            error::one_line(&err)
+        )),
+    }
+}
+
+fn format_name(args: &CronArgs) -> &'static str {
+    match args.alert_webhook_format {
+        crate::cli::AlertFormat::Generic => "generic",
+        crate::cli::AlertFormat::Slack => "slack",
+        crate::cli::AlertFormat::Pagerduty => "pagerduty",
+    }
+}
+
+async fn heartbeat(url: &str) {
+    let sent = async {
+        let client = alert::client()?;
+        alert::get(&client, url).await
+    };
+    match sent.await {
+        Ok(attempts) => ui::info(&format!("heartbeat sent ({attempts} attempt(s))")),
+        Err(err) => ui::warn(&format!("the heartbeat failed: {}", error::one_line(&err))),
+    }
+}
+
+/// Registers a URL (or key) as a secret, and its parts that may be printed on
+/// their own: the password, the query, the path.
+fn register_url_secret(value: &str) {
+    ui::register_secret(value);
+    let Ok(url) = url::Url::parse(value) else {
+        return;
+    };
+    ui::register_secret(url.as_str());
+    if let Some(password) = url.password() {
+        ui::register_secret(password);
+    }
+    if let Some(query) = url.query() {
+        ui::register_secret(query);
+    }
+    // Slack and other hooks put the token in the path.
+    if url.path().len() > 8 {
+        ui::register_secret(url.path());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::anyhow;
+    use chrono::TimeZone;
+
+    #[test]
+    fn log_name_is_the_scripts_pattern() {
+        let at = Utc.with_ymd_and_hms(2024, 3, 15, 2, 0, 0).unwrap();
+        assert_eq!(log_name(at), "backup-20240315T020000.log");
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_and_ignores_other_files() {
+        let names: Vec<String> = [
+            "backup-20240101T020000.log",
+            "backup-20240103T020000.log",
+            "backup-20240102T020000.log",
+            "backup-20240104T020000.log",
+            "cron.log",
+            "backup-garbage.log",
+            "backup-20240101T020000.log.gz",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let cases: [(u32, &str, &[&str]); 4] = [
+            (
+                2,
+                "backup-20240104T020000.log",
+                &["backup-20240102T020000.log", "backup-20240101T020000.log"],
+            ),
+            (4, "backup-20240104T020000.log", &[]),
+            (0, "backup-20240104T020000.log", &[]),
+            // The current log is never deleted, even when a clock step made it look old.
+            (
+                1,
+                "backup-20240101T020000.log",
+                &["backup-20240103T020000.log", "backup-20240102T020000.log"],
+            ),
+        ];
+        for (keep, current, want) in cases {
+            assert_eq!(logs_to_prune(&names, current, keep), want, "keep {keep}");
+        }
+    }
+
+    #[test]
+    fn upload_failures_are_told_from_dump_failures() {
+        let cases = [
+            (
+                anyhow!("connection refused").context("connecting to 127.0.0.1:1"),
+                Step::Backup,
+            ),
+            (
+                anyhow::Error::new(UploadFailed {
+                    message: "the local backup is complete, but uploading it failed".into(),
+                })
+                .context("backing up"),
+                Step::Upload,
+            ),
+            (
+                anyhow!("no such key").context("reading s3://b/k (upload)"),
+                Step::Backup,
+            ),
+            (anyhow!("pg_dump failed (exit status: 1)"), Step::Backup),
+        ];
+        for (err, want) in cases {
+            assert_eq!(failed_step(&err), want, "{err:#}");
+        }
+    }
+
+    #[test]
+    fn url_parts_are_scrubbed() {
+        register_url_secret("https://hooks.example.com/services/T000/B000/TOKENPART?key=QUERYKEY");
+        let text = ui::scrub("POST https://hooks.example.com/services/T000/B000/TOKENPART?key=QUERYKEY failed; key=QUERYKEY");
+        assert!(
+            !text.contains("TOKENPART") && !text.contains("QUERYKEY"),
+            "{text}"
+        );
+    }
 }

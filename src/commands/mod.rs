@@ -1,7 +1,9 @@
 //! One module per subcommand; each reads top to bottom as the steps it runs.
 
 pub mod backup;
+pub mod completions;
 pub mod cron;
 pub mod list;
+pub mod man;
 pub mod restore;
 pub mod verify;

@@ -614,8 +614,20 @@ async fn run_checks(
         report.fail(RESTORE, detail);
     }
 
-    // 6-9: the copy against the expectations and meta.json.
-    check_copy(&copy, opts, meta, &source_extensions, report).await
+    // 6-9: the copy against the expectations and meta.json. A copy that cannot
+    // be read (the server went away) fails the checks; the report still prints.
+    if let Err(err) = check_copy(&copy, opts, meta, &source_extensions, report).await {
+        let detail = format!(
+            "reading the restored copy: {}",
+            crate::error::one_line(&err)
+        );
+        for name in [TABLES, ROWS, EXTENSIONS, ALEMBIC] {
+            if !report.checks.iter().any(|c| c.name == name) {
+                report.fail(name, detail.clone());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks 6-9 on the restored copy: expected tables, row counts, extensions, alembic.

@@ -100,10 +100,16 @@ impl LocalStore {
         super::fsio::sync_dir(&self.dir)
     }
 
-    /// `.partial` files of `group` that no live pgbak holds a lock on: leftovers
-    /// of a run that died. Writers hold an exclusive lock on their partial file
-    /// for as long as they write it, so a live one is never listed.
-    pub fn stale_partials(&self, group: &Group) -> Result<Vec<PathBuf>> {
+    /// `.partial` files of `group` that no live pgbak holds a lock on and that
+    /// were last written before `older_than` (the cleaning run's start):
+    /// leftovers of a run that died. Writers lock their partial file right
+    /// after creating it and hold the lock until it is renamed, so a live one
+    /// is never listed.
+    pub fn stale_partials(
+        &self,
+        group: &Group,
+        older_than: std::time::SystemTime,
+    ) -> Result<Vec<PathBuf>> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Ok(Vec::new());
         };
@@ -117,6 +123,13 @@ impl LocalStore {
                 continue;
             }
             let path = entry.path();
+            let recent = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map_or(true, |modified| modified >= older_than);
+            if recent {
+                continue;
+            }
             let Ok(file) = std::fs::File::open(&path) else {
                 continue;
             };

@@ -196,3 +196,289 @@ fn hostile_database_schema_and_table_names_are_quoted_everywhere() {
         .iter()
         .any(|t| t["name"] == "Ünïcödé" && t["rows"] == 1));
 }
+
+#[test]
+fn verify_as_a_role_without_createdb_points_to_target_url_and_ephemeral() {
+    let pg = pg16();
+    let db = pg.fresh_db("no_createdb");
+    db.psql("CREATE TABLE t AS SELECT 1 AS x");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = backup(pg, &db.name, tmp.path(), &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let role = format!("ro_{}", db.name);
+    pg.psql(
+        "postgres",
+        &format!("CREATE ROLE {role} LOGIN NOCREATEDB PASSWORD 'ro-pass-123'"),
+    );
+    let url = format!(
+        "postgresql://{role}:ro-pass-123@127.0.0.1:{}/{}",
+        pg.port, db.name
+    );
+    let out = pgbak(pg)
+        .env("DATABASE_URL", &url)
+        .args(["verify", "--json", "--backup-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    pg.psql("postgres", &format!("DROP ROLE {role}"));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "temp database created")
+        .unwrap();
+    assert_eq!(check["status"], "fail");
+    let detail = check["detail"].as_str().unwrap();
+    assert!(detail.contains("CREATEDB"), "{detail}");
+    assert!(
+        detail.contains("--target-url") && detail.contains("--ephemeral"),
+        "{detail}"
+    );
+}
+
+/// The verify databases of `db` on `pg`.
+fn verify_dbs(pg: &Pg, db: &str) -> Vec<String> {
+    pg.databases()
+        .into_iter()
+        .filter(|d| d.starts_with(&format!("{db}_verify_")))
+        .collect()
+}
+
+#[test]
+fn server_stopped_mid_restore_fails_and_the_next_verify_removes_the_leftover() {
+    let pg = crate::support::private_cluster(16);
+    let db = pg.fresh_db("stop_mid_restore");
+    db.load_fixture(0.5);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = backup(&pg, &db.name, tmp.path(), &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+
+    let child = pgbak(&pg)
+        .env("DATABASE_URL", pg.url(&db.name))
+        .args(["verify", "--json", "--backup-dir"])
+        .arg(tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(60), || {
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_restore'",
+        ) != "0"
+    });
+    pg.stop();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no report ({e}): {}", output_text(&out)));
+    assert_eq!(report["passed"], false);
+    pg.start();
+    // The server was down, so the run could not drop its database; the next run does.
+    let out = pgbak(&pg)
+        .env("DATABASE_URL", pg.url(&db.name))
+        .args(["verify", "--backup-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(
+        verify_dbs(&pg, &db.name).is_empty(),
+        "{:?}",
+        verify_dbs(&pg, &db.name)
+    );
+}
+
+#[test]
+fn restore_with_the_server_stopped_mid_restore_exits_1() {
+    let pg = crate::support::private_cluster(16);
+    let db = pg.fresh_db("restore_stop");
+    db.load_fixture(0.5);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = backup(&pg, &db.name, tmp.path(), &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let target = pg.fresh_db("restore_stop_target");
+    let child = pgbak(&pg)
+        .env("DATABASE_URL", pg.url(&target.name))
+        .args(["restore", "--no-confirm", "--create-db", "--backup-dir"])
+        .arg(tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(60), || {
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_restore'",
+        ) != "0"
+    });
+    pg.stop();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    pg.start();
+}
+
+#[test]
+fn a_meta_json_left_by_a_killed_retention_is_removed_by_the_next_run() {
+    let pg = pg16();
+    let db = pg.fresh_db("orphan_meta");
+    db.psql("CREATE TABLE t AS SELECT 1 AS x");
+    let tmp = tempfile::tempdir().unwrap();
+    let earlier = earlier_backup(pg, &db.name, tmp.path());
+    // Retention deletes the dump first, then its meta.json: a kill in between leaves this.
+    std::fs::remove_file(tmp.path().join(&earlier)).unwrap();
+    let orphan = earlier.replace(".dump", ".meta.json");
+    assert!(tmp.path().join(&orphan).exists());
+    let out = backup(pg, &db.name, tmp.path(), &["--keep", "3"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let left = files(tmp.path());
+    assert!(!left.contains(&orphan), "{left:?}");
+    assert_eq!(left.len(), 2, "{left:?}");
+}
+
+/// A tiny deterministic generator, so a failing soak can be replayed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    None,
+    ServerDown,
+    VerifyFails,
+}
+
+fn names_with(dir: &Path, suffix: &str) -> Vec<String> {
+    files(dir)
+        .into_iter()
+        .filter(|f| f.ends_with(suffix))
+        .collect()
+}
+
+#[test]
+fn soak_thirty_cron_runs_with_random_faults() {
+    let pg = pg16();
+    let db = pg.fresh_db("soak");
+    // verify expects the 13 application tables.
+    db.load_fixture(0.01);
+    let root = tempfile::tempdir().unwrap();
+    let (backups, logs) = (root.path().join("backups"), root.path().join("logs"));
+    let hook = crate::support::HttpListener::ok();
+    let seed = 20261125;
+    let mut rng = Lcg(seed);
+    let down = format!(
+        "postgresql://postgres:{}@127.0.0.1:{}/{}",
+        crate::support::PASSWORD,
+        crate::support::free_port(),
+        db.name
+    );
+    // The model: the backups that must exist, oldest first.
+    let mut expected: Vec<String> = Vec::new();
+    let mut failures = 0;
+    for run in 0..30 {
+        let fault = match rng.next() % 10 {
+            0 | 1 => Fault::ServerDown,
+            2 => Fault::VerifyFails,
+            _ => Fault::None,
+        };
+        let before = names_with(&backups, ".dump");
+        let mut cmd = pgbak(pg);
+        cmd.arg("cron")
+            .env("BACKUP_DIR", &backups)
+            .env("LOG_DIR", &logs)
+            .env("BACKUP_KEEP", "3")
+            .env("VERIFY_ON_BACKUP", "true")
+            .env("ALERT_WEBHOOK_URL", hook.url())
+            .env(
+                "DATABASE_URL",
+                if fault == Fault::ServerDown {
+                    down.clone()
+                } else {
+                    pg.url(&db.name)
+                },
+            );
+        if fault == Fault::VerifyFails {
+            cmd.env("PGBAK_VERIFY_TARGET_URL", &down);
+        }
+        let out = cmd.output().unwrap();
+        let after = names_with(&backups, ".dump");
+        let made: Vec<String> = after
+            .iter()
+            .filter(|n| !before.contains(n))
+            .cloned()
+            .collect();
+        match fault {
+            Fault::None => {
+                assert_eq!(
+                    out.status.code(),
+                    Some(0),
+                    "run {run} (seed {seed}): {}",
+                    output_text(&out)
+                );
+                assert_eq!(made.len(), 1, "run {run}");
+                expected.push(made[0].clone());
+                let keep = expected.len().saturating_sub(3);
+                expected.drain(..keep);
+            }
+            Fault::ServerDown => {
+                assert_eq!(
+                    out.status.code(),
+                    Some(1),
+                    "run {run}: {}",
+                    output_text(&out)
+                );
+                assert!(made.is_empty(), "run {run}");
+                failures += 1;
+            }
+            Fault::VerifyFails => {
+                assert_eq!(
+                    out.status.code(),
+                    Some(1),
+                    "run {run}: {}",
+                    output_text(&out)
+                );
+                // The dump is complete, just not proven: kept, and no retention ran.
+                assert_eq!(made.len(), 1, "run {run}");
+                expected.push(made[0].clone());
+                failures += 1;
+            }
+        }
+        assert_eq!(
+            names_with(&backups, ".dump"),
+            expected,
+            "run {run} ({fault:?}, seed {seed})"
+        );
+        assert!(names_with(&backups, ".partial").is_empty(), "run {run}");
+        assert_eq!(names_with(&backups, ".meta.json").len(), expected.len());
+    }
+    assert!(failures > 0, "the seed injected no fault");
+    assert_eq!(names_with(&logs, ".log").len(), 30, "one log per run");
+    let alerts = hook.wait_for(failures, Duration::from_secs(10));
+    assert_eq!(alerts.len(), failures, "every failed run alerted once");
+    for alert in &alerts {
+        let body = alert.json();
+        assert_eq!(body["status"], "failure");
+        assert!(!alert.body_text().contains(crate::support::PASSWORD));
+    }
+    for dump in &expected {
+        let out = pgbak(pg)
+            .env("DATABASE_URL", pg.url(&db.name))
+            .arg("verify")
+            .arg(backups.join(dump))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{dump}: {}", output_text(&out));
+    }
+}

@@ -4,8 +4,11 @@
 mod support;
 
 mod backup;
+mod cron;
 mod faults;
 mod harness;
+mod list;
 mod restore;
+mod s3;
 mod tls;
 mod verify;

@@ -631,11 +631,14 @@ fn verify_after_sigkill_the_next_run_drops_the_leftover_but_not_a_kept_one() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while verify_dbs(pg, &db.name).len() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the temp database never appeared"
-        );
+    // Into the restore: the temp database exists and is marked as this run's.
+    let restoring = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_restore' \
+         AND datname LIKE '{}\\_verify\\_%'",
+        db.name
+    );
+    while pg.psql("postgres", &restoring) == "0" {
+        assert!(Instant::now() < deadline, "the restore never started");
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap();

@@ -1,0 +1,155 @@
+//! One run at a time per backup directory: two cron runs (or a timer and an
+//! operator) must never dump, verify and prune the same set at once.
+//!
+//! The lock is `flock` on `<dir>/.pgbak.lock` (std's `File::try_lock`), so
+//! the kernel releases it when the process ends, however it ends: a run
+//! killed with SIGKILL never blocks the next one. The file holds the owner's
+//! pid and start time, only to tell the second run who holds it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::error::{Exit, LOCKED};
+use crate::storage::fsio;
+
+/// The lock file's name inside the backup directory.
+pub const LOCK_FILE: &str = ".pgbak.lock";
+
+/// Held for as long as it lives; dropping it (or dying) releases the lock.
+#[derive(Debug)]
+pub struct RunLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl RunLock {
+    /// Takes the lock on `dir` (created 0700 if missing) without waiting.
+    /// When another process holds it: an [`Exit`] error with code 75 naming
+    /// that process.
+    pub fn acquire(dir: &Path) -> Result<RunLock> {
+        fsio::ensure_dir(dir)?;
+        let path = dir.join(LOCK_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("opening the lock file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let owner = read_owner(&mut file);
+                return Err(Exit {
+                    code: LOCKED,
+                    message: format!(
+                        "another pgbak run holds the lock {} ({owner}); not starting a second one",
+                        path.display()
+                    ),
+                }
+                .into());
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()));
+            }
+        }
+        let owner = format!(
+            "pid={}\nstarted={}\n",
+            std::process::id(),
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        (|| -> std::io::Result<()> {
+            file.set_len(0)?;
+            file.rewind()?;
+            file.write_all(owner.as_bytes())?;
+            file.sync_data()
+        })()
+        .with_context(|| format!("writing the owner into {}", path.display()))?;
+        Ok(RunLock { file, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // Clear the owner so a stale pid is never reported; closing the file releases the lock.
+        let _ = self.file.set_len(0);
+    }
+}
+
+/// "pid 1234, started 2026-11-25T02:00:00Z", read from the holder's file. The
+/// holder writes it right after locking, so an empty file is read again briefly.
+fn read_owner(file: &mut File) -> String {
+    for _ in 0..20 {
+        let mut text = String::new();
+        if file.rewind().is_ok() && file.read_to_string(&mut text).is_ok() {
+            if let Some(owner) = parse_owner(&text) {
+                return owner;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    "owner unknown".to_owned()
+}
+
+fn parse_owner(text: &str) -> Option<String> {
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let pid = field("pid")?;
+    Some(match field("started") {
+        Some(started) => format!("pid {pid}, started {started}"),
+        None => format!("pid {pid}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_lock_is_refused_with_the_owner_then_released_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = RunLock::acquire(dir.path()).unwrap();
+        assert!(fsio::is_private(first.path()));
+        let err = RunLock::acquire(dir.path()).unwrap_err();
+        assert_eq!(crate::error::exit_code(&err), LOCKED);
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("pid {}", std::process::id())) && text.contains("started 20"),
+            "{text}"
+        );
+        drop(first);
+        let again = RunLock::acquire(dir.path()).unwrap();
+        drop(again);
+    }
+
+    #[test]
+    fn owner_parsing() {
+        let cases = [
+            (
+                "pid=12\nstarted=2026-11-25T02:00:00Z\n",
+                Some("pid 12, started 2026-11-25T02:00:00Z"),
+            ),
+            ("pid=12\n", Some("pid 12")),
+            ("", None),
+            ("pid=\n", None),
+            ("garbage", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_owner(text).as_deref(), want, "{text:?}");
+        }
+    }
+}
