@@ -771,7 +771,7 @@ def evaluate(scales: list[Scale]) -> list[Target]:
         growth = ", ".join(f"scale {sc.scale} {sec}: {s.rss_self:.1f} MiB" for sc, sec, s in peaks)
         cond = "" if biggest_dump >= 1e9 else (
             f"; largest dump {biggest_dump / MIB:.0f} MiB is below the target's 1 GB"
-            " (run --scales 30 --sections backup,s3 --rounds 1 for that)")
+            " (run python3 bench/memory.py for that)")
         verdict = "PASS" if worst[2].rss_self <= 64 else "MISS"
         targets.append(Target("memory: peak RSS <= 64 MiB backing up and uploading", verdict,
                               f"max {worst[2].rss_self:.1f} MiB ({growth}){cond}"))
