@@ -246,19 +246,26 @@ fn verify_dbs(pg: &Pg, db: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn server_stopped_mid_restore_fails_and_the_next_verify_removes_the_leftover() {
+/// A private cluster holding the fixture at scale 0.5 and a backup of it in
+/// `dir`: big enough that a restore of it takes a few seconds.
+fn cluster_with_backup(dir: &Path) -> (crate::support::OwnedCluster, String) {
     let pg = crate::support::private_cluster(16);
-    let db = pg.fresh_db("stop_mid_restore");
-    db.load_fixture(0.5);
-    let tmp = tempfile::tempdir().unwrap();
-    let out = backup(&pg, &db.name, tmp.path(), &[]);
+    let db = "restore_source".to_owned();
+    pg.psql("postgres", &format!("CREATE DATABASE {db}"));
+    pg.load_fixture(&db, 0.5);
+    let out = backup(&pg, &db, dir, &[]);
     assert!(out.status.success(), "{}", output_text(&out));
+    (pg, db)
+}
 
-    let child = pgbak(&pg)
-        .env("DATABASE_URL", pg.url(&db.name))
-        .args(["verify", "--json", "--backup-dir"])
-        .arg(tmp.path())
+/// Runs `pgbak <args> --backup-dir dir` against `db`, stops the server once
+/// pg_restore is connected, and returns the run's output.
+fn stop_server_mid_restore(pg: &Pg, db: &str, args: &[&str], dir: &Path) -> std::process::Output {
+    let child = pgbak(pg)
+        .env("DATABASE_URL", pg.url(db))
+        .args(args)
+        .arg("--backup-dir")
+        .arg(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -270,7 +277,14 @@ fn server_stopped_mid_restore_fails_and_the_next_verify_removes_the_leftover() {
         ) != "0"
     });
     pg.stop();
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn server_stopped_mid_restore_fails_and_the_next_verify_removes_the_leftover() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (pg, db) = cluster_with_backup(tmp.path());
+    let out = stop_server_mid_restore(&pg, &db, &["verify", "--json"], tmp.path());
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("no report ({e}): {}", output_text(&out)));
@@ -278,48 +292,33 @@ fn server_stopped_mid_restore_fails_and_the_next_verify_removes_the_leftover() {
     pg.start();
     // The server was down, so the run could not drop its database; the next run does.
     let out = pgbak(&pg)
-        .env("DATABASE_URL", pg.url(&db.name))
+        .env("DATABASE_URL", pg.url(&db))
         .args(["verify", "--backup-dir"])
         .arg(tmp.path())
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
     assert!(
-        verify_dbs(&pg, &db.name).is_empty(),
+        verify_dbs(&pg, &db).is_empty(),
         "{:?}",
-        verify_dbs(&pg, &db.name)
+        verify_dbs(&pg, &db)
     );
 }
 
 #[test]
 fn restore_with_the_server_stopped_mid_restore_exits_1() {
-    let pg = crate::support::private_cluster(16);
-    let db = pg.fresh_db("restore_stop");
-    db.load_fixture(0.5);
     let tmp = tempfile::tempdir().unwrap();
-    let out = backup(&pg, &db.name, tmp.path(), &[]);
-    assert!(out.status.success(), "{}", output_text(&out));
-    let target = pg.fresh_db("restore_stop_target");
-    let child = pgbak(&pg)
-        .env("DATABASE_URL", pg.url(&target.name))
-        .args(["restore", "--no-confirm", "--create-db", "--backup-dir"])
-        .arg(tmp.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until(Duration::from_secs(60), || {
-        pg.psql(
-            "postgres",
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_restore'",
-        ) != "0"
-    });
-    pg.stop();
-    let out = child.wait_with_output().unwrap();
+    let (pg, _) = cluster_with_backup(tmp.path());
+    pg.psql("postgres", "CREATE DATABASE restore_target");
+    let out = stop_server_mid_restore(
+        &pg,
+        "restore_target",
+        &["restore", "--no-confirm", "--create-db"],
+        tmp.path(),
+    );
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
-    pg.start();
 }
 
 #[test]
