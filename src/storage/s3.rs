@@ -388,17 +388,10 @@ impl Store {
         if self.checksums {
             request = request.checksum_algorithm(ChecksumAlgorithm::Sha256);
         }
-        match &self.settings.sse {
-            None => {}
-            Some(Sse::Aes256) => {
-                request = request.server_side_encryption(ServerSideEncryption::Aes256)
-            }
-            Some(Sse::Kms { key_id }) => {
-                request = request
-                    .server_side_encryption(ServerSideEncryption::AwsKms)
-                    .set_ssekms_key_id(key_id.clone());
-            }
-        }
+        let (sse, kms_key) = self.sse_headers();
+        let request = request
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms_key);
         let created = request
             .send()
             .await
@@ -427,27 +420,28 @@ impl Store {
         Ok(S3Sink::new(handle, plan, self.settings.concurrency))
     }
 
+    /// The server-side encryption headers both kinds of upload carry.
+    fn sse_headers(&self) -> (Option<ServerSideEncryption>, Option<String>) {
+        match &self.settings.sse {
+            None => (None, None),
+            Some(Sse::Aes256) => (Some(ServerSideEncryption::Aes256), None),
+            Some(Sse::Kms { key_id }) => (Some(ServerSideEncryption::AwsKms), key_id.clone()),
+        }
+    }
+
     /// Uploads a small object (meta.json) in one request.
     pub async fn put_small(&self, key: &str, body: Vec<u8>) -> Result<()> {
-        let mut request = self
+        let (sse, kms_key) = self.sse_headers();
+        let request = self
             .client
             .put_object()
             .bucket(self.bucket())
             .key(key)
             .content_type("application/json")
             .storage_class(StorageClass::from(self.settings.storage_class.as_str()))
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms_key)
             .body(ByteStream::from(body));
-        match &self.settings.sse {
-            None => {}
-            Some(Sse::Aes256) => {
-                request = request.server_side_encryption(ServerSideEncryption::Aes256)
-            }
-            Some(Sse::Kms { key_id }) => {
-                request = request
-                    .server_side_encryption(ServerSideEncryption::AwsKms)
-                    .set_ssekms_key_id(key_id.clone());
-            }
-        }
         request
             .send()
             .await
