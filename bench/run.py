@@ -881,8 +881,8 @@ def parse_args(argv):
                     help=f"steps to time, from {','.join(ALL_SECTIONS)} (default {','.join(DEFAULT_SECTIONS)}; "
                          "gzip compares PG 16's pg_dump gzip levels, pgbak's fallback without zstd)")
     ap.add_argument("--fixture", default=os.environ.get("PGBAK_FIXTURE",
-                                                        str(REPO.parent / "shared/fixtures/enterprise_agents.sql")),
-                    help="fixture SQL (default ../shared/fixtures/enterprise_agents.sql, or PGBAK_FIXTURE)")
+                                                        str(REPO / "fixtures/enterprise_agents.sql")),
+                    help="fixture SQL (default fixtures/enterprise_agents.sql, or PGBAK_FIXTURE)")
     ap.add_argument("--results-dir", default=str(REPO / "bench/results"), help="where .md and .csv go")
     ap.add_argument("--skip-setup", action="store_true", help="do not run scripts/setup.sh (tools already installed)")
     ap.add_argument("--skip-build", action="store_true", help="do not run cargo build --release")

@@ -8,7 +8,7 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SCALE="${SCALE:-0.05}"
-FIXTURE="${PGBAK_FIXTURE:-$REPO/../shared/fixtures/enterprise_agents.sql}"
+FIXTURE="${PGBAK_FIXTURE:-$REPO/fixtures/enterprise_agents.sql}"
 PASSWORD="demo-Pa55word"
 
 say() { printf '\n==> %s\n' "$*"; }

@@ -466,7 +466,7 @@ impl Pg {
 pub fn fixture_path() -> PathBuf {
     match std::env::var_os("PGBAK_FIXTURE") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => super::repo_dir().join("../shared/fixtures/enterprise_agents.sql"),
+        _ => super::repo_dir().join("fixtures/enterprise_agents.sql"),
     }
 }
 
