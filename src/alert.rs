@@ -18,6 +18,8 @@ use crate::cli::AlertFormat;
 
 /// The `event` field: what the scripts sent.
 pub const EVENT: &str = "pg-backup";
+/// Where PagerDuty Events API v2 events go when ALERT_WEBHOOK_URL is not set.
+pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 /// One attempt may take this long (connecting included).
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// All attempts and the waits between them together: a receiver that hangs
@@ -31,6 +33,8 @@ const SLACK_TEXT_MAX: usize = 2900;
 /// The step of a cron run that failed; named in the alert's message and detail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
+    /// A setting (flag, environment variable, environment file) is invalid: nothing was attempted.
+    Config,
     /// Before the backup: the log file could not be opened, the lock could not be taken.
     Setup,
     Backup,
@@ -42,6 +46,7 @@ pub enum Step {
 impl Step {
     pub fn as_str(self) -> &'static str {
         match self {
+            Step::Config => "config",
             Step::Setup => "setup",
             Step::Backup => "backup",
             Step::Upload => "upload",
@@ -50,13 +55,39 @@ impl Step {
         }
     }
 
-    /// The alert's `message`, in the scripts' wording where they had one.
+    /// The alert's `message` for a step that failed, in the scripts' wording where they had one.
     pub fn message(self, host: &str) -> String {
         match self {
+            Step::Config => format!("PostgreSQL backup configuration error on {host}"),
             Step::Setup | Step::Backup => format!("PostgreSQL backup failed on {host}"),
             Step::Upload => format!("PostgreSQL backup upload failed on {host}"),
             Step::Verify => format!("PostgreSQL backup verification failed on {host}"),
             Step::Retention => format!("PostgreSQL backup retention failed on {host}"),
+        }
+    }
+}
+
+/// How the run ended at `step`: the alert says which, so an operator woken by
+/// it knows whether the backup is bad, the run was stopped, or it never ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The step failed (for verify: the backup failed a check).
+    Failed,
+    /// SIGINT or SIGTERM (a `systemctl stop`, a reboot) stopped the run during the step.
+    Interrupted,
+    /// Verify could not run (its target server was unreachable): no verdict on the backup.
+    CouldNotRun,
+    /// Another run of the same group held the lock: this run did nothing.
+    Skipped,
+}
+
+impl Outcome {
+    /// The `status` field. Interrupted and could-not-run runs are failures
+    /// too (no good backup was proven tonight); receivers filter on `failure`.
+    pub fn status(self) -> &'static str {
+        match self {
+            Outcome::Skipped => "skipped",
+            _ => "failure",
         }
     }
 }
@@ -66,7 +97,10 @@ impl Step {
 pub struct Failure {
     pub service: String,
     pub host: String,
+    /// The database of the run (part of PagerDuty's dedup key).
+    pub database: String,
     pub step: Step,
+    pub outcome: Outcome,
     /// `full`, `schema` or `data`.
     pub mode: String,
     pub duration: Duration,
@@ -79,7 +113,25 @@ pub struct Failure {
 
 impl Failure {
     pub fn message(&self) -> String {
-        self.step.message(&self.host)
+        let host = &self.host;
+        let during = match self.step {
+            Step::Verify => "backup verification",
+            Step::Upload => "backup upload",
+            Step::Retention => "backup retention",
+            Step::Config | Step::Setup | Step::Backup => "backup",
+        };
+        match self.outcome {
+            Outcome::Failed => self.step.message(host),
+            Outcome::Interrupted => {
+                format!("PostgreSQL {during} interrupted on {host}")
+            }
+            Outcome::CouldNotRun => {
+                format!("PostgreSQL {during} could not run on {host}")
+            }
+            Outcome::Skipped => format!(
+                "PostgreSQL backup skipped on {host}: another run of the same backup holds the lock"
+            ),
+        }
     }
 
     /// `Mode: full | Duration: 12s | Log: /var/log/pg-backup/backup-...log | Step: backup | Error: ...`
@@ -103,7 +155,7 @@ impl Failure {
         let mut map = serde_json::Map::new();
         map.insert("service".into(), json!(self.service));
         map.insert("event".into(), json!(EVENT));
-        map.insert("status".into(), json!("failure"));
+        map.insert("status".into(), json!(self.outcome.status()));
         map.insert("host".into(), json!(self.host));
         map.insert("message".into(), json!(self.message()));
         map.insert("detail".into(), json!(self.detail()));
@@ -129,20 +181,41 @@ pub fn payload(format: AlertFormat, failure: &Failure, routing_key: Option<&str>
     }
 }
 
-/// A configuration the alert cannot be sent with: found before the run starts.
+/// Where and how alerts are sent, checked before the run starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertTarget {
+    pub url: String,
+    pub format: AlertFormat,
+    pub routing_key: Option<String>,
+}
+
+/// The alert target the settings describe, or None when alerting is off. A
+/// configuration the alert cannot be sent with is an error. PagerDuty with a
+/// routing key but no URL sends to the Events API v2 endpoint.
 pub fn check_config(
     url: Option<&str>,
     format: AlertFormat,
     routing_key: Option<&str>,
-) -> Result<()> {
-    let Some(url) = url else { return Ok(()) };
+) -> Result<Option<AlertTarget>> {
+    let routing_key = routing_key
+        .filter(|k| !k.trim().is_empty())
+        .map(str::to_owned);
+    let url = match (url, format) {
+        (Some(url), _) => url,
+        (None, AlertFormat::Pagerduty) if routing_key.is_some() => PAGERDUTY_EVENTS_URL,
+        (None, _) => return Ok(None),
+    };
     check_url(url).context("ALERT_WEBHOOK_URL")?;
-    if format == AlertFormat::Pagerduty && routing_key.is_none_or(|k| k.trim().is_empty()) {
+    if format == AlertFormat::Pagerduty && routing_key.is_none() {
         return Err(anyhow!(
             "ALERT_WEBHOOK_FORMAT=pagerduty needs PAGERDUTY_ROUTING_KEY (the integration key of an Events API v2 service)"
         ));
     }
-    Ok(())
+    Ok(Some(AlertTarget {
+        url: url.to_owned(),
+        format,
+        routing_key,
+    }))
 }
 
 /// An http(s) URL reqwest can send to. The URL itself is never printed: it may carry a token.
@@ -189,6 +262,7 @@ pub fn slack(failure: &Failure) -> Value {
                     field("Service", &failure.service),
                     field("Host", &failure.host),
                     field("Failed step", failure.step.as_str()),
+                    field("Database", &failure.database),
                     field("Mode", &failure.mode),
                     field("Duration", &format!("{}s", failure.duration.as_secs())),
                     field("Time (UTC)", &failure.timestamp()),
@@ -201,31 +275,49 @@ pub fn slack(failure: &Failure) -> Value {
             {
                 "type": "context",
                 "elements": [
-                    {"type": "mrkdwn", "text": format!("Log: `{}` | event {EVENT} | status failure", failure.log.as_deref().unwrap_or("(none)"))}
+                    {"type": "mrkdwn", "text": format!("Log: `{}` | event {EVENT} | status {}", failure.log.as_deref().unwrap_or("(none)"), failure.outcome.status())}
                 ]
             }
         ]
     })
 }
 
-/// A PagerDuty Events API v2 trigger. One open incident per service and host:
-/// nightly failures of the same host are grouped instead of paging again.
+/// A PagerDuty Events API v2 trigger. One open incident per host, database
+/// and mode: nightly failures of the same backup are grouped instead of
+/// paging again, the weekly schema job's incident is its own, and the next
+/// success resolves it ([`pagerduty_resolve`]).
 pub fn pagerduty(failure: &Failure, routing_key: &str) -> Value {
     let mut details = failure.fields();
     details.insert("step".into(), json!(failure.step.as_str()));
+    details.insert("database".into(), json!(failure.database));
     details.insert("mode".into(), json!(failure.mode));
     details.insert("duration_seconds".into(), json!(failure.duration.as_secs()));
     details.insert("log".into(), json!(failure.log));
     details.insert("error".into(), json!(failure.error));
+    let (summary, severity) = match failure.outcome {
+        Outcome::Failed => (
+            format!(
+                "{}: {} step failed",
+                failure.message(),
+                failure.step.as_str()
+            ),
+            "error",
+        ),
+        Outcome::Skipped => (failure.message(), "warning"),
+        Outcome::Interrupted | Outcome::CouldNotRun => (
+            format!("{} ({} step)", failure.message(), failure.step.as_str()),
+            "error",
+        ),
+    };
     json!({
         "routing_key": routing_key,
         "event_action": "trigger",
-        "dedup_key": dedup_key(failure),
+        "dedup_key": dedup_key(&failure.host, &failure.database, &failure.mode),
         "client": "pgbak",
         "payload": {
-            "summary": truncate(&format!("{}: {} step failed", failure.message(), failure.step.as_str()), PAGERDUTY_SUMMARY_MAX),
+            "summary": truncate(&summary, PAGERDUTY_SUMMARY_MAX),
             "source": failure.host,
-            "severity": "error",
+            "severity": severity,
             "timestamp": failure.timestamp(),
             "component": "postgresql",
             "group": failure.service,
@@ -235,11 +327,19 @@ pub fn pagerduty(failure: &Failure, routing_key: &str) -> Value {
     })
 }
 
-fn dedup_key(failure: &Failure) -> String {
-    truncate(
-        &format!("{EVENT}/{}/{}", failure.service, failure.host),
-        255,
-    )
+/// A PagerDuty Events API v2 resolve of the incident a failure of this
+/// host, database and mode opened (a no-op at PagerDuty when none is open).
+pub fn pagerduty_resolve(routing_key: &str, host: &str, database: &str, mode: &str) -> Value {
+    json!({
+        "routing_key": routing_key,
+        "event_action": "resolve",
+        "dedup_key": dedup_key(host, database, mode),
+    })
+}
+
+/// One incident per host, database and mode.
+fn dedup_key(host: &str, database: &str, mode: &str) -> String {
+    truncate(&format!("{EVENT}/{host}/{database}/{mode}"), 255)
 }
 
 /// At most `max` characters, cut on a character boundary, with `…` when cut.
@@ -343,7 +443,9 @@ mod tests {
         Failure {
             service: "enterprise-agent-platform".into(),
             host: "db-host-01".into(),
+            database: "enterprise_agents".into(),
             step,
+            outcome: Outcome::Failed,
             mode: "full".into(),
             duration: Duration::from_millis(12_400),
             log: Some("/var/log/pg-backup/backup-20240315T020000.log".into()),
@@ -466,7 +568,7 @@ mod tests {
         assert_eq!(body["event_action"], "trigger");
         assert_eq!(
             body["dedup_key"],
-            "pg-backup/enterprise-agent-platform/db-host-01"
+            "pg-backup/db-host-01/enterprise_agents/full"
         );
         let p = &body["payload"];
         assert_eq!(
@@ -513,7 +615,53 @@ mod tests {
             None
         )
         .is_err());
-        assert!(check_config(None, AlertFormat::Pagerduty, None).is_ok());
+        assert_eq!(
+            check_config(None, AlertFormat::Pagerduty, None).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn pagerduty_without_url_uses_the_events_v2_endpoint() {
+        let target = check_config(None, AlertFormat::Pagerduty, Some("KEY"))
+            .unwrap()
+            .expect("alerting is on");
+        assert_eq!(target.url, PAGERDUTY_EVENTS_URL);
+        assert_eq!(target.routing_key.as_deref(), Some("KEY"));
+        assert_eq!(
+            check_config(None, AlertFormat::Generic, Some("KEY")).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn messages_say_what_happened() {
+        let cases = [
+            (Step::Verify, Outcome::Failed, "PostgreSQL backup verification failed on db-host-01", "failure"),
+            (Step::Verify, Outcome::Interrupted, "PostgreSQL backup verification interrupted on db-host-01", "failure"),
+            (Step::Verify, Outcome::CouldNotRun, "PostgreSQL backup verification could not run on db-host-01", "failure"),
+            (Step::Backup, Outcome::Interrupted, "PostgreSQL backup interrupted on db-host-01", "failure"),
+            (Step::Config, Outcome::Failed, "PostgreSQL backup configuration error on db-host-01", "failure"),
+            (Step::Setup, Outcome::Skipped, "PostgreSQL backup skipped on db-host-01: another run of the same backup holds the lock", "skipped"),
+        ];
+        for (step, outcome, message, status) in cases {
+            let mut f = failure(step);
+            f.outcome = outcome;
+            let body = generic(&f);
+            assert_eq!(body["message"], message, "{step:?} {outcome:?}");
+            assert_eq!(body["status"], status, "{step:?} {outcome:?}");
+        }
+    }
+
+    #[test]
+    fn pagerduty_resolve_closes_the_same_incident() {
+        let trigger = pagerduty(&failure(Step::Backup), "K");
+        let resolve = pagerduty_resolve("K", "db-host-01", "enterprise_agents", "full");
+        assert_eq!(resolve["event_action"], "resolve");
+        assert_eq!(resolve["routing_key"], "K");
+        assert_eq!(resolve["dedup_key"], trigger["dedup_key"]);
+        let other_mode = pagerduty_resolve("K", "db-host-01", "enterprise_agents", "schema");
+        assert_ne!(other_mode["dedup_key"], trigger["dedup_key"]);
     }
 
     #[test]
