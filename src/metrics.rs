@@ -1,22 +1,93 @@
-//! Prometheus metrics of the last cron run, as a node_exporter textfile-collector
+//! Prometheus metrics of pgbak cron runs, as a node_exporter textfile-collector
 //! file (`METRICS_FILE`, e.g. `/var/lib/node_exporter/textfile_collector/pgbak.prom`),
 //! so dashboards and alert rules see failures *and* silence
 //! (`time() - pgbak_last_success_timestamp_seconds > 26*3600`).
+//!
+//! One file serves every backup group (database, mode, label): the daily full
+//! and the weekly schema run share it, so each run rewrites only its own
+//! group's series and carries every other group's forward. A failed run keeps
+//! its group's last success time; a run skipped because the lock was held
+//! only counts the skip.
 //!
 //! Written atomically (a scrape never sees half a file) and readable by others
 //! (node_exporter runs as its own user; the file holds no secrets).
 
 use std::fmt::Write as _;
-use std::os::unix::fs::PermissionsExt;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 
-use crate::storage::fsio;
-
 const LAST_SUCCESS: &str = "pgbak_last_success_timestamp_seconds";
+const SKIPPED: &str = "pgbak_runs_skipped_total";
+const LAST_SKIP: &str = "pgbak_last_skip_timestamp_seconds";
+
+/// Every metric pgbak writes: name, type, help. Samples of other names found
+/// in an old file are dropped.
+const METRICS: &[(&str, &str, &str)] = &[
+    (
+        "pgbak_last_run_start_timestamp_seconds",
+        "gauge",
+        "Unix time the last pgbak cron run of this backup group started.",
+    ),
+    (
+        "pgbak_last_run_success",
+        "gauge",
+        "1 when every step of the last pgbak cron run of this group succeeded, else 0.",
+    ),
+    (
+        "pgbak_last_run_exit_code",
+        "gauge",
+        "Exit code of the last pgbak cron run of this group (0 ok, 1 failed, 2 configuration, 130/143 interrupted).",
+    ),
+    (
+        "pgbak_last_run_duration_seconds",
+        "gauge",
+        "Wall time of the last pgbak cron run of this group.",
+    ),
+    (
+        LAST_SUCCESS,
+        "gauge",
+        "Unix time the newest fully successful pgbak cron run of this group started.",
+    ),
+    (
+        "pgbak_last_backup_size_bytes",
+        "gauge",
+        "Size of the dump the last pgbak cron run of this group wrote.",
+    ),
+    (
+        SKIPPED,
+        "counter",
+        "pgbak cron runs of this group skipped because another run held its lock.",
+    ),
+    (
+        LAST_SKIP,
+        "gauge",
+        "Unix time a pgbak cron run of this group was last skipped (lock held).",
+    ),
+    (
+        "pgbak_step_success",
+        "gauge",
+        "1 when the step succeeded in the last pgbak cron run of this group, 0 when it failed (steps not reached are absent).",
+    ),
+    (
+        "pgbak_step_duration_seconds",
+        "gauge",
+        "Wall time of each step of the last pgbak cron run of this group.",
+    ),
+];
+
+/// The series of one backup group: what its labels say.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Group {
+    pub database: String,
+    pub mode: String,
+    /// Empty when the backups have no label.
+    pub label: String,
+}
 
 /// One step of the run as the metrics report it.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,117 +97,270 @@ pub struct StepMetric {
     pub duration: Duration,
 }
 
-/// Everything the metrics file says about one run.
+/// Everything the metrics file says about one finished run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunMetrics {
-    pub database: String,
-    pub mode: String,
+    pub group: Group,
     pub started: DateTime<Utc>,
     pub duration: Duration,
     pub success: bool,
+    pub exit_code: u8,
     /// Size of the dump this run wrote, when it wrote one.
     pub backup_size: Option<u64>,
     pub steps: Vec<StepMetric>,
-    /// Start of the newest successful run: this one, or carried over from the previous file.
-    pub last_success: Option<f64>,
 }
 
-/// The textfile contents: `# HELP`, `# TYPE`, then `name{labels} value` lines.
-pub fn render(run: &RunMetrics) -> String {
-    let labels = format!(
-        "database=\"{}\",mode=\"{}\"",
-        escape(&run.database),
-        escape(&run.mode)
-    );
-    let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, samples: &[(String, f64)]| {
-        if samples.is_empty() {
-            return;
+/// What one run changes in the file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    /// The run went through its steps (or failed in one).
+    Finished(RunMetrics),
+    /// The run found its group's lock held and did nothing.
+    Skipped { group: Group, at: DateTime<Utc> },
+}
+
+impl Update {
+    fn group(&self) -> &Group {
+        match self {
+            Update::Finished(run) => &run.group,
+            Update::Skipped { group, .. } => group,
         }
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} gauge");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "{name}{{{labels}}} {}", number(*value));
+    }
+}
+
+/// One line of the exposition format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    /// In the order written; `database`, `mode`, `label` first.
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+impl Sample {
+    fn new(name: &str, group: &Group, extra: Option<(&str, &str)>, value: f64) -> Sample {
+        let mut labels = vec![
+            ("database".to_owned(), group.database.clone()),
+            ("mode".to_owned(), group.mode.clone()),
+            ("label".to_owned(), group.label.clone()),
+        ];
+        if let Some((key, val)) = extra {
+            labels.push((key.to_owned(), val.to_owned()));
         }
-    };
-    let started = run.started.timestamp_millis() as f64 / 1000.0;
-    gauge(
-        "pgbak_last_run_start_timestamp_seconds",
-        "Unix time the last pgbak cron run started.",
-        &[(labels.clone(), started)],
-    );
-    gauge(
-        "pgbak_last_run_success",
-        "1 when every step of the last pgbak cron run succeeded, else 0.",
-        &[(labels.clone(), f64::from(u8::from(run.success)))],
-    );
-    gauge(
-        "pgbak_last_run_duration_seconds",
-        "Wall time of the last pgbak cron run.",
-        &[(labels.clone(), run.duration.as_secs_f64())],
-    );
-    if let Some(at) = run.last_success {
-        gauge(
-            LAST_SUCCESS,
-            "Unix time the newest fully successful pgbak cron run started.",
-            &[(labels.clone(), at)],
-        );
+        Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        }
     }
-    if let Some(size) = run.backup_size {
-        gauge(
-            "pgbak_last_backup_size_bytes",
-            "Size of the dump the last pgbak cron run wrote.",
-            &[(labels.clone(), size as f64)],
-        );
-    }
-    let per_step = |f: &dyn Fn(&StepMetric) -> f64| -> Vec<(String, f64)> {
-        run.steps
+
+    fn label(&self, key: &str) -> &str {
+        self.labels
             .iter()
-            .map(|s| (format!("{labels},step=\"{}\"", s.step), f(s)))
-            .collect()
-    };
-    gauge(
-        "pgbak_step_success",
-        "1 when the step succeeded in the last pgbak cron run, 0 when it failed (steps not reached are absent).",
-        &per_step(&|s| f64::from(u8::from(s.success))),
-    );
-    gauge(
-        "pgbak_step_duration_seconds",
-        "Wall time of each step of the last pgbak cron run.",
-        &per_step(&|s| s.duration.as_secs_f64()),
-    );
+            .find(|(k, _)| k == key)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// The group a sample belongs to (a missing label is the empty one).
+    fn group(&self) -> Group {
+        Group {
+            database: self.label("database").to_owned(),
+            mode: self.label("mode").to_owned(),
+            label: self.label("label").to_owned(),
+        }
+    }
+}
+
+/// The file after `update`, given the samples of the previous file: the
+/// group's own series replaced (or, for a skip, its skip count raised), every
+/// other group's carried forward as it was.
+pub fn merge(previous: Vec<Sample>, update: &Update) -> Vec<Sample> {
+    let group = update.group();
+    let known = |s: &Sample| METRICS.iter().any(|(name, _, _)| *name == s.name);
+    let (mine, mut out): (Vec<Sample>, Vec<Sample>) = previous
+        .into_iter()
+        .filter(known)
+        .partition(|s| &s.group() == group);
+    let previous_value = |name: &str| mine.iter().find(|s| s.name == name).map(|s| s.value);
+    match update {
+        Update::Skipped { at, .. } => {
+            let count = previous_value(SKIPPED).unwrap_or(0.0) + 1.0;
+            out.extend(
+                mine.iter()
+                    .filter(|s| s.name != SKIPPED && s.name != LAST_SKIP)
+                    .cloned(),
+            );
+            out.push(Sample::new(SKIPPED, group, None, count));
+            out.push(Sample::new(LAST_SKIP, group, None, seconds(*at)));
+        }
+        Update::Finished(run) => {
+            let started = seconds(run.started);
+            let mut add = |name: &str, value: f64| out.push(Sample::new(name, group, None, value));
+            add("pgbak_last_run_start_timestamp_seconds", started);
+            add("pgbak_last_run_success", f64::from(u8::from(run.success)));
+            add("pgbak_last_run_exit_code", f64::from(run.exit_code));
+            add(
+                "pgbak_last_run_duration_seconds",
+                run.duration.as_secs_f64(),
+            );
+            let last_success = if run.success {
+                Some(started)
+            } else {
+                previous_value(LAST_SUCCESS)
+            };
+            if let Some(at) = last_success {
+                add(LAST_SUCCESS, at);
+            }
+            if let Some(size) = run.backup_size {
+                add("pgbak_last_backup_size_bytes", size as f64);
+            }
+            for name in [SKIPPED, LAST_SKIP] {
+                if let Some(value) = previous_value(name) {
+                    add(name, value);
+                }
+            }
+            for step in &run.steps {
+                let label = Some(("step", step.step));
+                out.push(Sample::new(
+                    "pgbak_step_success",
+                    group,
+                    label,
+                    f64::from(u8::from(step.success)),
+                ));
+                out.push(Sample::new(
+                    "pgbak_step_duration_seconds",
+                    group,
+                    label,
+                    step.duration.as_secs_f64(),
+                ));
+            }
+        }
+    }
     out
 }
 
-/// Writes the file (atomically, mode 0644). A failed run keeps the last
-/// success time of the previous file, so "no success for 26 h" still fires.
-pub fn write(path: &Path, mut run: RunMetrics) -> Result<()> {
-    if run.success {
-        run.last_success = Some(run.started.timestamp_millis() as f64 / 1000.0);
-    } else if run.last_success.is_none() {
-        run.last_success = std::fs::read_to_string(path)
-            .ok()
-            .and_then(|text| previous_last_success(&text));
+/// The textfile contents: per metric `# HELP`, `# TYPE`, then its samples
+/// sorted by their labels.
+pub fn render(samples: &[Sample]) -> String {
+    let mut out = String::new();
+    for (name, kind, help) in METRICS {
+        let mut lines: Vec<String> = samples
+            .iter()
+            .filter(|s| s.name == *name)
+            .map(|s| {
+                let labels: Vec<String> = s
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                    .collect();
+                format!("{name}{{{}}} {}", labels.join(","), number(s.value))
+            })
+            .collect();
+        if lines.is_empty() {
+            continue;
+        }
+        lines.sort();
+        lines.dedup();
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for line in lines {
+            let _ = writeln!(out, "{line}");
+        }
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fsio::ensure_dir(dir)?;
-    }
-    fsio::write_atomic(path, render(&run).as_bytes())?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
-        .with_context(|| format!("making {} readable by node_exporter", path.display()))
+    out
 }
 
-/// The value of `pgbak_last_success_timestamp_seconds` in a previous file.
-fn previous_last_success(text: &str) -> Option<f64> {
+/// Applies `update` to the file at `path` (the previous file's other groups
+/// carried forward) and replaces it atomically. The file is 0644 before it
+/// is renamed into place, and a missing directory is created 0755, so
+/// node_exporter (another user) can read both.
+pub fn write(path: &Path, update: &Update) -> Result<()> {
+    let previous = match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let text = render(&merge(previous, update));
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => dir,
+        None => Path::new("."),
+    };
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .with_context(|| format!("creating the metrics directory {}", dir.display()))?;
+    }
+    let mut file = tempfile::Builder::new()
+        .prefix(".pgbak-metrics")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    file.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .and_then(|()| file.write_all(text.as_bytes()))
+        .and_then(|()| file.as_file().sync_all())
+        .with_context(|| format!("writing {}", file.path().display()))?;
+    file.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("renaming the metrics into {}", path.display()))?;
+    Ok(())
+}
+
+/// The samples of a textfile pgbak wrote; comments and lines it cannot read are skipped.
+pub fn parse(text: &str) -> Vec<Sample> {
     text.lines()
         .filter(|line| !line.starts_with('#'))
-        .find(|line| {
-            line.strip_prefix(LAST_SUCCESS)
-                .is_some_and(|rest| rest.starts_with(['{', ' ']))
-        })
-        .and_then(|line| line.rsplit_once(' '))
-        .and_then(|(_, value)| value.trim().parse::<f64>().ok())
-        .filter(|v| v.is_finite())
+        .filter_map(parse_line)
+        .collect()
+}
+
+fn parse_line(line: &str) -> Option<Sample> {
+    let line = line.trim();
+    let name_end = line.find(['{', ' '])?;
+    let name = &line[..name_end];
+    let mut rest = &line[name_end..];
+    let mut labels = Vec::new();
+    if let Some(inner) = rest.strip_prefix('{') {
+        let mut chars = inner.char_indices();
+        let mut key = String::new();
+        let end = loop {
+            let (at, c) = chars.next()?;
+            match c {
+                '}' => break at,
+                ',' | ' ' => continue,
+                '=' => {
+                    if chars.next()?.1 != '"' {
+                        return None;
+                    }
+                    let mut value = String::new();
+                    loop {
+                        match chars.next()?.1 {
+                            '"' => break,
+                            '\\' => match chars.next()?.1 {
+                                'n' => value.push('\n'),
+                                other => value.push(other),
+                            },
+                            other => value.push(other),
+                        }
+                    }
+                    labels.push((std::mem::take(&mut key), value));
+                }
+                other => key.push(other),
+            }
+        };
+        rest = &inner[end + 1..];
+    }
+    let value: f64 = rest.split_whitespace().next()?.parse().ok()?;
+    value.is_finite().then(|| Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+    })
+}
+
+fn seconds(at: DateTime<Utc>) -> f64 {
+    at.timestamp_millis() as f64 / 1000.0
 }
 
 /// A label value in the exposition format: backslash, quote and newline escaped.
@@ -160,13 +384,21 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn run(success: bool) -> RunMetrics {
-        RunMetrics {
+    fn group(mode: &str) -> Group {
+        Group {
             database: "enterprise_agents".into(),
-            mode: "full".into(),
-            started: Utc.with_ymd_and_hms(2026, 11, 25, 2, 0, 0).unwrap(),
+            mode: mode.into(),
+            label: String::new(),
+        }
+    }
+
+    fn run(mode: &str, day: u32, success: bool) -> RunMetrics {
+        RunMetrics {
+            group: group(mode),
+            started: Utc.with_ymd_and_hms(2026, 11, day, 2, 0, 0).unwrap(),
             duration: Duration::from_millis(12_500),
             success,
+            exit_code: if success { 0 } else { 1 },
             backup_size: success.then_some(151_015_999),
             steps: vec![
                 StepMetric {
@@ -180,24 +412,30 @@ mod tests {
                     duration: Duration::from_millis(7_250),
                 },
             ],
-            last_success: None,
         }
+    }
+
+    fn value(samples: &[Sample], name: &str, mode: &str) -> Option<f64> {
+        samples
+            .iter()
+            .find(|s| s.name == name && s.label("mode") == mode && s.label("step").is_empty())
+            .map(|s| s.value)
     }
 
     #[test]
     fn render_is_the_exposition_format() {
-        let mut r = run(true);
-        r.last_success = Some(1_795_572_000.0);
-        let text = render(&r);
+        let text = render(&merge(Vec::new(), &Update::Finished(run("full", 25, true))));
+        let labels = "database=\"enterprise_agents\",mode=\"full\",label=\"\"";
         let want = [
-            "# TYPE pgbak_last_run_success gauge",
-            "pgbak_last_run_start_timestamp_seconds{database=\"enterprise_agents\",mode=\"full\"} 1795572000",
-            "pgbak_last_run_success{database=\"enterprise_agents\",mode=\"full\"} 1",
-            "pgbak_last_run_duration_seconds{database=\"enterprise_agents\",mode=\"full\"} 12.500",
-            "pgbak_last_backup_size_bytes{database=\"enterprise_agents\",mode=\"full\"} 151015999",
-            "pgbak_step_success{database=\"enterprise_agents\",mode=\"full\",step=\"verify\"} 1",
-            "pgbak_step_duration_seconds{database=\"enterprise_agents\",mode=\"full\",step=\"verify\"} 7.250",
-            "pgbak_last_success_timestamp_seconds{database=\"enterprise_agents\",mode=\"full\"} 1795572000",
+            "# TYPE pgbak_last_run_success gauge".to_owned(),
+            format!("pgbak_last_run_start_timestamp_seconds{{{labels}}} 1795572000"),
+            format!("pgbak_last_run_success{{{labels}}} 1"),
+            format!("pgbak_last_run_exit_code{{{labels}}} 0"),
+            format!("pgbak_last_run_duration_seconds{{{labels}}} 12.500"),
+            format!("pgbak_last_backup_size_bytes{{{labels}}} 151015999"),
+            format!("pgbak_step_success{{{labels},step=\"verify\"}} 1"),
+            format!("pgbak_step_duration_seconds{{{labels},step=\"verify\"}} 7.250"),
+            format!("pgbak_last_success_timestamp_seconds{{{labels}}} 1795572000"),
         ];
         for line in want {
             assert!(
@@ -206,47 +444,105 @@ mod tests {
             );
         }
         assert!(text.ends_with('\n'));
+        assert_eq!(parse(&text).len(), 10);
     }
 
     #[test]
-    fn label_values_are_escaped() {
+    fn label_values_are_escaped_and_read_back() {
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let mut r = run("full", 25, true);
+        r.group.database = "we\"ird,db\\x\ny} 1".into();
+        let samples = merge(Vec::new(), &Update::Finished(r.clone()));
+        let back = parse(&render(&samples));
+        assert_eq!(back.len(), samples.len());
+        assert!(back.iter().all(|s| s.group() == r.group), "{back:?}");
     }
 
     #[test]
-    fn failed_run_carries_the_previous_success_time() {
+    fn groups_are_carried_forward_and_never_mixed() {
+        // The issue's sequence: full ok, schema fails, full fails, schema ok, full fails.
+        let mut samples = Vec::new();
+        let steps = [
+            ("full", 20, true),
+            ("schema", 21, false),
+            ("full", 22, false),
+            ("schema", 23, true),
+            ("full", 24, false),
+        ];
+        for (mode, day, ok) in steps {
+            let text = render(&merge(samples, &Update::Finished(run(mode, day, ok))));
+            samples = parse(&text);
+        }
+        let at = |day: u32| seconds(Utc.with_ymd_and_hms(2026, 11, day, 2, 0, 0).unwrap());
+        assert_eq!(value(&samples, LAST_SUCCESS, "full"), Some(at(20)));
+        assert_eq!(value(&samples, LAST_SUCCESS, "schema"), Some(at(23)));
+        assert_eq!(value(&samples, "pgbak_last_run_success", "full"), Some(0.0));
+        assert_eq!(
+            value(&samples, "pgbak_last_run_success", "schema"),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&samples, "pgbak_last_run_start_timestamp_seconds", "full"),
+            Some(at(24))
+        );
+        assert_eq!(
+            value(&samples, "pgbak_last_backup_size_bytes", "full"),
+            None
+        );
+        assert_eq!(
+            value(&samples, "pgbak_last_backup_size_bytes", "schema"),
+            Some(151_015_999.0)
+        );
+    }
+
+    #[test]
+    fn a_skip_counts_and_keeps_the_last_result() {
+        let first = merge(Vec::new(), &Update::Finished(run("full", 20, true)));
+        let at = Utc.with_ymd_and_hms(2026, 11, 21, 2, 0, 0).unwrap();
+        let skip = Update::Skipped {
+            group: group("full"),
+            at,
+        };
+        let once = merge(first, &skip);
+        let twice = merge(once, &skip);
+        assert_eq!(value(&twice, SKIPPED, "full"), Some(2.0));
+        assert_eq!(value(&twice, LAST_SKIP, "full"), Some(seconds(at)));
+        assert_eq!(value(&twice, "pgbak_last_run_success", "full"), Some(1.0));
+        // The next run keeps the count.
+        let after = merge(twice, &Update::Finished(run("full", 22, false)));
+        assert_eq!(value(&after, SKIPPED, "full"), Some(2.0));
+        let text = render(&after);
+        assert!(
+            text.contains("# TYPE pgbak_runs_skipped_total counter"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn old_files_without_the_label_label_are_read() {
+        let old = "pgbak_last_success_timestamp_seconds{database=\"enterprise_agents\",mode=\"full\"} 12.5\n\
+                   pgbak_unknown{database=\"x\"} 3\n# HELP x y\ngarbage\npgbak_last_run_success{} NaN\n";
+        let samples = parse(old);
+        assert_eq!(samples.len(), 2);
+        let merged = merge(samples, &Update::Finished(run("full", 20, false)));
+        assert_eq!(value(&merged, LAST_SUCCESS, "full"), Some(12.5));
+        assert!(!merged.iter().any(|s| s.name == "pgbak_unknown"));
+    }
+
+    #[test]
+    fn write_makes_the_file_and_directory_readable_by_others() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/pgbak.prom");
-        write(&path, run(true)).unwrap();
-        let first = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(previous_last_success(&first), Some(1_795_572_000.0));
-        let mut failed = run(false);
-        failed.started = Utc.with_ymd_and_hms(2026, 11, 26, 2, 0, 0).unwrap();
-        write(&path, failed).unwrap();
-        let second = std::fs::read_to_string(&path).unwrap();
-        assert!(second
-            .contains("pgbak_last_run_success{database=\"enterprise_agents\",mode=\"full\"} 0"));
-        assert_eq!(previous_last_success(&second), Some(1_795_572_000.0));
-        assert!(!second.contains("pgbak_last_backup_size_bytes"));
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o644);
-    }
-
-    #[test]
-    fn previous_success_parsing() {
-        let cases = [
-            (
-                "pgbak_last_success_timestamp_seconds{a=\"b\"} 12.5\n",
-                Some(12.5),
-            ),
-            ("pgbak_last_success_timestamp_seconds 7\n", Some(7.0)),
-            ("# HELP pgbak_last_success_timestamp_seconds x 9\n", None),
-            ("pgbak_last_success_timestamp_seconds_other 3\n", None),
-            ("pgbak_last_success_timestamp_seconds{} NaN\n", None),
-            ("", None),
-        ];
-        for (text, want) in cases {
-            assert_eq!(previous_last_success(text), want, "{text:?}");
-        }
+        write(&path, &Update::Finished(run("full", 20, true))).unwrap();
+        write(&path, &Update::Finished(run("schema", 21, false))).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let samples = parse(&text);
+        assert!(value(&samples, LAST_SUCCESS, "full").is_some());
+        assert!(value(&samples, "pgbak_last_run_success", "schema").is_some());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o644);
+        assert_eq!(mode(path.parent().unwrap()), 0o755);
+        let leftovers = std::fs::read_dir(path.parent().unwrap()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary file left");
     }
 }
