@@ -1,7 +1,9 @@
-//! One run at a time per backup directory: two cron runs (or a timer and an
-//! operator) must never dump, verify and prune the same set at once.
+//! One run at a time per backup group: two cron runs of the same database,
+//! mode and label must never dump, verify and prune the same set at once,
+//! while the daily full and the weekly schema run may overlap (each prunes
+//! only its own group).
 //!
-//! The lock is `flock` on `<dir>/.pgbak.lock` (std's `File::try_lock`), so
+//! The lock is `flock` on `<dir>/.pgbak-<db>_<mode>[_<label>].lock` (std's `File::try_lock`), so
 //! the kernel releases it when the process ends, however it ends: a run
 //! killed with SIGKILL never blocks the next one. The file holds the owner's
 //! pid and start time, only to tell the second run who holds it.
@@ -17,8 +19,21 @@ use anyhow::{Context, Result};
 use crate::error::{Exit, LOCKED};
 use crate::storage::fsio;
 
-/// The lock file's name inside the backup directory.
-pub const LOCK_FILE: &str = ".pgbak.lock";
+/// The lock file of one backup group inside the backup directory, named
+/// like the group's backups (the database name made safe the same way).
+pub fn lock_file_name(database: &str, mode: crate::cli::Mode, label: Option<&str>) -> String {
+    let mut name = format!(
+        ".pgbak-{}_{}",
+        crate::storage::safe_database_name(database),
+        mode.as_str()
+    );
+    if let Some(label) = label {
+        name.push('_');
+        name.push_str(label);
+    }
+    name.push_str(".lock");
+    name
+}
 
 /// Held for as long as it lives; dropping it (or dying) releases the lock.
 #[derive(Debug)]
@@ -28,12 +43,56 @@ pub struct RunLock {
 }
 
 impl RunLock {
-    /// Takes the lock on `dir` (created 0700 if missing) without waiting.
-    /// When another process holds it: an [`Exit`] error with code 75 naming
-    /// that process.
-    pub fn acquire(dir: &Path) -> Result<RunLock> {
+    /// Takes the lock `name` in `dir`, waiting up to `wait` (polling once a
+    /// second) for its holder to finish. A signal ends the wait (exit 130/143).
+    pub async fn acquire_waiting(
+        dir: &Path,
+        name: &str,
+        wait: Duration,
+        signals: &mut crate::signals::Signals,
+    ) -> Result<RunLock> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut announced = false;
+        loop {
+            match RunLock::acquire(dir, name) {
+                Err(err) if crate::error::exit_code(&err) == LOCKED => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        if wait.is_zero() {
+                            return Err(err);
+                        }
+                        return Err(Exit {
+                            code: LOCKED,
+                            message: format!("{err} (waited {}s)", wait.as_secs()),
+                        }
+                        .into());
+                    }
+                    if !announced {
+                        crate::ui::info(&format!(
+                            "{err}; waiting up to {}s for it (--lock-wait)",
+                            left.as_secs()
+                        ));
+                        announced = true;
+                    }
+                    let nap = left.min(Duration::from_secs(1));
+                    signals
+                        .guard(async {
+                            tokio::time::sleep(nap).await;
+                            Ok(())
+                        })
+                        .await?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Takes the lock `name` in `dir` (created 0700 if missing) without
+    /// waiting. When another process holds it: an [`Exit`] error with code
+    /// 75 naming that process.
+    pub fn acquire(dir: &Path, name: &str) -> Result<RunLock> {
         fsio::ensure_dir(dir)?;
-        let path = dir.join(LOCK_FILE);
+        let path = dir.join(name);
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -49,7 +108,7 @@ impl RunLock {
                 return Err(Exit {
                     code: LOCKED,
                     message: format!(
-                        "another pgbak run holds the lock {} ({owner}); not starting a second one",
+                        "another pgbak run of this backup holds the lock {} ({owner}); not starting a second one",
                         path.display()
                     ),
                 }
@@ -122,9 +181,11 @@ mod tests {
     #[test]
     fn second_lock_is_refused_with_the_owner_then_released_on_drop() {
         let dir = tempfile::tempdir().unwrap();
-        let first = RunLock::acquire(dir.path()).unwrap();
+        let first = RunLock::acquire(dir.path(), ".a.lock").unwrap();
         assert!(fsio::is_private(first.path()));
-        let err = RunLock::acquire(dir.path()).unwrap_err();
+        let other = RunLock::acquire(dir.path(), ".b.lock").expect("another group is free");
+        drop(other);
+        let err = RunLock::acquire(dir.path(), ".a.lock").unwrap_err();
         assert_eq!(crate::error::exit_code(&err), LOCKED);
         let text = err.to_string();
         assert!(
@@ -132,8 +193,38 @@ mod tests {
             "{text}"
         );
         drop(first);
-        let again = RunLock::acquire(dir.path()).unwrap();
+        let again = RunLock::acquire(dir.path(), ".a.lock").unwrap();
         drop(again);
+    }
+
+    #[test]
+    fn lock_names_follow_the_group() {
+        use crate::cli::Mode;
+        let cases = [
+            (
+                "enterprise_agents",
+                Mode::Full,
+                None,
+                ".pgbak-enterprise_agents_full.lock",
+            ),
+            (
+                "enterprise_agents",
+                Mode::Schema,
+                None,
+                ".pgbak-enterprise_agents_schema.lock",
+            ),
+            (
+                "app",
+                Mode::Full,
+                Some("pre-migration"),
+                ".pgbak-app_full_pre-migration.lock",
+            ),
+        ];
+        for (db, mode, label, want) in cases {
+            assert_eq!(lock_file_name(db, mode, label), want);
+        }
+        let odd = lock_file_name("../etc/x y", Mode::Full, None);
+        assert!(!odd.contains('/') && !odd.contains(' '), "{odd}");
     }
 
     #[test]
