@@ -287,12 +287,16 @@ pub enum AlertFormat {
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Steps, in order: take the lock (BACKUP_DIR/.pgbak.lock), open the log file \
-(LOG_DIR/backup-<UTC ts>.log), back up (and upload when S3_BUCKET is set), verify \
-(with --verify or VERIFY_ON_BACKUP=true), retention (only after all of that succeeded), \
-prune old logs, then the heartbeat on success and the metrics file always. Any failure \
-posts an alert to ALERT_WEBHOOK_URL; the exit code is 0 only when every step succeeded, \
-75 when another run holds the lock.")]
+Steps, in order: read the settings (a bad value exits 2, and is still logged, alerted \
+and put in the metrics), open the log file (LOG_DIR/backup-<UTC ts>.log), take the lock \
+of this backup group (BACKUP_DIR/.pgbak-<db>_<mode>.lock; --lock-wait to wait for it), \
+back up (and upload when S3_BUCKET is set), verify (with --verify or \
+VERIFY_ON_BACKUP=true; a failed upload does not skip it), retention (local: after the \
+backup and verify succeeded; on S3: only after the upload did too), prune old logs, \
+then the heartbeat on success and the metrics file always. Any failure posts an alert \
+to ALERT_WEBHOOK_URL; a run skipped because the lock was held posts one with status \
+`skipped`. The exit code is 0 only when every step succeeded, 2 for a configuration \
+error, 75 when another run of the same group holds the lock.")]
 pub struct CronArgs {
     /// Verify the new backup before retention (also VERIFY_ON_BACKUP=true).
     #[arg(long)]
@@ -300,7 +304,14 @@ pub struct CronArgs {
     /// What to dump.
     #[arg(long, value_enum, default_value_t = Mode::Full)]
     pub mode: Mode,
-    /// Directory for the backups (and the run lock).
+    /// Read settings from this file first (systemd EnvironmentFile= syntax: KEY=value lines,
+    /// no shell quoting needed); variables already in the environment win.
+    #[arg(long, env = "PGBAK_ENV_FILE", value_name = "PATH")]
+    pub env_file: Option<PathBuf>,
+    /// Check every setting (and print the warnings a run would), then exit: 0 when valid, 2 when not.
+    #[arg(long)]
+    pub check_config: bool,
+    /// Directory for the backups (and the run locks).
     #[arg(
         long,
         env = "BACKUP_DIR",
@@ -311,6 +322,47 @@ pub struct CronArgs {
     /// Keep the newest N backups of this database and mode; 0 keeps all.
     #[arg(long, env = "BACKUP_KEEP", default_value_t = 7, value_name = "N")]
     pub keep: u32,
+    /// Keep the newest N run logs (backup-*.log) in LOG_DIR; 0 keeps all.
+    #[arg(long, env = "LOG_KEEP", default_value_t = 30, value_name = "N")]
+    pub log_keep: u32,
+    /// When another run of the same database and mode holds the lock, wait this long
+    /// for it (e.g. 30m, 2h) before giving up with exit 75; 0 gives up at once.
+    #[arg(
+        long,
+        env = "PGBAK_LOCK_WAIT",
+        default_value = "0s",
+        value_parser = humantime::parse_duration,
+        value_name = "DURATION"
+    )]
+    pub lock_wait: std::time::Duration,
+    /// pg_dump --compress spec (default: zstd:1 when pg_dump has it, else gzip:4).
+    #[arg(long, env = "PGBAK_COMPRESS", value_name = "SPEC")]
+    pub compress: Option<String>,
+    /// Do not upload, even when S3_BUCKET is set.
+    #[arg(long)]
+    pub no_s3: bool,
+    /// Verify by restoring into this server instead of the source server (its URL; the password may be in it).
+    #[arg(
+        long,
+        env = "PGBAK_VERIFY_TARGET_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub verify_target_url: Option<String>,
+    /// Verify by restoring into a throwaway local cluster (initdb + postgres from the chosen bin dir).
+    #[arg(long, conflicts_with = "verify_target_url")]
+    pub verify_ephemeral: bool,
+    #[command(flatten)]
+    pub report: CronReportArgs,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+/// Where `pgbak cron` reports a run: the log directory, the alert webhook,
+/// the heartbeat and the metrics file. Kept apart so that a run whose other
+/// settings do not parse can still be reported (see [`CronReportOnly`]).
+#[derive(Debug, Clone, Args)]
+pub struct CronReportArgs {
     /// Directory for the per-run log files (created 0700).
     #[arg(
         long,
@@ -319,10 +371,8 @@ pub struct CronArgs {
         value_name = "DIR"
     )]
     pub log_dir: PathBuf,
-    /// Keep the newest N run logs (backup-*.log) in LOG_DIR; 0 keeps all.
-    #[arg(long, env = "LOG_KEEP", default_value_t = 30, value_name = "N")]
-    pub log_keep: u32,
     /// POST an alert here when the run fails (the URL is treated as a secret).
+    /// With ALERT_WEBHOOK_FORMAT=pagerduty the default is PagerDuty's Events API v2 endpoint.
     #[arg(
         long,
         env = "ALERT_WEBHOOK_URL",
@@ -330,11 +380,12 @@ pub struct CronArgs {
         hide_env_values = true
     )]
     pub alert_webhook_url: Option<String>,
-    /// Body format of the alert.
+    /// Body format of the alert (case does not matter).
     #[arg(
         long,
         env = "ALERT_WEBHOOK_FORMAT",
         value_enum,
+        ignore_case = true,
         default_value_t = AlertFormat::Generic
     )]
     pub alert_webhook_format: AlertFormat,
@@ -365,25 +416,16 @@ pub struct CronArgs {
     /// Write Prometheus metrics here (node_exporter textfile collector, e.g. /var/lib/node_exporter/pgbak.prom).
     #[arg(long, env = "METRICS_FILE", value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
-    /// pg_dump --compress spec (default: zstd:1 when pg_dump has it, else gzip:1).
-    #[arg(long, env = "PGBAK_COMPRESS", value_name = "SPEC")]
-    pub compress: Option<String>,
-    /// Do not upload, even when S3_BUCKET is set.
-    #[arg(long)]
-    pub no_s3: bool,
-    /// Verify by restoring into this server instead of the source server (its URL; the password may be in it).
-    #[arg(
-        long,
-        env = "PGBAK_VERIFY_TARGET_URL",
-        value_name = "URL",
-        hide_env_values = true
-    )]
-    pub verify_target_url: Option<String>,
-    /// Verify by restoring into a throwaway local cluster (initdb + postgres from the chosen bin dir).
-    #[arg(long, conflicts_with = "verify_target_url")]
-    pub verify_ephemeral: bool,
+}
+
+/// Only the reporting settings, read from the environment: how `pgbak cron`
+/// still logs, alerts and writes metrics when the rest of its command line
+/// or environment does not parse.
+#[derive(Debug, Parser)]
+#[command(name = "pgbak")]
+pub struct CronReportOnly {
     #[command(flatten)]
-    pub s3: S3Args,
+    pub report: CronReportArgs,
 }
 
 #[derive(Debug, Args)]

@@ -5,8 +5,15 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Before parsing: the file's variables are defaults clap reads like any other.
+    if let Some(path) = pgbak::commands::cron::env_file_arg(&argv) {
+        if let Err(err) = pgbak::settings::load_env_file(&path) {
+            pgbak::settings::set_env_file_error(&err);
+        }
+    }
     pgbak::cli::drop_empty_env();
-    let cli = pgbak::cli::Cli::parse();
+    let parsed = pgbak::cli::Cli::try_parse_from(&argv);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -18,7 +25,14 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let outcome = runtime.block_on(pgbak::run(cli));
+    let outcome = match parsed {
+        Ok(cli) => runtime.block_on(pgbak::run(cli)),
+        // A cron run with a bad setting is still logged, alerted and counted.
+        Err(err) if err.use_stderr() && pgbak::commands::cron::is_cron(&argv) => {
+            runtime.block_on(pgbak::commands::cron::unparsed(&argv, err))
+        }
+        Err(err) => err.exit(),
+    };
     // Children are killed on drop; do not wait for stray blocking tasks.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     match outcome {

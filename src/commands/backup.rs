@@ -114,6 +114,19 @@ pub async fn run(global: &GlobalArgs, args: BackupArgs) -> Result<ExitCode> {
 /// Steps 1-4: the backup itself. On any failure or signal nothing is left
 /// behind: no `.dump`, no `.meta.json`, no `.partial`.
 pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
+    match dump_local_first(job, signals).await? {
+        (_, Some(upload_failed)) => Err(upload_failed),
+        (made, None) => Ok(made),
+    }
+}
+
+/// [`dump`], but an upload failure after the local backup completed comes
+/// back beside it (an [`UploadFailed`] error) instead of in place of it, so
+/// `pgbak cron` can still verify and prune the complete local backup.
+pub async fn dump_local_first(
+    job: &BackupJob,
+    signals: &mut Signals,
+) -> Result<(Made, Option<anyhow::Error>)> {
     let started = Utc::now();
     let clock = Instant::now();
     fsio::ensure_dir(&job.output_dir)?;
@@ -280,22 +293,21 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
             ));
         }
     }
-    if let Some(err) = upload_failure {
+    let upload_failure = upload_failure.map(|err| {
         let target = format!(
             "s3://{}/{}{}",
             job.s3.bucket.as_deref().unwrap_or_default(),
             s3::normalize_prefix(job.s3.prefix.as_deref().unwrap_or_default()),
             name.dump_file()
         );
-        return Err(UploadFailed {
+        anyhow::Error::new(UploadFailed {
             message: format!(
                 "the local backup {} is complete, but uploading it to {target} failed: {}",
                 dump_path.display(),
                 crate::error::one_line(&err)
             ),
-        }
-        .into());
-    }
+        })
+    });
     ui::info(&format!(
         "backup complete: {} ({}, sha256 {}, {:.1}s)",
         dump_path.display(),
@@ -303,13 +315,14 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
         &meta.sha256[..16],
         meta.duration_seconds
     ));
-    Ok(Made {
+    let made = Made {
         name,
         started: started.into(),
         dump: dump_path,
         meta_path,
         meta,
-    })
+    };
+    Ok((made, upload_failure))
 }
 
 /// Picks the file name and claims it by creating its `.partial` exclusively.

@@ -1,107 +1,178 @@
 //! `pgbak cron`: the unattended run for crontab and systemd timers.
 //!
 //! The steps, in order:
-//! 1. take the run lock in BACKUP_DIR (a second run exits 75 at once);
+//! 1. the alert settings (an error here can only be printed and counted);
 //! 2. open `LOG_DIR/backup-<UTC ts>.log` (0600) and tee every line into it;
-//! 3. back up (and upload, when S3 is configured): [`backup::dump`];
-//! 4. verify the new backup, with `--verify` or `VERIFY_ON_BACKUP=true`;
-//! 5. retention, only when 3 and 4 succeeded: [`backup::apply_retention`];
-//! 6. prune old run logs (`LOG_KEEP`);
-//! 7. the heartbeat on success, the metrics file always, the alert webhook on
-//!    failure. None of these changes the exit code: 0 only when 1-5 succeeded.
+//! 3. every other setting: an error is a configuration failure (exit 2) that
+//!    is still logged, alerted and put in the metrics;
+//! 4. take the lock of this backup group (database, mode, label), waiting up
+//!    to `--lock-wait`; a run that finds it held is *skipped* (exit 75),
+//!    which is alerted and counted too;
+//! 5. back up (and upload, when S3 is configured): [`backup::dump_local_first`];
+//! 6. verify the new backup, with `--verify` or `VERIFY_ON_BACKUP=true`, even
+//!    when the upload failed (the local backup is complete);
+//! 7. retention, when 5 (locally) and 6 succeeded; on S3 only when the upload did too;
+//! 8. prune old run logs (`LOG_KEEP`), then [`report`]: the heartbeat (and a
+//!    PagerDuty resolve) on success, the metrics file always, the alert on
+//!    failure. None of these changes the exit code: 0 only when 5-7 succeeded.
 
-use std::path::{Path, PathBuf};
+mod logs;
+mod report;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
-use chrono::{DateTime, NaiveDateTime, Utc};
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
 
-use crate::alert::{self, Failure, Step};
-use crate::cli::{CronArgs, GlobalArgs};
+use crate::alert::{self, Step};
+use crate::cli::{CronArgs, CronReportArgs, GlobalArgs, Mode};
 use crate::commands::backup::{self, BackupJob, Made};
 use crate::commands::verify::{self, Status, Target, VerifyOptions};
 use crate::error::{self, usage};
-use crate::lock::RunLock;
-use crate::metrics::{self, RunMetrics, StepMetric};
+use crate::lock::{self, RunLock};
+use crate::metrics::{self, StepMetric};
 use crate::pg::url::{process_env, ConnSettings};
 use crate::signals::Signals;
-use crate::storage::fsio;
-use crate::storage::s3::{self, S3Settings, UploadFailed};
+use crate::storage::s3::{self, S3Settings};
 use crate::{settings, ui};
 
-const LOG_PREFIX: &str = "backup-";
-const LOG_SUFFIX: &str = ".log";
-const LOG_TIMESTAMP: &str = "%Y%m%dT%H%M%S";
+pub use report::unparsed;
 
-pub async fn run(global: &GlobalArgs, args: CronArgs) -> Result<ExitCode> {
-    let started = Utc::now();
-    let clock = Instant::now();
-    // Webhook URLs carry tokens: register them before anything can print them.
-    for secret in [
-        &args.alert_webhook_url,
-        &args.heartbeat_url,
-        &args.pagerduty_routing_key,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        register_url_secret(secret);
-    }
-    alert::check_config(
-        args.alert_webhook_url.as_deref(),
-        args.alert_webhook_format,
-        args.pagerduty_routing_key.as_deref(),
-    )
-    .map_err(|e| usage(error::one_line(&e)))?;
-    if let Some(url) = &args.heartbeat_url {
-        alert::check_url(url)
-            .context("HEARTBEAT_URL")
-            .map_err(|e| usage(error::one_line(&e)))?;
-    }
-    let verify = args.verify || settings::env_flag("VERIFY_ON_BACKUP");
-    let mut signals = Signals::new()?;
-
-    let mut run = Run {
-        started,
-        clock,
-        log: None,
-        steps: Vec::new(),
-        made: None,
-        database: String::new(),
-    };
-    // A held lock is not a failure of this run: exit 75 before writing anything.
-    let lock = match RunLock::acquire(&args.backup_dir) {
-        Ok(lock) => lock,
-        Err(err) if error::exit_code(&err) == error::LOCKED => return Err(err),
-        Err(err) => {
-            let outcome = Err(Failed {
-                step: Step::Setup,
-                error: err,
-            });
-            return Ok(finish(&args, run, outcome).await);
-        }
-    };
-    let outcome = steps(global, &args, verify, &mut run, &mut signals).await;
-    let code = finish(&args, run, outcome).await;
-    drop(lock);
-    Ok(code)
+/// The run's identity and where it is reported, known before anything can fail.
+pub(crate) struct Reporter {
+    alert: Option<alert::AlertTarget>,
+    report: CronReportArgs,
+    group: metrics::Group,
 }
 
 /// What the run did so far, for the alert and the metrics.
-struct Run {
+pub(crate) struct Run {
     started: DateTime<Utc>,
     clock: Instant,
     log: Option<PathBuf>,
     steps: Vec<StepMetric>,
     made: Option<Made>,
-    database: String,
 }
 
 /// The step that failed and why.
-struct Failed {
+pub(crate) struct Failed {
     step: Step,
     error: anyhow::Error,
+}
+
+/// Verify could not run (no server to restore into): no verdict on the backup.
+#[derive(Debug)]
+struct VerifyCouldNotRun(String);
+
+impl std::fmt::Display for VerifyCouldNotRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "verify could not run: {}", self.0)
+    }
+}
+
+impl std::error::Error for VerifyCouldNotRun {}
+
+/// Everything else the run needs, resolved and checked before any work.
+struct Config {
+    job: BackupJob,
+    verify: bool,
+    verify_target: Target,
+}
+
+pub async fn run(global: &GlobalArgs, args: CronArgs) -> Result<ExitCode> {
+    let mut run = Run {
+        started: Utc::now(),
+        clock: Instant::now(),
+        log: None,
+        steps: Vec::new(),
+        made: None,
+    };
+    register_secrets(&args.report, args.verify_target_url.as_deref());
+    let group = group_of(args.mode);
+    let alert = match alert_settings(&args.report) {
+        Ok(alert) => alert,
+        Err(error) => {
+            let reporter = Reporter {
+                alert: None,
+                report: args.report.clone(),
+                group,
+            };
+            let failed = Failed {
+                step: Step::Config,
+                error,
+            };
+            return Ok(report::finish(&reporter, run, Err(failed), 0).await);
+        }
+    };
+    let reporter = Reporter {
+        alert,
+        report: args.report.clone(),
+        group,
+    };
+    if args.check_config {
+        return check_config(global, &args);
+    }
+    let mut signals = Signals::new()?;
+    match logs::open(&args.report.log_dir, run.started) {
+        Ok(path) => run.log = Some(path),
+        Err(error) => {
+            let failed = Failed {
+                step: Step::Setup,
+                error,
+            };
+            return Ok(report::finish(&reporter, run, Err(failed), args.log_keep).await);
+        }
+    }
+    let config = match resolve(global, &args) {
+        Ok(config) => config,
+        Err(error) => {
+            let failed = Failed {
+                step: Step::Config,
+                error: usage(error::one_line(&error)),
+            };
+            return Ok(report::finish(&reporter, run, Err(failed), args.log_keep).await);
+        }
+    };
+    if config.job.upload {
+        storage_class_warning(&args, false);
+    }
+    ui::info(&format!(
+        "pgbak cron {} starting (pid {}): {} backup of {} into {}, keep {}, verify {}, log {}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        args.mode.as_str(),
+        config.job.conn.dbname,
+        args.backup_dir.display(),
+        args.keep,
+        if config.verify { "on" } else { "off" },
+        run.log
+            .as_ref()
+            .map_or(String::new(), |p| p.display().to_string())
+    ));
+    let lock_name = lock::lock_file_name(&config.job.conn.dbname, args.mode, None);
+    let lock =
+        match RunLock::acquire_waiting(&args.backup_dir, &lock_name, args.lock_wait, &mut signals)
+            .await
+        {
+            Ok(lock) => lock,
+            Err(err) if error::exit_code(&err) == error::LOCKED => {
+                return Ok(report::skipped(&reporter, &run, &err).await);
+            }
+            Err(error) => {
+                let failed = Failed {
+                    step: Step::Setup,
+                    error,
+                };
+                return Ok(report::finish(&reporter, run, Err(failed), args.log_keep).await);
+            }
+        };
+    let outcome = steps(global, &config, &mut run, &mut signals).await;
+    let code = report::finish(&reporter, run, outcome, args.log_keep).await;
+    drop(lock);
+    Ok(code)
 }
 
 impl Run {
@@ -113,10 +184,6 @@ impl Run {
     ) -> Result<T, Failed> {
         let clock = Instant::now();
         let result = work.await;
-        let step = match &result {
-            Err(err) if step == Step::Backup => failed_step(err),
-            _ => step,
-        };
         self.steps.push(StepMetric {
             step: step.as_str(),
             success: result.is_ok(),
@@ -126,104 +193,186 @@ impl Run {
     }
 }
 
-/// Steps 2-5; the first failure ends them.
+/// Steps 5-7; the first failure ends them, but a failed upload does not stop
+/// the verify and local retention of the complete local backup.
 async fn steps(
     global: &GlobalArgs,
-    args: &CronArgs,
-    verify: bool,
+    config: &Config,
     run: &mut Run,
     signals: &mut Signals,
 ) -> Result<(), Failed> {
-    let log = open_log(&args.log_dir, run.started).map_err(|error| Failed {
-        step: Step::Setup,
-        error,
-    })?;
-    run.log = Some(log.clone());
-    ui::info(&format!(
-        "pgbak cron {} starting (pid {}): {} backup into {}, keep {}, verify {}, log {}",
-        env!("CARGO_PKG_VERSION"),
-        std::process::id(),
-        args.mode.as_str(),
-        args.backup_dir.display(),
-        args.keep,
-        if verify { "on" } else { "off" },
-        log.display()
-    ));
-
-    let mut database = String::new();
-    let backed_up = run
-        .step(Step::Backup, async {
-            let job = backup_job(global, args)?;
-            database.clone_from(&job.conn.dbname);
-            let made = backup::dump(&job, signals).await?;
-            Ok((job, made))
-        })
-        .await;
-    run.database = database;
-    let (job, made) = backed_up?;
-    run.made = Some(made.clone());
-    if verify {
-        run.step(
-            Step::Verify,
-            verify_step(global, args, &job, &made, signals),
-        )
+    let job = &config.job;
+    let (made, upload_failed) = run
+        .step(Step::Backup, backup::dump_local_first(job, signals))
         .await?;
+    run.made = Some(made.clone());
+    if let Some(err) = &upload_failed {
+        run.steps.push(StepMetric {
+            step: Step::Upload.as_str(),
+            success: false,
+            duration: std::time::Duration::ZERO,
+        });
+        ui::error(&format!(
+            "{}; verifying and pruning the local backups anyway",
+            error::one_line(err)
+        ));
     }
+    if config.verify {
+        let verified = run
+            .step(Step::Verify, verify_step(global, config, &made, signals))
+            .await;
+        if let Err(mut failed) = verified {
+            if let Some(upload) = &upload_failed {
+                failed.error = failed
+                    .error
+                    .context(format!("(also: {})", error::one_line(upload)));
+            }
+            return Err(failed);
+        }
+    }
+    let remote = upload_failed.is_none();
     let deleted = run
         .step(Step::Retention, async {
-            let mut deleted = backup::apply_retention(&job, &made)?;
-            deleted.extend(backup::apply_remote_retention(&job, &made).await?);
+            let mut deleted = backup::apply_retention(job, &made)?;
+            if remote {
+                deleted.extend(backup::apply_remote_retention(job, &made).await?);
+            }
             Ok(deleted)
         })
         .await?;
     if !deleted.is_empty() {
         ui::info(&format!("retention removed {} file(s)", deleted.len()));
     }
-    Ok(())
+    match upload_failed {
+        Some(error) => Err(Failed {
+            step: Step::Upload,
+            error,
+        }),
+        None => Ok(()),
+    }
 }
 
-/// The backup job the scripts' environment describes.
-fn backup_job(global: &GlobalArgs, args: &CronArgs) -> Result<BackupJob> {
+/// The group this run's metrics and lock belong to. The database comes from
+/// the connection settings (parsed, not connected), so even a run that fails
+/// before it starts is counted under its own database.
+fn group_of(mode: Mode) -> metrics::Group {
+    metrics::Group {
+        database: settings::explicit_connection()
+            .map(|c| c.dbname)
+            .unwrap_or_default(),
+        mode: mode.as_str().to_owned(),
+        label: String::new(),
+    }
+}
+
+/// Step 1: alerting's own settings. An error here cannot be alerted.
+fn alert_settings(report: &CronReportArgs) -> Result<Option<alert::AlertTarget>> {
+    let target = alert::check_config(
+        report.alert_webhook_url.as_deref(),
+        report.alert_webhook_format,
+        report.pagerduty_routing_key.as_deref(),
+    )
+    .map_err(|e| usage(error::one_line(&e)))?;
+    if let Some(url) = &report.heartbeat_url {
+        alert::check_url(url)
+            .context("HEARTBEAT_URL")
+            .map_err(|e| usage(error::one_line(&e)))?;
+    }
+    Ok(target)
+}
+
+/// Step 3: every setting the run needs, each error naming its variable.
+fn resolve(global: &GlobalArgs, args: &CronArgs) -> Result<Config> {
+    if let Some(err) = settings::env_file_error() {
+        anyhow::bail!("{err}");
+    }
+    let conn = settings::explicit_connection()?;
+    let verify = args.verify || settings::env_bool("VERIFY_ON_BACKUP")?.unwrap_or(false);
+    let verify_target = match &args.verify_target_url {
+        Some(url) => Target::Url(
+            ConnSettings::from_url(url, &process_env).context("PGBAK_VERIFY_TARGET_URL")?,
+        ),
+        None if args.verify_ephemeral => Target::Ephemeral,
+        None => Target::SourceServer,
+    };
     let upload = !args.no_s3 && args.s3.bucket.as_deref().is_some_and(|b| !b.is_empty());
     if upload {
         S3Settings::from_args(&args.s3, None)?;
-        if let Some(warning) = s3::keep_warning(args.keep, &args.s3.storage_class) {
-            ui::warn(&warning);
-        }
     }
-    Ok(BackupJob {
-        conn: settings::connection()?,
-        output_dir: args.backup_dir.clone(),
-        mode: args.mode,
-        label: None,
-        keep: args.keep,
-        compress: args.compress.clone(),
-        pg_bin_dir: global.pg_bin_dir.clone(),
-        s3: args.s3.clone(),
-        upload,
+    Ok(Config {
+        job: BackupJob {
+            conn,
+            output_dir: args.backup_dir.clone(),
+            mode: args.mode,
+            label: None,
+            keep: args.keep,
+            compress: args.compress.clone(),
+            pg_bin_dir: global.pg_bin_dir.clone(),
+            s3: args.s3.clone(),
+            upload,
+        },
+        verify,
+        verify_target,
     })
 }
 
-/// Step 4: restore the new backup into a temporary database (or the target
+/// The STANDARD_IA minimum-duration warning, once: at `--check-config`
+/// (`always`), and at the first run with these settings, remembered in
+/// BACKUP_DIR, not every night.
+fn storage_class_warning(args: &CronArgs, always: bool) {
+    let Some(warning) = s3::keep_warning(args.keep, &args.s3.storage_class) else {
+        return;
+    };
+    let marker = args.backup_dir.join(".pgbak-storage-class-warned");
+    let seen = std::fs::read_to_string(&marker).is_ok_and(|text| text.trim() == warning);
+    if always || !seen {
+        ui::warn(&warning);
+    }
+    if !seen && crate::storage::fsio::ensure_dir(&args.backup_dir).is_ok() {
+        if let Err(err) = std::fs::write(&marker, format!("{warning}\n")) {
+            ui::debug(&format!(
+                "remembering the warning in {}: {err}",
+                marker.display()
+            ));
+        }
+    }
+}
+
+/// `--check-config`: every setting checked, the warnings printed, nothing run.
+fn check_config(global: &GlobalArgs, args: &CronArgs) -> Result<ExitCode> {
+    let config = resolve(global, args).map_err(|e| usage(error::one_line(&e)))?;
+    if config.job.upload {
+        storage_class_warning(args, true);
+    }
+    ui::info(&format!(
+        "configuration OK: {} backup of {} ({}) into {}, keep {}, verify {}, upload {}",
+        args.mode.as_str(),
+        config.job.conn.dbname,
+        config.job.conn.endpoint(),
+        args.backup_dir.display(),
+        args.keep,
+        if config.verify { "on" } else { "off" },
+        if config.job.upload { "on" } else { "off" },
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Step 6: restore the new backup into a temporary database (or the target
 /// server, or a throwaway cluster) and run every check of `pgbak verify`.
 async fn verify_step(
     global: &GlobalArgs,
-    args: &CronArgs,
-    job: &BackupJob,
+    config: &Config,
     made: &Made,
     signals: &mut Signals,
 ) -> Result<()> {
-    let mut opts = VerifyOptions::new(job.conn.clone(), global.pg_bin_dir.clone());
-    if let Some(url) = &args.verify_target_url {
-        opts.target = Target::Url(
-            ConnSettings::from_url(url, &process_env).context("reading PGBAK_VERIFY_TARGET_URL")?,
-        );
-    } else if args.verify_ephemeral {
-        opts.target = Target::Ephemeral;
-    }
+    let mut opts = VerifyOptions::new(config.job.conn.clone(), global.pg_bin_dir.clone());
+    opts.target = config.verify_target.clone();
     let report = verify::verify_backup(&opts, &made.dump, signals).await?;
     if report.passed {
         return Ok(());
+    }
+    if let Some(why) = report.could_not_run {
+        return Err(VerifyCouldNotRun(why).into());
     }
     let failed: Vec<String> = report
         .checks
@@ -231,203 +380,47 @@ async fn verify_step(
         .filter(|c| c.status == Status::Fail)
         .map(|c| format!("{}: {}", c.name, c.detail))
         .collect();
-    bail!(
+    anyhow::bail!(
         "verify of {} failed: {}",
         made.dump.display(),
         failed.join("; ")
     )
 }
 
-/// An upload failure comes out of the backup step (the upload streams while
-/// pg_dump runs), typed so it can be told apart.
-fn failed_step(err: &anyhow::Error) -> Step {
-    if err.chain().any(|cause| cause.is::<UploadFailed>()) {
-        Step::Upload
+/// How the run ended in `failed`, for the alert's wording.
+fn outcome_of(failed: &Failed) -> alert::Outcome {
+    let code = error::exit_code(&failed.error);
+    if code == error::SIGINT || code == error::SIGTERM {
+        alert::Outcome::Interrupted
+    } else if failed
+        .error
+        .chain()
+        .any(|cause| cause.is::<VerifyCouldNotRun>())
+    {
+        alert::Outcome::CouldNotRun
     } else {
-        Step::Backup
+        alert::Outcome::Failed
     }
 }
 
-/// Creates LOG_DIR (0700) and the run's log file (0600), and tees output into it.
-fn open_log(dir: &Path, started: DateTime<Utc>) -> Result<PathBuf> {
-    fsio::ensure_dir(dir)?;
-    // One file per run: runs within the same second take the next free second.
-    let mut at = started;
-    for _ in 0..600 {
-        let path = dir.join(log_name(at));
-        match fsio::create_new(&path) {
-            Ok(file) => {
-                ui::tee_to(file);
-                return Ok(path);
+/// Webhook URLs and keys carry tokens: registered before anything can print them.
+fn register_secrets(report: &CronReportArgs, verify_target_url: Option<&str>) {
+    for secret in [
+        &report.alert_webhook_url,
+        &report.heartbeat_url,
+        &report.pagerduty_routing_key,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        register_url_secret(secret);
+    }
+    if let Some(url) = verify_target_url {
+        if let Ok(conn) = ConnSettings::from_url(url, &process_env) {
+            if let Some(password) = &conn.password {
+                ui::register_secret(password);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                at += chrono::Duration::seconds(1);
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("creating the log file {}", path.display()))
-            }
         }
-    }
-    anyhow::bail!("no free log file name in {}", dir.display())
-}
-
-fn log_name(started: DateTime<Utc>) -> String {
-    format!("{LOG_PREFIX}{}{LOG_SUFFIX}", started.format(LOG_TIMESTAMP))
-}
-
-/// Which run logs to delete: all but the newest `keep` (by the time in their
-/// name), never `current`, never a file not named like a run log. 0 keeps all.
-fn logs_to_prune(names: &[String], current: &str, keep: u32) -> Vec<String> {
-    if keep == 0 {
-        return Vec::new();
-    }
-    let mut logs: Vec<(NaiveDateTime, &String)> = names
-        .iter()
-        .filter_map(|name| {
-            let stamp = name.strip_prefix(LOG_PREFIX)?.strip_suffix(LOG_SUFFIX)?;
-            let at = NaiveDateTime::parse_from_str(stamp, LOG_TIMESTAMP).ok()?;
-            Some((at, name))
-        })
-        .collect();
-    logs.sort();
-    logs.reverse();
-    logs.into_iter()
-        .skip(keep as usize)
-        .map(|(_, name)| name)
-        .filter(|name| *name != current)
-        .cloned()
-        .collect()
-}
-
-/// Step 6. Housekeeping: a failure here is a warning, not a failed run.
-fn prune_logs(dir: &Path, current: &Path, keep: u32) {
-    let names: Vec<String> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect(),
-        Err(err) => {
-            ui::warn(&format!(
-                "listing {} to prune old logs: {err}",
-                dir.display()
-            ));
-            return;
-        }
-    };
-    let current = current
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    for name in logs_to_prune(&names, &current, keep) {
-        let path = dir.join(&name);
-        match std::fs::remove_file(&path) {
-            Ok(()) => ui::info(&format!("removed old log {}", path.display())),
-            Err(err) => ui::warn(&format!("removing old log {}: {err}", path.display())),
-        }
-    }
-}
-
-/// Step 7 and the exit code.
-async fn finish(args: &CronArgs, run: Run, outcome: Result<(), Failed>) -> ExitCode {
-    if let Some(log) = &run.log {
-        prune_logs(&args.log_dir, log, args.log_keep);
-    }
-    let duration = run.clock.elapsed();
-    let code = match &outcome {
-        Ok(()) => {
-            ui::info(&format!(
-                "pgbak cron finished: every step succeeded in {}s",
-                duration.as_secs()
-            ));
-            if let Some(url) = &args.heartbeat_url {
-                heartbeat(url).await;
-            }
-            0
-        }
-        Err(failed) => {
-            let one_line = error::one_line(&failed.error);
-            ui::error(&format!(
-                "pgbak cron failed at the {} step after {}s: {one_line}",
-                failed.step.as_str(),
-                duration.as_secs()
-            ));
-            if let Some(url) = &args.alert_webhook_url {
-                let failure = Failure {
-                    service: args.alert_service.clone(),
-                    host: settings::host_name(),
-                    step: failed.step,
-                    mode: args.mode.as_str().to_owned(),
-                    duration,
-                    log: run.log.as_ref().map(|p| p.display().to_string()),
-                    error: ui::scrub(&one_line),
-                    at: Utc::now(),
-                };
-                send_alert(args, url, &failure).await;
-            }
-            error::exit_code(&failed.error)
-        }
-    };
-    if let Some(path) = &args.metrics_file {
-        let metrics = RunMetrics {
-            database: run.database.clone(),
-            mode: args.mode.as_str().to_owned(),
-            started: run.started,
-            duration,
-            success: outcome.is_ok(),
-            backup_size: run.made.as_ref().map(|m| m.meta.size_bytes),
-            steps: run.steps.clone(),
-            last_success: None,
-        };
-        match metrics::write(path, metrics) {
-            Ok(()) => ui::debug(&format!("metrics written to {}", path.display())),
-            Err(err) => ui::warn(&format!(
-                "writing the metrics file: {}",
-                error::one_line(&err)
-            )),
-        }
-    }
-    ExitCode::from(code)
-}
-
-async fn send_alert(args: &CronArgs, url: &str, failure: &Failure) {
-    let sent = async {
-        let body = alert::payload(
-            args.alert_webhook_format,
-            failure,
-            args.pagerduty_routing_key.as_deref(),
-        )?;
-        let client = alert::client()?;
-        alert::post_json(&client, url, &body).await
-    };
-    match sent.await {
-        Ok(attempts) => ui::info(&format!(
-            "alert sent ({} format, {attempts} attempt(s))",
-            format_name(args)
-        )),
-        Err(err) => ui::error(&format!(
-            "sending the alert webhook failed: {}",
-            error::one_line(&err)
-        )),
-    }
-}
-
-fn format_name(args: &CronArgs) -> &'static str {
-    match args.alert_webhook_format {
-        crate::cli::AlertFormat::Generic => "generic",
-        crate::cli::AlertFormat::Slack => "slack",
-        crate::cli::AlertFormat::Pagerduty => "pagerduty",
-    }
-}
-
-async fn heartbeat(url: &str) {
-    let sent = async {
-        let client = alert::client()?;
-        alert::get(&client, url).await
-    };
-    match sent.await {
-        Ok(attempts) => ui::info(&format!("heartbeat sent ({attempts} attempt(s))")),
-        Err(err) => ui::warn(&format!("the heartbeat failed: {}", error::one_line(&err))),
     }
 }
 
@@ -451,74 +444,134 @@ fn register_url_secret(value: &str) {
     }
 }
 
+/// The `--env-file` of a `pgbak cron` command line (or `PGBAK_ENV_FILE`),
+/// found before clap parses, since the file's variables are clap's input.
+pub fn env_file_arg(argv: &[OsString]) -> Option<PathBuf> {
+    if !is_cron(argv) {
+        return None;
+    }
+    let mut args = argv.iter().skip(1);
+    while let Some(arg) = args.next() {
+        let text = arg.to_string_lossy();
+        if text == "--" {
+            break;
+        }
+        if text == "--env-file" {
+            return args.next().map(PathBuf::from);
+        }
+        if let Some(path) = text.strip_prefix("--env-file=") {
+            return Some(PathBuf::from(path));
+        }
+    }
+    std::env::var_os("PGBAK_ENV_FILE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Whether the command line is `pgbak [global flags] cron ...`.
+pub fn is_cron(argv: &[OsString]) -> bool {
+    let mut args = argv.iter().skip(1);
+    while let Some(arg) = args.next() {
+        let text = arg.to_string_lossy();
+        if text == "--pg-bin-dir" {
+            args.next();
+        } else if !text.starts_with('-') {
+            return text == "cron";
+        }
+    }
+    false
+}
+
+/// The mode a cron command line asks for, read without clap (for a run whose
+/// command line did not parse).
+fn mode_arg(argv: &[OsString]) -> Mode {
+    let texts: Vec<String> = argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    texts
+        .iter()
+        .enumerate()
+        .find_map(|(i, t)| match t.strip_prefix("--mode=") {
+            Some(value) => Some(value.to_owned()),
+            None if t == "--mode" => texts.get(i + 1).cloned(),
+            None => None,
+        })
+        .and_then(|m| Mode::parse(&m))
+        .unwrap_or(Mode::Full)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use anyhow::anyhow;
-    use chrono::TimeZone;
 
-    #[test]
-    fn log_name_is_the_scripts_pattern() {
-        let at = Utc.with_ymd_and_hms(2024, 3, 15, 2, 0, 0).unwrap();
-        assert_eq!(log_name(at), "backup-20240315T020000.log");
+    fn argv(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
     }
 
     #[test]
-    fn pruning_keeps_the_newest_and_ignores_other_files() {
-        let names: Vec<String> = [
-            "backup-20240101T020000.log",
-            "backup-20240103T020000.log",
-            "backup-20240102T020000.log",
-            "backup-20240104T020000.log",
-            "cron.log",
-            "backup-garbage.log",
-            "backup-20240101T020000.log.gz",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let cases: [(u32, &str, &[&str]); 4] = [
+    fn cron_command_lines_are_recognised_before_parsing() {
+        let cases: [(&[&str], bool, Option<&str>, Mode); 6] = [
+            (&["pgbak", "cron"], true, None, Mode::Full),
             (
-                2,
-                "backup-20240104T020000.log",
-                &["backup-20240102T020000.log", "backup-20240101T020000.log"],
+                &["pgbak", "-v", "cron", "--env-file", "/e"],
+                true,
+                Some("/e"),
+                Mode::Full,
             ),
-            (4, "backup-20240104T020000.log", &[]),
-            (0, "backup-20240104T020000.log", &[]),
-            // The current log is never deleted, even when a clock step made it look old.
             (
-                1,
-                "backup-20240101T020000.log",
-                &["backup-20240103T020000.log", "backup-20240102T020000.log"],
+                &[
+                    "pgbak",
+                    "--pg-bin-dir",
+                    "/b",
+                    "cron",
+                    "--env-file=/f",
+                    "--mode",
+                    "schema",
+                ],
+                true,
+                Some("/f"),
+                Mode::Schema,
             ),
+            (&["pgbak", "cron", "--mode=data"], true, None, Mode::Data),
+            (
+                &["pgbak", "backup", "--env-file", "/e"],
+                false,
+                None,
+                Mode::Full,
+            ),
+            (&["pgbak"], false, None, Mode::Full),
         ];
-        for (keep, current, want) in cases {
-            assert_eq!(logs_to_prune(&names, current, keep), want, "keep {keep}");
+        for (args, cron, file, mode) in cases {
+            let args = argv(args);
+            assert_eq!(is_cron(&args), cron, "{args:?}");
+            if file.is_some() {
+                assert_eq!(env_file_arg(&args), file.map(PathBuf::from), "{args:?}");
+            }
+            assert_eq!(mode_arg(&args), mode, "{args:?}");
         }
     }
 
     #[test]
-    fn upload_failures_are_told_from_dump_failures() {
+    fn outcomes_tell_interruptions_and_verify_that_could_not_run_apart() {
         let cases = [
+            (anyhow!("pg_dump failed"), alert::Outcome::Failed),
             (
-                anyhow!("connection refused").context("connecting to 127.0.0.1:1"),
-                Step::Backup,
+                error::interrupted(crate::signals::Signal::Terminate).context("verifying"),
+                alert::Outcome::Interrupted,
             ),
             (
-                anyhow::Error::new(UploadFailed {
-                    message: "the local backup is complete, but uploading it failed".into(),
-                })
-                .context("backing up"),
-                Step::Upload,
+                anyhow::Error::new(VerifyCouldNotRun("connection refused".into())),
+                alert::Outcome::CouldNotRun,
             ),
-            (
-                anyhow!("no such key").context("reading s3://b/k (upload)"),
-                Step::Backup,
-            ),
-            (anyhow!("pg_dump failed (exit status: 1)"), Step::Backup),
         ];
-        for (err, want) in cases {
-            assert_eq!(failed_step(&err), want, "{err:#}");
+        for (error, want) in cases {
+            let failed = Failed {
+                step: Step::Verify,
+                error,
+            };
+            assert_eq!(outcome_of(&failed), want);
         }
     }
 

@@ -167,6 +167,10 @@ pub struct Report {
     pub meta: Option<PathBuf>,
     /// True only when no check failed.
     pub passed: bool,
+    /// Set when verify could not run at all (its target server was unreachable,
+    /// the throwaway cluster did not start): no verdict on the backup, so
+    /// nothing is recorded in its meta.json.
+    pub could_not_run: Option<String>,
     pub checks: Vec<Check>,
     /// Where the copy went (`host:port`, or the throwaway cluster's directory).
     pub target: Option<String>,
@@ -183,6 +187,7 @@ impl Report {
             backup: located.dump.clone(),
             meta: located.meta_path.clone(),
             passed: false,
+            could_not_run: None,
             checks: Vec::new(),
             target: None,
             temp_database: None,
@@ -316,6 +321,12 @@ pub async fn verify_located(
             report.duration_seconds,
             located.dump.display()
         ));
+    } else if report.could_not_run.is_some() {
+        ui::error(&format!(
+            "verify could not run (no server to restore into), so {} is neither passed nor \
+             failed; nothing recorded in its meta.json",
+            located.dump.display()
+        ));
     } else {
         ui::error(&format!(
             "verify FAILED: {} of {} checks failed ({}): {}",
@@ -326,7 +337,7 @@ pub async fn verify_located(
         ));
     }
     if let (MetaState::Read(meta), Some(path)) = (&meta_state, &located.meta_path) {
-        if opts.record && !located.temporary {
+        if opts.record && !located.temporary && report.could_not_run.is_none() {
             if let Err(err) = record(meta, path, report.passed) {
                 ui::warn(&format!(
                     "could not record the result in {}: {}",
@@ -424,6 +435,7 @@ async fn run_checks(
                 Err(err) => {
                     report.fail(TEMP_DB, crate::error::one_line(&err));
                     report.skip_rest("no server to restore into");
+                    report.could_not_run = Some(crate::error::one_line(&err));
                     return Ok(());
                 }
             }
@@ -487,6 +499,7 @@ async fn run_checks(
                 Err(err) => {
                     report.fail(TEMP_DB, crate::error::one_line(&err));
                     report.skip_rest("no server to restore into");
+                    report.could_not_run = Some(crate::error::one_line(&err));
                     return Ok(());
                 }
             };

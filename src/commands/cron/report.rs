@@ -1,0 +1,266 @@
+//! How a `pgbak cron` run is reported, whichever way it ends: the summary
+//! line, the alert webhook (failure, skipped), the heartbeat and PagerDuty
+//! resolve (success), and the metrics file (always). None of these changes
+//! the exit code.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use chrono::Utc;
+use clap::error::{ContextKind, ContextValue};
+use clap::{CommandFactory, Parser};
+
+use super::{alert_settings, group_of, logs, mode_arg, outcome_of, register_secrets};
+use super::{Failed, Reporter, Run};
+use crate::alert::{self, Failure, Outcome, Step};
+use crate::cli::{AlertFormat, Cli, CronReportOnly};
+use crate::error::{self, usage};
+use crate::metrics::{self, RunMetrics, Update};
+use crate::{settings, ui};
+
+/// The end of a run that got as far as `outcome`: summary, alert or
+/// heartbeat, metrics; the exit code.
+pub(super) async fn finish(
+    reporter: &Reporter,
+    run: Run,
+    outcome: Result<(), Failed>,
+    log_keep: u32,
+) -> ExitCode {
+    if let Some(log) = &run.log {
+        logs::prune(&reporter.report.log_dir, log, log_keep);
+    }
+    let duration = run.clock.elapsed();
+    let code = match &outcome {
+        Ok(()) => {
+            ui::info(&format!(
+                "pgbak cron finished: every step succeeded in {}s",
+                duration.as_secs()
+            ));
+            if let Some(url) = &reporter.report.heartbeat_url {
+                heartbeat(url).await;
+            }
+            resolve_incident(reporter).await;
+            0
+        }
+        Err(failed) => {
+            let one_line = error::one_line(&failed.error);
+            ui::error(&format!(
+                "pgbak cron failed at the {} step after {}s: {one_line}",
+                failed.step.as_str(),
+                duration.as_secs()
+            ));
+            let failure = failure(reporter, &run, failed.step, outcome_of(failed), &one_line);
+            send_alert(reporter, &failure).await;
+            error::exit_code(&failed.error)
+        }
+    };
+    write_metrics(
+        reporter,
+        &Update::Finished(RunMetrics {
+            group: reporter.group.clone(),
+            started: run.started,
+            duration,
+            success: outcome.is_ok(),
+            exit_code: code,
+            backup_size: run.made.as_ref().map(|m| m.meta.size_bytes),
+            steps: run.steps.clone(),
+        }),
+    );
+    ExitCode::from(code)
+}
+
+/// A run that found its group's lock held: one error line, an alert with
+/// status `skipped`, the skip counted in the metrics; exit 75.
+pub(super) async fn skipped(reporter: &Reporter, run: &Run, err: &anyhow::Error) -> ExitCode {
+    let one_line = error::one_line(err);
+    ui::error(&format!("pgbak cron skipped: {one_line}"));
+    let failure = failure(reporter, run, Step::Setup, Outcome::Skipped, &one_line);
+    send_alert(reporter, &failure).await;
+    write_metrics(
+        reporter,
+        &Update::Skipped {
+            group: reporter.group.clone(),
+            at: run.started,
+        },
+    );
+    ExitCode::from(error::LOCKED)
+}
+
+/// A `pgbak cron` whose command line or environment clap refused: the error
+/// names the environment variable the bad value came from, and, when the
+/// reporting settings themselves parse, is logged, alerted and counted; exit 2.
+pub async fn unparsed(argv: &[OsString], err: clap::Error) -> Result<ExitCode> {
+    let message = describe(argv, &err);
+    let report = match CronReportOnly::try_parse_from(["pgbak"]) {
+        Ok(parsed) => parsed.report,
+        Err(report_err) => {
+            let why = describe(&[], &report_err);
+            return Err(usage(format!("{message} (not alerted or logged: {why})")));
+        }
+    };
+    register_secrets(&report, None);
+    let run = Run {
+        started: Utc::now(),
+        clock: std::time::Instant::now(),
+        log: None,
+        steps: Vec::new(),
+        made: None,
+    };
+    let group = group_of(mode_arg(argv));
+    let alert = alert_settings(&report);
+    let mut reporter = Reporter {
+        alert: None,
+        report,
+        group,
+    };
+    let mut run = run;
+    let message = match alert {
+        Ok(target) => {
+            reporter.alert = target;
+            message
+        }
+        Err(alert_err) => format!("{message}; {}", error::one_line(&alert_err)),
+    };
+    if let Ok(path) = logs::open(&reporter.report.log_dir, run.started) {
+        run.log = Some(path);
+    }
+    let failed = Failed {
+        step: Step::Config,
+        error: usage(message),
+    };
+    Ok(finish(&reporter, run, Err(failed), 0).await)
+}
+
+/// clap's error on one line, naming the environment variable when the bad
+/// value came from one rather than from the command line.
+fn describe(argv: &[OsString], err: &clap::Error) -> String {
+    let rendered = err.to_string();
+    let first = rendered
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid command line")
+        .trim()
+        .trim_start_matches("error: ")
+        .to_owned();
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
+        return first;
+    };
+    let long = arg.trim_start_matches('-');
+    let long = long.split([' ', '=']).next().unwrap_or(long);
+    let command = Cli::command();
+    let env = command
+        .find_subcommand("cron")
+        .into_iter()
+        .flat_map(|c| c.get_arguments())
+        .chain(command.get_arguments())
+        .find(|a| a.get_long() == Some(long))
+        .and_then(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned());
+    let on_command_line = argv.iter().any(|a| {
+        let a = a.to_string_lossy();
+        a == format!("--{long}") || a.starts_with(&format!("--{long}="))
+    });
+    match env {
+        Some(env) if !on_command_line && std::env::var_os(&env).is_some() => {
+            format!("{env} (the environment's value for --{long}): {first}")
+        }
+        _ => first,
+    }
+}
+
+fn failure(reporter: &Reporter, run: &Run, step: Step, outcome: Outcome, error: &str) -> Failure {
+    Failure {
+        service: reporter.report.alert_service.clone(),
+        host: settings::host_name(),
+        database: reporter.group.database.clone(),
+        step,
+        outcome,
+        mode: reporter.group.mode.clone(),
+        duration: run.clock.elapsed(),
+        log: run.log.as_ref().map(|p| p.display().to_string()),
+        error: ui::scrub(error),
+        at: Utc::now(),
+    }
+}
+
+async fn send_alert(reporter: &Reporter, failure: &Failure) {
+    let Some(target) = &reporter.alert else {
+        return;
+    };
+    let sent = async {
+        let body = alert::payload(target.format, failure, target.routing_key.as_deref())?;
+        let client = alert::client()?;
+        alert::post_json(&client, &target.url, &body).await
+    };
+    match sent.await {
+        Ok(attempts) => ui::info(&format!(
+            "alert sent ({} format, {attempts} attempt(s))",
+            format_name(target.format)
+        )),
+        Err(err) => ui::error(&format!(
+            "sending the alert webhook failed: {}",
+            error::one_line(&err)
+        )),
+    }
+}
+
+/// PagerDuty: a success resolves the incident an earlier failure of this
+/// host, database and mode opened (a no-op at PagerDuty when none is open).
+async fn resolve_incident(reporter: &Reporter) {
+    let Some(target) = &reporter.alert else {
+        return;
+    };
+    let (AlertFormat::Pagerduty, Some(key)) = (target.format, &target.routing_key) else {
+        return;
+    };
+    let body = alert::pagerduty_resolve(
+        key,
+        &settings::host_name(),
+        &reporter.group.database,
+        &reporter.group.mode,
+    );
+    let sent = async {
+        let client = alert::client()?;
+        alert::post_json(&client, &target.url, &body).await
+    };
+    match sent.await {
+        Ok(_) => ui::info("PagerDuty incident of this backup resolved (if one was open)"),
+        Err(err) => ui::warn(&format!(
+            "sending the PagerDuty resolve failed: {}",
+            error::one_line(&err)
+        )),
+    }
+}
+
+fn format_name(format: AlertFormat) -> &'static str {
+    match format {
+        AlertFormat::Generic => "generic",
+        AlertFormat::Slack => "slack",
+        AlertFormat::Pagerduty => "pagerduty",
+    }
+}
+
+async fn heartbeat(url: &str) {
+    let sent = async {
+        let client = alert::client()?;
+        alert::get(&client, url).await
+    };
+    match sent.await {
+        Ok(attempts) => ui::info(&format!("heartbeat sent ({attempts} attempt(s))")),
+        Err(err) => ui::warn(&format!("the heartbeat failed: {}", error::one_line(&err))),
+    }
+}
+
+fn write_metrics(reporter: &Reporter, update: &Update) {
+    let Some(path) = &reporter.report.metrics_file else {
+        return;
+    };
+    match metrics::write(path, update) {
+        Ok(()) => ui::debug(&format!("metrics written to {}", path.display())),
+        Err(err) => ui::warn(&format!(
+            "writing the metrics file: {}",
+            error::one_line(&err)
+        )),
+    }
+}
