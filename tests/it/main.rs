@@ -5,6 +5,7 @@ mod support;
 
 mod backup;
 mod cron;
+mod cron_trust;
 mod faults;
 mod harness;
 mod list;
