@@ -544,7 +544,10 @@ fn restore_create_db_carries_over_database_properties() {
         stderr.contains(&format!("not restored: owner {owner} (--no-owner)")),
         "{stderr}"
     );
-    assert!(stderr.contains("privileges on the database (--no-owner)"), "{stderr}");
+    assert!(
+        stderr.contains("privileges on the database (--no-owner)"),
+        "{stderr}"
+    );
     assert_eq!(
         plain.psql("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 't'"),
         "postgres"
