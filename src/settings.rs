@@ -59,6 +59,13 @@ pub fn env_bool(name: &str) -> Result<Option<bool>> {
     }
 }
 
+/// A boolean environment variable read leniently, as the scripts did
+/// ("true", "1", "yes", "on" enable; anything else is off). `pgbak cron`
+/// uses the strict [`env_bool`] instead.
+pub fn env_flag(name: &str) -> bool {
+    process_env(name).is_some_and(|v| parse_bool(&v) == Some(true))
+}
+
 fn parse_bool(value: &str) -> Option<bool> {
     match value.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Some(true),

@@ -80,6 +80,8 @@ struct Config {
     job: BackupJob,
     verify: bool,
     verify_target: Target,
+    /// `--all-databases` (or PGBAK_ALL_DATABASES=true): the databases to leave out.
+    all_databases: Option<Vec<glob::Pattern>>,
 }
 
 pub async fn run(global: &GlobalArgs, args: CronArgs) -> Result<ExitCode> {
@@ -91,7 +93,10 @@ pub async fn run(global: &GlobalArgs, args: CronArgs) -> Result<ExitCode> {
         made: None,
     };
     register_secrets(&args.report, args.verify_target_url.as_deref());
-    let group = group_of(args.mode);
+    let group = group_of(
+        args.mode,
+        args.all_databases || settings::env_flag("PGBAK_ALL_DATABASES"),
+    );
     let alert = match alert_settings(&args.report) {
         Ok(alert) => alert,
         Err(error) => {
@@ -152,7 +157,11 @@ pub async fn run(global: &GlobalArgs, args: CronArgs) -> Result<ExitCode> {
             .as_ref()
             .map_or(String::new(), |p| p.display().to_string())
     ));
-    let lock_name = lock::lock_file_name(&config.job.conn.dbname, args.mode, None);
+    let lock_database = match config.all_databases {
+        Some(_) => ALL_DATABASES,
+        None => config.job.conn.dbname.as_str(),
+    };
+    let lock_name = lock::lock_file_name(lock_database, args.mode, None);
     let lock =
         match RunLock::acquire_waiting(&args.backup_dir, &lock_name, args.lock_wait, &mut signals)
             .await
@@ -202,6 +211,20 @@ async fn steps(
     signals: &mut Signals,
 ) -> Result<(), Failed> {
     let job = &config.job;
+    if let Some(excludes) = &config.all_databases {
+        // Every database and the globals, each with its retention; verify is
+        // per backup and not run here (`pgbak verify` names one backup).
+        if config.verify {
+            ui::warn("verify is not run for --all-databases; verify single backups with `pgbak verify FILE`");
+        }
+        return run
+            .step(Step::Backup, async {
+                super::cluster::backup_run(job, excludes, signals)
+                    .await?
+                    .result()
+            })
+            .await;
+    }
     let (made, upload_failed) = run
         .step(Step::Backup, backup::dump_local_first(job, signals))
         .await?;
@@ -252,14 +275,22 @@ async fn steps(
     }
 }
 
+/// The database label (and lock group) of an `--all-databases` run.
+const ALL_DATABASES: &str = "(all databases)";
+
 /// The group this run's metrics and lock belong to. The database comes from
 /// the connection settings (parsed, not connected), so even a run that fails
 /// before it starts is counted under its own database.
-fn group_of(mode: Mode) -> metrics::Group {
-    metrics::Group {
-        database: settings::explicit_connection()
+fn group_of(mode: Mode, all_databases: bool) -> metrics::Group {
+    let database = if all_databases {
+        ALL_DATABASES.to_owned()
+    } else {
+        settings::explicit_connection()
             .map(|c| c.dbname)
-            .unwrap_or_default(),
+            .unwrap_or_default()
+    };
+    metrics::Group {
+        database,
         mode: mode.as_str().to_owned(),
         label: String::new(),
     }
@@ -299,6 +330,13 @@ fn resolve(global: &GlobalArgs, args: &CronArgs) -> Result<Config> {
     if upload {
         S3Settings::from_args(&args.s3, None)?;
     }
+    let all_databases =
+        args.all_databases || settings::env_bool("PGBAK_ALL_DATABASES")?.unwrap_or(false);
+    let all_databases = if all_databases {
+        Some(super::cluster::exclude_patterns(&args.exclude_databases)?)
+    } else {
+        None
+    };
     Ok(Config {
         job: BackupJob {
             conn,
@@ -310,9 +348,12 @@ fn resolve(global: &GlobalArgs, args: &CronArgs) -> Result<Config> {
             pg_bin_dir: global.pg_bin_dir.clone(),
             s3: args.s3.clone(),
             upload,
+            cluster_run: None,
+            no_role_passwords: settings::env_bool("PGBAK_NO_ROLE_PASSWORDS")?.unwrap_or(false),
         },
         verify,
         verify_target,
+        all_databases,
     })
 }
 

@@ -6,6 +6,7 @@ mod support;
 mod backup;
 mod cron;
 mod cron_trust;
+mod drill;
 mod faults;
 mod harness;
 mod list;

@@ -107,7 +107,9 @@ pub async fn unparsed(argv: &[OsString], err: clap::Error) -> Result<ExitCode> {
         steps: Vec::new(),
         made: None,
     };
-    let group = group_of(mode_arg(argv));
+    let all =
+        argv.iter().any(|a| a == "--all-databases") || settings::env_flag("PGBAK_ALL_DATABASES");
+    let group = group_of(mode_arg(argv), all);
     let alert = alert_settings(&report);
     let mut reporter = Reporter {
         alert: None,
