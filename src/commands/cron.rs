@@ -16,10 +16,10 @@
 //!    PagerDuty resolve) on success, the metrics file always, the alert on
 //!    failure. None of these changes the exit code: 0 only when 5-7 succeeded.
 
+mod argv;
 mod logs;
 mod report;
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -39,6 +39,7 @@ use crate::signals::Signals;
 use crate::storage::s3::{self, S3Settings};
 use crate::{settings, ui};
 
+pub use argv::{env_file_arg, is_cron};
 pub use report::unparsed;
 
 /// The run's identity and where it is reported, known before anything can fail.
@@ -485,114 +486,10 @@ fn register_url_secret(value: &str) {
     }
 }
 
-/// The `--env-file` of a `pgbak cron` command line (or `PGBAK_ENV_FILE`),
-/// found before clap parses, since the file's variables are clap's input.
-pub fn env_file_arg(argv: &[OsString]) -> Option<PathBuf> {
-    if !is_cron(argv) {
-        return None;
-    }
-    let mut args = argv.iter().skip(1);
-    while let Some(arg) = args.next() {
-        let text = arg.to_string_lossy();
-        if text == "--" {
-            break;
-        }
-        if text == "--env-file" {
-            return args.next().map(PathBuf::from);
-        }
-        if let Some(path) = text.strip_prefix("--env-file=") {
-            return Some(PathBuf::from(path));
-        }
-    }
-    std::env::var_os("PGBAK_ENV_FILE")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-}
-
-/// Whether the command line is `pgbak [global flags] cron ...`.
-pub fn is_cron(argv: &[OsString]) -> bool {
-    let mut args = argv.iter().skip(1);
-    while let Some(arg) = args.next() {
-        let text = arg.to_string_lossy();
-        if text == "--pg-bin-dir" {
-            args.next();
-        } else if !text.starts_with('-') {
-            return text == "cron";
-        }
-    }
-    false
-}
-
-/// The mode a cron command line asks for, read without clap (for a run whose
-/// command line did not parse).
-fn mode_arg(argv: &[OsString]) -> Mode {
-    let texts: Vec<String> = argv
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    texts
-        .iter()
-        .enumerate()
-        .find_map(|(i, t)| match t.strip_prefix("--mode=") {
-            Some(value) => Some(value.to_owned()),
-            None if t == "--mode" => texts.get(i + 1).cloned(),
-            None => None,
-        })
-        .and_then(|m| Mode::parse(&m))
-        .unwrap_or(Mode::Full)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use anyhow::anyhow;
-
-    fn argv(args: &[&str]) -> Vec<OsString> {
-        args.iter().map(OsString::from).collect()
-    }
-
-    #[test]
-    fn cron_command_lines_are_recognised_before_parsing() {
-        let cases: [(&[&str], bool, Option<&str>, Mode); 6] = [
-            (&["pgbak", "cron"], true, None, Mode::Full),
-            (
-                &["pgbak", "-v", "cron", "--env-file", "/e"],
-                true,
-                Some("/e"),
-                Mode::Full,
-            ),
-            (
-                &[
-                    "pgbak",
-                    "--pg-bin-dir",
-                    "/b",
-                    "cron",
-                    "--env-file=/f",
-                    "--mode",
-                    "schema",
-                ],
-                true,
-                Some("/f"),
-                Mode::Schema,
-            ),
-            (&["pgbak", "cron", "--mode=data"], true, None, Mode::Data),
-            (
-                &["pgbak", "backup", "--env-file", "/e"],
-                false,
-                None,
-                Mode::Full,
-            ),
-            (&["pgbak"], false, None, Mode::Full),
-        ];
-        for (args, cron, file, mode) in cases {
-            let args = argv(args);
-            assert_eq!(is_cron(&args), cron, "{args:?}");
-            if file.is_some() {
-                assert_eq!(env_file_arg(&args), file.map(PathBuf::from), "{args:?}");
-            }
-            assert_eq!(mode_arg(&args), mode, "{args:?}");
-        }
-    }
 
     #[test]
     fn outcomes_tell_interruptions_and_verify_that_could_not_run_apart() {

@@ -11,7 +11,8 @@ use chrono::Utc;
 use clap::error::{ContextKind, ContextValue};
 use clap::{CommandFactory, Parser};
 
-use super::{alert_settings, group_of, logs, mode_arg, outcome_of, register_secrets};
+use super::argv::mode_arg;
+use super::{alert_settings, group_of, logs, outcome_of, register_secrets};
 use super::{Failed, Reporter, Run};
 use crate::alert::{self, Failure, Outcome, Step};
 use crate::cli::{AlertFormat, Cli, CronReportOnly};
