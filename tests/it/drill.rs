@@ -261,6 +261,18 @@ fn drill_rebuilds_a_whole_server_from_the_bucket() {
     );
     assert!(!target.databases().contains(&"app".to_owned()));
 
+    // The globals file is not a database backup: restore says what it is instead.
+    let globals_key = globals["s3"]["key"].as_str().unwrap();
+    let out = run(pgbak_as(&target, "postgres", support::PASSWORD, &bucket)
+        .args(["restore", "--no-confirm"])
+        .arg(format!("s3://{bucket}/{globals_key}")));
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is a globals backup"),
+        "{}",
+        output_text(&out)
+    );
+
     // The rebuild.
     let out = run(
         pgbak_as(&target, "postgres", support::PASSWORD, &bucket).args([
