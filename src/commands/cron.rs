@@ -25,6 +25,7 @@ use crate::error::{self, usage};
 use crate::lock::RunLock;
 use crate::metrics::{self, RunMetrics, StepMetric};
 use crate::pg::url::{process_env, ConnSettings};
+use crate::retention::Policy;
 use crate::signals::Signals;
 use crate::storage::fsio;
 use crate::storage::s3::{self, S3Settings, UploadFailed};
@@ -59,6 +60,7 @@ pub async fn run(global: &GlobalArgs, args: CronArgs) -> Result<ExitCode> {
             .context("HEARTBEAT_URL")
             .map_err(|e| usage(error::one_line(&e)))?;
     }
+    Policy::from_args(&args.retention)?;
     let verify = args.verify || settings::env_flag("VERIFY_ON_BACKUP");
     let mut signals = Signals::new()?;
 
@@ -139,13 +141,16 @@ async fn steps(
         error,
     })?;
     run.log = Some(log.clone());
+    let policy = Policy::from_args(&args.retention)
+        .map(|p| p.to_string())
+        .unwrap_or_default();
     ui::info(&format!(
         "pgbak cron {} starting (pid {}): {} backup into {}, keep {}, verify {}, log {}",
         env!("CARGO_PKG_VERSION"),
         std::process::id(),
         args.mode.as_str(),
         args.backup_dir.display(),
-        args.keep,
+        policy,
         if verify { "on" } else { "off" },
         log.display()
     ));
@@ -171,9 +176,7 @@ async fn steps(
     }
     let deleted = run
         .step(Step::Retention, async {
-            let mut deleted = backup::apply_retention(&job, &made)?;
-            deleted.extend(backup::apply_remote_retention(&job, &made).await?);
-            Ok(deleted)
+            backup::apply_retention(&job, &made).await
         })
         .await?;
     if !deleted.is_empty() {
@@ -184,10 +187,11 @@ async fn steps(
 
 /// The backup job the scripts' environment describes.
 fn backup_job(global: &GlobalArgs, args: &CronArgs) -> Result<BackupJob> {
+    let policy = Policy::from_args(&args.retention)?;
     let upload = !args.no_s3 && args.s3.bucket.as_deref().is_some_and(|b| !b.is_empty());
     if upload {
         S3Settings::from_args(&args.s3, None)?;
-        if let Some(warning) = s3::keep_warning(args.keep, &args.s3.storage_class) {
+        if let Some(warning) = s3::keep_warning(policy.last, &args.s3.storage_class) {
             ui::warn(&warning);
         }
     }
@@ -196,7 +200,9 @@ fn backup_job(global: &GlobalArgs, args: &CronArgs) -> Result<BackupJob> {
         output_dir: args.backup_dir.clone(),
         mode: args.mode,
         label: None,
-        keep: args.keep,
+        policy,
+        lock: backup::object_lock_for(&args.s3, args.no_s3, &args.object_lock)?,
+        anomaly: crate::anomaly::threshold(&args.anomaly)?,
         compress: args.compress.clone(),
         pg_bin_dir: global.pg_bin_dir.clone(),
         s3: args.s3.clone(),

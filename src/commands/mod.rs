@@ -5,5 +5,7 @@ pub mod completions;
 pub mod cron;
 pub mod list;
 pub mod man;
+pub mod prune;
 pub mod restore;
+pub mod unpin;
 pub mod verify;
