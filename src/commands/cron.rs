@@ -5,7 +5,9 @@
 //! 2. open `LOG_DIR/backup-<UTC ts>.log` (0600) and tee every line into it;
 //! 3. back up (and upload, when S3 is configured): [`backup::dump`];
 //! 4. verify the new backup, with `--verify` or `VERIFY_ON_BACKUP=true`;
-//! 5. retention, only when 3 and 4 succeeded: [`backup::apply_retention`];
+//! 5. the anomaly check (pins the previous backup when the new one shrank:
+//!    a `warning` alert, not a failure), then retention, only when 3 and 4
+//!    succeeded: [`backup::apply_retention`];
 //! 6. prune old run logs (`LOG_KEEP`);
 //! 7. the heartbeat on success, the metrics file always, the alert webhook on
 //!    failure. None of these changes the exit code: 0 only when 1-5 succeeded.
@@ -71,6 +73,7 @@ pub async fn run(global: &GlobalArgs, args: CronArgs) -> Result<ExitCode> {
         steps: Vec::new(),
         made: None,
         database: String::new(),
+        anomaly: None,
     };
     // A held lock is not a failure of this run: exit 75 before writing anything.
     let lock = match RunLock::acquire(&args.backup_dir) {
@@ -98,6 +101,8 @@ struct Run {
     steps: Vec<StepMetric>,
     made: Option<Made>,
     database: String,
+    /// The anomaly check's findings: the run succeeds, the alert says `warning`.
+    anomaly: Option<crate::anomaly::Findings>,
 }
 
 /// The step that failed and why.
@@ -174,11 +179,15 @@ async fn steps(
         )
         .await?;
     }
-    let deleted = run
+    // The anomaly check first: a pin that could not be written stops retention.
+    let (anomaly, deleted) = run
         .step(Step::Retention, async {
-            backup::apply_retention(&job, &made).await
+            let anomaly = crate::anomaly::check_and_pin(&job, &made, job.anomaly).await?;
+            let deleted = backup::apply_retention(&job, &made).await?;
+            Ok((anomaly, deleted))
         })
         .await?;
+    run.anomaly = anomaly;
     if !deleted.is_empty() {
         ui::info(&format!("retention removed {} file(s)", deleted.len()));
     }
@@ -348,6 +357,19 @@ async fn finish(args: &CronArgs, run: Run, outcome: Result<(), Failed>) -> ExitC
             ));
             if let Some(url) = &args.heartbeat_url {
                 heartbeat(url).await;
+            }
+            if let (Some(url), Some(findings)) = (&args.alert_webhook_url, &run.anomaly) {
+                let warning = Failure {
+                    service: args.alert_service.clone(),
+                    host: settings::host_name(),
+                    step: Step::Anomaly,
+                    mode: args.mode.as_str().to_owned(),
+                    duration,
+                    log: run.log.as_ref().map(|p| p.display().to_string()),
+                    error: ui::scrub(&findings.summary()),
+                    at: Utc::now(),
+                };
+                send_alert(args, url, &warning).await;
             }
             0
         }

@@ -353,3 +353,38 @@ fn no_anomaly_check_pins_nothing() {
     assert!(summary["anomaly"].is_null());
     assert_eq!(dumps(dir.path()).len(), 1);
 }
+
+#[test]
+fn cron_alerts_a_warning_naming_the_collapsed_tables_and_keeps_exit_0() {
+    let pg = pg16();
+    let db = small_db(pg, "cron anomaly", 2000);
+    let root = tempfile::tempdir().unwrap();
+    let hook = support::HttpListener::ok();
+    let cron = || {
+        support::pgbak(pg)
+            .arg("cron")
+            .env("DATABASE_URL", db.url())
+            .env("BACKUP_DIR", root.path().join("backups"))
+            .env("LOG_DIR", root.path().join("logs"))
+            .env("BACKUP_KEEP", "1")
+            .env("ALERT_WEBHOOK_URL", hook.url())
+            .output()
+            .unwrap()
+    };
+    ok(&cron());
+    assert!(hook.requests().is_empty(), "no alert for a normal run");
+    db.psql("DELETE FROM t");
+    ok(&cron());
+    let alerts = hook.wait_for(1, std::time::Duration::from_secs(5));
+    assert_eq!(alerts.len(), 1);
+    let body = alerts[0].json();
+    assert_eq!(body["status"], "warning", "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("public.t 2000 -> 0"), "{detail}");
+    assert!(detail.contains("Step: anomaly"), "{detail}");
+    assert_eq!(
+        dumps(&root.path().join("backups")).len(),
+        2,
+        "the pinned one stays"
+    );
+}
