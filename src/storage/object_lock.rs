@@ -124,40 +124,29 @@ impl Store {
         Ok(())
     }
 
-    /// The retain-until of an object's current version; None when it has none
-    /// (or the bucket has no Object Lock).
+    /// The retain-until of an object's current version; None when it has none.
+    /// HeadObject carries it (for callers allowed s3:GetObjectRetention), and
+    /// unlike GetObjectRetention every S3-compatible store answers it.
     pub async fn retain_until(&self, key: &str) -> Result<Option<DateTime<Utc>>> {
         let out = match self
             .client
-            .get_object_retention()
+            .head_object()
             .bucket(self.bucket())
             .key(key)
             .send()
             .await
         {
             Ok(out) => out,
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => {
+                return Ok(None)
+            }
             Err(err) => {
-                let code = err
-                    .as_service_error()
-                    .and_then(|e| aws_sdk_s3::error::ProvideErrorMetadata::code(e))
-                    .unwrap_or_default();
-                // No lock configured, no retention on this object, or no object.
-                if matches!(
-                    code,
-                    "ObjectLockConfigurationNotFoundError"
-                        | "NoSuchObjectLockConfiguration"
-                        | "InvalidRequest"
-                        | "NoSuchKey"
-                ) {
-                    return Ok(None);
-                }
                 return Err(sdk_error(err))
-                    .with_context(|| format!("reading the Object Lock of {}", self.uri(key)));
+                    .with_context(|| format!("reading the Object Lock of {}", self.uri(key)))
             }
         };
         Ok(out
-            .retention()
-            .and_then(|r| r.retain_until_date())
+            .object_lock_retain_until_date()
             .and_then(|d| DateTime::from_timestamp(d.secs(), 0)))
     }
 }
