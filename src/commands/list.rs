@@ -46,6 +46,9 @@ pub struct Entry {
     pub retention: Option<&'static str>,
     /// The rules and invariants that keep it (or why it would go).
     pub kept_by: Vec<String>,
+    /// The `backup --all-databases` run (its id) this backup belongs to; its globals and
+    /// databases are listed together, globals first.
+    pub cluster_run: Option<String>,
     /// `local`, `s3` or `both`: where the dump is.
     #[serde(rename = "where")]
     pub location: &'static str,
@@ -206,15 +209,27 @@ pub async fn run(_global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
                 locked_until: f.locked_until,
                 retention: plan.as_ref().map(|o| o.action),
                 kept_by: plan.map(|o| o.reasons).unwrap_or_default(),
+                cluster_run: meta.and_then(|m| m.cluster_run.clone()),
                 location,
                 complete,
                 local: f.local.map(|(_, _, files)| files),
                 s3: f.s3.map(|(_, _, objects)| objects),
             };
-            Some((name.timestamp, entry))
+            // A run's backups sort together, at the time the run started.
+            let at = entry
+                .cluster_run
+                .as_deref()
+                .and_then(|r| chrono::NaiveDateTime::parse_from_str(r, "%Y%m%dT%H%M%S").ok())
+                .unwrap_or(name.timestamp);
+            Some((at, entry))
         })
         .collect();
-    entries.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.name.cmp(&b.1.name)));
+    entries.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then(a.1.cluster_run.cmp(&b.1.cluster_run))
+            .then((a.1.mode != "globals").cmp(&(b.1.mode != "globals")))
+            .then(a.1.name.cmp(&b.1.name))
+    });
     let entries: Vec<Entry> = entries.into_iter().map(|(_, e)| e).collect();
 
     if args.json {
@@ -247,10 +262,11 @@ pub fn table(entries: &[Entry]) -> Vec<String> {
         "AGE",
         "ALEMBIC",
         "VERIFIED",
+        "RUN",
         "WHERE",
         "RETENTION",
     ];
-    let rows: Vec<[String; 9]> = entries
+    let rows: Vec<[String; 10]> = entries
         .iter()
         .map(|e| {
             [
@@ -269,6 +285,7 @@ pub fn table(entries: &[Entry]) -> Vec<String> {
                     Some(false) => "FAILED".into(),
                     None => "-".into(),
                 },
+                e.cluster_run.clone().unwrap_or_else(|| "-".into()),
                 e.location.to_owned(),
                 retention_cell(e),
             ]

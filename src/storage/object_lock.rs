@@ -11,11 +11,12 @@
 use anyhow::{Context, Result};
 use aws_sdk_s3::primitives::DateTime as SdkDateTime;
 use aws_sdk_s3::types::{ObjectLockEnabled, ObjectLockRetention, ObjectLockRetentionMode};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::s3::{sdk_error, Store};
 use crate::cli::{LockMode, ObjectLockArgs};
 use crate::error::usage;
+use crate::ui;
 
 /// The lock a run puts on what it uploads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +95,33 @@ impl Store {
                 })
             }
         }
+    }
+
+    /// Locks a backup's objects (dump and meta.json, or the globals file and
+    /// its meta.json) once all of them are uploaded, and says until when.
+    pub async fn lock_backup(
+        &self,
+        lock: &LockPolicy,
+        keys: &[&str],
+        from: DateTime<Utc>,
+    ) -> Result<()> {
+        let until = lock.until(from);
+        for key in keys {
+            self.lock_object(key, lock, until).await?;
+        }
+        ui::info(&format!(
+            "locked {} until {} ({} mode)",
+            keys.iter()
+                .map(|k| self.uri(k))
+                .collect::<Vec<_>>()
+                .join(" and "),
+            until.to_rfc3339_opts(SecondsFormat::Secs, true),
+            match lock.mode {
+                LockMode::Governance => "governance",
+                LockMode::Compliance => "compliance",
+            }
+        ));
+        Ok(())
     }
 
     /// Sets retain-until on one object.
