@@ -263,8 +263,8 @@ pub fn table(entries: &[Entry]) -> Vec<String> {
         "ALEMBIC",
         "VERIFIED",
         "RUN",
-        "WHERE",
         "RETENTION",
+        "WHERE",
     ];
     let rows: Vec<[String; 10]> = entries
         .iter()
@@ -286,8 +286,8 @@ pub fn table(entries: &[Entry]) -> Vec<String> {
                     None => "-".into(),
                 },
                 e.cluster_run.clone().unwrap_or_else(|| "-".into()),
-                e.location.to_owned(),
                 retention_cell(e),
+                e.location.to_owned(),
             ]
         })
         .collect();

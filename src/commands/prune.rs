@@ -54,7 +54,7 @@ pub async fn run(_global: &GlobalArgs, args: PruneArgs) -> Result<ExitCode> {
     if args.json {
         ui::stdout_line(&serde_json::to_string_pretty(&outcomes)?);
     } else {
-        for line in table(&outcomes, args.dry_run) {
+        for line in table(&outcomes) {
             ui::stdout_line(&line);
         }
     }
@@ -72,20 +72,16 @@ pub async fn run(_global: &GlobalArgs, args: PruneArgs) -> Result<ExitCode> {
 }
 
 /// One line per backup: `keep`/`delete`, where, name, reasons.
-fn table(outcomes: &[Outcome], dry_run: bool) -> Vec<String> {
+fn table(outcomes: &[Outcome]) -> Vec<String> {
     let width = outcomes.iter().map(|o| o.name.len()).max().unwrap_or(4);
     let mut lines = vec![format!(
         "{:<6}  {:<5}  {:<width$}  WHY",
         "ACTION", "WHERE", "NAME"
     )];
     for o in outcomes {
-        let action = match (o.action, dry_run) {
-            ("delete", false) => "delete",
-            ("delete", true) => "delete",
-            _ => "keep",
-        };
         lines.push(format!(
-            "{action:<6}  {:<5}  {:<width$}  {}",
+            "{:<6}  {:<5}  {:<width$}  {}",
+            o.action,
             o.store,
             o.name,
             o.reasons.join(", ")
