@@ -41,6 +41,9 @@ pub enum Step {
     Upload,
     Verify,
     Retention,
+    /// Not a failure: the backup shrank suspiciously and the previous one was
+    /// pinned; sent with status `warning`.
+    Anomaly,
 }
 
 impl Step {
@@ -52,6 +55,15 @@ impl Step {
             Step::Upload => "upload",
             Step::Verify => "verify",
             Step::Retention => "retention",
+            Step::Anomaly => "anomaly",
+        }
+    }
+
+    /// The alert's `status`: `warning` for an anomaly, else `failure`.
+    pub fn status(self) -> &'static str {
+        match self {
+            Step::Anomaly => "warning",
+            _ => "failure",
         }
     }
 
@@ -63,6 +75,9 @@ impl Step {
             Step::Upload => format!("PostgreSQL backup upload failed on {host}"),
             Step::Verify => format!("PostgreSQL backup verification failed on {host}"),
             Step::Retention => format!("PostgreSQL backup retention failed on {host}"),
+            Step::Anomaly => format!(
+                "PostgreSQL backup anomaly on {host}: the new backup shrank, the previous one is pinned"
+            ),
         }
     }
 }
@@ -112,13 +127,21 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// The `status` field: `warning` for an anomaly, `skipped` for a skipped run, else `failure`.
+    pub fn status(&self) -> &'static str {
+        match self.step {
+            Step::Anomaly => Step::Anomaly.status(),
+            _ => self.outcome.status(),
+        }
+    }
+
     pub fn message(&self) -> String {
         let host = &self.host;
         let during = match self.step {
             Step::Verify => "backup verification",
             Step::Upload => "backup upload",
             Step::Retention => "backup retention",
-            Step::Config | Step::Setup | Step::Backup => "backup",
+            Step::Config | Step::Setup | Step::Backup | Step::Anomaly => "backup",
         };
         match self.outcome {
             Outcome::Failed => self.step.message(host),
@@ -155,7 +178,7 @@ impl Failure {
         let mut map = serde_json::Map::new();
         map.insert("service".into(), json!(self.service));
         map.insert("event".into(), json!(EVENT));
-        map.insert("status".into(), json!(self.outcome.status()));
+        map.insert("status".into(), json!(self.status()));
         map.insert("host".into(), json!(self.host));
         map.insert("message".into(), json!(self.message()));
         map.insert("detail".into(), json!(self.detail()));
@@ -275,7 +298,7 @@ pub fn slack(failure: &Failure) -> Value {
             {
                 "type": "context",
                 "elements": [
-                    {"type": "mrkdwn", "text": format!("Log: `{}` | event {EVENT} | status {}", failure.log.as_deref().unwrap_or("(none)"), failure.outcome.status())}
+                    {"type": "mrkdwn", "text": format!("Log: `{}` | event {EVENT} | status {}", failure.log.as_deref().unwrap_or("(none)"), failure.status())}
                 ]
             }
         ]
@@ -295,6 +318,7 @@ pub fn pagerduty(failure: &Failure, routing_key: &str) -> Value {
     details.insert("log".into(), json!(failure.log));
     details.insert("error".into(), json!(failure.error));
     let (summary, severity) = match failure.outcome {
+        Outcome::Failed if failure.step == Step::Anomaly => (failure.message(), "warning"),
         Outcome::Failed => (
             format!(
                 "{}: {} step failed",

@@ -11,7 +11,9 @@
 //! 5. back up (and upload, when S3 is configured): [`backup::dump_local_first`];
 //! 6. verify the new backup, with `--verify` or `VERIFY_ON_BACKUP=true`, even
 //!    when the upload failed (the local backup is complete);
-//! 7. retention, when 5 (locally) and 6 succeeded; on S3 only when the upload did too;
+//! 7. the anomaly check (pins the previous backup when the new one shrank:
+//!    a `warning` alert, not a failure), then retention, when 5 (locally) and
+//!    6 succeeded; on S3 only when the upload did too;
 //! 8. prune old run logs (`LOG_KEEP`), then [`report`]: the heartbeat (and a
 //!    PagerDuty resolve) on success, the metrics file always, the alert on
 //!    failure. None of these changes the exit code: 0 only when 5-7 succeeded.
@@ -35,6 +37,7 @@ use crate::error::{self, usage};
 use crate::lock::{self, RunLock};
 use crate::metrics::{self, StepMetric};
 use crate::pg::url::{process_env, ConnSettings};
+use crate::retention::Policy;
 use crate::signals::Signals;
 use crate::storage::s3::{self, S3Settings};
 use crate::{settings, ui};
@@ -56,6 +59,8 @@ pub(crate) struct Run {
     log: Option<PathBuf>,
     steps: Vec<StepMetric>,
     made: Option<Made>,
+    /// The anomaly check's findings: the run succeeds, the alert says `warning`.
+    anomaly: Option<crate::anomaly::Findings>,
 }
 
 /// The step that failed and why.
@@ -92,6 +97,7 @@ pub async fn run(global: &GlobalArgs, args: CronArgs) -> Result<ExitCode> {
         log: None,
         steps: Vec::new(),
         made: None,
+        anomaly: None,
     };
     register_secrets(&args.report, args.verify_target_url.as_deref());
     let group = group_of(
@@ -143,7 +149,7 @@ pub async fn run(global: &GlobalArgs, args: CronArgs) -> Result<ExitCode> {
         }
     };
     if config.job.upload {
-        storage_class_warning(&args, false);
+        storage_class_warning(&args, config.job.policy.last, false);
     }
     ui::info(&format!(
         "pgbak cron {} starting (pid {}): {} backup of {} into {}, keep {}, verify {}, log {}",
@@ -152,7 +158,7 @@ pub async fn run(global: &GlobalArgs, args: CronArgs) -> Result<ExitCode> {
         args.mode.as_str(),
         config.job.conn.dbname,
         args.backup_dir.display(),
-        args.keep,
+        config.job.policy,
         if config.verify { "on" } else { "off" },
         run.log
             .as_ref()
@@ -220,6 +226,7 @@ async fn steps(
         }
         return run
             .step(Step::Backup, async {
+                backup::check_object_lock(job).await?;
                 super::cluster::backup_run(job, excludes, signals)
                     .await?
                     .result()
@@ -227,7 +234,10 @@ async fn steps(
             .await;
     }
     let (made, upload_failed) = run
-        .step(Step::Backup, backup::dump_local_first(job, signals))
+        .step(Step::Backup, async {
+            backup::check_object_lock(job).await?;
+            backup::dump_local_first(job, signals).await
+        })
         .await?;
     run.made = Some(made.clone());
     if let Some(err) = &upload_failed {
@@ -254,16 +264,20 @@ async fn steps(
             return Err(failed);
         }
     }
-    let remote = upload_failed.is_none();
-    let deleted = run
+    // The anomaly check first: a pin that could not be written stops retention.
+    // After a failed upload, retention stays local (the S3 copy is not good).
+    let local_only = BackupJob {
+        upload: job.upload && upload_failed.is_none(),
+        ..job.clone()
+    };
+    let (anomaly, deleted) = run
         .step(Step::Retention, async {
-            let mut deleted = backup::apply_retention(job, &made)?;
-            if remote {
-                deleted.extend(backup::apply_remote_retention(job, &made).await?);
-            }
-            Ok(deleted)
+            let anomaly = crate::anomaly::check_and_pin(&local_only, &made, job.anomaly).await?;
+            let deleted = backup::apply_retention(&local_only, &made).await?;
+            Ok((anomaly, deleted))
         })
         .await?;
+    run.anomaly = anomaly;
     if !deleted.is_empty() {
         ui::info(&format!("retention removed {} file(s)", deleted.len()));
     }
@@ -319,6 +333,7 @@ fn resolve(global: &GlobalArgs, args: &CronArgs) -> Result<Config> {
         anyhow::bail!("{err}");
     }
     let conn = settings::explicit_connection()?;
+    let policy = Policy::from_args(&args.retention)?;
     let verify = args.verify || settings::env_bool("VERIFY_ON_BACKUP")?.unwrap_or(false);
     let verify_target = match &args.verify_target_url {
         Some(url) => Target::Url(
@@ -344,7 +359,9 @@ fn resolve(global: &GlobalArgs, args: &CronArgs) -> Result<Config> {
             output_dir: args.backup_dir.clone(),
             mode: args.mode,
             label: None,
-            keep: args.keep,
+            policy,
+            lock: backup::object_lock_for(&args.s3, args.no_s3, &args.object_lock)?,
+            anomaly: crate::anomaly::threshold(&args.anomaly)?,
             compress: args.compress.clone(),
             pg_bin_dir: global.pg_bin_dir.clone(),
             s3: args.s3.clone(),
@@ -361,8 +378,8 @@ fn resolve(global: &GlobalArgs, args: &CronArgs) -> Result<Config> {
 /// The STANDARD_IA minimum-duration warning, once: at `--check-config`
 /// (`always`), and at the first run with these settings, remembered in
 /// BACKUP_DIR, not every night.
-fn storage_class_warning(args: &CronArgs, always: bool) {
-    let Some(warning) = s3::keep_warning(args.keep, &args.s3.storage_class) else {
+fn storage_class_warning(args: &CronArgs, keep: u32, always: bool) {
+    let Some(warning) = s3::keep_warning(keep, &args.s3.storage_class) else {
         return;
     };
     let marker = args.backup_dir.join(".pgbak-storage-class-warned");
@@ -384,7 +401,7 @@ fn storage_class_warning(args: &CronArgs, always: bool) {
 fn check_config(global: &GlobalArgs, args: &CronArgs) -> Result<ExitCode> {
     let config = resolve(global, args).map_err(|e| usage(error::one_line(&e)))?;
     if config.job.upload {
-        storage_class_warning(args, true);
+        storage_class_warning(args, config.job.policy.last, true);
     }
     ui::info(&format!(
         "configuration OK: {} backup of {} ({}) into {}, keep {}, verify {}, upload {}",
@@ -392,7 +409,7 @@ fn check_config(global: &GlobalArgs, args: &CronArgs) -> Result<ExitCode> {
         config.job.conn.dbname,
         config.job.conn.endpoint(),
         args.backup_dir.display(),
-        args.keep,
+        config.job.policy,
         if config.verify { "on" } else { "off" },
         if config.job.upload { "on" } else { "off" },
     ));

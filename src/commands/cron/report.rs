@@ -42,6 +42,11 @@ pub(super) async fn finish(
                 heartbeat(url).await;
             }
             resolve_incident(reporter).await;
+            if let Some(findings) = &run.anomaly {
+                let summary = findings.summary();
+                let warning = failure(reporter, &run, Step::Anomaly, Outcome::Failed, &summary);
+                send_alert(reporter, &warning).await;
+            }
             0
         }
         Err(failed) => {
@@ -107,6 +112,7 @@ pub async fn unparsed(argv: &[OsString], err: clap::Error) -> Result<ExitCode> {
         log: None,
         steps: Vec::new(),
         made: None,
+        anomaly: None,
     };
     let all =
         argv.iter().any(|a| a == "--all-databases") || settings::env_flag("PGBAK_ALL_DATABASES");
