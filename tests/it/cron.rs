@@ -1029,19 +1029,27 @@ fn cron_s3_down_alerts_the_upload_step_and_keeps_the_local_backup() {
         assert!(!text.contains(secret));
         assert!(!output_text(&out).contains(secret));
     }
-    // The local backup is complete, so local retention ran (BACKUP_KEEP=1).
-    assert_eq!(dirs.dumps().len(), 1, "{:?}", dirs.dumps());
-    assert_eq!(dirs.metas().len(), 1);
-    for name in seeded {
-        assert!(
-            !dirs.backups.join(&name).exists(),
-            "{name} kept after a failed upload of a good local backup"
-        );
-    }
+    // The local backup is complete (meta.json says it is not on S3), so local
+    // retention ran; the seeded fakes have no readable meta.json, which retention keeps.
+    let new: Vec<String> = dirs
+        .metas()
+        .into_iter()
+        .filter(|n| !seeded.contains(n))
+        .collect();
+    assert_eq!(new.len(), 1, "{:?}", dirs.metas());
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dirs.backups.join(&new[0])).unwrap())
+            .unwrap();
+    assert!(meta["s3"].is_null(), "{meta}");
     let samples = parse_metrics(&std::fs::read_to_string(&dirs.metrics).expect("metrics file"));
     assert_eq!(
         metric(&samples, "pgbak_step_success", &["step=\"upload\""]),
         0.0
+    );
+    assert_eq!(
+        metric(&samples, "pgbak_step_success", &["step=\"retention\""]),
+        1.0,
+        "local retention ran after the failed upload"
     );
 }
 
