@@ -5,7 +5,8 @@
 //! - [`settings`] resolves flags and environment once (flag > environment > default);
 //! - [`archive`] finds a backup and checks it (meta.json, SHA-256, header) before verify/restore;
 //! - [`pg`] parses `DATABASE_URL`, talks to the server, finds and runs the client tools;
-//! - [`pipeline`] streams pg_dump's output through hashing into the file (and S3) sinks;
+//! - [`pipeline`] streams pg_dump's output through hashing (and [`encryption`]) into the file (and S3) sinks;
+//! - [`encryption`] parses age recipients and identities, and decrypts for pg_restore;
 //! - [`storage`] names and lists the backup set on local disk;
 //! - [`meta`] is the meta.json written beside every dump;
 //! - [`retention`] decides, as a pure function, which backups to delete;
@@ -16,6 +17,7 @@ pub mod alert;
 pub mod archive;
 pub mod cli;
 pub mod commands;
+pub mod encryption;
 pub mod error;
 pub mod lock;
 pub mod meta;
@@ -39,6 +41,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Verify(args) => commands::verify::run(&cli.global, args).await,
         cli::Command::Cron(args) => commands::cron::run(&cli.global, args).await,
         cli::Command::List(args) => commands::list::run(&cli.global, args).await,
+        cli::Command::Keygen(args) => commands::keygen::run(args),
         cli::Command::Completions(args) => commands::completions::run(args),
         cli::Command::Man => commands::man::run(),
     }

@@ -4,7 +4,9 @@
 //! 1. connect, read the server version, pick a pg_dump at least that new;
 //! 2. open a REPEATABLE READ transaction and export its snapshot;
 //! 3. run `pg_dump --snapshot` and stream its output through the hash stage
-//!    into `<name>.dump.partial` (and S3, when configured), while the same
+//!    (and, with recipients, the age encryption stage: the file is then
+//!    `<name>.dump.age` and no plaintext byte reaches disk or S3) into
+//!    `<name>.dump.partial` (and S3, when configured), while the same
 //!    transaction counts every table's rows: dump and counts share one instant;
 //! 4. check pg_dump's exit status and the archive magic, fsync, write
 //!    meta.json's partial, then rename the dump and the meta into place;
@@ -25,8 +27,9 @@ use chrono::{SecondsFormat, Utc};
 use tokio_postgres::Client;
 
 use crate::cli::{BackupArgs, GlobalArgs, Mode, S3Args};
+use crate::encryption::Recipients;
 use crate::error::{interrupted, usage};
-use crate::meta::{Meta, TableRows};
+use crate::meta::{Encryption, Meta, TableRows};
 use crate::pg::client;
 use crate::pg::tools::{self, PgTools};
 use crate::pg::url::ConnSettings;
@@ -51,6 +54,8 @@ pub struct BackupJob {
     /// S3 settings; uploading happens when a bucket is set and `upload` is true.
     pub s3: S3Args,
     pub upload: bool,
+    /// Encrypt to these (age); None writes a plaintext `.dump`.
+    pub recipients: Option<Recipients>,
 }
 
 impl BackupJob {
@@ -63,6 +68,10 @@ impl BackupJob {
             // Bad S3 settings are a usage error before anything is dumped.
             S3Settings::from_args(&args.s3, None)?;
         }
+        let recipients = Recipients::resolve(
+            &args.encrypt.recipients,
+            args.encrypt.recipients_file.as_deref(),
+        )?;
         Ok(BackupJob {
             conn: crate::settings::connection()?,
             output_dir: args.output_dir.clone(),
@@ -73,6 +82,7 @@ impl BackupJob {
             pg_bin_dir: global.pg_bin_dir.clone(),
             s3: args.s3.clone(),
             upload,
+            recipients,
         })
     }
 }
@@ -150,11 +160,17 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
     let dump_path = job.output_dir.join(name.dump_file());
     let meta_path = job.output_dir.join(name.meta_file());
     ui::info(&format!(
-        "backing up database {:?} at {} ({} mode, compression {compression}, pg_dump {}) to {}",
+        "backing up database {:?} at {} ({} mode, compression {compression}, pg_dump {}{}) to {}",
         job.conn.dbname,
         job.conn.endpoint(),
         job.mode.as_str(),
         tools.version,
+        job.recipients
+            .as_ref()
+            .map_or_else(String::new, |r| format!(
+                ", age-encrypted to {} recipient(s)",
+                r.texts().len()
+            )),
         dump_path.display()
     ));
 
@@ -203,6 +219,7 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
     };
     let Streamed {
         summary,
+        stored,
         sink,
         s3: s3_sink,
         catalog,
@@ -211,7 +228,7 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
     let mut location = None;
     if let Some(s3_sink) = s3_sink {
         match signals
-            .guard(async { Ok(s3_sink.complete(summary.bytes).await) })
+            .guard(async { Ok(s3_sink.complete(stored.0).await) })
             .await
         {
             Ok(Ok(loc)) => location = Some(loc),
@@ -230,8 +247,8 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
         mode: job.mode.as_str().to_owned(),
         label: job.label.clone(),
         file: name.dump_file(),
-        size_bytes: summary.bytes,
-        sha256: summary.sha256.clone(),
+        size_bytes: stored.0,
+        sha256: stored.1.clone(),
         started_at: started.to_rfc3339_opts(SecondsFormat::Secs, true),
         finished_at: finished.to_rfc3339_opts(SecondsFormat::Secs, true),
         duration_seconds: (clock.elapsed().as_secs_f64() * 10.0).round() / 10.0,
@@ -245,6 +262,12 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
         pgbak_version: env!("CARGO_PKG_VERSION").to_owned(),
         s3: location.clone(),
         verification: None,
+        encryption: job.recipients.as_ref().map(|r| Encryption {
+            format: "age".to_owned(),
+            recipients: r.texts(),
+            plaintext_sha256: summary.sha256.clone(),
+            plaintext_size_bytes: summary.bytes,
+        }),
     };
     if let Err(err) = commit(sink, &meta, &meta_path) {
         discard(&upload).await;
@@ -316,7 +339,8 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
 /// Two backups of one group within a second (or at once): the later one moves
 /// to the next free second, so nothing is ever overwritten.
 fn reserve_name(job: &BackupJob, at: chrono::DateTime<Utc>) -> Result<(BackupName, FileSink)> {
-    let mut name = BackupName::new(&job.conn.dbname, job.mode, job.label.as_deref(), at);
+    let mut name = BackupName::new(&job.conn.dbname, job.mode, job.label.as_deref(), at)
+        .with_encryption(job.recipients.is_some());
     // Names stay in order even when runs come faster than one a second: a new
     // backup is always named after the newest one of its group, so "newest"
     // (retention, restore, verify) means the same by name and by time.
@@ -408,7 +432,10 @@ async fn read_catalog(client: &Client, mode: Mode) -> Result<Catalog> {
 }
 
 struct Streamed {
+    /// What pg_dump wrote (the plaintext archive).
     summary: pipeline::Summary,
+    /// Size and SHA-256 of what was stored (the ciphertext when encrypting).
+    stored: (u64, String),
     sink: FileSink,
     s3: Option<S3Sink>,
     catalog: Catalog,
@@ -452,6 +479,7 @@ async fn stream_dump(
     let source =
         pipeline::blocking_pipe(stdout.into_owned_fd().context("taking pg_dump's stdout")?)?;
 
+    let recipients = job.recipients.clone();
     let mut pump = tokio::task::spawn_blocking(move || {
         let mut sink = sink;
         let mut s3 = s3;
@@ -461,12 +489,7 @@ async fn stream_dump(
             if let Some(s3) = s3.as_mut() {
                 sinks.push(s3);
             }
-            pipeline::pump(source, &mut sinks, &mut progress).and_then(|summary| {
-                sinks
-                    .iter_mut()
-                    .try_for_each(|s| s.finish())
-                    .map(|()| summary)
-            })
+            pump_through(source, sinks, recipients.as_ref(), &mut progress)
         };
         progress.finish();
         (result, sink, s3)
@@ -489,8 +512,8 @@ async fn stream_dump(
         }
     };
     let (pumped, sink, s3) = pumped.context("the dump stream stopped unexpectedly")?;
-    let summary = match pumped {
-        Ok(summary) => summary,
+    let (summary, stored) = match pumped {
+        Ok(pumped) => pumped,
         Err(err) => {
             // A write failed (disk full): pg_dump would block on a full pipe.
             tools::terminate(&mut child).await;
@@ -537,10 +560,39 @@ async fn stream_dump(
     drop(client);
     Ok(Streamed {
         summary,
+        stored,
         sink,
         s3,
         catalog,
     })
+}
+
+/// The pump into `sinks`, through the encryption stage when there are
+/// recipients; finishes the sinks. Returns the plaintext summary and the
+/// stored bytes' size and SHA-256.
+fn pump_through(
+    source: std::fs::File,
+    mut sinks: Vec<&mut dyn Sink>,
+    recipients: Option<&Recipients>,
+    progress: &mut ui::Progress,
+) -> Result<(pipeline::Summary, (u64, String))> {
+    match recipients {
+        None => {
+            let summary = pipeline::pump(source, &mut sinks, progress)?;
+            sinks.iter_mut().try_for_each(|s| s.finish())?;
+            let stored = (summary.bytes, summary.sha256.clone());
+            Ok((summary, stored))
+        }
+        Some(recipients) => {
+            let mut encrypt = pipeline::Encrypt::new(recipients, sinks)?;
+            let summary = pipeline::pump(source, &mut [&mut encrypt], progress)?;
+            encrypt.finish()?;
+            let stored = encrypt
+                .stored()
+                .context("the encryption stage did not finish")?;
+            Ok((summary, stored))
+        }
+    }
 }
 
 /// Step 4: meta.json's partial first (a full disk fails here, before any

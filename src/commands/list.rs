@@ -34,6 +34,8 @@ pub struct Entry {
     pub alembic_revision: Option<String>,
     /// The last `pgbak verify` result recorded in meta.json; null when never verified.
     pub verified: Option<bool>,
+    /// The dump is age-encrypted (`.dump.age`).
+    pub encrypted: bool,
     /// `local`, `s3` or `both`: where the dump is.
     #[serde(rename = "where")]
     pub location: &'static str,
@@ -149,6 +151,7 @@ pub async fn run(_global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
                 sha256: meta.map(|m| m.sha256.clone()),
                 alembic_revision: meta.and_then(|m| m.alembic_revision.clone()),
                 verified: meta.and_then(|m| m.verification.as_ref().map(|v| v.passed)),
+                encrypted: name.encrypted || meta.is_some_and(|m| m.encryption.is_some()),
                 location,
                 complete,
                 local: f.local.map(|(_, _, files)| files),
@@ -183,9 +186,9 @@ pub async fn run(_global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
 /// The table, header first, columns padded to their widest cell.
 pub fn table(entries: &[Entry]) -> Vec<String> {
     let header = [
-        "NAME", "MODE", "LABEL", "SIZE", "AGE", "ALEMBIC", "VERIFIED", "WHERE",
+        "NAME", "MODE", "LABEL", "SIZE", "AGE", "ALEMBIC", "VERIFIED", "ENC", "WHERE",
     ];
-    let rows: Vec<[String; 8]> = entries
+    let rows: Vec<[String; 9]> = entries
         .iter()
         .map(|e| {
             [
@@ -204,6 +207,7 @@ pub fn table(entries: &[Entry]) -> Vec<String> {
                     Some(false) => "FAILED".into(),
                     None => "-".into(),
                 },
+                if e.encrypted { "age" } else { "-" }.to_owned(),
                 e.location.to_owned(),
             ]
         })

@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod completions;
 pub mod cron;
+pub mod keygen;
 pub mod list;
 pub mod man;
 pub mod restore;

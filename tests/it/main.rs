@@ -5,6 +5,7 @@ mod support;
 
 mod backup;
 mod cron;
+mod encryption;
 mod faults;
 mod harness;
 mod list;
