@@ -629,6 +629,7 @@ async fn run_checks(
             maintenance_work_mem: &opts.maintenance_work_mem,
             tables: &[],
             schemas: &[],
+            owners: false,
         },
         signals,
     )

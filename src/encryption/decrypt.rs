@@ -135,6 +135,32 @@ impl Source {
         Ok(crate::archive::parse_header(&head[..len]))
     }
 
+    /// The whole plaintext in memory (small files: the globals SQL).
+    pub fn read_all(&self) -> Result<Vec<u8>> {
+        let Some(identities) = &self.identities else {
+            return std::fs::read(&self.dump)
+                .with_context(|| format!("reading {}", self.dump.display()));
+        };
+        let mut reader =
+            open_reader(&self.dump, identities).map_err(|e| anyhow!(e.describe(&self.dump)))?;
+        let mut plain = Vec::new();
+        reader.read_to_end(&mut plain).with_context(|| {
+            format!(
+                "decrypting {} (the file is corrupt or truncated)",
+                self.dump.display()
+            )
+        })?;
+        if let Some((sha256, _)) = &self.expected {
+            if hex::encode(Sha256::digest(&plain)) != *sha256 {
+                return Err(anyhow!(
+                    "the decrypted {} differs from its meta.json",
+                    self.dump.display()
+                ));
+            }
+        }
+        Ok(plain)
+    }
+
     /// For `pg_restore --list`: the plaintext streamed into its stdin.
     pub fn for_list(&self) -> Result<Plain> {
         match &self.identities {
@@ -334,10 +360,12 @@ fn copy_plain(dump: &Path, identities: &Identities, out: &mut File, pipe: bool) 
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(anyhow!(
+            Err(e) => {
+                return Err(anyhow!(
                 "decrypting {} failed after {bytes} bytes: {e} (the file is corrupt or truncated)",
                 dump.display()
-            )),
+            ))
+            }
         };
         hasher.update(&buf[..n]);
         bytes += n as u64;

@@ -5,6 +5,7 @@ mod support;
 
 mod backup;
 mod cron;
+mod drill;
 mod encryption;
 mod faults;
 mod harness;
