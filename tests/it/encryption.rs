@@ -572,3 +572,64 @@ fn encryption_retention_rotates_plaintext_and_encrypted_backups_as_one_group() {
     assert_eq!(crate::s3::files(&dir, ".dump.age").len(), 2);
     assert_eq!(crate::s3::files(&dir, ".meta.json").len(), 2);
 }
+
+#[test]
+fn encryption_covers_the_globals_file_of_an_all_databases_run() {
+    let source = support::private_cluster(16);
+    source.psql("postgres", "CREATE ROLE enc_app LOGIN PASSWORD 'enc-Pa55'");
+    source.psql("postgres", "CREATE DATABASE enc_app OWNER enc_app");
+    source.psql(
+        "enc_app",
+        "CREATE TABLE notes (id int PRIMARY KEY, body text); \
+         INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 500) g; \
+         ALTER TABLE notes OWNER TO enc_app",
+    );
+    let keys = Dir::new("enc-all-keys");
+    let dir = Dir::new("enc-all");
+    let (key, public) = age_keygen(&keys, "key.txt");
+    let out = support::pgbak(&source)
+        .args(["backup", "--all-databases", "--no-s3", "--output-dir"])
+        .arg(&*dir)
+        .args(["--encrypt-to", &public])
+        .env("DATABASE_URL", source.url("postgres"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let sealed = crate::s3::files(&dir, ".dump.age");
+    assert!(sealed.iter().any(|f| f.contains("_globals_")), "{sealed:?}");
+    assert!(
+        sealed.iter().any(|f| f.starts_with("enc_app_full_")),
+        "{sealed:?}"
+    );
+    assert!(crate::s3::files(&dir, ".dump").is_empty());
+    for file in &sealed {
+        let bytes = std::fs::read(dir.join(file)).unwrap();
+        assert!(bytes.starts_with(b"age-encryption.org/v1"), "{file}");
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !contains_pgdmp(&bytes) && !text.contains("CREATE ROLE"),
+            "{file}"
+        );
+    }
+    // Rebuild on an empty server from the encrypted run: roles first (decrypted in memory).
+    let target = support::private_cluster(16);
+    let out = support::pgbak(&target)
+        .args(["restore", "--all-databases", "--no-confirm", "--backup-dir"])
+        .arg(&*dir)
+        .env("PGBAK_AGE_IDENTITY_FILE", &key)
+        .env("DATABASE_URL", target.url("postgres"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(
+        target.table_digests("enc_app"),
+        source.table_digests("enc_app")
+    );
+    assert_eq!(
+        target.psql(
+            "enc_app",
+            "SELECT tableowner FROM pg_tables WHERE tablename = 'notes'"
+        ),
+        "enc_app"
+    );
+}
