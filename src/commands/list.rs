@@ -36,6 +36,9 @@ pub struct Entry {
     pub verified: Option<bool>,
     /// The dump is age-encrypted (`.dump.age`).
     pub encrypted: bool,
+    /// The `backup --all-databases` run (its id) this backup belongs to; its globals and
+    /// databases are listed together, globals first.
+    pub cluster_run: Option<String>,
     /// `local`, `s3` or `both`: where the dump is.
     #[serde(rename = "where")]
     pub location: &'static str,
@@ -152,15 +155,27 @@ pub async fn run(_global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
                 alembic_revision: meta.and_then(|m| m.alembic_revision.clone()),
                 verified: meta.and_then(|m| m.verification.as_ref().map(|v| v.passed)),
                 encrypted: name.encrypted || meta.is_some_and(|m| m.encryption.is_some()),
+                cluster_run: meta.and_then(|m| m.cluster_run.clone()),
                 location,
                 complete,
                 local: f.local.map(|(_, _, files)| files),
                 s3: f.s3.map(|(_, _, objects)| objects),
             };
-            Some((name.timestamp, entry))
+            // A run's backups sort together, at the time the run started.
+            let at = entry
+                .cluster_run
+                .as_deref()
+                .and_then(|r| chrono::NaiveDateTime::parse_from_str(r, "%Y%m%dT%H%M%S").ok())
+                .unwrap_or(name.timestamp);
+            Some((at, entry))
         })
         .collect();
-    entries.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.name.cmp(&b.1.name)));
+    entries.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then(a.1.cluster_run.cmp(&b.1.cluster_run))
+            .then((a.1.mode != "globals").cmp(&(b.1.mode != "globals")))
+            .then(a.1.name.cmp(&b.1.name))
+    });
     let entries: Vec<Entry> = entries.into_iter().map(|(_, e)| e).collect();
 
     if args.json {
@@ -186,9 +201,9 @@ pub async fn run(_global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
 /// The table, header first, columns padded to their widest cell.
 pub fn table(entries: &[Entry]) -> Vec<String> {
     let header = [
-        "NAME", "MODE", "LABEL", "SIZE", "AGE", "ALEMBIC", "VERIFIED", "ENC", "WHERE",
+        "NAME", "MODE", "LABEL", "SIZE", "AGE", "ALEMBIC", "VERIFIED", "ENC", "RUN", "WHERE",
     ];
-    let rows: Vec<[String; 9]> = entries
+    let rows: Vec<[String; 10]> = entries
         .iter()
         .map(|e| {
             [
@@ -208,6 +223,7 @@ pub fn table(entries: &[Entry]) -> Vec<String> {
                     None => "-".into(),
                 },
                 if e.encrypted { "age" } else { "-" }.to_owned(),
+                e.cluster_run.clone().unwrap_or_else(|| "-".into()),
                 e.location.to_owned(),
             ]
         })
