@@ -633,3 +633,43 @@ fn encryption_covers_the_globals_file_of_an_all_databases_run() {
         "enc_app"
     );
 }
+
+#[test]
+fn encryption_a_scratch_dir_without_room_is_exit_2_before_the_target_is_touched() {
+    let Some(tmpfs) = crate::backup::Tmpfs::mount("64k") else {
+        return;
+    };
+    std::fs::create_dir(tmpfs.path()).unwrap();
+    let pg = pg16();
+    let db = pg.fresh_db("enc scratch");
+    db.load_fixture(0.02);
+    let keys = Dir::new("enc-scratch-keys");
+    let dir = Dir::new("enc-scratch");
+    let (key, public) = age_keygen(&keys, "key.txt");
+    let (dump, _) = summary(&backup_cmd(&db, &dir, &[&public]).output().unwrap());
+    let target = pg.fresh_db("enc scratch target");
+    target.psql("CREATE TABLE keep_me (x int)");
+    let out = support::pgbak(pg)
+        .arg("restore")
+        .arg(&dump)
+        .args([
+            "--no-confirm",
+            "--create-db",
+            "--jobs",
+            "4",
+            "--scratch-dir",
+        ])
+        .arg(tmpfs.path())
+        .env("PGBAK_AGE_IDENTITY_FILE", &key)
+        .env("DATABASE_URL", target.url())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--scratch-dir"),
+        "{}",
+        output_text(&out)
+    );
+    assert_eq!(target.psql("SELECT count(*) FROM keep_me"), "0");
+    assert_eq!(std::fs::read_dir(tmpfs.path()).unwrap().count(), 0);
+}
