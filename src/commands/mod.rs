@@ -8,5 +8,7 @@ pub mod globals;
 pub mod keygen;
 pub mod list;
 pub mod man;
+pub mod prune;
 pub mod restore;
+pub mod unpin;
 pub mod verify;
