@@ -88,6 +88,8 @@ struct Config {
     verify_target: Target,
     /// `--all-databases` (or PGBAK_ALL_DATABASES=true): the databases to leave out.
     all_databases: Option<Vec<glob::Pattern>>,
+    /// How verify reads an encrypted backup (the age identity, the scratch directory).
+    decrypt: crate::cli::DecryptArgs,
 }
 
 pub async fn run(global: &GlobalArgs, args: CronArgs) -> Result<ExitCode> {
@@ -346,6 +348,11 @@ fn resolve(global: &GlobalArgs, args: &CronArgs) -> Result<Config> {
     if upload {
         S3Settings::from_args(&args.s3, None)?;
     }
+    check_encryption(args.encrypt.clone(), &args.decrypt, verify)?;
+    let recipients = crate::encryption::Recipients::resolve(
+        &args.encrypt.recipients,
+        args.encrypt.recipients_file.as_deref(),
+    )?;
     let all_databases =
         args.all_databases || settings::env_bool("PGBAK_ALL_DATABASES")?.unwrap_or(false);
     let all_databases = if all_databases {
@@ -368,11 +375,48 @@ fn resolve(global: &GlobalArgs, args: &CronArgs) -> Result<Config> {
             upload,
             cluster_run: None,
             no_role_passwords: settings::env_bool("PGBAK_NO_ROLE_PASSWORDS")?.unwrap_or(false),
+            recipients,
         },
         verify,
         verify_target,
         all_databases,
+        decrypt: args.decrypt.clone(),
     })
+}
+
+/// Encryption settings checked before any work (exit 2): the recipients parse,
+/// and a run that verifies an encrypted backup has an identity that fits one
+/// of them (else every night's verify would fail after the dump).
+fn check_encryption(
+    encrypt: crate::cli::EncryptArgs,
+    decrypt: &crate::cli::DecryptArgs,
+    verify: bool,
+) -> Result<()> {
+    let Some(recipients) = crate::encryption::Recipients::resolve(
+        &encrypt.recipients,
+        encrypt.recipients_file.as_deref(),
+    )?
+    else {
+        return Ok(());
+    };
+    if !verify {
+        return Ok(());
+    }
+    let Some(file) = &decrypt.identity_file else {
+        return Err(usage(
+            "verifying encrypted backups needs their private key: set PGBAK_AGE_IDENTITY_FILE,              or verify on another host (pgbak verify --identity-file) and drop --verify /              VERIFY_ON_BACKUP here",
+        ));
+    };
+    let identities = crate::encryption::Identities::load(file)?;
+    if !identities.fits_any(&recipients.texts()) {
+        return Err(usage(format!(
+            "PGBAK_AGE_IDENTITY_FILE {} holds the key of {} but backups are encrypted to {}:              verify could never decrypt them",
+            file.display(),
+            identities.publics.join(", "),
+            recipients.texts().join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// The STANDARD_IA minimum-duration warning, once: at `--check-config`
@@ -426,6 +470,8 @@ async fn verify_step(
 ) -> Result<()> {
     let mut opts = VerifyOptions::new(config.job.conn.clone(), global.pg_bin_dir.clone());
     opts.target = config.verify_target.clone();
+    opts.identity_file = config.decrypt.identity_file.clone();
+    opts.scratch_dir = config.decrypt.scratch_dir.clone();
     let report = verify::verify_backup(&opts, &made.dump, signals).await?;
     if report.passed {
         return Ok(());

@@ -7,6 +7,7 @@ mod backup;
 mod cron;
 mod cron_trust;
 mod drill;
+mod encryption;
 mod faults;
 mod harness;
 mod list;
