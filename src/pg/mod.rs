@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod ephemeral;
+pub mod replay;
 pub mod restore;
 pub mod tls;
 pub mod tools;
