@@ -11,4 +11,7 @@ mod list;
 mod restore;
 mod s3;
 mod tls;
+mod trust;
+mod trust_s3;
+mod trust_standby;
 mod verify;
