@@ -26,8 +26,8 @@ use tokio_postgres::Client;
 
 use crate::cli::{BackupArgs, GlobalArgs, Mode, S3Args};
 use crate::error::{interrupted, usage};
-use crate::meta::{Meta, TableRows};
-use crate::pg::client;
+use crate::meta::{DatabaseProperties, Meta, TableRows};
+use crate::pg::client::{self, ServerVersion};
 use crate::pg::replay::{self, ReplayPause};
 use crate::pg::tools::{self, PgTools};
 use crate::pg::url::ConnSettings;
@@ -56,6 +56,10 @@ pub struct BackupJob {
     pub lock_wait_timeout: std::time::Duration,
     /// On a standby, pause WAL replay while dumping.
     pub pause_replay: bool,
+    /// The `--all-databases` run this backup belongs to (recorded in meta.json).
+    pub cluster_run: Option<String>,
+    /// Leave role passwords out of a globals backup.
+    pub no_role_passwords: bool,
 }
 
 impl BackupJob {
@@ -80,6 +84,9 @@ impl BackupJob {
             upload,
             lock_wait_timeout: global.lock_wait_timeout,
             pause_replay: args.pause_replay,
+            cluster_run: None,
+            no_role_passwords: args.no_role_passwords
+                || crate::settings::env_flag("PGBAK_NO_ROLE_PASSWORDS"),
         })
     }
 }
@@ -96,6 +103,9 @@ pub struct Made {
 }
 
 pub async fn run(global: &GlobalArgs, args: BackupArgs) -> Result<ExitCode> {
+    if args.all_databases || crate::settings::env_flag("PGBAK_ALL_DATABASES") {
+        return super::cluster::backup_all(global, args).await;
+    }
     let job = BackupJob::new(global, &args)?;
     if job.upload {
         if let Some(warning) = s3::keep_warning(job.keep, &job.s3.storage_class) {
@@ -116,11 +126,21 @@ pub async fn run(global: &GlobalArgs, args: BackupArgs) -> Result<ExitCode> {
     };
     let mut deleted = apply_retention(&job, &made)?;
     deleted.extend(apply_remote_retention(&job, &made).await?);
+    let mut globals = None;
+    if args.globals {
+        let made = super::globals::backup(&job, &mut signals, Vec::new()).await?;
+        deleted.extend(apply_retention(&job, &made)?);
+        deleted.extend(apply_remote_retention(&job, &made).await?);
+        globals = Some(made);
+    }
     if args.json {
         let summary = serde_json::json!({
             "dump": made.dump,
             "meta_path": made.meta_path,
             "meta": made.meta,
+            "globals": globals.map(|g| serde_json::json!({
+                "dump": g.dump, "meta_path": g.meta_path, "meta": g.meta,
+            })),
             "deleted": deleted,
         });
         ui::stdout_line(&serde_json::to_string_pretty(&summary)?);
@@ -189,7 +209,10 @@ async fn dump_from(
         None
     };
 
-    let (name, sink) = reserve_name(job, started)?;
+    let (name, sink) = reserve_name(
+        &job.output_dir,
+        BackupName::new(&job.conn.dbname, job.mode, job.label.as_deref(), started),
+    )?;
     let dump_path = job.output_dir.join(name.dump_file());
     let meta_path = job.output_dir.join(name.meta_file());
     ui::info(&format!(
@@ -238,6 +261,7 @@ async fn dump_from(
 
     let streamed = match stream_dump(
         job,
+        &server,
         &tools,
         &compression,
         &snapshot,
@@ -300,6 +324,10 @@ async fn dump_from(
         verification: None,
         standby,
         unlogged_tables_skipped: catalog.unlogged_skipped,
+        database_properties: Some(catalog.properties),
+        roles: Some(catalog.roles),
+        cluster_run: job.cluster_run.clone(),
+        globals: None,
     };
     if let Err(err) = commit(sink, &meta, &meta_path) {
         discard(&upload).await;
@@ -389,12 +417,14 @@ pub fn complete_despite_upload(err: &anyhow::Error) -> Option<Made> {
 /// Picks the file name and claims it by creating its `.partial` exclusively.
 /// Two backups of one group within a second (or at once): the later one moves
 /// to the next free second, so nothing is ever overwritten.
-fn reserve_name(job: &BackupJob, at: chrono::DateTime<Utc>) -> Result<(BackupName, FileSink)> {
-    let mut name = BackupName::new(&job.conn.dbname, job.mode, job.label.as_deref(), at);
+pub(crate) fn reserve_name(
+    output_dir: &Path,
+    mut name: BackupName,
+) -> Result<(BackupName, FileSink)> {
     // Names stay in order even when runs come faster than one a second: a new
     // backup is always named after the newest one of its group, so "newest"
     // (retention, restore, verify) means the same by name and by time.
-    let newest = LocalStore::new(&job.output_dir)
+    let newest = LocalStore::new(output_dir)
         .list()?
         .into_iter()
         .filter(|b| b.name.group() == name.group())
@@ -406,8 +436,8 @@ fn reserve_name(job: &BackupJob, at: chrono::DateTime<Utc>) -> Result<(BackupNam
         }
     }
     for _ in 0..600 {
-        let dump_path = job.output_dir.join(name.dump_file());
-        let meta_path = job.output_dir.join(name.meta_file());
+        let dump_path = output_dir.join(name.dump_file());
+        let meta_path = output_dir.join(name.meta_file());
         if !meta_path.exists() {
             match FileSink::create(&dump_path) {
                 Ok(sink) => return Ok((name, sink)),
@@ -422,7 +452,7 @@ fn reserve_name(job: &BackupJob, at: chrono::DateTime<Utc>) -> Result<(BackupNam
     }
     bail!(
         "no free backup file name in {} (600 seconds taken)",
-        job.output_dir.display()
+        output_dir.display()
     )
 }
 
@@ -440,7 +470,7 @@ async fn export_snapshot(client: &Client) -> Result<String> {
 }
 
 /// Connects to the bucket and starts the multipart upload of `name`'s dump.
-async fn start_upload(
+pub(crate) async fn start_upload(
     job: &BackupJob,
     name: &BackupName,
     estimate: Option<u64>,
@@ -450,7 +480,7 @@ async fn start_upload(
     Ok((store, sink))
 }
 
-async fn upload_meta(store: &Store, key: &str, meta_path: &Path) -> Result<()> {
+pub(crate) async fn upload_meta(store: &Store, key: &str, meta_path: &Path) -> Result<()> {
     let bytes = tokio::fs::read(meta_path)
         .await
         .with_context(|| format!("reading {}", meta_path.display()))?;
@@ -458,7 +488,7 @@ async fn upload_meta(store: &Store, key: &str, meta_path: &Path) -> Result<()> {
 }
 
 /// Leaves nothing of a failed upload behind: no open multipart upload, no object.
-async fn discard(upload: &Option<Arc<UploadHandle>>) {
+pub(crate) async fn discard(upload: &Option<Arc<UploadHandle>>) {
     if let Some(upload) = upload {
         upload.discard().await;
     }
@@ -471,12 +501,21 @@ struct Catalog {
     alembic_revision: Option<String>,
     /// On a standby: unlogged tables, whose rows pg_dump skips there.
     unlogged_skipped: Vec<String>,
+    properties: DatabaseProperties,
+    roles: Vec<String>,
 }
 
 /// The catalog in the snapshot. On a standby the rows of unlogged tables
 /// cannot be read (and pg_dump skips them): they are recorded with 0 rows,
 /// which is exactly what the dump holds, and listed as skipped.
-async fn read_catalog(client: &Client, mode: Mode, standby: bool) -> Result<Catalog> {
+async fn read_catalog(
+    client: &Client,
+    mode: Mode,
+    server: &ServerVersion,
+    standby: bool,
+) -> Result<Catalog> {
+    let properties = client::database_properties(client, server).await?;
+    let roles = client::dependent_roles(client).await?;
     let extensions = client::extensions(client).await?;
     let alembic_revision = client::alembic_revision(client).await?;
     let names = client::user_tables(client).await?;
@@ -514,6 +553,8 @@ async fn read_catalog(client: &Client, mode: Mode, standby: bool) -> Result<Cata
             .iter()
             .map(|(schema, name)| format!("{schema}.{name}"))
             .collect(),
+        properties,
+        roles,
     })
 }
 
@@ -530,6 +571,7 @@ struct Streamed {
 #[allow(clippy::too_many_arguments)]
 async fn stream_dump(
     job: &BackupJob,
+    server: &ServerVersion,
     tools: &PgTools,
     compression: &str,
     snapshot: &Snapshot,
@@ -559,6 +601,7 @@ async fn stream_dump(
         Mode::Data => {
             cmd.arg("--data-only");
         }
+        Mode::Globals => bail!("globals are taken by pg_dumpall, not pg_dump"),
     }
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     ui::debug(&format!("running {}", tools::describe(&cmd)));
@@ -591,8 +634,9 @@ async fn stream_dump(
     });
     let mode = job.mode;
     let standby = snapshot.standby;
+    let server = server.clone();
     let mut catalog = tokio::spawn(async move {
-        let catalog = read_catalog(&client, mode, standby).await;
+        let catalog = read_catalog(&client, mode, &server, standby).await;
         // Keep the transaction (and so the snapshot) open until pg_dump is done.
         (catalog, client)
     });
@@ -724,7 +768,7 @@ fn failure_kind(error: &str) -> Option<FailureKind> {
 
 /// Step 4: meta.json's partial first (a full disk fails here, before any
 /// rename), then the dump and the meta renamed into place.
-fn commit(sink: FileSink, meta: &Meta, meta_path: &Path) -> Result<()> {
+pub(crate) fn commit(sink: FileSink, meta: &Meta, meta_path: &Path) -> Result<()> {
     let mut json = serde_json::to_vec_pretty(meta).context("encoding meta.json")?;
     json.push(b'\n');
     // The same locked-partial path as the dump, so no concurrent cleanup takes it;
