@@ -224,8 +224,8 @@ mod tests {
         register_secret("hunter2-long");
         register_secret("hunter2-long-er");
         assert_eq!(
-            scrub("pw=hunter2-long-er and hunter2-long"),
-            "pw=*** and ***"
+            scrub("key=hunter2-long-er and hunter2-long"),
+            "key=*** and ***"
         );
         register_secret("ab");
         assert_eq!(scrub("ab"), "***");

@@ -275,9 +275,8 @@ fn trust_ephemeral_cluster_gets_no_secrets_dies_with_pgbak_and_is_swept() {
     let db = pg.fresh_db("ephemeral secrets");
     db.load_fixture(0.3);
     let tmp = tempfile::tempdir().unwrap();
-    let out = backup(pg, &db.name, tmp.path(), &[]);
-    assert!(out.status.success(), "{}", output_text(&out));
-    let dump = tmp.path().join(&dumps(tmp.path())[0]);
+    // Written by PostgreSQL 16's pg_dump, so its pg_restore (beside pgvector) reads it.
+    let dump = crate::verify::backup_with(&db, tmp.path(), Some(&pg.bin));
     let before = ephemeral_dirs();
     let secrets = [
         ("AWS_SECRET_ACCESS_KEY", "aws-secret-never-in-children"),
@@ -287,12 +286,14 @@ fn trust_ephemeral_cluster_gets_no_secrets_dies_with_pgbak_and_is_swept() {
         ),
         ("PAGERDUTY_ROUTING_KEY", "routing-key-never-in-children"),
     ];
+    // PostgreSQL 16's own tools: its installation has pgvector for the throwaway server.
     let mut cmd = pgbak(pg);
     cmd.env("DATABASE_URL", pg.url(&db.name))
+        .env("PGBAK_PG_BIN_DIR", &pg.bin)
         .args(["verify", "--ephemeral"])
         .arg(&dump)
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(std::fs::File::create(tmp.path().join("verify.log")).unwrap());
     for (k, v) in secrets {
         cmd.env(k, v);
     }
@@ -301,7 +302,11 @@ fn trust_ephemeral_cluster_gets_no_secrets_dies_with_pgbak_and_is_swept() {
     // while the test looks at it; the restore goes on.
     let deadline = Instant::now() + Duration::from_secs(120);
     while processes_with(&["pg_restore", &dump.to_string_lossy(), "--dbname"]).is_empty() {
-        assert!(Instant::now() < deadline, "the restore never started");
+        assert!(
+            Instant::now() < deadline,
+            "the restore never started: {}",
+            std::fs::read_to_string(tmp.path().join("verify.log")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     signal(child.id(), libc::SIGSTOP);
@@ -349,6 +354,7 @@ fn trust_ephemeral_cluster_gets_no_secrets_dies_with_pgbak_and_is_swept() {
     // The next --ephemeral run removes the leftover directory.
     let out = pgbak(pg)
         .env("DATABASE_URL", pg.url(&db.name))
+        .env("PGBAK_PG_BIN_DIR", &pg.bin)
         .args(["verify", "--ephemeral"])
         .arg(&dump)
         .output()
