@@ -1013,13 +1013,14 @@ fn cron_s3_down_alerts_the_upload_step_and_keeps_the_local_backup() {
         assert!(!text.contains(secret));
         assert!(!output_text(&out).contains(secret));
     }
-    // The local backup is complete; retention did not run.
-    assert_eq!(dirs.dumps().len(), 3, "{:?}", dirs.dumps());
-    assert_eq!(dirs.metas().len(), 3);
+    // The local backup is complete, so local retention still ran (keep 1): a
+    // failing store must not fill the disk. The run still failed and alerted.
+    assert_eq!(dirs.dumps().len(), 1, "{:?}", dirs.dumps());
+    assert_eq!(dirs.metas().len(), 1);
     for name in seeded {
         assert!(
-            dirs.backups.join(&name).exists(),
-            "{name} pruned after a failed upload"
+            !dirs.backups.join(&name).exists(),
+            "{name} kept: local retention skipped after a failed upload"
         );
     }
     let samples = parse_metrics(&std::fs::read_to_string(&dirs.metrics).expect("metrics file"));
