@@ -37,6 +37,13 @@ pub struct Verification {
     pub pgbak_version: String,
 }
 
+/// Why retention may not delete this backup until an operator runs `pgbak unpin`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pin {
+    pub pinned_at: String,
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Meta {
     pub format_version: u32,
@@ -67,6 +74,8 @@ pub struct Meta {
     /// their definitions are in the dump, their rows are not (0 in `tables`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unlogged_tables_skipped: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<Pin>,
     /// The database's own properties (owner, locale, settings, ACL), which
     /// pg_dump without `--create` leaves out; restore `--create-db` re-applies them.
     /// Absent in backups made before pgbak recorded them.
@@ -183,7 +192,7 @@ impl Meta {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample() -> Meta {
@@ -214,6 +223,7 @@ mod tests {
             verification: None,
             standby: false,
             unlogged_tables_skipped: Vec::new(),
+            pinned: None,
             database_properties: None,
             roles: None,
             cluster_run: None,

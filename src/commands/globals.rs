@@ -1,8 +1,9 @@
 //! The globals backup: `pg_dumpall --globals-only` (roles, memberships, role
 //! settings, tablespaces), which no per-database dump holds. It is written,
-//! checksummed, uploaded and pruned like a dump (the same pipeline, so a
-//! later encryption stage covers it too), as `<db>_globals_<ts>.dump` (plain
-//! SQL, readable with `psql -f`) with its own meta.json (mode `globals`).
+//! checksummed, uploaded and pruned like a dump (the same pipeline: the
+//! encryption stage, when it comes, is one more sink in [`backup`] here too), as
+//! `<db>_globals_<ts>.dump` (plain SQL, readable with `psql -f`) with its own
+//! meta.json (mode `globals`).
 //!
 //! Role passwords need read access to `pg_authid`, which managed services
 //! (RDS, Cloud SQL, Azure) refuse even to their admin role: then the globals
@@ -125,6 +126,7 @@ pub async fn backup(
         pgbak_version: env!("CARGO_PKG_VERSION").to_owned(),
         s3: location.clone(),
         verification: None,
+        pinned: None,
         database_properties: None,
         roles: None,
         cluster_run: job.cluster_run.clone(),
@@ -149,6 +151,14 @@ pub async fn backup(
                 "uploaded {} and its meta.json",
                 store.uri(&location.key)
             ));
+            if let Some(lock) = &job.lock {
+                if let Err(err) = store
+                    .lock_backup(lock, &[&location.key, &key], Utc::now())
+                    .await
+                {
+                    upload_failure = Some(err);
+                }
+            }
         }
     }
     if let Some(err) = upload_failure {
