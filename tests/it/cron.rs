@@ -982,7 +982,17 @@ fn cron_s3_down_alerts_the_upload_step_and_keeps_the_local_backup() {
     let db = pg.fresh_db("cron s3 down");
     db.load_fixture(0.05);
     let dirs = Dirs::new("s3-down");
-    let seeded = seed_old_backups(&dirs, &db.name);
+    // Two complete older backups of the group (retention only deletes those).
+    let mut seeded = Vec::new();
+    for _ in 0..2 {
+        let out = run(pgbak(pg)
+            .env("DATABASE_URL", db.url())
+            .args(["backup", "--no-s3", "--keep", "0", "--output-dir"])
+            .arg(&dirs.backups));
+        assert!(out.status.success(), "{}", output_text(&out));
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    seeded.extend(dirs.dumps());
     let hook = HttpListener::ok();
     let secret_key = "AWSs3cr3tKEY-never-printed";
     let started = Instant::now();
