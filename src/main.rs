@@ -13,6 +13,10 @@ fn main() -> ExitCode {
         }
     }
     pgbak::cli::drop_empty_env();
+    if let Err(message) = pgbak::cli::load_secret_files() {
+        eprintln!("pgbak: error: {message}");
+        return ExitCode::from(pgbak::error::USAGE);
+    }
     let parsed = pgbak::cli::Cli::try_parse_from(&argv);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

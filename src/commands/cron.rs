@@ -373,6 +373,8 @@ fn resolve(global: &GlobalArgs, args: &CronArgs) -> Result<Config> {
             pg_bin_dir: global.pg_bin_dir.clone(),
             s3: args.s3.clone(),
             upload,
+            lock_wait_timeout: global.lock_wait_timeout,
+            pause_replay: args.pause_replay,
             cluster_run: None,
             no_role_passwords: settings::env_bool("PGBAK_NO_ROLE_PASSWORDS")?.unwrap_or(false),
             recipients,

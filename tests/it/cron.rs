@@ -998,7 +998,17 @@ fn cron_s3_down_alerts_the_upload_step_and_keeps_the_local_backup() {
     let db = pg.fresh_db("cron s3 down");
     db.load_fixture(0.05);
     let dirs = Dirs::new("s3-down");
-    let seeded = seed_old_backups(&dirs, &db.name);
+    // Two complete older backups of the group (retention only deletes those).
+    let mut seeded = Vec::new();
+    for _ in 0..2 {
+        let out = run(pgbak(pg)
+            .env("DATABASE_URL", db.url())
+            .args(["backup", "--no-s3", "--keep", "0", "--output-dir"])
+            .arg(&dirs.backups));
+        assert!(out.status.success(), "{}", output_text(&out));
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    seeded.extend(dirs.dumps());
     let hook = HttpListener::ok();
     let secret_key = "AWSs3cr3tKEY-never-printed";
     let started = Instant::now();
@@ -1029,18 +1039,16 @@ fn cron_s3_down_alerts_the_upload_step_and_keeps_the_local_backup() {
         assert!(!text.contains(secret));
         assert!(!output_text(&out).contains(secret));
     }
-    // The local backup is complete (meta.json says it is not on S3), so local
-    // retention ran; the seeded fakes have no readable meta.json, which retention keeps.
-    let new: Vec<String> = dirs
-        .metas()
-        .into_iter()
-        .filter(|n| !seeded.contains(n))
-        .collect();
-    assert_eq!(new.len(), 1, "{:?}", dirs.metas());
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dirs.backups.join(&new[0])).unwrap())
-            .unwrap();
-    assert!(meta["s3"].is_null(), "{meta}");
+    // The local backup is complete, so local retention still ran (keep 1): a
+    // failing store must not fill the disk. The run still failed and alerted.
+    assert_eq!(dirs.dumps().len(), 1, "{:?}", dirs.dumps());
+    assert_eq!(dirs.metas().len(), 1);
+    for name in seeded {
+        assert!(
+            !dirs.backups.join(&name).exists(),
+            "{name} kept: local retention skipped after a failed upload"
+        );
+    }
     let samples = parse_metrics(&std::fs::read_to_string(&dirs.metrics).expect("metrics file"));
     assert_eq!(
         metric(&samples, "pgbak_step_success", &["step=\"upload\""]),
