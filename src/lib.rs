@@ -39,6 +39,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Verify(args) => commands::verify::run(&cli.global, args).await,
         cli::Command::Cron(args) => commands::cron::run(&cli.global, args).await,
         cli::Command::List(args) => commands::list::run(&cli.global, args).await,
+        cli::Command::Check(args) => commands::check::run(&cli.global, args).await,
         cli::Command::Completions(args) => commands::completions::run(args),
         cli::Command::Man => commands::man::run(),
     }

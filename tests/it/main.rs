@@ -4,6 +4,7 @@
 mod support;
 
 mod backup;
+mod check;
 mod cron;
 mod faults;
 mod harness;

@@ -1,0 +1,290 @@
+//! `pgbak check`: is every database's newest backup, and its newest *verified*
+//! backup, fresh enough? It reads a backup directory and/or an S3 prefix, never
+//! a database, so it runs on any machine that can read them (a monitoring host,
+//! a Kubernetes CronJob) and answers for a whole fleet.
+//!
+//! Steps: list the directory and (with `--s3`) the prefix, one paginated
+//! listing; keep the selected groups (database, mode, label); read the
+//! meta.json files each group needs, newest first, many groups at once with a
+//! bound ([`read_groups`]); judge each group with the pure [`assess`]; print a
+//! table or JSON; write the Prometheus textfile; exit 1 if any group failed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use chrono::{SecondsFormat, Utc};
+use tokio::sync::Semaphore;
+
+use crate::cli::{CheckArgs, GlobalArgs};
+use crate::meta::Meta;
+use crate::storage::local::LocalStore;
+use crate::storage::s3::{self, S3Settings};
+use crate::storage::{safe_database_name, BackupName, Group};
+use crate::ui;
+
+mod output;
+pub mod verdict;
+
+use output::{table, write_prometheus};
+pub use verdict::{assess, GroupReport, Limits, Seen, TREND};
+
+/// One backup found by the listings, before its meta.json is read.
+#[derive(Debug, Clone)]
+struct Listed {
+    name: BackupName,
+    complete: bool,
+    local_meta: Option<PathBuf>,
+    s3_meta: Option<String>,
+}
+
+pub async fn run(_global: &GlobalArgs, args: CheckArgs) -> Result<ExitCode> {
+    let limits = Limits {
+        max_age: Some(args.max_age).filter(|d| !d.is_zero()),
+        max_verified_age: Some(args.max_verified_age).filter(|d| !d.is_zero()),
+    };
+    let wanted: Vec<String> = args
+        .databases
+        .iter()
+        .map(|d| safe_database_name(d))
+        .collect();
+    let (groups, store) = list_groups(&args, &wanted).await?;
+
+    // 3. The meta.json files each group needs, then the verdicts.
+    let started = std::time::Instant::now();
+    let read = read_groups(groups, store, usize::from(args.read_concurrency)).await?;
+    ui::debug(&format!(
+        "read {} meta.json file(s) in {:.2}s",
+        read.iter().map(|r| r.reads).sum::<usize>(),
+        started.elapsed().as_secs_f64()
+    ));
+    let now = Utc::now();
+    let reports: Vec<GroupReport> = read
+        .iter()
+        .map(|r| assess(&r.group, &r.seen, r.backups, r.incomplete, limits, now))
+        .collect();
+
+    // 4. Report.
+    let ok = !reports.is_empty() && reports.iter().all(|r| r.ok);
+    if let Some(path) = &args.prometheus {
+        write_prometheus(path, &reports, now)?;
+    }
+    if args.json {
+        let json = serde_json::json!({
+            "ok": ok,
+            "checked_at": now.to_rfc3339_opts(SecondsFormat::Secs, true),
+            "max_age_seconds": limits.max_age.map(|d| d.as_secs()),
+            "max_verified_age_seconds": limits.max_verified_age.map(|d| d.as_secs()),
+            "groups": reports,
+        });
+        ui::stdout_line(&serde_json::to_string_pretty(&json)?);
+    } else if !reports.is_empty() {
+        for line in table(&reports) {
+            ui::stdout_line(&line);
+        }
+    }
+    let where_ = if args.s3 {
+        format!("{} or under the S3 prefix", args.backup_dir.display())
+    } else {
+        args.backup_dir.display().to_string()
+    };
+    if reports.is_empty() {
+        ui::error(&format!(
+            "check failed: no {} backups found in {where_}",
+            args.mode.as_str()
+        ));
+        return Ok(ExitCode::from(crate::error::FAILED));
+    }
+    let failed: Vec<&GroupReport> = reports.iter().filter(|r| !r.ok).collect();
+    for r in &failed {
+        ui::error(&format!("{}: {}", group_title(r), r.problems.join("; ")));
+    }
+    if failed.is_empty() {
+        ui::info(&format!(
+            "check passed: {} group(s) within limits ({where_})",
+            reports.len()
+        ));
+        Ok(ExitCode::SUCCESS)
+    } else {
+        ui::error(&format!(
+            "check failed: {} of {} group(s) not within limits",
+            failed.len(),
+            reports.len()
+        ));
+        Ok(ExitCode::from(crate::error::FAILED))
+    }
+}
+
+/// Steps 1-2: the directory and (with `--s3`) the prefix listed once each,
+/// merged by file stem (a backup may be in both places), the selected groups
+/// with their backups newest first, plus an empty group for each `--database`
+/// that has none. Returns the connected store for the meta.json reads.
+async fn list_groups(
+    args: &CheckArgs,
+    wanted: &[String],
+) -> Result<(BTreeMap<Group, Vec<Listed>>, Option<s3::Store>)> {
+    let selected = |name: &BackupName| {
+        name.mode == args.mode
+            && name.label == args.label
+            && (wanted.is_empty() || wanted.contains(&name.database))
+    };
+
+    // 1. The listings, merged by file stem (a backup may be in both places).
+    let mut listed: BTreeMap<String, Listed> = BTreeMap::new();
+    for b in LocalStore::new(&args.backup_dir).list()? {
+        if !selected(&b.name) {
+            continue;
+        }
+        listed.insert(
+            b.name.stem(),
+            Listed {
+                complete: b.is_complete(),
+                local_meta: b.has_meta.then(|| b.meta.clone()),
+                s3_meta: None,
+                name: b.name,
+            },
+        );
+    }
+    let mut store = None;
+    if args.s3 {
+        let s = s3::connect(S3Settings::from_args(&args.s3_args, None)?).await?;
+        for b in s.list().await? {
+            if !selected(&b.name) {
+                continue;
+            }
+            let entry = listed.entry(b.name.stem()).or_insert_with(|| Listed {
+                name: b.name.clone(),
+                complete: false,
+                local_meta: None,
+                s3_meta: None,
+            });
+            entry.complete |= b.is_complete();
+            if b.has_meta {
+                entry.s3_meta = Some(b.meta_key.clone());
+            }
+        }
+        store = Some(s);
+    }
+
+    // 2. Groups, newest backup first.
+    let mut groups: BTreeMap<Group, Vec<Listed>> = BTreeMap::new();
+    for l in listed.into_values() {
+        groups.entry(l.name.group()).or_default().push(l);
+    }
+    for backups in groups.values_mut() {
+        backups.sort_by_key(|b| std::cmp::Reverse(b.name.timestamp));
+    }
+    for database in wanted {
+        let group = Group {
+            database: database.clone(),
+            mode: args.mode.as_str(),
+            label: args.label.clone(),
+        };
+        groups.entry(group).or_default();
+    }
+
+    Ok((groups, store))
+}
+
+/// `enterprise_agents (full)`, `enterprise_agents (full, pre-migration)`.
+fn group_title(r: &GroupReport) -> String {
+    match &r.label {
+        Some(label) => format!("{} ({}, {label})", r.database, r.mode),
+        None => format!("{} ({})", r.database, r.mode),
+    }
+}
+
+/// What was read of one group.
+struct ReadGroup {
+    group: Group,
+    seen: Vec<Seen>,
+    backups: usize,
+    incomplete: usize,
+    reads: usize,
+}
+
+/// Reads, for every group at once (at most `concurrency` reads in flight), the
+/// meta.json files it needs: newest first, until the trend is full and the
+/// newest passed verification (and the last verify result) are found. A
+/// nightly-verified group costs [`TREND`] reads whatever its length.
+async fn read_groups(
+    groups: BTreeMap<Group, Vec<Listed>>,
+    store: Option<s3::Store>,
+    concurrency: usize,
+) -> Result<Vec<ReadGroup>> {
+    let store = Arc::new(store);
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, (group, backups)) in groups.into_iter().enumerate() {
+        let store = store.clone();
+        let permits = permits.clone();
+        tasks.spawn(async move {
+            let mut read = ReadGroup {
+                group,
+                seen: Vec::new(),
+                backups: 0,
+                incomplete: backups.iter().filter(|b| !b.complete).count(),
+                reads: 0,
+            };
+            let mut last_verify_known = false;
+            for b in backups.iter().filter(|b| b.complete) {
+                read.backups += 1;
+                let needed = read.seen.len() < TREND
+                    || !last_verify_known
+                    || !read
+                        .seen
+                        .iter()
+                        .any(|s| s.verified.is_some_and(|(_, ok)| ok));
+                if !needed {
+                    continue;
+                }
+                let _permit = permits.acquire().await.context("reading meta.json")?;
+                read.reads += 1;
+                match read_meta(b, store.as_ref().as_ref()).await {
+                    Ok(Some(meta)) => {
+                        let seen = Seen::from_meta(&b.name, &meta);
+                        last_verify_known |= seen.verified.is_some();
+                        read.seen.push(seen);
+                    }
+                    Ok(None) => {
+                        read.backups -= 1;
+                        read.incomplete += 1;
+                    }
+                    Err(err) => {
+                        ui::warn(&crate::error::one_line(&err));
+                        read.backups -= 1;
+                        read.incomplete += 1;
+                    }
+                }
+            }
+            anyhow::Ok((index, read))
+        });
+    }
+    let mut out: Vec<Option<ReadGroup>> = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (index, read) = joined.context("reading meta.json files")??;
+        if out.len() <= index {
+            out.resize_with(index + 1, || None);
+        }
+        out[index] = Some(read);
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// The local meta.json when there is one (it also holds local verify results),
+/// else the one in the bucket.
+async fn read_meta(b: &Listed, store: Option<&s3::Store>) -> Result<Option<Meta>> {
+    if let Some(path) = &b.local_meta {
+        match Meta::read(path) {
+            Ok(meta) => return Ok(Some(meta)),
+            Err(err) if b.s3_meta.is_none() => return Err(err),
+            Err(err) => ui::warn(&crate::error::one_line(&err)),
+        }
+    }
+    match (&b.s3_meta, store) {
+        (Some(key), Some(store)) => store.read_meta(key).await,
+        _ => Ok(None),
+    }
+}
