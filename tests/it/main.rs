@@ -8,6 +8,7 @@ mod check;
 mod cron;
 mod faults;
 mod harness;
+mod kubernetes;
 mod list;
 mod restore;
 mod s3;

@@ -5,9 +5,10 @@
 //!
 //! Steps: list the directory and (with `--s3`) the prefix, one paginated
 //! listing; keep the selected groups (database, mode, label); read the
-//! meta.json files each group needs, newest first, many groups at once with a
-//! bound ([`read_groups`]); judge each group with the pure [`assess`]; print a
-//! table or JSON; write the Prometheus textfile; exit 1 if any group failed.
+//! meta.json files each group needs, newest first and only as far back as the
+//! verdict needs, many groups at once with a bound ([`read_groups`]); judge
+//! each group with the pure [`assess`]; print a table or JSON; write the
+//! Prometheus textfile; exit 1 if any group failed.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::Semaphore;
 
 use crate::cli::{CheckArgs, GlobalArgs};
@@ -29,13 +30,15 @@ mod output;
 pub mod verdict;
 
 use output::{table, write_prometheus};
-pub use verdict::{assess, GroupReport, Limits, Seen, TREND};
+pub use verdict::{assess, needs_meta, GroupReport, Limits, Seen, TREND};
 
 /// One backup found by the listings, before its meta.json is read.
 #[derive(Debug, Clone)]
 struct Listed {
     name: BackupName,
     complete: bool,
+    /// The dump's size in the listing (local file or S3 object).
+    size: u64,
     local_meta: Option<PathBuf>,
     s3_meta: Option<String>,
 }
@@ -54,7 +57,17 @@ pub async fn run(_global: &GlobalArgs, args: CheckArgs) -> Result<ExitCode> {
 
     // 3. The meta.json files each group needs, then the verdicts.
     let started = std::time::Instant::now();
-    let read = read_groups(groups, store, usize::from(args.read_concurrency)).await?;
+    let window_start = limits
+        .max_verified_age
+        .and_then(|d| chrono::TimeDelta::from_std(d).ok())
+        .map(|d| Utc::now() - d);
+    let read = read_groups(
+        groups,
+        store,
+        usize::from(args.read_concurrency),
+        window_start,
+    )
+    .await?;
     ui::debug(&format!(
         "read {} meta.json file(s) in {:.2}s",
         read.iter().map(|r| r.reads).sum::<usize>(),
@@ -141,6 +154,7 @@ async fn list_groups(
             b.name.stem(),
             Listed {
                 complete: b.is_complete(),
+                size: b.size,
                 local_meta: b.has_meta.then(|| b.meta.clone()),
                 s3_meta: None,
                 name: b.name,
@@ -150,17 +164,29 @@ async fn list_groups(
     let mut store = None;
     if args.s3 {
         let s = s3::connect(S3Settings::from_args(&args.s3_args, None)?).await?;
-        for b in s.list().await? {
+        let started = std::time::Instant::now();
+        let remote = s.list().await?;
+        ui::debug(&format!(
+            "listed {} backup(s) under {} in {:.2}s",
+            remote.len(),
+            s.uri(&s.settings.prefix),
+            started.elapsed().as_secs_f64()
+        ));
+        for b in remote {
             if !selected(&b.name) {
                 continue;
             }
             let entry = listed.entry(b.name.stem()).or_insert_with(|| Listed {
                 name: b.name.clone(),
                 complete: false,
+                size: b.size,
                 local_meta: None,
                 s3_meta: None,
             });
             entry.complete |= b.is_complete();
+            if b.has_dump && entry.size == 0 {
+                entry.size = b.size;
+            }
             if b.has_meta {
                 entry.s3_meta = Some(b.meta_key.clone());
             }
@@ -206,13 +232,13 @@ struct ReadGroup {
 }
 
 /// Reads, for every group at once (at most `concurrency` reads in flight), the
-/// meta.json files it needs: newest first, until the trend is full and the
-/// newest passed verification (and the last verify result) are found. A
-/// nightly-verified group costs [`TREND`] reads whatever its length.
+/// meta.json files [`needs_meta`] asks for, newest first: a group verified
+/// nightly costs [`verdict::ROWS_READ`] reads however long its history.
 async fn read_groups(
     groups: BTreeMap<Group, Vec<Listed>>,
     store: Option<s3::Store>,
     concurrency: usize,
+    window_start: Option<DateTime<Utc>>,
 ) -> Result<Vec<ReadGroup>> {
     let store = Arc::new(store);
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
@@ -228,33 +254,24 @@ async fn read_groups(
                 incomplete: backups.iter().filter(|b| !b.complete).count(),
                 reads: 0,
             };
-            let mut last_verify_known = false;
+            let mut reading = true;
             for b in backups.iter().filter(|b| b.complete) {
-                read.backups += 1;
-                let needed = read.seen.len() < TREND
-                    || !last_verify_known
-                    || !read
-                        .seen
-                        .iter()
-                        .any(|s| s.verified.is_some_and(|(_, ok)| ok));
-                if !needed {
+                reading = reading && needs_meta(&read.seen, b.name.time(), window_start);
+                if !reading {
+                    read.backups += 1;
+                    read.seen.push(Seen::from_listing(&b.name, b.size));
                     continue;
                 }
                 let _permit = permits.acquire().await.context("reading meta.json")?;
                 read.reads += 1;
                 match read_meta(b, store.as_ref().as_ref()).await {
                     Ok(Some(meta)) => {
-                        let seen = Seen::from_meta(&b.name, &meta);
-                        last_verify_known |= seen.verified.is_some();
-                        read.seen.push(seen);
+                        read.backups += 1;
+                        read.seen.push(Seen::from_meta(&b.name, &meta));
                     }
-                    Ok(None) => {
-                        read.backups -= 1;
-                        read.incomplete += 1;
-                    }
+                    Ok(None) => read.incomplete += 1,
                     Err(err) => {
                         ui::warn(&crate::error::one_line(&err));
-                        read.backups -= 1;
                         read.incomplete += 1;
                     }
                 }

@@ -9,24 +9,41 @@ use serde::Serialize;
 use crate::meta::Meta;
 use crate::storage::{BackupName, Group};
 
-/// How many of a group's newest backups the size and row trend shows.
+/// How many of a group's newest backups the trend shows (sizes come from the listing).
 pub const TREND: usize = 5;
+/// How many of a group's newest meta.json files are always read (row counts,
+/// and the change from the previous run).
+pub const ROWS_READ: usize = 2;
 
-/// One complete backup, as the judgement needs it (from its name and meta.json).
+/// One complete backup, as the judgement needs it: from the listing (name,
+/// size) and, when it was read, its meta.json.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Seen {
     /// The file stem.
     pub name: String,
-    pub database: String,
+    /// meta.json's `database`; None when the meta.json was not read.
+    pub database: Option<String>,
     pub at: DateTime<Utc>,
     pub size_bytes: u64,
-    /// Sum of the tables' row counts; None for schema-only backups.
+    /// Sum of the tables' row counts; None for schema-only backups or when not read.
     pub rows: Option<u64>,
     /// The last `pgbak verify` of this backup: when, and whether it passed.
     pub verified: Option<(Option<DateTime<Utc>>, bool)>,
 }
 
 impl Seen {
+    /// A backup whose meta.json was not read: what the listing says.
+    pub fn from_listing(name: &BackupName, size_bytes: u64) -> Seen {
+        Seen {
+            name: name.stem(),
+            database: None,
+            at: name.time(),
+            size_bytes,
+            rows: None,
+            verified: None,
+        }
+    }
+
     pub fn from_meta(name: &BackupName, meta: &Meta) -> Seen {
         let rows = meta
             .tables
@@ -35,7 +52,7 @@ impl Seen {
             .try_fold(0u64, |sum, rows| rows.map(|r| sum.saturating_add(r)));
         Seen {
             name: name.stem(),
-            database: meta.database.clone(),
+            database: Some(meta.database.clone()),
             at: name.time(),
             size_bytes: meta.size_bytes,
             rows: if meta.tables.is_empty() { None } else { rows },
@@ -47,6 +64,20 @@ impl Seen {
             }),
         }
     }
+}
+
+/// Whether the meta.json of the next (older) backup at `at` is needed, given
+/// those read so far (newest first): always for the newest [`ROWS_READ`];
+/// then, within the `--max-verified-age` window, until a passed verification
+/// is found (the last verify result is found on the way). Older backups could
+/// not satisfy the limit anyway, so a group nobody verifies costs the backups
+/// of one window, not its whole history.
+pub fn needs_meta(read: &[Seen], at: DateTime<Utc>, window_start: Option<DateTime<Utc>>) -> bool {
+    if read.len() < ROWS_READ {
+        return true;
+    }
+    let passed_found = read.iter().any(|s| s.verified.is_some_and(|(_, ok)| ok));
+    window_start.is_some_and(|start| at >= start) && !passed_found
 }
 
 /// The limits a group is judged by; None turns a check off.
@@ -96,9 +127,9 @@ pub struct GroupReport {
     pub trend: Vec<BackupRef>,
 }
 
-/// Judges one group. `seen` holds its complete backups newest first (at least
-/// the newest [`TREND`], and back to the newest passed verification when
-/// there is one); `incomplete` counts the rest.
+/// Judges one group. `seen` holds its complete backups newest first, those
+/// whose meta.json [`needs_meta`] asked for with its contents; `incomplete`
+/// counts the rest.
 pub fn assess(
     group: &Group,
     seen: &[Seen],
@@ -160,7 +191,10 @@ pub fn assess(
             }
             if let Some(limit) = limits.max_verified_age {
                 match newest_verified {
-                    None => problems.push(("unverified", "no backup passed verification".into())),
+                    None => problems.push((
+                        "unverified",
+                        format!("no backup passed verification in the last {}", human(limit)),
+                    )),
                     Some(v) if too_old(v.at, limit) => problems.push((
                         "unverified",
                         format!(
@@ -175,7 +209,9 @@ pub fn assess(
         }
     }
     GroupReport {
-        database: newest.map_or_else(|| group.database.clone(), |n| n.database.clone()),
+        database: newest
+            .and_then(|n| n.database.clone())
+            .unwrap_or_else(|| group.database.clone()),
         mode: group.mode.to_owned(),
         label: group.label.clone(),
         status: problems.first().map_or("ok", |(status, _)| status),
@@ -221,7 +257,7 @@ pub(crate) mod tests {
         let at = now() - chrono::TimeDelta::hours(hours);
         Seen {
             name: format!("app_full_{}", at.format("%Y%m%dT%H%M%S")),
-            database: "app".into(),
+            database: Some("app".into()),
             at,
             size_bytes: 1000,
             rows: Some(50),
@@ -302,6 +338,60 @@ pub(crate) mod tests {
             assert_eq!(r.status, status, "{what}: {r:#?}");
             assert_eq!(r.ok, status == "ok", "{what}");
             assert_eq!(r.problems.len(), problems, "{what}: {:?}", r.problems);
+        }
+    }
+
+    #[test]
+    fn meta_json_is_read_only_as_far_back_as_needed() {
+        let window = Some(now() - chrono::TimeDelta::days(8));
+        let at = |hours: i64| now() - chrono::TimeDelta::hours(hours);
+        let cases = [
+            ("the newest", vec![], at(2), window, true),
+            (
+                "the one before",
+                vec![seen(2, Some(true))],
+                at(26),
+                window,
+                true,
+            ),
+            (
+                "verified nightly: two suffice",
+                vec![seen(2, Some(true)), seen(26, Some(true))],
+                at(50),
+                window,
+                false,
+            ),
+            (
+                "last verify failed: on to a passed one",
+                vec![seen(2, Some(false)), seen(26, None)],
+                at(50),
+                window,
+                true,
+            ),
+            (
+                "never verified: up to the window's edge",
+                vec![seen(2, None), seen(26, None)],
+                at(24 * 7),
+                window,
+                true,
+            ),
+            (
+                "never verified: not beyond it",
+                vec![seen(2, None), seen(26, None)],
+                at(24 * 9),
+                window,
+                false,
+            ),
+            (
+                "verified age not checked",
+                vec![seen(2, None), seen(26, None)],
+                at(50),
+                None,
+                false,
+            ),
+        ];
+        for (what, read, at, window, want) in cases {
+            assert_eq!(needs_meta(&read, at, window), want, "{what}");
         }
     }
 
