@@ -160,8 +160,8 @@ fn check_judges_local_groups_and_exits_by_the_worst() {
     // One line per failing group says which and why.
     let stderr = String::from_utf8_lossy(&out.stderr);
     for why in [
-        "stale (full): newest backup is 30h old (limit 1day 2h)",
-        "unverified (full): newest verified backup is 10d old (limit 8days)",
+        "stale (full): newest backup is 30h old (limit 26h)",
+        "unverified (full): newest verified backup is 10d old (limit 8d)",
         "failed (full): the last verify failed",
         "check failed: 3 of 4 group(s)",
     ] {

@@ -32,6 +32,16 @@ pub mod verdict;
 use output::{table, write_prometheus};
 pub use verdict::{assess, needs_meta, GroupReport, Limits, Seen, TREND};
 
+/// The `--json` document.
+#[derive(serde::Serialize)]
+struct JsonReport<'a> {
+    ok: bool,
+    checked_at: String,
+    max_age_seconds: Option<u64>,
+    max_verified_age_seconds: Option<u64>,
+    groups: &'a [GroupReport],
+}
+
 /// One backup found by the listings, before its meta.json is read.
 #[derive(Debug, Clone)]
 struct Listed {
@@ -85,14 +95,14 @@ pub async fn run(_global: &GlobalArgs, args: CheckArgs) -> Result<ExitCode> {
         write_prometheus(path, &reports, now)?;
     }
     if args.json {
-        let json = serde_json::json!({
-            "ok": ok,
-            "checked_at": now.to_rfc3339_opts(SecondsFormat::Secs, true),
-            "max_age_seconds": limits.max_age.map(|d| d.as_secs()),
-            "max_verified_age_seconds": limits.max_verified_age.map(|d| d.as_secs()),
-            "groups": reports,
-        });
-        ui::stdout_line(&serde_json::to_string_pretty(&json)?);
+        let report = JsonReport {
+            ok,
+            checked_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+            max_age_seconds: limits.max_age.map(|d| d.as_secs()),
+            max_verified_age_seconds: limits.max_verified_age.map(|d| d.as_secs()),
+            groups: &reports,
+        };
+        ui::stdout_line(&serde_json::to_string_pretty(&report)?);
     } else if !reports.is_empty() {
         for line in table(&reports) {
             ui::stdout_line(&line);

@@ -231,8 +231,15 @@ fn age(d: chrono::TimeDelta) -> String {
     crate::commands::list::age(d.num_seconds())
 }
 
+/// A limit as an operator writes it: `26h`, `8d`, `90m`, `45s`.
 fn human(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
+    let s = d.as_secs();
+    match s {
+        _ if s >= 86_400 && s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        _ if s >= 3600 && s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        _ if s >= 60 && s.is_multiple_of(60) => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
 }
 
 #[cfg(test)]
@@ -396,6 +403,19 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn limits_read_as_written() {
+        for (secs, text) in [
+            (26 * 3600, "26h"),
+            (8 * 86_400, "8d"),
+            (5400, "90m"),
+            (45, "45s"),
+            (0, "0s"),
+        ] {
+            assert_eq!(human(Duration::from_secs(secs)), text);
+        }
+    }
+
+    #[test]
     fn the_report_names_the_backups_and_the_trend() {
         let mut backups: Vec<Seen> = (0..7).map(|d| seen(5 + 24 * d, None)).collect();
         backups[2].verified = Some((None, true));
@@ -411,7 +431,7 @@ pub(crate) mod tests {
         let stale = assess(&group(), &[seen(30, Some(true))], 1, 0, limits(), now());
         assert_eq!(
             stale.problems,
-            ["newest backup is 30h old (limit 1day 2h)"],
+            ["newest backup is 30h old (limit 26h)"],
             "{stale:#?}"
         );
         let missing = assess(&group(), &[], 0, 2, limits(), now());
