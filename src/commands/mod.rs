@@ -2,8 +2,10 @@
 
 pub mod backup;
 pub mod check;
+pub mod cluster;
 pub mod completions;
 pub mod cron;
+pub mod globals;
 pub mod list;
 pub mod man;
 pub mod restore;

@@ -1,8 +1,11 @@
 //! Everything PostgreSQL: connection settings, pgbak's own connection and
-//! catalog queries, TLS, and the client tools (pg_dump, pg_restore, ...).
+//! catalog queries, TLS, and the client tools (pg_dump, pg_restore, ...); a
+//! database's own properties and the server's globals, which no dump carries.
 
 pub mod client;
+pub mod dbprops;
 pub mod ephemeral;
+pub mod globals;
 pub mod restore;
 pub mod tls;
 pub mod tools;

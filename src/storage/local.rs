@@ -81,10 +81,10 @@ impl LocalStore {
 
     /// The newest complete backup, of `mode` when given.
     pub fn newest_complete(&self, mode: Option<Mode>) -> Result<Option<LocalBackup>> {
-        Ok(self
-            .list()?
-            .into_iter()
-            .rfind(|b| b.is_complete() && mode.is_none_or(|m| b.name.mode == m)))
+        Ok(self.list()?.into_iter().rfind(|b| {
+            // A globals backup is SQL for psql, never "the newest backup".
+            b.is_complete() && mode.map_or(b.name.mode != Mode::Globals, |m| b.name.mode == m)
+        }))
     }
 
     /// Removes a backup: the dump first, so a crash in between leaves a meta.json

@@ -6,6 +6,7 @@ mod support;
 mod backup;
 mod check;
 mod cron;
+mod drill;
 mod faults;
 mod harness;
 mod kubernetes;
