@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Output;
 
 use chrono::{TimeDelta, Utc};
-use pgbak::meta::{Meta, TableRows, Verification};
+use pgbak::meta::Meta;
 
 use crate::s3::{backup_dir, pgbak_s3, run};
 use crate::support::{self, output_text, pg16, s3, S3Server};
@@ -21,36 +21,36 @@ fn synthetic(
     let at = Utc::now() - TimeDelta::hours(hours);
     let stem = format!("{database}_full_{}", at.format("%Y%m%dT%H%M%S"));
     let dump = b"PGDMP synthetic".to_vec();
-    let meta = Meta {
-        format_version: 1,
-        database: database.into(),
-        mode: "full".into(),
-        label: None,
-        file: format!("{stem}.dump"),
-        size_bytes: dump.len() as u64,
-        sha256: crate::s3::sha256_hex(&dump),
-        started_at: at.to_rfc3339(),
-        finished_at: at.to_rfc3339(),
-        duration_seconds: 1.0,
-        compression: "zstd:1".into(),
-        server_version: "16.14".into(),
-        pg_dump_version: "17.10".into(),
-        alembic_revision: Some("013".into()),
-        extensions: Default::default(),
-        tables: vec![TableRows {
-            schema: "public".into(),
-            name: "users".into(),
-            rows: Some(100 + hours as u64),
-        }],
-        host: "db-host-01".into(),
-        pgbak_version: "0.1.0".into(),
-        s3: None,
-        verification: verified.map(|passed| Verification {
-            verified_at: (at + TimeDelta::minutes(3)).to_rfc3339(),
-            passed,
-            pgbak_version: "0.1.0".into(),
-        }),
-    };
+    // As JSON, the way operators' tools see it: new optional keys need no change here.
+    let mut meta = serde_json::json!({
+        "format_version": 1,
+        "database": database,
+        "mode": "full",
+        "label": null,
+        "file": format!("{stem}.dump"),
+        "size_bytes": dump.len(),
+        "sha256": crate::s3::sha256_hex(&dump),
+        "started_at": at.to_rfc3339(),
+        "finished_at": at.to_rfc3339(),
+        "duration_seconds": 1.0,
+        "compression": "zstd:1",
+        "server_version": "16.14",
+        "pg_dump_version": "17.10",
+        "alembic_revision": "013",
+        "extensions": {},
+        "tables": [{"schema": "public", "name": "users", "rows": 100 + hours}],
+        "host": "db-host-01",
+        "pgbak_version": "0.1.0",
+        "s3": null,
+    });
+    if let Some(passed) = verified {
+        meta["verification"] = serde_json::json!({
+            "verified_at": (at + TimeDelta::minutes(3)).to_rfc3339(),
+            "passed": passed,
+            "pgbak_version": "0.1.0",
+        });
+    }
+    Meta::parse(&meta.to_string()).expect("a valid meta.json");
     let meta_json = serde_json::to_vec_pretty(&meta).unwrap();
     (
         format!("{stem}.dump"),
