@@ -312,5 +312,25 @@ fn check_judges_s3_groups_and_a_real_backup_without_a_database_connection() {
         .args(["--database", &database, "--backup-dir"])
         .arg(&dir));
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+
+    // `cron --verify` copies the verified meta.json to the bucket: a check of the bucket
+    // alone (the local directory gone, as with a pod's scratch space) sees the result.
+    let cron_dir = backup_dir("check-cron");
+    let out = run(pgbak_s3(&db, server, &bucket, prefix)
+        .args(["cron", "--verify", "--keep", "0", "--backup-dir"])
+        .arg(cron_dir.join("backups"))
+        .arg("--log-dir")
+        .arg(cron_dir.join("log")));
+    assert!(out.status.success(), "{}", output_text(&out));
+    std::fs::remove_dir_all(&cron_dir).unwrap();
+    let out = run(pgbak_check_s3(server, &bucket, prefix)
+        .args(["--json", "--database", &database, "--backup-dir"])
+        .arg(&nowhere));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let report = json(&out);
+    let group = &report["groups"][0];
+    assert_eq!(group["last_verify"]["passed"], true, "{report:#}");
+    assert_eq!(group["newest"]["name"], group["newest_verified"]["name"]);
+    assert_eq!(group["backups"], 2);
     let _ = std::fs::remove_dir_all(&dir);
 }
