@@ -2,10 +2,11 @@
 """`pgbak check` against a bucket holding a fleet: 500 database groups x 14 backups.
 
 Fills a moto S3 server (the one the tests and bench/run.py use) with synthetic
-backups, each a small `.dump` object and a real-shaped `.meta.json`, under two
-prefixes: one where every backup passed a nightly verify (what `cron --verify`
-leaves: check reads the newest 5 meta.json of each group), and one where none
-was ever verified (check reads all 14 of each group: the worst case). Then times
+backups, each a small `.dump` object and a real-shaped `.meta.json`, in two
+buckets: one where every backup passed a nightly verify (what `cron --verify`
+leaves: check reads the newest 2 meta.json of each group), and one where none
+was ever verified (check reads back to the edge of --max-verified-age, 8 days:
+9 of each group's 14, the worst case). Then times
 `pgbak check --s3 --json` on each, alternately, and prints a Markdown table.
 Target: under 10 s for 500 x 14.
 

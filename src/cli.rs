@@ -313,6 +313,17 @@ pub struct RestoreArgs {
     pub s3: S3Args,
 }
 
+/// The convention a heartbeat URL speaks (see [`crate::heartbeat`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HeartbeatKind {
+    /// healthchecks for hc-ping.com URLs, plain otherwise.
+    Auto,
+    /// One GET after a successful run (Uptime Kuma push, Cronitor, ...).
+    Plain,
+    /// healthchecks.io: /start, success with a summary, /fail with the error.
+    Healthchecks,
+}
+
 /// Which receiver the alert webhook speaks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AlertFormat {
@@ -513,6 +524,18 @@ pub struct CheckArgs {
     /// /var/lib/node_exporter/textfile_collector/pgbak_check.prom.
     #[arg(long, env = "PGBAK_CHECK_PROMETHEUS_FILE", value_name = "FILE")]
     pub prometheus: Option<PathBuf>,
+    /// Ping this URL on every check (dead man's switch): see --heartbeat-kind.
+    #[arg(
+        long,
+        env = "PGBAK_CHECK_HEARTBEAT_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub heartbeat_url: Option<String>,
+    /// plain: GET on success only; healthchecks: /start, success with the report, /fail with
+    /// the failing groups; auto: healthchecks for hc-ping.com, else plain.
+    #[arg(long, env = "HEARTBEAT_KIND", value_enum, default_value_t = HeartbeatKind::Auto)]
+    pub heartbeat_kind: HeartbeatKind,
     /// meta.json files read from S3 at once.
     #[arg(long, default_value_t = 32, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub read_concurrency: u16,

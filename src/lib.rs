@@ -11,7 +11,7 @@
 //! - [`storage`] names and lists the backup set on local disk;
 //! - [`meta`] is the meta.json written beside every dump;
 //! - [`retention`] decides, as a pure function, which backups to delete;
-//! - [`lock`] keeps two cron runs from overlapping; [`alert`] and [`metrics`] report them;
+//! - [`lock`] keeps two cron runs from overlapping; [`alert`], [`heartbeat`] and [`metrics`] report them;
 //! - [`ui`] prints timestamped lines (or a progress bar on a terminal), scrubbed of secrets.
 
 pub mod alert;
@@ -19,6 +19,7 @@ pub mod archive;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod heartbeat;
 pub mod lock;
 pub mod meta;
 pub mod metrics;

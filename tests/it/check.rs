@@ -4,12 +4,13 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Output;
+use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use pgbak::meta::Meta;
 
 use crate::s3::{backup_dir, pgbak_s3, run};
-use crate::support::{self, output_text, pg16, s3, S3Server};
+use crate::support::{self, output_text, pg16, s3, HttpListener, S3Server};
 
 /// A synthetic backup: the dump bytes and meta.json of `database`, `hours` old,
 /// with a verify result when given (what `pgbak backup` and `verify` write).
@@ -332,5 +333,72 @@ fn check_judges_s3_groups_and_a_real_backup_without_a_database_connection() {
     assert_eq!(group["last_verify"]["passed"], true, "{report:#}");
     assert_eq!(group["newest"]["name"], group["newest_verified"]["name"]);
     assert_eq!(group["backups"], 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn check_pings_its_heartbeat_in_the_healthchecks_and_plain_conventions() {
+    let dir = backup_dir("check-heartbeat");
+    write_fleet(&dir);
+    let listener = HttpListener::ok();
+    let check = |kind: &str, extra: &[&str]| {
+        let mut cmd = support::pgbak_bare();
+        cmd.args(["check", "--backup-dir"])
+            .arg(&dir)
+            .args(["--heartbeat-kind", kind])
+            .env("PGBAK_CHECK_HEARTBEAT_URL", listener.url())
+            .args(extra);
+        run(&mut cmd)
+    };
+    // healthchecks: /start, then /fail with the failing groups as the body.
+    let out = check("healthchecks", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(
+        !output_text(&out).contains(&listener.url()),
+        "the URL is a secret"
+    );
+    let got = listener.wait_for(2, Duration::from_secs(10));
+    assert_eq!(
+        (got[0].method.as_str(), got[0].path.as_str()),
+        ("GET", "/hook/start")
+    );
+    assert_eq!(
+        (got[1].method.as_str(), got[1].path.as_str()),
+        ("POST", "/hook/fail")
+    );
+    let body = got[1].body_text();
+    assert!(
+        body.contains("stale (full): newest backup is 30h old"),
+        "{body}"
+    );
+    assert!(body.contains("check failed: 3 of 4"), "{body}");
+    // A healthy selection: success with the report.
+    let out = check("healthchecks", &["--database", "fresh"]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let got = listener.wait_for(4, Duration::from_secs(10));
+    assert_eq!(
+        (got[3].method.as_str(), got[3].path.as_str()),
+        ("POST", "/hook")
+    );
+    assert!(got[3].body_text().contains("check passed: 1 group(s)"));
+    // plain: one GET on success, nothing on failure.
+    let out = check("plain", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let out = check("plain", &["--database", "fresh"]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let got = listener.wait_for(5, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    let got_all = listener.requests();
+    assert_eq!(got_all.len(), 5, "{got_all:?}");
+    assert_eq!(
+        (got[4].method.as_str(), got[4].path.as_str()),
+        ("GET", "/hook")
+    );
+    // A heartbeat URL that is not http(s) is a usage error.
+    let mut cmd = support::pgbak_bare();
+    cmd.args(["check", "--backup-dir"])
+        .arg(&dir)
+        .env("PGBAK_CHECK_HEARTBEAT_URL", "ftp://x/y");
+    assert_eq!(run(&mut cmd).status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }

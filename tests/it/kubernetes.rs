@@ -191,6 +191,7 @@ fn kubernetes_manifests_validate_and_pgbak_accepts_their_command_lines() {
                 "ALERT_WEBHOOK_URL",
                 "HEARTBEAT_URL",
                 "PGBAK_VERIFY_TARGET_URL",
+                "PGBAK_CHECK_HEARTBEAT_URL",
             ]
             .contains(&var_name)
             {

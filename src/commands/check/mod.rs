@@ -20,6 +20,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::Semaphore;
 
 use crate::cli::{CheckArgs, GlobalArgs};
+use crate::heartbeat::{Heartbeat, Ping};
 use crate::meta::Meta;
 use crate::storage::local::LocalStore;
 use crate::storage::s3::{self, S3Settings};
@@ -54,6 +55,40 @@ struct Listed {
 }
 
 pub async fn run(_global: &GlobalArgs, args: CheckArgs) -> Result<ExitCode> {
+    let heartbeat = args
+        .heartbeat_url
+        .as_deref()
+        .map(|url| Heartbeat::new(url, args.heartbeat_kind))
+        .transpose()
+        .map_err(|e| crate::error::usage(crate::error::one_line(&e)))?;
+    if let Some(h) = &heartbeat {
+        h.send(Ping::Start, "").await;
+    }
+    let outcome = check(&args).await;
+    if let Some(h) = &heartbeat {
+        match &outcome {
+            Ok(o) if o.ok => h.send(Ping::Success, &o.summary.join("\n")).await,
+            Ok(o) => h.send(Ping::Fail, &o.summary.join("\n")).await,
+            Err(err) => {
+                let line = format!("check failed: {}", crate::error::one_line(err));
+                h.send(Ping::Fail, &line).await;
+            }
+        }
+    }
+    Ok(if outcome?.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(crate::error::FAILED)
+    })
+}
+
+/// What a check found: its verdict and the lines that say why (for the heartbeat).
+struct Outcome {
+    ok: bool,
+    summary: Vec<String>,
+}
+
+async fn check(args: &CheckArgs) -> Result<Outcome> {
     let limits = Limits {
         max_age: Some(args.max_age).filter(|d| !d.is_zero()),
         max_verified_age: Some(args.max_verified_age).filter(|d| !d.is_zero()),
@@ -63,7 +98,7 @@ pub async fn run(_global: &GlobalArgs, args: CheckArgs) -> Result<ExitCode> {
         .iter()
         .map(|d| safe_database_name(d))
         .collect();
-    let (groups, store) = list_groups(&args, &wanted).await?;
+    let (groups, store) = list_groups(args, &wanted).await?;
 
     // 3. The meta.json files each group needs, then the verdicts.
     let started = std::time::Instant::now();
@@ -114,30 +149,46 @@ pub async fn run(_global: &GlobalArgs, args: CheckArgs) -> Result<ExitCode> {
         args.backup_dir.display().to_string()
     };
     if reports.is_empty() {
-        ui::error(&format!(
+        let line = format!(
             "check failed: no {} backups found in {where_}",
             args.mode.as_str()
-        ));
-        return Ok(ExitCode::from(crate::error::FAILED));
+        );
+        ui::error(&line);
+        return Ok(Outcome {
+            ok: false,
+            summary: vec![line],
+        });
     }
     let failed: Vec<&GroupReport> = reports.iter().filter(|r| !r.ok).collect();
-    for r in &failed {
-        ui::error(&format!("{}: {}", group_title(r), r.problems.join("; ")));
+    let mut summary: Vec<String> = failed
+        .iter()
+        .map(|r| format!("{}: {}", group_title(r), r.problems.join("; ")))
+        .collect();
+    for line in &summary {
+        ui::error(line);
     }
-    if failed.is_empty() {
-        ui::info(&format!(
+    let last = if failed.is_empty() {
+        let line = format!(
             "check passed: {} group(s) within limits ({where_})",
             reports.len()
-        ));
-        Ok(ExitCode::SUCCESS)
+        );
+        ui::info(&line);
+        line
     } else {
-        ui::error(&format!(
+        let line = format!(
             "check failed: {} of {} group(s) not within limits",
             failed.len(),
             reports.len()
-        ));
-        Ok(ExitCode::from(crate::error::FAILED))
-    }
+        );
+        ui::error(&line);
+        line
+    };
+    summary.push(last);
+    summary.extend(table(&reports));
+    Ok(Outcome {
+        ok: failed.is_empty(),
+        summary,
+    })
 }
 
 /// Steps 1-2: the directory and (with `--s3`) the prefix listed once each,
