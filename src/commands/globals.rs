@@ -126,6 +126,7 @@ pub async fn backup(
         pgbak_version: env!("CARGO_PKG_VERSION").to_owned(),
         s3: location.clone(),
         verification: None,
+        pinned: None,
         database_properties: None,
         roles: None,
         cluster_run: job.cluster_run.clone(),
@@ -148,6 +149,14 @@ pub async fn backup(
                 "uploaded {} and its meta.json",
                 store.uri(&location.key)
             ));
+            if let Some(lock) = &job.lock {
+                if let Err(err) = store
+                    .lock_backup(lock, &[&location.key, &key], Utc::now())
+                    .await
+                {
+                    upload_failure = Some(err);
+                }
+            }
         }
     }
     if let Some(err) = upload_failure {

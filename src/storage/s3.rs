@@ -248,7 +248,7 @@ impl PartPlan {
 /// A connected bucket and prefix.
 #[derive(Clone)]
 pub struct Store {
-    client: Client,
+    pub(super) client: Client,
     pub settings: S3Settings,
     /// Send SHA-256 checksums and compare them after upload (off when
     /// `AWS_REQUEST_CHECKSUM_CALCULATION=when_required`).
@@ -320,7 +320,7 @@ pub async fn connect(settings: S3Settings) -> Result<Store> {
 /// The SDK's error as one short line: its causes joined (the innermost one
 /// names the refused connection or the store's error code), plus the HTTP
 /// status when the store answered.
-fn sdk_error<E: std::error::Error + 'static>(err: SdkError<E>) -> anyhow::Error {
+pub(super) fn sdk_error<E: std::error::Error + 'static>(err: SdkError<E>) -> anyhow::Error {
     let status = err.raw_response().map(|r| r.status().as_u16());
     let mut text = error_chain(&err);
     if let Some(status) = status {

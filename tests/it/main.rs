@@ -12,6 +12,7 @@ mod harness;
 mod kubernetes;
 mod list;
 mod restore;
+mod retention;
 mod s3;
 mod tls;
 mod verify;
