@@ -7,6 +7,7 @@ mod backup;
 mod check;
 mod cron;
 mod drill;
+mod encryption;
 mod faults;
 mod harness;
 mod kubernetes;
