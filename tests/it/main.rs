@@ -16,4 +16,7 @@ mod restore;
 mod retention;
 mod s3;
 mod tls;
+mod trust;
+mod trust_s3;
+mod trust_standby;
 mod verify;
