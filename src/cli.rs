@@ -737,7 +737,7 @@ pub struct CheckArgs {
         env = "PGBAK_CHECK_MAX_AGE",
         default_value = "26h",
         value_name = "DURATION",
-        value_parser = parse_duration
+        value_parser = parse_limit
     )]
     pub max_age: std::time::Duration,
     /// Newest backup that passed `pgbak verify` may be at most this old (0 = not checked).
@@ -746,7 +746,7 @@ pub struct CheckArgs {
         env = "PGBAK_CHECK_MAX_VERIFIED_AGE",
         default_value = "8d",
         value_name = "DURATION",
-        value_parser = parse_duration
+        value_parser = parse_limit
     )]
     pub max_verified_age: std::time::Duration,
     /// Print the report as JSON on stdout.
@@ -775,8 +775,8 @@ pub struct CheckArgs {
     pub s3_args: S3Args,
 }
 
-/// `26h`, `8d`, `90m`, `1w`, `0` (humantime's syntax).
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+/// A `check` limit: `26h`, `8d`, `90m`, `1w` (humantime's syntax), or `0` for "off".
+pub fn parse_limit(text: &str) -> Result<std::time::Duration, String> {
     if text.trim() == "0" {
         return Ok(std::time::Duration::ZERO);
     }
@@ -896,7 +896,7 @@ mod tests {
     }
 
     #[test]
-    fn durations_parse() {
+    fn check_limits_parse() {
         let cases = [
             ("26h", Some(26 * 3600)),
             ("8d", Some(8 * 86_400)),
@@ -911,7 +911,7 @@ mod tests {
         ];
         for (text, want) in cases {
             assert_eq!(
-                parse_duration(text).ok().map(|d| d.as_secs()),
+                parse_limit(text).ok().map(|d| d.as_secs()),
                 want,
                 "{text:?}"
             );
