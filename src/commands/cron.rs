@@ -30,7 +30,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 
 use crate::alert::{self, Step};
-use crate::cli::{CronArgs, CronReportArgs, GlobalArgs, Mode};
+use crate::cli::{CronArgs, CronReportArgs, GlobalArgs, Mode, S3Args};
 use crate::commands::backup::{self, BackupJob, Made};
 use crate::commands::verify::{self, Status, Target, VerifyOptions};
 use crate::error::{self, usage};
@@ -475,6 +475,7 @@ async fn verify_step(
     opts.identity_file = config.decrypt.identity_file.clone();
     opts.scratch_dir = config.decrypt.scratch_dir.clone();
     let report = verify::verify_backup(&opts, &made.dump, signals).await?;
+    publish_verification(&config.job.s3, made).await;
     if report.passed {
         return Ok(());
     }
@@ -492,6 +493,28 @@ async fn verify_step(
         made.dump.display(),
         failed.join("; ")
     )
+}
+
+/// Copies the meta.json that verify just updated to the bucket, so `pgbak check
+/// --s3` sees the result from anywhere (the local copy may be a pod's scratch
+/// space). A failure is a warning: the result is still in the local meta.json.
+async fn publish_verification(s3_args: &S3Args, made: &Made) {
+    if made.meta.s3.is_none() {
+        return;
+    }
+    let result = async {
+        let store = s3::connect(S3Settings::from_args(s3_args, None)?).await?;
+        let key = store.key_for(&made.name.meta_file());
+        backup::upload_meta(&store, &key, &made.meta_path).await
+    }
+    .await;
+    if let Err(err) = result {
+        ui::warn(&format!(
+            "the verify result is in {} but could not be copied to S3: {}",
+            made.meta_path.display(),
+            error::one_line(&err)
+        ));
+    }
 }
 
 /// How the run ended in `failed`, for the alert's wording.

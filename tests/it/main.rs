@@ -4,12 +4,14 @@
 mod support;
 
 mod backup;
+mod check;
 mod cron;
 mod cron_trust;
 mod drill;
 mod encryption;
 mod faults;
 mod harness;
+mod kubernetes;
 mod list;
 mod restore;
 mod retention;
