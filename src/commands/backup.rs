@@ -33,9 +33,9 @@ use crate::pg::url::ConnSettings;
 use crate::pipeline::{self, FileSink, Sink};
 use crate::retention::{self, Candidate, Verdict};
 use crate::signals::Signals;
-use crate::storage::local::LocalStore;
+use crate::storage::local::{LocalBackup, LocalStore};
 use crate::storage::s3::{self, S3Settings, S3Sink, Store, UploadFailed, UploadHandle};
-use crate::storage::{fsio, validate_label, BackupName};
+use crate::storage::{fsio, validate_label, BackupName, Owner};
 use crate::ui;
 
 /// Everything one backup needs, resolved from flags and environment.
@@ -558,6 +558,16 @@ fn commit(sink: FileSink, meta: &Meta, meta_path: &Path) -> Result<()> {
     meta_sink.commit()
 }
 
+/// The retention group of the backup just made: its real database (as its
+/// meta.json records it), mode and label.
+fn owner_of(made: &Made) -> Owner {
+    Owner::new(
+        &made.meta.database,
+        made.name.mode,
+        made.name.label.as_deref(),
+    )
+}
+
 /// Step 5 on S3: the same retention under the prefix, only when this run's
 /// upload succeeded (`made.meta.s3` is set). Returns the `s3://` URIs deleted.
 pub async fn apply_remote_retention(job: &BackupJob, made: &Made) -> Result<Vec<String>> {
@@ -565,7 +575,13 @@ pub async fn apply_remote_retention(job: &BackupJob, made: &Made) -> Result<Vec<
         return Ok(Vec::new());
     };
     let store = s3::connect(S3Settings::from_args(&job.s3, Some(&location.bucket))?).await?;
-    let backups = store.list().await?;
+    // Only this database's backups: a name that looks alike is not enough.
+    let backups: Vec<s3::RemoteBackup> = store
+        .owned(&owner_of(made))
+        .await?
+        .into_iter()
+        .map(|(backup, _)| backup)
+        .collect();
     let candidates: Vec<Candidate> = backups.iter().map(Candidate::from).collect();
     let mut deleted = Vec::new();
     for (name, verdict) in retention::plan(&candidates, &made.name, job.keep) {
@@ -645,7 +661,12 @@ pub fn apply_retention(job: &BackupJob, made: &Made) -> Result<Vec<String>> {
             .with_context(|| format!("removing {}", partial.display()))?;
         deleted.push(partial.display().to_string());
     }
-    let backups = store.list()?;
+    // Only this database's backups: a name that looks alike is not enough.
+    let backups: Vec<LocalBackup> = store
+        .owned(&owner_of(made))?
+        .into_iter()
+        .map(|(backup, _)| backup)
+        .collect();
     let candidates: Vec<Candidate> = backups.iter().map(Candidate::from).collect();
     for (name, verdict) in retention::plan(&candidates, &made.name, job.keep) {
         if let Verdict::Delete(why) = verdict {

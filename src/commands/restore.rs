@@ -25,6 +25,7 @@ use crate::pg::client::{self, quote_ident};
 use crate::pg::restore::{self as pg_restore, RestoreJob};
 use crate::pg::url::ConnSettings;
 use crate::signals::Signals;
+use crate::storage::select::Selector;
 use crate::ui;
 
 pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitCode> {
@@ -45,11 +46,30 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitCode> {
         backup_dir: &args.backup_dir,
         from_s3: args.from_s3,
         s3: &args.s3,
-        mode: Some(Mode::Full),
+        select: &Selector {
+            database: conn.dbname.clone(),
+            mode: Mode::Full,
+            include_failed: args.include_failed,
+        },
     })
     .await?;
     let meta_state = archive::read_meta(&located);
     let meta = meta_state.meta();
+    if let Some(meta) = meta.filter(|m| m.database != conn.dbname) {
+        if !args.allow_other_database {
+            return Err(usage(format!(
+                "not restoring: {} is a backup of database {:?}, the target is {:?}; \
+                 pass --allow-other-database to restore it there anyway",
+                located.dump.display(),
+                meta.database,
+                conn.dbname
+            )));
+        }
+        ui::warn(&format!(
+            "restoring a backup of database {:?} into database {:?} (--allow-other-database)",
+            meta.database, conn.dbname
+        ));
+    }
     match &meta_state {
         MetaState::Read(meta) => {
             match signals
@@ -262,6 +282,13 @@ async fn confirm(
         quote_ident(&conn.dbname),
         conn.user
     );
+    if let Some(meta) = meta.filter(|m| m.database != conn.dbname) {
+        text.push_str(&format!(
+            "  NOTE:     the backup is of database {}, NOT of the target {}\n",
+            quote_ident(&meta.database),
+            quote_ident(&conn.dbname)
+        ));
+    }
     if create_db {
         text.push_str(
             "  --create-db: the database is DROPPED (its sessions terminated) and created again\n",

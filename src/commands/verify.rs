@@ -35,6 +35,7 @@ use crate::pg::ephemeral::Ephemeral;
 use crate::pg::restore::{self as pg_restore, RestoreJob};
 use crate::pg::url::{process_env, ConnSettings};
 use crate::signals::Signals;
+use crate::storage::select::Selector;
 use crate::storage::BackupName;
 use crate::ui;
 
@@ -253,7 +254,11 @@ pub async fn run(global: &GlobalArgs, args: VerifyArgs) -> Result<ExitCode> {
         backup_dir: &args.backup_dir,
         from_s3: args.from_s3,
         s3: &args.s3,
-        mode: None,
+        select: &Selector {
+            database: opts.conn.dbname.clone(),
+            mode: args.mode,
+            include_failed: args.include_failed,
+        },
     })
     .await?;
     let report = verify_located(&opts, &located, &mut signals).await?;

@@ -31,8 +31,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-use super::{is_plain_file_name, BackupName};
-use crate::cli::{Mode, S3Args};
+use super::select::{Choice, Selector};
+use super::{is_plain_file_name, BackupName, Owner};
+use crate::cli::S3Args;
 use crate::error::usage;
 use crate::meta::{Meta, S3Location};
 use crate::pipeline::Sink;
@@ -627,6 +628,68 @@ impl Store {
             .with_context(|| format!("reading {}", self.uri(key)))
     }
 
+    /// The newest backup under the prefix that `select` accepts (meta.json
+    /// read only for names that could be the target's); skipped ones are named.
+    pub async fn newest(&self, select: &Selector) -> Result<RemoteBackup> {
+        let backups = self.list().await?;
+        let mut metas = Vec::with_capacity(backups.len());
+        for backup in &backups {
+            let meta = if backup.is_complete() && select.may_pick(&backup.name) {
+                self.read_meta(&backup.meta_key)
+                    .await
+                    .unwrap_or_else(|err| {
+                        ui::warn(&crate::error::one_line(&err));
+                        None
+                    })
+            } else {
+                None
+            };
+            metas.push(meta);
+        }
+        let choices: Vec<Choice> = backups
+            .iter()
+            .zip(&metas)
+            .map(|(b, meta)| Choice {
+                name: &b.name,
+                complete: b.is_complete(),
+                meta: meta.as_ref(),
+            })
+            .collect();
+        let picked = select.pick(&choices);
+        let Some(index) = picked.index else {
+            return Err(usage(
+                select.nothing_message(&picked, &self.uri(&self.settings.prefix)),
+            ));
+        };
+        crate::archive::report_skipped(&picked);
+        Ok(backups[index].clone())
+    }
+
+    /// The backups of `owner`'s group under the prefix, oldest first, with
+    /// their meta.json (read only for names that could be the group's).
+    pub async fn owned(&self, owner: &Owner) -> Result<Vec<(RemoteBackup, Option<Meta>)>> {
+        let mut owned = Vec::new();
+        for backup in self.list().await? {
+            if !owner.may_own(&backup.name) {
+                continue;
+            }
+            let meta = if backup.has_meta {
+                self.read_meta(&backup.meta_key)
+                    .await
+                    .unwrap_or_else(|err| {
+                        ui::warn(&crate::error::one_line(&err));
+                        None
+                    })
+            } else {
+                None
+            };
+            if owner.owns(&backup.name, meta.as_ref().map(|m| m.database.as_str())) {
+                owned.push((backup, meta));
+            }
+        }
+        Ok(owned)
+    }
+
     /// Streams an object into `dest` (created 0600, must not exist), returning
     /// its SHA-256 and size. A failed download removes `dest`.
     pub async fn download(&self, key: &str, dest: &Path) -> Result<(String, u64)> {
@@ -1206,10 +1269,15 @@ pub fn parse_uri(uri: &str) -> Result<(String, String)> {
 }
 
 /// Downloads `uri` (`s3://bucket/key.dump`), or with `uri` None the newest
-/// complete full backup under the configured prefix, with its meta.json,
+/// backup under the configured prefix that `select` accepts, with its meta.json,
 /// into `dest_dir`. The dump's SHA-256 and size are checked against the
 /// meta.json before this returns; a mismatch is an error and leaves nothing.
-pub async fn fetch_backup(args: &S3Args, uri: Option<&str>, dest_dir: &Path) -> Result<Fetched> {
+pub async fn fetch_backup(
+    args: &S3Args,
+    uri: Option<&str>,
+    select: &Selector,
+    dest_dir: &Path,
+) -> Result<Fetched> {
     let (store, dump_key, meta_key) = match uri {
         Some(uri) => {
             let (bucket, key) = parse_uri(uri)?;
@@ -1219,17 +1287,7 @@ pub async fn fetch_backup(args: &S3Args, uri: Option<&str>, dest_dir: &Path) -> 
         }
         None => {
             let store = connect(S3Settings::from_args(args, None)?).await?;
-            let newest = store
-                .list()
-                .await?
-                .into_iter()
-                .rfind(|b| b.is_complete() && b.name.mode == Mode::Full)
-                .ok_or_else(|| {
-                    anyhow!(
-                        "no complete full backup under {}",
-                        store.uri(&store.settings.prefix)
-                    )
-                })?;
+            let newest = store.newest(select).await?;
             (store, newest.dump_key, newest.meta_key)
         }
     };

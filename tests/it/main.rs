@@ -11,4 +11,5 @@ mod list;
 mod restore;
 mod s3;
 mod tls;
+mod trust;
 mod verify;
