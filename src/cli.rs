@@ -272,10 +272,11 @@ pub struct RestoreArgs {
     /// Parallel pg_restore jobs.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub jobs: u32,
-    /// Restore only this table (repeatable).
-    #[arg(long = "table", value_name = "TABLE")]
+    /// Restore only this table: SCHEMA.TABLE, or a name found in one schema (repeatable). Checked
+    /// against the archive first: a selection matching nothing is exit 2 and touches nothing.
+    #[arg(long = "table", value_name = "SCHEMA.TABLE")]
     pub tables: Vec<String>,
-    /// Restore only this schema (repeatable).
+    /// Restore only this schema (repeatable; checked against the archive first).
     #[arg(long = "schema", value_name = "SCHEMA")]
     pub schemas: Vec<String>,
     /// Run `alembic stamp head` afterwards (see below for why this is off by default).

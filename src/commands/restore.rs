@@ -23,6 +23,7 @@ use crate::error::usage;
 use crate::meta::Meta;
 use crate::pg::client::{self, quote_ident};
 use crate::pg::restore::{self as pg_restore, RestoreJob};
+use crate::pg::selection::{self, Resolved};
 use crate::pg::url::ConnSettings;
 use crate::signals::Signals;
 use crate::storage::select::Selector;
@@ -114,6 +115,33 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitCode> {
         header.compression.name(),
         tools.version
     ));
+    // An exact selection, or nothing is touched (exit 2).
+    let selection = if selective {
+        let toc = selection::parse_toc(&listing.toc);
+        let resolved = selection::resolve(&toc, &args.tables, &args.schemas)
+            .map_err(|detail| usage(format!("not restoring: {detail}")))?;
+        let described: Vec<String> = if resolved.tables.is_empty() {
+            resolved
+                .schemas
+                .iter()
+                .map(|s| format!("schema {s}"))
+                .collect()
+        } else {
+            resolved
+                .tables
+                .iter()
+                .map(|(s, t)| format!("{s}.{t}"))
+                .collect()
+        };
+        ui::info(&format!("selected: {}", described.join(", ")));
+        Some(resolved)
+    } else {
+        None
+    };
+    let list_file = match selection.as_ref().and_then(|s| s.list.as_deref()) {
+        Some(list) => Some(write_list(list)?),
+        None => None,
+    };
     if !selective {
         let wanted: BTreeSet<String> = match meta {
             Some(meta) => meta.extensions.keys().cloned().collect(),
@@ -150,6 +178,12 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitCode> {
         ));
     }
     drop(admin);
+    if list_file.is_none() {
+        if let Some(resolved) = &selection {
+            // pg_restore -n restores a schema's objects, not the schema itself.
+            create_schemas(&conn, &resolved.schemas, &mut signals).await?;
+        }
+    }
 
     // 5: pg_restore.
     ui::info(&format!(
@@ -168,8 +202,12 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitCode> {
             dump: &located.dump,
             jobs: args.jobs.max(1),
             maintenance_work_mem: &args.maintenance_work_mem,
-            tables: &args.tables,
-            schemas: &args.schemas,
+            list_file: list_file.as_ref().map(tempfile::NamedTempFile::path),
+            schemas: if list_file.is_some() {
+                &[]
+            } else {
+                &args.schemas
+            },
         },
         &mut signals,
     )
@@ -202,7 +240,7 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitCode> {
     // 6: the restored database against meta.json.
     let target = signals.guard(client::connect(&conn)).await?;
     if let Some(meta) = meta {
-        if !compare_rows(&target, meta, &args.tables, &args.schemas).await? {
+        if !compare_rows(&target, meta, selection.as_ref()).await? {
             failed = true;
         }
         let have = client::alembic_revision(&target).await.ok().flatten();
@@ -240,6 +278,38 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitCode> {
         conn.endpoint()
     ));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Creates the selected schemas that the target lacks (owned by the restoring user).
+async fn create_schemas(
+    conn: &ConnSettings,
+    schemas: &BTreeSet<String>,
+    signals: &mut Signals,
+) -> Result<()> {
+    let target = signals.guard(client::connect(conn)).await?;
+    for schema in schemas {
+        target
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {}",
+                quote_ident(schema)
+            ))
+            .await
+            .map_err(|e| db_error(e, &format!("creating schema {}", quote_ident(schema))))?;
+    }
+    Ok(())
+}
+
+/// The `-L` list of an exact `--table` selection, in a private temp file.
+fn write_list(list: &str) -> Result<tempfile::NamedTempFile> {
+    use std::io::Write;
+    let mut file = tempfile::Builder::new()
+        .prefix("pgbak-restore-list-")
+        .tempfile()
+        .context("creating the pg_restore list file")?;
+    file.write_all(list.as_bytes())
+        .and_then(|()| file.flush())
+        .context("writing the pg_restore list file")?;
+    Ok(file)
 }
 
 /// The connection for DROP/CREATE DATABASE: another database on the same
@@ -360,13 +430,9 @@ fn db_error(err: tokio_postgres::Error, what: &str) -> anyhow::Error {
 async fn compare_rows(
     client: &tokio_postgres::Client,
     meta: &Meta,
-    tables: &[String],
-    schemas: &[String],
+    selection: Option<&Resolved>,
 ) -> Result<bool> {
-    let selected = |schema: &str, name: &str| {
-        (tables.is_empty() || tables.iter().any(|t| t == name))
-            && (schemas.is_empty() || schemas.iter().any(|s| s == schema))
-    };
+    let selected = |schema: &str, name: &str| selection.is_none_or(|s| s.contains(schema, name));
     let wanted: Vec<_> = meta
         .tables
         .iter()

@@ -589,7 +589,7 @@ async fn run_checks(
             dump: &located.dump,
             jobs: opts.jobs,
             maintenance_work_mem: &opts.maintenance_work_mem,
-            tables: &[],
+            list_file: None,
             schemas: &[],
         },
         signals,

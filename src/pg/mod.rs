@@ -4,6 +4,7 @@
 pub mod client;
 pub mod ephemeral;
 pub mod restore;
+pub mod selection;
 pub mod tls;
 pub mod tools;
 pub mod url;

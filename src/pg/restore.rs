@@ -27,6 +27,8 @@ pub struct Listing {
     pub extensions: Vec<String>,
     /// pg_restore's warnings (an unsupported compression shows up here).
     pub warnings: String,
+    /// The table of contents as printed (what `--table` is resolved against).
+    pub toc: String,
 }
 
 /// Reads the archive's table of contents without connecting anywhere. A
@@ -61,6 +63,7 @@ pub async fn list(tools: &PgTools, dump: &Path) -> Result<Result<Listing, String
         table_data: 0,
         extensions: Vec::new(),
         warnings: out.stderr,
+        toc: out.stdout.clone(),
     };
     for line in out.stdout.lines() {
         if line.trim().is_empty() || line.starts_with(';') {
@@ -91,7 +94,9 @@ pub struct RestoreJob<'a> {
     pub jobs: u32,
     /// `maintenance_work_mem` for the restore's sessions ("default": the server's).
     pub maintenance_work_mem: &'a str,
-    pub tables: &'a [String],
+    /// `-L`: restore only these TOC lines (an exact `--table` selection).
+    pub list_file: Option<&'a Path>,
+    /// `-n`: restore only these schemas.
     pub schemas: &'a [String],
 }
 
@@ -175,8 +180,8 @@ pub async fn restore(job: &RestoreJob<'_>, signals: &mut Signals) -> Result<Outc
         .arg("--no-password")
         .arg(format!("--jobs={}", job.jobs.max(1)))
         .arg(format!("--dbname={}", dbname_conninfo(&job.conn.dbname)));
-    for table in job.tables {
-        cmd.arg(format!("--table={table}"));
+    if let Some(list) = job.list_file {
+        cmd.arg("--use-list").arg(list);
     }
     for schema in job.schemas {
         cmd.arg(format!("--schema={schema}"));

@@ -293,3 +293,71 @@ fn restore_and_verify_skip_backups_whose_verification_failed() {
     assert!(output_text(&out).contains(&bad_stem));
     assert_eq!(db.psql("SELECT count(*) FROM t"), "3", "untouched");
 }
+
+#[test]
+fn restore_table_selection_is_exact_and_a_miss_touches_nothing() {
+    let pg = pg16();
+    let source = pg.fresh_db("trust select");
+    source.psql(
+        "CREATE SCHEMA audit;
+         CREATE TABLE public.users (id int PRIMARY KEY); INSERT INTO public.users VALUES (1), (2);
+         CREATE TABLE audit.users (id int); INSERT INTO audit.users VALUES (1), (2), (3);
+         CREATE TABLE public.other (id int); INSERT INTO public.other VALUES (1);",
+    );
+    let dir = Dir::new("trust-select");
+    let dump = backup(&mut pgbak_for(&source), &dir, &["--no-s3"]);
+    let target = pg.fresh_db("trust select target");
+    target.psql("CREATE TABLE leftover (x int)");
+    let restore = |extra: &[&str]| {
+        run(pgbak_for(&target)
+            .args([
+                "restore",
+                "--create-db",
+                "--no-confirm",
+                "--allow-other-database",
+            ])
+            .args(extra)
+            .arg(&dump))
+    };
+    for (selection, says) in [
+        (vec!["--table", "public.nope"], "public.nope"),
+        (vec!["--table", "nope.users"], "nope.users"),
+        (vec!["--table", "users"], "ambiguous"),
+        (vec!["--schema", "nope"], "--schema nope"),
+        (
+            vec!["--schema", "audit", "--table", "other"],
+            "within --schema audit",
+        ),
+    ] {
+        let out = restore(&selection);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{selection:?}: {}",
+            output_text(&out)
+        );
+        assert!(output_text(&out).contains(says), "{}", output_text(&out));
+        assert_eq!(
+            target.psql("SELECT count(*) FROM pg_tables WHERE tablename = 'leftover'"),
+            "1",
+            "{selection:?}: the target was not dropped"
+        );
+    }
+    let tables = |db: &TestDb<'_>| {
+        db.psql(
+            "SELECT string_agg(schemaname || '.' || tablename, ',' ORDER BY 1) FROM pg_tables \
+             WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+        )
+    };
+    let out = restore(&["--table", "public.users"]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(tables(&target), "public.users");
+    assert_eq!(target.psql("SELECT count(*) FROM public.users"), "2");
+    let out = restore(&["--table", "audit.users"]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(tables(&target), "audit.users", "its schema is created too");
+    assert_eq!(target.psql("SELECT count(*) FROM audit.users"), "3");
+    let out = restore(&["--schema", "audit"]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(tables(&target), "audit.users");
+}
