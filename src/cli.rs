@@ -65,6 +65,10 @@ pub enum Mode {
     Schema,
     /// Rows only.
     Data,
+    /// Roles, memberships, role settings and tablespaces (`pg_dumpall --globals-only`):
+    /// written by `--all-databases` and `--globals`, never asked for with `--mode`.
+    #[value(skip)]
+    Globals,
 }
 
 impl Mode {
@@ -73,6 +77,7 @@ impl Mode {
             Mode::Full => "full",
             Mode::Schema => "schema",
             Mode::Data => "data",
+            Mode::Globals => "globals",
         }
     }
 
@@ -81,6 +86,7 @@ impl Mode {
             "full" => Some(Mode::Full),
             "schema" => Some(Mode::Schema),
             "data" => Some(Mode::Data),
+            "globals" => Some(Mode::Globals),
             _ => None,
         }
     }
@@ -173,6 +179,27 @@ pub struct BackupArgs {
     /// Print a JSON summary (the meta.json contents plus paths) on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Every connectable non-template database of the server, each in its own backup, plus
+    /// one globals backup (roles, memberships, tablespaces); also PGBAK_ALL_DATABASES=true.
+    /// DATABASE_URL names the database to connect to for the list (e.g. postgres).
+    #[arg(long)]
+    pub all_databases: bool,
+    /// With --all-databases: skip databases matching this glob (repeatable; the environment
+    /// variable takes a comma-separated list).
+    #[arg(
+        long = "exclude-database",
+        env = "PGBAK_EXCLUDE_DATABASES",
+        value_delimiter = ',',
+        value_name = "PATTERN"
+    )]
+    pub exclude_databases: Vec<String>,
+    /// Also back up the globals (pg_dumpall --globals-only) beside this database's backup.
+    #[arg(long)]
+    pub globals: bool,
+    /// Leave role passwords out of the globals backup (roles then restore without passwords);
+    /// also PGBAK_NO_ROLE_PASSWORDS=true.
+    #[arg(long)]
+    pub no_role_passwords: bool,
     #[command(flatten)]
     pub s3: S3Args,
 }
@@ -234,7 +261,7 @@ pub struct VerifyArgs {
     pub s3: S3Args,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(after_help = "\
 --alembic-stamp is off by default: `alembic stamp head` marks the restored schema as \
 the newest migration without running any, which hides a backup taken before the latest \
@@ -263,9 +290,19 @@ pub struct RestoreArgs {
     /// Restore the newest complete full backup of the target database under the S3 prefix.
     #[arg(long, conflicts_with = "backup")]
     pub from_s3: bool,
-    /// Terminate sessions, drop and recreate the target database first.
+    /// Terminate sessions, drop and recreate the target database first, with the owner,
+    /// encoding/locale, settings and privileges the backup recorded.
     #[arg(long)]
     pub create_db: bool,
+    /// Restore without owners and privileges (every object owned by the restoring user),
+    /// for a target that lacks the backup's roles.
+    #[arg(long)]
+    pub no_owner: bool,
+    /// Rebuild a whole server: the globals of the newest --all-databases run, then every
+    /// database of that run (each dropped and created again). DATABASE_URL names the
+    /// server (its database is only used to connect).
+    #[arg(long, conflicts_with_all = ["backup", "tables", "schemas"])]
+    pub all_databases: bool,
     /// Do not ask for confirmation (required without a terminal).
     #[arg(long)]
     pub no_confirm: bool,
@@ -397,6 +434,19 @@ pub struct CronArgs {
     /// Verify by restoring into a throwaway local cluster (initdb + postgres from the chosen bin dir).
     #[arg(long, conflicts_with = "verify_target_url")]
     pub verify_ephemeral: bool,
+    /// Back up every database and the globals, as `backup --all-databases`; also
+    /// PGBAK_ALL_DATABASES=true.
+    #[arg(long)]
+    pub all_databases: bool,
+    /// With --all-databases: skip databases matching this glob (repeatable; the environment
+    /// variable takes a comma-separated list).
+    #[arg(
+        long = "exclude-database",
+        env = "PGBAK_EXCLUDE_DATABASES",
+        value_delimiter = ',',
+        value_name = "PATTERN"
+    )]
+    pub exclude_databases: Vec<String>,
     #[command(flatten)]
     pub s3: S3Args,
 }

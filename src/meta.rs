@@ -60,6 +60,72 @@ pub struct Meta {
     pub s3: Option<S3Location>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
+    /// The database's own properties (owner, locale, settings, ACL), which
+    /// pg_dump without `--create` leaves out; restore `--create-db` re-applies them.
+    /// Absent in backups made before pgbak recorded them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_properties: Option<DatabaseProperties>,
+    /// Roles the dump's objects depend on (owners, grantees, policy roles):
+    /// a restore with owners needs every one of them on the target.
+    /// Absent (None) in backups made before pgbak recorded them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    /// The `pgbak backup --all-databases` run this backup belongs to (its
+    /// start, `YYYYmmddTHHMMSS` UTC): the globals and databases of one run share it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_run: Option<String>,
+    /// Only in a globals backup (mode `globals`): what pg_dumpall could read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub globals: Option<GlobalsInfo>,
+}
+
+/// Database-level properties, as read from pg_database and pg_db_role_setting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatabaseProperties {
+    pub owner: String,
+    pub encoding: String,
+    pub collate: String,
+    pub ctype: String,
+    /// `libc`, `icu` or `builtin`.
+    pub locale_provider: String,
+    /// The ICU (or builtin) locale, when the provider is not libc.
+    pub locale: Option<String>,
+    /// `ALTER DATABASE ... SET` and `ALTER ROLE ... IN DATABASE ... SET`.
+    pub settings: Vec<DatabaseSetting>,
+    /// The database ACL; None means the default privileges.
+    pub acl: Option<Vec<DatabaseGrant>>,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatabaseSetting {
+    /// The role of `ALTER ROLE r IN DATABASE`; None for `ALTER DATABASE`.
+    pub role: Option<String>,
+    pub name: String,
+    /// As stored in pg_db_role_setting (list settings already quoted).
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatabaseGrant {
+    /// A role name, or `PUBLIC`.
+    pub grantee: String,
+    /// `CONNECT`, `CREATE` or `TEMPORARY`.
+    pub privilege: String,
+    pub grantable: bool,
+}
+
+/// What a globals backup holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GlobalsInfo {
+    /// False with `--no-role-passwords`, or when the server refused to let
+    /// this user read pg_authid (managed services): roles restore without passwords.
+    pub role_passwords: bool,
+    /// Why passwords are missing, in words; None when they are there.
+    pub note: Option<String>,
+    /// The databases the run dumped (with `--all-databases`).
+    #[serde(default)]
+    pub databases: Vec<String>,
 }
 
 impl Meta {
@@ -139,6 +205,10 @@ pub(crate) mod tests {
             pgbak_version: "0.1.0".into(),
             s3: None,
             verification: None,
+            database_properties: None,
+            roles: None,
+            cluster_run: None,
+            globals: None,
         }
     }
 

@@ -26,8 +26,8 @@ use tokio_postgres::Client;
 
 use crate::cli::{BackupArgs, GlobalArgs, Mode, S3Args};
 use crate::error::{interrupted, usage};
-use crate::meta::{Meta, TableRows};
-use crate::pg::client;
+use crate::meta::{DatabaseProperties, Meta, TableRows};
+use crate::pg::client::{self, ServerVersion};
 use crate::pg::tools::{self, PgTools};
 use crate::pg::url::ConnSettings;
 use crate::pipeline::{self, FileSink, Sink};
@@ -51,6 +51,10 @@ pub struct BackupJob {
     /// S3 settings; uploading happens when a bucket is set and `upload` is true.
     pub s3: S3Args,
     pub upload: bool,
+    /// The `--all-databases` run this backup belongs to (recorded in meta.json).
+    pub cluster_run: Option<String>,
+    /// Leave role passwords out of a globals backup.
+    pub no_role_passwords: bool,
 }
 
 impl BackupJob {
@@ -73,6 +77,9 @@ impl BackupJob {
             pg_bin_dir: global.pg_bin_dir.clone(),
             s3: args.s3.clone(),
             upload,
+            cluster_run: None,
+            no_role_passwords: args.no_role_passwords
+                || crate::settings::env_flag("PGBAK_NO_ROLE_PASSWORDS"),
         })
     }
 }
@@ -89,6 +96,9 @@ pub struct Made {
 }
 
 pub async fn run(global: &GlobalArgs, args: BackupArgs) -> Result<ExitCode> {
+    if args.all_databases || crate::settings::env_flag("PGBAK_ALL_DATABASES") {
+        return super::cluster::backup_all(global, args).await;
+    }
     let job = BackupJob::new(global, &args)?;
     if job.upload {
         if let Some(warning) = s3::keep_warning(job.keep, &job.s3.storage_class) {
@@ -99,11 +109,21 @@ pub async fn run(global: &GlobalArgs, args: BackupArgs) -> Result<ExitCode> {
     let made = dump(&job, &mut signals).await?;
     let mut deleted = apply_retention(&job, &made)?;
     deleted.extend(apply_remote_retention(&job, &made).await?);
+    let mut globals = None;
+    if args.globals {
+        let made = super::globals::backup(&job, &mut signals, Vec::new()).await?;
+        deleted.extend(apply_retention(&job, &made)?);
+        deleted.extend(apply_remote_retention(&job, &made).await?);
+        globals = Some(made);
+    }
     if args.json {
         let summary = serde_json::json!({
             "dump": made.dump,
             "meta_path": made.meta_path,
             "meta": made.meta,
+            "globals": globals.map(|g| serde_json::json!({
+                "dump": g.dump, "meta_path": g.meta_path, "meta": g.meta,
+            })),
             "deleted": deleted,
         });
         ui::stdout_line(&serde_json::to_string_pretty(&summary)?);
@@ -146,7 +166,10 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
         .context("exporting the snapshot")?
         .get(0);
 
-    let (name, sink) = reserve_name(job, started)?;
+    let (name, sink) = reserve_name(
+        &job.output_dir,
+        BackupName::new(&job.conn.dbname, job.mode, job.label.as_deref(), started),
+    )?;
     let dump_path = job.output_dir.join(name.dump_file());
     let meta_path = job.output_dir.join(name.meta_file());
     ui::info(&format!(
@@ -185,6 +208,7 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
 
     let streamed = match stream_dump(
         job,
+        &server,
         &tools,
         &compression,
         &snapshot,
@@ -245,6 +269,10 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
         pgbak_version: env!("CARGO_PKG_VERSION").to_owned(),
         s3: location.clone(),
         verification: None,
+        database_properties: Some(catalog.properties),
+        roles: Some(catalog.roles),
+        cluster_run: job.cluster_run.clone(),
+        globals: None,
     };
     if let Err(err) = commit(sink, &meta, &meta_path) {
         discard(&upload).await;
@@ -315,12 +343,14 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
 /// Picks the file name and claims it by creating its `.partial` exclusively.
 /// Two backups of one group within a second (or at once): the later one moves
 /// to the next free second, so nothing is ever overwritten.
-fn reserve_name(job: &BackupJob, at: chrono::DateTime<Utc>) -> Result<(BackupName, FileSink)> {
-    let mut name = BackupName::new(&job.conn.dbname, job.mode, job.label.as_deref(), at);
+pub(crate) fn reserve_name(
+    output_dir: &Path,
+    mut name: BackupName,
+) -> Result<(BackupName, FileSink)> {
     // Names stay in order even when runs come faster than one a second: a new
     // backup is always named after the newest one of its group, so "newest"
     // (retention, restore, verify) means the same by name and by time.
-    let newest = LocalStore::new(&job.output_dir)
+    let newest = LocalStore::new(output_dir)
         .list()?
         .into_iter()
         .filter(|b| b.name.group() == name.group())
@@ -332,8 +362,8 @@ fn reserve_name(job: &BackupJob, at: chrono::DateTime<Utc>) -> Result<(BackupNam
         }
     }
     for _ in 0..600 {
-        let dump_path = job.output_dir.join(name.dump_file());
-        let meta_path = job.output_dir.join(name.meta_file());
+        let dump_path = output_dir.join(name.dump_file());
+        let meta_path = output_dir.join(name.meta_file());
         if !meta_path.exists() {
             match FileSink::create(&dump_path) {
                 Ok(sink) => return Ok((name, sink)),
@@ -348,12 +378,12 @@ fn reserve_name(job: &BackupJob, at: chrono::DateTime<Utc>) -> Result<(BackupNam
     }
     bail!(
         "no free backup file name in {} (600 seconds taken)",
-        job.output_dir.display()
+        output_dir.display()
     )
 }
 
 /// Connects to the bucket and starts the multipart upload of `name`'s dump.
-async fn start_upload(
+pub(crate) async fn start_upload(
     job: &BackupJob,
     name: &BackupName,
     estimate: Option<u64>,
@@ -363,7 +393,7 @@ async fn start_upload(
     Ok((store, sink))
 }
 
-async fn upload_meta(store: &Store, key: &str, meta_path: &Path) -> Result<()> {
+pub(crate) async fn upload_meta(store: &Store, key: &str, meta_path: &Path) -> Result<()> {
     let bytes = tokio::fs::read(meta_path)
         .await
         .with_context(|| format!("reading {}", meta_path.display()))?;
@@ -371,7 +401,7 @@ async fn upload_meta(store: &Store, key: &str, meta_path: &Path) -> Result<()> {
 }
 
 /// Leaves nothing of a failed upload behind: no open multipart upload, no object.
-async fn discard(upload: &Option<Arc<UploadHandle>>) {
+pub(crate) async fn discard(upload: &Option<Arc<UploadHandle>>) {
     if let Some(upload) = upload {
         upload.discard().await;
     }
@@ -382,9 +412,13 @@ struct Catalog {
     extensions: BTreeMap<String, String>,
     tables: Vec<TableRows>,
     alembic_revision: Option<String>,
+    properties: DatabaseProperties,
+    roles: Vec<String>,
 }
 
-async fn read_catalog(client: &Client, mode: Mode) -> Result<Catalog> {
+async fn read_catalog(client: &Client, mode: Mode, server: &ServerVersion) -> Result<Catalog> {
+    let properties = client::database_properties(client, server).await?;
+    let roles = client::dependent_roles(client).await?;
     let extensions = client::extensions(client).await?;
     let alembic_revision = client::alembic_revision(client).await?;
     let names = client::user_tables(client).await?;
@@ -404,6 +438,8 @@ async fn read_catalog(client: &Client, mode: Mode) -> Result<Catalog> {
         extensions,
         tables,
         alembic_revision,
+        properties,
+        roles,
     })
 }
 
@@ -420,6 +456,7 @@ struct Streamed {
 #[allow(clippy::too_many_arguments)]
 async fn stream_dump(
     job: &BackupJob,
+    server: &ServerVersion,
     tools: &PgTools,
     compression: &str,
     snapshot: &str,
@@ -441,6 +478,7 @@ async fn stream_dump(
         Mode::Data => {
             cmd.arg("--data-only");
         }
+        Mode::Globals => bail!("globals are taken by pg_dumpall, not pg_dump"),
     }
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     ui::debug(&format!("running {}", tools::describe(&cmd)));
@@ -472,8 +510,9 @@ async fn stream_dump(
         (result, sink, s3)
     });
     let mode = job.mode;
+    let server = server.clone();
     let mut catalog = tokio::spawn(async move {
-        let catalog = read_catalog(&client, mode).await;
+        let catalog = read_catalog(&client, mode, &server).await;
         // Keep the transaction (and so the snapshot) open until pg_dump is done.
         (catalog, client)
     });
@@ -545,7 +584,7 @@ async fn stream_dump(
 
 /// Step 4: meta.json's partial first (a full disk fails here, before any
 /// rename), then the dump and the meta renamed into place.
-fn commit(sink: FileSink, meta: &Meta, meta_path: &Path) -> Result<()> {
+pub(crate) fn commit(sink: FileSink, meta: &Meta, meta_path: &Path) -> Result<()> {
     let mut json = serde_json::to_vec_pretty(meta).context("encoding meta.json")?;
     json.push(b'\n');
     // The same locked-partial path as the dump, so no concurrent cleanup takes it;

@@ -150,6 +150,23 @@ async fn steps(
         log.display()
     ));
 
+    if args.all_databases || settings::env_flag("PGBAK_ALL_DATABASES") {
+        // Every database and the globals, each with its retention; verify is
+        // per backup and not run here (`pgbak verify` names one backup).
+        run.database = "(all databases)".to_owned();
+        return run
+            .step(Step::Backup, async {
+                let job = backup_job(global, args)?;
+                let excludes = super::cluster::exclude_patterns(&args.exclude_databases)?;
+                if verify {
+                    ui::warn("verify is not run for --all-databases; verify single backups with `pgbak verify FILE`");
+                }
+                super::cluster::backup_run(&job, &excludes, signals)
+                    .await?
+                    .result()
+            })
+            .await;
+    }
     let mut database = String::new();
     let backed_up = run
         .step(Step::Backup, async {
@@ -201,6 +218,8 @@ fn backup_job(global: &GlobalArgs, args: &CronArgs) -> Result<BackupJob> {
         pg_bin_dir: global.pg_bin_dir.clone(),
         s3: args.s3.clone(),
         upload,
+        cluster_run: None,
+        no_role_passwords: settings::env_flag("PGBAK_NO_ROLE_PASSWORDS"),
     })
 }
 

@@ -1,8 +1,10 @@
 //! One module per subcommand; each reads top to bottom as the steps it runs.
 
 pub mod backup;
+pub mod cluster;
 pub mod completions;
 pub mod cron;
+pub mod globals;
 pub mod list;
 pub mod man;
 pub mod restore;

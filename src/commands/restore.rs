@@ -5,8 +5,11 @@
 //! 2. find the backup, check its SHA-256 against meta.json, read its header and
 //!    `pg_restore --list`: nothing touches the target before the backup is known good;
 //! 3. ask the operator to type the database name (host, port, database, backup shown);
-//! 4. `--create-db`: terminate sessions, drop and recreate the database;
-//! 5. pg_restore `--no-owner --no-privileges --jobs N`, harmless warnings told from errors;
+//! 4. `--create-db`: terminate sessions, drop and recreate the database with the
+//!    properties meta.json recorded (owner, locale, settings, ACL; see [`crate::pg::dbprops`]);
+//! 5. pg_restore `--jobs N`, with owners and privileges when every role the backup
+//!    needs exists on the target (else it stops, naming them, unless `--no-owner`),
+//!    harmless warnings told from errors;
 //! 6. row counts against meta.json (printed on stdout), the alembic revision against
 //!    meta.json, and `alembic stamp head` only when asked.
 
@@ -30,6 +33,24 @@ use crate::storage::select::Selector;
 use crate::ui;
 
 pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitCode> {
+    if args.all_databases {
+        return super::cluster::restore_all(global, args).await;
+    }
+    let conn = crate::settings::connection()?;
+    Ok(if restore_into(global, &args, &conn).await? {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(crate::error::FAILED)
+    })
+}
+
+/// Restores one backup into `conn`'s database. Ok(false): the restore ran but
+/// a check failed (exit 1).
+pub async fn restore_into(
+    global: &GlobalArgs,
+    args: &RestoreArgs,
+    conn: &ConnSettings,
+) -> Result<bool> {
     // 1: never hang waiting for an answer nobody can give.
     if !args.no_confirm && !std::io::stdin().is_terminal() {
         return Err(usage(
@@ -38,7 +59,6 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitCode> {
         ));
     }
     pg_restore::validate_memory_setting(&args.maintenance_work_mem)?;
-    let conn = crate::settings::connection()?;
     let mut signals = Signals::new()?;
 
     // 2: the backup, checked before the target is touched.
@@ -90,7 +110,7 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitCode> {
         .map_err(|detail| anyhow!("not restoring {}: {detail}", located.dump.display()))?;
 
     let selective = !args.tables.is_empty() || !args.schemas.is_empty();
-    let admin_conn = maintenance_conn(&conn, args.create_db);
+    let admin_conn = maintenance_conn(conn, args.create_db);
     let admin = signals
         .guard(client::connect(&admin_conn))
         .await
@@ -163,19 +183,33 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitCode> {
         }
     }
 
+    let roles = client::role_names(&admin).await?;
+    let owners = owners_wanted(args.no_owner, meta, &roles, conn)?;
+
     // 3: the operator confirms, naming the database.
     if !args.no_confirm {
-        confirm(&conn, &located.dump, meta, args.create_db, &mut signals).await?;
+        confirm(conn, &located.dump, meta, args.create_db, &mut signals).await?;
     }
 
     // 4: a fresh database when asked.
+    let mut not_restored = Vec::new();
     if args.create_db {
-        recreate_database(&admin, &conn.dbname).await?;
+        not_restored = recreate_database(
+            &admin,
+            &conn.dbname,
+            meta.and_then(|m| m.database_properties.as_ref()),
+            &roles,
+            owners,
+        )
+        .await?;
         ui::info(&format!(
             "dropped and created database {} on {}",
             quote_ident(&conn.dbname),
             conn.endpoint()
         ));
+        for item in &not_restored {
+            ui::warn(&format!("not restored: {item}"));
+        }
     }
     drop(admin);
     if list_file.is_none() {
@@ -198,7 +232,7 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitCode> {
     let outcome = pg_restore::restore(
         &RestoreJob {
             tools: &tools,
-            conn: &conn,
+            conn,
             dump: &located.dump,
             jobs: args.jobs.max(1),
             maintenance_work_mem: &args.maintenance_work_mem,
@@ -208,6 +242,7 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitCode> {
             } else {
                 &args.schemas
             },
+            owners,
         },
         &mut signals,
     )
@@ -238,7 +273,7 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitCode> {
     }
 
     // 6: the restored database against meta.json.
-    let target = signals.guard(client::connect(&conn)).await?;
+    let target = signals.guard(client::connect(conn)).await?;
     if let Some(meta) = meta {
         if !compare_rows(&target, meta, selection.as_ref()).await? {
             failed = true;
@@ -269,15 +304,67 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitCode> {
             located.dump.display(),
             quote_ident(&conn.dbname)
         ));
-        return Ok(ExitCode::from(crate::error::FAILED));
+        return Ok(false);
     }
     ui::info(&format!(
-        "restore complete: {} into database {} on {}",
+        "restore complete: {} into database {} on {} ({}){}",
         located.dump.display(),
         quote_ident(&conn.dbname),
-        conn.endpoint()
+        conn.endpoint(),
+        if owners {
+            "owners and privileges restored"
+        } else {
+            "without owners and privileges"
+        },
+        if not_restored.is_empty() {
+            String::new()
+        } else {
+            format!("; not carried over: {}", not_restored.join("; "))
+        }
     ));
-    Ok(ExitCode::SUCCESS)
+    Ok(true)
+}
+
+/// Whether pg_restore restores owners and privileges: yes when every role the
+/// backup depends on exists on the target; an error naming the missing ones
+/// otherwise; no with `--no-owner`, and for backups whose meta.json predates
+/// role recording (restored as before, with a warning).
+fn owners_wanted(
+    no_owner: bool,
+    meta: Option<&Meta>,
+    roles: &BTreeSet<String>,
+    conn: &ConnSettings,
+) -> Result<bool> {
+    if no_owner {
+        return Ok(false);
+    }
+    let Some(needed) = meta.and_then(|m| m.roles.as_ref()) else {
+        ui::warn(
+            "the backup does not record the roles it needs (no meta.json, or one written by an \
+             older pgbak): restoring without owners and privileges, as with --no-owner",
+        );
+        return Ok(false);
+    };
+    let missing = missing_roles(needed, roles);
+    if !missing.is_empty() {
+        bail!(
+            "not restoring: the backup's owners and grants need the role(s) {} that do not exist on {}; \
+             restore the roles first (pgbak restore --all-databases, or psql -f the globals backup) \
+             or pass --no-owner to restore without owners and privileges",
+            missing.join(", "),
+            conn.endpoint()
+        );
+    }
+    Ok(true)
+}
+
+/// The roles of `needed` that `existing` lacks, in order.
+pub fn missing_roles(needed: &[String], existing: &BTreeSet<String>) -> Vec<String> {
+    needed
+        .iter()
+        .filter(|r| !existing.contains(*r))
+        .cloned()
+        .collect()
 }
 
 /// Creates the selected schemas that the target lacks (owned by the restoring user).
@@ -390,9 +477,15 @@ async fn confirm(
     Ok(())
 }
 
-/// Terminates the database's sessions, drops it and creates it again (from
-/// template0, so nothing preinstalled collides with the archive).
-async fn recreate_database(admin: &tokio_postgres::Client, name: &str) -> Result<()> {
+/// Terminates the database's sessions, drops it and creates it again with
+/// the recorded properties. Returns what could not be carried over.
+async fn recreate_database(
+    admin: &tokio_postgres::Client,
+    name: &str,
+    props: Option<&crate::meta::DatabaseProperties>,
+    roles: &BTreeSet<String>,
+    owners: bool,
+) -> Result<Vec<String>> {
     let quoted = quote_ident(name);
     admin
         .execute(
@@ -406,10 +499,7 @@ async fn recreate_database(admin: &tokio_postgres::Client, name: &str) -> Result
         .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
         .await
         .map_err(|e| db_error(e, &format!("dropping {quoted}")))?;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {quoted} TEMPLATE template0"))
-        .await
-        .map_err(|e| db_error(e, &format!("creating {quoted}")))
+    crate::pg::dbprops::create_database(admin, name, props, roles, owners).await
 }
 
 fn db_error(err: tokio_postgres::Error, what: &str) -> anyhow::Error {

@@ -591,6 +591,7 @@ async fn run_checks(
             maintenance_work_mem: &opts.maintenance_work_mem,
             list_file: None,
             schemas: &[],
+            owners: false,
         },
         signals,
     )

@@ -114,6 +114,17 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// Quotes an SQL string literal the way PostgreSQL's `quote_literal` does:
+/// quotes doubled, and an `E''` literal with doubled backslashes when there is one.
+pub fn quote_literal(text: &str) -> String {
+    let body = text.replace('\'', "''");
+    if text.contains('\\') {
+        format!("E'{}'", body.replace('\\', "\\\\"))
+    } else {
+        format!("'{body}'")
+    }
+}
+
 /// `schema.table` with both parts quoted.
 pub fn qualified(schema: &str, table: &str) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(table))
@@ -226,9 +237,138 @@ pub async fn alembic_revision(client: &Client) -> Result<Option<String>> {
     Ok((!revisions.is_empty()).then(|| revisions.join(",")))
 }
 
+/// The current database's owner, locale, settings, ACL and comment.
+pub async fn database_properties(
+    client: &Client,
+    server: &ServerVersion,
+) -> Result<crate::meta::DatabaseProperties> {
+    use crate::meta::{DatabaseGrant, DatabaseProperties, DatabaseSetting};
+    let provider = if server.num >= 150_000 {
+        "CASE d.datlocprovider WHEN 'i' THEN 'icu' WHEN 'b' THEN 'builtin' ELSE 'libc' END"
+    } else {
+        "'libc'"
+    };
+    let locale = match server.num {
+        n if n >= 170_000 => "d.datlocale",
+        n if n >= 150_000 => "d.daticulocale",
+        _ => "NULL::text",
+    };
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT pg_get_userbyid(d.datdba)::text, pg_encoding_to_char(d.encoding)::text,
+                        d.datcollate::text, d.datctype::text, {provider}, {locale}::text,
+                        d.datacl IS NULL, shobj_description(d.oid, 'pg_database')
+                   FROM pg_database d WHERE d.datname = current_database()"
+            ),
+            &[],
+        )
+        .await
+        .context("reading the database's properties")?;
+    let acl_is_default: bool = row.get(6);
+    let acl = if acl_is_default {
+        None
+    } else {
+        let rows = client
+            .query(
+                "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END,
+                        a.privilege_type, a.is_grantable
+                   FROM pg_database d, aclexplode(d.datacl) a
+                  WHERE d.datname = current_database() ORDER BY 1, 2",
+                &[],
+            )
+            .await
+            .context("reading the database's privileges")?;
+        Some(
+            rows.iter()
+                .map(|r| DatabaseGrant {
+                    grantee: r.get(0),
+                    privilege: r.get(1),
+                    grantable: r.get(2),
+                })
+                .collect(),
+        )
+    };
+    let rows = client
+        .query(
+            "SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole)::text END, c.setting
+               FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase,
+                    unnest(s.setconfig) WITH ORDINALITY AS c(setting, n)
+              WHERE d.datname = current_database() ORDER BY 1 NULLS FIRST, c.n",
+            &[],
+        )
+        .await
+        .context("reading the database's settings")?;
+    let settings = rows
+        .iter()
+        .filter_map(|r| {
+            let setting: String = r.get(1);
+            let (name, value) = setting.split_once('=')?;
+            Some(DatabaseSetting {
+                role: r.get(0),
+                name: name.to_owned(),
+                value: value.to_owned(),
+            })
+        })
+        .collect();
+    Ok(DatabaseProperties {
+        owner: row.get(0),
+        encoding: row.get(1),
+        collate: row.get(2),
+        ctype: row.get(3),
+        locale_provider: row.get(4),
+        locale: row.get(5),
+        settings,
+        acl,
+        comment: row.get(7),
+    })
+}
+
+/// Roles the current database's objects depend on: owners, grantees, policy
+/// roles (pg_shdepend), the database's owner, and the bootstrap superuser
+/// when it owns user objects (pinned roles are not in pg_shdepend).
+pub async fn dependent_roles(client: &Client) -> Result<Vec<String>> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT pg_get_userbyid(s.refobjid)::text
+               FROM pg_shdepend s JOIN pg_database d ON d.oid = s.dbid
+              WHERE d.datname = current_database() AND s.refclassid = 'pg_authid'::regclass
+             UNION
+             SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = current_database()
+             UNION
+             SELECT pg_get_userbyid(10)::text
+              WHERE EXISTS (SELECT 1 FROM pg_namespace n
+                             WHERE n.nspowner = 10 AND n.nspname NOT LIKE 'pg\\_%'
+                               AND n.nspname <> 'information_schema')
+                 OR EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                             WHERE c.relowner = 10 AND n.nspname NOT LIKE 'pg\\_%'
+                               AND n.nspname <> 'information_schema')
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .context("listing the roles the database depends on")?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Every role name on the server.
+pub async fn role_names(client: &Client) -> Result<std::collections::BTreeSet<String>> {
+    let rows = client
+        .query("SELECT rolname::text FROM pg_roles", &[])
+        .await
+        .context("listing the server's roles")?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literals_are_quoted() {
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal(r"a\b'c"), r"E'a\\b''c'");
+    }
 
     #[test]
     fn identifiers_are_quoted() {

@@ -2,7 +2,9 @@
 //! catalog queries, TLS, and the client tools (pg_dump, pg_restore, ...).
 
 pub mod client;
+pub mod dbprops;
 pub mod ephemeral;
+pub mod globals;
 pub mod restore;
 pub mod selection;
 pub mod tls;

@@ -98,6 +98,9 @@ pub struct RestoreJob<'a> {
     pub list_file: Option<&'a Path>,
     /// `-n`: restore only these schemas.
     pub schemas: &'a [String],
+    /// Restore owners and privileges (every role the dump needs exists on the
+    /// target); false is pg_restore `--no-owner --no-privileges`.
+    pub owners: bool,
 }
 
 /// pg_restore's stderr, sorted.
@@ -175,9 +178,10 @@ pub fn dbname_conninfo(dbname: &str) -> String {
 /// workers are stopped (their queries cancelled) before the error returns.
 pub async fn restore(job: &RestoreJob<'_>, signals: &mut Signals) -> Result<Outcome> {
     let mut cmd = job.tools.command("pg_restore", job.conn);
-    cmd.arg("--no-owner")
-        .arg("--no-privileges")
-        .arg("--no-password")
+    if !job.owners {
+        cmd.arg("--no-owner").arg("--no-privileges");
+    }
+    cmd.arg("--no-password")
         .arg(format!("--jobs={}", job.jobs.max(1)))
         .arg(format!("--dbname={}", dbname_conninfo(&job.conn.dbname)));
     if let Some(list) = job.list_file {

@@ -5,6 +5,7 @@ mod support;
 
 mod backup;
 mod cron;
+mod drill;
 mod faults;
 mod harness;
 mod list;

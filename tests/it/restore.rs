@@ -445,3 +445,122 @@ fn restore_sigterm_stops_pg_restore_and_its_sessions() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Roles created for one test on the shared cluster; dropped at the end (after the databases).
+struct Roles<'a> {
+    pg: &'a support::Pg,
+    names: Vec<String>,
+}
+
+impl Drop for Roles<'_> {
+    fn drop(&mut self) {
+        for name in &self.names {
+            let _ = self.pg.try_psql(
+                "postgres",
+                &format!(
+                    "DROP OWNED BY {name} CASCADE; DROP ROLE IF EXISTS {name}",
+                    name = support::cluster::quote_ident(name)
+                ),
+            );
+        }
+    }
+}
+
+/// Issue 10 item 8: `--create-db` re-applies the database's owner, `ALTER DATABASE ... SET`,
+/// `ALTER ROLE ... IN DATABASE ... SET`, ACL and comment recorded at backup time (before, the
+/// database came back owned by the restoring user with none of them), restores object owners
+/// when the roles exist, and names what it could not carry over (`--no-owner`).
+#[test]
+fn restore_create_db_carries_over_database_properties() {
+    let pg = pg16();
+    let source = pg.fresh_db("dbprops source");
+    let suffix = source.name.rsplit('_').next().unwrap().to_owned();
+    let (owner, reader) = (
+        format!("dbprops_owner_{suffix}"),
+        format!("dbprops_reader_{suffix}"),
+    );
+    let roles = Roles {
+        pg,
+        names: vec![owner.clone(), reader.clone()],
+    };
+    let db = support::cluster::quote_ident(&source.name);
+    pg.psql(
+        "postgres",
+        &format!("CREATE ROLE {owner}; CREATE ROLE {reader}"),
+    );
+    for sql in [
+        format!("ALTER DATABASE {db} OWNER TO {owner}"),
+        format!("ALTER DATABASE {db} SET work_mem = '7MB'"),
+        format!("ALTER DATABASE {db} SET search_path = app, \"$user\", public"),
+        format!("ALTER ROLE {reader} IN DATABASE {db} SET statement_timeout = '5s'"),
+        format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC"),
+        format!("GRANT CONNECT ON DATABASE {db} TO {reader}"),
+        format!("COMMENT ON DATABASE {db} IS 'the source''s comment'"),
+    ] {
+        pg.psql("postgres", &sql);
+    }
+    source.psql(&format!(
+        "CREATE TABLE t (x int); INSERT INTO t VALUES (1), (2); ALTER TABLE t OWNER TO {owner}; \
+         GRANT SELECT ON t TO {reader}"
+    ));
+    let dir = crate::verify::Dir::new("dbprops");
+    let dump = backup(&source, &dir);
+
+    // What pg_database / pg_db_role_setting say about a database, names made comparable.
+    let describe = |name: &str| -> String {
+        let lit = support::cluster::quote_literal(name);
+        pg.psql(
+            "postgres",
+            &format!(
+                "SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, \
+                        replace(datacl::text, datname, 'DB'), \
+                        shobj_description(oid, 'pg_database'), \
+                        (SELECT string_agg(coalesce(pg_get_userbyid(nullif(s.setrole, 0)), '-') \
+                                           || ':' || array_to_string(s.setconfig, ';'), ' ' \
+                                           ORDER BY s.setrole) \
+                           FROM pg_db_role_setting s WHERE s.setdatabase = d.oid) \
+                   FROM pg_database d WHERE datname = {lit}"
+            ),
+        )
+    };
+    let target = pg.fresh_db("dbprops target");
+    let out = run(&mut restore_cmd(
+        &target,
+        &dump,
+        &["--create-db", "--no-confirm"],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(describe(&target.name), describe(&source.name));
+    assert!(describe(&target.name).contains("work_mem=7MB"));
+    // Owners and grants of the objects came back too: every role exists here.
+    assert_eq!(
+        target.psql("SELECT pg_get_userbyid(relowner) || ' ' || relacl::text FROM pg_class WHERE relname = 't'"),
+        source.psql("SELECT pg_get_userbyid(relowner) || ' ' || relacl::text FROM pg_class WHERE relname = 't'"),
+    );
+
+    // --no-owner: owner and ACL stay the server's defaults, and the summary says so.
+    let plain = pg.fresh_db("dbprops no owner");
+    let out = run(&mut restore_cmd(
+        &plain,
+        &dump,
+        &["--create-db", "--no-confirm", "--no-owner"],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("not restored: owner {owner} (--no-owner)")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("privileges on the database (--no-owner)"),
+        "{stderr}"
+    );
+    assert_eq!(
+        plain.psql("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 't'"),
+        "postgres"
+    );
+    // The settings are not about roles: they are carried over all the same.
+    assert!(describe(&plain.name).contains("work_mem=7MB"));
+    drop((plain, target, source));
+    drop(roles);
+}

@@ -1,0 +1,232 @@
+//! The globals backup: `pg_dumpall --globals-only` (roles, memberships, role
+//! settings, tablespaces), which no per-database dump holds. It is written,
+//! checksummed, uploaded and pruned like a dump (the same pipeline, so a
+//! later encryption stage covers it too), as `<db>_globals_<ts>.dump` (plain
+//! SQL, readable with `psql -f`) with its own meta.json (mode `globals`).
+//!
+//! Role passwords need read access to `pg_authid`, which managed services
+//! (RDS, Cloud SQL, Azure) refuse even to their admin role: then the globals
+//! are taken again with `--no-role-passwords` and meta.json says so.
+
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::{SecondsFormat, Utc};
+
+use super::backup::{commit, discard, reserve_name, start_upload, upload_meta, BackupJob, Made};
+use crate::cli::Mode;
+use crate::meta::{GlobalsInfo, Meta};
+use crate::pg::{client, tools};
+use crate::pipeline::{self, Sink};
+use crate::signals::Signals;
+use crate::storage::{fsio, BackupName};
+use crate::ui;
+
+/// Takes the globals of `job`'s server. `databases`: those the run dumps
+/// (recorded in meta.json), empty for a single-database `--globals`.
+pub async fn backup(
+    job: &BackupJob,
+    signals: &mut Signals,
+    databases: Vec<String>,
+) -> Result<Made> {
+    let started = Utc::now();
+    let clock = Instant::now();
+    fsio::ensure_dir(&job.output_dir)?;
+    let client = signals.guard(client::connect(&job.conn)).await?;
+    let server = client::server_version(&client).await?;
+    drop(client);
+    let tools = tools::find(job.pg_bin_dir.as_deref(), server.major(), &server.text)?;
+
+    let (sql, info) = signals.guard(dump_globals(job, &tools, databases)).await?;
+    if let Some(note) = &info.note {
+        ui::warn(note);
+    }
+
+    let (name, mut sink) = reserve_name(
+        &job.output_dir,
+        BackupName::new(
+            &job.conn.dbname,
+            Mode::Globals,
+            job.label.as_deref(),
+            started,
+        ),
+    )?;
+    let dump_path = job.output_dir.join(name.dump_file());
+    let meta_path = job.output_dir.join(name.meta_file());
+
+    let mut upload_failure = None;
+    let mut remote = None;
+    if job.upload {
+        match signals
+            .guard(async { Ok(start_upload(job, &name, Some(sql.len() as u64)).await) })
+            .await?
+        {
+            Ok(pair) => remote = Some(pair),
+            Err(err) => upload_failure = Some(err),
+        }
+    }
+    let (store, s3_sink) = match remote {
+        Some((store, sink)) => (Some(store), Some(sink)),
+        None => (None, None),
+    };
+    let upload = s3_sink.as_ref().map(|s| s.handle());
+    let pumped = tokio::task::spawn_blocking(move || {
+        let mut s3_sink = s3_sink;
+        let mut progress = ui::Progress::new("writing globals");
+        let result = {
+            let mut sinks: Vec<&mut dyn Sink> = vec![&mut sink];
+            if let Some(s3) = s3_sink.as_mut() {
+                sinks.push(s3);
+            }
+            pipeline::pump(sql.as_bytes(), &mut sinks, &mut progress).and_then(|summary| {
+                sinks
+                    .iter_mut()
+                    .try_for_each(|s| s.finish())
+                    .map(|()| summary)
+            })
+        };
+        progress.finish();
+        (result, sink, s3_sink)
+    })
+    .await
+    .context("writing the globals stopped unexpectedly")?;
+    let (summary, sink, s3_sink) = match pumped {
+        (Ok(summary), sink, s3) => (summary, sink, s3),
+        (Err(err), _, _) => {
+            discard(&upload).await;
+            return Err(err);
+        }
+    };
+    let mut location = None;
+    if let Some(s3_sink) = s3_sink {
+        match s3_sink.complete(summary.bytes).await {
+            Ok(loc) => location = Some(loc),
+            Err(err) => upload_failure = Some(err),
+        }
+    }
+    let meta = Meta {
+        format_version: crate::meta::FORMAT_VERSION,
+        database: job.conn.dbname.clone(),
+        mode: Mode::Globals.as_str().to_owned(),
+        label: job.label.clone(),
+        file: name.dump_file(),
+        size_bytes: summary.bytes,
+        sha256: summary.sha256.clone(),
+        started_at: started.to_rfc3339_opts(SecondsFormat::Secs, true),
+        finished_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        duration_seconds: (clock.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        compression: "none".to_owned(),
+        server_version: server.text.clone(),
+        pg_dump_version: tools.version.clone(),
+        alembic_revision: None,
+        extensions: Default::default(),
+        tables: Vec::new(),
+        host: crate::settings::host_name(),
+        pgbak_version: env!("CARGO_PKG_VERSION").to_owned(),
+        s3: location.clone(),
+        verification: None,
+        database_properties: None,
+        roles: None,
+        cluster_run: job.cluster_run.clone(),
+        globals: Some(info),
+    };
+    if let Err(err) = commit(sink, &meta, &meta_path) {
+        discard(&upload).await;
+        return Err(err);
+    }
+    let mut meta = meta;
+    if let (Some(store), Some(location)) = (&store, &location) {
+        let key = store.key_for(&name.meta_file());
+        if let Err(err) = upload_meta(store, &key, &meta_path).await {
+            discard(&upload).await;
+            meta.s3 = None;
+            meta.write(&meta_path)?;
+            upload_failure = Some(err);
+        } else {
+            ui::info(&format!(
+                "uploaded {} and its meta.json",
+                store.uri(&location.key)
+            ));
+        }
+    }
+    if let Some(err) = upload_failure {
+        return Err(crate::storage::s3::UploadFailed {
+            message: format!(
+                "the local globals backup {} is complete, but uploading it failed: {}",
+                dump_path.display(),
+                crate::error::one_line(&err)
+            ),
+        }
+        .into());
+    }
+    ui::info(&format!(
+        "globals backup complete: {} ({}, role passwords {})",
+        dump_path.display(),
+        ui::bytes(meta.size_bytes),
+        if meta.globals.as_ref().is_some_and(|g| g.role_passwords) {
+            "included"
+        } else {
+            "not included"
+        }
+    ));
+    Ok(Made {
+        name,
+        started: started.into(),
+        dump: dump_path,
+        meta_path,
+        meta,
+    })
+}
+
+/// Runs pg_dumpall; without the right to read pg_authid, again without passwords.
+async fn dump_globals(
+    job: &BackupJob,
+    tools: &tools::PgTools,
+    databases: Vec<String>,
+) -> Result<(String, GlobalsInfo)> {
+    let run = |no_passwords: bool| {
+        let mut cmd = tools.command("pg_dumpall", &job.conn);
+        cmd.arg("--globals-only")
+            .arg("--no-password")
+            .arg(format!("--database={}", job.conn.dbname));
+        if no_passwords {
+            cmd.arg("--no-role-passwords");
+        }
+        ui::debug(&format!("running {}", tools::describe(&cmd)));
+        tools::run(cmd, "pg_dumpall --globals-only")
+    };
+    let mut info = GlobalsInfo {
+        role_passwords: !job.no_role_passwords,
+        note: job
+            .no_role_passwords
+            .then(|| "role passwords left out (--no-role-passwords)".to_owned()),
+        databases,
+    };
+    let mut out = run(job.no_role_passwords).await?;
+    if !out.success && !job.no_role_passwords && out.stderr.contains("pg_authid") {
+        info.role_passwords = false;
+        info.note = Some(format!(
+            "this user may not read pg_authid (a managed service, or no superuser): the globals \
+             were taken without role passwords; set them again after a restore ({})",
+            crate::pg::restore::one_line(&out.stderr)
+        ));
+        out = run(true).await?;
+    }
+    if !out.success {
+        bail!(
+            "pg_dumpall --globals-only failed (exit {}): {}",
+            out.code.map_or("signal".to_owned(), |c| c.to_string()),
+            if out.stderr.is_empty() {
+                "no error output"
+            } else {
+                &out.stderr
+            }
+        );
+    }
+    if !out.stdout.contains("PostgreSQL database cluster dump") {
+        return Err(anyhow!(
+            "pg_dumpall's output does not look like a globals dump"
+        ));
+    }
+    Ok((out.stdout, info))
+}

@@ -1,0 +1,329 @@
+//! A database's own properties (owner, encoding and locale, `ALTER DATABASE
+//! ... SET`, `ALTER ROLE ... IN DATABASE ... SET`, ACL, comment) re-applied
+//! when restore creates the database. pg_dump without `--create` leaves them
+//! out and `pg_dumpall --globals-only` does not carry them either, so backup
+//! records them in meta.json and this module turns them back into SQL.
+//!
+//! Why not `pg_dump --create` / `pg_restore --create`: its statements name the
+//! source database, so a restore under another name (DATABASE_URL names the
+//! target) cannot use them, and one failing `CREATE DATABASE` (a locale the
+//! new server lacks) stops the whole restore. Here each property is applied on
+//! its own and whatever cannot be is named in the summary, never dropped silently.
+
+use std::collections::BTreeSet;
+
+use anyhow::{anyhow, Result};
+use tokio_postgres::Client;
+
+use super::client::{quote_ident, quote_literal};
+use crate::meta::{DatabaseProperties, DatabaseSetting};
+
+/// Settings whose value is a list of (double-quoted when needed) names;
+/// pg_dump's `variable_is_guc_list_quote`.
+fn is_list_setting(name: &str) -> bool {
+    [
+        "local_preload_libraries",
+        "search_path",
+        "session_preload_libraries",
+        "shared_preload_libraries",
+        "temp_tablespaces",
+        "unix_socket_directories",
+    ]
+    .contains(&name.to_ascii_lowercase().as_str())
+}
+
+/// Splits a stored list setting (`"my schema", public`) into its names, the
+/// way the server's `SplitGUCList` does: double quotes group, `""` is a quote.
+pub fn split_guc_list(value: &str) -> Vec<String> {
+    let mut items = Vec::new();
+    let mut chars = value.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        let mut item = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                if c == '"' {
+                    if chars.peek() == Some(&'"') {
+                        chars.next();
+                        item.push('"');
+                    } else {
+                        break;
+                    }
+                } else {
+                    item.push(c);
+                }
+            }
+            while chars.peek().is_some_and(|c| *c != ',') {
+                chars.next();
+            }
+        } else {
+            while let Some(c) = chars.peek().copied() {
+                if c == ',' {
+                    break;
+                }
+                item.push(c);
+                chars.next();
+            }
+            item = item.trim_end().to_owned();
+        }
+        items.push(item);
+        if chars.next() != Some(',') {
+            break;
+        }
+    }
+    items
+}
+
+/// `ALTER [ROLE r IN] DATABASE db SET name TO value`, quoted as pg_dump does.
+pub fn set_statement(database: &str, setting: &DatabaseSetting) -> String {
+    let value = if is_list_setting(&setting.name) {
+        split_guc_list(&setting.value)
+            .iter()
+            .map(|v| quote_literal(v))
+            .collect::<Vec<_>>()
+            .join(", ")
+    } else {
+        quote_literal(&setting.value)
+    };
+    let role = setting
+        .role
+        .as_deref()
+        .map(|r| format!("ROLE {} IN ", quote_ident(r)))
+        .unwrap_or_default();
+    format!(
+        "ALTER {role}DATABASE {} SET {} TO {value}",
+        quote_ident(database),
+        quote_ident(&setting.name)
+    )
+}
+
+/// `CREATE DATABASE` with the recorded encoding and locale (from template0,
+/// so nothing preinstalled collides with the archive).
+pub fn create_statement(database: &str, props: Option<&DatabaseProperties>) -> String {
+    let mut sql = format!(
+        "CREATE DATABASE {} TEMPLATE template0",
+        quote_ident(database)
+    );
+    if let Some(p) = props {
+        sql.push_str(&format!(
+            " ENCODING {} LC_COLLATE {} LC_CTYPE {}",
+            quote_literal(&p.encoding),
+            quote_literal(&p.collate),
+            quote_literal(&p.ctype)
+        ));
+        if p.locale_provider != "libc" {
+            sql.push_str(&format!(" LOCALE_PROVIDER {}", p.locale_provider));
+            if let Some(locale) = &p.locale {
+                let key = if p.locale_provider == "icu" {
+                    "ICU_LOCALE"
+                } else {
+                    "BUILTIN_LOCALE"
+                };
+                sql.push_str(&format!(" {key} {}", quote_literal(locale)));
+            }
+        }
+    }
+    sql
+}
+
+fn message(err: &tokio_postgres::Error) -> String {
+    err.as_db_error()
+        .map_or_else(|| err.to_string(), |d| d.message().to_owned())
+}
+
+/// Creates `database` with its recorded properties. `roles` are the roles of
+/// the target server; `owners` false (`--no-owner`) leaves owner and ACL to
+/// the server's defaults. Returns what could not be carried over, in words.
+pub async fn create_database(
+    admin: &Client,
+    database: &str,
+    props: Option<&DatabaseProperties>,
+    roles: &BTreeSet<String>,
+    owners: bool,
+) -> Result<Vec<String>> {
+    let quoted = quote_ident(database);
+    let mut skipped = Vec::new();
+    if let Err(err) = admin
+        .batch_execute(&create_statement(database, props))
+        .await
+    {
+        let Some(p) = props else {
+            return Err(anyhow!("creating {quoted}: {}", message(&err)));
+        };
+        // A locale the new server lacks: the database still comes, with the defaults.
+        admin
+            .batch_execute(&create_statement(database, None))
+            .await
+            .map_err(|e| anyhow!("creating {quoted}: {}", message(&e)))?;
+        skipped.push(format!(
+            "encoding {} / locale {} ({} provider): {}; created with the server's defaults",
+            p.encoding,
+            p.locale.as_deref().unwrap_or(&p.collate),
+            p.locale_provider,
+            message(&err)
+        ));
+    }
+    let Some(props) = props else {
+        skipped.push(
+            "owner, encoding/locale, settings and privileges of the database: this backup's \
+             meta.json does not record them (made by an older pgbak)"
+                .to_owned(),
+        );
+        return Ok(skipped);
+    };
+    let run = |sql: String, what: String| async move {
+        admin
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| format!("{what}: {}", message(&e)))
+    };
+    if !owners {
+        skipped.push(format!("owner {} (--no-owner)", props.owner));
+    } else if !roles.contains(&props.owner) {
+        skipped.push(format!("owner {} (no such role here)", props.owner));
+    } else if let Err(e) = run(
+        format!(
+            "ALTER DATABASE {quoted} OWNER TO {}",
+            quote_ident(&props.owner)
+        ),
+        format!("owner {}", props.owner),
+    )
+    .await
+    {
+        skipped.push(e);
+    }
+    for setting in &props.settings {
+        let what = match &setting.role {
+            Some(role) => format!("setting {} for role {role}", setting.name),
+            None => format!("setting {}", setting.name),
+        };
+        if setting.role.as_ref().is_some_and(|r| !roles.contains(r)) {
+            skipped.push(format!("{what} (no such role here)"));
+            continue;
+        }
+        if let Err(e) = run(set_statement(database, setting), what).await {
+            skipped.push(e);
+        }
+    }
+    if let Some(acl) = props.acl.as_ref().filter(|_| owners) {
+        // The recorded ACL replaces the defaults (PUBLIC: CONNECT, TEMPORARY).
+        if let Err(e) = run(
+            format!("REVOKE ALL ON DATABASE {quoted} FROM PUBLIC"),
+            "privileges of PUBLIC".to_owned(),
+        )
+        .await
+        {
+            skipped.push(e);
+        }
+        for grant in acl {
+            let what = format!("{} on the database for {}", grant.privilege, grant.grantee);
+            let grantee = if grant.grantee == "PUBLIC" {
+                "PUBLIC".to_owned()
+            } else if roles.contains(&grant.grantee) {
+                quote_ident(&grant.grantee)
+            } else {
+                skipped.push(format!("{what} (no such role here)"));
+                continue;
+            };
+            let option = if grant.grantable {
+                " WITH GRANT OPTION"
+            } else {
+                ""
+            };
+            if let Err(e) = run(
+                format!(
+                    "GRANT {} ON DATABASE {quoted} TO {grantee}{option}",
+                    grant.privilege
+                ),
+                what,
+            )
+            .await
+            {
+                skipped.push(e);
+            }
+        }
+    } else if props.acl.is_some() {
+        skipped.push("privileges on the database (--no-owner)".to_owned());
+    }
+    if let Some(comment) = &props.comment {
+        if let Err(e) = run(
+            format!("COMMENT ON DATABASE {quoted} IS {}", quote_literal(comment)),
+            "comment".to_owned(),
+        )
+        .await
+        {
+            skipped.push(e);
+        }
+    }
+    Ok(skipped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_settings_split_like_the_server() {
+        let cases: &[(&str, &[&str])] = &[
+            ("public", &["public"]),
+            ("app, public", &["app", "public"]),
+            ("\"$user\", public", &["$user", "public"]),
+            ("\"my \"\"odd\"\" schema\",x", &["my \"odd\" schema", "x"]),
+            ("", &[]),
+        ];
+        for (value, want) in cases {
+            assert_eq!(split_guc_list(value), *want, "{value}");
+        }
+    }
+
+    #[test]
+    fn settings_become_alter_statements() {
+        let setting = |role: Option<&str>, name: &str, value: &str| DatabaseSetting {
+            role: role.map(str::to_owned),
+            name: name.into(),
+            value: value.into(),
+        };
+        assert_eq!(
+            set_statement("my db", &setting(None, "work_mem", "64MB")),
+            "ALTER DATABASE \"my db\" SET \"work_mem\" TO '64MB'"
+        );
+        assert_eq!(
+            set_statement("d", &setting(Some("app"), "search_path", "app, \"$user\"")),
+            "ALTER ROLE \"app\" IN DATABASE \"d\" SET \"search_path\" TO 'app', '$user'"
+        );
+        assert_eq!(
+            set_statement("d", &setting(None, "app.note", "it's")),
+            "ALTER DATABASE \"d\" SET \"app.note\" TO 'it''s'"
+        );
+    }
+
+    #[test]
+    fn create_carries_encoding_and_locale() {
+        let props = DatabaseProperties {
+            owner: "app".into(),
+            encoding: "UTF8".into(),
+            collate: "C".into(),
+            ctype: "C".into(),
+            locale_provider: "icu".into(),
+            locale: Some("und".into()),
+            settings: vec![],
+            acl: None,
+            comment: None,
+        };
+        assert_eq!(
+            create_statement("x", Some(&props)),
+            "CREATE DATABASE \"x\" TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' \
+             LOCALE_PROVIDER icu ICU_LOCALE 'und'"
+        );
+        assert_eq!(
+            create_statement("x", None),
+            "CREATE DATABASE \"x\" TEMPLATE template0"
+        );
+    }
+}
