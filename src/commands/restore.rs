@@ -215,7 +215,7 @@ pub async fn restore_into(
     if list_file.is_none() {
         if let Some(resolved) = &selection {
             // pg_restore -n restores a schema's objects, not the schema itself.
-            create_schemas(&conn, &resolved.schemas, &mut signals).await?;
+            create_schemas(conn, &resolved.schemas, &mut signals).await?;
         }
     }
 
