@@ -1,10 +1,12 @@
 //! pgbak: logical backups of PostgreSQL (+ pgvector) that are proven to restore.
 //!
 //! The binary is thin; [`run`] dispatches a parsed [`cli::Cli`] to one module of
-//! [`commands`] per subcommand. Shared parts sit beside them:
+//! [`commands`] per subcommand (plus `commands::cluster`, a whole server at once with
+//! `--all-databases`, and `commands::globals`, the roles backup). Shared parts sit beside them:
 //! - [`settings`] resolves flags and environment once (flag > environment > default);
 //! - [`archive`] finds a backup and checks it (meta.json, SHA-256, header) before verify/restore;
-//! - [`pg`] parses `DATABASE_URL`, talks to the server, finds and runs the client tools;
+//! - [`pg`] parses `DATABASE_URL`, talks to the server, finds and runs the client tools,
+//!   re-applies a database's own properties (`pg::dbprops`) and replays globals (`pg::globals`);
 //! - [`pipeline`] streams pg_dump's output through hashing into the file (and S3) sinks;
 //! - [`storage`] names and lists the backup set on local disk;
 //! - [`meta`] is the meta.json written beside every dump;

@@ -230,3 +230,74 @@ async fn dump_globals(
     }
     Ok((out.stdout, info))
 }
+
+/// `verify --ephemeral`: replays the globals that belong with `located` (of the
+/// same `--all-databases` run, else the newest globals backup beside it) into
+/// the throwaway cluster, so the restore runs with owners and privileges and
+/// grants and row-level-security policies `TO` a role are restored and
+/// checked too. True when every role the backup needs is then there.
+pub async fn into_ephemeral(
+    client: &tokio_postgres::Client,
+    located: &crate::archive::Located,
+    meta: Option<&Meta>,
+) -> bool {
+    let Some((meta, needed)) = meta.and_then(|m| m.roles.as_ref().map(|r| (m, r))) else {
+        return false;
+    };
+    let Some((path, globals)) = beside(located, meta) else {
+        ui::info("no globals backup beside this backup: restoring without owners and privileges");
+        return false;
+    };
+    let sql = match pipeline::hash_file(&path) {
+        Ok((sha256, _)) if sha256 == globals.sha256 => std::fs::read_to_string(&path).ok(),
+        _ => None,
+    };
+    let Some(sql) = sql else {
+        ui::warn(&format!(
+            "{} does not match its meta.json: restoring without owners and privileges",
+            path.display()
+        ));
+        return false;
+    };
+    match crate::pg::globals::apply(client, &sql).await {
+        Ok(applied) => {
+            ui::info(&format!(
+                "globals from {} restored into the throwaway cluster ({} role(s))",
+                path.display(),
+                applied.created_roles.len()
+            ));
+            for failure in &applied.failed {
+                ui::warn(&format!("globals: not restored: {failure}"));
+            }
+        }
+        Err(err) => {
+            ui::warn(&crate::error::one_line(&err));
+            return false;
+        }
+    }
+    match client::role_names(client).await {
+        Ok(roles) => super::restore::missing_roles(needed, &roles).is_empty(),
+        Err(_) => false,
+    }
+}
+
+/// The globals backup for `meta`'s dump in its directory: same run, else the newest.
+fn beside(located: &crate::archive::Located, meta: &Meta) -> Option<(std::path::PathBuf, Meta)> {
+    let dir = located.dump.parent()?;
+    let mut found: Vec<(std::path::PathBuf, Meta)> = crate::storage::local::LocalStore::new(dir)
+        .list()
+        .ok()?
+        .into_iter()
+        .filter(|b| b.is_complete() && b.name.mode == Mode::Globals)
+        .filter_map(|b| Meta::read(&b.meta).ok().map(|m| (b.dump, m)))
+        .collect();
+    if let Some(run) = &meta.cluster_run {
+        if let Some(i) = found
+            .iter()
+            .position(|(_, m)| m.cluster_run.as_ref() == Some(run))
+        {
+            return Some(found.swap_remove(i));
+        }
+    }
+    found.pop()
+}

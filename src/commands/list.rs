@@ -34,6 +34,9 @@ pub struct Entry {
     pub alembic_revision: Option<String>,
     /// The last `pgbak verify` result recorded in meta.json; null when never verified.
     pub verified: Option<bool>,
+    /// The `backup --all-databases` run (its id) this backup belongs to; its globals and
+    /// databases are listed together, globals first.
+    pub cluster_run: Option<String>,
     /// `local`, `s3` or `both`: where the dump is.
     #[serde(rename = "where")]
     pub location: &'static str,
@@ -149,15 +152,27 @@ pub async fn run(_global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
                 sha256: meta.map(|m| m.sha256.clone()),
                 alembic_revision: meta.and_then(|m| m.alembic_revision.clone()),
                 verified: meta.and_then(|m| m.verification.as_ref().map(|v| v.passed)),
+                cluster_run: meta.and_then(|m| m.cluster_run.clone()),
                 location,
                 complete,
                 local: f.local.map(|(_, _, files)| files),
                 s3: f.s3.map(|(_, _, objects)| objects),
             };
-            Some((name.timestamp, entry))
+            // A run's backups sort together, at the time the run started.
+            let at = entry
+                .cluster_run
+                .as_deref()
+                .and_then(|r| chrono::NaiveDateTime::parse_from_str(r, "%Y%m%dT%H%M%S").ok())
+                .unwrap_or(name.timestamp);
+            Some((at, entry))
         })
         .collect();
-    entries.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.name.cmp(&b.1.name)));
+    entries.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then(a.1.cluster_run.cmp(&b.1.cluster_run))
+            .then((a.1.mode != "globals").cmp(&(b.1.mode != "globals")))
+            .then(a.1.name.cmp(&b.1.name))
+    });
     let entries: Vec<Entry> = entries.into_iter().map(|(_, e)| e).collect();
 
     if args.json {
@@ -183,9 +198,9 @@ pub async fn run(_global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
 /// The table, header first, columns padded to their widest cell.
 pub fn table(entries: &[Entry]) -> Vec<String> {
     let header = [
-        "NAME", "MODE", "LABEL", "SIZE", "AGE", "ALEMBIC", "VERIFIED", "WHERE",
+        "NAME", "MODE", "LABEL", "SIZE", "AGE", "ALEMBIC", "VERIFIED", "RUN", "WHERE",
     ];
-    let rows: Vec<[String; 8]> = entries
+    let rows: Vec<[String; 9]> = entries
         .iter()
         .map(|e| {
             [
@@ -204,6 +219,7 @@ pub fn table(entries: &[Entry]) -> Vec<String> {
                     Some(false) => "FAILED".into(),
                     None => "-".into(),
                 },
+                e.cluster_run.clone().unwrap_or_else(|| "-".into()),
                 e.location.to_owned(),
             ]
         })

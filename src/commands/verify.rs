@@ -8,7 +8,8 @@
 //! 3. the archive is readable: `PGDMP` header, a pg_restore new enough and built with the
 //!    archive's compression, `pg_restore --list`;
 //! 4. a temporary database `<db>_verify_<UTC ts>` is created: on the source server, on
-//!    `--target-url`, or in a throwaway `--ephemeral` cluster;
+//!    `--target-url`, or in a throwaway `--ephemeral` cluster (where the globals backup
+//!    beside the dump is replayed first, so owners, grants and policies are restored too);
 //! 5. pg_restore succeeds (harmless warnings allowed);
 //! 6. the expected tables exist; 7. every table's row count equals meta.json;
 //! 8. every extension of the source exists; 9. the alembic revision equals meta.json.
@@ -477,7 +478,8 @@ async fn run_checks(
         return Ok(());
     }
 
-    // 4: the temporary database.
+    // 4: the temporary database (for --ephemeral, after the globals, when there are some).
+    let mut owners = false;
     let (admin_conn, admin_client, server) = match admin {
         Some((conn, client)) => (conn, client, server),
         None => {
@@ -503,6 +505,7 @@ async fn run_checks(
             });
             let client = signals.guard(client::connect(&conn)).await?;
             let version = client::server_version(&client).await?;
+            owners = super::globals::into_ephemeral(&client, located, meta).await;
             (conn, client, Some(version))
         }
     };
@@ -591,7 +594,7 @@ async fn run_checks(
             maintenance_work_mem: &opts.maintenance_work_mem,
             list_file: None,
             schemas: &[],
-            owners: false,
+            owners,
         },
         signals,
     )

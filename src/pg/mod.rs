@@ -1,5 +1,6 @@
 //! Everything PostgreSQL: connection settings, pgbak's own connection and
-//! catalog queries, TLS, and the client tools (pg_dump, pg_restore, ...).
+//! catalog queries, TLS, and the client tools (pg_dump, pg_restore, ...); a
+//! database's own properties and the server's globals, which no dump carries.
 
 pub mod client;
 pub mod dbprops;

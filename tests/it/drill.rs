@@ -48,6 +48,15 @@ fn backup_all(pg: &Pg, user: &str, password: &str, bucket: &str, dir: &Path) -> 
     (out, json)
 }
 
+/// The local dump of `db` in a `backup --all-databases --json` summary.
+fn json_dump_of(json: &Value, db: &str) -> std::path::PathBuf {
+    let entry = json["databases"]
+        .as_array()
+        .and_then(|a| a.iter().find(|d| d["database"] == db))
+        .unwrap_or_else(|| panic!("no {db} in {json:#}"));
+    std::path::PathBuf::from(entry["dump"].as_str().unwrap())
+}
+
 fn dumped_databases(json: &Value) -> Vec<String> {
     let mut names: Vec<String> = json["databases"]
         .as_array()
@@ -217,6 +226,22 @@ fn drill_rebuilds_a_whole_server_from_the_bucket() {
         "{keys:?}"
     );
 
+    // `list` shows the run together, its globals first, and `--json` names the run.
+    let out = run(pgbak_as(&source, "postgres", support::PASSWORD, &bucket)
+        .args(["list", "--s3", "--json", "--backup-dir"])
+        .arg(&*dir));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 5, "{listed:#?}");
+    assert_eq!(listed[0]["mode"], "globals", "{listed:#?}");
+    assert!(
+        listed
+            .iter()
+            .all(|e| e["cluster_run"] == run_id.as_str() && e["where"] == "both"),
+        "{listed:#?}"
+    );
+
     // The disaster: a brand-new, empty server.
     let target = private_cluster(16);
     let app_key = app_meta["s3"]["key"].as_str().unwrap();
@@ -319,6 +344,30 @@ fn drill_rebuilds_a_whole_server_from_the_bucket() {
     .unwrap_err();
     assert!(denied.contains("permission denied"), "{denied}");
 
+    // verify --ephemeral replays the run's globals into its throwaway cluster first: the
+    // policy and the grants are restored (no "role does not exist"), owners included.
+    let app_dump = json_dump_of(&json, "app");
+    let out = run(support::pgbak(&source)
+        .env("DATABASE_URL", source.url("app"))
+        .args([
+            "verify",
+            "--ephemeral",
+            "--json",
+            "--expect-table",
+            "app.notes",
+        ])
+        .arg(&app_dump));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["passed"], true, "{report:#}");
+    let warnings = report["pg_restore_warnings"].as_array().unwrap();
+    assert!(
+        !warnings
+            .iter()
+            .any(|w| w.as_str().unwrap_or_default().contains("role")),
+        "{report:#}"
+    );
+
     // A second run picks up a new database without any configuration.
     source.psql("postgres", "CREATE DATABASE fourth OWNER app_owner");
     source.psql(
@@ -382,6 +431,33 @@ fn all_databases_as_a_non_superuser_with_pg_read_all_data() {
         dumped_databases(&json),
         ["guarded", "plain", "postgres"],
         "{json:#}"
+    );
+
+    // cron does the same from its environment, excluding by glob.
+    let cron_dir = Dir::new("managed-cron");
+    let logs = Dir::new("managed-cron-logs");
+    let out = run(pgbak_as(&source, "backup_agent", "agent-Pa55", &bucket)
+        .arg("cron")
+        .env("BACKUP_DIR", &*cron_dir)
+        .env("LOG_DIR", &*logs)
+        .env("PGBAK_ALL_DATABASES", "true")
+        .env("PGBAK_EXCLUDE_DATABASES", "gua*,nothing"));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let mut files: Vec<String> = std::fs::read_dir(&*cron_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.ends_with(".dump"))
+        .map(|f| {
+            f.rsplit_once('_')
+                .map_or(f.clone(), |(group, _)| group.to_owned())
+        })
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        ["plain_full", "postgres_full", "postgres_globals"],
+        "{}",
+        output_text(&out)
     );
 
     // An application role without pg_read_all_data: no pg_authid, so no passwords.
