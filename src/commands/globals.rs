@@ -1,8 +1,9 @@
 //! The globals backup: `pg_dumpall --globals-only` (roles, memberships, role
 //! settings, tablespaces), which no per-database dump holds. It is written,
-//! checksummed, uploaded and pruned like a dump (the same pipeline, so a
-//! later encryption stage covers it too), as `<db>_globals_<ts>.dump` (plain
-//! SQL, readable with `psql -f`) with its own meta.json (mode `globals`).
+//! checksummed, uploaded and pruned like a dump (the same pipeline: the
+//! encryption stage, when it comes, is one more sink in [`backup`] here too), as
+//! `<db>_globals_<ts>.dump` (plain SQL, readable with `psql -f`) with its own
+//! meta.json (mode `globals`).
 //!
 //! Role passwords need read access to `pg_authid`, which managed services
 //! (RDS, Cloud SQL, Azure) refuse even to their admin role: then the globals

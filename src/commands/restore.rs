@@ -76,6 +76,13 @@ pub async fn restore_into(
     .await?;
     let meta_state = archive::read_meta(&located);
     let meta = meta_state.meta();
+    if meta.is_some_and(|m| m.mode == Mode::Globals.as_str()) {
+        return Err(usage(format!(
+            "{} is a globals backup (roles and tablespaces as plain SQL from pg_dumpall), not a \
+             database: restore it with `pgbak restore --all-databases` or `psql -f`",
+            located.dump.display()
+        )));
+    }
     if let Some(meta) = meta.filter(|m| m.database != conn.dbname) {
         if !args.allow_other_database {
             return Err(usage(format!(

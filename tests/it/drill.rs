@@ -261,6 +261,18 @@ fn drill_rebuilds_a_whole_server_from_the_bucket() {
     );
     assert!(!target.databases().contains(&"app".to_owned()));
 
+    // The globals file is not a database backup: restore says what it is instead.
+    let globals_key = globals["s3"]["key"].as_str().unwrap();
+    let out = run(pgbak_as(&target, "postgres", support::PASSWORD, &bucket)
+        .args(["restore", "--no-confirm"])
+        .arg(format!("s3://{bucket}/{globals_key}")));
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is a globals backup"),
+        "{}",
+        output_text(&out)
+    );
+
     // The rebuild.
     let out = run(
         pgbak_as(&target, "postgres", support::PASSWORD, &bucket).args([
@@ -388,7 +400,9 @@ fn drill_rebuilds_a_whole_server_from_the_bucket() {
 /// database, except that a table with row-level security needs BYPASSRLS too: without it
 /// that one database fails, the others are backed up, and the exit code and error name it.
 /// A role that may not read pg_authid (RDS, Cloud SQL) gets the globals without passwords,
-/// and meta.json says so.
+/// and meta.json says so. Also: `cron` with `PGBAK_ALL_DATABASES`/`PGBAK_EXCLUDE_DATABASES`,
+/// and `restore --all-databases --backup-dir` onto a server whose roles exist, which leaves
+/// them as they are (a changed password stays changed).
 #[test]
 fn all_databases_as_a_non_superuser_with_pg_read_all_data() {
     let source = private_cluster(16);
@@ -433,6 +447,21 @@ fn all_databases_as_a_non_superuser_with_pg_read_all_data() {
         "{json:#}"
     );
 
+    // Rebuilding onto a server where the roles exist (here: the same one, from the local
+    // directory) leaves them exactly as they are, and says so.
+    source.psql("postgres", "ALTER ROLE app_owner PASSWORD 'changed-since'");
+    let out = run(pgbak_as(&source, "postgres", support::PASSWORD, &bucket)
+        .args(["restore", "--all-databases", "--no-confirm", "--backup-dir"])
+        .arg(&*dir));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("left as they are") && stderr.contains("app_owner"),
+        "{stderr}"
+    );
+    psql_as(&source, "app_owner", "changed-since", "guarded", "SELECT 1").unwrap();
+    assert_eq!(source.psql("guarded", "SELECT count(*) FROM secrets"), "1");
+
     // cron does the same from its environment, excluding by glob.
     let cron_dir = Dir::new("managed-cron");
     let logs = Dir::new("managed-cron-logs");
@@ -461,10 +490,13 @@ fn all_databases_as_a_non_superuser_with_pg_read_all_data() {
     );
 
     // An application role without pg_read_all_data: no pg_authid, so no passwords.
-    let out = run(pgbak_as(&source, "app_owner", "x", &bucket)
+    let out = run(pgbak_as(&source, "app_owner", "changed-since", &bucket)
         .env(
             "DATABASE_URL",
-            format!("postgresql://app_owner:x@127.0.0.1:{}/guarded", source.port),
+            format!(
+                "postgresql://app_owner:changed-since@127.0.0.1:{}/guarded",
+                source.port
+            ),
         )
         .args(["backup", "--globals", "--json", "--output-dir"])
         .arg(&*dir));
