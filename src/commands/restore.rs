@@ -257,6 +257,13 @@ pub async fn restore_into(
     for warning in pg_restore::distinct(&outcome.warnings) {
         ui::warn(&format!("pg_restore (harmless): {warning}"));
     }
+    for object in &outcome.not_created {
+        ui::warn(&format!(
+            "not restored: {object} (a role it names does not exist on this server; create \
+             the roles first, e.g. from a globals backup, then restore again)"
+        ));
+        not_restored.push(format!("{object} (role missing)"));
+    }
     let mut failed = false;
     if outcome.succeeded() {
         ui::info(&format!(

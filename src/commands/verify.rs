@@ -603,7 +603,20 @@ async fn run_checks(
         ui::warn(&format!("pg_restore (harmless): {warning}"));
     }
     report.pg_restore_warnings = outcome.warnings.clone();
-    if outcome.succeeded() {
+    if outcome.succeeded() && !outcome.not_created.is_empty() {
+        // The rows are there, but a copy without its policies is not the backup.
+        report.fail(
+            RESTORE,
+            format!(
+                "pg_restore could not create {} object(s) because a role they name does not \
+                 exist on the verify server: {}. Create the roles first (a globals backup, \
+                 `pgbak restore --all-databases`), or verify with --target-url on a server \
+                 that has them",
+                outcome.not_created.len(),
+                outcome.not_created.join(", ")
+            ),
+        );
+    } else if outcome.succeeded() {
         report.pass(
             RESTORE,
             format!(
