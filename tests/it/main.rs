@@ -11,6 +11,8 @@ mod harness;
 mod list;
 mod restore;
 mod s3;
+mod s3_checks;
 mod tls;
 mod trust;
+mod verdict;
 mod verify;
