@@ -37,6 +37,9 @@ pub enum Step {
     Upload,
     Verify,
     Retention,
+    /// Not a failure: the backup shrank suspiciously and the previous one was
+    /// pinned; sent with status `warning`.
+    Anomaly,
 }
 
 impl Step {
@@ -47,6 +50,15 @@ impl Step {
             Step::Upload => "upload",
             Step::Verify => "verify",
             Step::Retention => "retention",
+            Step::Anomaly => "anomaly",
+        }
+    }
+
+    /// The alert's `status`: `warning` for an anomaly, else `failure`.
+    pub fn status(self) -> &'static str {
+        match self {
+            Step::Anomaly => "warning",
+            _ => "failure",
         }
     }
 
@@ -57,6 +69,9 @@ impl Step {
             Step::Upload => format!("PostgreSQL backup upload failed on {host}"),
             Step::Verify => format!("PostgreSQL backup verification failed on {host}"),
             Step::Retention => format!("PostgreSQL backup retention failed on {host}"),
+            Step::Anomaly => format!(
+                "PostgreSQL backup anomaly on {host}: the new backup shrank, the previous one is pinned"
+            ),
         }
     }
 }
@@ -103,7 +118,7 @@ impl Failure {
         let mut map = serde_json::Map::new();
         map.insert("service".into(), json!(self.service));
         map.insert("event".into(), json!(EVENT));
-        map.insert("status".into(), json!("failure"));
+        map.insert("status".into(), json!(self.step.status()));
         map.insert("host".into(), json!(self.host));
         map.insert("message".into(), json!(self.message()));
         map.insert("detail".into(), json!(self.detail()));
@@ -201,7 +216,7 @@ pub fn slack(failure: &Failure) -> Value {
             {
                 "type": "context",
                 "elements": [
-                    {"type": "mrkdwn", "text": format!("Log: `{}` | event {EVENT} | status failure", failure.log.as_deref().unwrap_or("(none)"))}
+                    {"type": "mrkdwn", "text": format!("Log: `{}` | event {EVENT} | status {}", failure.log.as_deref().unwrap_or("(none)"), failure.step.status())}
                 ]
             }
         ]
@@ -225,7 +240,7 @@ pub fn pagerduty(failure: &Failure, routing_key: &str) -> Value {
         "payload": {
             "summary": truncate(&format!("{}: {} step failed", failure.message(), failure.step.as_str()), PAGERDUTY_SUMMARY_MAX),
             "source": failure.host,
-            "severity": "error",
+            "severity": if failure.step == Step::Anomaly { "warning" } else { "error" },
             "timestamp": failure.timestamp(),
             "component": "postgresql",
             "group": failure.service,

@@ -51,6 +51,10 @@ pub enum Command {
     Cron(CronArgs),
     /// List backups on disk and in S3, newest first.
     List(ListArgs),
+    /// Apply the retention rules without making a backup (--dry-run shows what would go).
+    Prune(PruneArgs),
+    /// Remove the pin the anomaly check put on a backup, so retention may delete it again.
+    Unpin(UnpinArgs),
     /// Print a shell completion script (bash, zsh or fish) on stdout.
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout: `pgbak man > /usr/local/share/man/man1/pgbak.1`.
@@ -164,9 +168,10 @@ pub struct BackupArgs {
         value_name = "DIR"
     )]
     pub output_dir: PathBuf,
-    /// Keep the newest N backups of this database, mode and label; 0 keeps all.
-    #[arg(long, default_value_t = 7, value_name = "N")]
-    pub keep: u32,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    #[command(flatten)]
+    pub anomaly: AnomalyArgs,
     /// Do not upload, even when S3_BUCKET is set.
     #[arg(long)]
     pub no_s3: bool,
@@ -202,6 +207,8 @@ pub struct BackupArgs {
     pub no_role_passwords: bool,
     #[command(flatten)]
     pub s3: S3Args,
+    #[command(flatten)]
+    pub object_lock: ObjectLockArgs,
 }
 
 #[derive(Debug, Args)]
@@ -326,6 +333,133 @@ pub struct RestoreArgs {
     pub s3: S3Args,
 }
 
+/// Retention rules, shared by `backup`, `cron` and `prune`. A backup is kept
+/// when any rule keeps it; see the README's retention section.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RetentionArgs {
+    /// Keep the newest N backups of each group (database, mode, label); 0 keeps all.
+    /// Default 7 when no other --keep-* rule is set.
+    #[arg(
+        long = "keep-last",
+        visible_alias = "keep",
+        env = "BACKUP_KEEP",
+        value_name = "N"
+    )]
+    pub keep_last: Option<u32>,
+    /// Keep the newest backup of each of the last N hours (UTC) that have one.
+    #[arg(long, env = "BACKUP_KEEP_HOURLY", value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest backup of each of the last N days (UTC) that have one.
+    #[arg(long, env = "BACKUP_KEEP_DAILY", value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the last N ISO weeks that have one.
+    #[arg(long, env = "BACKUP_KEEP_WEEKLY", value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest backup of each of the last N months that have one.
+    #[arg(long, env = "BACKUP_KEEP_MONTHLY", value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest backup of each of the last N years that have one.
+    #[arg(long, env = "BACKUP_KEEP_YEARLY", value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every backup within this span of the group's newest backup (not of
+    /// the clock): 14d, 36h, 2w, 6m (months), 1y, 1y6m.
+    #[arg(long, env = "BACKUP_KEEP_WITHIN", value_name = "DURATION")]
+    pub keep_within: Option<String>,
+}
+
+/// S3 Object Lock mode: governance can be lifted by a user with
+/// s3:BypassGovernanceRetention; compliance by nobody, not even the root account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LockMode {
+    Governance,
+    Compliance,
+}
+
+/// S3 Object Lock on what `backup` and `cron` upload.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ObjectLockArgs {
+    /// Lock each uploaded dump and meta.json for N days (the bucket must have Object Lock enabled).
+    #[arg(
+        long = "s3-object-lock-days",
+        env = "S3_OBJECT_LOCK_DAYS",
+        value_name = "N"
+    )]
+    pub object_lock_days: Option<u32>,
+    /// Object Lock mode (default governance).
+    #[arg(
+        long = "s3-object-lock-mode",
+        env = "S3_OBJECT_LOCK_MODE",
+        value_enum,
+        value_name = "MODE"
+    )]
+    pub object_lock_mode: Option<LockMode>,
+}
+
+/// The check that pins the previous backup when a new one shrinks suspiciously.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AnomalyArgs {
+    /// Pin the previous good backup of the group when the new one's total row
+    /// count or dump size is below this percentage of it (default 50).
+    #[arg(long, env = "BACKUP_ANOMALY_THRESHOLD", value_name = "PERCENT")]
+    pub anomaly_threshold: Option<u32>,
+    /// Do not compare the new backup with the previous one.
+    #[arg(long)]
+    pub no_anomaly_check: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Applies the retention rules to the backups in --backup-dir and, with --s3, under the S3 \
+prefix, without making a backup. Never deleted whatever the rules say: the newest backup of \
+a group, its newest verified backup, pinned backups, objects under S3 Object Lock, dumps \
+without meta.json (reported).")]
+pub struct PruneArgs {
+    /// Local directory to prune.
+    #[arg(
+        long,
+        env = "BACKUP_DIR",
+        default_value = "./backups",
+        value_name = "DIR"
+    )]
+    pub backup_dir: PathBuf,
+    /// Also prune the backups under the S3 prefix.
+    #[arg(long)]
+    pub s3: bool,
+    /// Only the S3 prefix, not the local directory.
+    #[arg(long, requires = "s3")]
+    pub no_local: bool,
+    /// Print each backup with keep/delete and the rules that keep it; delete nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Print the decisions as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    #[command(flatten)]
+    pub s3_args: S3Args,
+}
+
+#[derive(Debug, Args)]
+pub struct UnpinArgs {
+    /// The backup to unpin: its name (stem), .dump or .meta.json file name.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Directory holding the backup.
+    #[arg(
+        long,
+        env = "BACKUP_DIR",
+        default_value = "./backups",
+        value_name = "DIR"
+    )]
+    pub backup_dir: PathBuf,
+    /// Unpin the copy under the S3 prefix too.
+    #[arg(long)]
+    pub s3: bool,
+    #[command(flatten)]
+    pub s3_args: S3Args,
+}
+
 /// Which receiver the alert webhook speaks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AlertFormat {
@@ -360,9 +494,10 @@ pub struct CronArgs {
         value_name = "DIR"
     )]
     pub backup_dir: PathBuf,
-    /// Keep the newest N backups of this database and mode; 0 keeps all.
-    #[arg(long, env = "BACKUP_KEEP", default_value_t = 7, value_name = "N")]
-    pub keep: u32,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    #[command(flatten)]
+    pub anomaly: AnomalyArgs,
     /// Directory for the per-run log files (created 0700).
     #[arg(
         long,
@@ -449,6 +584,8 @@ pub struct CronArgs {
     pub exclude_databases: Vec<String>,
     #[command(flatten)]
     pub s3: S3Args,
+    #[command(flatten)]
+    pub object_lock: ObjectLockArgs,
 }
 
 #[derive(Debug, Args)]
@@ -467,6 +604,9 @@ pub struct ListArgs {
     /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// The rules whose verdict the RETENTION column shows.
+    #[command(flatten)]
+    pub retention: RetentionArgs,
     #[command(flatten)]
     pub s3_args: S3Args,
 }

@@ -10,11 +10,14 @@
 //! - [`pipeline`] streams pg_dump's output through hashing into the file (and S3) sinks;
 //! - [`storage`] names and lists the backup set on local disk;
 //! - [`meta`] is the meta.json written beside every dump;
-//! - [`retention`] decides, as a pure function, which backups to delete;
+//! - [`retention`] decides, as a pure function, which backups to keep and which
+//!   rule keeps them, and applies that to any [`storage::BackupStore`];
+//! - [`anomaly`] compares a new backup with the previous one (pin on collapse);
 //! - [`lock`] keeps two cron runs from overlapping; [`alert`] and [`metrics`] report them;
 //! - [`ui`] prints timestamped lines (or a progress bar on a terminal), scrubbed of secrets.
 
 pub mod alert;
+pub mod anomaly;
 pub mod archive;
 pub mod cli;
 pub mod commands;
@@ -41,6 +44,8 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Verify(args) => commands::verify::run(&cli.global, args).await,
         cli::Command::Cron(args) => commands::cron::run(&cli.global, args).await,
         cli::Command::List(args) => commands::list::run(&cli.global, args).await,
+        cli::Command::Prune(args) => commands::prune::run(&cli.global, args).await,
+        cli::Command::Unpin(args) => commands::unpin::run(&cli.global, args).await,
         cli::Command::Completions(args) => commands::completions::run(args),
         cli::Command::Man => commands::man::run(),
     }

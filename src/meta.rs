@@ -37,6 +37,13 @@ pub struct Verification {
     pub pgbak_version: String,
 }
 
+/// Why retention may not delete this backup until an operator runs `pgbak unpin`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pin {
+    pub pinned_at: String,
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Meta {
     pub format_version: u32,
@@ -60,6 +67,8 @@ pub struct Meta {
     pub s3: Option<S3Location>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<Pin>,
     /// The database's own properties (owner, locale, settings, ACL), which
     /// pg_dump without `--create` leaves out; restore `--create-db` re-applies them.
     /// Absent in backups made before pgbak recorded them.
@@ -210,6 +219,7 @@ pub(crate) mod tests {
             pgbak_version: "0.1.0".into(),
             s3: None,
             verification: None,
+            pinned: None,
             database_properties: None,
             roles: None,
             cluster_run: None,

@@ -24,18 +24,20 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::{SecondsFormat, Utc};
 use tokio_postgres::Client;
 
-use crate::cli::{BackupArgs, GlobalArgs, Mode, S3Args};
+use crate::cli::{BackupArgs, GlobalArgs, Mode, ObjectLockArgs, S3Args};
 use crate::error::{interrupted, usage};
 use crate::meta::{DatabaseProperties, Meta, TableRows};
 use crate::pg::client::{self, ServerVersion};
 use crate::pg::tools::{self, PgTools};
 use crate::pg::url::ConnSettings;
 use crate::pipeline::{self, FileSink, Sink};
-use crate::retention::{self, Candidate, Verdict};
+use crate::retention::apply::{self, Marks, Scope};
+use crate::retention::Policy;
 use crate::signals::Signals;
-use crate::storage::local::{LocalBackup, LocalStore};
+use crate::storage::local::LocalStore;
+use crate::storage::object_lock::LockPolicy;
 use crate::storage::s3::{self, S3Settings, S3Sink, Store, UploadFailed, UploadHandle};
-use crate::storage::{fsio, validate_label, BackupName, Owner};
+use crate::storage::{fsio, validate_label, BackupName};
 use crate::ui;
 
 /// Everything one backup needs, resolved from flags and environment.
@@ -45,12 +47,16 @@ pub struct BackupJob {
     pub output_dir: PathBuf,
     pub mode: Mode,
     pub label: Option<String>,
-    pub keep: u32,
+    pub policy: Policy,
     pub compress: Option<String>,
     pub pg_bin_dir: Option<PathBuf>,
     /// S3 settings; uploading happens when a bucket is set and `upload` is true.
     pub s3: S3Args,
     pub upload: bool,
+    /// S3 Object Lock to set on what is uploaded.
+    pub lock: Option<LockPolicy>,
+    /// The anomaly threshold in percent; None when the check is off.
+    pub anomaly: Option<u32>,
     /// The `--all-databases` run this backup belongs to (recorded in meta.json).
     pub cluster_run: Option<String>,
     /// Leave role passwords out of a globals backup.
@@ -67,12 +73,15 @@ impl BackupJob {
             // Bad S3 settings are a usage error before anything is dumped.
             S3Settings::from_args(&args.s3, None)?;
         }
+        let lock = object_lock_for(&args.s3, args.no_s3, &args.object_lock)?;
         Ok(BackupJob {
+            lock,
+            anomaly: crate::anomaly::threshold(&args.anomaly)?,
             conn: crate::settings::connection()?,
             output_dir: args.output_dir.clone(),
             mode: args.mode,
             label: args.label.clone(),
-            keep: args.keep,
+            policy: Policy::from_args(&args.retention)?,
             compress: args.compress.clone(),
             pg_bin_dir: global.pg_bin_dir.clone(),
             s3: args.s3.clone(),
@@ -101,19 +110,19 @@ pub async fn run(global: &GlobalArgs, args: BackupArgs) -> Result<ExitCode> {
     }
     let job = BackupJob::new(global, &args)?;
     if job.upload {
-        if let Some(warning) = s3::keep_warning(job.keep, &job.s3.storage_class) {
+        if let Some(warning) = s3::keep_warning(job.policy.last, &job.s3.storage_class) {
             ui::warn(&warning);
         }
     }
+    check_object_lock(&job).await?;
     let mut signals = Signals::new()?;
     let made = dump(&job, &mut signals).await?;
-    let mut deleted = apply_retention(&job, &made)?;
-    deleted.extend(apply_remote_retention(&job, &made).await?);
+    let anomaly = crate::anomaly::check_and_pin(&job, &made, job.anomaly).await?;
+    let mut deleted = apply_retention(&job, &made).await?;
     let mut globals = None;
     if args.globals {
         let made = super::globals::backup(&job, &mut signals, Vec::new()).await?;
-        deleted.extend(apply_retention(&job, &made)?);
-        deleted.extend(apply_remote_retention(&job, &made).await?);
+        deleted.extend(apply_retention(&job, &made).await?);
         globals = Some(made);
     }
     if args.json {
@@ -125,10 +134,42 @@ pub async fn run(global: &GlobalArgs, args: BackupArgs) -> Result<ExitCode> {
                 "dump": g.dump, "meta_path": g.meta_path, "meta": g.meta,
             })),
             "deleted": deleted,
+            "anomaly": anomaly.map(|a| a.summary()),
         });
         ui::stdout_line(&serde_json::to_string_pretty(&summary)?);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Object Lock settings of a run; asking for a lock without a bucket is
+/// a usage error (with `--no-s3` the lock is moot and ignored).
+pub fn object_lock_for(
+    s3: &S3Args,
+    no_s3: bool,
+    args: &ObjectLockArgs,
+) -> Result<Option<LockPolicy>> {
+    let lock = LockPolicy::from_args(args)?;
+    if no_s3 {
+        return Ok(None);
+    }
+    if lock.is_some() && s3.bucket.as_deref().is_none_or(str::is_empty) {
+        return Err(usage(
+            "--s3-object-lock-days needs an S3 bucket (S3_BUCKET or --s3-bucket)",
+        ));
+    }
+    Ok(lock)
+}
+
+/// Before anything is dumped: a lock asked for on a bucket without Object
+/// Lock is an exit-2 error, not a backup that silently stays deletable.
+pub async fn check_object_lock(job: &BackupJob) -> Result<()> {
+    if job.lock.is_some() {
+        s3::connect(S3Settings::from_args(&job.s3, None)?)
+            .await?
+            .require_object_lock()
+            .await?;
+    }
+    Ok(())
 }
 
 /// Steps 1-4: the backup itself. On any failure or signal nothing is left
@@ -270,6 +311,7 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
         // Recorded only once both objects are verified in the bucket (below).
         s3: None,
         verification: None,
+        pinned: None,
         database_properties: Some(catalog.properties),
         roles: Some(catalog.roles),
         cluster_run: job.cluster_run.clone(),
@@ -310,6 +352,20 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
                 store.uri(&location.key),
                 location.storage_class
             ));
+            if let Some(lock) = &job.lock {
+                // Both objects exist now: lock them together. A failure leaves
+                // them uploaded (and deletable) and fails the run.
+                let locked = signals
+                    .guard(async {
+                        Ok(store
+                            .lock_backup(lock, &[&location.key, &key], finished)
+                            .await)
+                    })
+                    .await?;
+                if let Err(err) = locked {
+                    upload_failure = Some(err);
+                }
+            }
         }
     }
     if let Some(err) = upload_failure {
@@ -602,61 +658,6 @@ pub(crate) fn commit(sink: FileSink, meta: &Meta, meta_path: &Path) -> Result<()
     meta_sink.commit()
 }
 
-/// The retention group of the backup just made: its real database (as its
-/// meta.json records it), mode and label.
-fn owner_of(made: &Made) -> Owner {
-    Owner::new(
-        &made.meta.database,
-        made.name.mode,
-        made.name.label.as_deref(),
-    )
-}
-
-/// Step 5 on S3: the same retention under the prefix, only when this run's
-/// upload succeeded (`made.meta.s3` is set). Returns the `s3://` URIs deleted.
-pub async fn apply_remote_retention(job: &BackupJob, made: &Made) -> Result<Vec<String>> {
-    let Some(location) = made.meta.s3.as_ref().filter(|_| job.upload) else {
-        return Ok(Vec::new());
-    };
-    let store = s3::connect(S3Settings::from_args(&job.s3, Some(&location.bucket))?).await?;
-    // Only this database's backups: a name that looks alike is not enough.
-    let backups: Vec<s3::RemoteBackup> = store
-        .owned(&owner_of(made))
-        .await?
-        .into_iter()
-        .map(|(backup, _)| backup)
-        .collect();
-    let candidates: Vec<Candidate> = backups.iter().map(Candidate::from).collect();
-    let mut deleted = Vec::new();
-    for (name, verdict) in retention::plan(&candidates, &made.name, job.keep) {
-        let Verdict::Delete(why) = verdict else {
-            continue;
-        };
-        let Some(backup) = backups.iter().find(|b| b.name == name) else {
-            continue;
-        };
-        ui::info(&format!(
-            "retention: deleting {} ({why})",
-            store.uri(&backup.dump_key)
-        ));
-        // The dump first: a failure in between leaves a meta.json without its
-        // dump, which the next run removes, never a dump without its meta.json.
-        if backup.has_dump {
-            store
-                .delete_keys(std::slice::from_ref(&backup.dump_key))
-                .await?;
-            deleted.push(store.uri(&backup.dump_key));
-        }
-        if backup.has_meta {
-            store
-                .delete_keys(std::slice::from_ref(&backup.meta_key))
-                .await?;
-        }
-    }
-    deleted.extend(abort_stale_uploads(job, made, &store).await?);
-    Ok(deleted)
-}
-
 /// Multipart uploads of this group left open by earlier runs that died or
 /// lost the store before they could abort: aborted now, so no parts stay
 /// stored (and billed). An upload is stale when its backup is older than the
@@ -691,12 +692,15 @@ async fn abort_stale_uploads(job: &BackupJob, made: &Made, store: &Store) -> Res
     Ok(aborted)
 }
 
-/// Step 5: local retention for the group of the backup just made, and the
-/// `.partial` leftovers of runs that died. Returns the files deleted.
-pub fn apply_retention(job: &BackupJob, made: &Made) -> Result<Vec<String>> {
-    let store = LocalStore::new(&job.output_dir);
+/// Step 5: retention for the group of the backup just made, locally and
+/// (when this run's upload succeeded) under the S3 prefix, through the same
+/// [`retention::apply`]; a backup verified or pinned locally is treated so on
+/// S3 too. Also removes the `.partial` leftovers and open uploads of runs
+/// that died. Returns what was deleted.
+pub async fn apply_retention(job: &BackupJob, made: &Made) -> Result<Vec<String>> {
+    let local = LocalStore::new(&job.output_dir);
     let mut deleted = Vec::new();
-    for partial in store.stale_partials(&made.name.group(), made.started)? {
+    for partial in local.stale_partials(&made.name.group(), made.started)? {
         ui::info(&format!(
             "removing {}, left by a run that did not finish",
             partial.display()
@@ -705,21 +709,24 @@ pub fn apply_retention(job: &BackupJob, made: &Made) -> Result<Vec<String>> {
             .with_context(|| format!("removing {}", partial.display()))?;
         deleted.push(partial.display().to_string());
     }
-    // Only this database's backups: a name that looks alike is not enough.
-    let backups: Vec<LocalBackup> = store
-        .owned(&owner_of(made))?
-        .into_iter()
-        .map(|(backup, _)| backup)
-        .collect();
-    let candidates: Vec<Candidate> = backups.iter().map(Candidate::from).collect();
-    for (name, verdict) in retention::plan(&candidates, &made.name, job.keep) {
-        if let Verdict::Delete(why) = verdict {
-            if let Some(backup) = backups.iter().find(|b| b.name == name) {
-                ui::info(&format!("retention: deleting {} ({why})", name.stem()));
-                store.remove(backup)?;
-                deleted.push(backup.dump.display().to_string());
-            }
-        }
-    }
+    let now = Utc::now();
+    let mut scope = Scope {
+        policy: &job.policy,
+        just_made: Some(&made.name),
+        // Grouping by file name is not enough: meta.json's database decides.
+        database: Some(&made.meta.database),
+        dry_run: false,
+        store: "local",
+    };
+    let applied = apply::apply(&local, &scope, &Marks::default(), now).await?;
+    deleted.extend(applied.deleted);
+    let Some(location) = made.meta.s3.as_ref().filter(|_| job.upload) else {
+        return Ok(deleted);
+    };
+    let store = s3::connect(S3Settings::from_args(&job.s3, Some(&location.bucket))?).await?;
+    scope.store = "s3";
+    let remote = apply::apply(&store, &scope, &applied.marks, now).await?;
+    deleted.extend(remote.deleted);
+    deleted.extend(abort_stale_uploads(job, made, &store).await?);
     Ok(deleted)
 }

@@ -20,7 +20,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::Utc;
 use serde_json::json;
 
-use super::backup::{self, apply_remote_retention, apply_retention, BackupJob};
+use super::backup::{self, apply_retention, BackupJob};
 use super::restore::restore_into;
 use crate::archive::{self, MetaState, Wanted};
 use crate::cli::{BackupArgs, GlobalArgs, Mode, RestoreArgs};
@@ -65,6 +65,7 @@ pub async fn backup_all(global: &GlobalArgs, args: BackupArgs) -> Result<ExitCod
     }
     let excludes = exclude_patterns(&args.exclude_databases)?;
     let job = BackupJob::new(global, &args)?;
+    backup::check_object_lock(&job).await?;
     let mut signals = Signals::new()?;
     let outcome = backup_run(&job, &excludes, &mut signals).await?;
     if args.json {
@@ -205,10 +206,13 @@ async fn backup_one(
 ) -> Result<(backup::Made, Vec<String>)> {
     let made = match globals {
         Some(databases) => super::globals::backup(job, signals, databases).await?,
-        None => backup::dump(job, signals).await?,
+        None => {
+            let made = backup::dump(job, signals).await?;
+            crate::anomaly::check_and_pin(job, &made, job.anomaly).await?;
+            made
+        }
     };
-    let mut deleted = apply_retention(job, &made)?;
-    deleted.extend(apply_remote_retention(job, &made).await?);
+    let deleted = apply_retention(job, &made).await?;
     Ok((made, deleted))
 }
 

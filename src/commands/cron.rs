@@ -5,7 +5,9 @@
 //! 2. open `LOG_DIR/backup-<UTC ts>.log` (0600) and tee every line into it;
 //! 3. back up (and upload, when S3 is configured): [`backup::dump`];
 //! 4. verify the new backup, with `--verify` or `VERIFY_ON_BACKUP=true`;
-//! 5. retention, only when 3 and 4 succeeded: [`backup::apply_retention`];
+//! 5. the anomaly check (pins the previous backup when the new one shrank:
+//!    a `warning` alert, not a failure), then retention, only when 3 and 4
+//!    succeeded: [`backup::apply_retention`];
 //! 6. prune old run logs (`LOG_KEEP`);
 //! 7. the heartbeat on success, the metrics file always, the alert webhook on
 //!    failure. None of these changes the exit code: 0 only when 1-5 succeeded.
@@ -25,6 +27,7 @@ use crate::error::{self, usage};
 use crate::lock::RunLock;
 use crate::metrics::{self, RunMetrics, StepMetric};
 use crate::pg::url::{process_env, ConnSettings};
+use crate::retention::Policy;
 use crate::signals::Signals;
 use crate::storage::fsio;
 use crate::storage::s3::{self, S3Settings, UploadFailed};
@@ -59,6 +62,7 @@ pub async fn run(global: &GlobalArgs, args: CronArgs) -> Result<ExitCode> {
             .context("HEARTBEAT_URL")
             .map_err(|e| usage(error::one_line(&e)))?;
     }
+    Policy::from_args(&args.retention)?;
     let verify = args.verify || settings::env_flag("VERIFY_ON_BACKUP");
     let mut signals = Signals::new()?;
 
@@ -69,6 +73,7 @@ pub async fn run(global: &GlobalArgs, args: CronArgs) -> Result<ExitCode> {
         steps: Vec::new(),
         made: None,
         database: String::new(),
+        anomaly: None,
     };
     // A held lock is not a failure of this run: exit 75 before writing anything.
     let lock = match RunLock::acquire(&args.backup_dir) {
@@ -96,6 +101,8 @@ struct Run {
     steps: Vec<StepMetric>,
     made: Option<Made>,
     database: String,
+    /// The anomaly check's findings: the run succeeds, the alert says `warning`.
+    anomaly: Option<crate::anomaly::Findings>,
 }
 
 /// The step that failed and why.
@@ -139,13 +146,16 @@ async fn steps(
         error,
     })?;
     run.log = Some(log.clone());
+    let policy = Policy::from_args(&args.retention)
+        .map(|p| p.to_string())
+        .unwrap_or_default();
     ui::info(&format!(
         "pgbak cron {} starting (pid {}): {} backup into {}, keep {}, verify {}, log {}",
         env!("CARGO_PKG_VERSION"),
         std::process::id(),
         args.mode.as_str(),
         args.backup_dir.display(),
-        args.keep,
+        policy,
         if verify { "on" } else { "off" },
         log.display()
     ));
@@ -157,6 +167,7 @@ async fn steps(
         return run
             .step(Step::Backup, async {
                 let job = backup_job(global, args)?;
+                backup::check_object_lock(&job).await?;
                 let excludes = super::cluster::exclude_patterns(&args.exclude_databases)?;
                 if verify {
                     ui::warn("verify is not run for --all-databases; verify single backups with `pgbak verify FILE`");
@@ -172,6 +183,7 @@ async fn steps(
         .step(Step::Backup, async {
             let job = backup_job(global, args)?;
             database.clone_from(&job.conn.dbname);
+            backup::check_object_lock(&job).await?;
             let made = backup::dump(&job, signals).await?;
             Ok((job, made))
         })
@@ -186,13 +198,15 @@ async fn steps(
         )
         .await?;
     }
-    let deleted = run
+    // The anomaly check first: a pin that could not be written stops retention.
+    let (anomaly, deleted) = run
         .step(Step::Retention, async {
-            let mut deleted = backup::apply_retention(&job, &made)?;
-            deleted.extend(backup::apply_remote_retention(&job, &made).await?);
-            Ok(deleted)
+            let anomaly = crate::anomaly::check_and_pin(&job, &made, job.anomaly).await?;
+            let deleted = backup::apply_retention(&job, &made).await?;
+            Ok((anomaly, deleted))
         })
         .await?;
+    run.anomaly = anomaly;
     if !deleted.is_empty() {
         ui::info(&format!("retention removed {} file(s)", deleted.len()));
     }
@@ -201,10 +215,11 @@ async fn steps(
 
 /// The backup job the scripts' environment describes.
 fn backup_job(global: &GlobalArgs, args: &CronArgs) -> Result<BackupJob> {
+    let policy = Policy::from_args(&args.retention)?;
     let upload = !args.no_s3 && args.s3.bucket.as_deref().is_some_and(|b| !b.is_empty());
     if upload {
         S3Settings::from_args(&args.s3, None)?;
-        if let Some(warning) = s3::keep_warning(args.keep, &args.s3.storage_class) {
+        if let Some(warning) = s3::keep_warning(policy.last, &args.s3.storage_class) {
             ui::warn(&warning);
         }
     }
@@ -213,7 +228,9 @@ fn backup_job(global: &GlobalArgs, args: &CronArgs) -> Result<BackupJob> {
         output_dir: args.backup_dir.clone(),
         mode: args.mode,
         label: None,
-        keep: args.keep,
+        policy,
+        lock: backup::object_lock_for(&args.s3, args.no_s3, &args.object_lock)?,
+        anomaly: crate::anomaly::threshold(&args.anomaly)?,
         compress: args.compress.clone(),
         pg_bin_dir: global.pg_bin_dir.clone(),
         s3: args.s3.clone(),
@@ -361,6 +378,19 @@ async fn finish(args: &CronArgs, run: Run, outcome: Result<(), Failed>) -> ExitC
             ));
             if let Some(url) = &args.heartbeat_url {
                 heartbeat(url).await;
+            }
+            if let (Some(url), Some(findings)) = (&args.alert_webhook_url, &run.anomaly) {
+                let warning = Failure {
+                    service: args.alert_service.clone(),
+                    host: settings::host_name(),
+                    step: Step::Anomaly,
+                    mode: args.mode.as_str().to_owned(),
+                    duration,
+                    log: run.log.as_ref().map(|p| p.display().to_string()),
+                    error: ui::scrub(&findings.summary()),
+                    at: Utc::now(),
+                };
+                send_alert(args, url, &warning).await;
             }
             0
         }

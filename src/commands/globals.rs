@@ -127,6 +127,7 @@ pub async fn backup(
         // Recorded only once both objects are verified in the bucket (below).
         s3: None,
         verification: None,
+        pinned: None,
         database_properties: None,
         roles: None,
         cluster_run: job.cluster_run.clone(),
@@ -151,6 +152,14 @@ pub async fn backup(
                 "uploaded {} and its meta.json",
                 store.uri(&location.key)
             ));
+            if let Some(lock) = &job.lock {
+                if let Err(err) = store
+                    .lock_backup(lock, &[&location.key, &key], Utc::now())
+                    .await
+                {
+                    upload_failure = Some(err);
+                }
+            }
         }
     }
     if let Some(err) = upload_failure {

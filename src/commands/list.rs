@@ -2,8 +2,10 @@
 //! the S3 prefix, newest first, described by their meta.json files.
 //!
 //! Steps: list the directory; with `--s3`, list the prefix and read the
-//! meta.json of every backup that has none locally; merge by file stem; print
-//! a table (or JSON on stdout).
+//! meta.json of every backup that has none locally; merge by file stem; plan
+//! retention under the current rules (a dry run of `prune`) to show which
+//! rule keeps each backup, its pin and its Object Lock; print a table (or
+//! JSON on stdout).
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -14,6 +16,8 @@ use serde::Serialize;
 
 use crate::cli::{GlobalArgs, ListArgs};
 use crate::meta::Meta;
+use crate::retention::apply::{self, Marks, Outcome, Scope};
+use crate::retention::Policy;
 use crate::storage::local::LocalStore;
 use crate::storage::s3::{self, S3Settings};
 use crate::storage::BackupName;
@@ -34,6 +38,14 @@ pub struct Entry {
     pub alembic_revision: Option<String>,
     /// The last `pgbak verify` result recorded in meta.json; null when never verified.
     pub verified: Option<bool>,
+    /// Pinned by the anomaly check: no retention rule deletes it until `pgbak unpin`.
+    pub pinned: Option<crate::meta::Pin>,
+    /// S3 Object Lock retain-until of the dump object, while it holds.
+    pub locked_until: Option<String>,
+    /// What retention under the current rules (BACKUP_KEEP...) would do: `keep` or `delete`.
+    pub retention: Option<&'static str>,
+    /// The rules and invariants that keep it (or why it would go).
+    pub kept_by: Vec<String>,
     /// The `backup --all-databases` run (its id) this backup belongs to; its globals and
     /// databases are listed together, globals first.
     pub cluster_run: Option<String>,
@@ -68,6 +80,7 @@ struct Found {
     size: Option<u64>,
     local: Option<(bool, bool, LocalFiles)>,
     s3: Option<(bool, bool, RemoteObjects)>,
+    locked_until: Option<String>,
 }
 
 pub async fn run(_global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
@@ -95,8 +108,42 @@ pub async fn run(_global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
         ));
     }
 
+    let policy = Policy::from_args(&args.retention)?;
+    let now = Utc::now();
+    let mut scope = Scope {
+        policy: &policy,
+        just_made: None,
+        database: None,
+        dry_run: true,
+        store: "local",
+    };
+    let local = apply::apply(
+        &LocalStore::new(&args.backup_dir),
+        &scope,
+        &Marks::default(),
+        now,
+    )
+    .await?;
+    let mut plans: BTreeMap<String, Outcome> = local
+        .outcomes
+        .into_iter()
+        .map(|o| (o.name.clone(), o))
+        .collect();
+
     if args.s3 {
         let store = s3::connect(S3Settings::from_args(&args.s3_args, None)?).await?;
+        scope.store = "s3";
+        let remote = apply::apply(&store, &scope, &local.marks, now).await?;
+        for o in remote.outcomes {
+            // Kept by either copy's rules: show why; else the S3 verdict.
+            match plans.get(&o.name) {
+                Some(l) if l.action == "keep" => {}
+                _ => {
+                    plans.insert(o.name.clone(), o);
+                }
+            }
+        }
+        let can_lock = store.object_lock_enabled().await?;
         for backup in store.list().await? {
             let entry = found.entry(backup.name.stem()).or_default();
             entry.name = Some(backup.name.clone());
@@ -109,6 +156,13 @@ pub async fn run(_global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
             }
             if backup.has_dump && entry.size.is_none() {
                 entry.size = Some(backup.size);
+            }
+            if can_lock && backup.has_dump {
+                entry.locked_until = store
+                    .retain_until(&backup.dump_key)
+                    .await?
+                    .filter(|u| *u > now)
+                    .map(|u| u.to_rfc3339_opts(SecondsFormat::Secs, true));
             }
             entry.s3 = Some((
                 backup.has_dump,
@@ -123,7 +177,6 @@ pub async fn run(_global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
         }
     }
 
-    let now = Utc::now();
     let mut entries: Vec<(chrono::NaiveDateTime, Entry)> = found
         .into_iter()
         .filter_map(|(stem, f)| {
@@ -141,6 +194,7 @@ pub async fn run(_global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
                 (false, false) => "local",
             };
             let meta = f.meta.as_ref();
+            let plan = plans.remove(&stem);
             let entry = Entry {
                 name: stem,
                 database: meta.map_or(name.database.clone(), |m| m.database.clone()),
@@ -152,6 +206,10 @@ pub async fn run(_global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
                 sha256: meta.map(|m| m.sha256.clone()),
                 alembic_revision: meta.and_then(|m| m.alembic_revision.clone()),
                 verified: meta.and_then(|m| m.verification.as_ref().map(|v| v.passed)),
+                pinned: meta.and_then(|m| m.pinned.clone()),
+                locked_until: f.locked_until,
+                retention: plan.as_ref().map(|o| o.action),
+                kept_by: plan.map(|o| o.reasons).unwrap_or_default(),
                 cluster_run: meta.and_then(|m| m.cluster_run.clone()),
                 location,
                 complete,
@@ -198,9 +256,18 @@ pub async fn run(_global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
 /// The table, header first, columns padded to their widest cell.
 pub fn table(entries: &[Entry]) -> Vec<String> {
     let header = [
-        "NAME", "MODE", "LABEL", "SIZE", "AGE", "ALEMBIC", "VERIFIED", "RUN", "WHERE",
+        "NAME",
+        "MODE",
+        "LABEL",
+        "SIZE",
+        "AGE",
+        "ALEMBIC",
+        "VERIFIED",
+        "RUN",
+        "RETENTION",
+        "WHERE",
     ];
-    let rows: Vec<[String; 9]> = entries
+    let rows: Vec<[String; 10]> = entries
         .iter()
         .map(|e| {
             [
@@ -220,6 +287,7 @@ pub fn table(entries: &[Entry]) -> Vec<String> {
                     None => "-".into(),
                 },
                 e.cluster_run.clone().unwrap_or_else(|| "-".into()),
+                retention_cell(e),
                 e.location.to_owned(),
             ]
         })
@@ -243,6 +311,24 @@ pub fn table(entries: &[Entry]) -> Vec<String> {
     let mut lines = vec![format_row(&header.map(str::to_owned))];
     lines.extend(rows.iter().map(|r| format_row(r)));
     lines
+}
+
+/// `keep (daily 2026-11-25, weekly 2026-W48)`, `PINNED`, `locked until ...`.
+fn retention_cell(e: &Entry) -> String {
+    let mut cell = match e.retention {
+        Some("delete") => format!("would delete ({})", e.kept_by.join(", ")),
+        Some(_) => format!("keep ({})", e.kept_by.join(", ")),
+        None => "-".into(),
+    };
+    if e.pinned.is_some() && !e.kept_by.iter().any(|r| r == "pinned") {
+        cell.push_str(" PINNED");
+    }
+    if let Some(until) = &e.locked_until {
+        if !e.kept_by.iter().any(|r| r.starts_with("locked until")) {
+            cell.push_str(&format!(" locked until {until}"));
+        }
+    }
+    cell
 }
 
 /// `45s`, `12m`, `5h`, `3d`: the largest whole unit.

@@ -7,5 +7,7 @@ pub mod cron;
 pub mod globals;
 pub mod list;
 pub mod man;
+pub mod prune;
 pub mod restore;
+pub mod unpin;
 pub mod verify;

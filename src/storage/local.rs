@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::{BackupName, Group, Owner};
-use crate::meta::Meta;
+use super::{BackupName, Group};
 
 /// One backup in a directory: its `.dump`, its `.meta.json`, or both.
 #[derive(Debug, Clone)]
@@ -77,32 +76,6 @@ impl LocalStore {
         let mut list: Vec<LocalBackup> = found.into_values().collect();
         list.sort_by_key(|b| b.name.timestamp);
         Ok(list)
-    }
-
-    /// The backups of `owner`'s group, oldest first, each with its meta.json
-    /// when it can be read (only files whose name could be the group's are read).
-    pub fn owned(&self, owner: &Owner) -> Result<Vec<(LocalBackup, Option<Meta>)>> {
-        let mut owned = Vec::new();
-        for backup in self.list()? {
-            if !owner.may_own(&backup.name) {
-                continue;
-            }
-            let meta = if backup.has_meta {
-                match Meta::read(&backup.meta) {
-                    Ok(meta) => Some(meta),
-                    Err(err) => {
-                        crate::ui::warn(&crate::error::one_line(&err));
-                        None
-                    }
-                }
-            } else {
-                None
-            };
-            if owner.owns(&backup.name, meta.as_ref().map(|m| m.database.as_str())) {
-                owned.push((backup, meta));
-            }
-        }
-        Ok(owned)
     }
 
     /// Removes a backup: the dump first, so a crash in between leaves a meta.json

@@ -5,12 +5,53 @@
 
 pub mod fsio;
 pub mod local;
+pub mod object_lock;
 pub mod s3;
 pub mod select;
+mod stores;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use anyhow::Result;
+use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 
 use crate::cli::Mode;
+use crate::meta::Meta;
+
+/// One backup as a store lists it: its dump, its meta.json, or both.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub name: BackupName,
+    pub has_dump: bool,
+    pub has_meta: bool,
+    pub size: u64,
+}
+
+/// What retention, prune and unpin need of a place that holds backups (a
+/// local directory, an S3 prefix, or a map in tests), so they are written once.
+// The futures need not be Send: commands run on the runtime's main task.
+#[allow(async_fn_in_trait)]
+pub trait BackupStore {
+    /// Where the store is, for messages: a directory or `s3://bucket/prefix`.
+    fn describe(&self) -> String;
+    /// Where a backup's dump is: a path or an `s3://` URI.
+    fn dump_location(&self, name: &BackupName) -> String;
+    /// Every backup, oldest first.
+    async fn list_backups(&self) -> Result<Vec<Listed>>;
+    /// A backup's meta.json; None when it has none.
+    async fn load_meta(&self, name: &BackupName) -> Result<Option<Meta>>;
+    /// Replaces a backup's meta.json (atomically where the store allows).
+    async fn store_meta(&self, name: &BackupName, meta: &Meta) -> Result<()>;
+    /// Whether objects here can be under S3 Object Lock (asked once per pass).
+    async fn can_lock(&self) -> Result<bool> {
+        Ok(false)
+    }
+    /// The S3 Object Lock retain-until of a backup's dump, when the store has one.
+    async fn locked_until(&self, _name: &BackupName) -> Result<Option<DateTime<Utc>>> {
+        Ok(None)
+    }
+    /// Removes a backup: the dump first, so an interruption leaves a meta.json
+    /// without its dump (debris the next run removes), never the reverse.
+    async fn remove_backup(&self, backup: &Listed) -> Result<()>;
+}
 
 const TIMESTAMP_FORMAT: &str = "%Y%m%dT%H%M%S";
 
@@ -38,7 +79,8 @@ impl BackupName {
             database: safe_database_name(database),
             mode,
             label: label.map(str::to_owned),
-            timestamp: at.naive_utc(),
+            // Whole seconds, as in the file name, so a listed name equals the one made.
+            timestamp: at.naive_utc().trunc_subsecs(0),
         }
     }
 

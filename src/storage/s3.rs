@@ -32,7 +32,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::select::{Choice, Selector};
-use super::{is_plain_file_name, BackupName, Owner};
+use super::{is_plain_file_name, BackupName};
 use crate::cli::S3Args;
 use crate::error::usage;
 use crate::meta::{Meta, S3Location};
@@ -249,7 +249,7 @@ impl PartPlan {
 /// A connected bucket and prefix.
 #[derive(Clone)]
 pub struct Store {
-    client: Client,
+    pub(super) client: Client,
     pub settings: S3Settings,
     /// Send SHA-256 checksums and compare them after upload (off when
     /// `AWS_REQUEST_CHECKSUM_CALCULATION=when_required`).
@@ -321,7 +321,7 @@ pub async fn connect(settings: S3Settings) -> Result<Store> {
 /// The SDK's error as one short line: its causes joined (the innermost one
 /// names the refused connection or the store's error code), plus the HTTP
 /// status when the store answered.
-fn sdk_error<E: std::error::Error + 'static>(err: SdkError<E>) -> anyhow::Error {
+pub(super) fn sdk_error<E: std::error::Error + 'static>(err: SdkError<E>) -> anyhow::Error {
     let status = err.raw_response().map(|r| r.status().as_u16());
     let mut text = error_chain(&err);
     if let Some(status) = status {
@@ -677,31 +677,6 @@ impl Store {
         };
         crate::archive::report_skipped(&picked);
         Ok(backups[index].clone())
-    }
-
-    /// The backups of `owner`'s group under the prefix, oldest first, with
-    /// their meta.json (read only for names that could be the group's).
-    pub async fn owned(&self, owner: &Owner) -> Result<Vec<(RemoteBackup, Option<Meta>)>> {
-        let mut owned = Vec::new();
-        for backup in self.list().await? {
-            if !owner.may_own(&backup.name) {
-                continue;
-            }
-            let meta = if backup.has_meta {
-                self.read_meta(&backup.meta_key)
-                    .await
-                    .unwrap_or_else(|err| {
-                        ui::warn(&crate::error::one_line(&err));
-                        None
-                    })
-            } else {
-                None
-            };
-            if owner.owns(&backup.name, meta.as_ref().map(|m| m.database.as_str())) {
-                owned.push((backup, meta));
-            }
-        }
-        Ok(owned)
     }
 
     /// Streams an object into `dest` (created 0600, must not exist), returning

@@ -927,7 +927,7 @@ fn cron_empty_variables_mean_their_defaults() {
         output_text(&out)
     );
     let (_, text) = dirs.only_log();
-    assert!(text.contains("keep 7, verify off"), "{text}");
+    assert!(text.contains("keep last 7, verify off"), "{text}");
 }
 
 #[test]

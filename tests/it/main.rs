@@ -10,6 +10,7 @@ mod faults;
 mod harness;
 mod list;
 mod restore;
+mod retention;
 mod s3;
 mod s3_checks;
 mod tls;

@@ -171,7 +171,7 @@ fn start_moto() -> (S3Server, Child, Child) {
 
 /// One tokio runtime for the S3 helpers, driven from a plain thread so that the helpers work
 /// from sync tests and from inside `#[tokio::test]` alike.
-fn block_on<F: Future + Send>(fut: F) -> F::Output
+pub fn block_on<F: Future + Send>(fut: F) -> F::Output
 where
     F::Output: Send,
 {

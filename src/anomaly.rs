@@ -1,0 +1,289 @@
+//! The anomaly pin: when a new backup's total row count or dump size falls
+//! below a threshold of the previous good backup of its group (a `DELETE
+//! FROM messages` by mistake, ransomware), the new backup is kept but the
+//! previous one is pinned in its meta.json, so no retention rule can rotate
+//! the last good copy out until an operator runs `pgbak unpin`.
+//!
+//! [`compare`] is the pure part; [`check_and_pin`] finds the previous backup,
+//! pins it locally and, when the run uploaded, under the S3 prefix too.
+
+use anyhow::Result;
+use chrono::{SecondsFormat, Utc};
+
+use crate::cli::AnomalyArgs;
+use crate::commands::backup::{BackupJob, Made};
+use crate::error::usage;
+use crate::meta::{Meta, Pin};
+use crate::storage::local::LocalStore;
+use crate::storage::s3::{self, S3Settings};
+use crate::storage::{BackupName, BackupStore};
+use crate::ui;
+
+pub const DEFAULT_THRESHOLD: u32 = 50;
+
+/// The threshold in percent, or None with `--no-anomaly-check`.
+pub fn threshold(args: &AnomalyArgs) -> Result<Option<u32>> {
+    if args.no_anomaly_check {
+        return Ok(None);
+    }
+    match args.anomaly_threshold {
+        None => Ok(Some(DEFAULT_THRESHOLD)),
+        Some(0) => Ok(None),
+        Some(p) if p <= 100 => Ok(Some(p)),
+        Some(p) => Err(usage(format!(
+            "--anomaly-threshold {p} is not a percentage from 0 (off) to 100"
+        ))),
+    }
+}
+
+/// What collapsed between the previous backup and the new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Findings {
+    /// The previous backup's file stem (the one pinned).
+    pub previous: String,
+    /// (previous, new) total rows, when they fell below the threshold.
+    pub rows: Option<(u64, u64)>,
+    /// (previous, new) dump size, when it fell below the threshold.
+    pub size: Option<(u64, u64)>,
+    /// `schema.table previous -> new` for every table below the threshold.
+    pub tables: Vec<String>,
+}
+
+impl Findings {
+    /// One line for logs, alerts and the pin's reason.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some((was, now)) = self.rows {
+            parts.push(format!("total rows {was} -> {now}"));
+        }
+        if let Some((was, now)) = self.size {
+            parts.push(format!(
+                "dump size {} -> {}",
+                ui::bytes(was),
+                ui::bytes(now)
+            ));
+        }
+        if !self.tables.is_empty() {
+            parts.push(format!("tables collapsed: {}", self.tables.join(", ")));
+        }
+        format!("compared with {}: {}", self.previous, parts.join("; "))
+    }
+}
+
+fn below(new: u64, previous: u64, percent: u32) -> bool {
+    previous > 0 && u128::from(new) * 100 < u128::from(previous) * u128::from(percent)
+}
+
+fn total_rows(meta: &Meta) -> Option<u64> {
+    let counts: Vec<u64> = meta.tables.iter().filter_map(|t| t.rows).collect();
+    (!counts.is_empty()).then(|| counts.iter().sum())
+}
+
+/// Compares a new backup with the previous one of its group; None when
+/// nothing fell below `percent` of what it was.
+pub fn compare(previous: &Meta, new: &Meta, percent: u32) -> Option<Findings> {
+    let rows = match (total_rows(previous), total_rows(new)) {
+        (Some(was), Some(now)) if below(now, was, percent) => Some((was, now)),
+        _ => None,
+    };
+    let size = below(new.size_bytes, previous.size_bytes, percent)
+        .then_some((previous.size_bytes, new.size_bytes));
+    if rows.is_none() && size.is_none() {
+        return None;
+    }
+    let tables = previous
+        .tables
+        .iter()
+        .filter_map(|t| {
+            let was = t.rows?;
+            let now = new
+                .tables
+                .iter()
+                .find(|n| n.schema == t.schema && n.name == t.name)
+                .map_or(Some(0), |n| n.rows)?;
+            below(now, was, percent).then(|| format!("{}.{} {was} -> {now}", t.schema, t.name))
+        })
+        .collect();
+    Some(Findings {
+        previous: String::new(),
+        rows,
+        size,
+        tables,
+    })
+}
+
+/// After a successful backup: compares it with the previous good backup of
+/// its group in the backup directory and, on a collapse, pins that one
+/// (locally, and on S3 when this run uploaded and it is there).
+pub async fn check_and_pin(
+    job: &BackupJob,
+    made: &Made,
+    percent: Option<u32>,
+) -> Result<Option<Findings>> {
+    let Some(percent) = percent else {
+        return Ok(None);
+    };
+    let local = LocalStore::new(&job.output_dir);
+    let Some((previous, meta)) = previous_good(&local, &made.name).await? else {
+        return Ok(None);
+    };
+    let Some(mut findings) = compare(&meta, &made.meta, percent) else {
+        return Ok(None);
+    };
+    findings.previous = previous.stem();
+    let pin = Pin {
+        pinned_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        reason: format!(
+            "{} fell below {percent}% of this backup ({})",
+            made.name.stem(),
+            findings.summary()
+        ),
+    };
+    pin_in(&local, &previous, &pin).await?;
+    if let Some(location) = made.meta.s3.as_ref().filter(|_| job.upload) {
+        let store = s3::connect(S3Settings::from_args(&job.s3, Some(&location.bucket))?).await?;
+        pin_in(&store, &previous, &pin).await?;
+    }
+    ui::warn(&format!(
+        "anomaly: the new backup {} is much smaller than {}; {} is pinned so retention keeps it \
+         (`pgbak unpin {}` once this is understood): {}",
+        made.name.stem(),
+        findings.previous,
+        findings.previous,
+        findings.previous,
+        findings.summary()
+    ));
+    Ok(Some(findings))
+}
+
+/// The newest complete backup of `name`'s group older than it whose
+/// verification did not fail, with its meta.json.
+async fn previous_good(
+    store: &LocalStore,
+    name: &BackupName,
+) -> Result<Option<(BackupName, Meta)>> {
+    let mut older: Vec<_> = store
+        .list_backups()
+        .await?
+        .into_iter()
+        .filter(|b| {
+            b.has_dump
+                && b.has_meta
+                && b.name.group() == name.group()
+                && b.name.timestamp < name.timestamp
+        })
+        .collect();
+    older.sort_by_key(|b| std::cmp::Reverse(b.name.timestamp));
+    for b in older {
+        match store.load_meta(&b.name).await {
+            Ok(Some(meta)) if meta.verification.as_ref().is_none_or(|v| v.passed) => {
+                return Ok(Some((b.name, meta)))
+            }
+            Ok(_) => continue,
+            Err(err) => ui::warn(&crate::error::one_line(&err)),
+        }
+    }
+    Ok(None)
+}
+
+/// Writes the pin into the backup's meta.json in `store`, if it has one there.
+async fn pin_in(store: &impl BackupStore, name: &BackupName, pin: &Pin) -> Result<()> {
+    let Some(mut meta) = store.load_meta(name).await? else {
+        return Ok(());
+    };
+    if meta.pinned.is_none() {
+        meta.pinned = Some(pin.clone());
+        store.store_meta(name, &meta).await?;
+        ui::info(&format!("pinned {} in {}", name.stem(), store.describe()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::TableRows;
+
+    fn meta(size: u64, rows: &[(&str, Option<u64>)]) -> Meta {
+        let mut m = crate::meta::tests::sample();
+        m.size_bytes = size;
+        m.tables = rows
+            .iter()
+            .map(|(name, rows)| TableRows {
+                schema: "public".into(),
+                name: (*name).into(),
+                rows: *rows,
+            })
+            .collect();
+        m
+    }
+
+    #[test]
+    fn table() {
+        let prev = meta(1000, &[("messages", Some(900)), ("users", Some(100))]);
+        type Pair = Option<(u64, u64)>;
+        struct Case {
+            what: &'static str,
+            new: Meta,
+            percent: u32,
+            want: Option<(Pair, Pair, Vec<&'static str>)>,
+        }
+        let cases = [
+            Case {
+                what: "similar backup: nothing",
+                new: meta(990, &[("messages", Some(910)), ("users", Some(100))]),
+                percent: 50,
+                want: None,
+            },
+            Case {
+                what: "DELETE FROM messages",
+                new: meta(700, &[("messages", Some(0)), ("users", Some(100))]),
+                percent: 50,
+                want: Some((Some((1000, 100)), None, vec!["public.messages 900 -> 0"])),
+            },
+            Case {
+                what: "dump size collapsed (rows unknown: schema mode)",
+                new: meta(100, &[("messages", None), ("users", None)]),
+                percent: 50,
+                want: Some((None, Some((1000, 100)), vec![])),
+            },
+            Case {
+                what: "a dropped table counts as zero rows",
+                new: meta(400, &[("users", Some(100))]),
+                percent: 50,
+                want: Some((
+                    Some((1000, 100)),
+                    Some((1000, 400)),
+                    vec!["public.messages 900 -> 0"],
+                )),
+            },
+            Case {
+                what: "a lower threshold tolerates more",
+                new: meta(700, &[("messages", Some(300)), ("users", Some(100))]),
+                percent: 30,
+                want: None,
+            },
+        ];
+        for case in cases {
+            let got = compare(&prev, &case.new, case.percent);
+            let got = got.map(|f| (f.rows, f.size, f.tables));
+            let want = case
+                .want
+                .map(|(r, s, t)| (r, s, t.into_iter().map(String::from).collect::<Vec<_>>()));
+            assert_eq!(got, want, "{}", case.what);
+        }
+    }
+
+    #[test]
+    fn threshold_flags() {
+        let args = |t, off| AnomalyArgs {
+            anomaly_threshold: t,
+            no_anomaly_check: off,
+        };
+        assert_eq!(threshold(&args(None, false)).unwrap(), Some(50));
+        assert_eq!(threshold(&args(Some(20), false)).unwrap(), Some(20));
+        assert_eq!(threshold(&args(Some(20), true)).unwrap(), None);
+        assert_eq!(threshold(&args(Some(0), false)).unwrap(), None);
+        assert!(threshold(&args(Some(101), false)).is_err());
+    }
+}

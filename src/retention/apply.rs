@@ -1,0 +1,378 @@
+//! Retention applied to one [`BackupStore`]: list, read meta.json (verified?
+//! pinned?), plan with [`super::plan`], ask the store which doomed objects
+//! are still under Object Lock, then delete (unless a dry run). The same
+//! code serves a directory and an S3 prefix, `backup`, `cron` and `prune`.
+
+use std::collections::BTreeSet;
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{plan, Candidate, Policy};
+use crate::storage::{BackupName, BackupStore, Listed};
+use crate::ui;
+
+/// What one store told about backups that matters to another store: a
+/// backup verified or pinned here is treated so there too (verify records
+/// its result in the local meta.json only).
+#[derive(Debug, Clone, Default)]
+pub struct Marks {
+    pub verified: BTreeSet<String>,
+    pub pinned: BTreeSet<String>,
+}
+
+/// One backup's fate (also the `--json` shape of `prune`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// The file stem.
+    pub name: String,
+    /// `local` or `s3`.
+    #[serde(rename = "where")]
+    pub store: &'static str,
+    /// The dump's path or `s3://` URI.
+    pub location: String,
+    /// `keep` or `delete` (what happened, or would in a dry run).
+    pub action: &'static str,
+    /// The rules and invariants that keep it, or why it goes.
+    pub reasons: Vec<String>,
+}
+
+/// The result of one pass over one store.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub outcomes: Vec<Outcome>,
+    /// Locations actually deleted.
+    pub deleted: Vec<String>,
+    pub marks: Marks,
+}
+
+/// Which backups a pass decides.
+pub struct Scope<'a> {
+    pub policy: &'a Policy,
+    /// The backup just made: only its group is decided, and it is kept.
+    pub just_made: Option<&'a BackupName>,
+    /// The real database of the group (meta.json's `database`): a backup whose
+    /// meta.json names another database is not decided, whatever its file name
+    /// (names older versions wrote were lossy: `a b` and `a-b` shared one).
+    pub database: Option<&'a str>,
+    /// Plan only, delete nothing.
+    pub dry_run: bool,
+    /// `local` or `s3`, for the outcomes.
+    pub store: &'static str,
+}
+
+/// Runs retention over `store`. Marks from another store (`known`) count as
+/// if found here. A dump without meta.json is kept and named in one warning.
+pub async fn apply(
+    store: &impl BackupStore,
+    scope: &Scope<'_>,
+    known: &Marks,
+    now: DateTime<Utc>,
+) -> Result<Applied> {
+    let listed: Vec<Listed> = store
+        .list_backups()
+        .await?
+        .into_iter()
+        .filter(|b| scope.just_made.is_none_or(|j| j.group() == b.name.group()))
+        .collect();
+    let mut marks = Marks::default();
+    let mut candidates = Vec::with_capacity(listed.len());
+    for b in &listed {
+        let stem = b.name.stem();
+        let mut c = Candidate {
+            has_dump: b.has_dump,
+            has_meta: b.has_meta,
+            ..Candidate::plain(b.name.clone())
+        };
+        let loaded = if b.has_meta {
+            Some(store.load_meta(&b.name).await)
+        } else {
+            None
+        };
+        if let (Some(database), Some(Ok(Some(meta)))) = (scope.database, &loaded) {
+            if meta.database != database {
+                continue;
+            }
+        }
+        if b.has_dump && b.has_meta {
+            match loaded.unwrap_or(Ok(None)) {
+                Ok(Some(meta)) => {
+                    c.verified = meta.verification.as_ref().is_some_and(|v| v.passed);
+                    c.pinned = meta.pinned.is_some();
+                }
+                Ok(None) => c.has_meta = false,
+                Err(err) => {
+                    // Unreadable: it might say "pinned"; keep it like a meta-less dump.
+                    ui::warn(&format!(
+                        "retention keeps {}: {}",
+                        store.dump_location(&b.name),
+                        crate::error::one_line(&err)
+                    ));
+                    c.has_meta = false;
+                }
+            }
+        }
+        c.verified |= known.verified.contains(&stem);
+        c.pinned |= known.pinned.contains(&stem);
+        if c.verified {
+            marks.verified.insert(stem.clone());
+        }
+        if c.pinned {
+            marks.pinned.insert(stem.clone());
+        }
+        if b.has_dump && !b.has_meta {
+            ui::warn(&format!(
+                "{} has no meta.json: retention never deletes it; verify it or remove it by hand",
+                store.dump_location(&b.name)
+            ));
+        }
+        candidates.push(c);
+    }
+
+    // Only backups the rules would delete are asked for a lock: one request
+    // each, none for the many that stay anyway.
+    let first = plan(&candidates, scope.policy, scope.just_made, now);
+    let doomed: Vec<_> = first.iter().filter(|d| !d.keep).collect();
+    let can_lock = !doomed.is_empty() && store.can_lock().await?;
+    for decision in doomed.into_iter().filter(|_| can_lock) {
+        let until = store.locked_until(&decision.name).await?;
+        if let Some(c) = candidates.iter_mut().find(|c| c.name == decision.name) {
+            c.locked_until = until;
+        }
+    }
+    let decisions = plan(&candidates, scope.policy, scope.just_made, now);
+
+    let mut applied = Applied {
+        marks,
+        ..Applied::default()
+    };
+    for d in decisions {
+        let location = store.dump_location(&d.name);
+        if !d.keep && !scope.dry_run {
+            if let Some(backup) = listed.iter().find(|b| b.name == d.name) {
+                ui::info(&format!("retention: deleting {location} ({})", d.reason()));
+                store.remove_backup(backup).await?;
+                applied.deleted.push(location.clone());
+            }
+        } else if d.reasons.iter().any(|r| r.starts_with("locked until")) && !scope.dry_run {
+            ui::info(&format!("retention: keeping {location}: {}", d.reason()));
+        }
+        applied.outcomes.push(Outcome {
+            name: d.name.stem(),
+            store: scope.store,
+            location,
+            action: if d.keep { "keep" } else { "delete" },
+            reasons: d.reasons,
+        });
+    }
+    Ok(applied)
+}
+
+#[cfg(test)]
+pub(crate) mod memory {
+    //! An in-memory [`BackupStore`] for tests of everything above the storage.
+
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+
+    use anyhow::Result;
+    use chrono::{DateTime, Utc};
+
+    use crate::meta::Meta;
+    use crate::storage::{BackupName, BackupStore, Listed};
+
+    #[derive(Default)]
+    pub struct MemoryStore {
+        /// stem -> (name, dump present, meta, lock)
+        pub backups: RefCell<BTreeMap<String, Entry>>,
+    }
+
+    #[derive(Clone)]
+    pub struct Entry {
+        pub name: BackupName,
+        pub dump: bool,
+        pub meta: Option<Meta>,
+        pub locked_until: Option<DateTime<Utc>>,
+    }
+
+    impl MemoryStore {
+        pub fn add(&self, name: BackupName, dump: bool, meta: Option<Meta>) {
+            self.backups.borrow_mut().insert(
+                name.stem(),
+                Entry {
+                    name,
+                    dump,
+                    meta,
+                    locked_until: None,
+                },
+            );
+        }
+
+        pub fn stems(&self) -> Vec<String> {
+            self.backups.borrow().keys().cloned().collect()
+        }
+    }
+
+    impl BackupStore for MemoryStore {
+        fn describe(&self) -> String {
+            "memory".into()
+        }
+
+        fn dump_location(&self, name: &BackupName) -> String {
+            format!("mem:{}", name.dump_file())
+        }
+
+        async fn list_backups(&self) -> Result<Vec<Listed>> {
+            Ok(self
+                .backups
+                .borrow()
+                .values()
+                .map(|e| Listed {
+                    name: e.name.clone(),
+                    has_dump: e.dump,
+                    has_meta: e.meta.is_some(),
+                    size: 1,
+                })
+                .collect())
+        }
+
+        async fn load_meta(&self, name: &BackupName) -> Result<Option<Meta>> {
+            Ok(self
+                .backups
+                .borrow()
+                .get(&name.stem())
+                .and_then(|e| e.meta.clone()))
+        }
+
+        async fn store_meta(&self, name: &BackupName, meta: &Meta) -> Result<()> {
+            if let Some(e) = self.backups.borrow_mut().get_mut(&name.stem()) {
+                e.meta = Some(meta.clone());
+            }
+            Ok(())
+        }
+
+        async fn can_lock(&self) -> Result<bool> {
+            Ok(true)
+        }
+
+        async fn locked_until(&self, name: &BackupName) -> Result<Option<DateTime<Utc>>> {
+            Ok(self
+                .backups
+                .borrow()
+                .get(&name.stem())
+                .and_then(|e| e.locked_until))
+        }
+
+        async fn remove_backup(&self, backup: &Listed) -> Result<()> {
+            let mut all = self.backups.borrow_mut();
+            if all
+                .get(&backup.name.stem())
+                .is_some_and(|e| e.locked_until.is_some_and(|u| u > Utc::now()))
+            {
+                anyhow::bail!("AccessDenied: object is locked");
+            }
+            all.remove(&backup.name.stem());
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::memory::MemoryStore;
+    use super::*;
+    use crate::cli::Mode;
+    use crate::meta::{Pin, Verification};
+    use chrono::TimeZone;
+
+    fn name(day: u32) -> BackupName {
+        BackupName::new(
+            "db",
+            Mode::Full,
+            None,
+            Utc.with_ymd_and_hms(2026, 11, day, 2, 0, 0).unwrap(),
+        )
+    }
+
+    fn meta(verified: bool, pinned: bool) -> crate::meta::Meta {
+        let mut m = crate::meta::tests::sample();
+        m.verification = verified.then(|| Verification {
+            verified_at: "2026-11-25T03:00:00Z".into(),
+            passed: true,
+            pgbak_version: "0.1.0".into(),
+        });
+        m.pinned = pinned.then(|| Pin {
+            pinned_at: "2026-11-25T03:00:00Z".into(),
+            reason: "test".into(),
+        });
+        m
+    }
+
+    fn run(store: &MemoryStore, policy: &Policy, dry_run: bool, known: &Marks) -> Applied {
+        let scope = Scope {
+            policy,
+            just_made: None,
+            database: None,
+            dry_run,
+            store: "local",
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(apply(store, &scope, known, Utc::now()))
+            .unwrap()
+    }
+
+    #[test]
+    fn reads_verified_and_pinned_from_meta_and_deletes_the_rest() {
+        let store = MemoryStore::default();
+        store.add(name(1), true, Some(meta(false, true)));
+        store.add(name(2), true, Some(meta(true, false)));
+        store.add(name(3), true, Some(meta(false, false)));
+        store.add(name(4), true, None);
+        store.add(name(5), false, Some(meta(false, false)));
+        store.add(name(6), true, Some(meta(false, false)));
+        let dry = run(&store, &Policy::last(1), true, &Marks::default());
+        assert!(dry.deleted.is_empty());
+        assert_eq!(store.stems().len(), 6, "a dry run deletes nothing");
+        let applied = run(&store, &Policy::last(1), false, &Marks::default());
+        assert_eq!(applied.deleted.len(), 2, "{:?}", applied.outcomes);
+        assert_eq!(
+            store.stems(),
+            [name(1), name(2), name(4), name(6)].map(|n| n.stem())
+        );
+        assert_eq!(applied.marks.verified.len(), 1);
+        assert_eq!(applied.marks.pinned.len(), 1);
+    }
+
+    #[test]
+    fn marks_from_another_store_protect_here_and_locks_are_planned_around() {
+        let store = MemoryStore::default();
+        for day in 1..=4 {
+            store.add(name(day), true, Some(meta(false, false)));
+        }
+        store
+            .backups
+            .borrow_mut()
+            .get_mut(&name(1).stem())
+            .unwrap()
+            .locked_until = Some(Utc::now() + chrono::Duration::days(3));
+        let known = Marks {
+            verified: [name(2).stem()].into(),
+            pinned: BTreeSet::new(),
+        };
+        let applied = run(&store, &Policy::last(1), false, &known);
+        assert_eq!(
+            applied.deleted,
+            vec![format!("mem:{}", name(3).dump_file())]
+        );
+        let locked = applied
+            .outcomes
+            .iter()
+            .find(|o| o.name == name(1).stem())
+            .unwrap();
+        assert_eq!(locked.action, "keep");
+        assert!(locked.reasons[0].starts_with("locked until"), "{locked:?}");
+    }
+}

@@ -1,0 +1,112 @@
+//! [`BackupStore`] for a local directory and for an S3 prefix.
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+
+use super::local::LocalStore;
+use super::s3::Store;
+use super::{BackupName, BackupStore, Listed};
+use crate::meta::Meta;
+
+impl BackupStore for LocalStore {
+    fn describe(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    fn dump_location(&self, name: &BackupName) -> String {
+        self.dir.join(name.dump_file()).display().to_string()
+    }
+
+    async fn list_backups(&self) -> Result<Vec<Listed>> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .map(|b| Listed {
+                name: b.name,
+                has_dump: b.has_dump,
+                has_meta: b.has_meta,
+                size: b.size,
+            })
+            .collect())
+    }
+
+    async fn load_meta(&self, name: &BackupName) -> Result<Option<Meta>> {
+        let path = self.dir.join(name.meta_file());
+        if !path.is_file() {
+            return Ok(None);
+        }
+        Meta::read(&path).map(Some)
+    }
+
+    async fn store_meta(&self, name: &BackupName, meta: &Meta) -> Result<()> {
+        meta.write(&self.dir.join(name.meta_file()))
+    }
+
+    async fn remove_backup(&self, backup: &Listed) -> Result<()> {
+        for path in [
+            self.dir.join(backup.name.dump_file()),
+            self.dir.join(backup.name.meta_file()),
+        ] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+            }
+        }
+        super::fsio::sync_dir(&self.dir)
+    }
+}
+
+impl BackupStore for Store {
+    fn describe(&self) -> String {
+        format!("s3://{}/{}", self.bucket(), self.settings.prefix)
+    }
+
+    fn dump_location(&self, name: &BackupName) -> String {
+        self.uri(&self.key_for(&name.dump_file()))
+    }
+
+    async fn list_backups(&self) -> Result<Vec<Listed>> {
+        Ok(self
+            .list()
+            .await?
+            .into_iter()
+            .map(|b| Listed {
+                name: b.name,
+                has_dump: b.has_dump,
+                has_meta: b.has_meta,
+                size: b.size,
+            })
+            .collect())
+    }
+
+    async fn load_meta(&self, name: &BackupName) -> Result<Option<Meta>> {
+        self.read_meta(&self.key_for(&name.meta_file())).await
+    }
+
+    async fn store_meta(&self, name: &BackupName, meta: &Meta) -> Result<()> {
+        let mut json = serde_json::to_vec_pretty(meta).context("encoding meta.json")?;
+        json.push(b'\n');
+        self.put_small(&self.key_for(&name.meta_file()), json).await
+    }
+
+    async fn can_lock(&self) -> Result<bool> {
+        self.object_lock_enabled().await
+    }
+
+    async fn locked_until(&self, name: &BackupName) -> Result<Option<DateTime<Utc>>> {
+        self.retain_until(&self.key_for(&name.dump_file())).await
+    }
+
+    async fn remove_backup(&self, backup: &Listed) -> Result<()> {
+        if backup.has_dump {
+            self.delete_keys(&[self.key_for(&backup.name.dump_file())])
+                .await?;
+        }
+        if backup.has_meta {
+            self.delete_keys(&[self.key_for(&backup.name.meta_file())])
+                .await?;
+        }
+        Ok(())
+    }
+}
