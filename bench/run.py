@@ -423,12 +423,17 @@ def file_size(path: Path) -> Optional[int]:
 
 
 def dump_in(run_dir: Path) -> Optional[Path]:
-    dumps = sorted((run_dir / "out").glob("*.dump"))
+    dumps = sorted((run_dir / "out").glob("*.dump")) + sorted((run_dir / "out").glob("*.dump.age"))
     return dumps[0] if dumps else None
 
 
+def meta_path_of(dump: Path) -> Path:
+    stem = dump.name[: -len(".dump.age")] if dump.name.endswith(".dump.age") else dump.name[: -len(".dump")]
+    return dump.with_name(stem + ".meta.json")
+
+
 def meta_of(dump: Path) -> dict:
-    return json.loads(dump.with_name(dump.name[: -len(".dump")] + ".meta.json").read_text())
+    return json.loads(meta_path_of(dump).read_text())
 
 
 @dataclass
@@ -440,6 +445,9 @@ class Ctx:
     env: dict
     compression: str  # pgbak's choice, read from its meta.json
     source_dump: Path  # made by pgbak once per scale; verify and restore read it
+    age_recipient: str  # public key of the bench identity (pgbak keygen)
+    age_identity: Path
+    sealed_dump: Path  # the same database, encrypted: the encrypted verify and restore read it
 
 
 def sh(script: str) -> list[str]:
@@ -469,6 +477,9 @@ def contenders(ctx: Ctx, sections: list[str]) -> list[Contender]:
         out.append(Contender("backup", "pgbak", "pgbak backup --no-s3",
                              pgbak_backup(["--no-s3"], pgbakenv_no_s3(pgbak_env)), pgbak=True,
                              size=pgbak_size))
+        out.append(Contender("backup", "pgbak-age", "pgbak backup --no-s3 --encrypt-to (age)",
+                             pgbak_backup(["--no-s3", "--encrypt-to", ctx.age_recipient],
+                                          pgbakenv_no_s3(pgbak_env)), pgbak=True, size=pgbak_size))
 
     if "s3" in sections and ctx.moto and t.aws:
         m = ctx.moto
@@ -505,7 +516,9 @@ def contenders(ctx: Ctx, sections: list[str]) -> list[Contender]:
                              after=s3_rm))
 
     dump = ctx.source_dump
-    meta_file = dump.with_name(dump.name[: -len(".dump")] + ".meta.json")
+    meta_file = meta_path_of(dump)
+    sealed = ctx.sealed_dump
+    age_env = dict(pgbakenv_no_s3(pgbak_env), PGBAK_AGE_IDENTITY_FILE=str(ctx.age_identity))
     dropdb = lambda name: (lambda d: subprocess.run(
         [str(t.pg17 / "dropdb"), "--if-exists", "--force", name], env=pg_env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -530,6 +543,14 @@ want=$(sed -n 's/.*"alembic_revision": *"\\([^"]*\\)".*/\\1/p' "$META")
                              lambda d: (sh(script), pg_env)))
         out.append(Contender("verify", "pgbak", f"pgbak verify --jobs {JOBS}",
                              lambda d: ([str(t.pgbak), "verify", str(dump), "--jobs", str(JOBS)], pgbakenv_no_s3(pgbak_env)),
+                             pgbak=True))
+        out.append(Contender("verify", "pgbak-age",
+                             f"pgbak verify --jobs {JOBS} of the .dump.age (decrypted into /dev/shm first)",
+                             lambda d: ([str(t.pgbak), "verify", str(sealed), "--jobs", str(JOBS)], age_env),
+                             pgbak=True))
+        out.append(Contender("verify", "pgbak-age-1",
+                             "pgbak verify --jobs 1 of the .dump.age (streamed into pg_restore)",
+                             lambda d: ([str(t.pgbak), "verify", str(sealed), "--jobs", "1"], age_env),
                              pgbak=True))
 
     if "restore" in sections:
@@ -624,7 +645,8 @@ def bench_scale(args, tools: Tools, cluster: Cluster, moto: Optional[Moto], env:
     say(f"scale {scale}: database {db_bytes / MIB:.0f} MiB, loaded in {load_s:.1f} s")
     result = Scale(scale=scale, db_bytes=db_bytes, load_seconds=load_s)
 
-    # One untimed pgbak backup: pgbak's compression choice, and the dump verify/restore read.
+    # One untimed pgbak backup: pgbak's compression choice, and the dump verify/restore read;
+    # and one encrypted (to a key made by pgbak keygen) for the encrypted verify rows.
     source = work / f"source-{scale}"
     shutil.rmtree(source, ignore_errors=True)
     res = subprocess.run([str(tools.pgbak), "backup", "--no-s3", "--output-dir", str(source), "--keep", "0"],
@@ -635,9 +657,25 @@ def bench_scale(args, tools: Tools, cluster: Cluster, moto: Optional[Moto], env:
         raise BenchError(f"the untimed pgbak backup failed: {res.stderr.strip()}")
     compression = meta_of(dumps[0])["compression"]
     say(f"pgbak chose --compress={compression}; source dump {dumps[0].stat().st_size / MIB:.1f} MiB")
+    identity = work / f"age-identity-{scale}.txt"
+    if identity.exists():
+        identity.unlink()
+    res = subprocess.run([str(tools.pgbak), "keygen", "-o", str(identity)], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise BenchError(f"pgbak keygen failed: {res.stderr.strip()}")
+    recipient = res.stdout.strip()
+    sealed_dir = work / f"sealed-{scale}"
+    shutil.rmtree(sealed_dir, ignore_errors=True)
+    res = subprocess.run([str(tools.pgbak), "backup", "--no-s3", "--output-dir", str(sealed_dir), "--keep", "0",
+                          "--encrypt-to", recipient],
+                         env=dict(env, DATABASE_URL=cluster.url(), PGBAK_PG_BIN_DIR=str(tools.pg17)),
+                         capture_output=True, text=True)
+    sealed = sorted(sealed_dir.glob("*.dump.age"))
+    if res.returncode != 0 or not sealed:
+        raise BenchError(f"the untimed encrypted pgbak backup failed: {res.stderr.strip()}")
 
     ctx = Ctx(args=args, tools=tools, cluster=cluster, moto=moto, env=env, compression=compression,
-              source_dump=dumps[0])
+              source_dump=dumps[0], age_recipient=recipient, age_identity=identity, sealed_dump=sealed[0])
     cons = contenders(ctx, args.sections)
     for con in cons:
         result.labels[(con.section, con.key)] = con.label
@@ -755,6 +793,8 @@ def evaluate(scales: list[Scale]) -> list[Target]:
                  "the scripts' dump + aws s3 cp")
     ratio_target("verify vs the scripts' verify", S(big, "verify", "pgbak"), S(big, "verify", "scripts"), 0.5,
                  "the scripts' time")
+    ratio_target("age encryption costs <= 10 % of backup wall time", S(big, "backup", "pgbak-age"), b_pgbak, 1.10,
+                 "pgbak backup --no-s3 without encryption")
 
     # Memory: pgbak's own peak while backing up and uploading, at every scale.
     peaks = []

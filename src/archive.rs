@@ -51,11 +51,10 @@ impl Located {
     }
 }
 
-/// `x.dump` -> `x.meta.json` beside it; None for a file not named `.dump`.
+/// `x.dump` (or `x.dump.age`) -> `x.meta.json` beside it; None for a file not named so.
 pub fn meta_path_for(dump: &Path) -> Option<PathBuf> {
     let name = dump.file_name()?.to_str()?;
-    let stem = name.strip_suffix(".dump")?;
-    Some(dump.with_file_name(format!("{stem}.meta.json")))
+    Some(dump.with_file_name(crate::storage::meta_file_for(name)?))
 }
 
 /// Finds the backup: the named file, an S3 object (downloaded into a temp
@@ -448,6 +447,10 @@ mod tests {
             Some(PathBuf::from("/b/x_full_20261125T020000.meta.json"))
         );
         assert_eq!(meta_path_for(Path::new("/b/x.sql")), None);
+        assert_eq!(
+            meta_path_for(Path::new("/b/x.dump.age")),
+            Some(PathBuf::from("/b/x.meta.json"))
+        );
         assert_eq!(major_of("17.10"), Some(17));
         assert_eq!(major_of("18devel"), Some(18));
     }

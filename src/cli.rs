@@ -51,6 +51,8 @@ pub enum Command {
     Cron(CronArgs),
     /// List backups on disk and in S3, newest first.
     List(ListArgs),
+    /// Create an age identity (private key file, 0600) for encrypted backups; prints its public key.
+    Keygen(KeygenArgs),
     /// Apply the retention rules without making a backup (--dry-run shows what would go).
     Prune(PruneArgs),
     /// Remove the pin the anomaly check put on a backup, so retention may delete it again.
@@ -155,6 +157,48 @@ pub struct S3Args {
     pub concurrency: usize,
 }
 
+/// Client-side encryption of new backups with age.
+#[derive(Debug, Clone, Default, Args)]
+pub struct EncryptArgs {
+    /// Encrypt the backup to this age (age1...) or SSH (ssh-ed25519/ssh-rsa) public key;
+    /// repeatable (any one matching private key decrypts). Env: comma-separated.
+    #[arg(
+        long = "encrypt-to",
+        env = "PGBAK_AGE_RECIPIENTS",
+        value_delimiter = ',',
+        value_name = "RECIPIENT"
+    )]
+    pub recipients: Vec<String>,
+    /// File of recipients, one per line (`#` comments), added to --encrypt-to.
+    #[arg(
+        long = "encrypt-to-file",
+        env = "PGBAK_AGE_RECIPIENTS_FILE",
+        value_name = "FILE"
+    )]
+    pub recipients_file: Option<PathBuf>,
+}
+
+/// Reading encrypted (`.dump.age`) backups.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DecryptArgs {
+    /// age identity file (from age-keygen / pgbak keygen) or unencrypted OpenSSH private key
+    /// that decrypts .dump.age backups: a path, never the key itself.
+    #[arg(long, env = "PGBAK_AGE_IDENTITY_FILE", value_name = "FILE")]
+    pub identity_file: Option<PathBuf>,
+    /// Where an encrypted backup is decrypted for a parallel (--jobs > 1) restore, as an
+    /// unnamed 0600 file gone when pgbak exits. Default: /dev/shm when it has room, else one
+    /// streamed job.
+    #[arg(long, env = "PGBAK_SCRATCH_DIR", value_name = "DIR")]
+    pub scratch_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Write the identity here (created 0600, never overwritten); default: stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     /// What to dump.
@@ -205,6 +249,8 @@ pub struct BackupArgs {
     /// also PGBAK_NO_ROLE_PASSWORDS=true.
     #[arg(long)]
     pub no_role_passwords: bool,
+    #[command(flatten)]
+    pub encrypt: EncryptArgs,
     #[command(flatten)]
     pub s3: S3Args,
     #[command(flatten)]
@@ -264,6 +310,8 @@ pub struct VerifyArgs {
     /// maintenance_work_mem for the restore (HNSW index builds are the slow part).
     #[arg(long, default_value = "1GB", value_name = "SIZE")]
     pub maintenance_work_mem: String,
+    #[command(flatten)]
+    pub decrypt: DecryptArgs,
     #[command(flatten)]
     pub s3: S3Args,
 }
@@ -329,6 +377,8 @@ pub struct RestoreArgs {
     /// maintenance_work_mem for the restore (HNSW index builds are the slow part).
     #[arg(long, default_value = "1GB", value_name = "SIZE")]
     pub maintenance_work_mem: String,
+    #[command(flatten)]
+    pub decrypt: DecryptArgs,
     #[command(flatten)]
     pub s3: S3Args,
 }
@@ -582,6 +632,10 @@ pub struct CronArgs {
         value_name = "PATTERN"
     )]
     pub exclude_databases: Vec<String>,
+    #[command(flatten)]
+    pub encrypt: EncryptArgs,
+    #[command(flatten)]
+    pub decrypt: DecryptArgs,
     #[command(flatten)]
     pub s3: S3Args,
     #[command(flatten)]

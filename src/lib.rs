@@ -7,7 +7,8 @@
 //! - [`archive`] finds a backup and checks it (meta.json, SHA-256, header) before verify/restore;
 //! - [`pg`] parses `DATABASE_URL`, talks to the server, finds and runs the client tools,
 //!   re-applies a database's own properties (`pg::dbprops`) and replays globals (`pg::globals`);
-//! - [`pipeline`] streams pg_dump's output through hashing into the file (and S3) sinks;
+//! - [`pipeline`] streams pg_dump's output through hashing (and [`encryption`]) into the file (and S3) sinks;
+//! - [`encryption`] parses age recipients and identities, and decrypts for pg_restore;
 //! - [`storage`] names and lists the backup set on local disk;
 //! - [`meta`] is the meta.json written beside every dump;
 //! - [`retention`] decides, as a pure function, which backups to keep and which
@@ -21,6 +22,7 @@ pub mod anomaly;
 pub mod archive;
 pub mod cli;
 pub mod commands;
+pub mod encryption;
 pub mod error;
 pub mod lock;
 pub mod meta;
@@ -44,6 +46,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Verify(args) => commands::verify::run(&cli.global, args).await,
         cli::Command::Cron(args) => commands::cron::run(&cli.global, args).await,
         cli::Command::List(args) => commands::list::run(&cli.global, args).await,
+        cli::Command::Keygen(args) => commands::keygen::run(args),
         cli::Command::Prune(args) => commands::prune::run(&cli.global, args).await,
         cli::Command::Unpin(args) => commands::unpin::run(&cli.global, args).await,
         cli::Command::Completions(args) => commands::completions::run(args),

@@ -29,6 +29,20 @@ pub struct S3Location {
     pub storage_class: String,
 }
 
+/// How the dump is encrypted (client-side, before it reached disk or S3). The
+/// top-level `sha256`/`size_bytes` are then those of the stored ciphertext.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Encryption {
+    /// Always `age` (<https://age-encryption.org/v1>).
+    pub format: String,
+    /// The public keys it was encrypted to (`age1...`, `ssh-ed25519 AAAA...`):
+    /// any one matching identity decrypts it.
+    pub recipients: Vec<String>,
+    /// SHA-256 and size of the plaintext pg_dump archive.
+    pub plaintext_sha256: String,
+    pub plaintext_size_bytes: u64,
+}
+
 /// The result of the last `pgbak verify` of this backup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verification {
@@ -86,6 +100,9 @@ pub struct Meta {
     /// Only in a globals backup (mode `globals`): what pg_dumpall could read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub globals: Option<GlobalsInfo>,
+    /// null for a plaintext dump (also when read from a meta.json written before encryption existed).
+    #[serde(default)]
+    pub encryption: Option<Encryption>,
 }
 
 /// Database-level properties, as read from pg_database and pg_db_role_setting.
@@ -164,10 +181,20 @@ impl Meta {
                 meta.format_version
             );
         }
-        if !crate::storage::is_plain_file_name(&meta.file) || !meta.file.ends_with(".dump") {
+        let dump = crate::storage::split_dump_file(&meta.file);
+        if !crate::storage::is_plain_file_name(&meta.file) || dump.is_none_or(|(s, _)| s.is_empty())
+        {
             bail!(
-                "meta.json names the file {:?}, which is not a plain .dump file name",
+                "meta.json names the file {:?}, which is not a plain .dump or .dump.age file name",
                 meta.file
+            );
+        }
+        let encrypted_name = dump.is_some_and(|(_, age)| age);
+        if encrypted_name != meta.encryption.is_some() {
+            bail!(
+                "meta.json names the file {:?} but {} an encryption section",
+                meta.file,
+                if encrypted_name { "has no" } else { "has" }
             );
         }
         if meta.sha256.len() != 64 || !meta.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -224,6 +251,7 @@ pub(crate) mod tests {
             roles: None,
             cluster_run: None,
             globals: None,
+            encryption: None,
         }
     }
 
@@ -251,6 +279,7 @@ pub(crate) mod tests {
             "host",
             "pgbak_version",
             "s3",
+            "encryption",
         ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }
@@ -268,6 +297,27 @@ pub(crate) mod tests {
         let mut meta = sample();
         meta.sha256 = "../".into();
         assert!(Meta::parse(&serde_json::to_string(&meta).unwrap()).is_err());
+        let mut meta = sample();
+        meta.file = "enterprise_agents_full_20261125T020000.dump.age".into();
+        assert!(
+            Meta::parse(&serde_json::to_string(&meta).unwrap()).is_err(),
+            "age without encryption"
+        );
+        meta.encryption = Some(Encryption {
+            format: "age".into(),
+            recipients: vec!["age1xyz".into()],
+            plaintext_sha256: "b".repeat(64),
+            plaintext_size_bytes: 9,
+        });
+        assert_eq!(
+            Meta::parse(&serde_json::to_string(&meta).unwrap()).unwrap(),
+            meta
+        );
+        meta.file = "enterprise_agents_full_20261125T020000.dump".into();
+        assert!(
+            Meta::parse(&serde_json::to_string(&meta).unwrap()).is_err(),
+            "encryption without .age"
+        );
         assert!(Meta::parse("{").is_err());
         assert!(Meta::parse("[]").is_err());
     }

@@ -1,7 +1,9 @@
 //! The byte path of a backup as a chain of stages: a source (pg_dump's stdout),
-//! the hash stage (SHA-256 and byte count, computed on the way), and sinks (the
-//! local `.partial` file, an S3 multipart upload). A later stage such as
-//! client-side encryption slots in as one more [`Sink`] wrapper.
+//! the hash stage (SHA-256 and byte count, computed on the way), optionally the
+//! age encryption stage ([`Encrypt`], a [`Sink`] wrapping the others: it hashes
+//! what it passes on, the stored ciphertext), and sinks (the local `.partial`
+//! file, an S3 multipart upload). Any stream (a dump, a globals file) gets
+//! encrypted the same way: wrap its sinks in [`Encrypt`].
 //!
 //! The pump runs on a blocking thread with large reads: one read, one hash
 //! update and one write per megabyte keeps pgbak's cost far below pg_dump's.
@@ -10,6 +12,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -70,6 +73,135 @@ pub fn pump(
         sha256: hex::encode(hasher.finalize()),
         head,
     })
+}
+
+/// The encryption stage: everything written to it is age-encrypted (to the
+/// run's recipients, with a fresh file key) and the ciphertext goes to the
+/// inner sinks, hashed on the way. `finish` writes the final chunk, then
+/// finishes the inner sinks; [`Encrypt::stored`] is then the ciphertext's
+/// size and SHA-256 (what meta.json records and verify checks first).
+pub struct Encrypt<'a> {
+    writer: Option<age::stream::StreamWriter<Fanout<'a>>>,
+    stored: Option<(u64, String)>,
+    /// The first sink error, kept whole (the age writer only passes io::Error on).
+    error: Arc<Mutex<Option<anyhow::Error>>>,
+}
+
+/// The ciphertext side: buffers to 1 MiB, hashes, hands out to the sinks.
+struct Fanout<'a> {
+    sinks: Vec<&'a mut dyn Sink>,
+    buf: Vec<u8>,
+    hasher: Sha256,
+    bytes: u64,
+    error: Arc<Mutex<Option<anyhow::Error>>>,
+}
+
+impl Fanout<'_> {
+    fn push_out(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        for sink in self.sinks.iter_mut() {
+            if let Err(err) = sink.write(&self.buf) {
+                let text = crate::error::one_line(&err);
+                if let Ok(mut slot) = self.error.lock() {
+                    slot.get_or_insert(err);
+                }
+                return Err(std::io::Error::other(text));
+            }
+        }
+        self.hasher.update(&self.buf);
+        self.bytes += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+impl Write for Fanout<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.push_out()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.push_out()
+    }
+}
+
+impl<'a> Encrypt<'a> {
+    pub fn new(
+        recipients: &crate::encryption::Recipients,
+        sinks: Vec<&'a mut dyn Sink>,
+    ) -> Result<Encrypt<'a>> {
+        let error = Arc::new(Mutex::new(None));
+        let fanout = Fanout {
+            sinks,
+            buf: Vec::with_capacity(CHUNK + (64 << 10)),
+            hasher: Sha256::new(),
+            bytes: 0,
+            error: error.clone(),
+        };
+        let writer = recipients
+            .encryptor()?
+            .wrap_output(fanout)
+            .context("writing the age header")?;
+        Ok(Encrypt {
+            writer: Some(writer),
+            stored: None,
+            error,
+        })
+    }
+
+    /// Size and SHA-256 of the ciphertext, once `finish` succeeded.
+    pub fn stored(&self) -> Option<(u64, String)> {
+        self.stored.clone()
+    }
+
+    fn failed(&mut self, err: std::io::Error) -> anyhow::Error {
+        let inner = self.error.lock().ok().and_then(|mut slot| slot.take());
+        inner.unwrap_or_else(|| anyhow::Error::new(err).context("encrypting the stream"))
+    }
+}
+
+impl Sink for Encrypt<'_> {
+    fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        let writer = self
+            .writer
+            .as_mut()
+            .context("writing to a finished encryption")?;
+        match writer.write_all(chunk) {
+            Ok(()) => Ok(()),
+            Err(err) => Err(self.failed(err)),
+        }
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let writer = self
+            .writer
+            .take()
+            .context("finishing a finished encryption")?;
+        let mut fanout = match writer.finish() {
+            Ok(fanout) => fanout,
+            Err(err) => return Err(self.failed(err)),
+        };
+        if let Err(err) = fanout.push_out() {
+            return Err(self.failed(err));
+        }
+        for sink in fanout.sinks.iter_mut() {
+            sink.finish()?;
+        }
+        self.stored = Some((fanout.bytes, hex::encode(fanout.hasher.clone().finalize())));
+        Ok(())
+    }
+
+    /// Drops the stream; the sinks are the caller's (lent for the stream's
+    /// life), so the caller aborts them.
+    fn abort(&mut self) {
+        self.writer = None;
+    }
 }
 
 /// SHA-256 and size of a file, read in large chunks.
@@ -197,6 +329,34 @@ mod tests {
         assert_eq!(std::fs::read(&target).unwrap(), data);
         assert_eq!(hash_file(&target).unwrap(), (summary.sha256, summary.bytes));
         assert!(fsio::is_private(&target));
+    }
+
+    #[test]
+    fn encrypted_stream_decrypts_to_the_input_and_hashes_the_ciphertext() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("x.dump.age");
+        let (secret, public) = crate::encryption::generate();
+        let recipients = crate::encryption::Recipients::resolve(&[public], None)
+            .unwrap()
+            .unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut sink = FileSink::create(&target).unwrap();
+        let mut progress = crate::ui::Progress::new("test");
+        let (plain, stored) = {
+            let mut enc = Encrypt::new(&recipients, vec![&mut sink]).unwrap();
+            let summary = pump(&data[..], &mut [&mut enc], &mut progress).unwrap();
+            enc.finish().unwrap();
+            (summary, enc.stored().unwrap())
+        };
+        sink.commit().unwrap();
+        assert_eq!(plain.sha256, hex::encode(Sha256::digest(&data)));
+        let on_disk = std::fs::read(&target).unwrap();
+        assert!(on_disk.starts_with(crate::encryption::MAGIC));
+        assert!(!on_disk.windows(5).any(|w| w == b"PGDMP") || !data.starts_with(b"PGDMP"));
+        assert_eq!(hash_file(&target).unwrap(), (stored.1, stored.0));
+        let identity: age::x25519::Identity = secret.parse().unwrap();
+        let decrypted = age::decrypt(&identity, &on_disk).unwrap();
+        assert_eq!(decrypted, data);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! 1. connect, read the server version, pick a pg_dump at least that new;
 //! 2. open a REPEATABLE READ transaction and export its snapshot;
 //! 3. run `pg_dump --snapshot` and stream its output through the hash stage
-//!    into `<name>.dump.partial` (and S3, when configured), while the same
+//!    (and, with recipients, the age encryption stage: the file is then
+//!    `<name>.dump.age` and no plaintext byte reaches disk or S3) into
+//!    `<name>.dump.partial` (and S3, when configured), while the same
 //!    transaction counts every table's rows: dump and counts share one instant;
 //! 4. check pg_dump's exit status and the archive magic, fsync, write
 //!    meta.json's partial, then rename the dump and the meta into place;
@@ -25,8 +27,9 @@ use chrono::{SecondsFormat, Utc};
 use tokio_postgres::Client;
 
 use crate::cli::{BackupArgs, GlobalArgs, Mode, ObjectLockArgs, S3Args};
+use crate::encryption::Recipients;
 use crate::error::{interrupted, usage};
-use crate::meta::{DatabaseProperties, Meta, TableRows};
+use crate::meta::{DatabaseProperties, Encryption, Meta, TableRows};
 use crate::pg::client::{self, ServerVersion};
 use crate::pg::tools::{self, PgTools};
 use crate::pg::url::ConnSettings;
@@ -61,6 +64,8 @@ pub struct BackupJob {
     pub cluster_run: Option<String>,
     /// Leave role passwords out of a globals backup.
     pub no_role_passwords: bool,
+    /// Encrypt to these (age); None writes a plaintext `.dump`.
+    pub recipients: Option<Recipients>,
 }
 
 impl BackupJob {
@@ -73,6 +78,10 @@ impl BackupJob {
             // Bad S3 settings are a usage error before anything is dumped.
             S3Settings::from_args(&args.s3, None)?;
         }
+        let recipients = Recipients::resolve(
+            &args.encrypt.recipients,
+            args.encrypt.recipients_file.as_deref(),
+        )?;
         let lock = object_lock_for(&args.s3, args.no_s3, &args.object_lock)?;
         Ok(BackupJob {
             lock,
@@ -86,6 +95,7 @@ impl BackupJob {
             pg_bin_dir: global.pg_bin_dir.clone(),
             s3: args.s3.clone(),
             upload,
+            recipients,
             cluster_run: None,
             no_role_passwords: args.no_role_passwords
                 || crate::settings::env_flag("PGBAK_NO_ROLE_PASSWORDS"),
@@ -209,16 +219,23 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
 
     let (name, sink) = reserve_name(
         &job.output_dir,
-        BackupName::new(&job.conn.dbname, job.mode, job.label.as_deref(), started),
+        BackupName::new(&job.conn.dbname, job.mode, job.label.as_deref(), started)
+            .with_encryption(job.recipients.is_some()),
     )?;
     let dump_path = job.output_dir.join(name.dump_file());
     let meta_path = job.output_dir.join(name.meta_file());
     ui::info(&format!(
-        "backing up database {:?} at {} ({} mode, compression {compression}, pg_dump {}) to {}",
+        "backing up database {:?} at {} ({} mode, compression {compression}, pg_dump {}{}) to {}",
         job.conn.dbname,
         job.conn.endpoint(),
         job.mode.as_str(),
         tools.version,
+        job.recipients
+            .as_ref()
+            .map_or_else(String::new, |r| format!(
+                ", age-encrypted to {} recipient(s)",
+                r.texts().len()
+            )),
         dump_path.display()
     ));
 
@@ -268,6 +285,7 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
     };
     let Streamed {
         summary,
+        stored,
         sink,
         s3: s3_sink,
         catalog,
@@ -276,7 +294,7 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
     let mut location = None;
     if let Some(s3_sink) = s3_sink {
         match signals
-            .guard(async { Ok(s3_sink.complete(summary.bytes).await) })
+            .guard(async { Ok(s3_sink.complete(stored.0).await) })
             .await
         {
             Ok(Ok(loc)) => location = Some(loc),
@@ -295,8 +313,8 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
         mode: job.mode.as_str().to_owned(),
         label: job.label.clone(),
         file: name.dump_file(),
-        size_bytes: summary.bytes,
-        sha256: summary.sha256.clone(),
+        size_bytes: stored.0,
+        sha256: stored.1.clone(),
         started_at: started.to_rfc3339_opts(SecondsFormat::Secs, true),
         finished_at: finished.to_rfc3339_opts(SecondsFormat::Secs, true),
         duration_seconds: (clock.elapsed().as_secs_f64() * 10.0).round() / 10.0,
@@ -316,6 +334,12 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
         roles: Some(catalog.roles),
         cluster_run: job.cluster_run.clone(),
         globals: None,
+        encryption: job.recipients.as_ref().map(|r| Encryption {
+            format: "age".to_owned(),
+            recipients: r.texts(),
+            plaintext_sha256: summary.sha256.clone(),
+            plaintext_size_bytes: summary.bytes,
+        }),
     };
     if let Err(err) = commit(sink, &meta, &meta_path) {
         discard(&upload).await;
@@ -505,7 +529,10 @@ async fn read_catalog(client: &Client, mode: Mode, server: &ServerVersion) -> Re
 }
 
 struct Streamed {
+    /// What pg_dump wrote (the plaintext archive).
     summary: pipeline::Summary,
+    /// Size and SHA-256 of what was stored (the ciphertext when encrypting).
+    stored: (u64, String),
     sink: FileSink,
     s3: Option<S3Sink>,
     catalog: Catalog,
@@ -551,6 +578,7 @@ async fn stream_dump(
     let source =
         pipeline::blocking_pipe(stdout.into_owned_fd().context("taking pg_dump's stdout")?)?;
 
+    let recipients = job.recipients.clone();
     let mut pump = tokio::task::spawn_blocking(move || {
         let mut sink = sink;
         let mut s3 = s3;
@@ -560,12 +588,7 @@ async fn stream_dump(
             if let Some(s3) = s3.as_mut() {
                 sinks.push(s3);
             }
-            pipeline::pump(source, &mut sinks, &mut progress).and_then(|summary| {
-                sinks
-                    .iter_mut()
-                    .try_for_each(|s| s.finish())
-                    .map(|()| summary)
-            })
+            pump_through(source, sinks, recipients.as_ref(), &mut progress)
         };
         progress.finish();
         (result, sink, s3)
@@ -589,8 +612,8 @@ async fn stream_dump(
         }
     };
     let (pumped, sink, s3) = pumped.context("the dump stream stopped unexpectedly")?;
-    let summary = match pumped {
-        Ok(summary) => summary,
+    let (summary, stored) = match pumped {
+        Ok(pumped) => pumped,
         Err(err) => {
             // A write failed (disk full): pg_dump would block on a full pipe.
             tools::terminate(&mut child).await;
@@ -637,10 +660,39 @@ async fn stream_dump(
     drop(client);
     Ok(Streamed {
         summary,
+        stored,
         sink,
         s3,
         catalog,
     })
+}
+
+/// The pump into `sinks`, through the encryption stage when there are
+/// recipients; finishes the sinks. Returns the plaintext summary and the
+/// stored bytes' size and SHA-256.
+pub(crate) fn pump_through(
+    source: impl std::io::Read,
+    mut sinks: Vec<&mut dyn Sink>,
+    recipients: Option<&Recipients>,
+    progress: &mut ui::Progress,
+) -> Result<(pipeline::Summary, (u64, String))> {
+    match recipients {
+        None => {
+            let summary = pipeline::pump(source, &mut sinks, progress)?;
+            sinks.iter_mut().try_for_each(|s| s.finish())?;
+            let stored = (summary.bytes, summary.sha256.clone());
+            Ok((summary, stored))
+        }
+        Some(recipients) => {
+            let mut encrypt = pipeline::Encrypt::new(recipients, sinks)?;
+            let summary = pipeline::pump(source, &mut [&mut encrypt], progress)?;
+            encrypt.finish()?;
+            let stored = encrypt
+                .stored()
+                .context("the encryption stage did not finish")?;
+            Ok((summary, stored))
+        }
+    }
 }
 
 /// Step 4: meta.json's partial first (a full disk fails here, before any

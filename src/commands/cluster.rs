@@ -405,14 +405,22 @@ async fn restore_globals(
             member.source
         );
     };
+    // An encrypted globals file needs a fitting identity (exit 2 otherwise).
+    let source = crate::encryption::decrypt::Source::open(
+        &located.dump,
+        Some(&meta),
+        args.decrypt.identity_file.as_deref(),
+        None,
+    )?;
     if let Err(detail) = signals
         .guard(archive::check_checksum(&located.dump, &meta))
         .await?
     {
         bail!("not restoring the globals {}: {detail}", member.source);
     }
-    let sql = std::fs::read_to_string(&located.dump)
-        .with_context(|| format!("reading {}", located.dump.display()))?;
+    // Small: decrypted in memory, never onto disk.
+    let sql = String::from_utf8(source.read_all()?)
+        .with_context(|| format!("reading {}: not UTF-8 text", located.dump.display()))?;
     if let Some(note) = meta.globals.as_ref().and_then(|g| g.note.as_deref()) {
         ui::warn(&format!("the globals backup says: {note}"));
     }

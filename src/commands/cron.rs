@@ -64,6 +64,7 @@ pub async fn run(global: &GlobalArgs, args: CronArgs) -> Result<ExitCode> {
     }
     Policy::from_args(&args.retention)?;
     let verify = args.verify || settings::env_flag("VERIFY_ON_BACKUP");
+    check_encryption(args.encrypt.clone(), &args.decrypt, verify)?;
     let mut signals = Signals::new()?;
 
     let mut run = Run {
@@ -223,7 +224,12 @@ fn backup_job(global: &GlobalArgs, args: &CronArgs) -> Result<BackupJob> {
             ui::warn(&warning);
         }
     }
+    let recipients = crate::encryption::Recipients::resolve(
+        &args.encrypt.recipients,
+        args.encrypt.recipients_file.as_deref(),
+    )?;
     Ok(BackupJob {
+        recipients,
         conn: settings::connection()?,
         output_dir: args.backup_dir.clone(),
         mode: args.mode,
@@ -238,6 +244,41 @@ fn backup_job(global: &GlobalArgs, args: &CronArgs) -> Result<BackupJob> {
         cluster_run: None,
         no_role_passwords: settings::env_flag("PGBAK_NO_ROLE_PASSWORDS"),
     })
+}
+
+/// Encryption settings checked before any work (exit 2): the recipients parse,
+/// and a run that verifies an encrypted backup has an identity that fits one
+/// of them (else every night's verify would fail after the dump).
+fn check_encryption(
+    encrypt: crate::cli::EncryptArgs,
+    decrypt: &crate::cli::DecryptArgs,
+    verify: bool,
+) -> Result<()> {
+    let Some(recipients) = crate::encryption::Recipients::resolve(
+        &encrypt.recipients,
+        encrypt.recipients_file.as_deref(),
+    )?
+    else {
+        return Ok(());
+    };
+    if !verify {
+        return Ok(());
+    }
+    let Some(file) = &decrypt.identity_file else {
+        return Err(usage(
+            "verifying encrypted backups needs their private key: set PGBAK_AGE_IDENTITY_FILE,              or verify on another host (pgbak verify --identity-file) and drop --verify /              VERIFY_ON_BACKUP here",
+        ));
+    };
+    let identities = crate::encryption::Identities::load(file)?;
+    if !identities.fits_any(&recipients.texts()) {
+        return Err(usage(format!(
+            "PGBAK_AGE_IDENTITY_FILE {} holds the key of {} but backups are encrypted to {}:              verify could never decrypt them",
+            file.display(),
+            identities.publics.join(", "),
+            recipients.texts().join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// Step 4: restore the new backup into a temporary database (or the target
@@ -257,6 +298,8 @@ async fn verify_step(
     } else if args.verify_ephemeral {
         opts.target = Target::Ephemeral;
     }
+    opts.identity_file = args.decrypt.identity_file.clone();
+    opts.scratch_dir = args.decrypt.scratch_dir.clone();
     let report = verify::verify_backup(&opts, &made.dump, signals).await?;
     if report.passed {
         return Ok(());

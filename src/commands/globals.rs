@@ -1,9 +1,8 @@
 //! The globals backup: `pg_dumpall --globals-only` (roles, memberships, role
 //! settings, tablespaces), which no per-database dump holds. It is written,
-//! checksummed, uploaded and pruned like a dump (the same pipeline: the
-//! encryption stage, when it comes, is one more sink in [`backup`] here too), as
-//! `<db>_globals_<ts>.dump` (plain SQL, readable with `psql -f`) with its own
-//! meta.json (mode `globals`).
+//! checksummed, uploaded, pruned and encrypted (with recipients: `.dump.age`)
+//! like a dump, through the same pipeline, as `<db>_globals_<ts>.dump` (plain
+//! SQL, readable with `psql -f`) with its own meta.json (mode `globals`).
 //!
 //! Role passwords need read access to `pg_authid`, which managed services
 //! (RDS, Cloud SQL, Azure) refuse even to their admin role: then the globals
@@ -14,11 +13,13 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{SecondsFormat, Utc};
 
-use super::backup::{commit, discard, reserve_name, start_upload, upload_meta, BackupJob, Made};
+use super::backup::{
+    commit, discard, pump_through, reserve_name, start_upload, upload_meta, BackupJob, Made,
+};
 use crate::cli::Mode;
-use crate::meta::{GlobalsInfo, Meta};
+use crate::meta::{Encryption, GlobalsInfo, Meta};
 use crate::pg::{client, tools};
-use crate::pipeline::{self, Sink};
+use crate::pipeline::Sink;
 use crate::signals::Signals;
 use crate::storage::{fsio, BackupName};
 use crate::ui;
@@ -50,7 +51,8 @@ pub async fn backup(
             Mode::Globals,
             job.label.as_deref(),
             started,
-        ),
+        )
+        .with_encryption(job.recipients.is_some()),
     )?;
     let dump_path = job.output_dir.join(name.dump_file());
     let meta_path = job.output_dir.join(name.meta_file());
@@ -71,6 +73,7 @@ pub async fn backup(
         None => (None, None),
     };
     let upload = s3_sink.as_ref().map(|s| s.handle());
+    let recipients = job.recipients.clone();
     let pumped = tokio::task::spawn_blocking(move || {
         let mut s3_sink = s3_sink;
         let mut progress = ui::Progress::new("writing globals");
@@ -79,20 +82,15 @@ pub async fn backup(
             if let Some(s3) = s3_sink.as_mut() {
                 sinks.push(s3);
             }
-            pipeline::pump(sql.as_bytes(), &mut sinks, &mut progress).and_then(|summary| {
-                sinks
-                    .iter_mut()
-                    .try_for_each(|s| s.finish())
-                    .map(|()| summary)
-            })
+            pump_through(sql.as_bytes(), sinks, recipients.as_ref(), &mut progress)
         };
         progress.finish();
         (result, sink, s3_sink)
     })
     .await
     .context("writing the globals stopped unexpectedly")?;
-    let (summary, sink, s3_sink) = match pumped {
-        (Ok(summary), sink, s3) => (summary, sink, s3),
+    let ((summary, stored), sink, s3_sink) = match pumped {
+        (Ok(pumped), sink, s3) => (pumped, sink, s3),
         (Err(err), _, _) => {
             discard(&upload).await;
             return Err(err);
@@ -100,7 +98,7 @@ pub async fn backup(
     };
     let mut location = None;
     if let Some(s3_sink) = s3_sink {
-        match s3_sink.complete(summary.bytes).await {
+        match s3_sink.complete(stored.0).await {
             Ok(loc) => location = Some(loc),
             Err(err) => upload_failure = Some(err),
         }
@@ -111,8 +109,8 @@ pub async fn backup(
         mode: Mode::Globals.as_str().to_owned(),
         label: job.label.clone(),
         file: name.dump_file(),
-        size_bytes: summary.bytes,
-        sha256: summary.sha256.clone(),
+        size_bytes: stored.0,
+        sha256: stored.1.clone(),
         started_at: started.to_rfc3339_opts(SecondsFormat::Secs, true),
         finished_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
         duration_seconds: (clock.elapsed().as_secs_f64() * 10.0).round() / 10.0,
@@ -132,6 +130,12 @@ pub async fn backup(
         roles: None,
         cluster_run: job.cluster_run.clone(),
         globals: Some(info),
+        encryption: job.recipients.as_ref().map(|r| Encryption {
+            format: "age".to_owned(),
+            recipients: r.texts(),
+            plaintext_sha256: summary.sha256.clone(),
+            plaintext_size_bytes: summary.bytes,
+        }),
     };
     if let Err(err) = commit(sink, &meta, &meta_path) {
         discard(&upload).await;
@@ -253,6 +257,7 @@ pub async fn into_ephemeral(
     client: &tokio_postgres::Client,
     located: &crate::archive::Located,
     meta: Option<&Meta>,
+    identity_file: Option<&std::path::Path>,
 ) -> bool {
     let Some((meta, needed)) = meta.and_then(|m| m.roles.as_ref().map(|r| (m, r))) else {
         return false;
@@ -261,16 +266,28 @@ pub async fn into_ephemeral(
         ui::info("no globals backup beside this backup: restoring without owners and privileges");
         return false;
     };
-    let sql = match pipeline::hash_file(&path) {
-        Ok((sha256, _)) if sha256 == globals.sha256 => std::fs::read_to_string(&path).ok(),
-        _ => None,
+    let sql = match crate::pipeline::hash_file(&path) {
+        Ok((sha256, _)) if sha256 == globals.sha256 => {
+            // An encrypted globals file is decrypted in memory.
+            crate::encryption::decrypt::Source::open(&path, Some(&globals), identity_file, None)
+                .and_then(|source| source.read_all())
+                .and_then(|bytes| String::from_utf8(bytes).context("not UTF-8 text"))
+                .map_err(|err| {
+                    format!(
+                        "{} cannot be read ({})",
+                        path.display(),
+                        crate::error::one_line(&err)
+                    )
+                })
+        }
+        _ => Err(format!("{} does not match its meta.json", path.display())),
     };
-    let Some(sql) = sql else {
-        ui::warn(&format!(
-            "{} does not match its meta.json: restoring without owners and privileges",
-            path.display()
-        ));
-        return false;
+    let sql = match sql {
+        Ok(sql) => sql,
+        Err(why) => {
+            ui::warn(&format!("{why}: restoring without owners and privileges"));
+            return false;
+        }
     };
     match crate::pg::globals::apply(client, &sql).await {
         Ok(applied) => {

@@ -38,6 +38,8 @@ pub struct Entry {
     pub alembic_revision: Option<String>,
     /// The last `pgbak verify` result recorded in meta.json; null when never verified.
     pub verified: Option<bool>,
+    /// The dump is age-encrypted (`.dump.age`).
+    pub encrypted: bool,
     /// Pinned by the anomaly check: no retention rule deletes it until `pgbak unpin`.
     pub pinned: Option<crate::meta::Pin>,
     /// S3 Object Lock retain-until of the dump object, while it holds.
@@ -206,6 +208,7 @@ pub async fn run(_global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
                 sha256: meta.map(|m| m.sha256.clone()),
                 alembic_revision: meta.and_then(|m| m.alembic_revision.clone()),
                 verified: meta.and_then(|m| m.verification.as_ref().map(|v| v.passed)),
+                encrypted: name.encrypted || meta.is_some_and(|m| m.encryption.is_some()),
                 pinned: meta.and_then(|m| m.pinned.clone()),
                 locked_until: f.locked_until,
                 retention: plan.as_ref().map(|o| o.action),
@@ -263,11 +266,12 @@ pub fn table(entries: &[Entry]) -> Vec<String> {
         "AGE",
         "ALEMBIC",
         "VERIFIED",
+        "ENC",
         "RUN",
         "RETENTION",
         "WHERE",
     ];
-    let rows: Vec<[String; 10]> = entries
+    let rows: Vec<[String; 11]> = entries
         .iter()
         .map(|e| {
             [
@@ -286,6 +290,7 @@ pub fn table(entries: &[Entry]) -> Vec<String> {
                     Some(false) => "FAILED".into(),
                     None => "-".into(),
                 },
+                if e.encrypted { "age" } else { "-" }.to_owned(),
                 e.cluster_run.clone().unwrap_or_else(|| "-".into()),
                 retention_cell(e),
                 e.location.to_owned(),

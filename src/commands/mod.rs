@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod completions;
 pub mod cron;
 pub mod globals;
+pub mod keygen;
 pub mod list;
 pub mod man;
 pub mod prune;

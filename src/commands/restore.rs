@@ -2,8 +2,10 @@
 //!
 //! The steps, in order:
 //! 1. without a terminal and without `--no-confirm`: refuse at once (exit 2);
-//! 2. find the backup, check its SHA-256 against meta.json, read its header and
-//!    `pg_restore --list`: nothing touches the target before the backup is known good;
+//! 2. find the backup; an encrypted one (`.dump.age`) needs an identity that
+//!    fits (exit 2 otherwise); check its SHA-256 against meta.json, read its
+//!    header and `pg_restore --list`: nothing touches the target before the
+//!    backup is known good;
 //! 3. ask the operator to type the database name (host, port, database, backup shown);
 //! 4. `--create-db`: terminate sessions, drop and recreate the database with the
 //!    properties meta.json recorded (owner, locale, settings, ACL; see [`crate::pg::dbprops`]);
@@ -22,6 +24,7 @@ use tokio_postgres::error::SqlState;
 
 use crate::archive::{self, MetaState, Wanted};
 use crate::cli::{GlobalArgs, Mode, RestoreArgs};
+use crate::encryption::decrypt::Source;
 use crate::error::usage;
 use crate::meta::Meta;
 use crate::pg::client::{self, quote_ident};
@@ -98,6 +101,12 @@ pub async fn restore_into(
             meta.database, conn.dbname
         ));
     }
+    let source = Source::open(
+        &located.dump,
+        meta,
+        args.decrypt.identity_file.as_deref(),
+        args.decrypt.scratch_dir.as_deref(),
+    )?;
     match &meta_state {
         MetaState::Read(meta) => {
             match signals
@@ -113,7 +122,8 @@ pub async fn restore_into(
              cannot be compared afterwards"
         )),
     }
-    let header = archive::read_header(&located.dump)?
+    let header = source
+        .header()?
         .map_err(|detail| anyhow!("not restoring {}: {detail}", located.dump.display()))?;
 
     let selective = !args.tables.is_empty() || !args.schemas.is_empty();
@@ -131,10 +141,14 @@ pub async fn restore_into(
     let server = client::server_version(&admin).await?;
     let tools = archive::pick_tools(global.pg_bin_dir.as_deref(), &header, meta, Some(&server))
         .map_err(usage)?;
-    let listing = signals
-        .guard(pg_restore::list(&tools, &located.dump))
-        .await?
-        .map_err(|detail| anyhow!("not restoring {}: {detail}", located.dump.display()))?;
+    let plain = source.for_list()?;
+    let listed = signals
+        .guard(pg_restore::list(&tools, plain.input()))
+        .await?;
+    let finished = plain.finish();
+    let listing =
+        listed.map_err(|detail| anyhow!("not restoring {}: {detail}", located.dump.display()))?;
+    finished.with_context(|| format!("not restoring {}", located.dump.display()))?;
     ui::info(&format!(
         "archive: {} entries, format {}, {} compression; pg_restore {}",
         listing.entries,
@@ -193,6 +207,13 @@ pub async fn restore_into(
     let roles = client::role_names(&admin).await?;
     let owners = owners_wanted(args.no_owner, meta, &roles, conn)?;
 
+    // An encrypted backup for a parallel restore is decrypted now (into an
+    // unnamed scratch file), so a failure here leaves the target untouched.
+    let (plain, jobs) = signals
+        .guard(source.for_restore(args.jobs.max(1)))
+        .await
+        .with_context(|| format!("not restoring {}", located.dump.display()))?;
+
     // 3: the operator confirms, naming the database.
     if !args.no_confirm {
         confirm(conn, &located.dump, meta, args.create_db, &mut signals).await?;
@@ -226,22 +247,22 @@ pub async fn restore_into(
         }
     }
 
-    // 5: pg_restore.
+    // 5: pg_restore (an encrypted backup decrypted on the way in).
     ui::info(&format!(
         "restoring {} into database {} on {} with {} jobs (maintenance_work_mem {})",
         located.dump.display(),
         quote_ident(&conn.dbname),
         conn.endpoint(),
-        args.jobs,
+        jobs,
         args.maintenance_work_mem
     ));
     let clock = std::time::Instant::now();
-    let outcome = pg_restore::restore(
+    let mut outcome = pg_restore::restore(
         &RestoreJob {
             tools: &tools,
             conn,
-            dump: &located.dump,
-            jobs: args.jobs.max(1),
+            input: plain.input(),
+            jobs,
             maintenance_work_mem: &args.maintenance_work_mem,
             list_file: list_file.as_ref().map(tempfile::NamedTempFile::path),
             schemas: if list_file.is_some() {
@@ -254,6 +275,9 @@ pub async fn restore_into(
         &mut signals,
     )
     .await?;
+    if let Err(err) = plain.finish() {
+        outcome.errors.push(crate::error::one_line(&err));
+    }
     for warning in pg_restore::distinct(&outcome.warnings) {
         ui::warn(&format!("pg_restore (harmless): {warning}"));
     }

@@ -29,6 +29,7 @@ use tokio_postgres::error::SqlState;
 
 use crate::archive::{self, Located, MetaState, Wanted};
 use crate::cli::{GlobalArgs, VerifyArgs};
+use crate::encryption::decrypt::Source;
 use crate::error::usage;
 use crate::meta::{Meta, Verification};
 use crate::pg::client::{self, quote_ident, ServerVersion};
@@ -83,6 +84,10 @@ pub struct VerifyOptions {
     pub no_cleanup: bool,
     /// Write the result into meta.json's `verification`.
     pub record: bool,
+    /// Decrypts `.dump.age` backups.
+    pub identity_file: Option<PathBuf>,
+    /// Where an encrypted backup is decrypted for a parallel restore.
+    pub scratch_dir: Option<PathBuf>,
 }
 
 impl VerifyOptions {
@@ -100,6 +105,8 @@ impl VerifyOptions {
                 .collect(),
             no_cleanup: false,
             record: true,
+            identity_file: None,
+            scratch_dir: None,
         }
     }
 
@@ -117,6 +124,8 @@ impl VerifyOptions {
         opts.jobs = args.jobs.max(1);
         opts.maintenance_work_mem = args.maintenance_work_mem.clone();
         opts.no_cleanup = args.no_cleanup;
+        opts.identity_file = args.decrypt.identity_file.clone();
+        opts.scratch_dir = args.decrypt.scratch_dir.clone();
         let mut expected: Vec<String> = args.expect_tables.clone();
         if let Some(file) = &args.expect_tables_file {
             let text = std::fs::read_to_string(file).map_err(|e| {
@@ -301,8 +310,24 @@ pub async fn verify_located(
     let mut report = Report::new(located);
     ui::info(&format!("verifying {}", located.dump.display()));
     let meta_state = archive::read_meta(located);
+    // A missing or wrong identity is a usage error (exit 2) before anything is touched.
+    let source = Source::open(
+        &located.dump,
+        meta_state.meta(),
+        opts.identity_file.as_deref(),
+        opts.scratch_dir.as_deref(),
+    )?;
     let mut place: Option<Place> = None;
-    let outcome = run_checks(opts, located, &meta_state, signals, &mut report, &mut place).await;
+    let outcome = run_checks(
+        opts,
+        located,
+        &source,
+        &meta_state,
+        signals,
+        &mut report,
+        &mut place,
+    )
+    .await;
     if let Some(place) = place {
         remove_place(opts, place, &mut report).await;
     }
@@ -359,6 +384,7 @@ fn record(meta: &Meta, path: &Path, passed: bool) -> Result<()> {
 async fn run_checks(
     opts: &VerifyOptions,
     located: &Located,
+    source: &Source,
     meta_state: &MetaState,
     signals: &mut Signals,
     report: &mut Report,
@@ -400,7 +426,7 @@ async fn run_checks(
     }
 
     // 3: the header, the tools, and the table of contents.
-    let header = match archive::read_header(&located.dump)? {
+    let header = match source.header()? {
         Ok(header) => header,
         Err(detail) => {
             report.fail(ARCHIVE, detail);
@@ -444,20 +470,28 @@ async fn run_checks(
                 return Ok(());
             }
         };
-    let listing = match signals
-        .guard(pg_restore::list(&tools, &located.dump))
-        .await?
-    {
+    let plain = source.for_list()?;
+    let listed = signals.guard(pg_restore::list(&tools, plain.input())).await;
+    let listed = match (listed?, plain.finish()) {
+        (Ok(_), Err(err)) if source.encrypted() => Err(crate::error::one_line(&err)),
+        (listed, _) => listed,
+    };
+    let listing = match listed {
         Ok(listing) => {
             report.pass(
                 ARCHIVE,
                 format!(
-                    "pg_restore --list reads {} entries ({} with table data); archive format {}, {} compression, pg_restore {}",
+                    "pg_restore --list reads {} entries ({} with table data); archive format {}, {} compression, pg_restore {}{}",
                     listing.entries,
                     listing.table_data,
                     header.version_text(),
                     header.compression.name(),
-                    tools.version
+                    tools.version,
+                    if source.encrypted() {
+                        "; age-encrypted, decrypted on the way"
+                    } else {
+                        ""
+                    }
                 ),
             );
             listing
@@ -505,7 +539,13 @@ async fn run_checks(
             });
             let client = signals.guard(client::connect(&conn)).await?;
             let version = client::server_version(&client).await?;
-            owners = super::globals::into_ephemeral(&client, located, meta).await;
+            owners = super::globals::into_ephemeral(
+                &client,
+                located,
+                meta,
+                opts.identity_file.as_deref(),
+            )
+            .await;
             (conn, client, Some(version))
         }
     };
@@ -579,18 +619,27 @@ async fn run_checks(
         return Ok(());
     }
     let restore_clock = Instant::now();
+    let (plain, jobs) = match signals.guard(source.for_restore(opts.jobs)).await {
+        Ok(opened) => opened,
+        Err(err) if crate::error::exit_code(&err) != crate::error::FAILED => return Err(err),
+        Err(err) => {
+            report.fail(RESTORE, crate::error::one_line(&err));
+            report.skip_rest("the archive could not be decrypted");
+            return Ok(());
+        }
+    };
     ui::info(&format!(
         "restoring into {} with {} jobs (maintenance_work_mem {})",
         quote_ident(&temp_name),
-        opts.jobs,
+        jobs,
         opts.maintenance_work_mem
     ));
-    let outcome = pg_restore::restore(
+    let mut outcome = pg_restore::restore(
         &RestoreJob {
             tools: &tools,
             conn: &copy_conn,
-            dump: &located.dump,
-            jobs: opts.jobs,
+            input: plain.input(),
+            jobs,
             maintenance_work_mem: &opts.maintenance_work_mem,
             list_file: None,
             schemas: &[],
@@ -599,6 +648,9 @@ async fn run_checks(
         signals,
     )
     .await?;
+    if let Err(err) = plain.finish() {
+        outcome.errors.push(crate::error::one_line(&err));
+    }
     for warning in pg_restore::distinct(&outcome.warnings) {
         ui::warn(&format!("pg_restore (harmless): {warning}"));
     }

@@ -17,6 +17,33 @@ use crate::error::{interrupted, usage};
 use crate::signals::Signals;
 use crate::ui;
 
+/// Where pg_restore reads the archive: a file (seekable, so `--jobs` works) or
+/// its stdin, a pipe fed by the caller (one job: pg_restore cannot seek a pipe).
+#[derive(Debug)]
+pub enum Input {
+    File(std::path::PathBuf),
+    /// The read end; each pg_restore gets a duplicate as its stdin.
+    Pipe(std::fs::File),
+}
+
+impl Input {
+    /// Adds the archive to pg_restore's command line (or its stdin).
+    fn attach(&self, cmd: &mut Command) -> Result<()> {
+        match self {
+            Input::File(path) => {
+                cmd.arg(path);
+            }
+            Input::Pipe(read) => {
+                let dup = read
+                    .try_clone()
+                    .context("passing the archive to pg_restore")?;
+                cmd.stdin(Stdio::from(dup));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What `pg_restore --list` found.
 #[derive(Debug, Clone)]
 pub struct Listing {
@@ -35,12 +62,10 @@ pub struct Listing {
 /// Reads the archive's table of contents without connecting anywhere. A
 /// pg_restore built without the archive's compression only warns here and
 /// fails later, at the first data block: that warning is an error for us.
-pub async fn list(tools: &PgTools, dump: &Path) -> Result<Result<Listing, String>> {
+pub async fn list(tools: &PgTools, input: &Input) -> Result<Result<Listing, String>> {
     let mut cmd = Command::new(tools.tool("pg_restore"));
-    cmd.arg("--list")
-        .arg(dump)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+    cmd.arg("--list").stdin(Stdio::null()).kill_on_drop(true);
+    input.attach(&mut cmd)?;
     let out = tools::run(cmd, "pg_restore --list").await?;
     let pg_restore = tools.tool("pg_restore");
     if !out.success {
@@ -91,7 +116,7 @@ pub struct RestoreJob<'a> {
     pub tools: &'a PgTools,
     /// The target; its `dbname` is the database restored into.
     pub conn: &'a ConnSettings,
-    pub dump: &'a Path,
+    pub input: &'a Input,
     pub jobs: u32,
     /// `maintenance_work_mem` for the restore's sessions ("default": the server's).
     pub maintenance_work_mem: &'a str,
@@ -200,7 +225,7 @@ pub async fn restore(job: &RestoreJob<'_>, signals: &mut Signals) -> Result<Outc
     for schema in job.schemas {
         cmd.arg(format!("--schema={schema}"));
     }
-    cmd.arg(job.dump);
+    job.input.attach(&mut cmd)?;
     if let Some(options) = pgoptions(job.conn, job.maintenance_work_mem) {
         cmd.env("PGOPTIONS", options);
     }

@@ -66,7 +66,10 @@ impl LocalStore {
                 has_meta: false,
                 size: 0,
             });
-            if file_name.ends_with(".dump") {
+            if super::split_dump_file(&file_name).is_some() {
+                // The dump's own name says whether it is encrypted (the meta.json's cannot).
+                backup.name.encrypted = name.encrypted;
+                backup.dump = self.dir.join(&file_name);
                 backup.has_dump = true;
                 backup.size = meta.len();
             } else {

@@ -1,7 +1,8 @@
 //! The backup set: how backups are named, and the copies on local disk.
 //!
 //! A backup is two files, `<db>_<mode>[_<label>]_<UTC YYYYmmddTHHMMSS>.dump`
-//! and the same stem with `.meta.json`; it is complete only when both exist.
+//! (`.dump.age` when encrypted with age) and the same stem with `.meta.json`;
+//! it is complete only when both exist.
 
 pub mod fsio;
 pub mod local;
@@ -54,6 +55,26 @@ pub trait BackupStore {
 }
 
 const TIMESTAMP_FORMAT: &str = "%Y%m%dT%H%M%S";
+/// The dump of an unencrypted backup.
+pub const DUMP_SUFFIX: &str = ".dump";
+/// The dump of a backup encrypted with age.
+pub const AGE_SUFFIX: &str = ".dump.age";
+
+/// `x.dump` -> `("x", false)`, `x.dump.age` -> `("x", true)`; None for other names.
+pub fn split_dump_file(file_name: &str) -> Option<(&str, bool)> {
+    if let Some(stem) = file_name.strip_suffix(AGE_SUFFIX) {
+        return Some((stem, true));
+    }
+    file_name
+        .strip_suffix(DUMP_SUFFIX)
+        .map(|stem| (stem, false))
+}
+
+/// The meta.json file name of a dump file name (`x.dump[.age]` -> `x.meta.json`).
+pub fn meta_file_for(dump_file: &str) -> Option<String> {
+    let (stem, _) = split_dump_file(dump_file)?;
+    (!stem.is_empty()).then(|| format!("{stem}.meta.json"))
+}
 
 /// The parts of a backup's file name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +84,9 @@ pub struct BackupName {
     pub mode: Mode,
     pub label: Option<String>,
     pub timestamp: NaiveDateTime,
+    /// The dump is age-encrypted (`.dump.age`). Not part of the group: turning
+    /// encryption on keeps one retention history, so old plaintext dumps rotate out.
+    pub encrypted: bool,
 }
 
 /// Retention and "newest" work within a group: same database, mode and label.
@@ -81,7 +105,14 @@ impl BackupName {
             label: label.map(str::to_owned),
             // Whole seconds, as in the file name, so a listed name equals the one made.
             timestamp: at.naive_utc().trunc_subsecs(0),
+            encrypted: false,
         }
+    }
+
+    /// The same name for an encrypted (`.dump.age`) or plain dump.
+    pub fn with_encryption(mut self, encrypted: bool) -> BackupName {
+        self.encrypted = encrypted;
+        self
     }
 
     pub fn stem(&self) -> String {
@@ -96,7 +127,12 @@ impl BackupName {
     }
 
     pub fn dump_file(&self) -> String {
-        format!("{}.dump", self.stem())
+        let suffix = if self.encrypted {
+            AGE_SUFFIX
+        } else {
+            DUMP_SUFFIX
+        };
+        format!("{}{suffix}", self.stem())
     }
 
     pub fn meta_file(&self) -> String {
@@ -111,12 +147,12 @@ impl BackupName {
         }
     }
 
-    /// Parses a `.dump` or `.meta.json` file name; None for anything else.
+    /// Parses a `.dump`, `.dump.age` or `.meta.json` file name; None for anything else.
     /// Labels cannot be a mode name, which keeps `<db>_<mode>_<label>` unambiguous.
+    /// A meta.json's name does not say whether its dump is encrypted (`encrypted` false).
     pub fn parse(file_name: &str) -> Option<BackupName> {
-        let stem = file_name
-            .strip_suffix(".dump")
-            .or_else(|| file_name.strip_suffix(".meta.json"))?;
+        let (stem, encrypted) = split_dump_file(file_name)
+            .or_else(|| file_name.strip_suffix(".meta.json").map(|s| (s, false)))?;
         let (rest, ts) = stem.rsplit_once('_')?;
         let timestamp = NaiveDateTime::parse_from_str(ts, TIMESTAMP_FORMAT).ok()?;
         if ts.len() != 15 {
@@ -138,6 +174,7 @@ impl BackupName {
             mode,
             label,
             timestamp,
+            encrypted,
         })
     }
 
@@ -292,8 +329,20 @@ mod tests {
         for (db, mode, label) in cases {
             let name = BackupName::new(db, mode, label, at());
             assert_eq!(BackupName::parse(&name.dump_file()), Some(name.clone()));
-            assert_eq!(BackupName::parse(&name.meta_file()), Some(name));
+            assert_eq!(BackupName::parse(&name.meta_file()), Some(name.clone()));
+            let sealed = name.with_encryption(true);
+            assert!(sealed.dump_file().ends_with(".dump.age"));
+            assert_eq!(BackupName::parse(&sealed.dump_file()), Some(sealed.clone()));
+            assert_eq!(
+                BackupName::parse(&sealed.meta_file()).map(|n| n.group()),
+                Some(sealed.group())
+            );
         }
+        assert_eq!(split_dump_file("x.dump.age"), Some(("x", true)));
+        assert_eq!(split_dump_file("x.dump"), Some(("x", false)));
+        assert_eq!(split_dump_file("x.age"), None);
+        assert_eq!(meta_file_for("x.dump.age").as_deref(), Some("x.meta.json"));
+        assert_eq!(meta_file_for(".dump"), None);
         assert_eq!(
             BackupName::new("enterprise_agents", Mode::Full, None, at()).dump_file(),
             "enterprise_agents_full_20261125T020000.dump"
@@ -397,6 +446,8 @@ mod tests {
             "notes.txt",
             "x_full_2026.dump",
             "x_full_20261125T020000.dump.partial",
+            "x_full_20261125T020000.dump.age.partial",
+            "x_full_20261125T020000.age",
             "x_weekly_20261125T020000.dump",
             "_full_20261125T020000.dump",
             "x_full_bad_label!_20261125T020000.dump",

@@ -594,7 +594,9 @@ impl Store {
                     size: 0,
                     storage_class: None,
                 });
-                if file.ends_with(".dump") {
+                if crate::storage::split_dump_file(file).is_some() {
+                    backup.name.encrypted = name.encrypted;
+                    backup.dump_key = key.to_owned();
                     backup.has_dump = true;
                     backup.size = object.size().unwrap_or(0).max(0) as u64;
                     backup.storage_class = object.storage_class().map(|c| c.as_str().to_owned());
@@ -1319,8 +1321,10 @@ pub fn parse_uri(uri: &str) -> Result<(String, String)> {
         )));
     }
     let file = key.rsplit('/').next().unwrap_or(key);
-    if !is_plain_file_name(file) || !file.ends_with(".dump") || file.len() <= ".dump".len() {
-        return Err(usage(format!("{uri:?} does not name a .dump file")));
+    if !is_plain_file_name(file) || crate::storage::meta_file_for(file).is_none() {
+        return Err(usage(format!(
+            "{uri:?} does not name a .dump or .dump.age file"
+        )));
     }
     Ok((bucket.to_owned(), key.to_owned()))
 }
@@ -1339,7 +1343,9 @@ pub async fn fetch_backup(
         Some(uri) => {
             let (bucket, key) = parse_uri(uri)?;
             let store = connect(S3Settings::from_args(args, Some(&bucket))?).await?;
-            let meta_key = format!("{}.meta.json", key.trim_end_matches(".dump"));
+            let (stem, _) = crate::storage::split_dump_file(&key)
+                .ok_or_else(|| usage(format!("{uri:?} does not name a .dump file")))?;
+            let meta_key = format!("{stem}.meta.json");
             (store, key, meta_key)
         }
         None => {
@@ -1353,7 +1359,9 @@ pub async fn fetch_backup(
         bail!("{} does not name a plain file", store.uri(&dump_key));
     }
     let dump = dest_dir.join(&file);
-    let meta_path = dest_dir.join(format!("{}.meta.json", file.trim_end_matches(".dump")));
+    let meta_file = crate::storage::meta_file_for(&file)
+        .ok_or_else(|| anyhow!("{} does not name a .dump file", store.uri(&dump_key)))?;
+    let meta_path = dest_dir.join(meta_file);
     if dump.parent() != Some(dest_dir) || meta_path.parent() != Some(dest_dir) {
         bail!("{} would be written outside {}", file, dest_dir.display());
     }
@@ -1457,6 +1465,8 @@ mod tests {
             "http://b/x.dump",
             "s3://b/x.sql",
             "s3://b/p/.dump",
+            "s3://b/p/.dump.age",
+            "s3://b/p/x.age",
             "s3://b/p/",
         ] {
             assert!(parse_uri(bad).is_err(), "{bad}");

@@ -6,6 +6,7 @@ mod support;
 mod backup;
 mod cron;
 mod drill;
+mod encryption;
 mod faults;
 mod harness;
 mod list;

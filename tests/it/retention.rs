@@ -534,3 +534,44 @@ fn s3_locked_backup_survives_a_delete_attempt_and_prune_plans_around_it() {
         .clone();
     assert!(shown["locked_until"].is_string(), "{shown}");
 }
+
+#[test]
+fn calendar_rules_come_from_the_environment_and_name_their_bucket() {
+    let pg = pg16();
+    let db = small_db(pg, "gfs env", 10);
+    let dir = tempfile::tempdir().unwrap();
+    let mut made = Vec::new();
+    for _ in 0..3 {
+        made.push(made_file(&backup(
+            pg,
+            &db.name,
+            dir.path(),
+            &["--keep", "0", "--json"],
+        )));
+    }
+    let out = support::pgbak(pg)
+        .env("BACKUP_DIR", dir.path())
+        .env("BACKUP_KEEP_DAILY", "1")
+        .args(["prune", "--dry-run", "--json"])
+        .output()
+        .unwrap();
+    let plan = json(&out);
+    let plan = plan.as_array().unwrap();
+    let newest = plan
+        .iter()
+        .find(|o| o["name"] == made[2].trim_end_matches(".dump"))
+        .unwrap();
+    // The bucket is the backup's own UTC day, from its name.
+    let stamp = made[2].rsplit('_').next().unwrap();
+    let day = format!("{}-{}-{}", &stamp[0..4], &stamp[4..6], &stamp[6..8]);
+    assert_eq!(
+        newest["reasons"],
+        serde_json::json!(["newest", format!("daily {day}")])
+    );
+    assert_eq!(
+        plan.iter().filter(|o| o["action"] == "delete").count(),
+        2,
+        "no --keep-last default once a calendar rule is set: {plan:?}"
+    );
+    assert_eq!(dumps(dir.path()).len(), 3);
+}
