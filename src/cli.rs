@@ -2,6 +2,7 @@
 //! `///` lines that become `--help`. Values are resolved in [`crate::settings`].
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -37,6 +38,35 @@ pub struct GlobalArgs {
     /// Only warnings and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Stop the whole run after this long (e.g. 2h, 90m): children stopped, temporary files
+    /// and databases removed, nothing half-written, exit 1. Off by default.
+    #[arg(long, global = true, env = "PGBAK_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Longest wait for a table lock (pg_dump --lock-wait-timeout and pgbak's own catalog
+    /// queries): a session holding ACCESS EXCLUSIVE fails the backup after this, naming it.
+    #[arg(
+        long,
+        global = true,
+        env = "PGBAK_LOCK_WAIT_TIMEOUT",
+        default_value = "10m",
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    pub lock_wait_timeout: Duration,
+}
+
+/// `90s`, `10m`, `1h30m`, `2h` (humantime), or plain seconds; never zero.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let parsed = match text.parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => humantime::parse_duration(text).map_err(|e| e.to_string()),
+    };
+    match parsed {
+        Ok(d) if d.is_zero() => Err("must be more than zero".to_owned()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e} (expected e.g. 90s, 10m, 2h)")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -228,6 +258,10 @@ pub struct BackupArgs {
     /// Print a JSON summary (the meta.json contents plus paths) on stdout.
     #[arg(long)]
     pub json: bool,
+    /// On a hot standby: pause WAL replay while dumping, so the standby never cancels the dump
+    /// (recovery conflict); resumed on every exit, and by the next run after a SIGKILL.
+    #[arg(long, env = "PGBAK_PAUSE_REPLAY", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
+    pub pause_replay: bool,
     /// Every connectable non-template database of the server, each in its own backup, plus
     /// one globals backup (roles, memberships, tablespaces); also PGBAK_ALL_DATABASES=true.
     /// DATABASE_URL names the database to connect to for the list (e.g. postgres).
@@ -619,6 +653,10 @@ pub struct CronArgs {
     /// Verify by restoring into a throwaway local cluster (initdb + postgres from the chosen bin dir).
     #[arg(long, conflicts_with = "verify_target_url")]
     pub verify_ephemeral: bool,
+    /// On a hot standby: pause WAL replay while dumping, so the standby never cancels the dump
+    /// (recovery conflict); resumed on every exit, and by the next run after a SIGKILL.
+    #[arg(long, env = "PGBAK_PAUSE_REPLAY", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
+    pub pause_replay: bool,
     /// Back up every database and the globals, as `backup --all-databases`; also
     /// PGBAK_ALL_DATABASES=true.
     #[arg(long)]
@@ -677,6 +715,50 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
+/// Variables that carry secrets; each may instead be read from the file named
+/// by `<NAME>_FILE` (systemd credentials, Docker/Kubernetes secrets), so the
+/// secret is in neither argv nor the unit's environment.
+pub const SECRET_VARS: &[&str] = &[
+    "DATABASE_URL",
+    "PGPASSWORD",
+    "PGBAK_VERIFY_TARGET_URL",
+    "ALERT_WEBHOOK_URL",
+    "PAGERDUTY_ROUTING_KEY",
+    "HEARTBEAT_URL",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
+
+/// Sets each variable of [`SECRET_VARS`] that is unset from its `_FILE`
+/// (trailing newlines dropped). A variable set directly wins over its file.
+/// Call before parsing, while the process is still single-threaded.
+pub fn load_secret_files() -> Result<(), String> {
+    for name in SECRET_VARS {
+        let file_var = format!("{name}_FILE");
+        let Some(path) = std::env::var_os(&file_var).filter(|p| !p.is_empty()) else {
+            continue;
+        };
+        if std::env::var_os(name).is_some_and(|v| !v.is_empty()) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            format!(
+                "{file_var}={}: cannot read it: {e}",
+                std::path::Path::new(&path).display()
+            )
+        })?;
+        let value = text.trim_end_matches(['\n', '\r']);
+        if value.is_empty() {
+            return Err(format!(
+                "{file_var}={}: the file is empty",
+                std::path::Path::new(&path).display()
+            ));
+        }
+        std::env::set_var(name, value);
+    }
+    Ok(())
+}
+
 /// Unsets every variable a flag reads whose value is empty, so `BACKUP_KEEP=`
 /// (a blank line in an environment file) means the default, as
 /// `${BACKUP_KEEP:-7}` did in the scripts, instead of a parse error.
@@ -706,6 +788,27 @@ pub fn drop_empty_env() {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn durations() {
+        for (text, want) in [
+            ("90", Some(90)),
+            ("90s", Some(90)),
+            ("10m", Some(600)),
+            ("1h30m", Some(5400)),
+            ("2h", Some(7200)),
+            ("0", None),
+            ("0s", None),
+            ("ten minutes", None),
+            ("", None),
+        ] {
+            assert_eq!(
+                parse_duration(text).ok().map(|d| d.as_secs()),
+                want,
+                "{text:?}"
+            );
+        }
+    }
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -44,7 +44,7 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
 pub fn interrupted(signal: crate::signals::Signal) -> anyhow::Error {
     Exit {
         code: signal.exit_code(),
-        message: format!("interrupted by {}", signal.name()),
+        message: signal.describe(),
     }
     .into()
 }

@@ -40,6 +40,9 @@ use std::process::ExitCode;
 /// Runs one parsed command line and returns the process exit code.
 pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     ui::init(cli.global.verbose, cli.global.quiet);
+    if let Some(limit) = cli.global.timeout {
+        signals::set_timeout(limit);
+    }
     match cli.command {
         cli::Command::Backup(args) => commands::backup::run(&cli.global, args).await,
         cli::Command::Restore(args) => commands::restore::run(&cli.global, args).await,

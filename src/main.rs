@@ -6,6 +6,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     pgbak::cli::drop_empty_env();
+    if let Err(message) = pgbak::cli::load_secret_files() {
+        eprintln!("pgbak: error: {message}");
+        return ExitCode::from(pgbak::error::USAGE);
+    }
     let cli = pgbak::cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -81,6 +81,13 @@ pub struct Meta {
     pub s3: Option<S3Location>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
+    /// Dumped from a hot standby (written only when true).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub standby: bool,
+    /// Unlogged tables (`schema.table`) whose rows pg_dump skips on a standby:
+    /// their definitions are in the dump, their rows are not (0 in `tables`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unlogged_tables_skipped: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinned: Option<Pin>,
     /// The database's own properties (owner, locale, settings, ACL), which
@@ -246,6 +253,8 @@ pub(crate) mod tests {
             pgbak_version: "0.1.0".into(),
             s3: None,
             verification: None,
+            standby: false,
+            unlogged_tables_skipped: Vec::new(),
             pinned: None,
             database_properties: None,
             roles: None,

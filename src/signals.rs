@@ -1,14 +1,26 @@
 //! SIGINT and SIGTERM while a long step runs: the step is abandoned (its
 //! children killed, its temporary files and databases removed by the caller)
-//! and pgbak exits 130 or 143.
+//! and pgbak exits 130 or 143. `--timeout` ends a run the same way, exit 1.
+//!
+//! Guarded steps wait on [`Signals::recv`]. Everything else (retention
+//! deletions, checks, alerting) calls [`check`] between its steps: once
+//! pgbak handles SIGTERM itself the kernel no longer ends the process, so a
+//! signal that arrives outside a guarded step must still stop the run.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
     Interrupt,
     Terminate,
+    /// The run's `--timeout` passed.
+    Timeout,
 }
 
 impl Signal {
@@ -16,6 +28,7 @@ impl Signal {
         match self {
             Signal::Interrupt => "SIGINT",
             Signal::Terminate => "SIGTERM",
+            Signal::Timeout => "--timeout",
         }
     }
 
@@ -23,8 +36,79 @@ impl Signal {
         match self {
             Signal::Interrupt => crate::error::SIGINT,
             Signal::Terminate => crate::error::SIGTERM,
+            Signal::Timeout => crate::error::FAILED,
         }
     }
+
+    /// What the error line says.
+    pub fn describe(self) -> String {
+        match self {
+            Signal::Timeout => format!(
+                "stopped: the run took longer than --timeout {}",
+                deadline().map_or_else(String::new, |(_, limit)| {
+                    humantime::format_duration(limit).to_string()
+                })
+            ),
+            sig => format!("interrupted by {}", sig.name()),
+        }
+    }
+}
+
+/// The first signal received by the process, 0 when none (1 SIGINT, 2 SIGTERM).
+static RECEIVED: AtomicU8 = AtomicU8::new(0);
+static DEADLINE: OnceLock<(Instant, Duration)> = OnceLock::new();
+static WATCHER: OnceLock<()> = OnceLock::new();
+
+/// Sets the whole run's time limit (`--timeout`); call once, at the start.
+pub fn set_timeout(limit: Duration) {
+    let _ = DEADLINE.set((Instant::now() + limit, limit));
+}
+
+fn deadline() -> Option<(Instant, Duration)> {
+    DEADLINE.get().copied()
+}
+
+/// The signal (or timeout) that should stop the run now, if any.
+pub fn pending() -> Option<Signal> {
+    match RECEIVED.load(Ordering::SeqCst) {
+        1 => return Some(Signal::Interrupt),
+        2 => return Some(Signal::Terminate),
+        _ => {}
+    }
+    deadline()
+        .is_some_and(|(at, _)| Instant::now() >= at)
+        .then_some(Signal::Timeout)
+}
+
+/// Fails with the interruption when a signal arrived or the timeout passed:
+/// call it before every step that deletes, sends or starts something.
+pub fn check() -> anyhow::Result<()> {
+    match pending() {
+        Some(sig) => Err(crate::error::interrupted(sig)),
+        None => Ok(()),
+    }
+}
+
+/// Records every SIGINT/SIGTERM for [`check`], on a task of its own so it is
+/// seen while the caller is busy in synchronous code.
+fn start_watcher() -> anyhow::Result<()> {
+    if WATCHER.get().is_some() {
+        return Ok(());
+    }
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let _ = WATCHER.set(());
+    tokio::spawn(async move {
+        loop {
+            let code = tokio::select! {
+                _ = interrupt.recv() => 1,
+                _ = terminate.recv() => 2,
+            };
+            let _ = RECEIVED.compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst);
+        }
+    });
+    Ok(())
 }
 
 /// Listens for SIGINT and SIGTERM from the moment it is created.
@@ -35,17 +119,29 @@ pub struct Signals {
 
 impl Signals {
     pub fn new() -> anyhow::Result<Signals> {
+        start_watcher()?;
         Ok(Signals {
             interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
             terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
         })
     }
 
-    /// Resolves at the next SIGINT or SIGTERM.
+    /// Resolves at the next SIGINT or SIGTERM, at once when one already
+    /// arrived, or when the run's `--timeout` passes.
     pub async fn recv(&mut self) -> Signal {
+        if let Some(sig) = pending() {
+            return sig;
+        }
+        let timeout = async {
+            match deadline() {
+                Some((at, _)) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = self.interrupt.recv() => Signal::Interrupt,
             _ = self.terminate.recv() => Signal::Terminate,
+            () = timeout => Signal::Timeout,
         }
     }
 
@@ -59,5 +155,17 @@ impl Signals {
             result = work => result,
             sig = self.recv() => Err(crate::error::interrupted(sig)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(Signal::Interrupt.exit_code(), 130);
+        assert_eq!(Signal::Terminate.exit_code(), 143);
+        assert_eq!(Signal::Timeout.exit_code(), 1);
     }
 }

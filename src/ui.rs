@@ -34,10 +34,10 @@ pub fn is_terminal() -> bool {
     *TERMINAL.get_or_init(|| std::io::stderr().is_terminal())
 }
 
-/// Registers a value that must never be printed (passwords, keys, tokens).
-/// Values shorter than 4 characters are ignored: scrubbing them would mangle text.
+/// Registers a value that must never be printed (passwords, keys, tokens),
+/// whatever its length (see [`scrub`] for short ones).
 pub fn register_secret(secret: &str) {
-    if secret.len() < 4 {
+    if secret.is_empty() {
         return;
     }
     let mut secrets = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
@@ -48,15 +48,47 @@ pub fn register_secret(secret: &str) {
     }
 }
 
+/// Secrets shorter than this are replaced only where they stand as a whole
+/// token: replacing every `ab` inside other words would mangle the text.
+const SHORT_SECRET: usize = 4;
+
 /// Replaces every registered secret in `text` with `***`.
 pub fn scrub(text: &str) -> String {
     let secrets = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
     let mut out = text.to_owned();
     for secret in secrets.iter() {
-        if out.contains(secret.as_str()) {
-            out = out.replace(secret.as_str(), "***");
+        if !out.contains(secret.as_str()) {
+            continue;
         }
+        out = if secret.chars().count() >= SHORT_SECRET {
+            out.replace(secret.as_str(), "***")
+        } else {
+            replace_tokens(&out, secret)
+        };
     }
+    out
+}
+
+/// Replaces `secret` where neither neighbour is alphanumeric.
+fn replace_tokens(text: &str, secret: &str) -> String {
+    let is_word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut before: Option<char> = None;
+    while let Some(at) = rest.find(secret) {
+        let (head, tail) = rest.split_at(at);
+        out.push_str(head);
+        let prev = head.chars().last().or(before);
+        let after = tail[secret.len()..].chars().next();
+        if is_word(prev) || is_word(after) {
+            out.push_str(secret);
+        } else {
+            out.push_str("***");
+        }
+        before = secret.chars().last();
+        rest = &tail[secret.len()..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -192,11 +224,24 @@ mod tests {
         register_secret("hunter2-long");
         register_secret("hunter2-long-er");
         assert_eq!(
-            scrub("pw=hunter2-long-er and hunter2-long"),
-            "pw=*** and ***"
+            scrub("key=hunter2-long-er and hunter2-long"),
+            "key=*** and ***"
         );
         register_secret("ab");
-        assert_eq!(scrub("ab"), "ab");
+        assert_eq!(scrub("ab"), "***");
+        assert_eq!(
+            scrub("postgresql://app:ab@db/x"),
+            "postgresql://app:***@db/x"
+        );
+        assert_eq!(
+            scrub("PGPASSWORD=ab, tab, abc, ab"),
+            "PGPASSWORD=***, tab, abc, ***"
+        );
+        register_secret("Zq");
+        assert_eq!(
+            scrub("password Zq in Zqylophone"),
+            "password *** in Zqylophone"
+        );
     }
 
     #[test]

@@ -31,6 +31,7 @@ use crate::encryption::Recipients;
 use crate::error::{interrupted, usage};
 use crate::meta::{DatabaseProperties, Encryption, Meta, TableRows};
 use crate::pg::client::{self, ServerVersion};
+use crate::pg::replay::{self, ReplayPause};
 use crate::pg::tools::{self, PgTools};
 use crate::pg::url::ConnSettings;
 use crate::pipeline::{self, FileSink, Sink};
@@ -56,6 +57,10 @@ pub struct BackupJob {
     /// S3 settings; uploading happens when a bucket is set and `upload` is true.
     pub s3: S3Args,
     pub upload: bool,
+    /// Longest wait for a table lock (pg_dump and pgbak's catalog reads).
+    pub lock_wait_timeout: std::time::Duration,
+    /// On a standby, pause WAL replay while dumping.
+    pub pause_replay: bool,
     /// S3 Object Lock to set on what is uploaded.
     pub lock: Option<LockPolicy>,
     /// The anomaly threshold in percent; None when the check is off.
@@ -95,6 +100,8 @@ impl BackupJob {
             pg_bin_dir: global.pg_bin_dir.clone(),
             s3: args.s3.clone(),
             upload,
+            lock_wait_timeout: global.lock_wait_timeout,
+            pause_replay: args.pause_replay,
             recipients,
             cluster_run: None,
             no_role_passwords: args.no_role_passwords
@@ -126,7 +133,17 @@ pub async fn run(global: &GlobalArgs, args: BackupArgs) -> Result<ExitCode> {
     }
     check_object_lock(&job).await?;
     let mut signals = Signals::new()?;
-    let made = dump(&job, &mut signals).await?;
+    let made = match dump(&job, &mut signals).await {
+        Ok(made) => made,
+        Err(err) => {
+            // The upload failed but the local backup is complete: local
+            // retention still runs; the upload failure is still the outcome.
+            if let Some(made) = complete_despite_upload(&err) {
+                apply_retention(&job, &made).await?;
+            }
+            return Err(err);
+        }
+    };
     let anomaly = crate::anomaly::check_and_pin(&job, &made, job.anomaly).await?;
     let mut deleted = apply_retention(&job, &made).await?;
     let mut globals = None;
@@ -184,12 +201,48 @@ pub async fn check_object_lock(job: &BackupJob) -> Result<()> {
 
 /// Steps 1-4: the backup itself. On any failure or signal nothing is left
 /// behind: no `.dump`, no `.meta.json`, no `.partial`.
+/// On a standby with `--pause-replay`, WAL replay is paused around it and
+/// resumed on every way out.
 pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
     let started = Utc::now();
     let clock = Instant::now();
     fsio::ensure_dir(&job.output_dir)?;
 
     let client = signals.guard(client::connect(&job.conn)).await?;
+    client::set_lock_timeout(&client, job.lock_wait_timeout).await?;
+    let standby = client::in_recovery(&client).await?;
+    let pause = match (standby, job.pause_replay) {
+        (true, true) => Some(
+            signals
+                .guard(ReplayPause::begin(&job.output_dir, &job.conn))
+                .await?,
+        ),
+        (true, false) => {
+            replay::resume_leftovers(&job.output_dir, &client).await;
+            None
+        }
+        (false, true) => {
+            ui::info("--pause-replay: the server is not a standby; nothing to pause");
+            None
+        }
+        (false, false) => None,
+    };
+    let made = dump_from(job, signals, client, standby, started, clock).await;
+    if let Some(pause) = pause {
+        pause.end().await;
+    }
+    made
+}
+
+/// [`dump`] once connected.
+async fn dump_from(
+    job: &BackupJob,
+    signals: &mut Signals,
+    client: Client,
+    standby: bool,
+    started: chrono::DateTime<Utc>,
+    clock: Instant,
+) -> Result<Made> {
     let server = client::server_version(&client).await?;
     let tools = tools::find(job.pg_bin_dir.as_deref(), server.major(), &server.text)?;
     let compression = match &job.compress {
@@ -206,16 +259,6 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
     } else {
         None
     };
-
-    client
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .await
-        .context("opening the snapshot transaction")?;
-    let snapshot: String = client
-        .query_one("SELECT pg_export_snapshot()", &[])
-        .await
-        .context("exporting the snapshot")?
-        .get(0);
 
     let (name, sink) = reserve_name(
         &job.output_dir,
@@ -263,6 +306,16 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
         }
     }
     let upload = s3_sink.as_ref().map(S3Sink::handle);
+
+    // The snapshot is exported only now, after S3 was contacted, so it never
+    // idles while a slow or unreachable store is tried.
+    let snapshot = match export_snapshot(&client).await {
+        Ok(id) => Snapshot { id, standby },
+        Err(err) => {
+            discard(&upload).await;
+            return Err(err);
+        }
+    };
 
     let streamed = match stream_dump(
         job,
@@ -329,6 +382,8 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
         // Recorded only once both objects are verified in the bucket (below).
         s3: None,
         verification: None,
+        standby,
+        unlogged_tables_skipped: catalog.unlogged_skipped,
         pinned: None,
         database_properties: Some(catalog.properties),
         roles: Some(catalog.roles),
@@ -405,6 +460,7 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
                 dump_path.display(),
                 crate::error::one_line(&err)
             ),
+            local_dump: Some(dump_path),
         }
         .into());
     }
@@ -419,6 +475,24 @@ pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
         name,
         started: started.into(),
         dump: dump_path,
+        meta_path,
+        meta,
+    })
+}
+
+/// The complete local backup of a run whose upload failed, read back from its
+/// meta.json; None for every other error.
+pub fn complete_despite_upload(err: &anyhow::Error) -> Option<Made> {
+    let failed = err.chain().find_map(|c| c.downcast_ref::<UploadFailed>())?;
+    let dump = failed.local_dump.clone()?;
+    let name = BackupName::parse(&dump.file_name()?.to_string_lossy())?;
+    let meta_path = dump.with_file_name(name.meta_file());
+    let meta = Meta::read(&meta_path).ok()?;
+    let started = chrono::DateTime::parse_from_rfc3339(&meta.started_at).ok()?;
+    Some(Made {
+        name,
+        started: started.with_timezone(&Utc).into(),
+        dump,
         meta_path,
         meta,
     })
@@ -466,6 +540,19 @@ pub(crate) fn reserve_name(
     )
 }
 
+/// Opens the REPEATABLE READ transaction whose snapshot pg_dump shares.
+async fn export_snapshot(client: &Client) -> Result<String> {
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await
+        .context("opening the snapshot transaction")?;
+    Ok(client
+        .query_one("SELECT pg_export_snapshot()", &[])
+        .await
+        .context("exporting the snapshot")?
+        .get(0))
+}
+
 /// Connects to the bucket and starts the multipart upload of `name`'s dump.
 pub(crate) async fn start_upload(
     job: &BackupJob,
@@ -497,16 +584,31 @@ struct Catalog {
     extensions: BTreeMap<String, String>,
     tables: Vec<TableRows>,
     alembic_revision: Option<String>,
+    /// On a standby: unlogged tables, whose rows pg_dump skips there.
+    unlogged_skipped: Vec<String>,
     properties: DatabaseProperties,
     roles: Vec<String>,
 }
 
-async fn read_catalog(client: &Client, mode: Mode, server: &ServerVersion) -> Result<Catalog> {
+/// The catalog in the snapshot. On a standby the rows of unlogged tables
+/// cannot be read (and pg_dump skips them): they are recorded with 0 rows,
+/// which is exactly what the dump holds, and listed as skipped.
+async fn read_catalog(
+    client: &Client,
+    mode: Mode,
+    server: &ServerVersion,
+    standby: bool,
+) -> Result<Catalog> {
     let properties = client::database_properties(client, server).await?;
     let roles = client::dependent_roles(client).await?;
     let extensions = client::extensions(client).await?;
     let alembic_revision = client::alembic_revision(client).await?;
     let names = client::user_tables(client).await?;
+    let unlogged = if standby {
+        client::unlogged_tables(client).await?
+    } else {
+        Vec::new()
+    };
     let tables = if mode == Mode::Schema {
         names
             .into_iter()
@@ -517,12 +619,25 @@ async fn read_catalog(client: &Client, mode: Mode, server: &ServerVersion) -> Re
             })
             .collect()
     } else {
-        client::row_counts(client, &names).await?
+        let (skipped, counted): (Vec<_>, Vec<_>) =
+            names.into_iter().partition(|t| unlogged.contains(t));
+        let mut tables = client::row_counts(client, &counted).await?;
+        tables.extend(skipped.into_iter().map(|(schema, name)| TableRows {
+            schema,
+            name,
+            rows: Some(0),
+        }));
+        tables.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
+        tables
     };
     Ok(Catalog {
         extensions,
         tables,
         alembic_revision,
+        unlogged_skipped: unlogged
+            .iter()
+            .map(|(schema, name)| format!("{schema}.{name}"))
+            .collect(),
         properties,
         roles,
     })
@@ -547,7 +662,7 @@ async fn stream_dump(
     server: &ServerVersion,
     tools: &PgTools,
     compression: &str,
-    snapshot: &str,
+    snapshot: &Snapshot,
     client: Client,
     sink: FileSink,
     s3: Option<S3Sink>,
@@ -556,7 +671,15 @@ async fn stream_dump(
     let mut cmd = tools.command("pg_dump", &job.conn);
     cmd.arg("--format=custom")
         .arg(format!("--compress={compression}"))
-        .arg(format!("--snapshot={snapshot}"))
+        .arg(format!("--snapshot={}", snapshot.id))
+        .arg(format!(
+            "--lock-wait-timeout={}ms",
+            job.lock_wait_timeout.as_millis().max(1)
+        ))
+        .arg(format!(
+            "--dbname={}",
+            crate::pg::restore::dbname_conninfo(&job.conn.dbname)
+        ))
         .arg("--no-password");
     match job.mode {
         Mode::Full => {}
@@ -594,9 +717,10 @@ async fn stream_dump(
         (result, sink, s3)
     });
     let mode = job.mode;
+    let standby = snapshot.standby;
     let server = server.clone();
     let mut catalog = tokio::spawn(async move {
-        let catalog = read_catalog(&client, mode, &server).await;
+        let catalog = read_catalog(&client, mode, &server, standby).await;
         // Keep the transaction (and so the snapshot) open until pg_dump is done.
         (catalog, client)
     });
@@ -633,15 +757,13 @@ async fn stream_dump(
     let stderr = stderr.await.unwrap_or_default();
     if !status.success() {
         catalog.abort();
-        return Err(anyhow!(
-            "pg_dump failed ({}): {}",
-            status,
-            if stderr.is_empty() {
-                "no error output"
-            } else {
-                &stderr
-            }
-        ));
+        let said = if stderr.is_empty() {
+            "no error output"
+        } else {
+            &stderr
+        };
+        let why = explain(job, &stderr).await;
+        return Err(anyhow!("pg_dump failed ({status}): {why}{said}"));
     }
     if !stderr.is_empty() {
         ui::warn(&format!("pg_dump: {stderr}"));
@@ -656,7 +778,13 @@ async fn stream_dump(
             return Err(interrupted(sig));
         }
     };
-    let catalog = catalog?;
+    let catalog = match catalog {
+        Ok(catalog) => catalog,
+        Err(err) => {
+            let why = explain(job, &crate::error::one_line(&err)).await;
+            return Err(err.context(why.trim_end_matches(": ").to_owned()));
+        }
+    };
     drop(client);
     Ok(Streamed {
         summary,
@@ -665,6 +793,62 @@ async fn stream_dump(
         s3,
         catalog,
     })
+}
+
+/// The exported snapshot pg_dump shares, and whether it was taken on a standby.
+struct Snapshot {
+    id: String,
+    standby: bool,
+}
+
+/// Why a dump failed, in the operator's terms, when the error is one pgbak
+/// recognises: a lock not granted within --lock-wait-timeout (naming who
+/// holds it), or a standby cancelling the dump to replay WAL. Empty otherwise;
+/// else it ends in ": " so the original error follows.
+async fn explain(job: &BackupJob, error: &str) -> String {
+    match failure_kind(error) {
+        Some(FailureKind::LockTimeout) => {
+            let holders = client::lock_holders(&job.conn).await.unwrap_or_default();
+            let who = if holders.is_empty() {
+                "the session holding it has ended since".to_owned()
+            } else {
+                format!("held by {}", holders.join(", "))
+            };
+            format!(
+                "a table lock was not granted within --lock-wait-timeout {} ({who}); end that \
+                 session, or run the backup when it is done: ",
+                humantime::format_duration(job.lock_wait_timeout)
+            )
+        }
+        Some(FailureKind::RecoveryConflict) => "the standby cancelled the dump to replay WAL \
+             from the primary (a recovery conflict): set hot_standby_feedback = on or raise \
+             max_standby_streaming_delay on the standby, or back up with --pause-replay \
+             (PGBAK_PAUSE_REPLAY=true): "
+            .to_owned(),
+        None => String::new(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailureKind {
+    LockTimeout,
+    RecoveryConflict,
+}
+
+/// Recognises the server's wording, as pg_dump or pgbak's own query quote it.
+fn failure_kind(error: &str) -> Option<FailureKind> {
+    // pg_dump implements --lock-wait-timeout with statement_timeout around LOCK TABLE.
+    let dump_lock_wait = error.contains("LOCK TABLE") && error.contains("statement timeout");
+    if error.contains("conflict with recovery") {
+        Some(FailureKind::RecoveryConflict)
+    } else if dump_lock_wait
+        || error.contains("lock timeout")
+        || error.contains("could not obtain lock")
+    {
+        Some(FailureKind::LockTimeout)
+    } else {
+        None
+    }
 }
 
 /// The pump into `sinks`, through the encryption stage when there are
@@ -712,12 +896,26 @@ pub(crate) fn commit(sink: FileSink, meta: &Meta, meta_path: &Path) -> Result<()
 
 /// Multipart uploads of this group left open by earlier runs that died or
 /// lost the store before they could abort: aborted now, so no parts stay
-/// stored (and billed). An upload is stale when its backup is older than the
-/// one just made and no live pgbak holds its `.partial` file here.
+/// stored (and billed). Another live run may be writing an open upload, from
+/// another host or another output directory, so an upload is aborted only on
+/// evidence about that key itself (see [`stale_upload`]), never merely
+/// because this run's directory knows nothing of it.
 async fn abort_stale_uploads(job: &BackupJob, made: &Made, store: &Store) -> Result<Vec<String>> {
     let mut aborted = Vec::new();
-    for (key, upload_id) in store.open_uploads().await? {
-        let Some(file) = key.strip_prefix(store.settings.prefix.as_str()) else {
+    // Optional housekeeping: a missing permission is a warning, not a failed run.
+    let open = match store.open_uploads().await {
+        Ok(open) => open,
+        Err(err) => {
+            ui::warn(&format!(
+                "skipping the cleanup of stale multipart uploads: {}",
+                crate::error::one_line(&err)
+            ));
+            return Ok(aborted);
+        }
+    };
+    let max_age = stale_upload_age()?;
+    for upload in open {
+        let Some(file) = upload.key.strip_prefix(store.settings.prefix.as_str()) else {
             continue;
         };
         let Some(name) = BackupName::parse(file) else {
@@ -729,19 +927,77 @@ async fn abort_stale_uploads(job: &BackupJob, made: &Made, store: &Store) -> Res
         {
             continue;
         }
-        let partial = fsio::partial_path(&job.output_dir.join(file));
-        let alive = std::fs::File::open(&partial).is_ok_and(|f| f.try_lock().is_err());
-        if alive {
+        let age = upload
+            .initiated
+            .and_then(|t| std::time::SystemTime::now().duration_since(t).ok());
+        let Some(why) = stale_upload(&job.output_dir.join(file), age, max_age) else {
+            continue;
+        };
+        crate::signals::check()?;
+        ui::info(&format!(
+            "aborting the multipart upload of {}: {why}",
+            store.uri(&upload.key)
+        ));
+        if let Err(err) = store.abort_upload(&upload.key, &upload.upload_id).await {
+            ui::warn(&format!(
+                "could not abort a stale multipart upload: {}",
+                crate::error::one_line(&err)
+            ));
             continue;
         }
-        ui::info(&format!(
-            "aborting the multipart upload of {}, left open by a run that did not finish",
-            store.uri(&key)
+        aborted.push(format!(
+            "{} (upload {})",
+            store.uri(&upload.key),
+            upload.upload_id
         ));
-        store.abort_upload(&key, &upload_id).await?;
-        aborted.push(format!("{} (upload {upload_id})", store.uri(&key)));
     }
     Ok(aborted)
+}
+
+/// `.partial` files of dead runs that local retention removed in this run:
+/// evidence, for the S3 cleanup that follows, that their uploads are dead too.
+fn dead_partials() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    static DEAD: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    DEAD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Open uploads older than this are abandoned whoever started them; no dump
+/// streams that long. `PGBAK_S3_STALE_UPLOAD_AGE` changes it.
+const STALE_UPLOAD_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+fn stale_upload_age() -> Result<std::time::Duration> {
+    match crate::pg::url::process_env("PGBAK_S3_STALE_UPLOAD_AGE") {
+        None => Ok(STALE_UPLOAD_AGE),
+        Some(text) => crate::cli::parse_duration(&text)
+            .map_err(|e| usage(format!("PGBAK_S3_STALE_UPLOAD_AGE={text:?}: {e}"))),
+    }
+}
+
+/// Why the open upload of `dump` (this directory's path for its key) is
+/// abandoned, or None while its writer may live: the run that wrote it here
+/// finished (its `.dump` is complete) or died (its `.partial` is unlocked),
+/// or the upload is older than `max_age`. An upload this directory knows
+/// nothing of (another host, another output directory) is left to age out.
+fn stale_upload(
+    dump: &Path,
+    age: Option<std::time::Duration>,
+    max_age: std::time::Duration,
+) -> Option<&'static str> {
+    let partial = fsio::partial_path(dump);
+    if dead_partials().contains(&partial) {
+        return Some("its run died (local retention removed its .partial file)");
+    }
+    if let Ok(file) = std::fs::File::open(&partial) {
+        if file.try_lock().is_err() {
+            return None;
+        }
+        return Some("its run died (its .partial file is no longer held)");
+    }
+    if dump.exists() {
+        return Some("its run finished the local backup without completing the upload");
+    }
+    age.filter(|age| *age > max_age)
+        .map(|_| "it is older than PGBAK_S3_STALE_UPLOAD_AGE (24 h by default)")
 }
 
 /// Step 5: retention for the group of the backup just made, locally and
@@ -753,6 +1009,8 @@ pub async fn apply_retention(job: &BackupJob, made: &Made) -> Result<Vec<String>
     let local = LocalStore::new(&job.output_dir);
     let mut deleted = Vec::new();
     for partial in local.stale_partials(&made.name.group(), made.started)? {
+        crate::signals::check()?;
+        dead_partials().push(partial.clone());
         ui::info(&format!(
             "removing {}, left by a run that did not finish",
             partial.display()
@@ -781,4 +1039,37 @@ pub async fn apply_retention(job: &BackupJob, made: &Made) -> Result<Vec<String>
     deleted.extend(remote.deleted);
     deleted.extend(abort_stale_uploads(job, made, &store).await?);
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dump_failures_are_recognised() {
+        for (error, want) in [
+            (
+                "pg_dump: error: query failed: ERROR:  canceling statement due to statement timeout \
+                 | pg_dump: detail: Query was: LOCK TABLE public.busy IN ACCESS SHARE MODE",
+                Some(FailureKind::LockTimeout),
+            ),
+            (
+                "counting rows of public.busy: db error: ERROR: canceling statement due to lock timeout",
+                Some(FailureKind::LockTimeout),
+            ),
+            (
+                "pg_dump: error: Dumping the contents of table \"t\" failed: PQgetResult() failed. \
+                 | ERROR:  canceling statement due to conflict with recovery",
+                Some(FailureKind::RecoveryConflict),
+            ),
+            (
+                "FATAL: terminating connection due to conflict with recovery",
+                Some(FailureKind::RecoveryConflict),
+            ),
+            ("canceling statement due to statement timeout", None),
+            ("pg_dump: error: connection to server failed", None),
+        ] {
+            assert_eq!(failure_kind(error), want, "{error}");
+        }
+    }
 }

@@ -190,7 +190,23 @@ async fn steps(
         })
         .await;
     run.database = database;
-    let (job, made) = backed_up?;
+    // A failed upload fails the run, but a complete local backup still gets
+    // verified (when asked) and local retention; the failure is returned last.
+    let mut upload_failed = None;
+    let (job, made) = match backed_up {
+        Ok(pair) => pair,
+        Err(failed) => match backup::complete_despite_upload(&failed.error) {
+            Some(made) => {
+                let job = backup_job(global, args).map_err(|error| Failed {
+                    step: Step::Setup,
+                    error,
+                })?;
+                upload_failed = Some(failed);
+                (job, made)
+            }
+            None => return Err(failed),
+        },
+    };
     run.made = Some(made.clone());
     if verify {
         run.step(
@@ -211,7 +227,7 @@ async fn steps(
     if !deleted.is_empty() {
         ui::info(&format!("retention removed {} file(s)", deleted.len()));
     }
-    Ok(())
+    upload_failed.map_or(Ok(()), Err)
 }
 
 /// The backup job the scripts' environment describes.
@@ -241,6 +257,8 @@ fn backup_job(global: &GlobalArgs, args: &CronArgs) -> Result<BackupJob> {
         pg_bin_dir: global.pg_bin_dir.clone(),
         s3: args.s3.clone(),
         upload,
+        lock_wait_timeout: global.lock_wait_timeout,
+        pause_replay: args.pause_replay,
         cluster_run: None,
         no_role_passwords: settings::env_flag("PGBAK_NO_ROLE_PASSWORDS"),
     })
@@ -599,6 +617,7 @@ mod tests {
             (
                 anyhow::Error::new(UploadFailed {
                     message: "the local backup is complete, but uploading it failed".into(),
+                    local_dump: None,
                 })
                 .context("backing up"),
                 Step::Upload,

@@ -130,6 +130,8 @@ pub async fn backup(
         roles: None,
         cluster_run: job.cluster_run.clone(),
         globals: Some(info),
+        standby: false,
+        unlogged_tables_skipped: Vec::new(),
         encryption: job.recipients.as_ref().map(|r| Encryption {
             format: "age".to_owned(),
             recipients: r.texts(),
@@ -173,6 +175,7 @@ pub async fn backup(
                 dump_path.display(),
                 crate::error::one_line(&err)
             ),
+            local_dump: None,
         }
         .into());
     }

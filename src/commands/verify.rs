@@ -299,6 +299,8 @@ struct Place {
     admin: ConnSettings,
     database: Option<String>,
     cluster: Option<Ephemeral>,
+    /// The session holding the temporary database's advisory lock.
+    lock_holder: Option<tokio_postgres::Client>,
 }
 
 pub async fn verify_located(
@@ -536,6 +538,7 @@ async fn run_checks(
                 admin: conn.clone(),
                 database: None,
                 cluster: Some(cluster),
+                lock_holder: None,
             });
             let client = signals.guard(client::connect(&conn)).await?;
             let version = client::server_version(&client).await?;
@@ -572,6 +575,7 @@ async fn run_checks(
             admin: admin_conn.clone(),
             database: None,
             cluster: None,
+            lock_holder: None,
         })
         .database;
     let temp_name = match signals
@@ -594,7 +598,11 @@ async fn run_checks(
             report.target.clone().unwrap_or_default()
         ),
     );
-    drop(admin_client);
+    // The session that created it holds its advisory lock until the run ends:
+    // no other run's sweep drops a live run's database.
+    if let Some(place) = place.as_mut() {
+        place.lock_holder = Some(admin_client);
+    }
 
     // 5: the restore, after making sure the server has every extension the archive needs.
     let copy_conn = admin_conn.with_dbname(&temp_name);
@@ -906,8 +914,8 @@ async fn create_temp_db(
     )))
 }
 
-/// The comment that marks a temporary database as this run's: a later run on
-/// this host drops it if this process is gone (SIGKILL, power loss).
+/// The comment that marks a temporary database as a live verify's. The mark
+/// is for people; what decides is the advisory lock below.
 fn owner_mark() -> String {
     format!(
         "{OWNER_MARK}{} on {}",
@@ -918,7 +926,27 @@ fn owner_mark() -> String {
 
 const OWNER_MARK: &str = "pgbak verify: pid ";
 
+/// High half of the advisory lock key a live verify holds for its temporary
+/// database ("pgbx"); the low half is the database's oid. pg_locks shows it
+/// as classid = this, objid = oid, objsubid = 1, from any database and host.
+const LOCK_CLASS: i64 = 0x7067_6278;
+
+/// Takes the session-level advisory lock for `db` on `client` (a session
+/// that lives as long as the run), then writes the mark. A run that dies
+/// (SIGKILL, power loss, a lost host) loses its session and so its lock.
 async fn mark_owner(client: &tokio_postgres::Client, db: &str) {
+    let locked = client
+        .execute(
+            "SELECT pg_advisory_lock(($1::bigint << 32) | oid::bigint) \
+               FROM pg_database WHERE datname = $2",
+            &[&LOCK_CLASS, &db],
+        )
+        .await;
+    if let Err(err) = locked {
+        // Unmarked, it is never swept: a leftover, never a lost live database.
+        ui::debug(&format!("locking {db} as this run's: {err}"));
+        return;
+    }
     let sql = format!(
         "COMMENT ON DATABASE {} IS '{}'",
         quote_ident(db),
@@ -929,24 +957,20 @@ async fn mark_owner(client: &tokio_postgres::Client, db: &str) {
     }
 }
 
-/// The pid in an owner mark, when the mark was made on this host.
-fn dead_owner_pid(comment: &str, host: &str) -> Option<u32> {
-    let rest = comment.strip_prefix(OWNER_MARK)?;
-    let (pid, on_host) = rest.split_once(" on ")?;
-    let pid: u32 = pid.parse().ok()?;
-    let alive = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .is_ok_and(|comm| comm.trim() == "pgbak");
-    (on_host == host && !alive).then_some(pid)
-}
-
-/// Drops temporary databases that verify runs on this host left when they
-/// were killed. Databases kept with --no-cleanup carry no mark and stay.
+/// Drops temporary databases that verify runs left when they were killed:
+/// marked ones whose run no longer holds its advisory lock, whichever host
+/// or output directory that run had. Databases kept with --no-cleanup carry
+/// no mark and stay.
 async fn sweep_dead_runs(client: &tokio_postgres::Client) {
     let rows = match client
         .query(
-            "SELECT datname::text, shobj_description(oid, 'pg_database') FROM pg_database \
-              WHERE shobj_description(oid, 'pg_database') LIKE 'pgbak verify: pid %'",
-            &[],
+            "SELECT d.datname::text, shobj_description(d.oid, 'pg_database') FROM pg_database d \
+              WHERE shobj_description(d.oid, 'pg_database') LIKE 'pgbak verify: pid %' \
+                AND NOT EXISTS (SELECT 1 FROM pg_locks l \
+                                 WHERE l.locktype = 'advisory' AND l.granted \
+                                   AND l.classid = $1::bigint::oid AND l.objid = d.oid \
+                                   AND l.objsubid = 1)",
+            &[&LOCK_CLASS],
         )
         .await
     {
@@ -956,14 +980,10 @@ async fn sweep_dead_runs(client: &tokio_postgres::Client) {
             return;
         }
     };
-    let host = crate::settings::host_name();
     for row in rows {
         let (db, comment): (String, String) = (row.get(0), row.get(1));
-        let Some(pid) = dead_owner_pid(&comment, &host) else {
-            continue;
-        };
         ui::info(&format!(
-            "dropping the temporary database {} left by a verify run (pid {pid}) that died",
+            "dropping the temporary database {} left by a verify run that died ({comment})",
             quote_ident(&db)
         ));
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&db));

@@ -34,14 +34,21 @@ pub async fn connect(settings: &ConnSettings) -> Result<Client> {
         .filter(|t| *t > 0)
         .unwrap_or(15);
     config.connect_timeout(Duration::from_secs(timeout));
+    // A half-open link (a firewall dropping state, a host gone) is noticed in
+    // about two minutes instead of the kernel's two hours.
+    config
+        .keepalives(true)
+        .keepalives_idle(KEEPALIVE_IDLE)
+        .keepalives_interval(KEEPALIVE_INTERVAL)
+        .keepalives_retries(KEEPALIVE_COUNT);
     config.ssl_mode(match settings.sslmode {
         SslMode::Disable => PgSslMode::Disable,
         SslMode::Allow | SslMode::Prefer => PgSslMode::Prefer,
         SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => PgSslMode::Require,
     });
-    if let Some(options) = settings.params.get("options") {
-        config.options(options);
-    }
+    config.options(session_options(
+        settings.params.get("options").map(String::as_str),
+    ));
 
     // Like libpq, never TLS over a unix socket.
     let tls = match settings.host {
@@ -70,7 +77,48 @@ pub async fn connect(settings: &ConnSettings) -> Result<Client> {
             client
         }
     };
+    // transaction_timeout exists from PostgreSQL 17 on; set_config through
+    // pg_settings sets it where it exists and is a no-op elsewhere.
+    client
+        .batch_execute(
+            "SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'transaction_timeout'",
+        )
+        .await
+        .context("setting transaction_timeout for pgbak's session")?;
     Ok(client)
+}
+
+/// TCP keepalive timing of every connection pgbak and its children open.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+pub const KEEPALIVE_COUNT: u32 = 6;
+
+/// The startup `options` of pgbak's own sessions: the operator's options
+/// first, then the timeouts a backup needs, as pg_dump sets them for its own
+/// sessions. Startup options outrank `ALTER ROLE/DATABASE ... SET`, so an
+/// application role's `statement_timeout` or
+/// `idle_in_transaction_session_timeout` cannot cancel a row count or end the
+/// session that holds the exported snapshot while pg_dump runs.
+pub fn session_options(user_options: Option<&str>) -> String {
+    let mut options: Vec<&str> = user_options.into_iter().filter(|o| !o.is_empty()).collect();
+    options.extend([
+        "-c statement_timeout=0",
+        "-c lock_timeout=0",
+        "-c idle_in_transaction_session_timeout=0",
+    ]);
+    options.join(" ")
+}
+
+/// Bounds how long this session waits for any lock (pgbak's catalog reads
+/// during a backup): `--lock-wait-timeout`.
+pub async fn set_lock_timeout(client: &Client, timeout: Duration) -> Result<()> {
+    client
+        .batch_execute(&format!(
+            "SET lock_timeout = {}",
+            timeout.as_millis().max(1)
+        ))
+        .await
+        .context("setting lock_timeout")
 }
 
 /// One line that says what failed and what to check, never the password.
@@ -194,6 +242,53 @@ pub async fn user_tables(client: &Client) -> Result<Vec<(String, String)>> {
         )
         .await
         .context("listing tables")?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Sessions holding an ACCESS EXCLUSIVE lock on a table of `conn`'s database,
+/// as `schema.table (pid N, application A, since T)`, read on a fresh session.
+pub async fn lock_holders(conn: &ConnSettings) -> Result<Vec<String>> {
+    let client = connect(conn).await?;
+    let rows = client
+        .query(
+            "SELECT format('%s (pid %s%s%s)', l.relation::regclass, l.pid,
+                           coalesce(', application ' || nullif(a.application_name, ''), ''),
+                           coalesce(', in a transaction since ' || date_trunc('second', a.xact_start)::text, ''))
+               FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+              WHERE l.locktype = 'relation' AND l.granted AND l.mode = 'AccessExclusiveLock'
+                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                AND l.pid <> pg_backend_pid()
+              ORDER BY l.pid, 1",
+            &[],
+        )
+        .await
+        .context("listing the sessions that hold table locks")?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// True on a hot standby (`pg_is_in_recovery()`).
+pub async fn in_recovery(client: &Client) -> Result<bool> {
+    Ok(client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .context("asking whether the server is a standby")?
+        .get(0))
+}
+
+/// Unlogged user tables (pg_dump skips their rows on a standby, where they
+/// cannot be read).
+pub async fn unlogged_tables(client: &Client) -> Result<Vec<(String, String)>> {
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'u'
+                AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+              ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .context("listing unlogged tables")?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
@@ -363,6 +458,26 @@ pub async fn role_names(client: &Client) -> Result<std::collections::BTreeSet<St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_options_override_role_defaults_after_the_operators_own() {
+        for (given, want) in [
+            (
+                None,
+                "-c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0",
+            ),
+            (
+                Some("-c search_path=app"),
+                "-c search_path=app -c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0",
+            ),
+            (
+                Some(""),
+                "-c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0",
+            ),
+        ] {
+            assert_eq!(session_options(given), want, "{given:?}");
+        }
+    }
 
     #[test]
     fn literals_are_quoted() {

@@ -25,6 +25,65 @@ pub struct Ephemeral {
     pub bin_dir: PathBuf,
     server: Option<Child>,
     keep: bool,
+    /// `pgbak.owner` in the dir, locked while this run lives (see [`sweep_dead`]).
+    owner: Option<std::fs::File>,
+}
+
+/// The file in a throwaway cluster's directory that its live run keeps locked.
+const OWNER_FILE: &str = "pgbak.owner";
+const DIR_PREFIX: &str = "pgbak-verify-";
+
+/// Locks `dir/pgbak.owner` for this process. The file is locked before it gets
+/// its name, so another run never sees it unlocked while this one lives.
+fn claim(dir: &Path) -> Result<std::fs::File> {
+    let tmp = dir.join(format!("{OWNER_FILE}.new"));
+    let file = crate::storage::fsio::create_new(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    file.try_lock()
+        .map_err(std::io::Error::other)
+        .with_context(|| format!("locking {}", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join(OWNER_FILE))
+        .with_context(|| format!("renaming {} into place", tmp.display()))?;
+    Ok(file)
+}
+
+/// Removes throwaway clusters whose run died without cleaning up (SIGKILL,
+/// power loss): a `pgbak-verify-*` directory in the temp dir whose owner file
+/// nobody holds. Its server, if still up, is stopped first. Clusters kept
+/// with --no-cleanup have no owner file and stay.
+pub fn sweep_dead() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let is_ours = entry.file_name().to_string_lossy().starts_with(DIR_PREFIX);
+        let Ok(owner) = std::fs::File::open(dir.join(OWNER_FILE)) else {
+            continue;
+        };
+        if !is_ours || owner.try_lock().is_err() {
+            continue;
+        }
+        let pid_file = dir.join("data/postmaster.pid");
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.lines().next()?.trim().parse::<i32>().ok())
+            .filter(|pid| *pid > 1)
+        {
+            // SAFETY: kill has no memory effects; SIGQUIT is the immediate shutdown.
+            unsafe {
+                libc::kill(pid, libc::SIGQUIT);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        ui::info(&format!(
+            "removing the throwaway cluster {}, left by a verify run that died",
+            dir.display()
+        ));
+        if let Err(err) = std::fs::remove_dir_all(&dir) {
+            ui::warn(&format!("could not remove {}: {err}", dir.display()));
+        }
+    }
 }
 
 /// uid and gid to run the server as, when pgbak runs as root.
@@ -48,11 +107,22 @@ fn server_user() -> Result<Option<(u32, u32)>> {
 }
 
 /// A command that runs as `ids` (when given): groups dropped, gid then uid set.
-fn command_as(program: &Path, ids: Option<(u32, u32)>, cwd: &Path) -> Command {
+/// `die_with_pgbak`: the child gets SIGQUIT (the server's immediate shutdown)
+/// when pgbak dies; off only for a server kept with --no-cleanup.
+fn command_as(
+    program: &Path,
+    ids: Option<(u32, u32)>,
+    cwd: &Path,
+    die_with_pgbak: bool,
+) -> Command {
     let mut cmd = Command::new(program);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("PG") {
-            cmd.env_remove(&key);
+    // initdb and the throwaway server need no secret of pgbak's: they get a
+    // clean environment, so DATABASE_URL, AWS keys, webhook URLs and routing
+    // keys never reach them (nor /proc/<pid>/environ of the postgres user).
+    cmd.env_clear();
+    for key in CHILD_ENV {
+        if let Some(value) = std::env::var_os(key) {
+            cmd.env(key, value);
         }
     }
     cmd.current_dir(cwd).stdin(Stdio::null()).kill_on_drop(true);
@@ -70,8 +140,14 @@ fn command_as(program: &Path, ids: Option<(u32, u32)>, cwd: &Path) -> Command {
             });
         }
     }
+    if die_with_pgbak {
+        super::tools::die_with_parent(&mut cmd, libc::SIGQUIT);
+    }
     cmd
 }
+
+/// The only variables initdb and the throwaway server inherit.
+pub const CHILD_ENV: &[&str] = &["PATH", "LANG", "TZ"];
 
 /// The first ancestor of `dir` that `uid` cannot search (no x bit for it), if any.
 fn unreachable_ancestor(dir: &Path, uid: u32) -> Option<PathBuf> {
@@ -114,8 +190,9 @@ impl Ephemeral {
             );
         }
         let ids = server_user()?;
+        sweep_dead();
         let dir = tempfile::Builder::new()
-            .prefix("pgbak-verify-")
+            .prefix(DIR_PREFIX)
             .tempdir()
             .context("creating the temporary directory for the throwaway cluster")?
             .keep();
@@ -124,7 +201,9 @@ impl Ephemeral {
             bin_dir: tools.bin_dir.clone(),
             server: None,
             keep,
+            owner: None,
         };
+        cluster.owner = Some(claim(&dir)?);
         if let Some((uid, gid)) = ids {
             chown_tree(&dir, uid, gid)?;
             if let Some(blocked) = unreachable_ancestor(&dir, uid) {
@@ -144,7 +223,7 @@ impl Ephemeral {
             tools.version,
             dir.display()
         ));
-        let mut cmd = command_as(&initdb, ids, &dir);
+        let mut cmd = command_as(&initdb, ids, &dir, true);
         cmd.arg("-D")
             .arg(&data)
             .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"])
@@ -177,7 +256,7 @@ impl Ephemeral {
         if let Some((uid, gid)) = ids {
             chown_tree(&log_path, uid, gid)?;
         }
-        let mut cmd = command_as(&postgres, ids, &dir);
+        let mut cmd = command_as(&postgres, ids, &dir, !keep);
         cmd.arg("-D")
             .arg(&data)
             .stdout(Stdio::null())
@@ -250,6 +329,8 @@ impl Ephemeral {
     /// Leaves the cluster running for inspection.
     pub fn leave(mut self) {
         self.keep = true;
+        // Kept on purpose: without its owner file no later run sweeps it away.
+        let _ = std::fs::remove_file(self.dir.join(OWNER_FILE));
         if let Some(server) = self.server.take() {
             // Detach: forgetting the handle keeps kill_on_drop from stopping the server.
             std::mem::forget(server);

@@ -6,6 +6,7 @@ pub mod client;
 pub mod dbprops;
 pub mod ephemeral;
 pub mod globals;
+pub mod replay;
 pub mod restore;
 pub mod selection;
 pub mod tls;

@@ -202,10 +202,12 @@ pub fn pgoptions(conn: &ConnSettings, maintenance_work_mem: &str) -> Option<Stri
 
 /// libpq conninfo naming only the database (host, user, password come from
 /// the environment): any database name survives, `=` and quotes included.
+/// TCP keepalives go with it (libpq has no environment variable for them).
 pub fn dbname_conninfo(dbname: &str) -> String {
     format!(
-        "dbname='{}'",
-        dbname.replace('\\', "\\\\").replace('\'', "\\'")
+        "dbname='{}' {}",
+        dbname.replace('\\', "\\\\").replace('\'', "\\'"),
+        tools::KEEPALIVE_CONNINFO
     )
 }
 
@@ -694,10 +696,14 @@ pg_restore: warning: errors ignored on restore: 3
 
     #[test]
     fn conninfo_quotes_any_name() {
+        let keepalives = format!(" {}", tools::KEEPALIVE_CONNINFO);
         assert_eq!(
             dbname_conninfo("odd db \"name\""),
-            "dbname='odd db \"name\"'"
+            format!("dbname='odd db \"name\"'{keepalives}")
         );
-        assert_eq!(dbname_conninfo("a'b\\c=d"), "dbname='a\\'b\\\\c=d'");
+        assert_eq!(
+            dbname_conninfo("a'b\\c=d"),
+            format!("dbname='a\\'b\\\\c=d'{keepalives}")
+        );
     }
 }

@@ -37,7 +37,39 @@ impl PgTools {
         }
         cmd.envs(conn.child_env());
         cmd.stdin(Stdio::null()).kill_on_drop(true);
+        // SIGTERM makes pg_dump/pg_restore cancel their queries on the server.
+        die_with_parent(&mut cmd, libc::SIGTERM);
         cmd
+    }
+}
+
+/// TCP keepalives for the client tools' connections, as conninfo (the same
+/// timing as pgbak's own sessions, [`super::client::KEEPALIVE_IDLE`]): a
+/// half-open link fails pg_dump in about two minutes instead of hanging.
+pub const KEEPALIVE_CONNINFO: &str =
+    "keepalives=1 keepalives_idle=60 keepalives_interval=10 keepalives_count=6";
+
+/// Makes the child receive `signal` when pgbak dies, however it dies
+/// (SIGKILL, OOM killer): no pg_dump, pg_restore or throwaway server outlives
+/// the run that started it. Register it after any uid change in `pre_exec`
+/// (a uid change clears the setting). pgbak spawns children only from the
+/// main thread and the runtime's worker threads, which live as long as the
+/// process, so the thread-scoped kernel setting means "the process" here.
+pub fn die_with_parent(cmd: &mut Command, signal: libc::c_int) {
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: only async-signal-safe calls (prctl, getppid, kill) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl.
+            if libc::getppid() != parent {
+                libc::kill(libc::getpid(), signal);
+            }
+            Ok(())
+        });
     }
 }
 

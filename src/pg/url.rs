@@ -175,9 +175,8 @@ impl ConnSettings {
         let mut sslmode = None;
         let mut params = BTreeMap::new();
 
-        for (key, value) in url.query_pairs() {
-            let value = value.into_owned();
-            match key.as_ref() {
+        for (key, value) in query_pairs(url.query().unwrap_or_default()) {
+            match key.as_str() {
                 "host" => host = Some(value),
                 "port" => port = Some(value),
                 "user" => user = Some(value),
@@ -313,6 +312,21 @@ impl ConnSettings {
     }
 }
 
+/// The query's `key=value` pairs, percent-decoded as libpq decodes them: a
+/// `+` stays a `+` (form encoding's "+ is a space" is not URI syntax, and a
+/// password or a path such as `sslrootcert=/etc/ssl/a+b.pem` may hold one).
+pub fn query_pairs(query: &str) -> Vec<(String, String)> {
+    let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) => (decode(key), decode(value)),
+            None => (decode(pair), String::new()),
+        })
+        .collect()
+}
+
 fn env_sslmode(env: Env) -> Result<SslMode> {
     match env("PGSSLMODE") {
         Some(mode) => SslMode::parse(&mode),
@@ -444,6 +458,35 @@ mod tests {
                 .unwrap()
                 .sslmode,
             SslMode::Require
+        );
+    }
+
+    #[test]
+    fn query_values_keep_plus_signs() {
+        for (query, want) in [
+            ("password=a+b", vec![("password", "a+b")]),
+            ("password=a%2Bb", vec![("password", "a+b")]),
+            ("password=a%20b", vec![("password", "a b")]),
+            (
+                "sslmode=require&sslrootcert=/etc/ssl/a+b.pem",
+                vec![("sslmode", "require"), ("sslrootcert", "/etc/ssl/a+b.pem")],
+            ),
+            (
+                "options=-c%20x=1&&flag",
+                vec![("options", "-c x=1"), ("flag", "")],
+            ),
+            ("", vec![]),
+        ] {
+            let got = query_pairs(query);
+            let got: Vec<(&str, &str)> =
+                got.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            assert_eq!(got, want, "{query:?}");
+        }
+        let settings = parse("postgresql://app@db/app?password=p+w&application_name=a+b").unwrap();
+        assert_eq!(settings.password.as_deref(), Some("p+w"));
+        assert_eq!(
+            settings.params.get("application_name").map(String::as_str),
+            Some("a+b")
         );
     }
 

@@ -151,6 +151,8 @@ pub async fn apply(
         let location = store.dump_location(&d.name);
         if !d.keep && !scope.dry_run {
             if let Some(backup) = listed.iter().find(|b| b.name == d.name) {
+                // A stop signal or --timeout ends retention before the next deletion.
+                crate::signals::check()?;
                 ui::info(&format!("retention: deleting {location} ({})", d.reason()));
                 store.remove_backup(backup).await?;
                 applied.deleted.push(location.clone());

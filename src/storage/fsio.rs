@@ -77,14 +77,44 @@ pub fn partial_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Writes `bytes` to `path` atomically, mode 0600: `path.partial`, fsync,
-/// rename, fsync of the directory. On any error the partial file is removed.
+/// Creates `partial` exclusively; a stale one (left by a process that died
+/// between creating and renaming it, so nobody holds its lock) is removed
+/// first. One held by a live writer is an error, never taken over.
+fn create_partial(partial: &Path) -> Result<File> {
+    match create_new(partial) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let held = File::open(partial).is_ok_and(|f| f.try_lock().is_err());
+            if held {
+                bail!(
+                    "{} is being written by another pgbak process",
+                    partial.display()
+                );
+            }
+            std::fs::remove_file(partial)
+                .with_context(|| format!("removing the stale {}", partial.display()))?;
+            create_new(partial)
+        }
+        other => other,
+    }
+    .with_context(|| format!("creating {}", partial.display()))
+    .and_then(|file| {
+        file.try_lock()
+            .map_err(std::io::Error::other)
+            .with_context(|| format!("locking {}", partial.display()))?;
+        Ok(file)
+    })
+}
+
+/// Writes `bytes` to `path` atomically, mode 0600: `path.partial` (locked while
+/// written), fsync, rename, fsync of the directory. On any error the partial
+/// file is removed; a stale partial of a dead process is replaced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let partial = partial_path(path);
     let dir = path.parent().unwrap_or(Path::new("."));
+    let mut created = false;
     let result = (|| {
-        let mut file =
-            create_new(&partial).with_context(|| format!("creating {}", partial.display()))?;
+        let mut file = create_partial(&partial)?;
+        created = true;
         file.write_all(bytes)
             .and_then(|()| file.sync_all())
             .with_context(|| format!("writing {}", partial.display()))?;
@@ -92,7 +122,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             .with_context(|| format!("renaming {} into place", partial.display()))?;
         sync_dir(dir)
     })();
-    if result.is_err() {
+    // Never remove a partial this call did not create (another writer's).
+    if result.is_err() && created {
         let _ = std::fs::remove_file(&partial);
     }
     result
@@ -108,6 +139,26 @@ pub fn is_private(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn atomic_write_replaces_a_stale_partial_but_not_a_live_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.json");
+        std::fs::write(partial_path(&a), b"left by a dead run").unwrap();
+        write_atomic(&a, b"{}").unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), b"{}");
+        assert!(!partial_path(&a).exists());
+
+        let live = create_partial(&partial_path(&a)).unwrap();
+        let err = write_atomic(&a, b"[]").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("another pgbak process"),
+            "{err:#}"
+        );
+        assert!(partial_path(&a).exists(), "the live writer's partial stays");
+        assert_eq!(std::fs::read(&a).unwrap(), b"{}");
+        drop(live);
+    }
 
     #[test]
     fn atomic_write_is_private_and_noreplace_refuses() {

@@ -17,6 +17,7 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
+use aws_sdk_s3::config::StalledStreamProtectionConfig;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation};
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream;
@@ -256,6 +257,12 @@ pub struct Store {
     checksums: bool,
 }
 
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A request body that moves no byte for this long is a stalled upload: the
+/// attempt fails (and is retried) instead of hanging.
+const STALL_GRACE: Duration = Duration::from_secs(30);
+
 /// Builds the client. Region: `--s3-region`/`S3_REGION`, `AWS_REGION`,
 /// `AWS_DEFAULT_REGION`, the profile, else us-east-1 (what MinIO and most
 /// S3-compatible stores expect). Credentials: the standard chain (environment,
@@ -276,9 +283,10 @@ pub async fn connect(settings: S3Settings) -> Result<Store> {
         .or_default_provider()
         .or_else(Region::from_static("us-east-1"));
     // An unreachable store fails in seconds: 3 attempts, short connect timeout.
-    // Reads may be slow on a busy link, so they get longer.
+    // Answers to small requests come within 30 s; part uploads have no such
+    // limit (see `upload_part`): a stalled stream is detected instead.
     let timeouts = TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(Duration::from_secs(30))
         .build();
     let retry = RetryConfig::standard()
@@ -288,6 +296,11 @@ pub async fn connect(settings: S3Settings) -> Result<Store> {
     let shared = aws_config::defaults(BehaviorVersion::latest())
         .region(region)
         .timeout_config(timeouts)
+        .stalled_stream_protection(
+            StalledStreamProtectionConfig::enabled()
+                .grace_period(STALL_GRACE)
+                .build(),
+        )
         .retry_config(retry)
         .load()
         .await;
@@ -328,6 +341,17 @@ pub(super) fn sdk_error<E: std::error::Error + 'static>(err: SdkError<E>) -> any
         text.push_str(&format!(" (HTTP {status})"));
     }
     anyhow!(text)
+}
+
+/// An access-denied error names the IAM permission the step needs (the
+/// README's policy lists them all); other errors pass unchanged.
+fn needs(err: anyhow::Error, permission: &str) -> anyhow::Error {
+    let text = err.to_string();
+    if text.contains("AccessDenied") || text.contains("HTTP 403") {
+        err.context(format!("access denied: the credentials lack {permission}"))
+    } else {
+        err
+    }
 }
 
 /// `Display` of an error and its sources, joined with `: `, repeats skipped.
@@ -396,7 +420,7 @@ impl Store {
         let created = request
             .send()
             .await
-            .map_err(sdk_error)
+            .map_err(|e| needs(sdk_error(e), "s3:PutObject"))
             .context("starting the multipart upload")?;
         let upload_id = created
             .upload_id()
@@ -446,7 +470,7 @@ impl Store {
         request
             .send()
             .await
-            .map_err(sdk_error)
+            .map_err(|e| needs(sdk_error(e), "s3:PutObject"))
             .with_context(|| format!("uploading {}", self.uri(key)))?;
         Ok(())
     }
@@ -488,7 +512,7 @@ impl Store {
             )
             .send()
             .await
-            .map_err(sdk_error)
+            .map_err(|e| needs(sdk_error(e), "s3:DeleteObject"))
             .with_context(|| {
                 format!(
                     "deleting {} objects from s3://{}",
@@ -508,8 +532,8 @@ impl Store {
     }
 
     /// Multipart uploads under the prefix that were started and neither
-    /// completed nor aborted: (key, upload id).
-    pub async fn open_uploads(&self) -> Result<Vec<(String, String)>> {
+    /// completed nor aborted.
+    pub async fn open_uploads(&self) -> Result<Vec<OpenUpload>> {
         let prefix = &self.settings.prefix;
         let mut open = Vec::new();
         let mut key_marker: Option<String> = None;
@@ -524,13 +548,19 @@ impl Store {
                 .set_upload_id_marker(id_marker.take())
                 .send()
                 .await
-                .map_err(sdk_error)
+                .map_err(|e| needs(sdk_error(e), "s3:ListBucketMultipartUploads"))
                 .with_context(|| {
                     format!("listing open uploads under s3://{}/{prefix}", self.bucket())
                 })?;
             for upload in page.uploads() {
                 if let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) {
-                    open.push((key.to_owned(), id.to_owned()));
+                    open.push(OpenUpload {
+                        key: key.to_owned(),
+                        upload_id: id.to_owned(),
+                        initiated: upload
+                            .initiated()
+                            .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
+                    });
                 }
             }
             if page.is_truncated() != Some(true) {
@@ -554,7 +584,7 @@ impl Store {
             .upload_id(upload_id)
             .send()
             .await
-            .map_err(sdk_error)
+            .map_err(|e| needs(sdk_error(e), "s3:AbortMultipartUpload"))
             .with_context(|| format!("aborting the upload {upload_id} of {}", self.uri(key)))?;
         Ok(())
     }
@@ -572,7 +602,7 @@ impl Store {
             .send();
         while let Some(page) = pages.next().await {
             let page = page
-                .map_err(sdk_error)
+                .map_err(|e| needs(sdk_error(e), "s3:ListBucket"))
                 .with_context(|| format!("listing s3://{}/{prefix}", self.bucket()))?;
             for object in page.contents() {
                 let Some(key) = object.key() else { continue };
@@ -699,7 +729,7 @@ impl Store {
             .key(key)
             .send()
             .await
-            .map_err(sdk_error)
+            .map_err(|e| needs(sdk_error(e), "s3:GetObject"))
             .with_context(|| format!("downloading {}", self.uri(key)))?;
         let mut file = tokio::fs::OpenOptions::new()
             .write(true)
@@ -987,7 +1017,7 @@ impl S3Sink {
             )
             .send()
             .await
-            .map_err(sdk_error)
+            .map_err(|e| needs(sdk_error(e), "s3:PutObject"))
             .context("completing the multipart upload")?;
         h.finished.store(true, Ordering::SeqCst);
         match self.check_object(size, &parts).await {
@@ -1032,7 +1062,7 @@ impl S3Sink {
                     h.uri()
                 )))
             }
-            Err(err) => return Err(Checked::Unknown(err)),
+            Err(err) => return Err(Checked::Unknown(needs(err, "s3:GetObject"))),
         };
         let stored = head.content_length().unwrap_or(-1);
         if stored != size as i64 {
@@ -1250,10 +1280,21 @@ async fn upload_part(handle: Arc<UploadHandle>, part: Part) -> Result<Uploaded> 
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .checksum_sha256(b64(digest));
     }
+    // No time limit on the whole request: a 256 MiB part on a slow link takes
+    // minutes, and that is fine as long as bytes move (stalled-stream
+    // protection ends an attempt whose body stops moving for STALL_GRACE).
+    let no_read_timeout = aws_sdk_s3::config::Builder::default().timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .disable_read_timeout()
+            .build(),
+    );
     let out = request
+        .customize()
+        .config_override(no_read_timeout)
         .send()
         .await
-        .map_err(sdk_error)
+        .map_err(|e| needs(sdk_error(e), "s3:PutObject"))
         .with_context(|| format!("uploading part {number} ({})", ui::bytes(len as u64)))?;
     // The permit (and so the part's memory) is released when `part` is dropped here.
     Ok(Uploaded {
@@ -1277,11 +1318,23 @@ fn composite_sha256(parts: &[Uploaded]) -> Option<String> {
     Some(b64(&hasher.finalize()))
 }
 
+/// A multipart upload that is still open on the store.
+#[derive(Debug, Clone)]
+pub struct OpenUpload {
+    pub key: String,
+    pub upload_id: String,
+    /// When the store says it was started.
+    pub initiated: Option<std::time::SystemTime>,
+}
+
 /// The upload failed while the local backup completed: the run fails with
 /// this (exit 1); `pgbak cron` reports the failed step as "upload".
 #[derive(Debug)]
 pub struct UploadFailed {
     pub message: String,
+    /// The complete local `.dump` (with its meta.json), when there is one:
+    /// local retention still runs for it.
+    pub local_dump: Option<PathBuf>,
 }
 
 impl std::fmt::Display for UploadFailed {

@@ -982,7 +982,17 @@ fn cron_s3_down_alerts_the_upload_step_and_keeps_the_local_backup() {
     let db = pg.fresh_db("cron s3 down");
     db.load_fixture(0.05);
     let dirs = Dirs::new("s3-down");
-    let seeded = seed_old_backups(&dirs, &db.name);
+    // Two complete older backups of the group (retention only deletes those).
+    let mut seeded = Vec::new();
+    for _ in 0..2 {
+        let out = run(pgbak(pg)
+            .env("DATABASE_URL", db.url())
+            .args(["backup", "--no-s3", "--keep", "0", "--output-dir"])
+            .arg(&dirs.backups));
+        assert!(out.status.success(), "{}", output_text(&out));
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    seeded.extend(dirs.dumps());
     let hook = HttpListener::ok();
     let secret_key = "AWSs3cr3tKEY-never-printed";
     let started = Instant::now();
@@ -1013,13 +1023,14 @@ fn cron_s3_down_alerts_the_upload_step_and_keeps_the_local_backup() {
         assert!(!text.contains(secret));
         assert!(!output_text(&out).contains(secret));
     }
-    // The local backup is complete; retention did not run.
-    assert_eq!(dirs.dumps().len(), 3, "{:?}", dirs.dumps());
-    assert_eq!(dirs.metas().len(), 3);
+    // The local backup is complete, so local retention still ran (keep 1): a
+    // failing store must not fill the disk. The run still failed and alerted.
+    assert_eq!(dirs.dumps().len(), 1, "{:?}", dirs.dumps());
+    assert_eq!(dirs.metas().len(), 1);
     for name in seeded {
         assert!(
-            dirs.backups.join(&name).exists(),
-            "{name} pruned after a failed upload"
+            !dirs.backups.join(&name).exists(),
+            "{name} kept: local retention skipped after a failed upload"
         );
     }
     let samples = parse_metrics(&std::fs::read_to_string(&dirs.metrics).expect("metrics file"));

@@ -1,363 +1,602 @@
-//! Issue 10 ("Trust I"): pgbak never touches another database's backups and never
-//! calls a restore good that restored nothing. Names that sanitising used to collapse
-//! (`a b` / `a-b`) keep separate retention groups locally and on S3; "the newest
-//! backup" is the target database's, in the mode asked, and not one whose
-//! verification failed.
+//! Real production conditions (issue 11): role timeouts, held locks, hung runs,
+//! secrets kept from children, children that die with pgbak, stop signals
+//! outside guarded steps, `+` in URLs, the temp-database sweep, failed uploads.
+//! Standbys and slow S3 links are in `trust_standby.rs` and `trust_s3.rs`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use crate::backup::{
+    backup, dumps, files, read_meta, wait_for_blocked_dump, wait_until, TableLock,
+};
+use crate::support::cluster::quote_ident;
+use crate::support::{self, output_text, pg16, pgbak, Pg, PASSWORD};
 
-use crate::s3::{pgbak_s3, SECRET};
-use crate::support::{self, output_text, pg16, s3, Pg, TestDb};
-use crate::verify::{meta_path, read_meta, write_meta, Dir};
-
-/// Two databases whose names the old sanitising mapped to one file name:
-/// `trust<N> x` and `trust<N>-x` (both were `trust<N>-x`).
-fn colliding_pair(pg: &Pg) -> (TestDb<'_>, TestDb<'_>) {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let base = format!(
-        "trust{}{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    );
-    let spaced = pg.create_db_named(&format!("{base} x"));
-    let dashed = pg.create_db_named(&format!("{base}-x"));
-    for db in [&spaced, &dashed] {
-        db.psql("CREATE TABLE t (x int); INSERT INTO t VALUES (1)");
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a pid the test started.
+    unsafe {
+        libc::kill(pid as i32, sig);
     }
-    (spaced, dashed)
 }
 
-fn pgbak_for(db: &TestDb<'_>) -> Command {
-    let mut cmd = support::pgbak(db.pg());
-    cmd.env("DATABASE_URL", db.url());
-    cmd
+/// Pids of live processes whose command line contains every one of `needles`.
+pub fn processes_with(needles: &[&str]) -> Vec<u32> {
+    let mut pids = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        // Zombies have an empty command line: they are dead already.
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if !text.is_empty() && needles.iter().all(|n| text.contains(n)) {
+            pids.push(pid);
+        }
+    }
+    pids
 }
 
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("running pgbak")
-}
-
-/// `pgbak backup --json` with extra arguments; the dump path.
-fn backup(cmd: &mut Command, dir: &Path, extra: &[&str]) -> PathBuf {
-    let out = run(cmd
-        .args(["backup", "--json", "--output-dir"])
-        .arg(dir)
-        .args(extra));
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-    let summary: Value = serde_json::from_slice(&out.stdout).expect("backup --json");
-    PathBuf::from(summary["dump"].as_str().expect("dump path"))
-}
-
-fn dumps_of(names: impl IntoIterator<Item = String>) -> Vec<String> {
-    let mut dumps: Vec<String> = names.into_iter().filter(|n| n.ends_with(".dump")).collect();
-    dumps.sort();
-    dumps
-}
-
-fn local_dumps(dir: &Path) -> Vec<String> {
-    dumps_of(
-        std::fs::read_dir(dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned()),
-    )
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name().unwrap().to_string_lossy().into_owned()
+fn process_alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // State is the field after the command name in parentheses; Z is a zombie.
+    !stat
+        .rsplit_once(") ")
+        .is_some_and(|(_, rest)| rest.starts_with('Z'))
 }
 
 #[test]
-fn names_that_sanitise_alike_never_prune_each_other_locally_or_on_s3() {
+fn trust_role_timeouts_of_one_millisecond_do_not_break_a_backup() {
     let pg = pg16();
-    let (spaced, dashed) = colliding_pair(pg);
-    let server = s3();
-    let bucket = server.fresh_bucket("trust-names");
-    let prefix = "names/";
-    let dir = Dir::new("trust-names");
-    let first = backup(
-        &mut pgbak_s3(&spaced, server, &bucket, prefix),
-        &dir,
-        &["--keep", "1"],
+    let db = pg.fresh_db("role timeouts");
+    db.load_fixture(0.05);
+    let role = format!("app_{}", db.name);
+    pg.psql(
+        "postgres",
+        &format!(
+            "CREATE ROLE {r} LOGIN SUPERUSER PASSWORD '{PASSWORD}'; \
+             ALTER ROLE {r} SET statement_timeout = '1ms'; \
+             ALTER ROLE {r} SET lock_timeout = '1ms'; \
+             ALTER ROLE {r} SET idle_in_transaction_session_timeout = '1ms'",
+            r = quote_ident(&role)
+        ),
     );
-    let second = backup(
-        &mut pgbak_s3(&dashed, server, &bucket, prefix),
-        &dir,
-        &["--keep", "1"],
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!(
+        "postgresql://{role}:{PASSWORD}@127.0.0.1:{}/{}",
+        pg.port, db.name
     );
-    // The changed name carries a suffix from the real name; the unchanged one is as before.
-    assert!(file_name(&second).starts_with(&format!("{}_full_", dashed.name)));
-    assert!(!file_name(&first).starts_with(&format!("{}_full_", dashed.name)));
-    assert_eq!(read_meta(&first)["database"], spaced.name.as_str());
-    let both = dumps_of([file_name(&first), file_name(&second)]);
-    assert_eq!(local_dumps(&dir), both, "local retention kept both");
-    let remote = dumps_of(
-        server
-            .list_objects(&bucket, prefix)
-            .into_iter()
-            .map(|o| o.key.trim_start_matches(prefix).to_owned()),
-    );
-    assert_eq!(remote, both, "S3 retention kept both");
+    let out = pgbak(pg)
+        .env("DATABASE_URL", &url)
+        .args(["backup", "--output-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    pg.psql("postgres", &format!("DROP ROLE {}", quote_ident(&role)));
+    assert!(out.status.success(), "{}", output_text(&out));
+    let names = dumps(tmp.path());
+    assert_eq!(names.len(), 1);
+    let meta = read_meta(&tmp.path().join(names[0].replace(".dump", ".meta.json")));
+    let counts = pg.row_counts(&db.name);
+    for table in meta["tables"].as_array().unwrap() {
+        let name = table["name"].as_str().unwrap();
+        assert_eq!(table["rows"].as_i64(), counts.get(name).copied(), "{name}");
+    }
+}
 
-    // A backup of `x` written under the old lossy name (its meta.json says `x`) is
-    // `x`'s: `x-` retention leaves it, and restore without a file finds it.
-    let stamp = file_name(&second)
-        .trim_end_matches(".dump")
+#[test]
+fn trust_a_held_access_exclusive_lock_fails_after_lock_wait_timeout_naming_table_and_pid() {
+    let pg = pg16();
+    let db = pg.fresh_db("held lock");
+    db.psql("CREATE TABLE busy AS SELECT g FROM generate_series(1, 100) g");
+    let tmp = tempfile::tempdir().unwrap();
+    let lock = TableLock::hold(pg, &db.name, "busy");
+    let holder = pg.psql(
+        "postgres",
+        "SELECT pid FROM pg_locks WHERE relation = (SELECT oid FROM pg_class WHERE relname = 'busy' LIMIT 1) \
+         AND mode = 'AccessExclusiveLock' AND granted LIMIT 1",
+    );
+    let clock = Instant::now();
+    let out = backup(pg, &db.name, tmp.path(), &["--lock-wait-timeout", "2s"]);
+    let took = clock.elapsed();
+    drop(lock);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.contains("busy"), "names the table: {last}");
+    assert!(
+        last.contains(&format!("pid {holder}")),
+        "names the pid {holder}: {last}"
+    );
+    assert!(last.contains("--lock-wait-timeout"), "{last}");
+    assert!(files(tmp.path()).is_empty(), "nothing half-written");
+}
+
+#[test]
+fn trust_timeout_bounds_a_hung_run_and_leaves_nothing() {
+    let pg = pg16();
+    let db = pg.fresh_db("run timeout");
+    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
+    let tmp = tempfile::tempdir().unwrap();
+    let lock = TableLock::hold(pg, &db.name, "t");
+    let clock = Instant::now();
+    let out = backup(
+        pg,
+        &db.name,
+        tmp.path(),
+        &["--timeout", "3s", "--lock-wait-timeout", "10m"],
+    );
+    let took = clock.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--timeout"), "{stderr}");
+    assert!(files(tmp.path()).is_empty(), "nothing half-written");
+    // pg_dump was stopped with the run: no session of it waits on the lock.
+    wait_until(Duration::from_secs(10), || {
+        pg.psql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' \
+                 AND application_name = 'pg_dump'",
+                db.name
+            ),
+        ) == "0"
+    });
+    drop(lock);
+}
+
+#[test]
+fn trust_sigkill_during_a_dump_leaves_no_pg_dump_running() {
+    let pg = pg16();
+    let db = pg.fresh_db("sigkill dump child");
+    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
+    let tmp = tempfile::tempdir().unwrap();
+    let lock = TableLock::hold(pg, &db.name, "t");
+    let mut child = pgbak(pg)
+        .env("DATABASE_URL", pg.url(&db.name))
+        .args(["backup", "--output-dir"])
+        .arg(tmp.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_blocked_dump(pg, &db.name);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_until(Duration::from_secs(10), || {
+        pg.psql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' \
+                 AND application_name = 'pg_dump'",
+                db.name
+            ),
+        ) == "0"
+    });
+    drop(lock);
+}
+
+/// A backup of `db` plus a verify run of it that is SIGKILLed once pg_restore
+/// works: no pg_restore of that run survives it.
+#[test]
+fn trust_sigkill_during_a_verify_restore_leaves_no_pg_restore_running() {
+    let pg = pg16();
+    let db = pg.fresh_db("sigkill restore child");
+    db.load_fixture(0.5);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = backup(pg, &db.name, tmp.path(), &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let dump = tmp.path().join(&dumps(tmp.path())[0]);
+    let dump_text = dump.to_string_lossy().into_owned();
+    let mut child = pgbak(pg)
+        .env("DATABASE_URL", pg.url(&db.name))
+        .arg("verify")
+        .arg(&dump)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while processes_with(&["pg_restore", &dump_text, "--dbname"]).is_empty() {
+        assert!(Instant::now() < deadline, "the restore never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = processes_with(&["pg_restore", &dump_text]);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pg_restore of the killed verify still runs: pids {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The next verify sweeps the killed run's temporary database.
+    let out = pgbak(pg)
+        .env("DATABASE_URL", pg.url(&db.name))
+        .arg("verify")
+        .arg(&dump)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+}
+
+/// The postmaster of the throwaway cluster under the temp dir, once it runs.
+fn ephemeral_postmaster(before: &[PathBuf]) -> Option<(PathBuf, i32)> {
+    let tmp = std::env::temp_dir();
+    for entry in std::fs::read_dir(&tmp).ok()?.flatten() {
+        let dir = entry.path();
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("pgbak-verify-")
+            || before.contains(&dir)
+        {
+            continue;
+        }
+        let pid = std::fs::read_to_string(dir.join("data/postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next()?.trim().parse::<i32>().ok());
+        if let Some(pid) = pid {
+            return Some((dir, pid));
+        }
+    }
+    None
+}
+
+fn ephemeral_dirs() -> Vec<PathBuf> {
+    std::fs::read_dir(std::env::temp_dir())
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("pgbak-verify-"))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn trust_ephemeral_cluster_gets_no_secrets_dies_with_pgbak_and_is_swept() {
+    let pg = pg16();
+    let db = pg.fresh_db("ephemeral secrets");
+    db.load_fixture(0.3);
+    let tmp = tempfile::tempdir().unwrap();
+    // Written by PostgreSQL 16's pg_dump, so its pg_restore (beside pgvector) reads it.
+    let dump = crate::verify::backup_with(&db, tmp.path(), Some(&pg.bin));
+    let before = ephemeral_dirs();
+    let secrets = [
+        ("AWS_SECRET_ACCESS_KEY", "aws-secret-never-in-children"),
+        (
+            "ALERT_WEBHOOK_URL",
+            "https://hooks.example/never-in-children",
+        ),
+        ("PAGERDUTY_ROUTING_KEY", "routing-key-never-in-children"),
+    ];
+    // PostgreSQL 16's own tools: its installation has pgvector for the throwaway server.
+    let mut cmd = pgbak(pg);
+    cmd.env("DATABASE_URL", pg.url(&db.name))
+        .env("PGBAK_PG_BIN_DIR", &pg.bin)
+        .args(["verify", "--ephemeral"])
+        .arg(&dump)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(tmp.path().join("verify.log")).unwrap());
+    for (k, v) in secrets {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    // Once the restore runs, stop pgbak (SIGSTOP) so the cluster stays up
+    // while the test looks at it; the restore goes on.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while processes_with(&["pg_restore", &dump.to_string_lossy(), "--dbname"]).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the restore never started: {}",
+            std::fs::read_to_string(tmp.path().join("verify.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    signal(child.id(), libc::SIGSTOP);
+    let (dir, postmaster) = ephemeral_postmaster(&before).expect("the throwaway cluster runs");
+    // The server's environment, as a program it starts sees it: PATH, LANG
+    // and TZ at most (plus what PostgreSQL sets itself), no secret of pgbak's.
+    let deadline_env = Instant::now() + Duration::from_secs(30);
+    let environ = loop {
+        let out = Command::new(pg.bin.join("psql"))
+            .env_clear()
+            .args(["-X", "-q", "-At", "-h"])
+            .arg(&dir)
+            .args(["-p", "5432", "-U", "postgres", "-d", "postgres", "-c"])
+            .arg("CREATE TEMP TABLE e(l text); COPY e FROM PROGRAM 'env'; SELECT l FROM e")
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        assert!(Instant::now() < deadline_env, "{}", output_text(&out));
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!environ.contains(PASSWORD), "{environ}");
+    assert!(!environ.contains("DATABASE_URL"), "{environ}");
+    for (k, v) in secrets {
+        assert!(
+            !environ.contains(k) && !environ.contains(v),
+            "{k} in {environ}"
+        );
+    }
+    for line in environ.lines().filter(|l| !l.is_empty()) {
+        let key = line.split('=').next().unwrap_or_default();
+        assert!(
+            ["PATH", "LANG", "TZ", "PWD", "SHLVL", "_"].contains(&key)
+                || key.starts_with("PG")
+                || key.starts_with("LC_"),
+            "unexpected variable in the throwaway server's environment: {line}"
+        );
+    }
+    // SIGKILL pgbak: the server dies with it.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_until(Duration::from_secs(15), || !process_alive(postmaster));
+    assert!(dir.exists(), "SIGKILL cannot remove the directory");
+    // The next --ephemeral run removes the leftover directory.
+    let out = pgbak(pg)
+        .env("DATABASE_URL", pg.url(&db.name))
+        .env("PGBAK_PG_BIN_DIR", &pg.bin)
+        .args(["verify", "--ephemeral"])
+        .arg(&dump)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(!dir.exists(), "{} left behind", dir.display());
+}
+
+#[test]
+fn trust_sigterm_during_retention_stops_further_deletions() {
+    let pg = pg16();
+    let db = pg.fresh_db("sigterm retention");
+    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 10) g");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = backup(pg, &db.name, tmp.path(), &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    // 3000 older backups of the group: copies of the real one under older names.
+    let real = dumps(tmp.path())[0].clone();
+    let real_meta = real.replace(".dump", ".meta.json");
+    let meta_text = std::fs::read_to_string(tmp.path().join(&real_meta)).unwrap();
+    let stamp = real
         .rsplit('_')
         .next()
         .unwrap()
+        .trim_end_matches(".dump")
         .to_owned();
-    let old_stamp = format!("{}T000000", &stamp[..8]);
-    let legacy = dir.join(format!("{}_full_{old_stamp}.dump", dashed.name));
-    std::fs::copy(&first, &legacy).unwrap();
-    let mut meta = read_meta(&first);
-    meta["file"] = Value::String(file_name(&legacy));
-    meta["s3"] = Value::Null;
-    write_meta(&legacy, &meta);
-    std::fs::remove_file(&first).unwrap();
-    std::fs::remove_file(meta_path(&first)).unwrap();
-    let third = backup(&mut pgbak_for(&dashed), &dir, &["--keep", "1", "--no-s3"]);
-    let left = local_dumps(&dir);
-    assert!(left.contains(&file_name(&legacy)), "{left:?}");
-    assert!(left.contains(&file_name(&third)), "{left:?}");
-    spaced.psql("DROP TABLE t");
-    let out = run(pgbak_for(&spaced)
-        .args(["restore", "--create-db", "--no-confirm", "--backup-dir"])
-        .arg(&*dir));
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-    assert!(
-        output_text(&out).contains(&file_name(&legacy)),
-        "{}",
-        output_text(&out)
-    );
-    assert_eq!(spaced.psql("SELECT count(*) FROM t"), "1");
-    assert!(!output_text(&out).contains(SECRET));
-}
-
-#[test]
-fn s3_without_a_file_picks_the_target_databases_backup() {
-    let pg = pg16();
-    let (spaced, dashed) = colliding_pair(pg);
-    let server = s3();
-    let bucket = server.fresh_bucket("trust-pick");
-    let prefix = "pick/";
-    let dir = Dir::new("trust-s3-pick");
-    let mine = backup(&mut pgbak_s3(&spaced, server, &bucket, prefix), &dir, &[]);
-    // Newer, and named like `x`'s backups used to be.
-    backup(&mut pgbak_s3(&dashed, server, &bucket, prefix), &dir, &[]);
-    let out = run(pgbak_s3(&spaced, server, &bucket, prefix).args([
-        "verify",
-        "--from-s3",
-        "--json",
-        "--expect-table",
-        "public.t",
-    ]));
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let verified = report["backup"].as_str().unwrap();
-    assert!(verified.ends_with(&file_name(&mine)), "{verified}");
-}
-
-#[test]
-fn restore_and_verify_without_a_file_pick_the_targets_newest_full_backup() {
-    let pg = pg16();
-    let target = pg.fresh_db("trust target");
-    target.psql("CREATE TABLE mine (x int); INSERT INTO mine VALUES (1)");
-    let other = pg.fresh_db("trust other");
-    other.psql("CREATE TABLE theirs (x int); INSERT INTO theirs VALUES (1)");
-    let dir = Dir::new("trust-pick");
-    let full = backup(&mut pgbak_for(&target), &dir, &["--no-s3"]);
-    let data = backup(
-        &mut pgbak_for(&target),
-        &dir,
-        &["--no-s3", "--mode", "data"],
-    );
-    let others = backup(&mut pgbak_for(&other), &dir, &["--no-s3"]);
-
-    let out = run(pgbak_for(&target)
-        .args([
-            "verify",
-            "--json",
-            "--expect-table",
-            "public.mine",
-            "--backup-dir",
-        ])
-        .arg(&*dir));
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", output_text(&out)));
-    assert_eq!(report["backup"], full.display().to_string(), "{report:#}");
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-    let out = run(pgbak_for(&target)
-        .args(["verify", "--json", "--mode", "data", "--backup-dir"])
-        .arg(&*dir));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["backup"], data.display().to_string(), "{report:#}");
-
-    target.psql("DROP TABLE mine");
-    let out = run(pgbak_for(&target)
-        .args(["restore", "--create-db", "--no-confirm", "--backup-dir"])
-        .arg(&*dir));
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-    assert_eq!(target.psql("SELECT count(*) FROM mine"), "1");
-    assert_eq!(
-        target.psql("SELECT count(*) FROM pg_tables WHERE tablename = 'theirs'"),
-        "0"
-    );
-
-    // Another database's backup, named explicitly: refused before anything is touched.
-    let out = run(pgbak_for(&target)
-        .args(["restore", "--create-db", "--no-confirm"])
-        .arg(&others));
-    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
-    let text = output_text(&out);
-    assert!(
-        text.contains(&other.name) && text.contains("--allow-other-database"),
-        "{text}"
-    );
-    assert_eq!(target.psql("SELECT count(*) FROM mine"), "1", "untouched");
-    let out = run(pgbak_for(&target)
-        .args([
-            "restore",
-            "--create-db",
-            "--no-confirm",
-            "--allow-other-database",
-        ])
-        .arg(&others));
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-    assert_eq!(target.psql("SELECT count(*) FROM theirs"), "1");
-}
-
-#[test]
-fn restore_and_verify_skip_backups_whose_verification_failed() {
-    let pg = pg16();
-    let db = pg.fresh_db("trust failed");
-    db.psql("CREATE TABLE t (x int); INSERT INTO t VALUES (1)");
-    let dir = Dir::new("trust-failed");
-    let good = backup(&mut pgbak_for(&db), &dir, &["--no-s3"]);
-    db.psql("INSERT INTO t VALUES (2)");
-    let bad = backup(&mut pgbak_for(&db), &dir, &["--no-s3"]);
-    let mut meta = read_meta(&bad);
-    meta["verification"] = serde_json::json!({
-        "verified_at": "2026-11-25T03:00:00Z", "passed": false, "pgbak_version": "0.1.0"
-    });
-    write_meta(&bad, &meta);
-    let bad_stem = file_name(&bad).trim_end_matches(".dump").to_owned();
-
-    let restore = |extra: &[&str]| {
-        run(pgbak_for(&db)
-            .args(["restore", "--create-db", "--no-confirm", "--backup-dir"])
-            .arg(&*dir)
-            .args(extra))
-    };
-    let out = restore(&[]);
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-    assert!(
-        output_text(&out).contains(&bad_stem),
-        "names the skipped one"
-    );
-    assert_eq!(
-        db.psql("SELECT count(*) FROM t"),
-        "1",
-        "the older good backup"
-    );
-    let out = restore(&["--include-failed"]);
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-    assert_eq!(db.psql("SELECT count(*) FROM t"), "2");
-
-    let out = run(pgbak_for(&db)
-        .args([
-            "verify",
-            "--json",
-            "--expect-table",
-            "public.t",
-            "--backup-dir",
-        ])
-        .arg(&*dir));
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", output_text(&out)));
-    assert_eq!(report["backup"], good.display().to_string());
-
-    // Every backup failed: nothing is picked, exit 2, both named.
-    let mut meta = read_meta(&good);
-    meta["verification"] = serde_json::json!({
-        "verified_at": "2026-11-25T03:00:00Z", "passed": false, "pgbak_version": "0.1.0"
-    });
-    write_meta(&good, &meta);
-    db.psql("INSERT INTO t VALUES (3)");
-    let out = restore(&[]);
-    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
-    assert!(output_text(&out).contains(&bad_stem));
-    assert_eq!(db.psql("SELECT count(*) FROM t"), "3", "untouched");
-}
-
-#[test]
-fn restore_table_selection_is_exact_and_a_miss_touches_nothing() {
-    let pg = pg16();
-    let source = pg.fresh_db("trust select");
-    source.psql(
-        "CREATE SCHEMA audit;
-         CREATE TABLE public.users (id int PRIMARY KEY); INSERT INTO public.users VALUES (1), (2);
-         CREATE TABLE audit.users (id int); INSERT INTO audit.users VALUES (1), (2), (3);
-         CREATE TABLE public.other (id int); INSERT INTO public.other VALUES (1);",
-    );
-    let dir = Dir::new("trust-select");
-    let dump = backup(&mut pgbak_for(&source), &dir, &["--no-s3"]);
-    let target = pg.fresh_db("trust select target");
-    target.psql("CREATE TABLE leftover (x int)");
-    let restore = |extra: &[&str]| {
-        run(pgbak_for(&target)
-            .args([
-                "restore",
-                "--create-db",
-                "--no-confirm",
-                "--allow-other-database",
-            ])
-            .args(extra)
-            .arg(&dump))
-    };
-    for (selection, says) in [
-        (vec!["--table", "public.nope"], "public.nope"),
-        (vec!["--table", "nope.users"], "nope.users"),
-        (vec!["--table", "users"], "ambiguous"),
-        (vec!["--schema", "nope"], "--schema nope"),
-        (
-            vec!["--schema", "audit", "--table", "other"],
-            "within --schema audit",
-        ),
-    ] {
-        let out = restore(&selection);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{selection:?}: {}",
-            output_text(&out)
-        );
-        assert!(output_text(&out).contains(says), "{}", output_text(&out));
-        assert_eq!(
-            target.psql("SELECT count(*) FROM pg_tables WHERE tablename = 'leftover'"),
-            "1",
-            "{selection:?}: the target was not dropped"
-        );
+    let start = chrono::NaiveDateTime::parse_from_str(&stamp, "%Y%m%dT%H%M%S").unwrap();
+    let old = 3000;
+    for i in 1..=old {
+        let at = (start - chrono::Duration::minutes(i))
+            .format("%Y%m%dT%H%M%S")
+            .to_string();
+        let name = real.replace(&stamp, &at);
+        std::fs::copy(tmp.path().join(&real), tmp.path().join(&name)).unwrap();
+        let meta = meta_text.replace(&real, &name);
+        std::fs::write(tmp.path().join(name.replace(".dump", ".meta.json")), meta).unwrap();
     }
-    let tables = |db: &TestDb<'_>| {
-        db.psql(
-            "SELECT string_agg(schemaname || '.' || tablename, ',' ORDER BY 1) FROM pg_tables \
-             WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
-        )
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut child = pgbak(pg)
+        .env("DATABASE_URL", pg.url(&db.name))
+        .args(["backup", "--keep", "1", "--output-dir"])
+        .arg(tmp.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let deleting = line.contains("retention: deleting");
+        seen.push(line);
+        if deleting {
+            signal(child.id(), libc::SIGTERM);
+            break;
+        }
+    }
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "{seen:?} {rest:?}");
+    let deleted_after = rest
+        .iter()
+        .filter(|l| l.contains("retention: deleting"))
+        .count();
+    assert!(
+        deleted_after < 50,
+        "{deleted_after} deletions after SIGTERM: the run did not stop"
+    );
+    let left = dumps(tmp.path()).len();
+    assert!(left > old as usize - 50, "only {left} backups left");
+}
+
+#[test]
+fn trust_plus_in_a_url_query_value_is_a_plus() {
+    let pg = pg16();
+    let db = pg.fresh_db("plus in url");
+    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 10) g");
+    let role = format!("plus_{}", db.name);
+    let password = "p+ss+word";
+    pg.psql(
+        "postgres",
+        &format!(
+            "CREATE ROLE {} LOGIN SUPERUSER PASSWORD '{password}'",
+            quote_ident(&role)
+        ),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!(
+        "postgresql://{role}@127.0.0.1:{}/{}?password={password}&application_name=a+b",
+        pg.port, db.name
+    );
+    let out = pgbak(pg)
+        .env("DATABASE_URL", &url)
+        .args(["backup", "--output-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    pg.psql("postgres", &format!("DROP ROLE {}", quote_ident(&role)));
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(dumps(tmp.path()).len(), 1);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(password));
+}
+
+#[test]
+fn trust_secret_file_forms_and_short_passwords_are_scrubbed() {
+    let pg = pg16();
+    let db = pg.fresh_db("secret files");
+    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 10) g");
+    let role = format!("short_{}", db.name);
+    let password = "Qz9";
+    pg.psql(
+        "postgres",
+        &format!(
+            "CREATE ROLE {} LOGIN SUPERUSER PASSWORD '{password}'",
+            quote_ident(&role)
+        ),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = tmp.path().join("database-url");
+    std::fs::write(
+        &secret,
+        format!(
+            "postgresql://{role}:{password}@127.0.0.1:{}/{}\n",
+            pg.port, db.name
+        ),
+    )
+    .unwrap();
+    let out_dir = tmp.path().join("backups");
+    let out = pgbak(pg)
+        .env("DATABASE_URL_FILE", &secret)
+        .args(["backup", "-v", "--output-dir"])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(dumps(&out_dir).len(), 1);
+    // A failing run quotes the URL's parts: the 3-character password never shows.
+    let bad = tmp.path().join("bad-url");
+    std::fs::write(
+        &bad,
+        format!("postgresql://{role}:{password}@127.0.0.1:1/{}\n", db.name),
+    )
+    .unwrap();
+    let out = pgbak(pg)
+        .env("DATABASE_URL_FILE", &bad)
+        .args(["backup", "-v", "--output-dir"])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    pg.psql("postgres", &format!("DROP ROLE {}", quote_ident(&role)));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let text = output_text(&out);
+    assert!(!text.contains(&format!(":{password}@")), "{text}");
+    let missing = pgbak(pg)
+        .env("DATABASE_URL_FILE", tmp.path().join("absent"))
+        .args(["backup", "--output-dir"])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2), "{}", output_text(&missing));
+}
+
+/// A verify run stopped (SIGSTOP) after creating its temporary database, from
+/// a binary named differently (so no `/proc` comm check could see it as
+/// pgbak): another verify's sweep must leave its database alone.
+#[test]
+fn trust_the_temp_db_sweep_never_drops_a_live_runs_database() {
+    // A cluster of its own: a stopped client stalls CREATE/DROP DATABASE
+    // cluster-wide while one of its connections is half-open.
+    let cluster = support::private_cluster(16);
+    let pg: &Pg = &cluster;
+    let db = pg.fresh_db("live sweep");
+    db.load_fixture(0.3);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = backup(pg, &db.name, tmp.path(), &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let dump = tmp.path().join(&dumps(tmp.path())[0]);
+    let renamed = tmp.path().join("pgbak-live");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_pgbak"), &renamed).unwrap();
+    let mut live = Command::new(&renamed);
+    for (k, v) in pgbak(pg).get_envs() {
+        match v {
+            Some(v) => live.env(k, v),
+            None => live.env_remove(k),
+        };
+    }
+    let mut child: Child = live
+        .env("DATABASE_URL", pg.url(&db.name))
+        .arg("verify")
+        .arg(&dump)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(tmp.path().join("live.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let pattern = format!("{}\\_verify\\_%", db.name);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let temp = loop {
+        let found = pg.psql(
+            "postgres",
+            &format!(
+                "SELECT datname FROM pg_database WHERE datname LIKE '{pattern}' \
+                 AND shobj_description(oid, 'pg_database') LIKE 'pgbak verify: pid %'"
+            ),
+        );
+        if !found.is_empty() {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the live verify never created its database"
+        );
+        std::thread::sleep(Duration::from_millis(10));
     };
-    let out = restore(&["--table", "public.users"]);
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-    assert_eq!(tables(&target), "public.users");
-    assert_eq!(target.psql("SELECT count(*) FROM public.users"), "2");
-    let out = restore(&["--table", "audit.users"]);
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-    assert_eq!(tables(&target), "audit.users", "its schema is created too");
-    assert_eq!(target.psql("SELECT count(*) FROM audit.users"), "3");
-    let out = restore(&["--schema", "audit"]);
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-    assert_eq!(tables(&target), "audit.users");
+    // Stopped while pg_restore runs: its own sessions are idle then.
+    let dump_text = dump.to_string_lossy().into_owned();
+    while processes_with(&["pg_restore", &dump_text, "--dbname"]).is_empty() {
+        assert!(Instant::now() < deadline, "the live restore never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    signal(child.id(), libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = pgbak(pg)
+        .env("DATABASE_URL", pg.url(&db.name))
+        .arg("verify")
+        .arg(&dump)
+        .output()
+        .unwrap();
+    let still = pg.psql(
+        "postgres",
+        &format!("SELECT count(*) FROM pg_database WHERE datname = '{temp}'"),
+    );
+    signal(child.id(), libc::SIGCONT);
+    let status = child.wait().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(
+        still, "1",
+        "the live run's {temp} was dropped by the other run's sweep"
+    );
+    assert!(
+        status.success(),
+        "the live verify failed: {status}: {}",
+        std::fs::read_to_string(tmp.path().join("live.log")).unwrap_or_default()
+    );
 }

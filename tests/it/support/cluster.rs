@@ -102,6 +102,86 @@ pub fn private_cluster(major: u32) -> OwnedCluster {
     }
 }
 
+/// A streaming hot standby of `primary` (PostgreSQL 16), made with
+/// `pg_basebackup -R -X stream` over the primary's unix socket; `extra_conf` is appended to
+/// its postgresql.conf (e.g. `max_standby_streaming_delay = 0`). Stopped and removed on Drop.
+pub fn standby_of(primary: &Pg, extra_conf: &str) -> OwnedCluster {
+    let root = scratch_dir(&format!("pg{}-standby", primary.major));
+    let data_dir = root.join("data");
+    let socket_dir = root.join("sock");
+    let reaper = spawn_reaper(CLUSTER_CLEANUP, &[data_dir.as_os_str(), root.as_os_str()]);
+    std::fs::create_dir(&socket_dir).expect("mkdir socket dir");
+    chown_to_postgres(&root);
+    let out = as_server_user(primary.bin.join("pg_basebackup"), &root)
+        .arg("-D")
+        .arg(&data_dir)
+        .args(["-R", "-X", "stream", "-c", "fast", "-U", "postgres", "-h"])
+        .arg(&primary.socket_dir)
+        .arg("-p")
+        .arg(primary.port.to_string())
+        .output()
+        .expect("running pg_basebackup");
+    assert!(
+        out.status.success(),
+        "pg_basebackup failed:\n{}",
+        super::output_text(&out)
+    );
+    let conf = format!(
+        "\n# pgbak test standby\nunix_socket_directories = '{}'\nhot_standby = on\n\
+         include_if_exists = 'pgbak_port.conf'\n{extra_conf}\n",
+        socket_dir.display()
+    );
+    append(&data_dir.join("postgresql.conf"), &conf);
+    let mut pg = Pg {
+        major: primary.major,
+        bin: primary.bin.clone(),
+        port: 0,
+        socket_dir,
+        data_dir,
+        root,
+    };
+    for _ in 0..5 {
+        pg.port = free_port();
+        let port_conf = pg.data_dir.join("pgbak_port.conf");
+        std::fs::write(&port_conf, format!("port = {}\n", pg.port)).expect("writing port conf");
+        chown_to_postgres(&port_conf);
+        match pg.try_start() {
+            Ok(()) => {
+                return OwnedCluster {
+                    pg,
+                    reaper: Mutex::new(Some(reaper)),
+                }
+            }
+            Err(log)
+                if log.contains("Address already in use") || log.contains("could not bind") => {}
+            Err(log) => panic!("starting the standby failed:\n{log}"),
+        }
+    }
+    panic!("starting the standby: no free port after 5 tries");
+}
+
+impl Pg {
+    /// Waits until this standby has replayed everything `primary` wrote so far.
+    pub fn catch_up_with(&self, primary: &Pg) {
+        let lsn = primary.psql("postgres", "SELECT pg_current_wal_lsn()");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let caught_up = self.psql(
+                "postgres",
+                &format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn"),
+            );
+            if caught_up == "t" {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the standby did not replay up to {lsn} within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 fn bin_dir(major: u32) -> PathBuf {
     let p = paths();
     match major {

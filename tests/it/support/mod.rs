@@ -12,6 +12,7 @@
 
 pub mod cluster;
 pub mod http;
+pub mod proxy;
 pub mod s3;
 
 use std::collections::{BTreeMap, HashSet};
@@ -22,7 +23,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-pub use cluster::{pg15, pg16, pg17, private_cluster, OwnedCluster, Pg, TestDb, PASSWORD};
+pub use cluster::{
+    pg15, pg16, pg17, private_cluster, standby_of, OwnedCluster, Pg, TestDb, PASSWORD,
+};
 pub use http::{HttpListener, Request};
 pub use s3::{private_s3, s3, MultipartUpload, OwnedS3, S3Object, S3Server};
 

@@ -1,0 +1,230 @@
+//! Backups of a streaming hot standby (made with `pg_basebackup -R -X stream`):
+//! unlogged tables, recovery conflicts, `--pause-replay` on every exit path.
+
+use std::path::Path;
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::backup::{dumps, files, read_meta, wait_until, TableLock};
+use crate::support::{output_text, pgbak, private_cluster, standby_of, Pg};
+
+fn backup_of(standby: &Pg, db: &str, dir: &Path, extra: &[&str]) -> Output {
+    start_backup_of(standby, db, dir, extra)
+        .wait_with_output()
+        .expect("running pgbak")
+}
+
+fn start_backup_of(standby: &Pg, db: &str, dir: &Path, extra: &[&str]) -> Child {
+    pgbak(standby)
+        .env("DATABASE_URL", standby.url(db))
+        .args(["backup", "--output-dir"])
+        .arg(dir)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running pgbak")
+}
+
+fn only_meta(dir: &Path) -> Value {
+    let names = dumps(dir);
+    assert_eq!(names.len(), 1, "{:?}", files(dir));
+    read_meta(&dir.join(names[0].replace(".dump", ".meta.json")))
+}
+
+fn pause_state(standby: &Pg) -> String {
+    standby.psql("postgres", "SELECT pg_get_wal_replay_pause_state()")
+}
+
+/// Holds ACCESS EXCLUSIVE on `table` on the primary and waits until the standby
+/// has replayed the lock: a pg_dump on the standby then waits for it.
+fn hold_replicated_lock(primary: &Pg, standby: &Pg, db: &str, table: &str) -> TableLock {
+    let lock = TableLock::hold(primary, db, table);
+    primary.psql("postgres", "SELECT pg_switch_wal()");
+    wait_until(Duration::from_secs(30), || {
+        standby.psql(
+            db,
+            &format!(
+                "SELECT count(*) FROM pg_locks WHERE relation = '{table}'::regclass \
+                 AND mode = 'AccessExclusiveLock' AND granted"
+            ),
+        ) == "1"
+    });
+    lock
+}
+
+fn wait_for_blocked_dump_on(standby: &Pg, db: &str) {
+    wait_until(Duration::from_secs(30), || {
+        standby.psql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' \
+                 AND application_name = 'pg_dump' AND wait_event_type = 'Lock'"
+            ),
+        ) == "1"
+    });
+}
+
+#[test]
+fn trust_standby_backup_skips_unlogged_rows_and_verify_expects_exactly_that() {
+    let primary = private_cluster(16);
+    let db = primary.fresh_db("standby unlogged");
+    db.psql(
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g; \
+         CREATE UNLOGGED TABLE scratch AS SELECT g FROM generate_series(1, 50) g",
+    );
+    let standby = standby_of(&primary, "");
+    standby.catch_up_with(&primary);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = backup_of(&standby, &db.name, tmp.path(), &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let meta = only_meta(tmp.path());
+    assert_eq!(meta["standby"], Value::Bool(true), "{meta:#}");
+    assert_eq!(
+        meta["unlogged_tables_skipped"],
+        serde_json::json!(["public.scratch"]),
+        "{meta:#}"
+    );
+    let rows = |name: &str| {
+        meta["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .map(|t| t["rows"].clone())
+    };
+    assert_eq!(rows("t"), Some(Value::from(1000)));
+    assert_eq!(rows("scratch"), Some(Value::from(0)), "what the dump holds");
+
+    // Verify (restoring into the primary: a standby takes no writes) expects
+    // exactly that: the table present, its rows not.
+    let dump = tmp.path().join(&dumps(tmp.path())[0]);
+    let out = pgbak(&standby)
+        .env("DATABASE_URL", standby.url(&db.name))
+        .arg("verify")
+        .arg(&dump)
+        .args([
+            "--expect-table",
+            "public.t",
+            "--expect-table",
+            "public.scratch",
+        ])
+        .arg("--target-url")
+        .arg(primary.url("postgres"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+}
+
+#[test]
+fn trust_standby_recovery_conflict_error_names_the_settings_and_pause_replay() {
+    let primary = private_cluster(16);
+    let db = primary.fresh_db("standby conflict");
+    // pg_dump locks tables in oid order: a_first, then z_last.
+    db.psql(
+        "CREATE TABLE a_first AS SELECT g FROM generate_series(1, 100) g; \
+         CREATE TABLE z_last AS SELECT g FROM generate_series(1, 100) g",
+    );
+    let standby = standby_of(
+        &primary,
+        "max_standby_streaming_delay = 0\nhot_standby_feedback = off",
+    );
+    standby.catch_up_with(&primary);
+    let held = hold_replicated_lock(&primary, &standby, &db.name, "z_last");
+    let tmp = tempfile::tempdir().unwrap();
+    let child = start_backup_of(
+        &standby,
+        &db.name,
+        tmp.path(),
+        &["--lock-wait-timeout", "60s"],
+    );
+    wait_for_blocked_dump_on(&standby, &db.name);
+    // Replaying this lock conflicts with pg_dump's lock on a_first: the
+    // standby cancels the dump at once (max_standby_streaming_delay = 0).
+    primary.psql(
+        &db.name,
+        "BEGIN; LOCK TABLE a_first IN ACCESS EXCLUSIVE MODE; COMMIT",
+    );
+    primary.psql("postgres", "SELECT pg_switch_wal()");
+    let clock = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    drop(held);
+    assert!(clock.elapsed() < Duration::from_secs(50));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    for hint in [
+        "hot_standby_feedback",
+        "max_standby_streaming_delay",
+        "--pause-replay",
+    ] {
+        assert!(last.contains(hint), "{hint} missing: {last}");
+    }
+    assert!(files(tmp.path()).is_empty(), "{:?}", files(tmp.path()));
+}
+
+#[test]
+fn trust_pause_replay_is_resumed_on_success_error_sigterm_and_after_a_sigkill() {
+    let primary = private_cluster(16);
+    let db = primary.fresh_db("pause replay");
+    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
+    let standby = standby_of(&primary, "");
+    standby.catch_up_with(&primary);
+    let tmp = tempfile::tempdir().unwrap();
+
+    // Success: paused for the dump, resumed after.
+    let out = backup_of(&standby, &db.name, tmp.path(), &["--pause-replay"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("paused WAL replay"));
+    assert_eq!(pause_state(&standby), "not paused");
+
+    // Error (a lock not granted in time): resumed.
+    let held = hold_replicated_lock(&primary, &standby, &db.name, "t");
+    let out = backup_of(
+        &standby,
+        &db.name,
+        tmp.path(),
+        &["--pause-replay", "--lock-wait-timeout", "2s"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert_eq!(pause_state(&standby), "not paused");
+
+    // SIGTERM mid-dump: resumed, exit 143.
+    let child = start_backup_of(
+        &standby,
+        &db.name,
+        tmp.path(),
+        &["--pause-replay", "--lock-wait-timeout", "60s"],
+    );
+    wait_until(Duration::from_secs(30), || {
+        pause_state(&standby) == "paused"
+    });
+    wait_for_blocked_dump_on(&standby, &db.name);
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", output_text(&out));
+    assert_eq!(pause_state(&standby), "not paused");
+
+    // SIGKILL mid-dump: replay stays paused until the next run resumes it.
+    let mut child = start_backup_of(
+        &standby,
+        &db.name,
+        tmp.path(),
+        &["--pause-replay", "--lock-wait-timeout", "60s"],
+    );
+    wait_until(Duration::from_secs(30), || {
+        pause_state(&standby) == "paused"
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(pause_state(&standby), "paused");
+    held.release();
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = backup_of(&standby, &db.name, tmp.path(), &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(pause_state(&standby), "not paused");
+}
