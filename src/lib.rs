@@ -14,7 +14,7 @@
 //! - [`retention`] decides, as a pure function, which backups to keep and which
 //!   rule keeps them, and applies that to any [`storage::BackupStore`];
 //! - [`anomaly`] compares a new backup with the previous one (pin on collapse);
-//! - [`lock`] keeps two cron runs from overlapping; [`alert`] and [`metrics`] report them;
+//! - [`lock`] keeps two cron runs from overlapping; [`alert`], [`heartbeat`] and [`metrics`] report them;
 //! - [`ui`] prints timestamped lines (or a progress bar on a terminal), scrubbed of secrets.
 
 pub mod alert;
@@ -24,6 +24,7 @@ pub mod cli;
 pub mod commands;
 pub mod encryption;
 pub mod error;
+pub mod heartbeat;
 pub mod lock;
 pub mod meta;
 pub mod metrics;
@@ -49,6 +50,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Verify(args) => commands::verify::run(&cli.global, args).await,
         cli::Command::Cron(args) => commands::cron::run(&cli.global, args).await,
         cli::Command::List(args) => commands::list::run(&cli.global, args).await,
+        cli::Command::Check(args) => commands::check::run(&cli.global, args).await,
         cli::Command::Keygen(args) => commands::keygen::run(args),
         cli::Command::Prune(args) => commands::prune::run(&cli.global, args).await,
         cli::Command::Unpin(args) => commands::unpin::run(&cli.global, args).await,

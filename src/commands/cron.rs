@@ -319,6 +319,7 @@ async fn verify_step(
     opts.identity_file = args.decrypt.identity_file.clone();
     opts.scratch_dir = args.decrypt.scratch_dir.clone();
     let report = verify::verify_backup(&opts, &made.dump, signals).await?;
+    publish_verification(args, made).await;
     if report.passed {
         return Ok(());
     }
@@ -333,6 +334,28 @@ async fn verify_step(
         made.dump.display(),
         failed.join("; ")
     )
+}
+
+/// Copies the meta.json that verify just updated to the bucket, so `pgbak check
+/// --s3` sees the result from anywhere (the local copy may be a pod's scratch
+/// space). A failure is a warning: the result is still in the local meta.json.
+async fn publish_verification(args: &CronArgs, made: &Made) {
+    if made.meta.s3.is_none() {
+        return;
+    }
+    let result = async {
+        let store = s3::connect(S3Settings::from_args(&args.s3, None)?).await?;
+        let key = store.key_for(&made.name.meta_file());
+        backup::upload_meta(&store, &key, &made.meta_path).await
+    }
+    .await;
+    if let Err(err) = result {
+        ui::warn(&format!(
+            "the verify result is in {} but could not be copied to S3: {}",
+            made.meta_path.display(),
+            error::one_line(&err)
+        ));
+    }
 }
 
 /// An upload failure comes out of the backup step (the upload streams while

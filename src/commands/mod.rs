@@ -1,6 +1,7 @@
 //! One module per subcommand; each reads top to bottom as the steps it runs.
 
 pub mod backup;
+pub mod check;
 pub mod cluster;
 pub mod completions;
 pub mod cron;

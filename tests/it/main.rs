@@ -4,11 +4,13 @@
 mod support;
 
 mod backup;
+mod check;
 mod cron;
 mod drill;
 mod encryption;
 mod faults;
 mod harness;
+mod kubernetes;
 mod list;
 mod names;
 mod restore;

@@ -1,0 +1,368 @@
+//! `pgbak check`: is every database's newest backup, and its newest *verified*
+//! backup, fresh enough? It reads a backup directory and/or an S3 prefix, never
+//! a database, so it runs on any machine that can read them (a monitoring host,
+//! a Kubernetes CronJob) and answers for a whole fleet.
+//!
+//! Steps: list the directory and (with `--s3`) the prefix, one paginated
+//! listing; keep the selected groups (database, mode, label); read the
+//! meta.json files each group needs, newest first and only as far back as the
+//! verdict needs, many groups at once with a bound ([`read_groups`]); judge
+//! each group with the pure [`assess`]; print a table or JSON; write the
+//! Prometheus textfile; exit 1 if any group failed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, SecondsFormat, Utc};
+use tokio::sync::Semaphore;
+
+use crate::cli::{CheckArgs, GlobalArgs};
+use crate::heartbeat::{Heartbeat, Ping};
+use crate::meta::Meta;
+use crate::storage::local::LocalStore;
+use crate::storage::s3::{self, S3Settings};
+use crate::storage::{safe_database_name, BackupName, Group};
+use crate::ui;
+
+mod output;
+pub mod verdict;
+
+use output::{table, write_prometheus};
+pub use verdict::{assess, needs_meta, GroupReport, Limits, Seen, TREND};
+
+/// The `--json` document.
+#[derive(serde::Serialize)]
+struct JsonReport<'a> {
+    ok: bool,
+    checked_at: String,
+    max_age_seconds: Option<u64>,
+    max_verified_age_seconds: Option<u64>,
+    groups: &'a [GroupReport],
+}
+
+/// One backup found by the listings, before its meta.json is read.
+#[derive(Debug, Clone)]
+struct Listed {
+    name: BackupName,
+    complete: bool,
+    /// The dump's size in the listing (local file or S3 object).
+    size: u64,
+    local_meta: Option<PathBuf>,
+    s3_meta: Option<String>,
+}
+
+pub async fn run(_global: &GlobalArgs, args: CheckArgs) -> Result<ExitCode> {
+    let heartbeat = args
+        .heartbeat_url
+        .as_deref()
+        .map(|url| Heartbeat::new(url, args.heartbeat_kind))
+        .transpose()
+        .map_err(|e| crate::error::usage(crate::error::one_line(&e)))?;
+    if let Some(h) = &heartbeat {
+        h.send(Ping::Start, "").await;
+    }
+    let outcome = check(&args).await;
+    if let Some(h) = &heartbeat {
+        match &outcome {
+            Ok(o) if o.ok => h.send(Ping::Success, &o.summary.join("\n")).await,
+            Ok(o) => h.send(Ping::Fail, &o.summary.join("\n")).await,
+            Err(err) => {
+                let line = format!("check failed: {}", crate::error::one_line(err));
+                h.send(Ping::Fail, &line).await;
+            }
+        }
+    }
+    Ok(if outcome?.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(crate::error::FAILED)
+    })
+}
+
+/// What a check found: its verdict and the lines that say why (for the heartbeat).
+struct Outcome {
+    ok: bool,
+    summary: Vec<String>,
+}
+
+async fn check(args: &CheckArgs) -> Result<Outcome> {
+    let limits = Limits {
+        max_age: Some(args.max_age).filter(|d| !d.is_zero()),
+        max_verified_age: Some(args.max_verified_age).filter(|d| !d.is_zero()),
+    };
+    let wanted: Vec<String> = args
+        .databases
+        .iter()
+        .map(|d| safe_database_name(d))
+        .collect();
+    let (groups, store) = list_groups(args, &wanted).await?;
+
+    // 3. The meta.json files each group needs, then the verdicts.
+    let started = std::time::Instant::now();
+    let window_start = limits
+        .max_verified_age
+        .and_then(|d| chrono::TimeDelta::from_std(d).ok())
+        .map(|d| Utc::now() - d);
+    let read = read_groups(
+        groups,
+        store,
+        usize::from(args.read_concurrency),
+        window_start,
+    )
+    .await?;
+    ui::debug(&format!(
+        "read {} meta.json file(s) in {:.2}s",
+        read.iter().map(|r| r.reads).sum::<usize>(),
+        started.elapsed().as_secs_f64()
+    ));
+    let now = Utc::now();
+    let reports: Vec<GroupReport> = read
+        .iter()
+        .map(|r| assess(&r.group, &r.seen, r.backups, r.incomplete, limits, now))
+        .collect();
+
+    // 4. Report.
+    let ok = !reports.is_empty() && reports.iter().all(|r| r.ok);
+    if let Some(path) = &args.prometheus {
+        write_prometheus(path, &reports, now)?;
+    }
+    if args.json {
+        let report = JsonReport {
+            ok,
+            checked_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+            max_age_seconds: limits.max_age.map(|d| d.as_secs()),
+            max_verified_age_seconds: limits.max_verified_age.map(|d| d.as_secs()),
+            groups: &reports,
+        };
+        ui::stdout_line(&serde_json::to_string_pretty(&report)?);
+    } else if !reports.is_empty() {
+        for line in table(&reports) {
+            ui::stdout_line(&line);
+        }
+    }
+    let where_ = if args.s3 {
+        format!("{} or under the S3 prefix", args.backup_dir.display())
+    } else {
+        args.backup_dir.display().to_string()
+    };
+    if reports.is_empty() {
+        let line = format!(
+            "check failed: no {} backups found in {where_}",
+            args.mode.as_str()
+        );
+        ui::error(&line);
+        return Ok(Outcome {
+            ok: false,
+            summary: vec![line],
+        });
+    }
+    let failed: Vec<&GroupReport> = reports.iter().filter(|r| !r.ok).collect();
+    let mut summary: Vec<String> = failed
+        .iter()
+        .map(|r| format!("{}: {}", group_title(r), r.problems.join("; ")))
+        .collect();
+    for line in &summary {
+        ui::error(line);
+    }
+    let last = if failed.is_empty() {
+        let line = format!(
+            "check passed: {} group(s) within limits ({where_})",
+            reports.len()
+        );
+        ui::info(&line);
+        line
+    } else {
+        let line = format!(
+            "check failed: {} of {} group(s) not within limits",
+            failed.len(),
+            reports.len()
+        );
+        ui::error(&line);
+        line
+    };
+    summary.push(last);
+    summary.extend(table(&reports));
+    Ok(Outcome {
+        ok: failed.is_empty(),
+        summary,
+    })
+}
+
+/// Steps 1-2: the directory and (with `--s3`) the prefix listed once each,
+/// merged by file stem (a backup may be in both places), the selected groups
+/// with their backups newest first, plus an empty group for each `--database`
+/// that has none. Returns the connected store for the meta.json reads.
+async fn list_groups(
+    args: &CheckArgs,
+    wanted: &[String],
+) -> Result<(BTreeMap<Group, Vec<Listed>>, Option<s3::Store>)> {
+    let selected = |name: &BackupName| {
+        name.mode == args.mode
+            && name.label == args.label
+            && (wanted.is_empty() || wanted.contains(&name.database))
+    };
+
+    // 1. The listings, merged by file stem (a backup may be in both places).
+    let mut listed: BTreeMap<String, Listed> = BTreeMap::new();
+    for b in LocalStore::new(&args.backup_dir).list()? {
+        if !selected(&b.name) {
+            continue;
+        }
+        listed.insert(
+            b.name.stem(),
+            Listed {
+                complete: b.is_complete(),
+                size: b.size,
+                local_meta: b.has_meta.then(|| b.meta.clone()),
+                s3_meta: None,
+                name: b.name,
+            },
+        );
+    }
+    let mut store = None;
+    if args.s3 {
+        let s = s3::connect(S3Settings::from_args(&args.s3_args, None)?).await?;
+        let started = std::time::Instant::now();
+        let remote = s.list().await?;
+        ui::debug(&format!(
+            "listed {} backup(s) under {} in {:.2}s",
+            remote.len(),
+            s.uri(&s.settings.prefix),
+            started.elapsed().as_secs_f64()
+        ));
+        for b in remote {
+            if !selected(&b.name) {
+                continue;
+            }
+            let entry = listed.entry(b.name.stem()).or_insert_with(|| Listed {
+                name: b.name.clone(),
+                complete: false,
+                size: b.size,
+                local_meta: None,
+                s3_meta: None,
+            });
+            entry.complete |= b.is_complete();
+            if b.has_dump && entry.size == 0 {
+                entry.size = b.size;
+            }
+            if b.has_meta {
+                entry.s3_meta = Some(b.meta_key.clone());
+            }
+        }
+        store = Some(s);
+    }
+
+    // 2. Groups, newest backup first.
+    let mut groups: BTreeMap<Group, Vec<Listed>> = BTreeMap::new();
+    for l in listed.into_values() {
+        groups.entry(l.name.group()).or_default().push(l);
+    }
+    for backups in groups.values_mut() {
+        backups.sort_by_key(|b| std::cmp::Reverse(b.name.timestamp));
+    }
+    for database in wanted {
+        let group = Group {
+            database: database.clone(),
+            mode: args.mode.as_str(),
+            label: args.label.clone(),
+        };
+        groups.entry(group).or_default();
+    }
+
+    Ok((groups, store))
+}
+
+/// `enterprise_agents (full)`, `enterprise_agents (full, pre-migration)`.
+fn group_title(r: &GroupReport) -> String {
+    match &r.label {
+        Some(label) => format!("{} ({}, {label})", r.database, r.mode),
+        None => format!("{} ({})", r.database, r.mode),
+    }
+}
+
+/// What was read of one group.
+struct ReadGroup {
+    group: Group,
+    seen: Vec<Seen>,
+    backups: usize,
+    incomplete: usize,
+    reads: usize,
+}
+
+/// Reads, for every group at once (at most `concurrency` reads in flight), the
+/// meta.json files [`needs_meta`] asks for, newest first: a group verified
+/// nightly costs [`verdict::ROWS_READ`] reads however long its history.
+async fn read_groups(
+    groups: BTreeMap<Group, Vec<Listed>>,
+    store: Option<s3::Store>,
+    concurrency: usize,
+    window_start: Option<DateTime<Utc>>,
+) -> Result<Vec<ReadGroup>> {
+    let store = Arc::new(store);
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, (group, backups)) in groups.into_iter().enumerate() {
+        let store = store.clone();
+        let permits = permits.clone();
+        tasks.spawn(async move {
+            let mut read = ReadGroup {
+                group,
+                seen: Vec::new(),
+                backups: 0,
+                incomplete: backups.iter().filter(|b| !b.complete).count(),
+                reads: 0,
+            };
+            let mut reading = true;
+            for b in backups.iter().filter(|b| b.complete) {
+                reading = reading && needs_meta(&read.seen, b.name.time(), window_start);
+                if !reading {
+                    read.backups += 1;
+                    read.seen.push(Seen::from_listing(&b.name, b.size));
+                    continue;
+                }
+                let _permit = permits.acquire().await.context("reading meta.json")?;
+                read.reads += 1;
+                match read_meta(b, store.as_ref().as_ref()).await {
+                    Ok(Some(meta)) => {
+                        read.backups += 1;
+                        read.seen.push(Seen::from_meta(&b.name, &meta));
+                    }
+                    Ok(None) => read.incomplete += 1,
+                    Err(err) => {
+                        ui::warn(&crate::error::one_line(&err));
+                        read.incomplete += 1;
+                    }
+                }
+            }
+            anyhow::Ok((index, read))
+        });
+    }
+    let mut out: Vec<Option<ReadGroup>> = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (index, read) = joined.context("reading meta.json files")??;
+        if out.len() <= index {
+            out.resize_with(index + 1, || None);
+        }
+        out[index] = Some(read);
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// The local meta.json when there is one (it also holds local verify results),
+/// else the one in the bucket.
+async fn read_meta(b: &Listed, store: Option<&s3::Store>) -> Result<Option<Meta>> {
+    if let Some(path) = &b.local_meta {
+        match Meta::read(path) {
+            Ok(meta) => return Ok(Some(meta)),
+            Err(err) if b.s3_meta.is_none() => return Err(err),
+            Err(err) => ui::warn(&crate::error::one_line(&err)),
+        }
+    }
+    match (&b.s3_meta, store) {
+        (Some(key), Some(store)) => store.read_meta(key).await,
+        _ => Ok(None),
+    }
+}

@@ -1,0 +1,440 @@
+//! The verdict on one group of backups: a pure function of what was read and
+//! the limits, table-tested, so `pgbak check` stays orchestration.
+
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+use crate::meta::Meta;
+use crate::storage::{BackupName, Group};
+
+/// How many of a group's newest backups the trend shows (sizes come from the listing).
+pub const TREND: usize = 5;
+/// How many of a group's newest meta.json files are always read (row counts,
+/// and the change from the previous run).
+pub const ROWS_READ: usize = 2;
+
+/// One complete backup, as the judgement needs it: from the listing (name,
+/// size) and, when it was read, its meta.json.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seen {
+    /// The file stem.
+    pub name: String,
+    /// meta.json's `database`; None when the meta.json was not read.
+    pub database: Option<String>,
+    pub at: DateTime<Utc>,
+    pub size_bytes: u64,
+    /// Sum of the tables' row counts; None for schema-only backups or when not read.
+    pub rows: Option<u64>,
+    /// The last `pgbak verify` of this backup: when, and whether it passed.
+    pub verified: Option<(Option<DateTime<Utc>>, bool)>,
+}
+
+impl Seen {
+    /// A backup whose meta.json was not read: what the listing says.
+    pub fn from_listing(name: &BackupName, size_bytes: u64) -> Seen {
+        Seen {
+            name: name.stem(),
+            database: None,
+            at: name.time(),
+            size_bytes,
+            rows: None,
+            verified: None,
+        }
+    }
+
+    pub fn from_meta(name: &BackupName, meta: &Meta) -> Seen {
+        let rows = meta
+            .tables
+            .iter()
+            .map(|t| t.rows)
+            .try_fold(0u64, |sum, rows| rows.map(|r| sum.saturating_add(r)));
+        Seen {
+            name: name.stem(),
+            database: Some(meta.database.clone()),
+            at: name.time(),
+            size_bytes: meta.size_bytes,
+            rows: if meta.tables.is_empty() { None } else { rows },
+            verified: meta.verification.as_ref().map(|v| {
+                let at = DateTime::parse_from_rfc3339(&v.verified_at)
+                    .ok()
+                    .map(|t| t.with_timezone(&Utc));
+                (at, v.passed)
+            }),
+        }
+    }
+}
+
+/// Whether the meta.json of the next (older) backup at `at` is needed, given
+/// those read so far (newest first): always for the newest [`ROWS_READ`];
+/// then, within the `--max-verified-age` window, until a passed verification
+/// is found (the last verify result is found on the way). Older backups could
+/// not satisfy the limit anyway, so a group nobody verifies costs the backups
+/// of one window, not its whole history.
+pub fn needs_meta(read: &[Seen], at: DateTime<Utc>, window_start: Option<DateTime<Utc>>) -> bool {
+    if read.len() < ROWS_READ {
+        return true;
+    }
+    let passed_found = read.iter().any(|s| s.verified.is_some_and(|(_, ok)| ok));
+    window_start.is_some_and(|start| at >= start) && !passed_found
+}
+
+/// The limits a group is judged by; None turns a check off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub max_age: Option<Duration>,
+    pub max_verified_age: Option<Duration>,
+}
+
+/// A group's newest backup, one of its trend, or its newest verified backup.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BackupRef {
+    pub name: String,
+    pub created_at: String,
+    pub age_seconds: i64,
+    pub size_bytes: u64,
+    pub rows: Option<u64>,
+}
+
+/// The last verify result of a group: of its newest backup that was verified.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LastVerify {
+    pub name: String,
+    pub verified_at: Option<String>,
+    pub passed: bool,
+}
+
+/// The verdict on one group (also the `--json` shape).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupReport {
+    pub database: String,
+    pub mode: String,
+    pub label: Option<String>,
+    /// `ok`, or the worst problem: `missing`, `failed`, `stale`, `unverified`.
+    pub status: &'static str,
+    pub ok: bool,
+    /// One sentence per problem, worst first.
+    pub problems: Vec<String>,
+    /// Complete backups (dump and meta.json) in the group.
+    pub backups: usize,
+    /// Dumps without meta.json (or the reverse), unreadable meta.json files.
+    pub incomplete: usize,
+    pub newest: Option<BackupRef>,
+    pub newest_verified: Option<BackupRef>,
+    pub last_verify: Option<LastVerify>,
+    /// The newest backups, newest first (size and rows of the last runs).
+    pub trend: Vec<BackupRef>,
+}
+
+/// Judges one group. `seen` holds its complete backups newest first, those
+/// whose meta.json [`needs_meta`] asked for with its contents; `incomplete`
+/// counts the rest.
+pub fn assess(
+    group: &Group,
+    seen: &[Seen],
+    backups: usize,
+    incomplete: usize,
+    limits: Limits,
+    now: DateTime<Utc>,
+) -> GroupReport {
+    let reference = |s: &Seen| BackupRef {
+        name: s.name.clone(),
+        created_at: s.at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        age_seconds: (now - s.at).num_seconds(),
+        size_bytes: s.size_bytes,
+        rows: s.rows,
+    };
+    let newest = seen.first();
+    let newest_verified = seen.iter().find(|s| s.verified.is_some_and(|(_, ok)| ok));
+    let last_verify = seen.iter().find_map(|s| {
+        s.verified.map(|(at, passed)| LastVerify {
+            name: s.name.clone(),
+            verified_at: at.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            passed,
+        })
+    });
+    let too_old =
+        |at: DateTime<Utc>, limit: Duration| (now - at).to_std().is_ok_and(|age| age > limit);
+    let mut problems: Vec<(&'static str, String)> = Vec::new();
+    match newest {
+        None => problems.push((
+            "missing",
+            if incomplete > 0 {
+                format!("no complete backup ({incomplete} incomplete)")
+            } else {
+                "no backup found".to_owned()
+            },
+        )),
+        Some(n) => {
+            if let Some(lv) = last_verify.as_ref().filter(|lv| !lv.passed) {
+                problems.push((
+                    "failed",
+                    format!(
+                        "the last verify failed ({}{})",
+                        lv.name,
+                        lv.verified_at
+                            .as_ref()
+                            .map_or(String::new(), |t| format!(", verified at {t}"))
+                    ),
+                ));
+            }
+            if let Some(limit) = limits.max_age.filter(|l| too_old(n.at, *l)) {
+                problems.push((
+                    "stale",
+                    format!(
+                        "newest backup is {} old (limit {})",
+                        age(now - n.at),
+                        human(limit)
+                    ),
+                ));
+            }
+            if let Some(limit) = limits.max_verified_age {
+                match newest_verified {
+                    None => problems.push((
+                        "unverified",
+                        format!("no backup passed verification in the last {}", human(limit)),
+                    )),
+                    Some(v) if too_old(v.at, limit) => problems.push((
+                        "unverified",
+                        format!(
+                            "newest verified backup is {} old (limit {})",
+                            age(now - v.at),
+                            human(limit)
+                        ),
+                    )),
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    GroupReport {
+        database: newest
+            .and_then(|n| n.database.clone())
+            .unwrap_or_else(|| group.database.clone()),
+        mode: group.mode.to_owned(),
+        label: group.label.clone(),
+        status: problems.first().map_or("ok", |(status, _)| status),
+        ok: problems.is_empty(),
+        problems: problems.into_iter().map(|(_, text)| text).collect(),
+        backups,
+        incomplete,
+        newest: newest.map(reference),
+        newest_verified: newest_verified.map(reference),
+        last_verify,
+        trend: seen.iter().take(TREND).map(reference).collect(),
+    }
+}
+
+/// `45s`, `12m`, `30h`, `9d`: the ages in problem lines.
+fn age(d: chrono::TimeDelta) -> String {
+    crate::commands::list::age(d.num_seconds())
+}
+
+/// A limit as an operator writes it: `26h`, `8d`, `90m`, `45s`.
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        _ if s >= 86_400 && s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        _ if s >= 3600 && s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        _ if s >= 60 && s.is_multiple_of(60) => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    pub(crate) fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
+    }
+
+    pub(crate) fn group() -> Group {
+        Group {
+            database: "app".into(),
+            mode: "full",
+            label: None,
+        }
+    }
+
+    /// A backup `hours` old, verified (passed or not) when given.
+    pub(crate) fn seen(hours: i64, verified: Option<bool>) -> Seen {
+        let at = now() - chrono::TimeDelta::hours(hours);
+        Seen {
+            name: format!("app_full_{}", at.format("%Y%m%dT%H%M%S")),
+            database: Some("app".into()),
+            at,
+            size_bytes: 1000,
+            rows: Some(50),
+            verified: verified.map(|ok| (Some(at + chrono::TimeDelta::minutes(5)), ok)),
+        }
+    }
+
+    pub(crate) fn limits() -> Limits {
+        Limits {
+            max_age: Some(Duration::from_secs(26 * 3600)),
+            max_verified_age: Some(Duration::from_secs(8 * 86_400)),
+        }
+    }
+
+    #[test]
+    fn groups_are_judged_by_age_and_verification() {
+        // (backups newest first, limits, status, problems)
+        let off = Limits {
+            max_age: None,
+            max_verified_age: None,
+        };
+        let cases: Vec<(&str, Vec<Seen>, Limits, &str, usize)> = vec![
+            (
+                "fresh and verified",
+                vec![seen(5, Some(true))],
+                limits(),
+                "ok",
+                0,
+            ),
+            (
+                "fresh, verified two days ago",
+                vec![seen(5, None), seen(53, Some(true))],
+                limits(),
+                "ok",
+                0,
+            ),
+            ("stale", vec![seen(30, Some(true))], limits(), "stale", 1),
+            (
+                "never verified",
+                vec![seen(5, None)],
+                limits(),
+                "unverified",
+                1,
+            ),
+            (
+                "verified too long ago",
+                vec![seen(5, None), seen(24 * 9, Some(true))],
+                limits(),
+                "unverified",
+                1,
+            ),
+            (
+                "last verify failed, an older one passed",
+                vec![seen(5, Some(false)), seen(29, Some(true))],
+                limits(),
+                "failed",
+                1,
+            ),
+            (
+                "newest unverified, the one before failed",
+                vec![seen(5, None), seen(29, Some(false))],
+                limits(),
+                "failed",
+                2,
+            ),
+            (
+                "failed and stale and unverified",
+                vec![seen(30, Some(false))],
+                limits(),
+                "failed",
+                3,
+            ),
+            ("nothing", vec![], limits(), "missing", 1),
+            ("limits off", vec![seen(24 * 40, None)], off, "ok", 0),
+        ];
+        for (what, backups, limits, status, problems) in cases {
+            let r = assess(&group(), &backups, backups.len(), 0, limits, now());
+            assert_eq!(r.status, status, "{what}: {r:#?}");
+            assert_eq!(r.ok, status == "ok", "{what}");
+            assert_eq!(r.problems.len(), problems, "{what}: {:?}", r.problems);
+        }
+    }
+
+    #[test]
+    fn meta_json_is_read_only_as_far_back_as_needed() {
+        let window = Some(now() - chrono::TimeDelta::days(8));
+        let at = |hours: i64| now() - chrono::TimeDelta::hours(hours);
+        let cases = [
+            ("the newest", vec![], at(2), window, true),
+            (
+                "the one before",
+                vec![seen(2, Some(true))],
+                at(26),
+                window,
+                true,
+            ),
+            (
+                "verified nightly: two suffice",
+                vec![seen(2, Some(true)), seen(26, Some(true))],
+                at(50),
+                window,
+                false,
+            ),
+            (
+                "last verify failed: on to a passed one",
+                vec![seen(2, Some(false)), seen(26, None)],
+                at(50),
+                window,
+                true,
+            ),
+            (
+                "never verified: up to the window's edge",
+                vec![seen(2, None), seen(26, None)],
+                at(24 * 7),
+                window,
+                true,
+            ),
+            (
+                "never verified: not beyond it",
+                vec![seen(2, None), seen(26, None)],
+                at(24 * 9),
+                window,
+                false,
+            ),
+            (
+                "verified age not checked",
+                vec![seen(2, None), seen(26, None)],
+                at(50),
+                None,
+                false,
+            ),
+        ];
+        for (what, read, at, window, want) in cases {
+            assert_eq!(needs_meta(&read, at, window), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn limits_read_as_written() {
+        for (secs, text) in [
+            (26 * 3600, "26h"),
+            (8 * 86_400, "8d"),
+            (5400, "90m"),
+            (45, "45s"),
+            (0, "0s"),
+        ] {
+            assert_eq!(human(Duration::from_secs(secs)), text);
+        }
+    }
+
+    #[test]
+    fn the_report_names_the_backups_and_the_trend() {
+        let mut backups: Vec<Seen> = (0..7).map(|d| seen(5 + 24 * d, None)).collect();
+        backups[2].verified = Some((None, true));
+        backups[0].rows = Some(20);
+        let r = assess(&group(), &backups, 7, 1, limits(), now());
+        assert!(r.ok, "{r:#?}");
+        assert_eq!(r.newest.as_ref().unwrap().age_seconds, 5 * 3600);
+        assert_eq!(r.newest_verified.as_ref().unwrap().name, backups[2].name);
+        assert!(r.last_verify.as_ref().unwrap().passed);
+        assert_eq!(r.trend.len(), TREND);
+        assert_eq!(r.trend[0].rows, Some(20));
+        assert_eq!((r.backups, r.incomplete), (7, 1));
+        let stale = assess(&group(), &[seen(30, Some(true))], 1, 0, limits(), now());
+        assert_eq!(
+            stale.problems,
+            ["newest backup is 30h old (limit 26h)"],
+            "{stale:#?}"
+        );
+        let missing = assess(&group(), &[], 0, 2, limits(), now());
+        assert_eq!(missing.problems, ["no complete backup (2 incomplete)"]);
+    }
+}
