@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::cli::{Mode, S3Args};
+use crate::cli::S3Args;
 use crate::error::usage;
 use crate::meta::Meta;
 use crate::pg::client::ServerVersion;
 use crate::pg::tools::{self, PgTools};
-use crate::storage::local::LocalStore;
+use crate::storage::local::{LocalBackup, LocalStore};
+use crate::storage::select::{Choice, Picked, Selector};
+use crate::ui;
 
 /// What the operator asked for.
 #[derive(Debug, Clone)]
@@ -22,8 +24,9 @@ pub struct Wanted<'a> {
     pub backup_dir: &'a Path,
     pub from_s3: bool,
     pub s3: &'a S3Args,
-    /// Without a named file: only backups of this mode (restore wants full ones).
-    pub mode: Option<Mode>,
+    /// Without a named file: which backup is "the newest" (the target
+    /// database's, in the mode asked, not one that failed verification).
+    pub select: &'a Selector,
 }
 
 /// A backup file ready to read. Holds the temp dir of an S3 download alive.
@@ -63,7 +66,8 @@ pub async fn locate(wanted: &Wanted<'_>) -> Result<Located> {
             .prefix("pgbak-fetch-")
             .tempdir()
             .context("creating a temporary directory for the download")?;
-        let fetched = crate::storage::s3::fetch_backup(wanted.s3, s3_uri, temp.path()).await?;
+        let fetched =
+            crate::storage::s3::fetch_backup(wanted.s3, s3_uri, wanted.select, temp.path()).await?;
         return Ok(Located {
             dump: fetched.dump,
             meta_path: fetched.meta,
@@ -79,20 +83,48 @@ pub async fn locate(wanted: &Wanted<'_>) -> Result<Located> {
             Err(e) => return Err(usage(format!("cannot read the backup {file}: {e}"))),
         }
     }
-    let store = LocalStore::new(wanted.backup_dir);
-    let newest = store.newest_complete(wanted.mode)?.ok_or_else(|| {
-        usage(format!(
-            "no complete {}backup (.dump with its .meta.json) in {}; name a file or pass --backup-dir",
-            wanted.mode.map(|m| format!("{} ", m.as_str())).unwrap_or_default(),
-            wanted.backup_dir.display()
-        ))
-    })?;
-    Ok(Located {
-        dump: newest.dump,
-        meta_path: Some(newest.meta),
-        temporary: false,
-        _temp: None,
-    })
+    let dump = newest_local(wanted.backup_dir, wanted.select)?;
+    Ok(Located::local(&dump))
+}
+
+/// The newest backup in `dir` that `select` accepts; skipped ones are named.
+fn newest_local(dir: &Path, select: &Selector) -> Result<PathBuf> {
+    let backups: Vec<(LocalBackup, Option<Meta>)> = LocalStore::new(dir)
+        .list()?
+        .into_iter()
+        .map(|b| {
+            let meta = (b.is_complete() && select.may_pick(&b.name))
+                .then(|| Meta::read(&b.meta).ok())
+                .flatten();
+            (b, meta)
+        })
+        .collect();
+    let choices: Vec<Choice> = backups
+        .iter()
+        .map(|(b, meta)| Choice {
+            name: &b.name,
+            complete: b.is_complete(),
+            meta: meta.as_ref(),
+        })
+        .collect();
+    let picked = select.pick(&choices);
+    let Some(index) = picked.index else {
+        return Err(usage(format!(
+            "{}; name a file or pass --backup-dir",
+            select.nothing_message(&picked, &dir.display().to_string())
+        )));
+    };
+    report_skipped(&picked);
+    Ok(backups[index].0.dump.clone())
+}
+
+/// Warns about newer backups passed over because their verification failed.
+pub fn report_skipped(picked: &Picked) {
+    for stem in &picked.skipped_failed {
+        ui::warn(&format!(
+            "skipping {stem}: its last verification FAILED (pass --include-failed to use it)"
+        ));
+    }
 }
 
 /// meta.json as far as it could be read.

@@ -296,9 +296,16 @@ pub struct BackupArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The .dump to verify, or s3://bucket/key.dump (reading STANDARD_IA objects costs retrieval fees).
-    /// Default: the newest complete backup in --backup-dir.
+    /// Default: the newest complete --mode backup of the database in DATABASE_URL / PGDATABASE in
+    /// --backup-dir, skipping (and naming) backups whose last verification failed.
     #[arg(value_name = "BACKUP_FILE")]
     pub backup: Option<String>,
+    /// Without BACKUP_FILE: verify the newest backup of this mode.
+    #[arg(long, value_enum, default_value_t = Mode::Full)]
+    pub mode: Mode,
+    /// Without BACKUP_FILE: also pick a backup whose last verification failed.
+    #[arg(long)]
+    pub include_failed: bool,
     /// Directory to pick the newest backup from.
     #[arg(
         long,
@@ -307,7 +314,7 @@ pub struct VerifyArgs {
         value_name = "DIR"
     )]
     pub backup_dir: PathBuf,
-    /// Verify the newest complete full backup under the S3 prefix.
+    /// Verify the newest complete backup of the database under the S3 prefix.
     #[arg(long, conflicts_with = "backup")]
     pub from_s3: bool,
     /// Leave the temporary database (or cluster) in place and print how to remove it.
@@ -353,9 +360,16 @@ migrations. Compare the revision pgbak prints and run `alembic upgrade head` ins
 unless you know the schema is current.")]
 pub struct RestoreArgs {
     /// The .dump to restore, or s3://bucket/key.dump (reading STANDARD_IA objects costs retrieval fees).
-    /// Default: the newest complete full backup in --backup-dir.
+    /// Default: the newest complete full backup of the target database in --backup-dir, skipping
+    /// (and naming) backups whose last verification failed.
     #[arg(value_name = "BACKUP_FILE")]
     pub backup: Option<String>,
+    /// Without BACKUP_FILE: also pick a backup whose last verification failed.
+    #[arg(long)]
+    pub include_failed: bool,
+    /// Restore a backup of another database (meta.json's `database` differs from the target's).
+    #[arg(long)]
+    pub allow_other_database: bool,
     /// Directory to pick the newest full backup from.
     #[arg(
         long,
@@ -364,7 +378,7 @@ pub struct RestoreArgs {
         value_name = "DIR"
     )]
     pub backup_dir: PathBuf,
-    /// Restore the newest complete full backup under the S3 prefix.
+    /// Restore the newest complete full backup of the target database under the S3 prefix.
     #[arg(long, conflicts_with = "backup")]
     pub from_s3: bool,
     /// Terminate sessions, drop and recreate the target database first, with the owner,
@@ -386,10 +400,11 @@ pub struct RestoreArgs {
     /// Parallel pg_restore jobs.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub jobs: u32,
-    /// Restore only this table (repeatable).
-    #[arg(long = "table", value_name = "TABLE")]
+    /// Restore only this table: SCHEMA.TABLE, or a name found in one schema (repeatable). Checked
+    /// against the archive first: a selection matching nothing is exit 2 and touches nothing.
+    #[arg(long = "table", value_name = "SCHEMA.TABLE")]
     pub tables: Vec<String>,
-    /// Restore only this schema (repeatable).
+    /// Restore only this schema (repeatable; checked against the archive first).
     #[arg(long = "schema", value_name = "SCHEMA")]
     pub schemas: Vec<String>,
     /// Run `alembic stamp head` afterwards (see below for why this is off by default).

@@ -212,9 +212,14 @@ impl Meta {
 
     /// Writes `path` atomically (temp file, fsync, rename, fsync of the directory), mode 0600.
     pub fn write(&self, path: &Path) -> Result<()> {
+        fsio::write_atomic(path, &self.to_json()?)
+    }
+
+    /// The document as written to disk and to S3: pretty JSON and a newline.
+    pub fn to_json(&self) -> Result<Vec<u8>> {
         let mut json = serde_json::to_vec_pretty(self).context("encoding meta.json")?;
         json.push(b'\n');
-        fsio::write_atomic(path, &json)
+        Ok(json)
     }
 }
 

@@ -392,7 +392,8 @@ async fn dump_from(
         tables: catalog.tables,
         host: crate::settings::host_name(),
         pgbak_version: env!("CARGO_PKG_VERSION").to_owned(),
-        s3: location.clone(),
+        // Recorded only once both objects are verified in the bucket (below).
+        s3: None,
         verification: None,
         standby,
         unlogged_tables_skipped: catalog.unlogged_skipped,
@@ -414,10 +415,13 @@ async fn dump_from(
     }
     let mut meta = meta;
     if let (Some(store), Some(location)) = (&store, &location) {
-        // meta.json goes up beside the dump, with the same contents as the local one.
+        // meta.json goes up beside the dump with the S3 location in it; the local one
+        // gets the same contents once the bucket is shown to hold both objects.
         let key = store.key_for(&name.meta_file());
+        let mut remote = meta.clone();
+        remote.s3 = Some(location.clone());
         let put = signals
-            .guard(async { Ok(upload_meta(store, &key, &meta_path).await) })
+            .guard(async { Ok(upload_meta(store, &key, &remote).await) })
             .await;
         let failed = match put {
             Ok(Ok(())) => None,
@@ -428,13 +432,13 @@ async fn dump_from(
             // A dump object without its meta.json is incomplete: remove it, and
             // say so in the local meta.json.
             discard(&upload).await;
-            meta.s3 = None;
-            meta.write(&meta_path)?;
             match err {
                 Ok(err) => upload_failure = Some(err),
                 Err(interrupted) => return Err(interrupted),
             }
         } else {
+            remote.write(&meta_path)?;
+            meta = remote;
             ui::info(&format!(
                 "uploaded {} and its meta.json ({})",
                 store.uri(&location.key),
@@ -573,11 +577,12 @@ pub(crate) async fn start_upload(
     Ok((store, sink))
 }
 
-pub(crate) async fn upload_meta(store: &Store, key: &str, meta_path: &Path) -> Result<()> {
-    let bytes = tokio::fs::read(meta_path)
-        .await
-        .with_context(|| format!("reading {}", meta_path.display()))?;
-    store.put_small(key, bytes).await
+/// Puts meta.json beside the dump and checks that the bucket holds it.
+pub(crate) async fn upload_meta(store: &Store, key: &str, meta: &Meta) -> Result<()> {
+    let bytes = meta.to_json()?;
+    let size = bytes.len() as u64;
+    store.put_small(key, bytes).await?;
+    store.check_small(key, size).await
 }
 
 /// Leaves nothing of a failed upload behind: no open multipart upload, no object.
@@ -1031,6 +1036,8 @@ pub async fn apply_retention(job: &BackupJob, made: &Made) -> Result<Vec<String>
     let mut scope = Scope {
         policy: &job.policy,
         just_made: Some(&made.name),
+        // Grouping by file name is not enough: meta.json's database decides.
+        database: Some(&made.meta.database),
         dry_run: false,
         store: "local",
     };

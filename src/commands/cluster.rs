@@ -31,6 +31,7 @@ use crate::pg::url::ConnSettings;
 use crate::signals::Signals;
 use crate::storage::local::LocalStore;
 use crate::storage::s3::{self, S3Settings};
+use crate::storage::select::Selector;
 use crate::ui;
 
 fn is_interruption(err: &anyhow::Error) -> bool {
@@ -390,7 +391,12 @@ async fn restore_globals(
         backup_dir: &args.backup_dir,
         from_s3: false,
         s3: &args.s3,
-        mode: None,
+        // A file is named: nothing is selected.
+        select: &Selector {
+            database: conn.dbname.clone(),
+            mode: Mode::Globals,
+            include_failed: true,
+        },
     })
     .await?;
     let MetaState::Read(meta) = archive::read_meta(&located) else {

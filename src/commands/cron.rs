@@ -505,7 +505,8 @@ async fn publish_verification(s3_args: &S3Args, made: &Made) {
     let result = async {
         let store = s3::connect(S3Settings::from_args(s3_args, None)?).await?;
         let key = store.key_for(&made.name.meta_file());
-        backup::upload_meta(&store, &key, &made.meta_path).await
+        let meta = crate::meta::Meta::read(&made.meta_path)?;
+        backup::upload_meta(&store, &key, &meta).await
     }
     .await;
     if let Err(err) = result {

@@ -122,7 +122,8 @@ pub async fn backup(
         tables: Vec::new(),
         host: crate::settings::host_name(),
         pgbak_version: env!("CARGO_PKG_VERSION").to_owned(),
-        s3: location.clone(),
+        // Recorded only once both objects are verified in the bucket (below).
+        s3: None,
         verification: None,
         pinned: None,
         database_properties: None,
@@ -145,12 +146,14 @@ pub async fn backup(
     let mut meta = meta;
     if let (Some(store), Some(location)) = (&store, &location) {
         let key = store.key_for(&name.meta_file());
-        if let Err(err) = upload_meta(store, &key, &meta_path).await {
+        let mut remote = meta.clone();
+        remote.s3 = Some(location.clone());
+        if let Err(err) = upload_meta(store, &key, &remote).await {
             discard(&upload).await;
-            meta.s3 = None;
-            meta.write(&meta_path)?;
             upload_failure = Some(err);
         } else {
+            remote.write(&meta_path)?;
+            meta = remote;
             ui::info(&format!(
                 "uploaded {} and its meta.json",
                 store.uri(&location.key)

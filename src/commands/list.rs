@@ -115,6 +115,7 @@ pub async fn run(_global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
     let mut scope = Scope {
         policy: &policy,
         just_made: None,
+        database: None,
         dry_run: true,
         store: "local",
     };

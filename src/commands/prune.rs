@@ -33,6 +33,7 @@ pub async fn run(_global: &GlobalArgs, args: PruneArgs) -> Result<ExitCode> {
     let mut scope = Scope {
         policy: &policy,
         just_made: None,
+        database: None,
         dry_run: args.dry_run,
         store: "local",
     };

@@ -29,8 +29,10 @@ use crate::error::usage;
 use crate::meta::Meta;
 use crate::pg::client::{self, quote_ident};
 use crate::pg::restore::{self as pg_restore, RestoreJob};
+use crate::pg::selection::{self, Resolved};
 use crate::pg::url::ConnSettings;
 use crate::signals::Signals;
+use crate::storage::select::Selector;
 use crate::ui;
 
 pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitCode> {
@@ -68,7 +70,11 @@ pub async fn restore_into(
         backup_dir: &args.backup_dir,
         from_s3: args.from_s3,
         s3: &args.s3,
-        mode: Some(Mode::Full),
+        select: &Selector {
+            database: conn.dbname.clone(),
+            mode: Mode::Full,
+            include_failed: args.include_failed,
+        },
     })
     .await?;
     let meta_state = archive::read_meta(&located);
@@ -79,6 +85,21 @@ pub async fn restore_into(
              database: restore it with `pgbak restore --all-databases` or `psql -f`",
             located.dump.display()
         )));
+    }
+    if let Some(meta) = meta.filter(|m| m.database != conn.dbname) {
+        if !args.allow_other_database {
+            return Err(usage(format!(
+                "not restoring: {} is a backup of database {:?}, the target is {:?}; \
+                 pass --allow-other-database to restore it there anyway",
+                located.dump.display(),
+                meta.database,
+                conn.dbname
+            )));
+        }
+        ui::warn(&format!(
+            "restoring a backup of database {:?} into database {:?} (--allow-other-database)",
+            meta.database, conn.dbname
+        ));
     }
     let source = Source::open(
         &located.dump,
@@ -135,6 +156,33 @@ pub async fn restore_into(
         header.compression.name(),
         tools.version
     ));
+    // An exact selection, or nothing is touched (exit 2).
+    let selection = if selective {
+        let toc = selection::parse_toc(&listing.toc);
+        let resolved = selection::resolve(&toc, &args.tables, &args.schemas)
+            .map_err(|detail| usage(format!("not restoring: {detail}")))?;
+        let described: Vec<String> = if resolved.tables.is_empty() {
+            resolved
+                .schemas
+                .iter()
+                .map(|s| format!("schema {s}"))
+                .collect()
+        } else {
+            resolved
+                .tables
+                .iter()
+                .map(|(s, t)| format!("{s}.{t}"))
+                .collect()
+        };
+        ui::info(&format!("selected: {}", described.join(", ")));
+        Some(resolved)
+    } else {
+        None
+    };
+    let list_file = match selection.as_ref().and_then(|s| s.list.as_deref()) {
+        Some(list) => Some(write_list(list)?),
+        None => None,
+    };
     if !selective {
         let wanted: BTreeSet<String> = match meta {
             Some(meta) => meta.extensions.keys().cloned().collect(),
@@ -192,6 +240,12 @@ pub async fn restore_into(
         }
     }
     drop(admin);
+    if list_file.is_none() {
+        if let Some(resolved) = &selection {
+            // pg_restore -n restores a schema's objects, not the schema itself.
+            create_schemas(conn, &resolved.schemas, &mut signals).await?;
+        }
+    }
 
     // 5: pg_restore (an encrypted backup decrypted on the way in).
     ui::info(&format!(
@@ -210,8 +264,12 @@ pub async fn restore_into(
             input: plain.input(),
             jobs,
             maintenance_work_mem: &args.maintenance_work_mem,
-            tables: &args.tables,
-            schemas: &args.schemas,
+            list_file: list_file.as_ref().map(tempfile::NamedTempFile::path),
+            schemas: if list_file.is_some() {
+                &[]
+            } else {
+                &args.schemas
+            },
             owners,
         },
         &mut signals,
@@ -222,6 +280,13 @@ pub async fn restore_into(
     }
     for warning in pg_restore::distinct(&outcome.warnings) {
         ui::warn(&format!("pg_restore (harmless): {warning}"));
+    }
+    for object in &outcome.not_created {
+        ui::warn(&format!(
+            "not restored: {object} (a role it names does not exist on this server; create \
+             the roles first, e.g. from a globals backup, then restore again)"
+        ));
+        not_restored.push(format!("{object} (role missing)"));
     }
     let mut failed = false;
     if outcome.succeeded() {
@@ -248,7 +313,7 @@ pub async fn restore_into(
     // 6: the restored database against meta.json.
     let target = signals.guard(client::connect(conn)).await?;
     if let Some(meta) = meta {
-        if !compare_rows(&target, meta, &args.tables, &args.schemas).await? {
+        if !compare_rows(&target, meta, selection.as_ref()).await? {
             failed = true;
         }
         let have = client::alembic_revision(&target).await.ok().flatten();
@@ -340,6 +405,38 @@ pub fn missing_roles(needed: &[String], existing: &BTreeSet<String>) -> Vec<Stri
         .collect()
 }
 
+/// Creates the selected schemas that the target lacks (owned by the restoring user).
+async fn create_schemas(
+    conn: &ConnSettings,
+    schemas: &BTreeSet<String>,
+    signals: &mut Signals,
+) -> Result<()> {
+    let target = signals.guard(client::connect(conn)).await?;
+    for schema in schemas {
+        target
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {}",
+                quote_ident(schema)
+            ))
+            .await
+            .map_err(|e| db_error(e, &format!("creating schema {}", quote_ident(schema))))?;
+    }
+    Ok(())
+}
+
+/// The `-L` list of an exact `--table` selection, in a private temp file.
+fn write_list(list: &str) -> Result<tempfile::NamedTempFile> {
+    use std::io::Write;
+    let mut file = tempfile::Builder::new()
+        .prefix("pgbak-restore-list-")
+        .tempfile()
+        .context("creating the pg_restore list file")?;
+    file.write_all(list.as_bytes())
+        .and_then(|()| file.flush())
+        .context("writing the pg_restore list file")?;
+    Ok(file)
+}
+
 /// The connection for DROP/CREATE DATABASE: another database on the same
 /// server (one cannot drop the database one is connected to).
 fn maintenance_conn(conn: &ConnSettings, create_db: bool) -> ConnSettings {
@@ -380,6 +477,13 @@ async fn confirm(
         quote_ident(&conn.dbname),
         conn.user
     );
+    if let Some(meta) = meta.filter(|m| m.database != conn.dbname) {
+        text.push_str(&format!(
+            "  NOTE:     the backup is of database {}, NOT of the target {}\n",
+            quote_ident(&meta.database),
+            quote_ident(&conn.dbname)
+        ));
+    }
     if create_db {
         text.push_str(
             "  --create-db: the database is DROPPED (its sessions terminated) and created again\n",
@@ -454,13 +558,9 @@ fn db_error(err: tokio_postgres::Error, what: &str) -> anyhow::Error {
 async fn compare_rows(
     client: &tokio_postgres::Client,
     meta: &Meta,
-    tables: &[String],
-    schemas: &[String],
+    selection: Option<&Resolved>,
 ) -> Result<bool> {
-    let selected = |schema: &str, name: &str| {
-        (tables.is_empty() || tables.iter().any(|t| t == name))
-            && (schemas.is_empty() || schemas.iter().any(|s| s == schema))
-    };
+    let selected = |schema: &str, name: &str| selection.is_none_or(|s| s.contains(schema, name));
     let wanted: Vec<_> = meta
         .tables
         .iter()

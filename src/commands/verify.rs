@@ -37,6 +37,7 @@ use crate::pg::ephemeral::Ephemeral;
 use crate::pg::restore::{self as pg_restore, RestoreJob};
 use crate::pg::url::{process_env, ConnSettings};
 use crate::signals::Signals;
+use crate::storage::select::Selector;
 use crate::storage::BackupName;
 use crate::ui;
 
@@ -268,7 +269,11 @@ pub async fn run(global: &GlobalArgs, args: VerifyArgs) -> Result<ExitCode> {
         backup_dir: &args.backup_dir,
         from_s3: args.from_s3,
         s3: &args.s3,
-        mode: None,
+        select: &Selector {
+            database: opts.conn.dbname.clone(),
+            mode: args.mode,
+            include_failed: args.include_failed,
+        },
     })
     .await?;
     let report = verify_located(&opts, &located, &mut signals).await?;
@@ -657,7 +662,7 @@ async fn run_checks(
             input: plain.input(),
             jobs,
             maintenance_work_mem: &opts.maintenance_work_mem,
-            tables: &[],
+            list_file: None,
             schemas: &[],
             owners,
         },
@@ -671,7 +676,20 @@ async fn run_checks(
         ui::warn(&format!("pg_restore (harmless): {warning}"));
     }
     report.pg_restore_warnings = outcome.warnings.clone();
-    if outcome.succeeded() {
+    if outcome.succeeded() && !outcome.not_created.is_empty() {
+        // The rows are there, but a copy without its policies is not the backup.
+        report.fail(
+            RESTORE,
+            format!(
+                "pg_restore could not create {} object(s) because a role they name does not \
+                 exist on the verify server: {}. Create the roles first (a globals backup, \
+                 `pgbak restore --all-databases`), or verify with --target-url on a server \
+                 that has them",
+                outcome.not_created.len(),
+                outcome.not_created.join(", ")
+            ),
+        );
+    } else if outcome.succeeded() {
         report.pass(
             RESTORE,
             format!(

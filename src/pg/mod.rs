@@ -8,6 +8,7 @@ pub mod ephemeral;
 pub mod globals;
 pub mod replay;
 pub mod restore;
+pub mod selection;
 pub mod tls;
 pub mod tools;
 pub mod url;

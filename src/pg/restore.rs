@@ -3,6 +3,8 @@
 //! complaints (a role that does not exist here, a setting the older server
 //! does not know) from errors that mean the copy is incomplete.
 
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -53,6 +55,8 @@ pub struct Listing {
     pub extensions: Vec<String>,
     /// pg_restore's warnings (an unsupported compression shows up here).
     pub warnings: String,
+    /// The table of contents as printed (what `--table` is resolved against).
+    pub toc: String,
 }
 
 /// Reads the archive's table of contents without connecting anywhere. A
@@ -85,6 +89,7 @@ pub async fn list(tools: &PgTools, input: &Input) -> Result<Result<Listing, Stri
         table_data: 0,
         extensions: Vec::new(),
         warnings: out.stderr,
+        toc: out.stdout.clone(),
     };
     for line in out.stdout.lines() {
         if line.trim().is_empty() || line.starts_with(';') {
@@ -115,7 +120,9 @@ pub struct RestoreJob<'a> {
     pub jobs: u32,
     /// `maintenance_work_mem` for the restore's sessions ("default": the server's).
     pub maintenance_work_mem: &'a str,
-    pub tables: &'a [String],
+    /// `-L`: restore only these TOC lines (an exact `--table` selection).
+    pub list_file: Option<&'a Path>,
+    /// `-n`: restore only these schemas.
     pub schemas: &'a [String],
     /// Restore owners and privileges (every role the dump needs exists on the
     /// target); false is pg_restore `--no-owner --no-privileges`.
@@ -129,6 +136,15 @@ pub struct Outcome {
     pub warnings: Vec<String>,
     /// Errors: the copy is not complete.
     pub errors: Vec<String>,
+    /// Objects pg_restore could not create because a role they name does not
+    /// exist here (policies, user mappings: statements `--no-owner
+    /// --no-privileges` cannot skip). The data is intact, the copy is not:
+    /// verify fails a check, restore names each one.
+    pub not_created: Vec<String>,
+    /// Entries pg_restore reported as `error:` (harmless ones included), to
+    /// compare with its own `errors ignored on restore: N`.
+    #[serde(skip)]
+    pub error_entries: usize,
 }
 
 impl Outcome {
@@ -205,8 +221,8 @@ pub async fn restore(job: &RestoreJob<'_>, signals: &mut Signals) -> Result<Outc
     cmd.arg("--no-password")
         .arg(format!("--jobs={}", job.jobs.max(1)))
         .arg(format!("--dbname={}", dbname_conninfo(&job.conn.dbname)));
-    for table in job.tables {
-        cmd.arg(format!("--table={table}"));
+    if let Some(list) = job.list_file {
+        cmd.arg("--use-list").arg(list);
     }
     for schema in job.schemas {
         cmd.arg(format!("--schema={schema}"));
@@ -224,12 +240,13 @@ pub async fn restore(job: &RestoreJob<'_>, signals: &mut Signals) -> Result<Outc
         .spawn()
         .with_context(|| format!("starting {}", job.tools.tool("pg_restore").display()))?;
     let mut group = Group::new(child);
-    let stderr = tools::collect_stderr(
+    let stderr = tools::drain_stderr(
         group
             .child
             .stderr
             .take()
             .context("pg_restore has no stderr")?,
+        STDERR_CAP,
     );
     let status = tokio::select! {
         status = group.child.wait() => status.context("waiting for pg_restore")?,
@@ -240,17 +257,60 @@ pub async fn restore(job: &RestoreJob<'_>, signals: &mut Signals) -> Result<Outc
         }
     };
     group.reaped = true;
-    let stderr = stderr.await.unwrap_or_default();
-    let outcome = classify(&stderr, status.success());
-    if !status.success() && outcome.errors.is_empty() && outcome.warnings.is_empty() {
-        return Ok(Outcome {
-            warnings: Vec::new(),
-            errors: vec![format!(
-                "pg_restore failed ({status}) without an error message"
-            )],
-        });
+    let (stderr, truncated) = stderr.await.unwrap_or_default();
+    Ok(judge(&stderr, status.code(), status.signal(), truncated))
+}
+
+/// pg_restore's stderr kept for classification; beyond it the rest is drained
+/// and the verdict is a failure (unclassified errors may be in it).
+const STDERR_CAP: usize = 64 << 20;
+
+/// The verdict on one pg_restore run. Exit 0: whatever it said is a warning.
+/// Exit 1: its errors, sorted, must be at least as many as its own closing
+/// `errors ignored on restore: N` says (a missing line or fewer mean output
+/// pgbak did not read). Any other exit, or death by a signal, is failure.
+pub fn judge(stderr: &str, code: Option<i32>, signal: Option<i32>, truncated: bool) -> Outcome {
+    let mut outcome = classify(stderr, code == Some(0));
+    match code {
+        Some(0) => {}
+        Some(1) => match ignored_errors(stderr) {
+            _ if truncated => outcome.errors.push(format!(
+                "pg_restore wrote more than {} MiB of messages; the rest was not read, so the \
+                 restore cannot be judged complete",
+                STDERR_CAP >> 20
+            )),
+            None => outcome.errors.push(
+                "pg_restore exited 1 without its closing `errors ignored on restore: N` line: \
+                 its output is incomplete, so the restore cannot be judged complete"
+                    .to_owned(),
+            ),
+            // With --jobs > 1 pg_restore counts a worker's failed TOC entry once and
+            // not the errors of a worker's session setup (`SET transaction_timeout`), so
+            // pgbak may read more error entries than N; never fewer.
+            Some(n) if n > outcome.error_entries => outcome.errors.push(format!(
+                "pg_restore counted {n} error(s) but reported only {} that pgbak read: the \
+                 restore cannot be judged complete",
+                outcome.error_entries
+            )),
+            Some(_) => {}
+        },
+        Some(other) => outcome
+            .errors
+            .push(format!("pg_restore failed with exit code {other}")),
+        None => outcome.errors.push(format!(
+            "pg_restore was killed by signal {}",
+            signal.map_or_else(|| "?".to_owned(), |s| s.to_string())
+        )),
     }
-    Ok(outcome)
+    outcome
+}
+
+/// N of pg_restore's closing `warning: errors ignored on restore: N`.
+fn ignored_errors(stderr: &str) -> Option<usize> {
+    stderr.lines().rev().find_map(|line| {
+        let (_, n) = line.split_once("errors ignored on restore: ")?;
+        n.trim().parse().ok()
+    })
 }
 
 /// A child in its own process group, killed with its group when dropped.
@@ -313,11 +373,15 @@ pub fn classify(stderr: &str, exit_ok: bool) -> Outcome {
     let mut context: Option<String> = None;
     let finish = |entry: Option<String>, outcome: &mut Outcome| {
         if let Some(entry) = entry {
+            outcome.error_entries += 1;
             let text = entry.trim().to_owned();
-            if is_harmless(&text) {
-                outcome.warnings.push(text);
-            } else {
-                outcome.errors.push(text);
+            match judge_entry(&text) {
+                Entry::Harmless => outcome.warnings.push(text),
+                Entry::NotCreated(object) => {
+                    outcome.not_created.push(object);
+                    outcome.warnings.push(text);
+                }
+                Entry::Error => outcome.errors.push(text),
             }
         }
     };
@@ -367,18 +431,64 @@ pub fn classify(stderr: &str, exit_ok: bool) -> Outcome {
     outcome
 }
 
-fn is_harmless(entry: &str) -> bool {
-    let first = entry.lines().next().unwrap_or_default();
+/// What one `error:` entry of pg_restore means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Entry {
+    Harmless,
+    /// A role it names does not exist: this object (described) was not created.
+    NotCreated(String),
+    Error,
+}
+
+/// Every error line of the entry must be harmless, not only its first (worker
+/// output interleaves). A missing role is harmless only for the statements
+/// `--no-owner --no-privileges` cannot skip, and then the object is reported.
+fn judge_entry(entry: &str) -> Entry {
     let command = entry
         .lines()
         .find_map(|l| l.strip_prefix("Command was: "))
         .unwrap_or_default();
-    (first.contains("role \"") && first.contains("does not exist"))
-        || (first.contains("extension \"") && first.contains("already exists"))
-        || (first.contains("schema \"") && first.contains("already exists"))
-        || first.contains("must be owner of extension")
-        || first.contains("must be owner of schema")
-        || (first.contains("unrecognized configuration parameter") && command.starts_with("SET "))
+    let mut lines = entry.lines();
+    let first = lines.next().unwrap_or_default();
+    let errors =
+        std::iter::once(first).chain(lines.filter(|l| {
+            l.contains("ERROR:") || l.starts_with("error: ") || l.starts_with("FATAL:")
+        }));
+    let mut not_created = None;
+    for line in errors {
+        if line.contains("role \"") && line.contains("does not exist") {
+            match role_bound_object(command) {
+                Some(object) => not_created = Some(object),
+                None => return Entry::Error,
+            }
+        } else if !is_harmless_line(line, command) {
+            return Entry::Error;
+        }
+    }
+    not_created.map_or(Entry::Harmless, Entry::NotCreated)
+}
+
+fn is_harmless_line(line: &str, command: &str) -> bool {
+    (line.contains("extension \"") && line.contains("already exists"))
+        || (line.contains("schema \"") && line.contains("already exists"))
+        || line.contains("must be owner of extension")
+        || line.contains("must be owner of schema")
+        || (line.contains("unrecognized configuration parameter") && command.starts_with("SET "))
+}
+
+/// `POLICY p ON public.t` for a `CREATE POLICY`, `USER MAPPING FOR r SERVER s`
+/// for a `CREATE USER MAPPING`: the statements that name a role and that
+/// `--no-owner --no-privileges` cannot skip. None for anything else.
+fn role_bound_object(command: &str) -> Option<String> {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    match words.as_slice() {
+        ["CREATE", "POLICY", name, "ON", table, ..] => Some(format!("POLICY {name} ON {table}")),
+        ["CREATE", "USER", "MAPPING", "FOR", role, "SERVER", server, ..] => Some(format!(
+            "USER MAPPING FOR {role} SERVER {}",
+            server.trim_end_matches(';')
+        )),
+        _ => None,
+    }
 }
 
 /// Distinct messages, each once, with how often it came (`... (x4)`).
@@ -428,9 +538,9 @@ mod tests {
 pg_restore: error: could not execute query: ERROR:  unrecognized configuration parameter \"transaction_timeout\"
 Command was: SET transaction_timeout = 0;
 pg_restore: while PROCESSING TOC:
-pg_restore: from TOC entry 3456; 0 0 ACL - SCHEMA public pg_database_owner
+pg_restore: from TOC entry 3456; 0 16500 POLICY public users tenant_isolation postgres
 pg_restore: error: could not execute query: ERROR:  role \"app\" does not exist
-Command was: ALTER SCHEMA public OWNER TO app;
+Command was: CREATE POLICY tenant_isolation ON public.users TO app USING (true);
 pg_restore: error: could not execute query: ERROR:  extension \"vector\" already exists
 Command was: CREATE EXTENSION vector;
 pg_restore: warning: errors ignored on restore: 3
@@ -438,10 +548,73 @@ pg_restore: warning: errors ignored on restore: 3
 
     #[test]
     fn harmless_complaints_are_warnings() {
-        let outcome = classify(PG17_INTO_16, false);
+        let outcome = judge(PG17_INTO_16, Some(1), None, false);
         assert!(outcome.succeeded(), "{outcome:?}");
         assert_eq!(outcome.warnings.len(), 3);
         assert!(outcome.warnings[1].contains("TOC entry 3456"));
+        assert_eq!(
+            outcome.not_created,
+            vec!["POLICY tenant_isolation ON public.users".to_owned()],
+            "a policy for a missing role is harmless for the data, and named"
+        );
+    }
+
+    #[test]
+    fn a_missing_role_is_an_error_where_no_owner_should_have_skipped_it() {
+        let stderr =
+            "pg_restore: error: could not execute query: ERROR:  role \"app\" does not exist\n\
+                      Command was: ALTER TABLE public.users OWNER TO app;\n\
+                      pg_restore: warning: errors ignored on restore: 1\n";
+        let outcome = judge(stderr, Some(1), None, false);
+        assert_eq!(outcome.errors.len(), 1, "{outcome:?}");
+        assert_eq!(
+            role_bound_object("CREATE USER MAPPING FOR app SERVER files OPTIONS (user 'x');")
+                .as_deref(),
+            Some("USER MAPPING FOR app SERVER files")
+        );
+    }
+
+    #[test]
+    fn every_error_line_of_an_entry_is_classified() {
+        // A harmless first line does not cover a real error later in the same entry.
+        let stderr = "pg_restore: error: could not execute query: ERROR:  extension \"vector\" already exists\n\
+                      could not execute query: ERROR:  relation \"users\" already exists\n\
+                      Command was: CREATE EXTENSION vector;\n\
+                      pg_restore: warning: errors ignored on restore: 1\n";
+        let outcome = judge(stderr, Some(1), None, false);
+        assert_eq!(outcome.errors.len(), 1, "{outcome:?}");
+    }
+
+    #[test]
+    fn the_exit_status_and_the_error_count_decide_too() {
+        // Killed by a signal after only harmless output: a failure.
+        let harmless =
+            PG17_INTO_16.replace("pg_restore: warning: errors ignored on restore: 3\n", "");
+        let outcome = judge(&harmless, None, Some(9), false);
+        assert!(
+            !outcome.succeeded() && outcome.errors[0].contains("signal 9"),
+            "{outcome:?}"
+        );
+        // Exit 1 without the closing count: output pgbak did not see.
+        let outcome = judge(&harmless, Some(1), None, false);
+        assert!(
+            outcome.errors[0].contains("errors ignored on restore"),
+            "{outcome:?}"
+        );
+        // A count above the entries read: errors pgbak never saw.
+        let more = PG17_INTO_16.replace("restore: 3", "restore: 4");
+        let outcome = judge(&more, Some(1), None, false);
+        assert!(outcome.errors[0].contains("counted 4"), "{outcome:?}");
+        // Below: parallel workers' session errors are not in pg_restore's count.
+        let fewer = PG17_INTO_16.replace("restore: 3", "restore: 2");
+        assert!(judge(&fewer, Some(1), None, false).succeeded());
+        // Output beyond the cap was not read.
+        let outcome = judge(PG17_INTO_16, Some(1), None, true);
+        assert!(!outcome.succeeded());
+        // Any other exit code.
+        assert!(!judge("", Some(2), None, false).succeeded());
+        assert!(judge("", Some(0), None, false).succeeded());
+        assert!(judge(PG17_INTO_16, Some(0), None, false).succeeded());
     }
 
     #[test]
@@ -452,7 +625,8 @@ pg_restore: warning: errors ignored on restore: 3
              pg_restore: error: could not execute query: ERROR:  insert or update on table \"conversations\" violates foreign key constraint \"c_fkey\"\n\
              DETAIL:  Key (user_id)=(10) is not present in table \"users\".\n"
         );
-        let outcome = classify(&stderr, false);
+        let stderr = stderr.replace("restore: 3", "restore: 5");
+        let outcome = judge(&stderr, Some(1), None, false);
         assert_eq!(outcome.errors.len(), 2, "{outcome:?}");
         assert!(outcome.errors[0].contains("CREATE TABLE public.users"));
         assert!(outcome.errors[1].contains("DETAIL"));
@@ -475,7 +649,7 @@ pg_restore: warning: errors ignored on restore: 3
     #[test]
     fn a_set_other_than_a_setting_is_not_harmless() {
         let e = "could not execute query: ERROR:  unrecognized configuration parameter \"x\"\nCommand was: SELECT set_config('x', '1', false);";
-        assert!(!is_harmless(e));
+        assert_eq!(judge_entry(e), Entry::Error);
     }
 
     #[test]

@@ -212,11 +212,33 @@ pub async fn terminate(child: &mut Child) {
 /// Collects a child's stderr while it runs, so a full pipe never stalls it and
 /// the text can be quoted in the error.
 pub fn collect_stderr(stderr: ChildStderr) -> tokio::task::JoinHandle<String> {
+    let drained = drain_stderr(stderr, 1 << 20);
+    tokio::spawn(async move { drained.await.map(|(text, _)| text).unwrap_or_default() })
+}
+
+/// Reads a child's stderr to its end, keeping the first `cap` bytes (a runaway
+/// child must not fill memory) and discarding the rest, never closing the pipe
+/// early: a closed pipe kills the child (and pg_restore's workers) by SIGPIPE.
+/// Returns the text and whether anything was discarded.
+pub fn drain_stderr(
+    mut stderr: ChildStderr,
+    cap: usize,
+) -> tokio::task::JoinHandle<(String, bool)> {
     tokio::spawn(async move {
-        let mut buf = Vec::new();
-        // Cap what is kept: a runaway child must not fill memory.
-        let _ = stderr.take(1 << 20).read_to_end(&mut buf).await;
-        String::from_utf8_lossy(&buf).trim().to_owned()
+        let mut kept = Vec::new();
+        let mut chunk = vec![0u8; 64 << 10];
+        let mut truncated = false;
+        loop {
+            match stderr.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let room = cap.saturating_sub(kept.len());
+                    kept.extend_from_slice(&chunk[..n.min(room)]);
+                    truncated |= n > room;
+                }
+            }
+        }
+        (String::from_utf8_lossy(&kept).trim().to_owned(), truncated)
     })
 }
 

@@ -52,6 +52,10 @@ pub struct Scope<'a> {
     pub policy: &'a Policy,
     /// The backup just made: only its group is decided, and it is kept.
     pub just_made: Option<&'a BackupName>,
+    /// The real database of the group (meta.json's `database`): a backup whose
+    /// meta.json names another database is not decided, whatever its file name
+    /// (names older versions wrote were lossy: `a b` and `a-b` shared one).
+    pub database: Option<&'a str>,
     /// Plan only, delete nothing.
     pub dry_run: bool,
     /// `local` or `s3`, for the outcomes.
@@ -81,8 +85,18 @@ pub async fn apply(
             has_meta: b.has_meta,
             ..Candidate::plain(b.name.clone())
         };
+        let loaded = if b.has_meta {
+            Some(store.load_meta(&b.name).await)
+        } else {
+            None
+        };
+        if let (Some(database), Some(Ok(Some(meta)))) = (scope.database, &loaded) {
+            if meta.database != database {
+                continue;
+            }
+        }
         if b.has_dump && b.has_meta {
-            match store.load_meta(&b.name).await {
+            match loaded.unwrap_or(Ok(None)) {
                 Ok(Some(meta)) => {
                     c.verified = meta.verification.as_ref().is_some_and(|v| v.passed);
                     c.pinned = meta.pinned.is_some();
@@ -301,6 +315,7 @@ mod tests {
         let scope = Scope {
             policy,
             just_made: None,
+            database: None,
             dry_run,
             store: "local",
         };

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::{BackupName, Group};
-use crate::cli::Mode;
 
 /// One backup in a directory: its `.dump`, its `.meta.json`, or both.
 #[derive(Debug, Clone)]
@@ -80,14 +79,6 @@ impl LocalStore {
         let mut list: Vec<LocalBackup> = found.into_values().collect();
         list.sort_by_key(|b| b.name.timestamp);
         Ok(list)
-    }
-
-    /// The newest complete backup, of `mode` when given.
-    pub fn newest_complete(&self, mode: Option<Mode>) -> Result<Option<LocalBackup>> {
-        Ok(self.list()?.into_iter().rfind(|b| {
-            // A globals backup is SQL for psql, never "the newest backup".
-            b.is_complete() && mode.map_or(b.name.mode != Mode::Globals, |m| b.name.mode == m)
-        }))
     }
 
     /// Removes a backup: the dump first, so a crash in between leaves a meta.json

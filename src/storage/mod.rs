@@ -8,6 +8,7 @@ pub mod fsio;
 pub mod local;
 pub mod object_lock;
 pub mod s3;
+pub mod select;
 mod stores;
 
 use anyhow::Result;
@@ -191,8 +192,24 @@ impl BackupName {
     }
 }
 
-/// Keeps `[A-Za-z0-9_.-]`, replaces anything else with `-`.
+/// The database name made safe for a file name, injectively: `[A-Za-z0-9_.-]`
+/// is kept, anything else becomes `-`, and when that changed the name a `-`
+/// and the first 8 hex digits of the SHA-256 of the real name are appended,
+/// so `a b` and `a-b` (or `café` and `cafè`) never share a file name. Names
+/// that need no change keep their old file names.
 pub fn safe_database_name(name: &str) -> String {
+    let safe = legacy_safe_database_name(name);
+    if safe == name {
+        return safe;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    format!("{safe}-{}", &hex::encode(digest)[..8])
+}
+
+/// The lossy name pgbak 0.1 wrote (no suffix): backups named so are still
+/// found, with meta.json's `database` telling whose they are.
+pub fn legacy_safe_database_name(name: &str) -> String {
     let safe: String = name
         .chars()
         .map(|c| {
@@ -209,6 +226,57 @@ pub fn safe_database_name(name: &str) -> String {
     } else {
         safe
     }
+}
+
+/// The backups of one real database, mode and label: what retention prunes
+/// and "newest backup" picks from. A file name alone is not enough (names
+/// written before the suffix existed are lossy), so meta.json's `database`
+/// decides whenever it can be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// The real database name (as in meta.json), not its file-name form.
+    pub database: String,
+    pub mode: Mode,
+    pub label: Option<String>,
+}
+
+impl Owner {
+    pub fn new(database: &str, mode: Mode, label: Option<&str>) -> Owner {
+        Owner {
+            database: database.to_owned(),
+            mode,
+            label: label.map(str::to_owned),
+        }
+    }
+
+    /// The file name could be one of this group's: same mode and label, and
+    /// the database part is this database's safe name or its pre-suffix name.
+    /// Only these need their meta.json read.
+    pub fn may_own(&self, name: &BackupName) -> bool {
+        name.mode == self.mode && name.label == self.label && may_be_backup_of(&self.database, name)
+    }
+
+    /// The backup is this group's (see [`is_backup_of`]).
+    pub fn owns(&self, name: &BackupName, meta_database: Option<&str>) -> bool {
+        self.may_own(name) && is_backup_of(&self.database, name, meta_database)
+    }
+}
+
+/// The file name's database part is `database`'s safe name or the lossy name
+/// older versions wrote for it.
+pub fn may_be_backup_of(database: &str, name: &BackupName) -> bool {
+    name.database == safe_database_name(database)
+        || name.database == legacy_safe_database_name(database)
+}
+
+/// The backup is of `database`: its meta.json says so, or, without a
+/// readable meta.json, its name is `database`'s current (injective) one.
+pub fn is_backup_of(database: &str, name: &BackupName, meta_database: Option<&str>) -> bool {
+    may_be_backup_of(database, name)
+        && match meta_database {
+            Some(recorded) => recorded == database,
+            None => name.database == safe_database_name(database),
+        }
 }
 
 /// Labels are `[A-Za-z0-9.-]+` and not a mode name.
@@ -283,12 +351,93 @@ mod tests {
 
     #[test]
     fn odd_database_names_become_safe_file_names() {
-        assert_eq!(safe_database_name("odd db \"name\""), "odd-db--name-");
-        assert_eq!(safe_database_name("../etc"), "..-etc");
-        assert_eq!(safe_database_name(".."), "db..");
-        assert_eq!(safe_database_name("Ünïcode"), "-n-code");
+        assert_eq!(
+            legacy_safe_database_name("odd db \"name\""),
+            "odd-db--name-"
+        );
+        assert_eq!(legacy_safe_database_name("../etc"), "..-etc");
+        assert_eq!(legacy_safe_database_name(".."), "db..");
+        assert_eq!(legacy_safe_database_name("Ünïcode"), "-n-code");
+        for (real, safe) in [
+            ("enterprise_agents", "enterprise_agents"),
+            ("a-b", "a-b"),
+            ("v1.2", "v1.2"),
+        ] {
+            assert_eq!(
+                safe_database_name(real),
+                safe,
+                "unchanged names keep their file names"
+            );
+        }
+        for name in ["odd db \"name\"", "../etc", "..", "Ünïcode", "a b", ""] {
+            let safe = safe_database_name(name);
+            assert!(safe.starts_with(&legacy_safe_database_name(name)), "{safe}");
+            assert_eq!(
+                safe.len(),
+                legacy_safe_database_name(name).len() + 9,
+                "{safe}"
+            );
+            assert!(is_plain_file_name(&safe) && !safe.contains('_'), "{safe}");
+        }
         let name = BackupName::new("../../x", Mode::Full, None, at());
         assert!(is_plain_file_name(&name.dump_file()));
+    }
+
+    #[test]
+    fn names_that_sanitising_collapses_stay_apart() {
+        let pairs = [
+            ("a b", "a-b"),
+            ("café", "cafè"),
+            ("kunde müller", "kunde möller"),
+            ("данные", "дадные"),
+            ("a\"b", "a'b"),
+        ];
+        for (one, other) in pairs {
+            assert_eq!(
+                legacy_safe_database_name(one),
+                legacy_safe_database_name(other),
+                "the old names collided: {one} / {other}"
+            );
+            assert_ne!(
+                safe_database_name(one),
+                safe_database_name(other),
+                "{one} / {other}"
+            );
+            let a = BackupName::new(one, Mode::Full, None, at());
+            let b = BackupName::new(other, Mode::Full, None, at());
+            assert_ne!(a.group(), b.group(), "{one} / {other}");
+            // Stable: the same name always gets the same file name.
+            assert_eq!(a, BackupName::new(one, Mode::Full, None, at()));
+            assert_eq!(BackupName::parse(&a.dump_file()), Some(a));
+        }
+    }
+
+    #[test]
+    fn owners_check_meta_json_and_accept_old_names() {
+        let owner = Owner::new("a b", Mode::Full, None);
+        let new_name = BackupName::new("a b", Mode::Full, None, at());
+        let old_name = BackupName {
+            database: "a-b".into(),
+            ..new_name.clone()
+        };
+        let other_db = BackupName::new("a-b", Mode::Full, None, at());
+        assert_eq!(old_name, other_db, "the old name of `a b` is `a-b`'s name");
+        assert!(owner.owns(&new_name, Some("a b")));
+        assert!(owner.owns(&new_name, None));
+        assert!(owner.owns(&old_name, Some("a b")), "an old backup of `a b`");
+        assert!(
+            !owner.owns(&old_name, None),
+            "no meta.json: the name says `a-b`"
+        );
+        assert!(!owner.owns(&other_db, Some("a-b")));
+        let theirs = Owner::new("a-b", Mode::Full, None);
+        assert!(theirs.owns(&other_db, Some("a-b")));
+        assert!(!theirs.owns(&old_name, Some("a b")), "meta.json says `a b`");
+        assert!(!theirs.owns(&new_name, Some("a b")));
+        let schema = BackupName::new("a b", Mode::Schema, None, at());
+        assert!(!owner.owns(&schema, Some("a b")));
+        let labelled = BackupName::new("a b", Mode::Full, Some("x"), at());
+        assert!(!owner.owns(&labelled, Some("a b")));
     }
 
     #[test]

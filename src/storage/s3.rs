@@ -32,8 +32,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
+use super::select::{Choice, Selector};
 use super::{is_plain_file_name, BackupName};
-use crate::cli::{Mode, S3Args};
+use crate::cli::S3Args;
 use crate::error::usage;
 use crate::meta::{Meta, S3Location};
 use crate::pipeline::Sink;
@@ -474,6 +475,20 @@ impl Store {
         Ok(())
     }
 
+    /// Checks that a small object just put is in the bucket with `size` bytes
+    /// (HEAD, retried on transient failures).
+    pub async fn check_small(&self, key: &str, size: u64) -> Result<()> {
+        match head_after_upload(&self.client, self.bucket(), key).await? {
+            None => bail!("{} is not in the bucket after its upload", self.uri(key)),
+            Some(head) if head.content_length() != Some(size as i64) => bail!(
+                "{} holds {} bytes after its upload, {size} were sent",
+                self.uri(key),
+                head.content_length().unwrap_or(-1)
+            ),
+            Some(_) => Ok(()),
+        }
+    }
+
     /// Deletes objects (missing ones are fine).
     pub async fn delete_keys(&self, keys: &[String]) -> Result<()> {
         if keys.is_empty() {
@@ -657,6 +672,43 @@ impl Store {
         Meta::parse(text)
             .map(Some)
             .with_context(|| format!("reading {}", self.uri(key)))
+    }
+
+    /// The newest backup under the prefix that `select` accepts (meta.json
+    /// read only for names that could be the target's); skipped ones are named.
+    pub async fn newest(&self, select: &Selector) -> Result<RemoteBackup> {
+        let backups = self.list().await?;
+        let mut metas = Vec::with_capacity(backups.len());
+        for backup in &backups {
+            let meta = if backup.is_complete() && select.may_pick(&backup.name) {
+                self.read_meta(&backup.meta_key)
+                    .await
+                    .unwrap_or_else(|err| {
+                        ui::warn(&crate::error::one_line(&err));
+                        None
+                    })
+            } else {
+                None
+            };
+            metas.push(meta);
+        }
+        let choices: Vec<Choice> = backups
+            .iter()
+            .zip(&metas)
+            .map(|(b, meta)| Choice {
+                name: &b.name,
+                complete: b.is_complete(),
+                meta: meta.as_ref(),
+            })
+            .collect();
+        let picked = select.pick(&choices);
+        let Some(index) = picked.index else {
+            return Err(usage(
+                select.nothing_message(&picked, &self.uri(&self.settings.prefix)),
+            ));
+        };
+        crate::archive::report_skipped(&picked);
+        Ok(backups[index].clone())
     }
 
     /// Streams an object into `dest` (created 0600, must not exist), returning
@@ -968,17 +1020,28 @@ impl S3Sink {
             .map_err(|e| needs(sdk_error(e), "s3:PutObject"))
             .context("completing the multipart upload")?;
         h.finished.store(true, Ordering::SeqCst);
-        let checked = self.check_object(size, &parts).await;
-        if let Err(err) = checked {
-            // The object is complete but wrong (or unreadable): it must not stay.
-            let _ = h
-                .client
-                .delete_object()
-                .bucket(&h.bucket)
-                .key(&h.key)
-                .send()
-                .await;
-            return Err(err);
+        match self.check_object(size, &parts).await {
+            Ok(()) => {}
+            Err(Checked::Wrong(err)) => {
+                // The object is complete but wrong: it must not stay.
+                let _ = h
+                    .client
+                    .delete_object()
+                    .bucket(&h.bucket)
+                    .key(&h.key)
+                    .send()
+                    .await;
+                return Err(err);
+            }
+            Err(Checked::Unknown(err)) => {
+                // Nothing says the object is wrong: it stays (without a meta.json beside
+                // it, so no retention counts it), and the run fails.
+                return Err(err.context(format!(
+                    "{} was uploaded but could not be checked; it is left in place, and the \
+                     local meta.json does not record it",
+                    h.uri()
+                )));
+            }
         }
         Ok(S3Location {
             bucket: h.bucket.clone(),
@@ -987,31 +1050,35 @@ impl S3Sink {
         })
     }
 
-    async fn check_object(&self, size: u64, parts: &[Uploaded]) -> Result<()> {
+    /// The integrity check. Err(Some) is evidence against the object (it must
+    /// go); Err(None) wraps a store that could not be asked (the object stays).
+    async fn check_object(&self, size: u64, parts: &[Uploaded]) -> Result<(), Checked> {
         let h = &self.handle;
-        let head = h
-            .client
-            .head_object()
-            .bucket(&h.bucket)
-            .key(&h.key)
-            .checksum_mode(ChecksumMode::Enabled)
-            .send()
-            .await
-            .map_err(|e| needs(sdk_error(e), "s3:GetObject"))
-            .context("checking the uploaded object")?;
+        let head = match head_after_upload(&h.client, &h.bucket, &h.key).await {
+            Ok(Some(head)) => head,
+            Ok(None) => {
+                return Err(Checked::Wrong(anyhow!(
+                    "{} is not in the bucket after its upload completed",
+                    h.uri()
+                )))
+            }
+            Err(err) => return Err(Checked::Unknown(needs(err, "s3:GetObject"))),
+        };
         let stored = head.content_length().unwrap_or(-1);
         if stored != size as i64 {
-            bail!("the store holds {stored} bytes, the dump has {size}: integrity check failed");
+            return Err(Checked::Wrong(anyhow!(
+                "the store holds {stored} bytes, the dump has {size}: integrity check failed"
+            )));
         }
         let expected = composite_sha256(parts);
         match (expected, head.checksum_sha256()) {
             (Some(expected), Some(got)) => {
                 let got = got.split('-').next().unwrap_or(got);
                 if got != expected {
-                    bail!(
+                    return Err(Checked::Wrong(anyhow!(
                         "the store's SHA-256 checksum {got} differs from the uploaded parts' \
                          {expected}: integrity check failed"
-                    );
+                    )));
                 }
                 ui::debug(&format!("{}: size and SHA-256 checksum match", h.uri()));
             }
@@ -1022,6 +1089,59 @@ impl S3Sink {
         }
         Ok(())
     }
+}
+
+/// The outcome of an integrity check that did not pass.
+enum Checked {
+    /// The store holds something else (or nothing): evidence against the object.
+    Wrong(anyhow::Error),
+    /// The store could not be asked: no evidence either way.
+    Unknown(anyhow::Error),
+}
+
+/// HEAD attempts after an upload, each with the SDK's own retries: a HEAD that
+/// times out or meets a 5xx is no evidence against the object just written.
+const HEAD_ATTEMPTS: u32 = 4;
+
+/// HEAD of an object just written, retried on transient failures. Ok(None):
+/// the store answered that the object does not exist.
+async fn head_after_upload(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<aws_sdk_s3::operation::head_object::HeadObjectOutput>> {
+    let uri = format!("s3://{bucket}/{key}");
+    let mut delay = Duration::from_millis(500);
+    let mut last = anyhow!("no attempt made");
+    for attempt in 1..=HEAD_ATTEMPTS {
+        match client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+        {
+            Ok(head) => return Ok(Some(head)),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => {
+                return Ok(None)
+            }
+            Err(err) => {
+                last = sdk_error(err);
+                if attempt < HEAD_ATTEMPTS {
+                    ui::warn(&format!(
+                        "checking {uri} failed (attempt {attempt} of {HEAD_ATTEMPTS}), retrying \
+                         in {:.1}s: {}",
+                        delay.as_secs_f64(),
+                        crate::error::one_line(&last)
+                    ));
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+    }
+    Err(last.context(format!("checking {uri}: HEAD failed {HEAD_ATTEMPTS} times")))
 }
 
 impl Sink for S3Sink {
@@ -1263,10 +1383,15 @@ pub fn parse_uri(uri: &str) -> Result<(String, String)> {
 }
 
 /// Downloads `uri` (`s3://bucket/key.dump`), or with `uri` None the newest
-/// complete full backup under the configured prefix, with its meta.json,
+/// backup under the configured prefix that `select` accepts, with its meta.json,
 /// into `dest_dir`. The dump's SHA-256 and size are checked against the
 /// meta.json before this returns; a mismatch is an error and leaves nothing.
-pub async fn fetch_backup(args: &S3Args, uri: Option<&str>, dest_dir: &Path) -> Result<Fetched> {
+pub async fn fetch_backup(
+    args: &S3Args,
+    uri: Option<&str>,
+    select: &Selector,
+    dest_dir: &Path,
+) -> Result<Fetched> {
     let (store, dump_key, meta_key) = match uri {
         Some(uri) => {
             let (bucket, key) = parse_uri(uri)?;
@@ -1278,17 +1403,7 @@ pub async fn fetch_backup(args: &S3Args, uri: Option<&str>, dest_dir: &Path) -> 
         }
         None => {
             let store = connect(S3Settings::from_args(args, None)?).await?;
-            let newest = store
-                .list()
-                .await?
-                .into_iter()
-                .rfind(|b| b.is_complete() && b.name.mode == Mode::Full)
-                .ok_or_else(|| {
-                    anyhow!(
-                        "no complete full backup under {}",
-                        store.uri(&store.settings.prefix)
-                    )
-                })?;
+            let newest = store.newest(select).await?;
             (store, newest.dump_key, newest.meta_key)
         }
     };

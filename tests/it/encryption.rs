@@ -297,7 +297,13 @@ fn encryption_verify_and_restore_decrypt_with_a_pgbak_keygen_identity() {
     let out = support::pgbak(pg)
         .arg("restore")
         .arg(&dump)
-        .args(["--no-confirm", "--create-db", "--jobs", "4"])
+        .args([
+            "--no-confirm",
+            "--create-db",
+            "--allow-other-database",
+            "--jobs",
+            "4",
+        ])
         .env("PGBAK_AGE_IDENTITY_FILE", &key)
         .env("DATABASE_URL", target.url())
         .output()
@@ -333,6 +339,7 @@ fn encryption_age_cli_encrypted_dump_restores_with_pgbak_and_ssh_keys_work() {
         .args([
             "--no-confirm",
             "--create-db",
+            "--allow-other-database",
             "--jobs",
             "1",
             "--identity-file",
@@ -402,7 +409,13 @@ fn encryption_wrong_or_missing_identity_exits_2_naming_the_recipients() {
     let out = support::pgbak(pg)
         .arg("restore")
         .arg(&dump)
-        .args(["--no-confirm", "--create-db", "--identity-file", &wrong_arg])
+        .args([
+            "--no-confirm",
+            "--create-db",
+            "--allow-other-database",
+            "--identity-file",
+            &wrong_arg,
+        ])
         .env("DATABASE_URL", target.url())
         .output()
         .unwrap();
@@ -488,6 +501,7 @@ fn encryption_s3_bucket_holds_only_ciphertext_and_restores_from_s3() {
             &uri,
             "--no-confirm",
             "--create-db",
+            "--allow-other-database",
             "--jobs",
             "1",
         ])
@@ -655,6 +669,7 @@ fn encryption_a_scratch_dir_without_room_is_exit_2_before_the_target_is_touched(
         .args([
             "--no-confirm",
             "--create-db",
+            "--allow-other-database",
             "--jobs",
             "4",
             "--scratch-dir",

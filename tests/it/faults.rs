@@ -291,9 +291,10 @@ fn server_stopped_mid_restore_fails_and_the_next_verify_removes_the_leftover() {
     assert_eq!(report["passed"], false);
     pg.start();
     // The server was down, so the run could not drop its database; the next run does.
+    // (The failed run recorded its verdict: picking that backup again takes --include-failed.)
     let out = pgbak(&pg)
         .env("DATABASE_URL", pg.url(&db))
-        .args(["verify", "--backup-dir"])
+        .args(["verify", "--include-failed", "--backup-dir"])
         .arg(tmp.path())
         .output()
         .unwrap();
@@ -308,11 +309,11 @@ fn server_stopped_mid_restore_fails_and_the_next_verify_removes_the_leftover() {
 #[test]
 fn restore_with_the_server_stopped_mid_restore_exits_1() {
     let tmp = tempfile::tempdir().unwrap();
-    let (pg, _) = cluster_with_backup(tmp.path());
-    pg.psql("postgres", "CREATE DATABASE restore_target");
+    let (pg, db) = cluster_with_backup(tmp.path());
+    // The newest backup of the database, restored into itself.
     let out = stop_server_mid_restore(
         &pg,
-        "restore_target",
+        &db,
         &["restore", "--no-confirm", "--create-db"],
         tmp.path(),
     );

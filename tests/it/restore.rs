@@ -10,8 +10,10 @@ use crate::verify::{backup, fixture_backup, read_meta, write_meta};
 
 fn restore_cmd(target: &TestDb<'_>, dump: &std::path::Path, extra: &[&str]) -> Command {
     let mut cmd = support::pgbak(target.pg());
+    // The targets are other databases than the backups' sources.
     cmd.arg("restore")
         .arg(dump)
+        .arg("--allow-other-database")
         .args(extra)
         .env("DATABASE_URL", target.url());
     cmd
@@ -261,7 +263,7 @@ fn restore_on_a_terminal(target: &TestDb<'_>, dump: &std::path::Path, answer: &s
     let mut child = Command::new("script")
         .arg("-qec")
         .arg(format!(
-            "{} restore {} --create-db",
+            "{} restore {} --create-db --allow-other-database",
             env!("CARGO_BIN_EXE_pgbak"),
             dump.display()
         ))
@@ -316,6 +318,11 @@ fn restore_asks_for_the_database_name_on_a_terminal() {
         target.name.clone(),
         dump.display().to_string(),
         "DROPPED".to_owned(),
+        // A backup of another database: the prompt names both.
+        format!(
+            "the backup is of database \"{}\", NOT of the target",
+            source.name
+        ),
     ] {
         assert!(text.contains(&shown), "prompt lacks {shown:?}:\n{text}");
     }
@@ -337,7 +344,7 @@ fn restore_into_a_missing_database_suggests_create_db() {
     let out = cmd
         .arg("restore")
         .arg(&dump)
-        .arg("--no-confirm")
+        .args(["--no-confirm", "--allow-other-database"])
         .env("DATABASE_URL", pg.url("no_such_db_for_restore"))
         .output()
         .unwrap();

@@ -545,6 +545,7 @@ fn s3_args(server: &S3Server, bucket: &str, prefix: &str) -> pgbak::cli::S3Args 
 fn fetch(
     args: &pgbak::cli::S3Args,
     uri: Option<&str>,
+    db: &str,
     dest: &Path,
 ) -> anyhow::Result<pgbak::storage::s3::Fetched> {
     in_process_credentials();
@@ -552,7 +553,13 @@ fn fetch(
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(pgbak::storage::s3::fetch_backup(args, uri, dest))
+    // Without a URI: the newest full backup of `db`.
+    let select = pgbak::storage::select::Selector {
+        database: db.to_owned(),
+        mode: pgbak::cli::Mode::Full,
+        include_failed: false,
+    };
+    rt.block_on(pgbak::storage::s3::fetch_backup(args, uri, &select, dest))
 }
 
 #[test]
@@ -586,7 +593,8 @@ fn fetch_backup_by_uri_and_newest_full_under_prefix() {
     );
 
     let dest = backup_dir("s3-fetch-dest");
-    let fetched = fetch(&s3_args(server, &bucket, prefix), None, &dest).expect("fetching newest");
+    let fetched =
+        fetch(&s3_args(server, &bucket, prefix), None, &db.name, &dest).expect("fetching newest");
     assert_eq!(fetched.dump, dest.join(newer));
     assert_eq!(
         std::fs::read(&fetched.dump).unwrap(),
@@ -603,7 +611,7 @@ fn fetch_backup_by_uri_and_newest_full_under_prefix() {
     // The URI names its own bucket; the configured one does not matter.
     let other = s3_args(server, "unused-bucket", "elsewhere/");
     let uri = format!("s3://{bucket}/{prefix}{older}");
-    let fetched = fetch(&other, Some(&uri), &dest2).expect("fetching by URI");
+    let fetched = fetch(&other, Some(&uri), "", &dest2).expect("fetching by URI");
     assert_eq!(fetched.dump, dest2.join(older));
     assert_eq!(
         std::fs::read(&fetched.dump).unwrap(),
@@ -628,7 +636,7 @@ fn fetch_backup_refuses_hostile_keys_and_checksum_mismatches() {
         format!("s3://{bucket}/notes.txt"),
         format!("s3://{bucket}/"),
     ] {
-        let err = fetch(&args, Some(&uri), &dest).expect_err(&uri);
+        let err = fetch(&args, Some(&uri), "", &dest).expect_err(&uri);
         assert_eq!(pgbak::error::exit_code(&err), 2, "{uri}: {err:#}");
     }
     // A dump whose bytes differ from its meta.json: refused, nothing left behind.
@@ -654,7 +662,7 @@ fn fetch_backup_refuses_hostile_keys_and_checksum_mismatches() {
         None,
     );
     let uri = format!("s3://{bucket}/p/{name}.dump");
-    let err = fetch(&args, Some(&uri), &dest).expect_err("checksum mismatch");
+    let err = fetch(&args, Some(&uri), "", &dest).expect_err("checksum mismatch");
     assert!(
         format!("{err:#}").contains("does not match its meta.json"),
         "{err:#}"
@@ -669,7 +677,7 @@ fn fetch_backup_refuses_hostile_keys_and_checksum_mismatches() {
         meta.to_string().into_bytes(),
         None,
     );
-    assert!(fetch(&args, Some(&uri), &dest).is_err());
+    assert!(fetch(&args, Some(&uri), "", &dest).is_err());
     assert!(files(&dest, "").is_empty());
     // With a good meta.json the same object downloads and checks out.
     meta["file"] = serde_json::json!(format!("{name}.dump"));
@@ -679,11 +687,11 @@ fn fetch_backup_refuses_hostile_keys_and_checksum_mismatches() {
         meta.to_string().into_bytes(),
         None,
     );
-    let fetched = fetch(&args, Some(&uri), &dest).expect("good fetch");
+    let fetched = fetch(&args, Some(&uri), "", &dest).expect("good fetch");
     assert_eq!(std::fs::read(&fetched.dump).unwrap(), b"PGDMP12345");
     // Nothing under the prefix: a clear error.
     let empty = s3_args(server, &bucket, "nothing-here/");
-    let err = fetch(&empty, None, &dest).expect_err("empty prefix");
+    let err = fetch(&empty, None, "db", &dest).expect_err("empty prefix");
     assert!(
         format!("{err:#}").contains("no complete full backup"),
         "{err:#}"
@@ -764,9 +772,15 @@ fn s3_verify_and_restore_from_the_bucket_reproduce_the_fixture() {
         assert!(files(&tmp, "").is_empty(), "{:?}", files(&tmp, ""));
     }
 
-    for (hint, source) in [("uri", vec![uri.as_str()]), ("newest", vec!["--from-s3"])] {
-        let target = pg.fresh_db(&format!("s3 e2e target {hint}"));
-        let out = run(pgbak_s3(&target, server, &bucket, prefix)
+    // By URI into another database (allowed explicitly); the newest backup of the
+    // database itself into that database.
+    let before = pg.table_digests(&db.name);
+    let other = pg.fresh_db("s3 e2e target uri");
+    for (target, source) in [
+        (&other, vec![uri.as_str(), "--allow-other-database"]),
+        (&db, vec!["--from-s3"]),
+    ] {
+        let out = run(pgbak_s3(target, server, &bucket, prefix)
             .env("TMPDIR", &tmp)
             .arg("restore")
             .args(&source)
@@ -777,11 +791,7 @@ fn s3_verify_and_restore_from_the_bucket_reproduce_the_fixture() {
             "{source:?}: {}",
             output_text(&out)
         );
-        assert_eq!(
-            pg.table_digests(&target.name),
-            pg.table_digests(&db.name),
-            "{source:?}"
-        );
+        assert_eq!(pg.table_digests(&target.name), before, "{source:?}");
         assert!(files(&tmp, "").is_empty(), "{:?}", files(&tmp, ""));
     }
     for d in [&dir, &tmp] {

@@ -1,0 +1,207 @@
+//! "The newest backup" when restore or verify is given no file: the newest
+//! complete backup *of the target database* in the mode asked (never another
+//! database's whose file name happens to look alike, never a data-only dump
+//! for a full restore), skipping backups whose recorded verification failed
+//! unless the operator asks for them. One pure function, for local disk and S3.
+
+use std::collections::BTreeSet;
+
+use super::{is_backup_of, may_be_backup_of, BackupName};
+use crate::cli::Mode;
+use crate::meta::Meta;
+
+/// What to pick.
+#[derive(Debug, Clone)]
+pub struct Selector {
+    /// The real database name (meta.json's `database`).
+    pub database: String,
+    pub mode: Mode,
+    /// Also pick backups whose last verification failed.
+    pub include_failed: bool,
+}
+
+/// One backup offered to [`Selector::pick`].
+#[derive(Debug, Clone)]
+pub struct Choice<'a> {
+    pub name: &'a BackupName,
+    /// Dump and meta.json both present.
+    pub complete: bool,
+    /// meta.json, when it was read.
+    pub meta: Option<&'a Meta>,
+}
+
+/// The outcome: the index picked, and what was passed over and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Picked {
+    pub index: Option<usize>,
+    /// Newer backups of the target skipped because their verification failed.
+    pub skipped_failed: Vec<String>,
+    /// Databases of other complete backups in the mode asked (for the error).
+    pub other_databases: BTreeSet<String>,
+}
+
+impl Selector {
+    /// Worth reading the meta.json of: the mode asked and a file name that
+    /// could be the target database's.
+    pub fn may_pick(&self, name: &BackupName) -> bool {
+        name.mode == self.mode && may_be_backup_of(&self.database, name)
+    }
+
+    /// Picks the newest eligible backup of `choices` (ordered oldest first).
+    pub fn pick(&self, choices: &[Choice<'_>]) -> Picked {
+        let mut picked = Picked::default();
+        for (index, choice) in choices.iter().enumerate().rev() {
+            if !choice.complete || choice.name.mode != self.mode {
+                continue;
+            }
+            let recorded = choice.meta.map(|m| m.database.as_str());
+            if !is_backup_of(&self.database, choice.name, recorded) {
+                picked
+                    .other_databases
+                    .insert(recorded.map_or_else(|| choice.name.database.clone(), str::to_owned));
+                continue;
+            }
+            let failed = choice
+                .meta
+                .and_then(|m| m.verification.as_ref())
+                .is_some_and(|v| !v.passed);
+            if failed && !self.include_failed {
+                picked.skipped_failed.push(choice.name.stem());
+                continue;
+            }
+            if picked.index.is_none() {
+                picked.index = Some(index);
+            }
+        }
+        picked
+    }
+
+    /// The error when nothing was picked, naming what was passed over.
+    pub fn nothing_message(&self, picked: &Picked, place: &str) -> String {
+        let mut text = format!(
+            "no complete {} backup of database {:?} (.dump with its .meta.json) in {place}",
+            self.mode.as_str(),
+            self.database
+        );
+        if !picked.skipped_failed.is_empty() {
+            text.push_str(&format!(
+                "; skipped because their verification FAILED: {} (pass --include-failed to use them)",
+                picked.skipped_failed.join(", ")
+            ));
+        }
+        if !picked.other_databases.is_empty() {
+            let others: Vec<&str> = picked.other_databases.iter().map(String::as_str).collect();
+            text.push_str(&format!(
+                "; it holds backups of other databases ({}): name a file to use one",
+                others.join(", ")
+            ));
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::Verification;
+    use chrono::{TimeZone, Utc};
+
+    fn name(db: &str, mode: Mode, hour: u32) -> BackupName {
+        BackupName::new(
+            db,
+            mode,
+            None,
+            Utc.with_ymd_and_hms(2026, 11, 25, hour, 0, 0).unwrap(),
+        )
+    }
+
+    fn meta(db: &str, verified: Option<bool>) -> Meta {
+        let mut meta = crate::meta::tests::sample();
+        meta.database = db.into();
+        meta.verification = verified.map(|passed| Verification {
+            verified_at: "2026-11-25T03:00:00Z".into(),
+            passed,
+            pgbak_version: "0.1.0".into(),
+        });
+        meta
+    }
+
+    fn selector(db: &str, include_failed: bool) -> Selector {
+        Selector {
+            database: db.into(),
+            mode: Mode::Full,
+            include_failed,
+        }
+    }
+
+    #[test]
+    fn picks_the_newest_of_the_target_only() {
+        // `a b`'s backup written by an older pgbak is named like `a-b`'s.
+        let old_a_b = BackupName {
+            database: "a-b".into(),
+            ..name("a b", Mode::Full, 1)
+        };
+        let names = [
+            old_a_b,
+            name("a-b", Mode::Full, 2),
+            name("a b", Mode::Data, 3),
+            name("other", Mode::Full, 4),
+        ];
+        let metas = [
+            meta("a b", None),
+            meta("a-b", None),
+            meta("a b", None),
+            meta("other", None),
+        ];
+        let choices: Vec<Choice> = names
+            .iter()
+            .zip(&metas)
+            .map(|(name, meta)| Choice {
+                name,
+                complete: true,
+                meta: Some(meta),
+            })
+            .collect();
+        let picked = selector("a b", false).pick(&choices);
+        assert_eq!(picked.index, Some(0), "not a-b's, not the data-only one");
+        assert_eq!(
+            picked.other_databases,
+            BTreeSet::from(["a-b".to_owned(), "other".to_owned()])
+        );
+        assert_eq!(selector("a-b", false).pick(&choices).index, Some(1));
+        assert_eq!(selector("nobody", false).pick(&choices).index, None);
+    }
+
+    #[test]
+    fn failed_verifications_are_skipped_and_named() {
+        let names = [
+            name("db", Mode::Full, 1),
+            name("db", Mode::Full, 2),
+            name("db", Mode::Full, 3),
+            name("db", Mode::Full, 4),
+        ];
+        let metas = [
+            meta("db", Some(true)),
+            meta("db", None),
+            meta("db", Some(false)),
+            meta("db", Some(false)),
+        ];
+        let mut choices: Vec<Choice> = names
+            .iter()
+            .zip(&metas)
+            .map(|(name, meta)| Choice {
+                name,
+                complete: true,
+                meta: Some(meta),
+            })
+            .collect();
+        let picked = selector("db", false).pick(&choices);
+        assert_eq!(picked.index, Some(1), "never verified is not failed");
+        assert_eq!(picked.skipped_failed.len(), 2);
+        assert_eq!(selector("db", true).pick(&choices).index, Some(3));
+        choices.truncate(1);
+        choices[0].complete = false;
+        let picked = selector("db", false).pick(&choices);
+        assert_eq!(picked.index, None, "incomplete backups are never picked");
+    }
+}
