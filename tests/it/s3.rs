@@ -2,12 +2,8 @@
 //! retention, what an S3 failure leaves behind, and `fetch_backup`. A real moto
 //! server, real PostgreSQL, the real binary.
 
-use std::io::ErrorKind;
-use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pgbak::meta::Meta;
@@ -834,82 +830,6 @@ fn s3_server_side_encryption_is_requested_for_both_objects() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A TCP forwarder in front of the S3 server whose plug the test can pull: an
-/// outage of the store while the S3 server itself keeps its state, so the test
-/// can look at what was left behind.
-struct Proxy {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<TcpStream>>>,
-    accept: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Proxy {
-    fn new(target: u16) -> Proxy {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("binding the proxy");
-        let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let (stop2, conns2) = (stop.clone(), conns.clone());
-        let accept = std::thread::spawn(move || {
-            while !stop2.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((client, _)) => {
-                        client.set_nonblocking(false).unwrap();
-                        let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
-                            continue;
-                        };
-                        let mut all = conns2.lock().unwrap();
-                        all.push(client.try_clone().unwrap());
-                        all.push(server.try_clone().unwrap());
-                        for (mut from, mut to) in [
-                            (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                            (server, client),
-                        ] {
-                            std::thread::spawn(move || {
-                                let _ = std::io::copy(&mut from, &mut to);
-                                let _ = to.shutdown(Shutdown::Both);
-                            });
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(5))
-                    }
-                    Err(_) => break,
-                }
-            }
-        });
-        Proxy {
-            port,
-            stop,
-            conns,
-            accept: Some(accept),
-        }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Cuts every connection and refuses new ones from now on.
-    fn cut(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
-        for conn in self.conns.lock().unwrap().drain(..) {
-            let _ = conn.shutdown(Shutdown::Both);
-        }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.cut();
-    }
-}
-
 #[test]
 fn s3_outage_mid_upload_keeps_local_backup_and_next_run_leaves_nothing_open() {
     let pg = pg16();
@@ -918,7 +838,8 @@ fn s3_outage_mid_upload_keeps_local_backup_and_next_run_leaves_nothing_open() {
     let server = s3();
     let bucket = server.fresh_bucket("outage");
     let dir = backup_dir("s3-outage");
-    let mut proxy = Proxy::new(server.port);
+    // An outage of the store while the S3 server keeps its state: a proxy whose plug is pulled.
+    let mut proxy = support::proxy::SlowLink::new(server.port, 0);
     let child = start_slow_upload_via(&db, server, &proxy.endpoint(), &bucket, &dir);
     proxy.cut();
     let out = child.wait_with_output().expect("waiting for pgbak");

@@ -1,6 +1,8 @@
-//! A throttling TCP forwarder: what a slow uplink looks like to pgbak. Bytes
-//! from the client to the server go at most `bytes_per_sec`; answers are not
-//! slowed. Stops accepting and cuts every connection on Drop.
+//! A TCP forwarder in front of a server (the S3 server): a slow uplink when
+//! throttled (bytes from the client to the server go at most `bytes_per_sec`;
+//! answers are not slowed), and an outage the test controls with
+//! [`SlowLink::cut`] while the server itself keeps its state. Stops accepting
+//! and cuts every connection on Drop.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -86,10 +88,9 @@ impl SlowLink {
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
-}
 
-impl Drop for SlowLink {
-    fn drop(&mut self) {
+    /// Cuts every connection and refuses new ones from now on.
+    pub fn cut(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
@@ -97,5 +98,11 @@ impl Drop for SlowLink {
         for conn in self.conns.lock().unwrap().drain(..) {
             let _ = conn.shutdown(Shutdown::Both);
         }
+    }
+}
+
+impl Drop for SlowLink {
+    fn drop(&mut self) {
+        self.cut();
     }
 }
