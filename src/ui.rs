@@ -146,6 +146,30 @@ pub fn stdout_line(text: &str) {
     println!("{text}");
 }
 
+/// A header and rows as lines of left-aligned columns two spaces apart, each
+/// column as wide as its widest cell (`list` and `check` print tables so).
+pub fn columns<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> Vec<String> {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let format_row = |cells: &[String]| -> String {
+        cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    let mut lines = vec![format_row(&header.map(str::to_owned))];
+    lines.extend(rows.iter().map(|r| format_row(r)));
+    lines
+}
+
 /// Human-readable byte count (binary units).
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

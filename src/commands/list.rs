@@ -297,25 +297,7 @@ pub fn table(entries: &[Entry]) -> Vec<String> {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let format_row = |cells: &[String]| -> String {
-        cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_owned()
-    };
-    let mut lines = vec![format_row(&header.map(str::to_owned))];
-    lines.extend(rows.iter().map(|r| format_row(r)));
-    lines
+    crate::ui::columns(header, &rows)
 }
 
 /// `keep (daily 2026-11-25, weekly 2026-W48)`, `PINNED`, `locked until ...`.
