@@ -1,12 +1,14 @@
 //! A TCP forwarder in front of a server (the S3 server): a slow uplink when
 //! throttled (bytes from the client to the server go at most `bytes_per_sec`;
-//! answers are not slowed), and an outage the test controls with
-//! [`SlowLink::cut`] while the server itself keeps its state. Stops accepting
-//! and cuts every connection on Drop.
+//! answers are not slowed), an outage the test controls with
+//! [`SlowLink::cut`] while the server itself keeps its state, and stalls:
+//! connections that stop forwarding but stay open ([`SlowLink::stall_after`],
+//! [`SlowLink::stall_requests_containing`]). Stops accepting and cuts every
+//! connection on Drop.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,10 +17,60 @@ pub struct SlowLink {
     stop: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
     accept: Option<std::thread::JoinHandle<()>>,
+    stall: Arc<Stall>,
 }
 
-/// Copies `from` to `to`, at most `rate` bytes a second (0: unlimited).
-fn pump(mut from: TcpStream, mut to: TcpStream, rate: u64) {
+/// When client-to-server forwarding stops (the connection stays open).
+#[derive(Default)]
+struct Stall {
+    rule: Mutex<Option<Rule>>,
+    /// Connections stalled so far.
+    count: AtomicUsize,
+}
+
+#[derive(Clone)]
+enum Rule {
+    /// Each connection forwards at most this many more bytes.
+    AfterBytes(u64),
+    /// A connection stops before forwarding bytes that contain this.
+    OnRequest(Vec<u8>),
+}
+
+impl Stall {
+    /// How many of `chunk`'s bytes may go on (`counted` is this
+    /// connection's bytes since the rule was set); fewer than all means stall.
+    fn allow(&self, chunk: &[u8], counted: &mut Option<u64>) -> usize {
+        let rule = self.rule.lock().unwrap().clone();
+        match rule {
+            None => chunk.len(),
+            Some(Rule::AfterBytes(limit)) => {
+                let done = counted.get_or_insert(0);
+                let allowed = limit.saturating_sub(*done).min(chunk.len() as u64);
+                *done += allowed;
+                allowed as usize
+            }
+            Some(Rule::OnRequest(pattern)) => {
+                if chunk
+                    .windows(pattern.len())
+                    .any(|w| w == pattern.as_slice())
+                {
+                    0
+                } else {
+                    chunk.len()
+                }
+            }
+        }
+    }
+}
+
+/// Copies `from` to `to`, at most `rate` bytes a second (0: unlimited); with
+/// `stall`, stops forwarding as it says and holds the connection open.
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    rate: u64,
+    stall: Option<(Arc<Stall>, Arc<AtomicBool>)>,
+) {
     let chunk = if rate == 0 {
         64 * 1024
     } else {
@@ -27,12 +79,26 @@ fn pump(mut from: TcpStream, mut to: TcpStream, rate: u64) {
     let mut buf = vec![0u8; chunk];
     let start = Instant::now();
     let mut sent = 0u64;
+    let mut counted = None;
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if to.write_all(&buf[..n]).is_err() {
+        let allowed = stall
+            .as_ref()
+            .map_or(n, |(stall, _)| stall.allow(&buf[..n], &mut counted));
+        if to.write_all(&buf[..allowed]).is_err() {
+            break;
+        }
+        if allowed < n {
+            if let Some((stall, stop)) = &stall {
+                stall.count.fetch_add(1, Ordering::SeqCst);
+                // Read nothing more, forward nothing more, keep both ends open.
+                while !stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
             break;
         }
         sent += n as u64;
@@ -54,7 +120,8 @@ impl SlowLink {
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let (stop2, conns2) = (stop.clone(), conns.clone());
+        let stall: Arc<Stall> = Arc::default();
+        let (stop2, conns2, stall2) = (stop.clone(), conns.clone(), stall.clone());
         let accept = std::thread::spawn(move || {
             while !stop2.load(Ordering::SeqCst) {
                 match listener.accept() {
@@ -67,8 +134,9 @@ impl SlowLink {
                         all.push(client.try_clone().unwrap());
                         all.push(server.try_clone().unwrap());
                         let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                        std::thread::spawn(move || pump(c2, s2, bytes_per_sec));
-                        std::thread::spawn(move || pump(server, client, 0));
+                        let watch = Some((stall2.clone(), stop2.clone()));
+                        std::thread::spawn(move || pump(c2, s2, bytes_per_sec, watch));
+                        std::thread::spawn(move || pump(server, client, 0, None));
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
                         std::thread::sleep(Duration::from_millis(5))
@@ -82,7 +150,26 @@ impl SlowLink {
             stop,
             conns,
             accept: Some(accept),
+            stall,
         }
+    }
+
+    /// From now on every connection (open or new) forwards at most `bytes`
+    /// more bytes to the server, then stalls: small requests pass, a large
+    /// body stops midway (a path MTU black hole, a stuck middlebox).
+    pub fn stall_after(&self, bytes: u64) {
+        *self.stall.rule.lock().unwrap() = Some(Rule::AfterBytes(bytes));
+    }
+
+    /// From now on a connection stalls before forwarding a request that
+    /// contains `pattern` (e.g. `?delete` for S3's DeleteObjects).
+    pub fn stall_requests_containing(&self, pattern: &str) {
+        *self.stall.rule.lock().unwrap() = Some(Rule::OnRequest(pattern.as_bytes().to_vec()));
+    }
+
+    /// Connections stalled so far.
+    pub fn stalled(&self) -> usize {
+        self.stall.count.load(Ordering::SeqCst)
     }
 
     pub fn endpoint(&self) -> String {
