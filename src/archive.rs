@@ -13,6 +13,7 @@ use crate::meta::Meta;
 use crate::pg::client::ServerVersion;
 use crate::pg::tools::{self, PgTools};
 use crate::storage::local::{LocalBackup, LocalStore};
+use crate::storage::s3::S3Settings;
 use crate::storage::select::{Choice, Picked, Selector};
 use crate::ui;
 
@@ -66,8 +67,10 @@ pub async fn locate(wanted: &Wanted<'_>) -> Result<Located> {
             .prefix("pgbak-fetch-")
             .tempdir()
             .context("creating a temporary directory for the download")?;
+        let settings_for = |bucket: Option<&str>| S3Settings::from_args(wanted.s3, bucket);
         let fetched =
-            crate::storage::s3::fetch_backup(wanted.s3, s3_uri, wanted.select, temp.path()).await?;
+            crate::storage::s3::fetch_backup(settings_for, s3_uri, wanted.select, temp.path())
+                .await?;
         return Ok(Located {
             dump: fetched.dump,
             meta_path: fetched.meta,

@@ -163,14 +163,22 @@ pub struct S3Args {
         value_name = "KEY"
     )]
     pub sse_kms_key_id: Option<String>,
-    /// Multipart part size in MiB (default: 8, doubled every --s3-max-parts/10 parts so a
-    /// multi-terabyte dump still fits; at least 5).
+    /// First multipart part size in MiB (default: 8, doubled every --s3-max-parts/10 parts
+    /// up to --s3-max-part-size-mib, so a multi-terabyte dump still fits; at least 5).
     #[arg(
         long = "s3-part-size-mib",
         env = "S3_PART_SIZE_MIB",
         value_name = "MIB"
     )]
     pub part_size_mib: Option<u64>,
+    /// Largest multipart part in MiB (default: 5120, S3's limit): stops the doubling, so part
+    /// buffers stay under (--s3-concurrency + 1) x this; a dump needing more parts fails.
+    #[arg(
+        long = "s3-max-part-size-mib",
+        env = "S3_MAX_PART_SIZE_MIB",
+        value_name = "MIB"
+    )]
+    pub max_part_size_mib: Option<u64>,
     /// Most parts the store allows in one upload (AWS: 10000).
     #[arg(
         long = "s3-max-parts",

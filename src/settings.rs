@@ -5,6 +5,8 @@
 //! the connection (`DATABASE_URL`, else the libpq `PG*` variables), strict
 //! booleans and the host name.
 
+pub mod s3;
+
 use std::path::Path;
 use std::sync::OnceLock;
 

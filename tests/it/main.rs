@@ -18,6 +18,7 @@ mod restore;
 mod retention;
 mod s3;
 mod s3_checks;
+mod s3_markers;
 mod tls;
 mod trust;
 mod trust_s3;

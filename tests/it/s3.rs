@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use pgbak::meta::Meta;
+use pgbak::storage::s3::S3Settings;
 use sha2::{Digest, Sha256};
 
 use crate::support::{self, output_text, pg16, private_s3, s3, S3Server, TestDb};
@@ -59,7 +60,7 @@ pub fn files(dir: &Path, suffix: &str) -> Vec<String> {
 }
 
 /// The one complete local backup in `dir`: its dump bytes match its meta.json.
-fn assert_local_complete(dir: &Path) -> Meta {
+pub(crate) fn assert_local_complete(dir: &Path) -> Meta {
     let dumps = files(dir, ".dump");
     let metas = files(dir, ".meta.json");
     assert_eq!(dumps.len(), 1, "{dumps:?}");
@@ -555,7 +556,13 @@ fn fetch(
         mode: pgbak::cli::Mode::Full,
         include_failed: false,
     };
-    rt.block_on(pgbak::storage::s3::fetch_backup(args, uri, &select, dest))
+    let settings_for = |bucket: Option<&str>| S3Settings::from_args(args, bucket);
+    rt.block_on(pgbak::storage::s3::fetch_backup(
+        settings_for,
+        uri,
+        &select,
+        dest,
+    ))
 }
 
 #[test]

@@ -1,0 +1,209 @@
+//! Fetching a backup back from S3 for restore and verify: `s3://` URIs
+//! checked against hostile keys, the newest backup under the prefix, and a
+//! download whose SHA-256 and size must match the backup's meta.json.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::{connect, needs, sdk_error, S3Settings, Store};
+use crate::error::usage;
+use crate::storage::is_plain_file_name;
+use crate::storage::select::Selector;
+use crate::ui;
+
+impl Store {
+    /// Streams an object into `dest` (created 0600, must not exist), returning
+    /// its SHA-256 and size. A failed download removes `dest`.
+    pub async fn download(&self, key: &str, dest: &Path) -> Result<(String, u64)> {
+        let result = self.download_inner(key, dest).await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(dest).await;
+        }
+        result
+    }
+
+    async fn download_inner(&self, key: &str, dest: &Path) -> Result<(String, u64)> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(self.bucket())
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| needs(sdk_error(e), "s3:GetObject"))
+            .with_context(|| format!("downloading {}", self.uri(key)))?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dest)
+            .await
+            .with_context(|| format!("creating {}", dest.display()))?;
+        let mut body = out.body;
+        let mut hasher = Sha256::new();
+        let mut bytes = 0u64;
+        while let Some(chunk) = body
+            .try_next()
+            .await
+            .with_context(|| format!("downloading {}", self.uri(key)))?
+        {
+            hasher.update(&chunk);
+            bytes += chunk.len() as u64;
+            file.write_all(&chunk)
+                .await
+                .with_context(|| format!("writing {}", dest.display()))?;
+        }
+        file.sync_all()
+            .await
+            .with_context(|| format!("syncing {}", dest.display()))?;
+        Ok((hex::encode(hasher.finalize()), bytes))
+    }
+}
+
+/// A backup fetched from S3 into a local directory.
+#[derive(Debug)]
+pub struct Fetched {
+    pub dump: PathBuf,
+    /// None when the bucket holds no meta.json for it.
+    pub meta: Option<PathBuf>,
+}
+
+/// `s3://bucket/key` split and checked: the key must end in a plain `.dump`
+/// file name and hold no `.` or `..` segment.
+pub fn parse_uri(uri: &str) -> Result<(String, String)> {
+    let rest = uri
+        .strip_prefix("s3://")
+        .ok_or_else(|| usage(format!("{uri:?} is not an s3://bucket/key URI")))?;
+    let (bucket, key) = rest
+        .split_once('/')
+        .ok_or_else(|| usage(format!("{uri:?} names no key: use s3://bucket/key.dump")))?;
+    if bucket.is_empty() || key.is_empty() {
+        return Err(usage(format!("{uri:?}: use s3://bucket/key.dump")));
+    }
+    if key
+        .split('/')
+        .any(|seg| seg == ".." || seg == "." || seg.contains('\0'))
+    {
+        return Err(usage(format!(
+            "{uri:?}: the key may not hold `.` or `..` segments"
+        )));
+    }
+    let file = key.rsplit('/').next().unwrap_or(key);
+    if !is_plain_file_name(file) || crate::storage::meta_file_for(file).is_none() {
+        return Err(usage(format!(
+            "{uri:?} does not name a .dump or .dump.age file"
+        )));
+    }
+    Ok((bucket.to_owned(), key.to_owned()))
+}
+
+/// Downloads `uri` (`s3://bucket/key.dump`), or with `uri` None the newest
+/// backup under the configured prefix that `select` accepts, with its meta.json,
+/// into `dest_dir`. The dump's SHA-256 and size are checked against the
+/// meta.json before this returns; a mismatch is an error and leaves nothing.
+/// `settings_for` gives the S3 settings for the bucket a URI names (None:
+/// the configured bucket).
+pub async fn fetch_backup(
+    settings_for: impl Fn(Option<&str>) -> Result<S3Settings>,
+    uri: Option<&str>,
+    select: &Selector,
+    dest_dir: &Path,
+) -> Result<Fetched> {
+    let (store, dump_key, meta_key) = match uri {
+        Some(uri) => {
+            let (bucket, key) = parse_uri(uri)?;
+            let store = connect(settings_for(Some(&bucket))?).await?;
+            let (stem, _) = crate::storage::split_dump_file(&key)
+                .ok_or_else(|| usage(format!("{uri:?} does not name a .dump file")))?;
+            let meta_key = format!("{stem}.meta.json");
+            (store, key, meta_key)
+        }
+        None => {
+            let store = connect(settings_for(None)?).await?;
+            let newest = store.newest(select).await?;
+            (store, newest.dump_key, newest.meta_key)
+        }
+    };
+    let file = dump_key.rsplit('/').next().unwrap_or(&dump_key).to_owned();
+    if !is_plain_file_name(&file) {
+        bail!("{} does not name a plain file", store.uri(&dump_key));
+    }
+    let dump = dest_dir.join(&file);
+    let meta_file = crate::storage::meta_file_for(&file)
+        .ok_or_else(|| anyhow!("{} does not name a .dump file", store.uri(&dump_key)))?;
+    let meta_path = dest_dir.join(meta_file);
+    if dump.parent() != Some(dest_dir) || meta_path.parent() != Some(dest_dir) {
+        bail!("{} would be written outside {}", file, dest_dir.display());
+    }
+
+    let meta = store.read_meta(&meta_key).await?;
+    if meta.is_none() {
+        ui::warn(&format!(
+            "{} has no meta.json beside it: its checksum cannot be checked",
+            store.uri(&dump_key)
+        ));
+    }
+    ui::info(&format!(
+        "downloading {} to {}",
+        store.uri(&dump_key),
+        dump.display()
+    ));
+    let (sha256, size) = store.download(&dump_key, &dump).await?;
+    if let Some(meta) = &meta {
+        if meta.size_bytes != size || meta.sha256 != sha256 {
+            let _ = tokio::fs::remove_file(&dump).await;
+            bail!(
+                "{} does not match its meta.json: {} bytes with sha256 {}, expected {} bytes \
+                 with sha256 {}",
+                store.uri(&dump_key),
+                size,
+                sha256,
+                meta.size_bytes,
+                meta.sha256
+            );
+        }
+        meta.write(&meta_path)?;
+        ui::info(&format!(
+            "downloaded {} ({}), sha256 matches meta.json",
+            file,
+            ui::bytes(size)
+        ));
+    }
+    Ok(Fetched {
+        dump,
+        meta: meta.map(|_| meta_path),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_uris_are_refused() {
+        assert_eq!(
+            parse_uri("s3://b/p/x_full_20261125T020000.dump").unwrap(),
+            ("b".into(), "p/x_full_20261125T020000.dump".into())
+        );
+        for bad in [
+            "s3://b/../x.dump",
+            "s3://b/p/../../x.dump",
+            "s3://b/./x.dump",
+            "s3://b/x.dump/..",
+            "s3://b/",
+            "s3://b",
+            "s3:///x.dump",
+            "http://b/x.dump",
+            "s3://b/x.sql",
+            "s3://b/p/.dump",
+            "s3://b/p/.dump.age",
+            "s3://b/p/x.age",
+            "s3://b/p/",
+        ] {
+            assert!(parse_uri(bad).is_err(), "{bad}");
+        }
+    }
+}

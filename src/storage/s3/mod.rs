@@ -1,0 +1,444 @@
+//! Backups on S3 or MinIO: the client (built from [`S3Settings`] and the
+//! standard AWS credential chain) and the small requests every command makes
+//! (listing, meta.json, deleting). The rest lives beside it: the part plan
+//! (`part_plan`), the multipart upload that streams a dump while pg_dump runs
+//! (`upload`, `part`), the upload markers and the stale-upload cleanup
+//! (`marker`, `cleanup`), and fetching a backup back (`fetch`).
+//!
+//! The upload runs beside the local file, never instead of it: an S3 failure
+//! is recorded, the multipart upload aborted, and the local backup still
+//! completes; the caller then fails the run.
+
+mod cleanup;
+mod fetch;
+mod marker;
+mod part;
+pub mod part_plan;
+mod settings;
+mod upload;
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_s3::config::StalledStreamProtectionConfig;
+use aws_sdk_s3::config::{Region, RequestChecksumCalculation};
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    ChecksumMode, Delete, ObjectIdentifier, ServerSideEncryption, StorageClass,
+};
+use aws_sdk_s3::Client;
+use base64::Engine as _;
+
+use super::select::{Choice, Selector};
+use super::{is_plain_file_name, BackupName};
+use crate::error::usage;
+use crate::meta::Meta;
+use crate::ui;
+
+pub use cleanup::OpenUpload;
+pub use fetch::{fetch_backup, parse_uri, Fetched};
+pub use marker::MARKER_SUFFIX;
+pub use part_plan::{PartPlan, DEFAULT_PART_SIZE, MIB, S3_MAX_PART_SIZE, S3_MIN_PART_SIZE};
+pub use settings::{keep_warning, min_storage_days, normalize_prefix, S3Settings, Sse};
+pub use upload::{S3Sink, UploadFailed, UploadHandle};
+
+/// A connected bucket and prefix.
+#[derive(Clone)]
+pub struct Store {
+    pub(super) client: Client,
+    pub settings: S3Settings,
+    /// Send SHA-256 checksums and compare them after upload (off when
+    /// `AWS_REQUEST_CHECKSUM_CALCULATION=when_required`).
+    checksums: bool,
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Builds the client. Region: the one the settings name (`--s3-region`,
+/// `S3_REGION`, `AWS_REGION`, `AWS_DEFAULT_REGION`), else the profile's, else
+/// us-east-1 (what MinIO and most S3-compatible stores expect). Credentials:
+/// the standard chain (environment, profile, SSO, web identity, ECS/instance roles).
+pub async fn connect(settings: S3Settings) -> Result<Store> {
+    let region = RegionProviderChain::first_try(settings.region.clone().map(Region::new))
+        .or_default_provider()
+        .or_else(Region::from_static("us-east-1"));
+    // An unreachable store fails in seconds: 3 attempts, short connect timeout.
+    // Answers to small requests come within 30 s; part uploads have no such
+    // limit (see `part`): a stalled upload is detected instead. Downloads fail
+    // when their body stops moving for the same stall timeout.
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(Duration::from_secs(30))
+        .build();
+    let retry = RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(500))
+        .with_max_backoff(Duration::from_secs(5));
+    let shared = aws_config::defaults(BehaviorVersion::latest())
+        .region(region)
+        .timeout_config(timeouts)
+        .stalled_stream_protection(
+            StalledStreamProtectionConfig::enabled()
+                .grace_period(settings.stall_timeout)
+                .build(),
+        )
+        .retry_config(retry)
+        .load()
+        .await;
+    let checksums = !matches!(
+        shared.request_checksum_calculation(),
+        Some(RequestChecksumCalculation::WhenRequired)
+    );
+    let mut config = aws_sdk_s3::config::Builder::from(&shared);
+    if let Some(endpoint) = &settings.endpoint_url {
+        config = config.endpoint_url(endpoint).force_path_style(true);
+    }
+    ui::debug(&format!(
+        "S3: bucket {}, prefix {:?}, endpoint {}, region {}, checksums {}",
+        settings.bucket,
+        settings.prefix,
+        settings.endpoint_url.as_deref().unwrap_or("AWS"),
+        shared.region().map(|r| r.as_ref()).unwrap_or("?"),
+        if checksums {
+            "SHA-256"
+        } else {
+            "when required"
+        }
+    ));
+    Ok(Store {
+        client: Client::from_conf(config.build()),
+        settings,
+        checksums,
+    })
+}
+
+/// The SDK's error as one short line: its causes joined (the innermost one
+/// names the refused connection or the store's error code), plus the HTTP
+/// status when the store answered.
+pub(super) fn sdk_error<E: std::error::Error + 'static>(err: SdkError<E>) -> anyhow::Error {
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let mut text = error_chain(&err);
+    if let Some(status) = status {
+        text.push_str(&format!(" (HTTP {status})"));
+    }
+    anyhow!(text)
+}
+
+/// An access-denied error names the IAM permission the step needs (the
+/// README's policy lists them all); other errors pass unchanged.
+fn needs(err: anyhow::Error, permission: &str) -> anyhow::Error {
+    let text = err.to_string();
+    if text.contains("AccessDenied") || text.contains("HTTP 403") {
+        err.context(format!("access denied: the credentials lack {permission}"))
+    } else {
+        err
+    }
+}
+
+/// `Display` of an error and its sources, joined with `: `, repeats skipped.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
+/// One backup under the prefix: its `.dump` object, its `.meta.json`, or both.
+#[derive(Debug, Clone)]
+pub struct RemoteBackup {
+    pub name: BackupName,
+    pub dump_key: String,
+    pub meta_key: String,
+    pub has_dump: bool,
+    pub has_meta: bool,
+    pub size: u64,
+    pub storage_class: Option<String>,
+}
+
+impl RemoteBackup {
+    pub fn is_complete(&self) -> bool {
+        self.has_dump && self.has_meta
+    }
+}
+
+impl Store {
+    pub fn bucket(&self) -> &str {
+        &self.settings.bucket
+    }
+
+    pub fn key_for(&self, file_name: &str) -> String {
+        format!("{}{file_name}", self.settings.prefix)
+    }
+
+    pub fn uri(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.settings.bucket)
+    }
+
+    /// The server-side encryption headers both kinds of upload carry.
+    fn sse_headers(&self) -> (Option<ServerSideEncryption>, Option<String>) {
+        match &self.settings.sse {
+            None => (None, None),
+            Some(Sse::Aes256) => (Some(ServerSideEncryption::Aes256), None),
+            Some(Sse::Kms { key_id }) => (Some(ServerSideEncryption::AwsKms), key_id.clone()),
+        }
+    }
+
+    /// Uploads a small object (meta.json) in one request.
+    pub async fn put_small(&self, key: &str, body: Vec<u8>) -> Result<()> {
+        let (sse, kms_key) = self.sse_headers();
+        let request = self
+            .client
+            .put_object()
+            .bucket(self.bucket())
+            .key(key)
+            .content_type("application/json")
+            .storage_class(StorageClass::from(self.settings.storage_class.as_str()))
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms_key)
+            .body(ByteStream::from(body));
+        request
+            .send()
+            .await
+            .map_err(|e| needs(sdk_error(e), "s3:PutObject"))
+            .with_context(|| format!("uploading {}", self.uri(key)))?;
+        Ok(())
+    }
+
+    /// Checks that a small object just put is in the bucket with `size` bytes
+    /// (HEAD, retried on transient failures).
+    pub async fn check_small(&self, key: &str, size: u64) -> Result<()> {
+        match head_after_upload(&self.client, self.bucket(), key).await? {
+            None => bail!("{} is not in the bucket after its upload", self.uri(key)),
+            Some(head) if head.content_length() != Some(size as i64) => bail!(
+                "{} holds {} bytes after its upload, {size} were sent",
+                self.uri(key),
+                head.content_length().unwrap_or(-1)
+            ),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Deletes objects (missing ones are fine).
+    pub async fn delete_keys(&self, keys: &[String]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let objects = keys
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build())
+            .collect::<Result<Vec<_>, _>>()
+            .context("building the delete request")?;
+        let out = self
+            .client
+            .delete_objects()
+            .bucket(self.bucket())
+            .delete(
+                Delete::builder()
+                    .set_objects(Some(objects))
+                    .quiet(true)
+                    .build()
+                    .context("building the delete request")?,
+            )
+            .send()
+            .await
+            .map_err(|e| needs(sdk_error(e), "s3:DeleteObject"))
+            .with_context(|| {
+                format!(
+                    "deleting {} objects from s3://{}",
+                    keys.len(),
+                    self.bucket()
+                )
+            })?;
+        if let Some(err) = out.errors().first() {
+            bail!(
+                "deleting {} from s3://{}: {}",
+                err.key().unwrap_or("?"),
+                self.bucket(),
+                err.message().unwrap_or("refused")
+            );
+        }
+        Ok(())
+    }
+
+    /// Every backup directly under the prefix, oldest first.
+    pub async fn list(&self) -> Result<Vec<RemoteBackup>> {
+        let prefix = &self.settings.prefix;
+        let mut found: std::collections::BTreeMap<String, RemoteBackup> = Default::default();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(self.bucket())
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page
+                .map_err(|e| needs(sdk_error(e), "s3:ListBucket"))
+                .with_context(|| format!("listing s3://{}/{prefix}", self.bucket()))?;
+            for object in page.contents() {
+                let Some(key) = object.key() else { continue };
+                let Some(file) = key.strip_prefix(prefix.as_str()) else {
+                    continue;
+                };
+                if !is_plain_file_name(file) {
+                    continue;
+                }
+                let Some(name) = BackupName::parse(file) else {
+                    continue;
+                };
+                let backup = found.entry(name.stem()).or_insert_with(|| RemoteBackup {
+                    dump_key: self.key_for(&name.dump_file()),
+                    meta_key: self.key_for(&name.meta_file()),
+                    name: name.clone(),
+                    has_dump: false,
+                    has_meta: false,
+                    size: 0,
+                    storage_class: None,
+                });
+                if crate::storage::split_dump_file(file).is_some() {
+                    backup.name.encrypted = name.encrypted;
+                    backup.dump_key = key.to_owned();
+                    backup.has_dump = true;
+                    backup.size = object.size().unwrap_or(0).max(0) as u64;
+                    backup.storage_class = object.storage_class().map(|c| c.as_str().to_owned());
+                } else {
+                    backup.has_meta = true;
+                }
+            }
+        }
+        let mut list: Vec<RemoteBackup> = found.into_values().collect();
+        list.sort_by_key(|b| b.name.timestamp);
+        Ok(list)
+    }
+
+    /// Reads and validates a meta.json object; None when it does not exist.
+    pub async fn read_meta(&self, key: &str) -> Result<Option<Meta>> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(self.bucket())
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                return Ok(None)
+            }
+            Err(err) => {
+                return Err(sdk_error(err)).with_context(|| format!("reading {}", self.uri(key)))
+            }
+        };
+        if out.content_length().unwrap_or(0) > 16 << 20 {
+            bail!("{} is too large to be a meta.json", self.uri(key));
+        }
+        let body = out
+            .body
+            .collect()
+            .await
+            .with_context(|| format!("reading {}", self.uri(key)))?
+            .into_bytes();
+        let text = std::str::from_utf8(&body)
+            .with_context(|| format!("reading {}: not UTF-8", self.uri(key)))?;
+        Meta::parse(text)
+            .map(Some)
+            .with_context(|| format!("reading {}", self.uri(key)))
+    }
+
+    /// The newest backup under the prefix that `select` accepts (meta.json
+    /// read only for names that could be the target's); skipped ones are named.
+    pub async fn newest(&self, select: &Selector) -> Result<RemoteBackup> {
+        let backups = self.list().await?;
+        let mut metas = Vec::with_capacity(backups.len());
+        for backup in &backups {
+            let meta = if backup.is_complete() && select.may_pick(&backup.name) {
+                self.read_meta(&backup.meta_key)
+                    .await
+                    .unwrap_or_else(|err| {
+                        ui::warn(&crate::error::one_line(&err));
+                        None
+                    })
+            } else {
+                None
+            };
+            metas.push(meta);
+        }
+        let choices: Vec<Choice> = backups
+            .iter()
+            .zip(&metas)
+            .map(|(b, meta)| Choice {
+                name: &b.name,
+                complete: b.is_complete(),
+                meta: meta.as_ref(),
+            })
+            .collect();
+        let picked = select.pick(&choices);
+        let Some(index) = picked.index else {
+            return Err(usage(
+                select.nothing_message(&picked, &self.uri(&self.settings.prefix)),
+            ));
+        };
+        crate::archive::report_skipped(&picked);
+        Ok(backups[index].clone())
+    }
+}
+
+/// HEAD attempts after an upload, each with the SDK's own retries: a HEAD that
+/// times out or meets a 5xx is no evidence against the object just written.
+const HEAD_ATTEMPTS: u32 = 4;
+
+/// HEAD of an object just written, retried on transient failures. Ok(None):
+/// the store answered that the object does not exist.
+async fn head_after_upload(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<aws_sdk_s3::operation::head_object::HeadObjectOutput>> {
+    let uri = format!("s3://{bucket}/{key}");
+    let mut delay = Duration::from_millis(500);
+    let mut last = anyhow!("no attempt made");
+    for attempt in 1..=HEAD_ATTEMPTS {
+        match client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+        {
+            Ok(head) => return Ok(Some(head)),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => {
+                return Ok(None)
+            }
+            Err(err) => {
+                last = sdk_error(err);
+                if attempt < HEAD_ATTEMPTS {
+                    ui::warn(&format!(
+                        "checking {uri} failed (attempt {attempt} of {HEAD_ATTEMPTS}), retrying \
+                         in {:.1}s: {}",
+                        delay.as_secs_f64(),
+                        crate::error::one_line(&last)
+                    ));
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+    }
+    Err(last.context(format!("checking {uri}: HEAD failed {HEAD_ATTEMPTS} times")))
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

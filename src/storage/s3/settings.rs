@@ -1,0 +1,100 @@
+//! What the S3 code is told: bucket, prefix, store, part sizes and timeouts,
+//! already checked. `crate::settings::s3` builds it from the flags and the
+//! environment (so nothing under `storage` reads either); this module holds
+//! the value and the pure rules about prefixes and storage classes.
+
+use std::time::Duration;
+
+/// Storage classes that bill a minimum number of days per object.
+const MIN_STORAGE_DAYS: &[(&str, u32)] = &[
+    ("STANDARD_IA", 30),
+    ("ONEZONE_IA", 30),
+    ("GLACIER_IR", 90),
+    ("GLACIER", 90),
+    ("DEEP_ARCHIVE", 180),
+];
+
+/// Server-side encryption requested for uploads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sse {
+    Aes256,
+    Kms { key_id: Option<String> },
+}
+
+/// S3 settings checked before anything is attempted (errors there exit 2).
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    pub bucket: String,
+    /// Empty, or ending in `/`.
+    pub prefix: String,
+    pub endpoint_url: Option<String>,
+    /// The region named by the flag or the environment; None leaves it to
+    /// the AWS profile (else us-east-1).
+    pub region: Option<String>,
+    pub storage_class: String,
+    pub sse: Option<Sse>,
+    /// The first part's size asked for (bytes); None lets the database's size decide.
+    pub part_size: Option<u64>,
+    /// No part grows beyond this (bytes): with `concurrency`, the memory bound.
+    pub max_part_size: u64,
+    /// The store's smallest part (all but the last).
+    pub min_part_size: u64,
+    pub max_parts: u32,
+    pub concurrency: usize,
+    /// A part upload that moves no byte and gets no answer for this long has stalled.
+    pub stall_timeout: Duration,
+    /// An open upload without a live marker is abandoned only once older than this.
+    pub stale_upload_age: Duration,
+}
+
+/// `a/b` and `/a/b/` both become `a/b/`; empty stays empty.
+pub fn normalize_prefix(prefix: &str) -> String {
+    let trimmed = prefix.trim_start_matches('/');
+    if trimmed.is_empty() || trimmed.ends_with('/') {
+        trimmed.to_owned()
+    } else {
+        format!("{trimmed}/")
+    }
+}
+
+/// The days a storage class bills at least, when it has such a minimum.
+pub fn min_storage_days(storage_class: &str) -> Option<u32> {
+    MIN_STORAGE_DAYS
+        .iter()
+        .find(|(class, _)| *class == storage_class)
+        .map(|(_, days)| *days)
+}
+
+/// The warning for `--keep N` with a class that bills a minimum duration:
+/// under a daily schedule, backups are deleted after N days.
+pub fn keep_warning(keep: u32, storage_class: &str) -> Option<String> {
+    let days = min_storage_days(storage_class)?;
+    (keep > 0 && keep < days).then(|| {
+        format!(
+            "--keep {keep} with storage class {storage_class}: on a daily schedule each object is \
+             deleted after about {keep} days, but {storage_class} bills {days} days minimum \
+             (keep {days} or more, or use --storage-class STANDARD)"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_folders() {
+        assert_eq!(normalize_prefix(""), "");
+        assert_eq!(normalize_prefix("a/b"), "a/b/");
+        assert_eq!(normalize_prefix("/a/b/"), "a/b/");
+    }
+
+    #[test]
+    fn keep_warning_only_for_minimum_duration_classes() {
+        assert!(keep_warning(7, "STANDARD_IA").is_some());
+        assert!(keep_warning(30, "STANDARD_IA").is_none());
+        assert!(keep_warning(0, "STANDARD_IA").is_none());
+        assert!(keep_warning(7, "STANDARD").is_none());
+        assert!(keep_warning(60, "GLACIER_IR").is_some());
+    }
+}
