@@ -3,16 +3,20 @@
 //! and pgbak exits 130 or 143. `--timeout` ends a run the same way, exit 1.
 //!
 //! Guarded steps wait on [`Signals::recv`]. Everything else (retention
-//! deletions, checks, alerting) calls [`check`] between its steps: once
-//! pgbak handles SIGTERM itself the kernel no longer ends the process, so a
-//! signal that arrives outside a guarded step must still stop the run.
+//! deletions, checks, alerting) calls [`check`] between its steps, and races
+//! its network waits against the stop ([`unless_stopped`], or
+//! [`unless_interrupted`] for the report of a run's end): once pgbak handles
+//! SIGTERM itself the kernel no longer ends the process, so a signal that
+//! arrives outside a guarded step must still stop the run, promptly.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +60,11 @@ impl Signal {
 
 /// The first signal received by the process, 0 when none (1 SIGINT, 2 SIGTERM).
 static RECEIVED: AtomicU8 = AtomicU8::new(0);
+/// Every SIGINT/SIGTERM received, the first and the later ones; the latest (1, 2).
+static COUNT: AtomicU32 = AtomicU32::new(0);
+static LATEST: AtomicU8 = AtomicU8::new(0);
+/// Wakes the waiters of [`unless_stopped`] and [`unless_interrupted`].
+static ARRIVED: Notify = Notify::const_new();
 static DEADLINE: OnceLock<(Instant, Duration)> = OnceLock::new();
 static WATCHER: OnceLock<()> = OnceLock::new();
 
@@ -106,9 +115,69 @@ fn start_watcher() -> anyhow::Result<()> {
                 _ = terminate.recv() => 2,
             };
             let _ = RECEIVED.compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst);
+            LATEST.store(code, Ordering::SeqCst);
+            COUNT.fetch_add(1, Ordering::SeqCst);
+            ARRIVED.notify_waiters();
         }
     });
     Ok(())
+}
+
+/// Resolves once a signal has arrived (at once when one already has) or the
+/// run's `--timeout` passed.
+async fn stopped() -> Signal {
+    loop {
+        let arrived = ARRIVED.notified();
+        if let Some(sig) = pending() {
+            return sig;
+        }
+        let timeout = async {
+            match deadline() {
+                Some((at, _)) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = arrived => {}
+            () = timeout => {}
+        }
+    }
+}
+
+/// Runs `work` (retention, a check: steps outside a guard that wait on the
+/// network or delete) unless the run is stopped first, also by a signal that
+/// already arrived; then `work` is dropped between two of its requests or
+/// inside one, and the error names the signal.
+pub async fn unless_stopped<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::select! {
+        biased;
+        sig = stopped() => Err(crate::error::interrupted(sig)),
+        result = work => result,
+    }
+}
+
+/// Runs `work` (sending the alert or heartbeat that reports the run's end)
+/// unless a SIGINT/SIGTERM arrives while it runs: the signal that ended the
+/// run is what is being reported and must not suppress the report, but a new
+/// one (systemd stopping the unit, an operator's Ctrl-C) ends it at once.
+pub async fn unless_interrupted<T>(work: impl Future<Output = T>) -> Result<T, Signal> {
+    let before = COUNT.load(Ordering::SeqCst);
+    let interrupted = async {
+        loop {
+            let arrived = ARRIVED.notified();
+            if COUNT.load(Ordering::SeqCst) > before {
+                return match LATEST.load(Ordering::SeqCst) {
+                    1 => Signal::Interrupt,
+                    _ => Signal::Terminate,
+                };
+            }
+            arrived.await;
+        }
+    };
+    tokio::select! {
+        sig = interrupted => Err(sig),
+        out = work => Ok(out),
+    }
 }
 
 /// Listens for SIGINT and SIGTERM from the moment it is created.

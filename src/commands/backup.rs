@@ -144,7 +144,9 @@ pub async fn run(global: &GlobalArgs, args: BackupArgs) -> Result<ExitCode> {
             return Err(err);
         }
     };
-    let anomaly = crate::anomaly::check_and_pin(&job, &made, job.anomaly).await?;
+    let anomaly =
+        crate::signals::unless_stopped(crate::anomaly::check_and_pin(&job, &made, job.anomaly))
+            .await?;
     let mut deleted = apply_retention(&job, &made).await?;
     let mut globals = None;
     if args.globals {
@@ -911,8 +913,13 @@ pub(crate) fn commit(sink: FileSink, meta: &Meta, meta_path: &Path) -> Result<()
 /// (when this run's upload succeeded) under the S3 prefix, through the same
 /// [`retention::apply`]; a backup verified or pinned locally is treated so on
 /// S3 too. Also removes the `.partial` leftovers and open uploads of runs
-/// that died. Returns what was deleted.
+/// that died. Returns what was deleted. A SIGINT/SIGTERM (or `--timeout`)
+/// stops it at once, even inside a request to a store that hangs.
 pub async fn apply_retention(job: &BackupJob, made: &Made) -> Result<Vec<String>> {
+    crate::signals::unless_stopped(retention(job, made)).await
+}
+
+async fn retention(job: &BackupJob, made: &Made) -> Result<Vec<String>> {
     let local = LocalStore::new(&job.output_dir);
     let mut deleted = Vec::new();
     for partial in local.stale_partials(&made.name.group(), made.started)? {

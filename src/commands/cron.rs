@@ -273,11 +273,15 @@ async fn steps(
         ..job.clone()
     };
     let (anomaly, deleted) = run
-        .step(Step::Retention, async {
-            let anomaly = crate::anomaly::check_and_pin(&local_only, &made, job.anomaly).await?;
-            let deleted = backup::apply_retention(&local_only, &made).await?;
-            Ok((anomaly, deleted))
-        })
+        .step(
+            Step::Retention,
+            crate::signals::unless_stopped(async {
+                let anomaly =
+                    crate::anomaly::check_and_pin(&local_only, &made, job.anomaly).await?;
+                let deleted = backup::apply_retention(&local_only, &made).await?;
+                Ok((anomaly, deleted))
+            }),
+        )
         .await?;
     run.anomaly = anomaly;
     if !deleted.is_empty() {

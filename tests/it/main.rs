@@ -22,6 +22,7 @@ mod s3_markers;
 mod tls;
 mod trust;
 mod trust_s3;
+mod trust_signals;
 mod trust_standby;
 mod verdict;
 mod verify;

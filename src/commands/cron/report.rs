@@ -18,7 +18,7 @@ use crate::alert::{self, Failure, Outcome, Step};
 use crate::cli::{AlertFormat, Cli, CronReportOnly};
 use crate::error::{self, usage};
 use crate::metrics::{self, RunMetrics, Update};
-use crate::{settings, ui};
+use crate::{settings, signals, ui};
 
 /// The end of a run that got as far as `outcome`: summary, alert or
 /// heartbeat, metrics; the exit code.
@@ -28,7 +28,8 @@ pub(super) async fn finish(
     outcome: Result<(), Failed>,
     log_keep: u32,
 ) -> ExitCode {
-    if let Some(log) = &run.log {
+    // Stopped by a signal: no further deletions, old logs included.
+    if let Some(log) = run.log.as_ref().filter(|_| signals::pending().is_none()) {
         logs::prune(&reporter.report.log_dir, log, log_keep);
     }
     let duration = run.clock.elapsed();
@@ -38,27 +39,27 @@ pub(super) async fn finish(
                 "pgbak cron finished: every step succeeded in {}s",
                 duration.as_secs()
             ));
-            if let Some(url) = &reporter.report.heartbeat_url {
-                heartbeat(url).await;
-            }
-            resolve_incident(reporter).await;
-            if let Some(findings) = &run.anomaly {
-                let summary = findings.summary();
-                let warning = failure(reporter, &run, Step::Anomaly, Outcome::Failed, &summary);
-                send_alert(reporter, &warning).await;
-            }
             0
         }
         Err(failed) => {
-            let one_line = error::one_line(&failed.error);
             ui::error(&format!(
-                "pgbak cron failed at the {} step after {}s: {one_line}",
+                "pgbak cron failed at the {} step after {}s: {}",
                 failed.step.as_str(),
-                duration.as_secs()
+                duration.as_secs(),
+                error::one_line(&failed.error)
             ));
-            let failure = failure(reporter, &run, failed.step, outcome_of(failed), &one_line);
-            send_alert(reporter, &failure).await;
             error::exit_code(&failed.error)
+        }
+    };
+    let code = match signals::unless_interrupted(report(reporter, &run, &outcome)).await {
+        Ok(()) => code,
+        Err(sig) => {
+            ui::error(&format!(
+                "interrupted by {} while reporting the run; its alert or heartbeat may not \
+                 have been sent",
+                sig.name()
+            ));
+            sig.exit_code()
         }
     };
     write_metrics(
@@ -76,13 +77,38 @@ pub(super) async fn finish(
     ExitCode::from(code)
 }
 
+/// The alert (failure) or heartbeat, PagerDuty resolve and anomaly warning (success).
+async fn report(reporter: &Reporter, run: &Run, outcome: &Result<(), Failed>) {
+    match outcome {
+        Ok(()) => {
+            if let Some(url) = &reporter.report.heartbeat_url {
+                heartbeat(url).await;
+            }
+            resolve_incident(reporter).await;
+            if let Some(findings) = &run.anomaly {
+                let summary = findings.summary();
+                let warning = failure(reporter, run, Step::Anomaly, Outcome::Failed, &summary);
+                send_alert(reporter, &warning).await;
+            }
+        }
+        Err(failed) => {
+            let one_line = error::one_line(&failed.error);
+            let failure = failure(reporter, run, failed.step, outcome_of(failed), &one_line);
+            send_alert(reporter, &failure).await;
+        }
+    }
+}
+
 /// A run that found its group's lock held: one error line, an alert with
 /// status `skipped`, the skip counted in the metrics; exit 75.
 pub(super) async fn skipped(reporter: &Reporter, run: &Run, err: &anyhow::Error) -> ExitCode {
     let one_line = error::one_line(err);
     ui::error(&format!("pgbak cron skipped: {one_line}"));
     let failure = failure(reporter, run, Step::Setup, Outcome::Skipped, &one_line);
-    send_alert(reporter, &failure).await;
+    let code = match signals::unless_interrupted(send_alert(reporter, &failure)).await {
+        Ok(()) => error::LOCKED,
+        Err(sig) => sig.exit_code(),
+    };
     write_metrics(
         reporter,
         &Update::Skipped {
@@ -90,7 +116,7 @@ pub(super) async fn skipped(reporter: &Reporter, run: &Run, err: &anyhow::Error)
             at: run.started,
         },
     );
-    ExitCode::from(error::LOCKED)
+    ExitCode::from(code)
 }
 
 /// A `pgbak cron` whose command line or environment clap refused: the error
