@@ -26,10 +26,11 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::{SecondsFormat, Utc};
 use tokio_postgres::Client;
 
-use crate::cli::{BackupArgs, GlobalArgs, Mode, ObjectLockArgs, S3Args};
+use crate::cli::{BackupArgs, GlobalArgs, ObjectLockArgs, S3Args};
 use crate::encryption::Recipients;
 use crate::error::{interrupted, usage};
 use crate::meta::{DatabaseProperties, Encryption, Meta, TableRows};
+use crate::mode::Mode;
 use crate::pg::client::{self, ServerVersion};
 use crate::pg::replay::{self, ReplayPause};
 use crate::pg::tools::{self, PgTools};
@@ -90,12 +91,12 @@ impl BackupJob {
         let lock = object_lock_for(&args.s3, args.no_s3, &args.object_lock)?;
         Ok(BackupJob {
             lock,
-            anomaly: crate::anomaly::threshold(&args.anomaly)?,
+            anomaly: crate::settings::groups::anomaly_threshold(&args.anomaly)?,
             conn: crate::settings::connection()?,
             output_dir: args.output_dir.clone(),
             mode: args.mode,
             label: args.label.clone(),
-            policy: Policy::from_args(&args.retention)?,
+            policy: crate::settings::groups::retention_policy(&args.retention)?,
             compress: args.compress.clone(),
             pg_bin_dir: global.pg_bin_dir.clone(),
             s3: args.s3.clone(),
@@ -177,7 +178,7 @@ pub fn object_lock_for(
     no_s3: bool,
     args: &ObjectLockArgs,
 ) -> Result<Option<LockPolicy>> {
-    let lock = LockPolicy::from_args(args)?;
+    let lock = crate::settings::groups::object_lock(args)?;
     if no_s3 {
         return Ok(None);
     }
@@ -378,7 +379,7 @@ async fn dump_from(
     let meta = Meta {
         format_version: crate::meta::FORMAT_VERSION,
         database: job.conn.dbname.clone(),
-        mode: job.mode.as_str().to_owned(),
+        mode: job.mode,
         label: job.label.clone(),
         file: name.dump_file(),
         size_bytes: stored.0,

@@ -13,24 +13,14 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use super::vars;
 use crate::cli::S3Args;
 use crate::error::usage;
-use crate::pg::url::{process_env, Env};
+use crate::pg::url::Env;
 use crate::storage::s3::{
     normalize_prefix, S3Settings, Sse, MIB, S3_MAX_PART_SIZE, S3_MIN_PART_SIZE,
 };
 use crate::ui;
-
-/// The store's smallest part in bytes (test servers allow less than S3's 5 MiB).
-pub const MIN_PART_SIZE_ENV: &str = "PGBAK_S3_MIN_PART_SIZE";
-/// The first part's size in bytes, over `--s3-part-size-mib`.
-pub const PART_SIZE_ENV: &str = "PGBAK_S3_PART_SIZE";
-/// The largest part in bytes, over `--s3-max-part-size-mib`.
-pub const MAX_PART_SIZE_ENV: &str = "PGBAK_S3_MAX_PART_SIZE";
-/// How long a part upload may move no byte (and get no answer) before it has stalled.
-pub const STALL_TIMEOUT_ENV: &str = "PGBAK_S3_STALL_TIMEOUT";
-/// How old an open upload without a live marker must be before the cleanup aborts it.
-pub const STALE_UPLOAD_AGE_ENV: &str = "PGBAK_S3_STALE_UPLOAD_AGE";
 
 /// A link that moves no byte for a minute is broken, not slow.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -41,12 +31,12 @@ impl S3Settings {
     /// The settings of `args` from the process environment; `bucket`
     /// overrides the configured bucket (an `s3://` URI names its own).
     pub fn from_args(args: &S3Args, bucket: Option<&str>) -> Result<S3Settings> {
-        for var in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
-            if let Some(secret) = process_env(var) {
+        for name in [vars::AWS_SECRET_ACCESS_KEY, vars::AWS_SESSION_TOKEN] {
+            if let Some(secret) = super::var(name) {
                 ui::register_secret(&secret);
             }
         }
-        resolve(args, bucket, &process_env)
+        resolve(args, bucket, &super::env().lookup())
     }
 }
 
@@ -66,8 +56,8 @@ pub fn resolve(args: &S3Args, bucket: Option<&str>, env: Env) -> Result<S3Settin
         region: args
             .region
             .clone()
-            .or_else(|| env("AWS_REGION"))
-            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .or_else(|| env(vars::AWS_REGION))
+            .or_else(|| env(vars::AWS_DEFAULT_REGION))
             .filter(|r| !r.is_empty()),
         storage_class: args.storage_class.clone(),
         sse: sse(args)?,
@@ -76,8 +66,18 @@ pub fn resolve(args: &S3Args, bucket: Option<&str>, env: Env) -> Result<S3Settin
         min_part_size: parts.min,
         max_parts: args.max_parts,
         concurrency: args.concurrency,
-        stall_timeout: duration(env, STALL_TIMEOUT_ENV, DEFAULT_STALL_TIMEOUT, false)?,
-        stale_upload_age: duration(env, STALE_UPLOAD_AGE_ENV, DEFAULT_STALE_UPLOAD_AGE, true)?,
+        stall_timeout: duration(
+            env,
+            vars::PGBAK_S3_STALL_TIMEOUT,
+            DEFAULT_STALL_TIMEOUT,
+            false,
+        )?,
+        stale_upload_age: duration(
+            env,
+            vars::PGBAK_S3_STALE_UPLOAD_AGE,
+            DEFAULT_STALE_UPLOAD_AGE,
+            true,
+        )?,
     })
 }
 
@@ -132,10 +132,10 @@ struct PartSizes {
 
 impl PartSizes {
     fn resolve(args: &S3Args, env: Env) -> Result<PartSizes> {
-        let min = byte_count(env, MIN_PART_SIZE_ENV)?.unwrap_or(S3_MIN_PART_SIZE);
+        let min = byte_count(env, vars::PGBAK_S3_MIN_PART_SIZE)?.unwrap_or(S3_MIN_PART_SIZE);
         let mib = |flag: Option<u64>| flag.map(|m| m.saturating_mul(MIB));
-        let first = byte_count(env, PART_SIZE_ENV)?.or(mib(args.part_size_mib));
-        let max = byte_count(env, MAX_PART_SIZE_ENV)?
+        let first = byte_count(env, vars::PGBAK_S3_PART_SIZE)?.or(mib(args.part_size_mib));
+        let max = byte_count(env, vars::PGBAK_S3_MAX_PART_SIZE)?
             .or(mib(args.max_part_size_mib))
             .unwrap_or(S3_MAX_PART_SIZE);
         for (what, size) in [
@@ -269,13 +269,13 @@ mod tests {
                 Some(8),
                 None,
                 &[
-                    (PART_SIZE_ENV, "65536"),
-                    (MAX_PART_SIZE_ENV, "65536"),
-                    (MIN_PART_SIZE_ENV, "65536"),
+                    (vars::PGBAK_S3_PART_SIZE, "65536"),
+                    (vars::PGBAK_S3_MAX_PART_SIZE, "65536"),
+                    (vars::PGBAK_S3_MIN_PART_SIZE, "65536"),
                 ],
                 Some((Some(65536), 65536)),
             ),
-            (None, None, &[(MAX_PART_SIZE_ENV, "lots")], None),
+            (None, None, &[(vars::PGBAK_S3_MAX_PART_SIZE, "lots")], None),
         ];
         for (first, max, env, want) in cases {
             let args = S3Args {
@@ -296,12 +296,24 @@ mod tests {
             with_env(&args(), vars).map(|s| (s.stall_timeout, s.stale_upload_age))
         };
         let secs = Duration::from_secs;
-        assert_eq!(get(&[(STALL_TIMEOUT_ENV, "2s")]).unwrap().0, secs(2));
-        assert_eq!(get(&[(STALL_TIMEOUT_ENV, "90")]).unwrap().0, secs(90));
-        assert!(get(&[(STALL_TIMEOUT_ENV, "0")]).is_err());
-        assert!(get(&[(STALL_TIMEOUT_ENV, "soon")]).is_err());
-        assert_eq!(get(&[(STALE_UPLOAD_AGE_ENV, "0")]).unwrap().1, secs(0));
-        assert_eq!(get(&[(STALE_UPLOAD_AGE_ENV, "2h")]).unwrap().1, secs(7200));
+        assert_eq!(
+            get(&[(vars::PGBAK_S3_STALL_TIMEOUT, "2s")]).unwrap().0,
+            secs(2)
+        );
+        assert_eq!(
+            get(&[(vars::PGBAK_S3_STALL_TIMEOUT, "90")]).unwrap().0,
+            secs(90)
+        );
+        assert!(get(&[(vars::PGBAK_S3_STALL_TIMEOUT, "0")]).is_err());
+        assert!(get(&[(vars::PGBAK_S3_STALL_TIMEOUT, "soon")]).is_err());
+        assert_eq!(
+            get(&[(vars::PGBAK_S3_STALE_UPLOAD_AGE, "0")]).unwrap().1,
+            secs(0)
+        );
+        assert_eq!(
+            get(&[(vars::PGBAK_S3_STALE_UPLOAD_AGE, "2h")]).unwrap().1,
+            secs(7200)
+        );
         assert_eq!(get(&[]).unwrap().1, DEFAULT_STALE_UPLOAD_AGE);
         let region = |vars: &[(&str, &str)]| with_env(&args(), vars).unwrap().region;
         assert_eq!(

@@ -1,7 +1,9 @@
 //! A TCP forwarder in front of a server (the S3 server): a slow uplink when
 //! throttled (bytes from the client to the server go at most `bytes_per_sec`;
-//! answers are not slowed), an outage the test controls with
-//! [`SlowLink::cut`] while the server itself keeps its state, and stalls:
+//! answers are not slowed), and an outage the test controls with
+//! [`SlowLink::cut`] while the server itself keeps its state; with
+//! [`SlowLink::recording`], a copy of every byte sent to the server (what went
+//! over the wire, for "no plaintext left the host" tests); and stalls:
 //! connections that stop forwarding but stay open ([`SlowLink::stall_after`],
 //! [`SlowLink::stall_requests_containing`]). Stops accepting and cuts every
 //! connection on Drop.
@@ -12,8 +14,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// What one connection's client sent to the server, in order.
+type Stream = Arc<Mutex<Vec<u8>>>;
+
+/// Every connection's [`Stream`], in the order they were accepted.
+type Recording = Arc<Mutex<Vec<Stream>>>;
+
 pub struct SlowLink {
     pub port: u16,
+    recording: Option<Recording>,
     stop: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
     accept: Option<std::thread::JoinHandle<()>>,
@@ -63,12 +72,14 @@ impl Stall {
     }
 }
 
-/// Copies `from` to `to`, at most `rate` bytes a second (0: unlimited); with
-/// `stall`, stops forwarding as it says and holds the connection open.
+/// Copies `from` to `to`, at most `rate` bytes a second (0: unlimited), appending what it
+/// copied to `record` when there is one; with `stall`, stops forwarding as it says and
+/// holds the connection open.
 fn pump(
     mut from: TcpStream,
     mut to: TcpStream,
     rate: u64,
+    record: Option<Stream>,
     stall: Option<(Arc<Stall>, Arc<AtomicBool>)>,
 ) {
     let chunk = if rate == 0 {
@@ -88,6 +99,9 @@ fn pump(
         let allowed = stall
             .as_ref()
             .map_or(n, |(stall, _)| stall.allow(&buf[..n], &mut counted));
+        if let Some(record) = &record {
+            record.lock().unwrap().extend_from_slice(&buf[..allowed]);
+        }
         if to.write_all(&buf[..allowed]).is_err() {
             break;
         }
@@ -115,13 +129,33 @@ fn pump(
 impl SlowLink {
     /// Forwards 127.0.0.1:<port> to 127.0.0.1:`target`, uploads at `bytes_per_sec`.
     pub fn new(target: u16, bytes_per_sec: u64) -> SlowLink {
+        SlowLink::start(target, bytes_per_sec, None)
+    }
+
+    /// Forwards at full speed and keeps a copy of everything sent to `target`.
+    pub fn recording(target: u16) -> SlowLink {
+        SlowLink::start(target, 0, Some(Recording::default()))
+    }
+
+    /// What the clients sent so far, one byte string per connection (none unless made by
+    /// [`SlowLink::recording`]).
+    pub fn sent(&self) -> Vec<Vec<u8>> {
+        let Some(recording) = &self.recording else {
+            return Vec::new();
+        };
+        let streams = recording.lock().unwrap();
+        streams.iter().map(|s| s.lock().unwrap().clone()).collect()
+    }
+
+    fn start(target: u16, bytes_per_sec: u64, recording: Option<Recording>) -> SlowLink {
         let listener = TcpListener::bind(("127.0.0.1", 0)).expect("binding the proxy");
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (stop2, conns2, record) = (stop.clone(), conns.clone(), recording.clone());
         let stall: Arc<Stall> = Arc::default();
-        let (stop2, conns2, stall2) = (stop.clone(), conns.clone(), stall.clone());
+        let stall2 = stall.clone();
         let accept = std::thread::spawn(move || {
             while !stop2.load(Ordering::SeqCst) {
                 match listener.accept() {
@@ -134,9 +168,14 @@ impl SlowLink {
                         all.push(client.try_clone().unwrap());
                         all.push(server.try_clone().unwrap());
                         let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                        let record = record.as_ref().map(|r| {
+                            let stream = Stream::default();
+                            r.lock().unwrap().push(stream.clone());
+                            stream
+                        });
                         let watch = Some((stall2.clone(), stop2.clone()));
-                        std::thread::spawn(move || pump(c2, s2, bytes_per_sec, watch));
-                        std::thread::spawn(move || pump(server, client, 0, None));
+                        std::thread::spawn(move || pump(c2, s2, bytes_per_sec, record, watch));
+                        std::thread::spawn(move || pump(server, client, 0, None, None));
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
                         std::thread::sleep(Duration::from_millis(5))
@@ -147,6 +186,7 @@ impl SlowLink {
         });
         SlowLink {
             port,
+            recording,
             stop,
             conns,
             accept: Some(accept),
