@@ -123,6 +123,14 @@ fn start_watcher() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Resolves when the run's `--timeout` passes (never without one).
+async fn deadline_passed() {
+    match deadline() {
+        Some((at, _)) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Resolves once a signal has arrived (at once when one already has) or the
 /// run's `--timeout` passed.
 async fn stopped() -> Signal {
@@ -131,15 +139,9 @@ async fn stopped() -> Signal {
         if let Some(sig) = pending() {
             return sig;
         }
-        let timeout = async {
-            match deadline() {
-                Some((at, _)) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             () = arrived => {}
-            () = timeout => {}
+            () = deadline_passed() => {}
         }
     }
 }
@@ -201,16 +203,10 @@ impl Signals {
         if let Some(sig) = pending() {
             return sig;
         }
-        let timeout = async {
-            match deadline() {
-                Some((at, _)) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             _ = self.interrupt.recv() => Signal::Interrupt,
             _ = self.terminate.recv() => Signal::Terminate,
-            () = timeout => Signal::Timeout,
+            () = deadline_passed() => Signal::Timeout,
         }
     }
 

@@ -861,8 +861,13 @@ fn s3_outage_mid_upload_keeps_local_backup_and_next_run_leaves_nothing_open() {
     let meta = assert_local_complete(&dir);
     assert_eq!(meta.s3, None);
     // No object. The store was unreachable, so the abort could not be sent:
-    // the upload is still open...
-    assert!(server.list_objects(&bucket, "").is_empty());
+    // the upload is still open, and its marker (naming the dead run) stays...
+    let left: Vec<String> = server
+        .list_objects(&bucket, "")
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(left, [format!("slow/{}.uploading", meta.file)]);
     let open = server.multipart_uploads(&bucket);
     assert_eq!(open.len(), 1, "{open:?}");
     assert_eq!(open[0].key, format!("slow/{}", meta.file));

@@ -21,6 +21,9 @@ enum Fault {
     FailHeads(usize),
     /// Answer PUTs of `.meta.json` objects with 200 without storing them (a lying store).
     DropMetaPuts,
+    /// Refuse ListMultipartUploads with 403 AccessDenied (a policy without
+    /// `s3:ListBucketMultipartUploads`).
+    DenyListUploads,
 }
 
 /// An HTTP proxy, one upstream connection per request (`Connection: close`).
@@ -115,6 +118,19 @@ fn serve(
                 )?;
                 continue;
             }
+            Fault::DenyListUploads if method == "GET" && path.contains("?uploads") => {
+                let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied\
+                            </Code><Message>Access Denied</Message></Error>";
+                out.write_all(
+                    format!(
+                        "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\n\
+                         Content-Length: {}\r\nConnection: keep-alive\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )?;
+                continue;
+            }
             Fault::DropMetaPuts if method == "PUT" && path.contains(".meta.json") => {
                 out.write_all(
                     b"HTTP/1.1 200 OK\r\nETag: \"0\"\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n",
@@ -203,6 +219,37 @@ fn s3_the_local_meta_json_records_the_upload_only_once_both_objects_are_there() 
     assert_eq!(
         meta.s3, None,
         "no S3 location without a meta.json in the bucket"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn s3_without_list_multipart_uploads_permission_the_cleanup_only_warns() {
+    let pg = pg16();
+    let db = pg.fresh_db("s3 no list uploads");
+    db.psql("CREATE TABLE t (x int); INSERT INTO t VALUES (1)");
+    let server = s3();
+    let bucket = server.fresh_bucket("no-list-uploads");
+    let proxy = FaultProxy::start(server.port, Fault::DenyListUploads);
+    let dir = backup_dir("s3-no-list-uploads");
+    let out = run(pgbak_s3(&db, server, &bucket, "p/")
+        .env("S3_ENDPOINT_URL", proxy.endpoint())
+        .args(["backup", "--output-dir"])
+        .arg(&dir));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warning = stderr
+        .lines()
+        .find(|l| l.contains("skipping the cleanup of stale multipart uploads"))
+        .unwrap_or_else(|| panic!("no warning: {stderr}"));
+    assert!(
+        warning.contains("WARN") && warning.contains("s3:ListBucketMultipartUploads"),
+        "{warning}"
+    );
+    assert_eq!(
+        server.list_objects(&bucket, "p/").len(),
+        2,
+        "dump and meta.json"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -2,83 +2,32 @@
 //! part but a stalled one fails in bounded time, the part-size cap that
 //! bounds memory, and local retention that still runs when only the upload failed.
 
-use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::backup::dumps;
 use crate::s3::{assert_local_complete, assert_no_secret, backup_dir, files, pgbak_s3, run};
-use crate::support::{self, output_text, pg16, s3, S3Server};
+use crate::support::{self, output_text, pg16, s3};
 
-#[test]
-fn trust_s3_upload_over_a_slow_link_succeeds_past_30_seconds() {
+/// Backs up `rows` rows of incompressible text, uncompressed, through a link
+/// of `rate` bytes a second, with `extra` arguments: it must succeed, slowly
+/// (more than `at_least`), with no stall, the dump in the bucket as on disk.
+fn slow_link_backup(hint: &str, rows: u32, rate: u64, extra: &[&str], at_least: Duration) {
     let pg = pg16();
-    let db = pg.fresh_db("s3 slow link");
-    // About 9 KB of incompressible rows, dumped uncompressed: at 200 B/s one
-    // part takes about 45 s to send, longer than the SDK's 30 s read timeout.
-    db.psql(
-        "CREATE TABLE t AS SELECT md5(g::text) || md5((g * 7)::text) AS v \
-         FROM generate_series(1, 110) g",
-    );
+    let db = pg.fresh_db(hint);
+    db.psql(&format!(
+        "CREATE TABLE t AS SELECT md5(g::text) || md5(random()::text) AS v \
+         FROM generate_series(1, {rows}) g"
+    ));
     let server = s3();
     let bucket = server.fresh_bucket("slowlink");
     let dir = backup_dir("s3-slow-link");
-    let link = support::proxy::SlowLink::new(server.port, 200);
+    let link = support::proxy::SlowLink::new(server.port, rate);
     let clock = Instant::now();
     let out = run(pgbak_s3(&db, server, &bucket, "slow/")
         .env("S3_ENDPOINT_URL", link.endpoint())
-        .args(["backup", "--compress", "none", "--output-dir"])
-        .arg(&dir));
-    let took = clock.elapsed();
-    assert!(
-        out.status.success(),
-        "after {took:?}: {}",
-        output_text(&out)
-    );
-    assert!(
-        took > Duration::from_secs(30),
-        "the link was not slow: {took:?}"
-    );
-    assert_no_secret(&out);
-    assert_uploaded_as_local(server, &bucket, "slow/", &dir);
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// The one local dump in `dir` is in the bucket under `prefix`, same size,
-/// with no marker or open upload left.
-fn assert_uploaded_as_local(server: &S3Server, bucket: &str, prefix: &str, dir: &Path) {
-    let names = dumps(dir);
-    assert_eq!(names.len(), 1);
-    let size = std::fs::metadata(dir.join(&names[0])).unwrap().len();
-    let objects = server.list_objects(bucket, prefix);
-    let dump = objects
-        .iter()
-        .find(|o| o.key.ends_with(".dump"))
-        .unwrap_or_else(|| panic!("no dump object: {objects:?}"));
-    assert_eq!(dump.size, size);
-    assert_eq!(objects.len(), 2, "dump and meta.json only: {objects:?}");
-    assert!(server.multipart_uploads(bucket).is_empty());
-}
-
-#[test]
-fn trust_s3_slow_but_moving_link_with_a_part_beyond_30_seconds_succeeds() {
-    let pg = pg16();
-    let db = pg.fresh_db("s3 slow parts");
-    // About 15 MiB of rows, dumped uncompressed, in one 16 MiB part: at
-    // 256 KiB/s it takes about 60 s, twice what 30 s allow at that rate (the
-    // SDK's stall grace, which ended such parts, counted from the part's start).
-    db.psql(
-        "CREATE TABLE t AS SELECT md5(g::text) || md5(random()::text) AS v \
-         FROM generate_series(1, 230000) g",
-    );
-    let server = s3();
-    let bucket = server.fresh_bucket("slowparts");
-    let dir = backup_dir("s3-slow-parts");
-    let link = support::proxy::SlowLink::new(server.port, 256 * 1024);
-    let clock = Instant::now();
-    let out = run(pgbak_s3(&db, server, &bucket, "slow/")
-        .env("S3_ENDPOINT_URL", link.endpoint())
-        .args(["backup", "--compress", "none", "--s3-part-size-mib", "16"])
+        .args(["backup", "--compress", "none"])
+        .args(extra)
         .arg("--output-dir")
         .arg(&dir));
     let took = clock.elapsed();
@@ -87,14 +36,43 @@ fn trust_s3_slow_but_moving_link_with_a_part_beyond_30_seconds_succeeds() {
         "after {took:?}: {}",
         output_text(&out)
     );
-    assert!(
-        took > Duration::from_secs(45),
-        "the link was not slow: {took:?}"
-    );
+    assert!(took > at_least, "the link was not slow: {took:?}");
     assert_eq!(link.stalled(), 0);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("stalled"));
-    assert_uploaded_as_local(server, &bucket, "slow/", &dir);
+    assert_no_secret(&out);
+    let names = dumps(&dir);
+    assert_eq!(names.len(), 1);
+    let size = std::fs::metadata(dir.join(&names[0])).unwrap().len();
+    let objects = server.list_objects(&bucket, "slow/");
+    let dump = objects
+        .iter()
+        .find(|o| o.key.ends_with(".dump"))
+        .unwrap_or_else(|| panic!("no dump object: {objects:?}"));
+    assert_eq!(dump.size, size);
+    assert_eq!(objects.len(), 2, "dump and meta.json only: {objects:?}");
+    assert!(server.multipart_uploads(&bucket).is_empty());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn trust_s3_upload_over_a_slow_link_succeeds_past_30_seconds() {
+    // About 9 KB of dump: at 200 B/s one part takes about 45 s to send, longer than
+    // the SDK's 30 s read timeout.
+    slow_link_backup("s3 slow link", 110, 200, &[], Duration::from_secs(30));
+}
+
+#[test]
+fn trust_s3_slow_but_moving_link_with_a_part_beyond_30_seconds_succeeds() {
+    // About 15 MiB in one 16 MiB part: at 256 KiB/s it takes about 60 s, twice
+    // what 30 s allow at that rate (the SDK's stall grace, which ended such
+    // parts, counted from the part's start).
+    slow_link_backup(
+        "s3 slow parts",
+        230_000,
+        256 * 1024,
+        &["--s3-part-size-mib", "16"],
+        Duration::from_secs(45),
+    );
 }
 
 /// pgbak with 64 KiB parts (moto's minimum), one at a time.

@@ -165,36 +165,23 @@ impl Store {
     /// that were not rewritten within the lease (a marker whose delete failed,
     /// or whose upload a lifecycle rule removed).
     async fn sweep_markers(&self, open: &[OpenUpload], made: &BackupName) -> Result<()> {
-        let prefix = &self.settings.prefix;
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(self.bucket())
-            .prefix(prefix)
-            .into_paginator()
-            .send();
         let lease_start = SystemTime::now() - LEASE;
-        while let Some(page) = pages.next().await {
-            let page = page
-                .map_err(|e| needs(sdk_error(e), "s3:ListBucket"))
-                .with_context(|| format!("listing s3://{}/{prefix}", self.bucket()))?;
-            for object in page.contents() {
-                let Some(key) = object.key() else { continue };
-                let Some(upload_key) = key.strip_suffix(MARKER_SUFFIX) else {
-                    continue;
-                };
-                let old = object
-                    .last_modified()
-                    .and_then(|t| SystemTime::try_from(*t).ok())
-                    .is_some_and(|t| t < lease_start);
-                if old
-                    && self.of_group_before(upload_key, made)
-                    && !open.iter().any(|u| u.key == upload_key)
-                {
-                    crate::signals::check()?;
-                    ui::info(&format!("removing {}: its upload is gone", self.uri(key)));
-                    delete_marker(&self.client, self.bucket(), key).await;
-                }
+        for object in self.objects().await? {
+            let Some(key) = object.key() else { continue };
+            let Some(upload_key) = key.strip_suffix(MARKER_SUFFIX) else {
+                continue;
+            };
+            let old = object
+                .last_modified()
+                .and_then(|t| SystemTime::try_from(*t).ok())
+                .is_some_and(|t| t < lease_start);
+            if old
+                && self.of_group_before(upload_key, made)
+                && !open.iter().any(|u| u.key == upload_key)
+            {
+                crate::signals::check()?;
+                ui::info(&format!("removing {}: its upload is gone", self.uri(key)));
+                delete_marker(&self.client, self.bucket(), key).await;
             }
         }
         Ok(())

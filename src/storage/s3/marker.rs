@@ -254,31 +254,10 @@ impl Store {
     /// The marker of the upload of `upload_key`; None when there is none or
     /// it does not parse (either way it proves nothing).
     pub(super) async fn read_marker(&self, upload_key: &str) -> Result<Option<Marker>> {
-        let key = marker_key(upload_key);
-        let out = match self
-            .client
-            .get_object()
-            .bucket(self.bucket())
-            .key(&key)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
-                return Ok(None)
-            }
-            Err(err) => {
-                return Err(needs(sdk_error(err), "s3:GetObject"))
-                    .with_context(|| format!("reading {}", self.uri(&key)))
-            }
-        };
-        let body = out
-            .body
-            .collect()
-            .await
-            .with_context(|| format!("reading {}", self.uri(&key)))?
-            .into_bytes();
-        Ok(serde_json::from_slice(&body).ok())
+        let body = self
+            .get_small(&marker_key(upload_key), "an upload marker")
+            .await?;
+        Ok(body.and_then(|body| serde_json::from_slice(&body).ok()))
     }
 }
 

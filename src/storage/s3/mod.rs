@@ -29,7 +29,7 @@ use aws_sdk_s3::config::{Region, RequestChecksumCalculation};
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    ChecksumMode, Delete, ObjectIdentifier, ServerSideEncryption, StorageClass,
+    ChecksumMode, Delete, Object, ObjectIdentifier, ServerSideEncryption, StorageClass,
 };
 use aws_sdk_s3::Client;
 use base64::Engine as _;
@@ -271,10 +271,10 @@ impl Store {
         Ok(())
     }
 
-    /// Every backup directly under the prefix, oldest first.
-    pub async fn list(&self) -> Result<Vec<RemoteBackup>> {
+    /// Every object under the prefix (all pages).
+    async fn objects(&self) -> Result<Vec<Object>> {
         let prefix = &self.settings.prefix;
-        let mut found: std::collections::BTreeMap<String, RemoteBackup> = Default::default();
+        let mut objects = Vec::new();
         let mut pages = self
             .client
             .list_objects_v2()
@@ -286,35 +286,43 @@ impl Store {
             let page = page
                 .map_err(|e| needs(sdk_error(e), "s3:ListBucket"))
                 .with_context(|| format!("listing s3://{}/{prefix}", self.bucket()))?;
-            for object in page.contents() {
-                let Some(key) = object.key() else { continue };
-                let Some(file) = key.strip_prefix(prefix.as_str()) else {
-                    continue;
-                };
-                if !is_plain_file_name(file) {
-                    continue;
-                }
-                let Some(name) = BackupName::parse(file) else {
-                    continue;
-                };
-                let backup = found.entry(name.stem()).or_insert_with(|| RemoteBackup {
-                    dump_key: self.key_for(&name.dump_file()),
-                    meta_key: self.key_for(&name.meta_file()),
-                    name: name.clone(),
-                    has_dump: false,
-                    has_meta: false,
-                    size: 0,
-                    storage_class: None,
-                });
-                if crate::storage::split_dump_file(file).is_some() {
-                    backup.name.encrypted = name.encrypted;
-                    backup.dump_key = key.to_owned();
-                    backup.has_dump = true;
-                    backup.size = object.size().unwrap_or(0).max(0) as u64;
-                    backup.storage_class = object.storage_class().map(|c| c.as_str().to_owned());
-                } else {
-                    backup.has_meta = true;
-                }
+            objects.extend(page.contents().iter().cloned());
+        }
+        Ok(objects)
+    }
+
+    /// Every backup directly under the prefix, oldest first.
+    pub async fn list(&self) -> Result<Vec<RemoteBackup>> {
+        let prefix = &self.settings.prefix;
+        let mut found: std::collections::BTreeMap<String, RemoteBackup> = Default::default();
+        for object in &self.objects().await? {
+            let Some(key) = object.key() else { continue };
+            let Some(file) = key.strip_prefix(prefix.as_str()) else {
+                continue;
+            };
+            if !is_plain_file_name(file) {
+                continue;
+            }
+            let Some(name) = BackupName::parse(file) else {
+                continue;
+            };
+            let backup = found.entry(name.stem()).or_insert_with(|| RemoteBackup {
+                dump_key: self.key_for(&name.dump_file()),
+                meta_key: self.key_for(&name.meta_file()),
+                name: name.clone(),
+                has_dump: false,
+                has_meta: false,
+                size: 0,
+                storage_class: None,
+            });
+            if crate::storage::split_dump_file(file).is_some() {
+                backup.name.encrypted = name.encrypted;
+                backup.dump_key = key.to_owned();
+                backup.has_dump = true;
+                backup.size = object.size().unwrap_or(0).max(0) as u64;
+                backup.storage_class = object.storage_class().map(|c| c.as_str().to_owned());
+            } else {
+                backup.has_meta = true;
             }
         }
         let mut list: Vec<RemoteBackup> = found.into_values().collect();
@@ -324,6 +332,19 @@ impl Store {
 
     /// Reads and validates a meta.json object; None when it does not exist.
     pub async fn read_meta(&self, key: &str) -> Result<Option<Meta>> {
+        let Some(body) = self.get_small(key, "a meta.json").await? else {
+            return Ok(None);
+        };
+        let text = std::str::from_utf8(&body)
+            .with_context(|| format!("reading {}: not UTF-8", self.uri(key)))?;
+        Meta::parse(text)
+            .map(Some)
+            .with_context(|| format!("reading {}", self.uri(key)))
+    }
+
+    /// A small object's bytes (at most 16 MiB: `what` it should be); None
+    /// when it does not exist.
+    async fn get_small(&self, key: &str, what: &str) -> Result<Option<bytes::Bytes>> {
         let out = match self
             .client
             .get_object()
@@ -337,23 +358,19 @@ impl Store {
                 return Ok(None)
             }
             Err(err) => {
-                return Err(sdk_error(err)).with_context(|| format!("reading {}", self.uri(key)))
+                return Err(needs(sdk_error(err), "s3:GetObject"))
+                    .with_context(|| format!("reading {}", self.uri(key)))
             }
         };
         if out.content_length().unwrap_or(0) > 16 << 20 {
-            bail!("{} is too large to be a meta.json", self.uri(key));
+            bail!("{} is too large to be {what}", self.uri(key));
         }
         let body = out
             .body
             .collect()
             .await
-            .with_context(|| format!("reading {}", self.uri(key)))?
-            .into_bytes();
-        let text = std::str::from_utf8(&body)
-            .with_context(|| format!("reading {}: not UTF-8", self.uri(key)))?;
-        Meta::parse(text)
-            .map(Some)
-            .with_context(|| format!("reading {}", self.uri(key)))
+            .with_context(|| format!("reading {}", self.uri(key)))?;
+        Ok(Some(body.into_bytes()))
     }
 
     /// The newest backup under the prefix that `select` accepts (meta.json
