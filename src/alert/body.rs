@@ -7,7 +7,7 @@ use anyhow::{anyhow, Result};
 use serde_json::{json, Value};
 
 use super::{Failure, Outcome, Step, EVENT};
-use crate::cli::AlertFormat;
+use crate::settings::choices::AlertFormat;
 
 /// PagerDuty rejects summaries longer than this.
 const PAGERDUTY_SUMMARY_MAX: usize = 1024;

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 pub use self::body::{generic, pagerduty, pagerduty_resolve, payload, slack};
 pub use self::send::{client, get, post_json, post_text, ATTEMPT_TIMEOUT, TOTAL_TIMEOUT};
-use crate::cli::AlertFormat;
+use crate::settings::choices::AlertFormat;
 
 /// The `event` field: what the scripts sent.
 pub const EVENT: &str = "pg-backup";

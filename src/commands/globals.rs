@@ -11,8 +11,8 @@
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::backup::{BackupJob, Began, Made, Output};
-use crate::cli::Mode;
 use crate::meta::{GlobalsInfo, Meta};
+use crate::mode::Mode;
 use crate::pg::{client, tools};
 use crate::pipeline::{self, Sinks};
 use crate::signals::Signals;

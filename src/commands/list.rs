@@ -18,7 +18,6 @@ use serde::Serialize;
 use crate::cli::{GlobalArgs, ListArgs};
 use crate::meta::Meta;
 use crate::retention::apply::{self, Marks, Outcome, Scope};
-use crate::retention::Policy;
 use crate::storage::local::LocalStore;
 use crate::storage::s3::{self, S3Settings, Store};
 use crate::storage::BackupName;
@@ -90,7 +89,7 @@ pub async fn run(_global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
     let mut found: BTreeMap<String, Found> = BTreeMap::new();
     list_local(&args.backup_dir, &mut found)?;
 
-    let policy = Policy::from_args(&args.retention)?;
+    let policy = crate::settings::groups::retention_policy(&args.retention)?;
     let now = Utc::now();
     let mut scope = Scope {
         policy: &policy,

@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 use tokio_postgres::Client;
 
 use super::client::{self, ServerVersion};
-use crate::cli::Mode;
 use crate::meta::{DatabaseProperties, TableRows};
+use crate::mode::Mode;
 
 /// The exported snapshot pg_dump shares, and whether it was taken on a standby.
 pub struct Snapshot {

@@ -31,10 +31,11 @@ use tokio_postgres::Client;
 pub use self::output::upload_meta;
 pub(crate) use self::output::{Began, Output};
 pub use self::retention::apply_retention;
-use crate::cli::{BackupArgs, GlobalArgs, Mode, ObjectLockArgs, S3Args};
+use crate::cli::{BackupArgs, GlobalArgs, ObjectLockArgs, S3Args};
 use crate::encryption::Recipients;
 use crate::error::usage;
 use crate::meta::Meta;
+use crate::mode::Mode;
 use crate::pg::client;
 use crate::pg::dump::{self as pg_dump, DumpJob, Streamed};
 use crate::pg::replay::{self, ReplayPause};
@@ -95,12 +96,12 @@ impl BackupJob {
         let lock = object_lock_for(&args.s3, args.no_s3, &args.object_lock)?;
         Ok(BackupJob {
             lock,
-            anomaly: crate::anomaly::threshold(&args.anomaly)?,
+            anomaly: crate::settings::groups::anomaly_threshold(&args.anomaly)?,
             conn: crate::settings::connection()?,
             output_dir: args.output_dir.clone(),
             mode: args.mode,
             label: args.label.clone(),
-            policy: Policy::from_args(&args.retention)?,
+            policy: crate::settings::groups::retention_policy(&args.retention)?,
             compress: args.compress.clone(),
             pg_bin_dir: global.pg_bin_dir.clone(),
             s3: args.s3.clone(),
@@ -180,7 +181,7 @@ pub fn object_lock_for(
     no_s3: bool,
     args: &ObjectLockArgs,
 ) -> Result<Option<LockPolicy>> {
-    let lock = LockPolicy::from_args(args)?;
+    let lock = crate::settings::groups::object_lock(args)?;
     if no_s3 {
         return Ok(None);
     }

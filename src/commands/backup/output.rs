@@ -16,8 +16,8 @@ use anyhow::{bail, Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::{BackupJob, Made};
-use crate::cli::Mode;
 use crate::meta::{Encryption, Meta, S3Location};
+use crate::mode::Mode;
 use crate::pg::client::ServerVersion;
 use crate::pg::tools::PgTools;
 use crate::pipeline::{FileSink, Pumped, Sink};
@@ -156,7 +156,7 @@ impl Output {
         Meta {
             format_version: crate::meta::FORMAT_VERSION,
             database: job.conn.dbname.clone(),
-            mode: self.name.mode.as_str().to_owned(),
+            mode: self.name.mode,
             label: job.label.clone(),
             file: self.name.dump_file(),
             size_bytes: pumped.stored.0,

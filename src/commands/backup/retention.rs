@@ -129,7 +129,7 @@ fn dead_partials() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
 const STALE_UPLOAD_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 fn stale_upload_age() -> Result<std::time::Duration> {
-    match crate::pg::url::process_env("PGBAK_S3_STALE_UPLOAD_AGE") {
+    match crate::settings::var(crate::settings::vars::PGBAK_S3_STALE_UPLOAD_AGE) {
         None => Ok(STALE_UPLOAD_AGE),
         Some(text) => crate::cli::parse_duration(&text)
             .map_err(|e| usage(format!("PGBAK_S3_STALE_UPLOAD_AGE={text:?}: {e}"))),

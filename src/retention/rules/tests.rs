@@ -1,7 +1,7 @@
 //! Table and property tests of the retention rules.
 
 use super::*;
-use crate::cli::Mode;
+use crate::mode::Mode;
 use crate::retention::Within;
 use chrono::{Duration, TimeZone};
 
