@@ -5,8 +5,8 @@
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::backup::dumps;
 use crate::s3::{assert_local_complete, assert_no_secret, backup_dir, files, pgbak_s3, run};
+use crate::support::dumps;
 use crate::support::{self, output_text, pg16, s3};
 
 /// Backs up `rows` rows of incompressible text, uncompressed, through a link

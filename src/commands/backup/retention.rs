@@ -1,0 +1,59 @@
+//! Step 5 of a backup: retention for the group of the backup just made,
+//! locally and (when this run's upload succeeded) under the S3 prefix, plus
+//! the debris of runs that died: `.partial` files no live run holds and the
+//! multipart uploads they left open (judged by `storage::s3`'s cleanup).
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+
+use super::{BackupJob, Made};
+use crate::retention::apply::{self, Marks, Scope};
+use crate::storage::local::LocalStore;
+use crate::storage::s3::{self, S3Settings};
+use crate::ui;
+
+/// Step 5: retention for the group of the backup just made, locally and
+/// (when this run's upload succeeded) under the S3 prefix, through the same
+/// [`apply::apply`]; a backup verified or pinned locally is treated so on
+/// S3 too. Also removes the `.partial` leftovers and open uploads of runs
+/// that died (see [`s3::Store::abort_stale_uploads`]). Returns what was
+/// deleted. A SIGINT/SIGTERM (or `--timeout`) stops it at once, even inside
+/// a request to a store that hangs.
+pub async fn apply_retention(job: &BackupJob, made: &Made) -> Result<Vec<String>> {
+    crate::signals::unless_stopped(retention(job, made)).await
+}
+
+async fn retention(job: &BackupJob, made: &Made) -> Result<Vec<String>> {
+    let local = LocalStore::new(&job.output_dir);
+    let mut deleted = Vec::new();
+    for partial in local.stale_partials(&made.name.group(), made.started)? {
+        crate::signals::check()?;
+        ui::info(&format!(
+            "removing {}, left by a run that did not finish",
+            partial.display()
+        ));
+        std::fs::remove_file(&partial)
+            .with_context(|| format!("removing {}", partial.display()))?;
+        deleted.push(partial.display().to_string());
+    }
+    let now = Utc::now();
+    let mut scope = Scope {
+        policy: &job.policy,
+        just_made: Some(&made.name),
+        // Grouping by file name is not enough: meta.json's database decides.
+        database: Some(&made.meta.database),
+        dry_run: false,
+        store: "local",
+    };
+    let applied = apply::apply(&local, &scope, &Marks::default(), now).await?;
+    deleted.extend(applied.deleted);
+    let Some(location) = made.meta.s3.as_ref().filter(|_| job.upload) else {
+        return Ok(deleted);
+    };
+    let store = s3::connect(S3Settings::from_args(&job.s3, Some(&location.bucket))?).await?;
+    scope.store = "s3";
+    let remote = apply::apply(&store, &scope, &applied.marks, now).await?;
+    deleted.extend(remote.deleted);
+    deleted.extend(store.abort_stale_uploads(&made.name).await?);
+    Ok(deleted)
+}
