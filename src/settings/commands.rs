@@ -89,7 +89,7 @@ impl PruneSettings {
     pub fn resolve(args: PruneArgs) -> Result<PruneSettings> {
         Ok(PruneSettings {
             policy: super::groups::retention_policy(&args.retention)?,
-            local: (!args.no_local).then_some(args.backup_dir),
+            local: (!args.no_local).then_some(args.backup_dir.path),
             s3: s3_if(args.s3, &args.s3_args)?,
             dry_run: args.dry_run,
             output: Output::from_flag(args.json),
@@ -110,7 +110,7 @@ impl UnpinSettings {
     pub fn resolve(args: UnpinArgs) -> Result<UnpinSettings> {
         Ok(UnpinSettings {
             name: backup_name(&args.name)?,
-            backup_dir: args.backup_dir,
+            backup_dir: args.backup_dir.path,
             s3: s3_if(args.s3, &args.s3_args)?,
         })
     }
