@@ -26,7 +26,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::{SecondsFormat, Utc};
 use tokio_postgres::Client;
 
-use crate::cli::{BackupArgs, GlobalArgs, ObjectLockArgs, S3Args};
+use crate::cli::{BackupArgs, ObjectLockArgs, S3Args};
 use crate::encryption::Recipients;
 use crate::error::{interrupted, usage};
 use crate::meta::{DatabaseProperties, Encryption, Meta, TableRows};
@@ -38,6 +38,7 @@ use crate::pg::url::ConnSettings;
 use crate::pipeline::{self, FileSink, Sink};
 use crate::retention::apply::{self, Marks, Scope};
 use crate::retention::Policy;
+use crate::settings::commands::GlobalSettings;
 use crate::signals::Signals;
 use crate::storage::local::LocalStore;
 use crate::storage::object_lock::LockPolicy;
@@ -75,7 +76,7 @@ pub struct BackupJob {
 }
 
 impl BackupJob {
-    pub fn new(global: &GlobalArgs, args: &BackupArgs) -> Result<BackupJob> {
+    pub fn new(global: &GlobalSettings, args: &BackupArgs) -> Result<BackupJob> {
         if let Some(label) = &args.label {
             validate_label(label).map_err(usage)?;
         }
@@ -122,7 +123,7 @@ pub struct Made {
     pub meta: Meta,
 }
 
-pub async fn run(global: &GlobalArgs, args: BackupArgs) -> Result<ExitCode> {
+pub async fn run(global: &GlobalSettings, args: BackupArgs) -> Result<ExitCode> {
     if args.all_databases || crate::settings::env_flag("PGBAK_ALL_DATABASES") {
         return super::cluster::backup_all(global, args).await;
     }

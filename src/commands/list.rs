@@ -14,9 +14,10 @@ use anyhow::Result;
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::cli::{GlobalArgs, ListArgs};
+use crate::cli::ListArgs;
 use crate::meta::Meta;
 use crate::retention::apply::{self, Marks, Outcome, Scope};
+use crate::settings::commands::GlobalSettings;
 use crate::storage::local::LocalStore;
 use crate::storage::s3::{self, S3Settings};
 use crate::storage::BackupName;
@@ -84,7 +85,7 @@ struct Found {
     locked_until: Option<String>,
 }
 
-pub async fn run(_global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
+pub async fn run(_global: &GlobalSettings, args: ListArgs) -> Result<ExitCode> {
     let mut found: BTreeMap<String, Found> = BTreeMap::new();
 
     for backup in LocalStore::new(&args.backup_dir).list()? {

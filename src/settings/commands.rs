@@ -39,6 +39,10 @@ pub struct GlobalSettings {
     pub verbosity: Verbosity,
     /// The whole run stops after this long.
     pub timeout: Option<std::time::Duration>,
+    /// `--pg-bin-dir`: the client tools, when not found by version.
+    pub pg_bin_dir: Option<PathBuf>,
+    /// The longest wait for a table lock (pg_dump and pgbak's own queries).
+    pub lock_wait_timeout: std::time::Duration,
 }
 
 impl GlobalSettings {
@@ -53,6 +57,8 @@ impl GlobalSettings {
         GlobalSettings {
             verbosity,
             timeout: args.timeout,
+            pg_bin_dir: args.pg_bin_dir.clone(),
+            lock_wait_timeout: args.lock_wait_timeout,
         }
     }
 }
