@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::cli::{GlobalArgs, KeygenArgs, PruneArgs, UnpinArgs};
+use crate::cli::{GlobalArgs, KeygenArgs, ListArgs, PruneArgs, UnpinArgs};
 use crate::error::usage;
 use crate::retention::Policy;
 use crate::storage::s3::S3Settings;
@@ -75,6 +75,28 @@ impl KeygenSettings {
         KeygenSettings {
             output: args.output,
         }
+    }
+}
+
+/// `pgbak list`.
+#[derive(Debug, Clone)]
+pub struct ListSettings {
+    pub backup_dir: PathBuf,
+    /// The S3 prefix too, with `--s3`.
+    pub s3: Option<S3Settings>,
+    /// The rules whose verdict the RETENTION column shows.
+    pub policy: Policy,
+    pub output: Output,
+}
+
+impl ListSettings {
+    pub fn resolve(args: ListArgs) -> Result<ListSettings> {
+        Ok(ListSettings {
+            backup_dir: args.backup_dir.path,
+            s3: s3_if(args.s3, &args.s3_args)?,
+            policy: super::groups::retention_policy(&args.retention)?,
+            output: Output::from_flag(args.json),
+        })
     }
 }
 
