@@ -5,6 +5,7 @@ mod support;
 
 mod backup;
 mod check;
+mod children;
 mod cron;
 mod cron_trust;
 mod drill;
