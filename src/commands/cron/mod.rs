@@ -1,24 +1,29 @@
 //! `pgbak cron`: the unattended run for crontab and systemd timers.
 //!
 //! The steps, in order:
-//! 1. the alert settings (an error here can only be printed and counted);
+//! 1. the reporting settings ([`config::reporter`]): alert webhook and
+//!    heartbeat, each usable when the other is not;
 //! 2. open `LOG_DIR/backup-<UTC ts>.log` (0600) and tee every line into it;
-//! 3. every other setting: an error is a configuration failure (exit 2) that
-//!    is still logged, alerted and put in the metrics;
-//! 4. take the lock of this backup group (database, mode, label), waiting up
+//! 3. every other setting ([`config::resolve`]): an error is a configuration
+//!    failure (exit 2) that is still logged, alerted, pinged and put in the
+//!    metrics; `--check-config` stops here without any of that;
+//! 4. stop the children an earlier, killed pgbak left behind ([`crate::children`]);
+//! 5. take the lock of this backup group (database, mode, label), waiting up
 //!    to `--lock-wait`; a run that finds it held is *skipped* (exit 75),
-//!    which is alerted and counted too;
-//! 5. back up (and upload, when S3 is configured): [`backup::dump_local_first`];
-//! 6. verify the new backup, with `--verify` or `VERIFY_ON_BACKUP=true`, even
+//!    which is alerted and counted too; then the heartbeat's `/start`;
+//! 6. back up (and upload, when S3 is configured): [`backup::dump_local_first`];
+//! 7. verify the new backup, with `--verify` or `VERIFY_ON_BACKUP=true`, even
 //!    when the upload failed (the local backup is complete);
-//! 7. the anomaly check (pins the previous backup when the new one shrank:
-//!    a `warning` alert, not a failure), then retention, when 5 (locally) and
-//!    6 succeeded; on S3 only when the upload did too;
-//! 8. prune old run logs (`LOG_KEEP`), then [`report`]: the heartbeat (and a
-//!    PagerDuty resolve) on success, the metrics file always, the alert on
-//!    failure. None of these changes the exit code: 0 only when 5-7 succeeded.
+//! 8. the anomaly check (pins the previous backup when the new one shrank:
+//!    a `warning` alert, not a failure), then retention, when 6 (locally) and
+//!    7 succeeded; on S3 only when the upload did too;
+//! 9. prune old run logs (`LOG_KEEP`), then [`report`]: the heartbeat (success
+//!    with a summary, or `/fail` with the error), a PagerDuty resolve on
+//!    success, the metrics file always, the alert on failure. None of these
+//!    changes the exit code: 0 only when 6-8 succeeded.
 
 mod argv;
+mod config;
 mod logs;
 mod report;
 
@@ -26,18 +31,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use chrono::{DateTime, Utc};
 
 use crate::alert::{self, Step};
-use crate::cli::{CronArgs, CronReportArgs, GlobalArgs, Mode, S3Args};
+use crate::cli::{CronArgs, GlobalArgs, Mode, S3Args};
 use crate::commands::backup::{self, BackupJob, Made};
-use crate::commands::verify::{self, Status, Target, VerifyOptions};
+use crate::commands::verify::{self, Status, VerifyOptions};
 use crate::error::{self, usage};
 use crate::lock::{self, RunLock};
 use crate::metrics::{self, StepMetric};
-use crate::pg::url::{process_env, ConnSettings};
-use crate::retention::Policy;
 use crate::signals::Signals;
 use crate::storage::s3::{self, S3Settings};
 use crate::{settings, ui};
@@ -45,10 +48,13 @@ use crate::{settings, ui};
 pub use argv::{env_file_arg, is_cron};
 pub use report::unparsed;
 
+use config::Config;
+
 /// The run's identity and where it is reported, known before anything can fail.
 pub(crate) struct Reporter {
     alert: Option<alert::AlertTarget>,
-    report: CronReportArgs,
+    heartbeat: Option<crate::heartbeat::Heartbeat>,
+    report: crate::cli::CronReportArgs,
     group: metrics::Group,
 }
 
@@ -81,78 +87,39 @@ impl std::fmt::Display for VerifyCouldNotRun {
 
 impl std::error::Error for VerifyCouldNotRun {}
 
-/// Everything else the run needs, resolved and checked before any work.
-struct Config {
-    job: BackupJob,
-    verify: bool,
-    verify_target: Target,
-    /// `--all-databases` (or PGBAK_ALL_DATABASES=true): the databases to leave out.
-    all_databases: Option<Vec<glob::Pattern>>,
-    /// How verify reads an encrypted backup (the age identity, the scratch directory).
-    decrypt: crate::cli::DecryptArgs,
-}
-
 pub async fn run(global: &GlobalArgs, args: CronArgs) -> Result<ExitCode> {
-    let mut run = Run {
-        started: Utc::now(),
-        clock: Instant::now(),
-        log: None,
-        steps: Vec::new(),
-        made: None,
-        anomaly: None,
-    };
-    register_secrets(&args.report, args.verify_target_url.as_deref());
+    let mut run = Run::new();
+    config::register_secrets(&args.report, args.verify_target_url.as_deref());
     let group = group_of(
         args.mode,
         args.all_databases || settings::env_flag("PGBAK_ALL_DATABASES"),
     );
-    let alert = match alert_settings(&args.report) {
-        Ok(alert) => alert,
-        Err(error) => {
-            let reporter = Reporter {
-                alert: None,
-                report: args.report.clone(),
-                group,
-            };
-            let failed = Failed {
-                step: Step::Config,
-                error,
-            };
-            return Ok(report::finish(&reporter, run, Err(failed), 0).await);
-        }
-    };
-    let reporter = Reporter {
-        alert,
-        report: args.report.clone(),
-        group,
-    };
+    let (reporter, reporting) = config::reporter(&args.report, group);
     if args.check_config {
-        return check_config(global, &args);
+        // Nothing runs: a bad setting is printed (exit 2), never alerted or counted.
+        reporting?;
+        return config::check_config(global, &args);
+    }
+    let keep = args.log_keep;
+    if let Err(error) = reporting {
+        return Ok(failed(&reporter, run, Step::Config, error, 0).await);
     }
     let mut signals = Signals::new()?;
     match logs::open(&args.report.log_dir, run.started) {
         Ok(path) => run.log = Some(path),
-        Err(error) => {
-            let failed = Failed {
-                step: Step::Setup,
-                error,
-            };
-            return Ok(report::finish(&reporter, run, Err(failed), args.log_keep).await);
-        }
+        Err(error) => return Ok(failed(&reporter, run, Step::Setup, error, keep).await),
     }
-    let config = match resolve(global, &args) {
+    let config = match config::resolve(global, &args) {
         Ok(config) => config,
         Err(error) => {
-            let failed = Failed {
-                step: Step::Config,
-                error: usage(error::one_line(&error)),
-            };
-            return Ok(report::finish(&reporter, run, Err(failed), args.log_keep).await);
+            let error = usage(error::one_line(&error));
+            return Ok(failed(&reporter, run, Step::Config, error, keep).await);
         }
     };
     if config.job.upload {
-        storage_class_warning(&args, config.job.policy.last, false);
+        config::storage_class_warning(&args, config.job.policy.last, false);
     }
+    crate::children::stop_leftovers().await;
     ui::info(&format!(
         "pgbak cron {} starting (pid {}): {} backup of {} into {}, keep {}, verify {}, log {}",
         env!("CARGO_PKG_VERSION"),
@@ -179,21 +146,38 @@ pub async fn run(global: &GlobalArgs, args: CronArgs) -> Result<ExitCode> {
             Err(err) if error::exit_code(&err) == error::LOCKED => {
                 return Ok(report::skipped(&reporter, &run, &err).await);
             }
-            Err(error) => {
-                let failed = Failed {
-                    step: Step::Setup,
-                    error,
-                };
-                return Ok(report::finish(&reporter, run, Err(failed), args.log_keep).await);
-            }
+            Err(error) => return Ok(failed(&reporter, run, Step::Setup, error, keep).await),
         };
+    report::started(&reporter).await;
     let outcome = steps(global, &config, &mut run, &mut signals).await;
-    let code = report::finish(&reporter, run, outcome, args.log_keep).await;
+    let code = report::finish(&reporter, run, outcome, keep).await;
     drop(lock);
     Ok(code)
 }
 
+/// A run that ended before its steps: reported like any failure.
+async fn failed(
+    reporter: &Reporter,
+    run: Run,
+    step: Step,
+    error: anyhow::Error,
+    log_keep: u32,
+) -> ExitCode {
+    report::finish(reporter, run, Err(Failed { step, error }), log_keep).await
+}
+
 impl Run {
+    pub(crate) fn new() -> Run {
+        Run {
+            started: Utc::now(),
+            clock: Instant::now(),
+            log: None,
+            steps: Vec::new(),
+            made: None,
+            anomaly: None,
+        }
+    }
+
     /// Runs one step, timing it for the metrics; its error is tagged with the step.
     async fn step<T>(
         &mut self,
@@ -211,7 +195,7 @@ impl Run {
     }
 }
 
-/// Steps 5-7; the first failure ends them, but a failed upload does not stop
+/// Steps 6-8; the first failure ends them, but a failed upload does not stop
 /// the verify and local retention of the complete local backup.
 async fn steps(
     global: &GlobalArgs,
@@ -313,156 +297,7 @@ fn group_of(mode: Mode, all_databases: bool) -> metrics::Group {
     }
 }
 
-/// Step 1: alerting's own settings. An error here cannot be alerted.
-fn alert_settings(report: &CronReportArgs) -> Result<Option<alert::AlertTarget>> {
-    let target = alert::check_config(
-        report.alert_webhook_url.as_deref(),
-        report.alert_webhook_format,
-        report.pagerduty_routing_key.as_deref(),
-    )
-    .map_err(|e| usage(error::one_line(&e)))?;
-    if let Some(url) = &report.heartbeat_url {
-        alert::check_url(url)
-            .context("HEARTBEAT_URL")
-            .map_err(|e| usage(error::one_line(&e)))?;
-    }
-    Ok(target)
-}
-
-/// Step 3: every setting the run needs, each error naming its variable.
-fn resolve(global: &GlobalArgs, args: &CronArgs) -> Result<Config> {
-    if let Some(err) = settings::env_file_error() {
-        anyhow::bail!("{err}");
-    }
-    let conn = settings::explicit_connection()?;
-    let policy = Policy::from_args(&args.retention)?;
-    let verify = args.verify || settings::env_bool("VERIFY_ON_BACKUP")?.unwrap_or(false);
-    let verify_target = match &args.verify_target_url {
-        Some(url) => Target::Url(
-            ConnSettings::from_url(url, &process_env).context("PGBAK_VERIFY_TARGET_URL")?,
-        ),
-        None if args.verify_ephemeral => Target::Ephemeral,
-        None => Target::SourceServer,
-    };
-    let upload = !args.no_s3 && args.s3.bucket.as_deref().is_some_and(|b| !b.is_empty());
-    if upload {
-        S3Settings::from_args(&args.s3, None)?;
-    }
-    check_encryption(args.encrypt.clone(), &args.decrypt, verify)?;
-    let recipients = crate::encryption::Recipients::resolve(
-        &args.encrypt.recipients,
-        args.encrypt.recipients_file.as_deref(),
-    )?;
-    let all_databases =
-        args.all_databases || settings::env_bool("PGBAK_ALL_DATABASES")?.unwrap_or(false);
-    let all_databases = if all_databases {
-        Some(super::cluster::exclude_patterns(&args.exclude_databases)?)
-    } else {
-        None
-    };
-    Ok(Config {
-        job: BackupJob {
-            conn,
-            output_dir: args.backup_dir.clone(),
-            mode: args.mode,
-            label: None,
-            policy,
-            lock: backup::object_lock_for(&args.s3, args.no_s3, &args.object_lock)?,
-            anomaly: crate::anomaly::threshold(&args.anomaly)?,
-            compress: args.compress.clone(),
-            pg_bin_dir: global.pg_bin_dir.clone(),
-            s3: args.s3.clone(),
-            upload,
-            lock_wait_timeout: global.lock_wait_timeout,
-            pause_replay: args.pause_replay,
-            cluster_run: None,
-            no_role_passwords: settings::env_bool("PGBAK_NO_ROLE_PASSWORDS")?.unwrap_or(false),
-            recipients,
-        },
-        verify,
-        verify_target,
-        all_databases,
-        decrypt: args.decrypt.clone(),
-    })
-}
-
-/// Encryption settings checked before any work (exit 2): the recipients parse,
-/// and a run that verifies an encrypted backup has an identity that fits one
-/// of them (else every night's verify would fail after the dump).
-fn check_encryption(
-    encrypt: crate::cli::EncryptArgs,
-    decrypt: &crate::cli::DecryptArgs,
-    verify: bool,
-) -> Result<()> {
-    let Some(recipients) = crate::encryption::Recipients::resolve(
-        &encrypt.recipients,
-        encrypt.recipients_file.as_deref(),
-    )?
-    else {
-        return Ok(());
-    };
-    if !verify {
-        return Ok(());
-    }
-    let Some(file) = &decrypt.identity_file else {
-        return Err(usage(
-            "verifying encrypted backups needs their private key: set PGBAK_AGE_IDENTITY_FILE,              or verify on another host (pgbak verify --identity-file) and drop --verify /              VERIFY_ON_BACKUP here",
-        ));
-    };
-    let identities = crate::encryption::Identities::load(file)?;
-    if !identities.fits_any(&recipients.texts()) {
-        return Err(usage(format!(
-            "PGBAK_AGE_IDENTITY_FILE {} holds the key of {} but backups are encrypted to {}:              verify could never decrypt them",
-            file.display(),
-            identities.publics.join(", "),
-            recipients.texts().join(", ")
-        )));
-    }
-    Ok(())
-}
-
-/// The STANDARD_IA minimum-duration warning, once: at `--check-config`
-/// (`always`), and at the first run with these settings, remembered in
-/// BACKUP_DIR, not every night.
-fn storage_class_warning(args: &CronArgs, keep: u32, always: bool) {
-    let Some(warning) = s3::keep_warning(keep, &args.s3.storage_class) else {
-        return;
-    };
-    let marker = args.backup_dir.join(".pgbak-storage-class-warned");
-    let seen = std::fs::read_to_string(&marker).is_ok_and(|text| text.trim() == warning);
-    if always || !seen {
-        ui::warn(&warning);
-    }
-    if !seen && crate::storage::fsio::ensure_dir(&args.backup_dir).is_ok() {
-        if let Err(err) = std::fs::write(&marker, format!("{warning}\n")) {
-            ui::debug(&format!(
-                "remembering the warning in {}: {err}",
-                marker.display()
-            ));
-        }
-    }
-}
-
-/// `--check-config`: every setting checked, the warnings printed, nothing run.
-fn check_config(global: &GlobalArgs, args: &CronArgs) -> Result<ExitCode> {
-    let config = resolve(global, args).map_err(|e| usage(error::one_line(&e)))?;
-    if config.job.upload {
-        storage_class_warning(args, config.job.policy.last, true);
-    }
-    ui::info(&format!(
-        "configuration OK: {} backup of {} ({}) into {}, keep {}, verify {}, upload {}",
-        args.mode.as_str(),
-        config.job.conn.dbname,
-        config.job.conn.endpoint(),
-        args.backup_dir.display(),
-        config.job.policy,
-        if config.verify { "on" } else { "off" },
-        if config.job.upload { "on" } else { "off" },
-    ));
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Step 6: restore the new backup into a temporary database (or the target
+/// Step 7: restore the new backup into a temporary database (or the target
 /// server, or a throwaway cluster) and run every check of `pgbak verify`.
 async fn verify_step(
     global: &GlobalArgs,
@@ -534,47 +369,6 @@ fn outcome_of(failed: &Failed) -> alert::Outcome {
     }
 }
 
-/// Webhook URLs and keys carry tokens: registered before anything can print them.
-fn register_secrets(report: &CronReportArgs, verify_target_url: Option<&str>) {
-    for secret in [
-        &report.alert_webhook_url,
-        &report.heartbeat_url,
-        &report.pagerduty_routing_key,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        register_url_secret(secret);
-    }
-    if let Some(url) = verify_target_url {
-        if let Ok(conn) = ConnSettings::from_url(url, &process_env) {
-            if let Some(password) = &conn.password {
-                ui::register_secret(password);
-            }
-        }
-    }
-}
-
-/// Registers a URL (or key) as a secret, and its parts that may be printed on
-/// their own: the password, the query, the path.
-fn register_url_secret(value: &str) {
-    ui::register_secret(value);
-    let Ok(url) = url::Url::parse(value) else {
-        return;
-    };
-    ui::register_secret(url.as_str());
-    if let Some(password) = url.password() {
-        ui::register_secret(password);
-    }
-    if let Some(query) = url.query() {
-        ui::register_secret(query);
-    }
-    // Slack and other hooks put the token in the path.
-    if url.path().len() > 8 {
-        ui::register_secret(url.path());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -600,15 +394,5 @@ mod tests {
             };
             assert_eq!(outcome_of(&failed), want);
         }
-    }
-
-    #[test]
-    fn url_parts_are_scrubbed() {
-        register_url_secret("https://hooks.example.com/services/T000/B000/TOKENPART?key=QUERYKEY");
-        let text = ui::scrub("POST https://hooks.example.com/services/T000/B000/TOKENPART?key=QUERYKEY failed; key=QUERYKEY");
-        assert!(
-            !text.contains("TOKENPART") && !text.contains("QUERYKEY"),
-            "{text}"
-        );
     }
 }
