@@ -14,7 +14,7 @@ use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::cli::AlertFormat;
+use crate::settings::choices::AlertFormat;
 
 /// The `event` field: what the scripts sent.
 pub const EVENT: &str = "pg-backup";

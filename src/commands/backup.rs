@@ -26,10 +26,11 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::{SecondsFormat, Utc};
 use tokio_postgres::Client;
 
-use crate::cli::{BackupArgs, GlobalArgs, Mode, ObjectLockArgs, S3Args};
+use crate::cli::{BackupArgs, GlobalArgs, ObjectLockArgs, S3Args};
 use crate::encryption::Recipients;
 use crate::error::{interrupted, usage};
 use crate::meta::{DatabaseProperties, Encryption, Meta, TableRows};
+use crate::mode::Mode;
 use crate::pg::client::{self, ServerVersion};
 use crate::pg::replay::{self, ReplayPause};
 use crate::pg::tools::{self, PgTools};
@@ -90,12 +91,12 @@ impl BackupJob {
         let lock = object_lock_for(&args.s3, args.no_s3, &args.object_lock)?;
         Ok(BackupJob {
             lock,
-            anomaly: crate::anomaly::threshold(&args.anomaly)?,
+            anomaly: crate::settings::groups::anomaly_threshold(&args.anomaly)?,
             conn: crate::settings::connection()?,
             output_dir: args.output_dir.clone(),
             mode: args.mode,
             label: args.label.clone(),
-            policy: Policy::from_args(&args.retention)?,
+            policy: crate::settings::groups::retention_policy(&args.retention)?,
             compress: args.compress.clone(),
             pg_bin_dir: global.pg_bin_dir.clone(),
             s3: args.s3.clone(),
@@ -175,7 +176,7 @@ pub fn object_lock_for(
     no_s3: bool,
     args: &ObjectLockArgs,
 ) -> Result<Option<LockPolicy>> {
-    let lock = LockPolicy::from_args(args)?;
+    let lock = crate::settings::groups::object_lock(args)?;
     if no_s3 {
         return Ok(None);
     }
@@ -376,7 +377,7 @@ async fn dump_from(
     let meta = Meta {
         format_version: crate::meta::FORMAT_VERSION,
         database: job.conn.dbname.clone(),
-        mode: job.mode.as_str().to_owned(),
+        mode: job.mode,
         label: job.label.clone(),
         file: name.dump_file(),
         size_bytes: stored.0,
@@ -979,7 +980,7 @@ fn dead_partials() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
 const STALE_UPLOAD_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 fn stale_upload_age() -> Result<std::time::Duration> {
-    match crate::pg::url::process_env("PGBAK_S3_STALE_UPLOAD_AGE") {
+    match crate::settings::var(crate::settings::vars::PGBAK_S3_STALE_UPLOAD_AGE) {
         None => Ok(STALE_UPLOAD_AGE),
         Some(text) => crate::cli::parse_duration(&text)
             .map_err(|e| usage(format!("PGBAK_S3_STALE_UPLOAD_AGE={text:?}: {e}"))),

@@ -16,8 +16,8 @@ use chrono::{SecondsFormat, Utc};
 use super::backup::{
     commit, discard, pump_through, reserve_name, start_upload, upload_meta, BackupJob, Made,
 };
-use crate::cli::Mode;
 use crate::meta::{Encryption, GlobalsInfo, Meta};
+use crate::mode::Mode;
 use crate::pg::{client, tools};
 use crate::pipeline::Sink;
 use crate::signals::Signals;
@@ -106,7 +106,7 @@ pub async fn backup(
     let meta = Meta {
         format_version: crate::meta::FORMAT_VERSION,
         database: job.conn.dbname.clone(),
-        mode: Mode::Globals.as_str().to_owned(),
+        mode: Mode::Globals,
         label: job.label.clone(),
         file: name.dump_file(),
         size_bytes: stored.0,

@@ -17,7 +17,6 @@ use serde::Serialize;
 use crate::cli::{GlobalArgs, ListArgs};
 use crate::meta::Meta;
 use crate::retention::apply::{self, Marks, Outcome, Scope};
-use crate::retention::Policy;
 use crate::storage::local::LocalStore;
 use crate::storage::s3::{self, S3Settings};
 use crate::storage::BackupName;
@@ -110,7 +109,7 @@ pub async fn run(_global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
         ));
     }
 
-    let policy = Policy::from_args(&args.retention)?;
+    let policy = crate::settings::groups::retention_policy(&args.retention)?;
     let now = Utc::now();
     let mut scope = Scope {
         policy: &policy,

@@ -23,10 +23,11 @@ use anyhow::{anyhow, bail, Context, Result};
 use tokio_postgres::error::SqlState;
 
 use crate::archive::{self, MetaState, Wanted};
-use crate::cli::{GlobalArgs, Mode, RestoreArgs};
+use crate::cli::{GlobalArgs, RestoreArgs};
 use crate::encryption::decrypt::Source;
 use crate::error::usage;
 use crate::meta::Meta;
+use crate::mode::Mode;
 use crate::pg::client::{self, quote_ident};
 use crate::pg::restore::{self as pg_restore, RestoreJob};
 use crate::pg::selection::{self, Resolved};
@@ -79,7 +80,7 @@ pub async fn restore_into(
     .await?;
     let meta_state = archive::read_meta(&located);
     let meta = meta_state.meta();
-    if meta.is_some_and(|m| m.mode == Mode::Globals.as_str()) {
+    if meta.is_some_and(|m| m.mode == Mode::Globals) {
         return Err(usage(format!(
             "{} is a globals backup (roles and tablespaces as plain SQL from pg_dumpall), not a \
              database: restore it with `pgbak restore --all-databases` or `psql -f`",
@@ -619,12 +620,7 @@ async fn compare_rows(
 /// `alembic stamp head`, when alembic is on PATH (as the scripts did: without it,
 /// a warning). False when it ran and failed.
 async fn alembic_stamp() -> bool {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("alembic"))
-            .find(|p| p.is_file())
-    });
-    let Some(alembic) = found else {
+    let Some(alembic) = crate::settings::find_on_path("alembic") else {
         ui::warn("--alembic-stamp: alembic is not on PATH; the revision was not stamped");
         return true;
     };

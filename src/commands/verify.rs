@@ -33,9 +33,9 @@ use crate::encryption::decrypt::Source;
 use crate::error::usage;
 use crate::meta::{Meta, Verification};
 use crate::pg::client::{self, quote_ident, ServerVersion};
-use crate::pg::ephemeral::Ephemeral;
+use crate::pg::ephemeral::{Cleanup, Ephemeral};
 use crate::pg::restore::{self as pg_restore, RestoreJob};
-use crate::pg::url::{process_env, ConnSettings};
+use crate::pg::url::ConnSettings;
 use crate::signals::Signals;
 use crate::storage::select::Selector;
 use crate::storage::BackupName;
@@ -116,7 +116,7 @@ impl VerifyOptions {
             VerifyOptions::new(crate::settings::connection()?, global.pg_bin_dir.clone());
         if let Some(url) = &args.target_url {
             opts.target = Target::Url(
-                ConnSettings::from_url(url, &process_env).context("reading --target-url")?,
+                crate::settings::connection_from_url(url).context("reading --target-url")?,
             );
         } else if args.ephemeral {
             opts.target = Target::Ephemeral;
@@ -517,7 +517,7 @@ async fn run_checks(
         }
     };
 
-    if meta.is_some_and(|m| m.mode == "data") {
+    if meta.is_some_and(|m| m.mode == crate::mode::Mode::Data) {
         // Rows without tables: there is nothing to restore them into.
         report.skip_rest(
             "a data-only backup cannot be restored on its own (it creates no tables); \
@@ -532,7 +532,14 @@ async fn run_checks(
         Some((conn, client)) => (conn, client, server),
         None => {
             let cluster = match signals
-                .guard(Ephemeral::start(&tools, opts.no_cleanup))
+                .guard(Ephemeral::start(
+                    &tools,
+                    if opts.no_cleanup {
+                        Cleanup::Keep
+                    } else {
+                        Cleanup::Remove
+                    },
+                ))
                 .await
             {
                 Ok(cluster) => cluster,
@@ -835,7 +842,7 @@ async fn check_copy(
 
     match meta {
         None => report.skip(ALEMBIC, "no meta.json to compare with"),
-        Some(meta) if meta.mode == "schema" => report.skip(
+        Some(meta) if meta.mode == crate::mode::Mode::Schema => report.skip(
             ALEMBIC,
             "a schema backup holds no rows, alembic_version's included",
         ),

@@ -284,8 +284,8 @@ pub(crate) mod memory {
 mod tests {
     use super::memory::MemoryStore;
     use super::*;
-    use crate::cli::Mode;
     use crate::meta::{Pin, Verification};
+    use crate::mode::Mode;
     use chrono::TimeZone;
 
     fn name(day: u32) -> BackupName {

@@ -212,7 +212,7 @@ fn plan_group(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Mode;
+    use crate::mode::Mode;
     use crate::retention::Within;
     use chrono::{Duration, TimeZone};
 

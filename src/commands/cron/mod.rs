@@ -35,17 +35,18 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 
 use crate::alert::{self, Step};
-use crate::cli::{CronArgs, GlobalArgs, Mode, S3Args};
+use crate::cli::{CronArgs, GlobalArgs, S3Args};
 use crate::commands::backup::{self, BackupJob, Made};
 use crate::commands::verify::{self, Status, VerifyOptions};
 use crate::error::{self, usage};
 use crate::lock::{self, RunLock};
 use crate::metrics::{self, StepMetric};
+use crate::mode::Mode;
 use crate::signals::Signals;
 use crate::storage::s3::{self, S3Settings};
 use crate::{settings, ui};
 
-pub use argv::{env_file_arg, is_cron};
+pub use argv::{env_file_flag, is_cron};
 pub use report::unparsed;
 
 use config::Config;
