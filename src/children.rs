@@ -229,7 +229,8 @@ mod tests {
             );
         }
         let own = stat(Path::new("/proc/self")).expect("this process's stat");
-        assert!(own.start > 0 && own.state == 'R', "{own:?}");
+        // (the main thread's state: it may sleep while this test thread runs)
+        assert!(own.start > 0 && own.state != 'Z', "{own:?}");
     }
 
     #[test]

@@ -245,21 +245,30 @@ pub fn assess(
         newest_verified: newest_verified.map(reference),
         last_verify,
         trend: seen.iter().take(TREND).map(reference).collect(),
-        pinned: seen
-            .iter()
-            .filter_map(|s| {
-                s.pinned.as_ref().map(|p| PinnedRef {
-                    name: s.name.clone(),
-                    pinned_at: p.pinned_at.clone(),
-                    reason: p.reason.clone(),
-                })
-            })
-            .collect(),
-        locked_until: newest
-            .and_then(|n| n.locked_until)
-            .filter(|until| *until > now)
-            .map(|until| until.to_rfc3339_opts(SecondsFormat::Secs, true)),
+        pinned: pins(seen),
+        locked_until: newest.and_then(|n| lock_of(n, now)),
     }
+}
+
+/// A backup's Object Lock retain-until, while it holds.
+fn lock_of(backup: &Seen, now: DateTime<Utc>) -> Option<String> {
+    backup
+        .locked_until
+        .filter(|until| *until > now)
+        .map(|until| until.to_rfc3339_opts(SecondsFormat::Secs, true))
+}
+
+/// The pinned backups among those read.
+fn pins(seen: &[Seen]) -> Vec<PinnedRef> {
+    seen.iter()
+        .filter_map(|s| {
+            s.pinned.as_ref().map(|p| PinnedRef {
+                name: s.name.clone(),
+                pinned_at: p.pinned_at.clone(),
+                reason: p.reason.clone(),
+            })
+        })
+        .collect()
 }
 
 /// `45s`, `12m`, `30h`, `9d`: the ages in problem lines.
