@@ -4,11 +4,13 @@
 
 pub mod client;
 pub mod dbprops;
+pub mod dump;
 pub mod ephemeral;
 pub mod globals;
 pub mod replay;
 pub mod restore;
 pub mod selection;
+pub mod snapshot;
 pub mod tls;
 pub mod tools;
 pub mod url;
