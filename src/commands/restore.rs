@@ -23,7 +23,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use tokio_postgres::error::SqlState;
 
 use crate::archive::{self, MetaState, Wanted};
-use crate::cli::{GlobalArgs, RestoreArgs};
+use crate::cli::RestoreArgs;
 use crate::encryption::decrypt::Source;
 use crate::error::usage;
 use crate::meta::Meta;
@@ -32,11 +32,12 @@ use crate::pg::client::{self, quote_ident};
 use crate::pg::restore::{self as pg_restore, RestoreJob};
 use crate::pg::selection::{self, Resolved};
 use crate::pg::url::ConnSettings;
+use crate::settings::commands::GlobalSettings;
 use crate::signals::Signals;
 use crate::storage::select::Selector;
 use crate::ui;
 
-pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitCode> {
+pub async fn run(global: &GlobalSettings, args: RestoreArgs) -> Result<ExitCode> {
     if args.all_databases {
         return super::cluster::restore_all(global, args).await;
     }
@@ -51,7 +52,7 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitCode> {
 /// Restores one backup into `conn`'s database. Ok(false): the restore ran but
 /// a check failed (exit 1).
 pub async fn restore_into(
-    global: &GlobalArgs,
+    global: &GlobalSettings,
     args: &RestoreArgs,
     conn: &ConnSettings,
 ) -> Result<bool> {

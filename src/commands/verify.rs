@@ -28,7 +28,7 @@ use serde::Serialize;
 use tokio_postgres::error::SqlState;
 
 use crate::archive::{self, Located, MetaState, Wanted};
-use crate::cli::{GlobalArgs, VerifyArgs};
+use crate::cli::VerifyArgs;
 use crate::encryption::decrypt::Source;
 use crate::error::usage;
 use crate::meta::{Meta, Verification};
@@ -36,6 +36,7 @@ use crate::pg::client::{self, quote_ident, ServerVersion};
 use crate::pg::ephemeral::{Cleanup, Ephemeral};
 use crate::pg::restore::{self as pg_restore, RestoreJob};
 use crate::pg::url::ConnSettings;
+use crate::settings::commands::GlobalSettings;
 use crate::signals::Signals;
 use crate::storage::select::Selector;
 use crate::storage::BackupName;
@@ -110,7 +111,7 @@ impl VerifyOptions {
         }
     }
 
-    pub fn from_args(global: &GlobalArgs, args: &VerifyArgs) -> Result<VerifyOptions> {
+    pub fn from_args(global: &GlobalSettings, args: &VerifyArgs) -> Result<VerifyOptions> {
         pg_restore::validate_memory_setting(&args.maintenance_work_mem)?;
         let mut opts =
             VerifyOptions::new(crate::settings::connection()?, global.pg_bin_dir.clone());
@@ -261,7 +262,7 @@ const CHECKS: &[&str] = &[
     META, CHECKSUM, ARCHIVE, TEMP_DB, RESTORE, TABLES, ROWS, EXTENSIONS, ALEMBIC,
 ];
 
-pub async fn run(global: &GlobalArgs, args: VerifyArgs) -> Result<ExitCode> {
+pub async fn run(global: &GlobalSettings, args: VerifyArgs) -> Result<ExitCode> {
     let opts = VerifyOptions::from_args(global, &args)?;
     let mut signals = Signals::new()?;
     let located = archive::locate(&Wanted {

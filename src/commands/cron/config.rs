@@ -9,12 +9,13 @@ use anyhow::{Context, Result};
 
 use super::Reporter;
 use crate::alert;
-use crate::cli::{CronArgs, CronReportArgs, GlobalArgs};
+use crate::cli::{CronArgs, CronReportArgs};
 use crate::commands::backup::{self, BackupJob};
 use crate::commands::verify::Target;
 use crate::error::{self, usage};
 use crate::heartbeat::Heartbeat;
 use crate::metrics;
+use crate::settings::commands::GlobalSettings;
 use crate::storage::s3::{self, S3Settings};
 use crate::{settings, ui};
 
@@ -63,7 +64,7 @@ pub(super) fn reporter(report: &CronReportArgs, group: metrics::Group) -> (Repor
 }
 
 /// Step 3: every setting the run needs, each error naming its variable.
-pub(super) fn resolve(global: &GlobalArgs, args: &CronArgs) -> Result<Config> {
+pub(super) fn resolve(global: &GlobalSettings, args: &CronArgs) -> Result<Config> {
     if let Some(err) = settings::env_file_error() {
         anyhow::bail!("{err}");
     }
@@ -179,7 +180,7 @@ pub(super) fn storage_class_warning(args: &CronArgs, keep: u32, always: bool) {
 }
 
 /// `--check-config`: every setting checked, the warnings printed, nothing run.
-pub(super) fn check_config(global: &GlobalArgs, args: &CronArgs) -> Result<ExitCode> {
+pub(super) fn check_config(global: &GlobalSettings, args: &CronArgs) -> Result<ExitCode> {
     let config = resolve(global, args).map_err(|e| usage(error::one_line(&e)))?;
     if config.job.upload {
         storage_class_warning(args, config.job.policy.last, true);

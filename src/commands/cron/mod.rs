@@ -35,13 +35,14 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 
 use crate::alert::{self, Step};
-use crate::cli::{CronArgs, GlobalArgs, S3Args};
+use crate::cli::{CronArgs, S3Args};
 use crate::commands::backup::{self, BackupJob, Made};
 use crate::commands::verify::{self, Status, VerifyOptions};
 use crate::error::{self, usage};
 use crate::lock::{self, RunLock};
 use crate::metrics::{self, StepMetric};
 use crate::mode::Mode;
+use crate::settings::commands::GlobalSettings;
 use crate::signals::Signals;
 use crate::storage::s3::{self, S3Settings};
 use crate::{settings, ui};
@@ -88,7 +89,7 @@ impl std::fmt::Display for VerifyCouldNotRun {
 
 impl std::error::Error for VerifyCouldNotRun {}
 
-pub async fn run(global: &GlobalArgs, args: CronArgs) -> Result<ExitCode> {
+pub async fn run(global: &GlobalSettings, args: CronArgs) -> Result<ExitCode> {
     let mut run = Run::new();
     config::register_secrets(&args.report, args.verify_target_url.as_deref());
     let group = group_of(
@@ -199,7 +200,7 @@ impl Run {
 /// Steps 6-8; the first failure ends them, but a failed upload does not stop
 /// the verify and local retention of the complete local backup.
 async fn steps(
-    global: &GlobalArgs,
+    global: &GlobalSettings,
     config: &Config,
     run: &mut Run,
     signals: &mut Signals,
@@ -301,7 +302,7 @@ fn group_of(mode: Mode, all_databases: bool) -> metrics::Group {
 /// Step 7: restore the new backup into a temporary database (or the target
 /// server, or a throwaway cluster) and run every check of `pgbak verify`.
 async fn verify_step(
-    global: &GlobalArgs,
+    global: &GlobalSettings,
     config: &Config,
     made: &Made,
     signals: &mut Signals,
