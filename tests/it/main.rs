@@ -24,3 +24,4 @@ mod trust_s3;
 mod trust_standby;
 mod verdict;
 mod verify;
+mod verify_schema;

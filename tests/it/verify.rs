@@ -96,7 +96,7 @@ pub fn write_meta(dump: &Path, meta: &Value) {
 }
 
 /// `pgbak verify --json <dump> <extra>` against the database's server.
-fn verify_cmd(db: &TestDb<'_>, dump: &Path, extra: &[&str]) -> Command {
+pub fn verify_cmd(db: &TestDb<'_>, dump: &Path, extra: &[&str]) -> Command {
     let mut cmd = support::pgbak(db.pg());
     cmd.arg("verify")
         .arg(dump)
@@ -106,7 +106,7 @@ fn verify_cmd(db: &TestDb<'_>, dump: &Path, extra: &[&str]) -> Command {
     cmd
 }
 
-fn run_json(cmd: &mut Command) -> (Output, Value) {
+pub fn run_json(cmd: &mut Command) -> (Output, Value) {
     let out = cmd.output().expect("running pgbak verify");
     let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -117,7 +117,7 @@ fn run_json(cmd: &mut Command) -> (Output, Value) {
     (out, report)
 }
 
-fn status<'r>(report: &'r Value, check: &str) -> &'r str {
+pub fn status<'r>(report: &'r Value, check: &str) -> &'r str {
     report["checks"]
         .as_array()
         .expect("checks")
@@ -128,7 +128,7 @@ fn status<'r>(report: &'r Value, check: &str) -> &'r str {
         .unwrap()
 }
 
-fn detail<'r>(report: &'r Value, check: &str) -> &'r str {
+pub fn detail<'r>(report: &'r Value, check: &str) -> &'r str {
     report["checks"]
         .as_array()
         .unwrap()
