@@ -329,6 +329,14 @@ async fn dump_from(
             return Err(err);
         }
     };
+    // In the snapshot, before pg_dump runs: every sequence value it dumps is at least this one.
+    let schema_objects = match crate::pg::catalog::for_backup(&client, job.mode).await {
+        Ok(objects) => objects,
+        Err(err) => {
+            discard(&upload).await;
+            return Err(err);
+        }
+    };
 
     let streamed = match stream_dump(
         job,
@@ -408,6 +416,7 @@ async fn dump_from(
             plaintext_sha256: summary.sha256.clone(),
             plaintext_size_bytes: summary.bytes,
         }),
+        schema_objects,
     };
     if let Err(err) = commit(sink, &meta, &meta_path) {
         discard(&upload).await;

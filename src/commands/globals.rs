@@ -130,6 +130,7 @@ pub async fn backup(
         roles: None,
         cluster_run: job.cluster_run.clone(),
         globals: Some(info),
+        schema_objects: None,
         standby: false,
         unlogged_tables_skipped: Vec::new(),
         encryption: job.recipients.as_ref().map(|r| Encryption {

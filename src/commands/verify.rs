@@ -12,10 +12,14 @@
 //!    beside the dump is replayed first, so owners, grants and policies are restored too);
 //! 5. pg_restore succeeds (harmless warnings allowed);
 //! 6. the expected tables exist; 7. every table's row count equals meta.json;
-//! 8. every extension of the source exists; 9. the alembic revision equals meta.json.
+//! 8. every extension of the source exists; 9. the alembic revision equals meta.json;
+//! 10. to 14. every index, constraint, trigger, row-level security policy and switch,
+//!     and sequence meta.json recorded is in the copy, defined the same way (same
+//!     server major) and, for sequences, not behind (`pg::catalog`).
 //!
-//! The temporary database (or cluster) is removed on every way out, signals included,
-//! unless `--no-cleanup`. The result is recorded in meta.json's `verification`.
+//! The checks on the copy race the stop signals. The temporary database (or cluster) is
+//! removed on every way out, signals included, unless `--no-cleanup`. The result, with
+//! the names of the failed checks, is recorded in meta.json's `verification`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -32,6 +36,7 @@ use crate::cli::{GlobalArgs, VerifyArgs};
 use crate::encryption::decrypt::Source;
 use crate::error::usage;
 use crate::meta::{Meta, Verification};
+use crate::pg::catalog::{self, Depth, Kind};
 use crate::pg::client::{self, quote_ident, ServerVersion};
 use crate::pg::ephemeral::Ephemeral;
 use crate::pg::restore::{self as pg_restore, RestoreJob};
@@ -257,9 +262,50 @@ const TABLES: &str = "expected tables present";
 const ROWS: &str = "row counts match";
 const EXTENSIONS: &str = "extensions present";
 const ALEMBIC: &str = "alembic revision matches";
+const INDEXES: &str = "indexes match";
+const CONSTRAINTS: &str = "constraints match";
+const TRIGGERS: &str = "triggers match";
+const POLICIES: &str = "row-level security matches";
+const SEQUENCES: &str = "sequences match";
 const CHECKS: &[&str] = &[
-    META, CHECKSUM, ARCHIVE, TEMP_DB, RESTORE, TABLES, ROWS, EXTENSIONS, ALEMBIC,
+    META,
+    CHECKSUM,
+    ARCHIVE,
+    TEMP_DB,
+    RESTORE,
+    TABLES,
+    ROWS,
+    EXTENSIONS,
+    ALEMBIC,
+    INDEXES,
+    CONSTRAINTS,
+    TRIGGERS,
+    POLICIES,
+    SEQUENCES,
 ];
+/// The checks run on the restored copy.
+const COPY_CHECKS: &[&str] = &[
+    TABLES,
+    ROWS,
+    EXTENSIONS,
+    ALEMBIC,
+    INDEXES,
+    CONSTRAINTS,
+    TRIGGERS,
+    POLICIES,
+    SEQUENCES,
+];
+
+/// The check that compares one kind of schema object.
+fn schema_check(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Index => INDEXES,
+        Kind::Constraint => CONSTRAINTS,
+        Kind::Trigger => TRIGGERS,
+        Kind::Policy => POLICIES,
+        Kind::Sequence => SEQUENCES,
+    }
+}
 
 pub async fn run(global: &GlobalArgs, args: VerifyArgs) -> Result<ExitCode> {
     let opts = VerifyOptions::from_args(global, &args)?;
@@ -371,7 +417,7 @@ pub async fn verify_located(
     }
     if let (MetaState::Read(meta), Some(path)) = (&meta_state, &located.meta_path) {
         if opts.record && !located.temporary && report.could_not_run.is_none() {
-            if let Err(err) = record(meta, path, report.passed) {
+            if let Err(err) = record(meta, path, &report) {
                 ui::warn(&format!(
                     "could not record the result in {}: {}",
                     path.display(),
@@ -384,12 +430,18 @@ pub async fn verify_located(
 }
 
 /// Writes `verification` into meta.json (atomically; the other keys as they were).
-fn record(meta: &Meta, path: &Path, passed: bool) -> Result<()> {
+fn record(meta: &Meta, path: &Path, report: &Report) -> Result<()> {
     let mut meta = meta.clone();
     meta.verification = Some(Verification {
         verified_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
-        passed,
+        passed: report.passed,
         pgbak_version: env!("CARGO_PKG_VERSION").to_owned(),
+        failed_checks: report
+            .checks
+            .iter()
+            .filter(|c| c.status == Status::Fail)
+            .map(|c| c.name.clone())
+            .collect(),
     });
     meta.write(path)
 }
@@ -418,7 +470,7 @@ async fn run_checks(
                 META,
                 format!(
                     "{why}; without it these checks are skipped: {CHECKSUM}, {ROWS}, {ALEMBIC} \
-                     (extensions are taken from the archive)"
+                     and the schema objects (extensions are taken from the archive)"
                 ),
             );
             report.skip(CHECKSUM, "no meta.json to compare with");
@@ -709,15 +761,32 @@ async fn run_checks(
         report.fail(RESTORE, detail);
     }
 
-    // 6-9: the copy against the expectations and meta.json. A copy that cannot
-    // be read (the server went away) fails the checks; the report still prints.
-    if let Err(err) = check_copy(&copy, opts, meta, &source_extensions, report).await {
+    // 6-14: the copy against the expectations and meta.json, racing the stop
+    // signals (a count can wait on a lock). A copy that cannot be read (the
+    // server went away) fails the checks; the report still prints.
+    let checked = signals
+        .guard(check_copy(
+            &copy,
+            opts,
+            meta,
+            &source_extensions,
+            server_major,
+            report,
+        ))
+        .await;
+    if let Err(err) = checked {
+        // A stop (signal or --timeout) is no verdict on the copy.
+        if crate::error::exit_code(&err) != crate::error::FAILED
+            || crate::signals::pending().is_some()
+        {
+            return Err(err);
+        }
         let detail = format!(
             "reading the restored copy: {}",
             crate::error::one_line(&err)
         );
-        for name in [TABLES, ROWS, EXTENSIONS, ALEMBIC] {
-            if !report.checks.iter().any(|c| c.name == name) {
+        for name in COPY_CHECKS {
+            if !report.checks.iter().any(|c| c.name == *name) {
                 report.fail(name, detail.clone());
             }
         }
@@ -725,12 +794,14 @@ async fn run_checks(
     Ok(())
 }
 
-/// Checks 6-9 on the restored copy: expected tables, row counts, extensions, alembic.
+/// Checks 6-14 on the restored copy: expected tables, row counts, extensions,
+/// alembic, then the schema objects.
 async fn check_copy(
     copy: &tokio_postgres::Client,
     opts: &VerifyOptions,
     meta: Option<&Meta>,
     source_extensions: &BTreeSet<String>,
+    copy_major: u32,
     report: &mut Report,
 ) -> Result<()> {
     let present = present_tables(copy).await?;
@@ -861,7 +932,84 @@ async fn check_copy(
             }
         }
     }
+    check_schema_objects(copy, meta, copy_major, report).await
+}
+
+/// Checks 10-14: every index, constraint, trigger, policy and sequence that
+/// meta.json recorded is in the copy, defined the same way (when both servers
+/// are of one major version), and no sequence is behind.
+async fn check_schema_objects(
+    copy: &tokio_postgres::Client,
+    meta: Option<&Meta>,
+    copy_major: u32,
+    report: &mut Report,
+) -> Result<()> {
+    let recorded = match meta {
+        None => {
+            for kind in Kind::ALL {
+                report.skip(schema_check(kind), "no meta.json to compare with");
+            }
+            return Ok(());
+        }
+        Some(meta) => match &meta.schema_objects {
+            Some(recorded) => recorded,
+            None => {
+                for kind in Kind::ALL {
+                    report.skip(
+                        schema_check(kind),
+                        "meta.json records no schema objects (written by a pgbak that did not \
+                         record them): not compared",
+                    );
+                }
+                return Ok(());
+            }
+        },
+    };
+    let source_major = meta.and_then(|m| archive::major_of(&m.server_version));
+    let (depth, across) = match source_major {
+        Some(major) if major != copy_major => (
+            Depth::Presence,
+            format!(
+                "; the backup's server is PostgreSQL {major} and the copy's {copy_major}, so \
+                 definitions are not compared, only kind and name"
+            ),
+        ),
+        _ => (Depth::Definitions, String::new()),
+    };
+    let copy_objects = catalog::read(copy, true).await?;
+    for (kind, outcome) in catalog::compare(recorded, &copy_objects, depth) {
+        let name = schema_check(kind);
+        if outcome.problems.is_empty() {
+            let what = if kind == Kind::Sequence {
+                "present, none behind meta.json"
+            } else if depth == Depth::Definitions {
+                "present, defined as in meta.json"
+            } else {
+                "present"
+            };
+            report.pass(
+                name,
+                format!("{} {}, {what}{across}", outcome.recorded, kind.plural()),
+            );
+        } else {
+            report.fail(name, listed(&outcome.problems, 10));
+        }
+    }
     Ok(())
+}
+
+/// The first `max` items joined, and how many more there are.
+fn listed(items: &[String], max: usize) -> String {
+    let mut text = items
+        .iter()
+        .take(max)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if items.len() > max {
+        text.push_str(&format!("; and {} more", items.len() - max));
+    }
+    text
 }
 
 /// `<db>_verify_<UTC ts>`, cut to PostgreSQL's 63-byte limit on a character boundary.

@@ -148,7 +148,7 @@ pub fn verify_dbs(pg: &Pg, db: &str) -> Vec<String> {
         .collect()
 }
 
-const ALL: [&str; 9] = [
+const ALL: [&str; 14] = [
     "meta.json",
     "checksum",
     "archive readable",
@@ -158,6 +158,11 @@ const ALL: [&str; 9] = [
     "row counts match",
     "extensions present",
     "alembic revision matches",
+    "indexes match",
+    "constraints match",
+    "triggers match",
+    "row-level security matches",
+    "sequences match",
 ];
 
 fn assert_all_pass(out: &Output, report: &Value) {
@@ -197,7 +202,7 @@ fn verify_passes_a_good_dump_and_leaves_no_temp_db() {
         .mode();
     assert_eq!(mode & 0o777, 0o600, "meta.json stays private");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.matches("PASS  ").count(), 9, "{stderr}");
+    assert_eq!(stderr.matches("PASS  ").count(), 14, "{stderr}");
 }
 
 #[test]

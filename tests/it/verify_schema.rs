@@ -107,7 +107,10 @@ fn verify_records_and_compares_indexes_constraints_triggers_policies_and_sequenc
         .contains("REFERENCES public.tenants(id)"));
     let not_valid = find(&objects["constraints"], "feedback_score_range");
     assert_eq!(not_valid["validated"], false);
-    assert_eq!(find(&objects["triggers"], "users_touch")["enabled"], "enabled");
+    assert_eq!(
+        find(&objects["triggers"], "users_touch")["enabled"],
+        "enabled"
+    );
     assert_eq!(
         find(&objects["triggers"], "users_touch_off")["enabled"],
         "disabled"
@@ -230,7 +233,10 @@ fn verify_sigterm_while_a_check_on_the_copy_waits_exits_143_and_drops_the_temp_d
         .expect("starting pgbak verify");
     let deadline = Instant::now() + Duration::from_secs(120);
     while verify_dbs(pg, &db.name).is_empty() {
-        assert!(Instant::now() < deadline, "the temp database never appeared");
+        assert!(
+            Instant::now() < deadline,
+            "the temp database never appeared"
+        );
         assert!(child.try_wait().unwrap().is_none(), "verify ended early");
         std::thread::sleep(Duration::from_millis(20));
     }
