@@ -519,6 +519,61 @@ fn encryption_s3_bucket_holds_only_ciphertext_and_restores_from_s3() {
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
 }
 
+/// What leaves the host: every byte pgbak sent to the S3 server during an encrypted
+/// backup (each part of the multipart upload and meta.json), recorded by a proxy on the
+/// wire, holds no archive byte in plaintext. The same recording of an unencrypted backup
+/// does hold the archive's `PGDMP` magic, so the check can see plaintext when it is there.
+#[test]
+fn encryption_no_plaintext_byte_goes_over_the_wire_to_s3() {
+    let pg = pg16();
+    let db = pg.fresh_db("enc wire");
+    db.load_fixture(0.1);
+    let server = s3();
+    let bucket = server.fresh_bucket("encwire");
+    let keys = Dir::new("enc-wire-keys");
+    let (_key, public) = age_keygen(&keys, "key.txt");
+    let part = support::s3::PART_MIN_SIZE.to_string();
+    let upload = |extra: &[&str]| -> (Vec<Vec<u8>>, Value) {
+        let dir = Dir::new("enc-wire");
+        let link = support::proxy::SlowLink::recording(server.port);
+        let out = pgbak_s3(&db, server, &bucket, "wire/")
+            .env("S3_ENDPOINT_URL", link.endpoint())
+            .env("PGBAK_S3_MIN_PART_SIZE", &part)
+            .env("PGBAK_S3_PART_SIZE", &part)
+            .args(["backup", "--json", "--output-dir"])
+            .arg(&*dir)
+            .args(extra)
+            .output()
+            .unwrap();
+        let (_, meta) = summary(&out);
+        (link.sent(), meta)
+    };
+
+    let (sent, meta) = upload(&["--encrypt-to", &public]);
+    let total: usize = sent.iter().map(Vec::len).sum();
+    let size = meta["size_bytes"].as_u64().expect("size_bytes") as usize;
+    assert!(
+        size > 4 * support::s3::PART_MIN_SIZE,
+        "the dump spans several parts"
+    );
+    assert!(total > size, "the whole dump went through the proxy");
+    assert!(
+        sent.iter()
+            .any(|s| s.windows(21).any(|w| w == b"age-encryption.org/v1")),
+        "the age header went over the wire"
+    );
+    assert!(
+        !sent.iter().any(|s| contains_pgdmp(s)),
+        "plaintext archive bytes went to S3"
+    );
+
+    let (sent, _) = upload(&[]);
+    assert!(
+        sent.iter().any(|s| contains_pgdmp(s)),
+        "an unencrypted upload shows its magic on the wire"
+    );
+}
+
 #[test]
 fn encryption_cron_takes_its_keys_from_the_environment() {
     let pg = pg16();
@@ -592,11 +647,15 @@ fn encryption_covers_the_globals_file_of_an_all_databases_run() {
     let source = support::private_cluster(16);
     source.psql("postgres", "CREATE ROLE enc_app LOGIN PASSWORD 'enc-Pa55'");
     source.psql("postgres", "CREATE DATABASE enc_app OWNER enc_app");
+    source.psql("postgres", "CREATE ROLE enc_reader");
+    // A policy naming a role: a copy restored without the globals cannot create it.
     source.psql(
         "enc_app",
         "CREATE TABLE notes (id int PRIMARY KEY, body text); \
          INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 500) g; \
-         ALTER TABLE notes OWNER TO enc_app",
+         ALTER TABLE notes OWNER TO enc_app; \
+         ALTER TABLE notes ENABLE ROW LEVEL SECURITY; \
+         CREATE POLICY notes_read ON notes FOR SELECT TO enc_reader USING (true)",
     );
     let keys = Dir::new("enc-all-keys");
     let dir = Dir::new("enc-all");
@@ -645,6 +704,39 @@ fn encryption_covers_the_globals_file_of_an_all_databases_run() {
             "SELECT tableowner FROM pg_tables WHERE tablename = 'notes'"
         ),
         "enc_app"
+    );
+
+    // verify --ephemeral decrypts the encrypted globals file (in memory) and replays it
+    // into its throwaway cluster before the restore: the owner and the policy's role exist,
+    // so the policy is created and the copy passes.
+    let app_dump = dir.join(
+        sealed
+            .iter()
+            .find(|f| f.starts_with("enc_app_full_"))
+            .unwrap(),
+    );
+    let out = support::pgbak(&source)
+        .args([
+            "verify",
+            "--ephemeral",
+            "--json",
+            "--expect-table",
+            "public.notes",
+        ])
+        .arg(&app_dump)
+        .env("PGBAK_AGE_IDENTITY_FILE", &key)
+        .env("DATABASE_URL", source.url("enc_app"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["passed"], true, "{report:#}");
+    let warnings = report["pg_restore_warnings"].as_array().unwrap();
+    assert!(
+        !warnings
+            .iter()
+            .any(|w| w.as_str().unwrap_or_default().contains("role")),
+        "{report:#}"
     );
 }
 
