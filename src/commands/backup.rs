@@ -30,6 +30,7 @@ use crate::cli::{BackupArgs, GlobalArgs, Mode, ObjectLockArgs, S3Args};
 use crate::encryption::Recipients;
 use crate::error::{interrupted, usage};
 use crate::meta::{DatabaseProperties, Encryption, Meta, TableRows};
+use crate::pg::catalog;
 use crate::pg::client::{self, ServerVersion};
 use crate::pg::replay::{self, ReplayPause};
 use crate::pg::tools::{self, PgTools};
@@ -322,16 +323,12 @@ async fn dump_from(
 
     // The snapshot is exported only now, after S3 was contacted, so it never
     // idles while a slow or unreachable store is tried.
-    let snapshot = match export_snapshot(&client).await {
-        Ok(id) => Snapshot { id, standby },
-        Err(err) => {
-            discard(&upload).await;
-            return Err(err);
-        }
-    };
-    // In the snapshot, before pg_dump runs: every sequence value it dumps is at least this one.
-    let schema_objects = match crate::pg::catalog::for_backup(&client, job.mode).await {
-        Ok(objects) => objects,
+    let snapshot = match export_snapshot(&client, job.mode, signals).await {
+        Ok((id, sequences)) => Snapshot {
+            id,
+            standby,
+            sequences,
+        },
         Err(err) => {
             discard(&upload).await;
             return Err(err);
@@ -416,7 +413,7 @@ async fn dump_from(
             plaintext_sha256: summary.sha256.clone(),
             plaintext_size_bytes: summary.bytes,
         }),
-        schema_objects,
+        schema_objects: catalog.schema_objects,
     };
     if let Err(err) = commit(sink, &meta, &meta_path) {
         discard(&upload).await;
@@ -562,17 +559,26 @@ pub(crate) fn reserve_name(
     )
 }
 
-/// Opens the REPEATABLE READ transaction whose snapshot pg_dump shares.
-async fn export_snapshot(client: &Client) -> Result<String> {
+/// Opens the REPEATABLE READ transaction whose snapshot pg_dump shares, and
+/// reads the sequences in it before pg_dump starts (see [`catalog::sequences_for_backup`]).
+async fn export_snapshot(
+    client: &Client,
+    mode: Mode,
+    signals: &mut Signals,
+) -> Result<(String, Option<Vec<catalog::Sequence>>)> {
     client
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .await
         .context("opening the snapshot transaction")?;
-    Ok(client
+    let id = client
         .query_one("SELECT pg_export_snapshot()", &[])
         .await
         .context("exporting the snapshot")?
-        .get(0))
+        .get(0);
+    let sequences = signals
+        .guard(catalog::sequences_for_backup(client, mode))
+        .await?;
+    Ok((id, sequences))
 }
 
 /// Connects to the bucket and starts the multipart upload of `name`'s dump.
@@ -610,6 +616,8 @@ struct Catalog {
     unlogged_skipped: Vec<String>,
     properties: DatabaseProperties,
     roles: Vec<String>,
+    /// Indexes, constraints, triggers, RLS, and the sequences read before pg_dump.
+    schema_objects: Option<catalog::Catalog>,
 }
 
 /// The catalog in the snapshot. On a standby the rows of unlogged tables
@@ -619,8 +627,10 @@ async fn read_catalog(
     client: &Client,
     mode: Mode,
     server: &ServerVersion,
-    standby: bool,
+    snapshot: (bool, Option<Vec<catalog::Sequence>>),
 ) -> Result<Catalog> {
+    let (standby, sequences) = snapshot;
+    let schema_objects = catalog::for_backup(client, sequences).await?;
     let properties = client::database_properties(client, server).await?;
     let roles = client::dependent_roles(client).await?;
     let extensions = client::extensions(client).await?;
@@ -662,6 +672,7 @@ async fn read_catalog(
             .collect(),
         properties,
         roles,
+        schema_objects,
     })
 }
 
@@ -739,10 +750,10 @@ async fn stream_dump(
         (result, sink, s3)
     });
     let mode = job.mode;
-    let standby = snapshot.standby;
+    let snapshot_facts = (snapshot.standby, snapshot.sequences.clone());
     let server = server.clone();
     let mut catalog = tokio::spawn(async move {
-        let catalog = read_catalog(&client, mode, &server, standby).await;
+        let catalog = read_catalog(&client, mode, &server, snapshot_facts).await;
         // Keep the transaction (and so the snapshot) open until pg_dump is done.
         (catalog, client)
     });
@@ -817,10 +828,12 @@ async fn stream_dump(
     })
 }
 
-/// The exported snapshot pg_dump shares, and whether it was taken on a standby.
+/// The exported snapshot pg_dump shares, whether it was taken on a standby,
+/// and the sequences read in it before pg_dump started.
 struct Snapshot {
     id: String,
     standby: bool,
+    sequences: Option<Vec<catalog::Sequence>>,
 }
 
 /// Why a dump failed, in the operator's terms, when the error is one pgbak

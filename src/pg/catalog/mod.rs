@@ -106,22 +106,45 @@ pub struct Sequence {
     pub increment: i64,
 }
 
-/// What a backup of `mode` records: nothing for a data-only dump (it creates
-/// no objects), no sequence values for a schema-only one. Call it in the
-/// dump's snapshot transaction, before pg_dump starts: sequences only move
+/// A backup's first part of the record: the sequences (None for a data-only
+/// dump, which records nothing; no values for a schema-only one). Read in the
+/// dump's snapshot transaction before pg_dump starts: sequences only move
 /// forward, so every value pg_dump then writes is at least the recorded one.
-pub async fn for_backup(client: &Client, mode: Mode) -> Result<Option<Catalog>> {
+/// Reading them waits for no table lock.
+pub async fn sequences_for_backup(client: &Client, mode: Mode) -> Result<Option<Vec<Sequence>>> {
     match mode {
         Mode::Data | Mode::Globals => Ok(None),
-        Mode::Schema => read(client, false).await.map(Some),
-        Mode::Full => read(client, true).await.map(Some),
+        Mode::Schema => sequences(client, false).await.map(Some),
+        Mode::Full => sequences(client, true).await.map(Some),
     }
 }
 
+/// A backup's second part: everything else, read in the snapshot while
+/// pg_dump runs (the definitions wait for a table lock that pg_dump waits
+/// for too). None when the first part recorded nothing.
+pub async fn for_backup(
+    client: &Client,
+    sequences: Option<Vec<Sequence>>,
+) -> Result<Option<Catalog>> {
+    let Some(sequences) = sequences else {
+        return Ok(None);
+    };
+    let mut catalog = definitions(client).await?;
+    catalog.sequences = sequences;
+    Ok(Some(catalog))
+}
+
 /// Reads the current database's schema objects (sequence values only when
-/// `with_values`). The session's `search_path` is `pg_catalog` while it runs
-/// (so definitions name every schema) and restored after.
+/// `with_values`).
 pub async fn read(client: &Client, with_values: bool) -> Result<Catalog> {
+    let mut catalog = definitions(client).await?;
+    catalog.sequences = sequences(client, with_values).await?;
+    Ok(catalog)
+}
+
+/// Everything but the sequences. The session's `search_path` is `pg_catalog`
+/// while it runs (so definitions name every schema) and restored after.
+async fn definitions(client: &Client) -> Result<Catalog> {
     let previous: String = client
         .query_one(
             "SELECT current_setting('search_path'), set_config('search_path', 'pg_catalog', false)",
@@ -130,7 +153,7 @@ pub async fn read(client: &Client, with_values: bool) -> Result<Catalog> {
         .await
         .context("pinning search_path to read the schema objects")?
         .get(0);
-    let read = read_pinned(client, with_values).await;
+    let read = read_pinned(client).await;
     let restored = client
         .execute("SELECT set_config('search_path', $1, false)", &[&previous])
         .await
@@ -147,80 +170,94 @@ const USER_RELATION: &str = r"n.nspname NOT IN ('pg_catalog', 'information_schem
     AND NOT EXISTS (SELECT 1 FROM pg_depend d
                      WHERE d.classid = 'pg_class'::regclass AND d.objid = t.oid AND d.deptype = 'e')";
 
-async fn read_pinned(client: &Client, with_values: bool) -> Result<Catalog> {
-    let query = |what: &'static str, sql: String| async move {
-        client
-            .query(&sql, &[])
-            .await
-            .with_context(|| format!("listing the database's {what}"))
-    };
-    let indexes = query(
-        "indexes",
-        format!(
-            "SELECT n.nspname::text, t.relname::text, i.relname::text, pg_get_indexdef(i.oid)
+async fn read_pinned(client: &Client) -> Result<Catalog> {
+    Ok(Catalog {
+        indexes: indexes(client).await?,
+        constraints: constraints(client).await?,
+        triggers: triggers(client).await?,
+        policies: policies(client).await?,
+        row_security: row_security(client).await?,
+        sequences: Vec::new(),
+    })
+}
+
+/// The rows of one catalog query, its failure saying what was being listed.
+async fn query(client: &Client, what: &str, sql: &str) -> Result<Vec<tokio_postgres::Row>> {
+    client
+        .query(sql, &[])
+        .await
+        .with_context(|| format!("listing the database's {what}"))
+}
+
+async fn indexes(client: &Client) -> Result<Vec<Index>> {
+    let sql = format!(
+        "SELECT n.nspname::text, t.relname::text, i.relname::text, pg_get_indexdef(i.oid)
                FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
                JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
               WHERE (x.indisvalid OR i.relkind = 'I') AND x.indisready AND {USER_RELATION}
               ORDER BY 1, 3"
-        ),
-    )
-    .await?
-    .iter()
-    .map(|r| Index {
-        schema: r.get(0),
-        table: r.get(1),
-        name: r.get(2),
-        definition: r.get(3),
-    })
-    .collect();
-    let constraints = query(
-        "constraints",
-        format!(
-            "SELECT n.nspname::text, t.relname::text, c.conname::text, c.contype::text,
+    );
+    Ok(query(client, "indexes", &sql)
+        .await?
+        .iter()
+        .map(|r| Index {
+            schema: r.get(0),
+            table: r.get(1),
+            name: r.get(2),
+            definition: r.get(3),
+        })
+        .collect())
+}
+
+async fn constraints(client: &Client) -> Result<Vec<Constraint>> {
+    let sql = format!(
+        "SELECT n.nspname::text, t.relname::text, c.conname::text, c.contype::text,
                     pg_get_constraintdef(c.oid), c.convalidated
                FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid
                JOIN pg_namespace n ON n.oid = t.relnamespace
               WHERE c.contype IN ('p', 'u', 'f', 'c', 'x', 't') AND c.conparentid = 0
                 AND {USER_RELATION}
               ORDER BY 1, 2, 3"
-        ),
-    )
-    .await?
-    .iter()
-    .map(|r| Constraint {
-        schema: r.get(0),
-        table: r.get(1),
-        name: r.get(2),
-        kind: constraint_kind(r.get(3)).to_owned(),
-        definition: r.get(4),
-        validated: r.get(5),
-    })
-    .collect();
-    let triggers = query(
-        "triggers",
-        format!(
-            "SELECT n.nspname::text, t.relname::text, g.tgname::text, pg_get_triggerdef(g.oid),
+    );
+    Ok(query(client, "constraints", &sql)
+        .await?
+        .iter()
+        .map(|r| Constraint {
+            schema: r.get(0),
+            table: r.get(1),
+            name: r.get(2),
+            kind: constraint_kind(r.get(3)).to_owned(),
+            definition: r.get(4),
+            validated: r.get(5),
+        })
+        .collect())
+}
+
+async fn triggers(client: &Client) -> Result<Vec<Trigger>> {
+    let sql = format!(
+        "SELECT n.nspname::text, t.relname::text, g.tgname::text, pg_get_triggerdef(g.oid),
                     g.tgenabled::text
                FROM pg_trigger g JOIN pg_class t ON t.oid = g.tgrelid
                JOIN pg_namespace n ON n.oid = t.relnamespace
               WHERE NOT g.tgisinternal AND {USER_RELATION}
               ORDER BY 1, 2, 3"
-        ),
-    )
-    .await?
-    .iter()
-    .map(|r| Trigger {
-        schema: r.get(0),
-        table: r.get(1),
-        name: r.get(2),
-        definition: r.get(3),
-        enabled: trigger_state(r.get(4)).to_owned(),
-    })
-    .collect();
-    let policies = query(
-        "row-level security policies",
-        format!(
-            "SELECT n.nspname::text, t.relname::text, p.polname::text,
+    );
+    Ok(query(client, "triggers", &sql)
+        .await?
+        .iter()
+        .map(|r| Trigger {
+            schema: r.get(0),
+            table: r.get(1),
+            name: r.get(2),
+            definition: r.get(3),
+            enabled: trigger_state(r.get(4)).to_owned(),
+        })
+        .collect())
+}
+
+async fn policies(client: &Client) -> Result<Vec<Policy>> {
+    let sql = format!(
+        "SELECT n.nspname::text, t.relname::text, p.polname::text,
                     CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT'
                                   WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
                     p.polpermissive,
@@ -231,66 +268,66 @@ async fn read_pinned(client: &Client, with_values: bool) -> Result<Catalog> {
                JOIN pg_namespace n ON n.oid = t.relnamespace
               WHERE {USER_RELATION}
               ORDER BY 1, 2, 3"
-        ),
-    )
-    .await?
-    .iter()
-    .map(|r| Policy {
-        schema: r.get(0),
-        table: r.get(1),
-        name: r.get(2),
-        command: r.get(3),
-        permissive: r.get(4),
-        roles: r.get(5),
-        using: r.get(6),
-        with_check: r.get(7),
-    })
-    .collect();
-    let row_security = query(
-        "tables with row-level security",
-        format!(
-            "SELECT n.nspname::text, t.relname::text, t.relrowsecurity, t.relforcerowsecurity
+    );
+    Ok(query(client, "row-level security policies", &sql)
+        .await?
+        .iter()
+        .map(|r| Policy {
+            schema: r.get(0),
+            table: r.get(1),
+            name: r.get(2),
+            command: r.get(3),
+            permissive: r.get(4),
+            roles: r.get(5),
+            using: r.get(6),
+            with_check: r.get(7),
+        })
+        .collect())
+}
+
+async fn row_security(client: &Client) -> Result<Vec<RowSecurity>> {
+    let sql = format!(
+        "SELECT n.nspname::text, t.relname::text, t.relrowsecurity, t.relforcerowsecurity
                FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace
               WHERE (t.relrowsecurity OR t.relforcerowsecurity) AND {USER_RELATION}
               ORDER BY 1, 2"
-        ),
-    )
-    .await?
-    .iter()
-    .map(|r| RowSecurity {
-        schema: r.get(0),
-        table: r.get(1),
-        enabled: r.get(2),
-        forced: r.get(3),
-    })
-    .collect();
-    let sequences = query(
-        "sequences",
-        format!(
-            "SELECT n.nspname::text, t.relname::text, s.last_value, s.increment_by
-               FROM pg_sequences s JOIN pg_namespace n ON n.nspname = s.schemaname
-               JOIN pg_class t ON t.relnamespace = n.oid AND t.relname = s.sequencename
-              WHERE {USER_RELATION}
-              ORDER BY 1, 2"
-        ),
-    )
-    .await?
-    .iter()
-    .map(|r| Sequence {
-        schema: r.get(0),
-        name: r.get(1),
-        last_value: if with_values { r.get(2) } else { None },
-        increment: r.get(3),
-    })
-    .collect();
-    Ok(Catalog {
-        indexes,
-        constraints,
-        triggers,
-        policies,
-        row_security,
-        sequences,
-    })
+    );
+    Ok(query(client, "tables with row-level security", &sql)
+        .await?
+        .iter()
+        .map(|r| RowSecurity {
+            schema: r.get(0),
+            table: r.get(1),
+            enabled: r.get(2),
+            forced: r.get(3),
+        })
+        .collect())
+}
+
+/// Sequences of user schemas, with their values when `with_values`.
+async fn sequences(client: &Client, with_values: bool) -> Result<Vec<Sequence>> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT n.nspname::text, t.relname::text, s.last_value, s.increment_by
+                   FROM pg_sequences s JOIN pg_namespace n ON n.nspname = s.schemaname
+                   JOIN pg_class t ON t.relnamespace = n.oid AND t.relname = s.sequencename
+                  WHERE {USER_RELATION}
+                  ORDER BY 1, 2"
+            ),
+            &[],
+        )
+        .await
+        .context("listing the database's sequences")?;
+    Ok(rows
+        .iter()
+        .map(|r| Sequence {
+            schema: r.get(0),
+            name: r.get(1),
+            last_value: if with_values { r.get(2) } else { None },
+            increment: r.get(3),
+        })
+        .collect())
 }
 
 fn constraint_kind(contype: &str) -> &'static str {
