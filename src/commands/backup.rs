@@ -790,13 +790,9 @@ async fn stream_dump(
     let stderr = stderr.await.unwrap_or_default();
     if !status.success() {
         catalog.abort();
-        let said = if stderr.is_empty() {
-            "no error output"
-        } else {
-            &stderr
-        };
         let why = explain(job, &stderr).await;
-        return Err(anyhow!("pg_dump failed ({status}): {why}{said}"));
+        let failed = tools::ChildFailed::new("pg_dump", status, &stderr);
+        return Err(anyhow!("{why}{failed}"));
     }
     if !stderr.is_empty() {
         ui::warn(&format!("pg_dump: {stderr}"));

@@ -10,6 +10,7 @@ pub mod globals;
 pub mod replay;
 pub mod restore;
 pub mod selection;
+pub mod tempdb;
 pub mod tls;
 pub mod tools;
 pub mod url;
