@@ -10,9 +10,7 @@
 use anyhow::Result;
 use chrono::{SecondsFormat, Utc};
 
-use crate::cli::AnomalyArgs;
 use crate::commands::backup::{BackupJob, Made};
-use crate::error::usage;
 use crate::meta::{Meta, Pin};
 use crate::storage::local::LocalStore;
 use crate::storage::s3::{self, S3Settings};
@@ -20,21 +18,6 @@ use crate::storage::{BackupName, BackupStore};
 use crate::ui;
 
 pub const DEFAULT_THRESHOLD: u32 = 50;
-
-/// The threshold in percent, or None with `--no-anomaly-check`.
-pub fn threshold(args: &AnomalyArgs) -> Result<Option<u32>> {
-    if args.no_anomaly_check {
-        return Ok(None);
-    }
-    match args.anomaly_threshold {
-        None => Ok(Some(DEFAULT_THRESHOLD)),
-        Some(0) => Ok(None),
-        Some(p) if p <= 100 => Ok(Some(p)),
-        Some(p) => Err(usage(format!(
-            "--anomaly-threshold {p} is not a percentage from 0 (off) to 100"
-        ))),
-    }
-}
 
 /// What collapsed between the previous backup and the new one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,18 +255,5 @@ mod tests {
                 .map(|(r, s, t)| (r, s, t.into_iter().map(String::from).collect::<Vec<_>>()));
             assert_eq!(got, want, "{}", case.what);
         }
-    }
-
-    #[test]
-    fn threshold_flags() {
-        let args = |t, off| AnomalyArgs {
-            anomaly_threshold: t,
-            no_anomaly_check: off,
-        };
-        assert_eq!(threshold(&args(None, false)).unwrap(), Some(50));
-        assert_eq!(threshold(&args(Some(20), false)).unwrap(), Some(20));
-        assert_eq!(threshold(&args(Some(20), true)).unwrap(), None);
-        assert_eq!(threshold(&args(Some(0), false)).unwrap(), None);
-        assert!(threshold(&args(Some(101), false)).is_err());
     }
 }

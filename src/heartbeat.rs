@@ -14,7 +14,7 @@
 
 use anyhow::Result;
 
-use crate::cli::HeartbeatKind;
+use crate::settings::choices::HeartbeatKind;
 use crate::{alert, error, ui};
 
 /// Bodies are cut to this (healthchecks.io keeps the first 100 kB of a ping body).

@@ -3,7 +3,9 @@
 //! The binary is thin; [`run`] dispatches a parsed [`cli::Cli`] to one module of
 //! [`commands`] per subcommand (plus `commands::cluster`, a whole server at once with
 //! `--all-databases`, and `commands::globals`, the roles backup). Shared parts sit beside them:
-//! - [`settings`] resolves flags and environment once (flag > environment > default);
+//! - [`cli`] declares the command line; [`settings`] reads the environment (the only module
+//!   that does) and resolves each command's settings once, at dispatch (flag > environment >
+//!   default);
 //! - [`archive`] finds a backup and checks it (meta.json, SHA-256, header) before verify/restore;
 //! - [`pg`] parses `DATABASE_URL`, talks to the server, finds and runs the client tools,
 //!   re-applies a database's own properties (`pg::dbprops`) and replays globals (`pg::globals`);
@@ -28,6 +30,7 @@ pub mod heartbeat;
 pub mod lock;
 pub mod meta;
 pub mod metrics;
+pub mod mode;
 pub mod pg;
 pub mod pipeline;
 pub mod retention;
@@ -39,9 +42,13 @@ pub mod ui;
 use std::process::ExitCode;
 
 /// Runs one parsed command line and returns the process exit code.
+/// Each command's settings are resolved here, once, before it runs
+/// ([`settings::commands`]).
 pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
-    ui::init(cli.global.verbose, cli.global.quiet);
-    if let Some(limit) = cli.global.timeout {
+    use settings::commands::{GlobalSettings, KeygenSettings, PruneSettings, UnpinSettings};
+    let global = GlobalSettings::resolve(&cli.global);
+    ui::init(global.verbosity);
+    if let Some(limit) = global.timeout {
         signals::set_timeout(limit);
     }
     match cli.command {
@@ -51,9 +58,9 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Cron(args) => commands::cron::run(&cli.global, *args).await,
         cli::Command::List(args) => commands::list::run(&cli.global, args).await,
         cli::Command::Check(args) => commands::check::run(&cli.global, args).await,
-        cli::Command::Keygen(args) => commands::keygen::run(args),
-        cli::Command::Prune(args) => commands::prune::run(&cli.global, args).await,
-        cli::Command::Unpin(args) => commands::unpin::run(&cli.global, args).await,
+        cli::Command::Keygen(args) => commands::keygen::run(KeygenSettings::resolve(args)),
+        cli::Command::Prune(args) => commands::prune::run(PruneSettings::resolve(args)?).await,
+        cli::Command::Unpin(args) => commands::unpin::run(UnpinSettings::resolve(args)?).await,
         cli::Command::Completions(args) => commands::completions::run(args),
         cli::Command::Man => commands::man::run(),
     }

@@ -21,7 +21,7 @@ use crate::storage::fsio;
 
 /// The lock file of one backup group inside the backup directory, named
 /// like the group's backups (the database name made safe the same way).
-pub fn lock_file_name(database: &str, mode: crate::cli::Mode, label: Option<&str>) -> String {
+pub fn lock_file_name(database: &str, mode: crate::mode::Mode, label: Option<&str>) -> String {
     let mut name = format!(
         ".pgbak-{}_{}",
         crate::storage::safe_database_name(database),
@@ -199,7 +199,7 @@ mod tests {
 
     #[test]
     fn lock_names_follow_the_group() {
-        use crate::cli::Mode;
+        use crate::mode::Mode;
         let cases = [
             (
                 "enterprise_agents",

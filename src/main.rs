@@ -2,22 +2,15 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    // Before parsing: the file's variables are defaults clap reads like any other.
-    if let Some(path) = pgbak::commands::cron::env_file_arg(&argv) {
-        if let Err(err) = pgbak::settings::load_env_file(&path) {
-            pgbak::settings::set_env_file_error(&err);
-        }
-    }
-    pgbak::cli::drop_empty_env();
-    if let Err(message) = pgbak::cli::load_secret_files() {
+    let argv = pgbak::settings::argv();
+    // Before parsing, single-threaded: the environment file and the *_FILE
+    // secrets are input to the command line's defaults.
+    if let Err(message) = pgbak::settings::startup(&argv) {
         eprintln!("pgbak: error: {message}");
         return ExitCode::from(pgbak::error::USAGE);
     }
-    let parsed = pgbak::cli::Cli::try_parse_from(&argv);
+    let parsed = pgbak::settings::parse::<pgbak::cli::Cli>(&argv);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::mode::Mode;
 use crate::storage::fsio;
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -65,7 +66,7 @@ pub struct Pin {
 pub struct Meta {
     pub format_version: u32,
     pub database: String,
-    pub mode: String,
+    pub mode: Mode,
     pub label: Option<String>,
     pub file: String,
     pub size_bytes: u64,
@@ -239,7 +240,7 @@ pub(crate) mod tests {
         Meta {
             format_version: 1,
             database: "enterprise_agents".into(),
-            mode: "full".into(),
+            mode: Mode::Full,
             label: None,
             file: "enterprise_agents_full_20261125T020000.dump".into(),
             size_bytes: 10,

@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
+use crate::encryption::Recipients;
 use crate::storage::fsio;
+use crate::storage::s3::S3Sink;
 
 const CHUNK: usize = 1 << 20;
 
@@ -132,10 +134,7 @@ impl Write for Fanout<'_> {
 }
 
 impl<'a> Encrypt<'a> {
-    pub fn new(
-        recipients: &crate::encryption::Recipients,
-        sinks: Vec<&'a mut dyn Sink>,
-    ) -> Result<Encrypt<'a>> {
+    pub fn new(recipients: &Recipients, sinks: Vec<&'a mut dyn Sink>) -> Result<Encrypt<'a>> {
         let error = Arc::new(Mutex::new(None));
         let fanout = Fanout {
             sinks,
@@ -201,6 +200,73 @@ impl Sink for Encrypt<'_> {
     /// life), so the caller aborts them.
     fn abort(&mut self) {
         self.writer = None;
+    }
+}
+
+/// The sinks of one backup: its local `.partial` file and, when uploading,
+/// the S3 multipart upload.
+pub struct Sinks {
+    pub file: FileSink,
+    pub s3: Option<S3Sink>,
+}
+
+/// What one pump through a backup's sinks did.
+#[derive(Debug, Clone)]
+pub struct Pumped {
+    /// What the source gave (pg_dump's archive, the globals SQL).
+    pub plain: Summary,
+    /// Size and SHA-256 of what was stored (the ciphertext when encrypting).
+    pub stored: (u64, String),
+}
+
+/// Runs the pump on a blocking thread: `source` through the encryption stage
+/// (with recipients) into the sinks, which are finished. The sinks come back
+/// either way: the caller commits them, or drops them (a dropped [`FileSink`]
+/// removes its partial file).
+pub fn spawn_pump(
+    source: impl Read + Send + 'static,
+    mut sinks: Sinks,
+    recipients: Option<Recipients>,
+    what: &'static str,
+) -> tokio::task::JoinHandle<(Result<Pumped>, Sinks)> {
+    tokio::task::spawn_blocking(move || {
+        let mut progress = crate::ui::Progress::new(what);
+        let result = {
+            let mut out: Vec<&mut dyn Sink> = vec![&mut sinks.file];
+            if let Some(s3) = sinks.s3.as_mut() {
+                out.push(s3);
+            }
+            pump_into(source, out, recipients.as_ref(), &mut progress)
+        };
+        progress.finish();
+        (result, sinks)
+    })
+}
+
+/// The pump into `sinks`, through the encryption stage when there are
+/// recipients; finishes the sinks.
+fn pump_into(
+    source: impl Read,
+    mut sinks: Vec<&mut dyn Sink>,
+    recipients: Option<&Recipients>,
+    progress: &mut crate::ui::Progress,
+) -> Result<Pumped> {
+    match recipients {
+        None => {
+            let plain = pump(source, &mut sinks, progress)?;
+            sinks.iter_mut().try_for_each(|s| s.finish())?;
+            let stored = (plain.bytes, plain.sha256.clone());
+            Ok(Pumped { plain, stored })
+        }
+        Some(recipients) => {
+            let mut encrypt = Encrypt::new(recipients, sinks)?;
+            let plain = pump(source, &mut [&mut encrypt], progress)?;
+            encrypt.finish()?;
+            let stored = encrypt
+                .stored()
+                .context("the encryption stage did not finish")?;
+            Ok(Pumped { plain, stored })
+        }
     }
 }
 

@@ -9,6 +9,16 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+/// How much pgbak prints on stderr: `--quiet`, the default, `--verbose`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    /// Only warnings and errors.
+    Quiet,
+    Normal,
+    /// Also debug lines (the child commands run).
+    Verbose,
+}
+
 const QUIET: u8 = 0;
 const NORMAL: u8 = 1;
 const VERBOSE: u8 = 2;
@@ -18,13 +28,11 @@ static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static LOG_FILE: Mutex<Option<File>> = Mutex::new(None);
 static TERMINAL: OnceLock<bool> = OnceLock::new();
 
-pub fn init(verbose: bool, quiet: bool) {
-    let level = if quiet {
-        QUIET
-    } else if verbose {
-        VERBOSE
-    } else {
-        NORMAL
+pub fn init(verbosity: Verbosity) {
+    let level = match verbosity {
+        Verbosity::Quiet => QUIET,
+        Verbosity::Normal => NORMAL,
+        Verbosity::Verbose => VERBOSE,
     };
     LEVEL.store(level, Ordering::Relaxed);
 }

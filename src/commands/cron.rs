@@ -30,19 +30,18 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 
 use crate::alert::{self, Step};
-use crate::cli::{CronArgs, CronReportArgs, GlobalArgs, Mode, S3Args};
+use crate::cli::{CronArgs, CronReportArgs, GlobalArgs, S3Args};
 use crate::commands::backup::{self, BackupJob, Made};
 use crate::commands::verify::{self, Status, Target, VerifyOptions};
 use crate::error::{self, usage};
 use crate::lock::{self, RunLock};
 use crate::metrics::{self, StepMetric};
-use crate::pg::url::{process_env, ConnSettings};
-use crate::retention::Policy;
+use crate::mode::Mode;
 use crate::signals::Signals;
 use crate::storage::s3::{self, S3Settings};
 use crate::{settings, ui};
 
-pub use argv::{env_file_arg, is_cron};
+pub use argv::{env_file_flag, is_cron};
 pub use report::unparsed;
 
 /// The run's identity and where it is reported, known before anything can fail.
@@ -335,12 +334,12 @@ fn resolve(global: &GlobalArgs, args: &CronArgs) -> Result<Config> {
         anyhow::bail!("{err}");
     }
     let conn = settings::explicit_connection()?;
-    let policy = Policy::from_args(&args.retention)?;
+    let policy = settings::groups::retention_policy(&args.retention)?;
     let verify = args.verify || settings::env_bool("VERIFY_ON_BACKUP")?.unwrap_or(false);
     let verify_target = match &args.verify_target_url {
-        Some(url) => Target::Url(
-            ConnSettings::from_url(url, &process_env).context("PGBAK_VERIFY_TARGET_URL")?,
-        ),
+        Some(url) => {
+            Target::Url(settings::connection_from_url(url).context("PGBAK_VERIFY_TARGET_URL")?)
+        }
         None if args.verify_ephemeral => Target::Ephemeral,
         None => Target::SourceServer,
     };
@@ -368,7 +367,7 @@ fn resolve(global: &GlobalArgs, args: &CronArgs) -> Result<Config> {
             label: None,
             policy,
             lock: backup::object_lock_for(&args.s3, args.no_s3, &args.object_lock)?,
-            anomaly: crate::anomaly::threshold(&args.anomaly)?,
+            anomaly: settings::groups::anomaly_threshold(&args.anomaly)?,
             compress: args.compress.clone(),
             pg_bin_dir: global.pg_bin_dir.clone(),
             s3: args.s3.clone(),
@@ -547,7 +546,7 @@ fn register_secrets(report: &CronReportArgs, verify_target_url: Option<&str>) {
         register_url_secret(secret);
     }
     if let Some(url) = verify_target_url {
-        if let Ok(conn) = ConnSettings::from_url(url, &process_env) {
+        if let Ok(conn) = settings::connection_from_url(url) {
             if let Some(password) = &conn.password {
                 ui::register_secret(password);
             }

@@ -8,20 +8,15 @@
 //! (RDS, Cloud SQL, Azure) refuse even to their admin role: then the globals
 //! are taken again with `--no-role-passwords` and meta.json says so.
 
-use std::time::Instant;
-
 use anyhow::{anyhow, Context, Result};
-use chrono::{SecondsFormat, Utc};
 
-use super::backup::{
-    commit, discard, pump_through, reserve_name, start_upload, upload_meta, BackupJob, Made,
-};
-use crate::cli::Mode;
-use crate::meta::{Encryption, GlobalsInfo, Meta};
+use super::backup::{BackupJob, Began, Made, Output};
+use crate::meta::{GlobalsInfo, Meta};
+use crate::mode::Mode;
 use crate::pg::{client, tools};
-use crate::pipeline::Sink;
+use crate::pipeline::{self, Sinks};
 use crate::signals::Signals;
-use crate::storage::{fsio, BackupName};
+use crate::storage::fsio;
 use crate::ui;
 
 /// Takes the globals of `job`'s server. `databases`: those the run dumps
@@ -31,8 +26,7 @@ pub async fn backup(
     signals: &mut Signals,
     databases: Vec<String>,
 ) -> Result<Made> {
-    let started = Utc::now();
-    let clock = Instant::now();
+    let began = Began::now();
     fsio::ensure_dir(&job.output_dir)?;
     let client = signals.guard(client::connect(&job.conn)).await?;
     let server = client::server_version(&client).await?;
@@ -44,159 +38,46 @@ pub async fn backup(
         ui::warn(note);
     }
 
-    let (name, mut sink) = reserve_name(
-        &job.output_dir,
-        BackupName::new(
-            &job.conn.dbname,
-            Mode::Globals,
-            job.label.as_deref(),
-            started,
-        )
-        .with_encryption(job.recipients.is_some()),
-    )?;
-    let dump_path = job.output_dir.join(name.dump_file());
-    let meta_path = job.output_dir.join(name.meta_file());
-
-    let mut upload_failure = None;
-    let mut remote = None;
-    if job.upload {
-        match signals
-            .guard(async { Ok(start_upload(job, &name, Some(sql.len() as u64)).await) })
-            .await?
-        {
-            Ok(pair) => remote = Some(pair),
-            Err(err) => upload_failure = Some(err),
-        }
-    }
-    let (store, s3_sink) = match remote {
-        Some((store, sink)) => (Some(store), Some(sink)),
-        None => (None, None),
+    let (mut output, file) = Output::reserve(job, Mode::Globals, began)?;
+    let s3 = output
+        .start_upload(job, Some(sql.len() as u64), signals)
+        .await?;
+    let source = std::io::Cursor::new(sql.into_bytes());
+    let pump = pipeline::spawn_pump(
+        source,
+        Sinks { file, s3 },
+        job.recipients.clone(),
+        "writing globals",
+    );
+    let (pumped, sinks) = match pump
+        .await
+        .context("writing the globals stopped unexpectedly")
+    {
+        Ok((Ok(pumped), sinks)) => (pumped, sinks),
+        Ok((Err(err), _)) | Err(err) => return Err(output.fail(err).await),
     };
-    let upload = s3_sink.as_ref().map(|s| s.handle());
-    let recipients = job.recipients.clone();
-    let pumped = tokio::task::spawn_blocking(move || {
-        let mut s3_sink = s3_sink;
-        let mut progress = ui::Progress::new("writing globals");
-        let result = {
-            let mut sinks: Vec<&mut dyn Sink> = vec![&mut sink];
-            if let Some(s3) = s3_sink.as_mut() {
-                sinks.push(s3);
-            }
-            pump_through(sql.as_bytes(), sinks, recipients.as_ref(), &mut progress)
-        };
-        progress.finish();
-        (result, sink, s3_sink)
-    })
-    .await
-    .context("writing the globals stopped unexpectedly")?;
-    let ((summary, stored), sink, s3_sink) = match pumped {
-        (Ok(pumped), sink, s3) => (pumped, sink, s3),
-        (Err(err), _, _) => {
-            discard(&upload).await;
-            return Err(err);
-        }
-    };
-    let mut location = None;
-    if let Some(s3_sink) = s3_sink {
-        match s3_sink.complete(stored.0).await {
-            Ok(loc) => location = Some(loc),
-            Err(err) => upload_failure = Some(err),
-        }
-    }
+    output
+        .complete_upload(sinks.s3, pumped.stored.0, signals)
+        .await?;
     let meta = Meta {
-        format_version: crate::meta::FORMAT_VERSION,
-        database: job.conn.dbname.clone(),
-        mode: Mode::Globals.as_str().to_owned(),
-        label: job.label.clone(),
-        file: name.dump_file(),
-        size_bytes: stored.0,
-        sha256: stored.1.clone(),
-        started_at: started.to_rfc3339_opts(SecondsFormat::Secs, true),
-        finished_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
-        duration_seconds: (clock.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-        compression: "none".to_owned(),
-        server_version: server.text.clone(),
-        pg_dump_version: tools.version.clone(),
-        alembic_revision: None,
-        extensions: Default::default(),
-        tables: Vec::new(),
-        host: crate::settings::host_name(),
-        pgbak_version: env!("CARGO_PKG_VERSION").to_owned(),
-        // Recorded only once both objects are verified in the bucket (below).
-        s3: None,
-        verification: None,
-        pinned: None,
-        database_properties: None,
-        roles: None,
-        cluster_run: job.cluster_run.clone(),
         globals: Some(info),
-        schema_objects: None,
-        standby: false,
-        unlogged_tables_skipped: Vec::new(),
-        encryption: job.recipients.as_ref().map(|r| Encryption {
-            format: "age".to_owned(),
-            recipients: r.texts(),
-            plaintext_sha256: summary.sha256.clone(),
-            plaintext_size_bytes: summary.bytes,
-        }),
+        ..output.meta(job, &pumped, &server, &tools)
     };
-    if let Err(err) = commit(sink, &meta, &meta_path) {
-        discard(&upload).await;
-        return Err(err);
-    }
-    let mut meta = meta;
-    if let (Some(store), Some(location)) = (&store, &location) {
-        let key = store.key_for(&name.meta_file());
-        let mut remote = meta.clone();
-        remote.s3 = Some(location.clone());
-        if let Err(err) = upload_meta(store, &key, &remote).await {
-            discard(&upload).await;
-            upload_failure = Some(err);
-        } else {
-            remote.write(&meta_path)?;
-            meta = remote;
-            ui::info(&format!(
-                "uploaded {} and its meta.json",
-                store.uri(&location.key)
-            ));
-            if let Some(lock) = &job.lock {
-                if let Err(err) = store
-                    .lock_backup(lock, &[&location.key, &key], Utc::now())
-                    .await
-                {
-                    upload_failure = Some(err);
-                }
-            }
-        }
-    }
+    let (made, upload_failure) = output.commit(job, sinks.file, meta, signals).await?;
     if let Some(err) = upload_failure {
-        return Err(crate::storage::s3::UploadFailed {
-            message: format!(
-                "the local globals backup {} is complete, but uploading it failed: {}",
-                dump_path.display(),
-                crate::error::one_line(&err)
-            ),
-            local_dump: None,
-        }
-        .into());
+        return Err(err);
     }
     ui::info(&format!(
         "globals backup complete: {} ({}, role passwords {})",
-        dump_path.display(),
-        ui::bytes(meta.size_bytes),
-        if meta.globals.as_ref().is_some_and(|g| g.role_passwords) {
+        made.dump.display(),
+        ui::bytes(made.meta.size_bytes),
+        if made.meta.globals.as_ref().is_some_and(|g| g.role_passwords) {
             "included"
         } else {
             "not included"
         }
     ));
-    Ok(Made {
-        name,
-        started: started.into(),
-        dump: dump_path,
-        meta_path,
-        meta,
-    })
+    Ok(made)
 }
 
 /// Runs pg_dumpall; without the right to read pg_authid, again without passwords.

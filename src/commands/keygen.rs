@@ -9,18 +9,18 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use chrono::{SecondsFormat, Utc};
 
-use crate::cli::KeygenArgs;
 use crate::error::usage;
+use crate::settings::commands::KeygenSettings;
 use crate::storage::fsio;
 use crate::ui;
 
-pub fn run(args: KeygenArgs) -> Result<ExitCode> {
+pub fn run(settings: KeygenSettings) -> Result<ExitCode> {
     let (secret, public) = crate::encryption::generate();
     let text = format!(
         "# created: {}\n# public key: {public}\n{secret}\n",
         Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
     );
-    match &args.output {
+    match &settings.output {
         Some(path) => {
             let mut file = fsio::create_new(path).map_err(|e| {
                 usage(format!(

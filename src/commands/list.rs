@@ -8,18 +8,18 @@
 //! JSON on stdout).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, ListArgs};
 use crate::meta::Meta;
 use crate::retention::apply::{self, Marks, Outcome, Scope};
-use crate::retention::Policy;
 use crate::storage::local::LocalStore;
-use crate::storage::s3::{self, S3Settings};
+use crate::storage::s3::{self, S3Settings, Store};
 use crate::storage::BackupName;
 use crate::ui;
 
@@ -87,30 +87,9 @@ struct Found {
 
 pub async fn run(_global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
     let mut found: BTreeMap<String, Found> = BTreeMap::new();
+    list_local(&args.backup_dir, &mut found)?;
 
-    for backup in LocalStore::new(&args.backup_dir).list()? {
-        let entry = found.entry(backup.name.stem()).or_default();
-        entry.name = Some(backup.name.clone());
-        if backup.has_meta {
-            match Meta::read(&backup.meta) {
-                Ok(meta) => entry.meta = Some(meta),
-                Err(err) => ui::warn(&crate::error::one_line(&err)),
-            }
-        }
-        if backup.has_dump {
-            entry.size = Some(backup.size);
-        }
-        entry.local = Some((
-            backup.has_dump,
-            backup.has_meta,
-            LocalFiles {
-                dump: backup.has_dump.then(|| backup.dump.display().to_string()),
-                meta: backup.has_meta.then(|| backup.meta.display().to_string()),
-            },
-        ));
-    }
-
-    let policy = Policy::from_args(&args.retention)?;
+    let policy = crate::settings::groups::retention_policy(&args.retention)?;
     let now = Utc::now();
     let mut scope = Scope {
         policy: &policy,
@@ -145,97 +124,10 @@ pub async fn run(_global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
                 }
             }
         }
-        let can_lock = store.object_lock_enabled().await?;
-        for backup in store.list().await? {
-            let entry = found.entry(backup.name.stem()).or_default();
-            entry.name = Some(backup.name.clone());
-            // A local meta.json is the same document (plus verify's result): no need to fetch.
-            if backup.has_meta && entry.meta.is_none() {
-                match store.read_meta(&backup.meta_key).await {
-                    Ok(meta) => entry.meta = meta,
-                    Err(err) => ui::warn(&crate::error::one_line(&err)),
-                }
-            }
-            if backup.has_dump && entry.size.is_none() {
-                entry.size = Some(backup.size);
-            }
-            if can_lock && backup.has_dump {
-                entry.locked_until = store
-                    .retain_until(&backup.dump_key)
-                    .await?
-                    .filter(|u| *u > now)
-                    .map(|u| u.to_rfc3339_opts(SecondsFormat::Secs, true));
-            }
-            entry.s3 = Some((
-                backup.has_dump,
-                backup.has_meta,
-                RemoteObjects {
-                    bucket: store.bucket().to_owned(),
-                    dump_key: backup.has_dump.then(|| backup.dump_key.clone()),
-                    meta_key: backup.has_meta.then(|| backup.meta_key.clone()),
-                    storage_class: backup.storage_class.clone(),
-                },
-            ));
-        }
+        list_s3(&store, now, &mut found).await?;
     }
 
-    let mut entries: Vec<(chrono::NaiveDateTime, Entry)> = found
-        .into_iter()
-        .filter_map(|(stem, f)| {
-            let name = f.name?;
-            let local_dump = f.local.as_ref().is_some_and(|(d, _, _)| *d);
-            let s3_dump = f.s3.as_ref().is_some_and(|(d, _, _)| *d);
-            let complete = f.local.as_ref().is_some_and(|(d, m, _)| *d && *m)
-                || f.s3.as_ref().is_some_and(|(d, m, _)| *d && *m);
-            let location = match (local_dump, s3_dump) {
-                (true, true) => "both",
-                (false, true) => "s3",
-                (true, false) => "local",
-                // Only a meta.json somewhere: say where it is.
-                (false, false) if f.local.is_none() => "s3",
-                (false, false) => "local",
-            };
-            let meta = f.meta.as_ref();
-            let plan = plans.remove(&stem);
-            let entry = Entry {
-                name: stem,
-                database: meta.map_or(name.database.clone(), |m| m.database.clone()),
-                mode: name.mode.as_str().to_owned(),
-                label: name.label.clone(),
-                created_at: name.time().to_rfc3339_opts(SecondsFormat::Secs, true),
-                age_seconds: (now - name.time()).num_seconds(),
-                size_bytes: meta.map(|m| m.size_bytes).or(f.size),
-                sha256: meta.map(|m| m.sha256.clone()),
-                alembic_revision: meta.and_then(|m| m.alembic_revision.clone()),
-                verified: meta.and_then(|m| m.verification.as_ref().map(|v| v.passed)),
-                encrypted: name.encrypted || meta.is_some_and(|m| m.encryption.is_some()),
-                pinned: meta.and_then(|m| m.pinned.clone()),
-                locked_until: f.locked_until,
-                retention: plan.as_ref().map(|o| o.action),
-                kept_by: plan.map(|o| o.reasons).unwrap_or_default(),
-                cluster_run: meta.and_then(|m| m.cluster_run.clone()),
-                location,
-                complete,
-                local: f.local.map(|(_, _, files)| files),
-                s3: f.s3.map(|(_, _, objects)| objects),
-            };
-            // A run's backups sort together, at the time the run started.
-            let at = entry
-                .cluster_run
-                .as_deref()
-                .and_then(|r| chrono::NaiveDateTime::parse_from_str(r, "%Y%m%dT%H%M%S").ok())
-                .unwrap_or(name.timestamp);
-            Some((at, entry))
-        })
-        .collect();
-    entries.sort_by(|a, b| {
-        b.0.cmp(&a.0)
-            .then(a.1.cluster_run.cmp(&b.1.cluster_run))
-            .then((a.1.mode != "globals").cmp(&(b.1.mode != "globals")))
-            .then(a.1.name.cmp(&b.1.name))
-    });
-    let entries: Vec<Entry> = entries.into_iter().map(|(_, e)| e).collect();
-
+    let entries = entries(found, plans, now);
     if args.json {
         ui::stdout_line(&serde_json::to_string_pretty(&entries)?);
     } else if entries.is_empty() {
@@ -254,6 +146,150 @@ pub async fn run(_global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The backups in the directory, with their meta.json.
+fn list_local(dir: &Path, found: &mut BTreeMap<String, Found>) -> Result<()> {
+    for backup in LocalStore::new(dir).list()? {
+        let entry = found.entry(backup.name.stem()).or_default();
+        entry.name = Some(backup.name.clone());
+        if backup.has_meta {
+            match Meta::read(&backup.meta) {
+                Ok(meta) => entry.meta = Some(meta),
+                Err(err) => ui::warn(&crate::error::one_line(&err)),
+            }
+        }
+        if backup.has_dump {
+            entry.size = Some(backup.size);
+        }
+        entry.local = Some((
+            backup.has_dump,
+            backup.has_meta,
+            LocalFiles {
+                dump: backup.has_dump.then(|| backup.dump.display().to_string()),
+                meta: backup.has_meta.then(|| backup.meta.display().to_string()),
+            },
+        ));
+    }
+    Ok(())
+}
+
+/// The backups under the S3 prefix; meta.json is fetched only for those
+/// without a local copy, Object Lock read when the bucket has it.
+async fn list_s3(
+    store: &Store,
+    now: DateTime<Utc>,
+    found: &mut BTreeMap<String, Found>,
+) -> Result<()> {
+    let can_lock = store.object_lock_enabled().await?;
+    for backup in store.list().await? {
+        let entry = found.entry(backup.name.stem()).or_default();
+        entry.name = Some(backup.name.clone());
+        // A local meta.json is the same document (plus verify's result): no need to fetch.
+        if backup.has_meta && entry.meta.is_none() {
+            match store.read_meta(&backup.meta_key).await {
+                Ok(meta) => entry.meta = meta,
+                Err(err) => ui::warn(&crate::error::one_line(&err)),
+            }
+        }
+        if backup.has_dump && entry.size.is_none() {
+            entry.size = Some(backup.size);
+        }
+        if can_lock && backup.has_dump {
+            entry.locked_until = store
+                .retain_until(&backup.dump_key)
+                .await?
+                .filter(|u| *u > now)
+                .map(|u| u.to_rfc3339_opts(SecondsFormat::Secs, true));
+        }
+        entry.s3 = Some((
+            backup.has_dump,
+            backup.has_meta,
+            RemoteObjects {
+                bucket: store.bucket().to_owned(),
+                dump_key: backup.has_dump.then(|| backup.dump_key.clone()),
+                meta_key: backup.has_meta.then(|| backup.meta_key.clone()),
+                storage_class: backup.storage_class.clone(),
+            },
+        ));
+    }
+    Ok(())
+}
+
+/// The entries, newest first; an `--all-databases` run's backups together,
+/// at the time the run started, its globals first.
+fn entries(
+    found: BTreeMap<String, Found>,
+    mut plans: BTreeMap<String, Outcome>,
+    now: DateTime<Utc>,
+) -> Vec<Entry> {
+    let mut entries: Vec<(chrono::NaiveDateTime, Entry)> = found
+        .into_iter()
+        .filter_map(|(stem, f)| {
+            let plan = plans.remove(&stem);
+            entry(stem, f, plan, now)
+        })
+        .collect();
+    entries.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then(a.1.cluster_run.cmp(&b.1.cluster_run))
+            .then((a.1.mode != "globals").cmp(&(b.1.mode != "globals")))
+            .then(a.1.name.cmp(&b.1.name))
+    });
+    entries.into_iter().map(|(_, e)| e).collect()
+}
+
+/// One backup's entry and the time it sorts at; None for a file that is
+/// not a backup's.
+fn entry(
+    stem: String,
+    f: Found,
+    plan: Option<Outcome>,
+    now: DateTime<Utc>,
+) -> Option<(chrono::NaiveDateTime, Entry)> {
+    let name = f.name?;
+    let local_dump = f.local.as_ref().is_some_and(|(d, _, _)| *d);
+    let s3_dump = f.s3.as_ref().is_some_and(|(d, _, _)| *d);
+    let complete = f.local.as_ref().is_some_and(|(d, m, _)| *d && *m)
+        || f.s3.as_ref().is_some_and(|(d, m, _)| *d && *m);
+    let location = match (local_dump, s3_dump) {
+        (true, true) => "both",
+        (false, true) => "s3",
+        (true, false) => "local",
+        // Only a meta.json somewhere: say where it is.
+        (false, false) if f.local.is_none() => "s3",
+        (false, false) => "local",
+    };
+    let meta = f.meta.as_ref();
+    let entry = Entry {
+        name: stem,
+        database: meta.map_or(name.database.clone(), |m| m.database.clone()),
+        mode: name.mode.as_str().to_owned(),
+        label: name.label.clone(),
+        created_at: name.time().to_rfc3339_opts(SecondsFormat::Secs, true),
+        age_seconds: (now - name.time()).num_seconds(),
+        size_bytes: meta.map(|m| m.size_bytes).or(f.size),
+        sha256: meta.map(|m| m.sha256.clone()),
+        alembic_revision: meta.and_then(|m| m.alembic_revision.clone()),
+        verified: meta.and_then(|m| m.verification.as_ref().map(|v| v.passed)),
+        encrypted: name.encrypted || meta.is_some_and(|m| m.encryption.is_some()),
+        pinned: meta.and_then(|m| m.pinned.clone()),
+        locked_until: f.locked_until,
+        retention: plan.as_ref().map(|o| o.action),
+        kept_by: plan.map(|o| o.reasons).unwrap_or_default(),
+        cluster_run: meta.and_then(|m| m.cluster_run.clone()),
+        location,
+        complete,
+        local: f.local.map(|(_, _, files)| files),
+        s3: f.s3.map(|(_, _, objects)| objects),
+    };
+    // A run's backups sort together, at the time the run started.
+    let at = entry
+        .cluster_run
+        .as_deref()
+        .and_then(|r| chrono::NaiveDateTime::parse_from_str(r, "%Y%m%dT%H%M%S").ok())
+        .unwrap_or(name.timestamp);
+    Some((at, entry))
 }
 
 /// The table, header first, columns padded to their widest cell.

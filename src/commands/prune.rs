@@ -11,59 +11,55 @@ use std::process::ExitCode;
 use anyhow::Result;
 use chrono::Utc;
 
-use crate::cli::{GlobalArgs, PruneArgs};
 use crate::retention::apply::{self, Marks, Outcome, Scope};
-use crate::retention::Policy;
+use crate::settings::commands::{Output, PruneSettings};
 use crate::storage::local::LocalStore;
-use crate::storage::s3::{self, S3Settings};
+use crate::storage::s3;
 use crate::ui;
 
-pub async fn run(_global: &GlobalArgs, args: PruneArgs) -> Result<ExitCode> {
-    let policy = Policy::from_args(&args.retention)?;
-    let s3_settings = if args.s3 {
-        Some(S3Settings::from_args(&args.s3_args, None)?)
-    } else {
-        None
-    };
+pub async fn run(settings: PruneSettings) -> Result<ExitCode> {
+    let dry_run = settings.dry_run;
     ui::info(&format!(
-        "prune{}: rules {policy}",
-        if args.dry_run { " (dry run)" } else { "" }
+        "prune{}: rules {}",
+        if dry_run { " (dry run)" } else { "" },
+        settings.policy
     ));
     let now = Utc::now();
     let mut scope = Scope {
-        policy: &policy,
+        policy: &settings.policy,
         just_made: None,
         database: None,
-        dry_run: args.dry_run,
+        dry_run,
         store: "local",
     };
     let mut outcomes: Vec<Outcome> = Vec::new();
     let mut marks = Marks::default();
-    if !args.no_local {
-        let local = LocalStore::new(&args.backup_dir);
+    if let Some(dir) = &settings.local {
+        let local = LocalStore::new(dir);
         let applied = apply::apply(&local, &scope, &Marks::default(), now).await?;
         outcomes.extend(applied.outcomes);
         marks = applied.marks;
     }
-    if let Some(settings) = s3_settings {
-        let store = s3::connect(settings).await?;
+    if let Some(s3_settings) = settings.s3.clone() {
+        let store = s3::connect(s3_settings).await?;
         scope.store = "s3";
         let applied = apply::apply(&store, &scope, &marks, now).await?;
         outcomes.extend(applied.outcomes);
     }
 
-    if args.json {
-        ui::stdout_line(&serde_json::to_string_pretty(&outcomes)?);
-    } else {
-        for line in table(&outcomes) {
-            ui::stdout_line(&line);
+    match settings.output {
+        Output::Json => ui::stdout_line(&serde_json::to_string_pretty(&outcomes)?),
+        Output::Table => {
+            for line in table(&outcomes) {
+                ui::stdout_line(&line);
+            }
         }
     }
     let deleted = outcomes.iter().filter(|o| o.action == "delete").count();
     ui::info(&format!(
         "{} kept, {deleted} {}",
         outcomes.len() - deleted,
-        if args.dry_run {
+        if dry_run {
             "would be deleted"
         } else {
             "deleted"

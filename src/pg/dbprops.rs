@@ -147,28 +147,7 @@ pub async fn create_database(
     roles: &BTreeSet<String>,
     owners: bool,
 ) -> Result<Vec<String>> {
-    let quoted = quote_ident(database);
-    let mut skipped = Vec::new();
-    if let Err(err) = admin
-        .batch_execute(&create_statement(database, props))
-        .await
-    {
-        let Some(p) = props else {
-            return Err(anyhow!("creating {quoted}: {}", message(&err)));
-        };
-        // A locale the new server lacks: the database still comes, with the defaults.
-        admin
-            .batch_execute(&create_statement(database, None))
-            .await
-            .map_err(|e| anyhow!("creating {quoted}: {}", message(&e)))?;
-        skipped.push(format!(
-            "encoding {} / locale {} ({} provider): {}; created with the server's defaults",
-            p.encoding,
-            p.locale.as_deref().unwrap_or(&p.collate),
-            p.locale_provider,
-            message(&err)
-        ));
-    }
+    let mut skipped = create(admin, database, props).await?;
     let Some(props) = props else {
         skipped.push(
             "owner, encoding/locale, settings and privileges of the database: this backup's \
@@ -177,91 +156,157 @@ pub async fn create_database(
         );
         return Ok(skipped);
     };
-    let run = |sql: String, what: String| async move {
-        admin
-            .batch_execute(&sql)
-            .await
-            .map_err(|e| format!("{what}: {}", message(&e)))
-    };
-    if !owners {
-        skipped.push(format!("owner {} (--no-owner)", props.owner));
-    } else if !roles.contains(&props.owner) {
-        skipped.push(format!("owner {} (no such role here)", props.owner));
-    } else if let Err(e) = run(
-        format!(
-            "ALTER DATABASE {quoted} OWNER TO {}",
-            quote_ident(&props.owner)
-        ),
-        format!("owner {}", props.owner),
-    )
-    .await
-    {
-        skipped.push(e);
+    for step in property_steps(database, props, roles, owners) {
+        match step {
+            Step::Skip(why) => skipped.push(why),
+            Step::Run { sql, what } => {
+                if let Err(e) = admin.batch_execute(&sql).await {
+                    skipped.push(format!("{what}: {}", message(&e)));
+                }
+            }
+        }
     }
+    Ok(skipped)
+}
+
+/// `CREATE DATABASE` with the recorded encoding and locale; a locale the new
+/// server lacks still gets the database, with the defaults (and says so).
+async fn create(
+    admin: &Client,
+    database: &str,
+    props: Option<&DatabaseProperties>,
+) -> Result<Vec<String>> {
+    let Err(err) = admin
+        .batch_execute(&create_statement(database, props))
+        .await
+    else {
+        return Ok(Vec::new());
+    };
+    let quoted = quote_ident(database);
+    let Some(p) = props else {
+        return Err(anyhow!("creating {quoted}: {}", message(&err)));
+    };
+    admin
+        .batch_execute(&create_statement(database, None))
+        .await
+        .map_err(|e| anyhow!("creating {quoted}: {}", message(&e)))?;
+    Ok(vec![format!(
+        "encoding {} / locale {} ({} provider): {}; created with the server's defaults",
+        p.encoding,
+        p.locale.as_deref().unwrap_or(&p.collate),
+        p.locale_provider,
+        message(&err)
+    )])
+}
+
+/// One step of re-applying a database's properties: a statement (and what
+/// it carries over, for the summary when it fails), or what is left out and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Run { sql: String, what: String },
+    Skip(String),
+}
+
+/// The steps after `CREATE DATABASE`, in order: owner, settings, privileges,
+/// comment. Pure: which roles exist and `--no-owner` decide what is skipped.
+pub fn property_steps(
+    database: &str,
+    props: &DatabaseProperties,
+    roles: &BTreeSet<String>,
+    owners: bool,
+) -> Vec<Step> {
+    let quoted = quote_ident(database);
+    let mut steps = vec![owner_step(&quoted, props, roles, owners)];
     for setting in &props.settings {
         let what = match &setting.role {
             Some(role) => format!("setting {} for role {role}", setting.name),
             None => format!("setting {}", setting.name),
         };
-        if setting.role.as_ref().is_some_and(|r| !roles.contains(r)) {
-            skipped.push(format!("{what} (no such role here)"));
-            continue;
-        }
-        if let Err(e) = run(set_statement(database, setting), what).await {
-            skipped.push(e);
-        }
-    }
-    if let Some(acl) = props.acl.as_ref().filter(|_| owners) {
-        // The recorded ACL replaces the defaults (PUBLIC: CONNECT, TEMPORARY).
-        if let Err(e) = run(
-            format!("REVOKE ALL ON DATABASE {quoted} FROM PUBLIC"),
-            "privileges of PUBLIC".to_owned(),
-        )
-        .await
-        {
-            skipped.push(e);
-        }
-        for grant in acl {
-            let what = format!("{} on the database for {}", grant.privilege, grant.grantee);
-            let grantee = if grant.grantee == "PUBLIC" {
-                "PUBLIC".to_owned()
-            } else if roles.contains(&grant.grantee) {
-                quote_ident(&grant.grantee)
+        steps.push(
+            if setting.role.as_ref().is_some_and(|r| !roles.contains(r)) {
+                Step::Skip(format!("{what} (no such role here)"))
             } else {
-                skipped.push(format!("{what} (no such role here)"));
-                continue;
-            };
-            let option = if grant.grantable {
-                " WITH GRANT OPTION"
-            } else {
-                ""
-            };
-            if let Err(e) = run(
-                format!(
-                    "GRANT {} ON DATABASE {quoted} TO {grantee}{option}",
-                    grant.privilege
-                ),
-                what,
-            )
-            .await
-            {
-                skipped.push(e);
-            }
-        }
-    } else if props.acl.is_some() {
-        skipped.push("privileges on the database (--no-owner)".to_owned());
+                Step::Run {
+                    sql: set_statement(database, setting),
+                    what,
+                }
+            },
+        );
     }
+    steps.extend(privilege_steps(&quoted, props, roles, owners));
     if let Some(comment) = &props.comment {
-        if let Err(e) = run(
-            format!("COMMENT ON DATABASE {quoted} IS {}", quote_literal(comment)),
-            "comment".to_owned(),
-        )
-        .await
-        {
-            skipped.push(e);
+        steps.push(Step::Run {
+            sql: format!("COMMENT ON DATABASE {quoted} IS {}", quote_literal(comment)),
+            what: "comment".to_owned(),
+        });
+    }
+    steps
+}
+
+fn owner_step(
+    quoted: &str,
+    props: &DatabaseProperties,
+    roles: &BTreeSet<String>,
+    owners: bool,
+) -> Step {
+    if !owners {
+        Step::Skip(format!("owner {} (--no-owner)", props.owner))
+    } else if !roles.contains(&props.owner) {
+        Step::Skip(format!("owner {} (no such role here)", props.owner))
+    } else {
+        Step::Run {
+            sql: format!(
+                "ALTER DATABASE {quoted} OWNER TO {}",
+                quote_ident(&props.owner)
+            ),
+            what: format!("owner {}", props.owner),
         }
     }
-    Ok(skipped)
+}
+
+/// The recorded ACL replaces the defaults (PUBLIC: CONNECT, TEMPORARY).
+fn privilege_steps(
+    quoted: &str,
+    props: &DatabaseProperties,
+    roles: &BTreeSet<String>,
+    owners: bool,
+) -> Vec<Step> {
+    let Some(acl) = &props.acl else {
+        return Vec::new();
+    };
+    if !owners {
+        return vec![Step::Skip(
+            "privileges on the database (--no-owner)".to_owned(),
+        )];
+    }
+    let mut steps = vec![Step::Run {
+        sql: format!("REVOKE ALL ON DATABASE {quoted} FROM PUBLIC"),
+        what: "privileges of PUBLIC".to_owned(),
+    }];
+    for grant in acl {
+        let what = format!("{} on the database for {}", grant.privilege, grant.grantee);
+        let grantee = if grant.grantee == "PUBLIC" {
+            "PUBLIC".to_owned()
+        } else if roles.contains(&grant.grantee) {
+            quote_ident(&grant.grantee)
+        } else {
+            steps.push(Step::Skip(format!("{what} (no such role here)")));
+            continue;
+        };
+        let option = if grant.grantable {
+            " WITH GRANT OPTION"
+        } else {
+            ""
+        };
+        steps.push(Step::Run {
+            sql: format!(
+                "GRANT {} ON DATABASE {quoted} TO {grantee}{option}",
+                grant.privilege
+            ),
+            what,
+        });
+    }
+    steps
 }
 
 #[cfg(test)]
@@ -324,6 +369,79 @@ mod tests {
         assert_eq!(
             create_statement("x", None),
             "CREATE DATABASE \"x\" TEMPLATE template0"
+        );
+    }
+
+    #[test]
+    fn property_steps_skip_what_the_target_cannot_take() {
+        let props = DatabaseProperties {
+            owner: "app".into(),
+            encoding: "UTF8".into(),
+            collate: "C".into(),
+            ctype: "C".into(),
+            locale_provider: "libc".into(),
+            locale: None,
+            settings: vec![
+                DatabaseSetting {
+                    role: None,
+                    name: "work_mem".into(),
+                    value: "64MB".into(),
+                },
+                DatabaseSetting {
+                    role: Some("gone".into()),
+                    name: "work_mem".into(),
+                    value: "1MB".into(),
+                },
+            ],
+            acl: Some(vec![
+                crate::meta::DatabaseGrant {
+                    grantee: "PUBLIC".into(),
+                    privilege: "CONNECT".into(),
+                    grantable: false,
+                },
+                crate::meta::DatabaseGrant {
+                    grantee: "gone".into(),
+                    privilege: "CREATE".into(),
+                    grantable: true,
+                },
+            ]),
+            comment: Some("it's".into()),
+        };
+        let roles: BTreeSet<String> = ["app".to_owned()].into();
+        let run = |sql: &str| Step::Run {
+            sql: sql.into(),
+            what: String::new(),
+        };
+        let shape = |steps: Vec<Step>| -> Vec<Step> {
+            steps
+                .into_iter()
+                .map(|s| match s {
+                    Step::Run { sql, .. } => run(&sql),
+                    skip => skip,
+                })
+                .collect()
+        };
+        assert_eq!(
+            shape(property_steps("d", &props, &roles, true)),
+            vec![
+                run("ALTER DATABASE \"d\" OWNER TO \"app\""),
+                run("ALTER DATABASE \"d\" SET \"work_mem\" TO '64MB'"),
+                Step::Skip("setting work_mem for role gone (no such role here)".into()),
+                run("REVOKE ALL ON DATABASE \"d\" FROM PUBLIC"),
+                run("GRANT CONNECT ON DATABASE \"d\" TO PUBLIC"),
+                Step::Skip("CREATE on the database for gone (no such role here)".into()),
+                run("COMMENT ON DATABASE \"d\" IS 'it''s'"),
+            ]
+        );
+        assert_eq!(
+            shape(property_steps("d", &props, &roles, false)),
+            vec![
+                Step::Skip("owner app (--no-owner)".into()),
+                run("ALTER DATABASE \"d\" SET \"work_mem\" TO '64MB'"),
+                Step::Skip("setting work_mem for role gone (no such role here)".into()),
+                Step::Skip("privileges on the database (--no-owner)".into()),
+                run("COMMENT ON DATABASE \"d\" IS 'it''s'"),
+            ]
         );
     }
 }

@@ -18,6 +18,24 @@ use crate::ui;
 /// The port only names the socket file; nothing listens on TCP.
 const PORT: u16 = 5432;
 
+/// What happens to the throwaway cluster when the run ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cleanup {
+    /// Stopped and removed (also when pgbak dies: the server gets SIGQUIT).
+    Remove,
+    /// `--no-cleanup`: left running for inspection, outliving pgbak.
+    Keep,
+}
+
+/// Whether a child of pgbak dies with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tether {
+    /// SIGQUIT (the server's immediate shutdown) when pgbak dies.
+    DiesWithPgbak,
+    /// Outlives pgbak (a server kept with --no-cleanup).
+    Outlives,
+}
+
 /// A running throwaway cluster; stopped and removed by [`Ephemeral::remove`]
 /// or, as a last resort, on drop.
 pub struct Ephemeral {
@@ -52,7 +70,7 @@ fn claim(dir: &Path) -> Result<std::fs::File> {
 /// nobody holds. Its server, if still up, is stopped first. Clusters kept
 /// with --no-cleanup have no owner file and stay.
 pub fn sweep_dead() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+    let Ok(entries) = std::fs::read_dir(crate::settings::temp_dir()) else {
         return;
     };
     for entry in entries.flatten() {
@@ -107,21 +125,14 @@ fn server_user() -> Result<Option<(u32, u32)>> {
 }
 
 /// A command that runs as `ids` (when given): groups dropped, gid then uid set.
-/// `die_with_pgbak`: the child gets SIGQUIT (the server's immediate shutdown)
-/// when pgbak dies; off only for a server kept with --no-cleanup.
-fn command_as(
-    program: &Path,
-    ids: Option<(u32, u32)>,
-    cwd: &Path,
-    die_with_pgbak: bool,
-) -> Command {
+fn command_as(program: &Path, ids: Option<(u32, u32)>, cwd: &Path, tether: Tether) -> Command {
     let mut cmd = Command::new(program);
     // initdb and the throwaway server need no secret of pgbak's: they get a
     // clean environment, so DATABASE_URL, AWS keys, webhook URLs and routing
     // keys never reach them (nor /proc/<pid>/environ of the postgres user).
     cmd.env_clear();
     for key in CHILD_ENV {
-        if let Some(value) = std::env::var_os(key) {
+        if let Some(value) = crate::settings::env().get_os(key) {
             cmd.env(key, value);
         }
     }
@@ -140,7 +151,7 @@ fn command_as(
             });
         }
     }
-    if die_with_pgbak {
+    if tether == Tether::DiesWithPgbak {
         super::tools::die_with_parent(&mut cmd, libc::SIGQUIT);
     }
     cmd
@@ -178,7 +189,8 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<()> {
 
 impl Ephemeral {
     /// initdb + postgres from `tools.bin_dir`; waits until the server accepts connections.
-    pub async fn start(tools: &PgTools, keep: bool) -> Result<Ephemeral> {
+    pub async fn start(tools: &PgTools, cleanup: Cleanup) -> Result<Ephemeral> {
+        let keep = cleanup == Cleanup::Keep;
         let initdb = tools.tool("initdb");
         let postgres = tools.tool("postgres");
         if !initdb.is_file() || !postgres.is_file() {
@@ -193,7 +205,7 @@ impl Ephemeral {
         sweep_dead();
         let dir = tempfile::Builder::new()
             .prefix(DIR_PREFIX)
-            .tempdir()
+            .tempdir_in(crate::settings::temp_dir())
             .context("creating the temporary directory for the throwaway cluster")?
             .keep();
         let mut cluster = Ephemeral {
@@ -223,7 +235,7 @@ impl Ephemeral {
             tools.version,
             dir.display()
         ));
-        let mut cmd = command_as(&initdb, ids, &dir, true);
+        let mut cmd = command_as(&initdb, ids, &dir, Tether::DiesWithPgbak);
         cmd.arg("-D")
             .arg(&data)
             .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"])
@@ -250,7 +262,11 @@ impl Ephemeral {
         if let Some((uid, gid)) = ids {
             chown_tree(&log_path, uid, gid)?;
         }
-        let mut cmd = command_as(&postgres, ids, &dir, !keep);
+        let tether = match cleanup {
+            Cleanup::Remove => Tether::DiesWithPgbak,
+            Cleanup::Keep => Tether::Outlives,
+        };
+        let mut cmd = command_as(&postgres, ids, &dir, tether);
         cmd.arg("-D")
             .arg(&data)
             .stdout(Stdio::null())

@@ -5,11 +5,13 @@
 pub mod catalog;
 pub mod client;
 pub mod dbprops;
+pub mod dump;
 pub mod ephemeral;
 pub mod globals;
 pub mod replay;
 pub mod restore;
 pub mod selection;
+pub mod snapshot;
 pub mod tempdb;
 pub mod tls;
 pub mod tools;

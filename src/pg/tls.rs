@@ -67,9 +67,7 @@ enum Verify {
 }
 
 fn home_file(name: &str) -> Option<PathBuf> {
-    let path = Path::new(&std::env::var_os("HOME")?)
-        .join(".postgresql")
-        .join(name);
+    let path = crate::settings::home_dir()?.join(".postgresql").join(name);
     path.exists().then_some(path)
 }
 

@@ -30,9 +30,9 @@ impl PgTools {
     /// killed if pgbak drops it (Ctrl-C, errors).
     pub fn command(&self, tool: &str, conn: &ConnSettings) -> Command {
         let mut cmd = Command::new(self.tool(tool));
-        for (key, _) in std::env::vars_os() {
+        for key in crate::settings::env().names() {
             if key.to_string_lossy().starts_with("PG") {
-                cmd.env_remove(&key);
+                cmd.env_remove(key);
             }
         }
         cmd.envs(conn.child_env());
@@ -97,9 +97,7 @@ fn version_of(pg_dump: &Path) -> Option<(u32, String)> {
 /// Directories to look in, in order: PATH, then the usual install roots
 /// (newest first).
 fn candidate_dirs() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect())
-        .unwrap_or_default();
+    let mut dirs = crate::settings::path_dirs();
     let mut roots = Vec::new();
     for (parent, prefix, suffix) in [
         ("/usr/lib/postgresql", "", "bin"),

@@ -113,13 +113,9 @@ impl fmt::Debug for ConnSettings {
     }
 }
 
-/// Reads one environment variable; tests pass a map instead of the process environment.
+/// Reads one environment variable: [`crate::settings::Env::lookup`] of this
+/// run's environment, or a map in tests.
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
-
-/// The process environment, with empty values treated as unset.
-pub fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
 
 impl ConnSettings {
     /// `DATABASE_URL` when set, else the `PG*` variables.

@@ -9,7 +9,7 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{plan, Candidate, Policy};
+use super::{plan, Candidate, Decision, Policy};
 use crate::storage::{BackupName, BackupStore, Listed};
 use crate::ui;
 
@@ -79,70 +79,18 @@ pub async fn apply(
     let mut marks = Marks::default();
     let mut candidates = Vec::with_capacity(listed.len());
     for b in &listed {
-        let stem = b.name.stem();
-        let mut c = Candidate {
-            has_dump: b.has_dump,
-            has_meta: b.has_meta,
-            ..Candidate::plain(b.name.clone())
+        let Some(c) = candidate(store, scope, known, b).await else {
+            continue;
         };
-        let loaded = if b.has_meta {
-            Some(store.load_meta(&b.name).await)
-        } else {
-            None
-        };
-        if let (Some(database), Some(Ok(Some(meta)))) = (scope.database, &loaded) {
-            if meta.database != database {
-                continue;
-            }
-        }
-        if b.has_dump && b.has_meta {
-            match loaded.unwrap_or(Ok(None)) {
-                Ok(Some(meta)) => {
-                    c.verified = meta.verification.as_ref().is_some_and(|v| v.passed);
-                    c.pinned = meta.pinned.is_some();
-                }
-                Ok(None) => c.has_meta = false,
-                Err(err) => {
-                    // Unreadable: it might say "pinned"; keep it like a meta-less dump.
-                    ui::warn(&format!(
-                        "retention keeps {}: {}",
-                        store.dump_location(&b.name),
-                        crate::error::one_line(&err)
-                    ));
-                    c.has_meta = false;
-                }
-            }
-        }
-        c.verified |= known.verified.contains(&stem);
-        c.pinned |= known.pinned.contains(&stem);
         if c.verified {
-            marks.verified.insert(stem.clone());
+            marks.verified.insert(c.name.stem());
         }
         if c.pinned {
-            marks.pinned.insert(stem.clone());
-        }
-        if b.has_dump && !b.has_meta {
-            ui::warn(&format!(
-                "{} has no meta.json: retention never deletes it; verify it or remove it by hand",
-                store.dump_location(&b.name)
-            ));
+            marks.pinned.insert(c.name.stem());
         }
         candidates.push(c);
     }
-
-    // Only backups the rules would delete are asked for a lock: one request
-    // each, none for the many that stay anyway.
-    let first = plan(&candidates, scope.policy, scope.just_made, now);
-    let doomed: Vec<_> = first.iter().filter(|d| !d.keep).collect();
-    let can_lock = !doomed.is_empty() && store.can_lock().await?;
-    for decision in doomed.into_iter().filter(|_| can_lock) {
-        let until = store.locked_until(&decision.name).await?;
-        if let Some(c) = candidates.iter_mut().find(|c| c.name == decision.name) {
-            c.locked_until = until;
-        }
-    }
-    let decisions = plan(&candidates, scope.policy, scope.just_made, now);
-
+    let decisions = plan_around_locks(store, scope, &mut candidates, now).await?;
     let mut applied = Applied {
         marks,
         ..Applied::default()
@@ -169,6 +117,81 @@ pub async fn apply(
         });
     }
     Ok(applied)
+}
+
+/// One listed backup as retention sees it, from its meta.json (verified?
+/// pinned?) and the marks of another store; None when its meta.json names
+/// another database than the scope's.
+async fn candidate(
+    store: &impl BackupStore,
+    scope: &Scope<'_>,
+    known: &Marks,
+    b: &Listed,
+) -> Option<Candidate> {
+    let stem = b.name.stem();
+    let mut c = Candidate {
+        has_dump: b.has_dump,
+        has_meta: b.has_meta,
+        ..Candidate::plain(b.name.clone())
+    };
+    let loaded = if b.has_meta {
+        Some(store.load_meta(&b.name).await)
+    } else {
+        None
+    };
+    if let (Some(database), Some(Ok(Some(meta)))) = (scope.database, &loaded) {
+        if meta.database != database {
+            return None;
+        }
+    }
+    if b.has_dump && b.has_meta {
+        match loaded.unwrap_or(Ok(None)) {
+            Ok(Some(meta)) => {
+                c.verified = meta.verification.as_ref().is_some_and(|v| v.passed);
+                c.pinned = meta.pinned.is_some();
+            }
+            Ok(None) => c.has_meta = false,
+            Err(err) => {
+                // Unreadable: it might say "pinned"; keep it like a meta-less dump.
+                ui::warn(&format!(
+                    "retention keeps {}: {}",
+                    store.dump_location(&b.name),
+                    crate::error::one_line(&err)
+                ));
+                c.has_meta = false;
+            }
+        }
+    }
+    c.verified |= known.verified.contains(&stem);
+    c.pinned |= known.pinned.contains(&stem);
+    if b.has_dump && !b.has_meta {
+        ui::warn(&format!(
+            "{} has no meta.json: retention never deletes it; verify it or remove it by hand",
+            store.dump_location(&b.name)
+        ));
+    }
+    Some(c)
+}
+
+/// The plan, with the Object Lock of what it would delete taken into
+/// account. Only backups the rules would delete are asked for a lock: one
+/// request each, none for the many that stay anyway.
+async fn plan_around_locks(
+    store: &impl BackupStore,
+    scope: &Scope<'_>,
+    candidates: &mut [Candidate],
+    now: DateTime<Utc>,
+) -> Result<Vec<Decision>> {
+    let first = plan(candidates, scope.policy, scope.just_made, now);
+    let doomed: Vec<_> = first.iter().filter(|d| !d.keep).collect();
+    let can_lock = !doomed.is_empty() && store.can_lock().await?;
+    for decision in doomed.into_iter().filter(|_| can_lock) {
+        let until = store.locked_until(&decision.name).await?;
+        if let Some(c) = candidates.iter_mut().find(|c| c.name == decision.name) {
+            c.locked_until = until;
+        }
+    }
+    Ok(plan(candidates, scope.policy, scope.just_made, now))
 }
 
 #[cfg(test)]
@@ -284,8 +307,8 @@ pub(crate) mod memory {
 mod tests {
     use super::memory::MemoryStore;
     use super::*;
-    use crate::cli::Mode;
     use crate::meta::{Pin, Verification};
+    use crate::mode::Mode;
     use chrono::TimeZone;
 
     fn name(day: u32) -> BackupName {

@@ -1,7 +1,8 @@
 //! Retention: which backups of a group to keep, and applying that to a store.
 //!
 //! - [`Policy`] is what the operator asked for (`--keep-last`, `--keep-daily`,
-//!   ..., `--keep-within`), resolved once from flags and environment;
+//!   ..., `--keep-within`), resolved once from flags and environment by
+//!   [`crate::settings::groups::retention_policy`];
 //! - [`rules`] decides, as a pure function of the backups and the policy,
 //!   what to keep and which rule keeps it (restic's `forget` is the model);
 //! - [`apply`] lists a [`crate::storage::BackupStore`], reads meta.json,
@@ -16,9 +17,6 @@ use std::fmt;
 use anyhow::Result;
 use chrono::{Months, NaiveDateTime, TimeDelta};
 use serde::Serialize;
-
-use crate::cli::RetentionArgs;
-use crate::error::usage;
 
 pub use rules::{plan, Candidate, Decision};
 
@@ -39,30 +37,6 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Resolves the flags (each with its environment variable). `--keep-last`
-    /// defaults to 7 only when no other rule is set, so `--keep-daily 7` alone
-    /// means exactly that.
-    pub fn from_args(args: &RetentionArgs) -> Result<Policy> {
-        let within = match args.keep_within.as_deref().filter(|w| !w.is_empty()) {
-            Some(text) => Some(Within::parse(text).map_err(usage)?),
-            None => None,
-        };
-        let mut policy = Policy {
-            last: 0,
-            hourly: args.keep_hourly.unwrap_or(0),
-            daily: args.keep_daily.unwrap_or(0),
-            weekly: args.keep_weekly.unwrap_or(0),
-            monthly: args.keep_monthly.unwrap_or(0),
-            yearly: args.keep_yearly.unwrap_or(0),
-            within,
-        };
-        let others = policy != Policy::default();
-        policy.last = args
-            .keep_last
-            .unwrap_or(if others { 0 } else { DEFAULT_KEEP_LAST });
-        Ok(policy)
-    }
-
     /// Only `--keep-last N`, as `--keep N` used to be.
     pub fn last(n: u32) -> Policy {
         Policy {
@@ -184,27 +158,6 @@ impl fmt::Display for Within {
 mod tests {
     use super::*;
     use chrono::NaiveDate;
-
-    fn args() -> RetentionArgs {
-        RetentionArgs::default()
-    }
-
-    #[test]
-    fn keep_last_defaults_to_seven_only_without_other_rules() {
-        assert_eq!(Policy::from_args(&args()).unwrap(), Policy::last(7));
-        let mut a = args();
-        a.keep_daily = Some(7);
-        let p = Policy::from_args(&a).unwrap();
-        assert_eq!((p.last, p.daily), (0, 7));
-        let mut a = args();
-        a.keep_last = Some(0);
-        assert!(Policy::from_args(&a).unwrap().keeps_all());
-        let mut a = args();
-        a.keep_last = Some(3);
-        a.keep_within = Some("14d".into());
-        let p = Policy::from_args(&a).unwrap();
-        assert_eq!(p.to_string(), "last 3, within 14d");
-    }
 
     #[test]
     fn durations_parse_and_reject_garbage() {

@@ -14,8 +14,8 @@ mod stores;
 use anyhow::Result;
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 
-use crate::cli::Mode;
 use crate::meta::Meta;
+use crate::mode::Mode;
 
 /// One backup as a store lists it: its dump, its meta.json, or both.
 #[derive(Debug, Clone)]

@@ -14,8 +14,8 @@ use aws_sdk_s3::types::{ObjectLockEnabled, ObjectLockRetention, ObjectLockRetent
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::s3::{sdk_error, Store};
-use crate::cli::{LockMode, ObjectLockArgs};
 use crate::error::usage;
+use crate::settings::choices::LockMode;
 use crate::ui;
 
 /// The lock a run puts on what it uploads.
@@ -26,26 +26,6 @@ pub struct LockPolicy {
 }
 
 impl LockPolicy {
-    /// None when `--s3-object-lock-days` is unset or 0; a mode without days is a usage error.
-    pub fn from_args(args: &ObjectLockArgs) -> Result<Option<LockPolicy>> {
-        match (
-            args.object_lock_days.filter(|d| *d > 0),
-            args.object_lock_mode,
-        ) {
-            (Some(days), mode) if days <= 36_500 => Ok(Some(LockPolicy {
-                days,
-                mode: mode.unwrap_or(LockMode::Governance),
-            })),
-            (Some(days), _) => Err(usage(format!(
-                "--s3-object-lock-days {days} is more than 100 years"
-            ))),
-            (None, Some(_)) => Err(usage(
-                "--s3-object-lock-mode needs --s3-object-lock-days (S3_OBJECT_LOCK_DAYS)",
-            )),
-            (None, None) => Ok(None),
-        }
-    }
-
     pub fn until(&self, from: DateTime<Utc>) -> DateTime<Utc> {
         from + chrono::Duration::days(i64::from(self.days))
     }
@@ -176,29 +156,5 @@ impl Store {
         Ok(out
             .object_lock_retain_until_date()
             .and_then(|d| DateTime::from_timestamp(d.secs(), 0)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn settings_are_checked() {
-        let args = |days, mode| ObjectLockArgs {
-            object_lock_days: days,
-            object_lock_mode: mode,
-        };
-        assert_eq!(LockPolicy::from_args(&args(None, None)).unwrap(), None);
-        assert_eq!(LockPolicy::from_args(&args(Some(0), None)).unwrap(), None);
-        assert_eq!(
-            LockPolicy::from_args(&args(Some(30), None)).unwrap(),
-            Some(LockPolicy {
-                days: 30,
-                mode: LockMode::Governance
-            })
-        );
-        assert!(LockPolicy::from_args(&args(None, Some(LockMode::Compliance))).is_err());
-        assert!(LockPolicy::from_args(&args(Some(99_999), None)).is_err());
     }
 }

@@ -7,8 +7,8 @@
 use std::collections::BTreeSet;
 
 use super::{is_backup_of, may_be_backup_of, BackupName};
-use crate::cli::Mode;
 use crate::meta::Meta;
+use crate::mode::Mode;
 
 /// What to pick.
 #[derive(Debug, Clone)]

@@ -1,57 +1,16 @@
 //! `pgbak backup` against real clusters: what it writes, what it refuses, and
 //! what it leaves behind when things go wrong.
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::support::{self, output_text, pg16, pgbak, pgbak_bare, Pg, PASSWORD};
-
-/// Runs `pgbak backup` for `db` into `dir` with extra arguments.
-pub fn backup(pg: &Pg, db: &str, dir: &Path, extra: &[&str]) -> Output {
-    pgbak(pg)
-        .env("DATABASE_URL", pg.url(db))
-        .arg("backup")
-        .arg("--output-dir")
-        .arg(dir)
-        .args(extra)
-        .output()
-        .expect("running pgbak")
-}
-
-/// Files in `dir` (names only), sorted.
-pub fn files(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
-pub fn dumps(dir: &Path) -> Vec<String> {
-    files(dir)
-        .into_iter()
-        .filter(|f| f.ends_with(".dump"))
-        .collect()
-}
-
-pub fn read_meta(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("reading meta.json"))
-        .expect("meta.json is JSON")
-}
-
-pub fn sha256_hex(path: &Path) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
-}
+use crate::support::{
+    self, assert_only, backup, dumps, earlier_backup, files, output_text, pg16, pgbak, pgbak_bare,
+    read_meta, sha256_hex, wait_for_blocked_dump, TableLock, Tmpfs, PASSWORD,
+};
 
 /// `pg_restore --list` of a dump, with the tools that wrote it.
 fn restore_list(dump: &Path) -> String {
@@ -66,88 +25,6 @@ fn restore_list(dump: &Path) -> String {
         .unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A session that holds an ACCESS EXCLUSIVE lock on `table` until released:
-/// pg_dump blocks on it, which holds a dump "in the middle" deterministically.
-pub struct TableLock {
-    child: std::process::Child,
-}
-
-impl TableLock {
-    pub fn hold(pg: &Pg, db: &str, table: &str) -> TableLock {
-        let mut child = Command::new(pg.bin.join("psql"))
-            .env_clear()
-            .env("PGPASSWORD", PASSWORD)
-            .args([
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-            ])
-            .arg("-p")
-            .arg(pg.port.to_string())
-            .arg("-d")
-            .arg(db)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.as_mut().unwrap();
-        writeln!(stdin, "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;").unwrap();
-        writeln!(stdin, "SELECT pg_sleep(0);").unwrap();
-        stdin.flush().unwrap();
-        let lock = TableLock { child };
-        wait_until(Duration::from_secs(10), || {
-            pg.psql(
-                db,
-                &format!(
-                    "SELECT count(*) FROM pg_locks WHERE relation = '{table}'::regclass \
-                     AND mode = 'AccessExclusiveLock' AND granted"
-                ),
-            ) == "1"
-        });
-        lock
-    }
-
-    pub fn release(mut self) {
-        let stdin = self.child.stdin.as_mut().unwrap();
-        let _ = writeln!(stdin, "COMMIT;");
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for TableLock {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < timeout, "timed out waiting");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Waits until pg_dump waits on a lock in `db` (it has imported the snapshot by then).
-pub fn wait_for_blocked_dump(pg: &Pg, db: &str) {
-    wait_until(Duration::from_secs(20), || {
-        pg.psql(
-            "postgres",
-            &format!(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' \
-                 AND application_name = 'pg_dump' AND wait_event_type = 'Lock'"
-            ),
-        ) == "1"
-    });
 }
 
 #[test]
@@ -491,25 +368,6 @@ fn wrong_password_and_server_down_fail_with_what_to_check() {
     assert!(dumps(tmp.path()).is_empty());
 }
 
-/// An earlier complete backup that a failed run must not prune (it runs with --keep 1).
-pub fn earlier_backup(pg: &Pg, db: &str, dir: &Path) -> String {
-    let out = backup(pg, db, dir, &["--keep", "1"]);
-    assert!(out.status.success(), "{}", output_text(&out));
-    let names = dumps(dir);
-    assert_eq!(names.len(), 1);
-    std::thread::sleep(Duration::from_millis(1100));
-    names[0].clone()
-}
-
-pub fn assert_only(dir: &Path, earlier: &str) {
-    let stem = earlier.strip_suffix(".dump").unwrap();
-    assert_eq!(
-        files(dir),
-        vec![earlier.to_owned(), format!("{stem}.meta.json")],
-        "no new .dump, .meta.json or .partial; the earlier backup stays"
-    );
-}
-
 #[test]
 fn server_dying_mid_dump_leaves_nothing_and_prunes_nothing() {
     let pg = support::private_cluster(16);
@@ -536,41 +394,6 @@ fn server_dying_mid_dump_leaves_nothing_and_prunes_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("pg_dump"));
     assert_only(tmp.path(), &earlier);
     pg.start();
-}
-
-/// A small tmpfs (root only) that is unmounted on drop.
-pub struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    pub fn mount(size: &str) -> Option<Tmpfs> {
-        if !support::is_root() {
-            eprintln!("skipped: mounting a tmpfs needs root");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .ok()?;
-        if !status.success() {
-            eprintln!("skipped: mount -t tmpfs failed");
-            return None;
-        }
-        Some(Tmpfs { dir })
-    }
-
-    pub fn path(&self) -> PathBuf {
-        self.dir.path().join("backups")
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
 }
 
 #[test]

@@ -554,6 +554,30 @@ fn cron_pagerduty_success_resolves_the_incident_of_its_database_and_mode() {
 }
 
 #[test]
+fn cron_empty_variable_does_not_hide_the_env_file_value() {
+    // `KEEP=` in the unit's environment counts as unset, so the environment
+    // file's value applies, as `${BACKUP_KEEP:-...}` would have taken it.
+    let dirs = Dirs::new("empty-vs-file");
+    std::fs::create_dir_all(&dirs.root).unwrap();
+    let env_file = dirs.root.join("pgbak.env");
+    std::fs::write(
+        &env_file,
+        "BACKUP_KEEP=3
+VERIFY_ON_BACKUP=true
+",
+    )
+    .unwrap();
+    let out = run(cron(pgbak_bare(), &dirs, &down_url())
+        .arg("--env-file")
+        .arg(&env_file)
+        .env("BACKUP_KEEP", "")
+        .env("VERIFY_ON_BACKUP", ""));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let (_, text) = dirs.only_log();
+    assert!(text.contains("keep last 3, verify on"), "{text}");
+}
+
+#[test]
 fn cron_env_file_with_an_ampersand_url_runs_from_the_shipped_crontab_line() {
     let pg = pg16();
     let db = pg.fresh_db("cron env file");

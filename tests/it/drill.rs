@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 use crate::support::cluster::{quote_ident, quote_literal};
-use crate::support::{self, output_text, private_cluster, s3, Pg};
+use crate::support::{self, output_text, private_cluster, run, s3, Pg};
 use crate::verify::Dir;
 
 const APP_PASSWORD: &str = "app-Pa55 word";
@@ -34,10 +34,6 @@ fn pgbak_as(pg: &Pg, user: &str, password: &str, bucket: &str) -> Command {
             ),
         );
     cmd
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("running pgbak")
 }
 
 fn backup_all(pg: &Pg, user: &str, password: &str, bucket: &str, dir: &Path) -> (Output, Value) {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::s3::{pgbak_s3, sha256_hex};
-use crate::support::{self, output_text, paths, pg16, s3, Pg, TestDb};
+use crate::support::{self, output_text, paths, pg16, restore_cmd, s3, Pg, TestDb};
 use crate::verify::Dir;
 
 /// The stock age CLI; setup.sh installs it, so its absence is a broken setup, said loudly.
@@ -294,20 +294,14 @@ fn encryption_verify_and_restore_decrypt_with_a_pgbak_keygen_identity() {
 
     // Restore (env identity, 4 jobs through the default scratch) reproduces every row.
     let target = pg.fresh_db("enc verify target");
-    let out = support::pgbak(pg)
-        .arg("restore")
-        .arg(&dump)
-        .args([
-            "--no-confirm",
-            "--create-db",
-            "--allow-other-database",
-            "--jobs",
-            "4",
-        ])
-        .env("PGBAK_AGE_IDENTITY_FILE", &key)
-        .env("DATABASE_URL", target.url())
-        .output()
-        .unwrap();
+    let out = restore_cmd(
+        &target,
+        &dump,
+        &["--no-confirm", "--create-db", "--jobs", "4"],
+    )
+    .env("PGBAK_AGE_IDENTITY_FILE", &key)
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     assert_eq!(pg.table_digests(&target.name), pg.table_digests(&db.name));
 }
@@ -333,21 +327,15 @@ fn encryption_age_cli_encrypted_dump_restores_with_pgbak_and_ssh_keys_work() {
         .unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
     let target = pg.fresh_db("enc ssh target");
-    let out = support::pgbak(pg)
-        .arg("restore")
-        .arg(&sealed)
-        .args([
-            "--no-confirm",
-            "--create-db",
-            "--allow-other-database",
-            "--jobs",
-            "1",
-            "--identity-file",
-        ])
-        .arg(&key)
-        .env("DATABASE_URL", target.url())
-        .output()
-        .unwrap();
+    let out = restore_cmd(
+        &target,
+        &sealed,
+        &["--no-confirm", "--create-db", "--jobs", "1"],
+    )
+    .arg("--identity-file")
+    .arg(&key)
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     assert_eq!(pg.table_digests(&target.name), pg.table_digests(&db.name));
 
@@ -406,19 +394,13 @@ fn encryption_wrong_or_missing_identity_exits_2_naming_the_recipients() {
     // Restore: the target is not touched.
     let target = pg.fresh_db("enc wrong target");
     target.psql("CREATE TABLE keep_me (x int)");
-    let out = support::pgbak(pg)
-        .arg("restore")
-        .arg(&dump)
-        .args([
-            "--no-confirm",
-            "--create-db",
-            "--allow-other-database",
-            "--identity-file",
-            &wrong_arg,
-        ])
-        .env("DATABASE_URL", target.url())
-        .output()
-        .unwrap();
+    let out = restore_cmd(
+        &target,
+        &dump,
+        &["--no-confirm", "--create-db", "--identity-file", &wrong_arg],
+    )
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&public));
     assert_eq!(target.psql("SELECT count(*) FROM keep_me"), "0");
@@ -742,7 +724,7 @@ fn encryption_covers_the_globals_file_of_an_all_databases_run() {
 
 #[test]
 fn encryption_a_scratch_dir_without_room_is_exit_2_before_the_target_is_touched() {
-    let Some(tmpfs) = crate::backup::Tmpfs::mount("64k") else {
+    let Some(tmpfs) = crate::support::Tmpfs::mount("64k") else {
         return;
     };
     std::fs::create_dir(tmpfs.path()).unwrap();
@@ -755,22 +737,16 @@ fn encryption_a_scratch_dir_without_room_is_exit_2_before_the_target_is_touched(
     let (dump, _) = summary(&backup_cmd(&db, &dir, &[&public]).output().unwrap());
     let target = pg.fresh_db("enc scratch target");
     target.psql("CREATE TABLE keep_me (x int)");
-    let out = support::pgbak(pg)
-        .arg("restore")
-        .arg(&dump)
-        .args([
-            "--no-confirm",
-            "--create-db",
-            "--allow-other-database",
-            "--jobs",
-            "4",
-            "--scratch-dir",
-        ])
-        .arg(tmpfs.path())
-        .env("PGBAK_AGE_IDENTITY_FILE", &key)
-        .env("DATABASE_URL", target.url())
-        .output()
-        .unwrap();
+    let out = restore_cmd(
+        &target,
+        &dump,
+        &["--no-confirm", "--create-db", "--jobs", "4"],
+    )
+    .arg("--scratch-dir")
+    .arg(tmpfs.path())
+    .env("PGBAK_AGE_IDENTITY_FILE", &key)
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("--scratch-dir"),

@@ -7,23 +7,16 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use crate::backup::{
-    assert_only, backup, dumps, earlier_backup, files, read_meta, sha256_hex,
-    wait_for_blocked_dump, wait_until, TableLock, Tmpfs,
+use crate::support::{
+    assert_only, backup, dumps, earlier_backup, files, output_text, pg16, pgbak, read_meta,
+    sha256_hex, spawn_backup, wait_for_blocked_dump, wait_no_pg_dump, wait_until, Pg, TableLock,
+    Tmpfs,
 };
-use crate::support::{output_text, pg16, pgbak, Pg};
 
 /// Starts `pgbak backup --keep 1` of `db` into `dir` and returns once pg_dump
 /// is inside its snapshot, blocked on the lock the caller holds.
 fn start_blocked_backup(pg: &Pg, db: &str, dir: &Path) -> Child {
-    let child = pgbak(pg)
-        .env("DATABASE_URL", pg.url(db))
-        .args(["backup", "--keep", "1", "--output-dir"])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_backup(pg, db, dir, &["--keep", "1"]);
     wait_for_blocked_dump(pg, db);
     child
 }
@@ -49,16 +42,7 @@ fn sigint_and_sigterm_during_the_dump_leave_nothing_behind() {
         assert_eq!(out.status.code(), Some(code), "{}", output_text(&out));
         assert_only(tmp.path(), &earlier);
         // pg_dump cancelled its query: its session leaves the server.
-        wait_until(Duration::from_secs(5), || {
-            pg.psql(
-                "postgres",
-                &format!(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' \
-                     AND application_name = 'pg_dump'",
-                    db.name
-                ),
-            ) == "0"
-        });
+        wait_no_pg_dump(pg, &db.name, Duration::from_secs(5));
         drop(lock);
     }
 }

@@ -5,13 +5,13 @@
 //! verification failed.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::Value;
 
 use crate::s3::{pgbak_s3, SECRET};
-use crate::support::{self, output_text, pg16, s3, Pg, TestDb};
+use crate::support::{self, output_text, pg16, run, s3, Pg, TestDb};
 use crate::verify::{meta_path, read_meta, write_meta, Dir};
 
 /// Two databases whose names the old sanitising mapped to one file name:
@@ -35,10 +35,6 @@ fn pgbak_for(db: &TestDb<'_>) -> Command {
     let mut cmd = support::pgbak(db.pg());
     cmd.env("DATABASE_URL", db.url());
     cmd
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("running pgbak")
 }
 
 /// `pgbak backup --json` with extra arguments; the dump path.

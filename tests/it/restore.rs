@@ -5,23 +5,8 @@
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::support::{self, output_text, pg16, TestDb};
+use crate::support::{self, output_text, pg16, restore_cmd, run, TestDb};
 use crate::verify::{backup, fixture_backup, read_meta, write_meta};
-
-fn restore_cmd(target: &TestDb<'_>, dump: &std::path::Path, extra: &[&str]) -> Command {
-    let mut cmd = support::pgbak(target.pg());
-    // The targets are other databases than the backups' sources.
-    cmd.arg("restore")
-        .arg(dump)
-        .arg("--allow-other-database")
-        .args(extra)
-        .env("DATABASE_URL", target.url());
-    cmd
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("running pgbak restore")
-}
 
 /// Tables of the target's public schema.
 fn tables(db: &TestDb<'_>) -> Vec<String> {

@@ -2,13 +2,13 @@
 //! delete, the invariants no rule overrides (newest verified, meta-less dumps,
 //! pins), the anomaly pin, and S3 Object Lock on the moto server.
 
+use std::path::Path;
 use std::process::Output;
 
-use serde_json::Value;
-
-use crate::backup::{backup, dumps, files, read_meta};
-use crate::s3::{pgbak_s3, run};
-use crate::support::{self, output_text, pg16, s3, Pg, TestDb};
+use crate::s3::pgbak_s3;
+use crate::support::{
+    self, backup, dumps, files, output_text, pg16, read_meta, run, s3, stdout_json, Pg, TestDb,
+};
 
 /// A small database with `rows` rows in `public.t`.
 fn small_db<'a>(pg: &'a Pg, hint: &str, rows: u32) -> TestDb<'a> {
@@ -25,10 +25,6 @@ fn ok(out: &Output) -> &Output {
     out
 }
 
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&ok(out).stdout).expect("JSON on stdout")
-}
-
 /// Lines of stderr that warn about `needle`.
 fn warnings_naming(out: &Output, needle: &str) -> usize {
     String::from_utf8_lossy(&out.stderr)
@@ -37,8 +33,13 @@ fn warnings_naming(out: &Output, needle: &str) -> usize {
         .count()
 }
 
-fn made_file(out: &Output) -> String {
-    json(out)["meta"]["file"].as_str().unwrap().to_owned()
+/// `pgbak backup --keep KEEP --json` of `db` into `dir`; the dump's file name.
+fn backed_up(pg: &Pg, db: &TestDb, dir: &Path, keep: &str) -> String {
+    let out = backup(pg, &db.name, dir, &["--keep", keep, "--json"]);
+    stdout_json(&out)["meta"]["file"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[test]
@@ -64,12 +65,7 @@ fn retention_never_deletes_the_newest_verified_backup() {
     let pg = pg16();
     let db = small_db(pg, "keep verified", 50);
     let dir = tempfile::tempdir().unwrap();
-    let first = made_file(&backup(
-        pg,
-        &db.name,
-        dir.path(),
-        &["--keep", "1", "--json"],
-    ));
+    let first = backed_up(pg, &db, dir.path(), "1");
     let verified = support::pgbak(pg)
         .env("DATABASE_URL", db.url())
         .arg("verify")
@@ -78,18 +74,8 @@ fn retention_never_deletes_the_newest_verified_backup() {
         .output()
         .unwrap();
     ok(&verified);
-    let second = made_file(&backup(
-        pg,
-        &db.name,
-        dir.path(),
-        &["--keep", "1", "--json"],
-    ));
-    let third = made_file(&backup(
-        pg,
-        &db.name,
-        dir.path(),
-        &["--keep", "1", "--json"],
-    ));
+    let second = backed_up(pg, &db, dir.path(), "1");
+    let third = backed_up(pg, &db, dir.path(), "1");
     let left = dumps(dir.path());
     assert!(left.contains(&first), "the verified one stays: {left:?}");
     assert!(
@@ -178,16 +164,10 @@ fn prune_dry_run_shows_each_decision_and_deletes_nothing_then_prunes() {
     let pg = pg16();
     let db = small_db(pg, "prune", 10);
     let dir = tempfile::tempdir().unwrap();
-    let mut made = Vec::new();
-    for _ in 0..3 {
-        made.push(made_file(&backup(
-            pg,
-            &db.name,
-            dir.path(),
-            &["--keep", "0", "--json"],
-        )));
-    }
-    let plan = json(&pgbak_in(
+    let made: Vec<String> = (0..3)
+        .map(|_| backed_up(pg, &db, dir.path(), "0"))
+        .collect();
+    let plan = stdout_json(&pgbak_in(
         pg,
         &db,
         dir.path(),
@@ -257,7 +237,7 @@ fn prune_applies_the_rules_to_the_s3_prefix() {
     let out = run(pgbak_s3(&db, server, &bucket, "p/")
         .env("BACKUP_DIR", dir.path())
         .args(["prune", "--s3", "--no-local", "--keep-last", "1", "--json"]));
-    let plan = json(&out);
+    let plan = stdout_json(&out);
     assert_eq!(
         plan.as_array().unwrap().len(),
         3,
@@ -281,15 +261,10 @@ fn backup_after_a_mass_delete_pins_the_previous_backup_until_unpinned() {
     let pg = pg16();
     let db = small_db(pg, "anomaly", 2000);
     let dir = tempfile::tempdir().unwrap();
-    let good = made_file(&backup(
-        pg,
-        &db.name,
-        dir.path(),
-        &["--keep", "1", "--json"],
-    ));
+    let good = backed_up(pg, &db, dir.path(), "1");
     db.psql("DELETE FROM t");
     let out = backup(pg, &db.name, dir.path(), &["--keep", "1", "--json"]);
-    let summary = json(&out);
+    let summary = stdout_json(&out);
     let anomaly = summary["anomaly"]
         .as_str()
         .unwrap_or_else(|| panic!("no anomaly reported: {}", output_text(&out)));
@@ -298,14 +273,9 @@ fn backup_after_a_mass_delete_pins_the_previous_backup_until_unpinned() {
     assert!(read_meta(&good_meta)["pinned"]["reason"].is_string());
 
     // The pin outlives later runs and shows in list.
-    let later = made_file(&backup(
-        pg,
-        &db.name,
-        dir.path(),
-        &["--keep", "1", "--json"],
-    ));
+    let later = backed_up(pg, &db, dir.path(), "1");
     assert_eq!(dumps(dir.path()), vec![good.clone(), later.clone()]);
-    let list = json(&pgbak_in(
+    let list = stdout_json(&pgbak_in(
         pg,
         &db,
         dir.path(),
@@ -328,12 +298,7 @@ fn backup_after_a_mass_delete_pins_the_previous_backup_until_unpinned() {
         &["unpin", good.trim_end_matches(".dump")],
     ));
     assert!(read_meta(&good_meta).get("pinned").is_none());
-    let last = made_file(&backup(
-        pg,
-        &db.name,
-        dir.path(),
-        &["--keep", "1", "--json"],
-    ));
+    let last = backed_up(pg, &db, dir.path(), "1");
     assert_eq!(dumps(dir.path()), vec![last], "unpinned, it goes");
 }
 
@@ -344,7 +309,7 @@ fn no_anomaly_check_pins_nothing() {
     let dir = tempfile::tempdir().unwrap();
     ok(&backup(pg, &db.name, dir.path(), &["--keep", "1"]));
     db.psql("DELETE FROM t");
-    let summary = json(&backup(
+    let summary = stdout_json(&backup(
         pg,
         &db.name,
         dir.path(),
@@ -444,7 +409,10 @@ fn s3_locked_backup_survives_a_delete_attempt_and_prune_plans_around_it() {
             .args(extra)
             .arg("--output-dir")
             .arg(dir.path()));
-        made_file(&out)
+        stdout_json(&out)["meta"]["file"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     };
     let locked = backup_s3(&[
         "--s3-object-lock-days",
@@ -494,7 +462,7 @@ fn s3_locked_backup_survives_a_delete_attempt_and_prune_plans_around_it() {
         if dry {
             cmd.arg("--dry-run");
         }
-        json(&run(&mut cmd))
+        stdout_json(&run(&mut cmd))
     };
     let plan = prune(true);
     let entry = plan
@@ -522,7 +490,7 @@ fn s3_locked_backup_survives_a_delete_attempt_and_prune_plans_around_it() {
     assert!(keys.contains(&format!("p/{newer}")), "{keys:?}");
 
     // list shows the lock.
-    let list = json(&run(pgbak_s3(&db, server, &bucket, "p/")
+    let list = stdout_json(&run(pgbak_s3(&db, server, &bucket, "p/")
         .env("BACKUP_DIR", dir.path())
         .args(["list", "--s3", "--json"])));
     let shown = list
@@ -540,22 +508,16 @@ fn calendar_rules_come_from_the_environment_and_name_their_bucket() {
     let pg = pg16();
     let db = small_db(pg, "gfs env", 10);
     let dir = tempfile::tempdir().unwrap();
-    let mut made = Vec::new();
-    for _ in 0..3 {
-        made.push(made_file(&backup(
-            pg,
-            &db.name,
-            dir.path(),
-            &["--keep", "0", "--json"],
-        )));
-    }
+    let made: Vec<String> = (0..3)
+        .map(|_| backed_up(pg, &db, dir.path(), "0"))
+        .collect();
     let out = support::pgbak(pg)
         .env("BACKUP_DIR", dir.path())
         .env("BACKUP_KEEP_DAILY", "1")
         .args(["prune", "--dry-run", "--json"])
         .output()
         .unwrap();
-    let plan = json(&out);
+    let plan = stdout_json(&out);
     let plan = plan.as_array().unwrap();
     let newest = plan
         .iter()

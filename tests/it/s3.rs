@@ -31,9 +31,7 @@ pub fn backup_dir(hint: &str) -> PathBuf {
     support::scratch_dir(hint)
 }
 
-pub fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("running pgbak")
-}
+pub use crate::support::run;
 
 pub fn assert_no_secret(out: &Output) {
     let text = output_text(out);

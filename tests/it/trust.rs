@@ -8,11 +8,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::backup::{
-    backup, dumps, files, read_meta, wait_for_blocked_dump, wait_until, TableLock,
-};
 use crate::support::cluster::quote_ident;
 use crate::support::{self, output_text, pg16, pgbak, Pg, PASSWORD};
+use crate::support::{
+    backup, backup_cmd, dumps, files, read_meta, wait_for_blocked_dump, wait_no_pg_dump,
+    wait_until, TableLock,
+};
 
 fn signal(pid: u32, sig: i32) {
     // SAFETY: kill(2) on a pid the test started.
@@ -142,16 +143,7 @@ fn trust_timeout_bounds_a_hung_run_and_leaves_nothing() {
     assert!(stderr.contains("--timeout"), "{stderr}");
     assert!(files(tmp.path()).is_empty(), "nothing half-written");
     // pg_dump was stopped with the run: no session of it waits on the lock.
-    wait_until(Duration::from_secs(10), || {
-        pg.psql(
-            "postgres",
-            &format!(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' \
-                 AND application_name = 'pg_dump'",
-                db.name
-            ),
-        ) == "0"
-    });
+    wait_no_pg_dump(pg, &db.name, Duration::from_secs(10));
     drop(lock);
 }
 
@@ -162,10 +154,7 @@ fn trust_sigkill_during_a_dump_leaves_no_pg_dump_running() {
     db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
     let tmp = tempfile::tempdir().unwrap();
     let lock = TableLock::hold(pg, &db.name, "t");
-    let mut child = pgbak(pg)
-        .env("DATABASE_URL", pg.url(&db.name))
-        .args(["backup", "--output-dir"])
-        .arg(tmp.path())
+    let mut child = backup_cmd(pg, &db.name, tmp.path(), &[])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -173,16 +162,7 @@ fn trust_sigkill_during_a_dump_leaves_no_pg_dump_running() {
     wait_for_blocked_dump(pg, &db.name);
     child.kill().unwrap();
     child.wait().unwrap();
-    wait_until(Duration::from_secs(10), || {
-        pg.psql(
-            "postgres",
-            &format!(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' \
-                 AND application_name = 'pg_dump'",
-                db.name
-            ),
-        ) == "0"
-    });
+    wait_no_pg_dump(pg, &db.name, Duration::from_secs(10));
     drop(lock);
 }
 

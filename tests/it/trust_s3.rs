@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::backup::dumps;
 use crate::s3::{assert_no_secret, backup_dir, pgbak_s3, run};
+use crate::support::dumps;
 use crate::support::{self, output_text, pg16, s3};
 
 #[test]

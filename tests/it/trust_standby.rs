@@ -2,31 +2,15 @@
 //! unlogged tables, recovery conflicts, `--pause-replay` on every exit path.
 
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::backup::{dumps, files, read_meta, wait_until, TableLock};
+use crate::support::{
+    backup, dumps, files, read_meta, spawn_backup, wait_for_blocked_dump, wait_for_lock,
+    wait_until, TableLock,
+};
 use crate::support::{output_text, pgbak, private_cluster, standby_of, Pg};
-
-fn backup_of(standby: &Pg, db: &str, dir: &Path, extra: &[&str]) -> Output {
-    start_backup_of(standby, db, dir, extra)
-        .wait_with_output()
-        .expect("running pgbak")
-}
-
-fn start_backup_of(standby: &Pg, db: &str, dir: &Path, extra: &[&str]) -> Child {
-    pgbak(standby)
-        .env("DATABASE_URL", standby.url(db))
-        .args(["backup", "--output-dir"])
-        .arg(dir)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running pgbak")
-}
 
 fn only_meta(dir: &Path) -> Value {
     let names = dumps(dir);
@@ -43,28 +27,8 @@ fn pause_state(standby: &Pg) -> String {
 fn hold_replicated_lock(primary: &Pg, standby: &Pg, db: &str, table: &str) -> TableLock {
     let lock = TableLock::hold(primary, db, table);
     primary.psql("postgres", "SELECT pg_switch_wal()");
-    wait_until(Duration::from_secs(30), || {
-        standby.psql(
-            db,
-            &format!(
-                "SELECT count(*) FROM pg_locks WHERE relation = '{table}'::regclass \
-                 AND mode = 'AccessExclusiveLock' AND granted"
-            ),
-        ) == "1"
-    });
+    wait_for_lock(standby, db, table, Duration::from_secs(30));
     lock
-}
-
-fn wait_for_blocked_dump_on(standby: &Pg, db: &str) {
-    wait_until(Duration::from_secs(30), || {
-        standby.psql(
-            "postgres",
-            &format!(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' \
-                 AND application_name = 'pg_dump' AND wait_event_type = 'Lock'"
-            ),
-        ) == "1"
-    });
 }
 
 #[test]
@@ -78,7 +42,7 @@ fn trust_standby_backup_skips_unlogged_rows_and_verify_expects_exactly_that() {
     let standby = standby_of(&primary, "");
     standby.catch_up_with(&primary);
     let tmp = tempfile::tempdir().unwrap();
-    let out = backup_of(&standby, &db.name, tmp.path(), &[]);
+    let out = backup(&standby, &db.name, tmp.path(), &[]);
     assert!(out.status.success(), "{}", output_text(&out));
     let meta = only_meta(tmp.path());
     assert_eq!(meta["standby"], Value::Bool(true), "{meta:#}");
@@ -134,13 +98,13 @@ fn trust_standby_recovery_conflict_error_names_the_settings_and_pause_replay() {
     standby.catch_up_with(&primary);
     let held = hold_replicated_lock(&primary, &standby, &db.name, "z_last");
     let tmp = tempfile::tempdir().unwrap();
-    let child = start_backup_of(
+    let child = spawn_backup(
         &standby,
         &db.name,
         tmp.path(),
         &["--lock-wait-timeout", "60s"],
     );
-    wait_for_blocked_dump_on(&standby, &db.name);
+    wait_for_blocked_dump(&standby, &db.name);
     // Replaying this lock conflicts with pg_dump's lock on a_first: the
     // standby cancels the dump at once (max_standby_streaming_delay = 0).
     primary.psql(
@@ -175,14 +139,14 @@ fn trust_pause_replay_is_resumed_on_success_error_sigterm_and_after_a_sigkill() 
     let tmp = tempfile::tempdir().unwrap();
 
     // Success: paused for the dump, resumed after.
-    let out = backup_of(&standby, &db.name, tmp.path(), &["--pause-replay"]);
+    let out = backup(&standby, &db.name, tmp.path(), &["--pause-replay"]);
     assert!(out.status.success(), "{}", output_text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("paused WAL replay"));
     assert_eq!(pause_state(&standby), "not paused");
 
     // Error (a lock not granted in time): resumed.
     let held = hold_replicated_lock(&primary, &standby, &db.name, "t");
-    let out = backup_of(
+    let out = backup(
         &standby,
         &db.name,
         tmp.path(),
@@ -192,7 +156,7 @@ fn trust_pause_replay_is_resumed_on_success_error_sigterm_and_after_a_sigkill() 
     assert_eq!(pause_state(&standby), "not paused");
 
     // SIGTERM mid-dump: resumed, exit 143.
-    let child = start_backup_of(
+    let child = spawn_backup(
         &standby,
         &db.name,
         tmp.path(),
@@ -201,7 +165,7 @@ fn trust_pause_replay_is_resumed_on_success_error_sigterm_and_after_a_sigkill() 
     wait_until(Duration::from_secs(30), || {
         pause_state(&standby) == "paused"
     });
-    wait_for_blocked_dump_on(&standby, &db.name);
+    wait_for_blocked_dump(&standby, &db.name);
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
@@ -209,7 +173,7 @@ fn trust_pause_replay_is_resumed_on_success_error_sigterm_and_after_a_sigkill() 
     assert_eq!(pause_state(&standby), "not paused");
 
     // SIGKILL mid-dump: replay stays paused until the next run resumes it.
-    let mut child = start_backup_of(
+    let mut child = spawn_backup(
         &standby,
         &db.name,
         tmp.path(),
@@ -224,7 +188,7 @@ fn trust_pause_replay_is_resumed_on_success_error_sigterm_and_after_a_sigkill() 
     assert_eq!(pause_state(&standby), "paused");
     held.release();
     std::thread::sleep(Duration::from_millis(1100));
-    let out = backup_of(&standby, &db.name, tmp.path(), &[]);
+    let out = backup(&standby, &db.name, tmp.path(), &[]);
     assert!(out.status.success(), "{}", output_text(&out));
     assert_eq!(pause_state(&standby), "not paused");
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::backup::TableLock;
+use crate::support::faults::TableLock;
 use crate::support::{output_text, pg16, Pg, TestDb};
 use crate::verify::{
     backup, detail, read_meta, run_json, status, verify_cmd, verify_dbs, write_meta, Dir,

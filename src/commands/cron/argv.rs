@@ -4,11 +4,12 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use crate::cli::Mode;
+use crate::mode::Mode;
 
-/// The `--env-file` of a `pgbak cron` command line (or `PGBAK_ENV_FILE`),
-/// found before clap parses, since the file's variables are clap's input.
-pub fn env_file_arg(argv: &[OsString]) -> Option<PathBuf> {
+/// The `--env-file` of a `pgbak cron` command line, found before clap
+/// parses, since the file's variables are clap's input (the settings fall
+/// back to `PGBAK_ENV_FILE`).
+pub fn env_file_flag(argv: &[OsString]) -> Option<PathBuf> {
     if !is_cron(argv) {
         return None;
     }
@@ -25,9 +26,7 @@ pub fn env_file_arg(argv: &[OsString]) -> Option<PathBuf> {
             return Some(PathBuf::from(path));
         }
     }
-    std::env::var_os("PGBAK_ENV_FILE")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
+    None
 }
 
 /// Whether the command line is `pgbak [global flags] cron ...`.
@@ -108,7 +107,7 @@ mod tests {
             let args = argv(args);
             assert_eq!(is_cron(&args), cron, "{args:?}");
             if file.is_some() {
-                assert_eq!(env_file_arg(&args), file.map(PathBuf::from), "{args:?}");
+                assert_eq!(env_file_flag(&args), file.map(PathBuf::from), "{args:?}");
             }
             assert_eq!(mode_arg(&args), mode, "{args:?}");
         }

@@ -9,15 +9,16 @@ use std::process::ExitCode;
 use anyhow::Result;
 use chrono::Utc;
 use clap::error::{ContextKind, ContextValue};
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 
 use super::argv::mode_arg;
 use super::{alert_settings, group_of, logs, outcome_of, register_secrets};
 use super::{Failed, Reporter, Run};
 use crate::alert::{self, Failure, Outcome, Step};
-use crate::cli::{AlertFormat, Cli, CronReportOnly};
+use crate::cli::{Cli, CronReportOnly};
 use crate::error::{self, usage};
 use crate::metrics::{self, RunMetrics, Update};
+use crate::settings::choices::AlertFormat;
 use crate::{settings, ui};
 
 /// The end of a run that got as far as `outcome`: summary, alert or
@@ -98,7 +99,7 @@ pub(super) async fn skipped(reporter: &Reporter, run: &Run, err: &anyhow::Error)
 /// reporting settings themselves parse, is logged, alerted and counted; exit 2.
 pub async fn unparsed(argv: &[OsString], err: clap::Error) -> Result<ExitCode> {
     let message = describe(argv, &err);
-    let report = match CronReportOnly::try_parse_from(["pgbak"]) {
+    let report = match settings::parse::<CronReportOnly>(["pgbak"]) {
         Ok(parsed) => parsed.report,
         Err(report_err) => {
             let why = describe(&[], &report_err);
@@ -171,7 +172,7 @@ fn describe(argv: &[OsString], err: &clap::Error) -> String {
         a == format!("--{long}") || a.starts_with(&format!("--{long}="))
     });
     match env {
-        Some(env) if !on_command_line && std::env::var_os(&env).is_some() => {
+        Some(env) if !on_command_line && settings::var(&env).is_some() => {
             format!("{env} (the environment's value for --{long}): {first}")
         }
         _ => first,

@@ -92,12 +92,7 @@ pub(super) async fn compare_rows(
 /// `alembic stamp head`, when alembic is on PATH (as the scripts did: without it,
 /// a warning). False when it ran and failed.
 pub(super) async fn alembic_stamp() -> bool {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("alembic"))
-            .find(|p| p.is_file())
-    });
-    let Some(alembic) = found else {
+    let Some(alembic) = crate::settings::find_on_path("alembic") else {
         ui::warn("--alembic-stamp: alembic is not on PATH; the revision was not stamped");
         return true;
     };

@@ -28,10 +28,11 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::archive::{self, Header, Located, MetaState, Wanted};
-use crate::cli::{GlobalArgs, Mode, RestoreArgs};
+use crate::cli::{GlobalArgs, RestoreArgs};
 use crate::encryption::decrypt::{Plain, Source};
 use crate::error::usage;
 use crate::meta::Meta;
+use crate::mode::Mode;
 use crate::pg::client::{self, quote_ident};
 use crate::pg::restore::{self as pg_restore, Listing, RestoreJob};
 use crate::pg::selection::{self, Resolved};
@@ -174,7 +175,7 @@ async fn open_backup(
     .await?;
     let meta_state = archive::read_meta(&located);
     let meta = meta_state.meta();
-    if meta.is_some_and(|m| m.mode == Mode::Globals.as_str()) {
+    if meta.is_some_and(|m| m.mode == Mode::Globals) {
         return Err(usage(format!(
             "{} is a globals backup (roles and tablespaces as plain SQL from pg_dumpall), not a \
              database: restore it with `pgbak restore --all-databases` or `psql -f`",

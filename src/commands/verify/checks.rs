@@ -11,6 +11,7 @@ use tokio_postgres::Client;
 use super::report::{CheckId, Report};
 use crate::archive;
 use crate::meta::Meta;
+use crate::mode::Mode;
 use crate::pg::catalog::{self, Depth, Kind};
 use crate::pg::client;
 
@@ -140,7 +141,7 @@ async fn extensions(copy: &Client, source: &BTreeSet<String>, report: &mut Repor
 async fn alembic(copy: &Client, meta: Option<&Meta>, report: &mut Report) {
     let meta = match meta {
         None => return report.skip(CheckId::Alembic, "no meta.json to compare with"),
-        Some(meta) if meta.mode == "schema" => {
+        Some(meta) if meta.mode == Mode::Schema => {
             return report.skip(
                 CheckId::Alembic,
                 "a schema backup holds no rows, alembic_version's included",

@@ -40,6 +40,7 @@ use crate::archive::{self, Header, Located, MetaState, Wanted};
 use crate::cli::{GlobalArgs, VerifyArgs};
 use crate::encryption::decrypt::Source;
 use crate::meta::{Meta, Verification};
+use crate::mode::Mode;
 use crate::pg::client::{self, install_hint, quote_ident};
 use crate::pg::restore::{self as pg_restore, Listing, RestoreJob};
 use crate::pg::tools::PgTools;
@@ -205,7 +206,7 @@ async fn run_checks(
     let Some(archive) = open_archive(run, signals, report).await? else {
         return Ok(());
     };
-    if run.meta().is_some_and(|m| m.mode == "data") {
+    if run.meta().is_some_and(|m| m.mode == Mode::Data) {
         // Rows without tables: there is nothing to restore them into.
         report.skip_rest(
             "a data-only backup cannot be restored on its own (it creates no tables, indexes \

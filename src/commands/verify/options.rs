@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use crate::cli::{GlobalArgs, VerifyArgs};
 use crate::error::usage;
 use crate::pg::restore as pg_restore;
-use crate::pg::url::{process_env, ConnSettings};
+use crate::pg::url::ConnSettings;
 
 /// The 13 application tables of the Enterprise Agent Platform (SPEC.md).
 pub const DEFAULT_TABLES: [&str; 13] = [
@@ -85,7 +85,7 @@ impl VerifyOptions {
             VerifyOptions::new(crate::settings::connection()?, global.pg_bin_dir.clone());
         if let Some(url) = &args.target_url {
             opts.target = Target::Url(
-                ConnSettings::from_url(url, &process_env).context("reading --target-url")?,
+                crate::settings::connection_from_url(url).context("reading --target-url")?,
             );
         } else if args.ephemeral {
             opts.target = Target::Ephemeral;

@@ -8,7 +8,7 @@ use tokio_postgres::Client;
 use super::report::{CheckId, Report};
 use super::{Run, Target};
 use crate::pg::client::{self, quote_ident, ServerVersion};
-use crate::pg::ephemeral::Ephemeral;
+use crate::pg::ephemeral::{Cleanup, Ephemeral};
 use crate::pg::tempdb;
 use crate::pg::tools::PgTools;
 use crate::pg::url::ConnSettings;
@@ -101,7 +101,14 @@ pub async fn prepare(
         Some(server) => server,
         None => {
             let cluster = match signals
-                .guard(Ephemeral::start(tools, run.opts.no_cleanup))
+                .guard(Ephemeral::start(
+                    tools,
+                    if run.opts.no_cleanup {
+                        Cleanup::Keep
+                    } else {
+                        Cleanup::Remove
+                    },
+                ))
                 .await
             {
                 Ok(cluster) => cluster,

@@ -1,5 +1,6 @@
 //! Test harness: throwaway PostgreSQL clusters, an S3 API server (moto) and an HTTP listener,
-//! all real processes on 127.0.0.1, plus the `pgbak` command with a clean environment.
+//! all real processes on 127.0.0.1, plus the `pgbak` command with a clean environment, what
+//! tests do to a backup directory ([`backups`]) and the faults they inject ([`faults`]).
 //!
 //! Binaries come from `.tools/paths.env`, written by `scripts/setup.sh`. Shared servers are
 //! started lazily, once per test process; a detached reaper stops and removes each one when the
@@ -10,7 +11,9 @@
 //! `PGBAK_TEST_TMPDIR` moves the scratch dirs (clusters, sockets, moto logs).
 #![allow(dead_code, unused_imports)]
 
+pub mod backups;
 pub mod cluster;
+pub mod faults;
 pub mod http;
 pub mod proxy;
 pub mod s3;
@@ -23,8 +26,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+pub use backups::{
+    assert_only, backup, backup_cmd, dumps, earlier_backup, files, read_meta, restore_cmd, run,
+    sha256_hex, spawn_backup, stdout_json,
+};
 pub use cluster::{
     pg15, pg16, pg17, private_cluster, standby_of, OwnedCluster, Pg, TestDb, PASSWORD,
+};
+pub use faults::{
+    wait_for_blocked_dump, wait_for_lock, wait_no_pg_dump, wait_until, TableLock, Tmpfs,
 };
 pub use http::{HttpListener, Request};
 pub use s3::{private_s3, s3, MultipartUpload, OwnedS3, S3Object, S3Server};

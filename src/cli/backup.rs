@@ -1,0 +1,70 @@
+//! `pgbak backup`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{AnomalyArgs, EncryptArgs, Mode, ObjectLockArgs, RetentionArgs, S3Args};
+use crate::settings::vars;
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// What to dump.
+    #[arg(long, value_enum, default_value_t = Mode::Full)]
+    pub mode: Mode,
+    /// Directory for the .dump and .meta.json files (created 0700 if missing).
+    #[arg(
+        long,
+        env = vars::BACKUP_DIR,
+        default_value = "./backups",
+        value_name = "DIR"
+    )]
+    pub output_dir: PathBuf,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    #[command(flatten)]
+    pub anomaly: AnomalyArgs,
+    /// Do not upload, even when S3_BUCKET is set.
+    #[arg(long)]
+    pub no_s3: bool,
+    /// Suffix for the file name, e.g. `pre-migration` ([A-Za-z0-9.-]+); kept apart by retention.
+    #[arg(long, value_name = "LABEL")]
+    pub label: Option<String>,
+    /// pg_dump --compress spec (e.g. zstd:3, gzip:6, lz4, none). Default: zstd:1 when pg_dump has it, else gzip:4.
+    #[arg(long, env = vars::PGBAK_COMPRESS, value_name = "SPEC")]
+    pub compress: Option<String>,
+    /// Print a JSON summary (the meta.json contents plus paths) on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// On a hot standby: pause WAL replay while dumping, so the standby never cancels the dump
+    /// (recovery conflict); resumed on every exit, and by the next run after a SIGKILL.
+    #[arg(long, env = vars::PGBAK_PAUSE_REPLAY, value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
+    pub pause_replay: bool,
+    /// Every connectable non-template database of the server, each in its own backup, plus
+    /// one globals backup (roles, memberships, tablespaces); also PGBAK_ALL_DATABASES=true.
+    /// DATABASE_URL names the database to connect to for the list (e.g. postgres).
+    #[arg(long)]
+    pub all_databases: bool,
+    /// With --all-databases: skip databases matching this glob (repeatable; the environment
+    /// variable takes a comma-separated list).
+    #[arg(
+        long = "exclude-database",
+        env = vars::PGBAK_EXCLUDE_DATABASES,
+        value_delimiter = ',',
+        value_name = "PATTERN"
+    )]
+    pub exclude_databases: Vec<String>,
+    /// Also back up the globals (pg_dumpall --globals-only) beside this database's backup.
+    #[arg(long)]
+    pub globals: bool,
+    /// Leave role passwords out of the globals backup (roles then restore without passwords);
+    /// also PGBAK_NO_ROLE_PASSWORDS=true.
+    #[arg(long)]
+    pub no_role_passwords: bool,
+    #[command(flatten)]
+    pub encrypt: EncryptArgs,
+    #[command(flatten)]
+    pub s3: S3Args,
+    #[command(flatten)]
+    pub object_lock: ObjectLockArgs,
+}

@@ -1,0 +1,82 @@
+//! `pgbak check`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{parse_limit, HeartbeatKind, Mode, S3Args};
+use crate::settings::vars;
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Groups are (database, mode, label); by default the unlabelled `full` groups are checked. \
+A group fails when it has no complete backup, its newest backup is older than --max-age, \
+its newest passed verification is older than --max-verified-age (or there is none), or the \
+last verify of any of its backups failed. A limit of 0 turns that check off.
+
+Exit codes: 0 every group within limits; 1 a group is not (one line per group says why), \
+no backup was found, or the store could not be read; 2 bad usage.")]
+pub struct CheckArgs {
+    /// Local directory to read (a missing directory holds no backups).
+    #[arg(
+        long,
+        env = vars::BACKUP_DIR,
+        default_value = "./backups",
+        value_name = "DIR"
+    )]
+    pub backup_dir: PathBuf,
+    /// Also read the backups under the S3 prefix (one paginated listing).
+    #[arg(long)]
+    pub s3: bool,
+    /// Only this database (repeatable); one with no backup at all fails the check.
+    #[arg(long = "database", value_name = "NAME")]
+    pub databases: Vec<String>,
+    /// Mode of the groups to check (a weekly schema job wants its own check with a longer --max-age).
+    #[arg(long, value_enum, default_value_t = Mode::Full)]
+    pub mode: Mode,
+    /// Check the groups with this label instead of the unlabelled ones.
+    #[arg(long, value_name = "LABEL")]
+    pub label: Option<String>,
+    /// Newest backup of a group may be at most this old (26h, 90m, 2d; 0 = no limit).
+    #[arg(
+        long,
+        env = vars::PGBAK_CHECK_MAX_AGE,
+        default_value = "26h",
+        value_name = "DURATION",
+        value_parser = parse_limit
+    )]
+    pub max_age: std::time::Duration,
+    /// Newest backup that passed `pgbak verify` may be at most this old (0 = not checked).
+    #[arg(
+        long,
+        env = vars::PGBAK_CHECK_MAX_VERIFIED_AGE,
+        default_value = "8d",
+        value_name = "DURATION",
+        value_parser = parse_limit
+    )]
+    pub max_verified_age: std::time::Duration,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Write node_exporter textfile metrics here (atomically, mode 0644), e.g.
+    /// /var/lib/node_exporter/textfile_collector/pgbak_check.prom.
+    #[arg(long, env = vars::PGBAK_CHECK_PROMETHEUS_FILE, value_name = "FILE")]
+    pub prometheus: Option<PathBuf>,
+    /// Ping this URL on every check (dead man's switch): see --heartbeat-kind.
+    #[arg(
+        long,
+        env = vars::PGBAK_CHECK_HEARTBEAT_URL,
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub heartbeat_url: Option<String>,
+    /// plain: GET on success only; healthchecks: /start, success with the report, /fail with
+    /// the failing groups; auto: healthchecks for hc-ping.com, else plain.
+    #[arg(long, env = vars::HEARTBEAT_KIND, value_enum, default_value_t = HeartbeatKind::Auto)]
+    pub heartbeat_kind: HeartbeatKind,
+    /// meta.json files read from S3 at once.
+    #[arg(long, default_value_t = 32, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub read_concurrency: u16,
+    #[command(flatten)]
+    pub s3_args: S3Args,
+}

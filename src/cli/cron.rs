@@ -1,0 +1,177 @@
+//! `pgbak cron`, and the reporting part of it that is parsed alone when the
+//! rest does not parse.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser};
+
+use super::{AlertFormat, AnomalyArgs, DecryptArgs, EncryptArgs, Mode, ObjectLockArgs};
+use super::{RetentionArgs, S3Args};
+use crate::settings::vars;
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Steps, in order: read the settings (a bad value exits 2, and is still logged, alerted \
+and put in the metrics), open the log file (LOG_DIR/backup-<UTC ts>.log), take the lock \
+of this backup group (BACKUP_DIR/.pgbak-<db>_<mode>.lock; --lock-wait to wait for it), \
+back up (and upload when S3_BUCKET is set), verify (with --verify or \
+VERIFY_ON_BACKUP=true; a failed upload does not skip it), retention (local: after the \
+backup and verify succeeded; on S3: only after the upload did too), prune old logs, \
+then the heartbeat on success and the metrics file always. Any failure posts an alert \
+to ALERT_WEBHOOK_URL; a run skipped because the lock was held posts one with status \
+`skipped`. The exit code is 0 only when every step succeeded, 2 for a configuration \
+error, 75 when another run of the same group holds the lock.")]
+pub struct CronArgs {
+    /// Verify the new backup before retention (also VERIFY_ON_BACKUP=true).
+    #[arg(long)]
+    pub verify: bool,
+    /// What to dump.
+    #[arg(long, value_enum, default_value_t = Mode::Full)]
+    pub mode: Mode,
+    /// Read settings from this file first (systemd EnvironmentFile= syntax: KEY=value lines,
+    /// no shell quoting needed); variables already in the environment win.
+    #[arg(long, env = vars::PGBAK_ENV_FILE, value_name = "PATH")]
+    pub env_file: Option<PathBuf>,
+    /// Check every setting (and print the warnings a run would), then exit: 0 when valid, 2 when not.
+    #[arg(long)]
+    pub check_config: bool,
+    /// Directory for the backups (and the run locks).
+    #[arg(
+        long,
+        env = vars::BACKUP_DIR,
+        default_value = "/var/backups/enterprise-agents",
+        value_name = "DIR"
+    )]
+    pub backup_dir: PathBuf,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    #[command(flatten)]
+    pub anomaly: AnomalyArgs,
+    /// Keep the newest N run logs (backup-*.log) in LOG_DIR; 0 keeps all.
+    #[arg(long, env = vars::LOG_KEEP, default_value_t = 30, value_name = "N")]
+    pub log_keep: u32,
+    /// When another run of the same database and mode holds the lock, wait this long
+    /// for it (e.g. 30m, 2h) before giving up with exit 75; 0 gives up at once.
+    #[arg(
+        long,
+        env = vars::PGBAK_LOCK_WAIT,
+        default_value = "0s",
+        value_parser = humantime::parse_duration,
+        value_name = "DURATION"
+    )]
+    pub lock_wait: std::time::Duration,
+    /// pg_dump --compress spec (default: zstd:1 when pg_dump has it, else gzip:4).
+    #[arg(long, env = vars::PGBAK_COMPRESS, value_name = "SPEC")]
+    pub compress: Option<String>,
+    /// Do not upload, even when S3_BUCKET is set.
+    #[arg(long)]
+    pub no_s3: bool,
+    /// Verify by restoring into this server instead of the source server (its URL; the password may be in it).
+    #[arg(
+        long,
+        env = vars::PGBAK_VERIFY_TARGET_URL,
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub verify_target_url: Option<String>,
+    /// Verify by restoring into a throwaway local cluster (initdb + postgres from the chosen bin dir).
+    #[arg(long, conflicts_with = "verify_target_url")]
+    pub verify_ephemeral: bool,
+    /// On a hot standby: pause WAL replay while dumping, so the standby never cancels the dump
+    /// (recovery conflict); resumed on every exit, and by the next run after a SIGKILL.
+    #[arg(long, env = vars::PGBAK_PAUSE_REPLAY, value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
+    pub pause_replay: bool,
+    /// Back up every database and the globals, as `backup --all-databases`; also
+    /// PGBAK_ALL_DATABASES=true.
+    #[arg(long)]
+    pub all_databases: bool,
+    /// With --all-databases: skip databases matching this glob (repeatable; the environment
+    /// variable takes a comma-separated list).
+    #[arg(
+        long = "exclude-database",
+        env = vars::PGBAK_EXCLUDE_DATABASES,
+        value_delimiter = ',',
+        value_name = "PATTERN"
+    )]
+    pub exclude_databases: Vec<String>,
+    #[command(flatten)]
+    pub report: CronReportArgs,
+    #[command(flatten)]
+    pub encrypt: EncryptArgs,
+    #[command(flatten)]
+    pub decrypt: DecryptArgs,
+    #[command(flatten)]
+    pub s3: S3Args,
+    #[command(flatten)]
+    pub object_lock: ObjectLockArgs,
+}
+
+/// Where `pgbak cron` reports a run: the log directory, the alert webhook,
+/// the heartbeat and the metrics file. Kept apart so that a run whose other
+/// settings do not parse can still be reported (see [`CronReportOnly`]).
+#[derive(Debug, Clone, Args)]
+pub struct CronReportArgs {
+    /// Directory for the per-run log files (created 0700).
+    #[arg(
+        long,
+        env = vars::LOG_DIR,
+        default_value = "/var/log/pg-backup",
+        value_name = "DIR"
+    )]
+    pub log_dir: PathBuf,
+    /// POST an alert here when the run fails (the URL is treated as a secret).
+    /// With ALERT_WEBHOOK_FORMAT=pagerduty the default is PagerDuty's Events API v2 endpoint.
+    #[arg(
+        long,
+        env = vars::ALERT_WEBHOOK_URL,
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub alert_webhook_url: Option<String>,
+    /// Body format of the alert (case does not matter).
+    #[arg(
+        long,
+        env = vars::ALERT_WEBHOOK_FORMAT,
+        value_enum,
+        ignore_case = true,
+        default_value_t = AlertFormat::Generic
+    )]
+    pub alert_webhook_format: AlertFormat,
+    /// `service` field of the alert.
+    #[arg(
+        long,
+        env = vars::ALERT_SERVICE,
+        default_value = "enterprise-agent-platform",
+        value_name = "NAME"
+    )]
+    pub alert_service: String,
+    /// Routing (integration) key for ALERT_WEBHOOK_FORMAT=pagerduty.
+    #[arg(
+        long,
+        env = vars::PAGERDUTY_ROUTING_KEY,
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub pagerduty_routing_key: Option<String>,
+    /// GET this URL after a fully successful run (healthchecks.io style), so silence is noticed.
+    #[arg(
+        long,
+        env = vars::HEARTBEAT_URL,
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub heartbeat_url: Option<String>,
+    /// Write Prometheus metrics here (node_exporter textfile collector, e.g. /var/lib/node_exporter/pgbak.prom).
+    #[arg(long, env = vars::METRICS_FILE, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+/// Only the reporting settings, read from the environment: how `pgbak cron`
+/// still logs, alerts and writes metrics when the rest of its command line
+/// or environment does not parse.
+#[derive(Debug, Parser)]
+#[command(name = "pgbak")]
+pub struct CronReportOnly {
+    #[command(flatten)]
+    pub report: CronReportArgs,
+}

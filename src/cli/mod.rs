@@ -1,0 +1,142 @@
+//! The command line: every subcommand, flag and environment variable, with the
+//! `///` lines that become `--help`. clap only: the values are turned into
+//! the settings each command runs with in [`crate::settings`].
+//!
+//! One file per command group's arguments ([`backup`], [`restore`],
+//! [`verify`], [`cron`], [`check`], [`store`] for list/prune/unpin), the
+//! argument groups several commands share in [`shared`], and the value
+//! parsers in [`parse`]. Everything is re-exported here, so
+//! `pgbak::cli::BackupArgs` and `pgbak::cli::parse_duration` keep their paths.
+
+mod backup;
+mod check;
+mod cron;
+mod parse;
+mod restore;
+mod shared;
+mod store;
+mod verify;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use self::backup::BackupArgs;
+pub use self::check::CheckArgs;
+pub use self::cron::{CronArgs, CronReportArgs, CronReportOnly};
+pub use self::parse::{parse_duration, parse_limit};
+pub use self::restore::RestoreArgs;
+pub use self::shared::{
+    AnomalyArgs, DecryptArgs, EncryptArgs, ObjectLockArgs, RetentionArgs, S3Args,
+};
+pub use self::store::{ListArgs, PruneArgs, UnpinArgs};
+pub use self::verify::VerifyArgs;
+pub use crate::mode::Mode;
+pub use crate::settings::choices::{AlertFormat, HeartbeatKind, LockMode};
+use crate::settings::vars;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    success
+  1    the job failed (dump, upload, a verify check, restore)
+  2    bad usage or configuration; nothing was attempted
+  75   another pgbak run holds the lock
+  130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM
+
+Connection: DATABASE_URL (postgresql://, postgres://, postgresql+asyncpg://, ...)
+or the libpq variables PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGSSLMODE.";
+
+/// Backups of PostgreSQL (+ pgvector) that are proven to restore.
+#[derive(Debug, Parser)]
+#[command(name = "pgbak", version, about, after_help = EXIT_CODES, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Directory holding pg_dump/pg_restore (must be at least the server's major version).
+    #[arg(long, global = true, env = vars::PGBAK_PG_BIN_DIR, value_name = "DIR")]
+    pub pg_bin_dir: Option<PathBuf>,
+    /// More detail, including the child commands run (never with passwords).
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Stop the whole run after this long (e.g. 2h, 90m): children stopped, temporary files
+    /// and databases removed, nothing half-written, exit 1. Off by default.
+    #[arg(long, global = true, env = vars::PGBAK_TIMEOUT, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Longest wait for a table lock (pg_dump --lock-wait-timeout and pgbak's own catalog
+    /// queries): a session holding ACCESS EXCLUSIVE fails the backup after this, naming it.
+    #[arg(
+        long,
+        global = true,
+        env = vars::PGBAK_LOCK_WAIT_TIMEOUT,
+        default_value = "10m",
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    pub lock_wait_timeout: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Dump the database (pg_dump custom format) with a checksummed meta.json; upload to S3 when configured.
+    Backup(BackupArgs),
+    /// Restore a backup into the database of DATABASE_URL / PG*.
+    Restore(RestoreArgs),
+    /// Prove a backup restores: checksum, restore into a temporary database, compare rows, tables, extensions.
+    Verify(VerifyArgs),
+    /// Unattended run for crontab/systemd: backup, optional verify, retention, log file, alerts.
+    Cron(Box<CronArgs>),
+    /// List backups on disk and in S3, newest first.
+    List(ListArgs),
+    /// Is every database's newest backup, and newest verified backup, fresh? No database connection needed.
+    Check(CheckArgs),
+    /// Create an age identity (private key file, 0600) for encrypted backups; prints its public key.
+    Keygen(KeygenArgs),
+    /// Apply the retention rules without making a backup (--dry-run shows what would go).
+    Prune(PruneArgs),
+    /// Remove the pin the anomaly check put on a backup, so retention may delete it again.
+    Unpin(UnpinArgs),
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout: `pgbak man > /usr/local/share/man/man1/pgbak.1`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Write the identity here (created 0600, never overwritten); default: stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Install, for example:
+  pgbak completions bash > /etc/bash_completion.d/pgbak
+  pgbak completions zsh  > /usr/local/share/zsh/site-functions/_pgbak
+  pgbak completions fish > ~/.config/fish/completions/pgbak.fish")]
+pub struct CompletionsArgs {
+    /// The shell to generate completions for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

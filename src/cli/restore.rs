@@ -1,0 +1,75 @@
+//! `pgbak restore`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{DecryptArgs, S3Args};
+use crate::settings::vars;
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "\
+--alembic-stamp is off by default: `alembic stamp head` marks the restored schema as \
+the newest migration without running any, which hides a backup taken before the latest \
+migrations. Compare the revision pgbak prints and run `alembic upgrade head` instead, \
+unless you know the schema is current.")]
+pub struct RestoreArgs {
+    /// The .dump to restore, or s3://bucket/key.dump (reading STANDARD_IA objects costs retrieval fees).
+    /// Default: the newest complete full backup of the target database in --backup-dir, skipping
+    /// (and naming) backups whose last verification failed.
+    #[arg(value_name = "BACKUP_FILE")]
+    pub backup: Option<String>,
+    /// Without BACKUP_FILE: also pick a backup whose last verification failed.
+    #[arg(long)]
+    pub include_failed: bool,
+    /// Restore a backup of another database (meta.json's `database` differs from the target's).
+    #[arg(long)]
+    pub allow_other_database: bool,
+    /// Directory to pick the newest full backup from.
+    #[arg(
+        long,
+        env = vars::BACKUP_DIR,
+        default_value = "./backups",
+        value_name = "DIR"
+    )]
+    pub backup_dir: PathBuf,
+    /// Restore the newest complete full backup of the target database under the S3 prefix.
+    #[arg(long, conflicts_with = "backup")]
+    pub from_s3: bool,
+    /// Terminate sessions, drop and recreate the target database first, with the owner,
+    /// encoding/locale, settings and privileges the backup recorded.
+    #[arg(long)]
+    pub create_db: bool,
+    /// Restore without owners and privileges (every object owned by the restoring user),
+    /// for a target that lacks the backup's roles.
+    #[arg(long)]
+    pub no_owner: bool,
+    /// Rebuild a whole server: the globals of the newest --all-databases run, then every
+    /// database of that run (each dropped and created again). DATABASE_URL names the
+    /// server (its database is only used to connect).
+    #[arg(long, conflicts_with_all = ["backup", "tables", "schemas"])]
+    pub all_databases: bool,
+    /// Do not ask for confirmation (required without a terminal).
+    #[arg(long)]
+    pub no_confirm: bool,
+    /// Parallel pg_restore jobs.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub jobs: u32,
+    /// Restore only this table: SCHEMA.TABLE, or a name found in one schema (repeatable). Checked
+    /// against the archive first: a selection matching nothing is exit 2 and touches nothing.
+    #[arg(long = "table", value_name = "SCHEMA.TABLE")]
+    pub tables: Vec<String>,
+    /// Restore only this schema (repeatable; checked against the archive first).
+    #[arg(long = "schema", value_name = "SCHEMA")]
+    pub schemas: Vec<String>,
+    /// Run `alembic stamp head` afterwards (see below for why this is off by default).
+    #[arg(long)]
+    pub alembic_stamp: bool,
+    /// maintenance_work_mem for the restore (HNSW index builds are the slow part).
+    #[arg(long, default_value = "1GB", value_name = "SIZE")]
+    pub maintenance_work_mem: String,
+    #[command(flatten)]
+    pub decrypt: DecryptArgs,
+    #[command(flatten)]
+    pub s3: S3Args,
+}

@@ -1,0 +1,169 @@
+//! Argument groups several commands flatten in: S3, encryption, retention,
+//! Object Lock and the anomaly check.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::LockMode;
+use crate::settings::vars;
+
+/// Where backups go on S3 or MinIO. A bucket turns uploading on.
+#[derive(Debug, Clone, Default, Args)]
+pub struct S3Args {
+    /// Bucket to upload to (and read from); unset means no S3.
+    #[arg(long = "s3-bucket", env = vars::S3_BUCKET, value_name = "BUCKET")]
+    pub bucket: Option<String>,
+    /// Key prefix, e.g. `enterprise-agents/postgres/`.
+    #[arg(long = "s3-prefix", env = vars::S3_PREFIX, value_name = "PREFIX")]
+    pub prefix: Option<String>,
+    /// Endpoint for MinIO and other S3-compatible stores (switches to path-style addressing).
+    #[arg(long = "s3-endpoint-url", env = vars::S3_ENDPOINT_URL, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Region (else AWS_REGION / AWS_DEFAULT_REGION / profile; us-east-1 for custom endpoints).
+    #[arg(long = "s3-region", env = vars::S3_REGION, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Storage class of uploaded objects (STANDARD_IA bills 30 days minimum and per-GB retrieval).
+    #[arg(
+        long,
+        env = vars::S3_STORAGE_CLASS,
+        default_value = "STANDARD_IA",
+        value_name = "CLASS"
+    )]
+    pub storage_class: String,
+    /// Server-side encryption: AES256 or aws:kms.
+    #[arg(long = "s3-sse", env = vars::S3_SSE, value_name = "ALGO")]
+    pub sse: Option<String>,
+    /// KMS key for `aws:kms` server-side encryption.
+    #[arg(
+        long = "s3-sse-kms-key-id",
+        env = vars::S3_SSE_KMS_KEY_ID,
+        value_name = "KEY"
+    )]
+    pub sse_kms_key_id: Option<String>,
+    /// Multipart part size in MiB (default: 8, doubled every --s3-max-parts/10 parts so a
+    /// multi-terabyte dump still fits; at least 5).
+    #[arg(
+        long = "s3-part-size-mib",
+        env = vars::S3_PART_SIZE_MIB,
+        value_name = "MIB"
+    )]
+    pub part_size_mib: Option<u64>,
+    /// Most parts the store allows in one upload (AWS: 10000).
+    #[arg(
+        long = "s3-max-parts",
+        env = vars::S3_MAX_PARTS,
+        default_value_t = 10_000,
+        value_name = "N"
+    )]
+    pub max_parts: u32,
+    /// Parts uploaded at once; part buffers use (this + 1) x part size of memory (32 MiB by default).
+    #[arg(
+        long = "s3-concurrency",
+        env = vars::S3_CONCURRENCY,
+        default_value_t = 3,
+        value_name = "N"
+    )]
+    pub concurrency: usize,
+}
+
+/// Client-side encryption of new backups with age.
+#[derive(Debug, Clone, Default, Args)]
+pub struct EncryptArgs {
+    /// Encrypt the backup to this age (age1...) or SSH (ssh-ed25519/ssh-rsa) public key;
+    /// repeatable (any one matching private key decrypts). Env: comma-separated.
+    #[arg(
+        long = "encrypt-to",
+        env = vars::PGBAK_AGE_RECIPIENTS,
+        value_delimiter = ',',
+        value_name = "RECIPIENT"
+    )]
+    pub recipients: Vec<String>,
+    /// File of recipients, one per line (`#` comments), added to --encrypt-to.
+    #[arg(
+        long = "encrypt-to-file",
+        env = vars::PGBAK_AGE_RECIPIENTS_FILE,
+        value_name = "FILE"
+    )]
+    pub recipients_file: Option<PathBuf>,
+}
+
+/// Reading encrypted (`.dump.age`) backups.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DecryptArgs {
+    /// age identity file (from age-keygen / pgbak keygen) or unencrypted OpenSSH private key
+    /// that decrypts .dump.age backups: a path, never the key itself.
+    #[arg(long, env = vars::PGBAK_AGE_IDENTITY_FILE, value_name = "FILE")]
+    pub identity_file: Option<PathBuf>,
+    /// Where an encrypted backup is decrypted for a parallel (--jobs > 1) restore, as an
+    /// unnamed 0600 file gone when pgbak exits. Default: /dev/shm when it has room, else one
+    /// streamed job.
+    #[arg(long, env = vars::PGBAK_SCRATCH_DIR, value_name = "DIR")]
+    pub scratch_dir: Option<PathBuf>,
+}
+
+/// Retention rules, shared by `backup`, `cron` and `prune`. A backup is kept
+/// when any rule keeps it; see the README's retention section.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RetentionArgs {
+    /// Keep the newest N backups of each group (database, mode, label); 0 keeps all.
+    /// Default 7 when no other --keep-* rule is set.
+    #[arg(
+        long = "keep-last",
+        visible_alias = "keep",
+        env = vars::BACKUP_KEEP,
+        value_name = "N"
+    )]
+    pub keep_last: Option<u32>,
+    /// Keep the newest backup of each of the last N hours (UTC) that have one.
+    #[arg(long, env = vars::BACKUP_KEEP_HOURLY, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest backup of each of the last N days (UTC) that have one.
+    #[arg(long, env = vars::BACKUP_KEEP_DAILY, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the last N ISO weeks that have one.
+    #[arg(long, env = vars::BACKUP_KEEP_WEEKLY, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest backup of each of the last N months that have one.
+    #[arg(long, env = vars::BACKUP_KEEP_MONTHLY, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest backup of each of the last N years that have one.
+    #[arg(long, env = vars::BACKUP_KEEP_YEARLY, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every backup within this span of the group's newest backup (not of
+    /// the clock): 14d, 36h, 2w, 6m (months), 1y, 1y6m.
+    #[arg(long, env = vars::BACKUP_KEEP_WITHIN, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+}
+
+/// S3 Object Lock on what `backup` and `cron` upload.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ObjectLockArgs {
+    /// Lock each uploaded dump and meta.json for N days (the bucket must have Object Lock enabled).
+    #[arg(
+        long = "s3-object-lock-days",
+        env = vars::S3_OBJECT_LOCK_DAYS,
+        value_name = "N"
+    )]
+    pub object_lock_days: Option<u32>,
+    /// Object Lock mode (default governance).
+    #[arg(
+        long = "s3-object-lock-mode",
+        env = vars::S3_OBJECT_LOCK_MODE,
+        value_enum,
+        value_name = "MODE"
+    )]
+    pub object_lock_mode: Option<LockMode>,
+}
+
+/// The check that pins the previous backup when a new one shrinks suspiciously.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AnomalyArgs {
+    /// Pin the previous good backup of the group when the new one's total row
+    /// count or dump size is below this percentage of it (default 50).
+    #[arg(long, env = vars::BACKUP_ANOMALY_THRESHOLD, value_name = "PERCENT")]
+    pub anomaly_threshold: Option<u32>,
+    /// Do not compare the new backup with the previous one.
+    #[arg(long)]
+    pub no_anomaly_check: bool,
+}

@@ -1,0 +1,376 @@
+//! `pgbak backup`: dump one database into `<name>.dump` + `<name>.meta.json`.
+//!
+//! The steps, in order (this file orchestrates them; the work is where named):
+//! 1. connect, read the server version, pick a pg_dump at least that new;
+//! 2. claim the name (its `.partial`, [`output`]) and start the S3 upload;
+//!    open a REPEATABLE READ transaction and export its snapshot
+//!    ([`crate::pg::snapshot`]);
+//! 3. run `pg_dump --snapshot` ([`crate::pg::dump`]) and stream its output
+//!    through the hash stage (and, with recipients, the age encryption stage:
+//!    the file is then `<name>.dump.age` and no plaintext byte reaches disk or
+//!    S3) into `<name>.dump.partial` (and S3, when configured), while the same
+//!    transaction counts every table's rows: dump and counts share one instant;
+//! 4. check pg_dump's exit status and the archive magic, fsync, write
+//!    meta.json's partial, then rename the dump and the meta into place
+//!    ([`output`]). With S3 configured, the same bytes go up as a multipart
+//!    upload while pg_dump runs; it is completed and checked only after
+//!    pg_dump succeeded, then meta.json goes up beside it. An upload failure
+//!    leaves the local backup complete (meta.json `s3: null`) and fails the run;
+//! 5. retention, only after all of that succeeded (on S3 too): [`retention`].
+
+mod output;
+mod retention;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use chrono::Utc;
+use tokio_postgres::Client;
+
+pub use self::output::upload_meta;
+pub(crate) use self::output::{Began, Output};
+pub use self::retention::apply_retention;
+use crate::cli::{BackupArgs, GlobalArgs, ObjectLockArgs, S3Args};
+use crate::encryption::Recipients;
+use crate::error::usage;
+use crate::meta::Meta;
+use crate::mode::Mode;
+use crate::pg::client;
+use crate::pg::dump::{self as pg_dump, DumpJob, Streamed};
+use crate::pg::replay::{self, ReplayPause};
+use crate::pg::snapshot::Snapshot;
+use crate::pg::tools::{self, PgTools};
+use crate::pg::url::ConnSettings;
+use crate::pipeline::Sinks;
+use crate::retention::Policy;
+use crate::signals::Signals;
+use crate::storage::object_lock::LockPolicy;
+use crate::storage::s3::{self, S3Settings, UploadFailed};
+use crate::storage::{fsio, validate_label, BackupName};
+use crate::ui;
+
+/// Everything one backup needs, resolved from flags and environment.
+#[derive(Debug, Clone)]
+pub struct BackupJob {
+    pub conn: ConnSettings,
+    pub output_dir: PathBuf,
+    pub mode: Mode,
+    pub label: Option<String>,
+    pub policy: Policy,
+    pub compress: Option<String>,
+    pub pg_bin_dir: Option<PathBuf>,
+    /// S3 settings; uploading happens when a bucket is set and `upload` is true.
+    pub s3: S3Args,
+    pub upload: bool,
+    /// Longest wait for a table lock (pg_dump and pgbak's catalog reads).
+    pub lock_wait_timeout: std::time::Duration,
+    /// On a standby, pause WAL replay while dumping.
+    pub pause_replay: bool,
+    /// S3 Object Lock to set on what is uploaded.
+    pub lock: Option<LockPolicy>,
+    /// The anomaly threshold in percent; None when the check is off.
+    pub anomaly: Option<u32>,
+    /// The `--all-databases` run this backup belongs to (recorded in meta.json).
+    pub cluster_run: Option<String>,
+    /// Leave role passwords out of a globals backup.
+    pub no_role_passwords: bool,
+    /// Encrypt to these (age); None writes a plaintext `.dump`.
+    pub recipients: Option<Recipients>,
+}
+
+impl BackupJob {
+    pub fn new(global: &GlobalArgs, args: &BackupArgs) -> Result<BackupJob> {
+        if let Some(label) = &args.label {
+            validate_label(label).map_err(usage)?;
+        }
+        let upload = !args.no_s3 && args.s3.bucket.as_deref().is_some_and(|b| !b.is_empty());
+        if upload {
+            // Bad S3 settings are a usage error before anything is dumped.
+            S3Settings::from_args(&args.s3, None)?;
+        }
+        let recipients = Recipients::resolve(
+            &args.encrypt.recipients,
+            args.encrypt.recipients_file.as_deref(),
+        )?;
+        let lock = object_lock_for(&args.s3, args.no_s3, &args.object_lock)?;
+        Ok(BackupJob {
+            lock,
+            anomaly: crate::settings::groups::anomaly_threshold(&args.anomaly)?,
+            conn: crate::settings::connection()?,
+            output_dir: args.output_dir.clone(),
+            mode: args.mode,
+            label: args.label.clone(),
+            policy: crate::settings::groups::retention_policy(&args.retention)?,
+            compress: args.compress.clone(),
+            pg_bin_dir: global.pg_bin_dir.clone(),
+            s3: args.s3.clone(),
+            upload,
+            lock_wait_timeout: global.lock_wait_timeout,
+            pause_replay: args.pause_replay,
+            recipients,
+            cluster_run: None,
+            no_role_passwords: args.no_role_passwords
+                || crate::settings::env_flag("PGBAK_NO_ROLE_PASSWORDS"),
+        })
+    }
+}
+
+/// A backup that was written completely.
+#[derive(Debug, Clone)]
+pub struct Made {
+    pub name: BackupName,
+    /// When the run started (leftovers older than this may be cleaned up).
+    pub started: std::time::SystemTime,
+    pub dump: PathBuf,
+    pub meta_path: PathBuf,
+    pub meta: Meta,
+}
+
+pub async fn run(global: &GlobalArgs, args: BackupArgs) -> Result<ExitCode> {
+    if args.all_databases || crate::settings::env_flag("PGBAK_ALL_DATABASES") {
+        return super::cluster::backup_all(global, args).await;
+    }
+    let job = BackupJob::new(global, &args)?;
+    if job.upload {
+        if let Some(warning) = s3::keep_warning(job.policy.last, &job.s3.storage_class) {
+            ui::warn(&warning);
+        }
+    }
+    check_object_lock(&job).await?;
+    let mut signals = Signals::new()?;
+    let made = match dump(&job, &mut signals).await {
+        Ok(made) => made,
+        Err(err) => {
+            // The upload failed but the local backup is complete: local
+            // retention still runs; the upload failure is still the outcome.
+            if let Some(made) = complete_despite_upload(&err) {
+                apply_retention(&job, &made).await?;
+            }
+            return Err(err);
+        }
+    };
+    let anomaly = crate::anomaly::check_and_pin(&job, &made, job.anomaly).await?;
+    let mut deleted = apply_retention(&job, &made).await?;
+    let mut globals = None;
+    if args.globals {
+        let made = super::globals::backup(&job, &mut signals, Vec::new()).await?;
+        deleted.extend(apply_retention(&job, &made).await?);
+        globals = Some(made);
+    }
+    if args.json {
+        let summary = serde_json::json!({
+            "dump": made.dump,
+            "meta_path": made.meta_path,
+            "meta": made.meta,
+            "globals": globals.map(|g| serde_json::json!({
+                "dump": g.dump, "meta_path": g.meta_path, "meta": g.meta,
+            })),
+            "deleted": deleted,
+            "anomaly": anomaly.map(|a| a.summary()),
+        });
+        ui::stdout_line(&serde_json::to_string_pretty(&summary)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The Object Lock settings of a run; asking for a lock without a bucket is
+/// a usage error (with `--no-s3` the lock is moot and ignored).
+pub fn object_lock_for(
+    s3: &S3Args,
+    no_s3: bool,
+    args: &ObjectLockArgs,
+) -> Result<Option<LockPolicy>> {
+    let lock = crate::settings::groups::object_lock(args)?;
+    if no_s3 {
+        return Ok(None);
+    }
+    if lock.is_some() && s3.bucket.as_deref().is_none_or(str::is_empty) {
+        return Err(usage(
+            "--s3-object-lock-days needs an S3 bucket (S3_BUCKET or --s3-bucket)",
+        ));
+    }
+    Ok(lock)
+}
+
+/// Before anything is dumped: a lock asked for on a bucket without Object
+/// Lock is an exit-2 error, not a backup that silently stays deletable.
+pub async fn check_object_lock(job: &BackupJob) -> Result<()> {
+    if job.lock.is_some() {
+        s3::connect(S3Settings::from_args(&job.s3, None)?)
+            .await?
+            .require_object_lock()
+            .await?;
+    }
+    Ok(())
+}
+
+/// Steps 1-4: the backup itself. On any failure or signal nothing is left
+/// behind: no `.dump`, no `.meta.json`, no `.partial`.
+/// On a standby with `--pause-replay`, WAL replay is paused around it and
+/// resumed on every way out.
+pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
+    match dump_local_first(job, signals).await? {
+        (_, Some(upload_failed)) => Err(upload_failed),
+        (made, None) => Ok(made),
+    }
+}
+
+/// [`dump`], but an upload failure after the local backup completed comes
+/// back beside it (an [`UploadFailed`] error) instead of in place of it, so
+/// `pgbak cron` can still verify and prune the complete local backup.
+pub async fn dump_local_first(
+    job: &BackupJob,
+    signals: &mut Signals,
+) -> Result<(Made, Option<anyhow::Error>)> {
+    let began = Began::now();
+    fsio::ensure_dir(&job.output_dir)?;
+
+    let client = signals.guard(client::connect(&job.conn)).await?;
+    client::set_lock_timeout(&client, job.lock_wait_timeout).await?;
+    let standby = client::in_recovery(&client).await?;
+    let pause = match (standby, job.pause_replay) {
+        (true, true) => Some(
+            signals
+                .guard(ReplayPause::begin(&job.output_dir, &job.conn))
+                .await?,
+        ),
+        (true, false) => {
+            replay::resume_leftovers(&job.output_dir, &client).await;
+            None
+        }
+        (false, true) => {
+            ui::info("--pause-replay: the server is not a standby; nothing to pause");
+            None
+        }
+        (false, false) => None,
+    };
+    let made = dump_from(job, signals, client, standby, began).await;
+    if let Some(pause) = pause {
+        pause.end().await;
+    }
+    made
+}
+
+/// [`dump`] once connected: the server and its tools, the name claimed and
+/// the upload started, then the snapshot and pg_dump into the sinks, then
+/// the commit.
+async fn dump_from(
+    job: &BackupJob,
+    signals: &mut Signals,
+    client: Client,
+    standby: bool,
+    began: Began,
+) -> Result<(Made, Option<anyhow::Error>)> {
+    let server = client::server_version(&client).await?;
+    let tools = tools::find(job.pg_bin_dir.as_deref(), server.major(), &server.text)?;
+    let compression = match &job.compress {
+        Some(spec) => tools::pg_dump_compress_arg(tools.major, spec),
+        None => tools::default_compression(&tools).await,
+    };
+    let estimate = size_estimate(job, &client).await;
+
+    let (mut output, file) = Output::reserve(job, job.mode, began)?;
+    announce(job, &compression, &tools, &output.dump_path);
+    let s3 = output.start_upload(job, estimate, signals).await?;
+
+    // The snapshot is exported only now, after S3 was contacted, so it never
+    // idles while a slow or unreachable store is tried.
+    let streamed = async {
+        let snapshot = Snapshot::export(&client, standby, job.mode, signals).await?;
+        let run = DumpJob {
+            conn: &job.conn,
+            tools: &tools,
+            server: &server,
+            mode: job.mode,
+            compression: &compression,
+            lock_wait_timeout: job.lock_wait_timeout,
+            snapshot: &snapshot,
+            recipients: job.recipients.as_ref(),
+        };
+        pg_dump::stream(&run, client, Sinks { file, s3 }, signals).await
+    }
+    .await;
+    let Streamed {
+        pumped,
+        sinks,
+        catalog,
+    } = match streamed {
+        Ok(streamed) => streamed,
+        Err(err) => return Err(output.fail(err).await),
+    };
+
+    output
+        .complete_upload(sinks.s3, pumped.stored.0, signals)
+        .await?;
+    let meta = Meta {
+        compression,
+        alembic_revision: catalog.alembic_revision,
+        extensions: catalog.extensions,
+        tables: catalog.tables,
+        standby,
+        unlogged_tables_skipped: catalog.unlogged_skipped,
+        database_properties: Some(catalog.properties),
+        roles: Some(catalog.roles),
+        schema_objects: catalog.schema_objects,
+        ..output.meta(job, &pumped, &server, &tools)
+    };
+    let (made, upload_failure) = output.commit(job, sinks.file, meta, signals).await?;
+    ui::info(&format!(
+        "backup complete: {} ({}, sha256 {}, {:.1}s)",
+        made.dump.display(),
+        ui::bytes(made.meta.size_bytes),
+        &made.meta.sha256[..16],
+        made.meta.duration_seconds
+    ));
+    Ok((made, upload_failure))
+}
+
+/// The database's size, which sizes the upload's parts so even a
+/// multi-terabyte dump fits the part limit; None without an upload.
+async fn size_estimate(job: &BackupJob, client: &Client) -> Option<u64> {
+    if !job.upload {
+        return None;
+    }
+    client
+        .query_one("SELECT pg_database_size(current_database())", &[])
+        .await
+        .ok()
+        .map(|row| row.get::<_, i64>(0).max(0) as u64)
+}
+
+/// The line that says what this backup is about to do.
+fn announce(job: &BackupJob, compression: &str, tools: &PgTools, dump_path: &Path) {
+    ui::info(&format!(
+        "backing up database {:?} at {} ({} mode, compression {compression}, pg_dump {}{}) to {}",
+        job.conn.dbname,
+        job.conn.endpoint(),
+        job.mode.as_str(),
+        tools.version,
+        job.recipients
+            .as_ref()
+            .map_or_else(String::new, |r| format!(
+                ", age-encrypted to {} recipient(s)",
+                r.texts().len()
+            )),
+        dump_path.display()
+    ));
+}
+
+/// The complete local backup of a run whose upload failed, read back from its
+/// meta.json; None for every other error.
+pub fn complete_despite_upload(err: &anyhow::Error) -> Option<Made> {
+    let failed = err.chain().find_map(|c| c.downcast_ref::<UploadFailed>())?;
+    let dump = failed.local_dump.clone()?;
+    let name = BackupName::parse(&dump.file_name()?.to_string_lossy())?;
+    let meta_path = dump.with_file_name(name.meta_file());
+    let meta = Meta::read(&meta_path).ok()?;
+    let started = chrono::DateTime::parse_from_rfc3339(&meta.started_at).ok()?;
+    Some(Made {
+        name,
+        started: started.with_timezone(&Utc).into(),
+        dump,
+        meta_path,
+        meta,
+    })
+}

@@ -1,0 +1,368 @@
+//! Where a backup's bytes go and how it becomes complete, shared by the
+//! database dump ([`super`]) and the globals backup ([`crate::commands::globals`]):
+//! the claimed name and its locked `.partial`, the S3 multipart upload, the
+//! meta.json every backup records, and the commit: upload completed and
+//! checked, meta.json's partial, both renamed into place, meta.json uploaded
+//! beside the dump, both objects locked.
+//!
+//! S3 problems never stop the local backup: they are kept, and the run fails
+//! with [`UploadFailed`] once the local backup is complete.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::{BackupJob, Made};
+use crate::meta::{Encryption, Meta, S3Location};
+use crate::mode::Mode;
+use crate::pg::client::ServerVersion;
+use crate::pg::tools::PgTools;
+use crate::pipeline::{FileSink, Pumped, Sink};
+use crate::signals::Signals;
+use crate::storage::local::LocalStore;
+use crate::storage::s3::{self, S3Settings, S3Sink, Store, UploadFailed, UploadHandle};
+use crate::storage::{fsio, BackupName};
+use crate::ui;
+
+/// When a backup began: the time in its name and meta.json, and the clock
+/// its duration is measured with.
+#[derive(Debug, Clone, Copy)]
+pub struct Began {
+    pub at: DateTime<Utc>,
+    clock: Instant,
+}
+
+impl Began {
+    pub fn now() -> Began {
+        Began {
+            at: Utc::now(),
+            clock: Instant::now(),
+        }
+    }
+}
+
+/// One backup being written: its name, paths and upload.
+pub struct Output {
+    pub name: BackupName,
+    pub dump_path: PathBuf,
+    pub meta_path: PathBuf,
+    began: Began,
+    store: Option<Store>,
+    upload: Option<Arc<UploadHandle>>,
+    location: Option<S3Location>,
+    /// The first S3 problem; the run fails with it once the local backup is complete.
+    upload_failure: Option<anyhow::Error>,
+}
+
+impl Output {
+    /// Claims the backup's name in `job`'s directory: its `.partial` file,
+    /// created exclusively, is the sink returned.
+    pub fn reserve(job: &BackupJob, mode: Mode, began: Began) -> Result<(Output, FileSink)> {
+        let (name, file) = reserve_name(
+            &job.output_dir,
+            BackupName::new(&job.conn.dbname, mode, job.label.as_deref(), began.at)
+                .with_encryption(job.recipients.is_some()),
+        )?;
+        let output = Output {
+            dump_path: job.output_dir.join(name.dump_file()),
+            meta_path: job.output_dir.join(name.meta_file()),
+            name,
+            began,
+            store: None,
+            upload: None,
+            location: None,
+            upload_failure: None,
+        };
+        Ok((output, file))
+    }
+
+    /// Starts the multipart upload when the job uploads; `estimate` sizes its
+    /// parts. A failure to start is kept (and warned about): the local backup
+    /// continues.
+    pub async fn start_upload(
+        &mut self,
+        job: &BackupJob,
+        estimate: Option<u64>,
+        signals: &mut Signals,
+    ) -> Result<Option<S3Sink>> {
+        if !job.upload {
+            return Ok(None);
+        }
+        let started = signals
+            .guard(async { Ok(start_upload(job, &self.name, estimate).await) })
+            .await?;
+        match started {
+            Ok((store, sink)) => {
+                self.upload = Some(sink.handle());
+                self.store = Some(store);
+                Ok(Some(sink))
+            }
+            Err(err) => {
+                ui::warn(&format!(
+                    "cannot upload to S3; the local backup continues: {}",
+                    crate::error::one_line(&err)
+                ));
+                self.upload_failure = Some(err);
+                Ok(None)
+            }
+        }
+    }
+
+    /// The backup failed with `err`: nothing of the upload stays behind (no
+    /// open multipart upload, no object). Returns `err`.
+    pub async fn fail(&self, err: anyhow::Error) -> anyhow::Error {
+        self.discard().await;
+        err
+    }
+
+    async fn discard(&self) {
+        if let Some(upload) = &self.upload {
+            upload.discard().await;
+        }
+    }
+
+    /// Completes the multipart upload of `size` stored bytes and checks it;
+    /// a failure is kept for the end of the run.
+    pub async fn complete_upload(
+        &mut self,
+        s3: Option<S3Sink>,
+        size: u64,
+        signals: &mut Signals,
+    ) -> Result<()> {
+        let Some(s3) = s3 else {
+            return Ok(());
+        };
+        match signals.guard(async { Ok(s3.complete(size).await) }).await {
+            Ok(Ok(location)) => self.location = Some(location),
+            Ok(Err(err)) => self.upload_failure = Some(err),
+            Err(interrupted) => return Err(self.fail(interrupted).await),
+        }
+        Ok(())
+    }
+
+    /// The meta.json every backup records, finished now; the caller adds
+    /// what its kind of backup knows (tables, extensions, globals...).
+    pub fn meta(
+        &self,
+        job: &BackupJob,
+        pumped: &Pumped,
+        server: &ServerVersion,
+        tools: &PgTools,
+    ) -> Meta {
+        let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+        Meta {
+            format_version: crate::meta::FORMAT_VERSION,
+            database: job.conn.dbname.clone(),
+            mode: self.name.mode,
+            label: job.label.clone(),
+            file: self.name.dump_file(),
+            size_bytes: pumped.stored.0,
+            sha256: pumped.stored.1.clone(),
+            started_at: stamp(self.began.at),
+            finished_at: stamp(Utc::now()),
+            duration_seconds: (self.began.clock.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+            compression: "none".to_owned(),
+            server_version: server.text.clone(),
+            pg_dump_version: tools.version.clone(),
+            alembic_revision: None,
+            extensions: Default::default(),
+            tables: Vec::new(),
+            host: crate::settings::host_name(),
+            pgbak_version: env!("CARGO_PKG_VERSION").to_owned(),
+            // Recorded only once both objects are verified in the bucket.
+            s3: None,
+            verification: None,
+            standby: false,
+            unlogged_tables_skipped: Vec::new(),
+            pinned: None,
+            database_properties: None,
+            roles: None,
+            cluster_run: job.cluster_run.clone(),
+            globals: None,
+            schema_objects: None,
+            encryption: job.recipients.as_ref().map(|r| Encryption {
+                format: "age".to_owned(),
+                recipients: r.texts(),
+                plaintext_sha256: pumped.plain.sha256.clone(),
+                plaintext_size_bytes: pumped.plain.bytes,
+            }),
+        }
+    }
+
+    /// Makes the backup complete: meta.json's partial, then the dump and the
+    /// meta renamed into place; with a completed upload, meta.json goes up
+    /// beside the dump and both objects are locked. The local backup is then
+    /// complete whatever S3 did: an upload problem comes back beside it.
+    pub async fn commit(
+        mut self,
+        job: &BackupJob,
+        file: FileSink,
+        meta: Meta,
+        signals: &mut Signals,
+    ) -> Result<(Made, Option<anyhow::Error>)> {
+        if let Err(err) = commit(file, &meta, &self.meta_path) {
+            return Err(self.fail(err).await);
+        }
+        let meta = self.publish(job, meta, signals).await?;
+        let failure = self.upload_failure.take().map(|err| self.failed(job, &err));
+        let made = Made {
+            name: self.name,
+            started: self.began.at.into(),
+            dump: self.dump_path,
+            meta_path: self.meta_path,
+            meta,
+        };
+        Ok((made, failure))
+    }
+
+    /// meta.json goes up beside the dump with the S3 location in it; the
+    /// local one gets the same contents once the bucket is shown to hold both
+    /// objects, which are then locked together. Returns the meta as it is now.
+    async fn publish(
+        &mut self,
+        job: &BackupJob,
+        meta: Meta,
+        signals: &mut Signals,
+    ) -> Result<Meta> {
+        let (Some(store), Some(location)) = (self.store.take(), self.location.take()) else {
+            return Ok(meta);
+        };
+        let key = store.key_for(&self.name.meta_file());
+        let mut remote = meta.clone();
+        remote.s3 = Some(location.clone());
+        let put = signals
+            .guard(async { Ok(upload_meta(&store, &key, &remote).await) })
+            .await;
+        match put {
+            Ok(Ok(())) => {}
+            // A dump object without its meta.json is incomplete: remove it, and
+            // say so in the local meta.json.
+            Ok(Err(err)) => {
+                self.discard().await;
+                self.upload_failure = Some(err);
+                return Ok(meta);
+            }
+            Err(interrupted) => return Err(self.fail(interrupted).await),
+        }
+        remote.write(&self.meta_path)?;
+        ui::info(&format!(
+            "uploaded {} and its meta.json ({})",
+            store.uri(&location.key),
+            location.storage_class
+        ));
+        if let Some(lock) = &job.lock {
+            // Both objects exist now: lock them together. A failure leaves
+            // them uploaded (and deletable) and fails the run.
+            let locked = signals
+                .guard(async {
+                    Ok(store
+                        .lock_backup(lock, &[&location.key, &key], Utc::now())
+                        .await)
+                })
+                .await?;
+            if let Err(err) = locked {
+                self.upload_failure = Some(err);
+            }
+        }
+        Ok(remote)
+    }
+
+    /// The run's error for an upload that failed while the local backup completed.
+    fn failed(&self, job: &BackupJob, err: &anyhow::Error) -> anyhow::Error {
+        let target = format!(
+            "s3://{}/{}{}",
+            job.s3.bucket.as_deref().unwrap_or_default(),
+            s3::normalize_prefix(job.s3.prefix.as_deref().unwrap_or_default()),
+            self.name.dump_file()
+        );
+        let kind = if self.name.mode == Mode::Globals {
+            "globals backup"
+        } else {
+            "backup"
+        };
+        anyhow::Error::new(UploadFailed {
+            message: format!(
+                "the local {kind} {} is complete, but uploading it to {target} failed: {}",
+                self.dump_path.display(),
+                crate::error::one_line(err)
+            ),
+            local_dump: Some(self.dump_path.clone()),
+        })
+    }
+}
+
+/// Picks the file name and claims it by creating its `.partial` exclusively.
+/// Two backups of one group within a second (or at once): the later one moves
+/// to the next free second, so nothing is ever overwritten.
+fn reserve_name(output_dir: &Path, mut name: BackupName) -> Result<(BackupName, FileSink)> {
+    // Names stay in order even when runs come faster than one a second: a new
+    // backup is always named after the newest one of its group, so "newest"
+    // (retention, restore, verify) means the same by name and by time.
+    let newest = LocalStore::new(output_dir)
+        .list()?
+        .into_iter()
+        .filter(|b| b.name.group() == name.group())
+        .map(|b| b.name.timestamp)
+        .max();
+    if let Some(newest) = newest {
+        while name.timestamp <= newest {
+            name = name.next_second();
+        }
+    }
+    for _ in 0..600 {
+        let dump_path = output_dir.join(name.dump_file());
+        let meta_path = output_dir.join(name.meta_file());
+        if !meta_path.exists() {
+            match FileSink::create(&dump_path) {
+                Ok(sink) => return Ok((name, sink)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("creating {}.partial", dump_path.display()))
+                }
+            }
+        }
+        name = name.next_second();
+    }
+    bail!(
+        "no free backup file name in {} (600 seconds taken)",
+        output_dir.display()
+    )
+}
+
+/// meta.json's partial first (a full disk fails here, before any rename),
+/// then the dump and the meta renamed into place.
+fn commit(sink: FileSink, meta: &Meta, meta_path: &Path) -> Result<()> {
+    let mut json = serde_json::to_vec_pretty(meta).context("encoding meta.json")?;
+    json.push(b'\n');
+    // The same locked-partial path as the dump, so no concurrent cleanup takes it;
+    // dropped on error, it removes itself.
+    let mut meta_sink = FileSink::create(meta_path)
+        .with_context(|| format!("creating {}", fsio::partial_path(meta_path).display()))?;
+    meta_sink.write(&json)?;
+    meta_sink.finish()?;
+    sink.commit()?;
+    meta_sink.commit()
+}
+
+/// Connects to the bucket and starts the multipart upload of `name`'s dump.
+async fn start_upload(
+    job: &BackupJob,
+    name: &BackupName,
+    estimate: Option<u64>,
+) -> Result<(Store, S3Sink)> {
+    let store = s3::connect(S3Settings::from_args(&job.s3, None)?).await?;
+    let sink = store.start_upload(&name.dump_file(), estimate).await?;
+    Ok((store, sink))
+}
+
+/// Puts meta.json beside the dump and checks that the bucket holds it.
+pub async fn upload_meta(store: &Store, key: &str, meta: &Meta) -> Result<()> {
+    let bytes = meta.to_json()?;
+    let size = bytes.len() as u64;
+    store.put_small(key, bytes).await?;
+    store.check_small(key, size).await
+}

@@ -1,0 +1,175 @@
+//! Each command's settings, resolved once at dispatch ([`crate::run`]) from
+//! its parsed arguments (clap has already applied flag > environment >
+//! default) into the typed values the command runs with: the command sees
+//! no `cli` type, and a bad value is exit 2 before anything is touched.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::cli::{GlobalArgs, KeygenArgs, PruneArgs, UnpinArgs};
+use crate::error::usage;
+use crate::retention::Policy;
+use crate::storage::s3::S3Settings;
+use crate::storage::{is_plain_file_name, BackupName};
+use crate::ui::Verbosity;
+
+/// How a command prints its result on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Aligned columns for people.
+    Table,
+    /// `--json`: one JSON document for scripts.
+    Json,
+}
+
+impl Output {
+    fn from_flag(json: bool) -> Output {
+        if json {
+            Output::Json
+        } else {
+            Output::Table
+        }
+    }
+}
+
+/// The settings every command shares.
+#[derive(Debug, Clone)]
+pub struct GlobalSettings {
+    pub verbosity: Verbosity,
+    /// The whole run stops after this long.
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl GlobalSettings {
+    pub fn resolve(args: &GlobalArgs) -> GlobalSettings {
+        let verbosity = if args.quiet {
+            Verbosity::Quiet
+        } else if args.verbose {
+            Verbosity::Verbose
+        } else {
+            Verbosity::Normal
+        };
+        GlobalSettings {
+            verbosity,
+            timeout: args.timeout,
+        }
+    }
+}
+
+/// `pgbak keygen`.
+#[derive(Debug, Clone)]
+pub struct KeygenSettings {
+    /// Where the identity goes; None: stdout.
+    pub output: Option<PathBuf>,
+}
+
+impl KeygenSettings {
+    pub fn resolve(args: KeygenArgs) -> KeygenSettings {
+        KeygenSettings {
+            output: args.output,
+        }
+    }
+}
+
+/// `pgbak prune`.
+#[derive(Debug, Clone)]
+pub struct PruneSettings {
+    pub policy: Policy,
+    /// The local directory, unless `--no-local`.
+    pub local: Option<PathBuf>,
+    /// The S3 prefix, with `--s3`.
+    pub s3: Option<S3Settings>,
+    /// Show the decisions; delete nothing.
+    pub dry_run: bool,
+    pub output: Output,
+}
+
+impl PruneSettings {
+    pub fn resolve(args: PruneArgs) -> Result<PruneSettings> {
+        Ok(PruneSettings {
+            policy: super::groups::retention_policy(&args.retention)?,
+            local: (!args.no_local).then_some(args.backup_dir),
+            s3: s3_if(args.s3, &args.s3_args)?,
+            dry_run: args.dry_run,
+            output: Output::from_flag(args.json),
+        })
+    }
+}
+
+/// `pgbak unpin`.
+#[derive(Debug, Clone)]
+pub struct UnpinSettings {
+    pub name: BackupName,
+    pub backup_dir: PathBuf,
+    /// The S3 prefix, with `--s3`.
+    pub s3: Option<S3Settings>,
+}
+
+impl UnpinSettings {
+    pub fn resolve(args: UnpinArgs) -> Result<UnpinSettings> {
+        Ok(UnpinSettings {
+            name: backup_name(&args.name)?,
+            backup_dir: args.backup_dir,
+            s3: s3_if(args.s3, &args.s3_args)?,
+        })
+    }
+}
+
+/// The S3 settings when `wanted` (a `--s3` flag): then a bucket is required.
+fn s3_if(wanted: bool, args: &crate::cli::S3Args) -> Result<Option<S3Settings>> {
+    wanted
+        .then(|| S3Settings::from_args(args, None))
+        .transpose()
+}
+
+/// A backup named as `list` prints it: `NAME`, `NAME.dump` or `NAME.meta.json`.
+fn backup_name(text: &str) -> Result<BackupName> {
+    let stem = text
+        .strip_suffix(".dump")
+        .or_else(|| text.strip_suffix(".meta.json"))
+        .unwrap_or(text);
+    let file = format!("{stem}.dump");
+    match BackupName::parse(&file) {
+        Some(name) if is_plain_file_name(&file) => Ok(name),
+        _ => Err(usage(format!(
+            "{text:?} is not a backup name like enterprise_agents_full_20261125T020000"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_names_are_accepted_in_the_forms_list_prints() {
+        for text in [
+            "db_full_20261125T020000",
+            "db_full_20261125T020000.dump",
+            "db_full_20261125T020000.meta.json",
+        ] {
+            assert_eq!(backup_name(text).unwrap().stem(), "db_full_20261125T020000");
+        }
+        for bad in ["", "../x_full_20261125T020000", "nonsense"] {
+            assert!(backup_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn quiet_wins_over_verbose_and_json_is_an_output() {
+        let global = |verbose, quiet| GlobalArgs {
+            pg_bin_dir: None,
+            verbose,
+            quiet,
+            timeout: None,
+            lock_wait_timeout: std::time::Duration::from_secs(600),
+        };
+        let level = |v, q| GlobalSettings::resolve(&global(v, q)).verbosity;
+        assert_eq!(level(false, false), Verbosity::Normal);
+        assert_eq!(level(true, false), Verbosity::Verbose);
+        assert_eq!(level(false, true), Verbosity::Quiet);
+        assert_eq!(Output::from_flag(true), Output::Json);
+        assert_eq!(Output::from_flag(false), Output::Table);
+    }
+}

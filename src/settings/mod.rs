@@ -1,0 +1,124 @@
+//! Settings resolved once per run: the only module that reads the
+//! environment. Precedence, highest first: command-line flag, environment
+//! variable, environment file (`pgbak cron --env-file`), default.
+//!
+//! - [`vars`] names every environment variable pgbak reads, once;
+//! - [`env`] is the environment itself: loaded at startup (environment file,
+//!   `*_FILE` secrets), then a read-only snapshot in which empty means unset,
+//!   and the command line parsed against it (clap applies flag > environment
+//!   > default for every flag that names a variable);
+//! - this file adds what clap cannot: the connection (`DATABASE_URL`, else the
+//!   libpq `PG*` variables), strict booleans and the host name;
+//! - [`commands`] turns each command's parsed arguments into the typed
+//!   settings the command runs with (`XxxSettings::resolve`), at dispatch.
+
+pub mod choices;
+pub mod commands;
+mod env;
+mod env_file;
+pub mod groups;
+pub mod vars;
+
+pub use env::{
+    argv, env, env_file_error, find_on_path, home_dir, parse, path_dirs, startup, temp_dir, var,
+    Env,
+};
+pub use env_file::parse_env_file;
+
+use anyhow::Result;
+
+use crate::error::usage;
+use crate::pg::url::ConnSettings;
+
+/// The connection every command uses: `DATABASE_URL`, else `PG*`.
+pub fn connection() -> Result<ConnSettings> {
+    ConnSettings::resolve(&env().lookup())
+}
+
+/// A connection given as a URL (`--target-url`); the environment fills what
+/// it leaves out, as libpq does.
+pub fn connection_from_url(url: &str) -> Result<ConnSettings> {
+    ConnSettings::from_url(url, &env().lookup())
+}
+
+/// The connection for an unattended run: like [`connection`], but refusing
+/// libpq's defaults (the local socket, the OS user's database) when nothing
+/// names a database: an environment file that failed to load must not turn
+/// into a backup of the wrong database, or none.
+pub fn explicit_connection() -> Result<ConnSettings> {
+    let set = |name: &str| var(name).is_some();
+    if !set(vars::DATABASE_URL) && !set(vars::PGHOST) && !set(vars::PGDATABASE) {
+        return Err(usage(
+            "no database configured: set DATABASE_URL (or PGHOST and PGDATABASE) in the \
+             environment or the --env-file; pgbak cron does not fall back to libpq's defaults",
+        ));
+    }
+    connection()
+}
+
+/// This machine's host name, for meta.json and alerts.
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown-host".to_owned();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// A boolean environment variable: None when unset or empty; an error naming
+/// the variable for anything but true/false, 1/0, yes/no, on/off (any case):
+/// `VERIFY_ON_BACKUP=yes-please` must not silently mean "off".
+pub fn env_bool(name: &str) -> Result<Option<bool>> {
+    match var(name).filter(|v| !v.trim().is_empty()) {
+        None => Ok(None),
+        Some(value) => parse_bool(&value).map(Some).ok_or_else(|| {
+            usage(format!(
+                "{name}={value:?} is not a boolean: use true or false (also 1/0, yes/no, on/off)"
+            ))
+        }),
+    }
+}
+
+/// A boolean environment variable read leniently, as the scripts did
+/// ("true", "1", "yes", "on" enable; anything else is off). `pgbak cron`
+/// uses the strict [`env_bool`] instead.
+pub fn env_flag(name: &str) -> bool {
+    var(name).is_some_and(|v| parse_bool(&v) == Some(true))
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn booleans_are_strict() {
+        let cases = [
+            ("true", Some(true)),
+            ("TRUE", Some(true)),
+            ("1", Some(true)),
+            ("yes", Some(true)),
+            ("on", Some(true)),
+            ("false", Some(false)),
+            ("0", Some(false)),
+            ("No", Some(false)),
+            ("off", Some(false)),
+            ("yes-please", None),
+            ("2", None),
+            ("enabled", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_bool(text), want, "{text}");
+        }
+    }
+}
