@@ -192,7 +192,7 @@ impl Alongside {
             Ok(catalog) => Ok(catalog),
             Err(err) => {
                 let why = explain(job, &crate::error::one_line(&err)).await;
-                Err(err.context(why.trim_end_matches(": ").to_owned()))
+                Err(explained(err, &why))
             }
         }
     }
@@ -232,6 +232,14 @@ async fn explain(job: &DumpJob<'_>, error: &str) -> String {
     }
 }
 
+/// `err` with the explanation from [`explain`] in front, when there is one.
+fn explained(err: anyhow::Error, why: &str) -> anyhow::Error {
+    match why.trim_end_matches(": ") {
+        "" => err,
+        why => err.context(why.to_owned()),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FailureKind {
     LockTimeout,
@@ -257,6 +265,20 @@ fn failure_kind(error: &str) -> Option<FailureKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unexplained_catalog_failure_reads_as_itself() {
+        let err = anyhow!("counting rows of public.t: db error");
+        assert_eq!(
+            crate::error::one_line(&explained(err, "")),
+            "counting rows of public.t: db error"
+        );
+        let err = anyhow!("lock timeout");
+        assert_eq!(
+            crate::error::one_line(&explained(err, "a table lock was not granted: ")),
+            "a table lock was not granted: lock timeout"
+        );
+    }
 
     #[test]
     fn dump_failures_are_recognised() {
