@@ -45,19 +45,20 @@ use std::process::ExitCode;
 /// Each command's settings are resolved here, once, before it runs
 /// ([`settings::commands`]).
 pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
-    use settings::commands::{GlobalSettings, KeygenSettings, PruneSettings, UnpinSettings};
+    use settings::commands::{GlobalSettings, KeygenSettings, ListSettings};
+    use settings::commands::{PruneSettings, UnpinSettings};
     let global = GlobalSettings::resolve(&cli.global);
     ui::init(global.verbosity);
     if let Some(limit) = global.timeout {
         signals::set_timeout(limit);
     }
     match cli.command {
-        cli::Command::Backup(args) => commands::backup::run(&cli.global, args).await,
-        cli::Command::Restore(args) => commands::restore::run(&cli.global, args).await,
-        cli::Command::Verify(args) => commands::verify::run(&cli.global, args).await,
-        cli::Command::Cron(args) => commands::cron::run(&cli.global, *args).await,
-        cli::Command::List(args) => commands::list::run(&cli.global, args).await,
-        cli::Command::Check(args) => commands::check::run(&cli.global, args).await,
+        cli::Command::Backup(args) => commands::backup::run(&global, args).await,
+        cli::Command::Restore(args) => commands::restore::run(&global, args).await,
+        cli::Command::Verify(args) => commands::verify::run(&global, args).await,
+        cli::Command::Cron(args) => commands::cron::run(&global, *args).await,
+        cli::Command::List(args) => commands::list::run(ListSettings::resolve(args)?).await,
+        cli::Command::Check(args) => commands::check::run(&global, args).await,
         cli::Command::Keygen(args) => commands::keygen::run(KeygenSettings::resolve(args)),
         cli::Command::Prune(args) => commands::prune::run(PruneSettings::resolve(args)?).await,
         cli::Command::Unpin(args) => commands::unpin::run(UnpinSettings::resolve(args)?).await,

@@ -16,7 +16,7 @@ pub struct BackupArgs {
     #[arg(
         long,
         env = vars::BACKUP_DIR,
-        default_value = "./backups",
+        default_value = super::DEFAULT_BACKUP_DIR,
         value_name = "DIR"
     )]
     pub output_dir: PathBuf,

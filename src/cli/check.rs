@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{parse_limit, HeartbeatKind, Mode, S3Args};
+use super::{parse_limit, BackupDirArgs, HeartbeatKind, Mode, S3Args};
 use crate::settings::vars;
 
 #[derive(Debug, Args)]
@@ -17,14 +17,8 @@ last verify of any of its backups failed. A limit of 0 turns that check off.
 Exit codes: 0 every group within limits; 1 a group is not (one line per group says why), \
 no backup was found, or the store could not be read; 2 bad usage.")]
 pub struct CheckArgs {
-    /// Local directory to read (a missing directory holds no backups).
-    #[arg(
-        long,
-        env = vars::BACKUP_DIR,
-        default_value = "./backups",
-        value_name = "DIR"
-    )]
-    pub backup_dir: PathBuf,
+    #[command(flatten)]
+    pub backup_dir: BackupDirArgs,
     /// Also read the backups under the S3 prefix (one paginated listing).
     #[arg(long)]
     pub s3: bool,

@@ -28,7 +28,8 @@ pub use self::cron::{CronArgs, CronReportArgs, CronReportOnly};
 pub use self::parse::{parse_duration, parse_limit};
 pub use self::restore::RestoreArgs;
 pub use self::shared::{
-    AnomalyArgs, DecryptArgs, EncryptArgs, ObjectLockArgs, RetentionArgs, S3Args,
+    AnomalyArgs, BackupDirArgs, DecryptArgs, EncryptArgs, ObjectLockArgs, RetentionArgs, S3Args,
+    DEFAULT_BACKUP_DIR,
 };
 pub use self::store::{ListArgs, PruneArgs, UnpinArgs};
 pub use self::verify::VerifyArgs;

@@ -1,11 +1,8 @@
 //! `pgbak restore`.
 
-use std::path::PathBuf;
-
 use clap::Args;
 
-use super::{DecryptArgs, S3Args};
-use crate::settings::vars;
+use super::{BackupDirArgs, DecryptArgs, S3Args};
 
 #[derive(Debug, Clone, Args)]
 #[command(after_help = "\
@@ -25,14 +22,8 @@ pub struct RestoreArgs {
     /// Restore a backup of another database (meta.json's `database` differs from the target's).
     #[arg(long)]
     pub allow_other_database: bool,
-    /// Directory to pick the newest full backup from.
-    #[arg(
-        long,
-        env = vars::BACKUP_DIR,
-        default_value = "./backups",
-        value_name = "DIR"
-    )]
-    pub backup_dir: PathBuf,
+    #[command(flatten)]
+    pub backup_dir: BackupDirArgs,
     /// Restore the newest complete full backup of the target database under the S3 prefix.
     #[arg(long, conflicts_with = "backup")]
     pub from_s3: bool,

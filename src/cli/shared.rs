@@ -1,12 +1,39 @@
-//! Argument groups several commands flatten in: S3, encryption, retention,
-//! Object Lock and the anomaly check.
+//! Argument groups several commands flatten in: the backup directory, S3,
+//! encryption, retention, Object Lock and the anomaly check.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
 use super::LockMode;
 use crate::settings::vars;
+
+/// Where `pgbak backup` writes when neither `--output-dir` nor `BACKUP_DIR` says.
+pub const DEFAULT_BACKUP_DIR: &str = "./backups";
+
+/// The local backup directory of the commands that read or change the backup
+/// set (verify, restore, list, check, prune, unpin): one flag, one variable,
+/// one default. It derefs to the path it holds.
+#[derive(Debug, Clone, Args)]
+pub struct BackupDirArgs {
+    /// The local backup directory (where `pgbak backup --output-dir` writes).
+    #[arg(
+        id = "backup_dir",
+        long = "backup-dir",
+        env = vars::BACKUP_DIR,
+        default_value = DEFAULT_BACKUP_DIR,
+        value_name = "DIR"
+    )]
+    pub path: PathBuf,
+}
+
+impl std::ops::Deref for BackupDirArgs {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
 
 /// Where backups go on S3 or MinIO. A bucket turns uploading on.
 #[derive(Debug, Clone, Default, Args)]

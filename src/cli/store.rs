@@ -1,23 +1,14 @@
 //! The commands that read or change the backup set without a database:
 //! `pgbak list`, `pgbak prune`, `pgbak unpin`.
 
-use std::path::PathBuf;
-
 use clap::Args;
 
-use super::{RetentionArgs, S3Args};
-use crate::settings::vars;
+use super::{BackupDirArgs, RetentionArgs, S3Args};
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Local directory to list.
-    #[arg(
-        long,
-        env = vars::BACKUP_DIR,
-        default_value = "./backups",
-        value_name = "DIR"
-    )]
-    pub backup_dir: PathBuf,
+    #[command(flatten)]
+    pub backup_dir: BackupDirArgs,
     /// Include the backups under the S3 prefix.
     #[arg(long)]
     pub s3: bool,
@@ -38,14 +29,8 @@ prefix, without making a backup. Never deleted whatever the rules say: the newes
 a group, its newest verified backup, pinned backups, objects under S3 Object Lock, dumps \
 without meta.json (reported).")]
 pub struct PruneArgs {
-    /// Local directory to prune.
-    #[arg(
-        long,
-        env = vars::BACKUP_DIR,
-        default_value = "./backups",
-        value_name = "DIR"
-    )]
-    pub backup_dir: PathBuf,
+    #[command(flatten)]
+    pub backup_dir: BackupDirArgs,
     /// Also prune the backups under the S3 prefix.
     #[arg(long)]
     pub s3: bool,
@@ -69,14 +54,8 @@ pub struct UnpinArgs {
     /// The backup to unpin: its name (stem), .dump or .meta.json file name.
     #[arg(value_name = "NAME")]
     pub name: String,
-    /// Directory holding the backup.
-    #[arg(
-        long,
-        env = vars::BACKUP_DIR,
-        default_value = "./backups",
-        value_name = "DIR"
-    )]
-    pub backup_dir: PathBuf,
+    #[command(flatten)]
+    pub backup_dir: BackupDirArgs,
     /// Unpin the copy under the S3 prefix too.
     #[arg(long)]
     pub s3: bool,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{DecryptArgs, Mode, S3Args};
+use super::{BackupDirArgs, DecryptArgs, Mode, S3Args};
 use crate::settings::vars;
 
 #[derive(Debug, Args)]
@@ -20,14 +20,8 @@ pub struct VerifyArgs {
     /// Without BACKUP_FILE: also pick a backup whose last verification failed.
     #[arg(long)]
     pub include_failed: bool,
-    /// Directory to pick the newest backup from.
-    #[arg(
-        long,
-        env = vars::BACKUP_DIR,
-        default_value = "./backups",
-        value_name = "DIR"
-    )]
-    pub backup_dir: PathBuf,
+    #[command(flatten)]
+    pub backup_dir: BackupDirArgs,
     /// Verify the newest complete backup of the database under the S3 prefix.
     #[arg(long, conflicts_with = "backup")]
     pub from_s3: bool,

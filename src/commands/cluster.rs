@@ -23,12 +23,13 @@ use serde_json::json;
 use super::backup::{self, apply_retention, BackupJob};
 use super::restore::restore_into;
 use crate::archive::{self, MetaState, Wanted};
-use crate::cli::{BackupArgs, GlobalArgs, RestoreArgs};
+use crate::cli::{BackupArgs, RestoreArgs};
 use crate::error::{exit_code, one_line, usage, FAILED, SIGINT, SIGTERM};
 use crate::meta::Meta;
 use crate::mode::Mode;
 use crate::pg::client;
 use crate::pg::url::ConnSettings;
+use crate::settings::commands::GlobalSettings;
 use crate::signals::Signals;
 use crate::storage::local::LocalStore;
 use crate::storage::s3::{self, S3Settings};
@@ -58,7 +59,7 @@ pub fn choose(all: &[String], excludes: &[glob::Pattern]) -> (Vec<String>, Vec<S
         .partition(|db| !excludes.iter().any(|p| p.matches(db)))
 }
 
-pub async fn backup_all(global: &GlobalArgs, args: BackupArgs) -> Result<ExitCode> {
+pub async fn backup_all(global: &GlobalSettings, args: BackupArgs) -> Result<ExitCode> {
     if args.mode != Mode::Full {
         return Err(usage(
             "--all-databases takes full backups only (a restore of the server needs them)",
@@ -293,7 +294,7 @@ async fn find_run(args: &RestoreArgs) -> Result<Run> {
     })
 }
 
-pub async fn restore_all(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitCode> {
+pub async fn restore_all(global: &GlobalSettings, args: RestoreArgs) -> Result<ExitCode> {
     if !args.no_confirm && !std::io::stdin().is_terminal() {
         return Err(usage(
             "refusing to restore: stdin is not a terminal, so nobody can confirm; \

@@ -30,13 +30,14 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 
 use crate::alert::{self, Step};
-use crate::cli::{CronArgs, CronReportArgs, GlobalArgs, S3Args};
+use crate::cli::{CronArgs, CronReportArgs, S3Args};
 use crate::commands::backup::{self, BackupJob, Made};
 use crate::commands::verify::{self, Status, Target, VerifyOptions};
 use crate::error::{self, usage};
 use crate::lock::{self, RunLock};
 use crate::metrics::{self, StepMetric};
 use crate::mode::Mode;
+use crate::settings::commands::GlobalSettings;
 use crate::signals::Signals;
 use crate::storage::s3::{self, S3Settings};
 use crate::{settings, ui};
@@ -91,7 +92,7 @@ struct Config {
     decrypt: crate::cli::DecryptArgs,
 }
 
-pub async fn run(global: &GlobalArgs, args: CronArgs) -> Result<ExitCode> {
+pub async fn run(global: &GlobalSettings, args: CronArgs) -> Result<ExitCode> {
     let mut run = Run {
         started: Utc::now(),
         clock: Instant::now(),
@@ -213,7 +214,7 @@ impl Run {
 /// Steps 5-7; the first failure ends them, but a failed upload does not stop
 /// the verify and local retention of the complete local backup.
 async fn steps(
-    global: &GlobalArgs,
+    global: &GlobalSettings,
     config: &Config,
     run: &mut Run,
     signals: &mut Signals,
@@ -329,7 +330,7 @@ fn alert_settings(report: &CronReportArgs) -> Result<Option<alert::AlertTarget>>
 }
 
 /// Step 3: every setting the run needs, each error naming its variable.
-fn resolve(global: &GlobalArgs, args: &CronArgs) -> Result<Config> {
+fn resolve(global: &GlobalSettings, args: &CronArgs) -> Result<Config> {
     if let Some(err) = settings::env_file_error() {
         anyhow::bail!("{err}");
     }
@@ -443,7 +444,7 @@ fn storage_class_warning(args: &CronArgs, keep: u32, always: bool) {
 }
 
 /// `--check-config`: every setting checked, the warnings printed, nothing run.
-fn check_config(global: &GlobalArgs, args: &CronArgs) -> Result<ExitCode> {
+fn check_config(global: &GlobalSettings, args: &CronArgs) -> Result<ExitCode> {
     let config = resolve(global, args).map_err(|e| usage(error::one_line(&e)))?;
     if config.job.upload {
         storage_class_warning(args, config.job.policy.last, true);
@@ -464,7 +465,7 @@ fn check_config(global: &GlobalArgs, args: &CronArgs) -> Result<ExitCode> {
 /// Step 6: restore the new backup into a temporary database (or the target
 /// server, or a throwaway cluster) and run every check of `pgbak verify`.
 async fn verify_step(
-    global: &GlobalArgs,
+    global: &GlobalSettings,
     config: &Config,
     made: &Made,
     signals: &mut Signals,

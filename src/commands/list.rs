@@ -15,11 +15,12 @@ use anyhow::Result;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::cli::{GlobalArgs, ListArgs};
 use crate::meta::Meta;
+use crate::mode::Mode;
 use crate::retention::apply::{self, Marks, Outcome, Scope};
+use crate::settings::commands::{ListSettings, Output};
 use crate::storage::local::LocalStore;
-use crate::storage::s3::{self, S3Settings, Store};
+use crate::storage::s3::{self, Store};
 use crate::storage::BackupName;
 use crate::ui;
 
@@ -29,7 +30,7 @@ pub struct Entry {
     /// The file stem: `<db>_<mode>[_<label>]_<timestamp>`.
     pub name: String,
     pub database: String,
-    pub mode: String,
+    pub mode: Mode,
     pub label: Option<String>,
     pub created_at: String,
     pub age_seconds: i64,
@@ -85,21 +86,20 @@ struct Found {
     locked_until: Option<String>,
 }
 
-pub async fn run(_global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
+pub async fn run(settings: ListSettings) -> Result<ExitCode> {
     let mut found: BTreeMap<String, Found> = BTreeMap::new();
-    list_local(&args.backup_dir, &mut found)?;
+    list_local(&settings.backup_dir, &mut found)?;
 
-    let policy = crate::settings::groups::retention_policy(&args.retention)?;
     let now = Utc::now();
     let mut scope = Scope {
-        policy: &policy,
+        policy: &settings.policy,
         just_made: None,
         database: None,
         dry_run: true,
         store: "local",
     };
     let local = apply::apply(
-        &LocalStore::new(&args.backup_dir),
+        &LocalStore::new(&settings.backup_dir),
         &scope,
         &Marks::default(),
         now,
@@ -111,8 +111,8 @@ pub async fn run(_global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
         .map(|o| (o.name.clone(), o))
         .collect();
 
-    if args.s3 {
-        let store = s3::connect(S3Settings::from_args(&args.s3_args, None)?).await?;
+    if let Some(s3_settings) = settings.s3.clone() {
+        let store = s3::connect(s3_settings).await?;
         scope.store = "s3";
         let remote = apply::apply(&store, &scope, &local.marks, now).await?;
         for o in remote.outcomes {
@@ -128,13 +128,13 @@ pub async fn run(_global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
     }
 
     let entries = entries(found, plans, now);
-    if args.json {
+    if settings.output == Output::Json {
         ui::stdout_line(&serde_json::to_string_pretty(&entries)?);
     } else if entries.is_empty() {
         ui::info(&format!(
             "no backups in {}{}",
-            args.backup_dir.display(),
-            if args.s3 {
+            settings.backup_dir.display(),
+            if settings.s3.is_some() {
                 " or under the S3 prefix"
             } else {
                 ""
@@ -233,7 +233,7 @@ fn entries(
     entries.sort_by(|a, b| {
         b.0.cmp(&a.0)
             .then(a.1.cluster_run.cmp(&b.1.cluster_run))
-            .then((a.1.mode != "globals").cmp(&(b.1.mode != "globals")))
+            .then((a.1.mode != Mode::Globals).cmp(&(b.1.mode != Mode::Globals)))
             .then(a.1.name.cmp(&b.1.name))
     });
     entries.into_iter().map(|(_, e)| e).collect()
@@ -264,7 +264,7 @@ fn entry(
     let entry = Entry {
         name: stem,
         database: meta.map_or(name.database.clone(), |m| m.database.clone()),
-        mode: name.mode.as_str().to_owned(),
+        mode: name.mode,
         label: name.label.clone(),
         created_at: name.time().to_rfc3339_opts(SecondsFormat::Secs, true),
         age_seconds: (now - name.time()).num_seconds(),
@@ -316,7 +316,7 @@ pub fn table(entries: &[Entry]) -> Vec<String> {
                 } else {
                     format!("{} (incomplete)", e.name)
                 },
-                e.mode.clone(),
+                e.mode.to_string(),
                 e.label.clone().unwrap_or_else(|| "-".into()),
                 e.size_bytes.map_or("-".into(), ui::bytes),
                 age(e.age_seconds),

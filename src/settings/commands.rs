@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::cli::{GlobalArgs, KeygenArgs, PruneArgs, UnpinArgs};
+use crate::cli::{GlobalArgs, KeygenArgs, ListArgs, PruneArgs, UnpinArgs};
 use crate::error::usage;
 use crate::retention::Policy;
 use crate::storage::s3::S3Settings;
@@ -39,6 +39,10 @@ pub struct GlobalSettings {
     pub verbosity: Verbosity,
     /// The whole run stops after this long.
     pub timeout: Option<std::time::Duration>,
+    /// `--pg-bin-dir`: the client tools, when not found by version.
+    pub pg_bin_dir: Option<PathBuf>,
+    /// The longest wait for a table lock (pg_dump and pgbak's own queries).
+    pub lock_wait_timeout: std::time::Duration,
 }
 
 impl GlobalSettings {
@@ -53,6 +57,8 @@ impl GlobalSettings {
         GlobalSettings {
             verbosity,
             timeout: args.timeout,
+            pg_bin_dir: args.pg_bin_dir.clone(),
+            lock_wait_timeout: args.lock_wait_timeout,
         }
     }
 }
@@ -69,6 +75,28 @@ impl KeygenSettings {
         KeygenSettings {
             output: args.output,
         }
+    }
+}
+
+/// `pgbak list`.
+#[derive(Debug, Clone)]
+pub struct ListSettings {
+    pub backup_dir: PathBuf,
+    /// The S3 prefix too, with `--s3`.
+    pub s3: Option<S3Settings>,
+    /// The rules whose verdict the RETENTION column shows.
+    pub policy: Policy,
+    pub output: Output,
+}
+
+impl ListSettings {
+    pub fn resolve(args: ListArgs) -> Result<ListSettings> {
+        Ok(ListSettings {
+            backup_dir: args.backup_dir.path,
+            s3: s3_if(args.s3, &args.s3_args)?,
+            policy: super::groups::retention_policy(&args.retention)?,
+            output: Output::from_flag(args.json),
+        })
     }
 }
 
@@ -89,7 +117,7 @@ impl PruneSettings {
     pub fn resolve(args: PruneArgs) -> Result<PruneSettings> {
         Ok(PruneSettings {
             policy: super::groups::retention_policy(&args.retention)?,
-            local: (!args.no_local).then_some(args.backup_dir),
+            local: (!args.no_local).then_some(args.backup_dir.path),
             s3: s3_if(args.s3, &args.s3_args)?,
             dry_run: args.dry_run,
             output: Output::from_flag(args.json),
@@ -110,7 +138,7 @@ impl UnpinSettings {
     pub fn resolve(args: UnpinArgs) -> Result<UnpinSettings> {
         Ok(UnpinSettings {
             name: backup_name(&args.name)?,
-            backup_dir: args.backup_dir,
+            backup_dir: args.backup_dir.path,
             s3: s3_if(args.s3, &args.s3_args)?,
         })
     }

@@ -31,7 +31,7 @@ use tokio_postgres::Client;
 pub use self::output::upload_meta;
 pub(crate) use self::output::{Began, Output};
 pub use self::retention::apply_retention;
-use crate::cli::{BackupArgs, GlobalArgs, ObjectLockArgs, S3Args};
+use crate::cli::{BackupArgs, ObjectLockArgs, S3Args};
 use crate::encryption::Recipients;
 use crate::error::usage;
 use crate::meta::Meta;
@@ -44,6 +44,7 @@ use crate::pg::tools::{self, PgTools};
 use crate::pg::url::ConnSettings;
 use crate::pipeline::Sinks;
 use crate::retention::Policy;
+use crate::settings::commands::GlobalSettings;
 use crate::signals::Signals;
 use crate::storage::object_lock::LockPolicy;
 use crate::storage::s3::{self, S3Settings, UploadFailed};
@@ -80,7 +81,7 @@ pub struct BackupJob {
 }
 
 impl BackupJob {
-    pub fn new(global: &GlobalArgs, args: &BackupArgs) -> Result<BackupJob> {
+    pub fn new(global: &GlobalSettings, args: &BackupArgs) -> Result<BackupJob> {
         if let Some(label) = &args.label {
             validate_label(label).map_err(usage)?;
         }
@@ -127,7 +128,7 @@ pub struct Made {
     pub meta: Meta,
 }
 
-pub async fn run(global: &GlobalArgs, args: BackupArgs) -> Result<ExitCode> {
+pub async fn run(global: &GlobalSettings, args: BackupArgs) -> Result<ExitCode> {
     if args.all_databases || crate::settings::env_flag("PGBAK_ALL_DATABASES") {
         return super::cluster::backup_all(global, args).await;
     }

@@ -19,9 +19,10 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::Semaphore;
 
-use crate::cli::{CheckArgs, GlobalArgs};
+use crate::cli::CheckArgs;
 use crate::heartbeat::{Heartbeat, Ping};
 use crate::meta::Meta;
+use crate::settings::commands::GlobalSettings;
 use crate::storage::local::LocalStore;
 use crate::storage::s3::{self, S3Settings};
 use crate::storage::{safe_database_name, BackupName, Group};
@@ -54,7 +55,7 @@ struct Listed {
     s3_meta: Option<String>,
 }
 
-pub async fn run(_global: &GlobalArgs, args: CheckArgs) -> Result<ExitCode> {
+pub async fn run(_global: &GlobalSettings, args: CheckArgs) -> Result<ExitCode> {
     let heartbeat = args
         .heartbeat_url
         .as_deref()

@@ -28,7 +28,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::archive::{self, Header, Located, MetaState, Wanted};
-use crate::cli::{GlobalArgs, RestoreArgs};
+use crate::cli::RestoreArgs;
 use crate::encryption::decrypt::{Plain, Source};
 use crate::error::usage;
 use crate::meta::Meta;
@@ -38,13 +38,14 @@ use crate::pg::restore::{self as pg_restore, Listing, RestoreJob};
 use crate::pg::selection::{self, Resolved};
 use crate::pg::tools::PgTools;
 use crate::pg::url::ConnSettings;
+use crate::settings::commands::GlobalSettings;
 use crate::signals::Signals;
 use crate::storage::select::Selector;
 use crate::ui;
 
 use target::{confirm, create_schemas, maintenance_conn, recreate_database, write_list};
 
-pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitCode> {
+pub async fn run(global: &GlobalSettings, args: RestoreArgs) -> Result<ExitCode> {
     if args.all_databases {
         return super::cluster::restore_all(global, args).await;
     }
@@ -59,7 +60,7 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitCode> {
 /// Restores one backup into `conn`'s database. Ok(false): the restore ran but
 /// a check failed (exit 1).
 pub async fn restore_into(
-    global: &GlobalArgs,
+    global: &GlobalSettings,
     args: &RestoreArgs,
     conn: &ConnSettings,
 ) -> Result<bool> {
@@ -245,7 +246,7 @@ struct Plan {
 /// extensions and the roles the backup needs. Also returns a session on the
 /// target server (on another database with --create-db).
 async fn plan(
-    global: &GlobalArgs,
+    global: &GlobalSettings,
     args: &RestoreArgs,
     conn: &ConnSettings,
     backup: &Backup,

@@ -37,13 +37,14 @@ use anyhow::{Context, Result};
 use chrono::{SecondsFormat, Utc};
 
 use crate::archive::{self, Header, Located, MetaState, Wanted};
-use crate::cli::{GlobalArgs, VerifyArgs};
+use crate::cli::VerifyArgs;
 use crate::encryption::decrypt::Source;
 use crate::meta::{Meta, Verification};
 use crate::mode::Mode;
 use crate::pg::client::{self, install_hint, quote_ident};
 use crate::pg::restore::{self as pg_restore, Listing, RestoreJob};
 use crate::pg::tools::PgTools;
+use crate::settings::commands::GlobalSettings;
 use crate::signals::Signals;
 use crate::storage::select::Selector;
 use crate::ui;
@@ -52,7 +53,7 @@ pub use options::{split_table, Target, VerifyOptions, DEFAULT_TABLES};
 pub use report::{Check, CheckId, Report, Status};
 use target::{Place, Prepared, Server};
 
-pub async fn run(global: &GlobalArgs, args: VerifyArgs) -> Result<ExitCode> {
+pub async fn run(global: &GlobalSettings, args: VerifyArgs) -> Result<ExitCode> {
     let opts = VerifyOptions::from_args(global, &args)?;
     let mut signals = Signals::new()?;
     let located = archive::locate(&Wanted {

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use crate::cli::{GlobalArgs, VerifyArgs};
+use crate::cli::VerifyArgs;
 use crate::error::usage;
 use crate::pg::restore as pg_restore;
 use crate::pg::url::ConnSettings;
+use crate::settings::commands::GlobalSettings;
 
 /// The 13 application tables of the Enterprise Agent Platform (SPEC.md).
 pub const DEFAULT_TABLES: [&str; 13] = [
@@ -79,7 +80,7 @@ impl VerifyOptions {
         }
     }
 
-    pub fn from_args(global: &GlobalArgs, args: &VerifyArgs) -> Result<VerifyOptions> {
+    pub fn from_args(global: &GlobalSettings, args: &VerifyArgs) -> Result<VerifyOptions> {
         pg_restore::validate_memory_setting(&args.maintenance_work_mem)?;
         let mut opts =
             VerifyOptions::new(crate::settings::connection()?, global.pg_bin_dir.clone());
