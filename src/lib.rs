@@ -16,12 +16,14 @@
 //! - [`retention`] decides, as a pure function, which backups to keep and which
 //!   rule keeps them, and applies that to any [`storage::BackupStore`];
 //! - [`anomaly`] compares a new backup with the previous one (pin on collapse);
+//! - [`children`] marks the processes pgbak starts and stops those a killed run left behind;
 //! - [`lock`] keeps two cron runs from overlapping; [`alert`], [`heartbeat`] and [`metrics`] report them;
 //! - [`ui`] prints timestamped lines (or a progress bar on a terminal), scrubbed of secrets.
 
 pub mod alert;
 pub mod anomaly;
 pub mod archive;
+pub mod children;
 pub mod cli;
 pub mod commands;
 pub mod encryption;
@@ -51,6 +53,13 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     ui::init(global.verbosity);
     if let Some(limit) = global.timeout {
         signals::set_timeout(limit);
+    }
+    if matches!(
+        cli.command,
+        cli::Command::Backup(_) | cli::Command::Restore(_) | cli::Command::Verify(_)
+    ) {
+        // (cron sweeps after its settings are checked, into its log.)
+        children::stop_leftovers().await;
     }
     match cli.command {
         cli::Command::Backup(args) => commands::backup::run(&global, args).await,

@@ -71,6 +71,10 @@ pub struct CheckArgs {
     /// meta.json files read from S3 at once.
     #[arg(long, default_value_t = 32, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub read_concurrency: u16,
+    /// Check the settings (limits, S3, heartbeat URL), then exit without reading any
+    /// backup: 0 when valid, 2 when not.
+    #[arg(long)]
+    pub check_config: bool,
     #[command(flatten)]
     pub s3_args: S3Args,
 }

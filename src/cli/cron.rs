@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser};
 
-use super::{AlertFormat, AnomalyArgs, DecryptArgs, EncryptArgs, Mode, ObjectLockArgs};
+use super::ObjectLockArgs;
+use super::{AlertFormat, AnomalyArgs, DecryptArgs, EncryptArgs, HeartbeatKind, Mode};
 use super::{RetentionArgs, S3Args};
 use crate::settings::vars;
 
@@ -13,13 +14,13 @@ use crate::settings::vars;
 #[command(after_help = "\
 Steps, in order: read the settings (a bad value exits 2, and is still logged, alerted \
 and put in the metrics), open the log file (LOG_DIR/backup-<UTC ts>.log), take the lock \
-of this backup group (BACKUP_DIR/.pgbak-<db>_<mode>.lock; --lock-wait to wait for it), \
-back up (and upload when S3_BUCKET is set), verify (with --verify or \
+of this backup group (BACKUP_DIR/.pgbak-<db>_<mode>.lock; --lock-wait to wait for it) \
+and ping the heartbeat's /start, back up (and upload when S3_BUCKET is set), verify (with --verify or \
 VERIFY_ON_BACKUP=true; a failed upload does not skip it), retention (local: after the \
 backup and verify succeeded; on S3: only after the upload did too), prune old logs, \
-then the heartbeat on success and the metrics file always. Any failure posts an alert \
-to ALERT_WEBHOOK_URL; a run skipped because the lock was held posts one with status \
-`skipped`. The exit code is 0 only when every step succeeded, 2 for a configuration \
+then the heartbeat (success, or /fail in the healthchecks convention) and the metrics \
+file always. Any failure posts an alert to ALERT_WEBHOOK_URL; a run skipped because the \
+lock was held posts one with status `skipped`. The exit code is 0 only when every step succeeded, 2 for a configuration \
 error, 75 when another run of the same group holds the lock.")]
 pub struct CronArgs {
     /// Verify the new backup before retention (also VERIFY_ON_BACKUP=true).
@@ -153,7 +154,7 @@ pub struct CronReportArgs {
         hide_env_values = true
     )]
     pub pagerduty_routing_key: Option<String>,
-    /// GET this URL after a fully successful run (healthchecks.io style), so silence is noticed.
+    /// Dead man's switch pinged by every run (the URL is treated as a secret): see --heartbeat-kind.
     #[arg(
         long,
         env = vars::HEARTBEAT_URL,
@@ -161,6 +162,11 @@ pub struct CronReportArgs {
         hide_env_values = true
     )]
     pub heartbeat_url: Option<String>,
+    /// plain: one GET after a fully successful run; healthchecks: /start when the run begins,
+    /// the URL with the run's summary on success, /fail with the error on failure; auto:
+    /// healthchecks for hc-ping.com URLs, else plain.
+    #[arg(long, env = vars::HEARTBEAT_KIND, value_enum, default_value_t = HeartbeatKind::Auto)]
+    pub heartbeat_kind: HeartbeatKind,
     /// Write Prometheus metrics here (node_exporter textfile collector, e.g. /var/lib/node_exporter/pgbak.prom).
     #[arg(long, env = vars::METRICS_FILE, value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,

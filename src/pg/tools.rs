@@ -55,7 +55,10 @@ pub const KEEPALIVE_CONNINFO: &str =
 /// (a uid change clears the setting). pgbak spawns children only from the
 /// main thread and the runtime's worker threads, which live as long as the
 /// process, so the thread-scoped kernel setting means "the process" here.
+/// The child is also marked for [`crate::children::stop_leftovers`].
 pub fn die_with_parent(cmd: &mut Command, signal: libc::c_int) {
+    // For what the signal misses (the child's own children): the next run's sweep.
+    crate::children::mark(cmd);
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
     // SAFETY: only async-signal-safe calls (prctl, getppid, kill) between fork and exec.

@@ -402,3 +402,137 @@ fn check_pings_its_heartbeat_in_the_healthchecks_and_plain_conventions() {
     assert_eq!(run(&mut cmd).status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `synthetic`'s meta.json with an anomaly pin added (what the anomaly check writes).
+fn pinned(meta: &[u8]) -> Vec<u8> {
+    let mut meta: serde_json::Value = serde_json::from_slice(meta).unwrap();
+    meta["pinned"] = serde_json::json!({
+        "pinned_at": "2026-11-25T02:10:00Z",
+        "reason": "compared with the next backup: total rows 128 -> 3",
+    });
+    serde_json::to_vec_pretty(&meta).unwrap()
+}
+
+#[test]
+fn check_reports_pins_and_object_lock_without_failing_the_group() {
+    // A directory: the backup before the newest is pinned.
+    let dir = backup_dir("check-pinned");
+    std::fs::create_dir_all(&dir).unwrap();
+    let newest = synthetic("pinned", 2, Some(true));
+    let before = synthetic("pinned", 26, Some(true));
+    let pinned_stem = before.0.trim_end_matches(".dump").to_owned();
+    for (dump, dump_bytes, meta, meta_bytes) in [newest.clone(), before.clone()] {
+        let meta_bytes = if dump == before.0 {
+            pinned(&meta_bytes)
+        } else {
+            meta_bytes
+        };
+        std::fs::write(dir.join(dump), dump_bytes).unwrap();
+        std::fs::write(dir.join(meta), meta_bytes).unwrap();
+    }
+    let prom = dir.join("pgbak_check.prom");
+    let mut cmd = support::pgbak_bare();
+    cmd.args(["check", "--json", "--backup-dir"])
+        .arg(&dir)
+        .arg("--prometheus")
+        .arg(&prom);
+    let out = run(&mut cmd);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a pin is no failure: {}",
+        output_text(&out)
+    );
+    let report = json(&out);
+    let group = &report["groups"][0];
+    assert_eq!(group["pinned"].as_array().unwrap().len(), 1, "{report:#}");
+    assert_eq!(group["pinned"][0]["name"], pinned_stem.as_str());
+    assert_eq!(group["pinned"][0]["pinned_at"], "2026-11-25T02:10:00Z");
+    assert!(group["pinned"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("128 -> 3"));
+    assert_eq!(group["locked_until"], serde_json::Value::Null);
+    let text = std::fs::read_to_string(&prom).unwrap();
+    let line = "pgbak_check_pinned_backups{database=\"pinned\",mode=\"full\",label=\"\"} 1";
+    assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
+    assert!(
+        !text.contains("pgbak_check_locked_until_timestamp_seconds{"),
+        "{text}"
+    );
+    // The table has the columns.
+    let mut cmd = support::pgbak_bare();
+    cmd.args(["check", "--backup-dir"]).arg(&dir);
+    let out = run(&mut cmd);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.contains("PINNED") && header.contains("LOCKED UNTIL"),
+        "{table}"
+    );
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[row.len() - 3..], ["1", "-", "ok"], "{table}");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // A bucket with Object Lock: the newest dump is locked, the older one is not.
+    let server = s3();
+    let bucket = format!("t-check-lock-{}", std::process::id());
+    let client = server.client();
+    support::s3::block_on(async {
+        client
+            .create_bucket()
+            .bucket(&bucket)
+            .object_lock_enabled_for_bucket(true)
+            .send()
+            .await
+    })
+    .expect("creating a bucket with Object Lock");
+    let prefix = "locked/";
+    let locked = synthetic("locked", 2, Some(true));
+    for (dump, dump_bytes, meta, meta_bytes) in
+        [locked.clone(), synthetic("locked", 26, Some(true))]
+    {
+        server.put_object(&bucket, &format!("{prefix}{dump}"), dump_bytes, None);
+        server.put_object(&bucket, &format!("{prefix}{meta}"), meta_bytes, None);
+    }
+    let until = (Utc::now() + TimeDelta::days(30)).timestamp();
+    support::s3::block_on(async {
+        use aws_sdk_s3::types::{ObjectLockRetention, ObjectLockRetentionMode};
+        client
+            .put_object_retention()
+            .bucket(&bucket)
+            .key(format!("{prefix}{}", locked.0))
+            .retention(
+                ObjectLockRetention::builder()
+                    .mode(ObjectLockRetentionMode::Governance)
+                    .retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(until))
+                    .build(),
+            )
+            .send()
+            .await
+    })
+    .expect("locking the newest dump");
+    let nowhere = backup_dir("check-lock").join("no-local-dir");
+    let prom = backup_dir("check-lock-prom").join("check.prom");
+    std::fs::create_dir_all(prom.parent().unwrap()).unwrap();
+    let out = run(pgbak_check_s3(server, &bucket, prefix)
+        .arg("--backup-dir")
+        .arg(&nowhere)
+        .arg("--json")
+        .arg("--prometheus")
+        .arg(&prom));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let report = json(&out);
+    let group = &report["groups"][0];
+    let want = chrono::DateTime::from_timestamp(until, 0)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(group["locked_until"], want.as_str(), "{report:#}");
+    assert_eq!(group["pinned"].as_array().unwrap().len(), 0);
+    let text = std::fs::read_to_string(&prom).unwrap();
+    let line = format!(
+        "pgbak_check_locked_until_timestamp_seconds{{database=\"locked\",mode=\"full\",label=\"\"}} {until}"
+    );
+    assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
+    let _ = std::fs::remove_dir_all(prom.parent().unwrap());
+}

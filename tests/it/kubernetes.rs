@@ -237,8 +237,77 @@ fn kubernetes_manifests_validate_and_pgbak_accepts_their_command_lines() {
     check_configs(&commands);
 }
 
-/// Each `cron` command line, with its environment, through `pgbak cron --check-config`:
-/// settings resolved and checked, nothing run.
+/// Each CronJob's command line, with the environment the manifests give it, through the
+/// real binary with `--check-config` (`cron` and `check` both have it: settings resolved and
+/// checked, nothing connected, read or sent): exit 0. The files the pods mount (the age
+/// identity) and their writable directories are made here; the URLs keep their cluster
+/// names, which `--check-config` never resolves. A broken value in the same environment
+/// exits 2 and names its variable, so the test can fail.
 fn check_configs(commands: &[(String, Vec<String>, BTreeMap<String, String>)]) {
-    let _ = commands;
+    let dir = support::scratch_dir("k8s-check-config");
+    let identity = dir.join("identity.txt");
+    let out = support::pgbak_bare()
+        .args(["keygen", "--output"])
+        .arg(&identity)
+        .output()
+        .expect("running pgbak keygen");
+    assert!(out.status.success(), "{}", output_text(&out));
+    let recipient = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(recipient.starts_with("age1"), "{recipient}");
+    let local = |key: &str, value: &str| -> String {
+        match key {
+            // The Secret volume's file, and the ConfigMap's matching public key.
+            "PGBAK_AGE_IDENTITY_FILE" => identity.display().to_string(),
+            "PGBAK_AGE_RECIPIENTS" => recipient.clone(),
+            // The pod's emptyDir mounts.
+            "BACKUP_DIR" | "LOG_DIR" | "TMPDIR"
+                if value.starts_with("/var/lib/pgbak") || value == "/tmp" =>
+            {
+                let path = dir.join(value.trim_start_matches('/'));
+                std::fs::create_dir_all(&path).unwrap();
+                path.display().to_string()
+            }
+            _ => value.to_owned(),
+        }
+    };
+    let mut checked = Vec::new();
+    for (name, args, env) in commands {
+        let env: BTreeMap<String, String> =
+            env.iter().map(|(k, v)| (k.clone(), local(k, v))).collect();
+        let run = |extra: &[(&str, &str)]| {
+            let mut cmd = support::pgbak_bare();
+            cmd.args(args).arg("--check-config").envs(&env);
+            for (key, value) in extra {
+                cmd.env(key, value);
+            }
+            cmd.output().expect("running pgbak")
+        };
+        let out = run(&[]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{name}: pgbak {args:?} --check-config: {}",
+            output_text(&out)
+        );
+        let broken = match args[0].as_str() {
+            "cron" => ("BACKUP_KEEP", "abc"),
+            // (its limits are flags in the manifest, which win over their variables)
+            "check" => ("S3_SSE", "rot13"),
+            other => panic!("{name}: no dry run known for `pgbak {other}`"),
+        };
+        let out = run(&[broken]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", output_text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(broken.0),
+            "{name}: the error names {}: {}",
+            broken.0,
+            output_text(&out)
+        );
+        checked.push(args[0].clone());
+    }
+    assert!(
+        checked.contains(&"cron".to_owned()) && checked.contains(&"check".to_owned()),
+        "{checked:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

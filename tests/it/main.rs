@@ -5,12 +5,15 @@ mod support;
 
 mod backup;
 mod check;
+mod children;
+mod completions;
 mod cron;
 mod cron_trust;
 mod drill;
 mod encryption;
 mod faults;
 mod harness;
+mod heartbeat;
 mod kubernetes;
 mod list;
 mod names;

@@ -6,9 +6,11 @@
 //! Steps: list the directory and (with `--s3`) the prefix, one paginated
 //! listing; keep the selected groups (database, mode, label); read the
 //! meta.json files each group needs, newest first and only as far back as the
-//! verdict needs, many groups at once with a bound ([`read_groups`]); judge
+//! verdict needs, many groups at once with a bound ([`read_groups`]), and,
+//! when the bucket has Object Lock, the newest dump's retain-until; judge
 //! each group with the pure [`assess`]; print a table or JSON; write the
-//! Prometheus textfile; exit 1 if any group failed.
+//! Prometheus textfile; exit 1 if any group failed. Pins and locks are
+//! reported, never a failure.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -53,6 +55,8 @@ struct Listed {
     size: u64,
     local_meta: Option<PathBuf>,
     s3_meta: Option<String>,
+    /// The dump's key, when it is in the bucket (its Object Lock is asked for).
+    s3_dump: Option<String>,
 }
 
 pub async fn run(_global: &GlobalSettings, args: CheckArgs) -> Result<ExitCode> {
@@ -62,6 +66,9 @@ pub async fn run(_global: &GlobalSettings, args: CheckArgs) -> Result<ExitCode> 
         .map(|url| Heartbeat::new(url, args.heartbeat_kind))
         .transpose()
         .map_err(|e| crate::error::usage(crate::error::one_line(&e)))?;
+    if args.check_config {
+        return check_config(&args);
+    }
     if let Some(h) = &heartbeat {
         h.send(Ping::Start, "").await;
     }
@@ -83,6 +90,26 @@ pub async fn run(_global: &GlobalSettings, args: CheckArgs) -> Result<ExitCode> 
     })
 }
 
+/// `--check-config`: the settings a check needs resolved (clap checked the
+/// limits, the caller the heartbeat URL), nothing listed, read or pinged.
+fn check_config(args: &CheckArgs) -> Result<ExitCode> {
+    let s3 = if args.s3 {
+        let settings = S3Settings::from_args(&args.s3_args, None)
+            .map_err(|e| crate::error::usage(crate::error::one_line(&e)))?;
+        format!("s3://{}/{}", settings.bucket, settings.prefix)
+    } else {
+        "off".to_owned()
+    };
+    ui::info(&format!(
+        "configuration OK: {} backups in {}, S3 {s3}, max age {}, max verified age {}",
+        args.mode.as_str(),
+        args.backup_dir.display(),
+        humantime::format_duration(args.max_age),
+        humantime::format_duration(args.max_verified_age),
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
 /// What a check found: its verdict and the lines that say why (for the heartbeat).
 struct Outcome {
     ok: bool,
@@ -101,17 +128,23 @@ async fn check(args: &CheckArgs) -> Result<Outcome> {
         .collect();
     let (groups, store) = list_groups(args, &wanted).await?;
 
-    // 3. The meta.json files each group needs, then the verdicts.
+    // 3. The meta.json files each group needs (and the newest dump's Object
+    // Lock, when the bucket has it), then the verdicts.
     let started = std::time::Instant::now();
     let window_start = limits
         .max_verified_age
         .and_then(|d| chrono::TimeDelta::from_std(d).ok())
         .map(|d| Utc::now() - d);
+    let lock = match &store {
+        Some(store) => object_lock_readable(store).await,
+        None => false,
+    };
     let read = read_groups(
         groups,
         store,
         usize::from(args.read_concurrency),
         window_start,
+        lock,
     )
     .await?;
     ui::debug(&format!(
@@ -124,11 +157,19 @@ async fn check(args: &CheckArgs) -> Result<Outcome> {
         .iter()
         .map(|r| assess(&r.group, &r.seen, r.backups, r.incomplete, limits, now))
         .collect();
+    report(args, limits, &reports, now)
+}
 
-    // 4. Report.
+/// Step 4: the textfile, the table or JSON, one line per failing group.
+fn report(
+    args: &CheckArgs,
+    limits: Limits,
+    reports: &[GroupReport],
+    now: DateTime<Utc>,
+) -> Result<Outcome> {
     let ok = !reports.is_empty() && reports.iter().all(|r| r.ok);
     if let Some(path) = &args.prometheus {
-        write_prometheus(path, &reports, now)?;
+        write_prometheus(path, reports, now)?;
     }
     if args.json {
         let report = JsonReport {
@@ -136,11 +177,11 @@ async fn check(args: &CheckArgs) -> Result<Outcome> {
             checked_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
             max_age_seconds: limits.max_age.map(|d| d.as_secs()),
             max_verified_age_seconds: limits.max_verified_age.map(|d| d.as_secs()),
-            groups: &reports,
+            groups: reports,
         };
         ui::stdout_line(&serde_json::to_string_pretty(&report)?);
     } else if !reports.is_empty() {
-        for line in table(&reports) {
+        for line in table(reports) {
             ui::stdout_line(&line);
         }
     }
@@ -159,6 +200,14 @@ async fn check(args: &CheckArgs) -> Result<Outcome> {
             ok: false,
             summary: vec![line],
         });
+    }
+    for r in reports.iter().filter(|r| !r.pinned.is_empty()) {
+        let names: Vec<&str> = r.pinned.iter().map(|p| p.name.as_str()).collect();
+        ui::warn(&format!(
+            "{}: pinned by the anomaly check, kept until `pgbak unpin`: {}",
+            group_title(r),
+            names.join(", ")
+        ));
     }
     let failed: Vec<&GroupReport> = reports.iter().filter(|r| !r.ok).collect();
     let mut summary: Vec<String> = failed
@@ -185,11 +234,27 @@ async fn check(args: &CheckArgs) -> Result<Outcome> {
         line
     };
     summary.push(last);
-    summary.extend(table(&reports));
+    summary.extend(table(reports));
     Ok(Outcome {
         ok: failed.is_empty(),
         summary,
     })
+}
+
+/// Whether the bucket has Object Lock, so the newest dumps' retain-until is
+/// worth asking for. Read-only credentials may not be allowed to ask: then
+/// the LOCKED UNTIL column stays empty rather than the check failing.
+async fn object_lock_readable(store: &s3::Store) -> bool {
+    match store.object_lock_enabled().await {
+        Ok(enabled) => enabled,
+        Err(err) => {
+            ui::debug(&format!(
+                "not reporting Object Lock: {}",
+                crate::error::one_line(&err)
+            ));
+            false
+        }
+    }
 }
 
 /// Steps 1-2: the directory and (with `--s3`) the prefix listed once each,
@@ -219,6 +284,7 @@ async fn list_groups(
                 size: b.size,
                 local_meta: b.has_meta.then(|| b.meta.clone()),
                 s3_meta: None,
+                s3_dump: None,
                 name: b.name,
             },
         );
@@ -244,8 +310,12 @@ async fn list_groups(
                 size: b.size,
                 local_meta: None,
                 s3_meta: None,
+                s3_dump: None,
             });
             entry.complete |= b.is_complete();
+            if b.has_dump {
+                entry.s3_dump = Some(b.dump_key.clone());
+            }
             if b.has_dump && entry.size == 0 {
                 entry.size = b.size;
             }
@@ -301,6 +371,7 @@ async fn read_groups(
     store: Option<s3::Store>,
     concurrency: usize,
     window_start: Option<DateTime<Utc>>,
+    lock: bool,
 ) -> Result<Vec<ReadGroup>> {
     let store = Arc::new(store);
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
@@ -335,6 +406,18 @@ async fn read_groups(
                     Err(err) => {
                         ui::warn(&crate::error::one_line(&err));
                         read.incomplete += 1;
+                    }
+                }
+            }
+            // The newest backup's lock: is tonight's copy protected?
+            let newest = read.seen.first_mut();
+            if let (true, Some(store), Some(seen)) = (lock, store.as_ref().as_ref(), newest) {
+                let dump = backups.iter().find(|b| b.name.stem() == seen.name);
+                if let Some(key) = dump.and_then(|b| b.s3_dump.as_ref()) {
+                    let _permit = permits.acquire().await.context("reading Object Lock")?;
+                    match store.retain_until(key).await {
+                        Ok(until) => seen.locked_until = until,
+                        Err(err) => ui::warn(&crate::error::one_line(&err)),
                     }
                 }
             }

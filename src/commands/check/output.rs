@@ -22,9 +22,11 @@ pub fn table(reports: &[GroupReport]) -> Vec<String> {
         "LAST VERIFY",
         "SIZE",
         "ROWS",
+        "PINNED",
+        "LOCKED UNTIL",
         "STATUS",
     ];
-    let rows: Vec<[String; 10]> = reports
+    let rows: Vec<[String; 12]> = reports
         .iter()
         .map(|r| {
             let previous = r.trend.get(1);
@@ -48,6 +50,13 @@ pub fn table(reports: &[GroupReport]) -> Vec<String> {
                 newest.and_then(|n| n.rows).map_or("-".into(), |rows| {
                     let change = previous.and_then(|p| p.rows).map(|p| change(rows, p));
                     format!("{rows}{}", change.unwrap_or_default())
+                }),
+                match r.pinned.len() {
+                    0 => "-".to_owned(),
+                    n => n.to_string(),
+                },
+                r.locked_until.as_deref().map_or("-".into(), |until| {
+                    until.get(..10).unwrap_or(until).to_owned()
                 }),
                 if r.ok {
                     "ok".to_owned()
@@ -84,7 +93,7 @@ pub fn render_prometheus(reports: &[GroupReport], now: DateTime<Utc>) -> String 
     let timestamp =
         |b: &BackupRef| DateTime::parse_from_rfc3339(&b.created_at).map_or(0, |t| t.timestamp());
     type Value = fn(&GroupReport, &dyn Fn(&BackupRef) -> i64) -> Option<i64>;
-    let families: [(&str, &str, Value); 6] = [
+    let families: [(&str, &str, Value); 8] = [
         (
             "pgbak_last_backup_timestamp_seconds",
             "Unix time of the newest complete backup of the group (0: none).",
@@ -109,6 +118,21 @@ pub fn render_prometheus(reports: &[GroupReport], now: DateTime<Utc>) -> String 
             "pgbak_check_backup_rows",
             "Total row count of the group's newest backup (absent for schema-only).",
             |r, _| r.newest.as_ref().and_then(|n| n.rows).map(|n| n as i64),
+        ),
+        (
+            "pgbak_check_pinned_backups",
+            "Pinned backups of the group among those pgbak check read (pgbak unpin lifts a pin).",
+            |r, _| Some(r.pinned.len() as i64),
+        ),
+        (
+            "pgbak_check_locked_until_timestamp_seconds",
+            "S3 Object Lock retain-until of the group's newest backup (absent: not locked).",
+            |r, _| {
+                r.locked_until
+                    .as_deref()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.timestamp())
+            },
         ),
         (
             "pgbak_check_ok",
@@ -174,6 +198,7 @@ mod tests {
     fn prometheus_has_one_series_per_group() {
         let mut failed = assess(&group(), &[seen(5, Some(false))], 1, 0, limits(), now());
         failed.database = "we\"ird".into();
+        failed.locked_until = Some("2026-12-25T12:00:00Z".into());
         let reports = [
             assess(&group(), &[seen(5, Some(true))], 1, 0, limits(), now()),
             failed,
@@ -187,6 +212,8 @@ mod tests {
             "pgbak_last_verify_success{database=\"we\\\"ird\",mode=\"full\",label=\"\"} 0".into(),
             "pgbak_check_backup_rows{database=\"app\",mode=\"full\",label=\"\"} 50".into(),
             "pgbak_check_ok{database=\"app\",mode=\"full\",label=\"\"} 1".into(),
+            "pgbak_check_pinned_backups{database=\"app\",mode=\"full\",label=\"\"} 0".into(),
+            "pgbak_check_locked_until_timestamp_seconds{database=\"we\\\"ird\",mode=\"full\",label=\"\"} 1798200000".into(),
             "# TYPE pgbak_check_ok gauge".into(),
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");

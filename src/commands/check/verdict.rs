@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::meta::Meta;
+use crate::meta::{Meta, Pin};
 use crate::storage::{BackupName, Group};
 
 /// How many of a group's newest backups the trend shows (sizes come from the listing).
@@ -29,6 +29,10 @@ pub struct Seen {
     pub rows: Option<u64>,
     /// The last `pgbak verify` of this backup: when, and whether it passed.
     pub verified: Option<(Option<DateTime<Utc>>, bool)>,
+    /// The anomaly pin in its meta.json (`pgbak unpin` lifts it).
+    pub pinned: Option<Pin>,
+    /// S3 Object Lock: the dump cannot be deleted before this (asked for the newest backup).
+    pub locked_until: Option<DateTime<Utc>>,
 }
 
 impl Seen {
@@ -41,6 +45,8 @@ impl Seen {
             size_bytes,
             rows: None,
             verified: None,
+            pinned: None,
+            locked_until: None,
         }
     }
 
@@ -62,6 +68,8 @@ impl Seen {
                     .map(|t| t.with_timezone(&Utc));
                 (at, v.passed)
             }),
+            pinned: meta.pinned.clone(),
+            locked_until: None,
         }
     }
 }
@@ -105,6 +113,14 @@ pub struct LastVerify {
     pub passed: bool,
 }
 
+/// A pinned backup of a group: retention keeps it until `pgbak unpin`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PinnedRef {
+    pub name: String,
+    pub pinned_at: String,
+    pub reason: String,
+}
+
 /// The verdict on one group (also the `--json` shape).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GroupReport {
@@ -125,6 +141,12 @@ pub struct GroupReport {
     pub last_verify: Option<LastVerify>,
     /// The newest backups, newest first (size and rows of the last runs).
     pub trend: Vec<BackupRef>,
+    /// Pinned backups among those whose meta.json was read (the anomaly check
+    /// pins the previous good backup; `pgbak list` shows every pin). Not a failure.
+    pub pinned: Vec<PinnedRef>,
+    /// S3 Object Lock retain-until of the newest backup's dump (None: not
+    /// locked, not on S3, or the bucket has no Object Lock).
+    pub locked_until: Option<String>,
 }
 
 /// Judges one group. `seen` holds its complete backups newest first, those
@@ -223,7 +245,30 @@ pub fn assess(
         newest_verified: newest_verified.map(reference),
         last_verify,
         trend: seen.iter().take(TREND).map(reference).collect(),
+        pinned: pins(seen),
+        locked_until: newest.and_then(|n| lock_of(n, now)),
     }
+}
+
+/// A backup's Object Lock retain-until, while it holds.
+fn lock_of(backup: &Seen, now: DateTime<Utc>) -> Option<String> {
+    backup
+        .locked_until
+        .filter(|until| *until > now)
+        .map(|until| until.to_rfc3339_opts(SecondsFormat::Secs, true))
+}
+
+/// The pinned backups among those read.
+fn pins(seen: &[Seen]) -> Vec<PinnedRef> {
+    seen.iter()
+        .filter_map(|s| {
+            s.pinned.as_ref().map(|p| PinnedRef {
+                name: s.name.clone(),
+                pinned_at: p.pinned_at.clone(),
+                reason: p.reason.clone(),
+            })
+        })
+        .collect()
 }
 
 /// `45s`, `12m`, `30h`, `9d`: the ages in problem lines.
@@ -269,6 +314,8 @@ pub(crate) mod tests {
             size_bytes: 1000,
             rows: Some(50),
             verified: verified.map(|ok| (Some(at + chrono::TimeDelta::minutes(5)), ok)),
+            pinned: None,
+            locked_until: None,
         }
     }
 
@@ -436,5 +483,26 @@ pub(crate) mod tests {
         );
         let missing = assess(&group(), &[], 0, 2, limits(), now());
         assert_eq!(missing.problems, ["no complete backup (2 incomplete)"]);
+    }
+
+    #[test]
+    fn pins_and_the_newest_lock_are_reported_but_do_not_fail_a_group() {
+        let mut backups = vec![seen(5, Some(true)), seen(29, Some(true)), seen(53, None)];
+        backups[1].pinned = Some(Pin {
+            pinned_at: "2026-11-24T08:00:00Z".into(),
+            reason: "total rows 100 -> 1".into(),
+        });
+        backups[0].locked_until = Some(now() + chrono::TimeDelta::days(30));
+        backups[2].locked_until = Some(now() + chrono::TimeDelta::days(28));
+        let r = assess(&group(), &backups, 3, 0, limits(), now());
+        assert!(r.ok, "{r:#?}");
+        assert_eq!(r.pinned.len(), 1);
+        assert_eq!(r.pinned[0].name, backups[1].name);
+        assert_eq!(r.pinned[0].reason, "total rows 100 -> 1");
+        assert_eq!(r.locked_until.as_deref(), Some("2026-12-25T12:00:00Z"));
+        // A retain-until in the past is no lock.
+        backups[0].locked_until = Some(now() - chrono::TimeDelta::hours(1));
+        let r = assess(&group(), &backups, 3, 0, limits(), now());
+        assert_eq!(r.locked_until, None);
     }
 }

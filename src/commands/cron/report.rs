@@ -12,11 +12,13 @@ use clap::error::{ContextKind, ContextValue};
 use clap::CommandFactory;
 
 use super::argv::mode_arg;
-use super::{alert_settings, group_of, logs, outcome_of, register_secrets};
+use super::config::{register_secrets, reporter};
+use super::{group_of, logs, outcome_of};
 use super::{Failed, Reporter, Run};
 use crate::alert::{self, Failure, Outcome, Step};
 use crate::cli::{Cli, CronReportOnly};
 use crate::error::{self, usage};
+use crate::heartbeat::Ping;
 use crate::metrics::{self, RunMetrics, Update};
 use crate::settings::choices::AlertFormat;
 use crate::{settings, ui};
@@ -39,8 +41,10 @@ pub(super) async fn finish(
                 "pgbak cron finished: every step succeeded in {}s",
                 duration.as_secs()
             ));
-            if let Some(url) = &reporter.report.heartbeat_url {
-                heartbeat(url).await;
+            if let Some(heartbeat) = &reporter.heartbeat {
+                heartbeat
+                    .send(Ping::Success, &success_summary(reporter, &run, duration))
+                    .await;
             }
             resolve_incident(reporter).await;
             if let Some(findings) = &run.anomaly {
@@ -52,13 +56,17 @@ pub(super) async fn finish(
         }
         Err(failed) => {
             let one_line = error::one_line(&failed.error);
-            ui::error(&format!(
+            let line = format!(
                 "pgbak cron failed at the {} step after {}s: {one_line}",
                 failed.step.as_str(),
                 duration.as_secs()
-            ));
+            );
+            ui::error(&line);
             let failure = failure(reporter, &run, failed.step, outcome_of(failed), &one_line);
             send_alert(reporter, &failure).await;
+            if let Some(heartbeat) = &reporter.heartbeat {
+                heartbeat.send(Ping::Fail, &line).await;
+            }
             error::exit_code(&failed.error)
         }
     };
@@ -77,8 +85,53 @@ pub(super) async fn finish(
     ExitCode::from(code)
 }
 
+/// The heartbeat's `/start` (healthchecks.io convention; nothing in plain
+/// mode), once the run holds its lock: the run's duration starts here, and a
+/// run that then hangs is noticed by the monitor's own timeout.
+pub(super) async fn started(reporter: &Reporter) {
+    if let Some(heartbeat) = &reporter.heartbeat {
+        heartbeat.send(Ping::Start, "").await;
+    }
+}
+
+/// The success ping's body: what was backed up, how big, each step's time,
+/// and the anomaly warning if there was one. Names and sizes only: no URL.
+fn success_summary(reporter: &Reporter, run: &Run, duration: std::time::Duration) -> String {
+    let group = &reporter.group;
+    let mut lines = vec![format!(
+        "pgbak cron: {} backup of {} succeeded in {}s on {}",
+        group.mode,
+        group.database,
+        duration.as_secs(),
+        settings::host_name()
+    )];
+    if let Some(made) = &run.made {
+        let uploaded = made.meta.s3.as_ref().map_or(String::new(), |s3| {
+            format!(", uploaded to s3://{}/{}", s3.bucket, s3.key)
+        });
+        lines.push(format!(
+            "backup: {} ({}){uploaded}",
+            made.meta.file,
+            ui::bytes(made.meta.size_bytes)
+        ));
+    }
+    let steps: Vec<String> = run
+        .steps
+        .iter()
+        .map(|s| format!("{} {:.1}s", s.step, s.duration.as_secs_f64()))
+        .collect();
+    if !steps.is_empty() {
+        lines.push(format!("steps: {}", steps.join(", ")));
+    }
+    if let Some(findings) = &run.anomaly {
+        lines.push(format!("warning: anomaly, {}", findings.summary()));
+    }
+    lines.join("\n")
+}
+
 /// A run that found its group's lock held: one error line, an alert with
-/// status `skipped`, the skip counted in the metrics; exit 75.
+/// status `skipped`, the skip counted in the metrics; exit 75. No heartbeat:
+/// the run holding the lock is the one being watched (it pinged `/start`).
 pub(super) async fn skipped(reporter: &Reporter, run: &Run, err: &anyhow::Error) -> ExitCode {
     let one_line = error::one_line(err);
     ui::error(&format!("pgbak cron skipped: {one_line}"));
@@ -99,6 +152,10 @@ pub(super) async fn skipped(reporter: &Reporter, run: &Run, err: &anyhow::Error)
 /// reporting settings themselves parse, is logged, alerted and counted; exit 2.
 pub async fn unparsed(argv: &[OsString], err: clap::Error) -> Result<ExitCode> {
     let message = describe(argv, &err);
+    if argv.iter().any(|a| a == "--check-config") {
+        // Nothing was to run: the operator at the terminal gets the error, nobody is paged.
+        return Err(usage(message));
+    }
     let report = match settings::parse::<CronReportOnly>(["pgbak"]) {
         Ok(parsed) => parsed.report,
         Err(report_err) => {
@@ -107,30 +164,13 @@ pub async fn unparsed(argv: &[OsString], err: clap::Error) -> Result<ExitCode> {
         }
     };
     register_secrets(&report, None);
-    let run = Run {
-        started: Utc::now(),
-        clock: std::time::Instant::now(),
-        log: None,
-        steps: Vec::new(),
-        made: None,
-        anomaly: None,
-    };
+    let mut run = Run::new();
     let all =
         argv.iter().any(|a| a == "--all-databases") || settings::env_flag("PGBAK_ALL_DATABASES");
-    let group = group_of(mode_arg(argv), all);
-    let alert = alert_settings(&report);
-    let mut reporter = Reporter {
-        alert: None,
-        report,
-        group,
-    };
-    let mut run = run;
-    let message = match alert {
-        Ok(target) => {
-            reporter.alert = target;
-            message
-        }
-        Err(alert_err) => format!("{message}; {}", error::one_line(&alert_err)),
+    let (reporter, reporting) = reporter(&report, group_of(mode_arg(argv), all));
+    let message = match reporting {
+        Ok(()) => message,
+        Err(err) => format!("{message}; {}", error::one_line(&err)),
     };
     if let Ok(path) = logs::open(&reporter.report.log_dir, run.started) {
         run.log = Some(path);
@@ -248,17 +288,6 @@ fn format_name(format: AlertFormat) -> &'static str {
         AlertFormat::Generic => "generic",
         AlertFormat::Slack => "slack",
         AlertFormat::Pagerduty => "pagerduty",
-    }
-}
-
-async fn heartbeat(url: &str) {
-    let sent = async {
-        let client = alert::client()?;
-        alert::get(&client, url).await
-    };
-    match sent.await {
-        Ok(attempts) => ui::info(&format!("heartbeat sent ({attempts} attempt(s))")),
-        Err(err) => ui::warn(&format!("the heartbeat failed: {}", error::one_line(&err))),
     }
 }
 
