@@ -8,10 +8,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::cli::S3Args;
+use crate::encryption::decrypt::Source;
 use crate::error::usage;
 use crate::meta::Meta;
 use crate::pg::client::ServerVersion;
+use crate::pg::restore::Listing;
 use crate::pg::tools::{self, PgTools};
+use crate::signals::Signals;
 use crate::storage::local::{LocalBackup, LocalStore};
 use crate::storage::s3::S3Settings;
 use crate::storage::select::{Choice, Picked, Selector};
@@ -327,6 +330,42 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header, String> {
         version,
         compression,
     })
+}
+
+/// `pg_restore --list` of the archive (decrypted on the way when encrypted).
+/// Ok(Err(detail)) when pg_restore cannot read it or the decryption failed.
+pub async fn list(
+    source: &Source,
+    tools: &PgTools,
+    signals: &mut Signals,
+) -> Result<Result<Listing, String>> {
+    let plain = source.for_list()?;
+    let listed = signals
+        .guard(crate::pg::restore::list(tools, plain.input()))
+        .await?;
+    let finished = plain.finish();
+    Ok(match (listed, finished) {
+        (Ok(_), Err(err)) => Err(crate::error::one_line(&err)),
+        (listed, _) => listed,
+    })
+}
+
+/// One line about a readable archive, as verify and restore print it.
+pub fn describe(header: &Header, listing: &Listing, tools: &PgTools, encrypted: bool) -> String {
+    format!(
+        "pg_restore --list reads {} entries ({} with table data); archive format {}, {} \
+         compression, pg_restore {}{}",
+        listing.entries,
+        listing.table_data,
+        header.version_text(),
+        header.compression.name(),
+        tools.version,
+        if encrypted {
+            "; age-encrypted, decrypted on the way"
+        } else {
+            ""
+        }
+    )
 }
 
 /// The major version in a pg_dump version text ("17.10" -> 17).

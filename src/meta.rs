@@ -50,6 +50,9 @@ pub struct Verification {
     pub verified_at: String,
     pub passed: bool,
     pub pgbak_version: String,
+    /// The names of the checks that failed (as verify prints them); absent when it passed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_checks: Vec<String>,
 }
 
 /// Why retention may not delete this backup until an operator runs `pgbak unpin`.
@@ -111,6 +114,11 @@ pub struct Meta {
     /// null for a plaintext dump (also when read from a meta.json written before encryption existed).
     #[serde(default)]
     pub encryption: Option<Encryption>,
+    /// Indexes, constraints, triggers, row-level security and sequences as they
+    /// were in the dump's snapshot; verify compares the restored copy with them.
+    /// Absent in data-only backups and in backups made before pgbak recorded them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_objects: Option<crate::pg::catalog::Catalog>,
 }
 
 /// Database-level properties, as read from pg_database and pg_db_role_setting.
@@ -262,6 +270,7 @@ pub(crate) mod tests {
             cluster_run: None,
             globals: None,
             encryption: None,
+            schema_objects: None,
         }
     }
 

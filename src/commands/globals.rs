@@ -8,7 +8,7 @@
 //! (RDS, Cloud SQL, Azure) refuse even to their admin role: then the globals
 //! are taken again with `--no-role-passwords` and meta.json says so.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 
 use super::backup::{BackupJob, Began, Made, Output};
 use crate::meta::{GlobalsInfo, Meta};
@@ -105,7 +105,7 @@ async fn dump_globals(
         databases,
     };
     let mut out = run(job.no_role_passwords).await?;
-    if !out.success && !job.no_role_passwords && out.stderr.contains("pg_authid") {
+    if !out.success() && !job.no_role_passwords && out.stderr.contains("pg_authid") {
         info.role_passwords = false;
         info.note = Some(format!(
             "this user may not read pg_authid (a managed service, or no superuser): the globals \
@@ -114,16 +114,8 @@ async fn dump_globals(
         ));
         out = run(true).await?;
     }
-    if !out.success {
-        bail!(
-            "pg_dumpall --globals-only failed (exit {}): {}",
-            out.code.map_or("signal".to_owned(), |c| c.to_string()),
-            if out.stderr.is_empty() {
-                "no error output"
-            } else {
-                &out.stderr
-            }
-        );
+    if !out.success() {
+        return Err(out.failure("pg_dumpall --globals-only").into());
     }
     if !out.stdout.contains("PostgreSQL database cluster dump") {
         return Err(anyhow!(

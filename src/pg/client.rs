@@ -296,19 +296,58 @@ pub async fn unlogged_tables(client: &Client) -> Result<Vec<(String, String)>> {
 pub async fn row_counts(client: &Client, tables: &[(String, String)]) -> Result<Vec<TableRows>> {
     let mut out = Vec::with_capacity(tables.len());
     for (schema, name) in tables {
-        let sql = format!("SELECT count(*) FROM ONLY {}", qualified(schema, name));
-        let row = client
-            .query_one(&sql, &[])
-            .await
-            .with_context(|| format!("counting rows of {schema}.{name}"))?;
-        let rows: i64 = row.get(0);
+        let rows = count_rows(client, schema, name)
+            .await?
+            .with_context(|| format!("counting rows of {schema}.{name}: the table is gone"))?;
         out.push(TableRows {
             schema: schema.clone(),
             name: name.clone(),
-            rows: Some(u64::try_from(rows).unwrap_or_default()),
+            rows: Some(rows),
         });
     }
     Ok(out)
+}
+
+/// The exact row count of one table, its partitions or children not
+/// included; None when the table does not exist.
+pub async fn count_rows(client: &Client, schema: &str, name: &str) -> Result<Option<u64>> {
+    let sql = format!("SELECT count(*) FROM ONLY {}", qualified(schema, name));
+    match client.query_one(&sql, &[]).await {
+        Ok(row) => Ok(Some(
+            u64::try_from(row.get::<_, i64>(0)).unwrap_or_default(),
+        )),
+        Err(err) if err.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("counting rows of {schema}.{name}")),
+    }
+}
+
+/// The extensions of `wanted` that the server cannot install (not in
+/// `pg_available_extensions`), in order.
+pub async fn unavailable_extensions(
+    client: &Client,
+    wanted: &std::collections::BTreeSet<String>,
+) -> Result<Vec<String>> {
+    let rows = client
+        .query("SELECT name::text FROM pg_available_extensions", &[])
+        .await
+        .context("listing the server's available extensions")?;
+    let available: std::collections::BTreeSet<String> = rows.iter().map(|r| r.get(0)).collect();
+    Ok(wanted.difference(&available).cloned().collect())
+}
+
+/// What to install for missing extensions (pgvector's package is named after it).
+pub fn install_hint(missing: &[String], server_major: u32) -> String {
+    let packages: Vec<String> = missing
+        .iter()
+        .map(|e| match e.as_str() {
+            "vector" => format!("postgresql-{server_major}-pgvector"),
+            other => format!("the package providing {other} for PostgreSQL {server_major}"),
+        })
+        .collect();
+    format!(
+        "install {} on that server (Debian/Ubuntu, PGDG repository), or verify with --target-url / --ephemeral where it is installed",
+        packages.join(", ")
+    )
 }
 
 /// The Alembic revision in `alembic_version` (first one on the search path),
@@ -477,6 +516,12 @@ mod tests {
         ] {
             assert_eq!(session_options(given), want, "{given:?}");
         }
+    }
+
+    #[test]
+    fn pgvector_hint_names_the_package_for_the_server() {
+        let hint = install_hint(&["vector".to_owned()], 16);
+        assert!(hint.contains("postgresql-16-pgvector"), "{hint}");
     }
 
     #[test]

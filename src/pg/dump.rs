@@ -61,7 +61,7 @@ pub async fn stream(
     ui::debug(&format!("running {}", tools::describe(&cmd)));
     let (mut child, source, stderr) = spawn(cmd, job.tools)?;
     let pump = pipeline::spawn_pump(source, sinks, job.recipients.cloned(), "dumping");
-    let catalog = Alongside::read(client, job.mode, job.server, job.snapshot.standby);
+    let catalog = Alongside::read(client, job);
 
     // The pump ends when pg_dump closes its output (done or dead) or a write fails.
     let (pumped, sinks) = await_pump(&mut child, pump, signals).await?;
@@ -75,13 +75,9 @@ pub async fn stream(
     let stderr = stderr.await.unwrap_or_default();
     if !status.success() {
         catalog.abort();
-        let said = if stderr.is_empty() {
-            "no error output"
-        } else {
-            &stderr
-        };
         let why = explain(job, &stderr).await;
-        return Err(anyhow!("pg_dump failed ({status}): {why}{said}"));
+        let failed = tools::ChildFailed::new("pg_dump", status, &stderr);
+        return Err(anyhow!("{why}{failed}"));
     }
     if !stderr.is_empty() {
         ui::warn(&format!("pg_dump: {stderr}"));
@@ -171,10 +167,11 @@ async fn await_pump(
 struct Alongside(JoinHandle<(Result<Catalog>, Client)>);
 
 impl Alongside {
-    fn read(client: Client, mode: Mode, server: &ServerVersion, standby: bool) -> Alongside {
-        let server = server.clone();
+    fn read(client: Client, job: &DumpJob<'_>) -> Alongside {
+        let (mode, server) = (job.mode, job.server.clone());
+        let (standby, sequences) = (job.snapshot.standby, job.snapshot.sequences.clone());
         Alongside(tokio::spawn(async move {
-            let catalog = snapshot::read_catalog(&client, mode, &server, standby).await;
+            let catalog = snapshot::read_catalog(&client, mode, &server, standby, sequences).await;
             // Keep the transaction (and so the snapshot) open until pg_dump is done.
             (catalog, client)
         }))

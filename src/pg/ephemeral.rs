@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use tokio::process::{Child, Command};
 
 use super::tools::PgTools;
@@ -240,13 +240,7 @@ impl Ephemeral {
             .arg(&data)
             .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"])
             .args(["--no-sync", "--no-instructions"]);
-        let out = crate::pg::tools::run(cmd, "initdb").await?;
-        if !out.success {
-            bail!(
-                "initdb for the throwaway cluster failed: {}",
-                out.stderr.trim()
-            );
-        }
+        crate::pg::tools::run_ok(cmd, "initdb for the throwaway cluster").await?;
         // Throwaway: durability is worthless here, speed is not.
         let conf = format!(
             "\n# pgbak verify --ephemeral\nlisten_addresses = ''\nunix_socket_directories = '{}'\n\
@@ -291,10 +285,12 @@ impl Ephemeral {
             if let Some(server) = self.server.as_mut() {
                 if let Ok(Some(status)) = server.try_wait() {
                     let log = std::fs::read_to_string(log_path).unwrap_or_default();
-                    return Err(anyhow!(
-                        "the throwaway postgres exited ({status}): {}",
-                        crate::pg::restore::one_line(&log)
-                    ));
+                    return Err(crate::pg::tools::ChildFailed::new(
+                        "the throwaway postgres",
+                        status,
+                        &log,
+                    )
+                    .into());
                 }
             }
             if crate::pg::client::connect(&conn).await.is_ok() {

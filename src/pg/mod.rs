@@ -2,6 +2,7 @@
 //! catalog queries, TLS, and the client tools (pg_dump, pg_restore, ...); a
 //! database's own properties and the server's globals, which no dump carries.
 
+pub mod catalog;
 pub mod client;
 pub mod dbprops;
 pub mod dump;
@@ -11,6 +12,7 @@ pub mod replay;
 pub mod restore;
 pub mod selection;
 pub mod snapshot;
+pub mod tempdb;
 pub mod tls;
 pub mod tools;
 pub mod url;

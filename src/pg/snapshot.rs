@@ -1,26 +1,37 @@
 //! The instant a backup describes: a REPEATABLE READ transaction exports its
 //! snapshot, pg_dump imports it (`--snapshot`), and the same transaction reads
 //! the catalog facts meta.json records (row counts, extensions, alembic,
-//! database properties, roles), so dump and counts describe one instant.
+//! database properties, roles, schema objects), so dump and counts describe
+//! one instant.
 
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use tokio_postgres::Client;
 
+use super::catalog;
 use super::client::{self, ServerVersion};
 use crate::meta::{DatabaseProperties, TableRows};
 use crate::mode::Mode;
+use crate::signals::Signals;
 
-/// The exported snapshot pg_dump shares, and whether it was taken on a standby.
+/// The exported snapshot pg_dump shares, whether it was taken on a standby,
+/// and the sequences read in it before pg_dump started.
 pub struct Snapshot {
     pub id: String,
     pub standby: bool,
+    pub sequences: Option<Vec<catalog::Sequence>>,
 }
 
 impl Snapshot {
-    /// Opens the REPEATABLE READ transaction whose snapshot pg_dump shares.
-    pub async fn export(client: &Client, standby: bool) -> Result<Snapshot> {
+    /// Opens the REPEATABLE READ transaction whose snapshot pg_dump shares,
+    /// and reads the sequences in it (see [`catalog::sequences_for_backup`]).
+    pub async fn export(
+        client: &Client,
+        standby: bool,
+        mode: Mode,
+        signals: &mut Signals,
+    ) -> Result<Snapshot> {
         client
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await
@@ -30,7 +41,14 @@ impl Snapshot {
             .await
             .context("exporting the snapshot")?
             .get(0);
-        Ok(Snapshot { id, standby })
+        let sequences = signals
+            .guard(catalog::sequences_for_backup(client, mode))
+            .await?;
+        Ok(Snapshot {
+            id,
+            standby,
+            sequences,
+        })
     }
 }
 
@@ -43,6 +61,8 @@ pub struct Catalog {
     pub unlogged_skipped: Vec<String>,
     pub properties: DatabaseProperties,
     pub roles: Vec<String>,
+    /// Indexes, constraints, triggers, RLS, and the sequences read before pg_dump.
+    pub schema_objects: Option<catalog::Catalog>,
 }
 
 /// The catalog in the snapshot. On a standby the rows of unlogged tables
@@ -53,7 +73,9 @@ pub async fn read_catalog(
     mode: Mode,
     server: &ServerVersion,
     standby: bool,
+    sequences: Option<Vec<catalog::Sequence>>,
 ) -> Result<Catalog> {
+    let schema_objects = catalog::for_backup(client, sequences).await?;
     let properties = client::database_properties(client, server).await?;
     let roles = client::dependent_roles(client).await?;
     let extensions = client::extensions(client).await?;
@@ -95,5 +117,6 @@ pub async fn read_catalog(
             .collect(),
         properties,
         roles,
+        schema_objects,
     })
 }

@@ -2,9 +2,9 @@
 //! running them with the connection in their environment, never in argv.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, ChildStderr, Command};
 
@@ -245,10 +245,20 @@ pub fn drain_stderr(
 
 /// Output of a finished child.
 pub struct Finished {
-    pub success: bool,
-    pub code: Option<i32>,
+    pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
+}
+
+impl Finished {
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+
+    /// The failure of this run, for an error or a report line.
+    pub fn failure(&self, what: &str) -> ChildFailed {
+        ChildFailed::new(what, self.status, &self.stderr)
+    }
 }
 
 /// Runs `cmd` to completion with stdout and stderr captured.
@@ -260,25 +270,73 @@ pub async fn run(mut cmd: Command, what: &str) -> Result<Finished> {
         .await
         .with_context(|| format!("waiting for {what}"))?;
     Ok(Finished {
-        success: out.status.success(),
-        code: out.status.code(),
+        status: out.status,
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
     })
 }
 
-/// Runs `cmd` and fails with its stderr quoted when it exits non-zero.
+/// Runs `cmd` and fails with [`ChildFailed`] when it does not exit 0.
 pub async fn run_ok(cmd: Command, what: &str) -> Result<Finished> {
     let out = run(cmd, what).await?;
-    if !out.success {
-        return Err(anyhow!(
-            "{what} failed (exit {}): {}",
-            out.code.map_or("signal".to_owned(), |c| c.to_string()),
-            out.stderr
-        ));
+    if !out.success() {
+        return Err(out.failure(what).into());
     }
     Ok(out)
 }
+
+/// A child process that did not succeed: what it was, how it ended (exit
+/// code or signal), and the end of what it said. Every "X failed (exit N):
+/// stderr" that pgbak prints is one of these (modelled on ripgrep's `CommandError`).
+#[derive(Debug)]
+pub struct ChildFailed {
+    /// What ran, as the operator knows it (`pg_dumpall --globals-only`).
+    pub what: String,
+    pub status: ExitStatus,
+    /// The last [`STDERR_TAIL`] bytes of its stderr (or log), trimmed.
+    pub stderr: String,
+}
+
+/// How much of a failed child's stderr an error quotes: the end, where the reason is.
+pub const STDERR_TAIL: usize = 4000;
+
+impl ChildFailed {
+    pub fn new(what: impl Into<String>, status: ExitStatus, stderr: &str) -> ChildFailed {
+        let stderr = stderr.trim();
+        let mut start = stderr.len().saturating_sub(STDERR_TAIL);
+        while !stderr.is_char_boundary(start) {
+            start += 1;
+        }
+        ChildFailed {
+            what: what.into(),
+            status,
+            stderr: stderr[start..].to_owned(),
+        }
+    }
+
+    /// `exit 1`, or `killed by signal 9`.
+    pub fn ending(&self) -> String {
+        use std::os::unix::process::ExitStatusExt;
+        match (self.status.code(), self.status.signal()) {
+            (Some(code), _) => format!("exit {code}"),
+            (None, Some(signal)) => format!("killed by signal {signal}"),
+            (None, None) => "no exit status".to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for ChildFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let said = if self.stderr.is_empty() {
+            "no error output".to_owned()
+        } else {
+            crate::pg::restore::one_line(&self.stderr)
+        };
+        write!(f, "{} failed ({}): {said}", self.what, self.ending())
+    }
+}
+
+impl std::error::Error for ChildFailed {}
 
 /// The gzip level when pg_dump has no zstd. Measured with PostgreSQL 16's pg_dump
 /// on the fixture at scale 4 (420 MB database), against the scripts' `--compress=9`
@@ -332,6 +390,28 @@ pub fn pg_dump_compress_arg(major: u32, spec: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_child_says_how_it_ended_and_quotes_the_end_of_its_stderr() {
+        use std::os::unix::process::ExitStatusExt;
+        let exited = ChildFailed::new(
+            "pg_dumpall --globals-only",
+            ExitStatus::from_raw(1 << 8),
+            "  role x\nis missing  ",
+        );
+        assert_eq!(
+            exited.to_string(),
+            "pg_dumpall --globals-only failed (exit 1): role x | is missing"
+        );
+        let killed = ChildFailed::new("alembic stamp head", ExitStatus::from_raw(9), "");
+        assert_eq!(
+            killed.to_string(),
+            "alembic stamp head failed (killed by signal 9): no error output"
+        );
+        let long = format!("{}é{}", "x".repeat(STDERR_TAIL), "the reason");
+        let tail = ChildFailed::new("pg_restore", ExitStatus::from_raw(1 << 8), &long);
+        assert!(tail.stderr.len() <= STDERR_TAIL && tail.stderr.ends_with("the reason"));
+    }
 
     #[test]
     fn versions_from_every_packaging() {

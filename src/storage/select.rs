@@ -122,6 +122,7 @@ mod tests {
             verified_at: "2026-11-25T03:00:00Z".into(),
             passed,
             pgbak_version: "0.1.0".into(),
+            failed_checks: Vec::new(),
         });
         meta
     }

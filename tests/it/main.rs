@@ -29,3 +29,4 @@ mod trust_signals;
 mod trust_standby;
 mod verdict;
 mod verify;
+mod verify_schema;

@@ -96,7 +96,7 @@ pub fn write_meta(dump: &Path, meta: &Value) {
 }
 
 /// `pgbak verify --json <dump> <extra>` against the database's server.
-fn verify_cmd(db: &TestDb<'_>, dump: &Path, extra: &[&str]) -> Command {
+pub fn verify_cmd(db: &TestDb<'_>, dump: &Path, extra: &[&str]) -> Command {
     let mut cmd = support::pgbak(db.pg());
     cmd.arg("verify")
         .arg(dump)
@@ -106,7 +106,7 @@ fn verify_cmd(db: &TestDb<'_>, dump: &Path, extra: &[&str]) -> Command {
     cmd
 }
 
-fn run_json(cmd: &mut Command) -> (Output, Value) {
+pub fn run_json(cmd: &mut Command) -> (Output, Value) {
     let out = cmd.output().expect("running pgbak verify");
     let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -117,7 +117,7 @@ fn run_json(cmd: &mut Command) -> (Output, Value) {
     (out, report)
 }
 
-fn status<'r>(report: &'r Value, check: &str) -> &'r str {
+pub fn status<'r>(report: &'r Value, check: &str) -> &'r str {
     report["checks"]
         .as_array()
         .expect("checks")
@@ -128,7 +128,7 @@ fn status<'r>(report: &'r Value, check: &str) -> &'r str {
         .unwrap()
 }
 
-fn detail<'r>(report: &'r Value, check: &str) -> &'r str {
+pub fn detail<'r>(report: &'r Value, check: &str) -> &'r str {
     report["checks"]
         .as_array()
         .unwrap()
@@ -148,7 +148,7 @@ pub fn verify_dbs(pg: &Pg, db: &str) -> Vec<String> {
         .collect()
 }
 
-const ALL: [&str; 9] = [
+const ALL: [&str; 14] = [
     "meta.json",
     "checksum",
     "archive readable",
@@ -158,6 +158,11 @@ const ALL: [&str; 9] = [
     "row counts match",
     "extensions present",
     "alembic revision matches",
+    "indexes match",
+    "constraints match",
+    "triggers match",
+    "row-level security matches",
+    "sequences match",
 ];
 
 fn assert_all_pass(out: &Output, report: &Value) {
@@ -197,7 +202,7 @@ fn verify_passes_a_good_dump_and_leaves_no_temp_db() {
         .mode();
     assert_eq!(mode & 0o777, 0o600, "meta.json stays private");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.matches("PASS  ").count(), 9, "{stderr}");
+    assert_eq!(stderr.matches("PASS  ").count(), 14, "{stderr}");
 }
 
 #[test]

@@ -280,7 +280,7 @@ async fn dump_from(
     // The snapshot is exported only now, after S3 was contacted, so it never
     // idles while a slow or unreachable store is tried.
     let streamed = async {
-        let snapshot = Snapshot::export(&client, standby).await?;
+        let snapshot = Snapshot::export(&client, standby, job.mode, signals).await?;
         let run = DumpJob {
             conn: &job.conn,
             tools: &tools,
@@ -315,6 +315,7 @@ async fn dump_from(
         unlogged_tables_skipped: catalog.unlogged_skipped,
         database_properties: Some(catalog.properties),
         roles: Some(catalog.roles),
+        schema_objects: catalog.schema_objects,
         ..output.meta(job, &pumped, &server, &tools)
     };
     let (made, upload_failure) = output.commit(job, sinks.file, meta, signals).await?;

@@ -182,6 +182,7 @@ impl Output {
             roles: None,
             cluster_run: job.cluster_run.clone(),
             globals: None,
+            schema_objects: None,
             encryption: job.recipients.as_ref().map(|r| Encryption {
                 format: "age".to_owned(),
                 recipients: r.texts(),

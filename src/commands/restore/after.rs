@@ -1,0 +1,117 @@
+//! What restore checks after pg_restore: every table's rows against meta.json
+//! (a table on stdout), the alembic revision, and `alembic stamp head` when asked.
+
+use anyhow::Result;
+
+use crate::meta::Meta;
+use crate::pg::client;
+use crate::pg::selection::Resolved;
+use crate::ui;
+
+/// Step 6: row counts and the alembic revision against meta.json (a
+/// selective restore need not include alembic_version). False on a mismatch
+/// of the rows; the revision only warns.
+pub(super) async fn check_restored(
+    target: &tokio_postgres::Client,
+    meta: &Meta,
+    selection: Option<&Resolved>,
+) -> Result<bool> {
+    let rows_match = compare_rows(target, meta, selection).await?;
+    if selection.is_some() {
+        return Ok(rows_match);
+    }
+    let have = client::alembic_revision(target).await.ok().flatten();
+    if have == meta.alembic_revision {
+        ui::info(&format!(
+            "alembic revision {} matches the backup",
+            have.as_deref().unwrap_or("(none)")
+        ));
+    } else {
+        ui::warn(&format!(
+            "alembic revision is {} but the backup's meta.json says {}: if the application \
+             is newer than this backup, run `alembic upgrade head`",
+            have.as_deref().unwrap_or("(none)"),
+            meta.alembic_revision.as_deref().unwrap_or("(none)")
+        ));
+    }
+    Ok(rows_match)
+}
+
+/// Prints every table's rows, backup vs restored, on stdout. With --table or
+/// --schema only the selected tables are compared. True when all match.
+pub(super) async fn compare_rows(
+    client: &tokio_postgres::Client,
+    meta: &Meta,
+    selection: Option<&Resolved>,
+) -> Result<bool> {
+    let selected = |schema: &str, name: &str| selection.is_none_or(|s| s.contains(schema, name));
+    let wanted: Vec<_> = meta
+        .tables
+        .iter()
+        .filter(|t| t.rows.is_some() && selected(&t.schema, &t.name))
+        .collect();
+    if wanted.is_empty() {
+        ui::info("row counts: nothing to compare (the backup records none for the selection)");
+        return Ok(true);
+    }
+    let width = wanted
+        .iter()
+        .map(|t| t.schema.len() + t.name.len() + 1)
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    ui::stdout_line(&format!(
+        "{:<width$}  {:>12}  {:>12}  result",
+        "table", "backup", "restored"
+    ));
+    let mut all_match = true;
+    for table in wanted {
+        let want = table.rows.unwrap_or_default();
+        let have = client::count_rows(client, &table.schema, &table.name).await?;
+        let (shown, ok) = match have {
+            Some(n) => (n.to_string(), n == want),
+            None => ("missing".to_owned(), false),
+        };
+        all_match &= ok;
+        ui::stdout_line(&format!(
+            "{:<width$}  {:>12}  {:>12}  {}",
+            format!("{}.{}", table.schema, table.name),
+            want,
+            shown,
+            if ok { "ok" } else { "MISMATCH" }
+        ));
+    }
+    if all_match {
+        ui::info("row counts match the backup's meta.json");
+    } else {
+        ui::error("row counts differ from the backup's meta.json (see the table on stdout)");
+    }
+    Ok(all_match)
+}
+
+/// `alembic stamp head`, when alembic is on PATH (as the scripts did: without it,
+/// a warning). False when it ran and failed.
+pub(super) async fn alembic_stamp() -> bool {
+    let Some(alembic) = crate::settings::find_on_path("alembic") else {
+        ui::warn("--alembic-stamp: alembic is not on PATH; the revision was not stamped");
+        return true;
+    };
+    let mut cmd = tokio::process::Command::new(&alembic);
+    cmd.args(["stamp", "head"])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    match crate::pg::tools::run(cmd, "alembic stamp head").await {
+        Ok(out) if out.success() => {
+            ui::info(&format!("ran {} stamp head", alembic.display()));
+            true
+        }
+        Ok(out) => {
+            ui::error(&out.failure("alembic stamp head").to_string());
+            false
+        }
+        Err(err) => {
+            ui::error(&crate::error::one_line(&err));
+            false
+        }
+    }
+}

@@ -1,0 +1,504 @@
+//! `pgbak restore`: put a backup into the database of DATABASE_URL / PG*.
+//!
+//! The steps, in order:
+//! 1. without a terminal and without `--no-confirm`: refuse at once (exit 2);
+//! 2. find the backup; an encrypted one (`.dump.age`) needs an identity that
+//!    fits (exit 2 otherwise); check its SHA-256 against meta.json, read its
+//!    header and `pg_restore --list`: nothing touches the target before the
+//!    backup is known good;
+//! 3. ask the operator to type the database name (host, port, database, backup shown);
+//! 4. `--create-db`: terminate sessions, drop and recreate the database with the
+//!    properties meta.json recorded (owner, locale, settings, ACL; see [`crate::pg::dbprops`]);
+//! 5. pg_restore `--jobs N`, with owners and privileges when every role the backup
+//!    needs exists on the target (else it stops, naming them, unless `--no-owner`),
+//!    harmless warnings told from errors;
+//! 6. row counts against meta.json (printed on stdout), the alembic revision against
+//!    meta.json, and `alembic stamp head` only when asked.
+//!
+//! This file runs the steps; `target.rs` holds what is done to the target before
+//! pg_restore (confirmation, --create-db, selections), `after.rs` the checks after it.
+
+mod after;
+mod target;
+
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::archive::{self, Header, Located, MetaState, Wanted};
+use crate::cli::RestoreArgs;
+use crate::encryption::decrypt::{Plain, Source};
+use crate::error::usage;
+use crate::meta::Meta;
+use crate::mode::Mode;
+use crate::pg::client::{self, quote_ident};
+use crate::pg::restore::{self as pg_restore, Listing, RestoreJob};
+use crate::pg::selection::{self, Resolved};
+use crate::pg::tools::PgTools;
+use crate::pg::url::ConnSettings;
+use crate::settings::commands::GlobalSettings;
+use crate::signals::Signals;
+use crate::storage::select::Selector;
+use crate::ui;
+
+use target::{confirm, create_schemas, maintenance_conn, recreate_database, write_list};
+
+pub async fn run(global: &GlobalSettings, args: RestoreArgs) -> Result<ExitCode> {
+    if args.all_databases {
+        return super::cluster::restore_all(global, args).await;
+    }
+    let conn = crate::settings::connection()?;
+    Ok(if restore_into(global, &args, &conn).await? {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(crate::error::FAILED)
+    })
+}
+
+/// Restores one backup into `conn`'s database. Ok(false): the restore ran but
+/// a check failed (exit 1).
+pub async fn restore_into(
+    global: &GlobalSettings,
+    args: &RestoreArgs,
+    conn: &ConnSettings,
+) -> Result<bool> {
+    // 1: never hang waiting for an answer nobody can give.
+    if !args.no_confirm && !std::io::stdin().is_terminal() {
+        return Err(usage(
+            "refusing to restore: stdin is not a terminal, so nobody can confirm; \
+             pass --no-confirm to restore without asking",
+        ));
+    }
+    pg_restore::validate_memory_setting(&args.maintenance_work_mem)?;
+    let mut signals = Signals::new()?;
+
+    // 2: the backup, checked before the target is touched.
+    let backup = open_backup(args, conn, &mut signals).await?;
+    let (admin, plan) = plan(global, args, conn, &backup, &mut signals).await?;
+    // An encrypted backup for a parallel restore is decrypted now (into an
+    // unnamed scratch file), so a failure here leaves the target untouched.
+    let (plain, jobs) = signals
+        .guard(backup.source.for_restore(args.jobs.max(1)))
+        .await
+        .with_context(|| format!("not restoring {}", backup.located.dump.display()))?;
+
+    // 3: the operator confirms, naming the database.
+    if !args.no_confirm {
+        confirm(
+            conn,
+            &backup.located.dump,
+            backup.meta(),
+            args.create_db,
+            &mut signals,
+        )
+        .await?;
+    }
+
+    // 4: a fresh database when asked.
+    let mut not_restored = prepare_target(args, conn, &backup, &admin, &plan, &mut signals).await?;
+    drop(admin);
+
+    // 5: pg_restore (an encrypted backup decrypted on the way in).
+    let clock = std::time::Instant::now();
+    let outcome = run_pg_restore(args, conn, &backup, &plan, plain, jobs, &mut signals).await?;
+    let mut failed = !judge_restore(&outcome, clock, plan.server_major, &mut not_restored);
+
+    // 6: the restored database against meta.json.
+    let target = signals.guard(client::connect(conn)).await?;
+    if let Some(meta) = backup.meta() {
+        failed |= !after::check_restored(&target, meta, plan.selection.as_ref()).await?;
+    }
+    if args.alembic_stamp && !after::alembic_stamp().await {
+        failed = true;
+    }
+    if failed {
+        ui::error(&format!(
+            "restore of {} into {} FAILED (see above)",
+            backup.located.dump.display(),
+            quote_ident(&conn.dbname)
+        ));
+        return Ok(false);
+    }
+    ui::info(&format!(
+        "restore complete: {} into database {} on {} ({}){}",
+        backup.located.dump.display(),
+        quote_ident(&conn.dbname),
+        conn.endpoint(),
+        if plan.owners {
+            "owners and privileges restored"
+        } else {
+            "without owners and privileges"
+        },
+        if not_restored.is_empty() {
+            String::new()
+        } else {
+            format!("; not carried over: {}", not_restored.join("; "))
+        }
+    ));
+    Ok(true)
+}
+
+/// The backup as found: where, its meta.json, and the (decrypting) reader.
+struct Backup {
+    located: Located,
+    meta_state: MetaState,
+    source: Source,
+    header: Header,
+}
+
+impl Backup {
+    fn meta(&self) -> Option<&Meta> {
+        self.meta_state.meta()
+    }
+}
+
+/// Step 2a: finds the backup and checks what needs no server: that it is a
+/// database backup of the target (or allowed), an identity that fits, the
+/// checksum, the header.
+async fn open_backup(
+    args: &RestoreArgs,
+    conn: &ConnSettings,
+    signals: &mut Signals,
+) -> Result<Backup> {
+    let located = archive::locate(&Wanted {
+        backup: args.backup.as_deref(),
+        backup_dir: &args.backup_dir,
+        from_s3: args.from_s3,
+        s3: &args.s3,
+        select: &Selector {
+            database: conn.dbname.clone(),
+            mode: Mode::Full,
+            include_failed: args.include_failed,
+        },
+    })
+    .await?;
+    let meta_state = archive::read_meta(&located);
+    let meta = meta_state.meta();
+    if meta.is_some_and(|m| m.mode == Mode::Globals) {
+        return Err(usage(format!(
+            "{} is a globals backup (roles and tablespaces as plain SQL from pg_dumpall), not a \
+             database: restore it with `pgbak restore --all-databases` or `psql -f`",
+            located.dump.display()
+        )));
+    }
+    if let Some(meta) = meta.filter(|m| m.database != conn.dbname) {
+        if !args.allow_other_database {
+            return Err(usage(format!(
+                "not restoring: {} is a backup of database {:?}, the target is {:?}; \
+                 pass --allow-other-database to restore it there anyway",
+                located.dump.display(),
+                meta.database,
+                conn.dbname
+            )));
+        }
+        ui::warn(&format!(
+            "restoring a backup of database {:?} into database {:?} (--allow-other-database)",
+            meta.database, conn.dbname
+        ));
+    }
+    let source = Source::open(
+        &located.dump,
+        meta,
+        args.decrypt.identity_file.as_deref(),
+        args.decrypt.scratch_dir.as_deref(),
+    )?;
+    match &meta_state {
+        MetaState::Read(meta) => {
+            match signals
+                .guard(archive::check_checksum(&located.dump, meta))
+                .await?
+            {
+                Ok(detail) => ui::info(&format!("checksum: {detail}")),
+                Err(detail) => bail!("not restoring {}: {detail}", located.dump.display()),
+            }
+        }
+        MetaState::Unavailable(why) => ui::warn(&format!(
+            "{why}: the checksum cannot be checked, and row counts and the alembic revision \
+             cannot be compared afterwards"
+        )),
+    }
+    let header = source
+        .header()?
+        .map_err(|detail| anyhow!("not restoring {}: {detail}", located.dump.display()))?;
+    Ok(Backup {
+        located,
+        meta_state,
+        source,
+        header,
+    })
+}
+
+/// What the restore will do, decided before the target is touched.
+struct Plan {
+    server_major: u32,
+    tools: PgTools,
+    selection: Option<Resolved>,
+    /// pg_restore's `-L` list for an exact `--table` selection.
+    list_file: Option<tempfile::NamedTempFile>,
+    roles: BTreeSet<String>,
+    owners: bool,
+}
+
+/// Step 2b: the target server: a pg_restore for it and the archive, the
+/// archive's table of contents, an exact selection (exit 2 on a miss), the
+/// extensions and the roles the backup needs. Also returns a session on the
+/// target server (on another database with --create-db).
+async fn plan(
+    global: &GlobalSettings,
+    args: &RestoreArgs,
+    conn: &ConnSettings,
+    backup: &Backup,
+    signals: &mut Signals,
+) -> Result<(tokio_postgres::Client, Plan)> {
+    let admin = signals
+        .guard(client::connect(&maintenance_conn(conn, args.create_db)))
+        .await
+        .map_err(|err| {
+            if args.create_db {
+                err
+            } else {
+                err.context("the target database must exist (or pass --create-db to create it)")
+            }
+        })?;
+    let server = client::server_version(&admin).await?;
+    let meta = backup.meta();
+    let tools = archive::pick_tools(
+        global.pg_bin_dir.as_deref(),
+        &backup.header,
+        meta,
+        Some(&server),
+    )
+    .map_err(usage)?;
+    let listing = archive::list(&backup.source, &tools, signals)
+        .await?
+        .map_err(|detail| anyhow!("not restoring {}: {detail}", backup.located.dump.display()))?;
+    ui::info(&archive::describe(
+        &backup.header,
+        &listing,
+        &tools,
+        backup.source.encrypted(),
+    ));
+    let selection = select(args, &listing)?;
+    let list_file = match selection.as_ref().and_then(|s| s.list.as_deref()) {
+        Some(list) => Some(write_list(list)?),
+        None => None,
+    };
+    if selection.is_none() {
+        let wanted: BTreeSet<String> = match meta {
+            Some(meta) => meta.extensions.keys().cloned().collect(),
+            None => listing.extensions.iter().cloned().collect(),
+        };
+        let missing = client::unavailable_extensions(&admin, &wanted).await?;
+        if !missing.is_empty() {
+            bail!(
+                "not restoring: the server at {} lacks the extension(s) {}; {}",
+                conn.endpoint(),
+                missing.join(", "),
+                client::install_hint(&missing, server.major())
+            );
+        }
+    }
+    let roles = client::role_names(&admin).await?;
+    let owners = owners_wanted(args.no_owner, meta, &roles, conn)?;
+    let plan = Plan {
+        server_major: server.major(),
+        tools,
+        selection,
+        list_file,
+        roles,
+        owners,
+    };
+    Ok((admin, plan))
+}
+
+/// `--table`/`--schema` resolved against the archive's table of contents:
+/// exact, or nothing is touched (exit 2). None without a selection.
+fn select(args: &RestoreArgs, listing: &Listing) -> Result<Option<Resolved>> {
+    if args.tables.is_empty() && args.schemas.is_empty() {
+        return Ok(None);
+    }
+    let toc = selection::parse_toc(&listing.toc);
+    let resolved = selection::resolve(&toc, &args.tables, &args.schemas)
+        .map_err(|detail| usage(format!("not restoring: {detail}")))?;
+    let described: Vec<String> = if resolved.tables.is_empty() {
+        resolved
+            .schemas
+            .iter()
+            .map(|s| format!("schema {s}"))
+            .collect()
+    } else {
+        resolved
+            .tables
+            .iter()
+            .map(|(s, t)| format!("{s}.{t}"))
+            .collect()
+    };
+    ui::info(&format!("selected: {}", described.join(", ")));
+    Ok(Some(resolved))
+}
+
+/// Step 4: with --create-db, the database dropped and created again with its
+/// recorded properties; for a schema selection, the schemas pg_restore `-n`
+/// does not create. Returns what could not be carried over.
+async fn prepare_target(
+    args: &RestoreArgs,
+    conn: &ConnSettings,
+    backup: &Backup,
+    admin: &tokio_postgres::Client,
+    plan: &Plan,
+    signals: &mut Signals,
+) -> Result<Vec<String>> {
+    let mut not_restored = Vec::new();
+    if args.create_db {
+        not_restored = recreate_database(
+            admin,
+            &conn.dbname,
+            backup.meta().and_then(|m| m.database_properties.as_ref()),
+            &plan.roles,
+            plan.owners,
+        )
+        .await?;
+        ui::info(&format!(
+            "dropped and created database {} on {}",
+            quote_ident(&conn.dbname),
+            conn.endpoint()
+        ));
+        for item in &not_restored {
+            ui::warn(&format!("not restored: {item}"));
+        }
+    }
+    if plan.list_file.is_none() {
+        if let Some(resolved) = &plan.selection {
+            // pg_restore -n restores a schema's objects, not the schema itself.
+            create_schemas(conn, &resolved.schemas, signals).await?;
+        }
+    }
+    Ok(not_restored)
+}
+
+/// Step 5: pg_restore into the target, reading `plain` (the archive, or its
+/// decryption), with the plan's selection and owners.
+async fn run_pg_restore(
+    args: &RestoreArgs,
+    conn: &ConnSettings,
+    backup: &Backup,
+    plan: &Plan,
+    plain: Plain,
+    jobs: u32,
+    signals: &mut Signals,
+) -> Result<pg_restore::Outcome> {
+    ui::info(&format!(
+        "restoring {} into database {} on {} with {} jobs (maintenance_work_mem {})",
+        backup.located.dump.display(),
+        quote_ident(&conn.dbname),
+        conn.endpoint(),
+        jobs,
+        args.maintenance_work_mem
+    ));
+    let mut outcome = pg_restore::restore(
+        &RestoreJob {
+            tools: &plan.tools,
+            conn,
+            input: plain.input(),
+            jobs,
+            maintenance_work_mem: &args.maintenance_work_mem,
+            list_file: plan.list_file.as_ref().map(tempfile::NamedTempFile::path),
+            schemas: if plan.list_file.is_some() {
+                &[]
+            } else {
+                &args.schemas
+            },
+            owners: plan.owners,
+        },
+        signals,
+    )
+    .await?;
+    if let Err(err) = plain.finish() {
+        outcome.errors.push(crate::error::one_line(&err));
+    }
+    Ok(outcome)
+}
+
+/// Step 5's verdict: warnings shown, objects not created named (and added to
+/// `not_restored`), errors printed. True when pg_restore succeeded.
+fn judge_restore(
+    outcome: &pg_restore::Outcome,
+    clock: std::time::Instant,
+    server_major: u32,
+    not_restored: &mut Vec<String>,
+) -> bool {
+    for warning in pg_restore::distinct(&outcome.warnings) {
+        ui::warn(&format!("pg_restore (harmless): {warning}"));
+    }
+    for object in &outcome.not_created {
+        ui::warn(&format!(
+            "not restored: {object} (a role it names does not exist on this server; create \
+             the roles first, e.g. from a globals backup, then restore again)"
+        ));
+        not_restored.push(format!("{object} (role missing)"));
+    }
+    if outcome.succeeded() {
+        ui::info(&format!(
+            "pg_restore finished in {:.1}s ({} harmless warning(s))",
+            clock.elapsed().as_secs_f64(),
+            outcome.warnings.len()
+        ));
+        return true;
+    }
+    for error in pg_restore::distinct(&outcome.errors) {
+        ui::error(&format!("pg_restore: {error}"));
+    }
+    let mut err = pg_restore::failure(outcome);
+    if let Some(ext) = outcome.missing_extension() {
+        err = err.context(client::install_hint(
+            std::slice::from_ref(&ext),
+            server_major,
+        ));
+    }
+    ui::error(&crate::error::one_line(&err));
+    false
+}
+
+/// Whether pg_restore restores owners and privileges: yes when every role the
+/// backup depends on exists on the target; an error naming the missing ones
+/// otherwise; no with `--no-owner`, and for backups whose meta.json predates
+/// role recording (restored as before, with a warning).
+fn owners_wanted(
+    no_owner: bool,
+    meta: Option<&Meta>,
+    roles: &BTreeSet<String>,
+    conn: &ConnSettings,
+) -> Result<bool> {
+    if no_owner {
+        return Ok(false);
+    }
+    let Some(needed) = meta.and_then(|m| m.roles.as_ref()) else {
+        ui::warn(
+            "the backup does not record the roles it needs (no meta.json, or one written by an \
+             older pgbak): restoring without owners and privileges, as with --no-owner",
+        );
+        return Ok(false);
+    };
+    let missing = missing_roles(needed, roles);
+    if !missing.is_empty() {
+        bail!(
+            "not restoring: the backup's owners and grants need the role(s) {} that do not exist on {}; \
+             restore the roles first (pgbak restore --all-databases, or psql -f the globals backup) \
+             or pass --no-owner to restore without owners and privileges",
+            missing.join(", "),
+            conn.endpoint()
+        );
+    }
+    Ok(true)
+}
+
+/// The roles of `needed` that `existing` lacks, in order.
+pub fn missing_roles(needed: &[String], existing: &BTreeSet<String>) -> Vec<String> {
+    needed
+        .iter()
+        .filter(|r| !existing.contains(*r))
+        .cloned()
+        .collect()
+}

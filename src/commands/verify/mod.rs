@@ -1,0 +1,490 @@
+//! `pgbak verify`: prove a backup restores.
+//!
+//! The checks, in order, each printed as one PASS/FAIL line:
+//! 1. meta.json is there and readable (without it the checks that need it are skipped, and
+//!    verify fails: a backup without its meta.json is not complete);
+//! 2. SHA-256 and size equal meta.json, before anything else: a truncated dump can still
+//!    pass `pg_restore --list`;
+//! 3. the archive is readable: `PGDMP` header, a pg_restore new enough and built with the
+//!    archive's compression, `pg_restore --list`;
+//! 4. a temporary database `<db>_verify_<UTC ts>` is created: on the source server, on
+//!    `--target-url`, or in a throwaway `--ephemeral` cluster (where the globals backup
+//!    beside the dump is replayed first, so owners, grants and policies are restored too);
+//! 5. pg_restore succeeds (harmless warnings allowed);
+//! 6. the expected tables exist; 7. every table's row count equals meta.json;
+//! 8. every extension of the source exists; 9. the alembic revision equals meta.json;
+//! 10. to 14. every index, constraint, trigger, row-level security policy and switch,
+//!     and sequence meta.json recorded is in the copy, defined the same way (same
+//!     server major) and, for sequences, not behind (`pg::catalog`).
+//!
+//! This file runs the steps; `report.rs` holds the checks' outcomes, `target.rs`
+//! where the copy goes (and its removal), `checks.rs` checks 6 to 14. The checks on
+//! the copy race the stop signals. The temporary database (or cluster) is removed on
+//! every way out, signals included, unless `--no-cleanup`. The result, with the names
+//! of the failed checks, is recorded in meta.json's `verification`.
+
+mod checks;
+mod options;
+mod report;
+mod target;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use chrono::{SecondsFormat, Utc};
+
+use crate::archive::{self, Header, Located, MetaState, Wanted};
+use crate::cli::VerifyArgs;
+use crate::encryption::decrypt::Source;
+use crate::meta::{Meta, Verification};
+use crate::mode::Mode;
+use crate::pg::client::{self, install_hint, quote_ident};
+use crate::pg::restore::{self as pg_restore, Listing, RestoreJob};
+use crate::pg::tools::PgTools;
+use crate::settings::commands::GlobalSettings;
+use crate::signals::Signals;
+use crate::storage::select::Selector;
+use crate::ui;
+
+pub use options::{split_table, Target, VerifyOptions, DEFAULT_TABLES};
+pub use report::{Check, CheckId, Report, Status};
+use target::{Place, Prepared, Server};
+
+pub async fn run(global: &GlobalSettings, args: VerifyArgs) -> Result<ExitCode> {
+    let opts = VerifyOptions::from_args(global, &args)?;
+    let mut signals = Signals::new()?;
+    let located = archive::locate(&Wanted {
+        backup: args.backup.as_deref(),
+        backup_dir: &args.backup_dir,
+        from_s3: args.from_s3,
+        s3: &args.s3,
+        select: &Selector {
+            database: opts.conn.dbname.clone(),
+            mode: args.mode,
+            include_failed: args.include_failed,
+        },
+    })
+    .await?;
+    let report = verify_located(&opts, &located, &mut signals).await?;
+    if args.json {
+        ui::stdout_line(&serde_json::to_string_pretty(&report).context("encoding the report")?);
+    }
+    Ok(if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(crate::error::FAILED)
+    })
+}
+
+/// Verifies the local backup `dump` (its meta.json beside it). Check failures
+/// are in the report; `Err` is an interruption (exit 130/143) or a fault of
+/// pgbak's own surroundings. The temporary database or cluster is gone when
+/// this returns, whichever way, unless `opts.no_cleanup`.
+pub async fn verify_backup(
+    opts: &VerifyOptions,
+    dump: &Path,
+    signals: &mut Signals,
+) -> Result<Report> {
+    verify_located(opts, &Located::local(dump), signals).await
+}
+
+/// One verify's inputs, read-only for every step.
+pub(super) struct Run<'a> {
+    opts: &'a VerifyOptions,
+    located: &'a Located,
+    source: &'a Source,
+    meta_state: &'a MetaState,
+}
+
+impl Run<'_> {
+    fn meta(&self) -> Option<&Meta> {
+        self.meta_state.meta()
+    }
+}
+
+pub async fn verify_located(
+    opts: &VerifyOptions,
+    located: &Located,
+    signals: &mut Signals,
+) -> Result<Report> {
+    let clock = Instant::now();
+    let mut report = Report::new(located);
+    ui::info(&format!("verifying {}", located.dump.display()));
+    let meta_state = archive::read_meta(located);
+    // A missing or wrong identity is a usage error (exit 2) before anything is touched.
+    let source = Source::open(
+        &located.dump,
+        meta_state.meta(),
+        opts.identity_file.as_deref(),
+        opts.scratch_dir.as_deref(),
+    )?;
+    let run = Run {
+        opts,
+        located,
+        source: &source,
+        meta_state: &meta_state,
+    };
+    let mut place: Option<Place> = None;
+    let outcome = run_checks(&run, signals, &mut report, &mut place).await;
+    if let Some(place) = place {
+        target::remove(opts.no_cleanup, place, &mut report).await;
+    }
+    outcome?;
+    report.passed = report.failed().is_empty();
+    report.duration_seconds = (clock.elapsed().as_secs_f64() * 10.0).round() / 10.0;
+    summarize(&report, located);
+    if let (MetaState::Read(meta), Some(path)) = (&meta_state, &located.meta_path) {
+        if opts.record && !located.temporary && report.could_not_run.is_none() {
+            if let Err(err) = record(meta, path, &report) {
+                ui::warn(&format!(
+                    "could not record the result in {}: {}",
+                    path.display(),
+                    crate::error::one_line(&err)
+                ));
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// The last line: passed, failed (naming the checks), or could not run.
+fn summarize(report: &Report, located: &Located) {
+    let failed: Vec<&str> = report.failed().into_iter().map(CheckId::name).collect();
+    if report.passed {
+        ui::info(&format!(
+            "verify passed: {} checks in {:.1}s ({})",
+            report.checks.len(),
+            report.duration_seconds,
+            located.dump.display()
+        ));
+    } else if report.could_not_run.is_some() {
+        ui::error(&format!(
+            "verify could not run (no server to restore into), so {} is neither passed nor \
+             failed; nothing recorded in its meta.json",
+            located.dump.display()
+        ));
+    } else {
+        ui::error(&format!(
+            "verify FAILED: {} of {} checks failed ({}): {}",
+            failed.len(),
+            report.checks.len(),
+            failed.join(", "),
+            located.dump.display()
+        ));
+    }
+}
+
+/// Writes `verification` into meta.json (atomically; the other keys as they were).
+fn record(meta: &Meta, path: &Path, report: &Report) -> Result<()> {
+    let mut meta = meta.clone();
+    meta.verification = Some(Verification {
+        verified_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        passed: report.passed,
+        pgbak_version: env!("CARGO_PKG_VERSION").to_owned(),
+        failed_checks: report
+            .failed()
+            .into_iter()
+            .map(|c| c.name().to_owned())
+            .collect(),
+    });
+    meta.write(path)
+}
+
+/// The steps; each either goes on or has already said in the report why the
+/// rest is skipped. `Err` is an interruption or a fault of pgbak's own.
+async fn run_checks(
+    run: &Run<'_>,
+    signals: &mut Signals,
+    report: &mut Report,
+    place: &mut Option<Place>,
+) -> Result<()> {
+    if !meta_and_checksum(run, signals, report).await? {
+        return Ok(());
+    }
+    let Some(archive) = open_archive(run, signals, report).await? else {
+        return Ok(());
+    };
+    if run.meta().is_some_and(|m| m.mode == Mode::Data) {
+        // Rows without tables: there is nothing to restore them into.
+        report.skip_rest(
+            "a data-only backup cannot be restored on its own (it creates no tables, indexes \
+             or policies); verify the full backup of the same database",
+        );
+        return Ok(());
+    }
+    let Some(prepared) =
+        target::prepare(run, archive.server, &archive.tools, signals, report, place).await?
+    else {
+        return Ok(());
+    };
+    let extensions: BTreeSet<String> = match run.meta() {
+        Some(meta) => meta.extensions.keys().cloned().collect(),
+        None => archive.listing.extensions.iter().cloned().collect(),
+    };
+    let copy = signals.guard(client::connect(&prepared.copy_conn)).await?;
+    if !restore_copy(
+        run,
+        &archive.tools,
+        &prepared,
+        &copy,
+        &extensions,
+        signals,
+        report,
+    )
+    .await?
+    {
+        return Ok(());
+    }
+    check_copy(run, &prepared, &copy, &extensions, signals, report).await
+}
+
+/// Checks 1-2: meta.json, and the checksum before anything reads the archive.
+/// False when the file does not match its checksum (the rest is skipped).
+async fn meta_and_checksum(
+    run: &Run<'_>,
+    signals: &mut Signals,
+    report: &mut Report,
+) -> Result<bool> {
+    let meta = match run.meta_state {
+        MetaState::Read(meta) => {
+            report.pass(
+                CheckId::Meta,
+                run.located
+                    .meta_path
+                    .as_ref()
+                    .map_or_else(String::new, |p| p.display().to_string()),
+            );
+            meta
+        }
+        MetaState::Unavailable(why) => {
+            report.fail(
+                CheckId::Meta,
+                format!(
+                    "{why}; without it these checks are skipped: {}, {}, {} and the schema \
+                     objects (extensions are taken from the archive)",
+                    CheckId::Checksum,
+                    CheckId::Rows,
+                    CheckId::Alembic
+                ),
+            );
+            report.skip(CheckId::Checksum, "no meta.json to compare with");
+            return Ok(true);
+        }
+    };
+    let checked = signals
+        .guard(archive::check_checksum(&run.located.dump, meta))
+        .await?;
+    match checked {
+        Ok(detail) => {
+            report.pass(CheckId::Checksum, detail);
+            Ok(true)
+        }
+        Err(detail) => {
+            report.fail(CheckId::Checksum, detail);
+            report.skip_rest("the file does not match its checksum");
+            Ok(false)
+        }
+    }
+}
+
+/// The archive, readable, and the server to restore into (None for --ephemeral).
+struct Opened {
+    tools: PgTools,
+    listing: Listing,
+    server: Option<Server>,
+}
+
+/// Check 3: the header, the target server (its version decides the tools),
+/// a pg_restore that reads the archive, and its table of contents.
+async fn open_archive(
+    run: &Run<'_>,
+    signals: &mut Signals,
+    report: &mut Report,
+) -> Result<Option<Opened>> {
+    let header: Header = match run.source.header()? {
+        Ok(header) => header,
+        Err(detail) => {
+            report.fail(CheckId::Archive, detail);
+            report.skip_rest("the archive cannot be read");
+            return Ok(None);
+        }
+    };
+    let server = match run.opts.target {
+        Target::Ephemeral => None,
+        Target::SourceServer | Target::Url(_) => match target::connect(run, signals, report).await?
+        {
+            Some(server) => Some(server),
+            None => return Ok(None),
+        },
+    };
+    let tools = match archive::pick_tools(
+        run.opts.pg_bin_dir.as_deref(),
+        &header,
+        run.meta(),
+        server.as_ref().map(|s| &s.version),
+    ) {
+        Ok(tools) => tools,
+        Err(detail) => {
+            report.fail(CheckId::Archive, detail);
+            report.skip_rest("no pg_restore that can read the archive");
+            return Ok(None);
+        }
+    };
+    match archive::list(run.source, &tools, signals).await? {
+        Ok(listing) => {
+            report.pass(
+                CheckId::Archive,
+                archive::describe(&header, &listing, &tools, run.source.encrypted()),
+            );
+            Ok(Some(Opened {
+                tools,
+                listing,
+                server,
+            }))
+        }
+        Err(detail) => {
+            report.fail(CheckId::Archive, detail);
+            report.skip_rest("the archive cannot be read");
+            Ok(None)
+        }
+    }
+}
+
+/// Check 5: pg_restore into the temporary database, after making sure the
+/// server has every extension the archive needs. False when it could not run.
+async fn restore_copy(
+    run: &Run<'_>,
+    tools: &PgTools,
+    prepared: &Prepared,
+    copy: &tokio_postgres::Client,
+    extensions: &BTreeSet<String>,
+    signals: &mut Signals,
+    report: &mut Report,
+) -> Result<bool> {
+    let missing = client::unavailable_extensions(copy, extensions).await?;
+    if !missing.is_empty() {
+        report.fail(
+            CheckId::Restore,
+            format!(
+                "the verify server ({}) lacks the extension(s) {}: {}",
+                report.target.clone().unwrap_or_default(),
+                missing.join(", "),
+                install_hint(&missing, prepared.server_major)
+            ),
+        );
+        report.skip_rest("the restore could not run");
+        return Ok(false);
+    }
+    let clock = Instant::now();
+    let (plain, jobs) = match signals.guard(run.source.for_restore(run.opts.jobs)).await {
+        Ok(opened) => opened,
+        Err(err) if crate::error::exit_code(&err) != crate::error::FAILED => return Err(err),
+        Err(err) => {
+            report.fail(CheckId::Restore, crate::error::one_line(&err));
+            report.skip_rest("the archive could not be decrypted");
+            return Ok(false);
+        }
+    };
+    ui::info(&format!(
+        "restoring into {} with {} jobs (maintenance_work_mem {})",
+        quote_ident(&prepared.name),
+        jobs,
+        run.opts.maintenance_work_mem
+    ));
+    let mut outcome = pg_restore::restore(
+        &RestoreJob {
+            tools,
+            conn: &prepared.copy_conn,
+            input: plain.input(),
+            jobs,
+            maintenance_work_mem: &run.opts.maintenance_work_mem,
+            list_file: None,
+            schemas: &[],
+            owners: prepared.owners,
+        },
+        signals,
+    )
+    .await?;
+    if let Err(err) = plain.finish() {
+        outcome.errors.push(crate::error::one_line(&err));
+    }
+    for warning in pg_restore::distinct(&outcome.warnings) {
+        ui::warn(&format!("pg_restore (harmless): {warning}"));
+    }
+    report.pg_restore_warnings = outcome.warnings.clone();
+    if outcome.succeeded() && !outcome.not_created.is_empty() {
+        // The rows are there, but a copy without its policies is not the backup.
+        report.fail(
+            CheckId::Restore,
+            format!(
+                "pg_restore could not create {} object(s) because a role they name does not \
+                 exist on the verify server: {}. Create the roles first (a globals backup, \
+                 `pgbak restore --all-databases`), or verify with --target-url on a server \
+                 that has them",
+                outcome.not_created.len(),
+                outcome.not_created.join(", ")
+            ),
+        );
+    } else if outcome.succeeded() {
+        report.pass(
+            CheckId::Restore,
+            format!(
+                "pg_restore finished in {:.1}s ({} harmless warning(s))",
+                clock.elapsed().as_secs_f64(),
+                outcome.warnings.len()
+            ),
+        );
+    } else {
+        let mut detail = pg_restore::failure(&outcome).to_string();
+        if let Some(ext) = outcome.missing_extension() {
+            detail = format!(
+                "{detail}. {}",
+                install_hint(std::slice::from_ref(&ext), prepared.server_major)
+            );
+        }
+        report.fail(CheckId::Restore, detail);
+    }
+    Ok(true)
+}
+
+/// Checks 6-14 on the copy, racing the stop signals (a count can wait on a
+/// lock). A copy that cannot be read (the server went away) fails the checks
+/// not yet decided; the report still prints.
+async fn check_copy(
+    run: &Run<'_>,
+    prepared: &Prepared,
+    copy: &tokio_postgres::Client,
+    extensions: &BTreeSet<String>,
+    signals: &mut Signals,
+    report: &mut Report,
+) -> Result<()> {
+    let expected = checks::Expected {
+        meta: run.meta(),
+        tables: &run.opts.expected_tables,
+        extensions,
+    };
+    let checked = signals
+        .guard(checks::on_copy(
+            copy,
+            &expected,
+            prepared.server_major,
+            report,
+        ))
+        .await;
+    if let Err(err) = checked {
+        // A stop (signal or --timeout) is no verdict on the copy.
+        if crate::error::exit_code(&err) != crate::error::FAILED
+            || crate::signals::pending().is_some()
+        {
+            return Err(err);
+        }
+        report.fail_rest_on_copy(&format!(
+            "reading the restored copy: {}",
+            crate::error::one_line(&err)
+        ));
+    }
+    Ok(())
+}

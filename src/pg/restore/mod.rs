@@ -1,0 +1,315 @@
+//! Running pg_restore for verify and restore: reading an archive's table of
+//! contents, restoring it tuned for speed, and telling pg_restore's harmless
+//! complaints (a role that does not exist here, a setting the older server
+//! does not know) from errors that mean the copy is incomplete.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::process::{Child, Command};
+
+use super::tools::{self, PgTools};
+use super::url::ConnSettings;
+use crate::error::{interrupted, usage};
+use crate::signals::Signals;
+use crate::ui;
+
+mod verdict;
+pub use verdict::{
+    classify, distinct, failure, judge, missing_extension, one_line, Outcome, STDERR_CAP,
+};
+
+/// Where pg_restore reads the archive: a file (seekable, so `--jobs` works) or
+/// its stdin, a pipe fed by the caller (one job: pg_restore cannot seek a pipe).
+#[derive(Debug)]
+pub enum Input {
+    File(std::path::PathBuf),
+    /// The read end; each pg_restore gets a duplicate as its stdin.
+    Pipe(std::fs::File),
+}
+
+impl Input {
+    /// Adds the archive to pg_restore's command line (or its stdin).
+    fn attach(&self, cmd: &mut Command) -> Result<()> {
+        match self {
+            Input::File(path) => {
+                cmd.arg(path);
+            }
+            Input::Pipe(read) => {
+                let dup = read
+                    .try_clone()
+                    .context("passing the archive to pg_restore")?;
+                cmd.stdin(Stdio::from(dup));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What `pg_restore --list` found.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    /// Entries in the table of contents.
+    pub entries: usize,
+    /// `TABLE DATA` entries.
+    pub table_data: usize,
+    /// Extensions the archive creates.
+    pub extensions: Vec<String>,
+    /// pg_restore's warnings (an unsupported compression shows up here).
+    pub warnings: String,
+    /// The table of contents as printed (what `--table` is resolved against).
+    pub toc: String,
+}
+
+/// Reads the archive's table of contents without connecting anywhere. A
+/// pg_restore built without the archive's compression only warns here and
+/// fails later, at the first data block: that warning is an error for us.
+pub async fn list(tools: &PgTools, input: &Input) -> Result<Result<Listing, String>> {
+    let mut cmd = Command::new(tools.tool("pg_restore"));
+    cmd.arg("--list").stdin(Stdio::null()).kill_on_drop(true);
+    input.attach(&mut cmd)?;
+    let out = tools::run(cmd, "pg_restore --list").await?;
+    let pg_restore = tools.tool("pg_restore");
+    if !out.success() {
+        return Ok(Err(out
+            .failure(&format!("{} --list", pg_restore.display()))
+            .to_string()));
+    }
+    if out.stderr.contains("does not support compression") {
+        return Ok(Err(format!(
+            "{} (PostgreSQL {}) was built without the archive's compression method and cannot read its data: {}. \
+             Use a pg_restore built with it (PGDG's packages have gzip, lz4 and zstd) through --pg-bin-dir / PGBAK_PG_BIN_DIR",
+            pg_restore.display(),
+            tools.version,
+            one_line(&out.stderr)
+        )));
+    }
+    let mut listing = Listing {
+        entries: 0,
+        table_data: 0,
+        extensions: Vec::new(),
+        warnings: out.stderr,
+        toc: out.stdout.clone(),
+    };
+    for line in out.stdout.lines() {
+        if line.trim().is_empty() || line.starts_with(';') {
+            continue;
+        }
+        listing.entries += 1;
+        // `5; 3079 16385 EXTENSION - vector ` / `3460; 0 16400 TABLE DATA public users postgres`
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(3) == Some(&"TABLE") && fields.get(4) == Some(&"DATA") {
+            listing.table_data += 1;
+        }
+        if fields.get(3) == Some(&"EXTENSION") {
+            if let Some(name) = fields.get(5) {
+                listing.extensions.push((*name).to_owned());
+            }
+        }
+    }
+    Ok(Ok(listing))
+}
+
+/// One pg_restore into one database.
+#[derive(Debug, Clone)]
+pub struct RestoreJob<'a> {
+    pub tools: &'a PgTools,
+    /// The target; its `dbname` is the database restored into.
+    pub conn: &'a ConnSettings,
+    pub input: &'a Input,
+    pub jobs: u32,
+    /// `maintenance_work_mem` for the restore's sessions ("default": the server's).
+    pub maintenance_work_mem: &'a str,
+    /// `-L`: restore only these TOC lines (an exact `--table` selection).
+    pub list_file: Option<&'a Path>,
+    /// `-n`: restore only these schemas.
+    pub schemas: &'a [String],
+    /// Restore owners and privileges (every role the dump needs exists on the
+    /// target); false is pg_restore `--no-owner --no-privileges`.
+    pub owners: bool,
+}
+
+/// Checks a `maintenance_work_mem` value before it goes into PGOPTIONS.
+pub fn validate_memory_setting(value: &str) -> Result<()> {
+    if value == "default" {
+        return Ok(());
+    }
+    let digits = value.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &value[digits.len()..];
+    if digits.is_empty()
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || !["", "kB", "MB", "GB", "TB"].contains(&unit)
+    {
+        return Err(usage(format!(
+            "invalid --maintenance-work-mem {value:?}: expected a size such as 512MB or 1GB, or \"default\""
+        )));
+    }
+    Ok(())
+}
+
+/// PGOPTIONS for the restore: the connection's own options plus the tuning.
+pub fn pgoptions(conn: &ConnSettings, maintenance_work_mem: &str) -> Option<String> {
+    let mut options: Vec<String> = conn.params.get("options").cloned().into_iter().collect();
+    if maintenance_work_mem != "default" {
+        options.push(format!("-c maintenance_work_mem={maintenance_work_mem}"));
+    }
+    (!options.is_empty()).then(|| options.join(" "))
+}
+
+/// libpq conninfo naming only the database (host, user, password come from
+/// the environment): any database name survives, `=` and quotes included.
+/// TCP keepalives go with it (libpq has no environment variable for them).
+pub fn dbname_conninfo(dbname: &str) -> String {
+    format!(
+        "dbname='{}' {}",
+        dbname.replace('\\', "\\\\").replace('\'', "\\'"),
+        tools::KEEPALIVE_CONNINFO
+    )
+}
+
+/// Runs pg_restore to its end, or until a signal: then pg_restore and its
+/// workers are stopped (their queries cancelled) before the error returns.
+pub async fn restore(job: &RestoreJob<'_>, signals: &mut Signals) -> Result<Outcome> {
+    let mut cmd = job.tools.command("pg_restore", job.conn);
+    if !job.owners {
+        cmd.arg("--no-owner").arg("--no-privileges");
+    }
+    cmd.arg("--no-password")
+        .arg(format!("--jobs={}", job.jobs.max(1)))
+        .arg(format!("--dbname={}", dbname_conninfo(&job.conn.dbname)));
+    if let Some(list) = job.list_file {
+        cmd.arg("--use-list").arg(list);
+    }
+    for schema in job.schemas {
+        cmd.arg(format!("--schema={schema}"));
+    }
+    job.input.attach(&mut cmd)?;
+    if let Some(options) = pgoptions(job.conn, job.maintenance_work_mem) {
+        cmd.env("PGOPTIONS", options);
+    }
+    // Its own process group: the workers pg_restore forks are stopped with it.
+    cmd.process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    ui::debug(&format!("running {}", tools::describe(&cmd)));
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", job.tools.tool("pg_restore").display()))?;
+    let mut group = Group::new(child);
+    let stderr = tools::drain_stderr(
+        group
+            .child
+            .stderr
+            .take()
+            .context("pg_restore has no stderr")?,
+        STDERR_CAP,
+    );
+    let status = tokio::select! {
+        status = group.child.wait() => status.context("waiting for pg_restore")?,
+        sig = signals.recv() => {
+            ui::warn(&format!("{}: stopping pg_restore", sig.name()));
+            group.stop().await;
+            return Err(interrupted(sig));
+        }
+    };
+    group.reaped = true;
+    let (stderr, truncated) = stderr.await.unwrap_or_default();
+    Ok(judge(&stderr, status.code(), status.signal(), truncated))
+}
+
+/// A child in its own process group, killed with its group when dropped.
+struct Group {
+    child: Child,
+    pgid: Option<i32>,
+    reaped: bool,
+}
+
+impl Group {
+    fn new(child: Child) -> Group {
+        let pgid = child.id().and_then(|id| i32::try_from(id).ok());
+        Group {
+            child,
+            pgid,
+            reaped: false,
+        }
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        if let Some(pgid) = self.pgid.filter(|p| *p > 0) {
+            // SAFETY: kill has no memory effects; a negative pid names the process group.
+            unsafe {
+                libc::kill(-pgid, sig);
+            }
+        }
+    }
+
+    /// SIGTERM (pg_restore cancels its queries on the server), then SIGKILL.
+    async fn stop(&mut self) {
+        self.signal(libc::SIGTERM);
+        if tokio::time::timeout(Duration::from_secs(3), self.child.wait())
+            .await
+            .is_err()
+        {
+            self.signal(libc::SIGKILL);
+            let _ = self.child.wait().await;
+        }
+        // Workers may outlive the leader by a moment.
+        self.signal(libc::SIGKILL);
+        self.reaped = true;
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.signal(libc::SIGKILL);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_settings_are_checked_and_options_kept() {
+        for ok in ["1GB", "512MB", "65536", "default"] {
+            assert!(validate_memory_setting(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "1 GB", "1GB -c x=y", "lots", "GB"] {
+            assert!(validate_memory_setting(bad).is_err(), "{bad}");
+        }
+        let mut conn = crate::pg::url::ConnSettings::from_url("postgresql://u@h/d", &|_| None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            pgoptions(&conn, "1GB").as_deref(),
+            Some("-c maintenance_work_mem=1GB")
+        );
+        conn.params
+            .insert("options".into(), "-c search_path=app".into());
+        assert_eq!(
+            pgoptions(&conn, "1GB").as_deref(),
+            Some("-c search_path=app -c maintenance_work_mem=1GB")
+        );
+        assert_eq!(
+            pgoptions(&conn, "default").as_deref(),
+            Some("-c search_path=app")
+        );
+    }
+
+    #[test]
+    fn conninfo_quotes_any_name() {
+        let keepalives = format!(" {}", tools::KEEPALIVE_CONNINFO);
+        assert_eq!(
+            dbname_conninfo("odd db \"name\""),
+            format!("dbname='odd db \"name\"'{keepalives}")
+        );
+        assert_eq!(
+            dbname_conninfo("a'b\\c=d"),
+            format!("dbname='a\\'b\\\\c=d'{keepalives}")
+        );
+    }
+}
