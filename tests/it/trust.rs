@@ -54,17 +54,33 @@ fn process_alive(pid: i32) -> bool {
         .is_some_and(|(_, rest)| rest.starts_with('Z'))
 }
 
+/// A superuser that logs in with `password`, named after `db` (dropped with [`drop_role`]).
+fn login_superuser(pg: &Pg, prefix: &str, db: &str, password: &str) -> String {
+    let role = format!("{prefix}_{db}");
+    pg.psql(
+        "postgres",
+        &format!(
+            "CREATE ROLE {} LOGIN SUPERUSER PASSWORD '{password}'",
+            quote_ident(&role)
+        ),
+    );
+    role
+}
+
+fn drop_role(pg: &Pg, role: &str) {
+    pg.psql("postgres", &format!("DROP ROLE {}", quote_ident(role)));
+}
+
 #[test]
 fn trust_role_timeouts_of_one_millisecond_do_not_break_a_backup() {
     let pg = pg16();
     let db = pg.fresh_db("role timeouts");
     db.load_fixture(0.05);
-    let role = format!("app_{}", db.name);
+    let role = login_superuser(pg, "app", &db.name, PASSWORD);
     pg.psql(
         "postgres",
         &format!(
-            "CREATE ROLE {r} LOGIN SUPERUSER PASSWORD '{PASSWORD}'; \
-             ALTER ROLE {r} SET statement_timeout = '1ms'; \
+            "ALTER ROLE {r} SET statement_timeout = '1ms'; \
              ALTER ROLE {r} SET lock_timeout = '1ms'; \
              ALTER ROLE {r} SET idle_in_transaction_session_timeout = '1ms'",
             r = quote_ident(&role)
@@ -81,7 +97,7 @@ fn trust_role_timeouts_of_one_millisecond_do_not_break_a_backup() {
         .arg(tmp.path())
         .output()
         .unwrap();
-    pg.psql("postgres", &format!("DROP ROLE {}", quote_ident(&role)));
+    drop_role(pg, &role);
     assert!(out.status.success(), "{}", output_text(&out));
     let names = dumps(tmp.path());
     assert_eq!(names.len(), 1);
@@ -434,15 +450,8 @@ fn trust_plus_in_a_url_query_value_is_a_plus() {
     let pg = pg16();
     let db = pg.fresh_db("plus in url");
     db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 10) g");
-    let role = format!("plus_{}", db.name);
     let password = "p+ss+word";
-    pg.psql(
-        "postgres",
-        &format!(
-            "CREATE ROLE {} LOGIN SUPERUSER PASSWORD '{password}'",
-            quote_ident(&role)
-        ),
-    );
+    let role = login_superuser(pg, "plus", &db.name, password);
     let tmp = tempfile::tempdir().unwrap();
     let url = format!(
         "postgresql://{role}@127.0.0.1:{}/{}?password={password}&application_name=a+b",
@@ -454,7 +463,7 @@ fn trust_plus_in_a_url_query_value_is_a_plus() {
         .arg(tmp.path())
         .output()
         .unwrap();
-    pg.psql("postgres", &format!("DROP ROLE {}", quote_ident(&role)));
+    drop_role(pg, &role);
     assert!(out.status.success(), "{}", output_text(&out));
     assert_eq!(dumps(tmp.path()).len(), 1);
     assert!(!String::from_utf8_lossy(&out.stderr).contains(password));
@@ -465,15 +474,8 @@ fn trust_secret_file_forms_and_short_passwords_are_scrubbed() {
     let pg = pg16();
     let db = pg.fresh_db("secret files");
     db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 10) g");
-    let role = format!("short_{}", db.name);
     let password = "Qz9";
-    pg.psql(
-        "postgres",
-        &format!(
-            "CREATE ROLE {} LOGIN SUPERUSER PASSWORD '{password}'",
-            quote_ident(&role)
-        ),
-    );
+    let role = login_superuser(pg, "short", &db.name, password);
     let tmp = tempfile::tempdir().unwrap();
     let secret = tmp.path().join("database-url");
     std::fs::write(
@@ -506,7 +508,7 @@ fn trust_secret_file_forms_and_short_passwords_are_scrubbed() {
         .arg(&out_dir)
         .output()
         .unwrap();
-    pg.psql("postgres", &format!("DROP ROLE {}", quote_ident(&role)));
+    drop_role(pg, &role);
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let text = output_text(&out);
     assert!(!text.contains(&format!(":{password}@")), "{text}");
