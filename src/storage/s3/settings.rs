@@ -47,6 +47,17 @@ pub struct S3Settings {
     pub stale_upload_age: Duration,
 }
 
+impl S3Settings {
+    /// The same settings in `bucket` (an `s3://` URI, or a backup's recorded
+    /// location, names its own bucket).
+    pub fn in_bucket(&self, bucket: &str) -> S3Settings {
+        S3Settings {
+            bucket: bucket.to_owned(),
+            ..self.clone()
+        }
+    }
+}
+
 /// `a/b` and `/a/b/` both become `a/b/`; empty stays empty.
 pub fn normalize_prefix(prefix: &str) -> String {
     let trimmed = prefix.trim_start_matches('/');
