@@ -24,7 +24,7 @@ pub enum Output {
 }
 
 impl Output {
-    fn from_flag(json: bool) -> Output {
+    pub(super) fn from_flag(json: bool) -> Output {
         if json {
             Output::Json
         } else {
@@ -145,7 +145,7 @@ impl UnpinSettings {
 }
 
 /// The S3 settings when `wanted` (a `--s3` flag): then a bucket is required.
-fn s3_if(wanted: bool, args: &crate::cli::S3Args) -> Result<Option<S3Settings>> {
+pub(super) fn s3_if(wanted: bool, args: &crate::cli::S3Args) -> Result<Option<S3Settings>> {
     wanted
         .then(|| S3Settings::from_args(args, None))
         .transpose()
