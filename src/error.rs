@@ -49,11 +49,43 @@ pub fn interrupted(signal: crate::signals::Signal) -> anyhow::Error {
     .into()
 }
 
+/// A verdict reached while looking, not a fault of pgbak's: the backup's
+/// checksum differs, its archive cannot be read, no pg_restore can read it,
+/// the server refuses a temporary database. Verify reports it as a failed
+/// check (and goes on to its report); restore refuses with it. Any other
+/// error means pgbak could not look at all.
+#[derive(Debug)]
+pub struct Finding(pub String);
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Finding {}
+
+/// A [`Finding`] as an error.
+pub fn finding(detail: impl Into<String>) -> anyhow::Error {
+    Finding(detail.into()).into()
+}
+
+/// The finding an error carries (under any context), if it is one.
+pub fn as_finding(err: &anyhow::Error) -> Option<&str> {
+    err.downcast_ref::<Finding>().map(|f| f.0.as_str())
+}
+
 /// The exit code an error maps to: the first [`Exit`] in its chain, else 1.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     err.chain()
         .find_map(|cause| cause.downcast_ref::<Exit>())
         .map_or(FAILED, |exit| exit.code)
+}
+
+/// A stop by SIGINT or SIGTERM (or `--timeout`), which ends a run that
+/// otherwise goes on past one failed item.
+pub fn is_interruption(err: &anyhow::Error) -> bool {
+    matches!(exit_code(err), SIGINT | SIGTERM)
 }
 
 /// The whole error chain on one line, as cron logs and alerts want it.
@@ -78,6 +110,16 @@ mod tests {
             .unwrap_err();
         assert_eq!(exit_code(&err), USAGE);
         assert_eq!(exit_code(&anyhow::anyhow!("plain")), FAILED);
+    }
+
+    #[test]
+    fn findings_are_told_from_faults_under_context() {
+        let err = Err::<(), _>(finding("sha256 differs"))
+            .context("verifying x.dump")
+            .unwrap_err();
+        assert_eq!(as_finding(&err), Some("sha256 differs"));
+        assert_eq!(exit_code(&err), FAILED);
+        assert_eq!(as_finding(&anyhow::anyhow!("disk full")), None);
     }
 
     #[test]

@@ -49,6 +49,7 @@ use std::process::ExitCode;
 pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     use settings::commands::{GlobalSettings, KeygenSettings, ListSettings};
     use settings::commands::{PruneSettings, UnpinSettings};
+    use settings::{check::CheckSettings, restore::RestoreSettings, verify::VerifySettings};
     let global = GlobalSettings::resolve(&cli.global);
     ui::init(global.verbosity);
     if let Some(limit) = global.timeout {
@@ -63,11 +64,15 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     }
     match cli.command {
         cli::Command::Backup(args) => commands::backup::run(&global, args).await,
-        cli::Command::Restore(args) => commands::restore::run(&global, args).await,
-        cli::Command::Verify(args) => commands::verify::run(&global, args).await,
+        cli::Command::Restore(args) => {
+            commands::restore::run(RestoreSettings::resolve(&global, args)?).await
+        }
+        cli::Command::Verify(args) => {
+            commands::verify::run(VerifySettings::resolve(&global, args)?).await
+        }
         cli::Command::Cron(args) => commands::cron::run(&global, *args).await,
         cli::Command::List(args) => commands::list::run(ListSettings::resolve(args)?).await,
-        cli::Command::Check(args) => commands::check::run(&global, args).await,
+        cli::Command::Check(args) => commands::check::run(CheckSettings::resolve(args)?).await,
         cli::Command::Keygen(args) => commands::keygen::run(KeygenSettings::resolve(args)),
         cli::Command::Prune(args) => commands::prune::run(PruneSettings::resolve(args)?).await,
         cli::Command::Unpin(args) => commands::unpin::run(UnpinSettings::resolve(args)?).await,

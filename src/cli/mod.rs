@@ -4,7 +4,8 @@
 //!
 //! One file per command group's arguments ([`backup`], [`restore`],
 //! [`verify`], [`cron`], [`check`], [`store`] for list/prune/unpin), the
-//! argument groups several commands share in [`shared`], and the value
+//! argument groups several commands share in [`shared`] (and [`source`]:
+//! the backup restore and verify read), and the value
 //! parsers in [`parse`]. Everything is re-exported here, so
 //! `pgbak::cli::BackupArgs` and `pgbak::cli::parse_duration` keep their paths.
 
@@ -14,6 +15,7 @@ mod cron;
 mod parse;
 mod restore;
 mod shared;
+mod source;
 mod store;
 mod verify;
 
@@ -31,6 +33,7 @@ pub use self::shared::{
     AnomalyArgs, BackupDirArgs, DecryptArgs, EncryptArgs, ObjectLockArgs, RetentionArgs, S3Args,
     DEFAULT_BACKUP_DIR,
 };
+pub use self::source::BackupSourceArgs;
 pub use self::store::{ListArgs, PruneArgs, UnpinArgs};
 pub use self::verify::VerifyArgs;
 pub use crate::mode::Mode;

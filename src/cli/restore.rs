@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::{BackupDirArgs, DecryptArgs, S3Args};
+use super::BackupSourceArgs;
 
 #[derive(Debug, Clone, Args)]
 #[command(after_help = "\
@@ -11,22 +11,11 @@ the newest migration without running any, which hides a backup taken before the 
 migrations. Compare the revision pgbak prints and run `alembic upgrade head` instead, \
 unless you know the schema is current.")]
 pub struct RestoreArgs {
-    /// The .dump to restore, or s3://bucket/key.dump (reading STANDARD_IA objects costs retrieval fees).
-    /// Default: the newest complete full backup of the target database in --backup-dir, skipping
-    /// (and naming) backups whose last verification failed.
-    #[arg(value_name = "BACKUP_FILE")]
-    pub backup: Option<String>,
-    /// Without BACKUP_FILE: also pick a backup whose last verification failed.
-    #[arg(long)]
-    pub include_failed: bool,
+    #[command(flatten)]
+    pub source: BackupSourceArgs,
     /// Restore a backup of another database (meta.json's `database` differs from the target's).
     #[arg(long)]
     pub allow_other_database: bool,
-    #[command(flatten)]
-    pub backup_dir: BackupDirArgs,
-    /// Restore the newest complete full backup of the target database under the S3 prefix.
-    #[arg(long, conflicts_with = "backup")]
-    pub from_s3: bool,
     /// Terminate sessions, drop and recreate the target database first, with the owner,
     /// encoding/locale, settings and privileges the backup recorded.
     #[arg(long)]
@@ -43,9 +32,6 @@ pub struct RestoreArgs {
     /// Do not ask for confirmation (required without a terminal).
     #[arg(long)]
     pub no_confirm: bool,
-    /// Parallel pg_restore jobs.
-    #[arg(long, default_value_t = 4, value_name = "N")]
-    pub jobs: u32,
     /// Restore only this table: SCHEMA.TABLE, or a name found in one schema (repeatable). Checked
     /// against the archive first: a selection matching nothing is exit 2 and touches nothing.
     #[arg(long = "table", value_name = "SCHEMA.TABLE")]
@@ -56,11 +42,4 @@ pub struct RestoreArgs {
     /// Run `alembic stamp head` afterwards (see below for why this is off by default).
     #[arg(long)]
     pub alembic_stamp: bool,
-    /// maintenance_work_mem for the restore (HNSW index builds are the slow part).
-    #[arg(long, default_value = "1GB", value_name = "SIZE")]
-    pub maintenance_work_mem: String,
-    #[command(flatten)]
-    pub decrypt: DecryptArgs,
-    #[command(flatten)]
-    pub s3: S3Args,
 }

@@ -1,4 +1,5 @@
-//! A whole server at once: `backup --all-databases` and `restore --all-databases`.
+//! A whole server at once: `backup --all-databases` (`restore --all-databases`
+//! is in `commands/restore/all.rs`).
 //!
 //! Backup: list the connectable non-template databases (new ones are picked up
 //! by the next run, nothing to configure), drop those matching
@@ -7,33 +8,20 @@
 //! meta.json and retention group. All of them record the run's id
 //! (`cluster_run` in meta.json). One database failing does not stop the
 //! others; the exit code and the error name the ones that failed.
-//!
-//! Restore: the newest globals backup and the databases of its run (locally
-//! or under the S3 prefix); the globals first (roles that exist are left as
-//! they are and reported), then every database dropped, created again with
-//! its recorded properties and restored with owners and privileges.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use serde_json::json;
 
 use super::backup::{self, apply_retention, BackupJob};
-use super::restore::restore_into;
-use crate::archive::{self, MetaState, Wanted};
-use crate::cli::{BackupArgs, RestoreArgs};
-use crate::error::{exit_code, one_line, usage, FAILED, SIGINT, SIGTERM};
-use crate::meta::Meta;
+use crate::cli::BackupArgs;
+use crate::error::{exit_code, one_line, usage, SIGINT, SIGTERM};
 use crate::mode::Mode;
 use crate::pg::client;
-use crate::pg::url::ConnSettings;
 use crate::settings::commands::GlobalSettings;
 use crate::signals::Signals;
-use crate::storage::local::LocalStore;
-use crate::storage::s3::{self, S3Settings};
-use crate::storage::select::Selector;
 use crate::ui;
 
 fn is_interruption(err: &anyhow::Error) -> bool {
@@ -216,262 +204,6 @@ async fn backup_one(
     };
     let deleted = apply_retention(job, &made).await?;
     Ok((made, deleted))
-}
-
-/// One backup of the chosen run: a local path or an `s3://` URI, and its meta.json.
-struct Member {
-    source: String,
-    meta: Meta,
-}
-
-/// The newest globals backup and the databases of its run.
-struct Run {
-    id: String,
-    globals: Member,
-    databases: Vec<Member>,
-}
-
-/// Picks the run: the newest complete globals backup that belongs to an
-/// `--all-databases` run, and every complete full backup with the same run id.
-async fn find_run(args: &RestoreArgs) -> Result<Run> {
-    let mut members: Vec<(Mode, chrono::NaiveDateTime, Member)> = Vec::new();
-    if args.from_s3 {
-        let store = s3::connect(S3Settings::from_args(&args.s3, None)?).await?;
-        for b in store.list().await? {
-            if !b.is_complete() || !matches!(b.name.mode, Mode::Full | Mode::Globals) {
-                continue;
-            }
-            if let Some(meta) = store.read_meta(&b.meta_key).await? {
-                if meta.cluster_run.is_some() {
-                    let source = store.uri(&b.dump_key);
-                    members.push((b.name.mode, b.name.timestamp, Member { source, meta }));
-                }
-            }
-        }
-    } else {
-        for b in LocalStore::new(&args.backup_dir).list()? {
-            if !b.is_complete() || !matches!(b.name.mode, Mode::Full | Mode::Globals) {
-                continue;
-            }
-            if let Ok(meta) = Meta::read(&b.meta) {
-                if meta.cluster_run.is_some() {
-                    let source = b.dump.display().to_string();
-                    members.push((b.name.mode, b.name.timestamp, Member { source, meta }));
-                }
-            }
-        }
-    }
-    let where_ = if args.from_s3 {
-        "under the S3 prefix".to_owned()
-    } else {
-        format!("in {}", args.backup_dir.display())
-    };
-    let newest = members
-        .iter()
-        .enumerate()
-        .filter(|(_, (mode, _, _))| *mode == Mode::Globals)
-        .max_by_key(|(_, (_, ts, _))| *ts)
-        .map(|(i, _)| i)
-        .ok_or_else(|| {
-            usage(format!(
-                "no complete globals backup of a `pgbak backup --all-databases` run {where_}"
-            ))
-        })?;
-    let (_, _, globals) = members.swap_remove(newest);
-    let id = globals.meta.cluster_run.clone().unwrap_or_default();
-    let mut databases: Vec<Member> = Vec::new();
-    members.sort_by_key(|(_, ts, _)| *ts);
-    for (mode, _, member) in members {
-        if mode == Mode::Full && member.meta.cluster_run.as_deref() == Some(id.as_str()) {
-            databases.retain(|m| m.meta.database != member.meta.database);
-            databases.push(member);
-        }
-    }
-    Ok(Run {
-        id,
-        globals,
-        databases,
-    })
-}
-
-pub async fn restore_all(global: &GlobalSettings, args: RestoreArgs) -> Result<ExitCode> {
-    if !args.no_confirm && !std::io::stdin().is_terminal() {
-        return Err(usage(
-            "refusing to restore: stdin is not a terminal, so nobody can confirm; \
-             pass --no-confirm to restore without asking",
-        ));
-    }
-    let conn = crate::settings::connection()?;
-    let run = find_run(&args).await?;
-    let expected = run
-        .globals
-        .meta
-        .globals
-        .as_ref()
-        .map(|g| g.databases.clone())
-        .unwrap_or_default();
-    let missing: Vec<&String> = expected
-        .iter()
-        .filter(|db| !run.databases.iter().any(|m| &m.meta.database == *db))
-        .collect();
-    ui::info(&format!(
-        "restoring run {}: the globals ({}) and {} database(s): {}",
-        run.id,
-        run.globals.source,
-        run.databases.len(),
-        run.databases
-            .iter()
-            .map(|m| m.meta.database.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
-    if !args.no_confirm {
-        confirm(&conn, &run).await?;
-    }
-    let mut signals = Signals::new()?;
-
-    // The globals first: the databases' owners and grants need the roles.
-    let applied = restore_globals(&args, &conn, &run.globals, &mut signals).await?;
-    let mut failed: Vec<String> = missing
-        .iter()
-        .map(|db| format!("{db} (the run has no complete backup of it)"))
-        .collect();
-    failed.extend(applied.failed.iter().map(|f| format!("globals: {f}")));
-
-    for member in &run.databases {
-        let db = &member.meta.database;
-        let mut one = args.clone();
-        one.all_databases = false;
-        one.backup = Some(member.source.clone());
-        one.from_s3 = false;
-        one.create_db = true;
-        one.no_confirm = true;
-        ui::info(&format!("restoring database {db:?} from {}", member.source));
-        match restore_into(global, &one, &conn.with_dbname(db)).await {
-            Ok(true) => {}
-            Ok(false) => failed.push(format!("{db} (see above)")),
-            Err(err) if is_interruption(&err) => return Err(err),
-            Err(err) => {
-                ui::error(&format!("database {db:?}: {}", one_line(&err)));
-                failed.push(format!("{db} ({})", one_line(&err)));
-            }
-        }
-    }
-    if !applied.existing_roles.is_empty() {
-        ui::info(&format!(
-            "roles that already existed and were left as they are: {}",
-            applied.existing_roles.join(", ")
-        ));
-    }
-    if !failed.is_empty() {
-        ui::error(&format!(
-            "restore of run {} FAILED for: {}",
-            run.id,
-            failed.join("; ")
-        ));
-        return Ok(ExitCode::from(FAILED));
-    }
-    ui::info(&format!(
-        "restore of run {} complete: {} role(s) created, {} database(s) restored on {}",
-        run.id,
-        applied.created_roles.len(),
-        run.databases.len(),
-        conn.endpoint()
-    ));
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Checks and applies the globals backup; returns what it did.
-async fn restore_globals(
-    args: &RestoreArgs,
-    conn: &ConnSettings,
-    member: &Member,
-    signals: &mut Signals,
-) -> Result<crate::pg::globals::Applied> {
-    let located = archive::locate(&Wanted {
-        backup: Some(&member.source),
-        backup_dir: &args.backup_dir,
-        from_s3: false,
-        s3: &args.s3,
-        // A file is named: nothing is selected.
-        select: &Selector {
-            database: conn.dbname.clone(),
-            mode: Mode::Globals,
-            include_failed: true,
-        },
-    })
-    .await?;
-    let MetaState::Read(meta) = archive::read_meta(&located) else {
-        bail!(
-            "the globals backup {} has no readable meta.json",
-            member.source
-        );
-    };
-    // An encrypted globals file needs a fitting identity (exit 2 otherwise).
-    let source = crate::encryption::decrypt::Source::open(
-        &located.dump,
-        Some(&meta),
-        args.decrypt.identity_file.as_deref(),
-        None,
-    )?;
-    if let Err(detail) = signals
-        .guard(archive::check_checksum(&located.dump, &meta))
-        .await?
-    {
-        bail!("not restoring the globals {}: {detail}", member.source);
-    }
-    // Small: decrypted in memory, never onto disk.
-    let sql = String::from_utf8(source.read_all()?)
-        .with_context(|| format!("reading {}: not UTF-8 text", located.dump.display()))?;
-    if let Some(note) = meta.globals.as_ref().and_then(|g| g.note.as_deref()) {
-        ui::warn(&format!("the globals backup says: {note}"));
-    }
-    let admin = signals.guard(client::connect(conn)).await?;
-    let applied = crate::pg::globals::apply(&admin, &sql)
-        .await
-        .map_err(|e| anyhow!("restoring the globals: {}", one_line(&e)))?;
-    ui::info(&format!(
-        "globals: {} role(s) created ({}), {} already existed and were left as they are ({})",
-        applied.created_roles.len(),
-        applied.created_roles.join(", "),
-        applied.existing_roles.len(),
-        applied.existing_roles.join(", ")
-    ));
-    for failure in &applied.failed {
-        ui::warn(&format!("globals: not restored: {failure}"));
-    }
-    Ok(applied)
-}
-
-async fn confirm(conn: &ConnSettings, run: &Run) -> Result<()> {
-    let host = conn.host.to_string();
-    eprint!(
-        "\nAbout to rebuild the server {} from run {}:\n  roles and tablespaces from {}\n  \
-         every database below is DROPPED (its sessions terminated) and created again:\n    {}\n\
-         Type the host name ({host}) to continue: ",
-        conn.endpoint(),
-        run.id,
-        run.globals.source,
-        run.databases
-            .iter()
-            .map(|m| m.meta.database.as_str())
-            .collect::<Vec<_>>()
-            .join("\n    ")
-    );
-    let mut line = String::new();
-    tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut line).map(|_| line))
-        .await
-        .context("reading the confirmation stopped unexpectedly")?
-        .context("reading the confirmation")
-        .and_then(|answer| {
-            if answer.trim_end_matches(['\n', '\r']) == host {
-                Ok(())
-            } else {
-                Err(usage(
-                    "the name typed does not match the host name: nothing was restored",
-                ))
-            }
-        })
 }
 
 #[cfg(test)]

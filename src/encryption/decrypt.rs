@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 
 use super::Identities;
 use crate::archive::Header;
-use crate::error::usage;
+use crate::error::{finding, usage};
 use crate::meta::Meta;
 use crate::pg::restore::Input;
 use crate::ui;
@@ -108,15 +108,15 @@ impl Source {
         self.identities.is_some()
     }
 
-    /// The archive header, read through the decryption when encrypted.
-    pub fn header(&self) -> Result<Result<Header, String>> {
+    /// The archive header, read through the decryption when encrypted. A
+    /// header that is not a custom archive's, or bytes that do not decrypt,
+    /// are a [`crate::error::Finding`].
+    pub fn header(&self) -> Result<Header> {
         let Some(identities) = &self.identities else {
             return crate::archive::read_header(&self.dump);
         };
-        let mut reader = match open_reader(&self.dump, identities) {
-            Ok(reader) => reader,
-            Err(err) => return Ok(Err(err.describe(&self.dump))),
-        };
+        let mut reader =
+            open_reader(&self.dump, identities).map_err(|err| finding(err.describe(&self.dump)))?;
         let mut head = [0u8; 32];
         let mut len = 0;
         while len < head.len() {
@@ -125,14 +125,14 @@ impl Source {
                 Ok(n) => len += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    return Ok(Err(format!(
+                    return Err(finding(format!(
                         "cannot decrypt {}: {e} (corrupt or truncated)",
                         self.dump.display()
                     )))
                 }
             }
         }
-        Ok(crate::archive::parse_header(&head[..len]))
+        crate::archive::parse_header(&head[..len]).map_err(finding)
     }
 
     /// The whole plaintext in memory (small files: the globals SQL).

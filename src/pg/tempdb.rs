@@ -10,6 +10,7 @@ use tokio_postgres::Client;
 
 use super::client::{self, quote_ident};
 use super::url::ConnSettings;
+use crate::error::finding;
 use crate::ui;
 
 /// `<db>_verify_<UTC ts>`, cut to PostgreSQL's 63-byte limit on a character boundary.
@@ -23,13 +24,14 @@ pub fn name_for(base: &str, at: chrono::DateTime<Utc>) -> String {
 }
 
 /// Creates the temporary database from template0 (nothing preinstalled to
-/// collide with the archive). Ok(name), or Err(detail) for the report.
+/// collide with the archive). A server that refuses is a
+/// [`crate::error::Finding`] for the report.
 pub async fn create(
     client: &Client,
     base: &str,
     conn: &ConnSettings,
     slot: &mut Option<String>,
-) -> Result<Result<String, String>> {
+) -> Result<String> {
     let first = name_for(base, Utc::now());
     for attempt in 1..=9 {
         let name = if attempt == 1 {
@@ -47,11 +49,11 @@ pub async fn create(
         match created {
             Ok(()) => {
                 mark_owner(client, &name).await;
-                return Ok(Ok(name));
+                return Ok(name);
             }
             Err(err) if err.code() == Some(&SqlState::DUPLICATE_DATABASE) => continue,
             Err(err) if err.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
-                return Ok(Err(format!(
+                return Err(finding(format!(
                     "user {:?} may not create databases on {}: grant CREATEDB, or verify with \
                      --target-url (another server) or --ephemeral (a throwaway local cluster)",
                     conn.user,
@@ -59,7 +61,7 @@ pub async fn create(
                 )))
             }
             Err(err) => {
-                return Ok(Err(format!(
+                return Err(finding(format!(
                     "creating {} on {}: {}",
                     quote_ident(&name),
                     conn.endpoint(),
@@ -69,7 +71,7 @@ pub async fn create(
             }
         }
     }
-    Ok(Err(format!(
+    Err(finding(format!(
         "creating {first}: every variant of the name is taken on {}",
         conn.endpoint()
     )))

@@ -10,15 +10,19 @@
 //! - this file adds what clap cannot: the connection (`DATABASE_URL`, else the
 //!   libpq `PG*` variables), strict booleans and the host name;
 //! - [`commands`] turns each command's parsed arguments into the typed
-//!   settings the command runs with (`XxxSettings::resolve`), at dispatch.
+//!   settings the command runs with (`XxxSettings::resolve`), at dispatch;
+//!   the larger ones have their own file ([`verify`], [`restore`], [`check`]).
 
+pub mod check;
 pub mod choices;
 pub mod commands;
 mod env;
 mod env_file;
 pub mod groups;
+pub mod restore;
 pub mod s3;
 pub mod vars;
+pub mod verify;
 
 pub use env::{
     argv, env, env_file_error, find_on_path, home_dir, parse, path_dirs, startup, temp_dir, var,

@@ -2,13 +2,68 @@
 //! complete backup *of the target database* in the mode asked (never another
 //! database's whose file name happens to look alike, never a data-only dump
 //! for a full restore), skipping backups whose recorded verification failed
-//! unless the operator asks for them. One pure function, for local disk and S3.
+//! unless the operator asks for them. One pure function ([`Selector::pick`],
+//! table-tested) and one way to feed it from any [`BackupStore`] ([`newest`]),
+//! for local disk and S3 alike.
 
 use std::collections::BTreeSet;
 
-use super::{is_backup_of, may_be_backup_of, BackupName};
+use anyhow::Result;
+
+use super::{is_backup_of, may_be_backup_of, BackupName, BackupStore};
+use crate::error::{one_line, usage};
 use crate::meta::Meta;
 use crate::mode::Mode;
+use crate::ui;
+
+/// The newest backup in `store` that `select` accepts. meta.json is read
+/// only for complete backups whose name could be the target's (one that
+/// cannot be read is named in a warning and counts as unread); newer
+/// backups skipped because their verification failed are named. Nothing
+/// eligible is a usage error (exit 2) saying what was passed over, then
+/// `advice`.
+pub async fn newest(
+    store: &impl BackupStore,
+    select: &Selector,
+    advice: &str,
+) -> Result<BackupName> {
+    let backups = store.list_backups().await?;
+    let mut metas = Vec::with_capacity(backups.len());
+    for backup in &backups {
+        let complete = backup.has_dump && backup.has_meta;
+        let meta = if complete && select.may_pick(&backup.name) {
+            store.load_meta(&backup.name).await.unwrap_or_else(|err| {
+                ui::warn(&one_line(&err));
+                None
+            })
+        } else {
+            None
+        };
+        metas.push(meta);
+    }
+    let choices: Vec<Choice> = backups
+        .iter()
+        .zip(&metas)
+        .map(|(b, meta)| Choice {
+            name: &b.name,
+            complete: b.has_dump && b.has_meta,
+            meta: meta.as_ref(),
+        })
+        .collect();
+    let picked = select.pick(&choices);
+    let Some(index) = picked.index else {
+        return Err(usage(format!(
+            "{}{advice}",
+            select.nothing_message(&picked, &store.describe())
+        )));
+    };
+    for stem in &picked.skipped_failed {
+        ui::warn(&format!(
+            "skipping {stem}: its last verification FAILED (pass --include-failed to use it)"
+        ));
+    }
+    Ok(backups[index].name.clone())
+}
 
 /// What to pick.
 #[derive(Debug, Clone)]
@@ -204,5 +259,51 @@ mod tests {
         choices[0].complete = false;
         let picked = selector("db", false).pick(&choices);
         assert_eq!(picked.index, None, "incomplete backups are never picked");
+    }
+
+    #[test]
+    fn newest_reads_any_store_and_says_what_it_passed_over() {
+        use crate::retention::apply::memory::MemoryStore;
+        let store = MemoryStore::default();
+        store.add(
+            name("db", Mode::Full, 1),
+            true,
+            Some(meta("db", Some(true))),
+        );
+        store.add(
+            name("db", Mode::Full, 2),
+            true,
+            Some(meta("db", Some(false))),
+        );
+        store.add(name("db", Mode::Full, 3), true, None);
+        store.add(
+            name("other", Mode::Full, 4),
+            true,
+            Some(meta("other", None)),
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let picked = rt
+            .block_on(newest(&store, &selector("db", false), ""))
+            .unwrap();
+        assert_eq!(
+            picked,
+            name("db", Mode::Full, 1),
+            "not the failed, not the incomplete"
+        );
+        let picked = rt
+            .block_on(newest(&store, &selector("db", true), ""))
+            .unwrap();
+        assert_eq!(picked, name("db", Mode::Full, 2));
+        let err = rt
+            .block_on(newest(&store, &selector("nobody", false), "; name a file"))
+            .unwrap_err();
+        assert_eq!(crate::error::exit_code(&err), crate::error::USAGE);
+        let text = err.to_string();
+        assert!(
+            text.contains("other databases (db, other)") && text.ends_with("; name a file"),
+            "{text}"
+        );
     }
 }

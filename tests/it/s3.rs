@@ -554,13 +554,23 @@ fn fetch(
         mode: pgbak::cli::Mode::Full,
         include_failed: false,
     };
-    let settings_for = |bucket: Option<&str>| S3Settings::from_args(args, bucket);
-    rt.block_on(pgbak::storage::s3::fetch_backup(
-        settings_for,
-        uri,
-        &select,
-        dest,
-    ))
+    rt.block_on(async {
+        let (store, key) = match uri {
+            Some(uri) => {
+                let (bucket, key) = pgbak::storage::s3::parse_uri(uri)?;
+                let settings = S3Settings::from_args(args, None)?.in_bucket(&bucket);
+                (pgbak::storage::s3::connect(settings).await?, key)
+            }
+            None => {
+                let settings = S3Settings::from_args(args, None)?;
+                let store = pgbak::storage::s3::connect(settings).await?;
+                let name = pgbak::storage::select::newest(&store, &select, "").await?;
+                let key = store.key_for(&name.dump_file());
+                (store, key)
+            }
+        };
+        pgbak::storage::s3::fetch_backup(&store, &key, dest).await
+    })
 }
 
 #[test]

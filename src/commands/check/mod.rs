@@ -21,13 +21,13 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::Semaphore;
 
-use crate::cli::CheckArgs;
-use crate::heartbeat::{Heartbeat, Ping};
+use crate::heartbeat::Ping;
 use crate::meta::Meta;
-use crate::settings::commands::GlobalSettings;
+use crate::settings::check::CheckSettings;
+use crate::settings::commands::Output;
 use crate::storage::local::LocalStore;
-use crate::storage::s3::{self, S3Settings};
-use crate::storage::{safe_database_name, BackupName, Group};
+use crate::storage::s3;
+use crate::storage::{BackupName, Group};
 use crate::ui;
 
 mod output;
@@ -59,21 +59,16 @@ struct Listed {
     s3_dump: Option<String>,
 }
 
-pub async fn run(_global: &GlobalSettings, args: CheckArgs) -> Result<ExitCode> {
-    let heartbeat = args
-        .heartbeat_url
-        .as_deref()
-        .map(|url| Heartbeat::new(url, args.heartbeat_kind))
-        .transpose()
-        .map_err(|e| crate::error::usage(crate::error::one_line(&e)))?;
-    if args.check_config {
-        return check_config(&args);
+pub async fn run(settings: CheckSettings) -> Result<ExitCode> {
+    if settings.check_config {
+        return check_config(&settings);
     }
-    if let Some(h) = &heartbeat {
+    let heartbeat = settings.heartbeat.as_ref();
+    if let Some(h) = heartbeat {
         h.send(Ping::Start, "").await;
     }
-    let outcome = check(&args).await;
-    if let Some(h) = &heartbeat {
+    let outcome = check(&settings).await;
+    if let Some(h) = heartbeat {
         match &outcome {
             Ok(o) if o.ok => h.send(Ping::Success, &o.summary.join("\n")).await,
             Ok(o) => h.send(Ping::Fail, &o.summary.join("\n")).await,
@@ -90,22 +85,22 @@ pub async fn run(_global: &GlobalSettings, args: CheckArgs) -> Result<ExitCode> 
     })
 }
 
-/// `--check-config`: the settings a check needs resolved (clap checked the
-/// limits, the caller the heartbeat URL), nothing listed, read or pinged.
-fn check_config(args: &CheckArgs) -> Result<ExitCode> {
-    let s3 = if args.s3 {
-        let settings = S3Settings::from_args(&args.s3_args, None)
-            .map_err(|e| crate::error::usage(crate::error::one_line(&e)))?;
-        format!("s3://{}/{}", settings.bucket, settings.prefix)
-    } else {
-        "off".to_owned()
+/// `--check-config`: the settings a check needs resolved (at dispatch),
+/// nothing listed, read or pinged.
+fn check_config(settings: &CheckSettings) -> Result<ExitCode> {
+    let s3 = settings.s3.as_ref().map_or_else(
+        || "off".to_owned(),
+        |s3| format!("s3://{}/{}", s3.bucket, s3.prefix),
+    );
+    let limit = |d: Option<std::time::Duration>| {
+        humantime::format_duration(d.unwrap_or_default()).to_string()
     };
     ui::info(&format!(
         "configuration OK: {} backups in {}, S3 {s3}, max age {}, max verified age {}",
-        args.mode.as_str(),
-        args.backup_dir.display(),
-        humantime::format_duration(args.max_age),
-        humantime::format_duration(args.max_verified_age),
+        settings.mode.as_str(),
+        settings.backup_dir.display(),
+        limit(settings.limits.max_age),
+        limit(settings.limits.max_verified_age),
     ));
     Ok(ExitCode::SUCCESS)
 }
@@ -116,17 +111,9 @@ struct Outcome {
     summary: Vec<String>,
 }
 
-async fn check(args: &CheckArgs) -> Result<Outcome> {
-    let limits = Limits {
-        max_age: Some(args.max_age).filter(|d| !d.is_zero()),
-        max_verified_age: Some(args.max_verified_age).filter(|d| !d.is_zero()),
-    };
-    let wanted: Vec<String> = args
-        .databases
-        .iter()
-        .map(|d| safe_database_name(d))
-        .collect();
-    let (groups, store) = list_groups(args, &wanted).await?;
+async fn check(settings: &CheckSettings) -> Result<Outcome> {
+    let limits = settings.limits;
+    let (groups, store) = list_groups(settings).await?;
 
     // 3. The meta.json files each group needs (and the newest dump's Object
     // Lock, when the bucket has it), then the verdicts.
@@ -139,14 +126,7 @@ async fn check(args: &CheckArgs) -> Result<Outcome> {
         Some(store) => object_lock_readable(store).await,
         None => false,
     };
-    let read = read_groups(
-        groups,
-        store,
-        usize::from(args.read_concurrency),
-        window_start,
-        lock,
-    )
-    .await?;
+    let read = read_groups(groups, store, settings.read_concurrency, window_start, lock).await?;
     ui::debug(&format!(
         "read {} meta.json file(s) in {:.2}s",
         read.iter().map(|r| r.reads).sum::<usize>(),
@@ -157,21 +137,21 @@ async fn check(args: &CheckArgs) -> Result<Outcome> {
         .iter()
         .map(|r| assess(&r.group, &r.seen, r.backups, r.incomplete, limits, now))
         .collect();
-    report(args, limits, &reports, now)
+    report(settings, &reports, now)
 }
 
 /// Step 4: the textfile, the table or JSON, one line per failing group.
 fn report(
-    args: &CheckArgs,
-    limits: Limits,
+    settings: &CheckSettings,
     reports: &[GroupReport],
     now: DateTime<Utc>,
 ) -> Result<Outcome> {
     let ok = !reports.is_empty() && reports.iter().all(|r| r.ok);
-    if let Some(path) = &args.prometheus {
+    let limits = settings.limits;
+    if let Some(path) = &settings.prometheus {
         write_prometheus(path, reports, now)?;
     }
-    if args.json {
+    if settings.output == Output::Json {
         let report = JsonReport {
             ok,
             checked_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
@@ -185,15 +165,15 @@ fn report(
             ui::stdout_line(&line);
         }
     }
-    let where_ = if args.s3 {
-        format!("{} or under the S3 prefix", args.backup_dir.display())
+    let where_ = if settings.s3.is_some() {
+        format!("{} or under the S3 prefix", settings.backup_dir.display())
     } else {
-        args.backup_dir.display().to_string()
+        settings.backup_dir.display().to_string()
     };
     if reports.is_empty() {
         let line = format!(
             "check failed: no {} backups found in {where_}",
-            args.mode.as_str()
+            settings.mode.as_str()
         );
         ui::error(&line);
         return Ok(Outcome {
@@ -262,18 +242,18 @@ async fn object_lock_readable(store: &s3::Store) -> bool {
 /// with their backups newest first, plus an empty group for each `--database`
 /// that has none. Returns the connected store for the meta.json reads.
 async fn list_groups(
-    args: &CheckArgs,
-    wanted: &[String],
+    settings: &CheckSettings,
 ) -> Result<(BTreeMap<Group, Vec<Listed>>, Option<s3::Store>)> {
+    let wanted = &settings.databases;
     let selected = |name: &BackupName| {
-        name.mode == args.mode
-            && name.label == args.label
+        name.mode == settings.mode
+            && name.label == settings.label
             && (wanted.is_empty() || wanted.contains(&name.database))
     };
 
     // 1. The listings, merged by file stem (a backup may be in both places).
     let mut listed: BTreeMap<String, Listed> = BTreeMap::new();
-    for b in LocalStore::new(&args.backup_dir).list()? {
+    for b in LocalStore::new(&settings.backup_dir).list()? {
         if !selected(&b.name) {
             continue;
         }
@@ -290,8 +270,8 @@ async fn list_groups(
         );
     }
     let mut store = None;
-    if args.s3 {
-        let s = s3::connect(S3Settings::from_args(&args.s3_args, None)?).await?;
+    if let Some(s3_settings) = &settings.s3 {
+        let s = s3::connect(s3_settings.clone()).await?;
         let started = std::time::Instant::now();
         let remote = s.list().await?;
         ui::debug(&format!(
@@ -337,8 +317,8 @@ async fn list_groups(
     for database in wanted {
         let group = Group {
             database: database.clone(),
-            mode: args.mode.as_str(),
-            label: args.label.clone(),
+            mode: settings.mode.as_str(),
+            label: settings.label.clone(),
         };
         groups.entry(group).or_default();
     }

@@ -16,21 +16,23 @@
 //!    meta.json, and `alembic stamp head` only when asked.
 //!
 //! This file runs the steps; `target.rs` holds what is done to the target before
-//! pg_restore (confirmation, --create-db, selections), `after.rs` the checks after it.
+//! pg_restore (confirmation, --create-db, selections), `after.rs` the checks after it,
+//! `all.rs` `--all-databases` (the globals, then every database of a run through
+//! [`restore_into`]).
 
 mod after;
+mod all;
 mod target;
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 
-use crate::archive::{self, Header, Located, MetaState, Wanted};
-use crate::cli::RestoreArgs;
-use crate::encryption::decrypt::{Plain, Source};
-use crate::error::usage;
+use crate::archive::{self, Backup, Header, MetaState, Wanted};
+use crate::encryption::decrypt::Plain;
+use crate::error::{one_line, usage};
 use crate::meta::Meta;
 use crate::mode::Mode;
 use crate::pg::client::{self, quote_ident};
@@ -38,71 +40,66 @@ use crate::pg::restore::{self as pg_restore, Listing, RestoreJob};
 use crate::pg::selection::{self, Resolved};
 use crate::pg::tools::PgTools;
 use crate::pg::url::ConnSettings;
-use crate::settings::commands::GlobalSettings;
+use crate::settings::restore::{RestoreOptions, RestoreSettings, Restoring};
 use crate::signals::Signals;
-use crate::storage::select::Selector;
 use crate::ui;
 
 use target::{confirm, create_schemas, maintenance_conn, recreate_database, write_list};
 
-pub async fn run(global: &GlobalSettings, args: RestoreArgs) -> Result<ExitCode> {
-    if args.all_databases {
-        return super::cluster::restore_all(global, args).await;
-    }
-    let conn = crate::settings::connection()?;
-    Ok(if restore_into(global, &args, &conn).await? {
+pub async fn run(settings: RestoreSettings) -> Result<ExitCode> {
+    let ok = match &settings.restoring {
+        Restoring::AllDatabases(place) => {
+            all::restore_all(&settings.conn, place, &settings.options).await?
+        }
+        Restoring::One(wanted) => restore_into(&settings.options, wanted, &settings.conn).await?,
+    };
+    Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(crate::error::FAILED)
     })
 }
 
-/// Restores one backup into `conn`'s database. Ok(false): the restore ran but
-/// a check failed (exit 1).
+/// Restores the backup `wanted` names into `conn`'s database. Ok(false): the
+/// restore ran but a check failed (exit 1).
 pub async fn restore_into(
-    global: &GlobalSettings,
-    args: &RestoreArgs,
+    opts: &RestoreOptions,
+    wanted: &Wanted,
     conn: &ConnSettings,
 ) -> Result<bool> {
     // 1: never hang waiting for an answer nobody can give.
-    if !args.no_confirm && !std::io::stdin().is_terminal() {
-        return Err(usage(
-            "refusing to restore: stdin is not a terminal, so nobody can confirm; \
-             pass --no-confirm to restore without asking",
-        ));
-    }
-    pg_restore::validate_memory_setting(&args.maintenance_work_mem)?;
+    refuse_without_terminal(opts.confirm)?;
     let mut signals = Signals::new()?;
 
     // 2: the backup, checked before the target is touched.
-    let backup = open_backup(args, conn, &mut signals).await?;
-    let (admin, plan) = plan(global, args, conn, &backup, &mut signals).await?;
+    let backup = open_backup(opts, wanted, conn, &mut signals).await?;
+    let (admin, plan) = plan(opts, conn, &backup, &mut signals).await?;
     // An encrypted backup for a parallel restore is decrypted now (into an
     // unnamed scratch file), so a failure here leaves the target untouched.
     let (plain, jobs) = signals
-        .guard(backup.source.for_restore(args.jobs.max(1)))
+        .guard(backup.source.for_restore(opts.tuning.jobs))
         .await
         .with_context(|| format!("not restoring {}", backup.located.dump.display()))?;
 
     // 3: the operator confirms, naming the database.
-    if !args.no_confirm {
+    if opts.confirm {
         confirm(
             conn,
             &backup.located.dump,
             backup.meta(),
-            args.create_db,
+            opts.create_db,
             &mut signals,
         )
         .await?;
     }
 
     // 4: a fresh database when asked.
-    let mut not_restored = prepare_target(args, conn, &backup, &admin, &plan, &mut signals).await?;
+    let mut not_restored = prepare_target(opts, conn, &backup, &admin, &plan, &mut signals).await?;
     drop(admin);
 
     // 5: pg_restore (an encrypted backup decrypted on the way in).
     let clock = std::time::Instant::now();
-    let outcome = run_pg_restore(args, conn, &backup, &plan, plain, jobs, &mut signals).await?;
+    let outcome = run_pg_restore(opts, conn, &backup, &plan, plain, jobs, &mut signals).await?;
     let mut failed = !judge_restore(&outcome, clock, plan.server_major, &mut not_restored);
 
     // 6: the restored database against meta.json.
@@ -110,7 +107,7 @@ pub async fn restore_into(
     if let Some(meta) = backup.meta() {
         failed |= !after::check_restored(&target, meta, plan.selection.as_ref()).await?;
     }
-    if args.alembic_stamp && !after::alembic_stamp().await {
+    if opts.alembic_stamp && !after::alembic_stamp().await {
         failed = true;
     }
     if failed {
@@ -140,57 +137,78 @@ pub async fn restore_into(
     Ok(true)
 }
 
-/// The backup as found: where, its meta.json, and the (decrypting) reader.
-struct Backup {
-    located: Located,
-    meta_state: MetaState,
-    source: Source,
+/// Step 1: never hang waiting for an answer nobody can give.
+pub(super) fn refuse_without_terminal(confirm: bool) -> Result<()> {
+    if confirm && !std::io::stdin().is_terminal() {
+        return Err(usage(
+            "refusing to restore: stdin is not a terminal, so nobody can confirm; \
+             pass --no-confirm to restore without asking",
+        ));
+    }
+    Ok(())
+}
+
+/// The backup, opened and checked, with its header.
+struct Checked {
+    backup: Backup,
     header: Header,
 }
 
-impl Backup {
-    fn meta(&self) -> Option<&Meta> {
-        self.meta_state.meta()
+impl std::ops::Deref for Checked {
+    type Target = Backup;
+
+    fn deref(&self) -> &Backup {
+        &self.backup
     }
 }
 
-/// Step 2a: finds the backup and checks what needs no server: that it is a
-/// database backup of the target (or allowed), an identity that fits, the
+/// Step 2a: finds the backup and checks what needs no server: an identity
+/// that fits, that it is a database backup of the target (or allowed), the
 /// checksum, the header.
 async fn open_backup(
-    args: &RestoreArgs,
+    opts: &RestoreOptions,
+    wanted: &Wanted,
     conn: &ConnSettings,
     signals: &mut Signals,
-) -> Result<Backup> {
-    let located = archive::locate(&Wanted {
-        backup: args.backup.as_deref(),
-        backup_dir: &args.backup_dir,
-        from_s3: args.from_s3,
-        s3: &args.s3,
-        select: &Selector {
-            database: conn.dbname.clone(),
-            mode: Mode::Full,
-            include_failed: args.include_failed,
-        },
-    })
-    .await?;
-    let meta_state = archive::read_meta(&located);
-    let meta = meta_state.meta();
+) -> Result<Checked> {
+    let backup = Backup::open(archive::locate(wanted).await?, &opts.tuning.decrypt)?;
+    let dump = backup.located.dump.display().to_string();
+    refuse_other_backups(&backup, opts.allow_other_database, conn)?;
+    let checksum = backup.checksum(signals).await;
+    match (
+        checksum.with_context(|| format!("not restoring {dump}"))?,
+        &backup.meta_state,
+    ) {
+        (Some(detail), _) => ui::info(&format!("checksum: {detail}")),
+        (None, MetaState::Unavailable(why)) => ui::warn(&format!(
+            "{why}: the checksum cannot be checked, and row counts and the alembic revision \
+             cannot be compared afterwards"
+        )),
+        (None, MetaState::Read(_)) => {}
+    }
+    let header = backup
+        .header()
+        .with_context(|| format!("not restoring {dump}"))?;
+    Ok(Checked { backup, header })
+}
+
+/// A globals backup is no database; a backup of another database needs
+/// `--allow-other-database` (exit 2 otherwise).
+fn refuse_other_backups(backup: &Backup, allow_other: bool, conn: &ConnSettings) -> Result<()> {
+    let meta = backup.meta();
+    let dump = backup.located.dump.display();
     if meta.is_some_and(|m| m.mode == Mode::Globals) {
         return Err(usage(format!(
-            "{} is a globals backup (roles and tablespaces as plain SQL from pg_dumpall), not a \
-             database: restore it with `pgbak restore --all-databases` or `psql -f`",
-            located.dump.display()
+            "{dump} is a globals backup (roles and tablespaces as plain SQL from pg_dumpall), not a \
+             database: restore it with `pgbak restore --all-databases` or `psql -f`"
         )));
     }
     if let Some(meta) = meta.filter(|m| m.database != conn.dbname) {
-        if !args.allow_other_database {
+        if !allow_other {
             return Err(usage(format!(
-                "not restoring: {} is a backup of database {:?}, the target is {:?}; \
+                "not restoring: {dump} is a backup of database {:?}, the target is {:?}; \
                  pass --allow-other-database to restore it there anyway",
-                located.dump.display(),
-                meta.database,
-                conn.dbname
+                meta.database, conn.dbname
             )));
         }
         ui::warn(&format!(
@@ -198,36 +216,7 @@ async fn open_backup(
             meta.database, conn.dbname
         ));
     }
-    let source = Source::open(
-        &located.dump,
-        meta,
-        args.decrypt.identity_file.as_deref(),
-        args.decrypt.scratch_dir.as_deref(),
-    )?;
-    match &meta_state {
-        MetaState::Read(meta) => {
-            match signals
-                .guard(archive::check_checksum(&located.dump, meta))
-                .await?
-            {
-                Ok(detail) => ui::info(&format!("checksum: {detail}")),
-                Err(detail) => bail!("not restoring {}: {detail}", located.dump.display()),
-            }
-        }
-        MetaState::Unavailable(why) => ui::warn(&format!(
-            "{why}: the checksum cannot be checked, and row counts and the alembic revision \
-             cannot be compared afterwards"
-        )),
-    }
-    let header = source
-        .header()?
-        .map_err(|detail| anyhow!("not restoring {}: {detail}", located.dump.display()))?;
-    Ok(Backup {
-        located,
-        meta_state,
-        source,
-        header,
-    })
+    Ok(())
 }
 
 /// What the restore will do, decided before the target is touched.
@@ -246,17 +235,16 @@ struct Plan {
 /// extensions and the roles the backup needs. Also returns a session on the
 /// target server (on another database with --create-db).
 async fn plan(
-    global: &GlobalSettings,
-    args: &RestoreArgs,
+    opts: &RestoreOptions,
     conn: &ConnSettings,
-    backup: &Backup,
+    backup: &Checked,
     signals: &mut Signals,
 ) -> Result<(tokio_postgres::Client, Plan)> {
     let admin = signals
-        .guard(client::connect(&maintenance_conn(conn, args.create_db)))
+        .guard(client::connect(&maintenance_conn(conn, opts.create_db)))
         .await
         .map_err(|err| {
-            if args.create_db {
+            if opts.create_db {
                 err
             } else {
                 err.context("the target database must exist (or pass --create-db to create it)")
@@ -264,23 +252,15 @@ async fn plan(
         })?;
     let server = client::server_version(&admin).await?;
     let meta = backup.meta();
-    let tools = archive::pick_tools(
-        global.pg_bin_dir.as_deref(),
-        &backup.header,
-        meta,
-        Some(&server),
-    )
-    .map_err(usage)?;
-    let listing = archive::list(&backup.source, &tools, signals)
-        .await?
-        .map_err(|detail| anyhow!("not restoring {}: {detail}", backup.located.dump.display()))?;
-    ui::info(&archive::describe(
-        &backup.header,
-        &listing,
-        &tools,
-        backup.source.encrypted(),
-    ));
-    let selection = select(args, &listing)?;
+    let tools = backup
+        .tools(&backup.header, opts.pg_bin_dir.as_deref(), Some(&server))
+        .map_err(|e| usage(one_line(&e)))?;
+    let listing = backup
+        .list(&tools, signals)
+        .await
+        .with_context(|| format!("not restoring {}", backup.located.dump.display()))?;
+    ui::info(&backup.describe(&backup.header, &listing, &tools));
+    let selection = select(opts, &listing)?;
     let list_file = match selection.as_ref().and_then(|s| s.list.as_deref()) {
         Some(list) => Some(write_list(list)?),
         None => None,
@@ -301,7 +281,7 @@ async fn plan(
         }
     }
     let roles = client::role_names(&admin).await?;
-    let owners = owners_wanted(args.no_owner, meta, &roles, conn)?;
+    let owners = owners_wanted(opts.no_owner, meta, &roles, conn)?;
     let plan = Plan {
         server_major: server.major(),
         tools,
@@ -315,12 +295,12 @@ async fn plan(
 
 /// `--table`/`--schema` resolved against the archive's table of contents:
 /// exact, or nothing is touched (exit 2). None without a selection.
-fn select(args: &RestoreArgs, listing: &Listing) -> Result<Option<Resolved>> {
-    if args.tables.is_empty() && args.schemas.is_empty() {
+fn select(opts: &RestoreOptions, listing: &Listing) -> Result<Option<Resolved>> {
+    if opts.tables.is_empty() && opts.schemas.is_empty() {
         return Ok(None);
     }
     let toc = selection::parse_toc(&listing.toc);
-    let resolved = selection::resolve(&toc, &args.tables, &args.schemas)
+    let resolved = selection::resolve(&toc, &opts.tables, &opts.schemas)
         .map_err(|detail| usage(format!("not restoring: {detail}")))?;
     let described: Vec<String> = if resolved.tables.is_empty() {
         resolved
@@ -343,15 +323,15 @@ fn select(args: &RestoreArgs, listing: &Listing) -> Result<Option<Resolved>> {
 /// recorded properties; for a schema selection, the schemas pg_restore `-n`
 /// does not create. Returns what could not be carried over.
 async fn prepare_target(
-    args: &RestoreArgs,
+    opts: &RestoreOptions,
     conn: &ConnSettings,
-    backup: &Backup,
+    backup: &Checked,
     admin: &tokio_postgres::Client,
     plan: &Plan,
     signals: &mut Signals,
 ) -> Result<Vec<String>> {
     let mut not_restored = Vec::new();
-    if args.create_db {
+    if opts.create_db {
         not_restored = recreate_database(
             admin,
             &conn.dbname,
@@ -381,9 +361,9 @@ async fn prepare_target(
 /// Step 5: pg_restore into the target, reading `plain` (the archive, or its
 /// decryption), with the plan's selection and owners.
 async fn run_pg_restore(
-    args: &RestoreArgs,
+    opts: &RestoreOptions,
     conn: &ConnSettings,
-    backup: &Backup,
+    backup: &Checked,
     plan: &Plan,
     plain: Plain,
     jobs: u32,
@@ -395,7 +375,7 @@ async fn run_pg_restore(
         quote_ident(&conn.dbname),
         conn.endpoint(),
         jobs,
-        args.maintenance_work_mem
+        opts.tuning.maintenance_work_mem
     ));
     let mut outcome = pg_restore::restore(
         &RestoreJob {
@@ -403,12 +383,12 @@ async fn run_pg_restore(
             conn,
             input: plain.input(),
             jobs,
-            maintenance_work_mem: &args.maintenance_work_mem,
+            maintenance_work_mem: &opts.tuning.maintenance_work_mem,
             list_file: plan.list_file.as_ref().map(tempfile::NamedTempFile::path),
             schemas: if plan.list_file.is_some() {
                 &[]
             } else {
-                &args.schemas
+                &opts.schemas
             },
             owners: plan.owners,
         },

@@ -24,7 +24,6 @@
 //! of the failed checks, is recorded in meta.json's `verification`.
 
 mod checks;
-mod options;
 mod report;
 mod target;
 
@@ -36,40 +35,26 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use chrono::{SecondsFormat, Utc};
 
-use crate::archive::{self, Header, Located, MetaState, Wanted};
-use crate::cli::VerifyArgs;
-use crate::encryption::decrypt::Source;
+use crate::archive::{self, Backup, Located, MetaState};
 use crate::meta::{Meta, Verification};
 use crate::mode::Mode;
 use crate::pg::client::{self, install_hint, quote_ident};
 use crate::pg::restore::{self as pg_restore, Listing, RestoreJob};
 use crate::pg::tools::PgTools;
-use crate::settings::commands::GlobalSettings;
+use crate::settings::commands::Output;
+use crate::settings::verify::VerifySettings;
 use crate::signals::Signals;
-use crate::storage::select::Selector;
 use crate::ui;
 
-pub use options::{split_table, Target, VerifyOptions, DEFAULT_TABLES};
+pub use crate::settings::verify::{split_table, Target, VerifyOptions, DEFAULT_TABLES};
 pub use report::{Check, CheckId, Report, Status};
 use target::{Place, Prepared, Server};
 
-pub async fn run(global: &GlobalSettings, args: VerifyArgs) -> Result<ExitCode> {
-    let opts = VerifyOptions::from_args(global, &args)?;
+pub async fn run(settings: VerifySettings) -> Result<ExitCode> {
     let mut signals = Signals::new()?;
-    let located = archive::locate(&Wanted {
-        backup: args.backup.as_deref(),
-        backup_dir: &args.backup_dir,
-        from_s3: args.from_s3,
-        s3: &args.s3,
-        select: &Selector {
-            database: opts.conn.dbname.clone(),
-            mode: args.mode,
-            include_failed: args.include_failed,
-        },
-    })
-    .await?;
-    let report = verify_located(&opts, &located, &mut signals).await?;
-    if args.json {
+    let located = archive::locate(&settings.backup).await?;
+    let report = verify_located(&settings.options, located, &mut signals).await?;
+    if settings.output == Output::Json {
         ui::stdout_line(&serde_json::to_string_pretty(&report).context("encoding the report")?);
     }
     Ok(if report.passed {
@@ -88,44 +73,38 @@ pub async fn verify_backup(
     dump: &Path,
     signals: &mut Signals,
 ) -> Result<Report> {
-    verify_located(opts, &Located::local(dump), signals).await
+    verify_located(opts, Located::local(dump), signals).await
 }
 
 /// One verify's inputs, read-only for every step.
 pub(super) struct Run<'a> {
     opts: &'a VerifyOptions,
-    located: &'a Located,
-    source: &'a Source,
-    meta_state: &'a MetaState,
+    backup: &'a Backup,
 }
 
 impl Run<'_> {
     fn meta(&self) -> Option<&Meta> {
-        self.meta_state.meta()
+        self.backup.meta()
+    }
+
+    fn located(&self) -> &Located {
+        &self.backup.located
     }
 }
 
 pub async fn verify_located(
     opts: &VerifyOptions,
-    located: &Located,
+    located: Located,
     signals: &mut Signals,
 ) -> Result<Report> {
     let clock = Instant::now();
-    let mut report = Report::new(located);
+    let mut report = Report::new(&located);
     ui::info(&format!("verifying {}", located.dump.display()));
-    let meta_state = archive::read_meta(located);
     // A missing or wrong identity is a usage error (exit 2) before anything is touched.
-    let source = Source::open(
-        &located.dump,
-        meta_state.meta(),
-        opts.identity_file.as_deref(),
-        opts.scratch_dir.as_deref(),
-    )?;
+    let backup = Backup::open(located, &opts.decrypt())?;
     let run = Run {
         opts,
-        located,
-        source: &source,
-        meta_state: &meta_state,
+        backup: &backup,
     };
     let mut place: Option<Place> = None;
     let outcome = run_checks(&run, signals, &mut report, &mut place).await;
@@ -135,8 +114,9 @@ pub async fn verify_located(
     outcome?;
     report.passed = report.failed().is_empty();
     report.duration_seconds = (clock.elapsed().as_secs_f64() * 10.0).round() / 10.0;
+    let located = &backup.located;
     summarize(&report, located);
-    if let (MetaState::Read(meta), Some(path)) = (&meta_state, &located.meta_path) {
+    if let (MetaState::Read(meta), Some(path)) = (&backup.meta_state, &located.meta_path) {
         if opts.record && !located.temporary && report.could_not_run.is_none() {
             if let Err(err) = record(meta, path, &report) {
                 ui::warn(&format!(
@@ -248,17 +228,14 @@ async fn meta_and_checksum(
     signals: &mut Signals,
     report: &mut Report,
 ) -> Result<bool> {
-    let meta = match run.meta_state {
-        MetaState::Read(meta) => {
-            report.pass(
-                CheckId::Meta,
-                run.located
-                    .meta_path
-                    .as_ref()
-                    .map_or_else(String::new, |p| p.display().to_string()),
-            );
-            meta
-        }
+    match &run.backup.meta_state {
+        MetaState::Read(_) => report.pass(
+            CheckId::Meta,
+            run.located()
+                .meta_path
+                .as_ref()
+                .map_or_else(String::new, |p| p.display().to_string()),
+        ),
         MetaState::Unavailable(why) => {
             report.fail(
                 CheckId::Meta,
@@ -273,20 +250,18 @@ async fn meta_and_checksum(
             report.skip(CheckId::Checksum, "no meta.json to compare with");
             return Ok(true);
         }
-    };
-    let checked = signals
-        .guard(archive::check_checksum(&run.located.dump, meta))
-        .await?;
-    match checked {
-        Ok(detail) => {
-            report.pass(CheckId::Checksum, detail);
+    }
+    let checked = run.backup.checksum(signals).await;
+    match report.settle(
+        CheckId::Checksum,
+        checked,
+        "the file does not match its checksum",
+    )? {
+        Some(detail) => {
+            report.pass(CheckId::Checksum, detail.unwrap_or_default());
             Ok(true)
         }
-        Err(detail) => {
-            report.fail(CheckId::Checksum, detail);
-            report.skip_rest("the file does not match its checksum");
-            Ok(false)
-        }
+        None => Ok(false),
     }
 }
 
@@ -304,13 +279,10 @@ async fn open_archive(
     signals: &mut Signals,
     report: &mut Report,
 ) -> Result<Option<Opened>> {
-    let header: Header = match run.source.header()? {
-        Ok(header) => header,
-        Err(detail) => {
-            report.fail(CheckId::Archive, detail);
-            report.skip_rest("the archive cannot be read");
-            return Ok(None);
-        }
+    let backup = run.backup;
+    let unreadable = "the archive cannot be read";
+    let Some(header) = report.settle(CheckId::Archive, backup.header(), unreadable)? else {
+        return Ok(None);
     };
     let server = match run.opts.target {
         Target::Ephemeral => None,
@@ -320,37 +292,25 @@ async fn open_archive(
             None => return Ok(None),
         },
     };
-    let tools = match archive::pick_tools(
-        run.opts.pg_bin_dir.as_deref(),
+    let tools = backup.tools(
         &header,
-        run.meta(),
+        run.opts.pg_bin_dir.as_deref(),
         server.as_ref().map(|s| &s.version),
-    ) {
-        Ok(tools) => tools,
-        Err(detail) => {
-            report.fail(CheckId::Archive, detail);
-            report.skip_rest("no pg_restore that can read the archive");
-            return Ok(None);
-        }
+    );
+    let no_tools = "no pg_restore that can read the archive";
+    let Some(tools) = report.settle(CheckId::Archive, tools, no_tools)? else {
+        return Ok(None);
     };
-    match archive::list(run.source, &tools, signals).await? {
-        Ok(listing) => {
-            report.pass(
-                CheckId::Archive,
-                archive::describe(&header, &listing, &tools, run.source.encrypted()),
-            );
-            Ok(Some(Opened {
-                tools,
-                listing,
-                server,
-            }))
-        }
-        Err(detail) => {
-            report.fail(CheckId::Archive, detail);
-            report.skip_rest("the archive cannot be read");
-            Ok(None)
-        }
-    }
+    let listing = backup.list(&tools, signals).await;
+    let Some(listing) = report.settle(CheckId::Archive, listing, unreadable)? else {
+        return Ok(None);
+    };
+    report.pass(CheckId::Archive, backup.describe(&header, &listing, &tools));
+    Ok(Some(Opened {
+        tools,
+        listing,
+        server,
+    }))
 }
 
 /// Check 5: pg_restore into the temporary database, after making sure the
@@ -379,7 +339,10 @@ async fn restore_copy(
         return Ok(false);
     }
     let clock = Instant::now();
-    let (plain, jobs) = match signals.guard(run.source.for_restore(run.opts.jobs)).await {
+    let (plain, jobs) = match signals
+        .guard(run.backup.source.for_restore(run.opts.jobs))
+        .await
+    {
         Ok(opened) => opened,
         Err(err) if crate::error::exit_code(&err) != crate::error::FAILED => return Err(err),
         Err(err) => {

@@ -187,6 +187,29 @@ impl Report {
         self.checks.iter().any(|c| c.name == name)
     }
 
+    /// A step's result as check `name`: its value; or, when the step found
+    /// the backup (or the server) bad ([`crate::error::Finding`]), the check
+    /// failed, the rest skipped for `then`, and None. Any other error
+    /// (pgbak could not look, or a stop) goes up.
+    pub fn settle<T>(
+        &mut self,
+        name: CheckId,
+        result: anyhow::Result<T>,
+        then: &str,
+    ) -> anyhow::Result<Option<T>> {
+        match result {
+            Ok(value) => Ok(Some(value)),
+            Err(err) => match crate::error::as_finding(&err) {
+                Some(detail) => {
+                    self.fail(name, detail);
+                    self.skip_rest(then);
+                    Ok(None)
+                }
+                None => Err(err),
+            },
+        }
+    }
+
     /// Marks every check that has not run as skipped, with the reason.
     pub fn skip_rest(&mut self, reason: &str) {
         for name in CheckId::ALL {

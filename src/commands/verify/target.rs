@@ -125,7 +125,7 @@ pub async fn prepare(
             let version = client::server_version(&client).await?;
             owners = crate::commands::globals::into_ephemeral(
                 &client,
-                run.located,
+                run.located(),
                 run.meta(),
                 run.opts.identity_file.as_deref(),
             )
@@ -160,14 +160,9 @@ pub async fn prepare(
             &server.conn,
             slot,
         ))
-        .await?;
-    let name = match created {
-        Ok(name) => name,
-        Err(detail) => {
-            report.fail(CheckId::TempDb, detail);
-            report.skip_rest("no temporary database");
-            return Ok(None);
-        }
+        .await;
+    let Some(name) = report.settle(CheckId::TempDb, created, "no temporary database")? else {
+        return Ok(None);
     };
     report.temp_database = Some(name.clone());
     report.pass(
@@ -198,7 +193,7 @@ fn base_name(run: &Run<'_>) -> String {
     run.meta()
         .map(|m| m.database.clone())
         .or_else(|| {
-            run.located
+            run.located()
                 .dump
                 .file_name()
                 .and_then(|n| BackupName::parse(&n.to_string_lossy()))

@@ -13,7 +13,7 @@ use tokio::process::{Child, Command};
 
 use super::tools::{self, PgTools};
 use super::url::ConnSettings;
-use crate::error::{interrupted, usage};
+use crate::error::{finding, interrupted, usage};
 use crate::signals::Signals;
 use crate::ui;
 
@@ -67,19 +67,21 @@ pub struct Listing {
 /// Reads the archive's table of contents without connecting anywhere. A
 /// pg_restore built without the archive's compression only warns here and
 /// fails later, at the first data block: that warning is an error for us.
-pub async fn list(tools: &PgTools, input: &Input) -> Result<Result<Listing, String>> {
+/// An archive pg_restore cannot read is a [`crate::error::Finding`].
+pub async fn list(tools: &PgTools, input: &Input) -> Result<Listing> {
     let mut cmd = Command::new(tools.tool("pg_restore"));
     cmd.arg("--list").stdin(Stdio::null()).kill_on_drop(true);
     input.attach(&mut cmd)?;
     let out = tools::run(cmd, "pg_restore --list").await?;
     let pg_restore = tools.tool("pg_restore");
     if !out.success() {
-        return Ok(Err(out
-            .failure(&format!("{} --list", pg_restore.display()))
-            .to_string()));
+        return Err(finding(
+            out.failure(&format!("{} --list", pg_restore.display()))
+                .to_string(),
+        ));
     }
     if out.stderr.contains("does not support compression") {
-        return Ok(Err(format!(
+        return Err(finding(format!(
             "{} (PostgreSQL {}) was built without the archive's compression method and cannot read its data: {}. \
              Use a pg_restore built with it (PGDG's packages have gzip, lz4 and zstd) through --pg-bin-dir / PGBAK_PG_BIN_DIR",
             pg_restore.display(),
@@ -110,7 +112,7 @@ pub async fn list(tools: &PgTools, input: &Input) -> Result<Result<Listing, Stri
             }
         }
     }
-    Ok(Ok(listing))
+    Ok(listing)
 }
 
 /// One pg_restore into one database.

@@ -1,6 +1,6 @@
 //! Fetching a backup back from S3 for restore and verify: `s3://` URIs
-//! checked against hostile keys, the newest backup under the prefix, and a
-//! download whose SHA-256 and size must match the backup's meta.json.
+//! checked against hostile keys, and a download whose SHA-256 and size must
+//! match the backup's meta.json.
 
 use std::path::{Path, PathBuf};
 
@@ -8,10 +8,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::{connect, needs, sdk_error, S3Settings, Store};
+use super::{needs, sdk_error, Store};
 use crate::error::usage;
 use crate::storage::is_plain_file_name;
-use crate::storage::select::Selector;
 use crate::ui;
 
 impl Store {
@@ -100,40 +99,20 @@ pub fn parse_uri(uri: &str) -> Result<(String, String)> {
     Ok((bucket.to_owned(), key.to_owned()))
 }
 
-/// Downloads `uri` (`s3://bucket/key.dump`), or with `uri` None the newest
-/// backup under the configured prefix that `select` accepts, with its meta.json,
-/// into `dest_dir`. The dump's SHA-256 and size are checked against the
+/// Downloads the backup whose dump is `dump_key`, with its meta.json, into
+/// `dest_dir`. The dump's SHA-256 and size are checked against the
 /// meta.json before this returns; a mismatch is an error and leaves nothing.
-/// `settings_for` gives the S3 settings for the bucket a URI names (None:
-/// the configured bucket).
-pub async fn fetch_backup(
-    settings_for: impl Fn(Option<&str>) -> Result<S3Settings>,
-    uri: Option<&str>,
-    select: &Selector,
-    dest_dir: &Path,
-) -> Result<Fetched> {
-    let (store, dump_key, meta_key) = match uri {
-        Some(uri) => {
-            let (bucket, key) = parse_uri(uri)?;
-            let store = connect(settings_for(Some(&bucket))?).await?;
-            let (stem, _) = crate::storage::split_dump_file(&key)
-                .ok_or_else(|| usage(format!("{uri:?} does not name a .dump file")))?;
-            let meta_key = format!("{stem}.meta.json");
-            (store, key, meta_key)
-        }
-        None => {
-            let store = connect(settings_for(None)?).await?;
-            let newest = store.newest(select).await?;
-            (store, newest.dump_key, newest.meta_key)
-        }
-    };
-    let file = dump_key.rsplit('/').next().unwrap_or(&dump_key).to_owned();
+pub async fn fetch_backup(store: &Store, dump_key: &str, dest_dir: &Path) -> Result<Fetched> {
+    let (stem, _) = crate::storage::split_dump_file(dump_key)
+        .ok_or_else(|| anyhow!("{} does not name a .dump file", store.uri(dump_key)))?;
+    let meta_key = format!("{stem}.meta.json");
+    let file = dump_key.rsplit('/').next().unwrap_or(dump_key).to_owned();
     if !is_plain_file_name(&file) {
-        bail!("{} does not name a plain file", store.uri(&dump_key));
+        bail!("{} does not name a plain file", store.uri(dump_key));
     }
     let dump = dest_dir.join(&file);
     let meta_file = crate::storage::meta_file_for(&file)
-        .ok_or_else(|| anyhow!("{} does not name a .dump file", store.uri(&dump_key)))?;
+        .ok_or_else(|| anyhow!("{} does not name a .dump file", store.uri(dump_key)))?;
     let meta_path = dest_dir.join(meta_file);
     if dump.parent() != Some(dest_dir) || meta_path.parent() != Some(dest_dir) {
         bail!("{} would be written outside {}", file, dest_dir.display());
@@ -143,22 +122,22 @@ pub async fn fetch_backup(
     if meta.is_none() {
         ui::warn(&format!(
             "{} has no meta.json beside it: its checksum cannot be checked",
-            store.uri(&dump_key)
+            store.uri(dump_key)
         ));
     }
     ui::info(&format!(
         "downloading {} to {}",
-        store.uri(&dump_key),
+        store.uri(dump_key),
         dump.display()
     ));
-    let (sha256, size) = store.download(&dump_key, &dump).await?;
+    let (sha256, size) = store.download(dump_key, &dump).await?;
     if let Some(meta) = &meta {
         if meta.size_bytes != size || meta.sha256 != sha256 {
             let _ = tokio::fs::remove_file(&dump).await;
             bail!(
                 "{} does not match its meta.json: {} bytes with sha256 {}, expected {} bytes \
                  with sha256 {}",
-                store.uri(&dump_key),
+                store.uri(dump_key),
                 size,
                 sha256,
                 meta.size_bytes,

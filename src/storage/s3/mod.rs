@@ -34,9 +34,7 @@ use aws_sdk_s3::types::{
 use aws_sdk_s3::Client;
 use base64::Engine as _;
 
-use super::select::{Choice, Selector};
 use super::{is_plain_file_name, BackupName};
-use crate::error::usage;
 use crate::meta::Meta;
 use crate::ui;
 
@@ -371,43 +369,6 @@ impl Store {
             .await
             .with_context(|| format!("reading {}", self.uri(key)))?;
         Ok(Some(body.into_bytes()))
-    }
-
-    /// The newest backup under the prefix that `select` accepts (meta.json
-    /// read only for names that could be the target's); skipped ones are named.
-    pub async fn newest(&self, select: &Selector) -> Result<RemoteBackup> {
-        let backups = self.list().await?;
-        let mut metas = Vec::with_capacity(backups.len());
-        for backup in &backups {
-            let meta = if backup.is_complete() && select.may_pick(&backup.name) {
-                self.read_meta(&backup.meta_key)
-                    .await
-                    .unwrap_or_else(|err| {
-                        ui::warn(&crate::error::one_line(&err));
-                        None
-                    })
-            } else {
-                None
-            };
-            metas.push(meta);
-        }
-        let choices: Vec<Choice> = backups
-            .iter()
-            .zip(&metas)
-            .map(|(b, meta)| Choice {
-                name: &b.name,
-                complete: b.is_complete(),
-                meta: meta.as_ref(),
-            })
-            .collect();
-        let picked = select.pick(&choices);
-        let Some(index) = picked.index else {
-            return Err(usage(
-                select.nothing_message(&picked, &self.uri(&self.settings.prefix)),
-            ));
-        };
-        crate::archive::report_skipped(&picked);
-        Ok(backups[index].clone())
     }
 }
 

@@ -1,0 +1,228 @@
+//! `pgbak restore`'s settings, resolved at dispatch, and the part restore and
+//! verify share ([`wanted`], [`Tuning`]): which backup (a file, an `s3://`
+//! URI in its own bucket, or the newest of the target database in
+//! `--backup-dir` or under the S3 prefix), how it is decrypted, and how
+//! pg_restore runs. Bad values are usage errors (exit 2) before anything is
+//! read or touched.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::commands::GlobalSettings;
+use crate::archive::{Decrypt, Place, Wanted};
+use crate::cli::{BackupSourceArgs, RestoreArgs};
+use crate::mode::Mode;
+use crate::pg::restore::validate_memory_setting;
+use crate::pg::url::ConnSettings;
+use crate::storage::s3::{parse_uri, S3Settings};
+use crate::storage::select::Selector;
+
+/// The backup `args` name: an `s3://` URI (checked, and the S3 settings in
+/// its bucket), a file, or else the newest backup `select` accepts, under
+/// the S3 prefix with `--from-s3`, else in `--backup-dir`.
+pub(super) fn wanted(args: &BackupSourceArgs, select: Selector) -> Result<Wanted> {
+    match args.backup.as_deref() {
+        Some(uri) if uri.starts_with("s3://") => {
+            let (bucket, key) = parse_uri(uri)?;
+            Ok(Wanted::S3Object {
+                s3: S3Settings::from_args(&args.s3, Some(&bucket))?,
+                key,
+            })
+        }
+        Some(file) => Ok(Wanted::File(PathBuf::from(file))),
+        None => Ok(Wanted::Newest {
+            place: place(args)?,
+            select,
+        }),
+    }
+}
+
+/// The prefix with `--from-s3`, else `--backup-dir`.
+fn place(args: &BackupSourceArgs) -> Result<Place> {
+    Ok(if args.from_s3 {
+        Place::S3(S3Settings::from_args(&args.s3, None)?)
+    } else {
+        Place::Dir(args.backup_dir.path.clone())
+    })
+}
+
+/// How pg_restore runs, for restore and verify alike.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// Parallel jobs, at least 1.
+    pub jobs: u32,
+    /// `maintenance_work_mem` ("default": the server's), checked.
+    pub maintenance_work_mem: String,
+    pub decrypt: Decrypt,
+}
+
+impl Tuning {
+    pub(super) fn resolve(args: &BackupSourceArgs) -> Result<Tuning> {
+        validate_memory_setting(&args.maintenance_work_mem)?;
+        Ok(Tuning {
+            jobs: args.jobs.max(1),
+            maintenance_work_mem: args.maintenance_work_mem.clone(),
+            decrypt: Decrypt {
+                identity_file: args.decrypt.identity_file.clone(),
+                scratch_dir: args.decrypt.scratch_dir.clone(),
+            },
+        })
+    }
+}
+
+/// What is restored.
+#[derive(Debug, Clone)]
+pub enum Restoring {
+    /// One backup into the target database.
+    One(Wanted),
+    /// `--all-databases`: the newest whole-server run found here.
+    AllDatabases(Place),
+}
+
+/// How one backup is restored (also each database of `--all-databases`).
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    pub pg_bin_dir: Option<PathBuf>,
+    pub tuning: Tuning,
+    /// Ask the operator to type the database name first (no `--no-confirm`).
+    pub confirm: bool,
+    /// Allow a backup of another database (`--allow-other-database`).
+    pub allow_other_database: bool,
+    /// Drop and create the target database first (`--create-db`).
+    pub create_db: bool,
+    /// Restore without owners and privileges (`--no-owner`).
+    pub no_owner: bool,
+    /// `--table` and `--schema`, resolved against the archive later.
+    pub tables: Vec<String>,
+    pub schemas: Vec<String>,
+    pub alembic_stamp: bool,
+}
+
+/// `pgbak restore`.
+#[derive(Debug, Clone)]
+pub struct RestoreSettings {
+    /// The target database (DATABASE_URL / PG*); with `--all-databases`, the server.
+    pub conn: ConnSettings,
+    pub restoring: Restoring,
+    pub options: RestoreOptions,
+}
+
+impl RestoreSettings {
+    pub fn resolve(global: &GlobalSettings, args: RestoreArgs) -> Result<RestoreSettings> {
+        let conn = super::connection()?;
+        let source = &args.source;
+        let restoring = if args.all_databases {
+            Restoring::AllDatabases(place(source)?)
+        } else {
+            Restoring::One(wanted(
+                source,
+                Selector {
+                    database: conn.dbname.clone(),
+                    mode: Mode::Full,
+                    include_failed: source.include_failed,
+                },
+            )?)
+        };
+        Ok(RestoreSettings {
+            conn,
+            restoring,
+            options: RestoreOptions {
+                pg_bin_dir: global.pg_bin_dir.clone(),
+                tuning: Tuning::resolve(source)?,
+                confirm: !args.no_confirm,
+                allow_other_database: args.allow_other_database,
+                create_db: args.create_db,
+                no_owner: args.no_owner,
+                tables: args.tables,
+                schemas: args.schemas,
+                alembic_stamp: args.alembic_stamp,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{exit_code, USAGE};
+    use clap::Parser;
+
+    fn source(argv: &[&str]) -> BackupSourceArgs {
+        #[derive(Parser)]
+        struct Probe {
+            #[command(flatten)]
+            source: BackupSourceArgs,
+        }
+        let mut all = vec!["probe"];
+        all.extend_from_slice(argv);
+        Probe::try_parse_from(all).unwrap().source
+    }
+
+    fn select() -> Selector {
+        Selector {
+            database: "db".into(),
+            mode: Mode::Full,
+            include_failed: false,
+        }
+    }
+
+    #[test]
+    fn the_backup_is_a_uri_a_file_or_the_newest() {
+        let uri = source(&[
+            "s3://b/p/db_full_20261125T020000.dump",
+            "--s3-bucket",
+            "other",
+        ]);
+        match wanted(&uri, select()).unwrap() {
+            Wanted::S3Object { s3, key } => {
+                assert_eq!(
+                    s3.bucket, "b",
+                    "the URI's bucket wins over the configured one"
+                );
+                assert_eq!(key, "p/db_full_20261125T020000.dump");
+            }
+            other => panic!("{other:?}"),
+        }
+        match wanted(&source(&["/x/db_full_20261125T020000.dump"]), select()).unwrap() {
+            Wanted::File(path) => {
+                assert_eq!(path, PathBuf::from("/x/db_full_20261125T020000.dump"))
+            }
+            other => panic!("{other:?}"),
+        }
+        match wanted(&source(&["--backup-dir", "/b"]), select()).unwrap() {
+            Wanted::Newest {
+                place: Place::Dir(dir),
+                select,
+            } => {
+                assert_eq!(dir, PathBuf::from("/b"));
+                assert_eq!(select.database, "db");
+            }
+            other => panic!("{other:?}"),
+        }
+        match wanted(&source(&["--from-s3", "--s3-bucket", "b"]), select()).unwrap() {
+            Wanted::Newest {
+                place: Place::S3(s3),
+                ..
+            } => assert_eq!(s3.bucket, "b"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for argv in [
+            &["s3://b/../x.dump"][..],
+            &["s3://b/p/x.sql"],
+            &["--maintenance-work-mem", "lots"],
+        ] {
+            let args = source(argv);
+            let err = wanted(&args, select())
+                .and_then(|_| Tuning::resolve(&args).map(|_| ()))
+                .unwrap_err();
+            assert_eq!(exit_code(&err), USAGE, "{argv:?}: {err:#}");
+        }
+        let tuning = Tuning::resolve(&source(&["--jobs", "0"])).unwrap();
+        assert_eq!(tuning.jobs, 1, "--jobs 0 runs one job");
+    }
+}

@@ -1,0 +1,206 @@
+//! `pgbak verify`'s settings, resolved at dispatch: which backup, the source
+//! connection, where the copy is restored, the restore's tuning, the tables
+//! that must be in the copy, and how the report is printed. `pgbak cron
+//! --verify` builds the same [`VerifyOptions`] for the backup it just made.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use super::commands::{GlobalSettings, Output};
+use crate::archive::{Decrypt, Wanted};
+use crate::cli::VerifyArgs;
+use crate::error::usage;
+use crate::pg::url::ConnSettings;
+use crate::storage::select::Selector;
+
+/// The 13 application tables of the Enterprise Agent Platform (SPEC.md).
+pub const DEFAULT_TABLES: [&str; 13] = [
+    "users",
+    "tenants",
+    "conversations",
+    "messages",
+    "documents",
+    "vector_chunks",
+    "audit_logs",
+    "agent_registry",
+    "feedback",
+    "token_budgets",
+    "token_usage_records",
+    "routing_decisions",
+    "execution_plans",
+];
+
+/// Where the copy is restored.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A temporary database on the server of `VerifyOptions::conn` (the scripts' way).
+    SourceServer,
+    /// A temporary database on another server.
+    Url(ConnSettings),
+    /// A throwaway local cluster started from the chosen bin dir.
+    Ephemeral,
+}
+
+/// Everything one verify of a known backup needs.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// The source server (the target too, by default).
+    pub conn: ConnSettings,
+    pub pg_bin_dir: Option<PathBuf>,
+    pub target: Target,
+    pub jobs: u32,
+    /// `maintenance_work_mem` for the restore ("default": the server's).
+    pub maintenance_work_mem: String,
+    /// (schema, table) that must exist in the copy, besides meta.json's tables.
+    pub expected_tables: Vec<(String, String)>,
+    pub no_cleanup: bool,
+    /// Write the result into meta.json's `verification`.
+    pub record: bool,
+    /// Decrypts `.dump.age` backups.
+    pub identity_file: Option<PathBuf>,
+    /// Where an encrypted backup is decrypted for a parallel restore.
+    pub scratch_dir: Option<PathBuf>,
+}
+
+impl VerifyOptions {
+    /// The defaults of `pgbak verify` for a backup of the server at `conn`.
+    pub fn new(conn: ConnSettings, pg_bin_dir: Option<PathBuf>) -> VerifyOptions {
+        VerifyOptions {
+            conn,
+            pg_bin_dir,
+            target: Target::SourceServer,
+            jobs: 4,
+            maintenance_work_mem: "1GB".to_owned(),
+            expected_tables: DEFAULT_TABLES
+                .iter()
+                .map(|t| ("public".to_owned(), (*t).to_owned()))
+                .collect(),
+            no_cleanup: false,
+            record: true,
+            identity_file: None,
+            scratch_dir: None,
+        }
+    }
+
+    /// How the backup is decrypted.
+    pub fn decrypt(&self) -> Decrypt {
+        Decrypt {
+            identity_file: self.identity_file.clone(),
+            scratch_dir: self.scratch_dir.clone(),
+        }
+    }
+}
+
+/// `pgbak verify`.
+#[derive(Debug, Clone)]
+pub struct VerifySettings {
+    pub backup: Wanted,
+    pub options: VerifyOptions,
+    /// The report on stdout as JSON too (`--json`).
+    pub output: Output,
+}
+
+impl VerifySettings {
+    pub fn resolve(global: &GlobalSettings, args: VerifyArgs) -> Result<VerifySettings> {
+        let conn = super::connection()?;
+        let target = match (&args.target_url, args.ephemeral) {
+            (Some(url), _) => {
+                Target::Url(super::connection_from_url(url).context("reading --target-url")?)
+            }
+            (None, true) => Target::Ephemeral,
+            (None, false) => Target::SourceServer,
+        };
+        let source = &args.source;
+        let tuning = super::restore::Tuning::resolve(source)?;
+        let expected = expected_tables(&args.expect_tables, args.expect_tables_file.as_ref())?;
+        let select = Selector {
+            database: conn.dbname.clone(),
+            mode: args.mode,
+            include_failed: source.include_failed,
+        };
+        let mut options = VerifyOptions::new(conn, global.pg_bin_dir.clone());
+        options.target = target;
+        options.jobs = tuning.jobs;
+        options.maintenance_work_mem = tuning.maintenance_work_mem;
+        options.no_cleanup = args.no_cleanup;
+        options.identity_file = tuning.decrypt.identity_file;
+        options.scratch_dir = tuning.decrypt.scratch_dir;
+        if let Some(tables) = expected {
+            options.expected_tables = tables;
+        }
+        Ok(VerifySettings {
+            backup: super::restore::wanted(source, select)?,
+            options,
+            output: Output::from_flag(args.json),
+        })
+    }
+}
+
+/// `--expect-table` and the lines of `--expect-tables-file` (blank lines and
+/// `#` comments skipped); None when neither is given (the default tables).
+fn expected_tables(
+    flags: &[String],
+    file: Option<&PathBuf>,
+) -> Result<Option<Vec<(String, String)>>> {
+    let mut expected: Vec<String> = flags.to_vec();
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            usage(format!(
+                "cannot read --expect-tables-file {}: {e}",
+                file.display()
+            ))
+        })?;
+        expected.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
+    if expected.is_empty() && file.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(expected.iter().map(|t| split_table(t)).collect()))
+}
+
+/// `schema.table`, or `table` in `public`.
+pub fn split_table(text: &str) -> (String, String) {
+    match text.split_once('.') {
+        Some((schema, table)) => (schema.to_owned(), table.to_owned()),
+        None => ("public".to_owned(), text.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_tables_default_to_public() {
+        assert_eq!(split_table("users"), ("public".into(), "users".into()));
+        assert_eq!(split_table("app.users"), ("app".into(), "users".into()));
+    }
+
+    #[test]
+    fn expected_tables_come_from_flags_and_file_or_default() {
+        assert_eq!(expected_tables(&[], None).unwrap(), None);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tables");
+        std::fs::write(&file, "# the app\napp.users\n\n  notes  \n").unwrap();
+        let got = expected_tables(&["x.y".into()], Some(&file)).unwrap();
+        assert_eq!(
+            got,
+            Some(vec![
+                ("x".into(), "y".into()),
+                ("app".into(), "users".into()),
+                ("public".into(), "notes".into())
+            ])
+        );
+        // An empty file replaces the defaults with nothing.
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(expected_tables(&[], Some(&file)).unwrap(), Some(vec![]));
+        let err = expected_tables(&[], Some(&dir.path().join("missing"))).unwrap_err();
+        assert_eq!(crate::error::exit_code(&err), crate::error::USAGE);
+    }
+}
