@@ -477,6 +477,7 @@ fn s3_bad_settings_exit_2_before_dumping() {
     let dir = backup_dir("s3-bad");
     for (var, value) in [
         ("S3_SSE", "rot13"),
+        ("S3_STORAGE_CLASS", "standard ia"),
         ("S3_ENDPOINT_URL", "not a url"),
         ("S3_MAX_PARTS", "0"),
     ] {
@@ -506,7 +507,7 @@ fn s3_args(server: &S3Server, bucket: &str, prefix: &str) -> pgbak::cli::S3Args 
         prefix: Some(prefix.to_owned()),
         endpoint_url: Some(server.endpoint.clone()),
         region: Some("us-east-1".to_owned()),
-        storage_class: "STANDARD_IA".to_owned(),
+        storage_class: "STANDARD_IA".parse().unwrap(),
         max_parts: 10_000,
         concurrency: 4,
         ..Default::default()
