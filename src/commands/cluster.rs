@@ -197,14 +197,7 @@ async fn backup_one(
         Some(databases) => super::globals::backup(job, signals, databases).await?,
         None => {
             let made = backup::dump(job, signals).await?;
-            crate::anomaly::check_and_pin(
-                &job.output_dir,
-                job.s3.as_ref(),
-                &made.name,
-                &made.meta,
-                job.anomaly,
-            )
-            .await?;
+            backup::check_anomaly(job, &made).await?;
             made
         }
     };

@@ -31,6 +31,7 @@ use tokio_postgres::Client;
 pub use self::output::upload_meta;
 pub(crate) use self::output::{Began, Output};
 pub use self::retention::apply_retention;
+use crate::anomaly::Findings;
 use crate::meta::Meta;
 use crate::pg::client;
 use crate::pg::dump::{self as pg_dump, DumpJob, Streamed};
@@ -84,14 +85,7 @@ pub async fn run(settings: BackupSettings) -> Result<ExitCode> {
             return Err(err);
         }
     };
-    let anomaly = crate::signals::unless_stopped(crate::anomaly::check_and_pin(
-        &job.output_dir,
-        job.s3.as_ref(),
-        &made.name,
-        &made.meta,
-        job.anomaly,
-    ))
-    .await?;
+    let anomaly = crate::signals::unless_stopped(check_anomaly(&job, &made)).await?;
     let mut deleted = apply_retention(&job, &made).await?;
     let mut globals_made = None;
     if globals {
@@ -113,6 +107,13 @@ pub async fn run(settings: BackupSettings) -> Result<ExitCode> {
         ui::stdout_line(&serde_json::to_string_pretty(&summary)?);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The anomaly check of `made` against the previous good backup of its group
+/// in `job`'s directory (and under its S3 prefix, when `job` uploads).
+pub async fn check_anomaly(job: &BackupJob, made: &Made) -> Result<Option<Findings>> {
+    let (dir, s3) = (&job.output_dir, job.s3.as_ref());
+    crate::anomaly::check_and_pin(dir, s3, &made.name, &made.meta, job.anomaly).await
 }
 
 /// Before anything is dumped: a lock asked for on a bucket without Object

@@ -248,14 +248,7 @@ async fn steps(config: &CronConfig, run: &mut Run, signals: &mut Signals) -> Res
         .step(
             Step::Retention,
             crate::signals::unless_stopped(async {
-                let anomaly = crate::anomaly::check_and_pin(
-                    &local_only.output_dir,
-                    local_only.s3.as_ref(),
-                    &made.name,
-                    &made.meta,
-                    job.anomaly,
-                )
-                .await?;
+                let anomaly = backup::check_anomaly(&local_only, &made).await?;
                 let deleted = backup::apply_retention(&local_only, &made).await?;
                 Ok((anomaly, deleted))
             }),

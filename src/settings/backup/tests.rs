@@ -182,7 +182,7 @@ fn bad_values_are_usage_errors() {
         &["--keep-within", "soon"],
         &["--s3-object-lock-mode", "governance"],
         &["--encrypt-to", "not-a-key"],
-        &["--s3-bucket", "b", "--s3-sse", "rot13"],
+        &["--s3-bucket", "b", "--s3-sse-kms-key-id", "k"],
     ] {
         assert!(is_usage(backup(flags, &[URL])), "{flags:?}");
     }
