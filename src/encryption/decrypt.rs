@@ -29,7 +29,8 @@ use super::Identities;
 use crate::archive::Header;
 use crate::error::{finding, usage};
 use crate::meta::Meta;
-use crate::pg::restore::Input;
+use crate::pg::restore::{Input, Outcome, RestoreJob};
+use crate::signals::Signals;
 use crate::ui;
 
 const CHUNK: usize = 1 << 20;
@@ -279,6 +280,21 @@ impl Plain {
 
     pub fn input(&self) -> &Input {
         &self.input
+    }
+
+    /// pg_restore reading this archive (or its decryption). A decryption that
+    /// failed on the way is one more error of the outcome: pg_restore did not
+    /// get the whole archive. pg_restore's harmless warnings are printed.
+    /// Verify and restore both run pg_restore through here.
+    pub async fn restore(self, job: &RestoreJob<'_>, signals: &mut Signals) -> Result<Outcome> {
+        let mut outcome = crate::pg::restore::restore(job, self.input(), signals).await?;
+        if let Err(err) = self.finish() {
+            outcome.errors.push(crate::error::one_line(&err));
+        }
+        for warning in crate::pg::restore::distinct(&outcome.warnings) {
+            ui::warn(&format!("pg_restore (harmless): {warning}"));
+        }
+        Ok(outcome)
     }
 
     /// After pg_restore exited: closes the pipe, waits for the decrypting thread

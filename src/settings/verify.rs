@@ -203,4 +203,53 @@ mod tests {
         let err = expected_tables(&[], Some(&dir.path().join("missing"))).unwrap_err();
         assert_eq!(crate::error::exit_code(&err), crate::error::USAGE);
     }
+
+    fn resolve(argv: &[&str]) -> Result<VerifySettings> {
+        use clap::Parser;
+        let mut all = vec!["pgbak", "verify"];
+        all.extend_from_slice(argv);
+        let cli = crate::cli::Cli::try_parse_from(all).unwrap();
+        let global = GlobalSettings::resolve(&cli.global);
+        match cli.command {
+            crate::cli::Command::Verify(args) => VerifySettings::resolve(&global, args),
+            _ => unreachable!("parsed as verify"),
+        }
+    }
+
+    #[test]
+    fn the_copy_goes_to_the_target_url_a_throwaway_cluster_or_the_source_server() {
+        let settings = resolve(&["--target-url", "postgresql://u@verify-host:5433/x"]).unwrap();
+        match settings.options.target {
+            Target::Url(conn) => assert_eq!(conn.port, 5433),
+            other => panic!("{other:?}"),
+        }
+        let settings = resolve(&["--ephemeral", "--json", "--jobs", "0"]).unwrap();
+        assert!(matches!(settings.options.target, Target::Ephemeral));
+        assert_eq!(settings.output, Output::Json);
+        assert_eq!(settings.options.jobs, 1, "--jobs 0 runs one job");
+        let settings = resolve(&["--backup-dir", "/b", "--mode", "schema"]).unwrap();
+        assert!(matches!(settings.options.target, Target::SourceServer));
+        assert_eq!(settings.options.expected_tables.len(), DEFAULT_TABLES.len());
+        match settings.backup {
+            Wanted::Newest { select, .. } => assert_eq!(select.mode, crate::mode::Mode::Schema),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors_before_anything_runs() {
+        for argv in [
+            &["--maintenance-work-mem", "plenty"][..],
+            &["--expect-tables-file", "/nonexistent/pgbak-tables"],
+            &["--from-s3", "--s3-bucket", ""],
+            &["s3://bucket/../x.dump"],
+        ] {
+            let err = resolve(argv).unwrap_err();
+            assert_eq!(
+                crate::error::exit_code(&err),
+                crate::error::USAGE,
+                "{argv:?}: {err:#}"
+            );
+        }
+    }
 }

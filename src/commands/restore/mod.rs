@@ -377,41 +377,30 @@ async fn run_pg_restore(
         jobs,
         opts.tuning.maintenance_work_mem
     ));
-    let mut outcome = pg_restore::restore(
-        &RestoreJob {
-            tools: &plan.tools,
-            conn,
-            input: plain.input(),
-            jobs,
-            maintenance_work_mem: &opts.tuning.maintenance_work_mem,
-            list_file: plan.list_file.as_ref().map(tempfile::NamedTempFile::path),
-            schemas: if plan.list_file.is_some() {
-                &[]
-            } else {
-                &opts.schemas
-            },
-            owners: plan.owners,
+    let job = RestoreJob {
+        tools: &plan.tools,
+        conn,
+        jobs,
+        maintenance_work_mem: &opts.tuning.maintenance_work_mem,
+        list_file: plan.list_file.as_ref().map(tempfile::NamedTempFile::path),
+        schemas: if plan.list_file.is_some() {
+            &[]
+        } else {
+            &opts.schemas
         },
-        signals,
-    )
-    .await?;
-    if let Err(err) = plain.finish() {
-        outcome.errors.push(crate::error::one_line(&err));
-    }
-    Ok(outcome)
+        owners: plan.owners,
+    };
+    plain.restore(&job, signals).await
 }
 
-/// Step 5's verdict: warnings shown, objects not created named (and added to
-/// `not_restored`), errors printed. True when pg_restore succeeded.
+/// Step 5's verdict: objects not created named (and added to `not_restored`),
+/// errors printed. True when pg_restore succeeded.
 fn judge_restore(
     outcome: &pg_restore::Outcome,
     clock: std::time::Instant,
     server_major: u32,
     not_restored: &mut Vec<String>,
 ) -> bool {
-    for warning in pg_restore::distinct(&outcome.warnings) {
-        ui::warn(&format!("pg_restore (harmless): {warning}"));
-    }
     for object in &outcome.not_created {
         ui::warn(&format!(
             "not restored: {object} (a role it names does not exist on this server; create \

@@ -357,26 +357,16 @@ async fn restore_copy(
         jobs,
         run.opts.maintenance_work_mem
     ));
-    let mut outcome = pg_restore::restore(
-        &RestoreJob {
-            tools,
-            conn: &prepared.copy_conn,
-            input: plain.input(),
-            jobs,
-            maintenance_work_mem: &run.opts.maintenance_work_mem,
-            list_file: None,
-            schemas: &[],
-            owners: prepared.owners,
-        },
-        signals,
-    )
-    .await?;
-    if let Err(err) = plain.finish() {
-        outcome.errors.push(crate::error::one_line(&err));
-    }
-    for warning in pg_restore::distinct(&outcome.warnings) {
-        ui::warn(&format!("pg_restore (harmless): {warning}"));
-    }
+    let job = RestoreJob {
+        tools,
+        conn: &prepared.copy_conn,
+        jobs,
+        maintenance_work_mem: &run.opts.maintenance_work_mem,
+        list_file: None,
+        schemas: &[],
+        owners: prepared.owners,
+    };
+    let outcome = plain.restore(&job, signals).await?;
     report.pg_restore_warnings = outcome.warnings.clone();
     if outcome.succeeded() && !outcome.not_created.is_empty() {
         // The rows are there, but a copy without its policies is not the backup.

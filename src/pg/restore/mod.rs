@@ -121,7 +121,6 @@ pub struct RestoreJob<'a> {
     pub tools: &'a PgTools,
     /// The target; its `dbname` is the database restored into.
     pub conn: &'a ConnSettings,
-    pub input: &'a Input,
     pub jobs: u32,
     /// `maintenance_work_mem` for the restore's sessions ("default": the server's).
     pub maintenance_work_mem: &'a str,
@@ -174,7 +173,11 @@ pub fn dbname_conninfo(dbname: &str) -> String {
 
 /// Runs pg_restore to its end, or until a signal: then pg_restore and its
 /// workers are stopped (their queries cancelled) before the error returns.
-pub async fn restore(job: &RestoreJob<'_>, signals: &mut Signals) -> Result<Outcome> {
+pub async fn restore(
+    job: &RestoreJob<'_>,
+    input: &Input,
+    signals: &mut Signals,
+) -> Result<Outcome> {
     let mut cmd = job.tools.command("pg_restore", job.conn);
     if !job.owners {
         cmd.arg("--no-owner").arg("--no-privileges");
@@ -188,7 +191,7 @@ pub async fn restore(job: &RestoreJob<'_>, signals: &mut Signals) -> Result<Outc
     for schema in job.schemas {
         cmd.arg(format!("--schema={schema}"));
     }
-    job.input.attach(&mut cmd)?;
+    input.attach(&mut cmd)?;
     if let Some(options) = pgoptions(job.conn, job.maintenance_work_mem) {
         cmd.env("PGOPTIONS", options);
     }
