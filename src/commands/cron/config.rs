@@ -1,7 +1,8 @@
 //! What a `pgbak cron` run is told, resolved and checked before any work:
 //! where it reports (alert webhook, heartbeat) and everything else it needs
 //! ([`Config`]); `--check-config` stops after this. The secrets among the
-//! settings are registered first, so no line can print them.
+//! settings were gathered at dispatch (`settings::secrets`), so no line can
+//! print them.
 
 use std::process::ExitCode;
 
@@ -17,6 +18,7 @@ use crate::heartbeat::Heartbeat;
 use crate::metrics;
 use crate::settings::commands::GlobalSettings;
 use crate::storage::s3::{self, S3Settings};
+use crate::ui::Redactor;
 use crate::{settings, ui};
 
 /// Everything else the run needs, resolved and checked before any work.
@@ -33,7 +35,12 @@ pub(super) struct Config {
 /// Step 1: where the run reports, each channel on its own: a bad heartbeat
 /// URL is still alerted, a bad alert setting still pings `/fail`. The error
 /// (exit 2) is the run's first failure; what parsed reports it.
-pub(super) fn reporter(report: &CronReportArgs, group: metrics::Group) -> (Reporter, Result<()>) {
+/// `redactor` scrubs what the alert and the heartbeat send.
+pub(super) fn reporter(
+    report: &CronReportArgs,
+    group: metrics::Group,
+    redactor: Redactor,
+) -> (Reporter, Result<()>) {
     let alert = alert::check_config(
         report.alert_webhook_url.as_deref(),
         report.alert_webhook_format,
@@ -54,6 +61,7 @@ pub(super) fn reporter(report: &CronReportArgs, group: metrics::Group) -> (Repor
         heartbeat: heartbeat.ok().flatten(),
         report: report.clone(),
         group,
+        redactor,
     };
     let checked = if errors.is_empty() {
         Ok(())
@@ -196,60 +204,4 @@ pub(super) fn check_config(global: &GlobalSettings, args: &CronArgs) -> Result<E
         if config.job.upload { "on" } else { "off" },
     ));
     Ok(ExitCode::SUCCESS)
-}
-
-/// Webhook URLs and keys carry tokens: registered before anything can print them.
-pub(super) fn register_secrets(report: &CronReportArgs, verify_target_url: Option<&str>) {
-    for secret in [
-        &report.alert_webhook_url,
-        &report.heartbeat_url,
-        &report.pagerduty_routing_key,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        register_url_secret(secret);
-    }
-    if let Some(url) = verify_target_url {
-        if let Ok(conn) = settings::connection_from_url(url) {
-            if let Some(password) = &conn.password {
-                ui::register_secret(password);
-            }
-        }
-    }
-}
-
-/// Registers a URL (or key) as a secret, and its parts that may be printed on
-/// their own: the password, the query, the path.
-fn register_url_secret(value: &str) {
-    ui::register_secret(value);
-    let Ok(url) = url::Url::parse(value) else {
-        return;
-    };
-    ui::register_secret(url.as_str());
-    if let Some(password) = url.password() {
-        ui::register_secret(password);
-    }
-    if let Some(query) = url.query() {
-        ui::register_secret(query);
-    }
-    // Slack and other hooks put the token in the path.
-    if url.path().len() > 8 {
-        ui::register_secret(url.path());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn url_parts_are_scrubbed() {
-        register_url_secret("https://hooks.example.com/services/T000/B000/TOKENPART?key=QUERYKEY");
-        let text = ui::scrub("POST https://hooks.example.com/services/T000/B000/TOKENPART?key=QUERYKEY failed; key=QUERYKEY");
-        assert!(
-            !text.contains("TOKENPART") && !text.contains("QUERYKEY"),
-            "{text}"
-        );
-    }
 }

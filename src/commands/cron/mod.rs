@@ -58,6 +58,8 @@ pub(crate) struct Reporter {
     heartbeat: Option<crate::heartbeat::Heartbeat>,
     report: crate::cli::CronReportArgs,
     group: metrics::Group,
+    /// The run's secrets, scrubbed from the alert and heartbeat bodies.
+    redactor: crate::ui::Redactor,
 }
 
 /// What the run did so far, for the alert and the metrics.
@@ -91,12 +93,11 @@ impl std::error::Error for VerifyCouldNotRun {}
 
 pub async fn run(global: &GlobalSettings, args: CronArgs) -> Result<ExitCode> {
     let mut run = Run::new();
-    config::register_secrets(&args.report, args.verify_target_url.as_deref());
     let group = group_of(
         args.mode,
         args.all_databases || settings::env_flag("PGBAK_ALL_DATABASES"),
     );
-    let (reporter, reporting) = config::reporter(&args.report, group);
+    let (reporter, reporting) = config::reporter(&args.report, group, global.redactor.clone());
     if args.check_config {
         // Nothing runs: a bad setting is printed (exit 2), never alerted or counted.
         reporting?;

@@ -12,7 +12,7 @@ use clap::error::{ContextKind, ContextValue};
 use clap::CommandFactory;
 
 use super::argv::mode_arg;
-use super::config::{register_secrets, reporter};
+use super::config::reporter;
 use super::{group_of, logs, outcome_of};
 use super::{Failed, Reporter, Run};
 use crate::alert::{self, Failure, Outcome, Step};
@@ -21,7 +21,8 @@ use crate::error::{self, usage};
 use crate::heartbeat::Ping;
 use crate::metrics::{self, RunMetrics, Update};
 use crate::settings::choices::AlertFormat;
-use crate::{settings, signals, ui};
+use crate::ui::{self, Verbosity};
+use crate::{settings, signals};
 
 /// The end of a run that got as far as `outcome`: summary, alert or
 /// heartbeat, metrics; the exit code.
@@ -86,8 +87,9 @@ async fn report(
     match outcome {
         Ok(()) => {
             if let Some(heartbeat) = &reporter.heartbeat {
+                let summary = success_summary(reporter, run, duration);
                 heartbeat
-                    .send(Ping::Success, &success_summary(reporter, run, duration))
+                    .send(Ping::Success, &summary, &reporter.redactor)
                     .await;
             }
             resolve_incident(reporter).await;
@@ -102,9 +104,8 @@ async fn report(
             let failure = failure(reporter, run, failed.step, outcome_of(failed), &one_line);
             send_alert(reporter, &failure).await;
             if let Some(heartbeat) = &reporter.heartbeat {
-                heartbeat
-                    .send(Ping::Fail, &failure_line(failed, duration))
-                    .await;
+                let line = failure_line(failed, duration);
+                heartbeat.send(Ping::Fail, &line, &reporter.redactor).await;
             }
         }
     }
@@ -125,7 +126,7 @@ fn failure_line(failed: &Failed, duration: std::time::Duration) -> String {
 /// run that then hangs is noticed by the monitor's own timeout.
 pub(super) async fn started(reporter: &Reporter) {
     if let Some(heartbeat) = &reporter.heartbeat {
-        heartbeat.send(Ping::Start, "").await;
+        heartbeat.send(Ping::Start, "", &reporter.redactor).await;
     }
 }
 
@@ -197,15 +198,17 @@ pub async fn unparsed(argv: &[OsString], err: clap::Error) -> Result<ExitCode> {
     let report = match settings::parse::<CronReportOnly>(["pgbak"]) {
         Ok(parsed) => parsed.report,
         Err(report_err) => {
+            ui::init(Verbosity::Normal, settings::secrets::report_redactor(None))?;
             let why = describe(&[], &report_err);
             return Err(usage(format!("{message} (not alerted or logged: {why})")));
         }
     };
-    register_secrets(&report, None);
+    let redactor = settings::secrets::report_redactor(Some(&report));
+    ui::init(Verbosity::Normal, redactor.clone())?;
     let mut run = Run::new();
     let all =
         argv.iter().any(|a| a == "--all-databases") || settings::env_flag("PGBAK_ALL_DATABASES");
-    let (reporter, reporting) = reporter(&report, group_of(mode_arg(argv), all));
+    let (reporter, reporting) = reporter(&report, group_of(mode_arg(argv), all), redactor);
     let message = match reporting {
         Ok(()) => message,
         Err(err) => format!("{message}; {}", error::one_line(&err)),
@@ -267,7 +270,7 @@ fn failure(reporter: &Reporter, run: &Run, step: Step, outcome: Outcome, error: 
         mode: reporter.group.mode.clone(),
         duration: run.clock.elapsed(),
         log: run.log.as_ref().map(|p| p.display().to_string()),
-        error: ui::scrub(error),
+        error: error.to_owned(),
         at: Utc::now(),
     }
 }
@@ -277,7 +280,12 @@ async fn send_alert(reporter: &Reporter, failure: &Failure) {
         return;
     };
     let sent = async {
-        let body = alert::payload(target.format, failure, target.routing_key.as_deref())?;
+        let body = alert::payload(
+            target.format,
+            failure,
+            target.routing_key.as_deref(),
+            &reporter.redactor,
+        )?;
         let client = alert::client()?;
         alert::post_json(&client, &target.url, &body).await
     };
