@@ -157,16 +157,23 @@ mod tests {
         Cli::try_parse_from(argv).expect("the command line parses")
     }
 
+    /// A `.pgpass` holding `line`, and its path (the directory lives as long as the first).
+    fn pgpass(line: &str) -> (tempfile::TempDir, String) {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("pgpass");
+        std::fs::write(&path, format!("{line}\n")).unwrap();
+        let path = path.to_str().unwrap().to_owned();
+        (tmp, path)
+    }
+
     #[test]
     fn the_redactor_hides_every_source_of_a_secret() {
-        let tmp = tempfile::tempdir().unwrap();
-        let pgpass = tmp.path().join("pgpass");
-        std::fs::write(&pgpass, "target-host:5432:*:checker:pgpass-secret\n").unwrap();
+        let (_tmp, pgpass) = pgpass("target-host:5432:*:checker:pgpass-secret");
         let env = Env::from_pairs([
             ("DATABASE_URL", "postgresql://app:url%40secret@db:5432/app"),
             ("AWS_SECRET_ACCESS_KEY", "aws-secret"),
             ("AWS_SESSION_TOKEN", "aws-token"),
-            ("PGPASSFILE", pgpass.to_str().unwrap()),
+            ("PGPASSFILE", pgpass.as_str()),
             ("HEARTBEAT_URL", "https://hc-ping.com/hb-uuid-token"),
         ]);
         let cli = parse(&[
@@ -209,19 +216,17 @@ mod tests {
     fn pgpassword_wins_over_pgpass_and_is_hidden() {
         // What PGPASSWORD_FILE's content becomes at startup; libpq reads no
         // .pgpass when PGPASSWORD is set, and neither does pgbak.
-        let tmp = tempfile::tempdir().unwrap();
-        let pgpass = tmp.path().join("pgpass");
-        std::fs::write(&pgpass, "*:*:*:*:pgpass-secret\n").unwrap();
+        let (_tmp, pgpass) = pgpass("*:*:*:*:pgpass-secret");
         let env = Env::from_pairs([
             ("PGHOST", "db"),
             ("PGUSER", "app"),
             ("PGPASSWORD", "file-secret"),
-            ("PGPASSFILE", pgpass.to_str().unwrap()),
+            ("PGPASSFILE", pgpass.as_str()),
         ]);
         let redactor = gather(&Given::default(), &env);
         assert!(redactor.hides("file-secret"));
         assert!(!redactor.hides("pgpass-secret"));
-        let env = Env::from_pairs([("PGHOST", "db"), ("PGPASSFILE", pgpass.to_str().unwrap())]);
+        let env = Env::from_pairs([("PGHOST", "db"), ("PGPASSFILE", pgpass.as_str())]);
         assert!(gather(&Given::default(), &env).hides("pgpass-secret"));
     }
 
