@@ -191,20 +191,20 @@ pub(super) async fn skipped(reporter: &Reporter, run: &Run, err: &anyhow::Error)
 /// reporting settings themselves parse, is logged, alerted and counted; exit 2.
 pub async fn unparsed(argv: &[OsString], err: clap::Error) -> Result<ExitCode> {
     let message = describe(argv, &err);
+    let report = settings::parse::<CronReportOnly>(["pgbak"]).map(|parsed| parsed.report);
+    let redactor = settings::secrets::report_redactor(report.as_ref().ok());
+    ui::init(Verbosity::Normal, redactor.clone())?;
     if argv.iter().any(|a| a == "--check-config") {
         // Nothing was to run: the operator at the terminal gets the error, nobody is paged.
         return Err(usage(message));
     }
-    let report = match settings::parse::<CronReportOnly>(["pgbak"]) {
-        Ok(parsed) => parsed.report,
+    let report = match report {
+        Ok(report) => report,
         Err(report_err) => {
-            ui::init(Verbosity::Normal, settings::secrets::report_redactor(None))?;
             let why = describe(&[], &report_err);
             return Err(usage(format!("{message} (not alerted or logged: {why})")));
         }
     };
-    let redactor = settings::secrets::report_redactor(Some(&report));
-    ui::init(Verbosity::Normal, redactor.clone())?;
     let mut run = Run::new();
     let all =
         argv.iter().any(|a| a == "--all-databases") || settings::env_flag("PGBAK_ALL_DATABASES");
