@@ -8,19 +8,16 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use chrono::Utc;
-use clap::error::{ContextKind, ContextValue};
-use clap::CommandFactory;
 
 use super::argv::mode_arg;
-use super::config::reporter;
-use super::{group_of, logs, outcome_of};
-use super::{Failed, Reporter, Run};
+use super::{logs, outcome_of};
+use super::{Failed, Run};
 use crate::alert::{self, Failure, Outcome, Step};
-use crate::cli::{Cli, CronReportOnly};
 use crate::error::{self, usage};
 use crate::heartbeat::Ping;
 use crate::metrics::{self, RunMetrics, Update};
 use crate::settings::choices::AlertFormat;
+use crate::settings::cron::{describe_refusal, reporting_only, Reporter};
 use crate::ui::{self, Verbosity};
 use crate::{settings, signals};
 
@@ -34,7 +31,7 @@ pub(super) async fn finish(
 ) -> ExitCode {
     // Stopped by a signal: no further deletions, old logs included.
     if let Some(log) = run.log.as_ref().filter(|_| signals::pending().is_none()) {
-        logs::prune(&reporter.report.log_dir, log, log_keep);
+        logs::prune(&reporter.log_dir, log, log_keep);
     }
     let duration = run.clock.elapsed();
     let code = match &outcome {
@@ -190,30 +187,31 @@ pub(super) async fn skipped(reporter: &Reporter, run: &Run, err: &anyhow::Error)
 /// names the environment variable the bad value came from, and, when the
 /// reporting settings themselves parse, is logged, alerted and counted; exit 2.
 pub async fn unparsed(argv: &[OsString], err: clap::Error) -> Result<ExitCode> {
-    let message = describe(argv, &err);
-    let report = settings::parse::<CronReportOnly>(["pgbak"]).map(|parsed| parsed.report);
-    let redactor = settings::secrets::report_redactor(report.as_ref().ok());
-    ui::init(Verbosity::Normal, redactor.clone())?;
+    let message = describe_refusal(argv, &err);
+    let resolved = reporting_only(argv, mode_arg(argv));
+    // The output hides the environment's secrets (and the reporting
+    // settings', when they parsed) from the first line on.
+    let redactor = match &resolved {
+        Ok((reporter, _)) => reporter.redactor.clone(),
+        Err(_) => settings::secrets::report_redactor(None),
+    };
+    ui::init(Verbosity::Normal, redactor)?;
     if argv.iter().any(|a| a == "--check-config") {
         // Nothing was to run: the operator at the terminal gets the error, nobody is paged.
         return Err(usage(message));
     }
-    let report = match report {
-        Ok(report) => report,
-        Err(report_err) => {
-            let why = describe(&[], &report_err);
+    let (reporter, reporting) = match resolved {
+        Ok(resolved) => resolved,
+        Err(why) => {
             return Err(usage(format!("{message} (not alerted or logged: {why})")));
         }
     };
     let mut run = Run::new();
-    let all =
-        argv.iter().any(|a| a == "--all-databases") || settings::env_flag("PGBAK_ALL_DATABASES");
-    let (reporter, reporting) = reporter(&report, group_of(mode_arg(argv), all), redactor);
     let message = match reporting {
         Ok(()) => message,
         Err(err) => format!("{message}; {}", error::one_line(&err)),
     };
-    if let Ok(path) = logs::open(&reporter.report.log_dir, run.started) {
+    if let Ok(path) = logs::open(&reporter.log_dir, run.started) {
         run.log = Some(path);
     }
     let failed = Failed {
@@ -223,46 +221,9 @@ pub async fn unparsed(argv: &[OsString], err: clap::Error) -> Result<ExitCode> {
     Ok(finish(&reporter, run, Err(failed), 0).await)
 }
 
-/// clap's error on one line, naming the environment variable when the bad
-/// value came from one rather than from the command line.
-fn describe(argv: &[OsString], err: &clap::Error) -> String {
-    let rendered = err.to_string();
-    let first = rendered
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("invalid command line")
-        .trim()
-        .trim_start_matches("error: ")
-        .to_owned();
-    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
-        return first;
-    };
-    let long = arg.trim_start_matches('-');
-    let long = long.split([' ', '=']).next().unwrap_or(long);
-    let command = Cli::command();
-    let env = command
-        .find_subcommand("cron")
-        .into_iter()
-        .flat_map(|c| c.get_arguments())
-        .chain(command.get_arguments())
-        .find(|a| a.get_long() == Some(long))
-        .and_then(|a| a.get_env())
-        .map(|e| e.to_string_lossy().into_owned());
-    let on_command_line = argv.iter().any(|a| {
-        let a = a.to_string_lossy();
-        a == format!("--{long}") || a.starts_with(&format!("--{long}="))
-    });
-    match env {
-        Some(env) if !on_command_line && settings::var(&env).is_some() => {
-            format!("{env} (the environment's value for --{long}): {first}")
-        }
-        _ => first,
-    }
-}
-
 fn failure(reporter: &Reporter, run: &Run, step: Step, outcome: Outcome, error: &str) -> Failure {
     Failure {
-        service: reporter.report.alert_service.clone(),
+        service: reporter.alert_service.clone(),
         host: settings::host_name(),
         database: reporter.group.database.clone(),
         step,
@@ -338,7 +299,7 @@ fn format_name(format: AlertFormat) -> &'static str {
 }
 
 fn write_metrics(reporter: &Reporter, update: &Update) {
-    let Some(path) = &reporter.report.metrics_file else {
+    let Some(path) = &reporter.metrics_file else {
         return;
     };
     match metrics::write(path, update) {
