@@ -18,7 +18,9 @@
 //! - [`anomaly`] compares a new backup with the previous one (pin on collapse);
 //! - [`children`] marks the processes pgbak starts and stops those a killed run left behind;
 //! - [`lock`] keeps two cron runs from overlapping; [`alert`], [`heartbeat`] and [`metrics`] report them;
-//! - [`ui`] prints timestamped lines (or a progress bar on a terminal), scrubbed of secrets.
+//! - [`ui`] prints timestamped lines (or a progress bar on a terminal), scrubbed by the
+//!   [`ui::Redactor`] that [`settings::secrets`] builds once, at dispatch, from every secret
+//!   the settings hold; the same redactor is handed to what builds alert and heartbeat bodies.
 
 pub mod alert;
 pub mod anomaly;
@@ -52,8 +54,8 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     use settings::commands::{PruneSettings, UnpinSettings};
     use settings::cron::CronSettings;
     use settings::{check::CheckSettings, restore::RestoreSettings, verify::VerifySettings};
-    let global = GlobalSettings::resolve(&cli.global);
-    ui::init(global.verbosity);
+    let global = GlobalSettings::resolve(&cli.global, settings::secrets::redactor(&cli));
+    ui::init(global.verbosity, global.redactor.clone())?;
     if let Some(limit) = global.timeout {
         signals::set_timeout(limit);
     }
@@ -78,7 +80,9 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             commands::cron::run(CronSettings::resolve(&global, *args)).await
         }
         cli::Command::List(args) => commands::list::run(ListSettings::resolve(args)?).await,
-        cli::Command::Check(args) => commands::check::run(CheckSettings::resolve(args)?).await,
+        cli::Command::Check(args) => {
+            commands::check::run(&global, CheckSettings::resolve(args)?).await
+        }
         cli::Command::Keygen(args) => commands::keygen::run(KeygenSettings::resolve(args)),
         cli::Command::Prune(args) => commands::prune::run(PruneSettings::resolve(args)?).await,
         cli::Command::Unpin(args) => commands::unpin::run(UnpinSettings::resolve(args)?).await,

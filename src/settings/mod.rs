@@ -12,6 +12,8 @@
 //! - [`commands`] turns each command's parsed arguments into the typed
 //!   settings the command runs with (`XxxSettings::resolve`), at dispatch;
 //!   the larger ones have their own file ([`verify`], [`restore`], [`check`]).
+//! - [`secrets`] gathers every secret of the run into the redactor the
+//!   output and the alert and heartbeat bodies are scrubbed with, at dispatch.
 
 pub mod backup;
 pub mod check;
@@ -23,6 +25,7 @@ mod env_file;
 pub mod groups;
 pub mod restore;
 pub mod s3;
+pub mod secrets;
 pub mod vars;
 pub mod verify;
 

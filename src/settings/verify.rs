@@ -209,7 +209,7 @@ mod tests {
         let mut all = vec!["pgbak", "verify"];
         all.extend_from_slice(argv);
         let cli = crate::cli::Cli::try_parse_from(all).unwrap();
-        let global = GlobalSettings::resolve(&cli.global);
+        let global = GlobalSettings::resolve(&cli.global, crate::ui::Redactor::none());
         match cli.command {
             crate::cli::Command::Verify(args) => VerifySettings::resolve(&global, args),
             _ => unreachable!("parsed as verify"),

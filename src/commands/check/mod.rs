@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 use crate::heartbeat::Ping;
 use crate::meta::Meta;
 use crate::settings::check::CheckSettings;
-use crate::settings::commands::Output;
+use crate::settings::commands::{GlobalSettings, Output};
 use crate::storage::local::LocalStore;
 use crate::storage::s3;
 use crate::storage::{BackupName, Group};
@@ -59,22 +59,23 @@ struct Listed {
     s3_dump: Option<String>,
 }
 
-pub async fn run(settings: CheckSettings) -> Result<ExitCode> {
+pub async fn run(global: &GlobalSettings, settings: CheckSettings) -> Result<ExitCode> {
     if settings.check_config {
         return check_config(&settings);
     }
+    let redactor = &global.redactor;
     let heartbeat = settings.heartbeat.as_ref();
     if let Some(h) = heartbeat {
-        h.send(Ping::Start, "").await;
+        h.send(Ping::Start, "", redactor).await;
     }
     let outcome = check(&settings).await;
     if let Some(h) = heartbeat {
         match &outcome {
-            Ok(o) if o.ok => h.send(Ping::Success, &o.summary.join("\n")).await,
-            Ok(o) => h.send(Ping::Fail, &o.summary.join("\n")).await,
+            Ok(o) if o.ok => h.send(Ping::Success, &o.summary.join("\n"), redactor).await,
+            Ok(o) => h.send(Ping::Fail, &o.summary.join("\n"), redactor).await,
             Err(err) => {
                 let line = format!("check failed: {}", crate::error::one_line(err));
-                h.send(Ping::Fail, &line).await;
+                h.send(Ping::Fail, &line, redactor).await;
             }
         }
     }
