@@ -12,6 +12,7 @@
 //! - [`commands`] turns each command's parsed arguments into the typed
 //!   settings the command runs with (`XxxSettings::resolve`), at dispatch.
 
+pub mod aws;
 pub mod choices;
 pub mod commands;
 mod env;

@@ -68,7 +68,7 @@ pub struct Listing {
 /// pg_restore built without the archive's compression only warns here and
 /// fails later, at the first data block: that warning is an error for us.
 pub async fn list(tools: &PgTools, input: &Input) -> Result<Result<Listing, String>> {
-    let mut cmd = Command::new(tools.tool("pg_restore"));
+    let mut cmd = crate::children::command(tools.tool("pg_restore"));
     cmd.arg("--list").stdin(Stdio::null()).kill_on_drop(true);
     input.attach(&mut cmd)?;
     let out = tools::run(cmd, "pg_restore --list").await?;
