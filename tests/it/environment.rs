@@ -139,12 +139,14 @@ fn env_a_secret_from_its_file_reaches_a_child_process() {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = run(
-        restore_cmd(&target, &dump, &["--create-db", "--no-confirm", "--alembic-stamp"])
-            .env_remove("DATABASE_URL")
-            .env("DATABASE_URL_FILE", &url_file)
-            .env("PATH", &path),
-    );
+    let out = run(restore_cmd(
+        &target,
+        &dump,
+        &["--create-db", "--no-confirm", "--alembic-stamp"],
+    )
+    .env_remove("DATABASE_URL")
+    .env("DATABASE_URL_FILE", &url_file)
+    .env("PATH", &path));
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     assert_eq!(std::fs::read_to_string(&seen).unwrap(), target.url());
 }
@@ -155,7 +157,10 @@ fn env_a_target_url_from_its_file_conflicts_with_ephemeral_as_the_variable_does(
     let url_file = tmp.join("target-url");
     std::fs::write(&url_file, "postgresql://u:p@127.0.0.1:1/db\n").unwrap();
     for (name, value) in [
-        ("PGBAK_VERIFY_TARGET_URL", "postgresql://u:p@127.0.0.1:1/db".as_ref()),
+        (
+            "PGBAK_VERIFY_TARGET_URL",
+            "postgresql://u:p@127.0.0.1:1/db".as_ref(),
+        ),
         ("PGBAK_VERIFY_TARGET_URL_FILE", url_file.as_os_str()),
     ] {
         let out = run(support::pgbak_bare()
