@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::LockMode;
 use crate::settings::vars;
+use crate::storage::s3::{SseAlgorithm, StorageClass};
 
 /// Where `pgbak backup` writes when neither `--output-dir` nor `BACKUP_DIR` says.
 pub const DEFAULT_BACKUP_DIR: &str = "./backups";
@@ -57,10 +58,10 @@ pub struct S3Args {
         default_value = "STANDARD_IA",
         value_name = "CLASS"
     )]
-    pub storage_class: String,
+    pub storage_class: StorageClass,
     /// Server-side encryption: AES256 or aws:kms.
     #[arg(long = "s3-sse", env = vars::S3_SSE, value_name = "ALGO")]
-    pub sse: Option<String>,
+    pub sse: Option<SseAlgorithm>,
     /// KMS key for `aws:kms` server-side encryption.
     #[arg(
         long = "s3-sse-kms-key-id",

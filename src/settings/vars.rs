@@ -129,3 +129,20 @@ pub const SECRET_VARS: &[&str] = &[
     AWS_SECRET_ACCESS_KEY,
     AWS_SESSION_TOKEN,
 ];
+
+#[cfg(test)]
+mod tests {
+    /// Every name above is in README.md, so an operator can look it up.
+    #[test]
+    fn every_variable_is_documented_in_the_readme() {
+        let readme = include_str!("../../README.md");
+        let names: Vec<&str> = include_str!("vars.rs")
+            .lines()
+            .filter_map(|line| line.strip_prefix("pub const "))
+            .filter_map(|rest| rest.split('"').nth(1))
+            .collect();
+        assert!(names.len() > 50, "{names:?}");
+        let missing: Vec<&&str> = names.iter().filter(|n| !readme.contains(**n)).collect();
+        assert!(missing.is_empty(), "not in README.md: {missing:?}");
+    }
+}

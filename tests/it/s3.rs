@@ -28,6 +28,29 @@ pub fn pgbak_s3(db: &TestDb, server: &S3Server, bucket: &str, prefix: &str) -> C
     cmd
 }
 
+/// What most S3 tests start from, named after `hint`: a fresh database with
+/// the fixture at `scale` (none at 0), the shared S3 server, a fresh bucket
+/// and a scratch backup directory.
+pub fn s3_case(hint: &str, scale: f64) -> (TestDb<'static>, &'static S3Server, String, PathBuf) {
+    let db = pg16().fresh_db(hint);
+    if scale > 0.0 {
+        db.load_fixture(scale);
+    }
+    let server = s3();
+    let bucket = server.fresh_bucket(hint);
+    (db, server, bucket, backup_dir(&hint.replace(' ', "-")))
+}
+
+/// Parts as small as moto takes (support::s3::PART_MIN_SIZE), the first one
+/// `first` bytes, so a small dump still spans several parts.
+pub fn small_parts(cmd: &mut Command, first: usize) -> &mut Command {
+    cmd.env(
+        "PGBAK_S3_MIN_PART_SIZE",
+        support::s3::PART_MIN_SIZE.to_string(),
+    )
+    .env("PGBAK_S3_PART_SIZE", first.to_string())
+}
+
 pub fn backup_dir(hint: &str) -> PathBuf {
     support::scratch_dir(hint)
 }
@@ -106,12 +129,7 @@ fn parts_of(etag: &str) -> u32 {
 
 #[test]
 fn s3_three_backups_keep_two_standard_ia_with_matching_checksums() {
-    let pg = pg16();
-    let db = pg.fresh_db("s3 keep");
-    db.load_fixture(0.05);
-    let server = s3();
-    let bucket = server.fresh_bucket("keep");
-    let dir = backup_dir("s3-keep");
+    let (db, server, bucket, dir) = s3_case("s3 keep", 0.05);
     let prefix = "enterprise-agents/postgres/";
     for _ in 0..3 {
         let out = run(pgbak_s3(&db, server, &bucket, prefix)
@@ -214,20 +232,10 @@ fn run_measuring_peak_rss(cmd: &mut Command) -> (Output, u64) {
 
 #[test]
 fn s3_large_dump_uploads_as_multipart_with_bounded_memory() {
-    let pg = pg16();
-    let db = pg.fresh_db("s3 multipart");
-    db.load_fixture(0.05);
-    let server = s3();
-    let bucket = server.fresh_bucket("multipart");
-    let dir = backup_dir("s3-multipart");
+    let (db, server, bucket, dir) = s3_case("s3 multipart", 0.05);
     // 256 KiB parts, 2 in flight: at most 3 part buffers (768 KiB) at any time.
     let (out, peak) = run_measuring_peak_rss(
-        pgbak_s3(&db, server, &bucket, "mp/")
-            .env(
-                "PGBAK_S3_MIN_PART_SIZE",
-                support::s3::PART_MIN_SIZE.to_string(),
-            )
-            .env("PGBAK_S3_PART_SIZE", (256 * 1024).to_string())
+        small_parts(&mut pgbak_s3(&db, server, &bucket, "mp/"), 256 * 1024)
             .env("S3_CONCURRENCY", "2")
             .args(["backup", "--compress", "none", "--output-dir"])
             .arg(&dir),
@@ -266,21 +274,14 @@ fn s3_large_dump_uploads_as_multipart_with_bounded_memory() {
 
 #[test]
 fn s3_part_size_grows_to_stay_under_max_parts() {
-    let pg = pg16();
-    let db = pg.fresh_db("s3 max parts");
-    db.load_fixture(0.05);
-    let server = s3();
-    let bucket = server.fresh_bucket("maxparts");
-    let dir = backup_dir("s3-maxparts");
+    let (db, server, bucket, dir) = s3_case("s3 max parts", 0.05);
     // 64 KiB parts and at most 8 of them: only growing parts can hold the dump.
-    let out = run(pgbak_s3(&db, server, &bucket, "")
-        .env(
-            "PGBAK_S3_MIN_PART_SIZE",
-            support::s3::PART_MIN_SIZE.to_string(),
-        )
-        .env("PGBAK_S3_PART_SIZE", support::s3::PART_MIN_SIZE.to_string())
-        .args(["backup", "--s3-max-parts", "8", "--output-dir"])
-        .arg(&dir));
+    let out = run(small_parts(
+        &mut pgbak_s3(&db, server, &bucket, ""),
+        support::s3::PART_MIN_SIZE,
+    )
+    .args(["backup", "--s3-max-parts", "8", "--output-dir"])
+    .arg(&dir));
     assert!(out.status.success(), "{}", output_text(&out));
     let meta = assert_local_complete(&dir);
     assert!(meta.size_bytes > 8 * support::s3::PART_MIN_SIZE as u64);
@@ -296,12 +297,7 @@ fn s3_part_size_grows_to_stay_under_max_parts() {
 
 #[test]
 fn s3_unreachable_exits_1_and_keeps_the_local_backup() {
-    let pg = pg16();
-    let db = pg.fresh_db("s3 unreachable");
-    db.load_fixture(0.05);
-    let server = s3();
-    let bucket = server.fresh_bucket("unreachable");
-    let dir = backup_dir("s3-unreachable");
+    let (db, server, bucket, dir) = s3_case("s3 unreachable", 0.05);
     let closed = support::free_port();
     let started = Instant::now();
     let out = run(pgbak_s3(&db, server, &bucket, "p/")
@@ -352,20 +348,18 @@ fn start_slow_upload_via(
     bucket: &str,
     dir: &Path,
 ) -> std::process::Child {
-    let child = pgbak_s3(db, server, bucket, "slow/")
-        .env("S3_ENDPOINT_URL", endpoint)
-        .env(
-            "PGBAK_S3_MIN_PART_SIZE",
-            support::s3::PART_MIN_SIZE.to_string(),
-        )
-        .env("PGBAK_S3_PART_SIZE", support::s3::PART_MIN_SIZE.to_string())
-        .env("S3_CONCURRENCY", "1")
-        .args(["backup", "--compress", "none", "--output-dir"])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning pgbak");
+    let child = small_parts(
+        &mut pgbak_s3(db, server, bucket, "slow/"),
+        support::s3::PART_MIN_SIZE,
+    )
+    .env("S3_ENDPOINT_URL", endpoint)
+    .env("S3_CONCURRENCY", "1")
+    .args(["backup", "--compress", "none", "--output-dir"])
+    .arg(dir)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawning pgbak");
     let deadline = Instant::now() + Duration::from_secs(60);
     while server.multipart_uploads(bucket).is_empty() {
         assert!(Instant::now() < deadline, "the upload never started");
@@ -402,12 +396,7 @@ fn s3_server_killed_mid_upload_exits_1_and_keeps_the_local_backup() {
 
 #[test]
 fn s3_upload_dropped_by_the_store_mid_upload_leaves_no_object_or_upload() {
-    let pg = pg16();
-    let db = pg.fresh_db("s3 dropped");
-    db.load_fixture(0.3);
-    let server = s3();
-    let bucket = server.fresh_bucket("dropped");
-    let dir = backup_dir("s3-dropped");
+    let (db, server, bucket, dir) = s3_case("s3 dropped", 0.3);
     let child = start_slow_upload(&db, server, &bucket, &dir);
     // The store loses the upload (an operator's lifecycle rule, say): parts now fail.
     let client = server.client();
@@ -437,12 +426,7 @@ fn s3_upload_dropped_by_the_store_mid_upload_leaves_no_object_or_upload() {
 
 #[test]
 fn s3_sigterm_mid_upload_aborts_the_multipart_upload() {
-    let pg = pg16();
-    let db = pg.fresh_db("s3 sigterm");
-    db.load_fixture(0.3);
-    let server = s3();
-    let bucket = server.fresh_bucket("sigterm");
-    let dir = backup_dir("s3-sigterm");
+    let (db, server, bucket, dir) = s3_case("s3 sigterm", 0.3);
     let child = start_slow_upload(&db, server, &bucket, &dir);
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -460,21 +444,13 @@ fn s3_sigterm_mid_upload_aborts_the_multipart_upload() {
 
 #[test]
 fn s3_checksum_calculation_when_required_uploads_without_checksums() {
-    let pg = pg16();
-    let db = pg.fresh_db("s3 when required");
-    db.load_fixture(0.05);
-    let server = s3();
-    let bucket = server.fresh_bucket("whenrequired");
-    let dir = backup_dir("s3-whenrequired");
-    let out = run(pgbak_s3(&db, server, &bucket, "p/")
-        .env("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
-        .env(
-            "PGBAK_S3_MIN_PART_SIZE",
-            support::s3::PART_MIN_SIZE.to_string(),
-        )
-        .env("PGBAK_S3_PART_SIZE", (512 * 1024).to_string())
-        .args(["backup", "--storage-class", "STANDARD", "--output-dir"])
-        .arg(&dir));
+    let (db, server, bucket, dir) = s3_case("s3 when required", 0.05);
+    let out = run(
+        small_parts(&mut pgbak_s3(&db, server, &bucket, "p/"), 512 * 1024)
+            .env("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+            .args(["backup", "--storage-class", "STANDARD", "--output-dir"])
+            .arg(&dir),
+    );
     assert!(out.status.success(), "{}", output_text(&out));
     let meta = assert_local_complete(&dir);
     let key = format!("p/{}", meta.file);
@@ -501,6 +477,7 @@ fn s3_bad_settings_exit_2_before_dumping() {
     let dir = backup_dir("s3-bad");
     for (var, value) in [
         ("S3_SSE", "rot13"),
+        ("S3_STORAGE_CLASS", "standard ia"),
         ("S3_ENDPOINT_URL", "not a url"),
         ("S3_MAX_PARTS", "0"),
     ] {
@@ -530,7 +507,7 @@ fn s3_args(server: &S3Server, bucket: &str, prefix: &str) -> pgbak::cli::S3Args 
         prefix: Some(prefix.to_owned()),
         endpoint_url: Some(server.endpoint.clone()),
         region: Some("us-east-1".to_owned()),
-        storage_class: "STANDARD_IA".to_owned(),
+        storage_class: "STANDARD_IA".parse().unwrap(),
         max_parts: 10_000,
         concurrency: 4,
         ..Default::default()
@@ -565,12 +542,7 @@ fn fetch(
 
 #[test]
 fn fetch_backup_by_uri_and_newest_full_under_prefix() {
-    let pg = pg16();
-    let db = pg.fresh_db("s3 fetch");
-    db.load_fixture(0.05);
-    let server = s3();
-    let bucket = server.fresh_bucket("fetch");
-    let dir = backup_dir("s3-fetch");
+    let (db, server, bucket, dir) = s3_case("s3 fetch", 0.05);
     let prefix = "fetch/";
     for mode in ["full", "full", "schema"] {
         let out = run(pgbak_s3(&db, server, &bucket, prefix)
@@ -702,21 +674,14 @@ fn fetch_backup_refuses_hostile_keys_and_checksum_mismatches() {
 
 #[test]
 fn s3_dump_beyond_max_parts_fails_the_upload_and_keeps_the_local_backup() {
-    let pg = pg16();
-    let db = pg.fresh_db("s3 too many parts");
-    db.load_fixture(0.05);
-    let server = s3();
-    let bucket = server.fresh_bucket("toomany");
-    let dir = backup_dir("s3-toomany");
+    let (db, server, bucket, dir) = s3_case("s3 too many parts", 0.05);
     // Two parts of 64 and 128 KiB cannot hold the dump.
-    let out = run(pgbak_s3(&db, server, &bucket, "")
-        .env(
-            "PGBAK_S3_MIN_PART_SIZE",
-            support::s3::PART_MIN_SIZE.to_string(),
-        )
-        .env("PGBAK_S3_PART_SIZE", support::s3::PART_MIN_SIZE.to_string())
-        .args(["backup", "--s3-max-parts", "2", "--output-dir"])
-        .arg(&dir));
+    let out = run(small_parts(
+        &mut pgbak_s3(&db, server, &bucket, ""),
+        support::s3::PART_MIN_SIZE,
+    )
+    .args(["backup", "--s3-max-parts", "2", "--output-dir"])
+    .arg(&dir));
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("--s3-max-parts 2"),
@@ -733,11 +698,7 @@ fn s3_dump_beyond_max_parts_fails_the_upload_and_keeps_the_local_backup() {
 #[test]
 fn s3_verify_and_restore_from_the_bucket_reproduce_the_fixture() {
     let pg = pg16();
-    let db = pg.fresh_db("s3 e2e");
-    db.load_fixture(0.05);
-    let server = s3();
-    let bucket = server.fresh_bucket("e2e");
-    let dir = backup_dir("s3-e2e");
+    let (db, server, bucket, dir) = s3_case("s3 e2e", 0.05);
     let prefix = "e2e/";
     let out = run(pgbak_s3(&db, server, &bucket, prefix)
         .args(["backup", "--output-dir"])
@@ -802,12 +763,7 @@ fn s3_verify_and_restore_from_the_bucket_reproduce_the_fixture() {
 
 #[test]
 fn s3_server_side_encryption_is_requested_for_both_objects() {
-    let pg = pg16();
-    let db = pg.fresh_db("s3 sse");
-    db.load_fixture(0.05);
-    let server = s3();
-    let bucket = server.fresh_bucket("sse");
-    let dir = backup_dir("s3-sse");
+    let (db, server, bucket, dir) = s3_case("s3 sse", 0.05);
     let out = run(pgbak_s3(&db, server, &bucket, "sse/")
         .env("S3_SSE", "AES256")
         .args(["backup", "--output-dir"])
@@ -837,12 +793,7 @@ fn s3_server_side_encryption_is_requested_for_both_objects() {
 
 #[test]
 fn s3_outage_mid_upload_keeps_local_backup_and_next_run_leaves_nothing_open() {
-    let pg = pg16();
-    let db = pg.fresh_db("s3 outage");
-    db.load_fixture(0.3);
-    let server = s3();
-    let bucket = server.fresh_bucket("outage");
-    let dir = backup_dir("s3-outage");
+    let (db, server, bucket, dir) = s3_case("s3 outage", 0.3);
     // An outage of the store while the S3 server keeps its state: a proxy whose plug is pulled.
     let mut proxy = support::proxy::SlowLink::new(server.port, 0);
     let child = start_slow_upload_via(&db, server, &proxy.endpoint(), &bucket, &dir);
@@ -890,12 +841,7 @@ fn s3_outage_mid_upload_keeps_local_backup_and_next_run_leaves_nothing_open() {
 
 #[test]
 fn s3_sigint_mid_upload_aborts_the_multipart_upload() {
-    let pg = pg16();
-    let db = pg.fresh_db("s3 sigint");
-    db.load_fixture(0.3);
-    let server = s3();
-    let bucket = server.fresh_bucket("sigint");
-    let dir = backup_dir("s3-sigint");
+    let (db, server, bucket, dir) = s3_case("s3 sigint", 0.3);
     let child = start_slow_upload(&db, server, &bucket, &dir);
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -909,12 +855,7 @@ fn s3_sigint_mid_upload_aborts_the_multipart_upload() {
 
 #[test]
 fn s3_after_sigkill_mid_upload_the_next_run_cleans_up_and_succeeds() {
-    let pg = pg16();
-    let db = pg.fresh_db("s3 sigkill");
-    db.load_fixture(0.3);
-    let server = s3();
-    let bucket = server.fresh_bucket("sigkill");
-    let dir = backup_dir("s3-sigkill");
+    let (db, server, bucket, dir) = s3_case("s3 sigkill", 0.3);
     let mut child = start_slow_upload(&db, server, &bucket, &dir);
     child.kill().unwrap();
     child.wait().unwrap();

@@ -10,7 +10,7 @@ use pgbak::cli::Mode;
 use pgbak::storage::BackupName;
 use serde_json::json;
 
-use crate::s3::{backup_dir, pgbak_s3, run};
+use crate::s3::{backup_dir, pgbak_s3, run, s3_case, small_parts};
 use crate::support::{self, output_text, pg16, s3, S3Server};
 
 /// The dump file name of `db`'s full backup at `second` past 2020-01-01.
@@ -70,18 +70,18 @@ fn s3_cleanup_never_aborts_a_live_upload_from_another_directory() {
     let (dir_a, dir_b) = (backup_dir("s3-live-a"), backup_dir("s3-live-b"));
     // Run A uploads slowly (another host or output directory, as far as B knows).
     let link = support::proxy::SlowLink::new(server.port, 50_000);
-    let part = support::s3::PART_MIN_SIZE.to_string();
-    let a = pgbak_s3(&db, server, &bucket, "p/")
-        .env("S3_ENDPOINT_URL", link.endpoint())
-        .env("PGBAK_S3_MIN_PART_SIZE", &part)
-        .env("PGBAK_S3_PART_SIZE", &part)
-        .env("S3_CONCURRENCY", "1")
-        .args(["backup", "--compress", "none", "--output-dir"])
-        .arg(&dir_a)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let a = small_parts(
+        &mut pgbak_s3(&db, server, &bucket, "p/"),
+        support::s3::PART_MIN_SIZE,
+    )
+    .env("S3_ENDPOINT_URL", link.endpoint())
+    .env("S3_CONCURRENCY", "1")
+    .args(["backup", "--compress", "none", "--output-dir"])
+    .arg(&dir_a)
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while server.multipart_uploads(&bucket).is_empty() {
         assert!(Instant::now() < deadline, "A's upload never started");
@@ -132,12 +132,8 @@ fn s3_cleanup_never_aborts_a_live_upload_from_another_directory() {
 
 #[test]
 fn s3_cleanup_aborts_uploads_whose_marker_shows_no_live_writer() {
-    let pg = pg16();
-    let db = pg.fresh_db("s3 markers");
+    let (db, server, bucket, dir) = s3_case("s3 markers", 0.0);
     db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
-    let server = s3();
-    let bucket = server.fresh_bucket("markers");
-    let dir = backup_dir("s3-markers");
     let now = Utc::now();
     let this_host = crate::cron::host_name();
     let exited = {
@@ -207,12 +203,8 @@ fn s3_cleanup_aborts_uploads_whose_marker_shows_no_live_writer() {
 
 #[test]
 fn s3_markers_are_not_backups_to_list_check_or_retention() {
-    let pg = pg16();
-    let db = pg.fresh_db("s3 markers ignored");
+    let (db, server, bucket, dir) = s3_case("s3 markers ignored", 0.0);
     db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
-    let server = s3();
-    let bucket = server.fresh_bucket("markersignored");
-    let dir = backup_dir("s3-markers-ignored");
     let backup = |keep: &str| {
         let out = run(pgbak_s3(&db, server, &bucket, "p/")
             .args(["backup", "--keep", keep, "--output-dir"])

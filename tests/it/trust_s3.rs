@@ -5,7 +5,9 @@
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::s3::{assert_local_complete, assert_no_secret, backup_dir, files, pgbak_s3, run};
+use crate::s3::{
+    assert_local_complete, assert_no_secret, backup_dir, files, pgbak_s3, run, s3_case,
+};
 use crate::support::dumps;
 use crate::support::{self, output_text, pg16, s3};
 
@@ -76,11 +78,8 @@ fn trust_s3_slow_but_moving_link_with_a_part_beyond_30_seconds_succeeds() {
 }
 
 /// pgbak with 64 KiB parts (moto's minimum), one at a time.
-fn small_parts(cmd: &mut Command) -> &mut Command {
-    let part = support::s3::PART_MIN_SIZE.to_string();
-    cmd.env("PGBAK_S3_MIN_PART_SIZE", &part)
-        .env("PGBAK_S3_PART_SIZE", &part)
-        .env("S3_CONCURRENCY", "1")
+fn small_serial_parts(cmd: &mut Command) -> &mut Command {
+    crate::s3::small_parts(cmd, support::s3::PART_MIN_SIZE).env("S3_CONCURRENCY", "1")
 }
 
 /// Waits for `child` (output piped) at most `limit`: past that it is killed
@@ -105,17 +104,12 @@ pub(crate) fn wait_bounded(child: Child, limit: Duration) -> (Output, Duration) 
 
 #[test]
 fn trust_s3_stalled_upload_fails_in_bounded_time_and_keeps_the_local_backup() {
-    let pg = pg16();
-    let db = pg.fresh_db("s3 stalled link");
-    db.load_fixture(0.05);
-    let server = s3();
-    let bucket = server.fresh_bucket("stalled");
-    let dir = backup_dir("s3-stalled");
+    let (db, server, bucket, dir) = s3_case("s3 stalled link", 0.05);
     let link = support::proxy::SlowLink::new(server.port, 0);
     // Small requests pass; a part's body stops after 16 KiB and its
     // connection stays open, on every attempt.
     link.stall_after(16 * 1024);
-    let child = small_parts(
+    let child = small_serial_parts(
         pgbak_s3(&db, server, &bucket, "p/")
             .env("S3_ENDPOINT_URL", link.endpoint())
             .env("PGBAK_S3_STALL_TIMEOUT", "2s"),
@@ -159,20 +153,17 @@ fn trust_s3_stalled_upload_fails_in_bounded_time_and_keeps_the_local_backup() {
 
 #[test]
 fn trust_s3_max_part_size_bounds_parts_and_a_dump_beyond_the_limit_keeps_the_local_backup() {
-    let pg = pg16();
-    let db = pg.fresh_db("s3 max part size");
-    db.load_fixture(0.05);
-    let server = s3();
-    let bucket = server.fresh_bucket("maxpartsize");
-    let dir = backup_dir("s3-max-part-size");
+    let (db, server, bucket, dir) = s3_case("s3 max part size", 0.05);
     // Parts may not grow past 64 KiB: 8 of them cannot hold the dump.
-    let out = run(small_parts(&mut pgbak_s3(&db, server, &bucket, "p/"))
-        .env(
-            "PGBAK_S3_MAX_PART_SIZE",
-            support::s3::PART_MIN_SIZE.to_string(),
-        )
-        .args(["backup", "--s3-max-parts", "8", "--output-dir"])
-        .arg(&dir));
+    let out = run(
+        small_serial_parts(&mut pgbak_s3(&db, server, &bucket, "p/"))
+            .env(
+                "PGBAK_S3_MAX_PART_SIZE",
+                support::s3::PART_MIN_SIZE.to_string(),
+            )
+            .args(["backup", "--s3-max-parts", "8", "--output-dir"])
+            .arg(&dir),
+    );
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let last = stderr.lines().last().unwrap_or_default();

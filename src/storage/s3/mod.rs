@@ -32,9 +32,7 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    ChecksumMode, Delete, Object, ObjectIdentifier, ServerSideEncryption, StorageClass,
-};
+use aws_sdk_s3::types::{ChecksumMode, Delete, Object, ObjectIdentifier, ServerSideEncryption};
 use aws_sdk_s3::Client;
 use base64::Engine as _;
 
@@ -48,7 +46,7 @@ pub use cleanup::OpenUpload;
 pub use fetch::{fetch_backup, parse_uri, Fetched};
 pub use marker::MARKER_SUFFIX;
 pub use part_plan::{PartPlan, DEFAULT_PART_SIZE, MIB, S3_MAX_PART_SIZE, S3_MIN_PART_SIZE};
-pub use settings::{keep_warning, min_storage_days, normalize_prefix, S3Settings, Sse};
+pub use settings::{keep_warning, normalize_prefix, S3Settings, Sse, SseAlgorithm, StorageClass};
 pub use upload::{S3Sink, UploadFailed, UploadHandle};
 
 /// What the AWS SDK would otherwise read from the process environment,
@@ -247,7 +245,9 @@ impl Store {
             .bucket(self.bucket())
             .key(key)
             .content_type("application/json")
-            .storage_class(StorageClass::from(self.settings.storage_class.as_str()))
+            .storage_class(aws_sdk_s3::types::StorageClass::from(
+                self.settings.storage_class.as_str(),
+            ))
             .set_server_side_encryption(sse)
             .set_ssekms_key_id(kms_key)
             .body(ByteStream::from(body));

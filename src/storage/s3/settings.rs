@@ -14,6 +14,72 @@ const MIN_STORAGE_DAYS: &[(&str, u32)] = &[
     ("DEEP_ARCHIVE", 180),
 ];
 
+/// An S3 storage class name (`STANDARD`, `STANDARD_IA`, `GLACIER_IR`, ...):
+/// upper-case letters and underscores. Not a closed set, since S3-compatible
+/// stores name their own classes; checked for shape when parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageClass(String);
+
+impl StorageClass {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The days this class bills at least, when it has such a minimum.
+    pub fn min_storage_days(&self) -> Option<u32> {
+        min_storage_days(&self.0)
+    }
+}
+
+impl std::str::FromStr for StorageClass {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<StorageClass, String> {
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
+            return Err(format!(
+                "storage class {text:?} is not a name like STANDARD or STANDARD_IA"
+            ));
+        }
+        Ok(StorageClass(text.to_owned()))
+    }
+}
+
+/// The default, as `--storage-class` has it.
+impl Default for StorageClass {
+    fn default() -> StorageClass {
+        StorageClass("STANDARD_IA".to_owned())
+    }
+}
+
+impl std::fmt::Display for StorageClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The server-side encryption algorithm asked for (`--s3-sse`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SseAlgorithm {
+    /// `AES256`: S3-managed keys.
+    Aes256,
+    /// `aws:kms`: a KMS key (the account's default unless a key id is given).
+    Kms,
+}
+
+impl std::str::FromStr for SseAlgorithm {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<SseAlgorithm, String> {
+        match text {
+            "AES256" => Ok(SseAlgorithm::Aes256),
+            "aws:kms" => Ok(SseAlgorithm::Kms),
+            other => Err(format!(
+                "S3_SSE={other:?} is not supported: use AES256 or aws:kms"
+            )),
+        }
+    }
+}
+
 /// Server-side encryption requested for uploads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sse {
@@ -31,7 +97,7 @@ pub struct S3Settings {
     /// The region named by the flag or the environment; None leaves it to
     /// the AWS profile (else us-east-1).
     pub region: Option<String>,
-    pub storage_class: String,
+    pub storage_class: StorageClass,
     pub sse: Option<Sse>,
     /// The first part's size asked for (bytes); None lets the database's size decide.
     pub part_size: Option<u64>,
@@ -71,7 +137,7 @@ pub fn normalize_prefix(prefix: &str) -> String {
 }
 
 /// The days a storage class bills at least, when it has such a minimum.
-pub fn min_storage_days(storage_class: &str) -> Option<u32> {
+fn min_storage_days(storage_class: &str) -> Option<u32> {
     MIN_STORAGE_DAYS
         .iter()
         .find(|(class, _)| *class == storage_class)
@@ -80,8 +146,8 @@ pub fn min_storage_days(storage_class: &str) -> Option<u32> {
 
 /// The warning for `--keep N` with a class that bills a minimum duration:
 /// under a daily schedule, backups are deleted after N days.
-pub fn keep_warning(keep: u32, storage_class: &str) -> Option<String> {
-    let days = min_storage_days(storage_class)?;
+pub fn keep_warning(keep: u32, storage_class: &StorageClass) -> Option<String> {
+    let days = storage_class.min_storage_days()?;
     (keep > 0 && keep < days).then(|| {
         format!(
             "--keep {keep} with storage class {storage_class}: on a daily schedule each object is \
@@ -102,12 +168,16 @@ mod tests {
         assert_eq!(normalize_prefix("/a/b/"), "a/b/");
     }
 
+    fn class(name: &str) -> StorageClass {
+        name.parse().unwrap()
+    }
+
     #[test]
     fn keep_warning_only_for_minimum_duration_classes() {
-        assert!(keep_warning(7, "STANDARD_IA").is_some());
-        assert!(keep_warning(30, "STANDARD_IA").is_none());
-        assert!(keep_warning(0, "STANDARD_IA").is_none());
-        assert!(keep_warning(7, "STANDARD").is_none());
-        assert!(keep_warning(60, "GLACIER_IR").is_some());
+        assert!(keep_warning(7, &class("STANDARD_IA")).is_some());
+        assert!(keep_warning(30, &class("STANDARD_IA")).is_none());
+        assert!(keep_warning(0, &class("STANDARD_IA")).is_none());
+        assert!(keep_warning(7, &class("STANDARD")).is_none());
+        assert!(keep_warning(60, &class("GLACIER_IR")).is_some());
     }
 }

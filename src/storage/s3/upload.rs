@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, StorageClass};
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
 use sha2::{Digest, Sha256};
@@ -32,7 +32,9 @@ impl Store {
             .create_multipart_upload()
             .bucket(self.bucket())
             .key(&key)
-            .storage_class(StorageClass::from(self.settings.storage_class.as_str()))
+            .storage_class(aws_sdk_s3::types::StorageClass::from(
+                self.settings.storage_class.as_str(),
+            ))
             .content_type("application/octet-stream");
         if self.checksums {
             request = request.checksum_algorithm(ChecksumAlgorithm::Sha256);
@@ -66,7 +68,7 @@ impl Store {
             bucket: self.bucket().to_owned(),
             key,
             upload_id,
-            storage_class: self.settings.storage_class.clone(),
+            storage_class: self.settings.storage_class.to_string(),
             checksums: self.checksums,
             stall_timeout: self.settings.stall_timeout,
             marker,
