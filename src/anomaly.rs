@@ -7,10 +7,11 @@
 //! [`compare`] is the pure part; [`check_and_pin`] finds the previous backup,
 //! pins it locally and, when the run uploaded, under the S3 prefix too.
 
+use std::path::Path;
+
 use anyhow::Result;
 use chrono::{SecondsFormat, Utc};
 
-use crate::commands::backup::{BackupJob, Made};
 use crate::meta::{Meta, Pin};
 use crate::storage::local::LocalStore;
 use crate::storage::s3::{self, S3Settings};
@@ -95,22 +96,25 @@ pub fn compare(previous: &Meta, new: &Meta, percent: u32) -> Option<Findings> {
     })
 }
 
-/// After a successful backup: compares it with the previous good backup of
-/// its group in the backup directory and, on a collapse, pins that one
-/// (locally, and on S3 when this run uploaded and it is there).
+/// After a successful backup (`name`, with its `meta`): compares it with the
+/// previous good backup of its group in `backup_dir` and, on a collapse, pins
+/// that one (locally, and under the S3 prefix of `s3` when this backup was
+/// uploaded and the previous one is there).
 pub async fn check_and_pin(
-    job: &BackupJob,
-    made: &Made,
+    backup_dir: &Path,
+    s3: Option<&S3Settings>,
+    name: &BackupName,
+    new: &Meta,
     percent: Option<u32>,
 ) -> Result<Option<Findings>> {
     let Some(percent) = percent else {
         return Ok(None);
     };
-    let local = LocalStore::new(&job.output_dir);
-    let Some((previous, meta)) = previous_good(&local, &made.name).await? else {
+    let local = LocalStore::new(backup_dir);
+    let Some((previous, meta)) = previous_good(&local, name).await? else {
         return Ok(None);
     };
-    let Some(mut findings) = compare(&meta, &made.meta, percent) else {
+    let Some(mut findings) = compare(&meta, new, percent) else {
         return Ok(None);
     };
     findings.previous = previous.stem();
@@ -118,19 +122,19 @@ pub async fn check_and_pin(
         pinned_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
         reason: format!(
             "{} fell below {percent}% of this backup ({})",
-            made.name.stem(),
+            name.stem(),
             findings.summary()
         ),
     };
     pin_in(&local, &previous, &pin).await?;
-    if let Some(location) = made.meta.s3.as_ref().filter(|_| job.upload) {
-        let store = s3::connect(S3Settings::from_args(&job.s3, Some(&location.bucket))?).await?;
+    if let (Some(location), Some(settings)) = (new.s3.as_ref(), s3) {
+        let store = s3::connect(settings.in_bucket(&location.bucket)).await?;
         pin_in(&store, &previous, &pin).await?;
     }
     ui::warn(&format!(
         "anomaly: the new backup {} is much smaller than {}; {} is pinned so retention keeps it \
          (`pgbak unpin {}` once this is understood): {}",
-        made.name.stem(),
+        name.stem(),
         findings.previous,
         findings.previous,
         findings.previous,

@@ -47,8 +47,10 @@ use std::process::ExitCode;
 /// Each command's settings are resolved here, once, before it runs
 /// ([`settings::commands`]).
 pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
+    use settings::backup::BackupSettings;
     use settings::commands::{GlobalSettings, KeygenSettings, ListSettings};
     use settings::commands::{PruneSettings, UnpinSettings};
+    use settings::cron::CronSettings;
     let global = GlobalSettings::resolve(&cli.global);
     ui::init(global.verbosity);
     if let Some(limit) = global.timeout {
@@ -62,10 +64,14 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         children::stop_leftovers().await;
     }
     match cli.command {
-        cli::Command::Backup(args) => commands::backup::run(&global, args).await,
+        cli::Command::Backup(args) => {
+            commands::backup::run(BackupSettings::resolve(&global, args)?).await
+        }
         cli::Command::Restore(args) => commands::restore::run(&global, args).await,
         cli::Command::Verify(args) => commands::verify::run(&global, args).await,
-        cli::Command::Cron(args) => commands::cron::run(&global, *args).await,
+        cli::Command::Cron(args) => {
+            commands::cron::run(CronSettings::resolve(&global, *args)).await
+        }
         cli::Command::List(args) => commands::list::run(ListSettings::resolve(args)?).await,
         cli::Command::Check(args) => commands::check::run(&global, args).await,
         cli::Command::Keygen(args) => commands::keygen::run(KeygenSettings::resolve(args)),

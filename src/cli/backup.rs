@@ -1,4 +1,5 @@
-//! `pgbak backup`.
+//! `pgbak backup`, and the flags it shares with `pgbak cron` ([`DumpArgs`]),
+//! declared once.
 
 use std::path::PathBuf;
 
@@ -9,9 +10,8 @@ use crate::settings::vars;
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// What to dump.
-    #[arg(long, value_enum, default_value_t = Mode::Full)]
-    pub mode: Mode,
+    #[command(flatten)]
+    pub dump: DumpArgs,
     /// Directory for the .dump and .meta.json files (created 0700 if missing).
     #[arg(
         long,
@@ -20,6 +20,28 @@ pub struct BackupArgs {
         value_name = "DIR"
     )]
     pub output_dir: PathBuf,
+    /// Suffix for the file name, e.g. `pre-migration` ([A-Za-z0-9.-]+); kept apart by retention.
+    #[arg(long, value_name = "LABEL")]
+    pub label: Option<String>,
+    /// Print a JSON summary (the meta.json contents plus paths) on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Also back up the globals (pg_dumpall --globals-only) beside this database's backup.
+    #[arg(long)]
+    pub globals: bool,
+    /// Leave role passwords out of the globals backup (roles then restore without passwords);
+    /// also PGBAK_NO_ROLE_PASSWORDS=true.
+    #[arg(long)]
+    pub no_role_passwords: bool,
+}
+
+/// What to dump and where it goes: the flags `pgbak backup` and `pgbak cron`
+/// share, resolved for both by `settings::backup`.
+#[derive(Debug, Clone, Args)]
+pub struct DumpArgs {
+    /// What to dump.
+    #[arg(long, value_enum, default_value_t = Mode::Full)]
+    pub mode: Mode,
     #[command(flatten)]
     pub retention: RetentionArgs,
     #[command(flatten)]
@@ -27,15 +49,9 @@ pub struct BackupArgs {
     /// Do not upload, even when S3_BUCKET is set.
     #[arg(long)]
     pub no_s3: bool,
-    /// Suffix for the file name, e.g. `pre-migration` ([A-Za-z0-9.-]+); kept apart by retention.
-    #[arg(long, value_name = "LABEL")]
-    pub label: Option<String>,
     /// pg_dump --compress spec (e.g. zstd:3, gzip:6, lz4, none). Default: zstd:1 when pg_dump has it, else gzip:4.
     #[arg(long, env = vars::PGBAK_COMPRESS, value_name = "SPEC")]
     pub compress: Option<String>,
-    /// Print a JSON summary (the meta.json contents plus paths) on stdout.
-    #[arg(long)]
-    pub json: bool,
     /// On a hot standby: pause WAL replay while dumping, so the standby never cancels the dump
     /// (recovery conflict); resumed on every exit, and by the next run after a SIGKILL.
     #[arg(long, env = vars::PGBAK_PAUSE_REPLAY, value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
@@ -54,13 +70,6 @@ pub struct BackupArgs {
         value_name = "PATTERN"
     )]
     pub exclude_databases: Vec<String>,
-    /// Also back up the globals (pg_dumpall --globals-only) beside this database's backup.
-    #[arg(long)]
-    pub globals: bool,
-    /// Leave role passwords out of the globals backup (roles then restore without passwords);
-    /// also PGBAK_NO_ROLE_PASSWORDS=true.
-    #[arg(long)]
-    pub no_role_passwords: bool,
     #[command(flatten)]
     pub encrypt: EncryptArgs,
     #[command(flatten)]

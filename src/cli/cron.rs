@@ -5,9 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser};
 
-use super::ObjectLockArgs;
-use super::{AlertFormat, AnomalyArgs, DecryptArgs, EncryptArgs, HeartbeatKind, Mode};
-use super::{RetentionArgs, S3Args};
+use super::{AlertFormat, DecryptArgs, DumpArgs, HeartbeatKind};
 use crate::settings::vars;
 
 #[derive(Debug, Args)]
@@ -26,9 +24,8 @@ pub struct CronArgs {
     /// Verify the new backup before retention (also VERIFY_ON_BACKUP=true).
     #[arg(long)]
     pub verify: bool,
-    /// What to dump.
-    #[arg(long, value_enum, default_value_t = Mode::Full)]
-    pub mode: Mode,
+    #[command(flatten)]
+    pub dump: DumpArgs,
     /// Read settings from this file first (systemd EnvironmentFile= syntax: KEY=value lines,
     /// no shell quoting needed); variables already in the environment win.
     #[arg(long, env = vars::PGBAK_ENV_FILE, value_name = "PATH")]
@@ -44,10 +41,6 @@ pub struct CronArgs {
         value_name = "DIR"
     )]
     pub backup_dir: PathBuf,
-    #[command(flatten)]
-    pub retention: RetentionArgs,
-    #[command(flatten)]
-    pub anomaly: AnomalyArgs,
     /// Keep the newest N run logs (backup-*.log) in LOG_DIR; 0 keeps all.
     #[arg(long, env = vars::LOG_KEEP, default_value_t = 30, value_name = "N")]
     pub log_keep: u32,
@@ -61,12 +54,6 @@ pub struct CronArgs {
         value_name = "DURATION"
     )]
     pub lock_wait: std::time::Duration,
-    /// pg_dump --compress spec (default: zstd:1 when pg_dump has it, else gzip:4).
-    #[arg(long, env = vars::PGBAK_COMPRESS, value_name = "SPEC")]
-    pub compress: Option<String>,
-    /// Do not upload, even when S3_BUCKET is set.
-    #[arg(long)]
-    pub no_s3: bool,
     /// Verify by restoring into this server instead of the source server (its URL; the password may be in it).
     #[arg(
         long,
@@ -78,33 +65,10 @@ pub struct CronArgs {
     /// Verify by restoring into a throwaway local cluster (initdb + postgres from the chosen bin dir).
     #[arg(long, conflicts_with = "verify_target_url")]
     pub verify_ephemeral: bool,
-    /// On a hot standby: pause WAL replay while dumping, so the standby never cancels the dump
-    /// (recovery conflict); resumed on every exit, and by the next run after a SIGKILL.
-    #[arg(long, env = vars::PGBAK_PAUSE_REPLAY, value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
-    pub pause_replay: bool,
-    /// Back up every database and the globals, as `backup --all-databases`; also
-    /// PGBAK_ALL_DATABASES=true.
-    #[arg(long)]
-    pub all_databases: bool,
-    /// With --all-databases: skip databases matching this glob (repeatable; the environment
-    /// variable takes a comma-separated list).
-    #[arg(
-        long = "exclude-database",
-        env = vars::PGBAK_EXCLUDE_DATABASES,
-        value_delimiter = ',',
-        value_name = "PATTERN"
-    )]
-    pub exclude_databases: Vec<String>,
     #[command(flatten)]
     pub report: CronReportArgs,
     #[command(flatten)]
-    pub encrypt: EncryptArgs,
-    #[command(flatten)]
     pub decrypt: DecryptArgs,
-    #[command(flatten)]
-    pub s3: S3Args,
-    #[command(flatten)]
-    pub object_lock: ObjectLockArgs,
 }
 
 /// Where `pgbak cron` reports a run: the log directory, the alert webhook,

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use self::backup::BackupArgs;
+pub use self::backup::{BackupArgs, DumpArgs};
 pub use self::check::CheckArgs;
 pub use self::cron::{CronArgs, CronReportArgs, CronReportOnly};
 pub use self::parse::{parse_duration, parse_limit};

@@ -20,16 +20,17 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::Utc;
 use serde_json::json;
 
-use super::backup::{self, apply_retention, BackupJob};
+use super::backup::{self, apply_retention};
 use super::restore::restore_into;
 use crate::archive::{self, MetaState, Wanted};
-use crate::cli::{BackupArgs, RestoreArgs};
+use crate::cli::RestoreArgs;
 use crate::error::{exit_code, one_line, usage, FAILED, SIGINT, SIGTERM};
 use crate::meta::Meta;
 use crate::mode::Mode;
 use crate::pg::client;
 use crate::pg::url::ConnSettings;
-use crate::settings::commands::GlobalSettings;
+use crate::settings::backup::BackupJob;
+use crate::settings::commands::{GlobalSettings, Output};
 use crate::signals::Signals;
 use crate::storage::local::LocalStore;
 use crate::storage::s3::{self, S3Settings};
@@ -40,18 +41,6 @@ fn is_interruption(err: &anyhow::Error) -> bool {
     matches!(exit_code(err), SIGINT | SIGTERM)
 }
 
-/// `--exclude-database` globs, checked before anything runs.
-pub fn exclude_patterns(patterns: &[String]) -> Result<Vec<glob::Pattern>> {
-    patterns
-        .iter()
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| {
-            glob::Pattern::new(p.trim())
-                .map_err(|e| usage(format!("invalid --exclude-database pattern {p:?}: {e}")))
-        })
-        .collect()
-}
-
 /// Splits the server's databases into (dumped, excluded).
 pub fn choose(all: &[String], excludes: &[glob::Pattern]) -> (Vec<String>, Vec<String>) {
     all.iter()
@@ -59,18 +48,16 @@ pub fn choose(all: &[String], excludes: &[glob::Pattern]) -> (Vec<String>, Vec<S
         .partition(|db| !excludes.iter().any(|p| p.matches(db)))
 }
 
-pub async fn backup_all(global: &GlobalSettings, args: BackupArgs) -> Result<ExitCode> {
-    if args.mode != Mode::Full {
-        return Err(usage(
-            "--all-databases takes full backups only (a restore of the server needs them)",
-        ));
-    }
-    let excludes = exclude_patterns(&args.exclude_databases)?;
-    let job = BackupJob::new(global, &args)?;
-    backup::check_object_lock(&job).await?;
+/// `backup --all-databases`: `job` names the database the list is read from.
+pub async fn backup_all(
+    job: &BackupJob,
+    excludes: &[glob::Pattern],
+    print: Output,
+) -> Result<ExitCode> {
+    backup::check_object_lock(job).await?;
     let mut signals = Signals::new()?;
-    let outcome = backup_run(&job, &excludes, &mut signals).await?;
-    if args.json {
+    let outcome = backup_run(job, excludes, &mut signals).await?;
+    if print == Output::Json {
         ui::stdout_line(&serde_json::to_string_pretty(&outcome.summary())?);
     }
     outcome.result().map(|()| ExitCode::SUCCESS)
@@ -210,7 +197,7 @@ async fn backup_one(
         Some(databases) => super::globals::backup(job, signals, databases).await?,
         None => {
             let made = backup::dump(job, signals).await?;
-            crate::anomaly::check_and_pin(job, &made, job.anomaly).await?;
+            backup::check_anomaly(job, &made).await?;
             made
         }
     };
@@ -484,11 +471,14 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let excludes =
-            exclude_patterns(&["*_test".into(), "scratch-?".into(), " ".into()]).unwrap();
+        let excludes = crate::settings::backup::exclude_patterns(&[
+            "*_test".into(),
+            "scratch-?".into(),
+            " ".into(),
+        ])
+        .unwrap();
         let (kept, excluded) = choose(&all, &excludes);
         assert_eq!(kept, vec!["app", "postgres", "weird \"db\""]);
         assert_eq!(excluded, vec!["app_test", "scratch-1"]);
-        assert!(exclude_patterns(&["[".into()]).is_err());
     }
 }

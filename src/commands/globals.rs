@@ -10,11 +10,12 @@
 
 use anyhow::{anyhow, Context, Result};
 
-use super::backup::{BackupJob, Began, Made, Output};
+use super::backup::{Began, Made, Output};
 use crate::meta::{GlobalsInfo, Meta};
 use crate::mode::Mode;
 use crate::pg::{client, tools};
 use crate::pipeline::{self, Sinks};
+use crate::settings::backup::BackupJob;
 use crate::signals::Signals;
 use crate::storage::fsio;
 use crate::ui;

@@ -17,8 +17,10 @@
 //!   settings the command runs with (`XxxSettings::resolve`), at dispatch.
 
 pub mod aws;
+pub mod backup;
 pub mod choices;
 pub mod commands;
+pub mod cron;
 mod env;
 mod env_file;
 pub mod groups;
@@ -52,14 +54,19 @@ pub fn connection_from_url(url: &str) -> Result<ConnSettings> {
 /// names a database: an environment file that failed to load must not turn
 /// into a backup of the wrong database, or none.
 pub fn explicit_connection() -> Result<ConnSettings> {
-    let set = |name: &str| var(name).is_some();
+    explicit_connection_in(env())
+}
+
+/// [`explicit_connection`] in the environment `env`.
+pub fn explicit_connection_in(env: &Env) -> Result<ConnSettings> {
+    let set = |name: &str| env.get(name).is_some();
     if !set(vars::DATABASE_URL) && !set(vars::PGHOST) && !set(vars::PGDATABASE) {
         return Err(usage(
             "no database configured: set DATABASE_URL (or PGHOST and PGDATABASE) in the \
              environment or the --env-file; pgbak cron does not fall back to libpq's defaults",
         ));
     }
-    connection()
+    ConnSettings::resolve(&env.lookup())
 }
 
 /// This machine's host name, for meta.json and alerts.
@@ -78,7 +85,12 @@ pub fn host_name() -> String {
 /// the variable for anything but true/false, 1/0, yes/no, on/off (any case):
 /// `VERIFY_ON_BACKUP=yes-please` must not silently mean "off".
 pub fn env_bool(name: &str) -> Result<Option<bool>> {
-    match var(name).filter(|v| !v.trim().is_empty()) {
+    env_bool_in(env(), name)
+}
+
+/// [`env_bool`] in the environment `env`.
+pub fn env_bool_in(env: &Env, name: &str) -> Result<Option<bool>> {
+    match env.get(name).filter(|v| !v.trim().is_empty()) {
         None => Ok(None),
         Some(value) => parse_bool(&value).map(Some).ok_or_else(|| {
             usage(format!(
@@ -92,7 +104,12 @@ pub fn env_bool(name: &str) -> Result<Option<bool>> {
 /// ("true", "1", "yes", "on" enable; anything else is off). `pgbak cron`
 /// uses the strict [`env_bool`] instead.
 pub fn env_flag(name: &str) -> bool {
-    var(name).is_some_and(|v| parse_bool(&v) == Some(true))
+    env_flag_in(env(), name)
+}
+
+/// [`env_flag`] in the environment `env`.
+pub fn env_flag_in(env: &Env, name: &str) -> bool {
+    env.get(name).is_some_and(|v| parse_bool(&v) == Some(true))
 }
 
 fn parse_bool(value: &str) -> Option<bool> {

@@ -1077,3 +1077,33 @@ fn cron_webhook_receiver_down_is_logged_without_its_token_and_keeps_the_exit_cod
     assert!(!text.contains(token), "{text}");
     assert!(!output_text(&out).contains(token));
 }
+
+/// `--all-databases` takes full backups only, in `pgbak cron` as in `pgbak backup`
+/// (README, Disaster recovery): a schema-only run of every database could never be
+/// rebuilt by `restore --all-databases`. Refused as a configuration error, the flag or
+/// the variable alike.
+#[test]
+fn cron_all_databases_takes_full_backups_only() {
+    let cases: [(&[&str], Option<&str>, i32); 4] = [
+        (&["--all-databases", "--mode", "schema"], None, 2),
+        (&["--mode", "data"], Some("true"), 2),
+        (&["--all-databases"], None, 0),
+        (&["--mode", "schema"], Some("false"), 0),
+    ];
+    for (args, variable, code) in cases {
+        let dirs = Dirs::new("all-modes");
+        let mut cmd = cron(pgbak_bare(), &dirs, &down_url());
+        cmd.arg("--check-config").args(args);
+        if let Some(value) = variable {
+            cmd.env("PGBAK_ALL_DATABASES", value);
+        }
+        let out = run(&mut cmd);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?} {variable:?}: {}",
+            output_text(&out)
+        );
+        assert!(dirs.dumps().is_empty() && dirs.logs().is_empty());
+    }
+}

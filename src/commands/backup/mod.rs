@@ -31,91 +31,19 @@ use tokio_postgres::Client;
 pub use self::output::upload_meta;
 pub(crate) use self::output::{Began, Output};
 pub use self::retention::apply_retention;
-use crate::cli::{BackupArgs, ObjectLockArgs, S3Args};
-use crate::encryption::Recipients;
-use crate::error::usage;
+use crate::anomaly::Findings;
 use crate::meta::Meta;
-use crate::mode::Mode;
 use crate::pg::client;
 use crate::pg::dump::{self as pg_dump, DumpJob, Streamed};
 use crate::pg::replay::{self, ReplayPause};
 use crate::pg::snapshot::Snapshot;
 use crate::pg::tools::{self, PgTools};
-use crate::pg::url::ConnSettings;
 use crate::pipeline::Sinks;
-use crate::retention::Policy;
-use crate::settings::commands::GlobalSettings;
+use crate::settings::backup::{BackupJob, BackupSettings};
 use crate::signals::Signals;
-use crate::storage::object_lock::LockPolicy;
-use crate::storage::s3::{self, S3Settings, UploadFailed};
-use crate::storage::{fsio, validate_label, BackupName};
+use crate::storage::s3::{self, UploadFailed};
+use crate::storage::{fsio, BackupName};
 use crate::ui;
-
-/// Everything one backup needs, resolved from flags and environment.
-#[derive(Debug, Clone)]
-pub struct BackupJob {
-    pub conn: ConnSettings,
-    pub output_dir: PathBuf,
-    pub mode: Mode,
-    pub label: Option<String>,
-    pub policy: Policy,
-    pub compress: Option<String>,
-    pub pg_bin_dir: Option<PathBuf>,
-    /// S3 settings; uploading happens when a bucket is set and `upload` is true.
-    pub s3: S3Args,
-    pub upload: bool,
-    /// Longest wait for a table lock (pg_dump and pgbak's catalog reads).
-    pub lock_wait_timeout: std::time::Duration,
-    /// On a standby, pause WAL replay while dumping.
-    pub pause_replay: bool,
-    /// S3 Object Lock to set on what is uploaded.
-    pub lock: Option<LockPolicy>,
-    /// The anomaly threshold in percent; None when the check is off.
-    pub anomaly: Option<u32>,
-    /// The `--all-databases` run this backup belongs to (recorded in meta.json).
-    pub cluster_run: Option<String>,
-    /// Leave role passwords out of a globals backup.
-    pub no_role_passwords: bool,
-    /// Encrypt to these (age); None writes a plaintext `.dump`.
-    pub recipients: Option<Recipients>,
-}
-
-impl BackupJob {
-    pub fn new(global: &GlobalSettings, args: &BackupArgs) -> Result<BackupJob> {
-        if let Some(label) = &args.label {
-            validate_label(label).map_err(usage)?;
-        }
-        let upload = !args.no_s3 && args.s3.bucket.as_deref().is_some_and(|b| !b.is_empty());
-        if upload {
-            // Bad S3 settings are a usage error before anything is dumped.
-            S3Settings::from_args(&args.s3, None)?;
-        }
-        let recipients = Recipients::resolve(
-            &args.encrypt.recipients,
-            args.encrypt.recipients_file.as_deref(),
-        )?;
-        let lock = object_lock_for(&args.s3, args.no_s3, &args.object_lock)?;
-        Ok(BackupJob {
-            lock,
-            anomaly: crate::settings::groups::anomaly_threshold(&args.anomaly)?,
-            conn: crate::settings::connection()?,
-            output_dir: args.output_dir.clone(),
-            mode: args.mode,
-            label: args.label.clone(),
-            policy: crate::settings::groups::retention_policy(&args.retention)?,
-            compress: args.compress.clone(),
-            pg_bin_dir: global.pg_bin_dir.clone(),
-            s3: args.s3.clone(),
-            upload,
-            lock_wait_timeout: global.lock_wait_timeout,
-            pause_replay: args.pause_replay,
-            recipients,
-            cluster_run: None,
-            no_role_passwords: args.no_role_passwords
-                || crate::settings::env_flag("PGBAK_NO_ROLE_PASSWORDS"),
-        })
-    }
-}
 
 /// A backup that was written completely.
 #[derive(Debug, Clone)]
@@ -128,13 +56,19 @@ pub struct Made {
     pub meta: Meta,
 }
 
-pub async fn run(global: &GlobalSettings, args: BackupArgs) -> Result<ExitCode> {
-    if args.all_databases || crate::settings::env_flag("PGBAK_ALL_DATABASES") {
-        return super::cluster::backup_all(global, args).await;
+/// `pgbak backup`, with its settings resolved at dispatch.
+pub async fn run(settings: BackupSettings) -> Result<ExitCode> {
+    let BackupSettings {
+        plan,
+        globals,
+        output: print,
+    } = settings;
+    if let Some(excludes) = &plan.all_databases {
+        return super::cluster::backup_all(&plan.job, excludes, print).await;
     }
-    let job = BackupJob::new(global, &args)?;
-    if job.upload {
-        if let Some(warning) = s3::keep_warning(job.policy.last, &job.s3.storage_class) {
+    let job = plan.job;
+    if let Some(s3) = &job.s3 {
+        if let Some(warning) = s3::keep_warning(job.policy.last, &s3.storage_class) {
             ui::warn(&warning);
         }
     }
@@ -151,22 +85,20 @@ pub async fn run(global: &GlobalSettings, args: BackupArgs) -> Result<ExitCode> 
             return Err(err);
         }
     };
-    let anomaly =
-        crate::signals::unless_stopped(crate::anomaly::check_and_pin(&job, &made, job.anomaly))
-            .await?;
+    let anomaly = crate::signals::unless_stopped(check_anomaly(&job, &made)).await?;
     let mut deleted = apply_retention(&job, &made).await?;
-    let mut globals = None;
-    if args.globals {
+    let mut globals_made = None;
+    if globals {
         let made = super::globals::backup(&job, &mut signals, Vec::new()).await?;
         deleted.extend(apply_retention(&job, &made).await?);
-        globals = Some(made);
+        globals_made = Some(made);
     }
-    if args.json {
+    if print == crate::settings::commands::Output::Json {
         let summary = serde_json::json!({
             "dump": made.dump,
             "meta_path": made.meta_path,
             "meta": made.meta,
-            "globals": globals.map(|g| serde_json::json!({
+            "globals": globals_made.map(|g| serde_json::json!({
                 "dump": g.dump, "meta_path": g.meta_path, "meta": g.meta,
             })),
             "deleted": deleted,
@@ -177,33 +109,18 @@ pub async fn run(global: &GlobalSettings, args: BackupArgs) -> Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// The Object Lock settings of a run; asking for a lock without a bucket is
-/// a usage error (with `--no-s3` the lock is moot and ignored).
-pub fn object_lock_for(
-    s3: &S3Args,
-    no_s3: bool,
-    args: &ObjectLockArgs,
-) -> Result<Option<LockPolicy>> {
-    let lock = crate::settings::groups::object_lock(args)?;
-    if no_s3 {
-        return Ok(None);
-    }
-    if lock.is_some() && s3.bucket.as_deref().is_none_or(str::is_empty) {
-        return Err(usage(
-            "--s3-object-lock-days needs an S3 bucket (S3_BUCKET or --s3-bucket)",
-        ));
-    }
-    Ok(lock)
+/// The anomaly check of `made` against the previous good backup of its group
+/// in `job`'s directory (and under its S3 prefix, when `job` uploads).
+pub async fn check_anomaly(job: &BackupJob, made: &Made) -> Result<Option<Findings>> {
+    let (dir, s3) = (&job.output_dir, job.s3.as_ref());
+    crate::anomaly::check_and_pin(dir, s3, &made.name, &made.meta, job.anomaly).await
 }
 
 /// Before anything is dumped: a lock asked for on a bucket without Object
 /// Lock is an exit-2 error, not a backup that silently stays deletable.
 pub async fn check_object_lock(job: &BackupJob) -> Result<()> {
-    if job.lock.is_some() {
-        s3::connect(S3Settings::from_args(&job.s3, None)?)
-            .await?
-            .require_object_lock()
-            .await?;
+    if let (Some(_), Some(s3)) = (&job.lock, &job.s3) {
+        s3::connect(s3.clone()).await?.require_object_lock().await?;
     }
     Ok(())
 }
@@ -332,9 +249,7 @@ async fn dump_from(
 /// The database's size, which sizes the upload's parts so even a
 /// multi-terabyte dump fits the part limit; None without an upload.
 async fn size_estimate(job: &BackupJob, client: &Client) -> Option<u64> {
-    if !job.upload {
-        return None;
-    }
+    job.s3.as_ref()?;
     client
         .query_one("SELECT pg_database_size(current_database())", &[])
         .await

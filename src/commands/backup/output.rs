@@ -15,12 +15,13 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::{BackupJob, Made};
+use super::Made;
 use crate::meta::{Encryption, Meta, S3Location};
 use crate::mode::Mode;
 use crate::pg::client::ServerVersion;
 use crate::pg::tools::PgTools;
 use crate::pipeline::{FileSink, Pumped, Sink};
+use crate::settings::backup::BackupJob;
 use crate::signals::Signals;
 use crate::storage::local::LocalStore;
 use crate::storage::s3::{self, S3Settings, S3Sink, Store, UploadFailed, UploadHandle};
@@ -88,11 +89,11 @@ impl Output {
         estimate: Option<u64>,
         signals: &mut Signals,
     ) -> Result<Option<S3Sink>> {
-        if !job.upload {
+        let Some(settings) = &job.s3 else {
             return Ok(None);
-        }
+        };
         let started = signals
-            .guard(async { Ok(start_upload(job, &self.name, estimate).await) })
+            .guard(async { Ok(start_upload(settings, &self.name, estimate).await) })
             .await?;
         match started {
             Ok((store, sink)) => {
@@ -272,12 +273,9 @@ impl Output {
 
     /// The run's error for an upload that failed while the local backup completed.
     fn failed(&self, job: &BackupJob, err: &anyhow::Error) -> anyhow::Error {
-        let target = format!(
-            "s3://{}/{}{}",
-            job.s3.bucket.as_deref().unwrap_or_default(),
-            s3::normalize_prefix(job.s3.prefix.as_deref().unwrap_or_default()),
-            self.name.dump_file()
-        );
+        let target = job.s3.as_ref().map_or_else(String::new, |s3| {
+            format!("s3://{}/{}{}", s3.bucket, s3.prefix, self.name.dump_file())
+        });
         let kind = if self.name.mode == Mode::Globals {
             "globals backup"
         } else {
@@ -350,11 +348,11 @@ fn commit(sink: FileSink, meta: &Meta, meta_path: &Path) -> Result<()> {
 
 /// Connects to the bucket and starts the multipart upload of `name`'s dump.
 async fn start_upload(
-    job: &BackupJob,
+    settings: &S3Settings,
     name: &BackupName,
     estimate: Option<u64>,
 ) -> Result<(Store, S3Sink)> {
-    let store = s3::connect(S3Settings::from_args(&job.s3, None)?).await?;
+    let store = s3::connect(settings.clone()).await?;
     let sink = store.start_upload(&name.dump_file(), estimate).await?;
     Ok((store, sink))
 }

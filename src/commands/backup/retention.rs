@@ -6,10 +6,11 @@
 use anyhow::{Context, Result};
 use chrono::Utc;
 
-use super::{BackupJob, Made};
+use super::Made;
 use crate::retention::apply::{self, Marks, Scope};
+use crate::settings::backup::BackupJob;
 use crate::storage::local::LocalStore;
-use crate::storage::s3::{self, S3Settings};
+use crate::storage::s3;
 use crate::ui;
 
 /// Step 5: retention for the group of the backup just made, locally and
@@ -47,10 +48,10 @@ async fn retention(job: &BackupJob, made: &Made) -> Result<Vec<String>> {
     };
     let applied = apply::apply(&local, &scope, &Marks::default(), now).await?;
     deleted.extend(applied.deleted);
-    let Some(location) = made.meta.s3.as_ref().filter(|_| job.upload) else {
+    let (Some(location), Some(settings)) = (made.meta.s3.as_ref(), job.s3.as_ref()) else {
         return Ok(deleted);
     };
-    let store = s3::connect(S3Settings::from_args(&job.s3, Some(&location.bucket))?).await?;
+    let store = s3::connect(settings.in_bucket(&location.bucket)).await?;
     scope.store = "s3";
     let remote = apply::apply(&store, &scope, &applied.marks, now).await?;
     deleted.extend(remote.deleted);

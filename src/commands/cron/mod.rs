@@ -1,12 +1,13 @@
 //! `pgbak cron`: the unattended run for crontab and systemd timers.
 //!
 //! The steps, in order:
-//! 1. the reporting settings ([`config::reporter`]): alert webhook and
-//!    heartbeat, each usable when the other is not;
+//! 1. the reporting settings (resolved at dispatch, as all of them are:
+//!    [`crate::settings::cron`]): alert webhook and heartbeat, each usable
+//!    when the other is not;
 //! 2. open `LOG_DIR/backup-<UTC ts>.log` (0600) and tee every line into it;
-//! 3. every other setting ([`config::resolve`]): an error is a configuration
-//!    failure (exit 2) that is still logged, alerted, pinged and put in the
-//!    metrics; `--check-config` stops here without any of that;
+//! 3. every other setting: its error is a configuration failure (exit 2)
+//!    that is still logged, alerted, pinged and put in the metrics;
+//!    `--check-config` stops here without any of that;
 //! 4. stop the children an earlier, killed pgbak left behind ([`crate::children`]);
 //! 5. take the lock of this backup group (database, mode, label), waiting up
 //!    to `--lock-wait`; a run that finds it held is *skipped* (exit 75),
@@ -35,30 +36,19 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 
 use crate::alert::{self, Step};
-use crate::cli::{CronArgs, S3Args};
-use crate::commands::backup::{self, BackupJob, Made};
+use crate::commands::backup::{self, Made};
 use crate::commands::verify::{self, Status, VerifyOptions};
 use crate::error::{self, usage};
 use crate::lock::{self, RunLock};
-use crate::metrics::{self, StepMetric};
-use crate::mode::Mode;
-use crate::settings::commands::GlobalSettings;
+use crate::metrics::StepMetric;
+use crate::settings::backup::BackupJob;
+use crate::settings::cron::{CronConfig, CronSettings, Reporter, ALL_DATABASES};
 use crate::signals::Signals;
 use crate::storage::s3::{self, S3Settings};
-use crate::{settings, ui};
+use crate::ui;
 
 pub use argv::{env_file_flag, is_cron};
 pub use report::unparsed;
-
-use config::Config;
-
-/// The run's identity and where it is reported, known before anything can fail.
-pub(crate) struct Reporter {
-    alert: Option<alert::AlertTarget>,
-    heartbeat: Option<crate::heartbeat::Heartbeat>,
-    report: crate::cli::CronReportArgs,
-    group: metrics::Group,
-}
 
 /// What the run did so far, for the alert and the metrics.
 pub(crate) struct Run {
@@ -89,69 +79,70 @@ impl std::fmt::Display for VerifyCouldNotRun {
 
 impl std::error::Error for VerifyCouldNotRun {}
 
-pub async fn run(global: &GlobalSettings, args: CronArgs) -> Result<ExitCode> {
+pub async fn run(settings: CronSettings) -> Result<ExitCode> {
     let mut run = Run::new();
-    config::register_secrets(&args.report, args.verify_target_url.as_deref());
-    let group = group_of(
-        args.mode,
-        args.all_databases || settings::env_flag("PGBAK_ALL_DATABASES"),
-    );
-    let (reporter, reporting) = config::reporter(&args.report, group);
-    if args.check_config {
+    config::register_secrets(&settings.secrets);
+    let CronSettings {
+        reporter,
+        reporting,
+        check_config,
+        log_keep: keep,
+        lock_wait,
+        config,
+        ..
+    } = settings;
+    if check_config {
         // Nothing runs: a bad setting is printed (exit 2), never alerted or counted.
         reporting?;
-        return config::check_config(global, &args);
+        return config::check_config(config);
     }
-    let keep = args.log_keep;
     if let Err(error) = reporting {
         return Ok(failed(&reporter, run, Step::Config, error, 0).await);
     }
     let mut signals = Signals::new()?;
-    match logs::open(&args.report.log_dir, run.started) {
+    match logs::open(&reporter.log_dir, run.started) {
         Ok(path) => run.log = Some(path),
         Err(error) => return Ok(failed(&reporter, run, Step::Setup, error, keep).await),
     }
-    let config = match config::resolve(global, &args) {
+    let config = match config {
         Ok(config) => config,
         Err(error) => {
             let error = usage(error::one_line(&error));
             return Ok(failed(&reporter, run, Step::Config, error, keep).await);
         }
     };
-    if config.job.upload {
-        config::storage_class_warning(&args, config.job.policy.last, false);
-    }
+    let job = &config.plan.job;
+    let (mode, backup_dir) = (job.mode, &job.output_dir);
+    config::storage_class_warning(job, false);
     crate::children::stop_leftovers().await;
     ui::info(&format!(
         "pgbak cron {} starting (pid {}): {} backup of {} into {}, keep {}, verify {}, log {}",
         env!("CARGO_PKG_VERSION"),
         std::process::id(),
-        args.mode.as_str(),
-        config.job.conn.dbname,
-        args.backup_dir.display(),
-        config.job.policy,
+        mode.as_str(),
+        job.conn.dbname,
+        backup_dir.display(),
+        job.policy,
         if config.verify { "on" } else { "off" },
         run.log
             .as_ref()
             .map_or(String::new(), |p| p.display().to_string())
     ));
-    let lock_database = match config.all_databases {
+    let lock_database = match config.plan.all_databases {
         Some(_) => ALL_DATABASES,
-        None => config.job.conn.dbname.as_str(),
+        None => job.conn.dbname.as_str(),
     };
-    let lock_name = lock::lock_file_name(lock_database, args.mode, None);
-    let lock =
-        match RunLock::acquire_waiting(&args.backup_dir, &lock_name, args.lock_wait, &mut signals)
-            .await
-        {
-            Ok(lock) => lock,
-            Err(err) if error::exit_code(&err) == error::LOCKED => {
-                return Ok(report::skipped(&reporter, &run, &err).await);
-            }
-            Err(error) => return Ok(failed(&reporter, run, Step::Setup, error, keep).await),
-        };
+    let lock_name = lock::lock_file_name(lock_database, mode, None);
+    let lock = match RunLock::acquire_waiting(backup_dir, &lock_name, lock_wait, &mut signals).await
+    {
+        Ok(lock) => lock,
+        Err(err) if error::exit_code(&err) == error::LOCKED => {
+            return Ok(report::skipped(&reporter, &run, &err).await);
+        }
+        Err(error) => return Ok(failed(&reporter, run, Step::Setup, error, keep).await),
+    };
     report::started(&reporter).await;
-    let outcome = steps(global, &config, &mut run, &mut signals).await;
+    let outcome = steps(&config, &mut run, &mut signals).await;
     let code = report::finish(&reporter, run, outcome, keep).await;
     drop(lock);
     Ok(code)
@@ -199,14 +190,9 @@ impl Run {
 
 /// Steps 6-8; the first failure ends them, but a failed upload does not stop
 /// the verify and local retention of the complete local backup.
-async fn steps(
-    global: &GlobalSettings,
-    config: &Config,
-    run: &mut Run,
-    signals: &mut Signals,
-) -> Result<(), Failed> {
-    let job = &config.job;
-    if let Some(excludes) = &config.all_databases {
+async fn steps(config: &CronConfig, run: &mut Run, signals: &mut Signals) -> Result<(), Failed> {
+    let job = &config.plan.job;
+    if let Some(excludes) = &config.plan.all_databases {
         // Every database and the globals, each with its retention; verify is
         // per backup and not run here (`pgbak verify` names one backup).
         if config.verify {
@@ -241,7 +227,7 @@ async fn steps(
     }
     if config.verify {
         let verified = run
-            .step(Step::Verify, verify_step(global, config, &made, signals))
+            .step(Step::Verify, verify_step(config, &made, signals))
             .await;
         if let Err(mut failed) = verified {
             if let Some(upload) = &upload_failed {
@@ -255,15 +241,14 @@ async fn steps(
     // The anomaly check first: a pin that could not be written stops retention.
     // After a failed upload, retention stays local (the S3 copy is not good).
     let local_only = BackupJob {
-        upload: job.upload && upload_failed.is_none(),
+        s3: job.s3.clone().filter(|_| upload_failed.is_none()),
         ..job.clone()
     };
     let (anomaly, deleted) = run
         .step(
             Step::Retention,
             crate::signals::unless_stopped(async {
-                let anomaly =
-                    crate::anomaly::check_and_pin(&local_only, &made, job.anomaly).await?;
+                let anomaly = backup::check_anomaly(&local_only, &made).await?;
                 let deleted = backup::apply_retention(&local_only, &made).await?;
                 Ok((anomaly, deleted))
             }),
@@ -282,41 +267,18 @@ async fn steps(
     }
 }
 
-/// The database label (and lock group) of an `--all-databases` run.
-const ALL_DATABASES: &str = "(all databases)";
-
-/// The group this run's metrics and lock belong to. The database comes from
-/// the connection settings (parsed, not connected), so even a run that fails
-/// before it starts is counted under its own database.
-fn group_of(mode: Mode, all_databases: bool) -> metrics::Group {
-    let database = if all_databases {
-        ALL_DATABASES.to_owned()
-    } else {
-        settings::explicit_connection()
-            .map(|c| c.dbname)
-            .unwrap_or_default()
-    };
-    metrics::Group {
-        database,
-        mode: mode.as_str().to_owned(),
-        label: String::new(),
-    }
-}
-
 /// Step 7: restore the new backup into a temporary database (or the target
 /// server, or a throwaway cluster) and run every check of `pgbak verify`.
-async fn verify_step(
-    global: &GlobalSettings,
-    config: &Config,
-    made: &Made,
-    signals: &mut Signals,
-) -> Result<()> {
-    let mut opts = VerifyOptions::new(config.job.conn.clone(), global.pg_bin_dir.clone());
+async fn verify_step(config: &CronConfig, made: &Made, signals: &mut Signals) -> Result<()> {
+    let job = &config.plan.job;
+    let mut opts = VerifyOptions::new(job.conn.clone(), job.pg_bin_dir.clone());
     opts.target = config.verify_target.clone();
-    opts.identity_file = config.decrypt.identity_file.clone();
-    opts.scratch_dir = config.decrypt.scratch_dir.clone();
+    opts.identity_file = config.identity_file.clone();
+    opts.scratch_dir = config.scratch_dir.clone();
     let report = verify::verify_backup(&opts, &made.dump, signals).await?;
-    publish_verification(&config.job.s3, made).await;
+    if let Some(settings) = &job.s3 {
+        publish_verification(settings, made).await;
+    }
     if report.passed {
         return Ok(());
     }
@@ -339,12 +301,12 @@ async fn verify_step(
 /// Copies the meta.json that verify just updated to the bucket, so `pgbak check
 /// --s3` sees the result from anywhere (the local copy may be a pod's scratch
 /// space). A failure is a warning: the result is still in the local meta.json.
-async fn publish_verification(s3_args: &S3Args, made: &Made) {
-    if made.meta.s3.is_none() {
+async fn publish_verification(settings: &S3Settings, made: &Made) {
+    let Some(location) = &made.meta.s3 else {
         return;
-    }
+    };
     let result = async {
-        let store = s3::connect(S3Settings::from_args(s3_args, None)?).await?;
+        let store = s3::connect(settings.in_bucket(&location.bucket)).await?;
         let key = store.key_for(&made.name.meta_file());
         let meta = crate::meta::Meta::read(&made.meta_path)?;
         backup::upload_meta(&store, &key, &meta).await

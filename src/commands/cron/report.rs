@@ -8,19 +8,17 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use chrono::Utc;
-use clap::error::{ContextKind, ContextValue};
-use clap::CommandFactory;
 
 use super::argv::mode_arg;
-use super::config::{register_secrets, reporter};
-use super::{group_of, logs, outcome_of};
-use super::{Failed, Reporter, Run};
+use super::config::register_secrets;
+use super::{logs, outcome_of};
+use super::{Failed, Run};
 use crate::alert::{self, Failure, Outcome, Step};
-use crate::cli::{Cli, CronReportOnly};
 use crate::error::{self, usage};
 use crate::heartbeat::Ping;
 use crate::metrics::{self, RunMetrics, Update};
 use crate::settings::choices::AlertFormat;
+use crate::settings::cron::{describe_refusal, reporting_only, Reporter};
 use crate::{settings, signals, ui};
 
 /// The end of a run that got as far as `outcome`: summary, alert or
@@ -33,7 +31,7 @@ pub(super) async fn finish(
 ) -> ExitCode {
     // Stopped by a signal: no further deletions, old logs included.
     if let Some(log) = run.log.as_ref().filter(|_| signals::pending().is_none()) {
-        logs::prune(&reporter.report.log_dir, log, log_keep);
+        logs::prune(&reporter.log_dir, log, log_keep);
     }
     let duration = run.clock.elapsed();
     let code = match &outcome {
@@ -189,28 +187,24 @@ pub(super) async fn skipped(reporter: &Reporter, run: &Run, err: &anyhow::Error)
 /// names the environment variable the bad value came from, and, when the
 /// reporting settings themselves parse, is logged, alerted and counted; exit 2.
 pub async fn unparsed(argv: &[OsString], err: clap::Error) -> Result<ExitCode> {
-    let message = describe(argv, &err);
+    let message = describe_refusal(argv, &err);
     if argv.iter().any(|a| a == "--check-config") {
         // Nothing was to run: the operator at the terminal gets the error, nobody is paged.
         return Err(usage(message));
     }
-    let report = match settings::parse::<CronReportOnly>(["pgbak"]) {
-        Ok(parsed) => parsed.report,
-        Err(report_err) => {
-            let why = describe(&[], &report_err);
+    let (secrets, reporter, reporting) = match reporting_only(argv, mode_arg(argv)) {
+        Ok(resolved) => resolved,
+        Err(why) => {
             return Err(usage(format!("{message} (not alerted or logged: {why})")));
         }
     };
-    register_secrets(&report, None);
+    register_secrets(&secrets);
     let mut run = Run::new();
-    let all =
-        argv.iter().any(|a| a == "--all-databases") || settings::env_flag("PGBAK_ALL_DATABASES");
-    let (reporter, reporting) = reporter(&report, group_of(mode_arg(argv), all));
     let message = match reporting {
         Ok(()) => message,
         Err(err) => format!("{message}; {}", error::one_line(&err)),
     };
-    if let Ok(path) = logs::open(&reporter.report.log_dir, run.started) {
+    if let Ok(path) = logs::open(&reporter.log_dir, run.started) {
         run.log = Some(path);
     }
     let failed = Failed {
@@ -220,46 +214,9 @@ pub async fn unparsed(argv: &[OsString], err: clap::Error) -> Result<ExitCode> {
     Ok(finish(&reporter, run, Err(failed), 0).await)
 }
 
-/// clap's error on one line, naming the environment variable when the bad
-/// value came from one rather than from the command line.
-fn describe(argv: &[OsString], err: &clap::Error) -> String {
-    let rendered = err.to_string();
-    let first = rendered
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("invalid command line")
-        .trim()
-        .trim_start_matches("error: ")
-        .to_owned();
-    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
-        return first;
-    };
-    let long = arg.trim_start_matches('-');
-    let long = long.split([' ', '=']).next().unwrap_or(long);
-    let command = Cli::command();
-    let env = command
-        .find_subcommand("cron")
-        .into_iter()
-        .flat_map(|c| c.get_arguments())
-        .chain(command.get_arguments())
-        .find(|a| a.get_long() == Some(long))
-        .and_then(|a| a.get_env())
-        .map(|e| e.to_string_lossy().into_owned());
-    let on_command_line = argv.iter().any(|a| {
-        let a = a.to_string_lossy();
-        a == format!("--{long}") || a.starts_with(&format!("--{long}="))
-    });
-    match env {
-        Some(env) if !on_command_line && settings::var(&env).is_some() => {
-            format!("{env} (the environment's value for --{long}): {first}")
-        }
-        _ => first,
-    }
-}
-
 fn failure(reporter: &Reporter, run: &Run, step: Step, outcome: Outcome, error: &str) -> Failure {
     Failure {
-        service: reporter.report.alert_service.clone(),
+        service: reporter.alert_service.clone(),
         host: settings::host_name(),
         database: reporter.group.database.clone(),
         step,
@@ -330,7 +287,7 @@ fn format_name(format: AlertFormat) -> &'static str {
 }
 
 fn write_metrics(reporter: &Reporter, update: &Update) {
-    let Some(path) = &reporter.report.metrics_file else {
+    let Some(path) = &reporter.metrics_file else {
         return;
     };
     match metrics::write(path, update) {

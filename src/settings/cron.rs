@@ -1,0 +1,281 @@
+//! `pgbak cron`'s settings, resolved once at dispatch. Unlike the other
+//! commands', resolving them never fails as a whole: an unattended run must
+//! still report a bad setting (log, alert, heartbeat, metrics), so the parts
+//! are resolved apart, in the order the run needs them:
+//! - where it reports ([`Reporter`]), each channel on its own: a bad
+//!   heartbeat URL is still alerted, a bad alert setting still pings `/fail`;
+//! - everything else ([`CronConfig`]): the backup plan (through the same
+//!   [`BackupPlan::resolve`] as `pgbak backup`, as a [`Runner::Unattended`]),
+//!   verify and its target; its error is the run's configuration failure,
+//!   reported once the run log is open.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::error::{ContextKind, ContextValue};
+use clap::CommandFactory;
+
+use super::backup::{BackupPlan, Runner};
+use super::commands::GlobalSettings;
+use crate::alert::{self, AlertTarget};
+use crate::cli::{Cli, CronArgs, CronReportArgs, CronReportOnly};
+use crate::commands::verify::Target;
+use crate::encryption::{Identities, Recipients};
+use crate::error::{self, usage};
+use crate::heartbeat::Heartbeat;
+use crate::metrics;
+use crate::mode::Mode;
+
+/// The database label (and lock group) of an `--all-databases` run.
+pub const ALL_DATABASES: &str = "(all databases)";
+
+/// `pgbak cron`.
+pub struct CronSettings {
+    /// The values no line may print, registered before anything runs.
+    pub secrets: CronSecrets,
+    /// Where the run reports.
+    pub reporter: Reporter,
+    /// The reporting settings' own problems (exit 2), reported through what parsed.
+    pub reporting: Result<()>,
+    /// `--check-config`: check, print the warnings, run nothing.
+    pub check_config: bool,
+    /// Run logs kept in the log directory; 0 keeps all.
+    pub log_keep: u32,
+    /// How long to wait for another run of the group to finish.
+    pub lock_wait: Duration,
+    /// Everything else; an error here is the run's configuration failure.
+    pub config: Result<CronConfig>,
+}
+
+/// What the run does, resolved and checked before any work.
+pub struct CronConfig {
+    pub plan: BackupPlan,
+    pub verify: bool,
+    pub verify_target: Target,
+    /// Decrypts the new backup for verify (`.dump.age`).
+    pub identity_file: Option<PathBuf>,
+    /// Where an encrypted backup is decrypted for a parallel restore.
+    pub scratch_dir: Option<PathBuf>,
+}
+
+/// Where a run reports: the log directory, the alert webhook, the heartbeat,
+/// the metrics file, and the group the run is counted under.
+pub struct Reporter {
+    pub log_dir: PathBuf,
+    pub alert: Option<AlertTarget>,
+    pub heartbeat: Option<Heartbeat>,
+    /// The alert's `service` field.
+    pub alert_service: String,
+    pub metrics_file: Option<PathBuf>,
+    pub group: metrics::Group,
+}
+
+/// The settings that carry tokens (webhook and heartbeat URLs, the routing
+/// key, a verify target's password).
+#[derive(Debug, Clone, Default)]
+pub struct CronSecrets {
+    pub alert_webhook_url: Option<String>,
+    pub heartbeat_url: Option<String>,
+    pub pagerduty_routing_key: Option<String>,
+    pub verify_target_url: Option<String>,
+}
+
+impl CronSettings {
+    pub fn resolve(global: &GlobalSettings, args: CronArgs) -> CronSettings {
+        let all_databases =
+            args.dump.all_databases || super::env_flag(super::vars::PGBAK_ALL_DATABASES);
+        let (reporter, reporting) =
+            Reporter::resolve(&args.report, group(args.dump.mode, all_databases));
+        CronSettings {
+            secrets: CronSecrets::of(&args.report, args.verify_target_url.clone()),
+            reporter,
+            reporting,
+            check_config: args.check_config,
+            log_keep: args.log_keep,
+            lock_wait: args.lock_wait,
+            config: CronConfig::resolve(global, &args),
+        }
+    }
+}
+
+impl CronSecrets {
+    fn of(report: &CronReportArgs, verify_target_url: Option<String>) -> CronSecrets {
+        CronSecrets {
+            alert_webhook_url: report.alert_webhook_url.clone(),
+            heartbeat_url: report.heartbeat_url.clone(),
+            pagerduty_routing_key: report.pagerduty_routing_key.clone(),
+            verify_target_url,
+        }
+    }
+}
+
+impl Reporter {
+    /// Each channel on its own; the error (exit 2) is the run's first
+    /// failure, which what parsed reports.
+    pub fn resolve(report: &CronReportArgs, group: metrics::Group) -> (Reporter, Result<()>) {
+        let alert = alert::check_config(
+            report.alert_webhook_url.as_deref(),
+            report.alert_webhook_format,
+            report.pagerduty_routing_key.as_deref(),
+        );
+        let heartbeat = report
+            .heartbeat_url
+            .as_deref()
+            .map(|url| Heartbeat::new(url, report.heartbeat_kind).context("HEARTBEAT_URL"))
+            .transpose();
+        let errors: Vec<String> = [alert.as_ref().err(), heartbeat.as_ref().err()]
+            .into_iter()
+            .flatten()
+            .map(error::one_line)
+            .collect();
+        let reporter = Reporter {
+            log_dir: report.log_dir.clone(),
+            alert: alert.ok().flatten(),
+            heartbeat: heartbeat.ok().flatten(),
+            alert_service: report.alert_service.clone(),
+            metrics_file: report.metrics_file.clone(),
+            group,
+        };
+        let checked = if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(usage(errors.join("; ")))
+        };
+        (reporter, checked)
+    }
+}
+
+impl CronConfig {
+    /// Every setting the run needs, each error naming its variable.
+    fn resolve(global: &GlobalSettings, args: &CronArgs) -> Result<CronConfig> {
+        if let Some(err) = super::env_file_error() {
+            anyhow::bail!("{err}");
+        }
+        let plan = BackupPlan::resolve(
+            global,
+            &args.dump,
+            args.backup_dir.clone(),
+            Runner::Unattended,
+        )?;
+        let verify =
+            args.verify || super::env_bool(super::vars::VERIFY_ON_BACKUP)?.unwrap_or(false);
+        let verify_target = match &args.verify_target_url {
+            Some(url) => {
+                Target::Url(super::connection_from_url(url).context("PGBAK_VERIFY_TARGET_URL")?)
+            }
+            None if args.verify_ephemeral => Target::Ephemeral,
+            None => Target::SourceServer,
+        };
+        let identity_file = args.decrypt.identity_file.clone();
+        if verify {
+            check_identity(plan.job.recipients.as_ref(), identity_file.as_deref())?;
+        }
+        Ok(CronConfig {
+            plan,
+            verify,
+            verify_target,
+            identity_file,
+            scratch_dir: args.decrypt.scratch_dir.clone(),
+        })
+    }
+}
+
+/// A run that verifies an encrypted backup needs an identity that fits one
+/// of its recipients, else every night's verify would fail after the dump.
+fn check_identity(recipients: Option<&Recipients>, file: Option<&std::path::Path>) -> Result<()> {
+    let Some(recipients) = recipients else {
+        return Ok(());
+    };
+    let Some(file) = file else {
+        return Err(usage(
+            "verifying encrypted backups needs their private key: set PGBAK_AGE_IDENTITY_FILE, \
+             or verify on another host (pgbak verify --identity-file) and drop --verify / \
+             VERIFY_ON_BACKUP here",
+        ));
+    };
+    let identities = Identities::load(file)?;
+    if !identities.fits_any(&recipients.texts()) {
+        return Err(usage(format!(
+            "PGBAK_AGE_IDENTITY_FILE {} holds the key of {} but backups are encrypted to {}: \
+             verify could never decrypt them",
+            file.display(),
+            identities.publics.join(", "),
+            recipients.texts().join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// The group a run's metrics and lock belong to. The database comes from
+/// the connection settings (parsed, not connected), so even a run that fails
+/// before it starts is counted under its own database.
+pub fn group(mode: Mode, all_databases: bool) -> metrics::Group {
+    let database = if all_databases {
+        ALL_DATABASES.to_owned()
+    } else {
+        super::explicit_connection()
+            .map(|c| c.dbname)
+            .unwrap_or_default()
+    };
+    metrics::Group {
+        database,
+        mode: mode.as_str().to_owned(),
+        label: String::new(),
+    }
+}
+
+/// The reporting settings alone, for a `pgbak cron` whose command line (or
+/// environment) clap refused: `argv` is that command line, read without clap
+/// for its `--mode` (`mode`) and `--all-databases`. The error is clap's
+/// refusal of the reporting settings themselves, on one line.
+pub fn reporting_only(
+    argv: &[OsString],
+    mode: Mode,
+) -> Result<(CronSecrets, Reporter, Result<()>), String> {
+    let report = super::parse::<CronReportOnly>(["pgbak"])
+        .map_err(|err| describe_refusal(&[], &err))?
+        .report;
+    let all = argv.iter().any(|a| a == "--all-databases")
+        || super::env_flag(super::vars::PGBAK_ALL_DATABASES);
+    let (reporter, reporting) = Reporter::resolve(&report, group(mode, all));
+    Ok((CronSecrets::of(&report, None), reporter, reporting))
+}
+
+/// clap's refusal on one line, naming the environment variable when the bad
+/// value came from one rather than from the command line `argv`.
+pub fn describe_refusal(argv: &[OsString], err: &clap::Error) -> String {
+    let rendered = err.to_string();
+    let first = rendered
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid command line")
+        .trim()
+        .trim_start_matches("error: ")
+        .to_owned();
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
+        return first;
+    };
+    let long = arg.trim_start_matches('-');
+    let long = long.split([' ', '=']).next().unwrap_or(long);
+    let command = Cli::command();
+    let env = command
+        .find_subcommand("cron")
+        .into_iter()
+        .flat_map(|c| c.get_arguments())
+        .chain(command.get_arguments())
+        .find(|a| a.get_long() == Some(long))
+        .and_then(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned());
+    let on_command_line = argv.iter().any(|a| {
+        let a = a.to_string_lossy();
+        a == format!("--{long}") || a.starts_with(&format!("--{long}="))
+    });
+    match env {
+        Some(env) if !on_command_line && super::var(&env).is_some() => {
+            format!("{env} (the environment's value for --{long}): {first}")
+        }
+        _ => first,
+    }
+}
