@@ -96,6 +96,8 @@ fn a_secret_file_fills_only_an_unset_variable() {
 struct Cli {
     #[arg(long, env = "PGBAK_TEST_KEEP", default_value_t = 7)]
     keep: u32,
+    #[arg(long = "exclude", env = "PGBAK_TEST_EXCLUDE", value_delimiter = ',')]
+    exclude: Vec<String>,
     #[command(subcommand)]
     command: Option<Sub>,
 }
@@ -139,6 +141,16 @@ fn a_loaded_value_is_under_the_flag_and_over_the_default() {
         ("PGBAK_TEST_PAUSE", "yes"),
     ]);
     assert_eq!(parse_cli(&[], &env).unwrap().keep, 5);
+    // A list splits as the variable's value would.
+    let list = loaded(&[("PGBAK_TEST_EXCLUDE", "template*,scratch")]);
+    assert_eq!(
+        parse_cli(&[], &list).unwrap().exclude,
+        ["template*", "scratch"]
+    );
+    assert_eq!(
+        parse_cli(&["--exclude", "x"], &list).unwrap().exclude,
+        ["x"]
+    );
     assert_eq!(parse_cli(&["--keep", "9"], &env).unwrap().keep, 9);
     let cli = parse_cli(&["verify"], &env).unwrap();
     let Some(Sub::Verify {
