@@ -19,6 +19,7 @@ use clap::CommandFactory;
 
 use super::backup::{BackupPlan, Runner};
 use super::commands::GlobalSettings;
+use super::{vars, Env};
 use crate::alert::{self, AlertTarget};
 use crate::cli::{Cli, CronArgs, CronReportArgs, CronReportOnly};
 use crate::commands::verify::Target;
@@ -27,6 +28,7 @@ use crate::error::{self, usage};
 use crate::heartbeat::Heartbeat;
 use crate::metrics;
 use crate::mode::Mode;
+use crate::pg::url::ConnSettings;
 
 /// The database label (and lock group) of an `--all-databases` run.
 pub const ALL_DATABASES: &str = "(all databases)";
@@ -84,10 +86,15 @@ pub struct CronSecrets {
 
 impl CronSettings {
     pub fn resolve(global: &GlobalSettings, args: CronArgs) -> CronSettings {
+        Self::resolve_in(global, args, super::env())
+    }
+
+    /// [`CronSettings::resolve`] with the environment given.
+    pub fn resolve_in(global: &GlobalSettings, args: CronArgs, env: &Env) -> CronSettings {
         let all_databases =
-            args.dump.all_databases || super::env_flag(super::vars::PGBAK_ALL_DATABASES);
-        let (reporter, reporting) =
-            Reporter::resolve(&args.report, group(args.dump.mode, all_databases));
+            args.dump.all_databases || super::env_flag_in(env, vars::PGBAK_ALL_DATABASES);
+        let group = group_in(env, args.dump.mode, all_databases);
+        let (reporter, reporting) = Reporter::resolve(&args.report, group);
         CronSettings {
             secrets: CronSecrets::of(&args.report, args.verify_target_url.clone()),
             reporter,
@@ -95,7 +102,7 @@ impl CronSettings {
             check_config: args.check_config,
             log_keep: args.log_keep,
             lock_wait: args.lock_wait,
-            config: CronConfig::resolve(global, &args),
+            config: CronConfig::resolve(global, &args, env),
         }
     }
 }
@@ -149,21 +156,18 @@ impl Reporter {
 
 impl CronConfig {
     /// Every setting the run needs, each error naming its variable.
-    fn resolve(global: &GlobalSettings, args: &CronArgs) -> Result<CronConfig> {
+    fn resolve(global: &GlobalSettings, args: &CronArgs, env: &Env) -> Result<CronConfig> {
         if let Some(err) = super::env_file_error() {
             anyhow::bail!("{err}");
         }
-        let plan = BackupPlan::resolve(
-            global,
-            &args.dump,
-            args.backup_dir.clone(),
-            Runner::Unattended,
-        )?;
+        let dir = args.backup_dir.clone();
+        let plan = BackupPlan::resolve_in(global, &args.dump, dir, Runner::Unattended, env)?;
         let verify =
-            args.verify || super::env_bool(super::vars::VERIFY_ON_BACKUP)?.unwrap_or(false);
+            args.verify || super::env_bool_in(env, vars::VERIFY_ON_BACKUP)?.unwrap_or(false);
         let verify_target = match &args.verify_target_url {
             Some(url) => {
-                Target::Url(super::connection_from_url(url).context("PGBAK_VERIFY_TARGET_URL")?)
+                let conn = ConnSettings::from_url(url, &env.lookup());
+                Target::Url(conn.context("PGBAK_VERIFY_TARGET_URL")?)
             }
             None if args.verify_ephemeral => Target::Ephemeral,
             None => Target::SourceServer,
@@ -211,11 +215,11 @@ fn check_identity(recipients: Option<&Recipients>, file: Option<&std::path::Path
 /// The group a run's metrics and lock belong to. The database comes from
 /// the connection settings (parsed, not connected), so even a run that fails
 /// before it starts is counted under its own database.
-pub fn group(mode: Mode, all_databases: bool) -> metrics::Group {
+fn group_in(env: &Env, mode: Mode, all_databases: bool) -> metrics::Group {
     let database = if all_databases {
         ALL_DATABASES.to_owned()
     } else {
-        super::explicit_connection()
+        super::explicit_connection_in(env)
             .map(|c| c.dbname)
             .unwrap_or_default()
     };
@@ -237,9 +241,10 @@ pub fn reporting_only(
     let report = super::parse::<CronReportOnly>(["pgbak"])
         .map_err(|err| describe_refusal(&[], &err))?
         .report;
+    let env = super::env();
     let all = argv.iter().any(|a| a == "--all-databases")
-        || super::env_flag(super::vars::PGBAK_ALL_DATABASES);
-    let (reporter, reporting) = Reporter::resolve(&report, group(mode, all));
+        || super::env_flag_in(env, vars::PGBAK_ALL_DATABASES);
+    let (reporter, reporting) = Reporter::resolve(&report, group_in(env, mode, all));
     Ok((CronSecrets::of(&report, None), reporter, reporting))
 }
 
@@ -279,3 +284,6 @@ pub fn describe_refusal(argv: &[OsString], err: &clap::Error) -> String {
         _ => first,
     }
 }
+
+#[cfg(test)]
+mod tests;
