@@ -10,12 +10,15 @@
 //! alert instead of waiting out the grace time). `auto` picks `healthchecks`
 //! for `hc-ping.com` URLs and `plain` for anything else.
 //!
-//! A heartbeat never changes a run's outcome: failures are logged.
+//! A heartbeat never changes a run's outcome: failures are logged. Its URL
+//! is a secret (the only credential a ping needs), hidden by the run's
+//! redactor (`settings::secrets`), which also scrubs every body sent.
 
 use anyhow::Result;
 
 use crate::settings::choices::HeartbeatKind;
-use crate::{alert, error, ui};
+use crate::ui::{self, Redactor};
+use crate::{alert, error};
 
 /// Bodies are cut to this (healthchecks.io keeps the first 100 kB of a ping body).
 const MAX_BODY: usize = 10_000;
@@ -80,10 +83,8 @@ pub struct Heartbeat {
 }
 
 impl Heartbeat {
-    /// Checks the URL (http or https) and the kind; the URL is registered as a
-    /// secret (it is the only credential a ping needs).
+    /// Checks the URL (http or https, never printed) and the kind.
     pub fn new(url: &str, kind: HeartbeatKind) -> Result<Heartbeat> {
-        ui::register_secret(url);
         alert::check_url(url)?;
         Ok(Heartbeat {
             url: url.to_owned(),
@@ -95,8 +96,9 @@ impl Heartbeat {
         self.kind
     }
 
-    /// Sends one ping (bounded retries, as alerts); logs the outcome, never fails.
-    pub async fn send(&self, ping: Ping, body: &str) {
+    /// Sends one ping (bounded retries, as alerts), its body scrubbed by
+    /// `redactor`; logs the outcome, never fails.
+    pub async fn send(&self, ping: Ping, body: &str, redactor: &Redactor) {
         let Some((url, with_body)) = ping_url(&self.url, self.kind, ping) else {
             return;
         };
@@ -108,8 +110,7 @@ impl Heartbeat {
         let result = async {
             let client = alert::client()?;
             if with_body {
-                let body = ui::scrub(body);
-                let body: String = body.chars().take(MAX_BODY).collect();
+                let body = ping_body(body, redactor);
                 alert::post_text(&client, &url, body).await
             } else {
                 alert::get(&client, &url).await
@@ -126,9 +127,35 @@ impl Heartbeat {
     }
 }
 
+/// What a ping with a body sends: `text` scrubbed, then cut to [`MAX_BODY`]
+/// characters (cut after scrubbing, so no secret is left half-shown).
+fn ping_body(text: &str, redactor: &Redactor) -> String {
+    redactor.scrub(text).chars().take(MAX_BODY).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ping_bodies_are_scrubbed_then_cut() {
+        let redactor = Redactor::new(["postgresql://u:pw-secret@h/d", "pw-secret"]);
+        let body = ping_body(
+            "failed: postgresql://u:pw-secret@h/d refused pw-secret",
+            &redactor,
+        );
+        assert_eq!(body, "failed: *** refused ***");
+        let long = format!("pw-secret{}", "x".repeat(MAX_BODY));
+        let body = ping_body(&long, &redactor);
+        assert_eq!(body.chars().count(), MAX_BODY);
+        assert!(body.starts_with("***x"), "{}", &body[..20]);
+        let cut = format!("{}pw-secret", "x".repeat(MAX_BODY - 4));
+        let body = ping_body(&cut, &redactor);
+        assert!(
+            !body.contains("pw-s"),
+            "a secret cut in half shows its start"
+        );
+    }
 
     #[test]
     fn kinds_resolve() {

@@ -18,7 +18,9 @@
 //! - [`anomaly`] compares a new backup with the previous one (pin on collapse);
 //! - [`children`] marks the processes pgbak starts and stops those a killed run left behind;
 //! - [`lock`] keeps two cron runs from overlapping; [`alert`], [`heartbeat`] and [`metrics`] report them;
-//! - [`ui`] prints timestamped lines (or a progress bar on a terminal), scrubbed of secrets.
+//! - [`ui`] prints timestamped lines (or a progress bar on a terminal), scrubbed by the
+//!   [`ui::Redactor`] that [`settings::secrets`] builds once, at dispatch, from every secret
+//!   the settings hold; the same redactor is handed to what builds alert and heartbeat bodies.
 
 pub mod alert;
 pub mod anomaly;
@@ -51,8 +53,8 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     use settings::commands::{GlobalSettings, KeygenSettings, ListSettings};
     use settings::commands::{PruneSettings, UnpinSettings};
     use settings::cron::CronSettings;
-    let global = GlobalSettings::resolve(&cli.global);
-    ui::init(global.verbosity);
+    let global = GlobalSettings::resolve(&cli.global, settings::secrets::redactor(&cli));
+    ui::init(global.verbosity, global.redactor.clone())?;
     if let Some(limit) = global.timeout {
         signals::set_timeout(limit);
     }

@@ -8,15 +8,24 @@ use serde_json::{json, Value};
 
 use super::{Failure, Outcome, Step, EVENT};
 use crate::settings::choices::AlertFormat;
+use crate::ui::Redactor;
 
 /// PagerDuty rejects summaries longer than this.
 const PAGERDUTY_SUMMARY_MAX: usize = 1024;
 /// Slack rejects section texts longer than 3000 characters.
 const SLACK_TEXT_MAX: usize = 2900;
 
-/// The body to POST for `format`. PagerDuty needs a routing key; without one
-/// this is an error (callers check it before the run, see [`super::check_config`]).
-pub fn payload(format: AlertFormat, failure: &Failure, routing_key: Option<&str>) -> Result<Value> {
+/// The body to POST for `format`, the failure's text scrubbed by `redactor`
+/// (the routing key, a secret in any other text, stays where PagerDuty reads
+/// it). PagerDuty needs a routing key; without one this is an error (callers
+/// check it before the run, see [`super::check_config`]).
+pub fn payload(
+    format: AlertFormat,
+    failure: &Failure,
+    routing_key: Option<&str>,
+    redactor: &Redactor,
+) -> Result<Value> {
+    let failure = &failure.redacted(redactor);
     match format {
         AlertFormat::Generic => Ok(generic(failure)),
         AlertFormat::Slack => Ok(slack(failure)),
@@ -240,13 +249,27 @@ mod tests {
 
     #[test]
     fn pagerduty_is_an_events_v2_trigger() {
+        let redactor = Redactor::new(["R0UT1NGKEY", "127.0.0.1:5432"]);
         let body = payload(
             AlertFormat::Pagerduty,
             &failure(Step::Upload),
             Some("R0UT1NGKEY"),
+            &Redactor::none(),
         )
         .unwrap();
         assert_eq!(body["routing_key"], "R0UT1NGKEY");
+        let scrubbed = payload(
+            AlertFormat::Pagerduty,
+            &failure(Step::Upload),
+            Some("R0UT1NGKEY"),
+            &redactor,
+        )
+        .unwrap();
+        assert_eq!(scrubbed["routing_key"], "R0UT1NGKEY");
+        assert_eq!(
+            scrubbed["payload"]["custom_details"]["error"],
+            "connecting to ***: connection refused"
+        );
         assert_eq!(body["event_action"], "trigger");
         assert_eq!(
             body["dedup_key"],

@@ -1,7 +1,8 @@
 //! Telling someone when an unattended run fails: what failed ([`Failure`]:
 //! the step, how the run ended, the message and detail), where alerts go
 //! ([`check_config`]); the webhook bodies per format (generic, Slack,
-//! PagerDuty Events API v2) as pure functions in [`body`]; the HTTP sender
+//! PagerDuty Events API v2) as pure functions in [`body`], scrubbed by the
+//! run's redactor ([`payload`] takes it); the HTTP sender
 //! with bounded retries, shared by the alert and the heartbeat, in [`send`].
 //!
 //! The generic body is the scripts' seven fields (service, event, status,
@@ -21,6 +22,7 @@ use serde_json::{json, Value};
 pub use self::body::{generic, pagerduty, pagerduty_resolve, payload, slack};
 pub use self::send::{client, get, post_json, post_text, ATTEMPT_TIMEOUT, TOTAL_TIMEOUT};
 use crate::settings::choices::AlertFormat;
+use crate::ui::Redactor;
 
 /// The `event` field: what the scripts sent.
 pub const EVENT: &str = "pg-backup";
@@ -117,7 +119,7 @@ pub struct Failure {
     pub duration: Duration,
     /// The run's log file; None when it could not be opened.
     pub log: Option<String>,
-    /// The error on one line, already scrubbed of secrets.
+    /// The error on one line ([`payload`] scrubs it of the run's secrets).
     pub error: String,
     pub at: DateTime<Utc>,
 }
@@ -163,6 +165,14 @@ impl Failure {
             self.step.as_str(),
             self.error
         )
+    }
+
+    /// The same failure with its free text (the error) scrubbed by `redactor`.
+    pub fn redacted(&self, redactor: &Redactor) -> Failure {
+        Failure {
+            error: redactor.scrub(&self.error),
+            ..self.clone()
+        }
     }
 
     pub fn timestamp(&self) -> String {
@@ -283,8 +293,15 @@ mod tests {
 
     #[test]
     fn pagerduty_without_routing_key_is_refused() {
-        assert!(payload(AlertFormat::Pagerduty, &failure(Step::Backup), None).is_err());
-        assert!(payload(AlertFormat::Pagerduty, &failure(Step::Backup), Some(" ")).is_err());
+        let none = Redactor::none();
+        assert!(payload(AlertFormat::Pagerduty, &failure(Step::Backup), None, &none).is_err());
+        assert!(payload(
+            AlertFormat::Pagerduty,
+            &failure(Step::Backup),
+            Some(" "),
+            &none
+        )
+        .is_err());
         assert!(check_config(
             Some("https://events.pagerduty.com/v2/enqueue"),
             AlertFormat::Pagerduty,

@@ -252,9 +252,6 @@ impl ConnSettings {
             .or_else(|| env("LOGNAME"))
             .unwrap_or_else(|| "postgres".to_owned());
         let dbname = dbname.unwrap_or_else(|| user.clone());
-        if let Some(password) = &password {
-            crate::ui::register_secret(password);
-        }
         let mut settings = ConnSettings {
             host,
             port,
@@ -351,17 +348,13 @@ fn pgpass_lookup(settings: &ConnSettings, env: Env) -> Option<String> {
         Host::Tcp(name) => name.clone(),
         Host::Socket(_) => "localhost".to_owned(),
     };
-    let found = pgpass_find(
+    pgpass_find(
         &text,
         &host,
         &settings.port.to_string(),
         &settings.dbname,
         &settings.user,
-    );
-    if let Some(password) = &found {
-        crate::ui::register_secret(password);
-    }
-    found
+    )
 }
 
 /// Finds the first matching `host:port:db:user:password` line (`*` matches all,

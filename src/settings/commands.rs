@@ -12,7 +12,7 @@ use crate::error::usage;
 use crate::retention::Policy;
 use crate::storage::s3::S3Settings;
 use crate::storage::{is_plain_file_name, BackupName};
-use crate::ui::Verbosity;
+use crate::ui::{Redactor, Verbosity};
 
 /// How a command prints its result on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,10 +43,14 @@ pub struct GlobalSettings {
     pub pg_bin_dir: Option<PathBuf>,
     /// The longest wait for a table lock (pg_dump and pgbak's own queries).
     pub lock_wait_timeout: std::time::Duration,
+    /// Every secret of the run ([`super::secrets`]), for the bodies that leave
+    /// the machine (alerts, heartbeats); the output has its own copy.
+    pub redactor: Redactor,
 }
 
 impl GlobalSettings {
-    pub fn resolve(args: &GlobalArgs) -> GlobalSettings {
+    /// `redactor`: the secrets of the whole command line ([`super::secrets::redactor`]).
+    pub fn resolve(args: &GlobalArgs, redactor: Redactor) -> GlobalSettings {
         let verbosity = if args.quiet {
             Verbosity::Quiet
         } else if args.verbose {
@@ -59,6 +63,7 @@ impl GlobalSettings {
             timeout: args.timeout,
             pg_bin_dir: args.pg_bin_dir.clone(),
             lock_wait_timeout: args.lock_wait_timeout,
+            redactor,
         }
     }
 }
@@ -193,7 +198,7 @@ mod tests {
             timeout: None,
             lock_wait_timeout: std::time::Duration::from_secs(600),
         };
-        let level = |v, q| GlobalSettings::resolve(&global(v, q)).verbosity;
+        let level = |v, q| GlobalSettings::resolve(&global(v, q), Redactor::none()).verbosity;
         assert_eq!(level(false, false), Verbosity::Normal);
         assert_eq!(level(true, false), Verbosity::Verbose);
         assert_eq!(level(false, true), Verbosity::Quiet);

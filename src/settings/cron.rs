@@ -29,14 +29,13 @@ use crate::heartbeat::Heartbeat;
 use crate::metrics;
 use crate::mode::Mode;
 use crate::pg::url::ConnSettings;
+use crate::ui::Redactor;
 
 /// The database label (and lock group) of an `--all-databases` run.
 pub const ALL_DATABASES: &str = "(all databases)";
 
 /// `pgbak cron`.
 pub struct CronSettings {
-    /// The values no line may print, registered before anything runs.
-    pub secrets: CronSecrets,
     /// Where the run reports.
     pub reporter: Reporter,
     /// The reporting settings' own problems (exit 2), reported through what parsed.
@@ -72,16 +71,9 @@ pub struct Reporter {
     pub alert_service: String,
     pub metrics_file: Option<PathBuf>,
     pub group: metrics::Group,
-}
-
-/// The settings that carry tokens (webhook and heartbeat URLs, the routing
-/// key, a verify target's password).
-#[derive(Debug, Clone, Default)]
-pub struct CronSecrets {
-    pub alert_webhook_url: Option<String>,
-    pub heartbeat_url: Option<String>,
-    pub pagerduty_routing_key: Option<String>,
-    pub verify_target_url: Option<String>,
+    /// The run's secrets ([`super::secrets`]), scrubbed from the alert and
+    /// heartbeat bodies.
+    pub redactor: Redactor,
 }
 
 impl CronSettings {
@@ -94,9 +86,9 @@ impl CronSettings {
         let all_databases =
             args.dump.all_databases || super::env_flag_in(env, vars::PGBAK_ALL_DATABASES);
         let group = group_in(env, args.dump.mode, all_databases);
-        let (reporter, reporting) = Reporter::resolve(&args.report, group);
+        let redactor = global.redactor.clone();
+        let (reporter, reporting) = Reporter::resolve(&args.report, group, redactor);
         CronSettings {
-            secrets: CronSecrets::of(&args.report, args.verify_target_url.clone()),
             reporter,
             reporting,
             check_config: args.check_config,
@@ -107,21 +99,14 @@ impl CronSettings {
     }
 }
 
-impl CronSecrets {
-    fn of(report: &CronReportArgs, verify_target_url: Option<String>) -> CronSecrets {
-        CronSecrets {
-            alert_webhook_url: report.alert_webhook_url.clone(),
-            heartbeat_url: report.heartbeat_url.clone(),
-            pagerduty_routing_key: report.pagerduty_routing_key.clone(),
-            verify_target_url,
-        }
-    }
-}
-
 impl Reporter {
     /// Each channel on its own; the error (exit 2) is the run's first
-    /// failure, which what parsed reports.
-    pub fn resolve(report: &CronReportArgs, group: metrics::Group) -> (Reporter, Result<()>) {
+    /// failure, which what parsed reports. `redactor`: the run's secrets.
+    pub fn resolve(
+        report: &CronReportArgs,
+        group: metrics::Group,
+        redactor: Redactor,
+    ) -> (Reporter, Result<()>) {
         let alert = alert::check_config(
             report.alert_webhook_url.as_deref(),
             report.alert_webhook_format,
@@ -144,6 +129,7 @@ impl Reporter {
             alert_service: report.alert_service.clone(),
             metrics_file: report.metrics_file.clone(),
             group,
+            redactor,
         };
         let checked = if errors.is_empty() {
             Ok(())
@@ -233,19 +219,21 @@ fn group_in(env: &Env, mode: Mode, all_databases: bool) -> metrics::Group {
 /// The reporting settings alone, for a `pgbak cron` whose command line (or
 /// environment) clap refused: `argv` is that command line, read without clap
 /// for its `--mode` (`mode`) and `--all-databases`. The error is clap's
-/// refusal of the reporting settings themselves, on one line.
-pub fn reporting_only(
-    argv: &[OsString],
-    mode: Mode,
-) -> Result<(CronSecrets, Reporter, Result<()>), String> {
+/// refusal of the reporting settings themselves, on one line. The reporter's
+/// redactor holds the environment's secrets and the reporting settings'.
+pub fn reporting_only(argv: &[OsString], mode: Mode) -> Result<(Reporter, Result<()>), String> {
     let report = super::parse::<CronReportOnly>(["pgbak"])
         .map_err(|err| describe_refusal(&[], &err))?
         .report;
     let env = super::env();
     let all = argv.iter().any(|a| a == "--all-databases")
         || super::env_flag_in(env, vars::PGBAK_ALL_DATABASES);
-    let (reporter, reporting) = Reporter::resolve(&report, group_in(env, mode, all));
-    Ok((CronSecrets::of(&report, None), reporter, reporting))
+    let redactor = super::secrets::report_redactor(Some(&report));
+    Ok(Reporter::resolve(
+        &report,
+        group_in(env, mode, all),
+        redactor,
+    ))
 }
 
 /// clap's refusal on one line, naming the environment variable when the bad

@@ -14,7 +14,9 @@
 //! - this file adds what clap cannot: the connection (`DATABASE_URL`, else the
 //!   libpq `PG*` variables), strict booleans and the host name;
 //! - [`commands`] turns each command's parsed arguments into the typed
-//!   settings the command runs with (`XxxSettings::resolve`), at dispatch.
+//!   settings the command runs with (`XxxSettings::resolve`), at dispatch;
+//! - [`secrets`] gathers every secret of the run into the redactor the
+//!   output and the alert and heartbeat bodies are scrubbed with, at dispatch.
 
 pub mod aws;
 pub mod backup;
@@ -25,6 +27,7 @@ mod env;
 mod env_file;
 pub mod groups;
 pub mod s3;
+pub mod secrets;
 pub mod vars;
 
 pub use env::{

@@ -1,8 +1,8 @@
 //! S3 settings resolved once: the `--s3-*` flags (clap has already applied
 //! their environment variables and defaults) checked, and completed with what
-//! only the environment carries: the AWS region fallbacks, the secrets to
-//! scrub from every line, and pgbak's own tuning variables. Errors here are
-//! usage errors (exit 2), found before anything is dumped.
+//! only the environment carries: the AWS region fallbacks and pgbak's own
+//! tuning variables (the AWS secrets are hidden by `settings::secrets`).
+//! Errors here are usage errors (exit 2), found before anything is dumped.
 //!
 //! Precedence, highest first: flag, its environment variable, default; the
 //! byte-count variables (`PGBAK_S3_PART_SIZE`, `PGBAK_S3_MAX_PART_SIZE`,
@@ -31,11 +31,6 @@ impl S3Settings {
     /// The settings of `args` from the process environment; `bucket`
     /// overrides the configured bucket (an `s3://` URI names its own).
     pub fn from_args(args: &S3Args, bucket: Option<&str>) -> Result<S3Settings> {
-        for name in [vars::AWS_SECRET_ACCESS_KEY, vars::AWS_SESSION_TOKEN] {
-            if let Some(secret) = super::var(name) {
-                ui::register_secret(&secret);
-            }
-        }
         resolve(args, bucket, &super::env().lookup())
     }
 }

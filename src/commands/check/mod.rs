@@ -59,7 +59,7 @@ struct Listed {
     s3_dump: Option<String>,
 }
 
-pub async fn run(_global: &GlobalSettings, args: CheckArgs) -> Result<ExitCode> {
+pub async fn run(global: &GlobalSettings, args: CheckArgs) -> Result<ExitCode> {
     let heartbeat = args
         .heartbeat_url
         .as_deref()
@@ -70,16 +70,17 @@ pub async fn run(_global: &GlobalSettings, args: CheckArgs) -> Result<ExitCode> 
         return check_config(&args);
     }
     if let Some(h) = &heartbeat {
-        h.send(Ping::Start, "").await;
+        h.send(Ping::Start, "", &global.redactor).await;
     }
     let outcome = check(&args).await;
     if let Some(h) = &heartbeat {
+        let redactor = &global.redactor;
         match &outcome {
-            Ok(o) if o.ok => h.send(Ping::Success, &o.summary.join("\n")).await,
-            Ok(o) => h.send(Ping::Fail, &o.summary.join("\n")).await,
+            Ok(o) if o.ok => h.send(Ping::Success, &o.summary.join("\n"), redactor).await,
+            Ok(o) => h.send(Ping::Fail, &o.summary.join("\n"), redactor).await,
             Err(err) => {
                 let line = format!("check failed: {}", crate::error::one_line(err));
-                h.send(Ping::Fail, &line).await;
+                h.send(Ping::Fail, &line, redactor).await;
             }
         }
     }

@@ -1,7 +1,7 @@
 //! What a `pgbak cron` run does with its settings (resolved at dispatch,
-//! [`crate::settings::cron`]) before any work: the secrets among them
-//! registered first, so no line can print them; the storage-class warning;
-//! `--check-config`, which stops there.
+//! [`crate::settings::cron`], its secrets hidden from every line since
+//! then) before any work: the storage-class warning; `--check-config`,
+//! which stops there.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -10,9 +10,9 @@ use anyhow::Result;
 
 use crate::error::{self, usage};
 use crate::settings::backup::BackupJob;
-use crate::settings::cron::{CronConfig, CronSecrets};
+use crate::settings::cron::CronConfig;
 use crate::storage::s3;
-use crate::{settings, ui};
+use crate::ui;
 
 /// The STANDARD_IA minimum-duration warning of an uploading `job`, once: at
 /// `--check-config` (`always`), and at the first run with these settings,
@@ -57,60 +57,4 @@ pub(super) fn check_config(config: Result<CronConfig>) -> Result<ExitCode> {
         if job.s3.is_some() { "on" } else { "off" },
     ));
     Ok(ExitCode::SUCCESS)
-}
-
-/// Webhook URLs and keys carry tokens: registered before anything can print them.
-pub(super) fn register_secrets(secrets: &CronSecrets) {
-    for secret in [
-        &secrets.alert_webhook_url,
-        &secrets.heartbeat_url,
-        &secrets.pagerduty_routing_key,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        register_url_secret(secret);
-    }
-    if let Some(url) = &secrets.verify_target_url {
-        if let Ok(conn) = settings::connection_from_url(url) {
-            if let Some(password) = &conn.password {
-                ui::register_secret(password);
-            }
-        }
-    }
-}
-
-/// Registers a URL (or key) as a secret, and its parts that may be printed on
-/// their own: the password, the query, the path.
-fn register_url_secret(value: &str) {
-    ui::register_secret(value);
-    let Ok(url) = url::Url::parse(value) else {
-        return;
-    };
-    ui::register_secret(url.as_str());
-    if let Some(password) = url.password() {
-        ui::register_secret(password);
-    }
-    if let Some(query) = url.query() {
-        ui::register_secret(query);
-    }
-    // Slack and other hooks put the token in the path.
-    if url.path().len() > 8 {
-        ui::register_secret(url.path());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn url_parts_are_scrubbed() {
-        register_url_secret("https://hooks.example.com/services/T000/B000/TOKENPART?key=QUERYKEY");
-        let text = ui::scrub("POST https://hooks.example.com/services/T000/B000/TOKENPART?key=QUERYKEY failed; key=QUERYKEY");
-        assert!(
-            !text.contains("TOKENPART") && !text.contains("QUERYKEY"),
-            "{text}"
-        );
-    }
 }

@@ -22,7 +22,7 @@ pub(super) fn open(dir: &Path, started: DateTime<Utc>) -> Result<PathBuf> {
         let path = dir.join(log_name(at));
         match fsio::create_new(&path) {
             Ok(file) => {
-                ui::tee_to(file);
+                ui::log_to(file)?;
                 return Ok(path);
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {

@@ -81,7 +81,6 @@ impl std::error::Error for VerifyCouldNotRun {}
 
 pub async fn run(settings: CronSettings) -> Result<ExitCode> {
     let mut run = Run::new();
-    config::register_secrets(&settings.secrets);
     let CronSettings {
         reporter,
         reporting,

@@ -10,7 +10,6 @@ use anyhow::Result;
 use chrono::Utc;
 
 use super::argv::mode_arg;
-use super::config::register_secrets;
 use super::{logs, outcome_of};
 use super::{Failed, Run};
 use crate::alert::{self, Failure, Outcome, Step};
@@ -19,7 +18,8 @@ use crate::heartbeat::Ping;
 use crate::metrics::{self, RunMetrics, Update};
 use crate::settings::choices::AlertFormat;
 use crate::settings::cron::{describe_refusal, reporting_only, Reporter};
-use crate::{settings, signals, ui};
+use crate::ui::{self, Verbosity};
+use crate::{settings, signals};
 
 /// The end of a run that got as far as `outcome`: summary, alert or
 /// heartbeat, metrics; the exit code.
@@ -84,8 +84,9 @@ async fn report(
     match outcome {
         Ok(()) => {
             if let Some(heartbeat) = &reporter.heartbeat {
+                let summary = success_summary(reporter, run, duration);
                 heartbeat
-                    .send(Ping::Success, &success_summary(reporter, run, duration))
+                    .send(Ping::Success, &summary, &reporter.redactor)
                     .await;
             }
             resolve_incident(reporter).await;
@@ -100,9 +101,8 @@ async fn report(
             let failure = failure(reporter, run, failed.step, outcome_of(failed), &one_line);
             send_alert(reporter, &failure).await;
             if let Some(heartbeat) = &reporter.heartbeat {
-                heartbeat
-                    .send(Ping::Fail, &failure_line(failed, duration))
-                    .await;
+                let line = failure_line(failed, duration);
+                heartbeat.send(Ping::Fail, &line, &reporter.redactor).await;
             }
         }
     }
@@ -123,7 +123,7 @@ fn failure_line(failed: &Failed, duration: std::time::Duration) -> String {
 /// run that then hangs is noticed by the monitor's own timeout.
 pub(super) async fn started(reporter: &Reporter) {
     if let Some(heartbeat) = &reporter.heartbeat {
-        heartbeat.send(Ping::Start, "").await;
+        heartbeat.send(Ping::Start, "", &reporter.redactor).await;
     }
 }
 
@@ -188,17 +188,24 @@ pub(super) async fn skipped(reporter: &Reporter, run: &Run, err: &anyhow::Error)
 /// reporting settings themselves parse, is logged, alerted and counted; exit 2.
 pub async fn unparsed(argv: &[OsString], err: clap::Error) -> Result<ExitCode> {
     let message = describe_refusal(argv, &err);
+    let resolved = reporting_only(argv, mode_arg(argv));
+    // The output hides the environment's secrets (and the reporting
+    // settings', when they parsed) from the first line on.
+    let redactor = match &resolved {
+        Ok((reporter, _)) => reporter.redactor.clone(),
+        Err(_) => settings::secrets::report_redactor(None),
+    };
+    ui::init(Verbosity::Normal, redactor)?;
     if argv.iter().any(|a| a == "--check-config") {
         // Nothing was to run: the operator at the terminal gets the error, nobody is paged.
         return Err(usage(message));
     }
-    let (secrets, reporter, reporting) = match reporting_only(argv, mode_arg(argv)) {
+    let (reporter, reporting) = match resolved {
         Ok(resolved) => resolved,
         Err(why) => {
             return Err(usage(format!("{message} (not alerted or logged: {why})")));
         }
     };
-    register_secrets(&secrets);
     let mut run = Run::new();
     let message = match reporting {
         Ok(()) => message,
@@ -224,7 +231,7 @@ fn failure(reporter: &Reporter, run: &Run, step: Step, outcome: Outcome, error: 
         mode: reporter.group.mode.clone(),
         duration: run.clock.elapsed(),
         log: run.log.as_ref().map(|p| p.display().to_string()),
-        error: ui::scrub(error),
+        error: error.to_owned(),
         at: Utc::now(),
     }
 }
@@ -234,7 +241,12 @@ async fn send_alert(reporter: &Reporter, failure: &Failure) {
         return;
     };
     let sent = async {
-        let body = alert::payload(target.format, failure, target.routing_key.as_deref())?;
+        let body = alert::payload(
+            target.format,
+            failure,
+            target.routing_key.as_deref(),
+            &reporter.redactor,
+        )?;
         let client = alert::client()?;
         alert::post_json(&client, &target.url, &body).await
     };

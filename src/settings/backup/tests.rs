@@ -10,6 +10,7 @@ fn global() -> GlobalSettings {
         timeout: None,
         pg_bin_dir: Some(PathBuf::from("/opt/pg/bin")),
         lock_wait_timeout: std::time::Duration::from_secs(60),
+        redactor: crate::ui::Redactor::none(),
     }
 }
 
