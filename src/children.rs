@@ -1,5 +1,5 @@
 //! Children that must not outlive pgbak, and the sweep that stops those that
-//! did anyway.
+//! did anyway; and the environment every child starts from ([`command`]).
 //!
 //! Every child pgbak starts with [`crate::pg::tools::die_with_parent`]
 //! (pg_dump, pg_dumpall, pg_restore, the throwaway server) gets the parent-death
@@ -46,6 +46,16 @@ pub fn identity() -> &'static str {
 /// Marks a child as pgbak's: the sweep of a later run stops it if this pgbak is gone.
 pub fn mark(cmd: &mut tokio::process::Command) {
     cmd.env(MARKER, identity());
+}
+
+/// A command for `program` whose environment is this run's
+/// ([`crate::settings::env`]: the process's, plus the environment file and
+/// the `*_FILE` secrets), given explicitly: pgbak never writes its own
+/// environment, so a child that inherited it would miss those values.
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.env_clear().envs(crate::settings::env().vars_os());
+    cmd
 }
 
 /// What `/proc/<pid>/stat` says that matters here.

@@ -4,8 +4,11 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let argv = pgbak::settings::argv();
-    // Before parsing, single-threaded: the environment file and the *_FILE
-    // secrets are input to the command line's defaults.
+    // First, before anything reads `settings::env()`: the environment file
+    // and the *_FILE secrets go into this run's snapshot of the environment
+    // (never into the process's), which the command line is parsed against
+    // and every child and the AWS SDK are given. A read before this point
+    // would fix the snapshot without them, and startup would fail.
     if let Err(message) = pgbak::settings::startup(&argv) {
         eprintln!("pgbak: error: {message}");
         return ExitCode::from(pgbak::error::USAGE);

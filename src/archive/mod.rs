@@ -34,7 +34,7 @@ use crate::storage::select::{self, Selector};
 #[derive(Debug, Clone)]
 pub enum Place {
     Dir(PathBuf),
-    S3(S3Settings),
+    S3(Box<S3Settings>),
 }
 
 /// Which backup the operator asked for.
@@ -43,7 +43,7 @@ pub enum Wanted {
     /// A local `.dump` (or `.dump.age`) file.
     File(PathBuf),
     /// An object named by an `s3://bucket/key` URI; `s3` is in that bucket.
-    S3Object { s3: S3Settings, key: String },
+    S3Object { s3: Box<S3Settings>, key: String },
     /// The newest backup `select` accepts (the target database's, in the
     /// mode asked, not one that failed verification).
     Newest { place: Place, select: Selector },
@@ -98,14 +98,14 @@ pub async fn locate(wanted: &Wanted) -> Result<Located> {
             Ok(Located::local(&dir.join(name.dump_file())))
         }
         Wanted::S3Object { s3, key } => {
-            let store = s3::connect(s3.clone()).await?;
+            let store = s3::connect(S3Settings::clone(s3)).await?;
             download(&store, key).await
         }
         Wanted::Newest {
             place: Place::S3(s3),
             select,
         } => {
-            let store = s3::connect(s3.clone()).await?;
+            let store = s3::connect(S3Settings::clone(s3)).await?;
             let name = select::newest(&store, select, "").await?;
             download(&store, &store.key_for(&name.dump_file())).await
         }

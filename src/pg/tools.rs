@@ -1,5 +1,6 @@
 //! Finding pg_dump, pg_restore and friends at least as new as the server, and
-//! running them with the connection in their environment, never in argv.
+//! running them with the connection in their environment, never in argv
+//! (their environment is given explicitly, from this run's snapshot).
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -25,11 +26,12 @@ impl PgTools {
         self.bin_dir.join(name)
     }
 
-    /// A command for `tool` that talks to `conn`: inherited `PG*` variables
-    /// removed, the connection (password included) set as libpq variables,
+    /// A command for `tool` that talks to `conn`: this run's environment
+    /// ([`crate::children::command`]) without its `PG*` variables, the
+    /// connection (password included) set as libpq variables instead,
     /// killed if pgbak drops it (Ctrl-C, errors).
     pub fn command(&self, tool: &str, conn: &ConnSettings) -> Command {
-        let mut cmd = Command::new(self.tool(tool));
+        let mut cmd = crate::children::command(self.tool(tool));
         for key in crate::settings::env().names() {
             if key.to_string_lossy().starts_with("PG") {
                 cmd.env_remove(key);
@@ -87,6 +89,8 @@ pub fn parse_version(output: &str) -> Option<(u32, String)> {
 
 fn version_of(pg_dump: &Path) -> Option<(u32, String)> {
     let out = std::process::Command::new(pg_dump)
+        .env_clear()
+        .envs(crate::settings::env().vars_os())
         .arg("--version")
         .stdin(Stdio::null())
         .output()
@@ -353,7 +357,7 @@ pub const GZIP_FALLBACK: &str = "gzip:4";
 /// compression support before it connects.
 pub async fn default_compression(tools: &PgTools) -> String {
     if tools.major >= 16 {
-        let mut cmd = Command::new(tools.tool("pg_dump"));
+        let mut cmd = crate::children::command(tools.tool("pg_dump"));
         cmd.args([
             "--compress=zstd:1",
             "--format=custom",

@@ -1,9 +1,15 @@
-//! The process environment as pgbak reads it: the only module that reads
-//! `std::env`. At startup ([`startup`]) the environment file and the `*_FILE`
-//! secrets are loaded, once, before any thread exists; after that the
-//! environment is one read-only snapshot ([`env`]) in which an empty value
-//! counts as unset (`BACKUP_KEEP=` means the default, as `${BACKUP_KEEP:-7}`
-//! did in the scripts), and the command line is parsed against it ([`parse`]).
+//! The environment as pgbak reads it: the only module that reads
+//! `std::env`, and it never writes it. At startup ([`startup`]) one snapshot
+//! is built, before anything else reads it: the process environment, plus
+//! the environment file's values (`pgbak cron --env-file`) for names the
+//! process leaves unset or empty, plus the `*_FILE` secrets for variables
+//! that are unset. After that the snapshot ([`env`]) is the environment: an
+//! empty value counts as unset (`BACKUP_KEEP=` means the default, as
+//! `${BACKUP_KEEP:-7}` did in the scripts), the command line is parsed
+//! against it ([`parse`]), children start from it
+//! ([`crate::children::command`]) and the AWS SDK is told what it holds
+//! ([`crate::settings::s3`]). pgbak's own process environment stays as it
+//! was inherited.
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -11,23 +17,39 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
-use clap::{CommandFactory, FromArgMatches};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
 
 use super::env_file::parse_env_file;
 use super::vars;
 
 /// A snapshot of environment variables. Empty values are kept (so callers
 /// can tell a child to drop them) but read as unset.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Env {
-    vars: BTreeMap<OsString, OsString>,
+    /// The process's own variables, as inherited (empty ones included).
+    process: BTreeMap<OsString, OsString>,
+    /// Values loaded at startup (the environment file, `*_FILE` secrets)
+    /// for names the process leaves unset or empty.
+    loaded: BTreeMap<OsString, OsString>,
+}
+
+/// Names only: the values may be secrets.
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("process", &self.process.keys().collect::<Vec<_>>())
+            .field("loaded", &self.loaded.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl Env {
     /// The process environment as it is now.
     fn capture() -> Env {
         Env {
-            vars: std::env::vars_os().collect(),
+            process: std::env::vars_os().collect(),
+            loaded: BTreeMap::new(),
         }
     }
 
@@ -36,10 +58,11 @@ impl Env {
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Env {
         Env {
-            vars: pairs
+            process: pairs
                 .into_iter()
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
+            loaded: BTreeMap::new(),
         }
     }
 
@@ -50,31 +73,100 @@ impl Env {
 
     /// The value of `name` as the OS gave it; None when unset or empty.
     pub fn get_os(&self, name: &str) -> Option<&OsStr> {
-        self.vars
-            .get(OsStr::new(name))
+        self.value(OsStr::new(name))
+    }
+
+    fn value(&self, name: &OsStr) -> Option<&OsStr> {
+        self.loaded
+            .get(name)
+            .or_else(|| self.process.get(name))
             .map(OsString::as_os_str)
             .filter(|v| !v.is_empty())
     }
 
-    /// Whether `name` is set to the empty string (and so read as unset).
-    fn is_empty_set(&self, name: &OsStr) -> bool {
-        self.vars.get(name).is_some_and(|v| v.is_empty())
+    /// Whether the process sets `name` to the empty string (which clap
+    /// would read as a value).
+    fn empty_in_process(&self, name: &OsStr) -> bool {
+        self.process.get(name).is_some_and(|v| v.is_empty())
     }
 
     /// Every variable name, set or empty (a child must not inherit either).
     pub fn names(&self) -> impl Iterator<Item = &OsStr> {
-        self.vars.keys().map(OsString::as_os_str)
+        self.vars_os().map(|(name, _)| name)
+    }
+
+    /// Every variable with its value, empty ones included: what a child
+    /// inherits. A loaded value replaces the process's empty one.
+    pub fn vars_os(&self) -> impl Iterator<Item = (&OsStr, &OsStr)> {
+        self.process
+            .iter()
+            .filter(|(name, _)| !self.loaded.contains_key(*name))
+            .chain(&self.loaded)
+            .map(|(name, value)| (name.as_os_str(), value.as_os_str()))
     }
 
     /// Lookup by name, the shape the pure parsers ([`crate::pg::url`]) take.
     pub fn lookup(&self) -> impl Fn(&str) -> Option<String> + '_ {
         move |name| self.get(name)
     }
+
+    /// Sets `name` to `value` unless it is already set: what the process
+    /// (or an earlier source) gives wins.
+    fn fill(&mut self, name: &str, value: &str) {
+        if !value.is_empty() && self.get_os(name).is_none() {
+            self.loaded.insert(name.into(), value.into());
+        }
+    }
+
+    /// Adds the values of the environment file at `path` (see [`Env::fill`]).
+    /// Lines that do not parse are skipped and reported (by number).
+    fn load_env_file(&mut self, path: &Path) -> Result<()> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the environment file {}", path.display()))?;
+        let (pairs, bad) = parse_env_file(&text);
+        for (name, value) in pairs {
+            self.fill(&name, &value);
+        }
+        if !bad.is_empty() {
+            let lines: Vec<String> = bad.iter().map(ToString::to_string).collect();
+            anyhow::bail!(
+                "the environment file {} has lines that are not KEY=value: line {} \
+                 (systemd EnvironmentFile= syntax; no `export`)",
+                path.display(),
+                lines.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    /// Sets each variable of [`vars::SECRET_VARS`] that is unset from its
+    /// `_FILE` (trailing newlines dropped). A variable set directly wins
+    /// over its file; an unreadable or empty file is an error.
+    fn load_secret_files(&mut self) -> Result<(), String> {
+        for name in vars::SECRET_VARS {
+            let file_var = format!("{name}_FILE");
+            let Some(path) = self.get_os(&file_var).map(PathBuf::from) else {
+                continue;
+            };
+            if self.get_os(name).is_some() {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("{file_var}={}: cannot read it: {e}", path.display()))?;
+            let value = text.trim_end_matches(['\n', '\r']);
+            if value.is_empty() {
+                return Err(format!("{file_var}={}: the file is empty", path.display()));
+            }
+            self.fill(name, value);
+        }
+        Ok(())
+    }
 }
 
 static SNAPSHOT: OnceLock<Env> = OnceLock::new();
 
-/// The environment of this run, captured on first use (after [`startup`]).
+/// The environment of this run, as [`startup`] built it (the bare process
+/// environment where startup never ran: the crate used as a library).
 pub fn env() -> &'static Env {
     SNAPSHOT.get_or_init(Env::capture)
 }
@@ -127,148 +219,126 @@ pub fn env_file_error() -> Option<&'static str> {
     ENV_FILE_ERROR.get().map(String::as_str)
 }
 
-/// Before anything else, while the process is still single-threaded: loads
-/// the environment file of a `pgbak cron` command line (its `--env-file`,
-/// else `PGBAK_ENV_FILE`) and the `*_FILE` secrets into the environment,
-/// where the client tools and the AWS SDK read them too. This is the one
-/// place pgbak writes its own environment. A bad environment file is
-/// remembered for cron to report ([`env_file_error`]); a bad secret file is
-/// an error (exit 2).
+/// Builds this run's environment, before anything reads it ([`env`]): the
+/// process environment, then the environment file of a `pgbak cron` command
+/// line (its `--env-file`, else `PGBAK_ENV_FILE`), then the `*_FILE`
+/// secrets. A bad environment file is remembered for cron to report
+/// ([`env_file_error`]); a bad secret file is an error (exit 2).
 pub fn startup(argv: &[OsString]) -> Result<(), String> {
+    let mut env = Env::capture();
     if crate::commands::cron::is_cron(argv) {
-        let path = crate::commands::cron::env_file_flag(argv).or_else(|| {
-            std::env::var_os(vars::PGBAK_ENV_FILE)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        });
+        let path = crate::commands::cron::env_file_flag(argv)
+            .or_else(|| env.get_os(vars::PGBAK_ENV_FILE).map(PathBuf::from));
         if let Some(path) = path {
-            if let Err(err) = load_env_file(&path) {
+            if let Err(err) = env.load_env_file(&path) {
                 let _ = ENV_FILE_ERROR.set(crate::error::one_line(&err));
             }
         }
     }
-    load_secret_files()
-}
-
-fn unset_or_empty(name: &str) -> bool {
-    std::env::var_os(name).is_none_or(|v| v.is_empty())
-}
-
-/// Loads `path` into the process environment, leaving variables that are
-/// already set (and not empty) alone: the environment wins over the file.
-/// Lines that do not parse are skipped and reported (by number).
-fn load_env_file(path: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the environment file {}", path.display()))?;
-    let (pairs, bad) = parse_env_file(&text);
-    for (key, value) in pairs {
-        if !value.is_empty() && unset_or_empty(&key) {
-            std::env::set_var(&key, value);
-        }
-    }
-    if !bad.is_empty() {
-        let lines: Vec<String> = bad.iter().map(ToString::to_string).collect();
-        anyhow::bail!(
-            "the environment file {} has lines that are not KEY=value: line {} \
-             (systemd EnvironmentFile= syntax; no `export`)",
-            path.display(),
-            lines.join(", ")
-        );
-    }
-    Ok(())
-}
-
-/// Sets each variable of [`vars::SECRET_VARS`] that is unset from its `_FILE`
-/// (trailing newlines dropped). A variable set directly wins over its file.
-fn load_secret_files() -> Result<(), String> {
-    for name in vars::SECRET_VARS {
-        let file_var = format!("{name}_FILE");
-        let Some(path) = std::env::var_os(&file_var).filter(|p| !p.is_empty()) else {
-            continue;
-        };
-        if !unset_or_empty(name) {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            format!(
-                "{file_var}={}: cannot read it: {e}",
-                Path::new(&path).display()
-            )
-        })?;
-        let value = text.trim_end_matches(['\n', '\r']);
-        if value.is_empty() {
-            return Err(format!(
-                "{file_var}={}: the file is empty",
-                Path::new(&path).display()
-            ));
-        }
-        std::env::set_var(name, value);
-    }
-    Ok(())
+    env.load_secret_files()?;
+    SNAPSHOT
+        .set(env)
+        .map_err(|_| "internal error: the environment was read before it was loaded".to_owned())
 }
 
 /// Parses `argv` as `T` (the whole [`crate::cli::Cli`], or cron's reporting
-/// part alone) against [`env`]: a flag's variable that is set but empty is
-/// ignored, so the flag falls back to its default instead of failing to parse.
+/// part alone) against this run's environment ([`env`]); see [`parse_with`].
 pub fn parse<T: CommandFactory + FromArgMatches>(
     argv: impl IntoIterator<Item = impl Into<OsString> + Clone>,
 ) -> Result<T, clap::Error> {
-    let command = ignore_empty_env(T::command(), env());
-    let mut matches = command.try_get_matches_from(argv)?;
+    parse_with(argv, env())
+}
+
+/// Parses `argv` as `T` against `env`. clap reads each flag's variable
+/// (`Arg::env`) from the process environment itself, so the command is
+/// adjusted first ([`with_snapshot`]), and the conflicts clap cannot see
+/// are checked after ([`check_loaded_conflicts`]). Precedence: flag,
+/// environment, environment file (or `*_FILE`), default.
+pub fn parse_with<T: CommandFactory + FromArgMatches>(
+    argv: impl IntoIterator<Item = impl Into<OsString> + Clone>,
+    env: &Env,
+) -> Result<T, clap::Error> {
+    let mut command = with_snapshot(T::command(), env);
+    let mut matches = command.try_get_matches_from_mut(argv)?;
+    check_loaded_conflicts(&command, &matches, env).map_err(|err| err.format(&mut command))?;
     T::from_arg_matches_mut(&mut matches).map_err(|err| err.format(&mut T::command()))
 }
 
-fn ignore_empty_env(command: clap::Command, env: &Env) -> clap::Command {
+/// Points each flag's variable at `env`: a variable the process sets to ""
+/// is hidden from clap (the flag falls back to its default instead of
+/// failing to parse), and a value loaded at startup becomes the flag's
+/// default, which the command line still overrides (its help hides it
+/// where the flag hides its environment value: it may be a secret).
+fn with_snapshot(command: clap::Command, env: &Env) -> clap::Command {
     let command = command.mut_args(|arg| {
-        if arg.get_env().is_some_and(|name| env.is_empty_set(name)) {
-            arg.env(None::<&'static str>)
+        let Some(name) = arg.get_env().map(OsStr::to_owned) else {
+            return arg;
+        };
+        let arg = if env.empty_in_process(&name) {
+            arg.env(None::<&str>)
+        } else {
+            arg
+        };
+        let Some(value) = env.loaded.get(&name) else {
+            return arg;
+        };
+        let hide = arg.is_hide_env_values_set() && arg.get_action().takes_values();
+        let arg = arg.default_value(value.clone());
+        if hide {
+            arg.hide_default_value(true)
         } else {
             arg
         }
     });
-    command.mut_subcommands(|sub| ignore_empty_env(sub, env))
+    command.mut_subcommands(|sub| with_snapshot(sub, env))
+}
+
+/// clap counts a default as not given, so it cannot see a conflict (such as
+/// `verify --ephemeral` with `PGBAK_VERIFY_TARGET_URL`) when one side comes
+/// from the environment file or a `*_FILE` secret: judged here as clap
+/// judges the same value from the process environment (exit 2).
+fn check_loaded_conflicts(
+    command: &clap::Command,
+    matches: &ArgMatches,
+    env: &Env,
+) -> Result<(), clap::Error> {
+    let loaded = |arg: &clap::Arg| arg.get_env().is_some_and(|n| env.loaded.contains_key(n));
+    let given = |arg: &clap::Arg| match matches.value_source(arg.get_id().as_str()) {
+        Some(ValueSource::DefaultValue) => loaded(arg),
+        Some(_) => true,
+        None => false,
+    };
+    let describe = |arg: &clap::Arg| {
+        let flag = arg
+            .get_long()
+            .map_or_else(|| arg.get_id().to_string(), |long| format!("--{long}"));
+        match arg.get_env().filter(|_| loaded(arg)) {
+            Some(name) => format!("'{flag}' (from {})", name.to_string_lossy()),
+            None => format!("'{flag}'"),
+        }
+    };
+    for arg in command.get_arguments() {
+        for other in command.get_arg_conflicts_with(arg) {
+            if (loaded(arg) || loaded(other)) && given(arg) && given(other) {
+                return Err(clap::Error::raw(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!(
+                        "the argument {} cannot be used with {}\n",
+                        describe(arg),
+                        describe(other)
+                    ),
+                ));
+            }
+        }
+    }
+    match matches.subcommand() {
+        Some((name, sub_matches)) => match command.find_subcommand(name) {
+            Some(sub) => check_loaded_conflicts(sub, sub_matches, env),
+            None => Ok(()),
+        },
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn empty_values_read_as_unset() {
-        let env = Env::from_pairs([("A", "1"), ("EMPTY", ""), ("PATH", "/a:/b")]);
-        assert_eq!(env.get("A").as_deref(), Some("1"));
-        assert_eq!(env.get("EMPTY"), None);
-        assert_eq!(env.get("MISSING"), None);
-        assert!(env.is_empty_set(OsStr::new("EMPTY")));
-        assert!(!env.is_empty_set(OsStr::new("A")));
-        assert_eq!(env.names().count(), 3);
-    }
-
-    #[test]
-    fn an_empty_variable_leaves_the_flag_at_its_default() {
-        use clap::{Arg, Command};
-        let command = || {
-            Command::new("pgbak")
-                .arg(Arg::new("keep").long("keep").env("PGBAK_TEST_KEEP"))
-                .subcommand(
-                    Command::new("run").arg(Arg::new("dir").long("dir").env("PGBAK_TEST_DIR")),
-                )
-        };
-        let env_of = |c: &Command, id: &str| {
-            c.get_arguments()
-                .find(|a| a.get_id().as_str() == id)
-                .and_then(|a| a.get_env().map(OsStr::to_owned))
-        };
-        let env = Env::from_pairs([("PGBAK_TEST_KEEP", ""), ("PGBAK_TEST_DIR", "")]);
-        let cleared = ignore_empty_env(command(), &env);
-        assert_eq!(env_of(&cleared, "keep"), None);
-        let run = cleared.find_subcommand("run").expect("run");
-        assert_eq!(env_of(run, "dir"), None);
-        let set = Env::from_pairs([("PGBAK_TEST_KEEP", "3")]);
-        let untouched = ignore_empty_env(command(), &set);
-        assert_eq!(
-            env_of(&untouched, "keep").as_deref(),
-            Some(OsStr::new("PGBAK_TEST_KEEP"))
-        );
-    }
-}
+mod tests;

@@ -3,10 +3,14 @@
 //! variable, environment file (`pgbak cron --env-file`), default.
 //!
 //! - [`vars`] names every environment variable pgbak reads, once;
-//! - [`env`] is the environment itself: loaded at startup (environment file,
-//!   `*_FILE` secrets), then a read-only snapshot in which empty means unset,
-//!   and the command line parsed against it (clap applies flag > environment
-//!   > default for every flag that names a variable);
+//! - [`env`] is the environment itself: one read-only snapshot built at
+//!   startup (the process environment, the environment file, the `*_FILE`
+//!   secrets) in which empty means unset; the command line is parsed against
+//!   it (flag > environment > environment file > default for every flag that
+//!   names a variable), and children start from it. pgbak never writes its
+//!   own process environment;
+//! - [`aws`] reads what the AWS SDK would otherwise read from the process
+//!   environment (keys, profile, checksum settings), so the SDK is told;
 //! - this file adds what clap cannot: the connection (`DATABASE_URL`, else the
 //!   libpq `PG*` variables), strict booleans and the host name;
 //! - [`commands`] turns each command's parsed arguments into the typed
@@ -15,6 +19,7 @@
 //! - [`secrets`] gathers every secret of the run into the redactor the
 //!   output and the alert and heartbeat bodies are scrubbed with, at dispatch.
 
+pub mod aws;
 pub mod backup;
 pub mod check;
 pub mod choices;

@@ -26,7 +26,7 @@ pub(super) fn wanted(args: &BackupSourceArgs, select: Selector) -> Result<Wanted
         Some(uri) if uri.starts_with("s3://") => {
             let (bucket, key) = parse_uri(uri)?;
             Ok(Wanted::S3Object {
-                s3: S3Settings::from_args(&args.s3, Some(&bucket))?,
+                s3: Box::new(S3Settings::from_args(&args.s3, Some(&bucket))?),
                 key,
             })
         }
@@ -41,7 +41,7 @@ pub(super) fn wanted(args: &BackupSourceArgs, select: Selector) -> Result<Wanted
 /// The prefix with `--from-s3`, else `--backup-dir`.
 fn place(args: &BackupSourceArgs) -> Result<Place> {
     Ok(if args.from_s3 {
-        Place::S3(S3Settings::from_args(&args.s3, None)?)
+        Place::S3(Box::new(S3Settings::from_args(&args.s3, None)?))
     } else {
         Place::Dir(args.backup_dir.path.clone())
     })

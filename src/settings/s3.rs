@@ -73,6 +73,7 @@ pub fn resolve(args: &S3Args, bucket: Option<&str>, env: Env) -> Result<S3Settin
             DEFAULT_STALE_UPLOAD_AGE,
             true,
         )?,
+        sdk: super::aws::sdk_env(env)?,
     })
 }
 

@@ -106,8 +106,15 @@ pub const PGBAK_S3_MAX_PART_SIZE: &str = "PGBAK_S3_MAX_PART_SIZE";
 pub const PGBAK_S3_STALL_TIMEOUT: &str = "PGBAK_S3_STALL_TIMEOUT";
 pub const AWS_REGION: &str = "AWS_REGION";
 pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
+// The AWS SDK's own names, read from this run's environment (environment
+// file and `*_FILE` included) and handed to the SDK (`settings::aws`).
+pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
 pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
 pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+pub const AWS_PROFILE: &str = "AWS_PROFILE";
+/// `when_required`: for stores that reject the SDK's checksum headers.
+pub const AWS_REQUEST_CHECKSUM_CALCULATION: &str = "AWS_REQUEST_CHECKSUM_CALCULATION";
+pub const AWS_RESPONSE_CHECKSUM_VALIDATION: &str = "AWS_RESPONSE_CHECKSUM_VALIDATION";
 
 /// Variables that carry secrets; each may instead be read from the file named
 /// by `<NAME>_FILE` (systemd credentials, Docker/Kubernetes secrets), so the

@@ -11,6 +11,7 @@ mod cron;
 mod cron_trust;
 mod drill;
 mod encryption;
+mod environment;
 mod faults;
 mod harness;
 mod heartbeat;

@@ -96,7 +96,7 @@ pub(super) async fn alembic_stamp() -> bool {
         ui::warn("--alembic-stamp: alembic is not on PATH; the revision was not stamped");
         return true;
     };
-    let mut cmd = tokio::process::Command::new(&alembic);
+    let mut cmd = crate::children::command(&alembic);
     cmd.args(["stamp", "head"])
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);

@@ -18,7 +18,7 @@ use crate::pg::url::ConnSettings;
 use crate::settings::restore::RestoreOptions;
 use crate::signals::Signals;
 use crate::storage::local::LocalStore;
-use crate::storage::s3;
+use crate::storage::s3::{self, S3Settings};
 use crate::storage::{BackupName, BackupStore};
 use crate::ui;
 
@@ -73,7 +73,7 @@ async fn members_in(
 async fn find_run(place: &Place) -> Result<Run> {
     let (mut members, where_) = match place {
         Place::S3(settings) => {
-            let store = s3::connect(settings.clone()).await?;
+            let store = s3::connect(S3Settings::clone(settings)).await?;
             let key = |name: &BackupName| Wanted::S3Object {
                 s3: settings.clone(),
                 key: store.key_for(&name.dump_file()),

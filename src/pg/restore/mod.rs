@@ -69,7 +69,7 @@ pub struct Listing {
 /// fails later, at the first data block: that warning is an error for us.
 /// An archive pg_restore cannot read is a [`crate::error::Finding`].
 pub async fn list(tools: &PgTools, input: &Input) -> Result<Listing> {
-    let mut cmd = Command::new(tools.tool("pg_restore"));
+    let mut cmd = crate::children::command(tools.tool("pg_restore"));
     cmd.arg("--list").stdin(Stdio::null()).kill_on_drop(true);
     input.attach(&mut cmd)?;
     let out = tools::run(cmd, "pg_restore --list").await?;

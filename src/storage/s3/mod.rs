@@ -1,5 +1,6 @@
-//! Backups on S3 or MinIO: the client (built from [`S3Settings`] and the
-//! standard AWS credential chain) and the small requests every command makes
+//! Backups on S3 or MinIO: the client (built from [`S3Settings`], which
+//! carries what this run's environment tells the SDK, and the standard AWS
+//! credential chain for the rest) and the small requests every command makes
 //! (listing, meta.json, deleting). The rest lives beside it: the part plan
 //! (`part_plan`), the multipart upload that streams a dump while pg_dump runs
 //! (`upload`, `part`), the upload markers and the stale-upload cleanup
@@ -20,12 +21,15 @@ mod upload;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use aws_config::default_provider::region::DefaultRegionChain;
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::StalledStreamProtectionConfig;
-use aws_sdk_s3::config::{Region, RequestChecksumCalculation};
+use aws_sdk_s3::config::{
+    Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumMode, Delete, Object, ObjectIdentifier, ServerSideEncryption};
@@ -43,6 +47,23 @@ pub use part_plan::{PartPlan, DEFAULT_PART_SIZE, MIB, S3_MAX_PART_SIZE, S3_MIN_P
 pub use settings::{keep_warning, normalize_prefix, S3Settings, Sse, SseAlgorithm, StorageClass};
 pub use upload::{S3Sink, UploadFailed, UploadHandle};
 
+/// What the AWS SDK would otherwise read from the process environment,
+/// resolved by `crate::settings::aws` from this run's environment (which
+/// holds the environment file and the `*_FILE` secrets; the process's does
+/// not). Unset fields leave the SDK's default chain in charge.
+#[derive(Debug, Clone, Default)]
+pub struct SdkEnv {
+    /// `AWS_ACCESS_KEY_ID` + `AWS_SECRET_ACCESS_KEY` (+ `AWS_SESSION_TOKEN`);
+    /// its Debug output redacts the secret.
+    pub credentials: Option<Credentials>,
+    /// `AWS_PROFILE`: credentials and region from that profile.
+    pub profile: Option<String>,
+    /// `AWS_REQUEST_CHECKSUM_CALCULATION`.
+    pub request_checksum: Option<RequestChecksumCalculation>,
+    /// `AWS_RESPONSE_CHECKSUM_VALIDATION`.
+    pub response_checksum: Option<ResponseChecksumValidation>,
+}
+
 /// A connected bucket and prefix.
 #[derive(Clone)]
 pub struct Store {
@@ -58,34 +79,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Builds the client. Region: the one the settings name (`--s3-region`,
 /// `S3_REGION`, `AWS_REGION`, `AWS_DEFAULT_REGION`), else the profile's, else
 /// us-east-1 (what MinIO and most S3-compatible stores expect). Credentials:
-/// the standard chain (environment, profile, SSO, web identity, ECS/instance roles).
+/// the keys of this run's environment when it has both, else the standard
+/// chain (profile, SSO, web identity, ECS/instance roles).
 pub async fn connect(settings: S3Settings) -> Result<Store> {
-    let region = RegionProviderChain::first_try(settings.region.clone().map(Region::new))
-        .or_default_provider()
-        .or_else(Region::from_static("us-east-1"));
-    // An unreachable store fails in seconds: 3 attempts, short connect timeout.
-    // Answers to small requests come within 30 s; part uploads have no such
-    // limit (see `part`): a stalled upload is detected instead. Downloads fail
-    // when their body stops moving for the same stall timeout.
-    let timeouts = TimeoutConfig::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(Duration::from_secs(30))
-        .build();
-    let retry = RetryConfig::standard()
-        .with_max_attempts(3)
-        .with_initial_backoff(Duration::from_millis(500))
-        .with_max_backoff(Duration::from_secs(5));
-    let shared = aws_config::defaults(BehaviorVersion::latest())
-        .region(region)
-        .timeout_config(timeouts)
-        .stalled_stream_protection(
-            StalledStreamProtectionConfig::enabled()
-                .grace_period(settings.stall_timeout)
-                .build(),
-        )
-        .retry_config(retry)
-        .load()
-        .await;
+    let shared = sdk_loader(&settings).load().await;
     let checksums = !matches!(
         shared.request_checksum_calculation(),
         Some(RequestChecksumCalculation::WhenRequired)
@@ -111,6 +108,53 @@ pub async fn connect(settings: S3Settings) -> Result<Store> {
         settings,
         checksums,
     })
+}
+
+/// The SDK's configuration: what the settings and this run's environment
+/// say ([`SdkEnv`]), the SDK's defaults for the rest.
+fn sdk_loader(settings: &S3Settings) -> aws_config::ConfigLoader {
+    let sdk = &settings.sdk;
+    let mut profile_region = DefaultRegionChain::builder();
+    if let Some(profile) = &sdk.profile {
+        profile_region = profile_region.profile_name(profile);
+    }
+    let region = RegionProviderChain::first_try(settings.region.clone().map(Region::new))
+        .or_else(profile_region.build())
+        .or_else(Region::from_static("us-east-1"));
+    // An unreachable store fails in seconds: 3 attempts, short connect timeout.
+    // Answers to small requests come within 30 s; part uploads have no such
+    // limit (see `part`): a stalled upload is detected instead. Downloads fail
+    // when their body stops moving for the same stall timeout.
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(Duration::from_secs(30))
+        .build();
+    let retry = RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(500))
+        .with_max_backoff(Duration::from_secs(5));
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(region)
+        .timeout_config(timeouts)
+        .stalled_stream_protection(
+            StalledStreamProtectionConfig::enabled()
+                .grace_period(settings.stall_timeout)
+                .build(),
+        )
+        .retry_config(retry);
+    if let Some(credentials) = &sdk.credentials {
+        loader = loader.credentials_provider(credentials.clone());
+    }
+    if let Some(profile) = &sdk.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(calculation) = sdk.request_checksum {
+        loader = loader.request_checksum_calculation(calculation);
+    }
+    if let Some(validation) = sdk.response_checksum {
+        loader = loader.response_checksum_validation(validation);
+    }
+    loader
 }
 
 /// The SDK's error as one short line: its causes joined (the innermost one

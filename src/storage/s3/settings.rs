@@ -111,6 +111,8 @@ pub struct S3Settings {
     pub stall_timeout: Duration,
     /// An open upload without a live marker is abandoned only once older than this.
     pub stale_upload_age: Duration,
+    /// The AWS SDK's own settings, from this run's environment.
+    pub sdk: super::SdkEnv,
 }
 
 impl S3Settings {
