@@ -1,8 +1,8 @@
 //! pgbak: logical backups of PostgreSQL (+ pgvector) that are proven to restore.
 //!
 //! The binary is thin; [`run`] dispatches a parsed [`cli::Cli`] to one module of
-//! [`commands`] per subcommand (plus `commands::cluster`, a whole server at once with
-//! `--all-databases`, and `commands::globals`, the roles backup). Shared parts sit beside them:
+//! [`commands`] per subcommand (`backup/all.rs` and `restore/all.rs` take a whole server
+//! with `--all-databases`, and `commands::globals` is the roles backup). Shared parts sit beside them:
 //! - [`cli`] declares the command line; [`settings`] reads the environment (the only module
 //!   that does) and resolves each command's settings once, at dispatch (flag > environment >
 //!   default);
@@ -88,5 +88,83 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Unpin(args) => commands::unpin::run(UnpinSettings::resolve(args)?).await,
         cli::Command::Completions(args) => commands::completions::run(args),
         cli::Command::Man => commands::man::run(),
+    }
+}
+
+/// The layout rules ARCHITECTURE.md states, checked on the source tree.
+#[cfg(test)]
+mod layout {
+    use std::path::{Path, PathBuf};
+
+    fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// Every `.rs` file under src/, with its path from src/ and its text.
+    fn files() -> Vec<(String, String)> {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut paths = Vec::new();
+        sources(&src, &mut paths);
+        paths
+            .into_iter()
+            .map(|p| {
+                let name = p.strip_prefix(&src).unwrap().display().to_string();
+                (name, std::fs::read_to_string(&p).unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_environment_is_read_only_in_settings_and_never_written() {
+        for (name, text) in files() {
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or_default();
+                // (Spelled in two halves, so this test does not find itself.)
+                let reads = [concat!("env::", "var"), concat!("env::", "args")];
+                if !name.starts_with("settings/") {
+                    assert!(
+                        !reads.iter().any(|r| code.contains(r)),
+                        "{name}:{}: reads the environment outside settings/",
+                        n + 1
+                    );
+                }
+                assert!(
+                    !code.contains(concat!("set_", "var("))
+                        && !code.contains(concat!("remove_", "var(")),
+                    "{name}:{}: writes the process environment",
+                    n + 1
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn only_settings_and_the_cli_generators_see_the_clap_types() {
+        let allowed = ["cli/", "settings/", "lib.rs", "main.rs"];
+        let generators = ["commands/completions.rs", "commands/man.rs"];
+        for (name, text) in files() {
+            if allowed.iter().any(|a| name.starts_with(a)) || generators.contains(&name.as_str()) {
+                continue;
+            }
+            assert!(
+                !text.contains("crate::cli"),
+                "{name} uses crate::cli: resolve its settings in settings/ instead"
+            );
+        }
+    }
+
+    #[test]
+    fn no_source_file_is_over_600_lines() {
+        for (name, text) in files() {
+            let lines = text.lines().count();
+            assert!(lines <= 600, "{name} has {lines} lines: split it by idea");
+        }
     }
 }

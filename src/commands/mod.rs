@@ -2,7 +2,6 @@
 
 pub mod backup;
 pub mod check;
-pub mod cluster;
 pub mod completions;
 pub mod cron;
 pub mod globals;

@@ -18,6 +18,7 @@
 //!    leaves the local backup complete (meta.json `s3: null`) and fails the run;
 //! 5. retention, only after all of that succeeded (on S3 too): [`retention`].
 
+pub mod all;
 mod output;
 mod retention;
 
@@ -64,7 +65,7 @@ pub async fn run(settings: BackupSettings) -> Result<ExitCode> {
         output: print,
     } = settings;
     if let Some(excludes) = &plan.all_databases {
-        return super::cluster::backup_all(&plan.job, excludes, print).await;
+        return all::backup_all(&plan.job, excludes, print).await;
     }
     let job = plan.job;
     if let Some(s3) = &job.s3 {

@@ -200,7 +200,7 @@ async fn steps(config: &CronConfig, run: &mut Run, signals: &mut Signals) -> Res
         return run
             .step(Step::Backup, async {
                 backup::check_object_lock(job).await?;
-                super::cluster::backup_run(job, excludes, signals)
+                super::backup::all::backup_run(job, excludes, signals)
                     .await?
                     .result()
             })

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
-use crate::cli::Mode;
+use crate::mode::Mode;
 
 mod compare;
 pub use compare::{compare, Depth, Kind, Outcome};

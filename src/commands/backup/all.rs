@@ -1,5 +1,5 @@
 //! A whole server at once: `backup --all-databases` (`restore --all-databases`
-//! is in `commands/restore/all.rs`).
+//! is `commands/restore/all.rs`).
 //!
 //! Backup: list the connectable non-template databases (new ones are picked up
 //! by the next run, nothing to configure), drop those matching
@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use serde_json::json;
 
-use super::backup::{self, apply_retention};
+use super::{self as backup, apply_retention};
 use crate::error::{is_interruption, one_line};
 use crate::pg::client;
 use crate::settings::backup::BackupJob;
@@ -176,7 +176,7 @@ async fn backup_one(
     globals: Option<Vec<String>>,
 ) -> Result<(backup::Made, Vec<String>)> {
     let made = match globals {
-        Some(databases) => super::globals::backup(job, signals, databases).await?,
+        Some(databases) => crate::commands::globals::backup(job, signals, databases).await?,
         None => {
             let made = backup::dump(job, signals).await?;
             backup::check_anomaly(job, &made).await?;
