@@ -124,22 +124,32 @@ pub fn classify(stderr: &str, exit_ok: bool) -> Outcome {
         }
     };
     for line in stderr.lines() {
-        // Parallel workers write the prefix and the message separately, so lines interleave
-        // as `pg_restore: pg_restore: error: ...` followed by a bare `error: ...`.
-        let mut rest = line;
-        let mut prefixed = false;
-        while let Some(r) = rest.strip_prefix("pg_restore: ") {
-            rest = r;
-            prefixed = true;
+        // Parallel workers write `pg_restore: `, `error: ` and the message as three
+        // writes (the message, `Command was:` included, as one), so lines interleave as
+        // `pg_restore: pg_restore: error: error: <message 1>` followed by a bare
+        // `<message 2>`, or a bare `error: <message 2>`.
+        let (mut rest, mut prefixed, mut is_error) = (line, false, false);
+        loop {
+            if let Some(r) = rest.strip_prefix("pg_restore: ") {
+                (rest, prefixed) = (r, true);
+            } else if let Some(r) = rest.strip_prefix("error: ") {
+                (rest, is_error) = (r, true);
+            } else {
+                break;
+            }
+        }
+        // A failed statement's message always opens so; its prefixes may be on another line.
+        if rest.starts_with("could not execute query: ") {
+            is_error = true;
         }
         let starts_entry = prefixed
-            || rest.starts_with("error: ")
+            || is_error
             || rest.starts_with("warning: ")
             || rest.starts_with("from TOC entry ");
         if starts_entry {
             finish(current.take(), &mut outcome);
-            if let Some(message) = rest.strip_prefix("error: ") {
-                let mut entry = message.to_owned();
+            if is_error {
+                let mut entry = rest.to_owned();
                 if let Some(ctx) = context.take() {
                     entry = format!("{entry} ({ctx})");
                 }
@@ -382,6 +392,36 @@ pg_restore: warning: errors ignored on restore: 3
         assert_eq!(outcome.warnings.len(), 1, "{outcome:?}");
         let shown = distinct(&["a\nb".to_owned(), "a\nb".to_owned(), "c".to_owned()]);
         assert_eq!(shown, vec!["a | b (x2)".to_owned(), "c".to_owned()]);
+    }
+
+    /// Two workers' prefixes land on one line and their (atomic) messages on
+    /// the next ones: each message is its own entry with its own command.
+    #[test]
+    fn prefixes_of_two_workers_on_one_line_still_give_two_entries() {
+        let stderr = "pg_restore: pg_restore: error: error: could not execute query: ERROR:  role \"r1\" does not exist\n\
+                      Command was: CREATE POLICY p1 ON public.t TO r1 USING (true);\n\
+                      could not execute query: ERROR:  role \"r2\" does not exist\n\
+                      Command was: CREATE POLICY p2 ON public.u TO r2 USING (true);\n\
+                      pg_restore: warning: errors ignored on restore: 2\n";
+        let outcome = judge(stderr, Some(1), None, false);
+        assert_eq!(outcome.error_entries, 2, "{outcome:?}");
+        assert!(outcome.succeeded(), "{outcome:?}");
+        assert_eq!(
+            outcome.not_created,
+            vec![
+                "POLICY p1 ON public.t".to_owned(),
+                "POLICY p2 ON public.u".to_owned()
+            ]
+        );
+        // A real failure that lost its prefixes the same way is still a failure.
+        let stderr = stderr.replace(
+            "role \"r2\" does not exist\nCommand was: CREATE POLICY p2 ON public.u TO r2 USING (true);",
+            "could not create unique index \"u_pkey\"\nCommand was: ALTER TABLE ONLY public.u ADD CONSTRAINT u_pkey PRIMARY KEY (id);",
+        );
+        let outcome = judge(&stderr, Some(1), None, false);
+        assert_eq!(outcome.error_entries, 2, "{outcome:?}");
+        assert_eq!(outcome.errors.len(), 1, "{outcome:?}");
+        assert!(outcome.errors[0].contains("u_pkey"), "{outcome:?}");
     }
 
     #[test]
