@@ -55,7 +55,7 @@ pub struct S3Args {
     #[arg(
         long,
         env = vars::S3_STORAGE_CLASS,
-        default_value = "STANDARD_IA",
+        default_value_t = StorageClass::default(),
         value_name = "CLASS"
     )]
     pub storage_class: StorageClass,

@@ -44,7 +44,7 @@ impl std::str::FromStr for StorageClass {
     }
 }
 
-/// The default, as `--storage-class` has it.
+/// The default of `--storage-class` / `S3_STORAGE_CLASS`.
 impl Default for StorageClass {
     fn default() -> StorageClass {
         StorageClass("STANDARD_IA".to_owned())
