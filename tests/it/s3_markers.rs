@@ -60,6 +60,15 @@ fn keys(server: &S3Server, bucket: &str) -> Vec<String> {
         .collect()
 }
 
+/// The keys of the bucket's open multipart uploads.
+fn open_upload_keys(server: &S3Server, bucket: &str) -> Vec<String> {
+    server
+        .multipart_uploads(bucket)
+        .into_iter()
+        .map(|u| u.key)
+        .collect()
+}
+
 #[test]
 fn s3_cleanup_never_aborts_a_live_upload_from_another_directory() {
     let pg = pg16();
@@ -103,11 +112,7 @@ fn s3_cleanup_never_aborts_a_live_upload_from_another_directory() {
         .args(["backup", "--output-dir"])
         .arg(&dir_b));
     assert!(out.status.success(), "{}", output_text(&out));
-    let open: Vec<String> = server
-        .multipart_uploads(&bucket)
-        .into_iter()
-        .map(|u| u.key)
-        .collect();
+    let open = open_upload_keys(server, &bucket);
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(a.id() as i32, libc::SIGTERM) };
     let a_out = a.wait_with_output().unwrap();
@@ -172,11 +177,7 @@ fn s3_cleanup_aborts_uploads_whose_marker_shows_no_live_writer() {
         .args(["backup", "--output-dir"])
         .arg(&dir));
     assert!(out.status.success(), "{}", output_text(&out));
-    let open: Vec<String> = server
-        .multipart_uploads(&bucket)
-        .into_iter()
-        .map(|u| u.key)
-        .collect();
+    let open = open_upload_keys(server, &bucket);
     let objects = keys(server, &bucket);
     for (key, writer, aborted) in &cases {
         assert_eq!(
