@@ -119,6 +119,22 @@ pub struct Meta {
     /// Absent in data-only backups and in backups made before pgbak recorded them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_objects: Option<crate::pg::catalog::Catalog>,
+    /// The server the backup was taken from. Absent in backups made before
+    /// pgbak recorded it (they belong to an unknown server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerIdentity>,
+}
+
+/// Which server a backup comes from: many servers may share one bucket
+/// prefix, and every one of them has a `postgres` database.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ServerIdentity {
+    /// A readable name: `--server-name` / `PGBAK_SERVER_NAME`, by default the
+    /// connection's `host:port` (the machine's name for a unix socket).
+    pub name: String,
+    /// `pg_control_system().system_identifier` as decimal text; null where the
+    /// backup's role could not read it.
+    pub system_identifier: Option<String>,
 }
 
 /// Database-level properties, as read from pg_database and pg_db_role_setting.
@@ -271,6 +287,7 @@ pub(crate) mod tests {
             globals: None,
             encryption: None,
             schema_objects: None,
+            server: None,
         }
     }
 

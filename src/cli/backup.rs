@@ -70,6 +70,10 @@ pub struct DumpArgs {
         value_name = "PATTERN"
     )]
     pub exclude_databases: Vec<String>,
+    /// The server's name in meta.json, groups, alerts and metrics (many servers may share a
+    /// bucket); default: the connection's host:port (the machine's name for a unix socket).
+    #[arg(long, env = vars::PGBAK_SERVER_NAME, value_name = "NAME")]
+    pub server_name: Option<String>,
     #[command(flatten)]
     pub encrypt: EncryptArgs,
     #[command(flatten)]

@@ -31,6 +31,7 @@ pub async fn backup(
     fsio::ensure_dir(&job.output_dir)?;
     let client = signals.guard(client::connect(&job.conn)).await?;
     let server = client::server_version(&client).await?;
+    let system_identifier = client::system_identifier(&client).await;
     drop(client);
     let tools = tools::find(job.pg_bin_dir.as_deref(), server.major(), &server.text)?;
 
@@ -62,7 +63,7 @@ pub async fn backup(
         .await?;
     let meta = Meta {
         globals: Some(info),
-        ..output.meta(job, &pumped, &server, &tools)
+        ..output.meta(job, &pumped, &server, system_identifier, &tools)
     };
     let (made, upload_failure) = output.commit(job, sinks.file, meta, signals).await?;
     if let Some(err) = upload_failure {

@@ -191,6 +191,26 @@ impl ServerVersion {
     }
 }
 
+/// The server's permanent identity: `pg_control_system().system_identifier`,
+/// which every cluster gets at initdb and its physical standbys share. None
+/// where this user may not call the function (it needs `pg_read_all_settings`
+/// or a superuser on some managed services): the name then stands alone.
+pub async fn system_identifier(client: &Client) -> Option<String> {
+    match client
+        .query_one(
+            "SELECT system_identifier::text FROM pg_catalog.pg_control_system()",
+            &[],
+        )
+        .await
+    {
+        Ok(row) => row.try_get::<_, String>(0).ok(),
+        Err(err) => {
+            crate::ui::debug(&format!("reading the system identifier: {err}"));
+            None
+        }
+    }
+}
+
 pub async fn server_version(client: &Client) -> Result<ServerVersion> {
     let row = client
         .query_one(

@@ -16,7 +16,7 @@ use crate::cli::{BackupArgs, DumpArgs};
 use crate::encryption::Recipients;
 use crate::error::usage;
 use crate::mode::Mode;
-use crate::pg::url::ConnSettings;
+use crate::pg::url::{ConnSettings, Host};
 use crate::retention::Policy;
 use crate::storage::object_lock::LockPolicy;
 use crate::storage::s3::S3Settings;
@@ -48,6 +48,8 @@ pub struct BackupJob {
     pub no_role_passwords: bool,
     /// Encrypt to these (age); None writes a plaintext `.dump`.
     pub recipients: Option<Recipients>,
+    /// The server's readable name, recorded in meta.json beside its system identifier.
+    pub server_name: String,
 }
 
 /// Who runs the backup, which decides how the environment is read.
@@ -128,7 +130,9 @@ impl BackupPlan {
             args.encrypt.recipients_file.as_deref(),
         )?;
         let lock = object_lock(args)?;
+        let server_name = server_name(args.server_name.as_deref(), &conn)?;
         let job = BackupJob {
+            server_name,
             lock,
             anomaly: groups::anomaly_threshold(&args.anomaly)?,
             conn,
@@ -197,6 +201,27 @@ fn object_lock(args: &DumpArgs) -> Result<Option<LockPolicy>> {
         ));
     }
     Ok(lock)
+}
+
+/// `--server-name`, or the connection's `host:port` (the machine's name
+/// instead of a unix socket's directory). A name goes into logs, alerts and
+/// metrics labels, so it is printable ASCII without quotes or spaces.
+fn server_name(given: Option<&str>, conn: &ConnSettings) -> Result<String> {
+    let name = match given.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(name) => name.to_owned(),
+        None => match &conn.host {
+            Host::Socket(_) => format!("{}:{}", super::host_name(), conn.port),
+            Host::Tcp(_) => conn.endpoint(),
+        },
+    };
+    let allowed = |c: char| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '\'' | '`');
+    if name.len() > 128 || !name.chars().all(allowed) {
+        return Err(usage(format!(
+            "invalid --server-name {name:?}: use at most 128 printable ASCII characters \
+             without spaces, quotes or backslashes"
+        )));
+    }
+    Ok(name)
 }
 
 /// `--exclude-database` globs, checked before anything runs.

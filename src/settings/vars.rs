@@ -35,6 +35,8 @@ pub const BACKUP_DIR: &str = "BACKUP_DIR";
 // backup and cron.
 pub const PGBAK_COMPRESS: &str = "PGBAK_COMPRESS";
 pub const PGBAK_PAUSE_REPLAY: &str = "PGBAK_PAUSE_REPLAY";
+/// The server's readable name in meta.json (default: host:port of the connection).
+pub const PGBAK_SERVER_NAME: &str = "PGBAK_SERVER_NAME";
 /// `true` acts as --all-databases.
 pub const PGBAK_ALL_DATABASES: &str = "PGBAK_ALL_DATABASES";
 pub const PGBAK_EXCLUDE_DATABASES: &str = "PGBAK_EXCLUDE_DATABASES";

@@ -23,6 +23,7 @@ mod retention;
 mod s3;
 mod s3_checks;
 mod s3_markers;
+mod server_identity;
 mod tls;
 mod trust;
 mod trust_s3;

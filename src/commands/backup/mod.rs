@@ -184,6 +184,7 @@ async fn dump_from(
     began: Began,
 ) -> Result<(Made, Option<anyhow::Error>)> {
     let server = client::server_version(&client).await?;
+    let system_identifier = client::system_identifier(&client).await;
     let tools = tools::find(job.pg_bin_dir.as_deref(), server.major(), &server.text)?;
     let compression = match &job.compress {
         Some(spec) => tools::pg_dump_compress_arg(tools.major, spec),
@@ -234,7 +235,7 @@ async fn dump_from(
         database_properties: Some(catalog.properties),
         roles: Some(catalog.roles),
         schema_objects: catalog.schema_objects,
-        ..output.meta(job, &pumped, &server, &tools)
+        ..output.meta(job, &pumped, &server, system_identifier, &tools)
     };
     let (made, upload_failure) = output.commit(job, sinks.file, meta, signals).await?;
     ui::info(&format!(

@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::Made;
-use crate::meta::{Encryption, Meta, S3Location};
+use crate::meta::{Encryption, Meta, S3Location, ServerIdentity};
 use crate::mode::Mode;
 use crate::pg::client::ServerVersion;
 use crate::pg::tools::PgTools;
@@ -151,6 +151,7 @@ impl Output {
         job: &BackupJob,
         pumped: &Pumped,
         server: &ServerVersion,
+        system_identifier: Option<String>,
         tools: &PgTools,
     ) -> Meta {
         let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
@@ -184,6 +185,10 @@ impl Output {
             cluster_run: job.cluster_run.clone(),
             globals: None,
             schema_objects: None,
+            server: Some(ServerIdentity {
+                name: job.server_name.clone(),
+                system_identifier,
+            }),
             encryption: job.recipients.as_ref().map(|r| Encryption {
                 format: "age".to_owned(),
                 recipients: r.texts(),
