@@ -128,6 +128,7 @@ pub(super) async fn restore_all(
 ) -> Result<bool> {
     refuse_without_terminal(opts.confirm)?;
     let run = find_run(place).await?;
+    refuse_unsound(&run)?;
     let expected = run
         .globals
         .meta
@@ -181,6 +182,41 @@ pub(super) async fn restore_all(
         conn.endpoint()
     ));
     Ok(true)
+}
+
+/// Every meta.json of the run holds only what PostgreSQL could have recorded,
+/// and each names the database its file name says: checked before anything
+/// is touched, since their values become SQL run as a superuser (exit 2,
+/// naming the backup and the field).
+fn refuse_unsound(run: &Run) -> Result<()> {
+    for member in std::iter::once(&run.globals).chain(&run.databases) {
+        let meta = &member.meta;
+        let named = crate::storage::BackupName::parse(
+            member.source.rsplit('/').next().unwrap_or(&member.source),
+        )
+        .map(|n| n.database);
+        let fits = |name: &String| {
+            *name == crate::storage::safe_database_name(&meta.database)
+                || *name == crate::storage::legacy_safe_database_name(&meta.database)
+        };
+        let verdict = crate::pg::meta_values::check_meta(meta).and_then(|()| {
+            if meta.mode == Mode::Globals || named.as_ref().is_some_and(fits) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "meta.json's database {:?} is not the database its file name is of",
+                    meta.database
+                ))
+            }
+        });
+        if let Err(why) = verdict {
+            return Err(usage(format!(
+                "not restoring run {}: {}: {why}; nothing was changed",
+                run.id, member.source
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn database_names(run: &Run) -> Vec<&str> {

@@ -174,6 +174,12 @@ async fn open_backup(
     let backup = Backup::open(archive::locate(wanted).await?, &opts.tuning.decrypt)?;
     let dump = backup.located.dump.display().to_string();
     refuse_other_backups(&backup, opts.allow_other_database, conn)?;
+    if let Some(meta) = backup.meta().filter(|_| opts.create_db) {
+        // --create-db turns the recorded properties into SQL: refuse values
+        // PostgreSQL could not have recorded before the target is touched.
+        crate::pg::meta_values::check_meta(meta)
+            .map_err(|why| usage(format!("not restoring {dump}: {why}")))?;
+    }
     let checksum = backup.checksum(signals).await;
     match (
         checksum.with_context(|| format!("not restoring {dump}"))?,
