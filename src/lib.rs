@@ -40,6 +40,7 @@ pub mod pipeline;
 pub mod retention;
 pub mod settings;
 pub mod signals;
+pub mod signing;
 pub mod storage;
 pub mod ui;
 

@@ -119,6 +119,11 @@ pub struct Meta {
     /// Absent in data-only backups and in backups made before pgbak recorded them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_objects: Option<crate::pg::catalog::Catalog>,
+    /// The backup host's sshsig signature (armored) of this document's
+    /// canonical form, when it has a signing key (`crate::signing`); absent
+    /// in unsigned backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// Database-level properties, as read from pg_database and pg_db_role_setting.
@@ -174,6 +179,11 @@ impl Meta {
     /// Reads and checks a meta.json: bounded size, our format version, a file
     /// name that stays inside its directory, a well-formed checksum.
     pub fn read(path: &Path) -> Result<Meta> {
+        Meta::read_with_text(path).map(|(meta, _)| meta)
+    }
+
+    /// [`Meta::read`], also returning the text as read (a signature covers it).
+    pub fn read_with_text(path: &Path) -> Result<(Meta, String)> {
         let len = std::fs::metadata(path)
             .with_context(|| format!("reading {}", path.display()))?
             .len();
@@ -185,7 +195,8 @@ impl Meta {
         }
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        Meta::parse(&text).with_context(|| format!("reading {}", path.display()))
+        let meta = Meta::parse(&text).with_context(|| format!("reading {}", path.display()))?;
+        Ok((meta, text))
     }
 
     /// Parses and validates meta.json text.
@@ -271,6 +282,7 @@ pub(crate) mod tests {
             globals: None,
             encryption: None,
             schema_objects: None,
+            signature: None,
         }
     }
 

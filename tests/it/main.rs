@@ -4,6 +4,7 @@
 mod support;
 
 mod backup;
+mod bucket_downgrade;
 mod bucket_meta_sql;
 mod check;
 mod children;

@@ -274,6 +274,8 @@ async fn verify_step(config: &CronConfig, made: &Made, signals: &mut Signals) ->
     opts.target = config.verify_target.clone();
     opts.identity_file = config.identity_file.clone();
     opts.scratch_dir = config.scratch_dir.clone();
+    opts.require_encryption = config.require_encryption;
+    opts.trusted_keys = config.trusted_keys.clone();
     let report = verify::verify_backup(&opts, &made.dump, signals).await?;
     if let Some(settings) = &job.s3 {
         publish_verification(settings, made).await;

@@ -129,6 +129,18 @@ pub(super) async fn restore_all(
     refuse_without_terminal(opts.confirm)?;
     let run = find_run(place).await?;
     refuse_unsound(&run)?;
+    let mut opts = opts.clone();
+    // One encrypted backup makes the run encrypted: a plaintext member is refused.
+    opts.tuning.decrypt.run_encrypted = std::iter::once(&run.globals)
+        .chain(&run.databases)
+        .any(|m| m.meta.encryption.is_some());
+    let opts = &opts;
+    if opts.tuning.decrypt.trusted_keys.is_none() {
+        ui::warn(
+            "no trusted keys configured (--trusted-keys / PGBAK_TRUSTED_KEYS): this restore \
+             trusts whoever can write to the bucket; unsigned backups are accepted",
+        );
+    }
     let expected = run
         .globals
         .meta
@@ -264,10 +276,17 @@ async fn restore_globals(
     // An encrypted globals file needs a fitting identity (exit 2 otherwise);
     // small, it is decrypted in memory, never onto disk.
     let decrypt = Decrypt {
-        identity_file: opts.tuning.decrypt.identity_file.clone(),
         scratch_dir: None,
+        ..opts.tuning.decrypt.clone()
     };
     let backup = Backup::open(archive::locate(&member.wanted).await?, &decrypt)?;
+    let trusted = backup.authentic(&decrypt).map_err(|why| {
+        usage(format!(
+            "not restoring the globals {}: {why}",
+            member.source
+        ))
+    })?;
+    ui::info(&format!("globals {}: {trusted}", member.source));
     let MetaState::Read(meta) = &backup.meta_state else {
         bail!(
             "the globals backup {} has no readable meta.json",
