@@ -6,6 +6,7 @@ mod support;
 mod backup;
 mod bucket_downgrade;
 mod bucket_meta_sql;
+mod bucket_signing;
 mod check;
 mod children;
 mod completions;
