@@ -37,8 +37,7 @@ fn trusted(dir: &Path, name: &str, publics: &[&str]) -> PathBuf {
 fn newest(dir: &Path, db: &str) -> (PathBuf, PathBuf) {
     let dump = support::files(dir)
         .into_iter()
-        .filter(|f| f.starts_with(&format!("{db}_full_")) && f.ends_with(".dump"))
-        .next_back()
+        .rfind(|f| f.starts_with(&format!("{db}_full_")) && f.ends_with(".dump"))
         .unwrap_or_else(|| panic!("no backup of {db} in {:?}", support::files(dir)));
     let meta = dump.replace(".dump", ".meta.json");
     (dir.join(dump), dir.join(meta))
