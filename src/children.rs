@@ -133,6 +133,12 @@ impl Leftover {
     }
 }
 
+/// Whether the process `pid` that started at `start` (clock ticks since
+/// boot) still runs: a pid reused by another process does not count.
+pub fn runs(pid: u32, start: u64) -> bool {
+    stat(&proc_dir(pid)).is_some_and(|s| s.start == start && s.state != 'Z')
+}
+
 fn proc_dir(pid: u32) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}"))
 }
@@ -166,9 +172,9 @@ pub fn find_leftovers() -> Vec<Leftover> {
         let Some((parent, parent_start)) = marker_in(&environ).and_then(parse_marker) else {
             continue;
         };
-        let parent_alive = *alive.entry((parent, parent_start)).or_insert_with(|| {
-            stat(&proc_dir(parent)).is_some_and(|s| s.start == parent_start && s.state != 'Z')
-        });
+        let parent_alive = *alive
+            .entry((parent, parent_start))
+            .or_insert_with(|| runs(parent, parent_start));
         if parent_alive || std::fs::read_link(dir.join("ns/pid")).ok() != own_ns {
             continue;
         }

@@ -66,6 +66,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     ) {
         // (cron sweeps after its settings are checked, into its log.)
         children::stop_leftovers().await;
+        archive::fetch_dir::sweep();
     }
     match cli.command {
         cli::Command::Backup(args) => {

@@ -9,6 +9,7 @@
 //! verify reports it as a failed check, restore refuses with it. Any other
 //! error means pgbak could not look.
 
+pub mod fetch_dir;
 mod header;
 mod tools;
 mod trust;
@@ -116,10 +117,8 @@ pub async fn locate(wanted: &Wanted) -> Result<Located> {
 
 /// Downloads `key` (and its meta.json) into a temporary directory.
 async fn download(store: &s3::Store, key: &str) -> Result<Located> {
-    let temp = tempfile::Builder::new()
-        .prefix("pgbak-fetch-")
-        .tempdir()
-        .context("creating a temporary directory for the download")?;
+    // Private, and marked with this run so the next one removes it if this one is killed.
+    let temp = fetch_dir::create()?;
     let fetched = s3::fetch_backup(store, key, temp.path()).await?;
     Ok(Located {
         dump: fetched.dump,

@@ -16,6 +16,7 @@ mod drill;
 mod encryption;
 mod environment;
 mod faults;
+mod fetch_sweep;
 mod harness;
 mod heartbeat;
 mod kubernetes;

@@ -114,6 +114,7 @@ pub async fn run(settings: CronSettings) -> Result<ExitCode> {
     let (mode, backup_dir) = (job.mode, &job.output_dir);
     config::storage_class_warning(job, false);
     crate::children::stop_leftovers().await;
+    crate::archive::fetch_dir::sweep();
     ui::info(&format!(
         "pgbak cron {} starting (pid {}): {} backup of {} into {}, keep {}, verify {}, log {}",
         env!("CARGO_PKG_VERSION"),
