@@ -115,6 +115,12 @@ impl SigningKey {
                 path.display()
             ))
         })?;
+        if !crate::storage::fsio::is_private(path) {
+            crate::ui::warn(&format!(
+                "the signing key {} is readable by other users: chmod 600 it",
+                path.display()
+            ));
+        }
         let key = PrivateKey::from_openssh(text.trim()).map_err(|e| {
             usage(format!(
                 "{} is not an OpenSSH private key ({e}); make one with `pgbak keygen --sign -o FILE`",
