@@ -419,3 +419,58 @@ fn bucket_signing_holds_through_s3_where_the_location_is_added_after_signing() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
 }
+
+#[test]
+fn bucket_signing_cron_signs_and_its_verify_checks_the_signature() {
+    use crate::cron::{cron, Dirs};
+    let pg = pg16();
+    let db = pg.fresh_db("signed cron");
+    db.load_fixture(0.01);
+    let keys = Dir::new("sign-cron-keys");
+    let (key, public) = signing_key(&keys, "signing");
+    let (_, other_public) = signing_key(&keys, "other");
+
+    // Only another host's key is trusted: the new backup's verify fails the run.
+    let dirs = Dirs::new("sign-cron-untrusted");
+    let out = cron(support::pgbak(pg), &dirs, &db.url())
+        .arg("--verify")
+        .env("PGBAK_SIGNING_KEY_FILE", &key)
+        .env(
+            "PGBAK_TRUSTED_KEYS",
+            trusted(&keys, "others", &[&other_public]),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let (_, log) = dirs.only_log();
+    assert!(log.contains("not a trusted key"), "{log}");
+
+    // Its own key trusted: signed, verified, exit 0.
+    let dirs = Dirs::new("sign-cron-ok");
+    let out = cron(support::pgbak(pg), &dirs, &db.url())
+        .arg("--verify")
+        .env("PGBAK_SIGNING_KEY_FILE", &key)
+        .env("PGBAK_TRUSTED_KEYS", trusted(&keys, "ours", &[&public]))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let meta = support::read_meta(&dirs.backups.join(&dirs.metas()[0]));
+    assert!(meta["signature"].is_string(), "{meta:#}");
+    assert_eq!(meta["verification"]["passed"], true, "{meta:#}");
+
+    // Encryption required but no recipient: refused before anything runs.
+    let dirs = Dirs::new("sign-cron-require");
+    let out = cron(support::pgbak(pg), &dirs, &db.url())
+        .env("PGBAK_REQUIRE_ENCRYPTION", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(dirs.dumps().is_empty());
+    // ... and a value that is not a boolean is a configuration error, not "off".
+    let out = cron(support::pgbak(pg), &dirs, &db.url())
+        .env("PGBAK_REQUIRE_ENCRYPTION", "ture")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(dirs.dumps().is_empty());
+}
