@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 
 pub use header::{parse_header, read_header, Compression, Header};
 pub use tools::{describe, major_of, pick_tools};
-pub use trust::{downgrade, Untrusted};
+pub use trust::{downgrade, signed_for, Untrusted};
 
 use crate::encryption::decrypt::Source;
 use crate::error::{as_finding, finding, one_line, usage};

@@ -18,7 +18,7 @@
 use std::path::Path;
 
 use super::{Backup, Decrypt};
-use crate::signing::Verdict;
+use crate::signing::{TrustedKeys, Verdict};
 
 /// Why a dump that is not age-encrypted may not be read as plaintext, or
 /// None when nothing says it should be encrypted (pure).
@@ -80,39 +80,45 @@ impl Backup {
 
     /// The signature part of [`Backup::authentic`].
     fn signed(&self, decrypt: &Decrypt) -> Result<String, String> {
-        let dump = &self.located.dump;
         let Some(keys) = &decrypt.trusted_keys else {
             return Ok("not checked for a signature: no trusted keys configured \
                        (--trusted-keys / PGBAK_TRUSTED_KEYS), the bucket is trusted"
                 .to_owned());
         };
-        let Some(text) = &self.meta_text else {
-            return Err(format!(
-                "{} has no readable meta.json, so no signature; signatures are required \
-                 (trusted keys: {})",
-                dump.display(),
-                keys.source.display()
-            ));
-        };
-        let signer = match keys.check(text) {
-            Verdict::Trusted(signer) => signer,
-            Verdict::Refused(why) => return Err(why),
-        };
-        let file = dump
+        let file = self
+            .located
+            .dump
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        match self.meta() {
-            Some(meta) if meta.file == file => Ok(format!("signed by {signer}, a trusted key")),
-            Some(meta) => Err(format!(
-                "meta.json is signed for the file {:?}, not {file:?} (renamed in the bucket?)",
-                meta.file
-            )),
-            None => Err(format!(
-                "{} has a signed but unusable meta.json",
-                dump.display()
-            )),
-        }
+        signed_for(keys, self.meta_text.as_deref(), file)
+    }
+}
+
+/// The signature verdict on meta.json `text` (None: there is none) beside
+/// the dump named `file`: signed by a trusted key, and for that very file.
+pub fn signed_for(keys: &TrustedKeys, text: Option<&str>, file: &str) -> Result<String, String> {
+    let Some(text) = text else {
+        return Err(format!(
+            "{file} has no readable meta.json, so no signature; signatures are required \
+             (trusted keys: {})",
+            keys.source.display()
+        ));
+    };
+    let signer = match keys.check(text) {
+        Verdict::Trusted(signer) => signer,
+        Verdict::Refused(why) => return Err(why),
+    };
+    let named = serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|doc| doc.get("file")?.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    if named == file {
+        Ok(format!("signed by {signer}, a trusted key"))
+    } else {
+        Err(format!(
+            "meta.json is signed for the file {named:?}, not {file:?} (renamed in the bucket?)"
+        ))
     }
 }
 

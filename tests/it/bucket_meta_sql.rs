@@ -223,7 +223,11 @@ fn bucket_meta_sql_accepted_values_reach_the_server_exactly_as_recorded() {
         "[a-z_]{1,12}",
     );
     let accepted = std::cell::Cell::new(0);
-    let mut runner = TestRunner::new(Config::with_cases(60));
+    let mut runner = TestRunner::new(Config {
+        cases: 60,
+        failure_persistence: None,
+        ..Config::default()
+    });
     let result = runner.run(&cases, |(db, role, comment, value, setting)| {
         let props = DatabaseProperties {
             owner: role.clone(),

@@ -352,6 +352,34 @@ fn bucket_signing_restore_all_databases_takes_only_a_signed_run() {
         "0"
     );
 
+    // A database's signature stripped (the globals signed): refused before any role is
+    // created, not half way through the run.
+    std::fs::write(&globals_meta, &original).unwrap();
+    let app_meta = dir.join(
+        support::files(&dir)
+            .into_iter()
+            .find(|f| f.starts_with("sg_app_full_") && f.ends_with(".meta.json"))
+            .unwrap(),
+    );
+    let app_original = std::fs::read(&app_meta).unwrap();
+    edit(&app_meta, |m| {
+        m.as_object_mut().unwrap().remove("signature");
+    });
+    let out = dr(&target, true);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sg_app_full_"));
+    assert_eq!(
+        target.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_roles WHERE rolname = 'sg_app'"
+        ),
+        "0"
+    );
+    std::fs::write(&app_meta, &app_original).unwrap();
+    edit(&globals_meta, |m| {
+        m.as_object_mut().unwrap().remove("signature");
+    });
+
     // Without trusted keys, DR says in one line that it trusts the bucket (and restores).
     let out = dr(&target, false);
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));

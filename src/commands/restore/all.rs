@@ -17,6 +17,7 @@ use crate::pg::client;
 use crate::pg::url::ConnSettings;
 use crate::settings::restore::RestoreOptions;
 use crate::signals::Signals;
+use crate::signing::TrustedKeys;
 use crate::storage::local::LocalStore;
 use crate::storage::s3::{self, S3Settings};
 use crate::storage::{BackupName, BackupStore};
@@ -135,11 +136,12 @@ pub(super) async fn restore_all(
         .chain(&run.databases)
         .any(|m| m.meta.encryption.is_some());
     let opts = &opts;
-    if opts.tuning.decrypt.trusted_keys.is_none() {
-        ui::warn(
+    match &opts.tuning.decrypt.trusted_keys {
+        Some(keys) => refuse_unsigned(&run, keys).await?,
+        None => ui::warn(
             "no trusted keys configured (--trusted-keys / PGBAK_TRUSTED_KEYS): this restore \
              trusts whoever can write to the bucket; unsigned backups are accepted",
-        );
+        ),
     }
     let expected = run
         .globals
@@ -229,6 +231,55 @@ fn refuse_unsound(run: &Run) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// With trusted keys, every meta.json of the run must be signed by one of
+/// them for its own file: checked before the confirmation and anything else,
+/// so one unsigned backup cannot leave the server half rebuilt (each is
+/// checked again as it is restored, on what is then read).
+async fn refuse_unsigned(run: &Run, keys: &TrustedKeys) -> Result<()> {
+    for member in std::iter::once(&run.globals).chain(&run.databases) {
+        let file = member.source.rsplit('/').next().unwrap_or(&member.source);
+        let text = meta_text(&member.wanted).await?;
+        archive::signed_for(keys, text.as_deref(), file).map_err(|why| {
+            usage(format!(
+                "not restoring run {}: {}: {why}; nothing was changed",
+                run.id, member.source
+            ))
+        })?;
+    }
+    ui::info(&format!(
+        "run {}: every backup is signed by a trusted key ({})",
+        run.id,
+        keys.source.display()
+    ));
+    Ok(())
+}
+
+/// The text of a member's meta.json as stored (its signature covers the
+/// text); None when there is none.
+async fn meta_text(wanted: &Wanted) -> Result<Option<String>> {
+    match wanted {
+        Wanted::File(dump) => {
+            let Some(path) = archive::meta_path_for(dump) else {
+                return Ok(None);
+            };
+            match std::fs::read_to_string(&path) {
+                Ok(text) => Ok(Some(text)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+            }
+        }
+        Wanted::S3Object { s3, key } => {
+            let Some((stem, _)) = crate::storage::split_dump_file(key) else {
+                return Ok(None);
+            };
+            let store = s3::connect(S3Settings::clone(s3)).await?;
+            let meta = store.read_meta_text(&format!("{stem}.meta.json")).await?;
+            Ok(meta.map(|(_, text)| text))
+        }
+        Wanted::Newest { .. } => Ok(None),
+    }
 }
 
 fn database_names(run: &Run) -> Vec<&str> {
