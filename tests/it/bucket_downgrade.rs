@@ -149,7 +149,7 @@ fn bucket_downgrade_a_plaintext_globals_backup_beside_an_encrypted_run_is_refuse
     let out = restore_all(&target, &dir, None);
     assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("other backups of its run are encrypted"),
+        String::from_utf8_lossy(&out.stderr).contains("other backups of its run are"),
         "{}",
         output_text(&out)
     );
@@ -214,4 +214,37 @@ fn bucket_downgrade_a_plaintext_dump_in_place_of_an_encrypted_one_fails_verify_a
         ),
         "0"
     );
+}
+
+#[test]
+fn bucket_downgrade_a_plaintext_database_backup_in_an_encrypted_run_is_refused_before_any_role() {
+    let keys = Dir::new("dg-keys-d");
+    let dir = Dir::new("dg-all-d");
+    let (key, public) = keygen(&keys);
+    let source = encrypted_run(&dir, &public);
+    // The database's encrypted backup swapped for a plaintext one of the same run.
+    let sealed = file(&dir, "dg_app_full_", ".dump.age");
+    let meta_path = meta_beside(&sealed);
+    let plain = sealed.with_extension("");
+    std::fs::remove_file(&sealed).unwrap();
+    let mut meta = support::read_meta(&meta_path);
+    meta["file"] = Value::from(plain.file_name().unwrap().to_str().unwrap());
+    std::fs::write(&meta_path, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
+    let other = Dir::new("dg-other-d");
+    source.psql("postgres", "CREATE DATABASE dg_planted");
+    let out = support::backup(&source, "dg_planted", &other, &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let planted = std::fs::read(file(&other, "dg_planted_full_", ".dump")).unwrap();
+    replace_with_plaintext(&plain, &planted, false);
+
+    let target = support::private_cluster(16);
+    let out = restore_all(&target, &dir, Some(&key));
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("dg_app_full_"),
+        "{}",
+        output_text(&out)
+    );
+    // Refused before the globals: the run's roles are not there either.
+    assert!(!has_role(&target, "dg_app"), "{}", output_text(&out));
 }

@@ -129,12 +129,12 @@ pub(super) async fn restore_all(
 ) -> Result<bool> {
     refuse_without_terminal(opts.confirm)?;
     let run = find_run(place).await?;
-    refuse_unsound(&run)?;
     let mut opts = opts.clone();
     // One encrypted backup makes the run encrypted: a plaintext member is refused.
     opts.tuning.decrypt.run_encrypted = std::iter::once(&run.globals)
         .chain(&run.databases)
         .any(|m| m.meta.encryption.is_some());
+    refuse_unsound(&run, opts.tuning.decrypt.run_encrypted)?;
     let opts = &opts;
     match &opts.tuning.decrypt.trusted_keys {
         Some(keys) => refuse_unsigned(&run, keys).await?,
@@ -199,12 +199,22 @@ pub(super) async fn restore_all(
 }
 
 /// Every meta.json of the run holds only what PostgreSQL could have recorded,
-/// and each names the database its file name says: checked before anything
-/// is touched, since their values become SQL run as a superuser (exit 2,
-/// naming the backup and the field).
-fn refuse_unsound(run: &Run) -> Result<()> {
+/// and each names the database its file name says; in an encrypted run, each
+/// backup says it is encrypted too (a plaintext one in place of an encrypted
+/// one is refused again, on its bytes, when it is read). Checked before
+/// anything is touched, since their values become SQL run as a superuser
+/// (exit 2, naming the backup and the field).
+fn refuse_unsound(run: &Run, encrypted: bool) -> Result<()> {
     for member in std::iter::once(&run.globals).chain(&run.databases) {
         let meta = &member.meta;
+        if encrypted && meta.encryption.is_none() {
+            return Err(usage(format!(
+                "not restoring run {}: {} is not encrypted, but other backups of its run are: \
+                 refusing a plaintext backup in an encrypted run (replaced in the bucket?); \
+                 nothing was changed",
+                run.id, member.source
+            )));
+        }
         let named = crate::storage::BackupName::parse(
             member.source.rsplit('/').next().unwrap_or(&member.source),
         )
