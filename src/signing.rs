@@ -157,11 +157,11 @@ impl SigningKey {
     }
 
     /// The public key, in OpenSSH's one-line form (`ssh-ed25519 AAAA... comment`).
-    pub fn public(&self) -> String {
+    pub fn public(&self) -> Result<String> {
         self.key
             .public_key()
             .to_openssh()
-            .unwrap_or_else(|_| fingerprint(self.key.public_key().key_data()))
+            .context("encoding the public key")
     }
 
     /// The armored signature of `meta`'s canonical form.
@@ -305,7 +305,7 @@ mod tests {
     }
 
     fn trusting(keys: &[&SigningKey]) -> TrustedKeys {
-        let text: Vec<String> = keys.iter().map(|k| k.public()).collect();
+        let text: Vec<String> = keys.iter().map(|k| k.public().unwrap()).collect();
         TrustedKeys {
             keys: parse_keys(&text.join("\n")).unwrap(),
             source: PathBuf::from("/trusted"),
@@ -392,7 +392,7 @@ mod tests {
     #[test]
     fn trusted_keys_files_take_pub_and_allowed_signers_lines() {
         let k = key();
-        let public = k.public();
+        let public = k.public().unwrap();
         let text =
             format!("# ours\n\n{public}\nbackup@example namespaces=\"pgbak-backup@v1\" {public}\n");
         assert_eq!(parse_keys(&text).unwrap().len(), 2);
