@@ -172,9 +172,9 @@ pub fn find_leftovers() -> Vec<Leftover> {
         let Some((parent, parent_start)) = marker_in(&environ).and_then(parse_marker) else {
             continue;
         };
-        let parent_alive = *alive
-            .entry((parent, parent_start))
-            .or_insert_with(|| runs(parent, parent_start));
+        let parent_alive = *alive.entry((parent, parent_start)).or_insert_with(|| {
+            stat(&proc_dir(parent)).is_some_and(|s| s.start == parent_start && s.state != 'Z')
+        });
         if parent_alive || std::fs::read_link(dir.join("ns/pid")).ok() != own_ns {
             continue;
         }
