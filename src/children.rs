@@ -133,6 +133,12 @@ impl Leftover {
     }
 }
 
+/// Whether the process `pid` that started at `start` (clock ticks since
+/// boot) still runs: a pid reused by another process does not count.
+pub fn runs(pid: u32, start: u64) -> bool {
+    stat(&proc_dir(pid)).is_some_and(|s| s.start == start && s.state != 'Z')
+}
+
 fn proc_dir(pid: u32) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}"))
 }

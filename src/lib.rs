@@ -40,6 +40,7 @@ pub mod pipeline;
 pub mod retention;
 pub mod settings;
 pub mod signals;
+pub mod signing;
 pub mod storage;
 pub mod ui;
 
@@ -65,6 +66,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     ) {
         // (cron sweeps after its settings are checked, into its log.)
         children::stop_leftovers().await;
+        archive::fetch_dir::sweep();
     }
     match cli.command {
         cli::Command::Backup(args) => {

@@ -123,6 +123,11 @@ pub struct Meta {
     /// pgbak recorded it (they belong to an unknown server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerIdentity>,
+    /// The backup host's sshsig signature (armored) of this document's
+    /// canonical form, when it has a signing key (`crate::signing`); absent
+    /// in unsigned backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// Which server a backup comes from: many servers may share one bucket
@@ -190,6 +195,11 @@ impl Meta {
     /// Reads and checks a meta.json: bounded size, our format version, a file
     /// name that stays inside its directory, a well-formed checksum.
     pub fn read(path: &Path) -> Result<Meta> {
+        Meta::read_with_text(path).map(|(meta, _)| meta)
+    }
+
+    /// [`Meta::read`], also returning the text as read (a signature covers it).
+    pub fn read_with_text(path: &Path) -> Result<(Meta, String)> {
         let len = std::fs::metadata(path)
             .with_context(|| format!("reading {}", path.display()))?
             .len();
@@ -201,7 +211,8 @@ impl Meta {
         }
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        Meta::parse(&text).with_context(|| format!("reading {}", path.display()))
+        let meta = Meta::parse(&text).with_context(|| format!("reading {}", path.display()))?;
+        Ok((meta, text))
     }
 
     /// Parses and validates meta.json text.
@@ -288,6 +299,7 @@ pub(crate) mod tests {
             encryption: None,
             schema_objects: None,
             server: None,
+            signature: None,
         }
     }
 

@@ -9,8 +9,10 @@
 //! verify reports it as a failed check, restore refuses with it. Any other
 //! error means pgbak could not look.
 
+pub mod fetch_dir;
 mod header;
 mod tools;
+mod trust;
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +20,7 @@ use anyhow::{Context, Result};
 
 pub use header::{parse_header, read_header, Compression, Header};
 pub use tools::{describe, major_of, pick_tools};
+pub use trust::{downgrade, signed_for, Untrusted};
 
 use crate::encryption::decrypt::Source;
 use crate::error::{as_finding, finding, one_line, usage};
@@ -114,10 +117,8 @@ pub async fn locate(wanted: &Wanted) -> Result<Located> {
 
 /// Downloads `key` (and its meta.json) into a temporary directory.
 async fn download(store: &s3::Store, key: &str) -> Result<Located> {
-    let temp = tempfile::Builder::new()
-        .prefix("pgbak-fetch-")
-        .tempdir()
-        .context("creating a temporary directory for the download")?;
+    // Private, and marked with this run so the next one removes it if this one is killed.
+    let temp = fetch_dir::create()?;
     let fetched = s3::fetch_backup(store, key, temp.path()).await?;
     Ok(Located {
         dump: fetched.dump,
@@ -145,33 +146,54 @@ impl MetaState {
 }
 
 pub fn read_meta(located: &Located) -> MetaState {
+    read_meta_and_text(located).0
+}
+
+/// meta.json as far as it could be read, and its text (which the signature covers).
+fn read_meta_and_text(located: &Located) -> (MetaState, Option<String>) {
     let Some(path) = &located.meta_path else {
         if located.temporary {
-            return MetaState::Unavailable(format!(
-                "the bucket holds no meta.json for {}",
-                located.dump.display()
-            ));
+            return (
+                MetaState::Unavailable(format!(
+                    "the bucket holds no meta.json for {}",
+                    located.dump.display()
+                )),
+                None,
+            );
         }
-        return MetaState::Unavailable(format!(
-            "{} has no meta.json beside it (its name does not end in .dump)",
-            located.dump.display()
-        ));
+        return (
+            MetaState::Unavailable(format!(
+                "{} has no meta.json beside it (its name does not end in .dump)",
+                located.dump.display()
+            )),
+            None,
+        );
     };
     if !path.exists() {
-        return MetaState::Unavailable(format!("{} is missing", path.display()));
+        return (
+            MetaState::Unavailable(format!("{} is missing", path.display())),
+            None,
+        );
     }
-    match Meta::read(path) {
-        Ok(meta) => MetaState::Read(Box::new(meta)),
-        Err(err) => MetaState::Unavailable(one_line(&err)),
+    match Meta::read_with_text(path) {
+        Ok((meta, text)) => (MetaState::Read(Box::new(meta)), Some(text)),
+        Err(err) => (MetaState::Unavailable(one_line(&err)), None),
     }
 }
 
-/// How an encrypted backup is read: the identity that decrypts it, and
-/// where it is decrypted for a parallel restore.
+/// How a backup is read: the identity that decrypts it, where it is
+/// decrypted for a parallel restore, and what makes it trusted ([`trust`]).
 #[derive(Debug, Clone, Default)]
 pub struct Decrypt {
     pub identity_file: Option<PathBuf>,
     pub scratch_dir: Option<PathBuf>,
+    /// `--require-encryption`: a plaintext dump is refused (so is one when
+    /// an identity is given).
+    pub require_encryption: bool,
+    /// Other backups of the same `--all-databases` run are encrypted, so this one must be.
+    pub run_encrypted: bool,
+    /// `--trusted-keys`: meta.json must be signed by one of them; None: the bucket is trusted.
+    pub trusted_keys: Option<std::sync::Arc<crate::signing::TrustedKeys>>,
 }
 
 /// A backup opened for reading: where it is, its meta.json, and its reader
@@ -182,6 +204,8 @@ pub struct Decrypt {
 pub struct Backup {
     pub located: Located,
     pub meta_state: MetaState,
+    /// meta.json's text as read, which its signature covers.
+    meta_text: Option<String>,
     pub source: Source,
 }
 
@@ -189,7 +213,7 @@ impl Backup {
     /// Reads meta.json and picks the identity that decrypts the dump: an
     /// encrypted backup without one that fits is a usage error (exit 2).
     pub fn open(located: Located, decrypt: &Decrypt) -> Result<Backup> {
-        let meta_state = read_meta(&located);
+        let (meta_state, meta_text) = read_meta_and_text(&located);
         let source = Source::open(
             &located.dump,
             meta_state.meta(),
@@ -199,6 +223,7 @@ impl Backup {
         Ok(Backup {
             located,
             meta_state,
+            meta_text,
             source,
         })
     }

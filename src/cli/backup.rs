@@ -33,6 +33,9 @@ pub struct BackupArgs {
     /// also PGBAK_NO_ROLE_PASSWORDS=true.
     #[arg(long)]
     pub no_role_passwords: bool,
+    /// Refuse to run without --encrypt-to (also PGBAK_REQUIRE_ENCRYPTION=true).
+    #[arg(long)]
+    pub require_encryption: bool,
 }
 
 /// What to dump and where it goes: the flags `pgbak backup` and `pgbak cron`

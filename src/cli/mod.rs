@@ -120,6 +120,10 @@ pub struct KeygenArgs {
     /// Write the identity here (created 0600, never overwritten); default: stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// A signing key instead (ed25519, OpenSSH format) for PGBAK_SIGNING_KEY_FILE; its public
+    /// key goes into the readers' PGBAK_TRUSTED_KEYS file.
+    #[arg(long)]
+    pub sign: bool,
 }
 
 #[derive(Debug, Args)]

@@ -122,6 +122,10 @@ pub struct EncryptArgs {
         value_name = "FILE"
     )]
     pub recipients_file: Option<PathBuf>,
+    /// Sign each backup's meta.json with this ed25519 key (OpenSSH format, from
+    /// `pgbak keygen --sign`): a path, never the key itself. Readers trust it with --trusted-keys.
+    #[arg(long, env = vars::PGBAK_SIGNING_KEY_FILE, value_name = "FILE")]
+    pub signing_key_file: Option<PathBuf>,
 }
 
 /// Reading encrypted (`.dump.age`) backups.
@@ -136,6 +140,14 @@ pub struct DecryptArgs {
     /// streamed job.
     #[arg(long, env = vars::PGBAK_SCRATCH_DIR, value_name = "DIR")]
     pub scratch_dir: Option<PathBuf>,
+    /// Refuse a backup that is not age-encrypted (also PGBAK_REQUIRE_ENCRYPTION=true; an
+    /// --identity-file implies it).
+    #[arg(long)]
+    pub require_encryption: bool,
+    /// File of OpenSSH ed25519 public keys (`.pub` or allowed_signers lines): only backups whose
+    /// meta.json is signed by one of them are verified or restored.
+    #[arg(long, env = vars::PGBAK_TRUSTED_KEYS, value_name = "FILE")]
+    pub trusted_keys: Option<PathBuf>,
 }
 
 /// Retention rules, shared by `backup`, `cron` and `prune`. A backup is kept

@@ -136,35 +136,30 @@ pub async fn into_ephemeral(
     client: &tokio_postgres::Client,
     located: &crate::archive::Located,
     meta: Option<&Meta>,
-    identity_file: Option<&std::path::Path>,
+    decrypt: &crate::archive::Decrypt,
+    encrypted: bool,
 ) -> bool {
     let Some((meta, needed)) = meta.and_then(|m| m.roles.as_ref().map(|r| (m, r))) else {
         return false;
     };
-    let Some((path, globals)) = beside(located, meta) else {
+    let Some((path, _)) = beside(located, meta) else {
         ui::info("no globals backup beside this backup: restoring without owners and privileges");
         return false;
     };
-    let sql = match crate::pipeline::hash_file(&path) {
-        Ok((sha256, _)) if sha256 == globals.sha256 => {
-            // An encrypted globals file is decrypted in memory.
-            crate::encryption::decrypt::Source::open(&path, Some(&globals), identity_file, None)
-                .and_then(|source| source.read_all())
-                .and_then(|bytes| String::from_utf8(bytes).context("not UTF-8 text"))
-                .map_err(|err| {
-                    format!(
-                        "{} cannot be read ({})",
-                        path.display(),
-                        crate::error::one_line(&err)
-                    )
-                })
-        }
-        _ => Err(format!("{} does not match its meta.json", path.display())),
+    // Held to the same trust as the backup: encrypted when it is, signed when
+    // signatures are required.
+    let decrypt = crate::archive::Decrypt {
+        scratch_dir: None,
+        run_encrypted: decrypt.run_encrypted || encrypted,
+        ..decrypt.clone()
     };
-    let sql = match sql {
+    let sql = match read_trusted(&path, &decrypt) {
         Ok(sql) => sql,
         Err(why) => {
-            ui::warn(&format!("{why}: restoring without owners and privileges"));
+            ui::warn(&format!(
+                "{} cannot be used ({why}): restoring without owners and privileges",
+                path.display()
+            ));
             return false;
         }
     };
@@ -188,6 +183,28 @@ pub async fn into_ephemeral(
         Ok(roles) => super::restore::missing_roles(needed, &roles).is_empty(),
         Err(_) => false,
     }
+}
+
+/// A globals backup's SQL, once it is shown to be authentic
+/// ([`crate::archive::Backup::authentic`]) and to match its meta.json
+/// (decrypted in memory when encrypted); why not, in words.
+fn read_trusted(
+    path: &std::path::Path,
+    decrypt: &crate::archive::Decrypt,
+) -> Result<String, String> {
+    let words = |err: anyhow::Error| crate::error::one_line(&err);
+    let backup = crate::archive::Backup::open(crate::archive::Located::local(path), decrypt)
+        .map_err(words)?;
+    backup.authentic(decrypt).map_err(|u| u.to_string())?;
+    let meta = backup
+        .meta()
+        .ok_or("its meta.json is missing or unreadable")?;
+    match crate::pipeline::hash_file(path) {
+        Ok((sha256, _)) if sha256 == meta.sha256 => {}
+        _ => return Err("it does not match its meta.json".to_owned()),
+    }
+    let bytes = backup.source.read_all().map_err(words)?;
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
 }
 
 /// The globals backup for `meta`'s dump in its directory: same run, else the newest.

@@ -9,6 +9,11 @@
 //! target) cannot use them, and one failing `CREATE DATABASE` (a locale the
 //! new server lacks) stops the whole restore. Here each property is applied on
 //! its own and whatever cannot be is named in the summary, never dropped silently.
+//!
+//! The values come from meta.json, so from the bucket: [`super::meta_values`]
+//! checks every one against what PostgreSQL allows, names and literals are
+//! quoted, and each statement is sent alone through the extended protocol,
+//! which refuses a second statement in the same text.
 
 use std::collections::BTreeSet;
 
@@ -16,6 +21,7 @@ use anyhow::{anyhow, Result};
 use tokio_postgres::Client;
 
 use super::client::{quote_ident, quote_literal};
+use crate::error::usage;
 use crate::meta::{DatabaseProperties, DatabaseSetting};
 
 /// Settings whose value is a list of (double-quoted when needed) names;
@@ -147,6 +153,13 @@ pub async fn create_database(
     roles: &BTreeSet<String>,
     owners: bool,
 ) -> Result<Vec<String>> {
+    // Checked by restore before anything was touched; checked again here, so
+    // no caller can hand a value from the bucket to SQL unchecked.
+    super::meta_values::check_name(database)
+        .map_err(|why| usage(format!("the database name {database:?} {why}")))?;
+    if let Some(props) = props {
+        super::meta_values::check_properties(props).map_err(usage)?;
+    }
     let mut skipped = create(admin, database, props).await?;
     let Some(props) = props else {
         skipped.push(
@@ -160,7 +173,8 @@ pub async fn create_database(
         match step {
             Step::Skip(why) => skipped.push(why),
             Step::Run { sql, what } => {
-                if let Err(e) = admin.batch_execute(&sql).await {
+                // One statement each (the extended protocol takes no more).
+                if let Err(e) = admin.execute(sql.as_str(), &[]).await {
                     skipped.push(format!("{what}: {}", message(&e)));
                 }
             }
@@ -177,7 +191,7 @@ async fn create(
     props: Option<&DatabaseProperties>,
 ) -> Result<Vec<String>> {
     let Err(err) = admin
-        .batch_execute(&create_statement(database, props))
+        .execute(create_statement(database, props).as_str(), &[])
         .await
     else {
         return Ok(Vec::new());
@@ -187,7 +201,7 @@ async fn create(
         return Err(anyhow!("creating {quoted}: {}", message(&err)));
     };
     admin
-        .batch_execute(&create_statement(database, None))
+        .execute(create_statement(database, None).as_str(), &[])
         .await
         .map_err(|e| anyhow!("creating {quoted}: {}", message(&e)))?;
     Ok(vec![format!(

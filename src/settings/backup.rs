@@ -50,6 +50,8 @@ pub struct BackupJob {
     pub recipients: Option<Recipients>,
     /// The server's readable name, recorded in meta.json beside its system identifier.
     pub server_name: String,
+    /// Sign meta.json with this key (`--signing-key-file`); None: unsigned.
+    pub signing_key: Option<std::sync::Arc<crate::signing::SigningKey>>,
 }
 
 /// Who runs the backup, which decides how the environment is read.
@@ -129,6 +131,13 @@ impl BackupPlan {
             &args.encrypt.recipients,
             args.encrypt.recipients_file.as_deref(),
         )?;
+        if super::env_bool_in(env, vars::PGBAK_REQUIRE_ENCRYPTION)?.unwrap_or(false) {
+            refuse_plaintext(recipients.as_ref())?;
+        }
+        let signing_key = match &args.encrypt.signing_key_file {
+            Some(path) => Some(std::sync::Arc::new(crate::signing::SigningKey::load(path)?)),
+            None => None,
+        };
         let lock = object_lock(args)?;
         let server_name = server_name(args.server_name.as_deref(), &conn)?;
         let job = BackupJob {
@@ -148,6 +157,7 @@ impl BackupPlan {
             cluster_run: None,
             no_role_passwords: runner.flag(env, vars::PGBAK_NO_ROLE_PASSWORDS)?,
             recipients,
+            signing_key,
         };
         Ok(BackupPlan { job, all_databases })
     }
@@ -178,6 +188,9 @@ impl BackupSettings {
         }
         let mut plan =
             BackupPlan::resolve_in(global, &args.dump, args.output_dir, Runner::Operator, env)?;
+        if args.require_encryption {
+            refuse_plaintext(plan.job.recipients.as_ref())?;
+        }
         plan.job.label = args.label;
         plan.job.no_role_passwords |= args.no_role_passwords;
         Ok(BackupSettings {
@@ -186,6 +199,18 @@ impl BackupSettings {
             output: Output::from_flag(args.json),
         })
     }
+}
+
+/// `--require-encryption` (or `PGBAK_REQUIRE_ENCRYPTION`) without a
+/// recipient: the run would write plaintext, so it is refused (exit 2).
+pub(super) fn refuse_plaintext(recipients: Option<&Recipients>) -> Result<()> {
+    if recipients.is_none() {
+        return Err(usage(
+            "encryption is required (--require-encryption / PGBAK_REQUIRE_ENCRYPTION) but no \
+             recipient is given: set --encrypt-to / PGBAK_AGE_RECIPIENTS",
+        ));
+    }
+    Ok(())
 }
 
 /// The Object Lock settings of a run; asking for a lock without a bucket is

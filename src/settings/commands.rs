@@ -73,12 +73,15 @@ impl GlobalSettings {
 pub struct KeygenSettings {
     /// Where the identity goes; None: stdout.
     pub output: Option<PathBuf>,
+    /// `--sign`: an ed25519 signing key instead of an age identity.
+    pub sign: bool,
 }
 
 impl KeygenSettings {
     pub fn resolve(args: KeygenArgs) -> KeygenSettings {
         KeygenSettings {
             output: args.output,
+            sign: args.sign,
         }
     }
 }

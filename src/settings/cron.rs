@@ -59,6 +59,10 @@ pub struct CronConfig {
     pub identity_file: Option<PathBuf>,
     /// Where an encrypted backup is decrypted for a parallel restore.
     pub scratch_dir: Option<PathBuf>,
+    /// verify refuses a plaintext backup (`--require-encryption`, or recipients given).
+    pub require_encryption: bool,
+    /// verify passes only backups signed by one of these (`--trusted-keys`).
+    pub trusted_keys: Option<std::sync::Arc<crate::signing::TrustedKeys>>,
 }
 
 /// Where a run reports: the log directory, the alert webhook, the heartbeat,
@@ -162,12 +166,18 @@ impl CronConfig {
         if verify {
             check_identity(plan.job.recipients.as_ref(), identity_file.as_deref())?;
         }
+        if args.decrypt.require_encryption {
+            super::backup::refuse_plaintext(plan.job.recipients.as_ref())?;
+        }
+        let decrypt = super::restore::decrypt(&args.decrypt, env)?;
         Ok(CronConfig {
-            plan,
             verify,
             verify_target,
             identity_file,
             scratch_dir: args.decrypt.scratch_dir.clone(),
+            require_encryption: decrypt.require_encryption || plan.job.recipients.is_some(),
+            trusted_keys: decrypt.trusted_keys,
+            plan,
         })
     }
 }

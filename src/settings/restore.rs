@@ -11,10 +11,11 @@ use anyhow::Result;
 
 use super::commands::GlobalSettings;
 use crate::archive::{Decrypt, Place, Wanted};
-use crate::cli::{BackupSourceArgs, RestoreArgs};
+use crate::cli::{BackupSourceArgs, DecryptArgs, RestoreArgs};
 use crate::mode::Mode;
 use crate::pg::restore::validate_memory_setting;
 use crate::pg::url::ConnSettings;
+use crate::signing::TrustedKeys;
 use crate::storage::s3::{parse_uri, S3Settings};
 use crate::storage::select::Selector;
 
@@ -63,12 +64,28 @@ impl Tuning {
         Ok(Tuning {
             jobs: args.jobs.max(1),
             maintenance_work_mem: args.maintenance_work_mem.clone(),
-            decrypt: Decrypt {
-                identity_file: args.decrypt.identity_file.clone(),
-                scratch_dir: args.decrypt.scratch_dir.clone(),
-            },
+            decrypt: decrypt(&args.decrypt, super::env())?,
         })
     }
+}
+
+/// How backups are read and what makes them trusted, for verify, restore and
+/// cron: the identity, the scratch dir, `--require-encryption` (or
+/// `PGBAK_REQUIRE_ENCRYPTION`, read strictly: a typo is exit 2, not "off"),
+/// and the trusted keys, read now (a bad file is exit 2 before anything runs).
+pub fn decrypt(args: &DecryptArgs, env: &super::Env) -> Result<Decrypt> {
+    let required = super::env_bool_in(env, super::vars::PGBAK_REQUIRE_ENCRYPTION)?.unwrap_or(false);
+    let trusted_keys = match &args.trusted_keys {
+        Some(path) => Some(std::sync::Arc::new(TrustedKeys::load(path)?)),
+        None => None,
+    };
+    Ok(Decrypt {
+        identity_file: args.identity_file.clone(),
+        scratch_dir: args.scratch_dir.clone(),
+        require_encryption: args.require_encryption || required,
+        run_encrypted: false,
+        trusted_keys,
+    })
 }
 
 /// What is restored.

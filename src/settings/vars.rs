@@ -60,6 +60,14 @@ pub const PGBAK_AGE_RECIPIENTS: &str = "PGBAK_AGE_RECIPIENTS";
 pub const PGBAK_AGE_RECIPIENTS_FILE: &str = "PGBAK_AGE_RECIPIENTS_FILE";
 pub const PGBAK_AGE_IDENTITY_FILE: &str = "PGBAK_AGE_IDENTITY_FILE";
 pub const PGBAK_SCRATCH_DIR: &str = "PGBAK_SCRATCH_DIR";
+/// `true`: verify and restore refuse a plaintext dump (backup and cron refuse to run without recipients).
+pub const PGBAK_REQUIRE_ENCRYPTION: &str = "PGBAK_REQUIRE_ENCRYPTION";
+
+// Signatures.
+/// The backup host's ed25519 signing key (OpenSSH format): backup and cron sign meta.json with it.
+pub const PGBAK_SIGNING_KEY_FILE: &str = "PGBAK_SIGNING_KEY_FILE";
+/// A file of trusted public keys: verify and restore accept only backups signed by one of them.
+pub const PGBAK_TRUSTED_KEYS: &str = "PGBAK_TRUSTED_KEYS";
 
 // verify (and cron --verify).
 pub const PGBAK_VERIFY_TARGET_URL: &str = "PGBAK_VERIFY_TARGET_URL";

@@ -61,6 +61,10 @@ pub struct VerifyOptions {
     pub identity_file: Option<PathBuf>,
     /// Where an encrypted backup is decrypted for a parallel restore.
     pub scratch_dir: Option<PathBuf>,
+    /// A plaintext backup is refused (`--require-encryption`).
+    pub require_encryption: bool,
+    /// Only backups signed by one of these pass (`--trusted-keys`).
+    pub trusted_keys: Option<std::sync::Arc<crate::signing::TrustedKeys>>,
 }
 
 impl VerifyOptions {
@@ -80,6 +84,8 @@ impl VerifyOptions {
             record: true,
             identity_file: None,
             scratch_dir: None,
+            require_encryption: false,
+            trusted_keys: None,
         }
     }
 
@@ -88,6 +94,9 @@ impl VerifyOptions {
         Decrypt {
             identity_file: self.identity_file.clone(),
             scratch_dir: self.scratch_dir.clone(),
+            require_encryption: self.require_encryption,
+            run_encrypted: false,
+            trusted_keys: self.trusted_keys.clone(),
         }
     }
 }
@@ -126,6 +135,8 @@ impl VerifySettings {
         options.no_cleanup = args.no_cleanup;
         options.identity_file = tuning.decrypt.identity_file;
         options.scratch_dir = tuning.decrypt.scratch_dir;
+        options.require_encryption = tuning.decrypt.require_encryption;
+        options.trusted_keys = tuning.decrypt.trusted_keys;
         if let Some(tables) = expected {
             options.expected_tables = tables;
         }

@@ -4,6 +4,9 @@
 mod support;
 
 mod backup;
+mod bucket_downgrade;
+mod bucket_meta_sql;
+mod bucket_signing;
 mod check;
 mod children;
 mod completions;
@@ -13,6 +16,7 @@ mod drill;
 mod encryption;
 mod environment;
 mod faults;
+mod fetch_sweep;
 mod harness;
 mod heartbeat;
 mod kubernetes;

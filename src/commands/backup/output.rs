@@ -189,6 +189,7 @@ impl Output {
                 name: job.server_name.clone(),
                 system_identifier,
             }),
+            signature: None,
             encryption: job.recipients.as_ref().map(|r| Encryption {
                 format: "age".to_owned(),
                 recipients: r.texts(),
@@ -206,9 +207,17 @@ impl Output {
         mut self,
         job: &BackupJob,
         file: FileSink,
-        meta: Meta,
+        mut meta: Meta,
         signals: &mut Signals,
     ) -> Result<(Made, Option<anyhow::Error>)> {
+        if let Some(key) = &job.signing_key {
+            // Signed before anything is renamed into place: a backup is
+            // complete only with its signature (see `crate::signing`).
+            meta.signature = match key.sign(&meta) {
+                Ok(signature) => Some(signature),
+                Err(err) => return Err(self.fail(err).await),
+            };
+        }
         if let Err(err) = commit(file, &meta, &self.meta_path) {
             return Err(self.fail(err).await);
         }

@@ -114,6 +114,7 @@ pub async fn run(settings: CronSettings) -> Result<ExitCode> {
     let (mode, backup_dir) = (job.mode, &job.output_dir);
     config::storage_class_warning(job, false);
     crate::children::stop_leftovers().await;
+    crate::archive::fetch_dir::sweep();
     ui::info(&format!(
         "pgbak cron {} starting (pid {}): {} backup of {} into {}, keep {}, verify {}, log {}",
         env!("CARGO_PKG_VERSION"),
@@ -274,6 +275,8 @@ async fn verify_step(config: &CronConfig, made: &Made, signals: &mut Signals) ->
     opts.target = config.verify_target.clone();
     opts.identity_file = config.identity_file.clone();
     opts.scratch_dir = config.scratch_dir.clone();
+    opts.require_encryption = config.require_encryption;
+    opts.trusted_keys = config.trusted_keys.clone();
     let report = verify::verify_backup(&opts, &made.dump, signals).await?;
     if let Some(settings) = &job.s3 {
         publish_verification(settings, made).await;

@@ -17,6 +17,7 @@ use crate::pg::client;
 use crate::pg::url::ConnSettings;
 use crate::settings::restore::RestoreOptions;
 use crate::signals::Signals;
+use crate::signing::TrustedKeys;
 use crate::storage::local::LocalStore;
 use crate::storage::s3::{self, S3Settings};
 use crate::storage::{BackupName, BackupStore};
@@ -128,6 +129,20 @@ pub(super) async fn restore_all(
 ) -> Result<bool> {
     refuse_without_terminal(opts.confirm)?;
     let run = find_run(place).await?;
+    let mut opts = opts.clone();
+    // One encrypted backup makes the run encrypted: a plaintext member is refused.
+    opts.tuning.decrypt.run_encrypted = std::iter::once(&run.globals)
+        .chain(&run.databases)
+        .any(|m| m.meta.encryption.is_some());
+    refuse_unsound(&run, opts.tuning.decrypt.run_encrypted)?;
+    let opts = &opts;
+    match &opts.tuning.decrypt.trusted_keys {
+        Some(keys) => refuse_unsigned(&run, keys).await?,
+        None => ui::warn(
+            "no trusted keys configured (--trusted-keys / PGBAK_TRUSTED_KEYS): this restore \
+             trusts whoever can write to the bucket; unsigned backups are accepted",
+        ),
+    }
     let expected = run
         .globals
         .meta
@@ -183,6 +198,100 @@ pub(super) async fn restore_all(
     Ok(true)
 }
 
+/// Every meta.json of the run holds only what PostgreSQL could have recorded,
+/// and each names the database its file name says; in an encrypted run, each
+/// backup says it is encrypted too (a plaintext one in place of an encrypted
+/// one is refused again, on its bytes, when it is read). Checked before
+/// anything is touched, since their values become SQL run as a superuser
+/// (exit 2, naming the backup and the field).
+fn refuse_unsound(run: &Run, encrypted: bool) -> Result<()> {
+    for member in std::iter::once(&run.globals).chain(&run.databases) {
+        let meta = &member.meta;
+        if encrypted && meta.encryption.is_none() {
+            return Err(usage(format!(
+                "not restoring run {}: {} is not encrypted, but other backups of its run are: \
+                 refusing a plaintext backup in an encrypted run (replaced in the bucket?); \
+                 nothing was changed",
+                run.id, member.source
+            )));
+        }
+        let named = crate::storage::BackupName::parse(
+            member.source.rsplit('/').next().unwrap_or(&member.source),
+        )
+        .map(|n| n.database);
+        let fits = |name: &String| {
+            *name == crate::storage::safe_database_name(&meta.database)
+                || *name == crate::storage::legacy_safe_database_name(&meta.database)
+        };
+        let verdict = crate::pg::meta_values::check_meta(meta).and_then(|()| {
+            if meta.mode == Mode::Globals || named.as_ref().is_some_and(fits) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "meta.json's database {:?} is not the database its file name is of",
+                    meta.database
+                ))
+            }
+        });
+        if let Err(why) = verdict {
+            return Err(usage(format!(
+                "not restoring run {}: {}: {why}; nothing was changed",
+                run.id, member.source
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// With trusted keys, every meta.json of the run must be signed by one of
+/// them for its own file: checked before the confirmation and anything else,
+/// so one unsigned backup cannot leave the server half rebuilt (each is
+/// checked again as it is restored, on what is then read).
+async fn refuse_unsigned(run: &Run, keys: &TrustedKeys) -> Result<()> {
+    for member in std::iter::once(&run.globals).chain(&run.databases) {
+        let file = member.source.rsplit('/').next().unwrap_or(&member.source);
+        let text = meta_text(&member.wanted).await?;
+        archive::signed_for(keys, text.as_deref(), file).map_err(|why| {
+            usage(format!(
+                "not restoring run {}: {}: {why}; nothing was changed",
+                run.id, member.source
+            ))
+        })?;
+    }
+    ui::info(&format!(
+        "run {}: every backup is signed by a trusted key ({})",
+        run.id,
+        keys.source.display()
+    ));
+    Ok(())
+}
+
+/// The text of a member's meta.json as stored (its signature covers the
+/// text); None when there is none.
+async fn meta_text(wanted: &Wanted) -> Result<Option<String>> {
+    match wanted {
+        Wanted::File(dump) => {
+            let Some(path) = archive::meta_path_for(dump) else {
+                return Ok(None);
+            };
+            match std::fs::read_to_string(&path) {
+                Ok(text) => Ok(Some(text)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+            }
+        }
+        Wanted::S3Object { s3, key } => {
+            let Some((stem, _)) = crate::storage::split_dump_file(key) else {
+                return Ok(None);
+            };
+            let store = s3::connect(S3Settings::clone(s3)).await?;
+            let meta = store.read_meta_text(&format!("{stem}.meta.json")).await?;
+            Ok(meta.map(|(_, text)| text))
+        }
+        Wanted::Newest { .. } => Ok(None),
+    }
+}
+
 fn database_names(run: &Run) -> Vec<&str> {
     run.databases
         .iter()
@@ -228,10 +337,17 @@ async fn restore_globals(
     // An encrypted globals file needs a fitting identity (exit 2 otherwise);
     // small, it is decrypted in memory, never onto disk.
     let decrypt = Decrypt {
-        identity_file: opts.tuning.decrypt.identity_file.clone(),
         scratch_dir: None,
+        ..opts.tuning.decrypt.clone()
     };
     let backup = Backup::open(archive::locate(&member.wanted).await?, &decrypt)?;
+    let trusted = backup.authentic(&decrypt).map_err(|why| {
+        usage(format!(
+            "not restoring the globals {}: {why}",
+            member.source
+        ))
+    })?;
+    ui::info(&format!("globals {}: {trusted}", member.source));
     let MetaState::Read(meta) = &backup.meta_state else {
         bail!(
             "the globals backup {} has no readable meta.json",

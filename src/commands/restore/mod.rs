@@ -173,7 +173,18 @@ async fn open_backup(
 ) -> Result<Checked> {
     let backup = Backup::open(archive::locate(wanted).await?, &opts.tuning.decrypt)?;
     let dump = backup.located.dump.display().to_string();
+    // Not a plaintext object where an encrypted one belongs, signed when signatures are required.
+    let trusted = backup
+        .authentic(&opts.tuning.decrypt)
+        .map_err(|why| usage(format!("not restoring {dump}: {why}")))?;
+    ui::info(&format!("{dump}: {trusted}"));
     refuse_other_backups(&backup, opts.allow_other_database, conn)?;
+    if let Some(meta) = backup.meta().filter(|_| opts.create_db) {
+        // --create-db turns the recorded properties into SQL: refuse values
+        // PostgreSQL could not have recorded before the target is touched.
+        crate::pg::meta_values::check_meta(meta)
+            .map_err(|why| usage(format!("not restoring {dump}: {why}")))?;
+    }
     let checksum = backup.checksum(signals).await;
     match (
         checksum.with_context(|| format!("not restoring {dump}"))?,

@@ -35,7 +35,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use chrono::{SecondsFormat, Utc};
 
-use crate::archive::{self, Backup, Located, MetaState};
+use crate::archive::{self, Backup, Located, MetaState, Untrusted};
 use crate::meta::{Meta, Verification};
 use crate::mode::Mode;
 use crate::pg::client::{self, install_hint, quote_ident};
@@ -228,15 +228,28 @@ async fn meta_and_checksum(
     signals: &mut Signals,
     report: &mut Report,
 ) -> Result<bool> {
-    match &run.backup.meta_state {
-        MetaState::Read(_) => report.pass(
+    // A plaintext object where an encrypted one belongs, or a meta.json not
+    // signed by a trusted key: the backup cannot be believed, nothing more is read.
+    let untrusted = |report: &mut Report, id: CheckId, why: String| {
+        report.fail(id, why);
+        report.skip_rest("the backup cannot be trusted");
+        Ok(false)
+    };
+    let trust = run.backup.authentic(&run.opts.decrypt());
+    match (&run.backup.meta_state, trust) {
+        (_, Err(Untrusted::Plaintext(why))) => return untrusted(report, CheckId::Checksum, why),
+        (_, Err(Untrusted::Signature(why))) => return untrusted(report, CheckId::Meta, why),
+        (MetaState::Read(_), Ok(trusted)) => report.pass(
             CheckId::Meta,
-            run.located()
-                .meta_path
-                .as_ref()
-                .map_or_else(String::new, |p| p.display().to_string()),
+            format!(
+                "{}; {trusted}",
+                run.located()
+                    .meta_path
+                    .as_ref()
+                    .map_or_else(String::new, |p| p.display().to_string())
+            ),
         ),
-        MetaState::Unavailable(why) => {
+        (MetaState::Unavailable(why), Ok(_)) => {
             report.fail(
                 CheckId::Meta,
                 format!(

@@ -127,7 +127,8 @@ pub async fn prepare(
                 &client,
                 run.located(),
                 run.meta(),
-                run.opts.identity_file.as_deref(),
+                &run.opts.decrypt(),
+                run.backup.source.encrypted(),
             )
             .await;
             Server {

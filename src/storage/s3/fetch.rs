@@ -118,7 +118,7 @@ pub async fn fetch_backup(store: &Store, dump_key: &str, dest_dir: &Path) -> Res
         bail!("{} would be written outside {}", file, dest_dir.display());
     }
 
-    let meta = store.read_meta(&meta_key).await?;
+    let meta = store.read_meta_text(&meta_key).await?;
     if meta.is_none() {
         ui::warn(&format!(
             "{} has no meta.json beside it: its checksum cannot be checked",
@@ -131,7 +131,7 @@ pub async fn fetch_backup(store: &Store, dump_key: &str, dest_dir: &Path) -> Res
         dump.display()
     ));
     let (sha256, size) = store.download(dump_key, &dump).await?;
-    if let Some(meta) = &meta {
+    if let Some((meta, text)) = &meta {
         if meta.size_bytes != size || meta.sha256 != sha256 {
             let _ = tokio::fs::remove_file(&dump).await;
             bail!(
@@ -144,7 +144,8 @@ pub async fn fetch_backup(store: &Store, dump_key: &str, dest_dir: &Path) -> Res
                 meta.sha256
             );
         }
-        meta.write(&meta_path)?;
+        // As stored, byte for byte: its signature covers the text.
+        crate::storage::fsio::write_atomic(&meta_path, text.as_bytes())?;
         ui::info(&format!(
             "downloaded {} ({}), sha256 matches meta.json",
             file,

@@ -374,14 +374,18 @@ impl Store {
 
     /// Reads and validates a meta.json object; None when it does not exist.
     pub async fn read_meta(&self, key: &str) -> Result<Option<Meta>> {
+        Ok(self.read_meta_text(key).await?.map(|(meta, _)| meta))
+    }
+
+    /// [`Store::read_meta`], with the text as stored (which a signature covers).
+    pub async fn read_meta_text(&self, key: &str) -> Result<Option<(Meta, String)>> {
         let Some(body) = self.get_small(key, "a meta.json").await? else {
             return Ok(None);
         };
-        let text = std::str::from_utf8(&body)
+        let text = String::from_utf8(body.to_vec())
             .with_context(|| format!("reading {}: not UTF-8", self.uri(key)))?;
-        Meta::parse(text)
-            .map(Some)
-            .with_context(|| format!("reading {}", self.uri(key)))
+        let meta = Meta::parse(&text).with_context(|| format!("reading {}", self.uri(key)))?;
+        Ok(Some((meta, text)))
     }
 
     /// A small object's bytes (at most 16 MiB: `what` it should be); None
