@@ -115,11 +115,10 @@ pub async fn run(settings: CronSettings) -> Result<ExitCode> {
     config::storage_class_warning(job, false);
     crate::children::stop_leftovers().await;
     ui::info(&format!(
-        "pgbak cron {} starting (pid {}): {} backup of {} into {}, keep {}, verify {}, log {}",
+        "pgbak cron {} starting (pid {}): {} into {}, keep {}, verify {}, log {}",
         env!("CARGO_PKG_VERSION"),
         std::process::id(),
-        mode.as_str(),
-        job.conn.dbname,
+        config::what_is_backed_up(&config),
         backup_dir.display(),
         job.policy,
         if config.verify { "on" } else { "off" },
@@ -272,6 +271,7 @@ async fn verify_step(config: &CronConfig, made: &Made, signals: &mut Signals) ->
     let job = &config.plan.job;
     let mut opts = VerifyOptions::new(job.conn.clone(), job.pg_bin_dir.clone());
     opts.target = config.verify_target.clone();
+    opts.expected_tables = config.expected_tables.clone();
     opts.identity_file = config.identity_file.clone();
     opts.scratch_dir = config.scratch_dir.clone();
     let report = verify::verify_backup(&opts, &made.dump, signals).await?;
