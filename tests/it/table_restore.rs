@@ -5,7 +5,7 @@
 //! or `--clean` (drop and recreate, refused when something outside the table
 //! depends on it); the verdict matches what happened.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::Output;
 
 use crate::support::{output_text, pg16, restore_cmd, run, TestDb};
@@ -43,7 +43,7 @@ fn rich_db(hint: &str) -> (TestDb<'static>, String) {
     (db, role)
 }
 
-fn restore_table(db: &TestDb<'_>, dump: &PathBuf, extra: &[&str]) -> Output {
+fn restore_table(db: &TestDb<'_>, dump: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["--table", "public.users", "--no-confirm"];
     args.extend_from_slice(extra);
     run(&mut restore_cmd(db, dump, &args))
