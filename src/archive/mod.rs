@@ -187,15 +187,19 @@ pub struct Backup {
 
 impl Backup {
     /// Reads meta.json and picks the identity that decrypts the dump: an
-    /// encrypted backup without one that fits is a usage error (exit 2).
+    /// encrypted backup without one that fits is a usage error (exit 2). The
+    /// same identity opens meta.json's sealed section.
     pub fn open(located: Located, decrypt: &Decrypt) -> Result<Backup> {
-        let meta_state = read_meta(&located);
+        let mut meta_state = read_meta(&located);
         let source = Source::open(
             &located.dump,
             meta_state.meta(),
             decrypt.identity_file.as_deref(),
             decrypt.scratch_dir.as_deref(),
         )?;
+        if let (MetaState::Read(meta), Some(identities)) = (&mut meta_state, source.identities()) {
+            meta.unseal(identities).map_err(|e| usage(one_line(&e)))?;
+        }
         Ok(Backup {
             located,
             meta_state,

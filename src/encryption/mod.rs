@@ -9,6 +9,7 @@
 //! not fit.
 
 pub mod decrypt;
+pub mod seal;
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
