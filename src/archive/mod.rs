@@ -80,6 +80,12 @@ pub fn meta_path_for(dump: &Path) -> Option<PathBuf> {
 /// Finds the backup: the named file, an S3 object (downloaded into a temp
 /// dir), or the newest complete backup in the directory or under the prefix.
 pub async fn locate(wanted: &Wanted) -> Result<Located> {
+    locate_checked(wanted, &|_| Ok(())).await
+}
+
+/// [`locate`], with `check` asked about an S3 backup's meta.json before its
+/// dump is downloaded (a local one is there already: the caller checks it).
+pub async fn locate_checked(wanted: &Wanted, check: s3::MetaCheck<'_>) -> Result<Located> {
     match wanted {
         Wanted::File(path) => match std::fs::metadata(path) {
             Ok(m) if m.is_file() => Ok(Located::local(path)),
@@ -94,12 +100,12 @@ pub async fn locate(wanted: &Wanted) -> Result<Located> {
             select,
         } => {
             let store = LocalStore::new(dir);
-            let name = select::newest(&store, select, "; name a file or pass --backup-dir").await?;
+            let name = select::newest(&store, select, &nothing_advice(dir)).await?;
             Ok(Located::local(&dir.join(name.dump_file())))
         }
         Wanted::S3Object { s3, key } => {
             let store = s3::connect(S3Settings::clone(s3)).await?;
-            download(&store, key).await
+            download(&store, key, check).await
         }
         Wanted::Newest {
             place: Place::S3(s3),
@@ -107,18 +113,38 @@ pub async fn locate(wanted: &Wanted) -> Result<Located> {
         } => {
             let store = s3::connect(S3Settings::clone(s3)).await?;
             let name = select::newest(&store, select, "").await?;
-            download(&store, &store.key_for(&name.dump_file())).await
+            download(&store, &store.key_for(&name.dump_file()), check).await
         }
     }
 }
 
+/// What to try when `dir` holds no backup to pick: the default directory is
+/// named as the default (pass --backup-dir), one that was given is not.
+fn nothing_advice(dir: &Path) -> String {
+    let missing = if dir.exists() {
+        ""
+    } else {
+        " (the directory does not exist)"
+    };
+    if dir == Path::new(crate::settings::restore::DEFAULT_BACKUP_DIR) {
+        format!(
+            "{missing}; that is the default directory: pass --backup-dir (or set BACKUP_DIR) to \
+             where the backups are, name a backup file, or use --from-s3"
+        )
+    } else {
+        format!(
+            "{missing}; name a backup file, or use --from-s3 for the backups under the S3 prefix"
+        )
+    }
+}
+
 /// Downloads `key` (and its meta.json) into a temporary directory.
-async fn download(store: &s3::Store, key: &str) -> Result<Located> {
+async fn download(store: &s3::Store, key: &str, check: s3::MetaCheck<'_>) -> Result<Located> {
     let temp = tempfile::Builder::new()
         .prefix("pgbak-fetch-")
         .tempdir()
         .context("creating a temporary directory for the download")?;
-    let fetched = s3::fetch_backup(store, key, temp.path()).await?;
+    let fetched = s3::fetch_backup_checked(store, key, temp.path(), check).await?;
     Ok(Located {
         dump: fetched.dump,
         meta_path: fetched.meta,
@@ -295,6 +321,15 @@ fn short(hash: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_advice_names_the_default_directory_only_when_it_was_the_default() {
+        let default = nothing_advice(Path::new(crate::settings::restore::DEFAULT_BACKUP_DIR));
+        assert!(default.contains("pass --backup-dir"), "{default}");
+        let given = nothing_advice(Path::new("/nonexistent/pgbak-backups"));
+        assert!(!given.contains("--backup-dir"), "{given}");
+        assert!(given.contains("does not exist"), "{given}");
+    }
 
     #[test]
     fn meta_is_the_sibling_of_a_dump() {

@@ -11,6 +11,7 @@ use anyhow::Result;
 
 use super::commands::GlobalSettings;
 use crate::archive::{Decrypt, Place, Wanted};
+pub use crate::cli::DEFAULT_BACKUP_DIR;
 use crate::cli::{BackupSourceArgs, RestoreArgs};
 use crate::mode::Mode;
 use crate::pg::restore::{validate_memory_setting, TableWay};

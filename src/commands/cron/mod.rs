@@ -47,7 +47,7 @@ use crate::signals::Signals;
 use crate::storage::s3::{self, S3Settings};
 use crate::ui;
 
-pub use argv::{env_file_flag, is_cron};
+pub use argv::{command as argv_command, env_file_flag, is_cron, ENV_FILE_COMMANDS};
 pub use report::unparsed;
 
 /// What the run did so far, for the alert and the metrics.
@@ -196,14 +196,28 @@ async fn steps(config: &CronConfig, run: &mut Run, signals: &mut Signals) -> Res
         if config.verify {
             ui::warn("verify is not run for --all-databases; verify single backups with `pgbak verify FILE`");
         }
-        return run
+        let outcome = run
             .step(Step::Backup, async {
                 backup::check_object_lock(job).await?;
-                super::backup::all::backup_run(job, excludes, signals)
-                    .await?
-                    .result()
+                let outcome = super::backup::all::backup_run(job, excludes, signals).await?;
+                if outcome.only_uploads_failed() {
+                    return Ok(outcome);
+                }
+                outcome.result().map(|()| outcome)
             })
-            .await;
+            .await?;
+        // Every local backup is complete; only uploads failed: alerted as such.
+        return outcome.result().map_err(|error| {
+            run.steps.push(StepMetric {
+                step: Step::Upload.as_str(),
+                success: false,
+                duration: std::time::Duration::ZERO,
+            });
+            Failed {
+                step: Step::Upload,
+                error,
+            }
+        });
     }
     let (made, upload_failed) = run
         .step(Step::Backup, async {

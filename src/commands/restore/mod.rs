@@ -189,9 +189,24 @@ async fn open_backup(
     conn: &ConnSettings,
     signals: &mut Signals,
 ) -> Result<Checked> {
-    let backup = Backup::open(archive::locate(wanted).await?, &opts.tuning.decrypt)?;
+    // An S3 backup's meta.json is asked before its dump is downloaded.
+    let named = match wanted {
+        Wanted::S3Object { s3, key } => format!("s3://{}/{key}", s3.bucket),
+        _ => "the newest backup under the S3 prefix".to_owned(),
+    };
+    let before_download =
+        |meta: Option<&Meta>| refuse_other(meta, &named, opts.allow_other_database, conn);
+    let located = archive::locate_checked(wanted, &before_download).await?;
+    let backup = Backup::open(located, &opts.tuning.decrypt)?;
     let dump = backup.located.dump.display().to_string();
-    refuse_other_backups(&backup, opts.allow_other_database, conn)?;
+    if !backup.located.temporary {
+        refuse_other(
+            backup.meta(),
+            &backup.located.dump.display(),
+            opts.allow_other_database,
+            conn,
+        )?;
+    }
     let checksum = backup.checksum(signals).await;
     match (
         checksum.with_context(|| format!("not restoring {dump}"))?,
@@ -211,10 +226,13 @@ async fn open_backup(
 }
 
 /// A globals backup is no database; a backup of another database needs
-/// `--allow-other-database` (exit 2 otherwise).
-fn refuse_other_backups(backup: &Backup, allow_other: bool, conn: &ConnSettings) -> Result<()> {
-    let meta = backup.meta();
-    let dump = backup.located.dump.display();
+/// `--allow-other-database` (exit 2 otherwise). `dump` names the backup.
+fn refuse_other(
+    meta: Option<&Meta>,
+    dump: &dyn std::fmt::Display,
+    allow_other: bool,
+    conn: &ConnSettings,
+) -> Result<()> {
     if meta.is_some_and(|m| m.mode == Mode::Globals) {
         return Err(usage(format!(
             "{dump} is a globals backup (roles and tablespaces as plain SQL from pg_dumpall), not a \
