@@ -181,17 +181,14 @@ fn table_restore_data_only_appends_and_reports_constraint_errors() {
         "nothing appended"
     );
 
-    db.psql("DELETE FROM users");
+    // Emptied with its sequence reset: the append moves the sequence up to the
+    // backup's value, so the next insert does not collide with an appended id.
+    db.psql("TRUNCATE users RESTART IDENTITY CASCADE");
     let out = restore_table(&db, &dump, &["--data-only"]);
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     assert_eq!(one(&db, "SELECT count(*) FROM users"), "30");
-    assert!(
-        one(&db, "SELECT last_value FROM users_id_seq")
-            .parse::<i64>()
-            .unwrap()
-            >= 40,
-        "the sequence is not behind the restored rows"
-    );
+    assert_eq!(one(&db, "SELECT last_value FROM users_id_seq"), "40");
+    db.psql("INSERT INTO users (email) VALUES ('new')");
 }
 
 /// `--clean` is refused, naming them, while a view or another table's
@@ -219,4 +216,43 @@ fn table_restore_clean_recreates_the_table_unless_something_depends_on_it() {
     let out = restore_table(&db, &dump, &["--clean"]);
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     assert_table_as_backed_up(&db, &role);
+}
+
+/// A table restore runs through psql: without one beside pg_restore it is
+/// refused before anything is touched (not after `--create-db` dropped the
+/// database).
+#[test]
+fn table_restore_without_psql_is_refused_before_anything_is_touched() {
+    let (db, _role) = rich_db("table no psql");
+    let dir = Dir::new("table-no-psql");
+    let dump = backup(&db, &dir);
+    let bin = Dir::new("table-no-psql-bin");
+    let real = crate::support::paths()
+        .pg17_bin
+        .clone()
+        .unwrap_or_else(|| db.pg().bin.clone());
+    for entry in std::fs::read_dir(&real).unwrap().flatten() {
+        if entry.file_name() != "psql" {
+            std::os::unix::fs::symlink(entry.path(), bin.join(entry.file_name())).unwrap();
+        }
+    }
+    db.psql("DROP TABLE users CASCADE");
+    for extra in [&[][..], &["--create-db"]] {
+        let mut cmd = restore_cmd(&db, &dump, &["--table", "public.users", "--no-confirm"]);
+        cmd.args(extra).env("PGBAK_PG_BIN_DIR", &*bin);
+        let out = run(&mut cmd);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{extra:?}: {}",
+            output_text(&out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("psql"),
+            "{}",
+            output_text(&out)
+        );
+        assert_eq!(one(&db, "SELECT count(*) FROM messages"), "2", "untouched");
+        assert_eq!(one(&db, "SELECT to_regclass('users') IS NULL"), "t");
+    }
 }

@@ -308,7 +308,19 @@ async fn plan(
         None => None,
     };
     let list_file = match &table {
-        Some(table) => Some(write_list(&table.list)?),
+        Some(table) => {
+            // Checked now: a table restore runs through psql (pg::restore::script).
+            let psql = tools.tool("psql");
+            if !psql.is_file() {
+                return Err(usage(format!(
+                    "not restoring: a table restore runs in one transaction through psql, and \
+                     there is no {} beside pg_restore; install the PostgreSQL client package \
+                     that has both (or point --pg-bin-dir at one)",
+                    psql.display()
+                )));
+            }
+            Some(write_list(&table.list)?)
+        }
         None => None,
     };
     if selection.is_none() {
