@@ -248,3 +248,88 @@ fn sealed_meta_no_setting_or_expression_in_any_plaintext_file_or_object() {
         "{settings}"
     );
 }
+
+/// A verify that finds an encrypted backup's policy defined otherwise in the
+/// copy names the policy, but its report, log lines and meta.json show
+/// neither expression (they would reach logs and alert webhooks).
+#[test]
+fn sealed_meta_a_differing_policy_is_named_without_its_expressions() {
+    let pg = crate::support::pg16();
+    let db = pg.fresh_db("sealed differs");
+    db.psql(&format!(
+        "CREATE TABLE notes (id int PRIMARY KEY, owner text);
+         INSERT INTO notes SELECT g, 'o' || g FROM generate_series(1, 20) g;
+         ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY notes_owner ON notes USING (owner <> '{POLICY_EXPR}')"
+    ));
+    let keys = Dir::new("sealed-differs-keys");
+    let (key, public) = keygen(&keys);
+    let backup = |dir: &Path| -> PathBuf {
+        let out = support::backup_cmd(
+            pg,
+            &db.name,
+            dir,
+            &["--no-s3", "--json", "--encrypt-to", &public],
+        )
+        .output()
+        .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+        let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+        PathBuf::from(summary["dump"].as_str().unwrap())
+    };
+    let meta_of = |dump: &Path| {
+        let name = dump
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace(".dump.age", ".meta.json");
+        dump.with_file_name(name)
+    };
+    let first_dir = Dir::new("sealed-differs-1");
+    let first = backup(&first_dir);
+    db.psql("ALTER POLICY notes_owner ON notes USING (owner <> 'Other-expr-77')");
+    let second_dir = Dir::new("sealed-differs-2");
+    let second = backup(&second_dir);
+    // The second dump in place of the first, under the first's meta.json.
+    std::fs::copy(&second, &first).unwrap();
+    let theirs: Value = serde_json::from_slice(&std::fs::read(meta_of(&second)).unwrap()).unwrap();
+    let mut ours: Value = serde_json::from_slice(&std::fs::read(meta_of(&first)).unwrap()).unwrap();
+    for field in ["sha256", "size_bytes", "encryption"] {
+        ours[field] = theirs[field].clone();
+    }
+    std::fs::write(meta_of(&first), serde_json::to_vec_pretty(&ours).unwrap()).unwrap();
+    let out = support::pgbak(pg)
+        .args(["verify", "--json"])
+        .arg(&first)
+        .env("PGBAK_AGE_IDENTITY_FILE", &key)
+        .env("DATABASE_URL", db.url())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rls = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "row-level security matches")
+        .unwrap();
+    assert_eq!(rls["status"], "fail", "{report:#}");
+    assert!(
+        rls["detail"]
+            .as_str()
+            .unwrap()
+            .contains("policy notes_owner on public.notes"),
+        "{rls}"
+    );
+    let everything = format!(
+        "{}{}",
+        output_text(&out),
+        String::from_utf8_lossy(&std::fs::read(meta_of(&first)).unwrap())
+    );
+    for expression in [POLICY_EXPR, "Other-expr-77"] {
+        assert!(
+            !everything.contains(expression),
+            "{expression} shown: {everything}"
+        );
+    }
+}

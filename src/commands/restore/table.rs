@@ -352,8 +352,14 @@ pub(super) async fn verdict(
     };
     let mut objects_ok = true;
     let mut counted = Vec::new();
+    let sealed = meta.encryption.is_some();
     for (kind, outcome) in catalog::compare(&want, &have, depth) {
-        for problem in &outcome.problems {
+        let problems = if sealed {
+            &outcome.sealed_problems
+        } else {
+            &outcome.problems
+        };
+        for problem in problems {
             ui::error(&format!("not as in the backup: {problem}"));
             objects_ok = false;
         }
