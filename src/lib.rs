@@ -55,7 +55,8 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     use settings::commands::{PruneSettings, UnpinSettings};
     use settings::cron::CronSettings;
     use settings::{check::CheckSettings, restore::RestoreSettings, verify::VerifySettings};
-    let global = GlobalSettings::resolve(&cli.global, settings::secrets::redactor(&cli));
+    let global =
+        GlobalSettings::resolve_for(&cli.global, &cli.command, settings::secrets::redactor(&cli));
     ui::init(global.verbosity, global.redactor.clone())?;
     if let Some(limit) = global.timeout {
         signals::set_timeout(limit);

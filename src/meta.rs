@@ -128,6 +128,11 @@ pub struct Meta {
     /// in unsigned backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    /// An encrypted backup's [`Sealed`] fields, age-encrypted to its
+    /// recipients (ASCII armor): what only a key holder may read. Those
+    /// fields are then absent (`extensions` empty) in the plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
 }
 
 /// Which server a backup comes from: many servers may share one bucket
@@ -140,6 +145,24 @@ pub struct ServerIdentity {
     /// `pg_control_system().system_identifier` as decimal text; null where the
     /// backup's role could not read it.
     pub system_identifier: Option<String>,
+}
+
+/// What an encrypted backup's meta.json keeps only in its `sealed` section:
+/// database and role settings (PostgREST's `app.jwt_secret`), owners and
+/// ACLs, role names, index, constraint, trigger and policy definitions,
+/// extensions. Everything list, check, retention and the anomaly check read
+/// (database, mode, label, times, sizes, checksums, recipients, tables and
+/// rows, verdicts, pins, the run) stays in plaintext.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sealed {
+    #[serde(default)]
+    pub extensions: BTreeMap<String, String>,
+    #[serde(default)]
+    pub database_properties: Option<DatabaseProperties>,
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+    #[serde(default)]
+    pub schema_objects: Option<crate::pg::catalog::Catalog>,
 }
 
 /// Database-level properties, as read from pg_database and pg_db_role_setting.
@@ -252,10 +275,66 @@ impl Meta {
     }
 
     /// The document as written to disk and to S3: pretty JSON and a newline.
+    /// An encrypted backup's [`Sealed`] fields are never written in plaintext
+    /// ([`Meta::sealed`]).
     pub fn to_json(&self) -> Result<Vec<u8>> {
-        let mut json = serde_json::to_vec_pretty(self).context("encoding meta.json")?;
+        let on_disk = self.sealed()?;
+        let mut json = serde_json::to_vec_pretty(&on_disk).context("encoding meta.json")?;
         json.push(b'\n');
         Ok(json)
+    }
+
+    /// This meta.json as it may be stored and shown: a plaintext backup's as
+    /// it is; an encrypted backup's with its [`Sealed`] fields only in
+    /// `sealed` (sealed now, to the backup's recipients, when they are not
+    /// yet; an existing `sealed` is kept as it is, whatever was read from it).
+    pub fn sealed(&self) -> Result<Meta> {
+        let mut out = self.clone();
+        let Some(encryption) = &self.encryption else {
+            return Ok(out);
+        };
+        let private = out.take_sealed();
+        if out.sealed.is_none() && private != Sealed::default() {
+            let json = serde_json::to_vec(&private).context("encoding meta.json's sealed part")?;
+            out.sealed = Some(crate::encryption::seal::seal(
+                &json,
+                &encryption.recipients,
+            )?);
+        }
+        Ok(out)
+    }
+
+    /// Fills the [`Sealed`] fields from `sealed` with `identities` (verify
+    /// and restore, which hold the key for the dump anyway). Nothing to do
+    /// for a meta.json without a sealed section.
+    pub fn unseal(&mut self, identities: &crate::encryption::Identities) -> Result<()> {
+        let Some(armored) = &self.sealed else {
+            return Ok(());
+        };
+        let json = crate::encryption::seal::open(armored, identities).with_context(|| {
+            format!(
+                "the identity file {} cannot open the sealed section of {}'s meta.json",
+                identities.file.display(),
+                self.file
+            )
+        })?;
+        let private: Sealed =
+            serde_json::from_slice(&json).context("reading meta.json's sealed section")?;
+        self.extensions = private.extensions;
+        self.database_properties = private.database_properties;
+        self.roles = private.roles;
+        self.schema_objects = private.schema_objects;
+        Ok(())
+    }
+
+    /// Moves the [`Sealed`] fields out, leaving them empty.
+    fn take_sealed(&mut self) -> Sealed {
+        Sealed {
+            extensions: std::mem::take(&mut self.extensions),
+            database_properties: self.database_properties.take(),
+            roles: self.roles.take(),
+            schema_objects: self.schema_objects.take(),
+        }
     }
 }
 
@@ -300,6 +379,7 @@ pub(crate) mod tests {
             schema_objects: None,
             server: None,
             signature: None,
+            sealed: None,
         }
     }
 
@@ -368,5 +448,64 @@ pub(crate) mod tests {
         );
         assert!(Meta::parse("{").is_err());
         assert!(Meta::parse("[]").is_err());
+    }
+
+    #[test]
+    fn an_encrypted_backups_settings_are_only_in_its_sealed_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let (secret, public) = crate::encryption::generate();
+        let key = dir.path().join("key.txt");
+        std::fs::write(&key, format!("{secret}\n")).unwrap();
+        let ids = crate::encryption::Identities::load(&key).unwrap();
+        let mut meta = sample();
+        meta.file = "enterprise_agents_full_20261125T020000.dump.age".into();
+        meta.encryption = Some(Encryption {
+            format: "age".into(),
+            recipients: vec![public],
+            plaintext_sha256: "b".repeat(64),
+            plaintext_size_bytes: 9,
+        });
+        meta.roles = Some(vec!["app_owner".into()]);
+        meta.database_properties = Some(DatabaseProperties {
+            owner: "app_owner".into(),
+            encoding: "UTF8".into(),
+            collate: "C".into(),
+            ctype: "C".into(),
+            locale_provider: "libc".into(),
+            locale: None,
+            settings: vec![DatabaseSetting {
+                role: None,
+                name: "app.jwt_secret".into(),
+                value: "S3cr3t-jwt".into(),
+            }],
+            acl: None,
+            comment: None,
+        });
+        let text = String::from_utf8(meta.to_json().unwrap()).unwrap();
+        assert!(
+            !text.contains("S3cr3t-jwt") && !text.contains("app_owner") && !text.contains("vector"),
+            "{text}"
+        );
+        let mut read = Meta::parse(&text).unwrap();
+        assert_eq!(
+            read.tables, meta.tables,
+            "the anomaly check's rows stay readable"
+        );
+        assert!(read.database_properties.is_none() && read.extensions.is_empty());
+        read.unseal(&ids).unwrap();
+        assert_eq!(read.database_properties, meta.database_properties);
+        assert_eq!(
+            (&read.roles, &read.extensions),
+            (&meta.roles, &meta.extensions)
+        );
+        // Written back (a verdict, a pin) with the key or without: the same sealed text.
+        let again = String::from_utf8(read.to_json().unwrap()).unwrap();
+        assert_eq!(again, text);
+        let plain = sample();
+        assert_eq!(
+            plain.sealed().unwrap(),
+            plain,
+            "a plaintext backup's meta.json is as it is"
+        );
     }
 }

@@ -83,6 +83,12 @@ pub fn meta_path_for(dump: &Path) -> Option<PathBuf> {
 /// Finds the backup: the named file, an S3 object (downloaded into a temp
 /// dir), or the newest complete backup in the directory or under the prefix.
 pub async fn locate(wanted: &Wanted) -> Result<Located> {
+    locate_checked(wanted, &|_| Ok(())).await
+}
+
+/// [`locate`], with `check` asked about an S3 backup's meta.json before its
+/// dump is downloaded (a local one is there already: the caller checks it).
+pub async fn locate_checked(wanted: &Wanted, check: s3::MetaCheck<'_>) -> Result<Located> {
     match wanted {
         Wanted::File(path) => match std::fs::metadata(path) {
             Ok(m) if m.is_file() => Ok(Located::local(path)),
@@ -97,12 +103,12 @@ pub async fn locate(wanted: &Wanted) -> Result<Located> {
             select,
         } => {
             let store = LocalStore::new(dir);
-            let name = select::newest(&store, select, "; name a file or pass --backup-dir").await?;
+            let name = select::newest(&store, select, &nothing_advice(dir)).await?;
             Ok(Located::local(&dir.join(name.dump_file())))
         }
         Wanted::S3Object { s3, key } => {
             let store = s3::connect(S3Settings::clone(s3)).await?;
-            download(&store, key).await
+            download(&store, key, check).await
         }
         Wanted::Newest {
             place: Place::S3(s3),
@@ -110,16 +116,36 @@ pub async fn locate(wanted: &Wanted) -> Result<Located> {
         } => {
             let store = s3::connect(S3Settings::clone(s3)).await?;
             let name = select::newest(&store, select, "").await?;
-            download(&store, &store.key_for(&name.dump_file())).await
+            download(&store, &store.key_for(&name.dump_file()), check).await
         }
     }
 }
 
+/// What to try when `dir` holds no backup to pick: the default directory is
+/// named as the default (pass --backup-dir), one that was given is not.
+fn nothing_advice(dir: &Path) -> String {
+    let missing = if dir.exists() {
+        ""
+    } else {
+        " (the directory does not exist)"
+    };
+    if dir == Path::new(crate::settings::restore::DEFAULT_BACKUP_DIR) {
+        format!(
+            "{missing}; that is the default directory: pass --backup-dir (or set BACKUP_DIR) to \
+             where the backups are, name a backup file, or use --from-s3"
+        )
+    } else {
+        format!(
+            "{missing}; name a backup file, or use --from-s3 for the backups under the S3 prefix"
+        )
+    }
+}
+
 /// Downloads `key` (and its meta.json) into a temporary directory.
-async fn download(store: &s3::Store, key: &str) -> Result<Located> {
+async fn download(store: &s3::Store, key: &str, check: s3::MetaCheck<'_>) -> Result<Located> {
     // Private, and marked with this run so the next one removes it if this one is killed.
     let temp = fetch_dir::create()?;
-    let fetched = s3::fetch_backup(store, key, temp.path()).await?;
+    let fetched = s3::fetch_backup_checked(store, key, temp.path(), check).await?;
     Ok(Located {
         dump: fetched.dump,
         meta_path: fetched.meta,
@@ -211,15 +237,19 @@ pub struct Backup {
 
 impl Backup {
     /// Reads meta.json and picks the identity that decrypts the dump: an
-    /// encrypted backup without one that fits is a usage error (exit 2).
+    /// encrypted backup without one that fits is a usage error (exit 2). The
+    /// same identity opens meta.json's sealed section.
     pub fn open(located: Located, decrypt: &Decrypt) -> Result<Backup> {
-        let (meta_state, meta_text) = read_meta_and_text(&located);
+        let (mut meta_state, meta_text) = read_meta_and_text(&located);
         let source = Source::open(
             &located.dump,
             meta_state.meta(),
             decrypt.identity_file.as_deref(),
             decrypt.scratch_dir.as_deref(),
         )?;
+        if let (MetaState::Read(meta), Some(identities)) = (&mut meta_state, source.identities()) {
+            meta.unseal(identities).map_err(|e| usage(one_line(&e)))?;
+        }
         Ok(Backup {
             located,
             meta_state,
@@ -316,6 +346,15 @@ fn short(hash: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_advice_names_the_default_directory_only_when_it_was_the_default() {
+        let default = nothing_advice(Path::new(crate::settings::restore::DEFAULT_BACKUP_DIR));
+        assert!(default.contains("pass --backup-dir"), "{default}");
+        let given = nothing_advice(Path::new("/nonexistent/pgbak-backups"));
+        assert!(!given.contains("--backup-dir"), "{given}");
+        assert!(given.contains("does not exist"), "{given}");
+    }
 
     #[test]
     fn meta_is_the_sibling_of_a_dump() {

@@ -77,4 +77,6 @@ pub struct CheckArgs {
     pub check_config: bool,
     #[command(flatten)]
     pub s3_args: S3Args,
+    #[command(flatten)]
+    pub env_file: super::EnvFileArgs,
 }

@@ -32,10 +32,21 @@ pub struct RestoreArgs {
     /// Do not ask for confirmation (required without a terminal).
     #[arg(long)]
     pub no_confirm: bool,
-    /// Restore only this table: SCHEMA.TABLE, or a name found in one schema (repeatable). Checked
-    /// against the archive first: a selection matching nothing is exit 2 and touches nothing.
+    /// Restore only this table, with its indexes, constraints, triggers, policies, owned sequences,
+    /// defaults, comments and grants: SCHEMA.TABLE, or a name found in one schema (repeatable).
+    /// Checked against the archive first: a selection matching nothing is exit 2 and touches
+    /// nothing; an existing table is refused (exit 2) without --data-only or --clean.
     #[arg(long = "table", value_name = "SCHEMA.TABLE")]
     pub tables: Vec<String>,
+    /// With --table, when the table exists: append the backup's rows to it (one transaction:
+    /// a row that breaks a constraint appends nothing, and the error is reported).
+    #[arg(long, requires = "tables", conflicts_with_all = ["clean", "create_db"])]
+    pub data_only: bool,
+    /// With --table, when the table exists: drop it and restore it as in the backup, with its
+    /// indexes, constraints, triggers, policies, sequences and grants (refused while a view or
+    /// another table's foreign key depends on it).
+    #[arg(long, requires = "tables", conflicts_with = "create_db")]
+    pub clean: bool,
     /// Restore only this schema (repeatable; checked against the archive first).
     #[arg(long = "schema", value_name = "SCHEMA")]
     pub schemas: Vec<String>,

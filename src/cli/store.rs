@@ -20,6 +20,8 @@ pub struct ListArgs {
     pub retention: RetentionArgs,
     #[command(flatten)]
     pub s3_args: S3Args,
+    #[command(flatten)]
+    pub env_file: super::EnvFileArgs,
 }
 
 #[derive(Debug, Args)]
@@ -47,6 +49,8 @@ pub struct PruneArgs {
     pub retention: RetentionArgs,
     #[command(flatten)]
     pub s3_args: S3Args,
+    #[command(flatten)]
+    pub env_file: super::EnvFileArgs,
 }
 
 #[derive(Debug, Args)]
@@ -61,4 +65,6 @@ pub struct UnpinArgs {
     pub s3: bool,
     #[command(flatten)]
     pub s3_args: S3Args,
+    #[command(flatten)]
+    pub env_file: super::EnvFileArgs,
 }

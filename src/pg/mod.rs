@@ -13,6 +13,7 @@ pub mod replay;
 pub mod restore;
 pub mod selection;
 pub mod snapshot;
+pub mod table_toc;
 pub mod tempdb;
 pub mod tls;
 pub mod tools;

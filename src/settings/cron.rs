@@ -19,6 +19,7 @@ use clap::CommandFactory;
 
 use super::backup::{BackupPlan, Runner};
 use super::commands::GlobalSettings;
+use super::expect::ExpectedTables;
 use super::{vars, Env};
 use crate::alert::{self, AlertTarget};
 use crate::cli::{Cli, CronArgs, CronReportArgs, CronReportOnly};
@@ -55,6 +56,8 @@ pub struct CronConfig {
     pub plan: BackupPlan,
     pub verify: bool,
     pub verify_target: Target,
+    /// The tables verify expects besides each backup's own.
+    pub expected_tables: ExpectedTables,
     /// Decrypts the new backup for verify (`.dump.age`).
     pub identity_file: Option<PathBuf>,
     /// Where an encrypted backup is decrypted for a parallel restore.
@@ -162,6 +165,7 @@ impl CronConfig {
             None if args.verify_ephemeral => Target::Ephemeral,
             None => Target::SourceServer,
         };
+        let expected_tables = ExpectedTables::resolve(&args.expect)?;
         let identity_file = args.decrypt.identity_file.clone();
         if verify {
             check_identity(plan.job.recipients.as_ref(), identity_file.as_deref())?;
@@ -173,6 +177,7 @@ impl CronConfig {
         Ok(CronConfig {
             verify,
             verify_target,
+            expected_tables,
             identity_file,
             scratch_dir: args.decrypt.scratch_dir.clone(),
             require_encryption: decrypt.require_encryption || plan.job.recipients.is_some(),

@@ -27,6 +27,7 @@ pub mod commands;
 pub mod cron;
 mod env;
 mod env_file;
+pub mod expect;
 pub mod groups;
 pub mod restore;
 pub mod s3;

@@ -11,9 +11,10 @@ use anyhow::Result;
 
 use super::commands::GlobalSettings;
 use crate::archive::{Decrypt, Place, Wanted};
+pub use crate::cli::DEFAULT_BACKUP_DIR;
 use crate::cli::{BackupSourceArgs, DecryptArgs, RestoreArgs};
 use crate::mode::Mode;
-use crate::pg::restore::validate_memory_setting;
+use crate::pg::restore::{validate_memory_setting, TableWay};
 use crate::pg::url::ConnSettings;
 use crate::signing::TrustedKeys;
 use crate::storage::s3::{parse_uri, S3Settings};
@@ -112,6 +113,8 @@ pub struct RestoreOptions {
     pub no_owner: bool,
     /// `--table` and `--schema`, resolved against the archive later.
     pub tables: Vec<String>,
+    /// `--data-only` or `--clean`: what a table restore does to an existing table.
+    pub table_way: Option<TableWay>,
     pub schemas: Vec<String>,
     pub alembic_stamp: bool,
 }
@@ -152,6 +155,11 @@ impl RestoreSettings {
                 create_db: args.create_db,
                 no_owner: args.no_owner,
                 tables: args.tables,
+                table_way: match (args.data_only, args.clean) {
+                    (true, _) => Some(TableWay::DataOnly),
+                    (_, true) => Some(TableWay::Clean),
+                    _ => None,
+                },
                 schemas: args.schemas,
                 alembic_stamp: args.alembic_stamp,
             },

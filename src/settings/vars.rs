@@ -73,6 +73,10 @@ pub const PGBAK_TRUSTED_KEYS: &str = "PGBAK_TRUSTED_KEYS";
 pub const PGBAK_VERIFY_TARGET_URL: &str = "PGBAK_VERIFY_TARGET_URL";
 /// `true` acts as `cron --verify`.
 pub const VERIFY_ON_BACKUP: &str = "VERIFY_ON_BACKUP";
+/// Tables the restored copy must hold besides meta.json's (`[DB:]SCHEMA.TABLE`, comma-separated).
+pub const PGBAK_EXPECT_TABLES: &str = "PGBAK_EXPECT_TABLES";
+/// A file of such tables, one per line.
+pub const PGBAK_EXPECT_TABLES_FILE: &str = "PGBAK_EXPECT_TABLES_FILE";
 
 // cron.
 /// The environment file `pgbak cron` reads first (as --env-file).

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod any_database;
 mod backup;
 mod bucket_downgrade;
 mod bucket_meta_sql;
@@ -28,11 +29,14 @@ mod s3;
 mod s3_checks;
 mod s3_markers;
 mod server_identity;
+mod sealed_meta;
+mod table_restore;
 mod tls;
 mod trust;
 mod trust_s3;
 mod trust_signals;
 mod trust_standby;
+mod usability;
 mod verdict;
 mod verify;
 mod verify_schema;

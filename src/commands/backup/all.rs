@@ -53,6 +53,8 @@ pub struct RunOutcome {
     pub excluded: Vec<String>,
     /// (database or `(globals)`, why), in run order.
     pub failed: Vec<(String, String)>,
+    /// Those of `failed` whose local backup is complete: only the upload failed.
+    pub upload_failed: Vec<String>,
     pub deleted: Vec<String>,
 }
 
@@ -71,6 +73,16 @@ impl RunOutcome {
             "failed": self.failed.iter().map(|(db, why)| json!({"database": db, "error": why})).collect::<Vec<_>>(),
             "deleted": self.deleted,
         })
+    }
+
+    /// True when backups failed, and each only in its upload (the local
+    /// backups are complete): `pgbak cron` alerts "backup upload failed".
+    pub fn only_uploads_failed(&self) -> bool {
+        !self.failed.is_empty()
+            && self
+                .failed
+                .iter()
+                .all(|(db, _)| self.upload_failed.contains(db))
     }
 
     /// Ok when every backup of the run succeeded, else an error naming the failed ones.
@@ -129,6 +141,7 @@ pub async fn backup_run(
         databases: Vec::new(),
         excluded,
         failed: Vec::new(),
+        upload_failed: Vec::new(),
         deleted: Vec::new(),
     };
     match backup_one(&job, signals, Some(databases.clone())).await {
@@ -139,6 +152,9 @@ pub async fn backup_run(
         Err(err) if is_interruption(&err) => return Err(err),
         Err(err) => {
             ui::error(&format!("globals: {}", one_line(&err)));
+            if backup::complete_despite_upload(&err).is_some() {
+                outcome.upload_failed.push("(globals)".to_owned());
+            }
             outcome
                 .failed
                 .push(("(globals)".to_owned(), one_line(&err)));
@@ -155,6 +171,9 @@ pub async fn backup_run(
             Err(err) if is_interruption(&err) => return Err(err),
             Err(err) => {
                 ui::error(&format!("database {db:?}: {}", one_line(&err)));
+                if backup::complete_despite_upload(&err).is_some() {
+                    outcome.upload_failed.push(db.clone());
+                }
                 outcome.failed.push((db.clone(), one_line(&err)));
             }
         }

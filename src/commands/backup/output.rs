@@ -190,6 +190,7 @@ impl Output {
                 system_identifier,
             }),
             signature: None,
+            sealed: None,
             encryption: job.recipients.as_ref().map(|r| Encryption {
                 format: "age".to_owned(),
                 recipients: r.texts(),
@@ -210,9 +211,16 @@ impl Output {
         mut meta: Meta,
         signals: &mut Signals,
     ) -> Result<(Made, Option<anyhow::Error>)> {
+        // Sealed once, so the local and the uploaded meta.json are the same
+        // document, and what this run prints or keeps holds no secret either.
+        meta = match meta.sealed() {
+            Ok(meta) => meta,
+            Err(err) => return Err(self.fail(err).await),
+        };
         if let Some(key) = &job.signing_key {
-            // Signed before anything is renamed into place: a backup is
-            // complete only with its signature (see `crate::signing`).
+            // Signed (the sealed document, as it is stored) before anything is
+            // renamed into place: a backup is complete only with its signature
+            // (see `crate::signing`).
             meta.signature = match key.sign(&meta) {
                 Ok(signature) => Some(signature),
                 Err(err) => return Err(self.fail(err).await),
@@ -348,8 +356,7 @@ fn reserve_name(output_dir: &Path, mut name: BackupName) -> Result<(BackupName, 
 /// meta.json's partial first (a full disk fails here, before any rename),
 /// then the dump and the meta renamed into place.
 fn commit(sink: FileSink, meta: &Meta, meta_path: &Path) -> Result<()> {
-    let mut json = serde_json::to_vec_pretty(meta).context("encoding meta.json")?;
-    json.push(b'\n');
+    let json = meta.to_json()?;
     // The same locked-partial path as the dump, so no concurrent cleanup takes it;
     // dropped on error, it removes itself.
     let mut meta_sink = FileSink::create(meta_path)

@@ -47,7 +47,7 @@ use crate::signals::Signals;
 use crate::storage::s3::{self, S3Settings};
 use crate::ui;
 
-pub use argv::{env_file_flag, is_cron};
+pub use argv::{command as argv_command, env_file_flag, is_cron, ENV_FILE_COMMANDS};
 pub use report::unparsed;
 
 /// What the run did so far, for the alert and the metrics.
@@ -116,11 +116,10 @@ pub async fn run(settings: CronSettings) -> Result<ExitCode> {
     crate::children::stop_leftovers().await;
     crate::archive::fetch_dir::sweep();
     ui::info(&format!(
-        "pgbak cron {} starting (pid {}): {} backup of {} into {}, keep {}, verify {}, log {}",
+        "pgbak cron {} starting (pid {}): {} into {}, keep {}, verify {}, log {}",
         env!("CARGO_PKG_VERSION"),
         std::process::id(),
-        mode.as_str(),
-        job.conn.dbname,
+        config::what_is_backed_up(&config),
         backup_dir.display(),
         job.policy,
         if config.verify { "on" } else { "off" },
@@ -198,14 +197,28 @@ async fn steps(config: &CronConfig, run: &mut Run, signals: &mut Signals) -> Res
         if config.verify {
             ui::warn("verify is not run for --all-databases; verify single backups with `pgbak verify FILE`");
         }
-        return run
+        let outcome = run
             .step(Step::Backup, async {
                 backup::check_object_lock(job).await?;
-                super::backup::all::backup_run(job, excludes, signals)
-                    .await?
-                    .result()
+                let outcome = super::backup::all::backup_run(job, excludes, signals).await?;
+                if outcome.only_uploads_failed() {
+                    return Ok(outcome);
+                }
+                outcome.result().map(|()| outcome)
             })
-            .await;
+            .await?;
+        // Every local backup is complete; only uploads failed: alerted as such.
+        return outcome.result().map_err(|error| {
+            run.steps.push(StepMetric {
+                step: Step::Upload.as_str(),
+                success: false,
+                duration: std::time::Duration::ZERO,
+            });
+            Failed {
+                step: Step::Upload,
+                error,
+            }
+        });
     }
     let (made, upload_failed) = run
         .step(Step::Backup, async {
@@ -273,6 +286,7 @@ async fn verify_step(config: &CronConfig, made: &Made, signals: &mut Signals) ->
     let job = &config.plan.job;
     let mut opts = VerifyOptions::new(job.conn.clone(), job.pg_bin_dir.clone());
     opts.target = config.verify_target.clone();
+    opts.expected_tables = config.expected_tables.clone();
     opts.identity_file = config.identity_file.clone();
     opts.scratch_dir = config.scratch_dir.clone();
     opts.require_encryption = config.require_encryption;

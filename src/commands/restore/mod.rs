@@ -22,6 +22,7 @@
 
 mod after;
 mod all;
+mod table;
 mod target;
 
 use std::collections::BTreeSet;
@@ -76,8 +77,14 @@ pub async fn restore_into(
     let (admin, plan) = plan(opts, conn, &backup, &mut signals).await?;
     // An encrypted backup for a parallel restore is decrypted now (into an
     // unnamed scratch file), so a failure here leaves the target untouched.
+    // A table restore is one transaction, which pg_restore runs as one job.
+    let jobs = if plan.table.is_some() {
+        1
+    } else {
+        opts.tuning.jobs
+    };
     let (plain, jobs) = signals
-        .guard(backup.source.for_restore(opts.tuning.jobs))
+        .guard(backup.source.for_restore(jobs))
         .await
         .with_context(|| format!("not restoring {}", backup.located.dump.display()))?;
 
@@ -95,17 +102,28 @@ pub async fn restore_into(
 
     // 4: a fresh database when asked.
     let mut not_restored = prepare_target(opts, conn, &backup, &admin, &plan, &mut signals).await?;
+    not_restored.extend(plan.table.iter().flat_map(|t| t.skipped.iter().cloned()));
     drop(admin);
 
     // 5: pg_restore (an encrypted backup decrypted on the way in).
     let clock = std::time::Instant::now();
     let outcome = run_pg_restore(opts, conn, &backup, &plan, plain, jobs, &mut signals).await?;
-    let mut failed = !judge_restore(&outcome, clock, plan.server_major, &mut not_restored);
+    let restored = judge_restore(&outcome, clock, plan.server_major, &mut not_restored);
+    let mut failed = !restored;
 
     // 6: the restored database against meta.json.
     let target = signals.guard(client::connect(conn)).await?;
-    if let Some(meta) = backup.meta() {
-        failed |= !after::check_restored(&target, meta, plan.selection.as_ref()).await?;
+    match (backup.meta(), &plan.table) {
+        (_, Some(_)) if !restored => ui::error(
+            "pg_restore ran in one transaction, which was rolled back: the target is as it was",
+        ),
+        (Some(meta), Some(table)) => {
+            failed |= !table::verdict(&target, meta, table, plan.server_major).await?;
+        }
+        (Some(meta), None) => {
+            failed |= !after::check_restored(&target, meta, plan.selection.as_ref()).await?;
+        }
+        (None, _) => {}
     }
     if opts.alembic_stamp && !after::alembic_stamp().await {
         failed = true;
@@ -171,14 +189,29 @@ async fn open_backup(
     conn: &ConnSettings,
     signals: &mut Signals,
 ) -> Result<Checked> {
-    let backup = Backup::open(archive::locate(wanted).await?, &opts.tuning.decrypt)?;
+    // An S3 backup's meta.json is asked before its dump is downloaded.
+    let named = match wanted {
+        Wanted::S3Object { s3, key } => format!("s3://{}/{key}", s3.bucket),
+        _ => "the newest backup under the S3 prefix".to_owned(),
+    };
+    let before_download =
+        |meta: Option<&Meta>| refuse_other(meta, &named, opts.allow_other_database, conn);
+    let located = archive::locate_checked(wanted, &before_download).await?;
+    let backup = Backup::open(located, &opts.tuning.decrypt)?;
     let dump = backup.located.dump.display().to_string();
     // Not a plaintext object where an encrypted one belongs, signed when signatures are required.
     let trusted = backup
         .authentic(&opts.tuning.decrypt)
         .map_err(|why| usage(format!("not restoring {dump}: {why}")))?;
     ui::info(&format!("{dump}: {trusted}"));
-    refuse_other_backups(&backup, opts.allow_other_database, conn)?;
+    if !backup.located.temporary {
+        refuse_other(
+            backup.meta(),
+            &backup.located.dump.display(),
+            opts.allow_other_database,
+            conn,
+        )?;
+    }
     if let Some(meta) = backup.meta().filter(|_| opts.create_db) {
         // --create-db turns the recorded properties into SQL: refuse values
         // PostgreSQL could not have recorded before the target is touched.
@@ -204,10 +237,13 @@ async fn open_backup(
 }
 
 /// A globals backup is no database; a backup of another database needs
-/// `--allow-other-database` (exit 2 otherwise).
-fn refuse_other_backups(backup: &Backup, allow_other: bool, conn: &ConnSettings) -> Result<()> {
-    let meta = backup.meta();
-    let dump = backup.located.dump.display();
+/// `--allow-other-database` (exit 2 otherwise). `dump` names the backup.
+fn refuse_other(
+    meta: Option<&Meta>,
+    dump: &dyn std::fmt::Display,
+    allow_other: bool,
+    conn: &ConnSettings,
+) -> Result<()> {
     if meta.is_some_and(|m| m.mode == Mode::Globals) {
         return Err(usage(format!(
             "{dump} is a globals backup (roles and tablespaces as plain SQL from pg_dumpall), not a \
@@ -235,7 +271,9 @@ struct Plan {
     server_major: u32,
     tools: PgTools,
     selection: Option<Resolved>,
-    /// pg_restore's `-L` list for an exact `--table` selection.
+    /// A `--table` selection: what it takes and how.
+    table: Option<table::TablePlan>,
+    /// pg_restore's `-L` list for a `--table` selection.
     list_file: Option<tempfile::NamedTempFile>,
     roles: BTreeSet<String>,
     owners: bool,
@@ -272,8 +310,28 @@ async fn plan(
         .with_context(|| format!("not restoring {}", backup.located.dump.display()))?;
     ui::info(&backup.describe(&backup.header, &listing, &tools));
     let selection = select(opts, &listing)?;
-    let list_file = match selection.as_ref().and_then(|s| s.list.as_deref()) {
-        Some(list) => Some(write_list(list)?),
+    let table = match selection.as_ref().filter(|s| !s.tables.is_empty()) {
+        Some(resolved) => {
+            // With --create-db the target is made anew: no table exists there.
+            let target = (!opts.create_db).then_some(&admin);
+            Some(table::plan(target, &listing, resolved, meta, opts.table_way).await?)
+        }
+        None => None,
+    };
+    let list_file = match &table {
+        Some(table) => {
+            // Checked now: a table restore runs through psql (pg::restore::script).
+            let psql = tools.tool("psql");
+            if !psql.is_file() {
+                return Err(usage(format!(
+                    "not restoring: a table restore runs in one transaction through psql, and \
+                     there is no {} beside pg_restore; install the PostgreSQL client package \
+                     that has both (or point --pg-bin-dir at one)",
+                    psql.display()
+                )));
+            }
+            Some(write_list(&table.list)?)
+        }
         None => None,
     };
     if selection.is_none() {
@@ -297,6 +355,7 @@ async fn plan(
         server_major: server.major(),
         tools,
         selection,
+        table,
         list_file,
         roles,
         owners,
@@ -400,6 +459,7 @@ async fn run_pg_restore(
             &opts.schemas
         },
         owners: plan.owners,
+        table_way: plan.table.as_ref().map(|t| t.way),
     };
     plain.restore(&job, signals).await
 }

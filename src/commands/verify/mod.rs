@@ -46,7 +46,7 @@ use crate::settings::verify::VerifySettings;
 use crate::signals::Signals;
 use crate::ui;
 
-pub use crate::settings::verify::{split_table, Target, VerifyOptions, DEFAULT_TABLES};
+pub use crate::settings::verify::{split_table, Target, VerifyOptions};
 pub use report::{Check, CheckId, Report, Status};
 use target::{Place, Prepared, Server};
 
@@ -378,6 +378,7 @@ async fn restore_copy(
         list_file: None,
         schemas: &[],
         owners: prepared.owners,
+        table_way: None,
     };
     let outcome = plain.restore(&job, signals).await?;
     report.pg_restore_warnings = outcome.warnings.clone();
@@ -427,9 +428,12 @@ async fn check_copy(
     signals: &mut Signals,
     report: &mut Report,
 ) -> Result<()> {
+    // Entries naming a database apply to backups of that database.
+    let database = run.meta().map_or(&run.opts.conn.dbname, |m| &m.database);
+    let tables = run.opts.expected_tables.for_database(database);
     let expected = checks::Expected {
         meta: run.meta(),
-        tables: &run.opts.expected_tables,
+        tables: &tables,
         extensions,
     };
     let checked = signals

@@ -17,6 +17,7 @@ use crate::error::{finding, interrupted, usage};
 use crate::signals::Signals;
 use crate::ui;
 
+mod script;
 mod verdict;
 pub use verdict::{
     classify, distinct, failure, judge, missing_extension, one_line, Outcome, STDERR_CAP,
@@ -70,7 +71,12 @@ pub struct Listing {
 /// An archive pg_restore cannot read is a [`crate::error::Finding`].
 pub async fn list(tools: &PgTools, input: &Input) -> Result<Listing> {
     let mut cmd = crate::children::command(tools.tool("pg_restore"));
-    cmd.arg("--list").stdin(Stdio::null()).kill_on_drop(true);
+    // --verbose adds each entry's dependencies (`;\tdepends on: ...`), which
+    // a table restore follows (`table_toc`); every reader skips `;` lines.
+    cmd.arg("--list")
+        .arg("--verbose")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
     input.attach(&mut cmd)?;
     let out = tools::run(cmd, "pg_restore --list").await?;
     let pg_restore = tools.tool("pg_restore");
@@ -131,6 +137,21 @@ pub struct RestoreJob<'a> {
     /// Restore owners and privileges (every role the dump needs exists on the
     /// target); false is pg_restore `--no-owner --no-privileges`.
     pub owners: bool,
+    /// A table restore: one transaction (all or nothing, [`script`]), and
+    /// with [`TableWay::Clean`] the listed objects dropped first, with
+    /// [`TableWay::DataOnly`] only rows.
+    pub table_way: Option<TableWay>,
+}
+
+/// How `restore --table` treats the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableWay {
+    /// The table is not there: create it with everything that belongs to it.
+    Create,
+    /// `--data-only`: append the rows to the existing table.
+    DataOnly,
+    /// `--clean`: drop the table (with what belongs to it) and create it again.
+    Clean,
 }
 
 /// Checks a `maintenance_work_mem` value before it goes into PGOPTIONS.
@@ -178,6 +199,9 @@ pub async fn restore(
     input: &Input,
     signals: &mut Signals,
 ) -> Result<Outcome> {
+    if let Some(way) = job.table_way {
+        return script::in_one_transaction(job, way, input, signals).await;
+    }
     let mut cmd = job.tools.command("pg_restore", job.conn);
     if !job.owners {
         cmd.arg("--no-owner").arg("--no-privileges");

@@ -41,7 +41,7 @@ use crate::meta::Meta;
 use crate::ui;
 
 pub use cleanup::OpenUpload;
-pub use fetch::{fetch_backup, parse_uri, Fetched};
+pub use fetch::{fetch_backup, fetch_backup_checked, parse_uri, Fetched, MetaCheck};
 pub use marker::MARKER_SUFFIX;
 pub use part_plan::{PartPlan, DEFAULT_PART_SIZE, MIB, S3_MAX_PART_SIZE, S3_MIN_PART_SIZE};
 pub use settings::{keep_warning, normalize_prefix, S3Settings, Sse, SseAlgorithm, StorageClass};
@@ -163,11 +163,25 @@ fn sdk_loader(settings: &S3Settings) -> aws_config::ConfigLoader {
 pub(super) fn sdk_error<E: std::error::Error + 'static>(err: SdkError<E>) -> anyhow::Error {
     let status = err.raw_response().map(|r| r.status().as_u16());
     let mut text = error_chain(&err);
+    if no_credentials(&text) {
+        return crate::error::usage(NO_CREDENTIALS);
+    }
     if let Some(status) = status {
         text.push_str(&format!(" (HTTP {status})"));
     }
     anyhow!(text)
 }
+
+/// What the SDK's credential chain says when no provider had credentials
+/// (the last one tried, instance metadata, is all its message names).
+fn no_credentials(chain: &str) -> bool {
+    chain.contains("no credentials found in chain")
+        || chain.contains("the credential provider was not enabled")
+}
+
+const NO_CREDENTIALS: &str = "no AWS credentials found: set AWS_ACCESS_KEY_ID and \
+    AWS_SECRET_ACCESS_KEY (or AWS_SECRET_ACCESS_KEY_FILE), or AWS_PROFILE, or run where a web \
+    identity token, a container or an instance role provides them";
 
 /// An access-denied error names the IAM permission the step needs (the
 /// README's policy lists them all); other errors pass unchanged.
@@ -467,4 +481,23 @@ async fn head_after_upload(
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_credential_chain_is_told_from_other_failures() {
+        let empty = "dispatch failure: other: the credential provider was not enabled: no \
+                     credentials found in chain. Attempted: | Environment: ... | \
+                     Ec2InstanceMetadata: the credential provider was not enabled: IMDS disabled";
+        assert!(no_credentials(empty));
+        for other in [
+            "dispatch failure: io error: Connection refused (os error 111)",
+            "service error: AccessDenied (HTTP 403)",
+        ] {
+            assert!(!no_credentials(other), "{other}");
+        }
+    }
 }
