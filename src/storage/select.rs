@@ -16,7 +16,8 @@ use crate::meta::Meta;
 use crate::mode::Mode;
 use crate::ui;
 
-/// The newest backup in `store` that `select` accepts. meta.json is read
+/// The newest backup in `store` that `select` accepts. meta.json (with the
+/// verdict beside it, when there is one) is read
 /// only for complete backups whose name could be the target's (one that
 /// cannot be read is named in a warning and counts as unread); newer
 /// backups skipped because their verification failed are named. Nothing
@@ -32,7 +33,7 @@ pub async fn newest(
     for backup in &backups {
         let complete = backup.has_dump && backup.has_meta;
         let meta = if complete && select.may_pick(&backup.name) {
-            store.load_meta(&backup.name).await.unwrap_or_else(|err| {
+            store.load_judged(backup).await.unwrap_or_else(|err| {
                 ui::warn(&one_line(&err));
                 None
             })
