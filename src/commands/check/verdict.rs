@@ -33,6 +33,11 @@ pub struct Seen {
     pub pinned: Option<Pin>,
     /// S3 Object Lock: the dump cannot be deleted before this (asked for the newest backup).
     pub locked_until: Option<DateTime<Utc>>,
+    /// meta.json's server name; None when not read or not recorded.
+    pub server: Option<String>,
+    /// With a directory and a bucket: the dump is in the bucket too (asked
+    /// for the newest backup); None when not asked.
+    pub offsite: Option<bool>,
 }
 
 impl Seen {
@@ -47,6 +52,8 @@ impl Seen {
             verified: None,
             pinned: None,
             locked_until: None,
+            server: None,
+            offsite: None,
         }
     }
 
@@ -70,9 +77,15 @@ impl Seen {
             }),
             pinned: meta.pinned.clone(),
             locked_until: None,
+            server: meta.server.as_ref().map(|s| s.name.clone()),
+            offsite: None,
         }
     }
 }
+
+/// A backup dated more than this after the check's clock is "in the future"
+/// (clocks of two hosts may differ a little; names move a second per collision).
+pub const FUTURE_SLACK: Duration = Duration::from_secs(10 * 60);
 
 /// Whether the meta.json of the next (older) backup at `at` is needed, given
 /// those read so far (newest first): always for the newest [`ROWS_READ`];
@@ -127,7 +140,11 @@ pub struct GroupReport {
     pub database: String,
     pub mode: String,
     pub label: Option<String>,
-    /// `ok`, or the worst problem: `missing`, `failed`, `stale`, `unverified`.
+    /// The server's name (from meta.json); null for backups that do not say
+    /// which server they come from (made before pgbak recorded it).
+    pub server: Option<String>,
+    /// `ok`, or the worst problem: `missing`, `failed`, `future`, `stale`,
+    /// `unverified`, `not offsite`.
     pub status: &'static str,
     pub ok: bool,
     /// One sentence per problem, worst first.
@@ -167,7 +184,11 @@ pub fn assess(
         size_bytes: s.size_bytes,
         rows: s.rows,
     };
-    let newest = seen.first();
+    // A backup named in the future (a clock that was ahead) is reported and
+    // judged by the newest one that is not.
+    let slack = chrono::TimeDelta::from_std(FUTURE_SLACK).unwrap_or_default();
+    let future = seen.iter().find(|s| s.at > now + slack);
+    let newest = seen.iter().find(|s| s.at <= now + slack);
     let newest_verified = seen.iter().find(|s| s.verified.is_some_and(|(_, ok)| ok));
     let last_verify = seen.iter().find_map(|s| {
         s.verified.map(|(at, passed)| LastVerify {
@@ -179,7 +200,19 @@ pub fn assess(
     let too_old =
         |at: DateTime<Utc>, limit: Duration| (now - at).to_std().is_ok_and(|age| age > limit);
     let mut problems: Vec<(&'static str, String)> = Vec::new();
+    if let Some(f) = future {
+        problems.push((
+            "future",
+            format!(
+                "{} is dated {}, in the future: the clock of the host that made it was ahead; \
+                 check that clock, then delete or rename the backup",
+                f.name,
+                f.at.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ),
+        ));
+    }
     match newest {
+        None if future.is_some() => {}
         None => problems.push((
             "missing",
             if incomplete > 0 {
@@ -228,14 +261,38 @@ pub fn assess(
                     Some(_) => {}
                 }
             }
+            if seen.first().and_then(|s| s.offsite) == Some(false) {
+                problems.push((
+                    "not offsite",
+                    format!(
+                        "the newest backup {} is not in the bucket, only in the directory",
+                        seen[0].name
+                    ),
+                ));
+            }
         }
     }
+    // Worst first: what is broken, then what is old, then where it is.
+    let rank = |status: &str| {
+        [
+            "missing",
+            "failed",
+            "future",
+            "stale",
+            "unverified",
+            "not offsite",
+        ]
+        .iter()
+        .position(|s| *s == status)
+    };
+    problems.sort_by_key(|(status, _)| rank(status));
     GroupReport {
         database: newest
             .and_then(|n| n.database.clone())
             .unwrap_or_else(|| group.database.clone()),
         mode: group.mode.to_owned(),
         label: group.label.clone(),
+        server: seen.iter().find_map(|s| s.server.clone()),
         status: problems.first().map_or("ok", |(status, _)| status),
         ok: problems.is_empty(),
         problems: problems.into_iter().map(|(_, text)| text).collect(),
@@ -301,6 +358,7 @@ pub(crate) mod tests {
             database: "app".into(),
             mode: "full",
             label: None,
+            server: None,
         }
     }
 
@@ -316,6 +374,8 @@ pub(crate) mod tests {
             verified: verified.map(|ok| (Some(at + chrono::TimeDelta::minutes(5)), ok)),
             pinned: None,
             locked_until: None,
+            server: None,
+            offsite: None,
         }
     }
 
@@ -393,6 +453,37 @@ pub(crate) mod tests {
             assert_eq!(r.ok, status == "ok", "{what}");
             assert_eq!(r.problems.len(), problems, "{what}: {:?}", r.problems);
         }
+    }
+
+    #[test]
+    fn a_backup_dated_in_the_future_and_one_not_offsite_are_problems() {
+        let mut ahead = seen(-24 * 30, Some(true));
+        ahead.name = "app_full_ahead".into();
+        let backups = vec![ahead.clone(), seen(5, Some(true))];
+        let r = assess(&group(), &backups, 2, 0, limits(), now());
+        assert_eq!(r.status, "future", "{r:#?}");
+        assert_eq!(
+            r.problems.len(),
+            1,
+            "judged by the newest one not ahead: {r:#?}"
+        );
+        assert!(r.problems[0].contains("app_full_ahead"), "{:?}", r.problems);
+        assert_eq!(r.newest.as_ref().unwrap().age_seconds, 5 * 3600);
+        // Only a future backup: no other problem is invented.
+        let r = assess(&group(), &[ahead], 1, 0, limits(), now());
+        assert_eq!((r.status, r.problems.len()), ("future", 1), "{r:#?}");
+        // A few minutes ahead is a clock's ordinary drift.
+        let r = assess(&group(), &[seen(0, Some(true))], 1, 0, limits(), now());
+        assert!(r.ok);
+
+        let mut local_only = seen(5, Some(true));
+        local_only.offsite = Some(false);
+        let r = assess(&group(), &[local_only.clone()], 1, 0, limits(), now());
+        assert_eq!(r.status, "not offsite", "{r:#?}");
+        local_only.verified = None;
+        let r = assess(&group(), &[local_only], 1, 0, limits(), now());
+        assert_eq!(r.status, "unverified", "worse problems first: {r:#?}");
+        assert_eq!(r.problems.len(), 2);
     }
 
     #[test]
