@@ -420,3 +420,62 @@ fn fleet_check_s3_reports_a_group_whose_newest_backup_is_not_offsite() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn fleet_check_after_an_upgrade_shows_the_old_unnamed_backups_as_superseded_not_stale() {
+    let pg = pg16();
+    let db = pg.fresh_db("fleet upgrade");
+    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
+    let dir = backup_dir("fleet-upgrade");
+    let out = support::backup(pg, &db.name, &dir, &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    // What an older pgbak left: no server in the name or meta.json, two days old.
+    let real = dumps(&dir)[0].clone();
+    let stem = real.trim_end_matches(".dump");
+    let old_at = (chrono::Utc::now() - chrono::Duration::days(2)).format("%Y%m%dT%H%M%S");
+    let legacy = format!("{}_full_{old_at}", db.name);
+    let mut meta: Value =
+        serde_json::from_slice(&std::fs::read(dir.join(format!("{stem}.meta.json"))).unwrap())
+            .unwrap();
+    meta["file"] = Value::String(format!("{legacy}.dump"));
+    meta.as_object_mut().unwrap().remove("server");
+    std::fs::write(
+        dir.join(format!("{legacy}.meta.json")),
+        serde_json::to_vec(&meta).unwrap(),
+    )
+    .unwrap();
+    std::fs::rename(dir.join(&real), dir.join(format!("{legacy}.dump"))).unwrap();
+    std::fs::remove_file(dir.join(format!("{stem}.meta.json"))).unwrap();
+
+    let out = support::backup(pg, &db.name, &dir, &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let out = run(support::pgbak_bare()
+        .args([
+            "check",
+            "--json",
+            "--max-verified-age",
+            "0",
+            "--database",
+            &db.name,
+        ])
+        .arg("--backup-dir")
+        .arg(&dir));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let report = json(&out);
+    let mut statuses: Vec<String> = report["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| format!("{} {}", g["status"].as_str().unwrap(), g["server"]))
+        .collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [
+            format!("ok \"127.0.0.1:{}\"", pg.port),
+            "superseded null".to_owned()
+        ],
+        "{report:#}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -38,7 +38,7 @@ mod output;
 pub mod verdict;
 
 use output::{table, write_prometheus};
-pub use verdict::{assess, needs_meta, GroupReport, Limits, Seen, TREND};
+pub use verdict::{assess, needs_meta, supersede, GroupReport, Limits, Seen, TREND};
 
 /// The `--json` document.
 #[derive(serde::Serialize)]
@@ -151,10 +151,11 @@ async fn check(settings: &CheckSettings) -> Result<Outcome> {
         started.elapsed().as_secs_f64()
     ));
     let now = Utc::now();
-    let reports: Vec<GroupReport> = read
+    let mut reports: Vec<GroupReport> = read
         .iter()
         .map(|r| assess(&r.group, &r.seen, r.backups, r.incomplete, limits, now))
         .collect();
+    verdict::supersede(&mut reports);
     report(settings, &reports, now)
 }
 

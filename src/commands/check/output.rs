@@ -61,7 +61,8 @@ pub fn table(reports: &[GroupReport]) -> Vec<String> {
                     until.get(..10).unwrap_or(until).to_owned()
                 }),
                 if r.ok {
-                    "ok".to_owned()
+                    // `ok`, or `superseded` (reported, not judged).
+                    r.status.to_owned()
                 } else {
                     r.status.to_uppercase()
                 },
