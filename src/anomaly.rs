@@ -167,21 +167,26 @@ pub async fn check_and_pin(
 }
 
 /// The newest complete backup of `name`'s group (and `new`'s database)
-/// older than it whose verification did not fail, with its meta.json.
+/// older than it whose verification did not fail, with its meta.json. The
+/// backups an older pgbak wrote without the server in their names count as
+/// the group's history too: the first run after an upgrade still has a
+/// baseline (a wrong one can only pin, never delete).
 async fn previous_good(
     store: &impl BackupStore,
     name: &BackupName,
     new: &Meta,
 ) -> Result<Option<(BackupName, Meta)>> {
+    let of_group = |other: &BackupName| {
+        other.group() == name.group()
+            || (other.server.is_none()
+                && other.clone().with_server(name.server.clone()).group() == name.group())
+    };
     let mut older: Vec<_> = store
         .list_backups()
         .await?
         .into_iter()
         .filter(|b| {
-            b.has_dump
-                && b.has_meta
-                && b.name.group() == name.group()
-                && b.name.timestamp < name.timestamp
+            b.has_dump && b.has_meta && of_group(&b.name) && b.name.timestamp < name.timestamp
         })
         .collect();
     older.sort_by_key(|b| std::cmp::Reverse(b.name.timestamp));

@@ -234,3 +234,23 @@ fn fleet_replay_paused_by_a_killed_run_is_resumed_by_the_next_run_in_another_dir
     let _ = std::fs::remove_dir_all(&second);
     let _ = spawn_backup;
 }
+
+#[test]
+fn fleet_the_first_backup_after_an_upgrade_compares_with_the_old_unnamed_backups() {
+    let pg = pg16();
+    let db = pg.fresh_db("fleet upgrade anomaly");
+    db.psql("CREATE TABLE t AS SELECT g, md5(g::text) AS pad FROM generate_series(1, 5000) g");
+    let dir = backup_dir("fleet-upgrade-anomaly");
+    let out = backup(pg, &db.name, &dir, &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    // As an older pgbak named it: no server in the name or meta.json.
+    let old = to_legacy_name(&dir, &dumps(&dir)[0], &db.name);
+    std::thread::sleep(Duration::from_millis(1100));
+    db.psql("DELETE FROM t");
+    let out = backup(pg, &db.name, &dir, &["--keep", "1", "--json"]);
+    let summary = support::stdout_json(&out);
+    assert!(summary["anomaly"].is_string(), "{}", output_text(&out));
+    let meta = read_meta(&dir.join(old.replace(".dump", ".meta.json")));
+    assert!(meta["pinned"]["reason"].is_string(), "{meta}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
