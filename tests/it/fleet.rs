@@ -479,3 +479,39 @@ fn fleet_check_after_an_upgrade_shows_the_old_unnamed_backups_as_superseded_not_
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn fleet_two_pods_of_one_server_in_the_same_second_claim_two_names() {
+    let (db, server, bucket, root) = s3_case("fleet claim", 0.0);
+    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
+    for round in 0..3 {
+        let pod = |n: u32| {
+            pgbak_s3(&db, server, &bucket, "claim/")
+                .args(["backup", "--keep", "0", "--output-dir"])
+                .arg(root.join(format!("pod{round}-{n}")))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (pod(1), pod(2));
+        for out in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
+            assert!(out.status.success(), "{}", output_text(&out));
+        }
+    }
+    let dumps = keys(server, &bucket, "claim/", ".dump");
+    assert_eq!(dumps.len(), 6, "six runs, six names: {dumps:?}");
+    for dump in &dumps {
+        let meta = s3_meta(
+            server,
+            &bucket,
+            &format!("claim/{}", dump.replace(".dump", ".meta.json")),
+        );
+        assert_eq!(
+            meta["file"],
+            dump.as_str(),
+            "each meta.json names its own dump"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -312,8 +312,9 @@ impl Output {
 /// The name comes from the clock (a backup named in the future by a clock
 /// that was ahead does not drag every later name after it; `pgbak check`
 /// reports it). A name already taken, in the directory or under the S3
-/// prefix (another pod, or two runs within a second), moves to the next
-/// free second, so nothing is ever overwritten. A prefix that cannot be
+/// prefix (another pod, or two runs within a second; claimed there by a
+/// conditional write of the upload's marker), moves to the next free
+/// second, so nothing is ever overwritten. A prefix that cannot be
 /// asked is named in a warning; the upload then fails on its own.
 async fn reserve_name(
     output_dir: &Path,
@@ -323,9 +324,9 @@ async fn reserve_name(
     let mut remote = remote;
     for _ in 0..600 {
         if let Some(store) = remote {
-            match store.any_key_with(&store.key_for(&name.stem())).await {
-                Ok(false) => {}
-                Ok(true) => {
+            match claim_remote(store, &name).await {
+                Ok(true) => {}
+                Ok(false) => {
                     name = name.next_second();
                     continue;
                 }
@@ -357,6 +358,18 @@ async fn reserve_name(
         "no free backup file name in {} (600 seconds taken)",
         output_dir.display()
     )
+}
+
+/// Whether `name` is free under the prefix and now this run's: nothing of
+/// that stem is there (a listing), and the upload's marker could be written
+/// where none was (a conditional write; a store without them keeps the
+/// listing's answer).
+async fn claim_remote(store: &Store, name: &BackupName) -> Result<bool> {
+    if store.any_key_with(&store.key_for(&name.stem())).await? {
+        return Ok(false);
+    }
+    let claimed = store.claim(&store.key_for(&name.dump_file())).await?;
+    Ok(claimed != s3::Claim::Taken)
 }
 
 /// meta.json's partial first (a full disk fails here, before any rename),

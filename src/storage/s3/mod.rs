@@ -42,7 +42,7 @@ use crate::ui;
 
 pub use cleanup::OpenUpload;
 pub use fetch::{fetch_backup, parse_uri, Fetched};
-pub use marker::MARKER_SUFFIX;
+pub use marker::{Claim, MARKER_SUFFIX};
 pub use part_plan::{PartPlan, DEFAULT_PART_SIZE, MIB, S3_MAX_PART_SIZE, S3_MIN_PART_SIZE};
 pub use settings::{keep_warning, normalize_prefix, S3Settings, Sse, SseAlgorithm, StorageClass};
 pub use upload::{S3Sink, UploadFailed, UploadHandle};
