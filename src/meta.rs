@@ -181,6 +181,13 @@ pub struct DatabaseProperties {
     /// The database ACL; None means the default privileges.
     pub acl: Option<Vec<DatabaseGrant>>,
     pub comment: Option<String>,
+    /// `datconnlimit` (-1: no limit). Absent in backups made before pgbak recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_limit: Option<i32>,
+    /// The database's default tablespace (`pg_default` unless it was moved).
+    /// Absent in backups made before pgbak recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tablespace: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -473,6 +480,8 @@ pub(crate) mod tests {
             ctype: "C".into(),
             locale_provider: "libc".into(),
             locale: None,
+            connection_limit: None,
+            tablespace: None,
             settings: vec![DatabaseSetting {
                 role: None,
                 name: "app.jwt_secret".into(),

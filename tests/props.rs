@@ -143,10 +143,13 @@ fn skeletons(db: &str, props: &DatabaseProperties) -> Vec<Option<String>> {
         .chain(props.settings.iter().filter_map(|s| s.role.clone()))
         .chain([props.owner.clone()])
         .collect();
+    // The recorded tablespace exists on the target, so its step runs too.
+    let spaces: BTreeSet<String> = props.tablespace.iter().cloned().collect();
     let mut sql = vec![dbprops::create_statement(db, Some(props))];
     sql.extend(
         dbprops::property_steps(db, props, &roles, true)
             .into_iter()
+            .chain(dbprops::placement_steps(db, props, &spaces))
             .filter_map(|step| match step {
                 dbprops::Step::Run { sql, .. } => Some(sql),
                 dbprops::Step::Skip(_) => None,
@@ -190,6 +193,8 @@ fn harmless(props: &DatabaseProperties) -> DatabaseProperties {
                 .collect()
         }),
         comment: props.comment.as_ref().map(|_| x()),
+        connection_limit: props.connection_limit,
+        tablespace: props.tablespace.as_ref().map(|_| x()),
     }
 }
 
@@ -209,7 +214,11 @@ fn properties() -> impl Strategy<Value = DatabaseProperties> {
         proptest::option::of(hostile()),
         proptest::collection::vec(setting, 0..3),
         proptest::option::of(proptest::collection::vec(grant, 0..3)),
-        proptest::option::of(hostile()),
+        (
+            proptest::option::of(hostile()),
+            proptest::option::of(any::<i32>()),
+            proptest::option::of(hostile()),
+        ),
     )
         .prop_map(
             |(
@@ -217,7 +226,7 @@ fn properties() -> impl Strategy<Value = DatabaseProperties> {
                 locale,
                 settings,
                 acl,
-                comment,
+                (comment, connection_limit, tablespace),
             )| {
                 DatabaseProperties {
                     owner,
@@ -229,6 +238,8 @@ fn properties() -> impl Strategy<Value = DatabaseProperties> {
                     settings,
                     acl,
                     comment,
+                    connection_limit,
+                    tablespace,
                 }
             },
         )

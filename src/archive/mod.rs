@@ -59,7 +59,16 @@ pub struct Located {
     pub meta_path: Option<PathBuf>,
     /// True when the dump is a temporary download (nothing is recorded in its meta.json).
     pub temporary: bool,
+    /// Where a downloaded backup lives: verify records its verdict there.
+    pub origin: Option<Origin>,
     _temp: Option<tempfile::TempDir>,
+}
+
+/// A backup in the bucket, as verify's verdict needs it: the prefix and its name.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub s3: Box<S3Settings>,
+    pub name: crate::storage::BackupName,
 }
 
 impl Located {
@@ -69,6 +78,7 @@ impl Located {
             dump: dump.to_path_buf(),
             meta_path: meta_path_for(dump),
             temporary: false,
+            origin: None,
             _temp: None,
         }
     }
@@ -146,10 +156,26 @@ async fn download(store: &s3::Store, key: &str, check: s3::MetaCheck<'_>) -> Res
     // Private, and marked with this run so the next one removes it if this one is killed.
     let temp = fetch_dir::create()?;
     let fetched = s3::fetch_backup_checked(store, key, temp.path(), check).await?;
+    // A key named as pgbak names backups is one whose verdict can be
+    // recorded beside it, under the key's own prefix.
+    let (dir, file) = key.rsplit_once('/').map_or(("", key), |(d, f)| (d, f));
+    let origin = crate::storage::BackupName::parse(file).map(|name| {
+        let mut s3 = store.settings.clone();
+        s3.prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        Origin {
+            s3: Box::new(s3),
+            name,
+        }
+    });
     Ok(Located {
         dump: fetched.dump,
         meta_path: fetched.meta,
         temporary: true,
+        origin,
         _temp: Some(temp),
     })
 }

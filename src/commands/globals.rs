@@ -31,7 +31,7 @@ pub async fn backup(
     fsio::ensure_dir(&job.output_dir)?;
     let client = signals.guard(client::connect(&job.conn)).await?;
     let server = client::server_version(&client).await?;
-    let system_identifier = client::system_identifier(&client).await;
+    let identity = super::backup::server_identity(job, &client).await;
     drop(client);
     let tools = tools::find(job.pg_bin_dir.as_deref(), server.major(), &server.text)?;
 
@@ -40,7 +40,7 @@ pub async fn backup(
         ui::warn(note);
     }
 
-    let (mut output, file) = Output::reserve(job, Mode::Globals, began)?;
+    let (mut output, file) = Output::reserve(job, Mode::Globals, began, &identity, signals).await?;
     let s3 = output
         .start_upload(job, Some(sql.len() as u64), signals)
         .await?;
@@ -63,7 +63,7 @@ pub async fn backup(
         .await?;
     let meta = Meta {
         globals: Some(info),
-        ..output.meta(job, &pumped, &server, system_identifier, &tools)
+        ..output.meta(job, &pumped, &server, &identity, &tools)
     };
     let (made, upload_failure) = output.commit(job, sinks.file, meta, signals).await?;
     if let Some(err) = upload_failure {
@@ -207,7 +207,9 @@ fn read_trusted(
     String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
 }
 
-/// The globals backup for `meta`'s dump in its directory: same run, else the newest.
+/// The globals backup for `meta`'s dump in its directory, of the same
+/// server (a shared directory holds other servers' globals too): same run,
+/// else the newest.
 fn beside(located: &crate::archive::Located, meta: &Meta) -> Option<(std::path::PathBuf, Meta)> {
     let dir = located.dump.parent()?;
     let mut found: Vec<(std::path::PathBuf, Meta)> = crate::storage::local::LocalStore::new(dir)
@@ -216,6 +218,7 @@ fn beside(located: &crate::archive::Located, meta: &Meta) -> Option<(std::path::
         .into_iter()
         .filter(|b| b.is_complete() && b.name.mode == Mode::Globals)
         .filter_map(|b| Meta::read(&b.meta).ok().map(|m| (b.dump, m)))
+        .filter(|(_, m)| m.server == meta.server)
         .collect();
     if let Some(run) = &meta.cluster_run {
         if let Some(i) = found

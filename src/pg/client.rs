@@ -412,8 +412,10 @@ pub async fn database_properties(
             &format!(
                 "SELECT pg_get_userbyid(d.datdba)::text, pg_encoding_to_char(d.encoding)::text,
                         d.datcollate::text, d.datctype::text, {provider}, {locale}::text,
-                        d.datacl IS NULL, shobj_description(d.oid, 'pg_database')
-                   FROM pg_database d WHERE d.datname = current_database()"
+                        d.datacl IS NULL, shobj_description(d.oid, 'pg_database'),
+                        d.datconnlimit, t.spcname::text
+                   FROM pg_database d LEFT JOIN pg_tablespace t ON t.oid = d.dattablespace
+                  WHERE d.datname = current_database()"
             ),
             &[],
         )
@@ -475,6 +477,8 @@ pub async fn database_properties(
         settings,
         acl,
         comment: row.get(7),
+        connection_limit: Some(row.get(8)),
+        tablespace: row.get(9),
     })
 }
 

@@ -166,6 +166,9 @@ pub fn check_properties(props: &DatabaseProperties) -> Result<(), String> {
     if let Some(locale) = &props.locale {
         checks.push(("locale".into(), locale, check_locale(locale)));
     }
+    if let Some(space) = &props.tablespace {
+        checks.push(("tablespace".into(), space, check_name(space)));
+    }
     for (i, s) in props.settings.iter().enumerate() {
         if let Some(role) = &s.role {
             checks.push((format!("settings[{i}].role"), role, check_name(role)));
@@ -239,6 +242,8 @@ mod tests {
             ctype: "en_US.UTF-8".into(),
             locale_provider: "icu".into(),
             locale: Some("und-u-ks-level2".into()),
+            connection_limit: Some(-1),
+            tablespace: Some("pg_default".into()),
             settings: vec![
                 DatabaseSetting {
                     role: Some("my role".into()),

@@ -1,7 +1,8 @@
 //! Which backups to keep, as a pure function of what exists and the policy,
 //! so local disk and S3 apply the same rules and the rules are table-tested.
 //!
-//! Per group (database, mode, label), newest first, a backup is kept when any
+//! Per group (database, mode, label, server; the database as meta.json
+//! names it when it was read), newest first, a backup is kept when any
 //! of these keeps it (restic's `forget` is the model):
 //! - `last N`: the N newest;
 //! - `hourly/daily/weekly/monthly/yearly N`: the newest backup of each of the
@@ -27,6 +28,10 @@ use crate::storage::{BackupName, Group};
 #[derive(Debug, Clone)]
 pub struct Candidate {
     pub name: BackupName,
+    /// Its group: the name's, with meta.json's real database when it was
+    /// read (file names older versions wrote were lossy: `a b` and `a-b`
+    /// shared one, and must still be two groups).
+    pub group: Group,
     pub has_dump: bool,
     pub has_meta: bool,
     /// Its last `pgbak verify` passed.
@@ -41,6 +46,7 @@ impl Candidate {
     /// A complete backup with nothing special about it.
     pub fn plain(name: BackupName) -> Candidate {
         Candidate {
+            group: name.group(),
             name,
             has_dump: true,
             has_meta: true,
@@ -77,9 +83,8 @@ pub fn plan(
 ) -> Vec<Decision> {
     let mut groups: BTreeMap<Group, Vec<&Candidate>> = BTreeMap::new();
     for c in candidates {
-        let group = c.name.group();
-        if just_made.is_none_or(|j| j.group() == group) {
-            groups.entry(group).or_default().push(c);
+        if just_made.is_none_or(|j| j.group() == c.name.group()) {
+            groups.entry(c.group.clone()).or_default().push(c);
         }
     }
     groups

@@ -231,7 +231,7 @@ fn object_lock(args: &DumpArgs) -> Result<Option<LockPolicy>> {
 /// `--server-name`, or the connection's `host:port` (the machine's name
 /// instead of a unix socket's directory). A name goes into logs, alerts and
 /// metrics labels, so it is printable ASCII without quotes or spaces.
-fn server_name(given: Option<&str>, conn: &ConnSettings) -> Result<String> {
+pub(crate) fn server_name(given: Option<&str>, conn: &ConnSettings) -> Result<String> {
     let name = match given.map(str::trim).filter(|n| !n.is_empty()) {
         Some(name) => name.to_owned(),
         None => match &conn.host {

@@ -92,7 +92,8 @@ impl CronSettings {
     pub fn resolve_in(global: &GlobalSettings, args: CronArgs, env: &Env) -> CronSettings {
         let all_databases =
             args.dump.all_databases || super::env_flag_in(env, vars::PGBAK_ALL_DATABASES);
-        let group = group_in(env, args.dump.mode, all_databases);
+        let mut group = group_in(env, args.dump.mode, all_databases);
+        group.server = server_in(env, args.dump.server_name.as_deref());
         let redactor = global.redactor.clone();
         let (reporter, reporting) = Reporter::resolve(&args.report, group, redactor);
         CronSettings {
@@ -228,7 +229,22 @@ fn group_in(env: &Env, mode: Mode, all_databases: bool) -> metrics::Group {
         database,
         mode: mode.as_str().to_owned(),
         label: String::new(),
+        server: server_in(env, None),
     }
+}
+
+/// The server label of a run's metrics: `--server-name` (`flag`), else
+/// PGBAK_SERVER_NAME, else the connection's default name; empty when none
+/// of them can be read (the run then fails on its configuration anyway).
+fn server_in(env: &Env, flag: Option<&str>) -> String {
+    let named = flag
+        .map(str::to_owned)
+        .or_else(|| env.get(vars::PGBAK_SERVER_NAME));
+    super::explicit_connection_in(env)
+        .ok()
+        .and_then(|conn| super::backup::server_name(named.as_deref(), &conn).ok())
+        .or(named)
+        .unwrap_or_default()
 }
 
 /// The reporting settings alone, for a `pgbak cron` whose command line (or

@@ -5,8 +5,9 @@ use chrono::{DateTime, Utc};
 
 use super::local::LocalStore;
 use super::s3::Store;
+use super::verdict::{self, VerdictFile};
 use super::{BackupName, BackupStore, Listed};
-use crate::meta::Meta;
+use crate::meta::{Meta, Verification};
 
 impl BackupStore for LocalStore {
     fn describe(&self) -> String {
@@ -26,6 +27,7 @@ impl BackupStore for LocalStore {
                 has_dump: b.has_dump,
                 has_meta: b.has_meta,
                 size: b.size,
+                has_verdict: b.has_verdict,
             })
             .collect())
     }
@@ -42,10 +44,19 @@ impl BackupStore for LocalStore {
         meta.write(&self.dir.join(name.meta_file()))
     }
 
+    async fn load_verdict(&self, name: &BackupName) -> Result<Option<Verification>> {
+        verdict::read_local(&self.dir, name)
+    }
+
+    async fn store_verdict(&self, name: &BackupName, verification: &Verification) -> Result<()> {
+        verdict::write_local(&self.dir, name, verification)
+    }
+
     async fn remove_backup(&self, backup: &Listed) -> Result<()> {
         for path in [
             self.dir.join(backup.name.dump_file()),
             self.dir.join(backup.name.meta_file()),
+            self.dir.join(backup.name.verdict_file()),
         ] {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
@@ -76,6 +87,7 @@ impl BackupStore for Store {
                 has_dump: b.has_dump,
                 has_meta: b.has_meta,
                 size: b.size,
+                has_verdict: b.has_verdict,
             })
             .collect())
     }
@@ -88,6 +100,26 @@ impl BackupStore for Store {
         let mut json = serde_json::to_vec_pretty(meta).context("encoding meta.json")?;
         json.push(b'\n');
         self.put_small(&self.key_for(&name.meta_file()), json).await
+    }
+
+    async fn load_verdict(&self, name: &BackupName) -> Result<Option<Verification>> {
+        let key = self.key_for(&name.verdict_file());
+        let Some(body) = self.get_small(&key, "a verdict").await? else {
+            return Ok(None);
+        };
+        let text = std::str::from_utf8(&body)
+            .with_context(|| format!("reading {}: not UTF-8", self.uri(&key)))?;
+        VerdictFile::parse(text, name)
+            .map(|v| Some(v.verification))
+            .with_context(|| format!("reading {}", self.uri(&key)))
+    }
+
+    async fn store_verdict(&self, name: &BackupName, verification: &Verification) -> Result<()> {
+        let key = self.key_for(&name.verdict_file());
+        let json = VerdictFile::new(name, verification).to_json()?;
+        let size = json.len() as u64;
+        self.put_small(&key, json).await?;
+        self.check_small(&key, size).await
     }
 
     async fn can_lock(&self) -> Result<bool> {
@@ -103,10 +135,11 @@ impl BackupStore for Store {
             self.delete_keys(&[self.key_for(&backup.name.dump_file())])
                 .await?;
         }
+        // The verdict goes with the meta.json (a verdict alone judges nothing).
+        let mut rest = vec![self.key_for(&backup.name.verdict_file())];
         if backup.has_meta {
-            self.delete_keys(&[self.key_for(&backup.name.meta_file())])
-                .await?;
+            rest.insert(0, self.key_for(&backup.name.meta_file()));
         }
-        Ok(())
+        self.delete_keys(&rest).await
     }
 }

@@ -247,6 +247,8 @@ fn bucket_meta_sql_accepted_values_reach_the_server_exactly_as_recorded() {
                 grantable: true,
             }]),
             comment: Some(comment.clone()),
+            connection_limit: None,
+            tablespace: None,
         };
         let ok = pgbak::pg::meta_values::check_properties(&props).is_ok()
             && pgbak::pg::meta_values::check_name(&db).is_ok();

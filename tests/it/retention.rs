@@ -87,9 +87,12 @@ fn retention_never_deletes_the_newest_verified_backup() {
     assert_eq!(meta["verification"]["passed"], true);
 }
 
-/// A `.dump` of the group, older than any backup, with no meta.json.
-fn orphan_name(db: &str) -> String {
-    format!("{db}_full_20200101T000000.dump")
+/// A `.dump` of the group of `made` (a backup's file name: same database and
+/// server), older than any backup, with no meta.json.
+fn orphan_name(made: &str) -> String {
+    let stem = made.trim_end_matches(".dump");
+    let group = stem.rsplit_once('_').map_or(stem, |(group, _)| group);
+    format!("{group}_20200101T000000.dump")
 }
 
 #[test]
@@ -97,7 +100,8 @@ fn retention_reports_a_dump_without_meta_once_and_keeps_it() {
     let pg = pg16();
     let db = small_db(pg, "orphan dump", 10);
     let dir = tempfile::tempdir().unwrap();
-    let orphan = orphan_name(&db.name);
+    ok(&backup(pg, &db.name, dir.path(), &["--keep", "1"]));
+    let orphan = orphan_name(&dumps(dir.path())[0]);
     std::fs::write(dir.path().join(&orphan), b"PGDMP not really").unwrap();
     for _ in 0..2 {
         let out = backup(pg, &db.name, dir.path(), &["--keep", "1"]);
@@ -115,7 +119,18 @@ fn s3_retention_reports_a_dump_without_meta_once_and_keeps_it() {
     let server = s3();
     let bucket = server.fresh_bucket("orphan");
     let dir = tempfile::tempdir().unwrap();
-    let orphan_key = format!("p/{}", orphan_name(&db.name));
+    let first = run(pgbak_s3(&db, server, &bucket, "p/")
+        .args([
+            "backup",
+            "--keep",
+            "1",
+            "--storage-class",
+            "STANDARD",
+            "--output-dir",
+        ])
+        .arg(dir.path()));
+    ok(&first);
+    let orphan_key = format!("p/{}", orphan_name(&dumps(dir.path())[0]));
     server.put_object(&bucket, &orphan_key, b"PGDMP not really".to_vec(), None);
     for _ in 0..2 {
         let out = run(pgbak_s3(&db, server, &bucket, "p/")

@@ -5,7 +5,8 @@
 //! by the next run, nothing to configure), drop those matching
 //! `--exclude-database`, take the globals (roles, memberships, tablespaces),
 //! then dump every database as a single backup would, each with its own file,
-//! meta.json and retention group. All of them record the run's id
+//! meta.json and retention group ([`each`]: at parity with one database,
+//! verify included when cron asks for it). All of them record the run's id
 //! (`cluster_run` in meta.json). One database failing does not stop the
 //! others; the exit code and the error name the ones that failed.
 
@@ -15,7 +16,8 @@ use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use serde_json::json;
 
-use super::{self as backup, apply_retention};
+use super::{self as backup, apply_retention, each};
+use crate::commands::verify::VerifyOptions;
 use crate::error::{is_interruption, one_line};
 use crate::pg::client;
 use crate::settings::backup::BackupJob;
@@ -38,7 +40,7 @@ pub async fn backup_all(
 ) -> Result<ExitCode> {
     backup::check_object_lock(job).await?;
     let mut signals = Signals::new()?;
-    let outcome = backup_run(job, excludes, &mut signals).await?;
+    let outcome = backup_run(job, excludes, &mut signals, None).await?;
     if print == Output::Json {
         ui::stdout_line(&serde_json::to_string_pretty(&outcome.summary())?);
     }
@@ -56,6 +58,8 @@ pub struct RunOutcome {
     /// Those of `failed` whose local backup is complete: only the upload failed.
     pub upload_failed: Vec<String>,
     pub deleted: Vec<String>,
+    /// Every database's steps, anomaly and outcome, in run order.
+    pub runs: Vec<each::DatabaseRun>,
 }
 
 impl RunOutcome {
@@ -71,6 +75,7 @@ impl RunOutcome {
             })).collect::<Vec<_>>(),
             "excluded": self.excluded,
             "failed": self.failed.iter().map(|(db, why)| json!({"database": db, "error": why})).collect::<Vec<_>>(),
+            "anomalies": self.runs.iter().filter_map(|r| r.anomaly.as_ref().map(|a| json!({"database": r.database, "anomaly": a.summary()}))).collect::<Vec<_>>(),
             "deleted": self.deleted,
         })
     }
@@ -104,12 +109,13 @@ impl RunOutcome {
     }
 }
 
-/// The run: the globals, then every chosen database, each with its retention.
-/// Only an interruption stops it early.
+/// The run: the globals, then every chosen database, each with its retention
+/// (and, with `verify`, its verify: [`each`]). Only an interruption stops it early.
 pub async fn backup_run(
     base: &BackupJob,
     excludes: &[glob::Pattern],
     signals: &mut Signals,
+    verify: Option<&VerifyOptions>,
 ) -> Result<RunOutcome> {
     let mut job = base.clone();
     let run_id = Utc::now().format("%Y%m%dT%H%M%S").to_string();
@@ -143,8 +149,9 @@ pub async fn backup_run(
         failed: Vec::new(),
         upload_failed: Vec::new(),
         deleted: Vec::new(),
+        runs: Vec::new(),
     };
-    match backup_one(&job, signals, Some(databases.clone())).await {
+    match backup_one(&job, signals, databases.clone()).await {
         Ok((made, gone)) => {
             outcome.deleted.extend(gone);
             outcome.globals = Some(made);
@@ -163,20 +170,21 @@ pub async fn backup_run(
     for db in &databases {
         let mut one = job.clone();
         one.conn = job.conn.with_dbname(db);
-        match backup_one(&one, signals, None).await {
-            Ok((made, gone)) => {
-                outcome.deleted.extend(gone);
-                outcome.databases.push(made);
-            }
-            Err(err) if is_interruption(&err) => return Err(err),
-            Err(err) => {
+        let mut run = each::one_database(&one, signals, verify).await;
+        outcome.deleted.append(&mut run.deleted);
+        match run.error.take() {
+            Some((_, err)) if is_interruption(&err) => return Err(err),
+            Some((step, err)) => {
                 ui::error(&format!("database {db:?}: {}", one_line(&err)));
                 if backup::complete_despite_upload(&err).is_some() {
                     outcome.upload_failed.push(db.clone());
                 }
                 outcome.failed.push((db.clone(), one_line(&err)));
+                run.error = Some((step, err));
             }
+            None => outcome.databases.extend(run.made.clone()),
         }
+        outcome.runs.push(run);
     }
     if outcome.failed.is_empty() {
         ui::info(&format!(
@@ -188,20 +196,13 @@ pub async fn backup_run(
     Ok(outcome)
 }
 
-/// One backup of the run (the globals when `globals` is Some) and its retention.
+/// The run's globals backup and its retention.
 async fn backup_one(
     job: &BackupJob,
     signals: &mut Signals,
-    globals: Option<Vec<String>>,
+    databases: Vec<String>,
 ) -> Result<(backup::Made, Vec<String>)> {
-    let made = match globals {
-        Some(databases) => crate::commands::globals::backup(job, signals, databases).await?,
-        None => {
-            let made = backup::dump(job, signals).await?;
-            backup::check_anomaly(job, &made).await?;
-            made
-        }
-    };
+    let made = crate::commands::globals::backup(job, signals, databases).await?;
     let deleted = apply_retention(job, &made).await?;
     Ok((made, deleted))
 }

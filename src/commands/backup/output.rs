@@ -23,7 +23,6 @@ use crate::pg::tools::PgTools;
 use crate::pipeline::{FileSink, Pumped, Sink};
 use crate::settings::backup::BackupJob;
 use crate::signals::Signals;
-use crate::storage::local::LocalStore;
 use crate::storage::s3::{self, S3Settings, S3Sink, Store, UploadFailed, UploadHandle};
 use crate::storage::{fsio, BackupName};
 use crate::ui;
@@ -59,14 +58,29 @@ pub struct Output {
 }
 
 impl Output {
-    /// Claims the backup's name in `job`'s directory: its `.partial` file,
-    /// created exclusively, is the sink returned.
-    pub fn reserve(job: &BackupJob, mode: Mode, began: Began) -> Result<(Output, FileSink)> {
-        let (name, file) = reserve_name(
-            &job.output_dir,
-            BackupName::new(&job.conn.dbname, mode, job.label.as_deref(), began.at)
-                .with_encryption(job.recipients.is_some()),
-        )?;
+    /// Claims the backup's name in `job`'s directory (and, with S3, makes
+    /// sure the prefix holds nothing of that name): its `.partial` file,
+    /// created exclusively, is the sink returned. `server` puts the server's
+    /// tag into the name, so two servers sharing a prefix never share one.
+    pub async fn reserve(
+        job: &BackupJob,
+        mode: Mode,
+        began: Began,
+        server: &ServerIdentity,
+        signals: &mut Signals,
+    ) -> Result<(Output, FileSink)> {
+        let wanted = BackupName::new(&job.conn.dbname, mode, job.label.as_deref(), began.at)
+            .with_server(Some(crate::storage::server_tag(server)))
+            .with_encryption(job.recipients.is_some());
+        let remote = match &job.s3 {
+            Some(settings) => {
+                signals
+                    .guard(async { Ok(s3::connect(settings.clone()).await.ok()) })
+                    .await?
+            }
+            None => None,
+        };
+        let (name, file) = reserve_name(&job.output_dir, remote.as_ref(), wanted).await?;
         let output = Output {
             dump_path: job.output_dir.join(name.dump_file()),
             meta_path: job.output_dir.join(name.meta_file()),
@@ -151,7 +165,7 @@ impl Output {
         job: &BackupJob,
         pumped: &Pumped,
         server: &ServerVersion,
-        system_identifier: Option<String>,
+        identity: &ServerIdentity,
         tools: &PgTools,
     ) -> Meta {
         let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
@@ -185,10 +199,7 @@ impl Output {
             cluster_run: job.cluster_run.clone(),
             globals: None,
             schema_objects: None,
-            server: Some(ServerIdentity {
-                name: job.server_name.clone(),
-                system_identifier,
-            }),
+            server: Some(identity.clone()),
             signature: None,
             sealed: None,
             encryption: job.recipients.as_ref().map(|r| Encryption {
@@ -315,27 +326,40 @@ impl Output {
 }
 
 /// Picks the file name and claims it by creating its `.partial` exclusively.
-/// Two backups of one group within a second (or at once): the later one moves
-/// to the next free second, so nothing is ever overwritten.
-fn reserve_name(output_dir: &Path, mut name: BackupName) -> Result<(BackupName, FileSink)> {
-    // Names stay in order even when runs come faster than one a second: a new
-    // backup is always named after the newest one of its group, so "newest"
-    // (retention, restore, verify) means the same by name and by time.
-    let newest = LocalStore::new(output_dir)
-        .list()?
-        .into_iter()
-        .filter(|b| b.name.group() == name.group())
-        .map(|b| b.name.timestamp)
-        .max();
-    if let Some(newest) = newest {
-        while name.timestamp <= newest {
-            name = name.next_second();
-        }
-    }
+/// The name comes from the clock (a backup named in the future by a clock
+/// that was ahead does not drag every later name after it; `pgbak check`
+/// reports it). A name already taken, in the directory or under the S3
+/// prefix (another pod, or two runs within a second; claimed there by a
+/// conditional write of the upload's marker), moves to the next free
+/// second, so nothing is ever overwritten. A prefix that cannot be
+/// asked is named in a warning; the upload then fails on its own.
+async fn reserve_name(
+    output_dir: &Path,
+    remote: Option<&Store>,
+    mut name: BackupName,
+) -> Result<(BackupName, FileSink)> {
+    let mut remote = remote;
     for _ in 0..600 {
+        if let Some(store) = remote {
+            match claim_remote(store, &name).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    name = name.next_second();
+                    continue;
+                }
+                Err(err) => {
+                    ui::warn(&format!(
+                        "cannot tell whether {} is free under the S3 prefix: {}",
+                        name.stem(),
+                        crate::error::one_line(&err)
+                    ));
+                    remote = None;
+                }
+            }
+        }
         let dump_path = output_dir.join(name.dump_file());
         let meta_path = output_dir.join(name.meta_file());
-        if !meta_path.exists() {
+        if !meta_path.exists() && !dump_path.exists() {
             match FileSink::create(&dump_path) {
                 Ok(sink) => return Ok((name, sink)),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -351,6 +375,18 @@ fn reserve_name(output_dir: &Path, mut name: BackupName) -> Result<(BackupName, 
         "no free backup file name in {} (600 seconds taken)",
         output_dir.display()
     )
+}
+
+/// Whether `name` is free under the prefix and now this run's: nothing of
+/// that stem is there (a listing), and the upload's marker could be written
+/// where none was (a conditional write; a store without them keeps the
+/// listing's answer).
+async fn claim_remote(store: &Store, name: &BackupName) -> Result<bool> {
+    if store.any_key_with(&store.key_for(&name.stem())).await? {
+        return Ok(false);
+    }
+    let claimed = store.claim(&store.key_for(&name.dump_file())).await?;
+    Ok(claimed != s3::Claim::Taken)
 }
 
 /// meta.json's partial first (a full disk fails here, before any rename),

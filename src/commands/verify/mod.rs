@@ -21,9 +21,12 @@
 //! where the copy goes (and its removal), `checks.rs` checks 6 to 14. The checks on
 //! the copy race the stop signals. The temporary database (or cluster) is removed on
 //! every way out, signals included, unless `--no-cleanup`. The result, with the names
-//! of the failed checks, is recorded in meta.json's `verification`.
+//! of the failed checks, is recorded where the backup lives: a `<stem>.verify.json`
+//! verdict beside it (under the S3 prefix for a backup read from the bucket, in the
+//! directory for a local file, whose meta.json's `verification` gets it too).
 
 mod checks;
+pub mod fresh;
 mod report;
 mod target;
 
@@ -44,6 +47,8 @@ use crate::pg::tools::PgTools;
 use crate::settings::commands::Output;
 use crate::settings::verify::VerifySettings;
 use crate::signals::Signals;
+use crate::storage::s3::S3Settings;
+use crate::storage::BackupStore;
 use crate::ui;
 
 pub use crate::settings::verify::{split_table, Target, VerifyOptions};
@@ -116,18 +121,67 @@ pub async fn verify_located(
     report.duration_seconds = (clock.elapsed().as_secs_f64() * 10.0).round() / 10.0;
     let located = &backup.located;
     summarize(&report, located);
-    if let (MetaState::Read(meta), Some(path)) = (&backup.meta_state, &located.meta_path) {
-        if opts.record && !located.temporary && report.could_not_run.is_none() {
-            if let Err(err) = record(meta, path, &report) {
-                ui::warn(&format!(
-                    "could not record the result in {}: {}",
-                    path.display(),
-                    crate::error::one_line(&err)
-                ));
-            }
+    if opts.record && report.could_not_run.is_none() {
+        if let MetaState::Read(meta) = &backup.meta_state {
+            record(meta, located, &verification_of(&report)).await;
         }
     }
     Ok(report)
+}
+
+/// The verdict of a finished verify.
+fn verification_of(report: &Report) -> Verification {
+    Verification {
+        verified_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        passed: report.passed,
+        pgbak_version: env!("CARGO_PKG_VERSION").to_owned(),
+        failed_checks: report
+            .failed()
+            .into_iter()
+            .map(|c| c.name().to_owned())
+            .collect(),
+    }
+}
+
+/// Records the verdict where the backup lives: beside it under the S3
+/// prefix it was read from, or, for a local file, beside it and in its
+/// meta.json's `verification` (atomically; the other keys as they were).
+/// A failure is a warning: the verdict is still the exit code.
+async fn record(meta: &Meta, located: &Located, verification: &Verification) {
+    let recorded = match (&located.origin, &located.meta_path) {
+        (Some(origin), _) => {
+            async {
+                let store = crate::storage::s3::connect(S3Settings::clone(&origin.s3)).await?;
+                store.store_verdict(&origin.name, verification).await?;
+                Ok(store.uri(&store.key_for(&origin.name.verdict_file())))
+            }
+            .await
+        }
+        (None, Some(path)) if !located.temporary => record_local(meta, path, verification),
+        _ => return,
+    };
+    match recorded {
+        Ok(place) => ui::info(&format!("verdict recorded in {place}")),
+        Err(err) => ui::warn(&format!(
+            "could not record the verdict beside {}: {}",
+            located.dump.display(),
+            crate::error::one_line(&err)
+        )),
+    }
+}
+
+/// A local backup's verdict: `<stem>.verify.json` beside it, and meta.json's field.
+fn record_local(meta: &Meta, path: &Path, verification: &Verification) -> Result<String> {
+    let mut meta = meta.clone();
+    meta.verification = Some(verification.clone());
+    meta.write(path)?;
+    let file = path.file_name().map(|f| f.to_string_lossy().into_owned());
+    let name = file.as_deref().and_then(crate::storage::BackupName::parse);
+    if let (Some(name), Some(dir)) = (name, path.parent()) {
+        crate::storage::verdict::write_local(dir, &name, verification)?;
+        return Ok(dir.join(name.verdict_file()).display().to_string());
+    }
+    Ok(path.display().to_string())
 }
 
 /// The last line: passed, failed (naming the checks), or could not run.
@@ -155,22 +209,6 @@ fn summarize(report: &Report, located: &Located) {
             located.dump.display()
         ));
     }
-}
-
-/// Writes `verification` into meta.json (atomically; the other keys as they were).
-fn record(meta: &Meta, path: &Path, report: &Report) -> Result<()> {
-    let mut meta = meta.clone();
-    meta.verification = Some(Verification {
-        verified_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
-        passed: report.passed,
-        pgbak_version: env!("CARGO_PKG_VERSION").to_owned(),
-        failed_checks: report
-            .failed()
-            .into_iter()
-            .map(|c| c.name().to_owned())
-            .collect(),
-    });
-    meta.write(path)
 }
 
 /// The steps; each either goes on or has already said in the report why the

@@ -281,6 +281,7 @@ mod properties {
                     Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap() + Duration::hours(hours);
                 let mode = [Mode::Full, Mode::Schema, Mode::Data][mode as usize];
                 Candidate {
+                    group: BackupName::new("db", mode, label.then_some("pre"), at).group(),
                     name: BackupName::new("db", mode, label.then_some("pre"), at),
                     has_dump: files != 1,
                     has_meta: files != 2,

@@ -42,7 +42,7 @@ use crate::ui;
 
 pub use cleanup::OpenUpload;
 pub use fetch::{fetch_backup, fetch_backup_checked, parse_uri, Fetched, MetaCheck};
-pub use marker::MARKER_SUFFIX;
+pub use marker::{Claim, MARKER_SUFFIX};
 pub use part_plan::{PartPlan, DEFAULT_PART_SIZE, MIB, S3_MAX_PART_SIZE, S3_MIN_PART_SIZE};
 pub use settings::{keep_warning, normalize_prefix, S3Settings, Sse, SseAlgorithm, StorageClass};
 pub use upload::{S3Sink, UploadFailed, UploadHandle};
@@ -218,6 +218,8 @@ pub struct RemoteBackup {
     pub has_meta: bool,
     pub size: u64,
     pub storage_class: Option<String>,
+    /// A `<stem>.verify.json` verdict sits beside it.
+    pub has_verdict: bool,
 }
 
 impl RemoteBackup {
@@ -359,7 +361,8 @@ impl Store {
             if !is_plain_file_name(file) {
                 continue;
             }
-            let Some(name) = BackupName::parse(file) else {
+            let verdict = BackupName::parse_verdict(file);
+            let Some(name) = BackupName::parse(file).or_else(|| verdict.clone()) else {
                 continue;
             };
             let backup = found.entry(name.stem()).or_insert_with(|| RemoteBackup {
@@ -370,8 +373,11 @@ impl Store {
                 has_meta: false,
                 size: 0,
                 storage_class: None,
+                has_verdict: false,
             });
-            if crate::storage::split_dump_file(file).is_some() {
+            if verdict.is_some() {
+                backup.has_verdict = true;
+            } else if crate::storage::split_dump_file(file).is_some() {
                 backup.name.encrypted = name.encrypted;
                 backup.dump_key = key.to_owned();
                 backup.has_dump = true;
@@ -381,9 +387,52 @@ impl Store {
                 backup.has_meta = true;
             }
         }
-        let mut list: Vec<RemoteBackup> = found.into_values().collect();
+        // A verdict alone is not a backup.
+        let mut list: Vec<RemoteBackup> = found
+            .into_values()
+            .filter(|b| b.has_dump || b.has_meta)
+            .collect();
         list.sort_by_key(|b| b.name.timestamp);
         Ok(list)
+    }
+
+    /// Whether any object's key starts with `key_prefix` (a backup's stem:
+    /// its dump, meta.json, verdict or upload marker): a name is taken.
+    pub async fn any_key_with(&self, key_prefix: &str) -> Result<bool> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(self.bucket())
+            .prefix(key_prefix)
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| needs(sdk_error(e), "s3:ListBucket"))
+            .with_context(|| format!("listing {}", self.uri(key_prefix)))?;
+        Ok(!out.contents().is_empty())
+    }
+
+    /// Every key that starts with `key_prefix` (all pages).
+    pub async fn keys_with(&self, key_prefix: &str) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(self.bucket())
+            .prefix(key_prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page
+                .map_err(|e| needs(sdk_error(e), "s3:ListBucket"))
+                .with_context(|| format!("listing {}", self.uri(key_prefix)))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+        }
+        Ok(keys)
     }
 
     /// Reads and validates a meta.json object; None when it does not exist.
@@ -404,7 +453,7 @@ impl Store {
 
     /// A small object's bytes (at most 16 MiB: `what` it should be); None
     /// when it does not exist.
-    async fn get_small(&self, key: &str, what: &str) -> Result<Option<bytes::Bytes>> {
+    pub(crate) async fn get_small(&self, key: &str, what: &str) -> Result<Option<bytes::Bytes>> {
         let out = match self
             .client
             .get_object()
