@@ -56,6 +56,9 @@ pub struct Located {
     pub meta_path: Option<PathBuf>,
     /// True when the dump is a temporary download (nothing is recorded in its meta.json).
     pub temporary: bool,
+    /// Where a download came from: the bucket's settings and the dump's key
+    /// (what else belongs with it, the run's globals, is looked for there).
+    pub s3_origin: Option<(Box<S3Settings>, String)>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -66,6 +69,7 @@ impl Located {
             dump: dump.to_path_buf(),
             meta_path: meta_path_for(dump),
             temporary: false,
+            s3_origin: None,
             _temp: None,
         }
     }
@@ -123,6 +127,7 @@ async fn download(store: &s3::Store, key: &str) -> Result<Located> {
         dump: fetched.dump,
         meta_path: fetched.meta,
         temporary: true,
+        s3_origin: Some((Box::new(store.settings.clone()), key.to_owned())),
         _temp: Some(temp),
     })
 }

@@ -127,21 +127,28 @@ async fn dump_globals(
     Ok((out.stdout, info))
 }
 
-/// `verify --ephemeral`: replays the globals that belong with `located` (of the
-/// same `--all-databases` run, else the newest globals backup beside it) into
-/// the throwaway cluster, so the restore runs with owners and privileges and
+/// `verify --ephemeral`: replays the globals that belong with `located` (of
+/// the same `--all-databases` run, else the newest globals backup of the
+/// same server beside it, in its directory or under its S3 prefix) into the
+/// throwaway cluster, so the restore runs with owners and privileges and
 /// grants and row-level-security policies `TO` a role are restored and
 /// checked too. True when every role the backup needs is then there.
 pub async fn into_ephemeral(
     client: &tokio_postgres::Client,
+    conn: &crate::pg::url::ConnSettings,
     located: &crate::archive::Located,
     meta: Option<&Meta>,
     identity_file: Option<&std::path::Path>,
+    signals: &mut Signals,
 ) -> bool {
     let Some((meta, needed)) = meta.and_then(|m| m.roles.as_ref().map(|r| (m, r))) else {
         return false;
     };
-    let Some((path, globals)) = beside(located, meta) else {
+    let found = match &located.s3_origin {
+        Some((settings, key)) => beside_in_bucket(settings, key, meta).await,
+        None => beside(located, meta),
+    };
+    let Some((path, globals, _download)) = found else {
         ui::info("no globals backup beside this backup: restoring without owners and privileges");
         return false;
     };
@@ -161,18 +168,40 @@ pub async fn into_ephemeral(
         }
         _ => Err(format!("{} does not match its meta.json", path.display())),
     };
-    let sql = match sql {
-        Ok(sql) => sql,
+    let parsed = sql.and_then(|sql| {
+        crate::pg::globals::parse::Globals::parse(&sql).map_err(|refused| {
+            format!(
+                "{} holds what pg_dumpall --globals-only never writes ({}), so none of it runs",
+                globals.file,
+                refused
+                    .iter()
+                    .map(|(n, r)| format!("statement {n}: {r}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })
+    });
+    let parsed = match parsed {
+        Ok(parsed) => parsed,
         Err(why) => {
             ui::warn(&format!("{why}: restoring without owners and privileges"));
             return false;
         }
     };
-    match crate::pg::globals::apply(client, &sql).await {
+    let Ok(present) = client::role_names(client).await else {
+        return false;
+    };
+    let replay = crate::pg::globals::Replay {
+        globals: &parsed,
+        pre_existing: &present,
+        reset: false,
+        lock_wait_timeout: std::time::Duration::from_secs(60),
+    };
+    match crate::pg::globals::apply(client, conn, &replay, signals).await {
         Ok(applied) => {
             ui::info(&format!(
-                "globals from {} restored into the throwaway cluster ({} role(s))",
-                path.display(),
+                "globals {} restored into the throwaway cluster ({} role(s))",
+                globals.file,
                 applied.created_roles.len()
             ));
             for failure in &applied.failed {
@@ -190,16 +219,13 @@ pub async fn into_ephemeral(
     }
 }
 
-/// The globals backup for `meta`'s dump in its directory: same run, else the newest.
-fn beside(located: &crate::archive::Located, meta: &Meta) -> Option<(std::path::PathBuf, Meta)> {
-    let dir = located.dump.parent()?;
-    let mut found: Vec<(std::path::PathBuf, Meta)> = crate::storage::local::LocalStore::new(dir)
-        .list()
-        .ok()?
-        .into_iter()
-        .filter(|b| b.is_complete() && b.name.mode == Mode::Globals)
-        .filter_map(|b| Meta::read(&b.meta).ok().map(|m| (b.dump, m)))
-        .collect();
+/// A globals backup found for a dump: its local file, its meta.json, and
+/// the temporary directory of a download (removed when dropped).
+type Found = (std::path::PathBuf, Meta, Option<tempfile::TempDir>);
+
+/// Of the globals backups beside a dump, the one of its run, else the
+/// newest of its server (else, for backups that record no server, the newest).
+fn pick<T>(mut found: Vec<(T, Meta)>, meta: &Meta) -> Option<(T, Meta)> {
     if let Some(run) = &meta.cluster_run {
         if let Some(i) = found
             .iter()
@@ -208,5 +234,66 @@ fn beside(located: &crate::archive::Located, meta: &Meta) -> Option<(std::path::
             return Some(found.swap_remove(i));
         }
     }
+    found.retain(|(_, m)| m.server == meta.server);
     found.pop()
+}
+
+/// The globals backup for `meta`'s dump in its directory.
+fn beside(located: &crate::archive::Located, meta: &Meta) -> Option<Found> {
+    let dir = located.dump.parent()?;
+    let found: Vec<(std::path::PathBuf, Meta)> = crate::storage::local::LocalStore::new(dir)
+        .list()
+        .ok()?
+        .into_iter()
+        .filter(|b| b.is_complete() && b.name.mode == Mode::Globals)
+        .filter_map(|b| Meta::read(&b.meta).ok().map(|m| (b.dump, m)))
+        .collect();
+    pick(found, meta).map(|(path, m)| (path, m, None))
+}
+
+/// The globals backup for `meta`'s dump under the S3 prefix of `key`,
+/// downloaded into a private temporary directory.
+async fn beside_in_bucket(
+    settings: &crate::storage::s3::S3Settings,
+    key: &str,
+    meta: &Meta,
+) -> Option<Found> {
+    use crate::storage::BackupStore;
+    let mut here = settings.clone();
+    here.prefix = key
+        .rsplit_once('/')
+        .map_or_else(String::new, |(dir, _)| format!("{dir}/"));
+    let store = match crate::storage::s3::connect(here).await {
+        Ok(store) => store,
+        Err(err) => {
+            ui::warn(&format!(
+                "looking for the globals beside {key}: {}",
+                crate::error::one_line(&err)
+            ));
+            return None;
+        }
+    };
+    let mut found = Vec::new();
+    for b in store.list().await.ok()? {
+        if b.is_complete() && b.name.mode == Mode::Globals {
+            if let Ok(Some(m)) = store.load_meta(&b.name).await {
+                found.push((b.dump_key.clone(), m));
+            }
+        }
+    }
+    let (dump_key, m) = pick(found, meta)?;
+    let temp = tempfile::Builder::new()
+        .prefix("pgbak-fetch-")
+        .tempdir()
+        .ok()?;
+    let path = temp.path().join(&m.file);
+    if let Err(err) = store.download(&dump_key, &path).await {
+        ui::warn(&format!(
+            "downloading the globals {}: {}",
+            store.uri(&dump_key),
+            crate::error::one_line(&err)
+        ));
+        return None;
+    }
+    Some((path, m, Some(temp)))
 }

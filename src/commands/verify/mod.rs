@@ -365,6 +365,7 @@ async fn restore_copy(
         list_file: None,
         schemas: &[],
         owners: prepared.owners,
+        lock_wait_timeout: None,
     };
     let outcome = plain.restore(&job, signals).await?;
     report.pg_restore_warnings = outcome.warnings.clone();

@@ -125,9 +125,11 @@ pub async fn prepare(
             let version = client::server_version(&client).await?;
             owners = crate::commands::globals::into_ephemeral(
                 &client,
+                &conn,
                 run.located(),
                 run.meta(),
                 run.opts.identity_file.as_deref(),
+                signals,
             )
             .await;
             Server {

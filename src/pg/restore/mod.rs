@@ -17,6 +17,7 @@ use crate::error::{finding, interrupted, usage};
 use crate::signals::Signals;
 use crate::ui;
 
+pub mod sessions;
 mod verdict;
 pub use verdict::{
     classify, distinct, failure, judge, missing_extension, one_line, Outcome, STDERR_CAP,
@@ -131,6 +132,9 @@ pub struct RestoreJob<'a> {
     /// Restore owners and privileges (every role the dump needs exists on the
     /// target); false is pg_restore `--no-owner --no-privileges`.
     pub owners: bool,
+    /// The longest any of pg_restore's statements waits for a lock
+    /// (`--lock-wait-timeout`); who blocked it is named. None: no limit.
+    pub lock_wait_timeout: Option<Duration>,
 }
 
 /// Checks a `maintenance_work_mem` value before it goes into PGOPTIONS.
@@ -151,11 +155,19 @@ pub fn validate_memory_setting(value: &str) -> Result<()> {
     Ok(())
 }
 
-/// PGOPTIONS for the restore: the connection's own options plus the tuning.
-pub fn pgoptions(conn: &ConnSettings, maintenance_work_mem: &str) -> Option<String> {
+/// PGOPTIONS for the restore: the connection's own options plus the tuning
+/// and the bound on lock waits.
+pub fn pgoptions(
+    conn: &ConnSettings,
+    maintenance_work_mem: &str,
+    lock_wait_timeout: Option<Duration>,
+) -> Option<String> {
     let mut options: Vec<String> = conn.params.get("options").cloned().into_iter().collect();
     if maintenance_work_mem != "default" {
         options.push(format!("-c maintenance_work_mem={maintenance_work_mem}"));
+    }
+    if let Some(limit) = lock_wait_timeout {
+        options.push(format!("-c lock_timeout={}", limit.as_millis().max(1)));
     }
     (!options.is_empty()).then(|| options.join(" "))
 }
@@ -192,9 +204,13 @@ pub async fn restore(
         cmd.arg(format!("--schema={schema}"));
     }
     input.attach(&mut cmd)?;
-    if let Some(options) = pgoptions(job.conn, job.maintenance_work_mem) {
+    if let Some(options) = pgoptions(job.conn, job.maintenance_work_mem, job.lock_wait_timeout) {
         cmd.env("PGOPTIONS", options);
     }
+    // Its sessions carry a name of their own: watched for lock waits, and
+    // ended on the server when pgbak is stopped.
+    let app = sessions::app_name();
+    cmd.env("PGAPPNAME", &app);
     // Its own process group: the workers pg_restore forks are stopped with it.
     cmd.process_group(0)
         .stdout(Stdio::null())
@@ -204,6 +220,9 @@ pub async fn restore(
         .spawn()
         .with_context(|| format!("starting {}", job.tools.tool("pg_restore").display()))?;
     let mut group = Group::new(child);
+    let watch = job
+        .lock_wait_timeout
+        .map(|_| sessions::Watch::start(job.conn.clone(), app.clone()));
     let stderr = tools::drain_stderr(
         group
             .child
@@ -215,14 +234,19 @@ pub async fn restore(
     let status = tokio::select! {
         status = group.child.wait() => status.context("waiting for pg_restore")?,
         sig = signals.recv() => {
-            ui::warn(&format!("{}: stopping pg_restore", sig.name()));
+            ui::warn(&format!("{}: stopping pg_restore and its statements on the server", sig.name()));
+            // Frozen first, so it starts nothing new while its sessions end.
+            group.signal(libc::SIGSTOP);
+            sessions::terminate(job.conn, &app).await;
             group.stop().await;
             return Err(interrupted(sig));
         }
     };
     group.reaped = true;
     let (stderr, truncated) = stderr.await.unwrap_or_default();
-    Ok(judge(&stderr, status.code(), status.signal(), truncated))
+    let mut outcome = judge(&stderr, status.code(), status.signal(), truncated);
+    outcome.blockers = watch.map(|w| w.blockers()).unwrap_or_default();
+    Ok(outcome)
 }
 
 /// A child in its own process group, killed with its group when dropped.
@@ -251,9 +275,10 @@ impl Group {
         }
     }
 
-    /// SIGTERM (pg_restore cancels its queries on the server), then SIGKILL.
+    /// SIGTERM, then SIGKILL (a stopped group is continued to see the SIGTERM).
     async fn stop(&mut self) {
         self.signal(libc::SIGTERM);
+        self.signal(libc::SIGCONT);
         if tokio::time::timeout(Duration::from_secs(3), self.child.wait())
             .await
             .is_err()
@@ -290,17 +315,21 @@ mod tests {
         let mut conn = crate::pg::url::ConnSettings::from_url("postgresql://u@h/d", &|_| None)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            pgoptions(&conn, "1GB").as_deref(),
+            pgoptions(&conn, "1GB", None).as_deref(),
             Some("-c maintenance_work_mem=1GB")
+        );
+        assert_eq!(
+            pgoptions(&conn, "default", Some(Duration::from_secs(5))).as_deref(),
+            Some("-c lock_timeout=5000")
         );
         conn.params
             .insert("options".into(), "-c search_path=app".into());
         assert_eq!(
-            pgoptions(&conn, "1GB").as_deref(),
+            pgoptions(&conn, "1GB", None).as_deref(),
             Some("-c search_path=app -c maintenance_work_mem=1GB")
         );
         assert_eq!(
-            pgoptions(&conn, "default").as_deref(),
+            pgoptions(&conn, "default", None).as_deref(),
             Some("-c search_path=app")
         );
     }

@@ -21,6 +21,9 @@ pub struct Outcome {
     /// compare with its own `errors ignored on restore: N`.
     #[serde(skip)]
     pub error_entries: usize,
+    /// Sessions seen blocking pg_restore's statements on a lock, described.
+    #[serde(skip)]
+    pub blockers: Vec<String>,
 }
 
 impl Outcome {

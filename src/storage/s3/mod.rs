@@ -314,7 +314,7 @@ impl Store {
     }
 
     /// Every object under the prefix (all pages).
-    async fn objects(&self) -> Result<Vec<Object>> {
+    pub(crate) async fn objects(&self) -> Result<Vec<Object>> {
         let prefix = &self.settings.prefix;
         let mut objects = Vec::new();
         let mut pages = self
@@ -386,7 +386,7 @@ impl Store {
 
     /// A small object's bytes (at most 16 MiB: `what` it should be); None
     /// when it does not exist.
-    async fn get_small(&self, key: &str, what: &str) -> Result<Option<bytes::Bytes>> {
+    pub(crate) async fn get_small(&self, key: &str, what: &str) -> Result<Option<bytes::Bytes>> {
         let out = match self
             .client
             .get_object()
