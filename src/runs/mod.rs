@@ -235,7 +235,7 @@ pub fn newest_complete_runs(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn server(name: &str) -> ServerIdentity {

@@ -12,6 +12,7 @@
 
 pub mod parse;
 pub mod roles;
+mod tokens;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -244,7 +244,13 @@ pub async fn restore(
     };
     group.reaped = true;
     let (stderr, truncated) = stderr.await.unwrap_or_default();
-    let mut outcome = judge(&stderr, status.code(), status.signal(), truncated);
+    let mut outcome = judge(
+        &stderr,
+        status.code(),
+        status.signal(),
+        truncated,
+        job.jobs.max(1),
+    );
     outcome.blockers = watch.map(|w| w.blockers()).unwrap_or_default();
     Ok(outcome)
 }

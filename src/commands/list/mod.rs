@@ -5,7 +5,9 @@
 //! meta.json of every backup that has none locally; merge by file stem; plan
 //! retention under the current rules (a dry run of `prune`) to show which
 //! rule keeps each backup, its pin and its Object Lock; print a table (or
-//! JSON on stdout).
+//! JSON on stdout). `--runs` lists the `--all-databases` runs instead ([`runs`]).
+
+mod runs;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -87,6 +89,9 @@ struct Found {
 }
 
 pub async fn run(settings: ListSettings) -> Result<ExitCode> {
+    if settings.runs {
+        return runs::list(&settings).await;
+    }
     let mut found: BTreeMap<String, Found> = BTreeMap::new();
     list_local(&settings.backup_dir, &mut found)?;
 
