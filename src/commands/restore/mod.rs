@@ -118,6 +118,8 @@ pub async fn restore_into(
 
     // 6: the restored database against meta.json, before anybody else can see it.
     let target = signals.guard(client::connect(&into)).await?;
+    // Counting waits for table locks like any reader: bounded the same way.
+    client::set_lock_timeout(&target, opts.lock_wait_timeout).await?;
     if let Some(meta) = backup.meta() {
         failed |=
             !after::check_restored(&target, meta, plan.selection.as_ref(), &conn.dbname).await?;
@@ -469,16 +471,12 @@ fn judge_restore(
     for error in pg_restore::distinct(&outcome.errors) {
         ui::error(&format!("pg_restore: {error}"));
     }
-    if outcome.errors.iter().any(|e| e.contains("lock timeout")) {
-        let who = if outcome.blockers.is_empty() {
-            "the session holding it had ended before pgbak could see it".to_owned()
-        } else {
-            format!("blocked by {}", outcome.blockers.join(", "))
-        };
+    if !outcome.blockers.is_empty() {
         ui::error(&format!(
-            "a lock was not granted within --lock-wait-timeout {} ({who}): end that session, or \
-             restore when it is done",
-            humantime::format_duration(opts.lock_wait_timeout)
+            "a lock was not granted within --lock-wait-timeout {} (blocked by {}): pgbak cancelled \
+             the statement; end that session, or restore when it is done",
+            humantime::format_duration(opts.lock_wait_timeout),
+            outcome.blockers.join(", ")
         ));
     }
     let mut err = pg_restore::failure(outcome);

@@ -133,7 +133,8 @@ pub struct RestoreJob<'a> {
     /// target); false is pg_restore `--no-owner --no-privileges`.
     pub owners: bool,
     /// The longest any of pg_restore's statements waits for a lock
-    /// (`--lock-wait-timeout`); who blocked it is named. None: no limit.
+    /// (`--lock-wait-timeout`): then pgbak cancels it and names who blocked
+    /// it. None: no limit.
     pub lock_wait_timeout: Option<Duration>,
 }
 
@@ -155,19 +156,11 @@ pub fn validate_memory_setting(value: &str) -> Result<()> {
     Ok(())
 }
 
-/// PGOPTIONS for the restore: the connection's own options plus the tuning
-/// and the bound on lock waits.
-pub fn pgoptions(
-    conn: &ConnSettings,
-    maintenance_work_mem: &str,
-    lock_wait_timeout: Option<Duration>,
-) -> Option<String> {
+/// PGOPTIONS for the restore: the connection's own options plus the tuning.
+pub fn pgoptions(conn: &ConnSettings, maintenance_work_mem: &str) -> Option<String> {
     let mut options: Vec<String> = conn.params.get("options").cloned().into_iter().collect();
     if maintenance_work_mem != "default" {
         options.push(format!("-c maintenance_work_mem={maintenance_work_mem}"));
-    }
-    if let Some(limit) = lock_wait_timeout {
-        options.push(format!("-c lock_timeout={}", limit.as_millis().max(1)));
     }
     (!options.is_empty()).then(|| options.join(" "))
 }
@@ -204,13 +197,11 @@ pub async fn restore(
         cmd.arg(format!("--schema={schema}"));
     }
     input.attach(&mut cmd)?;
-    if let Some(options) = pgoptions(job.conn, job.maintenance_work_mem, job.lock_wait_timeout) {
+    if let Some(options) = pgoptions(job.conn, job.maintenance_work_mem) {
         cmd.env("PGOPTIONS", options);
     }
-    // Its sessions carry a name of their own: watched for lock waits, and
-    // ended on the server when pgbak is stopped.
-    let app = sessions::app_name();
-    cmd.env("PGAPPNAME", &app);
+    // Its sessions: watched for lock waits, ended on the server when pgbak is stopped.
+    let own = sessions::Sessions::of(job.conn);
     // Its own process group: the workers pg_restore forks are stopped with it.
     cmd.process_group(0)
         .stdout(Stdio::null())
@@ -222,7 +213,7 @@ pub async fn restore(
     let mut group = Group::new(child);
     let watch = job
         .lock_wait_timeout
-        .map(|_| sessions::Watch::start(job.conn.clone(), app.clone()));
+        .map(|limit| sessions::Watch::start(job.conn.clone(), own.clone(), limit));
     let stderr = tools::drain_stderr(
         group
             .child
@@ -237,7 +228,7 @@ pub async fn restore(
             ui::warn(&format!("{}: stopping pg_restore and its statements on the server", sig.name()));
             // Frozen first, so it starts nothing new while its sessions end.
             group.signal(libc::SIGSTOP);
-            sessions::terminate(job.conn, &app).await;
+            sessions::terminate(job.conn, &own).await;
             group.stop().await;
             return Err(interrupted(sig));
         }
@@ -321,21 +312,17 @@ mod tests {
         let mut conn = crate::pg::url::ConnSettings::from_url("postgresql://u@h/d", &|_| None)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            pgoptions(&conn, "1GB", None).as_deref(),
+            pgoptions(&conn, "1GB").as_deref(),
             Some("-c maintenance_work_mem=1GB")
-        );
-        assert_eq!(
-            pgoptions(&conn, "default", Some(Duration::from_secs(5))).as_deref(),
-            Some("-c lock_timeout=5000")
         );
         conn.params
             .insert("options".into(), "-c search_path=app".into());
         assert_eq!(
-            pgoptions(&conn, "1GB", None).as_deref(),
+            pgoptions(&conn, "1GB").as_deref(),
             Some("-c search_path=app -c maintenance_work_mem=1GB")
         );
         assert_eq!(
-            pgoptions(&conn, "default", None).as_deref(),
+            pgoptions(&conn, "default").as_deref(),
             Some("-c search_path=app")
         );
     }
