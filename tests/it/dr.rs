@@ -517,3 +517,84 @@ fn dr_a_roles_statement_waiting_on_a_lock_is_bounded_and_stops_on_sigterm() {
         roles_shape(&source, "dr\\_%")
     );
 }
+
+/// Issue 22 item 5(b): a globals file changed in the store (its meta.json changed to match)
+/// holds statements pg_dumpall never writes: the rebuild refuses it naming each, and nothing
+/// of it runs, not even the role statements before them; verify --ephemeral does not replay it.
+#[test]
+fn dr_refuses_a_globals_file_with_statements_pg_dumpall_never_writes() {
+    let source = private_cluster(16);
+    server_with_roles(&source, 2);
+    let dir = Dir::new("dr-hostile");
+    run_id_of_backup(&source, &dir, &[]);
+    let marker = std::path::PathBuf::from(format!("/tmp/pgbak-dr-hostile-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let globals = support::files(&dir)
+        .into_iter()
+        .find(|f| f.starts_with("postgres_globals_") && f.ends_with(".dump"))
+        .unwrap();
+    let path = dir.join(&globals);
+    let mut sql = std::fs::read_to_string(&path).unwrap();
+    sql.push_str(&format!(
+        "CREATE ROLE evil_early;\n\
+         CREATE FUNCTION evil() RETURNS int LANGUAGE sql AS 'SELECT 1';\n\
+         COPY (SELECT 1) TO PROGRAM 'touch {0}';\n\
+         DO $$ BEGIN EXECUTE 'ALTER ROLE dr_r1 SUPERUSER'; END $$;\n\
+         ALTER SYSTEM SET archive_command = 'touch {0}';\n\
+         CREATE ROLE \"x\"; ALTER ROLE dr_r2 WITH SUPERUSER; GRANT pg_execute_server_program TO dr_r2;\n\
+         ALTER ROLE dr_r1 SET search_path TO E'\\''; COPY (SELECT 1) TO PROGRAM 'touch {0}'; --';\n",
+        marker.display()
+    ));
+    std::fs::write(&path, &sql).unwrap();
+    // The bucket writer fixes meta.json's checksum too.
+    let meta_path = dir.join(globals.replace(".dump", ".meta.json"));
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+    meta["sha256"] = support::sha256_hex(&path).into();
+    meta["size_bytes"] = sql.len().into();
+    std::fs::write(&meta_path, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
+
+    let target = private_cluster(16);
+    let out = run(&mut rebuild(&target, &dir, &[]));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for kind in [
+        "CREATE FUNCTION",
+        "COPY (",
+        "DO (",
+        "ALTER SYSTEM",
+        "ALTER ROLE (holds a prefixed string",
+    ] {
+        assert!(stderr.contains(kind), "{kind:?} not named:\n{stderr}");
+    }
+    assert!(stderr.contains("none of it was run"), "{stderr}");
+    assert!(!marker.exists(), "COPY TO PROGRAM ran");
+    assert_eq!(
+        count(
+            &target,
+            "postgres",
+            "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'dr_%' OR rolname LIKE 'evil%'"
+        ),
+        0
+    );
+    assert!(!has_database(&target, "app") && !has_database(&target, JOURNAL));
+
+    // verify --ephemeral finds this globals file beside the dump and does not replay it.
+    let app_dump = support::files(&dir)
+        .into_iter()
+        .find(|f| f.starts_with("app_full_") && f.ends_with(".dump"))
+        .unwrap();
+    let out = run(support::pgbak(&source)
+        .env("DATABASE_URL", source.url("app"))
+        .args(["verify", "--ephemeral", "--json"])
+        .arg(dir.join(app_dump)));
+    let text = output_text(&out);
+    assert!(
+        text.contains("never writes") && text.contains("so none of it runs"),
+        "{text}"
+    );
+    assert!(
+        !marker.exists(),
+        "COPY TO PROGRAM ran in the throwaway cluster"
+    );
+}
