@@ -88,7 +88,7 @@ mod tests {
         let twelve = Duration::from_secs(12 * 3600);
         let good = ended("20261205T020000", "db1", &[("a", true)]);
         let bad = ended("20261206T020000", "db1", &[("a", false)]);
-        assert!(problems(&[good.clone()], now, twelve).is_empty());
+        assert!(problems(std::slice::from_ref(&good), now, twelve).is_empty());
         let lines = problems(&[good.clone(), bad.clone()], now, twelve);
         assert_eq!(lines.len(), 1);
         assert!(

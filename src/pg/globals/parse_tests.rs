@@ -31,8 +31,8 @@ fn pg_dumpall_output_is_read_with_its_roles() {
     let globals = Globals::parse(PG16_GLOBALS).unwrap();
     assert_eq!(globals.statements.len(), 19);
     let app = &globals.roles["app"];
-    assert_eq!(app.flags["rolcanlogin"], true);
-    assert_eq!(app.flags["rolsuper"], false);
+    assert!(app.flags["rolcanlogin"]);
+    assert!(!app.flags["rolsuper"]);
     assert_eq!(app.connection_limit, Some(5));
     assert_eq!(
         app.password,

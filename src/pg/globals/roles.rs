@@ -386,7 +386,8 @@ mod tests {
             differences(&spec, Some(&as_in_backup()), true),
             Difference::default()
         );
-        let cases: Vec<(&str, Box<dyn Fn(&mut ServerRole)>, Vec<&str>)> = vec![
+        type Change = Box<dyn Fn(&mut ServerRole)>;
+        let cases: Vec<(&str, Change, Vec<&str>)> = vec![
             (
                 "half-created: no login, no password, no membership, no setting",
                 Box::new(|r| {

@@ -187,6 +187,11 @@ impl OpenTransaction {
         let stdin = child.stdin.as_mut().unwrap();
         writeln!(stdin, "BEGIN; {sql};").unwrap();
         stdin.flush().unwrap();
+        // Owned from here on: a failed wait below still ends the session.
+        let mut held = OpenTransaction {
+            child,
+            pid: String::new(),
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let pid = pg.psql(
@@ -197,7 +202,8 @@ impl OpenTransaction {
                 ),
             );
             if !pid.is_empty() {
-                return OpenTransaction { child, pid };
+                held.pid = pid;
+                return held;
             }
             assert!(
                 Instant::now() < deadline,

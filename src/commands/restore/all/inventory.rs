@@ -74,7 +74,7 @@ async fn gather(
         backed_up: BTreeMap::new(),
     };
     for b in store.list_backups().await? {
-        if !(b.has_dump && b.has_meta) || !matches!(b.name.mode, Mode::Full | Mode::Globals) {
+        if !(b.has_dump && b.has_meta && matches!(b.name.mode, Mode::Full | Mode::Globals)) {
             continue;
         }
         let meta = match store.load_meta(&b.name).await {

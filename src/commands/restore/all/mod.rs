@@ -78,17 +78,17 @@ pub(super) async fn restore_all(
     // 2-3: the preflight, the plan, the confirmation.
     let pre = plan::preflight(&admin, place, &run, opts, journal.as_ref(), &mut signals).await?;
     let server_text = choose::server_text(server.as_ref());
-    for line in plan::describe(
+    for line in plan::describe(&plan::Shown {
         conn,
-        &run,
-        &choice,
-        &server_text,
-        &inventory.place,
-        &pre,
-        journal.as_ref(),
-        &left_out,
-        wanted.reset_roles,
-    ) {
+        run: &run,
+        choice: &choice,
+        server: &server_text,
+        source: &inventory.place,
+        pre: &pre,
+        journal: journal.as_ref(),
+        left_out: &left_out,
+        reset_roles: wanted.reset_roles,
+    }) {
         ui::info(&line);
     }
     if opts.confirm {

@@ -268,18 +268,35 @@ async fn read_globals(
     Ok((globals, (**meta).clone()))
 }
 
+/// What the plan shows.
+pub struct Shown<'a> {
+    pub conn: &'a ConnSettings,
+    pub run: &'a Run,
+    pub choice: &'a crate::runs::choose::Choice,
+    /// The run's server, described.
+    pub server: &'a str,
+    /// The place the run is read from.
+    pub source: &'a str,
+    pub pre: &'a Preflight,
+    pub journal: Option<&'a Journal>,
+    /// Databases backed up there that the run does not contain.
+    pub left_out: &'a [String],
+    pub reset_roles: bool,
+}
+
 /// The plan, as lines: what the rebuild will do and why.
-pub fn describe(
-    conn: &ConnSettings,
-    run: &Run,
-    choice: &crate::runs::choose::Choice,
-    server: &str,
-    source: &str,
-    pre: &Preflight,
-    journal: Option<&Journal>,
-    left_out: &[String],
-    reset_roles: bool,
-) -> Vec<String> {
+pub fn describe(shown: &Shown<'_>) -> Vec<String> {
+    let Shown {
+        conn,
+        run,
+        choice,
+        server,
+        source,
+        pre,
+        journal,
+        left_out,
+        reset_roles,
+    } = *shown;
     let mut lines = vec![format!(
         "rebuild {} from run {} of {server} ({}), read from {source}",
         conn.endpoint(),
