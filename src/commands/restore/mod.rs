@@ -117,28 +117,9 @@ pub async fn restore_into(
     let mut failed = !judge_restore(opts, &outcome, clock, plan.server_major, &mut not_restored);
 
     // 6: the restored database against meta.json, before anybody else can see it.
-    let target = signals.guard(client::connect(&into)).await?;
-    // Counting waits for table locks like any reader: bounded the same way.
-    client::set_lock_timeout(&target, opts.lock_wait_timeout).await?;
-    if let Some(meta) = backup.meta() {
-        failed |=
-            !after::check_restored(&target, meta, plan.selection.as_ref(), &conn.dbname).await?;
-    }
-    drop(target);
+    failed |= !check_copy(opts, &into, &backup, &plan, &conn.dbname, &mut signals).await?;
     if failed {
-        if opts.create_db {
-            ui::error(&format!(
-                "the failed restore is left in database {} for inspection; {} was not touched \
-                 (the next restore of it removes the copy)",
-                quote_ident(&into.dbname),
-                quote_ident(&conn.dbname)
-            ));
-        }
-        ui::error(&format!(
-            "restore of {} into {} FAILED (see above)",
-            backup.located.dump.display(),
-            quote_ident(&conn.dbname)
-        ));
+        report_failure(conn, &into, &backup, opts.create_db);
         return Ok(false);
     }
     if opts.create_db {
@@ -153,11 +134,7 @@ pub async fn restore_into(
             })?;
     }
     if opts.alembic_stamp && !after::alembic_stamp().await {
-        ui::error(&format!(
-            "restore of {} into {} FAILED (see above)",
-            backup.located.dump.display(),
-            quote_ident(&conn.dbname)
-        ));
+        report_failure(conn, conn, &backup, false);
         return Ok(false);
     }
     ui::info(&format!(
@@ -177,6 +154,42 @@ pub async fn restore_into(
         }
     ));
     Ok(true)
+}
+
+/// Step 6: the rows (and alembic revision) of the restored copy `into`
+/// against meta.json; the table names `database`. True when they match.
+async fn check_copy(
+    opts: &RestoreOptions,
+    into: &ConnSettings,
+    backup: &Checked,
+    plan: &Plan,
+    database: &str,
+    signals: &mut Signals,
+) -> Result<bool> {
+    let Some(meta) = backup.meta() else {
+        return Ok(true);
+    };
+    let target = signals.guard(client::connect(into)).await?;
+    // Counting waits for table locks like any reader: bounded the same way.
+    client::set_lock_timeout(&target, opts.lock_wait_timeout).await?;
+    after::check_restored(&target, meta, plan.selection.as_ref(), database).await
+}
+
+/// The failure's last lines; with a staging copy, where it is.
+fn report_failure(conn: &ConnSettings, into: &ConnSettings, backup: &Checked, staged: bool) {
+    if staged {
+        ui::error(&format!(
+            "the failed restore is left in database {} for inspection; {} was not touched \
+             (the next restore of it removes the copy)",
+            quote_ident(&into.dbname),
+            quote_ident(&conn.dbname)
+        ));
+    }
+    ui::error(&format!(
+        "restore of {} into {} FAILED (see above)",
+        backup.located.dump.display(),
+        quote_ident(&conn.dbname)
+    ));
 }
 
 /// Step 1: never hang waiting for an answer nobody can give.

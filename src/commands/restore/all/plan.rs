@@ -345,6 +345,36 @@ pub fn describe(shown: &Shown<'_>) -> Vec<String> {
             ""
         }
     ));
+    lines.extend(describe_roles(pre, reset_roles));
+    lines.push(
+        "  databases (each restored under a temporary name and swapped in when complete):".into(),
+    );
+    for m in &run.databases {
+        let db = &m.meta.database;
+        let state = if continued.is_some_and(|j| j.databases.get(db).is_some_and(|s| s == "done")) {
+            "done by this run already: skipped".to_owned()
+        } else {
+            match pre.existing.get(db) {
+                Some(size) if *size >= 0 => format!(
+                    "EXISTS ({}): DROPPED and replaced",
+                    crate::ui::bytes(*size as u64)
+                ),
+                Some(_) => "EXISTS: DROPPED and replaced".to_owned(),
+                None => "new".to_owned(),
+            }
+        };
+        lines.push(format!("    {db}: {state} (from {})", m.source));
+    }
+    for db in left_out {
+        lines.push(format!("  NOT in the run, not restored: {db}"));
+    }
+    lines
+}
+
+/// The plan's lines about the roles: how many, which existed before, and
+/// every one on the target that differs from the backup.
+fn describe_roles(pre: &Preflight, reset_roles: bool) -> Vec<String> {
+    let mut lines = Vec::new();
     let roles = &pre.globals.roles;
     lines.push(format!(
         "  roles: {} in the backup; {} existed before and are {} ({}); every other one is created or made as in the backup{}",
@@ -372,28 +402,6 @@ pub fn describe(shown: &Shown<'_>) -> Vec<String> {
                 d.differs.join("; ")
             ));
         }
-    }
-    lines.push(
-        "  databases (each restored under a temporary name and swapped in when complete):".into(),
-    );
-    for m in &run.databases {
-        let db = &m.meta.database;
-        let state = if continued.is_some_and(|j| j.databases.get(db).is_some_and(|s| s == "done")) {
-            "done by this run already: skipped".to_owned()
-        } else {
-            match pre.existing.get(db) {
-                Some(size) if *size >= 0 => format!(
-                    "EXISTS ({}): DROPPED and replaced",
-                    crate::ui::bytes(*size as u64)
-                ),
-                Some(_) => "EXISTS: DROPPED and replaced".to_owned(),
-                None => "new".to_owned(),
-            }
-        };
-        lines.push(format!("    {db}: {state} (from {})", m.source));
-    }
-    for db in left_out {
-        lines.push(format!("  NOT in the run, not restored: {db}"));
     }
     lines
 }
