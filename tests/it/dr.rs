@@ -161,8 +161,24 @@ fn dr_a_role_that_existed_before_is_reported_and_changed_only_with_reset_roles()
         roles_shape(&source, "dr\\_r1")
     );
 
+    let own_password = || {
+        target.psql(
+            "postgres",
+            "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'",
+        )
+    };
+    let before = own_password();
     let out = run(&mut rebuild(&target, &dir, &["--reset-roles"]));
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    // Except the password of the role the rebuild is connected as: changing it would cut it off.
+    assert_eq!(own_password(), before);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "the password of postgres, the role pgbak is connected as, was left as it is"
+        ),
+        "{}",
+        output_text(&out)
+    );
     assert_eq!(
         roles_shape(&target, "dr\\_r_"),
         roles_shape(&source, "dr\\_r_")

@@ -100,6 +100,10 @@ pub struct Applied {
     pub existing_roles: Vec<String>,
     /// Statements the server refused, with its message.
     pub failed: Vec<String>,
+    /// The role pgbak is connected as, when `--reset-roles` would have
+    /// changed its password: left as it is, or the rest of the rebuild could
+    /// no longer connect.
+    pub own_password_kept: Option<String>,
 }
 
 /// Whether `stmt` runs: not for a role that existed before pgbak touched the
@@ -138,11 +142,11 @@ pub async fn apply(
         .context("listing the server's tablespaces")?;
     let tablespaces: BTreeSet<String> = rows.iter().map(|r| r.get(0)).collect();
     super::client::set_lock_timeout(client, replay.lock_wait_timeout).await?;
-    let pid: i32 = client
-        .query_one("SELECT pg_backend_pid()", &[])
+    let session = client
+        .query_one("SELECT pg_backend_pid(), current_user::text", &[])
         .await
-        .context("reading pgbak's session id")?
-        .get(0);
+        .context("reading pgbak's session")?;
+    let (pid, connected_as): (i32, String) = (session.get(0), session.get(1));
     let mut applied = Applied {
         existing_roles: replay
             .globals
@@ -163,6 +167,13 @@ pub async fn apply(
         ) {
             continue;
         }
+        let text = match own_password_left(stmt, &connected_as) {
+            Some(without) => {
+                applied.own_password_kept = Some(connected_as.clone());
+                without
+            }
+            None => text.clone(),
+        };
         let outcome = tokio::select! {
             outcome = client.execute(text.as_str(), &[]) => outcome,
             sig = signals.recv() => {
@@ -182,11 +193,39 @@ pub async fn apply(
                 let message = err
                     .as_db_error()
                     .map_or_else(|| err.to_string(), |d| d.message().to_owned());
-                applied.failed.push(format!("{}: {message}", redact(text)));
+                applied.failed.push(format!("{}: {message}", redact(&text)));
             }
         }
     }
     Ok(applied)
+}
+
+/// `ALTER ROLE <connected_as> WITH … PASSWORD …` without its password,
+/// written from what was read (names and literals quoted by pgbak); None
+/// for every other statement.
+fn own_password_left(stmt: &parse::Statement, connected_as: &str) -> Option<String> {
+    use parse::{RoleOption, Statement};
+    let Statement::AlterRole { role, options } = stmt else {
+        return None;
+    };
+    if role != connected_as || !options.iter().any(|o| matches!(o, RoleOption::Password(_))) {
+        return None;
+    }
+    let mut sql = format!("ALTER ROLE {} WITH", super::client::quote_ident(role));
+    for option in options {
+        match option {
+            RoleOption::Flag(column, on) => {
+                sql.push(' ');
+                sql.push_str(&parse::flag_keyword(column, *on));
+            }
+            RoleOption::ConnectionLimit(n) => sql.push_str(&format!(" CONNECTION LIMIT {n}")),
+            RoleOption::ValidUntil(v) => {
+                sql.push_str(&format!(" VALID UNTIL {}", super::client::quote_literal(v)))
+            }
+            RoleOption::Password(_) => {}
+        }
+    }
+    Some(sql)
 }
 
 /// A statement as it may be shown: a password literal replaced.
@@ -243,6 +282,21 @@ mod tests {
                 "{stmt} reset {reset}"
             );
         }
+    }
+
+    #[test]
+    fn the_connected_roles_password_is_left_out() {
+        let stmt = parse::parse_statement(
+            "ALTER ROLE \"Post gres\" WITH SUPERUSER LOGIN CONNECTION LIMIT 3 PASSWORD 'SCRAM-x' VALID UNTIL 'infinity'",
+        )
+        .unwrap();
+        assert_eq!(
+            own_password_left(&stmt, "Post gres").as_deref(),
+            Some("ALTER ROLE \"Post gres\" WITH SUPERUSER LOGIN CONNECTION LIMIT 3 VALID UNTIL 'infinity'")
+        );
+        assert_eq!(own_password_left(&stmt, "app"), None);
+        let no_password = parse::parse_statement("ALTER ROLE app WITH LOGIN").unwrap();
+        assert_eq!(own_password_left(&no_password, "app"), None);
     }
 
     #[test]

@@ -220,8 +220,18 @@ async fn restore_roles(
         ui::warn(&format!("globals: not restored: {failure}"));
         outcome.failed.push(format!("globals: {failure}"));
     }
+    if let Some(me) = &applied.own_password_kept {
+        ui::warn(&format!(
+            "--reset-roles: the password of {me}, the role pgbak is connected as, was left as it \
+             is (changing it would cut the rebuild off); set it after the rebuild if it must be \
+             the backup's"
+        ));
+    }
     let have = signals.guard(roles::read(&client, &pre.globals)).await?;
-    for (role, d) in roles::compare(&pre.globals, &have, pre.passwords, None) {
+    for (role, mut d) in roles::compare(&pre.globals, &have, pre.passwords, None) {
+        if applied.own_password_kept.as_ref() == Some(&role) {
+            d.differs.retain(|what| !what.contains("password"));
+        }
         let kept = !reset && pre.pre_existing.contains(&role);
         if !d.differs.is_empty() {
             let line = format!("role {role}: {}", d.differs.join("; "));
