@@ -114,6 +114,28 @@ fn runs_are_recorded_listed_checked_and_kept_whole() {
         "{runs:#?}"
     );
     assert_eq!(runs[1]["status"], "complete", "{runs:#?}");
+    // The backups' list says it too.
+    let out = run(support::pgbak_bare()
+        .args(["list", "--json", "--backup-dir"])
+        .arg(&*dir));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let of_run = |run: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["cluster_run"] == run)
+            .map(|e| e["run_status"].as_str().unwrap_or("none").to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        of_run(&second_run).iter().all(|s| s == "incomplete"),
+        "{listed:#}"
+    );
+    assert!(
+        of_run(&first_run).iter().all(|s| s == "complete"),
+        "{listed:#}"
+    );
     for mode in [&[][..], &["--mode", "globals"][..]] {
         let out = check(&dir, mode);
         assert_eq!(

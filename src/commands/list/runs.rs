@@ -34,6 +34,30 @@ pub struct RunEntry {
 }
 
 pub async fn list(settings: &ListSettings) -> Result<ExitCode> {
+    let entries = read(settings).await?;
+    if settings.output == Output::Json {
+        ui::stdout_line(&serde_json::to_string_pretty(&entries)?);
+    } else if entries.is_empty() {
+        ui::info("no --all-databases run records found");
+    } else {
+        for line in table(&entries) {
+            ui::stdout_line(&line);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Each recorded run's status by run id, for the RUN column of `list`.
+pub async fn statuses(settings: &ListSettings) -> Result<BTreeMap<String, &'static str>> {
+    Ok(read(settings)
+        .await?
+        .into_iter()
+        .map(|e| (e.run_id, e.status))
+        .collect())
+}
+
+/// The runs of the directory and (with `--s3`) the prefix, newest first.
+async fn read(settings: &ListSettings) -> Result<Vec<RunEntry>> {
     let mut found: BTreeMap<String, (RunRecord, bool, bool)> = BTreeMap::new();
     let local = LocalStore::new(&settings.backup_dir);
     let mut present = dumps(&local).await?;
@@ -55,16 +79,7 @@ pub async fn list(settings: &ListSettings) -> Result<ExitCode> {
         .map(|(r, l, s)| entry(r, l, s, &present))
         .collect();
     entries.sort_by(|a, b| b.run_id.cmp(&a.run_id));
-    if settings.output == Output::Json {
-        ui::stdout_line(&serde_json::to_string_pretty(&entries)?);
-    } else if entries.is_empty() {
-        ui::info("no --all-databases run records found");
-    } else {
-        for line in table(&entries) {
-            ui::stdout_line(&line);
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(entries)
 }
 
 /// The complete backups' dump file names in a store.
