@@ -614,3 +614,41 @@ fn dr_refuses_a_globals_file_with_statements_pg_dumpall_never_writes() {
         "COPY TO PROGRAM ran in the throwaway cluster"
     );
 }
+
+/// "N role(s) created" counts the CREATE ROLE statements that succeeded: a rebuild as a role
+/// that may create databases but not roles creates none, says so, and fails naming them.
+#[test]
+fn dr_counts_only_the_roles_it_created() {
+    let source = private_cluster(16);
+    server_with_roles(&source, 2);
+    let dir = Dir::new("dr-count");
+    run_id_of_backup(&source, &dir, &[]);
+    let target = private_cluster(16);
+    target.psql(
+        "postgres",
+        "CREATE ROLE limited LOGIN CREATEDB PASSWORD 'limited-pw'",
+    );
+    let out = run(rebuild(&target, &dir, &[]).env(
+        "DATABASE_URL",
+        format!(
+            "postgresql://limited:limited-pw@127.0.0.1:{}/postgres",
+            target.port
+        ),
+    ));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("globals: 0 role(s) created"), "{stderr}");
+    assert!(
+        stderr.contains("permission denied to create role"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("role dr_r1: does not exist"), "{stderr}");
+    assert_eq!(
+        count(
+            &target,
+            "postgres",
+            "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'dr_%'"
+        ),
+        0
+    );
+}
