@@ -374,18 +374,30 @@ pub fn describe(shown: &Shown<'_>) -> Vec<String> {
 /// The plan's lines about the roles: how many, which existed before, and
 /// every one on the target that differs from the backup.
 fn describe_roles(pre: &Preflight, reset_roles: bool) -> Vec<String> {
-    let mut lines = Vec::new();
     let roles = &pre.globals.roles;
-    lines.push(format!(
-        "  roles: {} in the backup; {} existed before and are {} ({}); every other one is created or made as in the backup{}",
+    let before: Vec<&str> = roles
+        .keys()
+        .filter(|r| pre.pre_existing.contains(*r))
+        .map(String::as_str)
+        .collect();
+    let treated = if reset_roles {
+        "made as in the backup (--reset-roles)"
+    } else {
+        "left as they are"
+    };
+    let passwords = if pre.passwords {
+        String::new()
+    } else {
+        let why = pre.note.as_deref().unwrap_or("the globals hold none");
+        format!("; WITHOUT passwords ({why})")
+    };
+    let mut lines = vec![format!(
+        "  roles: {} in the backup; {} existed before and are {treated} ({}); every other one \
+         is created or made as in the backup{passwords}",
         roles.len(),
-        roles.keys().filter(|r| pre.pre_existing.contains(*r)).count(),
-        if reset_roles { "made as in the backup (--reset-roles)" } else { "left as they are" },
-        roles.keys().filter(|r| pre.pre_existing.contains(*r)).cloned().collect::<Vec<_>>().join(", "),
-        if pre.passwords { String::new() } else {
-            format!("; WITHOUT passwords ({})", pre.note.as_deref().unwrap_or("the globals hold none"))
-        }
-    ));
+        before.len(),
+        before.join(", ")
+    )];
     for (role, d) in &pre.differ {
         let whose = if pre.pre_existing.contains(role) {
             if reset_roles {
