@@ -38,6 +38,7 @@ pub mod mode;
 pub mod pg;
 pub mod pipeline;
 pub mod retention;
+pub mod runs;
 pub mod settings;
 pub mod signals;
 pub mod signing;

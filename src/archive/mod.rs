@@ -61,6 +61,9 @@ pub struct Located {
     pub temporary: bool,
     /// Where a downloaded backup lives: verify records its verdict there.
     pub origin: Option<Origin>,
+    /// Where a download came from: the bucket's settings and the dump's key
+    /// (what else belongs with it, the run's globals, is looked for there).
+    pub s3_origin: Option<(Box<S3Settings>, String)>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -79,6 +82,7 @@ impl Located {
             meta_path: meta_path_for(dump),
             temporary: false,
             origin: None,
+            s3_origin: None,
             _temp: None,
         }
     }
@@ -176,6 +180,7 @@ async fn download(store: &s3::Store, key: &str, check: s3::MetaCheck<'_>) -> Res
         meta_path: fetched.meta,
         temporary: true,
         origin,
+        s3_origin: Some((Box::new(store.settings.clone()), key.to_owned())),
         _temp: Some(temp),
     })
 }

@@ -29,6 +29,19 @@ pub struct RestoreArgs {
     /// server (its database is only used to connect).
     #[arg(long, conflicts_with_all = ["backup", "tables", "schemas"])]
     pub all_databases: bool,
+    /// With --all-databases: restore this run (its id, as `list --runs` and the plan show it)
+    /// instead of the newest complete one or the one the target's restore journal continues.
+    #[arg(long, value_name = "RUN_ID", requires = "all_databases")]
+    pub run: Option<String>,
+    /// With --all-databases: the server whose runs to restore (its name or system identifier;
+    /// `unknown` for backups made before pgbak recorded servers), when the prefix holds several.
+    #[arg(long, value_name = "NAME_OR_ID", requires = "all_databases")]
+    pub server: Option<String>,
+    /// With --all-databases: make the roles that existed on the target before the restore as
+    /// the backup has them too (attributes, password, settings, memberships). Without it they
+    /// are left as they are and every difference is named.
+    #[arg(long, requires = "all_databases")]
+    pub reset_roles: bool,
     /// Do not ask for confirmation (required without a terminal).
     #[arg(long)]
     pub no_confirm: bool,

@@ -15,6 +15,10 @@ pub struct ListArgs {
     /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// List the `--all-databases` runs instead (from their records): server, complete or
+    /// not and why, the databases meant.
+    #[arg(long)]
+    pub runs: bool,
     /// The rules whose verdict the RETENTION column shows.
     #[command(flatten)]
     pub retention: RetentionArgs,

@@ -8,6 +8,7 @@ pub mod dbprops;
 pub mod dump;
 pub mod ephemeral;
 pub mod globals;
+pub mod journal;
 pub mod meta_values;
 pub mod replay;
 pub mod restore;

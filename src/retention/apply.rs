@@ -80,10 +80,12 @@ pub async fn apply(
         .collect();
     let mut marks = Marks::default();
     let mut candidates = Vec::with_capacity(listed.len());
+    let mut from_runs = false;
     for b in &listed {
-        let Some(c) = candidate(store, scope, known, b).await else {
+        let Some((c, in_run)) = candidate(store, scope, known, b).await else {
             continue;
         };
+        from_runs |= in_run;
         if c.verified {
             marks.verified.insert(c.name.stem());
         }
@@ -91,6 +93,9 @@ pub async fn apply(
             marks.pinned.insert(c.name.stem());
         }
         candidates.push(c);
+    }
+    if from_runs {
+        protect_newest_runs(store, &mut candidates).await?;
     }
     let decisions = plan_around_locks(store, scope, &mut candidates, now).await?;
     let mut applied = Applied {
@@ -205,15 +210,38 @@ pub async fn both<L: BackupStore, S: BackupStore>(
     Ok((local_applied, s3))
 }
 
+/// Marks the backups of the newest complete run of each server (from the
+/// run records and the listing of the whole store), which retention keeps.
+async fn protect_newest_runs(store: &impl BackupStore, candidates: &mut [Candidate]) -> Result<()> {
+    let records = crate::runs::records(store).await?;
+    if records.is_empty() {
+        return Ok(());
+    }
+    let present: BTreeSet<String> = store
+        .list_backups()
+        .await?
+        .into_iter()
+        .filter(|b| b.has_dump && b.has_meta)
+        .map(|b| b.name.dump_file())
+        .collect();
+    let protected = crate::runs::newest_complete_runs(&records, &present);
+    for c in candidates {
+        c.newest_complete_run = protected.get(&c.name.stem()).cloned();
+    }
+    Ok(())
+}
+
 /// One listed backup as retention sees it, from its meta.json (verified?
-/// pinned?) and the marks of another store; None when its meta.json names
-/// another database than the scope's.
+/// pinned?) and the marks of another store, and whether it belongs to an
+/// `--all-databases` run; None when its meta.json names another database
+/// than the scope's.
 async fn candidate(
     store: &impl BackupStore,
     scope: &Scope<'_>,
     known: &Marks,
     b: &Listed,
-) -> Option<Candidate> {
+) -> Option<(Candidate, bool)> {
+    let mut in_run = false;
     let stem = b.name.stem();
     let mut c = Candidate {
         has_dump: b.has_dump,
@@ -239,6 +267,7 @@ async fn candidate(
             Ok(Some(meta)) => {
                 c.verified = meta.verification.as_ref().is_some_and(|v| v.passed);
                 c.pinned = meta.pinned.is_some();
+                in_run = meta.cluster_run.is_some();
             }
             Ok(None) => c.has_meta = false,
             Err(err) => {
@@ -260,7 +289,7 @@ async fn candidate(
             store.dump_location(&b.name)
         ));
     }
-    Some(c)
+    Some((c, in_run))
 }
 
 /// The plan, with the Object Lock of what it would delete taken into

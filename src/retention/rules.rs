@@ -11,7 +11,8 @@
 //!   the clock, so when backups stop, age rules delete nothing).
 //!
 //! And whatever the rules say, never deleted: the newest backup, the newest
-//! backup with a passed verification, a pinned backup, an object still under
+//! backup with a passed verification, a pinned backup, a backup of the newest
+//! complete `--all-databases` run of its server, an object still under
 //! S3 Object Lock, the backup just made and anything newer than it (clock
 //! skew), a dump whose meta.json is missing (it may be someone's only copy).
 //! A meta.json whose dump is gone is debris and goes.
@@ -40,6 +41,10 @@ pub struct Candidate {
     pub pinned: bool,
     /// S3 Object Lock retain-until of its objects, if any.
     pub locked_until: Option<DateTime<Utc>>,
+    /// The id of the newest complete `--all-databases` run of its server,
+    /// when it belongs to it: a run is restored as a unit, so retention never
+    /// breaks it up ([`crate::runs::newest_complete_runs`]).
+    pub newest_complete_run: Option<String>,
 }
 
 impl Candidate {
@@ -53,6 +58,7 @@ impl Candidate {
             verified: false,
             pinned: false,
             locked_until: None,
+            newest_complete_run: None,
         }
     }
 }
@@ -216,6 +222,9 @@ fn decide(
     }
     if c.pinned && c.has_dump {
         why.push("pinned".into());
+    }
+    if let Some(run) = c.newest_complete_run.as_ref().filter(|_| c.has_dump) {
+        why.push(format!("in the newest complete run {run}"));
     }
     if let Some(until) = c.locked_until.filter(|u| *u > now) {
         why.push(format!(

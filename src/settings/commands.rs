@@ -119,6 +119,8 @@ pub struct ListSettings {
     /// The rules whose verdict the RETENTION column shows.
     pub policy: Policy,
     pub output: Output,
+    /// `--runs`: the runs instead of the backups.
+    pub runs: bool,
 }
 
 impl ListSettings {
@@ -128,6 +130,7 @@ impl ListSettings {
             s3: s3_if(args.s3, &args.s3_args)?,
             policy: super::groups::retention_policy(&args.retention)?,
             output: Output::from_flag(args.json),
+            runs: args.runs,
         })
     }
 }

@@ -94,8 +94,19 @@ pub fn decrypt(args: &DecryptArgs, env: &super::Env) -> Result<Decrypt> {
 pub enum Restoring {
     /// One backup into the target database.
     One(Wanted),
-    /// `--all-databases`: the newest whole-server run found here.
-    AllDatabases(Place),
+    /// `--all-databases`: a whole-server run found here.
+    AllDatabases(Place, RunWanted),
+}
+
+/// Which run `--all-databases` restores and how it treats the target's roles.
+#[derive(Debug, Clone, Default)]
+pub struct RunWanted {
+    /// `--run`: this run, not the newest complete one or the journal's.
+    pub run: Option<String>,
+    /// `--server`: the server whose runs (name or system identifier).
+    pub server: Option<String>,
+    /// `--reset-roles`: roles that existed before are made as in the backup too.
+    pub reset_roles: bool,
 }
 
 /// How one backup is restored (also each database of `--all-databases`).
@@ -117,6 +128,8 @@ pub struct RestoreOptions {
     pub table_way: Option<TableWay>,
     pub schemas: Vec<String>,
     pub alembic_stamp: bool,
+    /// The longest any statement of the restore waits for a lock (`--lock-wait-timeout`).
+    pub lock_wait_timeout: std::time::Duration,
 }
 
 /// `pgbak restore`.
@@ -133,7 +146,23 @@ impl RestoreSettings {
         let conn = super::connection()?;
         let source = &args.source;
         let restoring = if args.all_databases {
-            Restoring::AllDatabases(place(source)?)
+            if let Some(run) = &args.run {
+                if run.len() != 15
+                    || chrono::NaiveDateTime::parse_from_str(run, "%Y%m%dT%H%M%S").is_err()
+                {
+                    return Err(crate::error::usage(format!(
+                        "--run {run:?} is not a run id (YYYYmmddTHHMMSS, as `pgbak list --runs` shows)"
+                    )));
+                }
+            }
+            Restoring::AllDatabases(
+                place(source)?,
+                RunWanted {
+                    run: args.run.clone(),
+                    server: args.server.clone(),
+                    reset_roles: args.reset_roles,
+                },
+            )
         } else {
             Restoring::One(wanted(
                 source,
@@ -162,6 +191,7 @@ impl RestoreSettings {
                 },
                 schemas: args.schemas,
                 alembic_stamp: args.alembic_stamp,
+                lock_wait_timeout: global.lock_wait_timeout,
             },
         })
     }

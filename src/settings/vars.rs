@@ -97,6 +97,9 @@ pub const PGBAK_CHECK_MAX_AGE: &str = "PGBAK_CHECK_MAX_AGE";
 pub const PGBAK_CHECK_MAX_VERIFIED_AGE: &str = "PGBAK_CHECK_MAX_VERIFIED_AGE";
 pub const PGBAK_CHECK_PROMETHEUS_FILE: &str = "PGBAK_CHECK_PROMETHEUS_FILE";
 pub const PGBAK_CHECK_HEARTBEAT_URL: &str = "PGBAK_CHECK_HEARTBEAT_URL";
+/// `pgbak check --max-run-duration`: an `--all-databases` run without an end
+/// record after this long counts as killed.
+pub const PGBAK_CHECK_MAX_RUN_DURATION: &str = "PGBAK_CHECK_MAX_RUN_DURATION";
 
 // S3 (the AWS SDK also reads its own AWS_* variables).
 pub const S3_BUCKET: &str = "S3_BUCKET";

@@ -77,6 +77,18 @@ pub trait BackupStore {
     /// Removes a backup: the dump first, so an interruption leaves a meta.json
     /// without its dump (debris the next run removes), never the reverse.
     async fn remove_backup(&self, backup: &Listed) -> Result<()>;
+    /// The file names of the `--all-databases` run records here ([`crate::runs`]).
+    async fn list_runs(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+    /// A run record; None when it does not exist.
+    async fn load_run(&self, _file: &str) -> Result<Option<crate::runs::RunRecord>> {
+        Ok(None)
+    }
+    /// Writes a run record (replacing the one of the same run).
+    async fn store_run(&self, _record: &crate::runs::RunRecord) -> Result<()> {
+        Ok(())
+    }
 }
 
 const TIMESTAMP_FORMAT: &str = "%Y%m%dT%H%M%S";

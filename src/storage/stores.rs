@@ -8,6 +8,7 @@ use super::s3::Store;
 use super::verdict::{self, VerdictFile};
 use super::{BackupName, BackupStore, Listed};
 use crate::meta::{Meta, Verification};
+use crate::runs::RunRecord;
 
 impl BackupStore for LocalStore {
     fn describe(&self) -> String {
@@ -65,6 +66,40 @@ impl BackupStore for LocalStore {
             }
         }
         super::fsio::sync_dir(&self.dir)
+    }
+
+    async fn list_runs(&self) -> Result<Vec<String>> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("listing {}", self.dir.display())),
+        };
+        let mut files = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if crate::runs::is_record_name(&name) && entry.file_type().is_ok_and(|t| t.is_file()) {
+                files.push(name);
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    async fn load_run(&self, file: &str) -> Result<Option<RunRecord>> {
+        let path = self.dir.join(file);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        RunRecord::parse(&text)
+            .map(Some)
+            .with_context(|| format!("reading {}", path.display()))
+    }
+
+    async fn store_run(&self, record: &RunRecord) -> Result<()> {
+        super::fsio::ensure_dir(&self.dir)?;
+        super::fsio::write_atomic(&self.dir.join(record.file_name()), &record.to_json()?)
     }
 }
 
@@ -141,5 +176,36 @@ impl BackupStore for Store {
             rest.insert(0, self.key_for(&backup.name.meta_file()));
         }
         self.delete_keys(&rest).await
+    }
+
+    async fn list_runs(&self) -> Result<Vec<String>> {
+        let prefix = &self.settings.prefix;
+        let mut files: Vec<String> = self
+            .objects()
+            .await?
+            .iter()
+            .filter_map(|o| o.key()?.strip_prefix(prefix.as_str()))
+            .filter(|f| crate::runs::is_record_name(f))
+            .map(str::to_owned)
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+
+    async fn load_run(&self, file: &str) -> Result<Option<RunRecord>> {
+        let key = self.key_for(file);
+        let Some(body) = self.get_small(&key, "a run record").await? else {
+            return Ok(None);
+        };
+        let text = std::str::from_utf8(&body)
+            .with_context(|| format!("reading {}: not UTF-8", self.uri(&key)))?;
+        RunRecord::parse(text)
+            .map(Some)
+            .with_context(|| format!("reading {}", self.uri(&key)))
+    }
+
+    async fn store_run(&self, record: &RunRecord) -> Result<()> {
+        self.put_small(&self.key_for(&record.file_name()), record.to_json()?)
+            .await
     }
 }

@@ -8,9 +8,13 @@
 //! meta.json and retention group ([`each`]: at parity with one database,
 //! verify included when cron asks for it). All of them record the run's id
 //! (`cluster_run` in meta.json). One database failing does not stop the
-//! others; the exit code and the error name the ones that failed.
+//! others; the exit code and the error name the ones that failed. The run
+//! leaves a record in the store when it starts and when it ends
+//! ([`crate::runs`]): a killed or failed run is visible as one.
 
 use std::process::ExitCode;
+
+use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
@@ -19,10 +23,15 @@ use serde_json::json;
 use super::{self as backup, apply_retention, each};
 use crate::commands::verify::VerifyOptions;
 use crate::error::{is_interruption, one_line};
+use crate::meta::ServerIdentity;
 use crate::pg::client;
+use crate::runs::{self, Item, RunRecord};
 use crate::settings::backup::BackupJob;
 use crate::settings::commands::Output;
 use crate::signals::Signals;
+use crate::storage::local::LocalStore;
+use crate::storage::s3;
+use crate::storage::BackupStore;
 use crate::ui;
 
 /// Splits the server's databases into (dumped, excluded).
@@ -128,9 +137,20 @@ pub async fn backup_run(
         )
         .await
         .context("listing the server's databases")?;
+    let server = ServerIdentity {
+        name: job.server_name.clone(),
+        system_identifier: client::system_identifier(&admin).await,
+    };
     drop(admin);
-    let all: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    // A restore journal pgbak left on this server is no database of its own.
+    let all: Vec<String> = rows
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .filter(|db| db != crate::pg::journal::DATABASE)
+        .collect();
     let (databases, excluded) = choose(&all, excludes);
+    let mut record = RunRecord::start(&run_id, server, &databases, &excluded);
+    store_record(&job, &record).await;
     ui::info(&format!(
         "backing up {} database(s) of {} and the globals (run {run_id}){}",
         databases.len(),
@@ -186,6 +206,7 @@ pub async fn backup_run(
         }
         outcome.runs.push(run);
     }
+    end_record(&job, &mut record, &outcome).await;
     if outcome.failed.is_empty() {
         ui::info(&format!(
             "run {} complete: the globals and {} database(s)",
@@ -194,6 +215,63 @@ pub async fn backup_run(
         ));
     }
     Ok(outcome)
+}
+
+/// Writes the run's record where its backups go (the directory, and the
+/// bucket with S3). A record that cannot be written is warned about: the
+/// backups themselves are what matter, and their meta.json name the run.
+async fn store_record(job: &BackupJob, record: &RunRecord) {
+    let local = LocalStore::new(&job.output_dir);
+    if let Err(err) = local.store_run(record).await {
+        ui::warn(&format!("writing the run record: {}", one_line(&err)));
+    }
+    if let Some(settings) = &job.s3 {
+        let stored = async {
+            let store = s3::connect(settings.clone()).await?;
+            store.store_run(record).await
+        };
+        if let Err(err) = crate::signals::unless_stopped(stored).await {
+            ui::warn(&format!("uploading the run record: {}", one_line(&err)));
+        }
+    }
+}
+
+/// The run's record at its end: every backup's outcome.
+async fn end_record(job: &BackupJob, record: &mut RunRecord, outcome: &RunOutcome) {
+    let failed = |what: &str| {
+        outcome
+            .failed
+            .iter()
+            .find(|(db, _)| db == what)
+            .map(|(_, why)| why.clone())
+    };
+    let globals = Item {
+        file: outcome.globals.as_ref().map(|g| g.name.dump_file()),
+        error: failed("(globals)")
+            .or_else(|| outcome.globals.is_none().then(|| "not taken".to_owned())),
+    };
+    let mut items: BTreeMap<String, Item> = outcome
+        .databases
+        .iter()
+        .map(|m| {
+            let item = Item {
+                file: Some(m.name.dump_file()),
+                error: None,
+            };
+            (m.meta.database.clone(), item)
+        })
+        .collect();
+    for (db, why) in outcome.failed.iter().filter(|(db, _)| db != "(globals)") {
+        items.insert(
+            db.clone(),
+            Item {
+                file: None,
+                error: Some(why.clone()),
+            },
+        );
+    }
+    runs::finish(record, globals, items);
+    store_record(job, record).await;
 }
 
 /// The run's globals backup and its retention.

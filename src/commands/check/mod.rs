@@ -26,6 +26,7 @@ use tokio::sync::Semaphore;
 
 use crate::heartbeat::Ping;
 use crate::meta::Meta;
+use crate::mode::Mode;
 use crate::settings::check::CheckSettings;
 use crate::settings::commands::{GlobalSettings, Output};
 use crate::storage::local::LocalStore;
@@ -35,6 +36,7 @@ use crate::storage::{BackupName, BackupStore, Group};
 use crate::ui;
 
 mod output;
+mod runs;
 pub mod verdict;
 
 use output::{table, write_prometheus};
@@ -48,6 +50,9 @@ struct JsonReport<'a> {
     max_age_seconds: Option<u64>,
     max_verified_age_seconds: Option<u64>,
     groups: &'a [GroupReport],
+    /// One line per server whose newest `--all-databases` run is incomplete.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    runs: &'a [String],
 }
 
 /// One backup found by the listings, before its meta.json is read.
@@ -156,16 +161,24 @@ async fn check(settings: &CheckSettings) -> Result<Outcome> {
         .map(|r| assess(&r.group, &r.seen, r.backups, r.incomplete, limits, now))
         .collect();
     verdict::supersede(&mut reports);
-    report(settings, &reports, now)
+    // Runs are a server's whole: judged with the unlabelled full and globals groups.
+    let run_problems =
+        if matches!(settings.mode, Mode::Full | Mode::Globals) && settings.label.is_none() {
+            runs::problems(&runs::read(settings).await?, now, settings.max_run_duration)
+        } else {
+            Vec::new()
+        };
+    report(settings, &reports, &run_problems, now)
 }
 
 /// Step 4: the textfile, the table or JSON, one line per failing group.
 fn report(
     settings: &CheckSettings,
     reports: &[GroupReport],
+    run_problems: &[String],
     now: DateTime<Utc>,
 ) -> Result<Outcome> {
-    let ok = !reports.is_empty() && reports.iter().all(|r| r.ok);
+    let ok = !reports.is_empty() && reports.iter().all(|r| r.ok) && run_problems.is_empty();
     let limits = settings.limits;
     if let Some(path) = &settings.prometheus {
         write_prometheus(path, reports, now)?;
@@ -177,6 +190,7 @@ fn report(
             max_age_seconds: limits.max_age.map(|d| d.as_secs()),
             max_verified_age_seconds: limits.max_verified_age.map(|d| d.as_secs()),
             groups: reports,
+            runs: run_problems,
         };
         ui::stdout_line(&serde_json::to_string_pretty(&report)?);
     } else if !reports.is_empty() {
@@ -213,10 +227,18 @@ fn report(
         .iter()
         .map(|r| format!("{}: {}", group_title(r), r.problems.join("; ")))
         .collect();
+    summary.extend(run_problems.iter().cloned());
     for line in &summary {
         ui::error(line);
     }
-    let last = if failed.is_empty() {
+    let last = if !run_problems.is_empty() && failed.is_empty() {
+        let line = format!(
+            "check failed: {} server(s) whose newest --all-databases run is incomplete",
+            run_problems.len()
+        );
+        ui::error(&line);
+        line
+    } else if failed.is_empty() {
         let line = format!(
             "check passed: {} group(s) within limits ({where_})",
             reports.len()
@@ -235,7 +257,7 @@ fn report(
     summary.push(last);
     summary.extend(table(reports));
     Ok(Outcome {
-        ok: failed.is_empty(),
+        ok: failed.is_empty() && run_problems.is_empty(),
         summary,
     })
 }

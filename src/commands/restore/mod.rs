@@ -7,13 +7,16 @@
 //!    header and `pg_restore --list`: nothing touches the target before the
 //!    backup is known good;
 //! 3. ask the operator to type the database name (host, port, database, backup shown);
-//! 4. `--create-db`: terminate sessions, drop and recreate the database with the
+//! 4. `--create-db`: a staging database under a temporary name, created with the
 //!    properties meta.json recorded (owner, locale, settings, ACL; see [`crate::pg::dbprops`]);
-//! 5. pg_restore `--jobs N`, with owners and privileges when every role the backup
-//!    needs exists on the target (else it stops, naming them, unless `--no-owner`),
-//!    harmless warnings told from errors;
-//! 6. row counts against meta.json (printed on stdout), the alembic revision against
-//!    meta.json, and `alembic stamp head` only when asked.
+//! 5. pg_restore `--jobs N` into it (or into the existing database), with owners and
+//!    privileges when every role the backup needs exists on the target (else it stops,
+//!    naming them, unless `--no-owner`), harmless warnings told from errors, lock waits
+//!    bounded by `--lock-wait-timeout` and the blocking session named;
+//! 6. row counts against meta.json (printed on stdout) and the alembic revision;
+//!    with `--create-db`, only then the staging database replaces the target
+//!    (its sessions terminated, the old one dropped), so nobody but pgbak ever
+//!    connects to a half-restored database; `alembic stamp head` only when asked.
 //!
 //! This file runs the steps; `target.rs` holds what is done to the target before
 //! pg_restore (confirmation, --create-db, selections), `after.rs` the checks after it,
@@ -45,12 +48,12 @@ use crate::settings::restore::{RestoreOptions, RestoreSettings, Restoring};
 use crate::signals::Signals;
 use crate::ui;
 
-use target::{confirm, create_schemas, maintenance_conn, recreate_database, write_list};
+use target::{confirm, create_schemas, maintenance_conn, write_list};
 
 pub async fn run(settings: RestoreSettings) -> Result<ExitCode> {
     let ok = match &settings.restoring {
-        Restoring::AllDatabases(place) => {
-            all::restore_all(&settings.conn, place, &settings.options).await?
+        Restoring::AllDatabases(place, wanted) => {
+            all::restore_all(&settings.conn, place, wanted, &settings.options).await?
         }
         Restoring::One(wanted) => restore_into(&settings.options, wanted, &settings.conn).await?,
     };
@@ -100,40 +103,53 @@ pub async fn restore_into(
         .await?;
     }
 
-    // 4: a fresh database when asked.
-    let mut not_restored = prepare_target(opts, conn, &backup, &admin, &plan, &mut signals).await?;
+    // 4: with --create-db, a fresh database under a temporary name, so that
+    // nobody but pgbak sees it before it is complete.
+    let (mut not_restored, into) =
+        prepare_target(opts, conn, &backup, &admin, &plan, &mut signals).await?;
     not_restored.extend(plan.table.iter().flat_map(|t| t.skipped.iter().cloned()));
     drop(admin);
 
     // 5: pg_restore (an encrypted backup decrypted on the way in).
     let clock = std::time::Instant::now();
-    let outcome = run_pg_restore(opts, conn, &backup, &plan, plain, jobs, &mut signals).await?;
-    let restored = judge_restore(&outcome, clock, plan.server_major, &mut not_restored);
+    let outcome = match run_pg_restore(opts, &into, &backup, &plan, plain, jobs, &mut signals).await
+    {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            if opts.create_db {
+                target::drop_staging(conn, &into.dbname).await;
+            }
+            return Err(err);
+        }
+    };
+    let restored = judge_restore(opts, &outcome, clock, plan.server_major, &mut not_restored);
     let mut failed = !restored;
 
-    // 6: the restored database against meta.json.
-    let target = signals.guard(client::connect(conn)).await?;
-    match (backup.meta(), &plan.table) {
-        (_, Some(_)) if !restored => ui::error(
+    // 6: the restored database against meta.json, before anybody else can see it.
+    if plan.table.is_some() && !restored {
+        ui::error(
             "pg_restore ran in one transaction, which was rolled back: the target is as it was",
-        ),
-        (Some(meta), Some(table)) => {
-            failed |= !table::verdict(&target, meta, table, plan.server_major).await?;
-        }
-        (Some(meta), None) => {
-            failed |= !after::check_restored(&target, meta, plan.selection.as_ref()).await?;
-        }
-        (None, _) => {}
-    }
-    if opts.alembic_stamp && !after::alembic_stamp().await {
-        failed = true;
+        );
+    } else {
+        failed |= !check_copy(opts, &into, &backup, &plan, &conn.dbname, &mut signals).await?;
     }
     if failed {
-        ui::error(&format!(
-            "restore of {} into {} FAILED (see above)",
-            backup.located.dump.display(),
-            quote_ident(&conn.dbname)
-        ));
+        report_failure(conn, &into, &backup, opts.create_db);
+        return Ok(false);
+    }
+    if opts.create_db {
+        signals
+            .guard(target::swap_in(conn, &into.dbname))
+            .await
+            .with_context(|| {
+                format!(
+                    "putting the restored database in place of {}",
+                    quote_ident(&conn.dbname)
+                )
+            })?;
+    }
+    if opts.alembic_stamp && !after::alembic_stamp().await {
+        report_failure(conn, conn, &backup, false);
         return Ok(false);
     }
     ui::info(&format!(
@@ -153,6 +169,45 @@ pub async fn restore_into(
         }
     ));
     Ok(true)
+}
+
+/// Step 6: the rows (and alembic revision) of the restored copy `into`
+/// against meta.json; the table names `database`. True when they match.
+async fn check_copy(
+    opts: &RestoreOptions,
+    into: &ConnSettings,
+    backup: &Checked,
+    plan: &Plan,
+    database: &str,
+    signals: &mut Signals,
+) -> Result<bool> {
+    let Some(meta) = backup.meta() else {
+        return Ok(true);
+    };
+    let target = signals.guard(client::connect(into)).await?;
+    // Counting waits for table locks like any reader: bounded the same way.
+    client::set_lock_timeout(&target, opts.lock_wait_timeout).await?;
+    match &plan.table {
+        Some(table) => table::verdict(&target, meta, table, plan.server_major).await,
+        None => after::check_restored(&target, meta, plan.selection.as_ref(), database).await,
+    }
+}
+
+/// The failure's last lines; with a staging copy, where it is.
+fn report_failure(conn: &ConnSettings, into: &ConnSettings, backup: &Checked, staged: bool) {
+    if staged {
+        ui::error(&format!(
+            "the failed restore is left in database {} for inspection; {} was not touched \
+             (the next restore of it removes the copy)",
+            quote_ident(&into.dbname),
+            quote_ident(&conn.dbname)
+        ));
+    }
+    ui::error(&format!(
+        "restore of {} into {} FAILED (see above)",
+        backup.located.dump.display(),
+        quote_ident(&conn.dbname)
+    ));
 }
 
 /// Step 1: never hang waiting for an answer nobody can give.
@@ -389,9 +444,11 @@ fn select(opts: &RestoreOptions, listing: &Listing) -> Result<Option<Resolved>> 
     Ok(Some(resolved))
 }
 
-/// Step 4: with --create-db, the database dropped and created again with its
-/// recorded properties; for a schema selection, the schemas pg_restore `-n`
-/// does not create. Returns what could not be carried over.
+/// Step 4: with --create-db, a staging database (a leftover one dropped
+/// first) created with the recorded properties, which pg_restore fills and
+/// which replaces the target only once complete; for a schema selection, the
+/// schemas pg_restore `-n` does not create. Returns what could not be
+/// carried over and the database pg_restore restores into.
 async fn prepare_target(
     opts: &RestoreOptions,
     conn: &ConnSettings,
@@ -399,33 +456,39 @@ async fn prepare_target(
     admin: &tokio_postgres::Client,
     plan: &Plan,
     signals: &mut Signals,
-) -> Result<Vec<String>> {
+) -> Result<(Vec<String>, ConnSettings)> {
     let mut not_restored = Vec::new();
+    let mut into = conn.clone();
     if opts.create_db {
-        not_restored = recreate_database(
-            admin,
-            &conn.dbname,
-            backup.meta().and_then(|m| m.database_properties.as_ref()),
-            &plan.roles,
-            plan.owners,
-        )
-        .await?;
+        let staging = target::staging_name(&conn.dbname);
+        not_restored = signals
+            .guard(target::create_staging(
+                admin,
+                &staging,
+                backup.meta().and_then(|m| m.database_properties.as_ref()),
+                &plan.roles,
+                plan.owners,
+            ))
+            .await?;
         ui::info(&format!(
-            "dropped and created database {} on {}",
-            quote_ident(&conn.dbname),
-            conn.endpoint()
+            "created database {} on {}: restored there, it replaces {} once complete (until \
+             then nobody else sees the restore)",
+            quote_ident(&staging),
+            conn.endpoint(),
+            quote_ident(&conn.dbname)
         ));
         for item in &not_restored {
             ui::warn(&format!("not restored: {item}"));
         }
+        into = conn.with_dbname(&staging);
     }
     if plan.list_file.is_none() {
         if let Some(resolved) = &plan.selection {
             // pg_restore -n restores a schema's objects, not the schema itself.
-            create_schemas(conn, &resolved.schemas, signals).await?;
+            create_schemas(&into, &resolved.schemas, signals).await?;
         }
     }
-    Ok(not_restored)
+    Ok((not_restored, into))
 }
 
 /// Step 5: pg_restore into the target, reading `plain` (the archive, or its
@@ -460,6 +523,7 @@ async fn run_pg_restore(
         },
         owners: plan.owners,
         table_way: plan.table.as_ref().map(|t| t.way),
+        lock_wait_timeout: Some(opts.lock_wait_timeout),
     };
     plain.restore(&job, signals).await
 }
@@ -467,6 +531,7 @@ async fn run_pg_restore(
 /// Step 5's verdict: objects not created named (and added to `not_restored`),
 /// errors printed. True when pg_restore succeeded.
 fn judge_restore(
+    opts: &RestoreOptions,
     outcome: &pg_restore::Outcome,
     clock: std::time::Instant,
     server_major: u32,
@@ -489,6 +554,14 @@ fn judge_restore(
     }
     for error in pg_restore::distinct(&outcome.errors) {
         ui::error(&format!("pg_restore: {error}"));
+    }
+    if !outcome.blockers.is_empty() {
+        ui::error(&format!(
+            "a lock was not granted within --lock-wait-timeout {} (blocked by {}): pgbak cancelled \
+             the statement; end that session, or restore when it is done",
+            humantime::format_duration(opts.lock_wait_timeout),
+            outcome.blockers.join(", ")
+        ));
     }
     let mut err = pg_restore::failure(outcome);
     if let Some(ext) = outcome.missing_extension() {

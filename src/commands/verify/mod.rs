@@ -417,6 +417,7 @@ async fn restore_copy(
         schemas: &[],
         owners: prepared.owners,
         table_way: None,
+        lock_wait_timeout: None,
     };
     let outcome = plain.restore(&job, signals).await?;
     report.pg_restore_warnings = outcome.warnings.clone();

@@ -125,10 +125,12 @@ pub async fn prepare(
             let version = client::server_version(&client).await?;
             owners = crate::commands::globals::into_ephemeral(
                 &client,
+                &conn,
                 run.located(),
                 run.meta(),
                 &run.opts.decrypt(),
                 run.backup.source.encrypted(),
+                signals,
             )
             .await;
             Server {

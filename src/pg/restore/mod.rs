@@ -18,6 +18,7 @@ use crate::signals::Signals;
 use crate::ui;
 
 mod script;
+pub mod sessions;
 mod verdict;
 pub use verdict::{
     classify, distinct, failure, judge, missing_extension, one_line, Outcome, STDERR_CAP,
@@ -141,6 +142,10 @@ pub struct RestoreJob<'a> {
     /// with [`TableWay::Clean`] the listed objects dropped first, with
     /// [`TableWay::DataOnly`] only rows.
     pub table_way: Option<TableWay>,
+    /// The longest any of pg_restore's statements waits for a lock
+    /// (`--lock-wait-timeout`): then pgbak cancels it and names who blocked
+    /// it. None: no limit.
+    pub lock_wait_timeout: Option<Duration>,
 }
 
 /// How `restore --table` treats the target.
@@ -219,6 +224,8 @@ pub async fn restore(
     if let Some(options) = pgoptions(job.conn, job.maintenance_work_mem) {
         cmd.env("PGOPTIONS", options);
     }
+    // Its sessions: watched for lock waits, ended on the server when pgbak is stopped.
+    let own = sessions::Sessions::of(job.conn);
     // Its own process group: the workers pg_restore forks are stopped with it.
     cmd.process_group(0)
         .stdout(Stdio::null())
@@ -228,6 +235,9 @@ pub async fn restore(
         .spawn()
         .with_context(|| format!("starting {}", job.tools.tool("pg_restore").display()))?;
     let mut group = Group::new(child);
+    let watch = job
+        .lock_wait_timeout
+        .map(|limit| sessions::Watch::start(job.conn.clone(), own.clone(), limit));
     let stderr = tools::drain_stderr(
         group
             .child
@@ -239,14 +249,25 @@ pub async fn restore(
     let status = tokio::select! {
         status = group.child.wait() => status.context("waiting for pg_restore")?,
         sig = signals.recv() => {
-            ui::warn(&format!("{}: stopping pg_restore", sig.name()));
+            ui::warn(&format!("{}: stopping pg_restore and its statements on the server", sig.name()));
+            // Frozen first, so it starts nothing new while its sessions end.
+            group.signal(libc::SIGSTOP);
+            sessions::terminate(job.conn, &own).await;
             group.stop().await;
             return Err(interrupted(sig));
         }
     };
     group.reaped = true;
     let (stderr, truncated) = stderr.await.unwrap_or_default();
-    Ok(judge(&stderr, status.code(), status.signal(), truncated))
+    let mut outcome = judge(
+        &stderr,
+        status.code(),
+        status.signal(),
+        truncated,
+        job.jobs.max(1),
+    );
+    outcome.blockers = watch.map(|w| w.blockers()).unwrap_or_default();
+    Ok(outcome)
 }
 
 /// A child in its own process group, killed with its group when dropped.
@@ -275,9 +296,10 @@ impl Group {
         }
     }
 
-    /// SIGTERM (pg_restore cancels its queries on the server), then SIGKILL.
+    /// SIGTERM, then SIGKILL (a stopped group is continued to see the SIGTERM).
     async fn stop(&mut self) {
         self.signal(libc::SIGTERM);
+        self.signal(libc::SIGCONT);
         if tokio::time::timeout(Duration::from_secs(3), self.child.wait())
             .await
             .is_err()

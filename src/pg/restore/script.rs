@@ -174,6 +174,7 @@ pub fn judge(stderr: &str, success: bool) -> Outcome {
         errors: Vec::new(),
         not_created: Vec::new(),
         error_entries: 0,
+        blockers: Vec::new(),
     };
     for line in stderr.lines() {
         let message = line

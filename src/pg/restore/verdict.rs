@@ -21,6 +21,9 @@ pub struct Outcome {
     /// compare with its own `errors ignored on restore: N`.
     #[serde(skip)]
     pub error_entries: usize,
+    /// Sessions seen blocking pg_restore's statements on a lock, described.
+    #[serde(skip)]
+    pub blockers: Vec<String>,
 }
 
 impl Outcome {
@@ -54,10 +57,21 @@ pub fn missing_extension(text: &str) -> Option<String> {
 pub const STDERR_CAP: usize = 64 << 20;
 
 /// The verdict on one pg_restore run. Exit 0: whatever it said is a warning.
-/// Exit 1: its errors, sorted, must be at least as many as its own closing
-/// `errors ignored on restore: N` says (a missing line or fewer mean output
-/// pgbak did not read). Any other exit, or death by a signal, is failure.
-pub fn judge(stderr: &str, code: Option<i32>, signal: Option<i32>, truncated: bool) -> Outcome {
+/// Exit 1: judged by the entries read, which must account for its own
+/// closing `errors ignored on restore: N` (a missing line, or more errors
+/// counted than could come from the entries read, mean output pgbak did not
+/// read). With `jobs` > 1, pg_restore up to 16 counts each TOC entry that
+/// failed in a worker twice (the worker's count and the leader's), so N may
+/// be up to twice the entries: the same archive gets the same verdict
+/// whatever `--jobs`. Any other exit, or death by a signal, is failure.
+pub fn judge(
+    stderr: &str,
+    code: Option<i32>,
+    signal: Option<i32>,
+    truncated: bool,
+    jobs: u32,
+) -> Outcome {
+    let counted_per_entry = if jobs > 1 { 2 } else { 1 };
     let mut outcome = classify(stderr, code == Some(0));
     match code {
         Some(0) => {}
@@ -72,14 +86,16 @@ pub fn judge(stderr: &str, code: Option<i32>, signal: Option<i32>, truncated: bo
                  its output is incomplete, so the restore cannot be judged complete"
                     .to_owned(),
             ),
-            // With --jobs > 1 pg_restore counts a worker's failed TOC entry once and
-            // not the errors of a worker's session setup (`SET transaction_timeout`), so
-            // pgbak may read more error entries than N; never fewer.
-            Some(n) if n > outcome.error_entries => outcome.errors.push(format!(
-                "pg_restore counted {n} error(s) but reported only {} that pgbak read: the \
+            // With --jobs > 1 pg_restore does not count the errors of a worker's session
+            // setup (`SET transaction_timeout`), so pgbak may read more error entries
+            // than N; and it may count a worker's failed entry twice.
+            Some(n) if n > outcome.error_entries * counted_per_entry => {
+                outcome.errors.push(format!(
+                    "pg_restore counted {n} error(s) but reported only {} that pgbak read: the \
                  restore cannot be judged complete",
-                outcome.error_entries
-            )),
+                    outcome.error_entries
+                ))
+            }
             Some(_) => {}
         },
         Some(other) => outcome
@@ -296,7 +312,7 @@ pg_restore: warning: errors ignored on restore: 3
 
     #[test]
     fn harmless_complaints_are_warnings() {
-        let outcome = judge(PG17_INTO_16, Some(1), None, false);
+        let outcome = judge(PG17_INTO_16, Some(1), None, false, 1);
         assert!(outcome.succeeded(), "{outcome:?}");
         assert_eq!(outcome.warnings.len(), 3);
         assert!(outcome.warnings[1].contains("TOC entry 3456"));
@@ -313,7 +329,7 @@ pg_restore: warning: errors ignored on restore: 3
             "pg_restore: error: could not execute query: ERROR:  role \"app\" does not exist\n\
                       Command was: ALTER TABLE public.users OWNER TO app;\n\
                       pg_restore: warning: errors ignored on restore: 1\n";
-        let outcome = judge(stderr, Some(1), None, false);
+        let outcome = judge(stderr, Some(1), None, false, 1);
         assert_eq!(outcome.errors.len(), 1, "{outcome:?}");
         assert_eq!(
             role_bound_object("CREATE USER MAPPING FOR app SERVER files OPTIONS (user 'x');")
@@ -329,7 +345,7 @@ pg_restore: warning: errors ignored on restore: 3
                       could not execute query: ERROR:  relation \"users\" already exists\n\
                       Command was: CREATE EXTENSION vector;\n\
                       pg_restore: warning: errors ignored on restore: 1\n";
-        let outcome = judge(stderr, Some(1), None, false);
+        let outcome = judge(stderr, Some(1), None, false, 1);
         assert_eq!(outcome.errors.len(), 1, "{outcome:?}");
     }
 
@@ -338,31 +354,57 @@ pg_restore: warning: errors ignored on restore: 3
         // Killed by a signal after only harmless output: a failure.
         let harmless =
             PG17_INTO_16.replace("pg_restore: warning: errors ignored on restore: 3\n", "");
-        let outcome = judge(&harmless, None, Some(9), false);
+        let outcome = judge(&harmless, None, Some(9), false, 1);
         assert!(
             !outcome.succeeded() && outcome.errors[0].contains("signal 9"),
             "{outcome:?}"
         );
         // Exit 1 without the closing count: output pgbak did not see.
-        let outcome = judge(&harmless, Some(1), None, false);
+        let outcome = judge(&harmless, Some(1), None, false, 1);
         assert!(
             outcome.errors[0].contains("errors ignored on restore"),
             "{outcome:?}"
         );
         // A count above the entries read: errors pgbak never saw.
         let more = PG17_INTO_16.replace("restore: 3", "restore: 4");
-        let outcome = judge(&more, Some(1), None, false);
+        let outcome = judge(&more, Some(1), None, false, 1);
         assert!(outcome.errors[0].contains("counted 4"), "{outcome:?}");
         // Below: parallel workers' session errors are not in pg_restore's count.
         let fewer = PG17_INTO_16.replace("restore: 3", "restore: 2");
-        assert!(judge(&fewer, Some(1), None, false).succeeded());
+        assert!(judge(&fewer, Some(1), None, false, 1).succeeded());
         // Output beyond the cap was not read.
-        let outcome = judge(PG17_INTO_16, Some(1), None, true);
+        let outcome = judge(PG17_INTO_16, Some(1), None, true, 1);
         assert!(!outcome.succeeded());
         // Any other exit code.
-        assert!(!judge("", Some(2), None, false).succeeded());
-        assert!(judge("", Some(0), None, false).succeeded());
-        assert!(judge(PG17_INTO_16, Some(0), None, false).succeeded());
+        assert!(!judge("", Some(2), None, false, 1).succeeded());
+        assert!(judge("", Some(0), None, false, 1).succeeded());
+        assert!(judge(PG17_INTO_16, Some(0), None, false, 1).succeeded());
+    }
+
+    #[test]
+    fn the_verdict_does_not_depend_on_jobs() {
+        // pg_restore 16 with --jobs 4: one policy for a missing role, printed once,
+        // counted twice (by its worker and by the leader).
+        let stderr = "pg_restore: while PROCESSING TOC:\n\
+                      pg_restore: from TOC entry 3456; 0 16500 POLICY public users tenant_isolation postgres\n\
+                      pg_restore: error: could not execute query: ERROR:  role \"app\" does not exist\n\
+                      Command was: CREATE POLICY tenant_isolation ON public.users TO app USING (true);\n\
+                      pg_restore: warning: errors ignored on restore: 2\n";
+        let parallel = judge(stderr, Some(1), None, false, 4);
+        assert!(parallel.succeeded(), "{parallel:?}");
+        let serial = judge(
+            &stderr.replace("restore: 2", "restore: 1"),
+            Some(1),
+            None,
+            false,
+            1,
+        );
+        assert_eq!(parallel, serial);
+        // One job never double counts: a count above the entries is output not read.
+        assert!(!judge(stderr, Some(1), None, false, 1).succeeded());
+        // Nor can a parallel count exceed what the entries read can explain.
+        let more = stderr.replace("restore: 2", "restore: 3");
+        assert!(!judge(&more, Some(1), None, false, 4).succeeded());
     }
 
     #[test]
@@ -374,7 +416,7 @@ pg_restore: warning: errors ignored on restore: 3
              DETAIL:  Key (user_id)=(10) is not present in table \"users\".\n"
         );
         let stderr = stderr.replace("restore: 3", "restore: 5");
-        let outcome = judge(&stderr, Some(1), None, false);
+        let outcome = judge(&stderr, Some(1), None, false, 1);
         assert_eq!(outcome.errors.len(), 2, "{outcome:?}");
         assert!(outcome.errors[0].contains("CREATE TABLE public.users"));
         assert!(outcome.errors[1].contains("DETAIL"));
@@ -403,7 +445,7 @@ pg_restore: warning: errors ignored on restore: 3
                       could not execute query: ERROR:  role \"r2\" does not exist\n\
                       Command was: CREATE POLICY p2 ON public.u TO r2 USING (true);\n\
                       pg_restore: warning: errors ignored on restore: 2\n";
-        let outcome = judge(stderr, Some(1), None, false);
+        let outcome = judge(stderr, Some(1), None, false, 1);
         assert_eq!(outcome.error_entries, 2, "{outcome:?}");
         assert!(outcome.succeeded(), "{outcome:?}");
         assert_eq!(
@@ -418,7 +460,7 @@ pg_restore: warning: errors ignored on restore: 3
             "role \"r2\" does not exist\nCommand was: CREATE POLICY p2 ON public.u TO r2 USING (true);",
             "could not create unique index \"u_pkey\"\nCommand was: ALTER TABLE ONLY public.u ADD CONSTRAINT u_pkey PRIMARY KEY (id);",
         );
-        let outcome = judge(&stderr, Some(1), None, false);
+        let outcome = judge(&stderr, Some(1), None, false, 1);
         assert_eq!(outcome.error_entries, 2, "{outcome:?}");
         assert_eq!(outcome.errors.len(), 1, "{outcome:?}");
         assert!(outcome.errors[0].contains("u_pkey"), "{outcome:?}");

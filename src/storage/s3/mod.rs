@@ -330,7 +330,7 @@ impl Store {
     }
 
     /// Every object under the prefix (all pages).
-    async fn objects(&self) -> Result<Vec<Object>> {
+    pub(crate) async fn objects(&self) -> Result<Vec<Object>> {
         let prefix = &self.settings.prefix;
         let mut objects = Vec::new();
         let mut pages = self

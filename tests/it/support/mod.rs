@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod faults;
 pub mod http;
 pub mod proxy;
+pub mod runs;
 pub mod s3;
 
 use std::collections::{BTreeMap, HashSet};

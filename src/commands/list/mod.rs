@@ -7,7 +7,9 @@
 //! field); plan
 //! retention under the current rules (a dry run of `prune`) to show which
 //! rule keeps each backup, its pin and its Object Lock; print a table (or
-//! JSON on stdout).
+//! JSON on stdout). `--runs` lists the `--all-databases` runs instead ([`runs`]).
+
+mod runs;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -58,6 +60,9 @@ pub struct Entry {
     /// The `backup --all-databases` run (its id) this backup belongs to; its globals and
     /// databases are listed together, globals first.
     pub cluster_run: Option<String>,
+    /// That run's completeness from its record (`complete`, `incomplete`,
+    /// `unfinished`); null without a record (`list --runs` says why).
+    pub run_status: Option<&'static str>,
     /// `local`, `s3` or `both`: where the dump is.
     #[serde(rename = "where")]
     pub location: &'static str,
@@ -95,6 +100,9 @@ struct Found {
 }
 
 pub async fn run(settings: ListSettings) -> Result<ExitCode> {
+    if settings.runs {
+        return runs::list(&settings).await;
+    }
     let mut found: BTreeMap<String, Found> = BTreeMap::new();
     list_local(&settings.backup_dir, &mut found)?;
 
@@ -132,7 +140,15 @@ pub async fn run(settings: ListSettings) -> Result<ExitCode> {
         list_s3(store, now, &mut found).await?;
     }
 
-    let entries = entries(found, plans, now);
+    let mut entries = entries(found, plans, now);
+    let statuses = runs::statuses(&settings).await?;
+    for e in &mut entries {
+        e.run_status = e
+            .cluster_run
+            .as_ref()
+            .and_then(|r| statuses.get(r))
+            .copied();
+    }
     if settings.output == Output::Json {
         ui::stdout_line(&serde_json::to_string_pretty(&entries)?);
     } else if entries.is_empty() {
@@ -297,6 +313,7 @@ fn entry(
         retention: plan.as_ref().map(|o| o.action),
         kept_by: plan.map(|o| o.reasons).unwrap_or_default(),
         cluster_run: meta.and_then(|m| m.cluster_run.clone()),
+        run_status: None,
         location,
         complete,
         local: f.local.map(|(_, _, files)| files),
@@ -348,7 +365,13 @@ pub fn table(entries: &[Entry]) -> Vec<String> {
                     None => "-".into(),
                 },
                 if e.encrypted { "age" } else { "-" }.to_owned(),
-                e.cluster_run.clone().unwrap_or_else(|| "-".into()),
+                match (&e.cluster_run, e.run_status) {
+                    (Some(run), Some(status)) if status != "complete" => {
+                        format!("{run} ({status})")
+                    }
+                    (Some(run), _) => run.clone(),
+                    (None, _) => "-".into(),
+                },
                 retention_cell(e),
                 e.location.to_owned(),
             ]
