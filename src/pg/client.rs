@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config};
@@ -95,19 +95,33 @@ pub const KEEPALIVE_COUNT: u32 = 6;
 
 /// The startup `options` of pgbak's own sessions: the operator's options
 /// first, then the timeouts a backup needs, as pg_dump sets them for its own
-/// sessions. Startup options outrank `ALTER ROLE/DATABASE ... SET`, so an
-/// application role's `statement_timeout` or
-/// `idle_in_transaction_session_timeout` cannot cancel a row count or end the
-/// session that holds the exported snapshot while pg_dump runs.
+/// sessions, then what keeps a database user's code out of them. Startup
+/// options outrank `ALTER ROLE/DATABASE ... SET` (and come after the
+/// operator's, so they win over them too), so an application role's
+/// `statement_timeout` or `idle_in_transaction_session_timeout` cannot cancel
+/// a row count or end the session that holds the exported snapshot while
+/// pg_dump runs, and:
+/// - `search_path=pg_catalog,pg_temp`: every unqualified name pgbak writes
+///   (`count`, `=`, `pg_class`, ...) is the built-in one; a function,
+///   operator or table a database user creates in `public` shadows nothing;
+/// - `row_security=off`: a row-level security policy (user code) never runs
+///   inside pgbak's row counts; a table it would filter fails the count
+///   instead, as pg_dump fails on it.
 pub fn session_options(user_options: Option<&str>) -> String {
     let mut options: Vec<&str> = user_options.into_iter().filter(|o| !o.is_empty()).collect();
     options.extend([
         "-c statement_timeout=0",
         "-c lock_timeout=0",
         "-c idle_in_transaction_session_timeout=0",
+        SAFE_SEARCH_PATH,
+        "-c row_security=off",
     ]);
     options.join(" ")
 }
+
+/// The search_path of every pgbak session: built-in names first, temporary
+/// relations only when named, and nothing a database user can create.
+pub const SAFE_SEARCH_PATH: &str = "-c search_path=pg_catalog,pg_temp";
 
 /// Bounds how long this session waits for any lock (pgbak's catalog reads
 /// during a backup): `--lock-wait-timeout`.
@@ -296,9 +310,14 @@ pub async fn unlogged_tables(client: &Client) -> Result<Vec<(String, String)>> {
 pub async fn row_counts(client: &Client, tables: &[(String, String)]) -> Result<Vec<TableRows>> {
     let mut out = Vec::with_capacity(tables.len());
     for (schema, name) in tables {
-        let rows = count_rows(client, schema, name)
-            .await?
-            .with_context(|| format!("counting rows of {schema}.{name}: the table is gone"))?;
+        let rows = match count_rows(client, schema, name).await? {
+            Count::Rows(rows) => rows,
+            Count::Missing => bail!("counting rows of {schema}.{name}: the table is gone"),
+            Count::NotATable(kind) => bail!(
+                "counting rows of {schema}.{name}: it is {kind} now, not a table \
+                 (pgbak reads only ordinary tables: no user code runs in its session)"
+            ),
+        };
         out.push(TableRows {
             schema: schema.clone(),
             name: name.clone(),
@@ -308,15 +327,77 @@ pub async fn row_counts(client: &Client, tables: &[(String, String)]) -> Result<
     Ok(out)
 }
 
+/// What counting one relation's rows found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Count {
+    Rows(u64),
+    /// No relation of that name.
+    Missing,
+    /// A relation that is not an ordinary table (a view, a foreign table, a
+    /// table with rules): reading it could run code its owner wrote, as
+    /// pgbak's role, so it is not read. The kind, for the message.
+    NotATable(String),
+}
+
+/// What a relation is, from the catalog, before pgbak reads anything of it:
+/// None when there is none; the kind when it is not a table pgbak may read.
+/// A table pgbak counts is ordinary or partitioned (`relkind` r/p); views,
+/// materialized views, foreign tables and sequences are refused (their reads
+/// run code a database user wrote, or reach another server).
+async fn readable_table(
+    client: &Client,
+    schema: &str,
+    name: &str,
+) -> Result<Option<Result<(), String>>> {
+    // A SELECT fires no rule of a table (an ON SELECT rule makes a view of
+    // it), so the rules of a table whose rows are counted do not matter.
+    let row = client
+        .query_opt(
+            "SELECT c.relkind::text, false FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = $1 AND c.relname = $2",
+            &[&schema, &name],
+        )
+        .await
+        .with_context(|| format!("looking up {schema}.{name} in the catalog"))?;
+    Ok(row.map(|row| relation_verdict(&row.get::<_, String>(0), row.get(1))))
+}
+
+/// Ok when a relation of this `relkind` (with or without rules) is a table
+/// pgbak may read; else what it is. Pure.
+pub fn relation_verdict(relkind: &str, has_rules: bool) -> Result<(), String> {
+    let kind = match relkind {
+        "r" | "p" if has_rules => return Err("a table with rules".to_owned()),
+        "r" | "p" => return Ok(()),
+        "v" => "a view",
+        "m" => "a materialized view",
+        "f" => "a foreign table",
+        "S" => "a sequence",
+        "c" => "a composite type",
+        "i" | "I" => "an index",
+        "t" => "a TOAST table",
+        _ => "not a table",
+    };
+    Err(kind.to_owned())
+}
+
 /// The exact row count of one table, its partitions or children not
-/// included; None when the table does not exist.
-pub async fn count_rows(client: &Client, schema: &str, name: &str) -> Result<Option<u64>> {
-    let sql = format!("SELECT count(*) FROM ONLY {}", qualified(schema, name));
+/// included, read only once the catalog says it is an ordinary table.
+pub async fn count_rows(client: &Client, schema: &str, name: &str) -> Result<Count> {
+    match readable_table(client, schema, name).await? {
+        None => return Ok(Count::Missing),
+        Some(Err(kind)) => return Ok(Count::NotATable(kind)),
+        Some(Ok(())) => {}
+    }
+    let sql = format!(
+        "SELECT pg_catalog.count(*) FROM ONLY {}",
+        qualified(schema, name)
+    );
     match client.query_one(&sql, &[]).await {
-        Ok(row) => Ok(Some(
+        Ok(row) => Ok(Count::Rows(
             u64::try_from(row.get::<_, i64>(0)).unwrap_or_default(),
         )),
-        Err(err) if err.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(None),
+        Err(err) if err.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(Count::Missing),
         Err(err) => Err(err).with_context(|| format!("counting rows of {schema}.{name}")),
     }
 }
@@ -350,19 +431,60 @@ pub fn install_hint(missing: &[String], server_major: u32) -> String {
     )
 }
 
-/// The Alembic revision in `alembic_version` (first one on the search path),
-/// None when the table is absent; several heads are joined with ",".
+/// The Alembic revision in `alembic_version`, None when there is none;
+/// several heads are joined with ",". The table is found in the catalog
+/// (`public`'s first, else the first schema by name: Alembic's default is the
+/// first schema of the application's search_path) and read only when it is an
+/// ordinary table without rules whose `version_num` has a built-in string
+/// type: a view, a table with rules or a column of a user-defined type would
+/// run code a database user wrote, as pgbak's role. Such an `alembic_version`
+/// is not read: the revision is None and a warning names what it is.
 pub async fn alembic_revision(client: &Client) -> Result<Option<String>> {
     let row = client
-        .query_one("SELECT to_regclass('alembic_version')::text", &[])
+        .query_opt(
+            "SELECT n.nspname::text, c.relkind::text, c.relhasrules,
+                    (SELECT a.atttypid IN (25, 1043, 1042, 19)
+                       FROM pg_catalog.pg_attribute a
+                      WHERE a.attrelid = c.oid AND a.attname = 'version_num' AND NOT a.attisdropped)
+               FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relname = 'alembic_version'
+                AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                AND n.nspname NOT LIKE 'pg\\_%'
+              ORDER BY n.nspname <> 'public', n.nspname
+              LIMIT 1",
+            &[],
+        )
         .await
         .context("looking for alembic_version")?;
-    let Some(table) = row.get::<_, Option<String>>(0) else {
+    let Some(row) = row else {
         return Ok(None);
     };
+    let schema: String = row.get(0);
+    let refused = match (
+        relation_verdict(&row.get::<_, String>(1), row.get(2)),
+        row.get::<_, Option<bool>>(3),
+    ) {
+        (Err(kind), _) => Some(kind),
+        (Ok(()), None) => Some("a table without a version_num column".to_owned()),
+        (Ok(()), Some(false)) => {
+            Some("a table whose version_num is not of a built-in text type".to_owned())
+        }
+        (Ok(()), Some(true)) => None,
+    };
+    if let Some(kind) = refused {
+        crate::ui::warn(&format!(
+            "{}.alembic_version is {kind}: its revision is not read (pgbak's session never runs \
+             code a database user can define) and none is recorded",
+            quote_ident(&schema)
+        ));
+        return Ok(None);
+    }
     let rows = client
         .query(
-            &format!("SELECT version_num::text FROM {table} ORDER BY 1"),
+            &format!(
+                "SELECT version_num::text FROM ONLY {} ORDER BY 1 COLLATE \"C\"",
+                qualified(&schema, "alembic_version")
+            ),
             &[],
         )
         .await
@@ -500,21 +622,38 @@ mod tests {
 
     #[test]
     fn session_options_override_role_defaults_after_the_operators_own() {
+        let pinned =
+            "-c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0 \
+                      -c search_path=pg_catalog,pg_temp -c row_security=off";
         for (given, want) in [
-            (
-                None,
-                "-c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0",
-            ),
+            (None, pinned.to_owned()),
             (
                 Some("-c search_path=app"),
-                "-c search_path=app -c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0",
+                format!("-c search_path=app {pinned}"),
             ),
-            (
-                Some(""),
-                "-c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0",
-            ),
+            (Some(""), pinned.to_owned()),
         ] {
             assert_eq!(session_options(given), want, "{given:?}");
+        }
+    }
+
+    #[test]
+    fn only_ordinary_tables_without_rules_are_read() {
+        for (relkind, rules, want) in [
+            ("r", false, Ok(())),
+            ("p", false, Ok(())),
+            ("r", true, Err("a table with rules")),
+            ("v", false, Err("a view")),
+            ("m", false, Err("a materialized view")),
+            ("f", false, Err("a foreign table")),
+            ("S", false, Err("a sequence")),
+            ("x", false, Err("not a table")),
+        ] {
+            assert_eq!(
+                relation_verdict(relkind, rules),
+                want.map_err(str::to_owned),
+                "{relkind} {rules}"
+            );
         }
     }
 

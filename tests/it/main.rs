@@ -15,6 +15,7 @@ mod environment;
 mod faults;
 mod harness;
 mod heartbeat;
+mod hostile_db;
 mod kubernetes;
 mod list;
 mod names;

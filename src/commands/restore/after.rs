@@ -69,8 +69,9 @@ pub(super) async fn compare_rows(
         let want = table.rows.unwrap_or_default();
         let have = client::count_rows(client, &table.schema, &table.name).await?;
         let (shown, ok) = match have {
-            Some(n) => (n.to_string(), n == want),
-            None => ("missing".to_owned(), false),
+            client::Count::Rows(n) => (n.to_string(), n == want),
+            client::Count::Missing => ("missing".to_owned(), false),
+            client::Count::NotATable(kind) => (format!("{kind}, not read"), false),
         };
         all_match &= ok;
         ui::stdout_line(&format!(

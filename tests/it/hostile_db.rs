@@ -1,0 +1,211 @@
+//! Issue 22, items 1 and 2: a database user's code never runs in pgbak's own
+//! sessions, nor with more privilege than a throwaway role while verify
+//! restores a copy. Each test builds the attack: the application's owner
+//! (a role that is not a superuser) plants objects that write a file through
+//! `COPY ... TO PROGRAM` or make a role a superuser when run by one; the test
+//! shows the payload did not run and what pgbak recorded or judged.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::support::cluster::quote_ident;
+use crate::support::{
+    self, backup, chown_to_postgres, dumps, output_text, pg16, read_meta, scratch_dir, Pg, TestDb,
+};
+
+/// A database owned by a role of its own that is not a superuser (the
+/// application's owner), and a trap: a file path the server's OS user may
+/// write, which exists only if planted code ran as a superuser.
+pub struct Hostile<'a> {
+    pub db: TestDb<'a>,
+    pub owner: String,
+    trap_dir: PathBuf,
+}
+
+impl<'a> Hostile<'a> {
+    pub fn new(pg: &'a Pg, hint: &str) -> Hostile<'a> {
+        let db = pg.fresh_db(hint);
+        let owner = format!("owner_{}", db.name);
+        pg.psql(
+            "postgres",
+            &format!(
+                "CREATE ROLE {0} NOLOGIN NOSUPERUSER; ALTER DATABASE {1} OWNER TO {0}",
+                quote_ident(&owner),
+                quote_ident(&db.name)
+            ),
+        );
+        let trap_dir = scratch_dir(&format!("trap-{hint}").replace(' ', "-"));
+        chown_to_postgres(&trap_dir);
+        let hostile = Hostile {
+            db,
+            owner,
+            trap_dir,
+        };
+        // The payload: run by a superuser it writes the trap file (as the
+        // server's OS user) and makes the owner a superuser; run by anyone
+        // else it does nothing and returns a value.
+        hostile.as_owner(&format!(
+            "CREATE FUNCTION public.pwn() RETURNS text LANGUAGE plpgsql VOLATILE AS $f$
+             BEGIN
+               IF current_setting('is_superuser') = 'on' THEN
+                 EXECUTE format('COPY (SELECT current_user) TO PROGRAM %L', 'cat > {}');
+                 BEGIN
+                   EXECUTE format('ALTER ROLE %I SUPERUSER', {});
+                 EXCEPTION WHEN OTHERS THEN NULL; -- a read-only transaction: the file is enough
+                 END;
+               END IF;
+               RETURN 'abc123';
+             END $f$",
+            hostile.trap().display(),
+            support::cluster::quote_literal(&hostile.owner)
+        ));
+        hostile
+    }
+
+    /// Runs `sql` in the database as its owner (SET ROLE: what the owner could do itself).
+    pub fn as_owner(&self, sql: &str) -> String {
+        self.db
+            .psql(&format!("SET ROLE {}; {sql}", quote_ident(&self.owner)))
+    }
+
+    pub fn trap(&self) -> PathBuf {
+        self.trap_dir.join("pwned")
+    }
+
+    /// Fails the test when the payload ran: the trap file exists or the owner became a superuser.
+    pub fn assert_contained(&self, after: &str) {
+        let trap = self.trap();
+        assert!(
+            !trap.exists(),
+            "{after}: the payload ran as a superuser ({} says {:?})",
+            trap.display(),
+            std::fs::read_to_string(&trap).unwrap_or_default()
+        );
+        let pg = self.db.pg();
+        let superuser = pg.psql(
+            "postgres",
+            &format!(
+                "SELECT rolsuper FROM pg_roles WHERE rolname = {}",
+                support::cluster::quote_literal(&self.owner)
+            ),
+        );
+        assert_eq!(superuser, "f", "{after}: {} became a superuser", self.owner);
+    }
+}
+
+impl Drop for Hostile<'_> {
+    fn drop(&mut self) {
+        let pg = self.db.pg();
+        let _ = pg.try_psql(
+            "postgres",
+            &format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_ident(&self.db.name)
+            ),
+        );
+        let _ = pg.try_psql(
+            "postgres",
+            &format!("DROP ROLE IF EXISTS {}", quote_ident(&self.owner)),
+        );
+        let _ = std::fs::remove_dir_all(&self.trap_dir);
+    }
+}
+
+/// Backs `hostile` up into a fresh directory; the backup must succeed. Returns
+/// the directory, the dump and its meta.json.
+fn backed_up(pg: &Pg, hostile: &Hostile<'_>) -> (tempfile::TempDir, PathBuf, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = backup(pg, &hostile.db.name, dir.path(), &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    hostile.assert_contained("backup");
+    let dump = dir.path().join(&dumps(dir.path())[0]);
+    let meta = read_meta(&PathBuf::from(
+        dump.to_string_lossy().replace(".dump", ".meta.json"),
+    ));
+    (dir, dump, meta)
+}
+
+#[test]
+fn hostile_alembic_version_view_is_not_read_by_backup_or_verify() {
+    let pg = pg16();
+    let hostile = Hostile::new(pg, "alembic view");
+    hostile.as_owner(
+        "CREATE TABLE public.t AS SELECT g FROM generate_series(1, 5) g;
+         CREATE VIEW public.alembic_version AS SELECT public.pwn()::varchar(32) AS version_num",
+    );
+    let (_dir, dump, meta) = backed_up(pg, &hostile);
+    // Refused with a warning, recorded as no revision.
+    assert_eq!(meta["alembic_revision"], Value::Null, "{meta:#}");
+    // verify on the source server reads the copy's alembic_version too.
+    let (out, report) = crate::verify::run_json(&mut crate::verify::verify_cmd(
+        &hostile.db,
+        &dump,
+        &["--expect-table", "public.t"],
+    ));
+    hostile.assert_contained("verify");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(
+        crate::verify::status(&report, "alembic revision matches"),
+        "pass"
+    );
+}
+
+#[test]
+fn hostile_operator_and_function_in_public_shadow_nothing_pgbak_calls() {
+    let pg = pg16();
+    let hostile = Hostile::new(pg, "shadowing");
+    // Exact matches for what pgbak's catalog queries compare and call with an
+    // integer (oid = 10, pg_get_userbyid(10)): with `public` on the search
+    // path they win over the built-ins, which need a cast.
+    hostile.as_owner(
+        "CREATE TABLE public.t AS SELECT g FROM generate_series(1, 5) g;
+         CREATE FUNCTION public.evil_eq(oid, integer) RETURNS boolean LANGUAGE plpgsql AS $f$
+           BEGIN PERFORM public.pwn(); RETURN $1 = $2::oid; END $f$;
+         CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = integer, FUNCTION = public.evil_eq);
+         CREATE FUNCTION public.pg_get_userbyid(integer) RETURNS name LANGUAGE plpgsql AS $f$
+           BEGIN PERFORM public.pwn(); RETURN pg_catalog.pg_get_userbyid($1::oid); END $f$",
+    );
+    let (_dir, dump, meta) = backed_up(pg, &hostile);
+    let rows = meta["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "t")
+        .map(|t| t["rows"].clone());
+    assert_eq!(rows, Some(Value::from(5)), "{meta:#}");
+    let (out, _report) = crate::verify::run_json(&mut crate::verify::verify_cmd(
+        &hostile.db,
+        &dump,
+        &["--expect-table", "public.t"],
+    ));
+    hostile.assert_contained("verify");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+}
+
+#[test]
+fn hostile_alembic_version_with_a_rule_is_refused_with_a_named_warning() {
+    let pg = pg16();
+    let hostile = Hostile::new(pg, "alembic rule");
+    hostile.as_owner(
+        "CREATE TABLE public.alembic_version (version_num varchar(32) PRIMARY KEY);
+         INSERT INTO public.alembic_version VALUES ('abc123');
+         CREATE TABLE public.audit (v text);
+         CREATE RULE keep AS ON INSERT TO public.alembic_version
+           DO ALSO INSERT INTO public.audit VALUES (public.pwn())",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = backup(pg, &hostile.db.name, dir.path(), &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("alembic_version is a table with rules"),
+        "{stderr}"
+    );
+    let dump = dir.path().join(&dumps(dir.path())[0]);
+    let meta = read_meta(&PathBuf::from(
+        dump.to_string_lossy().replace(".dump", ".meta.json"),
+    ));
+    assert_eq!(meta["alembic_revision"], Value::Null, "{meta:#}");
+    hostile.assert_contained("backup");
+}
