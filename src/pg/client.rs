@@ -482,7 +482,7 @@ pub async fn alembic_revision(client: &Client) -> Result<Option<String>> {
     let rows = client
         .query(
             &format!(
-                "SELECT version_num::text FROM ONLY {} ORDER BY 1 COLLATE \"C\"",
+                "SELECT version_num::text FROM ONLY {} ORDER BY version_num::text COLLATE \"C\"",
                 qualified(&schema, "alembic_version")
             ),
             &[],

@@ -16,6 +16,7 @@ mod faults;
 mod harness;
 mod heartbeat;
 mod hostile_db;
+mod hostile_host;
 mod kubernetes;
 mod list;
 mod names;

@@ -98,6 +98,12 @@ pub(super) async fn alembic_stamp() -> bool {
         return true;
     };
     let mut cmd = crate::children::command(&alembic);
+    // Its connection, as the application's env.py reads it, and its Python.
+    cmd.envs(
+        crate::settings::env()
+            .vars_os()
+            .filter(|(name, _)| name.to_str().is_some_and(crate::children::for_alembic)),
+    );
     cmd.args(["stamp", "head"])
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
