@@ -82,7 +82,7 @@ pub fn inherited(name: &str) -> bool {
 pub fn for_alembic(name: &str) -> bool {
     name == "DATABASE_URL"
         || name == "VIRTUAL_ENV"
-        || name.starts_with("PG") && name != MARKER
+        || name.starts_with("PG") && !name.starts_with("PGBAK_")
         || name.starts_with("PYTHON")
 }
 

@@ -61,6 +61,9 @@ pub const PGBAK_SCRATCH_DIR: &str = "PGBAK_SCRATCH_DIR";
 
 // verify (and cron --verify).
 pub const PGBAK_VERIFY_TARGET_URL: &str = "PGBAK_VERIFY_TARGET_URL";
+/// As root, the unprivileged system user `verify --ephemeral` runs its throwaway server as
+/// (default `pgbak`; never root or postgres).
+pub const PGBAK_EPHEMERAL_USER: &str = "PGBAK_EPHEMERAL_USER";
 /// `true` acts as `cron --verify`.
 pub const VERIFY_ON_BACKUP: &str = "VERIFY_ON_BACKUP";
 

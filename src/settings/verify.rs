@@ -61,7 +61,13 @@ pub struct VerifyOptions {
     pub identity_file: Option<PathBuf>,
     /// Where an encrypted backup is decrypted for a parallel restore.
     pub scratch_dir: Option<PathBuf>,
+    /// As root, the system user the `--ephemeral` server runs as
+    /// (`PGBAK_EPHEMERAL_USER`, default `pgbak`).
+    pub ephemeral_user: String,
 }
+
+/// The system user of the `--ephemeral` server as root, unless PGBAK_EPHEMERAL_USER names another.
+pub const DEFAULT_EPHEMERAL_USER: &str = "pgbak";
 
 impl VerifyOptions {
     /// The defaults of `pgbak verify` for a backup of the server at `conn`.
@@ -80,6 +86,8 @@ impl VerifyOptions {
             record: true,
             identity_file: None,
             scratch_dir: None,
+            ephemeral_user: super::var(super::vars::PGBAK_EPHEMERAL_USER)
+                .unwrap_or_else(|| DEFAULT_EPHEMERAL_USER.to_owned()),
         }
     }
 

@@ -209,3 +209,128 @@ fn hostile_alembic_version_with_a_rule_is_refused_with_a_named_warning() {
     assert_eq!(meta["alembic_revision"], Value::Null, "{meta:#}");
     hostile.assert_contained("backup");
 }
+
+/// Plants the application code a restore runs (a CHECK constraint, a
+/// generated column, an index expression, a materialized view; a column
+/// default and a trigger too, which a restore does not fire) in `hostile`,
+/// each calling the payload; and, as the superuser, an event trigger (which
+/// only a superuser may create).
+fn plant_restore_payloads(hostile: &Hostile<'_>) {
+    hostile.as_owner(
+        "CREATE FUNCTION public.chk(integer) RETURNS boolean LANGUAGE plpgsql AS $f$
+           BEGIN PERFORM public.pwn(); RETURN true; END $f$;
+         CREATE FUNCTION public.imm(integer) RETURNS integer LANGUAGE plpgsql IMMUTABLE AS $f$
+           BEGIN PERFORM public.pwn(); RETURN $1; END $f$;
+         CREATE FUNCTION public.trg() RETURNS trigger LANGUAGE plpgsql AS $f$
+           BEGIN PERFORM public.pwn(); RETURN NEW; END $f$;
+         CREATE TABLE public.t (
+           g integer CHECK (public.chk(g)),
+           d text DEFAULT public.pwn(),
+           x integer GENERATED ALWAYS AS (public.imm(g)) STORED);
+         INSERT INTO public.t (g) SELECT generate_series(1, 5);
+         CREATE INDEX t_expr ON public.t (public.imm(g));
+         CREATE TRIGGER t_trg BEFORE INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION public.trg();
+         CREATE MATERIALIZED VIEW public.mv AS SELECT public.pwn() AS v",
+    );
+    hostile.db.psql(
+        "CREATE FUNCTION public.ddl_log() RETURNS event_trigger LANGUAGE plpgsql AS $f$
+           BEGIN RAISE NOTICE 'ddl'; END $f$;
+         CREATE EVENT TRIGGER ddl_log ON ddl_command_end EXECUTE FUNCTION public.ddl_log()",
+    );
+}
+
+/// The throwaway role named in verify's report, which must be gone.
+fn assert_role_dropped(pg: &Pg, report: &Value) {
+    let detail = crate::verify::detail(report, "temp database created");
+    let role = detail
+        .split("throwaway role ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no throwaway role in {detail:?}"));
+    assert!(role.starts_with("pgbak_verify_"), "{detail}");
+    let left = pg.psql(
+        "postgres",
+        &format!(
+            "SELECT count(*) FROM pg_roles WHERE rolname = {}",
+            support::cluster::quote_literal(role)
+        ),
+    );
+    assert_eq!(left, "0", "the throwaway role {role} was left behind");
+}
+
+/// verify of a dump carrying `plant_restore_payloads` on `extra`'s target:
+/// the payload did not run, verify passed, naming the event trigger it could
+/// not create, and the throwaway role is gone.
+fn verify_contains_the_payloads(hint: &str, extra: &[&str], bin: Option<&std::path::Path>) {
+    let pg = pg16();
+    let hostile = Hostile::new(pg, hint);
+    plant_restore_payloads(&hostile);
+    let (_dir, dump, _meta) = backed_up(pg, &hostile);
+    let mut args = vec!["--expect-table", "public.t"];
+    args.extend_from_slice(extra);
+    let mut cmd = crate::verify::verify_cmd(&hostile.db, &dump, &args);
+    if let Some(bin) = bin {
+        cmd.env("PGBAK_PG_BIN_DIR", bin);
+    }
+    let (out, report) = crate::verify::run_json(&mut cmd);
+    hostile.assert_contained(&format!("verify {extra:?}"));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let restore = crate::verify::detail(&report, "restore succeeded");
+    assert!(
+        restore.contains("only a superuser may create them")
+            && restore.contains("EVENT TRIGGER ddl_log"),
+        "{restore}"
+    );
+    if !extra.contains(&"--ephemeral") {
+        assert_role_dropped(pg, &report);
+    }
+}
+
+#[test]
+fn hostile_restore_payloads_are_contained_when_verify_restores_on_the_source_server() {
+    verify_contains_the_payloads("payload source", &[], None);
+}
+
+#[test]
+fn hostile_restore_payloads_are_contained_when_verify_restores_on_a_target_url() {
+    let target = pg16().url("postgres");
+    verify_contains_the_payloads("payload target", &["--target-url", &target], None);
+}
+
+#[test]
+fn hostile_restore_payloads_are_contained_when_verify_restores_in_an_ephemeral_cluster() {
+    // The harness's default tools (PostgreSQL 17, initdb and postgres beside pg_restore).
+    verify_contains_the_payloads("payload ephemeral", &["--ephemeral"], None);
+}
+
+#[test]
+fn hostile_event_trigger_verify_names_it_and_restore_as_a_superuser_brings_it_back() {
+    let pg = pg16();
+    let db = pg.fresh_db("event trigger");
+    db.psql(
+        "CREATE TABLE public.t AS SELECT g FROM generate_series(1, 3) g;
+         CREATE FUNCTION public.ddl_log() RETURNS event_trigger LANGUAGE plpgsql AS $f$
+           BEGIN RAISE NOTICE 'ddl'; END $f$;
+         CREATE EVENT TRIGGER ddl_log ON ddl_command_end EXECUTE FUNCTION public.ddl_log()",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = backup(pg, &db.name, dir.path(), &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let dump = dir.path().join(&dumps(dir.path())[0]);
+    let (out, report) = crate::verify::run_json(&mut crate::verify::verify_cmd(
+        &db,
+        &dump,
+        &["--expect-table", "public.t"],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let restore = crate::verify::detail(&report, "restore succeeded");
+    assert!(restore.contains("EVENT TRIGGER ddl_log"), "{restore}");
+    // The operator's real restore, as the superuser: the event trigger comes back.
+    let target = pg.fresh_db("event trigger target");
+    let out = support::run(&mut support::restore_cmd(&target, &dump, &["--no-confirm"]));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(
+        target.psql("SELECT count(*) FROM pg_event_trigger WHERE evtname = 'ddl_log'"),
+        "1"
+    );
+}

@@ -388,6 +388,7 @@ async fn run_pg_restore(
         } else {
             &opts.schemas
         },
+        tablespaces: true,
         owners: plan.owners,
     };
     plain.restore(&job, signals).await
@@ -408,7 +409,13 @@ fn judge_restore(
         ));
         not_restored.push(format!("{object} (role missing)"));
     }
-    if outcome.succeeded() {
+    for object in &outcome.needs_superuser {
+        ui::error(&format!(
+            "not restored: {object} (only a superuser may create it: restore as one)"
+        ));
+        not_restored.push(format!("{object} (needs a superuser)"));
+    }
+    if outcome.succeeded() && outcome.needs_superuser.is_empty() {
         ui::info(&format!(
             "pg_restore finished in {:.1}s ({} harmless warning(s))",
             clock.elapsed().as_secs_f64(),

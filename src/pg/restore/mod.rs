@@ -17,7 +17,9 @@ use crate::error::{finding, interrupted, usage};
 use crate::signals::Signals;
 use crate::ui;
 
+mod unprivileged;
 mod verdict;
+pub use unprivileged::{extension_schemas, superuser_only};
 pub use verdict::{
     classify, distinct, failure, judge, missing_extension, one_line, Outcome, STDERR_CAP,
 };
@@ -131,6 +133,9 @@ pub struct RestoreJob<'a> {
     /// Restore owners and privileges (every role the dump needs exists on the
     /// target); false is pg_restore `--no-owner --no-privileges`.
     pub owners: bool,
+    /// Restore tablespace assignments; false is `--no-tablespaces` (verify's
+    /// copy: its throwaway role may create in no tablespace but the default).
+    pub tablespaces: bool,
 }
 
 /// Checks a `maintenance_work_mem` value before it goes into PGOPTIONS.
@@ -181,6 +186,9 @@ pub async fn restore(
     let mut cmd = job.tools.command("pg_restore", job.conn);
     if !job.owners {
         cmd.arg("--no-owner").arg("--no-privileges");
+    }
+    if !job.tablespaces {
+        cmd.arg("--no-tablespaces");
     }
     cmd.arg("--no-password")
         .arg(format!("--jobs={}", job.jobs.max(1)))
