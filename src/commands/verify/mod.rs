@@ -379,18 +379,15 @@ async fn restore_copy(
     // As the throwaway role, logged in as it: no code of the dump runs with
     // more than that role's privilege (none); no owners, privileges or
     // tablespaces, which it could not set anyway, and not the entries only a
-    // superuser may create (named in the verdict instead).
+    // superuser (or an extension's owner) may create (named in the verdict).
     let (toc, left_out) = pg_restore::superuser_only(&archive.listing.toc);
-    let list_file = match left_out.is_empty() {
-        true => None,
-        false => Some(write_list(&toc)?),
-    };
+    let list_file = write_list(&toc)?;
     let job = RestoreJob {
         tools: &archive.tools,
         conn: &prepared.restore_conn,
         jobs,
         maintenance_work_mem: &run.opts.maintenance_work_mem,
-        list_file: list_file.as_ref().map(tempfile::NamedTempFile::path),
+        list_file: Some(list_file.path()),
         schemas: &[],
         owners: false,
         tablespaces: false,

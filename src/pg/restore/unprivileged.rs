@@ -6,7 +6,8 @@
 //! strictly: nothing of the dump's text runs, only two identifiers are taken
 //! from it, and only in the exact form pg_dump writes. Left out: the entries
 //! only a superuser may create (event triggers, subscriptions), named instead
-//! of tried (pg_restore's parallel mode miscounts their failures).
+//! of tried (pg_restore's parallel mode miscounts their failures), and the
+//! extensions' comments, which only their owner may set.
 
 use std::io::Write;
 use std::process::Stdio;
@@ -65,6 +66,9 @@ pub fn superuser_only(toc: &str) -> (String, Vec<String>) {
             // Their comments and labels fail with them: left out, named by the object.
             ["COMMENT" | "SECURITY", .., "EVENT", "TRIGGER", _name, _owner]
             | ["COMMENT" | "SECURITY", .., "SUBSCRIPTION", _name, _owner] => Some(None),
+            // An extension's comment: only its owner (the connecting role, which
+            // created it, with the comment of its control file) may set it.
+            ["COMMENT", _schema, "EXTENSION", _name, ..] => Some(None),
             _ => None,
         };
         match verdict {
@@ -136,7 +140,8 @@ mod tests {
                    3402; 0 0 COMMENT - EVENT TRIGGER ddl_log postgres\n\
                    3403; 6100 16430 SUBSCRIPTION - sub1 postgres\n\
                    3404; 0 16390 TABLE DATA public t app\n\
-                   3405; 0 0 COMMENT public TABLE t app\n";
+                   3405; 0 0 COMMENT public TABLE t app\n\
+                   3406; 0 0 COMMENT - EXTENSION vector \n";
         let (kept, left_out) = superuser_only(toc);
         assert_eq!(
             left_out,

@@ -141,8 +141,9 @@ pub fn classify(stderr: &str, exit_ok: bool) -> Outcome {
         // `<message 2>`, or a bare `error: <message 2>`.
         let (mut rest, mut prefixed, mut is_error) = (line, false, false);
         loop {
-            if let Some(r) = rest.strip_prefix("pg_restore: ") {
-                (rest, prefixed) = (r, true);
+            // Also glued without its space (`pg_restore:pg_restore: error: ...`).
+            if let Some(r) = rest.strip_prefix("pg_restore:") {
+                (rest, prefixed) = (r.strip_prefix(' ').unwrap_or(r), true);
             } else if let Some(r) = rest.strip_prefix("error: ") {
                 (rest, is_error) = (r, true);
             } else {
@@ -335,6 +336,20 @@ pg_restore: error: could not execute query: ERROR:  extension \"vector\" already
 Command was: CREATE EXTENSION vector;
 pg_restore: warning: errors ignored on restore: 3
 ";
+
+    #[test]
+    fn a_prefix_glued_without_its_space_still_starts_an_entry() {
+        let stderr = "pg_restore: error: could not execute query: ERROR:  must be owner of extension vector\n\
+Command was: COMMENT ON EXTENSION vector IS 'vector data type';\n\
+pg_restore:pg_restore: error: could not execute query: ERROR:  unrecognized configuration parameter \"transaction_timeout\"\n\
+Command was: SET transaction_timeout = 0;\n\
+error: could not execute query: ERROR:  unrecognized configuration parameter \"transaction_timeout\"\n\
+Command was: SET transaction_timeout = 0;\n\
+pg_restore: warning: errors ignored on restore: 3\n";
+        let outcome = judge(stderr, Some(1), None, false);
+        assert!(outcome.succeeded(), "{outcome:?}");
+        assert_eq!(outcome.error_entries, 3, "{outcome:?}");
+    }
 
     #[test]
     fn superuser_only_objects_are_named_not_failed_and_nothing_else_is() {
