@@ -97,6 +97,8 @@ pub struct RestoreOptions {
     pub tables: Vec<String>,
     pub schemas: Vec<String>,
     pub alembic_stamp: bool,
+    /// pg_restore `--role` (`--role`): SET ROLE after connecting.
+    pub role: Option<String>,
 }
 
 /// `pgbak restore`.
@@ -137,6 +139,7 @@ impl RestoreSettings {
                 tables: args.tables,
                 schemas: args.schemas,
                 alembic_stamp: args.alembic_stamp,
+                role: args.role.filter(|r| !r.is_empty()),
             },
         })
     }

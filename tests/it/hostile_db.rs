@@ -334,3 +334,74 @@ fn hostile_event_trigger_verify_names_it_and_restore_as_a_superuser_brings_it_ba
         "1"
     );
 }
+
+#[test]
+fn hostile_a_killed_verify_leaves_a_throwaway_role_the_next_run_drops() {
+    let pg = pg16();
+    let (db, _dir, dump) = crate::verify::fixture_backup(pg, "killed role", 0.3);
+    let mut child = crate::verify::verify_cmd(&db, &dump, &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Into the restore: pg_restore is logged in as this run's throwaway role.
+    let restoring = format!(
+        "SELECT usename FROM pg_stat_activity WHERE usename LIKE 'pgbak\\_verify\\_%' \
+         AND datname LIKE '{}\\_verify\\_%' LIMIT 1",
+        db.name
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let role = loop {
+        let role = pg.psql("postgres", &restoring);
+        if !role.is_empty() {
+            break role;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restore never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let exists = format!(
+        "SELECT count(*) FROM pg_roles WHERE rolname = {}",
+        support::cluster::quote_literal(&role)
+    );
+    assert_eq!(pg.psql("postgres", &exists), "1", "SIGKILL cannot clean up");
+    let (out, _report) = crate::verify::run_json(&mut crate::verify::verify_cmd(&db, &dump, &[]));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    // This run dropped it (or a verify of another test on the shared cluster did).
+    assert_eq!(pg.psql("postgres", &exists), "0", "{role} left behind");
+}
+
+#[test]
+fn hostile_restore_role_creates_the_objects_as_that_role() {
+    let pg = pg16();
+    let source = pg.fresh_db("restore role");
+    source.psql("CREATE TABLE public.t AS SELECT g FROM generate_series(1, 3) g");
+    let dir = tempfile::tempdir().unwrap();
+    let out = backup(pg, &source.name, dir.path(), &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let dump = dir.path().join(&dumps(dir.path())[0]);
+    let target = pg.fresh_db("restore role target");
+    let role = format!("restorer_{}", target.name);
+    pg.psql(
+        "postgres",
+        &format!("CREATE ROLE {} NOLOGIN", quote_ident(&role)),
+    );
+    target.psql(&format!(
+        "GRANT CREATE ON SCHEMA public TO {}",
+        quote_ident(&role)
+    ));
+    let out = support::run(&mut support::restore_cmd(
+        &target,
+        &dump,
+        &["--no-confirm", "--no-owner", "--role", &role],
+    ));
+    let owner = target.psql("SELECT tableowner FROM pg_tables WHERE tablename = 't'");
+    drop(target);
+    let _ = pg.try_psql("postgres", &format!("DROP ROLE {}", quote_ident(&role)));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(owner, role);
+}

@@ -389,6 +389,7 @@ async fn run_pg_restore(
             &opts.schemas
         },
         tablespaces: true,
+        role: opts.role.as_deref(),
         owners: plan.owners,
     };
     plain.restore(&job, signals).await

@@ -391,6 +391,7 @@ async fn restore_copy(
         schemas: &[],
         owners: false,
         tablespaces: false,
+        role: None,
     };
     let mut outcome = plain.restore(&job, signals).await?;
     for object in left_out {

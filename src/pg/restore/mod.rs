@@ -136,6 +136,8 @@ pub struct RestoreJob<'a> {
     /// Restore tablespace assignments; false is `--no-tablespaces` (verify's
     /// copy: its throwaway role may create in no tablespace but the default).
     pub tablespaces: bool,
+    /// `--role`: SET ROLE to it after connecting (`pgbak restore --role`).
+    pub role: Option<&'a str>,
 }
 
 /// Checks a `maintenance_work_mem` value before it goes into PGOPTIONS.
@@ -189,6 +191,9 @@ pub async fn restore(
     }
     if !job.tablespaces {
         cmd.arg("--no-tablespaces");
+    }
+    if let Some(role) = job.role {
+        cmd.arg(format!("--role={role}"));
     }
     cmd.arg("--no-password")
         .arg(format!("--jobs={}", job.jobs.max(1)))
