@@ -68,11 +68,21 @@ pub fn command(program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command 
 /// Whether a child inherits the variable `name` from this run: the search
 /// path, home and temp directories, locale and time zone, the user's name
 /// (libpq's default user), a Kerberos credential cache's location (a path,
-/// not the credential). Pure.
+/// not the credential), OpenSSL's trusted roots (`sslrootcert=system`). Pure.
 pub fn inherited(name: &str) -> bool {
     matches!(
         name,
-        "PATH" | "HOME" | "TMPDIR" | "LANG" | "LANGUAGE" | "TZ" | "USER" | "LOGNAME" | "KRB5CCNAME"
+        "PATH"
+            | "HOME"
+            | "TMPDIR"
+            | "LANG"
+            | "LANGUAGE"
+            | "TZ"
+            | "USER"
+            | "LOGNAME"
+            | "KRB5CCNAME"
+            | "SSL_CERT_FILE"
+            | "SSL_CERT_DIR"
     ) || name.starts_with("LC_")
 }
 

@@ -107,6 +107,13 @@ impl Reporter {
         group: metrics::Group,
         redactor: Redactor,
     ) -> (Reporter, Result<()>) {
+        let transport = super::transport::warn_if_cleartext;
+        if let Some(url) = &report.alert_webhook_url {
+            transport("ALERT_WEBHOOK_URL", url, "the alert and the URL's token");
+        }
+        if let Some(url) = &report.heartbeat_url {
+            transport("HEARTBEAT_URL", url, "the ping and the URL's token");
+        }
         let alert = alert::check_config(
             report.alert_webhook_url.as_deref(),
             report.alert_webhook_format,

@@ -380,3 +380,130 @@ fn host_a_planted_symlink_in_the_cluster_directory_is_never_followed() {
         output_text(&out)
     );
 }
+
+#[test]
+fn host_pgbak_holds_its_secrets_in_a_process_that_dumps_no_core() {
+    let pg = pg16();
+    let db = pg.fresh_db("no core");
+    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 10) g");
+    let backups = Dir::new("no-core");
+    let lock = support::TableLock::hold(pg, &db.name, "t");
+    // Started with core dumps allowed, as a shell with `ulimit -c unlimited` would.
+    let mut cmd = support::backup_cmd(pg, &db.name, &backups, &[]);
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(ToOwned::to_owned).collect();
+    let mut shell = std::process::Command::new("sh");
+    shell
+        .arg("-c")
+        .arg("ulimit -c unlimited && exec \"$@\"")
+        .arg("sh")
+        .arg(program)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => shell.env(k, v),
+            None => shell.env_remove(k),
+        };
+    }
+    let mut child = shell.spawn().unwrap();
+    support::wait_for_blocked_dump(pg, &db.name);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(lock);
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(4)
+        .take(2)
+        .collect::<Vec<_>>();
+    assert_eq!(core, ["0", "0"], "{limits}");
+}
+
+#[test]
+fn host_verify_full_without_a_root_certificate_is_refused_as_libpq_does() {
+    let Some((pg, certs)) = crate::tls::tls_only_cluster() else {
+        return;
+    };
+    let db = pg.fresh_db("tls roots");
+    db.psql("CREATE TABLE t AS SELECT 1 AS x");
+    let ca = certs.path().join("ca.pem");
+    let home = Dir::new("tls-roots-home"); // no ~/.postgresql/root.crt
+    let url = |query: &str| {
+        format!(
+            "postgresql://postgres:{}@localhost:{}/{}?{query}",
+            support::PASSWORD,
+            pg.port,
+            db.name
+        )
+    };
+    let backup = |query: &str| {
+        let backups = Dir::new("tls-roots");
+        let out = support::pgbak_bare()
+            .env("DATABASE_URL", url(query))
+            .env("PGBAK_PG_BIN_DIR", &pg.bin)
+            .env("HOME", &*home)
+            // The test CA is the "system" store here (OpenSSL and pgbak both read it).
+            .env("SSL_CERT_FILE", &ca)
+            .args(["backup", "--output-dir"])
+            .arg(&*backups)
+            .output()
+            .unwrap();
+        (out, support::dumps(&backups).len())
+    };
+    // No root certificate named: refused before connecting, as libpq refuses
+    // (the system store is not a silent fallback), a configuration error.
+    let (out, made) = backup("sslmode=verify-full");
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert_eq!(made, 0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("sslrootcert=system"), "{stderr}");
+    let (out, _) = backup("sslmode=verify-ca");
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    // Asked for: the system's trusted roots, for pgbak's session and pg_dump alike.
+    let (out, made) = backup("sslmode=verify-full&sslrootcert=system");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(made, 1);
+}
+
+#[test]
+fn host_cleartext_webhooks_to_other_hosts_are_warned_about_once() {
+    let pg = pg16();
+    let db = pg.fresh_db("cleartext hook");
+    db.psql("CREATE TABLE t AS SELECT 1 AS x");
+    let token = "T0KEN-in-the-hook-url";
+    let run = |hook: &str| {
+        let root = Dir::new("cleartext-hook");
+        support::pgbak(pg)
+            .arg("cron")
+            .env("DATABASE_URL", db.url())
+            .env("BACKUP_DIR", root.join("backups"))
+            .env("LOG_DIR", root.join("logs"))
+            // Never called: the run succeeds. TEST-NET-1, another host.
+            .env("ALERT_WEBHOOK_URL", hook)
+            .output()
+            .unwrap()
+    };
+    let out = run(&format!("http://192.0.2.1/hooks/{token}"));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warned = stderr
+        .lines()
+        .filter(|l| l.contains("ALERT_WEBHOOK_URL is plain http://"))
+        .count();
+    assert_eq!(warned, 1, "{stderr}");
+    assert!(!stderr.contains(token), "{stderr}");
+    for quiet in [
+        format!("https://192.0.2.1/hooks/{token}"),
+        format!("http://127.0.0.1:9/hooks/{token}"),
+    ] {
+        let out = run(&quiet);
+        assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("plain http://"), "{quiet}: {stderr}");
+    }
+}

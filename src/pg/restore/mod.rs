@@ -37,9 +37,26 @@ impl Input {
     /// Adds the archive to pg_restore's command line (or its stdin).
     fn attach(&self, cmd: &mut Command) -> Result<()> {
         match self {
-            Input::File(path) => {
-                cmd.arg(path);
-            }
+            Input::File(path) => match own_fd(path) {
+                // pgbak is not dumpable (crate::hardening), so a child may not
+                // open /proc/<pgbak>/fd/N: it inherits the descriptor instead
+                // and opens its own /proc/self/fd/N (its workers too).
+                Some(fd) => {
+                    cmd.arg(format!("/proc/self/fd/{fd}"));
+                    // SAFETY: only fcntl (async-signal-safe) between fork and exec, on a
+                    // descriptor this process holds open for the child's whole life.
+                    unsafe {
+                        cmd.pre_exec(move || {
+                            let fd = std::os::fd::BorrowedFd::borrow_raw(fd);
+                            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())
+                                .map_err(std::io::Error::from)
+                        });
+                    }
+                }
+                None => {
+                    cmd.arg(path);
+                }
+            },
             Input::Pipe(read) => {
                 let dup = read
                     .try_clone()
@@ -49,6 +66,12 @@ impl Input {
         }
         Ok(())
     }
+}
+
+/// N when `path` is `/proc/<this process>/fd/N` (an unnamed file pgbak holds).
+fn own_fd(path: &Path) -> Option<i32> {
+    let own = format!("/proc/{}/fd/", std::process::id());
+    path.to_str()?.strip_prefix(&own)?.parse().ok()
 }
 
 /// What `pg_restore --list` found.
