@@ -389,7 +389,7 @@ fn host_pgbak_holds_its_secrets_in_a_process_that_dumps_no_core() {
     let backups = Dir::new("no-core");
     let lock = support::TableLock::hold(pg, &db.name, "t");
     // Started with core dumps allowed, as a shell with `ulimit -c unlimited` would.
-    let mut cmd = support::backup_cmd(pg, &db.name, &backups, &[]);
+    let cmd = support::backup_cmd(pg, &db.name, &backups, &[]);
     let program = cmd.get_program().to_owned();
     let args: Vec<_> = cmd.get_args().map(ToOwned::to_owned).collect();
     let mut shell = std::process::Command::new("sh");
