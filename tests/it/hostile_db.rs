@@ -405,3 +405,41 @@ fn hostile_restore_role_creates_the_objects_as_that_role() {
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     assert_eq!(owner, role);
 }
+
+#[test]
+fn hostile_verify_as_a_role_with_createdb_and_createrole_restores_as_a_throwaway_role() {
+    // A managed service's administrator: not a superuser, CREATEDB and CREATEROLE.
+    let pg = pg16();
+    let hostile = Hostile::new(pg, "payload createrole");
+    plant_restore_payloads(&hostile);
+    let (_dir, dump, _meta) = backed_up(pg, &hostile);
+    let admin = format!("admin_{}", hostile.db.name);
+    pg.psql(
+        "postgres",
+        &format!(
+            "CREATE ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD 'admin-pass-123'",
+            quote_ident(&admin)
+        ),
+    );
+    let url = format!(
+        "postgresql://{admin}:admin-pass-123@127.0.0.1:{}/postgres",
+        pg.port
+    );
+    let (out, report) = crate::verify::run_json(
+        crate::verify::verify_cmd(&hostile.db, &dump, &["--expect-table", "public.t"])
+            .env("DATABASE_URL", &url),
+    );
+    let left = pg.psql(
+        "postgres",
+        &format!(
+            "SELECT count(*) FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba \
+             WHERE r.rolname LIKE 'pgbak\\_verify\\_%' AND d.datname LIKE '{}\\_verify\\_%'",
+            hostile.db.name
+        ),
+    );
+    let _ = pg.try_psql("postgres", &format!("DROP ROLE {}", quote_ident(&admin)));
+    hostile.assert_contained("verify as a CREATEROLE administrator");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(left, "0", "the temporary database was left");
+    assert_role_dropped(pg, &report);
+}
