@@ -9,8 +9,11 @@
 //!    archive's compression, `pg_restore --list`;
 //! 4. a temporary database `<db>_verify_<UTC ts>` is created: on the source server, on
 //!    `--target-url`, or in a throwaway `--ephemeral` cluster (where the globals backup
-//!    beside the dump is replayed first, so owners, grants and policies are restored too);
-//! 5. pg_restore succeeds (harmless warnings allowed);
+//!    beside the dump is replayed first, so the roles policies name exist), owned by a
+//!    throwaway unprivileged role that pg_restore logs in as: the dump's code never runs
+//!    with more privilege than that role's (none);
+//! 5. pg_restore succeeds (harmless warnings allowed), after pgbak created the archive's
+//!    extensions itself;
 //! 6. the expected tables exist; 7. every table's row count equals meta.json;
 //! 8. every extension of the source exists; 9. the alembic revision equals meta.json;
 //! 10. to 14. every index, constraint, trigger, row-level security policy and switch,
