@@ -507,3 +507,83 @@ fn host_cleartext_webhooks_to_other_hosts_are_warned_about_once() {
         assert!(!stderr.contains("plain http://"), "{quiet}: {stderr}");
     }
 }
+
+#[test]
+fn host_a_parallel_encrypted_verify_as_an_ordinary_user_reads_its_unnamed_file() {
+    // pgbak is not dumpable (no core dumps), so its /proc/<pid>/fd is closed to
+    // its own user's other processes: pg_restore must inherit the decrypted
+    // scratch file, not open it through pgbak's /proc entry. Root would not
+    // notice (CAP_SYS_PTRACE); run as nobody.
+    if !is_root() {
+        return;
+    }
+    let pg = pg16();
+    let db = pg.fresh_db("unnamed fd");
+    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g");
+    let home = Dir::new("unnamed-fd");
+    let key = home.join("key.txt");
+    let out = support::pgbak_bare()
+        .args(["keygen", "-o"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let public = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let backups = home.join("backups");
+    let out = support::backup_cmd(pg, &db.name, &backups, &[])
+        .env("PGBAK_AGE_RECIPIENTS", &public)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let tmp = home.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let status = std::process::Command::new("chown")
+        .args(["-R", "nobody:nogroup"])
+        .arg(&*home)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bin = paths()
+        .pg17_bin
+        .clone()
+        .unwrap_or_else(|| pg16().bin.clone());
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "nobody", "--", "env", "-i"])
+        .arg(format!(
+            "PATH={}",
+            std::env::var("PATH").unwrap_or_default()
+        ))
+        .arg(format!("HOME={}", home.display()))
+        .arg(format!("TMPDIR={}", tmp.display()))
+        .arg(format!("PGBAK_PG_BIN_DIR={}", bin.display()))
+        .arg(env!("CARGO_BIN_EXE_pgbak"))
+        .args([
+            "verify",
+            "--ephemeral",
+            "--jobs",
+            "2",
+            "--json",
+            "--expect-table",
+            "public.t",
+        ])
+        .arg("--identity-file")
+        .arg(&key)
+        .arg(
+            backups.join(
+                support::files(&backups)
+                    .into_iter()
+                    .find(|f| f.ends_with(".dump.age"))
+                    .expect("an encrypted dump"),
+            ),
+        )
+        .current_dir("/")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("into an unnamed 0600 file"),
+        "{}",
+        output_text(&out)
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+}
