@@ -443,3 +443,53 @@ fn hostile_verify_as_a_role_with_createdb_and_createrole_restores_as_a_throwaway
     assert_eq!(left, "0", "the temporary database was left");
     assert_role_dropped(pg, &report);
 }
+
+#[test]
+fn hostile_a_verify_stopped_by_sigterm_drops_its_throwaway_role_on_the_way_out() {
+    let pg = pg16();
+    let (db, _dir, dump) = crate::verify::fixture_backup(pg, "sigterm role", 0.3);
+    let mut child = crate::verify::verify_cmd(&db, &dump, &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let restoring = format!(
+        "SELECT usename FROM pg_stat_activity WHERE usename LIKE 'pgbak\\_verify\\_%' \
+         AND datname LIKE '{}\\_verify\\_%' LIMIT 1",
+        db.name
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let role = loop {
+        let role = pg.psql("postgres", &restoring);
+        if !role.is_empty() {
+            break role;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restore never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // SAFETY: kill(2) on the child this test started.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    let left = pg.psql(
+        "postgres",
+        &format!(
+            "SELECT count(*) FROM pg_roles WHERE rolname = {}",
+            support::cluster::quote_literal(&role)
+        ),
+    );
+    assert_eq!(left, "0", "{role} left behind after SIGTERM");
+    let dbs = pg.psql(
+        "postgres",
+        &format!(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE '{}\\_verify\\_%'",
+            db.name
+        ),
+    );
+    assert_eq!(dbs, "0");
+}
