@@ -587,3 +587,31 @@ fn host_a_parallel_encrypted_verify_as_an_ordinary_user_reads_its_unnamed_file()
     );
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
 }
+
+#[test]
+fn host_the_ephemeral_cluster_never_runs_as_root_or_postgres_nor_as_a_missing_user() {
+    if !is_root() {
+        return; // not root: the server runs as pgbak's own user
+    }
+    let (db, _dir, dump) = small_backup("ephemeral user");
+    let tmp = Dir::new("ephemeral-user-tmp");
+    for (user, says) in [
+        ("pgbak-no-such-user", "useradd --system"),
+        ("postgres", "never runs as root or postgres"),
+        ("root", "never runs as root or postgres"),
+    ] {
+        let mut cmd = crate::verify::verify_cmd(&db, &dump, &["--ephemeral"]);
+        let out = cmd
+            .env("TMPDIR", &*tmp)
+            .env("PGBAK_EPHEMERAL_USER", user)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{user}: {}", output_text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{user}: {stderr}");
+        assert!(
+            verify_dirs(&tmp).is_empty(),
+            "{user}: a cluster was started"
+        );
+    }
+}
