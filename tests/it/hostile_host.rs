@@ -471,7 +471,7 @@ fn host_verify_full_without_a_root_certificate_is_refused_as_libpq_does() {
 }
 
 #[test]
-fn host_cleartext_webhooks_to_other_hosts_are_warned_about_once() {
+fn host_cleartext_s3_webhook_and_heartbeat_urls_to_other_hosts_are_warned_about_once() {
     let pg = pg16();
     let db = pg.fresh_db("cleartext hook");
     db.psql("CREATE TABLE t AS SELECT 1 AS x");
@@ -496,6 +496,31 @@ fn host_cleartext_webhooks_to_other_hosts_are_warned_about_once() {
         .filter(|l| l.contains("ALERT_WEBHOOK_URL is plain http://"))
         .count();
     assert_eq!(warned, 1, "{stderr}");
+    assert!(!stderr.contains(token), "{stderr}");
+    // The S3 endpoint and the heartbeat too, each named once (resolved only:
+    // --check-config connects nowhere).
+    let root = Dir::new("cleartext-config");
+    let out = support::pgbak_bare()
+        .args(["cron", "--check-config"])
+        .env("DATABASE_URL", db.url())
+        .env("BACKUP_DIR", root.join("backups"))
+        .env("LOG_DIR", root.join("logs"))
+        .env("S3_BUCKET", "backups")
+        .env("S3_ENDPOINT_URL", "http://192.0.2.1:9000")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+        .env("HEARTBEAT_URL", format!("http://192.0.2.1/ping/{token}"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for name in ["S3_ENDPOINT_URL", "HEARTBEAT_URL"] {
+        let warned = stderr
+            .lines()
+            .filter(|l| l.contains(&format!("{name} is plain http://")))
+            .count();
+        assert_eq!(warned, 1, "{name}: {stderr}");
+    }
     assert!(!stderr.contains(token), "{stderr}");
     for quiet in [
         format!("https://192.0.2.1/hooks/{token}"),
