@@ -66,4 +66,8 @@ pub struct RestoreArgs {
     /// Run `alembic stamp head` afterwards (see below for why this is off by default).
     #[arg(long)]
     pub alembic_stamp: bool,
+    /// pg_restore `--role`: after connecting, create the objects as this role (SET ROLE), so
+    /// they are owned by it with --no-owner and the dump's statements run with its privileges.
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
 }

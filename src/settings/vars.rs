@@ -71,6 +71,9 @@ pub const PGBAK_TRUSTED_KEYS: &str = "PGBAK_TRUSTED_KEYS";
 
 // verify (and cron --verify).
 pub const PGBAK_VERIFY_TARGET_URL: &str = "PGBAK_VERIFY_TARGET_URL";
+/// As root, the unprivileged system user `verify --ephemeral` runs its throwaway server as
+/// (default `pgbak`; never root or postgres).
+pub const PGBAK_EPHEMERAL_USER: &str = "PGBAK_EPHEMERAL_USER";
 /// `true` acts as `cron --verify`.
 pub const VERIFY_ON_BACKUP: &str = "VERIFY_ON_BACKUP";
 /// Tables the restored copy must hold besides meta.json's (`[DB:]SCHEMA.TABLE`, comma-separated).
