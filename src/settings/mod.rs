@@ -80,14 +80,13 @@ pub fn explicit_connection_in(env: &Env) -> Result<ConnSettings> {
 
 /// This machine's host name, for meta.json and alerts.
 pub fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
+    // What gethostname(2) returns: the kernel's node name (uname(2) cannot fail).
+    let uname = rustix::system::uname();
+    let name = String::from_utf8_lossy(uname.nodename().to_bytes()).into_owned();
+    if name.is_empty() {
         return "unknown-host".to_owned();
     }
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+    name
 }
 
 /// A boolean environment variable: None when unset or empty; an error naming
