@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use rustix::process::{Pid, Signal};
 use tokio::process::{Child, Command};
 
 use super::tools::{self, PgTools};
@@ -41,19 +42,14 @@ impl Input {
         match self {
             Input::File(path) => match own_fd(path) {
                 // pgbak is not dumpable (crate::hardening), so a child may not
-                // open /proc/<pgbak>/fd/N: it inherits the descriptor instead
-                // and opens its own /proc/self/fd/N (its workers too).
-                Some(fd) => {
-                    cmd.arg(format!("/proc/self/fd/{fd}"));
-                    // SAFETY: only fcntl (async-signal-safe) between fork and exec, on a
-                    // descriptor this process holds open for the child's whole life.
-                    unsafe {
-                        cmd.pre_exec(move || {
-                            let fd = std::os::fd::BorrowedFd::borrow_raw(fd);
-                            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())
-                                .map_err(std::io::Error::from)
-                        });
-                    }
+                // open /proc/<pgbak>/fd/N: it gets the file as its stdin
+                // instead and opens its own /proc/self/fd/0 (its workers too,
+                // which inherit it). Every pg_restore runs with --no-password
+                // or without a connection, so nothing reads that stdin.
+                Some(_) => {
+                    let file = std::fs::File::open(path)
+                        .context("passing the decrypted archive to pg_restore")?;
+                    cmd.arg("/proc/self/fd/0").stdin(Stdio::from(file));
                 }
                 None => {
                     cmd.arg(path);
@@ -287,7 +283,7 @@ pub async fn restore(
         sig = signals.recv() => {
             ui::warn(&format!("{}: stopping pg_restore and its statements on the server", sig.name()));
             // Frozen first, so it starts nothing new while its sessions end.
-            group.signal(libc::SIGSTOP);
+            group.signal(Signal::STOP);
             sessions::terminate(job.conn, &own).await;
             group.stop().await;
             return Err(interrupted(sig));
@@ -323,28 +319,25 @@ impl Group {
         }
     }
 
-    fn signal(&self, sig: libc::c_int) {
-        if let Some(pgid) = self.pgid.filter(|p| *p > 0) {
-            // SAFETY: kill has no memory effects; a negative pid names the process group.
-            unsafe {
-                libc::kill(-pgid, sig);
-            }
+    fn signal(&self, sig: Signal) {
+        if let Some(pgid) = self.pgid.and_then(Pid::from_raw) {
+            let _ = rustix::process::kill_process_group(pgid, sig);
         }
     }
 
     /// SIGTERM, then SIGKILL (a stopped group is continued to see the SIGTERM).
     async fn stop(&mut self) {
-        self.signal(libc::SIGTERM);
-        self.signal(libc::SIGCONT);
+        self.signal(Signal::TERM);
+        self.signal(Signal::CONT);
         if tokio::time::timeout(Duration::from_secs(3), self.child.wait())
             .await
             .is_err()
         {
-            self.signal(libc::SIGKILL);
+            self.signal(Signal::KILL);
             let _ = self.child.wait().await;
         }
         // Workers may outlive the leader by a moment.
-        self.signal(libc::SIGKILL);
+        self.signal(Signal::KILL);
         self.reaped = true;
     }
 }
@@ -352,7 +345,7 @@ impl Group {
 impl Drop for Group {
     fn drop(&mut self) {
         if !self.reaped {
-            self.signal(libc::SIGKILL);
+            self.signal(Signal::KILL);
         }
     }
 }
