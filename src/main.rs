@@ -1,5 +1,7 @@
 //! The `pgbak` binary: parse the command line, run it, turn the outcome into an exit code.
 
+#![deny(unsafe_code)]
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 
 use anyhow::{Context, Result};
+use rustix::process::{Pid, Signal};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, ChildStderr, Command};
 
@@ -35,7 +36,7 @@ impl PgTools {
         cmd.envs(conn.child_env());
         cmd.stdin(Stdio::null()).kill_on_drop(true);
         // SIGTERM makes pg_dump/pg_restore cancel their queries on the server.
-        die_with_parent(&mut cmd, libc::SIGTERM);
+        die_with_parent(&mut cmd, Signal::TERM);
         cmd
     }
 }
@@ -48,25 +49,29 @@ pub const KEEPALIVE_CONNINFO: &str =
 
 /// Makes the child receive `signal` when pgbak dies, however it dies
 /// (SIGKILL, OOM killer): no pg_dump, pg_restore or throwaway server outlives
-/// the run that started it. Register it after any uid change in `pre_exec`
-/// (a uid change clears the setting). pgbak spawns children only from the
-/// main thread and the runtime's worker threads, which live as long as the
-/// process, so the thread-scoped kernel setting means "the process" here.
+/// the run that started it. A uid change clears the setting: set the uid with
+/// `Command::uid` (std changes it before this hook runs), never in another
+/// `pre_exec`. pgbak spawns children only from the main thread and the
+/// runtime's worker threads, which live as long as the process, so the
+/// thread-scoped kernel setting means "the process" here.
 /// The child is also marked for [`crate::children::stop_leftovers`].
-pub fn die_with_parent(cmd: &mut Command, signal: libc::c_int) {
+#[allow(unsafe_code)]
+pub fn die_with_parent(cmd: &mut Command, signal: Signal) {
+    use rustix::process::{getpid, getppid, kill_process, set_parent_process_death_signal};
     // For what the signal misses (the child's own children): the next run's sweep.
     crate::children::mark(cmd);
-    // SAFETY: getpid has no preconditions.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: only async-signal-safe calls (prctl, getppid, kill) between fork and exec.
+    let parent = getpid();
+    // SAFETY: the only `unsafe` in pgbak (the `layout` test counts it). std has
+    // no safe way to run code in the child between fork and exec, and the
+    // parent-death signal can only be set there, by the child itself. The hook
+    // makes three raw system calls through rustix (prctl, getppid, kill): no
+    // allocation, no lock, nothing that is not async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            set_parent_process_death_signal(Some(signal))?;
             // The parent may have died between fork and prctl.
-            if libc::getppid() != parent {
-                libc::kill(libc::getpid(), signal);
+            if getppid() != Some(parent) {
+                let _ = kill_process(getpid(), signal);
             }
             Ok(())
         });
@@ -200,9 +205,9 @@ pub fn describe(cmd: &Command) -> String {
 /// pg_restore then cancel their queries on the server), SIGKILL after 5 s.
 pub async fn terminate(child: &mut Child) {
     if let Some(pid) = child.id() {
-        // SAFETY: kill(2) on our own child, which has not been reaped (id() is Some).
-        unsafe {
-            libc::kill(pid as libc::pid_t, libc::SIGTERM);
+        // Our own child, not reaped yet (id() is Some): the pid is still its.
+        if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+            let _ = rustix::process::kill_process(pid, Signal::TERM);
         }
         let waited = tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await;
         if waited.is_ok() {

@@ -100,7 +100,7 @@ pub fn command_as(
         cmd.gid(user.gid).uid(user.uid);
     }
     if tether == Tether::DiesWithPgbak {
-        crate::pg::tools::die_with_parent(&mut cmd, libc::SIGQUIT);
+        crate::pg::tools::die_with_parent(&mut cmd, rustix::process::Signal::QUIT);
     }
     cmd
 }
