@@ -87,27 +87,35 @@ pub fn parse_version(output: &str) -> Option<(u32, String)> {
     Some((major, version.to_owned()))
 }
 
-fn version_of(pg_dump: &Path) -> Option<(u32, String)> {
-    let out = std::process::Command::new(pg_dump)
-        .env_clear()
+/// `pg_dump --version`, with only the environment every child inherits.
+pub(super) fn version_command(pg_dump: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(pg_dump);
+    cmd.env_clear()
         .envs(
             crate::settings::env()
                 .vars_os()
                 .filter(|(name, _)| name.to_str().is_some_and(crate::children::inherited)),
         )
         .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// The version in what `pg_dump --version` printed, when it succeeded.
+pub(super) fn version_in(out: &std::process::Output) -> Option<(u32, String)> {
     out.status
         .success()
         .then(|| parse_version(&String::from_utf8_lossy(&out.stdout)))
         .flatten()
 }
 
+fn version_of(pg_dump: &Path) -> Option<(u32, String)> {
+    version_in(&version_command(pg_dump).output().ok()?)
+}
+
 /// Directories to look in, in order: PATH, then the usual install roots
 /// (newest first).
-fn candidate_dirs() -> Vec<PathBuf> {
+pub(super) fn candidate_dirs() -> Vec<PathBuf> {
     let mut dirs = crate::settings::path_dirs();
     let mut roots = Vec::new();
     for (parent, prefix, suffix) in [
@@ -160,17 +168,7 @@ pub fn find(explicit: Option<&Path>, need: u32, server_text: &str) -> Result<PgT
             continue;
         }
         match version_of(&pg_dump) {
-            Some((major, version)) if major >= need => {
-                crate::ui::debug(&format!(
-                    "using the client tools in {} (pg_dump {version})",
-                    dir.display()
-                ));
-                return Ok(PgTools {
-                    bin_dir: dir,
-                    major,
-                    version,
-                });
-            }
+            Some((major, version)) if major >= need => return Ok(chosen(dir, major, version)),
             Some((_, version)) => seen.push((dir, version)),
             None => seen.push((dir, "unreadable version".to_owned())),
         }
@@ -188,6 +186,19 @@ pub fn find(explicit: Option<&Path>, need: u32, server_text: &str) -> Result<PgT
          found: {found}. Install postgresql-client-{need} (Debian/Ubuntu, PGDG repository) or \
          postgresql{need} (RHEL), or point --pg-bin-dir / PGBAK_PG_BIN_DIR at its bin directory"
     )))
+}
+
+/// The tools in `dir`, whose pg_dump said `version`: the ones this run uses.
+pub(super) fn chosen(dir: PathBuf, major: u32, version: String) -> PgTools {
+    crate::ui::debug(&format!(
+        "using the client tools in {} (pg_dump {version})",
+        dir.display()
+    ));
+    PgTools {
+        bin_dir: dir,
+        major,
+        version,
+    }
 }
 
 /// The program and its arguments, for debug logs (never the environment,
@@ -360,25 +371,38 @@ pub const GZIP_FALLBACK: &str = "gzip:4";
 /// pg_dump validate the spec against a socket that cannot exist: it checks
 /// compression support before it connects.
 pub async fn default_compression(tools: &PgTools) -> String {
-    if tools.major >= 16 {
-        let mut cmd = crate::children::command(tools.tool("pg_dump"));
-        cmd.args([
-            "--compress=zstd:1",
-            "--format=custom",
-            "--file=/dev/null",
-            "--no-password",
-            "--host=/nonexistent-pgbak-probe",
-        ])
-        .env("PGCONNECT_TIMEOUT", "1")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-        if let Ok(out) = run(cmd, "pg_dump compression probe").await {
-            if !out.stderr.contains("does not support compression") {
-                return "zstd:1".to_owned();
-            }
-        }
+    compression_given(
+        tools.major,
+        tools.major >= 16 && takes_zstd(&tools.tool("pg_dump")).await,
+    )
+}
+
+/// [`default_compression`] of a pg_dump of major version `major`, once
+/// [`takes_zstd`] has answered (it is asked only from 16 on).
+pub(super) fn compression_given(major: u32, zstd: bool) -> String {
+    if major >= 16 && zstd {
+        return "zstd:1".to_owned();
     }
-    pg_dump_compress_arg(tools.major, GZIP_FALLBACK)
+    pg_dump_compress_arg(major, GZIP_FALLBACK)
+}
+
+/// Whether `pg_dump` (16 or newer) was built with zstd; a probe that cannot
+/// run says no.
+pub(super) async fn takes_zstd(pg_dump: &Path) -> bool {
+    let mut cmd = crate::children::command(pg_dump);
+    cmd.args([
+        "--compress=zstd:1",
+        "--format=custom",
+        "--file=/dev/null",
+        "--no-password",
+        "--host=/nonexistent-pgbak-probe",
+    ])
+    .env("PGCONNECT_TIMEOUT", "1")
+    .stdin(Stdio::null())
+    .kill_on_drop(true);
+    run(cmd, "pg_dump compression probe")
+        .await
+        .is_ok_and(|out| !out.stderr.contains("does not support compression"))
 }
 
 /// pg_dump before 16 takes only a gzip level: translate `gzip:N` to `N`.

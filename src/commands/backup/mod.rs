@@ -39,9 +39,10 @@ use crate::anomaly::Findings;
 use crate::meta::{Meta, ServerIdentity};
 use crate::pg::client;
 use crate::pg::dump::{self as pg_dump, DumpJob, Streamed};
+use crate::pg::probe::Probe;
 use crate::pg::replay::{self, ReplayPause};
 use crate::pg::snapshot::Snapshot;
-use crate::pg::tools::{self, PgTools};
+use crate::pg::tools::PgTools;
 use crate::pipeline::Sinks;
 use crate::settings::backup::{BackupJob, BackupSettings};
 use crate::signals::Signals;
@@ -165,6 +166,8 @@ pub async fn dump_local_first(
     let began = Began::now();
     fsio::ensure_dir(&job.output_dir)?;
 
+    // pg_dump is asked what it is while the connection opens.
+    let probe = Probe::start(job.pg_bin_dir.as_deref(), job.compress.is_none());
     let client = signals.guard(client::connect(&job.conn)).await?;
     client::set_lock_timeout(&client, job.lock_wait_timeout).await?;
     let standby = client::in_recovery(&client).await?;
@@ -195,30 +198,29 @@ pub async fn dump_local_first(
         }
         (false, false) => None,
     };
-    let made = dump_from(job, signals, client, standby, &identity, began).await;
+    let made = dump_from(job, signals, client, standby, probe, &identity, began).await;
     if let Some(pause) = pause {
         pause.end().await;
     }
     made
 }
 
-/// [`dump`] once connected: the server and its tools, the name claimed and
-/// the upload started, then the snapshot and pg_dump into the sinks, then
-/// the commit.
+/// [`dump`] once connected: the server and its tools (what `probe` found
+/// meanwhile), the name claimed and the upload started, then the snapshot
+/// and pg_dump into the sinks, then the commit.
 async fn dump_from(
     job: &BackupJob,
     signals: &mut Signals,
     client: Client,
     standby: bool,
+    probe: Probe,
     identity: &ServerIdentity,
     began: Began,
 ) -> Result<(Made, Option<anyhow::Error>)> {
     let server = client::server_version(&client).await?;
-    let tools = tools::find(job.pg_bin_dir.as_deref(), server.major(), &server.text)?;
-    let compression = match &job.compress {
-        Some(spec) => tools::pg_dump_compress_arg(tools.major, spec),
-        None => tools::default_compression(&tools).await,
-    };
+    let (tools, compression) = probe
+        .finish(server.major(), &server.text, job.compress.as_deref())
+        .await?;
     let estimate = size_estimate(job, &client).await;
 
     let (mut output, file) = Output::reserve(job, job.mode, began, identity, signals).await?;
