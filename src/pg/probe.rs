@@ -119,12 +119,20 @@ mod tests {
         }
     }
 
+    /// pg_dump's major, whether it takes zstd, the server's major, --compress, the answer.
+    type Case = (
+        Option<u32>,
+        Option<bool>,
+        u32,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
+
     #[test]
     fn the_probe_answers_only_what_it_asked_and_only_for_a_new_enough_pg_dump() {
         let zstd = Some("zstd:1");
         let gzip4 = Some("gzip:4");
-        // (pg_dump, takes zstd, server major, --compress, answer)
-        let cases: [(Option<u32>, Option<bool>, u32, Option<&str>, Option<&str>); 10] = [
+        let cases: [Case; 10] = [
             (Some(17), Some(true), 16, None, zstd),
             (Some(17), Some(false), 16, None, gzip4),
             (Some(16), Some(true), 16, None, zstd),
