@@ -1,6 +1,12 @@
 //! meta.json: what was dumped, from which server, with which checksum. Written
 //! atomically beside every `.dump`; verify, restore, list and retention read it.
 //! Operators script against it, so key names are fixed (`format_version` 1).
+//!
+//! Compatibility: a pgbak reads every format from [`OLDEST_READABLE_FORMAT`]
+//! to [`FORMAT_VERSION`] (new fields are optional, so older files still read).
+//! A newer format is refused as a usage error (exit 2) naming both versions
+//! before any other field is looked at: its fields may mean something this
+//! pgbak does not know, and a backup misread is worse than one not read.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,6 +18,9 @@ use crate::mode::Mode;
 use crate::storage::fsio;
 
 pub const FORMAT_VERSION: u32 = 1;
+/// The oldest meta.json format this pgbak reads: every released format from
+/// here to [`FORMAT_VERSION`] reads (README, "Versions and compatibility").
+pub const OLDEST_READABLE_FORMAT: u32 = 1;
 /// A meta.json larger than this is not ours: refuse it rather than read it.
 const MAX_META_BYTES: u64 = 16 << 20;
 
@@ -188,15 +197,11 @@ impl Meta {
         Meta::parse(&text).with_context(|| format!("reading {}", path.display()))
     }
 
-    /// Parses and validates meta.json text.
+    /// Parses and validates meta.json text: its format first (a newer one
+    /// is exit 2), then the fields.
     pub fn parse(text: &str) -> Result<Meta> {
+        check_format(text)?;
         let meta: Meta = serde_json::from_str(text).context("not a pgbak meta.json")?;
-        if meta.format_version != FORMAT_VERSION {
-            bail!(
-                "meta.json format_version {} is not supported (this pgbak reads {FORMAT_VERSION})",
-                meta.format_version
-            );
-        }
         let dump = crate::storage::split_dump_file(&meta.file);
         if !crate::storage::is_plain_file_name(&meta.file) || dump.is_none_or(|(s, _)| s.is_empty())
         {
@@ -230,6 +235,36 @@ impl Meta {
         json.push(b'\n');
         Ok(json)
     }
+}
+
+/// Only the version, read before the rest: a newer format's other fields
+/// are never interpreted.
+#[derive(Deserialize)]
+struct Format {
+    format_version: u64,
+}
+
+/// The meta.json's `format_version` is one this pgbak reads; a newer one is
+/// a usage error (exit 2) naming both.
+fn check_format(text: &str) -> Result<()> {
+    let Format { format_version } =
+        serde_json::from_str(text).context("not a pgbak meta.json (no format_version)")?;
+    let reads = if OLDEST_READABLE_FORMAT == FORMAT_VERSION {
+        format!("format {FORMAT_VERSION}")
+    } else {
+        format!("formats {OLDEST_READABLE_FORMAT} to {FORMAT_VERSION}")
+    };
+    if format_version > u64::from(FORMAT_VERSION) {
+        return Err(crate::error::usage(format!(
+            "meta.json format_version {format_version} is newer than this pgbak {} reads \
+             ({reads}): upgrade pgbak to read this backup",
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+    if format_version < u64::from(OLDEST_READABLE_FORMAT) {
+        bail!("meta.json format_version {format_version} was never written by pgbak (it reads {reads})");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -303,6 +338,88 @@ pub(crate) mod tests {
             assert!(json.get(key).is_some(), "missing {key}");
         }
         assert_eq!(Meta::parse(&json.to_string()).unwrap(), meta);
+    }
+
+    /// The meta.json files released pgbak versions wrote (fixtures/meta-format-1/).
+    fn released_format_1() -> Vec<(&'static str, serde_json::Value)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/meta-format-1");
+        ["full", "globals", "encrypted"]
+            .into_iter()
+            .map(|kind| {
+                let file = std::fs::read_dir(dir.join(kind))
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .find(|p| p.to_string_lossy().ends_with(".meta.json"))
+                    .unwrap();
+                let text = std::fs::read_to_string(file).unwrap();
+                (kind, serde_json::from_str(&text).unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn released_format_1_files_read_and_round_trip() {
+        for (kind, json) in released_format_1() {
+            let meta = Meta::parse(&json.to_string()).unwrap_or_else(|e| panic!("{kind}: {e:#}"));
+            assert_eq!(meta.format_version, 1);
+            match kind {
+                "full" => {
+                    assert_eq!(meta.mode, Mode::Full);
+                    assert_eq!(
+                        meta.tables.len(),
+                        14,
+                        "13 application tables and alembic_version"
+                    );
+                    assert!(meta.verification.as_ref().is_some_and(|v| v.passed));
+                    assert!(meta.schema_objects.is_some() && meta.database_properties.is_some());
+                }
+                "globals" => {
+                    assert_eq!(meta.mode, Mode::Globals);
+                    assert!(meta.globals.as_ref().is_some_and(|g| g.role_passwords));
+                }
+                _ => {
+                    let enc = meta.encryption.as_ref().expect("encryption section");
+                    assert_eq!(enc.format, "age");
+                    assert!(meta.file.ends_with(".dump.age"));
+                }
+            }
+            // verify rewrites meta.json with its result: nothing of the file may be lost.
+            let written: serde_json::Value =
+                serde_json::from_slice(&meta.to_json().unwrap()).unwrap();
+            assert_eq!(
+                written, json,
+                "{kind}: a field was lost or changed on rewrite"
+            );
+        }
+    }
+
+    #[test]
+    fn a_newer_format_is_a_usage_error_naming_both_versions() {
+        let (_, mut json) = released_format_1().remove(0);
+        json["format_version"] = 2.into();
+        // A newer format may change what a field means: it must not reach the fields.
+        json["tables"] = "renamed in format 2".into();
+        let err = Meta::parse(&json.to_string()).unwrap_err();
+        assert_eq!(
+            crate::error::exit_code(&err),
+            crate::error::USAGE,
+            "{err:#}"
+        );
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("format_version 2") && text.contains("(format 1)"),
+            "{text}"
+        );
+        for (version, readable) in [(0, false), (1, true), (u64::MAX, false)] {
+            json["format_version"] = version.into();
+            json["tables"] = serde_json::json!([]);
+            let read = Meta::parse(&json.to_string());
+            assert_eq!(read.is_ok(), readable, "{version}: {read:?}");
+        }
+        for bad in [r#"{"format_version":"1"}"#, r#"{"database":"x"}"#] {
+            let err = Meta::parse(bad).unwrap_err();
+            assert_eq!(crate::error::exit_code(&err), crate::error::FAILED, "{bad}");
+        }
     }
 
     #[test]

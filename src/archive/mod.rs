@@ -144,25 +144,32 @@ impl MetaState {
     }
 }
 
-pub fn read_meta(located: &Located) -> MetaState {
+/// meta.json as far as it can be read; Err only for one written in a newer
+/// format than this pgbak reads (exit 2: the backup is never taken for one
+/// without meta.json).
+pub fn read_meta(located: &Located) -> Result<MetaState> {
     let Some(path) = &located.meta_path else {
         if located.temporary {
-            return MetaState::Unavailable(format!(
+            return Ok(MetaState::Unavailable(format!(
                 "the bucket holds no meta.json for {}",
                 located.dump.display()
-            ));
+            )));
         }
-        return MetaState::Unavailable(format!(
+        return Ok(MetaState::Unavailable(format!(
             "{} has no meta.json beside it (its name does not end in .dump)",
             located.dump.display()
-        ));
+        )));
     };
     if !path.exists() {
-        return MetaState::Unavailable(format!("{} is missing", path.display()));
+        return Ok(MetaState::Unavailable(format!(
+            "{} is missing",
+            path.display()
+        )));
     }
     match Meta::read(path) {
-        Ok(meta) => MetaState::Read(Box::new(meta)),
-        Err(err) => MetaState::Unavailable(one_line(&err)),
+        Ok(meta) => Ok(MetaState::Read(Box::new(meta))),
+        Err(err) if crate::error::exit_code(&err) == crate::error::USAGE => Err(err),
+        Err(err) => Ok(MetaState::Unavailable(one_line(&err))),
     }
 }
 
@@ -189,7 +196,7 @@ impl Backup {
     /// Reads meta.json and picks the identity that decrypts the dump: an
     /// encrypted backup without one that fits is a usage error (exit 2).
     pub fn open(located: Located, decrypt: &Decrypt) -> Result<Backup> {
-        let meta_state = read_meta(&located);
+        let meta_state = read_meta(&located)?;
         let source = Source::open(
             &located.dump,
             meta_state.meta(),

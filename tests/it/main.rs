@@ -31,3 +31,4 @@ mod trust_standby;
 mod verdict;
 mod verify;
 mod verify_schema;
+mod versions;
