@@ -38,19 +38,7 @@ fn man_dir_writes_one_page_per_subcommand() {
     let dir = crate::support::scratch_dir("man").join("man1");
     let out = run(pgbak_bare().args(["man", "--dir"]).arg(&dir));
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-    let subcommands = [
-        "backup",
-        "restore",
-        "verify",
-        "cron",
-        "list",
-        "check",
-        "keygen",
-        "prune",
-        "unpin",
-        "completions",
-        "man",
-    ];
+    let subcommands = crate::support::SUBCOMMANDS;
     let mut expected: Vec<String> = subcommands.iter().map(|s| format!("pgbak-{s}.1")).collect();
     expected.push("pgbak.1".into());
     expected.sort();

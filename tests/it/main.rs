@@ -18,6 +18,7 @@ mod heartbeat;
 mod kubernetes;
 mod list;
 mod names;
+mod packages;
 mod restore;
 mod retention;
 mod s3;
