@@ -33,3 +33,4 @@ mod verdict;
 mod verify;
 mod verify_schema;
 mod versions;
+mod workflows;
