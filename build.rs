@@ -1,8 +1,9 @@
 //! Build facts for `pgbak --version` (src/version.rs): the git commit the
 //! source is at and the build date. The date is SOURCE_DATE_EPOCH's when set
 //! (reproducible builds: the release workflow sets it to the commit's time).
-//! Without git (a source tarball) the commit comes from `cargo package`'s
-//! `.cargo_vcs_info.json`, else it is left out.
+//! Without git the commit is PGBAK_BUILD_COMMIT's (the container build passes
+//! it), else `cargo package`'s `.cargo_vcs_info.json` (a source tarball), else
+//! it is left out.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,7 +16,13 @@ fn main() {
     let dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     println!("cargo:rerun-if-changed=build/version.rs");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
-    let commit = git_commit(&dir).or_else(|| vcs_info_commit(&dir));
+    println!("cargo:rerun-if-env-changed=PGBAK_BUILD_COMMIT");
+    let given = std::env::var("PGBAK_BUILD_COMMIT")
+        .ok()
+        .filter(|c| version::is_commit(c));
+    let commit = git_commit(&dir)
+        .or(given)
+        .or_else(|| vcs_info_commit(&dir));
     let date = version::utc_date(build_time());
     let package = std::env::var("CARGO_PKG_VERSION").unwrap_or_default();
     let target = std::env::var("TARGET").unwrap_or_default();
