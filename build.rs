@@ -20,9 +20,7 @@ fn main() {
     let given = std::env::var("PGBAK_BUILD_COMMIT")
         .ok()
         .filter(|c| version::is_commit(c));
-    let commit = git_commit(&dir)
-        .or(given)
-        .or_else(|| vcs_info_commit(&dir));
+    let commit = git_commit(&dir).or(given).or_else(|| vcs_info_commit(&dir));
     let date = version::utc_date(build_time());
     let package = std::env::var("CARGO_PKG_VERSION").unwrap_or_default();
     let target = std::env::var("TARGET").unwrap_or_default();

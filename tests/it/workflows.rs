@@ -1,7 +1,8 @@
 //! The GitHub workflows (.github/workflows/) are valid workflow files, checked against
-//! GitHub's schema with check-jsonschema (offline: the schema ships with it), and the release
-//! workflow keeps the steps README.md's "Releases" promises. Skipped when scripts/setup.sh
-//! could not install check-jsonschema into .tools/lint.
+//! GitHub's schema with check-jsonschema (offline: the schema ships with it; skipped when
+//! scripts/setup.sh could not install it into .tools/lint), the release workflow keeps the
+//! steps README.md's "Releases and the supply chain" promises, and deny.toml's exceptions
+//! each say why (the graph checked by cargo-deny where it is installed).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -93,4 +94,51 @@ fn release_workflow_builds_checks_and_drafts_what_the_readme_promises() {
         .output()
         .expect("running release-notes.sh");
     assert_eq!(missing.status.code(), Some(1), "{}", output_text(&missing));
+}
+
+/// deny.toml: every exception says why (an entry without a reason fails), and, where
+/// cargo-deny is installed (not by setup.sh: it is minutes of compiling; the workflows run
+/// it), the graph passes its bans, licenses and sources checks.
+#[test]
+fn deny_toml_exceptions_have_reasons_and_the_graph_passes() {
+    let text = std::fs::read_to_string(repo_dir().join("deny.toml")).expect("deny.toml");
+    let exceptions: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("{ crate = "))
+        .collect();
+    assert!(!exceptions.is_empty(), "deny.toml lists no skip");
+    for line in &exceptions {
+        let reason = line.split("reason = \"").nth(1).unwrap_or_default();
+        assert!(reason.len() > 20, "an exception without its reason: {line}");
+    }
+    for key in [
+        "multiple-versions = \"deny\"",
+        "unknown-git = \"deny\"",
+        "yanked = \"deny\"",
+    ] {
+        assert!(text.contains(key), "deny.toml lacks {key}");
+    }
+    let local = repo_dir().join(".tools/cargo/bin/cargo-deny");
+    let deny = if local.exists() {
+        local
+    } else {
+        match std::env::var_os("PATH")
+            .iter()
+            .flat_map(std::env::split_paths)
+            .map(|d| d.join("cargo-deny"))
+            .find(|p| p.is_file())
+        {
+            Some(path) => path,
+            None => {
+                eprintln!("cargo-deny not installed: deny.toml's checks not run here");
+                return;
+            }
+        }
+    };
+    let out = Command::new(deny)
+        .args(["check", "bans", "licenses", "sources"])
+        .current_dir(repo_dir())
+        .output()
+        .expect("running cargo-deny");
+    assert!(out.status.success(), "{}", output_text(&out));
 }
