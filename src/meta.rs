@@ -237,6 +237,23 @@ impl Meta {
     }
 }
 
+/// The mark on the error of a meta.json written in a newer format than this
+/// pgbak reads (under it, the usage error that makes it exit 2): verify,
+/// restore, list and check branch on it with [`is_newer_format`].
+#[derive(Debug)]
+pub struct NewerFormat;
+
+impl std::fmt::Display for NewerFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a backup written by a newer pgbak")
+    }
+}
+
+/// The error (under any context) is a meta.json in a newer format.
+pub fn is_newer_format(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<NewerFormat>().is_some()
+}
+
 /// Only the version, read before the rest: a newer format's other fields
 /// are never interpreted.
 #[derive(Deserialize)]
@@ -259,7 +276,8 @@ fn check_format(text: &str) -> Result<()> {
             "meta.json format_version {format_version} is newer than this pgbak {} reads \
              ({reads}): upgrade pgbak to read this backup",
             env!("CARGO_PKG_VERSION")
-        )));
+        )))
+        .context(NewerFormat);
     }
     if format_version < u64::from(OLDEST_READABLE_FORMAT) {
         bail!("meta.json format_version {format_version} was never written by pgbak (it reads {reads})");
@@ -399,12 +417,18 @@ pub(crate) mod tests {
         json["format_version"] = 2.into();
         // A newer format may change what a field means: it must not reach the fields.
         json["tables"] = "renamed in format 2".into();
-        let err = Meta::parse(&json.to_string()).unwrap_err();
+        let err = Meta::parse(&json.to_string())
+            .context("reading x.meta.json")
+            .unwrap_err();
         assert_eq!(
             crate::error::exit_code(&err),
             crate::error::USAGE,
             "{err:#}"
         );
+        assert!(is_newer_format(&err), "{err:#}");
+        assert!(!is_newer_format(&crate::error::usage(
+            "another usage error"
+        )));
         let text = format!("{err:#}");
         assert!(
             text.contains("format_version 2") && text.contains("(format 1)"),
@@ -419,6 +443,7 @@ pub(crate) mod tests {
         for bad in [r#"{"format_version":"1"}"#, r#"{"database":"x"}"#] {
             let err = Meta::parse(bad).unwrap_err();
             assert_eq!(crate::error::exit_code(&err), crate::error::FAILED, "{bad}");
+            assert!(!is_newer_format(&err), "{bad}");
         }
     }
 

@@ -168,7 +168,7 @@ pub fn read_meta(located: &Located) -> Result<MetaState> {
     }
     match Meta::read(path) {
         Ok(meta) => Ok(MetaState::Read(Box::new(meta))),
-        Err(err) if crate::error::exit_code(&err) == crate::error::USAGE => Err(err),
+        Err(err) if crate::meta::is_newer_format(&err) => Err(err),
         Err(err) => Ok(MetaState::Unavailable(one_line(&err))),
     }
 }

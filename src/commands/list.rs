@@ -98,7 +98,7 @@ impl Found {
     fn unreadable(&mut self, err: &anyhow::Error) {
         let text = crate::error::one_line(err);
         ui::warn(&text);
-        let newer = crate::error::exit_code(err) == crate::error::USAGE;
+        let newer = crate::meta::is_newer_format(err);
         self.unreadable = Some((text, newer));
     }
 }

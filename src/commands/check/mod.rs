@@ -385,9 +385,7 @@ async fn read_groups(
                     }
                     Ok(None) => read.incomplete += 1,
                     // A newer format than this pgbak reads: exit 2, never a guess at freshness.
-                    Err(err) if crate::error::exit_code(&err) == crate::error::USAGE => {
-                        return Err(err)
-                    }
+                    Err(err) if crate::meta::is_newer_format(&err) => return Err(err),
                     Err(err) => {
                         ui::warn(&crate::error::one_line(&err));
                         read.incomplete += 1;
@@ -426,9 +424,7 @@ async fn read_meta(b: &Listed, store: Option<&s3::Store>) -> Result<Option<Meta>
     if let Some(path) = &b.local_meta {
         match Meta::read(path) {
             Ok(meta) => return Ok(Some(meta)),
-            Err(err)
-                if b.s3_meta.is_none() || crate::error::exit_code(&err) == crate::error::USAGE =>
-            {
+            Err(err) if b.s3_meta.is_none() || crate::meta::is_newer_format(&err) => {
                 return Err(err)
             }
             Err(err) => ui::warn(&crate::error::one_line(&err)),
