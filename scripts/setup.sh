@@ -5,7 +5,8 @@
 #   .tools/venv    moto_server, the S3 API server the tests talk to
 #   .tools/k8s     kubernetes-validate (offline Kubernetes schemas) for contrib/kubernetes/
 #   .tools/awscli  the aws CLI, only with --with-awscli (benchmarks)
-#   .tools/cargo   cargo-deb and cargo-generate-rpm (scripts/package.sh; optional)
+#   .tools/cargo   cargo-deb and cargo-generate-rpm (scripts/package.sh; optional; built once per
+#                  machine into ~/.cache/pgbak, PGBAK_SETUP_PACKAGING=0 skips them)
 #   .tools/lint    check-jsonschema, for the GitHub workflows' syntax (optional)
 # plus Debian's postgresql-15 when running as root and it is missing (optional: failure is not fatal),
 # Debian's lintian and rpm for the package test (optional, the same way),
@@ -137,28 +138,41 @@ install_pg15() {
     fi
 }
 
-# The packaging tools (tests/it/packages.rs skips without them): built once, stamped, so warm
-# runs skip cargo entirely; a failure is said and retried next run, never fatal.
+# The packaging tools (tests/it/packages.rs skips without them). Built once per machine into
+# a cache outside the clone, like pip's (PGBAK_TOOLS_CACHE, default ~/.cache/pgbak), by spec: a
+# fresh clone on the same machine (CI) copies them in a second; a new machine pays the build
+# (minutes on 2 cores) once. PGBAK_SETUP_PACKAGING=0 skips them. A failure is said and retried
+# next run, never fatal.
+cargo_tools_ready() { [ -f "$1/.pgbak-stamp" ] && [ "$(cat "$1/.pgbak-stamp")" = "$CARGO_TOOLS_SPEC" ]; }
 install_cargo_tools() {
-    local dir="$TOOLS/cargo"
-    if [ -f "$dir/.pgbak-stamp" ] && [ "$(cat "$dir/.pgbak-stamp")" = "$CARGO_TOOLS_SPEC" ]; then
+    local dir="$TOOLS/cargo" cache="${PGBAK_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pgbak}/cargo-tools"
+    cargo_tools_ready "$dir" && return 0
+    if [ "${PGBAK_SETUP_PACKAGING:-1}" = 0 ]; then
+        say "PGBAK_SETUP_PACKAGING=0: no packaging tools (the package test skips)"
         return 0
     fi
-    command -v cargo >/dev/null 2>&1 || return 0
-    say "building $CARGO_TOOLS_SPEC into .tools/cargo (optional; a few minutes, once)"
-    local spec
-    for spec in $CARGO_TOOLS_SPEC; do
-        if ! CARGO_TARGET_DIR="$dir/build" CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
-            CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-            CARGO_PROFILE_RELEASE_DEBUG=false \
-            cargo install --quiet --locked --force --root "$dir" "$spec" >"$TOOLS/cargo-tools.log" 2>&1; then
-            say "$spec not installed (optional; see .tools/cargo-tools.log): the package test skips"
-            rm -rf "$dir/build"
-            return 0
-        fi
-    done
-    rm -rf "$dir/build"
-    printf '%s\n' "$CARGO_TOOLS_SPEC" >"$dir/.pgbak-stamp"
+    if ! cargo_tools_ready "$cache"; then
+        command -v cargo >/dev/null 2>&1 || return 0
+        say "building $CARGO_TOOLS_SPEC into $cache (optional; minutes, once per machine)"
+        mkdir -p "$cache"
+        local spec
+        for spec in $CARGO_TOOLS_SPEC; do
+            if ! CARGO_TARGET_DIR="$cache/build" CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+                CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+                CARGO_PROFILE_RELEASE_DEBUG=false \
+                cargo install --quiet --locked --force --root "$cache" "$spec" >"$TOOLS/cargo-tools.log" 2>&1; then
+                say "$spec not installed (optional; see .tools/cargo-tools.log): the package test skips"
+                rm -rf "$cache/build"
+                return 0
+            fi
+        done
+        rm -rf "$cache/build"
+        printf '%s\n' "$CARGO_TOOLS_SPEC" >"$cache/.pgbak-stamp"
+    fi
+    rm -rf "$dir"
+    mkdir -p "$dir/bin"
+    cp "$cache/bin/cargo-deb" "$cache/bin/cargo-generate-rpm" "$dir/bin/"
+    cp "$cache/.pgbak-stamp" "$dir/.pgbak-stamp"
 }
 
 # check-jsonschema for the workflows' syntax (tests/it/workflows.rs skips without it): like

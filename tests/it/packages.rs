@@ -233,8 +233,13 @@ fn deb_holds_the_binary_pages_units_and_a_private_conffile() {
     ] {
         assert!(postinst.contains(part), "postinst lacks {part}: {postinst}");
     }
-    // Installed, not enabled or started: the env file needs editing first.
-    assert!(!postinst.contains("deb-systemd-invoke start"), "{postinst}");
+    // Installed, not enabled or started (the env file needs editing first); an upgrade
+    // reloads systemd but never stops or restarts a running backup.
+    assert!(
+        postinst.contains("systemctl --system daemon-reload"),
+        "{postinst}"
+    );
+    assert!(!postinst.contains("deb-systemd-invoke"), "{postinst}");
     assert!(!postinst.contains("#DEBHELPER#"));
     let postrm = read(&control.join("postrm"));
     assert!(postrm.contains("dpkg-statoverride --remove"), "{postrm}");
@@ -242,8 +247,11 @@ fn deb_holds_the_binary_pages_units_and_a_private_conffile() {
         !postrm.contains("rm -rf") && !postrm.contains("deluser"),
         "backups and the user stay"
     );
+    let prerm = read(&control.join("prerm"));
     assert!(
-        read(&control.join("prerm")).contains("deb-systemd-invoke stop pgbak.service pgbak.timer")
+        prerm.contains("[ \"$1\" = remove ]")
+            && prerm.contains("deb-systemd-invoke stop pgbak.service pgbak.timer"),
+        "units stopped on remove only: {prerm}"
     );
 
     // The files themselves.
