@@ -56,6 +56,30 @@ fn version_names_the_commit_and_the_build_date() {
     }
 }
 
+/// Each cron run's log file names the build that ran it (the version line, with the commit),
+/// and its backup's meta.json the version: a year later the operator can tell which made it.
+#[test]
+fn a_cron_runs_log_names_the_build() {
+    let pg = pg16();
+    let db = pg.fresh_db("cron version");
+    db.load_fixture(0.02);
+    let dirs = crate::cron::Dirs::new("version");
+    let out = crate::cron::run(
+        crate::cron::cron(pgbak(pg), &dirs, &db.url()).env("VERIFY_ON_BACKUP", "false"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let (_, log) = dirs.only_log();
+    let line = String::from_utf8_lossy(&run(pgbak_bare().arg("-V")).stdout)
+        .trim()
+        .replacen("pgbak ", "pgbak cron ", 1);
+    assert!(
+        log.contains(&format!("{line} starting (pid ")),
+        "{line} in\n{log}"
+    );
+    let meta = read_meta(&dirs.backups.join(&dirs.metas()[0]));
+    assert_eq!(meta["pgbak_version"], env!("CARGO_PKG_VERSION"));
+}
+
 /// The meta.json files pgbak 0.1.0 wrote (fixtures/meta-format-1/), as `list` reads them.
 #[test]
 fn released_format_1_meta_files_are_listed() {

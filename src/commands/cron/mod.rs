@@ -116,7 +116,7 @@ pub async fn run(settings: CronSettings) -> Result<ExitCode> {
     crate::children::stop_leftovers().await;
     ui::info(&format!(
         "pgbak cron {} starting (pid {}): {} backup of {} into {}, keep {}, verify {}, log {}",
-        env!("CARGO_PKG_VERSION"),
+        crate::version::LINE,
         std::process::id(),
         mode.as_str(),
         job.conn.dbname,
