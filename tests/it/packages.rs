@@ -428,6 +428,15 @@ fn rpm_holds_the_same_files_with_pgdg_paths_and_scriptlets() {
         assert!(scripts.contains(part), "scripts lack {part}: {scripts}");
     }
     assert!(!scripts.contains("rm -rf"), "backups stay: {scripts}");
+    for script in [
+        "pre-install.sh",
+        "post-install.sh",
+        "pre-uninstall.sh",
+        "post-uninstall.sh",
+    ] {
+        let path = repo_dir().join("packaging/rpm").join(script);
+        ok(cmd("sh", &["-n"]).arg(path).output().unwrap(), script);
+    }
     // The packaged units and env file are the .deb's.
     let root = scratch_dir("rpm-root");
     let extract = Command::new("sh")
