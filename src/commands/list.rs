@@ -95,7 +95,7 @@ struct Found {
 impl Found {
     /// Keeps a meta.json read error: warned, shown in the entry, and a newer
     /// format than this pgbak reads makes the listing exit 2.
-    fn unreadable(&mut self, err: &anyhow::Error) {
+    fn note_unreadable(&mut self, err: &anyhow::Error) {
         let text = crate::error::one_line(err);
         ui::warn(&text);
         let newer = crate::meta::is_newer_format(err);
@@ -185,7 +185,7 @@ fn list_local(dir: &Path, found: &mut BTreeMap<String, Found>) -> Result<()> {
         if backup.has_meta {
             match Meta::read(&backup.meta) {
                 Ok(meta) => entry.meta = Some(meta),
-                Err(err) => entry.unreadable(&err),
+                Err(err) => entry.note_unreadable(&err),
             }
         }
         if backup.has_dump {
@@ -218,7 +218,7 @@ async fn list_s3(
         if backup.has_meta && entry.meta.is_none() {
             match store.read_meta(&backup.meta_key).await {
                 Ok(meta) => entry.meta = meta,
-                Err(err) => entry.unreadable(&err),
+                Err(err) => entry.note_unreadable(&err),
             }
         }
         if backup.has_dump && entry.size.is_none() {
