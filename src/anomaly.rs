@@ -4,8 +4,10 @@
 //! previous one is pinned in its meta.json, so no retention rule can rotate
 //! the last good copy out until an operator runs `pgbak unpin`.
 //!
-//! [`compare`] is the pure part; [`check_and_pin`] finds the previous backup,
-//! pins it locally and, when the run uploaded, under the S3 prefix too.
+//! [`compare`] is the pure part; [`check_and_pin`] finds the previous backup
+//! in the authoritative store (the S3 prefix when one is configured, else
+//! the directory: a pod's directory starts empty, so only the bucket knows
+//! the history) and pins it there, and in the directory when it is there too.
 
 use std::path::Path;
 
@@ -96,10 +98,12 @@ pub fn compare(previous: &Meta, new: &Meta, percent: u32) -> Option<Findings> {
     })
 }
 
-/// After a successful backup (`name`, with its `meta`): compares it with the
-/// previous good backup of its group in `backup_dir` and, on a collapse, pins
-/// that one (locally, and under the S3 prefix of `s3` when this backup was
-/// uploaded and the previous one is there).
+/// After a backup completed locally (`name`, with its `meta`; uploaded or
+/// not): compares it with the previous good backup of its group in the
+/// authoritative store (the prefix of `s3` when configured, else
+/// `backup_dir`) and, on a collapse, pins that one there and in
+/// `backup_dir` when it is there too. A prefix that cannot be read is named
+/// in a warning, and the directory is the baseline instead.
 pub async fn check_and_pin(
     backup_dir: &Path,
     s3: Option<&S3Settings>,
@@ -111,7 +115,27 @@ pub async fn check_and_pin(
         return Ok(None);
     };
     let local = LocalStore::new(backup_dir);
-    let Some((previous, meta)) = previous_good(&local, name).await? else {
+    let remote = match s3 {
+        Some(settings) => Some(s3::connect(settings.clone()).await?),
+        None => None,
+    };
+    // The prefix, when it can be read; then the pin goes there too.
+    let (baseline, remote) = match remote {
+        Some(store) => match previous_good(&store, name, new).await {
+            Ok(found) => (found, Some(store)),
+            Err(err) => {
+                ui::warn(&format!(
+                    "anomaly check: cannot read {} ({}); comparing with {} instead",
+                    store.describe(),
+                    crate::error::one_line(&err),
+                    backup_dir.display()
+                ));
+                (previous_good(&local, name, new).await?, None)
+            }
+        },
+        None => (previous_good(&local, name, new).await?, None),
+    };
+    let Some((previous, meta)) = baseline else {
         return Ok(None);
     };
     let Some(mut findings) = compare(&meta, new, percent) else {
@@ -126,11 +150,10 @@ pub async fn check_and_pin(
             findings.summary()
         ),
     };
-    pin_in(&local, &previous, &pin).await?;
-    if let (Some(location), Some(settings)) = (new.s3.as_ref(), s3) {
-        let store = s3::connect(settings.in_bucket(&location.bucket)).await?;
-        pin_in(&store, &previous, &pin).await?;
+    if let Some(store) = &remote {
+        pin_in(store, &previous, &pin).await?;
     }
+    pin_in(&local, &previous, &pin).await?;
     ui::warn(&format!(
         "anomaly: the new backup {} is much smaller than {}; {} is pinned so retention keeps it \
          (`pgbak unpin {}` once this is understood): {}",
@@ -143,27 +166,36 @@ pub async fn check_and_pin(
     Ok(Some(findings))
 }
 
-/// The newest complete backup of `name`'s group older than it whose
-/// verification did not fail, with its meta.json.
+/// The newest complete backup of `name`'s group (and `new`'s database)
+/// older than it whose verification did not fail, with its meta.json. The
+/// backups an older pgbak wrote without the server in their names count as
+/// the group's history too: the first run after an upgrade still has a
+/// baseline (a wrong one can only pin, never delete).
 async fn previous_good(
-    store: &LocalStore,
+    store: &impl BackupStore,
     name: &BackupName,
+    new: &Meta,
 ) -> Result<Option<(BackupName, Meta)>> {
+    let of_group = |other: &BackupName| {
+        other.group() == name.group()
+            || (other.server.is_none()
+                && other.clone().with_server(name.server.clone()).group() == name.group())
+    };
     let mut older: Vec<_> = store
         .list_backups()
         .await?
         .into_iter()
         .filter(|b| {
-            b.has_dump
-                && b.has_meta
-                && b.name.group() == name.group()
-                && b.name.timestamp < name.timestamp
+            b.has_dump && b.has_meta && of_group(&b.name) && b.name.timestamp < name.timestamp
         })
         .collect();
     older.sort_by_key(|b| std::cmp::Reverse(b.name.timestamp));
     for b in older {
-        match store.load_meta(&b.name).await {
-            Ok(Some(meta)) if meta.verification.as_ref().is_none_or(|v| v.passed) => {
+        match store.load_judged(&b).await {
+            Ok(Some(meta))
+                if meta.database == new.database
+                    && meta.verification.as_ref().is_none_or(|v| v.passed) =>
+            {
                 return Ok(Some((b.name, meta)))
             }
             Ok(_) => continue,

@@ -30,6 +30,7 @@ pub mod cli;
 pub mod commands;
 pub mod encryption;
 pub mod error;
+pub mod hardening;
 pub mod heartbeat;
 pub mod lock;
 pub mod meta;
@@ -38,8 +39,10 @@ pub mod mode;
 pub mod pg;
 pub mod pipeline;
 pub mod retention;
+pub mod runs;
 pub mod settings;
 pub mod signals;
+pub mod signing;
 pub mod storage;
 pub mod ui;
 pub mod version;
@@ -55,7 +58,8 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     use settings::commands::{PruneSettings, UnpinSettings};
     use settings::cron::CronSettings;
     use settings::{check::CheckSettings, restore::RestoreSettings, verify::VerifySettings};
-    let global = GlobalSettings::resolve(&cli.global, settings::secrets::redactor(&cli));
+    let global =
+        GlobalSettings::resolve_for(&cli.global, &cli.command, settings::secrets::redactor(&cli));
     ui::init(global.verbosity, global.redactor.clone())?;
     if let Some(limit) = global.timeout {
         signals::set_timeout(limit);
@@ -66,6 +70,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     ) {
         // (cron sweeps after its settings are checked, into its log.)
         children::stop_leftovers().await;
+        archive::fetch_dir::sweep();
     }
     match cli.command {
         cli::Command::Backup(args) => {

@@ -24,6 +24,10 @@ pub const OLDEST_READABLE_FORMAT: u32 = 1;
 /// A meta.json larger than this is not ours: refuse it rather than read it.
 const MAX_META_BYTES: u64 = 16 << 20;
 
+mod format;
+use self::format::check_format;
+pub use self::format::{is_newer_format, NewerFormat};
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableRows {
     pub schema: String,
@@ -128,6 +132,50 @@ pub struct Meta {
     /// Absent in data-only backups and in backups made before pgbak recorded them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_objects: Option<crate::pg::catalog::Catalog>,
+    /// The server the backup was taken from. Absent in backups made before
+    /// pgbak recorded it (they belong to an unknown server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerIdentity>,
+    /// The backup host's sshsig signature (armored) of this document's
+    /// canonical form, when it has a signing key (`crate::signing`); absent
+    /// in unsigned backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// An encrypted backup's [`Sealed`] fields, age-encrypted to its
+    /// recipients (ASCII armor): what only a key holder may read. Those
+    /// fields are then absent (`extensions` empty) in the plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
+}
+
+/// Which server a backup comes from: many servers may share one bucket
+/// prefix, and every one of them has a `postgres` database.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ServerIdentity {
+    /// A readable name: `--server-name` / `PGBAK_SERVER_NAME`, by default the
+    /// connection's `host:port` (the machine's name for a unix socket).
+    pub name: String,
+    /// `pg_control_system().system_identifier` as decimal text; null where the
+    /// backup's role could not read it.
+    pub system_identifier: Option<String>,
+}
+
+/// What an encrypted backup's meta.json keeps only in its `sealed` section:
+/// database and role settings (PostgREST's `app.jwt_secret`), owners and
+/// ACLs, role names, index, constraint, trigger and policy definitions,
+/// extensions. Everything list, check, retention and the anomaly check read
+/// (database, mode, label, times, sizes, checksums, recipients, tables and
+/// rows, verdicts, pins, the run) stays in plaintext.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sealed {
+    #[serde(default)]
+    pub extensions: BTreeMap<String, String>,
+    #[serde(default)]
+    pub database_properties: Option<DatabaseProperties>,
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+    #[serde(default)]
+    pub schema_objects: Option<crate::pg::catalog::Catalog>,
 }
 
 /// Database-level properties, as read from pg_database and pg_db_role_setting.
@@ -146,6 +194,13 @@ pub struct DatabaseProperties {
     /// The database ACL; None means the default privileges.
     pub acl: Option<Vec<DatabaseGrant>>,
     pub comment: Option<String>,
+    /// `datconnlimit` (-1: no limit). Absent in backups made before pgbak recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_limit: Option<i32>,
+    /// The database's default tablespace (`pg_default` unless it was moved).
+    /// Absent in backups made before pgbak recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tablespace: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -183,6 +238,11 @@ impl Meta {
     /// Reads and checks a meta.json: bounded size, our format version, a file
     /// name that stays inside its directory, a well-formed checksum.
     pub fn read(path: &Path) -> Result<Meta> {
+        Meta::read_with_text(path).map(|(meta, _)| meta)
+    }
+
+    /// [`Meta::read`], also returning the text as read (a signature covers it).
+    pub fn read_with_text(path: &Path) -> Result<(Meta, String)> {
         let len = std::fs::metadata(path)
             .with_context(|| format!("reading {}", path.display()))?
             .len();
@@ -194,7 +254,8 @@ impl Meta {
         }
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        Meta::parse(&text).with_context(|| format!("reading {}", path.display()))
+        let meta = Meta::parse(&text).with_context(|| format!("reading {}", path.display()))?;
+        Ok((meta, text))
     }
 
     /// Parses and validates meta.json text: its format first (a newer one
@@ -230,59 +291,67 @@ impl Meta {
     }
 
     /// The document as written to disk and to S3: pretty JSON and a newline.
+    /// An encrypted backup's [`Sealed`] fields are never written in plaintext
+    /// ([`Meta::sealed`]).
     pub fn to_json(&self) -> Result<Vec<u8>> {
-        let mut json = serde_json::to_vec_pretty(self).context("encoding meta.json")?;
+        let on_disk = self.sealed()?;
+        let mut json = serde_json::to_vec_pretty(&on_disk).context("encoding meta.json")?;
         json.push(b'\n');
         Ok(json)
     }
-}
 
-/// The mark on the error of a meta.json written in a newer format than this
-/// pgbak reads (under it, the usage error that makes it exit 2): verify,
-/// restore, list and check branch on it with [`is_newer_format`].
-#[derive(Debug)]
-pub struct NewerFormat;
-
-impl std::fmt::Display for NewerFormat {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a backup written by a newer pgbak")
+    /// This meta.json as it may be stored and shown: a plaintext backup's as
+    /// it is; an encrypted backup's with its [`Sealed`] fields only in
+    /// `sealed` (sealed now, to the backup's recipients, when they are not
+    /// yet; an existing `sealed` is kept as it is, whatever was read from it).
+    pub fn sealed(&self) -> Result<Meta> {
+        let mut out = self.clone();
+        let Some(encryption) = &self.encryption else {
+            return Ok(out);
+        };
+        let private = out.take_sealed();
+        if out.sealed.is_none() && private != Sealed::default() {
+            let json = serde_json::to_vec(&private).context("encoding meta.json's sealed part")?;
+            out.sealed = Some(crate::encryption::seal::seal(
+                &json,
+                &encryption.recipients,
+            )?);
+        }
+        Ok(out)
     }
-}
 
-/// The error (under any context) is a meta.json in a newer format.
-pub fn is_newer_format(err: &anyhow::Error) -> bool {
-    err.downcast_ref::<NewerFormat>().is_some()
-}
-
-/// Only the version, read before the rest: a newer format's other fields
-/// are never interpreted.
-#[derive(Deserialize)]
-struct Format {
-    format_version: u64,
-}
-
-/// The meta.json's `format_version` is one this pgbak reads; a newer one is
-/// a usage error (exit 2) naming both.
-fn check_format(text: &str) -> Result<()> {
-    let Format { format_version } =
-        serde_json::from_str(text).context("not a pgbak meta.json (no format_version)")?;
-    let reads = if OLDEST_READABLE_FORMAT == FORMAT_VERSION {
-        format!("format {FORMAT_VERSION}")
-    } else {
-        format!("formats {OLDEST_READABLE_FORMAT} to {FORMAT_VERSION}")
-    };
-    if format_version > u64::from(FORMAT_VERSION) {
-        return Err(crate::error::usage(format!(
-            "meta.json format_version {format_version} is newer than this pgbak {} reads \
-             ({reads}): upgrade pgbak to read this backup",
-            env!("CARGO_PKG_VERSION")
-        )))
-        .context(NewerFormat);
+    /// Fills the [`Sealed`] fields from `sealed` with `identities` (verify
+    /// and restore, which hold the key for the dump anyway). Nothing to do
+    /// for a meta.json without a sealed section.
+    pub fn unseal(&mut self, identities: &crate::encryption::Identities) -> Result<()> {
+        let Some(armored) = &self.sealed else {
+            return Ok(());
+        };
+        let json = crate::encryption::seal::open(armored, identities).with_context(|| {
+            format!(
+                "the identity file {} cannot open the sealed section of {}'s meta.json",
+                identities.file.display(),
+                self.file
+            )
+        })?;
+        let private: Sealed =
+            serde_json::from_slice(&json).context("reading meta.json's sealed section")?;
+        self.extensions = private.extensions;
+        self.database_properties = private.database_properties;
+        self.roles = private.roles;
+        self.schema_objects = private.schema_objects;
+        Ok(())
     }
-    if format_version < u64::from(OLDEST_READABLE_FORMAT) {
-        bail!("meta.json format_version {format_version} was never written by pgbak (it reads {reads})");
+
+    /// Moves the [`Sealed`] fields out, leaving them empty.
+    fn take_sealed(&mut self) -> Sealed {
+        Sealed {
+            extensions: std::mem::take(&mut self.extensions),
+            database_properties: self.database_properties.take(),
+            roles: self.roles.take(),
+            schema_objects: self.schema_objects.take(),
+        }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -324,6 +393,9 @@ pub(crate) mod tests {
             globals: None,
             encryption: None,
             schema_objects: None,
+            server: None,
+            signature: None,
+            sealed: None,
         }
     }
 
@@ -356,95 +428,6 @@ pub(crate) mod tests {
             assert!(json.get(key).is_some(), "missing {key}");
         }
         assert_eq!(Meta::parse(&json.to_string()).unwrap(), meta);
-    }
-
-    /// The meta.json files released pgbak versions wrote (fixtures/meta-format-1/).
-    fn released_format_1() -> Vec<(&'static str, serde_json::Value)> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/meta-format-1");
-        ["full", "globals", "encrypted"]
-            .into_iter()
-            .map(|kind| {
-                let file = std::fs::read_dir(dir.join(kind))
-                    .unwrap()
-                    .map(|e| e.unwrap().path())
-                    .find(|p| p.to_string_lossy().ends_with(".meta.json"))
-                    .unwrap();
-                let text = std::fs::read_to_string(file).unwrap();
-                (kind, serde_json::from_str(&text).unwrap())
-            })
-            .collect()
-    }
-
-    #[test]
-    fn released_format_1_files_read_and_round_trip() {
-        for (kind, json) in released_format_1() {
-            let meta = Meta::parse(&json.to_string()).unwrap_or_else(|e| panic!("{kind}: {e:#}"));
-            assert_eq!(meta.format_version, 1);
-            match kind {
-                "full" => {
-                    assert_eq!(meta.mode, Mode::Full);
-                    assert_eq!(
-                        meta.tables.len(),
-                        14,
-                        "13 application tables and alembic_version"
-                    );
-                    assert!(meta.verification.as_ref().is_some_and(|v| v.passed));
-                    assert!(meta.schema_objects.is_some() && meta.database_properties.is_some());
-                }
-                "globals" => {
-                    assert_eq!(meta.mode, Mode::Globals);
-                    assert!(meta.globals.as_ref().is_some_and(|g| g.role_passwords));
-                }
-                _ => {
-                    let enc = meta.encryption.as_ref().expect("encryption section");
-                    assert_eq!(enc.format, "age");
-                    assert!(meta.file.ends_with(".dump.age"));
-                }
-            }
-            // verify rewrites meta.json with its result: nothing of the file may be lost.
-            let written: serde_json::Value =
-                serde_json::from_slice(&meta.to_json().unwrap()).unwrap();
-            assert_eq!(
-                written, json,
-                "{kind}: a field was lost or changed on rewrite"
-            );
-        }
-    }
-
-    #[test]
-    fn a_newer_format_is_a_usage_error_naming_both_versions() {
-        let (_, mut json) = released_format_1().remove(0);
-        json["format_version"] = 2.into();
-        // A newer format may change what a field means: it must not reach the fields.
-        json["tables"] = "renamed in format 2".into();
-        let err = Meta::parse(&json.to_string())
-            .context("reading x.meta.json")
-            .unwrap_err();
-        assert_eq!(
-            crate::error::exit_code(&err),
-            crate::error::USAGE,
-            "{err:#}"
-        );
-        assert!(is_newer_format(&err), "{err:#}");
-        assert!(!is_newer_format(&crate::error::usage(
-            "another usage error"
-        )));
-        let text = format!("{err:#}");
-        assert!(
-            text.contains("format_version 2") && text.contains("(format 1)"),
-            "{text}"
-        );
-        for (version, readable) in [(0, false), (1, true), (u64::MAX, false)] {
-            json["format_version"] = version.into();
-            json["tables"] = serde_json::json!([]);
-            let read = Meta::parse(&json.to_string());
-            assert_eq!(read.is_ok(), readable, "{version}: {read:?}");
-        }
-        for bad in [r#"{"format_version":"1"}"#, r#"{"database":"x"}"#] {
-            let err = Meta::parse(bad).unwrap_err();
-            assert_eq!(crate::error::exit_code(&err), crate::error::FAILED, "{bad}");
-            assert!(!is_newer_format(&err), "{bad}");
-        }
     }
 
     #[test]
@@ -481,5 +464,66 @@ pub(crate) mod tests {
         );
         assert!(Meta::parse("{").is_err());
         assert!(Meta::parse("[]").is_err());
+    }
+
+    #[test]
+    fn an_encrypted_backups_settings_are_only_in_its_sealed_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let (secret, public) = crate::encryption::generate();
+        let key = dir.path().join("key.txt");
+        std::fs::write(&key, format!("{secret}\n")).unwrap();
+        let ids = crate::encryption::Identities::load(&key).unwrap();
+        let mut meta = sample();
+        meta.file = "enterprise_agents_full_20261125T020000.dump.age".into();
+        meta.encryption = Some(Encryption {
+            format: "age".into(),
+            recipients: vec![public],
+            plaintext_sha256: "b".repeat(64),
+            plaintext_size_bytes: 9,
+        });
+        meta.roles = Some(vec!["app_owner".into()]);
+        meta.database_properties = Some(DatabaseProperties {
+            owner: "app_owner".into(),
+            encoding: "UTF8".into(),
+            collate: "C".into(),
+            ctype: "C".into(),
+            locale_provider: "libc".into(),
+            locale: None,
+            connection_limit: None,
+            tablespace: None,
+            settings: vec![DatabaseSetting {
+                role: None,
+                name: "app.jwt_secret".into(),
+                value: "S3cr3t-jwt".into(),
+            }],
+            acl: None,
+            comment: None,
+        });
+        let text = String::from_utf8(meta.to_json().unwrap()).unwrap();
+        assert!(
+            !text.contains("S3cr3t-jwt") && !text.contains("app_owner") && !text.contains("vector"),
+            "{text}"
+        );
+        let mut read = Meta::parse(&text).unwrap();
+        assert_eq!(
+            read.tables, meta.tables,
+            "the anomaly check's rows stay readable"
+        );
+        assert!(read.database_properties.is_none() && read.extensions.is_empty());
+        read.unseal(&ids).unwrap();
+        assert_eq!(read.database_properties, meta.database_properties);
+        assert_eq!(
+            (&read.roles, &read.extensions),
+            (&meta.roles, &meta.extensions)
+        );
+        // Written back (a verdict, a pin) with the key or without: the same sealed text.
+        let again = String::from_utf8(read.to_json().unwrap()).unwrap();
+        assert_eq!(again, text);
+        let plain = sample();
+        assert_eq!(
+            plain.sealed().unwrap(),
+            plain,
+            "a plaintext backup's meta.json is as it is"
+        );
     }
 }

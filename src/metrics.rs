@@ -3,7 +3,8 @@
 //! so dashboards and alert rules see failures *and* silence
 //! (`time() - pgbak_last_success_timestamp_seconds > 26*3600`).
 //!
-//! One file serves every backup group (database, mode, label): the daily full
+//! One file serves every backup group (server, database, mode, label; an
+//! `--all-databases` run writes one per database of the server): the daily full
 //! and the weekly schema run share it, so each run rewrites only its own
 //! group's series and carries every other group's forward. A failed run keeps
 //! its group's last success time; a run skipped because the lock was held
@@ -87,6 +88,9 @@ pub struct Group {
     pub mode: String,
     /// Empty when the backups have no label.
     pub label: String,
+    /// The server's name (`--server-name`, by default host:port); empty
+    /// when it could not be told (and in files written before the label).
+    pub server: String,
 }
 
 /// One step of the run as the metrics report it.
@@ -132,7 +136,7 @@ impl Update {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     pub name: String,
-    /// In the order written; `database`, `mode`, `label` first.
+    /// In the order written; `database`, `mode`, `label`, `server` first.
     pub labels: Vec<(String, String)>,
     pub value: f64,
 }
@@ -143,6 +147,7 @@ impl Sample {
             ("database".to_owned(), group.database.clone()),
             ("mode".to_owned(), group.mode.clone()),
             ("label".to_owned(), group.label.clone()),
+            ("server".to_owned(), group.server.clone()),
         ];
         if let Some((key, val)) = extra {
             labels.push((key.to_owned(), val.to_owned()));
@@ -167,6 +172,7 @@ impl Sample {
             database: self.label("database").to_owned(),
             mode: self.label("mode").to_owned(),
             label: self.label("label").to_owned(),
+            server: self.label("server").to_owned(),
         }
     }
 }
@@ -177,10 +183,20 @@ impl Sample {
 pub fn merge(previous: Vec<Sample>, update: &Update) -> Vec<Sample> {
     let group = update.group();
     let known = |s: &Sample| METRICS.iter().any(|(name, _, _)| *name == s.name);
-    let (mine, mut out): (Vec<Sample>, Vec<Sample>) = previous
-        .into_iter()
-        .filter(known)
-        .partition(|s| &s.group() == group);
+    // The same group without a server (written before the label existed, or
+    // by a run whose server could not be told) is this group: carried on
+    // under the server's name, not left behind as a series that never updates.
+    let same = |s: &Sample| {
+        let theirs = s.group();
+        theirs == *group
+            || (theirs.server.is_empty()
+                && Group {
+                    server: String::new(),
+                    ..group.clone()
+                } == theirs)
+    };
+    let (mine, mut out): (Vec<Sample>, Vec<Sample>) =
+        previous.into_iter().filter(known).partition(same);
     let previous_value = |name: &str| mine.iter().find(|s| s.name == name).map(|s| s.value);
     match update {
         Update::Skipped { at, .. } => {
@@ -389,6 +405,7 @@ mod tests {
             database: "enterprise_agents".into(),
             mode: mode.into(),
             label: String::new(),
+            server: "db-host-01:5432".into(),
         }
     }
 
@@ -425,7 +442,8 @@ mod tests {
     #[test]
     fn render_is_the_exposition_format() {
         let text = render(&merge(Vec::new(), &Update::Finished(run("full", 25, true))));
-        let labels = "database=\"enterprise_agents\",mode=\"full\",label=\"\"";
+        let labels =
+            "database=\"enterprise_agents\",mode=\"full\",label=\"\",server=\"db-host-01:5432\"";
         let want = [
             "# TYPE pgbak_last_run_success gauge".to_owned(),
             format!("pgbak_last_run_start_timestamp_seconds{{{labels}}} 1795572000"),
@@ -516,6 +534,26 @@ mod tests {
             text.contains("# TYPE pgbak_runs_skipped_total counter"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn series_without_a_server_are_carried_on_under_the_servers_name() {
+        let old = "pgbak_last_success_timestamp_seconds{database=\"enterprise_agents\",mode=\"full\",label=\"\"} 12.5\n\
+                   pgbak_last_success_timestamp_seconds{database=\"other\",mode=\"full\",label=\"\"} 7\n";
+        let merged = merge(parse(old), &Update::Finished(run("full", 20, false)));
+        let last: Vec<&Sample> = merged.iter().filter(|s| s.name == LAST_SUCCESS).collect();
+        assert_eq!(last.len(), 2, "{last:?}");
+        assert!(last
+            .iter()
+            .any(|s| s.label("server") == "db-host-01:5432" && s.value == 12.5));
+        assert!(last
+            .iter()
+            .any(|s| s.label("database") == "other" && s.label("server").is_empty()));
+        // Two servers of one database stay two series.
+        let mut two = run("full", 21, true);
+        two.group.server = "db-host-02:5432".into();
+        let both = merge(merged, &Update::Finished(two));
+        assert_eq!(both.iter().filter(|s| s.name == LAST_SUCCESS).count(), 3);
     }
 
     #[test]

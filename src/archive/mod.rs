@@ -9,8 +9,10 @@
 //! verify reports it as a failed check, restore refuses with it. Any other
 //! error means pgbak could not look.
 
+pub mod fetch_dir;
 mod header;
 mod tools;
+mod trust;
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +20,7 @@ use anyhow::{Context, Result};
 
 pub use header::{parse_header, read_header, Compression, Header};
 pub use tools::{describe, major_of, pick_tools};
+pub use trust::{downgrade, signed_for, Untrusted};
 
 use crate::encryption::decrypt::Source;
 use crate::error::{as_finding, finding, one_line, usage};
@@ -56,7 +59,19 @@ pub struct Located {
     pub meta_path: Option<PathBuf>,
     /// True when the dump is a temporary download (nothing is recorded in its meta.json).
     pub temporary: bool,
+    /// Where a downloaded backup lives: verify records its verdict there.
+    pub origin: Option<Origin>,
+    /// Where a download came from: the bucket's settings and the dump's key
+    /// (what else belongs with it, the run's globals, is looked for there).
+    pub s3_origin: Option<(Box<S3Settings>, String)>,
     _temp: Option<tempfile::TempDir>,
+}
+
+/// A backup in the bucket, as verify's verdict needs it: the prefix and its name.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub s3: Box<S3Settings>,
+    pub name: crate::storage::BackupName,
 }
 
 impl Located {
@@ -66,6 +81,8 @@ impl Located {
             dump: dump.to_path_buf(),
             meta_path: meta_path_for(dump),
             temporary: false,
+            origin: None,
+            s3_origin: None,
             _temp: None,
         }
     }
@@ -80,6 +97,12 @@ pub fn meta_path_for(dump: &Path) -> Option<PathBuf> {
 /// Finds the backup: the named file, an S3 object (downloaded into a temp
 /// dir), or the newest complete backup in the directory or under the prefix.
 pub async fn locate(wanted: &Wanted) -> Result<Located> {
+    locate_checked(wanted, &|_| Ok(())).await
+}
+
+/// [`locate`], with `check` asked about an S3 backup's meta.json before its
+/// dump is downloaded (a local one is there already: the caller checks it).
+pub async fn locate_checked(wanted: &Wanted, check: s3::MetaCheck<'_>) -> Result<Located> {
     match wanted {
         Wanted::File(path) => match std::fs::metadata(path) {
             Ok(m) if m.is_file() => Ok(Located::local(path)),
@@ -94,12 +117,12 @@ pub async fn locate(wanted: &Wanted) -> Result<Located> {
             select,
         } => {
             let store = LocalStore::new(dir);
-            let name = select::newest(&store, select, "; name a file or pass --backup-dir").await?;
+            let name = select::newest(&store, select, &nothing_advice(dir)).await?;
             Ok(Located::local(&dir.join(name.dump_file())))
         }
         Wanted::S3Object { s3, key } => {
             let store = s3::connect(S3Settings::clone(s3)).await?;
-            download(&store, key).await
+            download(&store, key, check).await
         }
         Wanted::Newest {
             place: Place::S3(s3),
@@ -107,22 +130,57 @@ pub async fn locate(wanted: &Wanted) -> Result<Located> {
         } => {
             let store = s3::connect(S3Settings::clone(s3)).await?;
             let name = select::newest(&store, select, "").await?;
-            download(&store, &store.key_for(&name.dump_file())).await
+            download(&store, &store.key_for(&name.dump_file()), check).await
         }
     }
 }
 
+/// What to try when `dir` holds no backup to pick: the default directory is
+/// named as the default (pass --backup-dir), one that was given is not.
+fn nothing_advice(dir: &Path) -> String {
+    let missing = if dir.exists() {
+        ""
+    } else {
+        " (the directory does not exist)"
+    };
+    if dir == Path::new(crate::settings::restore::DEFAULT_BACKUP_DIR) {
+        format!(
+            "{missing}; that is the default directory: pass --backup-dir (or set BACKUP_DIR) to \
+             where the backups are, name a backup file, or use --from-s3"
+        )
+    } else {
+        format!(
+            "{missing}; name a backup file, or use --from-s3 for the backups under the S3 prefix"
+        )
+    }
+}
+
 /// Downloads `key` (and its meta.json) into a temporary directory.
-async fn download(store: &s3::Store, key: &str) -> Result<Located> {
-    let temp = tempfile::Builder::new()
-        .prefix("pgbak-fetch-")
-        .tempdir()
-        .context("creating a temporary directory for the download")?;
-    let fetched = s3::fetch_backup(store, key, temp.path()).await?;
+async fn download(store: &s3::Store, key: &str, check: s3::MetaCheck<'_>) -> Result<Located> {
+    // Private, and marked with this run so the next one removes it if this one is killed.
+    let temp = fetch_dir::create()?;
+    let fetched = s3::fetch_backup_checked(store, key, temp.path(), check).await?;
+    // A key named as pgbak names backups is one whose verdict can be
+    // recorded beside it, under the key's own prefix.
+    let (dir, file) = key.rsplit_once('/').map_or(("", key), |(d, f)| (d, f));
+    let origin = crate::storage::BackupName::parse(file).map(|name| {
+        let mut s3 = store.settings.clone();
+        s3.prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        Origin {
+            s3: Box::new(s3),
+            name,
+        }
+    });
     Ok(Located {
         dump: fetched.dump,
         meta_path: fetched.meta,
         temporary: true,
+        origin,
+        s3_origin: Some((Box::new(store.settings.clone()), key.to_owned())),
         _temp: Some(temp),
     })
 }
@@ -148,37 +206,56 @@ impl MetaState {
 /// format than this pgbak reads (exit 2: the backup is never taken for one
 /// without meta.json).
 pub fn read_meta(located: &Located) -> Result<MetaState> {
+    read_meta_and_text(located).map(|(state, _)| state)
+}
+
+/// meta.json as far as it could be read, and its text (which the signature
+/// covers); Err only for a newer format, as [`read_meta`].
+fn read_meta_and_text(located: &Located) -> Result<(MetaState, Option<String>)> {
     let Some(path) = &located.meta_path else {
         if located.temporary {
-            return Ok(MetaState::Unavailable(format!(
-                "the bucket holds no meta.json for {}",
-                located.dump.display()
-            )));
+            return Ok((
+                MetaState::Unavailable(format!(
+                    "the bucket holds no meta.json for {}",
+                    located.dump.display()
+                )),
+                None,
+            ));
         }
-        return Ok(MetaState::Unavailable(format!(
-            "{} has no meta.json beside it (its name does not end in .dump)",
-            located.dump.display()
-        )));
+        return Ok((
+            MetaState::Unavailable(format!(
+                "{} has no meta.json beside it (its name does not end in .dump)",
+                located.dump.display()
+            )),
+            None,
+        ));
     };
     if !path.exists() {
-        return Ok(MetaState::Unavailable(format!(
-            "{} is missing",
-            path.display()
-        )));
+        return Ok((
+            MetaState::Unavailable(format!("{} is missing", path.display())),
+            None,
+        ));
     }
-    match Meta::read(path) {
-        Ok(meta) => Ok(MetaState::Read(Box::new(meta))),
+    match Meta::read_with_text(path) {
+        Ok((meta, text)) => Ok((MetaState::Read(Box::new(meta)), Some(text))),
         Err(err) if crate::meta::is_newer_format(&err) => Err(err),
-        Err(err) => Ok(MetaState::Unavailable(one_line(&err))),
+        Err(err) => Ok((MetaState::Unavailable(one_line(&err)), None)),
     }
 }
 
-/// How an encrypted backup is read: the identity that decrypts it, and
-/// where it is decrypted for a parallel restore.
+/// How a backup is read: the identity that decrypts it, where it is
+/// decrypted for a parallel restore, and what makes it trusted ([`trust`]).
 #[derive(Debug, Clone, Default)]
 pub struct Decrypt {
     pub identity_file: Option<PathBuf>,
     pub scratch_dir: Option<PathBuf>,
+    /// `--require-encryption`: a plaintext dump is refused (so is one when
+    /// an identity is given).
+    pub require_encryption: bool,
+    /// Other backups of the same `--all-databases` run are encrypted, so this one must be.
+    pub run_encrypted: bool,
+    /// `--trusted-keys`: meta.json must be signed by one of them; None: the bucket is trusted.
+    pub trusted_keys: Option<std::sync::Arc<crate::signing::TrustedKeys>>,
 }
 
 /// A backup opened for reading: where it is, its meta.json, and its reader
@@ -189,23 +266,30 @@ pub struct Decrypt {
 pub struct Backup {
     pub located: Located,
     pub meta_state: MetaState,
+    /// meta.json's text as read, which its signature covers.
+    meta_text: Option<String>,
     pub source: Source,
 }
 
 impl Backup {
     /// Reads meta.json and picks the identity that decrypts the dump: an
-    /// encrypted backup without one that fits is a usage error (exit 2).
+    /// encrypted backup without one that fits is a usage error (exit 2). The
+    /// same identity opens meta.json's sealed section.
     pub fn open(located: Located, decrypt: &Decrypt) -> Result<Backup> {
-        let meta_state = read_meta(&located)?;
+        let (mut meta_state, meta_text) = read_meta_and_text(&located)?;
         let source = Source::open(
             &located.dump,
             meta_state.meta(),
             decrypt.identity_file.as_deref(),
             decrypt.scratch_dir.as_deref(),
         )?;
+        if let (MetaState::Read(meta), Some(identities)) = (&mut meta_state, source.identities()) {
+            meta.unseal(identities).map_err(|e| usage(one_line(&e)))?;
+        }
         Ok(Backup {
             located,
             meta_state,
+            meta_text,
             source,
         })
     }
@@ -298,6 +382,15 @@ fn short(hash: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_advice_names_the_default_directory_only_when_it_was_the_default() {
+        let default = nothing_advice(Path::new(crate::settings::restore::DEFAULT_BACKUP_DIR));
+        assert!(default.contains("pass --backup-dir"), "{default}");
+        let given = nothing_advice(Path::new("/nonexistent/pgbak-backups"));
+        assert!(!given.contains("--backup-dir"), "{given}");
+        assert!(given.contains("does not exist"), "{given}");
+    }
 
     #[test]
     fn meta_is_the_sibling_of_a_dump() {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{AnomalyArgs, EncryptArgs, Mode, ObjectLockArgs, RetentionArgs, S3Args};
+use super::{AnomalyArgs, EncryptArgs, Mode, ObjectLockArgs, RetentionArgs, S3Args, ToolsArgs};
 use crate::settings::vars;
 
 #[derive(Debug, Args)]
@@ -33,6 +33,11 @@ pub struct BackupArgs {
     /// also PGBAK_NO_ROLE_PASSWORDS=true.
     #[arg(long)]
     pub no_role_passwords: bool,
+    /// Refuse to run without --encrypt-to (also PGBAK_REQUIRE_ENCRYPTION=true).
+    #[arg(long)]
+    pub require_encryption: bool,
+    #[command(flatten)]
+    pub env_file: super::EnvFileArgs,
 }
 
 /// What to dump and where it goes: the flags `pgbak backup` and `pgbak cron`
@@ -70,10 +75,26 @@ pub struct DumpArgs {
         value_name = "PATTERN"
     )]
     pub exclude_databases: Vec<String>,
+    /// The server's name in meta.json, groups, alerts and metrics (many servers may share a
+    /// bucket); default: the connection's host:port (the machine's name for a unix socket).
+    #[arg(long, env = vars::PGBAK_SERVER_NAME, value_name = "NAME")]
+    pub server_name: Option<String>,
     #[command(flatten)]
     pub encrypt: EncryptArgs,
     #[command(flatten)]
     pub s3: S3Args,
     #[command(flatten)]
     pub object_lock: ObjectLockArgs,
+    #[command(flatten)]
+    pub tools: ToolsArgs,
+    /// Longest wait for a table lock (pg_dump --lock-wait-timeout and pgbak's own catalog
+    /// queries): a session holding ACCESS EXCLUSIVE fails the backup after this, naming it.
+    #[arg(
+        long,
+        env = vars::PGBAK_LOCK_WAIT_TIMEOUT,
+        default_value = "10m",
+        value_name = "DURATION",
+        value_parser = super::parse_duration
+    )]
+    pub lock_wait_timeout: std::time::Duration,
 }

@@ -12,7 +12,9 @@ use crate::settings::vars;
 Groups are (database, mode, label); by default the unlabelled `full` groups are checked. \
 A group fails when it has no complete backup, its newest backup is older than --max-age, \
 its newest passed verification is older than --max-verified-age (or there is none), or the \
-last verify of any of its backups failed. A limit of 0 turns that check off.
+last verify of any of its backups failed. A limit of 0 turns that check off. The check also \
+fails when a server's newest `--all-databases` run is incomplete: a backup of it failed, or it \
+never finished within --max-run-duration (killed).
 
 Exit codes: 0 every group within limits; 1 a group is not (one line per group says why), \
 no backup was found, or the store could not be read; 2 bad usage.")]
@@ -25,8 +27,17 @@ pub struct CheckArgs {
     /// Only this database (repeatable); one with no backup at all fails the check.
     #[arg(long = "database", value_name = "NAME")]
     pub databases: Vec<String>,
-    /// Mode of the groups to check (a weekly schema job wants its own check with a longer --max-age).
-    #[arg(long, value_enum, default_value_t = Mode::Full)]
+    /// Mode of the groups to check: full, schema, data, or globals (the roles of
+    /// `--all-databases` runs; never verified, so only their age is checked). A weekly schema
+    /// job wants its own check with a longer --max-age.
+    #[arg(
+        long,
+        default_value = "full",
+        value_parser = clap::builder::TypedValueParser::map(
+            clap::builder::PossibleValuesParser::new(["full", "schema", "data", "globals"]),
+            |m: String| Mode::parse(&m).unwrap_or(Mode::Full)
+        )
+    )]
     pub mode: Mode,
     /// Check the groups with this label instead of the unlabelled ones.
     #[arg(long, value_name = "LABEL")]
@@ -49,6 +60,16 @@ pub struct CheckArgs {
         value_parser = parse_limit
     )]
     pub max_verified_age: std::time::Duration,
+    /// An `--all-databases` run with no end record this long after its start counts as killed
+    /// (the newest run of a server must be complete, or the check fails).
+    #[arg(
+        long,
+        env = vars::PGBAK_CHECK_MAX_RUN_DURATION,
+        default_value = "12h",
+        value_name = "DURATION",
+        value_parser = parse_limit
+    )]
+    pub max_run_duration: std::time::Duration,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -77,4 +98,6 @@ pub struct CheckArgs {
     pub check_config: bool,
     #[command(flatten)]
     pub s3_args: S3Args,
+    #[command(flatten)]
+    pub env_file: super::EnvFileArgs,
 }

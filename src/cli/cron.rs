@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser};
 
-use super::{AlertFormat, DecryptArgs, DumpArgs, HeartbeatKind};
+use super::{AlertFormat, DecryptArgs, DumpArgs, ExpectArgs, HeartbeatKind};
 use crate::settings::vars;
 
 #[derive(Debug, Args)]
@@ -65,6 +65,9 @@ pub struct CronArgs {
     /// Verify by restoring into a throwaway local cluster (initdb + postgres from the chosen bin dir).
     #[arg(long, conflicts_with = "verify_target_url")]
     pub verify_ephemeral: bool,
+    /// The tables verify expects besides each backup's own (see `pgbak verify --help`).
+    #[command(flatten)]
+    pub expect: ExpectArgs,
     #[command(flatten)]
     pub report: CronReportArgs,
     #[command(flatten)]

@@ -30,12 +30,12 @@ pub use self::cron::{CronArgs, CronReportArgs, CronReportOnly};
 pub use self::parse::{parse_duration, parse_limit};
 pub use self::restore::RestoreArgs;
 pub use self::shared::{
-    AnomalyArgs, BackupDirArgs, DecryptArgs, EncryptArgs, ObjectLockArgs, RetentionArgs, S3Args,
-    DEFAULT_BACKUP_DIR,
+    AnomalyArgs, BackupDirArgs, DecryptArgs, EncryptArgs, EnvFileArgs, ObjectLockArgs,
+    RetentionArgs, S3Args, ToolsArgs, DEFAULT_BACKUP_DIR,
 };
 pub use self::source::BackupSourceArgs;
 pub use self::store::{ListArgs, PruneArgs, UnpinArgs};
-pub use self::verify::VerifyArgs;
+pub use self::verify::{ExpectArgs, VerifyArgs};
 pub use crate::mode::Mode;
 pub use crate::settings::choices::{AlertFormat, HeartbeatKind, LockMode};
 use crate::settings::vars;
@@ -70,8 +70,9 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Directory holding pg_dump/pg_restore (must be at least the server's major version).
-    #[arg(long, global = true, env = vars::PGBAK_PG_BIN_DIR, value_name = "DIR")]
+    /// Accepted before the command too (`pgbak --pg-bin-dir DIR backup`), as it always was;
+    /// shown in the help of the commands that run the client tools.
+    #[arg(long, hide = true, value_name = "DIR")]
     pub pg_bin_dir: Option<PathBuf>,
     /// More detail, including the child commands run (never with passwords).
     #[arg(short, long, global = true, conflicts_with = "quiet")]
@@ -83,17 +84,9 @@ pub struct GlobalArgs {
     /// and databases removed, nothing half-written, exit 1. Off by default.
     #[arg(long, global = true, env = vars::PGBAK_TIMEOUT, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
-    /// Longest wait for a table lock (pg_dump --lock-wait-timeout and pgbak's own catalog
-    /// queries): a session holding ACCESS EXCLUSIVE fails the backup after this, naming it.
-    #[arg(
-        long,
-        global = true,
-        env = vars::PGBAK_LOCK_WAIT_TIMEOUT,
-        default_value = "10m",
-        value_name = "DURATION",
-        value_parser = parse_duration
-    )]
-    pub lock_wait_timeout: Duration,
+    /// Accepted before the command too, as `--pg-bin-dir` (see `pgbak backup --help`).
+    #[arg(long, hide = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub lock_wait_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,6 +120,10 @@ pub struct KeygenArgs {
     /// Write the identity here (created 0600, never overwritten); default: stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// A signing key instead (ed25519, OpenSSH format) for PGBAK_SIGNING_KEY_FILE; its public
+    /// key goes into the readers' PGBAK_TRUSTED_KEYS file.
+    #[arg(long)]
+    pub sign: bool,
 }
 
 #[derive(Debug, Args)]

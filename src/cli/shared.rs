@@ -106,12 +106,12 @@ pub struct S3Args {
 /// Client-side encryption of new backups with age.
 #[derive(Debug, Clone, Default, Args)]
 pub struct EncryptArgs {
-    /// Encrypt the backup to this age (age1...) or SSH (ssh-ed25519/ssh-rsa) public key;
-    /// repeatable (any one matching private key decrypts). Env: comma-separated.
+    /// Encrypt the backup to this age (age1...) or SSH (ssh-ed25519/ssh-rsa) public key, as it
+    /// is (an SSH key's comment may hold commas); repeatable (any one matching private key
+    /// decrypts). The variable takes several, separated by commas or newlines.
     #[arg(
         long = "encrypt-to",
         env = vars::PGBAK_AGE_RECIPIENTS,
-        value_delimiter = ',',
         value_name = "RECIPIENT"
     )]
     pub recipients: Vec<String>,
@@ -122,6 +122,30 @@ pub struct EncryptArgs {
         value_name = "FILE"
     )]
     pub recipients_file: Option<PathBuf>,
+    /// Sign each backup's meta.json with this ed25519 key (OpenSSH format, from
+    /// `pgbak keygen --sign`): a path, never the key itself. Readers trust it with --trusted-keys.
+    #[arg(long, env = vars::PGBAK_SIGNING_KEY_FILE, value_name = "FILE")]
+    pub signing_key_file: Option<PathBuf>,
+}
+
+/// `--env-file`: the settings of `pgbak cron`'s environment file, for the
+/// commands an operator runs by hand beside it (read at startup, before the
+/// command line is parsed: see `settings::startup`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct EnvFileArgs {
+    /// Read settings from this file first, as `pgbak cron --env-file` does (systemd
+    /// EnvironmentFile= syntax); variables already in the environment win.
+    #[arg(long = "env-file", env = vars::PGBAK_ENV_FILE, value_name = "PATH")]
+    pub path: Option<PathBuf>,
+}
+
+/// Where the client tools are: for the commands that run pg_dump or pg_restore
+/// (list, check, prune and unpin connect nowhere and do not show it).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ToolsArgs {
+    /// Directory holding pg_dump/pg_restore (must be at least the server's major version).
+    #[arg(long, env = vars::PGBAK_PG_BIN_DIR, value_name = "DIR")]
+    pub pg_bin_dir: Option<PathBuf>,
 }
 
 /// Reading encrypted (`.dump.age`) backups.
@@ -136,6 +160,14 @@ pub struct DecryptArgs {
     /// streamed job.
     #[arg(long, env = vars::PGBAK_SCRATCH_DIR, value_name = "DIR")]
     pub scratch_dir: Option<PathBuf>,
+    /// Refuse a backup that is not age-encrypted (also PGBAK_REQUIRE_ENCRYPTION=true; an
+    /// --identity-file implies it).
+    #[arg(long)]
+    pub require_encryption: bool,
+    /// File of OpenSSH ed25519 public keys (`.pub` or allowed_signers lines): only backups whose
+    /// meta.json is signed by one of them are verified or restored.
+    #[arg(long, env = vars::PGBAK_TRUSTED_KEYS, value_name = "FILE")]
+    pub trusted_keys: Option<PathBuf>,
 }
 
 /// Retention rules, shared by `backup`, `cron` and `prune`. A backup is kept

@@ -3,7 +3,7 @@
 
 use clap::Args;
 
-use super::{BackupDirArgs, DecryptArgs, S3Args};
+use super::{BackupDirArgs, DecryptArgs, S3Args, ToolsArgs};
 
 #[derive(Debug, Clone, Args)]
 pub struct BackupSourceArgs {
@@ -30,4 +30,8 @@ pub struct BackupSourceArgs {
     pub decrypt: DecryptArgs,
     #[command(flatten)]
     pub s3: S3Args,
+    #[command(flatten)]
+    pub tools: ToolsArgs,
+    #[command(flatten)]
+    pub env_file: super::EnvFileArgs,
 }

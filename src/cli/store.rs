@@ -15,11 +15,17 @@ pub struct ListArgs {
     /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// List the `--all-databases` runs instead (from their records): server, complete or
+    /// not and why, the databases meant.
+    #[arg(long)]
+    pub runs: bool,
     /// The rules whose verdict the RETENTION column shows.
     #[command(flatten)]
     pub retention: RetentionArgs,
     #[command(flatten)]
     pub s3_args: S3Args,
+    #[command(flatten)]
+    pub env_file: super::EnvFileArgs,
 }
 
 #[derive(Debug, Args)]
@@ -47,6 +53,8 @@ pub struct PruneArgs {
     pub retention: RetentionArgs,
     #[command(flatten)]
     pub s3_args: S3Args,
+    #[command(flatten)]
+    pub env_file: super::EnvFileArgs,
 }
 
 #[derive(Debug, Args)]
@@ -61,4 +69,6 @@ pub struct UnpinArgs {
     pub s3: bool,
     #[command(flatten)]
     pub s3_args: S3Args,
+    #[command(flatten)]
+    pub env_file: super::EnvFileArgs,
 }

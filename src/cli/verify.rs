@@ -7,6 +7,25 @@ use clap::Args;
 use super::{BackupSourceArgs, Mode};
 use crate::settings::vars;
 
+/// The tables a restored copy must hold besides those its meta.json recorded
+/// at dump time (which are always expected): shared by verify and cron.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ExpectArgs {
+    /// A table the restored copy must hold besides those meta.json recorded:
+    /// [DB:]SCHEMA.TABLE (a bare TABLE is in public; without DB: for every database).
+    /// Repeatable; the variable takes a comma-separated list.
+    #[arg(
+        long = "expect-table",
+        env = vars::PGBAK_EXPECT_TABLES,
+        value_delimiter = ',',
+        value_name = "[DB:]SCHEMA.TABLE"
+    )]
+    pub tables: Vec<String>,
+    /// File of such tables, one per line (`#` comments), added to --expect-table.
+    #[arg(long = "expect-tables-file", env = vars::PGBAK_EXPECT_TABLES_FILE, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Without BACKUP_FILE: verify the newest backup of this mode.
@@ -20,12 +39,8 @@ pub struct VerifyArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Expected table (SCHEMA.TABLE), repeatable; replaces the 13 application tables.
-    #[arg(long = "expect-table", value_name = "SCHEMA.TABLE")]
-    pub expect_tables: Vec<String>,
-    /// File with one expected SCHEMA.TABLE per line; replaces the 13 application tables.
-    #[arg(long, value_name = "FILE")]
-    pub expect_tables_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub expect: ExpectArgs,
     /// Restore into this server instead of the source server (its URL; the password may be in it).
     #[arg(
         long,

@@ -31,6 +31,7 @@ pub async fn backup(
     fsio::ensure_dir(&job.output_dir)?;
     let client = signals.guard(client::connect(&job.conn)).await?;
     let server = client::server_version(&client).await?;
+    let identity = super::backup::server_identity(job, &client).await;
     drop(client);
     let tools = tools::find(job.pg_bin_dir.as_deref(), server.major(), &server.text)?;
 
@@ -39,7 +40,7 @@ pub async fn backup(
         ui::warn(note);
     }
 
-    let (mut output, file) = Output::reserve(job, Mode::Globals, began)?;
+    let (mut output, file) = Output::reserve(job, Mode::Globals, began, &identity, signals).await?;
     let s3 = output
         .start_upload(job, Some(sql.len() as u64), signals)
         .await?;
@@ -62,7 +63,7 @@ pub async fn backup(
         .await?;
     let meta = Meta {
         globals: Some(info),
-        ..output.meta(job, &pumped, &server, &tools)
+        ..output.meta(job, &pumped, &server, &identity, &tools)
     };
     let (made, upload_failure) = output.commit(job, sinks.file, meta, signals).await?;
     if let Some(err) = upload_failure {
@@ -126,52 +127,76 @@ async fn dump_globals(
     Ok((out.stdout, info))
 }
 
-/// `verify --ephemeral`: replays the globals that belong with `located` (of the
-/// same `--all-databases` run, else the newest globals backup beside it) into
-/// the throwaway cluster, so the restore runs with owners and privileges and
+/// `verify --ephemeral`: replays the globals that belong with `located` (of
+/// the same server: the same `--all-databases` run, else its newest globals
+/// backup beside it, in its directory or under its S3 prefix) into the
+/// throwaway cluster, so the restore runs with owners and privileges and
 /// grants and row-level-security policies `TO` a role are restored and
-/// checked too. True when every role the backup needs is then there.
+/// checked too. The globals are held to the same trust as the backup. True
+/// when every role the backup needs is then there.
 pub async fn into_ephemeral(
     client: &tokio_postgres::Client,
+    conn: &crate::pg::url::ConnSettings,
     located: &crate::archive::Located,
     meta: Option<&Meta>,
-    identity_file: Option<&std::path::Path>,
+    decrypt: &crate::archive::Decrypt,
+    encrypted: bool,
+    signals: &mut Signals,
 ) -> bool {
     let Some((meta, needed)) = meta.and_then(|m| m.roles.as_ref().map(|r| (m, r))) else {
         return false;
     };
-    let Some((path, globals)) = beside(located, meta) else {
+    let found = match &located.s3_origin {
+        Some((settings, key)) => beside_in_bucket(settings, key, meta).await,
+        None => beside(located, meta),
+    };
+    let Some((path, globals, _download)) = found else {
         ui::info("no globals backup beside this backup: restoring without owners and privileges");
         return false;
     };
-    let sql = match crate::pipeline::hash_file(&path) {
-        Ok((sha256, _)) if sha256 == globals.sha256 => {
-            // An encrypted globals file is decrypted in memory.
-            crate::encryption::decrypt::Source::open(&path, Some(&globals), identity_file, None)
-                .and_then(|source| source.read_all())
-                .and_then(|bytes| String::from_utf8(bytes).context("not UTF-8 text"))
-                .map_err(|err| {
-                    format!(
-                        "{} cannot be read ({})",
-                        path.display(),
-                        crate::error::one_line(&err)
-                    )
-                })
-        }
-        _ => Err(format!("{} does not match its meta.json", path.display())),
+    // Held to the same trust as the backup: encrypted when it is, signed when
+    // signatures are required.
+    let decrypt = crate::archive::Decrypt {
+        scratch_dir: None,
+        run_encrypted: decrypt.run_encrypted || encrypted,
+        ..decrypt.clone()
     };
-    let sql = match sql {
-        Ok(sql) => sql,
+    let parsed = read_trusted(&path, &decrypt).and_then(|sql| {
+        crate::pg::globals::parse::Globals::parse(&sql).map_err(|refused| {
+            format!(
+                "it holds what pg_dumpall --globals-only never writes ({}), so none of it runs",
+                refused
+                    .iter()
+                    .map(|(n, r)| format!("statement {n}: {r}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })
+    });
+    let parsed = match parsed {
+        Ok(parsed) => parsed,
         Err(why) => {
-            ui::warn(&format!("{why}: restoring without owners and privileges"));
+            ui::warn(&format!(
+                "{} cannot be used ({why}): restoring without owners and privileges",
+                globals.file
+            ));
             return false;
         }
     };
-    match crate::pg::globals::apply(client, &sql).await {
+    let Ok(present) = client::role_names(client).await else {
+        return false;
+    };
+    let replay = crate::pg::globals::Replay {
+        globals: &parsed,
+        pre_existing: &present,
+        reset: false,
+        lock_wait_timeout: std::time::Duration::from_secs(60),
+    };
+    match crate::pg::globals::apply(client, conn, &replay, signals).await {
         Ok(applied) => {
             ui::info(&format!(
-                "globals from {} restored into the throwaway cluster ({} role(s))",
-                path.display(),
+                "globals {} restored into the throwaway cluster ({} role(s))",
+                globals.file,
                 applied.created_roles.len()
             ));
             for failure in &applied.failed {
@@ -189,16 +214,38 @@ pub async fn into_ephemeral(
     }
 }
 
-/// The globals backup for `meta`'s dump in its directory: same run, else the newest.
-fn beside(located: &crate::archive::Located, meta: &Meta) -> Option<(std::path::PathBuf, Meta)> {
-    let dir = located.dump.parent()?;
-    let mut found: Vec<(std::path::PathBuf, Meta)> = crate::storage::local::LocalStore::new(dir)
-        .list()
-        .ok()?
-        .into_iter()
-        .filter(|b| b.is_complete() && b.name.mode == Mode::Globals)
-        .filter_map(|b| Meta::read(&b.meta).ok().map(|m| (b.dump, m)))
-        .collect();
+/// A globals backup's SQL, once it is shown to be authentic
+/// ([`crate::archive::Backup::authentic`]) and to match its meta.json
+/// (decrypted in memory when encrypted); why not, in words.
+fn read_trusted(
+    path: &std::path::Path,
+    decrypt: &crate::archive::Decrypt,
+) -> Result<String, String> {
+    let words = |err: anyhow::Error| crate::error::one_line(&err);
+    let backup = crate::archive::Backup::open(crate::archive::Located::local(path), decrypt)
+        .map_err(words)?;
+    backup.authentic(decrypt).map_err(|u| u.to_string())?;
+    let meta = backup
+        .meta()
+        .ok_or("its meta.json is missing or unreadable")?;
+    match crate::pipeline::hash_file(path) {
+        Ok((sha256, _)) if sha256 == meta.sha256 => {}
+        _ => return Err("it does not match its meta.json".to_owned()),
+    }
+    let bytes = backup.source.read_all().map_err(words)?;
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
+}
+
+/// A globals backup found for a dump: its local file (with its meta.json
+/// beside it, as stored), its meta.json, and the temporary directory of a
+/// download (removed when dropped).
+type Found = (std::path::PathBuf, Meta, Option<tempfile::TempDir>);
+
+/// Of the globals backups beside a dump, those of its server (a shared
+/// place holds other servers' globals too; backups that record no server
+/// go with each other): the one of its run, else the newest.
+fn pick<T>(mut found: Vec<(T, Meta)>, meta: &Meta) -> Option<(T, Meta)> {
+    found.retain(|(_, m)| m.server == meta.server);
     if let Some(run) = &meta.cluster_run {
         if let Some(i) = found
             .iter()
@@ -208,4 +255,63 @@ fn beside(located: &crate::archive::Located, meta: &Meta) -> Option<(std::path::
         }
     }
     found.pop()
+}
+
+/// The globals backup for `meta`'s dump in its directory.
+fn beside(located: &crate::archive::Located, meta: &Meta) -> Option<Found> {
+    let dir = located.dump.parent()?;
+    let found: Vec<(std::path::PathBuf, Meta)> = crate::storage::local::LocalStore::new(dir)
+        .list()
+        .ok()?
+        .into_iter()
+        .filter(|b| b.is_complete() && b.name.mode == Mode::Globals)
+        .filter_map(|b| Meta::read(&b.meta).ok().map(|m| (b.dump, m)))
+        .collect();
+    pick(found, meta).map(|(path, m)| (path, m, None))
+}
+
+/// The globals backup for `meta`'s dump under the S3 prefix of `key`,
+/// downloaded with its meta.json (checked against it) into a private
+/// download directory (`crate::archive::fetch_dir`).
+async fn beside_in_bucket(
+    settings: &crate::storage::s3::S3Settings,
+    key: &str,
+    meta: &Meta,
+) -> Option<Found> {
+    use crate::storage::BackupStore;
+    let mut here = settings.clone();
+    here.prefix = key
+        .rsplit_once('/')
+        .map_or_else(String::new, |(dir, _)| format!("{dir}/"));
+    let store = match crate::storage::s3::connect(here).await {
+        Ok(store) => store,
+        Err(err) => {
+            ui::warn(&format!(
+                "looking for the globals beside {key}: {}",
+                crate::error::one_line(&err)
+            ));
+            return None;
+        }
+    };
+    let mut found = Vec::new();
+    for b in store.list().await.ok()? {
+        if b.is_complete() && b.name.mode == Mode::Globals {
+            if let Ok(Some(m)) = store.load_meta(&b.name).await {
+                found.push((b.dump_key.clone(), m));
+            }
+        }
+    }
+    let (dump_key, m) = pick(found, meta)?;
+    let temp = crate::archive::fetch_dir::create().ok()?;
+    match crate::storage::s3::fetch_backup(&store, &dump_key, temp.path()).await {
+        Ok(fetched) => Some((fetched.dump, m, Some(temp))),
+        Err(err) => {
+            ui::warn(&format!(
+                "downloading the globals {}: {}",
+                store.uri(&dump_key),
+                crate::error::one_line(&err)
+            ));
+            None
+        }
+    }
 }

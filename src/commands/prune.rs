@@ -2,16 +2,18 @@
 //! prefix without making a backup; `--dry-run` shows each backup with
 //! keep/delete and the rules that keep it.
 //!
-//! Steps: resolve the rules; apply them to the local directory (unless
-//! `--no-local`), then to the S3 prefix with `--s3` (a backup verified or
-//! pinned locally counts as such there too); print the decisions.
+//! Steps: resolve the rules; apply them to the S3 prefix with `--s3`, and
+//! to the local directory (unless `--no-local`): each store honours the
+//! verdicts and pins the other records ([`apply::both`]); groups are
+//! (server, database, mode, label), the database as meta.json names it;
+//! print the decisions.
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 use chrono::Utc;
 
-use crate::retention::apply::{self, Marks, Outcome, Scope};
+use crate::retention::apply::{self, Outcome, Remote, Scope};
 use crate::settings::commands::{Output, PruneSettings};
 use crate::storage::local::LocalStore;
 use crate::storage::s3;
@@ -25,27 +27,25 @@ pub async fn run(settings: PruneSettings) -> Result<ExitCode> {
         settings.policy
     ));
     let now = Utc::now();
-    let mut scope = Scope {
+    let scope = Scope {
         policy: &settings.policy,
         just_made: None,
         database: None,
         dry_run,
         store: "local",
     };
-    let mut outcomes: Vec<Outcome> = Vec::new();
-    let mut marks = Marks::default();
-    if let Some(dir) = &settings.local {
-        let local = LocalStore::new(dir);
-        let applied = apply::apply(&local, &scope, &Marks::default(), now).await?;
-        outcomes.extend(applied.outcomes);
-        marks = applied.marks;
-    }
-    if let Some(s3_settings) = settings.s3.clone() {
-        let store = s3::connect(s3_settings).await?;
-        scope.store = "s3";
-        let applied = apply::apply(&store, &scope, &marks, now).await?;
-        outcomes.extend(applied.outcomes);
-    }
+    let local = settings.local.as_deref().map(LocalStore::new);
+    let store = match settings.s3.clone() {
+        Some(s3_settings) => Some(s3::connect(s3_settings).await?),
+        None => None,
+    };
+    let remote = store.as_ref().map(|store| Remote { store, apply: true });
+    let (local, remote) = apply::both(local.as_ref(), remote, &scope, now).await?;
+    let outcomes: Vec<Outcome> = local
+        .into_iter()
+        .chain(remote)
+        .flat_map(|a| a.outcomes)
+        .collect();
 
     match settings.output {
         Output::Json => ui::stdout_line(&serde_json::to_string_pretty(&outcomes)?),

@@ -109,6 +109,12 @@ impl Source {
         self.identities.is_some()
     }
 
+    /// The keys that opened an encrypted backup (they open its meta.json's
+    /// sealed section too).
+    pub fn identities(&self) -> Option<&Identities> {
+        self.identities.as_deref()
+    }
+
     /// The archive header, read through the decryption when encrypted. A
     /// header that is not a custom archive's, or bytes that do not decrypt,
     /// are a [`crate::error::Finding`].

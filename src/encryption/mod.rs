@@ -9,6 +9,7 @@
 //! not fit.
 
 pub mod decrypt;
+pub mod seal;
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -114,8 +115,7 @@ impl Recipients {
     pub fn resolve(given: &[String], file: Option<&Path>) -> Result<Option<Recipients>> {
         let mut lines: Vec<(String, String)> = given
             .iter()
-            .map(|g| g.trim())
-            .filter(|g| !g.is_empty())
+            .flat_map(|g| split_recipients(g))
             .map(|g| {
                 (
                     "--encrypt-to / PGBAK_AGE_RECIPIENTS".to_owned(),
@@ -158,6 +158,32 @@ impl Recipients {
         age::Encryptor::with_recipients(self.keys.iter().map(Recipient::as_dyn))
             .map_err(|e| anyhow::anyhow!("setting up age encryption: {e}"))
     }
+}
+
+/// The recipients of one value: a key as it is, or several separated by
+/// commas or newlines (`PGBAK_AGE_RECIPIENTS=age1...,age1...`). A comma
+/// splits only where a key starts after it, so an SSH key whose comment
+/// holds a comma (`ssh-ed25519 AAAA... ops, backups`) stays one key.
+pub fn split_recipients(value: &str) -> Vec<String> {
+    const STARTS: &[&str] = &["age1", "ssh-", "sk-ssh-", "AGE-SECRET-KEY-"];
+    let mut keys: Vec<String> = Vec::new();
+    for piece in value.split([',', '\n']) {
+        let trimmed = piece.trim();
+        let starts_key = STARTS.iter().any(|s| {
+            trimmed
+                .to_ascii_uppercase()
+                .starts_with(&s.to_ascii_uppercase())
+        });
+        match keys.last_mut() {
+            Some(last) if !starts_key && !trimmed.is_empty() => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ if trimmed.is_empty() => {}
+            _ => keys.push(trimmed.to_owned()),
+        }
+    }
+    keys.iter().map(|k| k.trim().to_owned()).collect()
 }
 
 /// The meaningful lines of a recipients file: trimmed, no blanks, no `#` comments.
@@ -343,6 +369,28 @@ mod tests {
         ] {
             assert!(parse_recipient(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_value_splits_only_where_a_key_starts() {
+        let cases: [(&str, &[&str]); 6] = [
+            ("age1a", &["age1a"]),
+            ("age1a,age1b", &["age1a", "age1b"]),
+            (" age1a ,\n age1b\n", &["age1a", "age1b"]),
+            (
+                "ssh-ed25519 AAAA ops, backups@x",
+                &["ssh-ed25519 AAAA ops, backups@x"],
+            ),
+            (
+                "age1a,ssh-ed25519 AAAA a,b,age1c",
+                &["age1a", "ssh-ed25519 AAAA a,b", "age1c"],
+            ),
+            ("hello, world", &["hello, world"]),
+        ];
+        for (value, want) in cases {
+            assert_eq!(split_recipients(value), want, "{value:?}");
+        }
+        assert!(split_recipients(" , ").is_empty());
     }
 
     #[test]

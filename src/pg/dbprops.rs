@@ -1,5 +1,6 @@
 //! A database's own properties (owner, encoding and locale, `ALTER DATABASE
-//! ... SET`, `ALTER ROLE ... IN DATABASE ... SET`, ACL, comment) re-applied
+//! ... SET`, `ALTER ROLE ... IN DATABASE ... SET`, ACL, comment, connection
+//! limit, default tablespace) re-applied
 //! when restore creates the database. pg_dump without `--create` leaves them
 //! out and `pg_dumpall --globals-only` does not carry them either, so backup
 //! records them in meta.json and this module turns them back into SQL.
@@ -9,6 +10,11 @@
 //! target) cannot use them, and one failing `CREATE DATABASE` (a locale the
 //! new server lacks) stops the whole restore. Here each property is applied on
 //! its own and whatever cannot be is named in the summary, never dropped silently.
+//!
+//! The values come from meta.json, so from the bucket: [`super::meta_values`]
+//! checks every one against what PostgreSQL allows, names and literals are
+//! quoted, and each statement is sent alone through the extended protocol,
+//! which refuses a second statement in the same text.
 
 use std::collections::BTreeSet;
 
@@ -16,6 +22,7 @@ use anyhow::{anyhow, Result};
 use tokio_postgres::Client;
 
 use super::client::{quote_ident, quote_literal};
+use crate::error::usage;
 use crate::meta::{DatabaseProperties, DatabaseSetting};
 
 /// Settings whose value is a list of (double-quoted when needed) names;
@@ -147,6 +154,13 @@ pub async fn create_database(
     roles: &BTreeSet<String>,
     owners: bool,
 ) -> Result<Vec<String>> {
+    // Checked by restore before anything was touched; checked again here, so
+    // no caller can hand a value from the bucket to SQL unchecked.
+    super::meta_values::check_name(database)
+        .map_err(|why| usage(format!("the database name {database:?} {why}")))?;
+    if let Some(props) = props {
+        super::meta_values::check_properties(props).map_err(usage)?;
+    }
     let mut skipped = create(admin, database, props).await?;
     let Some(props) = props else {
         skipped.push(
@@ -156,11 +170,17 @@ pub async fn create_database(
         );
         return Ok(skipped);
     };
-    for step in property_steps(database, props, roles, owners) {
+    let tablespaces = tablespaces(admin).await?;
+    let placed = placement_steps(database, props, &tablespaces);
+    for step in placed
+        .into_iter()
+        .chain(property_steps(database, props, roles, owners))
+    {
         match step {
             Step::Skip(why) => skipped.push(why),
             Step::Run { sql, what } => {
-                if let Err(e) = admin.batch_execute(&sql).await {
+                // One statement each (the extended protocol takes no more).
+                if let Err(e) = admin.execute(sql.as_str(), &[]).await {
                     skipped.push(format!("{what}: {}", message(&e)));
                 }
             }
@@ -177,7 +197,7 @@ async fn create(
     props: Option<&DatabaseProperties>,
 ) -> Result<Vec<String>> {
     let Err(err) = admin
-        .batch_execute(&create_statement(database, props))
+        .execute(create_statement(database, props).as_str(), &[])
         .await
     else {
         return Ok(Vec::new());
@@ -187,7 +207,7 @@ async fn create(
         return Err(anyhow!("creating {quoted}: {}", message(&err)));
     };
     admin
-        .batch_execute(&create_statement(database, None))
+        .execute(create_statement(database, None).as_str(), &[])
         .await
         .map_err(|e| anyhow!("creating {quoted}: {}", message(&e)))?;
     Ok(vec![format!(
@@ -197,6 +217,59 @@ async fn create(
         p.locale_provider,
         message(&err)
     )])
+}
+
+/// The tablespaces of the target server.
+async fn tablespaces(admin: &Client) -> Result<BTreeSet<String>> {
+    let rows = admin
+        .query("SELECT spcname::text FROM pg_catalog.pg_tablespace", &[])
+        .await
+        .map_err(|e| anyhow!("reading the server's tablespaces: {}", message(&e)))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The steps right after `CREATE DATABASE`, before anything is restored into
+/// it (moving an empty database is cheap): its default tablespace, when it
+/// was not `pg_default` and the target has one of that name (else a named
+/// skip: the database stays in the server's default), and its connection
+/// limit. Pure; meta.json's values reach SQL only as a checked integer and
+/// a quoted identifier.
+pub fn placement_steps(
+    database: &str,
+    props: &DatabaseProperties,
+    tablespaces: &BTreeSet<String>,
+) -> Vec<Step> {
+    let quoted = quote_ident(database);
+    let mut steps = Vec::new();
+    if let Some(space) = props.tablespace.as_deref().filter(|s| *s != "pg_default") {
+        let what = format!("default tablespace {space}");
+        steps.push(if tablespaces.contains(space) {
+            Step::Run {
+                sql: format!(
+                    "ALTER DATABASE {quoted} SET TABLESPACE {}",
+                    quote_ident(space)
+                ),
+                what,
+            }
+        } else {
+            Step::Skip(format!(
+                "{what} (no such tablespace here: the database is in the server's default \
+                 tablespace; create it and run ALTER DATABASE {quoted} SET TABLESPACE {})",
+                quote_ident(space)
+            ))
+        });
+    }
+    match props.connection_limit {
+        None | Some(-1) => {}
+        Some(limit) if limit >= 0 => steps.push(Step::Run {
+            sql: format!("ALTER DATABASE {quoted} CONNECTION LIMIT {limit}"),
+            what: format!("connection limit {limit}"),
+        }),
+        Some(limit) => steps.push(Step::Skip(format!(
+            "connection limit {limit} (not a limit PostgreSQL takes)"
+        ))),
+    }
+    steps
 }
 
 /// One step of re-applying a database's properties: a statement (and what
@@ -349,6 +422,57 @@ mod tests {
     }
 
     #[test]
+    fn placement_moves_the_database_and_limits_connections_or_says_why_not() {
+        let props = |space: Option<&str>, limit: Option<i32>| DatabaseProperties {
+            owner: "app".into(),
+            encoding: "UTF8".into(),
+            collate: "C".into(),
+            ctype: "C".into(),
+            locale_provider: "libc".into(),
+            locale: None,
+            settings: vec![],
+            acl: None,
+            comment: None,
+            connection_limit: limit,
+            tablespace: space.map(str::to_owned),
+        };
+        let here: BTreeSet<String> = ["pg_default".to_owned(), "fast \"ssd\"".to_owned()].into();
+        let sql = |steps: Vec<Step>| -> Vec<String> {
+            steps
+                .into_iter()
+                .map(|s| match s {
+                    Step::Run { sql, .. } => sql,
+                    Step::Skip(why) => format!("SKIP {why}"),
+                })
+                .collect()
+        };
+        assert!(
+            placement_steps("d", &props(None, None), &here).is_empty(),
+            "older backups"
+        );
+        assert!(placement_steps("d", &props(Some("pg_default"), Some(-1)), &here).is_empty());
+        assert_eq!(
+            sql(placement_steps(
+                "my db",
+                &props(Some("fast \"ssd\""), Some(7)),
+                &here
+            )),
+            [
+                "ALTER DATABASE \"my db\" SET TABLESPACE \"fast \"\"ssd\"\"\"",
+                "ALTER DATABASE \"my db\" CONNECTION LIMIT 7",
+            ]
+        );
+        let missing = sql(placement_steps("d", &props(Some("gone"), Some(0)), &here));
+        assert!(
+            missing[0].starts_with("SKIP default tablespace gone (no such tablespace here"),
+            "{missing:?}"
+        );
+        assert_eq!(missing[1], "ALTER DATABASE \"d\" CONNECTION LIMIT 0");
+        let odd = sql(placement_steps("d", &props(None, Some(-5)), &here));
+        assert!(odd[0].starts_with("SKIP connection limit -5"), "{odd:?}");
+    }
+
+    #[test]
     fn create_carries_encoding_and_locale() {
         let props = DatabaseProperties {
             owner: "app".into(),
@@ -360,6 +484,8 @@ mod tests {
             settings: vec![],
             acl: None,
             comment: None,
+            connection_limit: None,
+            tablespace: None,
         };
         assert_eq!(
             create_statement("x", Some(&props)),
@@ -406,6 +532,8 @@ mod tests {
                 },
             ]),
             comment: Some("it's".into()),
+            connection_limit: Some(-1),
+            tablespace: Some("pg_default".into()),
         };
         let roles: BTreeSet<String> = ["app".to_owned()].into();
         let run = |sql: &str| Step::Run {

@@ -1,16 +1,25 @@
 //! `--pause-replay`: WAL replay on a hot standby paused while pg_dump runs,
 //! so the standby never cancels the dump to apply changes from the primary
 //! (a recovery conflict), as pg_back does. Replay is resumed on every exit
-//! path; a run killed with SIGKILL leaves a marker file that the next backup
-//! into the same directory finds, and it resumes replay then.
+//! path; a run killed with SIGKILL leaves a marker that the next backup of
+//! the same server finds, and it resumes replay then.
 //!
-//! The marker is `<output dir>/.pgbak-replay-paused.<pid>`, locked (flock)
-//! while its run lives. Replay is resumed only when no live run's marker
-//! remains, so two backups of one standby (the daily full and a schema job)
-//! never resume each other's pause.
+//! The marker lives in the authoritative store ([`Markers`]): under the S3
+//! prefix when one is configured (the next run may be another pod with
+//! another, empty directory), else in the output directory; a marker that
+//! cannot be written to the bucket falls back to the directory. It is
+//! `.pgbak-replay-paused.<server tag>.<run>`; markers from older versions
+//! (`.pgbak-replay-paused.<pid>` in the directory) are honoured too.
+//!
+//! Whether a run that paused replay still lives is asked of the standby
+//! itself, not of a file lock (which only its own host could see): every
+//! pausing run holds a shared advisory lock in its session there, and a
+//! killed run's session ends with it. Replay is resumed only when a marker
+//! says pgbak paused it and no live run holds that lock, so two backups of
+//! one standby (the daily full and a schema job) never resume each other's
+//! pause, and a pause an operator made by hand is left alone.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -19,32 +28,132 @@ use tokio_postgres::Client;
 use super::client;
 use super::url::ConnSettings;
 use crate::storage::fsio;
+use crate::storage::s3::Store;
 use crate::ui;
 
 const MARKER_PREFIX: &str = ".pgbak-replay-paused.";
+/// The advisory lock (two int4 keys) every pausing run holds, shared.
+const LOCK_KEYS: (i32, i32) = (0x7067_6261, 0x7265_706c);
+
+/// Where this server's markers are kept: the directory, and the S3 prefix
+/// when one is configured (then the authoritative store).
+pub struct Markers {
+    pub dir: PathBuf,
+    pub s3: Option<Store>,
+    /// The server's tag ([`crate::storage::server_tag`]): markers of other
+    /// servers sharing the directory or prefix are not this server's.
+    pub server: String,
+}
+
+/// One marker found or written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Marker {
+    File(PathBuf),
+    Key(String),
+}
+
+impl Markers {
+    fn name_prefix(&self) -> String {
+        format!("{MARKER_PREFIX}{}.", self.server)
+    }
+
+    /// This server's markers in the directory (and the untagged ones older
+    /// versions wrote) and under the prefix. A prefix that cannot be listed
+    /// is named in a warning.
+    async fn list(&self) -> Vec<Marker> {
+        let mine = self.name_prefix();
+        let mut found: Vec<Marker> = std::fs::read_dir(&self.dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        name.starts_with(&mine) || legacy_marker(&name)
+                    })
+                    .map(|e| Marker::File(e.path()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(store) = &self.s3 {
+            match store.keys_with(&store.key_for(&mine)).await {
+                Ok(keys) => found.extend(keys.into_iter().map(Marker::Key)),
+                Err(err) => ui::warn(&format!(
+                    "cannot look for paused-replay markers under {}: {}",
+                    store.uri(&store.settings.prefix),
+                    crate::error::one_line(&err)
+                )),
+            }
+        }
+        found
+    }
+
+    /// Writes this run's marker: to the bucket when there is one, else (or
+    /// when that fails) to the directory.
+    async fn write(&self) -> Result<Marker> {
+        let run = format!(
+            "{}-{}-{}",
+            crate::settings::host_name()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect::<String>(),
+            std::process::id(),
+            chrono::Utc::now().timestamp_millis()
+        );
+        let name = format!("{}{run}", self.name_prefix());
+        let body = format!(
+            "{{\"host\": {:?}, \"pid\": {}}}\n",
+            crate::settings::host_name(),
+            std::process::id()
+        );
+        if let Some(store) = &self.s3 {
+            let key = store.key_for(&name);
+            match store.put_small(&key, body.clone().into_bytes()).await {
+                Ok(()) => return Ok(Marker::Key(key)),
+                Err(err) => ui::warn(&format!(
+                    "cannot write the paused-replay marker to the bucket, writing it to {}: {}",
+                    self.dir.display(),
+                    crate::error::one_line(&err)
+                )),
+            }
+        }
+        let path = self.dir.join(&name);
+        fsio::write_atomic(&path, body.as_bytes())
+            .with_context(|| format!("creating {}", path.display()))?;
+        Ok(Marker::File(path))
+    }
+
+    async fn remove(&self, markers: &[Marker]) {
+        let mut keys = Vec::new();
+        for marker in markers {
+            match marker {
+                Marker::File(path) => {
+                    let _ = std::fs::remove_file(path);
+                }
+                Marker::Key(key) => keys.push(key.clone()),
+            }
+        }
+        if let (Some(store), false) = (&self.s3, keys.is_empty()) {
+            if let Err(err) = store.delete_keys(&keys).await {
+                ui::warn(&format!(
+                    "removing paused-replay markers: {}",
+                    crate::error::one_line(&err)
+                ));
+            }
+        }
+    }
+}
+
+/// `.pgbak-replay-paused.<pid>`: a marker pgbak wrote before markers named their server.
+fn legacy_marker(name: &str) -> bool {
+    name.strip_prefix(MARKER_PREFIX)
+        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+}
 
 /// A pause this run holds; [`ReplayPause::end`] resumes replay.
 pub struct ReplayPause {
     client: Client,
-    dir: PathBuf,
-    marker: PathBuf,
-    _lock: File,
-}
-
-/// Markers in `dir`: (path, whether a live run holds it).
-fn markers(dir: &Path) -> Vec<(PathBuf, bool)> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(MARKER_PREFIX))
-        .map(|e| {
-            let path = e.path();
-            let live = File::open(&path).is_ok_and(|f| f.try_lock().is_err());
-            (path, live)
-        })
-        .collect()
+    markers: Markers,
+    marker: Marker,
 }
 
 async fn resume(client: &Client) -> Result<()> {
@@ -54,57 +163,75 @@ async fn resume(client: &Client) -> Result<()> {
         .context("resuming WAL replay (pg_wal_replay_resume())")
 }
 
-/// Resumes replay paused by runs that died (SIGKILL, power loss) before they
-/// could resume it: their markers are removed, and replay resumed when no
-/// live run still wants it paused.
-pub async fn resume_leftovers(dir: &Path, client: &Client) {
-    let all = markers(dir);
-    let dead: Vec<&PathBuf> = all
-        .iter()
-        .filter(|(_, live)| !live)
-        .map(|(p, _)| p)
-        .collect();
-    if dead.is_empty() {
+/// Sessions other than this one that hold the pausing runs' lock: live runs
+/// that want replay paused.
+async fn others_pausing(client: &Client) -> Result<i64> {
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM pg_catalog.pg_locks
+              WHERE locktype = 'advisory' AND granted AND objsubid = 2
+                AND classid = $1::int::oid AND objid = $2::int::oid
+                AND pid <> pg_catalog.pg_backend_pid()",
+            &[&LOCK_KEYS.0, &LOCK_KEYS.1],
+        )
+        .await
+        .context("asking the standby which pgbak runs pause its replay")?;
+    Ok(row.get(0))
+}
+
+/// Resumes replay paused by runs that died (SIGKILL, power loss, a pod
+/// evicted) before they could resume it: when a marker says pgbak paused
+/// it and no live run still wants it paused, replay is resumed and the
+/// markers removed.
+pub async fn resume_leftovers(markers: &Markers, client: &Client) {
+    let found = markers.list().await;
+    if found.is_empty() {
         return;
     }
-    if all.iter().all(|(_, live)| !live) {
-        ui::warn(
-            "WAL replay on this standby was left paused by a pgbak run that died: resuming it",
-        );
-        if let Err(err) = resume(client).await {
+    match others_pausing(client).await {
+        Ok(0) => {}
+        Ok(_) => return,
+        Err(err) => {
             ui::warn(&crate::error::one_line(&err));
             return;
         }
     }
-    for path in dead {
-        let _ = std::fs::remove_file(path);
+    ui::warn("WAL replay on this standby was left paused by a pgbak run that died: resuming it");
+    if let Err(err) = resume(client).await {
+        ui::warn(&crate::error::one_line(&err));
+        return;
     }
+    markers.remove(&found).await;
 }
 
 impl ReplayPause {
-    /// Pauses WAL replay on the standby `conn` points at, marker first.
-    pub async fn begin(dir: &Path, conn: &ConnSettings) -> Result<ReplayPause> {
+    /// Pauses WAL replay on the standby `conn` points at: the leftovers of
+    /// dead runs first, then this run's lock and marker, then the pause.
+    pub async fn begin(markers: Markers, conn: &ConnSettings) -> Result<ReplayPause> {
         let client = client::connect(conn).await?;
-        resume_leftovers(dir, &client).await;
-        let marker = dir.join(format!("{MARKER_PREFIX}{}", std::process::id()));
-        let _ = std::fs::remove_file(&marker);
-        let lock =
-            fsio::create_new(&marker).with_context(|| format!("creating {}", marker.display()))?;
-        lock.try_lock()
-            .map_err(std::io::Error::other)
-            .with_context(|| format!("locking {}", marker.display()))?;
+        resume_leftovers(&markers, &client).await;
+        client
+            .execute(
+                "SELECT pg_catalog.pg_advisory_lock_shared($1, $2)",
+                &[&LOCK_KEYS.0, &LOCK_KEYS.1],
+            )
+            .await
+            .context("--pause-replay: taking the pausing runs' advisory lock")?;
+        let marker = markers.write().await?;
         let pause = ReplayPause {
             client,
-            dir: dir.to_path_buf(),
+            markers,
             marker,
-            _lock: lock,
         };
         if let Err(err) = pause
             .client
             .batch_execute("SELECT pg_wal_replay_pause()")
             .await
         {
-            let _ = std::fs::remove_file(&pause.marker);
+            pause
+                .markers
+                .remove(std::slice::from_ref(&pause.marker))
+                .await;
             let denied =
                 err.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE);
             let detail = err
@@ -139,26 +266,41 @@ impl ReplayPause {
 
     /// Resumes replay unless another live run still holds a pause; never fails the run.
     pub async fn end(self) {
-        let others_live = markers(&self.dir)
-            .iter()
-            .any(|(path, live)| *live && *path != self.marker);
-        if others_live {
-            let _ = std::fs::remove_file(&self.marker);
+        let others = others_pausing(&self.client).await.unwrap_or(0);
+        if others > 0 {
+            self.markers
+                .remove(std::slice::from_ref(&self.marker))
+                .await;
             ui::info("WAL replay stays paused: another pgbak run still dumps from this standby");
             return;
         }
         match resume(&self.client).await {
             Ok(()) => {
-                let _ = std::fs::remove_file(&self.marker);
+                // No live run pauses it: every marker of this server is done with.
+                let found = self.markers.list().await;
+                self.markers.remove(&found).await;
                 ui::info("resumed WAL replay on the standby");
             }
-            // The marker stays (unlocked once this run exits): the next backup
-            // into this directory resumes replay.
+            // The marker stays (this run's lock goes with its session): the
+            // next backup of this server resumes replay.
             Err(err) => ui::error(&format!(
-                "{} (resume it by hand: SELECT pg_wal_replay_resume(); the next backup into this \
-                 directory also resumes it)",
+                "{} (resume it by hand: SELECT pg_wal_replay_resume(); the next backup of this \
+                 server also resumes it)",
                 crate::error::one_line(&err)
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_of_older_versions_are_recognised() {
+        assert!(legacy_marker(".pgbak-replay-paused.12345"));
+        assert!(!legacy_marker(".pgbak-replay-paused.1a2b3c4d.host-1-2"));
+        assert!(!legacy_marker(".pgbak-replay-paused."));
+        assert!(!legacy_marker("x_full_20261125T020000.dump"));
     }
 }

@@ -2,7 +2,8 @@
 //! schema, matches a name in every schema, and restores nothing (exit 0) when
 //! nothing matches; so pgbak resolves the selection against the archive's table
 //! of contents first, refuses one that matches nothing (exit 2, before the
-//! target is touched), and hands pg_restore the chosen TOC lines (`-L`).
+//! target is touched); the entries a table takes with it are chosen in
+//! [`super::table_toc`] and handed to pg_restore as a list (`-L`).
 
 use std::collections::BTreeSet;
 
@@ -82,8 +83,6 @@ pub struct Resolved {
     /// (schema, table) chosen by `--table`; empty for a `--schema`-only selection.
     pub tables: BTreeSet<(String, String)>,
     pub schemas: BTreeSet<String>,
-    /// The `-L` list for `--table`: the chosen tables' entries and their schemas'.
-    pub list: Option<String>,
 }
 
 impl Resolved {
@@ -163,26 +162,9 @@ pub fn resolve(
             }
         }
     }
-    let list = (!chosen.is_empty()).then(|| {
-        let table_schemas: BTreeSet<&str> = chosen.iter().map(|(s, _)| s.as_str()).collect();
-        let mut text = String::new();
-        for entry in toc {
-            let wanted = if entry.desc == "SCHEMA" {
-                table_schemas.contains(entry.schema.as_str())
-            } else {
-                chosen.contains(&(entry.schema.clone(), entry.name.clone()))
-            };
-            if wanted {
-                text.push_str(&entry.line);
-                text.push('\n');
-            }
-        }
-        text
-    });
     Ok(Resolved {
         tables: chosen,
         schemas,
-        list,
     })
 }
 
@@ -213,16 +195,6 @@ mod tests {
 3300; 2606 16500 CONSTRAINT public users users_pkey postgres
 ";
 
-    fn lines(resolved: &Resolved) -> Vec<String> {
-        resolved
-            .list
-            .as_deref()
-            .unwrap_or_default()
-            .lines()
-            .map(|l| l.split(';').next().unwrap().to_owned())
-            .collect()
-    }
-
     #[test]
     fn parses_tables_schemas_and_names_with_spaces() {
         let toc = parse_toc(TOC);
@@ -237,15 +209,19 @@ mod tests {
     #[test]
     fn a_qualified_table_selects_only_its_schema() {
         let toc = parse_toc(TOC);
+        let pair = |s: &str, t: &str| (s.to_owned(), t.to_owned());
         let one = resolve(&toc, &["public.users".into()], &[]).unwrap();
-        assert_eq!(lines(&one), vec!["220", "3460"]);
+        assert_eq!(one.tables, BTreeSet::from([pair("public", "users")]));
         assert!(one.contains("public", "users") && !one.contains("audit", "users"));
         let other = resolve(&toc, &["audit.users".into()], &[]).unwrap();
-        assert_eq!(lines(&other), vec!["5", "221", "3461"], "its schema too");
+        assert_eq!(other.tables, BTreeSet::from([pair("audit", "users")]));
         let scoped = resolve(&toc, &["users".into()], &["audit".into()]).unwrap();
-        assert_eq!(scoped.list, other.list);
+        assert_eq!(scoped.tables, other.tables);
         let bare = resolve(&toc, &["messages".into(), "odd name".into()], &[]).unwrap();
-        assert_eq!(lines(&bare), vec!["222", "224", "3462"]);
+        assert_eq!(
+            bare.tables,
+            BTreeSet::from([pair("public", "messages"), pair("public", "odd name")])
+        );
     }
 
     #[test]
@@ -264,8 +240,8 @@ mod tests {
             assert!(err.contains(says), "{tables:?} {schemas:?}: {err}");
         }
         let schema_only = resolve(&toc, &[], &["audit".into()]).unwrap();
-        assert_eq!(
-            schema_only.list, None,
+        assert!(
+            schema_only.tables.is_empty(),
             "pg_restore -n does a schema exactly"
         );
         assert!(schema_only.contains("audit", "users") && !schema_only.contains("public", "users"));

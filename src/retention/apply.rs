@@ -14,8 +14,9 @@ use crate::storage::{BackupName, BackupStore, Listed};
 use crate::ui;
 
 /// What one store told about backups that matters to another store: a
-/// backup verified or pinned here is treated so there too (verify records
-/// its result in the local meta.json only).
+/// backup verified or pinned here is treated so there too (a verdict or a
+/// pin may have reached only one of them: a run whose upload failed, an
+/// older pgbak that recorded verify results only in the local meta.json).
 #[derive(Debug, Clone, Default)]
 pub struct Marks {
     pub verified: BTreeSet<String>,
@@ -48,6 +49,7 @@ pub struct Applied {
 }
 
 /// Which backups a pass decides.
+#[derive(Clone, Copy)]
 pub struct Scope<'a> {
     pub policy: &'a Policy,
     /// The backup just made: only its group is decided, and it is kept.
@@ -78,10 +80,12 @@ pub async fn apply(
         .collect();
     let mut marks = Marks::default();
     let mut candidates = Vec::with_capacity(listed.len());
+    let mut from_runs = false;
     for b in &listed {
-        let Some(c) = candidate(store, scope, known, b).await else {
+        let Some((c, in_run)) = candidate(store, scope, known, b).await else {
             continue;
         };
+        from_runs |= in_run;
         if c.verified {
             marks.verified.insert(c.name.stem());
         }
@@ -89,6 +93,9 @@ pub async fn apply(
             marks.pinned.insert(c.name.stem());
         }
         candidates.push(c);
+    }
+    if from_runs {
+        protect_newest_runs(store, &mut candidates).await?;
     }
     let decisions = plan_around_locks(store, scope, &mut candidates, now).await?;
     let mut applied = Applied {
@@ -119,15 +126,122 @@ pub async fn apply(
     Ok(applied)
 }
 
+/// What `store` knows of verified and pinned backups in `scope`. Quiet: the
+/// pass that decides names what it cannot read.
+pub async fn marks(store: &impl BackupStore, scope: &Scope<'_>) -> Result<Marks> {
+    let mut marks = Marks::default();
+    for b in store.list_backups().await? {
+        let in_scope = scope.just_made.is_none_or(|j| j.group() == b.name.group());
+        if !(b.has_dump && b.has_meta && in_scope) {
+            continue;
+        }
+        let Ok(Some(meta)) = store.load_judged(&b).await else {
+            continue;
+        };
+        if scope
+            .database
+            .is_some_and(|database| meta.database != database)
+        {
+            continue;
+        }
+        if meta.verification.as_ref().is_some_and(|v| v.passed) {
+            marks.verified.insert(b.name.stem());
+        }
+        if meta.pinned.is_some() {
+            marks.pinned.insert(b.name.stem());
+        }
+    }
+    Ok(marks)
+}
+
+/// The S3 side of [`both`]: the prefix, and whether this pass may change it
+/// (false: read for its verdicts and pins only, as after a failed upload).
+pub struct Remote<'a, S: BackupStore> {
+    pub store: &'a S,
+    pub apply: bool,
+}
+
+/// Retention over the local directory and the S3 prefix, each pass knowing
+/// what the other store records: the prefix is the authoritative store when
+/// it is configured, so the local pass honours its verdicts and pins (a
+/// pod's directory holds none), and the S3 pass honours verdicts and pins
+/// only an older pgbak recorded locally. A prefix that may not be changed
+/// and cannot be read is named in a warning: the local pass then goes on
+/// with its own marks (every copy on S3 stays where it is).
+pub async fn both<L: BackupStore, S: BackupStore>(
+    local: Option<&L>,
+    remote: Option<Remote<'_, S>>,
+    scope: &Scope<'_>,
+    now: DateTime<Utc>,
+) -> Result<(Option<Applied>, Option<Applied>)> {
+    let local_marks = match local {
+        Some(store) => marks(store, scope).await?,
+        None => Marks::default(),
+    };
+    let mut s3 = None;
+    if let Some(remote) = remote {
+        let s3_scope = Scope {
+            store: "s3",
+            dry_run: scope.dry_run || !remote.apply,
+            ..*scope
+        };
+        match apply(remote.store, &s3_scope, &local_marks, now).await {
+            Ok(applied) => s3 = Some(applied),
+            Err(err) if !remote.apply => ui::warn(&format!(
+                "cannot read the verdicts and pins under {}; local retention goes by the \
+                 directory's own: {}",
+                remote.store.describe(),
+                crate::error::one_line(&err)
+            )),
+            Err(err) => return Err(err),
+        }
+    }
+    let s3_marks = s3.as_ref().map(|a| a.marks.clone()).unwrap_or_default();
+    let local_applied = match local {
+        Some(store) => {
+            let local_scope = Scope {
+                store: "local",
+                ..*scope
+            };
+            Some(apply(store, &local_scope, &s3_marks, now).await?)
+        }
+        None => None,
+    };
+    Ok((local_applied, s3))
+}
+
+/// Marks the backups of the newest complete run of each server (from the
+/// run records and the listing of the whole store), which retention keeps.
+async fn protect_newest_runs(store: &impl BackupStore, candidates: &mut [Candidate]) -> Result<()> {
+    let records = crate::runs::records(store).await?;
+    if records.is_empty() {
+        return Ok(());
+    }
+    let present: BTreeSet<String> = store
+        .list_backups()
+        .await?
+        .into_iter()
+        .filter(|b| b.has_dump && b.has_meta)
+        .map(|b| b.name.dump_file())
+        .collect();
+    let protected = crate::runs::newest_complete_runs(&records, &present);
+    for c in candidates {
+        c.newest_complete_run = protected.get(&c.name.stem()).cloned();
+    }
+    Ok(())
+}
+
 /// One listed backup as retention sees it, from its meta.json (verified?
-/// pinned?) and the marks of another store; None when its meta.json names
-/// another database than the scope's.
+/// pinned?) and the marks of another store, and whether it belongs to an
+/// `--all-databases` run; None when its meta.json names another database
+/// than the scope's.
 async fn candidate(
     store: &impl BackupStore,
     scope: &Scope<'_>,
     known: &Marks,
     b: &Listed,
-) -> Option<Candidate> {
+) -> Option<(Candidate, bool)> {
+    let mut in_run = false;
     let stem = b.name.stem();
     let mut c = Candidate {
         has_dump: b.has_dump,
@@ -135,20 +249,25 @@ async fn candidate(
         ..Candidate::plain(b.name.clone())
     };
     let loaded = if b.has_meta {
-        Some(store.load_meta(&b.name).await)
+        Some(store.load_judged(b).await)
     } else {
         None
     };
-    if let (Some(database), Some(Ok(Some(meta)))) = (scope.database, &loaded) {
-        if meta.database != database {
+    if let Some(Ok(Some(meta))) = &loaded {
+        if scope
+            .database
+            .is_some_and(|database| meta.database != database)
+        {
             return None;
         }
+        c.group.database = meta.database.clone();
     }
     if b.has_dump && b.has_meta {
         match loaded.unwrap_or(Ok(None)) {
             Ok(Some(meta)) => {
                 c.verified = meta.verification.as_ref().is_some_and(|v| v.passed);
                 c.pinned = meta.pinned.is_some();
+                in_run = meta.cluster_run.is_some();
             }
             Ok(None) => c.has_meta = false,
             Err(err) => {
@@ -170,7 +289,7 @@ async fn candidate(
             store.dump_location(&b.name)
         ));
     }
-    Some(c)
+    Some((c, in_run))
 }
 
 /// The plan, with the Object Lock of what it would delete taken into
@@ -258,6 +377,7 @@ pub(crate) mod memory {
                     has_dump: e.dump,
                     has_meta: e.meta.is_some(),
                     size: 1,
+                    has_verdict: false,
                 })
                 .collect())
         }
@@ -273,6 +393,26 @@ pub(crate) mod memory {
         async fn store_meta(&self, name: &BackupName, meta: &Meta) -> Result<()> {
             if let Some(e) = self.backups.borrow_mut().get_mut(&name.stem()) {
                 e.meta = Some(meta.clone());
+            }
+            Ok(())
+        }
+
+        async fn load_verdict(
+            &self,
+            _name: &BackupName,
+        ) -> Result<Option<crate::meta::Verification>> {
+            Ok(None)
+        }
+
+        async fn store_verdict(
+            &self,
+            name: &BackupName,
+            verification: &crate::meta::Verification,
+        ) -> Result<()> {
+            if let Some(e) = self.backups.borrow_mut().get_mut(&name.stem()) {
+                if let Some(meta) = e.meta.as_mut() {
+                    meta.verification = Some(verification.clone());
+                }
             }
             Ok(())
         }

@@ -1,7 +1,8 @@
 //! Which backups to keep, as a pure function of what exists and the policy,
 //! so local disk and S3 apply the same rules and the rules are table-tested.
 //!
-//! Per group (database, mode, label), newest first, a backup is kept when any
+//! Per group (database, mode, label, server; the database as meta.json
+//! names it when it was read), newest first, a backup is kept when any
 //! of these keeps it (restic's `forget` is the model):
 //! - `last N`: the N newest;
 //! - `hourly/daily/weekly/monthly/yearly N`: the newest backup of each of the
@@ -10,7 +11,8 @@
 //!   the clock, so when backups stop, age rules delete nothing).
 //!
 //! And whatever the rules say, never deleted: the newest backup, the newest
-//! backup with a passed verification, a pinned backup, an object still under
+//! backup with a passed verification, a pinned backup, a backup of the newest
+//! complete `--all-databases` run of its server, an object still under
 //! S3 Object Lock, the backup just made and anything newer than it (clock
 //! skew), a dump whose meta.json is missing (it may be someone's only copy).
 //! A meta.json whose dump is gone is debris and goes.
@@ -27,6 +29,10 @@ use crate::storage::{BackupName, Group};
 #[derive(Debug, Clone)]
 pub struct Candidate {
     pub name: BackupName,
+    /// Its group: the name's, with meta.json's real database when it was
+    /// read (file names older versions wrote were lossy: `a b` and `a-b`
+    /// shared one, and must still be two groups).
+    pub group: Group,
     pub has_dump: bool,
     pub has_meta: bool,
     /// Its last `pgbak verify` passed.
@@ -35,18 +41,24 @@ pub struct Candidate {
     pub pinned: bool,
     /// S3 Object Lock retain-until of its objects, if any.
     pub locked_until: Option<DateTime<Utc>>,
+    /// The id of the newest complete `--all-databases` run of its server,
+    /// when it belongs to it: a run is restored as a unit, so retention never
+    /// breaks it up ([`crate::runs::newest_complete_runs`]).
+    pub newest_complete_run: Option<String>,
 }
 
 impl Candidate {
     /// A complete backup with nothing special about it.
     pub fn plain(name: BackupName) -> Candidate {
         Candidate {
+            group: name.group(),
             name,
             has_dump: true,
             has_meta: true,
             verified: false,
             pinned: false,
             locked_until: None,
+            newest_complete_run: None,
         }
     }
 }
@@ -77,9 +89,8 @@ pub fn plan(
 ) -> Vec<Decision> {
     let mut groups: BTreeMap<Group, Vec<&Candidate>> = BTreeMap::new();
     for c in candidates {
-        let group = c.name.group();
-        if just_made.is_none_or(|j| j.group() == group) {
-            groups.entry(group).or_default().push(c);
+        if just_made.is_none_or(|j| j.group() == c.name.group()) {
+            groups.entry(c.group.clone()).or_default().push(c);
         }
     }
     groups
@@ -211,6 +222,9 @@ fn decide(
     }
     if c.pinned && c.has_dump {
         why.push("pinned".into());
+    }
+    if let Some(run) = c.newest_complete_run.as_ref().filter(|_| c.has_dump) {
+        why.push(format!("in the newest complete run {run}"));
     }
     if let Some(until) = c.locked_until.filter(|u| *u > now) {
         why.push(format!(

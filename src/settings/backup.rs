@@ -16,7 +16,7 @@ use crate::cli::{BackupArgs, DumpArgs};
 use crate::encryption::Recipients;
 use crate::error::usage;
 use crate::mode::Mode;
-use crate::pg::url::ConnSettings;
+use crate::pg::url::{ConnSettings, Host};
 use crate::retention::Policy;
 use crate::storage::object_lock::LockPolicy;
 use crate::storage::s3::S3Settings;
@@ -48,6 +48,10 @@ pub struct BackupJob {
     pub no_role_passwords: bool,
     /// Encrypt to these (age); None writes a plaintext `.dump`.
     pub recipients: Option<Recipients>,
+    /// The server's readable name, recorded in meta.json beside its system identifier.
+    pub server_name: String,
+    /// Sign meta.json with this key (`--signing-key-file`); None: unsigned.
+    pub signing_key: Option<std::sync::Arc<crate::signing::SigningKey>>,
 }
 
 /// Who runs the backup, which decides how the environment is read.
@@ -127,8 +131,17 @@ impl BackupPlan {
             &args.encrypt.recipients,
             args.encrypt.recipients_file.as_deref(),
         )?;
+        if super::env_bool_in(env, vars::PGBAK_REQUIRE_ENCRYPTION)?.unwrap_or(false) {
+            refuse_plaintext(recipients.as_ref())?;
+        }
+        let signing_key = match &args.encrypt.signing_key_file {
+            Some(path) => Some(std::sync::Arc::new(crate::signing::SigningKey::load(path)?)),
+            None => None,
+        };
         let lock = object_lock(args)?;
+        let server_name = server_name(args.server_name.as_deref(), &conn)?;
         let job = BackupJob {
+            server_name,
             lock,
             anomaly: groups::anomaly_threshold(&args.anomaly)?,
             conn,
@@ -144,6 +157,7 @@ impl BackupPlan {
             cluster_run: None,
             no_role_passwords: runner.flag(env, vars::PGBAK_NO_ROLE_PASSWORDS)?,
             recipients,
+            signing_key,
         };
         Ok(BackupPlan { job, all_databases })
     }
@@ -174,6 +188,9 @@ impl BackupSettings {
         }
         let mut plan =
             BackupPlan::resolve_in(global, &args.dump, args.output_dir, Runner::Operator, env)?;
+        if args.require_encryption {
+            refuse_plaintext(plan.job.recipients.as_ref())?;
+        }
         plan.job.label = args.label;
         plan.job.no_role_passwords |= args.no_role_passwords;
         Ok(BackupSettings {
@@ -182,6 +199,18 @@ impl BackupSettings {
             output: Output::from_flag(args.json),
         })
     }
+}
+
+/// `--require-encryption` (or `PGBAK_REQUIRE_ENCRYPTION`) without a
+/// recipient: the run would write plaintext, so it is refused (exit 2).
+pub(super) fn refuse_plaintext(recipients: Option<&Recipients>) -> Result<()> {
+    if recipients.is_none() {
+        return Err(usage(
+            "encryption is required (--require-encryption / PGBAK_REQUIRE_ENCRYPTION) but no \
+             recipient is given: set --encrypt-to / PGBAK_AGE_RECIPIENTS",
+        ));
+    }
+    Ok(())
 }
 
 /// The Object Lock settings of a run; asking for a lock without a bucket is
@@ -197,6 +226,27 @@ fn object_lock(args: &DumpArgs) -> Result<Option<LockPolicy>> {
         ));
     }
     Ok(lock)
+}
+
+/// `--server-name`, or the connection's `host:port` (the machine's name
+/// instead of a unix socket's directory). A name goes into logs, alerts and
+/// metrics labels, so it is printable ASCII without quotes or spaces.
+pub(crate) fn server_name(given: Option<&str>, conn: &ConnSettings) -> Result<String> {
+    let name = match given.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(name) => name.to_owned(),
+        None => match &conn.host {
+            Host::Socket(_) => format!("{}:{}", super::host_name(), conn.port),
+            Host::Tcp(_) => conn.endpoint(),
+        },
+    };
+    let allowed = |c: char| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '\'' | '`');
+    if name.len() > 128 || !name.chars().all(allowed) {
+        return Err(usage(format!(
+            "invalid --server-name {name:?}: use at most 128 printable ASCII characters \
+             without spaces, quotes or backslashes"
+        )));
+    }
+    Ok(name)
 }
 
 /// `--exclude-database` globs, checked before anything runs.

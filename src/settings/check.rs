@@ -36,10 +36,19 @@ pub struct CheckSettings {
     pub read_concurrency: usize,
     /// `--check-config`: stop after resolving these.
     pub check_config: bool,
+    /// An `--all-databases` run without an end after this long was killed.
+    pub max_run_duration: std::time::Duration,
 }
 
 impl CheckSettings {
     pub fn resolve(args: CheckArgs) -> Result<CheckSettings> {
+        if let Some(url) = &args.heartbeat_url {
+            super::transport::warn_if_cleartext(
+                "HEARTBEAT_URL",
+                url,
+                "the ping and the URL's token",
+            );
+        }
         let heartbeat = args
             .heartbeat_url
             .as_deref()
@@ -57,12 +66,21 @@ impl CheckSettings {
                 .collect(),
             mode: args.mode,
             label: args.label,
-            limits: limits(args.max_age, args.max_verified_age),
+            // Globals backups are never verified: only their age is checked.
+            limits: limits(
+                args.max_age,
+                if args.mode == Mode::Globals {
+                    std::time::Duration::ZERO
+                } else {
+                    args.max_verified_age
+                },
+            ),
             output: Output::from_flag(args.json),
             prometheus: args.prometheus,
             heartbeat,
             read_concurrency: usize::from(args.read_concurrency).max(1),
             check_config: args.check_config,
+            max_run_duration: args.max_run_duration,
         })
     }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::cli::{GlobalArgs, KeygenArgs, ListArgs, PruneArgs, UnpinArgs};
+use crate::cli::{Command, GlobalArgs, KeygenArgs, ListArgs, PruneArgs, UnpinArgs};
 use crate::error::usage;
 use crate::retention::Policy;
 use crate::storage::s3::S3Settings;
@@ -33,6 +33,9 @@ impl Output {
     }
 }
 
+/// `--lock-wait-timeout` when neither the flag nor PGBAK_LOCK_WAIT_TIMEOUT says.
+const DEFAULT_LOCK_WAIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The settings every command shares.
 #[derive(Debug, Clone)]
 pub struct GlobalSettings {
@@ -49,6 +52,27 @@ pub struct GlobalSettings {
 }
 
 impl GlobalSettings {
+    /// [`GlobalSettings::resolve`], with the client tools' settings of the
+    /// commands that run them (`--pg-bin-dir`, `--lock-wait-timeout`: given
+    /// after the command, or before it as they always could be; before wins).
+    pub fn resolve_for(args: &GlobalArgs, command: &Command, redactor: Redactor) -> GlobalSettings {
+        let mut global = Self::resolve(args, redactor);
+        let (tools, lock_wait) = match command {
+            Command::Backup(a) => (Some(&a.dump.tools), Some(a.dump.lock_wait_timeout)),
+            Command::Cron(a) => (Some(&a.dump.tools), Some(a.dump.lock_wait_timeout)),
+            Command::Verify(a) => (Some(&a.source.tools), None),
+            Command::Restore(a) => (Some(&a.source.tools), Some(a.lock_wait_timeout)),
+            _ => (None, None),
+        };
+        if global.pg_bin_dir.is_none() {
+            global.pg_bin_dir = tools.and_then(|t| t.pg_bin_dir.clone());
+        }
+        if let (None, Some(wait)) = (args.lock_wait_timeout, lock_wait) {
+            global.lock_wait_timeout = wait;
+        }
+        global
+    }
+
     /// `redactor`: the secrets of the whole command line ([`super::secrets::redactor`]).
     pub fn resolve(args: &GlobalArgs, redactor: Redactor) -> GlobalSettings {
         let verbosity = if args.quiet {
@@ -62,7 +86,7 @@ impl GlobalSettings {
             verbosity,
             timeout: args.timeout,
             pg_bin_dir: args.pg_bin_dir.clone(),
-            lock_wait_timeout: args.lock_wait_timeout,
+            lock_wait_timeout: args.lock_wait_timeout.unwrap_or(DEFAULT_LOCK_WAIT_TIMEOUT),
             redactor,
         }
     }
@@ -73,12 +97,15 @@ impl GlobalSettings {
 pub struct KeygenSettings {
     /// Where the identity goes; None: stdout.
     pub output: Option<PathBuf>,
+    /// `--sign`: an ed25519 signing key instead of an age identity.
+    pub sign: bool,
 }
 
 impl KeygenSettings {
     pub fn resolve(args: KeygenArgs) -> KeygenSettings {
         KeygenSettings {
             output: args.output,
+            sign: args.sign,
         }
     }
 }
@@ -92,6 +119,8 @@ pub struct ListSettings {
     /// The rules whose verdict the RETENTION column shows.
     pub policy: Policy,
     pub output: Output,
+    /// `--runs`: the runs instead of the backups.
+    pub runs: bool,
 }
 
 impl ListSettings {
@@ -101,6 +130,7 @@ impl ListSettings {
             s3: s3_if(args.s3, &args.s3_args)?,
             policy: super::groups::retention_policy(&args.retention)?,
             output: Output::from_flag(args.json),
+            runs: args.runs,
         })
     }
 }
@@ -196,7 +226,7 @@ mod tests {
             verbose,
             quiet,
             timeout: None,
-            lock_wait_timeout: std::time::Duration::from_secs(600),
+            lock_wait_timeout: None,
         };
         let level = |v, q| GlobalSettings::resolve(&global(v, q), Redactor::none()).verbosity;
         assert_eq!(level(false, false), Verbosity::Normal);
@@ -204,5 +234,52 @@ mod tests {
         assert_eq!(level(false, true), Verbosity::Quiet);
         assert_eq!(Output::from_flag(true), Output::Json);
         assert_eq!(Output::from_flag(false), Output::Table);
+    }
+
+    #[test]
+    fn the_tool_settings_belong_to_the_commands_that_run_the_tools() {
+        use clap::Parser;
+        let resolve = |argv: &[&str]| {
+            let cli = crate::cli::Cli::try_parse_from(argv).map_err(|e| e.kind())?;
+            let global = GlobalSettings::resolve_for(&cli.global, &cli.command, Redactor::none());
+            Ok::<_, clap::error::ErrorKind>((global.pg_bin_dir, global.lock_wait_timeout.as_secs()))
+        };
+        let dir = |d: &str| Some(PathBuf::from(d));
+        let cases: [(&[&str], _); 6] = [
+            (
+                &[
+                    "pgbak",
+                    "backup",
+                    "--pg-bin-dir",
+                    "/a",
+                    "--lock-wait-timeout",
+                    "1m",
+                ],
+                Ok((dir("/a"), 60)),
+            ),
+            (
+                &["pgbak", "--pg-bin-dir", "/b", "cron", "--pg-bin-dir", "/a"],
+                Ok((dir("/b"), 600)),
+            ),
+            (
+                &["pgbak", "--lock-wait-timeout", "2m", "backup"],
+                Ok((None, 120)),
+            ),
+            (
+                &["pgbak", "restore", "--pg-bin-dir", "/r"],
+                Ok((dir("/r"), 600)),
+            ),
+            (
+                &["pgbak", "list", "--pg-bin-dir", "/x"],
+                Err(clap::error::ErrorKind::UnknownArgument),
+            ),
+            (
+                &["pgbak", "check", "--lock-wait-timeout", "1m"],
+                Err(clap::error::ErrorKind::UnknownArgument),
+            ),
+        ];
+        for (argv, want) in cases {
+            assert_eq!(resolve(argv), want, "{argv:?}");
+        }
     }
 }

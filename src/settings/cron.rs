@@ -19,6 +19,7 @@ use clap::CommandFactory;
 
 use super::backup::{BackupPlan, Runner};
 use super::commands::GlobalSettings;
+use super::expect::ExpectedTables;
 use super::{vars, Env};
 use crate::alert::{self, AlertTarget};
 use crate::cli::{Cli, CronArgs, CronReportArgs, CronReportOnly};
@@ -55,10 +56,16 @@ pub struct CronConfig {
     pub plan: BackupPlan,
     pub verify: bool,
     pub verify_target: Target,
+    /// The tables verify expects besides each backup's own.
+    pub expected_tables: ExpectedTables,
     /// Decrypts the new backup for verify (`.dump.age`).
     pub identity_file: Option<PathBuf>,
     /// Where an encrypted backup is decrypted for a parallel restore.
     pub scratch_dir: Option<PathBuf>,
+    /// verify refuses a plaintext backup (`--require-encryption`, or recipients given).
+    pub require_encryption: bool,
+    /// verify passes only backups signed by one of these (`--trusted-keys`).
+    pub trusted_keys: Option<std::sync::Arc<crate::signing::TrustedKeys>>,
 }
 
 /// Where a run reports: the log directory, the alert webhook, the heartbeat,
@@ -85,7 +92,8 @@ impl CronSettings {
     pub fn resolve_in(global: &GlobalSettings, args: CronArgs, env: &Env) -> CronSettings {
         let all_databases =
             args.dump.all_databases || super::env_flag_in(env, vars::PGBAK_ALL_DATABASES);
-        let group = group_in(env, args.dump.mode, all_databases);
+        let mut group = group_in(env, args.dump.mode, all_databases);
+        group.server = server_in(env, args.dump.server_name.as_deref());
         let redactor = global.redactor.clone();
         let (reporter, reporting) = Reporter::resolve(&args.report, group, redactor);
         CronSettings {
@@ -107,6 +115,13 @@ impl Reporter {
         group: metrics::Group,
         redactor: Redactor,
     ) -> (Reporter, Result<()>) {
+        let transport = super::transport::warn_if_cleartext;
+        if let Some(url) = &report.alert_webhook_url {
+            transport("ALERT_WEBHOOK_URL", url, "the alert and the URL's token");
+        }
+        if let Some(url) = &report.heartbeat_url {
+            transport("HEARTBEAT_URL", url, "the ping and the URL's token");
+        }
         let alert = alert::check_config(
             report.alert_webhook_url.as_deref(),
             report.alert_webhook_format,
@@ -158,16 +173,26 @@ impl CronConfig {
             None if args.verify_ephemeral => Target::Ephemeral,
             None => Target::SourceServer,
         };
+        let expected_tables = ExpectedTables::resolve(&args.expect)?;
         let identity_file = args.decrypt.identity_file.clone();
-        if verify {
+        // --all-databases never verifies (it says so), so it needs no private key:
+        // a job that only backs up should not hold one.
+        if verify && plan.all_databases.is_none() {
             check_identity(plan.job.recipients.as_ref(), identity_file.as_deref())?;
         }
+        if args.decrypt.require_encryption {
+            super::backup::refuse_plaintext(plan.job.recipients.as_ref())?;
+        }
+        let decrypt = super::restore::decrypt(&args.decrypt, env)?;
         Ok(CronConfig {
-            plan,
             verify,
             verify_target,
+            expected_tables,
             identity_file,
             scratch_dir: args.decrypt.scratch_dir.clone(),
+            require_encryption: decrypt.require_encryption || plan.job.recipients.is_some(),
+            trusted_keys: decrypt.trusted_keys,
+            plan,
         })
     }
 }
@@ -213,7 +238,22 @@ fn group_in(env: &Env, mode: Mode, all_databases: bool) -> metrics::Group {
         database,
         mode: mode.as_str().to_owned(),
         label: String::new(),
+        server: server_in(env, None),
     }
+}
+
+/// The server label of a run's metrics: `--server-name` (`flag`), else
+/// PGBAK_SERVER_NAME, else the connection's default name; empty when none
+/// of them can be read (the run then fails on its configuration anyway).
+fn server_in(env: &Env, flag: Option<&str>) -> String {
+    let named = flag
+        .map(str::to_owned)
+        .or_else(|| env.get(vars::PGBAK_SERVER_NAME));
+    super::explicit_connection_in(env)
+        .ok()
+        .and_then(|conn| super::backup::server_name(named.as_deref(), &conn).ok())
+        .or(named)
+        .unwrap_or_default()
 }
 
 /// The reporting settings alone, for a `pgbak cron` whose command line (or

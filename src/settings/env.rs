@@ -221,17 +221,25 @@ pub fn env_file_error() -> Option<&'static str> {
 
 /// Builds this run's environment, before anything reads it ([`env`]): the
 /// process environment, then the environment file of a `pgbak cron` command
-/// line (its `--env-file`, else `PGBAK_ENV_FILE`), then the `*_FILE`
-/// secrets. A bad environment file is remembered for cron to report
-/// ([`env_file_error`]); a bad secret file is an error (exit 2).
+/// line, or of one of the commands run by hand beside it (list, check,
+/// prune, unpin, verify, restore, backup): its `--env-file`, else
+/// `PGBAK_ENV_FILE`; then the `*_FILE` secrets. A bad environment file is
+/// remembered for cron to report ([`env_file_error`]) and an error (exit 2)
+/// for the others; a bad secret file is an error (exit 2).
 pub fn startup(argv: &[OsString]) -> Result<(), String> {
+    use crate::commands::cron::{argv_command, env_file_flag, ENV_FILE_COMMANDS};
     let mut env = Env::capture();
-    if crate::commands::cron::is_cron(argv) {
-        let path = crate::commands::cron::env_file_flag(argv)
-            .or_else(|| env.get_os(vars::PGBAK_ENV_FILE).map(PathBuf::from));
+    let command = argv_command(argv).filter(|c| ENV_FILE_COMMANDS.contains(&c.as_str()));
+    if let Some(command) = command {
+        let path =
+            env_file_flag(argv).or_else(|| env.get_os(vars::PGBAK_ENV_FILE).map(PathBuf::from));
         if let Some(path) = path {
             if let Err(err) = env.load_env_file(&path) {
-                let _ = ENV_FILE_ERROR.set(crate::error::one_line(&err));
+                let message = crate::error::one_line(&err);
+                if command != "cron" {
+                    return Err(message);
+                }
+                let _ = ENV_FILE_ERROR.set(message);
             }
         }
     }

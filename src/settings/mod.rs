@@ -27,10 +27,12 @@ pub mod commands;
 pub mod cron;
 mod env;
 mod env_file;
+pub mod expect;
 pub mod groups;
 pub mod restore;
 pub mod s3;
 pub mod secrets;
+pub mod transport;
 pub mod vars;
 pub mod verify;
 

@@ -11,10 +11,12 @@ use anyhow::Result;
 
 use super::commands::GlobalSettings;
 use crate::archive::{Decrypt, Place, Wanted};
-use crate::cli::{BackupSourceArgs, RestoreArgs};
+pub use crate::cli::DEFAULT_BACKUP_DIR;
+use crate::cli::{BackupSourceArgs, DecryptArgs, RestoreArgs};
 use crate::mode::Mode;
-use crate::pg::restore::validate_memory_setting;
+use crate::pg::restore::{validate_memory_setting, TableWay};
 use crate::pg::url::ConnSettings;
+use crate::signing::TrustedKeys;
 use crate::storage::s3::{parse_uri, S3Settings};
 use crate::storage::select::Selector;
 
@@ -63,12 +65,28 @@ impl Tuning {
         Ok(Tuning {
             jobs: args.jobs.max(1),
             maintenance_work_mem: args.maintenance_work_mem.clone(),
-            decrypt: Decrypt {
-                identity_file: args.decrypt.identity_file.clone(),
-                scratch_dir: args.decrypt.scratch_dir.clone(),
-            },
+            decrypt: decrypt(&args.decrypt, super::env())?,
         })
     }
+}
+
+/// How backups are read and what makes them trusted, for verify, restore and
+/// cron: the identity, the scratch dir, `--require-encryption` (or
+/// `PGBAK_REQUIRE_ENCRYPTION`, read strictly: a typo is exit 2, not "off"),
+/// and the trusted keys, read now (a bad file is exit 2 before anything runs).
+pub fn decrypt(args: &DecryptArgs, env: &super::Env) -> Result<Decrypt> {
+    let required = super::env_bool_in(env, super::vars::PGBAK_REQUIRE_ENCRYPTION)?.unwrap_or(false);
+    let trusted_keys = match &args.trusted_keys {
+        Some(path) => Some(std::sync::Arc::new(TrustedKeys::load(path)?)),
+        None => None,
+    };
+    Ok(Decrypt {
+        identity_file: args.identity_file.clone(),
+        scratch_dir: args.scratch_dir.clone(),
+        require_encryption: args.require_encryption || required,
+        run_encrypted: false,
+        trusted_keys,
+    })
 }
 
 /// What is restored.
@@ -76,8 +94,19 @@ impl Tuning {
 pub enum Restoring {
     /// One backup into the target database.
     One(Wanted),
-    /// `--all-databases`: the newest whole-server run found here.
-    AllDatabases(Place),
+    /// `--all-databases`: a whole-server run found here.
+    AllDatabases(Place, RunWanted),
+}
+
+/// Which run `--all-databases` restores and how it treats the target's roles.
+#[derive(Debug, Clone, Default)]
+pub struct RunWanted {
+    /// `--run`: this run, not the newest complete one or the journal's.
+    pub run: Option<String>,
+    /// `--server`: the server whose runs (name or system identifier).
+    pub server: Option<String>,
+    /// `--reset-roles`: roles that existed before are made as in the backup too.
+    pub reset_roles: bool,
 }
 
 /// How one backup is restored (also each database of `--all-databases`).
@@ -95,8 +124,14 @@ pub struct RestoreOptions {
     pub no_owner: bool,
     /// `--table` and `--schema`, resolved against the archive later.
     pub tables: Vec<String>,
+    /// `--data-only` or `--clean`: what a table restore does to an existing table.
+    pub table_way: Option<TableWay>,
     pub schemas: Vec<String>,
     pub alembic_stamp: bool,
+    /// The longest any statement of the restore waits for a lock (`--lock-wait-timeout`).
+    pub lock_wait_timeout: std::time::Duration,
+    /// pg_restore `--role` (`--role`): SET ROLE after connecting.
+    pub role: Option<String>,
 }
 
 /// `pgbak restore`.
@@ -113,7 +148,23 @@ impl RestoreSettings {
         let conn = super::connection()?;
         let source = &args.source;
         let restoring = if args.all_databases {
-            Restoring::AllDatabases(place(source)?)
+            if let Some(run) = &args.run {
+                if run.len() != 15
+                    || chrono::NaiveDateTime::parse_from_str(run, "%Y%m%dT%H%M%S").is_err()
+                {
+                    return Err(crate::error::usage(format!(
+                        "--run {run:?} is not a run id (YYYYmmddTHHMMSS, as `pgbak list --runs` shows)"
+                    )));
+                }
+            }
+            Restoring::AllDatabases(
+                place(source)?,
+                RunWanted {
+                    run: args.run.clone(),
+                    server: args.server.clone(),
+                    reset_roles: args.reset_roles,
+                },
+            )
         } else {
             Restoring::One(wanted(
                 source,
@@ -135,8 +186,15 @@ impl RestoreSettings {
                 create_db: args.create_db,
                 no_owner: args.no_owner,
                 tables: args.tables,
+                table_way: match (args.data_only, args.clean) {
+                    (true, _) => Some(TableWay::DataOnly),
+                    (_, true) => Some(TableWay::Clean),
+                    _ => None,
+                },
                 schemas: args.schemas,
                 alembic_stamp: args.alembic_stamp,
+                lock_wait_timeout: global.lock_wait_timeout,
+                role: args.role.filter(|r| !r.is_empty()),
             },
         })
     }

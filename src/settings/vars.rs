@@ -35,6 +35,8 @@ pub const BACKUP_DIR: &str = "BACKUP_DIR";
 // backup and cron.
 pub const PGBAK_COMPRESS: &str = "PGBAK_COMPRESS";
 pub const PGBAK_PAUSE_REPLAY: &str = "PGBAK_PAUSE_REPLAY";
+/// The server's readable name in meta.json (default: host:port of the connection).
+pub const PGBAK_SERVER_NAME: &str = "PGBAK_SERVER_NAME";
 /// `true` acts as --all-databases.
 pub const PGBAK_ALL_DATABASES: &str = "PGBAK_ALL_DATABASES";
 pub const PGBAK_EXCLUDE_DATABASES: &str = "PGBAK_EXCLUDE_DATABASES";
@@ -58,11 +60,26 @@ pub const PGBAK_AGE_RECIPIENTS: &str = "PGBAK_AGE_RECIPIENTS";
 pub const PGBAK_AGE_RECIPIENTS_FILE: &str = "PGBAK_AGE_RECIPIENTS_FILE";
 pub const PGBAK_AGE_IDENTITY_FILE: &str = "PGBAK_AGE_IDENTITY_FILE";
 pub const PGBAK_SCRATCH_DIR: &str = "PGBAK_SCRATCH_DIR";
+/// `true`: verify and restore refuse a plaintext dump (backup and cron refuse to run without recipients).
+pub const PGBAK_REQUIRE_ENCRYPTION: &str = "PGBAK_REQUIRE_ENCRYPTION";
+
+// Signatures.
+/// The backup host's ed25519 signing key (OpenSSH format): backup and cron sign meta.json with it.
+pub const PGBAK_SIGNING_KEY_FILE: &str = "PGBAK_SIGNING_KEY_FILE";
+/// A file of trusted public keys: verify and restore accept only backups signed by one of them.
+pub const PGBAK_TRUSTED_KEYS: &str = "PGBAK_TRUSTED_KEYS";
 
 // verify (and cron --verify).
 pub const PGBAK_VERIFY_TARGET_URL: &str = "PGBAK_VERIFY_TARGET_URL";
+/// As root, the unprivileged system user `verify --ephemeral` runs its throwaway server as
+/// (default `pgbak`; never root or postgres).
+pub const PGBAK_EPHEMERAL_USER: &str = "PGBAK_EPHEMERAL_USER";
 /// `true` acts as `cron --verify`.
 pub const VERIFY_ON_BACKUP: &str = "VERIFY_ON_BACKUP";
+/// Tables the restored copy must hold besides meta.json's (`[DB:]SCHEMA.TABLE`, comma-separated).
+pub const PGBAK_EXPECT_TABLES: &str = "PGBAK_EXPECT_TABLES";
+/// A file of such tables, one per line.
+pub const PGBAK_EXPECT_TABLES_FILE: &str = "PGBAK_EXPECT_TABLES_FILE";
 
 // cron.
 /// The environment file `pgbak cron` reads first (as --env-file).
@@ -83,6 +100,9 @@ pub const PGBAK_CHECK_MAX_AGE: &str = "PGBAK_CHECK_MAX_AGE";
 pub const PGBAK_CHECK_MAX_VERIFIED_AGE: &str = "PGBAK_CHECK_MAX_VERIFIED_AGE";
 pub const PGBAK_CHECK_PROMETHEUS_FILE: &str = "PGBAK_CHECK_PROMETHEUS_FILE";
 pub const PGBAK_CHECK_HEARTBEAT_URL: &str = "PGBAK_CHECK_HEARTBEAT_URL";
+/// `pgbak check --max-run-duration`: an `--all-databases` run without an end
+/// record after this long counts as killed.
+pub const PGBAK_CHECK_MAX_RUN_DURATION: &str = "PGBAK_CHECK_MAX_RUN_DURATION";
 
 // S3 (the AWS SDK also reads its own AWS_* variables).
 pub const S3_BUCKET: &str = "S3_BUCKET";

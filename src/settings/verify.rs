@@ -8,28 +8,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use super::commands::{GlobalSettings, Output};
+pub use super::expect::{split_table, ExpectedTables};
 use crate::archive::{Decrypt, Wanted};
 use crate::cli::VerifyArgs;
-use crate::error::usage;
 use crate::pg::url::ConnSettings;
 use crate::storage::select::Selector;
-
-/// The 13 application tables of the Enterprise Agent Platform (SPEC.md).
-pub const DEFAULT_TABLES: [&str; 13] = [
-    "users",
-    "tenants",
-    "conversations",
-    "messages",
-    "documents",
-    "vector_chunks",
-    "audit_logs",
-    "agent_registry",
-    "feedback",
-    "token_budgets",
-    "token_usage_records",
-    "routing_decisions",
-    "execution_plans",
-];
 
 /// Where the copy is restored.
 #[derive(Debug, Clone)]
@@ -52,8 +35,8 @@ pub struct VerifyOptions {
     pub jobs: u32,
     /// `maintenance_work_mem` for the restore ("default": the server's).
     pub maintenance_work_mem: String,
-    /// (schema, table) that must exist in the copy, besides meta.json's tables.
-    pub expected_tables: Vec<(String, String)>,
+    /// Tables that must exist in the copy besides meta.json's (per database).
+    pub expected_tables: ExpectedTables,
     pub no_cleanup: bool,
     /// Write the result into meta.json's `verification`.
     pub record: bool,
@@ -61,7 +44,17 @@ pub struct VerifyOptions {
     pub identity_file: Option<PathBuf>,
     /// Where an encrypted backup is decrypted for a parallel restore.
     pub scratch_dir: Option<PathBuf>,
+    /// A plaintext backup is refused (`--require-encryption`).
+    pub require_encryption: bool,
+    /// Only backups signed by one of these pass (`--trusted-keys`).
+    pub trusted_keys: Option<std::sync::Arc<crate::signing::TrustedKeys>>,
+    /// As root, the system user the `--ephemeral` server runs as
+    /// (`PGBAK_EPHEMERAL_USER`, default `pgbak`).
+    pub ephemeral_user: String,
 }
+
+/// The system user of the `--ephemeral` server as root, unless PGBAK_EPHEMERAL_USER names another.
+pub const DEFAULT_EPHEMERAL_USER: &str = "pgbak";
 
 impl VerifyOptions {
     /// The defaults of `pgbak verify` for a backup of the server at `conn`.
@@ -72,14 +65,15 @@ impl VerifyOptions {
             target: Target::SourceServer,
             jobs: 4,
             maintenance_work_mem: "1GB".to_owned(),
-            expected_tables: DEFAULT_TABLES
-                .iter()
-                .map(|t| ("public".to_owned(), (*t).to_owned()))
-                .collect(),
+            expected_tables: ExpectedTables::default(),
             no_cleanup: false,
             record: true,
             identity_file: None,
             scratch_dir: None,
+            require_encryption: false,
+            trusted_keys: None,
+            ephemeral_user: super::var(super::vars::PGBAK_EPHEMERAL_USER)
+                .unwrap_or_else(|| DEFAULT_EPHEMERAL_USER.to_owned()),
         }
     }
 
@@ -88,6 +82,9 @@ impl VerifyOptions {
         Decrypt {
             identity_file: self.identity_file.clone(),
             scratch_dir: self.scratch_dir.clone(),
+            require_encryption: self.require_encryption,
+            run_encrypted: false,
+            trusted_keys: self.trusted_keys.clone(),
         }
     }
 }
@@ -113,7 +110,7 @@ impl VerifySettings {
         };
         let source = &args.source;
         let tuning = super::restore::Tuning::resolve(source)?;
-        let expected = expected_tables(&args.expect_tables, args.expect_tables_file.as_ref())?;
+        let expected = ExpectedTables::resolve(&args.expect)?;
         let select = Selector {
             database: conn.dbname.clone(),
             mode: args.mode,
@@ -126,9 +123,9 @@ impl VerifySettings {
         options.no_cleanup = args.no_cleanup;
         options.identity_file = tuning.decrypt.identity_file;
         options.scratch_dir = tuning.decrypt.scratch_dir;
-        if let Some(tables) = expected {
-            options.expected_tables = tables;
-        }
+        options.require_encryption = tuning.decrypt.require_encryption;
+        options.trusted_keys = tuning.decrypt.trusted_keys;
+        options.expected_tables = expected;
         Ok(VerifySettings {
             backup: super::restore::wanted(source, select)?,
             options,
@@ -137,72 +134,9 @@ impl VerifySettings {
     }
 }
 
-/// `--expect-table` and the lines of `--expect-tables-file` (blank lines and
-/// `#` comments skipped); None when neither is given (the default tables).
-fn expected_tables(
-    flags: &[String],
-    file: Option<&PathBuf>,
-) -> Result<Option<Vec<(String, String)>>> {
-    let mut expected: Vec<String> = flags.to_vec();
-    if let Some(file) = file {
-        let text = std::fs::read_to_string(file).map_err(|e| {
-            usage(format!(
-                "cannot read --expect-tables-file {}: {e}",
-                file.display()
-            ))
-        })?;
-        expected.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_owned),
-        );
-    }
-    if expected.is_empty() && file.is_none() {
-        return Ok(None);
-    }
-    Ok(Some(expected.iter().map(|t| split_table(t)).collect()))
-}
-
-/// `schema.table`, or `table` in `public`.
-pub fn split_table(text: &str) -> (String, String) {
-    match text.split_once('.') {
-        Some((schema, table)) => (schema.to_owned(), table.to_owned()),
-        None => ("public".to_owned(), text.to_owned()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn expected_tables_default_to_public() {
-        assert_eq!(split_table("users"), ("public".into(), "users".into()));
-        assert_eq!(split_table("app.users"), ("app".into(), "users".into()));
-    }
-
-    #[test]
-    fn expected_tables_come_from_flags_and_file_or_default() {
-        assert_eq!(expected_tables(&[], None).unwrap(), None);
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("tables");
-        std::fs::write(&file, "# the app\napp.users\n\n  notes  \n").unwrap();
-        let got = expected_tables(&["x.y".into()], Some(&file)).unwrap();
-        assert_eq!(
-            got,
-            Some(vec![
-                ("x".into(), "y".into()),
-                ("app".into(), "users".into()),
-                ("public".into(), "notes".into())
-            ])
-        );
-        // An empty file replaces the defaults with nothing.
-        std::fs::write(&file, "").unwrap();
-        assert_eq!(expected_tables(&[], Some(&file)).unwrap(), Some(vec![]));
-        let err = expected_tables(&[], Some(&dir.path().join("missing"))).unwrap_err();
-        assert_eq!(crate::error::exit_code(&err), crate::error::USAGE);
-    }
 
     fn resolve(argv: &[&str]) -> Result<VerifySettings> {
         use clap::Parser;
@@ -229,7 +163,10 @@ mod tests {
         assert_eq!(settings.options.jobs, 1, "--jobs 0 runs one job");
         let settings = resolve(&["--backup-dir", "/b", "--mode", "schema"]).unwrap();
         assert!(matches!(settings.options.target, Target::SourceServer));
-        assert_eq!(settings.options.expected_tables.len(), DEFAULT_TABLES.len());
+        assert!(
+            settings.options.expected_tables.is_empty(),
+            "no built-in list: meta.json's tables only"
+        );
         match settings.backup {
             Wanted::Newest { select, .. } => assert_eq!(select.mode, crate::mode::Mode::Schema),
             other => panic!("{other:?}"),

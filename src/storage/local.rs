@@ -16,6 +16,8 @@ pub struct LocalBackup {
     pub has_dump: bool,
     pub has_meta: bool,
     pub size: u64,
+    /// A `<stem>.verify.json` verdict sits beside it.
+    pub has_verdict: bool,
 }
 
 impl LocalBackup {
@@ -49,7 +51,8 @@ impl LocalStore {
         for entry in entries {
             let entry = entry.with_context(|| format!("listing {}", self.dir.display()))?;
             let file_name = entry.file_name().to_string_lossy().into_owned();
-            let Some(name) = BackupName::parse(&file_name) else {
+            let verdict = BackupName::parse_verdict(&file_name);
+            let Some(name) = BackupName::parse(&file_name).or_else(|| verdict.clone()) else {
                 continue;
             };
             // Only regular files count: a symlink named like a backup is not one.
@@ -65,8 +68,11 @@ impl LocalStore {
                 has_dump: false,
                 has_meta: false,
                 size: 0,
+                has_verdict: false,
             });
-            if super::split_dump_file(&file_name).is_some() {
+            if verdict.is_some() {
+                backup.has_verdict = true;
+            } else if super::split_dump_file(&file_name).is_some() {
                 // The dump's own name says whether it is encrypted (the meta.json's cannot).
                 backup.name.encrypted = name.encrypted;
                 backup.dump = self.dir.join(&file_name);
@@ -76,15 +82,21 @@ impl LocalStore {
                 backup.has_meta = true;
             }
         }
-        let mut list: Vec<LocalBackup> = found.into_values().collect();
+        // A verdict alone is not a backup.
+        let mut list: Vec<LocalBackup> = found
+            .into_values()
+            .filter(|b| b.has_dump || b.has_meta)
+            .collect();
         list.sort_by_key(|b| b.name.timestamp);
         Ok(list)
     }
 
     /// Removes a backup: the dump first, so a crash in between leaves a meta.json
-    /// without a dump (which list shows as incomplete) rather than the reverse.
+    /// without a dump (which list shows as incomplete) rather than the reverse;
+    /// its verdict goes with its meta.json.
     pub fn remove(&self, backup: &LocalBackup) -> Result<()> {
-        for path in [&backup.dump, &backup.meta] {
+        let verdict = self.dir.join(backup.name.verdict_file());
+        for path in [&backup.dump, &backup.meta, &verdict] {
             match std::fs::remove_file(path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -1,8 +1,11 @@
 //! The backup set: how backups are named, and the copies on local disk.
 //!
-//! A backup is two files, `<db>_<mode>[_<label>]_<UTC YYYYmmddTHHMMSS>.dump`
+//! A backup is two files, `<db>_<mode>[_<label>]_srv-<tag>_<UTC YYYYmmddTHHMMSS>.dump`
 //! (`.dump.age` when encrypted with age) and the same stem with `.meta.json`;
-//! it is complete only when both exist.
+//! it is complete only when both exist. `<tag>` names the server (many servers
+//! share one prefix, and each has a `postgres` database); backups written
+//! before it existed have no `srv-` part and belong to an unknown server.
+//! A verify's verdict may sit beside them as `<stem>.verify.json` ([`verdict`]).
 
 pub mod fsio;
 pub mod local;
@@ -10,11 +13,12 @@ pub mod object_lock;
 pub mod s3;
 pub mod select;
 mod stores;
+pub mod verdict;
 
 use anyhow::Result;
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 
-use crate::meta::Meta;
+use crate::meta::{Meta, ServerIdentity, Verification};
 use crate::mode::Mode;
 
 /// One backup as a store lists it: its dump, its meta.json, or both.
@@ -24,6 +28,8 @@ pub struct Listed {
     pub has_dump: bool,
     pub has_meta: bool,
     pub size: u64,
+    /// A `<stem>.verify.json` verdict sits beside it.
+    pub has_verdict: bool,
 }
 
 /// What retention, prune and unpin need of a place that holds backups (a
@@ -41,6 +47,25 @@ pub trait BackupStore {
     async fn load_meta(&self, name: &BackupName) -> Result<Option<Meta>>;
     /// Replaces a backup's meta.json (atomically where the store allows).
     async fn store_meta(&self, name: &BackupName, meta: &Meta) -> Result<()>;
+    /// The verdict recorded beside a backup (`<stem>.verify.json`); None when there is none.
+    async fn load_verdict(&self, name: &BackupName) -> Result<Option<Verification>>;
+    /// Records a verdict beside a backup, replacing the one there.
+    async fn store_verdict(&self, name: &BackupName, verification: &Verification) -> Result<()>;
+    /// A listed backup's meta.json with its newest verdict in `verification`
+    /// (the verdict object beside it, or meta.json's own field when newer).
+    /// A verdict that cannot be read is named in a warning and left out.
+    async fn load_judged(&self, backup: &Listed) -> Result<Option<Meta>> {
+        let Some(mut meta) = self.load_meta(&backup.name).await? else {
+            return Ok(None);
+        };
+        if backup.has_verdict {
+            match self.load_verdict(&backup.name).await {
+                Ok(found) => meta.verification = verdict::newest(meta.verification.take(), found),
+                Err(err) => crate::ui::warn(&crate::error::one_line(&err)),
+            }
+        }
+        Ok(Some(meta))
+    }
     /// Whether objects here can be under S3 Object Lock (asked once per pass).
     async fn can_lock(&self) -> Result<bool> {
         Ok(false)
@@ -52,6 +77,18 @@ pub trait BackupStore {
     /// Removes a backup: the dump first, so an interruption leaves a meta.json
     /// without its dump (debris the next run removes), never the reverse.
     async fn remove_backup(&self, backup: &Listed) -> Result<()>;
+    /// The file names of the `--all-databases` run records here ([`crate::runs`]).
+    async fn list_runs(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+    /// A run record; None when it does not exist.
+    async fn load_run(&self, _file: &str) -> Result<Option<crate::runs::RunRecord>> {
+        Ok(None)
+    }
+    /// Writes a run record (replacing the one of the same run).
+    async fn store_run(&self, _record: &crate::runs::RunRecord) -> Result<()> {
+        Ok(())
+    }
 }
 
 const TIMESTAMP_FORMAT: &str = "%Y%m%dT%H%M%S";
@@ -83,18 +120,48 @@ pub struct BackupName {
     pub database: String,
     pub mode: Mode,
     pub label: Option<String>,
+    /// The server's tag ([`server_tag`]); None in names written before
+    /// pgbak recorded the server (an unknown server).
+    pub server: Option<String>,
     pub timestamp: NaiveDateTime,
     /// The dump is age-encrypted (`.dump.age`). Not part of the group: turning
     /// encryption on keeps one retention history, so old plaintext dumps rotate out.
     pub encrypted: bool,
 }
 
-/// Retention and "newest" work within a group: same database, mode and label.
+/// Retention and "newest" work within a group: same database, mode and
+/// label, of the same server (None: backups that do not say, one group).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Group {
     pub database: String,
     pub mode: &'static str,
     pub label: Option<String>,
+    pub server: Option<String>,
+}
+
+/// What a file name says of the server: `srv-` and 8 hex digits of the
+/// SHA-256 of its name and system identifier. Both take part, so a clone
+/// made from another server's base backup (same system identifier, another
+/// name) never shares a group with it: servers kept apart wrongly only keep
+/// more, servers merged wrongly would delete each other's backups.
+pub fn server_tag(server: &ServerIdentity) -> String {
+    use sha2::Digest;
+    let key = format!(
+        "{}\n{}",
+        server.name,
+        server.system_identifier.as_deref().unwrap_or("")
+    );
+    hex::encode(sha2::Sha256::digest(key.as_bytes()))[..SERVER_TAG_LEN].to_owned()
+}
+
+const SERVER_TAG_LEN: usize = 8;
+const SERVER_TAG_PREFIX: &str = "srv-";
+
+/// `srv-1a2b3c4d` -> `1a2b3c4d`; None for anything else.
+fn parse_server_tag(part: &str) -> Option<&str> {
+    let hex = part.strip_prefix(SERVER_TAG_PREFIX)?;
+    (hex.len() == SERVER_TAG_LEN && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .then_some(hex)
 }
 
 impl BackupName {
@@ -103,10 +170,17 @@ impl BackupName {
             database: safe_database_name(database),
             mode,
             label: label.map(str::to_owned),
+            server: None,
             // Whole seconds, as in the file name, so a listed name equals the one made.
             timestamp: at.naive_utc().trunc_subsecs(0),
             encrypted: false,
         }
+    }
+
+    /// The same name for the server with this tag ([`server_tag`]).
+    pub fn with_server(mut self, tag: Option<String>) -> BackupName {
+        self.server = tag;
+        self
     }
 
     /// The same name for an encrypted (`.dump.age`) or plain dump.
@@ -121,9 +195,19 @@ impl BackupName {
             stem.push('_');
             stem.push_str(label);
         }
+        if let Some(server) = &self.server {
+            stem.push('_');
+            stem.push_str(SERVER_TAG_PREFIX);
+            stem.push_str(server);
+        }
         stem.push('_');
         stem.push_str(&self.timestamp.format(TIMESTAMP_FORMAT).to_string());
         stem
+    }
+
+    /// The verdict beside the backup: `<stem>.verify.json`.
+    pub fn verdict_file(&self) -> String {
+        format!("{}{}", self.stem(), verdict::VERDICT_SUFFIX)
     }
 
     pub fn dump_file(&self) -> String {
@@ -144,6 +228,7 @@ impl BackupName {
             database: self.database.clone(),
             mode: self.mode.as_str(),
             label: self.label.clone(),
+            server: self.server.clone(),
         }
     }
 
@@ -158,7 +243,11 @@ impl BackupName {
         if ts.len() != 15 {
             return None;
         }
-        let (rest, last) = rest.rsplit_once('_')?;
+        let (mut rest, mut last) = rest.rsplit_once('_')?;
+        let server = parse_server_tag(last).map(str::to_owned);
+        if server.is_some() {
+            (rest, last) = rest.rsplit_once('_')?;
+        }
         let (database, mode, label) = match Mode::parse(last) {
             Some(mode) => (rest, mode, None),
             None => {
@@ -173,9 +262,16 @@ impl BackupName {
             database: database.to_owned(),
             mode,
             label,
+            server,
             timestamp,
             encrypted,
         })
+    }
+
+    /// Parses a verdict's file name (`<stem>.verify.json`) into its backup's name.
+    pub fn parse_verdict(file_name: &str) -> Option<BackupName> {
+        let stem = file_name.strip_suffix(verdict::VERDICT_SUFFIX)?;
+        BackupName::parse(&format!("{stem}.meta.json"))
     }
 
     /// The timestamp in the name, as UTC.
@@ -296,6 +392,11 @@ pub fn validate_label(label: &str) -> Result<(), String> {
             "invalid label {label:?}: it may not be a mode name"
         ));
     }
+    if parse_server_tag(label).is_some() {
+        return Err(format!(
+            "invalid label {label:?}: srv- and 8 hex digits name a server in file names"
+        ));
+    }
     Ok(())
 }
 
@@ -310,157 +411,4 @@ pub fn is_plain_file_name(name: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    fn at() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 25, 2, 0, 0).unwrap()
-    }
-
-    #[test]
-    fn names_round_trip() {
-        let cases = [
-            ("enterprise_agents", Mode::Full, None),
-            ("enterprise_agents", Mode::Schema, Some("pre-migration")),
-            ("a_full_b", Mode::Data, Some("v1.2")),
-            ("x", Mode::Full, Some("full2")),
-        ];
-        for (db, mode, label) in cases {
-            let name = BackupName::new(db, mode, label, at());
-            assert_eq!(BackupName::parse(&name.dump_file()), Some(name.clone()));
-            assert_eq!(BackupName::parse(&name.meta_file()), Some(name.clone()));
-            let sealed = name.with_encryption(true);
-            assert!(sealed.dump_file().ends_with(".dump.age"));
-            assert_eq!(BackupName::parse(&sealed.dump_file()), Some(sealed.clone()));
-            assert_eq!(
-                BackupName::parse(&sealed.meta_file()).map(|n| n.group()),
-                Some(sealed.group())
-            );
-        }
-        assert_eq!(split_dump_file("x.dump.age"), Some(("x", true)));
-        assert_eq!(split_dump_file("x.dump"), Some(("x", false)));
-        assert_eq!(split_dump_file("x.age"), None);
-        assert_eq!(meta_file_for("x.dump.age").as_deref(), Some("x.meta.json"));
-        assert_eq!(meta_file_for(".dump"), None);
-        assert_eq!(
-            BackupName::new("enterprise_agents", Mode::Full, None, at()).dump_file(),
-            "enterprise_agents_full_20261125T020000.dump"
-        );
-    }
-
-    #[test]
-    fn odd_database_names_become_safe_file_names() {
-        assert_eq!(
-            legacy_safe_database_name("odd db \"name\""),
-            "odd-db--name-"
-        );
-        assert_eq!(legacy_safe_database_name("../etc"), "..-etc");
-        assert_eq!(legacy_safe_database_name(".."), "db..");
-        assert_eq!(legacy_safe_database_name("Ünïcode"), "-n-code");
-        for (real, safe) in [
-            ("enterprise_agents", "enterprise_agents"),
-            ("a-b", "a-b"),
-            ("v1.2", "v1.2"),
-        ] {
-            assert_eq!(
-                safe_database_name(real),
-                safe,
-                "unchanged names keep their file names"
-            );
-        }
-        for name in ["odd db \"name\"", "../etc", "..", "Ünïcode", "a b", ""] {
-            let safe = safe_database_name(name);
-            assert!(safe.starts_with(&legacy_safe_database_name(name)), "{safe}");
-            assert_eq!(
-                safe.len(),
-                legacy_safe_database_name(name).len() + 9,
-                "{safe}"
-            );
-            assert!(is_plain_file_name(&safe) && !safe.contains('_'), "{safe}");
-        }
-        let name = BackupName::new("../../x", Mode::Full, None, at());
-        assert!(is_plain_file_name(&name.dump_file()));
-    }
-
-    #[test]
-    fn names_that_sanitising_collapses_stay_apart() {
-        let pairs = [
-            ("a b", "a-b"),
-            ("café", "cafè"),
-            ("kunde müller", "kunde möller"),
-            ("данные", "дадные"),
-            ("a\"b", "a'b"),
-        ];
-        for (one, other) in pairs {
-            assert_eq!(
-                legacy_safe_database_name(one),
-                legacy_safe_database_name(other),
-                "the old names collided: {one} / {other}"
-            );
-            assert_ne!(
-                safe_database_name(one),
-                safe_database_name(other),
-                "{one} / {other}"
-            );
-            let a = BackupName::new(one, Mode::Full, None, at());
-            let b = BackupName::new(other, Mode::Full, None, at());
-            assert_ne!(a.group(), b.group(), "{one} / {other}");
-            // Stable: the same name always gets the same file name.
-            assert_eq!(a, BackupName::new(one, Mode::Full, None, at()));
-            assert_eq!(BackupName::parse(&a.dump_file()), Some(a));
-        }
-    }
-
-    #[test]
-    fn owners_check_meta_json_and_accept_old_names() {
-        let owner = Owner::new("a b", Mode::Full, None);
-        let new_name = BackupName::new("a b", Mode::Full, None, at());
-        let old_name = BackupName {
-            database: "a-b".into(),
-            ..new_name.clone()
-        };
-        let other_db = BackupName::new("a-b", Mode::Full, None, at());
-        assert_eq!(old_name, other_db, "the old name of `a b` is `a-b`'s name");
-        assert!(owner.owns(&new_name, Some("a b")));
-        assert!(owner.owns(&new_name, None));
-        assert!(owner.owns(&old_name, Some("a b")), "an old backup of `a b`");
-        assert!(
-            !owner.owns(&old_name, None),
-            "no meta.json: the name says `a-b`"
-        );
-        assert!(!owner.owns(&other_db, Some("a-b")));
-        let theirs = Owner::new("a-b", Mode::Full, None);
-        assert!(theirs.owns(&other_db, Some("a-b")));
-        assert!(!theirs.owns(&old_name, Some("a b")), "meta.json says `a b`");
-        assert!(!theirs.owns(&new_name, Some("a b")));
-        let schema = BackupName::new("a b", Mode::Schema, None, at());
-        assert!(!owner.owns(&schema, Some("a b")));
-        let labelled = BackupName::new("a b", Mode::Full, Some("x"), at());
-        assert!(!owner.owns(&labelled, Some("a b")));
-    }
-
-    #[test]
-    fn other_files_are_not_backups() {
-        for file in [
-            "notes.txt",
-            "x_full_2026.dump",
-            "x_full_20261125T020000.dump.partial",
-            "x_full_20261125T020000.dump.age.partial",
-            "x_full_20261125T020000.age",
-            "x_weekly_20261125T020000.dump",
-            "_full_20261125T020000.dump",
-            "x_full_bad_label!_20261125T020000.dump",
-        ] {
-            assert_eq!(BackupName::parse(file), None, "{file}");
-        }
-    }
-
-    #[test]
-    fn labels_are_checked() {
-        assert!(validate_label("pre-migration").is_ok());
-        for bad in ["", "a_b", "a/b", "full", "..", "a b"] {
-            assert!(validate_label(bad).is_err(), "{bad}");
-        }
-    }
-}
+mod tests;

@@ -16,7 +16,8 @@ use crate::meta::Meta;
 use crate::mode::Mode;
 use crate::ui;
 
-/// The newest backup in `store` that `select` accepts. meta.json is read
+/// The newest backup in `store` that `select` accepts. meta.json (with the
+/// verdict beside it, when there is one) is read
 /// only for complete backups whose name could be the target's (one that
 /// cannot be read is named in a warning and counts as unread); newer
 /// backups skipped because their verification failed are named. Nothing
@@ -32,7 +33,7 @@ pub async fn newest(
     for backup in &backups {
         let complete = backup.has_dump && backup.has_meta;
         let meta = if complete && select.may_pick(&backup.name) {
-            store.load_meta(&backup.name).await.unwrap_or_else(|err| {
+            store.load_judged(backup).await.unwrap_or_else(|err| {
                 ui::warn(&one_line(&err));
                 None
             })
@@ -62,7 +63,42 @@ pub async fn newest(
             "skipping {stem}: its last verification FAILED (pass --include-failed to use it)"
         ));
     }
+    if let Some(line) = other_servers(select, &metas, metas[index].as_ref()) {
+        ui::warn(&line);
+    }
     Ok(backups[index].name.clone())
+}
+
+/// When the target database has backups of more than one server here, says
+/// which server's the picked one is (name a file or an `s3://` URI to take
+/// another): many servers may share a prefix, each with its own `postgres`.
+fn other_servers(
+    select: &Selector,
+    metas: &[Option<Meta>],
+    picked: Option<&Meta>,
+) -> Option<String> {
+    let name = |m: &Meta| {
+        m.server
+            .as_ref()
+            .map_or("an unknown server", |s| s.name.as_str())
+            .to_owned()
+    };
+    let servers: BTreeSet<String> = metas
+        .iter()
+        .flatten()
+        .filter(|m| m.database == select.database && m.mode == select.mode)
+        .map(name)
+        .collect();
+    let picked = picked.map(name)?;
+    (servers.len() > 1).then(|| {
+        format!(
+            "backups of database {:?} from {} servers are here ({}); using the newest, from {picked} \
+             (name a backup file or an s3:// URI to take another server's)",
+            select.database,
+            servers.len(),
+            servers.into_iter().collect::<Vec<_>>().join(", ")
+        )
+    })
 }
 
 /// What to pick.
@@ -188,6 +224,32 @@ mod tests {
             mode: Mode::Full,
             include_failed,
         }
+    }
+
+    #[test]
+    fn backups_of_several_servers_are_named() {
+        let on = |server: Option<&str>| {
+            let mut m = meta("app", None);
+            m.server = server.map(|name| crate::meta::ServerIdentity {
+                name: name.into(),
+                system_identifier: Some("1".into()),
+            });
+            m
+        };
+        let one = [Some(on(Some("db-1"))), Some(on(Some("db-1"))), None];
+        assert_eq!(
+            other_servers(&selector("app", false), &one, one[0].as_ref()),
+            None
+        );
+        let two = [
+            Some(on(Some("db-1"))),
+            Some(on(None)),
+            Some(meta("other", None)),
+        ];
+        let line = other_servers(&selector("app", false), &two, two[0].as_ref()).unwrap();
+        assert!(line.contains("from 2 servers"), "{line}");
+        assert!(line.contains("an unknown server, db-1"), "{line}");
+        assert!(line.contains("from db-1"), "{line}");
     }
 
     #[test]

@@ -42,7 +42,15 @@ fn full_backup_of_the_fixture_is_complete_and_described() {
     let name = &names[0];
     let stem = name.strip_suffix(".dump").unwrap();
     let ts = stem.rsplit('_').next().unwrap();
-    assert_eq!(stem, format!("{}_full_{ts}", db.name));
+    // The server's tag sits before the timestamp: `<db>_full_srv-<8 hex>_<ts>`.
+    let server = stem
+        .strip_prefix(&format!("{}_full_srv-", db.name))
+        .and_then(|rest| rest.strip_suffix(&format!("_{ts}")))
+        .unwrap_or_else(|| panic!("{stem}"));
+    assert!(
+        server.len() == 8 && server.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{stem}"
+    );
     assert!(chrono::NaiveDateTime::parse_from_str(ts, "%Y%m%dT%H%M%S").is_ok());
     let dump = dir.join(name);
     let meta_path = dir.join(format!("{stem}.meta.json"));

@@ -176,17 +176,17 @@ fn check_judges_local_groups_and_exits_by_the_worst() {
         0o644
     );
     for line in [
-        "pgbak_check_ok{database=\"fresh\",mode=\"full\",label=\"\"} 1",
-        "pgbak_check_ok{database=\"stale\",mode=\"full\",label=\"\"} 0",
-        "pgbak_last_verify_success{database=\"failed\",mode=\"full\",label=\"\"} 0",
+        "pgbak_check_ok{database=\"fresh\",mode=\"full\",label=\"\",server=\"\"} 1",
+        "pgbak_check_ok{database=\"stale\",mode=\"full\",label=\"\",server=\"\"} 0",
+        "pgbak_last_verify_success{database=\"failed\",mode=\"full\",label=\"\",server=\"\"} 0",
     ] {
         assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
     }
     assert!(text.contains("pgbak_last_backup_timestamp_seconds{database=\"fresh\""));
     assert!(text.contains("pgbak_last_verified_backup_timestamp_seconds{database=\"unverified\""));
-    assert!(
-        text.contains("pgbak_check_backup_rows{database=\"fresh\",mode=\"full\",label=\"\"} 102")
-    );
+    assert!(text.contains(
+        "pgbak_check_backup_rows{database=\"fresh\",mode=\"full\",label=\"\",server=\"\"} 102"
+    ));
     let leftovers: Vec<_> = std::fs::read_dir(prom.parent().unwrap()).unwrap().collect();
     assert_eq!(leftovers.len(), 1, "only the textfile: {leftovers:?}");
 
@@ -454,7 +454,8 @@ fn check_reports_pins_and_object_lock_without_failing_the_group() {
         .contains("128 -> 3"));
     assert_eq!(group["locked_until"], serde_json::Value::Null);
     let text = std::fs::read_to_string(&prom).unwrap();
-    let line = "pgbak_check_pinned_backups{database=\"pinned\",mode=\"full\",label=\"\"} 1";
+    let line =
+        "pgbak_check_pinned_backups{database=\"pinned\",mode=\"full\",label=\"\",server=\"\"} 1";
     assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
     assert!(
         !text.contains("pgbak_check_locked_until_timestamp_seconds{"),
@@ -531,7 +532,7 @@ fn check_reports_pins_and_object_lock_without_failing_the_group() {
     assert_eq!(group["pinned"].as_array().unwrap().len(), 0);
     let text = std::fs::read_to_string(&prom).unwrap();
     let line = format!(
-        "pgbak_check_locked_until_timestamp_seconds{{database=\"locked\",mode=\"full\",label=\"\"}} {until}"
+        "pgbak_check_locked_until_timestamp_seconds{{database=\"locked\",mode=\"full\",label=\"\",server=\"\"}} {until}"
     );
     assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
     let _ = std::fs::remove_dir_all(prom.parent().unwrap());

@@ -473,8 +473,12 @@ fn all_databases_as_a_non_superuser_with_pg_read_all_data() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|f| f.ends_with(".dump"))
         .map(|f| {
-            f.rsplit_once('_')
-                .map_or(f.clone(), |(group, _)| group.to_owned())
+            // `<db>_<mode>_srv-<server tag>_<ts>.dump` -> `<db>_<mode>`
+            let group = f.rsplit_once('_').map_or(f.as_str(), |(group, _)| group);
+            group
+                .rsplit_once("_srv-")
+                .map_or(group, |(group, _)| group)
+                .to_owned()
         })
         .collect();
     files.sort();

@@ -232,7 +232,7 @@ fn restore_warns_about_an_older_alembic_revision_and_counts_mismatches() {
     assert!(
         stdout
             .lines()
-            .any(|l| l.starts_with("public.users") && l.ends_with("MISMATCH")),
+            .any(|l| l.split_whitespace().nth(1) == Some("public.users") && l.ends_with("MISMATCH")),
         "{stdout}"
     );
 }
@@ -406,8 +406,10 @@ fn restore_sigterm_stops_pg_restore_and_its_sessions() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // --create-db restores into a staging database named after the target.
     let sessions = format!(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND application_name = 'pg_restore'",
+        "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE 'pgbak\\_restoring\\_{}\\_%' \
+         AND application_name = 'pg_restore'",
         target.name
     );
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -87,9 +87,12 @@ fn retention_never_deletes_the_newest_verified_backup() {
     assert_eq!(meta["verification"]["passed"], true);
 }
 
-/// A `.dump` of the group, older than any backup, with no meta.json.
-fn orphan_name(db: &str) -> String {
-    format!("{db}_full_20200101T000000.dump")
+/// A `.dump` of the group of `made` (a backup's file name: same database and
+/// server), older than any backup, with no meta.json.
+fn orphan_name(made: &str) -> String {
+    let stem = made.trim_end_matches(".dump");
+    let group = stem.rsplit_once('_').map_or(stem, |(group, _)| group);
+    format!("{group}_20200101T000000.dump")
 }
 
 #[test]
@@ -97,7 +100,8 @@ fn retention_reports_a_dump_without_meta_once_and_keeps_it() {
     let pg = pg16();
     let db = small_db(pg, "orphan dump", 10);
     let dir = tempfile::tempdir().unwrap();
-    let orphan = orphan_name(&db.name);
+    ok(&backup(pg, &db.name, dir.path(), &["--keep", "1"]));
+    let orphan = orphan_name(&dumps(dir.path())[0]);
     std::fs::write(dir.path().join(&orphan), b"PGDMP not really").unwrap();
     for _ in 0..2 {
         let out = backup(pg, &db.name, dir.path(), &["--keep", "1"]);
@@ -115,7 +119,18 @@ fn s3_retention_reports_a_dump_without_meta_once_and_keeps_it() {
     let server = s3();
     let bucket = server.fresh_bucket("orphan");
     let dir = tempfile::tempdir().unwrap();
-    let orphan_key = format!("p/{}", orphan_name(&db.name));
+    let first = run(pgbak_s3(&db, server, &bucket, "p/")
+        .args([
+            "backup",
+            "--keep",
+            "1",
+            "--storage-class",
+            "STANDARD",
+            "--output-dir",
+        ])
+        .arg(dir.path()));
+    ok(&first);
+    let orphan_key = format!("p/{}", orphan_name(&dumps(dir.path())[0]));
     server.put_object(&bucket, &orphan_key, b"PGDMP not really".to_vec(), None);
     for _ in 0..2 {
         let out = run(pgbak_s3(&db, server, &bucket, "p/")
@@ -536,4 +551,31 @@ fn calendar_rules_come_from_the_environment_and_name_their_bucket() {
         "no --keep-last default once a calendar rule is set: {plan:?}"
     );
     assert_eq!(dumps(dir.path()).len(), 3);
+}
+
+/// A backup's name never sorts before one already in its group: three runs within
+/// one second once took T, T+1 and then T again (freed by retention), so "the
+/// newest" and `--keep 1` kept the wrong one. Here a group's newest name is a few
+/// seconds ahead of the clock (a run that had to move on), and the next backup
+/// is named after it.
+#[test]
+fn a_new_backup_is_named_after_the_newest_of_its_group() {
+    let pg = pg16();
+    let db = small_db(pg, "names ahead", 10);
+    let dir = tempfile::tempdir().unwrap();
+    ok(&backup(pg, &db.name, dir.path(), &[]));
+    let made = dumps(dir.path()).pop().unwrap();
+    let group = made
+        .trim_end_matches(".dump")
+        .rsplit_once('_')
+        .unwrap()
+        .0
+        .to_owned();
+    let ahead = (chrono::Utc::now() + chrono::Duration::seconds(30)).format("%Y%m%dT%H%M%S");
+    let ahead_name = format!("{group}_{ahead}.dump");
+    std::fs::write(dir.path().join(&ahead_name), b"PGDMP not really").unwrap();
+    ok(&backup(pg, &db.name, dir.path(), &[]));
+    let newest = dumps(dir.path()).pop().unwrap();
+    assert_ne!(newest, ahead_name, "{:?}", dumps(dir.path()));
+    assert!(newest > ahead_name, "{:?}", dumps(dir.path()));
 }

@@ -5,22 +5,33 @@
 //! by the next run, nothing to configure), drop those matching
 //! `--exclude-database`, take the globals (roles, memberships, tablespaces),
 //! then dump every database as a single backup would, each with its own file,
-//! meta.json and retention group. All of them record the run's id
+//! meta.json and retention group ([`each`]: at parity with one database,
+//! verify included when cron asks for it). All of them record the run's id
 //! (`cluster_run` in meta.json). One database failing does not stop the
-//! others; the exit code and the error name the ones that failed.
+//! others; the exit code and the error name the ones that failed. The run
+//! leaves a record in the store when it starts and when it ends
+//! ([`crate::runs`]): a killed or failed run is visible as one.
 
 use std::process::ExitCode;
+
+use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use serde_json::json;
 
-use super::{self as backup, apply_retention};
+use super::{self as backup, apply_retention, each};
+use crate::commands::verify::VerifyOptions;
 use crate::error::{is_interruption, one_line};
+use crate::meta::ServerIdentity;
 use crate::pg::client;
+use crate::runs::{self, Item, RunRecord};
 use crate::settings::backup::BackupJob;
 use crate::settings::commands::Output;
 use crate::signals::Signals;
+use crate::storage::local::LocalStore;
+use crate::storage::s3;
+use crate::storage::BackupStore;
 use crate::ui;
 
 /// Splits the server's databases into (dumped, excluded).
@@ -38,7 +49,7 @@ pub async fn backup_all(
 ) -> Result<ExitCode> {
     backup::check_object_lock(job).await?;
     let mut signals = Signals::new()?;
-    let outcome = backup_run(job, excludes, &mut signals).await?;
+    let outcome = backup_run(job, excludes, &mut signals, None).await?;
     if print == Output::Json {
         ui::stdout_line(&serde_json::to_string_pretty(&outcome.summary())?);
     }
@@ -53,7 +64,11 @@ pub struct RunOutcome {
     pub excluded: Vec<String>,
     /// (database or `(globals)`, why), in run order.
     pub failed: Vec<(String, String)>,
+    /// Those of `failed` whose local backup is complete: only the upload failed.
+    pub upload_failed: Vec<String>,
     pub deleted: Vec<String>,
+    /// Every database's steps, anomaly and outcome, in run order.
+    pub runs: Vec<each::DatabaseRun>,
 }
 
 impl RunOutcome {
@@ -69,8 +84,19 @@ impl RunOutcome {
             })).collect::<Vec<_>>(),
             "excluded": self.excluded,
             "failed": self.failed.iter().map(|(db, why)| json!({"database": db, "error": why})).collect::<Vec<_>>(),
+            "anomalies": self.runs.iter().filter_map(|r| r.anomaly.as_ref().map(|a| json!({"database": r.database, "anomaly": a.summary()}))).collect::<Vec<_>>(),
             "deleted": self.deleted,
         })
+    }
+
+    /// True when backups failed, and each only in its upload (the local
+    /// backups are complete): `pgbak cron` alerts "backup upload failed".
+    pub fn only_uploads_failed(&self) -> bool {
+        !self.failed.is_empty()
+            && self
+                .failed
+                .iter()
+                .all(|(db, _)| self.upload_failed.contains(db))
     }
 
     /// Ok when every backup of the run succeeded, else an error naming the failed ones.
@@ -92,12 +118,13 @@ impl RunOutcome {
     }
 }
 
-/// The run: the globals, then every chosen database, each with its retention.
-/// Only an interruption stops it early.
+/// The run: the globals, then every chosen database, each with its retention
+/// (and, with `verify`, its verify: [`each`]). Only an interruption stops it early.
 pub async fn backup_run(
     base: &BackupJob,
     excludes: &[glob::Pattern],
     signals: &mut Signals,
+    verify: Option<&VerifyOptions>,
 ) -> Result<RunOutcome> {
     let mut job = base.clone();
     let run_id = Utc::now().format("%Y%m%dT%H%M%S").to_string();
@@ -110,9 +137,20 @@ pub async fn backup_run(
         )
         .await
         .context("listing the server's databases")?;
+    let server = ServerIdentity {
+        name: job.server_name.clone(),
+        system_identifier: client::system_identifier(&admin).await,
+    };
     drop(admin);
-    let all: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    // A restore journal pgbak left on this server is no database of its own.
+    let all: Vec<String> = rows
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .filter(|db| db != crate::pg::journal::DATABASE)
+        .collect();
     let (databases, excluded) = choose(&all, excludes);
+    let mut record = RunRecord::start(&run_id, server, &databases, &excluded);
+    store_record(&job, &record).await;
     ui::info(&format!(
         "backing up {} database(s) of {} and the globals (run {run_id}){}",
         databases.len(),
@@ -129,9 +167,11 @@ pub async fn backup_run(
         databases: Vec::new(),
         excluded,
         failed: Vec::new(),
+        upload_failed: Vec::new(),
         deleted: Vec::new(),
+        runs: Vec::new(),
     };
-    match backup_one(&job, signals, Some(databases.clone())).await {
+    match backup_one(&job, signals, databases.clone()).await {
         Ok((made, gone)) => {
             outcome.deleted.extend(gone);
             outcome.globals = Some(made);
@@ -139,6 +179,9 @@ pub async fn backup_run(
         Err(err) if is_interruption(&err) => return Err(err),
         Err(err) => {
             ui::error(&format!("globals: {}", one_line(&err)));
+            if backup::complete_despite_upload(&err).is_some() {
+                outcome.upload_failed.push("(globals)".to_owned());
+            }
             outcome
                 .failed
                 .push(("(globals)".to_owned(), one_line(&err)));
@@ -147,19 +190,32 @@ pub async fn backup_run(
     for db in &databases {
         let mut one = job.clone();
         one.conn = job.conn.with_dbname(db);
-        match backup_one(&one, signals, None).await {
-            Ok((made, gone)) => {
-                outcome.deleted.extend(gone);
-                outcome.databases.push(made);
-            }
-            Err(err) if is_interruption(&err) => return Err(err),
-            Err(err) => {
+        let mut run = each::one_database(&one, signals, verify).await;
+        outcome.deleted.append(&mut run.deleted);
+        match run.error.take() {
+            Some((_, err)) if is_interruption(&err) => return Err(err),
+            Some((step, err)) => {
                 ui::error(&format!("database {db:?}: {}", one_line(&err)));
+                if backup::complete_despite_upload(&err).is_some() {
+                    outcome.upload_failed.push(db.clone());
+                }
                 outcome.failed.push((db.clone(), one_line(&err)));
+                run.error = Some((step, err));
             }
+            None => outcome.databases.extend(run.made.clone()),
         }
+        outcome.runs.push(run);
     }
+    end_record(&job, &mut record, &outcome).await;
     if outcome.failed.is_empty() {
+        // Each backup's retention ran while this run was still incomplete, so
+        // the previous complete run was kept whole; now that this run is the
+        // newest complete one, the older runs' backups go as the policy says.
+        let mut gone = Vec::new();
+        for made in outcome.globals.iter().chain(&outcome.databases) {
+            gone.extend(apply_retention(&job, made).await?);
+        }
+        outcome.deleted.extend(gone);
         ui::info(&format!(
             "run {} complete: the globals and {} database(s)",
             outcome.run_id,
@@ -169,20 +225,70 @@ pub async fn backup_run(
     Ok(outcome)
 }
 
-/// One backup of the run (the globals when `globals` is Some) and its retention.
+/// Writes the run's record where its backups go (the directory, and the
+/// bucket with S3). A record that cannot be written is warned about: the
+/// backups themselves are what matter, and their meta.json name the run.
+async fn store_record(job: &BackupJob, record: &RunRecord) {
+    let local = LocalStore::new(&job.output_dir);
+    if let Err(err) = local.store_run(record).await {
+        ui::warn(&format!("writing the run record: {}", one_line(&err)));
+    }
+    if let Some(settings) = &job.s3 {
+        let stored = async {
+            let store = s3::connect(settings.clone()).await?;
+            store.store_run(record).await
+        };
+        if let Err(err) = crate::signals::unless_stopped(stored).await {
+            ui::warn(&format!("uploading the run record: {}", one_line(&err)));
+        }
+    }
+}
+
+/// The run's record at its end: every backup's outcome.
+async fn end_record(job: &BackupJob, record: &mut RunRecord, outcome: &RunOutcome) {
+    let failed = |what: &str| {
+        outcome
+            .failed
+            .iter()
+            .find(|(db, _)| db == what)
+            .map(|(_, why)| why.clone())
+    };
+    let globals = Item {
+        file: outcome.globals.as_ref().map(|g| g.name.dump_file()),
+        error: failed("(globals)")
+            .or_else(|| outcome.globals.is_none().then(|| "not taken".to_owned())),
+    };
+    let mut items: BTreeMap<String, Item> = outcome
+        .databases
+        .iter()
+        .map(|m| {
+            let item = Item {
+                file: Some(m.name.dump_file()),
+                error: None,
+            };
+            (m.meta.database.clone(), item)
+        })
+        .collect();
+    for (db, why) in outcome.failed.iter().filter(|(db, _)| db != "(globals)") {
+        items.insert(
+            db.clone(),
+            Item {
+                file: None,
+                error: Some(why.clone()),
+            },
+        );
+    }
+    runs::finish(record, globals, items);
+    store_record(job, record).await;
+}
+
+/// The run's globals backup and its retention.
 async fn backup_one(
     job: &BackupJob,
     signals: &mut Signals,
-    globals: Option<Vec<String>>,
+    databases: Vec<String>,
 ) -> Result<(backup::Made, Vec<String>)> {
-    let made = match globals {
-        Some(databases) => crate::commands::globals::backup(job, signals, databases).await?,
-        None => {
-            let made = backup::dump(job, signals).await?;
-            backup::check_anomaly(job, &made).await?;
-            made
-        }
-    };
+    let made = crate::commands::globals::backup(job, signals, databases).await?;
     let deleted = apply_retention(job, &made).await?;
     Ok((made, deleted))
 }

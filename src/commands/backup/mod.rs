@@ -16,9 +16,12 @@
 //!    upload while pg_dump runs; it is completed and checked only after
 //!    pg_dump succeeded, then meta.json goes up beside it. An upload failure
 //!    leaves the local backup complete (meta.json `s3: null`) and fails the run;
-//! 5. retention, only after all of that succeeded (on S3 too): [`retention`].
+//! 5. the anomaly check against the authoritative store, then retention
+//!    ([`after_backup`], shared with cron): after a failed upload too, but
+//!    then retention stays local.
 
 pub mod all;
+pub mod each;
 mod output;
 mod retention;
 
@@ -33,7 +36,7 @@ pub use self::output::upload_meta;
 pub(crate) use self::output::{Began, Output};
 pub use self::retention::apply_retention;
 use crate::anomaly::Findings;
-use crate::meta::Meta;
+use crate::meta::{Meta, ServerIdentity};
 use crate::pg::client;
 use crate::pg::dump::{self as pg_dump, DumpJob, Streamed};
 use crate::pg::replay::{self, ReplayPause};
@@ -78,16 +81,16 @@ pub async fn run(settings: BackupSettings) -> Result<ExitCode> {
     let made = match dump(&job, &mut signals).await {
         Ok(made) => made,
         Err(err) => {
-            // The upload failed but the local backup is complete: local
-            // retention still runs; the upload failure is still the outcome.
+            // The upload failed but the local backup is complete: the anomaly
+            // check and local retention still run, as in `pgbak cron`; the
+            // upload failure is still the outcome.
             if let Some(made) = complete_despite_upload(&err) {
-                apply_retention(&job, &made).await?;
+                after_backup(&job, &made).await?;
             }
             return Err(err);
         }
     };
-    let anomaly = crate::signals::unless_stopped(check_anomaly(&job, &made)).await?;
-    let mut deleted = apply_retention(&job, &made).await?;
+    let (anomaly, mut deleted) = after_backup(&job, &made).await?;
     let mut globals_made = None;
     if globals {
         let made = super::globals::backup(&job, &mut signals, Vec::new()).await?;
@@ -110,8 +113,23 @@ pub async fn run(settings: BackupSettings) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The anomaly check of `made` against the previous good backup of its group
-/// in `job`'s directory (and under its S3 prefix, when `job` uploads).
+/// Step 5, one rule for `backup`, `cron` and every database of
+/// `--all-databases`: once a backup is complete locally, uploaded or not,
+/// the anomaly check (against the authoritative store) and then retention
+/// (locally; under the S3 prefix only when the upload succeeded). A pin
+/// that could not be written stops retention.
+pub async fn after_backup(job: &BackupJob, made: &Made) -> Result<(Option<Findings>, Vec<String>)> {
+    crate::signals::unless_stopped(async {
+        let anomaly = check_anomaly(job, made).await?;
+        let deleted = apply_retention(job, made).await?;
+        Ok((anomaly, deleted))
+    })
+    .await
+}
+
+/// The anomaly check of `made` against the previous good backup of its
+/// group in the authoritative store: `job`'s S3 prefix when it has one
+/// (whether or not this upload succeeded), else its directory.
 pub async fn check_anomaly(job: &BackupJob, made: &Made) -> Result<Option<Findings>> {
     let (dir, s3) = (&job.output_dir, job.s3.as_ref());
     crate::anomaly::check_and_pin(dir, s3, &made.name, &made.meta, job.anomaly).await
@@ -150,14 +168,25 @@ pub async fn dump_local_first(
     let client = signals.guard(client::connect(&job.conn)).await?;
     client::set_lock_timeout(&client, job.lock_wait_timeout).await?;
     let standby = client::in_recovery(&client).await?;
+    let identity = server_identity(job, &client).await;
+    // On a standby, the markers of paused replay live in the authoritative store.
+    let bucket = match (&job.s3, standby) {
+        (Some(settings), true) => s3::connect(settings.clone()).await.ok(),
+        _ => None,
+    };
+    let markers = || replay::Markers {
+        dir: job.output_dir.clone(),
+        s3: bucket.clone(),
+        server: crate::storage::server_tag(&identity),
+    };
     let pause = match (standby, job.pause_replay) {
         (true, true) => Some(
             signals
-                .guard(ReplayPause::begin(&job.output_dir, &job.conn))
+                .guard(ReplayPause::begin(markers(), &job.conn))
                 .await?,
         ),
         (true, false) => {
-            replay::resume_leftovers(&job.output_dir, &client).await;
+            replay::resume_leftovers(&markers(), &client).await;
             None
         }
         (false, true) => {
@@ -166,7 +195,7 @@ pub async fn dump_local_first(
         }
         (false, false) => None,
     };
-    let made = dump_from(job, signals, client, standby, began).await;
+    let made = dump_from(job, signals, client, standby, &identity, began).await;
     if let Some(pause) = pause {
         pause.end().await;
     }
@@ -181,6 +210,7 @@ async fn dump_from(
     signals: &mut Signals,
     client: Client,
     standby: bool,
+    identity: &ServerIdentity,
     began: Began,
 ) -> Result<(Made, Option<anyhow::Error>)> {
     let server = client::server_version(&client).await?;
@@ -191,7 +221,7 @@ async fn dump_from(
     };
     let estimate = size_estimate(job, &client).await;
 
-    let (mut output, file) = Output::reserve(job, job.mode, began)?;
+    let (mut output, file) = Output::reserve(job, job.mode, began, identity, signals).await?;
     announce(job, &compression, &tools, &output.dump_path);
     let s3 = output.start_upload(job, estimate, signals).await?;
 
@@ -234,7 +264,7 @@ async fn dump_from(
         database_properties: Some(catalog.properties),
         roles: Some(catalog.roles),
         schema_objects: catalog.schema_objects,
-        ..output.meta(job, &pumped, &server, &tools)
+        ..output.meta(job, &pumped, &server, identity, &tools)
     };
     let (made, upload_failure) = output.commit(job, sinks.file, meta, signals).await?;
     ui::info(&format!(
@@ -245,6 +275,15 @@ async fn dump_from(
         made.meta.duration_seconds
     ));
     Ok((made, upload_failure))
+}
+
+/// The server this backup comes from: `--server-name` (or host:port) and
+/// the system identifier when this user may read it.
+pub async fn server_identity(job: &BackupJob, client: &Client) -> ServerIdentity {
+    ServerIdentity {
+        name: job.server_name.clone(),
+        system_identifier: client::system_identifier(client).await,
+    }
 }
 
 /// The database's size, which sizes the upload's parts so even a

@@ -16,14 +16,13 @@ use anyhow::{bail, Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::Made;
-use crate::meta::{Encryption, Meta, S3Location};
+use crate::meta::{Encryption, Meta, S3Location, ServerIdentity};
 use crate::mode::Mode;
 use crate::pg::client::ServerVersion;
 use crate::pg::tools::PgTools;
 use crate::pipeline::{FileSink, Pumped, Sink};
 use crate::settings::backup::BackupJob;
 use crate::signals::Signals;
-use crate::storage::local::LocalStore;
 use crate::storage::s3::{self, S3Settings, S3Sink, Store, UploadFailed, UploadHandle};
 use crate::storage::{fsio, BackupName};
 use crate::ui;
@@ -59,14 +58,29 @@ pub struct Output {
 }
 
 impl Output {
-    /// Claims the backup's name in `job`'s directory: its `.partial` file,
-    /// created exclusively, is the sink returned.
-    pub fn reserve(job: &BackupJob, mode: Mode, began: Began) -> Result<(Output, FileSink)> {
-        let (name, file) = reserve_name(
-            &job.output_dir,
-            BackupName::new(&job.conn.dbname, mode, job.label.as_deref(), began.at)
-                .with_encryption(job.recipients.is_some()),
-        )?;
+    /// Claims the backup's name in `job`'s directory (and, with S3, makes
+    /// sure the prefix holds nothing of that name): its `.partial` file,
+    /// created exclusively, is the sink returned. `server` puts the server's
+    /// tag into the name, so two servers sharing a prefix never share one.
+    pub async fn reserve(
+        job: &BackupJob,
+        mode: Mode,
+        began: Began,
+        server: &ServerIdentity,
+        signals: &mut Signals,
+    ) -> Result<(Output, FileSink)> {
+        let wanted = BackupName::new(&job.conn.dbname, mode, job.label.as_deref(), began.at)
+            .with_server(Some(crate::storage::server_tag(server)))
+            .with_encryption(job.recipients.is_some());
+        let remote = match &job.s3 {
+            Some(settings) => {
+                signals
+                    .guard(async { Ok(s3::connect(settings.clone()).await.ok()) })
+                    .await?
+            }
+            None => None,
+        };
+        let (name, file) = reserve_name(&job.output_dir, remote.as_ref(), wanted).await?;
         let output = Output {
             dump_path: job.output_dir.join(name.dump_file()),
             meta_path: job.output_dir.join(name.meta_file()),
@@ -151,6 +165,7 @@ impl Output {
         job: &BackupJob,
         pumped: &Pumped,
         server: &ServerVersion,
+        identity: &ServerIdentity,
         tools: &PgTools,
     ) -> Meta {
         let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
@@ -184,6 +199,9 @@ impl Output {
             cluster_run: job.cluster_run.clone(),
             globals: None,
             schema_objects: None,
+            server: Some(identity.clone()),
+            signature: None,
+            sealed: None,
             encryption: job.recipients.as_ref().map(|r| Encryption {
                 format: "age".to_owned(),
                 recipients: r.texts(),
@@ -201,9 +219,24 @@ impl Output {
         mut self,
         job: &BackupJob,
         file: FileSink,
-        meta: Meta,
+        mut meta: Meta,
         signals: &mut Signals,
     ) -> Result<(Made, Option<anyhow::Error>)> {
+        // Sealed once, so the local and the uploaded meta.json are the same
+        // document, and what this run prints or keeps holds no secret either.
+        meta = match meta.sealed() {
+            Ok(meta) => meta,
+            Err(err) => return Err(self.fail(err).await),
+        };
+        if let Some(key) = &job.signing_key {
+            // Signed (the sealed document, as it is stored) before anything is
+            // renamed into place: a backup is complete only with its signature
+            // (see `crate::signing`).
+            meta.signature = match key.sign(&meta) {
+                Ok(signature) => Some(signature),
+                Err(err) => return Err(self.fail(err).await),
+            };
+        }
         if let Err(err) = commit(file, &meta, &self.meta_path) {
             return Err(self.fail(err).await);
         }
@@ -293,27 +326,55 @@ impl Output {
 }
 
 /// Picks the file name and claims it by creating its `.partial` exclusively.
-/// Two backups of one group within a second (or at once): the later one moves
-/// to the next free second, so nothing is ever overwritten.
-fn reserve_name(output_dir: &Path, mut name: BackupName) -> Result<(BackupName, FileSink)> {
-    // Names stay in order even when runs come faster than one a second: a new
-    // backup is always named after the newest one of its group, so "newest"
-    // (retention, restore, verify) means the same by name and by time.
-    let newest = LocalStore::new(output_dir)
-        .list()?
-        .into_iter()
-        .filter(|b| b.name.group() == name.group())
-        .map(|b| b.name.timestamp)
-        .max();
-    if let Some(newest) = newest {
-        while name.timestamp <= newest {
-            name = name.next_second();
+/// The name comes from the clock, but never sorts before a name already in
+/// its group (a backup named in the future by a clock that was more than 10
+/// minutes ahead does not drag every later name after it; `pgbak check`
+/// reports it). A name already taken, in the directory or under the S3
+/// prefix (another pod, or two runs within a second; claimed there by a
+/// conditional write of the upload's marker), moves to the next free
+/// second, so nothing is ever overwritten. A prefix that cannot be
+/// asked is named in a warning; the upload then fails on its own.
+async fn reserve_name(
+    output_dir: &Path,
+    remote: Option<&Store>,
+    mut name: BackupName,
+) -> Result<(BackupName, FileSink)> {
+    let mut remote = remote;
+    if let Some(newest) = newest_in_group(output_dir, remote, &name).await {
+        // Never before a name already in the group (three runs within a second
+        // would otherwise take T, T+1, then T again once retention freed T, and
+        // "newest" would be the wrong backup) -- unless that name is far in the
+        // future, from a clock that was ahead.
+        let ahead = newest.timestamp - name.timestamp;
+        if ahead >= chrono::Duration::zero() && ahead < chrono::Duration::seconds(600) {
+            name = BackupName {
+                timestamp: newest.timestamp,
+                ..name
+            }
+            .next_second();
         }
     }
     for _ in 0..600 {
+        if let Some(store) = remote {
+            match claim_remote(store, &name).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    name = name.next_second();
+                    continue;
+                }
+                Err(err) => {
+                    ui::warn(&format!(
+                        "cannot tell whether {} is free under the S3 prefix: {}",
+                        name.stem(),
+                        crate::error::one_line(&err)
+                    ));
+                    remote = None;
+                }
+            }
+        }
         let dump_path = output_dir.join(name.dump_file());
         let meta_path = output_dir.join(name.meta_file());
-        if !meta_path.exists() {
+        if !meta_path.exists() && !dump_path.exists() {
             match FileSink::create(&dump_path) {
                 Ok(sink) => return Ok((name, sink)),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -331,11 +392,65 @@ fn reserve_name(output_dir: &Path, mut name: BackupName) -> Result<(BackupName, 
     )
 }
 
+/// The newest name of `name`'s group in the directory and under the prefix
+/// (a prefix that cannot be listed counts as empty: the claim below says so).
+async fn newest_in_group(
+    output_dir: &Path,
+    remote: Option<&Store>,
+    name: &BackupName,
+) -> Option<BackupName> {
+    let group = name.group();
+    let mut files: Vec<String> = std::fs::read_dir(output_dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(store) = remote {
+        let group_prefix = store.key_for(&format!("{}_", group_prefix(name)));
+        if let Ok(keys) = store.keys_with(&group_prefix).await {
+            files.extend(
+                keys.iter()
+                    .filter_map(|k| k.rsplit('/').next().map(str::to_owned)),
+            );
+        }
+    }
+    files
+        .iter()
+        .filter_map(|f| {
+            let f = f.strip_suffix(".partial").unwrap_or(f);
+            let f = f.strip_suffix(s3::MARKER_SUFFIX).unwrap_or(f);
+            BackupName::parse(f).or_else(|| BackupName::parse_verdict(f))
+        })
+        .filter(|n| n.group() == group)
+        .max_by_key(|n| n.timestamp)
+}
+
+/// A name's stem without its timestamp: every key of its group starts so.
+fn group_prefix(name: &BackupName) -> String {
+    let stem = name.stem();
+    stem.rsplit_once('_')
+        .map_or(stem.clone(), |(rest, _)| rest.to_owned())
+}
+
+/// Whether `name` is free under the prefix and now this run's: nothing of
+/// that stem is there (a listing), and the upload's marker could be written
+/// where none was (a conditional write; a store without them keeps the
+/// listing's answer).
+async fn claim_remote(store: &Store, name: &BackupName) -> Result<bool> {
+    if store.any_key_with(&store.key_for(&name.stem())).await? {
+        return Ok(false);
+    }
+    let claimed = store.claim(&store.key_for(&name.dump_file())).await?;
+    Ok(claimed != s3::Claim::Taken)
+}
+
 /// meta.json's partial first (a full disk fails here, before any rename),
 /// then the dump and the meta renamed into place.
 fn commit(sink: FileSink, meta: &Meta, meta_path: &Path) -> Result<()> {
-    let mut json = serde_json::to_vec_pretty(meta).context("encoding meta.json")?;
-    json.push(b'\n');
+    let json = meta.to_json()?;
     // The same locked-partial path as the dump, so no concurrent cleanup takes it;
     // dropped on error, it removes itself.
     let mut meta_sink = FileSink::create(meta_path)

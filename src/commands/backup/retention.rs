@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use chrono::Utc;
 
 use super::Made;
-use crate::retention::apply::{self, Marks, Scope};
+use crate::retention::apply::{self, Remote, Scope};
 use crate::settings::backup::BackupJob;
 use crate::storage::local::LocalStore;
 use crate::storage::s3;
@@ -15,11 +15,13 @@ use crate::ui;
 
 /// Step 5: retention for the group of the backup just made, locally and
 /// (when this run's upload succeeded) under the S3 prefix, through the same
-/// [`apply::apply`]; a backup verified or pinned locally is treated so on
-/// S3 too. Also removes the `.partial` leftovers and open uploads of runs
-/// that died (see [`s3::Store::abort_stale_uploads`]). Returns what was
-/// deleted. A SIGINT/SIGTERM (or `--timeout`) stops it at once, even inside
-/// a request to a store that hangs.
+/// [`apply::both`]: each store honours the verdicts and pins the other
+/// records, and when S3 is configured its prefix is read even after a
+/// failed upload (it is the authoritative store). Also removes the
+/// `.partial` leftovers and open uploads of runs that died (see
+/// [`s3::Store::abort_stale_uploads`]). Returns what was deleted. A
+/// SIGINT/SIGTERM (or `--timeout`) stops it at once, even inside a request
+/// to a store that hangs.
 pub async fn apply_retention(job: &BackupJob, made: &Made) -> Result<Vec<String>> {
     crate::signals::unless_stopped(retention(job, made)).await
 }
@@ -37,8 +39,7 @@ async fn retention(job: &BackupJob, made: &Made) -> Result<Vec<String>> {
             .with_context(|| format!("removing {}", partial.display()))?;
         deleted.push(partial.display().to_string());
     }
-    let now = Utc::now();
-    let mut scope = Scope {
+    let scope = Scope {
         policy: &job.policy,
         just_made: Some(&made.name),
         // Grouping by file name is not enough: meta.json's database decides.
@@ -46,15 +47,25 @@ async fn retention(job: &BackupJob, made: &Made) -> Result<Vec<String>> {
         dry_run: false,
         store: "local",
     };
-    let applied = apply::apply(&local, &scope, &Marks::default(), now).await?;
-    deleted.extend(applied.deleted);
-    let (Some(location), Some(settings)) = (made.meta.s3.as_ref(), job.s3.as_ref()) else {
-        return Ok(deleted);
+    // The prefix is changed only when this run's upload is good there.
+    let uploaded = made.meta.s3.as_ref();
+    let store = match (job.s3.as_ref(), uploaded) {
+        (Some(settings), Some(location)) => {
+            Some(s3::connect(settings.in_bucket(&location.bucket)).await?)
+        }
+        (Some(settings), None) => s3::connect(settings.clone()).await.ok(),
+        (None, _) => None,
     };
-    let store = s3::connect(settings.in_bucket(&location.bucket)).await?;
-    scope.store = "s3";
-    let remote = apply::apply(&store, &scope, &applied.marks, now).await?;
-    deleted.extend(remote.deleted);
-    deleted.extend(store.abort_stale_uploads(&made.name).await?);
+    let remote = store.as_ref().map(|store| Remote {
+        store,
+        apply: uploaded.is_some(),
+    });
+    let (local_applied, remote_applied) =
+        apply::both(Some(&local), remote, &scope, Utc::now()).await?;
+    deleted.extend(local_applied.into_iter().flat_map(|a| a.deleted));
+    deleted.extend(remote_applied.into_iter().flat_map(|a| a.deleted));
+    if let (Some(store), Some(_)) = (&store, uploaded) {
+        deleted.extend(store.abort_stale_uploads(&made.name).await?);
+    }
     Ok(deleted)
 }

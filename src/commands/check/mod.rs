@@ -4,11 +4,14 @@
 //! a Kubernetes CronJob) and answers for a whole fleet.
 //!
 //! Steps: list the directory and (with `--s3`) the prefix, one paginated
-//! listing; keep the selected groups (database, mode, label); read the
+//! listing; keep the selected groups (database, mode, label, server: the
+//! server is in the file name, backups without it form an unknown server's
+//! group); read the
 //! meta.json files each group needs, newest first and only as far back as the
 //! verdict needs, many groups at once with a bound ([`read_groups`]), and,
 //! when the bucket has Object Lock, the newest dump's retain-until; judge
-//! each group with the pure [`assess`]; print a table or JSON; write the
+//! each group with the pure [`assess`] (with a directory and `--s3`: is the
+//! newest backup in the bucket too?); print a table or JSON; write the
 //! Prometheus textfile; exit 1 if any group failed. Pins and locks are
 //! reported, never a failure.
 
@@ -23,18 +26,21 @@ use tokio::sync::Semaphore;
 
 use crate::heartbeat::Ping;
 use crate::meta::Meta;
+use crate::mode::Mode;
 use crate::settings::check::CheckSettings;
 use crate::settings::commands::{GlobalSettings, Output};
 use crate::storage::local::LocalStore;
 use crate::storage::s3;
-use crate::storage::{BackupName, Group};
+use crate::storage::verdict as verdicts;
+use crate::storage::{BackupName, BackupStore, Group};
 use crate::ui;
 
 mod output;
+mod runs;
 pub mod verdict;
 
 use output::{table, write_prometheus};
-pub use verdict::{assess, needs_meta, GroupReport, Limits, Seen, TREND};
+pub use verdict::{assess, needs_meta, supersede, GroupReport, Limits, Seen, TREND};
 
 /// The `--json` document.
 #[derive(serde::Serialize)]
@@ -44,6 +50,9 @@ struct JsonReport<'a> {
     max_age_seconds: Option<u64>,
     max_verified_age_seconds: Option<u64>,
     groups: &'a [GroupReport],
+    /// One line per server whose newest `--all-databases` run is incomplete.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    runs: &'a [String],
 }
 
 /// One backup found by the listings, before its meta.json is read.
@@ -57,6 +66,10 @@ struct Listed {
     s3_meta: Option<String>,
     /// The dump's key, when it is in the bucket (its Object Lock is asked for).
     s3_dump: Option<String>,
+    /// The directory holds a verdict beside it (`<stem>.verify.json`).
+    local_verdict: Option<PathBuf>,
+    /// The bucket holds a verdict beside it.
+    s3_verdict: bool,
 }
 
 pub async fn run(global: &GlobalSettings, settings: CheckSettings) -> Result<ExitCode> {
@@ -127,27 +140,45 @@ async fn check(settings: &CheckSettings) -> Result<Outcome> {
         Some(store) => object_lock_readable(store).await,
         None => false,
     };
-    let read = read_groups(groups, store, settings.read_concurrency, window_start, lock).await?;
+    let offsite = settings.s3.is_some();
+    let read = read_groups(
+        groups,
+        store,
+        settings.read_concurrency,
+        window_start,
+        lock,
+        offsite,
+    )
+    .await?;
     ui::debug(&format!(
         "read {} meta.json file(s) in {:.2}s",
         read.iter().map(|r| r.reads).sum::<usize>(),
         started.elapsed().as_secs_f64()
     ));
     let now = Utc::now();
-    let reports: Vec<GroupReport> = read
+    let mut reports: Vec<GroupReport> = read
         .iter()
         .map(|r| assess(&r.group, &r.seen, r.backups, r.incomplete, limits, now))
         .collect();
-    report(settings, &reports, now)
+    verdict::supersede(&mut reports);
+    // Runs are a server's whole: judged with the unlabelled full and globals groups.
+    let run_problems =
+        if matches!(settings.mode, Mode::Full | Mode::Globals) && settings.label.is_none() {
+            runs::problems(&runs::read(settings).await?, now, settings.max_run_duration)
+        } else {
+            Vec::new()
+        };
+    report(settings, &reports, &run_problems, now)
 }
 
 /// Step 4: the textfile, the table or JSON, one line per failing group.
 fn report(
     settings: &CheckSettings,
     reports: &[GroupReport],
+    run_problems: &[String],
     now: DateTime<Utc>,
 ) -> Result<Outcome> {
-    let ok = !reports.is_empty() && reports.iter().all(|r| r.ok);
+    let ok = !reports.is_empty() && reports.iter().all(|r| r.ok) && run_problems.is_empty();
     let limits = settings.limits;
     if let Some(path) = &settings.prometheus {
         write_prometheus(path, reports, now)?;
@@ -159,6 +190,7 @@ fn report(
             max_age_seconds: limits.max_age.map(|d| d.as_secs()),
             max_verified_age_seconds: limits.max_verified_age.map(|d| d.as_secs()),
             groups: reports,
+            runs: run_problems,
         };
         ui::stdout_line(&serde_json::to_string_pretty(&report)?);
     } else if !reports.is_empty() {
@@ -195,10 +227,18 @@ fn report(
         .iter()
         .map(|r| format!("{}: {}", group_title(r), r.problems.join("; ")))
         .collect();
+    summary.extend(run_problems.iter().cloned());
     for line in &summary {
         ui::error(line);
     }
-    let last = if failed.is_empty() {
+    let last = if !run_problems.is_empty() && failed.is_empty() {
+        let line = format!(
+            "check failed: {} server(s) whose newest --all-databases run is incomplete",
+            run_problems.len()
+        );
+        ui::error(&line);
+        line
+    } else if failed.is_empty() {
         let line = format!(
             "check passed: {} group(s) within limits ({where_})",
             reports.len()
@@ -217,7 +257,7 @@ fn report(
     summary.push(last);
     summary.extend(table(reports));
     Ok(Outcome {
-        ok: failed.is_empty(),
+        ok: failed.is_empty() && run_problems.is_empty(),
         summary,
     })
 }
@@ -266,6 +306,8 @@ async fn list_groups(
                 local_meta: b.has_meta.then(|| b.meta.clone()),
                 s3_meta: None,
                 s3_dump: None,
+                local_verdict: b.has_verdict.then(|| settings.backup_dir.clone()),
+                s3_verdict: false,
                 name: b.name,
             },
         );
@@ -292,8 +334,11 @@ async fn list_groups(
                 local_meta: None,
                 s3_meta: None,
                 s3_dump: None,
+                local_verdict: None,
+                s3_verdict: false,
             });
             entry.complete |= b.is_complete();
+            entry.s3_verdict |= b.has_verdict;
             if b.has_dump {
                 entry.s3_dump = Some(b.dump_key.clone());
             }
@@ -316,10 +361,14 @@ async fn list_groups(
         backups.sort_by_key(|b| std::cmp::Reverse(b.name.timestamp));
     }
     for database in wanted {
+        if groups.keys().any(|g| g.database == *database) {
+            continue;
+        }
         let group = Group {
             database: database.clone(),
             mode: settings.mode.as_str(),
             label: settings.label.clone(),
+            server: None,
         };
         groups.entry(group).or_default();
     }
@@ -327,11 +376,15 @@ async fn list_groups(
     Ok((groups, store))
 }
 
-/// `enterprise_agents (full)`, `enterprise_agents (full, pre-migration)`.
+/// `enterprise_agents (full)`, `enterprise_agents (full, pre-migration) on db-eu-1:5432`.
 fn group_title(r: &GroupReport) -> String {
+    let server = r
+        .server
+        .as_ref()
+        .map_or_else(String::new, |s| format!(" on {s}"));
     match &r.label {
-        Some(label) => format!("{} ({}, {label})", r.database, r.mode),
-        None => format!("{} ({})", r.database, r.mode),
+        Some(label) => format!("{} ({}, {label}){server}", r.database, r.mode),
+        None => format!("{} ({}){server}", r.database, r.mode),
     }
 }
 
@@ -353,6 +406,7 @@ async fn read_groups(
     concurrency: usize,
     window_start: Option<DateTime<Utc>>,
     lock: bool,
+    offsite: bool,
 ) -> Result<Vec<ReadGroup>> {
     let store = Arc::new(store);
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
@@ -392,6 +446,11 @@ async fn read_groups(
                     }
                 }
             }
+            // With a directory and a bucket: did the newest backup reach the bucket?
+            if let (true, Some(seen)) = (offsite, read.seen.first_mut()) {
+                let newest = backups.iter().find(|b| b.name.stem() == seen.name);
+                seen.offsite = newest.map(|b| b.s3_dump.is_some());
+            }
             // The newest backup's lock: is tonight's copy protected?
             let newest = read.seen.first_mut();
             if let (true, Some(store), Some(seen)) = (lock, store.as_ref().as_ref(), newest) {
@@ -418,20 +477,57 @@ async fn read_groups(
     Ok(out.into_iter().flatten().collect())
 }
 
-/// The local meta.json when there is one (it also holds local verify results),
-/// else the one in the bucket.
+/// A backup's meta.json as the verdict needs it: the bucket's copy when
+/// there is one (the authoritative store), else the directory's; pins from
+/// either, and the newest verdict of all that are recorded (verdicts beside
+/// the backup in either place, meta.json's legacy field).
 async fn read_meta(b: &Listed, store: Option<&s3::Store>) -> Result<Option<Meta>> {
-    if let Some(path) = &b.local_meta {
-        match Meta::read(path) {
-            Ok(meta) => return Ok(Some(meta)),
+    let local = match &b.local_meta {
+        Some(path) => match Meta::read(path) {
+            Ok(meta) => Some(meta),
+            // A newer format in either copy is exit 2, never a guess at freshness.
             Err(err) if b.s3_meta.is_none() || crate::meta::is_newer_format(&err) => {
                 return Err(err)
             }
+            Err(err) => {
+                ui::warn(&crate::error::one_line(&err));
+                None
+            }
+        },
+        None => None,
+    };
+    let remote = match (&b.s3_meta, store) {
+        (Some(key), Some(store)) => match store.read_meta(key).await {
+            Ok(meta) => meta,
+            Err(err) if local.is_none() || crate::meta::is_newer_format(&err) => return Err(err),
+            Err(err) => {
+                ui::warn(&crate::error::one_line(&err));
+                None
+            }
+        },
+        _ => None,
+    };
+    let mut meta = match (remote, local) {
+        (Some(mut remote), Some(local)) => {
+            remote.pinned = remote.pinned.or(local.pinned);
+            remote.verification = verdicts::newest(remote.verification, local.verification);
+            remote
+        }
+        (Some(meta), None) | (None, Some(meta)) => meta,
+        (None, None) => return Ok(None),
+    };
+    let mut found = Vec::new();
+    if let Some(dir) = &b.local_verdict {
+        found.push(verdicts::read_local(dir, &b.name));
+    }
+    if let (true, Some(store)) = (b.s3_verdict, store) {
+        found.push(store.load_verdict(&b.name).await);
+    }
+    for result in found {
+        match result {
+            Ok(v) => meta.verification = verdicts::newest(meta.verification.take(), v),
             Err(err) => ui::warn(&crate::error::one_line(&err)),
         }
     }
-    match (&b.s3_meta, store) {
-        (Some(key), Some(store)) => store.read_meta(key).await,
-        _ => Ok(None),
-    }
+    Ok(Some(meta))
 }

@@ -14,6 +14,7 @@ use crate::ui;
 pub fn table(reports: &[GroupReport]) -> Vec<String> {
     let header = [
         "DATABASE",
+        "SERVER",
         "MODE",
         "LABEL",
         "BACKUPS",
@@ -26,13 +27,14 @@ pub fn table(reports: &[GroupReport]) -> Vec<String> {
         "LOCKED UNTIL",
         "STATUS",
     ];
-    let rows: Vec<[String; 12]> = reports
+    let rows: Vec<[String; 13]> = reports
         .iter()
         .map(|r| {
             let previous = r.trend.get(1);
             let newest = r.newest.as_ref();
             [
                 r.database.clone(),
+                r.server.clone().unwrap_or_else(|| "?".into()),
                 r.mode.clone(),
                 r.label.clone().unwrap_or_else(|| "-".into()),
                 r.backups.to_string(),
@@ -59,7 +61,8 @@ pub fn table(reports: &[GroupReport]) -> Vec<String> {
                     until.get(..10).unwrap_or(until).to_owned()
                 }),
                 if r.ok {
-                    "ok".to_owned()
+                    // `ok`, or `superseded` (reported, not judged).
+                    r.status.to_owned()
                 } else {
                     r.status.to_uppercase()
                 },
@@ -79,15 +82,16 @@ fn change(now: u64, before: u64) -> String {
 }
 
 /// The node_exporter textfile: one series per group, labelled
-/// `database`, `mode`, `label`.
+/// `database`, `mode`, `label`, `server` (empty for an unknown server).
 pub fn render_prometheus(reports: &[GroupReport], now: DateTime<Utc>) -> String {
     let mut out = String::new();
     let labels = |r: &GroupReport| {
         format!(
-            "database=\"{}\",mode=\"{}\",label=\"{}\"",
+            "database=\"{}\",mode=\"{}\",label=\"{}\",server=\"{}\"",
             escape(&r.database),
             escape(&r.mode),
-            escape(r.label.as_deref().unwrap_or(""))
+            escape(r.label.as_deref().unwrap_or("")),
+            escape(r.server.as_deref().unwrap_or(""))
         )
     };
     let timestamp =
@@ -206,14 +210,14 @@ mod tests {
         let text = render_prometheus(&reports, now());
         let at = (now() - chrono::TimeDelta::hours(5)).timestamp();
         for line in [
-            format!("pgbak_last_backup_timestamp_seconds{{database=\"app\",mode=\"full\",label=\"\"}} {at}"),
-            format!("pgbak_last_verified_backup_timestamp_seconds{{database=\"app\",mode=\"full\",label=\"\"}} {at}"),
-            "pgbak_last_verified_backup_timestamp_seconds{database=\"we\\\"ird\",mode=\"full\",label=\"\"} 0".into(),
-            "pgbak_last_verify_success{database=\"we\\\"ird\",mode=\"full\",label=\"\"} 0".into(),
-            "pgbak_check_backup_rows{database=\"app\",mode=\"full\",label=\"\"} 50".into(),
-            "pgbak_check_ok{database=\"app\",mode=\"full\",label=\"\"} 1".into(),
-            "pgbak_check_pinned_backups{database=\"app\",mode=\"full\",label=\"\"} 0".into(),
-            "pgbak_check_locked_until_timestamp_seconds{database=\"we\\\"ird\",mode=\"full\",label=\"\"} 1798200000".into(),
+            format!("pgbak_last_backup_timestamp_seconds{{database=\"app\",mode=\"full\",label=\"\",server=\"\"}} {at}"),
+            format!("pgbak_last_verified_backup_timestamp_seconds{{database=\"app\",mode=\"full\",label=\"\",server=\"\"}} {at}"),
+            "pgbak_last_verified_backup_timestamp_seconds{database=\"we\\\"ird\",mode=\"full\",label=\"\",server=\"\"} 0".into(),
+            "pgbak_last_verify_success{database=\"we\\\"ird\",mode=\"full\",label=\"\",server=\"\"} 0".into(),
+            "pgbak_check_backup_rows{database=\"app\",mode=\"full\",label=\"\",server=\"\"} 50".into(),
+            "pgbak_check_ok{database=\"app\",mode=\"full\",label=\"\",server=\"\"} 1".into(),
+            "pgbak_check_pinned_backups{database=\"app\",mode=\"full\",label=\"\",server=\"\"} 0".into(),
+            "pgbak_check_locked_until_timestamp_seconds{database=\"we\\\"ird\",mode=\"full\",label=\"\",server=\"\"} 1798200000".into(),
             "# TYPE pgbak_check_ok gauge".into(),
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");

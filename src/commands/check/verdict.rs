@@ -33,6 +33,11 @@ pub struct Seen {
     pub pinned: Option<Pin>,
     /// S3 Object Lock: the dump cannot be deleted before this (asked for the newest backup).
     pub locked_until: Option<DateTime<Utc>>,
+    /// meta.json's server name; None when not read or not recorded.
+    pub server: Option<String>,
+    /// With a directory and a bucket: the dump is in the bucket too (asked
+    /// for the newest backup); None when not asked.
+    pub offsite: Option<bool>,
 }
 
 impl Seen {
@@ -47,6 +52,8 @@ impl Seen {
             verified: None,
             pinned: None,
             locked_until: None,
+            server: None,
+            offsite: None,
         }
     }
 
@@ -70,9 +77,15 @@ impl Seen {
             }),
             pinned: meta.pinned.clone(),
             locked_until: None,
+            server: meta.server.as_ref().map(|s| s.name.clone()),
+            offsite: None,
         }
     }
 }
+
+/// A backup dated more than this after the check's clock is "in the future"
+/// (clocks of two hosts may differ a little; names move a second per collision).
+pub const FUTURE_SLACK: Duration = Duration::from_secs(10 * 60);
 
 /// Whether the meta.json of the next (older) backup at `at` is needed, given
 /// those read so far (newest first): always for the newest [`ROWS_READ`];
@@ -127,7 +140,11 @@ pub struct GroupReport {
     pub database: String,
     pub mode: String,
     pub label: Option<String>,
-    /// `ok`, or the worst problem: `missing`, `failed`, `stale`, `unverified`.
+    /// The server's name (from meta.json); null for backups that do not say
+    /// which server they come from (made before pgbak recorded it).
+    pub server: Option<String>,
+    /// `ok`, or the worst problem: `missing`, `failed`, `future`, `stale`,
+    /// `unverified`, `not offsite`; `superseded` (ok) for [`supersede`]'s groups.
     pub status: &'static str,
     pub ok: bool,
     /// One sentence per problem, worst first.
@@ -147,6 +164,13 @@ pub struct GroupReport {
     /// S3 Object Lock retain-until of the newest backup's dump (None: not
     /// locked, not on S3, or the bucket has no Object Lock).
     pub locked_until: Option<String>,
+    /// Backups that name no server (made before pgbak recorded it), whose
+    /// newest is older than the newest backup of this server's group of the
+    /// same database, mode and label: the history that group continues.
+    /// Reported, not judged (an upgrade does not turn them stale); remove them
+    /// when they are no longer needed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
 }
 
 /// Judges one group. `seen` holds its complete backups newest first, those
@@ -167,7 +191,11 @@ pub fn assess(
         size_bytes: s.size_bytes,
         rows: s.rows,
     };
-    let newest = seen.first();
+    // A backup named in the future (a clock that was ahead) is reported and
+    // judged by the newest one that is not.
+    let slack = chrono::TimeDelta::from_std(FUTURE_SLACK).unwrap_or_default();
+    let future = seen.iter().find(|s| s.at > now + slack);
+    let newest = seen.iter().find(|s| s.at <= now + slack);
     let newest_verified = seen.iter().find(|s| s.verified.is_some_and(|(_, ok)| ok));
     let last_verify = seen.iter().find_map(|s| {
         s.verified.map(|(at, passed)| LastVerify {
@@ -179,7 +207,19 @@ pub fn assess(
     let too_old =
         |at: DateTime<Utc>, limit: Duration| (now - at).to_std().is_ok_and(|age| age > limit);
     let mut problems: Vec<(&'static str, String)> = Vec::new();
+    if let Some(f) = future {
+        problems.push((
+            "future",
+            format!(
+                "{} is dated {}, in the future: the clock of the host that made it was ahead; \
+                 check that clock, then delete or rename the backup",
+                f.name,
+                f.at.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ),
+        ));
+    }
     match newest {
+        None if future.is_some() => {}
         None => problems.push((
             "missing",
             if incomplete > 0 {
@@ -228,14 +268,38 @@ pub fn assess(
                     Some(_) => {}
                 }
             }
+            if seen.first().and_then(|s| s.offsite) == Some(false) {
+                problems.push((
+                    "not offsite",
+                    format!(
+                        "the newest backup {} is not in the bucket, only in the directory",
+                        seen[0].name
+                    ),
+                ));
+            }
         }
     }
+    // Worst first: what is broken, then what is old, then where it is.
+    let rank = |status: &str| {
+        [
+            "missing",
+            "failed",
+            "future",
+            "stale",
+            "unverified",
+            "not offsite",
+        ]
+        .iter()
+        .position(|s| *s == status)
+    };
+    problems.sort_by_key(|(status, _)| rank(status));
     GroupReport {
         database: newest
             .and_then(|n| n.database.clone())
             .unwrap_or_else(|| group.database.clone()),
         mode: group.mode.to_owned(),
         label: group.label.clone(),
+        server: seen.iter().find_map(|s| s.server.clone()),
         status: problems.first().map_or("ok", |(status, _)| status),
         ok: problems.is_empty(),
         problems: problems.into_iter().map(|(_, text)| text).collect(),
@@ -247,6 +311,42 @@ pub fn assess(
         trend: seen.iter().take(TREND).map(reference).collect(),
         pinned: pins(seen),
         locked_until: newest.and_then(|n| lock_of(n, now)),
+        superseded_by: None,
+    }
+}
+
+/// Marks the unknown server's groups whose history a server's group of the
+/// same database, mode and label continues (its newest backup is newer):
+/// they are reported as superseded and not judged, so upgrading pgbak does
+/// not turn every database's old backups stale. An unknown group that still
+/// receives backups (an older pgbak still writing there) stays judged.
+pub fn supersede(reports: &mut [GroupReport]) {
+    let newest = |r: &GroupReport| r.newest.as_ref().map(|n| n.created_at.clone());
+    let continued: Vec<(usize, String)> = reports
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.server.is_none())
+        .filter_map(|(i, old)| {
+            let old_newest = newest(old);
+            reports
+                .iter()
+                .filter(|r| {
+                    r.server.is_some()
+                        && r.database == old.database
+                        && r.mode == old.mode
+                        && r.label == old.label
+                        && newest(r) > old_newest
+                })
+                .find_map(|r| r.server.clone())
+                .map(|server| (i, server))
+        })
+        .collect();
+    for (i, server) in continued {
+        let r = &mut reports[i];
+        r.superseded_by = Some(server);
+        r.status = "superseded";
+        r.ok = true;
+        r.problems.clear();
     }
 }
 
@@ -288,221 +388,4 @@ fn human(d: Duration) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    pub(crate) fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
-    }
-
-    pub(crate) fn group() -> Group {
-        Group {
-            database: "app".into(),
-            mode: "full",
-            label: None,
-        }
-    }
-
-    /// A backup `hours` old, verified (passed or not) when given.
-    pub(crate) fn seen(hours: i64, verified: Option<bool>) -> Seen {
-        let at = now() - chrono::TimeDelta::hours(hours);
-        Seen {
-            name: format!("app_full_{}", at.format("%Y%m%dT%H%M%S")),
-            database: Some("app".into()),
-            at,
-            size_bytes: 1000,
-            rows: Some(50),
-            verified: verified.map(|ok| (Some(at + chrono::TimeDelta::minutes(5)), ok)),
-            pinned: None,
-            locked_until: None,
-        }
-    }
-
-    pub(crate) fn limits() -> Limits {
-        Limits {
-            max_age: Some(Duration::from_secs(26 * 3600)),
-            max_verified_age: Some(Duration::from_secs(8 * 86_400)),
-        }
-    }
-
-    #[test]
-    fn groups_are_judged_by_age_and_verification() {
-        // (backups newest first, limits, status, problems)
-        let off = Limits {
-            max_age: None,
-            max_verified_age: None,
-        };
-        let cases: Vec<(&str, Vec<Seen>, Limits, &str, usize)> = vec![
-            (
-                "fresh and verified",
-                vec![seen(5, Some(true))],
-                limits(),
-                "ok",
-                0,
-            ),
-            (
-                "fresh, verified two days ago",
-                vec![seen(5, None), seen(53, Some(true))],
-                limits(),
-                "ok",
-                0,
-            ),
-            ("stale", vec![seen(30, Some(true))], limits(), "stale", 1),
-            (
-                "never verified",
-                vec![seen(5, None)],
-                limits(),
-                "unverified",
-                1,
-            ),
-            (
-                "verified too long ago",
-                vec![seen(5, None), seen(24 * 9, Some(true))],
-                limits(),
-                "unverified",
-                1,
-            ),
-            (
-                "last verify failed, an older one passed",
-                vec![seen(5, Some(false)), seen(29, Some(true))],
-                limits(),
-                "failed",
-                1,
-            ),
-            (
-                "newest unverified, the one before failed",
-                vec![seen(5, None), seen(29, Some(false))],
-                limits(),
-                "failed",
-                2,
-            ),
-            (
-                "failed and stale and unverified",
-                vec![seen(30, Some(false))],
-                limits(),
-                "failed",
-                3,
-            ),
-            ("nothing", vec![], limits(), "missing", 1),
-            ("limits off", vec![seen(24 * 40, None)], off, "ok", 0),
-        ];
-        for (what, backups, limits, status, problems) in cases {
-            let r = assess(&group(), &backups, backups.len(), 0, limits, now());
-            assert_eq!(r.status, status, "{what}: {r:#?}");
-            assert_eq!(r.ok, status == "ok", "{what}");
-            assert_eq!(r.problems.len(), problems, "{what}: {:?}", r.problems);
-        }
-    }
-
-    #[test]
-    fn meta_json_is_read_only_as_far_back_as_needed() {
-        let window = Some(now() - chrono::TimeDelta::days(8));
-        let at = |hours: i64| now() - chrono::TimeDelta::hours(hours);
-        let cases = [
-            ("the newest", vec![], at(2), window, true),
-            (
-                "the one before",
-                vec![seen(2, Some(true))],
-                at(26),
-                window,
-                true,
-            ),
-            (
-                "verified nightly: two suffice",
-                vec![seen(2, Some(true)), seen(26, Some(true))],
-                at(50),
-                window,
-                false,
-            ),
-            (
-                "last verify failed: on to a passed one",
-                vec![seen(2, Some(false)), seen(26, None)],
-                at(50),
-                window,
-                true,
-            ),
-            (
-                "never verified: up to the window's edge",
-                vec![seen(2, None), seen(26, None)],
-                at(24 * 7),
-                window,
-                true,
-            ),
-            (
-                "never verified: not beyond it",
-                vec![seen(2, None), seen(26, None)],
-                at(24 * 9),
-                window,
-                false,
-            ),
-            (
-                "verified age not checked",
-                vec![seen(2, None), seen(26, None)],
-                at(50),
-                None,
-                false,
-            ),
-        ];
-        for (what, read, at, window, want) in cases {
-            assert_eq!(needs_meta(&read, at, window), want, "{what}");
-        }
-    }
-
-    #[test]
-    fn limits_read_as_written() {
-        for (secs, text) in [
-            (26 * 3600, "26h"),
-            (8 * 86_400, "8d"),
-            (5400, "90m"),
-            (45, "45s"),
-            (0, "0s"),
-        ] {
-            assert_eq!(human(Duration::from_secs(secs)), text);
-        }
-    }
-
-    #[test]
-    fn the_report_names_the_backups_and_the_trend() {
-        let mut backups: Vec<Seen> = (0..7).map(|d| seen(5 + 24 * d, None)).collect();
-        backups[2].verified = Some((None, true));
-        backups[0].rows = Some(20);
-        let r = assess(&group(), &backups, 7, 1, limits(), now());
-        assert!(r.ok, "{r:#?}");
-        assert_eq!(r.newest.as_ref().unwrap().age_seconds, 5 * 3600);
-        assert_eq!(r.newest_verified.as_ref().unwrap().name, backups[2].name);
-        assert!(r.last_verify.as_ref().unwrap().passed);
-        assert_eq!(r.trend.len(), TREND);
-        assert_eq!(r.trend[0].rows, Some(20));
-        assert_eq!((r.backups, r.incomplete), (7, 1));
-        let stale = assess(&group(), &[seen(30, Some(true))], 1, 0, limits(), now());
-        assert_eq!(
-            stale.problems,
-            ["newest backup is 30h old (limit 26h)"],
-            "{stale:#?}"
-        );
-        let missing = assess(&group(), &[], 0, 2, limits(), now());
-        assert_eq!(missing.problems, ["no complete backup (2 incomplete)"]);
-    }
-
-    #[test]
-    fn pins_and_the_newest_lock_are_reported_but_do_not_fail_a_group() {
-        let mut backups = vec![seen(5, Some(true)), seen(29, Some(true)), seen(53, None)];
-        backups[1].pinned = Some(Pin {
-            pinned_at: "2026-11-24T08:00:00Z".into(),
-            reason: "total rows 100 -> 1".into(),
-        });
-        backups[0].locked_until = Some(now() + chrono::TimeDelta::days(30));
-        backups[2].locked_until = Some(now() + chrono::TimeDelta::days(28));
-        let r = assess(&group(), &backups, 3, 0, limits(), now());
-        assert!(r.ok, "{r:#?}");
-        assert_eq!(r.pinned.len(), 1);
-        assert_eq!(r.pinned[0].name, backups[1].name);
-        assert_eq!(r.pinned[0].reason, "total rows 100 -> 1");
-        assert_eq!(r.locked_until.as_deref(), Some("2026-12-25T12:00:00Z"));
-        // A retain-until in the past is no lock.
-        backups[0].locked_until = Some(now() - chrono::TimeDelta::hours(1));
-        let r = assess(&group(), &backups, 3, 0, limits(), now());
-        assert_eq!(r.locked_until, None);
-    }
-}
+pub(crate) mod tests;

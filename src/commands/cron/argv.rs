@@ -1,16 +1,39 @@
-//! The few facts about a `pgbak cron` command line needed before (or
-//! without) clap: whether it is one, its `--env-file`, its `--mode`.
+//! The few facts about a command line needed before (or without) clap:
+//! its command, whether it is `pgbak cron`, its `--env-file`, its `--mode`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
 use crate::mode::Mode;
 
-/// The `--env-file` of a `pgbak cron` command line, found before clap
-/// parses, since the file's variables are clap's input (the settings fall
-/// back to `PGBAK_ENV_FILE`).
+/// The commands that read an environment file (`--env-file`, else
+/// `PGBAK_ENV_FILE`): cron, and what an operator runs by hand beside it.
+pub const ENV_FILE_COMMANDS: &[&str] = &[
+    "cron", "backup", "restore", "verify", "list", "check", "prune", "unpin",
+];
+
+/// The flags before the command that take a value (`--pg-bin-dir DIR`).
+const GLOBAL_WITH_VALUE: &[&str] = &["--pg-bin-dir", "--timeout", "--lock-wait-timeout"];
+
+/// The command of `pgbak [global flags] COMMAND ...`, read without clap.
+pub fn command(argv: &[OsString]) -> Option<String> {
+    let mut args = argv.iter().skip(1);
+    while let Some(arg) = args.next() {
+        let text = arg.to_string_lossy();
+        if GLOBAL_WITH_VALUE.contains(&text.as_ref()) {
+            args.next();
+        } else if !text.starts_with('-') {
+            return Some(text.into_owned());
+        }
+    }
+    None
+}
+
+/// The `--env-file` of a command line of one of [`ENV_FILE_COMMANDS`], found
+/// before clap parses, since the file's variables are clap's input (the
+/// settings fall back to `PGBAK_ENV_FILE`).
 pub fn env_file_flag(argv: &[OsString]) -> Option<PathBuf> {
-    if !is_cron(argv) {
+    if !command(argv).is_some_and(|c| ENV_FILE_COMMANDS.contains(&c.as_str())) {
         return None;
     }
     let mut args = argv.iter().skip(1);
@@ -31,16 +54,7 @@ pub fn env_file_flag(argv: &[OsString]) -> Option<PathBuf> {
 
 /// Whether the command line is `pgbak [global flags] cron ...`.
 pub fn is_cron(argv: &[OsString]) -> bool {
-    let mut args = argv.iter().skip(1);
-    while let Some(arg) = args.next() {
-        let text = arg.to_string_lossy();
-        if text == "--pg-bin-dir" {
-            args.next();
-        } else if !text.starts_with('-') {
-            return text == "cron";
-        }
-    }
-    false
+    command(argv).as_deref() == Some("cron")
 }
 
 /// The mode a cron command line asks for, read without clap (for a run whose
@@ -72,7 +86,7 @@ mod tests {
 
     #[test]
     fn cron_command_lines_are_recognised_before_parsing() {
-        let cases: [(&[&str], bool, Option<&str>, Mode); 6] = [
+        let cases: [(&[&str], bool, Option<&str>, Mode); 8] = [
             (&["pgbak", "cron"], true, None, Mode::Full),
             (
                 &["pgbak", "-v", "cron", "--env-file", "/e"],
@@ -98,6 +112,18 @@ mod tests {
             (
                 &["pgbak", "backup", "--env-file", "/e"],
                 false,
+                Some("/e"),
+                Mode::Full,
+            ),
+            (
+                &["pgbak", "--timeout", "2h", "cron", "--env-file=/t"],
+                true,
+                Some("/t"),
+                Mode::Full,
+            ),
+            (
+                &["pgbak", "keygen", "--env-file", "/k"],
+                false,
                 None,
                 Mode::Full,
             ),
@@ -106,9 +132,7 @@ mod tests {
         for (args, cron, file, mode) in cases {
             let args = argv(args);
             assert_eq!(is_cron(&args), cron, "{args:?}");
-            if file.is_some() {
-                assert_eq!(env_file_flag(&args), file.map(PathBuf::from), "{args:?}");
-            }
+            assert_eq!(env_file_flag(&args), file.map(PathBuf::from), "{args:?}");
             assert_eq!(mode_arg(&args), mode, "{args:?}");
         }
     }

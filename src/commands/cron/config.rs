@@ -47,14 +47,46 @@ pub(super) fn check_config(config: Result<CronConfig>) -> Result<ExitCode> {
     let job = &config.plan.job;
     storage_class_warning(job, true);
     ui::info(&format!(
-        "configuration OK: {} backup of {} ({}) into {}, keep {}, verify {}, upload {}",
-        job.mode.as_str(),
-        job.conn.dbname,
+        "configuration OK: {} of {} into {}, keep {}, verify {}, upload {}",
+        what_is_backed_up(&config),
         job.conn.endpoint(),
         job.output_dir.display(),
         job.policy,
         if config.verify { "on" } else { "off" },
         if job.s3.is_some() { "on" } else { "off" },
     ));
+    if config.verify {
+        ui::info(&format!(
+            "verify expects {}",
+            config.expected_tables.describe(database_of(&config))
+        ));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// "full backup of app", or, for `--all-databases`, every database of the
+/// server and its globals (and what is left out).
+pub(super) fn what_is_backed_up(config: &CronConfig) -> String {
+    let job = &config.plan.job;
+    match &config.plan.all_databases {
+        None => format!("{} backup of {}", job.mode.as_str(), job.conn.dbname),
+        Some(excludes) if excludes.is_empty() => {
+            "full backups of every database and the globals (--all-databases)".to_owned()
+        }
+        Some(excludes) => {
+            let names: Vec<&str> = excludes.iter().map(glob::Pattern::as_str).collect();
+            format!(
+                "full backups of every database but {} and the globals (--all-databases)",
+                names.join(", ")
+            )
+        }
+    }
+}
+
+/// The one database of the run; None for `--all-databases`.
+pub(super) fn database_of(config: &CronConfig) -> Option<&str> {
+    match config.plan.all_databases {
+        None => Some(&config.plan.job.conn.dbname),
+        Some(_) => None,
+    }
 }

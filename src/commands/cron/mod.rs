@@ -14,7 +14,9 @@
 //!    which is alerted and counted too; then the heartbeat's `/start`;
 //! 6. back up (and upload, when S3 is configured): [`backup::dump_local_first`];
 //! 7. verify the new backup, with `--verify` or `VERIFY_ON_BACKUP=true`, even
-//!    when the upload failed (the local backup is complete);
+//!    when the upload failed (the local backup is complete); with
+//!    `--all-databases`, 6-8 run for each database of the run
+//!    ([`crate::commands::backup::each`]);
 //! 8. the anomaly check (pins the previous backup when the new one shrank:
 //!    a `warning` alert, not a failure), then retention, when 6 (locally) and
 //!    7 succeeded; on S3 only when the upload did too;
@@ -37,17 +39,16 @@ use chrono::{DateTime, Utc};
 
 use crate::alert::{self, Step};
 use crate::commands::backup::{self, Made};
-use crate::commands::verify::{self, Status, VerifyOptions};
+use crate::commands::verify::fresh::VerifyCouldNotRun;
+use crate::commands::verify::{self, VerifyOptions};
 use crate::error::{self, usage};
 use crate::lock::{self, RunLock};
 use crate::metrics::StepMetric;
-use crate::settings::backup::BackupJob;
 use crate::settings::cron::{CronConfig, CronSettings, Reporter, ALL_DATABASES};
 use crate::signals::Signals;
-use crate::storage::s3::{self, S3Settings};
 use crate::ui;
 
-pub use argv::{env_file_flag, is_cron};
+pub use argv::{command as argv_command, env_file_flag, is_cron, ENV_FILE_COMMANDS};
 pub use report::unparsed;
 
 /// What the run did so far, for the alert and the metrics.
@@ -59,6 +60,8 @@ pub(crate) struct Run {
     made: Option<Made>,
     /// The anomaly check's findings: the run succeeds, the alert says `warning`.
     anomaly: Option<crate::anomaly::Findings>,
+    /// `--all-databases`: each database's run (its anomaly warning, its metrics).
+    databases: Vec<crate::commands::backup::each::DatabaseRun>,
 }
 
 /// The step that failed and why.
@@ -66,18 +69,6 @@ pub(crate) struct Failed {
     step: Step,
     error: anyhow::Error,
 }
-
-/// Verify could not run (no server to restore into): no verdict on the backup.
-#[derive(Debug)]
-struct VerifyCouldNotRun(String);
-
-impl std::fmt::Display for VerifyCouldNotRun {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "verify could not run: {}", self.0)
-    }
-}
-
-impl std::error::Error for VerifyCouldNotRun {}
 
 pub async fn run(settings: CronSettings) -> Result<ExitCode> {
     let mut run = Run::new();
@@ -114,12 +105,12 @@ pub async fn run(settings: CronSettings) -> Result<ExitCode> {
     let (mode, backup_dir) = (job.mode, &job.output_dir);
     config::storage_class_warning(job, false);
     crate::children::stop_leftovers().await;
+    crate::archive::fetch_dir::sweep();
     ui::info(&format!(
-        "pgbak cron {} starting (pid {}): {} backup of {} into {}, keep {}, verify {}, log {}",
+        "pgbak cron {} starting (pid {}): {} into {}, keep {}, verify {}, log {}",
         crate::version::LINE,
         std::process::id(),
-        mode.as_str(),
-        job.conn.dbname,
+        config::what_is_backed_up(&config),
         backup_dir.display(),
         job.policy,
         if config.verify { "on" } else { "off" },
@@ -167,6 +158,7 @@ impl Run {
             steps: Vec::new(),
             made: None,
             anomaly: None,
+            databases: Vec::new(),
         }
     }
 
@@ -192,19 +184,40 @@ impl Run {
 async fn steps(config: &CronConfig, run: &mut Run, signals: &mut Signals) -> Result<(), Failed> {
     let job = &config.plan.job;
     if let Some(excludes) = &config.plan.all_databases {
-        // Every database and the globals, each with its retention; verify is
-        // per backup and not run here (`pgbak verify` names one backup).
-        if config.verify {
-            ui::warn("verify is not run for --all-databases; verify single backups with `pgbak verify FILE`");
-        }
-        return run
+        // Every database and the globals, each database at parity with a
+        // one-database run: verified (with --verify), anomaly-checked, pruned.
+        let verify = config.verify.then(|| verify_options(config));
+        let outcome = run
             .step(Step::Backup, async {
                 backup::check_object_lock(job).await?;
-                super::backup::all::backup_run(job, excludes, signals)
-                    .await?
-                    .result()
+                super::backup::all::backup_run(job, excludes, signals, verify.as_ref()).await
             })
-            .await;
+            .await?;
+        let result = outcome.result();
+        let only_uploads_failed = outcome.only_uploads_failed();
+        run.databases = outcome.runs;
+        let Err(error) = result else {
+            return Ok(());
+        };
+        if only_uploads_failed {
+            // Every local backup is complete; only uploads failed: alerted as such.
+            run.steps.push(StepMetric {
+                step: Step::Upload.as_str(),
+                success: false,
+                duration: std::time::Duration::ZERO,
+            });
+            return Err(Failed {
+                step: Step::Upload,
+                error,
+            });
+        }
+        if let Some(step) = run.steps.last_mut() {
+            step.success = false;
+        }
+        return Err(Failed {
+            step: Step::Backup,
+            error,
+        });
     }
     let (made, upload_failed) = run
         .step(Step::Backup, async {
@@ -237,21 +250,10 @@ async fn steps(config: &CronConfig, run: &mut Run, signals: &mut Signals) -> Res
             return Err(failed);
         }
     }
-    // The anomaly check first: a pin that could not be written stops retention.
-    // After a failed upload, retention stays local (the S3 copy is not good).
-    let local_only = BackupJob {
-        s3: job.s3.clone().filter(|_| upload_failed.is_none()),
-        ..job.clone()
-    };
+    // The anomaly check first (a pin that could not be written stops
+    // retention), then retention: local only after a failed upload.
     let (anomaly, deleted) = run
-        .step(
-            Step::Retention,
-            crate::signals::unless_stopped(async {
-                let anomaly = backup::check_anomaly(&local_only, &made).await?;
-                let deleted = backup::apply_retention(&local_only, &made).await?;
-                Ok((anomaly, deleted))
-            }),
-        )
+        .step(Step::Retention, backup::after_backup(job, &made))
         .await?;
     run.anomaly = anomaly;
     if !deleted.is_empty() {
@@ -266,58 +268,25 @@ async fn steps(config: &CronConfig, run: &mut Run, signals: &mut Signals) -> Res
     }
 }
 
-/// Step 7: restore the new backup into a temporary database (or the target
-/// server, or a throwaway cluster) and run every check of `pgbak verify`.
-async fn verify_step(config: &CronConfig, made: &Made, signals: &mut Signals) -> Result<()> {
+/// The options of the verify step (step 7) for a backup of `job`'s server.
+fn verify_options(config: &CronConfig) -> VerifyOptions {
     let job = &config.plan.job;
     let mut opts = VerifyOptions::new(job.conn.clone(), job.pg_bin_dir.clone());
     opts.target = config.verify_target.clone();
+    opts.expected_tables = config.expected_tables.clone();
     opts.identity_file = config.identity_file.clone();
     opts.scratch_dir = config.scratch_dir.clone();
-    let report = verify::verify_backup(&opts, &made.dump, signals).await?;
-    if let Some(settings) = &job.s3 {
-        publish_verification(settings, made).await;
-    }
-    if report.passed {
-        return Ok(());
-    }
-    if let Some(why) = report.could_not_run {
-        return Err(VerifyCouldNotRun(why).into());
-    }
-    let failed: Vec<String> = report
-        .checks
-        .iter()
-        .filter(|c| c.status == Status::Fail)
-        .map(|c| format!("{}: {}", c.name, c.detail))
-        .collect();
-    anyhow::bail!(
-        "verify of {} failed: {}",
-        made.dump.display(),
-        failed.join("; ")
-    )
+    opts.require_encryption = config.require_encryption;
+    opts.trusted_keys = config.trusted_keys.clone();
+    opts
 }
 
-/// Copies the meta.json that verify just updated to the bucket, so `pgbak check
-/// --s3` sees the result from anywhere (the local copy may be a pod's scratch
-/// space). A failure is a warning: the result is still in the local meta.json.
-async fn publish_verification(settings: &S3Settings, made: &Made) {
-    let Some(location) = &made.meta.s3 else {
-        return;
-    };
-    let result = async {
-        let store = s3::connect(settings.in_bucket(&location.bucket)).await?;
-        let key = store.key_for(&made.name.meta_file());
-        let meta = crate::meta::Meta::read(&made.meta_path)?;
-        backup::upload_meta(&store, &key, &meta).await
-    }
-    .await;
-    if let Err(err) = result {
-        ui::warn(&format!(
-            "the verify result is in {} but could not be copied to S3: {}",
-            made.meta_path.display(),
-            error::one_line(&err)
-        ));
-    }
+/// Step 7: restore the new backup into a temporary database (or the target
+/// server, or a throwaway cluster) and run every check of `pgbak verify`;
+/// the verdict is recorded locally and beside the upload.
+async fn verify_step(config: &CronConfig, made: &Made, signals: &mut Signals) -> Result<()> {
+    let s3 = config.plan.job.s3.as_ref();
+    verify::fresh::verify_made(&verify_options(config), s3, made, signals).await
 }
 
 /// How the run ended in `failed`, for the alert's wording.

@@ -70,6 +70,24 @@ pub(super) async fn finish(
             steps: run.steps.clone(),
         }),
     );
+    // `--all-databases`: each database's own series, as if it had run alone.
+    for db in &run.databases {
+        let mut group = reporter.group.clone();
+        group.database = db.database.clone();
+        let exit_code = db.error.as_ref().map_or(0, |(_, e)| error::exit_code(e));
+        write_metrics(
+            reporter,
+            &Update::Finished(RunMetrics {
+                group,
+                started: db.started,
+                duration: db.duration,
+                success: db.error.is_none(),
+                exit_code,
+                backup_size: db.made.as_ref().map(|m| m.meta.size_bytes),
+                steps: db.steps.clone(),
+            }),
+        );
+    }
     ExitCode::from(code)
 }
 
@@ -90,11 +108,6 @@ async fn report(
                     .await;
             }
             resolve_incident(reporter).await;
-            if let Some(findings) = &run.anomaly {
-                let summary = findings.summary();
-                let warning = failure(reporter, run, Step::Anomaly, Outcome::Failed, &summary);
-                send_alert(reporter, &warning).await;
-            }
         }
         Err(failed) => {
             let one_line = error::one_line(&failed.error);
@@ -104,6 +117,20 @@ async fn report(
                 let line = failure_line(failed, duration);
                 heartbeat.send(Ping::Fail, &line, &reporter.redactor).await;
             }
+        }
+    }
+    // An anomaly is a warning whatever else happened (a failed upload too).
+    if let Some(findings) = &run.anomaly {
+        let summary = findings.summary();
+        let warning = failure(reporter, run, Step::Anomaly, Outcome::Failed, &summary);
+        send_alert(reporter, &warning).await;
+    }
+    for db in &run.databases {
+        if let Some(findings) = &db.anomaly {
+            let summary = format!("database {}: {}", db.database, findings.summary());
+            let mut warning = failure(reporter, run, Step::Anomaly, Outcome::Failed, &summary);
+            warning.database = db.database.clone();
+            send_alert(reporter, &warning).await;
         }
     }
 }
@@ -158,6 +185,15 @@ fn success_summary(reporter: &Reporter, run: &Run, duration: std::time::Duration
     }
     if let Some(findings) = &run.anomaly {
         lines.push(format!("warning: anomaly, {}", findings.summary()));
+    }
+    for db in run.databases.iter().filter(|d| d.anomaly.is_some()) {
+        if let Some(findings) = &db.anomaly {
+            lines.push(format!(
+                "warning: anomaly in {}, {}",
+                db.database,
+                findings.summary()
+            ));
+        }
     }
     lines.join("\n")
 }

@@ -15,8 +15,9 @@ pub(super) async fn check_restored(
     target: &tokio_postgres::Client,
     meta: &Meta,
     selection: Option<&Resolved>,
+    database: &str,
 ) -> Result<bool> {
-    let rows_match = compare_rows(target, meta, selection).await?;
+    let rows_match = compare_rows(target, meta, selection, database).await?;
     if selection.is_some() {
         return Ok(rows_match);
     }
@@ -37,12 +38,15 @@ pub(super) async fn check_restored(
     Ok(rows_match)
 }
 
-/// Prints every table's rows, backup vs restored, on stdout. With --table or
-/// --schema only the selected tables are compared. True when all match.
+/// Prints every table's rows, backup vs restored, on stdout, each row
+/// naming its database (a whole-server restore prints one table per
+/// database). With --table or --schema only the selected tables are
+/// compared. True when all match.
 pub(super) async fn compare_rows(
     client: &tokio_postgres::Client,
     meta: &Meta,
     selection: Option<&Resolved>,
+    database: &str,
 ) -> Result<bool> {
     let selected = |schema: &str, name: &str| selection.is_none_or(|s| s.contains(schema, name));
     let wanted: Vec<_> = meta
@@ -60,21 +64,24 @@ pub(super) async fn compare_rows(
         .max()
         .unwrap_or(5)
         .max(5);
+    let db_width = database.chars().count().max(8);
     ui::stdout_line(&format!(
-        "{:<width$}  {:>12}  {:>12}  result",
-        "table", "backup", "restored"
+        "{:<db_width$}  {:<width$}  {:>12}  {:>12}  result",
+        "database", "table", "backup", "restored"
     ));
     let mut all_match = true;
     for table in wanted {
         let want = table.rows.unwrap_or_default();
         let have = client::count_rows(client, &table.schema, &table.name).await?;
         let (shown, ok) = match have {
-            Some(n) => (n.to_string(), n == want),
-            None => ("missing".to_owned(), false),
+            client::Count::Rows(n) => (n.to_string(), n == want),
+            client::Count::Missing => ("missing".to_owned(), false),
+            client::Count::NotATable(kind) => (format!("{kind}, not read"), false),
         };
         all_match &= ok;
         ui::stdout_line(&format!(
-            "{:<width$}  {:>12}  {:>12}  {}",
+            "{:<db_width$}  {:<width$}  {:>12}  {:>12}  {}",
+            database,
             format!("{}.{}", table.schema, table.name),
             want,
             shown,
@@ -82,9 +89,13 @@ pub(super) async fn compare_rows(
         ));
     }
     if all_match {
-        ui::info("row counts match the backup's meta.json");
+        ui::info(&format!(
+            "row counts of {database} match the backup's meta.json"
+        ));
     } else {
-        ui::error("row counts differ from the backup's meta.json (see the table on stdout)");
+        ui::error(&format!(
+            "row counts of {database} differ from the backup's meta.json (see the table on stdout)"
+        ));
     }
     Ok(all_match)
 }
@@ -97,6 +108,12 @@ pub(super) async fn alembic_stamp() -> bool {
         return true;
     };
     let mut cmd = crate::children::command(&alembic);
+    // Its connection, as the application's env.py reads it, and its Python.
+    cmd.envs(
+        crate::settings::env()
+            .vars_os()
+            .filter(|(name, _)| name.to_str().is_some_and(crate::children::for_alembic)),
+    );
     cmd.args(["stamp", "head"])
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);

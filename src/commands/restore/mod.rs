@@ -7,13 +7,16 @@
 //!    header and `pg_restore --list`: nothing touches the target before the
 //!    backup is known good;
 //! 3. ask the operator to type the database name (host, port, database, backup shown);
-//! 4. `--create-db`: terminate sessions, drop and recreate the database with the
+//! 4. `--create-db`: a staging database under a temporary name, created with the
 //!    properties meta.json recorded (owner, locale, settings, ACL; see [`crate::pg::dbprops`]);
-//! 5. pg_restore `--jobs N`, with owners and privileges when every role the backup
-//!    needs exists on the target (else it stops, naming them, unless `--no-owner`),
-//!    harmless warnings told from errors;
-//! 6. row counts against meta.json (printed on stdout), the alembic revision against
-//!    meta.json, and `alembic stamp head` only when asked.
+//! 5. pg_restore `--jobs N` into it (or into the existing database), with owners and
+//!    privileges when every role the backup needs exists on the target (else it stops,
+//!    naming them, unless `--no-owner`), harmless warnings told from errors, lock waits
+//!    bounded by `--lock-wait-timeout` and the blocking session named;
+//! 6. row counts against meta.json (printed on stdout) and the alembic revision;
+//!    with `--create-db`, only then the staging database replaces the target
+//!    (its sessions terminated, the old one dropped), so nobody but pgbak ever
+//!    connects to a half-restored database; `alembic stamp head` only when asked.
 //!
 //! This file runs the steps; `target.rs` holds what is done to the target before
 //! pg_restore (confirmation, --create-db, selections), `after.rs` the checks after it,
@@ -22,6 +25,8 @@
 
 mod after;
 mod all;
+mod owners;
+mod table;
 mod target;
 
 use std::collections::BTreeSet;
@@ -44,12 +49,14 @@ use crate::settings::restore::{RestoreOptions, RestoreSettings, Restoring};
 use crate::signals::Signals;
 use crate::ui;
 
-use target::{confirm, create_schemas, maintenance_conn, recreate_database, write_list};
+pub use owners::missing_roles;
+use owners::owners_wanted;
+use target::{confirm, create_schemas, maintenance_conn, write_list};
 
 pub async fn run(settings: RestoreSettings) -> Result<ExitCode> {
     let ok = match &settings.restoring {
-        Restoring::AllDatabases(place) => {
-            all::restore_all(&settings.conn, place, &settings.options).await?
+        Restoring::AllDatabases(place, wanted) => {
+            all::restore_all(&settings.conn, place, wanted, &settings.options).await?
         }
         Restoring::One(wanted) => restore_into(&settings.options, wanted, &settings.conn).await?,
     };
@@ -76,8 +83,14 @@ pub async fn restore_into(
     let (admin, plan) = plan(opts, conn, &backup, &mut signals).await?;
     // An encrypted backup for a parallel restore is decrypted now (into an
     // unnamed scratch file), so a failure here leaves the target untouched.
+    // A table restore is one transaction, which pg_restore runs as one job.
+    let jobs = if plan.table.is_some() {
+        1
+    } else {
+        opts.tuning.jobs
+    };
     let (plain, jobs) = signals
-        .guard(backup.source.for_restore(opts.tuning.jobs))
+        .guard(backup.source.for_restore(jobs))
         .await
         .with_context(|| format!("not restoring {}", backup.located.dump.display()))?;
 
@@ -93,29 +106,53 @@ pub async fn restore_into(
         .await?;
     }
 
-    // 4: a fresh database when asked.
-    let mut not_restored = prepare_target(opts, conn, &backup, &admin, &plan, &mut signals).await?;
+    // 4: with --create-db, a fresh database under a temporary name, so that
+    // nobody but pgbak sees it before it is complete.
+    let (mut not_restored, into) =
+        prepare_target(opts, conn, &backup, &admin, &plan, &mut signals).await?;
+    not_restored.extend(plan.table.iter().flat_map(|t| t.skipped.iter().cloned()));
     drop(admin);
 
     // 5: pg_restore (an encrypted backup decrypted on the way in).
     let clock = std::time::Instant::now();
-    let outcome = run_pg_restore(opts, conn, &backup, &plan, plain, jobs, &mut signals).await?;
-    let mut failed = !judge_restore(&outcome, clock, plan.server_major, &mut not_restored);
+    let outcome = match run_pg_restore(opts, &into, &backup, &plan, plain, jobs, &mut signals).await
+    {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            if opts.create_db {
+                target::drop_staging(conn, &into.dbname).await;
+            }
+            return Err(err);
+        }
+    };
+    let restored = judge_restore(opts, &outcome, clock, plan.server_major, &mut not_restored);
+    let mut failed = !restored;
 
-    // 6: the restored database against meta.json.
-    let target = signals.guard(client::connect(conn)).await?;
-    if let Some(meta) = backup.meta() {
-        failed |= !after::check_restored(&target, meta, plan.selection.as_ref()).await?;
-    }
-    if opts.alembic_stamp && !after::alembic_stamp().await {
-        failed = true;
+    // 6: the restored database against meta.json, before anybody else can see it.
+    if plan.table.is_some() && !restored {
+        ui::error(
+            "pg_restore ran in one transaction, which was rolled back: the target is as it was",
+        );
+    } else {
+        failed |= !check_copy(opts, &into, &backup, &plan, &conn.dbname, &mut signals).await?;
     }
     if failed {
-        ui::error(&format!(
-            "restore of {} into {} FAILED (see above)",
-            backup.located.dump.display(),
-            quote_ident(&conn.dbname)
-        ));
+        report_failure(conn, &into, &backup, opts.create_db);
+        return Ok(false);
+    }
+    if opts.create_db {
+        signals
+            .guard(target::swap_in(conn, &into.dbname))
+            .await
+            .with_context(|| {
+                format!(
+                    "putting the restored database in place of {}",
+                    quote_ident(&conn.dbname)
+                )
+            })?;
+    }
+    if opts.alembic_stamp && !after::alembic_stamp().await {
+        report_failure(conn, conn, &backup, false);
         return Ok(false);
     }
     ui::info(&format!(
@@ -135,6 +172,45 @@ pub async fn restore_into(
         }
     ));
     Ok(true)
+}
+
+/// Step 6: the rows (and alembic revision) of the restored copy `into`
+/// against meta.json; the table names `database`. True when they match.
+async fn check_copy(
+    opts: &RestoreOptions,
+    into: &ConnSettings,
+    backup: &Checked,
+    plan: &Plan,
+    database: &str,
+    signals: &mut Signals,
+) -> Result<bool> {
+    let Some(meta) = backup.meta() else {
+        return Ok(true);
+    };
+    let target = signals.guard(client::connect(into)).await?;
+    // Counting waits for table locks like any reader: bounded the same way.
+    client::set_lock_timeout(&target, opts.lock_wait_timeout).await?;
+    match &plan.table {
+        Some(table) => table::verdict(&target, meta, table, plan.server_major).await,
+        None => after::check_restored(&target, meta, plan.selection.as_ref(), database).await,
+    }
+}
+
+/// The failure's last lines; with a staging copy, where it is.
+fn report_failure(conn: &ConnSettings, into: &ConnSettings, backup: &Checked, staged: bool) {
+    if staged {
+        ui::error(&format!(
+            "the failed restore is left in database {} for inspection; {} was not touched \
+             (the next restore of it removes the copy)",
+            quote_ident(&into.dbname),
+            quote_ident(&conn.dbname)
+        ));
+    }
+    ui::error(&format!(
+        "restore of {} into {} FAILED (see above)",
+        backup.located.dump.display(),
+        quote_ident(&conn.dbname)
+    ));
 }
 
 /// Step 1: never hang waiting for an answer nobody can give.
@@ -171,9 +247,35 @@ async fn open_backup(
     conn: &ConnSettings,
     signals: &mut Signals,
 ) -> Result<Checked> {
-    let backup = Backup::open(archive::locate(wanted).await?, &opts.tuning.decrypt)?;
+    // An S3 backup's meta.json is asked before its dump is downloaded.
+    let named = match wanted {
+        Wanted::S3Object { s3, key } => format!("s3://{}/{key}", s3.bucket),
+        _ => "the newest backup under the S3 prefix".to_owned(),
+    };
+    let before_download =
+        |meta: Option<&Meta>| refuse_other(meta, &named, opts.allow_other_database, conn);
+    let located = archive::locate_checked(wanted, &before_download).await?;
+    let backup = Backup::open(located, &opts.tuning.decrypt)?;
     let dump = backup.located.dump.display().to_string();
-    refuse_other_backups(&backup, opts.allow_other_database, conn)?;
+    // Not a plaintext object where an encrypted one belongs, signed when signatures are required.
+    let trusted = backup
+        .authentic(&opts.tuning.decrypt)
+        .map_err(|why| usage(format!("not restoring {dump}: {why}")))?;
+    ui::info(&format!("{dump}: {trusted}"));
+    if !backup.located.temporary {
+        refuse_other(
+            backup.meta(),
+            &backup.located.dump.display(),
+            opts.allow_other_database,
+            conn,
+        )?;
+    }
+    if let Some(meta) = backup.meta().filter(|_| opts.create_db) {
+        // --create-db turns the recorded properties into SQL: refuse values
+        // PostgreSQL could not have recorded before the target is touched.
+        crate::pg::meta_values::check_meta(meta)
+            .map_err(|why| usage(format!("not restoring {dump}: {why}")))?;
+    }
     let checksum = backup.checksum(signals).await;
     match (
         checksum.with_context(|| format!("not restoring {dump}"))?,
@@ -193,10 +295,13 @@ async fn open_backup(
 }
 
 /// A globals backup is no database; a backup of another database needs
-/// `--allow-other-database` (exit 2 otherwise).
-fn refuse_other_backups(backup: &Backup, allow_other: bool, conn: &ConnSettings) -> Result<()> {
-    let meta = backup.meta();
-    let dump = backup.located.dump.display();
+/// `--allow-other-database` (exit 2 otherwise). `dump` names the backup.
+fn refuse_other(
+    meta: Option<&Meta>,
+    dump: &dyn std::fmt::Display,
+    allow_other: bool,
+    conn: &ConnSettings,
+) -> Result<()> {
     if meta.is_some_and(|m| m.mode == Mode::Globals) {
         return Err(usage(format!(
             "{dump} is a globals backup (roles and tablespaces as plain SQL from pg_dumpall), not a \
@@ -224,7 +329,9 @@ struct Plan {
     server_major: u32,
     tools: PgTools,
     selection: Option<Resolved>,
-    /// pg_restore's `-L` list for an exact `--table` selection.
+    /// A `--table` selection: what it takes and how.
+    table: Option<table::TablePlan>,
+    /// pg_restore's `-L` list for a `--table` selection.
     list_file: Option<tempfile::NamedTempFile>,
     roles: BTreeSet<String>,
     owners: bool,
@@ -261,8 +368,28 @@ async fn plan(
         .with_context(|| format!("not restoring {}", backup.located.dump.display()))?;
     ui::info(&backup.describe(&backup.header, &listing, &tools));
     let selection = select(opts, &listing)?;
-    let list_file = match selection.as_ref().and_then(|s| s.list.as_deref()) {
-        Some(list) => Some(write_list(list)?),
+    let table = match selection.as_ref().filter(|s| !s.tables.is_empty()) {
+        Some(resolved) => {
+            // With --create-db the target is made anew: no table exists there.
+            let target = (!opts.create_db).then_some(&admin);
+            Some(table::plan(target, &listing, resolved, meta, opts.table_way).await?)
+        }
+        None => None,
+    };
+    let list_file = match &table {
+        Some(table) => {
+            // Checked now: a table restore runs through psql (pg::restore::script).
+            let psql = tools.tool("psql");
+            if !psql.is_file() {
+                return Err(usage(format!(
+                    "not restoring: a table restore runs in one transaction through psql, and \
+                     there is no {} beside pg_restore; install the PostgreSQL client package \
+                     that has both (or point --pg-bin-dir at one)",
+                    psql.display()
+                )));
+            }
+            Some(write_list(&table.list)?)
+        }
         None => None,
     };
     if selection.is_none() {
@@ -286,6 +413,7 @@ async fn plan(
         server_major: server.major(),
         tools,
         selection,
+        table,
         list_file,
         roles,
         owners,
@@ -319,9 +447,11 @@ fn select(opts: &RestoreOptions, listing: &Listing) -> Result<Option<Resolved>> 
     Ok(Some(resolved))
 }
 
-/// Step 4: with --create-db, the database dropped and created again with its
-/// recorded properties; for a schema selection, the schemas pg_restore `-n`
-/// does not create. Returns what could not be carried over.
+/// Step 4: with --create-db, a staging database (a leftover one dropped
+/// first) created with the recorded properties, which pg_restore fills and
+/// which replaces the target only once complete; for a schema selection, the
+/// schemas pg_restore `-n` does not create. Returns what could not be
+/// carried over and the database pg_restore restores into.
 async fn prepare_target(
     opts: &RestoreOptions,
     conn: &ConnSettings,
@@ -329,33 +459,39 @@ async fn prepare_target(
     admin: &tokio_postgres::Client,
     plan: &Plan,
     signals: &mut Signals,
-) -> Result<Vec<String>> {
+) -> Result<(Vec<String>, ConnSettings)> {
     let mut not_restored = Vec::new();
+    let mut into = conn.clone();
     if opts.create_db {
-        not_restored = recreate_database(
-            admin,
-            &conn.dbname,
-            backup.meta().and_then(|m| m.database_properties.as_ref()),
-            &plan.roles,
-            plan.owners,
-        )
-        .await?;
+        let staging = target::staging_name(&conn.dbname);
+        not_restored = signals
+            .guard(target::create_staging(
+                admin,
+                &staging,
+                backup.meta().and_then(|m| m.database_properties.as_ref()),
+                &plan.roles,
+                plan.owners,
+            ))
+            .await?;
         ui::info(&format!(
-            "dropped and created database {} on {}",
-            quote_ident(&conn.dbname),
-            conn.endpoint()
+            "created database {} on {}: restored there, it replaces {} once complete (until \
+             then nobody else sees the restore)",
+            quote_ident(&staging),
+            conn.endpoint(),
+            quote_ident(&conn.dbname)
         ));
         for item in &not_restored {
             ui::warn(&format!("not restored: {item}"));
         }
+        into = conn.with_dbname(&staging);
     }
     if plan.list_file.is_none() {
         if let Some(resolved) = &plan.selection {
             // pg_restore -n restores a schema's objects, not the schema itself.
-            create_schemas(conn, &resolved.schemas, signals).await?;
+            create_schemas(&into, &resolved.schemas, signals).await?;
         }
     }
-    Ok(not_restored)
+    Ok((not_restored, into))
 }
 
 /// Step 5: pg_restore into the target, reading `plain` (the archive, or its
@@ -388,7 +524,11 @@ async fn run_pg_restore(
         } else {
             &opts.schemas
         },
+        tablespaces: true,
+        role: opts.role.as_deref(),
         owners: plan.owners,
+        table_way: plan.table.as_ref().map(|t| t.way),
+        lock_wait_timeout: Some(opts.lock_wait_timeout),
     };
     plain.restore(&job, signals).await
 }
@@ -396,6 +536,7 @@ async fn run_pg_restore(
 /// Step 5's verdict: objects not created named (and added to `not_restored`),
 /// errors printed. True when pg_restore succeeded.
 fn judge_restore(
+    opts: &RestoreOptions,
     outcome: &pg_restore::Outcome,
     clock: std::time::Instant,
     server_major: u32,
@@ -408,7 +549,13 @@ fn judge_restore(
         ));
         not_restored.push(format!("{object} (role missing)"));
     }
-    if outcome.succeeded() {
+    for object in &outcome.needs_superuser {
+        ui::error(&format!(
+            "not restored: {object} (only a superuser may create it: restore as one)"
+        ));
+        not_restored.push(format!("{object} (needs a superuser)"));
+    }
+    if outcome.succeeded() && outcome.needs_superuser.is_empty() {
         ui::info(&format!(
             "pg_restore finished in {:.1}s ({} harmless warning(s))",
             clock.elapsed().as_secs_f64(),
@@ -419,6 +566,14 @@ fn judge_restore(
     for error in pg_restore::distinct(&outcome.errors) {
         ui::error(&format!("pg_restore: {error}"));
     }
+    if !outcome.blockers.is_empty() {
+        ui::error(&format!(
+            "a lock was not granted within --lock-wait-timeout {} (blocked by {}): pgbak cancelled \
+             the statement; end that session, or restore when it is done",
+            humantime::format_duration(opts.lock_wait_timeout),
+            outcome.blockers.join(", ")
+        ));
+    }
     let mut err = pg_restore::failure(outcome);
     if let Some(ext) = outcome.missing_extension() {
         err = err.context(client::install_hint(
@@ -428,46 +583,4 @@ fn judge_restore(
     }
     ui::error(&crate::error::one_line(&err));
     false
-}
-
-/// Whether pg_restore restores owners and privileges: yes when every role the
-/// backup depends on exists on the target; an error naming the missing ones
-/// otherwise; no with `--no-owner`, and for backups whose meta.json predates
-/// role recording (restored as before, with a warning).
-fn owners_wanted(
-    no_owner: bool,
-    meta: Option<&Meta>,
-    roles: &BTreeSet<String>,
-    conn: &ConnSettings,
-) -> Result<bool> {
-    if no_owner {
-        return Ok(false);
-    }
-    let Some(needed) = meta.and_then(|m| m.roles.as_ref()) else {
-        ui::warn(
-            "the backup does not record the roles it needs (no meta.json, or one written by an \
-             older pgbak): restoring without owners and privileges, as with --no-owner",
-        );
-        return Ok(false);
-    };
-    let missing = missing_roles(needed, roles);
-    if !missing.is_empty() {
-        bail!(
-            "not restoring: the backup's owners and grants need the role(s) {} that do not exist on {}; \
-             restore the roles first (pgbak restore --all-databases, or psql -f the globals backup) \
-             or pass --no-owner to restore without owners and privileges",
-            missing.join(", "),
-            conn.endpoint()
-        );
-    }
-    Ok(true)
-}
-
-/// The roles of `needed` that `existing` lacks, in order.
-pub fn missing_roles(needed: &[String], existing: &BTreeSet<String>) -> Vec<String> {
-    needed
-        .iter()
-        .filter(|r| !existing.contains(*r))
-        .cloned()
-        .collect()
 }

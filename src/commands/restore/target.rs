@@ -1,6 +1,6 @@
-//! What restore does to the target before pg_restore runs: the operator's
-//! confirmation, `--create-db`'s drop and create, the schemas of a `--schema`
-//! selection, the `-L` list of a `--table` selection.
+//! What restore does to the target around pg_restore: the operator's
+//! confirmation, `--create-db`'s staging database and its swap into place,
+//! the schemas of a `--schema` selection, the `-L` list of a `--table` selection.
 
 use std::collections::BTreeSet;
 
@@ -123,29 +123,114 @@ pub(super) async fn confirm(
     Ok(())
 }
 
-/// Terminates the database's sessions, drops it and creates it again with
-/// the recorded properties. Returns what could not be carried over.
-pub(super) async fn recreate_database(
+/// The staging database of a `--create-db` restore of `name`: readable,
+/// the same for every run (a leftover of a killed run is found and
+/// dropped), and distinct per target (a hash of the whole name).
+pub fn staging_name(name: &str) -> String {
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(name.as_bytes()));
+    let readable: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(30)
+        .collect();
+    format!("pgbak_restoring_{readable}_{}", &hash[..8])
+}
+
+/// Creates the staging database with the recorded properties (a leftover
+/// one dropped first). Returns what could not be carried over.
+pub(super) async fn create_staging(
     admin: &tokio_postgres::Client,
-    name: &str,
+    staging: &str,
     props: Option<&crate::meta::DatabaseProperties>,
     roles: &BTreeSet<String>,
     owners: bool,
 ) -> Result<Vec<String>> {
-    let quoted = quote_ident(name);
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-              WHERE datname = $1 AND pid <> pg_backend_pid()",
-            &[&name],
-        )
-        .await
-        .with_context(|| format!("terminating the sessions of {quoted}"))?;
+    let quoted = quote_ident(staging);
     admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
         .await
-        .map_err(|e| db_error(e, &format!("dropping {quoted}")))?;
-    crate::pg::dbprops::create_database(admin, name, props, roles, owners).await
+        .map_err(|e| db_error(e, &format!("dropping the leftover {quoted}")))?;
+    crate::pg::dbprops::create_database(admin, staging, props, roles, owners).await
+}
+
+/// Removes a staging database after an interruption or an error (best
+/// effort, bounded: the next restore of the database removes it too).
+pub(super) async fn drop_staging(conn: &ConnSettings, staging: &str) {
+    let work = async {
+        let admin = client::connect(&maintenance_conn(conn, true)).await?;
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_ident(staging)
+            ))
+            .await
+            .map_err(|e| db_error(e, &format!("dropping {}", quote_ident(staging))))
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(30), work).await {
+        Ok(Ok(())) => crate::ui::info(&format!(
+            "removed the unfinished copy {}; {} was not touched",
+            quote_ident(staging),
+            quote_ident(&conn.dbname)
+        )),
+        Ok(Err(err)) => crate::ui::warn(&format!(
+            "the unfinished copy {} is left (the next restore removes it): {}",
+            quote_ident(staging),
+            crate::error::one_line(&err)
+        )),
+        Err(_) => crate::ui::warn(&format!(
+            "the unfinished copy {} is left (the next restore removes it)",
+            quote_ident(staging)
+        )),
+    }
+}
+
+/// Puts the restored staging database in place of the target: the
+/// target's sessions terminated and the target dropped, then the staging
+/// database renamed. Its properties (settings, ACL, comment) are kept by
+/// the rename. Between the two statements the name does not exist, so a
+/// client never connects to anything but the old or the complete new database.
+pub(super) async fn swap_in(conn: &ConnSettings, staging: &str) -> Result<()> {
+    let admin = client::connect(&maintenance_conn(conn, true)).await?;
+    let (target, from) = (quote_ident(&conn.dbname), quote_ident(staging));
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {target} WITH (FORCE)"))
+        .await
+        .map_err(|e| db_error(e, &format!("dropping {target}")))?;
+    let mut attempt = 0;
+    loop {
+        // Nobody should be there, but a superuser may have found the name.
+        admin
+            .execute(
+                "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity
+                  WHERE datname = $1 AND pid <> pg_catalog.pg_backend_pid()",
+                &[&staging],
+            )
+            .await
+            .with_context(|| format!("terminating the sessions of {from}"))?;
+        match admin
+            .batch_execute(&format!("ALTER DATABASE {from} RENAME TO {target}"))
+            .await
+        {
+            Ok(()) => break,
+            Err(e) if attempt < 20 && e.code() == Some(&SqlState::OBJECT_IN_USE) => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(db_error(e, &format!("renaming {from} to {target}"))),
+        }
+    }
+    crate::ui::info(&format!(
+        "database {target} on {} is the restored one now",
+        conn.endpoint()
+    ));
+    Ok(())
 }
 
 pub(super) fn db_error(err: tokio_postgres::Error, what: &str) -> anyhow::Error {

@@ -13,7 +13,7 @@ use crate::archive;
 use crate::meta::Meta;
 use crate::mode::Mode;
 use crate::pg::catalog::{self, Depth, Kind};
-use crate::pg::client;
+use crate::pg::client::{self, Count};
 
 /// What the copy is compared with.
 pub struct Expected<'a> {
@@ -40,32 +40,69 @@ pub async fn on_copy(
 }
 
 fn tables(present: &BTreeSet<(String, String)>, expected: &Expected<'_>, report: &mut Report) {
-    let mut wanted: BTreeSet<(String, String)> = expected.tables.iter().cloned().collect();
-    if let Some(meta) = expected.meta {
-        wanted.extend(
-            meta.tables
-                .iter()
-                .map(|t| (t.schema.clone(), t.name.clone())),
-        );
+    let recorded: BTreeSet<(String, String)> = expected.meta.map_or_else(BTreeSet::new, |meta| {
+        meta.tables
+            .iter()
+            .map(|t| (t.schema.clone(), t.name.clone()))
+            .collect()
+    });
+    let named: BTreeSet<(String, String)> = expected.tables.iter().cloned().collect();
+    match tables_verdict(present, &recorded, &named) {
+        Verdict::Nothing => report.skip(
+            CheckId::Tables,
+            "no meta.json to say which tables the backup holds, and no --expect-table / \
+             PGBAK_EXPECT_TABLES",
+        ),
+        Verdict::Pass(detail) => report.pass(CheckId::Tables, detail),
+        Verdict::Fail(detail) => report.fail(CheckId::Tables, detail),
     }
+}
+
+enum Verdict {
+    Nothing,
+    Pass(String),
+    Fail(String),
+}
+
+/// The expected tables check, pure: every table meta.json `recorded` and
+/// every one the operator `named` must be `present` in the copy.
+fn tables_verdict(
+    present: &BTreeSet<(String, String)>,
+    recorded: &BTreeSet<(String, String)>,
+    named: &BTreeSet<(String, String)>,
+) -> Verdict {
+    let wanted: BTreeSet<&(String, String)> = recorded.iter().chain(named).collect();
+    if wanted.is_empty() {
+        return Verdict::Nothing;
+    }
+    let sources = match (recorded.len(), named.len()) {
+        (r, 0) => format!("{r} recorded in meta.json"),
+        (0, n) => format!("{n} named by --expect-table / PGBAK_EXPECT_TABLES"),
+        (r, n) => {
+            format!("{r} recorded in meta.json, {n} named by --expect-table / PGBAK_EXPECT_TABLES")
+        }
+    };
     let missing: Vec<String> = wanted
         .iter()
-        .filter(|t| !present.contains(*t))
-        .map(|(s, t)| format!("{s}.{t}"))
+        .filter(|t| !present.contains(**t))
+        .map(|(s, t)| {
+            let why = if recorded.contains(&(s.clone(), t.clone())) {
+                ""
+            } else {
+                " (named, not in the backup)"
+            };
+            format!("{s}.{t}{why}")
+        })
         .collect();
     if missing.is_empty() {
-        report.pass(CheckId::Tables, format!("all {} present", wanted.len()));
-    } else {
-        report.fail(
-            CheckId::Tables,
-            format!(
-                "{} of {} missing: {}",
-                missing.len(),
-                wanted.len(),
-                missing.join(", ")
-            ),
-        );
+        return Verdict::Pass(format!("all {} present ({sources})", wanted.len()));
     }
+    Verdict::Fail(format!(
+        "not in the restored copy: {}; {} of the {} expected tables ({sources}) are missing",
+        missing.join(", "),
+        missing.len(),
+        wanted.len()
+    ))
 }
 
 async fn rows(copy: &Client, meta: Option<&Meta>, report: &mut Report) -> Result<()> {
@@ -91,13 +128,17 @@ async fn rows(copy: &Client, meta: Option<&Meta>, report: &mut Report) -> Result
             .await
             .context("in the copy")?;
         match have {
-            Some(have) if have == want => total += have,
-            Some(have) => mismatches.push(format!(
+            Count::Rows(have) if have == want => total += have,
+            Count::Rows(have) => mismatches.push(format!(
                 "{}.{}: {want} in meta.json, {have} restored",
                 table.schema, table.name
             )),
-            None => mismatches.push(format!(
+            Count::Missing => mismatches.push(format!(
                 "{}.{}: {want} in meta.json, table missing",
+                table.schema, table.name
+            )),
+            Count::NotATable(kind) => mismatches.push(format!(
+                "{}.{}: {want} in meta.json, but the copy has {kind} there (not read)",
                 table.schema, table.name
             )),
         }
@@ -206,10 +247,18 @@ async fn schema_objects(
         _ => (Depth::Definitions, String::new()),
     };
     let copy_objects = catalog::read(copy, true).await?;
+    // An encrypted backup's definitions are sealed: the report (logs, alerts)
+    // names what differs, never how.
+    let sealed = meta.is_some_and(|m| m.encryption.is_some());
     for (kind, outcome) in catalog::compare(recorded, &copy_objects, depth) {
         let check = CheckId::for_kind(kind);
-        if !outcome.problems.is_empty() {
-            report.fail(check, listed(&outcome.problems, 10));
+        let problems = if sealed {
+            &outcome.sealed_problems
+        } else {
+            &outcome.problems
+        };
+        if !problems.is_empty() {
+            report.fail(check, listed(problems, 10));
             continue;
         }
         let what = if kind == Kind::Sequence {
@@ -273,5 +322,37 @@ mod tests {
         assert!(text.starts_with("index i1 missing; index i2 missing"));
         assert!(text.ends_with("index i10 missing; and 2 more"), "{text}");
         assert_eq!(listed(&items[..1], 10), "index i1 missing");
+    }
+
+    #[test]
+    fn the_tables_verdict_says_what_is_missing_and_why_it_was_expected() {
+        let set = |names: &[&str]| -> BTreeSet<(String, String)> {
+            names
+                .iter()
+                .map(|n| crate::settings::expect::split_table(n))
+                .collect()
+        };
+        let present = set(&["notes", "app.orders"]);
+        let cases: [(&[&str], &[&str], &str); 5] = [
+            (&[], &[], "skip"),
+            (&["notes"], &[], "pass: all 1 present (1 recorded in meta.json)"),
+            (&["notes", "app.orders"], &["notes"], "pass: all 2 present (2 recorded in meta.json, 1 named"),
+            (
+                &["notes", "gone"],
+                &["users"],
+                "fail: not in the restored copy: public.gone, public.users (named, not in the backup); \
+                 2 of the 3 expected tables (2 recorded in meta.json, 1 named by --expect-table / \
+                 PGBAK_EXPECT_TABLES) are missing",
+            ),
+            (&[], &["users"], "fail: not in the restored copy: public.users (named, not in the backup); 1 of the 1 expected tables (1 named by"),
+        ];
+        for (recorded, named, want) in cases {
+            let got = match tables_verdict(&present, &set(recorded), &set(named)) {
+                Verdict::Nothing => "skip".to_owned(),
+                Verdict::Pass(d) => format!("pass: {d}"),
+                Verdict::Fail(d) => format!("fail: {d}"),
+            };
+            assert!(got.starts_with(want), "{recorded:?} {named:?}: {got}");
+        }
     }
 }

@@ -9,8 +9,11 @@
 //!    archive's compression, `pg_restore --list`;
 //! 4. a temporary database `<db>_verify_<UTC ts>` is created: on the source server, on
 //!    `--target-url`, or in a throwaway `--ephemeral` cluster (where the globals backup
-//!    beside the dump is replayed first, so owners, grants and policies are restored too);
-//! 5. pg_restore succeeds (harmless warnings allowed);
+//!    beside the dump is replayed first, so the roles policies name exist), owned by a
+//!    throwaway unprivileged role that pg_restore logs in as: the dump's code never runs
+//!    with more privilege than that role's (none);
+//! 5. pg_restore succeeds (harmless warnings allowed), after pgbak created the archive's
+//!    extensions itself;
 //! 6. the expected tables exist; 7. every table's row count equals meta.json;
 //! 8. every extension of the source exists; 9. the alembic revision equals meta.json;
 //! 10. to 14. every index, constraint, trigger, row-level security policy and switch,
@@ -21,9 +24,12 @@
 //! where the copy goes (and its removal), `checks.rs` checks 6 to 14. The checks on
 //! the copy race the stop signals. The temporary database (or cluster) is removed on
 //! every way out, signals included, unless `--no-cleanup`. The result, with the names
-//! of the failed checks, is recorded in meta.json's `verification`.
+//! of the failed checks, is recorded where the backup lives: a `<stem>.verify.json`
+//! verdict beside it (under the S3 prefix for a backup read from the bucket, in the
+//! directory for a local file, whose meta.json's `verification` gets it too).
 
 mod checks;
+pub mod fresh;
 mod report;
 mod target;
 
@@ -35,7 +41,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use chrono::{SecondsFormat, Utc};
 
-use crate::archive::{self, Backup, Located, MetaState};
+use crate::archive::{self, Backup, Located, MetaState, Untrusted};
 use crate::meta::{Meta, Verification};
 use crate::mode::Mode;
 use crate::pg::client::{self, install_hint, quote_ident};
@@ -44,9 +50,11 @@ use crate::pg::tools::PgTools;
 use crate::settings::commands::Output;
 use crate::settings::verify::VerifySettings;
 use crate::signals::Signals;
+use crate::storage::s3::S3Settings;
+use crate::storage::BackupStore;
 use crate::ui;
 
-pub use crate::settings::verify::{split_table, Target, VerifyOptions, DEFAULT_TABLES};
+pub use crate::settings::verify::{split_table, Target, VerifyOptions};
 pub use report::{Check, CheckId, Report, Status};
 use target::{Place, Prepared, Server};
 
@@ -116,18 +124,67 @@ pub async fn verify_located(
     report.duration_seconds = (clock.elapsed().as_secs_f64() * 10.0).round() / 10.0;
     let located = &backup.located;
     summarize(&report, located);
-    if let (MetaState::Read(meta), Some(path)) = (&backup.meta_state, &located.meta_path) {
-        if opts.record && !located.temporary && report.could_not_run.is_none() {
-            if let Err(err) = record(meta, path, &report) {
-                ui::warn(&format!(
-                    "could not record the result in {}: {}",
-                    path.display(),
-                    crate::error::one_line(&err)
-                ));
-            }
+    if opts.record && report.could_not_run.is_none() {
+        if let MetaState::Read(meta) = &backup.meta_state {
+            record(meta, located, &verification_of(&report)).await;
         }
     }
     Ok(report)
+}
+
+/// The verdict of a finished verify.
+fn verification_of(report: &Report) -> Verification {
+    Verification {
+        verified_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        passed: report.passed,
+        pgbak_version: env!("CARGO_PKG_VERSION").to_owned(),
+        failed_checks: report
+            .failed()
+            .into_iter()
+            .map(|c| c.name().to_owned())
+            .collect(),
+    }
+}
+
+/// Records the verdict where the backup lives: beside it under the S3
+/// prefix it was read from, or, for a local file, beside it and in its
+/// meta.json's `verification` (atomically; the other keys as they were).
+/// A failure is a warning: the verdict is still the exit code.
+async fn record(meta: &Meta, located: &Located, verification: &Verification) {
+    let recorded = match (&located.origin, &located.meta_path) {
+        (Some(origin), _) => {
+            async {
+                let store = crate::storage::s3::connect(S3Settings::clone(&origin.s3)).await?;
+                store.store_verdict(&origin.name, verification).await?;
+                Ok(store.uri(&store.key_for(&origin.name.verdict_file())))
+            }
+            .await
+        }
+        (None, Some(path)) if !located.temporary => record_local(meta, path, verification),
+        _ => return,
+    };
+    match recorded {
+        Ok(place) => ui::info(&format!("verdict recorded in {place}")),
+        Err(err) => ui::warn(&format!(
+            "could not record the verdict beside {}: {}",
+            located.dump.display(),
+            crate::error::one_line(&err)
+        )),
+    }
+}
+
+/// A local backup's verdict: `<stem>.verify.json` beside it, and meta.json's field.
+fn record_local(meta: &Meta, path: &Path, verification: &Verification) -> Result<String> {
+    let mut meta = meta.clone();
+    meta.verification = Some(verification.clone());
+    meta.write(path)?;
+    let file = path.file_name().map(|f| f.to_string_lossy().into_owned());
+    let name = file.as_deref().and_then(crate::storage::BackupName::parse);
+    if let (Some(name), Some(dir)) = (name, path.parent()) {
+        crate::storage::verdict::write_local(dir, &name, verification)?;
+        return Ok(dir.join(name.verdict_file()).display().to_string());
+    }
+    Ok(path.display().to_string())
 }
 
 /// The last line: passed, failed (naming the checks), or could not run.
@@ -157,22 +214,6 @@ fn summarize(report: &Report, located: &Located) {
     }
 }
 
-/// Writes `verification` into meta.json (atomically; the other keys as they were).
-fn record(meta: &Meta, path: &Path, report: &Report) -> Result<()> {
-    let mut meta = meta.clone();
-    meta.verification = Some(Verification {
-        verified_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
-        passed: report.passed,
-        pgbak_version: env!("CARGO_PKG_VERSION").to_owned(),
-        failed_checks: report
-            .failed()
-            .into_iter()
-            .map(|c| c.name().to_owned())
-            .collect(),
-    });
-    meta.write(path)
-}
-
 /// The steps; each either goes on or has already said in the report why the
 /// rest is skipped. `Err` is an interruption or a fault of pgbak's own.
 async fn run_checks(
@@ -184,7 +225,7 @@ async fn run_checks(
     if !meta_and_checksum(run, signals, report).await? {
         return Ok(());
     }
-    let Some(archive) = open_archive(run, signals, report).await? else {
+    let Some(mut archive) = open_archive(run, signals, report).await? else {
         return Ok(());
     };
     if run.meta().is_some_and(|m| m.mode == Mode::Data) {
@@ -195,8 +236,15 @@ async fn run_checks(
         );
         return Ok(());
     }
-    let Some(prepared) =
-        target::prepare(run, archive.server, &archive.tools, signals, report, place).await?
+    let Some(prepared) = target::prepare(
+        run,
+        archive.server.take(),
+        &archive.tools,
+        signals,
+        report,
+        place,
+    )
+    .await?
     else {
         return Ok(());
     };
@@ -207,7 +255,7 @@ async fn run_checks(
     let copy = signals.guard(client::connect(&prepared.copy_conn)).await?;
     if !restore_copy(
         run,
-        &archive.tools,
+        &archive,
         &prepared,
         &copy,
         &extensions,
@@ -228,15 +276,28 @@ async fn meta_and_checksum(
     signals: &mut Signals,
     report: &mut Report,
 ) -> Result<bool> {
-    match &run.backup.meta_state {
-        MetaState::Read(_) => report.pass(
+    // A plaintext object where an encrypted one belongs, or a meta.json not
+    // signed by a trusted key: the backup cannot be believed, nothing more is read.
+    let untrusted = |report: &mut Report, id: CheckId, why: String| {
+        report.fail(id, why);
+        report.skip_rest("the backup cannot be trusted");
+        Ok(false)
+    };
+    let trust = run.backup.authentic(&run.opts.decrypt());
+    match (&run.backup.meta_state, trust) {
+        (_, Err(Untrusted::Plaintext(why))) => return untrusted(report, CheckId::Checksum, why),
+        (_, Err(Untrusted::Signature(why))) => return untrusted(report, CheckId::Meta, why),
+        (MetaState::Read(_), Ok(trusted)) => report.pass(
             CheckId::Meta,
-            run.located()
-                .meta_path
-                .as_ref()
-                .map_or_else(String::new, |p| p.display().to_string()),
+            format!(
+                "{}; {trusted}",
+                run.located()
+                    .meta_path
+                    .as_ref()
+                    .map_or_else(String::new, |p| p.display().to_string())
+            ),
         ),
-        MetaState::Unavailable(why) => {
+        (MetaState::Unavailable(why), Ok(_)) => {
             report.fail(
                 CheckId::Meta,
                 format!(
@@ -317,7 +378,7 @@ async fn open_archive(
 /// server has every extension the archive needs. False when it could not run.
 async fn restore_copy(
     run: &Run<'_>,
-    tools: &PgTools,
+    archive: &Opened,
     prepared: &Prepared,
     copy: &tokio_postgres::Client,
     extensions: &BTreeSet<String>,
@@ -325,7 +386,19 @@ async fn restore_copy(
     report: &mut Report,
 ) -> Result<bool> {
     let missing = client::unavailable_extensions(copy, extensions).await?;
-    if !missing.is_empty() {
+    if missing.is_empty() {
+        // Created by pgbak itself, as the connecting role: the throwaway role
+        // that restores may not create most extensions.
+        let created = signals
+            .guard(create_extensions(run, archive, prepared, copy, extensions))
+            .await;
+        if report
+            .settle(CheckId::Restore, created, "the restore could not run")?
+            .is_none()
+        {
+            return Ok(false);
+        }
+    } else {
         report.fail(
             CheckId::Restore,
             format!(
@@ -357,16 +430,31 @@ async fn restore_copy(
         jobs,
         run.opts.maintenance_work_mem
     ));
+    // As the throwaway role, logged in as it: no code of the dump runs with
+    // more than that role's privilege (none); no owners, privileges or
+    // tablespaces, which it could not set anyway, and not the entries only a
+    // superuser (or an extension's owner) may create (named in the verdict).
+    let (toc, left_out) = pg_restore::superuser_only(&archive.listing.toc);
+    let list_file = write_list(&toc)?;
     let job = RestoreJob {
-        tools,
-        conn: &prepared.copy_conn,
+        tools: &archive.tools,
+        conn: &prepared.restore_conn,
         jobs,
         maintenance_work_mem: &run.opts.maintenance_work_mem,
-        list_file: None,
+        list_file: Some(list_file.path()),
         schemas: &[],
-        owners: prepared.owners,
+        owners: false,
+        table_way: None,
+        lock_wait_timeout: None,
+        tablespaces: false,
+        role: None,
     };
-    let outcome = plain.restore(&job, signals).await?;
+    let mut outcome = plain.restore(&job, signals).await?;
+    for object in left_out {
+        if !outcome.needs_superuser.contains(&object) {
+            outcome.needs_superuser.push(object);
+        }
+    }
     report.pg_restore_warnings = outcome.warnings.clone();
     if outcome.succeeded() && !outcome.not_created.is_empty() {
         // The rows are there, but a copy without its policies is not the backup.
@@ -382,14 +470,20 @@ async fn restore_copy(
             ),
         );
     } else if outcome.succeeded() {
-        report.pass(
-            CheckId::Restore,
-            format!(
-                "pg_restore finished in {:.1}s ({} harmless warning(s))",
-                clock.elapsed().as_secs_f64(),
-                outcome.warnings.len()
-            ),
+        let mut detail = format!(
+            "pg_restore finished in {:.1}s ({} harmless warning(s))",
+            clock.elapsed().as_secs_f64(),
+            outcome.warnings.len()
         );
+        if !outcome.needs_superuser.is_empty() {
+            // Not in the copy, and no check covers them: named, not failed.
+            detail.push_str(&format!(
+                "; not created in the copy because only a superuser may create them and verify \
+                 restores as an unprivileged role: {}",
+                outcome.needs_superuser.join(", ")
+            ));
+        }
+        report.pass(CheckId::Restore, detail);
     } else {
         let mut detail = pg_restore::failure(&outcome).to_string();
         if let Some(ext) = outcome.missing_extension() {
@@ -403,6 +497,36 @@ async fn restore_copy(
     Ok(true)
 }
 
+/// A table of contents for pg_restore's `--use-list`, in a temporary file.
+fn write_list(toc: &str) -> Result<tempfile::NamedTempFile> {
+    use std::io::Write;
+    let mut file = tempfile::NamedTempFile::new().context("writing the restore's TOC list")?;
+    file.write_all(toc.as_bytes())
+        .context("writing the restore's TOC list")?;
+    Ok(file)
+}
+
+/// The extensions the archive creates (of those meta.json or the archive
+/// lists as the source's), each in the schema the archive names, created in
+/// the temporary database as the connecting role. A failure is a Finding.
+async fn create_extensions(
+    run: &Run<'_>,
+    archive: &Opened,
+    prepared: &Prepared,
+    copy: &tokio_postgres::Client,
+    extensions: &BTreeSet<String>,
+) -> Result<()> {
+    let plain = run.backup.source.for_list()?;
+    let found =
+        pg_restore::extension_schemas(&archive.tools, plain.input(), &archive.listing.toc).await;
+    plain.finish()?;
+    let wanted: Vec<(String, String)> = found?
+        .into_iter()
+        .filter(|(name, _)| extensions.contains(name))
+        .collect();
+    crate::pg::verify_role::create_extensions(copy, &prepared.role, &wanted).await
+}
+
 /// Checks 6-14 on the copy, racing the stop signals (a count can wait on a
 /// lock). A copy that cannot be read (the server went away) fails the checks
 /// not yet decided; the report still prints.
@@ -414,9 +538,12 @@ async fn check_copy(
     signals: &mut Signals,
     report: &mut Report,
 ) -> Result<()> {
+    // Entries naming a database apply to backups of that database.
+    let database = run.meta().map_or(&run.opts.conn.dbname, |m| &m.database);
+    let tables = run.opts.expected_tables.for_database(database);
     let expected = checks::Expected {
         meta: run.meta(),
-        tables: &run.opts.expected_tables,
+        tables: &tables,
         extensions,
     };
     let checked = signals

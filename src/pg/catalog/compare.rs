@@ -53,6 +53,10 @@ pub enum Depth {
 pub struct Outcome {
     pub recorded: usize,
     pub problems: Vec<String>,
+    /// The same problems without definitions or states (expressions, role
+    /// names): what is said of an encrypted backup, whose definitions are
+    /// sealed, in logs, reports and alerts.
+    pub sealed_problems: Vec<String>,
 }
 
 /// One recorded or restored object reduced to what is compared.
@@ -79,32 +83,46 @@ pub fn compare(recorded: &Catalog, copy: &Catalog, depth: Depth) -> BTreeMap<Kin
         let have = facts(copy, kind);
         let mut outcome = Outcome {
             recorded: want.len(),
-            problems: Vec::new(),
+            ..Outcome::default()
         };
         for (key, fact) in &want {
-            match have.get(key) {
-                None => outcome.problems.push(match fact.absent {
-                    Some(absent) => format!(
-                        "{}: {} in the backup, {absent} in the copy",
-                        fact.label, fact.state
+            let (told, sealed) = match have.get(key) {
+                None => match fact.absent {
+                    Some(absent) => (
+                        format!(
+                            "{}: {} in the backup, {absent} in the copy",
+                            fact.label, fact.state
+                        ),
+                        format!("{}: {absent} in the copy, not in the backup", fact.label),
                     ),
-                    None => format!("{} missing", fact.label),
-                }),
-                Some(got) if got.state != fact.state => outcome.problems.push(format!(
-                    "{}: {} in the backup, {} in the copy",
-                    fact.label, fact.state, got.state
-                )),
-                Some(got) if depth == Depth::Definitions && got.definition != fact.definition => {
-                    outcome.problems.push(format!(
+                    None => (
+                        format!("{} missing", fact.label),
+                        format!("{} missing", fact.label),
+                    ),
+                },
+                Some(got) if got.state != fact.state => (
+                    format!(
+                        "{}: {} in the backup, {} in the copy",
+                        fact.label, fact.state, got.state
+                    ),
+                    format!("{}: not as in the backup", fact.label),
+                ),
+                Some(got) if depth == Depth::Definitions && got.definition != fact.definition => (
+                    format!(
                         "{}: defined as {:?} in the backup, {:?} in the copy",
                         fact.label, fact.definition, got.definition
-                    ))
-                }
-                Some(_) => {}
-            }
+                    ),
+                    format!("{}: defined otherwise than in the backup", fact.label),
+                ),
+                Some(_) => continue,
+            };
+            outcome.problems.push(told);
+            outcome.sealed_problems.push(sealed);
         }
         if kind == Kind::Sequence {
-            outcome.problems.extend(sequences_behind(recorded, copy));
+            let behind = sequences_behind(recorded, copy);
+            outcome.sealed_problems.extend(behind.iter().cloned());
+            outcome.problems.extend(behind);
         }
         out.insert(kind, outcome);
     }
@@ -314,6 +332,47 @@ mod tests {
             .filter(|(_, o)| !o.problems.is_empty())
             .map(|(k, o)| (k, o.problems))
             .collect()
+    }
+
+    #[test]
+    fn the_sealed_problems_name_the_object_but_not_its_definition() {
+        let mut copy = sample();
+        copy.policies[0].using = Some("(tenant_id = 2)".into());
+        copy.policies[0].roles = vec!["app_reader".into()];
+        copy.constraints.clear();
+        let outcome = compare(&sample(), &copy, Depth::Definitions);
+        let policy = &outcome[&Kind::Policy];
+        assert!(
+            policy.problems[0].contains("app_reader"),
+            "{:?}",
+            policy.problems
+        );
+        assert_eq!(
+            policy.sealed_problems,
+            vec!["policy tenant_isolation on public.documents: not as in the backup"]
+        );
+        copy = sample();
+        copy.policies[0].using = Some("(tenant_id = 2)".into());
+        let outcome = compare(&sample(), &copy, Depth::Definitions);
+        let policy = &outcome[&Kind::Policy];
+        assert!(policy.problems[0].contains("tenant_id = 1"));
+        assert!(
+            !policy.sealed_problems[0].contains("tenant_id"),
+            "{:?}",
+            policy.sealed_problems
+        );
+        let constraint = &compare(
+            &sample(),
+            &Catalog {
+                constraints: vec![],
+                ..sample()
+            },
+            Depth::Definitions,
+        )[&Kind::Constraint];
+        assert_eq!(
+            constraint.problems, constraint.sealed_problems,
+            "a missing object is named alike"
+        );
     }
 
     #[test]

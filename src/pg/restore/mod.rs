@@ -17,7 +17,11 @@ use crate::error::{finding, interrupted, usage};
 use crate::signals::Signals;
 use crate::ui;
 
+mod script;
+pub mod sessions;
+mod unprivileged;
 mod verdict;
+pub use unprivileged::{extension_schemas, superuser_only};
 pub use verdict::{
     classify, distinct, failure, judge, missing_extension, one_line, Outcome, STDERR_CAP,
 };
@@ -35,9 +39,26 @@ impl Input {
     /// Adds the archive to pg_restore's command line (or its stdin).
     fn attach(&self, cmd: &mut Command) -> Result<()> {
         match self {
-            Input::File(path) => {
-                cmd.arg(path);
-            }
+            Input::File(path) => match own_fd(path) {
+                // pgbak is not dumpable (crate::hardening), so a child may not
+                // open /proc/<pgbak>/fd/N: it inherits the descriptor instead
+                // and opens its own /proc/self/fd/N (its workers too).
+                Some(fd) => {
+                    cmd.arg(format!("/proc/self/fd/{fd}"));
+                    // SAFETY: only fcntl (async-signal-safe) between fork and exec, on a
+                    // descriptor this process holds open for the child's whole life.
+                    unsafe {
+                        cmd.pre_exec(move || {
+                            let fd = std::os::fd::BorrowedFd::borrow_raw(fd);
+                            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())
+                                .map_err(std::io::Error::from)
+                        });
+                    }
+                }
+                None => {
+                    cmd.arg(path);
+                }
+            },
             Input::Pipe(read) => {
                 let dup = read
                     .try_clone()
@@ -47,6 +68,12 @@ impl Input {
         }
         Ok(())
     }
+}
+
+/// N when `path` is `/proc/<this process>/fd/N` (an unnamed file pgbak holds).
+fn own_fd(path: &Path) -> Option<i32> {
+    let own = format!("/proc/{}/fd/", std::process::id());
+    path.to_str()?.strip_prefix(&own)?.parse().ok()
 }
 
 /// What `pg_restore --list` found.
@@ -70,7 +97,12 @@ pub struct Listing {
 /// An archive pg_restore cannot read is a [`crate::error::Finding`].
 pub async fn list(tools: &PgTools, input: &Input) -> Result<Listing> {
     let mut cmd = crate::children::command(tools.tool("pg_restore"));
-    cmd.arg("--list").stdin(Stdio::null()).kill_on_drop(true);
+    // --verbose adds each entry's dependencies (`;\tdepends on: ...`), which
+    // a table restore follows (`table_toc`); every reader skips `;` lines.
+    cmd.arg("--list")
+        .arg("--verbose")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
     input.attach(&mut cmd)?;
     let out = tools::run(cmd, "pg_restore --list").await?;
     let pg_restore = tools.tool("pg_restore");
@@ -131,6 +163,30 @@ pub struct RestoreJob<'a> {
     /// Restore owners and privileges (every role the dump needs exists on the
     /// target); false is pg_restore `--no-owner --no-privileges`.
     pub owners: bool,
+    /// A table restore: one transaction (all or nothing, [`script`]), and
+    /// with [`TableWay::Clean`] the listed objects dropped first, with
+    /// [`TableWay::DataOnly`] only rows.
+    pub table_way: Option<TableWay>,
+    /// The longest any of pg_restore's statements waits for a lock
+    /// (`--lock-wait-timeout`): then pgbak cancels it and names who blocked
+    /// it. None: no limit.
+    pub lock_wait_timeout: Option<Duration>,
+    /// Restore tablespace assignments; false is `--no-tablespaces` (verify's
+    /// copy: its throwaway role may create in no tablespace but the default).
+    pub tablespaces: bool,
+    /// `--role`: SET ROLE to it after connecting (`pgbak restore --role`).
+    pub role: Option<&'a str>,
+}
+
+/// How `restore --table` treats the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableWay {
+    /// The table is not there: create it with everything that belongs to it.
+    Create,
+    /// `--data-only`: append the rows to the existing table.
+    DataOnly,
+    /// `--clean`: drop the table (with what belongs to it) and create it again.
+    Clean,
 }
 
 /// Checks a `maintenance_work_mem` value before it goes into PGOPTIONS.
@@ -178,9 +234,18 @@ pub async fn restore(
     input: &Input,
     signals: &mut Signals,
 ) -> Result<Outcome> {
+    if let Some(way) = job.table_way {
+        return script::in_one_transaction(job, way, input, signals).await;
+    }
     let mut cmd = job.tools.command("pg_restore", job.conn);
     if !job.owners {
         cmd.arg("--no-owner").arg("--no-privileges");
+    }
+    if !job.tablespaces {
+        cmd.arg("--no-tablespaces");
+    }
+    if let Some(role) = job.role {
+        cmd.arg(format!("--role={role}"));
     }
     cmd.arg("--no-password")
         .arg(format!("--jobs={}", job.jobs.max(1)))
@@ -195,6 +260,8 @@ pub async fn restore(
     if let Some(options) = pgoptions(job.conn, job.maintenance_work_mem) {
         cmd.env("PGOPTIONS", options);
     }
+    // Its sessions: watched for lock waits, ended on the server when pgbak is stopped.
+    let own = sessions::Sessions::of(job.conn);
     // Its own process group: the workers pg_restore forks are stopped with it.
     cmd.process_group(0)
         .stdout(Stdio::null())
@@ -204,6 +271,9 @@ pub async fn restore(
         .spawn()
         .with_context(|| format!("starting {}", job.tools.tool("pg_restore").display()))?;
     let mut group = Group::new(child);
+    let watch = job
+        .lock_wait_timeout
+        .map(|limit| sessions::Watch::start(job.conn.clone(), own.clone(), limit));
     let stderr = tools::drain_stderr(
         group
             .child
@@ -215,14 +285,25 @@ pub async fn restore(
     let status = tokio::select! {
         status = group.child.wait() => status.context("waiting for pg_restore")?,
         sig = signals.recv() => {
-            ui::warn(&format!("{}: stopping pg_restore", sig.name()));
+            ui::warn(&format!("{}: stopping pg_restore and its statements on the server", sig.name()));
+            // Frozen first, so it starts nothing new while its sessions end.
+            group.signal(libc::SIGSTOP);
+            sessions::terminate(job.conn, &own).await;
             group.stop().await;
             return Err(interrupted(sig));
         }
     };
     group.reaped = true;
     let (stderr, truncated) = stderr.await.unwrap_or_default();
-    Ok(judge(&stderr, status.code(), status.signal(), truncated))
+    let mut outcome = judge(
+        &stderr,
+        status.code(),
+        status.signal(),
+        truncated,
+        job.jobs.max(1),
+    );
+    outcome.blockers = watch.map(|w| w.blockers()).unwrap_or_default();
+    Ok(outcome)
 }
 
 /// A child in its own process group, killed with its group when dropped.
@@ -251,9 +332,10 @@ impl Group {
         }
     }
 
-    /// SIGTERM (pg_restore cancels its queries on the server), then SIGKILL.
+    /// SIGTERM, then SIGKILL (a stopped group is continued to see the SIGTERM).
     async fn stop(&mut self) {
         self.signal(libc::SIGTERM);
+        self.signal(libc::SIGCONT);
         if tokio::time::timeout(Duration::from_secs(3), self.child.wait())
             .await
             .is_err()

@@ -17,10 +17,18 @@ pub struct Outcome {
     /// --no-privileges` cannot skip). The data is intact, the copy is not:
     /// verify fails a check, restore names each one.
     pub not_created: Vec<String>,
+    /// Objects only a superuser may create (event triggers, subscriptions),
+    /// not created by an unprivileged restore: verify's copy goes on without
+    /// them (its checks do not cover them) and names them; a real restore
+    /// fails on them.
+    pub needs_superuser: Vec<String>,
     /// Entries pg_restore reported as `error:` (harmless ones included), to
     /// compare with its own `errors ignored on restore: N`.
     #[serde(skip)]
     pub error_entries: usize,
+    /// Sessions seen blocking pg_restore's statements on a lock, described.
+    #[serde(skip)]
+    pub blockers: Vec<String>,
 }
 
 impl Outcome {
@@ -54,10 +62,21 @@ pub fn missing_extension(text: &str) -> Option<String> {
 pub const STDERR_CAP: usize = 64 << 20;
 
 /// The verdict on one pg_restore run. Exit 0: whatever it said is a warning.
-/// Exit 1: its errors, sorted, must be at least as many as its own closing
-/// `errors ignored on restore: N` says (a missing line or fewer mean output
-/// pgbak did not read). Any other exit, or death by a signal, is failure.
-pub fn judge(stderr: &str, code: Option<i32>, signal: Option<i32>, truncated: bool) -> Outcome {
+/// Exit 1: judged by the entries read, which must account for its own
+/// closing `errors ignored on restore: N` (a missing line, or more errors
+/// counted than could come from the entries read, mean output pgbak did not
+/// read). With `jobs` > 1, pg_restore up to 16 counts each TOC entry that
+/// failed in a worker twice (the worker's count and the leader's), so N may
+/// be up to twice the entries: the same archive gets the same verdict
+/// whatever `--jobs`. Any other exit, or death by a signal, is failure.
+pub fn judge(
+    stderr: &str,
+    code: Option<i32>,
+    signal: Option<i32>,
+    truncated: bool,
+    jobs: u32,
+) -> Outcome {
+    let counted_per_entry = if jobs > 1 { 2 } else { 1 };
     let mut outcome = classify(stderr, code == Some(0));
     match code {
         Some(0) => {}
@@ -72,14 +91,16 @@ pub fn judge(stderr: &str, code: Option<i32>, signal: Option<i32>, truncated: bo
                  its output is incomplete, so the restore cannot be judged complete"
                     .to_owned(),
             ),
-            // With --jobs > 1 pg_restore counts a worker's failed TOC entry once and
-            // not the errors of a worker's session setup (`SET transaction_timeout`), so
-            // pgbak may read more error entries than N; never fewer.
-            Some(n) if n > outcome.error_entries => outcome.errors.push(format!(
-                "pg_restore counted {n} error(s) but reported only {} that pgbak read: the \
+            // With --jobs > 1 pg_restore does not count the errors of a worker's session
+            // setup (`SET transaction_timeout`), so pgbak may read more error entries
+            // than N; and it may count a worker's failed entry twice.
+            Some(n) if n > outcome.error_entries * counted_per_entry => {
+                outcome.errors.push(format!(
+                    "pg_restore counted {n} error(s) but reported only {} that pgbak read: the \
                  restore cannot be judged complete",
-                outcome.error_entries
-            )),
+                    outcome.error_entries
+                ))
+            }
             Some(_) => {}
         },
         Some(other) => outcome
@@ -119,6 +140,12 @@ pub fn classify(stderr: &str, exit_ok: bool) -> Outcome {
                     outcome.not_created.push(object);
                     outcome.warnings.push(text);
                 }
+                Entry::NeedsSuperuser(object) => {
+                    if !outcome.needs_superuser.contains(&object) {
+                        outcome.needs_superuser.push(object);
+                    }
+                    outcome.warnings.push(text);
+                }
                 Entry::Error => outcome.errors.push(text),
             }
         }
@@ -130,8 +157,9 @@ pub fn classify(stderr: &str, exit_ok: bool) -> Outcome {
         // `<message 2>`, or a bare `error: <message 2>`.
         let (mut rest, mut prefixed, mut is_error) = (line, false, false);
         loop {
-            if let Some(r) = rest.strip_prefix("pg_restore: ") {
-                (rest, prefixed) = (r, true);
+            // Also glued without its space (`pg_restore:pg_restore: error: ...`).
+            if let Some(r) = rest.strip_prefix("pg_restore:") {
+                (rest, prefixed) = (r.strip_prefix(' ').unwrap_or(r), true);
             } else if let Some(r) = rest.strip_prefix("error: ") {
                 (rest, is_error) = (r, true);
             } else {
@@ -185,6 +213,9 @@ enum Entry {
     Harmless,
     /// A role it names does not exist: this object (described) was not created.
     NotCreated(String),
+    /// Only a superuser may create this object (described), and the restore
+    /// runs as a role that is not one.
+    NeedsSuperuser(String),
     Error,
 }
 
@@ -202,6 +233,19 @@ fn judge_entry(entry: &str) -> Entry {
         std::iter::once(first).chain(lines.filter(|l| {
             l.contains("ERROR:") || l.starts_with("error: ") || l.starts_with("FATAL:")
         }));
+    if let Some(object) = superuser_only_object(command) {
+        // Refused for want of a superuser, or (comment, alter) missing because it was.
+        let denied = |l: &&str| {
+            l.contains("permission denied to create")
+                || l.contains("must be superuser")
+                || ((l.contains("event trigger \"") || l.contains("subscription \""))
+                    && l.contains("does not exist"))
+        };
+        if errors.clone().all(|l| denied(&l)) {
+            return Entry::NeedsSuperuser(object);
+        }
+        return Entry::Error;
+    }
     let mut not_created = None;
     for line in errors {
         if line.contains("role \"") && line.contains("does not exist") {
@@ -222,6 +266,21 @@ fn is_harmless_line(line: &str, command: &str) -> bool {
         || line.contains("must be owner of extension")
         || line.contains("must be owner of schema")
         || (line.contains("unrecognized configuration parameter") && command.starts_with("SET "))
+}
+
+/// `EVENT TRIGGER t` or `SUBSCRIPTION s` for the statements that create one
+/// (or comment on, alter it: those fail when it was not created): the objects
+/// only a superuser may create. None for anything else.
+fn superuser_only_object(command: &str) -> Option<String> {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let (kind, name) = match words.as_slice() {
+        ["CREATE" | "ALTER", "EVENT", "TRIGGER", name, ..]
+        | ["COMMENT", "ON", "EVENT", "TRIGGER", name, ..] => ("EVENT TRIGGER", *name),
+        ["CREATE" | "ALTER", "SUBSCRIPTION", name, ..]
+        | ["COMMENT", "ON", "SUBSCRIPTION", name, ..] => ("SUBSCRIPTION", *name),
+        _ => return None,
+    };
+    Some(format!("{kind} {}", name.trim_end_matches(';')))
 }
 
 /// `POLICY p ON public.t` for a `CREATE POLICY`, `USER MAPPING FOR r SERVER s`
@@ -295,8 +354,55 @@ pg_restore: warning: errors ignored on restore: 3
 ";
 
     #[test]
+    fn a_prefix_glued_without_its_space_still_starts_an_entry() {
+        let stderr = "pg_restore: error: could not execute query: ERROR:  must be owner of extension vector\n\
+Command was: COMMENT ON EXTENSION vector IS 'vector data type';\n\
+pg_restore:pg_restore: error: could not execute query: ERROR:  unrecognized configuration parameter \"transaction_timeout\"\n\
+Command was: SET transaction_timeout = 0;\n\
+error: could not execute query: ERROR:  unrecognized configuration parameter \"transaction_timeout\"\n\
+Command was: SET transaction_timeout = 0;\n\
+pg_restore: warning: errors ignored on restore: 3\n";
+        let outcome = judge(stderr, Some(1), None, false, 1);
+        assert!(outcome.succeeded(), "{outcome:?}");
+        assert_eq!(outcome.error_entries, 3, "{outcome:?}");
+    }
+
+    #[test]
+    fn superuser_only_objects_are_named_not_failed_and_nothing_else_is() {
+        let stderr = "pg_restore: error: could not execute query: ERROR:  permission denied to create event trigger \"audit_ddl\"\n\
+HINT:  Must be superuser to create an event trigger.\n\
+Command was: CREATE EVENT TRIGGER audit_ddl ON ddl_command_end\n   EXECUTE FUNCTION public.log_ddl();\n\
+pg_restore: error: could not execute query: ERROR:  event trigger \"audit_ddl\" does not exist\n\
+Command was: COMMENT ON EVENT TRIGGER audit_ddl IS 'x';\n\
+pg_restore: error: could not execute query: ERROR:  permission denied to create subscription\n\
+DETAIL:  Only roles with privileges of the \"pg_create_subscription\" role may create subscriptions.\n\
+Command was: CREATE SUBSCRIPTION sub1 CONNECTION 'host=x' PUBLICATION p WITH (connect = false, slot_name = 'sub1');\n\
+pg_restore: warning: errors ignored on restore: 3\n";
+        let outcome = judge(stderr, Some(1), None, false, 1);
+        assert!(outcome.succeeded(), "{outcome:?}");
+        assert_eq!(
+            outcome.needs_superuser,
+            vec![
+                "EVENT TRIGGER audit_ddl".to_owned(),
+                "SUBSCRIPTION sub1".to_owned()
+            ]
+        );
+        // An event trigger whose function is missing is a real error.
+        let broken = "pg_restore: error: could not execute query: ERROR:  function public.nope() does not exist\n\
+Command was: CREATE EVENT TRIGGER t ON ddl_command_end EXECUTE FUNCTION public.nope();\n\
+pg_restore: warning: errors ignored on restore: 1\n";
+        let outcome = judge(broken, Some(1), None, false, 1);
+        assert_eq!(outcome.errors.len(), 1, "{outcome:?}");
+        // Anything else a superuser alone may do stays an error (an untrusted language).
+        let untrusted = "pg_restore: error: could not execute query: ERROR:  permission denied for language plpython3u\n\
+Command was: CREATE FUNCTION public.f() RETURNS integer LANGUAGE plpython3u AS 'return 1';\n\
+pg_restore: warning: errors ignored on restore: 1\n";
+        assert_eq!(judge(untrusted, Some(1), None, false, 1).errors.len(), 1);
+    }
+
+    #[test]
     fn harmless_complaints_are_warnings() {
-        let outcome = judge(PG17_INTO_16, Some(1), None, false);
+        let outcome = judge(PG17_INTO_16, Some(1), None, false, 1);
         assert!(outcome.succeeded(), "{outcome:?}");
         assert_eq!(outcome.warnings.len(), 3);
         assert!(outcome.warnings[1].contains("TOC entry 3456"));
@@ -313,7 +419,7 @@ pg_restore: warning: errors ignored on restore: 3
             "pg_restore: error: could not execute query: ERROR:  role \"app\" does not exist\n\
                       Command was: ALTER TABLE public.users OWNER TO app;\n\
                       pg_restore: warning: errors ignored on restore: 1\n";
-        let outcome = judge(stderr, Some(1), None, false);
+        let outcome = judge(stderr, Some(1), None, false, 1);
         assert_eq!(outcome.errors.len(), 1, "{outcome:?}");
         assert_eq!(
             role_bound_object("CREATE USER MAPPING FOR app SERVER files OPTIONS (user 'x');")
@@ -329,7 +435,7 @@ pg_restore: warning: errors ignored on restore: 3
                       could not execute query: ERROR:  relation \"users\" already exists\n\
                       Command was: CREATE EXTENSION vector;\n\
                       pg_restore: warning: errors ignored on restore: 1\n";
-        let outcome = judge(stderr, Some(1), None, false);
+        let outcome = judge(stderr, Some(1), None, false, 1);
         assert_eq!(outcome.errors.len(), 1, "{outcome:?}");
     }
 
@@ -338,31 +444,57 @@ pg_restore: warning: errors ignored on restore: 3
         // Killed by a signal after only harmless output: a failure.
         let harmless =
             PG17_INTO_16.replace("pg_restore: warning: errors ignored on restore: 3\n", "");
-        let outcome = judge(&harmless, None, Some(9), false);
+        let outcome = judge(&harmless, None, Some(9), false, 1);
         assert!(
             !outcome.succeeded() && outcome.errors[0].contains("signal 9"),
             "{outcome:?}"
         );
         // Exit 1 without the closing count: output pgbak did not see.
-        let outcome = judge(&harmless, Some(1), None, false);
+        let outcome = judge(&harmless, Some(1), None, false, 1);
         assert!(
             outcome.errors[0].contains("errors ignored on restore"),
             "{outcome:?}"
         );
         // A count above the entries read: errors pgbak never saw.
         let more = PG17_INTO_16.replace("restore: 3", "restore: 4");
-        let outcome = judge(&more, Some(1), None, false);
+        let outcome = judge(&more, Some(1), None, false, 1);
         assert!(outcome.errors[0].contains("counted 4"), "{outcome:?}");
         // Below: parallel workers' session errors are not in pg_restore's count.
         let fewer = PG17_INTO_16.replace("restore: 3", "restore: 2");
-        assert!(judge(&fewer, Some(1), None, false).succeeded());
+        assert!(judge(&fewer, Some(1), None, false, 1).succeeded());
         // Output beyond the cap was not read.
-        let outcome = judge(PG17_INTO_16, Some(1), None, true);
+        let outcome = judge(PG17_INTO_16, Some(1), None, true, 1);
         assert!(!outcome.succeeded());
         // Any other exit code.
-        assert!(!judge("", Some(2), None, false).succeeded());
-        assert!(judge("", Some(0), None, false).succeeded());
-        assert!(judge(PG17_INTO_16, Some(0), None, false).succeeded());
+        assert!(!judge("", Some(2), None, false, 1).succeeded());
+        assert!(judge("", Some(0), None, false, 1).succeeded());
+        assert!(judge(PG17_INTO_16, Some(0), None, false, 1).succeeded());
+    }
+
+    #[test]
+    fn the_verdict_does_not_depend_on_jobs() {
+        // pg_restore 16 with --jobs 4: one policy for a missing role, printed once,
+        // counted twice (by its worker and by the leader).
+        let stderr = "pg_restore: while PROCESSING TOC:\n\
+                      pg_restore: from TOC entry 3456; 0 16500 POLICY public users tenant_isolation postgres\n\
+                      pg_restore: error: could not execute query: ERROR:  role \"app\" does not exist\n\
+                      Command was: CREATE POLICY tenant_isolation ON public.users TO app USING (true);\n\
+                      pg_restore: warning: errors ignored on restore: 2\n";
+        let parallel = judge(stderr, Some(1), None, false, 4);
+        assert!(parallel.succeeded(), "{parallel:?}");
+        let serial = judge(
+            &stderr.replace("restore: 2", "restore: 1"),
+            Some(1),
+            None,
+            false,
+            1,
+        );
+        assert_eq!(parallel, serial);
+        // One job never double counts: a count above the entries is output not read.
+        assert!(!judge(stderr, Some(1), None, false, 1).succeeded());
+        // Nor can a parallel count exceed what the entries read can explain.
+        let more = stderr.replace("restore: 2", "restore: 3");
+        assert!(!judge(&more, Some(1), None, false, 4).succeeded());
     }
 
     #[test]
@@ -374,7 +506,7 @@ pg_restore: warning: errors ignored on restore: 3
              DETAIL:  Key (user_id)=(10) is not present in table \"users\".\n"
         );
         let stderr = stderr.replace("restore: 3", "restore: 5");
-        let outcome = judge(&stderr, Some(1), None, false);
+        let outcome = judge(&stderr, Some(1), None, false, 1);
         assert_eq!(outcome.errors.len(), 2, "{outcome:?}");
         assert!(outcome.errors[0].contains("CREATE TABLE public.users"));
         assert!(outcome.errors[1].contains("DETAIL"));
@@ -403,7 +535,7 @@ pg_restore: warning: errors ignored on restore: 3
                       could not execute query: ERROR:  role \"r2\" does not exist\n\
                       Command was: CREATE POLICY p2 ON public.u TO r2 USING (true);\n\
                       pg_restore: warning: errors ignored on restore: 2\n";
-        let outcome = judge(stderr, Some(1), None, false);
+        let outcome = judge(stderr, Some(1), None, false, 1);
         assert_eq!(outcome.error_entries, 2, "{outcome:?}");
         assert!(outcome.succeeded(), "{outcome:?}");
         assert_eq!(
@@ -418,7 +550,7 @@ pg_restore: warning: errors ignored on restore: 3
             "role \"r2\" does not exist\nCommand was: CREATE POLICY p2 ON public.u TO r2 USING (true);",
             "could not create unique index \"u_pkey\"\nCommand was: ALTER TABLE ONLY public.u ADD CONSTRAINT u_pkey PRIMARY KEY (id);",
         );
-        let outcome = judge(&stderr, Some(1), None, false);
+        let outcome = judge(&stderr, Some(1), None, false, 1);
         assert_eq!(outcome.error_entries, 2, "{outcome:?}");
         assert_eq!(outcome.errors.len(), 1, "{outcome:?}");
         assert!(outcome.errors[0].contains("u_pkey"), "{outcome:?}");

@@ -166,6 +166,30 @@ fn a_locked_object_is_kept_and_says_until_when() {
     assert_eq!(plan[2].reason(), "locked until 2026-11-27T00:00:00Z");
 }
 
+#[test]
+fn the_newest_complete_run_is_never_broken_up() {
+    // keep 1: the run of 01:00 is the newest complete one (the run of 05:00 is
+    // still going, or failed), so its backup stays beside the new one.
+    let new = name("db", Mode::Full, None, 5);
+    let in_run = Candidate {
+        newest_complete_run: Some("20261125T010000".into()),
+        ..Candidate::plain(name("db", Mode::Full, None, 1))
+    };
+    let all = [
+        Candidate::plain(name("db", Mode::Full, None, 0)),
+        in_run,
+        Candidate::plain(name("db", Mode::Full, None, 3)),
+        Candidate::plain(new.clone()),
+    ];
+    let plan = plan(&all, &last(1), Some(&new), at(26, 0));
+    assert_eq!(deleted(&plan), vec![3, 0]);
+    let kept = plan
+        .iter()
+        .find(|d| d.name.timestamp.format("%H").to_string() == "01")
+        .unwrap();
+    assert_eq!(kept.reason(), "in the newest complete run 20261125T010000");
+}
+
 /// A nightly backup at 02:00 UTC every day of `days` days from `from`.
 fn nightly(from: DateTime<Utc>, days: i64) -> Vec<Candidate> {
     (0..days)
@@ -272,7 +296,7 @@ mod properties {
             0i64..(3 * 365 * 24),
             0u8..3,
             any::<bool>(),
-            0u8..8,
+            0u8..16,
             0u8..10,
             0u8..3,
         )
@@ -281,12 +305,14 @@ mod properties {
                     Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap() + Duration::hours(hours);
                 let mode = [Mode::Full, Mode::Schema, Mode::Data][mode as usize];
                 Candidate {
+                    group: BackupName::new("db", mode, label.then_some("pre"), at).group(),
                     name: BackupName::new("db", mode, label.then_some("pre"), at),
                     has_dump: files != 1,
                     has_meta: files != 2,
                     verified: flags & 1 == 1 && flags & 4 == 0,
                     pinned: flags & 2 == 2 && flags & 4 == 0,
                     locked_until: (lock == 0).then_some(at + Duration::days(400)),
+                    newest_complete_run: (flags & 8 == 8).then(|| "20240101T000000".to_owned()),
                 }
             })
     }
@@ -351,6 +377,9 @@ mod properties {
                 }
                 if c.locked_until.is_some_and(|u| u > now()) {
                     prop_assert!(kept.contains(&c.name.stem()), "locked {}", c.name.stem());
+                }
+                if c.has_dump && c.newest_complete_run.is_some() {
+                    prop_assert!(kept.contains(&c.name.stem()), "in the newest complete run {}", c.name.stem());
                 }
             }
             for members in groups.values() {

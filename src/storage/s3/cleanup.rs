@@ -151,14 +151,21 @@ impl Store {
         Ok(aborted)
     }
 
-    /// Whether `key` is a dump of `made`'s group named before it.
+    /// Whether `key` is a dump of `made`'s group named before it (or of the
+    /// same database, mode and label with no server in its name: an upload
+    /// an older pgbak left open).
     fn of_group_before(&self, key: &str, made: &BackupName) -> bool {
         let Some(file) = key.strip_prefix(self.settings.prefix.as_str()) else {
             return false;
         };
+        let legacy = |name: &BackupName| {
+            name.server.is_none()
+                && name.clone().with_server(made.server.clone()).group() == made.group()
+        };
         is_plain_file_name(file)
-            && BackupName::parse(file)
-                .is_some_and(|name| name.group() == made.group() && name.timestamp < made.timestamp)
+            && BackupName::parse(file).is_some_and(|name| {
+                (name.group() == made.group() || legacy(&name)) && name.timestamp < made.timestamp
+            })
     }
 
     /// Deletes markers of `made`'s group whose upload is no longer open and

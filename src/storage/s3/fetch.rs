@@ -103,6 +103,21 @@ pub fn parse_uri(uri: &str) -> Result<(String, String)> {
 /// `dest_dir`. The dump's SHA-256 and size are checked against the
 /// meta.json before this returns; a mismatch is an error and leaves nothing.
 pub async fn fetch_backup(store: &Store, dump_key: &str, dest_dir: &Path) -> Result<Fetched> {
+    fetch_backup_checked(store, dump_key, dest_dir, &|_| Ok(())).await
+}
+
+/// What the caller asks of a backup's meta.json (None: the bucket holds
+/// none) before its dump is downloaded: restore refuses another database's
+/// backup without fetching what may be many gigabytes.
+pub type MetaCheck<'a> = &'a (dyn Fn(Option<&crate::meta::Meta>) -> Result<()> + Sync);
+
+/// [`fetch_backup`], asking `check` about the meta.json before the download.
+pub async fn fetch_backup_checked(
+    store: &Store,
+    dump_key: &str,
+    dest_dir: &Path,
+    check: MetaCheck<'_>,
+) -> Result<Fetched> {
     let (stem, _) = crate::storage::split_dump_file(dump_key)
         .ok_or_else(|| anyhow!("{} does not name a .dump file", store.uri(dump_key)))?;
     let meta_key = format!("{stem}.meta.json");
@@ -118,7 +133,8 @@ pub async fn fetch_backup(store: &Store, dump_key: &str, dest_dir: &Path) -> Res
         bail!("{} would be written outside {}", file, dest_dir.display());
     }
 
-    let meta = store.read_meta(&meta_key).await?;
+    let meta = store.read_meta_text(&meta_key).await?;
+    check(meta.as_ref().map(|(meta, _)| meta))?;
     if meta.is_none() {
         ui::warn(&format!(
             "{} has no meta.json beside it: its checksum cannot be checked",
@@ -131,7 +147,7 @@ pub async fn fetch_backup(store: &Store, dump_key: &str, dest_dir: &Path) -> Res
         dump.display()
     ));
     let (sha256, size) = store.download(dump_key, &dump).await?;
-    if let Some(meta) = &meta {
+    if let Some((meta, text)) = &meta {
         if meta.size_bytes != size || meta.sha256 != sha256 {
             let _ = tokio::fs::remove_file(&dump).await;
             bail!(
@@ -144,7 +160,8 @@ pub async fn fetch_backup(store: &Store, dump_key: &str, dest_dir: &Path) -> Res
                 meta.sha256
             );
         }
-        meta.write(&meta_path)?;
+        // As stored, byte for byte: its signature covers the text.
+        crate::storage::fsio::write_atomic(&meta_path, text.as_bytes())?;
         ui::info(&format!(
             "downloaded {} ({}), sha256 matches meta.json",
             file,

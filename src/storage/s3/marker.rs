@@ -189,7 +189,51 @@ pub async fn delete_marker(client: &Client, bucket: &str, key: &str) {
     }
 }
 
+/// What claiming a name under the prefix found ([`Store::claim`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This run holds the name: its marker was written where none was.
+    Claimed,
+    /// Another run wrote that marker first.
+    Taken,
+    /// The store does not do conditional writes: the listing check stands.
+    Unsupported,
+}
+
 impl Store {
+    /// Claims the name of an upload about to start: its marker is written
+    /// only if none exists (a conditional write, `If-None-Match: *`), so two
+    /// runs that picked the same name in the same second (two pods backing
+    /// up one server) cannot both get it. The upload rewrites the marker
+    /// when it starts. A store without conditional writes answers
+    /// NotImplemented: then [`Claim::Unsupported`].
+    pub async fn claim(&self, key: &str) -> Result<Claim> {
+        let marker = Marker::new("", &Identity::current(), Utc::now());
+        let body = serde_json::to_vec(&marker).context("encoding the upload marker")?;
+        let (sse, kms_key) = self.sse_headers();
+        let sent = self
+            .client
+            .put_object()
+            .bucket(self.bucket())
+            .key(marker_key(key))
+            .if_none_match("*")
+            .content_type("application/json")
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms_key)
+            .body(ByteStream::from(body))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(Claim::Claimed),
+            Err(err) => match err.raw_response().map(|r| r.status().as_u16()) {
+                // 412: the marker exists; 409: a concurrent conditional write won.
+                Some(412 | 409) => Ok(Claim::Taken),
+                Some(501) => Ok(Claim::Unsupported),
+                _ => Err(needs(sdk_error(err), "s3:PutObject")),
+            },
+        }
+    }
+
     /// Writes the marker of the upload `upload_id` of `key` and starts
     /// rewriting it every [`REFRESH`]. Without a marker the upload still
     /// runs (only the cleanup of other runs is then left to its age): a

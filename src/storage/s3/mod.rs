@@ -41,8 +41,8 @@ use crate::meta::Meta;
 use crate::ui;
 
 pub use cleanup::OpenUpload;
-pub use fetch::{fetch_backup, parse_uri, Fetched};
-pub use marker::MARKER_SUFFIX;
+pub use fetch::{fetch_backup, fetch_backup_checked, parse_uri, Fetched, MetaCheck};
+pub use marker::{Claim, MARKER_SUFFIX};
 pub use part_plan::{PartPlan, DEFAULT_PART_SIZE, MIB, S3_MAX_PART_SIZE, S3_MIN_PART_SIZE};
 pub use settings::{keep_warning, normalize_prefix, S3Settings, Sse, SseAlgorithm, StorageClass};
 pub use upload::{S3Sink, UploadFailed, UploadHandle};
@@ -163,11 +163,25 @@ fn sdk_loader(settings: &S3Settings) -> aws_config::ConfigLoader {
 pub(super) fn sdk_error<E: std::error::Error + 'static>(err: SdkError<E>) -> anyhow::Error {
     let status = err.raw_response().map(|r| r.status().as_u16());
     let mut text = error_chain(&err);
+    if no_credentials(&text) {
+        return crate::error::usage(NO_CREDENTIALS);
+    }
     if let Some(status) = status {
         text.push_str(&format!(" (HTTP {status})"));
     }
     anyhow!(text)
 }
+
+/// What the SDK's credential chain says when no provider had credentials
+/// (the last one tried, instance metadata, is all its message names).
+fn no_credentials(chain: &str) -> bool {
+    chain.contains("no credentials found in chain")
+        || chain.contains("the credential provider was not enabled")
+}
+
+const NO_CREDENTIALS: &str = "no AWS credentials found: set AWS_ACCESS_KEY_ID and \
+    AWS_SECRET_ACCESS_KEY (or AWS_SECRET_ACCESS_KEY_FILE), or AWS_PROFILE, or run where a web \
+    identity token, a container or an instance role provides them";
 
 /// An access-denied error names the IAM permission the step needs (the
 /// README's policy lists them all); other errors pass unchanged.
@@ -204,6 +218,8 @@ pub struct RemoteBackup {
     pub has_meta: bool,
     pub size: u64,
     pub storage_class: Option<String>,
+    /// A `<stem>.verify.json` verdict sits beside it.
+    pub has_verdict: bool,
 }
 
 impl RemoteBackup {
@@ -314,7 +330,7 @@ impl Store {
     }
 
     /// Every object under the prefix (all pages).
-    async fn objects(&self) -> Result<Vec<Object>> {
+    pub(crate) async fn objects(&self) -> Result<Vec<Object>> {
         let prefix = &self.settings.prefix;
         let mut objects = Vec::new();
         let mut pages = self
@@ -345,7 +361,8 @@ impl Store {
             if !is_plain_file_name(file) {
                 continue;
             }
-            let Some(name) = BackupName::parse(file) else {
+            let verdict = BackupName::parse_verdict(file);
+            let Some(name) = BackupName::parse(file).or_else(|| verdict.clone()) else {
                 continue;
             };
             let backup = found.entry(name.stem()).or_insert_with(|| RemoteBackup {
@@ -356,8 +373,11 @@ impl Store {
                 has_meta: false,
                 size: 0,
                 storage_class: None,
+                has_verdict: false,
             });
-            if crate::storage::split_dump_file(file).is_some() {
+            if verdict.is_some() {
+                backup.has_verdict = true;
+            } else if crate::storage::split_dump_file(file).is_some() {
                 backup.name.encrypted = name.encrypted;
                 backup.dump_key = key.to_owned();
                 backup.has_dump = true;
@@ -367,26 +387,73 @@ impl Store {
                 backup.has_meta = true;
             }
         }
-        let mut list: Vec<RemoteBackup> = found.into_values().collect();
+        // A verdict alone is not a backup.
+        let mut list: Vec<RemoteBackup> = found
+            .into_values()
+            .filter(|b| b.has_dump || b.has_meta)
+            .collect();
         list.sort_by_key(|b| b.name.timestamp);
         Ok(list)
     }
 
+    /// Whether any object's key starts with `key_prefix` (a backup's stem:
+    /// its dump, meta.json, verdict or upload marker): a name is taken.
+    pub async fn any_key_with(&self, key_prefix: &str) -> Result<bool> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(self.bucket())
+            .prefix(key_prefix)
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| needs(sdk_error(e), "s3:ListBucket"))
+            .with_context(|| format!("listing {}", self.uri(key_prefix)))?;
+        Ok(!out.contents().is_empty())
+    }
+
+    /// Every key that starts with `key_prefix` (all pages).
+    pub async fn keys_with(&self, key_prefix: &str) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(self.bucket())
+            .prefix(key_prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page
+                .map_err(|e| needs(sdk_error(e), "s3:ListBucket"))
+                .with_context(|| format!("listing {}", self.uri(key_prefix)))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+        }
+        Ok(keys)
+    }
+
     /// Reads and validates a meta.json object; None when it does not exist.
     pub async fn read_meta(&self, key: &str) -> Result<Option<Meta>> {
+        Ok(self.read_meta_text(key).await?.map(|(meta, _)| meta))
+    }
+
+    /// [`Store::read_meta`], with the text as stored (which a signature covers).
+    pub async fn read_meta_text(&self, key: &str) -> Result<Option<(Meta, String)>> {
         let Some(body) = self.get_small(key, "a meta.json").await? else {
             return Ok(None);
         };
-        let text = std::str::from_utf8(&body)
+        let text = String::from_utf8(body.to_vec())
             .with_context(|| format!("reading {}: not UTF-8", self.uri(key)))?;
-        Meta::parse(text)
-            .map(Some)
-            .with_context(|| format!("reading {}", self.uri(key)))
+        let meta = Meta::parse(&text).with_context(|| format!("reading {}", self.uri(key)))?;
+        Ok(Some((meta, text)))
     }
 
     /// A small object's bytes (at most 16 MiB: `what` it should be); None
     /// when it does not exist.
-    async fn get_small(&self, key: &str, what: &str) -> Result<Option<bytes::Bytes>> {
+    pub(crate) async fn get_small(&self, key: &str, what: &str) -> Result<Option<bytes::Bytes>> {
         let out = match self
             .client
             .get_object()
@@ -463,4 +530,23 @@ async fn head_after_upload(
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_credential_chain_is_told_from_other_failures() {
+        let empty = "dispatch failure: other: the credential provider was not enabled: no \
+                     credentials found in chain. Attempted: | Environment: ... | \
+                     Ec2InstanceMetadata: the credential provider was not enabled: IMDS disabled";
+        assert!(no_credentials(empty));
+        for other in [
+            "dispatch failure: io error: Connection refused (os error 111)",
+            "service error: AccessDenied (HTTP 403)",
+        ] {
+            assert!(!no_credentials(other), "{other}");
+        }
+    }
 }

@@ -2,10 +2,14 @@
 //! the S3 prefix, newest first, described by their meta.json files.
 //!
 //! Steps: list the directory; with `--s3`, list the prefix and read the
-//! meta.json of every backup that has none locally; merge by file stem; plan
+//! meta.json of every backup that has none locally; merge by file stem, each
+//! backup with its newest verdict (beside it in either place, or meta.json's
+//! field); plan
 //! retention under the current rules (a dry run of `prune`) to show which
 //! rule keeps each backup, its pin and its Object Lock; print a table (or
-//! JSON on stdout).
+//! JSON on stdout). `--runs` lists the `--all-databases` runs instead ([`runs`]).
+
+mod runs;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,11 +21,11 @@ use serde::Serialize;
 
 use crate::meta::Meta;
 use crate::mode::Mode;
-use crate::retention::apply::{self, Marks, Outcome, Scope};
+use crate::retention::apply::{self, Outcome, Remote, Scope};
 use crate::settings::commands::{ListSettings, Output};
 use crate::storage::local::LocalStore;
 use crate::storage::s3::{self, Store};
-use crate::storage::BackupName;
+use crate::storage::{verdict, BackupName, BackupStore};
 use crate::ui;
 
 /// One backup as `list` reports it (also the `--json` shape).
@@ -30,6 +34,9 @@ pub struct Entry {
     /// The file stem: `<db>_<mode>[_<label>]_<timestamp>`.
     pub name: String,
     pub database: String,
+    /// The server it comes from (meta.json's `server.name`); null for
+    /// backups made before pgbak recorded it.
+    pub server: Option<String>,
     pub mode: Mode,
     pub label: Option<String>,
     pub created_at: String,
@@ -37,7 +44,8 @@ pub struct Entry {
     pub size_bytes: Option<u64>,
     pub sha256: Option<String>,
     pub alembic_revision: Option<String>,
-    /// The last `pgbak verify` result recorded in meta.json; null when never verified.
+    /// The last `pgbak verify` result (its verdict beside the backup, or
+    /// meta.json's field); null when never verified.
     pub verified: Option<bool>,
     /// The dump is age-encrypted (`.dump.age`).
     pub encrypted: bool,
@@ -52,6 +60,9 @@ pub struct Entry {
     /// The `backup --all-databases` run (its id) this backup belongs to; its globals and
     /// databases are listed together, globals first.
     pub cluster_run: Option<String>,
+    /// That run's completeness from its record (`complete`, `incomplete`,
+    /// `unfinished`); null without a record (`list --runs` says why).
+    pub run_status: Option<&'static str>,
     /// `local`, `s3` or `both`: where the dump is.
     #[serde(rename = "where")]
     pub location: &'static str,
@@ -88,6 +99,8 @@ struct Found {
     local: Option<(bool, bool, LocalFiles)>,
     s3: Option<(bool, bool, RemoteObjects)>,
     locked_until: Option<String>,
+    /// The newest verdict found beside the backup (either place).
+    verdict: Option<crate::meta::Verification>,
     /// The error reading its meta.json, and whether it is a newer format (exit 2).
     unreadable: Option<(String, bool)>,
 }
@@ -104,34 +117,34 @@ impl Found {
 }
 
 pub async fn run(settings: ListSettings) -> Result<ExitCode> {
+    if settings.runs {
+        return runs::list(&settings).await;
+    }
     let mut found: BTreeMap<String, Found> = BTreeMap::new();
     list_local(&settings.backup_dir, &mut found)?;
 
     let now = Utc::now();
-    let mut scope = Scope {
+    let scope = Scope {
         policy: &settings.policy,
         just_made: None,
         database: None,
         dry_run: true,
         store: "local",
     };
-    let local = apply::apply(
-        &LocalStore::new(&settings.backup_dir),
-        &scope,
-        &Marks::default(),
-        now,
-    )
-    .await?;
+    let store = match settings.s3.clone() {
+        Some(s3_settings) => Some(s3::connect(s3_settings).await?),
+        None => None,
+    };
+    let local_store = LocalStore::new(&settings.backup_dir);
+    let remote = store.as_ref().map(|store| Remote { store, apply: true });
+    let (local, remote) = apply::both(Some(&local_store), remote, &scope, now).await?;
     let mut plans: BTreeMap<String, Outcome> = local
-        .outcomes
         .into_iter()
+        .flat_map(|a| a.outcomes)
         .map(|o| (o.name.clone(), o))
         .collect();
 
-    if let Some(s3_settings) = settings.s3.clone() {
-        let store = s3::connect(s3_settings).await?;
-        scope.store = "s3";
-        let remote = apply::apply(&store, &scope, &local.marks, now).await?;
+    if let (Some(store), Some(remote)) = (&store, remote) {
         for o in remote.outcomes {
             // Kept by either copy's rules: show why; else the S3 verdict.
             match plans.get(&o.name) {
@@ -141,14 +154,22 @@ pub async fn run(settings: ListSettings) -> Result<ExitCode> {
                 }
             }
         }
-        list_s3(&store, now, &mut found).await?;
+        list_s3(store, now, &mut found).await?;
     }
 
     let newer = found
         .values()
         .filter(|f| f.unreadable.as_ref().is_some_and(|(_, newer)| *newer))
         .count();
-    let entries = entries(found, plans, now);
+    let mut entries = entries(found, plans, now);
+    let statuses = runs::statuses(&settings).await?;
+    for e in &mut entries {
+        e.run_status = e
+            .cluster_run
+            .as_ref()
+            .and_then(|r| statuses.get(r))
+            .copied();
+    }
     if settings.output == Output::Json {
         ui::stdout_line(&serde_json::to_string_pretty(&entries)?);
     } else if entries.is_empty() {
@@ -188,6 +209,12 @@ fn list_local(dir: &Path, found: &mut BTreeMap<String, Found>) -> Result<()> {
                 Err(err) => entry.note_unreadable(&err),
             }
         }
+        if backup.has_verdict {
+            match verdict::read_local(dir, &backup.name) {
+                Ok(v) => entry.verdict = verdict::newest(entry.verdict.take(), v),
+                Err(err) => ui::warn(&crate::error::one_line(&err)),
+            }
+        }
         if backup.has_dump {
             entry.size = Some(backup.size);
         }
@@ -223,6 +250,12 @@ async fn list_s3(
         }
         if backup.has_dump && entry.size.is_none() {
             entry.size = Some(backup.size);
+        }
+        if backup.has_verdict {
+            match store.load_verdict(&backup.name).await {
+                Ok(v) => entry.verdict = verdict::newest(entry.verdict.take(), v),
+                Err(err) => ui::warn(&crate::error::one_line(&err)),
+            }
         }
         if can_lock && backup.has_dump {
             entry.locked_until = store
@@ -290,9 +323,11 @@ fn entry(
         (false, false) => "local",
     };
     let meta = f.meta.as_ref();
+    let verification = verdict::newest(meta.and_then(|m| m.verification.clone()), f.verdict);
     let entry = Entry {
         name: stem,
         database: meta.map_or(name.database.clone(), |m| m.database.clone()),
+        server: meta.and_then(|m| m.server.as_ref().map(|s| s.name.clone())),
         mode: name.mode,
         label: name.label.clone(),
         created_at: name.time().to_rfc3339_opts(SecondsFormat::Secs, true),
@@ -300,13 +335,14 @@ fn entry(
         size_bytes: meta.map(|m| m.size_bytes).or(f.size),
         sha256: meta.map(|m| m.sha256.clone()),
         alembic_revision: meta.and_then(|m| m.alembic_revision.clone()),
-        verified: meta.and_then(|m| m.verification.as_ref().map(|v| v.passed)),
+        verified: verification.map(|v| v.passed),
         encrypted: name.encrypted || meta.is_some_and(|m| m.encryption.is_some()),
         pinned: meta.and_then(|m| m.pinned.clone()),
         locked_until: f.locked_until,
         retention: plan.as_ref().map(|o| o.action),
         kept_by: plan.map(|o| o.reasons).unwrap_or_default(),
         cluster_run: meta.and_then(|m| m.cluster_run.clone()),
+        run_status: None,
         location,
         complete,
         local: f.local.map(|(_, _, files)| files),
@@ -326,6 +362,7 @@ fn entry(
 pub fn table(entries: &[Entry]) -> Vec<String> {
     let header = [
         "NAME",
+        "SERVER",
         "MODE",
         "LABEL",
         "SIZE",
@@ -337,7 +374,7 @@ pub fn table(entries: &[Entry]) -> Vec<String> {
         "RETENTION",
         "WHERE",
     ];
-    let rows: Vec<[String; 11]> = entries
+    let rows: Vec<[String; 12]> = entries
         .iter()
         .map(|e| {
             [
@@ -346,6 +383,7 @@ pub fn table(entries: &[Entry]) -> Vec<String> {
                     (true, None) => e.name.clone(),
                     (false, None) => format!("{} (incomplete)", e.name),
                 },
+                e.server.clone().unwrap_or_else(|| "?".into()),
                 e.mode.to_string(),
                 e.label.clone().unwrap_or_else(|| "-".into()),
                 e.size_bytes.map_or("-".into(), ui::bytes),
@@ -357,7 +395,13 @@ pub fn table(entries: &[Entry]) -> Vec<String> {
                     None => "-".into(),
                 },
                 if e.encrypted { "age" } else { "-" }.to_owned(),
-                e.cluster_run.clone().unwrap_or_else(|| "-".into()),
+                match (&e.cluster_run, e.run_status) {
+                    (Some(run), Some(status)) if status != "complete" => {
+                        format!("{run} ({status})")
+                    }
+                    (Some(run), _) => run.clone(),
+                    (None, _) => "-".into(),
+                },
                 retention_cell(e),
                 e.location.to_owned(),
             ]

@@ -1,0 +1,153 @@
+//! `pgbak list --runs`: the `--all-databases` runs in the directory and
+//! (with `--s3`) under the prefix, from their records, newest first: which
+//! server, complete or not and why (a failed or killed run, a backup of it
+//! gone since), the databases it meant to back up.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::runs::{self, RunRecord, Status};
+use crate::settings::commands::{ListSettings, Output};
+use crate::storage::local::LocalStore;
+use crate::storage::s3;
+use crate::storage::BackupStore;
+use crate::ui;
+
+/// One run as `list --runs` reports it (also the `--json` shape).
+#[derive(Debug, Serialize)]
+pub struct RunEntry {
+    pub run_id: String,
+    pub server: crate::meta::ServerIdentity,
+    /// `complete`, `incomplete` or `unfinished` (killed, or still running).
+    pub status: &'static str,
+    /// Why it is not complete.
+    pub problems: Vec<String>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub databases: Vec<String>,
+    /// `local`, `s3` or `both`: where its record is.
+    #[serde(rename = "where")]
+    pub location: &'static str,
+}
+
+pub async fn list(settings: &ListSettings) -> Result<ExitCode> {
+    let entries = read(settings).await?;
+    if settings.output == Output::Json {
+        ui::stdout_line(&serde_json::to_string_pretty(&entries)?);
+    } else if entries.is_empty() {
+        ui::info("no --all-databases run records found");
+    } else {
+        for line in table(&entries) {
+            ui::stdout_line(&line);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Each recorded run's status by run id, for the RUN column of `list`.
+pub async fn statuses(settings: &ListSettings) -> Result<BTreeMap<String, &'static str>> {
+    Ok(read(settings)
+        .await?
+        .into_iter()
+        .map(|e| (e.run_id, e.status))
+        .collect())
+}
+
+/// The runs of the directory and (with `--s3`) the prefix, newest first.
+async fn read(settings: &ListSettings) -> Result<Vec<RunEntry>> {
+    let mut found: BTreeMap<String, (RunRecord, bool, bool)> = BTreeMap::new();
+    let local = LocalStore::new(&settings.backup_dir);
+    let mut present = dumps(&local).await?;
+    for r in runs::records(&local).await? {
+        found.insert(r.file_name(), (r, true, false));
+    }
+    if let Some(s3_settings) = settings.s3.clone() {
+        let store = s3::connect(s3_settings).await?;
+        present.extend(dumps(&store).await?);
+        for r in runs::records(&store).await? {
+            found
+                .entry(r.file_name())
+                .and_modify(|e| e.2 = true)
+                .or_insert((r, false, true));
+        }
+    }
+    let mut entries: Vec<RunEntry> = found
+        .into_values()
+        .map(|(r, l, s)| entry(r, l, s, &present))
+        .collect();
+    entries.sort_by(|a, b| b.run_id.cmp(&a.run_id));
+    Ok(entries)
+}
+
+/// The complete backups' dump file names in a store.
+async fn dumps(store: &impl BackupStore) -> Result<BTreeSet<String>> {
+    Ok(store
+        .list_backups()
+        .await?
+        .into_iter()
+        .filter(|b| b.has_dump && b.has_meta)
+        .map(|b| b.name.dump_file())
+        .collect())
+}
+
+fn entry(record: RunRecord, local: bool, s3: bool, present: &BTreeSet<String>) -> RunEntry {
+    let mut problems = match record.status() {
+        Status::Complete => Vec::new(),
+        Status::Unfinished => vec!["never finished (killed, or still running)".to_owned()],
+        Status::Incomplete(why) => why,
+    };
+    for file in record.files() {
+        if !present.contains(file) {
+            problems.push(format!("{file} is gone"));
+        }
+    }
+    RunEntry {
+        status: match record.status() {
+            Status::Unfinished => "unfinished",
+            _ if problems.is_empty() => "complete",
+            _ => "incomplete",
+        },
+        run_id: record.run_id,
+        server: record.server,
+        problems,
+        started_at: record.started_at,
+        finished_at: record.finished_at,
+        databases: record.databases,
+        location: match (local, s3) {
+            (true, true) => "both",
+            (false, true) => "s3",
+            _ => "local",
+        },
+    }
+}
+
+fn table(entries: &[RunEntry]) -> Vec<String> {
+    let header = ["RUN", "SERVER", "STATUS", "DATABASES", "WHERE"];
+    let rows: Vec<[String; 5]> = entries
+        .iter()
+        .map(|e| {
+            [
+                e.run_id.clone(),
+                format!(
+                    "{} ({})",
+                    e.server.name,
+                    e.server
+                        .system_identifier
+                        .as_deref()
+                        .unwrap_or("unknown id")
+                ),
+                if e.problems.is_empty() {
+                    e.status.to_owned()
+                } else {
+                    format!("{}: {}", e.status, e.problems.join("; "))
+                },
+                e.databases.join(", "),
+                e.location.to_owned(),
+            ]
+        })
+        .collect();
+    ui::columns(header, &rows)
+}

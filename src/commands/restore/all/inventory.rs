@@ -1,0 +1,167 @@
+//! What a directory or S3 prefix holds for `restore --all-databases`: every
+//! `--all-databases` run (from its record, and from the backups' meta.json
+//! for runs made before records existed), the complete backups of each, and
+//! every database backed up there (to name those a run does not contain).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Result;
+
+use crate::archive::{Place, Wanted};
+use crate::error::one_line;
+use crate::meta::{Meta, ServerIdentity};
+use crate::mode::Mode;
+use crate::runs::choose::RunView;
+use crate::runs::{self, RunRecord};
+use crate::storage::local::LocalStore;
+use crate::storage::s3::{self, S3Settings};
+use crate::storage::{BackupName, BackupStore};
+use crate::ui;
+
+/// One backup: where it is (a path or an `s3://` URI, for messages), how
+/// restore reads it, its meta.json and, for an S3 object, its key.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub source: String,
+    pub wanted: Wanted,
+    pub meta: Meta,
+    pub s3_key: Option<String>,
+}
+
+/// The runs and backups of one place.
+pub struct Inventory {
+    /// The place, for messages: a directory or `s3://bucket/prefix`.
+    pub place: String,
+    pub views: Vec<RunView>,
+    /// run id -> its globals backup.
+    pub globals: BTreeMap<String, Member>,
+    /// run id -> database -> its backup in the run (the newest, should there be two).
+    pub databases: BTreeMap<String, BTreeMap<String, Member>>,
+    /// Every database with a complete full backup here, by server, with its newest backup's time.
+    pub backed_up: BTreeMap<Option<ServerIdentity>, BTreeMap<String, String>>,
+}
+
+impl Inventory {
+    pub async fn read(place: &Place) -> Result<Inventory> {
+        match place {
+            Place::S3(settings) => {
+                let store = s3::connect(S3Settings::clone(settings)).await?;
+                let wanted = |name: &BackupName| Wanted::S3Object {
+                    s3: settings.clone(),
+                    key: store.key_for(&name.dump_file()),
+                };
+                let key = |name: &BackupName| Some(store.key_for(&name.dump_file()));
+                gather(&store, wanted, key).await
+            }
+            Place::Dir(dir) => {
+                let wanted = |name: &BackupName| Wanted::File(dir.join(name.dump_file()));
+                gather(&LocalStore::new(dir), wanted, |_| None).await
+            }
+        }
+    }
+}
+
+async fn gather(
+    store: &impl BackupStore,
+    wanted: impl Fn(&BackupName) -> Wanted,
+    key: impl Fn(&BackupName) -> Option<String>,
+) -> Result<Inventory> {
+    let mut inventory = Inventory {
+        place: store.describe(),
+        views: Vec::new(),
+        globals: BTreeMap::new(),
+        databases: BTreeMap::new(),
+        backed_up: BTreeMap::new(),
+    };
+    for b in store.list_backups().await? {
+        if !(b.has_dump && b.has_meta && matches!(b.name.mode, Mode::Full | Mode::Globals)) {
+            continue;
+        }
+        let meta = match store.load_meta(&b.name).await {
+            Ok(Some(meta)) => meta,
+            Ok(None) => continue,
+            Err(err) => {
+                ui::warn(&one_line(&err));
+                continue;
+            }
+        };
+        if b.name.mode == Mode::Full && b.name.label.is_none() {
+            let seen = inventory.backed_up.entry(meta.server.clone()).or_default();
+            let at = b.name.time().to_rfc3339();
+            if seen.get(&meta.database).is_none_or(|t| *t < at) {
+                seen.insert(meta.database.clone(), at);
+            }
+        }
+        let Some(run) = meta.cluster_run.clone() else {
+            continue;
+        };
+        let member = Member {
+            source: store.dump_location(&b.name),
+            wanted: wanted(&b.name),
+            s3_key: key(&b.name),
+            meta,
+        };
+        // Listed oldest first: a later backup of the same run replaces an earlier one.
+        if b.name.mode == Mode::Globals {
+            inventory.globals.insert(run, member);
+        } else {
+            inventory
+                .databases
+                .entry(run)
+                .or_default()
+                .insert(member.meta.database.clone(), member);
+        }
+    }
+    let records = runs::records(store).await?;
+    inventory.views = views(&inventory, &records);
+    Ok(inventory)
+}
+
+/// Every run: those with a record, and those only their backups name.
+fn views(inventory: &Inventory, records: &[RunRecord]) -> Vec<RunView> {
+    let mut ids: BTreeSet<&String> = inventory.globals.keys().collect();
+    ids.extend(inventory.databases.keys());
+    let by_id: BTreeMap<&String, &RunRecord> = records.iter().map(|r| (&r.run_id, r)).collect();
+    ids.extend(by_id.keys());
+    ids.into_iter()
+        .map(|id| {
+            let record = by_id.get(id).copied();
+            let globals = inventory.globals.get(id);
+            let present: BTreeSet<String> = inventory
+                .databases
+                .get(id)
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+            let meant = match (record, globals) {
+                (Some(r), _) => r.databases.clone(),
+                (None, Some(g)) => g
+                    .meta
+                    .globals
+                    .as_ref()
+                    .map(|g| g.databases.clone())
+                    .unwrap_or_default(),
+                (None, None) => present.iter().cloned().collect(),
+            };
+            let server = record.map(|r| r.server.clone()).or_else(|| {
+                globals
+                    .map(|g| &g.meta)
+                    .or_else(|| {
+                        inventory
+                            .databases
+                            .get(id)
+                            .and_then(|m| m.values().next())
+                            .map(|m| &m.meta)
+                    })
+                    .and_then(|m| m.server.clone())
+            });
+            RunView {
+                id: id.clone(),
+                server,
+                record: record.cloned(),
+                has_globals: globals.is_some(),
+                meant,
+                present,
+            }
+        })
+        .collect()
+}

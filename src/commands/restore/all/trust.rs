@@ -1,0 +1,127 @@
+//! Whether the chosen run can be believed, before anything is touched: every
+//! meta.json holds only what PostgreSQL could have recorded (its values become
+//! SQL run as a superuser) and names the database its file name says; in an
+//! encrypted run every backup says it is encrypted; with trusted keys, every
+//! meta.json is signed by one of them for its own file. Each is checked again
+//! as it is read; checking all of them first means one bad backup cannot leave
+//! the server half rebuilt.
+
+use anyhow::{Context, Result};
+
+use super::plan::Run;
+use crate::archive::{self, Wanted};
+use crate::error::usage;
+use crate::mode::Mode;
+use crate::signing::TrustedKeys;
+use crate::storage::s3::{self, S3Settings};
+use crate::ui;
+
+/// Refuses (exit 2, naming the backup and why) a run that is not sound or,
+/// with `keys`, not signed; without keys, says once that the bucket is trusted.
+pub async fn refuse_untrusted(
+    run: &Run,
+    encrypted: bool,
+    keys: Option<&TrustedKeys>,
+) -> Result<()> {
+    refuse_unsound(run, encrypted)?;
+    match keys {
+        Some(keys) => refuse_unsigned(run, keys).await,
+        None => {
+            ui::warn(
+                "no trusted keys configured (--trusted-keys / PGBAK_TRUSTED_KEYS): this restore \
+                 trusts whoever can write to the bucket; unsigned backups are accepted",
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Every meta.json of the run holds only what PostgreSQL could have recorded,
+/// and each names the database its file name says; in an encrypted run, each
+/// backup says it is encrypted too (a plaintext one in place of an encrypted
+/// one is refused again, on its bytes, when it is read).
+fn refuse_unsound(run: &Run, encrypted: bool) -> Result<()> {
+    for member in std::iter::once(&run.globals).chain(&run.databases) {
+        let meta = &member.meta;
+        if encrypted && meta.encryption.is_none() {
+            return Err(usage(format!(
+                "not restoring run {}: {} is not encrypted, but other backups of its run are: \
+                 refusing a plaintext backup in an encrypted run (replaced in the bucket?); \
+                 nothing was changed",
+                run.id, member.source
+            )));
+        }
+        let named = crate::storage::BackupName::parse(
+            member.source.rsplit('/').next().unwrap_or(&member.source),
+        )
+        .map(|n| n.database);
+        let fits = |name: &String| {
+            *name == crate::storage::safe_database_name(&meta.database)
+                || *name == crate::storage::legacy_safe_database_name(&meta.database)
+        };
+        let verdict = crate::pg::meta_values::check_meta(meta).and_then(|()| {
+            if meta.mode == Mode::Globals || named.as_ref().is_some_and(fits) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "meta.json's database {:?} is not the database its file name is of",
+                    meta.database
+                ))
+            }
+        });
+        if let Err(why) = verdict {
+            return Err(usage(format!(
+                "not restoring run {}: {}: {why}; nothing was changed",
+                run.id, member.source
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// With trusted keys, every meta.json of the run must be signed by one of
+/// them for its own file.
+async fn refuse_unsigned(run: &Run, keys: &TrustedKeys) -> Result<()> {
+    for member in std::iter::once(&run.globals).chain(&run.databases) {
+        let file = member.source.rsplit('/').next().unwrap_or(&member.source);
+        let text = meta_text(&member.wanted).await?;
+        archive::signed_for(keys, text.as_deref(), file).map_err(|why| {
+            usage(format!(
+                "not restoring run {}: {}: {why}; nothing was changed",
+                run.id, member.source
+            ))
+        })?;
+    }
+    ui::info(&format!(
+        "run {}: every backup is signed by a trusted key ({})",
+        run.id,
+        keys.source.display()
+    ));
+    Ok(())
+}
+
+/// The text of a member's meta.json as stored (its signature covers the
+/// text); None when there is none.
+async fn meta_text(wanted: &Wanted) -> Result<Option<String>> {
+    match wanted {
+        Wanted::File(dump) => {
+            let Some(path) = archive::meta_path_for(dump) else {
+                return Ok(None);
+            };
+            match std::fs::read_to_string(&path) {
+                Ok(text) => Ok(Some(text)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+            }
+        }
+        Wanted::S3Object { s3, key } => {
+            let Some((stem, _)) = crate::storage::split_dump_file(key) else {
+                return Ok(None);
+            };
+            let store = s3::connect(S3Settings::clone(s3)).await?;
+            let meta = store.read_meta_text(&format!("{stem}.meta.json")).await?;
+            Ok(meta.map(|(_, text)| text))
+        }
+        Wanted::Newest { .. } => Ok(None),
+    }
+}
