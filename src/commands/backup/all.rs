@@ -206,6 +206,14 @@ pub async fn backup_run(
     outcome.failed = tally.failed;
     end_record(stores, &mut record, &outcome).await;
     if outcome.failed.is_empty() {
+        // Each backup's retention ran while this run was still incomplete, so
+        // the previous complete run was kept whole; now that this run is the
+        // newest complete one, the older runs' backups go as the policy says.
+        let mut gone = Vec::new();
+        for made in outcome.globals.iter().chain(&outcome.databases) {
+            gone.extend(backup::apply_retention(&job, stores, made).await?);
+        }
+        outcome.deleted.extend(gone);
         ui::info(&format!(
             "run {} complete: the globals and {} database(s)",
             outcome.run_id,

@@ -424,6 +424,8 @@ async fn read_groups(
                         read.seen.push(Seen::from_meta(&b.name, &meta));
                     }
                     Ok(None) => read.incomplete += 1,
+                    // A newer format than this pgbak reads: exit 2, never a guess at freshness.
+                    Err(err) if crate::meta::is_newer_format(&err) => return Err(err),
                     Err(err) => {
                         ui::warn(&crate::error::one_line(&err));
                         read.incomplete += 1;
@@ -469,7 +471,8 @@ async fn read_meta(b: &Listed, stores: &Stores) -> Result<Option<Meta>> {
     let local = match (&stores.local, b.local_meta) {
         (Some(store), true) => match store.load_meta(&b.name).await {
             Ok(meta) => meta,
-            Err(err) if !b.s3_meta => return Err(err),
+            // A newer format in either copy is exit 2, never a guess at freshness.
+            Err(err) if !b.s3_meta || crate::meta::is_newer_format(&err) => return Err(err),
             Err(err) => {
                 ui::warn(&crate::error::one_line(&err));
                 None
@@ -480,7 +483,7 @@ async fn read_meta(b: &Listed, stores: &Stores) -> Result<Option<Meta>> {
     let remote = match (&stores.bucket, b.s3_meta) {
         (Some(store), true) => match store.load_meta(&b.name).await {
             Ok(meta) => meta,
-            Err(err) if local.is_none() => return Err(err),
+            Err(err) if local.is_none() || crate::meta::is_newer_format(&err) => return Err(err),
             Err(err) => {
                 ui::warn(&crate::error::one_line(&err));
                 None

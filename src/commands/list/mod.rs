@@ -67,6 +67,10 @@ pub struct Entry {
     pub complete: bool,
     pub local: Option<LocalFiles>,
     pub s3: Option<RemoteObjects>,
+    /// Why its meta.json could not be read (e.g. written in a newer format by a
+    /// newer pgbak); absent when it was read or there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -94,6 +98,19 @@ struct Found {
     locked_until: Option<String>,
     /// The newest verdict found beside the backup (either place).
     verdict: Option<crate::meta::Verification>,
+    /// The error reading its meta.json, and whether it is a newer format (exit 2).
+    unreadable: Option<(String, bool)>,
+}
+
+impl Found {
+    /// Keeps a meta.json read error: warned, shown in the entry, and a newer
+    /// format than this pgbak reads makes the listing exit 2.
+    fn note_unreadable(&mut self, err: &anyhow::Error) {
+        let text = crate::error::one_line(err);
+        ui::warn(&text);
+        let newer = crate::meta::is_newer_format(err);
+        self.unreadable = Some((text, newer));
+    }
 }
 
 pub async fn run(settings: ListSettings, stores: &Stores) -> Result<ExitCode> {
@@ -137,6 +154,10 @@ pub async fn run(settings: ListSettings, stores: &Stores) -> Result<ExitCode> {
         list_in(bucket, now, &mut found).await?;
     }
 
+    let newer = found
+        .values()
+        .filter(|f| f.unreadable.as_ref().is_some_and(|(_, newer)| *newer))
+        .count();
     let mut entries = entries(found, plans, now);
     let statuses = runs::statuses(stores).await?;
     for e in &mut entries {
@@ -163,6 +184,14 @@ pub async fn run(settings: ListSettings, stores: &Stores) -> Result<ExitCode> {
             ui::stdout_line(&line);
         }
     }
+    if newer > 0 {
+        // Listed, but never misread: say so in the exit code too.
+        ui::error(&format!(
+            "{newer} backup(s) have a meta.json in a newer format than this pgbak {} reads: upgrade pgbak",
+            env!("CARGO_PKG_VERSION")
+        ));
+        return Ok(ExitCode::from(crate::error::USAGE));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -184,7 +213,7 @@ async fn list_in(
         if backup.has_meta && entry.meta.is_none() {
             match store.load_meta(name).await {
                 Ok(meta) => entry.meta = meta,
-                Err(err) => ui::warn(&crate::error::one_line(&err)),
+                Err(err) => entry.note_unreadable(&err),
             }
         }
         if backup.has_dump && entry.size.is_none() {
@@ -304,6 +333,7 @@ fn entry(
         complete,
         local: f.local.map(|(_, _, files)| files),
         s3: f.s3.map(|(_, _, objects)| objects),
+        unreadable: f.unreadable.map(|(text, _)| text),
     };
     // A run's backups sort together, at the time the run started.
     let at = entry
@@ -334,10 +364,10 @@ pub fn table(entries: &[Entry]) -> Vec<String> {
         .iter()
         .map(|e| {
             [
-                if e.complete {
-                    e.name.clone()
-                } else {
-                    format!("{} (incomplete)", e.name)
+                match (e.complete, &e.unreadable) {
+                    (_, Some(_)) => format!("{} (unreadable meta.json)", e.name),
+                    (true, None) => e.name.clone(),
+                    (false, None) => format!("{} (incomplete)", e.name),
                 },
                 e.server.clone().unwrap_or_else(|| "?".into()),
                 e.mode.to_string(),
