@@ -48,14 +48,52 @@ pub fn mark(cmd: &mut tokio::process::Command) {
     cmd.env(MARKER, identity());
 }
 
-/// A command for `program` whose environment is this run's
-/// ([`crate::settings::env`]: the process's, plus the environment file and
-/// the `*_FILE` secrets), given explicitly: pgbak never writes its own
-/// environment, so a child that inherited it would miss those values.
+/// A command for `program` whose environment holds only what every child
+/// needs from this run's ([`crate::settings::env`]): where things are and the
+/// locale ([`inherited`]). Never pgbak's own secrets (AWS keys, webhook and
+/// heartbeat URLs, routing keys, the values of `*_FILE`s): a child gets its
+/// connection explicitly ([`crate::pg::tools::PgTools::command`] sets the
+/// libpq variables of the one server it talks to), and nothing else of the
+/// run reaches `/proc/<pid>/environ` of a pg_dump or what it starts.
 pub fn command(program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(program);
-    cmd.env_clear().envs(crate::settings::env().vars_os());
+    cmd.env_clear().envs(
+        crate::settings::env()
+            .vars_os()
+            .filter(|(name, _)| name.to_str().is_some_and(inherited)),
+    );
     cmd
+}
+
+/// Whether a child inherits the variable `name` from this run: the search
+/// path, home and temp directories, locale and time zone, the user's name
+/// (libpq's default user), a Kerberos credential cache's location (a path,
+/// not the credential), OpenSSL's trusted roots (`sslrootcert=system`). Pure.
+pub fn inherited(name: &str) -> bool {
+    matches!(
+        name,
+        "PATH"
+            | "HOME"
+            | "TMPDIR"
+            | "LANG"
+            | "LANGUAGE"
+            | "TZ"
+            | "USER"
+            | "LOGNAME"
+            | "KRB5CCNAME"
+            | "SSL_CERT_FILE"
+            | "SSL_CERT_DIR"
+    ) || name.starts_with("LC_")
+}
+
+/// What `alembic` gets beyond [`inherited`]: its connection, as the
+/// application's `env.py` reads it (`DATABASE_URL`, libpq's `PG*`), and the
+/// Python environment it runs in. Pure.
+pub fn for_alembic(name: &str) -> bool {
+    name == "DATABASE_URL"
+        || name == "VIRTUAL_ENV"
+        || name.starts_with("PG") && !name.starts_with("PGBAK_")
+        || name.starts_with("PYTHON")
 }
 
 /// What `/proc/<pid>/stat` says that matters here.
@@ -257,6 +295,56 @@ mod tests {
         assert_eq!(parse_marker("123:456"), Some((123, 456)));
         for bad in ["123", "x:1", "1:", ""] {
             assert_eq!(parse_marker(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn children_inherit_no_secret() {
+        for name in [
+            "PATH",
+            "HOME",
+            "TMPDIR",
+            "LANG",
+            "LC_ALL",
+            "LC_CTYPE",
+            "TZ",
+            "USER",
+            "KRB5CCNAME",
+        ] {
+            assert!(inherited(name), "{name}");
+        }
+        for name in [
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SESSION_TOKEN",
+            "ALERT_WEBHOOK_URL",
+            "PAGERDUTY_ROUTING_KEY",
+            "HEARTBEAT_URL",
+            "DATABASE_URL",
+            "DATABASE_URL_FILE",
+            "PGPASSWORD",
+            "PGBAK_VERIFY_TARGET_URL",
+            "PGBAK_AGE_IDENTITY_FILE",
+            "S3_BUCKET",
+            "LD_PRELOAD",
+        ] {
+            assert!(!inherited(name), "{name}");
+        }
+        for name in [
+            "DATABASE_URL",
+            "PGPASSWORD",
+            "PGHOST",
+            "PYTHONPATH",
+            "VIRTUAL_ENV",
+        ] {
+            assert!(for_alembic(name), "{name}");
+        }
+        for name in [
+            "AWS_SECRET_ACCESS_KEY",
+            "ALERT_WEBHOOK_URL",
+            "PGBAK_AGE_IDENTITY_FILE",
+        ] {
+            assert!(!for_alembic(name), "{name}");
         }
     }
 

@@ -30,6 +30,7 @@ pub mod cli;
 pub mod commands;
 pub mod encryption;
 pub mod error;
+pub mod hardening;
 pub mod heartbeat;
 pub mod lock;
 pub mod meta;

@@ -3,6 +3,10 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before any secret is read (environment file, *_FILE, identities).
+    if let Err(why) = pgbak::hardening::no_core_dumps() {
+        eprintln!("pgbak: warning: core dumps stay enabled: {why}");
+    }
     let argv = pgbak::settings::argv();
     // First, before anything reads `settings::env()`: the environment file
     // and the *_FILE secrets go into this run's snapshot of the environment

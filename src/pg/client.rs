@@ -9,8 +9,8 @@ use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config};
 
+pub use super::relations::{alembic_revision, count_rows, relation_verdict, row_counts, Count};
 use super::url::{ConnSettings, Host, SslMode};
-use crate::meta::TableRows;
 
 /// Opens a connection; the connection task lives until the client is dropped.
 pub async fn connect(settings: &ConnSettings) -> Result<Client> {
@@ -95,19 +95,33 @@ pub const KEEPALIVE_COUNT: u32 = 6;
 
 /// The startup `options` of pgbak's own sessions: the operator's options
 /// first, then the timeouts a backup needs, as pg_dump sets them for its own
-/// sessions. Startup options outrank `ALTER ROLE/DATABASE ... SET`, so an
-/// application role's `statement_timeout` or
-/// `idle_in_transaction_session_timeout` cannot cancel a row count or end the
-/// session that holds the exported snapshot while pg_dump runs.
+/// sessions, then what keeps a database user's code out of them. Startup
+/// options outrank `ALTER ROLE/DATABASE ... SET` (and come after the
+/// operator's, so they win over them too), so an application role's
+/// `statement_timeout` or `idle_in_transaction_session_timeout` cannot cancel
+/// a row count or end the session that holds the exported snapshot while
+/// pg_dump runs, and:
+/// - `search_path=pg_catalog,pg_temp`: every unqualified name pgbak writes
+///   (`count`, `=`, `pg_class`, ...) is the built-in one; a function,
+///   operator or table a database user creates in `public` shadows nothing;
+/// - `row_security=off`: a row-level security policy (user code) never runs
+///   inside pgbak's row counts; a table it would filter fails the count
+///   instead, as pg_dump fails on it.
 pub fn session_options(user_options: Option<&str>) -> String {
     let mut options: Vec<&str> = user_options.into_iter().filter(|o| !o.is_empty()).collect();
     options.extend([
         "-c statement_timeout=0",
         "-c lock_timeout=0",
         "-c idle_in_transaction_session_timeout=0",
+        SAFE_SEARCH_PATH,
+        "-c row_security=off",
     ]);
     options.join(" ")
 }
+
+/// The search_path of every pgbak session: built-in names first, temporary
+/// relations only when named, and nothing a database user can create.
+pub const SAFE_SEARCH_PATH: &str = "-c search_path=pg_catalog,pg_temp";
 
 /// Bounds how long this session waits for any lock (pgbak's catalog reads
 /// during a backup): `--lock-wait-timeout`.
@@ -312,35 +326,6 @@ pub async fn unlogged_tables(client: &Client) -> Result<Vec<(String, String)>> {
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// Exact row counts of `tables`, in the caller's transaction (and so its snapshot).
-pub async fn row_counts(client: &Client, tables: &[(String, String)]) -> Result<Vec<TableRows>> {
-    let mut out = Vec::with_capacity(tables.len());
-    for (schema, name) in tables {
-        let rows = count_rows(client, schema, name)
-            .await?
-            .with_context(|| format!("counting rows of {schema}.{name}: the table is gone"))?;
-        out.push(TableRows {
-            schema: schema.clone(),
-            name: name.clone(),
-            rows: Some(rows),
-        });
-    }
-    Ok(out)
-}
-
-/// The exact row count of one table, its partitions or children not
-/// included; None when the table does not exist.
-pub async fn count_rows(client: &Client, schema: &str, name: &str) -> Result<Option<u64>> {
-    let sql = format!("SELECT count(*) FROM ONLY {}", qualified(schema, name));
-    match client.query_one(&sql, &[]).await {
-        Ok(row) => Ok(Some(
-            u64::try_from(row.get::<_, i64>(0)).unwrap_or_default(),
-        )),
-        Err(err) if err.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(None),
-        Err(err) => Err(err).with_context(|| format!("counting rows of {schema}.{name}")),
-    }
-}
-
 /// The extensions of `wanted` that the server cannot install (not in
 /// `pg_available_extensions`), in order.
 pub async fn unavailable_extensions(
@@ -368,27 +353,6 @@ pub fn install_hint(missing: &[String], server_major: u32) -> String {
         "install {} on that server (Debian/Ubuntu, PGDG repository), or verify with --target-url / --ephemeral where it is installed",
         packages.join(", ")
     )
-}
-
-/// The Alembic revision in `alembic_version` (first one on the search path),
-/// None when the table is absent; several heads are joined with ",".
-pub async fn alembic_revision(client: &Client) -> Result<Option<String>> {
-    let row = client
-        .query_one("SELECT to_regclass('alembic_version')::text", &[])
-        .await
-        .context("looking for alembic_version")?;
-    let Some(table) = row.get::<_, Option<String>>(0) else {
-        return Ok(None);
-    };
-    let rows = client
-        .query(
-            &format!("SELECT version_num::text FROM {table} ORDER BY 1"),
-            &[],
-        )
-        .await
-        .context("reading alembic_version")?;
-    let revisions: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    Ok((!revisions.is_empty()).then(|| revisions.join(",")))
 }
 
 /// The current database's owner, locale, settings, ACL and comment.
@@ -547,19 +511,16 @@ mod tests {
 
     #[test]
     fn session_options_override_role_defaults_after_the_operators_own() {
+        let pinned =
+            "-c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0 \
+                      -c search_path=pg_catalog,pg_temp -c row_security=off";
         for (given, want) in [
-            (
-                None,
-                "-c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0",
-            ),
+            (None, pinned.to_owned()),
             (
                 Some("-c search_path=app"),
-                "-c search_path=app -c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0",
+                format!("-c search_path=app {pinned}"),
             ),
-            (
-                Some(""),
-                "-c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0",
-            ),
+            (Some(""), pinned.to_owned()),
         ] {
             assert_eq!(session_options(given), want, "{given:?}");
         }

@@ -24,13 +24,14 @@ pub fn name_for(base: &str, at: chrono::DateTime<Utc>) -> String {
 }
 
 /// Creates the temporary database from template0 (nothing preinstalled to
-/// collide with the archive). A server that refuses is a
-/// [`crate::error::Finding`] for the report.
+/// collide with the archive), owned by `owner` when given (verify's throwaway
+/// role). A server that refuses is a [`crate::error::Finding`] for the report.
 pub async fn create(
     client: &Client,
     base: &str,
     conn: &ConnSettings,
     slot: &mut Option<String>,
+    owner: Option<&str>,
 ) -> Result<String> {
     let first = name_for(base, Utc::now());
     for attempt in 1..=9 {
@@ -40,7 +41,10 @@ pub async fn create(
             format!("{first}_{attempt}")
         };
         *slot = Some(name.clone());
-        let sql = format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(&name));
+        let mut sql = format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(&name));
+        if let Some(owner) = owner {
+            sql.push_str(&format!(" OWNER {}", quote_ident(owner)));
+        }
         let created = client.batch_execute(&sql).await;
         if created.is_err() {
             // Not ours (taken by another verify, or never created): never drop it.

@@ -1,7 +1,10 @@
 //! TLS for pgbak's own server connection, following libpq's `sslmode` meanings:
 //! `prefer`/`require` encrypt without checking the certificate (unless a root
 //! certificate is named), `verify-ca` checks the chain, `verify-full` checks
-//! the chain and the host name.
+//! the chain and the host name. As in libpq, verifying needs a root
+//! certificate: `sslrootcert`, else `~/.postgresql/root.crt`; without either
+//! verify-ca/verify-full is refused before connecting (exit 2), and the
+//! system's trusted roots are used only when asked for (`sslrootcert=system`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,6 +32,15 @@ pub fn client_config(settings: &ConnSettings) -> Result<Option<rustls::ClientCon
         SslMode::Allow | SslMode::Prefer | SslMode::Require | SslMode::VerifyCa => Verify::Chain,
         SslMode::VerifyFull => Verify::Full,
     };
+    if verify != Verify::Nothing && root_file.is_none() {
+        return Err(crate::error::usage(format!(
+            "sslmode={} needs a root certificate to check the server's against, and there is \
+             none: sslrootcert is not set and ~/.postgresql/root.crt does not exist. Name the \
+             CA with sslrootcert=/path/to/ca.pem, use the system's trusted roots with \
+             sslrootcert=system, or use sslmode=require (encrypted, not verified)",
+            settings.sslmode.as_str()
+        )));
+    }
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .context("setting up TLS")?;
@@ -93,6 +105,8 @@ fn root_store(file: Option<&Path>) -> Result<rustls::RootCertStore> {
                 path.display()
             );
         }
+        // sslrootcert=system (None is refused above): the OS store, which
+        // honours SSL_CERT_FILE and SSL_CERT_DIR as OpenSSL does.
         _ => {
             let found = rustls_native_certs::load_native_certs();
             roots.add_parsable_certificates(found.certs);

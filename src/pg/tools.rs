@@ -26,17 +26,12 @@ impl PgTools {
         self.bin_dir.join(name)
     }
 
-    /// A command for `tool` that talks to `conn`: this run's environment
-    /// ([`crate::children::command`]) without its `PG*` variables, the
-    /// connection (password included) set as libpq variables instead,
+    /// A command for `tool` that talks to `conn`: the little of this run's
+    /// environment every child gets ([`crate::children::command`]) and the
+    /// connection (password included) as libpq variables, nothing else;
     /// killed if pgbak drops it (Ctrl-C, errors).
     pub fn command(&self, tool: &str, conn: &ConnSettings) -> Command {
         let mut cmd = crate::children::command(self.tool(tool));
-        for key in crate::settings::env().names() {
-            if key.to_string_lossy().starts_with("PG") {
-                cmd.env_remove(key);
-            }
-        }
         cmd.envs(conn.child_env());
         cmd.stdin(Stdio::null()).kill_on_drop(true);
         // SIGTERM makes pg_dump/pg_restore cancel their queries on the server.
@@ -90,7 +85,11 @@ pub fn parse_version(output: &str) -> Option<(u32, String)> {
 fn version_of(pg_dump: &Path) -> Option<(u32, String)> {
     let out = std::process::Command::new(pg_dump)
         .env_clear()
-        .envs(crate::settings::env().vars_os())
+        .envs(
+            crate::settings::env()
+                .vars_os()
+                .filter(|(name, _)| name.to_str().is_some_and(crate::children::inherited)),
+        )
         .arg("--version")
         .stdin(Stdio::null())
         .output()

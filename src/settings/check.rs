@@ -42,6 +42,13 @@ pub struct CheckSettings {
 
 impl CheckSettings {
     pub fn resolve(args: CheckArgs) -> Result<CheckSettings> {
+        if let Some(url) = &args.heartbeat_url {
+            super::transport::warn_if_cleartext(
+                "HEARTBEAT_URL",
+                url,
+                "the ping and the URL's token",
+            );
+        }
         let heartbeat = args
             .heartbeat_url
             .as_deref()

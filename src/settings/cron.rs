@@ -115,6 +115,13 @@ impl Reporter {
         group: metrics::Group,
         redactor: Redactor,
     ) -> (Reporter, Result<()>) {
+        let transport = super::transport::warn_if_cleartext;
+        if let Some(url) = &report.alert_webhook_url {
+            transport("ALERT_WEBHOOK_URL", url, "the alert and the URL's token");
+        }
+        if let Some(url) = &report.heartbeat_url {
+            transport("HEARTBEAT_URL", url, "the ping and the URL's token");
+        }
         let alert = alert::check_config(
             report.alert_webhook_url.as_deref(),
             report.alert_webhook_format,
@@ -168,7 +175,9 @@ impl CronConfig {
         };
         let expected_tables = ExpectedTables::resolve(&args.expect)?;
         let identity_file = args.decrypt.identity_file.clone();
-        if verify {
+        // --all-databases never verifies (it says so), so it needs no private key:
+        // a job that only backs up should not hold one.
+        if verify && plan.all_databases.is_none() {
             check_identity(plan.job.recipients.as_ref(), identity_file.as_deref())?;
         }
         if args.decrypt.require_encryption {

@@ -32,6 +32,7 @@ pub mod groups;
 pub mod restore;
 pub mod s3;
 pub mod secrets;
+pub mod transport;
 pub mod vars;
 pub mod verify;
 

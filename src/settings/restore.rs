@@ -130,6 +130,8 @@ pub struct RestoreOptions {
     pub alembic_stamp: bool,
     /// The longest any statement of the restore waits for a lock (`--lock-wait-timeout`).
     pub lock_wait_timeout: std::time::Duration,
+    /// pg_restore `--role` (`--role`): SET ROLE after connecting.
+    pub role: Option<String>,
 }
 
 /// `pgbak restore`.
@@ -192,6 +194,7 @@ impl RestoreSettings {
                 schemas: args.schemas,
                 alembic_stamp: args.alembic_stamp,
                 lock_wait_timeout: global.lock_wait_timeout,
+                role: args.role.filter(|r| !r.is_empty()),
             },
         })
     }

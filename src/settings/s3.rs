@@ -31,7 +31,15 @@ impl S3Settings {
     /// The settings of `args` from the process environment; `bucket`
     /// overrides the configured bucket (an `s3://` URI names its own).
     pub fn from_args(args: &S3Args, bucket: Option<&str>) -> Result<S3Settings> {
-        resolve(args, bucket, &super::env().lookup())
+        let settings = resolve(args, bucket, &super::env().lookup())?;
+        if let Some(endpoint) = &settings.endpoint_url {
+            super::transport::warn_if_cleartext(
+                "S3_ENDPOINT_URL",
+                endpoint,
+                "the backups (encrypted only with age) and the request metadata",
+            );
+        }
+        Ok(settings)
     }
 }
 

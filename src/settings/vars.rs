@@ -75,8 +75,9 @@ registry! {
         LOGNAME ["backup", "cron", "verify", "restore"] default "" :
             "The fallback user name when `USER` is unset too.";
         TMPDIR ["verify", "restore", "cron"] default "`/tmp`" :
-            "Where `verify --ephemeral` puts its throwaway cluster (the `postgres` user must be \
-             able to enter it) and where S3 downloads go (`pgbak-fetch-*`, 0700).";
+            "Where `verify --ephemeral` puts its throwaway cluster (as root, the cluster's user, \
+             `PGBAK_EPHEMERAL_USER`, must be able to enter it) and where S3 downloads go \
+             (`pgbak-fetch-*`, 0700).";
     }
     "Every command" {
         PGBAK_PG_BIN_DIR ["backup", "cron", "verify", "restore"] default "discovery" :
@@ -85,10 +86,11 @@ registry! {
         PGBAK_TIMEOUT ["all"] default "off" :
             "Stop the whole run after this long (`90s`, `45m`, `2h`): children stopped, nothing \
              half-written, exit 1.";
-        PGBAK_LOCK_WAIT_TIMEOUT ["backup", "cron"] default "`10m`" :
-            "The longest wait for a table lock, for pg_dump and pgbak's own queries; then the run \
-             fails naming the table and the session that holds it (a restore takes the flag \
-             before the command: `pgbak --lock-wait-timeout 30m restore`).";
+        PGBAK_LOCK_WAIT_TIMEOUT ["backup", "cron", "restore"] default "`10m`" :
+            "The longest wait for a table lock, for pg_dump and pgbak's own queries (backup, \
+             cron), and for any statement of a restore (pg_restore's, pgbak's row counts) on a \
+             lock another session holds; then the run fails naming the table and the session \
+             that holds it (`--lock-wait-timeout`).";
         BACKUP_DIR ["backup", "cron", "verify", "restore", "list", "check", "prune", "unpin"] default "`./backups`; for cron `/var/backups/enterprise-agents`" :
             "The backup directory (created 0700); for cron also its lock files.";
     }
@@ -157,6 +159,11 @@ registry! {
         PGBAK_VERIFY_TARGET_URL ["verify", "cron"] default "the source server" :
             "Restore verify's copy on this server instead of the source (a secret: it may hold a \
              password).";
+        PGBAK_EPHEMERAL_USER ["verify", "cron"] default "`pgbak`" :
+            "As root, the unprivileged system user the `verify --ephemeral` (`cron \
+             --verify-ephemeral`) throwaway server runs as; never root or `postgres` (see \
+             [Security model](../security-model.md#the-host)). Missing, verify exits 2 naming \
+             the `useradd` command that creates it.";
         VERIFY_ON_BACKUP ["cron"] default "off" :
             "`true` verifies every backup (as `cron --verify`); `true/false`, `1/0`, `yes/no`, \
              `on/off`, anything else is an error.";

@@ -48,7 +48,13 @@ pub struct VerifyOptions {
     pub require_encryption: bool,
     /// Only backups signed by one of these pass (`--trusted-keys`).
     pub trusted_keys: Option<std::sync::Arc<crate::signing::TrustedKeys>>,
+    /// As root, the system user the `--ephemeral` server runs as
+    /// (`PGBAK_EPHEMERAL_USER`, default `pgbak`).
+    pub ephemeral_user: String,
 }
+
+/// The system user of the `--ephemeral` server as root, unless PGBAK_EPHEMERAL_USER names another.
+pub const DEFAULT_EPHEMERAL_USER: &str = "pgbak";
 
 impl VerifyOptions {
     /// The defaults of `pgbak verify` for a backup of the server at `conn`.
@@ -66,6 +72,8 @@ impl VerifyOptions {
             scratch_dir: None,
             require_encryption: false,
             trusted_keys: None,
+            ephemeral_user: super::var(super::vars::PGBAK_EPHEMERAL_USER)
+                .unwrap_or_else(|| DEFAULT_EPHEMERAL_USER.to_owned()),
         }
     }
 

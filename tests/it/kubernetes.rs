@@ -210,6 +210,22 @@ fn kubernetes_manifests_validate_and_pgbak_accepts_their_command_lines() {
                 "{name}: activeDeadlineSeconds {deadline} must exceed PGBAK_TIMEOUT by minutes"
             );
         }
+        // The age identity is only where verify runs: a job that does not verify
+        // (--all-databases, check) neither names nor mounts it (issue 22).
+        let verifies = args.first().is_some_and(|a| a == "cron")
+            && !args.iter().any(|a| a == "--all-databases")
+            && env.get("VERIFY_ON_BACKUP").is_some_and(|v| v == "true");
+        let mounts_identity = pod["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|v| v["secret"]["secretName"] == "pgbak-age-identity");
+        if !verifies {
+            assert!(
+                !mounts_identity && !env.contains_key("PGBAK_AGE_IDENTITY_FILE"),
+                "{name}: holds the age identity but never decrypts"
+            );
+        }
         // The age identity, when mounted, comes from a Secret volume, read-only.
         if let Some(path) = env.get("PGBAK_AGE_IDENTITY_FILE") {
             let mount = c["volumeMounts"]

@@ -26,6 +26,8 @@ mod fleet_minor;
 mod fleet_verdicts;
 mod harness;
 mod heartbeat;
+mod hostile_db;
+mod hostile_host;
 mod kubernetes;
 mod list;
 mod names;

@@ -78,7 +78,7 @@ fn make_certs(dir: &Path) {
     );
 }
 
-fn tls_only_cluster() -> Option<(OwnedCluster, tempfile::TempDir)> {
+pub fn tls_only_cluster() -> Option<(OwnedCluster, tempfile::TempDir)> {
     // The PostgreSQL 16 wheel is built without OpenSSL; 17's and Debian's 15 have it.
     let major = if support::paths().pg17_bin.is_some() {
         17

@@ -208,6 +208,14 @@ pub async fn backup_run(
     }
     end_record(&job, &mut record, &outcome).await;
     if outcome.failed.is_empty() {
+        // Each backup's retention ran while this run was still incomplete, so
+        // the previous complete run was kept whole; now that this run is the
+        // newest complete one, the older runs' backups go as the policy says.
+        let mut gone = Vec::new();
+        for made in outcome.globals.iter().chain(&outcome.databases) {
+            gone.extend(apply_retention(&job, made).await?);
+        }
+        outcome.deleted.extend(gone);
         ui::info(&format!(
             "run {} complete: the globals and {} database(s)",
             outcome.run_id,

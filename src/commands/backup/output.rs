@@ -326,8 +326,9 @@ impl Output {
 }
 
 /// Picks the file name and claims it by creating its `.partial` exclusively.
-/// The name comes from the clock (a backup named in the future by a clock
-/// that was ahead does not drag every later name after it; `pgbak check`
+/// The name comes from the clock, but never sorts before a name already in
+/// its group (a backup named in the future by a clock that was more than 10
+/// minutes ahead does not drag every later name after it; `pgbak check`
 /// reports it). A name already taken, in the directory or under the S3
 /// prefix (another pod, or two runs within a second; claimed there by a
 /// conditional write of the upload's marker), moves to the next free
@@ -339,6 +340,20 @@ async fn reserve_name(
     mut name: BackupName,
 ) -> Result<(BackupName, FileSink)> {
     let mut remote = remote;
+    if let Some(newest) = newest_in_group(output_dir, remote, &name).await {
+        // Never before a name already in the group (three runs within a second
+        // would otherwise take T, T+1, then T again once retention freed T, and
+        // "newest" would be the wrong backup) -- unless that name is far in the
+        // future, from a clock that was ahead.
+        let ahead = newest.timestamp - name.timestamp;
+        if ahead >= chrono::Duration::zero() && ahead < chrono::Duration::seconds(600) {
+            name = BackupName {
+                timestamp: newest.timestamp,
+                ..name
+            }
+            .next_second();
+        }
+    }
     for _ in 0..600 {
         if let Some(store) = remote {
             match claim_remote(store, &name).await {
@@ -375,6 +390,49 @@ async fn reserve_name(
         "no free backup file name in {} (600 seconds taken)",
         output_dir.display()
     )
+}
+
+/// The newest name of `name`'s group in the directory and under the prefix
+/// (a prefix that cannot be listed counts as empty: the claim below says so).
+async fn newest_in_group(
+    output_dir: &Path,
+    remote: Option<&Store>,
+    name: &BackupName,
+) -> Option<BackupName> {
+    let group = name.group();
+    let mut files: Vec<String> = std::fs::read_dir(output_dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(store) = remote {
+        let group_prefix = store.key_for(&format!("{}_", group_prefix(name)));
+        if let Ok(keys) = store.keys_with(&group_prefix).await {
+            files.extend(
+                keys.iter()
+                    .filter_map(|k| k.rsplit('/').next().map(str::to_owned)),
+            );
+        }
+    }
+    files
+        .iter()
+        .filter_map(|f| {
+            let f = f.strip_suffix(".partial").unwrap_or(f);
+            let f = f.strip_suffix(s3::MARKER_SUFFIX).unwrap_or(f);
+            BackupName::parse(f).or_else(|| BackupName::parse_verdict(f))
+        })
+        .filter(|n| n.group() == group)
+        .max_by_key(|n| n.timestamp)
+}
+
+/// A name's stem without its timestamp: every key of its group starts so.
+fn group_prefix(name: &BackupName) -> String {
+    let stem = name.stem();
+    stem.rsplit_once('_')
+        .map_or(stem.clone(), |(rest, _)| rest.to_owned())
 }
 
 /// Whether `name` is free under the prefix and now this run's: nothing of

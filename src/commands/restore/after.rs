@@ -74,8 +74,9 @@ pub(super) async fn compare_rows(
         let want = table.rows.unwrap_or_default();
         let have = client::count_rows(client, &table.schema, &table.name).await?;
         let (shown, ok) = match have {
-            Some(n) => (n.to_string(), n == want),
-            None => ("missing".to_owned(), false),
+            client::Count::Rows(n) => (n.to_string(), n == want),
+            client::Count::Missing => ("missing".to_owned(), false),
+            client::Count::NotATable(kind) => (format!("{kind}, not read"), false),
         };
         all_match &= ok;
         ui::stdout_line(&format!(
@@ -107,6 +108,12 @@ pub(super) async fn alembic_stamp() -> bool {
         return true;
     };
     let mut cmd = crate::children::command(&alembic);
+    // Its connection, as the application's env.py reads it, and its Python.
+    cmd.envs(
+        crate::settings::env()
+            .vars_os()
+            .filter(|(name, _)| name.to_str().is_some_and(crate::children::for_alembic)),
+    );
     cmd.args(["stamp", "head"])
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);

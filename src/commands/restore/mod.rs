@@ -25,6 +25,7 @@
 
 mod after;
 mod all;
+mod owners;
 mod table;
 mod target;
 
@@ -48,6 +49,8 @@ use crate::settings::restore::{RestoreOptions, RestoreSettings, Restoring};
 use crate::signals::Signals;
 use crate::ui;
 
+pub use owners::missing_roles;
+use owners::owners_wanted;
 use target::{confirm, create_schemas, maintenance_conn, write_list};
 
 pub async fn run(settings: RestoreSettings) -> Result<ExitCode> {
@@ -521,6 +524,8 @@ async fn run_pg_restore(
         } else {
             &opts.schemas
         },
+        tablespaces: true,
+        role: opts.role.as_deref(),
         owners: plan.owners,
         table_way: plan.table.as_ref().map(|t| t.way),
         lock_wait_timeout: Some(opts.lock_wait_timeout),
@@ -544,7 +549,13 @@ fn judge_restore(
         ));
         not_restored.push(format!("{object} (role missing)"));
     }
-    if outcome.succeeded() {
+    for object in &outcome.needs_superuser {
+        ui::error(&format!(
+            "not restored: {object} (only a superuser may create it: restore as one)"
+        ));
+        not_restored.push(format!("{object} (needs a superuser)"));
+    }
+    if outcome.succeeded() && outcome.needs_superuser.is_empty() {
         ui::info(&format!(
             "pg_restore finished in {:.1}s ({} harmless warning(s))",
             clock.elapsed().as_secs_f64(),
@@ -572,46 +583,4 @@ fn judge_restore(
     }
     ui::error(&crate::error::one_line(&err));
     false
-}
-
-/// Whether pg_restore restores owners and privileges: yes when every role the
-/// backup depends on exists on the target; an error naming the missing ones
-/// otherwise; no with `--no-owner`, and for backups whose meta.json predates
-/// role recording (restored as before, with a warning).
-fn owners_wanted(
-    no_owner: bool,
-    meta: Option<&Meta>,
-    roles: &BTreeSet<String>,
-    conn: &ConnSettings,
-) -> Result<bool> {
-    if no_owner {
-        return Ok(false);
-    }
-    let Some(needed) = meta.and_then(|m| m.roles.as_ref()) else {
-        ui::warn(
-            "the backup does not record the roles it needs (no meta.json, or one written by an \
-             older pgbak): restoring without owners and privileges, as with --no-owner",
-        );
-        return Ok(false);
-    };
-    let missing = missing_roles(needed, roles);
-    if !missing.is_empty() {
-        bail!(
-            "not restoring: the backup's owners and grants need the role(s) {} that do not exist on {}; \
-             restore the roles first (pgbak restore --all-databases, or psql -f the globals backup) \
-             or pass --no-owner to restore without owners and privileges",
-            missing.join(", "),
-            conn.endpoint()
-        );
-    }
-    Ok(true)
-}
-
-/// The roles of `needed` that `existing` lacks, in order.
-pub fn missing_roles(needed: &[String], existing: &BTreeSet<String>) -> Vec<String> {
-    needed
-        .iter()
-        .filter(|r| !existing.contains(*r))
-        .cloned()
-        .collect()
 }

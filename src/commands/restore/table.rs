@@ -90,7 +90,7 @@ pub(super) async fn plan(
                 table,
             )
             .await?
-            .unwrap_or_default();
+            .rows_or_zero();
             plan.before.insert((schema.clone(), table.clone()), rows);
         }
         plan.list = table_toc::list_file(&entries, &plan.taken.data, &BTreeSet::new());
@@ -435,7 +435,7 @@ async fn rows(target: &Client, meta: &Meta, plan: &TablePlan) -> Result<bool> {
         let Some(want) = table.rows else { continue };
         let have = client::count_rows(target, &table.schema, &table.name)
             .await?
-            .unwrap_or_default();
+            .rows_or_zero();
         let name = format!("{}.{}", table.schema, table.name);
         let (line, good) = match plan.before.get(&(table.schema.clone(), table.name.clone())) {
             Some(before) => {

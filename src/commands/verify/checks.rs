@@ -13,7 +13,7 @@ use crate::archive;
 use crate::meta::Meta;
 use crate::mode::Mode;
 use crate::pg::catalog::{self, Depth, Kind};
-use crate::pg::client;
+use crate::pg::client::{self, Count};
 
 /// What the copy is compared with.
 pub struct Expected<'a> {
@@ -128,13 +128,17 @@ async fn rows(copy: &Client, meta: Option<&Meta>, report: &mut Report) -> Result
             .await
             .context("in the copy")?;
         match have {
-            Some(have) if have == want => total += have,
-            Some(have) => mismatches.push(format!(
+            Count::Rows(have) if have == want => total += have,
+            Count::Rows(have) => mismatches.push(format!(
                 "{}.{}: {want} in meta.json, {have} restored",
                 table.schema, table.name
             )),
-            None => mismatches.push(format!(
+            Count::Missing => mismatches.push(format!(
                 "{}.{}: {want} in meta.json, table missing",
+                table.schema, table.name
+            )),
+            Count::NotATable(kind) => mismatches.push(format!(
+                "{}.{}: {want} in meta.json, but the copy has {kind} there (not read)",
                 table.schema, table.name
             )),
         }

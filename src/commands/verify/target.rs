@@ -1,6 +1,8 @@
 //! Where verify restores the copy: a temporary database on the source server
-//! or on `--target-url`, or one in a throwaway `--ephemeral` cluster; and
-//! removing it again (or, with `--no-cleanup`, saying what was left).
+//! or on `--target-url`, or one in a throwaway `--ephemeral` cluster, owned
+//! by a throwaway unprivileged role that pg_restore logs in as
+//! ([`crate::pg::verify_role`]); and removing both again (or, with
+//! `--no-cleanup`, saying what was left).
 
 use anyhow::Result;
 use tokio_postgres::Client;
@@ -12,6 +14,7 @@ use crate::pg::ephemeral::{Cleanup, Ephemeral};
 use crate::pg::tempdb;
 use crate::pg::tools::PgTools;
 use crate::pg::url::ConnSettings;
+use crate::pg::verify_role::{self, VerifyRole};
 use crate::signals::Signals;
 use crate::storage::BackupName;
 use crate::ui;
@@ -20,6 +23,8 @@ use crate::ui;
 /// whatever exists of it is removed when the run ends, whichever way.
 pub struct Place {
     admin: ConnSettings,
+    /// The throwaway role, once created (on a shared server: dropped at the end).
+    role: Option<String>,
     database: Option<String>,
     cluster: Option<Ephemeral>,
     /// The session holding the temporary database's advisory lock.
@@ -35,12 +40,14 @@ pub struct Server {
 
 /// The temporary database, created and locked as this run's.
 pub struct Prepared {
-    /// A connection setting for the temporary database.
+    /// pgbak's own connection setting for the temporary database.
     pub copy_conn: ConnSettings,
+    /// How pg_restore connects: as the throwaway role, into the temporary database.
+    pub restore_conn: ConnSettings,
+    /// The throwaway role (owner of the temporary database).
+    pub role: String,
     pub name: String,
     pub server_major: u32,
-    /// Restore with owners and privileges (the globals were replayed first).
-    pub owners: bool,
 }
 
 /// Connects to the server of `--target-url` (or the source's). Ok(None) when
@@ -84,10 +91,11 @@ fn could_not_run<T>(err: anyhow::Error, report: &mut Report) -> Result<Option<T>
     Ok(None)
 }
 
-/// Step 4: the temporary database, on `server` or (None) in a throwaway
-/// cluster started from `tools`, where the globals beside the dump are
-/// replayed first. `place` holds what exists as soon as it exists, so a
-/// signal at any point still removes it.
+/// Step 4: the throwaway role and the temporary database it owns, on
+/// `server` or (None) in a throwaway cluster started from `tools`, where the
+/// globals beside the dump are replayed first (the roles policies name then
+/// exist). `place` holds what exists as soon as it exists, so a signal at any
+/// point still removes it.
 pub async fn prepare(
     run: &Run<'_>,
     server: Option<Server>,
@@ -96,49 +104,12 @@ pub async fn prepare(
     report: &mut Report,
     place: &mut Option<Place>,
 ) -> Result<Option<Prepared>> {
-    let mut owners = false;
     let server = match server {
         Some(server) => server,
-        None => {
-            let cluster = match signals
-                .guard(Ephemeral::start(
-                    tools,
-                    if run.opts.no_cleanup {
-                        Cleanup::Keep
-                    } else {
-                        Cleanup::Remove
-                    },
-                ))
-                .await
-            {
-                Ok(cluster) => cluster,
-                Err(err) => return could_not_run(err, report),
-            };
-            let conn = cluster.conn("postgres");
-            *place = Some(Place {
-                admin: conn.clone(),
-                database: None,
-                cluster: Some(cluster),
-                lock_holder: None,
-            });
-            let client = signals.guard(client::connect(&conn)).await?;
-            let version = client::server_version(&client).await?;
-            owners = crate::commands::globals::into_ephemeral(
-                &client,
-                &conn,
-                run.located(),
-                run.meta(),
-                &run.opts.decrypt(),
-                run.backup.source.encrypted(),
-                signals,
-            )
-            .await;
-            Server {
-                conn,
-                client,
-                version,
-            }
-        }
+        None => match start_cluster(run, tools, signals, report, place).await? {
+            Some(server) => server,
+            None => return Ok(None),
+        },
     };
     report.target = Some(match place.as_ref().and_then(|p| p.cluster.as_ref()) {
         Some(cluster) => format!("throwaway cluster in {}", cluster.dir.display()),
@@ -146,48 +117,134 @@ pub async fn prepare(
     });
     if place.as_ref().is_none_or(|p| p.cluster.is_none()) {
         tempdb::sweep_dead_runs(&server.client).await;
+        verify_role::sweep_dead_runs(&server.client).await;
     }
-    // The place is known before CREATE DATABASE runs: a signal in between still drops it.
-    let slot = &mut place
-        .get_or_insert_with(|| Place {
-            admin: server.conn.clone(),
-            database: None,
-            cluster: None,
-            lock_holder: None,
-        })
-        .database;
+    // The place is known before CREATE ROLE/DATABASE run: a signal in between still drops them.
+    let place = place.get_or_insert_with(|| Place {
+        admin: server.conn.clone(),
+        role: None,
+        database: None,
+        cluster: None,
+        lock_holder: None,
+    });
+    let role = signals
+        .guard(verify_role::create(
+            &server.client,
+            &server.conn,
+            server.version.num,
+            &mut place.role,
+        ))
+        .await;
+    let no_db = "no temporary database";
+    let Some(role) = report.settle(CheckId::TempDb, role, no_db)? else {
+        return Ok(None);
+    };
     let created = signals
         .guard(tempdb::create(
             &server.client,
             &base_name(run),
             &server.conn,
-            slot,
+            &mut place.database,
+            Some(&role.name),
         ))
         .await;
-    let Some(name) = report.settle(CheckId::TempDb, created, "no temporary database")? else {
+    // The session that created them holds their advisory locks until the run
+    // ends: no other run's sweep drops a live run's database or role.
+    let Some(name) = report.settle(CheckId::TempDb, created, no_db)? else {
+        place.lock_holder = Some(server.client);
         return Ok(None);
     };
+    place.lock_holder = Some(server.client);
     report.temp_database = Some(name.clone());
+    let restore_conn = role.conn(&server.conn, &name);
+    let login = signals.guard(login_check(&restore_conn, &role)).await;
+    if report.settle(CheckId::TempDb, login, no_db)?.is_none() {
+        return Ok(None);
+    }
     report.pass(
         CheckId::TempDb,
         format!(
-            "{} on {}",
+            "{} on {}, restored as the throwaway role {} (no superuser, no privilege)",
             quote_ident(&name),
-            report.target.clone().unwrap_or_default()
+            report.target.clone().unwrap_or_default(),
+            role.name
         ),
     );
-    let prepared = Prepared {
+    Ok(Some(Prepared {
         copy_conn: server.conn.with_dbname(&name),
+        restore_conn,
+        role: role.name,
         name,
         server_major: server.version.major(),
-        owners,
+    }))
+}
+
+/// The throwaway cluster, started and recorded in `place`, with the globals
+/// beside the dump replayed; connected as its superuser. None when it could
+/// not start (the report says why).
+async fn start_cluster(
+    run: &Run<'_>,
+    tools: &PgTools,
+    signals: &mut Signals,
+    report: &mut Report,
+    place: &mut Option<Place>,
+) -> Result<Option<Server>> {
+    let cleanup = if run.opts.no_cleanup {
+        Cleanup::Keep
+    } else {
+        Cleanup::Remove
     };
-    // The session that created it holds its advisory lock until the run ends:
-    // no other run's sweep drops a live run's database.
-    if let Some(place) = place.as_mut() {
-        place.lock_holder = Some(server.client);
+    let started = signals
+        .guard(Ephemeral::start(tools, cleanup, &run.opts.ephemeral_user))
+        .await;
+    let cluster = match started {
+        Ok(cluster) => cluster,
+        Err(err) => return could_not_run(err, report),
+    };
+    let conn = cluster.conn("postgres");
+    *place = Some(Place {
+        admin: conn.clone(),
+        role: None,
+        database: None,
+        cluster: Some(cluster),
+        lock_holder: None,
+    });
+    let client = signals.guard(client::connect(&conn)).await?;
+    let version = client::server_version(&client).await?;
+    // Roles first (as the cluster's superuser, from the globals backup): the
+    // policies of the copy name them. The copy itself is restored without
+    // owners and privileges, as the throwaway role, like on any server.
+    crate::commands::globals::into_ephemeral(
+        &client,
+        &conn,
+        run.located(),
+        run.meta(),
+        &run.opts.decrypt(),
+        run.backup.source.encrypted(),
+        signals,
+    )
+    .await;
+    Ok(Some(Server {
+        conn,
+        client,
+        version,
+    }))
+}
+
+/// The throwaway role must be able to log in (pg_restore connects as it):
+/// a server whose pg_hba.conf refuses it is a finding naming the fix.
+async fn login_check(conn: &ConnSettings, role: &VerifyRole) -> Result<()> {
+    match client::connect(conn).await {
+        Ok(_) => Ok(()),
+        Err(err) => Err(crate::error::finding(format!(
+            "the throwaway role {} that verify restores as cannot log in on {} ({}): allow \
+             password (scram-sha-256) logins for roles named pgbak_verify_* in pg_hba.conf \
+             for the address pgbak connects from, or verify with --ephemeral",
+            role.name,
+            conn.endpoint(),
+            crate::error::one_line(&err)
+        ))),
     }
-    Ok(Some(prepared))
 }
 
 /// The database name the temporary one is named after: meta.json's, else the
@@ -212,29 +269,40 @@ pub async fn remove(no_cleanup: bool, place: Place, report: &mut Report) {
     // unmarked, no other run's sweep may take it for a dead run's.
     let Place {
         admin,
+        role,
         database,
         cluster,
         lock_holder: _held,
     } = place;
     if no_cleanup {
         let mut left = Vec::new();
-        if let Some(db) = &database {
+        if let (Some(db), None) = (&database, &cluster) {
             tempdb::keep(&admin, db).await;
+            let drop_role = role
+                .as_ref()
+                .map(|r| format!("; DROP ROLE {}", quote_ident(r)))
+                .unwrap_or_default();
+            if let Some(role) = &role {
+                verify_role::keep(&admin, role).await;
+            }
             left.push(format!(
-                "temporary database {} on {} (drop it with: psql -d postgres -c 'DROP DATABASE {} WITH (FORCE)')",
+                "temporary database {} on {} (drop it with: psql -d postgres -c 'DROP DATABASE {} WITH (FORCE){}')",
                 quote_ident(db),
                 admin.endpoint(),
-                quote_ident(db).replace('\'', "'\\''")
+                quote_ident(db).replace('\'', "'\\''"),
+                drop_role.replace('\'', "'\\''")
             ));
         }
         if let Some(cluster) = cluster {
+            let removal = cluster.removal_hint();
+            let dir = cluster.dir.display().to_string();
+            let connect = cluster.leave();
             left.push(format!(
-                "throwaway cluster in {} (socket there, port {}; remove it with: {})",
-                cluster.dir.display(),
+                "throwaway cluster in {dir} with database {} (socket there, port {}; {connect}; \
+                 remove it with: {removal})",
+                database.as_deref().map(quote_ident).unwrap_or_default(),
                 admin.port,
-                cluster.removal_hint()
             ));
-            cluster.leave();
         }
         let text = left.join("; ");
         ui::warn(&format!("--no-cleanup: left {text}"));
@@ -252,7 +320,22 @@ pub async fn remove(no_cleanup: bool, place: Place, report: &mut Report) {
         return;
     }
     if let Some(db) = &database {
-        match tempdb::drop(&admin, db).await {
+        drop_database(&admin, db).await;
+    }
+    if let Some(role) = &role {
+        if let Err(err) = verify_role::drop(&admin, role).await {
+            ui::error(&format!(
+                "could not drop the throwaway role {role} on {}: {} (drop it by hand: DROP ROLE {})",
+                admin.endpoint(),
+                crate::error::one_line(&err),
+                quote_ident(role)
+            ));
+        }
+    }
+}
+
+async fn drop_database(admin: &ConnSettings, db: &str) {
+    match tempdb::drop(admin, db).await {
             Ok(()) => ui::info(&format!(
                 "dropped the temporary database {}",
                 quote_ident(db)
@@ -264,6 +347,5 @@ pub async fn remove(no_cleanup: bool, place: Place, report: &mut Report) {
                 crate::error::one_line(&err),
                 quote_ident(db)
             )),
-        }
     }
 }

@@ -19,7 +19,9 @@ use crate::ui;
 
 mod script;
 pub mod sessions;
+mod unprivileged;
 mod verdict;
+pub use unprivileged::{extension_schemas, superuser_only};
 pub use verdict::{
     classify, distinct, failure, judge, missing_extension, one_line, Outcome, STDERR_CAP,
 };
@@ -37,9 +39,26 @@ impl Input {
     /// Adds the archive to pg_restore's command line (or its stdin).
     fn attach(&self, cmd: &mut Command) -> Result<()> {
         match self {
-            Input::File(path) => {
-                cmd.arg(path);
-            }
+            Input::File(path) => match own_fd(path) {
+                // pgbak is not dumpable (crate::hardening), so a child may not
+                // open /proc/<pgbak>/fd/N: it inherits the descriptor instead
+                // and opens its own /proc/self/fd/N (its workers too).
+                Some(fd) => {
+                    cmd.arg(format!("/proc/self/fd/{fd}"));
+                    // SAFETY: only fcntl (async-signal-safe) between fork and exec, on a
+                    // descriptor this process holds open for the child's whole life.
+                    unsafe {
+                        cmd.pre_exec(move || {
+                            let fd = std::os::fd::BorrowedFd::borrow_raw(fd);
+                            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())
+                                .map_err(std::io::Error::from)
+                        });
+                    }
+                }
+                None => {
+                    cmd.arg(path);
+                }
+            },
             Input::Pipe(read) => {
                 let dup = read
                     .try_clone()
@@ -49,6 +68,12 @@ impl Input {
         }
         Ok(())
     }
+}
+
+/// N when `path` is `/proc/<this process>/fd/N` (an unnamed file pgbak holds).
+fn own_fd(path: &Path) -> Option<i32> {
+    let own = format!("/proc/{}/fd/", std::process::id());
+    path.to_str()?.strip_prefix(&own)?.parse().ok()
 }
 
 /// What `pg_restore --list` found.
@@ -146,6 +171,11 @@ pub struct RestoreJob<'a> {
     /// (`--lock-wait-timeout`): then pgbak cancels it and names who blocked
     /// it. None: no limit.
     pub lock_wait_timeout: Option<Duration>,
+    /// Restore tablespace assignments; false is `--no-tablespaces` (verify's
+    /// copy: its throwaway role may create in no tablespace but the default).
+    pub tablespaces: bool,
+    /// `--role`: SET ROLE to it after connecting (`pgbak restore --role`).
+    pub role: Option<&'a str>,
 }
 
 /// How `restore --table` treats the target.
@@ -210,6 +240,12 @@ pub async fn restore(
     let mut cmd = job.tools.command("pg_restore", job.conn);
     if !job.owners {
         cmd.arg("--no-owner").arg("--no-privileges");
+    }
+    if !job.tablespaces {
+        cmd.arg("--no-tablespaces");
+    }
+    if let Some(role) = job.role {
+        cmd.arg(format!("--role={role}"));
     }
     cmd.arg("--no-password")
         .arg(format!("--jobs={}", job.jobs.max(1)))

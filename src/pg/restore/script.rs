@@ -175,6 +175,7 @@ pub fn judge(stderr: &str, success: bool) -> Outcome {
         not_created: Vec::new(),
         error_entries: 0,
         blockers: Vec::new(),
+        needs_superuser: Vec::new(),
     };
     for line in stderr.lines() {
         let message = line

@@ -17,6 +17,11 @@ pub struct Outcome {
     /// --no-privileges` cannot skip). The data is intact, the copy is not:
     /// verify fails a check, restore names each one.
     pub not_created: Vec<String>,
+    /// Objects only a superuser may create (event triggers, subscriptions),
+    /// not created by an unprivileged restore: verify's copy goes on without
+    /// them (its checks do not cover them) and names them; a real restore
+    /// fails on them.
+    pub needs_superuser: Vec<String>,
     /// Entries pg_restore reported as `error:` (harmless ones included), to
     /// compare with its own `errors ignored on restore: N`.
     #[serde(skip)]
@@ -135,6 +140,12 @@ pub fn classify(stderr: &str, exit_ok: bool) -> Outcome {
                     outcome.not_created.push(object);
                     outcome.warnings.push(text);
                 }
+                Entry::NeedsSuperuser(object) => {
+                    if !outcome.needs_superuser.contains(&object) {
+                        outcome.needs_superuser.push(object);
+                    }
+                    outcome.warnings.push(text);
+                }
                 Entry::Error => outcome.errors.push(text),
             }
         }
@@ -146,8 +157,9 @@ pub fn classify(stderr: &str, exit_ok: bool) -> Outcome {
         // `<message 2>`, or a bare `error: <message 2>`.
         let (mut rest, mut prefixed, mut is_error) = (line, false, false);
         loop {
-            if let Some(r) = rest.strip_prefix("pg_restore: ") {
-                (rest, prefixed) = (r, true);
+            // Also glued without its space (`pg_restore:pg_restore: error: ...`).
+            if let Some(r) = rest.strip_prefix("pg_restore:") {
+                (rest, prefixed) = (r.strip_prefix(' ').unwrap_or(r), true);
             } else if let Some(r) = rest.strip_prefix("error: ") {
                 (rest, is_error) = (r, true);
             } else {
@@ -201,6 +213,9 @@ enum Entry {
     Harmless,
     /// A role it names does not exist: this object (described) was not created.
     NotCreated(String),
+    /// Only a superuser may create this object (described), and the restore
+    /// runs as a role that is not one.
+    NeedsSuperuser(String),
     Error,
 }
 
@@ -218,6 +233,19 @@ fn judge_entry(entry: &str) -> Entry {
         std::iter::once(first).chain(lines.filter(|l| {
             l.contains("ERROR:") || l.starts_with("error: ") || l.starts_with("FATAL:")
         }));
+    if let Some(object) = superuser_only_object(command) {
+        // Refused for want of a superuser, or (comment, alter) missing because it was.
+        let denied = |l: &&str| {
+            l.contains("permission denied to create")
+                || l.contains("must be superuser")
+                || ((l.contains("event trigger \"") || l.contains("subscription \""))
+                    && l.contains("does not exist"))
+        };
+        if errors.clone().all(|l| denied(&l)) {
+            return Entry::NeedsSuperuser(object);
+        }
+        return Entry::Error;
+    }
     let mut not_created = None;
     for line in errors {
         if line.contains("role \"") && line.contains("does not exist") {
@@ -238,6 +266,21 @@ fn is_harmless_line(line: &str, command: &str) -> bool {
         || line.contains("must be owner of extension")
         || line.contains("must be owner of schema")
         || (line.contains("unrecognized configuration parameter") && command.starts_with("SET "))
+}
+
+/// `EVENT TRIGGER t` or `SUBSCRIPTION s` for the statements that create one
+/// (or comment on, alter it: those fail when it was not created): the objects
+/// only a superuser may create. None for anything else.
+fn superuser_only_object(command: &str) -> Option<String> {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let (kind, name) = match words.as_slice() {
+        ["CREATE" | "ALTER", "EVENT", "TRIGGER", name, ..]
+        | ["COMMENT", "ON", "EVENT", "TRIGGER", name, ..] => ("EVENT TRIGGER", *name),
+        ["CREATE" | "ALTER", "SUBSCRIPTION", name, ..]
+        | ["COMMENT", "ON", "SUBSCRIPTION", name, ..] => ("SUBSCRIPTION", *name),
+        _ => return None,
+    };
+    Some(format!("{kind} {}", name.trim_end_matches(';')))
 }
 
 /// `POLICY p ON public.t` for a `CREATE POLICY`, `USER MAPPING FOR r SERVER s`
@@ -309,6 +352,53 @@ pg_restore: error: could not execute query: ERROR:  extension \"vector\" already
 Command was: CREATE EXTENSION vector;
 pg_restore: warning: errors ignored on restore: 3
 ";
+
+    #[test]
+    fn a_prefix_glued_without_its_space_still_starts_an_entry() {
+        let stderr = "pg_restore: error: could not execute query: ERROR:  must be owner of extension vector\n\
+Command was: COMMENT ON EXTENSION vector IS 'vector data type';\n\
+pg_restore:pg_restore: error: could not execute query: ERROR:  unrecognized configuration parameter \"transaction_timeout\"\n\
+Command was: SET transaction_timeout = 0;\n\
+error: could not execute query: ERROR:  unrecognized configuration parameter \"transaction_timeout\"\n\
+Command was: SET transaction_timeout = 0;\n\
+pg_restore: warning: errors ignored on restore: 3\n";
+        let outcome = judge(stderr, Some(1), None, false, 1);
+        assert!(outcome.succeeded(), "{outcome:?}");
+        assert_eq!(outcome.error_entries, 3, "{outcome:?}");
+    }
+
+    #[test]
+    fn superuser_only_objects_are_named_not_failed_and_nothing_else_is() {
+        let stderr = "pg_restore: error: could not execute query: ERROR:  permission denied to create event trigger \"audit_ddl\"\n\
+HINT:  Must be superuser to create an event trigger.\n\
+Command was: CREATE EVENT TRIGGER audit_ddl ON ddl_command_end\n   EXECUTE FUNCTION public.log_ddl();\n\
+pg_restore: error: could not execute query: ERROR:  event trigger \"audit_ddl\" does not exist\n\
+Command was: COMMENT ON EVENT TRIGGER audit_ddl IS 'x';\n\
+pg_restore: error: could not execute query: ERROR:  permission denied to create subscription\n\
+DETAIL:  Only roles with privileges of the \"pg_create_subscription\" role may create subscriptions.\n\
+Command was: CREATE SUBSCRIPTION sub1 CONNECTION 'host=x' PUBLICATION p WITH (connect = false, slot_name = 'sub1');\n\
+pg_restore: warning: errors ignored on restore: 3\n";
+        let outcome = judge(stderr, Some(1), None, false, 1);
+        assert!(outcome.succeeded(), "{outcome:?}");
+        assert_eq!(
+            outcome.needs_superuser,
+            vec![
+                "EVENT TRIGGER audit_ddl".to_owned(),
+                "SUBSCRIPTION sub1".to_owned()
+            ]
+        );
+        // An event trigger whose function is missing is a real error.
+        let broken = "pg_restore: error: could not execute query: ERROR:  function public.nope() does not exist\n\
+Command was: CREATE EVENT TRIGGER t ON ddl_command_end EXECUTE FUNCTION public.nope();\n\
+pg_restore: warning: errors ignored on restore: 1\n";
+        let outcome = judge(broken, Some(1), None, false, 1);
+        assert_eq!(outcome.errors.len(), 1, "{outcome:?}");
+        // Anything else a superuser alone may do stays an error (an untrusted language).
+        let untrusted = "pg_restore: error: could not execute query: ERROR:  permission denied for language plpython3u\n\
+Command was: CREATE FUNCTION public.f() RETURNS integer LANGUAGE plpython3u AS 'return 1';\n\
+pg_restore: warning: errors ignored on restore: 1\n";
+        assert_eq!(judge(untrusted, Some(1), None, false, 1).errors.len(), 1);
+    }
 
     #[test]
     fn harmless_complaints_are_warnings() {

@@ -180,6 +180,21 @@ pub fn postgres_ids() -> (u32, u32) {
     })
 }
 
+/// uid and gid of the system user `name` (which must exist).
+pub fn ids_of(name: &str) -> (u32, u32) {
+    let id = |flag: &str| -> u32 {
+        let out = Command::new("id")
+            .args([flag, name])
+            .output()
+            .expect("running id");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("no user {name}"))
+    };
+    (id("-u"), id("-g"))
+}
+
 /// Gives `path` (recursively) to the postgres user when running as root; no-op otherwise.
 pub fn chown_to_postgres(path: &Path) {
     if !is_root() {
@@ -296,8 +311,48 @@ pub fn pgbak(pg: &Pg) -> Command {
     cmd
 }
 
+/// The unprivileged system user `verify --ephemeral` runs its throwaway server as when pgbak
+/// runs as root (pgbak's default, as the package creates it).
+pub const EPHEMERAL_USER: &str = "pgbak";
+
+/// Whether the system user `name` exists.
+pub fn user_exists(name: &str) -> bool {
+    Command::new("id")
+        .args(["-u", name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// As root, makes sure [`EPHEMERAL_USER`] exists (created once per machine, idempotently: a
+/// concurrent creation by another test process is fine).
+pub fn ensure_ephemeral_user() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        if !is_root() || user_exists(EPHEMERAL_USER) {
+            return;
+        }
+        let _ = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+            ])
+            .arg(EPHEMERAL_USER)
+            .status();
+        assert!(
+            user_exists(EPHEMERAL_USER),
+            "running as root, and the system user {EPHEMERAL_USER} that verify --ephemeral \
+             needs could not be created (useradd --system {EPHEMERAL_USER})"
+        );
+    });
+}
+
 /// The `pgbak` binary with the same clean environment and no `PGBAK_PG_BIN_DIR`.
 pub fn pgbak_bare() -> Command {
+    ensure_ephemeral_user();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgbak"));
     clear_pgbak_env(&mut cmd);
     cmd.stdin(Stdio::null());
