@@ -28,7 +28,7 @@ pub const CODES: &[(u8, &str)] = &[
     (
         USAGE,
         "Bad usage or configuration (a bad URL or flag, no new-enough pg_dump, no terminal for a \
-         restore's confirmation): nothing was attempted.",
+         restore's confirmation, a meta.json written by a newer pgbak): nothing was attempted.",
     ),
     (
         LOCKED,

@@ -45,6 +45,7 @@ pub mod signals;
 pub mod signing;
 pub mod storage;
 pub mod ui;
+pub mod version;
 
 use std::process::ExitCode;
 
@@ -92,7 +93,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Prune(args) => commands::prune::run(PruneSettings::resolve(args)?).await,
         cli::Command::Unpin(args) => commands::unpin::run(UnpinSettings::resolve(args)?).await,
         cli::Command::Completions(args) => commands::completions::run(args),
-        cli::Command::Man => commands::man::run(),
+        cli::Command::Man(args) => commands::man::run(args),
     }
 }
 

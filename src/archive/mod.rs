@@ -202,39 +202,44 @@ impl MetaState {
     }
 }
 
-pub fn read_meta(located: &Located) -> MetaState {
-    read_meta_and_text(located).0
+/// meta.json as far as it can be read; Err only for one written in a newer
+/// format than this pgbak reads (exit 2: the backup is never taken for one
+/// without meta.json).
+pub fn read_meta(located: &Located) -> Result<MetaState> {
+    read_meta_and_text(located).map(|(state, _)| state)
 }
 
-/// meta.json as far as it could be read, and its text (which the signature covers).
-fn read_meta_and_text(located: &Located) -> (MetaState, Option<String>) {
+/// meta.json as far as it could be read, and its text (which the signature
+/// covers); Err only for a newer format, as [`read_meta`].
+fn read_meta_and_text(located: &Located) -> Result<(MetaState, Option<String>)> {
     let Some(path) = &located.meta_path else {
         if located.temporary {
-            return (
+            return Ok((
                 MetaState::Unavailable(format!(
                     "the bucket holds no meta.json for {}",
                     located.dump.display()
                 )),
                 None,
-            );
+            ));
         }
-        return (
+        return Ok((
             MetaState::Unavailable(format!(
                 "{} has no meta.json beside it (its name does not end in .dump)",
                 located.dump.display()
             )),
             None,
-        );
+        ));
     };
     if !path.exists() {
-        return (
+        return Ok((
             MetaState::Unavailable(format!("{} is missing", path.display())),
             None,
-        );
+        ));
     }
     match Meta::read_with_text(path) {
-        Ok((meta, text)) => (MetaState::Read(Box::new(meta)), Some(text)),
-        Err(err) => (MetaState::Unavailable(one_line(&err)), None),
+        Ok((meta, text)) => Ok((MetaState::Read(Box::new(meta)), Some(text))),
+        Err(err) if crate::meta::is_newer_format(&err) => Err(err),
+        Err(err) => Ok((MetaState::Unavailable(one_line(&err)), None)),
     }
 }
 
@@ -271,7 +276,7 @@ impl Backup {
     /// encrypted backup without one that fits is a usage error (exit 2). The
     /// same identity opens meta.json's sealed section.
     pub fn open(located: Located, decrypt: &Decrypt) -> Result<Backup> {
-        let (mut meta_state, meta_text) = read_meta_and_text(&located);
+        let (mut meta_state, meta_text) = read_meta_and_text(&located)?;
         let source = Source::open(
             &located.dump,
             meta_state.meta(),

@@ -438,6 +438,8 @@ async fn read_groups(
                         read.seen.push(Seen::from_meta(&b.name, &meta));
                     }
                     Ok(None) => read.incomplete += 1,
+                    // A newer format than this pgbak reads: exit 2, never a guess at freshness.
+                    Err(err) if crate::meta::is_newer_format(&err) => return Err(err),
                     Err(err) => {
                         ui::warn(&crate::error::one_line(&err));
                         read.incomplete += 1;
@@ -483,7 +485,10 @@ async fn read_meta(b: &Listed, store: Option<&s3::Store>) -> Result<Option<Meta>
     let local = match &b.local_meta {
         Some(path) => match Meta::read(path) {
             Ok(meta) => Some(meta),
-            Err(err) if b.s3_meta.is_none() => return Err(err),
+            // A newer format in either copy is exit 2, never a guess at freshness.
+            Err(err) if b.s3_meta.is_none() || crate::meta::is_newer_format(&err) => {
+                return Err(err)
+            }
             Err(err) => {
                 ui::warn(&crate::error::one_line(&err));
                 None
@@ -494,7 +499,7 @@ async fn read_meta(b: &Listed, store: Option<&s3::Store>) -> Result<Option<Meta>
     let remote = match (&b.s3_meta, store) {
         (Some(key), Some(store)) => match store.read_meta(key).await {
             Ok(meta) => meta,
-            Err(err) if local.is_none() => return Err(err),
+            Err(err) if local.is_none() || crate::meta::is_newer_format(&err) => return Err(err),
             Err(err) => {
                 ui::warn(&crate::error::one_line(&err));
                 None

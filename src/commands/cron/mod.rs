@@ -108,7 +108,7 @@ pub async fn run(settings: CronSettings) -> Result<ExitCode> {
     crate::archive::fetch_dir::sweep();
     ui::info(&format!(
         "pgbak cron {} starting (pid {}): {} into {}, keep {}, verify {}, log {}",
-        env!("CARGO_PKG_VERSION"),
+        crate::version::LINE,
         std::process::id(),
         config::what_is_backed_up(&config),
         backup_dir.display(),

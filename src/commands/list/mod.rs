@@ -70,6 +70,10 @@ pub struct Entry {
     pub complete: bool,
     pub local: Option<LocalFiles>,
     pub s3: Option<RemoteObjects>,
+    /// Why its meta.json could not be read (e.g. written in a newer format by a
+    /// newer pgbak); absent when it was read or there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -97,6 +101,19 @@ struct Found {
     locked_until: Option<String>,
     /// The newest verdict found beside the backup (either place).
     verdict: Option<crate::meta::Verification>,
+    /// The error reading its meta.json, and whether it is a newer format (exit 2).
+    unreadable: Option<(String, bool)>,
+}
+
+impl Found {
+    /// Keeps a meta.json read error: warned, shown in the entry, and a newer
+    /// format than this pgbak reads makes the listing exit 2.
+    fn note_unreadable(&mut self, err: &anyhow::Error) {
+        let text = crate::error::one_line(err);
+        ui::warn(&text);
+        let newer = crate::meta::is_newer_format(err);
+        self.unreadable = Some((text, newer));
+    }
 }
 
 pub async fn run(settings: ListSettings) -> Result<ExitCode> {
@@ -140,6 +157,10 @@ pub async fn run(settings: ListSettings) -> Result<ExitCode> {
         list_s3(store, now, &mut found).await?;
     }
 
+    let newer = found
+        .values()
+        .filter(|f| f.unreadable.as_ref().is_some_and(|(_, newer)| *newer))
+        .count();
     let mut entries = entries(found, plans, now);
     let statuses = runs::statuses(&settings).await?;
     for e in &mut entries {
@@ -166,6 +187,14 @@ pub async fn run(settings: ListSettings) -> Result<ExitCode> {
             ui::stdout_line(&line);
         }
     }
+    if newer > 0 {
+        // Listed, but never misread: say so in the exit code too.
+        ui::error(&format!(
+            "{newer} backup(s) have a meta.json in a newer format than this pgbak {} reads: upgrade pgbak",
+            env!("CARGO_PKG_VERSION")
+        ));
+        return Ok(ExitCode::from(crate::error::USAGE));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -177,7 +206,7 @@ fn list_local(dir: &Path, found: &mut BTreeMap<String, Found>) -> Result<()> {
         if backup.has_meta {
             match Meta::read(&backup.meta) {
                 Ok(meta) => entry.meta = Some(meta),
-                Err(err) => ui::warn(&crate::error::one_line(&err)),
+                Err(err) => entry.note_unreadable(&err),
             }
         }
         if backup.has_verdict {
@@ -216,7 +245,7 @@ async fn list_s3(
         if backup.has_meta && entry.meta.is_none() {
             match store.read_meta(&backup.meta_key).await {
                 Ok(meta) => entry.meta = meta,
-                Err(err) => ui::warn(&crate::error::one_line(&err)),
+                Err(err) => entry.note_unreadable(&err),
             }
         }
         if backup.has_dump && entry.size.is_none() {
@@ -318,6 +347,7 @@ fn entry(
         complete,
         local: f.local.map(|(_, _, files)| files),
         s3: f.s3.map(|(_, _, objects)| objects),
+        unreadable: f.unreadable.map(|(text, _)| text),
     };
     // A run's backups sort together, at the time the run started.
     let at = entry
@@ -348,10 +378,10 @@ pub fn table(entries: &[Entry]) -> Vec<String> {
         .iter()
         .map(|e| {
             [
-                if e.complete {
-                    e.name.clone()
-                } else {
-                    format!("{} (incomplete)", e.name)
+                match (e.complete, &e.unreadable) {
+                    (_, Some(_)) => format!("{} (unreadable meta.json)", e.name),
+                    (true, None) => e.name.clone(),
+                    (false, None) => format!("{} (incomplete)", e.name),
                 },
                 e.server.clone().unwrap_or_else(|| "?".into()),
                 e.mode.to_string(),
