@@ -72,7 +72,7 @@ pgbak="$assets/bin/pgbak"
 # backup directory; the packaged one runs /usr/bin/pgbak and writes under /var/lib/pgbak.
 sed -e 's|/usr/local/bin/pgbak|/usr/bin/pgbak|g' \
     -e 's|^ReadWritePaths=/var/backups/enterprise-agents$|ReadWritePaths=/var/lib/pgbak|' \
-    -e '/^# Install (see the README/,/^#   systemctl daemon-reload/c\
+    -e '/^# Install (see /,/^#   systemctl daemon-reload/c\
 # Installed by the pgbak package: set DATABASE_URL and the rest in /etc/pgbak/pgbak.env\
 # (pgbak cron --env-file /etc/pgbak/pgbak.env --check-config checks it), then\
 #   systemctl enable --now pgbak.timer' \

@@ -222,7 +222,7 @@ install_age() {
     fi
 }
 
-# ssh-keygen and jq audit pgbak's backup signatures the way the README shows (tests/it/bucket_signing.rs).
+# ssh-keygen and jq audit pgbak's backup signatures the way docs/encryption.md shows (tests/it/bucket_signing.rs).
 install_audit_tools() {
     command -v ssh-keygen >/dev/null 2>&1 && command -v jq >/dev/null 2>&1 && return 0
     if ! is_root || ! command -v apt-get >/dev/null 2>&1; then

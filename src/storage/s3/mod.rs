@@ -240,7 +240,7 @@ const NO_CREDENTIALS: &str = "no AWS credentials found: set AWS_ACCESS_KEY_ID an
     identity token, a container or an instance role provides them";
 
 /// An access-denied error names the IAM permission the step needs (the
-/// README's policy lists them all); other errors pass unchanged.
+/// IAM policy in docs/s3.md lists them all); other errors pass unchanged.
 fn needs(err: anyhow::Error, permission: &str) -> anyhow::Error {
     let text = err.to_string();
     if text.contains("AccessDenied") || text.contains("HTTP 403") {
