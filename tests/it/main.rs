@@ -5,6 +5,7 @@ mod support;
 
 mod any_database;
 mod backup;
+mod backup_lock;
 mod bucket_downgrade;
 mod bucket_meta_sql;
 mod bucket_signing;

@@ -411,7 +411,9 @@ async fn newest_in_group(
         .iter()
         .filter_map(|f| {
             let f = f.strip_suffix(".partial").unwrap_or(f);
-            let f = f.strip_suffix(crate::storage::s3::MARKER_SUFFIX).unwrap_or(f);
+            let f = f
+                .strip_suffix(crate::storage::s3::MARKER_SUFFIX)
+                .unwrap_or(f);
             BackupName::parse(f).or_else(|| BackupName::parse_verdict(f))
         })
         .filter(|n| n.group() == group)
