@@ -14,7 +14,7 @@
 //! - [`storage`] names and lists the backup set on local disk;
 //! - [`meta`] is the meta.json written beside every dump;
 //! - [`retention`] decides, as a pure function, which backups to keep and which
-//!   rule keeps them, and applies that to any [`storage::BackupStore`];
+//!   rule keeps them, and applies that to any [`storage::Store`];
 //! - [`anomaly`] compares a new backup with the previous one (pin on collapse);
 //! - [`children`] marks the processes pgbak starts and stops those a killed run left behind;
 //! - [`lock`] keeps two cron runs from overlapping; [`alert`], [`heartbeat`] and [`metrics`] report them;
@@ -50,6 +50,7 @@ pub mod signals;
 pub mod signing;
 pub mod storage;
 pub mod ui;
+pub mod version;
 
 use std::process::ExitCode;
 
@@ -62,6 +63,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     use settings::commands::{PruneSettings, UnpinSettings};
     use settings::cron::CronSettings;
     use settings::{check::CheckSettings, restore::RestoreSettings, verify::VerifySettings};
+    use storage::Stores;
     let global =
         GlobalSettings::resolve_for(&cli.global, &cli.command, settings::secrets::redactor(&cli));
     ui::init(global.verbosity, global.redactor.clone())?;
@@ -76,28 +78,61 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         children::stop_leftovers().await;
         archive::fetch_dir::sweep();
     }
+    // Each command's stores are built here, once, from its settings
+    // (`storage::Stores`, `storage::Place`): commands talk to them and never
+    // build one; an S3 client is made at its store's first request.
     match cli.command {
         cli::Command::Backup(args) => {
-            commands::backup::run(BackupSettings::resolve(&global, args)?).await
+            let settings = BackupSettings::resolve(&global, args)?;
+            let job = &settings.plan.job;
+            let stores = Stores::open(Some(&job.output_dir), job.s3.as_ref());
+            commands::backup::run(settings, &stores).await
         }
         cli::Command::Restore(args) => {
-            commands::restore::run(RestoreSettings::resolve(&global, args)?).await
+            let settings = RestoreSettings::resolve(&global, args)?;
+            let store = settings.restoring.place().open();
+            commands::restore::run(settings, &store).await
         }
         cli::Command::Verify(args) => {
-            commands::verify::run(VerifySettings::resolve(&global, args)?).await
+            let settings = VerifySettings::resolve(&global, args)?;
+            let store = settings.backup.place().open();
+            commands::verify::run(settings, &store).await
         }
         cli::Command::Cron(args) => {
-            commands::cron::run(CronSettings::resolve(&global, *args)).await
+            let settings = CronSettings::resolve(&global, *args);
+            let stores = match &settings.config {
+                Ok(config) => {
+                    let job = &config.plan.job;
+                    Stores::open(Some(&job.output_dir), job.s3.as_ref())
+                }
+                // (Reported as the run's failure, before anything is opened.)
+                Err(_) => Stores::default(),
+            };
+            commands::cron::run(settings, &stores).await
         }
-        cli::Command::List(args) => commands::list::run(ListSettings::resolve(args)?).await,
+        cli::Command::List(args) => {
+            let settings = ListSettings::resolve(args)?;
+            let stores = Stores::open(Some(&settings.backup_dir), settings.s3.as_ref());
+            commands::list::run(settings, &stores).await
+        }
         cli::Command::Check(args) => {
-            commands::check::run(&global, CheckSettings::resolve(args)?).await
+            let settings = CheckSettings::resolve(args)?;
+            let stores = Stores::open(Some(&settings.backup_dir), settings.s3.as_ref());
+            commands::check::run(&global, settings, &stores).await
         }
         cli::Command::Keygen(args) => commands::keygen::run(KeygenSettings::resolve(args)),
-        cli::Command::Prune(args) => commands::prune::run(PruneSettings::resolve(args)?).await,
-        cli::Command::Unpin(args) => commands::unpin::run(UnpinSettings::resolve(args)?).await,
+        cli::Command::Prune(args) => {
+            let settings = PruneSettings::resolve(args)?;
+            let stores = Stores::open(settings.local.as_deref(), settings.s3.as_ref());
+            commands::prune::run(settings, &stores).await
+        }
+        cli::Command::Unpin(args) => {
+            let settings = UnpinSettings::resolve(args)?;
+            let stores = Stores::open(Some(&settings.backup_dir), settings.s3.as_ref());
+            commands::unpin::run(settings, &stores).await
+        }
         cli::Command::Completions(args) => commands::completions::run(args),
-        cli::Command::Man => commands::man::run(),
+        cli::Command::Man(args) => commands::man::run(args),
     }
 }
 
@@ -167,6 +202,35 @@ mod layout {
                 !text.contains("crate::cli"),
                 "{name} uses crate::cli: resolve its settings in settings/ instead"
             );
+        }
+    }
+
+    #[test]
+    fn only_storage_connects_to_s3_or_names_a_backend() {
+        // (Spelled in two halves, so this test does not find itself.)
+        let connect = concat!("s3::", "connect");
+        let variants = [
+            concat!("Store::", "Local"),
+            concat!("Store::", "S3"),
+            concat!("Store::", "Memory"),
+        ];
+        for (name, text) in files() {
+            if name.starts_with("storage/") {
+                continue;
+            }
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or_default();
+                assert!(
+                    !code.contains(connect),
+                    "{name}:{}: connects to S3 outside storage/: use the store built at dispatch",
+                    n + 1
+                );
+                assert!(
+                    !variants.iter().any(|v| code.contains(v)),
+                    "{name}:{}: names a storage backend outside storage/: ask the store",
+                    n + 1
+                );
+            }
         }
     }
 

@@ -171,7 +171,7 @@ pub struct DecryptArgs {
 }
 
 /// Retention rules, shared by `backup`, `cron` and `prune`. A backup is kept
-/// when any rule keeps it; see the README's retention section.
+/// when any rule keeps it; see docs/retention.md.
 #[derive(Debug, Clone, Default, Args)]
 pub struct RetentionArgs {
     /// Keep the newest N backups of each group (database, mode, label); 0 keeps all.

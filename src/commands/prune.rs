@@ -15,11 +15,10 @@ use chrono::Utc;
 
 use crate::retention::apply::{self, Outcome, Remote, Scope};
 use crate::settings::commands::{Output, PruneSettings};
-use crate::storage::local::LocalStore;
-use crate::storage::s3;
+use crate::storage::Stores;
 use crate::ui;
 
-pub async fn run(settings: PruneSettings) -> Result<ExitCode> {
+pub async fn run(settings: PruneSettings, stores: &Stores) -> Result<ExitCode> {
     let dry_run = settings.dry_run;
     ui::info(&format!(
         "prune{}: rules {}",
@@ -34,13 +33,11 @@ pub async fn run(settings: PruneSettings) -> Result<ExitCode> {
         dry_run,
         store: "local",
     };
-    let local = settings.local.as_deref().map(LocalStore::new);
-    let store = match settings.s3.clone() {
-        Some(s3_settings) => Some(s3::connect(s3_settings).await?),
-        None => None,
-    };
-    let remote = store.as_ref().map(|store| Remote { store, apply: true });
-    let (local, remote) = apply::both(local.as_ref(), remote, &scope, now).await?;
+    let remote = stores
+        .bucket
+        .as_ref()
+        .map(|store| Remote { store, apply: true });
+    let (local, remote) = apply::both(stores.local.as_ref(), remote, &scope, now).await?;
     let outcomes: Vec<Outcome> = local
         .into_iter()
         .chain(remote)

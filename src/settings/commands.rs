@@ -61,7 +61,7 @@ impl GlobalSettings {
             Command::Backup(a) => (Some(&a.dump.tools), Some(a.dump.lock_wait_timeout)),
             Command::Cron(a) => (Some(&a.dump.tools), Some(a.dump.lock_wait_timeout)),
             Command::Verify(a) => (Some(&a.source.tools), None),
-            Command::Restore(a) => (Some(&a.source.tools), None),
+            Command::Restore(a) => (Some(&a.source.tools), Some(a.lock_wait_timeout)),
             _ => (None, None),
         };
         if global.pg_bin_dir.is_none() {

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use super::commands::GlobalSettings;
-use crate::archive::{Decrypt, Place, Wanted};
+use crate::archive::{Decrypt, Wanted};
 pub use crate::cli::DEFAULT_BACKUP_DIR;
 use crate::cli::{BackupSourceArgs, DecryptArgs, RestoreArgs};
 use crate::mode::Mode;
@@ -19,6 +19,7 @@ use crate::pg::url::ConnSettings;
 use crate::signing::TrustedKeys;
 use crate::storage::s3::{parse_uri, S3Settings};
 use crate::storage::select::Selector;
+use crate::storage::Place;
 
 /// The backup `args` name: an `s3://` URI (checked, and the S3 settings in
 /// its bucket), a file, or else the newest backup `select` accepts, under
@@ -96,6 +97,16 @@ pub enum Restoring {
     One(Wanted),
     /// `--all-databases`: a whole-server run found here.
     AllDatabases(Place, RunWanted),
+}
+
+impl Restoring {
+    /// Where the backup (or the run) is: the store built at dispatch.
+    pub fn place(&self) -> Place {
+        match self {
+            Restoring::One(wanted) => wanted.place(),
+            Restoring::AllDatabases(place, _) => place.clone(),
+        }
+    }
 }
 
 /// Which run `--all-databases` restores and how it treats the target's roles.

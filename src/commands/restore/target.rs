@@ -173,7 +173,7 @@ pub(super) async fn drop_staging(conn: &ConnSettings, staging: &str) {
             .await
             .map_err(|e| db_error(e, &format!("dropping {}", quote_ident(staging))))
     };
-    match tokio::time::timeout(std::time::Duration::from_secs(10), work).await {
+    match tokio::time::timeout(std::time::Duration::from_secs(30), work).await {
         Ok(Ok(())) => crate::ui::info(&format!(
             "removed the unfinished copy {}; {} was not touched",
             quote_ident(staging),

@@ -50,17 +50,16 @@ use crate::pg::tools::PgTools;
 use crate::settings::commands::Output;
 use crate::settings::verify::VerifySettings;
 use crate::signals::Signals;
-use crate::storage::s3::S3Settings;
-use crate::storage::BackupStore;
+use crate::storage::Store;
 use crate::ui;
 
 pub use crate::settings::verify::{split_table, Target, VerifyOptions};
 pub use report::{Check, CheckId, Report, Status};
 use target::{Place, Prepared, Server};
 
-pub async fn run(settings: VerifySettings) -> Result<ExitCode> {
+pub async fn run(settings: VerifySettings, store: &Store) -> Result<ExitCode> {
     let mut signals = Signals::new()?;
-    let located = archive::locate(&settings.backup).await?;
+    let located = archive::locate(&settings.backup, store).await?;
     let report = verify_located(&settings.options, located, &mut signals).await?;
     if settings.output == Output::Json {
         ui::stdout_line(&serde_json::to_string_pretty(&report).context("encoding the report")?);
@@ -146,45 +145,27 @@ fn verification_of(report: &Report) -> Verification {
     }
 }
 
-/// Records the verdict where the backup lives: beside it under the S3
-/// prefix it was read from, or, for a local file, beside it and in its
-/// meta.json's `verification` (atomically; the other keys as they were).
-/// A failure is a warning: the verdict is still the exit code.
+/// Records the verdict where the backup lives (its store: a
+/// `<stem>.verify.json` beside it; in a directory also in its meta.json's
+/// `verification`, atomically, the other keys as they were). A failure is a
+/// warning: the verdict is still the exit code.
 async fn record(meta: &Meta, located: &Located, verification: &Verification) {
-    let recorded = match (&located.origin, &located.meta_path) {
-        (Some(origin), _) => {
-            async {
-                let store = crate::storage::s3::connect(S3Settings::clone(&origin.s3)).await?;
-                store.store_verdict(&origin.name, verification).await?;
-                Ok(store.uri(&store.key_for(&origin.name.verdict_file())))
-            }
-            .await
-        }
-        (None, Some(path)) if !located.temporary => record_local(meta, path, verification),
-        _ => return,
+    let Some(origin) = &located.origin else {
+        return;
     };
-    match recorded {
-        Ok(place) => ui::info(&format!("verdict recorded in {place}")),
+    match origin
+        .store
+        .record_verdict(&origin.file, meta, verification)
+        .await
+    {
+        Ok(Some(place)) => ui::info(&format!("verdict recorded in {place}")),
+        Ok(None) => {}
         Err(err) => ui::warn(&format!(
             "could not record the verdict beside {}: {}",
             located.dump.display(),
             crate::error::one_line(&err)
         )),
     }
-}
-
-/// A local backup's verdict: `<stem>.verify.json` beside it, and meta.json's field.
-fn record_local(meta: &Meta, path: &Path, verification: &Verification) -> Result<String> {
-    let mut meta = meta.clone();
-    meta.verification = Some(verification.clone());
-    meta.write(path)?;
-    let file = path.file_name().map(|f| f.to_string_lossy().into_owned());
-    let name = file.as_deref().and_then(crate::storage::BackupName::parse);
-    if let (Some(name), Some(dir)) = (name, path.parent()) {
-        crate::storage::verdict::write_local(dir, &name, verification)?;
-        return Ok(dir.join(name.verdict_file()).display().to_string());
-    }
-    Ok(path.display().to_string())
 }
 
 /// The last line: passed, failed (naming the checks), or could not run.

@@ -214,7 +214,8 @@ impl Store {
         let body = serde_json::to_vec(&marker).context("encoding the upload marker")?;
         let (sse, kms_key) = self.sse_headers();
         let sent = self
-            .client
+            .client()
+            .await
             .put_object()
             .bucket(self.bucket())
             .key(marker_key(key))
@@ -283,7 +284,8 @@ impl Store {
         let body = serde_json::to_vec(marker).context("encoding the upload marker")?;
         let (sse, kms_key) = self.sse_headers();
         // No storage class: a small object that lives for hours is cheapest in STANDARD.
-        self.client
+        self.client()
+            .await
             .put_object()
             .bucket(self.bucket())
             .key(key)
