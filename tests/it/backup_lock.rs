@@ -25,11 +25,7 @@ fn backup_while_another_run_of_its_group_holds_the_lock_exits_75_and_writes_noth
         "names the holder: {}",
         output_text(&out)
     );
-    assert_eq!(
-        files(tmp.path()),
-        vec![format!(".pgbak-{}_full.lock", db.name)],
-        "nothing but the lock file"
-    );
+    assert!(files(tmp.path()).is_empty(), "{:?}", files(tmp.path()));
 
     // Another mode is another group: not held.
     let schema = backup(pg, &db.name, tmp.path(), &["--mode", "schema"]);
