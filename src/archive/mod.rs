@@ -143,7 +143,7 @@ fn nothing_advice(dir: &Path) -> String {
     } else {
         " (the directory does not exist)"
     };
-    if dir == Path::new(crate::settings::restore::DEFAULT_BACKUP_DIR) {
+    if dir == Path::new(crate::settings::defaults::BACKUP_DIR) {
         format!(
             "{missing}; that is the default directory: pass --backup-dir (or set BACKUP_DIR) to \
              where the backups are, name a backup file, or use --from-s3"
@@ -380,7 +380,7 @@ mod tests {
 
     #[test]
     fn the_advice_names_the_default_directory_only_when_it_was_the_default() {
-        let default = nothing_advice(Path::new(crate::settings::restore::DEFAULT_BACKUP_DIR));
+        let default = nothing_advice(Path::new(crate::settings::defaults::BACKUP_DIR));
         assert!(default.contains("pass --backup-dir"), "{default}");
         let given = nothing_advice(Path::new("/nonexistent/pgbak-backups"));
         assert!(!given.contains("--backup-dir"), "{given}");

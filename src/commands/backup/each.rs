@@ -101,10 +101,9 @@ async fn steps(
         });
     }
     if let Some(options) = verify {
-        let mut opts = options.clone();
-        opts.conn = job.conn.clone();
         // Each database is held to its own meta.json's tables, plus the
         // explicit entries naming it (`db:schema.table`) or every database.
+        let opts = options.for_database(&job.conn);
         let verified = fresh::verify_made(&opts, job.s3.as_ref(), &made, signals);
         if run.step(Step::Verify, verified).await.is_none() {
             return;

@@ -120,12 +120,12 @@ fn check_config(settings: &CheckSettings) -> Result<ExitCode> {
 }
 
 /// What a check found: its verdict and the lines that say why (for the heartbeat).
-struct Outcome {
+struct CheckSummary {
     ok: bool,
     summary: Vec<String>,
 }
 
-async fn check(settings: &CheckSettings) -> Result<Outcome> {
+async fn check(settings: &CheckSettings) -> Result<CheckSummary> {
     let limits = settings.limits;
     let (groups, store) = list_groups(settings).await?;
 
@@ -177,7 +177,7 @@ fn report(
     reports: &[GroupReport],
     run_problems: &[String],
     now: DateTime<Utc>,
-) -> Result<Outcome> {
+) -> Result<CheckSummary> {
     let ok = !reports.is_empty() && reports.iter().all(|r| r.ok) && run_problems.is_empty();
     let limits = settings.limits;
     if let Some(path) = &settings.prometheus {
@@ -209,7 +209,7 @@ fn report(
             settings.mode.as_str()
         );
         ui::error(&line);
-        return Ok(Outcome {
+        return Ok(CheckSummary {
             ok: false,
             summary: vec![line],
         });
@@ -256,7 +256,7 @@ fn report(
     };
     summary.push(last);
     summary.extend(table(reports));
-    Ok(Outcome {
+    Ok(CheckSummary {
         ok: failed.is_empty() && run_problems.is_empty(),
         summary,
     })

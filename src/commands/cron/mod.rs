@@ -25,7 +25,6 @@
 //!    success, the metrics file always, the alert on failure. None of these
 //!    changes the exit code: 0 only when 6-8 succeeded.
 
-mod argv;
 mod config;
 mod logs;
 mod report;
@@ -48,11 +47,10 @@ use crate::settings::cron::{CronConfig, CronSettings, Reporter, ALL_DATABASES};
 use crate::signals::Signals;
 use crate::ui;
 
-pub use argv::{command as argv_command, env_file_flag, is_cron, ENV_FILE_COMMANDS};
 pub use report::unparsed;
 
 /// What the run did so far, for the alert and the metrics.
-pub(crate) struct Run {
+pub(crate) struct CronRun {
     started: DateTime<Utc>,
     clock: Instant,
     log: Option<PathBuf>,
@@ -71,7 +69,7 @@ pub(crate) struct Failed {
 }
 
 pub async fn run(settings: CronSettings) -> Result<ExitCode> {
-    let mut run = Run::new();
+    let mut run = CronRun::new();
     let CronSettings {
         reporter,
         reporting,
@@ -113,7 +111,7 @@ pub async fn run(settings: CronSettings) -> Result<ExitCode> {
         config::what_is_backed_up(&config),
         backup_dir.display(),
         job.policy,
-        if config.verify { "on" } else { "off" },
+        if config.verify.is_some() { "on" } else { "off" },
         run.log
             .as_ref()
             .map_or(String::new(), |p| p.display().to_string())
@@ -141,7 +139,7 @@ pub async fn run(settings: CronSettings) -> Result<ExitCode> {
 /// A run that ended before its steps: reported like any failure.
 async fn failed(
     reporter: &Reporter,
-    run: Run,
+    run: CronRun,
     step: Step,
     error: anyhow::Error,
     log_keep: u32,
@@ -149,9 +147,9 @@ async fn failed(
     report::finish(reporter, run, Err(Failed { step, error }), log_keep).await
 }
 
-impl Run {
-    pub(crate) fn new() -> Run {
-        Run {
+impl CronRun {
+    pub(crate) fn new() -> CronRun {
+        CronRun {
             started: Utc::now(),
             clock: Instant::now(),
             log: None,
@@ -181,16 +179,20 @@ impl Run {
 
 /// Steps 6-8; the first failure ends them, but a failed upload does not stop
 /// the verify and local retention of the complete local backup.
-async fn steps(config: &CronConfig, run: &mut Run, signals: &mut Signals) -> Result<(), Failed> {
+async fn steps(
+    config: &CronConfig,
+    run: &mut CronRun,
+    signals: &mut Signals,
+) -> Result<(), Failed> {
     let job = &config.plan.job;
     if let Some(excludes) = &config.plan.all_databases {
         // Every database and the globals, each database at parity with a
         // one-database run: verified (with --verify), anomaly-checked, pruned.
-        let verify = config.verify.then(|| verify_options(config));
+        let verify = config.verify.as_ref();
         let outcome = run
             .step(Step::Backup, async {
                 backup::check_object_lock(job).await?;
-                super::backup::all::backup_run(job, excludes, signals, verify.as_ref()).await
+                super::backup::all::backup_run(job, excludes, signals, verify).await
             })
             .await?;
         let result = outcome.result();
@@ -237,9 +239,9 @@ async fn steps(config: &CronConfig, run: &mut Run, signals: &mut Signals) -> Res
             error::one_line(err)
         ));
     }
-    if config.verify {
+    if let Some(options) = &config.verify {
         let verified = run
-            .step(Step::Verify, verify_step(config, &made, signals))
+            .step(Step::Verify, verify_step(config, options, &made, signals))
             .await;
         if let Err(mut failed) = verified {
             if let Some(upload) = &upload_failed {
@@ -268,40 +270,32 @@ async fn steps(config: &CronConfig, run: &mut Run, signals: &mut Signals) -> Res
     }
 }
 
-/// The options of the verify step (step 7) for a backup of `job`'s server.
-fn verify_options(config: &CronConfig) -> VerifyOptions {
-    let job = &config.plan.job;
-    let mut opts = VerifyOptions::new(job.conn.clone(), job.pg_bin_dir.clone());
-    opts.target = config.verify_target.clone();
-    opts.expected_tables = config.expected_tables.clone();
-    opts.identity_file = config.identity_file.clone();
-    opts.scratch_dir = config.scratch_dir.clone();
-    opts.require_encryption = config.require_encryption;
-    opts.trusted_keys = config.trusted_keys.clone();
-    opts
-}
-
 /// Step 7: restore the new backup into a temporary database (or the target
 /// server, or a throwaway cluster) and run every check of `pgbak verify`;
 /// the verdict is recorded locally and beside the upload.
-async fn verify_step(config: &CronConfig, made: &Made, signals: &mut Signals) -> Result<()> {
+async fn verify_step(
+    config: &CronConfig,
+    options: &VerifyOptions,
+    made: &Made,
+    signals: &mut Signals,
+) -> Result<()> {
     let s3 = config.plan.job.s3.as_ref();
-    verify::fresh::verify_made(&verify_options(config), s3, made, signals).await
+    verify::fresh::verify_made(options, s3, made, signals).await
 }
 
 /// How the run ended in `failed`, for the alert's wording.
-fn outcome_of(failed: &Failed) -> alert::Outcome {
+fn outcome_of(failed: &Failed) -> alert::RunEnd {
     let code = error::exit_code(&failed.error);
     if code == error::SIGINT || code == error::SIGTERM {
-        alert::Outcome::Interrupted
+        alert::RunEnd::Interrupted
     } else if failed
         .error
         .chain()
         .any(|cause| cause.is::<VerifyCouldNotRun>())
     {
-        alert::Outcome::CouldNotRun
+        alert::RunEnd::CouldNotRun
     } else {
-        alert::Outcome::Failed
+        alert::RunEnd::Failed
     }
 }
 
@@ -313,14 +307,14 @@ mod tests {
     #[test]
     fn outcomes_tell_interruptions_and_verify_that_could_not_run_apart() {
         let cases = [
-            (anyhow!("pg_dump failed"), alert::Outcome::Failed),
+            (anyhow!("pg_dump failed"), alert::RunEnd::Failed),
             (
                 error::interrupted(crate::signals::Signal::Terminate).context("verifying"),
-                alert::Outcome::Interrupted,
+                alert::RunEnd::Interrupted,
             ),
             (
                 anyhow::Error::new(VerifyCouldNotRun("connection refused".into())),
-                alert::Outcome::CouldNotRun,
+                alert::RunEnd::CouldNotRun,
             ),
         ];
         for (error, want) in cases {

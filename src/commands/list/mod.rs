@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::meta::Meta;
 use crate::mode::Mode;
-use crate::retention::apply::{self, Outcome, Remote, Scope};
+use crate::retention::apply::{self, Fate, Remote, Scope};
 use crate::settings::commands::{ListSettings, Output};
 use crate::storage::local::LocalStore;
 use crate::storage::s3::{self, Store};
@@ -121,7 +121,7 @@ pub async fn run(settings: ListSettings) -> Result<ExitCode> {
     let local_store = LocalStore::new(&settings.backup_dir);
     let remote = store.as_ref().map(|store| Remote { store, apply: true });
     let (local, remote) = apply::both(Some(&local_store), remote, &scope, now).await?;
-    let mut plans: BTreeMap<String, Outcome> = local
+    let mut plans: BTreeMap<String, Fate> = local
         .into_iter()
         .flat_map(|a| a.outcomes)
         .map(|o| (o.name.clone(), o))
@@ -253,7 +253,7 @@ async fn list_s3(
 /// at the time the run started, its globals first.
 fn entries(
     found: BTreeMap<String, Found>,
-    mut plans: BTreeMap<String, Outcome>,
+    mut plans: BTreeMap<String, Fate>,
     now: DateTime<Utc>,
 ) -> Vec<Entry> {
     let mut entries: Vec<(chrono::NaiveDateTime, Entry)> = found
@@ -277,7 +277,7 @@ fn entries(
 fn entry(
     stem: String,
     f: Found,
-    plan: Option<Outcome>,
+    plan: Option<Fate>,
     now: DateTime<Utc>,
 ) -> Option<(chrono::NaiveDateTime, Entry)> {
     let name = f.name?;

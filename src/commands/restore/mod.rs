@@ -504,7 +504,7 @@ async fn run_pg_restore(
     plain: Plain,
     jobs: u32,
     signals: &mut Signals,
-) -> Result<pg_restore::Outcome> {
+) -> Result<pg_restore::PgRestoreVerdict> {
     ui::info(&format!(
         "restoring {} into database {} on {} with {} jobs (maintenance_work_mem {})",
         backup.located.dump.display(),
@@ -537,7 +537,7 @@ async fn run_pg_restore(
 /// errors printed. True when pg_restore succeeded.
 fn judge_restore(
     opts: &RestoreOptions,
-    outcome: &pg_restore::Outcome,
+    outcome: &pg_restore::PgRestoreVerdict,
     clock: std::time::Instant,
     server_major: u32,
     not_restored: &mut Vec<String>,

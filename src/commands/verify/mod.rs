@@ -56,7 +56,7 @@ use crate::ui;
 
 pub use crate::settings::verify::{split_table, Target, VerifyOptions};
 pub use report::{Check, CheckId, Report, Status};
-use target::{Place, Prepared, Server};
+use target::{Prepared, Server, TempTarget};
 
 pub async fn run(settings: VerifySettings) -> Result<ExitCode> {
     let mut signals = Signals::new()?;
@@ -85,12 +85,12 @@ pub async fn verify_backup(
 }
 
 /// One verify's inputs, read-only for every step.
-pub(super) struct Run<'a> {
+pub(super) struct Verifying<'a> {
     opts: &'a VerifyOptions,
     backup: &'a Backup,
 }
 
-impl Run<'_> {
+impl Verifying<'_> {
     fn meta(&self) -> Option<&Meta> {
         self.backup.meta()
     }
@@ -110,11 +110,11 @@ pub async fn verify_located(
     ui::info(&format!("verifying {}", located.dump.display()));
     // A missing or wrong identity is a usage error (exit 2) before anything is touched.
     let backup = Backup::open(located, &opts.decrypt())?;
-    let run = Run {
+    let run = Verifying {
         opts,
         backup: &backup,
     };
-    let mut place: Option<Place> = None;
+    let mut place: Option<TempTarget> = None;
     let outcome = run_checks(&run, signals, &mut report, &mut place).await;
     if let Some(place) = place {
         target::remove(opts.no_cleanup, place, &mut report).await;
@@ -217,10 +217,10 @@ fn summarize(report: &Report, located: &Located) {
 /// The steps; each either goes on or has already said in the report why the
 /// rest is skipped. `Err` is an interruption or a fault of pgbak's own.
 async fn run_checks(
-    run: &Run<'_>,
+    run: &Verifying<'_>,
     signals: &mut Signals,
     report: &mut Report,
-    place: &mut Option<Place>,
+    place: &mut Option<TempTarget>,
 ) -> Result<()> {
     if !meta_and_checksum(run, signals, report).await? {
         return Ok(());
@@ -272,7 +272,7 @@ async fn run_checks(
 /// Checks 1-2: meta.json, and the checksum before anything reads the archive.
 /// False when the file does not match its checksum (the rest is skipped).
 async fn meta_and_checksum(
-    run: &Run<'_>,
+    run: &Verifying<'_>,
     signals: &mut Signals,
     report: &mut Report,
 ) -> Result<bool> {
@@ -336,7 +336,7 @@ struct Opened {
 /// Check 3: the header, the target server (its version decides the tools),
 /// a pg_restore that reads the archive, and its table of contents.
 async fn open_archive(
-    run: &Run<'_>,
+    run: &Verifying<'_>,
     signals: &mut Signals,
     report: &mut Report,
 ) -> Result<Option<Opened>> {
@@ -377,7 +377,7 @@ async fn open_archive(
 /// Check 5: pg_restore into the temporary database, after making sure the
 /// server has every extension the archive needs. False when it could not run.
 async fn restore_copy(
-    run: &Run<'_>,
+    run: &Verifying<'_>,
     archive: &Opened,
     prepared: &Prepared,
     copy: &tokio_postgres::Client,
@@ -510,7 +510,7 @@ fn write_list(toc: &str) -> Result<tempfile::NamedTempFile> {
 /// lists as the source's), each in the schema the archive names, created in
 /// the temporary database as the connecting role. A failure is a Finding.
 async fn create_extensions(
-    run: &Run<'_>,
+    run: &Verifying<'_>,
     archive: &Opened,
     prepared: &Prepared,
     copy: &tokio_postgres::Client,
@@ -531,7 +531,7 @@ async fn create_extensions(
 /// lock). A copy that cannot be read (the server went away) fails the checks
 /// not yet decided; the report still prints.
 async fn check_copy(
-    run: &Run<'_>,
+    run: &Verifying<'_>,
     prepared: &Prepared,
     copy: &tokio_postgres::Client,
     extensions: &BTreeSet<String>,

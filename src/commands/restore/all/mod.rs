@@ -43,7 +43,7 @@ use crate::settings::restore::{RestoreOptions, RunWanted};
 use crate::signals::Signals;
 use crate::ui;
 use inventory::Inventory;
-use plan::{Preflight, Run};
+use plan::{ChosenRun, Preflight};
 
 /// How long the rebuild waits for the target to accept connections again
 /// (a restart, a failover) before it gives up on the rest.
@@ -141,7 +141,7 @@ pub(super) async fn restore_all(
 }
 
 /// The chosen run's backups and its server.
-fn run_of(inventory: &Inventory, choice: &Choice) -> Result<(Run, Option<ServerIdentity>)> {
+fn run_of(inventory: &Inventory, choice: &Choice) -> Result<(ChosenRun, Option<ServerIdentity>)> {
     let view = inventory
         .views
         .iter()
@@ -161,7 +161,7 @@ fn run_of(inventory: &Inventory, choice: &Choice) -> Result<(Run, Option<ServerI
         .unwrap_or_default();
     databases.sort_by(|a: &inventory::Member, b| a.meta.database.cmp(&b.meta.database));
     Ok((
-        Run {
+        ChosenRun {
             id: choice.run.clone(),
             globals,
             databases,
@@ -172,7 +172,11 @@ fn run_of(inventory: &Inventory, choice: &Choice) -> Result<(Run, Option<ServerI
 
 /// The databases backed up in this place (by the same server) that the
 /// run does not contain, each with its newest backup's time.
-fn left_out(inventory: &Inventory, run: &Run, server: Option<&ServerIdentity>) -> Vec<String> {
+fn left_out(
+    inventory: &Inventory,
+    run: &ChosenRun,
+    server: Option<&ServerIdentity>,
+) -> Vec<String> {
     let in_run: BTreeSet<&str> = run
         .databases
         .iter()
@@ -285,7 +289,7 @@ async fn restore_roles(
 async fn restore_databases(
     opts: &RestoreOptions,
     conn: &ConnSettings,
-    run: &Run,
+    run: &ChosenRun,
     done_before: &BTreeSet<String>,
     signals: &mut Signals,
 ) -> Result<Vec<String>> {
@@ -358,7 +362,7 @@ fn list_or_none(names: &[&str]) -> String {
 /// The last line; the journal removed when the whole run is restored.
 async fn finish(
     conn: &ConnSettings,
-    run: &Run,
+    run: &ChosenRun,
     roles: &RolesOutcome,
     failed: &[String],
 ) -> Result<bool> {

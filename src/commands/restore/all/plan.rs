@@ -27,7 +27,7 @@ use crate::signals::Signals;
 use crate::storage::s3::{self, S3Settings};
 
 /// The chosen run's backups.
-pub struct Run {
+pub struct ChosenRun {
     pub id: String,
     pub globals: Member,
     pub databases: Vec<Member>,
@@ -56,7 +56,7 @@ pub struct Preflight {
 pub async fn preflight(
     admin: &Client,
     place: &Place,
-    run: &Run,
+    run: &ChosenRun,
     opts: &RestoreOptions,
     journal: Option<&Journal>,
     signals: &mut Signals,
@@ -278,7 +278,7 @@ async fn read_globals(
 /// What the plan shows.
 pub struct Shown<'a> {
     pub conn: &'a ConnSettings,
-    pub run: &'a Run,
+    pub run: &'a ChosenRun,
     pub choice: &'a crate::runs::choose::Choice,
     /// The run's server, described.
     pub server: &'a str,
