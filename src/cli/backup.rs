@@ -64,12 +64,11 @@ pub struct DumpArgs {
         long,
         env = vars::PGBAK_PAUSE_REPLAY,
         value_parser = parse_bool,
-        action = clap::ArgAction::SetTrue,
-        overrides_with = "no_pause_replay"
+        action = clap::ArgAction::SetTrue
     )]
     pub pause_replay: bool,
-    /// Do not pause WAL replay, even when PGBAK_PAUSE_REPLAY=true.
-    #[arg(long, overrides_with = "pause_replay")]
+    /// Do not pause WAL replay, even when PGBAK_PAUSE_REPLAY=true (or --pause-replay) says to.
+    #[arg(long)]
     pub no_pause_replay: bool,
     /// Every connectable non-template database of the server, each in its own backup, plus
     /// one globals backup (roles, memberships, tablespaces).
@@ -78,12 +77,12 @@ pub struct DumpArgs {
         long,
         env = vars::PGBAK_ALL_DATABASES,
         value_parser = parse_bool,
-        action = clap::ArgAction::SetTrue,
-        overrides_with = "no_all_databases"
+        action = clap::ArgAction::SetTrue
     )]
     pub all_databases: bool,
-    /// Back up the one database of DATABASE_URL, even when PGBAK_ALL_DATABASES=true.
-    #[arg(long, overrides_with = "all_databases")]
+    /// Back up the one database of DATABASE_URL, even when PGBAK_ALL_DATABASES=true (or
+    /// --all-databases) says all.
+    #[arg(long)]
     pub no_all_databases: bool,
     /// Leave role passwords out of the globals backup (roles then restore without passwords).
     #[arg(

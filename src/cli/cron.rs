@@ -26,12 +26,11 @@ pub struct CronArgs {
         long,
         env = vars::VERIFY_ON_BACKUP,
         value_parser = parse_bool,
-        action = clap::ArgAction::SetTrue,
-        overrides_with = "no_verify"
+        action = clap::ArgAction::SetTrue
     )]
     pub verify: bool,
-    /// Do not verify, even when VERIFY_ON_BACKUP=true.
-    #[arg(long, overrides_with = "verify")]
+    /// Do not verify, even when VERIFY_ON_BACKUP=true (or --verify) says to.
+    #[arg(long)]
     pub no_verify: bool,
     #[command(flatten)]
     pub dump: DumpArgs,

@@ -39,6 +39,7 @@ mod s3_checks;
 mod s3_markers;
 mod sealed_meta;
 mod server_identity;
+mod settings_booleans;
 mod table_restore;
 mod tls;
 mod trust;

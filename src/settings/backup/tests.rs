@@ -112,10 +112,9 @@ fn the_flag_or_the_variable_leaves_role_passwords_out() {
             env.push(("PGBAK_NO_ROLE_PASSWORDS", value));
         }
         let got = backup(flags, &env);
-        if want.is_none() {
-            assert!(is_usage(got), "backup {flags:?} {value:?}");
-        } else {
-            assert_eq!(got.unwrap().plan.job.no_role_passwords, want.unwrap());
+        match want {
+            None => assert!(is_usage(got), "backup {flags:?} {value:?}"),
+            Some(want) => assert_eq!(got.unwrap().plan.job.no_role_passwords, want),
         }
         let got = cron(flags, &env).ok().map(|p| p.job.no_role_passwords);
         assert_eq!(got, want, "cron {flags:?} {value:?}");
@@ -153,10 +152,11 @@ fn pause_replay_from_the_flag_or_the_variable_unless_no_pause_replay() {
     assert!(pause(&[], Some("on")));
     assert!(!pause(&[], Some("0")));
     assert!(!pause(&["--no-pause-replay"], Some("true")));
-    assert!(pause(
+    assert!(!pause(
         &["--no-pause-replay", "--pause-replay"],
         Some("true")
     ));
+    assert!(!pause(&["--pause-replay", "--no-pause-replay"], None));
 }
 
 #[test]

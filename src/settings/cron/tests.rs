@@ -70,8 +70,8 @@ fn verify_from_the_flag_or_the_strict_variable_unless_no_verify() {
         // --no-verify switches a `true` in the environment off for one run.
         (&["--no-verify"], Some("true"), Some(false)),
         (&["--no-verify"], None, Some(false)),
-        // On the command line the last of the two wins.
-        (&["--no-verify", "--verify"], Some("true"), Some(true)),
+        // --no-verify wins over --verify too, wherever it stands.
+        (&["--no-verify", "--verify"], Some("true"), Some(false)),
         (&["--verify", "--no-verify"], None, Some(false)),
     ];
     for (flags, value, want) in cases {
@@ -106,7 +106,8 @@ fn all_databases_from_the_variable_unless_no_all_databases() {
     assert!(all(&[], "true"));
     assert!(!all(&[], "off"));
     assert!(!all(&["--no-all-databases"], "true"));
-    assert!(all(&["--no-all-databases", "--all-databases"], "false"));
+    assert!(!all(&["--no-all-databases", "--all-databases"], "false"));
+    assert!(!all(&["--all-databases", "--no-all-databases"], "true"));
     assert!(parsed(&[], &[URL, ("PGBAK_ALL_DATABASES", "ture")]).is_err());
 }
 
