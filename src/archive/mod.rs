@@ -3,7 +3,8 @@
 //! (a path, the newest in a directory or under the S3 prefix, or fetched from
 //! S3), its meta.json, and the steps both commands take on it, in order, as
 //! methods of [`Backup`]: the checksum against meta.json, the archive header,
-//! a pg_restore that can read it, and its `pg_restore --list`.
+//! a pg_restore that can read it, and its `pg_restore --list`; then restoring
+//! it ([`restore`]: the extensions it needs, decryption, pg_restore judged).
 //!
 //! A step that finds the backup bad returns a [`crate::error::Finding`]:
 //! verify reports it as a failed check, restore refuses with it. Any other
@@ -11,6 +12,7 @@
 
 pub mod fetch_dir;
 mod header;
+pub mod restore;
 mod tools;
 mod trust;
 

@@ -41,10 +41,11 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use chrono::{SecondsFormat, Utc};
 
+use crate::archive::restore::{self, Restored};
 use crate::archive::{self, Backup, Located, MetaState, Untrusted};
 use crate::meta::{Meta, Verification};
 use crate::mode::Mode;
-use crate::pg::client::{self, install_hint, quote_ident};
+use crate::pg::client::{self, quote_ident};
 use crate::pg::restore::{self as pg_restore, Listing, RestoreJob};
 use crate::pg::tools::PgTools;
 use crate::settings::commands::Output;
@@ -248,10 +249,7 @@ async fn run_checks(
     else {
         return Ok(());
     };
-    let extensions: BTreeSet<String> = match run.meta() {
-        Some(meta) => meta.extensions.keys().cloned().collect(),
-        None => archive.listing.extensions.iter().cloned().collect(),
-    };
+    let extensions = run.backup.wanted_extensions(&archive.listing);
     let copy = signals.guard(client::connect(&prepared.copy_conn)).await?;
     if !restore_copy(
         run,
@@ -385,37 +383,31 @@ async fn restore_copy(
     signals: &mut Signals,
     report: &mut Report,
 ) -> Result<bool> {
-    let missing = client::unavailable_extensions(copy, extensions).await?;
-    if missing.is_empty() {
-        // Created by pgbak itself, as the connecting role: the throwaway role
-        // that restores may not create most extensions.
-        let created = signals
-            .guard(create_extensions(run, archive, prepared, copy, extensions))
-            .await;
-        if report
-            .settle(CheckId::Restore, created, "the restore could not run")?
-            .is_none()
-        {
-            return Ok(false);
-        }
-    } else {
+    if let Some(missing) =
+        client::missing_extensions(copy, extensions, prepared.server_major).await?
+    {
         report.fail(
             CheckId::Restore,
             format!(
-                "the verify server ({}) lacks the extension(s) {}: {}",
-                report.target.clone().unwrap_or_default(),
-                missing.join(", "),
-                install_hint(&missing, prepared.server_major)
+                "the verify server ({}) {missing}, {ELSEWHERE}",
+                report.target.clone().unwrap_or_default()
             ),
         );
         report.skip_rest("the restore could not run");
         return Ok(false);
     }
-    let clock = Instant::now();
-    let (plain, jobs) = match signals
-        .guard(run.backup.source.for_restore(run.opts.jobs))
-        .await
+    // Created by pgbak itself, as the connecting role: the throwaway role
+    // that restores may not create most extensions.
+    let created = signals
+        .guard(create_extensions(run, archive, prepared, copy, extensions))
+        .await;
+    if report
+        .settle(CheckId::Restore, created, "the restore could not run")?
+        .is_none()
     {
+        return Ok(false);
+    }
+    let (plain, jobs) = match run.backup.readable(run.opts.jobs, signals).await {
         Ok(opened) => opened,
         Err(err) if crate::error::exit_code(&err) != crate::error::FAILED => return Err(err),
         Err(err) => {
@@ -436,27 +428,37 @@ async fn restore_copy(
     // superuser (or an extension's owner) may create (named in the verdict).
     let (toc, left_out) = pg_restore::superuser_only(&archive.listing.toc);
     let list_file = write_list(&toc)?;
+    let mwm = &run.opts.maintenance_work_mem;
     let job = RestoreJob {
-        tools: &archive.tools,
-        conn: &prepared.restore_conn,
-        jobs,
-        maintenance_work_mem: &run.opts.maintenance_work_mem,
         list_file: Some(list_file.path()),
-        schemas: &[],
-        owners: false,
-        table_way: None,
-        lock_wait_timeout: None,
-        tablespaces: false,
-        role: None,
+        ..RestoreJob::new(&archive.tools, &prepared.restore_conn, jobs, mwm)
     };
-    let mut outcome = plain.restore(&job, signals).await?;
+    let mut restored = restore::restore(plain, &job, prepared.server_major, signals).await?;
+    let outcome = &mut restored.verdict;
     for object in left_out {
         if !outcome.needs_superuser.contains(&object) {
             outcome.needs_superuser.push(object);
         }
     }
     report.pg_restore_warnings = outcome.warnings.clone();
-    if outcome.succeeded() && !outcome.not_created.is_empty() {
+    report_restore(&restored, report);
+    Ok(true)
+}
+
+/// Where else a backup can be verified when this server lacks an extension.
+const ELSEWHERE: &str = "or verify with --target-url / --ephemeral where it is installed";
+
+/// Check 5's line: passed (naming what only a superuser could create),
+/// failed, or restored without the objects a missing role names.
+fn report_restore(restored: &Restored, report: &mut Report) {
+    let outcome = &restored.verdict;
+    if let Some(failure) = &restored.failure {
+        let detail = match &restored.missing {
+            Some(missing) => format!("{failure}. {}, {ELSEWHERE}", missing.install_hint()),
+            None => failure.clone(),
+        };
+        report.fail(CheckId::Restore, detail);
+    } else if !outcome.not_created.is_empty() {
         // The rows are there, but a copy without its policies is not the backup.
         report.fail(
             CheckId::Restore,
@@ -469,10 +471,10 @@ async fn restore_copy(
                 outcome.not_created.join(", ")
             ),
         );
-    } else if outcome.succeeded() {
+    } else {
         let mut detail = format!(
             "pg_restore finished in {:.1}s ({} harmless warning(s))",
-            clock.elapsed().as_secs_f64(),
+            restored.duration.as_secs_f64(),
             outcome.warnings.len()
         );
         if !outcome.needs_superuser.is_empty() {
@@ -484,17 +486,7 @@ async fn restore_copy(
             ));
         }
         report.pass(CheckId::Restore, detail);
-    } else {
-        let mut detail = pg_restore::failure(&outcome).to_string();
-        if let Some(ext) = outcome.missing_extension() {
-            detail = format!(
-                "{detail}. {}",
-                install_hint(std::slice::from_ref(&ext), prepared.server_major)
-            );
-        }
-        report.fail(CheckId::Restore, detail);
     }
-    Ok(true)
 }
 
 /// A table of contents for pg_restore's `--use-list`, in a temporary file.

@@ -178,6 +178,32 @@ pub struct RestoreJob<'a> {
     pub role: Option<&'a str>,
 }
 
+impl<'a> RestoreJob<'a> {
+    /// The whole archive into `conn`'s database with `jobs` jobs, and nothing
+    /// more: no owners, privileges or tablespaces, no selection, no lock
+    /// limit (verify's copy). Restore adds what it keeps.
+    pub fn new(
+        tools: &'a PgTools,
+        conn: &'a ConnSettings,
+        jobs: u32,
+        maintenance_work_mem: &'a str,
+    ) -> RestoreJob<'a> {
+        RestoreJob {
+            tools,
+            conn,
+            jobs,
+            maintenance_work_mem,
+            list_file: None,
+            schemas: &[],
+            owners: false,
+            table_way: None,
+            lock_wait_timeout: None,
+            tablespaces: false,
+            role: None,
+        }
+    }
+}
+
 /// How `restore --table` treats the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableWay {
