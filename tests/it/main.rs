@@ -32,6 +32,7 @@ mod kubernetes;
 mod list;
 mod names;
 mod restore;
+mod restore_prompt;
 mod retention;
 mod runs;
 mod s3;

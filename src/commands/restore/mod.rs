@@ -25,6 +25,7 @@
 
 mod after;
 mod all;
+mod confirm;
 mod owners;
 mod table;
 mod target;

@@ -431,28 +431,12 @@ async fn connect_waiting(conn: &ConnSettings) -> Result<tokio_postgres::Client> 
     }
 }
 
+/// The operator types the host name: the whole server is rebuilt.
 async fn confirm(conn: &ConnSettings, run: &str, signals: &mut Signals) -> Result<()> {
     let host = conn.host.to_string();
-    eprint!(
-        "\nAbout to rebuild the server {} from run {run} as planned above.\n\
-         Type the host name ({host}) to continue: ",
+    let about = format!(
+        "\nAbout to rebuild the server {} from run {run} as planned above.\n",
         conn.endpoint()
     );
-    let answer = signals
-        .guard(async {
-            tokio::task::spawn_blocking(|| {
-                let mut line = String::new();
-                std::io::stdin().read_line(&mut line).map(|_| line)
-            })
-            .await
-            .context("reading the confirmation stopped unexpectedly")?
-            .context("reading the confirmation")
-        })
-        .await?;
-    if answer.trim_end_matches(['\n', '\r']) != host {
-        return Err(usage(
-            "the name typed does not match the host name: nothing was restored",
-        ));
-    }
-    Ok(())
+    super::confirm::typed(&about, "host name", &host, signals).await
 }
