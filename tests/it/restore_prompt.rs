@@ -106,17 +106,16 @@ impl OnTerminal {
     }
 }
 
-/// The target after a stopped `restore --create-db`: its one table, and no staging copy.
+/// The target after a stopped `restore --create-db`: its one table, and no staging copy of it
+/// (other tests' restores may hold theirs on the same server meanwhile).
 fn untouched(pg: &Pg, db: &crate::support::TestDb<'_>) {
     assert_eq!(
         db.psql("SELECT string_agg(tablename, ',') FROM pg_tables WHERE schemaname = 'public'"),
         "marker"
     );
     let staging = pg.databases();
-    assert!(
-        !staging.iter().any(|d| d.starts_with("pgbak_restoring_")),
-        "{staging:?}"
-    );
+    let ours = format!("pgbak_restoring_{}", db.name);
+    assert!(!staging.iter().any(|d| d.starts_with(&ours)), "{staging:?}");
 }
 
 #[test]
