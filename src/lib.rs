@@ -205,6 +205,71 @@ mod layout {
         }
     }
 
+    /// The places in `text` (one file's source) that name the `commands`
+    /// module, outside comments: `crate::commands::…`, or `commands` inside
+    /// a `crate::{…}` group.
+    fn names_commands(text: &str) -> Vec<usize> {
+        let mut found = Vec::new();
+        let mut in_group = false;
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            let words = || {
+                code.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .any(|w| w == "commands")
+            };
+            if code.contains(concat!("crate::", "commands")) || (in_group && words()) {
+                found.push(n + 1);
+            }
+            if let Some(group) = code.split(concat!("crate::", "{")).nth(1) {
+                in_group = !group.contains('}');
+                if words() && !found.contains(&(n + 1)) {
+                    found.push(n + 1);
+                }
+            } else if code.contains('}') {
+                in_group = false;
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn settings_never_imports_commands() {
+        // The rule itself, on planted text: what it must find and what not.
+        let planted = [
+            (concat!("use crate::", "commands::verify::Target;"), vec![1]),
+            (
+                concat!("use crate::", "{cli, commands::check::Limits};"),
+                vec![1],
+            ),
+            (
+                concat!("use crate::", "{\n    cli,\n    commands,\n};"),
+                vec![3],
+            ),
+            (
+                "use super::commands::GlobalSettings; // settings/commands.rs",
+                vec![],
+            ),
+            (
+                concat!("// crate::", "commands is named in a comment"),
+                vec![],
+            ),
+        ];
+        for (text, want) in planted {
+            assert_eq!(names_commands(text), want, "{text}");
+        }
+        for (name, text) in files() {
+            if !name.starts_with("settings/") {
+                continue;
+            }
+            let lines = names_commands(&text);
+            assert!(
+                lines.is_empty(),
+                "{name}:{lines:?} imports from commands/: settings resolve what commands run \
+                 with and never depend on them (move the type into settings/, or out of both)"
+            );
+        }
+    }
+
     #[test]
     fn only_storage_connects_to_s3_or_names_a_backend() {
         // (Spelled in two halves, so this test does not find itself.)

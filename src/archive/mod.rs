@@ -3,7 +3,8 @@
 //! (a path, the newest in a directory or under the S3 prefix, or fetched from
 //! S3), its meta.json, and the steps both commands take on it, in order, as
 //! methods of [`Backup`]: the checksum against meta.json, the archive header,
-//! a pg_restore that can read it, and its `pg_restore --list`.
+//! a pg_restore that can read it, and its `pg_restore --list`; then restoring
+//! it ([`restore`]: the extensions it needs, decryption, pg_restore judged).
 //!
 //! A step that finds the backup bad returns a [`crate::error::Finding`]:
 //! verify reports it as a failed check, restore refuses with it. Any other
@@ -11,6 +12,7 @@
 
 pub mod fetch_dir;
 mod header;
+pub mod restore;
 mod tools;
 mod trust;
 
@@ -185,7 +187,7 @@ fn nothing_advice(dir: &Path) -> String {
     } else {
         " (the directory does not exist)"
     };
-    if dir == Path::new(crate::settings::restore::DEFAULT_BACKUP_DIR) {
+    if dir == Path::new(crate::settings::defaults::BACKUP_DIR) {
         format!(
             "{missing}; that is the default directory: pass --backup-dir (or set BACKUP_DIR) to \
              where the backups are, name a backup file, or use --from-s3"
@@ -397,7 +399,7 @@ mod tests {
 
     #[test]
     fn the_advice_names_the_default_directory_only_when_it_was_the_default() {
-        let default = nothing_advice(Path::new(crate::settings::restore::DEFAULT_BACKUP_DIR));
+        let default = nothing_advice(Path::new(crate::settings::defaults::BACKUP_DIR));
         assert!(default.contains("pass --backup-dir"), "{default}");
         let given = nothing_advice(Path::new("/nonexistent/pgbak-backups"));
         assert!(!given.contains("--backup-dir"), "{given}");

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use chrono::Utc;
 
-use crate::retention::apply::{self, Outcome, Remote, Scope};
+use crate::retention::apply::{self, Fate, Remote, Scope};
 use crate::settings::commands::{Output, PruneSettings};
 use crate::storage::Stores;
 use crate::ui;
@@ -38,7 +38,7 @@ pub async fn run(settings: PruneSettings, stores: &Stores) -> Result<ExitCode> {
         .as_ref()
         .map(|store| Remote { store, apply: true });
     let (local, remote) = apply::both(stores.local.as_ref(), remote, &scope, now).await?;
-    let outcomes: Vec<Outcome> = local
+    let outcomes: Vec<Fate> = local
         .into_iter()
         .chain(remote)
         .flat_map(|a| a.outcomes)
@@ -66,7 +66,7 @@ pub async fn run(settings: PruneSettings, stores: &Stores) -> Result<ExitCode> {
 }
 
 /// One line per backup: `keep`/`delete`, where, name, reasons.
-fn table(outcomes: &[Outcome]) -> Vec<String> {
+fn table(outcomes: &[Fate]) -> Vec<String> {
     let width = outcomes.iter().map(|o| o.name.len()).max().unwrap_or(4);
     let mut lines = vec![format!(
         "{:<6}  {:<5}  {:<width$}  WHY",

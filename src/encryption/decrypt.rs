@@ -29,7 +29,7 @@ use super::Identities;
 use crate::archive::Header;
 use crate::error::{finding, usage};
 use crate::meta::Meta;
-use crate::pg::restore::{Input, Outcome, RestoreJob};
+use crate::pg::restore::{Input, PgRestoreVerdict, RestoreJob};
 use crate::signals::Signals;
 use crate::ui;
 
@@ -292,7 +292,11 @@ impl Plain {
     /// failed on the way is one more error of the outcome: pg_restore did not
     /// get the whole archive. pg_restore's harmless warnings are printed.
     /// Verify and restore both run pg_restore through here.
-    pub async fn restore(self, job: &RestoreJob<'_>, signals: &mut Signals) -> Result<Outcome> {
+    pub async fn restore(
+        self,
+        job: &RestoreJob<'_>,
+        signals: &mut Signals,
+    ) -> Result<PgRestoreVerdict> {
         let mut outcome = crate::pg::restore::restore(job, self.input(), signals).await?;
         if let Err(err) = self.finish() {
             outcome.errors.push(crate::error::one_line(&err));

@@ -25,7 +25,7 @@ pub struct Marks {
 
 /// One backup's fate (also the `--json` shape of `prune`).
 #[derive(Debug, Clone, Serialize)]
-pub struct Outcome {
+pub struct Fate {
     /// The file stem.
     pub name: String,
     /// `local` or `s3`.
@@ -42,7 +42,7 @@ pub struct Outcome {
 /// The result of one pass over one store.
 #[derive(Debug, Default)]
 pub struct Applied {
-    pub outcomes: Vec<Outcome>,
+    pub outcomes: Vec<Fate>,
     /// Locations actually deleted.
     pub deleted: Vec<String>,
     pub marks: Marks,
@@ -115,7 +115,7 @@ pub async fn apply(
         } else if d.reasons.iter().any(|r| r.starts_with("locked until")) && !scope.dry_run {
             ui::info(&format!("retention: keeping {location}: {}", d.reason()));
         }
-        applied.outcomes.push(Outcome {
+        applied.outcomes.push(Fate {
             name: d.name.stem(),
             store: scope.store,
             location,

@@ -11,7 +11,6 @@ use anyhow::Result;
 
 use super::commands::GlobalSettings;
 use crate::archive::{Decrypt, Wanted};
-pub use crate::cli::DEFAULT_BACKUP_DIR;
 use crate::cli::{BackupSourceArgs, DecryptArgs, RestoreArgs};
 use crate::mode::Mode;
 use crate::pg::restore::{validate_memory_setting, TableWay};
@@ -66,17 +65,17 @@ impl Tuning {
         Ok(Tuning {
             jobs: args.jobs.max(1),
             maintenance_work_mem: args.maintenance_work_mem.clone(),
-            decrypt: decrypt(&args.decrypt, super::env())?,
+            decrypt: decrypt(&args.decrypt)?,
         })
     }
 }
 
 /// How backups are read and what makes them trusted, for verify, restore and
 /// cron: the identity, the scratch dir, `--require-encryption` (or
-/// `PGBAK_REQUIRE_ENCRYPTION`, read strictly: a typo is exit 2, not "off"),
-/// and the trusted keys, read now (a bad file is exit 2 before anything runs).
-pub fn decrypt(args: &DecryptArgs, env: &super::Env) -> Result<Decrypt> {
-    let required = super::env_bool_in(env, super::vars::PGBAK_REQUIRE_ENCRYPTION)?.unwrap_or(false);
+/// `PGBAK_REQUIRE_ENCRYPTION`, read by clap with the one boolean parser: a
+/// typo is exit 2, not "off"), and the trusted keys, read now (a bad file is
+/// exit 2 before anything runs).
+pub fn decrypt(args: &DecryptArgs) -> Result<Decrypt> {
     let trusted_keys = match &args.trusted_keys {
         Some(path) => Some(std::sync::Arc::new(TrustedKeys::load(path)?)),
         None => None,
@@ -84,7 +83,7 @@ pub fn decrypt(args: &DecryptArgs, env: &super::Env) -> Result<Decrypt> {
     Ok(Decrypt {
         identity_file: args.identity_file.clone(),
         scratch_dir: args.scratch_dir.clone(),
-        require_encryption: args.require_encryption || required,
+        require_encryption: args.require_encryption,
         run_encrypted: false,
         trusted_keys,
     })

@@ -106,8 +106,7 @@ pub async fn after_dump(
         ui::error(&format!("{}; {rest}", error::one_line(err)));
     }
     if let (Some(options), false) = (after.verify, globals) {
-        let mut opts = options.clone();
-        opts.conn = after.job.conn.clone();
+        let opts = options.for_database(&after.job.conn);
         let verified = fresh::verify_made(&opts, after.stores, &made, signals);
         if let Err(mut err) = timed(steps, Step::Verify, verified).await {
             if let Some(upload) = &upload_failed {

@@ -122,12 +122,12 @@ fn check_config(settings: &CheckSettings) -> Result<ExitCode> {
 }
 
 /// What a check found: its verdict and the lines that say why (for the heartbeat).
-struct Outcome {
+struct CheckSummary {
     ok: bool,
     summary: Vec<String>,
 }
 
-async fn check(settings: &CheckSettings, stores: &Stores) -> Result<Outcome> {
+async fn check(settings: &CheckSettings, stores: &Stores) -> Result<CheckSummary> {
     let limits = settings.limits;
     let groups = list_groups(settings, stores).await?;
 
@@ -179,7 +179,7 @@ fn report(
     reports: &[GroupReport],
     run_problems: &[String],
     now: DateTime<Utc>,
-) -> Result<Outcome> {
+) -> Result<CheckSummary> {
     let ok = !reports.is_empty() && reports.iter().all(|r| r.ok) && run_problems.is_empty();
     let limits = settings.limits;
     if let Some(path) = &settings.prometheus {
@@ -211,7 +211,7 @@ fn report(
             settings.mode.as_str()
         );
         ui::error(&line);
-        return Ok(Outcome {
+        return Ok(CheckSummary {
             ok: false,
             summary: vec![line],
         });
@@ -258,7 +258,7 @@ fn report(
     };
     summary.push(last);
     summary.extend(table(reports));
-    Ok(Outcome {
+    Ok(CheckSummary {
         ok: failed.is_empty() && run_problems.is_empty(),
         summary,
     })

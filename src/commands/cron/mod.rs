@@ -26,7 +26,6 @@
 //!    success, the metrics file always, the alert on failure. None of these
 //!    changes the exit code: 0 only when 6-8 succeeded.
 
-mod argv;
 mod config;
 mod logs;
 mod report;
@@ -42,7 +41,6 @@ use crate::alert::{self, Step};
 use crate::commands::backup::after::{after_dump, After};
 use crate::commands::backup::{self, Made};
 use crate::commands::verify::fresh::VerifyCouldNotRun;
-use crate::commands::verify::VerifyOptions;
 use crate::error::{self, usage};
 use crate::metrics::StepMetric;
 use crate::settings::cron::{CronConfig, CronSettings, Reporter};
@@ -50,11 +48,10 @@ use crate::signals::Signals;
 use crate::storage::Stores;
 use crate::ui;
 
-pub use argv::{command as argv_command, env_file_flag, is_cron, ENV_FILE_COMMANDS};
 pub use report::unparsed;
 
 /// What the run did so far, for the alert and the metrics.
-pub(crate) struct Run {
+pub(crate) struct CronRun {
     started: DateTime<Utc>,
     clock: Instant,
     log: Option<PathBuf>,
@@ -73,7 +70,7 @@ pub(crate) struct Failed {
 }
 
 pub async fn run(settings: CronSettings, stores: &Stores) -> Result<ExitCode> {
-    let mut run = Run::new();
+    let mut run = CronRun::new();
     let CronSettings {
         reporter,
         reporting,
@@ -115,7 +112,7 @@ pub async fn run(settings: CronSettings, stores: &Stores) -> Result<ExitCode> {
         config::what_is_backed_up(&config),
         backup_dir.display(),
         job.policy,
-        if config.verify { "on" } else { "off" },
+        if config.verify.is_some() { "on" } else { "off" },
         run.log
             .as_ref()
             .map_or(String::new(), |p| p.display().to_string())
@@ -137,7 +134,7 @@ pub async fn run(settings: CronSettings, stores: &Stores) -> Result<ExitCode> {
 /// A run that ended before its steps: reported like any failure.
 async fn failed(
     reporter: &Reporter,
-    run: Run,
+    run: CronRun,
     step: Step,
     error: anyhow::Error,
     log_keep: u32,
@@ -145,9 +142,9 @@ async fn failed(
     report::finish(reporter, run, Err(Failed { step, error }), log_keep).await
 }
 
-impl Run {
-    pub(crate) fn new() -> Run {
-        Run {
+impl CronRun {
+    pub(crate) fn new() -> CronRun {
+        CronRun {
             started: Utc::now(),
             clock: Instant::now(),
             log: None,
@@ -182,18 +179,18 @@ impl Run {
 async fn steps(
     config: &CronConfig,
     stores: &Stores,
-    run: &mut Run,
+    run: &mut CronRun,
     signals: &mut Signals,
 ) -> Result<(), Failed> {
     let job = &config.plan.job;
-    let verify = config.verify.then(|| verify_options(config));
+    let verify = config.verify.as_ref();
     if let Some(excludes) = &config.plan.all_databases {
         // Every database and the globals, each database at parity with a
         // one-database run: verified (with --verify), anomaly-checked, pruned.
         let outcome = run
             .step(Step::Backup, async {
                 backup::check_object_lock(job, stores).await?;
-                let run = backup::all::backup_run(job, stores, excludes, signals, verify.as_ref());
+                let run = backup::all::backup_run(job, stores, excludes, signals, verify);
                 run.await
             })
             .await?;
@@ -233,7 +230,7 @@ async fn steps(
     let after = After {
         job,
         stores,
-        verify: verify.as_ref(),
+        verify,
     };
     let done = after_dump(&after, dumped, signals, &mut run.steps).await;
     run.anomaly = done.anomaly;
@@ -246,32 +243,19 @@ async fn steps(
     }
 }
 
-/// The options of the verify step (step 7) for a backup of `job`'s server.
-fn verify_options(config: &CronConfig) -> VerifyOptions {
-    let job = &config.plan.job;
-    let mut opts = VerifyOptions::new(job.conn.clone(), job.pg_bin_dir.clone());
-    opts.target = config.verify_target.clone();
-    opts.expected_tables = config.expected_tables.clone();
-    opts.identity_file = config.identity_file.clone();
-    opts.scratch_dir = config.scratch_dir.clone();
-    opts.require_encryption = config.require_encryption;
-    opts.trusted_keys = config.trusted_keys.clone();
-    opts
-}
-
 /// How the run ended in `failed`, for the alert's wording.
-fn outcome_of(failed: &Failed) -> alert::Outcome {
+fn outcome_of(failed: &Failed) -> alert::RunEnd {
     let code = error::exit_code(&failed.error);
     if code == error::SIGINT || code == error::SIGTERM {
-        alert::Outcome::Interrupted
+        alert::RunEnd::Interrupted
     } else if failed
         .error
         .chain()
         .any(|cause| cause.is::<VerifyCouldNotRun>())
     {
-        alert::Outcome::CouldNotRun
+        alert::RunEnd::CouldNotRun
     } else {
-        alert::Outcome::Failed
+        alert::RunEnd::Failed
     }
 }
 
@@ -283,14 +267,14 @@ mod tests {
     #[test]
     fn outcomes_tell_interruptions_and_verify_that_could_not_run_apart() {
         let cases = [
-            (anyhow!("pg_dump failed"), alert::Outcome::Failed),
+            (anyhow!("pg_dump failed"), alert::RunEnd::Failed),
             (
                 error::interrupted(crate::signals::Signal::Terminate).context("verifying"),
-                alert::Outcome::Interrupted,
+                alert::RunEnd::Interrupted,
             ),
             (
                 anyhow::Error::new(VerifyCouldNotRun("connection refused".into())),
-                alert::Outcome::CouldNotRun,
+                alert::RunEnd::CouldNotRun,
             ),
         ];
         for (error, want) in cases {

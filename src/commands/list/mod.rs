@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::meta::Meta;
 use crate::mode::Mode;
-use crate::retention::apply::{self, Outcome, Remote, Scope};
+use crate::retention::apply::{self, Fate, Remote, Scope};
 use crate::settings::commands::{ListSettings, Output};
 use crate::storage::{verdict, Address, BackupName, Store, Stores};
 use crate::ui;
@@ -135,7 +135,7 @@ pub async fn run(settings: ListSettings, stores: &Stores) -> Result<ExitCode> {
         .as_ref()
         .map(|store| Remote { store, apply: true });
     let (local, remote) = apply::both(stores.local.as_ref(), remote, &scope, now).await?;
-    let mut plans: BTreeMap<String, Outcome> = local
+    let mut plans: BTreeMap<String, Fate> = local
         .into_iter()
         .flat_map(|a| a.outcomes)
         .map(|o| (o.name.clone(), o))
@@ -268,7 +268,7 @@ async fn list_in(
 /// at the time the run started, its globals first.
 fn entries(
     found: BTreeMap<String, Found>,
-    mut plans: BTreeMap<String, Outcome>,
+    mut plans: BTreeMap<String, Fate>,
     now: DateTime<Utc>,
 ) -> Vec<Entry> {
     let mut entries: Vec<(chrono::NaiveDateTime, Entry)> = found
@@ -292,7 +292,7 @@ fn entries(
 fn entry(
     stem: String,
     f: Found,
-    plan: Option<Outcome>,
+    plan: Option<Fate>,
     now: DateTime<Utc>,
 ) -> Option<(chrono::NaiveDateTime, Entry)> {
     let name = f.name?;

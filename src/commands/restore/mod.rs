@@ -25,6 +25,7 @@
 
 mod after;
 mod all;
+mod confirm;
 mod owners;
 mod table;
 mod target;
@@ -35,6 +36,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
+use crate::archive::restore::Restored;
 use crate::archive::{self, Backup, Header, MetaState, Wanted};
 use crate::encryption::decrypt::Plain;
 use crate::error::{one_line, usage};
@@ -93,8 +95,8 @@ pub async fn restore_into(
     } else {
         opts.tuning.jobs
     };
-    let (plain, jobs) = signals
-        .guard(backup.source.for_restore(jobs))
+    let (plain, jobs) = backup
+        .readable(jobs, &mut signals)
         .await
         .with_context(|| format!("not restoring {}", backup.located.dump.display()))?;
 
@@ -118,7 +120,6 @@ pub async fn restore_into(
     drop(admin);
 
     // 5: pg_restore (an encrypted backup decrypted on the way in).
-    let clock = std::time::Instant::now();
     let outcome = match run_pg_restore(opts, &into, &backup, &plan, plain, jobs, &mut signals).await
     {
         Ok(outcome) => outcome,
@@ -129,7 +130,7 @@ pub async fn restore_into(
             return Err(err);
         }
     };
-    let restored = judge_restore(opts, &outcome, clock, plan.server_major, &mut not_restored);
+    let restored = judge_restore(opts, &outcome, &mut not_restored);
     let mut failed = !restored;
 
     // 6: the restored database against meta.json, before anybody else can see it.
@@ -399,17 +400,11 @@ async fn plan(
         None => None,
     };
     if selection.is_none() {
-        let wanted: BTreeSet<String> = match meta {
-            Some(meta) => meta.extensions.keys().cloned().collect(),
-            None => listing.extensions.iter().cloned().collect(),
-        };
-        let missing = client::unavailable_extensions(&admin, &wanted).await?;
-        if !missing.is_empty() {
+        let wanted = backup.wanted_extensions(&listing);
+        if let Some(missing) = client::missing_extensions(&admin, &wanted, server.major()).await? {
             bail!(
-                "not restoring: the server at {} lacks the extension(s) {}; {}",
-                conn.endpoint(),
-                missing.join(", "),
-                client::install_hint(&missing, server.major())
+                "not restoring: the server at {} {missing}, {ELSEWHERE}",
+                conn.endpoint()
             );
         }
     }
@@ -500,6 +495,9 @@ async fn prepare_target(
     Ok((not_restored, into))
 }
 
+/// Where else a backup can be restored when this server lacks an extension.
+const ELSEWHERE: &str = "or restore into a server where it is installed";
+
 /// Step 5: pg_restore into the target, reading `plain` (the archive, or its
 /// decryption), with the plan's selection and owners.
 async fn run_pg_restore(
@@ -510,7 +508,7 @@ async fn run_pg_restore(
     plain: Plain,
     jobs: u32,
     signals: &mut Signals,
-) -> Result<pg_restore::Outcome> {
+) -> Result<Restored> {
     ui::info(&format!(
         "restoring {} into database {} on {} with {} jobs (maintenance_work_mem {})",
         backup.located.dump.display(),
@@ -519,11 +517,8 @@ async fn run_pg_restore(
         jobs,
         opts.tuning.maintenance_work_mem
     ));
+    let mwm = &opts.tuning.maintenance_work_mem;
     let job = RestoreJob {
-        tools: &plan.tools,
-        conn,
-        jobs,
-        maintenance_work_mem: &opts.tuning.maintenance_work_mem,
         list_file: plan.list_file.as_ref().map(tempfile::NamedTempFile::path),
         schemas: if plan.list_file.is_some() {
             &[]
@@ -535,19 +530,19 @@ async fn run_pg_restore(
         owners: plan.owners,
         table_way: plan.table.as_ref().map(|t| t.way),
         lock_wait_timeout: Some(opts.lock_wait_timeout),
+        ..RestoreJob::new(&plan.tools, conn, jobs, mwm)
     };
-    plain.restore(&job, signals).await
+    archive::restore::restore(plain, &job, plan.server_major, signals).await
 }
 
 /// Step 5's verdict: objects not created named (and added to `not_restored`),
 /// errors printed. True when pg_restore succeeded.
 fn judge_restore(
     opts: &RestoreOptions,
-    outcome: &pg_restore::Outcome,
-    clock: std::time::Instant,
-    server_major: u32,
+    restored: &Restored,
     not_restored: &mut Vec<String>,
 ) -> bool {
+    let outcome = &restored.verdict;
     for object in &outcome.not_created {
         ui::warn(&format!(
             "not restored: {object} (a role it names does not exist on this server; create \
@@ -561,10 +556,10 @@ fn judge_restore(
         ));
         not_restored.push(format!("{object} (needs a superuser)"));
     }
-    if outcome.succeeded() && outcome.needs_superuser.is_empty() {
+    if restored.succeeded() && outcome.needs_superuser.is_empty() {
         ui::info(&format!(
             "pg_restore finished in {:.1}s ({} harmless warning(s))",
-            clock.elapsed().as_secs_f64(),
+            restored.duration.as_secs_f64(),
             outcome.warnings.len()
         ));
         return true;
@@ -580,13 +575,14 @@ fn judge_restore(
             outcome.blockers.join(", ")
         ));
     }
-    let mut err = pg_restore::failure(outcome);
-    if let Some(ext) = outcome.missing_extension() {
-        err = err.context(client::install_hint(
-            std::slice::from_ref(&ext),
-            server_major,
-        ));
+    let failure = restored.failure.as_deref().unwrap_or_default();
+    match &restored.missing {
+        Some(missing) => ui::error(&format!(
+            "{failure}. {}, {ELSEWHERE}",
+            missing.install_hint()
+        )),
+        None if !failure.is_empty() => ui::error(failure),
+        None => {}
     }
-    ui::error(&crate::error::one_line(&err));
     false
 }

@@ -41,10 +41,11 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use chrono::{SecondsFormat, Utc};
 
+use crate::archive::restore::{self, Restored};
 use crate::archive::{self, Backup, Located, MetaState, Untrusted};
 use crate::meta::{Meta, Verification};
 use crate::mode::Mode;
-use crate::pg::client::{self, install_hint, quote_ident};
+use crate::pg::client::{self, quote_ident};
 use crate::pg::restore::{self as pg_restore, Listing, RestoreJob};
 use crate::pg::tools::PgTools;
 use crate::settings::commands::Output;
@@ -55,7 +56,7 @@ use crate::ui;
 
 pub use crate::settings::verify::{split_table, Target, VerifyOptions};
 pub use report::{Check, CheckId, Report, Status};
-use target::{Place, Prepared, Server};
+use target::{Prepared, Server, TempTarget};
 
 pub async fn run(settings: VerifySettings, store: &Store) -> Result<ExitCode> {
     let mut signals = Signals::new()?;
@@ -84,12 +85,12 @@ pub async fn verify_backup(
 }
 
 /// One verify's inputs, read-only for every step.
-pub(super) struct Run<'a> {
+pub(super) struct Verifying<'a> {
     opts: &'a VerifyOptions,
     backup: &'a Backup,
 }
 
-impl Run<'_> {
+impl Verifying<'_> {
     fn meta(&self) -> Option<&Meta> {
         self.backup.meta()
     }
@@ -109,11 +110,11 @@ pub async fn verify_located(
     ui::info(&format!("verifying {}", located.dump.display()));
     // A missing or wrong identity is a usage error (exit 2) before anything is touched.
     let backup = Backup::open(located, &opts.decrypt())?;
-    let run = Run {
+    let run = Verifying {
         opts,
         backup: &backup,
     };
-    let mut place: Option<Place> = None;
+    let mut place: Option<TempTarget> = None;
     let outcome = run_checks(&run, signals, &mut report, &mut place).await;
     if let Some(place) = place {
         target::remove(opts.no_cleanup, place, &mut report).await;
@@ -198,10 +199,10 @@ fn summarize(report: &Report, located: &Located) {
 /// The steps; each either goes on or has already said in the report why the
 /// rest is skipped. `Err` is an interruption or a fault of pgbak's own.
 async fn run_checks(
-    run: &Run<'_>,
+    run: &Verifying<'_>,
     signals: &mut Signals,
     report: &mut Report,
-    place: &mut Option<Place>,
+    place: &mut Option<TempTarget>,
 ) -> Result<()> {
     if !meta_and_checksum(run, signals, report).await? {
         return Ok(());
@@ -229,10 +230,7 @@ async fn run_checks(
     else {
         return Ok(());
     };
-    let extensions: BTreeSet<String> = match run.meta() {
-        Some(meta) => meta.extensions.keys().cloned().collect(),
-        None => archive.listing.extensions.iter().cloned().collect(),
-    };
+    let extensions = run.backup.wanted_extensions(&archive.listing);
     let copy = signals.guard(client::connect(&prepared.copy_conn)).await?;
     if !restore_copy(
         run,
@@ -253,7 +251,7 @@ async fn run_checks(
 /// Checks 1-2: meta.json, and the checksum before anything reads the archive.
 /// False when the file does not match its checksum (the rest is skipped).
 async fn meta_and_checksum(
-    run: &Run<'_>,
+    run: &Verifying<'_>,
     signals: &mut Signals,
     report: &mut Report,
 ) -> Result<bool> {
@@ -317,7 +315,7 @@ struct Opened {
 /// Check 3: the header, the target server (its version decides the tools),
 /// a pg_restore that reads the archive, and its table of contents.
 async fn open_archive(
-    run: &Run<'_>,
+    run: &Verifying<'_>,
     signals: &mut Signals,
     report: &mut Report,
 ) -> Result<Option<Opened>> {
@@ -358,7 +356,7 @@ async fn open_archive(
 /// Check 5: pg_restore into the temporary database, after making sure the
 /// server has every extension the archive needs. False when it could not run.
 async fn restore_copy(
-    run: &Run<'_>,
+    run: &Verifying<'_>,
     archive: &Opened,
     prepared: &Prepared,
     copy: &tokio_postgres::Client,
@@ -366,37 +364,31 @@ async fn restore_copy(
     signals: &mut Signals,
     report: &mut Report,
 ) -> Result<bool> {
-    let missing = client::unavailable_extensions(copy, extensions).await?;
-    if missing.is_empty() {
-        // Created by pgbak itself, as the connecting role: the throwaway role
-        // that restores may not create most extensions.
-        let created = signals
-            .guard(create_extensions(run, archive, prepared, copy, extensions))
-            .await;
-        if report
-            .settle(CheckId::Restore, created, "the restore could not run")?
-            .is_none()
-        {
-            return Ok(false);
-        }
-    } else {
+    if let Some(missing) =
+        client::missing_extensions(copy, extensions, prepared.server_major).await?
+    {
         report.fail(
             CheckId::Restore,
             format!(
-                "the verify server ({}) lacks the extension(s) {}: {}",
-                report.target.clone().unwrap_or_default(),
-                missing.join(", "),
-                install_hint(&missing, prepared.server_major)
+                "the verify server ({}) {missing}, {ELSEWHERE}",
+                report.target.clone().unwrap_or_default()
             ),
         );
         report.skip_rest("the restore could not run");
         return Ok(false);
     }
-    let clock = Instant::now();
-    let (plain, jobs) = match signals
-        .guard(run.backup.source.for_restore(run.opts.jobs))
-        .await
+    // Created by pgbak itself, as the connecting role: the throwaway role
+    // that restores may not create most extensions.
+    let created = signals
+        .guard(create_extensions(run, archive, prepared, copy, extensions))
+        .await;
+    if report
+        .settle(CheckId::Restore, created, "the restore could not run")?
+        .is_none()
     {
+        return Ok(false);
+    }
+    let (plain, jobs) = match run.backup.readable(run.opts.jobs, signals).await {
         Ok(opened) => opened,
         Err(err) if crate::error::exit_code(&err) != crate::error::FAILED => return Err(err),
         Err(err) => {
@@ -417,27 +409,37 @@ async fn restore_copy(
     // superuser (or an extension's owner) may create (named in the verdict).
     let (toc, left_out) = pg_restore::superuser_only(&archive.listing.toc);
     let list_file = write_list(&toc)?;
+    let mwm = &run.opts.maintenance_work_mem;
     let job = RestoreJob {
-        tools: &archive.tools,
-        conn: &prepared.restore_conn,
-        jobs,
-        maintenance_work_mem: &run.opts.maintenance_work_mem,
         list_file: Some(list_file.path()),
-        schemas: &[],
-        owners: false,
-        table_way: None,
-        lock_wait_timeout: None,
-        tablespaces: false,
-        role: None,
+        ..RestoreJob::new(&archive.tools, &prepared.restore_conn, jobs, mwm)
     };
-    let mut outcome = plain.restore(&job, signals).await?;
+    let mut restored = restore::restore(plain, &job, prepared.server_major, signals).await?;
+    let outcome = &mut restored.verdict;
     for object in left_out {
         if !outcome.needs_superuser.contains(&object) {
             outcome.needs_superuser.push(object);
         }
     }
     report.pg_restore_warnings = outcome.warnings.clone();
-    if outcome.succeeded() && !outcome.not_created.is_empty() {
+    report_restore(&restored, report);
+    Ok(true)
+}
+
+/// Where else a backup can be verified when this server lacks an extension.
+const ELSEWHERE: &str = "or verify with --target-url / --ephemeral where it is installed";
+
+/// Check 5's line: passed (naming what only a superuser could create),
+/// failed, or restored without the objects a missing role names.
+fn report_restore(restored: &Restored, report: &mut Report) {
+    let outcome = &restored.verdict;
+    if let Some(failure) = &restored.failure {
+        let detail = match &restored.missing {
+            Some(missing) => format!("{failure}. {}, {ELSEWHERE}", missing.install_hint()),
+            None => failure.clone(),
+        };
+        report.fail(CheckId::Restore, detail);
+    } else if !outcome.not_created.is_empty() {
         // The rows are there, but a copy without its policies is not the backup.
         report.fail(
             CheckId::Restore,
@@ -450,10 +452,10 @@ async fn restore_copy(
                 outcome.not_created.join(", ")
             ),
         );
-    } else if outcome.succeeded() {
+    } else {
         let mut detail = format!(
             "pg_restore finished in {:.1}s ({} harmless warning(s))",
-            clock.elapsed().as_secs_f64(),
+            restored.duration.as_secs_f64(),
             outcome.warnings.len()
         );
         if !outcome.needs_superuser.is_empty() {
@@ -465,17 +467,7 @@ async fn restore_copy(
             ));
         }
         report.pass(CheckId::Restore, detail);
-    } else {
-        let mut detail = pg_restore::failure(&outcome).to_string();
-        if let Some(ext) = outcome.missing_extension() {
-            detail = format!(
-                "{detail}. {}",
-                install_hint(std::slice::from_ref(&ext), prepared.server_major)
-            );
-        }
-        report.fail(CheckId::Restore, detail);
     }
-    Ok(true)
 }
 
 /// A table of contents for pg_restore's `--use-list`, in a temporary file.
@@ -491,7 +483,7 @@ fn write_list(toc: &str) -> Result<tempfile::NamedTempFile> {
 /// lists as the source's), each in the schema the archive names, created in
 /// the temporary database as the connecting role. A failure is a Finding.
 async fn create_extensions(
-    run: &Run<'_>,
+    run: &Verifying<'_>,
     archive: &Opened,
     prepared: &Prepared,
     copy: &tokio_postgres::Client,
@@ -512,7 +504,7 @@ async fn create_extensions(
 /// lock). A copy that cannot be read (the server went away) fails the checks
 /// not yet decided; the report still prints.
 async fn check_copy(
-    run: &Run<'_>,
+    run: &Verifying<'_>,
     prepared: &Prepared,
     copy: &tokio_postgres::Client,
     extensions: &BTreeSet<String>,

@@ -24,7 +24,7 @@ mod unprivileged;
 mod verdict;
 pub use unprivileged::{extension_schemas, superuser_only};
 pub use verdict::{
-    classify, distinct, failure, judge, missing_extension, one_line, Outcome, STDERR_CAP,
+    classify, distinct, failure, judge, missing_extension, one_line, PgRestoreVerdict, STDERR_CAP,
 };
 
 /// Where pg_restore reads the archive: a file (seekable, so `--jobs` works) or
@@ -174,6 +174,32 @@ pub struct RestoreJob<'a> {
     pub role: Option<&'a str>,
 }
 
+impl<'a> RestoreJob<'a> {
+    /// The whole archive into `conn`'s database with `jobs` jobs, and nothing
+    /// more: no owners, privileges or tablespaces, no selection, no lock
+    /// limit (verify's copy). Restore adds what it keeps.
+    pub fn new(
+        tools: &'a PgTools,
+        conn: &'a ConnSettings,
+        jobs: u32,
+        maintenance_work_mem: &'a str,
+    ) -> RestoreJob<'a> {
+        RestoreJob {
+            tools,
+            conn,
+            jobs,
+            maintenance_work_mem,
+            list_file: None,
+            schemas: &[],
+            owners: false,
+            table_way: None,
+            lock_wait_timeout: None,
+            tablespaces: false,
+            role: None,
+        }
+    }
+}
+
 /// How `restore --table` treats the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableWay {
@@ -229,7 +255,7 @@ pub async fn restore(
     job: &RestoreJob<'_>,
     input: &Input,
     signals: &mut Signals,
-) -> Result<Outcome> {
+) -> Result<PgRestoreVerdict> {
     if let Some(way) = job.table_way {
         return script::in_one_transaction(job, way, input, signals).await;
     }
@@ -266,7 +292,7 @@ pub async fn restore(
     let child = cmd
         .spawn()
         .with_context(|| format!("starting {}", job.tools.tool("pg_restore").display()))?;
-    let mut group = Group::new(child);
+    let mut group = ProcessGroup::new(child);
     let watch = job
         .lock_wait_timeout
         .map(|limit| sessions::Watch::start(job.conn.clone(), own.clone(), limit));
@@ -303,16 +329,16 @@ pub async fn restore(
 }
 
 /// A child in its own process group, killed with its group when dropped.
-struct Group {
+struct ProcessGroup {
     child: Child,
     pgid: Option<i32>,
     reaped: bool,
 }
 
-impl Group {
-    fn new(child: Child) -> Group {
+impl ProcessGroup {
+    fn new(child: Child) -> ProcessGroup {
         let pgid = child.id().and_then(|id| i32::try_from(id).ok());
-        Group {
+        ProcessGroup {
             child,
             pgid,
             reaped: false,
@@ -342,7 +368,7 @@ impl Group {
     }
 }
 
-impl Drop for Group {
+impl Drop for ProcessGroup {
     fn drop(&mut self) {
         if !self.reaped {
             self.signal(Signal::KILL);

@@ -11,11 +11,11 @@
 //! completes; the caller then fails the run.
 
 mod cleanup;
+mod config;
 mod fetch;
 mod marker;
 mod part;
 pub mod part_plan;
-mod settings;
 mod upload;
 
 use std::sync::Arc;
@@ -42,10 +42,10 @@ use crate::meta::Meta;
 use crate::ui;
 
 pub use cleanup::OpenUpload;
+pub use config::{keep_warning, normalize_prefix, S3Settings, Sse, SseAlgorithm, StorageClass};
 pub use fetch::{fetch_backup, fetch_backup_checked, parse_uri, Fetched, MetaCheck};
 pub use marker::{Claim, MARKER_SUFFIX};
 pub use part_plan::{PartPlan, DEFAULT_PART_SIZE, MIB, S3_MAX_PART_SIZE, S3_MIN_PART_SIZE};
-pub use settings::{keep_warning, normalize_prefix, S3Settings, Sse, SseAlgorithm, StorageClass};
 pub use upload::{S3Sink, UploadFailed, UploadHandle};
 
 /// What the AWS SDK would otherwise read from the process environment,

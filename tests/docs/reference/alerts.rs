@@ -6,13 +6,13 @@
 use std::time::Duration;
 
 use chrono::TimeZone;
-use pgbak::alert::{self, Failure, Outcome, Step};
+use pgbak::alert::{self, Failure, RunEnd, Step};
 
 use super::{assert_documented, documented_keys, json_block, key_paths};
 
 const ROUTING_KEY: &str = "<PAGERDUTY_ROUTING_KEY>";
 
-fn failure(step: Step, outcome: Outcome) -> Failure {
+fn failure(step: Step, outcome: RunEnd) -> Failure {
     Failure {
         service: "enterprise-agent-platform".into(),
         host: "db-host-01".into(),
@@ -31,7 +31,7 @@ fn failure(step: Step, outcome: Outcome) -> Failure {
 }
 
 fn backup_failed() -> Failure {
-    failure(Step::Backup, Outcome::Failed)
+    failure(Step::Backup, RunEnd::Failed)
 }
 
 pub fn generic() -> String {
@@ -39,7 +39,7 @@ pub fn generic() -> String {
 }
 
 pub fn generic_skipped() -> String {
-    let mut skipped = failure(Step::Setup, Outcome::Skipped);
+    let mut skipped = failure(Step::Setup, RunEnd::Skipped);
     skipped.duration = Duration::ZERO;
     skipped.error = "the lock .pgbak-enterprise_agents_full.lock is held by pid 1234, started 2026-11-25T02:00:00Z".into();
     json_block(&alert::generic(&skipped))
@@ -63,18 +63,18 @@ pub fn pagerduty_resolve() -> String {
 }
 
 /// Every (step, outcome) a run can end in, with when it happens.
-const CASES: &[(Step, Outcome, &str)] = &[
-    (Step::Config, Outcome::Failed, "a setting is invalid (exit 2): nothing was attempted"),
-    (Step::Setup, Outcome::Failed, "the log file or the backup directory could not be created"),
-    (Step::Backup, Outcome::Failed, "the dump failed"),
-    (Step::Upload, Outcome::Failed, "the upload failed; the local backup is complete"),
-    (Step::Verify, Outcome::Failed, "the new backup failed a verify check"),
-    (Step::Verify, Outcome::CouldNotRun, "verify's target server was unreachable: no verdict, nothing recorded"),
-    (Step::Retention, Outcome::Failed, "retention failed"),
-    (Step::Backup, Outcome::Interrupted, "SIGINT/SIGTERM (`systemctl stop`, a reboot) during the backup"),
-    (Step::Verify, Outcome::Interrupted, "SIGINT/SIGTERM during verify"),
-    (Step::Anomaly, Outcome::Failed, "the new backup shrank below the anomaly threshold; the previous one is pinned (the run exits 0)"),
-    (Step::Setup, Outcome::Skipped, "the lock of the group was held (exit 75)"),
+const CASES: &[(Step, RunEnd, &str)] = &[
+    (Step::Config, RunEnd::Failed, "a setting is invalid (exit 2): nothing was attempted"),
+    (Step::Setup, RunEnd::Failed, "the log file or the backup directory could not be created"),
+    (Step::Backup, RunEnd::Failed, "the dump failed"),
+    (Step::Upload, RunEnd::Failed, "the upload failed; the local backup is complete"),
+    (Step::Verify, RunEnd::Failed, "the new backup failed a verify check"),
+    (Step::Verify, RunEnd::CouldNotRun, "verify's target server was unreachable: no verdict, nothing recorded"),
+    (Step::Retention, RunEnd::Failed, "retention failed"),
+    (Step::Backup, RunEnd::Interrupted, "SIGINT/SIGTERM (`systemctl stop`, a reboot) during the backup"),
+    (Step::Verify, RunEnd::Interrupted, "SIGINT/SIGTERM during verify"),
+    (Step::Anomaly, RunEnd::Failed, "the new backup shrank below the anomaly threshold; the previous one is pinned (the run exits 0)"),
+    (Step::Setup, RunEnd::Skipped, "the lock of the group was held (exit 75)"),
 ];
 
 pub fn messages() -> String {
@@ -100,7 +100,7 @@ fn page() -> String {
 fn every_key_of_the_generic_body_is_documented() {
     let mut keys = key_paths(&alert::generic(&backup_failed()), &[]);
     keys.extend(key_paths(
-        &alert::generic(&failure(Step::Setup, Outcome::Skipped)),
+        &alert::generic(&failure(Step::Setup, RunEnd::Skipped)),
         &[],
     ));
     keys.sort();

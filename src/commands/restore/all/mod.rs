@@ -44,7 +44,7 @@ use crate::signals::Signals;
 use crate::storage::Store;
 use crate::ui;
 use inventory::Inventory;
-use plan::{Preflight, Run};
+use plan::{ChosenRun, Preflight};
 
 /// How long the rebuild waits for the target to accept connections again
 /// (a restart, a failover) before it gives up on the rest.
@@ -142,7 +142,7 @@ pub(super) async fn restore_all(
 }
 
 /// The chosen run's backups and its server.
-fn run_of(inventory: &Inventory, choice: &Choice) -> Result<(Run, Option<ServerIdentity>)> {
+fn run_of(inventory: &Inventory, choice: &Choice) -> Result<(ChosenRun, Option<ServerIdentity>)> {
     let view = inventory
         .views
         .iter()
@@ -162,7 +162,7 @@ fn run_of(inventory: &Inventory, choice: &Choice) -> Result<(Run, Option<ServerI
         .unwrap_or_default();
     databases.sort_by(|a: &inventory::Member, b| a.meta.database.cmp(&b.meta.database));
     Ok((
-        Run {
+        ChosenRun {
             id: choice.run.clone(),
             globals,
             databases,
@@ -173,7 +173,11 @@ fn run_of(inventory: &Inventory, choice: &Choice) -> Result<(Run, Option<ServerI
 
 /// The databases backed up in this place (by the same server) that the
 /// run does not contain, each with its newest backup's time.
-fn left_out(inventory: &Inventory, run: &Run, server: Option<&ServerIdentity>) -> Vec<String> {
+fn left_out(
+    inventory: &Inventory,
+    run: &ChosenRun,
+    server: Option<&ServerIdentity>,
+) -> Vec<String> {
     let in_run: BTreeSet<&str> = run
         .databases
         .iter()
@@ -286,7 +290,7 @@ async fn restore_roles(
 async fn restore_databases(
     opts: &RestoreOptions,
     conn: &ConnSettings,
-    run: &Run,
+    run: &ChosenRun,
     done_before: &BTreeSet<String>,
     signals: &mut Signals,
 ) -> Result<Vec<String>> {
@@ -363,7 +367,7 @@ fn list_or_none(names: &[&str]) -> String {
 /// The last line; the journal removed when the whole run is restored.
 async fn finish(
     conn: &ConnSettings,
-    run: &Run,
+    run: &ChosenRun,
     roles: &RolesOutcome,
     failed: &[String],
 ) -> Result<bool> {
@@ -432,28 +436,12 @@ async fn connect_waiting(conn: &ConnSettings) -> Result<tokio_postgres::Client> 
     }
 }
 
+/// The operator types the host name: the whole server is rebuilt.
 async fn confirm(conn: &ConnSettings, run: &str, signals: &mut Signals) -> Result<()> {
     let host = conn.host.to_string();
-    eprint!(
-        "\nAbout to rebuild the server {} from run {run} as planned above.\n\
-         Type the host name ({host}) to continue: ",
+    let about = format!(
+        "\nAbout to rebuild the server {} from run {run} as planned above.\n",
         conn.endpoint()
     );
-    let answer = signals
-        .guard(async {
-            tokio::task::spawn_blocking(|| {
-                let mut line = String::new();
-                std::io::stdin().read_line(&mut line).map(|_| line)
-            })
-            .await
-            .context("reading the confirmation stopped unexpectedly")?
-            .context("reading the confirmation")
-        })
-        .await?;
-    if answer.trim_end_matches(['\n', '\r']) != host {
-        return Err(usage(
-            "the name typed does not match the host name: nothing was restored",
-        ));
-    }
-    Ok(())
+    super::confirm::typed(&about, "host name", &host, signals).await
 }

@@ -26,7 +26,7 @@ use crate::settings::restore::RestoreOptions;
 use crate::signals::Signals;
 
 /// The chosen run's backups.
-pub struct Run {
+pub struct ChosenRun {
     pub id: String,
     pub globals: Member,
     pub databases: Vec<Member>,
@@ -54,7 +54,7 @@ pub struct Preflight {
 /// Checks everything the rebuild needs, changing nothing.
 pub async fn preflight(
     admin: &Client,
-    run: &Run,
+    run: &ChosenRun,
     opts: &RestoreOptions,
     journal: Option<&Journal>,
     signals: &mut Signals,
@@ -263,7 +263,7 @@ async fn read_globals(
 /// What the plan shows.
 pub struct Shown<'a> {
     pub conn: &'a ConnSettings,
-    pub run: &'a Run,
+    pub run: &'a ChosenRun,
     pub choice: &'a crate::runs::choose::Choice,
     /// The run's server, described.
     pub server: &'a str,

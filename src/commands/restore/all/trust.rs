@@ -8,7 +8,7 @@
 
 use anyhow::Result;
 
-use super::plan::Run;
+use super::plan::ChosenRun;
 use crate::archive;
 use crate::error::usage;
 use crate::mode::Mode;
@@ -18,7 +18,7 @@ use crate::ui;
 /// Refuses (exit 2, naming the backup and why) a run that is not sound or,
 /// with `keys`, not signed; without keys, says once that the bucket is trusted.
 pub async fn refuse_untrusted(
-    run: &Run,
+    run: &ChosenRun,
     encrypted: bool,
     keys: Option<&TrustedKeys>,
 ) -> Result<()> {
@@ -39,7 +39,7 @@ pub async fn refuse_untrusted(
 /// and each names the database its file name says; in an encrypted run, each
 /// backup says it is encrypted too (a plaintext one in place of an encrypted
 /// one is refused again, on its bytes, when it is read).
-fn refuse_unsound(run: &Run, encrypted: bool) -> Result<()> {
+fn refuse_unsound(run: &ChosenRun, encrypted: bool) -> Result<()> {
     for member in std::iter::once(&run.globals).chain(&run.databases) {
         let meta = &member.meta;
         if encrypted && meta.encryption.is_none() {
@@ -80,7 +80,7 @@ fn refuse_unsound(run: &Run, encrypted: bool) -> Result<()> {
 
 /// With trusted keys, every meta.json of the run must be signed by one of
 /// them for its own file.
-async fn refuse_unsigned(run: &Run, keys: &TrustedKeys) -> Result<()> {
+async fn refuse_unsigned(run: &ChosenRun, keys: &TrustedKeys) -> Result<()> {
     for member in std::iter::once(&run.globals).chain(&run.databases) {
         let file = member.source.rsplit('/').next().unwrap_or(&member.source);
         let text = member
