@@ -465,15 +465,23 @@ async fn prepare_target(
     let mut into = conn.clone();
     if opts.create_db {
         let staging = target::staging_name(&conn.dbname);
-        not_restored = signals
-            .guard(target::create_staging(
-                admin,
-                &staging,
-                backup.meta().and_then(|m| m.database_properties.as_ref()),
-                &plan.roles,
-                plan.owners,
-            ))
-            .await?;
+        // Not raced with signals (a CREATE that committed then was left): checked after.
+        let created = target::create_staging(
+            admin,
+            &staging,
+            backup.meta().and_then(|m| m.database_properties.as_ref()),
+            &plan.roles,
+            plan.owners,
+        )
+        .await
+        .and_then(|items| crate::signals::check().map(|()| items));
+        not_restored = match created {
+            Ok(items) => items,
+            Err(err) => {
+                target::drop_staging(conn, &staging).await;
+                return Err(err);
+            }
+        };
         ui::info(&format!(
             "created database {} on {}: restored there, it replaces {} once complete (until \
              then nobody else sees the restore)",
@@ -489,7 +497,11 @@ async fn prepare_target(
     if plan.list_file.is_none() {
         if let Some(resolved) = &plan.selection {
             // pg_restore -n restores a schema's objects, not the schema itself.
-            create_schemas(&into, &resolved.schemas, signals).await?;
+            let made = create_schemas(&into, &resolved.schemas, signals).await;
+            if let (Err(_), true) = (&made, opts.create_db) {
+                target::drop_staging(conn, &into.dbname).await;
+            }
+            made?;
         }
     }
     Ok((not_restored, into))
