@@ -1,0 +1,19 @@
+//! `pgbak restore` of one database: round trips, `--create-db` and the database's properties, the
+//! confirmation, pg_restore's sessions on the server (locks, signals, a server that stops), one
+//! table, and which backup is taken when no file is named. `--all-databases` is `dr::`.
+
+mod confirm;
+mod database;
+mod selection;
+mod sessions;
+mod table;
+
+use crate::support::TestDb;
+
+/// Tables of the target's public schema.
+pub(crate) fn tables(db: &TestDb<'_>) -> Vec<String> {
+    db.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
