@@ -256,7 +256,8 @@ mod layout {
     #[test]
     fn a_module_named_after_another_subject_is_a_clash() {
         let subjects = ["cron", "verify", "s3"];
-        let cases: [(&[(&str, &str)], &[&str]); 4] = [
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+        let cases: [Case; 4] = [
             (&[("cron", "steps"), ("verify", "cleanup")], &[]),
             (&[("cron", "verify")], &["cron::verify (matches verify::)"]),
             (
