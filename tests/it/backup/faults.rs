@@ -15,8 +15,10 @@ use crate::support::{
 #[test]
 fn server_dying_mid_dump_leaves_nothing_and_prunes_nothing() {
     let pg = support::private_cluster(16);
-    let db = pg.fresh_db("dies");
-    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g");
+    let db = pg.db_with(
+        "dies",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g",
+    );
     let tmp = tempfile::tempdir().unwrap();
     let earlier = earlier_backup(&pg, &db.name, tmp.path());
 
@@ -76,8 +78,10 @@ fn signal(child: &Child, sig: i32) {
 #[test]
 fn sigint_and_sigterm_during_the_dump_leave_nothing_behind() {
     let pg = pg16();
-    let db = pg.fresh_db("signals_dump");
-    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
+    let db = pg.db_with(
+        "signals_dump",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
+    );
     let tmp = tempfile::tempdir().unwrap();
     let earlier = earlier_backup(pg, &db.name, tmp.path());
     for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
@@ -97,8 +101,10 @@ fn sigint_and_sigterm_during_the_dump_leave_nothing_behind() {
 #[test]
 fn after_sigkill_the_next_run_cleans_up_and_succeeds() {
     let pg = pg16();
-    let db = pg.fresh_db("sigkill_dump");
-    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
+    let db = pg.db_with(
+        "sigkill_dump",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
+    );
     let tmp = tempfile::tempdir().unwrap();
     let earlier = earlier_backup(pg, &db.name, tmp.path());
     let lock = TableLock::hold(pg, &db.name, "t");
@@ -128,8 +134,10 @@ fn after_sigkill_the_next_run_cleans_up_and_succeeds() {
 #[test]
 fn a_cut_connection_mid_dump_fails_cleanly() {
     let pg = pg16();
-    let db = pg.fresh_db("cut_connection");
-    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
+    let db = pg.db_with(
+        "cut_connection",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
+    );
     let tmp = tempfile::tempdir().unwrap();
     let earlier = earlier_backup(pg, &db.name, tmp.path());
     let lock = TableLock::hold(pg, &db.name, "t");
@@ -166,8 +174,10 @@ fn a_full_disk_at_the_meta_json_write_leaves_no_dump() {
         return;
     };
     let pg = pg16();
-    let db = pg.fresh_db("meta_disk_full");
-    db.psql("CREATE TABLE t AS SELECT g, repeat('x', 50) AS s FROM generate_series(1, 2000) g");
+    let db = pg.db_with(
+        "meta_disk_full",
+        "CREATE TABLE t AS SELECT g, repeat('x', 50) AS s FROM generate_series(1, 2000) g",
+    );
     let dir = tmpfs.path();
     let earlier = earlier_backup(pg, &db.name, &dir);
     let dump_size = std::fs::metadata(dir.join(&earlier)).unwrap().len();
@@ -194,8 +204,10 @@ fn a_full_disk_at_the_meta_json_write_leaves_no_dump() {
 #[test]
 fn trust_a_held_access_exclusive_lock_fails_after_lock_wait_timeout_naming_table_and_pid() {
     let pg = pg16();
-    let db = pg.fresh_db("held lock");
-    db.psql("CREATE TABLE busy AS SELECT g FROM generate_series(1, 100) g");
+    let db = pg.db_with(
+        "held lock",
+        "CREATE TABLE busy AS SELECT g FROM generate_series(1, 100) g",
+    );
     let tmp = tempfile::tempdir().unwrap();
     let lock = TableLock::hold(pg, &db.name, "busy");
     let holder = pg.psql(
@@ -223,8 +235,10 @@ fn trust_a_held_access_exclusive_lock_fails_after_lock_wait_timeout_naming_table
 #[test]
 fn trust_timeout_bounds_a_hung_run_and_leaves_nothing() {
     let pg = pg16();
-    let db = pg.fresh_db("run timeout");
-    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
+    let db = pg.db_with(
+        "run timeout",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
+    );
     let tmp = tempfile::tempdir().unwrap();
     let lock = TableLock::hold(pg, &db.name, "t");
     let clock = Instant::now();

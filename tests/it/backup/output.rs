@@ -16,8 +16,7 @@ use crate::support::{
 #[test]
 fn full_backup_of_the_fixture_is_complete_and_described() {
     let pg = pg16();
-    let db = pg.fresh_db("full_backup");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("full_backup", 0.05);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("backups");
     let out = backup(pg, &db.name, &dir, &["--json"]);
@@ -94,8 +93,7 @@ fn restore_list(dump: &Path) -> String {
 #[test]
 fn rows_committed_during_the_dump_are_in_neither_dump_nor_counts() {
     let pg = pg16();
-    let db = pg.fresh_db("snapshot");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("snapshot", 0.05);
     let before: u64 = db.psql("SELECT count(*) FROM messages").parse().unwrap();
     let tmp = tempfile::tempdir().unwrap();
 
@@ -169,8 +167,7 @@ fn rows_committed_during_the_dump_are_in_neither_dump_nor_counts() {
 #[test]
 fn schema_and_data_modes_hold_only_their_part_and_labels_name_the_file() {
     let pg = pg16();
-    let db = pg.fresh_db("modes");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("modes", 0.05);
     let tmp = tempfile::tempdir().unwrap();
 
     let out = backup(pg, &db.name, tmp.path(), &["--mode", "schema"]);
@@ -209,8 +206,7 @@ fn schema_and_data_modes_hold_only_their_part_and_labels_name_the_file() {
 #[test]
 fn keep_prunes_the_group_and_spares_labelled_backups() {
     let pg = pg16();
-    let db = pg.fresh_db("keep");
-    db.psql("CREATE TABLE t(x int); INSERT INTO t VALUES (1)");
+    let db = pg.db_with("keep", "CREATE TABLE t(x int); INSERT INTO t VALUES (1)");
     let tmp = tempfile::tempdir().unwrap();
     let out = backup(pg, &db.name, tmp.path(), &["--label", "pre-migration"]);
     assert!(out.status.success(), "{}", output_text(&out));
@@ -232,8 +228,7 @@ fn keep_prunes_the_group_and_spares_labelled_backups() {
 #[test]
 fn two_backups_in_the_same_second_do_not_overwrite_each_other() {
     let pg = pg16();
-    let db = pg.fresh_db("same_second");
-    db.psql("CREATE TABLE t(x int)");
+    let db = pg.db_with("same_second", "CREATE TABLE t(x int)");
     let tmp = tempfile::tempdir().unwrap();
     let spawn = || {
         pgbak(pg)
@@ -261,8 +256,7 @@ fn two_backups_in_the_same_second_do_not_overwrite_each_other() {
 #[test]
 fn a_database_without_alembic_has_a_null_revision() {
     let pg = pg16();
-    let db = pg.fresh_db("no_alembic");
-    db.psql("CREATE TABLE t(x int)");
+    let db = pg.db_with("no_alembic", "CREATE TABLE t(x int)");
     let tmp = tempfile::tempdir().unwrap();
     let out = backup(pg, &db.name, tmp.path(), &["--json"]);
     assert!(out.status.success(), "{}", output_text(&out));
@@ -315,8 +309,10 @@ fn older_pg_dump_than_the_server_is_refused_with_versions_and_paths() {
 #[test]
 fn other_server_versions_back_up_with_their_own_tools() {
     for pg in [support::pg15(), support::pg17()].into_iter().flatten() {
-        let db = pg.fresh_db("matrix");
-        db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
+        let db = pg.db_with(
+            "matrix",
+            "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
+        );
         let tmp = tempfile::tempdir().unwrap();
         let out = pgbak_bare()
             .env("DATABASE_URL", pg.url(&db.name))

@@ -15,8 +15,7 @@ fn system_identifier(pg: &crate::support::Pg, db: &str) -> String {
 #[test]
 fn a_backup_records_the_servers_identity_and_a_readable_name() {
     let pg = pg16();
-    let db = pg.fresh_db("server_identity");
-    db.psql("CREATE TABLE t AS SELECT 1 AS x");
+    let db = pg.db_with("server_identity", "CREATE TABLE t AS SELECT 1 AS x");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("b");
 

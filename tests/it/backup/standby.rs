@@ -22,8 +22,8 @@ fn only_meta(dir: &Path) -> Value {
 #[test]
 fn trust_standby_backup_skips_unlogged_rows_and_verify_expects_exactly_that() {
     let primary = private_cluster(16);
-    let db = primary.fresh_db("standby unlogged");
-    db.psql(
+    let db = primary.db_with(
+        "standby unlogged",
         "CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g; \
          CREATE UNLOGGED TABLE scratch AS SELECT g FROM generate_series(1, 50) g",
     );
@@ -133,8 +133,10 @@ fn pause_state(standby: &Pg) -> String {
 #[test]
 fn trust_pause_replay_is_resumed_on_success_error_sigterm_and_after_a_sigkill() {
     let primary = private_cluster(16);
-    let db = primary.fresh_db("pause replay");
-    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
+    let db = primary.db_with(
+        "pause replay",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
+    );
     let standby = standby_of(&primary, "");
     standby.catch_up_with(&primary);
     let tmp = tempfile::tempdir().unwrap();
@@ -197,8 +199,10 @@ fn trust_pause_replay_is_resumed_on_success_error_sigterm_and_after_a_sigkill() 
 #[test]
 fn fleet_replay_paused_by_a_killed_run_is_resumed_by_the_next_run_in_another_directory() {
     let primary = private_cluster(16);
-    let db = primary.fresh_db("fleet replay");
-    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
+    let db = primary.db_with(
+        "fleet replay",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
+    );
     let standby = standby_of(&primary, "");
     standby.catch_up_with(&primary);
     let server = s3();

@@ -294,8 +294,7 @@ fn check_judges_s3_groups_and_a_real_backup_without_a_database_connection() {
 
     // A real backup made by pgbak to the same prefix: fresh, not yet verified.
     let pg = pg16();
-    let db = pg.fresh_db("check real");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("check real", 0.05);
     let dir = backup_dir("check-real");
     let out = run(pgbak_s3(&db, server, &bucket, prefix)
         .args(["backup", "--output-dir"])

@@ -129,8 +129,7 @@ fn sslmode_require_and_verify_full_work_and_a_wrong_host_name_fails() {
     let Some((pg, certs)) = tls_only_cluster() else {
         return;
     };
-    let db = pg.fresh_db("tls");
-    db.psql("CREATE TABLE t AS SELECT 1 AS x");
+    let db = pg.db_with("tls", "CREATE TABLE t AS SELECT 1 AS x");
     let ca = certs.path().join("ca.pem");
     let pw = support::PASSWORD;
     let url = |host: &str, query: &str| {
@@ -171,8 +170,7 @@ fn host_verify_full_without_a_root_certificate_is_refused_as_libpq_does() {
     let Some((pg, certs)) = crate::connect::tls::tls_only_cluster() else {
         return;
     };
-    let db = pg.fresh_db("tls roots");
-    db.psql("CREATE TABLE t AS SELECT 1 AS x");
+    let db = pg.db_with("tls roots", "CREATE TABLE t AS SELECT 1 AS x");
     let ca = certs.path().join("ca.pem");
     let home = Dir::new("tls-roots-home"); // no ~/.postgresql/root.crt
     let url = |query: &str| {

@@ -75,8 +75,7 @@ fn wrong_password_and_server_down_fail_with_what_to_check() {
 #[test]
 fn backs_up_over_the_unix_socket_with_an_empty_host_in_the_url() {
     let pg = pg16();
-    let db = pg.fresh_db("socket");
-    db.psql("CREATE TABLE t AS SELECT 1 AS x");
+    let db = pg.db_with("socket", "CREATE TABLE t AS SELECT 1 AS x");
     let tmp = tempfile::tempdir().unwrap();
     let url = format!(
         "postgresql+psycopg://postgres@/{}?host={}&port={}",
@@ -98,8 +97,7 @@ fn backs_up_over_the_unix_socket_with_an_empty_host_in_the_url() {
 #[test]
 fn pg_environment_variables_work_without_database_url() {
     let pg = pg16();
-    let db = pg.fresh_db("pg_env");
-    db.psql("CREATE TABLE t AS SELECT 1 AS x");
+    let db = pg.db_with("pg_env", "CREATE TABLE t AS SELECT 1 AS x");
     let tmp = tempfile::tempdir().unwrap();
     let out = pgbak(pg)
         .env("PGHOST", "127.0.0.1")
@@ -118,8 +116,7 @@ fn pg_environment_variables_work_without_database_url() {
 #[test]
 fn trust_role_timeouts_of_one_millisecond_do_not_break_a_backup() {
     let pg = pg16();
-    let db = pg.fresh_db("role timeouts");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("role timeouts", 0.05);
     let role = login_superuser(pg, "app", &db.name, PASSWORD);
     pg.psql(
         "postgres",
@@ -156,8 +153,10 @@ fn trust_role_timeouts_of_one_millisecond_do_not_break_a_backup() {
 #[test]
 fn trust_plus_in_a_url_query_value_is_a_plus() {
     let pg = pg16();
-    let db = pg.fresh_db("plus in url");
-    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 10) g");
+    let db = pg.db_with(
+        "plus in url",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 10) g",
+    );
     let password = "p+ss+word";
     let role = login_superuser(pg, "plus", &db.name, password);
     let tmp = tempfile::tempdir().unwrap();

@@ -75,8 +75,7 @@ fn contrib_crontab_matches_the_scripts_line() {
 #[test]
 fn cron_env_file_with_an_ampersand_url_runs_from_the_shipped_crontab_line() {
     let pg = pg16();
-    let db = pg.fresh_db("cron env file");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("cron env file", 0.05);
     let dirs = Dirs::new("env-file");
     std::fs::create_dir_all(&dirs.root).unwrap();
     // systemd EnvironmentFile syntax: the URL unquoted, with `&` in its query.
@@ -153,8 +152,7 @@ fn the_application_tables_are_one_line_of_the_env_example() {
         .expect("PGBAK_EXPECT_TABLES in contrib/pgbak.env.example");
     assert_eq!(line.split(',').count(), 13, "{line}");
     let pg = pg16();
-    let db = pg.fresh_db("expect app");
-    db.load_fixture(0.02);
+    let db = pg.fixture_db("expect app", 0.02);
     db.psql("DROP TABLE feedback CASCADE");
     let dir = Dir::new("expect-app");
     let dump = crate::support::verify::backup(&db, &dir);

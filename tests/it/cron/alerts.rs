@@ -341,8 +341,7 @@ fn cron_alert_format_is_case_insensitive() {
 #[test]
 fn cron_pagerduty_success_resolves_the_incident_of_its_database_and_mode() {
     let pg = pg16();
-    let db = pg.fresh_db("cron pd resolve");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("cron pd resolve", 0.05);
     let dirs = Dirs::new("pd-resolve");
     let hook = HttpListener::new(&[202, 202]);
     let key = "R0UTINGKEY0123456789abcdefABCDEF";

@@ -77,8 +77,7 @@ pub(crate) fn wait_for_lock_owner(dirs: &Dirs, db: &str, pid: u32) {
 #[test]
 fn cron_overlapping_runs_second_exits_75_first_completes() {
     let pg = pg16();
-    let db = pg.fresh_db("cron overlap");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("cron overlap", 0.05);
     let dirs = Dirs::new("overlap");
     let table_lock = TableLock::take(pg, &db.name, "users");
     let mut first = cron(pgbak(pg), &dirs, &db.url())
@@ -140,8 +139,7 @@ fn cron_lock_held_by_another_process_is_reported() {
 #[test]
 fn cron_killed_run_does_not_block_the_next() {
     let pg = pg16();
-    let db = pg.fresh_db("cron killed");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("cron killed", 0.05);
     let dirs = Dirs::new("killed");
     let table_lock = TableLock::take(pg, &db.name, "users");
     let mut first = cron(pgbak(pg), &dirs, &db.url())
@@ -168,8 +166,7 @@ fn cron_killed_run_does_not_block_the_next() {
 #[test]
 fn cron_sigterm_during_the_dump_exits_143_alerts_and_leaves_no_partial() {
     let pg = pg16();
-    let db = pg.fresh_db("cron sigterm");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("cron sigterm", 0.05);
     let dirs = Dirs::new("sigterm");
     let hook = HttpListener::ok();
     let table_lock = TableLock::take(pg, &db.name, "users");
@@ -281,8 +278,7 @@ fn cron_full_and_schema_runs_overlap_and_a_second_full_is_skipped_visibly() {
 #[test]
 fn cron_lock_wait_waits_for_the_holder_then_runs() {
     let pg = pg16();
-    let db = pg.fresh_db("cron lock wait");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("cron lock wait", 0.05);
     let dirs = Dirs::new("lock-wait");
     std::fs::create_dir_all(&dirs.backups).unwrap();
     let path = lock_path(&dirs, &db.name, "full");

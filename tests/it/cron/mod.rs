@@ -142,8 +142,7 @@ pub(crate) fn down_url_of(db: &str) -> String {
 /// A database whose restore takes `seconds` (one row a second, through a CHECK
 /// constraint that sleeps), so a test can act while verify runs.
 pub(crate) fn slow_to_restore<'a>(pg: &'a Pg, hint: &str, seconds: u32) -> support::TestDb<'a> {
-    let db = pg.fresh_db(hint);
-    db.load_fixture(0.05);
+    let db = pg.fixture_db(hint, 0.05);
     db.psql(&format!(
         "CREATE FUNCTION public.slow_ok(x int) RETURNS boolean LANGUAGE sql AS 'SELECT true';
          CREATE TABLE public.slow (x int CHECK (public.slow_ok(x)));

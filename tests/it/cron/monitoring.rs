@@ -42,8 +42,7 @@ fn assert_no_secret(body: &str) {
 #[test]
 fn cron_heartbeat_healthchecks_start_success_with_summary_and_fail_with_the_error() {
     let pg = pg16();
-    let db = pg.fresh_db("cron heartbeat hc");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("cron heartbeat hc", 0.05);
     let beat = HttpListener::ok();
     let url = format!("{}/ping/{TOKEN}", beat.base_url());
     let base = format!("/ping/{TOKEN}");
@@ -109,8 +108,7 @@ fn cron_heartbeat_healthchecks_start_success_with_summary_and_fail_with_the_erro
 #[test]
 fn cron_heartbeat_plain_is_one_get_after_a_success_and_nothing_after_a_failure() {
     let pg = pg16();
-    let db = pg.fresh_db("cron heartbeat plain");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("cron heartbeat plain", 0.05);
     let beat = HttpListener::ok();
     // `auto` (the default) is plain for anything but hc-ping.com.
     let url = format!("{}/ping/{TOKEN}?status=up", beat.base_url());
@@ -164,8 +162,7 @@ fn cron_check_config_with_a_bad_setting_exits_2_and_reports_it_nowhere_else() {
 #[test]
 fn cron_metrics_keep_one_series_per_database_and_mode_across_runs() {
     let pg = pg16();
-    let db = pg.fresh_db("cron metrics modes");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("cron metrics modes", 0.05);
     let dirs = Dirs::new("metrics-modes");
     let name = db.name.as_str();
     let cmd = |mode: &str, ok: bool| {

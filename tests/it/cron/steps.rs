@@ -15,8 +15,7 @@ use crate::support::{
 #[test]
 fn cron_success_leaves_one_backup_one_log_calls_heartbeat_and_writes_metrics() {
     let pg = pg16();
-    let db = pg.fresh_db("cron ok");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("cron ok", 0.05);
     let dirs = Dirs::new("ok");
     let hook = HttpListener::ok();
     let beat = HttpListener::ok();
@@ -72,8 +71,7 @@ fn cron_success_leaves_one_backup_one_log_calls_heartbeat_and_writes_metrics() {
 #[test]
 fn cron_verify_run_leaves_one_backup_one_log_no_temp_db_and_calls_heartbeat() {
     let pg = pg16();
-    let db = pg.fresh_db("cron verify ok");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("cron verify ok", 0.05);
     let dirs = Dirs::new("verify-ok");
     let hook = HttpListener::ok();
     let beat = HttpListener::ok();
@@ -120,8 +118,7 @@ fn cron_verify_run_leaves_one_backup_one_log_no_temp_db_and_calls_heartbeat() {
 #[test]
 fn cron_verify_failure_alerts_and_skips_retention() {
     let pg = pg16();
-    let db = pg.fresh_db("cron verify fail");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("cron verify fail", 0.05);
     // Verify restores into a server as a role that may not create the temporary database.
     let role = format!("nocreatedb_{}", std::process::id());
     let role_password = "r0le-Pa55word-x";
@@ -193,8 +190,7 @@ fn cron_verify_failure_alerts_and_skips_retention() {
 #[test]
 fn cron_verify_ephemeral_restores_into_a_throwaway_cluster() {
     let pg = pg16();
-    let db = pg.fresh_db("cron verify eph");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("cron verify eph", 0.05);
     let dirs = Dirs::new("verify-eph");
     let verify_dbs = || -> Vec<String> {
         pg.databases()
@@ -219,8 +215,7 @@ fn cron_verify_ephemeral_restores_into_a_throwaway_cluster() {
 #[test]
 fn cron_uploads_to_s3_and_prunes_the_bucket_too() {
     let pg = pg16();
-    let db = pg.fresh_db("cron s3 ok");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("cron s3 ok", 0.05);
     let s3 = support::s3();
     let bucket = s3.fresh_bucket("cron");
     let dirs = Dirs::new("s3-ok");
@@ -248,8 +243,7 @@ fn cron_uploads_to_s3_and_prunes_the_bucket_too() {
 #[test]
 fn cron_s3_down_alerts_the_upload_step_and_keeps_the_local_backup() {
     let pg = pg16();
-    let db = pg.fresh_db("cron s3 down");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("cron s3 down", 0.05);
     let dirs = Dirs::new("s3-down");
     // Two complete older backups of the group (retention only deletes those).
     let mut seeded = Vec::new();
@@ -317,8 +311,7 @@ fn cron_s3_down_alerts_the_upload_step_and_keeps_the_local_backup() {
 #[test]
 fn cron_failed_heartbeat_does_not_fail_a_good_run() {
     let pg = pg16();
-    let db = pg.fresh_db("cron beat 404");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("cron beat 404", 0.05);
     let dirs = Dirs::new("beat404");
     let beat = HttpListener::new(&[404]);
     let out = run(cron(pgbak(pg), &dirs, &db.url()).env("HEARTBEAT_URL", beat.url()));
@@ -410,8 +403,7 @@ fn cron_sigterm_during_verify_alerts_interrupted_and_records_nothing() {
 #[test]
 fn cron_unreachable_verify_target_is_not_a_failed_verification() {
     let pg = pg16();
-    let db = pg.fresh_db("cron verify unreachable");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("cron verify unreachable", 0.05);
     let dirs = Dirs::new("verify-unreachable");
     let hook = HttpListener::ok();
     let target = format!("postgresql://postgres:x@127.0.0.1:{}/postgres", free_port());
@@ -449,8 +441,7 @@ fn cron_unreachable_verify_target_is_not_a_failed_verification() {
 #[test]
 fn cron_failed_upload_still_verifies_the_local_backup() {
     let pg = pg16();
-    let db = pg.fresh_db("cron upload verify");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("cron upload verify", 0.05);
     let dirs = Dirs::new("upload-verify");
     let hook = HttpListener::ok();
     let out = run(cron(pgbak(pg), &dirs, &db.url())

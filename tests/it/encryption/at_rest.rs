@@ -48,8 +48,7 @@ fn run_scanning(cmd: &mut Command, dir: &Path) -> (Output, Vec<PathBuf>) {
 #[test]
 fn encryption_backup_is_ciphertext_on_disk_and_the_age_cli_decrypts_it() {
     let pg = pg16();
-    let db = pg.fresh_db("enc cli");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("enc cli", 0.05);
     let keys = Dir::new("enc-cli-keys");
     let dir = Dir::new("enc-cli");
     let (key, public) = age_keygen(&keys, "key.txt");
@@ -101,8 +100,7 @@ fn encryption_backup_is_ciphertext_on_disk_and_the_age_cli_decrypts_it() {
 #[test]
 fn encryption_s3_bucket_holds_only_ciphertext_and_restores_from_s3() {
     let pg = pg16();
-    let db = pg.fresh_db("enc s3");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("enc s3", 0.05);
     let server = s3();
     let bucket = server.fresh_bucket("enc");
     let prefix = "enc/";
@@ -163,8 +161,7 @@ fn encryption_s3_bucket_holds_only_ciphertext_and_restores_from_s3() {
 #[test]
 fn encryption_no_plaintext_byte_goes_over_the_wire_to_s3() {
     let pg = pg16();
-    let db = pg.fresh_db("enc wire");
-    db.load_fixture(0.1);
+    let db = pg.fixture_db("enc wire", 0.1);
     let server = s3();
     let bucket = server.fresh_bucket("encwire");
     let keys = Dir::new("enc-wire-keys");
@@ -214,8 +211,7 @@ fn encryption_no_plaintext_byte_goes_over_the_wire_to_s3() {
 #[test]
 fn encryption_cron_takes_its_keys_from_the_environment() {
     let pg = pg16();
-    let db = pg.fresh_db("enc cron");
-    db.load_fixture(0.02);
+    let db = pg.fixture_db("enc cron", 0.02);
     let keys = Dir::new("enc-cron-keys");
     let dir = Dir::new("enc-cron");
     let logs = Dir::new("enc-cron-logs");
@@ -260,8 +256,7 @@ fn encryption_cron_takes_its_keys_from_the_environment() {
 #[test]
 fn encryption_retention_rotates_plaintext_and_encrypted_backups_as_one_group() {
     let pg = pg16();
-    let db = pg.fresh_db("enc keep");
-    db.load_fixture(0.01);
+    let db = pg.fixture_db("enc keep", 0.01);
     let keys = Dir::new("enc-keep-keys");
     let dir = Dir::new("enc-keep");
     let (_, public) = age_keygen(&keys, "key.txt");
@@ -386,8 +381,7 @@ const SSH_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHsKLqeplhpW+uObz5dvM
 #[test]
 fn encrypt_to_keeps_an_ssh_key_whose_comment_has_a_comma() {
     let pg = pg16();
-    let db = pg.fresh_db("encrypt comma");
-    db.psql("CREATE TABLE t (id int)");
+    let db = pg.db_with("encrypt comma", "CREATE TABLE t (id int)");
     let dir = Dir::new("encrypt-comma");
     let (_, age_key) = {
         let out = run(pgbak_bare().args(["keygen"]));

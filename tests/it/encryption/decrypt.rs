@@ -15,8 +15,7 @@ use crate::support::{output_text, pg16, restore_cmd};
 #[test]
 fn encryption_verify_and_restore_decrypt_with_a_pgbak_keygen_identity() {
     let pg = pg16();
-    let db = pg.fresh_db("enc verify");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("enc verify", 0.05);
     let keys = Dir::new("enc-verify-keys");
     let dir = Dir::new("enc-verify");
     let scratch = Dir::new("enc-verify-scratch");
@@ -75,8 +74,7 @@ fn encryption_verify_and_restore_decrypt_with_a_pgbak_keygen_identity() {
 #[test]
 fn encryption_age_cli_encrypted_dump_restores_with_pgbak_and_ssh_keys_work() {
     let pg = pg16();
-    let db = pg.fresh_db("enc ssh");
-    db.load_fixture(0.02);
+    let db = pg.fixture_db("enc ssh", 0.02);
     let keys = Dir::new("enc-ssh-keys");
     let dir = Dir::new("enc-ssh");
     // An archive encrypted by the stock CLI to an age-keygen key restores with pgbak (1 job).
@@ -136,8 +134,7 @@ fn encryption_age_cli_encrypted_dump_restores_with_pgbak_and_ssh_keys_work() {
 #[test]
 fn encryption_wrong_or_missing_identity_exits_2_naming_the_recipients() {
     let pg = pg16();
-    let db = pg.fresh_db("enc wrong key");
-    db.load_fixture(0.02);
+    let db = pg.fixture_db("enc wrong key", 0.02);
     let keys = Dir::new("enc-wrong-keys");
     let dir = Dir::new("enc-wrong");
     let (_, public) = age_keygen(&keys, "right.txt");
@@ -158,8 +155,7 @@ fn encryption_wrong_or_missing_identity_exits_2_naming_the_recipients() {
         assert_eq!(temp_dbs(), 0, "no temporary database was created");
     }
     // Restore: the target is not touched.
-    let target = pg.fresh_db("enc wrong target");
-    target.psql("CREATE TABLE keep_me (x int)");
+    let target = pg.db_with("enc wrong target", "CREATE TABLE keep_me (x int)");
     let out = restore_cmd(
         &target,
         &dump,
@@ -188,8 +184,7 @@ fn encryption_wrong_or_missing_identity_exits_2_naming_the_recipients() {
 #[test]
 fn encryption_flipped_byte_or_truncated_ciphertext_fails_verify_at_the_checksum() {
     let pg = pg16();
-    let db = pg.fresh_db("enc corrupt");
-    db.load_fixture(0.02);
+    let db = pg.fixture_db("enc corrupt", 0.02);
     let keys = Dir::new("enc-corrupt-keys");
     let dir = Dir::new("enc-corrupt");
     let (key, public) = age_keygen(&keys, "key.txt");
@@ -216,14 +211,12 @@ fn encryption_a_scratch_dir_without_room_is_exit_2_before_the_target_is_touched(
     };
     std::fs::create_dir(tmpfs.path()).unwrap();
     let pg = pg16();
-    let db = pg.fresh_db("enc scratch");
-    db.load_fixture(0.02);
+    let db = pg.fixture_db("enc scratch", 0.02);
     let keys = Dir::new("enc-scratch-keys");
     let dir = Dir::new("enc-scratch");
     let (key, public) = age_keygen(&keys, "key.txt");
     let (dump, _) = summary(&backup_cmd(&db, &dir, &[&public]).output().unwrap());
-    let target = pg.fresh_db("enc scratch target");
-    target.psql("CREATE TABLE keep_me (x int)");
+    let target = pg.db_with("enc scratch target", "CREATE TABLE keep_me (x int)");
     let out = restore_cmd(
         &target,
         &dump,

@@ -118,8 +118,7 @@ fn harness_other_versions_and_private_clusters_stop_start_and_clean_up() {
     }
     let pg = support::private_cluster(16);
     let root = pg.data_dir.parent().expect("cluster root").to_path_buf();
-    let db = pg.fresh_db("private");
-    db.psql("CREATE TABLE t AS SELECT 1 AS x");
+    let db = pg.db_with("private", "CREATE TABLE t AS SELECT 1 AS x");
     pg.stop();
     assert!(
         pg.try_psql(&db.name, "SELECT 1").is_err(),

@@ -11,8 +11,7 @@ use crate::support::{self, output_text, pg16, pgbak_bare, run, s3};
 #[test]
 fn list_json_matches_disk_and_bucket() {
     let pg = pg16();
-    let db = pg.fresh_db("list json");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("list json", 0.05);
     let server = s3();
     let bucket = server.fresh_bucket("list");
     let dir = backup_dir("list-json");
@@ -140,8 +139,7 @@ fn list_json_matches_disk_and_bucket() {
 #[test]
 fn list_table_shows_local_backups_newest_first() {
     let pg = pg16();
-    let db = pg.fresh_db("list table");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("list table", 0.05);
     let dir = backup_dir("list-table");
     let mut cmd = support::pgbak_bare();
     cmd.args(["list", "--backup-dir"]).arg(&dir);

@@ -12,8 +12,10 @@ use crate::support::{self, output_text, pg16, restore_cmd, run, TestDb};
 fn restore_without_a_terminal_refuses_at_once_and_leaves_the_target() {
     let pg = pg16();
     let (_source, _dir, dump) = fixture_backup(pg, "restore notty", 0.05);
-    let target = pg.fresh_db("restore notty target");
-    target.psql("CREATE TABLE marker (x int); INSERT INTO marker VALUES (7)");
+    let target = pg.db_with(
+        "restore notty target",
+        "CREATE TABLE marker (x int); INSERT INTO marker VALUES (7)",
+    );
     let started = Instant::now();
     let out = run(&mut restore_cmd(&target, &dump, &["--create-db"]));
     assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
@@ -77,8 +79,7 @@ fn restore_on_a_terminal(target: &TestDb<'_>, dump: &std::path::Path, answer: &s
 fn restore_asks_for_the_database_name_on_a_terminal() {
     let pg = pg16();
     let (source, _dir, dump) = fixture_backup(pg, "restore tty", 0.05);
-    let target = pg.fresh_db("restore tty target");
-    target.psql("CREATE TABLE marker (x int)");
+    let target = pg.db_with("restore tty target", "CREATE TABLE marker (x int)");
 
     let out = restore_on_a_terminal(&target, &dump, "wrong_name");
     let text = String::from_utf8_lossy(&out.stdout);

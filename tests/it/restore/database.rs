@@ -15,8 +15,10 @@ use crate::support::{self, dumps, output_text, pg16, restore_cmd, run};
 fn restore_create_db_reproduces_every_row() {
     let pg = pg16();
     let (source, _dir, dump) = fixture_backup(pg, "restore full", 0.05);
-    let target = pg.fresh_db("restore full target");
-    target.psql("CREATE TABLE leftover (x int); INSERT INTO leftover VALUES (1)");
+    let target = pg.db_with(
+        "restore full target",
+        "CREATE TABLE leftover (x int); INSERT INTO leftover VALUES (1)",
+    );
     // A session on the target: --create-db terminates it.
     let mut idle = Command::new(pg.bin.join("psql"))
         .env("PGPASSWORD", support::PASSWORD)
@@ -75,8 +77,10 @@ fn restore_harmless_warnings_do_not_fail_but_real_errors_do() {
     );
 
     // Into a database where `users` already exists with other columns: real errors.
-    let clash = pg.fresh_db("restore clash");
-    clash.psql("CREATE TABLE users (id int); INSERT INTO users VALUES (42)");
+    let clash = pg.db_with(
+        "restore clash",
+        "CREATE TABLE users (id int); INSERT INTO users VALUES (42)",
+    );
     let out = run(&mut restore_cmd(&clash, &dump, &["--no-confirm"]));
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -137,8 +141,7 @@ fn restore_round_trips_a_database_with_an_odd_name() {
 fn restore_refuses_a_corrupt_backup_before_touching_the_target() {
     let pg = pg16();
     let (_source, _dir, dump) = fixture_backup(pg, "restore corrupt", 0.05);
-    let target = pg.fresh_db("restore corrupt target");
-    target.psql("CREATE TABLE marker (x int)");
+    let target = pg.db_with("restore corrupt target", "CREATE TABLE marker (x int)");
     let mut bytes = std::fs::read(&dump).unwrap();
     let at = bytes.len() / 3;
     bytes[at] ^= 0xff;
@@ -160,8 +163,7 @@ fn restore_names_the_pgvector_package_when_the_server_lacks_it() {
         return;
     };
     let (_source, _dir, dump) = fixture_backup(pg16(), "restore novector", 0.05);
-    let target = pg17.fresh_db("restore novector target");
-    target.psql("CREATE TABLE marker (x int)");
+    let target = pg17.db_with("restore novector target", "CREATE TABLE marker (x int)");
     let out = run(&mut restore_cmd(
         &target,
         &dump,

@@ -36,10 +36,14 @@ fn s3_without_a_file_picks_the_target_databases_backup() {
 #[test]
 fn restore_and_verify_without_a_file_pick_the_targets_newest_full_backup() {
     let pg = pg16();
-    let target = pg.fresh_db("trust target");
-    target.psql("CREATE TABLE mine (x int); INSERT INTO mine VALUES (1)");
-    let other = pg.fresh_db("trust other");
-    other.psql("CREATE TABLE theirs (x int); INSERT INTO theirs VALUES (1)");
+    let target = pg.db_with(
+        "trust target",
+        "CREATE TABLE mine (x int); INSERT INTO mine VALUES (1)",
+    );
+    let other = pg.db_with(
+        "trust other",
+        "CREATE TABLE theirs (x int); INSERT INTO theirs VALUES (1)",
+    );
     let dir = Dir::new("trust-pick");
     let full = backup_json(&mut pgbak_for(&target), &dir, &["--no-s3"]);
     let data = backup_json(
@@ -105,8 +109,10 @@ fn restore_and_verify_without_a_file_pick_the_targets_newest_full_backup() {
 #[test]
 fn restore_and_verify_skip_backups_whose_verification_failed() {
     let pg = pg16();
-    let db = pg.fresh_db("trust failed");
-    db.psql("CREATE TABLE t (x int); INSERT INTO t VALUES (1)");
+    let db = pg.db_with(
+        "trust failed",
+        "CREATE TABLE t (x int); INSERT INTO t VALUES (1)",
+    );
     let dir = Dir::new("trust-failed");
     let good = backup_json(&mut pgbak_for(&db), &dir, &["--no-s3"]);
     db.psql("INSERT INTO t VALUES (2)");
@@ -175,8 +181,10 @@ fn restore_and_verify_skip_backups_whose_verification_failed() {
 #[test]
 fn restore_of_another_databases_s3_object_refuses_before_the_download() {
     let pg = pg16();
-    let db = pg.fresh_db("other s3 source");
-    db.psql("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 100)");
+    let db = pg.db_with(
+        "other s3 source",
+        "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 100)",
+    );
     let target = pg.fresh_db("other s3 target");
     let server = s3();
     let bucket = server.fresh_bucket("other");

@@ -17,8 +17,8 @@ use crate::support::{self, output_text, pg16, private_cluster, restore_cmd, run,
 #[test]
 fn restore_create_db_never_shows_a_half_restored_database() {
     let pg = pg16();
-    let source = pg.fresh_db("half source");
-    source.psql(
+    let source = pg.db_with(
+        "half source",
         "CREATE TABLE items (id bigint, body text); \
          INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 300000) g; \
          ALTER TABLE items ADD CONSTRAINT items_pkey PRIMARY KEY (id); \
@@ -26,8 +26,10 @@ fn restore_create_db_never_shows_a_half_restored_database() {
     );
     let dir = Dir::new("half");
     let dump = backup(&source, &dir);
-    let target = pg.fresh_db("half target");
-    target.psql("CREATE TABLE items AS SELECT generate_series(1, 7) AS id");
+    let target = pg.db_with(
+        "half target",
+        "CREATE TABLE items AS SELECT generate_series(1, 7) AS id",
+    );
 
     // A client that reconnects in a loop and counts the rows it sees.
     let stop = Arc::new(AtomicBool::new(false));
@@ -79,8 +81,10 @@ fn restore_create_db_never_shows_a_half_restored_database() {
 #[test]
 fn restore_lock_wait_is_bounded_and_names_the_blocking_session() {
     let pg = pg16();
-    let source = pg.fresh_db("lockwait source");
-    source.psql("CREATE TABLE items (id int); INSERT INTO items SELECT generate_series(1, 1000)");
+    let source = pg.db_with(
+        "lockwait source",
+        "CREATE TABLE items (id int); INSERT INTO items SELECT generate_series(1, 1000)",
+    );
     let dir = Dir::new("lockwait");
     let out = support::pgbak(pg)
         .args([
@@ -100,8 +104,7 @@ fn restore_lock_wait_is_bounded_and_names_the_blocking_session() {
         .as_str()
         .unwrap()
         .to_owned();
-    let target = pg.fresh_db("lockwait target");
-    target.psql("CREATE TABLE items (id int)");
+    let target = pg.db_with("lockwait target", "CREATE TABLE items (id int)");
     let lock = TableLock::hold(pg, &target.name, "items");
     let holder = pg.psql(
         "postgres",
@@ -136,8 +139,8 @@ fn restore_lock_wait_is_bounded_and_names_the_blocking_session() {
 #[test]
 fn restore_sigterm_ends_the_statements_of_pg_restore_on_the_server() {
     let pg = pg16();
-    let source = pg.fresh_db("cancel source");
-    source.psql(
+    let source = pg.db_with(
+        "cancel source",
         "CREATE TABLE big (x int); INSERT INTO big SELECT generate_series(1, 1500000); \
          CREATE INDEX big_slow ON big (md5(md5(md5(x::text))))",
     );

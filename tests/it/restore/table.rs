@@ -261,8 +261,8 @@ fn table_restore_without_psql_is_refused_before_anything_is_touched() {
 #[test]
 fn restore_table_selection_is_exact_and_a_miss_touches_nothing() {
     let pg = pg16();
-    let source = pg.fresh_db("trust select");
-    source.psql(
+    let source = pg.db_with(
+        "trust select",
         "CREATE SCHEMA audit;
          CREATE TABLE public.users (id int PRIMARY KEY); INSERT INTO public.users VALUES (1), (2);
          CREATE TABLE audit.users (id int); INSERT INTO audit.users VALUES (1), (2), (3);
@@ -270,8 +270,7 @@ fn restore_table_selection_is_exact_and_a_miss_touches_nothing() {
     );
     let dir = Dir::new("trust-select");
     let dump = backup_json(&mut pgbak_for(&source), &dir, &["--no-s3"]);
-    let target = pg.fresh_db("trust select target");
-    target.psql("CREATE TABLE leftover (x int)");
+    let target = pg.db_with("trust select target", "CREATE TABLE leftover (x int)");
     let restore = |extra: &[&str]| {
         run(pgbak_for(&target)
             .args([

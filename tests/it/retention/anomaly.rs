@@ -112,8 +112,10 @@ fn cron_alerts_a_warning_naming_the_collapsed_tables_and_keeps_exit_0() {
 #[test]
 fn fleet_backup_runs_the_anomaly_check_after_a_failed_upload_as_cron_does() {
     let pg = pg16();
-    let db = pg.fresh_db("fleet upload anomaly");
-    db.psql("CREATE TABLE t AS SELECT g, md5(g::text) AS pad FROM generate_series(1, 5000) g");
+    let db = pg.db_with(
+        "fleet upload anomaly",
+        "CREATE TABLE t AS SELECT g, md5(g::text) AS pad FROM generate_series(1, 5000) g",
+    );
     let dir = backup_dir("fleet-upload-anomaly");
     let out = backup(pg, &db.name, &dir, &[]);
     assert!(out.status.success(), "{}", output_text(&out));
@@ -142,8 +144,10 @@ fn fleet_backup_runs_the_anomaly_check_after_a_failed_upload_as_cron_does() {
 #[test]
 fn fleet_the_first_backup_after_an_upgrade_compares_with_the_old_unnamed_backups() {
     let pg = pg16();
-    let db = pg.fresh_db("fleet upgrade anomaly");
-    db.psql("CREATE TABLE t AS SELECT g, md5(g::text) AS pad FROM generate_series(1, 5000) g");
+    let db = pg.db_with(
+        "fleet upgrade anomaly",
+        "CREATE TABLE t AS SELECT g, md5(g::text) AS pad FROM generate_series(1, 5000) g",
+    );
     let dir = backup_dir("fleet-upgrade-anomaly");
     let out = backup(pg, &db.name, &dir, &[]);
     assert!(out.status.success(), "{}", output_text(&out));

@@ -275,8 +275,7 @@ fn calendar_rules_come_from_the_environment_and_name_their_bucket() {
 #[test]
 fn a_meta_json_left_by_a_killed_retention_is_removed_by_the_next_run() {
     let pg = pg16();
-    let db = pg.fresh_db("orphan_meta");
-    db.psql("CREATE TABLE t AS SELECT 1 AS x");
+    let db = pg.db_with("orphan_meta", "CREATE TABLE t AS SELECT 1 AS x");
     let tmp = tempfile::tempdir().unwrap();
     let earlier = earlier_backup(pg, &db.name, tmp.path());
     // Retention deletes the dump first, then its meta.json: a kill in between leaves this.

@@ -176,8 +176,10 @@ fn serve(
 #[test]
 fn s3_a_transient_head_failure_after_the_upload_is_retried_not_deleted() {
     let pg = pg16();
-    let db = pg.fresh_db("s3 head retry");
-    db.psql("CREATE TABLE t (x int); INSERT INTO t VALUES (1)");
+    let db = pg.db_with(
+        "s3 head retry",
+        "CREATE TABLE t (x int); INSERT INTO t VALUES (1)",
+    );
     let server = s3();
     let bucket = server.fresh_bucket("head-retry");
     let prefix = "retry/";
@@ -201,8 +203,10 @@ fn s3_a_transient_head_failure_after_the_upload_is_retried_not_deleted() {
 #[test]
 fn s3_the_local_meta_json_records_the_upload_only_once_both_objects_are_there() {
     let pg = pg16();
-    let db = pg.fresh_db("s3 lying store");
-    db.psql("CREATE TABLE t (x int); INSERT INTO t VALUES (1)");
+    let db = pg.db_with(
+        "s3 lying store",
+        "CREATE TABLE t (x int); INSERT INTO t VALUES (1)",
+    );
     let server = s3();
     let bucket = server.fresh_bucket("lying");
     let prefix = "lying/";
@@ -226,8 +230,10 @@ fn s3_the_local_meta_json_records_the_upload_only_once_both_objects_are_there() 
 #[test]
 fn s3_without_list_multipart_uploads_permission_the_cleanup_only_warns() {
     let pg = pg16();
-    let db = pg.fresh_db("s3 no list uploads");
-    db.psql("CREATE TABLE t (x int); INSERT INTO t VALUES (1)");
+    let db = pg.db_with(
+        "s3 no list uploads",
+        "CREATE TABLE t (x int); INSERT INTO t VALUES (1)",
+    );
     let server = s3();
     let bucket = server.fresh_bucket("no-list-uploads");
     let proxy = FaultProxy::start(server.port, Fault::DenyListUploads);

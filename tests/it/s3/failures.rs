@@ -90,8 +90,7 @@ fn s3_unreachable_exits_1_and_keeps_the_local_backup() {
 #[test]
 fn s3_server_killed_mid_upload_exits_1_and_keeps_the_local_backup() {
     let pg = pg16();
-    let db = pg.fresh_db("s3 killed");
-    db.load_fixture(0.3);
+    let db = pg.fixture_db("s3 killed", 0.3);
     let server = private_s3();
     let bucket = server.fresh_bucket("killed");
     let dir = backup_dir("s3-killed");

@@ -108,8 +108,8 @@ fn pid_namespace() -> String {
 
 #[test]
 fn fetch_sweep_a_killed_runs_download_is_removed_by_the_next_run_and_nothing_else() {
-    let db = pg16().fresh_db("fetch sweep");
-    db.psql(
+    let db = pg16().db_with(
+        "fetch sweep",
         "CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items SELECT generate_series(1, 500)",
     );
     let bucket = s3().fresh_bucket("fetch-sweep");

@@ -72,8 +72,7 @@ fn open_upload_keys(server: &S3Server, bucket: &str) -> Vec<String> {
 #[test]
 fn s3_cleanup_never_aborts_a_live_upload_from_another_directory() {
     let pg = pg16();
-    let db = pg.fresh_db("s3 live elsewhere");
-    db.load_fixture(0.3);
+    let db = pg.fixture_db("s3 live elsewhere", 0.3);
     let server = s3();
     let bucket = server.fresh_bucket("liveelsewhere");
     let (dir_a, dir_b) = (backup_dir("s3-live-a"), backup_dir("s3-live-b"));

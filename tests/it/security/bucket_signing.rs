@@ -119,8 +119,8 @@ fn signed_run(dir: &Path, key: &Path) -> OwnedCluster {
 
 #[test]
 fn bucket_signing_only_backups_signed_by_a_trusted_key_are_verified_or_restored() {
-    let db = pg16().fresh_db("signed");
-    db.psql(
+    let db = pg16().db_with(
+        "signed",
         "CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items SELECT generate_series(1, 30)",
     );
     let keys = Dir::new("sign-keys");
@@ -229,8 +229,8 @@ fn bucket_signing_only_backups_signed_by_a_trusted_key_are_verified_or_restored(
 
 #[test]
 fn bucket_signing_interoperates_with_ssh_keygen_both_ways() {
-    let db = pg16().fresh_db("signed ssh");
-    db.psql(
+    let db = pg16().db_with(
+        "signed ssh",
         "CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items SELECT generate_series(1, 30)",
     );
     let keys = Dir::new("sign-ssh-keys");
@@ -402,8 +402,8 @@ fn bucket_signing_restore_all_databases_takes_only_a_signed_run() {
 
 #[test]
 fn bucket_signing_holds_through_s3_where_the_location_is_added_after_signing() {
-    let db = pg16().fresh_db("signed s3");
-    db.psql(
+    let db = pg16().db_with(
+        "signed s3",
         "CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items SELECT generate_series(1, 30)",
     );
     let server = s3();
@@ -453,8 +453,7 @@ fn bucket_signing_cron_signs_and_its_verify_checks_the_signature() {
     use crate::support::cron::cron;
     use crate::support::cron::Dirs;
     let pg = pg16();
-    let db = pg.fresh_db("signed cron");
-    db.load_fixture(0.01);
+    let db = pg.fixture_db("signed cron", 0.01);
     let keys = Dir::new("sign-cron-keys");
     let (key, public) = signing_key(&keys, "signing");
     let (_, other_public) = signing_key(&keys, "other");

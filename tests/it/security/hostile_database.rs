@@ -308,8 +308,8 @@ fn hostile_restore_payloads_are_contained_when_verify_restores_in_an_ephemeral_c
 #[test]
 fn hostile_event_trigger_verify_names_it_and_restore_as_a_superuser_brings_it_back() {
     let pg = pg16();
-    let db = pg.fresh_db("event trigger");
-    db.psql(
+    let db = pg.db_with(
+        "event trigger",
         "CREATE TABLE public.t AS SELECT g FROM generate_series(1, 3) g;
          CREATE FUNCTION public.ddl_log() RETURNS event_trigger LANGUAGE plpgsql AS $f$
            BEGIN RAISE NOTICE 'ddl'; END $f$;
@@ -381,8 +381,10 @@ fn hostile_a_killed_verify_leaves_a_throwaway_role_the_next_run_drops() {
 #[test]
 fn hostile_restore_role_creates_the_objects_as_that_role() {
     let pg = pg16();
-    let source = pg.fresh_db("restore role");
-    source.psql("CREATE TABLE public.t AS SELECT g FROM generate_series(1, 3) g");
+    let source = pg.db_with(
+        "restore role",
+        "CREATE TABLE public.t AS SELECT g FROM generate_series(1, 3) g",
+    );
     let dir = tempfile::tempdir().unwrap();
     let out = backup(pg, &source.name, dir.path(), &[]);
     assert!(out.status.success(), "{}", output_text(&out));

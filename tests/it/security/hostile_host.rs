@@ -27,8 +27,10 @@ fn verify_dirs(dir: &Path) -> Vec<PathBuf> {
 /// have initdb and postgres beside pg_restore for --ephemeral).
 fn small_backup<'a>(hint: &str) -> (TestDb<'a>, Dir, PathBuf) {
     let pg = pg16();
-    let db = pg.fresh_db(hint);
-    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 3) g");
+    let db = pg.db_with(
+        hint,
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 3) g",
+    );
     let dir = Dir::new(&hint.replace(' ', "-"));
     let out = support::backup(pg, &db.name, &dir, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
@@ -297,8 +299,7 @@ fn host_a_planted_symlink_in_the_cluster_directory_is_never_followed() {
 #[test]
 fn host_cleartext_s3_webhook_and_heartbeat_urls_to_other_hosts_are_warned_about_once() {
     let pg = pg16();
-    let db = pg.fresh_db("cleartext hook");
-    db.psql("CREATE TABLE t AS SELECT 1 AS x");
+    let db = pg.db_with("cleartext hook", "CREATE TABLE t AS SELECT 1 AS x");
     let token = "T0KEN-in-the-hook-url";
     let run = |hook: &str| {
         let root = Dir::new("cleartext-hook");
@@ -367,8 +368,10 @@ fn host_a_parallel_encrypted_verify_as_an_ordinary_user_reads_its_unnamed_file()
         return;
     }
     let pg = pg16();
-    let db = pg.fresh_db("unnamed fd");
-    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g");
+    let db = pg.db_with(
+        "unnamed fd",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g",
+    );
     let home = Dir::new("unnamed-fd");
     let key = home.join("key.txt");
     let out = support::pgbak_bare()

@@ -19,8 +19,10 @@ fn write_env_file(dir: &Path, lines: &[String]) -> std::path::PathBuf {
 #[test]
 fn env_file_serves_the_ad_hoc_commands() {
     let pg = pg16();
-    let db = pg.fresh_db("env file adhoc");
-    db.psql("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 10)");
+    let db = pg.db_with(
+        "env file adhoc",
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 10)",
+    );
     let dir = Dir::new("env-file-adhoc");
     let dump = backup(&db, &dir);
     let file = write_env_file(

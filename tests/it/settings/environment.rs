@@ -43,8 +43,7 @@ fn assert_uploaded(server: &S3Server, bucket: &str, dirs: &Dirs) {
 #[test]
 fn env_s3_keys_only_in_the_cron_env_file_reach_the_store() {
     let pg = pg16();
-    let db = pg.fresh_db("env file keys");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("env file keys", 0.05);
     let server = s3();
     let bucket = server.fresh_bucket("env-file-keys");
     let dirs = Dirs::new("env-file-keys");
@@ -65,8 +64,7 @@ fn env_s3_keys_only_in_the_cron_env_file_reach_the_store() {
 #[test]
 fn env_s3_profile_named_in_the_cron_env_file_is_used() {
     let pg = pg16();
-    let db = pg.fresh_db("env file profile");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("env file profile", 0.05);
     let server = s3();
     let bucket = server.fresh_bucket("env-file-profile");
     let dirs = Dirs::new("env-file-profile");
@@ -91,8 +89,7 @@ fn env_s3_profile_named_in_the_cron_env_file_is_used() {
 #[test]
 fn env_s3_secret_key_from_its_file_reaches_the_store() {
     let pg = pg16();
-    let db = pg.fresh_db("secret key file");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("secret key file", 0.05);
     let server = s3();
     let bucket = server.fresh_bucket("secret-key-file");
     let dirs = Dirs::new("secret-key-file");

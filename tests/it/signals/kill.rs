@@ -58,8 +58,10 @@ fn ephemeral_dirs() -> Vec<PathBuf> {
 #[test]
 fn trust_sigkill_during_a_dump_leaves_no_pg_dump_running() {
     let pg = pg16();
-    let db = pg.fresh_db("sigkill dump child");
-    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
+    let db = pg.db_with(
+        "sigkill dump child",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
+    );
     let tmp = tempfile::tempdir().unwrap();
     let lock = TableLock::hold(pg, &db.name, "t");
     let mut child = backup_cmd(pg, &db.name, tmp.path(), &[])
@@ -89,8 +91,7 @@ fn trust_sigkill_during_a_dump_leaves_no_pg_dump_running() {
 #[test]
 fn trust_sigkill_during_a_verify_restore_leaves_no_pg_restore_running() {
     let pg = pg16();
-    let db = pg.fresh_db("sigkill restore child");
-    db.load_fixture(1.0);
+    let db = pg.fixture_db("sigkill restore child", 1.0);
     let tmp = tempfile::tempdir().unwrap();
     let same_major = || {
         let mut cmd = support::pgbak_bare();
@@ -147,8 +148,7 @@ fn trust_sigkill_during_a_verify_restore_leaves_no_pg_restore_running() {
 #[test]
 fn trust_ephemeral_cluster_gets_no_secrets_dies_with_pgbak_and_is_swept() {
     let pg = pg16();
-    let db = pg.fresh_db("ephemeral secrets");
-    db.load_fixture(0.3);
+    let db = pg.fixture_db("ephemeral secrets", 0.3);
     let tmp = tempfile::tempdir().unwrap();
     // Written by PostgreSQL 16's pg_dump, so its pg_restore (beside pgvector) reads it.
     let dump = crate::support::verify::backup_with(&db, tmp.path(), Some(&pg.bin));

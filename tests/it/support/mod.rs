@@ -15,6 +15,7 @@ pub mod backups;
 pub mod bucket;
 pub mod cluster;
 pub mod cron;
+pub mod databases;
 pub mod faults;
 pub mod http;
 pub mod names;

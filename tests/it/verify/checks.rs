@@ -80,8 +80,7 @@ fn verify_fails_on_a_dump_truncated_to_60_percent() {
 #[test]
 fn verify_fails_when_an_expected_table_was_dropped() {
     let pg = pg16();
-    let db = pg.fresh_db("verify dropped");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("verify dropped", 0.05);
     db.psql("DROP TABLE feedback CASCADE");
     let dir = Dir::new("verify-dropped");
     let dump = backup(&db, &dir);
@@ -217,8 +216,7 @@ fn verify_explains_a_zstd_archive_the_local_pg_restore_cannot_read() {
         return;
     };
     let pg = pg16();
-    let db = pg.fresh_db("verify zstd");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("verify zstd", 0.05);
     let dir = Dir::new("verify-zstd");
     let dump = backup_with(&db, &dir, Some(&pg17_bin));
     assert_eq!(read_meta(&dump)["compression"], "zstd:1");
@@ -255,8 +253,7 @@ fn verify_with_the_server_down_fails_naming_it() {
 #[test]
 fn verify_schema_and_data_backups_skip_what_they_cannot_hold() {
     let pg = pg16();
-    let db = pg.fresh_db("verify modes");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("verify modes", 0.05);
     let dir = Dir::new("verify-modes");
     let backup_mode = |mode: &str| {
         let out = support::pgbak(pg)

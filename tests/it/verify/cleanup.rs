@@ -36,8 +36,7 @@ fn verify_into_target_url_leaves_nothing_on_either_server() {
 #[test]
 fn verify_ephemeral_uses_a_throwaway_cluster_and_removes_it() {
     let pg = pg16();
-    let db = pg.fresh_db("verify ephemeral");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("verify ephemeral", 0.05);
     let dir = Dir::new("verify-eph");
     // pgvector is in PostgreSQL 16's wheel only: dump and verify with its tools.
     let pg16_bin = paths().pg16_bin.clone();
@@ -154,8 +153,7 @@ fn verify_sigint_during_restore_leaves_no_temp_db() {
 #[test]
 fn verify_ephemeral_no_cleanup_leaves_the_cluster_with_a_working_removal_command() {
     let pg = pg16();
-    let db = pg.fresh_db("verify eph keep");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("verify eph keep", 0.05);
     let dir = Dir::new("verify-eph-keep");
     let pg16_bin = paths().pg16_bin.clone();
     let dump = backup_with(&db, &dir, Some(&pg16_bin));
@@ -234,8 +232,7 @@ fn verify_after_sigkill_the_next_run_drops_the_leftover_but_not_a_kept_one() {
 #[test]
 fn verify_as_a_role_without_createdb_points_to_target_url_and_ephemeral() {
     let pg = pg16();
-    let db = pg.fresh_db("no_createdb");
-    db.psql("CREATE TABLE t AS SELECT 1 AS x");
+    let db = pg.db_with("no_createdb", "CREATE TABLE t AS SELECT 1 AS x");
     let tmp = tempfile::tempdir().unwrap();
     let out = backup(pg, &db.name, tmp.path(), &[]);
     assert!(out.status.success(), "{}", output_text(&out));
@@ -315,8 +312,7 @@ fn trust_the_temp_db_sweep_never_drops_a_live_runs_database() {
     // cluster-wide while one of its connections is half-open.
     let cluster = support::private_cluster(16);
     let pg: &Pg = &cluster;
-    let db = pg.fresh_db("live sweep");
-    db.load_fixture(0.3);
+    let db = pg.fixture_db("live sweep", 0.3);
     let tmp = tempfile::tempdir().unwrap();
     let out = backup(pg, &db.name, tmp.path(), &[]);
     assert!(out.status.success(), "{}", output_text(&out));

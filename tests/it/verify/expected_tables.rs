@@ -8,8 +8,8 @@ use crate::support::{output_text, pg16, pgbak, pgbak_bare, run, Pg, TestDb};
 /// A database with nothing of the application: a table in public, one in
 /// its own schema with a serial key and an index.
 fn ordinary_db<'a>(pg: &'a Pg, hint: &str) -> TestDb<'a> {
-    let db = pg.fresh_db(hint);
-    db.psql(
+    let db = pg.db_with(
+        hint,
         "CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL);
          INSERT INTO notes (body) SELECT 'note ' || g FROM generate_series(1, 50) g;
          CREATE SCHEMA shop;

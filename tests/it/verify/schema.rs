@@ -31,8 +31,7 @@ const SCHEMA_CHECKS: [&str; 5] = [
 /// The fixture (indexes incl. HNSW, foreign keys, serial sequences) plus a
 /// trigger, a disabled trigger, a NOT VALID check and an RLS policy.
 fn schema_db<'a>(pg: &'a Pg, hint: &str) -> TestDb<'a> {
-    let db = pg.fresh_db(hint);
-    db.load_fixture(0.05);
+    let db = pg.fixture_db(hint, 0.05);
     db.psql(
         "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS \
            'BEGIN NEW.display_name := coalesce(NEW.display_name, NEW.email); RETURN NEW; END';
@@ -213,8 +212,7 @@ fn verify_fails_when_a_sequence_in_the_copy_is_behind() {
 #[test]
 fn verify_sigterm_while_a_check_on_the_copy_waits_exits_143_and_drops_the_temp_db() {
     let pg = pg16();
-    let db = pg.fresh_db("verify sig checks");
-    db.load_fixture(0.05);
+    let db = pg.fixture_db("verify sig checks", 0.05);
     let dir = Dir::new("verify-sig-checks");
     let dump = backup(&db, &dir);
     // A table the checks will count, which the test creates in the copy and locks:

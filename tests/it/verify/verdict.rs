@@ -40,8 +40,10 @@ fn wrapped_bin(hint: &str, body: &str) -> Dir {
 /// A small database (a table with rows) and its backup.
 fn small_backup<'a>(hint: &str) -> (TestDb<'a>, Dir, std::path::PathBuf) {
     let pg = pg16();
-    let db = pg.fresh_db(hint);
-    db.psql("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100)");
+    let db = pg.db_with(
+        hint,
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100)",
+    );
     let dir = Dir::new(&hint.replace(' ', "-"));
     let dump = backup(&db, &dir);
     (db, dir, dump)
