@@ -2,59 +2,14 @@
 //! 75, or waits with PGBAK_LOCK_WAIT), a full and a schema run do, a killed run's lock does not
 //! block the next, and SIGTERM during the dump exits 143 with nothing half-written.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use super::{assert_generic_alert, scrape, series, slow_to_restore};
 use crate::support::cron::{cron, down_url, metric, parse_metrics, Dirs};
-use crate::support::{output_text, pg16, pgbak, pgbak_bare, run, HttpListener, Pg};
-
-/// A psql session holding `ACCESS EXCLUSIVE` on a table until dropped: pg_dump
-/// waits for it, so a cron run stays in its backup step as long as the test wants.
-pub(crate) struct TableLock {
-    child: Child,
-}
-
-impl TableLock {
-    pub(crate) fn take(pg: &Pg, db: &str, table: &str) -> TableLock {
-        let mut child = Command::new(pg.bin.join("psql"))
-            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d"])
-            .arg(format!(
-                "host={} port={} user=postgres dbname={db}",
-                pg.socket_dir.display(),
-                pg.port
-            ))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("starting psql");
-        let stdin = child.stdin.as_mut().expect("psql stdin");
-        writeln!(
-            stdin,
-            "BEGIN;\nLOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;\n\\echo locked"
-        )
-        .expect("writing to psql");
-        stdin.flush().expect("flushing psql");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().expect("psql stdout"))
-            .read_line(&mut line)
-            .expect("reading psql");
-        assert_eq!(line.trim(), "locked");
-        TableLock { child }
-    }
-}
-
-impl Drop for TableLock {
-    fn drop(&mut self) {
-        if let Some(stdin) = self.child.stdin.as_mut() {
-            let _ = writeln!(stdin, "COMMIT;");
-        }
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
-    }
-}
+use crate::support::{output_text, pg16, pgbak, pgbak_bare, run, HttpListener, TableLock};
 
 /// The lock file of the `db` backups of `mode` in BACKUP_DIR.
 pub(crate) fn lock_path(dirs: &Dirs, db: &str, mode: &str) -> PathBuf {
@@ -79,7 +34,7 @@ fn cron_overlapping_runs_second_exits_75_first_completes() {
     let pg = pg16();
     let db = pg.fixture_db("cron overlap", 0.05);
     let dirs = Dirs::new("overlap");
-    let table_lock = TableLock::take(pg, &db.name, "users");
+    let table_lock = TableLock::hold(pg, &db.name, "users");
     let mut first = cron(pgbak(pg), &dirs, &db.url())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -102,7 +57,7 @@ fn cron_overlapping_runs_second_exits_75_first_completes() {
         "the skipped run says so in a log of its own"
     );
 
-    drop(table_lock);
+    table_lock.release();
     let status = first.wait().expect("waiting for the first run");
     assert_eq!(status.code(), Some(0));
     assert_eq!(dirs.dumps().len(), 1);
@@ -141,7 +96,7 @@ fn cron_killed_run_does_not_block_the_next() {
     let pg = pg16();
     let db = pg.fixture_db("cron killed", 0.05);
     let dirs = Dirs::new("killed");
-    let table_lock = TableLock::take(pg, &db.name, "users");
+    let table_lock = TableLock::hold(pg, &db.name, "users");
     let mut first = cron(pgbak(pg), &dirs, &db.url())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -150,7 +105,7 @@ fn cron_killed_run_does_not_block_the_next() {
     wait_for_lock_owner(&dirs, &db.name, first.id());
     first.kill().expect("SIGKILL");
     first.wait().expect("reaping the killed run");
-    drop(table_lock);
+    table_lock.release();
 
     let out = run(&mut cron(pgbak(pg), &dirs, &db.url()));
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
@@ -169,7 +124,7 @@ fn cron_sigterm_during_the_dump_exits_143_alerts_and_leaves_no_partial() {
     let db = pg.fixture_db("cron sigterm", 0.05);
     let dirs = Dirs::new("sigterm");
     let hook = HttpListener::ok();
-    let table_lock = TableLock::take(pg, &db.name, "users");
+    let table_lock = TableLock::hold(pg, &db.name, "users");
     let child = cron(pgbak(pg), &dirs, &db.url())
         .env("ALERT_WEBHOOK_URL", hook.url())
         .stdout(Stdio::piped())
@@ -186,7 +141,7 @@ fn cron_sigterm_during_the_dump_exits_143_alerts_and_leaves_no_partial() {
     // SAFETY: kill has no memory-safety preconditions; the pid is our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().expect("waiting for the run");
-    drop(table_lock);
+    table_lock.release();
     assert_eq!(out.status.code(), Some(143), "{}", output_text(&out));
     assert!(dirs.dumps().is_empty() && dirs.metas().is_empty() && dirs.partials().is_empty());
     let (log, text) = dirs.only_log();

@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 use crate::support::cluster::{quote_ident, quote_literal};
+use crate::support::runs::psql_as;
 use crate::support::verify::Dir;
 use crate::support::{self, output_text, private_cluster, run, s3, Pg};
 
@@ -66,35 +67,6 @@ fn dumped_databases(json: &Value) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
-}
-
-/// psql over TCP as `user` with `password`: Ok(stdout) or Err(stderr). `;;` separates
-/// commands that must run in transactions of their own.
-fn psql_as(pg: &Pg, user: &str, password: &str, db: &str, sql: &str) -> Result<String, String> {
-    let mut cmd = Command::new(pg.bin.join("psql"));
-    support::clear_pg_env(&mut cmd);
-    let out = cmd
-        .env("PGPASSWORD", password)
-        .args([
-            "-X",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            "127.0.0.1",
-            "-p",
-        ])
-        .arg(pg.port.to_string())
-        .args(["-U", user, "-d", db])
-        .args(sql.split(";;").flat_map(|c| ["-c", c]))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("running psql");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-    }
 }
 
 /// Every database's owner, settings (per role) and ACL, and every non-bootstrap role with

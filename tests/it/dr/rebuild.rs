@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{count, has_database, server_with_roles, JOURNAL};
+use crate::support::keys::keygen;
 use crate::support::runs::{pgbak_on, rebuild, run_id_of_backup, signal_when};
 use crate::support::verify::Dir;
 use crate::support::{self, output_text, private_cluster, run, s3};
@@ -172,13 +173,7 @@ fn dr_of_an_encrypted_run_without_an_identity_is_refused_before_the_prompt() {
     server_with_roles(&source, 2);
     let dir = Dir::new("dr-encrypted");
     let keys = Dir::new("dr-encrypted-keys");
-    let out = support::pgbak_bare()
-        .args(["keygen", "-o"])
-        .arg(keys.join("id.txt"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", output_text(&out));
-    let public = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let (_, public) = keygen(&keys, "id.txt");
     run_id_of_backup(&source, &dir, &["--encrypt-to", &public]);
     let target = private_cluster(16);
     // On a terminal (script(1)), answering the prompt should it come.

@@ -47,14 +47,7 @@ pub(crate) fn age_keygen(dir: &Path, name: &str) -> (PathBuf, String) {
 
 /// An identity made by `pgbak keygen -o`: (key file, public key printed on stdout).
 pub(crate) fn pgbak_keygen(dir: &Path, name: &str) -> (PathBuf, String) {
-    let key = dir.join(name);
-    let out = support::pgbak_bare()
-        .args(["keygen", "-o"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", output_text(&out));
-    let public = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let (key, public) = support::keys::keygen(dir, name);
     assert!(public.starts_with("age1"), "{public}");
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&key).unwrap().permissions().mode();

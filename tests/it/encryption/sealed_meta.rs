@@ -11,6 +11,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::support::keys::keygen;
 use crate::support::verify::Dir;
 use crate::support::{self, output_text, private_cluster, s3, Pg, S3Server};
 
@@ -23,21 +24,6 @@ const POLICY_EXPR: &str = "P0l1cy-expr-51c2";
 const CHECK_EXPR: &str = "Ch3ck-expr-64d3";
 
 const SECRETS: [&str; 4] = [DB_SECRET, ROLE_SECRET, POLICY_EXPR, CHECK_EXPR];
-
-/// `pgbak keygen -o`: (identity file, public key).
-fn keygen(dir: &Path) -> (PathBuf, String) {
-    let key = dir.join("key.txt");
-    let out = support::pgbak_bare()
-        .args(["keygen", "-o"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", output_text(&out));
-    (
-        key,
-        String::from_utf8(out.stdout).unwrap().trim().to_owned(),
-    )
-}
 
 /// pgbak on `pg`'s database `db`, uploading to `bucket` under `prefix`.
 fn pgbak_s3(pg: &Pg, db: &str, server: &S3Server, bucket: &str, prefix: &str) -> Command {
@@ -97,7 +83,7 @@ fn sealed_meta_no_setting_or_expression_in_any_plaintext_file_or_object() {
         ),
     );
     let keys = Dir::new("sealed-keys");
-    let (key, public) = keygen(&keys);
+    let (key, public) = keygen(&keys, "key.txt");
     let server = s3();
     let bucket = server.fresh_bucket("sealed");
     let dir = Dir::new("sealed");
@@ -267,7 +253,7 @@ fn sealed_meta_a_differing_policy_is_named_without_its_expressions() {
          CREATE POLICY notes_owner ON notes USING (owner <> '{POLICY_EXPR}')"
     ));
     let keys = Dir::new("sealed-differs-keys");
-    let (key, public) = keygen(&keys);
+    let (key, public) = keygen(&keys, "key.txt");
     let backup = |dir: &Path| -> PathBuf {
         let out = support::backup_cmd(
             pg,

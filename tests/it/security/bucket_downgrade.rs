@@ -9,23 +9,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::support::keys::keygen;
 use crate::support::verify::Dir;
 use crate::support::{self, output_text, sha256_hex, OwnedCluster};
-
-/// An identity made by `pgbak keygen -o`: (key file, public key).
-fn keygen(dir: &Path) -> (PathBuf, String) {
-    let key = dir.join("key.txt");
-    let out = support::pgbak_bare()
-        .args(["keygen", "-o"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", output_text(&out));
-    (
-        key,
-        String::from_utf8(out.stdout).unwrap().trim().to_owned(),
-    )
-}
 
 /// A server with a role and a database, backed up `--all-databases`, encrypted, into `dir`.
 fn encrypted_run(dir: &Path, public: &str) -> OwnedCluster {
@@ -111,7 +97,7 @@ fn restore_all(target: &OwnedCluster, dir: &Path, identity: Option<&Path>) -> st
 fn bucket_downgrade_a_plaintext_globals_object_in_place_of_the_encrypted_one_is_refused() {
     let keys = Dir::new("dg-keys");
     let dir = Dir::new("dg-all");
-    let (key, public) = keygen(&keys);
+    let (key, public) = keygen(&keys, "key.txt");
     let _source = encrypted_run(&dir, &public);
     let globals = file(&dir, "postgres_globals_", ".dump.age");
     replace_with_plaintext(&globals, HOSTILE_GLOBALS.as_bytes(), true);
@@ -132,7 +118,7 @@ fn bucket_downgrade_a_plaintext_globals_object_in_place_of_the_encrypted_one_is_
 fn bucket_downgrade_a_plaintext_globals_backup_beside_an_encrypted_run_is_refused() {
     let keys = Dir::new("dg-keys-b");
     let dir = Dir::new("dg-all-b");
-    let (_key, public) = keygen(&keys);
+    let (_key, public) = keygen(&keys, "key.txt");
     let _source = encrypted_run(&dir, &public);
     // The encrypted globals removed, a plaintext one of the same run in its place.
     let sealed = file(&dir, "postgres_globals_", ".dump.age");
@@ -160,7 +146,7 @@ fn bucket_downgrade_a_plaintext_globals_backup_beside_an_encrypted_run_is_refuse
 fn bucket_downgrade_a_plaintext_dump_in_place_of_an_encrypted_one_fails_verify_and_restore() {
     let keys = Dir::new("dg-keys-c");
     let dir = Dir::new("dg-one");
-    let (key, public) = keygen(&keys);
+    let (key, public) = keygen(&keys, "key.txt");
     let source = encrypted_run(&dir, &public);
     // Someone's own (plaintext) dump, with a table of theirs.
     source.psql("postgres", "CREATE DATABASE dg_other");
@@ -220,7 +206,7 @@ fn bucket_downgrade_a_plaintext_dump_in_place_of_an_encrypted_one_fails_verify_a
 fn bucket_downgrade_a_plaintext_database_backup_in_an_encrypted_run_is_refused_before_any_role() {
     let keys = Dir::new("dg-keys-d");
     let dir = Dir::new("dg-all-d");
-    let (key, public) = keygen(&keys);
+    let (key, public) = keygen(&keys, "key.txt");
     let source = encrypted_run(&dir, &public);
     // The database's encrypted backup swapped for a plaintext one of the same run.
     let sealed = file(&dir, "dg_app_full_", ".dump.age");

@@ -8,6 +8,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::support::keys::keygen;
 use crate::support::verify::Dir;
 use crate::support::{self, is_root, output_text, paths, pg16, TestDb, EPHEMERAL_USER};
 
@@ -373,14 +374,7 @@ fn host_a_parallel_encrypted_verify_as_an_ordinary_user_reads_its_unnamed_file()
         "CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g",
     );
     let home = Dir::new("unnamed-fd");
-    let key = home.join("key.txt");
-    let out = support::pgbak_bare()
-        .args(["keygen", "-o"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", output_text(&out));
-    let public = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let (key, public) = keygen(&home, "key.txt");
     let backups = home.join("backups");
     let out = support::backup_cmd(pg, &db.name, &backups, &[])
         .env("PGBAK_AGE_RECIPIENTS", &public)

@@ -17,27 +17,7 @@ pub struct TableLock {
 
 impl TableLock {
     pub fn hold(pg: &Pg, db: &str, table: &str) -> TableLock {
-        let mut child = Command::new(pg.bin.join("psql"))
-            .env_clear()
-            .env("PGPASSWORD", PASSWORD)
-            .args([
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-            ])
-            .arg("-p")
-            .arg(pg.port.to_string())
-            .arg("-d")
-            .arg(db)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = psql_session(pg, db).spawn().unwrap();
         let stdin = child.stdin.as_mut().unwrap();
         writeln!(stdin, "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;").unwrap();
         writeln!(stdin, "SELECT pg_sleep(0);").unwrap();
@@ -60,6 +40,22 @@ impl Drop for TableLock {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// psql as the superuser over TCP to `db`, reading its statements from stdin (piped), its
+/// output discarded, with nothing of the test's environment: a session a test holds open.
+pub fn psql_session(pg: &Pg, db: &str) -> Command {
+    let mut cmd = Command::new(pg.bin.join("psql"));
+    cmd.env_clear()
+        .env("PGPASSWORD", PASSWORD)
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+        .args(["-U", "postgres", "-p"])
+        .arg(pg.port.to_string())
+        .arg("-d")
+        .arg(db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null());
+    cmd
 }
 
 /// Polls `ok` every 50 ms until it holds; fails the test after `timeout`.

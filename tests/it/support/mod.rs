@@ -18,6 +18,7 @@ pub mod cron;
 pub mod databases;
 pub mod faults;
 pub mod http;
+pub mod keys;
 pub mod names;
 pub mod processes;
 pub mod proxy;
