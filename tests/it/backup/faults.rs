@@ -7,9 +7,10 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::faults::spawn_blocked_backup;
 use crate::support::{
     self, assert_only, backup, dumps, earlier_backup, files, output_text, pg16, pgbak,
-    spawn_backup, wait_for_blocked_dump, wait_no_pg_dump, Pg, TableLock, Tmpfs,
+    wait_for_blocked_dump, wait_no_pg_dump, Pg, TableLock, Tmpfs,
 };
 
 #[test]
@@ -65,9 +66,7 @@ fn a_full_disk_leaves_nothing_and_prunes_nothing() {
 /// Starts `pgbak backup --keep 1` of `db` into `dir` and returns once pg_dump
 /// is inside its snapshot, blocked on the lock the caller holds.
 fn start_blocked_backup(pg: &Pg, db: &str, dir: &Path) -> Child {
-    let child = spawn_backup(pg, db, dir, &["--keep", "1"]);
-    wait_for_blocked_dump(pg, db);
-    child
+    spawn_blocked_backup(pg, db, dir, &["--keep", "1"])
 }
 
 fn signal(child: &Child, sig: i32) {

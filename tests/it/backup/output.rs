@@ -8,9 +8,10 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+use crate::support::faults::spawn_blocked_backup;
 use crate::support::{
     self, backup, dumps, files, output_text, pg16, pgbak, pgbak_bare, read_meta, sha256_hex,
-    wait_for_blocked_dump, TableLock, PASSWORD,
+    TableLock, PASSWORD,
 };
 
 #[test]
@@ -99,15 +100,7 @@ fn rows_committed_during_the_dump_are_in_neither_dump_nor_counts() {
 
     // pg_dump has imported the snapshot and then waits for the lock on audit_logs.
     let lock = TableLock::hold(pg, &db.name, "audit_logs");
-    let child = pgbak(pg)
-        .env("DATABASE_URL", pg.url(&db.name))
-        .args(["backup", "--output-dir"])
-        .arg(tmp.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_blocked_dump(pg, &db.name);
+    let child = spawn_blocked_backup(pg, &db.name, tmp.path(), &[]);
     db.psql(
         "INSERT INTO messages(conversation_id, role, content, created_at)
          SELECT conversation_id, role, 'inserted during the dump', now() FROM messages LIMIT 7",

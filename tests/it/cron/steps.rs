@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::{assert_generic_alert, scrape, seed_old_backups, series, slow_to_restore};
 use crate::support::cron::{cron, host_name, metric, parse_metrics, Dirs};
+use crate::support::verify::verify_dbs;
 use crate::support::{
     self, free_port, output_text, pg16, pgbak, pgbak_bare, run, HttpListener, Pg, PASSWORD,
 };
@@ -342,13 +343,6 @@ fn wait_for_restore(pg: &Pg, db: &str) {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("pg_restore never connected to a verify database of {db}");
-}
-
-fn verify_dbs(pg: &Pg, db: &str) -> Vec<String> {
-    pg.databases()
-        .into_iter()
-        .filter(|d| d.starts_with(&format!("{db}_verify_")))
-        .collect()
 }
 
 #[test]

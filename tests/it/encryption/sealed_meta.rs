@@ -12,6 +12,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::support::keys::keygen;
+use crate::support::verify::check_named;
 use crate::support::verify::Dir;
 use crate::support::{self, output_text, private_cluster, s3, Pg, S3Server};
 
@@ -297,12 +298,7 @@ fn sealed_meta_a_differing_policy_is_named_without_its_expressions() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let rls = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "row-level security matches")
-        .unwrap();
+    let rls = check_named(&report, "row-level security matches");
     assert_eq!(rls["status"], "fail", "{report:#}");
     assert!(
         rls["detail"]

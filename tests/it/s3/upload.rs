@@ -11,6 +11,7 @@ use crate::support::bucket::{
     assert_local_complete, assert_no_secret, backup_dir, files, pgbak_s3, s3_case, sha256_hex,
     small_parts,
 };
+use crate::support::verify::check_named;
 use crate::support::{self, output_text, pg16, run, s3, S3Server};
 
 /// Head of an object, through the harness's client: (size, ETag, SHA-256 checksum).
@@ -313,12 +314,7 @@ fn s3_verify_and_restore_from_the_bucket_reproduce_the_fixture() {
         assert_no_secret(&out);
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a report");
         assert_eq!(report["passed"], true, "{report:#}");
-        let checksum = report["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == "checksum")
-            .expect("a checksum check");
+        let checksum = check_named(&report, "checksum");
         assert_eq!(checksum["status"], "pass");
         assert!(files(&tmp, "").is_empty(), "{:?}", files(&tmp, ""));
     }

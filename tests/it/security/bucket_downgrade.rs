@@ -10,6 +10,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::support::keys::keygen;
+use crate::support::verify::check_named;
 use crate::support::verify::Dir;
 use crate::support::{self, output_text, sha256_hex, OwnedCluster};
 
@@ -168,12 +169,7 @@ fn bucket_downgrade_a_plaintext_dump_in_place_of_an_encrypted_one_fails_verify_a
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let checksum = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "checksum")
-        .unwrap();
+    let checksum = check_named(&report, "checksum");
     assert_eq!(checksum["status"], "fail", "{report:#}");
     assert!(
         checksum["detail"]

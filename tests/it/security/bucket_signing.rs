@@ -10,20 +10,14 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 
 use crate::support::bucket::pgbak_s3;
+use crate::support::keys::keygen_with;
+use crate::support::verify::check_named;
 use crate::support::verify::Dir;
 use crate::support::{self, output_text, pg16, s3, OwnedCluster, TestDb};
 
 /// `pgbak keygen --sign -o DIR/NAME`: (private key file, public key line).
 fn signing_key(dir: &Path, name: &str) -> (PathBuf, String) {
-    let key = dir.join(name);
-    let out = support::pgbak_bare()
-        .args(["keygen", "--sign", "-o"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", output_text(&out));
-    let public = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    (key, public)
+    keygen_with(&["--sign"], dir, name)
 }
 
 /// A trusted-keys file holding `publics`.
@@ -69,13 +63,6 @@ fn verify(db: &TestDb<'_>, dump: &Path, keys: &Path) -> (Output, Value) {
         .unwrap();
     let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     (out, report)
-}
-
-fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["checks"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == name))
-        .unwrap_or_else(|| panic!("no check {name} in {report:#}"))
 }
 
 /// Asserts a refused restore: exit 2, `why` in stderr, the target untouched.
@@ -155,7 +142,11 @@ fn bucket_signing_only_backups_signed_by_a_trusted_key_are_verified_or_restored(
     assert_refused(&restore(&db, &unsigned, &ours), "not signed", &db);
     let (out, report) = verify(&db, &unsigned, &ours);
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
-    assert_eq!(check(&report, "meta.json")["status"], "fail", "{report:#}");
+    assert_eq!(
+        check_named(&report, "meta.json")["status"],
+        "fail",
+        "{report:#}"
+    );
     std::thread::sleep(std::time::Duration::from_millis(1100));
 
     // A signed one passes verify and restores.
@@ -172,7 +163,7 @@ fn bucket_signing_only_backups_signed_by_a_trusted_key_are_verified_or_restored(
         .is_some_and(|s| s.starts_with("-----BEGIN SSH SIGNATURE-----")));
     let (out, report) = verify(&db, &dump, &ours);
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-    let detail = check(&report, "meta.json")["detail"]
+    let detail = check_named(&report, "meta.json")["detail"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -193,7 +184,11 @@ fn bucket_signing_only_backups_signed_by_a_trusted_key_are_verified_or_restored(
     );
     let (out, report) = verify(&db, &dump, &ours);
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
-    assert_eq!(check(&report, "meta.json")["status"], "fail", "{report:#}");
+    assert_eq!(
+        check_named(&report, "meta.json")["status"],
+        "fail",
+        "{report:#}"
+    );
 
     // Re-signed by another key (the edit kept): refused, naming the key.
     let mut tampered = pgbak::meta::Meta::read(&meta).unwrap();
@@ -207,9 +202,13 @@ fn bucket_signing_only_backups_signed_by_a_trusted_key_are_verified_or_restored(
     // (the signature passes; the edited row count then fails the copy's check)
     let (out, report) = verify(&db, &dump, &both);
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
-    assert_eq!(check(&report, "meta.json")["status"], "pass", "{report:#}");
     assert_eq!(
-        check(&report, "row counts match")["status"],
+        check_named(&report, "meta.json")["status"],
+        "pass",
+        "{report:#}"
+    );
+    assert_eq!(
+        check_named(&report, "row counts match")["status"],
         "fail",
         "{report:#}"
     );
@@ -308,7 +307,7 @@ fn bucket_signing_interoperates_with_ssh_keygen_both_ways() {
     edit(&meta, |m| m["signature"] = Value::from(theirs));
     let (out, report) = verify(&db, &dump, &allowed);
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-    assert_eq!(check(&report, "meta.json")["status"], "pass");
+    assert_eq!(check_named(&report, "meta.json")["status"], "pass");
 }
 
 #[test]

@@ -9,20 +9,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::support::keys::keygen;
+use crate::support::verify::verify_dirs;
 use crate::support::verify::Dir;
 use crate::support::{self, is_root, output_text, paths, pg16, TestDb, EPHEMERAL_USER};
-
-/// The scratch dirs of this test process's `pgbak-verify-*` kind under `dir`.
-fn verify_dirs(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with("pgbak-verify-"))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// A small database and a backup of it (the harness's default tools, PostgreSQL 17's, which
 /// have initdb and postgres beside pg_restore for --ephemeral).

@@ -4,13 +4,12 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Stdio;
 
+use crate::support::faults::spawn_blocked_backup;
 use crate::support::roles::{drop_role, login_superuser};
 use crate::support::verify::Dir;
 use crate::support::{
-    self, dumps, files, output_text, paths, pg16, pgbak, restore_cmd, run, wait_for_blocked_dump,
-    TableLock, PASSWORD,
+    self, dumps, files, output_text, paths, pg16, pgbak, restore_cmd, run, TableLock, PASSWORD,
 };
 
 #[test]
@@ -19,15 +18,7 @@ fn the_password_is_never_in_argv_output_or_meta() {
     let db = pg.db_with("no_leak", "CREATE TABLE t(x int)");
     let tmp = tempfile::tempdir().unwrap();
     let lock = TableLock::hold(pg, &db.name, "t");
-    let child = pgbak(pg)
-        .env("DATABASE_URL", pg.url(&db.name))
-        .args(["backup", "--verbose", "--json", "--output-dir"])
-        .arg(tmp.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_blocked_dump(pg, &db.name);
+    let child = spawn_blocked_backup(pg, &db.name, tmp.path(), &["--verbose", "--json"]);
     // pg_dump is running now: no process's argv holds the password.
     let mut seen_pg_dump = false;
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {

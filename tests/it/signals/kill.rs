@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::support::processes::{processes_with, signal};
+use crate::support::verify::verify_dirs;
 use crate::support::{
     self, backup_cmd, dumps, output_text, pg16, pgbak, wait_for_blocked_dump, wait_no_pg_dump,
     wait_until, TableLock, PASSWORD,
@@ -42,17 +43,6 @@ fn ephemeral_postmaster(before: &[PathBuf]) -> Option<(PathBuf, i32)> {
         }
     }
     None
-}
-
-fn ephemeral_dirs() -> Vec<PathBuf> {
-    std::fs::read_dir(std::env::temp_dir())
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with("pgbak-verify-"))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[test]
@@ -152,7 +142,7 @@ fn trust_ephemeral_cluster_gets_no_secrets_dies_with_pgbak_and_is_swept() {
     let tmp = tempfile::tempdir().unwrap();
     // Written by PostgreSQL 16's pg_dump, so its pg_restore (beside pgvector) reads it.
     let dump = crate::support::verify::backup_with(&db, tmp.path(), Some(&pg.bin));
-    let before = ephemeral_dirs();
+    let before = verify_dirs(&std::env::temp_dir());
     let secrets = [
         ("AWS_SECRET_ACCESS_KEY", "aws-secret-never-in-children"),
         (

@@ -3,8 +3,8 @@
 //! tmpfs that fills up.
 
 use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{Pg, PASSWORD};
@@ -65,6 +65,14 @@ pub fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) {
         assert!(start.elapsed() < timeout, "timed out waiting");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Starts `pgbak backup` of `db` into `dir` (see [`super::spawn_backup`]) and waits until its
+/// pg_dump waits on a lock in `db` (a [`TableLock`] the test holds): a run held mid-dump.
+pub fn spawn_blocked_backup(pg: &Pg, db: &str, dir: &Path, extra: &[&str]) -> Child {
+    let child = super::spawn_backup(pg, db, dir, extra);
+    wait_for_blocked_dump(pg, db);
+    child
 }
 
 /// Waits until pg_dump waits on a lock in `db` on `pg` (it has imported the

@@ -6,9 +6,17 @@ use super::{output_text, pgbak_bare};
 
 /// `pgbak keygen -o DIR/NAME`: the identity file and its public key (the recipient).
 pub fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    keygen_with(&[], dir, name)
+}
+
+/// `pgbak keygen FLAGS -o DIR/NAME` (`--sign`: an ed25519 signing key): the key file and its
+/// public half.
+pub fn keygen_with(flags: &[&str], dir: &Path, name: &str) -> (PathBuf, String) {
     let key = dir.join(name);
     let out = pgbak_bare()
-        .args(["keygen", "-o"])
+        .arg("keygen")
+        .args(flags)
+        .arg("-o")
         .arg(&key)
         .output()
         .unwrap();

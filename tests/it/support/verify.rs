@@ -5,7 +5,8 @@
 use std::ops::Deref;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -115,6 +116,41 @@ pub fn run_json(cmd: &mut Command) -> (Output, Value) {
         )
     });
     (out, report)
+}
+
+/// The check named `name` in a verify report (its `status` and `detail`); fails the test when
+/// the report has none.
+pub fn check_named<'r>(report: &'r Value, name: &str) -> &'r Value {
+    report["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no check {name:?} in {report:#}"))
+}
+
+/// Waits (until `deadline`) for the verify `child` of `db`'s backup to create its temporary
+/// database on `pg`, and returns its name; the verify must still run by then.
+pub fn wait_for_temp_db(pg: &Pg, db: &str, child: &mut Child, deadline: Instant) -> String {
+    while verify_dbs(pg, db).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the temp database never appeared"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "verify ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    verify_dbs(pg, db).remove(0)
+}
+
+/// The `pgbak-verify-*` scratch directories (of `verify --ephemeral`) under `dir`.
+pub fn verify_dirs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("pgbak-verify-"))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 pub fn status<'r>(report: &'r Value, check: &str) -> &'r str {

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 use crate::support::processes::{
     cluster_with_backup, processes_with, signal, stop_server_mid_restore,
 };
+use crate::support::verify::check_named;
+use crate::support::verify::verify_dbs;
+use crate::support::verify::wait_for_temp_db;
 use crate::support::verify::{
     assert_all_pass, backup_with, fixture_backup, run_json, verify_cmd, Dir,
 };
@@ -88,17 +91,9 @@ fn interrupt_verify(signal: libc::c_int, expected_code: i32) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("starting pgbak verify");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while verify_dbs(pg, &db.name).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the temp database never appeared"
-        );
-        assert!(child.try_wait().unwrap().is_none(), "verify ended early");
-        std::thread::sleep(Duration::from_millis(20));
-    }
     // Into the restore step: pg_restore's sessions are connected to the temp database.
-    let temp = verify_dbs(pg, &db.name).remove(0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let temp = wait_for_temp_db(pg, &db.name, &mut child, deadline);
     let restoring = format!(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = '{temp}' AND application_name = 'pg_restore'"
     );
@@ -254,12 +249,7 @@ fn verify_as_a_role_without_createdb_points_to_target_url_and_ephemeral() {
     pg.psql("postgres", &format!("DROP ROLE {role}"));
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let check = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "temp database created")
-        .unwrap();
+    let check = check_named(&report, "temp database created");
     assert_eq!(check["status"], "fail");
     let detail = check["detail"].as_str().unwrap();
     assert!(detail.contains("CREATEDB"), "{detail}");
@@ -267,14 +257,6 @@ fn verify_as_a_role_without_createdb_points_to_target_url_and_ephemeral() {
         detail.contains("--target-url") && detail.contains("--ephemeral"),
         "{detail}"
     );
-}
-
-/// The verify databases of `db` on `pg`.
-fn verify_dbs(pg: &Pg, db: &str) -> Vec<String> {
-    pg.databases()
-        .into_iter()
-        .filter(|d| d.starts_with(&format!("{db}_verify_")))
-        .collect()
 }
 
 #[test]

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::faults::TableLock;
+use crate::support::verify::wait_for_temp_db;
 use crate::support::verify::{
     backup, detail, read_meta, run_json, status, verify_cmd, verify_dbs, write_meta, Dir,
 };
@@ -230,15 +231,7 @@ fn verify_sigterm_while_a_check_on_the_copy_waits_exits_143_and_drops_the_temp_d
         .spawn()
         .expect("starting pgbak verify");
     let deadline = Instant::now() + Duration::from_secs(120);
-    while verify_dbs(pg, &db.name).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the temp database never appeared"
-        );
-        assert!(child.try_wait().unwrap().is_none(), "verify ended early");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let temp = verify_dbs(pg, &db.name).remove(0);
+    let temp = wait_for_temp_db(pg, &db.name, &mut child, deadline);
     pg.psql(&temp, "CREATE TABLE public.zz_held (id int)");
     let lock = TableLock::hold(pg, &temp, "public.zz_held");
     let waiting = format!(
