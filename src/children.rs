@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use rustix::process::{Pid, Signal};
+
 use crate::ui;
 
 /// The environment variable that marks a child of pgbak.
@@ -153,19 +155,18 @@ impl Leftover {
         stat(&proc_dir(self.pid)).is_some_and(|s| s.start == self.start && s.state != 'Z')
     }
 
-    fn signal(&self, signal: libc::c_int) {
+    fn signal(&self, signal: Signal) {
         if !self.running() {
             return;
         }
-        let Ok(pid) = libc::pid_t::try_from(self.pid) else {
+        let Some(pid) = i32::try_from(self.pid).ok().and_then(Pid::from_raw) else {
             return;
         };
-        // SAFETY: kill has no memory-safety preconditions.
-        if unsafe { libc::kill(pid, signal) } != 0 {
+        if let Err(err) = rustix::process::kill_process(pid, signal) {
             ui::debug(&format!(
                 "signalling pid {}: {}",
                 self.pid,
-                std::io::Error::last_os_error()
+                std::io::Error::from(err)
             ));
         }
     }
@@ -245,7 +246,7 @@ pub async fn stop_leftovers() {
             "stopping {} (pid {}): left running by pgbak pid {}, which is gone",
             l.program, l.pid, l.parent
         ));
-        l.signal(libc::SIGTERM);
+        l.signal(Signal::TERM);
     }
     let deadline = Instant::now() + GRACE;
     while leftovers.iter().any(Leftover::running) && Instant::now() < deadline {
@@ -258,7 +259,7 @@ pub async fn stop_leftovers() {
             l.pid,
             GRACE.as_secs()
         ));
-        l.signal(libc::SIGKILL);
+        l.signal(Signal::KILL);
     }
 }
 

@@ -16,6 +16,35 @@ pub const SIGINT: u8 = 130;
 /// Interrupted by SIGTERM (128 + 15).
 pub const SIGTERM: u8 = 143;
 
+/// Every exit code pgbak uses and what it tells the caller; the reference
+/// page docs/reference/exit-codes.md is generated from this list.
+pub const CODES: &[(u8, &str)] = &[
+    (0, "Success: every step done, every check passed."),
+    (
+        FAILED,
+        "The job failed: a dump, an upload, a verify check, a restore, retention; or the run \
+         exceeded `--timeout`.",
+    ),
+    (
+        USAGE,
+        "Bad usage or configuration (a bad URL or flag, no new-enough pg_dump, no terminal for a \
+         restore's confirmation, a meta.json written by a newer pgbak): nothing was attempted.",
+    ),
+    (
+        LOCKED,
+        "Another pgbak run holds the lock (`EX_TEMPFAIL`): cron may simply try again.",
+    ),
+    (
+        SIGINT,
+        "Interrupted by SIGINT (Ctrl-C); whatever the step had started was removed.",
+    ),
+    (
+        SIGTERM,
+        "Interrupted by SIGTERM (`systemctl stop`, a pod's end); whatever the step had started \
+         was removed.",
+    ),
+];
+
 /// An error that carries its own exit code.
 #[derive(Debug)]
 pub struct Exit {

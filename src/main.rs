@@ -1,5 +1,7 @@
 //! The `pgbak` binary: parse the command line, run it, turn the outcome into an exit code.
 
+#![deny(unsafe_code)]
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -32,10 +34,17 @@ fn main() -> ExitCode {
     let outcome = match parsed {
         Ok(cli) => runtime.block_on(pgbak::run(cli)),
         // A cron run with a bad setting is still logged, alerted and counted.
-        Err(err) if err.use_stderr() && pgbak::commands::cron::is_cron(&argv) => {
+        Err(err) if err.use_stderr() && pgbak::settings::command_line::is_cron(&argv) => {
             runtime.block_on(pgbak::commands::cron::unparsed(&argv, err))
         }
-        Err(err) => err.exit(),
+        // A bad value from the environment: say which variable held it.
+        Err(err) => match pgbak::settings::refusal::environment_refusal(&argv, &err) {
+            Some(line) => {
+                eprintln!("error: {line}");
+                return ExitCode::from(pgbak::error::USAGE);
+            }
+            None => err.exit(),
+        },
     };
     // Children are killed on drop; do not wait for stray blocking tasks.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));

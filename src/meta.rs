@@ -1,6 +1,12 @@
 //! meta.json: what was dumped, from which server, with which checksum. Written
 //! atomically beside every `.dump`; verify, restore, list and retention read it.
 //! Operators script against it, so key names are fixed (`format_version` 1).
+//!
+//! Compatibility: a pgbak reads every format from [`OLDEST_READABLE_FORMAT`]
+//! to [`FORMAT_VERSION`] (new fields are optional, so older files still read).
+//! A newer format is refused as a usage error (exit 2) naming both versions
+//! before any other field is looked at: its fields may mean something this
+//! pgbak does not know, and a backup misread is worse than one not read.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,8 +18,15 @@ use crate::mode::Mode;
 use crate::storage::fsio;
 
 pub const FORMAT_VERSION: u32 = 1;
+/// The oldest meta.json format this pgbak reads: every released format from
+/// here to [`FORMAT_VERSION`] reads (README, "Versions and compatibility").
+pub const OLDEST_READABLE_FORMAT: u32 = 1;
 /// A meta.json larger than this is not ours: refuse it rather than read it.
 const MAX_META_BYTES: u64 = 16 << 20;
+
+mod format;
+use self::format::check_format;
+pub use self::format::{is_newer_format, NewerFormat};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableRows {
@@ -245,15 +258,11 @@ impl Meta {
         Ok((meta, text))
     }
 
-    /// Parses and validates meta.json text.
+    /// Parses and validates meta.json text: its format first (a newer one
+    /// is exit 2), then the fields.
     pub fn parse(text: &str) -> Result<Meta> {
+        check_format(text)?;
         let meta: Meta = serde_json::from_str(text).context("not a pgbak meta.json")?;
-        if meta.format_version != FORMAT_VERSION {
-            bail!(
-                "meta.json format_version {} is not supported (this pgbak reads {FORMAT_VERSION})",
-                meta.format_version
-            );
-        }
         let dump = crate::storage::split_dump_file(&meta.file);
         if !crate::storage::is_plain_file_name(&meta.file) || dump.is_none_or(|(s, _)| s.is_empty())
         {

@@ -83,7 +83,7 @@ const METRICS: &[(&str, &str, &str)] = &[
 
 /// The series of one backup group: what its labels say.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Group {
+pub struct GroupLabels {
     pub database: String,
     pub mode: String,
     /// Empty when the backups have no label.
@@ -104,7 +104,7 @@ pub struct StepMetric {
 /// Everything the metrics file says about one finished run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunMetrics {
-    pub group: Group,
+    pub group: GroupLabels,
     pub started: DateTime<Utc>,
     pub duration: Duration,
     pub success: bool,
@@ -120,11 +120,14 @@ pub enum Update {
     /// The run went through its steps (or failed in one).
     Finished(RunMetrics),
     /// The run found its group's lock held and did nothing.
-    Skipped { group: Group, at: DateTime<Utc> },
+    Skipped {
+        group: GroupLabels,
+        at: DateTime<Utc>,
+    },
 }
 
 impl Update {
-    fn group(&self) -> &Group {
+    fn group(&self) -> &GroupLabels {
         match self {
             Update::Finished(run) => &run.group,
             Update::Skipped { group, .. } => group,
@@ -142,7 +145,7 @@ pub struct Sample {
 }
 
 impl Sample {
-    fn new(name: &str, group: &Group, extra: Option<(&str, &str)>, value: f64) -> Sample {
+    fn new(name: &str, group: &GroupLabels, extra: Option<(&str, &str)>, value: f64) -> Sample {
         let mut labels = vec![
             ("database".to_owned(), group.database.clone()),
             ("mode".to_owned(), group.mode.clone()),
@@ -167,8 +170,8 @@ impl Sample {
     }
 
     /// The group a sample belongs to (a missing label is the empty one).
-    fn group(&self) -> Group {
-        Group {
+    fn group(&self) -> GroupLabels {
+        GroupLabels {
             database: self.label("database").to_owned(),
             mode: self.label("mode").to_owned(),
             label: self.label("label").to_owned(),
@@ -190,7 +193,7 @@ pub fn merge(previous: Vec<Sample>, update: &Update) -> Vec<Sample> {
         let theirs = s.group();
         theirs == *group
             || (theirs.server.is_empty()
-                && Group {
+                && GroupLabels {
                     server: String::new(),
                     ..group.clone()
                 } == theirs)
@@ -400,8 +403,8 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn group(mode: &str) -> Group {
-        Group {
+    fn group(mode: &str) -> GroupLabels {
+        GroupLabels {
             database: "enterprise_agents".into(),
             mode: mode.into(),
             label: String::new(),

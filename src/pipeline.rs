@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -292,16 +292,13 @@ pub fn hash_file(path: &Path) -> Result<(String, u64)> {
 /// Turns a child's pipe (non-blocking under tokio) into a blocking reader with
 /// a 1 MiB pipe buffer, so the pump makes few, large reads.
 pub fn blocking_pipe(fd: OwnedFd) -> Result<File> {
-    let raw = fd.as_raw_fd();
-    // SAFETY: fcntl on a descriptor we own; failures are reported, not UB.
-    unsafe {
-        let flags = libc::fcntl(raw, libc::F_GETFL);
-        if flags < 0 || libc::fcntl(raw, libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0 {
-            return Err(std::io::Error::last_os_error()).context("configuring the pg_dump pipe");
-        }
-        // Larger pipe, fewer wake-ups; the kernel may refuse, which is fine.
-        libc::fcntl(raw, libc::F_SETPIPE_SZ, CHUNK as libc::c_int);
-    }
+    use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+    fcntl_getfl(&fd)
+        .and_then(|flags| fcntl_setfl(&fd, flags - OFlags::NONBLOCK))
+        .map_err(std::io::Error::from)
+        .context("configuring the pg_dump pipe")?;
+    // Larger pipe, fewer wake-ups; the kernel may refuse, which is fine.
+    let _ = rustix::pipe::fcntl_setpipe_size(&fd, CHUNK);
     Ok(File::from(fd))
 }
 

@@ -19,7 +19,7 @@
 //! The format is OpenSSH's (`sshsig`, namespace [`NAMESPACE`]): the key is a
 //! plain OpenSSH ed25519 key, the signature (meta.json's `signature` field) an
 //! armored `SSH SIGNATURE`, so an operator can audit a backup with
-//! `ssh-keygen -Y verify` alone (README, "The keys").
+//! `ssh-keygen -Y verify` alone (docs/encryption.md, "Signed backups").
 
 use std::path::{Path, PathBuf};
 

@@ -6,7 +6,7 @@
 use anyhow::{anyhow, Result};
 use serde_json::{json, Value};
 
-use super::{Failure, Outcome, Step, EVENT};
+use super::{Failure, RunEnd, Step, EVENT};
 use crate::settings::choices::AlertFormat;
 use crate::ui::Redactor;
 
@@ -108,8 +108,8 @@ pub fn pagerduty(failure: &Failure, routing_key: &str) -> Value {
     details.insert("log".into(), json!(failure.log));
     details.insert("error".into(), json!(failure.error));
     let (summary, severity) = match failure.outcome {
-        Outcome::Failed if failure.step == Step::Anomaly => (failure.message(), "warning"),
-        Outcome::Failed => (
+        RunEnd::Failed if failure.step == Step::Anomaly => (failure.message(), "warning"),
+        RunEnd::Failed => (
             format!(
                 "{}: {} step failed",
                 failure.message(),
@@ -117,8 +117,8 @@ pub fn pagerduty(failure: &Failure, routing_key: &str) -> Value {
             ),
             "error",
         ),
-        Outcome::Skipped => (failure.message(), "warning"),
-        Outcome::Interrupted | Outcome::CouldNotRun => (
+        RunEnd::Skipped => (failure.message(), "warning"),
+        RunEnd::Interrupted | RunEnd::CouldNotRun => (
             format!("{} ({} step)", failure.message(), failure.step.as_str()),
             "error",
         ),
@@ -313,12 +313,12 @@ mod tests {
     #[test]
     fn messages_say_what_happened() {
         let cases = [
-            (Step::Verify, Outcome::Failed, "PostgreSQL backup verification failed on db-host-01", "failure"),
-            (Step::Verify, Outcome::Interrupted, "PostgreSQL backup verification interrupted on db-host-01", "failure"),
-            (Step::Verify, Outcome::CouldNotRun, "PostgreSQL backup verification could not run on db-host-01", "failure"),
-            (Step::Backup, Outcome::Interrupted, "PostgreSQL backup interrupted on db-host-01", "failure"),
-            (Step::Config, Outcome::Failed, "PostgreSQL backup configuration error on db-host-01", "failure"),
-            (Step::Setup, Outcome::Skipped, "PostgreSQL backup skipped on db-host-01: another run of the same backup holds the lock", "skipped"),
+            (Step::Verify, RunEnd::Failed, "PostgreSQL backup verification failed on db-host-01", "failure"),
+            (Step::Verify, RunEnd::Interrupted, "PostgreSQL backup verification interrupted on db-host-01", "failure"),
+            (Step::Verify, RunEnd::CouldNotRun, "PostgreSQL backup verification could not run on db-host-01", "failure"),
+            (Step::Backup, RunEnd::Interrupted, "PostgreSQL backup interrupted on db-host-01", "failure"),
+            (Step::Config, RunEnd::Failed, "PostgreSQL backup configuration error on db-host-01", "failure"),
+            (Step::Setup, RunEnd::Skipped, "PostgreSQL backup skipped on db-host-01: another run of the same backup holds the lock", "skipped"),
         ];
         for (step, outcome, message, status) in cases {
             let mut f = failure(step);

@@ -83,7 +83,7 @@ impl Step {
 /// How the run ended at `step`: the alert says which, so an operator woken by
 /// it knows whether the backup is bad, the run was stopped, or it never ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum RunEnd {
     /// The step failed (for verify: the backup failed a check).
     Failed,
     /// SIGINT or SIGTERM (a `systemctl stop`, a reboot) stopped the run during the step.
@@ -94,12 +94,12 @@ pub enum Outcome {
     Skipped,
 }
 
-impl Outcome {
+impl RunEnd {
     /// The `status` field. Interrupted and could-not-run runs are failures
     /// too (no good backup was proven tonight); receivers filter on `failure`.
     pub fn status(self) -> &'static str {
         match self {
-            Outcome::Skipped => "skipped",
+            RunEnd::Skipped => "skipped",
             _ => "failure",
         }
     }
@@ -113,7 +113,7 @@ pub struct Failure {
     /// The database of the run (part of PagerDuty's dedup key).
     pub database: String,
     pub step: Step,
-    pub outcome: Outcome,
+    pub outcome: RunEnd,
     /// `full`, `schema` or `data`.
     pub mode: String,
     pub duration: Duration,
@@ -142,14 +142,14 @@ impl Failure {
             Step::Config | Step::Setup | Step::Backup | Step::Anomaly => "backup",
         };
         match self.outcome {
-            Outcome::Failed => self.step.message(host),
-            Outcome::Interrupted => {
+            RunEnd::Failed => self.step.message(host),
+            RunEnd::Interrupted => {
                 format!("PostgreSQL {during} interrupted on {host}")
             }
-            Outcome::CouldNotRun => {
+            RunEnd::CouldNotRun => {
                 format!("PostgreSQL {during} could not run on {host}")
             }
-            Outcome::Skipped => format!(
+            RunEnd::Skipped => format!(
                 "PostgreSQL backup skipped on {host}: another run of the same backup holds the lock"
             ),
         }
@@ -248,7 +248,7 @@ pub(crate) fn sample_failure(step: Step) -> Failure {
         host: "db-host-01".into(),
         database: "enterprise_agents".into(),
         step,
-        outcome: Outcome::Failed,
+        outcome: RunEnd::Failed,
         mode: "full".into(),
         duration: Duration::from_millis(12_400),
         log: Some("/var/log/pg-backup/backup-20240315T020000.log".into()),

@@ -79,8 +79,7 @@ fn refusal(path: &Path) -> Option<&'static str> {
     if !meta.file_type().is_dir() {
         return Some("not a directory");
     }
-    // SAFETY: geteuid has no preconditions.
-    if meta.uid() != unsafe { libc::geteuid() } {
+    if meta.uid() != rustix::process::geteuid().as_raw() {
         return Some("owned by another user");
     }
     None

@@ -3,7 +3,8 @@
 //! (a path, the newest in a directory or under the S3 prefix, or fetched from
 //! S3), its meta.json, and the steps both commands take on it, in order, as
 //! methods of [`Backup`]: the checksum against meta.json, the archive header,
-//! a pg_restore that can read it, and its `pg_restore --list`.
+//! a pg_restore that can read it, and its `pg_restore --list`; then restoring
+//! it ([`restore`]: the extensions it needs, decryption, pg_restore judged).
 //!
 //! A step that finds the backup bad returns a [`crate::error::Finding`]:
 //! verify reports it as a failed check, restore refuses with it. Any other
@@ -11,6 +12,7 @@
 
 pub mod fetch_dir;
 mod header;
+pub mod restore;
 mod tools;
 mod trust;
 
@@ -29,16 +31,10 @@ use crate::pg::client::ServerVersion;
 use crate::pg::restore::Listing;
 use crate::pg::tools::PgTools;
 use crate::signals::Signals;
-use crate::storage::local::LocalStore;
-use crate::storage::s3::{self, S3Settings};
+use crate::storage::s3::{MetaCheck, S3Settings};
 use crate::storage::select::{self, Selector};
-
-/// Where backups are kept: a local directory or an S3 prefix.
-#[derive(Debug, Clone)]
-pub enum Place {
-    Dir(PathBuf),
-    S3(Box<S3Settings>),
-}
+pub use crate::storage::Place;
+use crate::storage::{Fetched, Store};
 
 /// Which backup the operator asked for.
 #[derive(Debug, Clone)]
@@ -50,40 +46,88 @@ pub enum Wanted {
     /// The newest backup `select` accepts (the target database's, in the
     /// mode asked, not one that failed verification).
     Newest { place: Place, select: Selector },
+    /// The dump file of this name in the store at hand (a backup of an
+    /// `--all-databases` run, found by listing it).
+    Stored(String),
 }
 
-/// A backup file ready to read. Holds the temp dir of an S3 download alive.
+impl Wanted {
+    /// The store the backup is in, as the settings describe it: the named
+    /// file's directory, the URI's bucket with the key's folder as prefix,
+    /// or where the newest is looked for. (`Stored` names no place of its
+    /// own: its store is the one listed; the current directory here.)
+    pub fn place(&self) -> Place {
+        match self {
+            Wanted::File(path) => Place::Dir(
+                path.parent()
+                    .map_or_else(PathBuf::new, std::path::Path::to_path_buf),
+            ),
+            Wanted::S3Object { s3, key } => {
+                let mut s3 = s3.clone();
+                s3.prefix = key
+                    .rsplit_once('/')
+                    .map_or_else(String::new, |(dir, _)| format!("{dir}/"));
+                Place::S3(s3)
+            }
+            Wanted::Newest { place, .. } => place.clone(),
+            Wanted::Stored(_) => Place::Dir(PathBuf::new()),
+        }
+    }
+}
+
+/// A backup file ready to read. Holds the temp dir of a download alive.
 #[derive(Debug)]
 pub struct Located {
     pub dump: PathBuf,
     pub meta_path: Option<PathBuf>,
     /// True when the dump is a temporary download (nothing is recorded in its meta.json).
     pub temporary: bool,
-    /// Where a downloaded backup lives: verify records its verdict there.
+    /// Where the backup lives: verify records its verdict there, and the
+    /// run's globals are looked for beside it.
     pub origin: Option<Origin>,
-    /// Where a download came from: the bucket's settings and the dump's key
-    /// (what else belongs with it, the run's globals, is looked for there).
-    pub s3_origin: Option<(Box<S3Settings>, String)>,
     _temp: Option<tempfile::TempDir>,
 }
 
-/// A backup in the bucket, as verify's verdict needs it: the prefix and its name.
-#[derive(Debug, Clone)]
+/// Where a located backup lives: its store and its dump's file name there.
+#[derive(Clone)]
 pub struct Origin {
-    pub s3: Box<S3Settings>,
-    pub name: crate::storage::BackupName,
+    pub store: Store,
+    pub file: String,
+}
+
+impl std::fmt::Debug for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.store.address(&self.file))
+    }
 }
 
 impl Located {
     /// A local dump; its meta.json is the sibling `<stem>.meta.json`.
     pub fn local(dump: &Path) -> Located {
+        let origin = dump.file_name().map(|file| Origin {
+            store: Store::local(dump.parent().unwrap_or(Path::new(""))),
+            file: file.to_string_lossy().into_owned(),
+        });
         Located {
             dump: dump.to_path_buf(),
             meta_path: meta_path_for(dump),
             temporary: false,
-            origin: None,
-            s3_origin: None,
+            origin,
             _temp: None,
+        }
+    }
+
+    /// The backup `fetched` from `store`, whose dump is `file` there.
+    fn fetched(store: &Store, file: &str, fetched: Fetched) -> Located {
+        Located {
+            dump: fetched.dump,
+            meta_path: fetched.meta,
+            temporary: fetched.temp.is_some(),
+            origin: Some(Origin {
+                store: store.clone(),
+                file: file.to_owned(),
+            }),
+            _temp: fetched.temp,
         }
     }
 }
@@ -94,45 +138,45 @@ pub fn meta_path_for(dump: &Path) -> Option<PathBuf> {
     Some(dump.with_file_name(crate::storage::meta_file_for(name)?))
 }
 
-/// Finds the backup: the named file, an S3 object (downloaded into a temp
-/// dir), or the newest complete backup in the directory or under the prefix.
-pub async fn locate(wanted: &Wanted) -> Result<Located> {
-    locate_checked(wanted, &|_| Ok(())).await
+/// Finds the backup in `store` (built at dispatch from [`Wanted::place`]):
+/// the named file, an S3 object (downloaded into a private temp dir), or
+/// the newest complete backup in the directory or under the prefix.
+pub async fn locate(wanted: &Wanted, store: &Store) -> Result<Located> {
+    locate_checked(wanted, store, &|_| Ok(())).await
 }
 
-/// [`locate`], with `check` asked about an S3 backup's meta.json before its
-/// dump is downloaded (a local one is there already: the caller checks it).
-pub async fn locate_checked(wanted: &Wanted, check: s3::MetaCheck<'_>) -> Result<Located> {
-    match wanted {
-        Wanted::File(path) => match std::fs::metadata(path) {
-            Ok(m) if m.is_file() => Ok(Located::local(path)),
-            Ok(_) => Err(usage(format!("{} is not a file", path.display()))),
-            Err(e) => Err(usage(format!(
-                "cannot read the backup {}: {e}",
-                path.display()
-            ))),
-        },
-        Wanted::Newest {
-            place: Place::Dir(dir),
-            select,
-        } => {
-            let store = LocalStore::new(dir);
-            let name = select::newest(&store, select, &nothing_advice(dir)).await?;
-            Ok(Located::local(&dir.join(name.dump_file())))
+/// [`locate`], with `check` asked about a downloaded backup's meta.json
+/// before its dump is fetched (a local one is there already: the caller
+/// checks it).
+pub async fn locate_checked(
+    wanted: &Wanted,
+    store: &Store,
+    check: MetaCheck<'_>,
+) -> Result<Located> {
+    let file = match wanted {
+        Wanted::File(path) => {
+            return match std::fs::metadata(path) {
+                Ok(m) if m.is_file() => Ok(Located::local(path)),
+                Ok(_) => Err(usage(format!("{} is not a file", path.display()))),
+                Err(e) => Err(usage(format!(
+                    "cannot read the backup {}: {e}",
+                    path.display()
+                ))),
+            }
         }
-        Wanted::S3Object { s3, key } => {
-            let store = s3::connect(S3Settings::clone(s3)).await?;
-            download(&store, key, check).await
+        Wanted::Newest { place, select } => {
+            let advice = match place {
+                Place::Dir(dir) => nothing_advice(dir),
+                Place::S3(_) => String::new(),
+            };
+            select::newest(store, select, &advice).await?.dump_file()
         }
-        Wanted::Newest {
-            place: Place::S3(s3),
-            select,
-        } => {
-            let store = s3::connect(S3Settings::clone(s3)).await?;
-            let name = select::newest(&store, select, "").await?;
-            download(&store, &store.key_for(&name.dump_file()), check).await
-        }
-    }
+        Wanted::S3Object { key, .. } => key.rsplit('/').next().unwrap_or(key).to_owned(),
+        Wanted::Stored(file) => file.clone(),
+    };
+    // Private, and marked with this run so the next one removes it if this one is killed.
+    let fetched = store.fetch(&file, fetch_dir::create, check).await?;
+    Ok(Located::fetched(store, &file, fetched))
 }
 
 /// What to try when `dir` holds no backup to pick: the default directory is
@@ -143,7 +187,7 @@ fn nothing_advice(dir: &Path) -> String {
     } else {
         " (the directory does not exist)"
     };
-    if dir == Path::new(crate::settings::restore::DEFAULT_BACKUP_DIR) {
+    if dir == Path::new(crate::settings::defaults::BACKUP_DIR) {
         format!(
             "{missing}; that is the default directory: pass --backup-dir (or set BACKUP_DIR) to \
              where the backups are, name a backup file, or use --from-s3"
@@ -153,36 +197,6 @@ fn nothing_advice(dir: &Path) -> String {
             "{missing}; name a backup file, or use --from-s3 for the backups under the S3 prefix"
         )
     }
-}
-
-/// Downloads `key` (and its meta.json) into a temporary directory.
-async fn download(store: &s3::Store, key: &str, check: s3::MetaCheck<'_>) -> Result<Located> {
-    // Private, and marked with this run so the next one removes it if this one is killed.
-    let temp = fetch_dir::create()?;
-    let fetched = s3::fetch_backup_checked(store, key, temp.path(), check).await?;
-    // A key named as pgbak names backups is one whose verdict can be
-    // recorded beside it, under the key's own prefix.
-    let (dir, file) = key.rsplit_once('/').map_or(("", key), |(d, f)| (d, f));
-    let origin = crate::storage::BackupName::parse(file).map(|name| {
-        let mut s3 = store.settings.clone();
-        s3.prefix = if dir.is_empty() {
-            String::new()
-        } else {
-            format!("{dir}/")
-        };
-        Origin {
-            s3: Box::new(s3),
-            name,
-        }
-    });
-    Ok(Located {
-        dump: fetched.dump,
-        meta_path: fetched.meta,
-        temporary: true,
-        origin,
-        s3_origin: Some((Box::new(store.settings.clone()), key.to_owned())),
-        _temp: Some(temp),
-    })
 }
 
 /// meta.json as far as it could be read.
@@ -202,39 +216,44 @@ impl MetaState {
     }
 }
 
-pub fn read_meta(located: &Located) -> MetaState {
-    read_meta_and_text(located).0
+/// meta.json as far as it can be read; Err only for one written in a newer
+/// format than this pgbak reads (exit 2: the backup is never taken for one
+/// without meta.json).
+pub fn read_meta(located: &Located) -> Result<MetaState> {
+    read_meta_and_text(located).map(|(state, _)| state)
 }
 
-/// meta.json as far as it could be read, and its text (which the signature covers).
-fn read_meta_and_text(located: &Located) -> (MetaState, Option<String>) {
+/// meta.json as far as it could be read, and its text (which the signature
+/// covers); Err only for a newer format, as [`read_meta`].
+fn read_meta_and_text(located: &Located) -> Result<(MetaState, Option<String>)> {
     let Some(path) = &located.meta_path else {
         if located.temporary {
-            return (
+            return Ok((
                 MetaState::Unavailable(format!(
                     "the bucket holds no meta.json for {}",
                     located.dump.display()
                 )),
                 None,
-            );
+            ));
         }
-        return (
+        return Ok((
             MetaState::Unavailable(format!(
                 "{} has no meta.json beside it (its name does not end in .dump)",
                 located.dump.display()
             )),
             None,
-        );
+        ));
     };
     if !path.exists() {
-        return (
+        return Ok((
             MetaState::Unavailable(format!("{} is missing", path.display())),
             None,
-        );
+        ));
     }
     match Meta::read_with_text(path) {
-        Ok((meta, text)) => (MetaState::Read(Box::new(meta)), Some(text)),
-        Err(err) => (MetaState::Unavailable(one_line(&err)), None),
+        Ok((meta, text)) => Ok((MetaState::Read(Box::new(meta)), Some(text))),
+        Err(err) if crate::meta::is_newer_format(&err) => Err(err),
+        Err(err) => Ok((MetaState::Unavailable(one_line(&err)), None)),
     }
 }
 
@@ -271,7 +290,7 @@ impl Backup {
     /// encrypted backup without one that fits is a usage error (exit 2). The
     /// same identity opens meta.json's sealed section.
     pub fn open(located: Located, decrypt: &Decrypt) -> Result<Backup> {
-        let (mut meta_state, meta_text) = read_meta_and_text(&located);
+        let (mut meta_state, meta_text) = read_meta_and_text(&located)?;
         let source = Source::open(
             &located.dump,
             meta_state.meta(),
@@ -380,7 +399,7 @@ mod tests {
 
     #[test]
     fn the_advice_names_the_default_directory_only_when_it_was_the_default() {
-        let default = nothing_advice(Path::new(crate::settings::restore::DEFAULT_BACKUP_DIR));
+        let default = nothing_advice(Path::new(crate::settings::defaults::BACKUP_DIR));
         assert!(default.contains("pass --backup-dir"), "{default}");
         let given = nothing_advice(Path::new("/nonexistent/pgbak-backups"));
         assert!(!given.contains("--backup-dir"), "{given}");

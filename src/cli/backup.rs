@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::{AnomalyArgs, EncryptArgs, Mode, ObjectLockArgs, RetentionArgs, S3Args, ToolsArgs};
-use crate::settings::vars;
+use crate::settings::{defaults, parse_bool, vars};
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
@@ -16,7 +16,7 @@ pub struct BackupArgs {
     #[arg(
         long,
         env = vars::BACKUP_DIR,
-        default_value = super::DEFAULT_BACKUP_DIR,
+        default_value = defaults::BACKUP_DIR,
         value_name = "DIR"
     )]
     pub output_dir: PathBuf,
@@ -29,12 +29,13 @@ pub struct BackupArgs {
     /// Also back up the globals (pg_dumpall --globals-only) beside this database's backup.
     #[arg(long)]
     pub globals: bool,
-    /// Leave role passwords out of the globals backup (roles then restore without passwords);
-    /// also PGBAK_NO_ROLE_PASSWORDS=true.
-    #[arg(long)]
-    pub no_role_passwords: bool,
-    /// Refuse to run without --encrypt-to (also PGBAK_REQUIRE_ENCRYPTION=true).
-    #[arg(long)]
+    /// Refuse to run without --encrypt-to.
+    #[arg(
+        long,
+        env = vars::PGBAK_REQUIRE_ENCRYPTION,
+        value_parser = parse_bool,
+        action = clap::ArgAction::SetTrue
+    )]
     pub require_encryption: bool,
     #[command(flatten)]
     pub env_file: super::EnvFileArgs,
@@ -59,13 +60,38 @@ pub struct DumpArgs {
     pub compress: Option<String>,
     /// On a hot standby: pause WAL replay while dumping, so the standby never cancels the dump
     /// (recovery conflict); resumed on every exit, and by the next run after a SIGKILL.
-    #[arg(long, env = vars::PGBAK_PAUSE_REPLAY, value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
+    #[arg(
+        long,
+        env = vars::PGBAK_PAUSE_REPLAY,
+        value_parser = parse_bool,
+        action = clap::ArgAction::SetTrue
+    )]
     pub pause_replay: bool,
-    /// Every connectable non-template database of the server, each in its own backup, plus
-    /// one globals backup (roles, memberships, tablespaces); also PGBAK_ALL_DATABASES=true.
-    /// DATABASE_URL names the database to connect to for the list (e.g. postgres).
+    /// Do not pause WAL replay, even when PGBAK_PAUSE_REPLAY=true (or --pause-replay) says to.
     #[arg(long)]
+    pub no_pause_replay: bool,
+    /// Every connectable non-template database of the server, each in its own backup, plus
+    /// one globals backup (roles, memberships, tablespaces).
+    /// DATABASE_URL names the database to connect to for the list (e.g. postgres).
+    #[arg(
+        long,
+        env = vars::PGBAK_ALL_DATABASES,
+        value_parser = parse_bool,
+        action = clap::ArgAction::SetTrue
+    )]
     pub all_databases: bool,
+    /// Back up the one database of DATABASE_URL, even when PGBAK_ALL_DATABASES=true (or
+    /// --all-databases) says all.
+    #[arg(long)]
+    pub no_all_databases: bool,
+    /// Leave role passwords out of the globals backup (roles then restore without passwords).
+    #[arg(
+        long,
+        env = vars::PGBAK_NO_ROLE_PASSWORDS,
+        value_parser = parse_bool,
+        action = clap::ArgAction::SetTrue
+    )]
+    pub no_role_passwords: bool,
     /// With --all-databases: skip databases matching this glob (repeatable; the environment
     /// variable takes a comma-separated list).
     #[arg(
@@ -92,7 +118,7 @@ pub struct DumpArgs {
     #[arg(
         long,
         env = vars::PGBAK_LOCK_WAIT_TIMEOUT,
-        default_value = "10m",
+        default_value = defaults::LOCK_WAIT_TIMEOUT,
         value_name = "DURATION",
         value_parser = super::parse_duration
     )]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser};
 
 use super::{AlertFormat, DecryptArgs, DumpArgs, ExpectArgs, HeartbeatKind};
-use crate::settings::vars;
+use crate::settings::{parse_bool, vars};
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -21,9 +21,17 @@ file always. Any failure posts an alert to ALERT_WEBHOOK_URL; a run skipped beca
 lock was held posts one with status `skipped`. The exit code is 0 only when every step succeeded, 2 for a configuration \
 error, 75 when another run of the same group holds the lock.")]
 pub struct CronArgs {
-    /// Verify the new backup before retention (also VERIFY_ON_BACKUP=true).
-    #[arg(long)]
+    /// Verify the new backup before retention.
+    #[arg(
+        long,
+        env = vars::VERIFY_ON_BACKUP,
+        value_parser = parse_bool,
+        action = clap::ArgAction::SetTrue
+    )]
     pub verify: bool,
+    /// Do not verify, even when VERIFY_ON_BACKUP=true (or --verify) says to.
+    #[arg(long)]
+    pub no_verify: bool,
     #[command(flatten)]
     pub dump: DumpArgs,
     /// Read settings from this file first (systemd EnvironmentFile= syntax: KEY=value lines,

@@ -31,7 +31,7 @@ pub use self::parse::{parse_duration, parse_limit};
 pub use self::restore::RestoreArgs;
 pub use self::shared::{
     AnomalyArgs, BackupDirArgs, DecryptArgs, EncryptArgs, EnvFileArgs, ObjectLockArgs,
-    RetentionArgs, S3Args, ToolsArgs, DEFAULT_BACKUP_DIR,
+    RetentionArgs, S3Args, ToolsArgs,
 };
 pub use self::source::BackupSourceArgs;
 pub use self::store::{ListArgs, PruneArgs, UnpinArgs};
@@ -53,7 +53,14 @@ or the libpq variables PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGSSLMODE.";
 
 /// Backups of PostgreSQL (+ pgvector) that are proven to restore.
 #[derive(Debug, Parser)]
-#[command(name = "pgbak", version, about, after_help = EXIT_CODES, propagate_version = true)]
+#[command(
+    name = "pgbak",
+    version = crate::version::LINE,
+    long_version = crate::version::long(),
+    about,
+    after_help = EXIT_CODES,
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -104,8 +111,8 @@ pub enum Command {
     Unpin(UnpinArgs),
     /// Print a shell completion script (bash, zsh or fish) on stdout.
     Completions(CompletionsArgs),
-    /// Print the man page (roff) on stdout: `pgbak man > /usr/local/share/man/man1/pgbak.1`.
-    Man,
+    /// Print the man page (roff) on stdout, or with --dir write one page per subcommand.
+    Man(ManArgs),
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +124,18 @@ pub struct KeygenArgs {
     /// key goes into the readers' PGBAK_TRUSTED_KEYS file.
     #[arg(long)]
     pub sign: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Install, for example:
+  pgbak man > /usr/local/share/man/man1/pgbak.1
+  pgbak man --dir /usr/local/share/man/man1     # pgbak.1, pgbak-backup.1, pgbak-verify.1, ...")]
+pub struct ManArgs {
+    /// Write pgbak.1 and one page per subcommand (pgbak-backup.1, ...) into DIR (created if
+    /// missing; existing pages replaced) instead of printing pgbak.1 on stdout.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -45,6 +45,16 @@ pub struct RestoreArgs {
     /// Do not ask for confirmation (required without a terminal).
     #[arg(long)]
     pub no_confirm: bool,
+    /// Longest wait of any restore statement (pg_restore's, pgbak's row counts) for a lock held
+    /// by another session: then it is cancelled and the restore fails, naming that session.
+    #[arg(
+        long,
+        env = crate::settings::vars::PGBAK_LOCK_WAIT_TIMEOUT,
+        default_value = "10m",
+        value_name = "DURATION",
+        value_parser = super::parse_duration
+    )]
+    pub lock_wait_timeout: std::time::Duration,
     /// Restore only this table, with its indexes, constraints, triggers, policies, owned sequences,
     /// defaults, comments and grants: SCHEMA.TABLE, or a name found in one schema (repeatable).
     /// Checked against the archive first: a selection matching nothing is exit 2 and touches

@@ -6,11 +6,9 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::LockMode;
-use crate::settings::vars;
+use crate::settings::parse_bool;
+use crate::settings::{defaults, vars};
 use crate::storage::s3::{SseAlgorithm, StorageClass};
-
-/// Where `pgbak backup` writes when neither `--output-dir` nor `BACKUP_DIR` says.
-pub const DEFAULT_BACKUP_DIR: &str = "./backups";
 
 /// The local backup directory of the commands that read or change the backup
 /// set (verify, restore, list, check, prune, unpin): one flag, one variable,
@@ -22,7 +20,7 @@ pub struct BackupDirArgs {
         id = "backup_dir",
         long = "backup-dir",
         env = vars::BACKUP_DIR,
-        default_value = DEFAULT_BACKUP_DIR,
+        default_value = defaults::BACKUP_DIR,
         value_name = "DIR"
     )]
     pub path: PathBuf,
@@ -160,9 +158,13 @@ pub struct DecryptArgs {
     /// streamed job.
     #[arg(long, env = vars::PGBAK_SCRATCH_DIR, value_name = "DIR")]
     pub scratch_dir: Option<PathBuf>,
-    /// Refuse a backup that is not age-encrypted (also PGBAK_REQUIRE_ENCRYPTION=true; an
-    /// --identity-file implies it).
-    #[arg(long)]
+    /// Refuse a backup that is not age-encrypted (an --identity-file implies it).
+    #[arg(
+        long,
+        env = vars::PGBAK_REQUIRE_ENCRYPTION,
+        value_parser = parse_bool,
+        action = clap::ArgAction::SetTrue
+    )]
     pub require_encryption: bool,
     /// File of OpenSSH ed25519 public keys (`.pub` or allowed_signers lines): only backups whose
     /// meta.json is signed by one of them are verified or restored.
@@ -171,7 +173,7 @@ pub struct DecryptArgs {
 }
 
 /// Retention rules, shared by `backup`, `cron` and `prune`. A backup is kept
-/// when any rule keeps it; see the README's retention section.
+/// when any rule keeps it; see docs/retention.md.
 #[derive(Debug, Clone, Default, Args)]
 pub struct RetentionArgs {
     /// Keep the newest N backups of each group (database, mode, label); 0 keeps all.

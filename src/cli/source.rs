@@ -4,6 +4,7 @@
 use clap::Args;
 
 use super::{BackupDirArgs, DecryptArgs, S3Args, ToolsArgs};
+use crate::settings::defaults;
 
 #[derive(Debug, Clone, Args)]
 pub struct BackupSourceArgs {
@@ -21,10 +22,10 @@ pub struct BackupSourceArgs {
     #[arg(long, conflicts_with = "backup")]
     pub from_s3: bool,
     /// Parallel pg_restore jobs.
-    #[arg(long, default_value_t = 4, value_name = "N")]
+    #[arg(long, default_value_t = defaults::RESTORE_JOBS, value_name = "N")]
     pub jobs: u32,
     /// maintenance_work_mem for the restore (HNSW index builds are the slow part).
-    #[arg(long, default_value = "1GB", value_name = "SIZE")]
+    #[arg(long, default_value = defaults::MAINTENANCE_WORK_MEM, value_name = "SIZE")]
     pub maintenance_work_mem: String,
     #[command(flatten)]
     pub decrypt: DecryptArgs,

@@ -10,23 +10,26 @@
 
 use anyhow::{anyhow, Context, Result};
 
-use super::backup::{Began, Made, Output};
+use super::backup::{Began, Dumped, Output};
 use crate::meta::{GlobalsInfo, Meta};
 use crate::mode::Mode;
 use crate::pg::{client, tools};
 use crate::pipeline::{self, Sinks};
 use crate::settings::backup::BackupJob;
 use crate::signals::Signals;
-use crate::storage::fsio;
+use crate::storage::{fsio, Stores};
 use crate::ui;
 
 /// Takes the globals of `job`'s server. `databases`: those the run dumps
 /// (recorded in meta.json), empty for a single-database `--globals`.
+/// An upload failure comes back beside the complete local backup, as a
+/// dump's does ([`Dumped`]).
 pub async fn backup(
     job: &BackupJob,
+    stores: &Stores,
     signals: &mut Signals,
     databases: Vec<String>,
-) -> Result<Made> {
+) -> Result<Dumped> {
     let began = Began::now();
     fsio::ensure_dir(&job.output_dir)?;
     let client = signals.guard(client::connect(&job.conn)).await?;
@@ -40,10 +43,9 @@ pub async fn backup(
         ui::warn(note);
     }
 
-    let (mut output, file) = Output::reserve(job, Mode::Globals, began, &identity, signals).await?;
-    let s3 = output
-        .start_upload(job, Some(sql.len() as u64), signals)
-        .await?;
+    let (mut output, file) =
+        Output::reserve(job, stores, Mode::Globals, began, &identity, signals).await?;
+    let s3 = output.start_upload(Some(sql.len() as u64), signals).await?;
     let source = std::io::Cursor::new(sql.into_bytes());
     let pump = pipeline::spawn_pump(
         source,
@@ -65,10 +67,7 @@ pub async fn backup(
         globals: Some(info),
         ..output.meta(job, &pumped, &server, &identity, &tools)
     };
-    let (made, upload_failure) = output.commit(job, sinks.file, meta, signals).await?;
-    if let Some(err) = upload_failure {
-        return Err(err);
-    }
+    let (made, upload_failed) = output.commit(job, sinks.file, meta, signals).await?;
     ui::info(&format!(
         "globals backup complete: {} ({}, role passwords {})",
         made.dump.display(),
@@ -79,7 +78,10 @@ pub async fn backup(
             "not included"
         }
     ));
-    Ok(made)
+    Ok(Dumped {
+        made,
+        upload_failed,
+    })
 }
 
 /// Runs pg_dumpall; without the right to read pg_authid, again without passwords.
@@ -146,9 +148,9 @@ pub async fn into_ephemeral(
     let Some((meta, needed)) = meta.and_then(|m| m.roles.as_ref().map(|r| (m, r))) else {
         return false;
     };
-    let found = match &located.s3_origin {
-        Some((settings, key)) => beside_in_bucket(settings, key, meta).await,
-        None => beside(located, meta),
+    let found = match &located.origin {
+        Some(origin) => beside(&origin.store, meta).await,
+        None => None,
     };
     let Some((path, globals, _download)) = found else {
         ui::info("no globals backup beside this backup: restoring without owners and privileges");
@@ -257,58 +259,29 @@ fn pick<T>(mut found: Vec<(T, Meta)>, meta: &Meta) -> Option<(T, Meta)> {
     found.pop()
 }
 
-/// The globals backup for `meta`'s dump in its directory.
-fn beside(located: &crate::archive::Located, meta: &Meta) -> Option<Found> {
-    let dir = located.dump.parent()?;
-    let found: Vec<(std::path::PathBuf, Meta)> = crate::storage::local::LocalStore::new(dir)
-        .list()
-        .ok()?
-        .into_iter()
-        .filter(|b| b.is_complete() && b.name.mode == Mode::Globals)
-        .filter_map(|b| Meta::read(&b.meta).ok().map(|m| (b.dump, m)))
-        .collect();
-    pick(found, meta).map(|(path, m)| (path, m, None))
-}
-
-/// The globals backup for `meta`'s dump under the S3 prefix of `key`,
-/// downloaded with its meta.json (checked against it) into a private
-/// download directory (`crate::archive::fetch_dir`).
-async fn beside_in_bucket(
-    settings: &crate::storage::s3::S3Settings,
-    key: &str,
-    meta: &Meta,
-) -> Option<Found> {
-    use crate::storage::BackupStore;
-    let mut here = settings.clone();
-    here.prefix = key
-        .rsplit_once('/')
-        .map_or_else(String::new, |(dir, _)| format!("{dir}/"));
-    let store = match crate::storage::s3::connect(here).await {
-        Ok(store) => store,
-        Err(err) => {
-            ui::warn(&format!(
-                "looking for the globals beside {key}: {}",
-                crate::error::one_line(&err)
-            ));
-            return None;
-        }
-    };
+/// The globals backup for `meta`'s dump in `store` (its directory or its
+/// S3 prefix): read in place, or downloaded with its meta.json (checked
+/// against it) into a private download directory (`crate::archive::fetch_dir`).
+async fn beside(store: &crate::storage::Store, meta: &Meta) -> Option<Found> {
     let mut found = Vec::new();
-    for b in store.list().await.ok()? {
-        if b.is_complete() && b.name.mode == Mode::Globals {
+    for b in store.list_backups().await.ok()? {
+        if b.has_dump && b.has_meta && b.name.mode == Mode::Globals {
             if let Ok(Some(m)) = store.load_meta(&b.name).await {
-                found.push((b.dump_key.clone(), m));
+                found.push((b.name.dump_file(), m));
             }
         }
     }
-    let (dump_key, m) = pick(found, meta)?;
-    let temp = crate::archive::fetch_dir::create().ok()?;
-    match crate::storage::s3::fetch_backup(&store, &dump_key, temp.path()).await {
-        Ok(fetched) => Some((fetched.dump, m, Some(temp))),
+    let (file, m) = pick(found, meta)?;
+    let no_check = |_: Option<&Meta>| Ok(());
+    match store
+        .fetch(&file, crate::archive::fetch_dir::create, &no_check)
+        .await
+    {
+        Ok(fetched) => Some((fetched.dump, m, fetched.temp)),
         Err(err) => {
             ui::warn(&format!(
                 "downloading the globals {}: {}",
-                store.uri(&dump_key),
+                store.address(&file),
                 crate::error::one_line(&err)
             ));
             None

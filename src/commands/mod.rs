@@ -4,6 +4,7 @@ pub mod backup;
 pub mod check;
 pub mod completions;
 pub mod cron;
+pub mod each_database;
 pub mod globals;
 pub mod keygen;
 pub mod list;

@@ -13,13 +13,12 @@ use std::process::ExitCode;
 use anyhow::Result;
 use chrono::Utc;
 
-use crate::retention::apply::{self, Outcome, Remote, Scope};
+use crate::retention::apply::{self, Fate, Remote, Scope};
 use crate::settings::commands::{Output, PruneSettings};
-use crate::storage::local::LocalStore;
-use crate::storage::s3;
+use crate::storage::Stores;
 use crate::ui;
 
-pub async fn run(settings: PruneSettings) -> Result<ExitCode> {
+pub async fn run(settings: PruneSettings, stores: &Stores) -> Result<ExitCode> {
     let dry_run = settings.dry_run;
     ui::info(&format!(
         "prune{}: rules {}",
@@ -34,14 +33,12 @@ pub async fn run(settings: PruneSettings) -> Result<ExitCode> {
         dry_run,
         store: "local",
     };
-    let local = settings.local.as_deref().map(LocalStore::new);
-    let store = match settings.s3.clone() {
-        Some(s3_settings) => Some(s3::connect(s3_settings).await?),
-        None => None,
-    };
-    let remote = store.as_ref().map(|store| Remote { store, apply: true });
-    let (local, remote) = apply::both(local.as_ref(), remote, &scope, now).await?;
-    let outcomes: Vec<Outcome> = local
+    let remote = stores
+        .bucket
+        .as_ref()
+        .map(|store| Remote { store, apply: true });
+    let (local, remote) = apply::both(stores.local.as_ref(), remote, &scope, now).await?;
+    let outcomes: Vec<Fate> = local
         .into_iter()
         .chain(remote)
         .flat_map(|a| a.outcomes)
@@ -69,7 +66,7 @@ pub async fn run(settings: PruneSettings) -> Result<ExitCode> {
 }
 
 /// One line per backup: `keep`/`delete`, where, name, reasons.
-fn table(outcomes: &[Outcome]) -> Vec<String> {
+fn table(outcomes: &[Fate]) -> Vec<String> {
     let width = outcomes.iter().map(|o| o.name.len()).max().unwrap_or(4);
     let mut lines = vec![format!(
         "{:<6}  {:<5}  {:<width$}  WHY",

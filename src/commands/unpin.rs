@@ -7,19 +7,16 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 
 use crate::settings::commands::UnpinSettings;
-use crate::storage::local::LocalStore;
-use crate::storage::s3;
-use crate::storage::{BackupName, BackupStore};
+use crate::storage::{BackupName, Store, Stores};
 use crate::ui;
 
-pub async fn run(settings: UnpinSettings) -> Result<ExitCode> {
+pub async fn run(settings: UnpinSettings, stores: &Stores) -> Result<ExitCode> {
     let name = &settings.name;
-    let mut found = unpin(&LocalStore::new(&settings.backup_dir), name).await?;
-    let on_s3 = settings.s3.is_some();
-    if let Some(s3_settings) = settings.s3 {
-        let store = s3::connect(s3_settings).await?;
-        found |= unpin(&store, name).await?;
+    let mut found = false;
+    for store in stores.local.iter().chain(&stores.bucket) {
+        found |= unpin(store, name).await?;
     }
+    let on_s3 = stores.bucket.is_some();
     if !found {
         bail!(
             "no meta.json for {} in {}{}",
@@ -32,7 +29,7 @@ pub async fn run(settings: UnpinSettings) -> Result<ExitCode> {
 }
 
 /// Whether the store has the backup's meta.json (pinned or not).
-async fn unpin(store: &impl BackupStore, name: &BackupName) -> Result<bool> {
+async fn unpin(store: &Store, name: &BackupName) -> Result<bool> {
     let Some(mut meta) = store.load_meta(name).await? else {
         return Ok(false);
     };

@@ -16,7 +16,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,7 +29,7 @@ use super::Identities;
 use crate::archive::Header;
 use crate::error::{finding, usage};
 use crate::meta::Meta;
-use crate::pg::restore::{Input, Outcome, RestoreJob};
+use crate::pg::restore::{Input, PgRestoreVerdict, RestoreJob};
 use crate::signals::Signals;
 use crate::ui;
 
@@ -292,7 +292,11 @@ impl Plain {
     /// failed on the way is one more error of the outcome: pg_restore did not
     /// get the whole archive. pg_restore's harmless warnings are printed.
     /// Verify and restore both run pg_restore through here.
-    pub async fn restore(self, job: &RestoreJob<'_>, signals: &mut Signals) -> Result<Outcome> {
+    pub async fn restore(
+        self,
+        job: &RestoreJob<'_>,
+        signals: &mut Signals,
+    ) -> Result<PgRestoreVerdict> {
         let mut outcome = crate::pg::restore::restore(job, self.input(), signals).await?;
         if let Err(err) = self.finish() {
             outcome.errors.push(crate::error::one_line(&err));
@@ -418,7 +422,7 @@ fn decrypt_to_scratch(dump: &Path, identities: &Identities, dir: &Path) -> Resul
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
-        .custom_flags(libc::O_TMPFILE)
+        .custom_flags(rustix::fs::OFlags::TMPFILE.bits() as i32)
         .mode(0o600)
         .open(dir)
         .with_context(|| {
@@ -461,29 +465,20 @@ fn pick_scratch(explicit: Option<&Path>, need: u64) -> Result<Option<PathBuf>> {
 
 /// Free bytes for an unprivileged writer on the filesystem of `dir`.
 fn free_bytes(dir: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
     if !dir.is_dir() {
         return None;
     }
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid NUL-terminated path and a zeroed out-parameter.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut stat) };
-    (rc == 0).then(|| stat.f_bavail as u64 * stat.f_frsize as u64)
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// A pipe with close-on-exec ends (the child gets a dup as its stdin) and a 1 MiB buffer.
 fn pipe() -> Result<(File, File)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: fds is a valid two-element array for pipe2 to fill.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("creating a pipe for pg_restore");
-    }
-    // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: fcntl on a descriptor we own; the kernel may refuse the size, which is fine.
-    unsafe {
-        libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, CHUNK as libc::c_int);
-    }
+    use rustix::pipe::{fcntl_setpipe_size, pipe_with, PipeFlags};
+    let (read, write) = pipe_with(PipeFlags::CLOEXEC)
+        .map_err(std::io::Error::from)
+        .context("creating a pipe for pg_restore")?;
+    // The kernel may refuse the size, which is fine.
+    let _ = fcntl_setpipe_size(&write, CHUNK);
     Ok((File::from(read), File::from(write)))
 }

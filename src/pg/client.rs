@@ -327,32 +327,61 @@ pub async fn unlogged_tables(client: &Client) -> Result<Vec<(String, String)>> {
 }
 
 /// The extensions of `wanted` that the server cannot install (not in
-/// `pg_available_extensions`), in order.
-pub async fn unavailable_extensions(
+/// `pg_available_extensions`); None when it has them all.
+pub async fn missing_extensions(
     client: &Client,
     wanted: &std::collections::BTreeSet<String>,
-) -> Result<Vec<String>> {
+    server_major: u32,
+) -> Result<Option<MissingExtensions>> {
     let rows = client
         .query("SELECT name::text FROM pg_available_extensions", &[])
         .await
         .context("listing the server's available extensions")?;
     let available: std::collections::BTreeSet<String> = rows.iter().map(|r| r.get(0)).collect();
-    Ok(wanted.difference(&available).cloned().collect())
+    let names: Vec<String> = wanted.difference(&available).cloned().collect();
+    Ok((!names.is_empty()).then_some(MissingExtensions {
+        names,
+        server_major,
+    }))
 }
 
-/// What to install for missing extensions (pgvector's package is named after it).
-pub fn install_hint(missing: &[String], server_major: u32) -> String {
-    let packages: Vec<String> = missing
-        .iter()
-        .map(|e| match e.as_str() {
-            "vector" => format!("postgresql-{server_major}-pgvector"),
-            other => format!("the package providing {other} for PostgreSQL {server_major}"),
-        })
-        .collect();
-    format!(
-        "install {} on that server (Debian/Ubuntu, PGDG repository), or verify with --target-url / --ephemeral where it is installed",
-        packages.join(", ")
-    )
+/// Extensions a server lacks, and what to install there. Displayed as
+/// "lacks the extension(s) …: install …"; each command adds where else the
+/// backup could go (verify: another target, restore: another server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingExtensions {
+    pub names: Vec<String>,
+    pub server_major: u32,
+}
+
+impl MissingExtensions {
+    /// What to install (pgvector's package is named after it).
+    pub fn install_hint(&self) -> String {
+        let major = self.server_major;
+        let packages: Vec<String> = self
+            .names
+            .iter()
+            .map(|e| match e.as_str() {
+                "vector" => format!("postgresql-{major}-pgvector"),
+                other => format!("the package providing {other} for PostgreSQL {major}"),
+            })
+            .collect();
+        format!(
+            "install {} on that server (Debian/Ubuntu, PGDG repository)",
+            packages.join(", ")
+        )
+    }
+}
+
+impl std::fmt::Display for MissingExtensions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "lacks the extension(s) {}: {}",
+            self.names.join(", "),
+            self.install_hint()
+        )
+    }
 }
 
 /// The current database's owner, locale, settings, ACL and comment.
@@ -528,8 +557,16 @@ mod tests {
 
     #[test]
     fn pgvector_hint_names_the_package_for_the_server() {
-        let hint = install_hint(&["vector".to_owned()], 16);
-        assert!(hint.contains("postgresql-16-pgvector"), "{hint}");
+        let missing = MissingExtensions {
+            names: vec!["vector".to_owned(), "postgis".to_owned()],
+            server_major: 16,
+        };
+        assert_eq!(
+            missing.to_string(),
+            "lacks the extension(s) vector, postgis: install postgresql-16-pgvector, the \
+             package providing postgis for PostgreSQL 16 on that server (Debian/Ubuntu, PGDG \
+             repository)"
+        );
     }
 
     #[test]

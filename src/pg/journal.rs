@@ -40,7 +40,7 @@ pub struct Journal {
 }
 
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS run (
+CREATE TABLE IF NOT EXISTS public.run (
     only_one boolean PRIMARY KEY DEFAULT true CHECK (only_one),
     run_id text NOT NULL,
     server_name text,
@@ -48,8 +48,8 @@ CREATE TABLE IF NOT EXISTS run (
     source text NOT NULL,
     started_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE TABLE IF NOT EXISTS pre_existing_role (name text PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS database_state (
+CREATE TABLE IF NOT EXISTS public.pre_existing_role (name text PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS public.database_state (
     name text PRIMARY KEY,
     state text NOT NULL,
     at timestamptz NOT NULL DEFAULT now()
@@ -69,7 +69,7 @@ pub async fn read(server: &ConnSettings) -> Result<Option<Journal>> {
     };
     let Some(run) = client
         .query_opt(
-            "SELECT run_id, server_name, server_id, source, started_at::text FROM run",
+            "SELECT run_id, server_name, server_id, source, started_at::text FROM public.run",
             &[],
         )
         .await
@@ -78,14 +78,14 @@ pub async fn read(server: &ConnSettings) -> Result<Option<Journal>> {
         return Ok(None);
     };
     let pre_existing = client
-        .query("SELECT name FROM pre_existing_role", &[])
+        .query("SELECT name FROM public.pre_existing_role", &[])
         .await
         .context("reading the restore journal's roles")?
         .iter()
         .map(|r| r.get(0))
         .collect();
     let databases = client
-        .query("SELECT name, state FROM database_state", &[])
+        .query("SELECT name, state FROM public.database_state", &[])
         .await
         .context("reading the restore journal's databases")?
         .iter()
@@ -145,19 +145,19 @@ pub async fn begin(admin: &Client, server: &ConnSettings, run: &Journal) -> Resu
         None => (None, None),
     };
     let changed = client
-        .query_opt("SELECT run_id FROM run", &[])
+        .query_opt("SELECT run_id FROM public.run", &[])
         .await
         .context("reading the restore journal")?
         .is_some_and(|r| r.get::<_, String>(0) != run.run_id);
     if changed {
         client
-            .batch_execute("DELETE FROM database_state")
+            .batch_execute("DELETE FROM public.database_state")
             .await
             .context("resetting the restore journal for another run")?;
     }
     client
         .execute(
-            "INSERT INTO run (run_id, server_name, server_id, source) VALUES ($1, $2, $3, $4)
+            "INSERT INTO public.run (run_id, server_name, server_id, source) VALUES ($1, $2, $3, $4)
              ON CONFLICT (only_one) DO UPDATE SET run_id = $1, server_name = $2, server_id = $3,
                                                   source = $4",
             &[&run.run_id, &name, &id, &run.source],
@@ -167,7 +167,7 @@ pub async fn begin(admin: &Client, server: &ConnSettings, run: &Journal) -> Resu
     let roles: Vec<String> = run.pre_existing.iter().cloned().collect();
     client
         .execute(
-            "INSERT INTO pre_existing_role SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+            "INSERT INTO public.pre_existing_role SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
             &[&roles],
         )
         .await
@@ -181,7 +181,7 @@ pub async fn mark(server: &ConnSettings, database: &str, state: &str) -> Result<
     let client = client::connect(&journal_conn(server)).await?;
     client
         .execute(
-            "INSERT INTO database_state (name, state) VALUES ($1, $2)
+            "INSERT INTO public.database_state (name, state) VALUES ($1, $2)
              ON CONFLICT (name) DO UPDATE SET state = $2, at = now()",
             &[&database, &state],
         )

@@ -10,6 +10,7 @@ pub mod ephemeral;
 pub mod globals;
 pub mod journal;
 pub mod meta_values;
+pub mod probe;
 pub mod relations;
 pub mod replay;
 pub mod restore;

@@ -19,7 +19,6 @@
 //! one standby (the daily full and a schema job) never resume each other's
 //! pause, and a pause an operator made by hand is left alone.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -27,29 +26,28 @@ use tokio_postgres::Client;
 
 use super::client;
 use super::url::ConnSettings;
-use crate::storage::fsio;
-use crate::storage::s3::Store;
+use crate::storage::Store;
 use crate::ui;
 
 const MARKER_PREFIX: &str = ".pgbak-replay-paused.";
 /// The advisory lock (two int4 keys) every pausing run holds, shared.
 const LOCK_KEYS: (i32, i32) = (0x7067_6261, 0x7265_706c);
 
-/// Where this server's markers are kept: the directory, and the S3 prefix
-/// when one is configured (then the authoritative store).
+/// Where this server's markers are kept: the directory, and the bucket
+/// when there is one (then the authoritative store).
 pub struct Markers {
-    pub dir: PathBuf,
-    pub s3: Option<Store>,
+    pub local: Store,
+    pub bucket: Option<Store>,
     /// The server's tag ([`crate::storage::server_tag`]): markers of other
     /// servers sharing the directory or prefix are not this server's.
     pub server: String,
 }
 
-/// One marker found or written.
+/// One marker found or written: its file, in the bucket or the directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Marker {
-    File(PathBuf),
-    Key(String),
+struct Marker {
+    in_bucket: bool,
+    file: String,
 }
 
 impl Markers {
@@ -58,28 +56,31 @@ impl Markers {
     }
 
     /// This server's markers in the directory (and the untagged ones older
-    /// versions wrote) and under the prefix. A prefix that cannot be listed
-    /// is named in a warning.
+    /// versions wrote) and in the bucket. A bucket that cannot be listed is
+    /// named in a warning.
     async fn list(&self) -> Vec<Marker> {
         let mine = self.name_prefix();
-        let mut found: Vec<Marker> = std::fs::read_dir(&self.dir)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .filter(|e| {
-                        let name = e.file_name().to_string_lossy().into_owned();
-                        name.starts_with(&mine) || legacy_marker(&name)
-                    })
-                    .map(|e| Marker::File(e.path()))
-                    .collect()
+        let mut found: Vec<Marker> = self
+            .local
+            .files_with(MARKER_PREFIX)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|name| name.starts_with(&mine) || legacy_marker(name))
+            .map(|file| Marker {
+                in_bucket: false,
+                file,
             })
-            .unwrap_or_default();
-        if let Some(store) = &self.s3 {
-            match store.keys_with(&store.key_for(&mine)).await {
-                Ok(keys) => found.extend(keys.into_iter().map(Marker::Key)),
+            .collect();
+        if let Some(store) = &self.bucket {
+            match store.files_with(&mine).await {
+                Ok(files) => found.extend(files.into_iter().map(|file| Marker {
+                    in_bucket: true,
+                    file,
+                })),
                 Err(err) => ui::warn(&format!(
                     "cannot look for paused-replay markers under {}: {}",
-                    store.uri(&store.settings.prefix),
+                    store.describe(),
                     crate::error::one_line(&err)
                 )),
             }
@@ -99,41 +100,45 @@ impl Markers {
             std::process::id(),
             chrono::Utc::now().timestamp_millis()
         );
-        let name = format!("{}{run}", self.name_prefix());
+        let file = format!("{}{run}", self.name_prefix());
         let body = format!(
             "{{\"host\": {:?}, \"pid\": {}}}\n",
             crate::settings::host_name(),
             std::process::id()
         );
-        if let Some(store) = &self.s3 {
-            let key = store.key_for(&name);
-            match store.put_small(&key, body.clone().into_bytes()).await {
-                Ok(()) => return Ok(Marker::Key(key)),
+        if let Some(store) = &self.bucket {
+            match store.put(&file, body.clone().into_bytes()).await {
+                Ok(()) => {
+                    return Ok(Marker {
+                        in_bucket: true,
+                        file,
+                    })
+                }
                 Err(err) => ui::warn(&format!(
                     "cannot write the paused-replay marker to the bucket, writing it to {}: {}",
-                    self.dir.display(),
+                    self.local.describe(),
                     crate::error::one_line(&err)
                 )),
             }
         }
-        let path = self.dir.join(&name);
-        fsio::write_atomic(&path, body.as_bytes())
-            .with_context(|| format!("creating {}", path.display()))?;
-        Ok(Marker::File(path))
+        self.local
+            .put(&file, body.into_bytes())
+            .await
+            .with_context(|| format!("creating {}", self.local.address(&file)))?;
+        Ok(Marker {
+            in_bucket: false,
+            file,
+        })
     }
 
     async fn remove(&self, markers: &[Marker]) {
-        let mut keys = Vec::new();
-        for marker in markers {
-            match marker {
-                Marker::File(path) => {
-                    let _ = std::fs::remove_file(path);
-                }
-                Marker::Key(key) => keys.push(key.clone()),
-            }
-        }
-        if let (Some(store), false) = (&self.s3, keys.is_empty()) {
-            if let Err(err) = store.delete_keys(&keys).await {
+        let (bucket, local): (Vec<&Marker>, Vec<&Marker>) =
+            markers.iter().partition(|m| m.in_bucket);
+        let files = |ms: Vec<&Marker>| ms.into_iter().map(|m| m.file.clone()).collect::<Vec<_>>();
+        let _ = self.local.delete(&files(local)).await;
+        let bucket = files(bucket);
+        if let (Some(store), false) = (&self.bucket, bucket.is_empty()) {
+            if let Err(err) = store.delete(&bucket).await {
                 ui::warn(&format!(
                     "removing paused-replay markers: {}",
                     crate::error::one_line(&err)

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 
 use anyhow::{Context, Result};
+use rustix::process::{Pid, Signal};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, ChildStderr, Command};
 
@@ -35,7 +36,7 @@ impl PgTools {
         cmd.envs(conn.child_env());
         cmd.stdin(Stdio::null()).kill_on_drop(true);
         // SIGTERM makes pg_dump/pg_restore cancel their queries on the server.
-        die_with_parent(&mut cmd, libc::SIGTERM);
+        die_with_parent(&mut cmd, Signal::TERM);
         cmd
     }
 }
@@ -48,25 +49,29 @@ pub const KEEPALIVE_CONNINFO: &str =
 
 /// Makes the child receive `signal` when pgbak dies, however it dies
 /// (SIGKILL, OOM killer): no pg_dump, pg_restore or throwaway server outlives
-/// the run that started it. Register it after any uid change in `pre_exec`
-/// (a uid change clears the setting). pgbak spawns children only from the
-/// main thread and the runtime's worker threads, which live as long as the
-/// process, so the thread-scoped kernel setting means "the process" here.
+/// the run that started it. A uid change clears the setting: set the uid with
+/// `Command::uid` (std changes it before this hook runs), never in another
+/// `pre_exec`. pgbak spawns children only from the main thread and the
+/// runtime's worker threads, which live as long as the process, so the
+/// thread-scoped kernel setting means "the process" here.
 /// The child is also marked for [`crate::children::stop_leftovers`].
-pub fn die_with_parent(cmd: &mut Command, signal: libc::c_int) {
+#[allow(unsafe_code)]
+pub fn die_with_parent(cmd: &mut Command, signal: Signal) {
+    use rustix::process::{getpid, getppid, kill_process, set_parent_process_death_signal};
     // For what the signal misses (the child's own children): the next run's sweep.
     crate::children::mark(cmd);
-    // SAFETY: getpid has no preconditions.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: only async-signal-safe calls (prctl, getppid, kill) between fork and exec.
+    let parent = getpid();
+    // SAFETY: the only `unsafe` in pgbak (the `layout` test counts it). std has
+    // no safe way to run code in the child between fork and exec, and the
+    // parent-death signal can only be set there, by the child itself. The hook
+    // makes three raw system calls through rustix (prctl, getppid, kill): no
+    // allocation, no lock, nothing that is not async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            set_parent_process_death_signal(Some(signal))?;
             // The parent may have died between fork and prctl.
-            if libc::getppid() != parent {
-                libc::kill(libc::getpid(), signal);
+            if getppid() != Some(parent) {
+                let _ = kill_process(getpid(), signal);
             }
             Ok(())
         });
@@ -82,27 +87,35 @@ pub fn parse_version(output: &str) -> Option<(u32, String)> {
     Some((major, version.to_owned()))
 }
 
-fn version_of(pg_dump: &Path) -> Option<(u32, String)> {
-    let out = std::process::Command::new(pg_dump)
-        .env_clear()
+/// `pg_dump --version`, with only the environment every child inherits.
+pub(super) fn version_command(pg_dump: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(pg_dump);
+    cmd.env_clear()
         .envs(
             crate::settings::env()
                 .vars_os()
                 .filter(|(name, _)| name.to_str().is_some_and(crate::children::inherited)),
         )
         .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// The version in what `pg_dump --version` printed, when it succeeded.
+pub(super) fn version_in(out: &std::process::Output) -> Option<(u32, String)> {
     out.status
         .success()
         .then(|| parse_version(&String::from_utf8_lossy(&out.stdout)))
         .flatten()
 }
 
+fn version_of(pg_dump: &Path) -> Option<(u32, String)> {
+    version_in(&version_command(pg_dump).output().ok()?)
+}
+
 /// Directories to look in, in order: PATH, then the usual install roots
 /// (newest first).
-fn candidate_dirs() -> Vec<PathBuf> {
+pub(super) fn candidate_dirs() -> Vec<PathBuf> {
     let mut dirs = crate::settings::path_dirs();
     let mut roots = Vec::new();
     for (parent, prefix, suffix) in [
@@ -155,17 +168,7 @@ pub fn find(explicit: Option<&Path>, need: u32, server_text: &str) -> Result<PgT
             continue;
         }
         match version_of(&pg_dump) {
-            Some((major, version)) if major >= need => {
-                crate::ui::debug(&format!(
-                    "using the client tools in {} (pg_dump {version})",
-                    dir.display()
-                ));
-                return Ok(PgTools {
-                    bin_dir: dir,
-                    major,
-                    version,
-                });
-            }
+            Some((major, version)) if major >= need => return Ok(chosen(dir, major, version)),
             Some((_, version)) => seen.push((dir, version)),
             None => seen.push((dir, "unreadable version".to_owned())),
         }
@@ -185,6 +188,19 @@ pub fn find(explicit: Option<&Path>, need: u32, server_text: &str) -> Result<PgT
     )))
 }
 
+/// The tools in `dir`, whose pg_dump said `version`: the ones this run uses.
+pub(super) fn chosen(dir: PathBuf, major: u32, version: String) -> PgTools {
+    crate::ui::debug(&format!(
+        "using the client tools in {} (pg_dump {version})",
+        dir.display()
+    ));
+    PgTools {
+        bin_dir: dir,
+        major,
+        version,
+    }
+}
+
 /// The program and its arguments, for debug logs (never the environment,
 /// which holds the password).
 pub fn describe(cmd: &Command) -> String {
@@ -200,9 +216,9 @@ pub fn describe(cmd: &Command) -> String {
 /// pg_restore then cancel their queries on the server), SIGKILL after 5 s.
 pub async fn terminate(child: &mut Child) {
     if let Some(pid) = child.id() {
-        // SAFETY: kill(2) on our own child, which has not been reaped (id() is Some).
-        unsafe {
-            libc::kill(pid as libc::pid_t, libc::SIGTERM);
+        // Our own child, not reaped yet (id() is Some): the pid is still its.
+        if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+            let _ = rustix::process::kill_process(pid, Signal::TERM);
         }
         let waited = tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await;
         if waited.is_ok() {
@@ -355,25 +371,38 @@ pub const GZIP_FALLBACK: &str = "gzip:4";
 /// pg_dump validate the spec against a socket that cannot exist: it checks
 /// compression support before it connects.
 pub async fn default_compression(tools: &PgTools) -> String {
-    if tools.major >= 16 {
-        let mut cmd = crate::children::command(tools.tool("pg_dump"));
-        cmd.args([
-            "--compress=zstd:1",
-            "--format=custom",
-            "--file=/dev/null",
-            "--no-password",
-            "--host=/nonexistent-pgbak-probe",
-        ])
-        .env("PGCONNECT_TIMEOUT", "1")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-        if let Ok(out) = run(cmd, "pg_dump compression probe").await {
-            if !out.stderr.contains("does not support compression") {
-                return "zstd:1".to_owned();
-            }
-        }
+    compression_given(
+        tools.major,
+        tools.major >= 16 && takes_zstd(&tools.tool("pg_dump")).await,
+    )
+}
+
+/// [`default_compression`] of a pg_dump of major version `major`, once
+/// [`takes_zstd`] has answered (it is asked only from 16 on).
+pub(super) fn compression_given(major: u32, zstd: bool) -> String {
+    if major >= 16 && zstd {
+        return "zstd:1".to_owned();
     }
-    pg_dump_compress_arg(tools.major, GZIP_FALLBACK)
+    pg_dump_compress_arg(major, GZIP_FALLBACK)
+}
+
+/// Whether `pg_dump` (16 or newer) was built with zstd; a probe that cannot
+/// run says no.
+pub(super) async fn takes_zstd(pg_dump: &Path) -> bool {
+    let mut cmd = crate::children::command(pg_dump);
+    cmd.args([
+        "--compress=zstd:1",
+        "--format=custom",
+        "--file=/dev/null",
+        "--no-password",
+        "--host=/nonexistent-pgbak-probe",
+    ])
+    .env("PGCONNECT_TIMEOUT", "1")
+    .stdin(Stdio::null())
+    .kill_on_drop(true);
+    run(cmd, "pg_dump compression probe")
+        .await
+        .is_ok_and(|out| !out.stderr.contains("does not support compression"))
 }
 
 /// pg_dump before 16 takes only a gzip level: translate `gzip:N` to `N`.

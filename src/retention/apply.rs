@@ -1,4 +1,4 @@
-//! Retention applied to one [`BackupStore`]: list, read meta.json (verified?
+//! Retention applied to one [`Store`]: list, read meta.json (verified?
 //! pinned?), plan with [`super::plan`], ask the store which doomed objects
 //! are still under Object Lock, then delete (unless a dry run). The same
 //! code serves a directory and an S3 prefix, `backup`, `cron` and `prune`.
@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{plan, Candidate, Decision, Policy};
-use crate::storage::{BackupName, BackupStore, Listed};
+use crate::storage::{BackupName, Listed, Store};
 use crate::ui;
 
 /// What one store told about backups that matters to another store: a
@@ -25,7 +25,7 @@ pub struct Marks {
 
 /// One backup's fate (also the `--json` shape of `prune`).
 #[derive(Debug, Clone, Serialize)]
-pub struct Outcome {
+pub struct Fate {
     /// The file stem.
     pub name: String,
     /// `local` or `s3`.
@@ -42,7 +42,7 @@ pub struct Outcome {
 /// The result of one pass over one store.
 #[derive(Debug, Default)]
 pub struct Applied {
-    pub outcomes: Vec<Outcome>,
+    pub outcomes: Vec<Fate>,
     /// Locations actually deleted.
     pub deleted: Vec<String>,
     pub marks: Marks,
@@ -67,7 +67,7 @@ pub struct Scope<'a> {
 /// Runs retention over `store`. Marks from another store (`known`) count as
 /// if found here. A dump without meta.json is kept and named in one warning.
 pub async fn apply(
-    store: &impl BackupStore,
+    store: &Store,
     scope: &Scope<'_>,
     known: &Marks,
     now: DateTime<Utc>,
@@ -115,7 +115,7 @@ pub async fn apply(
         } else if d.reasons.iter().any(|r| r.starts_with("locked until")) && !scope.dry_run {
             ui::info(&format!("retention: keeping {location}: {}", d.reason()));
         }
-        applied.outcomes.push(Outcome {
+        applied.outcomes.push(Fate {
             name: d.name.stem(),
             store: scope.store,
             location,
@@ -128,7 +128,7 @@ pub async fn apply(
 
 /// What `store` knows of verified and pinned backups in `scope`. Quiet: the
 /// pass that decides names what it cannot read.
-pub async fn marks(store: &impl BackupStore, scope: &Scope<'_>) -> Result<Marks> {
+pub async fn marks(store: &Store, scope: &Scope<'_>) -> Result<Marks> {
     let mut marks = Marks::default();
     for b in store.list_backups().await? {
         let in_scope = scope.just_made.is_none_or(|j| j.group() == b.name.group());
@@ -156,8 +156,8 @@ pub async fn marks(store: &impl BackupStore, scope: &Scope<'_>) -> Result<Marks>
 
 /// The S3 side of [`both`]: the prefix, and whether this pass may change it
 /// (false: read for its verdicts and pins only, as after a failed upload).
-pub struct Remote<'a, S: BackupStore> {
-    pub store: &'a S,
+pub struct Remote<'a> {
+    pub store: &'a Store,
     pub apply: bool,
 }
 
@@ -168,9 +168,9 @@ pub struct Remote<'a, S: BackupStore> {
 /// only an older pgbak recorded locally. A prefix that may not be changed
 /// and cannot be read is named in a warning: the local pass then goes on
 /// with its own marks (every copy on S3 stays where it is).
-pub async fn both<L: BackupStore, S: BackupStore>(
-    local: Option<&L>,
-    remote: Option<Remote<'_, S>>,
+pub async fn both(
+    local: Option<&Store>,
+    remote: Option<Remote<'_>>,
     scope: &Scope<'_>,
     now: DateTime<Utc>,
 ) -> Result<(Option<Applied>, Option<Applied>)> {
@@ -212,7 +212,7 @@ pub async fn both<L: BackupStore, S: BackupStore>(
 
 /// Marks the backups of the newest complete run of each server (from the
 /// run records and the listing of the whole store), which retention keeps.
-async fn protect_newest_runs(store: &impl BackupStore, candidates: &mut [Candidate]) -> Result<()> {
+async fn protect_newest_runs(store: &Store, candidates: &mut [Candidate]) -> Result<()> {
     let records = crate::runs::records(store).await?;
     if records.is_empty() {
         return Ok(());
@@ -236,7 +236,7 @@ async fn protect_newest_runs(store: &impl BackupStore, candidates: &mut [Candida
 /// `--all-databases` run; None when its meta.json names another database
 /// than the scope's.
 async fn candidate(
-    store: &impl BackupStore,
+    store: &Store,
     scope: &Scope<'_>,
     known: &Marks,
     b: &Listed,
@@ -296,7 +296,7 @@ async fn candidate(
 /// account. Only backups the rules would delete are asked for a lock: one
 /// request each, none for the many that stay anyway.
 async fn plan_around_locks(
-    store: &impl BackupStore,
+    store: &Store,
     scope: &Scope<'_>,
     candidates: &mut [Candidate],
     now: DateTime<Utc>,
@@ -314,141 +314,11 @@ async fn plan_around_locks(
 }
 
 #[cfg(test)]
-pub(crate) mod memory {
-    //! An in-memory [`BackupStore`] for tests of everything above the storage.
-
-    use std::cell::RefCell;
-    use std::collections::BTreeMap;
-
-    use anyhow::Result;
-    use chrono::{DateTime, Utc};
-
-    use crate::meta::Meta;
-    use crate::storage::{BackupName, BackupStore, Listed};
-
-    #[derive(Default)]
-    pub struct MemoryStore {
-        /// stem -> (name, dump present, meta, lock)
-        pub backups: RefCell<BTreeMap<String, Entry>>,
-    }
-
-    #[derive(Clone)]
-    pub struct Entry {
-        pub name: BackupName,
-        pub dump: bool,
-        pub meta: Option<Meta>,
-        pub locked_until: Option<DateTime<Utc>>,
-    }
-
-    impl MemoryStore {
-        pub fn add(&self, name: BackupName, dump: bool, meta: Option<Meta>) {
-            self.backups.borrow_mut().insert(
-                name.stem(),
-                Entry {
-                    name,
-                    dump,
-                    meta,
-                    locked_until: None,
-                },
-            );
-        }
-
-        pub fn stems(&self) -> Vec<String> {
-            self.backups.borrow().keys().cloned().collect()
-        }
-    }
-
-    impl BackupStore for MemoryStore {
-        fn describe(&self) -> String {
-            "memory".into()
-        }
-
-        fn dump_location(&self, name: &BackupName) -> String {
-            format!("mem:{}", name.dump_file())
-        }
-
-        async fn list_backups(&self) -> Result<Vec<Listed>> {
-            Ok(self
-                .backups
-                .borrow()
-                .values()
-                .map(|e| Listed {
-                    name: e.name.clone(),
-                    has_dump: e.dump,
-                    has_meta: e.meta.is_some(),
-                    size: 1,
-                    has_verdict: false,
-                })
-                .collect())
-        }
-
-        async fn load_meta(&self, name: &BackupName) -> Result<Option<Meta>> {
-            Ok(self
-                .backups
-                .borrow()
-                .get(&name.stem())
-                .and_then(|e| e.meta.clone()))
-        }
-
-        async fn store_meta(&self, name: &BackupName, meta: &Meta) -> Result<()> {
-            if let Some(e) = self.backups.borrow_mut().get_mut(&name.stem()) {
-                e.meta = Some(meta.clone());
-            }
-            Ok(())
-        }
-
-        async fn load_verdict(
-            &self,
-            _name: &BackupName,
-        ) -> Result<Option<crate::meta::Verification>> {
-            Ok(None)
-        }
-
-        async fn store_verdict(
-            &self,
-            name: &BackupName,
-            verification: &crate::meta::Verification,
-        ) -> Result<()> {
-            if let Some(e) = self.backups.borrow_mut().get_mut(&name.stem()) {
-                if let Some(meta) = e.meta.as_mut() {
-                    meta.verification = Some(verification.clone());
-                }
-            }
-            Ok(())
-        }
-
-        async fn can_lock(&self) -> Result<bool> {
-            Ok(true)
-        }
-
-        async fn locked_until(&self, name: &BackupName) -> Result<Option<DateTime<Utc>>> {
-            Ok(self
-                .backups
-                .borrow()
-                .get(&name.stem())
-                .and_then(|e| e.locked_until))
-        }
-
-        async fn remove_backup(&self, backup: &Listed) -> Result<()> {
-            let mut all = self.backups.borrow_mut();
-            if all
-                .get(&backup.name.stem())
-                .is_some_and(|e| e.locked_until.is_some_and(|u| u > Utc::now()))
-            {
-                anyhow::bail!("AccessDenied: object is locked");
-            }
-            all.remove(&backup.name.stem());
-            Ok(())
-        }
-    }
-}
-
-#[cfg(test)]
 mod tests {
-    use super::memory::MemoryStore;
     use super::*;
     use crate::meta::{Pin, Verification};
     use crate::mode::Mode;
+    use crate::storage::memory::MemoryStore;
     use chrono::TimeZone;
 
     fn name(day: u32) -> BackupName {
@@ -475,7 +345,7 @@ mod tests {
         m
     }
 
-    fn run(store: &MemoryStore, policy: &Policy, dry_run: bool, known: &Marks) -> Applied {
+    fn run(store: &Store, policy: &Policy, dry_run: bool, known: &Marks) -> Applied {
         let scope = Scope {
             policy,
             just_made: None,
@@ -492,20 +362,20 @@ mod tests {
 
     #[test]
     fn reads_verified_and_pinned_from_meta_and_deletes_the_rest() {
-        let store = MemoryStore::default();
-        store.add(name(1), true, Some(meta(false, true)));
-        store.add(name(2), true, Some(meta(true, false)));
-        store.add(name(3), true, Some(meta(false, false)));
-        store.add(name(4), true, None);
-        store.add(name(5), false, Some(meta(false, false)));
-        store.add(name(6), true, Some(meta(false, false)));
+        let (memory, store) = MemoryStore::store();
+        memory.add(name(1), true, Some(meta(false, true)));
+        memory.add(name(2), true, Some(meta(true, false)));
+        memory.add(name(3), true, Some(meta(false, false)));
+        memory.add(name(4), true, None);
+        memory.add(name(5), false, Some(meta(false, false)));
+        memory.add(name(6), true, Some(meta(false, false)));
         let dry = run(&store, &Policy::last(1), true, &Marks::default());
         assert!(dry.deleted.is_empty());
-        assert_eq!(store.stems().len(), 6, "a dry run deletes nothing");
+        assert_eq!(memory.stems().len(), 6, "a dry run deletes nothing");
         let applied = run(&store, &Policy::last(1), false, &Marks::default());
         assert_eq!(applied.deleted.len(), 2, "{:?}", applied.outcomes);
         assert_eq!(
-            store.stems(),
+            memory.stems(),
             [name(1), name(2), name(4), name(6)].map(|n| n.stem())
         );
         assert_eq!(applied.marks.verified.len(), 1);
@@ -514,13 +384,12 @@ mod tests {
 
     #[test]
     fn marks_from_another_store_protect_here_and_locks_are_planned_around() {
-        let store = MemoryStore::default();
+        let (memory, store) = MemoryStore::store();
         for day in 1..=4 {
-            store.add(name(day), true, Some(meta(false, false)));
+            memory.add(name(day), true, Some(meta(false, false)));
         }
-        store
-            .backups
-            .borrow_mut()
+        memory
+            .entries()
             .get_mut(&name(1).stem())
             .unwrap()
             .locked_until = Some(Utc::now() + chrono::Duration::days(3));

@@ -5,7 +5,7 @@
 //!   [`crate::settings::groups::retention_policy`];
 //! - [`rules`] decides, as a pure function of the backups and the policy,
 //!   what to keep and which rule keeps it (restic's `forget` is the model);
-//! - [`apply`] lists a [`crate::storage::BackupStore`], reads meta.json,
+//! - [`apply`] lists a [`crate::storage::Store`], reads meta.json,
 //!   plans and deletes: the same code for a directory and an S3 prefix, for
 //!   `backup`, `cron` and `prune`.
 

@@ -195,7 +195,7 @@ pub fn finish(record: &mut RunRecord, globals: Item, outcomes: BTreeMap<String, 
 
 /// Every run record in `store`, oldest first; one that cannot be read is
 /// warned about and passed over.
-pub async fn records(store: &impl crate::storage::BackupStore) -> Result<Vec<RunRecord>> {
+pub async fn records(store: &crate::storage::Store) -> Result<Vec<RunRecord>> {
     let mut found = Vec::new();
     for file in store.list_runs().await? {
         match store.load_run(&file).await {

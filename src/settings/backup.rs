@@ -2,16 +2,17 @@
 //! [`BackupSettings`], and the [`BackupPlan`] it shares with `pgbak cron`
 //! (one database, or every database with `--all-databases`), built by one
 //! function for both. The two differ only in who is watching ([`Runner`]):
-//! an operator gets libpq's defaults and the scripts' lenient booleans; an
-//! unattended run must name its database and a boolean variable that is not
-//! one is exit 2. Every bad value is exit 2 here, before anything is touched.
+//! an operator gets libpq's defaults; an unattended run must name its
+//! database. Booleans are read alike for both (clap, [`super::parse_bool`]):
+//! a variable that is not a boolean is exit 2, whoever runs. Every bad value
+//! is exit 2 here, before anything is touched.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 
 use super::commands::{s3_if, GlobalSettings, Output};
-use super::{groups, vars, Env};
+use super::{groups, Env};
 use crate::cli::{BackupArgs, DumpArgs};
 use crate::encryption::Recipients;
 use crate::error::usage;
@@ -54,15 +55,13 @@ pub struct BackupJob {
     pub signing_key: Option<std::sync::Arc<crate::signing::SigningKey>>,
 }
 
-/// Who runs the backup, which decides how the environment is read.
+/// Who runs the backup, which decides where the connection may come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runner {
-    /// `pgbak backup`: the connection falls back to libpq's defaults, and
-    /// boolean variables read as the scripts did (anything unknown is off).
+    /// `pgbak backup`: the connection falls back to libpq's defaults.
     Operator,
     /// `pgbak cron`: a database must be named (an environment file that did
-    /// not load must not turn into a backup of the wrong database), and a
-    /// boolean variable that is not one is a configuration error.
+    /// not load must not turn into a backup of the wrong database).
     Unattended,
 }
 
@@ -73,14 +72,6 @@ impl Runner {
             Runner::Unattended => super::explicit_connection_in(env),
         }
     }
-
-    /// A boolean environment variable, unset meaning false.
-    fn flag(self, env: &Env, name: &str) -> Result<bool> {
-        match self {
-            Runner::Operator => Ok(super::env_flag_in(env, name)),
-            Runner::Unattended => Ok(super::env_bool_in(env, name)?.unwrap_or(false)),
-        }
-    }
 }
 
 /// The backups a run takes: `job`'s database, or with `--all-databases`
@@ -89,7 +80,8 @@ impl Runner {
 #[derive(Debug, Clone)]
 pub struct BackupPlan {
     pub job: BackupJob,
-    /// `--all-databases` (or `PGBAK_ALL_DATABASES`): the databases left out.
+    /// `--all-databases` (or `PGBAK_ALL_DATABASES`, unless `--no-all-databases`):
+    /// the databases left out.
     pub all_databases: Option<Vec<glob::Pattern>>,
 }
 
@@ -114,7 +106,7 @@ impl BackupPlan {
     ) -> Result<BackupPlan> {
         let conn = runner.connection(env)?;
         let policy = groups::retention_policy(&args.retention)?;
-        let all_databases = if args.all_databases || runner.flag(env, vars::PGBAK_ALL_DATABASES)? {
+        let all_databases = if all_databases(args) {
             if args.mode != Mode::Full {
                 return Err(usage(
                     "--all-databases takes full backups only (a restore of the server needs them)",
@@ -131,9 +123,6 @@ impl BackupPlan {
             &args.encrypt.recipients,
             args.encrypt.recipients_file.as_deref(),
         )?;
-        if super::env_bool_in(env, vars::PGBAK_REQUIRE_ENCRYPTION)?.unwrap_or(false) {
-            refuse_plaintext(recipients.as_ref())?;
-        }
         let signing_key = match &args.encrypt.signing_key_file {
             Some(path) => Some(std::sync::Arc::new(crate::signing::SigningKey::load(path)?)),
             None => None,
@@ -153,9 +142,9 @@ impl BackupPlan {
             pg_bin_dir: global.pg_bin_dir.clone(),
             s3,
             lock_wait_timeout: global.lock_wait_timeout,
-            pause_replay: args.pause_replay,
+            pause_replay: args.pause_replay && !args.no_pause_replay,
             cluster_run: None,
-            no_role_passwords: runner.flag(env, vars::PGBAK_NO_ROLE_PASSWORDS)?,
+            no_role_passwords: args.no_role_passwords,
             recipients,
             signing_key,
         };
@@ -192,13 +181,18 @@ impl BackupSettings {
             refuse_plaintext(plan.job.recipients.as_ref())?;
         }
         plan.job.label = args.label;
-        plan.job.no_role_passwords |= args.no_role_passwords;
         Ok(BackupSettings {
             plan,
             globals: args.globals,
             output: Output::from_flag(args.json),
         })
     }
+}
+
+/// Whether a run backs up every database: `--all-databases` (or
+/// `PGBAK_ALL_DATABASES=true`), unless `--no-all-databases` says not this time.
+pub(super) fn all_databases(args: &DumpArgs) -> bool {
+    args.all_databases && !args.no_all_databases
 }
 
 /// `--require-encryption` (or `PGBAK_REQUIRE_ENCRYPTION`) without a

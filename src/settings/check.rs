@@ -10,12 +10,18 @@ use anyhow::Result;
 
 use super::commands::{s3_if, Output};
 use crate::cli::CheckArgs;
-use crate::commands::check::Limits;
 use crate::error::{one_line, usage};
 use crate::heartbeat::Heartbeat;
 use crate::mode::Mode;
 use crate::storage::s3::S3Settings;
 use crate::storage::safe_database_name;
+
+/// The limits a group is judged by; None turns a check off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub max_age: Option<std::time::Duration>,
+    pub max_verified_age: Option<std::time::Duration>,
+}
 
 /// `pgbak check`.
 #[derive(Debug, Clone)]

@@ -33,9 +33,6 @@ impl Output {
     }
 }
 
-/// `--lock-wait-timeout` when neither the flag nor PGBAK_LOCK_WAIT_TIMEOUT says.
-const DEFAULT_LOCK_WAIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
-
 /// The settings every command shares.
 #[derive(Debug, Clone)]
 pub struct GlobalSettings {
@@ -61,7 +58,7 @@ impl GlobalSettings {
             Command::Backup(a) => (Some(&a.dump.tools), Some(a.dump.lock_wait_timeout)),
             Command::Cron(a) => (Some(&a.dump.tools), Some(a.dump.lock_wait_timeout)),
             Command::Verify(a) => (Some(&a.source.tools), None),
-            Command::Restore(a) => (Some(&a.source.tools), None),
+            Command::Restore(a) => (Some(&a.source.tools), Some(a.lock_wait_timeout)),
             _ => (None, None),
         };
         if global.pg_bin_dir.is_none() {
@@ -86,7 +83,9 @@ impl GlobalSettings {
             verbosity,
             timeout: args.timeout,
             pg_bin_dir: args.pg_bin_dir.clone(),
-            lock_wait_timeout: args.lock_wait_timeout.unwrap_or(DEFAULT_LOCK_WAIT_TIMEOUT),
+            lock_wait_timeout: args
+                .lock_wait_timeout
+                .unwrap_or_else(super::defaults::lock_wait_timeout),
             redactor,
         }
     }

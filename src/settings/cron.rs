@@ -6,24 +6,24 @@
 //!   heartbeat URL is still alerted, a bad alert setting still pings `/fail`;
 //! - everything else ([`CronConfig`]): the backup plan (through the same
 //!   [`BackupPlan::resolve`] as `pgbak backup`, as a [`Runner::Unattended`]),
-//!   verify and its target; its error is the run's configuration failure,
-//!   reported once the run log is open.
+//!   and the verify of each backup it makes (the same [`VerifyOptions`] as
+//!   `pgbak verify`'s, with its defaults); its error is the run's
+//!   configuration failure, reported once the run log is open.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::error::{ContextKind, ContextValue};
-use clap::CommandFactory;
 
 use super::backup::{BackupPlan, Runner};
 use super::commands::GlobalSettings;
 use super::expect::ExpectedTables;
+pub use super::refusal::describe_refusal;
+use super::verify::{Target, VerifyOptions};
 use super::{vars, Env};
 use crate::alert::{self, AlertTarget};
-use crate::cli::{Cli, CronArgs, CronReportArgs, CronReportOnly};
-use crate::commands::verify::Target;
+use crate::cli::{CronArgs, CronReportArgs, CronReportOnly};
 use crate::encryption::{Identities, Recipients};
 use crate::error::{self, usage};
 use crate::heartbeat::Heartbeat;
@@ -54,18 +54,10 @@ pub struct CronSettings {
 /// What the run does, resolved and checked before any work.
 pub struct CronConfig {
     pub plan: BackupPlan,
-    pub verify: bool,
-    pub verify_target: Target,
-    /// The tables verify expects besides each backup's own.
-    pub expected_tables: ExpectedTables,
-    /// Decrypts the new backup for verify (`.dump.age`).
-    pub identity_file: Option<PathBuf>,
-    /// Where an encrypted backup is decrypted for a parallel restore.
-    pub scratch_dir: Option<PathBuf>,
-    /// verify refuses a plaintext backup (`--require-encryption`, or recipients given).
-    pub require_encryption: bool,
-    /// verify passes only backups signed by one of these (`--trusted-keys`).
-    pub trusted_keys: Option<std::sync::Arc<crate::signing::TrustedKeys>>,
+    /// With `--verify` (or `VERIFY_ON_BACKUP=true`, unless `--no-verify`):
+    /// how each new backup is verified. With `--all-databases` each database's
+    /// verify takes its own connection ([`VerifyOptions::for_database`]).
+    pub verify: Option<VerifyOptions>,
 }
 
 /// Where a run reports: the log directory, the alert webhook, the heartbeat,
@@ -77,7 +69,7 @@ pub struct Reporter {
     /// The alert's `service` field.
     pub alert_service: String,
     pub metrics_file: Option<PathBuf>,
-    pub group: metrics::Group,
+    pub group: metrics::GroupLabels,
     /// The run's secrets ([`super::secrets`]), scrubbed from the alert and
     /// heartbeat bodies.
     pub redactor: Redactor,
@@ -90,8 +82,7 @@ impl CronSettings {
 
     /// [`CronSettings::resolve`] with the environment given.
     pub fn resolve_in(global: &GlobalSettings, args: CronArgs, env: &Env) -> CronSettings {
-        let all_databases =
-            args.dump.all_databases || super::env_flag_in(env, vars::PGBAK_ALL_DATABASES);
+        let all_databases = super::backup::all_databases(&args.dump);
         let mut group = group_in(env, args.dump.mode, all_databases);
         group.server = server_in(env, args.dump.server_name.as_deref());
         let redactor = global.redactor.clone();
@@ -112,7 +103,7 @@ impl Reporter {
     /// failure, which what parsed reports. `redactor`: the run's secrets.
     pub fn resolve(
         report: &CronReportArgs,
-        group: metrics::Group,
+        group: metrics::GroupLabels,
         redactor: Redactor,
     ) -> (Reporter, Result<()>) {
         let transport = super::transport::warn_if_cleartext;
@@ -163,8 +154,7 @@ impl CronConfig {
         }
         let dir = args.backup_dir.clone();
         let plan = BackupPlan::resolve_in(global, &args.dump, dir, Runner::Unattended, env)?;
-        let verify =
-            args.verify || super::env_bool_in(env, vars::VERIFY_ON_BACKUP)?.unwrap_or(false);
+        let verify = args.verify && !args.no_verify;
         let verify_target = match &args.verify_target_url {
             Some(url) => {
                 let conn = ConnSettings::from_url(url, &env.lookup());
@@ -174,26 +164,27 @@ impl CronConfig {
             None => Target::SourceServer,
         };
         let expected_tables = ExpectedTables::resolve(&args.expect)?;
-        let identity_file = args.decrypt.identity_file.clone();
         // --all-databases never verifies (it says so), so it needs no private key:
         // a job that only backs up should not hold one.
         if verify && plan.all_databases.is_none() {
-            check_identity(plan.job.recipients.as_ref(), identity_file.as_deref())?;
+            let identity_file = args.decrypt.identity_file.as_deref();
+            check_identity(plan.job.recipients.as_ref(), identity_file)?;
         }
         if args.decrypt.require_encryption {
             super::backup::refuse_plaintext(plan.job.recipients.as_ref())?;
         }
-        let decrypt = super::restore::decrypt(&args.decrypt, env)?;
-        Ok(CronConfig {
-            verify,
-            verify_target,
-            expected_tables,
-            identity_file,
-            scratch_dir: args.decrypt.scratch_dir.clone(),
-            require_encryption: decrypt.require_encryption || plan.job.recipients.is_some(),
-            trusted_keys: decrypt.trusted_keys,
-            plan,
-        })
+        let mut decrypt = super::restore::decrypt(&args.decrypt)?;
+        // A run that encrypts verifies nothing but encrypted backups.
+        decrypt.require_encryption |= plan.job.recipients.is_some();
+        let verify = verify.then(|| {
+            let job = &plan.job;
+            let (conn, bin_dir) = (job.conn.clone(), job.pg_bin_dir.clone());
+            VerifyOptions {
+                expected_tables,
+                ..VerifyOptions::resolve(conn, bin_dir, verify_target, decrypt, env)
+            }
+        });
+        Ok(CronConfig { plan, verify })
     }
 }
 
@@ -226,7 +217,7 @@ fn check_identity(recipients: Option<&Recipients>, file: Option<&std::path::Path
 /// The group a run's metrics and lock belong to. The database comes from
 /// the connection settings (parsed, not connected), so even a run that fails
 /// before it starts is counted under its own database.
-fn group_in(env: &Env, mode: Mode, all_databases: bool) -> metrics::Group {
+fn group_in(env: &Env, mode: Mode, all_databases: bool) -> metrics::GroupLabels {
     let database = if all_databases {
         ALL_DATABASES.to_owned()
     } else {
@@ -234,7 +225,7 @@ fn group_in(env: &Env, mode: Mode, all_databases: bool) -> metrics::Group {
             .map(|c| c.dbname)
             .unwrap_or_default()
     };
-    metrics::Group {
+    metrics::GroupLabels {
         database,
         mode: mode.as_str().to_owned(),
         label: String::new(),
@@ -266,51 +257,18 @@ pub fn reporting_only(argv: &[OsString], mode: Mode) -> Result<(Reporter, Result
         .map_err(|err| describe_refusal(&[], &err))?
         .report;
     let env = super::env();
-    let all = argv.iter().any(|a| a == "--all-databases")
-        || super::env_flag_in(env, vars::PGBAK_ALL_DATABASES);
+    // Only the run's label: a variable that is not a boolean (clap refused
+    // the command line for it) labels the run as one database's.
+    let given = |flag: &str| argv.iter().any(|a| a == flag);
+    let all = !given("--no-all-databases")
+        && (given("--all-databases")
+            || env.bool(vars::PGBAK_ALL_DATABASES).ok().flatten() == Some(true));
     let redactor = super::secrets::report_redactor(Some(&report));
     Ok(Reporter::resolve(
         &report,
         group_in(env, mode, all),
         redactor,
     ))
-}
-
-/// clap's refusal on one line, naming the environment variable when the bad
-/// value came from one rather than from the command line `argv`.
-pub fn describe_refusal(argv: &[OsString], err: &clap::Error) -> String {
-    let rendered = err.to_string();
-    let first = rendered
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("invalid command line")
-        .trim()
-        .trim_start_matches("error: ")
-        .to_owned();
-    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
-        return first;
-    };
-    let long = arg.trim_start_matches('-');
-    let long = long.split([' ', '=']).next().unwrap_or(long);
-    let command = Cli::command();
-    let env = command
-        .find_subcommand("cron")
-        .into_iter()
-        .flat_map(|c| c.get_arguments())
-        .chain(command.get_arguments())
-        .find(|a| a.get_long() == Some(long))
-        .and_then(|a| a.get_env())
-        .map(|e| e.to_string_lossy().into_owned());
-    let on_command_line = argv.iter().any(|a| {
-        let a = a.to_string_lossy();
-        a == format!("--{long}") || a.starts_with(&format!("--{long}="))
-    });
-    match env {
-        Some(env) if !on_command_line && super::var(&env).is_some() => {
-            format!("{env} (the environment's value for --{long}): {first}")
-        }
-        _ => first,
-    }
 }
 
 #[cfg(test)]

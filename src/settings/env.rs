@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::parser::ValueSource;
@@ -69,6 +70,70 @@ impl Env {
     /// The value of `name`; None when unset, empty or not UTF-8.
     pub fn get(&self, name: &str) -> Option<String> {
         self.get_os(name)?.to_str().map(str::to_owned)
+    }
+
+    /// An environment whose `pairs` were loaded at startup, as an
+    /// environment file's are: the command line parsed against it
+    /// ([`parse_with`]) sees them as the flags' values, as it would the
+    /// process's. For tests of the settings.
+    #[cfg(test)]
+    pub(crate) fn loaded<K: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Env {
+        let mut env = Env::default();
+        for (name, value) in pairs {
+            env.fill(name.as_ref(), value.as_ref());
+        }
+        env
+    }
+
+    /// A boolean variable, read by the one parser ([`super::parse_bool`]):
+    /// None when unset or empty; a usage error (exit 2) naming the variable
+    /// when it is not a boolean.
+    pub fn bool(&self, name: &str) -> Result<Option<bool>> {
+        self.get(name)
+            .map(|value| {
+                super::parse_bool(&value)
+                    .map_err(|why| crate::error::usage(format!("{name}={value:?}: {why}")))
+            })
+            .transpose()
+    }
+
+    /// A duration variable (`90s`, `10m`, or plain seconds): None when unset
+    /// or empty; zero only where `zero_ok`; a usage error naming the variable.
+    pub fn duration(&self, name: &str, zero_ok: bool) -> Result<Option<Duration>> {
+        let Some(text) = self.get(name) else {
+            return Ok(None);
+        };
+        let parsed = match text.trim().parse::<u64>() {
+            Ok(secs) => Ok(Duration::from_secs(secs)),
+            Err(_) => humantime::parse_duration(text.trim()).map_err(|e| e.to_string()),
+        };
+        match parsed {
+            Ok(d) if d.is_zero() && !zero_ok => Err(crate::error::usage(format!(
+                "{name}={text:?}: must be more than zero"
+            ))),
+            Ok(d) => Ok(Some(d)),
+            Err(e) => Err(crate::error::usage(format!(
+                "{name}={text:?}: {e} (expected e.g. 90s, 10m, 2h)"
+            ))),
+        }
+    }
+
+    /// A byte count variable (more than zero): None when unset or empty; a
+    /// usage error naming the variable.
+    pub fn byte_count(&self, name: &str) -> Result<Option<u64>> {
+        self.get(name)
+            .map(|text| {
+                text.trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        crate::error::usage(format!("{name}={text:?} is not a byte count"))
+                    })
+            })
+            .transpose()
     }
 
     /// The value of `name` as the OS gave it; None when unset or empty.
@@ -227,7 +292,7 @@ pub fn env_file_error() -> Option<&'static str> {
 /// remembered for cron to report ([`env_file_error`]) and an error (exit 2)
 /// for the others; a bad secret file is an error (exit 2).
 pub fn startup(argv: &[OsString]) -> Result<(), String> {
-    use crate::commands::cron::{argv_command, env_file_flag, ENV_FILE_COMMANDS};
+    use super::command_line::{command as argv_command, env_file_flag, ENV_FILE_COMMANDS};
     let mut env = Env::capture();
     let command = argv_command(argv).filter(|c| ENV_FILE_COMMANDS.contains(&c.as_str()));
     if let Some(command) = command {

@@ -12,7 +12,10 @@
 //! - [`aws`] reads what the AWS SDK would otherwise read from the process
 //!   environment (keys, profile, checksum settings), so the SDK is told;
 //! - this file adds what clap cannot: the connection (`DATABASE_URL`, else the
-//!   libpq `PG*` variables), strict booleans and the host name;
+//!   libpq `PG*` variables), the one boolean parser ([`parse_bool`], which
+//!   clap uses for every boolean flag's variable) and the host name;
+//! - [`defaults`] holds the defaults clap and the code without a command
+//!   line share;
 //! - [`commands`] turns each command's parsed arguments into the typed
 //!   settings the command runs with (`XxxSettings::resolve`), at dispatch;
 //!   the larger ones have their own file ([`verify`], [`restore`], [`check`]).
@@ -23,12 +26,15 @@ pub mod aws;
 pub mod backup;
 pub mod check;
 pub mod choices;
+pub mod command_line;
 pub mod commands;
 pub mod cron;
+pub mod defaults;
 mod env;
 mod env_file;
 pub mod expect;
 pub mod groups;
+pub mod refusal;
 pub mod restore;
 pub mod s3;
 pub mod secrets;
@@ -80,52 +86,25 @@ pub fn explicit_connection_in(env: &Env) -> Result<ConnSettings> {
 
 /// This machine's host name, for meta.json and alerts.
 pub fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
+    // What gethostname(2) returns: the kernel's node name (uname(2) cannot fail).
+    let uname = rustix::system::uname();
+    let name = String::from_utf8_lossy(uname.nodename().to_bytes()).into_owned();
+    if name.is_empty() {
         return "unknown-host".to_owned();
     }
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+    name
 }
 
-/// A boolean environment variable: None when unset or empty; an error naming
-/// the variable for anything but true/false, 1/0, yes/no, on/off (any case):
-/// `VERIFY_ON_BACKUP=yes-please` must not silently mean "off".
-pub fn env_bool(name: &str) -> Result<Option<bool>> {
-    env_bool_in(env(), name)
-}
-
-/// [`env_bool`] in the environment `env`.
-pub fn env_bool_in(env: &Env, name: &str) -> Result<Option<bool>> {
-    match env.get(name).filter(|v| !v.trim().is_empty()) {
-        None => Ok(None),
-        Some(value) => parse_bool(&value).map(Some).ok_or_else(|| {
-            usage(format!(
-                "{name}={value:?} is not a boolean: use true or false (also 1/0, yes/no, on/off)"
-            ))
-        }),
-    }
-}
-
-/// A boolean environment variable read leniently, as the scripts did
-/// ("true", "1", "yes", "on" enable; anything else is off). `pgbak cron`
-/// uses the strict [`env_bool`] instead.
-pub fn env_flag(name: &str) -> bool {
-    env_flag_in(env(), name)
-}
-
-/// [`env_flag`] in the environment `env`.
-pub fn env_flag_in(env: &Env, name: &str) -> bool {
-    env.get(name).is_some_and(|v| parse_bool(&v) == Some(true))
-}
-
-fn parse_bool(value: &str) -> Option<bool> {
+/// The one reading of a boolean setting, whether clap reads it (a flag's
+/// environment variable, `value_parser = parse_bool`) or [`Env::bool`] does:
+/// true/false, 1/0, yes/no, on/off, in any case. Anything else is refused
+/// (exit 2), never read as "off": `VERIFY_ON_BACKUP=yes-please` or
+/// `PGBAK_ALL_DATABASES=ture` must not quietly do less than was asked.
+pub fn parse_bool(value: &str) -> Result<bool, String> {
     match value.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Some(true),
-        "false" | "0" | "no" | "off" => Some(false),
-        _ => None,
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("not a boolean: use true or false (also 1/0, yes/no, on/off)".to_owned()),
     }
 }
 
@@ -145,12 +124,17 @@ mod tests {
             ("0", Some(false)),
             ("No", Some(false)),
             ("off", Some(false)),
+            (" On ", Some(true)),
             ("yes-please", None),
             ("2", None),
             ("enabled", None),
+            // clap's BoolishValueParser took these; the one parser does not.
+            ("y", None),
+            ("t", None),
+            ("", None),
         ];
         for (text, want) in cases {
-            assert_eq!(parse_bool(text), want, "{text}");
+            assert_eq!(parse_bool(text).ok(), want, "{text}");
         }
     }
 }

@@ -10,8 +10,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use super::commands::GlobalSettings;
-use crate::archive::{Decrypt, Place, Wanted};
-pub use crate::cli::DEFAULT_BACKUP_DIR;
+use crate::archive::{Decrypt, Wanted};
 use crate::cli::{BackupSourceArgs, DecryptArgs, RestoreArgs};
 use crate::mode::Mode;
 use crate::pg::restore::{validate_memory_setting, TableWay};
@@ -19,6 +18,7 @@ use crate::pg::url::ConnSettings;
 use crate::signing::TrustedKeys;
 use crate::storage::s3::{parse_uri, S3Settings};
 use crate::storage::select::Selector;
+use crate::storage::Place;
 
 /// The backup `args` name: an `s3://` URI (checked, and the S3 settings in
 /// its bucket), a file, or else the newest backup `select` accepts, under
@@ -65,17 +65,17 @@ impl Tuning {
         Ok(Tuning {
             jobs: args.jobs.max(1),
             maintenance_work_mem: args.maintenance_work_mem.clone(),
-            decrypt: decrypt(&args.decrypt, super::env())?,
+            decrypt: decrypt(&args.decrypt)?,
         })
     }
 }
 
 /// How backups are read and what makes them trusted, for verify, restore and
 /// cron: the identity, the scratch dir, `--require-encryption` (or
-/// `PGBAK_REQUIRE_ENCRYPTION`, read strictly: a typo is exit 2, not "off"),
-/// and the trusted keys, read now (a bad file is exit 2 before anything runs).
-pub fn decrypt(args: &DecryptArgs, env: &super::Env) -> Result<Decrypt> {
-    let required = super::env_bool_in(env, super::vars::PGBAK_REQUIRE_ENCRYPTION)?.unwrap_or(false);
+/// `PGBAK_REQUIRE_ENCRYPTION`, read by clap with the one boolean parser: a
+/// typo is exit 2, not "off"), and the trusted keys, read now (a bad file is
+/// exit 2 before anything runs).
+pub fn decrypt(args: &DecryptArgs) -> Result<Decrypt> {
     let trusted_keys = match &args.trusted_keys {
         Some(path) => Some(std::sync::Arc::new(TrustedKeys::load(path)?)),
         None => None,
@@ -83,7 +83,7 @@ pub fn decrypt(args: &DecryptArgs, env: &super::Env) -> Result<Decrypt> {
     Ok(Decrypt {
         identity_file: args.identity_file.clone(),
         scratch_dir: args.scratch_dir.clone(),
-        require_encryption: args.require_encryption || required,
+        require_encryption: args.require_encryption,
         run_encrypted: false,
         trusted_keys,
     })
@@ -96,6 +96,16 @@ pub enum Restoring {
     One(Wanted),
     /// `--all-databases`: a whole-server run found here.
     AllDatabases(Place, RunWanted),
+}
+
+impl Restoring {
+    /// Where the backup (or the run) is: the store built at dispatch.
+    pub fn place(&self) -> Place {
+        match self {
+            Restoring::One(wanted) => wanted.place(),
+            Restoring::AllDatabases(place, _) => place.clone(),
+        }
+    }
 }
 
 /// Which run `--all-databases` restores and how it treats the target's roles.

@@ -13,10 +13,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::vars;
+use super::{vars, Env};
 use crate::cli::S3Args;
 use crate::error::usage;
-use crate::pg::url::Env;
 use crate::storage::s3::{
     normalize_prefix, S3Settings, Sse, SseAlgorithm, MIB, S3_MAX_PART_SIZE, S3_MIN_PART_SIZE,
 };
@@ -31,7 +30,7 @@ impl S3Settings {
     /// The settings of `args` from the process environment; `bucket`
     /// overrides the configured bucket (an `s3://` URI names its own).
     pub fn from_args(args: &S3Args, bucket: Option<&str>) -> Result<S3Settings> {
-        let settings = resolve(args, bucket, &super::env().lookup())?;
+        let settings = resolve(args, bucket, super::env())?;
         if let Some(endpoint) = &settings.endpoint_url {
             super::transport::warn_if_cleartext(
                 "S3_ENDPOINT_URL",
@@ -44,7 +43,7 @@ impl S3Settings {
 }
 
 /// [`S3Settings::from_args`] with the environment given (`env`).
-pub fn resolve(args: &S3Args, bucket: Option<&str>, env: Env) -> Result<S3Settings> {
+pub fn resolve(args: &S3Args, bucket: Option<&str>, env: &Env) -> Result<S3Settings> {
     let bucket = bucket
         .map(str::to_owned)
         .or_else(|| args.bucket.clone())
@@ -59,8 +58,8 @@ pub fn resolve(args: &S3Args, bucket: Option<&str>, env: Env) -> Result<S3Settin
         region: args
             .region
             .clone()
-            .or_else(|| env(vars::AWS_REGION))
-            .or_else(|| env(vars::AWS_DEFAULT_REGION))
+            .or_else(|| env.get(vars::AWS_REGION))
+            .or_else(|| env.get(vars::AWS_DEFAULT_REGION))
             .filter(|r| !r.is_empty()),
         storage_class: args.storage_class.clone(),
         sse: sse(args)?,
@@ -69,19 +68,13 @@ pub fn resolve(args: &S3Args, bucket: Option<&str>, env: Env) -> Result<S3Settin
         min_part_size: parts.min,
         max_parts: args.max_parts,
         concurrency: args.concurrency,
-        stall_timeout: duration(
-            env,
-            vars::PGBAK_S3_STALL_TIMEOUT,
-            DEFAULT_STALL_TIMEOUT,
-            false,
-        )?,
-        stale_upload_age: duration(
-            env,
-            vars::PGBAK_S3_STALE_UPLOAD_AGE,
-            DEFAULT_STALE_UPLOAD_AGE,
-            true,
-        )?,
-        sdk: super::aws::sdk_env(env)?,
+        stall_timeout: env
+            .duration(vars::PGBAK_S3_STALL_TIMEOUT, false)?
+            .unwrap_or(DEFAULT_STALL_TIMEOUT),
+        stale_upload_age: env
+            .duration(vars::PGBAK_S3_STALE_UPLOAD_AGE, true)?
+            .unwrap_or(DEFAULT_STALE_UPLOAD_AGE),
+        sdk: super::aws::sdk_env(&env.lookup())?,
     })
 }
 
@@ -123,11 +116,16 @@ struct PartSizes {
 }
 
 impl PartSizes {
-    fn resolve(args: &S3Args, env: Env) -> Result<PartSizes> {
-        let min = byte_count(env, vars::PGBAK_S3_MIN_PART_SIZE)?.unwrap_or(S3_MIN_PART_SIZE);
+    fn resolve(args: &S3Args, env: &Env) -> Result<PartSizes> {
+        let min = env
+            .byte_count(vars::PGBAK_S3_MIN_PART_SIZE)?
+            .unwrap_or(S3_MIN_PART_SIZE);
         let mib = |flag: Option<u64>| flag.map(|m| m.saturating_mul(MIB));
-        let first = byte_count(env, vars::PGBAK_S3_PART_SIZE)?.or(mib(args.part_size_mib));
-        let max = byte_count(env, vars::PGBAK_S3_MAX_PART_SIZE)?
+        let first = env
+            .byte_count(vars::PGBAK_S3_PART_SIZE)?
+            .or(mib(args.part_size_mib));
+        let max = env
+            .byte_count(vars::PGBAK_S3_MAX_PART_SIZE)?
             .or(mib(args.max_part_size_mib))
             .unwrap_or(S3_MAX_PART_SIZE);
         for (what, size) in [
@@ -153,45 +151,10 @@ impl PartSizes {
     }
 }
 
-/// A byte count from the environment; None when unset.
-fn byte_count(env: Env, name: &str) -> Result<Option<u64>> {
-    env(name)
-        .map(|text| {
-            text.trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| usage(format!("{name}={text:?} is not a byte count")))
-        })
-        .transpose()
-}
-
-/// A duration from the environment (`90s`, `10m`, or plain seconds); zero
-/// only where `zero_ok`.
-fn duration(env: Env, name: &str, default: Duration, zero_ok: bool) -> Result<Duration> {
-    let Some(text) = env(name) else {
-        return Ok(default);
-    };
-    let parsed = match text.trim().parse::<u64>() {
-        Ok(secs) => Ok(Duration::from_secs(secs)),
-        Err(_) => humantime::parse_duration(text.trim()).map_err(|e| e.to_string()),
-    };
-    match parsed {
-        Ok(d) if d.is_zero() && !zero_ok => {
-            Err(usage(format!("{name}={text:?}: must be more than zero")))
-        }
-        Ok(d) => Ok(d),
-        Err(e) => Err(usage(format!(
-            "{name}={text:?}: {e} (expected e.g. 90s, 10m, 2h)"
-        ))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::storage::s3::StorageClass;
-    use std::collections::BTreeMap;
 
     fn args() -> S3Args {
         S3Args {
@@ -204,11 +167,7 @@ mod tests {
     }
 
     fn with_env(args: &S3Args, vars: &[(&str, &str)]) -> Result<S3Settings> {
-        let map: BTreeMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        resolve(args, None, &move |name| map.get(name).cloned())
+        resolve(args, None, &Env::from_pairs(vars.to_vec()))
     }
 
     #[test]
@@ -237,7 +196,7 @@ mod tests {
         args.storage_class = "STANDARD".parse().unwrap();
         args.bucket = None;
         assert!(with_env(&args, &[]).is_err());
-        assert!(resolve(&args, Some("other"), &|_| None).is_ok());
+        assert!(resolve(&args, Some("other"), &Env::default()).is_ok());
     }
 
     #[test]

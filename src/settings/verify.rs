@@ -1,13 +1,16 @@
 //! `pgbak verify`'s settings, resolved at dispatch: which backup, the source
 //! connection, where the copy is restored, the restore's tuning, the tables
 //! that must be in the copy, and how the report is printed. `pgbak cron
-//! --verify` builds the same [`VerifyOptions`] for the backup it just made.
+//! --verify` resolves the same [`VerifyOptions`] for the backups it makes
+//! ([`VerifyOptions::resolve`], from [`super::cron`]), with the defaults
+//! `pgbak verify`'s flags have ([`super::defaults`]).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
 use super::commands::{GlobalSettings, Output};
+use super::defaults;
 pub use super::expect::{split_table, ExpectedTables};
 use crate::archive::{Decrypt, Wanted};
 use crate::cli::VerifyArgs;
@@ -53,27 +56,43 @@ pub struct VerifyOptions {
     pub ephemeral_user: String,
 }
 
-/// The system user of the `--ephemeral` server as root, unless PGBAK_EPHEMERAL_USER names another.
-pub const DEFAULT_EPHEMERAL_USER: &str = "pgbak";
-
 impl VerifyOptions {
-    /// The defaults of `pgbak verify` for a backup of the server at `conn`.
-    pub fn new(conn: ConnSettings, pg_bin_dir: Option<PathBuf>) -> VerifyOptions {
+    /// A verify of a backup of the server at `conn`, into `target`, with
+    /// `pgbak verify`'s defaults for the restore ([`super::defaults`]) and
+    /// `decrypt`'s way of reading it; the verdict is recorded.
+    pub fn resolve(
+        conn: ConnSettings,
+        pg_bin_dir: Option<PathBuf>,
+        target: Target,
+        decrypt: Decrypt,
+        env: &super::Env,
+    ) -> VerifyOptions {
         VerifyOptions {
             conn,
             pg_bin_dir,
-            target: Target::SourceServer,
-            jobs: 4,
-            maintenance_work_mem: "1GB".to_owned(),
+            target,
+            jobs: defaults::RESTORE_JOBS,
+            maintenance_work_mem: defaults::MAINTENANCE_WORK_MEM.to_owned(),
             expected_tables: ExpectedTables::default(),
             no_cleanup: false,
             record: true,
-            identity_file: None,
-            scratch_dir: None,
-            require_encryption: false,
-            trusted_keys: None,
-            ephemeral_user: super::var(super::vars::PGBAK_EPHEMERAL_USER)
-                .unwrap_or_else(|| DEFAULT_EPHEMERAL_USER.to_owned()),
+            identity_file: decrypt.identity_file,
+            scratch_dir: decrypt.scratch_dir,
+            require_encryption: decrypt.require_encryption,
+            trusted_keys: decrypt.trusted_keys,
+            ephemeral_user: env
+                .get(super::vars::PGBAK_EPHEMERAL_USER)
+                .unwrap_or_else(|| defaults::EPHEMERAL_USER.to_owned()),
+        }
+    }
+
+    /// The same verify for a backup of another database of the server
+    /// (each database of an `--all-databases` run): only the connection
+    /// differs; the expected tables apply by the database they name.
+    pub fn for_database(&self, conn: &ConnSettings) -> VerifyOptions {
+        VerifyOptions {
+            conn: conn.clone(),
+            ..self.clone()
         }
     }
 
@@ -110,22 +129,19 @@ impl VerifySettings {
         };
         let source = &args.source;
         let tuning = super::restore::Tuning::resolve(source)?;
-        let expected = ExpectedTables::resolve(&args.expect)?;
         let select = Selector {
             database: conn.dbname.clone(),
             mode: args.mode,
             include_failed: source.include_failed,
         };
-        let mut options = VerifyOptions::new(conn, global.pg_bin_dir.clone());
-        options.target = target;
-        options.jobs = tuning.jobs;
-        options.maintenance_work_mem = tuning.maintenance_work_mem;
-        options.no_cleanup = args.no_cleanup;
-        options.identity_file = tuning.decrypt.identity_file;
-        options.scratch_dir = tuning.decrypt.scratch_dir;
-        options.require_encryption = tuning.decrypt.require_encryption;
-        options.trusted_keys = tuning.decrypt.trusted_keys;
-        options.expected_tables = expected;
+        let pg_bin_dir = global.pg_bin_dir.clone();
+        let options = VerifyOptions {
+            jobs: tuning.jobs,
+            maintenance_work_mem: tuning.maintenance_work_mem,
+            no_cleanup: args.no_cleanup,
+            expected_tables: ExpectedTables::resolve(&args.expect)?,
+            ..VerifyOptions::resolve(conn, pg_bin_dir, target, tuning.decrypt, super::env())
+        };
         Ok(VerifySettings {
             backup: super::restore::wanted(source, select)?,
             options,

@@ -39,35 +39,24 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 
 /// Renames `from` to `to`, failing rather than replacing an existing `to`.
 pub fn rename_noreplace(from: &Path, to: &Path) -> Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let c_from = CString::new(from.as_os_str().as_bytes())?;
-    let c_to = CString::new(to.as_os_str().as_bytes())?;
-    // SAFETY: both are valid NUL-terminated paths; AT_FDCWD resolves them relative to the cwd.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            c_from.as_ptr(),
-            libc::AT_FDCWD,
-            c_to.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    use rustix::io::Errno;
+    let err = match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => return Ok(()),
+        Err(errno) => errno,
     };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = std::io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EINVAL) || err.raw_os_error() == Some(libc::ENOSYS) {
+    if err == Errno::INVAL || err == Errno::NOSYS {
         // Filesystems without RENAME_NOREPLACE: a hard link fails on an existing target too.
         std::fs::hard_link(from, to)
             .with_context(|| format!("renaming {} to {}", from.display(), to.display()))?;
         std::fs::remove_file(from).with_context(|| format!("removing {}", from.display()))?;
         return Ok(());
     }
-    if err.kind() == std::io::ErrorKind::AlreadyExists {
+    if err == Errno::EXIST {
         bail!("{} already exists; not replacing it", to.display());
     }
-    Err(err).with_context(|| format!("renaming {} to {}", from.display(), to.display()))
+    Err(std::io::Error::from(err))
+        .with_context(|| format!("renaming {} to {}", from.display(), to.display()))
 }
 
 /// The `.partial` name a file is written under before it is complete.

@@ -27,6 +27,7 @@ impl LocalBackup {
     }
 }
 
+#[derive(Debug, Clone)]
 pub struct LocalStore {
     pub dir: PathBuf,
 }
@@ -91,13 +92,54 @@ impl LocalStore {
         Ok(list)
     }
 
+    /// Everything in the directory: its backups (oldest first) and run records.
+    pub fn listing(&self) -> Result<super::Listing> {
+        let backups = self
+            .list()?
+            .into_iter()
+            .map(|b| super::Listed {
+                name: b.name,
+                has_dump: b.has_dump,
+                has_meta: b.has_meta,
+                size: b.size,
+                has_verdict: b.has_verdict,
+                storage_class: None,
+            })
+            .collect();
+        let mut runs: Vec<String> = self
+            .files_with("")?
+            .into_iter()
+            .filter(|f| crate::runs::is_record_name(f) && self.dir.join(f).is_file())
+            .collect();
+        runs.sort();
+        Ok(super::Listing { backups, runs })
+    }
+
+    /// The names of the files in the directory that start with `prefix`
+    /// (a missing directory holds none).
+    pub fn files_with(&self, prefix: &str) -> Result<Vec<String>> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("listing {}", self.dir.display())),
+        };
+        Ok(entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(prefix))
+            .collect())
+    }
+
     /// Removes a backup: the dump first, so a crash in between leaves a meta.json
     /// without a dump (which list shows as incomplete) rather than the reverse;
     /// its verdict goes with its meta.json.
-    pub fn remove(&self, backup: &LocalBackup) -> Result<()> {
-        let verdict = self.dir.join(backup.name.verdict_file());
-        for path in [&backup.dump, &backup.meta, &verdict] {
-            match std::fs::remove_file(path) {
+    pub fn remove(&self, name: &BackupName) -> Result<()> {
+        for path in [
+            self.dir.join(name.dump_file()),
+            self.dir.join(name.meta_file()),
+            self.dir.join(name.verdict_file()),
+        ] {
+            match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),

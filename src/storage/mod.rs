@@ -1,4 +1,6 @@
-//! The backup set: how backups are named, and the copies on local disk.
+//! The backup set: how backups are named, and the one [`Store`] type every
+//! command reads and writes them through (a directory, an S3 prefix),
+//! built once at dispatch ([`Stores`], [`Place::open`]).
 //!
 //! A backup is two files, `<db>_<mode>[_<label>]_srv-<tag>_<UTC YYYYmmddTHHMMSS>.dump`
 //! (`.dump.age` when encrypted with age) and the same stem with `.meta.json`;
@@ -9,16 +11,19 @@
 
 pub mod fsio;
 pub mod local;
+#[cfg(test)]
+pub mod memory;
 pub mod object_lock;
 pub mod s3;
 pub mod select;
-mod stores;
+mod store;
 pub mod verdict;
 
-use anyhow::Result;
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 
-use crate::meta::{Meta, ServerIdentity, Verification};
+pub use store::{Address, Fetched, Listing, Place, Store, Stores};
+
+use crate::meta::ServerIdentity;
 use crate::mode::Mode;
 
 /// One backup as a store lists it: its dump, its meta.json, or both.
@@ -30,65 +35,8 @@ pub struct Listed {
     pub size: u64,
     /// A `<stem>.verify.json` verdict sits beside it.
     pub has_verdict: bool,
-}
-
-/// What retention, prune and unpin need of a place that holds backups (a
-/// local directory, an S3 prefix, or a map in tests), so they are written once.
-// The futures need not be Send: commands run on the runtime's main task.
-#[allow(async_fn_in_trait)]
-pub trait BackupStore {
-    /// Where the store is, for messages: a directory or `s3://bucket/prefix`.
-    fn describe(&self) -> String;
-    /// Where a backup's dump is: a path or an `s3://` URI.
-    fn dump_location(&self, name: &BackupName) -> String;
-    /// Every backup, oldest first.
-    async fn list_backups(&self) -> Result<Vec<Listed>>;
-    /// A backup's meta.json; None when it has none.
-    async fn load_meta(&self, name: &BackupName) -> Result<Option<Meta>>;
-    /// Replaces a backup's meta.json (atomically where the store allows).
-    async fn store_meta(&self, name: &BackupName, meta: &Meta) -> Result<()>;
-    /// The verdict recorded beside a backup (`<stem>.verify.json`); None when there is none.
-    async fn load_verdict(&self, name: &BackupName) -> Result<Option<Verification>>;
-    /// Records a verdict beside a backup, replacing the one there.
-    async fn store_verdict(&self, name: &BackupName, verification: &Verification) -> Result<()>;
-    /// A listed backup's meta.json with its newest verdict in `verification`
-    /// (the verdict object beside it, or meta.json's own field when newer).
-    /// A verdict that cannot be read is named in a warning and left out.
-    async fn load_judged(&self, backup: &Listed) -> Result<Option<Meta>> {
-        let Some(mut meta) = self.load_meta(&backup.name).await? else {
-            return Ok(None);
-        };
-        if backup.has_verdict {
-            match self.load_verdict(&backup.name).await {
-                Ok(found) => meta.verification = verdict::newest(meta.verification.take(), found),
-                Err(err) => crate::ui::warn(&crate::error::one_line(&err)),
-            }
-        }
-        Ok(Some(meta))
-    }
-    /// Whether objects here can be under S3 Object Lock (asked once per pass).
-    async fn can_lock(&self) -> Result<bool> {
-        Ok(false)
-    }
-    /// The S3 Object Lock retain-until of a backup's dump, when the store has one.
-    async fn locked_until(&self, _name: &BackupName) -> Result<Option<DateTime<Utc>>> {
-        Ok(None)
-    }
-    /// Removes a backup: the dump first, so an interruption leaves a meta.json
-    /// without its dump (debris the next run removes), never the reverse.
-    async fn remove_backup(&self, backup: &Listed) -> Result<()>;
-    /// The file names of the `--all-databases` run records here ([`crate::runs`]).
-    async fn list_runs(&self) -> Result<Vec<String>> {
-        Ok(Vec::new())
-    }
-    /// A run record; None when it does not exist.
-    async fn load_run(&self, _file: &str) -> Result<Option<crate::runs::RunRecord>> {
-        Ok(None)
-    }
-    /// Writes a run record (replacing the one of the same run).
-    async fn store_run(&self, _record: &crate::runs::RunRecord) -> Result<()> {
-        Ok(())
-    }
+    /// The dump's storage class, where the store has them.
+    pub storage_class: Option<String>,
 }
 
 const TIMESTAMP_FORMAT: &str = "%Y%m%dT%H%M%S";

@@ -49,7 +49,8 @@ impl Store {
     /// Whether the bucket has Object Lock enabled.
     pub async fn object_lock_enabled(&self) -> Result<bool> {
         let out = self
-            .client
+            .client()
+            .await
             .get_object_lock_configuration()
             .bucket(self.bucket())
             .send()
@@ -115,7 +116,8 @@ impl Store {
             LockMode::Governance => ObjectLockRetentionMode::Governance,
             LockMode::Compliance => ObjectLockRetentionMode::Compliance,
         };
-        self.client
+        self.client()
+            .await
             .put_object_retention()
             .bucket(self.bucket())
             .key(key)
@@ -137,7 +139,8 @@ impl Store {
     /// unlike GetObjectRetention every S3-compatible store answers it.
     pub async fn retain_until(&self, key: &str) -> Result<Option<DateTime<Utc>>> {
         let out = match self
-            .client
+            .client()
+            .await
             .head_object()
             .bucket(self.bucket())
             .key(key)

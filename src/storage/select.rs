@@ -3,14 +3,14 @@
 //! database's whose file name happens to look alike, never a data-only dump
 //! for a full restore), skipping backups whose recorded verification failed
 //! unless the operator asks for them. One pure function ([`Selector::pick`],
-//! table-tested) and one way to feed it from any [`BackupStore`] ([`newest`]),
+//! table-tested) and one way to feed it from any [`Store`] ([`newest`]),
 //! for local disk and S3 alike.
 
 use std::collections::BTreeSet;
 
 use anyhow::Result;
 
-use super::{is_backup_of, may_be_backup_of, BackupName, BackupStore};
+use super::{is_backup_of, may_be_backup_of, BackupName, Store};
 use crate::error::{one_line, usage};
 use crate::meta::Meta;
 use crate::mode::Mode;
@@ -23,11 +23,7 @@ use crate::ui;
 /// backups skipped because their verification failed are named. Nothing
 /// eligible is a usage error (exit 2) saying what was passed over, then
 /// `advice`.
-pub async fn newest(
-    store: &impl BackupStore,
-    select: &Selector,
-    advice: &str,
-) -> Result<BackupName> {
+pub async fn newest(store: &Store, select: &Selector, advice: &str) -> Result<BackupName> {
     let backups = store.list_backups().await?;
     let mut metas = Vec::with_capacity(backups.len());
     for backup in &backups {
@@ -325,20 +321,20 @@ mod tests {
 
     #[test]
     fn newest_reads_any_store_and_says_what_it_passed_over() {
-        use crate::retention::apply::memory::MemoryStore;
-        let store = MemoryStore::default();
-        store.add(
+        use crate::storage::memory::MemoryStore;
+        let (memory, store) = MemoryStore::store();
+        memory.add(
             name("db", Mode::Full, 1),
             true,
             Some(meta("db", Some(true))),
         );
-        store.add(
+        memory.add(
             name("db", Mode::Full, 2),
             true,
             Some(meta("db", Some(false))),
         );
-        store.add(name("db", Mode::Full, 3), true, None);
-        store.add(
+        memory.add(name("db", Mode::Full, 3), true, None);
+        memory.add(
             name("other", Mode::Full, 4),
             true,
             Some(meta("other", None)),

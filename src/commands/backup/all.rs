@@ -20,18 +20,19 @@ use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use serde_json::json;
 
-use super::{self as backup, apply_retention, each};
+use super::after::{after_dump, After};
+use super::{self as backup, each};
+use crate::alert::Step;
+use crate::commands::each_database::Tally;
 use crate::commands::verify::VerifyOptions;
-use crate::error::{is_interruption, one_line};
+use crate::error::one_line;
 use crate::meta::ServerIdentity;
 use crate::pg::client;
 use crate::runs::{self, Item, RunRecord};
 use crate::settings::backup::BackupJob;
 use crate::settings::commands::Output;
 use crate::signals::Signals;
-use crate::storage::local::LocalStore;
-use crate::storage::s3;
-use crate::storage::BackupStore;
+use crate::storage::Stores;
 use crate::ui;
 
 /// Splits the server's databases into (dumped, excluded).
@@ -44,12 +45,13 @@ pub fn choose(all: &[String], excludes: &[glob::Pattern]) -> (Vec<String>, Vec<S
 /// `backup --all-databases`: `job` names the database the list is read from.
 pub async fn backup_all(
     job: &BackupJob,
+    stores: &Stores,
     excludes: &[glob::Pattern],
     print: Output,
+    signals: &mut Signals,
 ) -> Result<ExitCode> {
-    backup::check_object_lock(job).await?;
-    let mut signals = Signals::new()?;
-    let outcome = backup_run(job, excludes, &mut signals, None).await?;
+    backup::check_object_lock(job, stores).await?;
+    let outcome = backup_run(job, stores, excludes, signals, None).await?;
     if print == Output::Json {
         ui::stdout_line(&serde_json::to_string_pretty(&outcome.summary())?);
     }
@@ -122,6 +124,7 @@ impl RunOutcome {
 /// (and, with `verify`, its verify: [`each`]). Only an interruption stops it early.
 pub async fn backup_run(
     base: &BackupJob,
+    stores: &Stores,
     excludes: &[glob::Pattern],
     signals: &mut Signals,
     verify: Option<&VerifyOptions>,
@@ -150,7 +153,7 @@ pub async fn backup_run(
         .collect();
     let (databases, excluded) = choose(&all, excludes);
     let mut record = RunRecord::start(&run_id, server, &databases, &excluded);
-    store_record(&job, &record).await;
+    store_record(stores, &record).await;
     ui::info(&format!(
         "backing up {} database(s) of {} and the globals (run {run_id}){}",
         databases.len(),
@@ -171,43 +174,46 @@ pub async fn backup_run(
         deleted: Vec::new(),
         runs: Vec::new(),
     };
-    match backup_one(&job, signals, databases.clone()).await {
-        Ok((made, gone)) => {
-            outcome.deleted.extend(gone);
-            outcome.globals = Some(made);
-        }
-        Err(err) if is_interruption(&err) => return Err(err),
-        Err(err) => {
-            ui::error(&format!("globals: {}", one_line(&err)));
-            if backup::complete_despite_upload(&err).is_some() {
-                outcome.upload_failed.push("(globals)".to_owned());
+    let mut tally = Tally::default();
+    let globals = backup_globals(&job, stores, signals, databases.clone()).await;
+    outcome.deleted.extend(globals.deleted);
+    match globals.error {
+        None => outcome.globals = globals.made,
+        Some((step, err)) => {
+            tally.take(GLOBALS, "globals", err)?;
+            if step == Step::Upload {
+                outcome.upload_failed.push(GLOBALS.to_owned());
             }
-            outcome
-                .failed
-                .push(("(globals)".to_owned(), one_line(&err)));
         }
     }
     for db in &databases {
         let mut one = job.clone();
         one.conn = job.conn.with_dbname(db);
-        let mut run = each::one_database(&one, signals, verify).await;
+        let mut run = each::one_database(&one, stores, signals, verify).await;
         outcome.deleted.append(&mut run.deleted);
         match run.error.take() {
-            Some((_, err)) if is_interruption(&err) => return Err(err),
             Some((step, err)) => {
-                ui::error(&format!("database {db:?}: {}", one_line(&err)));
-                if backup::complete_despite_upload(&err).is_some() {
+                let err = tally.take(db, &format!("database {db:?}"), err)?;
+                if step == Step::Upload {
                     outcome.upload_failed.push(db.clone());
                 }
-                outcome.failed.push((db.clone(), one_line(&err)));
                 run.error = Some((step, err));
             }
             None => outcome.databases.extend(run.made.clone()),
         }
         outcome.runs.push(run);
     }
-    end_record(&job, &mut record, &outcome).await;
+    outcome.failed = tally.failed;
+    end_record(stores, &mut record, &outcome).await;
     if outcome.failed.is_empty() {
+        // Each backup's retention ran while this run was still incomplete, so
+        // the previous complete run was kept whole; now that this run is the
+        // newest complete one, the older runs' backups go as the policy says.
+        let mut gone = Vec::new();
+        for made in outcome.globals.iter().chain(&outcome.databases) {
+            gone.extend(backup::apply_retention(&job, stores, made).await?);
+        }
+        outcome.deleted.extend(gone);
         ui::info(&format!(
             "run {} complete: the globals and {} database(s)",
             outcome.run_id,
@@ -220,24 +226,22 @@ pub async fn backup_run(
 /// Writes the run's record where its backups go (the directory, and the
 /// bucket with S3). A record that cannot be written is warned about: the
 /// backups themselves are what matter, and their meta.json name the run.
-async fn store_record(job: &BackupJob, record: &RunRecord) {
-    let local = LocalStore::new(&job.output_dir);
-    if let Err(err) = local.store_run(record).await {
-        ui::warn(&format!("writing the run record: {}", one_line(&err)));
-    }
-    if let Some(settings) = &job.s3 {
-        let stored = async {
-            let store = s3::connect(settings.clone()).await?;
-            store.store_run(record).await
-        };
-        if let Err(err) = crate::signals::unless_stopped(stored).await {
-            ui::warn(&format!("uploading the run record: {}", one_line(&err)));
+async fn store_record(stores: &Stores, record: &RunRecord) {
+    for store in stores.local.iter().chain(&stores.bucket) {
+        let stored = crate::signals::unless_stopped(store.store_run(record)).await;
+        if let Err(err) = stored {
+            let doing = if store.is_bucket() {
+                "uploading"
+            } else {
+                "writing"
+            };
+            ui::warn(&format!("{doing} the run record: {}", one_line(&err)));
         }
     }
 }
 
 /// The run's record at its end: every backup's outcome.
-async fn end_record(job: &BackupJob, record: &mut RunRecord, outcome: &RunOutcome) {
+async fn end_record(stores: &Stores, record: &mut RunRecord, outcome: &RunOutcome) {
     let failed = |what: &str| {
         outcome
             .failed
@@ -247,7 +251,7 @@ async fn end_record(job: &BackupJob, record: &mut RunRecord, outcome: &RunOutcom
     };
     let globals = Item {
         file: outcome.globals.as_ref().map(|g| g.name.dump_file()),
-        error: failed("(globals)")
+        error: failed(GLOBALS)
             .or_else(|| outcome.globals.is_none().then(|| "not taken".to_owned())),
     };
     let mut items: BTreeMap<String, Item> = outcome
@@ -261,7 +265,7 @@ async fn end_record(job: &BackupJob, record: &mut RunRecord, outcome: &RunOutcom
             (m.meta.database.clone(), item)
         })
         .collect();
-    for (db, why) in outcome.failed.iter().filter(|(db, _)| db != "(globals)") {
+    for (db, why) in outcome.failed.iter().filter(|(db, _)| db != GLOBALS) {
         items.insert(
             db.clone(),
             Item {
@@ -271,18 +275,48 @@ async fn end_record(job: &BackupJob, record: &mut RunRecord, outcome: &RunOutcom
         );
     }
     runs::finish(record, globals, items);
-    store_record(job, record).await;
+    store_record(stores, record).await;
 }
 
-/// The run's globals backup and its retention.
-async fn backup_one(
+/// What the run's failures call its globals backup.
+const GLOBALS: &str = "(globals)";
+
+/// The run's globals backup and the steps after it ([`after_dump`]).
+async fn backup_globals(
     job: &BackupJob,
+    stores: &Stores,
     signals: &mut Signals,
     databases: Vec<String>,
-) -> Result<(backup::Made, Vec<String>)> {
-    let made = crate::commands::globals::backup(job, signals, databases).await?;
-    let deleted = apply_retention(job, &made).await?;
-    Ok((made, deleted))
+) -> AfterGlobals {
+    let dumped = match crate::commands::globals::backup(job, stores, signals, databases).await {
+        Ok(dumped) => dumped,
+        Err(err) => {
+            return AfterGlobals {
+                made: None,
+                deleted: Vec::new(),
+                error: Some((Step::Backup, err)),
+            }
+        }
+    };
+    let made = dumped.made.clone();
+    let after = After {
+        job,
+        stores,
+        verify: None,
+    };
+    let done = after_dump(&after, dumped, signals, &mut Vec::new()).await;
+    AfterGlobals {
+        made: Some(made),
+        deleted: done.deleted,
+        error: done.error,
+    }
+}
+
+/// What [`backup_globals`] did.
+struct AfterGlobals {
+    made: Option<backup::Made>,
+    deleted: Vec<String>,
+    error: Option<(Step, anyhow::Error)>,
 }
 
 #[cfg(test)]

@@ -1,25 +1,29 @@
 //! `pgbak backup`: dump one database into `<name>.dump` + `<name>.meta.json`.
 //!
 //! The steps, in order (this file orchestrates them; the work is where named):
-//! 1. connect, read the server version, pick a pg_dump at least that new;
-//! 2. claim the name (its `.partial`, [`output`]) and start the S3 upload;
+//! 1. take the lock of the backup group (database and mode, the one `pgbak
+//!    cron` takes: [`group_lock`]); held by another run, the backup does not
+//!    start (exit 75);
+//! 2. connect, read the server version, pick a pg_dump at least that new;
+//! 3. claim the name (its `.partial`, [`output`]) and start the S3 upload;
 //!    open a REPEATABLE READ transaction and export its snapshot
 //!    ([`crate::pg::snapshot`]);
-//! 3. run `pg_dump --snapshot` ([`crate::pg::dump`]) and stream its output
+//! 4. run `pg_dump --snapshot` ([`crate::pg::dump`]) and stream its output
 //!    through the hash stage (and, with recipients, the age encryption stage:
 //!    the file is then `<name>.dump.age` and no plaintext byte reaches disk or
 //!    S3) into `<name>.dump.partial` (and S3, when configured), while the same
 //!    transaction counts every table's rows: dump and counts share one instant;
-//! 4. check pg_dump's exit status and the archive magic, fsync, write
+//! 5. check pg_dump's exit status and the archive magic, fsync, write
 //!    meta.json's partial, then rename the dump and the meta into place
 //!    ([`output`]). With S3 configured, the same bytes go up as a multipart
 //!    upload while pg_dump runs; it is completed and checked only after
 //!    pg_dump succeeded, then meta.json goes up beside it. An upload failure
 //!    leaves the local backup complete (meta.json `s3: null`) and fails the run;
-//! 5. the anomaly check against the authoritative store, then retention
-//!    ([`after_backup`], shared with cron): after a failed upload too, but
-//!    then retention stays local.
+//! 6. the steps after the dump, the same for `backup`, `cron` and every
+//!    database of `--all-databases` ([`after::after_dump`]): verify (cron),
+//!    the anomaly check against the authoritative store, retention.
 
+pub mod after;
 pub mod all;
 pub mod each;
 mod output;
@@ -29,25 +33,24 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
-use chrono::Utc;
 use tokio_postgres::Client;
 
-pub use self::output::upload_meta;
 pub(crate) use self::output::{Began, Output};
 pub use self::retention::apply_retention;
-use crate::anomaly::Findings;
+use crate::lock::{self, RunLock};
 use crate::meta::{Meta, ServerIdentity};
 use crate::pg::client;
 use crate::pg::dump::{self as pg_dump, DumpJob, Streamed};
+use crate::pg::probe::Probe;
 use crate::pg::replay::{self, ReplayPause};
 use crate::pg::snapshot::Snapshot;
-use crate::pg::tools::{self, PgTools};
+use crate::pg::tools::PgTools;
 use crate::pipeline::Sinks;
-use crate::settings::backup::{BackupJob, BackupSettings};
+use crate::settings::backup::{BackupJob, BackupPlan, BackupSettings};
 use crate::signals::Signals;
-use crate::storage::s3::{self, UploadFailed};
-use crate::storage::{fsio, BackupName};
+use crate::storage::{fsio, BackupName, Store, Stores};
 use crate::ui;
+use after::{after_dump, After};
 
 /// A backup that was written completely.
 #[derive(Debug, Clone)]
@@ -60,42 +63,57 @@ pub struct Made {
     pub meta: Meta,
 }
 
-/// `pgbak backup`, with its settings resolved at dispatch.
-pub async fn run(settings: BackupSettings) -> Result<ExitCode> {
+/// A backup complete locally, and what went wrong with its upload (the run
+/// then fails with it, after the steps that still apply: [`after::after_dump`]).
+pub struct Dumped {
+    pub made: Made,
+    pub upload_failed: Option<anyhow::Error>,
+}
+
+/// `pgbak backup`, with its settings resolved and its stores built at dispatch.
+pub async fn run(settings: BackupSettings, stores: &Stores) -> Result<ExitCode> {
     let BackupSettings {
         plan,
         globals,
         output: print,
     } = settings;
-    if let Some(excludes) = &plan.all_databases {
-        return all::backup_all(&plan.job, excludes, print).await;
-    }
-    let job = plan.job;
-    if let Some(s3) = &job.s3 {
-        if let Some(warning) = s3::keep_warning(job.policy.last, &s3.storage_class) {
-            ui::warn(&warning);
-        }
-    }
-    check_object_lock(&job).await?;
     let mut signals = Signals::new()?;
-    let made = match dump(&job, &mut signals).await {
-        Ok(made) => made,
-        Err(err) => {
-            // The upload failed but the local backup is complete: the anomaly
-            // check and local retention still run, as in `pgbak cron`; the
-            // upload failure is still the outcome.
-            if let Some(made) = complete_despite_upload(&err) {
-                after_backup(&job, &made).await?;
-            }
-            return Err(err);
-        }
+    // The group's lock, as cron takes it: two runs never dump and prune one
+    // group at once. Not waited for: the operator is told at once (exit 75).
+    let _lock = group_lock(&plan, std::time::Duration::ZERO, &mut signals).await?;
+    if let Some(excludes) = &plan.all_databases {
+        return all::backup_all(&plan.job, stores, excludes, print, &mut signals).await;
+    }
+    let job = &plan.job;
+    if let Some(warning) = stores
+        .bucket
+        .as_ref()
+        .and_then(|b| b.keep_warning(job.policy.last))
+    {
+        ui::warn(&warning);
+    }
+    check_object_lock(job, stores).await?;
+    let after = After {
+        job,
+        stores,
+        verify: None,
     };
-    let (anomaly, mut deleted) = after_backup(&job, &made).await?;
+    let dumped = dump_local_first(job, stores, &mut signals).await?;
+    let made = dumped.made.clone();
+    let done = after_dump(&after, dumped, &mut signals, &mut Vec::new()).await;
+    if let Some((_, err)) = done.error {
+        return Err(err);
+    }
+    let (anomaly, mut deleted) = (done.anomaly, done.deleted);
     let mut globals_made = None;
     if globals {
-        let made = super::globals::backup(&job, &mut signals, Vec::new()).await?;
-        deleted.extend(apply_retention(&job, &made).await?);
-        globals_made = Some(made);
+        let dumped = super::globals::backup(job, stores, &mut signals, Vec::new()).await?;
+        globals_made = Some(dumped.made.clone());
+        let done = after_dump(&after, dumped, &mut signals, &mut Vec::new()).await;
+        if let Some((_, err)) = done.error {
+            return Err(err);
+        }
+        deleted.extend(done.deleted);
     }
     if print == crate::settings::commands::Output::Json {
         let summary = serde_json::json!({
@@ -113,70 +131,61 @@ pub async fn run(settings: BackupSettings) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Step 5, one rule for `backup`, `cron` and every database of
-/// `--all-databases`: once a backup is complete locally, uploaded or not,
-/// the anomaly check (against the authoritative store) and then retention
-/// (locally; under the S3 prefix only when the upload succeeded). A pin
-/// that could not be written stops retention.
-pub async fn after_backup(job: &BackupJob, made: &Made) -> Result<(Option<Findings>, Vec<String>)> {
-    crate::signals::unless_stopped(async {
-        let anomaly = check_anomaly(job, made).await?;
-        let deleted = apply_retention(job, made).await?;
-        Ok((anomaly, deleted))
-    })
-    .await
-}
-
-/// The anomaly check of `made` against the previous good backup of its
-/// group in the authoritative store: `job`'s S3 prefix when it has one
-/// (whether or not this upload succeeded), else its directory.
-pub async fn check_anomaly(job: &BackupJob, made: &Made) -> Result<Option<Findings>> {
-    let (dir, s3) = (&job.output_dir, job.s3.as_ref());
-    crate::anomaly::check_and_pin(dir, s3, &made.name, &made.meta, job.anomaly).await
+/// The lock of `plan`'s backup group in its directory (one per database and
+/// mode, or one for a server's `--all-databases` run), waiting up to `wait`
+/// for a run that holds it; still held after that: exit 75. `pgbak backup`
+/// and `pgbak cron` take the same one.
+pub async fn group_lock(
+    plan: &BackupPlan,
+    wait: std::time::Duration,
+    signals: &mut Signals,
+) -> Result<RunLock> {
+    let job = &plan.job;
+    let database = match plan.all_databases {
+        Some(_) => crate::settings::cron::ALL_DATABASES,
+        None => job.conn.dbname.as_str(),
+    };
+    let name = lock::lock_file_name(database, job.mode, None);
+    RunLock::acquire_waiting(&job.output_dir, &name, wait, signals).await
 }
 
 /// Before anything is dumped: a lock asked for on a bucket without Object
 /// Lock is an exit-2 error, not a backup that silently stays deletable.
-pub async fn check_object_lock(job: &BackupJob) -> Result<()> {
-    if let (Some(_), Some(s3)) = (&job.lock, &job.s3) {
-        s3::connect(s3.clone()).await?.require_object_lock().await?;
+pub async fn check_object_lock(job: &BackupJob, stores: &Stores) -> Result<()> {
+    if let (Some(_), Some(bucket)) = (&job.lock, &stores.bucket) {
+        bucket.require_object_lock().await?;
     }
     Ok(())
 }
 
-/// Steps 1-4: the backup itself. On any failure or signal nothing is left
-/// behind: no `.dump`, no `.meta.json`, no `.partial`.
-/// On a standby with `--pause-replay`, WAL replay is paused around it and
-/// resumed on every way out.
-pub async fn dump(job: &BackupJob, signals: &mut Signals) -> Result<Made> {
-    match dump_local_first(job, signals).await? {
-        (_, Some(upload_failed)) => Err(upload_failed),
-        (made, None) => Ok(made),
-    }
-}
-
-/// [`dump`], but an upload failure after the local backup completed comes
-/// back beside it (an [`UploadFailed`] error) instead of in place of it, so
-/// `pgbak cron` can still verify and prune the complete local backup.
+/// Steps 2-5: the backup itself, written to `job`'s directory and uploaded
+/// to `stores`' bucket. On any failure or signal nothing is left behind: no
+/// `.dump`, no `.meta.json`, no `.partial`. An upload failure after the
+/// local backup completed comes back beside it ([`Dumped`]), so the steps
+/// after the dump can still run for the complete local backup. On a standby
+/// with `--pause-replay`, WAL replay is paused around it and resumed on
+/// every way out.
 pub async fn dump_local_first(
     job: &BackupJob,
+    stores: &Stores,
     signals: &mut Signals,
-) -> Result<(Made, Option<anyhow::Error>)> {
+) -> Result<Dumped> {
     let began = Began::now();
     fsio::ensure_dir(&job.output_dir)?;
 
+    // pg_dump is asked what it is while the connection opens.
+    let probe = Probe::start(job.pg_bin_dir.as_deref(), job.compress.is_none());
     let client = signals.guard(client::connect(&job.conn)).await?;
     client::set_lock_timeout(&client, job.lock_wait_timeout).await?;
     let standby = client::in_recovery(&client).await?;
     let identity = server_identity(job, &client).await;
     // On a standby, the markers of paused replay live in the authoritative store.
-    let bucket = match (&job.s3, standby) {
-        (Some(settings), true) => s3::connect(settings.clone()).await.ok(),
-        _ => None,
-    };
     let markers = || replay::Markers {
-        dir: job.output_dir.clone(),
-        s3: bucket.clone(),
+        local: stores
+            .local
+            .clone()
+            .unwrap_or_else(|| Store::local(&job.output_dir)),
+        bucket: stores.bucket.clone(),
         server: crate::storage::server_tag(&identity),
     };
     let pause = match (standby, job.pause_replay) {
@@ -195,35 +204,56 @@ pub async fn dump_local_first(
         }
         (false, false) => None,
     };
-    let made = dump_from(job, signals, client, standby, &identity, began).await;
+    let connected = Connected {
+        client,
+        standby,
+        probe,
+    };
+    let made = dump_from(job, stores, signals, connected, &identity, began).await;
     if let Some(pause) = pause {
         pause.end().await;
     }
     made
 }
 
-/// [`dump`] once connected: the server and its tools, the name claimed and
-/// the upload started, then the snapshot and pg_dump into the sinks, then
-/// the commit.
+/// The server session a backup runs on, and what was learnt while it opened.
+struct Connected {
+    client: Client,
+    /// The server is a hot standby.
+    standby: bool,
+    /// pg_dump's answers, asked while the connection opened.
+    probe: Probe,
+}
+
+/// [`dump`] once connected: the server and its tools (what the probe found
+/// meanwhile), the name claimed and the upload started, then the snapshot
+/// and pg_dump into the sinks, then the commit.
 async fn dump_from(
     job: &BackupJob,
+    stores: &Stores,
     signals: &mut Signals,
-    client: Client,
-    standby: bool,
+    connected: Connected,
     identity: &ServerIdentity,
     began: Began,
-) -> Result<(Made, Option<anyhow::Error>)> {
+) -> Result<Dumped> {
+    let Connected {
+        client,
+        standby,
+        probe,
+    } = connected;
     let server = client::server_version(&client).await?;
-    let tools = tools::find(job.pg_bin_dir.as_deref(), server.major(), &server.text)?;
-    let compression = match &job.compress {
-        Some(spec) => tools::pg_dump_compress_arg(tools.major, spec),
-        None => tools::default_compression(&tools).await,
+    let (tools, compression) = probe
+        .finish(server.major(), &server.text, job.compress.as_deref())
+        .await?;
+    let estimate = match &stores.bucket {
+        Some(_) => size_estimate(&client).await,
+        None => None,
     };
-    let estimate = size_estimate(job, &client).await;
 
-    let (mut output, file) = Output::reserve(job, job.mode, began, identity, signals).await?;
+    let (mut output, file) =
+        Output::reserve(job, stores, job.mode, began, identity, signals).await?;
     announce(job, &compression, &tools, &output.dump_path);
-    let s3 = output.start_upload(job, estimate, signals).await?;
+    let s3 = output.start_upload(estimate, signals).await?;
 
     // The snapshot is exported only now, after S3 was contacted, so it never
     // idles while a slow or unreachable store is tried.
@@ -266,7 +296,7 @@ async fn dump_from(
         schema_objects: catalog.schema_objects,
         ..output.meta(job, &pumped, &server, identity, &tools)
     };
-    let (made, upload_failure) = output.commit(job, sinks.file, meta, signals).await?;
+    let (made, upload_failed) = output.commit(job, sinks.file, meta, signals).await?;
     ui::info(&format!(
         "backup complete: {} ({}, sha256 {}, {:.1}s)",
         made.dump.display(),
@@ -274,7 +304,10 @@ async fn dump_from(
         &made.meta.sha256[..16],
         made.meta.duration_seconds
     ));
-    Ok((made, upload_failure))
+    Ok(Dumped {
+        made,
+        upload_failed,
+    })
 }
 
 /// The server this backup comes from: `--server-name` (or host:port) and
@@ -287,9 +320,8 @@ pub async fn server_identity(job: &BackupJob, client: &Client) -> ServerIdentity
 }
 
 /// The database's size, which sizes the upload's parts so even a
-/// multi-terabyte dump fits the part limit; None without an upload.
-async fn size_estimate(job: &BackupJob, client: &Client) -> Option<u64> {
-    job.s3.as_ref()?;
+/// multi-terabyte dump fits the part limit.
+async fn size_estimate(client: &Client) -> Option<u64> {
     client
         .query_one("SELECT pg_database_size(current_database())", &[])
         .await
@@ -313,22 +345,4 @@ fn announce(job: &BackupJob, compression: &str, tools: &PgTools, dump_path: &Pat
             )),
         dump_path.display()
     ));
-}
-
-/// The complete local backup of a run whose upload failed, read back from its
-/// meta.json; None for every other error.
-pub fn complete_despite_upload(err: &anyhow::Error) -> Option<Made> {
-    let failed = err.chain().find_map(|c| c.downcast_ref::<UploadFailed>())?;
-    let dump = failed.local_dump.clone()?;
-    let name = BackupName::parse(&dump.file_name()?.to_string_lossy())?;
-    let meta_path = dump.with_file_name(name.meta_file());
-    let meta = Meta::read(&meta_path).ok()?;
-    let started = chrono::DateTime::parse_from_rfc3339(&meta.started_at).ok()?;
-    Some(Made {
-        name,
-        started: started.with_timezone(&Utc).into(),
-        dump,
-        meta_path,
-        meta,
-    })
 }

@@ -23,8 +23,8 @@ use crate::pg::tools::PgTools;
 use crate::pipeline::{FileSink, Pumped, Sink};
 use crate::settings::backup::BackupJob;
 use crate::signals::Signals;
-use crate::storage::s3::{self, S3Settings, S3Sink, Store, UploadFailed, UploadHandle};
-use crate::storage::{fsio, BackupName};
+use crate::storage::s3::{S3Sink, UploadFailed, UploadHandle};
+use crate::storage::{fsio, BackupName, Store, Stores};
 use crate::ui;
 
 /// When a backup began: the time in its name and meta.json, and the clock
@@ -50,6 +50,9 @@ pub struct Output {
     pub dump_path: PathBuf,
     pub meta_path: PathBuf,
     began: Began,
+    /// Where the upload goes (the bucket built at dispatch), when it does.
+    bucket: Option<Store>,
+    /// The bucket once its upload started.
     store: Option<Store>,
     upload: Option<Arc<UploadHandle>>,
     location: Option<S3Location>,
@@ -64,6 +67,7 @@ impl Output {
     /// tag into the name, so two servers sharing a prefix never share one.
     pub async fn reserve(
         job: &BackupJob,
+        stores: &Stores,
         mode: Mode,
         began: Began,
         server: &ServerIdentity,
@@ -72,20 +76,16 @@ impl Output {
         let wanted = BackupName::new(&job.conn.dbname, mode, job.label.as_deref(), began.at)
             .with_server(Some(crate::storage::server_tag(server)))
             .with_encryption(job.recipients.is_some());
-        let remote = match &job.s3 {
-            Some(settings) => {
-                signals
-                    .guard(async { Ok(s3::connect(settings.clone()).await.ok()) })
-                    .await?
-            }
-            None => None,
-        };
-        let (name, file) = reserve_name(&job.output_dir, remote.as_ref(), wanted).await?;
+        let bucket = stores.bucket.clone();
+        let (name, file) = signals
+            .guard(reserve_name(&job.output_dir, bucket.as_ref(), wanted))
+            .await?;
         let output = Output {
             dump_path: job.output_dir.join(name.dump_file()),
             meta_path: job.output_dir.join(name.meta_file()),
             name,
             began,
+            bucket,
             store: None,
             upload: None,
             location: None,
@@ -99,20 +99,19 @@ impl Output {
     /// continues.
     pub async fn start_upload(
         &mut self,
-        job: &BackupJob,
         estimate: Option<u64>,
         signals: &mut Signals,
     ) -> Result<Option<S3Sink>> {
-        let Some(settings) = &job.s3 else {
+        let Some(bucket) = self.bucket.clone() else {
             return Ok(None);
         };
         let started = signals
-            .guard(async { Ok(start_upload(settings, &self.name, estimate).await) })
+            .guard(async { Ok(bucket.start_upload(&self.name, estimate).await) })
             .await?;
         match started {
-            Ok((store, sink)) => {
+            Ok(sink) => {
                 self.upload = Some(sink.handle());
-                self.store = Some(store);
+                self.store = Some(bucket);
                 Ok(Some(sink))
             }
             Err(err) => {
@@ -241,7 +240,7 @@ impl Output {
             return Err(self.fail(err).await);
         }
         let meta = self.publish(job, meta, signals).await?;
-        let failure = self.upload_failure.take().map(|err| self.failed(job, &err));
+        let failure = self.upload_failure.take().map(|err| self.failed(&err));
         let made = Made {
             name: self.name,
             started: self.began.at.into(),
@@ -264,11 +263,10 @@ impl Output {
         let (Some(store), Some(location)) = (self.store.take(), self.location.take()) else {
             return Ok(meta);
         };
-        let key = store.key_for(&self.name.meta_file());
         let mut remote = meta.clone();
         remote.s3 = Some(location.clone());
         let put = signals
-            .guard(async { Ok(upload_meta(&store, &key, &remote).await) })
+            .guard(async { Ok(store.upload_meta(&self.name, &remote).await) })
             .await;
         match put {
             Ok(Ok(())) => {}
@@ -284,18 +282,14 @@ impl Output {
         remote.write(&self.meta_path)?;
         ui::info(&format!(
             "uploaded {} and its meta.json ({})",
-            store.uri(&location.key),
+            store.dump_location(&self.name),
             location.storage_class
         ));
         if let Some(lock) = &job.lock {
             // Both objects exist now: lock them together. A failure leaves
             // them uploaded (and deletable) and fails the run.
             let locked = signals
-                .guard(async {
-                    Ok(store
-                        .lock_backup(lock, &[&location.key, &key], Utc::now())
-                        .await)
-                })
+                .guard(async { Ok(store.lock_backup(lock, &self.name).await) })
                 .await?;
             if let Err(err) = locked {
                 self.upload_failure = Some(err);
@@ -305,10 +299,11 @@ impl Output {
     }
 
     /// The run's error for an upload that failed while the local backup completed.
-    fn failed(&self, job: &BackupJob, err: &anyhow::Error) -> anyhow::Error {
-        let target = job.s3.as_ref().map_or_else(String::new, |s3| {
-            format!("s3://{}/{}{}", s3.bucket, s3.prefix, self.name.dump_file())
-        });
+    fn failed(&self, err: &anyhow::Error) -> anyhow::Error {
+        let target = self
+            .bucket
+            .as_ref()
+            .map_or_else(String::new, |b| b.dump_location(&self.name));
         let kind = if self.name.mode == Mode::Globals {
             "globals backup"
         } else {
@@ -320,14 +315,14 @@ impl Output {
                 self.dump_path.display(),
                 crate::error::one_line(err)
             ),
-            local_dump: Some(self.dump_path.clone()),
         })
     }
 }
 
 /// Picks the file name and claims it by creating its `.partial` exclusively.
-/// The name comes from the clock (a backup named in the future by a clock
-/// that was ahead does not drag every later name after it; `pgbak check`
+/// The name comes from the clock, but never sorts before a name already in
+/// its group (a backup named in the future by a clock that was more than 10
+/// minutes ahead does not drag every later name after it; `pgbak check`
 /// reports it). A name already taken, in the directory or under the S3
 /// prefix (another pod, or two runs within a second; claimed there by a
 /// conditional write of the upload's marker), moves to the next free
@@ -339,9 +334,23 @@ async fn reserve_name(
     mut name: BackupName,
 ) -> Result<(BackupName, FileSink)> {
     let mut remote = remote;
+    if let Some(newest) = newest_in_group(output_dir, remote, &name).await {
+        // Never before a name already in the group (three runs within a second
+        // would otherwise take T, T+1, then T again once retention freed T, and
+        // "newest" would be the wrong backup) -- unless that name is far in the
+        // future, from a clock that was ahead.
+        let ahead = newest.timestamp - name.timestamp;
+        if ahead >= chrono::Duration::zero() && ahead < chrono::Duration::seconds(600) {
+            name = BackupName {
+                timestamp: newest.timestamp,
+                ..name
+            }
+            .next_second();
+        }
+    }
     for _ in 0..600 {
         if let Some(store) = remote {
-            match claim_remote(store, &name).await {
+            match store.claim(&name).await {
                 Ok(true) => {}
                 Ok(false) => {
                     name = name.next_second();
@@ -377,16 +386,45 @@ async fn reserve_name(
     )
 }
 
-/// Whether `name` is free under the prefix and now this run's: nothing of
-/// that stem is there (a listing), and the upload's marker could be written
-/// where none was (a conditional write; a store without them keeps the
-/// listing's answer).
-async fn claim_remote(store: &Store, name: &BackupName) -> Result<bool> {
-    if store.any_key_with(&store.key_for(&name.stem())).await? {
-        return Ok(false);
+/// The newest name of `name`'s group in the directory and under the prefix
+/// (a prefix that cannot be listed counts as empty: the claim below says so).
+async fn newest_in_group(
+    output_dir: &Path,
+    remote: Option<&Store>,
+    name: &BackupName,
+) -> Option<BackupName> {
+    let group = name.group();
+    let mut files: Vec<String> = std::fs::read_dir(output_dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(store) = remote {
+        if let Ok(names) = store.files_with(&format!("{}_", group_prefix(name))).await {
+            files.extend(names);
+        }
     }
-    let claimed = store.claim(&store.key_for(&name.dump_file())).await?;
-    Ok(claimed != s3::Claim::Taken)
+    files
+        .iter()
+        .filter_map(|f| {
+            let f = f.strip_suffix(".partial").unwrap_or(f);
+            let f = f
+                .strip_suffix(crate::storage::s3::MARKER_SUFFIX)
+                .unwrap_or(f);
+            BackupName::parse(f).or_else(|| BackupName::parse_verdict(f))
+        })
+        .filter(|n| n.group() == group)
+        .max_by_key(|n| n.timestamp)
+}
+
+/// A name's stem without its timestamp: every key of its group starts so.
+fn group_prefix(name: &BackupName) -> String {
+    let stem = name.stem();
+    stem.rsplit_once('_')
+        .map_or(stem.clone(), |(rest, _)| rest.to_owned())
 }
 
 /// meta.json's partial first (a full disk fails here, before any rename),
@@ -401,23 +439,4 @@ fn commit(sink: FileSink, meta: &Meta, meta_path: &Path) -> Result<()> {
     meta_sink.finish()?;
     sink.commit()?;
     meta_sink.commit()
-}
-
-/// Connects to the bucket and starts the multipart upload of `name`'s dump.
-async fn start_upload(
-    settings: &S3Settings,
-    name: &BackupName,
-    estimate: Option<u64>,
-) -> Result<(Store, S3Sink)> {
-    let store = s3::connect(settings.clone()).await?;
-    let sink = store.start_upload(&name.dump_file(), estimate).await?;
-    Ok((store, sink))
-}
-
-/// Puts meta.json beside the dump and checks that the bucket holds it.
-pub async fn upload_meta(store: &Store, key: &str, meta: &Meta) -> Result<()> {
-    let bytes = meta.to_json()?;
-    let size = bytes.len() as u64;
-    store.put_small(key, bytes).await?;
-    store.check_small(key, size).await
 }

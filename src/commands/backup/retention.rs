@@ -1,44 +1,33 @@
-//! Step 5 of a backup: retention for the group of the backup just made,
-//! locally and (when this run's upload succeeded) under the S3 prefix, plus
-//! the debris of runs that died: `.partial` files no live run holds and the
-//! multipart uploads they left open (judged by `storage::s3`'s cleanup).
+//! Retention for the group of the backup just made, in the directory and
+//! (when this run's upload succeeded) in the bucket, plus the debris of runs
+//! that died: `.partial` files no live run holds and the multipart uploads
+//! they left open (each store judges its own: [`Store::remove_debris`]).
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use chrono::Utc;
 
 use super::Made;
 use crate::retention::apply::{self, Remote, Scope};
 use crate::settings::backup::BackupJob;
-use crate::storage::local::LocalStore;
-use crate::storage::s3;
-use crate::ui;
+use crate::storage::{Store, Stores};
 
-/// Step 5: retention for the group of the backup just made, locally and
-/// (when this run's upload succeeded) under the S3 prefix, through the same
+/// Retention for the group of the backup just made, in the directory and
+/// (when this run's upload succeeded) in the bucket, through the same
 /// [`apply::both`]: each store honours the verdicts and pins the other
-/// records, and when S3 is configured its prefix is read even after a
-/// failed upload (it is the authoritative store). Also removes the
-/// `.partial` leftovers and open uploads of runs that died (see
-/// [`s3::Store::abort_stale_uploads`]). Returns what was deleted. A
-/// SIGINT/SIGTERM (or `--timeout`) stops it at once, even inside a request
-/// to a store that hangs.
-pub async fn apply_retention(job: &BackupJob, made: &Made) -> Result<Vec<String>> {
-    crate::signals::unless_stopped(retention(job, made)).await
+/// records, and the bucket is read even after a failed upload (it is the
+/// authoritative store). Also removes the debris of runs that died. Returns
+/// what was deleted. A SIGINT/SIGTERM (or `--timeout`) stops it at once,
+/// even inside a request to a store that hangs.
+pub async fn apply_retention(job: &BackupJob, stores: &Stores, made: &Made) -> Result<Vec<String>> {
+    crate::signals::unless_stopped(retention(job, stores, made)).await
 }
 
-async fn retention(job: &BackupJob, made: &Made) -> Result<Vec<String>> {
-    let local = LocalStore::new(&job.output_dir);
-    let mut deleted = Vec::new();
-    for partial in local.stale_partials(&made.name.group(), made.started)? {
-        crate::signals::check()?;
-        ui::info(&format!(
-            "removing {}, left by a run that did not finish",
-            partial.display()
-        ));
-        std::fs::remove_file(&partial)
-            .with_context(|| format!("removing {}", partial.display()))?;
-        deleted.push(partial.display().to_string());
-    }
+async fn retention(job: &BackupJob, stores: &Stores, made: &Made) -> Result<Vec<String>> {
+    let local = stores
+        .local
+        .clone()
+        .unwrap_or_else(|| Store::local(&job.output_dir));
+    let mut deleted = local.remove_debris(&made.name, made.started).await?;
     let scope = Scope {
         policy: &job.policy,
         just_made: Some(&made.name),
@@ -47,16 +36,15 @@ async fn retention(job: &BackupJob, made: &Made) -> Result<Vec<String>> {
         dry_run: false,
         store: "local",
     };
-    // The prefix is changed only when this run's upload is good there.
+    // The bucket is changed only when this run's upload is good there (in
+    // the bucket its meta.json records).
     let uploaded = made.meta.s3.as_ref();
-    let store = match (job.s3.as_ref(), uploaded) {
-        (Some(settings), Some(location)) => {
-            Some(s3::connect(settings.in_bucket(&location.bucket)).await?)
-        }
-        (Some(settings), None) => s3::connect(settings.clone()).await.ok(),
-        (None, _) => None,
+    let bucket = match (&stores.bucket, uploaded) {
+        (Some(bucket), Some(location)) => Some(bucket.holding(location)),
+        (bucket, None) => bucket.clone(),
+        (None, Some(_)) => None,
     };
-    let remote = store.as_ref().map(|store| Remote {
+    let remote = bucket.as_ref().map(|store| Remote {
         store,
         apply: uploaded.is_some(),
     });
@@ -64,8 +52,8 @@ async fn retention(job: &BackupJob, made: &Made) -> Result<Vec<String>> {
         apply::both(Some(&local), remote, &scope, Utc::now()).await?;
     deleted.extend(local_applied.into_iter().flat_map(|a| a.deleted));
     deleted.extend(remote_applied.into_iter().flat_map(|a| a.deleted));
-    if let (Some(store), Some(_)) = (&store, uploaded) {
-        deleted.extend(store.abort_stale_uploads(&made.name).await?);
+    if let (Some(bucket), Some(_)) = (&bucket, uploaded) {
+        deleted.extend(bucket.remove_debris(&made.name, made.started).await?);
     }
     Ok(deleted)
 }

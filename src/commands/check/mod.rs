@@ -16,7 +16,6 @@
 //! reported, never a failure.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -29,10 +28,8 @@ use crate::meta::Meta;
 use crate::mode::Mode;
 use crate::settings::check::CheckSettings;
 use crate::settings::commands::{GlobalSettings, Output};
-use crate::storage::local::LocalStore;
-use crate::storage::s3;
 use crate::storage::verdict as verdicts;
-use crate::storage::{BackupName, BackupStore, Group};
+use crate::storage::{BackupName, Group, Store, Stores};
 use crate::ui;
 
 mod output;
@@ -62,17 +59,22 @@ struct Listed {
     complete: bool,
     /// The dump's size in the listing (local file or S3 object).
     size: u64,
-    local_meta: Option<PathBuf>,
-    s3_meta: Option<String>,
-    /// The dump's key, when it is in the bucket (its Object Lock is asked for).
-    s3_dump: Option<String>,
+    local_meta: bool,
+    s3_meta: bool,
+    /// The dump's name as the bucket lists it, when it is there (its Object
+    /// Lock is asked for).
+    s3_dump: Option<BackupName>,
     /// The directory holds a verdict beside it (`<stem>.verify.json`).
-    local_verdict: Option<PathBuf>,
+    local_verdict: bool,
     /// The bucket holds a verdict beside it.
     s3_verdict: bool,
 }
 
-pub async fn run(global: &GlobalSettings, settings: CheckSettings) -> Result<ExitCode> {
+pub async fn run(
+    global: &GlobalSettings,
+    settings: CheckSettings,
+    stores: &Stores,
+) -> Result<ExitCode> {
     if settings.check_config {
         return check_config(&settings);
     }
@@ -81,7 +83,7 @@ pub async fn run(global: &GlobalSettings, settings: CheckSettings) -> Result<Exi
     if let Some(h) = heartbeat {
         h.send(Ping::Start, "", redactor).await;
     }
-    let outcome = check(&settings).await;
+    let outcome = check(&settings, stores).await;
     if let Some(h) = heartbeat {
         match &outcome {
             Ok(o) if o.ok => h.send(Ping::Success, &o.summary.join("\n"), redactor).await,
@@ -120,14 +122,14 @@ fn check_config(settings: &CheckSettings) -> Result<ExitCode> {
 }
 
 /// What a check found: its verdict and the lines that say why (for the heartbeat).
-struct Outcome {
+struct CheckSummary {
     ok: bool,
     summary: Vec<String>,
 }
 
-async fn check(settings: &CheckSettings) -> Result<Outcome> {
+async fn check(settings: &CheckSettings, stores: &Stores) -> Result<CheckSummary> {
     let limits = settings.limits;
-    let (groups, store) = list_groups(settings).await?;
+    let groups = list_groups(settings, stores).await?;
 
     // 3. The meta.json files each group needs (and the newest dump's Object
     // Lock, when the bucket has it), then the verdicts.
@@ -136,14 +138,14 @@ async fn check(settings: &CheckSettings) -> Result<Outcome> {
         .max_verified_age
         .and_then(|d| chrono::TimeDelta::from_std(d).ok())
         .map(|d| Utc::now() - d);
-    let lock = match &store {
-        Some(store) => object_lock_readable(store).await,
+    let lock = match &stores.bucket {
+        Some(bucket) => object_lock_readable(bucket).await,
         None => false,
     };
-    let offsite = settings.s3.is_some();
+    let offsite = stores.bucket.is_some();
     let read = read_groups(
         groups,
-        store,
+        stores,
         settings.read_concurrency,
         window_start,
         lock,
@@ -164,7 +166,7 @@ async fn check(settings: &CheckSettings) -> Result<Outcome> {
     // Runs are a server's whole: judged with the unlabelled full and globals groups.
     let run_problems =
         if matches!(settings.mode, Mode::Full | Mode::Globals) && settings.label.is_none() {
-            runs::problems(&runs::read(settings).await?, now, settings.max_run_duration)
+            runs::problems(&runs::read(stores).await?, now, settings.max_run_duration)
         } else {
             Vec::new()
         };
@@ -177,7 +179,7 @@ fn report(
     reports: &[GroupReport],
     run_problems: &[String],
     now: DateTime<Utc>,
-) -> Result<Outcome> {
+) -> Result<CheckSummary> {
     let ok = !reports.is_empty() && reports.iter().all(|r| r.ok) && run_problems.is_empty();
     let limits = settings.limits;
     if let Some(path) = &settings.prometheus {
@@ -209,7 +211,7 @@ fn report(
             settings.mode.as_str()
         );
         ui::error(&line);
-        return Ok(Outcome {
+        return Ok(CheckSummary {
             ok: false,
             summary: vec![line],
         });
@@ -256,7 +258,7 @@ fn report(
     };
     summary.push(last);
     summary.extend(table(reports));
-    Ok(Outcome {
+    Ok(CheckSummary {
         ok: failed.is_empty() && run_problems.is_empty(),
         summary,
     })
@@ -265,8 +267,8 @@ fn report(
 /// Whether the bucket has Object Lock, so the newest dumps' retain-until is
 /// worth asking for. Read-only credentials may not be allowed to ask: then
 /// the LOCKED UNTIL column stays empty rather than the check failing.
-async fn object_lock_readable(store: &s3::Store) -> bool {
-    match store.object_lock_enabled().await {
+async fn object_lock_readable(store: &Store) -> bool {
+    match store.can_lock().await {
         Ok(enabled) => enabled,
         Err(err) => {
             ui::debug(&format!(
@@ -278,13 +280,14 @@ async fn object_lock_readable(store: &s3::Store) -> bool {
     }
 }
 
-/// Steps 1-2: the directory and (with `--s3`) the prefix listed once each,
+/// Steps 1-2: the directory and (with `--s3`) the bucket listed once each,
 /// merged by file stem (a backup may be in both places), the selected groups
 /// with their backups newest first, plus an empty group for each `--database`
-/// that has none. Returns the connected store for the meta.json reads.
+/// that has none.
 async fn list_groups(
     settings: &CheckSettings,
-) -> Result<(BTreeMap<Group, Vec<Listed>>, Option<s3::Store>)> {
+    stores: &Stores,
+) -> Result<BTreeMap<Group, Vec<Listed>>> {
     let wanted = &settings.databases;
     let selected = |name: &BackupName| {
         name.mode == settings.mode
@@ -294,36 +297,17 @@ async fn list_groups(
 
     // 1. The listings, merged by file stem (a backup may be in both places).
     let mut listed: BTreeMap<String, Listed> = BTreeMap::new();
-    for b in LocalStore::new(&settings.backup_dir).list()? {
-        if !selected(&b.name) {
-            continue;
-        }
-        listed.insert(
-            b.name.stem(),
-            Listed {
-                complete: b.is_complete(),
-                size: b.size,
-                local_meta: b.has_meta.then(|| b.meta.clone()),
-                s3_meta: None,
-                s3_dump: None,
-                local_verdict: b.has_verdict.then(|| settings.backup_dir.clone()),
-                s3_verdict: false,
-                name: b.name,
-            },
-        );
-    }
-    let mut store = None;
-    if let Some(s3_settings) = &settings.s3 {
-        let s = s3::connect(s3_settings.clone()).await?;
+    for store in stores.local.iter().chain(&stores.bucket) {
+        let in_bucket = store.is_bucket();
         let started = std::time::Instant::now();
-        let remote = s.list().await?;
+        let found = store.list_backups().await?;
         ui::debug(&format!(
-            "listed {} backup(s) under {} in {:.2}s",
-            remote.len(),
-            s.uri(&s.settings.prefix),
+            "listed {} backup(s) in {} in {:.2}s",
+            found.len(),
+            store.describe(),
             started.elapsed().as_secs_f64()
         ));
-        for b in remote {
+        for b in found {
             if !selected(&b.name) {
                 continue;
             }
@@ -331,25 +315,27 @@ async fn list_groups(
                 name: b.name.clone(),
                 complete: false,
                 size: b.size,
-                local_meta: None,
-                s3_meta: None,
+                local_meta: false,
+                s3_meta: false,
                 s3_dump: None,
-                local_verdict: None,
+                local_verdict: false,
                 s3_verdict: false,
             });
-            entry.complete |= b.is_complete();
-            entry.s3_verdict |= b.has_verdict;
-            if b.has_dump {
-                entry.s3_dump = Some(b.dump_key.clone());
-            }
+            entry.complete |= b.has_dump && b.has_meta;
             if b.has_dump && entry.size == 0 {
                 entry.size = b.size;
             }
-            if b.has_meta {
-                entry.s3_meta = Some(b.meta_key.clone());
+            if in_bucket {
+                entry.s3_verdict |= b.has_verdict;
+                entry.s3_meta |= b.has_meta;
+                if b.has_dump {
+                    entry.s3_dump = Some(b.name.clone());
+                }
+            } else {
+                entry.local_verdict |= b.has_verdict;
+                entry.local_meta |= b.has_meta;
             }
         }
-        store = Some(s);
     }
 
     // 2. Groups, newest backup first.
@@ -373,7 +359,7 @@ async fn list_groups(
         groups.entry(group).or_default();
     }
 
-    Ok((groups, store))
+    Ok(groups)
 }
 
 /// `enterprise_agents (full)`, `enterprise_agents (full, pre-migration) on db-eu-1:5432`.
@@ -402,17 +388,17 @@ struct ReadGroup {
 /// nightly costs [`verdict::ROWS_READ`] reads however long its history.
 async fn read_groups(
     groups: BTreeMap<Group, Vec<Listed>>,
-    store: Option<s3::Store>,
+    stores: &Stores,
     concurrency: usize,
     window_start: Option<DateTime<Utc>>,
     lock: bool,
     offsite: bool,
 ) -> Result<Vec<ReadGroup>> {
-    let store = Arc::new(store);
+    let stores = Arc::new(stores.clone());
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (index, (group, backups)) in groups.into_iter().enumerate() {
-        let store = store.clone();
+        let stores = stores.clone();
         let permits = permits.clone();
         tasks.spawn(async move {
             let mut read = ReadGroup {
@@ -432,12 +418,14 @@ async fn read_groups(
                 }
                 let _permit = permits.acquire().await.context("reading meta.json")?;
                 read.reads += 1;
-                match read_meta(b, store.as_ref().as_ref()).await {
+                match read_meta(b, &stores).await {
                     Ok(Some(meta)) => {
                         read.backups += 1;
                         read.seen.push(Seen::from_meta(&b.name, &meta));
                     }
                     Ok(None) => read.incomplete += 1,
+                    // A newer format than this pgbak reads: exit 2, never a guess at freshness.
+                    Err(err) if crate::meta::is_newer_format(&err) => return Err(err),
                     Err(err) => {
                         ui::warn(&crate::error::one_line(&err));
                         read.incomplete += 1;
@@ -451,11 +439,11 @@ async fn read_groups(
             }
             // The newest backup's lock: is tonight's copy protected?
             let newest = read.seen.first_mut();
-            if let (true, Some(store), Some(seen)) = (lock, store.as_ref().as_ref(), newest) {
+            if let (true, Some(bucket), Some(seen)) = (lock, &stores.bucket, newest) {
                 let dump = backups.iter().find(|b| b.name.stem() == seen.name);
-                if let Some(key) = dump.and_then(|b| b.s3_dump.as_ref()) {
+                if let Some(name) = dump.and_then(|b| b.s3_dump.as_ref()) {
                     let _permit = permits.acquire().await.context("reading Object Lock")?;
-                    match store.retain_until(key).await {
+                    match bucket.locked_until(name).await {
                         Ok(until) => seen.locked_until = until,
                         Err(err) => ui::warn(&crate::error::one_line(&err)),
                     }
@@ -479,22 +467,23 @@ async fn read_groups(
 /// there is one (the authoritative store), else the directory's; pins from
 /// either, and the newest verdict of all that are recorded (verdicts beside
 /// the backup in either place, meta.json's legacy field).
-async fn read_meta(b: &Listed, store: Option<&s3::Store>) -> Result<Option<Meta>> {
-    let local = match &b.local_meta {
-        Some(path) => match Meta::read(path) {
-            Ok(meta) => Some(meta),
-            Err(err) if b.s3_meta.is_none() => return Err(err),
+async fn read_meta(b: &Listed, stores: &Stores) -> Result<Option<Meta>> {
+    let local = match (&stores.local, b.local_meta) {
+        (Some(store), true) => match store.load_meta(&b.name).await {
+            Ok(meta) => meta,
+            // A newer format in either copy is exit 2, never a guess at freshness.
+            Err(err) if !b.s3_meta || crate::meta::is_newer_format(&err) => return Err(err),
             Err(err) => {
                 ui::warn(&crate::error::one_line(&err));
                 None
             }
         },
-        None => None,
+        _ => None,
     };
-    let remote = match (&b.s3_meta, store) {
-        (Some(key), Some(store)) => match store.read_meta(key).await {
+    let remote = match (&stores.bucket, b.s3_meta) {
+        (Some(store), true) => match store.load_meta(&b.name).await {
             Ok(meta) => meta,
-            Err(err) if local.is_none() => return Err(err),
+            Err(err) if local.is_none() || crate::meta::is_newer_format(&err) => return Err(err),
             Err(err) => {
                 ui::warn(&crate::error::one_line(&err));
                 None
@@ -512,10 +501,10 @@ async fn read_meta(b: &Listed, store: Option<&s3::Store>) -> Result<Option<Meta>
         (None, None) => return Ok(None),
     };
     let mut found = Vec::new();
-    if let Some(dir) = &b.local_verdict {
-        found.push(verdicts::read_local(dir, &b.name));
+    if let (true, Some(store)) = (b.local_verdict, &stores.local) {
+        found.push(store.load_verdict(&b.name).await);
     }
-    if let (true, Some(store)) = (b.s3_verdict, store) {
+    if let (true, Some(store)) = (b.s3_verdict, &stores.bucket) {
         found.push(store.load_verdict(&b.name).await);
     }
     for result in found {

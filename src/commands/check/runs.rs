@@ -10,19 +10,13 @@ use chrono::{DateTime, Utc};
 
 use crate::meta::ServerIdentity;
 use crate::runs::{self, RunRecord, Status};
-use crate::settings::check::CheckSettings;
-use crate::storage::local::LocalStore;
-use crate::storage::s3;
+use crate::storage::Stores;
 
-/// The run records in the directory and (with `--s3`) under the prefix, one per run.
-pub async fn read(settings: &CheckSettings) -> Result<Vec<RunRecord>> {
+/// The run records in the directory and (with `--s3`) the bucket, one per run.
+pub async fn read(stores: &Stores) -> Result<Vec<RunRecord>> {
     let mut found: BTreeMap<String, RunRecord> = BTreeMap::new();
-    for r in runs::records(&LocalStore::new(&settings.backup_dir)).await? {
-        found.insert(r.file_name(), r);
-    }
-    if let Some(settings) = &settings.s3 {
-        let store = s3::connect(settings.clone()).await?;
-        for r in runs::records(&store).await? {
+    for store in stores.local.iter().chain(&stores.bucket) {
+        for r in runs::records(store).await? {
             // The later write (the end) wins.
             let newer = found
                 .get(&r.file_name())

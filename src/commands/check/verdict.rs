@@ -7,6 +7,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::meta::{Meta, Pin};
+pub use crate::settings::check::Limits;
 use crate::storage::{BackupName, Group};
 
 /// How many of a group's newest backups the trend shows (sizes come from the listing).
@@ -99,13 +100,6 @@ pub fn needs_meta(read: &[Seen], at: DateTime<Utc>, window_start: Option<DateTim
     }
     let passed_found = read.iter().any(|s| s.verified.is_some_and(|(_, ok)| ok));
     window_start.is_some_and(|start| at >= start) && !passed_found
-}
-
-/// The limits a group is judged by; None turns a check off.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Limits {
-    pub max_age: Option<Duration>,
-    pub max_verified_age: Option<Duration>,
 }
 
 /// A group's newest backup, one of its trend, or its newest verified backup.

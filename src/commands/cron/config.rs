@@ -52,13 +52,13 @@ pub(super) fn check_config(config: Result<CronConfig>) -> Result<ExitCode> {
         job.conn.endpoint(),
         job.output_dir.display(),
         job.policy,
-        if config.verify { "on" } else { "off" },
+        if config.verify.is_some() { "on" } else { "off" },
         if job.s3.is_some() { "on" } else { "off" },
     ));
-    if config.verify {
+    if let Some(verify) = &config.verify {
         ui::info(&format!(
             "verify expects {}",
-            config.expected_tables.describe(database_of(&config))
+            verify.expected_tables.describe(database_of(&config))
         ));
     }
     Ok(ExitCode::SUCCESS)

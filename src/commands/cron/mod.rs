@@ -13,7 +13,8 @@
 //!    to `--lock-wait`; a run that finds it held is *skipped* (exit 75),
 //!    which is alerted and counted too; then the heartbeat's `/start`;
 //! 6. back up (and upload, when S3 is configured): [`backup::dump_local_first`];
-//! 7. verify the new backup, with `--verify` or `VERIFY_ON_BACKUP=true`, even
+//! 7. the steps after the dump every backup takes ([`backup::after`]):
+//!    verify the new backup, with `--verify` or `VERIFY_ON_BACKUP=true`, even
 //!    when the upload failed (the local backup is complete); with
 //!    `--all-databases`, 6-8 run for each database of the run
 //!    ([`crate::commands::backup::each`]);
@@ -25,7 +26,6 @@
 //!    success, the metrics file always, the alert on failure. None of these
 //!    changes the exit code: 0 only when 6-8 succeeded.
 
-mod argv;
 mod config;
 mod logs;
 mod report;
@@ -38,21 +38,20 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 
 use crate::alert::{self, Step};
+use crate::commands::backup::after::{after_dump, After};
 use crate::commands::backup::{self, Made};
 use crate::commands::verify::fresh::VerifyCouldNotRun;
-use crate::commands::verify::{self, VerifyOptions};
 use crate::error::{self, usage};
-use crate::lock::{self, RunLock};
 use crate::metrics::StepMetric;
-use crate::settings::cron::{CronConfig, CronSettings, Reporter, ALL_DATABASES};
+use crate::settings::cron::{CronConfig, CronSettings, Reporter};
 use crate::signals::Signals;
+use crate::storage::Stores;
 use crate::ui;
 
-pub use argv::{command as argv_command, env_file_flag, is_cron, ENV_FILE_COMMANDS};
 pub use report::unparsed;
 
 /// What the run did so far, for the alert and the metrics.
-pub(crate) struct Run {
+pub(crate) struct CronRun {
     started: DateTime<Utc>,
     clock: Instant,
     log: Option<PathBuf>,
@@ -70,8 +69,8 @@ pub(crate) struct Failed {
     error: anyhow::Error,
 }
 
-pub async fn run(settings: CronSettings) -> Result<ExitCode> {
-    let mut run = Run::new();
+pub async fn run(settings: CronSettings, stores: &Stores) -> Result<ExitCode> {
+    let mut run = CronRun::new();
     let CronSettings {
         reporter,
         reporting,
@@ -102,29 +101,23 @@ pub async fn run(settings: CronSettings) -> Result<ExitCode> {
         }
     };
     let job = &config.plan.job;
-    let (mode, backup_dir) = (job.mode, &job.output_dir);
+    let backup_dir = &job.output_dir;
     config::storage_class_warning(job, false);
     crate::children::stop_leftovers().await;
     crate::archive::fetch_dir::sweep();
     ui::info(&format!(
         "pgbak cron {} starting (pid {}): {} into {}, keep {}, verify {}, log {}",
-        env!("CARGO_PKG_VERSION"),
+        crate::version::LINE,
         std::process::id(),
         config::what_is_backed_up(&config),
         backup_dir.display(),
         job.policy,
-        if config.verify { "on" } else { "off" },
+        if config.verify.is_some() { "on" } else { "off" },
         run.log
             .as_ref()
             .map_or(String::new(), |p| p.display().to_string())
     ));
-    let lock_database = match config.plan.all_databases {
-        Some(_) => ALL_DATABASES,
-        None => job.conn.dbname.as_str(),
-    };
-    let lock_name = lock::lock_file_name(lock_database, mode, None);
-    let lock = match RunLock::acquire_waiting(backup_dir, &lock_name, lock_wait, &mut signals).await
-    {
+    let lock = match backup::group_lock(&config.plan, lock_wait, &mut signals).await {
         Ok(lock) => lock,
         Err(err) if error::exit_code(&err) == error::LOCKED => {
             return Ok(report::skipped(&reporter, &run, &err).await);
@@ -132,7 +125,7 @@ pub async fn run(settings: CronSettings) -> Result<ExitCode> {
         Err(error) => return Ok(failed(&reporter, run, Step::Setup, error, keep).await),
     };
     report::started(&reporter).await;
-    let outcome = steps(&config, &mut run, &mut signals).await;
+    let outcome = steps(&config, stores, &mut run, &mut signals).await;
     let code = report::finish(&reporter, run, outcome, keep).await;
     drop(lock);
     Ok(code)
@@ -141,7 +134,7 @@ pub async fn run(settings: CronSettings) -> Result<ExitCode> {
 /// A run that ended before its steps: reported like any failure.
 async fn failed(
     reporter: &Reporter,
-    run: Run,
+    run: CronRun,
     step: Step,
     error: anyhow::Error,
     log_keep: u32,
@@ -149,9 +142,9 @@ async fn failed(
     report::finish(reporter, run, Err(Failed { step, error }), log_keep).await
 }
 
-impl Run {
-    pub(crate) fn new() -> Run {
-        Run {
+impl CronRun {
+    pub(crate) fn new() -> CronRun {
+        CronRun {
             started: Utc::now(),
             clock: Instant::now(),
             log: None,
@@ -179,18 +172,26 @@ impl Run {
     }
 }
 
-/// Steps 6-8; the first failure ends them, but a failed upload does not stop
-/// the verify and local retention of the complete local backup.
-async fn steps(config: &CronConfig, run: &mut Run, signals: &mut Signals) -> Result<(), Failed> {
+/// Steps 6-8: the backup, then the steps after the dump, under the rules
+/// written once in [`backup::after`] (a failed upload does not stop the
+/// verify and local retention of the complete local backup; a failed verify
+/// stops retention).
+async fn steps(
+    config: &CronConfig,
+    stores: &Stores,
+    run: &mut CronRun,
+    signals: &mut Signals,
+) -> Result<(), Failed> {
     let job = &config.plan.job;
+    let verify = config.verify.as_ref();
     if let Some(excludes) = &config.plan.all_databases {
         // Every database and the globals, each database at parity with a
         // one-database run: verified (with --verify), anomaly-checked, pruned.
-        let verify = config.verify.then(|| verify_options(config));
         let outcome = run
             .step(Step::Backup, async {
-                backup::check_object_lock(job).await?;
-                super::backup::all::backup_run(job, excludes, signals, verify.as_ref()).await
+                backup::check_object_lock(job, stores).await?;
+                let run = backup::all::backup_run(job, stores, excludes, signals, verify);
+                run.await
             })
             .await?;
         let result = outcome.result();
@@ -219,89 +220,42 @@ async fn steps(config: &CronConfig, run: &mut Run, signals: &mut Signals) -> Res
             error,
         });
     }
-    let (made, upload_failed) = run
+    let dumped = run
         .step(Step::Backup, async {
-            backup::check_object_lock(job).await?;
-            backup::dump_local_first(job, signals).await
+            backup::check_object_lock(job, stores).await?;
+            backup::dump_local_first(job, stores, signals).await
         })
         .await?;
-    run.made = Some(made.clone());
-    if let Some(err) = &upload_failed {
-        run.steps.push(StepMetric {
-            step: Step::Upload.as_str(),
-            success: false,
-            duration: std::time::Duration::ZERO,
-        });
-        ui::error(&format!(
-            "{}; verifying and pruning the local backups anyway",
-            error::one_line(err)
-        ));
+    run.made = Some(dumped.made.clone());
+    let after = After {
+        job,
+        stores,
+        verify,
+    };
+    let done = after_dump(&after, dumped, signals, &mut run.steps).await;
+    run.anomaly = done.anomaly;
+    if !done.deleted.is_empty() {
+        ui::info(&format!("retention removed {} file(s)", done.deleted.len()));
     }
-    if config.verify {
-        let verified = run
-            .step(Step::Verify, verify_step(config, &made, signals))
-            .await;
-        if let Err(mut failed) = verified {
-            if let Some(upload) = &upload_failed {
-                failed.error = failed
-                    .error
-                    .context(format!("(also: {})", error::one_line(upload)));
-            }
-            return Err(failed);
-        }
-    }
-    // The anomaly check first (a pin that could not be written stops
-    // retention), then retention: local only after a failed upload.
-    let (anomaly, deleted) = run
-        .step(Step::Retention, backup::after_backup(job, &made))
-        .await?;
-    run.anomaly = anomaly;
-    if !deleted.is_empty() {
-        ui::info(&format!("retention removed {} file(s)", deleted.len()));
-    }
-    match upload_failed {
-        Some(error) => Err(Failed {
-            step: Step::Upload,
-            error,
-        }),
+    match done.error {
+        Some((step, error)) => Err(Failed { step, error }),
         None => Ok(()),
     }
 }
 
-/// The options of the verify step (step 7) for a backup of `job`'s server.
-fn verify_options(config: &CronConfig) -> VerifyOptions {
-    let job = &config.plan.job;
-    let mut opts = VerifyOptions::new(job.conn.clone(), job.pg_bin_dir.clone());
-    opts.target = config.verify_target.clone();
-    opts.expected_tables = config.expected_tables.clone();
-    opts.identity_file = config.identity_file.clone();
-    opts.scratch_dir = config.scratch_dir.clone();
-    opts.require_encryption = config.require_encryption;
-    opts.trusted_keys = config.trusted_keys.clone();
-    opts
-}
-
-/// Step 7: restore the new backup into a temporary database (or the target
-/// server, or a throwaway cluster) and run every check of `pgbak verify`;
-/// the verdict is recorded locally and beside the upload.
-async fn verify_step(config: &CronConfig, made: &Made, signals: &mut Signals) -> Result<()> {
-    let s3 = config.plan.job.s3.as_ref();
-    verify::fresh::verify_made(&verify_options(config), s3, made, signals).await
-}
-
 /// How the run ended in `failed`, for the alert's wording.
-fn outcome_of(failed: &Failed) -> alert::Outcome {
+fn outcome_of(failed: &Failed) -> alert::RunEnd {
     let code = error::exit_code(&failed.error);
     if code == error::SIGINT || code == error::SIGTERM {
-        alert::Outcome::Interrupted
+        alert::RunEnd::Interrupted
     } else if failed
         .error
         .chain()
         .any(|cause| cause.is::<VerifyCouldNotRun>())
     {
-        alert::Outcome::CouldNotRun
+        alert::RunEnd::CouldNotRun
     } else {
-        alert::Outcome::Failed
+        alert::RunEnd::Failed
     }
 }
 
@@ -313,14 +267,14 @@ mod tests {
     #[test]
     fn outcomes_tell_interruptions_and_verify_that_could_not_run_apart() {
         let cases = [
-            (anyhow!("pg_dump failed"), alert::Outcome::Failed),
+            (anyhow!("pg_dump failed"), alert::RunEnd::Failed),
             (
                 error::interrupted(crate::signals::Signal::Terminate).context("verifying"),
-                alert::Outcome::Interrupted,
+                alert::RunEnd::Interrupted,
             ),
             (
                 anyhow::Error::new(VerifyCouldNotRun("connection refused".into())),
-                alert::Outcome::CouldNotRun,
+                alert::RunEnd::CouldNotRun,
             ),
         ];
         for (error, want) in cases {

@@ -9,14 +9,14 @@ use std::process::ExitCode;
 use anyhow::Result;
 use chrono::Utc;
 
-use super::argv::mode_arg;
 use super::{logs, outcome_of};
-use super::{Failed, Run};
-use crate::alert::{self, Failure, Outcome, Step};
+use super::{CronRun, Failed};
+use crate::alert::{self, Failure, RunEnd, Step};
 use crate::error::{self, usage};
 use crate::heartbeat::Ping;
 use crate::metrics::{self, RunMetrics, Update};
 use crate::settings::choices::AlertFormat;
+use crate::settings::command_line::mode_arg;
 use crate::settings::cron::{describe_refusal, reporting_only, Reporter};
 use crate::ui::{self, Verbosity};
 use crate::{settings, signals};
@@ -25,7 +25,7 @@ use crate::{settings, signals};
 /// heartbeat, metrics; the exit code.
 pub(super) async fn finish(
     reporter: &Reporter,
-    run: Run,
+    run: CronRun,
     outcome: Result<(), Failed>,
     log_keep: u32,
 ) -> ExitCode {
@@ -95,7 +95,7 @@ pub(super) async fn finish(
 /// and anomaly warning of a success.
 async fn report(
     reporter: &Reporter,
-    run: &Run,
+    run: &CronRun,
     outcome: &Result<(), Failed>,
     duration: std::time::Duration,
 ) {
@@ -122,13 +122,13 @@ async fn report(
     // An anomaly is a warning whatever else happened (a failed upload too).
     if let Some(findings) = &run.anomaly {
         let summary = findings.summary();
-        let warning = failure(reporter, run, Step::Anomaly, Outcome::Failed, &summary);
+        let warning = failure(reporter, run, Step::Anomaly, RunEnd::Failed, &summary);
         send_alert(reporter, &warning).await;
     }
     for db in &run.databases {
         if let Some(findings) = &db.anomaly {
             let summary = format!("database {}: {}", db.database, findings.summary());
-            let mut warning = failure(reporter, run, Step::Anomaly, Outcome::Failed, &summary);
+            let mut warning = failure(reporter, run, Step::Anomaly, RunEnd::Failed, &summary);
             warning.database = db.database.clone();
             send_alert(reporter, &warning).await;
         }
@@ -156,7 +156,7 @@ pub(super) async fn started(reporter: &Reporter) {
 
 /// The success ping's body: what was backed up, how big, each step's time,
 /// and the anomaly warning if there was one. Names and sizes only: no URL.
-fn success_summary(reporter: &Reporter, run: &Run, duration: std::time::Duration) -> String {
+fn success_summary(reporter: &Reporter, run: &CronRun, duration: std::time::Duration) -> String {
     let group = &reporter.group;
     let mut lines = vec![format!(
         "pgbak cron: {} backup of {} succeeded in {}s on {}",
@@ -201,10 +201,10 @@ fn success_summary(reporter: &Reporter, run: &Run, duration: std::time::Duration
 /// A run that found its group's lock held: one error line, an alert with
 /// status `skipped`, the skip counted in the metrics; exit 75. No heartbeat:
 /// the run holding the lock is the one being watched (it pinged `/start`).
-pub(super) async fn skipped(reporter: &Reporter, run: &Run, err: &anyhow::Error) -> ExitCode {
+pub(super) async fn skipped(reporter: &Reporter, run: &CronRun, err: &anyhow::Error) -> ExitCode {
     let one_line = error::one_line(err);
     ui::error(&format!("pgbak cron skipped: {one_line}"));
-    let failure = failure(reporter, run, Step::Setup, Outcome::Skipped, &one_line);
+    let failure = failure(reporter, run, Step::Setup, RunEnd::Skipped, &one_line);
     let code = match signals::unless_interrupted(send_alert(reporter, &failure)).await {
         Ok(()) => error::LOCKED,
         Err(sig) => sig.exit_code(),
@@ -242,7 +242,7 @@ pub async fn unparsed(argv: &[OsString], err: clap::Error) -> Result<ExitCode> {
             return Err(usage(format!("{message} (not alerted or logged: {why})")));
         }
     };
-    let mut run = Run::new();
+    let mut run = CronRun::new();
     let message = match reporting {
         Ok(()) => message,
         Err(err) => format!("{message}; {}", error::one_line(&err)),
@@ -257,7 +257,13 @@ pub async fn unparsed(argv: &[OsString], err: clap::Error) -> Result<ExitCode> {
     Ok(finish(&reporter, run, Err(failed), 0).await)
 }
 
-fn failure(reporter: &Reporter, run: &Run, step: Step, outcome: Outcome, error: &str) -> Failure {
+fn failure(
+    reporter: &Reporter,
+    run: &CronRun,
+    step: Step,
+    outcome: RunEnd,
+    error: &str,
+) -> Failure {
     Failure {
         service: reporter.alert_service.clone(),
         host: settings::host_name(),

@@ -12,7 +12,6 @@
 mod runs;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -21,11 +20,9 @@ use serde::Serialize;
 
 use crate::meta::Meta;
 use crate::mode::Mode;
-use crate::retention::apply::{self, Outcome, Remote, Scope};
+use crate::retention::apply::{self, Fate, Remote, Scope};
 use crate::settings::commands::{ListSettings, Output};
-use crate::storage::local::LocalStore;
-use crate::storage::s3::{self, Store};
-use crate::storage::{verdict, BackupName, BackupStore};
+use crate::storage::{verdict, Address, BackupName, Store, Stores};
 use crate::ui;
 
 /// One backup as `list` reports it (also the `--json` shape).
@@ -70,6 +67,10 @@ pub struct Entry {
     pub complete: bool,
     pub local: Option<LocalFiles>,
     pub s3: Option<RemoteObjects>,
+    /// Why its meta.json could not be read (e.g. written in a newer format by a
+    /// newer pgbak); absent when it was read or there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -97,16 +98,31 @@ struct Found {
     locked_until: Option<String>,
     /// The newest verdict found beside the backup (either place).
     verdict: Option<crate::meta::Verification>,
+    /// The error reading its meta.json, and whether it is a newer format (exit 2).
+    unreadable: Option<(String, bool)>,
 }
 
-pub async fn run(settings: ListSettings) -> Result<ExitCode> {
+impl Found {
+    /// Keeps a meta.json read error: warned, shown in the entry, and a newer
+    /// format than this pgbak reads makes the listing exit 2.
+    fn note_unreadable(&mut self, err: &anyhow::Error) {
+        let text = crate::error::one_line(err);
+        ui::warn(&text);
+        let newer = crate::meta::is_newer_format(err);
+        self.unreadable = Some((text, newer));
+    }
+}
+
+pub async fn run(settings: ListSettings, stores: &Stores) -> Result<ExitCode> {
     if settings.runs {
-        return runs::list(&settings).await;
+        return runs::list(&settings, stores).await;
     }
     let mut found: BTreeMap<String, Found> = BTreeMap::new();
-    list_local(&settings.backup_dir, &mut found)?;
-
     let now = Utc::now();
+    if let Some(local) = &stores.local {
+        list_in(local, now, &mut found).await?;
+    }
+
     let scope = Scope {
         policy: &settings.policy,
         just_made: None,
@@ -114,20 +130,18 @@ pub async fn run(settings: ListSettings) -> Result<ExitCode> {
         dry_run: true,
         store: "local",
     };
-    let store = match settings.s3.clone() {
-        Some(s3_settings) => Some(s3::connect(s3_settings).await?),
-        None => None,
-    };
-    let local_store = LocalStore::new(&settings.backup_dir);
-    let remote = store.as_ref().map(|store| Remote { store, apply: true });
-    let (local, remote) = apply::both(Some(&local_store), remote, &scope, now).await?;
-    let mut plans: BTreeMap<String, Outcome> = local
+    let remote = stores
+        .bucket
+        .as_ref()
+        .map(|store| Remote { store, apply: true });
+    let (local, remote) = apply::both(stores.local.as_ref(), remote, &scope, now).await?;
+    let mut plans: BTreeMap<String, Fate> = local
         .into_iter()
         .flat_map(|a| a.outcomes)
         .map(|o| (o.name.clone(), o))
         .collect();
 
-    if let (Some(store), Some(remote)) = (&store, remote) {
+    if let (Some(bucket), Some(remote)) = (&stores.bucket, remote) {
         for o in remote.outcomes {
             // Kept by either copy's rules: show why; else the S3 verdict.
             match plans.get(&o.name) {
@@ -137,11 +151,15 @@ pub async fn run(settings: ListSettings) -> Result<ExitCode> {
                 }
             }
         }
-        list_s3(store, now, &mut found).await?;
+        list_in(bucket, now, &mut found).await?;
     }
 
+    let newer = found
+        .values()
+        .filter(|f| f.unreadable.as_ref().is_some_and(|(_, newer)| *newer))
+        .count();
     let mut entries = entries(found, plans, now);
-    let statuses = runs::statuses(&settings).await?;
+    let statuses = runs::statuses(stores).await?;
     for e in &mut entries {
         e.run_status = e
             .cluster_run
@@ -155,7 +173,7 @@ pub async fn run(settings: ListSettings) -> Result<ExitCode> {
         ui::info(&format!(
             "no backups in {}{}",
             settings.backup_dir.display(),
-            if settings.s3.is_some() {
+            if stores.bucket.is_some() {
                 " or under the S3 prefix"
             } else {
                 ""
@@ -166,85 +184,82 @@ pub async fn run(settings: ListSettings) -> Result<ExitCode> {
             ui::stdout_line(&line);
         }
     }
+    if newer > 0 {
+        // Listed, but never misread: say so in the exit code too.
+        ui::error(&format!(
+            "{newer} backup(s) have a meta.json in a newer format than this pgbak {} reads: upgrade pgbak",
+            env!("CARGO_PKG_VERSION")
+        ));
+        return Ok(ExitCode::from(crate::error::USAGE));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The backups in the directory, with their meta.json.
-fn list_local(dir: &Path, found: &mut BTreeMap<String, Found>) -> Result<()> {
-    for backup in LocalStore::new(dir).list()? {
-        let entry = found.entry(backup.name.stem()).or_default();
-        entry.name = Some(backup.name.clone());
-        if backup.has_meta {
-            match Meta::read(&backup.meta) {
-                Ok(meta) => entry.meta = Some(meta),
-                Err(err) => ui::warn(&crate::error::one_line(&err)),
-            }
-        }
-        if backup.has_verdict {
-            match verdict::read_local(dir, &backup.name) {
-                Ok(v) => entry.verdict = verdict::newest(entry.verdict.take(), v),
-                Err(err) => ui::warn(&crate::error::one_line(&err)),
-            }
-        }
-        if backup.has_dump {
-            entry.size = Some(backup.size);
-        }
-        entry.local = Some((
-            backup.has_dump,
-            backup.has_meta,
-            LocalFiles {
-                dump: backup.has_dump.then(|| backup.dump.display().to_string()),
-                meta: backup.has_meta.then(|| backup.meta.display().to_string()),
-            },
-        ));
-    }
-    Ok(())
-}
-
-/// The backups under the S3 prefix; meta.json is fetched only for those
-/// without a local copy, Object Lock read when the bucket has it.
-async fn list_s3(
+/// The backups of one store, merged into `found` by file stem: the
+/// directory is listed first, so a bucket's meta.json is fetched only for
+/// backups without a local copy (a local meta.json is the same document,
+/// plus verify's result); each backup's newest verdict; the Object Lock of
+/// each dump when the store has it.
+async fn list_in(
     store: &Store,
     now: DateTime<Utc>,
     found: &mut BTreeMap<String, Found>,
 ) -> Result<()> {
-    let can_lock = store.object_lock_enabled().await?;
-    for backup in store.list().await? {
-        let entry = found.entry(backup.name.stem()).or_default();
-        entry.name = Some(backup.name.clone());
-        // A local meta.json is the same document (plus verify's result): no need to fetch.
+    let can_lock = store.can_lock().await?;
+    for backup in store.list_backups().await? {
+        let name = &backup.name;
+        let entry = found.entry(name.stem()).or_default();
+        entry.name = Some(name.clone());
         if backup.has_meta && entry.meta.is_none() {
-            match store.read_meta(&backup.meta_key).await {
+            match store.load_meta(name).await {
                 Ok(meta) => entry.meta = meta,
-                Err(err) => ui::warn(&crate::error::one_line(&err)),
+                Err(err) => entry.note_unreadable(&err),
             }
         }
         if backup.has_dump && entry.size.is_none() {
             entry.size = Some(backup.size);
         }
         if backup.has_verdict {
-            match store.load_verdict(&backup.name).await {
+            match store.load_verdict(name).await {
                 Ok(v) => entry.verdict = verdict::newest(entry.verdict.take(), v),
                 Err(err) => ui::warn(&crate::error::one_line(&err)),
             }
         }
         if can_lock && backup.has_dump {
             entry.locked_until = store
-                .retain_until(&backup.dump_key)
+                .locked_until(name)
                 .await?
                 .filter(|u| *u > now)
                 .map(|u| u.to_rfc3339_opts(SecondsFormat::Secs, true));
         }
-        entry.s3 = Some((
-            backup.has_dump,
-            backup.has_meta,
-            RemoteObjects {
-                bucket: store.bucket().to_owned(),
-                dump_key: backup.has_dump.then(|| backup.dump_key.clone()),
-                meta_key: backup.has_meta.then(|| backup.meta_key.clone()),
-                storage_class: backup.storage_class.clone(),
-            },
-        ));
+        let (dump, meta) = (
+            store.address(&name.dump_file()),
+            store.address(&name.meta_file()),
+        );
+        match (dump, meta) {
+            (Address::Object { bucket, key }, Address::Object { key: meta_key, .. }) => {
+                entry.s3 = Some((
+                    backup.has_dump,
+                    backup.has_meta,
+                    RemoteObjects {
+                        bucket,
+                        dump_key: backup.has_dump.then_some(key),
+                        meta_key: backup.has_meta.then_some(meta_key),
+                        storage_class: backup.storage_class.clone(),
+                    },
+                ))
+            }
+            (dump, meta) => {
+                entry.local = Some((
+                    backup.has_dump,
+                    backup.has_meta,
+                    LocalFiles {
+                        dump: backup.has_dump.then(|| dump.to_string()),
+                        meta: backup.has_meta.then(|| meta.to_string()),
+                    },
+                ))
+            }
+        }
     }
     Ok(())
 }
@@ -253,7 +268,7 @@ async fn list_s3(
 /// at the time the run started, its globals first.
 fn entries(
     found: BTreeMap<String, Found>,
-    mut plans: BTreeMap<String, Outcome>,
+    mut plans: BTreeMap<String, Fate>,
     now: DateTime<Utc>,
 ) -> Vec<Entry> {
     let mut entries: Vec<(chrono::NaiveDateTime, Entry)> = found
@@ -277,7 +292,7 @@ fn entries(
 fn entry(
     stem: String,
     f: Found,
-    plan: Option<Outcome>,
+    plan: Option<Fate>,
     now: DateTime<Utc>,
 ) -> Option<(chrono::NaiveDateTime, Entry)> {
     let name = f.name?;
@@ -318,6 +333,7 @@ fn entry(
         complete,
         local: f.local.map(|(_, _, files)| files),
         s3: f.s3.map(|(_, _, objects)| objects),
+        unreadable: f.unreadable.map(|(text, _)| text),
     };
     // A run's backups sort together, at the time the run started.
     let at = entry
@@ -348,10 +364,10 @@ pub fn table(entries: &[Entry]) -> Vec<String> {
         .iter()
         .map(|e| {
             [
-                if e.complete {
-                    e.name.clone()
-                } else {
-                    format!("{} (incomplete)", e.name)
+                match (e.complete, &e.unreadable) {
+                    (_, Some(_)) => format!("{} (unreadable meta.json)", e.name),
+                    (true, None) => e.name.clone(),
+                    (false, None) => format!("{} (incomplete)", e.name),
                 },
                 e.server.clone().unwrap_or_else(|| "?".into()),
                 e.mode.to_string(),

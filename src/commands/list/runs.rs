@@ -11,9 +11,7 @@ use serde::Serialize;
 
 use crate::runs::{self, RunRecord, Status};
 use crate::settings::commands::{ListSettings, Output};
-use crate::storage::local::LocalStore;
-use crate::storage::s3;
-use crate::storage::BackupStore;
+use crate::storage::{Store, Stores};
 use crate::ui;
 
 /// One run as `list --runs` reports it (also the `--json` shape).
@@ -33,8 +31,8 @@ pub struct RunEntry {
     pub location: &'static str,
 }
 
-pub async fn list(settings: &ListSettings) -> Result<ExitCode> {
-    let entries = read(settings).await?;
+pub async fn list(settings: &ListSettings, stores: &Stores) -> Result<ExitCode> {
+    let entries = read(stores).await?;
     if settings.output == Output::Json {
         ui::stdout_line(&serde_json::to_string_pretty(&entries)?);
     } else if entries.is_empty() {
@@ -48,30 +46,29 @@ pub async fn list(settings: &ListSettings) -> Result<ExitCode> {
 }
 
 /// Each recorded run's status by run id, for the RUN column of `list`.
-pub async fn statuses(settings: &ListSettings) -> Result<BTreeMap<String, &'static str>> {
-    Ok(read(settings)
+pub async fn statuses(stores: &Stores) -> Result<BTreeMap<String, &'static str>> {
+    Ok(read(stores)
         .await?
         .into_iter()
         .map(|e| (e.run_id, e.status))
         .collect())
 }
 
-/// The runs of the directory and (with `--s3`) the prefix, newest first.
-async fn read(settings: &ListSettings) -> Result<Vec<RunEntry>> {
+/// The runs of the directory and (with `--s3`) the bucket, newest first.
+async fn read(stores: &Stores) -> Result<Vec<RunEntry>> {
     let mut found: BTreeMap<String, (RunRecord, bool, bool)> = BTreeMap::new();
-    let local = LocalStore::new(&settings.backup_dir);
-    let mut present = dumps(&local).await?;
-    for r in runs::records(&local).await? {
-        found.insert(r.file_name(), (r, true, false));
-    }
-    if let Some(s3_settings) = settings.s3.clone() {
-        let store = s3::connect(s3_settings).await?;
-        present.extend(dumps(&store).await?);
-        for r in runs::records(&store).await? {
+    let mut present = BTreeSet::new();
+    for store in stores.local.iter().chain(&stores.bucket) {
+        let in_bucket = store.is_bucket();
+        present.extend(dumps(store).await?);
+        for r in runs::records(store).await? {
             found
                 .entry(r.file_name())
-                .and_modify(|e| e.2 = true)
-                .or_insert((r, false, true));
+                .and_modify(|e| {
+                    e.1 |= !in_bucket;
+                    e.2 |= in_bucket;
+                })
+                .or_insert((r, !in_bucket, in_bucket));
         }
     }
     let mut entries: Vec<RunEntry> = found
@@ -83,7 +80,7 @@ async fn read(settings: &ListSettings) -> Result<Vec<RunEntry>> {
 }
 
 /// The complete backups' dump file names in a store.
-async fn dumps(store: &impl BackupStore) -> Result<BTreeSet<String>> {
+async fn dumps(store: &Store) -> Result<BTreeSet<String>> {
     Ok(store
         .list_backups()
         .await?

@@ -25,6 +25,7 @@
 
 mod after;
 mod all;
+mod confirm;
 mod owners;
 mod table;
 mod target;
@@ -35,6 +36,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
+use crate::archive::restore::Restored;
 use crate::archive::{self, Backup, Header, MetaState, Wanted};
 use crate::encryption::decrypt::Plain;
 use crate::error::{one_line, usage};
@@ -47,18 +49,21 @@ use crate::pg::tools::PgTools;
 use crate::pg::url::ConnSettings;
 use crate::settings::restore::{RestoreOptions, RestoreSettings, Restoring};
 use crate::signals::Signals;
+use crate::storage::Store;
 use crate::ui;
 
 pub use owners::missing_roles;
 use owners::owners_wanted;
 use target::{confirm, create_schemas, maintenance_conn, write_list};
 
-pub async fn run(settings: RestoreSettings) -> Result<ExitCode> {
+pub async fn run(settings: RestoreSettings, store: &Store) -> Result<ExitCode> {
     let ok = match &settings.restoring {
-        Restoring::AllDatabases(place, wanted) => {
-            all::restore_all(&settings.conn, place, wanted, &settings.options).await?
+        Restoring::AllDatabases(_, wanted) => {
+            all::restore_all(&settings.conn, store, wanted, &settings.options).await?
         }
-        Restoring::One(wanted) => restore_into(&settings.options, wanted, &settings.conn).await?,
+        Restoring::One(wanted) => {
+            restore_into(&settings.options, wanted, store, &settings.conn).await?
+        }
     };
     Ok(if ok {
         ExitCode::SUCCESS
@@ -67,11 +72,12 @@ pub async fn run(settings: RestoreSettings) -> Result<ExitCode> {
     })
 }
 
-/// Restores the backup `wanted` names into `conn`'s database. Ok(false): the
-/// restore ran but a check failed (exit 1).
+/// Restores the backup `wanted` names (in `store`) into `conn`'s database.
+/// Ok(false): the restore ran but a check failed (exit 1).
 pub async fn restore_into(
     opts: &RestoreOptions,
     wanted: &Wanted,
+    store: &Store,
     conn: &ConnSettings,
 ) -> Result<bool> {
     // 1: never hang waiting for an answer nobody can give.
@@ -79,7 +85,7 @@ pub async fn restore_into(
     let mut signals = Signals::new()?;
 
     // 2: the backup, checked before the target is touched.
-    let backup = open_backup(opts, wanted, conn, &mut signals).await?;
+    let backup = open_backup(opts, wanted, store, conn, &mut signals).await?;
     let (admin, plan) = plan(opts, conn, &backup, &mut signals).await?;
     // An encrypted backup for a parallel restore is decrypted now (into an
     // unnamed scratch file), so a failure here leaves the target untouched.
@@ -89,8 +95,8 @@ pub async fn restore_into(
     } else {
         opts.tuning.jobs
     };
-    let (plain, jobs) = signals
-        .guard(backup.source.for_restore(jobs))
+    let (plain, jobs) = backup
+        .readable(jobs, &mut signals)
         .await
         .with_context(|| format!("not restoring {}", backup.located.dump.display()))?;
 
@@ -114,7 +120,6 @@ pub async fn restore_into(
     drop(admin);
 
     // 5: pg_restore (an encrypted backup decrypted on the way in).
-    let clock = std::time::Instant::now();
     let outcome = match run_pg_restore(opts, &into, &backup, &plan, plain, jobs, &mut signals).await
     {
         Ok(outcome) => outcome,
@@ -125,7 +130,7 @@ pub async fn restore_into(
             return Err(err);
         }
     };
-    let restored = judge_restore(opts, &outcome, clock, plan.server_major, &mut not_restored);
+    let restored = judge_restore(opts, &outcome, &mut not_restored);
     let mut failed = !restored;
 
     // 6: the restored database against meta.json, before anybody else can see it.
@@ -244,17 +249,19 @@ impl std::ops::Deref for Checked {
 async fn open_backup(
     opts: &RestoreOptions,
     wanted: &Wanted,
+    store: &Store,
     conn: &ConnSettings,
     signals: &mut Signals,
 ) -> Result<Checked> {
-    // An S3 backup's meta.json is asked before its dump is downloaded.
+    // A downloaded backup's meta.json is asked before its dump is fetched.
     let named = match wanted {
         Wanted::S3Object { s3, key } => format!("s3://{}/{key}", s3.bucket),
+        Wanted::Stored(file) => store.address(file).to_string(),
         _ => "the newest backup under the S3 prefix".to_owned(),
     };
     let before_download =
         |meta: Option<&Meta>| refuse_other(meta, &named, opts.allow_other_database, conn);
-    let located = archive::locate_checked(wanted, &before_download).await?;
+    let located = archive::locate_checked(wanted, store, &before_download).await?;
     let backup = Backup::open(located, &opts.tuning.decrypt)?;
     let dump = backup.located.dump.display().to_string();
     // Not a plaintext object where an encrypted one belongs, signed when signatures are required.
@@ -393,17 +400,11 @@ async fn plan(
         None => None,
     };
     if selection.is_none() {
-        let wanted: BTreeSet<String> = match meta {
-            Some(meta) => meta.extensions.keys().cloned().collect(),
-            None => listing.extensions.iter().cloned().collect(),
-        };
-        let missing = client::unavailable_extensions(&admin, &wanted).await?;
-        if !missing.is_empty() {
+        let wanted = backup.wanted_extensions(&listing);
+        if let Some(missing) = client::missing_extensions(&admin, &wanted, server.major()).await? {
             bail!(
-                "not restoring: the server at {} lacks the extension(s) {}; {}",
-                conn.endpoint(),
-                missing.join(", "),
-                client::install_hint(&missing, server.major())
+                "not restoring: the server at {} {missing}, {ELSEWHERE}",
+                conn.endpoint()
             );
         }
     }
@@ -464,15 +465,23 @@ async fn prepare_target(
     let mut into = conn.clone();
     if opts.create_db {
         let staging = target::staging_name(&conn.dbname);
-        not_restored = signals
-            .guard(target::create_staging(
-                admin,
-                &staging,
-                backup.meta().and_then(|m| m.database_properties.as_ref()),
-                &plan.roles,
-                plan.owners,
-            ))
-            .await?;
+        // Not raced with signals (a CREATE that committed then was left): checked after.
+        let created = target::create_staging(
+            admin,
+            &staging,
+            backup.meta().and_then(|m| m.database_properties.as_ref()),
+            &plan.roles,
+            plan.owners,
+        )
+        .await
+        .and_then(|items| crate::signals::check().map(|()| items));
+        not_restored = match created {
+            Ok(items) => items,
+            Err(err) => {
+                target::drop_staging(conn, &staging).await;
+                return Err(err);
+            }
+        };
         ui::info(&format!(
             "created database {} on {}: restored there, it replaces {} once complete (until \
              then nobody else sees the restore)",
@@ -488,11 +497,18 @@ async fn prepare_target(
     if plan.list_file.is_none() {
         if let Some(resolved) = &plan.selection {
             // pg_restore -n restores a schema's objects, not the schema itself.
-            create_schemas(&into, &resolved.schemas, signals).await?;
+            let made = create_schemas(&into, &resolved.schemas, signals).await;
+            if let (Err(_), true) = (&made, opts.create_db) {
+                target::drop_staging(conn, &into.dbname).await;
+            }
+            made?;
         }
     }
     Ok((not_restored, into))
 }
+
+/// Where else a backup can be restored when this server lacks an extension.
+const ELSEWHERE: &str = "or restore into a server where it is installed";
 
 /// Step 5: pg_restore into the target, reading `plain` (the archive, or its
 /// decryption), with the plan's selection and owners.
@@ -504,7 +520,7 @@ async fn run_pg_restore(
     plain: Plain,
     jobs: u32,
     signals: &mut Signals,
-) -> Result<pg_restore::Outcome> {
+) -> Result<Restored> {
     ui::info(&format!(
         "restoring {} into database {} on {} with {} jobs (maintenance_work_mem {})",
         backup.located.dump.display(),
@@ -513,11 +529,8 @@ async fn run_pg_restore(
         jobs,
         opts.tuning.maintenance_work_mem
     ));
+    let mwm = &opts.tuning.maintenance_work_mem;
     let job = RestoreJob {
-        tools: &plan.tools,
-        conn,
-        jobs,
-        maintenance_work_mem: &opts.tuning.maintenance_work_mem,
         list_file: plan.list_file.as_ref().map(tempfile::NamedTempFile::path),
         schemas: if plan.list_file.is_some() {
             &[]
@@ -529,19 +542,19 @@ async fn run_pg_restore(
         owners: plan.owners,
         table_way: plan.table.as_ref().map(|t| t.way),
         lock_wait_timeout: Some(opts.lock_wait_timeout),
+        ..RestoreJob::new(&plan.tools, conn, jobs, mwm)
     };
-    plain.restore(&job, signals).await
+    archive::restore::restore(plain, &job, plan.server_major, signals).await
 }
 
 /// Step 5's verdict: objects not created named (and added to `not_restored`),
 /// errors printed. True when pg_restore succeeded.
 fn judge_restore(
     opts: &RestoreOptions,
-    outcome: &pg_restore::Outcome,
-    clock: std::time::Instant,
-    server_major: u32,
+    restored: &Restored,
     not_restored: &mut Vec<String>,
 ) -> bool {
+    let outcome = &restored.verdict;
     for object in &outcome.not_created {
         ui::warn(&format!(
             "not restored: {object} (a role it names does not exist on this server; create \
@@ -555,10 +568,10 @@ fn judge_restore(
         ));
         not_restored.push(format!("{object} (needs a superuser)"));
     }
-    if outcome.succeeded() && outcome.needs_superuser.is_empty() {
+    if restored.succeeded() && outcome.needs_superuser.is_empty() {
         ui::info(&format!(
             "pg_restore finished in {:.1}s ({} harmless warning(s))",
-            clock.elapsed().as_secs_f64(),
+            restored.duration.as_secs_f64(),
             outcome.warnings.len()
         ));
         return true;
@@ -574,13 +587,14 @@ fn judge_restore(
             outcome.blockers.join(", ")
         ));
     }
-    let mut err = pg_restore::failure(outcome);
-    if let Some(ext) = outcome.missing_extension() {
-        err = err.context(client::install_hint(
-            std::slice::from_ref(&ext),
-            server_major,
-        ));
+    let failure = restored.failure.as_deref().unwrap_or_default();
+    match &restored.missing {
+        Some(missing) => ui::error(&format!(
+            "{failure}. {}, {ELSEWHERE}",
+            missing.install_hint()
+        )),
+        None if !failure.is_empty() => ui::error(failure),
+        None => {}
     }
-    ui::error(&crate::error::one_line(&err));
     false
 }

@@ -7,7 +7,6 @@ use std::collections::BTreeSet;
 use anyhow::{anyhow, Context, Result};
 use tokio_postgres::error::SqlState;
 
-use crate::error::usage;
 use crate::meta::Meta;
 use crate::pg::client::{self, quote_ident};
 use crate::pg::url::ConnSettings;
@@ -99,28 +98,7 @@ pub(super) async fn confirm(
     } else {
         text.push_str("  objects are added to the existing database\n");
     }
-    text.push_str(&format!(
-        "Type the database name ({}) to continue: ",
-        conn.dbname
-    ));
-    eprint!("{text}");
-    let answer = signals
-        .guard(async {
-            tokio::task::spawn_blocking(|| {
-                let mut line = String::new();
-                std::io::stdin().read_line(&mut line).map(|_| line)
-            })
-            .await
-            .context("reading the confirmation stopped unexpectedly")?
-            .context("reading the confirmation")
-        })
-        .await?;
-    if answer.trim_end_matches(['\n', '\r']) != conn.dbname {
-        return Err(usage(
-            "the name typed does not match the database name: nothing was restored",
-        ));
-    }
-    Ok(())
+    super::confirm::typed(&text, "database name", &conn.dbname, signals).await
 }
 
 /// The staging database of a `--create-db` restore of `name`: readable,
@@ -173,7 +151,7 @@ pub(super) async fn drop_staging(conn: &ConnSettings, staging: &str) {
             .await
             .map_err(|e| db_error(e, &format!("dropping {}", quote_ident(staging))))
     };
-    match tokio::time::timeout(std::time::Duration::from_secs(10), work).await {
+    match tokio::time::timeout(std::time::Duration::from_secs(30), work).await {
         Ok(Ok(())) => crate::ui::info(&format!(
             "removed the unfinished copy {}; {} was not touched",
             quote_ident(staging),

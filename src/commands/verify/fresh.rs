@@ -11,8 +11,7 @@ use super::{verify_backup, Status, VerifyOptions};
 use crate::commands::backup::Made;
 use crate::error;
 use crate::signals::Signals;
-use crate::storage::s3::{self, S3Settings};
-use crate::storage::{verdict, BackupStore};
+use crate::storage::{verdict, Store, Stores};
 use crate::ui;
 
 /// Verify could not run (no server to restore into): no verdict on the backup.
@@ -32,13 +31,13 @@ impl std::error::Error for VerifyCouldNotRun {}
 /// failed checks; one that could not run is a [`VerifyCouldNotRun`].
 pub async fn verify_made(
     opts: &VerifyOptions,
-    s3: Option<&S3Settings>,
+    stores: &Stores,
     made: &Made,
     signals: &mut Signals,
 ) -> Result<()> {
     let report = verify_backup(opts, &made.dump, signals).await?;
-    if let Some(settings) = s3 {
-        publish(settings, made).await;
+    if let Some(bucket) = &stores.bucket {
+        publish(bucket, made).await;
     }
     if report.passed {
         return Ok(());
@@ -63,7 +62,7 @@ pub async fn verify_made(
 /// bucket, beside the uploaded copy (meta.json there stays as uploaded: it
 /// may be under Object Lock). A failure is a warning: the verdict is still
 /// in the local directory.
-async fn publish(settings: &S3Settings, made: &Made) {
+async fn publish(bucket: &Store, made: &Made) {
     let Some(location) = &made.meta.s3 else {
         return;
     };
@@ -74,8 +73,10 @@ async fn publish(settings: &S3Settings, made: &Made) {
         let Some(verification) = verdict::read_local(dir, &made.name)? else {
             return Ok(());
         };
-        let store = s3::connect(settings.in_bucket(&location.bucket)).await?;
-        store.store_verdict(&made.name, &verification).await
+        bucket
+            .holding(location)
+            .store_verdict(&made.name, &verification)
+            .await
     }
     .await;
     if let Err(err) = result {

@@ -41,26 +41,26 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use chrono::{SecondsFormat, Utc};
 
+use crate::archive::restore::{self, Restored};
 use crate::archive::{self, Backup, Located, MetaState, Untrusted};
 use crate::meta::{Meta, Verification};
 use crate::mode::Mode;
-use crate::pg::client::{self, install_hint, quote_ident};
+use crate::pg::client::{self, quote_ident};
 use crate::pg::restore::{self as pg_restore, Listing, RestoreJob};
 use crate::pg::tools::PgTools;
 use crate::settings::commands::Output;
 use crate::settings::verify::VerifySettings;
 use crate::signals::Signals;
-use crate::storage::s3::S3Settings;
-use crate::storage::BackupStore;
+use crate::storage::Store;
 use crate::ui;
 
 pub use crate::settings::verify::{split_table, Target, VerifyOptions};
 pub use report::{Check, CheckId, Report, Status};
-use target::{Place, Prepared, Server};
+use target::{Prepared, Server, TempTarget};
 
-pub async fn run(settings: VerifySettings) -> Result<ExitCode> {
+pub async fn run(settings: VerifySettings, store: &Store) -> Result<ExitCode> {
     let mut signals = Signals::new()?;
-    let located = archive::locate(&settings.backup).await?;
+    let located = archive::locate(&settings.backup, store).await?;
     let report = verify_located(&settings.options, located, &mut signals).await?;
     if settings.output == Output::Json {
         ui::stdout_line(&serde_json::to_string_pretty(&report).context("encoding the report")?);
@@ -85,12 +85,12 @@ pub async fn verify_backup(
 }
 
 /// One verify's inputs, read-only for every step.
-pub(super) struct Run<'a> {
+pub(super) struct Verifying<'a> {
     opts: &'a VerifyOptions,
     backup: &'a Backup,
 }
 
-impl Run<'_> {
+impl Verifying<'_> {
     fn meta(&self) -> Option<&Meta> {
         self.backup.meta()
     }
@@ -110,11 +110,11 @@ pub async fn verify_located(
     ui::info(&format!("verifying {}", located.dump.display()));
     // A missing or wrong identity is a usage error (exit 2) before anything is touched.
     let backup = Backup::open(located, &opts.decrypt())?;
-    let run = Run {
+    let run = Verifying {
         opts,
         backup: &backup,
     };
-    let mut place: Option<Place> = None;
+    let mut place: Option<TempTarget> = None;
     let outcome = run_checks(&run, signals, &mut report, &mut place).await;
     if let Some(place) = place {
         target::remove(opts.no_cleanup, place, &mut report).await;
@@ -146,45 +146,27 @@ fn verification_of(report: &Report) -> Verification {
     }
 }
 
-/// Records the verdict where the backup lives: beside it under the S3
-/// prefix it was read from, or, for a local file, beside it and in its
-/// meta.json's `verification` (atomically; the other keys as they were).
-/// A failure is a warning: the verdict is still the exit code.
+/// Records the verdict where the backup lives (its store: a
+/// `<stem>.verify.json` beside it; in a directory also in its meta.json's
+/// `verification`, atomically, the other keys as they were). A failure is a
+/// warning: the verdict is still the exit code.
 async fn record(meta: &Meta, located: &Located, verification: &Verification) {
-    let recorded = match (&located.origin, &located.meta_path) {
-        (Some(origin), _) => {
-            async {
-                let store = crate::storage::s3::connect(S3Settings::clone(&origin.s3)).await?;
-                store.store_verdict(&origin.name, verification).await?;
-                Ok(store.uri(&store.key_for(&origin.name.verdict_file())))
-            }
-            .await
-        }
-        (None, Some(path)) if !located.temporary => record_local(meta, path, verification),
-        _ => return,
+    let Some(origin) = &located.origin else {
+        return;
     };
-    match recorded {
-        Ok(place) => ui::info(&format!("verdict recorded in {place}")),
+    match origin
+        .store
+        .record_verdict(&origin.file, meta, verification)
+        .await
+    {
+        Ok(Some(place)) => ui::info(&format!("verdict recorded in {place}")),
+        Ok(None) => {}
         Err(err) => ui::warn(&format!(
             "could not record the verdict beside {}: {}",
             located.dump.display(),
             crate::error::one_line(&err)
         )),
     }
-}
-
-/// A local backup's verdict: `<stem>.verify.json` beside it, and meta.json's field.
-fn record_local(meta: &Meta, path: &Path, verification: &Verification) -> Result<String> {
-    let mut meta = meta.clone();
-    meta.verification = Some(verification.clone());
-    meta.write(path)?;
-    let file = path.file_name().map(|f| f.to_string_lossy().into_owned());
-    let name = file.as_deref().and_then(crate::storage::BackupName::parse);
-    if let (Some(name), Some(dir)) = (name, path.parent()) {
-        crate::storage::verdict::write_local(dir, &name, verification)?;
-        return Ok(dir.join(name.verdict_file()).display().to_string());
-    }
-    Ok(path.display().to_string())
 }
 
 /// The last line: passed, failed (naming the checks), or could not run.
@@ -217,10 +199,10 @@ fn summarize(report: &Report, located: &Located) {
 /// The steps; each either goes on or has already said in the report why the
 /// rest is skipped. `Err` is an interruption or a fault of pgbak's own.
 async fn run_checks(
-    run: &Run<'_>,
+    run: &Verifying<'_>,
     signals: &mut Signals,
     report: &mut Report,
-    place: &mut Option<Place>,
+    place: &mut Option<TempTarget>,
 ) -> Result<()> {
     if !meta_and_checksum(run, signals, report).await? {
         return Ok(());
@@ -248,10 +230,7 @@ async fn run_checks(
     else {
         return Ok(());
     };
-    let extensions: BTreeSet<String> = match run.meta() {
-        Some(meta) => meta.extensions.keys().cloned().collect(),
-        None => archive.listing.extensions.iter().cloned().collect(),
-    };
+    let extensions = run.backup.wanted_extensions(&archive.listing);
     let copy = signals.guard(client::connect(&prepared.copy_conn)).await?;
     if !restore_copy(
         run,
@@ -272,7 +251,7 @@ async fn run_checks(
 /// Checks 1-2: meta.json, and the checksum before anything reads the archive.
 /// False when the file does not match its checksum (the rest is skipped).
 async fn meta_and_checksum(
-    run: &Run<'_>,
+    run: &Verifying<'_>,
     signals: &mut Signals,
     report: &mut Report,
 ) -> Result<bool> {
@@ -336,7 +315,7 @@ struct Opened {
 /// Check 3: the header, the target server (its version decides the tools),
 /// a pg_restore that reads the archive, and its table of contents.
 async fn open_archive(
-    run: &Run<'_>,
+    run: &Verifying<'_>,
     signals: &mut Signals,
     report: &mut Report,
 ) -> Result<Option<Opened>> {
@@ -377,7 +356,7 @@ async fn open_archive(
 /// Check 5: pg_restore into the temporary database, after making sure the
 /// server has every extension the archive needs. False when it could not run.
 async fn restore_copy(
-    run: &Run<'_>,
+    run: &Verifying<'_>,
     archive: &Opened,
     prepared: &Prepared,
     copy: &tokio_postgres::Client,
@@ -385,37 +364,31 @@ async fn restore_copy(
     signals: &mut Signals,
     report: &mut Report,
 ) -> Result<bool> {
-    let missing = client::unavailable_extensions(copy, extensions).await?;
-    if missing.is_empty() {
-        // Created by pgbak itself, as the connecting role: the throwaway role
-        // that restores may not create most extensions.
-        let created = signals
-            .guard(create_extensions(run, archive, prepared, copy, extensions))
-            .await;
-        if report
-            .settle(CheckId::Restore, created, "the restore could not run")?
-            .is_none()
-        {
-            return Ok(false);
-        }
-    } else {
+    if let Some(missing) =
+        client::missing_extensions(copy, extensions, prepared.server_major).await?
+    {
         report.fail(
             CheckId::Restore,
             format!(
-                "the verify server ({}) lacks the extension(s) {}: {}",
-                report.target.clone().unwrap_or_default(),
-                missing.join(", "),
-                install_hint(&missing, prepared.server_major)
+                "the verify server ({}) {missing}, {ELSEWHERE}",
+                report.target.clone().unwrap_or_default()
             ),
         );
         report.skip_rest("the restore could not run");
         return Ok(false);
     }
-    let clock = Instant::now();
-    let (plain, jobs) = match signals
-        .guard(run.backup.source.for_restore(run.opts.jobs))
-        .await
+    // Created by pgbak itself, as the connecting role: the throwaway role
+    // that restores may not create most extensions.
+    let created = signals
+        .guard(create_extensions(run, archive, prepared, copy, extensions))
+        .await;
+    if report
+        .settle(CheckId::Restore, created, "the restore could not run")?
+        .is_none()
     {
+        return Ok(false);
+    }
+    let (plain, jobs) = match run.backup.readable(run.opts.jobs, signals).await {
         Ok(opened) => opened,
         Err(err) if crate::error::exit_code(&err) != crate::error::FAILED => return Err(err),
         Err(err) => {
@@ -436,27 +409,37 @@ async fn restore_copy(
     // superuser (or an extension's owner) may create (named in the verdict).
     let (toc, left_out) = pg_restore::superuser_only(&archive.listing.toc);
     let list_file = write_list(&toc)?;
+    let mwm = &run.opts.maintenance_work_mem;
     let job = RestoreJob {
-        tools: &archive.tools,
-        conn: &prepared.restore_conn,
-        jobs,
-        maintenance_work_mem: &run.opts.maintenance_work_mem,
         list_file: Some(list_file.path()),
-        schemas: &[],
-        owners: false,
-        table_way: None,
-        lock_wait_timeout: None,
-        tablespaces: false,
-        role: None,
+        ..RestoreJob::new(&archive.tools, &prepared.restore_conn, jobs, mwm)
     };
-    let mut outcome = plain.restore(&job, signals).await?;
+    let mut restored = restore::restore(plain, &job, prepared.server_major, signals).await?;
+    let outcome = &mut restored.verdict;
     for object in left_out {
         if !outcome.needs_superuser.contains(&object) {
             outcome.needs_superuser.push(object);
         }
     }
     report.pg_restore_warnings = outcome.warnings.clone();
-    if outcome.succeeded() && !outcome.not_created.is_empty() {
+    report_restore(&restored, report);
+    Ok(true)
+}
+
+/// Where else a backup can be verified when this server lacks an extension.
+const ELSEWHERE: &str = "or verify with --target-url / --ephemeral where it is installed";
+
+/// Check 5's line: passed (naming what only a superuser could create),
+/// failed, or restored without the objects a missing role names.
+fn report_restore(restored: &Restored, report: &mut Report) {
+    let outcome = &restored.verdict;
+    if let Some(failure) = &restored.failure {
+        let detail = match &restored.missing {
+            Some(missing) => format!("{failure}. {}, {ELSEWHERE}", missing.install_hint()),
+            None => failure.clone(),
+        };
+        report.fail(CheckId::Restore, detail);
+    } else if !outcome.not_created.is_empty() {
         // The rows are there, but a copy without its policies is not the backup.
         report.fail(
             CheckId::Restore,
@@ -469,10 +452,10 @@ async fn restore_copy(
                 outcome.not_created.join(", ")
             ),
         );
-    } else if outcome.succeeded() {
+    } else {
         let mut detail = format!(
             "pg_restore finished in {:.1}s ({} harmless warning(s))",
-            clock.elapsed().as_secs_f64(),
+            restored.duration.as_secs_f64(),
             outcome.warnings.len()
         );
         if !outcome.needs_superuser.is_empty() {
@@ -484,17 +467,7 @@ async fn restore_copy(
             ));
         }
         report.pass(CheckId::Restore, detail);
-    } else {
-        let mut detail = pg_restore::failure(&outcome).to_string();
-        if let Some(ext) = outcome.missing_extension() {
-            detail = format!(
-                "{detail}. {}",
-                install_hint(std::slice::from_ref(&ext), prepared.server_major)
-            );
-        }
-        report.fail(CheckId::Restore, detail);
     }
-    Ok(true)
 }
 
 /// A table of contents for pg_restore's `--use-list`, in a temporary file.
@@ -510,7 +483,7 @@ fn write_list(toc: &str) -> Result<tempfile::NamedTempFile> {
 /// lists as the source's), each in the schema the archive names, created in
 /// the temporary database as the connecting role. A failure is a Finding.
 async fn create_extensions(
-    run: &Run<'_>,
+    run: &Verifying<'_>,
     archive: &Opened,
     prepared: &Prepared,
     copy: &tokio_postgres::Client,
@@ -531,7 +504,7 @@ async fn create_extensions(
 /// lock). A copy that cannot be read (the server went away) fails the checks
 /// not yet decided; the report still prints.
 async fn check_copy(
-    run: &Run<'_>,
+    run: &Verifying<'_>,
     prepared: &Prepared,
     copy: &tokio_postgres::Client,
     extensions: &BTreeSet<String>,

@@ -8,7 +8,7 @@ use anyhow::Result;
 use tokio_postgres::Client;
 
 use super::report::{CheckId, Report};
-use super::{Run, Target};
+use super::{Target, Verifying};
 use crate::pg::client::{self, quote_ident, ServerVersion};
 use crate::pg::ephemeral::{Cleanup, Ephemeral};
 use crate::pg::tempdb;
@@ -21,7 +21,7 @@ use crate::ui;
 
 /// The temporary database and, for --ephemeral, the cluster holding it:
 /// whatever exists of it is removed when the run ends, whichever way.
-pub struct Place {
+pub struct TempTarget {
     admin: ConnSettings,
     /// The throwaway role, once created (on a shared server: dropped at the end).
     role: Option<String>,
@@ -53,7 +53,7 @@ pub struct Prepared {
 /// Connects to the server of `--target-url` (or the source's). Ok(None) when
 /// it cannot be reached: the report then says verify could not run.
 pub async fn connect(
-    run: &Run<'_>,
+    run: &Verifying<'_>,
     signals: &mut Signals,
     report: &mut Report,
 ) -> Result<Option<Server>> {
@@ -97,12 +97,12 @@ fn could_not_run<T>(err: anyhow::Error, report: &mut Report) -> Result<Option<T>
 /// exist). `place` holds what exists as soon as it exists, so a signal at any
 /// point still removes it.
 pub async fn prepare(
-    run: &Run<'_>,
+    run: &Verifying<'_>,
     server: Option<Server>,
     tools: &PgTools,
     signals: &mut Signals,
     report: &mut Report,
-    place: &mut Option<Place>,
+    place: &mut Option<TempTarget>,
 ) -> Result<Option<Prepared>> {
     let server = match server {
         Some(server) => server,
@@ -120,7 +120,7 @@ pub async fn prepare(
         verify_role::sweep_dead_runs(&server.client).await;
     }
     // The place is known before CREATE ROLE/DATABASE run: a signal in between still drops them.
-    let place = place.get_or_insert_with(|| Place {
+    let place = place.get_or_insert_with(|| TempTarget {
         admin: server.conn.clone(),
         role: None,
         database: None,
@@ -183,11 +183,11 @@ pub async fn prepare(
 /// beside the dump replayed; connected as its superuser. None when it could
 /// not start (the report says why).
 async fn start_cluster(
-    run: &Run<'_>,
+    run: &Verifying<'_>,
     tools: &PgTools,
     signals: &mut Signals,
     report: &mut Report,
-    place: &mut Option<Place>,
+    place: &mut Option<TempTarget>,
 ) -> Result<Option<Server>> {
     let cleanup = if run.opts.no_cleanup {
         Cleanup::Keep
@@ -202,7 +202,7 @@ async fn start_cluster(
         Err(err) => return could_not_run(err, report),
     };
     let conn = cluster.conn("postgres");
-    *place = Some(Place {
+    *place = Some(TempTarget {
         admin: conn.clone(),
         role: None,
         database: None,
@@ -249,7 +249,7 @@ async fn login_check(conn: &ConnSettings, role: &VerifyRole) -> Result<()> {
 
 /// The database name the temporary one is named after: meta.json's, else the
 /// file name's, else the connection's.
-fn base_name(run: &Run<'_>) -> String {
+fn base_name(run: &Verifying<'_>) -> String {
     run.meta()
         .map(|m| m.database.clone())
         .or_else(|| {
@@ -264,10 +264,10 @@ fn base_name(run: &Run<'_>) -> String {
 
 /// Drops the temporary database and stops the cluster, or with --no-cleanup
 /// says what was left and how to remove it.
-pub async fn remove(no_cleanup: bool, place: Place, report: &mut Report) {
+pub async fn remove(no_cleanup: bool, place: TempTarget, report: &mut Report) {
     // The advisory lock is held to the end: until the database is dropped or
     // unmarked, no other run's sweep may take it for a dead run's.
-    let Place {
+    let TempTarget {
         admin,
         role,
         database,

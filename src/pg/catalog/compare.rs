@@ -50,7 +50,7 @@ pub enum Depth {
 /// The outcome for one kind: how many recorded objects were checked, and
 /// what is missing or different in the copy (one phrase per object).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Outcome {
+pub struct Compared {
     pub recorded: usize,
     pub problems: Vec<String>,
     /// The same problems without definitions or states (expressions, role
@@ -76,14 +76,14 @@ struct Fact {
 /// object must be in the copy (extra objects in the copy are fine), with the
 /// same definition at [`Depth::Definitions`]; a sequence must not be behind
 /// its recorded value.
-pub fn compare(recorded: &Catalog, copy: &Catalog, depth: Depth) -> BTreeMap<Kind, Outcome> {
+pub fn compare(recorded: &Catalog, copy: &Catalog, depth: Depth) -> BTreeMap<Kind, Compared> {
     let mut out = BTreeMap::new();
     for kind in Kind::ALL {
         let want = facts(recorded, kind);
         let have = facts(copy, kind);
-        let mut outcome = Outcome {
+        let mut outcome = Compared {
             recorded: want.len(),
-            ..Outcome::default()
+            ..Compared::default()
         };
         for (key, fact) in &want {
             let (told, sealed) = match have.get(key) {

@@ -18,7 +18,7 @@ use tokio_postgres::Client;
 use crate::mode::Mode;
 
 mod compare;
-pub use compare::{compare, Depth, Kind, Outcome};
+pub use compare::{compare, Compared, Depth, Kind};
 
 /// Schema objects of one database at one instant (meta.json's `schema_objects`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

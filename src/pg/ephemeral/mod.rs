@@ -93,7 +93,7 @@ fn create_private(path: &Path) -> Result<File> {
         .append(true)
         .create_new(true)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)
         .with_context(|| format!("creating {}", path.display()))
 }

@@ -12,6 +12,8 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::Duration;
 
+use rustix::fs::OFlags;
+
 use super::{DIR_PREFIX, OWNER_FILE};
 use crate::ui;
 
@@ -35,7 +37,7 @@ pub fn trusted_dir(facts: &DirFacts, owners: &[u32]) -> bool {
 fn open_own_file(path: &Path, owners: &[u32]) -> Option<File> {
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
         .open(path)
         .ok()?;
     let meta = file.metadata().ok()?;

@@ -59,15 +59,9 @@ pub fn server_user(name: &str) -> Result<Option<ServerUser>> {
 
 /// uid and gid of the system user `name`, if there is one.
 pub fn lookup(name: &str) -> Option<(u32, u32)> {
-    let name = std::ffi::CString::new(name).ok()?;
-    // SAFETY: name is a valid C string; the result is read at once, before any other getpw* call
-    // (pgbak looks users up only here, from one task at a time).
-    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
-    if pw.is_null() {
-        return None;
-    }
-    // SAFETY: pw is non-null and points to a valid passwd struct.
-    Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
+    // getpwnam_r through nix: the system's name service (files, LDAP, sssd), as `id NAME`.
+    let user = nix::unistd::User::from_name(name).ok().flatten()?;
+    Some((user.uid.as_raw(), user.gid.as_raw()))
 }
 
 /// Whether a child of pgbak dies with it.
@@ -101,22 +95,12 @@ pub fn command_as(
     }
     cmd.current_dir(cwd).stdin(Stdio::null()).kill_on_drop(true);
     if let Some(user) = user {
-        let (uid, gid) = (user.uid, user.gid);
-        // SAFETY: only async-signal-safe calls (setgroups, setgid, setuid) between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setgid(gid) != 0
-                    || libc::setuid(uid) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        // In the child, before it runs anything, std sets the gid, drops the
+        // supplementary groups (setgroups(0), as root), then sets the uid.
+        cmd.gid(user.gid).uid(user.uid);
     }
     if tether == Tether::DiesWithPgbak {
-        crate::pg::tools::die_with_parent(&mut cmd, libc::SIGQUIT);
+        crate::pg::tools::die_with_parent(&mut cmd, rustix::process::Signal::QUIT);
     }
     cmd
 }

@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use rustix::process::{Pid, Signal};
 use tokio::process::{Child, Command};
 
 use super::tools::{self, PgTools};
@@ -23,7 +24,7 @@ mod unprivileged;
 mod verdict;
 pub use unprivileged::{extension_schemas, superuser_only};
 pub use verdict::{
-    classify, distinct, failure, judge, missing_extension, one_line, Outcome, STDERR_CAP,
+    classify, distinct, failure, judge, missing_extension, one_line, PgRestoreVerdict, STDERR_CAP,
 };
 
 /// Where pg_restore reads the archive: a file (seekable, so `--jobs` works) or
@@ -41,19 +42,14 @@ impl Input {
         match self {
             Input::File(path) => match own_fd(path) {
                 // pgbak is not dumpable (crate::hardening), so a child may not
-                // open /proc/<pgbak>/fd/N: it inherits the descriptor instead
-                // and opens its own /proc/self/fd/N (its workers too).
-                Some(fd) => {
-                    cmd.arg(format!("/proc/self/fd/{fd}"));
-                    // SAFETY: only fcntl (async-signal-safe) between fork and exec, on a
-                    // descriptor this process holds open for the child's whole life.
-                    unsafe {
-                        cmd.pre_exec(move || {
-                            let fd = std::os::fd::BorrowedFd::borrow_raw(fd);
-                            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())
-                                .map_err(std::io::Error::from)
-                        });
-                    }
+                // open /proc/<pgbak>/fd/N: it gets the file as its stdin
+                // instead and opens its own /proc/self/fd/0 (its workers too,
+                // which inherit it). Every pg_restore runs with --no-password
+                // or without a connection, so nothing reads that stdin.
+                Some(_) => {
+                    let file = std::fs::File::open(path)
+                        .context("passing the decrypted archive to pg_restore")?;
+                    cmd.arg("/proc/self/fd/0").stdin(Stdio::from(file));
                 }
                 None => {
                     cmd.arg(path);
@@ -178,6 +174,32 @@ pub struct RestoreJob<'a> {
     pub role: Option<&'a str>,
 }
 
+impl<'a> RestoreJob<'a> {
+    /// The whole archive into `conn`'s database with `jobs` jobs, and nothing
+    /// more: no owners, privileges or tablespaces, no selection, no lock
+    /// limit (verify's copy). Restore adds what it keeps.
+    pub fn new(
+        tools: &'a PgTools,
+        conn: &'a ConnSettings,
+        jobs: u32,
+        maintenance_work_mem: &'a str,
+    ) -> RestoreJob<'a> {
+        RestoreJob {
+            tools,
+            conn,
+            jobs,
+            maintenance_work_mem,
+            list_file: None,
+            schemas: &[],
+            owners: false,
+            table_way: None,
+            lock_wait_timeout: None,
+            tablespaces: false,
+            role: None,
+        }
+    }
+}
+
 /// How `restore --table` treats the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableWay {
@@ -233,7 +255,7 @@ pub async fn restore(
     job: &RestoreJob<'_>,
     input: &Input,
     signals: &mut Signals,
-) -> Result<Outcome> {
+) -> Result<PgRestoreVerdict> {
     if let Some(way) = job.table_way {
         return script::in_one_transaction(job, way, input, signals).await;
     }
@@ -270,7 +292,7 @@ pub async fn restore(
     let child = cmd
         .spawn()
         .with_context(|| format!("starting {}", job.tools.tool("pg_restore").display()))?;
-    let mut group = Group::new(child);
+    let mut group = ProcessGroup::new(child);
     let watch = job
         .lock_wait_timeout
         .map(|limit| sessions::Watch::start(job.conn.clone(), own.clone(), limit));
@@ -287,7 +309,7 @@ pub async fn restore(
         sig = signals.recv() => {
             ui::warn(&format!("{}: stopping pg_restore and its statements on the server", sig.name()));
             // Frozen first, so it starts nothing new while its sessions end.
-            group.signal(libc::SIGSTOP);
+            group.signal(Signal::STOP);
             sessions::terminate(job.conn, &own).await;
             group.stop().await;
             return Err(interrupted(sig));
@@ -307,52 +329,49 @@ pub async fn restore(
 }
 
 /// A child in its own process group, killed with its group when dropped.
-struct Group {
+struct ProcessGroup {
     child: Child,
     pgid: Option<i32>,
     reaped: bool,
 }
 
-impl Group {
-    fn new(child: Child) -> Group {
+impl ProcessGroup {
+    fn new(child: Child) -> ProcessGroup {
         let pgid = child.id().and_then(|id| i32::try_from(id).ok());
-        Group {
+        ProcessGroup {
             child,
             pgid,
             reaped: false,
         }
     }
 
-    fn signal(&self, sig: libc::c_int) {
-        if let Some(pgid) = self.pgid.filter(|p| *p > 0) {
-            // SAFETY: kill has no memory effects; a negative pid names the process group.
-            unsafe {
-                libc::kill(-pgid, sig);
-            }
+    fn signal(&self, sig: Signal) {
+        if let Some(pgid) = self.pgid.and_then(Pid::from_raw) {
+            let _ = rustix::process::kill_process_group(pgid, sig);
         }
     }
 
     /// SIGTERM, then SIGKILL (a stopped group is continued to see the SIGTERM).
     async fn stop(&mut self) {
-        self.signal(libc::SIGTERM);
-        self.signal(libc::SIGCONT);
+        self.signal(Signal::TERM);
+        self.signal(Signal::CONT);
         if tokio::time::timeout(Duration::from_secs(3), self.child.wait())
             .await
             .is_err()
         {
-            self.signal(libc::SIGKILL);
+            self.signal(Signal::KILL);
             let _ = self.child.wait().await;
         }
         // Workers may outlive the leader by a moment.
-        self.signal(libc::SIGKILL);
+        self.signal(Signal::KILL);
         self.reaped = true;
     }
 }
 
-impl Drop for Group {
+impl Drop for ProcessGroup {
     fn drop(&mut self) {
         if !self.reaped {
-            self.signal(libc::SIGKILL);
+            self.signal(Signal::KILL);
         }
     }
 }

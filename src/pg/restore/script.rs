@@ -12,7 +12,9 @@ use std::process::Stdio;
 use anyhow::{Context, Result};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use super::{dbname_conninfo, pgoptions, Input, Outcome, RestoreJob, TableWay, STDERR_CAP};
+use super::{
+    dbname_conninfo, pgoptions, Input, PgRestoreVerdict, RestoreJob, TableWay, STDERR_CAP,
+};
 use crate::error::interrupted;
 use crate::pg::tools;
 use crate::signals::Signals;
@@ -24,7 +26,7 @@ pub async fn in_one_transaction(
     way: TableWay,
     input: &Input,
     signals: &mut Signals,
-) -> Result<Outcome> {
+) -> Result<PgRestoreVerdict> {
     let mut script = job.tools.command("pg_restore", job.conn);
     if !job.owners {
         script.arg("--no-owner").arg("--no-privileges");
@@ -168,8 +170,8 @@ pub fn adjust_prelude_line(line: &[u8]) -> Option<String> {
 
 /// psql's stderr: its `ERROR:` lines (with the `DETAIL:` after each) are
 /// the errors; NOTICEs (`DROP ... IF EXISTS` of what is not there) are not.
-pub fn judge(stderr: &str, success: bool) -> Outcome {
-    let mut outcome = Outcome {
+pub fn judge(stderr: &str, success: bool) -> PgRestoreVerdict {
+    let mut outcome = PgRestoreVerdict {
         warnings: Vec::new(),
         errors: Vec::new(),
         not_created: Vec::new(),

@@ -7,7 +7,7 @@ use anyhow::anyhow;
 
 /// pg_restore's stderr, sorted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Outcome {
+pub struct PgRestoreVerdict {
     /// Complaints that leave the data intact.
     pub warnings: Vec<String>,
     /// Errors: the copy is not complete.
@@ -31,7 +31,7 @@ pub struct Outcome {
     pub blockers: Vec<String>,
 }
 
-impl Outcome {
+impl PgRestoreVerdict {
     pub fn succeeded(&self) -> bool {
         self.errors.is_empty()
     }
@@ -75,7 +75,7 @@ pub fn judge(
     signal: Option<i32>,
     truncated: bool,
     jobs: u32,
-) -> Outcome {
+) -> PgRestoreVerdict {
     let counted_per_entry = if jobs > 1 { 2 } else { 1 };
     let mut outcome = classify(stderr, code == Some(0));
     match code {
@@ -126,11 +126,11 @@ fn ignored_errors(stderr: &str) -> Option<usize> {
 /// owner that does not exist on this server, an extension or schema that
 /// already exists, a setting written by a newer pg_dump that this server does
 /// not know (`SET transaction_timeout` from pg_dump 17 on a 16 server).
-pub fn classify(stderr: &str, exit_ok: bool) -> Outcome {
-    let mut outcome = Outcome::default();
+pub fn classify(stderr: &str, exit_ok: bool) -> PgRestoreVerdict {
+    let mut outcome = PgRestoreVerdict::default();
     let mut current: Option<String> = None;
     let mut context: Option<String> = None;
-    let finish = |entry: Option<String>, outcome: &mut Outcome| {
+    let finish = |entry: Option<String>, outcome: &mut PgRestoreVerdict| {
         if let Some(entry) = entry {
             outcome.error_entries += 1;
             let text = entry.trim().to_owned();
@@ -323,7 +323,7 @@ pub fn one_line(text: &str) -> String {
 }
 
 /// The error for a restore that failed: the real errors, quoted.
-pub fn failure(outcome: &Outcome) -> anyhow::Error {
+pub fn failure(outcome: &PgRestoreVerdict) -> anyhow::Error {
     let shown: Vec<String> = outcome.errors.iter().take(5).map(|e| one_line(e)).collect();
     let more = outcome.errors.len().saturating_sub(shown.len());
     let mut text = format!(

@@ -211,7 +211,7 @@ fn kept_dates(plan: &[Decision]) -> Vec<String> {
         .collect()
 }
 
-/// The README's worked example: a year (and a bit) of nightly backups.
+/// The worked example of docs/retention.md: a year (and a bit) of nightly backups.
 #[test]
 fn gfs_over_a_year_of_nightly_backups() {
     let from = Utc.with_ymd_and_hms(2025, 1, 1, 2, 0, 0).unwrap();

@@ -1,8 +1,7 @@
-use clap::Parser;
-
 use super::*;
 use crate::cli::{Cli, Command};
 use crate::error::{exit_code, USAGE};
+use crate::settings::env::parse_with;
 
 fn global() -> GlobalSettings {
     GlobalSettings {
@@ -14,40 +13,32 @@ fn global() -> GlobalSettings {
     }
 }
 
-fn backup_args(flags: &[&str]) -> BackupArgs {
-    let argv = ["pgbak", "backup"].iter().chain(flags);
-    match Cli::try_parse_from(argv).expect("parses").command {
-        Command::Backup(args) => args,
-        _ => unreachable!(),
-    }
-}
-
-fn cron_dump_args(flags: &[&str]) -> DumpArgs {
-    let argv = ["pgbak", "cron"].iter().chain(flags);
-    match Cli::try_parse_from(argv).expect("parses").command {
-        Command::Cron(args) => args.dump,
-        _ => unreachable!(),
-    }
+/// The command line `pgbak COMMAND FLAGS`, parsed against `env` as a run
+/// parses it (each flag's variable included).
+fn parsed(command: &str, flags: &[&str], env: &Env) -> Result<Command> {
+    let head = ["pgbak", command];
+    let argv = head.iter().chain(flags);
+    let cli = parse_with::<Cli>(argv, env).map_err(|e| usage(e.to_string()))?;
+    Ok(cli.command)
 }
 
 const URL: (&str, &str) = ("DATABASE_URL", "postgresql://u:pw@db.example:5433/app");
 
 fn backup(flags: &[&str], env: &[(&str, &str)]) -> Result<BackupSettings> {
-    BackupSettings::resolve_in(
-        &global(),
-        backup_args(flags),
-        &Env::from_pairs(env.to_vec()),
-    )
+    let env = Env::loaded(env.iter().copied());
+    let Command::Backup(args) = parsed("backup", flags, &env)? else {
+        unreachable!()
+    };
+    BackupSettings::resolve_in(&global(), args, &env)
 }
 
 fn cron(flags: &[&str], env: &[(&str, &str)]) -> Result<BackupPlan> {
-    BackupPlan::resolve_in(
-        &global(),
-        &cron_dump_args(flags),
-        PathBuf::from("/var/backups/x"),
-        Runner::Unattended,
-        &Env::from_pairs(env.to_vec()),
-    )
+    let env = Env::loaded(env.iter().copied());
+    let Command::Cron(args) = parsed("cron", flags, &env)? else {
+        unreachable!()
+    };
+    let dir = PathBuf::from("/var/backups/x");
+    BackupPlan::resolve_in(&global(), &args.dump, dir, Runner::Unattended, &env)
 }
 
 fn is_usage(result: Result<impl std::fmt::Debug>) -> bool {
@@ -104,28 +95,78 @@ fn a_bucket_means_an_upload_unless_no_s3() {
 
 #[test]
 fn the_flag_or_the_variable_leaves_role_passwords_out() {
-    // (flags, PGBAK_NO_ROLE_PASSWORDS, backup's value, cron's value or None for exit 2)
-    type Case<'a> = (&'a [&'a str], Option<&'a str>, bool, Option<bool>);
+    // (flags, PGBAK_NO_ROLE_PASSWORDS, the value for backup and cron alike, or None for exit 2)
+    type Case<'a> = (&'a [&'a str], Option<&'a str>, Option<bool>);
     let cases: [Case; 6] = [
-        (&[], None, false, Some(false)),
-        (&[], Some("true"), true, Some(true)),
-        (&[], Some("off"), false, Some(false)),
-        // backup reads the variable as the scripts did; cron refuses a typo.
-        (&[], Some("yes-please"), false, None),
-        (&["--no-role-passwords"], None, true, Some(false)),
-        (&["--no-role-passwords"], Some("false"), true, Some(false)),
+        (&[], None, Some(false)),
+        (&[], Some("true"), Some(true)),
+        (&[], Some("off"), Some(false)),
+        // One parser for both: a typo is exit 2, not "off" (backup read it as "off" before).
+        (&[], Some("yes-please"), None),
+        (&["--no-role-passwords"], None, Some(true)),
+        (&["--no-role-passwords"], Some("false"), Some(true)),
     ];
-    for (flags, value, want_backup, want_cron) in cases {
+    for (flags, value, want) in cases {
         let mut env = vec![URL];
         if let Some(value) = value {
             env.push(("PGBAK_NO_ROLE_PASSWORDS", value));
         }
-        let got = backup(flags, &env).unwrap().plan.job.no_role_passwords;
-        assert_eq!(got, want_backup, "backup {flags:?} {value:?}");
-        let cron_flags: &[&str] = &[];
-        let got = cron(cron_flags, &env).ok().map(|p| p.job.no_role_passwords);
-        assert_eq!(got, want_cron, "cron {value:?}");
+        let got = backup(flags, &env);
+        match want {
+            None => assert!(is_usage(got), "backup {flags:?} {value:?}"),
+            Some(want) => assert_eq!(got.unwrap().plan.job.no_role_passwords, want),
+        }
+        let got = cron(flags, &env).ok().map(|p| p.job.no_role_passwords);
+        assert_eq!(got, want, "cron {flags:?} {value:?}");
     }
+}
+
+#[test]
+fn every_boolean_variable_is_strict_for_backup_and_cron_alike() {
+    // Each variable with a value the scripts' lenient reading took as "off"
+    // (or clap's boolish parser as a boolean): now exit 2 for both commands.
+    for (name, value) in [
+        ("PGBAK_ALL_DATABASES", "ture"),
+        ("PGBAK_NO_ROLE_PASSWORDS", "enabled"),
+        ("PGBAK_PAUSE_REPLAY", "y"),
+        ("PGBAK_REQUIRE_ENCRYPTION", "maybe"),
+    ] {
+        let env = [URL, (name, value)];
+        assert!(is_usage(backup(&[], &env)), "backup {name}={value}");
+        assert!(is_usage(cron(&[], &env)), "cron {name}={value}");
+    }
+}
+
+#[test]
+fn pause_replay_from_the_flag_or_the_variable_unless_no_pause_replay() {
+    let pause = |flags: &[&str], value: Option<&str>| {
+        let mut env = vec![URL];
+        env.extend(value.map(|v| ("PGBAK_PAUSE_REPLAY", v)));
+        let backup = backup(flags, &env).unwrap().plan.job.pause_replay;
+        let cron = cron(flags, &env).unwrap().job.pause_replay;
+        assert_eq!(backup, cron, "{flags:?} {value:?}");
+        backup
+    };
+    assert!(!pause(&[], None));
+    assert!(pause(&["--pause-replay"], None));
+    assert!(pause(&[], Some("on")));
+    assert!(!pause(&[], Some("0")));
+    assert!(!pause(&["--no-pause-replay"], Some("true")));
+    assert!(!pause(
+        &["--no-pause-replay", "--pause-replay"],
+        Some("true")
+    ));
+    assert!(!pause(&["--pause-replay", "--no-pause-replay"], None));
+}
+
+#[test]
+fn require_encryption_from_the_flag_or_the_variable() {
+    let key = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+    let required = [URL, ("PGBAK_REQUIRE_ENCRYPTION", "yes")];
+    assert!(is_usage(backup(&[], &required)));
+    assert!(is_usage(backup(&["--require-encryption"], &[URL])));
+    assert!(backup(&["--encrypt-to", key], &required).is_ok());
+    assert!(backup(&[], &[URL, ("PGBAK_REQUIRE_ENCRYPTION", "no")]).is_ok());
 }
 
 #[test]
@@ -142,6 +183,7 @@ fn all_databases_from_the_flag_or_the_variable_takes_full_backups_only() {
     );
     assert!(is_usage(all(&["--mode", "schema"], &env)));
     assert!(is_usage(all(&["--exclude-database", "["], &env)));
+    assert_eq!(all(&["--no-all-databases"], &env).unwrap(), None);
     // The same rules for cron, whose variable is strict.
     assert_eq!(
         cron(&["--all-databases"], &[URL])

@@ -1,7 +1,5 @@
-use clap::Parser;
-
 use super::*;
-use crate::cli::Command;
+use crate::cli::{Cli, Command};
 use crate::error::{exit_code, USAGE};
 
 fn global() -> GlobalSettings {
@@ -14,12 +12,18 @@ fn global() -> GlobalSettings {
     }
 }
 
-fn cron(flags: &[&str], env: &[(&str, &str)]) -> CronSettings {
+/// `pgbak cron FLAGS` with the variables `env`, as the run would parse and resolve them.
+fn parsed(flags: &[&str], env: &[(&str, &str)]) -> Result<CronSettings, clap::Error> {
+    let env = Env::loaded(env.iter().copied());
     let argv = ["pgbak", "cron"].iter().chain(flags);
-    let Command::Cron(args) = Cli::try_parse_from(argv).expect("parses").command else {
+    let Command::Cron(args) = crate::settings::env::parse_with::<Cli>(argv, &env)?.command else {
         unreachable!()
     };
-    CronSettings::resolve_in(&global(), *args, &Env::from_pairs(env.to_vec()))
+    Ok(CronSettings::resolve_in(&global(), *args, &env))
+}
+
+fn cron(flags: &[&str], env: &[(&str, &str)]) -> CronSettings {
+    parsed(flags, env).expect("parses")
 }
 
 const URL: (&str, &str) = ("DATABASE_URL", "postgresql://u@db.example/app");
@@ -37,53 +41,96 @@ fn a_run_resolves_with_its_group_and_defaults() {
     assert_eq!(s.reporter.group.mode, "full");
     let config = s.config.expect("valid");
     assert_eq!(config.plan.job.output_dir, PathBuf::from("/b"));
-    assert!(!config.verify && matches!(config.verify_target, Target::SourceServer));
+    assert!(config.verify.is_none());
+    let s = cron(&["--verify"], &[URL]);
+    let verify = s.config.expect("valid").verify.expect("verifies");
+    assert!(matches!(verify.target, Target::SourceServer));
+    // `pgbak verify`'s defaults, written once.
+    assert_eq!(verify.jobs, crate::settings::defaults::RESTORE_JOBS);
+    assert_eq!(
+        verify.maintenance_work_mem,
+        crate::settings::defaults::MAINTENANCE_WORK_MEM
+    );
+    assert!(verify.record && !verify.no_cleanup);
     let s = cron(&["--all-databases", "--check-config"], &[URL]);
     assert!(s.check_config);
     assert_eq!(s.reporter.group.database, ALL_DATABASES);
 }
 
 #[test]
-fn verify_from_the_flag_or_the_strict_variable() {
-    // (flags, VERIFY_ON_BACKUP, verify on, or None for exit 2)
-    let cases: [(&[&str], Option<&str>, Option<bool>); 5] = [
+fn verify_from_the_flag_or_the_strict_variable_unless_no_verify() {
+    // (flags, VERIFY_ON_BACKUP, verify on, or None when the command line is refused: exit 2)
+    let cases: [(&[&str], Option<&str>, Option<bool>); 10] = [
         (&[], None, Some(false)),
         (&["--verify"], None, Some(true)),
         (&[], Some("yes"), Some(true)),
+        (&[], Some("ON"), Some(true)),
         (&["--verify"], Some("false"), Some(true)),
         (&[], Some("yes-please"), None),
+        // --no-verify switches a `true` in the environment off for one run.
+        (&["--no-verify"], Some("true"), Some(false)),
+        (&["--no-verify"], None, Some(false)),
+        // --no-verify wins over --verify too, wherever it stands.
+        (&["--no-verify", "--verify"], Some("true"), Some(false)),
+        (&["--verify", "--no-verify"], None, Some(false)),
     ];
     for (flags, value, want) in cases {
         let mut env = vec![URL];
         env.extend(value.map(|v| ("VERIFY_ON_BACKUP", v)));
-        let s = cron(flags, &env);
-        assert!(s.reporting.is_ok(), "the reporting part stands apart");
-        let got = s.config.as_ref().ok().map(|c| c.verify);
+        let s = parsed(flags, &env);
+        let got = s
+            .as_ref()
+            .ok()
+            .map(|s| s.config.as_ref().expect("valid").verify.is_some());
         assert_eq!(got, want, "{flags:?} {value:?}");
-        if want.is_none() {
-            assert_eq!(config_error(s), Some(USAGE));
+        if let Err(err) = s {
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+            let line = describe_refusal(&[], &err);
+            assert!(line.contains("not a boolean"), "{line}");
         }
     }
 }
 
 #[test]
+fn all_databases_from_the_variable_unless_no_all_databases() {
+    let all = |flags: &[&str], value: &str| {
+        let s = cron(flags, &[URL, ("PGBAK_ALL_DATABASES", value)]);
+        let config = s.config.expect("valid");
+        assert_eq!(
+            s.reporter.group.database == ALL_DATABASES,
+            config.plan.all_databases.is_some(),
+            "the group and the plan agree"
+        );
+        config.plan.all_databases.is_some()
+    };
+    assert!(all(&[], "true"));
+    assert!(!all(&[], "off"));
+    assert!(!all(&["--no-all-databases"], "true"));
+    assert!(!all(&["--no-all-databases", "--all-databases"], "false"));
+    assert!(!all(&["--all-databases", "--no-all-databases"], "true"));
+    assert!(parsed(&[], &[URL, ("PGBAK_ALL_DATABASES", "ture")]).is_err());
+}
+
+#[test]
 fn the_verify_target_is_a_url_or_a_throwaway_cluster() {
     let s = cron(
-        &["--verify-target-url", "postgresql://v:pw@other/x"],
+        &[
+            "--verify",
+            "--verify-target-url",
+            "postgresql://v:pw@other/x",
+        ],
         &[URL],
     );
-    let Target::Url(conn) = s.config.expect("valid").verify_target else {
+    let verify = |s: CronSettings| s.config.expect("valid").verify.expect("verifies").target;
+    let Target::Url(conn) = verify(s) else {
         panic!("a URL target")
     };
     assert_eq!(
         (conn.host.to_string(), conn.dbname),
         ("other".to_owned(), "x".to_owned())
     );
-    let s = cron(&["--verify-ephemeral"], &[URL]);
-    assert!(matches!(
-        s.config.expect("valid").verify_target,
-        Target::Ephemeral
-    ));
+    let s = cron(&["--verify", "--verify-ephemeral"], &[URL]);
+    assert!(matches!(verify(s), Target::Ephemeral));
     assert!(cron(&["--verify-target-url", "mysql://x"], &[URL])
         .config
         .is_err());

@@ -112,7 +112,7 @@ enum Sub {
         #[arg(
             long,
             env = "PGBAK_TEST_PAUSE",
-            value_parser = clap::builder::BoolishValueParser::new(),
+            value_parser = crate::settings::parse_bool,
             action = clap::ArgAction::SetTrue
         )]
         pause: bool,

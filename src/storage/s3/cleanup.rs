@@ -130,7 +130,7 @@ impl Store {
             // Its marker goes too (not one another upload of the same key wrote).
             if found.is_some_and(|m| m.upload_id == upload.upload_id) {
                 delete_marker(
-                    &self.client,
+                    self.client().await,
                     self.bucket(),
                     &marker::marker_key(&upload.key),
                 )
@@ -188,7 +188,7 @@ impl Store {
             {
                 crate::signals::check()?;
                 ui::info(&format!("removing {}: its upload is gone", self.uri(key)));
-                delete_marker(&self.client, self.bucket(), key).await;
+                delete_marker(self.client().await, self.bucket(), key).await;
             }
         }
         Ok(())
@@ -203,7 +203,8 @@ impl Store {
         let mut id_marker: Option<String> = None;
         loop {
             let page = self
-                .client
+                .client()
+                .await
                 .list_multipart_uploads()
                 .bucket(self.bucket())
                 .prefix(prefix)
@@ -240,7 +241,8 @@ impl Store {
 
     /// Aborts one multipart upload.
     async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()> {
-        self.client
+        self.client()
+            .await
             .abort_multipart_upload()
             .bucket(self.bucket())
             .key(key)

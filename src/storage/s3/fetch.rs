@@ -26,7 +26,8 @@ impl Store {
 
     async fn download_inner(&self, key: &str, dest: &Path) -> Result<(String, u64)> {
         let out = self
-            .client
+            .client()
+            .await
             .get_object()
             .bucket(self.bucket())
             .key(key)

@@ -125,12 +125,14 @@ impl Marker {
 
 /// Whether a pid runs on this host (one we may not signal runs too).
 pub fn pid_alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return true;
     };
-    // SAFETY: signal 0 only checks that the process exists.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    // Signal 0 only checks that the process exists.
+    rustix::process::test_kill_process(pid) != Err(rustix::io::Errno::SRCH)
 }
 
 /// The marker of a running upload, rewritten until [`LiveMarker::remove`].
@@ -212,7 +214,8 @@ impl Store {
         let body = serde_json::to_vec(&marker).context("encoding the upload marker")?;
         let (sse, kms_key) = self.sse_headers();
         let sent = self
-            .client
+            .client()
+            .await
             .put_object()
             .bucket(self.bucket())
             .key(marker_key(key))
@@ -281,7 +284,8 @@ impl Store {
         let body = serde_json::to_vec(marker).context("encoding the upload marker")?;
         let (sse, kms_key) = self.sse_headers();
         // No storage class: a small object that lives for hours is cheapest in STANDARD.
-        self.client
+        self.client()
+            .await
             .put_object()
             .bucket(self.bucket())
             .key(key)

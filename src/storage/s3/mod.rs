@@ -11,13 +11,14 @@
 //! completes; the caller then fails the run.
 
 mod cleanup;
+mod config;
 mod fetch;
 mod marker;
 mod part;
 pub mod part_plan;
-mod settings;
 mod upload;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -36,15 +37,15 @@ use aws_sdk_s3::types::{ChecksumMode, Delete, Object, ObjectIdentifier, ServerSi
 use aws_sdk_s3::Client;
 use base64::Engine as _;
 
-use super::{is_plain_file_name, BackupName};
+use super::{is_plain_file_name, BackupName, Listed, Listing};
 use crate::meta::Meta;
 use crate::ui;
 
 pub use cleanup::OpenUpload;
+pub use config::{keep_warning, normalize_prefix, S3Settings, Sse, SseAlgorithm, StorageClass};
 pub use fetch::{fetch_backup, fetch_backup_checked, parse_uri, Fetched, MetaCheck};
 pub use marker::{Claim, MARKER_SUFFIX};
 pub use part_plan::{PartPlan, DEFAULT_PART_SIZE, MIB, S3_MAX_PART_SIZE, S3_MIN_PART_SIZE};
-pub use settings::{keep_warning, normalize_prefix, S3Settings, Sse, SseAlgorithm, StorageClass};
 pub use upload::{S3Sink, UploadFailed, UploadHandle};
 
 /// What the AWS SDK would otherwise read from the process environment,
@@ -64,11 +65,26 @@ pub struct SdkEnv {
     pub response_checksum: Option<ResponseChecksumValidation>,
 }
 
-/// A connected bucket and prefix.
+/// A bucket and prefix. The SDK client behind it is made at the first
+/// request and shared by every store derived from this one ([`Store::at`]):
+/// one run loads the AWS configuration once, however many commands, steps
+/// and prefixes it touches.
 #[derive(Clone)]
 pub struct Store {
-    pub(super) client: Client,
+    sdk: Arc<Sdk>,
     pub settings: S3Settings,
+}
+
+/// The SDK client of one run, made once, on first use.
+struct Sdk {
+    /// The settings it is made from (the region, endpoint, credentials and
+    /// timeouts: the same for every bucket and prefix of the run).
+    settings: S3Settings,
+    connected: tokio::sync::OnceCell<Connected>,
+}
+
+struct Connected {
+    client: Client,
     /// Send SHA-256 checksums and compare them after upload (off when
     /// `AWS_REQUEST_CHECKSUM_CALCULATION=when_required`).
     checksums: bool,
@@ -76,13 +92,53 @@ pub struct Store {
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+impl Store {
+    /// The store of `settings`; nothing is loaded or asked until its first
+    /// request. Only `storage` builds stores, at dispatch ([`crate::storage::Stores`]).
+    pub(in crate::storage) fn new(settings: S3Settings) -> Store {
+        Store {
+            sdk: Arc::new(Sdk {
+                settings: settings.clone(),
+                connected: tokio::sync::OnceCell::new(),
+            }),
+            settings,
+        }
+    }
+
+    /// The same client in another bucket and prefix (an `s3://` URI names
+    /// its own; a backup's recorded location may be another bucket).
+    pub fn at(&self, bucket: &str, prefix: &str) -> Store {
+        let mut settings = self.settings.in_bucket(bucket);
+        settings.prefix = prefix.to_owned();
+        Store {
+            sdk: self.sdk.clone(),
+            settings,
+        }
+    }
+
+    async fn connected(&self) -> &Connected {
+        self.sdk
+            .connected
+            .get_or_init(|| connect(&self.sdk.settings))
+            .await
+    }
+
+    pub(super) async fn client(&self) -> &Client {
+        &self.connected().await.client
+    }
+
+    pub(super) async fn checksums(&self) -> bool {
+        self.connected().await.checksums
+    }
+}
+
 /// Builds the client. Region: the one the settings name (`--s3-region`,
 /// `S3_REGION`, `AWS_REGION`, `AWS_DEFAULT_REGION`), else the profile's, else
 /// us-east-1 (what MinIO and most S3-compatible stores expect). Credentials:
 /// the keys of this run's environment when it has both, else the standard
 /// chain (profile, SSO, web identity, ECS/instance roles).
-pub async fn connect(settings: S3Settings) -> Result<Store> {
-    let shared = sdk_loader(&settings).load().await;
+async fn connect(settings: &S3Settings) -> Connected {
+    let shared = sdk_loader(settings).load().await;
     let checksums = !matches!(
         shared.request_checksum_calculation(),
         Some(RequestChecksumCalculation::WhenRequired)
@@ -91,8 +147,9 @@ pub async fn connect(settings: S3Settings) -> Result<Store> {
     if let Some(endpoint) = &settings.endpoint_url {
         config = config.endpoint_url(endpoint).force_path_style(true);
     }
+    // (Tests count this line: one per run.)
     ui::debug(&format!(
-        "S3: bucket {}, prefix {:?}, endpoint {}, region {}, checksums {}",
+        "S3: AWS configuration loaded (bucket {}, prefix {:?}), endpoint {}, region {}, checksums {}",
         settings.bucket,
         settings.prefix,
         settings.endpoint_url.as_deref().unwrap_or("AWS"),
@@ -103,11 +160,10 @@ pub async fn connect(settings: S3Settings) -> Result<Store> {
             "when required"
         }
     ));
-    Ok(Store {
+    Connected {
         client: Client::from_conf(config.build()),
-        settings,
         checksums,
-    })
+    }
 }
 
 /// The SDK's configuration: what the settings and this run's environment
@@ -184,7 +240,7 @@ const NO_CREDENTIALS: &str = "no AWS credentials found: set AWS_ACCESS_KEY_ID an
     identity token, a container or an instance role provides them";
 
 /// An access-denied error names the IAM permission the step needs (the
-/// README's policy lists them all); other errors pass unchanged.
+/// IAM policy in docs/s3.md lists them all); other errors pass unchanged.
 fn needs(err: anyhow::Error, permission: &str) -> anyhow::Error {
     let text = err.to_string();
     if text.contains("AccessDenied") || text.contains("HTTP 403") {
@@ -206,26 +262,6 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         next = e.source();
     }
     parts.join(": ")
-}
-
-/// One backup under the prefix: its `.dump` object, its `.meta.json`, or both.
-#[derive(Debug, Clone)]
-pub struct RemoteBackup {
-    pub name: BackupName,
-    pub dump_key: String,
-    pub meta_key: String,
-    pub has_dump: bool,
-    pub has_meta: bool,
-    pub size: u64,
-    pub storage_class: Option<String>,
-    /// A `<stem>.verify.json` verdict sits beside it.
-    pub has_verdict: bool,
-}
-
-impl RemoteBackup {
-    pub fn is_complete(&self) -> bool {
-        self.has_dump && self.has_meta
-    }
 }
 
 impl Store {
@@ -254,7 +290,8 @@ impl Store {
     pub async fn put_small(&self, key: &str, body: Vec<u8>) -> Result<()> {
         let (sse, kms_key) = self.sse_headers();
         let request = self
-            .client
+            .client()
+            .await
             .put_object()
             .bucket(self.bucket())
             .key(key)
@@ -276,7 +313,7 @@ impl Store {
     /// Checks that a small object just put is in the bucket with `size` bytes
     /// (HEAD, retried on transient failures).
     pub async fn check_small(&self, key: &str, size: u64) -> Result<()> {
-        match head_after_upload(&self.client, self.bucket(), key).await? {
+        match head_after_upload(self.client().await, self.bucket(), key).await? {
             None => bail!("{} is not in the bucket after its upload", self.uri(key)),
             Some(head) if head.content_length() != Some(size as i64) => bail!(
                 "{} holds {} bytes after its upload, {size} were sent",
@@ -298,7 +335,8 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()
             .context("building the delete request")?;
         let out = self
-            .client
+            .client()
+            .await
             .delete_objects()
             .bucket(self.bucket())
             .delete(
@@ -334,7 +372,8 @@ impl Store {
         let prefix = &self.settings.prefix;
         let mut objects = Vec::new();
         let mut pages = self
-            .client
+            .client()
+            .await
             .list_objects_v2()
             .bucket(self.bucket())
             .prefix(prefix)
@@ -349,10 +388,12 @@ impl Store {
         Ok(objects)
     }
 
-    /// Every backup directly under the prefix, oldest first.
-    pub async fn list(&self) -> Result<Vec<RemoteBackup>> {
+    /// Every backup directly under the prefix (oldest first) and every
+    /// run record there, from one listing.
+    pub async fn listing(&self) -> Result<Listing> {
         let prefix = &self.settings.prefix;
-        let mut found: std::collections::BTreeMap<String, RemoteBackup> = Default::default();
+        let mut found: std::collections::BTreeMap<String, Listed> = Default::default();
+        let mut runs = Vec::new();
         for object in &self.objects().await? {
             let Some(key) = object.key() else { continue };
             let Some(file) = key.strip_prefix(prefix.as_str()) else {
@@ -361,13 +402,15 @@ impl Store {
             if !is_plain_file_name(file) {
                 continue;
             }
+            if crate::runs::is_record_name(file) {
+                runs.push(file.to_owned());
+                continue;
+            }
             let verdict = BackupName::parse_verdict(file);
             let Some(name) = BackupName::parse(file).or_else(|| verdict.clone()) else {
                 continue;
             };
-            let backup = found.entry(name.stem()).or_insert_with(|| RemoteBackup {
-                dump_key: self.key_for(&name.dump_file()),
-                meta_key: self.key_for(&name.meta_file()),
+            let backup = found.entry(name.stem()).or_insert_with(|| Listed {
                 name: name.clone(),
                 has_dump: false,
                 has_meta: false,
@@ -379,7 +422,6 @@ impl Store {
                 backup.has_verdict = true;
             } else if crate::storage::split_dump_file(file).is_some() {
                 backup.name.encrypted = name.encrypted;
-                backup.dump_key = key.to_owned();
                 backup.has_dump = true;
                 backup.size = object.size().unwrap_or(0).max(0) as u64;
                 backup.storage_class = object.storage_class().map(|c| c.as_str().to_owned());
@@ -388,19 +430,21 @@ impl Store {
             }
         }
         // A verdict alone is not a backup.
-        let mut list: Vec<RemoteBackup> = found
+        let mut backups: Vec<Listed> = found
             .into_values()
             .filter(|b| b.has_dump || b.has_meta)
             .collect();
-        list.sort_by_key(|b| b.name.timestamp);
-        Ok(list)
+        backups.sort_by_key(|b| b.name.timestamp);
+        runs.sort();
+        Ok(Listing { backups, runs })
     }
 
     /// Whether any object's key starts with `key_prefix` (a backup's stem:
     /// its dump, meta.json, verdict or upload marker): a name is taken.
     pub async fn any_key_with(&self, key_prefix: &str) -> Result<bool> {
         let out = self
-            .client
+            .client()
+            .await
             .list_objects_v2()
             .bucket(self.bucket())
             .prefix(key_prefix)
@@ -416,7 +460,8 @@ impl Store {
     pub async fn keys_with(&self, key_prefix: &str) -> Result<Vec<String>> {
         let mut keys = Vec::new();
         let mut pages = self
-            .client
+            .client()
+            .await
             .list_objects_v2()
             .bucket(self.bucket())
             .prefix(key_prefix)
@@ -455,7 +500,8 @@ impl Store {
     /// when it does not exist.
     pub(crate) async fn get_small(&self, key: &str, what: &str) -> Result<Option<bytes::Bytes>> {
         let out = match self
-            .client
+            .client()
+            .await
             .get_object()
             .bucket(self.bucket())
             .key(key)

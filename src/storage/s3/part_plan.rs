@@ -1,6 +1,6 @@
 //! How big each part of a multipart upload is, and so how much memory the
 //! upload holds: a pure function of the settings, table-tested, and the
-//! source of the README's memory table (a unit test compares the two).
+//! source of the memory table in docs/s3.md (a unit test compares the two).
 //!
 //! Parts start at `base` and double every `max_parts / 10` parts, so the
 //! store's part limit holds about 1,000 times the first part (8 TiB from
@@ -175,7 +175,7 @@ mod tests {
         }
     }
 
-    /// `1 GiB`, `16 MiB`: the README's way of writing a power-of-two size.
+    /// `1 GiB`, `16 MiB`: the manual's way of writing a power-of-two size.
     fn size_text(n: u64) -> String {
         match n {
             n if n >= TIB && n % TIB == 0 => format!("{} TiB", n / TIB),
@@ -192,8 +192,8 @@ mod tests {
         }
     }
 
-    /// The README's table under "Memory and part size", from [`PartPlan`].
-    fn readme_table() -> String {
+    /// The table under "Memory and part size" in docs/s3.md, from [`PartPlan`].
+    fn memory_table() -> String {
         let default = PartPlan::new(None, S3_MAX_PART_SIZE, 10_000, None);
         let capped = PartPlan::new(None, 64 * MIB, 10_000, None);
         let mut table = String::from(
@@ -228,12 +228,12 @@ mod tests {
     }
 
     #[test]
-    fn readme_memory_table_matches_the_part_plan() {
-        let readme = include_str!("../../../README.md");
-        let table = readme_table();
+    fn the_manuals_memory_table_matches_the_part_plan() {
+        let page = include_str!("../../../docs/s3.md");
+        let table = memory_table();
         assert!(
-            readme.contains(&table),
-            "README.md's memory table under \"Memory and part size\" should read:\n{table}"
+            page.contains(&table),
+            "docs/s3.md's memory table under \"Memory and part size\" should read:\n{table}"
         );
     }
 }

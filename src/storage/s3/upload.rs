@@ -3,7 +3,6 @@
 //! uploader, see `part`), the [`UploadHandle`] every failure path aborts
 //! through, and the completion with its integrity check.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +27,8 @@ impl Store {
     pub async fn start_upload(&self, file_name: &str, estimate: Option<u64>) -> Result<S3Sink> {
         let key = self.key_for(file_name);
         let mut request = self
-            .client
+            .client()
+            .await
             .create_multipart_upload()
             .bucket(self.bucket())
             .key(&key)
@@ -36,7 +36,7 @@ impl Store {
                 self.settings.storage_class.as_str(),
             ))
             .content_type("application/octet-stream");
-        if self.checksums {
+        if self.checksums().await {
             request = request.checksum_algorithm(ChecksumAlgorithm::Sha256);
         }
         let (sse, kms_key) = self.sse_headers();
@@ -64,12 +64,12 @@ impl Store {
         ));
         let marker = self.start_marker(&key, &upload_id).await;
         let handle = Arc::new(UploadHandle {
-            client: self.client.clone(),
+            client: self.client().await.clone(),
             bucket: self.bucket().to_owned(),
             key,
             upload_id,
             storage_class: self.settings.storage_class.to_string(),
-            checksums: self.checksums,
+            checksums: self.checksums().await,
             stall_timeout: self.settings.stall_timeout,
             marker,
             finished: AtomicBool::new(false),
@@ -560,9 +560,6 @@ fn composite_sha256(parts: &[Uploaded]) -> Option<String> {
 #[derive(Debug)]
 pub struct UploadFailed {
     pub message: String,
-    /// The complete local `.dump` (with its meta.json), when there is one:
-    /// local retention still runs for it.
-    pub local_dump: Option<PathBuf>,
 }
 
 impl std::fmt::Display for UploadFailed {

@@ -234,12 +234,20 @@ fn two_backups_in_the_same_second_do_not_overwrite_each_other() {
             .unwrap()
     };
     let children: Vec<_> = (0..3).map(|_| spawn()).collect();
+    // Each takes the group's lock (backup/lock.rs): one that finds it held
+    // exits 75 and writes nothing; those that ran never share a name.
+    let mut made = 0;
     for child in children {
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", output_text(&out));
+        match out.status.code() {
+            Some(0) => made += 1,
+            Some(75) => {}
+            _ => panic!("{}", output_text(&out)),
+        }
     }
     let left = dumps(tmp.path());
-    assert_eq!(left.len(), 3, "{left:?}");
+    assert!(made >= 1);
+    assert_eq!(left.len(), made, "{left:?}");
     for dump in &left {
         let meta = read_meta(&tmp.path().join(dump.replace(".dump", ".meta.json")));
         assert_eq!(meta["sha256"], sha256_hex(&tmp.path().join(dump)));

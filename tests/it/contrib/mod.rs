@@ -1,5 +1,8 @@
-//! What contrib/ ships, checked against the real binary: the systemd units, the crontab line, the
-//! environment example and the Kubernetes manifests.
+//! What the project ships, checked against the real binary: contrib/'s systemd units, crontab
+//! line, environment example and Kubernetes manifests; the .deb, .rpm and tarball packages; the
+//! GitHub workflows and deny.toml.
 
 mod kubernetes;
+mod packages;
 mod units;
+mod workflows;

@@ -177,7 +177,7 @@ fn fleet_cron_all_databases_verifies_ephemerally_with_the_runs_globals() {
     assert_eq!(meta["verification"]["passed"], true, "{meta}");
     let (_, log) = dirs.only_log();
     assert!(
-        log.contains("globals from"),
+        log.contains("restored into the throwaway cluster"),
         "the run's globals were replayed first: {log}"
     );
     assert!(

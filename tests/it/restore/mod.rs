@@ -1,9 +1,11 @@
 //! `pgbak restore` of one database: round trips, `--create-db` and the database's properties, the
-//! confirmation, pg_restore's sessions on the server (locks, signals, a server that stops), one
-//! table, and which backup is taken when no file is named. `--all-databases` is `dr::`.
+//! confirmation (and Ctrl-C or a timeout at its prompt, `--all-databases`' too), pg_restore's
+//! sessions on the server (locks, signals, a server that stops), one table, and which backup is
+//! taken when no file is named. `--all-databases` is `dr::`.
 
 mod confirm;
 mod database;
+mod prompt;
 mod selection;
 mod sessions;
 mod table;

@@ -288,3 +288,30 @@ fn a_meta_json_left_by_a_killed_retention_is_removed_by_the_next_run() {
     assert!(!left.contains(&orphan), "{left:?}");
     assert_eq!(left.len(), 2, "{left:?}");
 }
+
+/// A backup's name never sorts before one already in its group: three runs within
+/// one second once took T, T+1 and then T again (freed by retention), so "the
+/// newest" and `--keep 1` kept the wrong one. Here a group's newest name is a few
+/// seconds ahead of the clock (a run that had to move on), and the next backup
+/// is named after it.
+#[test]
+fn a_new_backup_is_named_after_the_newest_of_its_group() {
+    let pg = pg16();
+    let db = small_db(pg, "names ahead", 10);
+    let dir = tempfile::tempdir().unwrap();
+    ok(&backup(pg, &db.name, dir.path(), &[]));
+    let made = dumps(dir.path()).pop().unwrap();
+    let group = made
+        .trim_end_matches(".dump")
+        .rsplit_once('_')
+        .unwrap()
+        .0
+        .to_owned();
+    let ahead = (chrono::Utc::now() + chrono::Duration::seconds(30)).format("%Y%m%dT%H%M%S");
+    let ahead_name = format!("{group}_{ahead}.dump");
+    std::fs::write(dir.path().join(&ahead_name), b"PGDMP not really").unwrap();
+    ok(&backup(pg, &db.name, dir.path(), &[]));
+    let newest = dumps(dir.path()).pop().unwrap();
+    assert_ne!(newest, ahead_name, "{:?}", dumps(dir.path()));
+    assert!(newest > ahead_name, "{:?}", dumps(dir.path()));
+}

@@ -37,7 +37,7 @@ fn fetch(
     uri: Option<&str>,
     db: &str,
     dest: &Path,
-) -> anyhow::Result<pgbak::storage::s3::Fetched> {
+) -> anyhow::Result<pgbak::storage::Fetched> {
     in_process_credentials();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -50,21 +50,21 @@ fn fetch(
         include_failed: false,
     };
     rt.block_on(async {
-        let (store, key) = match uri {
+        let open = |s: S3Settings| pgbak::storage::Place::S3(Box::new(s)).open();
+        let (store, file) = match uri {
             Some(uri) => {
                 let (bucket, key) = pgbak::storage::s3::parse_uri(uri)?;
                 let settings = S3Settings::from_args(args, None)?.in_bucket(&bucket);
-                (pgbak::storage::s3::connect(settings).await?, key)
+                let file = key.rsplit('/').next().unwrap_or(&key).to_owned();
+                (open(settings).beside(&key), file)
             }
             None => {
-                let settings = S3Settings::from_args(args, None)?;
-                let store = pgbak::storage::s3::connect(settings).await?;
+                let store = open(S3Settings::from_args(args, None)?);
                 let name = pgbak::storage::select::newest(&store, &select, "").await?;
-                let key = store.key_for(&name.dump_file());
-                (store, key)
+                (store, name.dump_file())
             }
         };
-        pgbak::storage::s3::fetch_backup(&store, &key, dest).await
+        store.download(&file, dest, &|_| Ok(())).await
     })
 }
 

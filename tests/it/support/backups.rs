@@ -35,12 +35,14 @@ pub fn spawn_backup(pg: &Pg, db: &str, dir: &Path, extra: &[&str]) -> Child {
         .expect("starting pgbak")
 }
 
-/// Files in `dir` (names only), sorted.
+/// Files in `dir` (names only), sorted; the groups' run locks
+/// (`.pgbak-*.lock`, which stay between runs, empty, like cron's) left out.
 pub fn files(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !(n.starts_with(".pgbak-") && n.ends_with(".lock")))
                 .collect()
         })
         .unwrap_or_default();

@@ -64,18 +64,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Files in `dir` with the given suffix, sorted.
+/// Files in `dir` with the given suffix, sorted (the run locks left out).
 pub fn files(dir: &Path, suffix: &str) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with(suffix))
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
+    support::files(dir)
+        .into_iter()
+        .filter(|n| n.ends_with(suffix))
+        .collect()
 }
 
 /// The one complete local backup in `dir`: its dump bytes match its meta.json.

@@ -367,6 +367,31 @@ pub fn pgbak_bare() -> Command {
     cmd
 }
 
+/// [`pgbak`] for another copy of the binary (the one a package installs).
+pub fn pgbak_binary(program: &Path, pg: &Pg) -> Command {
+    let mut cmd = Command::new(program);
+    clear_pgbak_env(&mut cmd);
+    cmd.stdin(Stdio::null());
+    let bin = paths().pg17_bin.clone().unwrap_or_else(|| pg.bin.clone());
+    cmd.env("PGBAK_PG_BIN_DIR", bin);
+    cmd
+}
+
+/// Every subcommand, as the man pages and packages name them.
+pub const SUBCOMMANDS: [&str; 11] = [
+    "backup",
+    "restore",
+    "verify",
+    "cron",
+    "list",
+    "check",
+    "keygen",
+    "prune",
+    "unpin",
+    "completions",
+    "man",
+];
+
 /// stdout and stderr of a finished command, for assertion messages.
 pub fn output_text(out: &std::process::Output) -> String {
     format!(

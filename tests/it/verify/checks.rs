@@ -85,7 +85,8 @@ fn verify_fails_when_an_expected_table_was_dropped() {
     let dir = Dir::new("verify-dropped");
     let dump = backup(&db, &dir);
     // No built-in list: the backup's own tables are expected, and all are there
-    // (the application's 13 are one line of contrib/pgbak.env.example: tests/it/any_database.rs).
+    // (the application's 13 are one line of contrib/pgbak.env.example:
+    // tests/it/verify/expected_tables.rs).
     let (out, report) = run_json(&mut verify_cmd(&db, &dump, &[]));
     assert_all_pass(&out, &report);
     assert!(verify_dbs(pg, &db.name).is_empty());

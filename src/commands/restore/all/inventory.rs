@@ -7,25 +7,30 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
 
-use crate::archive::{Place, Wanted};
+use crate::archive::Wanted;
 use crate::error::one_line;
 use crate::meta::{Meta, ServerIdentity};
 use crate::mode::Mode;
 use crate::runs::choose::RunView;
 use crate::runs::{self, RunRecord};
-use crate::storage::local::LocalStore;
-use crate::storage::s3::{self, S3Settings};
-use crate::storage::{BackupName, BackupStore};
+use crate::storage::{BackupName, Store};
 use crate::ui;
 
-/// One backup: where it is (a path or an `s3://` URI, for messages), how
-/// restore reads it, its meta.json and, for an S3 object, its key.
+/// One backup: where it is (a path or an `s3://` URI, for messages), the
+/// store it is read from, its name there and its meta.json.
 #[derive(Debug, Clone)]
 pub struct Member {
     pub source: String,
-    pub wanted: Wanted,
+    pub store: Store,
+    pub name: BackupName,
     pub meta: Meta,
-    pub s3_key: Option<String>,
+}
+
+impl Member {
+    /// How restore asks for it.
+    pub fn wanted(&self) -> Wanted {
+        Wanted::Stored(self.name.dump_file())
+    }
 }
 
 /// The runs and backups of one place.
@@ -42,79 +47,58 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    pub async fn read(place: &Place) -> Result<Inventory> {
-        match place {
-            Place::S3(settings) => {
-                let store = s3::connect(S3Settings::clone(settings)).await?;
-                let wanted = |name: &BackupName| Wanted::S3Object {
-                    s3: settings.clone(),
-                    key: store.key_for(&name.dump_file()),
-                };
-                let key = |name: &BackupName| Some(store.key_for(&name.dump_file()));
-                gather(&store, wanted, key).await
-            }
-            Place::Dir(dir) => {
-                let wanted = |name: &BackupName| Wanted::File(dir.join(name.dump_file()));
-                gather(&LocalStore::new(dir), wanted, |_| None).await
-            }
-        }
-    }
-}
-
-async fn gather(
-    store: &impl BackupStore,
-    wanted: impl Fn(&BackupName) -> Wanted,
-    key: impl Fn(&BackupName) -> Option<String>,
-) -> Result<Inventory> {
-    let mut inventory = Inventory {
-        place: store.describe(),
-        views: Vec::new(),
-        globals: BTreeMap::new(),
-        databases: BTreeMap::new(),
-        backed_up: BTreeMap::new(),
-    };
-    for b in store.list_backups().await? {
-        if !(b.has_dump && b.has_meta && matches!(b.name.mode, Mode::Full | Mode::Globals)) {
-            continue;
-        }
-        let meta = match store.load_meta(&b.name).await {
-            Ok(Some(meta)) => meta,
-            Ok(None) => continue,
-            Err(err) => {
-                ui::warn(&one_line(&err));
+    /// What `store` holds.
+    pub async fn read(store: &Store) -> Result<Inventory> {
+        let mut inventory = Inventory {
+            place: store.describe(),
+            views: Vec::new(),
+            globals: BTreeMap::new(),
+            databases: BTreeMap::new(),
+            backed_up: BTreeMap::new(),
+        };
+        for b in store.list_backups().await? {
+            if !(b.has_dump && b.has_meta && matches!(b.name.mode, Mode::Full | Mode::Globals)) {
                 continue;
             }
-        };
-        if b.name.mode == Mode::Full && b.name.label.is_none() {
-            let seen = inventory.backed_up.entry(meta.server.clone()).or_default();
-            let at = b.name.time().to_rfc3339();
-            if seen.get(&meta.database).is_none_or(|t| *t < at) {
-                seen.insert(meta.database.clone(), at);
+            let meta = match store.load_meta(&b.name).await {
+                Ok(Some(meta)) => meta,
+                Ok(None) => continue,
+                Err(err) => {
+                    ui::warn(&one_line(&err));
+                    continue;
+                }
+            };
+            if b.name.mode == Mode::Full && b.name.label.is_none() {
+                let seen = inventory.backed_up.entry(meta.server.clone()).or_default();
+                let at = b.name.time().to_rfc3339();
+                if seen.get(&meta.database).is_none_or(|t| *t < at) {
+                    seen.insert(meta.database.clone(), at);
+                }
+            }
+            let Some(run) = meta.cluster_run.clone() else {
+                continue;
+            };
+            let member = Member {
+                source: store.dump_location(&b.name),
+                store: store.clone(),
+                name: b.name.clone(),
+                meta,
+            };
+            // Listed oldest first: a later backup of the same run replaces an earlier one.
+            if b.name.mode == Mode::Globals {
+                inventory.globals.insert(run, member);
+            } else {
+                inventory
+                    .databases
+                    .entry(run)
+                    .or_default()
+                    .insert(member.meta.database.clone(), member);
             }
         }
-        let Some(run) = meta.cluster_run.clone() else {
-            continue;
-        };
-        let member = Member {
-            source: store.dump_location(&b.name),
-            wanted: wanted(&b.name),
-            s3_key: key(&b.name),
-            meta,
-        };
-        // Listed oldest first: a later backup of the same run replaces an earlier one.
-        if b.name.mode == Mode::Globals {
-            inventory.globals.insert(run, member);
-        } else {
-            inventory
-                .databases
-                .entry(run)
-                .or_default()
-                .insert(member.meta.database.clone(), member);
-        }
+        let records = runs::records(store).await?;
+        inventory.views = views(&inventory, &records);
+        Ok(inventory)
     }
-    let records = runs::records(store).await?;
-    inventory.views = views(&inventory, &records);
-    Ok(inventory)
 }
 
 /// Every run: those with a record, and those only their backups name.

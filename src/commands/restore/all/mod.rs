@@ -31,8 +31,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::{refuse_without_terminal, restore_into, target::maintenance_conn};
-use crate::archive::Place;
-use crate::error::{is_interruption, one_line, usage};
+use crate::commands::each_database::Tally;
+use crate::error::{one_line, usage};
 use crate::meta::ServerIdentity;
 use crate::pg::client;
 use crate::pg::globals::{self, roles};
@@ -41,9 +41,10 @@ use crate::pg::url::ConnSettings;
 use crate::runs::choose::{self, Choice, Wish};
 use crate::settings::restore::{RestoreOptions, RunWanted};
 use crate::signals::Signals;
+use crate::storage::Store;
 use crate::ui;
 use inventory::Inventory;
-use plan::{Preflight, Run};
+use plan::{ChosenRun, Preflight};
 
 /// How long the rebuild waits for the target to accept connections again
 /// (a restart, a failover) before it gives up on the rest.
@@ -53,7 +54,7 @@ const SERVER_WAIT: Duration = Duration::from_secs(120);
 /// failed (exit 1), named in the last line.
 pub(super) async fn restore_all(
     conn: &ConnSettings,
-    place: &Place,
+    store: &Store,
     wanted: &RunWanted,
     opts: &RestoreOptions,
 ) -> Result<bool> {
@@ -61,7 +62,7 @@ pub(super) async fn restore_all(
     let mut signals = Signals::new()?;
 
     // 1: the runs, the target's journal, the run.
-    let inventory = signals.guard(Inventory::read(place)).await?;
+    let inventory = signals.guard(Inventory::read(store)).await?;
     let admin = signals.guard(connect_waiting(conn)).await?;
     let journal = journal::read(conn).await?;
     let wish = Wish {
@@ -89,7 +90,7 @@ pub(super) async fn restore_all(
     .await?;
 
     // 2-3: the preflight, the plan, the confirmation.
-    let pre = plan::preflight(&admin, place, &run, opts, journal.as_ref(), &mut signals).await?;
+    let pre = plan::preflight(&admin, &run, opts, journal.as_ref(), &mut signals).await?;
     let server_text = choose::server_text(server.as_ref());
     for line in plan::describe(&plan::Shown {
         conn,
@@ -141,7 +142,7 @@ pub(super) async fn restore_all(
 }
 
 /// The chosen run's backups and its server.
-fn run_of(inventory: &Inventory, choice: &Choice) -> Result<(Run, Option<ServerIdentity>)> {
+fn run_of(inventory: &Inventory, choice: &Choice) -> Result<(ChosenRun, Option<ServerIdentity>)> {
     let view = inventory
         .views
         .iter()
@@ -161,7 +162,7 @@ fn run_of(inventory: &Inventory, choice: &Choice) -> Result<(Run, Option<ServerI
         .unwrap_or_default();
     databases.sort_by(|a: &inventory::Member, b| a.meta.database.cmp(&b.meta.database));
     Ok((
-        Run {
+        ChosenRun {
             id: choice.run.clone(),
             globals,
             databases,
@@ -172,7 +173,11 @@ fn run_of(inventory: &Inventory, choice: &Choice) -> Result<(Run, Option<ServerI
 
 /// The databases backed up in this place (by the same server) that the
 /// run does not contain, each with its newest backup's time.
-fn left_out(inventory: &Inventory, run: &Run, server: Option<&ServerIdentity>) -> Vec<String> {
+fn left_out(
+    inventory: &Inventory,
+    run: &ChosenRun,
+    server: Option<&ServerIdentity>,
+) -> Vec<String> {
     let in_run: BTreeSet<&str> = run
         .databases
         .iter()
@@ -285,14 +290,14 @@ async fn restore_roles(
 async fn restore_databases(
     opts: &RestoreOptions,
     conn: &ConnSettings,
-    run: &Run,
+    run: &ChosenRun,
     done_before: &BTreeSet<String>,
     signals: &mut Signals,
 ) -> Result<Vec<String>> {
     let mut one = opts.clone();
     one.create_db = true;
     one.confirm = false;
-    let mut failed = Vec::new();
+    let mut tally = Tally::default();
     let mut done: Vec<&str> = Vec::new();
     for (i, member) in run.databases.iter().enumerate() {
         let db = &member.meta.database;
@@ -309,33 +314,33 @@ async fn restore_databases(
                 ui::warn(&one_line(&err));
             }
             ui::info(&format!("restoring database {db:?} from {}", member.source));
-            restore_into(&one, &member.wanted, &conn.with_dbname(db)).await
+            let one_db = conn.with_dbname(db);
+            restore_into(&one, &member.wanted(), &member.store, &one_db).await
         };
         let state = match restored.await {
             Ok(true) => "done",
             Ok(false) => {
-                failed.push(format!("{db} (see above)"));
+                tally.failed(db, "see above");
                 "failed"
             }
-            Err(err) if is_interruption(&err) => {
-                let untouched: Vec<&str> = run.databases[i + 1..]
-                    .iter()
-                    .map(|m| m.meta.database.as_str())
-                    .collect();
-                ui::error(&format!(
-                    "stopped: done: {}; interrupted: {db} (its unfinished copy removed, the database \
-                     as it was before); untouched: {}. Run the same command again to continue run {}",
-                    list_or_none(&done),
-                    list_or_none(&untouched),
-                    run.id
-                ));
-                return Err(err);
-            }
-            Err(err) => {
-                ui::error(&format!("database {db:?}: {}", one_line(&err)));
-                failed.push(format!("{db} ({})", one_line(&err)));
-                "failed"
-            }
+            Err(err) => match tally.take(db, &format!("database {db:?}"), err) {
+                Ok(_) => "failed",
+                Err(interrupted) => {
+                    let untouched: Vec<&str> = run.databases[i + 1..]
+                        .iter()
+                        .map(|m| m.meta.database.as_str())
+                        .collect();
+                    ui::error(&format!(
+                        "stopped: done: {}; interrupted: {db} (its unfinished copy removed, the \
+                         database as it was before); untouched: {}. Run the same command again \
+                         to continue run {}",
+                        list_or_none(&done),
+                        list_or_none(&untouched),
+                        run.id
+                    ));
+                    return Err(interrupted);
+                }
+            },
         };
         if state == "done" {
             done.push(db);
@@ -344,7 +349,11 @@ async fn restore_databases(
             ui::warn(&one_line(&err));
         }
     }
-    Ok(failed)
+    Ok(tally
+        .failed
+        .into_iter()
+        .map(|(db, why)| format!("{db} ({why})"))
+        .collect())
 }
 
 fn list_or_none(names: &[&str]) -> String {
@@ -358,7 +367,7 @@ fn list_or_none(names: &[&str]) -> String {
 /// The last line; the journal removed when the whole run is restored.
 async fn finish(
     conn: &ConnSettings,
-    run: &Run,
+    run: &ChosenRun,
     roles: &RolesOutcome,
     failed: &[String],
 ) -> Result<bool> {
@@ -427,28 +436,12 @@ async fn connect_waiting(conn: &ConnSettings) -> Result<tokio_postgres::Client> 
     }
 }
 
+/// The operator types the host name: the whole server is rebuilt.
 async fn confirm(conn: &ConnSettings, run: &str, signals: &mut Signals) -> Result<()> {
     let host = conn.host.to_string();
-    eprint!(
-        "\nAbout to rebuild the server {} from run {run} as planned above.\n\
-         Type the host name ({host}) to continue: ",
+    let about = format!(
+        "\nAbout to rebuild the server {} from run {run} as planned above.\n",
         conn.endpoint()
     );
-    let answer = signals
-        .guard(async {
-            tokio::task::spawn_blocking(|| {
-                let mut line = String::new();
-                std::io::stdin().read_line(&mut line).map(|_| line)
-            })
-            .await
-            .context("reading the confirmation stopped unexpectedly")?
-            .context("reading the confirmation")
-        })
-        .await?;
-    if answer.trim_end_matches(['\n', '\r']) != host {
-        return Err(usage(
-            "the name typed does not match the host name: nothing was restored",
-        ));
-    }
-    Ok(())
+    super::confirm::typed(&about, "host name", &host, signals).await
 }

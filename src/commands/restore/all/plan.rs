@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use tokio_postgres::Client;
 
 use super::inventory::Member;
-use crate::archive::{self, Backup, Decrypt, MetaState, Place};
+use crate::archive::{self, Backup, Decrypt, MetaState};
 use crate::error::{finding, usage};
 use crate::meta::Meta;
 use crate::pg::client::{self, ServerVersion};
@@ -24,10 +24,9 @@ use crate::pg::tools::{self, PgTools};
 use crate::pg::url::ConnSettings;
 use crate::settings::restore::RestoreOptions;
 use crate::signals::Signals;
-use crate::storage::s3::{self, S3Settings};
 
 /// The chosen run's backups.
-pub struct Run {
+pub struct ChosenRun {
     pub id: String,
     pub globals: Member,
     pub databases: Vec<Member>,
@@ -55,8 +54,7 @@ pub struct Preflight {
 /// Checks everything the rebuild needs, changing nothing.
 pub async fn preflight(
     admin: &Client,
-    place: &Place,
-    run: &Run,
+    run: &ChosenRun,
     opts: &RestoreOptions,
     journal: Option<&Journal>,
     signals: &mut Signals,
@@ -65,7 +63,7 @@ pub async fn preflight(
         .chain(&run.databases)
         .collect();
     let encrypted = identity_fits(&members, opts)?;
-    signals.guard(readable(place, &members)).await?;
+    signals.guard(readable(&members)).await?;
     let version = client::server_version(admin).await?;
     let row = admin
         .query_one(
@@ -166,28 +164,13 @@ fn identity_fits(members: &[&Member], opts: &RestoreOptions) -> Result<bool> {
 }
 
 /// Every backup of the run is there with the size its meta.json records.
-async fn readable(place: &Place, members: &[&Member]) -> Result<()> {
-    let store = match place {
-        Place::S3(settings) => Some(s3::connect(S3Settings::clone(settings)).await?),
-        Place::Dir(_) => None,
-    };
+async fn readable(members: &[&Member]) -> Result<()> {
     let mut problems = Vec::new();
     for m in members {
-        let checked = match (&store, &m.s3_key) {
-            (Some(store), Some(key)) => store.check_small(key, m.meta.size_bytes).await,
-            _ => match &m.wanted {
-                archive::Wanted::File(path) => std::fs::metadata(path)
-                    .with_context(|| format!("reading {}", path.display()))
-                    .and_then(|md| {
-                        if md.len() == m.meta.size_bytes {
-                            Ok(())
-                        } else {
-                            bail!("{} bytes, meta.json says {}", md.len(), m.meta.size_bytes)
-                        }
-                    }),
-                _ => Ok(()),
-            },
-        };
+        let checked = m
+            .store
+            .check_size(&m.name.dump_file(), m.meta.size_bytes)
+            .await;
         if let Err(err) = checked {
             problems.push(format!("{}: {}", m.source, crate::error::one_line(&err)));
         }
@@ -238,7 +221,9 @@ async fn read_globals(
         ..opts.tuning.decrypt.clone()
     };
     let backup = Backup::open(
-        signals.guard(archive::locate(&member.wanted)).await?,
+        signals
+            .guard(archive::locate(&member.wanted(), &member.store))
+            .await?,
         &decrypt,
     )?;
     let trusted = backup.authentic(&decrypt).map_err(|why| {
@@ -278,7 +263,7 @@ async fn read_globals(
 /// What the plan shows.
 pub struct Shown<'a> {
     pub conn: &'a ConnSettings,
-    pub run: &'a Run,
+    pub run: &'a ChosenRun,
     pub choice: &'a crate::runs::choose::Choice,
     /// The run's server, described.
     pub server: &'a str,

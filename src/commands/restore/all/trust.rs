@@ -6,20 +6,19 @@
 //! as it is read; checking all of them first means one bad backup cannot leave
 //! the server half rebuilt.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use super::plan::Run;
-use crate::archive::{self, Wanted};
+use super::plan::ChosenRun;
+use crate::archive;
 use crate::error::usage;
 use crate::mode::Mode;
 use crate::signing::TrustedKeys;
-use crate::storage::s3::{self, S3Settings};
 use crate::ui;
 
 /// Refuses (exit 2, naming the backup and why) a run that is not sound or,
 /// with `keys`, not signed; without keys, says once that the bucket is trusted.
 pub async fn refuse_untrusted(
-    run: &Run,
+    run: &ChosenRun,
     encrypted: bool,
     keys: Option<&TrustedKeys>,
 ) -> Result<()> {
@@ -40,7 +39,7 @@ pub async fn refuse_untrusted(
 /// and each names the database its file name says; in an encrypted run, each
 /// backup says it is encrypted too (a plaintext one in place of an encrypted
 /// one is refused again, on its bytes, when it is read).
-fn refuse_unsound(run: &Run, encrypted: bool) -> Result<()> {
+fn refuse_unsound(run: &ChosenRun, encrypted: bool) -> Result<()> {
     for member in std::iter::once(&run.globals).chain(&run.databases) {
         let meta = &member.meta;
         if encrypted && meta.encryption.is_none() {
@@ -81,10 +80,14 @@ fn refuse_unsound(run: &Run, encrypted: bool) -> Result<()> {
 
 /// With trusted keys, every meta.json of the run must be signed by one of
 /// them for its own file.
-async fn refuse_unsigned(run: &Run, keys: &TrustedKeys) -> Result<()> {
+async fn refuse_unsigned(run: &ChosenRun, keys: &TrustedKeys) -> Result<()> {
     for member in std::iter::once(&run.globals).chain(&run.databases) {
         let file = member.source.rsplit('/').next().unwrap_or(&member.source);
-        let text = meta_text(&member.wanted).await?;
+        let text = member
+            .store
+            .load_meta_text(&member.name)
+            .await?
+            .map(|(_, text)| text);
         archive::signed_for(keys, text.as_deref(), file).map_err(|why| {
             usage(format!(
                 "not restoring run {}: {}: {why}; nothing was changed",
@@ -98,30 +101,4 @@ async fn refuse_unsigned(run: &Run, keys: &TrustedKeys) -> Result<()> {
         keys.source.display()
     ));
     Ok(())
-}
-
-/// The text of a member's meta.json as stored (its signature covers the
-/// text); None when there is none.
-async fn meta_text(wanted: &Wanted) -> Result<Option<String>> {
-    match wanted {
-        Wanted::File(dump) => {
-            let Some(path) = archive::meta_path_for(dump) else {
-                return Ok(None);
-            };
-            match std::fs::read_to_string(&path) {
-                Ok(text) => Ok(Some(text)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-            }
-        }
-        Wanted::S3Object { s3, key } => {
-            let Some((stem, _)) = crate::storage::split_dump_file(key) else {
-                return Ok(None);
-            };
-            let store = s3::connect(S3Settings::clone(s3)).await?;
-            let meta = store.read_meta_text(&format!("{stem}.meta.json")).await?;
-            Ok(meta.map(|(_, text)| text))
-        }
-        Wanted::Newest { .. } => Ok(None),
-    }
 }

@@ -59,7 +59,7 @@ pub fn is_cron(argv: &[OsString]) -> bool {
 
 /// The mode a cron command line asks for, read without clap (for a run whose
 /// command line did not parse).
-pub(super) fn mode_arg(argv: &[OsString]) -> Mode {
+pub fn mode_arg(argv: &[OsString]) -> Mode {
     let texts: Vec<String> = argv
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
