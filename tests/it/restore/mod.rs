@@ -19,3 +19,19 @@ pub(crate) fn tables(db: &TestDb<'_>) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// The staging copies of `target` on its server (`pgbak_restoring_<name>_<hash>`, the name
+/// cut at 30 characters). Only the target's own: other tests' restores hold theirs on the
+/// shared server meanwhile, and a restore whose check fails leaves its copy for inspection.
+pub(crate) fn staging_copies(target: &TestDb<'_>) -> Vec<String> {
+    let ours = format!(
+        "pgbak_restoring_{}_",
+        target.name.chars().take(30).collect::<String>()
+    );
+    target
+        .pg()
+        .databases()
+        .into_iter()
+        .filter(|d| d.starts_with(&ours))
+        .collect()
+}

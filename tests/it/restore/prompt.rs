@@ -9,6 +9,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::staging_copies;
 use crate::support::runs::run_id_of_backup;
 use crate::support::verify::{fixture_backup, Dir};
 use crate::support::{self, pg16, private_cluster, Pg};
@@ -113,9 +114,7 @@ fn untouched(pg: &Pg, db: &crate::support::TestDb<'_>) {
         db.psql("SELECT string_agg(tablename, ',') FROM pg_tables WHERE schemaname = 'public'"),
         "marker"
     );
-    let staging = pg.databases();
-    let ours = format!("pgbak_restoring_{}", db.name);
-    assert!(!staging.iter().any(|d| d.starts_with(&ours)), "{staging:?}");
+    assert!(staging_copies(db).is_empty(), "{:?}", pg.databases());
 }
 
 #[test]

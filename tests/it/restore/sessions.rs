@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::staging_copies;
 use crate::support::processes::{cluster_with_backup, stop_server_mid_restore};
 use crate::support::runs::{signal_when, wait_bounded};
 use crate::support::verify::{backup, backup_with, fixture_backup, Dir};
@@ -69,13 +70,7 @@ fn restore_create_db_never_shows_a_half_restored_database() {
         }
     }
     assert_eq!(target.psql("SELECT count(*) FROM items"), "300000");
-    assert!(
-        pg.databases()
-            .iter()
-            .all(|d| !d.starts_with("pgbak_restoring_")),
-        "{:?}",
-        pg.databases()
-    );
+    assert!(staging_copies(&target).is_empty(), "{:?}", pg.databases());
 }
 
 #[test]
@@ -165,13 +160,7 @@ fn restore_sigterm_ends_the_statements_of_pg_restore_on_the_server() {
         !building(),
         "CREATE INDEX still runs on the server after pgbak exited"
     );
-    assert!(
-        pg.databases()
-            .iter()
-            .all(|d| !d.starts_with("pgbak_restoring_")),
-        "{:?}",
-        pg.databases()
-    );
+    assert!(staging_copies(&target).is_empty(), "{:?}", pg.databases());
 }
 
 #[test]
