@@ -139,7 +139,7 @@ install_pg15() {
     fi
 }
 
-# The packaging tools (tests/it/packages.rs skips without them). Built once per machine into
+# The packaging tools (tests/it/contrib/packages.rs skips without them). Built once per machine into
 # a cache outside the clone, like pip's (PGBAK_TOOLS_CACHE, default ~/.cache/pgbak), by spec: a
 # fresh clone on the same machine (CI) copies them in a second; a new machine pays the build
 # (minutes on 2 cores) once. PGBAK_SETUP_PACKAGING=0 skips them. A failure is said and retried
@@ -176,7 +176,7 @@ install_cargo_tools() {
     cp "$cache/.pgbak-stamp" "$dir/.pgbak-stamp"
 }
 
-# check-jsonschema for the workflows' syntax (tests/it/workflows.rs skips without it): like
+# check-jsonschema for the workflows' syntax (tests/it/contrib/workflows.rs skips without it): like
 # make_venv, but a failure is said and not stamped, never fatal.
 install_lint() {
     local dir="$TOOLS/lint"
@@ -193,7 +193,7 @@ install_lint() {
     fi
 }
 
-# lintian, rpm (and cpio, to unpack an .rpm) read the packages in tests/it/packages.rs: optional like postgresql-15.
+# lintian, rpm (and cpio, to unpack an .rpm) read the packages in tests/it/contrib/packages.rs: optional like postgresql-15.
 install_package_checkers() {
     command -v lintian >/dev/null 2>&1 && command -v rpm >/dev/null 2>&1 && command -v cpio >/dev/null 2>&1 && return 0
     is_root || return 0
@@ -208,7 +208,7 @@ install_package_checkers() {
     fi
 }
 
-# The stock age CLI proves pgbak's .dump.age files are plain age files (tests/it/encryption.rs).
+# The stock age CLI proves pgbak's .dump.age files are plain age files (tests/it/encryption/).
 install_age() {
     command -v age >/dev/null 2>&1 && command -v age-keygen >/dev/null 2>&1 && return 0
     if ! is_root || ! command -v apt-get >/dev/null 2>&1; then
@@ -222,7 +222,7 @@ install_age() {
     fi
 }
 
-# ssh-keygen and jq audit pgbak's backup signatures the way docs/encryption.md shows (tests/it/bucket_signing.rs).
+# ssh-keygen and jq audit pgbak's backup signatures the way docs/encryption.md shows (tests/it/security/bucket_signing.rs).
 install_audit_tools() {
     command -v ssh-keygen >/dev/null 2>&1 && command -v jq >/dev/null 2>&1 && return 0
     if ! is_root || ! command -v apt-get >/dev/null 2>&1; then

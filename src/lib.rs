@@ -307,6 +307,107 @@ mod layout {
         }
     }
 
+    /// The `.rs` files under `root` over src/'s cap of 600 lines, as "PATH has N lines".
+    fn over_600_lines(root: &Path) -> Vec<String> {
+        let mut paths = Vec::new();
+        sources(root, &mut paths);
+        paths.sort();
+        paths
+            .into_iter()
+            .filter_map(|p| {
+                let lines = std::fs::read_to_string(&p).unwrap().lines().count();
+                let name = p.strip_prefix(root).unwrap().display();
+                (lines > 600).then(|| format!("{name} has {lines} lines"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn no_test_file_is_over_600_lines() {
+        let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+        let over = over_600_lines(&tests);
+        assert!(
+            over.is_empty(),
+            "{over:?}: split by subject or by idea (CONTRIBUTING.md)"
+        );
+    }
+
+    #[test]
+    fn the_test_file_cap_finds_a_planted_file() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("verify")).unwrap();
+        std::fs::write(root.path().join("verify/big.rs"), "//\n".repeat(601)).unwrap();
+        std::fs::write(root.path().join("verify/full.rs"), "//\n".repeat(600)).unwrap();
+        std::fs::write(root.path().join("notes.txt"), "x\n".repeat(700)).unwrap();
+        assert_eq!(over_600_lines(root.path()), ["verify/big.rs has 601 lines"]);
+    }
+
+    /// The modules below a subject of tests/it (`SUBJECT/FILE.rs`, `SUBJECT/DIR/`) whose name
+    /// ends in another subject's name: `cargo test --test it -- verify::` would run their tests
+    /// too (`cron/reverify.rs` is `cron::reverify::`, which the filter `verify::` matches).
+    fn filter_clashes(subjects: &[&str], modules: &[(&str, &str)]) -> Vec<String> {
+        let mut clashes = Vec::new();
+        for (subject, module) in modules {
+            for other in subjects.iter().filter(|o| *o != subject) {
+                if module.ends_with(other) {
+                    clashes.push(format!("{subject}::{module} (matches {other}::)"));
+                }
+            }
+        }
+        clashes
+    }
+
+    #[test]
+    fn a_subject_filter_selects_that_subject_only() {
+        let it = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it");
+        let mut subjects = Vec::new();
+        let mut modules = Vec::new();
+        for entry in std::fs::read_dir(&it).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if !path.is_dir() || name == "support" {
+                continue;
+            }
+            for inner in std::fs::read_dir(&path).unwrap() {
+                let inner = inner.unwrap().path();
+                let stem = inner.file_stem().unwrap().to_string_lossy().into_owned();
+                if stem != "mod" {
+                    modules.push((name.clone(), stem));
+                }
+            }
+            subjects.push(name);
+        }
+        let subjects: Vec<&str> = subjects.iter().map(String::as_str).collect();
+        let modules: Vec<(&str, &str)> = modules
+            .iter()
+            .map(|(s, m)| (s.as_str(), m.as_str()))
+            .collect();
+        assert!(subjects.contains(&"verify"), "{subjects:?}");
+        let clashes = filter_clashes(&subjects, &modules);
+        assert!(clashes.is_empty(), "rename: {clashes:?}");
+    }
+
+    #[test]
+    fn a_module_named_after_another_subject_is_a_clash() {
+        let subjects = ["cron", "verify", "s3"];
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+        let cases: [Case; 4] = [
+            (&[("cron", "steps"), ("verify", "cleanup")], &[]),
+            (&[("cron", "verify")], &["cron::verify (matches verify::)"]),
+            (
+                &[("cron", "reverify")],
+                &["cron::reverify (matches verify::)"],
+            ),
+            (
+                &[("verify", "from_s3"), ("s3", "s3_fetch")],
+                &["verify::from_s3 (matches s3::)"],
+            ),
+        ];
+        for (modules, expected) in cases {
+            assert_eq!(filter_clashes(&subjects, modules), expected, "{modules:?}");
+        }
+    }
+
     /// Each `unsafe` left in src/, with why no safe wrapper does the job (the
     /// comment at the place says the same). Adding one means adding it here.
     const JUSTIFIED_UNSAFE: &[(&str, usize, &str)] = &[(

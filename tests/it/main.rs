@@ -1,58 +1,23 @@
 //! The integration tests: one binary, real PostgreSQL, real S3 API server, real HTTP listener.
-//! Run through `scripts/test.sh` (it installs the tools first).
+//! Run through `scripts/test.sh` (it installs the tools first). One module per subject
+//! (`cargo test --test it -- verify::` runs one); CONTRIBUTING.md says how they are laid out.
 
 mod support;
 
-mod any_database;
 mod backup;
-mod backup_lock;
-mod backup_probe;
-mod bucket_downgrade;
-mod bucket_meta_sql;
-mod bucket_signing;
 mod check;
-mod children;
-mod completions;
+mod connect;
+mod contrib;
 mod cron;
-mod cron_trust;
 mod dr;
-mod dr_restore;
-mod drill;
 mod encryption;
-mod environment;
-mod faults;
-mod fetch_sweep;
 mod fleet;
-mod fleet_all;
-mod fleet_minor;
-mod fleet_verdicts;
 mod harness;
-mod heartbeat;
-mod hostile_db;
-mod hostile_host;
-mod kubernetes;
 mod list;
-mod names;
-mod packages;
 mod restore;
-mod restore_prompt;
 mod retention;
-mod runs;
 mod s3;
-mod s3_checks;
-mod s3_markers;
-mod sealed_meta;
-mod server_identity;
-mod settings_booleans;
-mod table_restore;
-mod tls;
-mod trust;
-mod trust_s3;
-mod trust_signals;
-mod trust_standby;
-mod usability;
-mod verdict;
+mod security;
+mod settings;
+mod signals;
 mod verify;
-mod verify_schema;
-mod versions;
-mod workflows;

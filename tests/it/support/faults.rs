@@ -3,8 +3,8 @@
 //! tmpfs that fills up.
 
 use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{Pg, PASSWORD};
@@ -17,27 +17,7 @@ pub struct TableLock {
 
 impl TableLock {
     pub fn hold(pg: &Pg, db: &str, table: &str) -> TableLock {
-        let mut child = Command::new(pg.bin.join("psql"))
-            .env_clear()
-            .env("PGPASSWORD", PASSWORD)
-            .args([
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-            ])
-            .arg("-p")
-            .arg(pg.port.to_string())
-            .arg("-d")
-            .arg(db)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = psql_session(pg, db).spawn().unwrap();
         let stdin = child.stdin.as_mut().unwrap();
         writeln!(stdin, "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;").unwrap();
         writeln!(stdin, "SELECT pg_sleep(0);").unwrap();
@@ -62,6 +42,22 @@ impl Drop for TableLock {
     }
 }
 
+/// psql as the superuser over TCP to `db`, reading its statements from stdin (piped), its
+/// output discarded, with nothing of the test's environment: a session a test holds open.
+pub fn psql_session(pg: &Pg, db: &str) -> Command {
+    let mut cmd = Command::new(pg.bin.join("psql"));
+    cmd.env_clear()
+        .env("PGPASSWORD", PASSWORD)
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+        .args(["-U", "postgres", "-p"])
+        .arg(pg.port.to_string())
+        .arg("-d")
+        .arg(db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null());
+    cmd
+}
+
 /// Polls `ok` every 50 ms until it holds; fails the test after `timeout`.
 pub fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -69,6 +65,14 @@ pub fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) {
         assert!(start.elapsed() < timeout, "timed out waiting");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Starts `pgbak backup` of `db` into `dir` (see [`super::spawn_backup`]) and waits until its
+/// pg_dump waits on a lock in `db` (a [`TableLock`] the test holds): a run held mid-dump.
+pub fn spawn_blocked_backup(pg: &Pg, db: &str, dir: &Path, extra: &[&str]) -> Child {
+    let child = super::spawn_backup(pg, db, dir, extra);
+    wait_for_blocked_dump(pg, db);
+    child
 }
 
 /// Waits until pg_dump waits on a lock in `db` on `pg` (it has imported the

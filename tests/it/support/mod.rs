@@ -12,12 +12,20 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod backups;
+pub mod bucket;
 pub mod cluster;
+pub mod cron;
+pub mod databases;
 pub mod faults;
 pub mod http;
+pub mod keys;
+pub mod names;
+pub mod processes;
 pub mod proxy;
+pub mod roles;
 pub mod runs;
 pub mod s3;
+pub mod verify;
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsStr;

@@ -125,7 +125,8 @@ pub fn roles_shape(pg: &Pg, like: &str) -> String {
     )
 }
 
-/// psql over TCP as `user` with `password`: Ok(stdout) or Err(stderr).
+/// psql over TCP as `user` with `password`: Ok(stdout) or Err(stderr). `sql` may hold several
+/// commands separated by `;;`, each its own `-c` (its own transaction).
 pub fn psql_as(pg: &Pg, user: &str, password: &str, db: &str, sql: &str) -> Result<String, String> {
     let mut cmd = Command::new(pg.bin.join("psql"));
     super::clear_pg_env(&mut cmd);
@@ -141,7 +142,8 @@ pub fn psql_as(pg: &Pg, user: &str, password: &str, db: &str, sql: &str) -> Resu
             "-p",
         ])
         .arg(pg.port.to_string())
-        .args(["-U", user, "-d", db, "-c", sql])
+        .args(["-U", user, "-d", db])
+        .args(sql.split(";;").flat_map(|c| ["-c", c]))
         .stdin(Stdio::null())
         .output()
         .expect("running psql");
@@ -162,26 +164,8 @@ pub struct OpenTransaction {
 impl OpenTransaction {
     pub fn hold(pg: &Pg, db: &str, sql: &str) -> OpenTransaction {
         let marker = format!("dr-open-{}", std::process::id());
-        let mut child = Command::new(pg.bin.join("psql"))
-            .env_clear()
-            .env("PGPASSWORD", PASSWORD)
+        let mut child = super::faults::psql_session(pg, db)
             .env("PGAPPNAME", &marker)
-            .args([
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-            ])
-            .arg("-p")
-            .arg(pg.port.to_string())
-            .arg("-d")
-            .arg(db)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
             .spawn()
             .unwrap();
         let stdin = child.stdin.as_mut().unwrap();

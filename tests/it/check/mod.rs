@@ -1,0 +1,3 @@
+//! `pgbak check`: fleet freshness judged from a directory or a bucket, without a database.
+
+mod groups;

@@ -1,0 +1,177 @@
+//! DATABASE_URL, the PG* variables and the socket: what is accepted, what is a usage error on one
+//! line, what a failed connection says, and session settings of the role that pgbak overrides.
+
+use serde_json::Value;
+
+use crate::support::cluster::quote_ident;
+use crate::support::roles::{drop_role, login_superuser};
+use crate::support::{self, dumps, output_text, pg16, pgbak, pgbak_bare, read_meta, PASSWORD};
+
+#[test]
+fn bad_database_urls_are_usage_errors_on_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    for url in [
+        "not a url at all",
+        "mysql://app:hunter2-secret@localhost/db",
+        "postgresql://app:hunter2-secret@localhost:99999/db",
+        "postgresql://app:hunter2-secret@localhost/db?sslmode=maybe",
+    ] {
+        let out = pgbak_bare()
+            .env("DATABASE_URL", url)
+            .args(["backup", "--output-dir"])
+            .arg(tmp.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{url}: {}", output_text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{url}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!err.contains("hunter2-secret"), "{err}");
+    }
+    let out = pgbak_bare()
+        .env("DATABASE_URL", "postgresql://u@localhost/db")
+        .args(["backup", "--label", "no/slashes", "--output-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+}
+
+#[test]
+fn wrong_password_and_server_down_fail_with_what_to_check() {
+    let pg = pg16();
+    let tmp = tempfile::tempdir().unwrap();
+    let wrong = format!(
+        "postgresql://postgres:not-the-password@127.0.0.1:{}/postgres",
+        pg.port
+    );
+    let out = pgbak(pg)
+        .env("DATABASE_URL", &wrong)
+        .args(["backup", "--output-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("authentication failed"), "{err}");
+    assert!(!err.contains("not-the-password"), "{err}");
+
+    let port = support::free_port();
+    let down = format!("postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/postgres");
+    let out = pgbak(pg)
+        .env("DATABASE_URL", &down)
+        .args(["backup", "--output-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!err.contains(PASSWORD));
+    assert!(dumps(tmp.path()).is_empty());
+}
+
+#[test]
+fn backs_up_over_the_unix_socket_with_an_empty_host_in_the_url() {
+    let pg = pg16();
+    let db = pg.db_with("socket", "CREATE TABLE t AS SELECT 1 AS x");
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!(
+        "postgresql+psycopg://postgres@/{}?host={}&port={}",
+        db.name,
+        pg.socket_dir.display(),
+        pg.port
+    );
+    let out = pgbak(pg)
+        .env("DATABASE_URL", url)
+        .args(["backup", "--json", "--output-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["meta"]["tables"][0]["rows"], 1);
+}
+
+#[test]
+fn pg_environment_variables_work_without_database_url() {
+    let pg = pg16();
+    let db = pg.db_with("pg_env", "CREATE TABLE t AS SELECT 1 AS x");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = pgbak(pg)
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", pg.port.to_string())
+        .env("PGUSER", "postgres")
+        .env("PGPASSWORD", PASSWORD)
+        .env("PGDATABASE", &db.name)
+        .args(["backup", "--json", "--output-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(!output_text(&out).contains(PASSWORD));
+}
+
+#[test]
+fn trust_role_timeouts_of_one_millisecond_do_not_break_a_backup() {
+    let pg = pg16();
+    let db = pg.fixture_db("role timeouts", 0.05);
+    let role = login_superuser(pg, "app", &db.name, PASSWORD);
+    pg.psql(
+        "postgres",
+        &format!(
+            "ALTER ROLE {r} SET statement_timeout = '1ms'; \
+             ALTER ROLE {r} SET lock_timeout = '1ms'; \
+             ALTER ROLE {r} SET idle_in_transaction_session_timeout = '1ms'",
+            r = quote_ident(&role)
+        ),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!(
+        "postgresql://{role}:{PASSWORD}@127.0.0.1:{}/{}",
+        pg.port, db.name
+    );
+    let out = pgbak(pg)
+        .env("DATABASE_URL", &url)
+        .args(["backup", "--output-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    drop_role(pg, &role);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let names = dumps(tmp.path());
+    assert_eq!(names.len(), 1);
+    let meta = read_meta(&tmp.path().join(names[0].replace(".dump", ".meta.json")));
+    let counts = pg.row_counts(&db.name);
+    for table in meta["tables"].as_array().unwrap() {
+        let name = table["name"].as_str().unwrap();
+        assert_eq!(table["rows"].as_i64(), counts.get(name).copied(), "{name}");
+    }
+}
+
+#[test]
+fn trust_plus_in_a_url_query_value_is_a_plus() {
+    let pg = pg16();
+    let db = pg.db_with(
+        "plus in url",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 10) g",
+    );
+    let password = "p+ss+word";
+    let role = login_superuser(pg, "plus", &db.name, password);
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!(
+        "postgresql://{role}@127.0.0.1:{}/{}?password={password}&application_name=a+b",
+        pg.port, db.name
+    );
+    let out = pgbak(pg)
+        .env("DATABASE_URL", &url)
+        .args(["backup", "--output-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    drop_role(pg, &role);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(dumps(tmp.path()).len(), 1);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(password));
+}

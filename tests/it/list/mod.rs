@@ -1,0 +1,3 @@
+//! `pgbak list`: what is on disk and in the bucket.
+
+mod backups;

@@ -1,0 +1,11 @@
+//! S3 / MinIO against the real moto server: the streaming multipart upload and its integrity
+//! check, what an S3 failure leaves behind, downloads for verify and restore, the upload markers
+//! and their cleanup, slow and stalled links.
+
+mod bookkeeping;
+mod failures;
+mod fetch;
+mod fetch_sweep;
+mod markers;
+mod slow_links;
+mod upload;

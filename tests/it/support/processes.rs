@@ -1,0 +1,98 @@
+//! Processes a test watches or stops: a signal to a pid, the live processes whose command line
+//! holds some words, a child waited for in bounded time, and a server stopped in the middle of a
+//! restore.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{backup, output_text, pgbak, wait_until, Pg};
+
+pub(crate) fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a pid the test started.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+/// Pids of live processes whose command line contains every one of `needles`.
+pub fn processes_with(needles: &[&str]) -> Vec<u32> {
+    let mut pids = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        // Zombies have an empty command line: they are dead already.
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if !text.is_empty() && needles.iter().all(|n| text.contains(n)) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Waits for `child` (output piped) at most `limit`: past that it is killed
+/// and the test fails. Returns its output and how long it ran.
+pub(crate) fn wait_bounded(child: Child, limit: Duration) -> (Output, Duration) {
+    let clock = Instant::now();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => (out.expect("waiting for pgbak"), clock.elapsed()),
+        Err(_) => {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            let out = rx.recv().expect("the waiter").expect("waiting for pgbak");
+            panic!("pgbak still ran after {limit:?}: {}", output_text(&out));
+        }
+    }
+}
+
+/// A private cluster holding the fixture at scale 0.5 and a backup of it in
+/// `dir`: big enough that a restore of it takes a few seconds.
+pub(crate) fn cluster_with_backup(dir: &Path) -> (crate::support::OwnedCluster, String) {
+    let pg = crate::support::private_cluster(16);
+    let db = "restore_source".to_owned();
+    pg.psql("postgres", &format!("CREATE DATABASE {db}"));
+    pg.load_fixture(&db, 0.5);
+    let out = backup(&pg, &db, dir, &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    (pg, db)
+}
+
+/// Runs `pgbak <args> --backup-dir dir` against `db`, stops the server once
+/// pg_restore is connected, and returns the run's output.
+pub(crate) fn stop_server_mid_restore(
+    pg: &Pg,
+    db: &str,
+    args: &[&str],
+    dir: &Path,
+) -> std::process::Output {
+    let child = pgbak(pg)
+        .env("DATABASE_URL", pg.url(db))
+        .args(args)
+        .arg("--backup-dir")
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(60), || {
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_restore'",
+        ) != "0"
+    });
+    pg.stop();
+    child.wait_with_output().unwrap()
+}
