@@ -394,16 +394,10 @@ async fn newest_in_group(
     name: &BackupName,
 ) -> Option<BackupName> {
     let group = name.group();
-    let mut files: Vec<String> = std::fs::read_dir(output_dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Some(store) = remote {
-        if let Ok(names) = store.files_with(&format!("{}_", group_prefix(name))).await {
+    let prefix = format!("{}_", group_prefix(name));
+    let mut files = Vec::new();
+    for store in std::iter::once(&Store::local(output_dir)).chain(remote) {
+        if let Ok(names) = store.files_with(&prefix).await {
             files.extend(names);
         }
     }
