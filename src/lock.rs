@@ -3,10 +3,12 @@
 //! while the daily full and the weekly schema run may overlap (each prunes
 //! only its own group).
 //!
-//! The lock is `flock` on `<dir>/.pgbak-<db>_<mode>[_<label>].lock` (std's `File::try_lock`), so
-//! the kernel releases it when the process ends, however it ends: a run
-//! killed with SIGKILL never blocks the next one. The file holds the owner's
-//! pid and start time, only to tell the second run who holds it.
+//! The lock is `flock` on `<dir>/.pgbak-<db>_<mode>[_<label>].<server>.lock` (std's
+//! `File::try_lock`), so the kernel releases it when the process ends, however it ends: a run
+//! killed with SIGKILL never blocks the next one. The server's name is part of it because a
+//! group is per server: `app` of two servers backed up into one directory are two groups, and
+//! neither run waits for the other. The file holds the owner's
+//! //! pid and start time, only to tell the second run who holds it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -20,8 +22,14 @@ use crate::error::{Exit, LOCKED};
 use crate::storage::fsio;
 
 /// The lock file of one backup group inside the backup directory, named
-/// like the group's backups (the database name made safe the same way).
-pub fn lock_file_name(database: &str, mode: crate::mode::Mode, label: Option<&str>) -> String {
+/// like the group's backups: the database and the server's name (`--server-name`,
+/// which names the group's backups too) made safe the same way.
+pub fn lock_file_name(
+    server: &str,
+    database: &str,
+    mode: crate::mode::Mode,
+    label: Option<&str>,
+) -> String {
     let mut name = format!(
         ".pgbak-{}_{}",
         crate::storage::safe_database_name(database),
@@ -31,6 +39,8 @@ pub fn lock_file_name(database: &str, mode: crate::mode::Mode, label: Option<&st
         name.push('_');
         name.push_str(label);
     }
+    name.push('.');
+    name.push_str(&crate::storage::safe_database_name(server));
     name.push_str(".lock");
     name
 }
@@ -177,6 +187,30 @@ fn parse_owner(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mode::Mode;
+
+    #[test]
+    fn a_group_lock_is_named_by_database_mode_label_and_server() {
+        let name = |server, db, mode, label| lock_file_name(server, db, mode, label);
+        assert_eq!(
+            name("db-a", "app", Mode::Full, None),
+            ".pgbak-app_full.db-a.lock"
+        );
+        assert_eq!(
+            name("db-a", "app", Mode::Schema, Some("weekly")),
+            ".pgbak-app_schema_weekly.db-a.lock"
+        );
+        // Two servers, two locks; the same server reached twice, one.
+        assert_ne!(
+            name("db-a", "app", Mode::Full, None),
+            name("db-b", "app", Mode::Full, None)
+        );
+        // A host:port or a name with a slash stays one file name, told apart injectively.
+        let socket = name("host:5432", "app", Mode::Full, None);
+        assert!(!socket.contains([':', '/']), "{socket}");
+        assert_ne!(socket, name("host-5432", "app", Mode::Full, None));
+        assert!(!name("a/../b", "app", Mode::Full, None).contains('/'));
+    }
 
     #[test]
     fn second_lock_is_refused_with_the_owner_then_released_on_drop() {
@@ -205,25 +239,25 @@ mod tests {
                 "enterprise_agents",
                 Mode::Full,
                 None,
-                ".pgbak-enterprise_agents_full.lock",
+                ".pgbak-enterprise_agents_full.srv.lock",
             ),
             (
                 "enterprise_agents",
                 Mode::Schema,
                 None,
-                ".pgbak-enterprise_agents_schema.lock",
+                ".pgbak-enterprise_agents_schema.srv.lock",
             ),
             (
                 "app",
                 Mode::Full,
                 Some("pre-migration"),
-                ".pgbak-app_full_pre-migration.lock",
+                ".pgbak-app_full_pre-migration.srv.lock",
             ),
         ];
         for (db, mode, label, want) in cases {
-            assert_eq!(lock_file_name(db, mode, label), want);
+            assert_eq!(lock_file_name("srv", db, mode, label), want);
         }
-        let odd = lock_file_name("../etc/x y", Mode::Full, None);
+        let odd = lock_file_name("srv", "../etc/x y", Mode::Full, None);
         assert!(!odd.contains('/') && !odd.contains(' '), "{odd}");
     }
 

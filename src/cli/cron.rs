@@ -12,7 +12,7 @@ use crate::settings::{parse_bool, vars};
 #[command(after_help = "\
 Steps, in order: read the settings (a bad value exits 2, and is still logged, alerted \
 and put in the metrics), open the log file (LOG_DIR/backup-<UTC ts>.log), take the lock \
-of this backup group (BACKUP_DIR/.pgbak-<db>_<mode>.lock; --lock-wait to wait for it) \
+of this backup group (BACKUP_DIR/.pgbak-<db>_<mode>.<server>.lock; --lock-wait to wait for it) \
 and ping the heartbeat's /start, back up (and upload when S3_BUCKET is set), verify (with --verify or \
 VERIFY_ON_BACKUP=true; a failed upload does not skip it), retention (local: after the \
 backup and verify succeeded; on S3: only after the upload did too), prune old logs, \

@@ -145,7 +145,7 @@ pub async fn group_lock(
         Some(_) => crate::settings::cron::ALL_DATABASES,
         None => job.conn.dbname.as_str(),
     };
-    let name = lock::lock_file_name(database, job.mode, None);
+    let name = lock::lock_file_name(&job.server_name, database, job.mode, None);
     RunLock::acquire_waiting(&job.output_dir, &name, wait, signals).await
 }
 

@@ -41,7 +41,7 @@ pub fn generic() -> String {
 pub fn generic_skipped() -> String {
     let mut skipped = failure(Step::Setup, RunEnd::Skipped);
     skipped.duration = Duration::ZERO;
-    skipped.error = "the lock .pgbak-enterprise_agents_full.lock is held by pid 1234, started 2026-11-25T02:00:00Z".into();
+    skipped.error = "the lock .pgbak-enterprise_agents_full.db-eu-1.lock is held by pid 1234, started 2026-11-25T02:00:00Z".into();
     json_block(&alert::generic(&skipped))
 }
 

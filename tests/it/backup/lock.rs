@@ -4,7 +4,11 @@
 
 use std::io::Write;
 
-use crate::support::{backup, dumps, files, output_text, pg16};
+use std::time::{Duration, Instant};
+
+use crate::support::{
+    backup, dumps, files, output_text, pg16, private_cluster, spawn_backup, TableLock,
+};
 
 #[test]
 fn backup_while_another_run_of_its_group_holds_the_lock_exits_75_and_writes_nothing() {
@@ -13,12 +17,15 @@ fn backup_while_another_run_of_its_group_holds_the_lock_exits_75_and_writes_noth
     db.psql("CREATE TABLE t(x int); INSERT INTO t VALUES (1)");
     let tmp = tempfile::tempdir().unwrap();
     // The lock as a cron run holds it: flock on the group's file, its owner written.
-    let path = tmp.path().join(format!(".pgbak-{}_full.lock", db.name));
+    let path = tmp
+        .path()
+        .join(format!(".pgbak-{}_full.held.lock", db.name));
     let mut file = std::fs::File::create(&path).unwrap();
     file.try_lock().expect("the test takes the lock");
     write!(file, "pid=4242\nstarted=2026-11-25T02:00:00Z\n").unwrap();
 
-    let out = backup(pg, &db.name, tmp.path(), &[]);
+    let named = ["--server-name", "held"];
+    let out = backup(pg, &db.name, tmp.path(), &named);
     assert_eq!(out.status.code(), Some(75), "{}", output_text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("pid 4242"),
@@ -28,11 +35,16 @@ fn backup_while_another_run_of_its_group_holds_the_lock_exits_75_and_writes_noth
     assert!(files(tmp.path()).is_empty(), "{:?}", files(tmp.path()));
 
     // Another mode is another group: not held.
-    let schema = backup(pg, &db.name, tmp.path(), &["--mode", "schema"]);
+    let schema = backup(
+        pg,
+        &db.name,
+        tmp.path(),
+        &["--server-name", "held", "--mode", "schema"],
+    );
     assert!(schema.status.success(), "{}", output_text(&schema));
 
     drop(file);
-    let out = backup(pg, &db.name, tmp.path(), &[]);
+    let out = backup(pg, &db.name, tmp.path(), &named);
     assert!(out.status.success(), "{}", output_text(&out));
     assert_eq!(
         dumps(tmp.path())
@@ -41,4 +53,52 @@ fn backup_while_another_run_of_its_group_holds_the_lock_exits_75_and_writes_noth
             .count(),
         1
     );
+}
+
+/// Waits until a group lock in `dir` names `pid` as its owner; its file name.
+fn lock_held_by(dir: &std::path::Path, pid: u32) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let owned = std::fs::read_to_string(entry.path())
+                .is_ok_and(|t| t.contains(&format!("pid={pid}\n")));
+            if name.ends_with(".lock") && owned {
+                return name;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("pid {pid} never took a lock in {}", dir.display());
+}
+
+#[test]
+fn two_servers_with_a_database_of_the_same_name_back_up_into_one_directory_at_once() {
+    // Groups are per server: "app" of server a and "app" of server b are two
+    // groups, with their own backups and retention, so neither run may wait
+    // for (or be refused by) the other's lock. Each server keeps its default
+    // name (its socket's host and port).
+    let a = pg16();
+    let db = a.fixture_db("backup lock servers", 0.05);
+    let b = private_cluster(16);
+    let _same_name = b.create_db_named(&db.name);
+    b.psql(&db.name, "CREATE TABLE t(x int); INSERT INTO t VALUES (1)");
+    let tmp = tempfile::tempdir().unwrap();
+    let table_lock = TableLock::hold(a, &db.name, "users");
+    let first = spawn_backup(a, &db.name, tmp.path(), &[]);
+    let held = lock_held_by(tmp.path(), first.id());
+
+    let other = backup(&b, &db.name, tmp.path(), &[]);
+    let same = backup(a, &db.name, tmp.path(), &[]);
+    table_lock.release();
+    let first = first.wait_with_output().unwrap();
+
+    assert!(
+        other.status.success(),
+        "server b's backup is not server a's group (lock {held}): {}",
+        output_text(&other)
+    );
+    assert_eq!(same.status.code(), Some(75), "{}", output_text(&same));
+    assert!(first.status.success(), "{}", output_text(&first));
+    assert_eq!(dumps(tmp.path()).len(), 2, "{:?}", files(tmp.path()));
 }

@@ -11,22 +11,40 @@ use super::{assert_generic_alert, scrape, series, slow_to_restore};
 use crate::support::cron::{cron, down_url, metric, parse_metrics, Dirs};
 use crate::support::{output_text, pg16, pgbak, pgbak_bare, run, HttpListener, TableLock};
 
-/// The lock file of the `db` backups of `mode` in BACKUP_DIR.
+/// The server name the tests that take a group's lock themselves give their runs.
+const LOCK_SERVER: &str = "lock-test";
+
+/// The lock file of the `db` backups of `mode` in BACKUP_DIR, of a run named [`LOCK_SERVER`].
 pub(crate) fn lock_path(dirs: &Dirs, db: &str, mode: &str) -> PathBuf {
-    dirs.backups.join(format!(".pgbak-{db}_{mode}.lock"))
+    dirs.backups
+        .join(format!(".pgbak-{db}_{mode}.{LOCK_SERVER}.lock"))
 }
 
-/// Waits until the lock of the `db` full backups names `pid` as its owner.
+/// Waits until a lock of the `db` full backups (of any server) names `pid` as its owner.
 pub(crate) fn wait_for_lock_owner(dirs: &Dirs, db: &str, pid: u32) {
-    let path = lock_path(dirs, db, "full");
+    let prefix = format!(".pgbak-{db}_full.");
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        if std::fs::read_to_string(&path).is_ok_and(|t| t.contains(&format!("pid={pid}\n"))) {
+        let owned = std::fs::read_dir(&dirs.backups)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with(&prefix)
+                    && name.ends_with(".lock")
+                    && std::fs::read_to_string(e.path())
+                        .is_ok_and(|t| t.contains(&format!("pid={pid}\n")))
+            });
+        if owned {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("pid {pid} never took the lock {}", path.display());
+    panic!(
+        "pid {pid} never took a lock {prefix}*.lock in {}",
+        dirs.backups.display()
+    );
 }
 
 #[test]
@@ -73,7 +91,7 @@ fn cron_lock_held_by_another_process_is_reported() {
     let mut file = std::fs::File::create(&path).unwrap();
     file.try_lock().expect("the test takes the lock");
     write!(file, "pid=4242\nstarted=2026-11-25T02:00:00Z\n").unwrap();
-    let out = run(&mut cron(pgbak_bare(), &dirs, &down_url()));
+    let out = run(cron(pgbak_bare(), &dirs, &down_url()).env("PGBAK_SERVER_NAME", LOCK_SERVER));
     assert_eq!(out.status.code(), Some(75), "{}", output_text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("pid 4242, started 2026-11-25T02:00:00Z"));
     // The skip is visible: its own log line and the skip counter of its group.
@@ -245,7 +263,9 @@ fn cron_lock_wait_waits_for_the_holder_then_runs() {
         drop(file);
     });
     let started = Instant::now();
-    let out = run(cron(pgbak(pg), &dirs, &db.url()).env("PGBAK_LOCK_WAIT", "2m"));
+    let out = run(cron(pgbak(pg), &dirs, &db.url())
+        .env("PGBAK_LOCK_WAIT", "2m")
+        .env("PGBAK_SERVER_NAME", LOCK_SERVER));
     release.join().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     assert!(started.elapsed() >= Duration::from_secs(3));
