@@ -377,9 +377,8 @@ async fn plan(
     let selection = select(opts, &listing)?;
     let table = match selection.as_ref().filter(|s| !s.tables.is_empty()) {
         Some(resolved) => {
-            // With --create-db the target is made anew: no table exists there.
-            let target = (!opts.create_db).then_some(&admin);
-            Some(table::plan(target, &listing, resolved, meta, opts.table_way).await?)
+            let planned = table::plan(&admin, &listing, resolved, meta, opts);
+            Some(signals.guard(planned).await?)
         }
         None => None,
     };

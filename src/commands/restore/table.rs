@@ -11,6 +11,7 @@
 //! against meta.json; the verdict is what happened to the table.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio_postgres::Client;
@@ -19,9 +20,10 @@ use crate::error::usage;
 use crate::meta::Meta;
 use crate::pg::catalog::{self, Catalog, Depth};
 use crate::pg::client::{self, quote_ident};
-use crate::pg::restore::{Listing, TableWay};
+use crate::pg::restore::{sessions, Listing, TableWay};
 use crate::pg::selection::Resolved;
 use crate::pg::table_toc::{self, Entry, TableEntries};
+use crate::settings::restore::RestoreOptions;
 use crate::ui;
 
 /// What a table restore will do, decided before the target is touched.
@@ -40,18 +42,25 @@ pub(super) struct TablePlan {
     skipped_keys: Vec<(String, String)>,
 }
 
-/// Plans the restore of the `--table` selection. `target`: a session on the
-/// target database, None when `--create-db` makes it anew. `choice`:
-/// `--data-only` or `--clean`. A table that exists without either, or with
+/// Plans the restore of the `--table` selection. `admin`: a session on the
+/// target database (on another one with `--create-db`, which makes the
+/// target anew: no table exists there); `opts`' table
+/// way (`--data-only` or `--clean`) and lock wait. A table that exists without either, or with
 /// `--clean` while something outside it depends on it, is a usage error
 /// (exit 2) and nothing is touched.
 pub(super) async fn plan(
-    target: Option<&Client>,
+    admin: &Client,
     listing: &Listing,
     resolved: &Resolved,
     meta: Option<&Meta>,
-    choice: Option<TableWay>,
+    opts: &RestoreOptions,
 ) -> Result<TablePlan> {
+    let (choice, lock_wait) = (opts.table_way, opts.lock_wait_timeout);
+    let target = (!opts.create_db).then_some(admin);
+    if let Some(target) = target {
+        // Counting and reading the catalog wait for table locks like any reader: bounded.
+        client::set_lock_timeout(target, lock_wait).await?;
+    }
     let entries = table_toc::parse(&listing.toc);
     let recorded = meta.and_then(|m| m.schema_objects.as_ref());
     let own = |entry: &Entry, schema: &str, table: &str| {
@@ -84,13 +93,8 @@ pub(super) async fn plan(
     }
     if plan.way == TableWay::DataOnly {
         for (schema, table) in &plan.tables {
-            let rows = client::count_rows(
-                target.context("--data-only needs the target")?,
-                schema,
-                table,
-            )
-            .await?
-            .rows_or_zero();
+            let target = target.context("--data-only needs the target")?;
+            let rows = rows_before(target, schema, table, lock_wait).await?;
             plan.before.insert((schema.clone(), table.clone()), rows);
         }
         plan.list = table_toc::list_file(&entries, &plan.taken.data, &BTreeSet::new());
@@ -99,6 +103,35 @@ pub(super) async fn plan(
     }
     describe(&plan, &entries);
     Ok(plan)
+}
+
+/// The rows of a table before `--data-only` appends to it. A lock held on
+/// it for longer than `--lock-wait-timeout` is an error naming its holders.
+async fn rows_before(target: &Client, schema: &str, table: &str, waited: Duration) -> Result<u64> {
+    let err = match client::count_rows(target, schema, table).await {
+        Ok(count) => return Ok(count.rows_or_zero()),
+        Err(err) => err,
+    };
+    let locked = err
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(tokio_postgres::Error::code)
+        == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE);
+    if !locked {
+        return Err(err);
+    }
+    let holders = sessions::holders(target, schema, table).await;
+    anyhow::bail!(
+        "not restoring: a lock on {}.{} was not granted within --lock-wait-timeout {} (held by \
+         {}); end that session, or restore when it is done",
+        quote_ident(schema),
+        quote_ident(table),
+        humantime::format_duration(waited),
+        if holders.is_empty() {
+            "another session".to_owned()
+        } else {
+            holders.join(", ")
+        }
+    )
 }
 
 /// The tables' own foreign keys that reference a table the target lacks

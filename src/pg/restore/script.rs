@@ -6,6 +6,12 @@
 //! `SET transaction_timeout = 0`), an error that would abort the
 //! transaction before anything ran; the script's opening lines are adjusted
 //! on the way instead ([`adjust_prelude_line`]).
+//!
+//! psql's session is watched as pg_restore's are ([`super::sessions`]): a
+//! lock wait longer than `--lock-wait-timeout` is cancelled with its blocker
+//! named, and on a signal the session is ended on the server (a backend
+//! waiting for a lock does not notice that its client is gone, and would hold
+//! the locks its transaction took until the wait ends).
 
 use std::process::Stdio;
 
@@ -13,7 +19,7 @@ use anyhow::{Context, Result};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use super::{
-    dbname_conninfo, pgoptions, Input, PgRestoreVerdict, RestoreJob, TableWay, STDERR_CAP,
+    dbname_conninfo, pgoptions, sessions, Input, PgRestoreVerdict, RestoreJob, TableWay, STDERR_CAP,
 };
 use crate::error::interrupted;
 use crate::pg::tools;
@@ -61,6 +67,12 @@ pub async fn in_one_transaction(
     if let Some(options) = pgoptions(job.conn, job.maintenance_work_mem) {
         psql.env("PGOPTIONS", options);
     }
+    // A name of its own, so the watch sees this session and no other psql.
+    let own = sessions::Sessions {
+        app: format!("pgbak-table-restore-{}", std::process::id()),
+        database: job.conn.dbname.clone(),
+    };
+    psql.env("PGAPPNAME", &own.app);
     ui::debug(&format!(
         "running {} | {}",
         tools::describe(&script),
@@ -86,11 +98,16 @@ pub async fn in_one_transaction(
     let script_err = tools::drain_stderr(script_err, STDERR_CAP);
     let psql_err = tools::drain_stderr(psql_err, STDERR_CAP);
     let pump = tokio::spawn(pump(sql, sink));
-    // On a signal both are killed as they drop: psql's transaction is rolled back.
+    let watch = job
+        .lock_wait_timeout
+        .map(|limit| sessions::Watch::start(job.conn.clone(), own.clone(), limit));
+    // On a signal psql's session is ended on the server (its transaction
+    // rolled back), then both are killed as they drop.
     let (written, read) = tokio::select! {
         done = async { (script.wait().await, psql.wait().await) } => done,
         sig = signals.recv() => {
             ui::warn(&format!("{}: stopping the table restore (its transaction is rolled back)", sig.name()));
+            sessions::terminate(job.conn, &own).await;
             return Err(interrupted(sig));
         }
     };
@@ -100,6 +117,7 @@ pub async fn in_one_transaction(
     let (script_err, _) = script_err.await.unwrap_or_default();
     let (psql_err, _) = psql_err.await.unwrap_or_default();
     let mut outcome = judge(&psql_err, read.success());
+    outcome.blockers = watch.map(|w| w.blockers()).unwrap_or_default();
     if !written.success() {
         outcome.errors.insert(
             0,

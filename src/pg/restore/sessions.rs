@@ -34,6 +34,32 @@ impl Sessions {
     }
 }
 
+/// A session `b` of pg_stat_activity described for an operator: its pid,
+/// user, application, state and how long its transaction has been open.
+const DESCRIBE_B: &str = "format('pid %s (user %s%s, %s%s)', b.pid, b.usename,
+    coalesce(', application ' || nullif(b.application_name, ''), ''),
+    coalesce(b.state, 'unknown state'),
+    coalesce(', in a transaction since ' || date_trunc('second', b.xact_start)::text, ''))";
+
+/// The sessions other than `client`'s own that hold a lock on the table
+/// `schema.table`, described (for a statement of pgbak's own that gave up
+/// waiting for them: its lock_timeout).
+pub async fn holders(client: &tokio_postgres::Client, schema: &str, table: &str) -> Vec<String> {
+    let sql = format!(
+        "SELECT DISTINCT {DESCRIBE_B}
+           FROM pg_catalog.pg_locks l
+           JOIN pg_catalog.pg_class c ON c.oid = l.relation
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+           JOIN pg_catalog.pg_stat_activity b ON b.pid = l.pid
+          WHERE l.granted AND n.nspname = $1 AND c.relname = $2
+            AND l.pid <> pg_catalog.pg_backend_pid()"
+    );
+    match client.query(&sql, &[&schema, &table]).await {
+        Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// Watches pg_restore's sessions for lock waits: one that waits longer than
 /// the limit is cancelled, and who blocked it is remembered. (A lock_timeout
 /// of our own would not hold: every pg_restore session starts with `SET
@@ -55,18 +81,16 @@ impl Watch {
             loop {
                 if let Ok(rows) = client
                     .query(
-                        "SELECT w.pid, b.pid, format('pid %s (user %s%s, %s%s)', b.pid, b.usename,
-                                coalesce(', application ' || nullif(b.application_name, ''), ''),
-                                coalesce(b.state, 'unknown state'),
-                                coalesce(', in a transaction since '
-                                         || date_trunc('second', b.xact_start)::text, ''))
+                        &format!(
+                            "SELECT w.pid, b.pid, {DESCRIBE_B}
                            FROM pg_catalog.pg_locks l
                            JOIN pg_catalog.pg_stat_activity w ON w.pid = l.pid
                           CROSS JOIN LATERAL unnest(pg_catalog.pg_blocking_pids(w.pid)) AS p(pid)
                            JOIN pg_catalog.pg_stat_activity b ON b.pid = p.pid
                           WHERE NOT l.granted AND w.application_name = $1 AND w.datname = $3
                             AND NOT (b.application_name = $1 AND b.datname = $3)
-                            AND extract(epoch FROM now() - l.waitstart)::float8 > $2::float8",
+                            AND extract(epoch FROM now() - l.waitstart)::float8 > $2::float8"
+                        ),
                         &[&sessions.app, &limit, &sessions.database],
                     )
                     .await

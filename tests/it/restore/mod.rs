@@ -9,6 +9,7 @@ mod prompt;
 mod selection;
 mod sessions;
 mod table;
+mod table_sessions;
 
 use crate::support::TestDb;
 

@@ -1,0 +1,140 @@
+//! The sessions of a table restore (`restore --table`, pg_restore's script run by psql in one
+//! transaction) on the server, as a whole restore's: a lock wait is bounded by
+//! `--lock-wait-timeout` and names the blocking session, and SIGTERM ends the transaction on
+//! the server before pgbak exits (a backend waiting for a lock does not notice its client is
+//! gone, and would hold the locks it took until the wait ends).
+
+use std::time::{Duration, Instant};
+
+use crate::support::runs::{signal_when, wait_bounded};
+use crate::support::verify::{backup, Dir};
+use crate::support::{output_text, pg16, restore_cmd, TableLock, TestDb};
+
+/// A source with `items` (1000 rows) backed up, and a target holding an empty `items`.
+fn items_backup(hint: &str) -> (Dir, std::path::PathBuf, TestDb<'static>) {
+    let pg = pg16();
+    let source = pg.db_with(
+        &format!("{hint} source"),
+        "CREATE TABLE items (id int); INSERT INTO items SELECT generate_series(1, 1000)",
+    );
+    let dir = Dir::new(hint);
+    let dump = backup(&source, &dir);
+    let target = pg.db_with(&format!("{hint} target"), "CREATE TABLE items (id int)");
+    (dir, dump, target)
+}
+
+/// The sessions on the server waiting for a lock in `target` (the test's lock holder is idle
+/// in its transaction): the restore's.
+fn restore_sessions(target: &TestDb<'_>) -> String {
+    target.pg().psql(
+        "postgres",
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' \
+             AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+            target.name
+        ),
+    )
+}
+
+/// The pid of the session holding `target`'s table lock ([`TableLock`]).
+fn holder(target: &TestDb<'_>) -> String {
+    target.pg().psql(
+        "postgres",
+        &format!(
+            "SELECT pid FROM pg_locks WHERE locktype = 'relation' AND mode = 'AccessExclusiveLock' \
+             AND granted AND database = (SELECT oid FROM pg_database WHERE datname = '{}')",
+            target.name
+        ),
+    )
+}
+
+/// A table restore of `items` with `way` into `target` while another session holds the table:
+/// it must end within bounds, exit 1, name the holder and leave the table as it was.
+fn restore_while_locked(hint: &str, way: &str) {
+    let (_dir, dump, target) = items_backup(hint);
+    target.psql("INSERT INTO items VALUES (-1)");
+    let lock = TableLock::hold(target.pg(), &target.name, "items");
+    let holder = holder(&target);
+    let started = Instant::now();
+    let args = [
+        "--table",
+        "public.items",
+        way,
+        "--no-confirm",
+        "--lock-wait-timeout",
+        "2s",
+    ];
+    let child = restore_cmd(&target, &dump, &args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_bounded(child, Duration::from_secs(60));
+    let took = started.elapsed();
+    drop(lock);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(took < Duration::from_secs(40), "took {took:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--lock-wait-timeout 2s") && stderr.contains(&format!("pid {holder} ")),
+        "{stderr}"
+    );
+    assert_eq!(
+        target.psql("SELECT string_agg(id::text, ',') FROM items"),
+        "-1",
+        "untouched"
+    );
+}
+
+#[test]
+fn table_restore_clean_lock_wait_is_bounded_and_names_the_blocking_session() {
+    // psql's DROP TABLE waits: the watch cancels it and names the holder.
+    restore_while_locked("table lockwait clean", "--clean");
+}
+
+#[test]
+fn table_restore_data_only_lock_wait_is_bounded_and_names_the_blocking_session() {
+    // pgbak's own count of the rows before the append waits: bounded the same way.
+    restore_while_locked("table lockwait append", "--data-only");
+}
+
+/// SIGTERM to a table restore with `way` while it waits for `target`'s table lock; the exit
+/// code and the sessions still waiting on the server once pgbak has exited.
+fn sigterm_while_locked(hint: &str, way: &str) -> (Option<i32>, String) {
+    let (_dir, dump, target) = items_backup(hint);
+    let lock = TableLock::hold(target.pg(), &target.name, "items");
+    let waiting = || restore_sessions(&target) != "0";
+    let args = ["--table", "public.items", way, "--no-confirm"];
+    let (out, _) = signal_when(
+        restore_cmd(&target, &dump, &args),
+        waiting,
+        libc::SIGTERM,
+        Duration::from_secs(60),
+    );
+    let left = restore_sessions(&target);
+    drop(lock);
+    assert_eq!(
+        target.psql("SELECT count(*) FROM items"),
+        "0",
+        "rolled back"
+    );
+    (out.status.code(), left)
+}
+
+#[test]
+fn table_restore_sigterm_ends_its_transaction_on_the_server() {
+    let (code, left) = sigterm_while_locked("table sigterm", "--clean");
+    assert_eq!(code, Some(143));
+    assert_eq!(
+        left, "0",
+        "the restore's transaction still waits on the server after pgbak exited"
+    );
+}
+
+#[test]
+fn table_restore_sigterm_while_counting_before_an_append_exits_143() {
+    // pgbak's own count of the rows before the append waits for the lock: a signal ends it
+    // (it used to wait for the lock, deaf to signals).
+    let (code, _) = sigterm_while_locked("table sigterm append", "--data-only");
+    assert_eq!(code, Some(143));
+}
