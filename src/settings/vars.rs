@@ -213,6 +213,9 @@ registry! {
             "Ping a dead man's switch on every check (a secret).";
         PGBAK_CHECK_MAX_RUN_DURATION ["check"] default "`12h`" :
             "An `--all-databases` run without its end record after this long counts as killed.";
+        PGBAK_CHECK_MAX_RTO ["check"] default "`0` (off)" :
+            "A group whose newest passed verify's restore took longer, or was never measured, \
+             fails (see [Restore drills](../drills.md)).";
     }
     "S3 and the AWS SDK" {
         S3_BUCKET ["backup", "cron", "verify", "restore", "list", "check", "prune", "unpin"] default "unset: no upload" :

@@ -115,6 +115,10 @@ pub struct VerifySettings {
     pub options: VerifyOptions,
     /// The report on stdout as JSON too (`--json`).
     pub output: Output,
+    /// `--all-databases`: a drill of a whole run (which run, of which server).
+    pub all_databases: Option<super::restore::RunWanted>,
+    /// `--check-config`: stop after resolving these.
+    pub check_config: bool,
 }
 
 impl VerifySettings {
@@ -142,10 +146,19 @@ impl VerifySettings {
             expected_tables: ExpectedTables::resolve(&args.expect)?,
             ..VerifyOptions::resolve(conn, pg_bin_dir, target, tuning.decrypt, super::env())
         };
+        let all_databases = match args.all_databases {
+            true => Some(super::restore::RunWanted::resolve(
+                args.run.as_deref(),
+                args.server.as_deref(),
+            )?),
+            false => None,
+        };
         Ok(VerifySettings {
             backup: super::restore::wanted(source, select)?,
             options,
             output: Output::from_flag(args.json),
+            all_databases,
+            check_config: args.check_config,
         })
     }
 }
