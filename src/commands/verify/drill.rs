@@ -387,7 +387,7 @@ fn summarize(drill: &Drill) {
     let rebuild = drill.totals.rebuild_seconds;
     for r in &drill.databases {
         let seconds = |s: Option<f64>| s.map_or_else(|| "-".to_owned(), |s| format!("{s:.1}s"));
-        ui::info(&format!(
+        let line = format!(
             "  {}: {} (restore {}, checks {}, download {:.1}s, {}, {} job(s))",
             r.database,
             if r.passed {
@@ -400,7 +400,12 @@ fn summarize(drill: &Drill) {
             r.download_seconds,
             ui::bytes(r.bytes),
             r.jobs.map_or_else(|| "-".to_owned(), |j| j.to_string())
-        ));
+        );
+        if r.passed {
+            ui::info(&line);
+        } else {
+            ui::error(&line);
+        }
     }
     ui::info(&format!(
         "whole-server rebuild from run {} on this machine: {rebuild:.1}s (globals {:.1}s, \
