@@ -65,6 +65,10 @@ pub struct VerifyArgs {
     /// when the prefix holds several.
     #[arg(long, value_name = "NAME_OR_ID", requires = "all_databases")]
     pub server: Option<String>,
+    /// After a passed verify, write its restore time (`pgbak_restore_duration_seconds` of the
+    /// backup's group) into this node_exporter textfile, cron's series kept.
+    #[arg(long, env = vars::METRICS_FILE, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
     /// Check the settings (where the backups are, S3, the identity, the target), then exit
     /// without reading a backup or connecting: 0 when valid, 2 when not.
     #[arg(long)]

@@ -198,9 +198,10 @@ registry! {
         HEARTBEAT_KIND ["cron", "check"] default "`auto`" :
             "`plain` (one GET after a success), `healthchecks` (`/start`, success with a summary, \
              `/fail` with the error), `auto` (`healthchecks` for `hc-ping.com` URLs, else `plain`).";
-        METRICS_FILE ["cron"] default "" :
+        METRICS_FILE ["cron", "verify"] default "" :
             "Prometheus textfile for node_exporter, rewritten after every run (see \
-             [Metrics](../operating/metrics.md)).";
+             [Metrics](../operating/metrics.md)); `pgbak verify` writes its measured restore \
+             time there.";
     }
     "check" {
         PGBAK_CHECK_MAX_AGE ["check"] default "`26h`" :

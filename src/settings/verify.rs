@@ -54,6 +54,9 @@ pub struct VerifyOptions {
     /// As root, the system user the `--ephemeral` server runs as
     /// (`PGBAK_EPHEMERAL_USER`, default `pgbak`).
     pub ephemeral_user: String,
+    /// `pgbak verify --metrics-file`: the restore time of a passed verify is
+    /// written there (cron writes its own series).
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl VerifyOptions {
@@ -83,6 +86,7 @@ impl VerifyOptions {
             ephemeral_user: env
                 .get(super::vars::PGBAK_EPHEMERAL_USER)
                 .unwrap_or_else(|| defaults::EPHEMERAL_USER.to_owned()),
+            metrics_file: None,
         }
     }
 
@@ -144,6 +148,7 @@ impl VerifySettings {
             maintenance_work_mem: tuning.maintenance_work_mem,
             no_cleanup: args.no_cleanup,
             expected_tables: ExpectedTables::resolve(&args.expect)?,
+            metrics_file: args.metrics_file.clone(),
             ..VerifyOptions::resolve(conn, pg_bin_dir, target, tuning.decrypt, super::env())
         };
         let all_databases = match args.all_databases {

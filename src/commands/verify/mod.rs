@@ -145,7 +145,38 @@ pub async fn verify_located(
             record(meta, located, &verification_of(&report)).await;
         }
     }
+    if let (Some(path), MetaState::Read(meta)) = (&opts.metrics_file, &backup.meta_state) {
+        write_metric(path, meta, &report);
+    }
     Ok(report)
+}
+
+/// `--metrics-file`: a passed verify's restore time, as its group's
+/// `pgbak_restore_duration_seconds`. A failure is a warning.
+fn write_metric(path: &Path, meta: &Meta, report: &Report) {
+    let Some(timing) = report.timing.as_ref().filter(|_| report.passed) else {
+        return;
+    };
+    let update = crate::metrics::Update::Restored {
+        group: crate::metrics::GroupLabels {
+            database: meta.database.clone(),
+            mode: meta.mode.as_str().to_owned(),
+            label: meta.label.clone().unwrap_or_default(),
+            server: meta
+                .server
+                .as_ref()
+                .map(|s| s.name.clone())
+                .unwrap_or_default(),
+        },
+        seconds: timing.restore_seconds,
+    };
+    if let Err(err) = crate::metrics::write(path, &update) {
+        ui::warn(&format!(
+            "could not write the restore time into {}: {}",
+            path.display(),
+            crate::error::one_line(&err)
+        ));
+    }
 }
 
 /// The verdict of a finished verify.
