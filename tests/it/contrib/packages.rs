@@ -258,7 +258,10 @@ fn deb_holds_the_binary_pages_units_and_a_private_conffile() {
     let prerm = read(&control.join("prerm"));
     assert!(
         prerm.contains("[ \"$1\" = remove ]")
-            && prerm.contains("deb-systemd-invoke stop pgbak.service pgbak.timer"),
+            && prerm.contains(
+                "deb-systemd-invoke stop pgbak-drill.service pgbak-drill.timer pgbak.service \
+                 pgbak.timer"
+            ),
         "units stopped on remove only: {prerm}"
     );
 

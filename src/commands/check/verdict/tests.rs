@@ -296,7 +296,8 @@ fn max_rto_judges_the_newest_verified_restore_and_fails_the_unmeasured() {
         ..limits()
     };
     // (backups newest first, limits, status, the restore seconds of the restore test)
-    let cases: Vec<(&str, Vec<Seen>, Limits, &str, Option<f64>)> = vec![
+    type Case = (&'static str, Vec<Seen>, Limits, &'static str, Option<f64>);
+    let cases: Vec<Case> = vec![
         (
             "within the limit",
             vec![timed(5, 59.5)],
