@@ -290,7 +290,8 @@ async fn start_cluster<'c>(
         .filter_map(|m| archive::major_of(&m.meta.pg_dump_version))
         .max()
         .unwrap_or_default();
-    let tools = crate::pg::tools::find(opts.pg_bin_dir.as_deref(), need, "of the run")?;
+    // (The backups' pg_dump major stands for the server's: the cluster must read them.)
+    let tools = crate::pg::tools::find(opts.pg_bin_dir.as_deref(), need, &need.to_string())?;
     let cleanup = if opts.no_cleanup {
         Cleanup::Keep
     } else {

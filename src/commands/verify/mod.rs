@@ -33,6 +33,7 @@ mod drill;
 pub mod fresh;
 mod report;
 mod target;
+mod timing;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -146,37 +147,9 @@ pub async fn verify_located(
         }
     }
     if let (Some(path), MetaState::Read(meta)) = (&opts.metrics_file, &backup.meta_state) {
-        write_metric(path, meta, &report);
+        timing::write_metric(path, meta, &report);
     }
     Ok(report)
-}
-
-/// `--metrics-file`: a passed verify's restore time, as its group's
-/// `pgbak_restore_duration_seconds`. A failure is a warning.
-fn write_metric(path: &Path, meta: &Meta, report: &Report) {
-    let Some(timing) = report.timing.as_ref().filter(|_| report.passed) else {
-        return;
-    };
-    let update = crate::metrics::Update::Restored {
-        group: crate::metrics::GroupLabels {
-            database: meta.database.clone(),
-            mode: meta.mode.as_str().to_owned(),
-            label: meta.label.clone().unwrap_or_default(),
-            server: meta
-                .server
-                .as_ref()
-                .map(|s| s.name.clone())
-                .unwrap_or_default(),
-        },
-        seconds: timing.restore_seconds,
-    };
-    if let Err(err) = crate::metrics::write(path, &update) {
-        ui::warn(&format!(
-            "could not write the restore time into {}: {}",
-            path.display(),
-            crate::error::one_line(&err)
-        ));
-    }
 }
 
 /// The verdict of a finished verify.
@@ -471,7 +444,7 @@ async fn restore_copy(
     }
     report.pg_restore_warnings = outcome.warnings.clone();
     report.timing = Some(VerifyTiming {
-        restore_seconds: hundredths(restored.duration),
+        restore_seconds: timing::hundredths(restored.duration),
         verify_seconds: 0.0,
         jobs,
         bytes: run.meta().map_or_else(
@@ -481,11 +454,6 @@ async fn restore_copy(
     });
     report_restore(&restored, report);
     Ok(true)
-}
-
-/// Seconds to two decimals, as the verdict records them.
-fn hundredths(d: std::time::Duration) -> f64 {
-    (d.as_secs_f64() * 100.0).round() / 100.0
 }
 
 /// Where else a backup can be verified when this server lacks an extension.
@@ -591,7 +559,7 @@ async fn check_copy(
         ))
         .await;
     if let Some(timing) = report.timing.as_mut() {
-        timing.verify_seconds = hundredths(clock.elapsed());
+        timing.verify_seconds = timing::hundredths(clock.elapsed());
     }
     if let Err(err) = checked {
         // A stop (signal or --timeout) is no verdict on the copy.
