@@ -78,9 +78,17 @@ sed -e 's|/usr/local/bin/pgbak|/usr/bin/pgbak|g' \
 #   systemctl enable --now pgbak.timer' \
     contrib/pgbak.service >"$assets/units/pgbak.service"
 cp contrib/pgbak.timer "$assets/units/pgbak.timer"
+# The weekly restore drill (not enabled either): the same paths.
+sed -e 's|/usr/local/bin/pgbak|/usr/bin/pgbak|g' \
+    -e 's|^ReadWritePaths=/var/backups/enterprise-agents$|ReadWritePaths=/var/lib/pgbak|' \
+    -e '/^# Install (see /,/^#   systemctl daemon-reload/c\
+# Installed by the pgbak package: it reads /etc/pgbak/pgbak.env as pgbak.service does;\
+#   systemctl enable --now pgbak-drill.timer' \
+    contrib/pgbak-drill.service >"$assets/units/pgbak-drill.service"
+cp contrib/pgbak-drill.timer "$assets/units/pgbak-drill.timer"
 sed -e 's|^BACKUP_DIR=/var/backups/enterprise-agents$|BACKUP_DIR=/var/lib/pgbak/backups|' \
     contrib/pgbak.env.example >"$assets/pgbak.env"
-for file in "$assets/units/pgbak.service" "$assets/pgbak.env"; do
+for file in "$assets/units/pgbak.service" "$assets/units/pgbak-drill.service" "$assets/pgbak.env"; do
     if grep -q -e /usr/local/bin -e /var/backups/enterprise-agents "$file"; then
         say "$file still names a hand-install path: update the substitutions above"
         exit 1
@@ -118,7 +126,8 @@ mkdir -p "$tree/man/man1" "$tree/completions" "$tree/contrib"
 cp "$assets/bin/pgbak" "$tree/pgbak"
 cp "$assets"/man/*.1 "$tree/man/man1/"
 cp "$assets"/completions/* "$tree/completions/"
-cp contrib/pgbak.service contrib/pgbak.timer contrib/pgbak.env.example contrib/pgbak.crontab "$tree/contrib/"
+cp contrib/pgbak.service contrib/pgbak.timer contrib/pgbak-drill.service contrib/pgbak-drill.timer \
+    contrib/pgbak.env.example contrib/pgbak.crontab "$tree/contrib/"
 cp README.md CHANGELOG.md "$tree/"
 tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owner \
     -C "$assets/tarball" -cf - "$name" | gzip -9n >"$out/$name.tar.gz"

@@ -66,6 +66,24 @@ pub struct Verification {
     /// The names of the checks that failed (as verify prints them); absent when it passed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_checks: Vec<String>,
+    /// How long the restore and the checks took, and with what parallelism:
+    /// the restore time (RTO) this verify measured. Absent when pg_restore
+    /// did not run, and in verdicts written before pgbak recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<VerifyTiming>,
+}
+
+/// A verify's measured durations (`verification.timing`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyTiming {
+    /// Wall time of pg_restore (decryption and index builds included).
+    pub restore_seconds: f64,
+    /// Wall time of the checks on the restored copy.
+    pub verify_seconds: f64,
+    /// pg_restore's parallel jobs.
+    pub jobs: u32,
+    /// Size of the backup as stored (the dump, encrypted or not).
+    pub bytes: u64,
 }
 
 /// Why retention may not delete this backup until an operator runs `pgbak unpin`.

@@ -25,6 +25,7 @@ use chrono::{DateTime, Utc};
 const LAST_SUCCESS: &str = "pgbak_last_success_timestamp_seconds";
 const SKIPPED: &str = "pgbak_runs_skipped_total";
 const LAST_SKIP: &str = "pgbak_last_skip_timestamp_seconds";
+const RESTORE: &str = "pgbak_restore_duration_seconds";
 
 /// Every metric pgbak writes: name, type, help. Samples of other names found
 /// in an old file are dropped.
@@ -79,6 +80,11 @@ const METRICS: &[(&str, &str, &str)] = &[
         "gauge",
         "Wall time of each step of the last pgbak cron run of this group.",
     ),
+    (
+        RESTORE,
+        "gauge",
+        "pg_restore's wall time in the newest verify of this group (pgbak cron --verify, pgbak verify): the restore time (RTO) it measured.",
+    ),
 ];
 
 /// The series of one backup group: what its labels say.
@@ -111,6 +117,9 @@ pub struct RunMetrics {
     pub exit_code: u8,
     /// Size of the dump this run wrote, when it wrote one.
     pub backup_size: Option<u64>,
+    /// pg_restore's wall time in this run's verify, when it verified (else the
+    /// group's last measured restore time is kept).
+    pub restore_seconds: Option<f64>,
     pub steps: Vec<StepMetric>,
 }
 
@@ -124,13 +133,15 @@ pub enum Update {
         group: GroupLabels,
         at: DateTime<Utc>,
     },
+    /// `pgbak verify` measured the group's restore time: only that series changes.
+    Restored { group: GroupLabels, seconds: f64 },
 }
 
 impl Update {
     fn group(&self) -> &GroupLabels {
         match self {
             Update::Finished(run) => &run.group,
-            Update::Skipped { group, .. } => group,
+            Update::Skipped { group, .. } | Update::Restored { group, .. } => group,
         }
     }
 }
@@ -212,6 +223,10 @@ pub fn merge(previous: Vec<Sample>, update: &Update) -> Vec<Sample> {
             out.push(Sample::new(SKIPPED, group, None, count));
             out.push(Sample::new(LAST_SKIP, group, None, seconds(*at)));
         }
+        Update::Restored { seconds, .. } => {
+            out.extend(mine.iter().filter(|s| s.name != RESTORE).cloned());
+            out.push(Sample::new(RESTORE, group, None, *seconds));
+        }
         Update::Finished(run) => {
             let started = seconds(run.started);
             let mut add = |name: &str, value: f64| out.push(Sample::new(name, group, None, value));
@@ -233,7 +248,13 @@ pub fn merge(previous: Vec<Sample>, update: &Update) -> Vec<Sample> {
             if let Some(size) = run.backup_size {
                 add("pgbak_last_backup_size_bytes", size as f64);
             }
-            for name in [SKIPPED, LAST_SKIP] {
+            if let Some(restore) = run.restore_seconds {
+                add(RESTORE, restore);
+            }
+            for name in [SKIPPED, LAST_SKIP, RESTORE] {
+                if name == RESTORE && run.restore_seconds.is_some() {
+                    continue;
+                }
                 if let Some(value) = previous_value(name) {
                     add(name, value);
                 }
@@ -399,191 +420,4 @@ fn number(value: f64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    fn group(mode: &str) -> GroupLabels {
-        GroupLabels {
-            database: "enterprise_agents".into(),
-            mode: mode.into(),
-            label: String::new(),
-            server: "db-host-01:5432".into(),
-        }
-    }
-
-    fn run(mode: &str, day: u32, success: bool) -> RunMetrics {
-        RunMetrics {
-            group: group(mode),
-            started: Utc.with_ymd_and_hms(2026, 11, day, 2, 0, 0).unwrap(),
-            duration: Duration::from_millis(12_500),
-            success,
-            exit_code: if success { 0 } else { 1 },
-            backup_size: success.then_some(151_015_999),
-            steps: vec![
-                StepMetric {
-                    step: "backup",
-                    success: true,
-                    duration: Duration::from_secs(5),
-                },
-                StepMetric {
-                    step: "verify",
-                    success,
-                    duration: Duration::from_millis(7_250),
-                },
-            ],
-        }
-    }
-
-    fn value(samples: &[Sample], name: &str, mode: &str) -> Option<f64> {
-        samples
-            .iter()
-            .find(|s| s.name == name && s.label("mode") == mode && s.label("step").is_empty())
-            .map(|s| s.value)
-    }
-
-    #[test]
-    fn render_is_the_exposition_format() {
-        let text = render(&merge(Vec::new(), &Update::Finished(run("full", 25, true))));
-        let labels =
-            "database=\"enterprise_agents\",mode=\"full\",label=\"\",server=\"db-host-01:5432\"";
-        let want = [
-            "# TYPE pgbak_last_run_success gauge".to_owned(),
-            format!("pgbak_last_run_start_timestamp_seconds{{{labels}}} 1795572000"),
-            format!("pgbak_last_run_success{{{labels}}} 1"),
-            format!("pgbak_last_run_exit_code{{{labels}}} 0"),
-            format!("pgbak_last_run_duration_seconds{{{labels}}} 12.500"),
-            format!("pgbak_last_backup_size_bytes{{{labels}}} 151015999"),
-            format!("pgbak_step_success{{{labels},step=\"verify\"}} 1"),
-            format!("pgbak_step_duration_seconds{{{labels},step=\"verify\"}} 7.250"),
-            format!("pgbak_last_success_timestamp_seconds{{{labels}}} 1795572000"),
-        ];
-        for line in want {
-            assert!(
-                text.lines().any(|l| l == line),
-                "missing {line:?} in\n{text}"
-            );
-        }
-        assert!(text.ends_with('\n'));
-        assert_eq!(parse(&text).len(), 10);
-    }
-
-    #[test]
-    fn label_values_are_escaped_and_read_back() {
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
-        let mut r = run("full", 25, true);
-        r.group.database = "we\"ird,db\\x\ny} 1".into();
-        let samples = merge(Vec::new(), &Update::Finished(r.clone()));
-        let back = parse(&render(&samples));
-        assert_eq!(back.len(), samples.len());
-        assert!(back.iter().all(|s| s.group() == r.group), "{back:?}");
-    }
-
-    #[test]
-    fn groups_are_carried_forward_and_never_mixed() {
-        // The issue's sequence: full ok, schema fails, full fails, schema ok, full fails.
-        let mut samples = Vec::new();
-        let steps = [
-            ("full", 20, true),
-            ("schema", 21, false),
-            ("full", 22, false),
-            ("schema", 23, true),
-            ("full", 24, false),
-        ];
-        for (mode, day, ok) in steps {
-            let text = render(&merge(samples, &Update::Finished(run(mode, day, ok))));
-            samples = parse(&text);
-        }
-        let at = |day: u32| seconds(Utc.with_ymd_and_hms(2026, 11, day, 2, 0, 0).unwrap());
-        assert_eq!(value(&samples, LAST_SUCCESS, "full"), Some(at(20)));
-        assert_eq!(value(&samples, LAST_SUCCESS, "schema"), Some(at(23)));
-        assert_eq!(value(&samples, "pgbak_last_run_success", "full"), Some(0.0));
-        assert_eq!(
-            value(&samples, "pgbak_last_run_success", "schema"),
-            Some(1.0)
-        );
-        assert_eq!(
-            value(&samples, "pgbak_last_run_start_timestamp_seconds", "full"),
-            Some(at(24))
-        );
-        assert_eq!(
-            value(&samples, "pgbak_last_backup_size_bytes", "full"),
-            None
-        );
-        assert_eq!(
-            value(&samples, "pgbak_last_backup_size_bytes", "schema"),
-            Some(151_015_999.0)
-        );
-    }
-
-    #[test]
-    fn a_skip_counts_and_keeps_the_last_result() {
-        let first = merge(Vec::new(), &Update::Finished(run("full", 20, true)));
-        let at = Utc.with_ymd_and_hms(2026, 11, 21, 2, 0, 0).unwrap();
-        let skip = Update::Skipped {
-            group: group("full"),
-            at,
-        };
-        let once = merge(first, &skip);
-        let twice = merge(once, &skip);
-        assert_eq!(value(&twice, SKIPPED, "full"), Some(2.0));
-        assert_eq!(value(&twice, LAST_SKIP, "full"), Some(seconds(at)));
-        assert_eq!(value(&twice, "pgbak_last_run_success", "full"), Some(1.0));
-        // The next run keeps the count.
-        let after = merge(twice, &Update::Finished(run("full", 22, false)));
-        assert_eq!(value(&after, SKIPPED, "full"), Some(2.0));
-        let text = render(&after);
-        assert!(
-            text.contains("# TYPE pgbak_runs_skipped_total counter"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn series_without_a_server_are_carried_on_under_the_servers_name() {
-        let old = "pgbak_last_success_timestamp_seconds{database=\"enterprise_agents\",mode=\"full\",label=\"\"} 12.5\n\
-                   pgbak_last_success_timestamp_seconds{database=\"other\",mode=\"full\",label=\"\"} 7\n";
-        let merged = merge(parse(old), &Update::Finished(run("full", 20, false)));
-        let last: Vec<&Sample> = merged.iter().filter(|s| s.name == LAST_SUCCESS).collect();
-        assert_eq!(last.len(), 2, "{last:?}");
-        assert!(last
-            .iter()
-            .any(|s| s.label("server") == "db-host-01:5432" && s.value == 12.5));
-        assert!(last
-            .iter()
-            .any(|s| s.label("database") == "other" && s.label("server").is_empty()));
-        // Two servers of one database stay two series.
-        let mut two = run("full", 21, true);
-        two.group.server = "db-host-02:5432".into();
-        let both = merge(merged, &Update::Finished(two));
-        assert_eq!(both.iter().filter(|s| s.name == LAST_SUCCESS).count(), 3);
-    }
-
-    #[test]
-    fn old_files_without_the_label_label_are_read() {
-        let old = "pgbak_last_success_timestamp_seconds{database=\"enterprise_agents\",mode=\"full\"} 12.5\n\
-                   pgbak_unknown{database=\"x\"} 3\n# HELP x y\ngarbage\npgbak_last_run_success{} NaN\n";
-        let samples = parse(old);
-        assert_eq!(samples.len(), 2);
-        let merged = merge(samples, &Update::Finished(run("full", 20, false)));
-        assert_eq!(value(&merged, LAST_SUCCESS, "full"), Some(12.5));
-        assert!(!merged.iter().any(|s| s.name == "pgbak_unknown"));
-    }
-
-    #[test]
-    fn write_makes_the_file_and_directory_readable_by_others() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/pgbak.prom");
-        write(&path, &Update::Finished(run("full", 20, true))).unwrap();
-        write(&path, &Update::Finished(run("schema", 21, false))).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let samples = parse(&text);
-        assert!(value(&samples, LAST_SUCCESS, "full").is_some());
-        assert!(value(&samples, "pgbak_last_run_success", "schema").is_some());
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&path), 0o644);
-        assert_eq!(mode(path.parent().unwrap()), 0o755);
-        let leftovers = std::fs::read_dir(path.parent().unwrap()).unwrap().count();
-        assert_eq!(leftovers, 1, "no temporary file left");
-    }
-}
+mod tests;

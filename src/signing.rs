@@ -346,6 +346,7 @@ mod tests {
             passed: true,
             pgbak_version: "0".into(),
             failed_checks: vec![],
+            timing: None,
         });
         meta.pinned = Some(crate::meta::Pin {
             pinned_at: "now".into(),

@@ -3,7 +3,7 @@
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || :
     if [ "$1" -ge 1 ]; then
-        systemctl try-restart pgbak.timer >/dev/null 2>&1 || :
+        systemctl try-restart pgbak.timer pgbak-drill.timer >/dev/null 2>&1 || :
     fi
 fi
 exit 0

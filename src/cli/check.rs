@@ -70,9 +70,25 @@ pub struct CheckArgs {
         value_parser = parse_limit
     )]
     pub max_run_duration: std::time::Duration,
+    /// The newest passed verify's restore of a group may have taken at most this long (the RTO
+    /// it measured; 0 = not checked): a group whose restore took longer, or whose restore time
+    /// was never measured, fails.
+    #[arg(
+        long,
+        env = vars::PGBAK_CHECK_MAX_RTO,
+        default_value = "0",
+        value_name = "DURATION",
+        value_parser = parse_limit
+    )]
+    pub max_rto: std::time::Duration,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Print an audit report instead of the table, per server and database: the last
+    /// successful restore test and its restore time, the retained backups (how many, oldest,
+    /// newest), pins and locks. The exit code is still the check's.
+    #[arg(long, value_enum, value_name = "FORMAT", conflicts_with = "json")]
+    pub report: Option<crate::settings::choices::AuditFormat>,
     /// Write node_exporter textfile metrics here (atomically, mode 0644), e.g.
     /// /var/lib/node_exporter/textfile_collector/pgbak_check.prom.
     #[arg(long, env = vars::PGBAK_CHECK_PROMETHEUS_FILE, value_name = "FILE")]

@@ -52,4 +52,25 @@ pub struct VerifyArgs {
     /// Restore into a throwaway local cluster (initdb + postgres from the chosen bin dir), removed afterwards.
     #[arg(long, conflicts_with = "target_url")]
     pub ephemeral: bool,
+    /// A drill: verify a whole `backup --all-databases` run (the newest complete one), every
+    /// database restored and checked, with the restore time of each and of the whole server.
+    /// With --ephemeral the globals are replayed first; on the source server or --target-url
+    /// no role of the backup is created (temporary databases, without the globals).
+    #[arg(long, conflicts_with = "backup")]
+    pub all_databases: bool,
+    /// With --all-databases: verify this run (its id, as `list --runs` shows it).
+    #[arg(long, value_name = "RUN_ID", requires = "all_databases")]
+    pub run: Option<String>,
+    /// With --all-databases: the server whose runs to verify (its name or system identifier),
+    /// when the prefix holds several.
+    #[arg(long, value_name = "NAME_OR_ID", requires = "all_databases")]
+    pub server: Option<String>,
+    /// After a passed verify, write its restore time (`pgbak_restore_duration_seconds` of the
+    /// backup's group) into this node_exporter textfile, cron's series kept.
+    #[arg(long, env = vars::METRICS_FILE, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+    /// Check the settings (where the backups are, S3, the identity, the target), then exit
+    /// without reading a backup or connecting: 0 when valid, 2 when not.
+    #[arg(long)]
+    pub check_config: bool,
 }

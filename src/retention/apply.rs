@@ -337,6 +337,7 @@ mod tests {
             passed: true,
             pgbak_version: "0.1.0".into(),
             failed_checks: Vec::new(),
+            timing: None,
         });
         m.pinned = pinned.then(|| Pin {
             pinned_at: "2026-11-25T03:00:00Z".into(),

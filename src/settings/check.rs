@@ -21,6 +21,8 @@ use crate::storage::safe_database_name;
 pub struct Limits {
     pub max_age: Option<std::time::Duration>,
     pub max_verified_age: Option<std::time::Duration>,
+    /// `--max-rto`: the newest passed verify's restore time.
+    pub max_rto: Option<std::time::Duration>,
 }
 
 /// `pgbak check`.
@@ -35,6 +37,8 @@ pub struct CheckSettings {
     pub label: Option<String>,
     pub limits: Limits,
     pub output: Output,
+    /// `--report`: the audit report instead of the table.
+    pub report: Option<super::choices::AuditFormat>,
     /// The node_exporter textfile to write.
     pub prometheus: Option<PathBuf>,
     pub heartbeat: Option<Heartbeat>,
@@ -73,15 +77,19 @@ impl CheckSettings {
             mode: args.mode,
             label: args.label,
             // Globals backups are never verified: only their age is checked.
-            limits: limits(
-                args.max_age,
-                if args.mode == Mode::Globals {
-                    std::time::Duration::ZERO
-                } else {
-                    args.max_verified_age
-                },
-            ),
+            limits: Limits {
+                max_rto: Some(args.max_rto).filter(|d| !d.is_zero() && args.mode != Mode::Globals),
+                ..limits(
+                    args.max_age,
+                    if args.mode == Mode::Globals {
+                        std::time::Duration::ZERO
+                    } else {
+                        args.max_verified_age
+                    },
+                )
+            },
             output: Output::from_flag(args.json),
+            report: args.report,
             prometheus: args.prometheus,
             heartbeat,
             read_concurrency: usize::from(args.read_concurrency).max(1),
@@ -96,6 +104,7 @@ fn limits(max_age: std::time::Duration, max_verified_age: std::time::Duration) -
     Limits {
         max_age: Some(max_age).filter(|d| !d.is_zero()),
         max_verified_age: Some(max_verified_age).filter(|d| !d.is_zero()),
+        max_rto: None,
     }
 }
 
@@ -123,7 +132,8 @@ mod tests {
             limits(day, Duration::ZERO),
             Limits {
                 max_age: Some(day),
-                max_verified_age: None
+                max_verified_age: None,
+                max_rto: None,
             }
         );
         let settings = resolve(&["--max-age", "0", "--max-verified-age", "2d"]).unwrap();

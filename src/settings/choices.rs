@@ -25,6 +25,15 @@ pub enum HeartbeatKind {
     Healthchecks,
 }
 
+/// `pgbak check --report`: the audit report's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuditFormat {
+    /// A Markdown page (a table per server).
+    Markdown,
+    /// The same as one JSON document.
+    Json,
+}
+
 /// S3 Object Lock mode: governance can be lifted by a user with
 /// s3:BypassGovernanceRetention; compliance by nobody, not even the root account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

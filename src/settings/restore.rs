@@ -119,6 +119,26 @@ pub struct RunWanted {
     pub reset_roles: bool,
 }
 
+impl RunWanted {
+    /// `--run` (checked: a run id) and `--server`, for restore and verify `--all-databases`.
+    pub fn resolve(run: Option<&str>, server: Option<&str>) -> Result<RunWanted> {
+        if let Some(run) = run {
+            if run.len() != 15
+                || chrono::NaiveDateTime::parse_from_str(run, "%Y%m%dT%H%M%S").is_err()
+            {
+                return Err(crate::error::usage(format!(
+                    "--run {run:?} is not a run id (YYYYmmddTHHMMSS, as `pgbak list --runs` shows)"
+                )));
+            }
+        }
+        Ok(RunWanted {
+            run: run.map(str::to_owned),
+            server: server.map(str::to_owned),
+            reset_roles: false,
+        })
+    }
+}
+
 /// How one backup is restored (also each database of `--all-databases`).
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
@@ -158,21 +178,11 @@ impl RestoreSettings {
         let conn = super::connection()?;
         let source = &args.source;
         let restoring = if args.all_databases {
-            if let Some(run) = &args.run {
-                if run.len() != 15
-                    || chrono::NaiveDateTime::parse_from_str(run, "%Y%m%dT%H%M%S").is_err()
-                {
-                    return Err(crate::error::usage(format!(
-                        "--run {run:?} is not a run id (YYYYmmddTHHMMSS, as `pgbak list --runs` shows)"
-                    )));
-                }
-            }
             Restoring::AllDatabases(
                 place(source)?,
                 RunWanted {
-                    run: args.run.clone(),
-                    server: args.server.clone(),
                     reset_roles: args.reset_roles,
+                    ..RunWanted::resolve(args.run.as_deref(), args.server.as_deref())?
                 },
             )
         } else {

@@ -198,9 +198,10 @@ registry! {
         HEARTBEAT_KIND ["cron", "check"] default "`auto`" :
             "`plain` (one GET after a success), `healthchecks` (`/start`, success with a summary, \
              `/fail` with the error), `auto` (`healthchecks` for `hc-ping.com` URLs, else `plain`).";
-        METRICS_FILE ["cron"] default "" :
+        METRICS_FILE ["cron", "verify"] default "" :
             "Prometheus textfile for node_exporter, rewritten after every run (see \
-             [Metrics](../operating/metrics.md)).";
+             [Metrics](../operating/metrics.md)); `pgbak verify` writes its measured restore \
+             time there.";
     }
     "check" {
         PGBAK_CHECK_MAX_AGE ["check"] default "`26h`" :
@@ -213,6 +214,9 @@ registry! {
             "Ping a dead man's switch on every check (a secret).";
         PGBAK_CHECK_MAX_RUN_DURATION ["check"] default "`12h`" :
             "An `--all-databases` run without its end record after this long counts as killed.";
+        PGBAK_CHECK_MAX_RTO ["check"] default "`0` (off)" :
+            "A group whose newest passed verify's restore took longer, or was never measured, \
+             fails (see [Restore drills](../drills.md)).";
     }
     "S3 and the AWS SDK" {
         S3_BUCKET ["backup", "cron", "verify", "restore", "list", "check", "prune", "unpin"] default "unset: no upload" :

@@ -54,6 +54,9 @@ pub struct VerifyOptions {
     /// As root, the system user the `--ephemeral` server runs as
     /// (`PGBAK_EPHEMERAL_USER`, default `pgbak`).
     pub ephemeral_user: String,
+    /// `pgbak verify --metrics-file`: the restore time of a passed verify is
+    /// written there (cron writes its own series).
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl VerifyOptions {
@@ -83,6 +86,7 @@ impl VerifyOptions {
             ephemeral_user: env
                 .get(super::vars::PGBAK_EPHEMERAL_USER)
                 .unwrap_or_else(|| defaults::EPHEMERAL_USER.to_owned()),
+            metrics_file: None,
         }
     }
 
@@ -115,6 +119,10 @@ pub struct VerifySettings {
     pub options: VerifyOptions,
     /// The report on stdout as JSON too (`--json`).
     pub output: Output,
+    /// `--all-databases`: a drill of a whole run (which run, of which server).
+    pub all_databases: Option<super::restore::RunWanted>,
+    /// `--check-config`: stop after resolving these.
+    pub check_config: bool,
 }
 
 impl VerifySettings {
@@ -140,12 +148,22 @@ impl VerifySettings {
             maintenance_work_mem: tuning.maintenance_work_mem,
             no_cleanup: args.no_cleanup,
             expected_tables: ExpectedTables::resolve(&args.expect)?,
+            metrics_file: args.metrics_file.clone(),
             ..VerifyOptions::resolve(conn, pg_bin_dir, target, tuning.decrypt, super::env())
+        };
+        let all_databases = match args.all_databases {
+            true => Some(super::restore::RunWanted::resolve(
+                args.run.as_deref(),
+                args.server.as_deref(),
+            )?),
+            false => None,
         };
         Ok(VerifySettings {
             backup: super::restore::wanted(source, select)?,
             options,
             output: Output::from_flag(args.json),
+            all_databases,
+            check_config: args.check_config,
         })
     }
 }

@@ -210,6 +210,7 @@ mod tests {
             passed,
             pgbak_version: "0.1.0".into(),
             failed_checks: Vec::new(),
+            timing: None,
         });
         meta
     }

@@ -27,11 +27,13 @@ use crate::heartbeat::Ping;
 use crate::meta::Meta;
 use crate::mode::Mode;
 use crate::settings::check::CheckSettings;
+use crate::settings::choices::AuditFormat;
 use crate::settings::commands::{GlobalSettings, Output};
 use crate::storage::verdict as verdicts;
 use crate::storage::{BackupName, Group, Store, Stores};
 use crate::ui;
 
+mod audit;
 mod output;
 mod runs;
 pub mod verdict;
@@ -46,6 +48,8 @@ struct JsonReport<'a> {
     checked_at: String,
     max_age_seconds: Option<u64>,
     max_verified_age_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_rto_seconds: Option<u64>,
     groups: &'a [GroupReport],
     /// One line per server whose newest `--all-databases` run is incomplete.
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
@@ -191,20 +195,36 @@ fn report(
             checked_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
             max_age_seconds: limits.max_age.map(|d| d.as_secs()),
             max_verified_age_seconds: limits.max_verified_age.map(|d| d.as_secs()),
+            max_rto_seconds: limits.max_rto.map(|d| d.as_secs()),
             groups: reports,
             runs: run_problems,
         };
         ui::stdout_line(&serde_json::to_string_pretty(&report)?);
-    } else if !reports.is_empty() {
-        for line in table(reports) {
-            ui::stdout_line(&line);
-        }
     }
     let where_ = if settings.s3.is_some() {
         format!("{} or under the S3 prefix", settings.backup_dir.display())
     } else {
         settings.backup_dir.display().to_string()
     };
+    match settings.report {
+        Some(format) => {
+            let at = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+            let audit = audit::audit(reports, at, where_.clone());
+            ui::stdout_line(
+                match format {
+                    AuditFormat::Markdown => audit::markdown(&audit),
+                    AuditFormat::Json => serde_json::to_string_pretty(&audit)?,
+                }
+                .trim_end(),
+            );
+        }
+        None if settings.output != Output::Json && !reports.is_empty() => {
+            for line in table(reports) {
+                ui::stdout_line(&line);
+            }
+        }
+        None => {}
+    }
     if reports.is_empty() {
         let line = format!(
             "check failed: no {} backups found in {where_}",

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::meta::{Meta, Pin};
+use crate::meta::{Meta, Pin, VerifyTiming};
 pub use crate::settings::check::Limits;
 use crate::storage::{BackupName, Group};
 
@@ -39,6 +39,8 @@ pub struct Seen {
     /// With a directory and a bucket: the dump is in the bucket too (asked
     /// for the newest backup); None when not asked.
     pub offsite: Option<bool>,
+    /// The restore time its last verify measured (`verification.timing`).
+    pub timing: Option<VerifyTiming>,
 }
 
 impl Seen {
@@ -55,6 +57,7 @@ impl Seen {
             locked_until: None,
             server: None,
             offsite: None,
+            timing: None,
         }
     }
 
@@ -80,6 +83,7 @@ impl Seen {
             locked_until: None,
             server: meta.server.as_ref().map(|s| s.name.clone()),
             offsite: None,
+            timing: meta.verification.as_ref().and_then(|v| v.timing.clone()),
         }
     }
 }
@@ -120,6 +124,18 @@ pub struct LastVerify {
     pub passed: bool,
 }
 
+/// The newest successful restore test of a group: its newest backup that
+/// passed verify, when, and the restore time that verify measured (None:
+/// verified by a pgbak that did not measure it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RestoreTest {
+    pub name: String,
+    pub verified_at: Option<String>,
+    pub restore_seconds: Option<f64>,
+    pub verify_seconds: Option<f64>,
+    pub jobs: Option<u32>,
+}
+
 /// A pinned backup of a group: retention keeps it until `pgbak unpin`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PinnedRef {
@@ -149,6 +165,10 @@ pub struct GroupReport {
     pub incomplete: usize,
     pub newest: Option<BackupRef>,
     pub newest_verified: Option<BackupRef>,
+    /// The restore test of `newest_verified`: when, and how long its restore took (the RTO).
+    pub last_restore_test: Option<RestoreTest>,
+    /// The oldest complete backup of the group (the retained history starts there).
+    pub oldest: Option<BackupRef>,
     pub last_verify: Option<LastVerify>,
     /// The newest backups, newest first (size and rows of the last runs).
     pub trend: Vec<BackupRef>,
@@ -262,6 +282,9 @@ pub fn assess(
                     Some(_) => {}
                 }
             }
+            if let Some(limit) = limits.max_rto {
+                problems.extend(slow_restore(newest_verified, limit));
+            }
             if seen.first().and_then(|s| s.offsite) == Some(false) {
                 problems.push((
                     "not offsite",
@@ -281,6 +304,8 @@ pub fn assess(
             "future",
             "stale",
             "unverified",
+            "slow restore",
+            "unmeasured",
             "not offsite",
         ]
         .iter()
@@ -301,11 +326,58 @@ pub fn assess(
         incomplete,
         newest: newest.map(reference),
         newest_verified: newest_verified.map(reference),
+        last_restore_test: newest_verified.map(|v| RestoreTest {
+            name: v.name.clone(),
+            verified_at: v
+                .verified
+                .and_then(|(at, _)| at)
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            restore_seconds: v.timing.as_ref().map(|t| t.restore_seconds),
+            verify_seconds: v.timing.as_ref().map(|t| t.verify_seconds),
+            jobs: v.timing.as_ref().map(|t| t.jobs),
+        }),
+        oldest: seen.last().map(reference),
         last_verify,
         trend: seen.iter().take(TREND).map(reference).collect(),
         pinned: pins(seen),
         locked_until: newest.and_then(|n| lock_of(n, now)),
         superseded_by: None,
+    }
+}
+
+/// `--max-rto`: the newest passed verify's restore took longer than `limit`,
+/// or its restore time was never measured.
+fn slow_restore(newest_verified: Option<&Seen>, limit: Duration) -> Option<(&'static str, String)> {
+    let Some(verified) = newest_verified else {
+        return Some((
+            "unmeasured",
+            format!(
+                "restore time never measured: no backup passed verification (limit {})",
+                human(limit)
+            ),
+        ));
+    };
+    match &verified.timing {
+        None => Some((
+            "unmeasured",
+            format!(
+                "restore time never measured: the verify of {} did not record it (verify it \
+                 again; limit {})",
+                verified.name,
+                human(limit)
+            ),
+        )),
+        Some(t) if t.restore_seconds > limit.as_secs_f64() => Some((
+            "slow restore",
+            format!(
+                "the newest verified restore ({}) took {:.1}s with {} job(s) (limit {})",
+                verified.name,
+                t.restore_seconds,
+                t.jobs,
+                human(limit)
+            ),
+        )),
+        Some(_) => None,
     }
 }
 

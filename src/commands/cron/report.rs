@@ -67,6 +67,7 @@ pub(super) async fn finish(
             success: outcome.is_ok(),
             exit_code: code,
             backup_size: run.made.as_ref().map(|m| m.meta.size_bytes),
+            restore_seconds: restore_seconds(run.made.as_ref()),
             steps: run.steps.clone(),
         }),
     );
@@ -84,11 +85,23 @@ pub(super) async fn finish(
                 success: db.error.is_none(),
                 exit_code,
                 backup_size: db.made.as_ref().map(|m| m.meta.size_bytes),
+                restore_seconds: restore_seconds(db.made.as_ref()),
                 steps: db.steps.clone(),
             }),
         );
     }
     ExitCode::from(code)
+}
+
+/// pg_restore's time in this run's verify of `made`: its verdict beside it
+/// (only this run can have verified a backup it just made).
+fn restore_seconds(made: Option<&crate::commands::backup::Made>) -> Option<f64> {
+    let made = made?;
+    let verdict = crate::storage::verdict::read_local(made.dump.parent()?, &made.name).ok()??;
+    verdict
+        .timing
+        .filter(|_| verdict.passed)
+        .map(|t| t.restore_seconds)
 }
 
 /// The alert and heartbeat of a failure; the heartbeat, PagerDuty resolve

@@ -24,7 +24,7 @@
 //! [`restore_into`]).
 
 mod after;
-mod all;
+pub(crate) mod all;
 mod confirm;
 mod owners;
 mod table;

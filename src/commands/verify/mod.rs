@@ -29,9 +29,11 @@
 //! directory for a local file, whose meta.json's `verification` gets it too).
 
 mod checks;
+mod drill;
 pub mod fresh;
 mod report;
 mod target;
+mod timing;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -43,7 +45,7 @@ use chrono::{SecondsFormat, Utc};
 
 use crate::archive::restore::{self, Restored};
 use crate::archive::{self, Backup, Located, MetaState, Untrusted};
-use crate::meta::{Meta, Verification};
+use crate::meta::{Meta, Verification, VerifyTiming};
 use crate::mode::Mode;
 use crate::pg::client::{self, quote_ident};
 use crate::pg::restore::{self as pg_restore, Listing, RestoreJob};
@@ -59,6 +61,21 @@ pub use report::{Check, CheckId, Report, Status};
 use target::{Prepared, Server, TempTarget};
 
 pub async fn run(settings: VerifySettings, store: &Store) -> Result<ExitCode> {
+    if settings.check_config {
+        ui::info(&format!(
+            "configuration OK: verify {} from {}",
+            if settings.all_databases.is_some() {
+                "a whole --all-databases run"
+            } else {
+                "one backup"
+            },
+            store.describe()
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(wanted) = &settings.all_databases {
+        return drill::run(&settings.options, wanted, store, settings.output).await;
+    }
     let mut signals = Signals::new()?;
     let located = archive::locate(&settings.backup, store).await?;
     let report = verify_located(&settings.options, located, &mut signals).await?;
@@ -129,6 +146,9 @@ pub async fn verify_located(
             record(meta, located, &verification_of(&report)).await;
         }
     }
+    if let (Some(path), MetaState::Read(meta)) = (&opts.metrics_file, &backup.meta_state) {
+        timing::write_metric(path, meta, &report);
+    }
     Ok(report)
 }
 
@@ -143,6 +163,7 @@ fn verification_of(report: &Report) -> Verification {
             .into_iter()
             .map(|c| c.name().to_owned())
             .collect(),
+        timing: report.timing.clone(),
     }
 }
 
@@ -422,6 +443,15 @@ async fn restore_copy(
         }
     }
     report.pg_restore_warnings = outcome.warnings.clone();
+    report.timing = Some(VerifyTiming {
+        restore_seconds: timing::hundredths(restored.duration),
+        verify_seconds: 0.0,
+        jobs,
+        bytes: run.meta().map_or_else(
+            || std::fs::metadata(&run.located().dump).map_or(0, |m| m.len()),
+            |m| m.size_bytes,
+        ),
+    });
     report_restore(&restored, report);
     Ok(true)
 }
@@ -519,6 +549,7 @@ async fn check_copy(
         tables: &tables,
         extensions,
     };
+    let clock = Instant::now();
     let checked = signals
         .guard(checks::on_copy(
             copy,
@@ -527,6 +558,9 @@ async fn check_copy(
             report,
         ))
         .await;
+    if let Some(timing) = report.timing.as_mut() {
+        timing.verify_seconds = timing::hundredths(clock.elapsed());
+    }
     if let Err(err) = checked {
         // A stop (signal or --timeout) is no verdict on the copy.
         if crate::error::exit_code(&err) != crate::error::FAILED

@@ -139,6 +139,8 @@ pub struct Report {
     pub left_in_place: Option<String>,
     pub pg_restore_warnings: Vec<String>,
     pub duration_seconds: f64,
+    /// The restore's and the checks' durations, once pg_restore ran (recorded in the verdict).
+    pub timing: Option<crate::meta::VerifyTiming>,
 }
 
 impl Report {
@@ -154,6 +156,7 @@ impl Report {
             left_in_place: None,
             pg_restore_warnings: Vec::new(),
             duration_seconds: 0.0,
+            timing: None,
         }
     }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use pgbak::meta::{
     DatabaseGrant, DatabaseProperties, DatabaseSetting, Encryption, GlobalsInfo, Meta, Pin,
-    S3Location, ServerIdentity, TableRows, Verification,
+    S3Location, ServerIdentity, TableRows, Verification, VerifyTiming,
 };
 use pgbak::mode::Mode;
 use pgbak::pg::catalog::{Catalog, Constraint, Index, Policy, RowSecurity, Sequence, Trigger};
@@ -31,6 +31,12 @@ fn verification() -> Verification {
         passed: false,
         pgbak_version: s("0.1.0"),
         failed_checks: vec![s("indexes match")],
+        timing: Some(VerifyTiming {
+            restore_seconds: 412.5,
+            verify_seconds: 8.2,
+            jobs: 4,
+            bytes: 1_073_741_824,
+        }),
     }
 }
 

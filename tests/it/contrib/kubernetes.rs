@@ -104,7 +104,7 @@ fn string_map(value: &Value) -> BTreeMap<String, String> {
 }
 
 /// Each CronJob's command line, with the environment the manifests give it, through the
-/// real binary with `--check-config` (`cron` and `check` both have it: settings resolved and
+/// real binary with `--check-config` (`cron`, `check` and `verify` have it: settings resolved and
 /// checked, nothing connected, read or sent): exit 0. The files the pods mount (the age
 /// identity) and their writable directories are made here; the URLs keep their cluster
 /// names, which `--check-config` never resolves. A broken value in the same environment
@@ -158,7 +158,7 @@ fn check_configs(commands: &[(String, Vec<String>, BTreeMap<String, String>)]) {
         let broken = match args[0].as_str() {
             "cron" => ("BACKUP_KEEP", "abc"),
             // (its limits are flags in the manifest, which win over their variables)
-            "check" => ("S3_SSE", "rot13"),
+            "check" | "verify" => ("S3_SSE", "rot13"),
             other => panic!("{name}: no dry run known for `pgbak {other}`"),
         };
         let out = run(&[broken]);
@@ -171,10 +171,9 @@ fn check_configs(commands: &[(String, Vec<String>, BTreeMap<String, String>)]) {
         );
         checked.push(args[0].clone());
     }
-    assert!(
-        checked.contains(&"cron".to_owned()) && checked.contains(&"check".to_owned()),
-        "{checked:?}"
-    );
+    for command in ["cron", "check", "verify"] {
+        assert!(checked.contains(&command.to_owned()), "{checked:?}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -287,9 +286,10 @@ fn kubernetes_manifests_validate_and_pgbak_accepts_their_command_lines() {
         }
         // The age identity is only where verify runs: a job that does not verify
         // (--all-databases, check) neither names nor mounts it (issue 22).
-        let verifies = args.first().is_some_and(|a| a == "cron")
+        let verifies = (args.first().is_some_and(|a| a == "cron")
             && !args.iter().any(|a| a == "--all-databases")
-            && env.get("VERIFY_ON_BACKUP").is_some_and(|v| v == "true");
+            && env.get("VERIFY_ON_BACKUP").is_some_and(|v| v == "true"))
+            || args.first().is_some_and(|a| a == "verify");
         let mounts_identity = pod["volumes"]
             .as_array()
             .into_iter()

@@ -99,6 +99,8 @@ fn expected_files(rpm: bool) -> BTreeSet<String> {
         "etc/pgbak/pgbak.env",
         "usr/lib/systemd/system/pgbak.service",
         "usr/lib/systemd/system/pgbak.timer",
+        "usr/lib/systemd/system/pgbak-drill.service",
+        "usr/lib/systemd/system/pgbak-drill.timer",
         "usr/share/bash-completion/completions/pgbak",
         zsh,
         "usr/share/fish/vendor_completions.d/pgbak.fish",
@@ -132,7 +134,7 @@ fn expected_files(rpm: bool) -> BTreeSet<String> {
 }
 
 /// What the packaged units and env file must say (contrib/'s, with the packaged paths).
-fn assert_packaged_configuration(service: &str, timer: &str, env: &str) {
+fn assert_packaged_configuration(service: &str, timer: &str, drill: &str, env: &str) {
     assert!(
         service.contains("\nExecStart=/usr/bin/pgbak cron --verify\n"),
         "{service}"
@@ -148,6 +150,12 @@ fn assert_packaged_configuration(service: &str, timer: &str, env: &str) {
     assert!(service.contains("\nUser=pgbak\n") && service.contains("\nUMask=0077\n"));
     assert!(!service.contains("/usr/local/bin") && !service.contains("useradd"));
     assert!(timer.contains("OnCalendar=*-*-* 02:00:00") && timer.contains("Unit=pgbak.service"));
+    assert!(
+        drill.contains("\nExecStart=/usr/bin/pgbak verify --all-databases --ephemeral\n")
+            && drill.contains("\nReadWritePaths=/var/lib/pgbak\n")
+            && !drill.contains("/usr/local/bin"),
+        "{drill}"
+    );
     assert!(
         env.contains("\nBACKUP_DIR=/var/lib/pgbak/backups\n"),
         "{env}"
@@ -250,7 +258,10 @@ fn deb_holds_the_binary_pages_units_and_a_private_conffile() {
     let prerm = read(&control.join("prerm"));
     assert!(
         prerm.contains("[ \"$1\" = remove ]")
-            && prerm.contains("deb-systemd-invoke stop pgbak.service pgbak.timer"),
+            && prerm.contains(
+                "deb-systemd-invoke stop pgbak-drill.service pgbak-drill.timer pgbak.service \
+                 pgbak.timer"
+            ),
         "units stopped on remove only: {prerm}"
     );
 
@@ -261,7 +272,9 @@ fn deb_holds_the_binary_pages_units_and_a_private_conffile() {
     );
     let service = read(&root.join("usr/lib/systemd/system/pgbak.service"));
     let timer = read(&root.join("usr/lib/systemd/system/pgbak.timer"));
-    assert_packaged_configuration(&service, &timer, &read(&root.join("etc/pgbak/pgbak.env")));
+    let drill = read(&root.join("usr/lib/systemd/system/pgbak-drill.service"));
+    let env = read(&root.join("etc/pgbak/pgbak.env"));
+    assert_packaged_configuration(&service, &timer, &drill, &env);
     let page = Command::new("sh")
         .arg("-c")
         .arg("gzip -dc \"$1\"")
@@ -320,14 +333,22 @@ fn systemd_analyze(root: &Path, binary: &Path) {
     let dir = root.join("verify-units");
     std::fs::create_dir_all(dir.join("man/man1")).unwrap();
     let units = root.join("usr/lib/systemd/system");
-    let service = std::fs::read_to_string(units.join("pgbak.service")).unwrap();
-    let service = service.replace("/usr/bin/pgbak", binary.to_str().unwrap());
-    std::fs::write(dir.join("pgbak.service"), service).unwrap();
-    std::fs::copy(units.join("pgbak.timer"), dir.join("pgbak.timer")).unwrap();
+    let names = [
+        "pgbak.service",
+        "pgbak.timer",
+        "pgbak-drill.service",
+        "pgbak-drill.timer",
+    ];
+    for name in names {
+        let unit = std::fs::read_to_string(units.join(name)).unwrap();
+        let unit = unit.replace("/usr/bin/pgbak", binary.to_str().unwrap());
+        std::fs::write(dir.join(name), unit).unwrap();
+    }
     let page = root.join("usr/share/man/man1/pgbak.1.gz");
     std::fs::copy(page, dir.join("man/man1/pgbak.1.gz")).unwrap();
     let out = Command::new(analyze)
-        .args(["verify", "pgbak.service", "pgbak.timer"])
+        .arg("verify")
+        .args(names)
         .current_dir(&dir)
         .env("MANPATH", dir.join("man"))
         .output()
@@ -423,6 +444,7 @@ fn rpm_holds_the_same_files_with_pgdg_paths_and_scriptlets() {
         "install -d -m 0750 -o pgbak -g pgbak /var/lib/pgbak",
         "preuninstall scriptlet",
         "systemctl --no-reload disable --now pgbak.timer pgbak.service",
+        "systemctl --no-reload disable --now pgbak-drill.timer pgbak-drill.service",
         "postuninstall scriptlet",
     ] {
         assert!(scripts.contains(part), "scripts lack {part}: {scripts}");
@@ -452,6 +474,7 @@ fn rpm_holds_the_same_files_with_pgdg_paths_and_scriptlets() {
     assert_packaged_configuration(
         &read("usr/lib/systemd/system/pgbak.service"),
         &read("usr/lib/systemd/system/pgbak.timer"),
+        &read("usr/lib/systemd/system/pgbak-drill.service"),
         &read("etc/pgbak/pgbak.env"),
     );
     let _ = std::fs::remove_dir_all(&root);
@@ -493,6 +516,8 @@ fn tarball_holds_the_binary_pages_completions_and_contrib() {
         "completions/pgbak.fish",
         "contrib/pgbak.service",
         "contrib/pgbak.timer",
+        "contrib/pgbak-drill.service",
+        "contrib/pgbak-drill.timer",
         "contrib/pgbak.env.example",
         "contrib/pgbak.crontab",
         "man/man1/pgbak.1",

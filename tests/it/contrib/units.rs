@@ -18,30 +18,29 @@ fn which(program: &str) -> Result<PathBuf, ()> {
         .ok_or(())
 }
 
-#[test]
-fn contrib_systemd_units_pass_systemd_analyze_verify() {
+/// contrib/'s `unit` and `timer`, read (for the caller's asserts), then checked by
+/// `systemd-analyze verify` with the unit's pgbak pointed at this build. None when
+/// systemd-analyze is not installed (said so).
+fn analyze(unit: &str, timer: &str, check: impl Fn(&str, &str)) -> Option<()> {
     let Ok(analyze) = which("systemd-analyze") else {
         eprintln!("skipped: systemd-analyze is not installed");
-        return;
+        return None;
     };
     let dir = scratch_dir("units");
     let contrib = support::repo_dir().join("contrib");
-    let service = std::fs::read_to_string(contrib.join("pgbak.service")).expect("pgbak.service");
-    assert!(service.contains("ExecStart=/usr/local/bin/pgbak cron --verify"));
-    assert!(service.contains("EnvironmentFile=/etc/pgbak/pgbak.env"));
-    assert!(service.contains("Type=oneshot"));
+    let service = std::fs::read_to_string(contrib.join(unit)).expect(unit);
+    let timer_text = std::fs::read_to_string(contrib.join(timer)).expect(timer);
+    check(&service, &timer_text);
     // The unit names /usr/local/bin/pgbak; verify checks that it exists, so point it at this build.
     let service = service.replace("/usr/local/bin/pgbak", env!("CARGO_BIN_EXE_pgbak"));
-    std::fs::write(dir.join("pgbak.service"), service).unwrap();
-    let timer = std::fs::read_to_string(contrib.join("pgbak.timer")).expect("pgbak.timer");
-    assert!(timer.contains("OnCalendar=*-*-* 02:00:00") && timer.contains("Persistent=true"));
-    std::fs::write(dir.join("pgbak.timer"), timer).unwrap();
+    std::fs::write(dir.join(unit), service).unwrap();
+    std::fs::write(dir.join(timer), timer_text).unwrap();
     // Documentation=man:pgbak(1) must resolve: install the generated page into a private MANPATH.
     std::fs::create_dir_all(dir.join("man/man1")).unwrap();
     let page = run(pgbak_bare().arg("man"));
     std::fs::write(dir.join("man/man1/pgbak.1"), &page.stdout).unwrap();
     let out = Command::new(analyze)
-        .args(["verify", "pgbak.service", "pgbak.timer"])
+        .args(["verify", unit, timer])
         .current_dir(&dir)
         .env("MANPATH", dir.join("man"))
         .output()
@@ -49,6 +48,56 @@ fn contrib_systemd_units_pass_systemd_analyze_verify() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(out.status.success(), "{}", output_text(&out));
     assert!(out.stderr.is_empty(), "warnings: {}", output_text(&out));
+    Some(())
+}
+
+#[test]
+fn contrib_systemd_units_pass_systemd_analyze_verify() {
+    analyze("pgbak.service", "pgbak.timer", |service, timer| {
+        assert!(service.contains("ExecStart=/usr/local/bin/pgbak cron --verify"));
+        assert!(service.contains("EnvironmentFile=/etc/pgbak/pgbak.env"));
+        assert!(service.contains("Type=oneshot"));
+        assert!(timer.contains("OnCalendar=*-*-* 02:00:00") && timer.contains("Persistent=true"));
+    });
+}
+
+/// The weekly drill's units pass `systemd-analyze verify`, and pgbak accepts the unit's
+/// command line (`--check-config`: resolved, nothing read), and refuses it with a broken
+/// setting, so the check can fail.
+#[test]
+fn contrib_drill_units_pass_systemd_analyze_verify_and_pgbak_accepts_them() {
+    let (unit, timer) = ("pgbak-drill.service", "pgbak-drill.timer");
+    let contrib = support::repo_dir().join("contrib");
+    let service = std::fs::read_to_string(contrib.join(unit)).expect(unit);
+    let exec = service
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart=/usr/local/bin/pgbak "))
+        .expect("ExecStart runs pgbak");
+    let args: Vec<&str> = exec.split_whitespace().collect();
+    assert_eq!(args, ["verify", "--all-databases", "--ephemeral"]);
+    let dir = scratch_dir("drill-unit");
+    let run_it = |extra: &[(&str, &str)]| {
+        let mut cmd = pgbak_bare();
+        cmd.args(&args).arg("--check-config");
+        cmd.env("BACKUP_DIR", &dir);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("running pgbak")
+    };
+    let out = run_it(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let out = run_it(&[("PGBAK_EXPECT_TABLES_FILE", "/nonexistent/pgbak-tables")]);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+    analyze(unit, timer, |service, timer| {
+        assert!(service.contains("EnvironmentFile=/etc/pgbak/pgbak.env"));
+        assert!(service.contains("Type=oneshot"));
+        assert!(
+            timer.contains("OnCalendar=Sun *-*-* 05:00:00") && timer.contains("Persistent=true")
+        );
+        assert!(timer.contains("Unit=pgbak-drill.service"));
+    });
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod all_databases;
 mod config;
 mod locks;
 mod monitoring;
+mod restore_time;
 mod steps;
 
 use std::collections::HashMap;

@@ -6,6 +6,7 @@ mod drill;
 mod rebuild;
 mod records;
 mod roles;
+mod whole_server;
 
 use crate::support::Pg;
 

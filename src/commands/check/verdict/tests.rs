@@ -29,6 +29,7 @@ pub(crate) fn seen(hours: i64, verified: Option<bool>) -> Seen {
         locked_until: None,
         server: None,
         offsite: None,
+        timing: None,
     }
 }
 
@@ -36,6 +37,7 @@ pub(crate) fn limits() -> Limits {
     Limits {
         max_age: Some(Duration::from_secs(26 * 3600)),
         max_verified_age: Some(Duration::from_secs(8 * 86_400)),
+        max_rto: None,
     }
 }
 
@@ -45,6 +47,7 @@ fn groups_are_judged_by_age_and_verification() {
     let off = Limits {
         max_age: None,
         max_verified_age: None,
+        max_rto: None,
     };
     let cases: Vec<(&str, Vec<Seen>, Limits, &str, usize)> = vec![
         (
@@ -275,4 +278,93 @@ fn pins_and_the_newest_lock_are_reported_but_do_not_fail_a_group() {
     backups[0].locked_until = Some(now() - chrono::TimeDelta::hours(1));
     let r = assess(&group(), &backups, 3, 0, limits(), now());
     assert_eq!(r.locked_until, None);
+}
+
+#[test]
+fn max_rto_judges_the_newest_verified_restore_and_fails_the_unmeasured() {
+    let timed = |hours: i64, restore_seconds: f64| Seen {
+        timing: Some(crate::meta::VerifyTiming {
+            restore_seconds,
+            verify_seconds: 1.0,
+            jobs: 4,
+            bytes: 1000,
+        }),
+        ..seen(hours, Some(true))
+    };
+    let rto = Limits {
+        max_rto: Some(Duration::from_secs(60)),
+        ..limits()
+    };
+    // (backups newest first, limits, status, the restore seconds of the restore test)
+    type Case = (&'static str, Vec<Seen>, Limits, &'static str, Option<f64>);
+    let cases: Vec<Case> = vec![
+        (
+            "within the limit",
+            vec![timed(5, 59.5)],
+            rto,
+            "ok",
+            Some(59.5),
+        ),
+        (
+            "slower",
+            vec![timed(5, 61.0)],
+            rto,
+            "slow restore",
+            Some(61.0),
+        ),
+        (
+            "no limit",
+            vec![timed(5, 610.0)],
+            limits(),
+            "ok",
+            Some(610.0),
+        ),
+        // The newest verified restore counts: an older slow one does not.
+        (
+            "newest counts",
+            vec![timed(5, 10.0), timed(29, 600.0)],
+            rto,
+            "ok",
+            Some(10.0),
+        ),
+        (
+            "verified without timing",
+            vec![seen(5, Some(true))],
+            rto,
+            "unmeasured",
+            None,
+        ),
+        (
+            "never verified",
+            vec![seen(5, None)],
+            rto,
+            "unverified",
+            None,
+        ),
+    ];
+    for (what, backups, limits, status, seconds) in cases {
+        let r = assess(&group(), &backups, backups.len(), 0, limits, now());
+        assert_eq!(r.status, status, "{what}: {r:#?}");
+        assert_eq!(
+            r.last_restore_test.as_ref().and_then(|t| t.restore_seconds),
+            seconds,
+            "{what}"
+        );
+    }
+    let never = assess(&group(), &[seen(5, None)], 1, 0, rto, now());
+    assert!(
+        never
+            .problems
+            .iter()
+            .any(|p| p.contains("restore time never measured")),
+        "{never:#?}"
+    );
+    let slow = assess(&group(), &[timed(5, 61.0)], 1, 0, rto, now());
+    assert_eq!(
+        slow.problems,
+        [format!(
+            "the newest verified restore ({}) took 61.0s with 4 job(s) (limit 1m)",
+            slow.newest.as_ref().unwrap().name
+        )]
+    );
 }

@@ -21,8 +21,8 @@
 //! 6. the journal removed when everything succeeded; else it stays, and the
 //!    same command continues the run.
 
-mod inventory;
-mod plan;
+pub(crate) mod inventory;
+pub(crate) mod plan;
 mod trust;
 
 use std::collections::BTreeSet;
@@ -142,7 +142,10 @@ pub(super) async fn restore_all(
 }
 
 /// The chosen run's backups and its server.
-fn run_of(inventory: &Inventory, choice: &Choice) -> Result<(ChosenRun, Option<ServerIdentity>)> {
+pub(crate) fn run_of(
+    inventory: &Inventory,
+    choice: &Choice,
+) -> Result<(ChosenRun, Option<ServerIdentity>)> {
     let view = inventory
         .views
         .iter()

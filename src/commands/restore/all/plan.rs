@@ -79,7 +79,7 @@ pub async fn preflight(
         .unwrap_or_default()
         .max(version.major());
     let tools = tools_for(opts, need, &version)?;
-    let (globals, meta) = read_globals(&run.globals, opts, signals).await?;
+    let (globals, meta) = read_globals(&run.globals, &opts.tuning.decrypt, signals).await?;
     let pre_existing = match journal {
         Some(j) => j.pre_existing.clone(),
         None => client::role_names(admin).await?,
@@ -210,15 +210,15 @@ fn tools_for(opts: &RestoreOptions, need: u32, server: &ServerVersion) -> Result
 
 /// The globals backup: checksum, decryption, and every statement of a kind
 /// pg_dumpall writes (else the rebuild is refused, naming them).
-async fn read_globals(
+pub async fn read_globals(
     member: &Member,
-    opts: &RestoreOptions,
+    decrypt: &Decrypt,
     signals: &mut Signals,
 ) -> Result<(Globals, Meta)> {
     // Small: decrypted in memory, never onto disk.
     let decrypt = Decrypt {
         scratch_dir: None,
-        ..opts.tuning.decrypt.clone()
+        ..decrypt.clone()
     };
     let backup = Backup::open(
         signals
