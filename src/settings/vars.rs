@@ -238,6 +238,11 @@ registry! {
             "The store's part limit (lower it for stores with fewer).";
         S3_CONCURRENCY ["backup", "cron"] default "`3`" :
             "Parts uploaded at once.";
+        S3_DOWNLOAD_CONCURRENCY ["verify", "restore", "cron"] default "`4`" :
+            "Ranges of a backup downloaded at once from S3 (`1`: one GetObject); memory holds \
+             this many ranges.";
+        PGBAK_S3_DOWNLOAD_PART_SIZE ["verify", "restore", "cron"] default "16 MiB" :
+            "Bytes per downloaded range (for stores with other limits, and for tests).";
         S3_OBJECT_LOCK_DAYS ["backup", "cron"] default "" :
             "Lock the uploaded dump, meta.json and globals file for N days (see \
              [S3 Object Lock](../retention.md#s3-object-lock)).";

@@ -25,41 +25,81 @@ impl Store {
     }
 
     async fn download_inner(&self, key: &str, dest: &Path) -> Result<(String, u64)> {
-        let out = self
-            .client()
-            .await
-            .get_object()
-            .bucket(self.bucket())
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| needs(sdk_error(e), "s3:GetObject"))
-            .with_context(|| format!("downloading {}", self.uri(key)))?;
-        let mut file = tokio::fs::OpenOptions::new()
+        let head = self.head_object(key).await?;
+        let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(dest)
             .await
             .with_context(|| format!("creating {}", dest.display()))?;
-        let mut body = out.body;
-        let mut hasher = Sha256::new();
-        let mut bytes = 0u64;
-        while let Some(chunk) = body
-            .try_next()
-            .await
-            .with_context(|| format!("downloading {}", self.uri(key)))?
-        {
-            hasher.update(&chunk);
-            bytes += chunk.len() as u64;
-            file.write_all(&chunk)
+        let mut out = Digesting {
+            file,
+            dest,
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
+        let (part, concurrency) = (
+            self.settings.download_part_size,
+            self.settings.download_concurrency,
+        );
+        if concurrency > 1 && head.size > part {
+            ui::info(&format!(
+                "downloading {} in {} ranges of {}, {concurrency} at once (at most {} in memory)",
+                ui::bytes(head.size),
+                head.size.div_ceil(part),
+                ui::bytes(part),
+                ui::bytes(part.saturating_mul(concurrency as u64))
+            ));
+            let mut parts = self.ranged(key, &head, part, concurrency).await;
+            while let Some(chunk) = parts.next().await? {
+                out.add(&chunk).await?;
+            }
+        } else {
+            let got = self
+                .client()
                 .await
-                .with_context(|| format!("writing {}", dest.display()))?;
+                .get_object()
+                .bucket(self.bucket())
+                .key(key)
+                .set_if_match(head.etag.clone())
+                .send()
+                .await
+                .map_err(|e| needs(sdk_error(e), "s3:GetObject"))
+                .with_context(|| format!("downloading {}", self.uri(key)))?;
+            let mut body = got.body;
+            while let Some(chunk) = body
+                .try_next()
+                .await
+                .with_context(|| format!("downloading {}", self.uri(key)))?
+            {
+                out.add(&chunk).await?;
+            }
         }
-        file.sync_all()
+        out.file
+            .sync_all()
             .await
             .with_context(|| format!("syncing {}", dest.display()))?;
-        Ok((hex::encode(hasher.finalize()), bytes))
+        Ok((hex::encode(out.hasher.finalize()), out.bytes))
+    }
+}
+
+/// A download's file, hashed as it is written.
+struct Digesting<'a> {
+    file: tokio::fs::File,
+    dest: &'a Path,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl Digesting<'_> {
+    async fn add(&mut self, chunk: &[u8]) -> Result<()> {
+        self.hasher.update(chunk);
+        self.bytes += chunk.len() as u64;
+        self.file
+            .write_all(chunk)
+            .await
+            .with_context(|| format!("writing {}", self.dest.display()))
     }
 }
 

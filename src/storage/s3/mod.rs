@@ -16,6 +16,7 @@ mod fetch;
 mod marker;
 mod part;
 pub mod part_plan;
+mod ranged;
 mod upload;
 
 use std::sync::Arc;
@@ -45,6 +46,7 @@ pub use cleanup::OpenUpload;
 pub use config::{keep_warning, normalize_prefix, S3Settings, Sse, SseAlgorithm, StorageClass};
 pub use fetch::{fetch_backup, fetch_backup_checked, parse_uri, Fetched, MetaCheck};
 pub use marker::{Claim, MARKER_SUFFIX};
+pub use ranged::{ranges, ObjectHead, Ranged};
 pub use part_plan::{PartPlan, DEFAULT_PART_SIZE, MIB, S3_MAX_PART_SIZE, S3_MIN_PART_SIZE};
 pub use upload::{S3Sink, UploadFailed, UploadHandle};
 
