@@ -115,6 +115,8 @@ pub struct VerifySettings {
     pub options: VerifyOptions,
     /// The report on stdout as JSON too (`--json`).
     pub output: Output,
+    /// `--checksum-only` / `--sample N`: the store's retained backups, not `backup`.
+    pub reprove: Option<super::reprove::Reproving>,
 }
 
 impl VerifySettings {
@@ -146,6 +148,7 @@ impl VerifySettings {
             backup: super::restore::wanted(source, select)?,
             options,
             output: Output::from_flag(args.json),
+            reprove: super::reprove::Reproving::resolve(&args.reprove, source)?,
         })
     }
 }

@@ -31,6 +31,7 @@
 mod checks;
 pub mod fresh;
 mod report;
+pub mod reprove;
 mod target;
 
 use std::collections::BTreeSet;

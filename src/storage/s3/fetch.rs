@@ -14,6 +14,22 @@ use crate::storage::is_plain_file_name;
 use crate::ui;
 
 impl Store {
+    /// An object's body as a stream (one GetObject), for a reader that only
+    /// looks at the bytes (`verify --checksum-only`).
+    pub async fn open_read(&self, key: &str) -> Result<aws_sdk_s3::primitives::ByteStream> {
+        let out = self
+            .client()
+            .await
+            .get_object()
+            .bucket(self.bucket())
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| needs(sdk_error(e), "s3:GetObject"))
+            .with_context(|| format!("reading {}", self.uri(key)))?;
+        Ok(out.body)
+    }
+
     /// Streams an object into `dest` (created 0600, must not exist), returning
     /// its SHA-256 and size. A failed download removes `dest`.
     pub async fn download(&self, key: &str, dest: &Path) -> Result<(String, u64)> {
