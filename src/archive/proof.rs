@@ -118,7 +118,10 @@ pub async fn prove(
 
 /// Decrypts the ciphertext arriving on `rx` to nowhere: the plaintext's
 /// SHA-256 and size.
-fn decrypt(rx: tokio::sync::mpsc::Receiver<Bytes>, identities: &Identities) -> Result<(String, u64)> {
+fn decrypt(
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    identities: &Identities,
+) -> Result<(String, u64)> {
     let input = Received {
         rx,
         current: Bytes::new(),

@@ -253,12 +253,20 @@ mod tests {
         let mut document = VerdictFile::empty(&name());
         document.checksum = Some(proof.clone());
         write_local_file(dir.path(), &name(), &document).unwrap();
-        assert_eq!(read_local(dir.path(), &name()).unwrap(), None, "no restore verdict yet");
+        assert_eq!(
+            read_local(dir.path(), &name()).unwrap(),
+            None,
+            "no restore verdict yet"
+        );
         let v = verdict("2026-11-28T03:00:00Z", true);
         write_local(dir.path(), &name(), &v).unwrap();
         let both = read_local_file(dir.path(), &name()).unwrap().unwrap();
         assert_eq!(both.verification, Some(v));
-        assert_eq!(both.checksum, Some(proof), "a restore verify keeps the proof");
+        assert_eq!(
+            both.checksum,
+            Some(proof),
+            "a restore verify keeps the proof"
+        );
         // A verdict written before the proof existed still reads.
         let old = format!(
             r#"{{"format_version": 1, "file": "{}", "verification": {{"verified_at":

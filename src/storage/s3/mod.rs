@@ -46,8 +46,8 @@ pub use cleanup::OpenUpload;
 pub use config::{keep_warning, normalize_prefix, S3Settings, Sse, SseAlgorithm, StorageClass};
 pub use fetch::{fetch_backup, fetch_backup_checked, parse_uri, Fetched, MetaCheck};
 pub use marker::{Claim, MARKER_SUFFIX};
-pub use ranged::{ranges, ObjectHead, Ranged};
 pub use part_plan::{PartPlan, DEFAULT_PART_SIZE, MIB, S3_MAX_PART_SIZE, S3_MIN_PART_SIZE};
+pub use ranged::{ranges, ObjectHead, Ranged};
 pub use upload::{S3Sink, UploadFailed, UploadHandle};
 
 /// What the AWS SDK would otherwise read from the process environment,

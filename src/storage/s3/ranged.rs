@@ -202,6 +202,10 @@ mod tests {
         assert_eq!(ranges(8, 8), vec![(0, 7)]);
         assert_eq!(ranges(9, 8), vec![(0, 7), (8, 8)]);
         assert_eq!(ranges(20, 8), vec![(0, 7), (8, 15), (16, 19)]);
-        assert_eq!(ranges(3, 0), vec![(0, 0), (1, 1), (2, 2)], "a part of 0 is 1");
+        assert_eq!(
+            ranges(3, 0),
+            vec![(0, 0), (1, 1), (2, 2)],
+            "a part of 0 is 1"
+        );
     }
 }

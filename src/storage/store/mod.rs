@@ -307,10 +307,7 @@ impl Store {
             Ok(Some(document)) => document,
             Ok(None) => VerdictFile::empty(name),
             Err(err) => {
-                crate::ui::warn(&format!(
-                    "{}; it is replaced",
-                    crate::error::one_line(&err)
-                ));
+                crate::ui::warn(&format!("{}; it is replaced", crate::error::one_line(&err)));
                 VerdictFile::empty(name)
             }
         }
