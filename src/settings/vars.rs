@@ -207,6 +207,9 @@ registry! {
             "A group whose newest backup is older fails (`0` turns the check off).";
         PGBAK_CHECK_MAX_VERIFIED_AGE ["check"] default "`8d`" :
             "A group without a passed verify within this span fails (`0` turns the check off).";
+        PGBAK_CHECK_MAX_UNPROVEN_AGE ["check"] default "`0` (off)" :
+            "A group with a retained backup not proven (a passing restore verify or checksum \
+             proof) within this span fails; a backup never proven counts from when it was made.";
         PGBAK_CHECK_PROMETHEUS_FILE ["check"] default "" :
             "node_exporter textfile written by every check.";
         PGBAK_CHECK_HEARTBEAT_URL ["check"] default "" :

@@ -34,6 +34,7 @@ use crate::ui;
 
 mod output;
 mod runs;
+pub mod unproven;
 pub mod verdict;
 
 use output::{table, write_prometheus};
@@ -46,6 +47,8 @@ struct JsonReport<'a> {
     checked_at: String,
     max_age_seconds: Option<u64>,
     max_verified_age_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_unproven_age_seconds: Option<u64>,
     groups: &'a [GroupReport],
     /// One line per server whose newest `--all-databases` run is incomplete.
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
@@ -143,15 +146,14 @@ async fn check(settings: &CheckSettings, stores: &Stores) -> Result<CheckSummary
         None => false,
     };
     let offsite = stores.bucket.is_some();
-    let read = read_groups(
-        groups,
-        stores,
-        settings.read_concurrency,
+    let reading = Reading {
+        concurrency: settings.read_concurrency,
         window_start,
         lock,
         offsite,
-    )
-    .await?;
+        proofs: settings.max_unproven_age.is_some(),
+    };
+    let read = read_groups(groups, stores, reading).await?;
     ui::debug(&format!(
         "read {} meta.json file(s) in {:.2}s",
         read.iter().map(|r| r.reads).sum::<usize>(),
@@ -162,6 +164,11 @@ async fn check(settings: &CheckSettings, stores: &Stores) -> Result<CheckSummary
         .iter()
         .map(|r| assess(&r.group, &r.seen, r.backups, r.incomplete, limits, now))
         .collect();
+    if let Some(limit) = settings.max_unproven_age {
+        for (report, read) in reports.iter_mut().zip(&read) {
+            judge_unproven(report, &read.proofs, limit, now);
+        }
+    }
     verdict::supersede(&mut reports);
     // Runs are a server's whole: judged with the unlabelled full and globals groups.
     let run_problems =
@@ -191,6 +198,7 @@ fn report(
             checked_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
             max_age_seconds: limits.max_age.map(|d| d.as_secs()),
             max_verified_age_seconds: limits.max_verified_age.map(|d| d.as_secs()),
+            max_unproven_age_seconds: settings.max_unproven_age.map(|d| d.as_secs()),
             groups: reports,
             runs: run_problems,
         };
@@ -381,6 +389,81 @@ struct ReadGroup {
     backups: usize,
     incomplete: usize,
     reads: usize,
+    /// With `--max-unproven-age`: every complete backup's proofs.
+    proofs: Vec<unproven::Proofs>,
+}
+
+/// How the groups are read.
+#[derive(Clone, Copy)]
+struct Reading {
+    /// Reads in flight at most.
+    concurrency: usize,
+    window_start: Option<DateTime<Utc>>,
+    /// Ask the newest dump's Object Lock.
+    lock: bool,
+    /// Ask whether the newest backup is in the bucket.
+    offsite: bool,
+    /// Read every complete backup's verdicts (`--max-unproven-age`).
+    proofs: bool,
+}
+
+/// `--max-unproven-age` on one group: its backup proven longest ago, and a
+/// problem when that is over the limit.
+fn judge_unproven(
+    report: &mut GroupReport,
+    proofs: &[unproven::Proofs],
+    limit: std::time::Duration,
+    now: DateTime<Utc>,
+) {
+    report.oldest_unproven = unproven::oldest(proofs, now);
+    let Some(problem) = report
+        .oldest_unproven
+        .as_ref()
+        .and_then(|o| unproven::problem(o, limit))
+    else {
+        return;
+    };
+    if report.ok {
+        report.status = "unproven";
+        report.ok = false;
+    }
+    report.problems.push(problem);
+}
+
+/// A complete backup's proofs: its verdict documents in the directory and
+/// the bucket (restore verdicts and checksum proofs), and meta.json's
+/// legacy verdict when it was read.
+async fn read_proofs(b: &Listed, stores: &Stores, seen: Option<&Seen>) -> unproven::Proofs {
+    let mut proofs = unproven::Proofs {
+        name: b.name.stem(),
+        made: b.name.time(),
+        restored: seen
+            .and_then(|s| s.verified)
+            .and_then(|(at, passed)| at.filter(|_| passed)),
+        checksummed: None,
+    };
+    let places = [
+        (b.local_verdict, stores.local.as_ref()),
+        (b.s3_verdict, stores.bucket.as_ref()),
+    ];
+    for (_, store) in places.into_iter().filter(|(has, _)| *has) {
+        let Some(store) = store else { continue };
+        match store.load_verdict_file(&b.name).await {
+            Ok(Some(doc)) => {
+                let restored = doc
+                    .verification
+                    .filter(|v| v.passed)
+                    .and_then(|v| DateTime::parse_from_rfc3339(&v.verified_at).ok())
+                    .map(|t| t.with_timezone(&Utc));
+                let summed = doc.checksum.filter(|c| c.passed).and_then(|c| c.at());
+                proofs.restored = proofs.restored.max(restored);
+                proofs.checksummed = proofs.checksummed.max(summed);
+            }
+            Ok(None) => {}
+            Err(err) => ui::warn(&crate::error::one_line(&err)),
+        }
+    }
+    proofs
 }
 
 /// Reads, for every group at once (at most `concurrency` reads in flight), the
@@ -389,11 +472,15 @@ struct ReadGroup {
 async fn read_groups(
     groups: BTreeMap<Group, Vec<Listed>>,
     stores: &Stores,
-    concurrency: usize,
-    window_start: Option<DateTime<Utc>>,
-    lock: bool,
-    offsite: bool,
+    reading: Reading,
 ) -> Result<Vec<ReadGroup>> {
+    let Reading {
+        concurrency,
+        window_start,
+        lock,
+        offsite,
+        proofs,
+    } = reading;
     let stores = Arc::new(stores.clone());
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
@@ -407,6 +494,7 @@ async fn read_groups(
                 backups: 0,
                 incomplete: backups.iter().filter(|b| !b.complete).count(),
                 reads: 0,
+                proofs: Vec::new(),
             };
             let mut reading = true;
             for b in backups.iter().filter(|b| b.complete) {
@@ -430,6 +518,13 @@ async fn read_groups(
                         ui::warn(&crate::error::one_line(&err));
                         read.incomplete += 1;
                     }
+                }
+            }
+            if proofs {
+                for b in backups.iter().filter(|b| b.complete) {
+                    let _permit = permits.acquire().await.context("reading verdicts")?;
+                    let seen = read.seen.iter().find(|s| s.name == b.name.stem());
+                    read.proofs.push(read_proofs(b, &stores, seen).await);
                 }
             }
             // With a directory and a bucket: did the newest backup reach the bucket?

@@ -1,3 +1,4 @@
 //! `pgbak check`: fleet freshness judged from a directory or a bucket, without a database.
 
 mod groups;
+mod unproven;
