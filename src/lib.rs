@@ -98,7 +98,8 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             if let Some(reproving) = &settings.reprove {
                 let store = reproving.place.open();
                 let (opts, output) = (&settings.options, settings.output);
-                return commands::verify::reprove::run(reproving, opts, output, &store).await;
+                let work = &reproving.work;
+                return commands::verify::reprove::run(work, opts, output, &store).await;
             }
             let store = settings.backup.place().open();
             commands::verify::run(settings, &store).await

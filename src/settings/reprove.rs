@@ -11,11 +11,17 @@ use crate::cli::{BackupSourceArgs, ReproveArgs};
 use crate::storage::s3::S3Settings;
 use crate::storage::{safe_database_name, Place};
 
-/// What re-proving does, and where.
+/// Where re-proving looks, and what it does there.
 #[derive(Debug, Clone)]
 pub struct Reproving {
     /// The authoritative store.
     pub place: Place,
+    pub work: Reprove,
+}
+
+/// What re-proving does.
+#[derive(Debug, Clone)]
+pub struct Reprove {
     /// Read every retained backup back and check its checksum.
     pub checksums: bool,
     /// Restore this many retained full backups, those proven longest ago.
@@ -41,17 +47,22 @@ impl Reproving {
         };
         Ok(Some(Reproving {
             place,
-            checksums: args.checksum_only,
-            sample,
-            parallel: usize::from(args.parallel).max(1),
-            databases: args
-                .databases
-                .iter()
-                .map(|d| safe_database_name(d))
-                .collect(),
+            work: Reprove {
+                checksums: args.checksum_only,
+                sample,
+                parallel: usize::from(args.parallel).max(1),
+                databases: args
+                    .databases
+                    .iter()
+                    .map(|d| safe_database_name(d))
+                    .collect(),
+            },
         }))
     }
 }
+
+/// Backups cron reads back at once.
+pub const CRON_PARALLEL: usize = 4;
 
 /// How often cron reads every retained backup back (`PGBAK_VERIFY_CHECKSUMS`).
 /// A cron run keeps no state of its own: a run does it when the newest

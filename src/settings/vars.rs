@@ -159,6 +159,14 @@ registry! {
         PGBAK_VERIFY_TARGET_URL ["verify", "cron"] default "the source server" :
             "Restore verify's copy on this server instead of the source (a secret: it may hold a \
              password).";
+        PGBAK_VERIFY_CHECKSUMS ["cron"] default "`never`" :
+            "`daily` or `weekly`: after a successful run, read every retained backup of the \
+             run's databases back and check its sha256 (`verify --checksum-only`) when the \
+             store's newest checksum proof is older than 23 hours (daily) or 7 days less an hour \
+             (weekly).";
+        PGBAK_VERIFY_SAMPLE ["cron"] default "`0`" :
+            "After a successful run, restore (verify) the N retained full backups of the run's \
+             databases proven longest ago (`verify --sample N`).";
         PGBAK_EPHEMERAL_USER ["verify", "cron"] default "`pgbak`" :
             "As root, the unprivileged system user the `verify --ephemeral` (`cron \
              --verify-ephemeral`) throwaway server runs as; never root or `postgres` (see \

@@ -28,7 +28,7 @@ use crate::error::{as_finding, one_line};
 use crate::meta::{Meta, Verification};
 use crate::mode::Mode;
 use crate::settings::commands::Output;
-use crate::settings::reprove::Reproving;
+use crate::settings::reprove::Reprove;
 use crate::settings::verify::VerifyOptions;
 use crate::signals::Signals;
 use crate::storage::verdict::ChecksumProof;
@@ -74,7 +74,7 @@ impl Reproved {
 
 /// `pgbak verify --checksum-only` / `--sample N`.
 pub async fn run(
-    reproving: &Reproving,
+    reproving: &Reprove,
     opts: &VerifyOptions,
     output: Output,
     store: &Store,
@@ -93,7 +93,7 @@ pub async fn run(
 
 /// Steps 1-3; `Err` is an interruption or a store that cannot be listed.
 pub async fn reprove(
-    reproving: &Reproving,
+    reproving: &Reprove,
     opts: &VerifyOptions,
     store: &Store,
     signals: &mut Signals,
@@ -124,7 +124,7 @@ pub async fn reprove(
 }
 
 /// Step 1: the complete backups of the selected databases, oldest first.
-async fn retained(reproving: &Reproving, store: &Store) -> Result<Vec<Listed>> {
+async fn retained(reproving: &Reprove, store: &Store) -> Result<Vec<Listed>> {
     let listed = store
         .list_backups()
         .await
@@ -255,6 +255,36 @@ async fn record(
             .await?;
     }
     Ok(())
+}
+
+/// Whether a checksum pass is due: the newest checksum proof among the
+/// backups of `databases` (empty: every one) in `store` is older than
+/// `span`, or there is none. A cron run keeps no state: the store is it.
+pub async fn checksums_due(
+    store: &Store,
+    databases: &[String],
+    span: std::time::Duration,
+) -> Result<bool> {
+    let listed = store.list_backups().await?;
+    let mut newest: Option<DateTime<Utc>> = None;
+    for backup in listed.iter().filter(|b| b.has_verdict) {
+        if !databases.is_empty() && !databases.contains(&backup.name.database) {
+            continue;
+        }
+        if let Ok(Some(doc)) = store.load_verdict_file(&backup.name).await {
+            newest = newest.max(doc.checksum.and_then(|c| c.at()));
+        }
+    }
+    let span = chrono::TimeDelta::from_std(span).unwrap_or(chrono::TimeDelta::MAX);
+    let due = newest.is_none_or(|at| Utc::now() - at > span);
+    ui::info(&format!(
+        "checksums {}: the newest checksum proof in {} is {}",
+        if due { "due" } else { "not due" },
+        store.describe(),
+        newest.map_or("none".to_owned(), |at| at
+            .to_rfc3339_opts(SecondsFormat::Secs, true))
+    ));
+    Ok(due)
 }
 
 fn summarize_checks(checked: &[Checked], store: &Store) {

@@ -8,6 +8,7 @@ mod all_databases;
 mod config;
 mod locks;
 mod monitoring;
+mod reproving;
 mod steps;
 
 use std::collections::HashMap;
