@@ -7,5 +7,6 @@ mod failures;
 mod fetch;
 mod fetch_sweep;
 mod markers;
+mod ranged;
 mod slow_links;
 mod upload;
