@@ -24,9 +24,9 @@
 //! 9. after a successful run, with `PGBAK_VERIFY_CHECKSUMS` / `PGBAK_VERIFY_SAMPLE`:
 //!    the retained backups re-proven ([`reproving`]), as the `verify` step;
 //! 10. prune old run logs (`LOG_KEEP`), then [`report`]: the heartbeat (success
-//!    with a summary, or `/fail` with the error), a PagerDuty resolve on
-//!    success, the metrics file always, the alert on failure. None of these
-//!    changes the exit code: 0 only when 6-8 succeeded.
+//!     with a summary, or `/fail` with the error), a PagerDuty resolve on
+//!     success, the metrics file always, the alert on failure. None of these
+//!     changes the exit code: 0 only when 6-8 succeeded.
 
 mod config;
 mod logs;
