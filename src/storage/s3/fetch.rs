@@ -198,6 +198,9 @@ pub async fn fetch_backup_checked(
             store.uri(dump_key)
         ));
     }
+    if let Some((meta, _)) = &meta {
+        room_for(meta.size_bytes, dest_dir)?;
+    }
     ui::info(&format!(
         "downloading {} to {}",
         store.uri(dump_key),
@@ -229,6 +232,29 @@ pub async fn fetch_backup_checked(
         dump,
         meta: meta.map(|_| meta_path),
     })
+}
+
+/// Says how much disk the download needs and where, and refuses one that
+/// cannot fit (before a byte is fetched): the dump goes whole into
+/// `dir` ($TMPDIR), and a parallel restore of an encrypted backup needs its
+/// plaintext once more in the scratch directory.
+fn room_for(size: u64, dir: &Path) -> Result<()> {
+    let free = crate::encryption::decrypt::free_bytes(dir);
+    ui::info(&format!(
+        "the download needs {} in {} ({} free; set TMPDIR to download elsewhere)",
+        ui::bytes(size),
+        dir.parent().unwrap_or(dir).display(),
+        free.map_or_else(|| "unknown".to_owned(), ui::bytes)
+    ));
+    match free {
+        Some(free) if free < size => bail!(
+            "{} has {} free, the download needs {}: set TMPDIR to a directory with room",
+            dir.parent().unwrap_or(dir).display(),
+            ui::bytes(free),
+            ui::bytes(size)
+        ),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
