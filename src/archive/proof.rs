@@ -131,20 +131,28 @@ fn decrypt(
     let mut reader = decryptor
         .decrypt(identities.iter())
         .context("no key of the identity opens it (damaged header)")?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut hasher = Sha256::new();
-    let mut bytes = 0u64;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).with_context(|| format!("after {bytes} bytes")),
-        };
-        hasher.update(&buf[..n]);
-        bytes += n as u64;
+    let mut sink = Hashed::default();
+    std::io::copy(&mut reader, &mut sink).with_context(|| format!("after {} bytes", sink.bytes))?;
+    Ok((hex::encode(sink.hasher.finalize()), sink.bytes))
+}
+
+/// A writer that keeps only the SHA-256 and size of what it is given.
+#[derive(Default)]
+struct Hashed {
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl std::io::Write for Hashed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.hasher.update(buf);
+        self.bytes += buf.len() as u64;
+        Ok(buf.len())
     }
-    Ok((hex::encode(hasher.finalize()), bytes))
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The chunks of a channel as a blocking reader.

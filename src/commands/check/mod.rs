@@ -33,6 +33,7 @@ use crate::storage::{BackupName, Group, Store, Stores};
 use crate::ui;
 
 mod output;
+mod proofs;
 mod runs;
 pub mod unproven;
 pub mod verdict;
@@ -166,7 +167,7 @@ async fn check(settings: &CheckSettings, stores: &Stores) -> Result<CheckSummary
         .collect();
     if let Some(limit) = settings.max_unproven_age {
         for (report, read) in reports.iter_mut().zip(&read) {
-            judge_unproven(report, &read.proofs, limit, now);
+            proofs::judge(report, &read.proofs, limit, now);
         }
     }
     verdict::supersede(&mut reports);
@@ -407,65 +408,6 @@ struct Reading {
     proofs: bool,
 }
 
-/// `--max-unproven-age` on one group: its backup proven longest ago, and a
-/// problem when that is over the limit.
-fn judge_unproven(
-    report: &mut GroupReport,
-    proofs: &[unproven::Proofs],
-    limit: std::time::Duration,
-    now: DateTime<Utc>,
-) {
-    report.oldest_unproven = unproven::oldest(proofs, now);
-    let Some(problem) = report
-        .oldest_unproven
-        .as_ref()
-        .and_then(|o| unproven::problem(o, limit))
-    else {
-        return;
-    };
-    if report.ok {
-        report.status = "unproven";
-        report.ok = false;
-    }
-    report.problems.push(problem);
-}
-
-/// A complete backup's proofs: its verdict documents in the directory and
-/// the bucket (restore verdicts and checksum proofs), and meta.json's
-/// legacy verdict when it was read.
-async fn read_proofs(b: &Listed, stores: &Stores, seen: Option<&Seen>) -> unproven::Proofs {
-    let mut proofs = unproven::Proofs {
-        name: b.name.stem(),
-        made: b.name.time(),
-        restored: seen
-            .and_then(|s| s.verified)
-            .and_then(|(at, passed)| at.filter(|_| passed)),
-        checksummed: None,
-    };
-    let places = [
-        (b.local_verdict, stores.local.as_ref()),
-        (b.s3_verdict, stores.bucket.as_ref()),
-    ];
-    for (_, store) in places.into_iter().filter(|(has, _)| *has) {
-        let Some(store) = store else { continue };
-        match store.load_verdict_file(&b.name).await {
-            Ok(Some(doc)) => {
-                let restored = doc
-                    .verification
-                    .filter(|v| v.passed)
-                    .and_then(|v| DateTime::parse_from_rfc3339(&v.verified_at).ok())
-                    .map(|t| t.with_timezone(&Utc));
-                let summed = doc.checksum.filter(|c| c.passed).and_then(|c| c.at());
-                proofs.restored = proofs.restored.max(restored);
-                proofs.checksummed = proofs.checksummed.max(summed);
-            }
-            Ok(None) => {}
-            Err(err) => ui::warn(&crate::error::one_line(&err)),
-        }
-    }
-    proofs
-}
-
 /// Reads, for every group at once (at most `concurrency` reads in flight), the
 /// meta.json files [`needs_meta`] asks for, newest first: a group verified
 /// nightly costs [`verdict::ROWS_READ`] reads however long its history.
@@ -524,7 +466,7 @@ async fn read_groups(
                 for b in backups.iter().filter(|b| b.complete) {
                     let _permit = permits.acquire().await.context("reading verdicts")?;
                     let seen = read.seen.iter().find(|s| s.name == b.name.stem());
-                    read.proofs.push(read_proofs(b, &stores, seen).await);
+                    read.proofs.push(proofs::read(b, &stores, seen).await);
                 }
             }
             // With a directory and a bucket: did the newest backup reach the bucket?

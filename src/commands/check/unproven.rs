@@ -108,8 +108,8 @@ mod tests {
                     proofs("a", 20, Some(19), Some(2)),
                     proofs("b", 1, None, None),
                 ],
-                "b",
-                1,
+                "a",
+                2,
                 false,
             ),
             (

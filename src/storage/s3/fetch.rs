@@ -14,15 +14,21 @@ use crate::storage::is_plain_file_name;
 use crate::ui;
 
 impl Store {
-    /// An object's body as a stream (one GetObject), for a reader that only
-    /// looks at the bytes (`verify --checksum-only`).
-    pub async fn open_read(&self, key: &str) -> Result<aws_sdk_s3::primitives::ByteStream> {
+    /// An object's body as a stream (one GetObject; only the version of
+    /// `etag` when given), for a reader that only looks at the bytes
+    /// (`verify --checksum-only`) and for a download in one piece.
+    pub async fn open_read(
+        &self,
+        key: &str,
+        etag: Option<String>,
+    ) -> Result<aws_sdk_s3::primitives::ByteStream> {
         let out = self
             .client()
             .await
             .get_object()
             .bucket(self.bucket())
             .key(key)
+            .set_if_match(etag)
             .send()
             .await
             .map_err(|e| needs(sdk_error(e), "s3:GetObject"))
@@ -72,18 +78,7 @@ impl Store {
                 out.add(&chunk).await?;
             }
         } else {
-            let got = self
-                .client()
-                .await
-                .get_object()
-                .bucket(self.bucket())
-                .key(key)
-                .set_if_match(head.etag.clone())
-                .send()
-                .await
-                .map_err(|e| needs(sdk_error(e), "s3:GetObject"))
-                .with_context(|| format!("downloading {}", self.uri(key)))?;
-            let mut body = got.body;
+            let mut body = self.open_read(key, head.etag.clone()).await?;
             while let Some(chunk) = body
                 .try_next()
                 .await

@@ -45,7 +45,7 @@ impl Store {
                     .with_context(|| format!("opening {}", path.display()))?;
                 Ok(Chunks::File(opened))
             }
-            Store::S3(s3) => Ok(Chunks::Object(s3.open_read(&s3.key_for(file)).await?)),
+            Store::S3(s3) => Ok(Chunks::Object(s3.open_read(&s3.key_for(file), None).await?)),
             #[cfg(test)]
             Store::Memory(_) => bail!("the memory store holds no files"),
         }

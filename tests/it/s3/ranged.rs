@@ -3,26 +3,18 @@
 //! flipped byte is still refused), memory stays at about the range size times the ranges in
 //! flight, and a run killed mid-download leaves nothing the next run does not remove.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::fetch_dirs;
 use crate::support::bucket::{keys, pgbak_s3, s3_case, sha256_hex};
 use crate::support::verify::Dir;
 use crate::support::{self, output_text, run, wait_until, S3Server};
 
 const PREFIX: &str = "ranged/";
-
-/// The `pgbak-fetch-*` entries in `tmp`.
-fn fetch_dirs(tmp: &Path) -> Vec<PathBuf> {
-    support::files(tmp)
-        .into_iter()
-        .filter(|f| f.starts_with("pgbak-fetch-"))
-        .map(|f| tmp.join(f))
-        .collect()
-}
 
 /// Ranges of `part` bytes, `concurrency` at once.
 fn ranged<'a>(cmd: &'a mut Command, part: u64, concurrency: u32, tmp: &Path) -> &'a mut Command {
