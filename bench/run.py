@@ -46,7 +46,7 @@ APP_TABLES = [
     "audit_logs", "agent_registry", "feedback", "token_budgets", "token_usage_records",
     "routing_decisions", "execution_plans",
 ]
-ALL_SECTIONS = ["backup", "s3", "verify", "restore", "gzip"]
+ALL_SECTIONS = ["backup", "s3", "verify", "restore", "download", "gzip"]
 DEFAULT_SECTIONS = ["backup", "s3", "verify", "restore"]
 NOT_IMPLEMENTED = "n/a (exit 2: not yet implemented)"
 MIB = 1024 * 1024
@@ -570,6 +570,24 @@ want=$(sed -n 's/.*"alembic_revision": *"\\([^"]*\\)".*/\\1/p' "$META")
                                          "--jobs", str(JOBS)], p_env),
                              pgbak=True, after=dropdb(target_p)))
 
+    if "download" in sections and ctx.moto and t.aws:
+        # verify from the bucket (the RTO of a restore from S3): one GetObject against
+        # parallel ranged GETs, the same dump uploaded once with its meta.json.
+        m = ctx.moto
+        key = f"{S3_PREFIX}download/{dump.name}"
+        for src, dst in ((dump, key), (meta_file, key.replace(".dump", ".meta.json"))):
+            subprocess.run([str(t.aws), "s3", "cp", str(src), f"s3://{BUCKET}/{dst}", "--only-show-errors",
+                            "--endpoint-url", m.url], env=m.aws_env(ctx.env), check=True)
+        s3_env = m.aws_env(pgbak_env)
+        s3_env.update(S3_ENDPOINT_URL=m.url)
+        uri = f"s3://{BUCKET}/{key}"
+        for n in (1, 4, 8):
+            env = dict(s3_env, S3_DOWNLOAD_CONCURRENCY=str(n))
+            what = "one GetObject" if n == 1 else f"{n} ranged GETs of 16 MiB in flight"
+            out.append(Contender("download", f"pgbak-get{n}", f"pgbak verify s3://... --jobs {JOBS}: {what}",
+                                 lambda d, env=env: ([str(t.pgbak), "verify", uri, "--jobs", str(JOBS)], env),
+                                 pgbak=True))
+
     if "gzip" in sections:
         size = lambda d: file_size(d / "x.dump")
         out.append(Contender("gzip", "pg16-9", "pg_dump 16 --compress=9 (scripts' way, PG 16 client)",
@@ -968,7 +986,7 @@ def main(argv) -> int:
     say(f"starting PostgreSQL 16 + pgvector on 127.0.0.1:{cluster.port} in {cluster.dir}")
     cluster.start()
     moto = None
-    if "s3" in args.sections:
+    if "s3" in args.sections or "download" in args.sections:
         if tools.aws is None:
             say("no aws CLI in .tools/paths.env (scripts/setup.sh --with-awscli): skipping the s3 step")
         else:

@@ -95,6 +95,12 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         }
         cli::Command::Verify(args) => {
             let settings = VerifySettings::resolve(&global, args)?;
+            if let Some(reproving) = &settings.reprove {
+                let store = reproving.place.open();
+                let (opts, output) = (&settings.options, settings.output);
+                let work = &reproving.work;
+                return commands::verify::reprove::run(work, opts, output, &store).await;
+            }
             let store = settings.backup.place().open();
             commands::verify::run(settings, &store).await
         }

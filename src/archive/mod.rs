@@ -12,6 +12,7 @@
 
 pub mod fetch_dir;
 mod header;
+pub mod proof;
 pub mod restore;
 mod tools;
 mod trust;

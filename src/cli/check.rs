@@ -60,6 +60,17 @@ pub struct CheckArgs {
         value_parser = parse_limit
     )]
     pub max_verified_age: std::time::Duration,
+    /// Every retained backup of a group must have been proven (a passing restore verify or
+    /// `verify --checksum-only` proof) within this span; a backup never proven counts from when
+    /// it was made (0 = not checked). Reads every backup's verdict.
+    #[arg(
+        long,
+        env = vars::PGBAK_CHECK_MAX_UNPROVEN_AGE,
+        default_value = "0",
+        value_name = "DURATION",
+        value_parser = parse_limit
+    )]
+    pub max_unproven_age: std::time::Duration,
     /// An `--all-databases` run with no end record this long after its start counts as killed
     /// (the newest run of a server must be complete, or the check fails).
     #[arg(

@@ -80,6 +80,21 @@ pub struct CronArgs {
     pub report: CronReportArgs,
     #[command(flatten)]
     pub decrypt: DecryptArgs,
+    /// After a successful run, read every retained backup of the run's databases back from the
+    /// authoritative store and check its sha256 (`verify --checksum-only`): never, daily (when
+    /// the store's newest checksum proof is older than 23h) or weekly (older than 7d less 1h).
+    #[arg(
+        long,
+        env = vars::PGBAK_VERIFY_CHECKSUMS,
+        value_enum,
+        default_value = "never",
+        value_name = "WHEN"
+    )]
+    pub verify_checksums: crate::settings::reprove::Cadence,
+    /// After a successful run, restore (verify) the N retained full backups of the run's
+    /// databases proven longest ago (`verify --sample N`); 0 = none.
+    #[arg(long, env = vars::PGBAK_VERIFY_SAMPLE, default_value_t = 0, value_name = "N")]
+    pub verify_sample: u32,
 }
 
 /// Where `pgbak cron` reports a run: the log directory, the alert webhook,

@@ -35,7 +35,7 @@ pub use self::shared::{
 };
 pub use self::source::BackupSourceArgs;
 pub use self::store::{ListArgs, PruneArgs, UnpinArgs};
-pub use self::verify::{ExpectArgs, VerifyArgs};
+pub use self::verify::{ExpectArgs, ReproveArgs, VerifyArgs};
 pub use crate::mode::Mode;
 pub use crate::settings::choices::{AlertFormat, HeartbeatKind, LockMode};
 use crate::settings::vars;

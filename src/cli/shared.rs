@@ -99,6 +99,15 @@ pub struct S3Args {
         value_name = "N"
     )]
     pub concurrency: usize,
+    /// Ranges downloaded at once when restore or verify reads a backup from S3 (1: one
+    /// GetObject); memory holds this x the range size (16 MiB by default).
+    #[arg(
+        long = "s3-download-concurrency",
+        env = vars::S3_DOWNLOAD_CONCURRENCY,
+        default_value_t = 4,
+        value_name = "N"
+    )]
+    pub download_concurrency: usize,
 }
 
 /// Client-side encryption of new backups with age.

@@ -73,4 +73,33 @@ pub struct VerifyArgs {
     /// without reading a backup or connecting: 0 when valid, 2 when not.
     #[arg(long)]
     pub check_config: bool,
+    #[command(flatten)]
+    pub reprove: ReproveArgs,
+}
+
+/// Re-proving the retained backups of a store, not one backup: read back
+/// (`--checksum-only`), or a few restored (`--sample N`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ReproveArgs {
+    /// Read every retained backup back from its store (the bucket when S3 is configured, else
+    /// --backup-dir) and check its sha256 (and that --identity-file decrypts it), without
+    /// restoring. A mismatch records a failed verdict on that backup (exit 1, naming it).
+    #[arg(long, conflicts_with_all = ["backup", "all_databases"])]
+    pub checksum_only: bool,
+    /// Restore (a full verify) the N retained full backups proven longest ago: never
+    /// restored first, then the oldest restore verdict.
+    #[arg(long, value_name = "N", conflicts_with_all = ["backup", "all_databases"])]
+    pub sample: Option<u32>,
+    /// Backups read at once by --checksum-only.
+    #[arg(
+        long,
+        default_value_t = 4,
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(1..=64)
+    )]
+    pub parallel: u16,
+    /// With --checksum-only or --sample: only this database's backups (repeatable; default:
+    /// every database in the store).
+    #[arg(long = "database", value_name = "NAME")]
+    pub databases: Vec<String>,
 }

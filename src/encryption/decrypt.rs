@@ -464,7 +464,7 @@ fn pick_scratch(explicit: Option<&Path>, need: u64) -> Result<Option<PathBuf>> {
 }
 
 /// Free bytes for an unprivileged writer on the filesystem of `dir`.
-fn free_bytes(dir: &Path) -> Option<u64> {
+pub fn free_bytes(dir: &Path) -> Option<u64> {
     if !dir.is_dir() {
         return None;
     }

@@ -48,6 +48,8 @@ pub struct CheckSettings {
     pub check_config: bool,
     /// An `--all-databases` run without an end after this long was killed.
     pub max_run_duration: std::time::Duration,
+    /// Every retained backup proven (restore or checksum) within this span; None: not checked.
+    pub max_unproven_age: Option<std::time::Duration>,
 }
 
 impl CheckSettings {
@@ -95,6 +97,7 @@ impl CheckSettings {
             read_concurrency: usize::from(args.read_concurrency).max(1),
             check_config: args.check_config,
             max_run_duration: args.max_run_duration,
+            max_unproven_age: Some(args.max_unproven_age).filter(|d| !d.is_zero()),
         })
     }
 }

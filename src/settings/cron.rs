@@ -58,6 +58,19 @@ pub struct CronConfig {
     /// how each new backup is verified. With `--all-databases` each database's
     /// verify takes its own connection ([`VerifyOptions::for_database`]).
     pub verify: Option<VerifyOptions>,
+    /// `PGBAK_VERIFY_CHECKSUMS` / `PGBAK_VERIFY_SAMPLE`: re-proving the
+    /// retained backups after a successful run.
+    pub reprove: Option<CronReprove>,
+}
+
+/// What cron re-proves after a successful run, and how a sample is verified.
+#[derive(Debug, Clone)]
+pub struct CronReprove {
+    pub checksums: super::reprove::Cadence,
+    pub sample: u32,
+    /// Only these databases (the run's; empty with `--all-databases`: every one).
+    pub databases: Vec<String>,
+    pub verify: VerifyOptions,
 }
 
 /// Where a run reports: the log directory, the alert webhook, the heartbeat,
@@ -176,15 +189,31 @@ impl CronConfig {
         let mut decrypt = super::restore::decrypt(&args.decrypt)?;
         // A run that encrypts verifies nothing but encrypted backups.
         decrypt.require_encryption |= plan.job.recipients.is_some();
-        let verify = verify.then(|| {
+        let options = {
             let job = &plan.job;
             let (conn, bin_dir) = (job.conn.clone(), job.pg_bin_dir.clone());
             VerifyOptions {
                 expected_tables,
                 ..VerifyOptions::resolve(conn, bin_dir, verify_target, decrypt, env)
             }
-        });
-        Ok(CronConfig { plan, verify })
+        };
+        let reprove = (args.verify_checksums != super::reprove::Cadence::Never
+            || args.verify_sample > 0)
+            .then(|| CronReprove {
+                checksums: args.verify_checksums,
+                sample: args.verify_sample,
+                databases: match plan.all_databases {
+                    Some(_) => Vec::new(),
+                    None => vec![crate::storage::safe_database_name(&plan.job.conn.dbname)],
+                },
+                verify: options.clone(),
+            });
+        let verify = verify.then_some(options);
+        Ok(CronConfig {
+            plan,
+            verify,
+            reprove,
+        })
     }
 }
 

@@ -35,6 +35,7 @@ mod env_file;
 pub mod expect;
 pub mod groups;
 pub mod refusal;
+pub mod reprove;
 pub mod restore;
 pub mod s3;
 pub mod secrets;

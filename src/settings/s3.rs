@@ -25,6 +25,10 @@ use crate::ui;
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// No dump streams for a day: an upload that old without a live marker is abandoned.
 pub const DEFAULT_STALE_UPLOAD_AGE: Duration = Duration::from_secs(24 * 3600);
+/// The range a restore or verify downloads per request: big enough that a
+/// request's latency is small beside its transfer, small enough that
+/// `S3_DOWNLOAD_CONCURRENCY` of them fit in memory.
+pub const DOWNLOAD_PART_SIZE: u64 = 16 * MIB;
 
 impl S3Settings {
     /// The settings of `args` from the process environment; `bucket`
@@ -68,6 +72,11 @@ pub fn resolve(args: &S3Args, bucket: Option<&str>, env: &Env) -> Result<S3Setti
         min_part_size: parts.min,
         max_parts: args.max_parts,
         concurrency: args.concurrency,
+        download_concurrency: args.download_concurrency.max(1),
+        download_part_size: env
+            .byte_count(vars::PGBAK_S3_DOWNLOAD_PART_SIZE)?
+            .unwrap_or(DOWNLOAD_PART_SIZE)
+            .max(1),
         stall_timeout: env
             .duration(vars::PGBAK_S3_STALL_TIMEOUT, false)?
             .unwrap_or(DEFAULT_STALL_TIMEOUT),
@@ -104,6 +113,9 @@ fn check_store(args: &S3Args) -> Result<()> {
     }
     if args.concurrency == 0 || args.concurrency > 64 {
         return Err(usage("--s3-concurrency must be 1 to 64"));
+    }
+    if args.download_concurrency > 64 {
+        return Err(usage("--s3-download-concurrency must be 1 to 64 (0 is 1)"));
     }
     Ok(())
 }
@@ -162,6 +174,7 @@ mod tests {
             storage_class: "STANDARD_IA".parse().unwrap(),
             max_parts: 10_000,
             concurrency: 4,
+            download_concurrency: 4,
             ..Default::default()
         }
     }

@@ -159,6 +159,14 @@ registry! {
         PGBAK_VERIFY_TARGET_URL ["verify", "cron"] default "the source server" :
             "Restore verify's copy on this server instead of the source (a secret: it may hold a \
              password).";
+        PGBAK_VERIFY_CHECKSUMS ["cron"] default "`never`" :
+            "`daily` or `weekly`: after a successful run, read every retained backup of the \
+             run's databases back and check its sha256 (`verify --checksum-only`) when the \
+             store's newest checksum proof is older than 23 hours (daily) or 7 days less an hour \
+             (weekly).";
+        PGBAK_VERIFY_SAMPLE ["cron"] default "`0`" :
+            "After a successful run, restore (verify) the N retained full backups of the run's \
+             databases proven longest ago (`verify --sample N`).";
         PGBAK_EPHEMERAL_USER ["verify", "cron"] default "`pgbak`" :
             "As root, the unprivileged system user the `verify --ephemeral` (`cron \
              --verify-ephemeral`) throwaway server runs as; never root or `postgres` (see \
@@ -208,6 +216,9 @@ registry! {
             "A group whose newest backup is older fails (`0` turns the check off).";
         PGBAK_CHECK_MAX_VERIFIED_AGE ["check"] default "`8d`" :
             "A group without a passed verify within this span fails (`0` turns the check off).";
+        PGBAK_CHECK_MAX_UNPROVEN_AGE ["check"] default "`0` (off)" :
+            "A group with a retained backup not proven (a passing restore verify or checksum \
+             proof) within this span fails; a backup never proven counts from when it was made.";
         PGBAK_CHECK_PROMETHEUS_FILE ["check"] default "" :
             "node_exporter textfile written by every check.";
         PGBAK_CHECK_HEARTBEAT_URL ["check"] default "" :
@@ -242,6 +253,11 @@ registry! {
             "The store's part limit (lower it for stores with fewer).";
         S3_CONCURRENCY ["backup", "cron"] default "`3`" :
             "Parts uploaded at once.";
+        S3_DOWNLOAD_CONCURRENCY ["verify", "restore", "cron"] default "`4`" :
+            "Ranges of a backup downloaded at once from S3 (`1`: one GetObject); memory holds \
+             this many ranges.";
+        PGBAK_S3_DOWNLOAD_PART_SIZE ["verify", "restore", "cron"] default "16 MiB" :
+            "Bytes per downloaded range (for stores with other limits, and for tests).";
         S3_OBJECT_LOCK_DAYS ["backup", "cron"] default "" :
             "Lock the uploaded dump, meta.json and globals file for N days (see \
              [S3 Object Lock](../retention.md#s3-object-lock)).";

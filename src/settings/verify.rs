@@ -123,6 +123,8 @@ pub struct VerifySettings {
     pub all_databases: Option<super::restore::RunWanted>,
     /// `--check-config`: stop after resolving these.
     pub check_config: bool,
+    /// `--checksum-only` / `--sample N`: the store's retained backups, not `backup`.
+    pub reprove: Option<super::reprove::Reproving>,
 }
 
 impl VerifySettings {
@@ -164,6 +166,7 @@ impl VerifySettings {
             output: Output::from_flag(args.json),
             all_databases,
             check_config: args.check_config,
+            reprove: super::reprove::Reproving::resolve(&args.reprove, source)?,
         })
     }
 }

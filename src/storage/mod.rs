@@ -21,7 +21,7 @@ pub mod verdict;
 
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 
-pub use store::{Address, Fetched, Listing, Place, Store, Stores};
+pub use store::{Address, Chunks, Fetched, Listing, Place, Store, Stores};
 
 use crate::meta::ServerIdentity;
 use crate::mode::Mode;

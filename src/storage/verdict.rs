@@ -12,9 +12,13 @@
 //! backup deletes its verdict; a verdict alone is not a backup.
 //!
 //! The document is `{"format_version": 1, "file": <dump file>,
-//! "verification": {...}}`; [`Verification`] is meta.json's own struct, so
-//! a field added there (restore duration, `--jobs`, checksum-only proofs)
-//! is recorded here too.
+//! "verification": {...}, "checksum": {...}}`; [`Verification`] is
+//! meta.json's own struct, so a field added there (restore duration,
+//! `--jobs`) is recorded here too. `checksum` is the last `verify
+//! --checksum-only` proof ([`ChecksumProof`]: the stored bytes read back and
+//! matching meta.json): kept beside the restore verdict, never replacing it,
+//! each written by read-modify-write of the other. Either may be absent
+//! (a backup only ever checksum-proven has no `verification`).
 
 use std::path::Path;
 
@@ -37,7 +41,32 @@ pub struct VerdictFile {
     pub format_version: u32,
     /// The dump it judges (`<stem>.dump[.age]`).
     pub file: String,
-    pub verification: Verification,
+    /// The last restore verify (or a failed checksum proof, recorded as a
+    /// failed verify so selection and retention pass over the backup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+    /// The last `verify --checksum-only` of this backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<ChecksumProof>,
+}
+
+/// A `verify --checksum-only` proof: the stored bytes were read back from
+/// the store and their SHA-256 and size (and, encrypted, their plaintext's
+/// once decrypted) matched meta.json.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChecksumProof {
+    pub checked_at: String,
+    pub passed: bool,
+    pub pgbak_version: String,
+}
+
+impl ChecksumProof {
+    /// When it was made; None when the time cannot be read.
+    pub fn at(&self) -> Option<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(&self.checked_at)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
 }
 
 impl VerdictFile {
@@ -45,7 +74,18 @@ impl VerdictFile {
         VerdictFile {
             format_version: FORMAT_VERSION,
             file: name.dump_file(),
-            verification: verification.clone(),
+            verification: Some(verification.clone()),
+            checksum: None,
+        }
+    }
+
+    /// An empty document for `name`, to be filled by read-modify-write.
+    pub fn empty(name: &BackupName) -> VerdictFile {
+        VerdictFile {
+            format_version: FORMAT_VERSION,
+            file: name.dump_file(),
+            verification: None,
+            checksum: None,
         }
     }
 
@@ -94,6 +134,11 @@ pub fn newest(a: Option<Verification>, b: Option<Verification>) -> Option<Verifi
 
 /// Reads the verdict of `name` in `dir`; None when there is none.
 pub fn read_local(dir: &Path, name: &BackupName) -> Result<Option<Verification>> {
+    Ok(read_local_file(dir, name)?.and_then(|v| v.verification))
+}
+
+/// Reads the whole verdict document of `name` in `dir`; None when there is none.
+pub fn read_local_file(dir: &Path, name: &BackupName) -> Result<Option<VerdictFile>> {
     let path = dir.join(name.verdict_file());
     let text = match std::fs::metadata(&path) {
         Ok(m) if m.len() > MAX_VERDICT_BYTES => {
@@ -110,14 +155,24 @@ pub fn read_local(dir: &Path, name: &BackupName) -> Result<Option<Verification>>
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
     VerdictFile::parse(&text, name)
-        .map(|v| Some(v.verification))
+        .map(Some)
         .with_context(|| format!("reading {}", path.display()))
 }
 
-/// Writes the verdict of `name` into `dir` (atomically, 0600).
+/// Writes the verdict of `name` into `dir` (atomically, 0600), keeping the
+/// checksum proof of the document there.
 pub fn write_local(dir: &Path, name: &BackupName, verification: &Verification) -> Result<()> {
-    let json = VerdictFile::new(name, verification).to_json()?;
-    fsio::write_atomic(&dir.join(name.verdict_file()), &json)
+    let mut document = read_local_file(dir, name)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| VerdictFile::empty(name));
+    document.verification = Some(verification.clone());
+    write_local_file(dir, name, &document)
+}
+
+/// Writes a whole verdict document of `name` into `dir` (atomically, 0600).
+pub fn write_local_file(dir: &Path, name: &BackupName, document: &VerdictFile) -> Result<()> {
+    fsio::write_atomic(&dir.join(name.verdict_file()), &document.to_json()?)
 }
 
 #[cfg(test)]
@@ -186,5 +241,40 @@ mod tests {
         )
         .is_err());
         assert!(VerdictFile::parse("{}", &name()).is_err());
+    }
+
+    #[test]
+    fn a_checksum_proof_and_a_restore_verdict_live_side_by_side() {
+        let dir = tempfile::tempdir().unwrap();
+        let proof = ChecksumProof {
+            checked_at: "2026-11-27T03:00:00Z".into(),
+            passed: true,
+            pgbak_version: "0.1.0".into(),
+        };
+        let mut document = VerdictFile::empty(&name());
+        document.checksum = Some(proof.clone());
+        write_local_file(dir.path(), &name(), &document).unwrap();
+        assert_eq!(
+            read_local(dir.path(), &name()).unwrap(),
+            None,
+            "no restore verdict yet"
+        );
+        let v = verdict("2026-11-28T03:00:00Z", true);
+        write_local(dir.path(), &name(), &v).unwrap();
+        let both = read_local_file(dir.path(), &name()).unwrap().unwrap();
+        assert_eq!(both.verification, Some(v));
+        assert_eq!(
+            both.checksum,
+            Some(proof),
+            "a restore verify keeps the proof"
+        );
+        // A verdict written before the proof existed still reads.
+        let old = format!(
+            r#"{{"format_version": 1, "file": "{}", "verification": {{"verified_at":
+            "2026-11-25T03:00:00Z", "passed": true, "pgbak_version": "0.1.0"}}}}"#,
+            name().dump_file()
+        );
+        let parsed = VerdictFile::parse(&old, &name()).unwrap();
+        assert!(parsed.verification.is_some() && parsed.checksum.is_none());
     }
 }

@@ -35,7 +35,9 @@ use crate::ui;
 
 mod audit;
 mod output;
+mod proofs;
 mod runs;
+pub mod unproven;
 pub mod verdict;
 
 use output::{table, write_prometheus};
@@ -50,6 +52,7 @@ struct JsonReport<'a> {
     max_verified_age_seconds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_rto_seconds: Option<u64>,
+    max_unproven_age_seconds: Option<u64>,
     groups: &'a [GroupReport],
     /// One line per server whose newest `--all-databases` run is incomplete.
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
@@ -147,15 +150,14 @@ async fn check(settings: &CheckSettings, stores: &Stores) -> Result<CheckSummary
         None => false,
     };
     let offsite = stores.bucket.is_some();
-    let read = read_groups(
-        groups,
-        stores,
-        settings.read_concurrency,
+    let reading = Reading {
+        concurrency: settings.read_concurrency,
         window_start,
         lock,
         offsite,
-    )
-    .await?;
+        proofs: settings.max_unproven_age.is_some(),
+    };
+    let read = read_groups(groups, stores, reading).await?;
     ui::debug(&format!(
         "read {} meta.json file(s) in {:.2}s",
         read.iter().map(|r| r.reads).sum::<usize>(),
@@ -166,6 +168,11 @@ async fn check(settings: &CheckSettings, stores: &Stores) -> Result<CheckSummary
         .iter()
         .map(|r| assess(&r.group, &r.seen, r.backups, r.incomplete, limits, now))
         .collect();
+    if let Some(limit) = settings.max_unproven_age {
+        for (report, read) in reports.iter_mut().zip(&read) {
+            proofs::judge(report, &read.proofs, limit, now);
+        }
+    }
     verdict::supersede(&mut reports);
     // Runs are a server's whole: judged with the unlabelled full and globals groups.
     let run_problems =
@@ -196,6 +203,7 @@ fn report(
             max_age_seconds: limits.max_age.map(|d| d.as_secs()),
             max_verified_age_seconds: limits.max_verified_age.map(|d| d.as_secs()),
             max_rto_seconds: limits.max_rto.map(|d| d.as_secs()),
+            max_unproven_age_seconds: settings.max_unproven_age.map(|d| d.as_secs()),
             groups: reports,
             runs: run_problems,
         };
@@ -401,6 +409,22 @@ struct ReadGroup {
     backups: usize,
     incomplete: usize,
     reads: usize,
+    /// With `--max-unproven-age`: every complete backup's proofs.
+    proofs: Vec<unproven::Proofs>,
+}
+
+/// How the groups are read.
+#[derive(Clone, Copy)]
+struct Reading {
+    /// Reads in flight at most.
+    concurrency: usize,
+    window_start: Option<DateTime<Utc>>,
+    /// Ask the newest dump's Object Lock.
+    lock: bool,
+    /// Ask whether the newest backup is in the bucket.
+    offsite: bool,
+    /// Read every complete backup's verdicts (`--max-unproven-age`).
+    proofs: bool,
 }
 
 /// Reads, for every group at once (at most `concurrency` reads in flight), the
@@ -409,11 +433,15 @@ struct ReadGroup {
 async fn read_groups(
     groups: BTreeMap<Group, Vec<Listed>>,
     stores: &Stores,
-    concurrency: usize,
-    window_start: Option<DateTime<Utc>>,
-    lock: bool,
-    offsite: bool,
+    reading: Reading,
 ) -> Result<Vec<ReadGroup>> {
+    let Reading {
+        concurrency,
+        window_start,
+        lock,
+        offsite,
+        proofs,
+    } = reading;
     let stores = Arc::new(stores.clone());
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
@@ -427,6 +455,7 @@ async fn read_groups(
                 backups: 0,
                 incomplete: backups.iter().filter(|b| !b.complete).count(),
                 reads: 0,
+                proofs: Vec::new(),
             };
             let mut reading = true;
             for b in backups.iter().filter(|b| b.complete) {
@@ -450,6 +479,13 @@ async fn read_groups(
                         ui::warn(&crate::error::one_line(&err));
                         read.incomplete += 1;
                     }
+                }
+            }
+            if proofs {
+                for b in backups.iter().filter(|b| b.complete) {
+                    let _permit = permits.acquire().await.context("reading verdicts")?;
+                    let seen = read.seen.iter().find(|s| s.name == b.name.stem());
+                    read.proofs.push(proofs::read(b, &stores, seen).await);
                 }
             }
             // With a directory and a bucket: did the newest backup reach the bucket?

@@ -185,6 +185,10 @@ pub struct GroupReport {
     /// when they are no longer needed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub superseded_by: Option<String>,
+    /// With `--max-unproven-age`: the retained backup proven longest ago
+    /// ([`super::unproven`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_unproven: Option<super::unproven::Unproven>,
 }
 
 /// Judges one group. `seen` holds its complete backups newest first, those
@@ -342,6 +346,7 @@ pub fn assess(
         pinned: pins(seen),
         locked_until: newest.and_then(|n| lock_of(n, now)),
         superseded_by: None,
+        oldest_unproven: None,
     }
 }
 

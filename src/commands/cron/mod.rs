@@ -21,14 +21,17 @@
 //! 8. the anomaly check (pins the previous backup when the new one shrank:
 //!    a `warning` alert, not a failure), then retention, when 6 (locally) and
 //!    7 succeeded; on S3 only when the upload did too;
-//! 9. prune old run logs (`LOG_KEEP`), then [`report`]: the heartbeat (success
-//!    with a summary, or `/fail` with the error), a PagerDuty resolve on
-//!    success, the metrics file always, the alert on failure. None of these
-//!    changes the exit code: 0 only when 6-8 succeeded.
+//! 9. after a successful run, with `PGBAK_VERIFY_CHECKSUMS` / `PGBAK_VERIFY_SAMPLE`:
+//!    the retained backups re-proven ([`reproving`]), as the `verify` step;
+//! 10. prune old run logs (`LOG_KEEP`), then [`report`]: the heartbeat (success
+//!     with a summary, or `/fail` with the error), a PagerDuty resolve on
+//!     success, the metrics file always, the alert on failure. None of these
+//!     changes the exit code: 0 only when 6-8 succeeded.
 
 mod config;
 mod logs;
 mod report;
+mod reproving;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -125,7 +128,10 @@ pub async fn run(settings: CronSettings, stores: &Stores) -> Result<ExitCode> {
         Err(error) => return Ok(failed(&reporter, run, Step::Setup, error, keep).await),
     };
     report::started(&reporter).await;
-    let outcome = steps(&config, stores, &mut run, &mut signals).await;
+    let mut outcome = steps(&config, stores, &mut run, &mut signals).await;
+    if outcome.is_ok() {
+        outcome = reproving::after_success(&config, stores, &mut run, &mut signals).await;
+    }
     let code = report::finish(&reporter, run, outcome, keep).await;
     drop(lock);
     Ok(code)

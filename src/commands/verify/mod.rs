@@ -32,6 +32,7 @@ mod checks;
 mod drill;
 pub mod fresh;
 mod report;
+pub mod reprove;
 mod target;
 mod timing;
 

@@ -107,6 +107,10 @@ pub struct S3Settings {
     pub min_part_size: u64,
     pub max_parts: u32,
     pub concurrency: usize,
+    /// Ranges downloaded at once by restore and verify (1: one GetObject).
+    pub download_concurrency: usize,
+    /// The size of each downloaded range (bytes): with `download_concurrency`, the memory bound.
+    pub download_part_size: u64,
     /// A part upload that moves no byte and gets no answer for this long has stalled.
     pub stall_timeout: Duration,
     /// An open upload without a live marker is abandoned only once older than this.

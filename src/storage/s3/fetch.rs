@@ -14,6 +14,28 @@ use crate::storage::is_plain_file_name;
 use crate::ui;
 
 impl Store {
+    /// An object's body as a stream (one GetObject; only the version of
+    /// `etag` when given), for a reader that only looks at the bytes
+    /// (`verify --checksum-only`) and for a download in one piece.
+    pub async fn open_read(
+        &self,
+        key: &str,
+        etag: Option<String>,
+    ) -> Result<aws_sdk_s3::primitives::ByteStream> {
+        let out = self
+            .client()
+            .await
+            .get_object()
+            .bucket(self.bucket())
+            .key(key)
+            .set_if_match(etag)
+            .send()
+            .await
+            .map_err(|e| needs(sdk_error(e), "s3:GetObject"))
+            .with_context(|| format!("reading {}", self.uri(key)))?;
+        Ok(out.body)
+    }
+
     /// Streams an object into `dest` (created 0600, must not exist), returning
     /// its SHA-256 and size. A failed download removes `dest`.
     pub async fn download(&self, key: &str, dest: &Path) -> Result<(String, u64)> {
@@ -25,41 +47,70 @@ impl Store {
     }
 
     async fn download_inner(&self, key: &str, dest: &Path) -> Result<(String, u64)> {
-        let out = self
-            .client()
-            .await
-            .get_object()
-            .bucket(self.bucket())
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| needs(sdk_error(e), "s3:GetObject"))
-            .with_context(|| format!("downloading {}", self.uri(key)))?;
-        let mut file = tokio::fs::OpenOptions::new()
+        let head = self.head_object(key).await?;
+        let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(dest)
             .await
             .with_context(|| format!("creating {}", dest.display()))?;
-        let mut body = out.body;
-        let mut hasher = Sha256::new();
-        let mut bytes = 0u64;
-        while let Some(chunk) = body
-            .try_next()
-            .await
-            .with_context(|| format!("downloading {}", self.uri(key)))?
-        {
-            hasher.update(&chunk);
-            bytes += chunk.len() as u64;
-            file.write_all(&chunk)
+        let mut out = Digesting {
+            file,
+            dest,
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
+        let (part, concurrency) = (
+            self.settings.download_part_size,
+            self.settings.download_concurrency,
+        );
+        if concurrency > 1 && head.size > part {
+            ui::info(&format!(
+                "downloading {} in {} ranges of {}, {concurrency} at once (at most {} in memory)",
+                ui::bytes(head.size),
+                head.size.div_ceil(part),
+                ui::bytes(part),
+                ui::bytes(part.saturating_mul(concurrency as u64))
+            ));
+            let mut parts = self.ranged(key, &head, part, concurrency).await;
+            while let Some(chunk) = parts.next().await? {
+                out.add(&chunk).await?;
+            }
+        } else {
+            let mut body = self.open_read(key, head.etag.clone()).await?;
+            while let Some(chunk) = body
+                .try_next()
                 .await
-                .with_context(|| format!("writing {}", dest.display()))?;
+                .with_context(|| format!("downloading {}", self.uri(key)))?
+            {
+                out.add(&chunk).await?;
+            }
         }
-        file.sync_all()
+        out.file
+            .sync_all()
             .await
             .with_context(|| format!("syncing {}", dest.display()))?;
-        Ok((hex::encode(hasher.finalize()), bytes))
+        Ok((hex::encode(out.hasher.finalize()), out.bytes))
+    }
+}
+
+/// A download's file, hashed as it is written.
+struct Digesting<'a> {
+    file: tokio::fs::File,
+    dest: &'a Path,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl Digesting<'_> {
+    async fn add(&mut self, chunk: &[u8]) -> Result<()> {
+        self.hasher.update(chunk);
+        self.bytes += chunk.len() as u64;
+        self.file
+            .write_all(chunk)
+            .await
+            .with_context(|| format!("writing {}", self.dest.display()))
     }
 }
 
@@ -142,6 +193,9 @@ pub async fn fetch_backup_checked(
             store.uri(dump_key)
         ));
     }
+    if let Some((meta, _)) = &meta {
+        room_for(meta.size_bytes, dest_dir)?;
+    }
     ui::info(&format!(
         "downloading {} to {}",
         store.uri(dump_key),
@@ -173,6 +227,29 @@ pub async fn fetch_backup_checked(
         dump,
         meta: meta.map(|_| meta_path),
     })
+}
+
+/// Says how much disk the download needs and where, and refuses one that
+/// cannot fit (before a byte is fetched): the dump goes whole into
+/// `dir` ($TMPDIR), and a parallel restore of an encrypted backup needs its
+/// plaintext once more in the scratch directory.
+fn room_for(size: u64, dir: &Path) -> Result<()> {
+    let free = crate::encryption::decrypt::free_bytes(dir);
+    ui::info(&format!(
+        "the download needs {} in {} ({} free; set TMPDIR to download elsewhere)",
+        ui::bytes(size),
+        dir.parent().unwrap_or(dir).display(),
+        free.map_or_else(|| "unknown".to_owned(), ui::bytes)
+    ));
+    match free {
+        Some(free) if free < size => bail!(
+            "{} has {} free, the download needs {}: set TMPDIR to a directory with room",
+            dir.parent().unwrap_or(dir).display(),
+            ui::bytes(free),
+            ui::bytes(size)
+        ),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ mod fetch;
 mod marker;
 mod part;
 pub mod part_plan;
+mod ranged;
 mod upload;
 
 use std::sync::Arc;
@@ -46,6 +47,7 @@ pub use config::{keep_warning, normalize_prefix, S3Settings, Sse, SseAlgorithm, 
 pub use fetch::{fetch_backup, fetch_backup_checked, parse_uri, Fetched, MetaCheck};
 pub use marker::{Claim, MARKER_SUFFIX};
 pub use part_plan::{PartPlan, DEFAULT_PART_SIZE, MIB, S3_MAX_PART_SIZE, S3_MIN_PART_SIZE};
+pub use ranged::{ranges, ObjectHead, Ranged};
 pub use upload::{S3Sink, UploadFailed, UploadHandle};
 
 /// What the AWS SDK would otherwise read from the process environment,

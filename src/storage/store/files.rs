@@ -10,7 +10,47 @@ use super::{Fetched, Store};
 use crate::storage::s3::{self, MetaCheck};
 use crate::storage::BackupName;
 
+/// A stored file's bytes, chunk by chunk, for a reader that only looks at
+/// them: memory stays at one chunk whatever the file's size.
+pub enum Chunks {
+    File(tokio::fs::File),
+    Object(aws_sdk_s3::primitives::ByteStream),
+}
+
+impl Chunks {
+    /// The next chunk; None at the end.
+    pub async fn next(&mut self) -> Result<Option<bytes::Bytes>> {
+        use tokio::io::AsyncReadExt;
+        match self {
+            Chunks::File(file) => {
+                let mut buf = vec![0u8; 1 << 20];
+                let n = file.read(&mut buf).await.context("reading the file")?;
+                buf.truncate(n);
+                Ok((n > 0).then(|| bytes::Bytes::from(buf)))
+            }
+            Chunks::Object(body) => body.try_next().await.context("reading the object"),
+        }
+    }
+}
+
 impl Store {
+    /// The bytes of `file` here, streamed from where they are stored (the
+    /// directory's file, the bucket's object): never a local copy.
+    pub async fn read_chunks(&self, file: &str) -> Result<Chunks> {
+        match self {
+            Store::Local(local) => {
+                let path = local.dir.join(file);
+                let opened = tokio::fs::File::open(&path)
+                    .await
+                    .with_context(|| format!("opening {}", path.display()))?;
+                Ok(Chunks::File(opened))
+            }
+            Store::S3(s3) => Ok(Chunks::Object(s3.open_read(&s3.key_for(file), None).await?)),
+            #[cfg(test)]
+            Store::Memory(_) => bail!("the memory store holds no files"),
+        }
+    }
+
     /// Makes the backup whose dump is `file` here readable as local files:
     /// a directory's in place (the caller checks them); a bucket's
     /// downloaded ([`Store::download`]) into a directory `scratch` makes.

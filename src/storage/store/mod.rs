@@ -14,6 +14,8 @@
 mod backup;
 mod files;
 
+pub use files::Chunks;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -237,8 +239,17 @@ impl Store {
 
     /// The verdict recorded beside a backup (`<stem>.verify.json`); None when there is none.
     pub async fn load_verdict(&self, name: &BackupName) -> Result<Option<Verification>> {
+        Ok(self
+            .load_verdict_file(name)
+            .await?
+            .and_then(|v| v.verification))
+    }
+
+    /// The whole verdict document beside a backup (its restore verdict and
+    /// its checksum proof); None when there is none.
+    pub async fn load_verdict_file(&self, name: &BackupName) -> Result<Option<VerdictFile>> {
         match self {
-            Store::Local(local) => verdict::read_local(&local.dir, name),
+            Store::Local(local) => verdict::read_local_file(&local.dir, name),
             Store::S3(s3) => {
                 let key = s3.key_for(&name.verdict_file());
                 let Some(body) = s3.get_small(&key, "a verdict").await? else {
@@ -247,7 +258,7 @@ impl Store {
                 let text = std::str::from_utf8(&body)
                     .with_context(|| format!("reading {}: not UTF-8", s3.uri(&key)))?;
                 VerdictFile::parse(text, name)
-                    .map(|v| Some(v.verification))
+                    .map(Some)
                     .with_context(|| format!("reading {}", s3.uri(&key)))
             }
             #[cfg(test)]
@@ -255,7 +266,8 @@ impl Store {
         }
     }
 
-    /// Records a verdict beside a backup, replacing the one there.
+    /// Records a verdict beside a backup, replacing the one there (its
+    /// checksum proof is kept).
     pub async fn store_verdict(
         &self,
         name: &BackupName,
@@ -263,18 +275,57 @@ impl Store {
     ) -> Result<()> {
         match self {
             Store::Local(local) => verdict::write_local(&local.dir, name, verification),
-            Store::S3(s3) => {
-                let key = s3.key_for(&name.verdict_file());
-                let json = VerdictFile::new(name, verification).to_json()?;
-                let size = json.len() as u64;
-                s3.put_small(&key, json).await?;
-                s3.check_small(&key, size).await
+            Store::S3(_) => {
+                let mut document = self.verdict_to_update(name).await;
+                document.verification = Some(verification.clone());
+                self.put_verdict_file(name, &document).await
             }
             #[cfg(test)]
             Store::Memory(memory) => {
                 memory.set_verification(name, verification);
                 Ok(())
             }
+        }
+    }
+
+    /// Records a `verify --checksum-only` proof beside a backup, keeping
+    /// its restore verdict.
+    pub async fn store_checksum_proof(
+        &self,
+        name: &BackupName,
+        proof: &verdict::ChecksumProof,
+    ) -> Result<()> {
+        let mut document = self.verdict_to_update(name).await;
+        document.checksum = Some(proof.clone());
+        self.put_verdict_file(name, &document).await
+    }
+
+    /// The verdict document to rewrite: the one there, or a new one when
+    /// there is none or it cannot be read (it judged nothing readable).
+    async fn verdict_to_update(&self, name: &BackupName) -> VerdictFile {
+        match self.load_verdict_file(name).await {
+            Ok(Some(document)) => document,
+            Ok(None) => VerdictFile::empty(name),
+            Err(err) => {
+                crate::ui::warn(&format!("{}; it is replaced", crate::error::one_line(&err)));
+                VerdictFile::empty(name)
+            }
+        }
+    }
+
+    /// Writes a verdict document and checks the store holds it as sent.
+    async fn put_verdict_file(&self, name: &BackupName, document: &VerdictFile) -> Result<()> {
+        match self {
+            Store::Local(local) => verdict::write_local_file(&local.dir, name, document),
+            Store::S3(s3) => {
+                let key = s3.key_for(&name.verdict_file());
+                let json = document.to_json()?;
+                let size = json.len() as u64;
+                s3.put_small(&key, json).await?;
+                s3.check_small(&key, size).await
+            }
+            #[cfg(test)]
+            Store::Memory(_) => anyhow::bail!("the memory store keeps no verdict documents"),
         }
     }
 

@@ -204,11 +204,21 @@ pub fn example() -> String {
     json_block(&serde_json::to_value(ordinary()).expect("a Meta serializes"))
 }
 
+/// A `verify --checksum-only` proof.
+fn proof() -> pgbak::storage::verdict::ChecksumProof {
+    pgbak::storage::verdict::ChecksumProof {
+        checked_at: s("2026-12-02T04:00:00Z"),
+        passed: true,
+        pgbak_version: s("0.1.0"),
+    }
+}
+
 pub fn verdict_example() -> String {
     let verdict = VerdictFile {
         format_version: 1,
         file: s("enterprise_agents_full_srv-1a2b3c4d_20261125T020000.dump"),
-        verification: verification(),
+        verification: Some(verification()),
+        checksum: Some(proof()),
     };
     json_block(&serde_json::to_value(verdict).expect("a verdict serializes"))
 }
@@ -232,7 +242,8 @@ fn every_verdict_key_is_documented() {
     let verdict = VerdictFile {
         format_version: 1,
         file: s("x.dump"),
-        verification: verification(),
+        verification: Some(verification()),
+        checksum: Some(proof()),
     };
     let json = serde_json::to_value(verdict).unwrap();
     assert_documented(

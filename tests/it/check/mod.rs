@@ -2,3 +2,4 @@
 
 mod groups;
 mod rto;
+mod unproven;

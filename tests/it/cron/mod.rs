@@ -9,6 +9,7 @@ mod config;
 mod locks;
 mod monitoring;
 mod restore_time;
+mod reproving;
 mod steps;
 
 use std::collections::HashMap;

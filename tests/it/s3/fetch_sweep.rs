@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::fetch_dirs;
 use crate::support::bucket::pgbak_s3;
 use crate::support::verify::Dir;
 use crate::support::{self, output_text, pg16, s3, wait_until, TestDb};
@@ -46,15 +47,6 @@ impl Drop for BlackHole {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
     }
-}
-
-/// The `pgbak-fetch-*` entries in `tmp`.
-fn fetch_dirs(tmp: &Path) -> Vec<PathBuf> {
-    support::files(tmp)
-        .into_iter()
-        .filter(|f| f.starts_with("pgbak-fetch-"))
-        .map(|f| tmp.join(f))
-        .collect()
 }
 
 /// `restore --from-s3` of `db`'s newest backup into a server that never answers: it downloads

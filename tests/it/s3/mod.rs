@@ -7,5 +7,17 @@ mod failures;
 mod fetch;
 mod fetch_sweep;
 mod markers;
+mod ranged;
 mod slow_links;
 mod upload;
+
+use std::path::{Path, PathBuf};
+
+/// The `pgbak-fetch-*` download directories in `tmp` (fetch_sweep.rs, ranged.rs).
+fn fetch_dirs(tmp: &Path) -> Vec<PathBuf> {
+    crate::support::files(tmp)
+        .into_iter()
+        .filter(|f| f.starts_with("pgbak-fetch-"))
+        .map(|f| tmp.join(f))
+        .collect()
+}

@@ -3,6 +3,7 @@
 //! pg_restore's verdict, and the tables verify expects on any database.
 
 mod checks;
+mod checksums;
 mod cleanup;
 mod expected_tables;
 mod schema;
