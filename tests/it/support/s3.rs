@@ -96,6 +96,18 @@ pub fn s3() -> &'static S3Server {
     })
 }
 
+/// A second shared S3 server on its own port, for tests with two buckets on
+/// two stores (issue 27's destinations). Tests share it: use [`S3Server::fresh_bucket`].
+pub fn second_s3() -> &'static S3Server {
+    static S3: OnceLock<S3Server> = OnceLock::new();
+    S3.get_or_init(|| {
+        let (server, child, reaper) = start_moto();
+        std::mem::forget(child);
+        std::mem::forget(reaper);
+        server
+    })
+}
+
 /// A dedicated S3 server that the test may kill.
 pub fn private_s3() -> OwnedS3 {
     let (server, child, reaper) = start_moto();
