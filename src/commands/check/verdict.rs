@@ -165,6 +165,10 @@ pub struct GroupReport {
     /// when they are no longer needed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub superseded_by: Option<String>,
+    /// The `--to` destination this report is of (None: the directory and
+    /// the bucket, judged together as ever).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
 }
 
 /// Judges one group. `seen` holds its complete backups newest first, those
@@ -306,6 +310,7 @@ pub fn assess(
         pinned: pins(seen),
         locked_until: newest.and_then(|n| lock_of(n, now)),
         superseded_by: None,
+        destination: None,
     }
 }
 

@@ -435,6 +435,21 @@ impl Stores {
         }
     }
 
+    /// One store alone, as the directory or the bucket it is: a
+    /// destination judged on its own (`check`).
+    pub fn single(store: &Store) -> Stores {
+        match store.is_bucket() {
+            true => Stores {
+                bucket: Some(store.clone()),
+                ..Stores::default()
+            },
+            false => Stores {
+                local: Some(store.clone()),
+                ..Stores::default()
+            },
+        }
+    }
+
     /// Every destination, in order: `local`, `s3`, then the `--to` ones.
     pub fn destinations(&self) -> &[Destination] {
         &self.destinations

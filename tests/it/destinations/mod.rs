@@ -3,6 +3,7 @@
 //! same bytes everywhere, one destination failing without stopping the others, retention per
 //! destination, and URLs that carry a secret refused without echoing it.
 
+mod holders;
 mod keep_rules;
 mod one_pass;
 mod refused_urls;
@@ -75,4 +76,23 @@ pub(crate) fn bucket_copy(server: &S3Server, bucket: &str, prefix: &str) -> (Str
         "its meta.json records where it is"
     );
     (sha, bytes)
+}
+
+/// The shared AWS files of an operator with a profile `offsite` (as in ~/.aws/credentials),
+/// and no key in the environment: a `--to` URL with `profile=offsite` gets its keys from there.
+pub(crate) fn with_profile(cmd: &mut std::process::Command, dir: &Path) {
+    let credentials = dir.join("credentials");
+    std::fs::write(
+        &credentials,
+        "[offsite]\naws_access_key_id = offsite-id\naws_secret_access_key = offsite-key\n",
+    )
+    .unwrap();
+    let config = dir.join("config");
+    std::fs::write(&config, "[profile offsite]\nregion = us-east-1\n").unwrap();
+    cmd.env("AWS_SHARED_CREDENTIALS_FILE", credentials)
+        .env("AWS_CONFIG_FILE", config)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE");
 }
