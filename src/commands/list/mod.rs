@@ -116,6 +116,26 @@ impl Found {
         let newer = crate::meta::is_newer_format(err);
         self.unreadable = Some((text, newer));
     }
+
+    /// `backup` as `store` (the destination named `destination`) lists it:
+    /// its name, its holder when it is whole there, its meta.json unless
+    /// one was read already, its size.
+    async fn seen(&mut self, store: &Store, backup: &crate::storage::Listed, destination: &str) {
+        let name = &backup.name;
+        self.name.get_or_insert_with(|| name.clone());
+        if backup.has_dump && backup.has_meta {
+            self.held.push(destination.to_owned());
+        }
+        if backup.has_meta && self.meta.is_none() {
+            match store.load_meta(name).await {
+                Ok(meta) => self.meta = meta,
+                Err(err) => self.note_unreadable(&err),
+            }
+        }
+        if backup.has_dump && self.size.is_none() {
+            self.size = Some(backup.size);
+        }
+    }
 }
 
 pub async fn run(settings: ListSettings, stores: &Stores) -> Result<ExitCode> {
@@ -225,19 +245,7 @@ async fn list_in(
     for backup in store.list_backups().await? {
         let name = &backup.name;
         let entry = found.entry(name.stem()).or_default();
-        entry.name = Some(name.clone());
-        if backup.has_dump && backup.has_meta {
-            entry.held.push(destination.to_owned());
-        }
-        if backup.has_meta && entry.meta.is_none() {
-            match store.load_meta(name).await {
-                Ok(meta) => entry.meta = meta,
-                Err(err) => entry.note_unreadable(&err),
-            }
-        }
-        if backup.has_dump && entry.size.is_none() {
-            entry.size = Some(backup.size);
-        }
+        entry.seen(store, &backup, destination).await;
         if backup.has_verdict {
             match store.load_verdict(name).await {
                 Ok(v) => entry.verdict = verdict::newest(entry.verdict.take(), v),
@@ -289,21 +297,8 @@ async fn list_in(
 async fn held_at(destination: &Destination, found: &mut BTreeMap<String, Found>) -> Result<()> {
     let store = &destination.store;
     for backup in store.list_backups().await? {
-        let name = &backup.name;
-        let entry = found.entry(name.stem()).or_default();
-        entry.name.get_or_insert_with(|| name.clone());
-        if backup.has_meta && entry.meta.is_none() {
-            match store.load_meta(name).await {
-                Ok(meta) => entry.meta = meta,
-                Err(err) => entry.note_unreadable(&err),
-            }
-        }
-        if backup.has_dump && entry.size.is_none() {
-            entry.size = Some(backup.size);
-        }
-        if backup.has_dump && backup.has_meta {
-            entry.held.push(destination.name.clone());
-        }
+        let entry = found.entry(backup.name.stem()).or_default();
+        entry.seen(store, &backup, &destination.name).await;
     }
     Ok(())
 }
