@@ -123,3 +123,34 @@ pub(super) fn lagging(name: &str, main: &[GroupReport], at: &mut Vec<GroupReport
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::check::verdict::tests::{group, limits, now, seen};
+
+    #[test]
+    fn a_destination_lags_when_its_newest_is_not_the_groups() {
+        let report = |hours: &[i64]| {
+            let seen: Vec<_> = hours.iter().map(|h| seen(*h, None)).collect();
+            assess(&group(), &seen, seen.len(), 0, limits(), now())
+        };
+        let main = [report(&[1, 25])];
+        // (the destination's backups, lagging)
+        let cases: [(&[i64], bool); 3] = [(&[1, 25], false), (&[25], true), (&[], true)];
+        for (hours, lags) in cases {
+            let mut at: Vec<GroupReport> = if hours.is_empty() {
+                Vec::new()
+            } else {
+                vec![report(hours)]
+            };
+            lagging("offsite", &main, &mut at);
+            assert_eq!(at.len(), 1, "{hours:?}");
+            assert_eq!(at[0].status == "lagging", lags, "{hours:?}: {:?}", at[0]);
+            if lags {
+                assert!(!at[0].ok);
+                assert!(at[0].problems[0].starts_with("destination offsite lags"));
+            }
+        }
+    }
+}
