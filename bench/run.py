@@ -46,7 +46,7 @@ APP_TABLES = [
     "audit_logs", "agent_registry", "feedback", "token_budgets", "token_usage_records",
     "routing_decisions", "execution_plans",
 ]
-ALL_SECTIONS = ["backup", "s3", "verify", "restore", "download", "gzip"]
+ALL_SECTIONS = ["backup", "s3", "fanout", "verify", "restore", "download", "gzip"]
 DEFAULT_SECTIONS = ["backup", "s3", "verify", "restore"]
 NOT_IMPLEMENTED = "n/a (exit 2: not yet implemented)"
 MIB = 1024 * 1024
@@ -448,6 +448,7 @@ class Ctx:
     age_recipient: str  # public key of the bench identity (pgbak keygen)
     age_identity: Path
     sealed_dump: Path  # the same database, encrypted: the encrypted verify and restore read it
+    moto2: Optional["Moto"] = None  # a second S3 server: the fanout section's second bucket
 
 
 def sh(script: str) -> list[str]:
@@ -514,6 +515,9 @@ def contenders(ctx: Ctx, sections: list[str]) -> list[Contender]:
         out.append(Contender("s3", "pgbak", "pgbak backup (streaming upload)",
                              pgbak_backup([], s3_env), pgbak=True, size=pgbak_size, check=uploaded,
                              after=s3_rm))
+
+    if "fanout" in sections and ctx.moto and ctx.moto2:
+        out.extend(fanout_contenders(ctx, pgbak_env, pgbak_size))
 
     dump = ctx.source_dump
     meta_file = meta_path_of(dump)
@@ -596,6 +600,45 @@ want=$(sed -n 's/.*"alembic_revision": *"\\([^"]*\\)".*/\\1/p' "$META")
             out.append(Contender("gzip", f"pg16-gzip{level}", f"pg_dump 16 --compress=gzip:{level}",
                                  pg_dump_file(t.pg16, f"gzip:{level}"), size=size))
     return out
+
+
+def fanout_contenders(ctx: Ctx, pgbak_env: dict, size) -> list[Contender]:
+    """Issue 27: one backup to the directory + one bucket, against the directory + the
+    same bucket + a second bucket on a second S3 server (`--to`), in one pass. Every run
+    writes under a prefix of its own (no aws CLI needed to clean up)."""
+    t, m1, m2 = ctx.tools, ctx.moto, ctx.moto2
+
+    def backup(second: bool):
+        def build(d: Path):
+            env = m1.aws_env(pgbak_env)
+            env.update(S3_BUCKET=BUCKET, S3_PREFIX=f"fanout/{d.name}/", S3_ENDPOINT_URL=m1.url)
+            argv = [str(t.pgbak), "backup", "--output-dir", str(d / "out"), "--keep", "0"]
+            if second:
+                argv += ["--to", f"s3://{BUCKET}/fanout/{d.name}/?endpoint={m2.url}&name=offsite"]
+            return argv, env
+        return build
+
+    def both_held(d: Path) -> Optional[str]:
+        dump = dump_in(d)
+        if dump is None:
+            return "failed (no .dump written)"
+        return None if meta_of(dump).get("s3") else "failed (meta.json has no s3)"
+
+    return [
+        Contender("fanout", "pgbak-1", "pgbak backup: local + one bucket", backup(False), pgbak=True,
+                  size=size, check=both_held),
+        Contender("fanout", "pgbak-2", "pgbak backup: local + two buckets on two S3 servers (--to)",
+                  backup(True), pgbak=True, size=size, check=both_held),
+    ]
+
+
+def make_bucket(moto: "Moto", bucket: str) -> None:
+    """Creates a bucket on moto with a plain PUT (moto does not check signatures)."""
+    import urllib.request
+    req = urllib.request.Request(f"{moto.url}/{bucket}", method="PUT")
+    with urllib.request.urlopen(req, timeout=30) as res:
+        if res.status != 200:
+            raise BenchError(f"creating bucket {bucket} on {moto.url}: HTTP {res.status}")
 
 
 def pgbakenv_no_s3(env: dict) -> dict:
@@ -693,7 +736,8 @@ def bench_scale(args, tools: Tools, cluster: Cluster, moto: Optional[Moto], env:
         raise BenchError(f"the untimed encrypted pgbak backup failed: {res.stderr.strip()}")
 
     ctx = Ctx(args=args, tools=tools, cluster=cluster, moto=moto, env=env, compression=compression,
-              source_dump=dumps[0], age_recipient=recipient, age_identity=identity, sealed_dump=sealed[0])
+              source_dump=dumps[0], age_recipient=recipient, age_identity=identity, sealed_dump=sealed[0],
+              moto2=getattr(args, "moto2", None))
     cons = contenders(ctx, args.sections)
     for con in cons:
         result.labels[(con.section, con.key)] = con.label
@@ -809,6 +853,19 @@ def evaluate(scales: list[Scale]) -> list[Target]:
     ratio_target("backup with S3 upload vs without", s_pgbak, b_pgbak, 1.15, "pgbak backup --no-s3")
     ratio_target("backup with S3 upload vs dump-then-aws-s3-cp", s_pgbak, s_scripts, 0.75,
                  "the scripts' dump + aws s3 cp")
+    f1, f2 = S(big, "fanout", "pgbak-1"), S(big, "fanout", "pgbak-2")
+    if f1.median is not None or f2.median is not None:
+        ratio_target("backup to local + two buckets vs local + one (--to, one pass)", f2, f1, 1.15,
+                     "local + one bucket")
+        if f1.rss_self is not None and f2.rss_self is not None:
+            # docs/three-two-one.md: each bucket adds (S3_CONCURRENCY + 1) x part size, 32 MiB
+            # with the defaults (parts grow only past 1,000 parts: never at these scales).
+            bound = f1.rss_self + 32
+            targets.append(Target(
+                "memory: a second bucket adds at most its part buffers (32 MiB)",
+                "PASS" if f2.rss_self <= bound else "MISS",
+                f"peak RSS {f2.rss_self:.1f} MiB with two buckets vs {f1.rss_self:.1f} MiB with one "
+                f"(bound {bound:.1f} MiB)"))
     ratio_target("verify vs the scripts' verify", S(big, "verify", "pgbak"), S(big, "verify", "scripts"), 0.5,
                  "the scripts' time")
     ratio_target("age encryption costs <= 10 % of backup wall time", S(big, "backup", "pgbak-age"), b_pgbak, 1.10,
@@ -997,6 +1054,20 @@ def main(argv) -> int:
                                  env=moto.aws_env(env), capture_output=True, text=True)
             if res.returncode != 0:
                 raise BenchError(f"creating the bucket failed: {res.stderr.strip()}")
+
+    args.moto2 = None
+    if "fanout" in args.sections:
+        if moto is None:
+            moto = Moto(tools.moto, work)
+            say(f"starting moto_server on {moto.url}")
+            moto.start()
+        second = work / "moto2"
+        second.mkdir()
+        args.moto2 = Moto(tools.moto, second)
+        say(f"starting a second moto_server on {args.moto2.url}")
+        args.moto2.start()
+        for m in (moto, args.moto2):
+            make_bucket(m, BUCKET)
 
     scales = []
     for scale in args.scale_list:

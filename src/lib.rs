@@ -62,6 +62,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     use settings::commands::{GlobalSettings, KeygenSettings, ListSettings};
     use settings::commands::{PruneSettings, UnpinSettings};
     use settings::cron::CronSettings;
+    use settings::destinations::ToFlags;
     use settings::{check::CheckSettings, restore::RestoreSettings, verify::VerifySettings};
     use storage::Stores;
     let global =
@@ -83,18 +84,27 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     // build one; an S3 client is made at its store's first request.
     match cli.command {
         cli::Command::Backup(args) => {
+            let d = &args.dump;
+            let to = ToFlags::new(&d.to, &d.s3, Some(&d.retention), Some(&d.object_lock));
             let settings = BackupSettings::resolve(&global, args)?;
             let job = &settings.plan.job;
-            let stores = Stores::open(Some(&job.output_dir), job.s3.as_ref());
+            let stores = to.stores(Some(&job.output_dir), job.s3.as_ref())?;
             commands::backup::run(settings, &stores).await
         }
         cli::Command::Restore(args) => {
+            let source = &args.source;
+            let to = ToFlags::new(&source.to, &source.s3, None, None);
             let settings = RestoreSettings::resolve(&global, args)?;
+            // (The read side across the destinations is not built yet: checked only.)
+            to.stores(None, None)?;
             let store = settings.restoring.place().open();
             commands::restore::run(settings, &store).await
         }
         cli::Command::Verify(args) => {
+            let source = &args.source;
+            let to = ToFlags::new(&source.to, &source.s3, None, None);
             let settings = VerifySettings::resolve(&global, args)?;
+            to.stores(None, None)?;
             if let Some(reproving) = &settings.reprove {
                 let store = reproving.place.open();
                 let (opts, output) = (&settings.options, settings.output);
@@ -105,11 +115,20 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             commands::verify::run(settings, &store).await
         }
         cli::Command::Cron(args) => {
-            let settings = CronSettings::resolve(&global, *args);
+            let d = &args.dump;
+            let to = ToFlags::new(&d.to, &d.s3, Some(&d.retention), Some(&d.object_lock));
+            let mut settings = CronSettings::resolve(&global, *args);
             let stores = match &settings.config {
                 Ok(config) => {
                     let job = &config.plan.job;
-                    Stores::open(Some(&job.output_dir), job.s3.as_ref())
+                    match to.stores(Some(&job.output_dir), job.s3.as_ref()) {
+                        Ok(stores) => stores,
+                        // (A bad --to is the run's failure, reported as any bad setting.)
+                        Err(err) => {
+                            settings.config = Err(err);
+                            Stores::default()
+                        }
+                    }
                 }
                 // (Reported as the run's failure, before anything is opened.)
                 Err(_) => Stores::default(),
@@ -117,24 +136,28 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             commands::cron::run(settings, &stores).await
         }
         cli::Command::List(args) => {
+            let to = ToFlags::new(&args.to, &args.s3_args, Some(&args.retention), None);
             let settings = ListSettings::resolve(args)?;
-            let stores = Stores::open(Some(&settings.backup_dir), settings.s3.as_ref());
+            let stores = to.stores(Some(&settings.backup_dir), settings.s3.as_ref())?;
             commands::list::run(settings, &stores).await
         }
         cli::Command::Check(args) => {
+            let to = ToFlags::new(&args.to, &args.s3_args, None, None);
             let settings = CheckSettings::resolve(args)?;
-            let stores = Stores::open(Some(&settings.backup_dir), settings.s3.as_ref());
+            let stores = to.stores(Some(&settings.backup_dir), settings.s3.as_ref())?;
             commands::check::run(&global, settings, &stores).await
         }
         cli::Command::Keygen(args) => commands::keygen::run(KeygenSettings::resolve(args)),
         cli::Command::Prune(args) => {
+            let to = ToFlags::new(&args.to, &args.s3_args, Some(&args.retention), None);
             let settings = PruneSettings::resolve(args)?;
-            let stores = Stores::open(settings.local.as_deref(), settings.s3.as_ref());
+            let stores = to.stores(settings.local.as_deref(), settings.s3.as_ref())?;
             commands::prune::run(settings, &stores).await
         }
         cli::Command::Unpin(args) => {
+            let to = ToFlags::new(&args.to, &args.s3_args, None, None);
             let settings = UnpinSettings::resolve(args)?;
-            let stores = Stores::open(Some(&settings.backup_dir), settings.s3.as_ref());
+            let stores = to.stores(Some(&settings.backup_dir), settings.s3.as_ref())?;
             commands::unpin::run(settings, &stores).await
         }
         cli::Command::Completions(args) => commands::completions::run(args),

@@ -203,11 +203,87 @@ impl Sink for Encrypt<'_> {
     }
 }
 
-/// The sinks of one backup: its local `.partial` file and, when uploading,
-/// the S3 multipart upload.
+/// The sinks of one backup: its local `.partial` file, when uploading the
+/// S3 multipart upload, and one sink per `--to` destination.
 pub struct Sinks {
     pub file: FileSink,
     pub s3: Option<S3Sink>,
+    pub extra: Vec<Extra>,
+}
+
+/// The sink of one `--to` destination: a directory's `.partial` file or a
+/// bucket's multipart upload. It never fails the pump: the first error is
+/// kept, the sink stops taking bytes (a directory's partial file is
+/// removed), and the other destinations go on; [`Extra::failure`] says why.
+/// (A bucket's sink already behaves so: see [`S3Sink`]; it blocks the pump
+/// at most for the stall timeout, after which its part fails.)
+pub struct Extra {
+    /// The destination's name.
+    pub name: String,
+    pub sink: ExtraSink,
+    failure: Option<anyhow::Error>,
+}
+
+/// Where an [`Extra`]'s bytes go.
+pub enum ExtraSink {
+    File(FileSink),
+    S3(S3Sink),
+}
+
+impl Extra {
+    pub fn new(name: &str, sink: ExtraSink) -> Extra {
+        Extra {
+            name: name.to_owned(),
+            sink,
+            failure: None,
+        }
+    }
+
+    /// Why this destination dropped out of the stream, when it did.
+    pub fn failure(&mut self) -> Option<anyhow::Error> {
+        self.failure.take()
+    }
+
+    fn inner(&mut self) -> &mut dyn Sink {
+        match &mut self.sink {
+            ExtraSink::File(file) => file,
+            ExtraSink::S3(s3) => s3,
+        }
+    }
+
+    fn drop_out(&mut self, err: anyhow::Error) {
+        crate::ui::warn(&format!(
+            "destination {} dropped from this backup; the others go on: {}",
+            self.name,
+            crate::error::one_line(&err)
+        ));
+        self.inner().abort();
+        self.failure = Some(err);
+    }
+}
+
+impl Sink for Extra {
+    fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        if self.failure.is_none() {
+            if let Err(err) = self.inner().write(chunk) {
+                self.drop_out(err);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if self.failure.is_none() {
+            if let Err(err) = self.inner().finish() {
+                self.drop_out(err);
+            }
+        }
+        Ok(())
+    }
+
+    fn abort(&mut self) {
+        self.inner().abort();
+    }
 }
 
 /// What one pump through a backup's sinks did.
@@ -236,6 +312,7 @@ pub fn spawn_pump(
             if let Some(s3) = sinks.s3.as_mut() {
                 out.push(s3);
             }
+            out.extend(sinks.extra.iter_mut().map(|e| e as &mut dyn Sink));
             pump_into(source, out, recipients.as_ref(), &mut progress)
         };
         progress.finish();

@@ -112,6 +112,8 @@ pub struct DumpArgs {
     #[command(flatten)]
     pub object_lock: ObjectLockArgs,
     #[command(flatten)]
+    pub to: super::ToArgs,
+    #[command(flatten)]
     pub tools: ToolsArgs,
     /// Longest wait for a table lock (pg_dump --lock-wait-timeout and pgbak's own catalog
     /// queries): a session holding ACCESS EXCLUSIVE fails the backup after this, naming it.

@@ -126,5 +126,7 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub s3_args: S3Args,
     #[command(flatten)]
+    pub to: super::ToArgs,
+    #[command(flatten)]
     pub env_file: super::EnvFileArgs,
 }

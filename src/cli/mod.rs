@@ -31,7 +31,7 @@ pub use self::parse::{parse_duration, parse_limit};
 pub use self::restore::RestoreArgs;
 pub use self::shared::{
     AnomalyArgs, BackupDirArgs, DecryptArgs, EncryptArgs, EnvFileArgs, ObjectLockArgs,
-    RetentionArgs, S3Args, ToolsArgs,
+    RetentionArgs, S3Args, ToArgs, ToolsArgs,
 };
 pub use self::source::BackupSourceArgs;
 pub use self::store::{ListArgs, PruneArgs, UnpinArgs};

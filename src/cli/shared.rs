@@ -110,6 +110,17 @@ pub struct S3Args {
     pub download_concurrency: usize,
 }
 
+/// More destinations for each backup (issue 27): written in the same pass,
+/// after the local directory and the `S3_*` bucket.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ToArgs {
+    /// Also write each backup here, in the same pass: s3://BUCKET/PREFIX?profile=P&keep-daily=N&…
+    /// or file:///PATH (see docs/destinations.md); repeatable. The variable takes several,
+    /// separated by whitespace. Never a secret in the URL: name an AWS profile.
+    #[arg(long = "to", env = vars::PGBAK_TO, value_name = "URL")]
+    pub to: Vec<String>,
+}
+
 /// Client-side encryption of new backups with age.
 #[derive(Debug, Clone, Default, Args)]
 pub struct EncryptArgs {

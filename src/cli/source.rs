@@ -32,6 +32,8 @@ pub struct BackupSourceArgs {
     #[command(flatten)]
     pub s3: S3Args,
     #[command(flatten)]
+    pub to: super::ToArgs,
+    #[command(flatten)]
     pub tools: ToolsArgs,
     #[command(flatten)]
     pub env_file: super::EnvFileArgs,

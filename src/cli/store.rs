@@ -25,6 +25,8 @@ pub struct ListArgs {
     #[command(flatten)]
     pub s3_args: S3Args,
     #[command(flatten)]
+    pub to: super::ToArgs,
+    #[command(flatten)]
     pub env_file: super::EnvFileArgs,
 }
 
@@ -54,6 +56,8 @@ pub struct PruneArgs {
     #[command(flatten)]
     pub s3_args: S3Args,
     #[command(flatten)]
+    pub to: super::ToArgs,
+    #[command(flatten)]
     pub env_file: super::EnvFileArgs,
 }
 
@@ -69,6 +73,8 @@ pub struct UnpinArgs {
     pub s3: bool,
     #[command(flatten)]
     pub s3_args: S3Args,
+    #[command(flatten)]
+    pub to: super::ToArgs,
     #[command(flatten)]
     pub env_file: super::EnvFileArgs,
 }

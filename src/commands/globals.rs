@@ -46,10 +46,11 @@ pub async fn backup(
     let (mut output, file) =
         Output::reserve(job, stores, Mode::Globals, began, &identity, signals).await?;
     let s3 = output.start_upload(Some(sql.len() as u64), signals).await?;
+    let extra = output.start_copies(Some(sql.len() as u64), signals).await?;
     let source = std::io::Cursor::new(sql.into_bytes());
     let pump = pipeline::spawn_pump(
         source,
-        Sinks { file, s3 },
+        Sinks { file, s3, extra },
         job.recipients.clone(),
         "writing globals",
     );
@@ -67,7 +68,9 @@ pub async fn backup(
         globals: Some(info),
         ..output.meta(job, &pumped, &server, &identity, &tools)
     };
-    let (made, upload_failed) = output.commit(job, sinks.file, meta, signals).await?;
+    let (made, upload_failed) = output
+        .commit(job, sinks.file, sinks.extra, meta, signals)
+        .await?;
     ui::info(&format!(
         "globals backup complete: {} ({}, role passwords {})",
         made.dump.display(),

@@ -30,6 +30,7 @@ pub mod command_line;
 pub mod commands;
 pub mod cron;
 pub mod defaults;
+pub mod destinations;
 mod env;
 mod env_file;
 pub mod expect;

@@ -263,6 +263,11 @@ registry! {
              [S3 Object Lock](../retention.md#s3-object-lock)).";
         S3_OBJECT_LOCK_MODE ["backup", "cron"] default "`governance`" :
             "`governance` or `compliance`.";
+        PGBAK_TO ["backup", "cron", "verify", "restore", "list", "check", "prune", "unpin"] default "" :
+            "More destinations for each backup, written in the same pass (`--to`): \
+             whitespace-separated `s3://BUCKET/PREFIX?…` and `file:///PATH` URLs, each with its \
+             own name, retention, Object Lock, storage class and SSE; credentials from its AWS \
+             `profile`, never in the URL (see [3-2-1: several destinations](../three-two-one.md)).";
         PGBAK_S3_PART_SIZE ["backup", "cron"] default "" :
             "Bytes; wins over `S3_PART_SIZE_MIB` (for stores with other limits, and for tests).";
         PGBAK_S3_MIN_PART_SIZE ["backup", "cron"] default "5 MiB" :

@@ -21,7 +21,10 @@ pub mod verdict;
 
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 
-pub use store::{Address, Chunks, Fetched, Listing, Place, Store, Stores};
+pub use store::{
+    Address, Chunks, Destination, DestinationPlace, Fetched, Listing, Overrides, Place, Store,
+    Stores, BUCKET, LOCAL,
+};
 
 use crate::meta::ServerIdentity;
 use crate::mode::Mode;

@@ -25,6 +25,7 @@
 
 pub mod after;
 pub mod all;
+mod copies;
 pub mod each;
 mod output;
 mod retention;
@@ -56,6 +57,8 @@ use after::{after_dump, After};
 #[derive(Debug, Clone)]
 pub struct Made {
     pub name: BackupName,
+    /// The destinations that hold it, by name, in order (`local` first).
+    pub held: Vec<String>,
     /// When the run started (leftovers older than this may be cleaned up).
     pub started: std::time::SystemTime,
     pub dump: PathBuf,
@@ -155,6 +158,23 @@ pub async fn check_object_lock(job: &BackupJob, stores: &Stores) -> Result<()> {
     if let (Some(_), Some(bucket)) = (&job.lock, &stores.bucket) {
         bucket.require_object_lock().await?;
     }
+    // A `--to` bucket: its own lock (its URL's, else the global one). One
+    // that cannot be asked now is left to fail its copy, not the backup.
+    for destination in stores.added().iter().filter(|d| d.store.is_bucket()) {
+        if destination.overrides.object_lock(job.lock).is_none() {
+            continue;
+        }
+        if let Err(err) = destination.store.require_object_lock().await {
+            if crate::error::exit_code(&err) == crate::error::USAGE {
+                return Err(err.context(format!("destination {}", destination.name)));
+            }
+            ui::warn(&format!(
+                "cannot check Object Lock on destination {}: {}",
+                destination.name,
+                crate::error::one_line(&err)
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -245,15 +265,16 @@ async fn dump_from(
     let (tools, compression) = probe
         .finish(server.major(), &server.text, job.compress.as_deref())
         .await?;
-    let estimate = match &stores.bucket {
-        Some(_) => size_estimate(&client).await,
-        None => None,
+    let estimate = match stores.destinations().iter().any(|d| d.store.is_bucket()) {
+        true => size_estimate(&client).await,
+        false => None,
     };
 
     let (mut output, file) =
         Output::reserve(job, stores, job.mode, began, identity, signals).await?;
     announce(job, &compression, &tools, &output.dump_path);
     let s3 = output.start_upload(estimate, signals).await?;
+    let extra = output.start_copies(estimate, signals).await?;
 
     // The snapshot is exported only now, after S3 was contacted, so it never
     // idles while a slow or unreachable store is tried.
@@ -269,7 +290,7 @@ async fn dump_from(
             snapshot: &snapshot,
             recipients: job.recipients.as_ref(),
         };
-        pg_dump::stream(&run, client, Sinks { file, s3 }, signals).await
+        pg_dump::stream(&run, client, Sinks { file, s3, extra }, signals).await
     }
     .await;
     let Streamed {
@@ -296,7 +317,9 @@ async fn dump_from(
         schema_objects: catalog.schema_objects,
         ..output.meta(job, &pumped, &server, identity, &tools)
     };
-    let (made, upload_failed) = output.commit(job, sinks.file, meta, signals).await?;
+    let (made, upload_failed) = output
+        .commit(job, sinks.file, sinks.extra, meta, signals)
+        .await?;
     ui::info(&format!(
         "backup complete: {} ({}, sha256 {}, {:.1}s)",
         made.dump.display(),

@@ -15,12 +15,13 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use super::copies::Copies;
 use super::Made;
 use crate::meta::{Encryption, Meta, S3Location, ServerIdentity};
 use crate::mode::Mode;
 use crate::pg::client::ServerVersion;
 use crate::pg::tools::PgTools;
-use crate::pipeline::{FileSink, Pumped, Sink};
+use crate::pipeline::{Extra, FileSink, Pumped, Sink};
 use crate::settings::backup::BackupJob;
 use crate::signals::Signals;
 use crate::storage::s3::{S3Sink, UploadFailed, UploadHandle};
@@ -58,6 +59,10 @@ pub struct Output {
     location: Option<S3Location>,
     /// The first S3 problem; the run fails with it once the local backup is complete.
     upload_failure: Option<anyhow::Error>,
+    /// The `--to` destinations' copies (none without `--to`).
+    copies: Copies,
+    /// Every destination of the run, for the outcome's count.
+    stores: Stores,
 }
 
 impl Output {
@@ -90,6 +95,8 @@ impl Output {
             upload: None,
             location: None,
             upload_failure: None,
+            copies: Copies::default(),
+            stores: stores.clone(),
         };
         Ok((output, file))
     }
@@ -125,6 +132,18 @@ impl Output {
         }
     }
 
+    /// Starts the copies at the `--to` destinations; each one that cannot
+    /// start is recorded as failed, and the others go on.
+    pub async fn start_copies(
+        &mut self,
+        estimate: Option<u64>,
+        signals: &mut Signals,
+    ) -> Result<Vec<Extra>> {
+        let (copies, sinks) = Copies::start(&self.stores, &self.name, estimate, signals).await?;
+        self.copies = copies;
+        Ok(sinks)
+    }
+
     /// The backup failed with `err`: nothing of the upload stays behind (no
     /// open multipart upload, no object). Returns `err`.
     pub async fn fail(&self, err: anyhow::Error) -> anyhow::Error {
@@ -136,6 +155,7 @@ impl Output {
         if let Some(upload) = &self.upload {
             upload.discard().await;
         }
+        self.copies.discard().await;
     }
 
     /// Completes the multipart upload of `size` stored bytes and checks it;
@@ -218,6 +238,7 @@ impl Output {
         mut self,
         job: &BackupJob,
         file: FileSink,
+        extra: Vec<Extra>,
         mut meta: Meta,
         signals: &mut Signals,
     ) -> Result<(Made, Option<anyhow::Error>)> {
@@ -240,8 +261,13 @@ impl Output {
             return Err(self.fail(err).await);
         }
         let meta = self.publish(job, meta, signals).await?;
-        let failure = self.upload_failure.take().map(|err| self.failed(&err));
+        let mut copies = std::mem::take(&mut self.copies);
+        copies
+            .commit(job, extra, &self.name, &meta, signals)
+            .await?;
+        let failure = self.outcome(&copies);
         let made = Made {
+            held: self.held(&copies),
             name: self.name,
             started: self.began.at.into(),
             dump: self.dump_path,
@@ -296,6 +322,58 @@ impl Output {
             }
         }
         Ok(remote)
+    }
+
+    /// The destinations that hold the backup now, in order, by name.
+    fn held(&self, copies: &Copies) -> Vec<String> {
+        let mut held = vec![crate::storage::LOCAL.to_owned()];
+        if self.bucket.is_some() && self.upload_failure.is_none() {
+            held.push(crate::storage::BUCKET.to_owned());
+        }
+        held.extend(copies.held().map(str::to_owned));
+        held
+    }
+
+    /// The run's error when a destination failed: without `--to`, as ever
+    /// ("the local backup is complete, but uploading it … failed"); with,
+    /// "complete on 2 of 3 destinations: offsite failed: …", every failed
+    /// destination named with its reason.
+    fn outcome(&mut self, copies: &Copies) -> Option<anyhow::Error> {
+        let upload = self.upload_failure.take();
+        if copies.is_empty() {
+            return upload.map(|err| self.failed(&err));
+        }
+        let mut failed: Vec<String> = Vec::new();
+        if let Some(err) = &upload {
+            failed.push(format!(
+                "{} failed: {}",
+                crate::storage::BUCKET,
+                crate::error::one_line(err)
+            ));
+        }
+        failed.extend(
+            copies
+                .failed()
+                .map(|(name, why)| format!("{name} failed: {why}")),
+        );
+        if failed.is_empty() {
+            return None;
+        }
+        self.upload_failure = upload;
+        let total = 1 + usize::from(self.bucket.is_some()) + copies.len();
+        let kind = if self.name.mode == Mode::Globals {
+            "globals backup"
+        } else {
+            "backup"
+        };
+        Some(anyhow::Error::new(UploadFailed {
+            message: format!(
+                "the {kind} {} is complete on {} of {total} destinations: {}",
+                self.name.stem(),
+                total - failed.len(),
+                failed.join("; ")
+            ),
+        }))
     }
 
     /// The run's error for an upload that failed while the local backup completed.
@@ -423,7 +501,7 @@ fn group_prefix(name: &BackupName) -> String {
 
 /// meta.json's partial first (a full disk fails here, before any rename),
 /// then the dump and the meta renamed into place.
-fn commit(sink: FileSink, meta: &Meta, meta_path: &Path) -> Result<()> {
+pub(super) fn commit(sink: FileSink, meta: &Meta, meta_path: &Path) -> Result<()> {
     let json = meta.to_json()?;
     // The same locked-partial path as the dump, so no concurrent cleanup takes it;
     // dropped on error, it removes itself.

@@ -55,5 +55,50 @@ async fn retention(job: &BackupJob, stores: &Stores, made: &Made) -> Result<Vec<
     if let (Some(bucket), Some(_)) = (&bucket, uploaded) {
         deleted.extend(bucket.remove_debris(&made.name, made.started).await?);
     }
+    deleted.extend(at_destinations(job, stores, made).await?);
     Ok(deleted)
+}
+
+/// Retention at each `--to` destination that holds the backup just made,
+/// with that destination's rules (its URL's over the global ones): each
+/// one on its own listing, so every invariant (the newest, the newest
+/// verified, pinned, the newest complete run, locked objects) holds there.
+/// A destination this run could not write to is left as it is. One that
+/// fails does not stop the others; the first failure is returned after them.
+async fn at_destinations(job: &BackupJob, stores: &Stores, made: &Made) -> Result<Vec<String>> {
+    let mut deleted = Vec::new();
+    let mut failed = None;
+    for destination in stores.added() {
+        if !made.held.contains(&destination.name) {
+            continue;
+        }
+        let store = &destination.store;
+        let scope = Scope {
+            policy: destination.overrides.retention(&job.policy),
+            just_made: Some(&made.name),
+            database: Some(&made.meta.database),
+            dry_run: false,
+            store: if store.is_bucket() { "s3" } else { "local" },
+        };
+        let applied = async {
+            let (applied, _) = apply::both(Some(store), None, &scope, Utc::now()).await?;
+            let mut gone: Vec<String> = applied.into_iter().flat_map(|a| a.deleted).collect();
+            gone.extend(store.remove_debris(&made.name, made.started).await?);
+            anyhow::Ok(gone)
+        }
+        .await;
+        match applied {
+            Ok(gone) => deleted.extend(gone),
+            Err(err) => {
+                crate::signals::check()?;
+                let err = err.context(format!("retention at destination {}", destination.name));
+                crate::ui::warn(&crate::error::one_line(&err));
+                failed.get_or_insert(err);
+            }
+        }
+    }
+    match failed {
+        Some(err) => Err(err),
+        None => Ok(deleted),
+    }
 }

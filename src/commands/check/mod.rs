@@ -34,6 +34,7 @@ use crate::storage::{BackupName, Group, Store, Stores};
 use crate::ui;
 
 mod audit;
+mod destinations;
 mod output;
 mod proofs;
 mod runs;
@@ -174,6 +175,8 @@ async fn check(settings: &CheckSettings, stores: &Stores) -> Result<CheckSummary
         }
     }
     verdict::supersede(&mut reports);
+    let mut at_destinations = destinations::check(settings, stores, &reports).await?;
+    reports.append(&mut at_destinations);
     // Runs are a server's whole: judged with the unlabelled full and globals groups.
     let run_problems =
         if matches!(settings.mode, Mode::Full | Mode::Globals) && settings.label.is_none() {
@@ -392,10 +395,13 @@ async fn list_groups(
 
 /// `enterprise_agents (full)`, `enterprise_agents (full, pre-migration) on db-eu-1:5432`.
 fn group_title(r: &GroupReport) -> String {
-    let server = r
+    let mut server = r
         .server
         .as_ref()
         .map_or_else(String::new, |s| format!(" on {s}"));
+    if let Some(destination) = &r.destination {
+        server.push_str(&format!(" at destination {destination}"));
+    }
     match &r.label {
         Some(label) => format!("{} ({}, {label}){server}", r.database, r.mode),
         None => format!("{} ({}){server}", r.database, r.mode),

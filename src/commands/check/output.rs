@@ -86,8 +86,14 @@ fn change(now: u64, before: u64) -> String {
 pub fn render_prometheus(reports: &[GroupReport], now: DateTime<Utc>) -> String {
     let mut out = String::new();
     let labels = |r: &GroupReport| {
+        // A `--to` destination's series carry its name (the others keep
+        // the labels they always had).
+        let destination = r
+            .destination
+            .as_ref()
+            .map_or_else(String::new, |d| format!(",destination=\"{}\"", escape(d)));
         format!(
-            "database=\"{}\",mode=\"{}\",label=\"{}\",server=\"{}\"",
+            "database=\"{}\",mode=\"{}\",label=\"{}\",server=\"{}\"{destination}",
             escape(&r.database),
             escape(&r.mode),
             escape(r.label.as_deref().unwrap_or("")),

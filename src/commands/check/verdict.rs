@@ -189,6 +189,10 @@ pub struct GroupReport {
     /// ([`super::unproven`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oldest_unproven: Option<super::unproven::Unproven>,
+    /// The `--to` destination this report is of (None: the directory and
+    /// the bucket, judged together as ever).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
 }
 
 /// Judges one group. `seen` holds its complete backups newest first, those
@@ -347,6 +351,7 @@ pub fn assess(
         locked_until: newest.and_then(|n| lock_of(n, now)),
         superseded_by: None,
         oldest_unproven: None,
+        destination: None,
     }
 }
 

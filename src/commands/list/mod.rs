@@ -22,7 +22,7 @@ use crate::meta::Meta;
 use crate::mode::Mode;
 use crate::retention::apply::{self, Fate, Remote, Scope};
 use crate::settings::commands::{ListSettings, Output};
-use crate::storage::{verdict, Address, BackupName, Store, Stores};
+use crate::storage::{verdict, Address, BackupName, Destination, Store, Stores};
 use crate::ui;
 
 /// One backup as `list` reports it (also the `--json` shape).
@@ -63,6 +63,9 @@ pub struct Entry {
     /// `local`, `s3` or `both`: where the dump is.
     #[serde(rename = "where")]
     pub location: &'static str,
+    /// The destinations that hold it whole (dump and meta.json), by name, in
+    /// their order: `local`, `s3`, then the `--to` ones.
+    pub destinations: Vec<String>,
     /// Dump and meta.json both present (locally or on S3).
     pub complete: bool,
     pub local: Option<LocalFiles>,
@@ -100,6 +103,8 @@ struct Found {
     verdict: Option<crate::meta::Verification>,
     /// The error reading its meta.json, and whether it is a newer format (exit 2).
     unreadable: Option<(String, bool)>,
+    /// The destinations that hold it whole, by name.
+    held: Vec<String>,
 }
 
 impl Found {
@@ -111,6 +116,26 @@ impl Found {
         let newer = crate::meta::is_newer_format(err);
         self.unreadable = Some((text, newer));
     }
+
+    /// `backup` as `store` (the destination named `destination`) lists it:
+    /// its name, its holder when it is whole there, its meta.json unless
+    /// one was read already, its size.
+    async fn seen(&mut self, store: &Store, backup: &crate::storage::Listed, destination: &str) {
+        let name = &backup.name;
+        self.name.get_or_insert_with(|| name.clone());
+        if backup.has_dump && backup.has_meta {
+            self.held.push(destination.to_owned());
+        }
+        if backup.has_meta && self.meta.is_none() {
+            match store.load_meta(name).await {
+                Ok(meta) => self.meta = meta,
+                Err(err) => self.note_unreadable(&err),
+            }
+        }
+        if backup.has_dump && self.size.is_none() {
+            self.size = Some(backup.size);
+        }
+    }
 }
 
 pub async fn run(settings: ListSettings, stores: &Stores) -> Result<ExitCode> {
@@ -120,7 +145,7 @@ pub async fn run(settings: ListSettings, stores: &Stores) -> Result<ExitCode> {
     let mut found: BTreeMap<String, Found> = BTreeMap::new();
     let now = Utc::now();
     if let Some(local) = &stores.local {
-        list_in(local, now, &mut found).await?;
+        list_in(local, crate::storage::LOCAL, now, &mut found).await?;
     }
 
     let scope = Scope {
@@ -151,7 +176,16 @@ pub async fn run(settings: ListSettings, stores: &Stores) -> Result<ExitCode> {
                 }
             }
         }
-        list_in(bucket, now, &mut found).await?;
+        list_in(bucket, crate::storage::BUCKET, now, &mut found).await?;
+    }
+    for destination in stores.added() {
+        if let Err(err) = held_at(destination, &mut found).await {
+            ui::warn(&format!(
+                "cannot list destination {}: {}",
+                destination.name,
+                crate::error::one_line(&err)
+            ));
+        }
     }
 
     let newer = found
@@ -159,6 +193,7 @@ pub async fn run(settings: ListSettings, stores: &Stores) -> Result<ExitCode> {
         .filter(|f| f.unreadable.as_ref().is_some_and(|(_, newer)| *newer))
         .count();
     let mut entries = entries(found, plans, now);
+    let fan_out = !stores.added().is_empty();
     let statuses = runs::statuses(stores).await?;
     for e in &mut entries {
         e.run_status = e
@@ -180,7 +215,7 @@ pub async fn run(settings: ListSettings, stores: &Stores) -> Result<ExitCode> {
             }
         ));
     } else {
-        for line in table(&entries) {
+        for line in table(&entries, fan_out) {
             ui::stdout_line(&line);
         }
     }
@@ -202,6 +237,7 @@ pub async fn run(settings: ListSettings, stores: &Stores) -> Result<ExitCode> {
 /// each dump when the store has it.
 async fn list_in(
     store: &Store,
+    destination: &str,
     now: DateTime<Utc>,
     found: &mut BTreeMap<String, Found>,
 ) -> Result<()> {
@@ -209,16 +245,7 @@ async fn list_in(
     for backup in store.list_backups().await? {
         let name = &backup.name;
         let entry = found.entry(name.stem()).or_default();
-        entry.name = Some(name.clone());
-        if backup.has_meta && entry.meta.is_none() {
-            match store.load_meta(name).await {
-                Ok(meta) => entry.meta = meta,
-                Err(err) => entry.note_unreadable(&err),
-            }
-        }
-        if backup.has_dump && entry.size.is_none() {
-            entry.size = Some(backup.size);
-        }
+        entry.seen(store, &backup, destination).await;
         if backup.has_verdict {
             match store.load_verdict(name).await {
                 Ok(v) => entry.verdict = verdict::newest(entry.verdict.take(), v),
@@ -260,6 +287,18 @@ async fn list_in(
                 ))
             }
         }
+    }
+    Ok(())
+}
+
+/// The backups a `--to` destination holds, merged into `found`: each one
+/// whole there names it among its holders; one known nowhere else is
+/// listed from this destination's meta.json.
+async fn held_at(destination: &Destination, found: &mut BTreeMap<String, Found>) -> Result<()> {
+    let store = &destination.store;
+    for backup in store.list_backups().await? {
+        let entry = found.entry(backup.name.stem()).or_default();
+        entry.seen(store, &backup, &destination.name).await;
     }
     Ok(())
 }
@@ -308,6 +347,7 @@ fn entry(
         (false, false) if f.local.is_none() => "s3",
         (false, false) => "local",
     };
+    let complete = complete || !f.held.is_empty();
     let meta = f.meta.as_ref();
     let verification = verdict::newest(meta.and_then(|m| m.verification.clone()), f.verdict);
     let entry = Entry {
@@ -330,6 +370,7 @@ fn entry(
         cluster_run: meta.and_then(|m| m.cluster_run.clone()),
         run_status: None,
         location,
+        destinations: f.held,
         complete,
         local: f.local.map(|(_, _, files)| files),
         s3: f.s3.map(|(_, _, objects)| objects),
@@ -344,8 +385,10 @@ fn entry(
     Some((at, entry))
 }
 
-/// The table, header first, columns padded to their widest cell.
-pub fn table(entries: &[Entry]) -> Vec<String> {
+/// The table, header first, columns padded to their widest cell. With
+/// `--to` destinations (`fan_out`), WHERE names the destinations that
+/// hold each backup whole.
+pub fn table(entries: &[Entry], fan_out: bool) -> Vec<String> {
     let header = [
         "NAME",
         "SERVER",
@@ -389,7 +432,11 @@ pub fn table(entries: &[Entry]) -> Vec<String> {
                     (None, _) => "-".into(),
                 },
                 retention_cell(e),
-                e.location.to_owned(),
+                match fan_out {
+                    true if e.destinations.is_empty() => "-".to_owned(),
+                    true => e.destinations.join(","),
+                    false => e.location.to_owned(),
+                },
             ]
         })
         .collect();

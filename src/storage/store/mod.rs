@@ -12,9 +12,11 @@
 //! commands ask [`Store::is_bucket`] when a message must say which it is.
 
 mod backup;
+mod destination;
 mod files;
 
 pub use files::Chunks;
+pub use destination::{Destination, DestinationPlace, Overrides, BUCKET, LOCAL};
 
 use std::path::{Path, PathBuf};
 
@@ -434,26 +436,98 @@ impl Store {
 }
 
 /// The stores one command works with, built once at dispatch from its
-/// settings: the local directory (when it has one) and the bucket (when S3
-/// is configured). The bucket, when there is one, is the authoritative
-/// store: every decision that depends on history reads it.
+/// settings: its destinations in order (the local directory when it has
+/// one, named `local`; the `S3_*` bucket when S3 is configured, named `s3`;
+/// then each `--to` destination), with `local` and `bucket` kept apart for
+/// the code that treats today's two places as such.
+///
+/// The authoritative store (every decision that depends on history reads
+/// it): the `S3_*` bucket when configured, else the first bucket among the
+/// `--to` destinations, else the directory (else the first destination).
 #[derive(Clone, Default)]
 pub struct Stores {
     pub local: Option<Store>,
     pub bucket: Option<Store>,
+    destinations: Vec<Destination>,
 }
 
 impl Stores {
     /// The directory `dir` and the bucket of `s3`, as far as each is given.
     pub fn open(dir: Option<&Path>, s3: Option<&S3Settings>) -> Stores {
+        Stores::open_with(dir, s3, &[])
+    }
+
+    /// [`Stores::open`], then the destinations `to` after them, in order;
+    /// each opened once (an S3 destination's client is its own).
+    pub fn open_with(
+        dir: Option<&Path>,
+        s3: Option<&S3Settings>,
+        to: &[DestinationPlace],
+    ) -> Stores {
+        let local = dir.map(Store::local);
+        let bucket = s3.map(|s| Place::S3(Box::new(s.clone())).open());
+        let named = |name: &str, store: &Option<Store>| {
+            store.clone().map(|store| Destination {
+                name: name.to_owned(),
+                store,
+                overrides: Overrides::default(),
+            })
+        };
+        let mut destinations: Vec<Destination> = [named(LOCAL, &local), named(BUCKET, &bucket)]
+            .into_iter()
+            .flatten()
+            .collect();
+        destinations.extend(to.iter().map(Destination::open));
         Stores {
-            local: dir.map(Store::local),
-            bucket: s3.map(|s| Place::S3(Box::new(s.clone())).open()),
+            local,
+            bucket,
+            destinations,
         }
     }
 
-    /// The bucket when there is one, else the directory.
+    /// One store alone, as the directory or the bucket it is: a
+    /// destination judged on its own (`check`).
+    pub fn single(store: &Store) -> Stores {
+        match store.is_bucket() {
+            true => Stores {
+                bucket: Some(store.clone()),
+                ..Stores::default()
+            },
+            false => Stores {
+                local: Some(store.clone()),
+                ..Stores::default()
+            },
+        }
+    }
+
+    /// Every destination, in order: `local`, `s3`, then the `--to` ones.
+    pub fn destinations(&self) -> &[Destination] {
+        &self.destinations
+    }
+
+    /// The `--to` destinations only (after `local` and `s3`).
+    pub fn added(&self) -> &[Destination] {
+        let base = usize::from(self.local.is_some()) + usize::from(self.bucket.is_some());
+        &self.destinations[base.min(self.destinations.len())..]
+    }
+
+    /// The destination named `name`.
+    pub fn named(&self, name: &str) -> Option<&Destination> {
+        self.destinations.iter().find(|d| d.name == name)
+    }
+
+    /// The `S3_*` bucket when there is one, else the first `--to` bucket,
+    /// else the directory, else the first destination.
     pub fn authoritative(&self) -> Option<&Store> {
-        self.bucket.as_ref().or(self.local.as_ref())
+        self.bucket
+            .as_ref()
+            .or_else(|| {
+                self.destinations
+                    .iter()
+                    .map(|d| &d.store)
+                    .find(|s| s.is_bucket())
+            })
+            .or(self.local.as_ref())
+            .or_else(|| self.destinations.first().map(|d| &d.store))
     }
 }

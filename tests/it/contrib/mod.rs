@@ -2,6 +2,7 @@
 //! line, environment example and Kubernetes manifests; the .deb, .rpm and tarball packages; the
 //! GitHub workflows and deny.toml.
 
+mod destination_urls;
 mod kubernetes;
 mod packages;
 mod units;

@@ -46,7 +46,7 @@ pub use faults::{
     wait_for_blocked_dump, wait_for_lock, wait_no_pg_dump, wait_until, TableLock, Tmpfs,
 };
 pub use http::{HttpListener, Request};
-pub use s3::{private_s3, s3, MultipartUpload, OwnedS3, S3Object, S3Server};
+pub use s3::{private_s3, s3, second_s3, MultipartUpload, OwnedS3, S3Object, S3Server};
 
 /// Absolute paths of the tools `scripts/setup.sh` installed.
 #[derive(Debug, Clone)]

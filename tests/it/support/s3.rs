@@ -87,13 +87,25 @@ impl Drop for OwnedS3 {
 /// The shared S3 server of this test process. Tests share it: use [`S3Server::fresh_bucket`].
 pub fn s3() -> &'static S3Server {
     static S3: OnceLock<S3Server> = OnceLock::new();
-    S3.get_or_init(|| {
+    shared(&S3)
+}
+
+/// The server in `cell`, started on first use; it lives until the test process exits.
+fn shared(cell: &'static OnceLock<S3Server>) -> &'static S3Server {
+    cell.get_or_init(|| {
         let (server, child, reaper) = start_moto();
         // Both live until the test process exits; the reaper then kills moto.
         std::mem::forget(child);
         std::mem::forget(reaper);
         server
     })
+}
+
+/// A second shared S3 server on its own port, for tests with two buckets on
+/// two stores (issue 27's destinations). Tests share it: use [`S3Server::fresh_bucket`].
+pub fn second_s3() -> &'static S3Server {
+    static SECOND: OnceLock<S3Server> = OnceLock::new();
+    shared(&SECOND)
 }
 
 /// A dedicated S3 server that the test may kill.

@@ -1,0 +1,222 @@
+//! The copies of one backup at the `--to` destinations (issue 27): started
+//! beside the local file and the `S3_*` upload, fed by the same pump (the
+//! same bytes, one checksum, one encryption), committed after them with
+//! the same meta.json. A destination that fails is dropped from this run
+//! (its partial file removed, its upload aborted) and named in the run's
+//! outcome; the others are kept.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context, Result};
+
+use crate::meta::Meta;
+use crate::pipeline::{Extra, ExtraSink, FileSink};
+use crate::settings::backup::BackupJob;
+use crate::signals::Signals;
+use crate::storage::s3::UploadHandle;
+use crate::storage::{fsio, Address, BackupName, Destination, Stores};
+
+/// The `--to` destinations of one backup and how each one went.
+#[derive(Default)]
+pub struct Copies {
+    copies: Vec<Copy>,
+}
+
+struct Copy {
+    destination: Destination,
+    /// Its upload, while one is open (aborted on any failure).
+    upload: Option<Arc<UploadHandle>>,
+    /// Why it failed; None while it goes well.
+    failure: Option<String>,
+}
+
+impl Copies {
+    /// Starts a copy of `name` at each `--to` destination of `stores`: a
+    /// `.partial` file created exclusively in a directory (created 0700 when
+    /// missing), a multipart upload in a bucket once the name is claimed
+    /// there. One that cannot start is recorded as failed.
+    pub async fn start(
+        stores: &Stores,
+        name: &BackupName,
+        estimate: Option<u64>,
+        signals: &mut Signals,
+    ) -> Result<(Copies, Vec<Extra>)> {
+        let mut copies = Copies::default();
+        let mut sinks = Vec::new();
+        for destination in stores.added() {
+            let mut copy = Copy {
+                destination: destination.clone(),
+                upload: None,
+                failure: None,
+            };
+            let started = signals
+                .guard(async { Ok(copy.start(name, estimate).await) })
+                .await?;
+            match started {
+                Ok(sink) => sinks.push(Extra::new(&destination.name, sink)),
+                Err(err) => copy.fail(&err),
+            }
+            copies.copies.push(copy);
+        }
+        Ok((copies, sinks))
+    }
+
+    /// Whether there are `--to` destinations at all.
+    pub fn is_empty(&self) -> bool {
+        self.copies.is_empty()
+    }
+
+    /// Removes whatever the open uploads left (the backup failed).
+    pub async fn discard(&self) {
+        for copy in &self.copies {
+            if let Some(upload) = &copy.upload {
+                upload.discard().await;
+            }
+        }
+    }
+
+    /// Completes each copy that the stream reached whole: a directory's
+    /// files renamed into place beside their meta.json, a bucket's upload
+    /// completed and checked, its meta.json (recording that bucket) put
+    /// beside it and both locked as that destination says.
+    pub async fn commit(
+        &mut self,
+        job: &BackupJob,
+        sinks: Vec<Extra>,
+        name: &BackupName,
+        meta: &Meta,
+        signals: &mut Signals,
+    ) -> Result<()> {
+        for mut sink in sinks {
+            let Some(copy) = self
+                .copies
+                .iter_mut()
+                .find(|c| c.destination.name == sink.name)
+            else {
+                continue;
+            };
+            if let Some(err) = sink.failure() {
+                copy.fail(&err);
+                if let Some(upload) = &copy.upload {
+                    upload.discard().await;
+                }
+                continue;
+            }
+            let done = signals
+                .guard(async { Ok(copy.commit(job, sink.sink, name, meta).await) })
+                .await;
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    copy.fail(&err);
+                    if let Some(upload) = &copy.upload {
+                        upload.discard().await;
+                    }
+                }
+                Err(interrupted) => {
+                    self.discard().await;
+                    return Err(interrupted);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The destinations that hold the backup now, by name.
+    pub fn held(&self) -> impl Iterator<Item = &str> {
+        self.copies
+            .iter()
+            .filter(|c| c.failure.is_none())
+            .map(|c| c.destination.name.as_str())
+    }
+
+    /// The destinations that failed, by name, each with its one-line reason.
+    pub fn failed(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.copies.iter().filter_map(|c| {
+            c.failure
+                .as_deref()
+                .map(|why| (c.destination.name.as_str(), why))
+        })
+    }
+
+    /// How many destinations were asked for.
+    pub fn len(&self) -> usize {
+        self.copies.len()
+    }
+}
+
+impl Copy {
+    fn fail(&mut self, err: &anyhow::Error) {
+        if self.failure.is_none() {
+            self.failure = Some(crate::error::one_line(err));
+        }
+    }
+
+    /// The file or upload this copy's bytes go to.
+    async fn start(&mut self, name: &BackupName, estimate: Option<u64>) -> Result<ExtraSink> {
+        let store = &self.destination.store;
+        if store.is_bucket() {
+            if !store.claim(name).await? {
+                return Err(anyhow!(
+                    "{} already holds a backup named {}",
+                    store.describe(),
+                    name.stem()
+                ));
+            }
+            let sink = store.start_upload(name, estimate).await?;
+            self.upload = Some(sink.handle());
+            return Ok(ExtraSink::S3(sink));
+        }
+        let path = self.path(&name.dump_file())?;
+        if let Some(dir) = path.parent() {
+            fsio::ensure_dir(dir)?;
+        }
+        let file = FileSink::create(&path)
+            .with_context(|| format!("creating {}.partial", path.display()))?;
+        Ok(ExtraSink::File(file))
+    }
+
+    /// Where `file` of this directory destination is.
+    fn path(&self, file: &str) -> Result<PathBuf> {
+        match self.destination.store.address(file) {
+            Address::Path(path) => Ok(path),
+            other => Err(anyhow!("{other} is no file")),
+        }
+    }
+
+    async fn commit(
+        &mut self,
+        job: &BackupJob,
+        sink: ExtraSink,
+        name: &BackupName,
+        meta: &Meta,
+    ) -> Result<()> {
+        let store = &self.destination.store;
+        match sink {
+            ExtraSink::File(file) => {
+                let meta_path = self.path(&name.meta_file())?;
+                super::output::commit(file, meta, &meta_path)?;
+            }
+            ExtraSink::S3(upload) => {
+                let location = upload.complete(meta.size_bytes).await?;
+                let mut remote = meta.clone();
+                remote.s3 = Some(location);
+                store.upload_meta(name, &remote).await?;
+                // Both objects are there: a lock that fails leaves them (the
+                // copy is good, if deletable) and fails the run.
+                self.upload = None;
+                let lock = self.destination.overrides.object_lock(job.lock);
+                if let Some(lock) = &lock {
+                    store.lock_backup(lock, name).await?;
+                }
+            }
+        }
+        crate::ui::info(&format!(
+            "copied to destination {}: {}",
+            self.destination.name,
+            store.dump_location(name)
+        ));
+        Ok(())
+    }
+}
