@@ -95,18 +95,15 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             let source = &args.source;
             let to = ToFlags::new(&source.to, &source.s3, None, None);
             let settings = RestoreSettings::resolve(&global, args)?;
-            // (The read side across the destinations is not built yet: checked only.)
-            to.stores(None, None)?;
-            let store = settings.restoring.place().open();
-            commands::restore::run(settings, &store).await
+            let stores = to.reading(&settings.restoring.place())?;
+            commands::restore::run(settings, stores.destinations()).await
         }
         cli::Command::Verify(args) => {
             let source = &args.source;
             let to = ToFlags::new(&source.to, &source.s3, None, None);
             let settings = VerifySettings::resolve(&global, args)?;
-            to.stores(None, None)?;
-            let store = settings.backup.place().open();
-            commands::verify::run(settings, &store).await
+            let stores = to.reading(&settings.backup.place())?;
+            commands::verify::run(settings, stores.destinations()).await
         }
         cli::Command::Cron(args) => {
             let d = &args.dump;
