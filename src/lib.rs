@@ -95,14 +95,14 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             let source = &args.source;
             let to = ToFlags::new(&source.to, &source.s3, None, None);
             let settings = RestoreSettings::resolve(&global, args)?;
-            let stores = to.reading(&settings.restoring.place())?;
+            let stores = settings::restore::reading(&to, &settings.restoring.place())?;
             commands::restore::run(settings, stores.destinations()).await
         }
         cli::Command::Verify(args) => {
             let source = &args.source;
             let to = ToFlags::new(&source.to, &source.s3, None, None);
             let settings = VerifySettings::resolve(&global, args)?;
-            let stores = to.reading(&settings.backup.place())?;
+            let stores = settings::restore::reading(&to, &settings.backup.place())?;
             commands::verify::run(settings, stores.destinations()).await
         }
         cli::Command::Cron(args) => {
@@ -150,6 +150,13 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             let settings = UnpinSettings::resolve(args)?;
             let stores = to.stores(Some(&settings.backup_dir), settings.s3.as_ref())?;
             commands::unpin::run(settings, &stores).await
+        }
+        cli::Command::Sync(args) => {
+            let (r, l) = (Some(&args.retention), Some(&args.object_lock));
+            let to = ToFlags::new(&args.to, &args.s3_args, r, l);
+            let settings = settings::sync::SyncSettings::resolve(args)?;
+            let stores = to.stores(settings.local.as_deref(), settings.s3.as_ref())?;
+            commands::sync::run(settings, &stores).await
         }
         cli::Command::Completions(args) => commands::completions::run(args),
         cli::Command::Man(args) => commands::man::run(args),

@@ -71,6 +71,12 @@ pub async fn locate_across(
     })
 }
 
+/// Where `file` is at the first of `from`, for messages.
+pub fn first_address(from: &[Destination], file: &str) -> String {
+    from.first()
+        .map_or_else(|| file.to_owned(), |d| d.store.address(file).to_string())
+}
+
 /// Why a destination was passed over, for the one line that says so.
 fn skip(d: &Destination, why: &str) -> String {
     format!("{} ({}): {why}", d.name, d.store.describe())

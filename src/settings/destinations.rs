@@ -455,21 +455,6 @@ impl ToFlags {
         }
     }
 
-    /// What `restore` and `verify` read, in order: the place their flags
-    /// name (`--backup-dir` or the named file's directory as `local`; the
-    /// prefix of `--from-s3` or an `s3://` URI's bucket as `s3`), then the
-    /// `--to` destinations. Without `--to`, that place alone, as before.
-    pub fn reading(&self, place: &Place) -> Result<Stores> {
-        match place {
-            // (A file named without a folder is in the current directory.)
-            Place::Dir(dir) if dir.as_os_str().is_empty() => {
-                self.stores(Some(Path::new(".")), None)
-            }
-            Place::Dir(dir) => self.stores(Some(dir), None),
-            Place::S3(s3) => self.stores(None, Some(s3)),
-        }
-    }
-
     /// The command's stores: the directory `local`, the bucket of `bucket`,
     /// then the `--to` destinations, resolved and checked (exit 2).
     pub fn stores(&self, local: Option<&Path>, bucket: Option<&S3Settings>) -> Result<Stores> {

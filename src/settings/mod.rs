@@ -39,6 +39,7 @@ pub mod refusal;
 pub mod restore;
 pub mod s3;
 pub mod secrets;
+pub mod sync;
 pub mod transport;
 pub mod vars;
 pub mod verify;

@@ -56,8 +56,6 @@ pub use owners::missing_roles;
 use owners::owners_wanted;
 use target::{confirm, create_schemas, maintenance_conn, write_list};
 
-/// Restores from the first of `from` (the destinations, in order) that
-/// holds good bytes of the backup (or, `--all-databases`, the runs).
 pub async fn run(settings: RestoreSettings, from: &[Destination]) -> Result<ExitCode> {
     let ok = match &settings.restoring {
         Restoring::AllDatabases(_, wanted) => {
@@ -74,9 +72,8 @@ pub async fn run(settings: RestoreSettings, from: &[Destination]) -> Result<Exit
     })
 }
 
-/// Restores the backup `wanted` names (read from the first of `from` that
-/// holds good bytes of it) into `conn`'s database.
-/// Ok(false): the restore ran but a check failed (exit 1).
+/// Restores the backup `wanted` names (from the first of `from` holding good
+/// bytes of it) into `conn`'s database. Ok(false): the restore ran but a check failed (exit 1).
 pub async fn restore_into(
     opts: &RestoreOptions,
     wanted: &Wanted,
@@ -259,9 +256,7 @@ async fn open_backup(
     // A downloaded backup's meta.json is asked before its dump is fetched.
     let named = match wanted {
         Wanted::S3Object { s3, key } => format!("s3://{}/{key}", s3.bucket),
-        Wanted::Stored(file) => from
-            .first()
-            .map_or_else(|| file.clone(), |d| d.store.address(file).to_string()),
+        Wanted::Stored(file) => archive::first_address(from, file),
         _ => "the newest backup under the S3 prefix".to_owned(),
     };
     let before_download =

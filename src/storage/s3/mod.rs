@@ -12,6 +12,7 @@
 
 mod cleanup;
 mod config;
+mod copy;
 mod fetch;
 mod marker;
 mod part;

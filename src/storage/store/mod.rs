@@ -12,6 +12,7 @@
 //! commands ask [`Store::is_bucket`] when a message must say which it is.
 
 mod backup;
+mod copy;
 mod destination;
 mod files;
 
