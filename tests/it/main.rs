@@ -9,6 +9,7 @@ mod check;
 mod connect;
 mod contrib;
 mod cron;
+mod destinations;
 mod dr;
 mod encryption;
 mod fleet;

@@ -16,6 +16,7 @@ pub mod bucket;
 pub mod cluster;
 pub mod cron;
 pub mod databases;
+pub mod destinations;
 pub mod faults;
 pub mod http;
 pub mod keys;
