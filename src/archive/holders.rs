@@ -78,7 +78,7 @@ pub fn first_address(from: &[Destination], file: &str) -> String {
 }
 
 /// Why a destination was passed over, for the one line that says so.
-fn skip(d: &Destination, why: &str) -> String {
+pub fn skip(d: &Destination, why: &str) -> String {
     format!("{} ({}): {why}", d.name, d.store.describe())
 }
 
@@ -265,15 +265,16 @@ async fn first_good(
     bad.transpose()
 }
 
-/// One line: which destination is read, and why the ones before it were not.
-fn say_used(d: &Destination, file: &str, skipped: &[String]) {
+/// One line: which destination `what` is read from, and why the ones
+/// before it were not (`skip` lines).
+pub fn say_used(d: &Destination, what: &str, skipped: &[String]) {
     let why = if skipped.is_empty() {
         String::new()
     } else {
         format!("; skipped {}", skipped.join("; "))
     };
     ui::info(&format!(
-        "reading {file} from destination {} ({}){why}",
+        "reading {what} from destination {} ({}){why}",
         d.name,
         d.store.describe()
     ));

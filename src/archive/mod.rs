@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 pub use header::{parse_header, read_header, Compression, Header};
-pub use holders::{first_address, locate_across};
+pub use holders::{first_address, locate_across, say_used, skip};
 pub use tools::{describe, major_of, pick_tools};
 pub use trust::{downgrade, signed_for, Untrusted};
 

@@ -379,7 +379,7 @@ pub fn pgbak_binary(program: &Path, pg: &Pg) -> Command {
 }
 
 /// Every subcommand, as the man pages and packages name them.
-pub const SUBCOMMANDS: [&str; 11] = [
+pub const SUBCOMMANDS: [&str; 12] = [
     "backup",
     "restore",
     "verify",
@@ -389,6 +389,7 @@ pub const SUBCOMMANDS: [&str; 11] = [
     "keygen",
     "prune",
     "unpin",
+    "sync",
     "completions",
     "man",
 ];

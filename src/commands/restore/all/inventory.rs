@@ -61,15 +61,7 @@ impl Inventory {
                 }
                 Ok(found) => {
                     if from.len() > 1 {
-                        let why = if skipped.is_empty() {
-                            String::new()
-                        } else {
-                            format!("; skipped {}", skipped.join("; "))
-                        };
-                        ui::info(&format!(
-                            "reading the runs from destination {} ({}){why}",
-                            d.name, found.place
-                        ));
+                        crate::archive::say_used(d, "the runs", &skipped);
                     }
                     let rest = from.iter().enumerate().filter(|(j, _)| *j != i);
                     let sources = std::iter::once(d.clone())
@@ -80,7 +72,7 @@ impl Inventory {
                 Err(err) if last || crate::error::is_interruption(&err) => return Err(err),
                 Err(err) => format!("unreachable: {}", one_line(&err)),
             };
-            skipped.push(format!("{} ({}): {why}", d.name, d.store.describe()));
+            skipped.push(crate::archive::skip(d, &why));
         }
         Err(anyhow::anyhow!("no destination to read the runs from"))
     }
