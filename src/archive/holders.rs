@@ -96,7 +96,7 @@ async fn holding(
     let mut skipped = Vec::new();
     for d in from {
         match d.store.files_with(&name.stem()).await {
-            Ok(files) if files.iter().any(|f| *f == file) => holders.push(d),
+            Ok(files) if files.contains(&file) => holders.push(d),
             Ok(_) => skipped.push(skip(d, "does not hold it")),
             Err(err) if is_interruption(&err) => return Err(err),
             Err(err) => skipped.push(skip(d, &format!("unreachable: {}", one_line(&err)))),

@@ -125,6 +125,14 @@ mod tests {
         }
     }
 
+    /// What a case is, what each destination holds, their rules, and the copies wanted.
+    type Case<'a> = (
+        &'a str,
+        Vec<Option<&'a [Listed]>>,
+        Vec<&'a Policy>,
+        Vec<Vec<(u32, usize, usize)>>,
+    );
+
     fn days(owed: &Owed) -> Vec<(u32, usize, usize)> {
         use chrono::Datelike;
         owed.copies
@@ -145,12 +153,7 @@ mod tests {
         dump_only.has_meta = false;
         let with_partial = vec![dump_only];
         let marks = Marks::default();
-        let cases: Vec<(
-            &str,
-            Vec<Option<&[Listed]>>,
-            Vec<&Policy>,
-            Vec<Vec<(u32, usize, usize)>>,
-        )> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "keep all: everything everywhere, each from the first holder",
                 vec![Some(&a), Some(&b), Some(&c)],
