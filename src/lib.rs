@@ -95,24 +95,21 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             let source = &args.source;
             let to = ToFlags::new(&source.to, &source.s3, None, None);
             let settings = RestoreSettings::resolve(&global, args)?;
-            // (The read side across the destinations is not built yet: checked only.)
-            to.stores(None, None)?;
-            let store = settings.restoring.place().open();
-            commands::restore::run(settings, &store).await
+            let stores = settings::restore::reading(&to, &settings.restoring.place())?;
+            commands::restore::run(settings, stores.destinations()).await
         }
         cli::Command::Verify(args) => {
             let source = &args.source;
             let to = ToFlags::new(&source.to, &source.s3, None, None);
             let settings = VerifySettings::resolve(&global, args)?;
-            to.stores(None, None)?;
+            let stores = settings::restore::reading(&to, &settings.backup.place())?;
             if let Some(reproving) = &settings.reprove {
                 let store = reproving.place.open();
                 let (opts, output) = (&settings.options, settings.output);
                 let work = &reproving.work;
                 return commands::verify::reprove::run(work, opts, output, &store).await;
             }
-            let store = settings.backup.place().open();
-            commands::verify::run(settings, &store).await
+            commands::verify::run(settings, stores.destinations()).await
         }
         cli::Command::Cron(args) => {
             let d = &args.dump;
@@ -159,6 +156,13 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             let settings = UnpinSettings::resolve(args)?;
             let stores = to.stores(Some(&settings.backup_dir), settings.s3.as_ref())?;
             commands::unpin::run(settings, &stores).await
+        }
+        cli::Command::Sync(args) => {
+            let (r, l) = (Some(&args.retention), Some(&args.object_lock));
+            let to = ToFlags::new(&args.to, &args.s3_args, r, l);
+            let settings = settings::sync::SyncSettings::resolve(args)?;
+            let stores = to.stores(settings.local.as_deref(), settings.s3.as_ref())?;
+            commands::sync::run(settings, &stores).await
         }
         cli::Command::Completions(args) => commands::completions::run(args),
         cli::Command::Man(args) => commands::man::run(args),

@@ -12,6 +12,7 @@
 
 pub mod fetch_dir;
 mod header;
+mod holders;
 pub mod proof;
 pub mod restore;
 mod tools;
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 pub use header::{parse_header, read_header, Compression, Header};
+pub use holders::{first_address, locate_across, say_used, skip};
 pub use tools::{describe, major_of, pick_tools};
 pub use trust::{downgrade, signed_for, Untrusted};
 
@@ -86,6 +88,9 @@ pub struct Located {
     /// Where the backup lives: verify records its verdict there, and the
     /// run's globals are looked for beside it.
     pub origin: Option<Origin>,
+    /// The other destinations that hold the same backup (none known bad):
+    /// verify records its verdict on each of them too.
+    pub also: Vec<Origin>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -114,6 +119,7 @@ impl Located {
             meta_path: meta_path_for(dump),
             temporary: false,
             origin,
+            also: Vec::new(),
             _temp: None,
         }
     }
@@ -128,6 +134,7 @@ impl Located {
                 store: store.clone(),
                 file: file.to_owned(),
             }),
+            also: Vec::new(),
             _temp: fetched.temp,
         }
     }

@@ -17,6 +17,7 @@ mod restore;
 mod shared;
 mod source;
 mod store;
+mod sync;
 mod verify;
 
 use std::path::PathBuf;
@@ -35,6 +36,7 @@ pub use self::shared::{
 };
 pub use self::source::BackupSourceArgs;
 pub use self::store::{ListArgs, PruneArgs, UnpinArgs};
+pub use self::sync::SyncArgs;
 pub use self::verify::{ExpectArgs, ReproveArgs, VerifyArgs};
 pub use crate::mode::Mode;
 pub use crate::settings::choices::{AlertFormat, HeartbeatKind, LockMode};
@@ -109,6 +111,8 @@ pub enum Command {
     Prune(PruneArgs),
     /// Remove the pin the anomaly check put on a backup, so retention may delete it again.
     Unpin(UnpinArgs),
+    /// Copy to every destination the backups another one holds and its retention keeps (--dry-run lists them).
+    Sync(SyncArgs),
     /// Print a shell completion script (bash, zsh or fish) on stdout.
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout, or with --dir write one page per subcommand.

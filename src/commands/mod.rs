@@ -11,5 +11,6 @@ pub mod list;
 pub mod man;
 pub mod prune;
 pub mod restore;
+pub mod sync;
 pub mod unpin;
 pub mod verify;

@@ -9,7 +9,7 @@ use crate::mode::Mode;
 /// The commands that read an environment file (`--env-file`, else
 /// `PGBAK_ENV_FILE`): cron, and what an operator runs by hand beside it.
 pub const ENV_FILE_COMMANDS: &[&str] = &[
-    "cron", "backup", "restore", "verify", "list", "check", "prune", "unpin",
+    "cron", "backup", "restore", "verify", "list", "check", "prune", "unpin", "sync",
 ];
 
 /// The flags before the command that take a value (`--pg-bin-dir DIR`).

@@ -40,6 +40,7 @@ pub mod reprove;
 pub mod restore;
 pub mod s3;
 pub mod secrets;
+pub mod sync;
 pub mod transport;
 pub mod vars;
 pub mod verify;

@@ -5,11 +5,12 @@
 //! pg_restore runs. Bad values are usage errors (exit 2) before anything is
 //! read or touched.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
 use super::commands::GlobalSettings;
+use super::destinations::ToFlags;
 use crate::archive::{Decrypt, Wanted};
 use crate::cli::{BackupSourceArgs, DecryptArgs, RestoreArgs};
 use crate::mode::Mode;
@@ -18,7 +19,7 @@ use crate::pg::url::ConnSettings;
 use crate::signing::TrustedKeys;
 use crate::storage::s3::{parse_uri, S3Settings};
 use crate::storage::select::Selector;
-use crate::storage::Place;
+use crate::storage::{Place, Stores};
 
 /// The backup `args` name: an `s3://` URI (checked, and the S3 settings in
 /// its bucket), a file, or else the newest backup `select` accepts, under
@@ -47,6 +48,19 @@ fn place(args: &BackupSourceArgs) -> Result<Place> {
     } else {
         Place::Dir(args.backup_dir.path.clone())
     })
+}
+
+/// What `restore` and `verify` read, in order: the place their flags name
+/// (`--backup-dir` or the named file's directory as `local`; the prefix of
+/// `--from-s3` or an `s3://` URI's bucket as `s3`), then the `--to`
+/// destinations (issue 27). Without `--to`, that place alone, as before.
+pub fn reading(to: &ToFlags, place: &Place) -> Result<Stores> {
+    match place {
+        // (A file named without a folder is in the current directory.)
+        Place::Dir(dir) if dir.as_os_str().is_empty() => to.stores(Some(Path::new(".")), None),
+        Place::Dir(dir) => to.stores(Some(dir), None),
+        Place::S3(s3) => to.stores(None, Some(s3)),
+    }
 }
 
 /// How pg_restore runs, for restore and verify alike.

@@ -91,7 +91,7 @@ registry! {
              cron), and for any statement of a restore (pg_restore's, pgbak's row counts) on a \
              lock another session holds; then the run fails naming the table and the session \
              that holds it (`--lock-wait-timeout`).";
-        BACKUP_DIR ["backup", "cron", "verify", "restore", "list", "check", "prune", "unpin"] default "`./backups`; for cron `/var/backups/enterprise-agents`" :
+        BACKUP_DIR ["backup", "cron", "verify", "restore", "list", "check", "prune", "unpin", "sync"] default "`./backups`; for cron `/var/backups/enterprise-agents`" :
             "The backup directory (created 0700); for cron also its lock files.";
     }
     "backup and cron" {
@@ -117,19 +117,19 @@ registry! {
              of it (`0` turns it off; see [Anomaly pin](../retention.md#anomaly-pin)).";
     }
     "Retention" {
-        BACKUP_KEEP ["backup", "cron", "prune", "list"] default "`7` when no other rule is set" :
+        BACKUP_KEEP ["backup", "cron", "prune", "list", "sync"] default "`7` when no other rule is set" :
             "Keep the N newest backups of each group (`--keep-last`, alias `--keep`); `0` keeps all.";
-        BACKUP_KEEP_HOURLY ["backup", "cron", "prune", "list"] default "" :
+        BACKUP_KEEP_HOURLY ["backup", "cron", "prune", "list", "sync"] default "" :
             "Keep the newest backup of each of the N newest hours that have one.";
-        BACKUP_KEEP_DAILY ["backup", "cron", "prune", "list"] default "" :
+        BACKUP_KEEP_DAILY ["backup", "cron", "prune", "list", "sync"] default "" :
             "The same per day (UTC).";
-        BACKUP_KEEP_WEEKLY ["backup", "cron", "prune", "list"] default "" :
+        BACKUP_KEEP_WEEKLY ["backup", "cron", "prune", "list", "sync"] default "" :
             "The same per ISO week (Monday to Sunday, UTC).";
-        BACKUP_KEEP_MONTHLY ["backup", "cron", "prune", "list"] default "" :
+        BACKUP_KEEP_MONTHLY ["backup", "cron", "prune", "list", "sync"] default "" :
             "The same per calendar month.";
-        BACKUP_KEEP_YEARLY ["backup", "cron", "prune", "list"] default "" :
+        BACKUP_KEEP_YEARLY ["backup", "cron", "prune", "list", "sync"] default "" :
             "The same per calendar year.";
-        BACKUP_KEEP_WITHIN ["backup", "cron", "prune", "list"] default "" :
+        BACKUP_KEEP_WITHIN ["backup", "cron", "prune", "list", "sync"] default "" :
             "Keep every backup within this span of the group's newest backup (`36h`, `14d`, \
              `2w`, `6m`, `1y6m`; see [Retention](../retention.md)).";
     }
@@ -182,7 +182,7 @@ registry! {
             "A file of such tables, one per line, `#` comments.";
     }
     "cron" {
-        PGBAK_ENV_FILE ["cron", "backup", "verify", "restore", "list", "check", "prune", "unpin"] default "" :
+        PGBAK_ENV_FILE ["cron", "backup", "verify", "restore", "list", "check", "prune", "unpin", "sync"] default "" :
             "Read settings from this file first (systemd `EnvironmentFile=` syntax; `--env-file`).";
         PGBAK_LOCK_WAIT ["cron"] default "`0s`" :
             "Wait this long for a running run of the same group before skipping with exit 75.";
@@ -258,12 +258,12 @@ registry! {
              this many ranges.";
         PGBAK_S3_DOWNLOAD_PART_SIZE ["verify", "restore", "cron"] default "16 MiB" :
             "Bytes per downloaded range (for stores with other limits, and for tests).";
-        S3_OBJECT_LOCK_DAYS ["backup", "cron"] default "" :
+        S3_OBJECT_LOCK_DAYS ["backup", "cron", "sync"] default "" :
             "Lock the uploaded dump, meta.json and globals file for N days (see \
              [S3 Object Lock](../retention.md#s3-object-lock)).";
-        S3_OBJECT_LOCK_MODE ["backup", "cron"] default "`governance`" :
+        S3_OBJECT_LOCK_MODE ["backup", "cron", "sync"] default "`governance`" :
             "`governance` or `compliance`.";
-        PGBAK_TO ["backup", "cron", "verify", "restore", "list", "check", "prune", "unpin"] default "" :
+        PGBAK_TO ["backup", "cron", "verify", "restore", "list", "check", "prune", "unpin", "sync"] default "" :
             "More destinations for each backup, written in the same pass (`--to`): \
              whitespace-separated `s3://BUCKET/PREFIX?…` and `file:///PATH` URLs, each with its \
              own name, retention, Object Lock, storage class and SSE; credentials from its AWS \
@@ -277,17 +277,17 @@ registry! {
         PGBAK_S3_STALL_TIMEOUT ["backup", "cron", "verify", "restore"] default "`60s`" :
             "A part upload (or a download) that moves no byte and gets no answer for this long \
              has stalled.";
-        AWS_REGION ["backup", "cron", "verify", "restore", "list", "check", "prune", "unpin"] default "" :
+        AWS_REGION ["backup", "cron", "verify", "restore", "list", "check", "prune", "unpin", "sync"] default "" :
             "The region when `S3_REGION` is unset.";
-        AWS_DEFAULT_REGION ["backup", "cron", "verify", "restore", "list", "check", "prune", "unpin"] default "" :
+        AWS_DEFAULT_REGION ["backup", "cron", "verify", "restore", "list", "check", "prune", "unpin", "sync"] default "" :
             "The region when `S3_REGION` and `AWS_REGION` are unset.";
-        AWS_ACCESS_KEY_ID ["backup", "cron", "verify", "restore", "list", "check", "prune", "unpin"] default "the AWS credential chain" :
+        AWS_ACCESS_KEY_ID ["backup", "cron", "verify", "restore", "list", "check", "prune", "unpin", "sync"] default "the AWS credential chain" :
             "The access key; read from the environment file too and handed to the SDK.";
-        AWS_SECRET_ACCESS_KEY ["backup", "cron", "verify", "restore", "list", "check", "prune", "unpin"] default "the AWS credential chain" :
+        AWS_SECRET_ACCESS_KEY ["backup", "cron", "verify", "restore", "list", "check", "prune", "unpin", "sync"] default "the AWS credential chain" :
             "The secret key (a secret: never printed).";
-        AWS_SESSION_TOKEN ["backup", "cron", "verify", "restore", "list", "check", "prune", "unpin"] default "" :
+        AWS_SESSION_TOKEN ["backup", "cron", "verify", "restore", "list", "check", "prune", "unpin", "sync"] default "" :
             "A session token (a secret).";
-        AWS_PROFILE ["backup", "cron", "verify", "restore", "list", "check", "prune", "unpin"] default "" :
+        AWS_PROFILE ["backup", "cron", "verify", "restore", "list", "check", "prune", "unpin", "sync"] default "" :
             "A profile of `~/.aws/config` (SSO and `credential_process` included).";
         AWS_REQUEST_CHECKSUM_CALCULATION ["backup", "cron"] default "" :
             "`when_required` for stores that reject the SDK's checksum headers (the size is then \

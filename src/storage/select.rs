@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use anyhow::Result;
 
-use super::{is_backup_of, may_be_backup_of, BackupName, Store};
+use super::{is_backup_of, may_be_backup_of, BackupName, Listed, Store};
 use crate::error::{one_line, usage};
 use crate::meta::Meta;
 use crate::mode::Mode;
@@ -24,9 +24,27 @@ use crate::ui;
 /// eligible is a usage error (exit 2) saying what was passed over, then
 /// `advice`.
 pub async fn newest(store: &Store, select: &Selector, advice: &str) -> Result<BackupName> {
-    let backups = store.list_backups().await?;
+    let backups: Vec<(Listed, &Store)> = store
+        .list_backups()
+        .await?
+        .into_iter()
+        .map(|b| (b, store))
+        .collect();
+    newest_of(&backups, select, &store.describe(), advice).await
+}
+
+/// [`newest`] among `backups` (oldest first), each listed by the store
+/// paired with it, which its meta.json and verdict are read from: the
+/// union of several destinations (`archive::holders`). `place` names where
+/// they were looked for, in the error.
+pub async fn newest_of(
+    backups: &[(Listed, &Store)],
+    select: &Selector,
+    place: &str,
+    advice: &str,
+) -> Result<BackupName> {
     let mut metas = Vec::with_capacity(backups.len());
-    for backup in &backups {
+    for (backup, store) in backups {
         let complete = backup.has_dump && backup.has_meta;
         let meta = if complete && select.may_pick(&backup.name) {
             store.load_judged(backup).await.unwrap_or_else(|err| {
@@ -41,7 +59,7 @@ pub async fn newest(store: &Store, select: &Selector, advice: &str) -> Result<Ba
     let choices: Vec<Choice> = backups
         .iter()
         .zip(&metas)
-        .map(|(b, meta)| Choice {
+        .map(|((b, _), meta)| Choice {
             name: &b.name,
             complete: b.has_dump && b.has_meta,
             meta: meta.as_ref(),
@@ -51,7 +69,7 @@ pub async fn newest(store: &Store, select: &Selector, advice: &str) -> Result<Ba
     let Some(index) = picked.index else {
         return Err(usage(format!(
             "{}{advice}",
-            select.nothing_message(&picked, &store.describe())
+            select.nothing_message(&picked, place)
         )));
     };
     for stem in &picked.skipped_failed {
@@ -62,7 +80,7 @@ pub async fn newest(store: &Store, select: &Selector, advice: &str) -> Result<Ba
     if let Some(line) = other_servers(select, &metas, metas[index].as_ref()) {
         ui::warn(&line);
     }
-    Ok(backups[index].name.clone())
+    Ok(backups[index].0.name.clone())
 }
 
 /// When the target database has backups of more than one server here, says

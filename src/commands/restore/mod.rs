@@ -49,20 +49,20 @@ use crate::pg::tools::PgTools;
 use crate::pg::url::ConnSettings;
 use crate::settings::restore::{RestoreOptions, RestoreSettings, Restoring};
 use crate::signals::Signals;
-use crate::storage::Store;
+use crate::storage::Destination;
 use crate::ui;
 
 pub use owners::missing_roles;
 use owners::owners_wanted;
 use target::{confirm, create_schemas, maintenance_conn, write_list};
 
-pub async fn run(settings: RestoreSettings, store: &Store) -> Result<ExitCode> {
+pub async fn run(settings: RestoreSettings, from: &[Destination]) -> Result<ExitCode> {
     let ok = match &settings.restoring {
         Restoring::AllDatabases(_, wanted) => {
-            all::restore_all(&settings.conn, store, wanted, &settings.options).await?
+            all::restore_all(&settings.conn, from, wanted, &settings.options).await?
         }
         Restoring::One(wanted) => {
-            restore_into(&settings.options, wanted, store, &settings.conn).await?
+            restore_into(&settings.options, wanted, from, &settings.conn).await?
         }
     };
     Ok(if ok {
@@ -72,12 +72,12 @@ pub async fn run(settings: RestoreSettings, store: &Store) -> Result<ExitCode> {
     })
 }
 
-/// Restores the backup `wanted` names (in `store`) into `conn`'s database.
-/// Ok(false): the restore ran but a check failed (exit 1).
+/// Restores the backup `wanted` names (from the first of `from` holding good
+/// bytes of it) into `conn`'s database. Ok(false): the restore ran but a check failed (exit 1).
 pub async fn restore_into(
     opts: &RestoreOptions,
     wanted: &Wanted,
-    store: &Store,
+    from: &[Destination],
     conn: &ConnSettings,
 ) -> Result<bool> {
     // 1: never hang waiting for an answer nobody can give.
@@ -85,7 +85,7 @@ pub async fn restore_into(
     let mut signals = Signals::new()?;
 
     // 2: the backup, checked before the target is touched.
-    let backup = open_backup(opts, wanted, store, conn, &mut signals).await?;
+    let backup = open_backup(opts, wanted, from, conn, &mut signals).await?;
     let (admin, plan) = plan(opts, conn, &backup, &mut signals).await?;
     // An encrypted backup for a parallel restore is decrypted now (into an
     // unnamed scratch file), so a failure here leaves the target untouched.
@@ -249,19 +249,19 @@ impl std::ops::Deref for Checked {
 async fn open_backup(
     opts: &RestoreOptions,
     wanted: &Wanted,
-    store: &Store,
+    from: &[Destination],
     conn: &ConnSettings,
     signals: &mut Signals,
 ) -> Result<Checked> {
     // A downloaded backup's meta.json is asked before its dump is fetched.
     let named = match wanted {
         Wanted::S3Object { s3, key } => format!("s3://{}/{key}", s3.bucket),
-        Wanted::Stored(file) => store.address(file).to_string(),
+        Wanted::Stored(file) => archive::first_address(from, file),
         _ => "the newest backup under the S3 prefix".to_owned(),
     };
     let before_download =
         |meta: Option<&Meta>| refuse_other(meta, &named, opts.allow_other_database, conn);
-    let located = archive::locate_checked(wanted, store, &before_download).await?;
+    let located = archive::locate_across(wanted, from, &before_download).await?;
     let backup = Backup::open(located, &opts.tuning.decrypt)?;
     let dump = backup.located.dump.display().to_string();
     // Not a plaintext object where an encrypted one belongs, signed when signatures are required.

@@ -41,7 +41,7 @@ use crate::runs::choose::{self, Wish};
 use crate::settings::commands::Output;
 use crate::settings::restore::RunWanted;
 use crate::signals::Signals;
-use crate::storage::Store;
+use crate::storage::Destination;
 use crate::ui;
 
 /// One database of the drill (a row of `--json`'s `databases`).
@@ -108,14 +108,14 @@ pub struct Drill {
 pub async fn run(
     opts: &VerifyOptions,
     wanted: &RunWanted,
-    store: &Store,
+    from: &[Destination],
     output: Output,
 ) -> Result<ExitCode> {
     let started = Instant::now();
     let mut signals = Signals::new()?;
 
     // 1: the run.
-    let inventory = signals.guard(Inventory::read(store)).await?;
+    let (inventory, sources) = signals.guard(Inventory::read_across(from)).await?;
     let wish = Wish {
         run: wanted.run.as_deref(),
         server: wanted.server.as_deref(),
@@ -123,7 +123,7 @@ pub async fn run(
     };
     let choice = choose::choose(&inventory.views, &wish)
         .map_err(|refusal| usage(format!("no drill: {refusal}")))?;
-    let (run, server) = crate::commands::restore::all::run_of(&inventory, &choice)?;
+    let (run, server) = crate::commands::restore::all::run_of(&inventory, &choice, sources)?;
     ui::info(&format!(
         "drill of run {} of {} ({}), read from {}: {} database(s)",
         run.id,
@@ -224,7 +224,11 @@ async fn drill(
         let fetched = Instant::now();
         let verified = async {
             let located = signals
-                .guard(archive::locate(&member.wanted(), &member.store))
+                .guard(archive::locate_across(
+                    &member.wanted(),
+                    &run.sources,
+                    &|_| Ok(()),
+                ))
                 .await?;
             let download = fetched.elapsed().as_secs_f64();
             let report = verify_located(&one, located, signals).await?;
@@ -319,7 +323,7 @@ async fn replay_globals(
     signals: &mut Signals,
 ) -> Result<GlobalsStep> {
     let clock = Instant::now();
-    let (parsed, _) = read_globals(&run.globals, decrypt, signals).await?;
+    let (parsed, _) = read_globals(&run.globals, &run.sources, decrypt, signals).await?;
     let client = signals.guard(client::connect(conn)).await?;
     let present = client::role_names(&client).await?;
     let replay = globals::Replay {

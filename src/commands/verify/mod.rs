@@ -54,14 +54,16 @@ use crate::pg::tools::PgTools;
 use crate::settings::commands::Output;
 use crate::settings::verify::VerifySettings;
 use crate::signals::Signals;
-use crate::storage::Store;
+use crate::storage::Destination;
 use crate::ui;
 
 pub use crate::settings::verify::{split_table, Target, VerifyOptions};
 pub use report::{Check, CheckId, Report, Status};
 use target::{Prepared, Server, TempTarget};
 
-pub async fn run(settings: VerifySettings, store: &Store) -> Result<ExitCode> {
+/// Verifies the backup `settings` names, read from the first of `from` (the
+/// destinations, in order) that holds good bytes of it.
+pub async fn run(settings: VerifySettings, from: &[Destination]) -> Result<ExitCode> {
     if settings.check_config {
         ui::info(&format!(
             "configuration OK: verify {} from {}",
@@ -70,15 +72,18 @@ pub async fn run(settings: VerifySettings, store: &Store) -> Result<ExitCode> {
             } else {
                 "one backup"
             },
-            store.describe()
+            from.iter()
+                .map(|d| d.store.describe())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(wanted) = &settings.all_databases {
-        return drill::run(&settings.options, wanted, store, settings.output).await;
+        return drill::run(&settings.options, wanted, from, settings.output).await;
     }
     let mut signals = Signals::new()?;
-    let located = archive::locate(&settings.backup, store).await?;
+    let located = archive::locate_across(&settings.backup, from, &|_| Ok(())).await?;
     let report = verify_located(&settings.options, located, &mut signals).await?;
     if settings.output == Output::Json {
         ui::stdout_line(&serde_json::to_string_pretty(&report).context("encoding the report")?);
@@ -170,24 +175,34 @@ fn verification_of(report: &Report) -> Verification {
 
 /// Records the verdict where the backup lives (its store: a
 /// `<stem>.verify.json` beside it; in a directory also in its meta.json's
-/// `verification`, atomically, the other keys as they were). A failure is a
-/// warning: the verdict is still the exit code.
+/// `verification`, atomically, the other keys as they were), and at every
+/// other destination that holds it. A failure is a warning (an error line
+/// when it could be recorded nowhere): the verdict is still the exit code.
 async fn record(meta: &Meta, located: &Located, verification: &Verification) {
-    let Some(origin) = &located.origin else {
-        return;
-    };
-    match origin
-        .store
-        .record_verdict(&origin.file, meta, verification)
-        .await
-    {
-        Ok(Some(place)) => ui::info(&format!("verdict recorded in {place}")),
-        Ok(None) => {}
-        Err(err) => ui::warn(&format!(
-            "could not record the verdict beside {}: {}",
-            located.dump.display(),
-            crate::error::one_line(&err)
-        )),
+    let mut failed = 0;
+    for origin in located.origin.iter().chain(&located.also) {
+        match origin
+            .store
+            .record_verdict(&origin.file, meta, verification)
+            .await
+        {
+            Ok(Some(place)) => ui::info(&format!("verdict recorded in {place}")),
+            Ok(None) => {}
+            Err(err) => {
+                failed += 1;
+                ui::warn(&format!(
+                    "could not record the verdict beside {}: {}",
+                    origin.store.address(&origin.file),
+                    crate::error::one_line(&err)
+                ));
+            }
+        }
+    }
+    if failed > 0 && failed == located.origin.iter().count() + located.also.len() {
+        ui::error(&format!(
+            "the verdict on {} could be recorded at no destination",
+            located.dump.display()
+        ));
     }
 }
 

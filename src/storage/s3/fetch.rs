@@ -205,7 +205,8 @@ pub async fn fetch_backup_checked(
     if let Some((meta, text)) = &meta {
         if meta.size_bytes != size || meta.sha256 != sha256 {
             let _ = tokio::fs::remove_file(&dump).await;
-            bail!(
+            // The bytes are bad (a Finding), not the download: another destination may hold good ones.
+            return Err(crate::error::finding(format!(
                 "{} does not match its meta.json: {} bytes with sha256 {}, expected {} bytes \
                  with sha256 {}",
                 store.uri(dump_key),
@@ -213,7 +214,7 @@ pub async fn fetch_backup_checked(
                 sha256,
                 meta.size_bytes,
                 meta.sha256
-            );
+            )));
         }
         // As stored, byte for byte: its signature covers the text.
         crate::storage::fsio::write_atomic(&meta_path, text.as_bytes())?;

@@ -1,17 +1,17 @@
 //! Backups on S3 or MinIO: the client (built from [`S3Settings`], which
 //! carries what this run's environment tells the SDK, and the standard AWS
 //! credential chain for the rest) and the small requests every command makes
-//! (listing, meta.json, deleting). The rest lives beside it: the part plan
-//! (`part_plan`), the multipart upload that streams a dump while pg_dump runs
-//! (`upload`, `part`), the upload markers and the stale-upload cleanup
-//! (`marker`, `cleanup`), and fetching a backup back (`fetch`).
-//!
+//! (listing, meta.json, deleting). Beside it: the part plan (`part_plan`), the
+//! multipart upload streaming a dump while pg_dump runs (`upload`, `part`), the
+//! upload markers and the stale-upload cleanup (`marker`, `cleanup`), fetching
+//! (`fetch`, `ranged`) and `pgbak sync`'s copies within one endpoint (`copy`).
 //! The upload runs beside the local file, never instead of it: an S3 failure
 //! is recorded, the multipart upload aborted, and the local backup still
 //! completes; the caller then fails the run.
 
 mod cleanup;
 mod config;
+mod copy;
 mod fetch;
 mod marker;
 mod part;
@@ -28,9 +28,9 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
-use aws_sdk_s3::config::StalledStreamProtectionConfig;
 use aws_sdk_s3::config::{
     Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    StalledStreamProtectionConfig,
 };
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream;

@@ -12,11 +12,12 @@
 //! commands ask [`Store::is_bucket`] when a message must say which it is.
 
 mod backup;
+mod copy;
 mod destination;
 mod files;
 
-pub use files::Chunks;
 pub use destination::{Destination, DestinationPlace, Overrides, BUCKET, LOCAL};
+pub use files::Chunks;
 
 use std::path::{Path, PathBuf};
 

@@ -8,8 +8,8 @@ mod all_databases;
 mod config;
 mod locks;
 mod monitoring;
-mod restore_time;
 mod reproving;
+mod restore_time;
 mod steps;
 
 use std::collections::HashMap;

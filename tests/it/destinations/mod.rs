@@ -1,12 +1,15 @@
 //! Issue 27's destinations: one pg_dump streamed to the directory, the `S3_*` bucket and the
 //! `--to` destinations (a bucket on a second S3 server, another directory) in one pass: the
 //! same bytes everywhere, one destination failing without stopping the others, retention per
-//! destination, and URLs that carry a secret refused without echoing it.
+//! destination, and URLs that carry a secret refused without echoing it; reading falls back
+//! through them in order, and `pgbak sync` makes each hold what the others do.
 
+mod fallback;
 mod holders;
 mod keep_rules;
 mod one_pass;
 mod refused_urls;
+mod sync;
 
 use std::path::Path;
 

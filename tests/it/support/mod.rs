@@ -16,6 +16,7 @@ pub mod bucket;
 pub mod cluster;
 pub mod cron;
 pub mod databases;
+pub mod destinations;
 pub mod faults;
 pub mod http;
 pub mod keys;
@@ -378,7 +379,7 @@ pub fn pgbak_binary(program: &Path, pg: &Pg) -> Command {
 }
 
 /// Every subcommand, as the man pages and packages name them.
-pub const SUBCOMMANDS: [&str; 11] = [
+pub const SUBCOMMANDS: [&str; 12] = [
     "backup",
     "restore",
     "verify",
@@ -388,6 +389,7 @@ pub const SUBCOMMANDS: [&str; 11] = [
     "keygen",
     "prune",
     "unpin",
+    "sync",
     "completions",
     "man",
 ];

@@ -13,7 +13,7 @@ use crate::meta::{Meta, ServerIdentity};
 use crate::mode::Mode;
 use crate::runs::choose::RunView;
 use crate::runs::{self, RunRecord};
-use crate::storage::{BackupName, Store};
+use crate::storage::{BackupName, Destination, Store};
 use crate::ui;
 
 /// One backup: where it is (a path or an `s3://` URI, for messages), the
@@ -47,6 +47,36 @@ pub struct Inventory {
 }
 
 impl Inventory {
+    /// What the first of `from` (in order) that can be read and holds a run
+    /// holds, and the destinations its backups are read from: that one
+    /// first, then the others in order. One line says which was read and
+    /// why the ones before it were not.
+    pub async fn read_across(from: &[Destination]) -> Result<(Inventory, Vec<Destination>)> {
+        let mut skipped = Vec::new();
+        for (i, d) in from.iter().enumerate() {
+            let last = i + 1 == from.len();
+            let why = match Inventory::read(&d.store).await {
+                Ok(found) if found.views.is_empty() && !last => {
+                    "holds no --all-databases run".into()
+                }
+                Ok(found) => {
+                    if from.len() > 1 {
+                        crate::archive::say_used(d, "the runs", &skipped);
+                    }
+                    let rest = from.iter().enumerate().filter(|(j, _)| *j != i);
+                    let sources = std::iter::once(d.clone())
+                        .chain(rest.map(|(_, d)| d.clone()))
+                        .collect();
+                    return Ok((found, sources));
+                }
+                Err(err) if last || crate::error::is_interruption(&err) => return Err(err),
+                Err(err) => format!("unreachable: {}", one_line(&err)),
+            };
+            skipped.push(crate::archive::skip(d, &why));
+        }
+        Err(anyhow::anyhow!("no destination to read the runs from"))
+    }
+
     /// What `store` holds.
     pub async fn read(store: &Store) -> Result<Inventory> {
         let mut inventory = Inventory {

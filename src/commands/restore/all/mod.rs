@@ -41,7 +41,7 @@ use crate::pg::url::ConnSettings;
 use crate::runs::choose::{self, Choice, Wish};
 use crate::settings::restore::{RestoreOptions, RunWanted};
 use crate::signals::Signals;
-use crate::storage::Store;
+use crate::storage::Destination;
 use crate::ui;
 use inventory::Inventory;
 use plan::{ChosenRun, Preflight};
@@ -54,7 +54,7 @@ const SERVER_WAIT: Duration = Duration::from_secs(120);
 /// failed (exit 1), named in the last line.
 pub(super) async fn restore_all(
     conn: &ConnSettings,
-    store: &Store,
+    from: &[Destination],
     wanted: &RunWanted,
     opts: &RestoreOptions,
 ) -> Result<bool> {
@@ -62,7 +62,7 @@ pub(super) async fn restore_all(
     let mut signals = Signals::new()?;
 
     // 1: the runs, the target's journal, the run.
-    let inventory = signals.guard(Inventory::read(store)).await?;
+    let (inventory, sources) = signals.guard(Inventory::read_across(from)).await?;
     let admin = signals.guard(connect_waiting(conn)).await?;
     let journal = journal::read(conn).await?;
     let wish = Wish {
@@ -74,7 +74,7 @@ pub(super) async fn restore_all(
     };
     let choice = choose::choose(&inventory.views, &wish)
         .map_err(|refusal| usage(format!("not restoring: {refusal}")))?;
-    let (run, server) = run_of(&inventory, &choice)?;
+    let (run, server) = run_of(&inventory, &choice, sources)?;
     let left_out = left_out(&inventory, &run, server.as_ref());
     // One encrypted backup makes the run encrypted: a plaintext member is refused.
     let mut opts = opts.clone();
@@ -145,6 +145,7 @@ pub(super) async fn restore_all(
 pub(crate) fn run_of(
     inventory: &Inventory,
     choice: &Choice,
+    sources: Vec<Destination>,
 ) -> Result<(ChosenRun, Option<ServerIdentity>)> {
     let view = inventory
         .views
@@ -169,6 +170,7 @@ pub(crate) fn run_of(
             id: choice.run.clone(),
             globals,
             databases,
+            sources,
         },
         view.server.clone(),
     ))
@@ -318,7 +320,7 @@ async fn restore_databases(
             }
             ui::info(&format!("restoring database {db:?} from {}", member.source));
             let one_db = conn.with_dbname(db);
-            restore_into(&one, &member.wanted(), &member.store, &one_db).await
+            restore_into(&one, &member.wanted(), &run.sources, &one_db).await
         };
         let state = match restored.await {
             Ok(true) => "done",

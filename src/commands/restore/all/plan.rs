@@ -30,6 +30,9 @@ pub struct ChosenRun {
     pub id: String,
     pub globals: Member,
     pub databases: Vec<Member>,
+    /// The destinations its backups are read from, in order: the one its
+    /// runs were read from first ([`super::inventory::Inventory::read_across`]).
+    pub sources: Vec<crate::storage::Destination>,
 }
 
 /// What the preflight found.
@@ -79,7 +82,8 @@ pub async fn preflight(
         .unwrap_or_default()
         .max(version.major());
     let tools = tools_for(opts, need, &version)?;
-    let (globals, meta) = read_globals(&run.globals, &opts.tuning.decrypt, signals).await?;
+    let (globals, meta) =
+        read_globals(&run.globals, &run.sources, &opts.tuning.decrypt, signals).await?;
     let pre_existing = match journal {
         Some(j) => j.pre_existing.clone(),
         None => client::role_names(admin).await?,
@@ -212,6 +216,7 @@ fn tools_for(opts: &RestoreOptions, need: u32, server: &ServerVersion) -> Result
 /// pg_dumpall writes (else the rebuild is refused, naming them).
 pub async fn read_globals(
     member: &Member,
+    sources: &[crate::storage::Destination],
     decrypt: &Decrypt,
     signals: &mut Signals,
 ) -> Result<(Globals, Meta)> {
@@ -222,7 +227,9 @@ pub async fn read_globals(
     };
     let backup = Backup::open(
         signals
-            .guard(archive::locate(&member.wanted(), &member.store))
+            .guard(archive::locate_across(&member.wanted(), sources, &|_| {
+                Ok(())
+            }))
             .await?,
         &decrypt,
     )?;
