@@ -93,11 +93,7 @@ pub async fn run(settings: BackupSettings, stores: &Stores) -> Result<ExitCode> 
         ui::warn(&warning);
     }
     check_object_lock(job, stores).await?;
-    let after = After {
-        job,
-        stores,
-        verify: None,
-    };
+    let after = After::new(job, stores, None);
     let dumped = dump_local_first(job, stores, &mut signals).await?;
     let made = dumped.made.clone();
     let done = after_dump(&after, dumped, &mut signals, &mut Vec::new()).await;

@@ -133,10 +133,7 @@ fn pause_state(standby: &Pg) -> String {
 #[test]
 fn trust_pause_replay_is_resumed_on_success_error_sigterm_and_after_a_sigkill() {
     let primary = private_cluster(16);
-    let db = primary.db_with(
-        "pause replay",
-        "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
-    );
+    let db = primary.db_with_rows("pause replay", 100);
     let standby = standby_of(&primary, "");
     standby.catch_up_with(&primary);
     let tmp = tempfile::tempdir().unwrap();
@@ -199,10 +196,7 @@ fn trust_pause_replay_is_resumed_on_success_error_sigterm_and_after_a_sigkill() 
 #[test]
 fn fleet_replay_paused_by_a_killed_run_is_resumed_by_the_next_run_in_another_directory() {
     let primary = private_cluster(16);
-    let db = primary.db_with(
-        "fleet replay",
-        "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
-    );
+    let db = primary.db_with_rows("fleet replay", 100);
     let standby = standby_of(&primary, "");
     standby.catch_up_with(&primary);
     let server = s3();

@@ -153,10 +153,7 @@ fn trust_role_timeouts_of_one_millisecond_do_not_break_a_backup() {
 #[test]
 fn trust_plus_in_a_url_query_value_is_a_plus() {
     let pg = pg16();
-    let db = pg.db_with(
-        "plus in url",
-        "CREATE TABLE t AS SELECT g FROM generate_series(1, 10) g",
-    );
+    let db = pg.db_with_rows("plus in url", 10);
     let password = "p+ss+word";
     let role = login_superuser(pg, "plus", &db.name, password);
     let tmp = tempfile::tempdir().unwrap();

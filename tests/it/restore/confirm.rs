@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::tables;
 use crate::support::verify::fixture_backup;
-use crate::support::{self, output_text, pg16, restore_cmd, run, TestDb};
+use crate::support::{self, output_text, pg16, restore_exits, TestDb};
 
 #[test]
 fn restore_without_a_terminal_refuses_at_once_and_leaves_the_target() {
@@ -17,8 +17,7 @@ fn restore_without_a_terminal_refuses_at_once_and_leaves_the_target() {
         "CREATE TABLE marker (x int); INSERT INTO marker VALUES (7)",
     );
     let started = Instant::now();
-    let out = run(&mut restore_cmd(&target, &dump, &["--create-db"]));
-    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    let out = restore_exits(&target, &dump, &["--create-db"], 2);
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-confirm"));
     assert_eq!(tables(&target), vec!["marker".to_owned()]);

@@ -48,10 +48,7 @@ fn ephemeral_postmaster(before: &[PathBuf]) -> Option<(PathBuf, i32)> {
 #[test]
 fn trust_sigkill_during_a_dump_leaves_no_pg_dump_running() {
     let pg = pg16();
-    let db = pg.db_with(
-        "sigkill dump child",
-        "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
-    );
+    let db = pg.db_with_rows("sigkill dump child", 100);
     let tmp = tempfile::tempdir().unwrap();
     let lock = TableLock::hold(pg, &db.name, "t");
     let mut child = backup_cmd(pg, &db.name, tmp.path(), &[])

@@ -102,6 +102,14 @@ pub fn restore_cmd(target: &TestDb<'_>, dump: &Path, extra: &[&str]) -> Command 
     cmd
 }
 
+/// `pgbak restore` of `dump` into `target` (as [`restore_cmd`]), run to its end; the test
+/// fails unless it exits with `code`.
+pub fn restore_exits(target: &TestDb<'_>, dump: &Path, extra: &[&str], code: i32) -> Output {
+    let out = run(&mut restore_cmd(target, dump, extra));
+    assert_eq!(out.status.code(), Some(code), "{}", output_text(&out));
+    out
+}
+
 /// Runs a prepared `pgbak` command to its end.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("running pgbak")

@@ -249,17 +249,7 @@ impl S3Server {
     /// Creates a bucket with a name unique in this test process and returns the name.
     pub fn fresh_bucket(&self, hint: &str) -> String {
         static N: AtomicU64 = AtomicU64::new(0);
-        let mut clean: String = hint
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '-'
-                }
-            })
-            .collect();
-        clean.truncate(40);
+        let clean = super::names::slug(hint, '-');
         let name = format!(
             "t-{}-{}",
             clean.trim_matches('-'),

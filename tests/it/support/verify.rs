@@ -20,17 +20,10 @@ pub fn backup_with(db: &TestDb<'_>, dir: &Path, bin: Option<&Path>) -> PathBuf {
     if let Some(bin) = bin {
         cmd.env("PGBAK_PG_BIN_DIR", bin);
     }
-    let out = cmd
-        .args(["backup", "--no-s3", "--json", "--output-dir"])
+    cmd.args(["backup", "--no-s3", "--json", "--output-dir"])
         .arg(dir)
-        .env("DATABASE_URL", db.url())
-        .output()
-        .expect("running pgbak backup");
-    assert!(
-        out.status.success(),
-        "backup failed:\n{}",
-        output_text(&out)
-    );
+        .env("DATABASE_URL", db.url());
+    let out = support::output_ok(&mut cmd, "pgbak backup");
     let summary: Value = serde_json::from_slice(&out.stdout).expect("backup --json");
     PathBuf::from(summary["dump"].as_str().expect("dump path in the summary"))
 }
