@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use super::{assert_generic_alert, scrape, series, slow_to_restore};
-use crate::support::cron::{cron, down_url, metric, parse_metrics, Dirs};
+use crate::support::cron::{cron, down_url, metric, Dirs};
 use crate::support::{output_text, pg16, pgbak, pgbak_bare, run, HttpListener, TableLock};
 
 /// The lock file of the `db` backups of `mode` in BACKUP_DIR.
@@ -79,7 +79,7 @@ fn cron_lock_held_by_another_process_is_reported() {
     // The skip is visible: its own log line and the skip counter of its group.
     let (_, text) = dirs.only_log();
     assert!(text.contains("skipped"), "{text}");
-    let samples = parse_metrics(&std::fs::read_to_string(&dirs.metrics).expect("metrics file"));
+    let samples = dirs.samples();
     assert_eq!(metric(&samples, "pgbak_runs_skipped_total", &[]), 1.0);
     std::fs::remove_dir_all(&dirs.logs).unwrap();
     drop(file);

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use super::{assert_generic_alert, scrape, seed_old_backups, series, slow_to_restore};
-use crate::support::cron::{cron, host_name, metric, parse_metrics, Dirs};
+use crate::support::cron::{cron, host_name, metric, s3_down, step_success, Dirs};
 use crate::support::verify::verify_dbs;
 use crate::support::{
     self, free_port, output_text, pg16, pgbak, pgbak_bare, run, HttpListener, Pg, PASSWORD,
@@ -43,7 +43,7 @@ fn cron_success_leaves_one_backup_one_log_calls_heartbeat_and_writes_metrics() {
     assert_eq!(beats[0].path, "/ping/4f1c-uuid-token");
     assert!(hook.requests().is_empty(), "no alert on success");
 
-    let samples = parse_metrics(&std::fs::read_to_string(&dirs.metrics).expect("metrics file"));
+    let samples = dirs.samples();
     let db_label = format!("database=\"{}\"", db.name);
     assert_eq!(
         metric(&samples, "pgbak_last_run_success", &[&db_label]),
@@ -108,11 +108,8 @@ fn cron_verify_run_leaves_one_backup_one_log_no_temp_db_and_calls_heartbeat() {
     );
     assert_eq!(beat.wait_for(1, Duration::from_secs(5)).len(), 1);
     assert!(hook.requests().is_empty());
-    let samples = parse_metrics(&std::fs::read_to_string(&dirs.metrics).expect("metrics file"));
-    assert_eq!(
-        metric(&samples, "pgbak_step_success", &["step=\"verify\""]),
-        1.0
-    );
+    let samples = dirs.samples();
+    assert_eq!(step_success(&samples, "verify"), 1.0);
     assert_eq!(metric(&samples, "pgbak_last_run_success", &[]), 1.0);
 }
 
@@ -177,11 +174,8 @@ fn cron_verify_failure_alerts_and_skips_retention() {
             "{name} pruned after a failed verify"
         );
     }
-    let samples = parse_metrics(&std::fs::read_to_string(&dirs.metrics).expect("metrics file"));
-    assert_eq!(
-        metric(&samples, "pgbak_step_success", &["step=\"verify\""]),
-        0.0
-    );
+    let samples = dirs.samples();
+    assert_eq!(step_success(&samples, "verify"), 0.0);
     assert!(
         !samples.keys().any(|k| k.contains("step=\"retention\"")),
         "retention did not run"
@@ -260,18 +254,10 @@ fn cron_s3_down_alerts_the_upload_step_and_keeps_the_local_backup() {
     let hook = HttpListener::ok();
     let secret_key = "AWSs3cr3tKEY-never-printed";
     let started = Instant::now();
-    let out = run(cron(pgbak(pg), &dirs, &db.url())
-        .env("ALERT_WEBHOOK_URL", hook.url())
-        .env("BACKUP_KEEP", "1")
-        .env("S3_BUCKET", "pgbak-cron-down")
-        .env(
-            "S3_ENDPOINT_URL",
-            format!("http://127.0.0.1:{}", free_port()),
-        )
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", secret_key)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true"));
+    let mut cmd = cron(pgbak(pg), &dirs, &db.url());
+    cmd.env("ALERT_WEBHOOK_URL", hook.url())
+        .env("BACKUP_KEEP", "1");
+    let out = run(s3_down(&mut cmd, "pgbak-cron-down", secret_key));
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     assert!(started.elapsed() < Duration::from_secs(120));
     let (log, text) = dirs.only_log();
@@ -297,13 +283,10 @@ fn cron_s3_down_alerts_the_upload_step_and_keeps_the_local_backup() {
             "{name} kept: local retention skipped after a failed upload"
         );
     }
-    let samples = parse_metrics(&std::fs::read_to_string(&dirs.metrics).expect("metrics file"));
+    let samples = dirs.samples();
+    assert_eq!(step_success(&samples, "upload"), 0.0);
     assert_eq!(
-        metric(&samples, "pgbak_step_success", &["step=\"upload\""]),
-        0.0
-    );
-    assert_eq!(
-        metric(&samples, "pgbak_step_success", &["step=\"retention\""]),
+        step_success(&samples, "retention"),
         1.0,
         "local retention ran after the failed upload"
     );
@@ -438,18 +421,9 @@ fn cron_failed_upload_still_verifies_the_local_backup() {
     let db = pg.fixture_db("cron upload verify", 0.05);
     let dirs = Dirs::new("upload-verify");
     let hook = HttpListener::ok();
-    let out = run(cron(pgbak(pg), &dirs, &db.url())
-        .arg("--verify")
-        .env("ALERT_WEBHOOK_URL", hook.url())
-        .env("S3_BUCKET", "pgbak-cron-down")
-        .env(
-            "S3_ENDPOINT_URL",
-            format!("http://127.0.0.1:{}", free_port()),
-        )
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true"));
+    let mut cmd = cron(pgbak(pg), &dirs, &db.url());
+    cmd.arg("--verify").env("ALERT_WEBHOOK_URL", hook.url());
+    let out = run(s3_down(&mut cmd, "pgbak-cron-down", "test"));
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let body = hook.wait_for(1, Duration::from_secs(5))[0].json();
     assert!(
