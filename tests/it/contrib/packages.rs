@@ -326,14 +326,7 @@ fn systemd_analyze(root: &Path, binary: &Path) {
     std::fs::copy(units.join("pgbak.timer"), dir.join("pgbak.timer")).unwrap();
     let page = root.join("usr/share/man/man1/pgbak.1.gz");
     std::fs::copy(page, dir.join("man/man1/pgbak.1.gz")).unwrap();
-    let out = Command::new(analyze)
-        .args(["verify", "pgbak.service", "pgbak.timer"])
-        .current_dir(&dir)
-        .env("MANPATH", dir.join("man"))
-        .output()
-        .expect("running systemd-analyze");
-    assert!(out.status.success(), "{}", output_text(&out));
-    assert!(out.stderr.is_empty(), "warnings: {}", output_text(&out));
+    super::assert_units_verify(&analyze, &dir);
 }
 
 /// lintian finds nothing beyond packaging/debian/lintian-overrides (each tag there says why).

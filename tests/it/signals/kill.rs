@@ -123,12 +123,7 @@ fn trust_sigkill_during_a_verify_restore_leaves_no_pg_restore_running() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // The next verify sweeps the killed run's temporary database.
-    let out = pgbak(pg)
-        .env("DATABASE_URL", pg.url(&db.name))
-        .arg("verify")
-        .arg(&dump)
-        .output()
-        .unwrap();
+    let out = crate::support::run(&mut crate::support::verify::verify_cmd(&db, &dump, &[]));
     assert!(out.status.success(), "{}", output_text(&out));
 }
 

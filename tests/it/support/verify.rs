@@ -89,6 +89,21 @@ pub fn write_meta(dump: &Path, meta: &Value) {
     std::fs::write(meta_path(dump), serde_json::to_vec_pretty(meta).unwrap()).unwrap();
 }
 
+/// A `verify --ephemeral --json` that passed with no pg_restore warning about a role (the
+/// run's globals were replayed first).
+pub fn assert_passed_with_the_roles(out: &std::process::Output) {
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["passed"], true, "{report:#}");
+    let warnings = report["pg_restore_warnings"].as_array().unwrap();
+    assert!(
+        !warnings
+            .iter()
+            .any(|w| w.as_str().unwrap_or_default().contains("role")),
+        "{report:#}"
+    );
+}
+
 /// `pgbak verify --json <dump> <extra>` against the database's server.
 pub fn verify_cmd(db: &TestDb<'_>, dump: &Path, extra: &[&str]) -> Command {
     let mut cmd = support::pgbak(db.pg());
