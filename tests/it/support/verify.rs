@@ -20,7 +20,20 @@ pub fn backup_with(db: &TestDb<'_>, dir: &Path, bin: Option<&Path>) -> PathBuf {
     if let Some(bin) = bin {
         cmd.env("PGBAK_PG_BIN_DIR", bin);
     }
-    cmd.args(["backup", "--no-s3", "--json", "--output-dir"])
+    backup_json(cmd, db, dir, &[])
+}
+
+/// A backup of `db` into `dir` by `pgbak backup --mode <mode>`. Returns the dump path.
+pub fn backup_in_mode(db: &TestDb<'_>, dir: &Path, mode: &str) -> PathBuf {
+    backup_json(support::pgbak(db.pg()), db, dir, &["--mode", mode])
+}
+
+/// `cmd backup --no-s3 --json <extra> --output-dir <dir>` of `db`, which must succeed: the
+/// dump path.
+fn backup_json(mut cmd: Command, db: &TestDb<'_>, dir: &Path, extra: &[&str]) -> PathBuf {
+    cmd.args(["backup", "--no-s3", "--json"])
+        .args(extra)
+        .arg("--output-dir")
         .arg(dir)
         .env("DATABASE_URL", db.url());
     let out = support::output_ok(&mut cmd, "pgbak backup");
