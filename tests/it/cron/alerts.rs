@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use super::{assert_generic_alert, down_url_of, scrape, seed_old_backups, series};
-use crate::support::cron::{cron, down_url, host_name, metric, step_success, Dirs};
+use crate::support::cron::{cron, cron_case, down_url, host_name, metric, step_success, Dirs};
 use crate::support::{
     free_port, output_text, pg16, pgbak, pgbak_bare, run, HttpListener, PASSWORD,
 };
@@ -338,8 +338,7 @@ fn cron_alert_format_is_case_insensitive() {
 #[test]
 fn cron_pagerduty_success_resolves_the_incident_of_its_database_and_mode() {
     let pg = pg16();
-    let db = pg.fixture_db("cron pd resolve", 0.05);
-    let dirs = Dirs::new("pd-resolve");
+    let (db, dirs) = cron_case(pg, "cron pd resolve", "pd-resolve");
     let hook = HttpListener::new(&[202, 202]);
     let key = "R0UTINGKEY0123456789abcdefABCDEF";
     let with_pd = |url: &str| {

@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{free_port, pgbak, run, scratch_dir, PASSWORD};
+use super::{free_port, pgbak, run, scratch_dir, Pg, TestDb, PASSWORD};
 
 /// The directories one cron run uses, removed on Drop.
 pub(crate) struct Dirs {
@@ -16,6 +16,12 @@ pub(crate) struct Dirs {
     pub(crate) backups: PathBuf,
     pub(crate) logs: PathBuf,
     pub(crate) metrics: PathBuf,
+}
+
+/// A cron case: the fixture (scale 0.05) in a fresh database named after `hint`, and the
+/// directories of the run ([`Dirs::new`] of `dirs`).
+pub(crate) fn cron_case<'a>(pg: &'a Pg, hint: &str, dirs: &str) -> (TestDb<'a>, Dirs) {
+    (pg.fixture_db(hint, 0.05), Dirs::new(dirs))
 }
 
 impl Dirs {
