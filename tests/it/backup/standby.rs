@@ -19,6 +19,19 @@ fn only_meta(dir: &Path) -> Value {
     read_meta(&dir.join(names[0].replace(".dump", ".meta.json")))
 }
 
+/// `backup --pause-replay` of `db` on `standby` into `dir`, spawned and waited for until
+/// replay is paused.
+fn paused_backup(standby: &Pg, db: &str, dir: &Path) -> std::process::Child {
+    let child = spawn_backup(
+        standby,
+        db,
+        dir,
+        &["--pause-replay", "--lock-wait-timeout", "60s"],
+    );
+    wait_until(Duration::from_secs(30), || pause_state(standby) == "paused");
+    child
+}
+
 #[test]
 fn trust_standby_backup_skips_unlogged_rows_and_verify_expects_exactly_that() {
     let primary = private_cluster(16);
@@ -156,15 +169,7 @@ fn trust_pause_replay_is_resumed_on_success_error_sigterm_and_after_a_sigkill() 
     assert_eq!(pause_state(&standby), "not paused");
 
     // SIGTERM mid-dump: resumed, exit 143.
-    let child = spawn_backup(
-        &standby,
-        &db.name,
-        tmp.path(),
-        &["--pause-replay", "--lock-wait-timeout", "60s"],
-    );
-    wait_until(Duration::from_secs(30), || {
-        pause_state(&standby) == "paused"
-    });
+    let child = paused_backup(&standby, &db.name, tmp.path());
     wait_for_blocked_dump(&standby, &db.name);
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -173,15 +178,7 @@ fn trust_pause_replay_is_resumed_on_success_error_sigterm_and_after_a_sigkill() 
     assert_eq!(pause_state(&standby), "not paused");
 
     // SIGKILL mid-dump: replay stays paused until the next run resumes it.
-    let mut child = spawn_backup(
-        &standby,
-        &db.name,
-        tmp.path(),
-        &["--pause-replay", "--lock-wait-timeout", "60s"],
-    );
-    wait_until(Duration::from_secs(30), || {
-        pause_state(&standby) == "paused"
-    });
+    let mut child = paused_backup(&standby, &db.name, tmp.path());
     child.kill().unwrap();
     child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(500));

@@ -52,10 +52,7 @@ impl Drop for OwnedCluster {
                 .pg_ctl(&["stop", "-m", "immediate", "-w", "-t", "30"]);
         }
         let _ = std::fs::remove_dir_all(&self.pg.root);
-        if let Some(mut reaper) = self.reaper.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = reaper.kill();
-            let _ = reaper.wait();
-        }
+        super::stop_reaper(&self.reaper);
     }
 }
 
@@ -140,10 +137,7 @@ pub fn standby_of(primary: &Pg, extra_conf: &str) -> OwnedCluster {
         root,
     };
     for _ in 0..5 {
-        pg.port = free_port();
-        let port_conf = pg.data_dir.join("pgbak_port.conf");
-        std::fs::write(&port_conf, format!("port = {}\n", pg.port)).expect("writing port conf");
-        chown_to_postgres(&port_conf);
+        pg.take_fresh_port();
         match pg.try_start() {
             Ok(()) => {
                 return OwnedCluster {
@@ -259,10 +253,7 @@ fn start_cluster(major: u32) -> (Pg, Child) {
     };
     let mut last_log = String::new();
     for _ in 0..5 {
-        pg.port = free_port();
-        let port_conf = pg.data_dir.join("pgbak_port.conf");
-        std::fs::write(&port_conf, format!("port = {}\n", pg.port)).expect("writing port conf");
-        chown_to_postgres(&port_conf);
+        pg.take_fresh_port();
         match pg.try_start() {
             Ok(()) => return (pg, reaper),
             Err(log)
@@ -309,6 +300,14 @@ impl Pg {
             "postgresql://postgres:{PASSWORD}@127.0.0.1:{}/{db}",
             self.port
         )
+    }
+
+    /// A port free a moment ago for the server's next start, in its own `pgbak_port.conf`.
+    fn take_fresh_port(&mut self) {
+        self.port = free_port();
+        let port_conf = self.data_dir.join("pgbak_port.conf");
+        std::fs::write(&port_conf, format!("port = {}\n", self.port)).expect("writing port conf");
+        chown_to_postgres(&port_conf);
     }
 
     /// The server log (startup failures, errors pgbak's queries caused).

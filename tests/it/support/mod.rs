@@ -283,6 +283,15 @@ pub fn spawn_reaper(cleanup: &str, args: &[&OsStr]) -> Child {
         .expect("spawning the reaper shell")
 }
 
+/// Stops the reaper in `slot` (its owner cleaned up itself, in Drop): nothing is left to do
+/// when the test process ends.
+pub fn stop_reaper(slot: &Mutex<Option<Child>>) {
+    if let Some(mut reaper) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let _ = reaper.kill();
+        let _ = reaper.wait();
+    }
+}
+
 /// Removes libpq variables (`PG*`) so the developer's environment cannot redirect a client.
 pub fn clear_pg_env(cmd: &mut Command) {
     for (key, _) in std::env::vars_os() {

@@ -77,10 +77,7 @@ impl Drop for OwnedS3 {
         if let Some(log_dir) = self.server.log.parent() {
             let _ = std::fs::remove_dir_all(log_dir);
         }
-        if let Some(mut reaper) = self.reaper.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = reaper.kill();
-            let _ = reaper.wait();
-        }
+        super::stop_reaper(&self.reaper);
     }
 }
 
