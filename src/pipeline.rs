@@ -484,6 +484,25 @@ mod tests {
     }
 
     #[test]
+    fn a_file_synced_on_the_way_holds_every_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("big.dump");
+        // Past WRITEBACK_EVERY a few times, in the pump's chunks.
+        let data: Vec<u8> = (0..(WRITEBACK_EVERY as usize * 3 + 12_345))
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let mut sink = FileSink::create(&target).unwrap();
+        assert!(sink.writeback.is_some(), "the writeback thread started");
+        let mut progress = crate::ui::Progress::new("test");
+        let summary = pump(&data[..], &mut [&mut sink], &mut progress).unwrap();
+        sink.finish().unwrap();
+        assert!(sink.writeback.is_none(), "finish waited for the thread");
+        sink.commit().unwrap();
+        assert_eq!(summary.bytes, data.len() as u64);
+        assert_eq!(std::fs::read(&target).unwrap(), data);
+    }
+
+    #[test]
     fn dropped_sink_leaves_nothing_and_names_are_not_reused() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("x.dump");
