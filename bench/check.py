@@ -102,10 +102,7 @@ def main(argv) -> int:
     ap.add_argument("--groups", type=int, default=500)
     ap.add_argument("--backups", type=int, default=14)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--skip-setup", action="store_true")
-    ap.add_argument("--skip-build", action="store_true")
-    ap.add_argument("--pgbak", help="pgbak binary (default target/release/pgbak)")
-    ap.add_argument("--work-dir", default="/var/tmp")
+    bench.add_tool_args(ap)
     args = ap.parse_args(argv)
 
     tools = bench.setup_tools(args)

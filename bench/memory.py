@@ -21,10 +21,7 @@ import run as bench  # noqa: E402
 def main(argv) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gib", type=float, default=1.1, help="table size in GiB (default 1.1)")
-    ap.add_argument("--skip-setup", action="store_true")
-    ap.add_argument("--skip-build", action="store_true")
-    ap.add_argument("--pgbak", help="pgbak binary (default target/release/pgbak)")
-    ap.add_argument("--work-dir", default="/var/tmp")
+    bench.add_tool_args(ap)
     args = ap.parse_args(argv)
 
     tools = bench.setup_tools(args)

@@ -271,6 +271,14 @@ def read_paths_env(path: Path) -> dict:
     return values
 
 
+def add_tool_args(ap: argparse.ArgumentParser) -> None:
+    """The options every benchmark takes for its tools: setup, build, which pgbak, where to work."""
+    ap.add_argument("--skip-setup", action="store_true", help="do not run scripts/setup.sh (tools already installed)")
+    ap.add_argument("--skip-build", action="store_true", help="do not run cargo build --release")
+    ap.add_argument("--pgbak", help="pgbak binary to time (default target/release/pgbak)")
+    ap.add_argument("--work-dir", default="/var/tmp", help="parent of the throwaway cluster and dumps (default /var/tmp)")
+
+
 def setup_tools(args) -> Tools:
     if not args.skip_setup:
         say("scripts/setup.sh --with-awscli")
@@ -999,10 +1007,7 @@ def parse_args(argv):
                                                         str(REPO / "fixtures/enterprise_agents.sql")),
                     help="fixture SQL (default fixtures/enterprise_agents.sql, or PGBAK_FIXTURE)")
     ap.add_argument("--results-dir", default=str(REPO / "bench/results"), help="where .md and .csv go")
-    ap.add_argument("--skip-setup", action="store_true", help="do not run scripts/setup.sh (tools already installed)")
-    ap.add_argument("--skip-build", action="store_true", help="do not run cargo build --release")
-    ap.add_argument("--pgbak", help="pgbak binary to time (default target/release/pgbak)")
-    ap.add_argument("--work-dir", default="/var/tmp", help="parent of the throwaway cluster and dumps (default /var/tmp)")
+    add_tool_args(ap)
     args = ap.parse_args(argv)
     args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     bad = [s for s in args.sections if s not in ALL_SECTIONS]

@@ -38,13 +38,7 @@ pub fn client() -> Result<reqwest::Client> {
 /// of attempts made.
 pub async fn post_json(client: &reqwest::Client, url: &str, body: &Value) -> Result<usize> {
     let bytes = serde_json::to_vec(body).context("encoding the webhook body")?;
-    send(|| {
-        client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(bytes.clone())
-    })
-    .await
+    post(client, url, "application/json", bytes).await
 }
 
 /// GETs `url` with the same retries and bound (heartbeats).
@@ -54,10 +48,20 @@ pub async fn get(client: &reqwest::Client, url: &str) -> Result<usize> {
 
 /// POSTs `body` as plain text with the same retries and bound (heartbeats with a log).
 pub async fn post_text(client: &reqwest::Client, url: &str, body: String) -> Result<usize> {
+    post(client, url, "text/plain; charset=utf-8", body.into_bytes()).await
+}
+
+/// POSTs `body` as `content_type` with the retries and bound of [`send`].
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    content_type: &'static str,
+    body: Vec<u8>,
+) -> Result<usize> {
     send(|| {
         client
             .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(body.clone())
     })
     .await

@@ -211,7 +211,7 @@ impl ServerVersion {
 /// or a superuser on some managed services): the name then stands alone.
 pub async fn system_identifier(client: &Client) -> Option<String> {
     match client
-        .query_one(
+        .query_typed_one(
             "SELECT system_identifier::text FROM pg_catalog.pg_control_system()",
             &[],
         )
@@ -227,7 +227,7 @@ pub async fn system_identifier(client: &Client) -> Option<String> {
 
 pub async fn server_version(client: &Client) -> Result<ServerVersion> {
     let row = client
-        .query_one(
+        .query_typed_one(
             "SELECT current_setting('server_version_num')::int, current_setting('server_version')",
             &[],
         )
@@ -303,7 +303,7 @@ pub async fn lock_holders(conn: &ConnSettings) -> Result<Vec<String>> {
 /// True on a hot standby (`pg_is_in_recovery()`).
 pub async fn in_recovery(client: &Client) -> Result<bool> {
     Ok(client
-        .query_one("SELECT pg_is_in_recovery()", &[])
+        .query_typed_one("SELECT pg_is_in_recovery()", &[])
         .await
         .context("asking whether the server is a standby")?
         .get(0))

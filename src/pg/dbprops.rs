@@ -386,6 +386,23 @@ fn privilege_steps(
 mod tests {
     use super::*;
 
+    /// A database owned by `app`, UTF8 with the C locale (libc), nothing else set.
+    fn plain_props() -> DatabaseProperties {
+        DatabaseProperties {
+            owner: "app".into(),
+            encoding: "UTF8".into(),
+            collate: "C".into(),
+            ctype: "C".into(),
+            locale_provider: "libc".into(),
+            locale: None,
+            settings: vec![],
+            acl: None,
+            comment: None,
+            connection_limit: None,
+            tablespace: None,
+        }
+    }
+
     #[test]
     fn list_settings_split_like_the_server() {
         let cases: &[(&str, &[&str])] = &[
@@ -424,17 +441,9 @@ mod tests {
     #[test]
     fn placement_moves_the_database_and_limits_connections_or_says_why_not() {
         let props = |space: Option<&str>, limit: Option<i32>| DatabaseProperties {
-            owner: "app".into(),
-            encoding: "UTF8".into(),
-            collate: "C".into(),
-            ctype: "C".into(),
-            locale_provider: "libc".into(),
-            locale: None,
-            settings: vec![],
-            acl: None,
-            comment: None,
             connection_limit: limit,
             tablespace: space.map(str::to_owned),
+            ..plain_props()
         };
         let here: BTreeSet<String> = ["pg_default".to_owned(), "fast \"ssd\"".to_owned()].into();
         let sql = |steps: Vec<Step>| -> Vec<String> {
@@ -475,17 +484,9 @@ mod tests {
     #[test]
     fn create_carries_encoding_and_locale() {
         let props = DatabaseProperties {
-            owner: "app".into(),
-            encoding: "UTF8".into(),
-            collate: "C".into(),
-            ctype: "C".into(),
             locale_provider: "icu".into(),
             locale: Some("und".into()),
-            settings: vec![],
-            acl: None,
-            comment: None,
-            connection_limit: None,
-            tablespace: None,
+            ..plain_props()
         };
         assert_eq!(
             create_statement("x", Some(&props)),
@@ -501,12 +502,6 @@ mod tests {
     #[test]
     fn property_steps_skip_what_the_target_cannot_take() {
         let props = DatabaseProperties {
-            owner: "app".into(),
-            encoding: "UTF8".into(),
-            collate: "C".into(),
-            ctype: "C".into(),
-            locale_provider: "libc".into(),
-            locale: None,
             settings: vec![
                 DatabaseSetting {
                     role: None,
@@ -534,6 +529,7 @@ mod tests {
             comment: Some("it's".into()),
             connection_limit: Some(-1),
             tablespace: Some("pg_default".into()),
+            ..plain_props()
         };
         let roles: BTreeSet<String> = ["app".to_owned()].into();
         let run = |sql: &str| Step::Run {

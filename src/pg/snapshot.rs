@@ -32,15 +32,13 @@ impl Snapshot {
         mode: Mode,
         signals: &mut Signals,
     ) -> Result<Snapshot> {
-        client
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .await
-            .context("opening the snapshot transaction")?;
-        let id = client
-            .query_one("SELECT pg_export_snapshot()", &[])
-            .await
-            .context("exporting the snapshot")?
-            .get(0);
+        // One round trip: pg_dump waits for the id.
+        let (begun, id) = tokio::join!(
+            client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"),
+            client.query_typed_one("SELECT pg_export_snapshot()", &[]),
+        );
+        begun.context("opening the snapshot transaction")?;
+        let id = id.context("exporting the snapshot")?.get(0);
         let sequences = signals
             .guard(catalog::sequences_for_backup(client, mode))
             .await?;

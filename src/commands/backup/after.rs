@@ -49,6 +49,20 @@ pub struct After<'a> {
     pub verify: Option<&'a VerifyOptions>,
 }
 
+impl<'a> After<'a> {
+    pub fn new(
+        job: &'a BackupJob,
+        stores: &'a Stores,
+        verify: Option<&'a VerifyOptions>,
+    ) -> After<'a> {
+        After {
+            job,
+            stores,
+            verify,
+        }
+    }
+}
+
 /// What the steps after a dump did.
 pub struct AfterDump {
     /// The anomaly check pinned the previous backup: a warning, not a failure.

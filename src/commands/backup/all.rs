@@ -299,11 +299,7 @@ async fn backup_globals(
         }
     };
     let made = dumped.made.clone();
-    let after = After {
-        job,
-        stores,
-        verify: None,
-    };
+    let after = After::new(job, stores, None);
     let done = after_dump(&after, dumped, signals, &mut Vec::new()).await;
     AfterGlobals {
         made: Some(made),

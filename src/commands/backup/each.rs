@@ -65,11 +65,7 @@ pub async fn one_database(
             run.made = Some(dumped.made.clone());
             // Each database is held to its own meta.json's tables, plus the
             // explicit entries naming it (`db:schema.table`) or every database.
-            let after = After {
-                job,
-                stores,
-                verify,
-            };
+            let after = After::new(job, stores, verify);
             let done = after_dump(&after, dumped, signals, &mut run.steps).await;
             run.anomaly = done.anomaly;
             run.deleted = done.deleted;

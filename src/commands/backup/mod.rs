@@ -40,7 +40,7 @@ pub(crate) use self::output::{Began, Output};
 pub use self::retention::apply_retention;
 use crate::lock::{self, RunLock};
 use crate::meta::{Meta, ServerIdentity};
-use crate::pg::client;
+use crate::pg::client::{self, ServerVersion};
 use crate::pg::dump::{self as pg_dump, DumpJob, Streamed};
 use crate::pg::probe::Probe;
 use crate::pg::replay::{self, ReplayPause};
@@ -96,11 +96,7 @@ pub async fn run(settings: BackupSettings, stores: &Stores) -> Result<ExitCode> 
         ui::warn(&warning);
     }
     check_object_lock(job, stores).await?;
-    let after = After {
-        job,
-        stores,
-        verify: None,
-    };
+    let after = After::new(job, stores, None);
     let dumped = dump_local_first(job, stores, &mut signals).await?;
     let made = dumped.made.clone();
     let done = after_dump(&after, dumped, &mut signals, &mut Vec::new()).await;
@@ -196,9 +192,15 @@ pub async fn dump_local_first(
     // pg_dump is asked what it is while the connection opens.
     let probe = Probe::start(job.pg_bin_dir.as_deref(), job.compress.is_none());
     let client = signals.guard(client::connect(&job.conn)).await?;
-    client::set_lock_timeout(&client, job.lock_wait_timeout).await?;
-    let standby = client::in_recovery(&client).await?;
-    let identity = server_identity(job, &client).await;
+    // Asked at once: one round trip to the server, not four.
+    let (lock_timeout, standby, identity, server) = tokio::join!(
+        client::set_lock_timeout(&client, job.lock_wait_timeout),
+        client::in_recovery(&client),
+        server_identity(job, &client),
+        client::server_version(&client),
+    );
+    lock_timeout?;
+    let (standby, server) = (standby?, server?);
     // On a standby, the markers of paused replay live in the authoritative store.
     let markers = || replay::Markers {
         local: stores
@@ -226,6 +228,7 @@ pub async fn dump_local_first(
     };
     let connected = Connected {
         client,
+        server,
         standby,
         probe,
     };
@@ -239,6 +242,7 @@ pub async fn dump_local_first(
 /// The server session a backup runs on, and what was learnt while it opened.
 struct Connected {
     client: Client,
+    server: ServerVersion,
     /// The server is a hot standby.
     standby: bool,
     /// pg_dump's answers, asked while the connection opened.
@@ -258,10 +262,10 @@ async fn dump_from(
 ) -> Result<Dumped> {
     let Connected {
         client,
+        server,
         standby,
         probe,
     } = connected;
-    let server = client::server_version(&client).await?;
     let (tools, compression) = probe
         .finish(server.major(), &server.text, job.compress.as_deref())
         .await?;

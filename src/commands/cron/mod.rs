@@ -233,11 +233,7 @@ async fn steps(
         })
         .await?;
     run.made = Some(dumped.made.clone());
-    let after = After {
-        job,
-        stores,
-        verify,
-    };
+    let after = After::new(job, stores, verify);
     let done = after_dump(&after, dumped, signals, &mut run.steps).await;
     run.anomaly = done.anomaly;
     if !done.deleted.is_empty() {

@@ -306,8 +306,9 @@ async fn row_security(client: &Client) -> Result<Vec<RowSecurity>> {
 
 /// Sequences of user schemas, with their values when `with_values`.
 async fn sequences(client: &Client, with_values: bool) -> Result<Vec<Sequence>> {
+    // (One round trip: a backup reads them before pg_dump may start.)
     let rows = client
-        .query(
+        .query_typed(
             &format!(
                 "SELECT n.nspname::text, t.relname::text, s.last_value, s.increment_by
                    FROM pg_sequences s JOIN pg_namespace n ON n.nspname = s.schemaname

@@ -16,10 +16,7 @@ use crate::support::{
 #[test]
 fn server_dying_mid_dump_leaves_nothing_and_prunes_nothing() {
     let pg = support::private_cluster(16);
-    let db = pg.db_with(
-        "dies",
-        "CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g",
-    );
+    let db = pg.db_with_rows("dies", 1000);
     let tmp = tempfile::tempdir().unwrap();
     let earlier = earlier_backup(&pg, &db.name, tmp.path());
 
@@ -77,10 +74,7 @@ fn signal(child: &Child, sig: i32) {
 #[test]
 fn sigint_and_sigterm_during_the_dump_leave_nothing_behind() {
     let pg = pg16();
-    let db = pg.db_with(
-        "signals_dump",
-        "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
-    );
+    let db = pg.db_with_rows("signals_dump", 100);
     let tmp = tempfile::tempdir().unwrap();
     let earlier = earlier_backup(pg, &db.name, tmp.path());
     for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
@@ -100,10 +94,7 @@ fn sigint_and_sigterm_during_the_dump_leave_nothing_behind() {
 #[test]
 fn after_sigkill_the_next_run_cleans_up_and_succeeds() {
     let pg = pg16();
-    let db = pg.db_with(
-        "sigkill_dump",
-        "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
-    );
+    let db = pg.db_with_rows("sigkill_dump", 100);
     let tmp = tempfile::tempdir().unwrap();
     let earlier = earlier_backup(pg, &db.name, tmp.path());
     let lock = TableLock::hold(pg, &db.name, "t");
@@ -133,10 +124,7 @@ fn after_sigkill_the_next_run_cleans_up_and_succeeds() {
 #[test]
 fn a_cut_connection_mid_dump_fails_cleanly() {
     let pg = pg16();
-    let db = pg.db_with(
-        "cut_connection",
-        "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
-    );
+    let db = pg.db_with_rows("cut_connection", 100);
     let tmp = tempfile::tempdir().unwrap();
     let earlier = earlier_backup(pg, &db.name, tmp.path());
     let lock = TableLock::hold(pg, &db.name, "t");
@@ -236,10 +224,7 @@ fn trust_a_held_access_exclusive_lock_fails_after_lock_wait_timeout_naming_table
 #[test]
 fn trust_timeout_bounds_a_hung_run_and_leaves_nothing() {
     let pg = pg16();
-    let db = pg.db_with(
-        "run timeout",
-        "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
-    );
+    let db = pg.db_with_rows("run timeout", 100);
     let tmp = tempfile::tempdir().unwrap();
     let lock = TableLock::hold(pg, &db.name, "t");
     let clock = Instant::now();

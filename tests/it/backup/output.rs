@@ -310,10 +310,7 @@ fn older_pg_dump_than_the_server_is_refused_with_versions_and_paths() {
 #[test]
 fn other_server_versions_back_up_with_their_own_tools() {
     for pg in [support::pg15(), support::pg17()].into_iter().flatten() {
-        let db = pg.db_with(
-            "matrix",
-            "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
-        );
+        let db = pg.db_with_rows("matrix", 100);
         let tmp = tempfile::tempdir().unwrap();
         let out = pgbak_bare()
             .env("DATABASE_URL", pg.url(&db.name))

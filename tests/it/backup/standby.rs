@@ -19,6 +19,19 @@ fn only_meta(dir: &Path) -> Value {
     read_meta(&dir.join(names[0].replace(".dump", ".meta.json")))
 }
 
+/// `backup --pause-replay` of `db` on `standby` into `dir`, spawned and waited for until
+/// replay is paused.
+fn paused_backup(standby: &Pg, db: &str, dir: &Path) -> std::process::Child {
+    let child = spawn_backup(
+        standby,
+        db,
+        dir,
+        &["--pause-replay", "--lock-wait-timeout", "60s"],
+    );
+    wait_until(Duration::from_secs(30), || pause_state(standby) == "paused");
+    child
+}
+
 #[test]
 fn trust_standby_backup_skips_unlogged_rows_and_verify_expects_exactly_that() {
     let primary = private_cluster(16);
@@ -133,10 +146,7 @@ fn pause_state(standby: &Pg) -> String {
 #[test]
 fn trust_pause_replay_is_resumed_on_success_error_sigterm_and_after_a_sigkill() {
     let primary = private_cluster(16);
-    let db = primary.db_with(
-        "pause replay",
-        "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
-    );
+    let db = primary.db_with_rows("pause replay", 100);
     let standby = standby_of(&primary, "");
     standby.catch_up_with(&primary);
     let tmp = tempfile::tempdir().unwrap();
@@ -159,15 +169,7 @@ fn trust_pause_replay_is_resumed_on_success_error_sigterm_and_after_a_sigkill() 
     assert_eq!(pause_state(&standby), "not paused");
 
     // SIGTERM mid-dump: resumed, exit 143.
-    let child = spawn_backup(
-        &standby,
-        &db.name,
-        tmp.path(),
-        &["--pause-replay", "--lock-wait-timeout", "60s"],
-    );
-    wait_until(Duration::from_secs(30), || {
-        pause_state(&standby) == "paused"
-    });
+    let child = paused_backup(&standby, &db.name, tmp.path());
     wait_for_blocked_dump(&standby, &db.name);
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -176,15 +178,7 @@ fn trust_pause_replay_is_resumed_on_success_error_sigterm_and_after_a_sigkill() 
     assert_eq!(pause_state(&standby), "not paused");
 
     // SIGKILL mid-dump: replay stays paused until the next run resumes it.
-    let mut child = spawn_backup(
-        &standby,
-        &db.name,
-        tmp.path(),
-        &["--pause-replay", "--lock-wait-timeout", "60s"],
-    );
-    wait_until(Duration::from_secs(30), || {
-        pause_state(&standby) == "paused"
-    });
+    let mut child = paused_backup(&standby, &db.name, tmp.path());
     child.kill().unwrap();
     child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(500));
@@ -199,10 +193,7 @@ fn trust_pause_replay_is_resumed_on_success_error_sigterm_and_after_a_sigkill() 
 #[test]
 fn fleet_replay_paused_by_a_killed_run_is_resumed_by_the_next_run_in_another_directory() {
     let primary = private_cluster(16);
-    let db = primary.db_with(
-        "fleet replay",
-        "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
-    );
+    let db = primary.db_with_rows("fleet replay", 100);
     let standby = standby_of(&primary, "");
     standby.catch_up_with(&primary);
     let server = s3();

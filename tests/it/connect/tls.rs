@@ -9,16 +9,9 @@ use crate::support::verify::Dir;
 use crate::support::{self, output_text, pgbak_bare, OwnedCluster};
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("running openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        output_text(&out)
-    );
+    let mut cmd = Command::new("openssl");
+    cmd.current_dir(dir).args(args);
+    support::output_ok(&mut cmd, &format!("openssl {args:?}"));
 }
 
 /// A CA, and a server certificate for `localhost` only, signed by it.

@@ -1,11 +1,34 @@
 //! DATABASE_URL, the PG* variables and the socket: what is accepted, what is a usage error on one
 //! line, what a failed connection says, and session settings of the role that pgbak overrides.
 
+use std::path::Path;
+use std::process::Output;
+
 use serde_json::Value;
 
 use crate::support::cluster::quote_ident;
 use crate::support::roles::{drop_role, login_superuser};
-use crate::support::{self, dumps, output_text, pg16, pgbak, pgbak_bare, read_meta, PASSWORD};
+use crate::support::{self, dumps, output_text, pg16, pgbak, pgbak_bare, read_meta, Pg, PASSWORD};
+
+/// `pgbak backup` of `url` into `dir`.
+fn backup_into(pg: &Pg, url: &str, dir: &Path) -> Output {
+    pgbak(pg)
+        .env("DATABASE_URL", url)
+        .args(["backup", "--output-dir"])
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
+/// `pgbak backup` of `url` (which logs in as `role`) into a new directory; `role` is dropped
+/// after, and the backup must have succeeded.
+fn backup_as(pg: &Pg, role: &str, url: &str) -> (Output, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = backup_into(pg, url, tmp.path());
+    drop_role(pg, role);
+    assert!(out.status.success(), "{}", output_text(&out));
+    (out, tmp)
+}
 
 #[test]
 fn bad_database_urls_are_usage_errors_on_one_line() {
@@ -45,12 +68,7 @@ fn wrong_password_and_server_down_fail_with_what_to_check() {
         "postgresql://postgres:not-the-password@127.0.0.1:{}/postgres",
         pg.port
     );
-    let out = pgbak(pg)
-        .env("DATABASE_URL", &wrong)
-        .args(["backup", "--output-dir"])
-        .arg(tmp.path())
-        .output()
-        .unwrap();
+    let out = backup_into(pg, &wrong, tmp.path());
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("authentication failed"), "{err}");
@@ -58,12 +76,7 @@ fn wrong_password_and_server_down_fail_with_what_to_check() {
 
     let port = support::free_port();
     let down = format!("postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/postgres");
-    let out = pgbak(pg)
-        .env("DATABASE_URL", &down)
-        .args(["backup", "--output-dir"])
-        .arg(tmp.path())
-        .output()
-        .unwrap();
+    let out = backup_into(pg, &down, tmp.path());
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
@@ -127,19 +140,11 @@ fn trust_role_timeouts_of_one_millisecond_do_not_break_a_backup() {
             r = quote_ident(&role)
         ),
     );
-    let tmp = tempfile::tempdir().unwrap();
     let url = format!(
         "postgresql://{role}:{PASSWORD}@127.0.0.1:{}/{}",
         pg.port, db.name
     );
-    let out = pgbak(pg)
-        .env("DATABASE_URL", &url)
-        .args(["backup", "--output-dir"])
-        .arg(tmp.path())
-        .output()
-        .unwrap();
-    drop_role(pg, &role);
-    assert!(out.status.success(), "{}", output_text(&out));
+    let (_, tmp) = backup_as(pg, &role, &url);
     let names = dumps(tmp.path());
     assert_eq!(names.len(), 1);
     let meta = read_meta(&tmp.path().join(names[0].replace(".dump", ".meta.json")));
@@ -153,25 +158,14 @@ fn trust_role_timeouts_of_one_millisecond_do_not_break_a_backup() {
 #[test]
 fn trust_plus_in_a_url_query_value_is_a_plus() {
     let pg = pg16();
-    let db = pg.db_with(
-        "plus in url",
-        "CREATE TABLE t AS SELECT g FROM generate_series(1, 10) g",
-    );
+    let db = pg.db_with_rows("plus in url", 10);
     let password = "p+ss+word";
     let role = login_superuser(pg, "plus", &db.name, password);
-    let tmp = tempfile::tempdir().unwrap();
     let url = format!(
         "postgresql://{role}@127.0.0.1:{}/{}?password={password}&application_name=a+b",
         pg.port, db.name
     );
-    let out = pgbak(pg)
-        .env("DATABASE_URL", &url)
-        .args(["backup", "--output-dir"])
-        .arg(tmp.path())
-        .output()
-        .unwrap();
-    drop_role(pg, &role);
-    assert!(out.status.success(), "{}", output_text(&out));
+    let (out, tmp) = backup_as(pg, &role, &url);
     assert_eq!(dumps(tmp.path()).len(), 1);
     assert!(!String::from_utf8_lossy(&out.stderr).contains(password));
 }

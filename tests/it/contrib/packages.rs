@@ -346,15 +346,7 @@ fn systemd_analyze(root: &Path, binary: &Path) {
     }
     let page = root.join("usr/share/man/man1/pgbak.1.gz");
     std::fs::copy(page, dir.join("man/man1/pgbak.1.gz")).unwrap();
-    let out = Command::new(analyze)
-        .arg("verify")
-        .args(names)
-        .current_dir(&dir)
-        .env("MANPATH", dir.join("man"))
-        .output()
-        .expect("running systemd-analyze");
-    assert!(out.status.success(), "{}", output_text(&out));
-    assert!(out.stderr.is_empty(), "warnings: {}", output_text(&out));
+    super::assert_units_verify(&analyze, &dir, &names);
 }
 
 /// lintian finds nothing beyond packaging/debian/lintian-overrides (each tag there says why).

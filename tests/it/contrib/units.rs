@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::support::cron::Dirs;
+use crate::support::cron::cron_case;
 use crate::support::verify::{detail, run_json, status, verify_cmd, Dir};
 use crate::support::{self, output_text, pg16, pgbak_bare, repo_dir, run, scratch_dir};
 
@@ -39,15 +39,8 @@ fn analyze(unit: &str, timer: &str, check: impl Fn(&str, &str)) -> Option<()> {
     std::fs::create_dir_all(dir.join("man/man1")).unwrap();
     let page = run(pgbak_bare().arg("man"));
     std::fs::write(dir.join("man/man1/pgbak.1"), &page.stdout).unwrap();
-    let out = Command::new(analyze)
-        .args(["verify", unit, timer])
-        .current_dir(&dir)
-        .env("MANPATH", dir.join("man"))
-        .output()
-        .expect("running systemd-analyze");
+    super::assert_units_verify(&analyze, &dir, &[unit, timer]);
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(out.status.success(), "{}", output_text(&out));
-    assert!(out.stderr.is_empty(), "warnings: {}", output_text(&out));
     Some(())
 }
 
@@ -124,8 +117,7 @@ fn contrib_crontab_matches_the_scripts_line() {
 #[test]
 fn cron_env_file_with_an_ampersand_url_runs_from_the_shipped_crontab_line() {
     let pg = pg16();
-    let db = pg.fixture_db("cron env file", 0.05);
-    let dirs = Dirs::new("env-file");
+    let (db, dirs) = cron_case(pg, "cron env file", "env-file");
     std::fs::create_dir_all(&dirs.root).unwrap();
     // systemd EnvironmentFile syntax: the URL unquoted, with `&` in its query.
     let env_file = dirs.root.join("pgbak.env");

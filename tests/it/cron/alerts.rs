@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use super::{assert_generic_alert, down_url_of, scrape, seed_old_backups, series};
-use crate::support::cron::{cron, down_url, host_name, metric, parse_metrics, Dirs};
+use crate::support::cron::{cron, cron_case, down_url, host_name, metric, step_success, Dirs};
 use crate::support::{
     free_port, output_text, pg16, pgbak, pgbak_bare, run, HttpListener, PASSWORD,
 };
@@ -73,12 +73,9 @@ fn cron_server_down_exits_1_logs_and_alerts_without_pruning() {
     seeded.sort();
     assert_eq!(left, seeded);
 
-    let samples = parse_metrics(&std::fs::read_to_string(&dirs.metrics).expect("metrics file"));
+    let samples = dirs.samples();
     assert_eq!(metric(&samples, "pgbak_last_run_success", &[]), 0.0);
-    assert_eq!(
-        metric(&samples, "pgbak_step_success", &["step=\"backup\""]),
-        0.0
-    );
+    assert_eq!(step_success(&samples, "backup"), 0.0);
 }
 
 #[test]
@@ -233,7 +230,7 @@ fn cron_log_dir_that_cannot_be_created_alerts_the_setup_step() {
     assert!(detail.contains("| Log: (none) | Step: setup |"), "{detail}");
     assert!(detail.contains("not-a-dir"), "{detail}");
     assert!(dirs.dumps().is_empty(), "no backup without a log");
-    let samples = parse_metrics(&std::fs::read_to_string(&dirs.metrics).expect("metrics file"));
+    let samples = dirs.samples();
     assert_eq!(metric(&samples, "pgbak_last_run_success", &[]), 0.0);
 }
 
@@ -341,8 +338,7 @@ fn cron_alert_format_is_case_insensitive() {
 #[test]
 fn cron_pagerduty_success_resolves_the_incident_of_its_database_and_mode() {
     let pg = pg16();
-    let db = pg.fixture_db("cron pd resolve", 0.05);
-    let dirs = Dirs::new("pd-resolve");
+    let (db, dirs) = cron_case(pg, "cron pd resolve", "pd-resolve");
     let hook = HttpListener::new(&[202, 202]);
     let key = "R0UTINGKEY0123456789abcdefABCDEF";
     let with_pd = |url: &str| {

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::cron::{cron, down_url, Dirs};
+use crate::support::cron::{cron, down_url, s3_down, Dirs};
 use crate::support::{
-    self, free_port, output_text, pgbak, pgbak_bare, private_cluster, read_meta, run,
-    run as run_cron, HttpListener,
+    self, output_text, pgbak, pgbak_bare, private_cluster, read_meta, run, run as run_cron,
+    HttpListener,
 };
 
 /// The metrics file's samples of `name`: (labels, value).
@@ -223,20 +223,10 @@ fn cron_all_databases_upload_failure_alerts_upload_failed() {
     let pg = private_cluster(16);
     let dirs = Dirs::new("all-upload");
     let hook = HttpListener::ok();
-    let out = run_cron(
-        cron(support::pgbak(&pg), &dirs, &pg.url("postgres"))
-            .arg("--all-databases")
-            .env("ALERT_WEBHOOK_URL", hook.url())
-            .env("S3_BUCKET", "pgbak-all-down")
-            .env(
-                "S3_ENDPOINT_URL",
-                format!("http://127.0.0.1:{}", free_port()),
-            )
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true"),
-    );
+    let mut cmd = cron(support::pgbak(&pg), &dirs, &pg.url("postgres"));
+    cmd.arg("--all-databases")
+        .env("ALERT_WEBHOOK_URL", hook.url());
+    let out = run_cron(s3_down(&mut cmd, "pgbak-all-down", "test"));
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let requests = hook.wait_for(1, Duration::from_secs(5));
     let body = requests[0].json();

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use super::{assert_generic_alert, scrape, series, slow_to_restore};
-use crate::support::cron::{cron, down_url, metric, parse_metrics, Dirs};
+use crate::support::cron::{cron, cron_case, down_url, metric, Dirs};
 use crate::support::{output_text, pg16, pgbak, pgbak_bare, run, HttpListener, TableLock};
 
 /// The server name the tests that take a group's lock themselves give their runs.
@@ -50,8 +50,7 @@ pub(crate) fn wait_for_lock_owner(dirs: &Dirs, db: &str, pid: u32) {
 #[test]
 fn cron_overlapping_runs_second_exits_75_first_completes() {
     let pg = pg16();
-    let db = pg.fixture_db("cron overlap", 0.05);
-    let dirs = Dirs::new("overlap");
+    let (db, dirs) = cron_case(pg, "cron overlap", "overlap");
     let table_lock = TableLock::hold(pg, &db.name, "users");
     let mut first = cron(pgbak(pg), &dirs, &db.url())
         .stdout(Stdio::null())
@@ -97,7 +96,7 @@ fn cron_lock_held_by_another_process_is_reported() {
     // The skip is visible: its own log line and the skip counter of its group.
     let (_, text) = dirs.only_log();
     assert!(text.contains("skipped"), "{text}");
-    let samples = parse_metrics(&std::fs::read_to_string(&dirs.metrics).expect("metrics file"));
+    let samples = dirs.samples();
     assert_eq!(metric(&samples, "pgbak_runs_skipped_total", &[]), 1.0);
     std::fs::remove_dir_all(&dirs.logs).unwrap();
     drop(file);
@@ -112,8 +111,7 @@ fn cron_lock_held_by_another_process_is_reported() {
 #[test]
 fn cron_killed_run_does_not_block_the_next() {
     let pg = pg16();
-    let db = pg.fixture_db("cron killed", 0.05);
-    let dirs = Dirs::new("killed");
+    let (db, dirs) = cron_case(pg, "cron killed", "killed");
     let table_lock = TableLock::hold(pg, &db.name, "users");
     let mut first = cron(pgbak(pg), &dirs, &db.url())
         .stdout(Stdio::null())
@@ -139,8 +137,7 @@ fn cron_killed_run_does_not_block_the_next() {
 #[test]
 fn cron_sigterm_during_the_dump_exits_143_alerts_and_leaves_no_partial() {
     let pg = pg16();
-    let db = pg.fixture_db("cron sigterm", 0.05);
-    let dirs = Dirs::new("sigterm");
+    let (db, dirs) = cron_case(pg, "cron sigterm", "sigterm");
     let hook = HttpListener::ok();
     let table_lock = TableLock::hold(pg, &db.name, "users");
     let child = cron(pgbak(pg), &dirs, &db.url())
@@ -251,8 +248,7 @@ fn cron_full_and_schema_runs_overlap_and_a_second_full_is_skipped_visibly() {
 #[test]
 fn cron_lock_wait_waits_for_the_holder_then_runs() {
     let pg = pg16();
-    let db = pg.fixture_db("cron lock wait", 0.05);
-    let dirs = Dirs::new("lock-wait");
+    let (db, dirs) = cron_case(pg, "cron lock wait", "lock-wait");
     std::fs::create_dir_all(&dirs.backups).unwrap();
     let path = lock_path(&dirs, &db.name, "full");
     let mut file = std::fs::File::create(&path).unwrap();

@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use super::{down_url_of, scrape, series};
-use crate::support::cron::{cron, down_url, Dirs};
+use crate::support::cron::{cron, cron_case, down_url, Dirs};
 use crate::support::{output_text, pg16, pgbak, pgbak_bare, run, HttpListener, Request, PASSWORD};
 
 const TOKEN: &str = "hc-4f1c-uuid-token";
@@ -162,8 +162,7 @@ fn cron_check_config_with_a_bad_setting_exits_2_and_reports_it_nowhere_else() {
 #[test]
 fn cron_metrics_keep_one_series_per_database_and_mode_across_runs() {
     let pg = pg16();
-    let db = pg.fixture_db("cron metrics modes", 0.05);
-    let dirs = Dirs::new("metrics-modes");
+    let (db, dirs) = cron_case(pg, "cron metrics modes", "metrics-modes");
     let name = db.name.as_str();
     let cmd = |mode: &str, ok: bool| {
         let url = if ok { db.url() } else { down_url_of(name) };

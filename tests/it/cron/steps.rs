@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use super::{assert_generic_alert, scrape, seed_old_backups, series, slow_to_restore};
-use crate::support::cron::{cron, host_name, metric, parse_metrics, Dirs};
+use crate::support::cron::{cron, cron_case, host_name, metric, s3_down, step_success, Dirs};
 use crate::support::verify::verify_dbs;
 use crate::support::{
     self, free_port, output_text, pg16, pgbak, pgbak_bare, run, HttpListener, Pg, PASSWORD,
@@ -16,8 +16,7 @@ use crate::support::{
 #[test]
 fn cron_success_leaves_one_backup_one_log_calls_heartbeat_and_writes_metrics() {
     let pg = pg16();
-    let db = pg.fixture_db("cron ok", 0.05);
-    let dirs = Dirs::new("ok");
+    let (db, dirs) = cron_case(pg, "cron ok", "ok");
     let hook = HttpListener::ok();
     let beat = HttpListener::ok();
     let heartbeat_url = format!("{}/ping/4f1c-uuid-token", beat.base_url());
@@ -43,7 +42,7 @@ fn cron_success_leaves_one_backup_one_log_calls_heartbeat_and_writes_metrics() {
     assert_eq!(beats[0].path, "/ping/4f1c-uuid-token");
     assert!(hook.requests().is_empty(), "no alert on success");
 
-    let samples = parse_metrics(&std::fs::read_to_string(&dirs.metrics).expect("metrics file"));
+    let samples = dirs.samples();
     let db_label = format!("database=\"{}\"", db.name);
     assert_eq!(
         metric(&samples, "pgbak_last_run_success", &[&db_label]),
@@ -72,8 +71,7 @@ fn cron_success_leaves_one_backup_one_log_calls_heartbeat_and_writes_metrics() {
 #[test]
 fn cron_verify_run_leaves_one_backup_one_log_no_temp_db_and_calls_heartbeat() {
     let pg = pg16();
-    let db = pg.fixture_db("cron verify ok", 0.05);
-    let dirs = Dirs::new("verify-ok");
+    let (db, dirs) = cron_case(pg, "cron verify ok", "verify-ok");
     let hook = HttpListener::ok();
     let beat = HttpListener::ok();
     let verify_dbs = || -> Vec<String> {
@@ -108,11 +106,8 @@ fn cron_verify_run_leaves_one_backup_one_log_no_temp_db_and_calls_heartbeat() {
     );
     assert_eq!(beat.wait_for(1, Duration::from_secs(5)).len(), 1);
     assert!(hook.requests().is_empty());
-    let samples = parse_metrics(&std::fs::read_to_string(&dirs.metrics).expect("metrics file"));
-    assert_eq!(
-        metric(&samples, "pgbak_step_success", &["step=\"verify\""]),
-        1.0
-    );
+    let samples = dirs.samples();
+    assert_eq!(step_success(&samples, "verify"), 1.0);
     assert_eq!(metric(&samples, "pgbak_last_run_success", &[]), 1.0);
 }
 
@@ -177,11 +172,8 @@ fn cron_verify_failure_alerts_and_skips_retention() {
             "{name} pruned after a failed verify"
         );
     }
-    let samples = parse_metrics(&std::fs::read_to_string(&dirs.metrics).expect("metrics file"));
-    assert_eq!(
-        metric(&samples, "pgbak_step_success", &["step=\"verify\""]),
-        0.0
-    );
+    let samples = dirs.samples();
+    assert_eq!(step_success(&samples, "verify"), 0.0);
     assert!(
         !samples.keys().any(|k| k.contains("step=\"retention\"")),
         "retention did not run"
@@ -191,8 +183,7 @@ fn cron_verify_failure_alerts_and_skips_retention() {
 #[test]
 fn cron_verify_ephemeral_restores_into_a_throwaway_cluster() {
     let pg = pg16();
-    let db = pg.fixture_db("cron verify eph", 0.05);
-    let dirs = Dirs::new("verify-eph");
+    let (db, dirs) = cron_case(pg, "cron verify eph", "verify-eph");
     let verify_dbs = || -> Vec<String> {
         pg.databases()
             .into_iter()
@@ -244,8 +235,7 @@ fn cron_uploads_to_s3_and_prunes_the_bucket_too() {
 #[test]
 fn cron_s3_down_alerts_the_upload_step_and_keeps_the_local_backup() {
     let pg = pg16();
-    let db = pg.fixture_db("cron s3 down", 0.05);
-    let dirs = Dirs::new("s3-down");
+    let (db, dirs) = cron_case(pg, "cron s3 down", "s3-down");
     // Two complete older backups of the group (retention only deletes those).
     let mut seeded = Vec::new();
     for _ in 0..2 {
@@ -260,18 +250,10 @@ fn cron_s3_down_alerts_the_upload_step_and_keeps_the_local_backup() {
     let hook = HttpListener::ok();
     let secret_key = "AWSs3cr3tKEY-never-printed";
     let started = Instant::now();
-    let out = run(cron(pgbak(pg), &dirs, &db.url())
-        .env("ALERT_WEBHOOK_URL", hook.url())
-        .env("BACKUP_KEEP", "1")
-        .env("S3_BUCKET", "pgbak-cron-down")
-        .env(
-            "S3_ENDPOINT_URL",
-            format!("http://127.0.0.1:{}", free_port()),
-        )
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", secret_key)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true"));
+    let mut cmd = cron(pgbak(pg), &dirs, &db.url());
+    cmd.env("ALERT_WEBHOOK_URL", hook.url())
+        .env("BACKUP_KEEP", "1");
+    let out = run(s3_down(&mut cmd, "pgbak-cron-down", secret_key));
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     assert!(started.elapsed() < Duration::from_secs(120));
     let (log, text) = dirs.only_log();
@@ -297,13 +279,10 @@ fn cron_s3_down_alerts_the_upload_step_and_keeps_the_local_backup() {
             "{name} kept: local retention skipped after a failed upload"
         );
     }
-    let samples = parse_metrics(&std::fs::read_to_string(&dirs.metrics).expect("metrics file"));
+    let samples = dirs.samples();
+    assert_eq!(step_success(&samples, "upload"), 0.0);
     assert_eq!(
-        metric(&samples, "pgbak_step_success", &["step=\"upload\""]),
-        0.0
-    );
-    assert_eq!(
-        metric(&samples, "pgbak_step_success", &["step=\"retention\""]),
+        step_success(&samples, "retention"),
         1.0,
         "local retention ran after the failed upload"
     );
@@ -312,8 +291,7 @@ fn cron_s3_down_alerts_the_upload_step_and_keeps_the_local_backup() {
 #[test]
 fn cron_failed_heartbeat_does_not_fail_a_good_run() {
     let pg = pg16();
-    let db = pg.fixture_db("cron beat 404", 0.05);
-    let dirs = Dirs::new("beat404");
+    let (db, dirs) = cron_case(pg, "cron beat 404", "beat404");
     let beat = HttpListener::new(&[404]);
     let out = run(cron(pgbak(pg), &dirs, &db.url()).env("HEARTBEAT_URL", beat.url()));
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
@@ -397,8 +375,7 @@ fn cron_sigterm_during_verify_alerts_interrupted_and_records_nothing() {
 #[test]
 fn cron_unreachable_verify_target_is_not_a_failed_verification() {
     let pg = pg16();
-    let db = pg.fixture_db("cron verify unreachable", 0.05);
-    let dirs = Dirs::new("verify-unreachable");
+    let (db, dirs) = cron_case(pg, "cron verify unreachable", "verify-unreachable");
     let hook = HttpListener::ok();
     let target = format!("postgresql://postgres:x@127.0.0.1:{}/postgres", free_port());
     let out = run(cron(pgbak(pg), &dirs, &db.url())
@@ -435,21 +412,11 @@ fn cron_unreachable_verify_target_is_not_a_failed_verification() {
 #[test]
 fn cron_failed_upload_still_verifies_the_local_backup() {
     let pg = pg16();
-    let db = pg.fixture_db("cron upload verify", 0.05);
-    let dirs = Dirs::new("upload-verify");
+    let (db, dirs) = cron_case(pg, "cron upload verify", "upload-verify");
     let hook = HttpListener::ok();
-    let out = run(cron(pgbak(pg), &dirs, &db.url())
-        .arg("--verify")
-        .env("ALERT_WEBHOOK_URL", hook.url())
-        .env("S3_BUCKET", "pgbak-cron-down")
-        .env(
-            "S3_ENDPOINT_URL",
-            format!("http://127.0.0.1:{}", free_port()),
-        )
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true"));
+    let mut cmd = cron(pgbak(pg), &dirs, &db.url());
+    cmd.arg("--verify").env("ALERT_WEBHOOK_URL", hook.url());
+    let out = run(s3_down(&mut cmd, "pgbak-cron-down", "test"));
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let body = hook.wait_for(1, Duration::from_secs(5))[0].json();
     assert!(

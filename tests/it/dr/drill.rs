@@ -339,16 +339,7 @@ fn drill_rebuilds_a_whole_server_from_the_bucket() {
             "app.notes",
         ])
         .arg(&app_dump));
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["passed"], true, "{report:#}");
-    let warnings = report["pg_restore_warnings"].as_array().unwrap();
-    assert!(
-        !warnings
-            .iter()
-            .any(|w| w.as_str().unwrap_or_default().contains("role")),
-        "{report:#}"
-    );
+    crate::support::verify::assert_passed_with_the_roles(&out);
 
     // A second run picks up a new database without any configuration.
     source.psql("postgres", "CREATE DATABASE fourth OWNER app_owner");

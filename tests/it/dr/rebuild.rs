@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::{count, has_database, server_with_roles, JOURNAL};
 use crate::support::keys::keygen;
+use crate::support::processes::on_terminal;
 use crate::support::runs::{pgbak_on, rebuild, run_id_of_backup, signal_when};
 use crate::support::verify::Dir;
 use crate::support::{self, output_text, private_cluster, run, s3};
@@ -177,25 +178,8 @@ fn dr_of_an_encrypted_run_without_an_identity_is_refused_before_the_prompt() {
     run_id_of_backup(&source, &dir, &["--encrypt-to", &public]);
     let target = private_cluster(16);
     // On a terminal (script(1)), answering the prompt should it come.
-    let mut child = std::process::Command::new("script")
-        .arg("-qec")
-        .arg(format!(
-            "{} restore --all-databases --backup-dir {}",
-            env!("CARGO_BIN_EXE_pgbak"),
-            dir.display()
-        ))
-        .arg("/dev/null")
-        .env("DATABASE_URL", target.url("postgres"))
-        .env(
-            "PGBAK_PG_BIN_DIR",
-            support::paths()
-                .pg17_bin
-                .clone()
-                .unwrap_or_else(|| target.bin.clone()),
-        )
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+    let args = format!("restore --all-databases --backup-dir {}", dir.display());
+    let mut child = on_terminal(&target, &target.url("postgres"), &args)
         .spawn()
         .expect("running script(1)");
     let mut stdin = child.stdin.take().unwrap();

@@ -360,16 +360,7 @@ fn encryption_covers_the_globals_file_of_an_all_databases_run() {
         .env("DATABASE_URL", source.url("enc_app"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["passed"], true, "{report:#}");
-    let warnings = report["pg_restore_warnings"].as_array().unwrap();
-    assert!(
-        !warnings
-            .iter()
-            .any(|w| w.as_str().unwrap_or_default().contains("role")),
-        "{report:#}"
-    );
+    crate::support::verify::assert_passed_with_the_roles(&out);
 }
 
 /// An SSH public key whose comment holds a comma (ssh-keygen -C takes any text).

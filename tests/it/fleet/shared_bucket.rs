@@ -260,10 +260,7 @@ fn fleet_two_servers_in_one_prefix_keep_their_own_backups_names_and_groups() {
 #[test]
 fn fleet_names_come_from_the_clock_and_check_reports_a_backup_dated_in_the_future() {
     let pg = pg16();
-    let db = pg.db_with(
-        "fleet clock",
-        "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
-    );
+    let db = pg.db_with_rows("fleet clock", 100);
     let dir = backup_dir("fleet-clock");
     let out = support::backup(pg, &db.name, &dir, &[]);
     assert!(out.status.success(), "{}", output_text(&out));
@@ -371,10 +368,7 @@ fn fleet_check_s3_reports_a_group_whose_newest_backup_is_not_offsite() {
 #[test]
 fn fleet_check_after_an_upgrade_shows_the_old_unnamed_backups_as_superseded_not_stale() {
     let pg = pg16();
-    let db = pg.db_with(
-        "fleet upgrade",
-        "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
-    );
+    let db = pg.db_with_rows("fleet upgrade", 100);
     let dir = backup_dir("fleet-upgrade");
     let out = support::backup(pg, &db.name, &dir, &[]);
     assert!(out.status.success(), "{}", output_text(&out));

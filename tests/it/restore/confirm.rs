@@ -1,12 +1,13 @@
 //! The confirmation before a restore replaces a database: without a terminal it refuses at once
 //! and leaves the target; on a terminal it asks for the database's name.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use super::tables;
+use crate::support::processes::on_terminal;
 use crate::support::verify::fixture_backup;
-use crate::support::{self, output_text, pg16, restore_cmd, run, TestDb};
+use crate::support::{output_text, pg16, restore_exits, TestDb};
 
 #[test]
 fn restore_without_a_terminal_refuses_at_once_and_leaves_the_target() {
@@ -17,8 +18,7 @@ fn restore_without_a_terminal_refuses_at_once_and_leaves_the_target() {
         "CREATE TABLE marker (x int); INSERT INTO marker VALUES (7)",
     );
     let started = Instant::now();
-    let out = run(&mut restore_cmd(&target, &dump, &["--create-db"]));
-    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    let out = restore_exits(&target, &dump, &["--create-db"], 2);
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-confirm"));
     assert_eq!(tables(&target), vec!["marker".to_owned()]);
@@ -29,23 +29,11 @@ fn restore_without_a_terminal_refuses_at_once_and_leaves_the_target() {
 /// the confirmation with `answer`.
 fn restore_on_a_terminal(target: &TestDb<'_>, dump: &std::path::Path, answer: &str) -> Output {
     use std::io::Write;
-    let bin = support::paths()
-        .pg17_bin
-        .clone()
-        .unwrap_or_else(|| target.pg().bin.clone());
-    let mut child = Command::new("script")
-        .arg("-qec")
-        .arg(format!(
-            "{} restore {} --create-db --allow-other-database",
-            env!("CARGO_BIN_EXE_pgbak"),
-            dump.display()
-        ))
-        .arg("/dev/null")
-        .env("DATABASE_URL", target.url())
-        .env("PGBAK_PG_BIN_DIR", bin)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+    let args = format!(
+        "restore {} --create-db --allow-other-database",
+        dump.display()
+    );
+    let mut child = on_terminal(target.pg(), &target.url(), &args)
         .spawn()
         .expect("running script(1)");
     let mut stdin = child.stdin.take().unwrap();

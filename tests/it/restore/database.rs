@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::tables;
 use crate::support::bucket::backup_dir;
 use crate::support::verify::{backup, fixture_backup, read_meta, write_meta};
-use crate::support::{self, dumps, output_text, pg16, restore_cmd, run};
+use crate::support::{self, dumps, output_text, pg16, restore_cmd, restore_exits, run};
 
 #[test]
 fn restore_create_db_reproduces_every_row() {
@@ -64,12 +64,7 @@ fn restore_harmless_warnings_do_not_fail_but_real_errors_do() {
         .unwrap()
         .starts_with("17"));
     let target = pg.fresh_db("restore warn target");
-    let out = run(&mut restore_cmd(
-        &target,
-        &dump,
-        &["--create-db", "--no-confirm"],
-    ));
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let out = restore_exits(&target, &dump, &["--create-db", "--no-confirm"], 0);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("harmless") && stderr.contains("transaction_timeout"),
@@ -81,8 +76,7 @@ fn restore_harmless_warnings_do_not_fail_but_real_errors_do() {
         "restore clash",
         "CREATE TABLE users (id int); INSERT INTO users VALUES (42)",
     );
-    let out = run(&mut restore_cmd(&clash, &dump, &["--no-confirm"]));
-    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let out = restore_exits(&clash, &dump, &["--no-confirm"], 1);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("already exists"), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("MISMATCH"));
@@ -93,12 +87,12 @@ fn restore_selected_table_restores_only_that_table() {
     let pg = pg16();
     let (source, _dir, dump) = fixture_backup(pg, "restore table", 0.05);
     let target = pg.fresh_db("restore table target");
-    let out = run(&mut restore_cmd(
+    let out = restore_exits(
         &target,
         &dump,
         &["--create-db", "--no-confirm", "--table", "users"],
-    ));
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+        0,
+    );
     assert_eq!(tables(&target), vec!["users".to_owned()]);
     assert_eq!(
         pg.table_digests(&target.name)["users"],
@@ -128,12 +122,7 @@ fn restore_round_trips_a_database_with_an_odd_name() {
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     assert!(crate::support::verify::verify_dbs(pg, &db.name).is_empty());
     db.psql("DELETE FROM feedback; DROP TABLE token_usage_records");
-    let out = run(&mut restore_cmd(
-        &db,
-        &dump,
-        &["--create-db", "--no-confirm"],
-    ));
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    restore_exits(&db, &dump, &["--create-db", "--no-confirm"], 0);
     assert_eq!(pg.table_digests(&db.name), before);
 }
 
@@ -146,12 +135,7 @@ fn restore_refuses_a_corrupt_backup_before_touching_the_target() {
     let at = bytes.len() / 3;
     bytes[at] ^= 0xff;
     std::fs::write(&dump, &bytes).unwrap();
-    let out = run(&mut restore_cmd(
-        &target,
-        &dump,
-        &["--create-db", "--no-confirm"],
-    ));
-    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let out = restore_exits(&target, &dump, &["--create-db", "--no-confirm"], 1);
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not match meta.json"));
     assert_eq!(tables(&target), vec!["marker".to_owned()]);
 }
@@ -164,12 +148,7 @@ fn restore_names_the_pgvector_package_when_the_server_lacks_it() {
     };
     let (_source, _dir, dump) = fixture_backup(pg16(), "restore novector", 0.05);
     let target = pg17.db_with("restore novector target", "CREATE TABLE marker (x int)");
-    let out = run(&mut restore_cmd(
-        &target,
-        &dump,
-        &["--create-db", "--no-confirm"],
-    ));
-    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let out = restore_exits(&target, &dump, &["--create-db", "--no-confirm"], 1);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("postgresql-17-pgvector"),
         "{}",
@@ -204,12 +183,7 @@ fn restore_warns_about_an_older_alembic_revision_and_counts_mismatches() {
     let users = tables.iter_mut().find(|t| t["name"] == "users").unwrap();
     users["rows"] = 1.into();
     write_meta(&dump, &meta);
-    let out = run(&mut restore_cmd(
-        &target,
-        &dump,
-        &["--create-db", "--no-confirm"],
-    ));
-    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let out = restore_exits(&target, &dump, &["--create-db", "--no-confirm"], 1);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout
@@ -245,12 +219,7 @@ fn restore_without_meta_warns_and_still_restores() {
     let (source, _dir, dump) = fixture_backup(pg, "restore nometa", 0.05);
     std::fs::remove_file(crate::support::verify::meta_path(&dump)).unwrap();
     let target = pg.fresh_db("restore nometa target");
-    let out = run(&mut restore_cmd(
-        &target,
-        &dump,
-        &["--create-db", "--no-confirm"],
-    ));
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let out = restore_exits(&target, &dump, &["--create-db", "--no-confirm"], 0);
     assert!(String::from_utf8_lossy(&out.stderr).contains("checksum cannot be checked"));
     assert_eq!(
         pg.table_digests(&target.name),
@@ -372,12 +341,7 @@ fn restore_create_db_carries_over_database_properties() {
         )
     };
     let target = pg.fresh_db("dbprops target");
-    let out = run(&mut restore_cmd(
-        &target,
-        &dump,
-        &["--create-db", "--no-confirm"],
-    ));
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    restore_exits(&target, &dump, &["--create-db", "--no-confirm"], 0);
     assert_eq!(describe(&target.name), describe(&source.name));
     assert!(describe(&target.name).contains("work_mem=7MB"));
     // Owners and grants of the objects came back too: every role exists here.
@@ -388,12 +352,12 @@ fn restore_create_db_carries_over_database_properties() {
 
     // --no-owner: owner and ACL stay the server's defaults, and the summary says so.
     let plain = pg.fresh_db("dbprops no owner");
-    let out = run(&mut restore_cmd(
+    let out = restore_exits(
         &plain,
         &dump,
         &["--create-db", "--no-confirm", "--no-owner"],
-    ));
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+        0,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(&format!("not restored: owner {owner} (--no-owner)")),
@@ -463,12 +427,7 @@ fn fleet_create_db_restores_the_connection_limit_and_default_tablespace_or_names
         )
     };
     let target = pg.fresh_db("fleet dbprops target");
-    let out = run(&mut restore_cmd(
-        &target,
-        &dump,
-        &["--create-db", "--no-confirm"],
-    ));
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    restore_exits(&target, &dump, &["--create-db", "--no-confirm"], 0);
     assert_eq!(props(&target.name), format!("7 {space}"));
 
     // Without the tablespace on the target: the database lands in the default one,
@@ -478,12 +437,7 @@ fn fleet_create_db_restores_the_connection_limit_and_default_tablespace_or_names
     drop(source);
     pg.psql("postgres", &format!("DROP TABLESPACE {space}"));
     let again = pg.fresh_db("fleet dbprops again");
-    let out = run(&mut restore_cmd(
-        &again,
-        &dump,
-        &["--create-db", "--no-confirm"],
-    ));
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let out = restore_exits(&again, &dump, &["--create-db", "--no-confirm"], 0);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(&format!("tablespace {space}")) && stderr.contains("no such tablespace"),

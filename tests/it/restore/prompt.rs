@@ -5,14 +5,16 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::staging_copies;
+use crate::support::processes::on_terminal;
+use crate::support::roles::has_role;
 use crate::support::runs::run_id_of_backup;
 use crate::support::verify::{fixture_backup, Dir};
-use crate::support::{self, pg16, private_cluster, Pg};
+use crate::support::{pg16, private_cluster, Pg};
 
 /// A pgbak command line running on a pseudo-terminal, its output collected as it comes.
 struct OnTerminal {
@@ -24,20 +26,7 @@ struct OnTerminal {
 impl OnTerminal {
     /// `pgbak ARGS` under `script`, with `DATABASE_URL=url` and the client tools of `pg`.
     fn start(pg: &Pg, url: &str, args: &str) -> OnTerminal {
-        let bin = support::paths()
-            .pg17_bin
-            .clone()
-            .unwrap_or_else(|| pg.bin.clone());
-        let mut cmd = Command::new("script");
-        cmd.arg("-qec")
-            .arg(format!("{} {args}", env!("CARGO_BIN_EXE_pgbak")))
-            .arg("/dev/null");
-        support::clear_pg_env(&mut cmd);
-        let mut child = cmd
-            .env("DATABASE_URL", url)
-            .env("PGBAK_PG_BIN_DIR", bin)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
+        let mut child = on_terminal(pg, url, args)
             .stderr(Stdio::null())
             .spawn()
             .expect("running script(1)");
@@ -184,13 +173,7 @@ fn ctrl_c_at_the_rebuild_prompt_stops_it_and_changes_nothing() {
         !databases.iter().any(|d| d == "pgbak_restore_journal"),
         "{databases:?}"
     );
-    assert_eq!(
-        target.psql(
-            "postgres",
-            "SELECT count(*) FROM pg_roles WHERE rolname = 'prompt_owner'"
-        ),
-        "0"
-    );
+    assert!(!has_role(&target, "prompt_owner"));
 
     // A wrong name is exit 2, nothing changed either.
     let mut term = OnTerminal::start(&target, &target.url("postgres"), &args);

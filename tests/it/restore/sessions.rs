@@ -7,8 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use super::staging_copies;
 use crate::support::processes::{cluster_with_backup, stop_server_mid_restore};
 use crate::support::runs::{signal_when, wait_bounded};
@@ -81,24 +79,7 @@ fn restore_lock_wait_is_bounded_and_names_the_blocking_session() {
         "CREATE TABLE items (id int); INSERT INTO items SELECT generate_series(1, 1000)",
     );
     let dir = Dir::new("lockwait");
-    let out = support::pgbak(pg)
-        .args([
-            "backup",
-            "--no-s3",
-            "--json",
-            "--mode",
-            "data",
-            "--output-dir",
-        ])
-        .arg(&*dir)
-        .env("DATABASE_URL", source.url())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", output_text(&out));
-    let dump = serde_json::from_slice::<Value>(&out.stdout).unwrap()["dump"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let dump = crate::support::verify::backup_in_mode(&source, &dir, "data");
     let target = pg.db_with("lockwait target", "CREATE TABLE items (id int)");
     let lock = TableLock::hold(pg, &target.name, "items");
     let holder = pg.psql(

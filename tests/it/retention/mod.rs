@@ -12,7 +12,12 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::support::{self, backup, output_text, read_meta, stdout_json, Pg, TestDb};
+use tempfile::TempDir;
+
+use crate::support::bucket::pgbak_s3;
+use crate::support::{
+    self, backup, output_text, pg16, read_meta, s3, stdout_json, Pg, S3Server, TestDb,
+};
 
 /// A small database with `rows` rows in `public.t`.
 pub(crate) fn small_db<'a>(pg: &'a Pg, hint: &str, rows: u32) -> TestDb<'a> {
@@ -22,6 +27,51 @@ pub(crate) fn small_db<'a>(pg: &'a Pg, hint: &str, rows: u32) -> TestDb<'a> {
          INSERT INTO t SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, {rows}) g"
     ));
     db
+}
+
+/// A small database (as [`small_db`], 10 rows), a fresh bucket on the shared S3 server
+/// (`bucket` its hint) and a new directory.
+pub(crate) fn small_s3_case(
+    hint: &str,
+    bucket: &str,
+) -> (TestDb<'static>, &'static S3Server, String, TempDir) {
+    let db = small_db(pg16(), hint, 10);
+    let server = s3();
+    let bucket = server.fresh_bucket(bucket);
+    (db, server, bucket, tempfile::tempdir().unwrap())
+}
+
+/// `pgbak backup --keep KEEP --storage-class STANDARD` of `db` into `dir` and the bucket's
+/// prefix `p/`, which must succeed.
+pub(crate) fn s3_backup(
+    db: &TestDb,
+    server: &S3Server,
+    bucket: &str,
+    dir: &Path,
+    keep: &str,
+) -> Output {
+    let args = [
+        "backup",
+        "--keep",
+        keep,
+        "--storage-class",
+        "STANDARD",
+        "--output-dir",
+    ];
+    let out = support::run(pgbak_s3(db, server, bucket, "p/").args(args).arg(dir));
+    ok(&out);
+    out
+}
+
+/// A small database (as [`small_db`], 10 rows) and three backups of it in a new directory,
+/// none pruned: their file names, oldest first.
+pub(crate) fn three_backups<'a>(pg: &'a Pg, hint: &str) -> (TestDb<'a>, TempDir, Vec<String>) {
+    let db = small_db(pg, hint, 10);
+    let dir = tempfile::tempdir().unwrap();
+    let made = (0..3)
+        .map(|_| backed_up(pg, &db, dir.path(), "0"))
+        .collect();
+    (db, dir, made)
 }
 
 pub(crate) fn ok(out: &Output) -> &Output {

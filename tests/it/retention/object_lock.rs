@@ -1,7 +1,7 @@
 //! S3 Object Lock on a moto bucket created with it: a locked backup survives a delete attempt and
 //! prune plans around it; Object Lock asked of a bucket without it exits 2 before dumping.
 
-use super::small_db;
+use super::{small_db, small_s3_case};
 use crate::support::bucket::pgbak_s3;
 use crate::support::{self, dumps, output_text, pg16, run, s3, stdout_json};
 
@@ -21,11 +21,7 @@ fn lock_bucket(server: &support::S3Server, name: &str) {
 
 #[test]
 fn s3_object_lock_on_a_bucket_without_it_exits_2_before_dumping() {
-    let pg = pg16();
-    let db = small_db(pg, "no lock bucket", 10);
-    let server = s3();
-    let bucket = server.fresh_bucket("nolock");
-    let dir = tempfile::tempdir().unwrap();
+    let (db, server, bucket, dir) = small_s3_case("no lock bucket", "nolock");
     let out = run(pgbak_s3(&db, server, &bucket, "p/")
         .args(["backup", "--s3-object-lock-days", "7", "--output-dir"])
         .arg(dir.path()));

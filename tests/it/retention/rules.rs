@@ -4,10 +4,10 @@
 
 use std::process::Output;
 
-use super::{backed_up, ok, pgbak_in, small_db};
+use super::{backed_up, ok, pgbak_in, s3_backup, small_db, small_s3_case, three_backups};
 use crate::support::bucket::pgbak_s3;
 use crate::support::{
-    self, backup, dumps, earlier_backup, files, output_text, pg16, read_meta, run, s3, stdout_json,
+    self, backup, dumps, earlier_backup, files, output_text, pg16, read_meta, run, stdout_json,
 };
 
 /// Lines of stderr that warn about `needle`.
@@ -90,36 +90,12 @@ fn retention_reports_a_dump_without_meta_once_and_keeps_it() {
 
 #[test]
 fn s3_retention_reports_a_dump_without_meta_once_and_keeps_it() {
-    let pg = pg16();
-    let db = small_db(pg, "s3 orphan dump", 10);
-    let server = s3();
-    let bucket = server.fresh_bucket("orphan");
-    let dir = tempfile::tempdir().unwrap();
-    let first = run(pgbak_s3(&db, server, &bucket, "p/")
-        .args([
-            "backup",
-            "--keep",
-            "1",
-            "--storage-class",
-            "STANDARD",
-            "--output-dir",
-        ])
-        .arg(dir.path()));
-    ok(&first);
+    let (db, server, bucket, dir) = small_s3_case("s3 orphan dump", "orphan");
+    s3_backup(&db, server, &bucket, dir.path(), "1");
     let orphan_key = format!("p/{}", orphan_name(&dumps(dir.path())[0]));
     server.put_object(&bucket, &orphan_key, b"PGDMP not really".to_vec(), None);
     for _ in 0..2 {
-        let out = run(pgbak_s3(&db, server, &bucket, "p/")
-            .args([
-                "backup",
-                "--keep",
-                "1",
-                "--storage-class",
-                "STANDARD",
-                "--output-dir",
-            ])
-            .arg(dir.path()));
-        ok(&out);
+        let out = s3_backup(&db, server, &bucket, dir.path(), "1");
         assert_eq!(
             warnings_naming(&out, &format!("s3://{bucket}/{orphan_key}")),
             1,
@@ -143,11 +119,7 @@ fn s3_retention_reports_a_dump_without_meta_once_and_keeps_it() {
 #[test]
 fn prune_dry_run_shows_each_decision_and_deletes_nothing_then_prunes() {
     let pg = pg16();
-    let db = small_db(pg, "prune", 10);
-    let dir = tempfile::tempdir().unwrap();
-    let made: Vec<String> = (0..3)
-        .map(|_| backed_up(pg, &db, dir.path(), "0"))
-        .collect();
+    let (db, dir, made) = three_backups(pg, "prune");
     let plan = stdout_json(&pgbak_in(
         pg,
         &db,
@@ -198,22 +170,9 @@ fn prune_dry_run_shows_each_decision_and_deletes_nothing_then_prunes() {
 
 #[test]
 fn prune_applies_the_rules_to_the_s3_prefix() {
-    let pg = pg16();
-    let db = small_db(pg, "s3 prune", 10);
-    let server = s3();
-    let bucket = server.fresh_bucket("prune");
-    let dir = tempfile::tempdir().unwrap();
+    let (db, server, bucket, dir) = small_s3_case("s3 prune", "prune");
     for _ in 0..3 {
-        ok(&run(pgbak_s3(&db, server, &bucket, "p/")
-            .args([
-                "backup",
-                "--keep",
-                "0",
-                "--storage-class",
-                "STANDARD",
-                "--output-dir",
-            ])
-            .arg(dir.path())));
+        s3_backup(&db, server, &bucket, dir.path(), "0");
     }
     let out = run(pgbak_s3(&db, server, &bucket, "p/")
         .env("BACKUP_DIR", dir.path())
@@ -240,11 +199,7 @@ fn prune_applies_the_rules_to_the_s3_prefix() {
 #[test]
 fn calendar_rules_come_from_the_environment_and_name_their_bucket() {
     let pg = pg16();
-    let db = small_db(pg, "gfs env", 10);
-    let dir = tempfile::tempdir().unwrap();
-    let made: Vec<String> = (0..3)
-        .map(|_| backed_up(pg, &db, dir.path(), "0"))
-        .collect();
+    let (_db, dir, made) = three_backups(pg, "gfs env");
     let out = support::pgbak(pg)
         .env("BACKUP_DIR", dir.path())
         .env("BACKUP_KEEP_DAILY", "1")

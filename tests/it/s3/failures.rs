@@ -7,8 +7,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::support::bucket::{
-    assert_local_complete, assert_no_secret, backup_dir, files, pgbak_s3, s3_case, sha256_hex,
-    small_parts,
+    assert_bucket_empty, assert_local_complete, backup_dir, files, pgbak_s3, s3_case, sha256_hex,
+    small_parts, upload_failed_line,
 };
 use crate::support::{self, output_text, pg16, private_s3, run, S3Server, TestDb};
 
@@ -68,13 +68,8 @@ fn s3_unreachable_exits_1_and_keeps_the_local_backup() {
         "failing took {:?}",
         started.elapsed()
     );
-    assert_no_secret(&out);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let last = stderr.lines().last().unwrap_or_default();
-    assert!(
-        last.contains("ERROR") && last.contains("is complete, but uploading it to s3://"),
-        "one-line error: {stderr}"
-    );
+    let last = upload_failed_line(&out);
+    assert!(last.contains("ERROR"), "one-line error: {last}");
     assert!(
         last.contains(&format!("127.0.0.1:{closed}")) || last.contains("onnect"),
         "{last}"
@@ -82,8 +77,7 @@ fn s3_unreachable_exits_1_and_keeps_the_local_backup() {
     let meta = assert_local_complete(&dir);
     assert_eq!(meta.s3, None);
     // Nothing reached the (real) bucket the run was pointed away from.
-    assert!(server.list_objects(&bucket, "").is_empty());
-    assert!(server.multipart_uploads(&bucket).is_empty());
+    assert_bucket_empty(server, &bucket);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -98,13 +92,7 @@ fn s3_server_killed_mid_upload_exits_1_and_keeps_the_local_backup() {
     server.kill();
     let out = child.wait_with_output().expect("waiting for pgbak");
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
-    assert_no_secret(&out);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let last = stderr.lines().last().unwrap_or_default();
-    assert!(
-        last.contains("is complete, but uploading it to s3://"),
-        "{stderr}"
-    );
+    upload_failed_line(&out);
     let meta = assert_local_complete(&dir);
     assert_eq!(meta.s3, None);
     let _ = std::fs::remove_dir_all(&dir);
@@ -135,8 +123,7 @@ fn s3_upload_dropped_by_the_store_mid_upload_leaves_no_object_or_upload() {
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let meta = assert_local_complete(&dir);
     assert_eq!(meta.s3, None);
-    assert!(server.list_objects(&bucket, "").is_empty());
-    assert!(server.multipart_uploads(&bucket).is_empty());
+    assert_bucket_empty(server, &bucket);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -166,8 +153,7 @@ fn s3_sigint_mid_upload_aborts_the_multipart_upload() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().expect("waiting for pgbak");
     assert_eq!(out.status.code(), Some(130), "{}", output_text(&out));
-    assert!(server.list_objects(&bucket, "").is_empty());
-    assert!(server.multipart_uploads(&bucket).is_empty());
+    assert_bucket_empty(server, &bucket);
     assert!(files(&dir, "").is_empty(), "{:?}", files(&dir, ""));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -181,13 +167,7 @@ fn s3_outage_mid_upload_keeps_local_backup_and_next_run_leaves_nothing_open() {
     proxy.cut();
     let out = child.wait_with_output().expect("waiting for pgbak");
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
-    assert_no_secret(&out);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let last = stderr.lines().last().unwrap_or_default();
-    assert!(
-        last.contains("is complete, but uploading it to s3://"),
-        "{stderr}"
-    );
+    upload_failed_line(&out);
     let meta = assert_local_complete(&dir);
     assert_eq!(meta.s3, None);
     // No object. The store was unreachable, so the abort could not be sent:

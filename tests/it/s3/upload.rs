@@ -8,8 +8,8 @@ use std::time::Duration;
 use pgbak::meta::Meta;
 
 use crate::support::bucket::{
-    assert_local_complete, assert_no_secret, backup_dir, files, pgbak_s3, s3_case, sha256_hex,
-    small_parts,
+    assert_bucket_empty, assert_local_complete, assert_no_secret, backup_dir, files, pgbak_s3,
+    s3_case, sha256_hex, small_parts,
 };
 use crate::support::verify::check_named;
 use crate::support::{self, output_text, pg16, run, s3, S3Server};
@@ -280,8 +280,7 @@ fn s3_dump_beyond_max_parts_fails_the_upload_and_keeps_the_local_backup() {
     );
     let meta = assert_local_complete(&dir);
     assert_eq!(meta.s3, None);
-    assert!(server.list_objects(&bucket, "").is_empty());
-    assert!(server.multipart_uploads(&bucket).is_empty());
+    assert_bucket_empty(server, &bucket);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

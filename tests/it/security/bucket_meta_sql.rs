@@ -10,50 +10,21 @@ use std::path::{Path, PathBuf};
 use proptest::prelude::*;
 use serde_json::Value;
 
+use crate::support::runs::{owned_database_run, rebuild};
 use crate::support::verify::Dir;
-use crate::support::{self, output_text, OwnedCluster};
+use crate::support::{self, edit_meta, one_file, output_text, run, OwnedCluster};
 
 /// A source server with a database `appdb` owned by `app`, with a non-default ACL (so meta.json
 /// records `acl`), a setting and a comment; `backup --all-databases` of it into `dir`.
 fn all_databases_backup(dir: &Path) -> OwnedCluster {
-    let source = support::private_cluster(16);
-    source.psql("postgres", "CREATE ROLE app LOGIN PASSWORD 'app-Pa55'");
-    source.psql("postgres", "CREATE DATABASE appdb OWNER app");
-    source.psql(
-        "postgres",
-        "REVOKE ALL ON DATABASE appdb FROM PUBLIC; GRANT CONNECT ON DATABASE appdb TO app; \
-         ALTER DATABASE appdb SET work_mem TO '8MB'; COMMENT ON DATABASE appdb IS 'the app'",
-    );
-    source.psql(
-        "appdb",
-        "CREATE TABLE notes (id int PRIMARY KEY); INSERT INTO notes SELECT generate_series(1, 50); \
-         ALTER TABLE notes OWNER TO app",
-    );
-    let out = support::pgbak(&source)
-        .args(["backup", "--all-databases", "--no-s3", "--output-dir"])
-        .arg(dir)
-        .env("DATABASE_URL", source.url("postgres"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-    source
+    let acl = "REVOKE ALL ON DATABASE appdb FROM PUBLIC; GRANT CONNECT ON DATABASE appdb TO app; \
+               ALTER DATABASE appdb SET work_mem TO '8MB'; COMMENT ON DATABASE appdb IS 'the app'";
+    owned_database_run(dir, "app", "appdb", "notes", 50, acl, &[])
 }
 
 /// The meta.json of the `--all-databases` backup of `db` in `dir`.
 fn meta_of(dir: &Path, db: &str) -> PathBuf {
-    let prefix = format!("{db}_full_");
-    let name = support::files(dir)
-        .into_iter()
-        .find(|f| f.starts_with(&prefix) && f.ends_with(".meta.json"))
-        .unwrap_or_else(|| panic!("no meta.json of {db} in {:?}", support::files(dir)));
-    dir.join(name)
-}
-
-/// Edits a meta.json in place, as someone with write access to the bucket can.
-fn tamper(path: &Path, edit: impl FnOnce(&mut Value)) {
-    let mut meta = support::read_meta(path);
-    edit(&mut meta);
-    std::fs::write(path, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
+    one_file(dir, &format!("{db}_full_"), ".meta.json")
 }
 
 fn roles(pg: &OwnedCluster) -> String {
@@ -84,19 +55,14 @@ fn bucket_meta_sql_an_injected_privilege_stops_restore_all_databases_before_anyt
     let dir = Dir::new("meta-sql-all");
     let _source = all_databases_backup(&dir);
     let meta = meta_of(&dir, "appdb");
-    tamper(&meta, |m| {
+    edit_meta(&meta, |m| {
         let acl = &mut m["database_properties"]["acl"];
         assert!(acl.as_array().is_some_and(|a| !a.is_empty()), "{m:#}");
         acl[0]["privilege"] = Value::from(INJECTED);
     });
     let target = support::private_cluster(16);
     let before = roles(&target);
-    let out = support::pgbak(&target)
-        .args(["restore", "--all-databases", "--no-confirm", "--backup-dir"])
-        .arg(&*dir)
-        .env("DATABASE_URL", target.url("postgres"))
-        .output()
-        .unwrap();
+    let out = run(&mut rebuild(&target, &dir, &[]));
     assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -114,12 +80,7 @@ fn bucket_meta_sql_restore_create_db_refuses_every_field_that_would_reach_sql() 
     let dir = Dir::new("meta-sql-one");
     let source = all_databases_backup(&dir);
     let meta = meta_of(&dir, "appdb");
-    let dump = dir.join(
-        support::files(&dir)
-            .into_iter()
-            .find(|f| f.starts_with("appdb_full_") && f.ends_with(".dump"))
-            .unwrap(),
-    );
+    let dump = one_file(&dir, "appdb_full_", ".dump");
     let original = std::fs::read(&meta).unwrap();
     let cases: &[(&str, &str, Value)] = &[
         (
@@ -160,7 +121,7 @@ fn bucket_meta_sql_restore_create_db_refuses_every_field_that_would_reach_sql() 
     ];
     for (field, pointer, value) in cases {
         std::fs::write(&meta, &original).unwrap();
-        tamper(&meta, |m| {
+        edit_meta(&meta, |m| {
             let slot = m.pointer_mut(pointer);
             *slot.unwrap_or_else(|| panic!("{pointer} not in meta.json")) = value.clone();
         });

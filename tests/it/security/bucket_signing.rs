@@ -11,9 +11,11 @@ use serde_json::Value;
 
 use crate::support::bucket::pgbak_s3;
 use crate::support::keys::keygen_with;
+use crate::support::roles::has_role;
+use crate::support::runs::{owned_database_run, rebuild};
 use crate::support::verify::check_named;
 use crate::support::verify::Dir;
-use crate::support::{self, output_text, pg16, s3, OwnedCluster, TestDb};
+use crate::support::{self, edit_meta, one_file, output_text, pg16, s3, OwnedCluster, TestDb};
 
 /// `pgbak keygen --sign -o DIR/NAME`: (private key file, public key line).
 fn signing_key(dir: &Path, name: &str) -> (PathBuf, String) {
@@ -76,32 +78,17 @@ fn assert_refused(out: &Output, why: &str, db: &TestDb<'_>) {
     assert_eq!(db.psql("SELECT count(*) FROM items"), "30");
 }
 
-fn edit(path: &Path, change: impl FnOnce(&mut Value)) {
-    let mut meta = support::read_meta(path);
-    change(&mut meta);
-    std::fs::write(path, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
+/// Removes the signature of the meta.json at `path`.
+fn strip_signature(path: &Path) {
+    edit_meta(path, |m| {
+        m.as_object_mut().unwrap().remove("signature");
+    });
 }
 
 /// A server with a role and a database, backed up `--all-databases`, signed.
 fn signed_run(dir: &Path, key: &Path) -> OwnedCluster {
-    let source = support::private_cluster(16);
-    source.psql("postgres", "CREATE ROLE sg_app LOGIN PASSWORD 'sg-Pa55'");
-    source.psql("postgres", "CREATE DATABASE sg_app OWNER sg_app");
-    source.psql(
-        "sg_app",
-        "CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items SELECT generate_series(1, 30); \
-         ALTER TABLE items OWNER TO sg_app",
-    );
-    let out = support::pgbak(&source)
-        .args(["backup", "--all-databases", "--no-s3", "--output-dir"])
-        .arg(dir)
-        .arg("--signing-key-file")
-        .arg(key)
-        .env("DATABASE_URL", source.url("postgres"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-    source
+    let extra = ["--signing-key-file", key.to_str().unwrap()];
+    owned_database_run(dir, "sg_app", "sg_app", "items", 30, "", &extra)
 }
 
 #[test]
@@ -176,7 +163,7 @@ fn bucket_signing_only_backups_signed_by_a_trusted_key_are_verified_or_restored(
 
     // Edited after signing: a table's row count.
     let original = std::fs::read(&meta).unwrap();
-    edit(&meta, |m| m["tables"][0]["rows"] = Value::from(29));
+    edit_meta(&meta, |m| m["tables"][0]["rows"] = Value::from(29));
     assert_refused(
         &restore(&db, &dump, &ours),
         "changed after it was signed",
@@ -304,7 +291,7 @@ fn bucket_signing_interoperates_with_ssh_keygen_both_ways() {
     // ed25519 signatures are deterministic: the very same bytes, so the same message and format.
     let theirs = std::fs::read_to_string(&sig_file).unwrap();
     assert_eq!(theirs, signature);
-    edit(&meta, |m| m["signature"] = Value::from(theirs));
+    edit_meta(&meta, |m| m["signature"] = Value::from(theirs));
     let (out, report) = verify(&db, &dump, &allowed);
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     assert_eq!(check_named(&report, "meta.json")["status"], "pass");
@@ -318,66 +305,35 @@ fn bucket_signing_restore_all_databases_takes_only_a_signed_run() {
     let ours = trusted(&keys, "trusted", &[&public]);
     let _source = signed_run(&dir, &key);
     let dr = |target: &OwnedCluster, trust: bool| {
-        let mut cmd = support::pgbak(target);
-        cmd.args(["restore", "--all-databases", "--no-confirm", "--backup-dir"])
-            .arg(&*dir)
-            .env("DATABASE_URL", target.url("postgres"));
+        let mut cmd = rebuild(target, &dir, &[]);
         if trust {
             cmd.arg("--trusted-keys").arg(&ours);
         }
         cmd.output().unwrap()
     };
-    let globals_meta = dir.join(
-        support::files(&dir)
-            .into_iter()
-            .find(|f| f.starts_with("postgres_globals_") && f.ends_with(".meta.json"))
-            .unwrap(),
-    );
+    let globals_meta = one_file(&dir, "postgres_globals_", ".meta.json");
     let original = std::fs::read(&globals_meta).unwrap();
 
     // The globals' signature stripped: refused before any role is created.
-    edit(&globals_meta, |m| {
-        m.as_object_mut().unwrap().remove("signature");
-    });
+    strip_signature(&globals_meta);
     let target = support::private_cluster(16);
     let out = dr(&target, true);
     assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not signed"));
-    assert_eq!(
-        target.psql(
-            "postgres",
-            "SELECT count(*) FROM pg_roles WHERE rolname = 'sg_app'"
-        ),
-        "0"
-    );
+    assert!(!has_role(&target, "sg_app"));
 
     // A database's signature stripped (the globals signed): refused before any role is
     // created, not half way through the run.
     std::fs::write(&globals_meta, &original).unwrap();
-    let app_meta = dir.join(
-        support::files(&dir)
-            .into_iter()
-            .find(|f| f.starts_with("sg_app_full_") && f.ends_with(".meta.json"))
-            .unwrap(),
-    );
+    let app_meta = one_file(&dir, "sg_app_full_", ".meta.json");
     let app_original = std::fs::read(&app_meta).unwrap();
-    edit(&app_meta, |m| {
-        m.as_object_mut().unwrap().remove("signature");
-    });
+    strip_signature(&app_meta);
     let out = dr(&target, true);
     assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("sg_app_full_"));
-    assert_eq!(
-        target.psql(
-            "postgres",
-            "SELECT count(*) FROM pg_roles WHERE rolname = 'sg_app'"
-        ),
-        "0"
-    );
+    assert!(!has_role(&target, "sg_app"));
     std::fs::write(&app_meta, &app_original).unwrap();
-    edit(&globals_meta, |m| {
-        m.as_object_mut().unwrap().remove("signature");
-    });
+    strip_signature(&globals_meta);
 
     // Without trusted keys, DR says in one line that it trusts the bucket (and restores).
     let out = dr(&target, false);

@@ -6,11 +6,12 @@
 //! shows the payload did not run and what pgbak recorded or judged. Database,
 //! schema and table names with quotes, spaces and semicolons are quoted everywhere.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use crate::support::cluster::quote_ident;
+use crate::support::verify::Dir;
 use crate::support::{
     self, backup, chown_to_postgres, dumps, output_text, pg16, read_meta, scratch_dir, sha256_hex,
     Pg, TestDb,
@@ -73,6 +74,20 @@ impl<'a> Hostile<'a> {
 
     pub fn trap(&self) -> PathBuf {
         self.trap_dir.join("pwned")
+    }
+
+    /// `verify --expect-table public.t` of `dump` on the database's server passes, and the
+    /// payload did not run: its JSON report.
+    pub fn verify_passes(&self, dump: &Path) -> Value {
+        let (out, report) =
+            crate::support::verify::run_json(&mut crate::support::verify::verify_cmd(
+                &self.db,
+                dump,
+                &["--expect-table", "public.t"],
+            ));
+        self.assert_contained("verify");
+        assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+        report
     }
 
     /// Fails the test when the payload ran: the trap file exists or the owner became a superuser.
@@ -216,13 +231,7 @@ fn hostile_alembic_version_view_is_not_read_by_backup_or_verify() {
     // Refused with a warning, recorded as no revision.
     assert_eq!(meta["alembic_revision"], Value::Null, "{meta:#}");
     // verify on the source server reads the copy's alembic_version too.
-    let (out, report) = crate::support::verify::run_json(&mut crate::support::verify::verify_cmd(
-        &hostile.db,
-        &dump,
-        &["--expect-table", "public.t"],
-    ));
-    hostile.assert_contained("verify");
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let report = hostile.verify_passes(&dump);
     assert_eq!(
         crate::support::verify::status(&report, "alembic revision matches"),
         "pass"
@@ -252,13 +261,7 @@ fn hostile_operator_and_function_in_public_shadow_nothing_pgbak_calls() {
         .find(|t| t["name"] == "t")
         .map(|t| t["rows"].clone());
     assert_eq!(rows, Some(Value::from(5)), "{meta:#}");
-    let (out, _report) = crate::support::verify::run_json(&mut crate::support::verify::verify_cmd(
-        &hostile.db,
-        &dump,
-        &["--expect-table", "public.t"],
-    ));
-    hostile.assert_contained("verify");
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    hostile.verify_passes(&dump);
 }
 
 #[test]
@@ -337,16 +340,19 @@ fn hostile_event_trigger_verify_names_it_and_restore_as_a_superuser_brings_it_ba
     );
 }
 
-#[test]
-fn hostile_a_killed_verify_leaves_a_throwaway_role_the_next_run_drops() {
-    let pg = pg16();
-    let (db, _dir, dump) = crate::support::verify::fixture_backup(pg, "killed role", 0.3);
-    let mut child = crate::support::verify::verify_cmd(&db, &dump, &[])
+/// A `verify` of a fresh backup (the fixture at scale 0.3, `hint`) spawned and waited for until
+/// its pg_restore runs, logged in as the run's throwaway role: the database, the backup's
+/// directory and dump, the running verify and that role's name.
+fn verify_into_its_restore<'a>(
+    pg: &'a Pg,
+    hint: &str,
+) -> (TestDb<'a>, Dir, PathBuf, std::process::Child, String) {
+    let (db, dir, dump) = crate::support::verify::fixture_backup(pg, hint, 0.3);
+    let child = crate::support::verify::verify_cmd(&db, &dump, &[])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Into the restore: pg_restore is logged in as this run's throwaway role.
     let restoring = format!(
         "SELECT usename FROM pg_stat_activity WHERE usename LIKE 'pgbak\\_verify\\_%' \
          AND datname LIKE '{}\\_verify\\_%' LIMIT 1",
@@ -364,6 +370,14 @@ fn hostile_a_killed_verify_leaves_a_throwaway_role_the_next_run_drops() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
+    (db, dir, dump, child, role)
+}
+
+#[test]
+fn hostile_a_killed_verify_leaves_a_throwaway_role_the_next_run_drops() {
+    let pg = pg16();
+    // Into the restore: pg_restore is logged in as this run's throwaway role.
+    let (db, _dir, dump, mut child, role) = verify_into_its_restore(pg, "killed role");
     child.kill().unwrap();
     child.wait().unwrap();
     let exists = format!(
@@ -452,29 +466,7 @@ fn hostile_verify_as_a_role_with_createdb_and_createrole_restores_as_a_throwaway
 #[test]
 fn hostile_a_verify_stopped_by_sigterm_drops_its_throwaway_role_on_the_way_out() {
     let pg = pg16();
-    let (db, _dir, dump) = crate::support::verify::fixture_backup(pg, "sigterm role", 0.3);
-    let mut child = crate::support::verify::verify_cmd(&db, &dump, &[])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let restoring = format!(
-        "SELECT usename FROM pg_stat_activity WHERE usename LIKE 'pgbak\\_verify\\_%' \
-         AND datname LIKE '{}\\_verify\\_%' LIMIT 1",
-        db.name
-    );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let role = loop {
-        let role = pg.psql("postgres", &restoring);
-        if !role.is_empty() {
-            break role;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the restore never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let (db, _dir, _dump, mut child, role) = verify_into_its_restore(pg, "sigterm role");
     // SAFETY: kill(2) on the child this test started.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);

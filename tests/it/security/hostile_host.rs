@@ -358,10 +358,7 @@ fn host_a_parallel_encrypted_verify_as_an_ordinary_user_reads_its_unnamed_file()
         return;
     }
     let pg = pg16();
-    let db = pg.db_with(
-        "unnamed fd",
-        "CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g",
-    );
+    let db = pg.db_with_rows("unnamed fd", 1000);
     let home = Dir::new("unnamed-fd");
     let (key, public) = keygen(&home, "key.txt");
     let backups = home.join("backups");

@@ -45,10 +45,7 @@ fn the_password_is_never_in_argv_output_or_meta() {
 #[test]
 fn trust_secret_file_forms_and_short_passwords_are_scrubbed() {
     let pg = pg16();
-    let db = pg.db_with(
-        "secret files",
-        "CREATE TABLE t AS SELECT g FROM generate_series(1, 10) g",
-    );
+    let db = pg.db_with_rows("secret files", 10);
     let password = "Qz9";
     let role = login_superuser(pg, "short", &db.name, password);
     let tmp = tempfile::tempdir().unwrap();
@@ -126,10 +123,7 @@ fn recording_bin_dir(real: &Path, wrapped: &[&str], hint: &str) -> Dir {
 #[test]
 fn host_pg_dump_and_pg_restore_get_the_connection_and_no_secret() {
     let pg = pg16();
-    let source = pg.db_with(
-        "child env source",
-        "CREATE TABLE t AS SELECT g FROM generate_series(1, 3) g",
-    );
+    let source = pg.db_with_rows("child env source", 3);
     let real = paths().pg17_bin.clone().unwrap_or_else(|| pg.bin.clone());
     let bin = recording_bin_dir(&real, &["pg_dump", "pg_restore"], "child-env-bin");
     let secrets_dir = Dir::new("child-env-secrets");
@@ -193,10 +187,7 @@ fn host_pg_dump_and_pg_restore_get_the_connection_and_no_secret() {
 #[test]
 fn host_pgbak_holds_its_secrets_in_a_process_that_dumps_no_core() {
     let pg = pg16();
-    let db = pg.db_with(
-        "no core",
-        "CREATE TABLE t AS SELECT g FROM generate_series(1, 10) g",
-    );
+    let db = pg.db_with_rows("no core", 10);
     let backups = Dir::new("no-core");
     let lock = support::TableLock::hold(pg, &db.name, "t");
     // Started with core dumps allowed, as a shell with `ulimit -c unlimited` would.

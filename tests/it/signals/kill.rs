@@ -48,10 +48,7 @@ fn ephemeral_postmaster(before: &[PathBuf]) -> Option<(PathBuf, i32)> {
 #[test]
 fn trust_sigkill_during_a_dump_leaves_no_pg_dump_running() {
     let pg = pg16();
-    let db = pg.db_with(
-        "sigkill dump child",
-        "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
-    );
+    let db = pg.db_with_rows("sigkill dump child", 100);
     let tmp = tempfile::tempdir().unwrap();
     let lock = TableLock::hold(pg, &db.name, "t");
     let mut child = backup_cmd(pg, &db.name, tmp.path(), &[])
@@ -126,12 +123,7 @@ fn trust_sigkill_during_a_verify_restore_leaves_no_pg_restore_running() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // The next verify sweeps the killed run's temporary database.
-    let out = pgbak(pg)
-        .env("DATABASE_URL", pg.url(&db.name))
-        .arg("verify")
-        .arg(&dump)
-        .output()
-        .unwrap();
+    let out = crate::support::run(&mut crate::support::verify::verify_cmd(&db, &dump, &[]));
     assert!(out.status.success(), "{}", output_text(&out));
 }
 

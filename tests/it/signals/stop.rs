@@ -59,10 +59,7 @@ fn trust_sigterm_while_the_alert_webhook_hangs_exits_143_promptly() {
 #[test]
 fn trust_sigterm_while_s3_retention_hangs_exits_143_and_deletes_nothing_more() {
     let pg = pg16();
-    let db = pg.db_with(
-        "sigterm retention",
-        "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
-    );
+    let db = pg.db_with_rows("sigterm retention", 100);
     let server = s3();
     let bucket = server.fresh_bucket("sigtermretention");
     let dir = backup_dir("sigterm-retention");
@@ -145,10 +142,7 @@ fn trust_sigterm_while_check_waits_on_a_hanging_store_exits_promptly() {
 #[test]
 fn trust_sigterm_during_retention_stops_further_deletions() {
     let pg = pg16();
-    let db = pg.db_with(
-        "sigterm retention",
-        "CREATE TABLE t AS SELECT g FROM generate_series(1, 10) g",
-    );
+    let db = pg.db_with_rows("sigterm retention", 10);
     let tmp = tempfile::tempdir().unwrap();
     let out = backup(pg, &db.name, tmp.path(), &[]);
     assert!(out.status.success(), "{}", output_text(&out));

@@ -64,6 +64,23 @@ pub fn read_meta(path: &Path) -> Value {
         .expect("meta.json is JSON")
 }
 
+/// The one file in `dir` whose name starts with `prefix` and ends with `suffix`.
+pub fn one_file(dir: &Path, prefix: &str, suffix: &str) -> std::path::PathBuf {
+    let found: Vec<String> = files(dir)
+        .into_iter()
+        .filter(|f| f.starts_with(prefix) && f.ends_with(suffix))
+        .collect();
+    assert_eq!(found.len(), 1, "{prefix}*{suffix} in {:?}", files(dir));
+    dir.join(&found[0])
+}
+
+/// Edits the meta.json at `path` in place, as someone with write access to the bucket can.
+pub fn edit_meta(path: &Path, change: impl FnOnce(&mut Value)) {
+    let mut meta = read_meta(path);
+    change(&mut meta);
+    std::fs::write(path, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
+}
+
 /// SHA-256 of a file, in hex.
 pub fn sha256_hex(path: &Path) -> String {
     use sha2::Digest;
@@ -100,6 +117,14 @@ pub fn restore_cmd(target: &TestDb<'_>, dump: &Path, extra: &[&str]) -> Command 
         .args(extra)
         .env("DATABASE_URL", target.url());
     cmd
+}
+
+/// `pgbak restore` of `dump` into `target` (as [`restore_cmd`]), run to its end; the test
+/// fails unless it exits with `code`.
+pub fn restore_exits(target: &TestDb<'_>, dump: &Path, extra: &[&str], code: i32) -> Output {
+    let out = run(&mut restore_cmd(target, dump, extra));
+    assert_eq!(out.status.code(), Some(code), "{}", output_text(&out));
+    out
 }
 
 /// Runs a prepared `pgbak` command to its end.

@@ -88,6 +88,25 @@ pub(crate) fn assert_local_complete(dir: &Path) -> Meta {
     meta
 }
 
+/// The last line of a run whose backup completed locally but whose upload failed: no
+/// secret printed, and that line says so (exit 1 is the caller's to check, first).
+pub(crate) fn upload_failed_line(out: &Output) -> String {
+    assert_no_secret(out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default().to_owned();
+    assert!(
+        last.contains("is complete, but uploading it to s3://"),
+        "{stderr}"
+    );
+    last
+}
+
+/// Nothing in `bucket`: no object, no open multipart upload.
+pub(crate) fn assert_bucket_empty(server: &S3Server, bucket: &str) {
+    assert!(server.list_objects(bucket, "").is_empty());
+    assert!(server.multipart_uploads(bucket).is_empty());
+}
+
 /// The keys under `prefix` ending in `suffix`, without the prefix, sorted.
 pub(crate) fn keys(server: &S3Server, bucket: &str, prefix: &str, suffix: &str) -> Vec<String> {
     let mut keys: Vec<String> = server

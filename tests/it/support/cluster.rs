@@ -52,10 +52,7 @@ impl Drop for OwnedCluster {
                 .pg_ctl(&["stop", "-m", "immediate", "-w", "-t", "30"]);
         }
         let _ = std::fs::remove_dir_all(&self.pg.root);
-        if let Some(mut reaper) = self.reaper.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = reaper.kill();
-            let _ = reaper.wait();
-        }
+        super::stop_reaper(&self.reaper);
     }
 }
 
@@ -72,23 +69,27 @@ pub fn pg16() -> &'static Pg {
 /// The shared PostgreSQL 17 cluster (no pgvector), when setup.sh installed 17.
 pub fn pg17() -> Option<&'static Pg> {
     static PG: OnceLock<Option<Pg>> = OnceLock::new();
-    PG.get_or_init(|| {
-        paths().pg17_bin.as_ref()?;
-        let (pg, reaper) = start_cluster(17);
-        std::mem::forget(reaper);
-        Some(pg)
-    })
-    .as_ref()
+    shared_if_installed(&PG, 17, paths().pg17_bin.is_some())
 }
 
 /// The shared PostgreSQL 15 cluster (Debian's package, no pgvector), when installed.
 pub fn pg15() -> Option<&'static Pg> {
     static PG: OnceLock<Option<Pg>> = OnceLock::new();
-    PG.get_or_init(|| {
-        paths().pg15_bin.as_ref()?;
-        let (pg, reaper) = start_cluster(15);
-        std::mem::forget(reaper);
-        Some(pg)
+    shared_if_installed(&PG, 15, paths().pg15_bin.is_some())
+}
+
+/// The shared cluster of `major` in `cell`, started on first use when installed.
+fn shared_if_installed(
+    cell: &'static OnceLock<Option<Pg>>,
+    major: u32,
+    installed: bool,
+) -> Option<&'static Pg> {
+    cell.get_or_init(|| {
+        installed.then(|| {
+            let (pg, reaper) = start_cluster(major);
+            std::mem::forget(reaper); // runs until the test process exits
+            pg
+        })
     })
     .as_ref()
 }
@@ -112,20 +113,15 @@ pub fn standby_of(primary: &Pg, extra_conf: &str) -> OwnedCluster {
     let reaper = spawn_reaper(CLUSTER_CLEANUP, &[data_dir.as_os_str(), root.as_os_str()]);
     std::fs::create_dir(&socket_dir).expect("mkdir socket dir");
     chown_to_postgres(&root);
-    let out = as_server_user(primary.bin.join("pg_basebackup"), &root)
+    let mut basebackup = as_server_user(primary.bin.join("pg_basebackup"), &root);
+    basebackup
         .arg("-D")
         .arg(&data_dir)
         .args(["-R", "-X", "stream", "-c", "fast", "-U", "postgres", "-h"])
         .arg(&primary.socket_dir)
         .arg("-p")
-        .arg(primary.port.to_string())
-        .output()
-        .expect("running pg_basebackup");
-    assert!(
-        out.status.success(),
-        "pg_basebackup failed:\n{}",
-        super::output_text(&out)
-    );
+        .arg(primary.port.to_string());
+    super::output_ok(&mut basebackup, "pg_basebackup");
     let conf = format!(
         "\n# pgbak test standby\nunix_socket_directories = '{}'\nhot_standby = on\n\
          include_if_exists = 'pgbak_port.conf'\n{extra_conf}\n",
@@ -141,10 +137,7 @@ pub fn standby_of(primary: &Pg, extra_conf: &str) -> OwnedCluster {
         root,
     };
     for _ in 0..5 {
-        pg.port = free_port();
-        let port_conf = pg.data_dir.join("pgbak_port.conf");
-        std::fs::write(&port_conf, format!("port = {}\n", pg.port)).expect("writing port conf");
-        chown_to_postgres(&port_conf);
+        pg.take_fresh_port();
         match pg.try_start() {
             Ok(()) => {
                 return OwnedCluster {
@@ -222,7 +215,8 @@ fn start_cluster(major: u32) -> (Pg, Child) {
     std::fs::write(&pwfile, format!("{PASSWORD}\n")).expect("writing pwfile");
     chown_to_postgres(&root);
 
-    let out = as_server_user(bin.join("initdb"), &root)
+    let mut initdb = as_server_user(bin.join("initdb"), &root);
+    initdb
         .arg("-D")
         .arg(&data_dir)
         .args([
@@ -232,14 +226,8 @@ fn start_cluster(major: u32) -> (Pg, Child) {
             "--auth-host=scram-sha-256",
         ])
         .arg(format!("--pwfile={}", pwfile.display()))
-        .args(["-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"])
-        .output()
-        .expect("running initdb");
-    assert!(
-        out.status.success(),
-        "initdb (PostgreSQL {major}) failed:\n{}",
-        super::output_text(&out)
-    );
+        .args(["-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"]);
+    super::output_ok(&mut initdb, &format!("initdb (PostgreSQL {major})"));
     let _ = std::fs::remove_file(&pwfile);
 
     let conf = format!(
@@ -265,10 +253,7 @@ fn start_cluster(major: u32) -> (Pg, Child) {
     };
     let mut last_log = String::new();
     for _ in 0..5 {
-        pg.port = free_port();
-        let port_conf = pg.data_dir.join("pgbak_port.conf");
-        std::fs::write(&port_conf, format!("port = {}\n", pg.port)).expect("writing port conf");
-        chown_to_postgres(&port_conf);
+        pg.take_fresh_port();
         match pg.try_start() {
             Ok(()) => return (pg, reaper),
             Err(log)
@@ -317,6 +302,14 @@ impl Pg {
         )
     }
 
+    /// A port free a moment ago for the server's next start, in its own `pgbak_port.conf`.
+    fn take_fresh_port(&mut self) {
+        self.port = free_port();
+        let port_conf = self.data_dir.join("pgbak_port.conf");
+        std::fs::write(&port_conf, format!("port = {}\n", self.port)).expect("writing port conf");
+        chown_to_postgres(&port_conf);
+    }
+
     /// The server log (startup failures, errors pgbak's queries caused).
     pub fn log_file(&self) -> PathBuf {
         self.root.join("server.log")
@@ -325,17 +318,7 @@ impl Pg {
     /// A new, empty database with a name unique in this test process; dropped on Drop.
     pub fn fresh_db(&self, hint: &str) -> TestDb<'_> {
         static N: AtomicU64 = AtomicU64::new(0);
-        let mut clean: String = hint
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        clean.truncate(40);
+        let mut clean = super::names::slug(hint, '_');
         if clean.is_empty() {
             clean.push_str("db");
         }

@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{free_port, pgbak, run, scratch_dir, PASSWORD};
+use super::{free_port, pgbak, run, scratch_dir, Pg, TestDb, PASSWORD};
 
 /// The directories one cron run uses, removed on Drop.
 pub(crate) struct Dirs {
@@ -16,6 +16,12 @@ pub(crate) struct Dirs {
     pub(crate) backups: PathBuf,
     pub(crate) logs: PathBuf,
     pub(crate) metrics: PathBuf,
+}
+
+/// A cron case: the fixture (scale 0.05) in a fresh database named after `hint`, and the
+/// directories of the run ([`Dirs::new`] of `dirs`).
+pub(crate) fn cron_case<'a>(pg: &'a Pg, hint: &str, dirs: &str) -> (TestDb<'a>, Dirs) {
+    (pg.fixture_db(hint, 0.05), Dirs::new(dirs))
 }
 
 impl Dirs {
@@ -59,6 +65,11 @@ impl Dirs {
         Self::files(&self.logs, ".log")
     }
 
+    /// The samples of the run's metrics file.
+    pub(crate) fn samples(&self) -> BTreeMap<String, f64> {
+        parse_metrics(&std::fs::read_to_string(&self.metrics).expect("metrics file"))
+    }
+
     /// The only log file of the run, with its contents.
     pub(crate) fn only_log(&self) -> (PathBuf, String) {
         let logs = self.logs();
@@ -84,6 +95,20 @@ pub(crate) fn cron(base: Command, dirs: &Dirs, database_url: &str) -> Command {
         .env("LOG_DIR", &dirs.logs)
         .env("METRICS_FILE", &dirs.metrics);
     cmd
+}
+
+/// Points `cmd` at the bucket `bucket` on an S3 endpoint nobody listens on (the store is
+/// down), with the secret key `secret_key`.
+pub(crate) fn s3_down<'a>(cmd: &'a mut Command, bucket: &str, secret_key: &str) -> &'a mut Command {
+    cmd.env("S3_BUCKET", bucket)
+        .env(
+            "S3_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", free_port()),
+        )
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", secret_key)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
 }
 
 /// A URL on a port nobody listens on: the server is down.
@@ -160,6 +185,15 @@ pub(crate) fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
 }
 
 /// The value of the one sample of `name` whose labels contain all of `labels`.
+/// `pgbak_step_success` of the step `step`: 1 when it succeeded, 0 when it failed.
+pub(crate) fn step_success(samples: &BTreeMap<String, f64>, step: &str) -> f64 {
+    metric(
+        samples,
+        "pgbak_step_success",
+        &[&format!("step=\"{step}\"")],
+    )
+}
+
 pub(crate) fn metric(samples: &BTreeMap<String, f64>, name: &str, labels: &[&str]) -> f64 {
     let found: Vec<_> = samples
         .iter()

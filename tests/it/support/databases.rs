@@ -17,4 +17,10 @@ impl Pg {
         db.psql(sql);
         db
     }
+
+    /// A fresh database with one table, `t`, whose column `g` holds 1 to `rows`.
+    pub fn db_with_rows(&self, hint: &str, rows: u32) -> TestDb<'_> {
+        let sql = format!("CREATE TABLE t AS SELECT g FROM generate_series(1, {rows}) g");
+        self.db_with(hint, &sql)
+    }
 }

@@ -37,8 +37,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 pub use backups::{
-    assert_only, backup, backup_cmd, dumps, earlier_backup, files, read_meta, restore_cmd, run,
-    sha256_hex, spawn_backup, stdout_json,
+    assert_only, backup, backup_cmd, dumps, earlier_backup, edit_meta, files, one_file, read_meta,
+    restore_cmd, restore_exits, run, sha256_hex, spawn_backup, stdout_json,
 };
 pub use cluster::{
     pg15, pg16, pg17, private_cluster, standby_of, OwnedCluster, Pg, TestDb, PASSWORD,
@@ -284,6 +284,15 @@ pub fn spawn_reaper(cleanup: &str, args: &[&OsStr]) -> Child {
         .expect("spawning the reaper shell")
 }
 
+/// Stops the reaper in `slot` (its owner cleaned up itself, in Drop): nothing is left to do
+/// when the test process ends.
+pub fn stop_reaper(slot: &Mutex<Option<Child>>) {
+    if let Some(mut reaper) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let _ = reaper.kill();
+        let _ = reaper.wait();
+    }
+}
+
 /// Removes libpq variables (`PG*`) so the developer's environment cannot redirect a client.
 pub fn clear_pg_env(cmd: &mut Command) {
     for (key, _) in std::env::vars_os() {
@@ -393,6 +402,20 @@ pub const SUBCOMMANDS: [&str; 12] = [
     "completions",
     "man",
 ];
+
+/// Runs `cmd` to its end; the test fails, with the command's output, unless it succeeded.
+/// `what` names it in that failure.
+pub fn output_ok(cmd: &mut Command, what: &str) -> std::process::Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}",
+        output_text(&out)
+    );
+    out
+}
 
 /// stdout and stderr of a finished command, for assertion messages.
 pub fn output_text(out: &std::process::Output) -> String {

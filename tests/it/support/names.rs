@@ -10,6 +10,23 @@ use serde_json::Value;
 use super::{output_text, run, Pg, TestDb};
 use crate::support;
 
+/// `hint` as a name part for a database or a bucket: lower-case ASCII letters
+/// and digits, `sep` for anything else, at most 40 characters.
+pub fn slug(hint: &str, sep: char) -> String {
+    let mut clean: String = hint
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                sep
+            }
+        })
+        .collect();
+    clean.truncate(40);
+    clean
+}
+
 /// Two databases whose names the old sanitising mapped to one file name:
 /// `trust<N> x` and `trust<N>-x` (both were `trust<N>-x`).
 pub(crate) fn colliding_pair(pg: &Pg) -> (TestDb<'_>, TestDb<'_>) {

@@ -4,10 +4,30 @@
 
 use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{backup, output_text, pgbak, wait_until, Pg};
+
+/// `pgbak ARGS` on a pseudo-terminal (util-linux `script`), with `DATABASE_URL=url` and the
+/// client tools of `pg` (the harness's pg17 when installed); its input and output piped.
+pub fn on_terminal(pg: &Pg, url: &str, args: &str) -> Command {
+    let bin = super::paths()
+        .pg17_bin
+        .clone()
+        .unwrap_or_else(|| pg.bin.clone());
+    let mut cmd = Command::new("script");
+    cmd.arg("-qec")
+        .arg(format!("{} {args}", env!("CARGO_BIN_EXE_pgbak")))
+        .arg("/dev/null");
+    super::clear_pg_env(&mut cmd);
+    cmd.env("DATABASE_URL", url)
+        .env("PGBAK_PG_BIN_DIR", bin)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
 
 pub(crate) fn signal(pid: u32, sig: i32) {
     // SAFETY: kill(2) on a pid the test started.

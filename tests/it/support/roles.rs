@@ -6,6 +6,12 @@ use std::io::BufRead;
 use super::{Pg, PASSWORD};
 use crate::support::cluster::quote_ident;
 
+/// Whether the role `role` exists on `pg`.
+pub(crate) fn has_role(pg: &Pg, role: &str) -> bool {
+    let sql = format!("SELECT count(*) FROM pg_roles WHERE rolname = '{role}'");
+    pg.psql("postgres", &sql) == "1"
+}
+
 /// A superuser that logs in with `password`, named after `db` (dropped with [`drop_role`]).
 pub(crate) fn login_superuser(pg: &Pg, prefix: &str, db: &str, password: &str) -> String {
     let role = format!("{prefix}_{db}");

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{output_text, pgbak, Pg, PASSWORD};
+use super::{output_text, pgbak, private_cluster, OwnedCluster, Pg, PASSWORD};
 
 /// `pgbak` against `pg`'s `postgres` database.
 pub fn pgbak_on(pg: &Pg) -> Command {
@@ -34,6 +34,40 @@ pub fn backup_all(pg: &Pg, dir: &Path, extra: &[&str]) -> (Output, Value) {
         .expect("running pgbak backup --all-databases");
     let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     (out, json)
+}
+
+/// A private PostgreSQL 16 server with a login role `owner` that owns the database `db` and
+/// its table `table` (`id int PRIMARY KEY`, 1 to `rows`), after `db_sql` ran in `postgres`
+/// (a setting, an ACL); backed up `--all-databases` into `dir` with `extra` (it must succeed).
+pub fn owned_database_run(
+    dir: &Path,
+    owner: &str,
+    db: &str,
+    table: &str,
+    rows: u32,
+    db_sql: &str,
+    extra: &[&str],
+) -> OwnedCluster {
+    let source = private_cluster(16);
+    source.psql(
+        "postgres",
+        &format!("CREATE ROLE {owner} LOGIN PASSWORD '{owner}-Pa55'"),
+    );
+    source.psql("postgres", &format!("CREATE DATABASE {db} OWNER {owner}"));
+    if !db_sql.is_empty() {
+        source.psql("postgres", db_sql);
+    }
+    source.psql(
+        db,
+        &format!(
+            "CREATE TABLE {table} (id int PRIMARY KEY); \
+             INSERT INTO {table} SELECT generate_series(1, {rows}); \
+             ALTER TABLE {table} OWNER TO {owner}"
+        ),
+    );
+    let (out, _) = backup_all(&source, dir, extra);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    source
 }
 
 /// A successful `backup --all-databases` of `pg` into `dir`: its run id. Waits a second

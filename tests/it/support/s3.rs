@@ -77,10 +77,7 @@ impl Drop for OwnedS3 {
         if let Some(log_dir) = self.server.log.parent() {
             let _ = std::fs::remove_dir_all(log_dir);
         }
-        if let Some(mut reaper) = self.reaper.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = reaper.kill();
-            let _ = reaper.wait();
-        }
+        super::stop_reaper(&self.reaper);
     }
 }
 
@@ -261,17 +258,7 @@ impl S3Server {
     /// Creates a bucket with a name unique in this test process and returns the name.
     pub fn fresh_bucket(&self, hint: &str) -> String {
         static N: AtomicU64 = AtomicU64::new(0);
-        let mut clean: String = hint
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '-'
-                }
-            })
-            .collect();
-        clean.truncate(40);
+        let clean = super::names::slug(hint, '-');
         let name = format!(
             "t-{}-{}",
             clean.trim_matches('-'),

@@ -20,17 +20,23 @@ pub fn backup_with(db: &TestDb<'_>, dir: &Path, bin: Option<&Path>) -> PathBuf {
     if let Some(bin) = bin {
         cmd.env("PGBAK_PG_BIN_DIR", bin);
     }
-    let out = cmd
-        .args(["backup", "--no-s3", "--json", "--output-dir"])
+    backup_json(cmd, db, dir, &[])
+}
+
+/// A backup of `db` into `dir` by `pgbak backup --mode <mode>`. Returns the dump path.
+pub fn backup_in_mode(db: &TestDb<'_>, dir: &Path, mode: &str) -> PathBuf {
+    backup_json(support::pgbak(db.pg()), db, dir, &["--mode", mode])
+}
+
+/// `cmd backup --no-s3 --json <extra> --output-dir <dir>` of `db`, which must succeed: the
+/// dump path.
+fn backup_json(mut cmd: Command, db: &TestDb<'_>, dir: &Path, extra: &[&str]) -> PathBuf {
+    cmd.args(["backup", "--no-s3", "--json"])
+        .args(extra)
+        .arg("--output-dir")
         .arg(dir)
-        .env("DATABASE_URL", db.url())
-        .output()
-        .expect("running pgbak backup");
-    assert!(
-        out.status.success(),
-        "backup failed:\n{}",
-        output_text(&out)
-    );
+        .env("DATABASE_URL", db.url());
+    let out = support::output_ok(&mut cmd, "pgbak backup");
     let summary: Value = serde_json::from_slice(&out.stdout).expect("backup --json");
     PathBuf::from(summary["dump"].as_str().expect("dump path in the summary"))
 }
@@ -94,6 +100,21 @@ pub fn read_meta(dump: &Path) -> Value {
 
 pub fn write_meta(dump: &Path, meta: &Value) {
     std::fs::write(meta_path(dump), serde_json::to_vec_pretty(meta).unwrap()).unwrap();
+}
+
+/// A `verify --ephemeral --json` that passed with no pg_restore warning about a role (the
+/// run's globals were replayed first).
+pub fn assert_passed_with_the_roles(out: &std::process::Output) {
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["passed"], true, "{report:#}");
+    let warnings = report["pg_restore_warnings"].as_array().unwrap();
+    assert!(
+        !warnings
+            .iter()
+            .any(|w| w.as_str().unwrap_or_default().contains("role")),
+        "{report:#}"
+    );
 }
 
 /// `pgbak verify --json <dump> <extra>` against the database's server.

@@ -2,10 +2,7 @@
 //! backups fail with exit 1; the clear errors for a non-archive, missing pgvector and zstd.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::time::Duration;
-
-use serde_json::Value;
 
 use crate::support::verify::{
     assert_all_pass, backup, backup_with, detail, fixture_backup, meta_path, read_meta, run_json,
@@ -256,24 +253,7 @@ fn verify_schema_and_data_backups_skip_what_they_cannot_hold() {
     let pg = pg16();
     let db = pg.fixture_db("verify modes", 0.05);
     let dir = Dir::new("verify-modes");
-    let backup_mode = |mode: &str| {
-        let out = support::pgbak(pg)
-            .args([
-                "backup",
-                "--no-s3",
-                "--json",
-                "--mode",
-                mode,
-                "--output-dir",
-            ])
-            .arg(&dir)
-            .env("DATABASE_URL", db.url())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", output_text(&out));
-        let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
-        PathBuf::from(summary["dump"].as_str().unwrap())
-    };
+    let backup_mode = |mode: &str| crate::support::verify::backup_in_mode(&db, &dir, mode);
     let schema = backup_mode("schema");
     let (out, report) = run_json(&mut verify_cmd(&db, &schema, &[]));
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));

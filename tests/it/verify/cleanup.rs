@@ -343,12 +343,7 @@ fn trust_the_temp_db_sweep_never_drops_a_live_runs_database() {
     }
     signal(child.id(), libc::SIGSTOP);
     std::thread::sleep(Duration::from_millis(1100));
-    let out = pgbak(pg)
-        .env("DATABASE_URL", pg.url(&db.name))
-        .arg("verify")
-        .arg(&dump)
-        .output()
-        .unwrap();
+    let out = crate::support::run(&mut crate::support::verify::verify_cmd(&db, &dump, &[]));
     let still = pg.psql(
         "postgres",
         &format!("SELECT count(*) FROM pg_database WHERE datname = '{temp}'"),

@@ -152,19 +152,8 @@ fn a_policy_whose_role_is_missing_fails_verify_and_restore_names_it() {
     assert!(detail.contains("POLICY only_mine ON public.t"), "{detail}");
 
     let target = pg.fresh_db("verdict policy target");
-    let out = support::pgbak(pg)
-        .env("DATABASE_URL", target.url())
-        .args([
-            "restore",
-            "--create-db",
-            "--no-confirm",
-            "--no-owner",
-            "--allow-other-database",
-        ])
-        .arg(&dump)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let restore = ["--create-db", "--no-confirm", "--no-owner"];
+    let out = support::restore_exits(&target, &dump, &restore, 0);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("not restored: POLICY only_mine ON public.t"),
