@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use chrono::Utc;
 
-use crate::retention::apply::{self, Fate, Remote, Scope};
+use crate::retention::apply::{self, Fate};
 use crate::settings::commands::{Output, PruneSettings};
 use crate::storage::Stores;
 use crate::ui;
@@ -26,18 +26,7 @@ pub async fn run(settings: PruneSettings, stores: &Stores) -> Result<ExitCode> {
         settings.policy
     ));
     let now = Utc::now();
-    let scope = Scope {
-        policy: &settings.policy,
-        just_made: None,
-        database: None,
-        dry_run,
-        store: "local",
-    };
-    let remote = stores
-        .bucket
-        .as_ref()
-        .map(|store| Remote { store, apply: true });
-    let (local, remote) = apply::both(stores.local.as_ref(), remote, &scope, now).await?;
+    let (local, remote) = apply::over_stores(stores, &settings.policy, dry_run, now).await?;
     let outcomes: Vec<Fate> = local
         .into_iter()
         .chain(remote)

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{plan, Candidate, Decision, Policy};
-use crate::storage::{BackupName, Listed, Store};
+use crate::storage::{BackupName, Listed, Store, Stores};
 use crate::ui;
 
 /// What one store told about backups that matters to another store: a
@@ -62,6 +62,20 @@ pub struct Scope<'a> {
     pub dry_run: bool,
     /// `local` or `s3`, for the outcomes.
     pub store: &'static str,
+}
+
+impl<'a> Scope<'a> {
+    /// Every group of the directory (no backup just made, any database), as
+    /// `prune` and `list` decide them.
+    pub fn every_group(policy: &'a Policy, dry_run: bool) -> Scope<'a> {
+        Scope {
+            policy,
+            just_made: None,
+            database: None,
+            dry_run,
+            store: "local",
+        }
+    }
 }
 
 /// Runs retention over `store`. Marks from another store (`known`) count as
@@ -159,6 +173,22 @@ pub async fn marks(store: &Store, scope: &Scope<'_>) -> Result<Marks> {
 pub struct Remote<'a> {
     pub store: &'a Store,
     pub apply: bool,
+}
+
+/// Retention of `policy` over every group of a command's directory and bucket,
+/// no backup just made: what `prune` does, and (`dry_run`) what `list` shows.
+pub async fn over_stores(
+    stores: &Stores,
+    policy: &Policy,
+    dry_run: bool,
+    now: DateTime<Utc>,
+) -> Result<(Option<Applied>, Option<Applied>)> {
+    let scope = Scope::every_group(policy, dry_run);
+    let remote = stores
+        .bucket
+        .as_ref()
+        .map(|store| Remote { store, apply: true });
+    both(stores.local.as_ref(), remote, &scope, now).await
 }
 
 /// Retention over the local directory and the S3 prefix, each pass knowing
@@ -347,13 +377,7 @@ mod tests {
     }
 
     fn run(store: &Store, policy: &Policy, dry_run: bool, known: &Marks) -> Applied {
-        let scope = Scope {
-            policy,
-            just_made: None,
-            database: None,
-            dry_run,
-            store: "local",
-        };
+        let scope = Scope::every_group(policy, dry_run);
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::meta::Meta;
 use crate::mode::Mode;
-use crate::retention::apply::{self, Fate, Remote, Scope};
+use crate::retention::apply::{self, Fate};
 use crate::settings::commands::{ListSettings, Output};
 use crate::storage::{verdict, Address, BackupName, Destination, Store, Stores};
 use crate::ui;
@@ -148,18 +148,7 @@ pub async fn run(settings: ListSettings, stores: &Stores) -> Result<ExitCode> {
         list_in(local, crate::storage::LOCAL, now, &mut found).await?;
     }
 
-    let scope = Scope {
-        policy: &settings.policy,
-        just_made: None,
-        database: None,
-        dry_run: true,
-        store: "local",
-    };
-    let remote = stores
-        .bucket
-        .as_ref()
-        .map(|store| Remote { store, apply: true });
-    let (local, remote) = apply::both(stores.local.as_ref(), remote, &scope, now).await?;
+    let (local, remote) = apply::over_stores(stores, &settings.policy, true, now).await?;
     let mut plans: BTreeMap<String, Fate> = local
         .into_iter()
         .flat_map(|a| a.outcomes)

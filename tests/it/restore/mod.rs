@@ -11,7 +11,50 @@ mod sessions;
 mod table;
 mod table_sessions;
 
-use crate::support::TestDb;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::support::runs::wait_bounded;
+use crate::support::{output_text, restore_cmd, TableLock, TestDb};
+
+/// The pid of the session holding an ACCESS EXCLUSIVE table lock in `target` ([`TableLock`]).
+pub(crate) fn lock_holder(target: &TestDb<'_>) -> String {
+    target.pg().psql(
+        "postgres",
+        &format!(
+            "SELECT pid FROM pg_locks WHERE locktype = 'relation' AND mode = 'AccessExclusiveLock' \
+             AND granted AND database = (SELECT oid FROM pg_database WHERE datname = '{}')",
+            target.name
+        ),
+    )
+}
+
+/// `pgbak restore` of `dump` into `target` with `args` (a `--lock-wait-timeout 2s` among them)
+/// while `lock` holds a table it needs: it ends within bounds, exit 1, naming the holder.
+pub(crate) fn restore_past_a_lock(
+    target: &TestDb<'_>,
+    dump: &Path,
+    args: &[&str],
+    lock: TableLock,
+) {
+    let holder = lock_holder(target);
+    let started = Instant::now();
+    let child = restore_cmd(target, dump, args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_bounded(child, Duration::from_secs(60));
+    let took = started.elapsed();
+    drop(lock);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(took < Duration::from_secs(40), "took {took:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--lock-wait-timeout 2s") && stderr.contains(&format!("pid {holder} ")),
+        "{stderr}"
+    );
+}
 
 /// Tables of the target's public schema.
 pub(crate) fn tables(db: &TestDb<'_>) -> Vec<String> {

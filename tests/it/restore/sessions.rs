@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::staging_copies;
 use crate::support::processes::{cluster_with_backup, stop_server_mid_restore};
-use crate::support::runs::{signal_when, wait_bounded};
+use crate::support::runs::signal_when;
 use crate::support::verify::{backup, backup_with, fixture_backup, Dir};
 use crate::support::{self, output_text, pg16, private_cluster, restore_cmd, run, TableLock};
 
@@ -82,34 +82,8 @@ fn restore_lock_wait_is_bounded_and_names_the_blocking_session() {
     let dump = crate::support::verify::backup_in_mode(&source, &dir, "data");
     let target = pg.db_with("lockwait target", "CREATE TABLE items (id int)");
     let lock = TableLock::hold(pg, &target.name, "items");
-    let holder = pg.psql(
-        "postgres",
-        &format!(
-            "SELECT pid FROM pg_locks WHERE locktype = 'relation' AND mode = 'AccessExclusiveLock' \
-             AND granted AND database = (SELECT oid FROM pg_database WHERE datname = '{}')",
-            target.name
-        ),
-    );
-    let started = Instant::now();
-    let child = restore_cmd(
-        &target,
-        std::path::Path::new(&dump),
-        &["--no-confirm", "--lock-wait-timeout", "2s"],
-    )
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
-    let out = wait_bounded(child, Duration::from_secs(60));
-    let took = started.elapsed();
-    drop(lock);
-    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
-    assert!(took < Duration::from_secs(40), "took {took:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("--lock-wait-timeout 2s") && stderr.contains(&format!("pid {holder} ")),
-        "{stderr}"
-    );
+    let args = ["--no-confirm", "--lock-wait-timeout", "2s"];
+    super::restore_past_a_lock(&target, &dump, &args, lock);
 }
 
 #[test]

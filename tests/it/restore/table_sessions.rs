@@ -4,11 +4,11 @@
 //! the server before pgbak exits (a backend waiting for a lock does not notice its client is
 //! gone, and would hold the locks it took until the wait ends).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::runs::{signal_when, wait_bounded};
+use crate::support::runs::signal_when;
 use crate::support::verify::{backup, Dir};
-use crate::support::{output_text, pg16, restore_cmd, TableLock, TestDb};
+use crate::support::{pg16, restore_cmd, TableLock, TestDb};
 
 /// A source with `items` (1000 rows) backed up, and a target holding an empty `items`.
 fn items_backup(hint: &str) -> (Dir, std::path::PathBuf, TestDb<'static>) {
@@ -36,26 +36,12 @@ fn restore_sessions(target: &TestDb<'_>) -> String {
     )
 }
 
-/// The pid of the session holding `target`'s table lock ([`TableLock`]).
-fn holder(target: &TestDb<'_>) -> String {
-    target.pg().psql(
-        "postgres",
-        &format!(
-            "SELECT pid FROM pg_locks WHERE locktype = 'relation' AND mode = 'AccessExclusiveLock' \
-             AND granted AND database = (SELECT oid FROM pg_database WHERE datname = '{}')",
-            target.name
-        ),
-    )
-}
-
 /// A table restore of `items` with `way` into `target` while another session holds the table:
 /// it must end within bounds, exit 1, name the holder and leave the table as it was.
 fn restore_while_locked(hint: &str, way: &str) {
     let (_dir, dump, target) = items_backup(hint);
     target.psql("INSERT INTO items VALUES (-1)");
     let lock = TableLock::hold(target.pg(), &target.name, "items");
-    let holder = holder(&target);
-    let started = Instant::now();
     let args = [
         "--table",
         "public.items",
@@ -64,21 +50,7 @@ fn restore_while_locked(hint: &str, way: &str) {
         "--lock-wait-timeout",
         "2s",
     ];
-    let child = restore_cmd(&target, &dump, &args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = wait_bounded(child, Duration::from_secs(60));
-    let took = started.elapsed();
-    drop(lock);
-    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
-    assert!(took < Duration::from_secs(40), "took {took:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("--lock-wait-timeout 2s") && stderr.contains(&format!("pid {holder} ")),
-        "{stderr}"
-    );
+    super::restore_past_a_lock(&target, &dump, &args, lock);
     assert_eq!(
         target.psql("SELECT string_agg(id::text, ',') FROM items"),
         "-1",
