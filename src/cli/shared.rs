@@ -115,7 +115,7 @@ pub struct S3Args {
 #[derive(Debug, Clone, Default, Args)]
 pub struct ToArgs {
     /// Also write each backup here, in the same pass: s3://BUCKET/PREFIX?profile=P&keep-daily=N&…
-    /// or file:///PATH (see docs/destinations.md); repeatable. The variable takes several,
+    /// or file:///PATH (see docs/three-two-one.md); repeatable. The variable takes several,
     /// separated by whitespace. Never a secret in the URL: name an AWS profile.
     #[arg(long = "to", env = vars::PGBAK_TO, value_name = "URL")]
     pub to: Vec<String>,

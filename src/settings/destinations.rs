@@ -1,6 +1,6 @@
 //! `--to URL` (repeatable) and `PGBAK_TO` (whitespace-separated URLs): the
 //! destinations a backup is written to besides today's local directory and
-//! `S3_*` bucket, in the same pass (issue 27, docs/destinations.md).
+//! `S3_*` bucket, in the same pass (issue 27, docs/three-two-one.md).
 //!
 //! A destination is `file:///ABS/PATH` or
 //! `s3://BUCKET/PREFIX?endpoint=URL&region=R&profile=P&storage-class=C&sse=…`
