@@ -8,7 +8,24 @@
 use anyhow::{bail, Context, Result};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, StorageClass};
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
 use super::{head_after_upload, needs, sdk_error, Store};
+
+/// What a key keeps unencoded in `x-amz-copy-source`: its slashes and the
+/// characters URLs never encode.
+const COPY_SOURCE_KEEPS: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// `bucket/key` as CopyObject and UploadPartCopy take it: URL-encoded (a
+/// prefix with a space, a `+` or non-ASCII would otherwise name another key).
+fn copy_source(bucket: &str, key: &str) -> String {
+    format!("{bucket}/{}", utf8_percent_encode(key, COPY_SOURCE_KEEPS))
+}
 
 /// The largest object one CopyObject copies.
 const COPY_OBJECT_MAX: u64 = 5 << 30;
@@ -27,7 +44,7 @@ impl Store {
     /// name here, on the server.
     pub async fn copy_from(&self, source: &Store, file: &str, size: u64) -> Result<()> {
         let (from_key, to_key) = (source.key_for(file), self.key_for(file));
-        let copy_source = format!("{}/{}", source.bucket(), from_key);
+        let copy_source = copy_source(source.bucket(), &from_key);
         let what = || format!("copying {} to {}", source.uri(&from_key), self.uri(&to_key));
         if size <= COPY_OBJECT_MAX {
             let (sse, kms_key) = self.sse_headers();
@@ -149,5 +166,23 @@ impl Store {
                 .await;
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_source;
+
+    #[test]
+    fn the_copy_source_is_url_encoded_with_its_slashes_kept() {
+        let cases = [
+            ("b", "prod/app_full_x.dump", "b/prod/app_full_x.dump"),
+            ("b", "pre fix/a+b.dump", "b/pre%20fix/a%2Bb.dump"),
+            ("b", "caf\u{e9}/x~y.dump", "b/caf%C3%A9/x~y.dump"),
+            ("b", "q?x=1&y#z/d.dump", "b/q%3Fx%3D1%26y%23z/d.dump"),
+        ];
+        for (bucket, key, want) in cases {
+            assert_eq!(copy_source(bucket, key), want, "{key}");
+        }
     }
 }
