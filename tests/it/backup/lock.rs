@@ -4,10 +4,9 @@
 
 use std::io::Write;
 
-use std::time::{Duration, Instant};
-
 use crate::support::{
-    backup, dumps, files, output_text, pg16, private_cluster, spawn_backup, TableLock,
+    backup, dumps, files, lock_owned_by, output_text, pg16, private_cluster, spawn_backup,
+    TableLock,
 };
 
 #[test]
@@ -55,23 +54,6 @@ fn backup_while_another_run_of_its_group_holds_the_lock_exits_75_and_writes_noth
     );
 }
 
-/// Waits until a group lock in `dir` names `pid` as its owner; its file name.
-fn lock_held_by(dir: &std::path::Path, pid: u32) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        for entry in std::fs::read_dir(dir).unwrap().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let owned = std::fs::read_to_string(entry.path())
-                .is_ok_and(|t| t.contains(&format!("pid={pid}\n")));
-            if name.ends_with(".lock") && owned {
-                return name;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("pid {pid} never took a lock in {}", dir.display());
-}
-
 #[test]
 fn two_servers_with_a_database_of_the_same_name_back_up_into_one_directory_at_once() {
     // Groups are per server: "app" of server a and "app" of server b are two
@@ -86,7 +68,7 @@ fn two_servers_with_a_database_of_the_same_name_back_up_into_one_directory_at_on
     let tmp = tempfile::tempdir().unwrap();
     let table_lock = TableLock::hold(a, &db.name, "users");
     let first = spawn_backup(a, &db.name, tmp.path(), &[]);
-    let held = lock_held_by(tmp.path(), first.id());
+    let held = lock_owned_by(tmp.path(), ".pgbak-", first.id());
 
     let other = backup(&b, &db.name, tmp.path(), &[]);
     let same = backup(a, &db.name, tmp.path(), &[]);

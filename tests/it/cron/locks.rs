@@ -4,12 +4,14 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{assert_generic_alert, scrape, series, slow_to_restore};
 use crate::support::cron::{cron, cron_case, down_url, metric, Dirs};
-use crate::support::{output_text, pg16, pgbak, pgbak_bare, run, HttpListener, TableLock};
+use crate::support::{
+    lock_owned_by, output_text, pg16, pgbak, pgbak_bare, run, HttpListener, Pg, TableLock,
+};
 
 /// The server name the tests that take a group's lock themselves give their runs.
 const LOCK_SERVER: &str = "lock-test";
@@ -22,42 +24,27 @@ pub(crate) fn lock_path(dirs: &Dirs, db: &str, mode: &str) -> PathBuf {
 
 /// Waits until a lock of the `db` full backups (of any server) names `pid` as its owner.
 pub(crate) fn wait_for_lock_owner(dirs: &Dirs, db: &str, pid: u32) {
-    let prefix = format!(".pgbak-{db}_full.");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        let owned = std::fs::read_dir(&dirs.backups)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                name.starts_with(&prefix)
-                    && name.ends_with(".lock")
-                    && std::fs::read_to_string(e.path())
-                        .is_ok_and(|t| t.contains(&format!("pid={pid}\n")))
-            });
-        if owned {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!(
-        "pid {pid} never took a lock {prefix}*.lock in {}",
-        dirs.backups.display()
-    );
+    lock_owned_by(&dirs.backups, &format!(".pgbak-{db}_full."), pid);
+}
+
+/// A cron run of `db` held in its dump by a lock on `users` (its output dropped), once it
+/// holds its group's lock: the lock on the table, and the run.
+fn held_run(pg: &Pg, db: &str, dirs: &Dirs) -> (TableLock, Child) {
+    let table_lock = TableLock::hold(pg, db, "users");
+    let run = cron(pgbak(pg), dirs, &pg.url(db))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the first run");
+    wait_for_lock_owner(dirs, db, run.id());
+    (table_lock, run)
 }
 
 #[test]
 fn cron_overlapping_runs_second_exits_75_first_completes() {
     let pg = pg16();
     let (db, dirs) = cron_case(pg, "cron overlap", "overlap");
-    let table_lock = TableLock::hold(pg, &db.name, "users");
-    let mut first = cron(pgbak(pg), &dirs, &db.url())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting the first run");
-    wait_for_lock_owner(&dirs, &db.name, first.id());
+    let (table_lock, mut first) = held_run(pg, &db.name, &dirs);
 
     let started = Instant::now();
     let second = run(&mut cron(pgbak(pg), &dirs, &db.url()));
@@ -112,13 +99,7 @@ fn cron_lock_held_by_another_process_is_reported() {
 fn cron_killed_run_does_not_block_the_next() {
     let pg = pg16();
     let (db, dirs) = cron_case(pg, "cron killed", "killed");
-    let table_lock = TableLock::hold(pg, &db.name, "users");
-    let mut first = cron(pgbak(pg), &dirs, &db.url())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting the first run");
-    wait_for_lock_owner(&dirs, &db.name, first.id());
+    let (table_lock, mut first) = held_run(pg, &db.name, &dirs);
     first.kill().expect("SIGKILL");
     first.wait().expect("reaping the killed run");
     table_lock.release();

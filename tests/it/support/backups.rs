@@ -35,6 +35,27 @@ pub fn spawn_backup(pg: &Pg, db: &str, dir: &Path, extra: &[&str]) -> Child {
         .expect("starting pgbak")
 }
 
+/// Waits until a group's run lock in `dir` whose name starts with `prefix` names `pid` as
+/// its owner (the lock file holds `pid=N`); the lock's file name.
+pub fn lock_owned_by(dir: &Path, prefix: &str, pid: u32) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let owned = std::fs::read_to_string(entry.path())
+                .is_ok_and(|t| t.contains(&format!("pid={pid}\n")));
+            if name.starts_with(prefix) && name.ends_with(".lock") && owned {
+                return name;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "pid {pid} never took a lock {prefix}*.lock in {}",
+        dir.display()
+    );
+}
+
 /// Files in `dir` (names only), sorted; the groups' run locks
 /// (`.pgbak-*.lock`, which stay between runs, empty, like cron's) left out.
 pub fn files(dir: &Path) -> Vec<String> {

@@ -37,8 +37,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 pub use backups::{
-    assert_only, backup, backup_cmd, dumps, earlier_backup, edit_meta, files, one_file, read_meta,
-    restore_cmd, restore_exits, run, sha256_hex, spawn_backup, stdout_json,
+    assert_only, backup, backup_cmd, dumps, earlier_backup, edit_meta, files, lock_owned_by,
+    one_file, read_meta, restore_cmd, restore_exits, run, sha256_hex, spawn_backup, stdout_json,
 };
 pub use cluster::{
     pg15, pg16, pg17, private_cluster, standby_of, OwnedCluster, Pg, TestDb, PASSWORD,
