@@ -8,7 +8,7 @@ use anyhow::Result;
 use chrono::Utc;
 
 use super::verdict::{assess, GroupReport};
-use super::{list_groups, object_lock_readable, read_groups, Reading};
+use super::{list_groups, read_groups, Reading};
 use crate::settings::check::CheckSettings;
 use crate::storage::{Destination, Stores};
 
@@ -34,22 +34,7 @@ async fn at_destination(
 ) -> Result<Vec<GroupReport>> {
     let alone = Stores::single(&destination.store);
     let groups = list_groups(settings, &alone).await?;
-    let lock = match &alone.bucket {
-        Some(bucket) => object_lock_readable(bucket).await,
-        None => false,
-    };
-    let window_start = settings
-        .limits
-        .max_verified_age
-        .and_then(|d| chrono::TimeDelta::from_std(d).ok())
-        .map(|d| Utc::now() - d);
-    let reading = Reading {
-        concurrency: settings.read_concurrency,
-        window_start,
-        lock,
-        offsite: false,
-        proofs: false,
-    };
+    let reading = Reading::of(settings, &alone, false, false).await;
     let read = read_groups(groups, &alone, reading).await?;
     let now = Utc::now();
     let mut reports: Vec<GroupReport> = read

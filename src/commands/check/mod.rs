@@ -142,22 +142,9 @@ async fn check(settings: &CheckSettings, stores: &Stores) -> Result<CheckSummary
     // 3. The meta.json files each group needs (and the newest dump's Object
     // Lock, when the bucket has it), then the verdicts.
     let started = std::time::Instant::now();
-    let window_start = limits
-        .max_verified_age
-        .and_then(|d| chrono::TimeDelta::from_std(d).ok())
-        .map(|d| Utc::now() - d);
-    let lock = match &stores.bucket {
-        Some(bucket) => object_lock_readable(bucket).await,
-        None => false,
-    };
     let offsite = stores.bucket.is_some();
-    let reading = Reading {
-        concurrency: settings.read_concurrency,
-        window_start,
-        lock,
-        offsite,
-        proofs: settings.max_unproven_age.is_some(),
-    };
+    let proofs = settings.max_unproven_age.is_some();
+    let reading = Reading::of(settings, stores, offsite, proofs).await;
     let read = read_groups(groups, stores, reading).await?;
     ui::debug(&format!(
         "read {} meta.json file(s) in {:.2}s",
@@ -431,6 +418,29 @@ struct Reading {
     offsite: bool,
     /// Read every complete backup's verdicts (`--max-unproven-age`).
     proofs: bool,
+}
+
+impl Reading {
+    /// How `settings` reads `stores`' groups: meta.json within the verified
+    /// window, and the newest dump's Object Lock when the bucket can tell it.
+    async fn of(settings: &CheckSettings, stores: &Stores, offsite: bool, proofs: bool) -> Reading {
+        let window_start = settings
+            .limits
+            .max_verified_age
+            .and_then(|d| chrono::TimeDelta::from_std(d).ok())
+            .map(|d| Utc::now() - d);
+        let lock = match &stores.bucket {
+            Some(bucket) => object_lock_readable(bucket).await,
+            None => false,
+        };
+        Reading {
+            concurrency: settings.read_concurrency,
+            window_start,
+            lock,
+            offsite,
+            proofs,
+        }
+    }
 }
 
 /// Reads, for every group at once (at most `concurrency` reads in flight), the
