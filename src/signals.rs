@@ -183,31 +183,22 @@ pub async fn unless_interrupted<T>(work: impl Future<Output = T>) -> Result<T, S
 }
 
 /// Listens for SIGINT and SIGTERM from the moment it is created.
-pub struct Signals {
-    interrupt: tokio::signal::unix::Signal,
-    terminate: tokio::signal::unix::Signal,
-}
+///
+/// It waits on the one record the watcher keeps, not on signal streams of its
+/// own: a step that ends on a signal has then counted it, so the report of
+/// that end ([`unless_interrupted`]) does not take it for a new one.
+pub struct Signals(());
 
 impl Signals {
     pub fn new() -> anyhow::Result<Signals> {
         start_watcher()?;
-        Ok(Signals {
-            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
-            terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
-        })
+        Ok(Signals(()))
     }
 
     /// Resolves at the next SIGINT or SIGTERM, at once when one already
     /// arrived, or when the run's `--timeout` passes.
     pub async fn recv(&mut self) -> Signal {
-        if let Some(sig) = pending() {
-            return sig;
-        }
-        tokio::select! {
-            _ = self.interrupt.recv() => Signal::Interrupt,
-            _ = self.terminate.recv() => Signal::Terminate,
-            () = deadline_passed() => Signal::Timeout,
-        }
+        stopped().await
     }
 
     /// Runs `work` unless a signal arrives first; then `work` is dropped (which
@@ -226,6 +217,53 @@ impl Signals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Set in the child process [`a_signal_that_ended_a_step_does_not_cut_the_report_of_it`] starts.
+    const CHILD: &str = "PGBAK_SIGNALS_TEST_CHILD";
+
+    /// The signal a guarded step ended on is the one the run's report tells
+    /// of: it must not count as a new signal that cuts that report short (the
+    /// run then exited 143 without its alert). It runs in a child process of
+    /// its own, since signals and their record are process-wide.
+    #[test]
+    fn a_signal_that_ended_a_step_does_not_cut_the_report_of_it() {
+        if std::env::var_os(CHILD).is_none() {
+            // A few processes, each sent one signal: the race is in which
+            // task the runtime polls first.
+            let name = "signals::tests::a_signal_that_ended_a_step_does_not_cut_the_report_of_it";
+            for _ in 0..5 {
+                let out = std::process::Command::new(std::env::current_exe().unwrap())
+                    .args(["--exact", name, "--nocapture", "--test-threads=1"])
+                    .env(CHILD, "1")
+                    .output()
+                    .unwrap();
+                let text = String::from_utf8_lossy(&out.stdout).to_string()
+                    + &String::from_utf8_lossy(&out.stderr);
+                assert!(out.status.success(), "{text}");
+                assert!(text.contains("1 passed"), "{text}");
+            }
+            return;
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut signals = Signals::new().unwrap();
+            let pid = std::process::id().to_string();
+            let kill = std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status();
+            assert!(kill.unwrap().success());
+            assert_eq!(signals.recv().await, Signal::Terminate);
+            let report = async {
+                for _ in 0..10 {
+                    tokio::task::yield_now().await;
+                }
+            };
+            assert_eq!(unless_interrupted(report).await, Ok(()));
+        });
+    }
 
     #[test]
     fn exit_codes() {
