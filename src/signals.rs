@@ -218,53 +218,6 @@ impl Signals {
 mod tests {
     use super::*;
 
-    /// Set in the child process [`a_signal_that_ended_a_step_does_not_cut_the_report_of_it`] starts.
-    const CHILD: &str = "PGBAK_SIGNALS_TEST_CHILD";
-
-    /// The signal a guarded step ended on is the one the run's report tells
-    /// of: it must not count as a new signal that cuts that report short (the
-    /// run then exited 143 without its alert). It runs in a child process of
-    /// its own, since signals and their record are process-wide.
-    #[test]
-    fn a_signal_that_ended_a_step_does_not_cut_the_report_of_it() {
-        if std::env::var_os(CHILD).is_none() {
-            // A few processes, each sent one signal: the race is in which
-            // task the runtime polls first.
-            let name = "signals::tests::a_signal_that_ended_a_step_does_not_cut_the_report_of_it";
-            for _ in 0..5 {
-                let out = std::process::Command::new(std::env::current_exe().unwrap())
-                    .args(["--exact", name, "--nocapture", "--test-threads=1"])
-                    .env(CHILD, "1")
-                    .output()
-                    .unwrap();
-                let text = String::from_utf8_lossy(&out.stdout).to_string()
-                    + &String::from_utf8_lossy(&out.stderr);
-                assert!(out.status.success(), "{text}");
-                assert!(text.contains("1 passed"), "{text}");
-            }
-            return;
-        }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let mut signals = Signals::new().unwrap();
-            let pid = std::process::id().to_string();
-            let kill = std::process::Command::new("kill")
-                .args(["-TERM", &pid])
-                .status();
-            assert!(kill.unwrap().success());
-            assert_eq!(signals.recv().await, Signal::Terminate);
-            let report = async {
-                for _ in 0..10 {
-                    tokio::task::yield_now().await;
-                }
-            };
-            assert_eq!(unless_interrupted(report).await, Ok(()));
-        });
-    }
-
     #[test]
     fn exit_codes() {
         assert_eq!(Signal::Interrupt.exit_code(), 130);
