@@ -8,6 +8,7 @@ mod fallback;
 mod holders;
 mod keep_rules;
 mod one_pass;
+mod pins;
 mod refused_urls;
 mod sync;
 
