@@ -9,6 +9,7 @@ mod holders;
 mod keep_rules;
 mod one_pass;
 mod pins;
+mod prune_each;
 mod refused_urls;
 mod sync;
 
