@@ -4,6 +4,7 @@
 //! destination, and URLs that carry a secret refused without echoing it; reading falls back
 //! through them in order, and `pgbak sync` makes each hold what the others do.
 
+mod all_runs;
 mod fallback;
 mod holders;
 mod keep_rules;
