@@ -8,6 +8,7 @@ mod all_runs;
 mod fallback;
 mod holders;
 mod keep_rules;
+mod metrics_labels;
 mod one_pass;
 mod pins;
 mod prune_each;
