@@ -460,8 +460,9 @@ async fn reserve_name(
                 }
                 Err(err) => {
                     ui::warn(&format!(
-                        "cannot tell whether {} is free under the S3 prefix: {}",
+                        "cannot tell whether {} is free in {}: {}",
                         name.stem(),
+                        store.describe(),
                         crate::error::one_line(&err)
                     ));
                     remote = None;
