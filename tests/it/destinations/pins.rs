@@ -12,7 +12,8 @@ use crate::retention::small_db;
 use crate::support::bucket::{backup_dir, keys, pgbak_s3, s3_meta};
 use crate::support::cron::{cron, Dirs};
 use crate::support::{
-    self, output_text, pg16, read_meta, run, s3, second_s3, stdout_json, HttpListener, S3Server,
+    self, output_text, pg16, private_s3, read_meta, run, s3, second_s3, stdout_json, HttpListener,
+    S3Server,
 };
 
 /// Whether the meta.json of `stem` at `key_prefix` in `bucket` carries a pin.
@@ -74,6 +75,49 @@ fn destinations_a_collapse_pins_everywhere_and_unpin_clears_everywhere() {
         assert_eq!(left.len(), 1, "{left:?} in {b}");
         assert!(!left[0].starts_with(&good), "{left:?}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn destinations_a_pin_lands_at_the_others_when_one_destination_is_down() {
+    let pg = pg16();
+    let db = small_db(pg, "dest pin down", 2000);
+    let main = s3();
+    let bucket = main.fresh_bucket("dest-pin-down");
+    let doomed = private_s3();
+    let offsite = doomed.fresh_bucket("dest-pin-down-off");
+    let dir = backup_dir("dest-pin-down");
+    let to = to_bucket(&doomed, &offsite, "", "name=offsite");
+    let backup = |keep: &str| {
+        std::thread::sleep(Duration::from_millis(1100));
+        run(pgbak_s3(&db, main, &bucket, "p/")
+            .args(["backup", "--keep-last", keep, "--output-dir"])
+            .arg(&dir)
+            .env("PGBAK_TO", &to))
+    };
+    for _ in 0..2 {
+        let out = backup("2");
+        assert!(out.status.success(), "{}", output_text(&out));
+    }
+    let made = keys(main, &bucket, "p/", ".dump");
+    let (oldest, good) = (&made[0], made[1].replace(".dump", ""));
+    db.psql("DELETE FROM t");
+    doomed.kill();
+    // offsite is down: its copy fails (exit 1) and so does its pin there; the others are
+    // pinned, and the run goes on to retention (keep-last 1 removes the oldest).
+    let out = backup("1");
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("pinning {good} at destination offsite")),
+        "{text}"
+    );
+    assert!(read_meta(&dir.join(format!("{good}.meta.json")))["pinned"].is_object());
+    assert!(pinned_in_bucket(main, &bucket, "p/", &good), "{text}");
+    let left = keys(main, &bucket, "p/", ".dump");
+    assert_eq!(left.len(), 2, "{left:?}: the pinned one and the new one");
+    assert!(!left.contains(oldest), "retention ran: {left:?}\n{text}");
+    assert!(!dir.join(oldest).exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
