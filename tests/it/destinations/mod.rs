@@ -11,6 +11,7 @@ mod keep_rules;
 mod metrics_labels;
 mod one_pass;
 mod pins;
+mod pod_names;
 mod prune_each;
 mod refused_urls;
 mod sync;
