@@ -5,9 +5,10 @@
 //! the last good copy out until an operator runs `pgbak unpin`.
 //!
 //! [`compare`] is the pure part; [`check_and_pin`] finds the previous backup
-//! in the authoritative store (the S3 prefix when one is configured, else
-//! the directory: a pod's directory starts empty, so only the bucket knows
-//! the history) and pins it there, and in the directory when it is there too.
+//! in the authoritative store (the `S3_*` bucket when one is configured, else
+//! the first `--to` bucket, else the directory: a pod's directory starts
+//! empty, so only a bucket knows the history) and pins it at every
+//! destination that holds it, so no destination's retention rotates it out.
 
 use anyhow::Result;
 use chrono::{SecondsFormat, Utc};
@@ -96,10 +97,11 @@ pub fn compare(previous: &Meta, new: &Meta, percent: u32) -> Option<Findings> {
 
 /// After a backup completed locally (`name`, with its `meta`; uploaded or
 /// not): compares it with the previous good backup of its group in the
-/// authoritative store (the bucket when there is one, else the directory)
-/// and, on a collapse, pins that one there and in the directory when it is
-/// there too. A bucket that cannot be read is named in a warning, and the
-/// directory is the baseline instead.
+/// authoritative store ([`Stores::authoritative`]: the `S3_*` bucket, else
+/// the first `--to` bucket, else the directory) and, on a collapse, pins
+/// that one at every destination that holds it ([`pin_everywhere`]). A
+/// bucket that cannot be read is named in a warning, and the directory is
+/// the baseline instead.
 pub async fn check_and_pin(
     stores: &Stores,
     name: &BackupName,
@@ -109,30 +111,7 @@ pub async fn check_and_pin(
     let Some(percent) = percent else {
         return Ok(None);
     };
-    let local = stores.local.as_ref();
-    let in_local = || async {
-        match local {
-            Some(local) => previous_good(local, name, new).await,
-            None => Ok(None),
-        }
-    };
-    // The bucket, when it can be read; then the pin goes there too.
-    let (baseline, remote) = match &stores.bucket {
-        Some(store) => match previous_good(store, name, new).await {
-            Ok(found) => (found, Some(store)),
-            Err(err) => {
-                ui::warn(&format!(
-                    "anomaly check: cannot read {} ({}); comparing with {} instead",
-                    store.describe(),
-                    crate::error::one_line(&err),
-                    local.map_or_else(|| "nothing".to_owned(), Store::describe)
-                ));
-                (in_local().await?, None)
-            }
-        },
-        None => (in_local().await?, None),
-    };
-    let Some((previous, meta)) = baseline else {
+    let Some((previous, meta)) = baseline(stores, name, new).await? else {
         return Ok(None);
     };
     let Some(mut findings) = compare(&meta, new, percent) else {
@@ -147,9 +126,7 @@ pub async fn check_and_pin(
             findings.summary()
         ),
     };
-    for store in remote.into_iter().chain(local) {
-        pin_in(store, &previous, &pin).await?;
-    }
+    pin_everywhere(stores, &previous, &pin).await?;
     ui::warn(&format!(
         "anomaly: the new backup {} is much smaller than {}; {} is pinned so retention keeps it \
          (`pgbak unpin {}` once this is understood): {}",
@@ -160,6 +137,65 @@ pub async fn check_and_pin(
         findings.summary()
     ));
     Ok(Some(findings))
+}
+
+/// The previous good backup of `name`'s group in the authoritative store;
+/// in the directory when that store is a bucket that cannot be read (or
+/// there is no bucket at all).
+async fn baseline(
+    stores: &Stores,
+    name: &BackupName,
+    new: &Meta,
+) -> Result<Option<(BackupName, Meta)>> {
+    let local = stores.local.as_ref();
+    let in_local = || async {
+        match local {
+            Some(local) => previous_good(local, name, new).await,
+            None => Ok(None),
+        }
+    };
+    match stores.authoritative().filter(|s| s.is_bucket()) {
+        Some(store) => match previous_good(store, name, new).await {
+            Ok(found) => Ok(found),
+            Err(err) => {
+                ui::warn(&format!(
+                    "anomaly check: cannot read {} ({}); comparing with {} instead",
+                    store.describe(),
+                    crate::error::one_line(&err),
+                    local.map_or_else(|| "nothing".to_owned(), Store::describe)
+                ));
+                in_local().await
+            }
+        },
+        None => in_local().await,
+    }
+}
+
+/// Pins `previous` at every destination that holds its meta.json. One that
+/// cannot be read or written is named in a warning and the others go on; an
+/// error only when no destination could be pinned and at least one failed.
+async fn pin_everywhere(stores: &Stores, previous: &BackupName, pin: &Pin) -> Result<()> {
+    let mut pinned = false;
+    let mut failed = None;
+    for destination in stores.destinations() {
+        match pin_in(&destination.store, previous, pin).await {
+            Ok(held) => pinned |= held,
+            Err(err) => {
+                crate::signals::check()?;
+                let err = err.context(format!(
+                    "pinning {} at destination {}",
+                    previous.stem(),
+                    destination.name
+                ));
+                ui::warn(&crate::error::one_line(&err));
+                failed.get_or_insert(err);
+            }
+        }
+    }
+    match failed {
+        Some(err) if !pinned => Err(err),
+        _ => Ok(()),
+    }
 }
 
 /// The newest complete backup of `name`'s group (and `new`'s database)
@@ -201,17 +237,18 @@ async fn previous_good(
     Ok(None)
 }
 
-/// Writes the pin into the backup's meta.json in `store`, if it has one there.
-async fn pin_in(store: &Store, name: &BackupName, pin: &Pin) -> Result<()> {
+/// Writes the pin into the backup's meta.json in `store`; whether the store
+/// holds that meta.json (pinned now or before).
+async fn pin_in(store: &Store, name: &BackupName, pin: &Pin) -> Result<bool> {
     let Some(mut meta) = store.load_meta(name).await? else {
-        return Ok(());
+        return Ok(false);
     };
     if meta.pinned.is_none() {
         meta.pinned = Some(pin.clone());
         store.store_meta(name, &meta).await?;
         ui::info(&format!("pinned {} in {}", name.stem(), store.describe()));
     }
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]

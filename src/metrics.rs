@@ -22,6 +22,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 
+mod destinations;
+pub use destinations::{of_run as destinations_of_run, DestinationMetric};
+
 const LAST_SUCCESS: &str = "pgbak_last_success_timestamp_seconds";
 const SKIPPED: &str = "pgbak_runs_skipped_total";
 const LAST_SKIP: &str = "pgbak_last_skip_timestamp_seconds";
@@ -87,6 +90,11 @@ const METRICS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Every metric pgbak writes: the group's, then the per-destination ones.
+fn all_metrics() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
+    METRICS.iter().chain(destinations::METRICS.iter())
+}
+
 /// The series of one backup group: what its labels say.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct GroupLabels {
@@ -121,6 +129,9 @@ pub struct RunMetrics {
     /// group's last measured restore time is kept).
     pub restore_seconds: Option<f64>,
     pub steps: Vec<StepMetric>,
+    /// Every destination of the run and whether its backup reached it
+    /// (empty: the run never got as far as its destinations).
+    pub destinations: Vec<DestinationMetric>,
 }
 
 /// What one run changes in the file.
@@ -196,7 +207,7 @@ impl Sample {
 /// other group's carried forward as it was.
 pub fn merge(previous: Vec<Sample>, update: &Update) -> Vec<Sample> {
     let group = update.group();
-    let known = |s: &Sample| METRICS.iter().any(|(name, _, _)| *name == s.name);
+    let known = |s: &Sample| all_metrics().any(|(name, _, _)| *name == s.name);
     // The same group without a server (written before the label existed, or
     // by a run whose server could not be told) is this group: carried on
     // under the server's name, not left behind as a series that never updates.
@@ -259,6 +270,12 @@ pub fn merge(previous: Vec<Sample>, update: &Update) -> Vec<Sample> {
                     add(name, value);
                 }
             }
+            out.extend(destinations::after_run(
+                &mine,
+                group,
+                started,
+                &run.destinations,
+            ));
             for step in &run.steps {
                 let label = Some(("step", step.step));
                 out.push(Sample::new(
@@ -283,7 +300,7 @@ pub fn merge(previous: Vec<Sample>, update: &Update) -> Vec<Sample> {
 /// sorted by their labels.
 pub fn render(samples: &[Sample]) -> String {
     let mut out = String::new();
-    for (name, kind, help) in METRICS {
+    for (name, kind, help) in all_metrics() {
         let mut lines: Vec<String> = samples
             .iter()
             .filter(|s| s.name == *name)

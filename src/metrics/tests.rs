@@ -32,6 +32,7 @@ fn run(mode: &str, day: u32, success: bool) -> RunMetrics {
                 duration: Duration::from_millis(7_250),
             },
         ],
+        destinations: Vec::new(),
     }
 }
 
@@ -213,4 +214,56 @@ fn the_restore_time_is_replaced_by_a_new_measure_and_kept_otherwise() {
         text.contains("# TYPE pgbak_restore_duration_seconds gauge"),
         "{text}"
     );
+}
+
+#[test]
+fn each_destination_has_its_series_and_one_that_failed_keeps_its_last_success() {
+    let names: Vec<String> = ["local", "s3", "offsite"].map(String::from).into();
+    let at = |samples: &[Sample], name: &str, destination: &str| {
+        samples
+            .iter()
+            .find(|s| s.name == name && s.label("destination") == destination)
+            .map(|s| s.value)
+    };
+    let with = |day: u32, held: &[&str]| RunMetrics {
+        destinations: destinations::of_run(
+            &names,
+            &held.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+            1000 + u64::from(day),
+        ),
+        ..run("full", day, held.len() == 3)
+    };
+    let first = merge(
+        Vec::new(),
+        &Update::Finished(with(24, &["local", "s3", "offsite"])),
+    );
+    let second = merge(first.clone(), &Update::Finished(with(25, &["local", "s3"])));
+    let (copied, last, size) = (
+        destinations::COPIED,
+        destinations::LAST_SUCCESS,
+        destinations::SIZE,
+    );
+    assert_eq!(at(&second, copied, "offsite"), Some(0.0));
+    assert_eq!(at(&second, copied, "s3"), Some(1.0));
+    assert_eq!(at(&second, last, "offsite"), at(&first, last, "offsite"));
+    assert!(at(&second, last, "s3") > at(&first, last, "s3"));
+    assert_eq!(at(&second, size, "offsite"), Some(1024.0));
+    assert_eq!(at(&second, size, "local"), Some(1025.0));
+    // A run that never knew its destinations carries them on; the group's series say 0.
+    let failed = merge(second.clone(), &Update::Finished(run("full", 26, false)));
+    assert_eq!(at(&failed, last, "s3"), at(&second, last, "s3"));
+    // A destination no longer configured loses its series.
+    let names_now: Vec<String> = ["local".to_owned()].into();
+    let fewer = RunMetrics {
+        destinations: destinations::of_run(&names_now, &names_now, 1),
+        ..run("full", 27, true)
+    };
+    let after = merge(failed, &Update::Finished(fewer));
+    assert_eq!(at(&after, copied, "offsite"), None);
+    let text = render(&after);
+    assert!(
+        text.contains("pgbak_destination_last_copy_success{database=\"enterprise_agents\""),
+        "{text}"
+    );
+    assert!(text.contains(",destination=\"local\"} 1"), "{text}");
 }

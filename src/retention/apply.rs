@@ -31,6 +31,9 @@ pub struct Fate {
     /// `local` or `s3`.
     #[serde(rename = "where")]
     pub store: &'static str,
+    /// The destination's name (`prune`: `local`, `s3`, each `--to` one's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
     /// The dump's path or `s3://` URI.
     pub location: String,
     /// `keep` or `delete` (what happened, or would in a dry run).
@@ -132,6 +135,7 @@ pub async fn apply(
         applied.outcomes.push(Fate {
             name: d.name.stem(),
             store: scope.store,
+            destination: None,
             location,
             action: if d.keep { "keep" } else { "delete" },
             reasons: d.reasons,

@@ -25,6 +25,7 @@ fn metric_names(text: &str) -> Vec<String> {
 fn every_metric_a_rule_reads_is_one_pgbak_writes() {
     let writers = [
         read(&root().join("src/metrics.rs")),
+        read(&root().join("src/metrics/destinations.rs")),
         read(&root().join("src/commands/check/output.rs")),
     ]
     .join("\n");

@@ -223,11 +223,15 @@ pub async fn backup_run(
     Ok(outcome)
 }
 
-/// Writes the run's record where its backups go (the directory, and the
-/// bucket with S3). A record that cannot be written is warned about: the
-/// backups themselves are what matter, and their meta.json name the run.
+/// Writes the run's record where its backups go: every destination (the
+/// directory, the `S3_*` bucket, each `--to` one), so each destination's
+/// retention knows its newest complete run and a disaster recovery from any
+/// one of them finds the run. A record that cannot be written is warned
+/// about, naming the destination: the backups themselves are what matter,
+/// and their meta.json name the run.
 async fn store_record(stores: &Stores, record: &RunRecord) {
-    for store in stores.local.iter().chain(&stores.bucket) {
+    for destination in stores.destinations() {
+        let store = &destination.store;
         let stored = crate::signals::unless_stopped(store.store_run(record)).await;
         if let Err(err) = stored {
             let doing = if store.is_bucket() {
@@ -235,7 +239,11 @@ async fn store_record(stores: &Stores, record: &RunRecord) {
             } else {
                 "writing"
             };
-            ui::warn(&format!("{doing} the run record: {}", one_line(&err)));
+            ui::warn(&format!(
+                "{doing} the run record at {}: {}",
+                destination.name,
+                one_line(&err)
+            ));
         }
     }
 }

@@ -35,10 +35,12 @@ impl Copies {
     /// Starts a copy of `name` at each `--to` destination of `stores`: a
     /// `.partial` file created exclusively in a directory (created 0700 when
     /// missing), a multipart upload in a bucket once the name is claimed
-    /// there. One that cannot start is recorded as failed.
+    /// there (unless `claimed` names it: the name was claimed there when it
+    /// was chosen). One that cannot start is recorded as failed.
     pub async fn start(
         stores: &Stores,
         name: &BackupName,
+        claimed: Option<&str>,
         estimate: Option<u64>,
         signals: &mut Signals,
     ) -> Result<(Copies, Vec<Extra>)> {
@@ -51,7 +53,10 @@ impl Copies {
                 failure: None,
             };
             let started = signals
-                .guard(async { Ok(copy.start(name, estimate).await) })
+                .guard(async {
+                    let claim = claimed != Some(destination.name.as_str());
+                    Ok(copy.start(name, claim, estimate).await)
+                })
                 .await?;
             match started {
                 Ok(sink) => sinks.push(Extra::new(&destination.name, sink)),
@@ -154,10 +159,16 @@ impl Copy {
     }
 
     /// The file or upload this copy's bytes go to.
-    async fn start(&mut self, name: &BackupName, estimate: Option<u64>) -> Result<ExtraSink> {
+    /// `claim`: the name still has to be claimed here (a bucket).
+    async fn start(
+        &mut self,
+        name: &BackupName,
+        claim: bool,
+        estimate: Option<u64>,
+    ) -> Result<ExtraSink> {
         let store = &self.destination.store;
         if store.is_bucket() {
-            if !store.claim(name).await? {
+            if claim && !store.claim(name).await? {
                 return Err(anyhow!(
                     "{} already holds a backup named {}",
                     store.describe(),

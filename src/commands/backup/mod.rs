@@ -207,7 +207,7 @@ pub async fn dump_local_first(
             .local
             .clone()
             .unwrap_or_else(|| Store::local(&job.output_dir)),
-        bucket: stores.bucket.clone(),
+        bucket: stores.authoritative().filter(|s| s.is_bucket()).cloned(),
         server: crate::storage::server_tag(&identity),
     };
     let pause = match (standby, job.pause_replay) {

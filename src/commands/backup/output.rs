@@ -63,6 +63,9 @@ pub struct Output {
     copies: Copies,
     /// Every destination of the run, for the outcome's count.
     stores: Stores,
+    /// The `--to` destination where [`Output::reserve`] claimed the name
+    /// (the authoritative store when there is no `S3_*` bucket).
+    claimed: Option<String>,
 }
 
 impl Output {
@@ -82,9 +85,21 @@ impl Output {
             .with_server(Some(crate::storage::server_tag(server)))
             .with_encryption(job.recipients.is_some());
         let bucket = stores.bucket.clone();
-        let (name, file) = signals
-            .guard(reserve_name(&job.output_dir, bucket.as_ref(), wanted))
+        // Whether a name is taken: the authoritative store's say (without an
+        // `S3_*` bucket, the first `--to` bucket, whose copy then needs no
+        // claim of its own).
+        let authority = stores.authoritative().filter(|s| s.is_bucket());
+        let (name, file, claimed) = signals
+            .guard(reserve_name(&job.output_dir, authority, wanted))
             .await?;
+        let claimed = match (&bucket, claimed) {
+            (None, true) => stores
+                .added()
+                .iter()
+                .find(|d| d.store.is_bucket())
+                .map(|d| d.name.clone()),
+            _ => None,
+        };
         let output = Output {
             dump_path: job.output_dir.join(name.dump_file()),
             meta_path: job.output_dir.join(name.meta_file()),
@@ -97,6 +112,7 @@ impl Output {
             upload_failure: None,
             copies: Copies::default(),
             stores: stores.clone(),
+            claimed,
         };
         Ok((output, file))
     }
@@ -139,7 +155,14 @@ impl Output {
         estimate: Option<u64>,
         signals: &mut Signals,
     ) -> Result<Vec<Extra>> {
-        let (copies, sinks) = Copies::start(&self.stores, &self.name, estimate, signals).await?;
+        let (copies, sinks) = Copies::start(
+            &self.stores,
+            &self.name,
+            self.claimed.as_deref(),
+            estimate,
+            signals,
+        )
+        .await?;
         self.copies = copies;
         Ok(sinks)
     }
@@ -405,12 +428,13 @@ impl Output {
 /// prefix (another pod, or two runs within a second; claimed there by a
 /// conditional write of the upload's marker), moves to the next free
 /// second, so nothing is ever overwritten. A prefix that cannot be
-/// asked is named in a warning; the upload then fails on its own.
+/// asked is named in a warning; the upload then fails on its own. Also
+/// returns whether the name was claimed under `remote`.
 async fn reserve_name(
     output_dir: &Path,
     remote: Option<&Store>,
     mut name: BackupName,
-) -> Result<(BackupName, FileSink)> {
+) -> Result<(BackupName, FileSink, bool)> {
     let mut remote = remote;
     if let Some(newest) = newest_in_group(output_dir, remote, &name).await {
         // Never before a name already in the group (three runs within a second
@@ -436,8 +460,9 @@ async fn reserve_name(
                 }
                 Err(err) => {
                     ui::warn(&format!(
-                        "cannot tell whether {} is free under the S3 prefix: {}",
+                        "cannot tell whether {} is free in {}: {}",
                         name.stem(),
+                        store.describe(),
                         crate::error::one_line(&err)
                     ));
                     remote = None;
@@ -448,7 +473,7 @@ async fn reserve_name(
         let meta_path = output_dir.join(name.meta_file());
         if !meta_path.exists() && !dump_path.exists() {
             match FileSink::create(&dump_path) {
-                Ok(sink) => return Ok((name, sink)),
+                Ok(sink) => return Ok((name, sink, remote.is_some())),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => {
                     return Err(e)

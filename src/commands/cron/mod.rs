@@ -64,6 +64,8 @@ pub(crate) struct CronRun {
     anomaly: Option<crate::anomaly::Findings>,
     /// `--all-databases`: each database's run (its anomaly warning, its metrics).
     databases: Vec<crate::commands::backup::each::DatabaseRun>,
+    /// The run's destinations by name, once its settings are read (metrics).
+    destinations: Vec<String>,
 }
 
 /// The step that failed and why.
@@ -105,6 +107,11 @@ pub async fn run(settings: CronSettings, stores: &Stores) -> Result<ExitCode> {
     };
     let job = &config.plan.job;
     let backup_dir = &job.output_dir;
+    run.destinations = stores
+        .destinations()
+        .iter()
+        .map(|d| d.name.clone())
+        .collect();
     config::storage_class_warning(job, false);
     crate::children::stop_leftovers().await;
     crate::archive::fetch_dir::sweep();
@@ -158,6 +165,7 @@ impl CronRun {
             made: None,
             anomaly: None,
             databases: Vec::new(),
+            destinations: Vec::new(),
         }
     }
 

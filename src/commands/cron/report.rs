@@ -69,6 +69,11 @@ pub(super) async fn finish(
             backup_size: run.made.as_ref().map(|m| m.meta.size_bytes),
             restore_seconds: restore_seconds(run.made.as_ref()),
             steps: run.steps.clone(),
+            // (`--all-databases`: each database's series say it.)
+            destinations: match run.databases.is_empty() {
+                true => destinations(&run.destinations, run.made.as_ref()),
+                false => Vec::new(),
+            },
         }),
     );
     // `--all-databases`: each database's own series, as if it had run alone.
@@ -87,10 +92,22 @@ pub(super) async fn finish(
                 backup_size: db.made.as_ref().map(|m| m.meta.size_bytes),
                 restore_seconds: restore_seconds(db.made.as_ref()),
                 steps: db.steps.clone(),
+                destinations: destinations(&run.destinations, db.made.as_ref()),
             }),
         );
     }
     ExitCode::from(code)
+}
+
+/// Each of the run's destinations (`all`), and whether `made` reached it.
+fn destinations(
+    all: &[String],
+    made: Option<&crate::commands::backup::Made>,
+) -> Vec<metrics::DestinationMetric> {
+    match made {
+        Some(made) => metrics::destinations_of_run(all, &made.held, made.meta.size_bytes),
+        None => metrics::destinations_of_run(all, &[], 0),
+    }
 }
 
 /// pg_restore's time in this run's verify of `made`: its verdict beside it

@@ -4,10 +4,15 @@
 //! destination, and URLs that carry a secret refused without echoing it; reading falls back
 //! through them in order, and `pgbak sync` makes each hold what the others do.
 
+mod all_runs;
 mod fallback;
 mod holders;
 mod keep_rules;
+mod metrics_labels;
 mod one_pass;
+mod pins;
+mod pod_names;
+mod prune_each;
 mod refused_urls;
 mod sync;
 
