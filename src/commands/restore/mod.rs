@@ -261,7 +261,8 @@ async fn open_backup(
     };
     let before_download =
         |meta: Option<&Meta>| refuse_other(meta, &named, opts.allow_other_database, conn);
-    let located = archive::locate_across(wanted, from, &before_download).await?;
+    let located = signals.guard(archive::locate_across(wanted, from, &before_download));
+    let located = located.await?;
     let backup = Backup::open(located, &opts.tuning.decrypt)?;
     let dump = backup.located.dump.display().to_string();
     // Not a plaintext object where an encrypted one belongs, signed when signatures are required.

@@ -83,7 +83,10 @@ pub async fn run(settings: VerifySettings, from: &[Destination]) -> Result<ExitC
         return drill::run(&settings.options, wanted, from, settings.output).await;
     }
     let mut signals = Signals::new()?;
-    let located = archive::locate_across(&settings.backup, from, &|_| Ok(())).await?;
+    // Raced with the signals: a download stopped midway leaves nothing (its directory goes).
+    let located = signals
+        .guard(archive::locate_across(&settings.backup, from, &|_| Ok(())))
+        .await?;
     let report = verify_located(&settings.options, located, &mut signals).await?;
     if settings.output == Output::Json {
         ui::stdout_line(&serde_json::to_string_pretty(&report).context("encoding the report")?);

@@ -231,21 +231,24 @@ pub async fn fetch_backup_checked(
 }
 
 /// Says how much disk the download needs and where, and refuses one that
-/// cannot fit (before a byte is fetched): the dump goes whole into
-/// `dir` ($TMPDIR), and a parallel restore of an encrypted backup needs its
-/// plaintext once more in the scratch directory.
+/// cannot fit (before a byte is fetched, exit 1): the dump goes whole into
+/// `dir` (in `--scratch-dir`, else $TMPDIR), and a parallel restore of an
+/// encrypted backup needs its plaintext once more in the scratch directory.
 fn room_for(size: u64, dir: &Path) -> Result<()> {
+    let place = dir.parent().unwrap_or(dir);
     let free = crate::encryption::decrypt::free_bytes(dir);
     ui::info(&format!(
-        "the download needs {} in {} ({} free; set TMPDIR to download elsewhere)",
+        "the restore needs {} of local disk in {} for the download ({} free; --scratch-dir or \
+         PGBAK_SCRATCH_DIR puts it elsewhere)",
         ui::bytes(size),
-        dir.parent().unwrap_or(dir).display(),
+        place.display(),
         free.map_or_else(|| "unknown".to_owned(), ui::bytes)
     ));
     match free {
         Some(free) if free < size => bail!(
-            "{} has {} free, the download needs {}: set TMPDIR to a directory with room",
-            dir.parent().unwrap_or(dir).display(),
+            "not downloading: {} has {} free, the backup needs {}: point --scratch-dir (or \
+             PGBAK_SCRATCH_DIR) at a directory with room",
+            place.display(),
             ui::bytes(free),
             ui::bytes(size)
         ),
