@@ -17,6 +17,7 @@ mod marker;
 mod part;
 pub mod part_plan;
 mod ranged;
+pub(crate) mod stream;
 mod upload;
 
 use std::sync::Arc;
@@ -44,10 +45,13 @@ use crate::ui;
 
 pub use cleanup::OpenUpload;
 pub use config::{keep_warning, normalize_prefix, S3Settings, Sse, SseAlgorithm, StorageClass};
-pub use fetch::{fetch_backup, fetch_backup_checked, parse_uri, Fetched, MetaCheck};
+pub use fetch::{
+    fetch_backup, fetch_backup_as, fetch_backup_checked, parse_uri, Fetched, MetaCheck,
+};
 pub use marker::{Claim, MARKER_SUFFIX};
 pub use part_plan::{PartPlan, DEFAULT_PART_SIZE, MIB, S3_MAX_PART_SIZE, S3_MIN_PART_SIZE};
 pub use ranged::{ranges, ObjectHead, Ranged};
+pub use stream::{Proof, Streamed};
 pub use upload::{S3Sink, UploadFailed, UploadHandle};
 
 /// What the AWS SDK would otherwise read from the process environment,
