@@ -15,7 +15,7 @@ mod header;
 mod holders;
 pub mod proof;
 pub mod restore;
-pub mod stream;
+mod stream;
 mod tools;
 mod trust;
 
@@ -93,8 +93,8 @@ pub struct Located {
     /// verify records its verdict on each of them too.
     pub also: Vec<Origin>,
     /// Set when `dump` is only the head of a dump read whole from the bucket
-    /// as pg_restore reads it ([`stream`]): its checksum is known at the end.
-    pub stream: Option<crate::storage::s3::Streamed>,
+    /// as pg_restore reads it (`archive/stream.rs`): its checksum is known at the end.
+    pub stream: Option<crate::storage::s3::stream::Streamed>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -180,9 +180,7 @@ pub async fn locate_streaming(
     stream: bool,
 ) -> Result<Located> {
     match from {
-        [only] if stream && matches!(only.store, Store::S3(_)) => {
-            locate_as(wanted, &only.store, check, true).await
-        }
+        [only] if stream => locate_as(wanted, &only.store, check, true).await,
         _ => locate_across(wanted, from, check).await,
     }
 }

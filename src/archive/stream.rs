@@ -1,11 +1,11 @@
 //! pg_restore reading a dump as it downloads (`--jobs 1`,
-//! [`crate::storage::s3::Streamed`]): the object's bytes arrive in order,
+//! [`crate::storage::s3::stream::Streamed`]): the object's bytes arrive in order,
 //! are hashed as they arrive (all of them: what pg_restore does not read is
 //! still downloaded and hashed once it hangs up), decrypted on the way for
 //! an `.dump.age`, and written to pg_restore's stdin. At the end the object's
 //! SHA-256 and size are compared with meta.json: a mismatch is a Finding
 //! that fails the restore (whose copy its caller then removes) and is kept
-//! in the stream's [`crate::storage::s3::Proof`] for verify's checksum check.
+//! in the stream's [`crate::storage::s3::stream::Proof`] for verify's checksum check.
 
 use std::fs::File;
 use std::io::{BufReader, ErrorKind, Read, Write};
@@ -20,7 +20,7 @@ use super::Backup;
 use crate::encryption::decrypt::{Fed, Plain};
 use crate::encryption::Identities;
 use crate::error::{finding, one_line};
-use crate::storage::s3::Streamed;
+use crate::storage::s3::stream::Streamed;
 
 const CHUNK: usize = 1 << 20;
 

@@ -319,7 +319,11 @@ impl Plain {
         signals: &mut Signals,
     ) -> Result<PgRestoreVerdict> {
         let mut outcome = crate::pg::restore::restore(job, self.input(), signals).await?;
-        if let Err(err) = self.finish() {
+        // Off the runtime: a feeder may still be waiting for downloaded bytes the runtime delivers.
+        let finished = tokio::task::spawn_blocking(move || self.finish())
+            .await
+            .context("waiting for the thread that fed pg_restore")?;
+        if let Err(err) = finished {
             outcome.errors.push(crate::error::one_line(&err));
         }
         for warning in crate::pg::restore::distinct(&outcome.warnings) {

@@ -121,7 +121,7 @@ pub struct Fetched {
     /// None when the bucket holds no meta.json for it.
     pub meta: Option<PathBuf>,
     /// Set when only the dump's head was downloaded: the whole dump is read from here.
-    pub stream: Option<super::Streamed>,
+    pub stream: Option<super::stream::Streamed>,
 }
 
 /// `s3://bucket/key` split and checked: the key must end in a plain `.dump`
@@ -264,7 +264,7 @@ async fn head_only(
     dump: &Path,
     meta: &crate::meta::Meta,
     dest_dir: &Path,
-) -> Result<Option<super::Streamed>> {
+) -> Result<Option<super::stream::Streamed>> {
     let part = super::stream::head_len(store.settings.download_part_size);
     if meta.size_bytes <= part {
         return Ok(None);

@@ -1,18 +1,16 @@
-//! Backups on S3 or MinIO: the client (built from [`S3Settings`], which
-//! carries what this run's environment tells the SDK, and the standard AWS
-//! credential chain for the rest) and the small requests every command makes
-//! (listing, meta.json, deleting). Beside it: the part plan (`part_plan`), the
-//! multipart upload streaming a dump while pg_dump runs (`upload`, `part`), the
-//! upload markers and the stale-upload cleanup (`marker`, `cleanup`), fetching
-//! (`fetch`, `ranged`) and `pgbak sync`'s copies within one endpoint (`copy`).
-//! The upload runs beside the local file, never instead of it: an S3 failure
-//! is recorded, the multipart upload aborted, and the local backup still
-//! completes; the caller then fails the run.
+//! Backups on S3 or MinIO: the client (built from [`S3Settings`], which carries what this
+//! run's environment tells the SDK, and the standard AWS credential chain for the rest) and
+//! the small requests every command makes (listing, meta.json, deleting). Beside it: the part
+//! plan (`part_plan`), the multipart upload streaming a dump while pg_dump runs (`upload`,
+//! `part`), the upload markers and the stale-upload cleanup (`marker`, `cleanup`), fetching
+//! (`fetch`, `ranged`, `stream`) and `pgbak sync`'s copies within one endpoint (`copy`). The
+//! upload runs beside the local file, never instead of it: an S3 failure is recorded, the
+//! multipart upload aborted, and the local backup still completes; the caller then fails the run.
 
 mod cleanup;
 mod config;
 mod copy;
-mod fetch;
+pub(crate) mod fetch;
 mod marker;
 mod part;
 pub mod part_plan;
@@ -45,13 +43,10 @@ use crate::ui;
 
 pub use cleanup::OpenUpload;
 pub use config::{keep_warning, normalize_prefix, S3Settings, Sse, SseAlgorithm, StorageClass};
-pub use fetch::{
-    fetch_backup, fetch_backup_as, fetch_backup_checked, parse_uri, Fetched, MetaCheck,
-};
+pub use fetch::{fetch_backup, fetch_backup_checked, parse_uri, Fetched, MetaCheck};
 pub use marker::{Claim, MARKER_SUFFIX};
 pub use part_plan::{PartPlan, DEFAULT_PART_SIZE, MIB, S3_MAX_PART_SIZE, S3_MIN_PART_SIZE};
 pub use ranged::{ranges, ObjectHead, Ranged};
-pub use stream::{Proof, Streamed};
 pub use upload::{S3Sink, UploadFailed, UploadHandle};
 
 /// What the AWS SDK would otherwise read from the process environment,

@@ -64,7 +64,7 @@ impl Store {
     }
 
     /// [`Store::fetch`]; with `stream`, a bucket's dump with a meta.json is
-    /// only fetched as its head ([`s3::fetch_backup_as`]) when it is larger than one range.
+    /// only fetched as its head ([`s3::fetch::fetch_backup_as`]) when it is larger than one range.
     pub async fn fetch_as(
         &self,
         file: &str,
@@ -86,7 +86,8 @@ impl Store {
         let fetched = match (self, stream) {
             (Store::S3(s3), true) => {
                 let fetched =
-                    s3::fetch_backup_as(s3, &s3.key_for(file), temp.path(), check, true).await?;
+                    s3::fetch::fetch_backup_as(s3, &s3.key_for(file), temp.path(), check, true)
+                        .await?;
                 Fetched {
                     dump: fetched.dump,
                     meta: fetched.meta,
