@@ -20,7 +20,7 @@ use super::Backup;
 use crate::encryption::decrypt::{Fed, Plain};
 use crate::encryption::Identities;
 use crate::error::{finding, one_line};
-use crate::storage::s3::stream::Streamed;
+use crate::storage::s3::stream::{Streamed, Verdict};
 
 const CHUNK: usize = 1 << 20;
 
@@ -112,12 +112,17 @@ fn feed(
     drop(out);
     incoming.drain();
     let verdict = match (&incoming.failed, judge(&incoming, streamed)) {
-        (Some(why), _) => Err(format!("the download of {} failed: {why}", streamed.uri())),
-        (None, verdict) => verdict,
+        (Some(why), _) => Verdict::Unread(format!(
+            "the download of {} failed midway: {why}",
+            streamed.uri()
+        )),
+        (None, Ok(matched)) => Verdict::Matches(matched),
+        (None, Err(differs)) => Verdict::Differs(differs),
     };
     let result = match &verdict {
-        Ok(_) => copied,
-        Err(why) => Err(finding(why.clone())),
+        Verdict::Matches(_) => copied,
+        Verdict::Differs(why) => Err(finding(why.clone())),
+        Verdict::Unread(why) => Err(anyhow!(why.clone())),
     };
     if let Ok(mut proof) = streamed.proof.lock() {
         *proof = Some(verdict);

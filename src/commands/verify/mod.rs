@@ -255,7 +255,7 @@ async fn run_checks(
         report,
     );
     let restored = restored.await?;
-    report.settle_streamed(run.located());
+    report.settle_streamed(run.located())?;
     if !restored {
         return Ok(());
     }

@@ -232,20 +232,24 @@ impl Report {
     }
 
     /// The checksum check of a dump streamed into pg_restore, known once the
-    /// stream ended (in the place of a skip the restore's failure left).
-    pub fn settle_streamed(&mut self, located: &Located) {
+    /// stream ended (in the place of a skip the restore's failure left). Err
+    /// when the download failed midway: no verdict on the backup (nothing recorded).
+    pub fn settle_streamed(&mut self, located: &Located) -> anyhow::Result<()> {
+        use crate::storage::s3::stream::Verdict;
         let Some(streamed) = &located.stream else {
-            return;
+            return Ok(());
         };
         let proof = streamed.proof.lock().ok().and_then(|p| p.clone());
         let (status, detail) = match proof {
-            Some(Ok(detail)) => (Status::Pass, detail),
-            Some(Err(why)) => (Status::Fail, why),
-            None if self.has(CheckId::Checksum) => return,
+            Some(Verdict::Matches(detail)) => (Status::Pass, detail),
+            Some(Verdict::Differs(why)) => (Status::Fail, why),
+            Some(Verdict::Unread(why)) => return Err(anyhow::anyhow!(why)),
+            None if self.has(CheckId::Checksum) => return Ok(()),
             None => (Status::Skip, "not read: the restore did not run".to_owned()),
         };
         self.checks.retain(|c| c.name != CheckId::Checksum);
         self.add(CheckId::Checksum, status, detail);
+        Ok(())
     }
 
     /// The checks that failed, in order.

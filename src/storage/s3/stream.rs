@@ -32,9 +32,20 @@ pub fn head_len(part: u64) -> u64 {
     part.max(HEAD_MIN)
 }
 
-/// The verdict on a streamed dump against meta.json, once the stream ended:
-/// Ok(what matched) or Err(what differs). Shared with the verify report.
-pub type Proof = Arc<Mutex<Option<Result<String, String>>>>;
+/// The verdict on a streamed dump against meta.json, once the stream ended
+/// (None before). Shared with the verify report.
+pub type Proof = Arc<Mutex<Option<Verdict>>>;
+
+/// What the end of a stream proved, each with its words.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Every byte went by and the sha256 and size equal meta.json.
+    Matches(String),
+    /// They differ: the backup is bad.
+    Differs(String),
+    /// The download failed midway: no verdict on the backup.
+    Unread(String),
+}
 
 /// An object that will be streamed whole, with what meta.json says it is.
 #[derive(Clone)]
@@ -94,8 +105,8 @@ impl Streamed {
 
 impl Store {
     /// The object `key` is streamed later when it is larger than its head
-    /// ([`head_len`]): the head is written to `dest` (created 0600) now, and
-    /// the [`Streamed`] returned; None (nothing written) for a smaller
+    /// (`head_len`): the head is written to `dest` (created 0600) now, and
+    /// the `Streamed` returned; None (nothing written) for a smaller
     /// object, which is downloaded whole as before.
     pub async fn download_head(
         &self,
