@@ -5,7 +5,8 @@
 //! 2. find the backup; an encrypted one (`.dump.age`) needs an identity that
 //!    fits (exit 2 otherwise); check its SHA-256 against meta.json, read its
 //!    header and `pg_restore --list`: nothing touches the target before the
-//!    backup is known good;
+//!    backup is known good (`--create-db --jobs 1` from S3 streams the dump into
+//!    the staging copy: its SHA-256 is known at the end, and the copy dropped when it differs);
 //! 3. ask the operator to type the database name (host, port, database, backup shown);
 //! 4. `--create-db`: a staging database under a temporary name, created with the
 //!    properties meta.json recorded (owner, locale, settings, ACL; see [`crate::pg::dbprops`]);

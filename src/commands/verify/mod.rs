@@ -4,7 +4,7 @@
 //! 1. meta.json is there and readable (without it the checks that need it are skipped, and
 //!    verify fails: a backup without its meta.json is not complete);
 //! 2. SHA-256 and size equal meta.json, before anything else: a truncated dump can still
-//!    pass `pg_restore --list`;
+//!    pass `pg_restore --list` (`--jobs 1` from S3: streamed into pg_restore, settled at its end);
 //! 3. the archive is readable: `PGDMP` header, a pg_restore new enough and built with the
 //!    archive's compression, `pg_restore --list`;
 //! 4. a temporary database `<db>_verify_<UTC ts>` is created: on the source server, on
