@@ -92,35 +92,41 @@ fn restore_streamed_with_one_job_matches_and_a_stream_that_differs_leaves_nothin
         support::files(&tmp)
     );
 
-    // One byte more in the object: pg_restore may well succeed on it, but the sha256 at the
-    // end differs from meta.json: exit 1, the staging copy dropped, the target untouched.
+    // One byte more in the object (pg_restore may well succeed on it), or one byte flipped in
+    // the middle: the sha256 at the end differs from meta.json: exit 1, the staging copy
+    // dropped, the target untouched.
     let key = format!(
         "{PREFIX}{}",
         keys(server, &bucket, PREFIX, ".dump").remove(0)
     );
-    let mut bytes = server.get_object(&bucket, &key);
-    bytes.push(0);
-    server.put_object(&bucket, &key, bytes, None);
-    mark(&db);
-    let out = run(streaming_restore(
-        &mut pgbak_s3(&db, server, &bucket, PREFIX),
-        64 << 10,
-        &tmp,
-    ));
-    let text = output_text(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(
-        text.contains("does not match its meta.json")
-            && text.contains("checked as it streamed into pg_restore"),
-        "{text}"
-    );
-    assert!(marked(&db), "the target is as it was");
-    assert_eq!(staging_left(&db), "", "{text}");
-    assert!(
-        support::files(&tmp).is_empty(),
-        "{:?}",
-        support::files(&tmp)
-    );
+    let good = server.get_object(&bucket, &key);
+    let mut longer = good.clone();
+    longer.push(0);
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 0x01;
+    for bad in [longer, flipped] {
+        server.put_object(&bucket, &key, bad, None);
+        mark(&db);
+        let out = run(streaming_restore(
+            &mut pgbak_s3(&db, server, &bucket, PREFIX),
+            64 << 10,
+            &tmp,
+        ));
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(
+            text.contains("does not match its meta.json")
+                && text.contains("checked as it streamed into pg_restore"),
+            "{text}"
+        );
+        assert!(marked(&db), "the target is as it was");
+        assert_eq!(staging_left(&db), "", "{text}");
+        assert!(
+            support::files(&tmp).is_empty(),
+            "{:?}",
+            support::files(&tmp)
+        );
+    }
     let _ = std::fs::remove_dir_all(&root);
 }
 
