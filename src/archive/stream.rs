@@ -193,3 +193,48 @@ fn copy(incoming: &mut Incoming, ids: Option<&Identities>, out: &mut File) -> Re
         complete,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incoming(chunks: Vec<Result<&'static [u8]>>) -> Incoming {
+        let (tx, rx) = tokio::sync::mpsc::channel(chunks.len().max(1));
+        for chunk in chunks {
+            tx.try_send(chunk.map(Bytes::from_static)).unwrap();
+        }
+        Incoming {
+            chunks: rx,
+            current: Bytes::new(),
+            hasher: Sha256::new(),
+            bytes: 0,
+            failed: None,
+        }
+    }
+
+    #[test]
+    fn every_byte_is_hashed_in_order_even_those_the_reader_left() {
+        let mut stream = incoming(vec![Ok(b"PGDMP"), Ok(b" rest"), Ok(b" tail")]);
+        let mut head = [0u8; 7];
+        stream.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"PGDMP r");
+        stream.drain();
+        assert_eq!(stream.bytes, 15);
+        assert_eq!(
+            hex::encode(stream.hasher.finalize()),
+            hex::encode(Sha256::digest(b"PGDMP rest tail"))
+        );
+    }
+
+    #[test]
+    fn a_download_that_fails_is_a_read_error_and_remembered() {
+        let mut stream = incoming(vec![Ok(b"PGDMP"), Err(anyhow!("connection reset"))]);
+        let mut all = Vec::new();
+        let err = stream.read_to_end(&mut all).unwrap_err();
+        assert!(err.to_string().contains("connection reset"), "{err}");
+        assert_eq!(all, b"PGDMP");
+        assert_eq!(stream.failed.as_deref(), Some("connection reset"));
+        stream.drain();
+        assert_eq!(stream.bytes, 5);
+    }
+}
