@@ -95,6 +95,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             let source = &args.source;
             let to = ToFlags::new(&source.to, &source.s3, None, None);
             let settings = RestoreSettings::resolve(&global, args)?;
+            archive::fetch_dir::use_scratch(settings.options.tuning.decrypt.scratch_dir.as_deref());
             let stores = settings::restore::reading(&to, &settings.restoring.place())?;
             commands::restore::run(settings, stores.destinations()).await
         }
@@ -102,6 +103,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             let source = &args.source;
             let to = ToFlags::new(&source.to, &source.s3, None, None);
             let settings = VerifySettings::resolve(&global, args)?;
+            archive::fetch_dir::use_scratch(settings.options.scratch_dir.as_deref());
             let stores = settings::restore::reading(&to, &settings.backup.place())?;
             if let Some(reproving) = &settings.reprove {
                 let store = reproving.place.open();

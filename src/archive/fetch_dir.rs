@@ -1,6 +1,6 @@
 //! The temporary directories restore and verify download S3 backups into
-//! (`$TMPDIR/pgbak-fetch-*`): private, marked with the run that made them, and
-//! swept once that run is gone.
+//! (`pgbak-fetch-*` in `--scratch-dir` when given, else in `$TMPDIR`):
+//! private, marked with the run that made them, and swept once that run is gone.
 //!
 //! A download holds a whole dump (plaintext, for an unencrypted backup), so
 //! the directory is created 0700 (never wider, whatever the umask) and
@@ -16,12 +16,37 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
 
+use crate::error::usage;
 use crate::ui;
 
 const PREFIX: &str = "pgbak-fetch-";
+
+/// `--scratch-dir` (`PGBAK_SCRATCH_DIR`) of this run, set once at dispatch:
+/// downloads go there instead of `$TMPDIR`.
+static SCRATCH: OnceLock<PathBuf> = OnceLock::new();
+
+/// Downloads of this run go into `scratch` (`--scratch-dir`) when given; the
+/// leftovers of dead runs there are swept now, as `$TMPDIR`'s are.
+pub fn use_scratch(scratch: Option<&Path>) {
+    let Some(dir) = scratch else {
+        return;
+    };
+    if SCRATCH.set(dir.to_path_buf()).is_ok() && dir != crate::settings::temp_dir() {
+        sweep_in(dir);
+    }
+}
+
+/// Where this run's downloads go: `--scratch-dir`, else `$TMPDIR`.
+pub fn download_dir() -> PathBuf {
+    SCRATCH
+        .get()
+        .cloned()
+        .unwrap_or_else(crate::settings::temp_dir)
+}
 
 /// This process's pid namespace, as the number `/proc/self/ns/pid` names
 /// (`pid:[4026531836]`); 0 when it cannot be read.
@@ -54,9 +79,16 @@ pub fn parse_name(name: &str) -> Option<(u64, u32, u64)> {
     Some((ns, pid, start))
 }
 
-/// A new private download directory in the temp dir, removed on drop.
+/// A new private download directory in [`download_dir`], removed on drop.
+/// A `--scratch-dir` that is not a directory is a usage error (exit 2).
 pub fn create() -> Result<tempfile::TempDir> {
-    let dir = crate::settings::temp_dir();
+    let dir = download_dir();
+    if SCRATCH.get().is_some() && !dir.is_dir() {
+        return Err(usage(format!(
+            "--scratch-dir {} is not a directory pgbak can use",
+            dir.display()
+        )));
+    }
     let prefix = own_prefix();
     let temp = tempfile::Builder::new()
         .prefix(&prefix)
@@ -85,11 +117,15 @@ fn refusal(path: &Path) -> Option<&'static str> {
     None
 }
 
-/// Removes the download directories of runs that died (see the module doc).
-/// Never fails the run: what cannot be removed is warned about.
+/// Removes the download directories of runs that died (see the module doc)
+/// from `$TMPDIR`. Never fails the run: what cannot be removed is warned about.
 pub fn sweep() {
-    let dir = crate::settings::temp_dir();
-    let Ok(entries) = std::fs::read_dir(&dir) else {
+    sweep_in(&crate::settings::temp_dir());
+}
+
+/// [`sweep`] in `dir`.
+fn sweep_in(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     let own_ns = pid_namespace();

@@ -15,6 +15,7 @@ mod header;
 mod holders;
 pub mod proof;
 pub mod restore;
+mod stream;
 mod tools;
 mod trust;
 
@@ -91,6 +92,9 @@ pub struct Located {
     /// The other destinations that hold the same backup (none known bad):
     /// verify records its verdict on each of them too.
     pub also: Vec<Origin>,
+    /// Set when `dump` is only the head of a dump read whole from the bucket
+    /// as pg_restore reads it (`archive/stream.rs`): its checksum is known at the end.
+    pub stream: Option<crate::storage::s3::stream::Streamed>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -120,6 +124,7 @@ impl Located {
             temporary: false,
             origin,
             also: Vec::new(),
+            stream: None,
             _temp: None,
         }
     }
@@ -135,6 +140,7 @@ impl Located {
                 file: file.to_owned(),
             }),
             also: Vec::new(),
+            stream: fetched.stream,
             _temp: fetched.temp,
         }
     }
@@ -161,6 +167,30 @@ pub async fn locate_checked(
     store: &Store,
     check: MetaCheck<'_>,
 ) -> Result<Located> {
+    locate_as(wanted, store, check, false).await
+}
+
+/// [`holders::locate_across`]; with `stream` and one bucket to read from, a
+/// dump larger than one range is only fetched as its head, to be streamed
+/// into pg_restore ([`Located::stream`]).
+pub async fn locate_streaming(
+    wanted: &Wanted,
+    from: &[crate::storage::Destination],
+    check: MetaCheck<'_>,
+    stream: bool,
+) -> Result<Located> {
+    match from {
+        [only] if stream => locate_as(wanted, &only.store, check, true).await,
+        _ => locate_across(wanted, from, check).await,
+    }
+}
+
+async fn locate_as(
+    wanted: &Wanted,
+    store: &Store,
+    check: MetaCheck<'_>,
+    stream: bool,
+) -> Result<Located> {
     let file = match wanted {
         Wanted::File(path) => {
             return match std::fs::metadata(path) {
@@ -183,7 +213,9 @@ pub async fn locate_checked(
         Wanted::Stored(file) => file.clone(),
     };
     // Private, and marked with this run so the next one removes it if this one is killed.
-    let fetched = store.fetch(&file, fetch_dir::create, check).await?;
+    let fetched = store
+        .fetch_as(&file, fetch_dir::create, check, stream)
+        .await?;
     Ok(Located::fetched(store, &file, fetched))
 }
 
@@ -327,6 +359,14 @@ impl Backup {
         let Some(meta) = self.meta() else {
             return Ok(None);
         };
+        if let Some(streamed) = &self.located.stream {
+            return Ok(Some(format!(
+                "sha256 {} and {} are checked against meta.json as the dump streams into \
+                 pg_restore",
+                short(&streamed.sha256),
+                crate::ui::bytes(streamed.size)
+            )));
+        }
         signals
             .guard(check_checksum(&self.located.dump, meta))
             .await
@@ -336,7 +376,25 @@ impl Backup {
     /// The archive header, through the decryption; a Finding when it is not
     /// a custom archive's.
     pub fn header(&self) -> Result<Header> {
-        self.source.header()
+        self.unproven_head(self.source.header())
+    }
+
+    /// A streamed dump's head that does not read is no verdict on the
+    /// backup (its checksum is unknown, and the head may just be too short):
+    /// a plain error (exit 1, nothing recorded) that says how to look.
+    fn unproven_head<T>(&self, read: Result<T>) -> Result<T> {
+        match (read, &self.located.stream) {
+            (Err(err), Some(streamed)) if as_finding(&err).is_some() => Err(anyhow::anyhow!(
+                "the head of {} ({} bytes: PGBAK_S3_DOWNLOAD_PART_SIZE, at least 1 MiB) that \
+                 pg_restore reads before streaming the rest cannot be read: {}; run with --jobs \
+                 2 or more to download it whole and check its sha256 first, or a larger \
+                 PGBAK_S3_DOWNLOAD_PART_SIZE when its table of contents is longer",
+                streamed.uri(),
+                std::fs::metadata(&self.located.dump).map_or(0, |m| m.len()),
+                one_line(&err)
+            )),
+            (read, _) => read,
+        }
     }
 
     /// A pg_restore that reads this archive (and restores into `server`);
@@ -363,10 +421,12 @@ impl Backup {
             return listed;
         }
         let finished = plain.finish();
-        match (listed, finished) {
+        self.unproven_head(match (listed, finished) {
+            // Only the head of a streamed dump is here: its decryption stops where the head does.
+            (Ok(listing), Err(_)) if self.located.stream.is_some() => Ok(listing),
             (Ok(_), Err(err)) => Err(finding(one_line(&err))),
             (listed, _) => listed,
-        }
+        })
     }
 
     /// The line that describes a readable archive.

@@ -31,8 +31,13 @@ impl Backup {
     /// The archive as pg_restore reads it with up to `jobs` jobs: the file,
     /// or for an encrypted backup its decryption (an unnamed 0600 scratch
     /// file for `jobs` > 1 when there is room, else a stream to one job).
-    /// Returns the jobs it allows. A decryption that fails is exit 1.
+    /// Returns the jobs it allows. A decryption that fails is exit 1. A dump
+    /// streamed from the bucket (`archive/stream.rs`) is read as it downloads.
     pub async fn readable(&self, jobs: u32, signals: &mut Signals) -> Result<(Plain, u32)> {
+        if let Some(streamed) = &self.located.stream {
+            // Only ever chosen for one job (pg_restore's workers would seek).
+            return Ok((self.streamed(streamed).await?, 1));
+        }
         signals.guard(self.source.for_restore(jobs)).await
     }
 }

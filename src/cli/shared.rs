@@ -174,8 +174,8 @@ pub struct DecryptArgs {
     #[arg(long, env = vars::PGBAK_AGE_IDENTITY_FILE, value_name = "FILE")]
     pub identity_file: Option<PathBuf>,
     /// Where an encrypted backup is decrypted for a parallel (--jobs > 1) restore, as an
-    /// unnamed 0600 file gone when pgbak exits. Default: /dev/shm when it has room, else one
-    /// streamed job.
+    /// unnamed 0600 file gone when pgbak exits (default: /dev/shm when it has room, else one
+    /// streamed job), and where a backup read from S3 is downloaded (default: TMPDIR).
     #[arg(long, env = vars::PGBAK_SCRATCH_DIR, value_name = "DIR")]
     pub scratch_dir: Option<PathBuf>,
     /// Refuse a backup that is not age-encrypted (an --identity-file implies it).

@@ -21,7 +21,8 @@ pub struct BackupSourceArgs {
     /// Read the newest complete backup of the target database under the S3 prefix.
     #[arg(long, conflicts_with = "backup")]
     pub from_s3: bool,
-    /// Parallel pg_restore jobs.
+    /// Parallel pg_restore jobs. With 1, a backup in S3 streams into pg_restore as it downloads
+    /// (verify; restore with --create-db); more jobs download it whole first.
     #[arg(long, default_value_t = defaults::RESTORE_JOBS, value_name = "N")]
     pub jobs: u32,
     /// maintenance_work_mem for the restore (HNSW index builds are the slow part).

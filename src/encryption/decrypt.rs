@@ -109,6 +109,16 @@ impl Source {
         self.identities.is_some()
     }
 
+    /// The keys of an encrypted backup, to decrypt it elsewhere than from its file.
+    pub fn shared_identities(&self) -> Option<Arc<Identities>> {
+        self.identities.clone()
+    }
+
+    /// meta.json's plaintext checksum and size of an encrypted backup.
+    pub fn expected_plaintext(&self) -> Option<(String, u64)> {
+        self.expected.clone()
+    }
+
     /// The keys that opened an encrypted backup (they open its meta.json's
     /// sealed section too).
     pub fn identities(&self) -> Option<&Identities> {
@@ -269,12 +279,23 @@ impl Plain {
 
     /// A pipe whose read end becomes pg_restore's stdin, fed by a decrypting thread.
     fn stream(dump: &Path, ids: Arc<Identities>, expected: Option<(String, u64)>) -> Result<Plain> {
-        let (read, write) = pipe()?;
         let path = dump.to_path_buf();
+        Plain::fed_by(dump, expected, move |write| feed(&path, &ids, write))
+    }
+
+    /// A pipe whose read end becomes pg_restore's stdin, written by `feed`
+    /// on a thread of its own; its plaintext is checked against `expected`
+    /// at [`Plain::finish`]. (`dump` names the backup in messages.)
+    pub fn fed_by(
+        dump: &Path,
+        expected: Option<(String, u64)>,
+        feed: impl FnOnce(File) -> Result<Fed> + Send + 'static,
+    ) -> Result<Plain> {
+        let (read, write) = pipe()?;
         let feeder = std::thread::Builder::new()
-            .name("pgbak-decrypt".into())
-            .spawn(move || feed(&path, &ids, write))
-            .context("starting the decryption thread")?;
+            .name("pgbak-feed".into())
+            .spawn(move || feed(write))
+            .context("starting the thread that feeds pg_restore")?;
         Ok(Plain {
             input: Input::Pipe(read),
             feeder: Some(feeder),
@@ -298,7 +319,11 @@ impl Plain {
         signals: &mut Signals,
     ) -> Result<PgRestoreVerdict> {
         let mut outcome = crate::pg::restore::restore(job, self.input(), signals).await?;
-        if let Err(err) = self.finish() {
+        // Off the runtime: a feeder may still be waiting for downloaded bytes the runtime delivers.
+        let finished = tokio::task::spawn_blocking(move || self.finish())
+            .await
+            .context("waiting for the thread that fed pg_restore")?;
+        if let Err(err) = finished {
             outcome.errors.push(crate::error::one_line(&err));
         }
         for warning in crate::pg::restore::distinct(&outcome.warnings) {

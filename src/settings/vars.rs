@@ -143,7 +143,8 @@ registry! {
             "The private key file that decrypts `.dump.age` backups (an age identity or an \
              unencrypted OpenSSH key).";
         PGBAK_SCRATCH_DIR ["verify", "restore", "cron"] default "`/dev/shm`" :
-            "Where an encrypted backup is decrypted (into an unnamed 0600 file) for a parallel restore.";
+            "Where an encrypted backup is decrypted (into an unnamed 0600 file) for a parallel restore, \
+             and where a backup read from S3 is downloaded (default there: `$TMPDIR`).";
         PGBAK_REQUIRE_ENCRYPTION ["backup", "cron", "verify", "restore"] default "off" :
             "`true`: backup and cron refuse to run without recipients, verify and restore refuse \
              a plaintext dump (see [No downgrade](../encryption.md#no-downgrade-to-plaintext)).";

@@ -115,6 +115,12 @@ pub async fn run(settings: CronSettings, stores: &Stores) -> Result<ExitCode> {
     config::storage_class_warning(job, false);
     crate::children::stop_leftovers().await;
     crate::archive::fetch_dir::sweep();
+    // A re-proving sample read from the bucket downloads into PGBAK_SCRATCH_DIR, as verify's does.
+    let scratch = config
+        .reprove
+        .as_ref()
+        .and_then(|r| r.verify.scratch_dir.as_deref());
+    crate::archive::fetch_dir::use_scratch(scratch);
     ui::info(&format!(
         "pgbak cron {} starting (pid {}): {} into {}, keep {}, verify {}, log {}",
         crate::version::LINE,

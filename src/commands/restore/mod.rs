@@ -5,7 +5,8 @@
 //! 2. find the backup; an encrypted one (`.dump.age`) needs an identity that
 //!    fits (exit 2 otherwise); check its SHA-256 against meta.json, read its
 //!    header and `pg_restore --list`: nothing touches the target before the
-//!    backup is known good;
+//!    backup is known good (`--create-db --jobs 1` from S3 streams the dump into
+//!    the staging copy: its SHA-256 is known at the end, and the copy dropped when it differs);
 //! 3. ask the operator to type the database name (host, port, database, backup shown);
 //! 4. `--create-db`: a staging database under a temporary name, created with the
 //!    properties meta.json recorded (owner, locale, settings, ACL; see [`crate::pg::dbprops`]);
@@ -43,8 +44,8 @@ use crate::error::{one_line, usage};
 use crate::meta::Meta;
 use crate::mode::Mode;
 use crate::pg::client::{self, quote_ident};
-use crate::pg::restore::{self as pg_restore, Listing, RestoreJob};
-use crate::pg::selection::{self, Resolved};
+use crate::pg::restore::{self as pg_restore, RestoreJob};
+use crate::pg::selection::Resolved;
 use crate::pg::tools::PgTools;
 use crate::pg::url::ConnSettings;
 use crate::settings::restore::{RestoreOptions, RestoreSettings, Restoring};
@@ -54,7 +55,7 @@ use crate::ui;
 
 pub use owners::missing_roles;
 use owners::owners_wanted;
-use target::{confirm, create_schemas, maintenance_conn, write_list};
+use target::{confirm, create_schemas, maintenance_conn, select, write_list};
 
 pub async fn run(settings: RestoreSettings, from: &[Destination]) -> Result<ExitCode> {
     let ok = match &settings.restoring {
@@ -142,7 +143,12 @@ pub async fn restore_into(
         failed |= !check_copy(opts, &into, &backup, &plan, &conn.dbname, &mut signals).await?;
     }
     if failed {
-        report_failure(conn, &into, &backup, opts.create_db);
+        let streamed = backup.located.stream.is_some();
+        if streamed {
+            // Restored from bytes that may not be the backup's: nothing of it is kept.
+            target::drop_staging(conn, &into.dbname).await;
+        }
+        report_failure(conn, &into, &backup, opts.create_db && !streamed);
         return Ok(false);
     }
     if opts.create_db {
@@ -261,7 +267,14 @@ async fn open_backup(
     };
     let before_download =
         |meta: Option<&Meta>| refuse_other(meta, &named, opts.allow_other_database, conn);
-    let located = archive::locate_across(wanted, from, &before_download).await?;
+    // Streamed into pg_restore as it downloads only where a bad stream's work can be
+    // thrown away unseen: one job, a whole database into --create-db's staging copy.
+    let stream = opts.create_db
+        && opts.tuning.jobs == 1
+        && opts.tables.is_empty()
+        && opts.schemas.is_empty();
+    let located = archive::locate_streaming(wanted, from, &before_download, stream);
+    let located = signals.guard(located).await?;
     let backup = Backup::open(located, &opts.tuning.decrypt)?;
     let dump = backup.located.dump.display().to_string();
     // Not a plaintext object where an encrypted one belongs, signed when signatures are required.
@@ -419,32 +432,6 @@ async fn plan(
         owners,
     };
     Ok((admin, plan))
-}
-
-/// `--table`/`--schema` resolved against the archive's table of contents:
-/// exact, or nothing is touched (exit 2). None without a selection.
-fn select(opts: &RestoreOptions, listing: &Listing) -> Result<Option<Resolved>> {
-    if opts.tables.is_empty() && opts.schemas.is_empty() {
-        return Ok(None);
-    }
-    let toc = selection::parse_toc(&listing.toc);
-    let resolved = selection::resolve(&toc, &opts.tables, &opts.schemas)
-        .map_err(|detail| usage(format!("not restoring: {detail}")))?;
-    let described: Vec<String> = if resolved.tables.is_empty() {
-        resolved
-            .schemas
-            .iter()
-            .map(|s| format!("schema {s}"))
-            .collect()
-    } else {
-        resolved
-            .tables
-            .iter()
-            .map(|(s, t)| format!("{s}.{t}"))
-            .collect()
-    };
-    ui::info(&format!("selected: {}", described.join(", ")));
-    Ok(Some(resolved))
 }
 
 /// Step 4: with --create-db, a staging database (a leftover one dropped

@@ -7,10 +7,15 @@ use std::collections::BTreeSet;
 use anyhow::{anyhow, Context, Result};
 use tokio_postgres::error::SqlState;
 
+use crate::error::usage;
 use crate::meta::Meta;
 use crate::pg::client::{self, quote_ident};
+use crate::pg::restore::Listing;
+use crate::pg::selection::{self, Resolved};
 use crate::pg::url::ConnSettings;
+use crate::settings::restore::RestoreOptions;
 use crate::signals::Signals;
+use crate::ui;
 
 /// Creates the selected schemas that the target lacks (owned by the restoring user).
 pub(super) async fn create_schemas(
@@ -222,4 +227,30 @@ pub(super) fn db_error(err: tokio_postgres::Error, what: &str) -> anyhow::Error 
         .as_db_error()
         .map_or_else(|| err.to_string(), |d| d.message().to_owned());
     anyhow!("{what}: {message}{hint}")
+}
+
+/// `--table`/`--schema` resolved against the archive's table of contents:
+/// exact, or nothing is touched (exit 2). None without a selection.
+pub(super) fn select(opts: &RestoreOptions, listing: &Listing) -> Result<Option<Resolved>> {
+    if opts.tables.is_empty() && opts.schemas.is_empty() {
+        return Ok(None);
+    }
+    let toc = selection::parse_toc(&listing.toc);
+    let resolved = selection::resolve(&toc, &opts.tables, &opts.schemas)
+        .map_err(|detail| usage(format!("not restoring: {detail}")))?;
+    let described: Vec<String> = if resolved.tables.is_empty() {
+        resolved
+            .schemas
+            .iter()
+            .map(|s| format!("schema {s}"))
+            .collect()
+    } else {
+        resolved
+            .tables
+            .iter()
+            .map(|(s, t)| format!("{s}.{t}"))
+            .collect()
+    };
+    ui::info(&format!("selected: {}", described.join(", ")));
+    Ok(Some(resolved))
 }

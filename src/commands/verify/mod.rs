@@ -4,7 +4,7 @@
 //! 1. meta.json is there and readable (without it the checks that need it are skipped, and
 //!    verify fails: a backup without its meta.json is not complete);
 //! 2. SHA-256 and size equal meta.json, before anything else: a truncated dump can still
-//!    pass `pg_restore --list`;
+//!    pass `pg_restore --list` (`--jobs 1` from S3: streamed into pg_restore, settled at its end);
 //! 3. the archive is readable: `PGDMP` header, a pg_restore new enough and built with the
 //!    archive's compression, `pg_restore --list`;
 //! 4. a temporary database `<db>_verify_<UTC ts>` is created: on the source server, on
@@ -83,7 +83,10 @@ pub async fn run(settings: VerifySettings, from: &[Destination]) -> Result<ExitC
         return drill::run(&settings.options, wanted, from, settings.output).await;
     }
     let mut signals = Signals::new()?;
-    let located = archive::locate_across(&settings.backup, from, &|_| Ok(())).await?;
+    // Raced with the signals: a download stopped midway leaves nothing (its directory goes).
+    let stream = settings.options.jobs == 1;
+    let located = archive::locate_streaming(&settings.backup, from, &|_| Ok(()), stream);
+    let located = signals.guard(located).await?;
     let report = verify_located(&settings.options, located, &mut signals).await?;
     if settings.output == Output::Json {
         ui::stdout_line(&serde_json::to_string_pretty(&report).context("encoding the report")?);
@@ -146,7 +149,7 @@ pub async fn verify_located(
     report.passed = report.failed().is_empty();
     report.duration_seconds = (clock.elapsed().as_secs_f64() * 10.0).round() / 10.0;
     let located = &backup.located;
-    summarize(&report, located);
+    report::summarize(&report, located);
     if opts.record && report.could_not_run.is_none() {
         if let MetaState::Read(meta) = &backup.meta_state {
             record(meta, located, &verification_of(&report)).await;
@@ -206,33 +209,6 @@ async fn record(meta: &Meta, located: &Located, verification: &Verification) {
     }
 }
 
-/// The last line: passed, failed (naming the checks), or could not run.
-fn summarize(report: &Report, located: &Located) {
-    let failed: Vec<&str> = report.failed().into_iter().map(CheckId::name).collect();
-    if report.passed {
-        ui::info(&format!(
-            "verify passed: {} checks in {:.1}s ({})",
-            report.checks.len(),
-            report.duration_seconds,
-            located.dump.display()
-        ));
-    } else if report.could_not_run.is_some() {
-        ui::error(&format!(
-            "verify could not run (no server to restore into), so {} is neither passed nor \
-             failed; nothing recorded in its meta.json",
-            located.dump.display()
-        ));
-    } else {
-        ui::error(&format!(
-            "verify FAILED: {} of {} checks failed ({}): {}",
-            failed.len(),
-            report.checks.len(),
-            failed.join(", "),
-            located.dump.display()
-        ));
-    }
-}
-
 /// The steps; each either goes on or has already said in the report why the
 /// rest is skipped. `Err` is an interruption or a fault of pgbak's own.
 async fn run_checks(
@@ -269,7 +245,7 @@ async fn run_checks(
     };
     let extensions = run.backup.wanted_extensions(&archive.listing);
     let copy = signals.guard(client::connect(&prepared.copy_conn)).await?;
-    if !restore_copy(
+    let restored = restore_copy(
         run,
         &archive,
         &prepared,
@@ -277,9 +253,10 @@ async fn run_checks(
         &extensions,
         signals,
         report,
-    )
-    .await?
-    {
+    );
+    let restored = restored.await?;
+    report.settle_streamed(run.located())?;
+    if !restored {
         return Ok(());
     }
     check_copy(run, &prepared, &copy, &extensions, signals, report).await
@@ -327,6 +304,9 @@ async fn meta_and_checksum(
             report.skip(CheckId::Checksum, "no meta.json to compare with");
             return Ok(true);
         }
+    }
+    if run.located().stream.is_some() {
+        return Ok(true); // Known once the dump has streamed (Report::settle_streamed).
     }
     let checked = run.backup.checksum(signals).await;
     match report.settle(

@@ -231,6 +231,27 @@ impl Report {
         }
     }
 
+    /// The checksum check of a dump streamed into pg_restore, known once the
+    /// stream ended (in the place of a skip the restore's failure left). Err
+    /// when the download failed midway: no verdict on the backup (nothing recorded).
+    pub fn settle_streamed(&mut self, located: &Located) -> anyhow::Result<()> {
+        use crate::storage::s3::stream::Verdict;
+        let Some(streamed) = &located.stream else {
+            return Ok(());
+        };
+        let proof = streamed.proof.lock().ok().and_then(|p| p.clone());
+        let (status, detail) = match proof {
+            Some(Verdict::Matches(detail)) => (Status::Pass, detail),
+            Some(Verdict::Differs(why)) => (Status::Fail, why),
+            Some(Verdict::Unread(why)) => return Err(anyhow::anyhow!(why)),
+            None if self.has(CheckId::Checksum) => return Ok(()),
+            None => (Status::Skip, "not read: the restore did not run".to_owned()),
+        };
+        self.checks.retain(|c| c.name != CheckId::Checksum);
+        self.add(CheckId::Checksum, status, detail);
+        Ok(())
+    }
+
     /// The checks that failed, in order.
     pub fn failed(&self) -> Vec<CheckId> {
         self.checks
@@ -238,6 +259,33 @@ impl Report {
             .filter(|c| c.status == Status::Fail)
             .map(|c| c.name)
             .collect()
+    }
+}
+
+/// The last line: passed, failed (naming the checks), or could not run.
+pub fn summarize(report: &Report, located: &Located) {
+    let failed: Vec<&str> = report.failed().into_iter().map(CheckId::name).collect();
+    if report.passed {
+        ui::info(&format!(
+            "verify passed: {} checks in {:.1}s ({})",
+            report.checks.len(),
+            report.duration_seconds,
+            located.dump.display()
+        ));
+    } else if report.could_not_run.is_some() {
+        ui::error(&format!(
+            "verify could not run (no server to restore into), so {} is neither passed nor \
+             failed; nothing recorded in its meta.json",
+            located.dump.display()
+        ));
+    } else {
+        ui::error(&format!(
+            "verify FAILED: {} of {} checks failed ({}): {}",
+            failed.len(),
+            report.checks.len(),
+            failed.join(", "),
+            located.dump.display()
+        ));
     }
 }
 

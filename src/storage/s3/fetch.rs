@@ -120,6 +120,8 @@ pub struct Fetched {
     pub dump: PathBuf,
     /// None when the bucket holds no meta.json for it.
     pub meta: Option<PathBuf>,
+    /// Set when only the dump's head was downloaded: the whole dump is read from here.
+    pub stream: Option<super::stream::Streamed>,
 }
 
 /// `s3://bucket/key` split and checked: the key must end in a plain `.dump`
@@ -170,6 +172,19 @@ pub async fn fetch_backup_checked(
     dest_dir: &Path,
     check: MetaCheck<'_>,
 ) -> Result<Fetched> {
+    fetch_backup_as(store, dump_key, dest_dir, check, false).await
+}
+
+/// [`fetch_backup_checked`], with `stream`: a dump larger than one range
+/// that has a meta.json is not downloaded, only its head
+/// ([`Store::download_head`]); [`Fetched::stream`] then reads it whole.
+pub async fn fetch_backup_as(
+    store: &Store,
+    dump_key: &str,
+    dest_dir: &Path,
+    check: MetaCheck<'_>,
+    stream: bool,
+) -> Result<Fetched> {
     let (stem, _) = crate::storage::split_dump_file(dump_key)
         .ok_or_else(|| anyhow!("{} does not name a .dump file", store.uri(dump_key)))?;
     let meta_key = format!("{stem}.meta.json");
@@ -192,6 +207,16 @@ pub async fn fetch_backup_checked(
             "{} has no meta.json beside it: its checksum cannot be checked",
             store.uri(dump_key)
         ));
+    }
+    if let (Some((meta, text)), true) = (&meta, stream) {
+        if let Some(streamed) = head_only(store, dump_key, &dump, meta, dest_dir).await? {
+            crate::storage::fsio::write_atomic(&meta_path, text.as_bytes())?;
+            return Ok(Fetched {
+                dump,
+                meta: Some(meta_path),
+                stream: Some(streamed),
+            });
+        }
     }
     if let Some((meta, _)) = &meta {
         room_for(meta.size_bytes, dest_dir)?;
@@ -227,25 +252,64 @@ pub async fn fetch_backup_checked(
     Ok(Fetched {
         dump,
         meta: meta.map(|_| meta_path),
+        stream: None,
     })
 }
 
+/// The head of the dump into `dump` when it is worth streaming, saying so
+/// and what local disk that takes (one range).
+async fn head_only(
+    store: &Store,
+    dump_key: &str,
+    dump: &Path,
+    meta: &crate::meta::Meta,
+    dest_dir: &Path,
+) -> Result<Option<super::stream::Streamed>> {
+    let part = super::stream::head_len(store.settings.download_part_size);
+    if meta.size_bytes <= part {
+        return Ok(None);
+    }
+    room_for(part, dest_dir)?;
+    let streamed = store
+        .download_head(dump_key, dump, &meta.sha256, meta.size_bytes)
+        .await;
+    if streamed.is_err() {
+        let _ = tokio::fs::remove_file(dump).await;
+    }
+    if let Some(streamed) = streamed? {
+        ui::info(&format!(
+            "streaming {} ({}) into pg_restore as it downloads: only its head ({}) is written \
+             to {}; its sha256 is checked against meta.json at the end, and a restore from \
+             bytes that differ fails and is removed",
+            streamed.uri(),
+            ui::bytes(meta.size_bytes),
+            ui::bytes(part),
+            dest_dir.display()
+        ));
+        return Ok(Some(streamed));
+    }
+    Ok(None)
+}
+
 /// Says how much disk the download needs and where, and refuses one that
-/// cannot fit (before a byte is fetched): the dump goes whole into
-/// `dir` ($TMPDIR), and a parallel restore of an encrypted backup needs its
-/// plaintext once more in the scratch directory.
+/// cannot fit (before a byte is fetched, exit 1): the dump goes whole into
+/// `dir` (in `--scratch-dir`, else $TMPDIR), and a parallel restore of an
+/// encrypted backup needs its plaintext once more in the scratch directory.
 fn room_for(size: u64, dir: &Path) -> Result<()> {
+    let place = dir.parent().unwrap_or(dir);
     let free = crate::encryption::decrypt::free_bytes(dir);
     ui::info(&format!(
-        "the download needs {} in {} ({} free; set TMPDIR to download elsewhere)",
+        "the restore needs {} of local disk in {} for the download ({} free; --scratch-dir or \
+         PGBAK_SCRATCH_DIR puts it elsewhere)",
         ui::bytes(size),
-        dir.parent().unwrap_or(dir).display(),
+        place.display(),
         free.map_or_else(|| "unknown".to_owned(), ui::bytes)
     ));
     match free {
         Some(free) if free < size => bail!(
-            "{} has {} free, the download needs {}: set TMPDIR to a directory with room",
-            dir.parent().unwrap_or(dir).display(),
+            "not downloading: {} has {} free, the backup needs {}: point --scratch-dir (or \
+             PGBAK_SCRATCH_DIR) at a directory with room",
+            place.display(),
             ui::bytes(free),
             ui::bytes(size)
         ),

@@ -1,22 +1,21 @@
-//! Backups on S3 or MinIO: the client (built from [`S3Settings`], which
-//! carries what this run's environment tells the SDK, and the standard AWS
-//! credential chain for the rest) and the small requests every command makes
-//! (listing, meta.json, deleting). Beside it: the part plan (`part_plan`), the
-//! multipart upload streaming a dump while pg_dump runs (`upload`, `part`), the
-//! upload markers and the stale-upload cleanup (`marker`, `cleanup`), fetching
-//! (`fetch`, `ranged`) and `pgbak sync`'s copies within one endpoint (`copy`).
-//! The upload runs beside the local file, never instead of it: an S3 failure
-//! is recorded, the multipart upload aborted, and the local backup still
-//! completes; the caller then fails the run.
+//! Backups on S3 or MinIO: the client (built from [`S3Settings`], which carries what this
+//! run's environment tells the SDK, and the standard AWS credential chain for the rest) and
+//! the small requests every command makes (listing, meta.json, deleting). Beside it: the part
+//! plan (`part_plan`), the multipart upload streaming a dump while pg_dump runs (`upload`,
+//! `part`), the upload markers and the stale-upload cleanup (`marker`, `cleanup`), fetching
+//! (`fetch`, `ranged`, `stream`) and `pgbak sync`'s copies within one endpoint (`copy`). The
+//! upload runs beside the local file, never instead of it: an S3 failure is recorded, the
+//! multipart upload aborted, and the local backup still completes; the caller then fails the run.
 
 mod cleanup;
 mod config;
 mod copy;
-mod fetch;
+pub(crate) mod fetch;
 mod marker;
 mod part;
 pub mod part_plan;
 mod ranged;
+pub(crate) mod stream;
 mod upload;
 
 use std::sync::Arc;

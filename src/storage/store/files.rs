@@ -60,6 +60,18 @@ impl Store {
         scratch: impl FnOnce() -> Result<tempfile::TempDir>,
         check: MetaCheck<'_>,
     ) -> Result<Fetched> {
+        self.fetch_as(file, scratch, check, false).await
+    }
+
+    /// [`Store::fetch`]; with `stream`, a bucket's dump with a meta.json is
+    /// only fetched as its head ([`s3::fetch::fetch_backup_as`]) when it is larger than one range.
+    pub async fn fetch_as(
+        &self,
+        file: &str,
+        scratch: impl FnOnce() -> Result<tempfile::TempDir>,
+        check: MetaCheck<'_>,
+        stream: bool,
+    ) -> Result<Fetched> {
         if let Store::Local(local) = self {
             let dump = local.dir.join(file);
             let meta = crate::storage::meta_file_for(file).map(|m| local.dir.join(m));
@@ -67,10 +79,24 @@ impl Store {
                 dump,
                 meta,
                 temp: None,
+                stream: None,
             });
         }
         let temp = scratch()?;
-        let fetched = self.download(file, temp.path(), check).await?;
+        let fetched = match (self, stream) {
+            (Store::S3(s3), true) => {
+                let fetched =
+                    s3::fetch::fetch_backup_as(s3, &s3.key_for(file), temp.path(), check, true)
+                        .await?;
+                Fetched {
+                    dump: fetched.dump,
+                    meta: fetched.meta,
+                    temp: None,
+                    stream: fetched.stream,
+                }
+            }
+            _ => self.download(file, temp.path(), check).await?,
+        };
         Ok(Fetched {
             temp: Some(temp),
             ..fetched
@@ -124,6 +150,7 @@ impl Store {
                     dump,
                     meta: meta_path,
                     temp: None,
+                    stream: None,
                 })
             }
             Store::S3(s3) => {
@@ -132,6 +159,7 @@ impl Store {
                     dump: fetched.dump,
                     meta: fetched.meta,
                     temp: None,
+                    stream: None,
                 })
             }
             #[cfg(test)]

@@ -102,6 +102,8 @@ pub struct Fetched {
     pub meta: Option<PathBuf>,
     /// The download's directory, removed when dropped; None for files read in place.
     pub temp: Option<tempfile::TempDir>,
+    /// Set when only the dump's head was downloaded: the whole dump is streamed from there.
+    pub stream: Option<crate::storage::s3::stream::Streamed>,
 }
 
 impl Store {

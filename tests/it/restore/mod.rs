@@ -8,6 +8,7 @@ mod database;
 mod prompt;
 mod selection;
 mod sessions;
+mod streamed;
 mod table;
 mod table_sessions;
 

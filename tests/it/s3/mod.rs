@@ -8,12 +8,13 @@ mod fetch;
 mod fetch_sweep;
 mod markers;
 mod ranged;
+mod scratch;
 mod slow_links;
 mod upload;
 
 use std::path::{Path, PathBuf};
 
-/// The `pgbak-fetch-*` download directories in `tmp` (fetch_sweep.rs, ranged.rs).
+/// The `pgbak-fetch-*` download directories in `tmp` (fetch_sweep.rs, ranged.rs, scratch.rs).
 fn fetch_dirs(tmp: &Path) -> Vec<PathBuf> {
     crate::support::files(tmp)
         .into_iter()

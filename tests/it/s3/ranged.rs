@@ -69,7 +69,12 @@ fn ranged_download_gives_the_same_bytes_and_still_refuses_a_flipped_byte() {
 /// A 96 MiB object of random bytes with a meta.json that matches it (a real backup's, with
 /// the size, checksum and file changed): what is downloaded is real, what it holds does not
 /// matter to the download. Returns its `s3://` URI.
-fn big_object(db: &support::TestDb<'_>, server: &S3Server, bucket: &str, root: &Path) -> String {
+pub(super) fn big_object(
+    db: &support::TestDb<'_>,
+    server: &S3Server,
+    bucket: &str,
+    root: &Path,
+) -> String {
     let out = run(pgbak_s3(db, server, bucket, PREFIX)
         .args(["backup", "--output-dir"])
         .arg(root));

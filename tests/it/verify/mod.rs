@@ -7,4 +7,5 @@ mod checksums;
 mod cleanup;
 mod expected_tables;
 mod schema;
+mod streamed;
 mod verdict;
