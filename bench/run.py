@@ -613,9 +613,10 @@ want=$(sed -n 's/.*"alembic_revision": *"\\([^"]*\\)".*/\\1/p' "$META")
         out.append(Contender("restore", "scripts", f"scripts' way: createdb, pg_restore --jobs {JOBS}, row counts",
                              lambda d: (sh(script), pg_env), after=dropdb(target_s)))
         p_env = pgbakenv_no_s3(dict(pgbak_env, DATABASE_URL=c.url(target_p)))
+        # Into a database of another name than the backup's: said so, as an operator must.
         out.append(Contender("restore", "pgbak", f"pgbak restore --create-db --no-confirm --jobs {JOBS}",
                              lambda d: ([str(t.pgbak), "restore", str(dump), "--create-db", "--no-confirm",
-                                         "--jobs", str(JOBS)], p_env),
+                                         "--allow-other-database", "--jobs", str(JOBS)], p_env),
                              pgbak=True, after=dropdb(target_p)))
 
     if "download" in sections and ctx.moto and t.aws:
