@@ -433,6 +433,32 @@ class Moto:
         return env
 
 
+class S3sFs(Moto):
+    """s3s-fs (`cargo install s3s-fs --features binary`), a Rust S3 server on the file system:
+    far less CPU per byte than moto, so a fan-out measured on one machine is less the local
+    S3 servers' cost. Signed requests only: its bucket is made with the aws CLI."""
+
+    def start(self) -> None:
+        data = self.log.parent / f"s3s-data-{self.port}"
+        data.mkdir(parents=True, exist_ok=True)
+        out = open(self.log, "wb")
+        self.proc = subprocess.Popen([str(self.exe), "--host", "127.0.0.1", "--port", str(self.port),
+                                      "--access-key", "bench", "--secret-key", "bench-secret", str(data)],
+                                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        CLEANUP.add("stopping s3s-fs", lambda: kill_group(self.proc, grace=2.0))
+        SERVER_PIDS.append(self.proc.pid)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(f"s3s-fs exited; see {self.log}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise BenchError("s3s-fs did not start listening within 30 s")
+
+
 def psql(tools: Tools, cluster: Cluster, env: dict, sql: str, dbname: str = DB) -> str:
     out = subprocess.run([str(tools.pg17 / "psql"), "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1",
                           "-d", dbname, "-c", sql], env=cluster.env(env, dbname),
@@ -560,7 +586,7 @@ def contenders(ctx: Ctx, sections: list[str]) -> list[Contender]:
                              pgbak_backup([], s3_env), pgbak=True, size=pgbak_size, check=uploaded,
                              after=s3_rm))
 
-    if "fanout" in sections and ctx.moto and ctx.moto2:
+    if "fanout" in sections and ctx.moto2:
         out.extend(fanout_contenders(ctx, pgbak_env, pgbak_size))
 
     dump = ctx.source_dump
@@ -652,14 +678,22 @@ def fanout_contenders(ctx: Ctx, pgbak_env: dict, size) -> list[Contender]:
     same bucket + a second bucket on a second S3 server (`--to`), in one pass. Every run
     writes under a prefix of its own (no aws CLI needed to clean up)."""
     t, m1, m2 = ctx.tools, ctx.moto, ctx.moto2
+    servers = getattr(ctx.args, "fanout_servers", None)
+    kind = ""
+    if servers:
+        m1, m2 = servers
+        kind = " (s3s-fs)"
 
     def backup(second: bool):
         def build(d: Path):
             env = m1.aws_env(pgbak_env)
             env.update(S3_BUCKET=BUCKET, S3_PREFIX=f"fanout/{d.name}/", S3_ENDPOINT_URL=m1.url)
             argv = [str(t.pgbak), "backup", "--output-dir", str(d / "out"), "--keep", "0"]
+            if servers:
+                env["S3_STORAGE_CLASS"] = "STANDARD"  # s3s-fs refuses the others
             if second:
-                argv += ["--to", f"s3://{BUCKET}/fanout/{d.name}/?endpoint={m2.url}&name=offsite"]
+                klass = "&storage-class=STANDARD" if servers else ""
+                argv += ["--to", f"s3://{BUCKET}/fanout/{d.name}/?endpoint={m2.url}&name=offsite{klass}"]
             return argv, env
         return build
 
@@ -670,9 +704,9 @@ def fanout_contenders(ctx: Ctx, pgbak_env: dict, size) -> list[Contender]:
         return None if meta_of(dump).get("s3") else "failed (meta.json has no s3)"
 
     return [
-        Contender("fanout", "pgbak-1", "pgbak backup: local + one bucket", backup(False), pgbak=True,
+        Contender("fanout", "pgbak-1", f"pgbak backup: local + one bucket{kind}", backup(False), pgbak=True,
                   size=size, check=both_held),
-        Contender("fanout", "pgbak-2", "pgbak backup: local + two buckets on two S3 servers (--to)",
+        Contender("fanout", "pgbak-2", f"pgbak backup: local + two buckets on two S3 servers (--to){kind}",
                   backup(True), pgbak=True, size=size, check=both_held),
     ]
 
@@ -1054,6 +1088,8 @@ def parse_args(argv):
                                                         str(REPO / "fixtures/enterprise_agents.sql")),
                     help="fixture SQL (default fixtures/enterprise_agents.sql, or PGBAK_FIXTURE)")
     ap.add_argument("--results-dir", default=str(REPO / "bench/results"), help="where .md and .csv go")
+    ap.add_argument("--s3s-fs", help="the fanout section's two S3 servers are this s3s-fs binary "
+                                     "(cargo install s3s-fs --features binary) instead of moto")
     add_tool_args(ap)
     args = ap.parse_args(argv)
     args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
@@ -1108,7 +1144,25 @@ def main(argv) -> int:
                 raise BenchError(f"creating the bucket failed: {res.stderr.strip()}")
 
     args.moto2 = None
-    if "fanout" in args.sections:
+    if "fanout" in args.sections and args.s3s_fs:
+        # Both of the fan-out's S3 servers are s3s-fs (the other sections keep moto).
+        servers = []
+        for name in ("s3s1", "s3s2"):
+            (work / name).mkdir()
+            server = S3sFs(Path(args.s3s_fs), work / name)
+            say(f"starting s3s-fs on {server.url}")
+            server.start()
+            servers.append(server)
+        if tools.aws is None:
+            raise BenchError("--s3s-fs needs the aws CLI to make its buckets (scripts/setup.sh --with-awscli)")
+        for server in servers:
+            res = subprocess.run([str(tools.aws), "s3", "mb", f"s3://{BUCKET}", "--endpoint-url", server.url],
+                                 env=server.aws_env(env), capture_output=True, text=True)
+            if res.returncode != 0:
+                raise BenchError(f"creating the bucket on s3s-fs failed: {res.stderr.strip()}")
+        args.fanout_servers = servers
+        args.moto2 = servers[1]
+    elif "fanout" in args.sections:
         if moto is None:
             moto = Moto(tools.moto, work)
             say(f"starting moto_server on {moto.url}")

@@ -256,7 +256,7 @@ registry! {
             "Parts uploaded at once.";
         S3_DOWNLOAD_CONCURRENCY ["verify", "restore", "cron"] default "`4`" :
             "Ranges of a backup downloaded at once from S3 (`1`: one GetObject); memory holds \
-             this many ranges.";
+             this many ranges and the one being read.";
         PGBAK_S3_DOWNLOAD_PART_SIZE ["verify", "restore", "cron"] default "16 MiB" :
             "Bytes per downloaded range (for stores with other limits, and for tests).";
         S3_OBJECT_LOCK_DAYS ["backup", "cron", "sync"] default "" :

@@ -6,7 +6,9 @@
 //! [`Ranged`] read keeps `concurrency` ranges of `part` bytes in flight and
 //! hands them out in order, so the reader hashes (and writes, or decrypts)
 //! the bytes exactly as one GET would give them: memory stays under
-//! `concurrency x part`, whatever the object's size. Every range is pinned
+//! `(concurrency + 1) x part` (the ranges in flight and the one being
+//! handed out; measured: 80 MiB above the process's base with 4 ranges of
+//! 16 MiB), whatever the object's size. Every range is pinned
 //! to the object's ETag (`If-Match`): an object replaced during the read
 //! fails the read instead of mixing two objects' bytes.
 
