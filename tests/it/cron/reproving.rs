@@ -44,10 +44,7 @@ fn cron_verify_checksums_weekly_and_sample_reprove_the_bucket() {
     // checksums are not due (the flip goes unseen); the sample restores the new backup
     // (never restored), not the first (restored already).
     let key = format!("{PREFIX}{}", first[0]);
-    let mut bytes = server.get_object(&bucket, &key);
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x01;
-    server.put_object(&bucket, &key, bytes, None);
+    server.flip_byte(&bucket, &key);
     let out = cron(2);
     assert!(out.status.success(), "{}", output_text(&out));
     let both = keys(server, &bucket, PREFIX, ".dump");

@@ -88,10 +88,7 @@ fn sync_refuses_a_copy_whose_bytes_do_not_match_meta_json() {
     let case = TwoBuckets::new("sync mismatch");
     let dump = case.backup(&[]);
     let key = format!("{PREFIX}{dump}");
-    let mut bytes = case.first.get_object(&case.first_bucket, &key);
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    case.first.put_object(&case.first_bucket, &key, bytes, None);
+    case.first.flip_byte(&case.first_bucket, &key);
 
     let out = sync(&case, &case.offsite(""), &[]);
     let text = output_text(&out);

@@ -191,10 +191,7 @@ fn drill_of_a_run_with_a_dump_corrupted_in_the_bucket_fails_naming_that_database
         .map(|o| o.key)
         .find(|k| k.contains("notes_full_") && k.ends_with(".dump"))
         .expect("notes' dump in the bucket");
-    let mut bytes = server.get_object(&bucket, &key);
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x01;
-    server.put_object(&bucket, &key, bytes, None);
+    server.flip_byte(&bucket, &key);
     let tmp = Dir::new("drill-corrupt-tmp");
     let out = run(pgbak16(&pg)
         .args([

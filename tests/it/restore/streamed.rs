@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::bucket::{keys, pgbak_s3, s3_case};
+use crate::support::bucket::{keys, pgbak_s3, s3_backup, s3_case};
 use crate::support::keys::keygen;
 use crate::support::processes::signal;
 use crate::support::verify::Dir;
@@ -68,10 +68,7 @@ fn marked(db: &TestDb<'_>) -> bool {
 fn restore_streamed_with_one_job_matches_and_a_stream_that_differs_leaves_nothing() {
     let (db, server, bucket, root) = s3_case("restore streamed", 0.05);
     let before = db.pg().row_counts(&db.name);
-    let out = run(pgbak_s3(&db, server, &bucket, PREFIX)
-        .args(["backup", "--output-dir"])
-        .arg(&root));
-    assert!(out.status.success(), "{}", output_text(&out));
+    s3_backup(&db, server, &bucket, PREFIX, &root, &[]);
     let tmp = Dir::new("restore-streamed-tmp");
 
     // Streamed: pg_restore reads the download as it comes; every row is back.
@@ -136,10 +133,14 @@ fn restore_streamed_decrypts_an_encrypted_backup_on_the_way() {
     let before = db.pg().row_counts(&db.name);
     let keys_dir = Dir::new("restore-streamed-keys");
     let (key, public) = keygen(&keys_dir, "pgbak.key");
-    let out = run(pgbak_s3(&db, server, &bucket, PREFIX)
-        .args(["backup", "--encrypt-to", &public, "--output-dir"])
-        .arg(&root));
-    assert!(out.status.success(), "{}", output_text(&out));
+    s3_backup(
+        &db,
+        server,
+        &bucket,
+        PREFIX,
+        &root,
+        &["--encrypt-to", &public],
+    );
     let tmp = Dir::new("restore-streamed-enc-tmp");
     mark(&db);
     // Ranges of 256 KiB: the head holds whole age chunks (64 KiB each) and the archive's
@@ -161,10 +162,7 @@ fn restore_streamed_decrypts_an_encrypted_backup_on_the_way() {
 #[test]
 fn restore_streamed_stopped_midway_leaves_nothing() {
     let (db, server, bucket, root) = s3_case("restore streamed stop", 0.2);
-    let out = run(pgbak_s3(&db, server, &bucket, PREFIX)
-        .args(["backup", "--output-dir"])
-        .arg(&root));
-    assert!(out.status.success(), "{}", output_text(&out));
+    s3_backup(&db, server, &bucket, PREFIX, &root, &[]);
     let tmp = Dir::new("restore-streamed-stop-tmp");
     mark(&db);
     // Ranges of 16 KiB: the stream lasts long enough to be stopped while pg_restore reads it.

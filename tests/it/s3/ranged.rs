@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::fetch_dirs;
-use crate::support::bucket::{keys, pgbak_s3, s3_case, sha256_hex};
+use crate::support::bucket::{keys, pgbak_s3, s3_backup, s3_case, sha256_hex};
 use crate::support::verify::Dir;
 use crate::support::{self, output_text, run, wait_until, S3Server};
 
@@ -26,11 +26,7 @@ fn ranged<'a>(cmd: &'a mut Command, part: u64, concurrency: u32, tmp: &Path) -> 
 #[test]
 fn ranged_download_gives_the_same_bytes_and_still_refuses_a_flipped_byte() {
     let (db, server, bucket, root) = s3_case("ranged bytes", 0.05);
-    let out = run(pgbak_s3(&db, server, &bucket, PREFIX)
-        .args(["backup", "--output-dir"])
-        .arg(&root));
-    assert!(out.status.success(), "{}", output_text(&out));
-    let dump = keys(server, &bucket, PREFIX, ".dump").remove(0);
+    let dump = s3_backup(&db, server, &bucket, PREFIX, &root, &[]);
     let uri = format!("s3://{bucket}/{PREFIX}{dump}");
     let tmp = Dir::new("ranged-bytes-tmp");
 
@@ -49,10 +45,7 @@ fn ranged_download_gives_the_same_bytes_and_still_refuses_a_flipped_byte() {
 
     // A byte flipped in the object: refused before anything reads it, nothing left.
     let key = format!("{PREFIX}{dump}");
-    let mut bytes = server.get_object(&bucket, &key);
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x01;
-    server.put_object(&bucket, &key, bytes, None);
+    server.flip_byte(&bucket, &key);
     let out = run(ranged(
         pgbak_s3(&db, server, &bucket, PREFIX).args(["verify", &uri]),
         64 * 1024,

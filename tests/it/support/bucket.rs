@@ -41,6 +41,29 @@ pub fn s3_case(hint: &str, scale: f64) -> (TestDb<'static>, &'static S3Server, S
     (db, server, bucket, backup_dir(&hint.replace(' ', "-")))
 }
 
+/// `pgbak backup` of `db` into `root` and `bucket` under `prefix`, with `args`
+/// added; it must succeed. The newest backup's file name in the bucket
+/// (`.dump`, or `.dump.age` when encrypted).
+pub fn s3_backup(
+    db: &TestDb,
+    server: &S3Server,
+    bucket: &str,
+    prefix: &str,
+    root: &Path,
+    args: &[&str],
+) -> String {
+    let out = run(pgbak_s3(db, server, bucket, prefix)
+        .arg("backup")
+        .args(args)
+        .arg("--output-dir")
+        .arg(root));
+    assert!(out.status.success(), "{}", output_text(&out));
+    keys(server, bucket, prefix, "")
+        .into_iter()
+        .rfind(|k| k.ends_with(".dump") || k.ends_with(".dump.age"))
+        .expect("the backup in the bucket")
+}
+
 /// Parts as small as moto takes (support::s3::PART_MIN_SIZE), the first one
 /// `first` bytes, so a small dump still spans several parts.
 pub fn small_parts(cmd: &mut Command, first: usize) -> &mut Command {

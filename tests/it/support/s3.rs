@@ -328,6 +328,15 @@ impl S3Server {
     }
 
     /// Uploads `bytes` as one object (e.g. a dump for `pgbak restore s3://...`).
+    /// Flips one bit of the byte in the middle of an object (rot, or a tampered copy): its
+    /// size stays, its sha256 no longer matches its meta.json.
+    pub fn flip_byte(&self, bucket: &str, key: &str) {
+        let mut bytes = self.get_object(bucket, key);
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x01;
+        self.put_object(bucket, key, bytes, None);
+    }
+
     pub fn put_object(&self, bucket: &str, key: &str, bytes: Vec<u8>, storage_class: Option<&str>) {
         let client = self.client();
         block_on(async {

@@ -27,14 +27,6 @@ fn verdict(server: &S3Server, bucket: &str, dump: &str) -> Value {
     serde_json::from_slice(&server.get_object(bucket, &key)).expect("a verdict document")
 }
 
-/// Flips one byte in the middle of an object of the bucket.
-fn flip_byte(server: &S3Server, bucket: &str, key: &str) {
-    let mut bytes = server.get_object(bucket, key);
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x01;
-    server.put_object(bucket, key, bytes, None);
-}
-
 /// Three backups of `db` into the bucket, a second apart; their dump keys, oldest first.
 fn three_backups(
     db: &support::TestDb<'_>,
@@ -95,7 +87,7 @@ fn verify_checksum_only_finds_a_flipped_byte_two_backups_back_and_selection_pass
     }
 
     // A byte flipped in the backup two back from the newest: found, named, marked failed.
-    flip_byte(server, &bucket, &format!("{PREFIX}{}", dumps[0]));
+    server.flip_byte(&bucket, &format!("{PREFIX}{}", dumps[0]));
     let out = checksum_only(&db, server, &bucket, &[]);
     let text = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
@@ -113,7 +105,7 @@ fn verify_checksum_only_finds_a_flipped_byte_two_backups_back_and_selection_pass
 
     // Selection passes over a backup the checksums failed: flip the newest too, and a
     // verify without a name restores the middle one, naming the one it skipped.
-    flip_byte(server, &bucket, &format!("{PREFIX}{}", dumps[2]));
+    server.flip_byte(&bucket, &format!("{PREFIX}{}", dumps[2]));
     let out = checksum_only(&db, server, &bucket, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let out = run(pgbak_s3(&db, server, &bucket, PREFIX)
@@ -160,7 +152,7 @@ fn verify_checksum_only_decrypts_encrypted_backups_with_the_identity() {
     }
 
     // A flipped byte in the ciphertext fails that backup.
-    flip_byte(server, &bucket, &format!("{PREFIX}{}", dumps[1]));
+    server.flip_byte(&bucket, &format!("{PREFIX}{}", dumps[1]));
     let out = checksum_only(&db, server, &bucket, &with_identity);
     let text = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");

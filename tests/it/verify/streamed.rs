@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::bucket::{keys, pgbak_s3, s3_case};
+use crate::support::bucket::{pgbak_s3, s3_backup, s3_case};
 use crate::support::verify::{verify_dbs, Dir};
 use crate::support::{self, output_text, run, wait_until};
 
@@ -27,11 +27,7 @@ fn check<'r>(report: &'r Value, name: &str) -> (&'r str, &'r str) {
 #[test]
 fn verify_streamed_settles_the_checksum_at_the_end_and_a_flipped_byte_fails_it() {
     let (db, server, bucket, root) = s3_case("verify streamed", 0.05);
-    let out = run(pgbak_s3(&db, server, &bucket, PREFIX)
-        .args(["backup", "--output-dir"])
-        .arg(&root));
-    assert!(out.status.success(), "{}", output_text(&out));
-    let dump = keys(server, &bucket, PREFIX, ".dump").remove(0);
+    let dump = s3_backup(&db, server, &bucket, PREFIX, &root, &[]);
     let uri = format!("s3://{bucket}/{PREFIX}{dump}");
     let tmp = Dir::new("verify-streamed-tmp");
     let verify = || {
@@ -55,10 +51,7 @@ fn verify_streamed_settles_the_checksum_at_the_end_and_a_flipped_byte_fails_it()
 
     // A byte flipped in the middle of the object: the checksum check fails, exit 1.
     let key = format!("{PREFIX}{dump}");
-    let mut bytes = server.get_object(&bucket, &key);
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x01;
-    server.put_object(&bucket, &key, bytes, None);
+    server.flip_byte(&bucket, &key);
     let (out, report) = verify();
     let text = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
@@ -82,11 +75,7 @@ fn verify_streamed_settles_the_checksum_at_the_end_and_a_flipped_byte_fails_it()
 #[test]
 fn verify_streamed_whose_download_breaks_midway_gives_no_verdict_and_leaves_nothing() {
     let (db, server, bucket, root) = s3_case("verify streamed cut", 0.2);
-    let out = run(pgbak_s3(&db, server, &bucket, PREFIX)
-        .args(["backup", "--output-dir"])
-        .arg(&root));
-    assert!(out.status.success(), "{}", output_text(&out));
-    let dump = keys(server, &bucket, PREFIX, ".dump").remove(0);
+    let dump = s3_backup(&db, server, &bucket, PREFIX, &root, &[]);
     let uri = format!("s3://{bucket}/{PREFIX}{dump}");
     let tmp = Dir::new("verify-streamed-cut-tmp");
     let mut link = support::proxy::SlowLink::new(server.port, 0);
