@@ -6,26 +6,8 @@ use std::time::Duration;
 
 use super::to_bucket;
 use crate::support::bucket::{backup_dir, keys};
+use crate::support::runs::rls_server;
 use crate::support::{self, output_text, private_cluster, run, s3, Pg, S3Server};
-
-/// `plain` and `guarded` (row-level security: without BYPASSRLS, the backup role's dump of
-/// it fails, the others succeed).
-fn server(pg: &Pg) {
-    pg.psql(
-        "postgres",
-        "CREATE ROLE agent LOGIN PASSWORD 'agent-pw' BYPASSRLS; GRANT pg_read_all_data TO agent",
-    );
-    pg.psql("postgres", "CREATE DATABASE plain");
-    pg.psql("postgres", "CREATE DATABASE guarded");
-    pg.psql(
-        "plain",
-        "CREATE TABLE t AS SELECT generate_series(1, 10) AS x",
-    );
-    pg.psql(
-        "guarded",
-        "CREATE TABLE s (x int); INSERT INTO s VALUES (1); ALTER TABLE s ENABLE ROW LEVEL SECURITY",
-    );
-}
 
 /// One `--all-databases` run as `agent`, the directory keeping everything, the `--to` bucket
 /// keeping one.
@@ -47,7 +29,7 @@ fn all_run(pg: &Pg, server: &S3Server, dir: &std::path::Path, to: &str) -> std::
 #[test]
 fn destinations_all_databases_runs_are_kept_whole_and_pruned_at_a_to_bucket() {
     let pg = private_cluster(16);
-    server(&pg);
+    rls_server(&pg);
     let s3 = s3();
     let bucket = s3.fresh_bucket("dest-all-runs");
     let to = to_bucket(s3, &bucket, "all/", "name=offsite&keep-last=1");

@@ -7,28 +7,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::runs::{pgbak_on, signal_when};
+use crate::support::runs::{pgbak_on, rls_server, signal_when};
 use crate::support::verify::Dir;
 use crate::support::{self, output_text, private_cluster, run, Pg};
-
-/// A server whose database `guarded` has a row-level-security table, and a backup role with
-/// pg_read_all_data: without BYPASSRLS its backup of `guarded` fails, the others succeed.
-fn server(pg: &Pg) {
-    pg.psql(
-        "postgres",
-        "CREATE ROLE agent LOGIN PASSWORD 'agent-pw' BYPASSRLS; GRANT pg_read_all_data TO agent",
-    );
-    pg.psql("postgres", "CREATE DATABASE plain");
-    pg.psql("postgres", "CREATE DATABASE guarded");
-    pg.psql(
-        "plain",
-        "CREATE TABLE t AS SELECT generate_series(1, 10) AS x",
-    );
-    pg.psql(
-        "guarded",
-        "CREATE TABLE s (x int); INSERT INTO s VALUES (1); ALTER TABLE s ENABLE ROW LEVEL SECURITY",
-    );
-}
 
 fn as_agent(pg: &Pg, dir: &std::path::Path, extra: &[&str]) -> (std::process::Output, Value) {
     std::thread::sleep(Duration::from_millis(1100));
@@ -86,7 +67,7 @@ fn dump_of(json: &Value, db: &str) -> String {
 #[test]
 fn runs_are_recorded_listed_checked_and_kept_whole() {
     let pg = private_cluster(16);
-    server(&pg);
+    rls_server(&pg);
     let dir = Dir::new("runs");
 
     let (out, first) = as_agent(&pg, &dir, &[]);

@@ -11,6 +11,27 @@ use serde_json::Value;
 
 use super::{output_text, pgbak, private_cluster, OwnedCluster, Pg, PASSWORD};
 
+/// A server of two databases for `--all-databases` runs, `plain` and `guarded` (a
+/// row-level-security table), and a backup role `agent` (password `agent-pw`) with
+/// pg_read_all_data and BYPASSRLS: without BYPASSRLS its backup of `guarded` fails, the
+/// others succeed.
+pub fn rls_server(pg: &Pg) {
+    pg.psql(
+        "postgres",
+        "CREATE ROLE agent LOGIN PASSWORD 'agent-pw' BYPASSRLS; GRANT pg_read_all_data TO agent",
+    );
+    pg.psql("postgres", "CREATE DATABASE plain");
+    pg.psql("postgres", "CREATE DATABASE guarded");
+    pg.psql(
+        "plain",
+        "CREATE TABLE t AS SELECT generate_series(1, 10) AS x",
+    );
+    pg.psql(
+        "guarded",
+        "CREATE TABLE s (x int); INSERT INTO s VALUES (1); ALTER TABLE s ENABLE ROW LEVEL SECURITY",
+    );
+}
+
 /// `pgbak` against `pg`'s `postgres` database.
 pub fn pgbak_on(pg: &Pg) -> Command {
     let mut cmd = pgbak(pg);
