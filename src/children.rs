@@ -237,7 +237,9 @@ pub fn find_leftovers() -> Vec<Leftover> {
 /// (pg_dump and pg_restore cancel their queries, a postmaster shuts down),
 /// then SIGKILL for any still running after [`GRACE`]. Never fails the run.
 pub async fn stop_leftovers() {
-    let leftovers = find_leftovers();
+    let leftovers = tokio::task::spawn_blocking(find_leftovers)
+        .await
+        .unwrap_or_default();
     if leftovers.is_empty() {
         return;
     }

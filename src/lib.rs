@@ -54,6 +54,13 @@ pub mod version;
 
 use std::process::ExitCode;
 
+/// Stops the children a dead pgbak left running and removes its downloads
+/// ([`children::stop_leftovers`], [`archive::fetch_dir::sweep`]).
+async fn sweep_leftovers() {
+    children::stop_leftovers().await;
+    let _ = tokio::task::spawn_blocking(archive::fetch_dir::sweep).await;
+}
+
 /// Runs one parsed command line and returns the process exit code.
 /// Each command's settings are resolved here, once, before it runs
 /// ([`settings::commands`]).
@@ -71,25 +78,34 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     if let Some(limit) = global.timeout {
         signals::set_timeout(limit);
     }
+    // What dead runs left: restore and verify sweep it first (a leftover
+    // pg_restore could still be writing where they are about to); a backup
+    // sweeps while it starts, off the path to pg_dump (nothing a dead run left
+    // touches what a new backup writes), and waits for the sweep at its end.
+    // (cron sweeps after its settings are checked, into its log.)
     if matches!(
         cli.command,
-        cli::Command::Backup(_) | cli::Command::Restore(_) | cli::Command::Verify(_)
+        cli::Command::Restore(_) | cli::Command::Verify(_)
     ) {
-        // (cron sweeps after its settings are checked, into its log.)
-        children::stop_leftovers().await;
-        archive::fetch_dir::sweep();
+        sweep_leftovers().await;
     }
     // Each command's stores are built here, once, from its settings
     // (`storage::Stores`, `storage::Place`): commands talk to them and never
     // build one; an S3 client is made at its store's first request.
     match cli.command {
         cli::Command::Backup(args) => {
-            let d = &args.dump;
-            let to = ToFlags::new(&d.to, &d.s3, Some(&d.retention), Some(&d.object_lock));
-            let settings = BackupSettings::resolve(&global, args)?;
-            let job = &settings.plan.job;
-            let stores = to.stores(Some(&job.output_dir), job.s3.as_ref())?;
-            commands::backup::run(settings, &stores).await
+            let sweeping = tokio::spawn(sweep_leftovers());
+            let backup = async {
+                let d = &args.dump;
+                let to = ToFlags::new(&d.to, &d.s3, Some(&d.retention), Some(&d.object_lock));
+                let settings = BackupSettings::resolve(&global, args)?;
+                let job = &settings.plan.job;
+                let stores = to.stores(Some(&job.output_dir), job.s3.as_ref())?;
+                commands::backup::run(settings, &stores).await
+            };
+            let done = backup.await;
+            let _ = sweeping.await;
+            done
         }
         cli::Command::Restore(args) => {
             let source = &args.source;
