@@ -11,8 +11,8 @@ checks the targets of the performance issue (PASS / MISS).
     python3 bench/run.py --scales 1,4 --rounds 3
 
 Python standard library only; GNU time (/usr/bin/time) for the process-tree peak RSS.
-Everything it starts (cluster, moto, children) is stopped and removed on exit,
-Ctrl-C and SIGTERM included.
+Everything it starts (cluster, moto, children; --link's namespaces, veths, qdiscs and
+relays) is stopped and removed on exit, Ctrl-C and SIGTERM included.
 """
 
 import argparse
