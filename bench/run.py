@@ -11,8 +11,8 @@ checks the targets of the performance issue (PASS / MISS).
     python3 bench/run.py --scales 1,4 --rounds 3
 
 Python standard library only; GNU time (/usr/bin/time) for the process-tree peak RSS.
-Everything it starts (cluster, moto, children) is stopped and removed on exit,
-Ctrl-C and SIGTERM included.
+Everything it starts (cluster, moto, children; --link's namespaces, veths, qdiscs and
+relays) is stopped and removed on exit, Ctrl-C and SIGTERM included.
 """
 
 import argparse
@@ -34,6 +34,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
+
+import simlink  # bench/simlink.py: --link's namespaces, veths, tbf and delay relays
 
 REPO = Path(__file__).resolve().parent.parent
 GNU_TIME = "/usr/bin/time"
@@ -93,6 +95,11 @@ class Cleanup:
         if self.done:
             return
         self.done = True
+        try:  # a second Ctrl-C or SIGTERM must not cut the teardown short
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        except ValueError:
+            pass  # not the main thread: signals are not ours to set
         if self.running is not None and self.running.poll() is None:
             kill_group(self.running)
         for what, action in reversed(self.actions):
@@ -402,29 +409,47 @@ def clean_env() -> dict:
 
 
 class Moto:
-    def __init__(self, exe: Path, root: Path) -> None:
+    """A moto_server on `host` (loopback, or a namespace's address with `prefix` the
+    `ip netns exec NS` that starts it there: see bench/simlink.py)."""
+
+    def __init__(self, exe: Path, root: Path, host: str = "127.0.0.1", prefix: tuple = ()) -> None:
         self.exe = exe
+        self.host = host
+        self.prefix = list(prefix)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         self.log = root / "moto.log"
         self.proc: Optional[subprocess.Popen] = None
 
     def start(self) -> None:
         out = open(self.log, "wb")
-        self.proc = subprocess.Popen([str(self.exe), "-H", "127.0.0.1", "-p", str(self.port)],
+        self.proc = subprocess.Popen([*self.prefix, str(self.exe), "-H", self.host, "-p", str(self.port)],
                                      stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         CLEANUP.add("stopping moto", lambda: kill_group(self.proc, grace=2.0))
         SERVER_PIDS.append(self.proc.pid)
+        self.wait_listening("moto_server")
+
+    def wait_listening(self, name: str) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise BenchError(f"moto_server exited; see {self.log}")
+                raise BenchError(f"{name} exited; see {self.log}")
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
+                socket.create_connection((self.host, self.port), timeout=0.5).close()
+                break
             except OSError:
                 time.sleep(0.2)
-        raise BenchError("moto_server did not start listening within 30 s")
+        else:
+            raise BenchError(f"{name} did not start listening within 30 s")
+        if self.prefix:
+            # The S3 servers' CPU column reads this pid: it must be the server, which
+            # `ip netns exec` becomes by exec, not an `ip` process waiting for it.
+            try:
+                exe = os.readlink(f"/proc/{self.proc.pid}/exe")
+            except OSError as err:
+                raise BenchError(f"{name}: reading /proc/{self.proc.pid}/exe: {err}")
+            if os.path.basename(exe) == "ip":
+                raise BenchError(f"{name}: pid {self.proc.pid} is still `ip netns exec`, not the server")
 
     def aws_env(self, base: dict) -> dict:
         env = dict(base)
@@ -442,21 +467,12 @@ class S3sFs(Moto):
         data = self.log.parent / f"s3s-data-{self.port}"
         data.mkdir(parents=True, exist_ok=True)
         out = open(self.log, "wb")
-        self.proc = subprocess.Popen([str(self.exe), "--host", "127.0.0.1", "--port", str(self.port),
+        self.proc = subprocess.Popen([*self.prefix, str(self.exe), "--host", self.host, "--port", str(self.port),
                                       "--access-key", "bench", "--secret-key", "bench-secret", str(data)],
                                      stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         CLEANUP.add("stopping s3s-fs", lambda: kill_group(self.proc, grace=2.0))
         SERVER_PIDS.append(self.proc.pid)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError(f"s3s-fs exited; see {self.log}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise BenchError("s3s-fs did not start listening within 30 s")
+        self.wait_listening("s3s-fs")
 
 
 def psql(tools: Tools, cluster: Cluster, env: dict, sql: str, dbname: str = DB) -> str:
@@ -679,20 +695,22 @@ def fanout_contenders(ctx: Ctx, pgbak_env: dict, size) -> list[Contender]:
     writes under a prefix of its own (no aws CLI needed to clean up)."""
     t, m1, m2 = ctx.tools, ctx.moto, ctx.moto2
     servers = getattr(ctx.args, "fanout_servers", None)
-    kind = ""
     if servers:
         m1, m2 = servers
-        kind = " (s3s-fs)"
+    s3s = bool(getattr(ctx.args, "s3s_fs", None))
+    link = getattr(ctx.args, "link", None)
+    notes = (["s3s-fs"] if s3s else []) + ([link.label()] if link else [])
+    kind = f" ({', '.join(notes)})" if notes else ""
 
     def backup(second: bool):
         def build(d: Path):
             env = m1.aws_env(pgbak_env)
             env.update(S3_BUCKET=BUCKET, S3_PREFIX=f"fanout/{d.name}/", S3_ENDPOINT_URL=m1.url)
             argv = [str(t.pgbak), "backup", "--output-dir", str(d / "out"), "--keep", "0"]
-            if servers:
+            if s3s:
                 env["S3_STORAGE_CLASS"] = "STANDARD"  # s3s-fs refuses the others
             if second:
-                klass = "&storage-class=STANDARD" if servers else ""
+                klass = "&storage-class=STANDARD" if s3s else ""
                 argv += ["--to", f"s3://{BUCKET}/fanout/{d.name}/?endpoint={m2.url}&name=offsite{klass}"]
             return argv, env
         return build
@@ -709,6 +727,126 @@ def fanout_contenders(ctx: Ctx, pgbak_env: dict, size) -> list[Contender]:
         Contender("fanout", "pgbak-2", f"pgbak backup: local + two buckets on two S3 servers (--to){kind}",
                   backup(True), pgbak=True, size=size, check=both_held),
     ]
+
+
+def start_fanout_servers(args, tools: Tools, env: dict, work: Path, moto: Optional[Moto]) -> Optional[Moto]:
+    """The fan-out's two S3 servers, each with its bucket. Co-located (the default): moto
+    (`moto`, shared with the s3 section, and a second one) or two s3s-fs. With --link, two
+    new servers, each in its own network namespace behind its own shaped link. Returns the
+    s3 section's moto (started here when the fan-out uses it)."""
+    links = []
+    if args.link:
+        try:
+            stale = simlink.leftovers()
+            if stale:
+                say("left by earlier killed runs (remove with ip netns del NAME): " + ", ".join(stale))
+            used = simlink.used_subnets()
+            subnets = [n for n in range(1, 255) if n not in used][:2]
+            if len(subnets) < 2:
+                raise simlink.LinkError(f"no free {simlink.SUBNET}.N.0/30 subnet left")
+            for i, n in enumerate(subnets, start=1):
+                link = simlink.create(i, n, args.link, CLEANUP.add)
+                say(f"link {i}: namespace {link.netns}, {link.host_if} {link.host_addr} <-> "
+                    f"{link.ns_if} {link.ns_addr}, {' '.join(args.link.qdisc())} on both ends")
+                links.append(link)
+        except simlink.LinkError as err:
+            raise BenchError(str(err))
+        args.links = links
+    if not args.s3s_fs and not links:
+        if moto is None:
+            moto = Moto(tools.moto, work)
+            say(f"starting moto_server on {moto.url}")
+            moto.start()
+        second = work / "moto2"
+        second.mkdir()
+        args.moto2 = Moto(tools.moto, second)
+        say(f"starting a second moto_server on {args.moto2.url}")
+        args.moto2.start()
+        for m in (moto, args.moto2):
+            make_bucket(m, BUCKET)
+        return moto
+    if args.s3s_fs and tools.aws is None:
+        raise BenchError("--s3s-fs needs the aws CLI to make its buckets (scripts/setup.sh --with-awscli)")
+    servers = []
+    for i in (1, 2):
+        where = {"host": links[i - 1].ns_addr, "prefix": links[i - 1].exec_prefix()} if links else {}
+        if args.s3s_fs:
+            (work / f"s3s{i}").mkdir()
+            server = S3sFs(Path(args.s3s_fs), work / f"s3s{i}", **where)
+        else:
+            (work / f"fanout-moto{i}").mkdir()
+            server = Moto(tools.moto, work / f"fanout-moto{i}", **where)
+        inside = f" in {links[i - 1].netns}" if links else ""
+        say(f"starting {'s3s-fs' if args.s3s_fs else 'moto_server'} on {server.url}{inside}")
+        server.start()
+        if links:
+            start_relay(links[i - 1], server, args.link, work / f"relay{i}.log")
+        servers.append(server)
+    for server in servers:
+        if args.s3s_fs:
+            res = subprocess.run([str(tools.aws), "s3", "mb", f"s3://{BUCKET}", "--endpoint-url", server.url],
+                                 env=server.aws_env(env), capture_output=True, text=True)
+            if res.returncode != 0:
+                raise BenchError(f"creating the bucket on s3s-fs failed: {res.stderr.strip()}")
+        else:
+            make_bucket(server, BUCKET)
+    args.fanout_servers = servers
+    args.moto2 = servers[1]
+    return moto
+
+
+def start_relay(link: "simlink.Link", server: Moto, spec: "simlink.LinkSpec", log: Path) -> None:
+    """The link's round trip: a delay relay in the server's namespace, on its own port of the
+    namespace's address; the server's URL becomes the relay's. Its CPU is counted with the
+    S3 servers' (it is the harness's, on the same cores)."""
+    port = free_port()
+    argv = [*link.exec_prefix(), *simlink.relay_argv((link.ns_addr, port), (server.host, server.port), spec)]
+    out = open(log, "wb")
+    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    CLEANUP.add(f"stopping the delay relay in {link.netns}", lambda: kill_group(proc, grace=2.0))
+    SERVER_PIDS.append(proc.pid)
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            raise BenchError(f"the delay relay in {link.netns} exited; see {log}")
+        try:
+            socket.create_connection((link.ns_addr, port), timeout=0.5).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise BenchError(f"the delay relay in {link.netns} did not start listening within 30 s")
+            time.sleep(0.1)
+    server.url = f"http://{link.ns_addr}:{port}"
+    say(f"delay relay {server.url} -> {server.host}:{server.port}, {spec.rtt_us // 2} us each way")
+
+
+def fanout_setup(args) -> str:
+    """Which servers and link the fan-out rows were measured with, for the targets table."""
+    kind = "s3s-fs" if getattr(args, "s3s_fs", None) else "moto"
+    link = getattr(args, "link", None)
+    if link:
+        return f"two {kind} servers, each bucket behind a {link.describe()} link"
+    return f"two {kind} servers on this machine"
+
+
+def link_drops(args) -> Optional[str]:
+    """`tc -s qdisc` of every link's two ends after the run: a shaped link must not drop."""
+    links = getattr(args, "links", None)
+    if not links:
+        return None
+    parts, total = [], 0
+    for link in links:
+        try:
+            stats = simlink.qdisc_stats(link)
+        except simlink.LinkError as err:
+            parts.append(f"{link.netns}: {err}")
+            continue
+        for q in stats:
+            total += q["drops"]
+            parts.append(f"{q['dev']} ({q['side']}) sent {q['bytes'] / MIB:.1f} MiB in {q['packets']} packets, "
+                         f"dropped {q['drops']}, overlimits {q['overlimits']}")
+    return f"Link qdiscs after the run (`tc -s qdisc`, both contenders): {total} packets dropped in all; " + \
+        "; ".join(parts)
 
 
 def make_bucket(moto: "Moto", bucket: str) -> None:
@@ -901,7 +1039,9 @@ class Target:
     detail: str
 
 
-def evaluate(scales: list[Scale]) -> list[Target]:
+def evaluate(scales: list[Scale], fanout_with: str = "") -> list[Target]:
+    """The targets at the largest scale. `fanout_with` says which S3 servers and link the
+    fan-out rows were measured with (see fanout_setup())."""
     targets: list[Target] = []
     scales_sorted = sorted(scales, key=lambda s: float(s.scale))
     big = scales_sorted[-1]
@@ -939,7 +1079,8 @@ def evaluate(scales: list[Scale]) -> list[Target]:
                  "the scripts' dump + aws s3 cp")
     f1, f2 = S(big, "fanout", "pgbak-1"), S(big, "fanout", "pgbak-2")
     if f1.median is not None or f2.median is not None:
-        ratio_target("backup to local + two buckets vs local + one (--to, one pass)", f2, f1, 1.15,
+        setup = f"; {fanout_with}" if fanout_with else ""
+        ratio_target(f"backup to local + two buckets vs local + one (--to, one pass{setup})", f2, f1, 1.15,
                      "local + one bucket")
         if f1.rss_self is not None and f2.rss_self is not None:
             # docs/three-two-one.md: each bucket adds (S3_CONCURRENCY + 1) x part size, 32 MiB
@@ -950,7 +1091,7 @@ def evaluate(scales: list[Scale]) -> list[Target]:
                 "memory: a second bucket adds at most its part buffers (32 MiB) and its client (2 MiB)",
                 "PASS" if f2.rss_self <= bound else "MISS",
                 f"peak RSS {f2.rss_self:.1f} MiB with two buckets vs {f1.rss_self:.1f} MiB with one "
-                f"(bound {bound:.1f} MiB)"))
+                f"(bound {bound:.1f} MiB){setup}"))
     ratio_target("verify vs the scripts' verify", S(big, "verify", "pgbak"), S(big, "verify", "scripts"), 0.5,
                  "the scripts' time")
     ratio_target("age encryption costs <= 10 % of backup wall time", S(big, "backup", "pgbak-age"), b_pgbak, 1.10,
@@ -1022,7 +1163,7 @@ def machine_info(tools: Tools) -> dict:
 
 
 def render(scales: list[Scale], targets: list[Target], info: dict, command: str, started: str,
-           load: tuple, finished_load: tuple) -> str:
+           load: tuple, finished_load: tuple, notes: tuple = ()) -> str:
     lines = [f"# pgbak benchmark, {started}", "", f"Command: `{command}`", ""]
     lines.append("Machine: " + "; ".join(f"{k}: {v}" for k, v in info.items()))
     lines.append(f"Load average at start {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}, "
@@ -1050,6 +1191,8 @@ def render(scales: list[Scale], targets: list[Target], info: dict, command: str,
     for t in targets:
         lines.append(f"| {t.name} | {t.verdict} | {t.detail} |")
     lines += ["", "Fixture loads: " + ", ".join(f"scale {sc.scale} in {sc.load_seconds:.1f} s" for sc in scales), ""]
+    for note in notes:
+        lines += [note, ""]
     return "\n".join(lines)
 
 
@@ -1090,6 +1233,10 @@ def parse_args(argv):
     ap.add_argument("--results-dir", default=str(REPO / "bench/results"), help="where .md and .csv go")
     ap.add_argument("--s3s-fs", help="the fanout section's two S3 servers are this s3s-fs binary "
                                      "(cargo install s3s-fs --features binary) instead of moto")
+    ap.add_argument("--link", metavar="RATE,RTT",
+                    help="the fanout section's two S3 servers each in a network namespace behind its own "
+                         "veth link (tc tbf for the rate, a delay relay for the round trip), e.g. 250mbit,20ms "
+                         "(needs root and iproute2)")
     add_tool_args(ap)
     args = ap.parse_args(argv)
     args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
@@ -1105,6 +1252,13 @@ def parse_args(argv):
         ap.error("--scales takes positive numbers, e.g. 1,4")
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
+    if args.link is not None:
+        try:
+            args.link = simlink.parse_link(args.link)
+        except ValueError as err:
+            ap.error(str(err))
+        if "fanout" not in args.sections:
+            ap.error("--link shapes the fanout section's S3 servers: add fanout to --sections")
     return args
 
 
@@ -1119,6 +1273,11 @@ def main(argv) -> int:
         raise BenchError(f"fixture not found: {fixture} (set PGBAK_FIXTURE or --fixture)")
     if not os.access(GNU_TIME, os.X_OK):
         raise BenchError(f"{GNU_TIME} (GNU time) is missing: apt-get install time")
+    if args.link:
+        try:
+            simlink.preflight()
+        except simlink.LinkError as err:
+            raise BenchError(str(err))
 
     tools = setup_tools(args)
     work = Path(tempfile.mkdtemp(prefix="pgbak-bench.", dir=args.work_dir))
@@ -1144,45 +1303,30 @@ def main(argv) -> int:
                 raise BenchError(f"creating the bucket failed: {res.stderr.strip()}")
 
     args.moto2 = None
-    if "fanout" in args.sections and args.s3s_fs:
-        # Both of the fan-out's S3 servers are s3s-fs (the other sections keep moto).
-        servers = []
-        for name in ("s3s1", "s3s2"):
-            (work / name).mkdir()
-            server = S3sFs(Path(args.s3s_fs), work / name)
-            say(f"starting s3s-fs on {server.url}")
-            server.start()
-            servers.append(server)
-        if tools.aws is None:
-            raise BenchError("--s3s-fs needs the aws CLI to make its buckets (scripts/setup.sh --with-awscli)")
-        for server in servers:
-            res = subprocess.run([str(tools.aws), "s3", "mb", f"s3://{BUCKET}", "--endpoint-url", server.url],
-                                 env=server.aws_env(env), capture_output=True, text=True)
-            if res.returncode != 0:
-                raise BenchError(f"creating the bucket on s3s-fs failed: {res.stderr.strip()}")
-        args.fanout_servers = servers
-        args.moto2 = servers[1]
-    elif "fanout" in args.sections:
-        if moto is None:
-            moto = Moto(tools.moto, work)
-            say(f"starting moto_server on {moto.url}")
-            moto.start()
-        second = work / "moto2"
-        second.mkdir()
-        args.moto2 = Moto(tools.moto, second)
-        say(f"starting a second moto_server on {args.moto2.url}")
-        args.moto2.start()
-        for m in (moto, args.moto2):
-            make_bucket(m, BUCKET)
+    if "fanout" in args.sections:
+        moto = start_fanout_servers(args, tools, env, work, moto)
 
     scales = []
     for scale in args.scale_list:
         scales.append(bench_scale(args, tools, cluster, moto, env, scale, fixture, work))
 
-    targets = evaluate(scales)
+    targets = evaluate(scales, fanout_setup(args) if "fanout" in args.sections else "")
     info = machine_info(tools)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
-    md = render(scales, targets, info, command, started.strftime("%Y-%m-%d %H:%M UTC"), load0, os.getloadavg())
+    notes = []
+    if args.link:
+        link = args.link
+        notes.append(f"Link (--link): each fan-out S3 server in its own network namespace, joined by a veth "
+                     f"pair shaped on both ends with `tc qdisc add dev VETH root {' '.join(link.qdisc())}`, "
+                     f"behind a delay relay in the namespace holding each direction {link.rtt_us / 2000:g} ms "
+                     f"(each bucket behind a {link.describe()} link; the S3 servers' CPU column includes "
+                     "the two relays).")
+        drops = link_drops(args)
+        if drops:
+            say(drops)
+            notes.append(drops + ".")
+    md = render(scales, targets, info, command, started.strftime("%Y-%m-%d %H:%M UTC"), load0, os.getloadavg(),
+                tuple(notes))
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
     (results / f"{stamp}.md").write_text(md)
