@@ -25,13 +25,13 @@ use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::StalledStreamProtectionConfig;
 use aws_sdk_s3::primitives::{ByteStream, SdkBody};
 use aws_sdk_s3::types::ChecksumAlgorithm;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
-use super::upload::{Part, UploadHandle, Uploaded};
+use super::upload::{UploadHandle, Uploaded};
 use super::{b64, needs, sdk_error, CONNECT_TIMEOUT};
 use crate::ui;
 
@@ -40,6 +40,51 @@ pub const STALL_ATTEMPTS: u32 = 3;
 /// The body goes to the connection in slices this large: each one taken is
 /// seen as progress.
 const SLICE: usize = 64 * 1024;
+
+/// One part on its way to the uploader; the permit is its share of the
+/// memory bound. Dropped once its upload is done (or abandoned), it gives
+/// its buffer to `spare` before its permit goes.
+pub(super) struct Part {
+    pub(super) number: u32,
+    pub(super) bytes: Bytes,
+    pub(super) spare: Spare,
+    pub(super) _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        // Only when nothing else holds the bytes (a request still sending them).
+        if let Ok(buffer) = std::mem::take(&mut self.bytes).try_into_mut() {
+            self.spare.put(buffer);
+        }
+    }
+}
+
+/// The buffers of an upload's parts that are done, for its next parts: an
+/// upload allocates at most its `concurrency + 1` buffers (a new buffer is
+/// made only when none is spare, and only with a permit), instead of one per
+/// part.
+#[derive(Clone, Default)]
+pub(super) struct Spare(Arc<std::sync::Mutex<Vec<BytesMut>>>);
+
+impl Spare {
+    fn put(&self, mut buffer: BytesMut) {
+        buffer.clear();
+        if let Ok(mut spare) = self.0.lock() {
+            spare.push(buffer);
+        }
+    }
+
+    /// An empty buffer for a part of `size` bytes: a spare one when it is
+    /// large enough (parts grow along the plan: a smaller one is freed).
+    pub(super) fn take(&self, size: usize) -> BytesMut {
+        let spare = self.0.lock().ok().and_then(|mut spare| spare.pop());
+        match spare {
+            Some(buffer) if buffer.capacity() >= size => buffer,
+            _ => BytesMut::with_capacity(size),
+        }
+    }
+}
 
 /// Receives parts and uploads them concurrently (the permits bound how many);
 /// stops at the first failed part.
@@ -251,6 +296,35 @@ impl Body for PartBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_done_parts_buffer_is_reused_unless_still_held_or_too_small() {
+        let permits = Arc::new(tokio::sync::Semaphore::new(4));
+        let spare = Spare::default();
+        let part = |bytes: Bytes| Part {
+            number: 1,
+            bytes,
+            spare: spare.clone(),
+            _permit: permits.clone().try_acquire_owned().unwrap(),
+        };
+        let mut buffer = spare.take(1024);
+        buffer.extend_from_slice(&[7; 1024]);
+        let bytes = buffer.freeze();
+        let at = bytes.as_ptr();
+        // A request still holding the bytes: nothing comes back.
+        let held = bytes.clone();
+        drop(part(bytes));
+        assert_eq!(spare.0.lock().unwrap().len(), 0);
+        // Done: the same memory is the next part's, empty.
+        drop(part(held));
+        assert_eq!(permits.available_permits(), 4);
+        let again = spare.take(1024);
+        assert_eq!((again.as_ptr(), again.len()), (at, 0));
+        // A larger part than any spare buffer gets a new one.
+        drop(part(again.freeze()));
+        assert!(spare.take(4096).capacity() >= 4096);
+        assert_eq!(spare.0.lock().unwrap().len(), 0);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn watch_ends_an_attempt_only_when_nothing_moves() {

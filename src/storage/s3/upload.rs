@@ -10,12 +10,12 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::marker::LiveMarker;
-use super::part::run_uploader;
+use super::part::{run_uploader, Part, Spare};
 use super::{b64, error_chain, head_after_upload, needs, sdk_error, PartPlan, Store};
 use crate::meta::S3Location;
 use crate::pipeline::Sink;
@@ -205,13 +205,6 @@ impl UploadHandle {
     }
 }
 
-/// One part on its way to the uploader; the permit is its share of the memory bound.
-pub(super) struct Part {
-    pub(super) number: u32,
-    pub(super) bytes: Bytes,
-    pub(super) _permit: OwnedSemaphorePermit,
-}
-
 /// A part the store acknowledged.
 pub(super) struct Uploaded {
     pub(super) number: u32,
@@ -224,7 +217,10 @@ pub(super) struct Uploaded {
 /// async uploader. Every part buffer, the one being filled included, holds a
 /// permit of a semaphore with `concurrency + 1` permits, so at most that many
 /// parts exist at once: memory is bounded by `(concurrency + 1) * part size`
-/// whatever the dump's size.
+/// whatever the dump's size. A part's buffer, once its upload is done, is
+/// kept for the next part ([`Spare`]) rather than freed: freed 8 MiB buffers
+/// stayed resident in the allocator, so a second bucket measured 39.5 MiB
+/// more where its buffers are 32.
 ///
 /// Upload errors never fail `write` (the local file must complete): the sink
 /// records the first error, drops further bytes, and [`S3Sink::complete`]
@@ -234,6 +230,8 @@ pub struct S3Sink {
     runtime: tokio::runtime::Handle,
     plan: PartPlan,
     permits: Arc<Semaphore>,
+    /// The buffers of parts already sent, reused for the next ones.
+    spare: Spare,
     buffer: BytesMut,
     permit: Option<OwnedSemaphorePermit>,
     next_part: u32,
@@ -253,6 +251,7 @@ impl S3Sink {
             runtime: tokio::runtime::Handle::current(),
             plan,
             permits: Arc::new(Semaphore::new(concurrency + 1)),
+            spare: Spare::default(),
             buffer: BytesMut::new(),
             permit: None,
             next_part: 1,
@@ -316,7 +315,7 @@ impl S3Sink {
                 Err(_) => return,
             }
             let size = self.plan.size(self.next_part) as usize;
-            self.buffer = BytesMut::with_capacity(size);
+            self.buffer = self.spare.take(size);
         }
     }
 
@@ -328,6 +327,7 @@ impl S3Sink {
         let part = Part {
             number: self.next_part,
             bytes,
+            spare: self.spare.clone(),
             _permit: permit,
         };
         self.next_part += 1;
