@@ -61,15 +61,15 @@ pub async fn backup(
         Ok((Ok(pumped), sinks)) => (pumped, sinks),
         Ok((Err(err), _)) | Err(err) => return Err(output.fail(err).await),
     };
-    output
-        .complete_upload(sinks.s3, pumped.stored.0, signals)
+    let copied = output
+        .complete_uploads(sinks.s3, sinks.extra, pumped.stored.0, signals)
         .await?;
     let meta = Meta {
         globals: Some(info),
         ..output.meta(job, &pumped, &server, &identity, &tools)
     };
     let (made, upload_failed) = output
-        .commit(job, sinks.file, sinks.extra, meta, signals)
+        .commit(job, sinks.file, copied, meta, signals)
         .await?;
     ui::info(&format!(
         "globals backup complete: {} ({}, role passwords {})",

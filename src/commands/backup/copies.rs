@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 
-use crate::meta::Meta;
+use crate::meta::{Meta, S3Location};
 use crate::pipeline::{Extra, ExtraSink, FileSink};
 use crate::settings::backup::BackupJob;
 use crate::signals::Signals;
@@ -81,35 +81,40 @@ impl Copies {
         }
     }
 
-    /// Completes each copy that the stream reached whole: a directory's
-    /// files renamed into place beside their meta.json, a bucket's upload
-    /// completed and checked, its meta.json (recording that bucket) put
-    /// beside it and both locked as that destination says.
+    /// Completes each copy that the stream reached whole (its upload, when
+    /// a bucket's, completed and checked by [`complete_uploads`]): a
+    /// directory's files renamed into place beside their meta.json, a
+    /// bucket's meta.json (recording that bucket) put beside its dump and
+    /// both locked as that destination says.
     pub async fn commit(
         &mut self,
         job: &BackupJob,
-        sinks: Vec<Extra>,
+        copied: Vec<Ended>,
         name: &BackupName,
         meta: &Meta,
         signals: &mut Signals,
     ) -> Result<()> {
-        for mut sink in sinks {
-            let Some(copy) = self
-                .copies
-                .iter_mut()
-                .find(|c| c.destination.name == sink.name)
-            else {
-                continue;
-            };
-            if let Some(err) = sink.failure() {
-                copy.fail(&err);
-                if let Some(upload) = &copy.upload {
-                    upload.discard().await;
-                }
-                continue;
+        let mut copied = copied;
+        for copy in &mut self.copies {
+            if copy.failure.is_some() {
+                continue; // It never started.
             }
+            let ended = match copied.iter().position(|e| e.name == copy.destination.name) {
+                Some(at) => copied.swap_remove(at).outcome,
+                None => Err(anyhow!("its copy stopped unexpectedly")),
+            };
+            let ended = match ended {
+                Ok(ended) => ended,
+                Err(err) => {
+                    copy.fail(&err);
+                    if let Some(upload) = &copy.upload {
+                        upload.discard().await;
+                    }
+                    continue;
+                }
+            };
             let done = signals
-                .guard(async { Ok(copy.commit(job, sink.sink, name, meta).await) })
+                .guard(async { Ok(copy.commit(job, ended, name, meta).await) })
                 .await;
             match done {
                 Ok(Ok(())) => {}
@@ -149,6 +154,40 @@ impl Copies {
     pub fn len(&self) -> usize {
         self.copies.len()
     }
+}
+
+/// One `--to` copy once the stream is over, by destination name: how it
+/// ended, or why it failed.
+pub struct Ended {
+    name: String,
+    outcome: Result<Streamed>,
+}
+
+/// A copy the stream reached whole.
+enum Streamed {
+    /// A directory's `.partial` file, still to be renamed into place.
+    File(FileSink),
+    /// A bucket's upload, completed and checked.
+    Uploaded(S3Location),
+}
+
+/// Ends every copy's part of the stream: a bucket's upload is completed and
+/// checked, all of them at once (a store assembling a large object makes no
+/// other wait); a directory's file waits for [`Copies::commit`]; a copy
+/// that dropped out of the stream ends with why.
+pub async fn complete_uploads(extras: Vec<Extra>, size: u64) -> Vec<Ended> {
+    let ending = extras.into_iter().map(|mut extra| async move {
+        let name = extra.name.clone();
+        let outcome = match extra.failure() {
+            Some(err) => Err(err),
+            None => match extra.sink {
+                ExtraSink::File(file) => Ok(Streamed::File(file)),
+                ExtraSink::S3(upload) => upload.complete(size).await.map(Streamed::Uploaded),
+            },
+        };
+        Ended { name, outcome }
+    });
+    futures_util::future::join_all(ending).await
 }
 
 impl Copy {
@@ -199,18 +238,17 @@ impl Copy {
     async fn commit(
         &mut self,
         job: &BackupJob,
-        sink: ExtraSink,
+        ended: Streamed,
         name: &BackupName,
         meta: &Meta,
     ) -> Result<()> {
         let store = &self.destination.store;
-        match sink {
-            ExtraSink::File(file) => {
+        match ended {
+            Streamed::File(file) => {
                 let meta_path = self.path(&name.meta_file())?;
                 super::output::commit(file, meta, &meta_path)?;
             }
-            ExtraSink::S3(upload) => {
-                let location = upload.complete(meta.size_bytes).await?;
+            Streamed::Uploaded(location) => {
                 let mut remote = meta.clone();
                 remote.s3 = Some(location);
                 store.upload_meta(name, &remote).await?;

@@ -306,8 +306,8 @@ async fn dump_from(
         Err(err) => return Err(output.fail(err).await),
     };
 
-    output
-        .complete_upload(sinks.s3, pumped.stored.0, signals)
+    let copied = output
+        .complete_uploads(sinks.s3, sinks.extra, pumped.stored.0, signals)
         .await?;
     let meta = Meta {
         compression,
@@ -322,7 +322,7 @@ async fn dump_from(
         ..output.meta(job, &pumped, &server, identity, &tools)
     };
     let (made, upload_failed) = output
-        .commit(job, sinks.file, sinks.extra, meta, signals)
+        .commit(job, sinks.file, copied, meta, signals)
         .await?;
     ui::info(&format!(
         "backup complete: {} ({}, sha256 {}, {:.1}s)",

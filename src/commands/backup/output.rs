@@ -15,7 +15,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::copies::Copies;
+use super::copies::{Copies, Ended};
 use super::Made;
 use crate::meta::{Encryption, Meta, S3Location, ServerIdentity};
 use crate::mode::Mode;
@@ -181,23 +181,38 @@ impl Output {
         self.copies.discard().await;
     }
 
-    /// Completes the multipart upload of `size` stored bytes and checks it;
-    /// a failure is kept for the end of the run.
-    pub async fn complete_upload(
+    /// Completes the multipart uploads of `size` stored bytes, the bucket's
+    /// and every `--to` copy's at once (none waits for another store to
+    /// assemble its object), and checks each; a failure is kept for the end
+    /// of the run. The copies as they ended go to [`Output::commit`].
+    pub async fn complete_uploads(
         &mut self,
         s3: Option<S3Sink>,
+        extra: Vec<Extra>,
         size: u64,
         signals: &mut Signals,
-    ) -> Result<()> {
-        let Some(s3) = s3 else {
-            return Ok(());
+    ) -> Result<Vec<Ended>> {
+        let bucket = async {
+            match s3 {
+                Some(s3) => Some(s3.complete(size).await),
+                None => None,
+            }
         };
-        match signals.guard(async { Ok(s3.complete(size).await) }).await {
-            Ok(Ok(location)) => self.location = Some(location),
-            Ok(Err(err)) => self.upload_failure = Some(err),
-            Err(interrupted) => return Err(self.fail(interrupted).await),
+        let copies = super::copies::complete_uploads(extra, size);
+        match signals
+            .guard(async { Ok(tokio::join!(bucket, copies)) })
+            .await
+        {
+            Ok((bucket, copies)) => {
+                match bucket {
+                    Some(Ok(location)) => self.location = Some(location),
+                    Some(Err(err)) => self.upload_failure = Some(err),
+                    None => {}
+                }
+                Ok(copies)
+            }
+            Err(interrupted) => Err(self.fail(interrupted).await),
         }
-        Ok(())
     }
 
     /// The meta.json every backup records, finished now; the caller adds
@@ -261,7 +276,7 @@ impl Output {
         mut self,
         job: &BackupJob,
         file: FileSink,
-        extra: Vec<Extra>,
+        copied: Vec<Ended>,
         mut meta: Meta,
         signals: &mut Signals,
     ) -> Result<(Made, Option<anyhow::Error>)> {
@@ -286,7 +301,7 @@ impl Output {
         let meta = self.publish(job, meta, signals).await?;
         let mut copies = std::mem::take(&mut self.copies);
         copies
-            .commit(job, extra, &self.name, &meta, signals)
+            .commit(job, copied, &self.name, &meta, signals)
             .await?;
         let failure = self.outcome(&copies);
         let made = Made {
