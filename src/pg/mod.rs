@@ -11,7 +11,6 @@ pub mod globals;
 pub mod journal;
 pub mod meta_values;
 pub mod probe;
-pub mod probe_cache;
 pub mod relations;
 pub mod replay;
 pub mod restore;

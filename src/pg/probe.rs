@@ -8,16 +8,13 @@
 //! connection is opened; [`Probe::finish`] takes its answer when it fits the
 //! server and otherwise falls back to [`tools::find`] and
 //! [`tools::default_compression`], so the tools chosen, the compression and
-//! every error are the same as without the probe. The answers are kept in
-//! the user's cache ([`super::probe_cache`]) while the binary is unchanged,
-//! so a nightly backup asks only after an upgrade.
+//! every error are the same as without the probe.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use tokio::task::JoinHandle;
 
-use super::probe_cache::{Answers, ProbeCache};
 use super::tools::{self, PgTools};
 
 /// A probe running in the background; dropping it stops it.
@@ -48,34 +45,21 @@ impl Probe {
         let task = tokio::spawn(async move {
             let dir = dirs.into_iter().find(|dir| dir.join("pg_dump").is_file())?;
             let pg_dump = dir.join("pg_dump");
-            let cache = ProbeCache::of_this_user();
-            let known = cache.as_ref().and_then(|c| c.lookup(&pg_dump));
-            let answers = match known {
-                Some(known) if known.zstd.is_some() || !default_compression => known,
-                known => {
-                    let (version, zstd) = ask(&pg_dump, default_compression).await;
-                    let Some(version) = version else {
-                        return Some(Probed {
-                            dir,
-                            version: None,
-                            zstd,
-                        });
-                    };
-                    let answers = Answers {
-                        version,
-                        zstd: zstd.or(known.and_then(|k| k.zstd)),
-                    };
-                    if let Some(cache) = &cache {
-                        cache.remember(&pg_dump, &answers);
-                    }
-                    answers
+            let version = async {
+                let mut cmd = tokio::process::Command::from(tools::version_command(&pg_dump));
+                let out = cmd.kill_on_drop(true).output().await.ok()?;
+                tools::version_in(&out)
+            };
+            // Asked before the version is known: a pg_dump older than 16
+            // refuses the spec, and its answer is not used.
+            let zstd = async {
+                match default_compression {
+                    true => Some(tools::takes_zstd(&pg_dump).await),
+                    false => None,
                 }
             };
-            Some(Probed {
-                dir,
-                version: tools::parse_version(&answers.version),
-                zstd: answers.zstd.filter(|_| default_compression),
-            })
+            let (version, zstd) = tokio::join!(version, zstd);
+            Some(Probed { dir, version, zstd })
         });
         Probe { explicit, task }
     }
@@ -100,28 +84,6 @@ impl Probe {
         };
         Ok((tools, compression))
     }
-}
-
-/// What `pg_dump` says: what `--version` printed (None when it could not
-/// say), and whether it takes zstd when `zstd` is asked (None when not
-/// asked, or when the probe could not run). Both at once.
-async fn ask(pg_dump: &Path, zstd: bool) -> (Option<String>, Option<bool>) {
-    let version = async {
-        let mut cmd = tokio::process::Command::from(tools::version_command(pg_dump));
-        let out = cmd.kill_on_drop(true).output().await.ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    };
-    // Asked before the version is known: a pg_dump older than 16 refuses
-    // the spec, and its answer is not used.
-    let zstd = async {
-        match zstd {
-            true => tools::zstd_answer(pg_dump).await,
-            false => None,
-        }
-    };
-    tokio::join!(version, zstd)
 }
 
 impl Probed {

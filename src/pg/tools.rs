@@ -389,12 +389,6 @@ pub(super) fn compression_given(major: u32, zstd: bool) -> String {
 /// Whether `pg_dump` (16 or newer) was built with zstd; a probe that cannot
 /// run says no.
 pub(super) async fn takes_zstd(pg_dump: &Path) -> bool {
-    zstd_answer(pg_dump).await.unwrap_or(false)
-}
-
-/// [`takes_zstd`]'s answer; None when the probe could not run (no answer
-/// to remember).
-pub(super) async fn zstd_answer(pg_dump: &Path) -> Option<bool> {
     let mut cmd = crate::children::command(pg_dump);
     cmd.args([
         "--compress=zstd:1",
@@ -408,8 +402,7 @@ pub(super) async fn zstd_answer(pg_dump: &Path) -> Option<bool> {
     .kill_on_drop(true);
     run(cmd, "pg_dump compression probe")
         .await
-        .ok()
-        .map(|out| !out.stderr.contains("does not support compression"))
+        .is_ok_and(|out| !out.stderr.contains("does not support compression"))
 }
 
 /// pg_dump before 16 takes only a gzip level: translate `gzip:N` to `N`.

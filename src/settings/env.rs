@@ -263,17 +263,6 @@ pub fn home_dir() -> Option<PathBuf> {
     env().get_os(vars::HOME).map(PathBuf::from)
 }
 
-/// pgbak's cache directory: `$XDG_CACHE_HOME/pgbak` (an absolute path, as
-/// the XDG rules ask), else `~/.cache/pgbak`; None without either.
-pub fn cache_dir() -> Option<PathBuf> {
-    let xdg = env()
-        .get_os(vars::XDG_CACHE_HOME)
-        .map(PathBuf::from)
-        .filter(|dir| dir.is_absolute());
-    let base = xdg.or_else(|| home_dir().map(|home| home.join(".cache")))?;
-    Some(base.join("pgbak"))
-}
-
 /// The directory for temporary files: `TMPDIR`, else `/tmp`.
 pub fn temp_dir() -> PathBuf {
     env()

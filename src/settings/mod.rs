@@ -46,8 +46,8 @@ pub mod vars;
 pub mod verify;
 
 pub use env::{
-    argv, cache_dir, env, env_file_error, find_on_path, home_dir, parse, path_dirs, startup,
-    temp_dir, var, Env,
+    argv, env, env_file_error, find_on_path, home_dir, parse, path_dirs, startup, temp_dir, var,
+    Env,
 };
 pub use env_file::parse_env_file;
 

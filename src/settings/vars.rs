@@ -69,13 +69,7 @@ registry! {
             "Searched for pg_dump/pg_restore (after `--pg-bin-dir`, before the usual install \
              directories) and for `alembic`.";
         HOME ["backup", "cron", "verify", "restore"] default "" :
-            "`~/.pgpass` and `~/.postgresql/root.crt` live here, as for libpq; and, without \
-             `XDG_CACHE_HOME`, pgbak's cache (`~/.cache/pgbak`).";
-        XDG_CACHE_HOME ["backup", "cron"] default "`~/.cache`" :
-            "pgbak's cache is `$XDG_CACHE_HOME/pgbak/pg-tools.json` (0600, directory 0700): what \
-             each pg_dump said of its version and zstd support, kept while the binary is \
-             unchanged, so a backup does not start two pg_dump processes to ask again. Delete \
-             it at will; with neither this nor `HOME` set, nothing is cached.";
+            "`~/.pgpass` and `~/.postgresql/root.crt` live here, as for libpq.";
         USER ["backup", "cron", "verify", "restore"] default "" :
             "libpq's fallback user name when `PGUSER` is unset.";
         LOGNAME ["backup", "cron", "verify", "restore"] default "" :

@@ -3,7 +3,6 @@
 //! before the dump. What the answers decide stays as it was: the tools
 //! chosen, the default compression, the errors. Each test gives pgbak a bin
 //! dir whose pg_dump answers one question differently from the real one.
-//! The answers are remembered per binary in pgbak's cache until it changes.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -35,18 +34,7 @@ fn bin_dir_with_pg_dump(script: &str) -> tempfile::TempDir {
 }
 
 fn backup(bin: &Path, db: &str, out: &Path) -> std::process::Output {
-    backup_caching_in(
-        bin,
-        db,
-        out,
-        &tempfile::tempdir().unwrap().path().join("cache"),
-    )
-}
-
-/// [`backup`] with pgbak's cache under `cache` (`XDG_CACHE_HOME`).
-fn backup_caching_in(bin: &Path, db: &str, out: &Path, cache: &Path) -> std::process::Output {
     pgbak_bare()
-        .env("XDG_CACHE_HOME", cache)
         .env("DATABASE_URL", pg16().url(db))
         .env("PGBAK_PG_BIN_DIR", bin)
         .args(["backup", "--json", "--output-dir"])
@@ -125,63 +113,4 @@ fn probe_a_bin_dir_without_pg_dump_is_a_usage_error_and_a_dead_server_still_come
         "{}",
         output_text(&out)
     );
-}
-
-fn compression_of(out: &std::process::Output) -> String {
-    assert!(out.status.success(), "{}", output_text(out));
-    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
-    summary["meta"]["compression"].as_str().unwrap().to_owned()
-}
-
-/// The answers cached for `pg_dump` in the cache under `cache`.
-fn cached_answers(cache: &Path, pg_dump: &Path) -> Option<Value> {
-    let file = cache.join("pgbak/pg-tools.json");
-    let contents: Value = serde_json::from_slice(&std::fs::read(file).ok()?).unwrap();
-    contents["entries"]
-        .as_array()?
-        .iter()
-        .find(|e| e["pg_dump"] == pg_dump.to_str().unwrap())
-        .map(|e| e["answers"].clone())
-}
-
-#[test]
-fn probe_answers_are_cached_per_binary_and_asked_again_once_it_changes() {
-    let db = pg16().fresh_db("probe_cache");
-    db.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 5) g");
-    let bin = bin_dir_with_pg_dump("exec \"$REAL\" \"$@\"");
-    let pg_dump = bin.path().join("pg_dump");
-    let home = tempfile::tempdir().unwrap();
-    let (cache, out) = (home.path(), home.path().join("out"));
-    let run = || compression_of(&backup_caching_in(bin.path(), &db.name, &out, cache));
-
-    // Asked, and remembered: version and zstd.
-    assert_eq!(run(), "zstd:1", "the harness's pg_dump (PG 17) takes zstd");
-    let answers = cached_answers(cache, &pg_dump).expect("an entry for this pg_dump");
-    assert_eq!(answers["zstd"], true);
-    assert!(
-        answers["version"]
-            .as_str()
-            .unwrap()
-            .starts_with("pg_dump (PostgreSQL) "),
-        "{answers}"
-    );
-    let mode = std::fs::metadata(cache.join("pgbak/pg-tools.json"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
-
-    // The next backup takes the remembered answer without asking: made to
-    // say "no zstd", the cache alone decides the compression.
-    let file = cache.join("pgbak/pg-tools.json");
-    let mut contents: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    contents["entries"][0]["answers"]["zstd"] = Value::Bool(false);
-    std::fs::write(&file, contents.to_string()).unwrap();
-    assert_eq!(run(), "gzip:4", "the remembered answer was used");
-
-    // Another binary at that path (rewritten in place): asked again.
-    let script = std::fs::read_to_string(&pg_dump).unwrap();
-    std::fs::write(&pg_dump, format!("{script}\n# rebuilt\n")).unwrap();
-    assert_eq!(run(), "zstd:1", "a changed pg_dump is asked again");
-    assert_eq!(cached_answers(cache, &pg_dump).unwrap()["zstd"], true);
 }

@@ -302,18 +302,8 @@ pub fn clear_pg_env(cmd: &mut Command) {
     }
 }
 
-/// The cache directory every pgbak of this test run gets (`XDG_CACHE_HOME`),
-/// so tests never write into the user's `~/.cache`.
-fn test_cache_home() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("a temp dir for pgbak's cache"))
-        .path()
-}
-
-/// Removes every variable pgbak reads, so a test sets exactly what it means to
-/// (but for its cache, kept inside the test run: [`test_cache_home`]).
+/// Removes every variable pgbak reads, so a test sets exactly what it means to.
 fn clear_pgbak_env(cmd: &mut Command) {
-    cmd.env("XDG_CACHE_HOME", test_cache_home());
     const PREFIXES: &[&str] = &["PG", "AWS_", "S3_", "ALERT_", "BACKUP_", "LOG_"];
     const EXACT: &[&str] = &[
         "DATABASE_URL",
