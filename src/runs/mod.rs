@@ -208,6 +208,30 @@ pub async fn records(store: &crate::storage::Store) -> Result<Vec<RunRecord>> {
     Ok(found)
 }
 
+/// The run records of every store of `stores` (the directory, the bucket,
+/// then each `--to` destination), store by store. A `--to` destination that
+/// cannot be read is warned about and left out; the directory's or the
+/// bucket's failure is the caller's, as before there were others.
+pub async fn records_everywhere(
+    stores: &crate::storage::Stores,
+) -> Result<Vec<(&crate::storage::Store, Vec<RunRecord>)>> {
+    let mut all = Vec::new();
+    for store in stores.local.iter().chain(&stores.bucket) {
+        all.push((store, records(store).await?));
+    }
+    for destination in stores.added() {
+        match records(&destination.store).await {
+            Ok(found) => all.push((&destination.store, found)),
+            Err(err) => crate::ui::warn(&format!(
+                "cannot read the run records at destination {}: {}",
+                destination.name,
+                crate::error::one_line(&err)
+            )),
+        }
+    }
+    Ok(all)
+}
+
 /// The file stems of the newest complete run of each server whose every
 /// backup is still in the store (`present`: the dump files there): what
 /// retention never breaks up.

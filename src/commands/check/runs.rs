@@ -12,11 +12,12 @@ use crate::meta::ServerIdentity;
 use crate::runs::{self, RunRecord, Status};
 use crate::storage::Stores;
 
-/// The run records in the directory and (with `--s3`) the bucket, one per run.
+/// The run records in the directory, (with `--s3`) the bucket and each
+/// `--to` destination, one per run.
 pub async fn read(stores: &Stores) -> Result<Vec<RunRecord>> {
     let mut found: BTreeMap<String, RunRecord> = BTreeMap::new();
-    for store in stores.local.iter().chain(&stores.bucket) {
-        for r in runs::records(store).await? {
+    for (_, records) in runs::records_everywhere(stores).await? {
+        for r in records {
             // The later write (the end) wins.
             let newer = found
                 .get(&r.file_name())

@@ -1,5 +1,6 @@
-//! `pgbak list --runs`: the `--all-databases` runs in the directory and
-//! (with `--s3`) under the prefix, from their records, newest first: which
+//! `pgbak list --runs`: the `--all-databases` runs in the directory, (with
+//! `--s3`) under the prefix and at each `--to` destination, from their
+//! records, newest first: which
 //! server, complete or not and why (a failed or killed run, a backup of it
 //! gone since), the databases it meant to back up.
 
@@ -54,14 +55,16 @@ pub async fn statuses(stores: &Stores) -> Result<BTreeMap<String, &'static str>>
         .collect())
 }
 
-/// The runs of the directory and (with `--s3`) the bucket, newest first.
+/// The runs of the directory, (with `--s3`) the bucket and each `--to`
+/// destination, newest first. A `--to` destination that cannot be read is
+/// warned about and left out (`check` fails it by name).
 async fn read(stores: &Stores) -> Result<Vec<RunEntry>> {
     let mut found: BTreeMap<String, (RunRecord, bool, bool)> = BTreeMap::new();
     let mut present = BTreeSet::new();
-    for store in stores.local.iter().chain(&stores.bucket) {
+    for (store, records) in runs::records_everywhere(stores).await? {
         let in_bucket = store.is_bucket();
         present.extend(dumps(store).await?);
-        for r in runs::records(store).await? {
+        for r in records {
             found
                 .entry(r.file_name())
                 .and_modify(|e| {

@@ -1,8 +1,11 @@
 //! `backup --all-databases` with a `--to` bucket: the run's record goes there too, so the
 //! newest complete run is kept whole there while a newer run is incomplete, and once a newer
-//! run completes, that destination's own keep-last leaves one run.
+//! run completes, that destination's own keep-last leaves one run; a host reading only that
+//! bucket lists and checks its runs.
 
 use std::time::Duration;
+
+use serde_json::Value;
 
 use super::to_bucket;
 use crate::support::bucket::{backup_dir, keys};
@@ -60,6 +63,41 @@ fn destinations_all_databases_runs_are_kept_whole_and_pruned_at_a_to_bucket() {
         after_incomplete.contains(&first[0]),
         "retention broke up the complete run at the destination: {after_incomplete:?}"
     );
+
+    // A host that reads only that bucket (an empty directory, no S3_*) sees both runs there,
+    // the newest incomplete, and its check fails on it.
+    let monitor = backup_dir("dest-all-runs-monitor");
+    let from_bucket_only = |args: &[&str]| {
+        let mut cmd = support::pgbak_bare();
+        for (key, value) in s3.env() {
+            cmd.env(key, value);
+        }
+        run(cmd
+            .args(args)
+            .arg("--backup-dir")
+            .arg(&monitor)
+            .args(["--to", &to]))
+    };
+    let out = from_bucket_only(&["list", "--runs", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let statuses: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["incomplete", "complete"], "{listed:#}");
+    let newest = listed[0]["run_id"].as_str().unwrap().to_owned();
+    let out = from_bucket_only(&["check", "--json", "--max-verified-age", "0"]);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let checked: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = checked["runs"].as_array().expect("run problems");
+    assert!(
+        problems.len() == 1 && problems[0].as_str().unwrap().contains(&newest),
+        "{checked:#}"
+    );
+    let _ = std::fs::remove_dir_all(&monitor);
 
     // A complete run again: keep-last 1 there leaves this run alone.
     pg.psql("postgres", "ALTER ROLE agent BYPASSRLS");
