@@ -391,7 +391,14 @@ async fn plan(
     let table = match selection.as_ref().filter(|s| !s.tables.is_empty()) {
         Some(resolved) => {
             let planned = table::plan(&admin, &listing, resolved, meta, opts);
-            Some(signals.guard(planned).await?)
+            match signals.guard(planned).await {
+                Ok(plan) => Some(plan),
+                Err(err) => {
+                    // The count before an append may be waiting for a table lock.
+                    client::cancel(&admin, &maintenance_conn(conn, opts.create_db)).await;
+                    return Err(err);
+                }
+            }
         }
         None => None,
     };

@@ -104,9 +104,14 @@ fn table_restore_sigterm_ends_its_transaction_on_the_server() {
 }
 
 #[test]
-fn table_restore_sigterm_while_counting_before_an_append_exits_143() {
+fn table_restore_sigterm_while_counting_before_an_append_exits_143_and_cancels_the_count() {
     // pgbak's own count of the rows before the append waits for the lock: a signal ends it
-    // (it used to wait for the lock, deaf to signals).
-    let (code, _) = sigterm_while_locked("table sigterm append", "--data-only");
+    // (it used to wait for the lock, deaf to signals), and the count is cancelled on the
+    // server (it used to stay queued for the lock until the holder finished).
+    let (code, left) = sigterm_while_locked("table sigterm append", "--data-only");
     assert_eq!(code, Some(143));
+    assert_eq!(
+        left, "0",
+        "pgbak's count still waits for the lock on the server after pgbak exited"
+    );
 }
