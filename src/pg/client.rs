@@ -94,7 +94,12 @@ pub async fn connect(settings: &ConnSettings) -> Result<Client> {
 /// for is cancelled, not left queued for the lock. Best effort: a failure is
 /// logged, and a session with nothing running ignores it.
 pub async fn cancel(client: &Client, settings: &ConnSettings) {
-    let token = client.cancel_token();
+    cancel_with(&client.cancel_token(), settings).await;
+}
+
+/// [`cancel`] with the session's token, taken while the client was at hand
+/// (the client itself may be in a task that is being aborted).
+pub async fn cancel_with(token: &tokio_postgres::CancelToken, settings: &ConnSettings) {
     let tls = match settings.host {
         Host::Socket(_) => Ok(None),
         Host::Tcp(_) => super::tls::client_config(settings),

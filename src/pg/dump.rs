@@ -59,10 +59,29 @@ pub async fn stream(
 ) -> Result<Streamed> {
     let cmd = command(job)?;
     ui::debug(&format!("running {}", tools::describe(&cmd)));
-    let (mut child, source, stderr) = spawn(cmd, job.tools)?;
+    let (child, source, stderr) = spawn(cmd, job.tools)?;
     let pump = pipeline::spawn_pump(source, sinks, job.recipients.cloned(), "dumping");
+    // The catalog reads wait for the table locks pg_dump waits for; on any
+    // way out before they are done they are cancelled on the server, which
+    // would otherwise keep the session (and its snapshot) queued for the lock.
+    let token = client.cancel_token();
     let catalog = Alongside::read(client, job);
+    let streamed = stream_alongside(job, child, pump, stderr, catalog, signals).await;
+    if streamed.is_err() {
+        client::cancel_with(&token, job.conn).await;
+    }
+    streamed
+}
 
+/// [`stream`] once pg_dump runs and the catalog is being read beside it.
+async fn stream_alongside(
+    job: &DumpJob<'_>,
+    mut child: Child,
+    pump: JoinHandle<(Result<Pumped>, Sinks)>,
+    stderr: JoinHandle<String>,
+    catalog: Alongside,
+    signals: &mut Signals,
+) -> Result<Streamed> {
     // The pump ends when pg_dump closes its output (done or dead) or a write fails.
     let (pumped, sinks) = await_pump(&mut child, pump, signals).await?;
     let status = tokio::select! {

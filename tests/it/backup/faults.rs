@@ -87,6 +87,20 @@ fn sigint_and_sigterm_during_the_dump_leave_nothing_behind() {
         assert_only(tmp.path(), &earlier);
         // pg_dump cancelled its query: its session leaves the server.
         wait_no_pg_dump(pg, &db.name, Duration::from_secs(5));
+        // And pgbak's own session (its catalog reads wait for the same lock) is not left
+        // queued for it either.
+        let waiting = pg.psql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' \
+                 AND application_name = 'pgbak' AND wait_event_type = 'Lock'",
+                db.name
+            ),
+        );
+        assert_eq!(
+            waiting, "0",
+            "pgbak's catalog read still waits for the lock"
+        );
         drop(lock);
     }
 }
