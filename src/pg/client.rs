@@ -88,39 +88,6 @@ pub async fn connect(settings: &ConnSettings) -> Result<Client> {
     Ok(client)
 }
 
-/// Cancels what `client`'s session is running, as libpq's PQcancel does (a
-/// new connection carrying the session's key). A backend waiting for a lock
-/// does not notice that its client is gone, so a query pgbak stops waiting
-/// for is cancelled, not left queued for the lock. Best effort: a failure is
-/// logged, and a session with nothing running ignores it.
-pub async fn cancel(client: &Client, settings: &ConnSettings) {
-    cancel_with(&client.cancel_token(), settings).await;
-}
-
-/// [`cancel`] with the session's token, taken while the client was at hand
-/// (the client itself may be in a task that is being aborted).
-pub async fn cancel_with(token: &tokio_postgres::CancelToken, settings: &ConnSettings) {
-    let tls = match settings.host {
-        Host::Socket(_) => Ok(None),
-        Host::Tcp(_) => super::tls::client_config(settings),
-    };
-    let cancelled = match tls {
-        Ok(None) => token.cancel_query(tokio_postgres::NoTls).await,
-        Ok(Some(tls)) => {
-            token
-                .cancel_query(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
-                .await
-        }
-        Err(err) => {
-            crate::ui::debug(&format!("not cancelling pgbak's query: {err:#}"));
-            return;
-        }
-    };
-    if let Err(err) = cancelled {
-        crate::ui::debug(&format!("cancelling pgbak's query: {err}"));
-    }
-}
-
 /// TCP keepalive timing of every connection pgbak and its children open.
 pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);

@@ -68,7 +68,7 @@ pub async fn stream(
     let catalog = Alongside::read(client, job);
     let streamed = stream_alongside(job, child, pump, stderr, catalog, signals).await;
     if streamed.is_err() {
-        client::cancel_with(&token, job.conn).await;
+        super::cancel::cancel_with(&token, job.conn).await;
     }
     streamed
 }

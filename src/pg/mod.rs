@@ -2,6 +2,7 @@
 //! catalog queries, TLS, and the client tools (pg_dump, pg_restore, ...); a
 //! database's own properties and the server's globals, which no dump carries.
 
+pub mod cancel;
 pub mod catalog;
 pub mod client;
 pub mod dbprops;

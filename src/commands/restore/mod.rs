@@ -395,7 +395,8 @@ async fn plan(
                 Ok(plan) => Some(plan),
                 Err(err) => {
                     // The count before an append may be waiting for a table lock.
-                    client::cancel(&admin, &maintenance_conn(conn, opts.create_db)).await;
+                    crate::pg::cancel::cancel(&admin, &maintenance_conn(conn, opts.create_db))
+                        .await;
                     return Err(err);
                 }
             }
