@@ -109,15 +109,17 @@ pub const KEEPALIVE_COUNT: u32 = 6;
 ///   instead, as pg_dump fails on it.
 pub fn session_options(user_options: Option<&str>) -> String {
     let mut options: Vec<&str> = user_options.into_iter().filter(|o| !o.is_empty()).collect();
-    options.extend([
-        "-c statement_timeout=0",
-        "-c lock_timeout=0",
-        "-c idle_in_transaction_session_timeout=0",
-        SAFE_SEARCH_PATH,
-        "-c row_security=off",
-    ]);
+    options.extend(NO_TIMEOUTS);
+    options.extend([SAFE_SEARCH_PATH, "-c row_security=off"]);
     options.join(" ")
 }
+
+/// The startup options that turn a role's or database's timeouts off.
+pub const NO_TIMEOUTS: [&str; 3] = [
+    "-c statement_timeout=0",
+    "-c lock_timeout=0",
+    "-c idle_in_transaction_session_timeout=0",
+];
 
 /// The search_path of every pgbak session: built-in names first, temporary
 /// relations only when named, and nothing a database user can create.

@@ -128,6 +128,10 @@ fn command(job: &DumpJob<'_>) -> Result<Command> {
             super::restore::dbname_conninfo(&job.conn.dbname)
         ))
         .arg("--no-password");
+    cmd.env(
+        "PGOPTIONS",
+        pgoptions(job.conn.params.get("options").map(String::as_str)),
+    );
     match job.mode {
         Mode::Full => {}
         Mode::Schema => {
@@ -140,6 +144,18 @@ fn command(job: &DumpJob<'_>) -> Result<Command> {
     }
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     Ok(cmd)
+}
+
+/// pg_dump's startup options: the connection's own, then no timeouts. pg_dump
+/// turns a role's `statement_timeout`, `lock_timeout` and
+/// `idle_in_transaction_session_timeout` off itself, but only after its first
+/// query (the search_path), which a role's 1 ms timeout could cancel: from
+/// startup, they are off (pg_dump still times its LOCK TABLEs itself, for
+/// `--lock-wait-timeout`).
+fn pgoptions(user_options: Option<&str>) -> String {
+    let mut options: Vec<&str> = user_options.into_iter().filter(|o| !o.is_empty()).collect();
+    options.extend(super::client::NO_TIMEOUTS);
+    options.join(" ")
 }
 
 /// Starts pg_dump: the child, its stdout as a blocking pipe for the pump,
@@ -284,6 +300,18 @@ fn failure_kind(error: &str) -> Option<FailureKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pg_dump_starts_with_no_timeouts_after_the_operators_options() {
+        let off =
+            "-c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0";
+        assert_eq!(pgoptions(None), off);
+        assert_eq!(pgoptions(Some("")), off);
+        assert_eq!(
+            pgoptions(Some("-c work_mem=64MB")),
+            format!("-c work_mem=64MB {off}")
+        );
+    }
 
     #[test]
     fn an_unexplained_catalog_failure_reads_as_itself() {

@@ -169,3 +169,56 @@ fn trust_plus_in_a_url_query_value_is_a_plus() {
     assert_eq!(dumps(tmp.path()).len(), 1);
     assert!(!String::from_utf8_lossy(&out.stderr).contains(password));
 }
+
+/// The environment of `parent`'s child named `name` (its `/proc/<pid>/environ`, as
+/// `NAME=value` strings).
+fn child_environ(parent: u32, name: &str) -> Vec<String> {
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let dir = entry.path();
+        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": the fields after the last ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let ppid = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) && head.ends_with(&format!("({name}")) {
+            let environ = std::fs::read(dir.join("environ")).unwrap_or_default();
+            return environ
+                .split(|b| *b == 0)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect();
+        }
+    }
+    panic!("no {name} child of {parent}");
+}
+
+#[test]
+fn trust_pg_dump_starts_with_a_roles_timeouts_off() {
+    // A role's 1 ms statement_timeout used to reach pg_dump's first query (its search_path,
+    // before pg_dump turns timeouts off itself) and, on a busy machine, cancel the dump.
+    let pg = pg16();
+    let db = pg.db_with_rows("pg_dump startup options", 10);
+    let lock = support::TableLock::hold(pg, &db.name, "t");
+    let tmp = tempfile::tempdir().unwrap();
+    let child = support::faults::spawn_blocked_backup(pg, &db.name, tmp.path(), &[]);
+    let environ = child_environ(child.id(), "pg_dump");
+    drop(lock);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let options = environ
+        .iter()
+        .find_map(|v| v.strip_prefix("PGOPTIONS="))
+        .unwrap_or_else(|| panic!("pg_dump has no PGOPTIONS: {environ:?}"));
+    for off in [
+        "statement_timeout=0",
+        "lock_timeout=0",
+        "idle_in_transaction_session_timeout=0",
+    ] {
+        assert!(options.contains(off), "{options}");
+    }
+}
