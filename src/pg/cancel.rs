@@ -13,8 +13,9 @@ use super::url::{ConnSettings, Host};
 /// Cancels what `client`'s session is running, as libpq's PQcancel does (a
 /// new connection carrying the session's key). A backend waiting for a lock
 /// does not notice that its client is gone, so a query pgbak stops waiting
-/// for is cancelled, not left queued for the lock. Best effort: a failure is
-/// logged, and a session with nothing running ignores it.
+/// for is cancelled, not left queued for the lock. Best effort, and bounded
+/// ([`LIMIT`]): a failure is logged, and a session with nothing running
+/// ignores it.
 pub async fn cancel(client: &Client, settings: &ConnSettings) {
     cancel_with(&client.cancel_token(), settings).await;
 }
@@ -22,6 +23,18 @@ pub async fn cancel(client: &Client, settings: &ConnSettings) {
 /// [`cancel`] with the session's token, taken while the client was at hand
 /// (the client itself may be in a task that is being aborted).
 pub async fn cancel_with(token: &CancelToken, settings: &ConnSettings) {
+    if tokio::time::timeout(LIMIT, send(token, settings))
+        .await
+        .is_err()
+    {
+        crate::ui::debug("cancelling pgbak's query timed out");
+    }
+}
+
+/// The longest a stopping run waits for its cancel request to be sent.
+pub const LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn send(token: &CancelToken, settings: &ConnSettings) {
     let tls = match settings.host {
         Host::Socket(_) => Ok(None),
         Host::Tcp(_) => super::tls::client_config(settings),

@@ -513,29 +513,6 @@ pub async fn role_names(client: &Client) -> Result<std::collections::BTreeSet<St
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// Cancels the statement a session of pgbak's runs (`pg_cancel_backend`
-/// from a session of its own, bounded in time): dropping a request leaves
-/// the statement running on the server, waiting on a lock or building an
-/// index after pgbak has gone. Best effort: a failure is only logged.
-pub async fn cancel_backend(conn: &ConnSettings, pid: i32) {
-    let cancel = async {
-        let client = connect(conn).await?;
-        client
-            .execute("SELECT pg_catalog.pg_cancel_backend($1)", &[&pid])
-            .await
-            .context("cancelling the statement")?;
-        anyhow::Ok(())
-    };
-    match tokio::time::timeout(Duration::from_secs(5), cancel).await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => crate::ui::debug(&format!(
-            "could not cancel session {pid}: {}",
-            crate::error::one_line(&err)
-        )),
-        Err(_) => crate::ui::debug(&format!("cancelling session {pid} timed out")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -142,11 +142,11 @@ pub async fn apply(
         .context("listing the server's tablespaces")?;
     let tablespaces: BTreeSet<String> = rows.iter().map(|r| r.get(0)).collect();
     super::client::set_lock_timeout(client, replay.lock_wait_timeout).await?;
-    let session = client
-        .query_one("SELECT pg_backend_pid(), current_user::text", &[])
+    let connected_as: String = client
+        .query_one("SELECT current_user::text", &[])
         .await
-        .context("reading pgbak's session")?;
-    let (pid, connected_as): (i32, String) = (session.get(0), session.get(1));
+        .context("reading pgbak's session")?
+        .get(0);
     let mut applied = Applied {
         existing_roles: replay
             .globals
@@ -178,7 +178,7 @@ pub async fn apply(
             outcome = client.execute(text.as_str(), &[]) => outcome,
             sig = signals.recv() => {
                 // Dropping the request leaves the statement running on the server.
-                super::client::cancel_backend(conn, pid).await;
+                super::cancel::cancel(client, conn).await;
                 return Err(crate::error::interrupted(sig));
             }
         };
