@@ -89,12 +89,11 @@ impl Copies {
     pub async fn commit(
         &mut self,
         job: &BackupJob,
-        copied: Vec<Ended>,
+        mut copied: Vec<Ended>,
         name: &BackupName,
         meta: &Meta,
         signals: &mut Signals,
     ) -> Result<()> {
-        let mut copied = copied;
         for copy in &mut self.copies {
             if copy.failure.is_some() {
                 continue; // It never started.
