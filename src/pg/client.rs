@@ -108,9 +108,23 @@ pub const KEEPALIVE_COUNT: u32 = 6;
 ///   inside pgbak's row counts; a table it would filter fails the count
 ///   instead, as pg_dump fails on it.
 pub fn session_options(user_options: Option<&str>) -> String {
+    let [statement, lock, idle] = NO_TIMEOUTS;
+    startup_options(
+        user_options,
+        &[
+            statement,
+            lock,
+            idle,
+            SAFE_SEARCH_PATH,
+            "-c row_security=off",
+        ],
+    )
+}
+
+/// Startup `options`: the operator's own first, then `ours`, which so win.
+pub fn startup_options(user_options: Option<&str>, ours: &[&str]) -> String {
     let mut options: Vec<&str> = user_options.into_iter().filter(|o| !o.is_empty()).collect();
-    options.extend(NO_TIMEOUTS);
-    options.extend([SAFE_SEARCH_PATH, "-c row_security=off"]);
+    options.extend(ours);
     options.join(" ")
 }
 

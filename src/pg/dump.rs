@@ -153,9 +153,7 @@ fn command(job: &DumpJob<'_>) -> Result<Command> {
 /// startup, they are off (pg_dump still times its LOCK TABLEs itself, for
 /// `--lock-wait-timeout`).
 fn pgoptions(user_options: Option<&str>) -> String {
-    let mut options: Vec<&str> = user_options.into_iter().filter(|o| !o.is_empty()).collect();
-    options.extend(super::client::NO_TIMEOUTS);
-    options.join(" ")
+    super::client::startup_options(user_options, &super::client::NO_TIMEOUTS)
 }
 
 /// Starts pg_dump: the child, its stdout as a blocking pipe for the pump,
