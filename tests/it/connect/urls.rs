@@ -170,31 +170,16 @@ fn trust_plus_in_a_url_query_value_is_a_plus() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains(password));
 }
 
-/// The environment of `parent`'s child named `name` (its `/proc/<pid>/environ`, as
-/// `NAME=value` strings).
-fn child_environ(parent: u32, name: &str) -> Vec<String> {
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let dir = entry.path();
-        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid ...": the fields after the last ')'.
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let ppid = rest
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(parent) && head.ends_with(&format!("({name}")) {
-            let environ = std::fs::read(dir.join("environ")).unwrap_or_default();
-            return environ
-                .split(|b| *b == 0)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .collect();
-        }
-    }
-    panic!("no {name} child of {parent}");
+/// The environment of the one live process whose command line holds every `needle`
+/// (its `/proc/<pid>/environ`, as `NAME=value` strings).
+fn environ_of(needles: &[&str]) -> Vec<String> {
+    let pids = support::processes::processes_with(needles);
+    assert_eq!(pids.len(), 1, "processes with {needles:?}: {pids:?}");
+    std::fs::read(format!("/proc/{}/environ", pids[0]))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
 }
 
 #[test]
@@ -206,7 +191,7 @@ fn trust_pg_dump_starts_with_a_roles_timeouts_off() {
     let lock = support::TableLock::hold(pg, &db.name, "t");
     let tmp = tempfile::tempdir().unwrap();
     let child = support::faults::spawn_blocked_backup(pg, &db.name, tmp.path(), &[]);
-    let environ = child_environ(child.id(), "pg_dump");
+    let environ = environ_of(&["pg_dump", "--snapshot=", &db.name]);
     drop(lock);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
