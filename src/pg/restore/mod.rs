@@ -229,13 +229,19 @@ pub fn validate_memory_setting(value: &str) -> Result<()> {
     Ok(())
 }
 
-/// PGOPTIONS for the restore: the connection's own options plus the tuning.
-pub fn pgoptions(conn: &ConnSettings, maintenance_work_mem: &str) -> Option<String> {
-    let mut options: Vec<String> = conn.params.get("options").cloned().into_iter().collect();
+/// PGOPTIONS of the restore's sessions (pg_restore's, and psql's for a table):
+/// the connection's own options, then no timeouts, then the tuning. The
+/// archive turns a role's `statement_timeout`, `lock_timeout` and
+/// `idle_in_transaction_session_timeout` off itself, but only in its first
+/// statements: before them, psql's single transaction idles while pg_restore
+/// starts, and a role's 1 ms idle timeout ended it.
+pub fn pgoptions(conn: &ConnSettings, maintenance_work_mem: &str) -> String {
+    let tuning = format!("-c maintenance_work_mem={maintenance_work_mem}");
+    let mut ours = super::client::NO_TIMEOUTS.to_vec();
     if maintenance_work_mem != "default" {
-        options.push(format!("-c maintenance_work_mem={maintenance_work_mem}"));
+        ours.push(&tuning);
     }
-    (!options.is_empty()).then(|| options.join(" "))
+    super::client::startup_options(conn.params.get("options").map(String::as_str), &ours)
 }
 
 /// libpq conninfo naming only the database (host, user, password come from
@@ -279,9 +285,7 @@ pub async fn restore(
         cmd.arg(format!("--schema={schema}"));
     }
     input.attach(&mut cmd)?;
-    if let Some(options) = pgoptions(job.conn, job.maintenance_work_mem) {
-        cmd.env("PGOPTIONS", options);
-    }
+    cmd.env("PGOPTIONS", pgoptions(job.conn, job.maintenance_work_mem));
     // Its sessions: watched for lock waits, ended on the server when pgbak is stopped.
     let own = sessions::Sessions::of(job.conn);
     // Its own process group: the workers pg_restore forks are stopped with it.
@@ -390,19 +394,22 @@ mod tests {
         }
         let mut conn = crate::pg::url::ConnSettings::from_url("postgresql://u@h/d", &|_| None)
             .unwrap_or_else(|e| panic!("{e}"));
+        let off =
+            "-c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0";
         assert_eq!(
-            pgoptions(&conn, "1GB").as_deref(),
-            Some("-c maintenance_work_mem=1GB")
+            pgoptions(&conn, "1GB"),
+            format!("{off} -c maintenance_work_mem=1GB")
         );
+        assert_eq!(pgoptions(&conn, "default"), off);
         conn.params
             .insert("options".into(), "-c search_path=app".into());
         assert_eq!(
-            pgoptions(&conn, "1GB").as_deref(),
-            Some("-c search_path=app -c maintenance_work_mem=1GB")
+            pgoptions(&conn, "1GB"),
+            format!("-c search_path=app {off} -c maintenance_work_mem=1GB")
         );
         assert_eq!(
-            pgoptions(&conn, "default").as_deref(),
-            Some("-c search_path=app")
+            pgoptions(&conn, "default"),
+            format!("-c search_path=app {off}")
         );
     }
 

@@ -64,9 +64,7 @@ pub async fn in_one_transaction(
     .stdin(Stdio::piped())
     .stdout(Stdio::null())
     .stderr(Stdio::piped());
-    if let Some(options) = pgoptions(job.conn, job.maintenance_work_mem) {
-        psql.env("PGOPTIONS", options);
-    }
+    psql.env("PGOPTIONS", pgoptions(job.conn, job.maintenance_work_mem));
     // A name of its own, so the watch sees this session and no other psql.
     let own = sessions::Sessions {
         app: format!("pgbak-table-restore-{}", std::process::id()),

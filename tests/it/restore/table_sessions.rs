@@ -6,9 +6,11 @@
 
 use std::time::Duration;
 
+use crate::support::faults::wait_until;
+use crate::support::processes::processes_with;
 use crate::support::runs::signal_when;
 use crate::support::verify::{backup, Dir};
-use crate::support::{pg16, restore_cmd, TableLock, TestDb};
+use crate::support::{output_text, pg16, restore_cmd, TableLock, TestDb};
 
 /// A source with `items` (1000 rows) backed up, and a target holding an empty `items`.
 fn items_backup(hint: &str) -> (Dir, std::path::PathBuf, TestDb<'static>) {
@@ -114,4 +116,59 @@ fn table_restore_sigterm_while_counting_before_an_append_exits_143_and_cancels_t
         left, "0",
         "pgbak's count still waits for the lock on the server after pgbak exited"
     );
+}
+
+/// `PGOPTIONS` in the environment of the process whose command line holds every needle (the
+/// first one: pg_restore's workers are its forks).
+fn pgoptions_of(needles: &[&str]) -> String {
+    let pids = processes_with(needles);
+    assert!(!pids.is_empty(), "no process with {needles:?}");
+    let environ = std::fs::read(format!("/proc/{}/environ", pids[0])).unwrap_or_default();
+    environ
+        .split(|b| *b == 0)
+        .find_map(|v| v.strip_prefix(b"PGOPTIONS="))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn restore_sessions_start_with_a_roles_timeouts_off() {
+    // A role's 1 ms idle_in_transaction_session_timeout ended psql's single transaction while it
+    // waited for pg_restore's first statements (the archive turns the timeouts off only there):
+    // pg_restore and psql log in with them off, as pg_dump does. Each is held by a table lock
+    // while its environment is read: psql running a table's script, pg_restore a data restore.
+    let (dir, dump, target) = items_backup("startup options");
+    let source = target.pg().db_with(
+        "startup options data",
+        "CREATE TABLE items (id int); INSERT INTO items SELECT generate_series(1, 10)",
+    );
+    let data = crate::support::verify::backup_in_mode(&source, &dir, "data");
+    let table = ["--table", "public.items", "--clean", "--no-confirm"];
+    for (dump, args, needles) in [
+        (&dump, &table[..], ["psql", "--single-transaction"]),
+        (&data, &["--no-confirm"][..], ["pg_restore", "--jobs="]),
+    ] {
+        target.psql("TRUNCATE items");
+        let lock = TableLock::hold(target.pg(), &target.name, "items");
+        let child = restore_cmd(&target, dump, args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let needles = [needles[0], needles[1], &target.name];
+        wait_until(Duration::from_secs(30), || {
+            !processes_with(&needles).is_empty() && restore_sessions(&target) != "0"
+        });
+        let options = pgoptions_of(&needles);
+        lock.release();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+        for off in [
+            "statement_timeout=0",
+            "lock_timeout=0",
+            "idle_in_transaction_session_timeout=0",
+        ] {
+            assert!(options.contains(off), "{}: {options:?}", needles[0]);
+        }
+    }
 }
