@@ -77,11 +77,13 @@ pub async fn connect(settings: &ConnSettings) -> Result<Client> {
             client
         }
     };
-    // transaction_timeout exists from PostgreSQL 17 on; set_config through
-    // pg_settings sets it where it exists and is a no-op elsewhere.
+    // transaction_timeout exists from PostgreSQL 17 on: set where it exists,
+    // not even named elsewhere (the version gate is evaluated first). Not
+    // through pg_settings, whose every row a cold session builds (a millisecond).
     client
         .batch_execute(
-            "SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'transaction_timeout'",
+            "SELECT set_config('transaction_timeout', '0', false)
+              WHERE current_setting('server_version_num')::int >= 170000",
         )
         .await
         .context("setting transaction_timeout for pgbak's session")?;

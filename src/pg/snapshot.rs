@@ -32,16 +32,21 @@ impl Snapshot {
         mode: Mode,
         signals: &mut Signals,
     ) -> Result<Snapshot> {
-        // One round trip: pg_dump waits for the id.
-        let (begun, id) = tokio::join!(
-            client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"),
-            client.query_typed_one("SELECT pg_export_snapshot()", &[]),
-        );
+        // One round trip: pg_dump waits for the id and the sequences. The
+        // server runs the three in the order sent, so the sequences are read
+        // in the transaction, in the snapshot.
+        let (begun, id, sequences) = signals
+            .guard(async {
+                Ok(tokio::join!(
+                    client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"),
+                    client.query_typed_one("SELECT pg_export_snapshot()", &[]),
+                    catalog::sequences_for_backup(client, mode),
+                ))
+            })
+            .await?;
         begun.context("opening the snapshot transaction")?;
         let id = id.context("exporting the snapshot")?.get(0);
-        let sequences = signals
-            .guard(catalog::sequences_for_backup(client, mode))
-            .await?;
+        let sequences = sequences?;
         Ok(Snapshot {
             id,
             standby,

@@ -8,7 +8,9 @@ use serde_json::Value;
 
 use crate::support::cluster::quote_ident;
 use crate::support::roles::{drop_role, login_superuser};
-use crate::support::{self, dumps, output_text, pg16, pgbak, pgbak_bare, read_meta, Pg, PASSWORD};
+use crate::support::{
+    self, dumps, output_text, pg16, pgbak, pgbak_bare, read_meta, Pg, TableLock, PASSWORD,
+};
 
 /// `pgbak backup` of `url` into `dir`.
 fn backup_into(pg: &Pg, url: &str, dir: &Path) -> Output {
@@ -206,4 +208,45 @@ fn trust_pg_dump_starts_with_a_roles_timeouts_off() {
     ] {
         assert!(options.contains(off), "{options}");
     }
+}
+
+#[test]
+fn trust_a_roles_transaction_timeout_does_not_end_the_snapshot_on_17() {
+    // PostgreSQL 17's transaction_timeout, set on the role, would end pgbak's snapshot session
+    // (and with it the backup) while pg_dump waits for a table lock: pgbak turns it off in its
+    // own sessions where the server has it, and names it nowhere else (15 and 16 back up).
+    let Some(pg) = support::pg17() else {
+        return;
+    };
+    let db = pg.db_with_rows("transaction timeout", 10);
+    let role = login_superuser(pg, "app", &db.name, PASSWORD);
+    pg.psql(
+        "postgres",
+        &format!(
+            "ALTER ROLE {} SET transaction_timeout = '1s'",
+            quote_ident(&role)
+        ),
+    );
+    let url = format!(
+        "postgresql://{role}:{PASSWORD}@127.0.0.1:{}/{}",
+        pg.port, db.name
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let lock = TableLock::hold(pg, &db.name, "t");
+    let backup = pgbak_bare()
+        .env("DATABASE_URL", &url)
+        .env("PGBAK_PG_BIN_DIR", &pg.bin)
+        .args(["backup", "--output-dir"])
+        .arg(tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The snapshot transaction is open (pg_dump waits for the lock) for twice the timeout.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    lock.release();
+    let out = backup.wait_with_output().unwrap();
+    drop_role(pg, &role);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(dumps(tmp.path()).len(), 1);
 }
