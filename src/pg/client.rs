@@ -9,7 +9,9 @@ use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config};
 
-pub use super::relations::{alembic_revision, count_rows, relation_verdict, row_counts, Count};
+pub use super::relations::{
+    alembic_revision, count_rows, counts, relation_verdict, row_counts, Count,
+};
 use super::url::{ConnSettings, Host, SslMode};
 
 /// Opens a connection; the connection task lives until the client is dropped.

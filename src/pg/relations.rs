@@ -18,27 +18,45 @@ const COUNTED_AT_ONCE: usize = 400;
 const _: () = assert!(COUNTED_AT_ONCE <= 1664);
 
 /// Exact row counts of `tables`, in the caller's transaction (and so its
-/// snapshot). A few hundred at a time: one catalog lookup says they are all
-/// ordinary tables, then one statement counts them, instead of two round trips
-/// per table beside pg_dump (thousands for a large schema). When one is not
-/// (or is gone), that batch is counted table by table, which names it.
+/// snapshot); a table that is gone or is not one any more fails the count.
 pub async fn row_counts(client: &Client, tables: &[(String, String)]) -> Result<Vec<TableRows>> {
+    let counted = counts(client, tables).await?;
+    tables
+        .iter()
+        .zip(counted)
+        .map(|((schema, name), count)| {
+            let rows = match count {
+                Count::Rows(rows) => rows,
+                Count::Missing => bail!("counting rows of {schema}.{name}: the table is gone"),
+                Count::NotATable(kind) => bail!(
+                    "counting rows of {schema}.{name}: it is {kind} now, not a table \
+                     (pgbak reads only ordinary tables: no user code runs in its session)"
+                ),
+            };
+            Ok(TableRows {
+                schema: schema.clone(),
+                name: name.clone(),
+                rows: Some(rows),
+            })
+        })
+        .collect()
+}
+
+/// What counting each of `tables` finds, in order. A few hundred at a time:
+/// one catalog lookup says they are all ordinary tables, then one statement
+/// counts them, instead of two round trips per table (thousands for a large
+/// schema: beside pg_dump they outlasted it). A batch with one that is not (or
+/// is gone) is counted table by table, which tells which.
+pub async fn counts(client: &Client, tables: &[(String, String)]) -> Result<Vec<Count>> {
     let mut out = Vec::with_capacity(tables.len());
     for batch in tables.chunks(COUNTED_AT_ONCE) {
         match counts_at_once(client, batch).await? {
-            Some(counts) => {
-                out.extend(
-                    batch
-                        .iter()
-                        .zip(counts)
-                        .map(|((schema, name), rows)| TableRows {
-                            schema: schema.clone(),
-                            name: name.clone(),
-                            rows: Some(rows),
-                        }),
-                )
+            Some(rows) => out.extend(rows.into_iter().map(Count::Rows)),
+            None => {
+                for (schema, name) in batch {
+                    out.push(count_rows(client, schema, name).await?);
+                }
             }
-            None => out.extend(one_by_one(client, batch).await?),
         }
     }
     Ok(out)
@@ -90,28 +108,6 @@ fn count_statement(batch: &[(String, String)]) -> String {
         })
         .collect();
     format!("SELECT {}", columns.join(", "))
-}
-
-/// Each table of `tables` looked up and counted alone: what is not a table
-/// (any more) fails by name.
-async fn one_by_one(client: &Client, tables: &[(String, String)]) -> Result<Vec<TableRows>> {
-    let mut out = Vec::with_capacity(tables.len());
-    for (schema, name) in tables {
-        let rows = match count_rows(client, schema, name).await? {
-            Count::Rows(rows) => rows,
-            Count::Missing => bail!("counting rows of {schema}.{name}: the table is gone"),
-            Count::NotATable(kind) => bail!(
-                "counting rows of {schema}.{name}: it is {kind} now, not a table \
-                 (pgbak reads only ordinary tables: no user code runs in its session)"
-            ),
-        };
-        out.push(TableRows {
-            schema: schema.clone(),
-            name: name.clone(),
-            rows: Some(rows),
-        });
-    }
-    Ok(out)
 }
 
 /// What counting one relation's rows found.

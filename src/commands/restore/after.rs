@@ -69,10 +69,14 @@ pub(super) async fn compare_rows(
         "{:<db_width$}  {:<width$}  {:>12}  {:>12}  result",
         "database", "table", "backup", "restored"
     ));
+    let names: Vec<(String, String)> = wanted
+        .iter()
+        .map(|t| (t.schema.clone(), t.name.clone()))
+        .collect();
+    let counted = client::counts(client, &names).await?;
     let mut all_match = true;
-    for table in wanted {
+    for (table, have) in wanted.into_iter().zip(counted) {
         let want = table.rows.unwrap_or_default();
-        let have = client::count_rows(client, &table.schema, &table.name).await?;
         let (shown, ok) = match have {
             client::Count::Rows(n) => (n.to_string(), n == want),
             client::Count::Missing => ("missing".to_owned(), false),

@@ -122,11 +122,14 @@ async fn rows(copy: &Client, meta: Option<&Meta>, report: &mut Report) -> Result
     };
     let mut mismatches = Vec::new();
     let mut total = 0u64;
-    for table in &meta.tables {
-        let Some(want) = table.rows else { continue };
-        let have = client::count_rows(copy, &table.schema, &table.name)
-            .await
-            .context("in the copy")?;
+    let recorded: Vec<_> = meta.tables.iter().filter(|t| t.rows.is_some()).collect();
+    let names: Vec<(String, String)> = recorded
+        .iter()
+        .map(|t| (t.schema.clone(), t.name.clone()))
+        .collect();
+    let counted = client::counts(copy, &names).await.context("in the copy")?;
+    for (table, have) in recorded.into_iter().zip(counted) {
+        let want = table.rows.unwrap_or_default();
         match have {
             Count::Rows(have) if have == want => total += have,
             Count::Rows(have) => mismatches.push(format!(
