@@ -126,16 +126,7 @@ impl Store {
         let Some(first) = first else {
             bail!("{} is empty", self.uri(key));
         };
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(dest)
-            .await
-            .with_context(|| format!("creating {}", dest.display()))?;
-        file.write_all(&first)
-            .await
-            .with_context(|| format!("writing {}", dest.display()))?;
+        write_new(dest, &first).await?;
         Ok(Some(Streamed {
             store: self.clone(),
             key: key.to_owned(),
@@ -147,9 +138,41 @@ impl Store {
     }
 }
 
+/// `bytes` into a new file `dest` (0600), all of them there when this
+/// returns. tokio's `write_all` returns once its last chunk is handed to a
+/// background write: without the flush, the archive checks that read the head
+/// next found it empty or short on a busy machine, and refused an encrypted
+/// backup as "not encrypted (no age header)".
+async fn write_new(dest: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)
+        .await
+        .with_context(|| format!("creating {}", dest.display()))?;
+    file.write_all(bytes)
+        .await
+        .with_context(|| format!("writing {}", dest.display()))?;
+    file.flush()
+        .await
+        .with_context(|| format!("writing {}", dest.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_head_is_all_on_disk_when_written() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, len) in [1usize << 20, 8 << 20, 16 << 20].into_iter().enumerate() {
+            let dest = dir.path().join(format!("head-{i}"));
+            write_new(&dest, &vec![7u8; len]).await.unwrap();
+            // Read at once, as the archive checks do.
+            assert_eq!(std::fs::read(&dest).unwrap().len(), len);
+        }
+    }
 
     #[test]
     fn the_head_is_one_range_but_never_under_a_mebibyte() {
