@@ -140,7 +140,16 @@ pub async fn restore_into(
             "pg_restore ran in one transaction, which was rolled back: the target is as it was",
         );
     } else {
-        failed |= !check_copy(opts, &into, &backup, &plan, &conn.dbname, &mut signals).await?;
+        match check_copy(opts, &into, &backup, &plan, &conn.dbname, &mut signals).await {
+            Ok(matches) => failed |= !matches,
+            // Interrupted, or the copy could not be read: the copy goes, as after pg_restore.
+            Err(err) => {
+                if opts.create_db {
+                    target::drop_staging(conn, &into.dbname).await;
+                }
+                return Err(err);
+            }
+        }
     }
     if failed {
         let streamed = backup.located.stream.is_some();
@@ -152,15 +161,19 @@ pub async fn restore_into(
         return Ok(false);
     }
     if opts.create_db {
-        signals
-            .guard(target::swap_in(conn, &into.dbname))
-            .await
-            .with_context(|| {
-                format!(
-                    "putting the restored database in place of {}",
-                    quote_ident(&conn.dbname)
-                )
-            })?;
+        // A signal since pg_restore: the copy goes and the target stays. The swap,
+        // once begun, is finished (two statements): never dropped between the
+        // target's drop and the copy's rename, which would leave neither name.
+        if let Err(err) = crate::signals::check() {
+            target::drop_staging(conn, &into.dbname).await;
+            return Err(err);
+        }
+        target::swap_in(conn, &into.dbname).await.with_context(|| {
+            format!(
+                "putting the restored database in place of {}",
+                quote_ident(&conn.dbname)
+            )
+        })?;
     }
     if opts.alembic_stamp && !after::alembic_stamp().await {
         report_failure(conn, conn, &backup, false);
@@ -199,12 +212,24 @@ async fn check_copy(
         return Ok(true);
     };
     let target = signals.guard(client::connect(into)).await?;
-    // Counting waits for table locks like any reader: bounded the same way.
-    client::set_lock_timeout(&target, opts.lock_wait_timeout).await?;
-    match &plan.table {
-        Some(table) => table::verdict(&target, meta, table, plan.server_major).await,
-        None => after::check_restored(&target, meta, plan.selection.as_ref(), database).await,
+    // Counting waits for table locks like any reader: bounded the same way,
+    // and stopped by a signal, its query cancelled on the server (a backend
+    // waiting for a lock does not notice that its client is gone).
+    let checked = signals
+        .guard(async {
+            client::set_lock_timeout(&target, opts.lock_wait_timeout).await?;
+            match &plan.table {
+                Some(table) => table::verdict(&target, meta, table, plan.server_major).await,
+                None => {
+                    after::check_restored(&target, meta, plan.selection.as_ref(), database).await
+                }
+            }
+        })
+        .await;
+    if checked.is_err() {
+        crate::pg::cancel::cancel(&target, into).await;
     }
+    checked
 }
 
 /// The failure's last lines; with a staging copy, where it is.

@@ -214,3 +214,54 @@ fn restore_with_the_server_stopped_mid_restore_exits_1() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn restore_create_db_stopped_while_counting_removes_the_copy_at_once() {
+    // A SIGTERM after pg_restore, while the copy's rows are counted (here waiting for a lock
+    // another session holds on the copy), was not noticed until the count ended (up to
+    // --lock-wait-timeout), and then the copy was left behind: the run stops at once, the count
+    // is cancelled, the copy removed and the target untouched.
+    let pg = pg16();
+    let source = pg.db_with(
+        "counting source",
+        "CREATE TABLE big AS SELECT generate_series(1, 300000) AS x; \
+         CREATE TABLE small AS SELECT generate_series(1, 10) AS x",
+    );
+    let dir = Dir::new("counting");
+    let dump = backup(&source, &dir);
+    let target = pg.db_with("counting target", "CREATE TABLE small AS SELECT 7 AS x");
+    let lock = std::cell::RefCell::new(None);
+    let counting = || {
+        let Some(copy) = staging_copies(&target).pop() else {
+            return false;
+        };
+        if lock.borrow().is_none() {
+            // small is loaded (and pg_restore has nothing more to do with it): held from now.
+            if pg.try_psql(&copy, "SELECT count(*) FROM small").as_deref() != Ok("10") {
+                return false;
+            }
+            *lock.borrow_mut() = Some(TableLock::hold(pg, &copy, "small"));
+        }
+        pg.psql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{copy}' \
+                 AND application_name = 'pgbak' AND wait_event_type = 'Lock'"
+            ),
+        ) != "0"
+    };
+    let (out, took) = signal_when(
+        restore_cmd(&target, &dump, &["--create-db", "--no-confirm"]),
+        counting,
+        libc::SIGTERM,
+        Duration::from_secs(120),
+    );
+    drop(lock);
+    assert_eq!(out.status.code(), Some(143), "{}", output_text(&out));
+    assert!(took < Duration::from_secs(20), "took {took:?} to stop");
+    assert!(staging_copies(&target).is_empty(), "{:?}", pg.databases());
+    assert_eq!(
+        target.psql("SELECT string_agg(x::text, ',') FROM small"),
+        "7"
+    );
+}
