@@ -1,11 +1,16 @@
 //! What restore checks after pg_restore: every table's rows against meta.json
-//! (a table on stdout), the alembic revision, and `alembic stamp head` when asked.
+//! (a table on stdout), the alembic revision, and `alembic stamp head` when asked;
+//! what a failed restore says.
 
 use anyhow::Result;
 
+use super::{Checked, Plan};
 use crate::meta::Meta;
-use crate::pg::client;
+use crate::pg::client::{self, quote_ident};
 use crate::pg::selection::Resolved;
+use crate::pg::url::ConnSettings;
+use crate::settings::restore::RestoreOptions;
+use crate::signals::Signals;
 use crate::ui;
 
 /// Step 6: row counts and the alembic revision against meta.json (a
@@ -135,4 +140,58 @@ pub(super) async fn alembic_stamp() -> bool {
             false
         }
     }
+}
+
+/// Step 6: the rows (and alembic revision) of the restored copy `into`
+/// against meta.json; the table names `database`. True when they match.
+pub(super) async fn check_copy(
+    opts: &RestoreOptions,
+    into: &ConnSettings,
+    backup: &Checked,
+    plan: &Plan,
+    database: &str,
+    signals: &mut Signals,
+) -> Result<bool> {
+    let Some(meta) = backup.meta() else {
+        return Ok(true);
+    };
+    let target = signals.guard(client::connect(into)).await?;
+    // Counting waits for table locks like any reader: bounded the same way,
+    // and stopped by a signal, its query cancelled on the server (a backend
+    // waiting for a lock does not notice that its client is gone).
+    let checked = signals
+        .guard(async {
+            client::set_lock_timeout(&target, opts.lock_wait_timeout).await?;
+            match &plan.table {
+                Some(table) => super::table::verdict(&target, meta, table, plan.server_major).await,
+                None => check_restored(&target, meta, plan.selection.as_ref(), database).await,
+            }
+        })
+        .await;
+    if checked.is_err() {
+        crate::pg::cancel::cancel(&target, into).await;
+    }
+    checked
+}
+
+/// The failure's last lines; with a staging copy, where it is.
+pub(super) fn report_failure(
+    conn: &ConnSettings,
+    into: &ConnSettings,
+    backup: &Checked,
+    staged: bool,
+) {
+    if staged {
+        ui::error(&format!(
+            "the failed restore is left in database {} for inspection; {} was not touched \
+             (the next restore of it removes the copy)",
+            quote_ident(&into.dbname),
+            quote_ident(&conn.dbname)
+        ));
+    }
+    ui::error(&format!(
+        "restore of {} into {} FAILED (see above)",
+        backup.located.dump.display(),
+        quote_ident(&conn.dbname)
+    ));
 }

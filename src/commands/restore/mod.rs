@@ -140,7 +140,7 @@ pub async fn restore_into(
             "pg_restore ran in one transaction, which was rolled back: the target is as it was",
         );
     } else {
-        match check_copy(opts, &into, &backup, &plan, &conn.dbname, &mut signals).await {
+        match after::check_copy(opts, &into, &backup, &plan, &conn.dbname, &mut signals).await {
             Ok(matches) => failed |= !matches,
             // Interrupted, or the copy could not be read: the copy goes, as after pg_restore.
             Err(err) => {
@@ -157,7 +157,7 @@ pub async fn restore_into(
             // Restored from bytes that may not be the backup's: nothing of it is kept.
             target::drop_staging(conn, &into.dbname).await;
         }
-        report_failure(conn, &into, &backup, opts.create_db && !streamed);
+        after::report_failure(conn, &into, &backup, opts.create_db && !streamed);
         return Ok(false);
     }
     if opts.create_db {
@@ -176,7 +176,7 @@ pub async fn restore_into(
         })?;
     }
     if opts.alembic_stamp && !after::alembic_stamp().await {
-        report_failure(conn, conn, &backup, false);
+        after::report_failure(conn, conn, &backup, false);
         return Ok(false);
     }
     ui::info(&format!(
@@ -196,57 +196,6 @@ pub async fn restore_into(
         }
     ));
     Ok(true)
-}
-
-/// Step 6: the rows (and alembic revision) of the restored copy `into`
-/// against meta.json; the table names `database`. True when they match.
-async fn check_copy(
-    opts: &RestoreOptions,
-    into: &ConnSettings,
-    backup: &Checked,
-    plan: &Plan,
-    database: &str,
-    signals: &mut Signals,
-) -> Result<bool> {
-    let Some(meta) = backup.meta() else {
-        return Ok(true);
-    };
-    let target = signals.guard(client::connect(into)).await?;
-    // Counting waits for table locks like any reader: bounded the same way,
-    // and stopped by a signal, its query cancelled on the server (a backend
-    // waiting for a lock does not notice that its client is gone).
-    let checked = signals
-        .guard(async {
-            client::set_lock_timeout(&target, opts.lock_wait_timeout).await?;
-            match &plan.table {
-                Some(table) => table::verdict(&target, meta, table, plan.server_major).await,
-                None => {
-                    after::check_restored(&target, meta, plan.selection.as_ref(), database).await
-                }
-            }
-        })
-        .await;
-    if checked.is_err() {
-        crate::pg::cancel::cancel(&target, into).await;
-    }
-    checked
-}
-
-/// The failure's last lines; with a staging copy, where it is.
-fn report_failure(conn: &ConnSettings, into: &ConnSettings, backup: &Checked, staged: bool) {
-    if staged {
-        ui::error(&format!(
-            "the failed restore is left in database {} for inspection; {} was not touched \
-             (the next restore of it removes the copy)",
-            quote_ident(&into.dbname),
-            quote_ident(&conn.dbname)
-        ));
-    }
-    ui::error(&format!(
-        "restore of {} into {} FAILED (see above)",
-        backup.located.dump.display(),
-        quote_ident(&conn.dbname)
-    ));
 }
 
 /// Step 1: never hang waiting for an answer nobody can give.
