@@ -48,13 +48,7 @@ impl Store {
 
     async fn download_inner(&self, key: &str, dest: &Path) -> Result<(String, u64)> {
         let head = self.head_object(key).await?;
-        let file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(dest)
-            .await
-            .with_context(|| format!("creating {}", dest.display()))?;
+        let file = create_private(dest).await?;
         let mut out = Digesting {
             file,
             dest,
@@ -93,6 +87,17 @@ impl Store {
             .with_context(|| format!("syncing {}", dest.display()))?;
         Ok((hex::encode(out.hasher.finalize()), out.bytes))
     }
+}
+
+/// A new file for a download at `dest`, readable by its owner only (0600).
+pub(super) async fn create_private(dest: &Path) -> Result<tokio::fs::File> {
+    tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)
+        .await
+        .with_context(|| format!("creating {}", dest.display()))
 }
 
 /// A download's file, hashed as it is written.

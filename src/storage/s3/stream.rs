@@ -144,13 +144,7 @@ impl Store {
 /// next found it empty or short on a busy machine, and refused an encrypted
 /// backup as "not encrypted (no age header)".
 async fn write_new(dest: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(dest)
-        .await
-        .with_context(|| format!("creating {}", dest.display()))?;
+    let mut file = super::fetch::create_private(dest).await?;
     file.write_all(bytes)
         .await
         .with_context(|| format!("writing {}", dest.display()))?;
