@@ -177,11 +177,7 @@ fn trust_plus_in_a_url_query_value_is_a_plus() {
 fn environ_of(needles: &[&str]) -> Vec<String> {
     let pids = support::processes::processes_with(needles);
     assert_eq!(pids.len(), 1, "processes with {needles:?}: {pids:?}");
-    std::fs::read(format!("/proc/{}/environ", pids[0]))
-        .unwrap_or_default()
-        .split(|b| *b == 0)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-        .collect()
+    support::processes::environ(pids[0])
 }
 
 #[test]

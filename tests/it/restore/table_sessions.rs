@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::support::faults::wait_until;
-use crate::support::processes::processes_with;
+use crate::support::processes::{environ, processes_with};
 use crate::support::runs::signal_when;
 use crate::support::verify::{backup, Dir};
 use crate::support::{output_text, pg16, restore_cmd, TableLock, TestDb};
@@ -123,11 +123,9 @@ fn table_restore_sigterm_while_counting_before_an_append_exits_143_and_cancels_t
 fn pgoptions_of(needles: &[&str]) -> String {
     let pids = processes_with(needles);
     assert!(!pids.is_empty(), "no process with {needles:?}");
-    let environ = std::fs::read(format!("/proc/{}/environ", pids[0])).unwrap_or_default();
-    environ
-        .split(|b| *b == 0)
-        .find_map(|v| v.strip_prefix(b"PGOPTIONS="))
-        .map(|v| String::from_utf8_lossy(v).into_owned())
+    environ(pids[0])
+        .iter()
+        .find_map(|v| v.strip_prefix("PGOPTIONS=").map(str::to_owned))
         .unwrap_or_default()
 }
 

@@ -1,5 +1,5 @@
 //! Processes a test watches or stops: a signal to a pid, the live processes whose command line
-//! holds some words, a child waited for in bounded time, and a server stopped in the middle of a
+//! holds some words and their environment, a child waited for in bounded time, and a server stopped in the middle of a
 //! restore.
 
 use std::io::BufRead;
@@ -34,6 +34,16 @@ pub(crate) fn signal(pid: u32, sig: i32) {
     unsafe {
         libc::kill(pid as i32, sig);
     }
+}
+
+/// The environment `pid` started with (its `/proc/<pid>/environ`), as `NAME=value` strings;
+/// empty when it is gone.
+pub fn environ(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
 }
 
 /// Pids of live processes whose command line contains every one of `needles`.
