@@ -6,9 +6,12 @@
 //! dump) it cancels the query rather than leave it queued for the lock,
 //! holding its transaction's snapshot.
 
+use std::future::Future;
+
 use tokio_postgres::{CancelToken, Client};
 
 use super::url::{ConnSettings, Host};
+use crate::signals::Signals;
 
 /// Cancels what `client`'s session is running, as libpq's PQcancel does (a
 /// new connection carrying the session's key). A backend waiting for a lock
@@ -18,6 +21,22 @@ use super::url::{ConnSettings, Host};
 /// ignores it.
 pub async fn cancel(client: &Client, settings: &ConnSettings) {
     cancel_with(&client.cancel_token(), settings).await;
+}
+
+/// `work` on `client`'s session unless a signal comes first
+/// ([`Signals::guard`]); on any way out but success, what the session runs
+/// is cancelled ([`cancel`]): a read waiting for a table lock goes too.
+pub async fn guarded<T>(
+    signals: &mut Signals,
+    client: &Client,
+    settings: &ConnSettings,
+    work: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let result = signals.guard(work).await;
+    if result.is_err() {
+        cancel(client, settings).await;
+    }
+    result
 }
 
 /// [`cancel`] with the session's token, taken while the client was at hand

@@ -159,19 +159,14 @@ pub(super) async fn check_copy(
     // Counting waits for table locks like any reader: bounded the same way,
     // and stopped by a signal, its query cancelled on the server (a backend
     // waiting for a lock does not notice that its client is gone).
-    let checked = signals
-        .guard(async {
-            client::set_lock_timeout(&target, opts.lock_wait_timeout).await?;
-            match &plan.table {
-                Some(table) => super::table::verdict(&target, meta, table, plan.server_major).await,
-                None => check_restored(&target, meta, plan.selection.as_ref(), database).await,
-            }
-        })
-        .await;
-    if checked.is_err() {
-        crate::pg::cancel::cancel(&target, into).await;
-    }
-    checked
+    let check = async {
+        client::set_lock_timeout(&target, opts.lock_wait_timeout).await?;
+        match &plan.table {
+            Some(table) => super::table::verdict(&target, meta, table, plan.server_major).await,
+            None => check_restored(&target, meta, plan.selection.as_ref(), database).await,
+        }
+    };
+    crate::pg::cancel::guarded(signals, &target, into, check).await
 }
 
 /// The failure's last lines; with a staging copy, where it is.

@@ -124,12 +124,7 @@ pub async fn restore_into(
     let outcome = match run_pg_restore(opts, &into, &backup, &plan, plain, jobs, &mut signals).await
     {
         Ok(outcome) => outcome,
-        Err(err) => {
-            if opts.create_db {
-                target::drop_staging(conn, &into.dbname).await;
-            }
-            return Err(err);
-        }
+        Err(err) => return Err(abandoned(opts, conn, &into, err).await),
     };
     let restored = judge_restore(opts, &outcome, &mut not_restored);
     let mut failed = !restored;
@@ -143,12 +138,7 @@ pub async fn restore_into(
         match after::check_copy(opts, &into, &backup, &plan, &conn.dbname, &mut signals).await {
             Ok(matches) => failed |= !matches,
             // Interrupted, or the copy could not be read: the copy goes, as after pg_restore.
-            Err(err) => {
-                if opts.create_db {
-                    target::drop_staging(conn, &into.dbname).await;
-                }
-                return Err(err);
-            }
+            Err(err) => return Err(abandoned(opts, conn, &into, err).await),
         }
     }
     if failed {
@@ -165,8 +155,7 @@ pub async fn restore_into(
         // once begun, is finished (two statements): never dropped between the
         // target's drop and the copy's rename, which would leave neither name.
         if let Err(err) = crate::signals::check() {
-            target::drop_staging(conn, &into.dbname).await;
-            return Err(err);
+            return Err(abandoned(opts, conn, &into, err).await);
         }
         target::swap_in(conn, &into.dbname).await.with_context(|| {
             format!(
@@ -196,6 +185,20 @@ pub async fn restore_into(
         }
     ));
     Ok(true)
+}
+
+/// `err`, once the restore has a place `into`: with `--create-db` that is the
+/// staging copy, which goes first (the target was never touched).
+async fn abandoned(
+    opts: &RestoreOptions,
+    conn: &ConnSettings,
+    into: &ConnSettings,
+    err: anyhow::Error,
+) -> anyhow::Error {
+    if opts.create_db {
+        target::drop_staging(conn, &into.dbname).await;
+    }
+    err
 }
 
 /// Step 1: never hang waiting for an answer nobody can give.
@@ -364,16 +367,10 @@ async fn plan(
     let selection = select(opts, &listing)?;
     let table = match selection.as_ref().filter(|s| !s.tables.is_empty()) {
         Some(resolved) => {
+            // The count before an append may wait for a table lock.
             let planned = table::plan(&admin, &listing, resolved, meta, opts);
-            match signals.guard(planned).await {
-                Ok(plan) => Some(plan),
-                Err(err) => {
-                    // The count before an append may be waiting for a table lock.
-                    crate::pg::cancel::cancel(&admin, &maintenance_conn(conn, opts.create_db))
-                        .await;
-                    return Err(err);
-                }
-            }
+            let admin_conn = maintenance_conn(conn, opts.create_db);
+            Some(crate::pg::cancel::guarded(signals, &admin, &admin_conn, planned).await?)
         }
         None => None,
     };
@@ -465,11 +462,9 @@ async fn prepare_target(
     if plan.list_file.is_none() {
         if let Some(resolved) = &plan.selection {
             // pg_restore -n restores a schema's objects, not the schema itself.
-            let made = create_schemas(&into, &resolved.schemas, signals).await;
-            if let (Err(_), true) = (&made, opts.create_db) {
-                target::drop_staging(conn, &into.dbname).await;
+            if let Err(err) = create_schemas(&into, &resolved.schemas, signals).await {
+                return Err(abandoned(opts, conn, &into, err).await);
             }
-            made?;
         }
     }
     Ok((not_restored, into))
